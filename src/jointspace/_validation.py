@@ -1,0 +1,81 @@
+"""Validation helpers used at the package's edges (public functions, CLI, HTTP)."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .errors import InputError
+
+
+def check_matrix(x, name: str, *, min_rows: int = 1, dtype=None, allow_1d: bool = False) -> np.ndarray:
+    """Return ``x`` as a finite 2-D float array or raise :class:`InputError`.
+
+    Parameters
+    ----------
+    x : array-like, shape (n, d)
+    name : str
+        Argument name used in messages.
+    min_rows : int
+        Smallest acceptable number of rows.
+    dtype : numpy dtype, optional
+        Target floating dtype; by default float64 stays float64 and everything else
+        becomes float32.
+    allow_1d : bool
+        Accept a 1-D array as one column ``(n, 1)``.
+    """
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists and the like
+        raise InputError(f"{name}: expected a 2-D numeric array, got {type(x).__name__} ({exc})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name}: expected a 2-D numeric array, got dtype {arr.dtype}")
+    if arr.ndim == 1 and allow_1d:
+        arr = arr.reshape(-1, 1)
+    if arr.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D array of shape (n_samples, n_features), got shape {arr.shape}")
+    if arr.shape[0] < min_rows:
+        raise InputError(f"{name}: expected at least {min_rows} rows, got {arr.shape[0]}")
+    if arr.shape[1] < 1:
+        raise InputError(f"{name}: expected at least 1 column, got shape {arr.shape}")
+    if dtype is None:
+        dtype = np.float64 if arr.dtype == np.float64 else np.float32
+    arr = np.asarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        raise InputError(f"{name}: expected finite values, got NaN or Inf (first at row {bad[0]}, column {bad[1]})")
+    return arr
+
+
+def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """Return ``value`` as an int within ``[low, high]`` or raise :class:`InputError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InputError(f"{name}: expected an integer, got {value!r}")
+    value = int(value)
+    if low is not None and value < low:
+        raise InputError(f"{name}: expected an integer >= {low}, got {value}")
+    if high is not None and value > high:
+        raise InputError(f"{name}: expected an integer <= {high}, got {value}")
+    return value
+
+
+def check_float(value, name: str, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False) -> float:
+    """Return ``value`` as a finite float within the bounds or raise :class:`InputError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise InputError(f"{name}: expected a finite number, got {value!r}")
+    value = float(value)
+    if low is not None and (value <= low if low_open else value < low):
+        raise InputError(f"{name}: expected a number {'>' if low_open else '>='} {low}, got {value}")
+    if high is not None and value > high:
+        raise InputError(f"{name}: expected a number <= {high}, got {value}")
+    return value
+
+
+def check_choice(value, name: str, choices) -> str:
+    """Return ``value`` if it is one of ``choices`` or raise :class:`InputError`."""
+    choices = list(choices)
+    if value not in choices:
+        raise InputError(f"{name}: expected one of {', '.join(map(str, choices))}; got {value!r}")
+    return value

@@ -1,0 +1,70 @@
+"""The ``jointspace`` command line.
+
+Each subcommand lives in its own module under ``jointspace.cli.commands`` and defines
+``register(subparsers)``; the module's ``run(args) -> int`` is attached as the handler.
+Exit codes: 0 success, 1 runtime failure, 2 bad input.  Errors print one line, no traceback
+(``JOINTSPACE_DEBUG=1`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import pkgutil
+import sys
+
+from ..errors import InputError, JointspaceError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import commands
+
+    parser = argparse.ArgumentParser(
+        prog="jointspace",
+        description="Learn one embedding space for several modalities and search across it.",
+        epilog="Run 'jointspace COMMAND --help' for a command's options.")
+    from .. import __version__
+    parser.add_argument("--version", action="version", version=f"jointspace {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    mods = sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name)
+    for info in mods:
+        if info.name.startswith("_"):
+            continue
+        mod = importlib.import_module(f"{commands.__name__}.{info.name}")
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed usage / help
+        return int(exc.code or 0)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    from ._common import error
+
+    try:
+        return int(args.handler(args) or 0)
+    except InputError as exc:
+        if os.environ.get("JOINTSPACE_DEBUG"):
+            raise
+        error(str(exc))
+        return 2
+    except (JointspaceError, OSError, MemoryError) as exc:
+        if os.environ.get("JOINTSPACE_DEBUG"):
+            raise
+        error(str(exc) if isinstance(exc, JointspaceError) else f"{type(exc).__name__}: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        error("interrupted")
+        return 130
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Output helpers shared by the subcommands: tables, JSON, progress, errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def error(message: str) -> None:
+    """One line on stderr, no traceback."""
+    first = " ".join(str(message).split())
+    err_console.print(f"[bold red]error:[/] {first}", highlight=False, soft_wrap=True)
+
+
+def print_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(o):
+    import numpy as np
+
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+def print_table(title: str, columns: list[str], rows: list[list], *, floatfmt: str = "{:.3f}") -> None:
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row])
+    console.print(table)
+
+
+def progress(transient: bool = True) -> Progress:
+    """A rich progress bar on stderr (used for anything that takes over a second)."""
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=transient)
+
+
+def add_json_flag(parser) -> None:
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

@@ -1,0 +1,90 @@
+"""Built-in datasets, one module each, created by name.
+
+Each dataset is a :class:`Dataset` subclass registered in ``DATASETS``; ``load_dataset``
+returns its splits as :class:`~jointspace.data.pairs.Pairs`.
+"""
+
+from __future__ import annotations
+
+from ...errors import InputError, MissingDependencyError
+from ...registry import Registry
+from ..pairs import Pairs
+
+DATASETS: Registry = Registry("dataset")
+
+
+class Dataset:
+    """A built-in dataset.
+
+    Subclasses set ``name``, ``description``, ``splits`` and ``modalities``, and implement
+    ``_load(split, **options) -> Pairs`` and, when it needs something installed,
+    ``missing() -> str | None`` (the install command, or None when available).
+    """
+
+    name: str = ""
+    description: str = ""
+    splits: tuple[str, ...] = ("train", "test")
+    modalities: tuple[str, ...] = ()
+    citation: str = ""
+
+    def missing(self) -> str | None:
+        return None
+
+    def load(self, split: str, **options) -> Pairs:
+        if split not in self.splits:
+            raise InputError(f"split: dataset {self.name!r} has splits {', '.join(self.splits)}; got {split!r}")
+        why = self.missing()
+        if why:
+            raise MissingDependencyError(f"dataset {self.name!r} is not installed: {why}")
+        return self._load(split, **options)
+
+    def _load(self, split: str, **options) -> Pairs:
+        raise NotImplementedError
+
+
+def register_dataset(cls):
+    """Class decorator registering a :class:`Dataset` subclass under its ``name``."""
+    DATASETS.register(cls.name, cls.description)(cls)
+    return cls
+
+
+def _import_builtin() -> None:
+    from . import _builtin  # noqa: F401
+
+
+def get_dataset(name: str) -> Dataset:
+    """The :class:`Dataset` object registered as ``name``."""
+    _import_builtin()
+    return DATASETS.create(name)
+
+
+def load_dataset(name: str, split: str | None = None, **options):
+    """Load a built-in dataset.
+
+    Parameters
+    ----------
+    name : str
+        A name from :func:`list_datasets`.
+    split : str, optional
+        One split; when omitted, a dict of every split.
+
+    Returns
+    -------
+    Pairs, or dict of str to Pairs
+    """
+    ds = get_dataset(name)
+    if split is None:
+        return {s: ds.load(s, **options) for s in ds.splits}
+    return ds.load(split, **options)
+
+
+def list_datasets() -> list[dict]:
+    """One dict per built-in dataset: name, description, splits, modalities, available, install."""
+    _import_builtin()
+    rows = []
+    for name in DATASETS.names():
+        ds = DATASETS.create(name)
+        why = ds.missing()
+        rows.append({"name": name, "description": ds.description, "splits": list(ds.splits),
+                     "modalities": list(ds.modalities), "available": why is None, "install": why or ""})
+    return rows

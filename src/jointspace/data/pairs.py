@@ -1,0 +1,236 @@
+"""``Pairs``: N aligned samples over two or more named modalities."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+
+from .._validation import check_int
+from ..errors import InputError
+
+
+def _as_items(name: str, items):
+    """Keep arrays as arrays and sequences of strings/paths as lists of str."""
+    if isinstance(items, np.ndarray):
+        if items.ndim == 0:
+            raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got a scalar")
+        if items.dtype.kind in "US":
+            return [str(s) for s in items.tolist()]
+        return items
+    if isinstance(items, (str, bytes)):
+        raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got a single string")
+    if isinstance(items, Sequence):
+        return list(items)
+    raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got {type(items).__name__}")
+
+
+def _take(items, idx: np.ndarray):
+    if isinstance(items, np.ndarray):
+        return items[idx]
+    return [items[i] for i in idx]
+
+
+class Pairs:
+    """N aligned samples across named modalities, with optional labels, ids and metadata.
+
+    Parameters
+    ----------
+    modalities : mapping of str to array-like
+        Modality name -> items: an array of shape (N, d) (feature vectors; any trailing
+        shape is kept, e.g. images (N, H, W, C)), or a list of N strings / file paths.
+    labels : array-like, shape (N,) or (N, C), optional
+        One label per sample (int or str), or a multi-hot matrix for multi-label data.
+    ids : array-like, shape (N,), optional
+        Unique sample ids; default ``0 .. N-1``.
+    metadata : mapping of str to sequence of length N, optional
+        Extra per-sample columns (titles, file paths, ...).
+    label_names : sequence of str, optional
+        Human-readable names for integer labels ``0 .. C-1``.
+    name : str, optional
+        Dataset name (used in reports).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> p = Pairs({"image": np.zeros((4, 3)), "text": ["a", "b", "c", "d"]}, labels=[0, 1, 0, 1])
+    >>> len(p), p.modalities
+    (4, ('image', 'text'))
+    """
+
+    def __init__(self, modalities: Mapping, labels=None, ids=None, metadata: Mapping | None = None,
+                 label_names: Sequence[str] | None = None, name: str = ""):
+        if not isinstance(modalities, Mapping) or len(modalities) < 1:
+            raise InputError("modalities: expected a mapping of modality name -> items with at least one entry, "
+                             f"got {type(modalities).__name__}")
+        data = {}
+        for mod, items in modalities.items():
+            if not isinstance(mod, str) or not mod:
+                raise InputError(f"modalities: expected non-empty string names, got {mod!r}")
+            data[mod] = _as_items(mod, items)
+        counts = {mod: len(items) for mod, items in data.items()}
+        n = next(iter(counts.values()))
+        if len(set(counts.values())) != 1:
+            detail = ", ".join(f"{m}={c}" for m, c in counts.items())
+            raise InputError(f"modalities: every modality must have the same number of samples; got {detail}")
+        self._data = data
+        self._n = n
+        self.name = name
+        self.labels = None
+        if labels is not None:
+            lab = np.asarray(labels)
+            if lab.ndim not in (1, 2) or lab.shape[0] != n:
+                raise InputError(f"labels: expected shape ({n},) or ({n}, C), got {lab.shape}")
+            if lab.dtype.kind == "f" and not np.isfinite(lab).all():
+                raise InputError("labels: expected finite values, got NaN or Inf")
+            self.labels = lab
+        if ids is None:
+            self.ids = np.arange(n)
+        else:
+            ids = np.asarray(ids)
+            if ids.shape != (n,):
+                raise InputError(f"ids: expected shape ({n},), got {ids.shape}")
+            if len(np.unique(ids)) != n:
+                raise InputError("ids: expected unique ids, got duplicates")
+            self.ids = ids
+        self.metadata = {}
+        for key, col in (metadata or {}).items():
+            col = list(col) if not isinstance(col, np.ndarray) else col
+            if len(col) != n:
+                raise InputError(f"metadata[{key!r}]: expected {n} values, got {len(col)}")
+            self.metadata[key] = col
+        self.label_names = list(label_names) if label_names is not None else None
+
+    # -- basic access ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        """Names of the modalities, in the order given."""
+        return tuple(self._data)
+
+    def __getitem__(self, modality: str):
+        """Items of one modality: an array (N, ...) or a list of N strings."""
+        if modality not in self._data:
+            raise InputError(f"modality: expected one of {', '.join(self.modalities)}; got {modality!r}")
+        return self._data[modality]
+
+    def __contains__(self, modality: str) -> bool:
+        return modality in self._data
+
+    def __repr__(self) -> str:
+        parts = []
+        for mod, items in self._data.items():
+            desc = f"array{tuple(items.shape)}" if isinstance(items, np.ndarray) else f"list[{len(items)}]"
+            parts.append(f"{mod}={desc}")
+        lab = "" if self.labels is None else f", labels{tuple(self.labels.shape)}"
+        nm = f"{self.name!r}, " if self.name else ""
+        return f"Pairs({nm}n={self._n}, {', '.join(parts)}{lab})"
+
+    @property
+    def is_multilabel(self) -> bool:
+        return self.labels is not None and self.labels.ndim == 2
+
+    # -- derived sets ---------------------------------------------------------------------
+    def subset(self, indices) -> "Pairs":
+        """A new ``Pairs`` with the rows ``indices`` (int array or boolean mask)."""
+        idx = np.asarray(indices)
+        if idx.dtype == bool:
+            if idx.shape != (self._n,):
+                raise InputError(f"indices: boolean mask must have shape ({self._n},), got {idx.shape}")
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64, copy=False)
+        if idx.size and (idx.min() < -self._n or idx.max() >= self._n):
+            raise InputError(f"indices: expected values in [0, {self._n}), got min {idx.min()} max {idx.max()}")
+        return Pairs({m: _take(v, idx) for m, v in self._data.items()},
+                     labels=None if self.labels is None else self.labels[idx],
+                     ids=self.ids[idx],
+                     metadata={k: _take(v, idx) for k, v in self.metadata.items()},
+                     label_names=self.label_names, name=self.name)
+
+    def select(self, modalities: Sequence[str]) -> "Pairs":
+        """A new ``Pairs`` keeping only the given modalities (same rows)."""
+        for m in modalities:
+            self[m]
+        return Pairs({m: self._data[m] for m in modalities}, labels=self.labels, ids=self.ids,
+                     metadata=self.metadata, label_names=self.label_names, name=self.name)
+
+    def with_modality(self, name: str, items) -> "Pairs":
+        """A new ``Pairs`` with one modality added or replaced."""
+        data = dict(self._data)
+        data[name] = items
+        return Pairs(data, labels=self.labels, ids=self.ids, metadata=self.metadata,
+                     label_names=self.label_names, name=self.name)
+
+    def split(self, test_size: float = 0.2, *, seed: int = 0, stratify: bool = False,
+              groups: Sequence | None = None) -> tuple["Pairs", "Pairs"]:
+        """Split into (train, test).
+
+        Parameters
+        ----------
+        test_size : float in (0, 1)
+            Fraction of samples in the test part.
+        seed : int
+            Random seed; the split is deterministic given the seed.
+        stratify : bool
+            Keep label proportions (single-label data only).
+        groups : sequence of length N, optional
+            Samples with the same group value land on the same side (e.g. repeated captions).
+        """
+        from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit, ShuffleSplit
+
+        if not (0.0 < float(test_size) < 1.0):
+            raise InputError(f"test_size: expected a fraction in (0, 1), got {test_size}")
+        if self._n < 2:
+            raise InputError(f"pairs: need at least 2 samples to split, got {self._n}")
+        dummy = np.zeros(self._n)
+        if groups is not None:
+            if len(groups) != self._n:
+                raise InputError(f"groups: expected {self._n} values, got {len(groups)}")
+            splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+            tr, te = next(splitter.split(dummy, groups=np.asarray(groups)))
+        elif stratify:
+            if self.labels is None or self.labels.ndim != 1:
+                raise InputError("stratify: needs single labels of shape (N,), got none or multi-label")
+            splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
+            tr, te = next(splitter.split(dummy, self.labels))
+        else:
+            tr, te = next(ShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(dummy))
+        return self.subset(np.sort(tr)), self.subset(np.sort(te))
+
+    def batches(self, batch_size: int, *, shuffle: bool = False, seed: int = 0,
+                drop_last: bool = False) -> Iterator["Pairs"]:
+        """Iterate over the samples in ``Pairs`` batches of ``batch_size`` rows."""
+        batch_size = check_int(batch_size, "batch_size", low=1)
+        order = np.random.default_rng(seed).permutation(self._n) if shuffle else np.arange(self._n)
+        stop = self._n - (self._n % batch_size if drop_last else 0)
+        for start in range(0, stop, batch_size):
+            yield self.subset(order[start:start + batch_size])
+
+    def relevance_keys(self, by: str = "auto") -> np.ndarray:
+        """Per-sample keys that decide which items are relevant to each other in evaluation.
+
+        Parameters
+        ----------
+        by : {"auto", "label", "id"} or a metadata column name
+            ``"label"`` uses the labels (shape (N,) or multi-hot (N, C)), ``"id"`` the pair
+            identity, a metadata column its values (e.g. a normalised title); ``"auto"`` is
+            ``"label"`` when labels exist, else ``"id"``.
+
+        Returns
+        -------
+        keys : ndarray, shape (N,) or (N, C)
+        """
+        if by == "auto":
+            by = "label" if self.labels is not None else "id"
+        if by == "label":
+            if self.labels is None:
+                raise InputError("relevance: 'label' asked for but these pairs have no labels")
+            return self.labels
+        if by == "id":
+            return self.ids
+        if by in self.metadata:
+            return np.asarray(self.metadata[by])
+        raise InputError(f"relevance: expected 'auto', 'label', 'id' or a metadata column "
+                         f"({', '.join(self.metadata) or 'none'}); got {by!r}")

@@ -1,0 +1,22 @@
+"""Exception types shared by the whole package.
+
+``InputError`` is raised for anything the caller can fix (a wrong shape, an unknown name,
+an absurd parameter); the CLI maps it to exit code 2.  ``JointspaceError`` is the base of
+everything else the package raises on purpose; the CLI maps it to exit code 1.
+"""
+
+
+class JointspaceError(Exception):
+    """Base class of the package's own errors (runtime failures)."""
+
+
+class InputError(JointspaceError, ValueError):
+    """Bad input: the message names the argument, what was expected and what was given."""
+
+
+class NotFittedError(JointspaceError, AttributeError):
+    """A model was used before ``fit``."""
+
+
+class MissingDependencyError(JointspaceError, ImportError):
+    """An optional package, Debian package or data file is not installed."""

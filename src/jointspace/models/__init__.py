@@ -1,0 +1,1 @@
+"""Joint models: every method of the chapter behind one surface (see ``base.JointModel``)."""

@@ -1,0 +1,358 @@
+r"""Closed-form canonical correlation analysis: CCA, regularised CCA and PLS.
+
+The chapter defines CCA by its covariances
+
+.. math::  \Sigma_{XX} = \tfrac{1}{n-1} X^\top X,\quad \Sigma_{YY} = \tfrac{1}{n-1} Y^\top Y,\quad
+           \Sigma_{XY} = \tfrac{1}{n-1} X^\top Y
+
+(``X`` and ``Y`` centred) and the generalised eigenproblem
+
+.. math::  \Sigma_{XY}\Sigma_{YY}^{-1}\Sigma_{YX} w_x = \lambda \Sigma_{XX} w_x, \qquad
+           \Sigma_{YX}\Sigma_{XX}^{-1}\Sigma_{XY} w_y = \lambda \Sigma_{YY} w_y,
+
+whose eigenvalues are the squared canonical correlations, :math:`\lambda = \rho^2`, with
+canonical variables :math:`u = X w_x`, :math:`v = Y w_y`.
+
+It is solved here in the numerically stable equivalent form: whiten each view with
+:math:`K_x = \Sigma_{XX}^{-1/2}` (symmetric eigen-decomposition), take the SVD
+:math:`K_x \Sigma_{XY} K_y = U S V^\top`, and set :math:`w_x = K_x u_k`,
+:math:`w_y = K_y v_k`, :math:`\rho_k = s_k`.  The singular vectors solve the chapter's
+eigenproblem exactly (tested against ``scipy.linalg.eigh(A, B)``).
+
+Regularisation follows the canonical ridge: :math:`\Sigma_{XX} \to (1-c)\Sigma_{XX} + cI`
+with ``c`` in [0, 1]; ``c = 0`` is CCA, ``c = 1`` maximises covariance instead of
+correlation, which is PLS (the SVD of :math:`\Sigma_{XY}`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import linalg
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .._validation import check_float, check_int, check_matrix
+from ..data.pairs import Pairs
+from ..errors import InputError
+from .base import JointModel, register_model
+from .preprocess import build_preprocessor, pipeline_from_state, pipeline_state
+
+
+def covariances(x: np.ndarray, y: np.ndarray):
+    r"""Centred covariance blocks of the chapter, in the inputs' float precision.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, p)
+    y : ndarray, shape (n, q)
+
+    Returns
+    -------
+    mean_x : (p,), mean_y : (q,), cxx : (p, p), cyy : (q, q), cxy : (p, q)
+        :math:`\Sigma_{XX}, \Sigma_{YY}, \Sigma_{XY}` with the :math:`1/(n-1)` factor, float64.
+    """
+    n = x.shape[0]
+    mean_x = x.mean(axis=0, dtype=np.float64)
+    mean_y = y.mean(axis=0, dtype=np.float64)
+    xc = x - mean_x.astype(x.dtype)
+    yc = y - mean_y.astype(y.dtype)
+    # One GEMM per block; float32 input stays float32 here (the expensive step), the
+    # small (p+q)^2 results are promoted to float64 for the eigen-solvers.
+    cxx = (xc.T @ xc).astype(np.float64) / (n - 1)
+    cyy = (yc.T @ yc).astype(np.float64) / (n - 1)
+    cxy = (xc.T @ yc).astype(np.float64) / (n - 1)
+    return mean_x, mean_y, cxx, cyy, cxy
+
+
+def _inv_sqrt(c: np.ndarray) -> np.ndarray:
+    """Symmetric inverse square root of a covariance.
+
+    Directions of (numerically) zero variance are dropped, i.e. the pseudo-inverse square
+    root: CCA is then solved within the span of the data, which leaves every canonical
+    correlation unchanged (e.g. topic proportions that sum to one lose one direction).
+    """
+    evals, evecs = linalg.eigh(c)
+    tol = max(evals.max(), 1e-300) * c.shape[0] * np.finfo(np.float64).eps * 100
+    keep = evals > tol
+    return (evecs[:, keep] / np.sqrt(evals[keep])) @ evecs[:, keep].T, int(keep.sum())
+
+
+def solve_cca(cxx, cyy, cxy, n_components: int, reg=(0.0, 0.0)):
+    r"""Canonical directions from covariance blocks (whiten + SVD).
+
+    Parameters
+    ----------
+    cxx : ndarray, shape (p, p)
+    cyy : ndarray, shape (q, q)
+    cxy : ndarray, shape (p, q)
+    n_components : int
+    reg : (float, float)
+        Canonical-ridge weights ``c_x, c_y`` in [0, 1].
+
+    Returns
+    -------
+    wx : ndarray, shape (p, k)
+    wy : ndarray, shape (q, k)
+    s : ndarray, shape (k,)
+        Singular values: the canonical correlations when ``reg == (0, 0)``.
+    """
+    cx, cy = reg
+    kx, rank_x = _inv_sqrt((1 - cx) * cxx + cx * np.eye(cxx.shape[0]))
+    ky, rank_y = _inv_sqrt((1 - cy) * cyy + cy * np.eye(cyy.shape[0]))
+    if n_components > min(rank_x, rank_y):
+        raise InputError(f"n_components: the covariances have rank {rank_x} (X) and {rank_y} (Y), so at most "
+                         f"{min(rank_x, rank_y)} canonical pairs exist; got {n_components} "
+                         "(use fewer components, or reg > 0)")
+    u, s, vt = linalg.svd(kx @ cxy @ ky, full_matrices=False)
+    u, vt = u[:, :n_components], vt[:n_components]
+    # Deterministic signs: the largest |entry| of each u column is positive (as svd_flip).
+    signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])
+    signs[signs == 0] = 1
+    return kx @ (u * signs), ky @ (vt.T * signs), s[:n_components]
+
+
+class CCA(TransformerMixin, BaseEstimator, JointModel):
+    """Linear canonical correlation analysis, with optional canonical ridge.
+
+    Follows the scikit-learn estimator contract (``fit(X, Y)``, ``transform``, ``score``,
+    learned state in ``*_`` attributes) and the jointspace ``JointModel`` surface
+    (``fit(pairs)``, ``encode``, ``save``, ``load``).
+
+    Parameters
+    ----------
+    n_components : int
+        Number of canonical pairs k; at most ``min(p, q, n - 1)``.
+    reg : float or (float, float)
+        Canonical-ridge weight ``c`` in [0, 1] for both views, or one per view.
+        0 is plain CCA, 1 is PLS.
+    preprocess : str or dict, optional
+        Per-view preprocessing (see :mod:`jointspace.models.preprocess`), e.g.
+        ``"standard"`` for both views or ``{"image": "sqrt,pca:64", "text": "standard"}``.
+    weight : float
+        Scale canonical component k by ``rho_k ** weight`` in ``encode`` / ``transform`` (0:
+        no weighting; 1: the common correlation weighting for retrieval).
+    modalities : (str, str), optional
+        Which two modalities of a ``Pairs`` to fit; default: its first two.
+    random_state : int
+        Seed for randomised preprocessing steps (ICA).
+
+    Attributes
+    ----------
+    x_weights_ : ndarray, shape (p', k)
+        :math:`w_x` (in the preprocessed feature space).
+    y_weights_ : ndarray, shape (q', k)
+    x_mean_, y_mean_ : ndarray
+    canonical_correlations_ : ndarray, shape (k,)
+        Correlations of the training canonical variables :math:`u_k, v_k` (unregularised).
+    n_features_in_ : int
+    """
+
+    def __init__(self, n_components: int = 2, reg=0.0, preprocess=None, weight: float = 0.0,
+                 modalities=None, random_state: int = 0):
+        self.n_components = n_components
+        self.reg = reg
+        self.preprocess = preprocess
+        self.weight = weight
+        self.modalities = modalities
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _reg_pair(self):
+        reg = self.reg if isinstance(self.reg, (tuple, list)) else (self.reg, self.reg)
+        if len(reg) != 2:
+            raise InputError(f"reg: expected a number or a pair of numbers in [0, 1], got {self.reg!r}")
+        return tuple(check_float(r, "reg", low=0.0, high=1.0) for r in reg)
+
+    def _pre_spec(self, view: str, name: str):
+        p = self.preprocess
+        if isinstance(p, dict):
+            return p.get(name, p.get(view))
+        return p
+
+    def fit(self, X, Y=None):
+        """Fit on two views.
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, p), or Pairs
+            First view, or a ``Pairs`` holding both views as arrays.
+        Y : ndarray, shape (n, q) or (n,)
+            Second view (omitted when ``X`` is a ``Pairs``).
+
+        Returns
+        -------
+        self
+        """
+        if isinstance(X, Pairs):
+            names = self._pair_names(X)
+            x = check_matrix(X[names[0]], f"modality {names[0]!r}", min_rows=2)
+            y = check_matrix(X[names[1]], f"modality {names[1]!r}", min_rows=2)
+            self.n_features_in_ = x.shape[1]
+        else:
+            if Y is None:
+                raise InputError("Y: CCA needs a second view; call fit(X, Y) or fit(pairs)")
+            names = ("x", "y")
+            x, y = validate_data(self, X, Y, multi_output=True, y_numeric=True,
+                                 dtype=[np.float64, np.float32], ensure_min_samples=2)
+            y = y.reshape(-1, 1) if y.ndim == 1 else y
+        if x.shape[0] != y.shape[0]:
+            raise InputError(f"Y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
+        reg = self._reg_pair()
+        weight = check_float(self.weight, "weight", low=0.0)
+        self._modality_names = names
+        self.x_pre_ = build_preprocessor(self._pre_spec("x", names[0]), self.random_state)
+        self.y_pre_ = build_preprocessor(self._pre_spec("y", names[1]), self.random_state)
+        if self.x_pre_ is not None:
+            x = np.asarray(self.x_pre_.fit_transform(x), dtype=x.dtype)
+        if self.y_pre_ is not None:
+            y = np.asarray(self.y_pre_.fit_transform(y), dtype=y.dtype)
+        n, p, q = x.shape[0], x.shape[1], y.shape[1]
+        limit = min(p, q, n - 1)
+        k = check_int(self.n_components, "n_components", low=1)
+        if k > limit:
+            raise InputError(f"n_components: expected at most min(n_features_x={p}, n_features_y={q}, "
+                             f"n_samples-1={n - 1}) = {limit}, got {k}")
+        if reg[0] < 1 or reg[1] < 1:
+            for arr, nm, c in ((x, names[0], reg[0]), (y, names[1], reg[1])):
+                if c == 0:
+                    const = np.flatnonzero(np.ptp(arr, axis=0) == 0)
+                    if const.size:
+                        raise InputError(f"{nm}: zero-variance columns {const[:10].tolist()} make the covariance "
+                                         "singular; drop them, or use reg > 0")
+        mx, my, cxx, cyy, cxy = covariances(x, y)
+        wx, wy, _ = solve_cca(cxx, cyy, cxy, k, reg)
+        self.x_mean_, self.y_mean_ = mx, my
+        self.x_weights_, self.y_weights_ = wx, wy
+        num = np.einsum("ik,ij,jk->k", wx, cxy, wy)
+        den = np.sqrt(np.einsum("ik,ij,jk->k", wx, cxx, wx) * np.einsum("ik,ij,jk->k", wy, cyy, wy))
+        self.canonical_correlations_ = num / den
+        self._component_scale = self.canonical_correlations_.clip(0) ** weight
+        self.modalities_ = names
+        return self
+
+    def _pair_names(self, pairs: Pairs):
+        if self.modalities is not None:
+            names = tuple(self.modalities)
+            if len(names) != 2:
+                raise InputError(f"modalities: expected two modality names, got {self.modalities!r}")
+            for m in names:
+                pairs[m]
+            return names
+        if len(pairs.modalities) != 2:
+            raise InputError(f"modalities: these pairs have {len(pairs.modalities)} modalities "
+                             f"({', '.join(pairs.modalities)}); name the two to use")
+        return pairs.modalities
+
+    # -- projecting ------------------------------------------------------------------------
+    def _project(self, which: int, data, name: str) -> np.ndarray:
+        pre = self.x_pre_ if which == 0 else self.y_pre_
+        mean = self.x_mean_ if which == 0 else self.y_mean_
+        w = self.x_weights_ if which == 0 else self.y_weights_
+        expected = (self.n_features_in_ if which == 0 else
+                    (pre.n_features_in_ if pre is not None else w.shape[0]))
+        arr = check_matrix(data, name, allow_1d=(which == 1))
+        if arr.shape[1] != expected:
+            raise InputError(f"{name}: expected {expected} features, got {arr.shape[1]}")
+        if pre is not None:
+            arr = np.asarray(pre.transform(arr), dtype=np.float64)
+        return ((arr - mean) @ w) * self._component_scale
+
+    def transform(self, X, Y=None):
+        """Canonical variables ``u = X w_x`` (and ``v = Y w_y`` when Y is given).
+
+        Parameters
+        ----------
+        X : ndarray, shape (n, p)
+        Y : ndarray, shape (n, q), optional
+
+        Returns
+        -------
+        u : ndarray, shape (n, k), or (u, v)
+        """
+        check_is_fitted(self, "x_weights_")
+        x = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        u = self._project(0, x, "X")
+        if Y is None:
+            return u
+        return u, self._project(1, Y, "Y")
+
+    def fit_transform(self, X, Y=None, **fit_params):
+        return self.fit(X, Y).transform(X, Y) if not isinstance(X, Pairs) else self.fit(X)._transform_pairs(X)
+
+    def _transform_pairs(self, pairs: Pairs):
+        a, b = self.modalities_
+        return self._project(0, pairs[a], a), self._project(1, pairs[b], b)
+
+    def score(self, X, Y=None):
+        """Mean correlation of the k canonical variable pairs on (X, Y) (higher is better)."""
+        u, v = self._transform_pairs(X) if isinstance(X, Pairs) else self.transform(X, Y)
+        u = u - u.mean(0)
+        v = v - v.mean(0)
+        den = np.sqrt((u * u).sum(0) * (v * v).sum(0))
+        return float(np.mean(np.where(den > 0, (u * v).sum(0) / np.where(den > 0, den, 1), 0.0)))
+
+    # -- JointModel ------------------------------------------------------------------------
+    def _encode(self, modality, items):
+        which = self.modalities_.index(modality)
+        return self._project(which, items, f"items ({modality})")
+
+    def get_config(self) -> dict:
+        params = self.get_params()
+        if isinstance(params["reg"], tuple):
+            params["reg"] = list(params["reg"])
+        if isinstance(params["modalities"], tuple):
+            params["modalities"] = list(params["modalities"])
+        return params
+
+    def _get_extra(self) -> dict:
+        xm, _ = pipeline_state(self.x_pre_, "x_pre")
+        ym, _ = pipeline_state(self.y_pre_, "y_pre")
+        return {"x_pre": xm, "y_pre": ym, "n_features_in": int(self.n_features_in_)}
+
+    def _set_extra(self, extra: dict) -> None:
+        self._extra = extra
+        self.n_features_in_ = extra["n_features_in"]
+
+    def _get_state(self) -> dict:
+        _, xa = pipeline_state(self.x_pre_, "x_pre")
+        _, ya = pipeline_state(self.y_pre_, "y_pre")
+        return {"x_weights": self.x_weights_, "y_weights": self.y_weights_, "x_mean": self.x_mean_,
+                "y_mean": self.y_mean_, "canonical_correlations": self.canonical_correlations_, **xa, **ya}
+
+    def _set_state(self, state) -> None:
+        self.x_weights_, self.y_weights_ = state["x_weights"], state["y_weights"]
+        self.x_mean_, self.y_mean_ = state["x_mean"], state["y_mean"]
+        self.canonical_correlations_ = state["canonical_correlations"]
+        self._component_scale = self.canonical_correlations_.clip(0) ** float(self.weight)
+        self.x_pre_ = pipeline_from_state(self._extra["x_pre"], state, "x_pre")
+        self.y_pre_ = pipeline_from_state(self._extra["y_pre"], state, "y_pre")
+
+
+@register_model("cca", "linear CCA (chapter, closed form)")
+class LinearCCA(CCA):
+    """Registered name for plain :class:`CCA` (``reg=0``)."""
+
+
+@register_model("rcca", "regularised CCA (canonical ridge between CCA and PLS)")
+class RegularizedCCA(CCA):
+    """CCA with canonical ridge ``reg`` (default 0.1); see :class:`CCA`."""
+
+    def __init__(self, n_components: int = 2, reg=0.1, preprocess=None, weight: float = 0.0,
+                 modalities=None, random_state: int = 0):
+        super().__init__(n_components=n_components, reg=reg, preprocess=preprocess, weight=weight,
+                         modalities=modalities, random_state=random_state)
+
+
+@register_model("pls", "partial least squares (SVD of the cross-covariance)")
+class PLS(CCA):
+    """PLS-SVD: directions of maximal covariance, ``reg = 1`` in :class:`CCA`."""
+
+    def __init__(self, n_components: int = 2, reg=1.0, preprocess=None, weight: float = 0.0,
+                 modalities=None, random_state: int = 0):
+        super().__init__(n_components=n_components, reg=reg, preprocess=preprocess, weight=weight,
+                         modalities=modalities, random_state=random_state)

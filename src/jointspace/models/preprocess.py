@@ -1,0 +1,114 @@
+"""Per-modality preprocessing built from scikit-learn steps (the chapter's component analysis).
+
+A step list is written as a short string, steps separated by commas::
+
+    "standard"            StandardScaler
+    "sqrt,standard"       element-wise square root (Hellinger map for histograms), then scaling
+    "pca:64"              PCA to 64 components (``pca:0.95`` keeps 95 % of the variance)
+    "pca:64:whiten"       whitened PCA
+    "ica:16"              FastICA to 16 components
+    "l2"                  each row scaled to unit length
+
+The steps are scikit-learn's own estimators; only their fitted arrays are saved (as
+safetensors, through :func:`estimator_state`), never pickles.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.decomposition import PCA, FastICA
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
+
+from ..errors import InputError
+
+_CLASSES = {"StandardScaler": StandardScaler, "PCA": PCA, "FastICA": FastICA, "Normalizer": Normalizer}
+
+
+def _sqrt(x):
+    if np.any(x < 0):
+        raise InputError("preprocess 'sqrt': expected non-negative features (histograms), got negative values")
+    return np.sqrt(x)
+
+
+def _step(token: str, seed: int):
+    parts = token.strip().split(":")
+    kind = parts[0].lower()
+    try:
+        if kind == "standard":
+            return StandardScaler()
+        if kind == "l2":
+            return Normalizer()
+        if kind == "sqrt":
+            return FunctionTransformer(_sqrt, feature_names_out="one-to-one")
+        if kind == "pca":
+            n = float(parts[1]) if "." in parts[1] else int(parts[1])
+            return PCA(n_components=n, whiten="whiten" in parts[2:], random_state=seed)
+        if kind == "ica":
+            return FastICA(n_components=int(parts[1]), random_state=seed, whiten="unit-variance", max_iter=500)
+    except (IndexError, ValueError):
+        pass
+    raise InputError(f"preprocess: cannot read step {token!r}; expected standard, l2, sqrt, pca:N[:whiten] or ica:N")
+
+
+def build_preprocessor(spec: str | None, seed: int = 0) -> Pipeline | None:
+    """A scikit-learn ``Pipeline`` from a step string, or None for an empty spec."""
+    if spec is None or not str(spec).strip():
+        return None
+    steps = [(f"{i}_{tok.split(':')[0]}", _step(tok, seed)) for i, tok in enumerate(str(spec).split(","))]
+    return Pipeline(steps)
+
+
+def estimator_state(est, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
+    """Fitted state of one scikit-learn step: JSON part and array part (keys ``prefix.attr``)."""
+    meta = {"class": type(est).__name__, "params": {}, "scalars": {}}
+    if isinstance(est, FunctionTransformer):
+        meta["class"] = "sqrt"
+        return meta, {}
+    meta["params"] = {k: v for k, v in est.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}
+    arrays = {}
+    for attr, value in vars(est).items():
+        if not attr.endswith("_") or attr.startswith("_"):
+            continue
+        if isinstance(value, np.ndarray) and value.dtype != object:
+            arrays[f"{prefix}.{attr}"] = value
+        elif isinstance(value, (np.generic, int, float)) and not isinstance(value, bool):
+            meta["scalars"][attr] = value.item() if isinstance(value, np.generic) else value
+    return meta, arrays
+
+
+def estimator_from_state(meta: dict, arrays: dict[str, np.ndarray], prefix: str):
+    """Rebuild a fitted step saved by :func:`estimator_state`."""
+    if meta["class"] == "sqrt":
+        return FunctionTransformer(_sqrt, feature_names_out="one-to-one").fit(np.zeros((1, 1)))
+    cls = _CLASSES.get(meta["class"])
+    if cls is None:
+        raise InputError(f"preprocess: saved step of unknown class {meta['class']!r}")
+    est = cls(**meta["params"])
+    for attr, value in meta["scalars"].items():
+        setattr(est, attr, value)
+    head = prefix + "."
+    for key, value in arrays.items():
+        if key.startswith(head):
+            setattr(est, key[len(head):], value)
+    return est
+
+
+def pipeline_state(pipe: Pipeline | None, prefix: str) -> tuple[list, dict[str, np.ndarray]]:
+    """State of a fitted preprocessing pipeline (``[]`` for none)."""
+    if pipe is None:
+        return [], {}
+    metas, arrays = [], {}
+    for i, (name, est) in enumerate(pipe.steps):
+        meta, arr = estimator_state(est, f"{prefix}.{i}")
+        meta["name"] = name
+        metas.append(meta)
+        arrays.update(arr)
+    return metas, arrays
+
+
+def pipeline_from_state(metas: list, arrays: dict[str, np.ndarray], prefix: str) -> Pipeline | None:
+    """Inverse of :func:`pipeline_state`."""
+    if not metas:
+        return None
+    return Pipeline([(m["name"], estimator_from_state(m, arrays, f"{prefix}.{i}")) for i, m in enumerate(metas)])
