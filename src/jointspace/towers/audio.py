@@ -8,6 +8,8 @@ zero-padded to a common length, with the true lengths.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .._validation import check_int
@@ -52,9 +54,15 @@ class _FrameTower(Tower):
     def _pool(self, f: np.ndarray) -> np.ndarray:
         return np.concatenate([f.mean(axis=1), f.std(axis=1)])
 
+    def _frames_of(self, item, where: str) -> np.ndarray:
+        y = load_audio(item, self.sample_rate, where)
+        with warnings.catch_warnings():
+            # librosa warns when a sound is shorter than one FFT window; it zero-pads, which is fine
+            warnings.filterwarnings("ignore", message="n_fft=.*too large", category=UserWarning)
+            return self.frames(y)
+
     def _embed_batch(self, items) -> np.ndarray:
-        return np.stack([self._pool(self.frames(load_audio(it, self.sample_rate, f"items[{i}]")))
-                         for i, it in enumerate(items)])
+        return np.stack([self._pool(self._frames_of(it, f"items[{i}]")) for i, it in enumerate(items)])
 
     def sequence(self, items, max_frames: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Frame sequences, zero-padded (or cut) to a common length.
@@ -72,7 +80,7 @@ class _FrameTower(Tower):
             Number of real (not padded) frames of each sound, at most T.
         """
         items = check_items("audio", items)
-        frames = [self.frames(load_audio(it, self.sample_rate, f"items[{i}]")).T for i, it in enumerate(items)]
+        frames = [self._frames_of(it, f"items[{i}]").T for i, it in enumerate(items)]
         lengths = np.array([f.shape[0] for f in frames], dtype=np.int64)
         t = int(lengths.max()) if max_frames is None else check_int(max_frames, "max_frames", low=1)
         seq = np.zeros((len(frames), t, self.frame_dim), dtype=np.float32)
