@@ -117,7 +117,21 @@ def _fmt(metric: str, value) -> str:
     return str(value)
 
 
-def format_table(report: Mapping, metrics: Sequence[str] | None = None, *, title: str | None = None):
+def _abbreviations(directions: Sequence[str]) -> dict[str, str]:
+    """Shortest prefix of each modality name that no other modality name starts with."""
+    names = sorted({m for d in directions for m in d.split("->")})
+    short = {}
+    for name in names:
+        others = [o for o in names if o != name]
+        k = 1
+        while k < len(name) and any(o.startswith(name[:k]) for o in others):
+            k += 1
+        short[name] = name[:k]
+    return short
+
+
+def format_table(report: Mapping, metrics: Sequence[str] | None = None, *, title: str | None = None,
+                 width: int | None = None):
     """A rich table of the report: one row per method, one column per direction and metric.
 
     Parameters
@@ -128,6 +142,10 @@ def format_table(report: Mapping, metrics: Sequence[str] | None = None, *, title
         Metric names to show (default :data:`DEFAULT_METRICS`, those present).
     title : str, optional
         Default ``"<dataset> (<split>)"``.
+    width : int, optional
+        Width available; when full direction names (``image->text``) would not fit, the
+        headers use the shortest distinct prefixes of the modality names (``i->t``), spelled
+        out in the caption.
 
     Returns
     -------
@@ -136,23 +154,35 @@ def format_table(report: Mapping, metrics: Sequence[str] | None = None, *, title
     from rich.table import Table
 
     columns = report_columns(report, metrics)
+    directions = list(dict.fromkeys(split_key(k)[0] for k in columns))
+    method_width = max([6] + [len(str(r["method"])) for r in report["rows"]])
+    needed = method_width + 4 + sum(max(len(split_key(k)[0]), 7) + 3 for k in columns)
+    short = None
+    if width is not None and needed > width:
+        short = _abbreviations(directions)
     table = Table(title=title or f"{report['dataset']} ({report['split']})", title_justify="left")
+    if short:
+        table.caption = ", ".join(f"{v} = {k}" for k, v in short.items())
+        table.caption_justify = "left"
     table.add_column("method", justify="left", no_wrap=True)
     for key in columns:
         direction, metric = split_key(key)
-        table.add_column(f"{direction}\n{metric}", justify="right")
+        if short:
+            q, t = direction.split("->")
+            direction = f"{short[q]}->{short[t]}"
+        table.add_column(f"{direction}\n{metric}", justify="right", no_wrap=True)
     for row in report["rows"]:
         table.add_row(str(row["method"]), *[_fmt(split_key(k)[1], row.get(k)) for k in columns])
     return table
 
 
 def render_table(report: Mapping, metrics: Sequence[str] | None = None, *, width: int = 160) -> str:
-    """The table of :func:`format_table` as plain text (no colours)."""
+    """The table of :func:`format_table` as plain text (no colours), ``width`` characters wide."""
     from rich.console import Console
 
-    console = Console(width=width, record=True, color_system=None, force_terminal=False)
+    console = Console(width=width, color_system=None, force_terminal=False)
     with console.capture() as cap:
-        console.print(format_table(report, metrics))
+        console.print(format_table(report, metrics, width=width))
     return cap.get()
 
 
@@ -160,7 +190,8 @@ def print_report(report: Mapping, metrics: Sequence[str] | None = None, console=
     """Print the table to ``console`` (default: standard output)."""
     from rich.console import Console
 
-    (console or Console()).print(format_table(report, metrics))
+    console = console or Console()
+    console.print(format_table(report, metrics, width=console.width))
 
 
 def write_json(report: Mapping, path) -> None:
