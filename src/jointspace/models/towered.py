@@ -195,8 +195,8 @@ def _rank(x: np.ndarray) -> int:
 def _head_grid(head: str, p: int, q: int, n: int, grid: dict | None):
     grid = dict(grid or {})
     pcas = grid.get("pca", [None, 64, 128, 256])
-    regs = grid.get("reg", [0.0] if head == "cca" else [1e-3, 1e-2, 0.05, 0.1, 0.3])
-    comps = grid.get("n_components", [16, 32, 64, 128])
+    regs = grid.get("reg", [0.0] if head == "cca" else [1e-3, 1e-2, 0.1, 0.3, 0.5, 0.7])
+    comps = grid.get("n_components", [16, 32, 64, 128, 256])
     weights = grid.get("weight", [0.0, 1.0, 2.0])
     return pcas, regs, comps, weights
 

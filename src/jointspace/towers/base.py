@@ -93,17 +93,24 @@ class Tower:
         items = check_items(self.modality, items, name="items")
         bs = check_int(batch_size if batch_size is not None else self.default_batch_size, "batch_size", low=1)
         n = len(items)
+        order = self._order(items)
         out = np.empty((n, self.out_dim), dtype=np.float32)
         with progress_bar(n, f"{self.name}", enabled=progress and n > bs) as advance:
             for start in range(0, n, bs):
-                chunk = items[start:start + bs]
+                rows = order[start:start + bs] if order is not None else slice(start, start + bs)
+                chunk = [items[i] for i in rows] if order is not None else items[rows]
                 vec = np.asarray(self._embed_batch(chunk), dtype=np.float32)
                 if vec.shape != (len(chunk), self.out_dim):
                     raise RuntimeError(f"tower {self.name}: batch gave shape {vec.shape}, "
                                        f"expected {(len(chunk), self.out_dim)}")
-                out[start:start + len(chunk)] = vec
+                out[rows] = vec
                 advance(len(chunk))
         return out
+
+    def _order(self, items):
+        """Optional processing order (a permutation of the item indices), e.g. texts by length
+        so a batch pads little; results are returned in the input order regardless."""
+        return None
 
     def check_modality(self, modality: str | None) -> None:
         """Raise :class:`InputError` when ``modality`` is given and is not this tower's."""

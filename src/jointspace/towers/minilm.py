@@ -84,6 +84,10 @@ class MiniLMTower(Tower):
         """The ``SentenceTransformer`` (loaded once per process)."""
         return _load_model(self.max_seq_length)
 
+    def _order(self, items):
+        # longest first, as sentence-transformers does: batches of similar length pad little
+        return np.argsort([-len(t) for t in items], kind="stable")
+
     def _embed_batch(self, items) -> np.ndarray:
         return self.model.encode(items, batch_size=len(items), convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=False)
