@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import platform
 import statistics
 import sys
@@ -31,9 +30,11 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "src"))
 
 import faiss  # noqa: E402
+from _util import RESULTS, machine  # noqa: E402
 
 from jointspace._io import atomic_write_json  # noqa: E402
 from jointspace.index.faiss_index import Index  # noqa: E402
@@ -150,14 +151,14 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="n=100,000, hnsw-n=20,000, 200 queries")
     p.add_argument("--skip-exact", action="store_true")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "index.json"))
+    p.add_argument("--out", default=str(RESULTS / "index.json"))
     args = p.parse_args(argv)
     if args.quick:
         args.n, args.hnsw_n, args.nq = min(args.n, 100_000), min(args.hnsw_n, 20_000), min(args.nq, 200)
     if args.repeats < 5:
         p.error("--repeats: medians need at least 5 runs")
     efs = [int(v) for v in args.ef.split(",")]
-    result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+    result = {"machine": {**machine(), "platform": platform.platform(),
                           "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__},
               "args": vars(args)}
     if not args.skip_exact:
