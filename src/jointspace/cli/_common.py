@@ -51,3 +51,27 @@ def progress(transient: bool = True) -> Progress:
 
 def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def parse_params(pairs: list[str] | None) -> dict:
+    """``["n_components=10", "reg=0.1", "preprocess=standard"]`` -> dict with JSON-parsed values."""
+    from ..errors import InputError
+
+    out = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--param: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def load_split(dataset: str, split: str):
+    """One split of a built-in dataset, with a spinner while it loads."""
+    from ..data.datasets import load_dataset
+
+    with err_console.status(f"loading {dataset} ({split})"):
+        return load_dataset(dataset, split)
