@@ -145,3 +145,16 @@ def test_feature_model_serves_items_but_refuses_raw_text(tmp_path):
     assert r.status_code == 200 and len(r.json()["results"]) == 5
     assert r.json()["results"][0]["media_url"] is None
     assert c.get("/api/items/5/media").status_code == 404
+
+
+def test_about_panel_plots_are_listed_and_served(tmp_path):
+    from jointspace.viz.curves import plot_curves
+
+    (tmp_path / "metrics.csv").write_text("step,loss\n1,2.0\n2,1.0\n")
+    plot_curves(tmp_path, tmp_path / "plots" / "curves.png")
+    c = TestClient(sup.make_app(plots_dir=tmp_path / "plots"))
+    assert c.get("/api/info").json()["plots"] == ["curves"]
+    r = c.get("/api/plots/curves.png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content[:4] == b"\x89PNG"
+    r = c.get("/api/plots/map.png")
+    assert r.status_code == 404 and "jointspace plot map" in r.json()["detail"]
