@@ -103,3 +103,53 @@ def png_bytes(img: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="PNG")
     return buf.getvalue()
+
+
+PITCHES = {"very low": 110.0, "low": 220.0, "middle": 440.0, "high": 880.0, "very high": 1760.0}
+
+
+def tone(freq: float, seed: int = 0, seconds: float = 0.5, sr: int = 16000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.3 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.normal(size=t.size)).astype(np.float32)
+
+
+def wav_bytes(y: np.ndarray, sr: int = 16000) -> bytes:
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format="WAV")
+    return buf.getvalue()
+
+
+@functools.lru_cache(maxsize=None)
+def audio_setup() -> dict:
+    """Tones of five pitches as WAV files, a log-mel + MiniLM towered model, an index of the sounds."""
+    from jointspace.cli.commands.index import item_metadata
+    from jointspace.data.pairs import Pairs
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.towered import ToweredModel
+
+    root = workspace() / "tones"
+    (root / "wav").mkdir(parents=True)
+    paths, texts, labels = [], [], []
+    for pi, (name, freq) in enumerate(PITCHES.items()):
+        for rep in range(6):
+            p = root / "wav" / f"{name.replace(' ', '-')}_{rep}.wav"
+            p.write_bytes(wav_bytes(tone(freq * (1 + 0.01 * rep), seed=pi * 10 + rep)))
+            paths.append(str(p))
+            texts.append(f"a {name} tone")
+            labels.append(pi)
+    pairs = Pairs({"audio": paths, "text": texts}, labels=np.array(labels), label_names=list(PITCHES))
+    model = ToweredModel(towers={"audio": "logmel", "text": "minilm"}, head="rcca",
+                         head_params={"n_components": 4, "reg": 0.1, "preprocess": {"audio": "pca:8",
+                                                                                     "text": "pca:8"}},
+                         cache=False)
+    model.fit(pairs, progress=False)
+    model.save(root / "model")
+    index = Index.build(model.encode("audio", paths), spec="Flat", metadata=item_metadata(pairs, "audio"))
+    index.info.update({"model": str(root / "model"), "modality": "audio"})
+    index.save(root / "index")
+    return {"model": root / "model", "index": root / "index", "paths": paths}

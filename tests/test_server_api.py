@@ -158,3 +158,39 @@ def test_about_panel_plots_are_listed_and_served(tmp_path):
     assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content[:4] == b"\x89PNG"
     r = c.get("/api/plots/map.png")
     assert r.status_code == 404 and "jointspace plot map" in r.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def audio_client():
+    from jointspace.server.app import create_app
+
+    s = sup.audio_setup()
+    return TestClient(create_app(s["index"]))
+
+
+@pytest.mark.parametrize("pitch", ["low", "high"])
+def test_audio_upload_finds_the_same_pitch(audio_client, pitch):
+    data = sup.wav_bytes(sup.tone(sup.PITCHES[pitch], seed=123))
+    r = audio_client.post("/api/search", files={"file": ("clip.wav", data, "audio/wav")}, data={"k": "3"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query"]["modality"] == "audio"
+    assert [x["label"] for x in body["results"]] == [pitch] * 3
+    media = audio_client.get(body["results"][0]["media_url"])
+    assert media.status_code == 200 and media.headers["content-type"] == "audio/wav"
+
+
+def test_audio_upload_resampled_long_and_corrupt(audio_client):
+    y = sup.tone(sup.PITCHES["middle"], seed=5, sr=44100)
+    r = audio_client.post("/api/search", files={"file": ("44k.wav", sup.wav_bytes(y, 44100), "audio/wav")})
+    assert r.status_code == 200 and r.json()["results"][0]["label"] == "middle"
+    long = sup.wav_bytes(np.zeros(16000 * 61, np.float32))
+    r = audio_client.post("/api/search", files={"file": ("long.wav", long, "audio/wav")})
+    assert r.status_code == 413 and "61.0 s" in r.json()["detail"]
+    bad = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 20
+    r = audio_client.post("/api/search", files={"file": ("bad.wav", bad, "audio/wav")})
+    assert r.status_code == 415 and "bad.wav" in r.json()["detail"]
+    png = sup.png_bytes(sup.draw((1, 2, 3), "disc"))
+    r = audio_client.post("/api/search", files={"file": ("pic.png", png, "image/png")})
+    assert r.status_code == 415 and "embeds only audio, text" in r.json()["detail"]
+    assert audio_client.get("/api/health").json()["status"] == "ok"
