@@ -103,6 +103,8 @@ def test_more_like_this_excludes_the_item_and_matches_its_vector(client, setup):
 def test_item_details_media_info_health_docs(client, setup):
     item = client.get("/api/items/2").json()
     assert item["id"] == 2 and item["label"] == "red" and item["media_url"].startswith("/api/items/2/media")
+    assert item["file"] == "red_disc_0.png" and "path" not in item     # no server paths in answers
+    assert str(setup["root"]) not in client.get("/api/info").text
     media = client.get(item["media_url"])
     assert media.status_code == 200 and media.headers["content-type"] == "image/png"
     from PIL import Image
@@ -112,7 +114,10 @@ def test_item_details_media_info_health_docs(client, setup):
     info = client.get("/api/info").json()
     assert info["indexes"]["image"]["ntotal"] == 40 and info["model"]["raw_query_modalities"] == ["image", "text"]
     assert client.get("/api/health").json()["status"] == "ok"
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text   # no CDN
+    assert "cdn." not in docs.text
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
     spec = client.get("/openapi.json").json()
     assert "/api/search" in spec["paths"] and "/api/items/{item_id}/similar" in spec["paths"]
     assert client.get("/api/labels").json()["labels"] == sorted(sup.COLOURS)

@@ -127,3 +127,9 @@ def test_search_page_end_to_end(page, base_url, tmp_path):
     page.set_input_files("#file", str(other))
     assert "not an image or a sound" in page.inner_text("#status")
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_api_documentation_renders_offline(page, base_url):
+    page.goto(base_url + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert "/api/search" in page.inner_text(".swagger-ui")

@@ -139,8 +139,22 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
 
     if engine is None:
         engine = SearchEngine(index_dirs, model_dir, cache_size=cache_size, max_k=max_k)
-    app = FastAPI(title="jointspace search", version=_version(),
+    swagger_dir = _swagger_assets()
+    app = FastAPI(title="jointspace search", version=_version(), redoc_url=None,
+                  docs_url=None if swagger_dir else "/docs",
                   description="Search one joint embedding space by text, image or sound.")
+    if swagger_dir:   # the documentation page works offline from the packaged Swagger UI files
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        app.mount("/docs-assets", StaticFiles(directory=str(swagger_dir)), name="docs-assets")
+
+        @app.get("/docs", include_in_schema=False)
+        def docs():
+            return get_swagger_ui_html(openapi_url="/openapi.json", title="jointspace search: API",
+                                       swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                       swagger_css_url="/docs-assets/swagger-ui.css",
+                                       swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
     app.state.engine = engine
     app.state.max_upload_bytes = int(max_upload_bytes)
     app.state.max_pixels = int(max_pixels)
@@ -177,6 +191,16 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
 
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
     return app
+
+
+def _swagger_assets():
+    """The folder of Swagger UI's files from ``swagger-ui-bundle-v2`` (None when not installed)."""
+    try:
+        import swagger_ui_bundle
+    except ImportError:
+        return None
+    folder = Path(swagger_ui_bundle.swagger_ui_path)
+    return folder if (folder / "swagger-ui-bundle.js").is_file() else None
 
 
 def _version() -> str:

@@ -151,10 +151,10 @@ class SearchEngine:
     def info(self) -> dict:
         model = self.model
         return {
-            "model": {"name": model.model_name, "folder": self.model_dir, "modalities": list(model.modalities_),
+            "model": {"name": model.model_name, "folder": Path(self.model_dir).name, "modalities": list(model.modalities_),
                       "raw_query_modalities": list(self.raw_modalities),
                       "towers": dict(getattr(model, "towers", {}) or {})},
-            "indexes": {m: {"folder": self.index_dirs[m], "ntotal": ix.ntotal, "dim": ix.dim,
+            "indexes": {m: {"folder": Path(self.index_dirs[m]).name, "ntotal": ix.ntotal, "dim": ix.dim,
                             "spec": ix.resolved_spec, "metric": ix.metric, "labels": len(self._labels[m]),
                             "info": {k: v for k, v in ix.info.items() if k != "model"}}
                         for m, ix in self.indexes.items()},

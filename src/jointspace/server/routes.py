@@ -2,6 +2,7 @@
 
 import json
 import time
+from pathlib import Path
 
 from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -99,9 +100,10 @@ def build_router():
     def item(request: Request, item_id: int, modality: str | None = None):
         engine = request.app.state.engine
         mod = engine.result_modality(modality)
-        meta = engine.item(mod, item_id)
-        return {**meta, "modality": mod, "label": meta.get("label"),
-                "media_url": f"/api/items/{item_id}/media?modality={mod}" if meta.get("path") else None}
+        meta = dict(engine.item(mod, item_id))
+        path = meta.pop("path", None)   # the server's file system stays private: only the file name
+        return {**meta, "modality": mod, "file": Path(path).name if path else None,
+                "media_url": f"/api/items/{item_id}/media?modality={mod}" if path else None}
 
     @router.get("/items/{item_id}/similar", summary="More like this: items near an indexed item")
     def similar(request: Request, item_id: int, k: str = "10", modality: str | None = None,
