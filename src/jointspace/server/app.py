@@ -102,7 +102,7 @@ def _format_validation(exc) -> str:
 
 def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MAX_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, cache_size: int = 1024, max_k: int = 1000,
-               plots_dir=None, engine=None):
+               plots_dir=None, max_batch: int = 32, engine=None):
     """Build the application; the model and the indexes are loaded here, once.
 
     Parameters
@@ -119,6 +119,9 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
         Text query embeddings kept in the LRU cache.
     max_k : int
         Largest accepted ``k``.
+    max_batch : int
+        Concurrent queries of one modality are encoded together in batches of up to this
+        many (1: each alone).
     plots_dir : path, optional
         Folder of PNG plots shown on the page's "about this index" panel (default: a
         ``plots`` folder inside the first index folder, if any).
@@ -138,7 +141,7 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
     from .routes import build_router
 
     if engine is None:
-        engine = SearchEngine(index_dirs, model_dir, cache_size=cache_size, max_k=max_k)
+        engine = SearchEngine(index_dirs, model_dir, cache_size=cache_size, max_k=max_k, max_batch=max_batch)
     swagger_dir = _swagger_assets()
     app = FastAPI(title="jointspace search", version=_version(), redoc_url=None,
                   docs_url=None if swagger_dir else "/docs",

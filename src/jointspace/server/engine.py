@@ -69,6 +69,11 @@ class SearchEngine:
         Number of text query embeddings kept (0 disables the cache).
     max_k : int
         Largest accepted ``k``.
+    max_batch : int
+        Queries of one modality arriving together are encoded in batches of up to this many
+        (see :mod:`jointspace.server.batching`); 1 encodes each alone.
+    batch_wait_ms : float
+        How long a batch waits for more queries after its first one.
 
     Attributes
     ----------
@@ -79,7 +84,8 @@ class SearchEngine:
         Modalities the model can embed from raw items (texts, image files, sound files).
     """
 
-    def __init__(self, index_dirs, model_dir=None, *, cache_size: int = 1024, max_k: int = 1000):
+    def __init__(self, index_dirs, model_dir=None, *, cache_size: int = 1024, max_k: int = 1000,
+                 max_batch: int = 32, batch_wait_ms: float = 2.0):
         from ..index.faiss_index import Index
         from ..models.base import load_model
 
@@ -113,6 +119,13 @@ class SearchEngine:
         self.max_k = int(max_k)
         self.cache = LRUCache(cache_size)
         self._encode_lock = threading.Lock()
+        self._batchers = {}
+        if max_batch > 1:
+            from .batching import Batcher
+
+            for mod in self.raw_modalities:
+                self._batchers[mod] = Batcher(lambda items, mod=mod: self.model.encode(mod, items),
+                                              max_batch=max_batch, max_wait_ms=batch_wait_ms, name=f"encode-{mod}")
         self._labels = {m: self._collect_labels(ix) for m, ix in self.indexes.items()}
 
     # -- set-up --------------------------------------------------------------------------------
@@ -161,6 +174,7 @@ class SearchEngine:
             "default_modality": self.default_modality,
             "max_k": self.max_k,
             "cache": self.cache.stats(),
+            "batching": {m: b.stats() for m, b in self._batchers.items()},
         }
 
     def result_modality(self, modality: str | None) -> str:
@@ -188,12 +202,15 @@ class SearchEngine:
             if hit is not None:
                 return hit, {"encode_ms": 0.0, "cached": True}
         t0 = time.perf_counter()
-        with self._encode_lock:   # one forward pass at a time: the tower already uses every core
-            vec = self.model.encode(modality, [item])[0]
+        if modality in self._batchers:
+            vec, batch = self._batchers[modality](item)
+        else:
+            with self._encode_lock:   # one forward pass at a time: the tower already uses every core
+                vec, batch = self.model.encode(modality, [item])[0], 1
         ms = (time.perf_counter() - t0) * 1000
         if key is not None:
             self.cache.put(key, vec)
-        return vec, {"encode_ms": ms, "cached": False}
+        return vec, {"encode_ms": ms, "cached": False, "batch": batch}
 
     def item_vector(self, modality: str, item_id: int) -> np.ndarray:
         """The stored vector of an indexed item (reconstructed by FAISS, else re-embedded)."""

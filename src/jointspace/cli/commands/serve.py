@@ -17,6 +17,8 @@ def register(sub):
     p.add_argument("--plots", metavar="DIR", help="folder of map.png / gallery.png / curves.png for the "
                                                    "'about this index' panel (default: INDEX/plots)")
     p.add_argument("--cache-size", type=int, default=1024, help="text query embeddings kept (default: 1024)")
+    p.add_argument("--max-batch", type=int, default=32,
+                   help="concurrent queries encoded together, at most this many (default: 32; 1 disables)")
     p.set_defaults(handler=run)
 
 
@@ -26,6 +28,8 @@ def run(args) -> int:
 
     if args.max_upload_mb <= 0:
         raise InputError(f"--max-upload-mb: expected a positive number, got {args.max_upload_mb}")
+    if args.max_batch < 1:
+        raise InputError(f"--max-batch: expected an integer >= 1, got {args.max_batch}")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port: expected 0..65535, got {args.port}")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -38,5 +42,5 @@ def run(args) -> int:
     console.print("loading the model and index ...", highlight=False)
     serve(args.index, args.model, host=args.host, port=args.port, on_ready=ready,
           max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), plots_dir=args.plots,
-          cache_size=args.cache_size)
+          cache_size=args.cache_size, max_batch=args.max_batch)
     return 0
