@@ -9,7 +9,7 @@ For each level: throughput (requests/s, median over rounds), p50 / p99 latency, 
 The time of one text query is split into the text tower (server's ``encode_ms``), the index
 (``search_ms``), the rest of the handler, and the HTTP layer (client latency minus the
 handler's ``took_ms``), at one client; beside it, the same query answered in-process
-(``model.encode`` + ``index.search``, no HTTP) as the reference.
+(the server's engine called directly, no HTTP) as the reference.
 
 Index: a ToweredModel (EfficientNet-Lite0 + MiniLM, regularised CCA head) fitted on a few
 hundred OpenClipart training drawings, indexing a few hundred test drawings (built once,
@@ -75,9 +75,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index_dir: Path, model_dir: Path, port: int) -> subprocess.Popen:
-    code = ("import sys; from jointspace.server.app import serve; "
-            f"serve({str(index_dir)!r}, {str(model_dir)!r}, host='127.0.0.1', port={port}, log_level='warning')")
+def start_server(index_dir: Path, model_dir: Path, port: int, max_batch: int = 32) -> subprocess.Popen:
+    code = ("from jointspace.server.app import serve; "
+            f"serve({str(index_dir)!r}, {str(model_dir)!r}, host='127.0.0.1', port={port}, log_level='warning', "
+            f"max_batch={max_batch})")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     return subprocess.Popen([sys.executable, "-c", code], env=env)
 
@@ -159,32 +160,87 @@ def breakdown(bodies) -> dict:
 
 
 def in_process_reference(model_dir, index_dir, n: int) -> dict:
-    """The same text queries answered in this process, no HTTP: ``model.encode`` + ``index.search``.
+    """The same text queries answered in this process without HTTP, by the server's own engine.
 
-    Run in a worker thread, as the server runs its handlers (on an oversubscribed machine,
-    PyTorch's main-thread OpenMP team can be many times slower than a worker thread's).
+    :class:`~jointspace.server.engine.SearchEngine` is loaded as the server loads it, and
+    queried from a worker thread, as the server's handlers run (after a warm-up).
     """
     import threading
 
-    from jointspace.index.faiss_index import Index
-    from jointspace.models.base import load_model
+    from jointspace.server.engine import SearchEngine
 
-    model, index = load_model(model_dir), Index.load(index_dir)
-    qs = text_queries(n, seed=999)
+    engine = SearchEngine(index_dir, model_dir)
+    qs = text_queries(n + 10, seed=999)
     times = []
 
     def work():
-        model.encode("text", ["warm up"])
-        for q in qs:
+        for i, q in enumerate(qs):
             t0 = time.perf_counter()
-            index.search(model.encode("text", [q]), k=10)
-            times.append((time.perf_counter() - t0) * 1000)
+            vec, _ = engine.encode("text", q, use_cache=False)
+            engine.search(vec, k=10)
+            if i >= 10:
+                times.append((time.perf_counter() - t0) * 1000)
 
     th = threading.Thread(target=work)
     th.start()
     th.join()
     return {"p50_ms": float(np.median(times)), "p99_ms": float(np.percentile(times, 99)),
             "throughput_rps": 1000 / float(np.mean(times))}
+
+
+class running_server:
+    """Start ``serve`` in a subprocess on a free loopback port; stop it on exit."""
+
+    def __init__(self, index_dir, model_dir, max_batch: int):
+        self.args = (index_dir, model_dir, max_batch)
+
+    def __enter__(self) -> str:
+        port = free_port()
+        self.proc = start_server(*self.args[:2], port, max_batch=self.args[2])
+        url = f"http://127.0.0.1:{port}"
+        try:
+            asyncio.run(wait_ready(url, self.proc))
+        except BaseException:
+            self.__exit__()
+            raise
+        return url
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+_SEQ = [0]
+
+
+def measure(url, kind, concurrency, rounds, quick, pngs) -> dict:
+    """One load level: ``kind`` is "text" (all different), "cached" (one text) or "image"."""
+    per_round = 48 if kind == "cached" else max(10 if quick else 16, 3 * concurrency)
+    _SEQ[0] += 1
+    tag = _SEQ[0]
+    queries = text_queries(per_round * (rounds + 1), tag)
+    counter = [0]
+
+    async def request(client, i):
+        counter[0] += 1
+        n = counter[0]
+        if kind == "image":
+            return await client.post("/api/search", files={"file": (f"q{n}.png", pngs[n % len(pngs)], "image/png")},
+                                     data={"k": "10"})
+        text = "a red car" if kind == "cached" else f"{queries[n % len(queries)]} r{n}"   # unique: no cache hits
+        return await client.get("/api/search", params={"text": text, "k": 10})
+
+    return asyncio.run(run_level(url, request, concurrency, rounds, per_round))
+
+
+def report(name: str, res: dict) -> dict:
+    res = {k: v for k, v in res.items() if k != "bodies"}
+    print(f"{name:16s} c={res['concurrency']:>2}: {res['throughput_rps']:7.1f} req/s  p50 {res['p50_ms']:7.1f} ms  "
+          f"p99 {res['p99_ms']:7.1f} ms  errors {res['errors']}", flush=True)
+    return res
 
 
 def main(argv=None) -> int:
@@ -196,58 +252,21 @@ def main(argv=None) -> int:
     levels = (1, 8, 32)
     model_dir, index_dir, images = build_index(n_train, n_index)
     pngs = [Path(p).read_bytes() for p in images[:64]]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    proc = start_server(index_dir, model_dir, port)
     results = {"machine": machine(), "index_items": n_index, "train_items": n_train, "rounds": rounds,
-               "text": [], "text_cached": None, "image": []}
-    try:
-        asyncio.run(wait_ready(url, proc))
-        seed = [0]
-
-        async def cached_req(client, i):
-            return await client.get("/api/search", params={"text": "a red car", "k": 10})
-
-        async def image_req(client, i):
-            return await client.post("/api/search", files={"file": (f"q{i}.png", pngs[i % len(pngs)], "image/png")},
-                                     data={"k": "10"})
-
+               "text": [], "text_cached": None, "image": [], "unbatched": {"text": [], "image": []}}
+    with running_server(index_dir, model_dir, max_batch=32) as url:
         for c in levels:
-            per_round = max(10 if args.quick else 16, 3 * c)
-            seed[0] += 1
-            queries = text_queries(per_round * 2, seed[0])   # unique per request: no cache hits
-            lvl = {}
-
-            async def fresh_text(client, i, lvl=lvl):
-                lvl["k"] = lvl.get("k", 0) + 1
-                return await client.get("/api/search", params={"text": f"{queries[i % len(queries)]} r{lvl['k']}",
-                                                               "k": 10})
-
-            res = asyncio.run(run_level(url, fresh_text, c, rounds, per_round))
+            res = measure(url, "text", c, rounds, args.quick, pngs)
             if c == 1:
                 results["text_breakdown_1_client"] = breakdown(res["bodies"])
-            res.pop("bodies")
-            results["text"].append(res)
-            print(f"text   c={c:>2}: {res['throughput_rps']:7.1f} req/s  p50 {res['p50_ms']:7.1f} ms  "
-                  f"p99 {res['p99_ms']:7.1f} ms  errors {res['errors']}", flush=True)
-        res = asyncio.run(run_level(url, cached_req, 8, rounds, 48))
-        res.pop("bodies")
-        results["text_cached"] = res
-        print(f"cached c= 8: {res['throughput_rps']:7.1f} req/s  p50 {res['p50_ms']:7.1f} ms  "
-              f"p99 {res['p99_ms']:7.1f} ms  errors {res['errors']}", flush=True)
+            results["text"].append(report("text", res))
+        results["text_cached"] = report("cached", measure(url, "cached", 8, rounds, args.quick, pngs))
         for c in levels:
-            per_round = max(10 if args.quick else 16, 3 * c)
-            res = asyncio.run(run_level(url, image_req, c, rounds, per_round))
-            res.pop("bodies")
-            results["image"].append(res)
-            print(f"image  c={c:>2}: {res['throughput_rps']:7.1f} req/s  p50 {res['p50_ms']:7.1f} ms  "
-                  f"p99 {res['p99_ms']:7.1f} ms  errors {res['errors']}", flush=True)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            results["image"].append(report("image", measure(url, "image", c, rounds, args.quick, pngs)))
+    with running_server(index_dir, model_dir, max_batch=1) as url:   # the same server, one query per pass
+        for kind in ("text", "image"):
+            results["unbatched"][kind].append(report(f"{kind} unbatched", measure(url, kind, 32, rounds, args.quick,
+                                                                                  pngs)))
     results["in_process_text"] = in_process_reference(model_dir, index_dir, 20 if args.quick else 50)
 
     print("\n| query | clients | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
@@ -255,16 +274,21 @@ def main(argv=None) -> int:
         for r in results[kind]:
             print(f"| {kind} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | "
                   f"{r['p99_ms']:.1f} | {r['errors']} |")
+    for kind in ("text", "image"):
+        for r in results["unbatched"][kind]:
+            print(f"| {kind}, --max-batch 1 | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | "
+                  f"{r['p99_ms']:.1f} | {r['errors']} |")
     r = results["text_cached"]
     print(f"| text (cached) | 8 | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
     ref = results["in_process_text"]
-    print(f"| text, in-process reference (no HTTP) | 1 | {ref['throughput_rps']:.1f} | {ref['p50_ms']:.1f} | "
+    print(f"| text, in-process engine (no HTTP) | 1 | {ref['throughput_rps']:.1f} | {ref['p50_ms']:.1f} | "
           f"{ref['p99_ms']:.1f} | - |")
     b = results["text_breakdown_1_client"]
     print(f"\none text query at 1 client, median {b['client_ms_median']:.1f} ms:")
     for k, v in b["parts_ms"].items():
         print(f"  {k:32s} {v:8.2f} ms  {100 * b['shares'][k]:5.1f} %")
-    errors = sum(r["errors"] for kind in ("text", "image") for r in results[kind]) + results["text_cached"]["errors"]
+    errors = (sum(r["errors"] for kind in ("text", "image") for r in results[kind] + results["unbatched"][kind])
+              + results["text_cached"]["errors"])
     results["total_errors"] = errors
     print(f"\nresults: {save('server', results)}")
     return 0 if errors == 0 else 1

@@ -172,3 +172,12 @@ def test_default_bind_is_loopback():
     serve_cmd.register(p.add_subparsers())
     args = p.parse_args(["serve", "--index", "x"])
     assert args.host == "127.0.0.1"
+
+
+def test_serve_command_refuses_bad_arguments(tmp_path, capsys):
+    from jointspace.cli import main
+
+    assert main(["serve", "--index", str(tmp_path / "missing")]) == 2
+    assert main(["serve", "--index", str(tmp_path), "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb" in capsys.readouterr().err
+    assert main(["serve", "--index", str(tmp_path), "--max-batch", "0"]) == 2

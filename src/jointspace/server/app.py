@@ -120,8 +120,8 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
     max_k : int
         Largest accepted ``k``.
     max_batch : int
-        Concurrent queries of one modality are encoded together in batches of up to this
-        many (1: each alone).
+        Concurrent text queries are encoded together in batches of up to this many (image
+        and audio queries up to 8); 1 encodes each alone.
     plots_dir : path, optional
         Folder of PNG plots shown on the page's "about this index" panel (default: a
         ``plots`` folder inside the first index folder, if any).

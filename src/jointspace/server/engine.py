@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import InputError, JointspaceError
 
 RAW_MODALITIES = ("image", "text", "audio")
+MEDIA_BATCH = 8   # largest batch of image / audio queries
 
 
 class LRUCache:
@@ -70,8 +71,9 @@ class SearchEngine:
     max_k : int
         Largest accepted ``k``.
     max_batch : int
-        Queries of one modality arriving together are encoded in batches of up to this many
-        (see :mod:`jointspace.server.batching`); 1 encodes each alone.
+        Text queries arriving together are encoded in batches of up to this many, image and
+        audio queries up to ``min(max_batch, 8)`` (see :mod:`jointspace.server.batching`);
+        1 encodes each alone.
     batch_wait_ms : float
         How long a batch waits for more queries after its first one.
 
@@ -124,8 +126,10 @@ class SearchEngine:
             from .batching import Batcher
 
             for mod in self.raw_modalities:
+                # large image batches were slower per item than small ones on a 2-core CPU
+                size = max_batch if mod == "text" else min(max_batch, MEDIA_BATCH)
                 self._batchers[mod] = Batcher(lambda items, mod=mod: self.model.encode(mod, items),
-                                              max_batch=max_batch, max_wait_ms=batch_wait_ms, name=f"encode-{mod}")
+                                              max_batch=size, max_wait_ms=batch_wait_ms, name=f"encode-{mod}")
         self._labels = {m: self._collect_labels(ix) for m, ix in self.indexes.items()}
 
     # -- set-up --------------------------------------------------------------------------------

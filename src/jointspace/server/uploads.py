@@ -77,8 +77,13 @@ def decode_image(data: bytes, filename: str, max_pixels: int = DEFAULT_MAX_PIXEL
 
     from ..towers.inputs import load_image
 
+    import warnings
+
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with warnings.catch_warnings():   # the pixel limit below is the check; PIL's warning adds nothing
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+        with img:
             w, h = img.size
             if w * h > max_pixels:
                 raise UploadError(413, f"file {filename!r}: the image is {w}x{h} = {w * h:,} pixels, over the "
