@@ -160,6 +160,7 @@ class OpenClipart(Dataset):
     description = "OpenClipart public-domain drawings (~7,400 SVG) rendered on white, with titles and keywords"
     splits = ("train", "val", "test")
     modalities = ("image", "text")
+    relevance = "title_key"
     citation = "Open Clip Art Library, https://openclipart.org (public domain), Debian package openclipart-svg."
 
     def __init__(self):
