@@ -28,8 +28,9 @@ def cv_folds(pairs: Pairs, n_folds: int = 5, seed: int = 0) -> list[tuple[np.nda
     return list(KFold(n_folds, shuffle=True, random_state=seed).split(dummy))
 
 
-def select_by_cv(make_model, grid: dict, pairs: Pairs, *, n_folds: int = 5, seed: int = 0,
-                 relevance: str = "auto", score_key: str = "mAP", progress=None) -> tuple[dict, list[dict]]:
+def select_by_cv(make_model, grid: dict, pairs: Pairs, *, derive: dict | None = None, n_folds: int = 5,
+                 seed: int = 0, relevance: str = "auto", score_key: str = "mAP",
+                 progress=None) -> tuple[dict, list[dict]]:
     """Pick the settings whose mean validation retrieval score is highest.
 
     Parameters
@@ -37,7 +38,11 @@ def select_by_cv(make_model, grid: dict, pairs: Pairs, *, n_folds: int = 5, seed
     make_model : callable
         ``make_model(**params) -> JointModel`` (unfitted).
     grid : dict of str to list
-        Settings to try (every combination).
+        Settings to try (every combination), each combination fitted once per fold.
+    derive : dict of str to list, optional
+        Settings a fitted model can switch to without refitting, through
+        ``model.derive(**setting)`` (e.g. fewer CCA components, another weighting); every
+        combination is scored from each fitted model.
     pairs : Pairs
         The training split; folds are drawn from it only.
     score_key : str
@@ -52,23 +57,29 @@ def select_by_cv(make_model, grid: dict, pairs: Pairs, *, n_folds: int = 5, seed
     """
     from .retrieval import evaluate_retrieval
 
-    folds = cv_folds(pairs, n_folds, seed)
+    from threadpoolctl import threadpool_limits
+
+    folds = [(pairs.subset(tr), pairs.subset(va)) for tr, va in cv_folds(pairs, n_folds, seed)]
+    variants = param_grid(derive) if derive else [{}]
     table = []
-    combos = param_grid(grid)
-    for params in combos:
-        scores = []
+    for params in param_grid(grid):
+        scores = np.zeros((len(folds), len(variants)))
         try:
-            for tr, va in folds:
-                model = make_model(**params).fit(pairs.subset(tr))
-                res = evaluate_retrieval(model, pairs.subset(va), relevance=relevance)
-                scores.append(np.mean([v for k, v in res.items() if k.endswith("/" + score_key)]))
+            # many small fits: BLAS threads only add contention here
+            with threadpool_limits(limits=1):
+                for f, (train, val) in enumerate(folds):
+                    model = make_model(**params).fit(train)
+                    for v, var in enumerate(variants):
+                        res = evaluate_retrieval(model.derive(**var) if var else model, val, relevance=relevance)
+                        scores[f, v] = np.mean([x for k, x in res.items() if k.endswith("/" + score_key)])
         except InputError:
             continue  # e.g. more components than a fold's rank allows
         finally:
             if progress is not None:
                 progress()
-        table.append({**params, score_key: float(np.mean(scores))})
+        for v, var in enumerate(variants):
+            table.append({**params, **var, score_key: float(scores[:, v].mean())})
     if not table:
         raise InputError("grid: no setting could be fitted on the training folds")
     best = max(table, key=lambda r: r[score_key])
-    return {k: best[k] for k in grid}, table
+    return {k: best[k] for k in [*grid, *(derive or {})]}, table

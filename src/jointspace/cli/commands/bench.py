@@ -1,6 +1,6 @@
 """``jointspace bench``: reproduce a benchmark table."""
 
-from .._common import add_json_flag, err_console, print_json, progress
+from .._common import add_json_flag, err_console, print_json, progress, show_report
 
 
 def register(sub):
@@ -26,9 +26,7 @@ def run(args) -> int:
     if args.json:
         print_json(report)
     else:
-        from ...eval.report import format_table
-
-        format_table(report)
+        show_report(report)
     return 0
 
 

@@ -1,6 +1,6 @@
 """``jointspace demo``: the main job on built-in data, end to end."""
 
-from .._common import console
+from .._common import console, show_report
 
 
 def register(sub):
@@ -14,9 +14,8 @@ def register(sub):
 
 def run(args) -> int:
     from .bench import run_with_progress
-    from ...eval.report import format_table
 
     console.rule("Wikipedia image-text benchmark (test split, mAP over full rankings)")
     report = run_with_progress("wikipedia")
-    format_table(report)
+    show_report(report)
     return 0

@@ -1,6 +1,6 @@
 """``jointspace eval``: retrieval metrics of a saved model on a dataset split."""
 
-from .._common import add_json_flag, load_split, print_json
+from .._common import add_json_flag, load_split, print_json, show_report
 
 
 def register(sub):
@@ -19,7 +19,7 @@ def register(sub):
 
 
 def run(args) -> int:
-    from ...eval.report import format_table, make_report
+    from ...eval.report import make_report
     from ...eval.retrieval import evaluate_retrieval
     from ...models.base import load_model
 
@@ -31,5 +31,5 @@ def run(args) -> int:
     if args.json:
         print_json(report)
     else:
-        format_table(report)
+        show_report(report)
     return 0
