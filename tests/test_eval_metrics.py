@@ -143,8 +143,12 @@ def test_chunked_equals_unchunked(random_case, chunk):
     scores, relevant = random_case
     _, whole = ranking_metrics_dense(scores, relevant, return_per_query=True)
     _, parts = ranking_metrics_dense(scores, relevant, chunk_size=chunk, return_per_query=True)
-    for key in whole:
-        np.testing.assert_array_equal(parts[key], whole[key])
+    # ranks are exact; AP and nDCG may differ in the last bit when a block takes the
+    # counting path and the whole matrix the sorting path (different summation order)
+    np.testing.assert_array_equal(parts["first_rank"], whole["first_rank"])
+    np.testing.assert_array_equal(parts["n_relevant"], whole["n_relevant"])
+    np.testing.assert_allclose(parts["ap"], whole["ap"], rtol=1e-13, atol=0)
+    np.testing.assert_allclose(parts["ndcg"], whole["ndcg"], rtol=1e-13, atol=0)
 
 
 def test_input_scores_are_not_modified(random_case):
