@@ -27,8 +27,8 @@ from .metrics import TIES, check_ks, ranking_metrics, summarize
 from .relevance import make_relevance
 from .similarity import BLOCK_BYTES, METRICS, _iter_blocks, check_pair
 
-#: working bytes per relevant (query, item) pair while a block is ranked (index arrays etc.)
-_BYTES_PER_RELEVANT = 96
+#: working bytes per relevant (query, item) pair while a block is ranked (gathered scores, indices)
+_BYTES_PER_RELEVANT = 16
 
 
 def _auto_chunk(n_gallery: int, itemsize: int, density: float) -> int:
