@@ -124,12 +124,14 @@ def _ranks_by_counting(S, blk, n_rel, r_max, pessimistic):
     cmp = np.greater_equal if pessimistic else np.greater
     # relevant items scoring >= (or >) each relevant score; the padding never counts
     rel_ahead = cmp(thr[:, None, :], thr[:, :, None]).sum(axis=2)
-    thr[~valid] = np.inf                             # nothing scores above the padding
-    all_ahead = np.empty((b, r_max), dtype=np.int64)
-    tmp = np.empty(S.shape, dtype=bool)
+    all_ahead = np.zeros((b, r_max), dtype=np.int64)
+    buf = np.empty(S.shape[1], dtype=bool)
+    # row by row: the comparison stays in cache and the whole-array count_nonzero is the
+    # fast (vectorised) one; about twice as fast as comparing the block at once
     for r in range(r_max):
-        cmp(S, thr[:, r:r + 1], out=tmp)
-        all_ahead[:, r] = np.count_nonzero(tmp, axis=1)
+        for i in np.flatnonzero(n_rel > r).tolist():
+            cmp(S[i], thr[i, r], out=buf)
+            all_ahead[i, r] = np.count_nonzero(buf)
     m = np.broadcast_to(np.arange(1, r_max + 1), (b, r_max))
     rank = m + all_ahead - rel_ahead                 # m + non-relevant items ahead
     out_rows = np.broadcast_to(np.arange(b)[:, None], (b, r_max))[valid]
