@@ -9,7 +9,8 @@ whose 1-based ranks are :math:`r_1 < r_2 < \dots < r_R`:
   i.e. :math:`[r_1 \le K]` averaged (the usual cross-modal retrieval definition, not the
   fraction of each query's relevant items retrieved).
 * **MRR** is the mean of :math:`1 / r_1`; **medR** and **meanR** the median and mean of
-  :math:`r_1`, the rank of the first relevant item (1-based; lower is better).
+  :math:`r_1`, the rank of the first relevant item (1-based; lower is better; with an even
+  number of queries the median is the mean of the two middle ranks).
 * **nDCG@K** with binary gains: :math:`\mathrm{DCG} = \sum_{r_m \le K} 1/\log_2(r_m + 1)`,
   divided by the ideal :math:`\sum_{r=1}^{\min(K, R)} 1/\log_2(r + 1)`.
 

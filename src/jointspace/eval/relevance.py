@@ -53,7 +53,7 @@ class RelevanceBlock:
             if self._make_mask is not None:
                 self._mask = self._make_mask()
             else:
-                rows, cols = self._pairs
+                rows, cols = self.pairs()
                 self._mask = np.zeros((self.n_relevant.shape[0], self._n_gallery), dtype=bool)
                 self._mask[rows, cols] = True
         return self._mask
