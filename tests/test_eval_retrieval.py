@@ -215,3 +215,23 @@ def test_mixed_float_precisions_are_accepted(data):
     a = retrieval_scores(image.astype(np.float64), text, labels, labels)
     b = retrieval_scores(image.astype(np.float64), text.astype(np.float64), labels, labels)
     assert a == b
+
+
+def test_random_ranking_matches_closed_form_expectations():
+    from jointspace.eval.retrieval import random_ranking_scores
+
+    n = 50
+    res = random_ranking_scores(np.arange(n), np.arange(n), ks=(1, 10), repeats=200, seed=1)
+    # the single relevant item is uniformly placed: E[rank] = (n+1)/2, P(rank <= K) = K/n,
+    # E[1/rank] = H_n / n (and AP = 1/rank)
+    h_n = np.sum(1.0 / np.arange(1, n + 1))
+    assert res["meanR"] == pytest.approx((n + 1) / 2, rel=0.02)
+    assert res["R@10"] == pytest.approx(10 / n, abs=0.01)
+    assert res["MRR"] == pytest.approx(h_n / n, rel=0.03)
+    assert res["mAP"] == pytest.approx(res["MRR"])
+    # labels: two classes of 25, one relevant class; same seed, same numbers
+    labels = np.repeat([0, 1], 25)
+    a = random_ranking_scores(labels, labels, repeats=3, seed=7)
+    assert a == random_ranking_scores(labels, labels, repeats=3, seed=7)
+    with pytest.raises(InputError, match="repeats: expected an integer >= 1"):
+        random_ranking_scores(labels, labels, repeats=0)
