@@ -7,7 +7,7 @@ Replacing ``X`` and ``Y`` in the chapter's objective
 by feature maps with :math:`w_x = \Phi_x^\top \alpha` turns every inner product into a kernel
 matrix :math:`K_x = \Phi_x \Phi_x^\top`; without regularisation the problem is degenerate for
 rich kernels (every correlation is 1), so the covariances carry the canonical ridge of
-:class:`~jointspace.models.cca.CCA`. Two solvers:
+:class:`~jointspace.models.cca.CanonicalCorrelation`. Two solvers:
 
 - ``method="exact"``: the dual problem on the centred n x n kernels
   (:func:`~jointspace.models._kernels.solve_kernel_cca`: two symmetric eigen-decompositions
@@ -33,14 +33,14 @@ from ..errors import InputError
 from ._kernels import (center_kernel, center_new, check_pair, kernel_eig, kernel_matrix, resolve_kernel,
                        solve_kernel_cca)
 from .base import register_model
-from .cca import CCA, covariances, solve_cca
+from .cca import CanonicalCorrelation, covariances, solve_cca
 from .preprocess import build_preprocessor
 
 _CHUNK = 4096
 
 
 @register_model("kcca", "kernel CCA (linear, RBF, polynomial; exact dual or Nystroem / random features)")
-class KernelCCA(CCA):
+class KernelCCA(CanonicalCorrelation):
     """Regularised kernel CCA with out-of-sample ``transform``.
 
     Parameters
@@ -71,7 +71,7 @@ class KernelCCA(CCA):
         A training kernel with clearly negative eigenvalues raises :class:`InputError`
         ("error"), or has its negative part dropped ("clip"; exact method only).
     preprocess, weight, modalities, random_state
-        As in :class:`~jointspace.models.cca.CCA`.
+        As in :class:`~jointspace.models.cca.CanonicalCorrelation`.
 
     Attributes
     ----------
@@ -113,30 +113,30 @@ class KernelCCA(CCA):
             self.n_features_in_ = x.shape[1]
         else:
             if Y is None:
-                raise InputError("Y: kernel CCA needs a second view; call fit(X, Y) or fit(pairs)")
+                raise InputError("y: kernel CCA needs the second view y; call fit(X, y) or fit(pairs)")
             names = ("x", "y")
             if len(X) != len(Y):
-                raise InputError(f"Y: expected {len(X)} rows to match X, got {len(Y)}")
+                raise InputError(f"y: expected {len(X)} rows to match X, got {len(Y)}")
             x, y = validate_data(self, X, Y, multi_output=True, y_numeric=True, dtype=np.float64,
                                  ensure_min_samples=2)
             y = y.reshape(-1, 1) if y.ndim == 1 else y
         if x.shape[0] != y.shape[0]:
-            raise InputError(f"Y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
+            raise InputError(f"y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
         return names, x, y
 
-    def fit(self, X, Y=None):
+    def fit(self, X, y=None):
         """Fit on two views.
 
         Parameters
         ----------
         X : ndarray, shape (n, p), or Pairs
-        Y : ndarray, shape (n, q) (omitted when X is a Pairs)
+        y : ndarray, shape (n, q) (omitted when X is a Pairs)
 
         Returns
         -------
         self
         """
-        names, x, y = self._views(X, Y)
+        names, x, y = self._views(X, y)
         n = x.shape[0]
         k = check_int(self.n_components, "n_components", low=1)
         if k > n - 1:
