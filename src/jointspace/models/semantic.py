@@ -243,7 +243,8 @@ class SupervisedCCA(MultisetCCA):
 
     The label view is used only in ``fit``; ``encode`` maps each modality. Parameters as in
     :class:`~jointspace.models.multiset_cca.MultisetCCA` (``objective`` default "sumcor");
-    ``label_scale`` multiplies the one-hot view (it matters only with ``reg > 0``).
+    ``reg`` applies to the modalities (the label view is not ridged unless ``reg`` lists a
+    value for it too); ``label_scale`` multiplies the one-hot view.
     """
 
     _default_objective = "sumcor"
@@ -260,9 +261,9 @@ class SupervisedCCA(MultisetCCA):
         names = _array_modalities(pairs, self.modalities)
         onehot = np.eye(classes.size)[labels] * check_float(self.label_scale, "label_scale", low=0.0, low_open=True)
         views = Pairs({**{m: pairs[m] for m in names}, _LABELS: onehot})
-        reg = self.reg
-        if isinstance(reg, (list, tuple)) and len(reg) == len(names):
-            reg = list(reg) + [0.0]
+        reg = list(self.reg) if isinstance(self.reg, (list, tuple)) else [self.reg] * len(names)
+        if len(reg) == len(names):
+            reg = reg + [0.0]  # the label view is not ridged (its covariance's null space is dropped)
         saved = self.modalities, self.reg
         try:
             self.modalities, self.reg = names + (_LABELS,), reg
