@@ -9,6 +9,15 @@ from jointspace.models._kernels import center_kernel, kernel_eig, solve_kernel_c
 from jointspace.models.cca import CCA
 from jointspace.models.kernel_cca import KernelCCA
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """Small dense problems: one BLAS thread is faster than two on a busy machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 
 def _corr(u, v):
     u = u - u.mean(0)

@@ -8,6 +8,15 @@ from jointspace import InputError, Pairs, create_model, load_model
 from jointspace.models.cca import CCA
 from jointspace.models.multiset_cca import MultisetCCA, block_covariances
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """Small dense problems: one BLAS thread is faster than two on a busy machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 
 def _match_columns(a, b):
     return b * np.sign((a * b).sum(0))

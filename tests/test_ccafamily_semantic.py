@@ -9,6 +9,15 @@ from jointspace.models.cca import CCA
 from jointspace.models.multiset_cca import MultisetCCA
 from jointspace.models.selection import cross_validate_retrieval, retrieval_map
 
+@pytest.fixture(autouse=True)
+def _one_blas_thread():
+    """Small dense problems: one BLAS thread is faster than two on a busy machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
 
 @pytest.fixture
 def labelled():
