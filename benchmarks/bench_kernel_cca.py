@@ -92,7 +92,8 @@ def exact_vs_pyrcca(n, k, reg, repeats):
     t_model, model_times, _ = _median_time(
         lambda: KernelCCA(n_components=k, kernel="rbf", gamma=1 / (2 * sigma ** 2), reg=0.1, method="exact").fit(x, y),
         repeats)
-    return {"n": n, "n_components": k, "reg": reg, "kernel": f"gaussian sigma={sigma} (pyrcca's, top-eigenvalue normalised)",
+    return {"n": n, "n_components": k, "reg": reg,
+            "kernel": f"gaussian sigma={sigma} (pyrcca's, top-eigenvalue normalised)",
             "repeats": repeats,
             "ours_s": t_ours, "pyrcca_s": t_theirs, "speedup": t_theirs / t_ours,
             "ours_times": ours_times, "pyrcca_times": their_times,
@@ -131,7 +132,8 @@ def scalable(n, n_sub, m, k, reg, repeats):
             "exact_fit_s_on_subsample": t_exact, "subsample": n_sub,
             "subsample_corr_exact": exact.canonical_correlations_.tolist(),
             "subsample_corr_nystroem": approx_sub.canonical_correlations_.tolist(),
-            "subsample_gap_max": float(np.max(np.abs(exact.canonical_correlations_ - approx_sub.canonical_correlations_))),
+            "subsample_gap_max": float(np.max(np.abs(exact.canonical_correlations_
+                                                     - approx_sub.canonical_correlations_))),
             "held_out_corr_nystroem_full_n": _held_out_corr(big, xt, yt).tolist(),
             "held_out_corr_exact_subsample": _held_out_corr(exact, xt, yt).tolist()}
 

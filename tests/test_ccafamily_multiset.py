@@ -81,7 +81,8 @@ def test_pairs_encode_save_load(tmp_path, three_views):
     assert m.modalities_ == ("image", "text", "audio")
     m.save(tmp_path / "m")
     back = load_model(tmp_path / "m")
-    np.testing.assert_allclose(back.encode("audio", three_views[2][:5]), m.encode("audio", three_views[2][:5]), atol=1e-6)
+    z = three_views[2][:5]
+    np.testing.assert_allclose(back.encode("audio", z), m.encode("audio", z), atol=1e-6)
     assert create_model("gcca", n_components=2).fit(p).objective_ == "maxvar"
 
 

@@ -6,8 +6,6 @@ median heuristic for the RBF width, kernel centring, and the dual solver.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 from scipy import linalg
 from sklearn.metrics.pairwise import polynomial_kernel, rbf_kernel, sigmoid_kernel
@@ -102,7 +100,8 @@ def kernel_eig(k: np.ndarray, name: str, psd: str = "error"):
         Eigenvalues above ``n * eps * 100`` times the largest (the numerical rank r).
     """
     if not np.allclose(k, k.T, rtol=1e-8, atol=1e-10 * max(np.abs(k).max(), 1e-300)):
-        raise InputError(f"kernel ({name}): the kernel matrix is not symmetric; a kernel must satisfy k(a, b) = k(b, a)")
+        raise InputError(f"kernel ({name}): the kernel matrix is not symmetric; "
+                         "a kernel must satisfy k(a, b) = k(b, a)")
     lam, u = linalg.eigh((k + k.T) / 2, driver="evr")
     top = max(float(lam.max()), 0.0)
     if top <= 0:
@@ -193,7 +192,3 @@ def check_pair(value, name: str):
             raise InputError(f"{name}: expected one value or a pair (x, y), got {value!r}")
         return tuple(value)
     return (value, value)
-
-
-def is_number(v) -> bool:
-    return isinstance(v, numbers.Real) and not isinstance(v, bool)

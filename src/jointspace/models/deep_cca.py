@@ -12,14 +12,13 @@ to the loss, so the outputs also keep what is needed to rebuild each input.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from .._validation import check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError, MissingDependencyError
 from .base import JointModel, register_model
 from .cca import CanonicalCorrelation
-
-from sklearn.base import BaseEstimator
 
 
 def _torch():
@@ -124,8 +123,8 @@ class DeepCCA(BaseEstimator, JointModel):
             raise InputError(f"n_components: expected at most out_dim = {self.out_dim_}, got {k}")
         bs = check_int(self.batch_size, "batch_size", low=1)
         if bs < self.out_dim_ or bs < 2:
-            raise InputError(f"batch_size: a batch of {bs} cannot estimate the covariances of {self.out_dim_}-dimensional "
-                             f"outputs; expected batch_size >= out_dim = {self.out_dim_}")
+            raise InputError(f"batch_size: a batch of {bs} cannot estimate the covariances of "
+                             f"{self.out_dim_}-dimensional outputs; expected batch_size >= out_dim = {self.out_dim_}")
         n = x.shape[0]
         if n < self.out_dim_ + 1:
             raise InputError(f"views: expected more samples than out_dim = {self.out_dim_}, got {n} "

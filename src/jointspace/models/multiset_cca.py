@@ -141,7 +141,8 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
             if not isinstance(views, (list, tuple)):
                 raise InputError(f"views: expected a Pairs or a list of arrays, got {type(views).__name__}")
             arrays = list(views)
-            names = tuple(self.modalities) if self.modalities is not None else tuple(f"view{i}" for i in range(len(arrays)))
+            names = (tuple(self.modalities) if self.modalities is not None
+                     else tuple(f"view{i}" for i in range(len(arrays))))
             if len(names) != len(arrays):
                 raise InputError(f"modalities: expected {len(arrays)} names, got {len(names)}")
         if len(arrays) < 2:
