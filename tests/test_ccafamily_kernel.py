@@ -140,3 +140,9 @@ def test_rff_needs_rbf(two_views):
     x, y = two_views
     with pytest.raises(InputError, match="rff"):
         KernelCCA(n_components=2, kernel="poly", method="rff").fit(x[:50], y[:50])
+
+
+def test_passes_sklearn_check_estimator():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(KernelCCA(n_components=1))

@@ -113,12 +113,16 @@ class KernelCCA(CanonicalCorrelation):
             self.n_features_in_ = x.shape[1]
         else:
             if Y is None:
-                raise InputError("y: kernel CCA needs the second view y; call fit(X, y) or fit(pairs)")
+                raise InputError("y: kernel CCA requires y to be passed, but the target y is None; "
+                                 "call fit(X, y) with the second view, or fit(pairs)")
             names = ("x", "y")
-            if len(X) != len(Y):
-                raise InputError(f"y: expected {len(X)} rows to match X, got {len(Y)}")
-            x, y = validate_data(self, X, Y, multi_output=True, y_numeric=True, dtype=np.float64,
-                                 ensure_min_samples=2)
+            try:
+                x, y = validate_data(self, X, Y, multi_output=True, y_numeric=True, dtype=np.float64,
+                                     ensure_min_samples=2)
+            except ValueError as exc:
+                if "inconsistent numbers of samples" in str(exc):
+                    raise InputError(f"y: expected as many rows as X; {exc}") from None
+                raise
             y = y.reshape(-1, 1) if y.ndim == 1 else y
         if x.shape[0] != y.shape[0]:
             raise InputError(f"y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
