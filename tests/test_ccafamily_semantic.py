@@ -7,7 +7,7 @@ from sklearn.linear_model import LogisticRegression
 from jointspace import InputError, Pairs, create_model, load_model
 from jointspace.models.cca import CCA
 from jointspace.models.multiset_cca import MultisetCCA
-from jointspace.models.selection import cross_validate_retrieval, retrieval_map
+from jointspace.eval.selection import retrieval_map, select_by_cv
 
 @pytest.fixture(autouse=True)
 def _one_blas_thread():
@@ -83,7 +83,7 @@ def test_semantic_models_need_labels(labelled):
 
 
 def test_cross_validation_picks_the_best_held_out_setting(labelled):
-    res = cross_validate_retrieval("cca", {"n_components": [1, 2, 3]}, labelled, n_splits=3, seed=0)
+    res = select_by_cv("cca", {"n_components": [1, 2, 3]}, labelled, n_folds=3, seed=0)
     best = max(res.table, key=lambda r: r["score"])
     assert res.best_params["n_components"] == best["n_components"]
     assert res.model.n_components == best["n_components"]

@@ -37,7 +37,7 @@ def _default(o):
 def print_table(title: str, columns: list[str], rows: list[list], *, floatfmt: str = "{:.3f}") -> None:
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i > 0)
     for row in rows:
         table.add_row(*[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row])
     console.print(table)

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
+NAME = "fashion-3view"
+DESCRIPTION = "Fashion-MNIST image + text + spoken class word: multiset CCA vs pairwise CCA, six directions"
+
 TEMPLATES = ("a photo of a {}", "a picture of a {}", "an image of the {}", "a {} on a white background",
              "a close-up photo of a {}", "this is a {}", "a black and white photo of a {}", "a small {}")
 DIRECTIONS = ["image->text", "text->image", "image->audio", "audio->image", "text->audio", "audio->text"]
@@ -66,7 +69,7 @@ def fashion_three_view_rows(n_train: int = 5000, n_test: int = 2000, n_component
     """
     from ..data.datasets.fashion_mnist import CLASS_WORDS
     from ..eval.retrieval import evaluate_retrieval
-    from .base import create_model
+    from ..models.base import create_model
 
     table = _text_table(CLASS_WORDS)
     train = three_view_pairs("train", n_train, table, seed)
@@ -91,3 +94,10 @@ def fashion_three_view_rows(n_train: int = 5000, n_test: int = 2000, n_component
     for row in rows:
         row["mean/mAP"] = float(np.mean([row[f"{d}/mAP"] for d in DIRECTIONS]))
     return rows
+
+
+def run(progress=None, quick: bool = False, **options) -> dict:
+    from ..eval.report import make_report
+
+    n_train, n_test = (1000, 500) if quick else (5000, 2000)
+    return make_report("fashion-mnist-3view", "test", fashion_three_view_rows(n_train, n_test, progress=progress))
