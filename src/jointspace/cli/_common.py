@@ -103,3 +103,16 @@ def show_report(report: dict) -> None:
         print_table(f"{report['dataset']} ({report['split']}): {direction}",
                     ["method", *[split_key(k)[1] for k in keys]], rows)
     print_settings(report)
+
+
+def open_index(index_dir: str, model_dir: str | None = None):
+    """(index, model) for a search: the model defaults to the one the index records."""
+    from ..errors import InputError
+    from ..index.faiss_index import Index
+    from ..models.base import load_model
+
+    index = Index.load(index_dir)
+    model_dir = model_dir or index.info.get("model")
+    if not model_dir:
+        raise InputError("--model: this index does not record its model; pass --model RUN_DIR")
+    return index, load_model(model_dir)
