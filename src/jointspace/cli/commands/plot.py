@@ -76,22 +76,14 @@ def run_map(args) -> int:
 
 def run_gallery(args) -> int:
     from ...errors import InputError
-    from ...index.faiss_index import Index
-    from ...models.base import load_model
+    from ...index.results import search_with_metadata
     from ...viz.gallery import write_gallery
+    from .._common import open_index
 
     if args.k < 1:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
-    index = Index.load(args.index)
-    model_dir = args.model or index.info.get("model")
-    if not model_dir:
-        raise InputError("--model: this index does not record its model; pass --model RUN_DIR")
-    model = load_model(model_dir)
-    scores, ids = index.search(model.encode("text", [args.text]), k=args.k)
-    found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0]
-    metas = index.metadata([i for _, i in found])
-    results = [{"rank": r + 1, "id": i, "score": s, "label": m.get("label"), "text": m.get("text"),
-                "path": m.get("path")} for r, ((s, i), m) in enumerate(zip(found, metas))]
+    index, model = open_index(args.index, args.model)
+    results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
     write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)
     console.print(f"gallery written to {args.out}", highlight=False)
     return 0
