@@ -24,7 +24,7 @@ def test_text_search_answers_the_documented_shape_and_finds_the_colour(client):
     assert set(body) >= {"results", "took_ms"} and body["took_ms"] > 0
     assert len(body["results"]) == 5
     for res in body["results"]:
-        assert set(res) >= {"id", "score", "label", "text", "media_url"}
+        assert set(res) >= {"id", "score", "label", "text", "title", "media_url"}
     top = body["results"][0]
     assert top["label"] == "red" and top["text"] == "a red square"
     scores = [r["score"] for r in body["results"]]

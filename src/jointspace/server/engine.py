@@ -287,7 +287,7 @@ class SearchEngine:
         extra = meta.get("extra") or {}
         has_media = bool(meta.get("path"))
         return {"id": meta["id"], "score": score, "label": _label_text(meta.get("label")),
-                "text": meta.get("text") or extra.get("title"), "modality": modality,
+                "text": meta.get("text"), "title": extra.get("title") or meta.get("text"), "modality": modality,
                 "item_id": extra.get("item_id"),
                 "media_url": f"/api/items/{meta['id']}/media?modality={modality}" if has_media else None}
 

@@ -36,7 +36,7 @@ function render(body, what) {
     if (r.media_url && !/\.(wav|flac|ogg)/.test(r.media_url) && r.modality !== "audio") {
       const img = document.createElement("img");
       img.src = r.media_url;
-      img.alt = r.text || ("item " + r.id);
+      img.alt = r.title || r.text || ("item " + r.id);
       img.loading = "lazy";
       card.appendChild(img);
     } else if (r.media_url) {
@@ -52,7 +52,7 @@ function render(body, what) {
     }
     const title = document.createElement("div");
     title.className = "title";
-    title.textContent = r.text || ("item " + r.id);
+    title.textContent = r.title || r.text || ("item " + r.id);
     title.title = r.text || "";
     card.appendChild(title);
     const meta = document.createElement("div");
@@ -68,7 +68,7 @@ function render(body, what) {
     more.className = "secondary more";
     more.type = "button";
     more.textContent = "More like this";
-    more.addEventListener("click", () => similar(r.id, r.modality, r.text));
+    more.addEventListener("click", () => similar(r.id, r.modality, r.title || r.text));
     card.appendChild(more);
     grid.appendChild(card);
   }
