@@ -181,3 +181,14 @@ def test_serve_command_refuses_bad_arguments(tmp_path, capsys):
     assert main(["serve", "--index", str(tmp_path), "--max-upload-mb", "0"]) == 2
     assert "--max-upload-mb" in capsys.readouterr().err
     assert main(["serve", "--index", str(tmp_path), "--max-batch", "0"]) == 2
+
+
+def test_streamed_upload_without_length_is_cut_off_at_the_limit(client):
+    def body():
+        for _ in range(40):
+            yield b"x" * 10_000          # 400 kB in chunks, no Content-Length
+
+    r = client.post("/api/search", content=body(),
+                    headers={"content-type": "multipart/form-data; boundary=zzz"})
+    assert r.status_code == 413 and "upload too large" in r.json()["detail"]
+    _healthy(client)
