@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console()
+# Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns, so tables
+# are not squeezed.
+console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 
 
@@ -37,7 +39,7 @@ def _default(o):
 def print_table(title: str, columns: list[str], rows: list[list], *, floatfmt: str = "{:.3f}") -> None:
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i > 0)
     for row in rows:
         table.add_row(*[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row])
     console.print(table)
@@ -51,3 +53,68 @@ def progress(transient: bool = True) -> Progress:
 
 def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def parse_params(pairs: list[str] | None) -> dict:
+    """``["n_components=10", "reg=0.1", "preprocess=standard"]`` -> dict with JSON-parsed values."""
+    from ..errors import InputError
+
+    out = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--param: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def load_split(dataset: str, split: str):
+    """One split of a built-in dataset, with a spinner while it loads."""
+    from ..data.datasets import load_dataset
+
+    with err_console.status(f"loading {dataset} ({split})"):
+        return load_dataset(dataset, split)
+
+
+def print_settings(report: dict) -> None:
+    """The settings each row was run with (chosen on the training split), one line per row."""
+    for row in report.get("rows", []):
+        if row.get("settings"):
+            console.print(f"  {row['method']}: {row['settings']}", highlight=False)
+
+
+def show_report(report: dict) -> None:
+    """Print a retrieval report: one table per direction (methods x metrics), then settings."""
+    from ..eval.report import report_columns, split_key
+
+    columns = report_columns(report)
+    directions = list(dict.fromkeys(split_key(k)[0] for k in columns))
+    for direction in directions:
+        keys = [k for k in columns if split_key(k)[0] == direction]
+        rows = []
+        for row in report["rows"]:
+            cells = []
+            for k in keys:
+                v = row.get(k)
+                metric = split_key(k)[1]
+                cells.append("-" if v is None else (f"{v:.1f}" if metric in ("medR", "meanR") else f"{v:.3f}"))
+            rows.append([row["method"], *cells])
+        print_table(f"{report['dataset']} ({report['split']}): {direction}",
+                    ["method", *[split_key(k)[1] for k in keys]], rows)
+    print_settings(report)
+
+
+def open_index(index_dir: str, model_dir: str | None = None):
+    """(index, model) for a search: the model defaults to the one the index records."""
+    from ..errors import InputError
+    from ..index.faiss_index import Index
+    from ..models.base import load_model
+
+    index = Index.load(index_dir)
+    model_dir = model_dir or index.info.get("model")
+    if not model_dir:
+        raise InputError("--model: this index does not record its model; pass --model RUN_DIR")
+    return index, load_model(model_dir)
