@@ -36,10 +36,25 @@ def _default(o):
     return str(o)
 
 
+def _is_number(value) -> bool:
+    import numbers
+
+    if isinstance(value, numbers.Number):
+        return True
+    try:
+        float(str(value))
+        return str(value) not in ("", "nan")
+    except ValueError:
+        return str(value) == "-"
+
+
 def print_table(title: str, columns: list[str], rows: list[list], *, floatfmt: str = "{:.3f}") -> None:
+    """A rich table: numeric columns right-aligned, the last column wraps, the others do not."""
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i > 0)
+        numeric = bool(rows) and all(_is_number(r[i]) for r in rows)
+        last = i == len(columns) - 1
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=not last)
     for row in rows:
         table.add_row(*[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row])
     console.print(table)
