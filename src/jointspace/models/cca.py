@@ -111,7 +111,7 @@ def solve_cca(cxx, cyy, cxy, n_components: int, reg=(0.0, 0.0)):
     return kx @ (u * signs), ky @ (vt.T * signs), s[:n_components]
 
 
-class CCA(TransformerMixin, BaseEstimator, JointModel):
+class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
     """Linear canonical correlation analysis, with optional canonical ridge.
 
     Follows the scikit-learn estimator contract (``fit(X, Y)``, ``transform``, ``score``,
@@ -174,14 +174,14 @@ class CCA(TransformerMixin, BaseEstimator, JointModel):
             return p.get(name, p.get(view))
         return p
 
-    def fit(self, X, Y=None):
+    def fit(self, X, y=None):
         """Fit on two views.
 
         Parameters
         ----------
         X : ndarray, shape (n, p), or Pairs
             First view, or a ``Pairs`` holding both views as arrays.
-        Y : ndarray, shape (n, q) or (n,)
+        y : ndarray, shape (n, q) or (n,)
             Second view (omitted when ``X`` is a ``Pairs``).
 
         Returns
@@ -194,14 +194,14 @@ class CCA(TransformerMixin, BaseEstimator, JointModel):
             y = check_matrix(X[names[1]], f"modality {names[1]!r}", min_rows=2)
             self.n_features_in_ = x.shape[1]
         else:
-            if Y is None:
-                raise InputError("Y: CCA needs a second view; call fit(X, Y) or fit(pairs)")
+            if y is None:
+                raise InputError("y: CCA requires y to be passed, but the target y is None; call fit(X, y) with the second view, or fit(pairs)")
             names = ("x", "y")
-            x, y = validate_data(self, X, Y, multi_output=True, y_numeric=True,
+            x, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
                                  dtype=[np.float64, np.float32], ensure_min_samples=2)
             y = y.reshape(-1, 1) if y.ndim == 1 else y
         if x.shape[0] != y.shape[0]:
-            raise InputError(f"Y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
+            raise InputError(f"y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
         reg = self._reg_pair()
         weight = check_float(self.weight, "weight", low=0.0)
         self._modality_names = names
@@ -262,13 +262,13 @@ class CCA(TransformerMixin, BaseEstimator, JointModel):
             arr = np.asarray(pre.transform(arr), dtype=np.float64)
         return ((arr - mean) @ w) * self._component_scale
 
-    def transform(self, X, Y=None):
-        """Canonical variables ``u = X w_x`` (and ``v = Y w_y`` when Y is given).
+    def transform(self, X, y=None):
+        """Canonical variables ``u = X w_x`` (and ``v = Y w_y`` when the second view ``y`` is given).
 
         Parameters
         ----------
         X : ndarray, shape (n, p)
-        Y : ndarray, shape (n, q), optional
+        y : ndarray, shape (n, q), optional
 
         Returns
         -------
@@ -277,20 +277,22 @@ class CCA(TransformerMixin, BaseEstimator, JointModel):
         check_is_fitted(self, "x_weights_")
         x = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         u = self._project(0, x, "X")
-        if Y is None:
+        if y is None:
             return u
-        return u, self._project(1, Y, "Y")
+        return u, self._project(1, y, "y")
 
-    def fit_transform(self, X, Y=None, **fit_params):
-        return self.fit(X, Y).transform(X, Y) if not isinstance(X, Pairs) else self.fit(X)._transform_pairs(X)
+    def fit_transform(self, X, y=None, **fit_params):
+        if isinstance(X, Pairs):
+            return self.fit(X)._transform_pairs(X)
+        return self.fit(X, y).transform(X)
 
     def _transform_pairs(self, pairs: Pairs):
         a, b = self.modalities_
         return self._project(0, pairs[a], a), self._project(1, pairs[b], b)
 
-    def score(self, X, Y=None):
-        """Mean correlation of the k canonical variable pairs on (X, Y) (higher is better)."""
-        u, v = self._transform_pairs(X) if isinstance(X, Pairs) else self.transform(X, Y)
+    def score(self, X, y=None):
+        """Mean correlation of the k canonical variable pairs on (X, y) (higher is better)."""
+        u, v = self._transform_pairs(X) if isinstance(X, Pairs) else self.transform(X, y)
         u = u - u.mean(0)
         v = v - v.mean(0)
         den = np.sqrt((u * u).sum(0) * (v * v).sum(0))
@@ -334,13 +336,13 @@ class CCA(TransformerMixin, BaseEstimator, JointModel):
 
 
 @register_model("cca", "linear CCA (chapter, closed form)")
-class LinearCCA(CCA):
-    """Registered name for plain :class:`CCA` (``reg=0``)."""
+class LinearCCA(CanonicalCorrelation):
+    """Plain CCA (``reg=0``), the chapter's definition; see :class:`CanonicalCorrelation`."""
 
 
 @register_model("rcca", "regularised CCA (canonical ridge between CCA and PLS)")
-class RegularizedCCA(CCA):
-    """CCA with canonical ridge ``reg`` (default 0.1); see :class:`CCA`."""
+class RegularizedCCA(CanonicalCorrelation):
+    """CCA with canonical ridge ``reg`` (default 0.1); see :class:`CanonicalCorrelation`."""
 
     def __init__(self, n_components: int = 2, reg=0.1, preprocess=None, weight: float = 0.0,
                  modalities=None, random_state: int = 0):
@@ -349,10 +351,14 @@ class RegularizedCCA(CCA):
 
 
 @register_model("pls", "partial least squares (SVD of the cross-covariance)")
-class PLS(CCA):
-    """PLS-SVD: directions of maximal covariance, ``reg = 1`` in :class:`CCA`."""
+class PLS(CanonicalCorrelation):
+    """PLS-SVD: directions of maximal covariance, ``reg = 1`` in :class:`CanonicalCorrelation`."""
 
     def __init__(self, n_components: int = 2, reg=1.0, preprocess=None, weight: float = 0.0,
                  modalities=None, random_state: int = 0):
         super().__init__(n_components=n_components, reg=reg, preprocess=preprocess, weight=weight,
                          modalities=modalities, random_state=random_state)
+
+
+#: The plain model under its usual name.
+CCA = LinearCCA

@@ -1,0 +1,73 @@
+"""A pure-numpy reader for IDX files (the MNIST / Fashion-MNIST format), gzipped or not.
+
+Format: two zero bytes, a type code (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
+0x0D float32, 0x0E float64), the number of dimensions, then one big-endian uint32 per
+dimension, then the values in C order, big-endian.
+"""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path) -> np.ndarray:
+    """Read an IDX file (optionally gzip-compressed) into an array.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    ndarray
+        Shape as declared in the header, native byte order.
+
+    Raises
+    ------
+    InputError
+        Missing file, bad magic number, unknown type code, or a data size that does not
+        match the header (a truncated file).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"path: IDX file {str(p)!r} does not exist")
+    try:
+        raw = p.read_bytes()
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+    except (OSError, EOFError) as exc:
+        raise InputError(f"path: cannot read IDX file {str(p)!r}: {exc}") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise InputError(f"path: {str(p)!r} is not an IDX file (bad magic number)")
+    code, ndim = raw[2], raw[3]
+    if code not in IDX_TYPES:
+        raise InputError(f"path: {str(p)!r} has unknown IDX type code 0x{code:02x}")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise InputError(f"path: IDX file {str(p)!r} is truncated inside its header")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = np.dtype(IDX_TYPES[code])
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise InputError(f"path: IDX file {str(p)!r} declares shape {shape} ({expected} bytes of data) "
+                         f"but holds {len(raw) - header} bytes")
+    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="))
+
+
+def write_idx(path, array) -> None:
+    """Write ``array`` as an uncompressed IDX file (used to make test fixtures)."""
+    arr = np.asarray(array)
+    codes = {np.dtype(v).newbyteorder("="): k for k, v in IDX_TYPES.items()}
+    code = codes.get(arr.dtype.newbyteorder("="))
+    if code is None:
+        raise InputError(f"array: IDX cannot store dtype {arr.dtype}")
+    head = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
+    Path(path).write_bytes(head + arr.astype(IDX_TYPES[code]).tobytes())

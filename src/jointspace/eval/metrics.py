@@ -1,0 +1,279 @@
+r"""Ranking metrics for retrieval, computed block by block from scores and relevance.
+
+Each query ranks the whole gallery by score, highest first.  With :math:`R` relevant items
+whose 1-based ranks are :math:`r_1 < r_2 < \dots < r_R`:
+
+* **AP** (average precision of the full ranking) :math:`= \frac1R \sum_{m=1}^{R} m / r_m`
+  (the precision at each relevant item, averaged); **mAP** is its mean over queries.
+* **Recall@K** is the fraction of queries with at least one relevant item in the top K,
+  i.e. :math:`[r_1 \le K]` averaged (the usual cross-modal retrieval definition, not the
+  fraction of each query's relevant items retrieved).
+* **MRR** is the mean of :math:`1 / r_1`; **medR** and **meanR** the median and mean of
+  :math:`r_1`, the rank of the first relevant item (1-based; lower is better).
+* **nDCG@K** with binary gains: :math:`\mathrm{DCG} = \sum_{r_m \le K} 1/\log_2(r_m + 1)`,
+  divided by the ideal :math:`\sum_{r=1}^{\min(K, R)} 1/\log_2(r + 1)`.
+
+Queries without any relevant item are left out of every average and counted
+(``n_skipped``).
+
+**Ties.** Items with equal scores are ordered by a fixed rule, ``ties``:
+
+* ``"pessimistic"`` (default): among tied items the non-relevant ones come first, so the
+  relevant item at descending position :math:`m` has rank
+  :math:`r_m = m + \#\{\text{non-relevant } j : s_j \ge s_m\}`.  A model cannot gain by
+  giving many items the same score (a constant scorer gets the worst possible ranks).
+* ``"optimistic"``: relevant ones first, :math:`r_m = m + \#\{\text{non-relevant } j :
+  s_j > s_m\}`.
+
+Without ties both rules give the same numbers.
+
+**Speed and memory.** Nothing per query is larger than the gallery, and nothing per block
+larger than the block of scores.  When every query of a block has few relevant items (pair
+identity has one) the ranks are counted directly, one pass over the block per relevant
+item; otherwise each row of the block is sorted once and the relevant scores are located
+in it by binary search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from .._validation import check_choice, check_int, check_matrix
+from ..errors import InputError
+from .relevance import DenseRelevance, Relevance
+
+TIES = ("pessimistic", "optimistic")
+
+#: up to this many relevant items per query, ranks are counted instead of sorted
+COUNT_MAX = 4
+
+
+def check_ks(ks, name: str = "ks") -> tuple[int, ...]:
+    """Validate the cut-offs of Recall@K (each an integer >= 1)."""
+    if isinstance(ks, (int, np.integer)) and not isinstance(ks, bool):
+        ks = (ks,)
+    if not isinstance(ks, Iterable) or isinstance(ks, (str, bytes)):
+        raise InputError(f"{name}: expected a sequence of integers >= 1, got {ks!r}")
+    out = tuple(check_int(k, name, low=1) for k in ks)
+    if not out:
+        raise InputError(f"{name}: expected at least one cut-off, got an empty sequence")
+    return out
+
+
+def _relevant_ranks(S: np.ndarray, rows: np.ndarray, cols: np.ndarray, ties: str,
+                    owned: bool = False):
+    """Ranks of the relevant items of one block.
+
+    Parameters
+    ----------
+    S : ndarray, shape (b, ng)
+        Scores of ``b`` queries against the gallery.
+    rows, cols : ndarray of int64, shape (P,)
+        Relevant positions, rows non-decreasing.
+    ties : {"pessimistic", "optimistic"}
+    owned : bool
+        ``S`` may be overwritten (sorted in place).
+
+    Returns
+    -------
+    rows : (P,) query of each relevant item (non-decreasing); m : (P,) its 1-based position
+    among the query's relevant items by descending score; rank : (P,) its 1-based rank in
+    the whole gallery; n_rel : (b,) relevant items per query.
+    """
+    b, ng = S.shape
+    n_rel = np.bincount(rows, minlength=b)
+    if rows.shape[0] == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, n_rel
+    vals = S[rows, cols]
+    row_start = np.cumsum(n_rel) - n_rel
+    pessimistic = ties == "pessimistic"
+    r_max = int(n_rel.max())
+    if r_max <= COUNT_MAX:
+        return _ranks_by_counting(S, rows, vals, n_rel, row_start, r_max, pessimistic)
+    return _ranks_by_sorting(S, vals, n_rel, row_start, pessimistic, owned)
+
+
+def _ranks_by_counting(S, rows, vals, n_rel, row_start, r_max, pessimistic):
+    """Few relevant items per query: one comparison pass over the block per relevant item."""
+    b = S.shape[0]
+    thr = np.full((b, r_max), -np.inf, dtype=S.dtype)
+    thr[rows, np.arange(rows.shape[0]) - row_start[rows]] = vals
+    thr = -np.sort(-thr, axis=1)                     # descending; padding (-inf) last
+    valid = np.arange(r_max)[None, :] < n_rel[:, None]
+    cmp = np.greater_equal if pessimistic else np.greater
+    # relevant items scoring >= (or >) each relevant score; padding never counts
+    rel_ahead = cmp(thr[:, None, :], thr[:, :, None]).sum(axis=2)
+    thr[~valid] = np.inf                             # padding counts nothing below
+    all_ahead = np.empty((b, r_max), dtype=np.int64)
+    tmp = np.empty(S.shape, dtype=bool)
+    for r in range(r_max):
+        cmp(S, thr[:, r:r + 1], out=tmp)
+        all_ahead[:, r] = np.count_nonzero(tmp, axis=1)
+    m = np.broadcast_to(np.arange(1, r_max + 1), (b, r_max))
+    rank = m + all_ahead - rel_ahead
+    out_rows = np.broadcast_to(np.arange(b)[:, None], (b, r_max))[valid]
+    return out_rows, m[valid], rank[valid], n_rel
+
+
+def _ranks_by_sorting(S, vals, n_rel, row_start, pessimistic, owned):
+    """Many relevant items: sort each row once, locate the relevant scores by bisection."""
+    b, ng = S.shape
+    Ss = S if owned else S.copy()
+    Ss.sort(axis=1)
+    side = "left" if pessimistic else "right"
+    P = vals.shape[0]
+    rank = np.empty(P, dtype=np.int64)
+    m = np.empty(P, dtype=np.int64)
+    for q in np.flatnonzero(n_rel):
+        a, z = row_start[q], row_start[q] + n_rel[q]
+        v = np.sort(vals[a:z])[::-1]                   # this query's relevant scores, descending
+        # in ascending order, the items >= v (left) or > v (right) follow the insertion point
+        all_ahead = ng - np.searchsorted(Ss[q], v, side=side)
+        rel_ahead = (z - a) - np.searchsorted(v[::-1], v, side=side)
+        mq = np.arange(1, z - a + 1)
+        m[a:z] = mq
+        rank[a:z] = mq + all_ahead - rel_ahead
+    rows = np.repeat(np.arange(b), n_rel)
+    return rows, m, rank, n_rel
+
+
+def _ideal_dcg(n_rel: np.ndarray, k: int) -> np.ndarray:
+    disc = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
+    return np.where(n_rel > 0, disc[np.clip(np.minimum(n_rel, k) - 1, 0, None)], 0.0)
+
+
+def ranking_metrics(score_chunks: Iterable[tuple[int, np.ndarray]], relevance: Relevance, *,
+                    ndcg_k: int = 10, ties: str = "pessimistic", owned: bool = False,
+                    progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
+    """Per-query ranking results from blocks of scores.
+
+    Parameters
+    ----------
+    score_chunks : iterable of (start, block)
+        ``block`` (b, ng) holds the scores of queries ``start .. start + b - 1`` against the
+        whole gallery, higher = more similar (as :func:`~jointspace.eval.similarity.iter_similarity_chunks`
+        yields them).  Blocks must cover every query.
+    relevance : Relevance
+        Which items are relevant (see :mod:`jointspace.eval.relevance`).
+    ndcg_k : int
+        Cut-off of nDCG.
+    ties : {"pessimistic", "optimistic"}
+        Tie rule (see the module docstring).
+    owned : bool
+        The blocks are temporary and may be overwritten.
+    progress : callable, optional
+        Called with the number of queries just finished after each block.
+
+    Returns
+    -------
+    dict of ndarray, each shape (nq,)
+        ``ap``, ``first_rank`` (0 where no relevant item), ``ndcg``, ``n_relevant``.
+    """
+    ndcg_k = check_int(ndcg_k, "ndcg_k", low=1)
+    check_choice(ties, "ties", TIES)
+    nq = relevance.n_queries
+    out = {"ap": np.zeros(nq), "first_rank": np.zeros(nq, dtype=np.int64), "ndcg": np.zeros(nq),
+           "n_relevant": np.zeros(nq, dtype=np.int64)}
+    done = np.zeros(nq, dtype=bool)
+    for start, S in score_chunks:
+        b = S.shape[0]
+        if S.shape[1] != relevance.n_gallery:
+            raise InputError(f"scores: expected {relevance.n_gallery} columns (one per gallery item), "
+                             f"got shape {S.shape}")
+        rows, cols = relevance.pairs(start, start + b)
+        rows, m, rank, n_rel = _relevant_ranks(S, rows, cols, ties, owned=owned)
+        sl = slice(start, start + b)
+        rank_f = rank.astype(np.float64)
+        denom = np.maximum(n_rel, 1)
+        out["ap"][sl] = np.bincount(rows, weights=m / rank_f, minlength=b) / denom
+        first = m == 1
+        fr = np.zeros(b, dtype=np.int64)
+        fr[rows[first]] = rank[first]
+        out["first_rank"][sl] = fr
+        gains = np.where(rank <= ndcg_k, 1.0 / np.log2(rank_f + 1.0), 0.0)
+        idcg = _ideal_dcg(n_rel, ndcg_k)
+        out["ndcg"][sl] = np.bincount(rows, weights=gains, minlength=b) / np.where(idcg > 0, idcg, 1.0)
+        out["n_relevant"][sl] = n_rel
+        done[sl] = True
+        if progress is not None:
+            progress(b)
+    if not done.all():
+        raise InputError(f"score_chunks: expected blocks covering all {nq} queries, "
+                         f"{int((~done).sum())} were missing")
+    return out
+
+
+def summarize(per_query: dict[str, np.ndarray], ks: Sequence[int] = (1, 5, 10),
+              ndcg_k: int = 10) -> dict[str, float]:
+    """Average per-query results into the reported metrics.
+
+    Returns
+    -------
+    dict
+        ``mAP``, ``R@k`` for each k, ``MRR``, ``medR``, ``meanR``, ``nDCG@<ndcg_k>`` over the
+        queries that have at least one relevant item, and the counts ``n_queries`` (those
+        queries) and ``n_skipped`` (queries without a relevant item).
+
+    Raises
+    ------
+    InputError
+        No query has a relevant item.
+    """
+    ks = check_ks(ks)
+    valid = per_query["n_relevant"] > 0
+    n_valid = int(valid.sum())
+    if n_valid == 0:
+        raise InputError("query_keys, gallery_keys: no query has a relevant item in the gallery; "
+                         "check the relevance keys")
+    fr = per_query["first_rank"][valid].astype(np.float64)
+    res = {"mAP": float(per_query["ap"][valid].mean())}
+    for k in ks:
+        res[f"R@{k}"] = float((fr <= k).mean())
+    res["MRR"] = float((1.0 / fr).mean())
+    res["medR"] = float(np.median(fr))
+    res["meanR"] = float(fr.mean())
+    res[f"nDCG@{ndcg_k}"] = float(per_query["ndcg"][valid].mean())
+    res["n_queries"] = n_valid
+    res["n_skipped"] = int(valid.size - n_valid)
+    return res
+
+
+def ranking_metrics_dense(scores, relevant, *, ks: Sequence[int] = (1, 5, 10), ndcg_k: int = 10,
+                          ties: str = "pessimistic", chunk_size: int | None = None,
+                          return_per_query: bool = False):
+    """Metrics from a full score matrix and a boolean relevance matrix (small inputs).
+
+    Parameters
+    ----------
+    scores : array-like, shape (nq, ng)
+        Higher = more similar.
+    relevant : array-like of bool, shape (nq, ng)
+    ks, ndcg_k, ties
+        As in :func:`summarize` and :func:`ranking_metrics`.
+    chunk_size : int, optional
+        Queries per block (default: all at once up to about 64 MB of scores).
+    return_per_query : bool
+        Also return the per-query arrays.
+
+    Returns
+    -------
+    summary : dict, or (summary, per_query) when ``return_per_query``
+    """
+    S = check_matrix(scores, "scores")
+    rel = DenseRelevance(relevant)
+    if rel.rel.shape != S.shape:
+        raise InputError(f"relevant: expected shape {S.shape} like scores, got {rel.rel.shape}")
+    ks = check_ks(ks)
+    if chunk_size is None:
+        chunk_size = max(1, (64 * 2**20) // (S.shape[1] * S.dtype.itemsize))
+    chunk_size = check_int(chunk_size, "chunk_size", low=1)
+    chunks = ((s, S[s:s + chunk_size]) for s in range(0, S.shape[0], chunk_size))
+    per_query = ranking_metrics(chunks, rel, ndcg_k=ndcg_k, ties=ties)
+    summary = summarize(per_query, ks, ndcg_k)
+    return (summary, per_query) if return_per_query else summary
+
+
+__all__ = ["TIES", "check_ks", "ranking_metrics", "ranking_metrics_dense", "summarize"]

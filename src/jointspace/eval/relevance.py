@@ -1,0 +1,188 @@
+"""Which gallery items are relevant to which query, without building the full matrix.
+
+Two kinds of relevance cover the evaluation protocols:
+
+* **keys** (:class:`KeyRelevance`): query keys (nq,) and gallery keys (ng,), ints or
+  strings; gallery item ``j`` is relevant to query ``i`` when ``query_keys[i] ==
+  gallery_keys[j]``.  A shared class label, a shared normalised title, or the pair identity
+  (the sample ids, so each query's own partner is its one relevant item) are all keys.
+* **multi-label** (:class:`MultiLabelRelevance`): multi-hot matrices (nq, C) and (ng, C);
+  relevant when the two rows share at least one label.
+
+Both answer :meth:`pairs` for a block of queries: the (row, column) positions of the
+relevant items, grouped by row, so metrics are computed block by block.
+:class:`DenseRelevance` wraps an explicit boolean (nq, ng) matrix for small cases.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import check_matrix
+from ..errors import InputError
+
+
+class Relevance:
+    """Interface: ``n_queries``, ``n_gallery`` and ``pairs(start, stop)``."""
+
+    n_queries: int
+    n_gallery: int
+
+    def pairs(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Relevant positions for queries ``start:stop``.
+
+        Returns
+        -------
+        rows : ndarray of int64, shape (P,)
+            Query index relative to ``start``, non-decreasing.
+        cols : ndarray of int64, shape (P,)
+            Gallery index of a relevant item.
+        """
+        raise NotImplementedError
+
+    def density(self, sample: int = 256) -> float:
+        """Estimated fraction of relevant (query, item) pairs, from the first ``sample`` queries."""
+        stop = min(self.n_queries, sample)
+        if stop == 0 or self.n_gallery == 0:
+            return 0.0
+        return len(self.pairs(0, stop)[0]) / (stop * self.n_gallery)
+
+
+def _as_keys(keys, name: str) -> np.ndarray:
+    arr = np.asarray(keys)
+    if arr.ndim != 1:
+        raise InputError(f"{name}: expected a 1-D array of keys (n,) or a multi-hot matrix (n, C), "
+                         f"got shape {arr.shape}")
+    if arr.dtype == object:
+        if any(k is None for k in arr.tolist()):
+            raise InputError(f"{name}: expected ints or strings, got None among the keys")
+        arr = arr.astype(str)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise InputError(f"{name}: expected finite keys, got NaN or Inf")
+    elif arr.dtype.kind not in "iubUS":
+        raise InputError(f"{name}: expected int or string keys, got dtype {arr.dtype}")
+    return arr
+
+
+class KeyRelevance(Relevance):
+    """Relevant when the keys are equal.
+
+    Parameters
+    ----------
+    query_keys : array-like, shape (nq,)
+    gallery_keys : array-like, shape (ng,)
+        Ints or strings (both of one kind).
+    """
+
+    def __init__(self, query_keys, gallery_keys):
+        q = _as_keys(query_keys, "query_keys")
+        g = _as_keys(gallery_keys, "gallery_keys")
+        q_str, g_str = q.dtype.kind in "US", g.dtype.kind in "US"
+        if q_str != g_str:
+            raise InputError(f"gallery_keys: expected keys of the same kind as query_keys "
+                             f"({q.dtype}), got {g.dtype}")
+        if q_str:
+            q, g = q.astype(str), g.astype(str)
+        codes = np.unique(np.concatenate([q, g]), return_inverse=True)[1].ravel()
+        self.query_codes = codes[:len(q)].astype(np.int64)
+        gallery_codes = codes[len(q):].astype(np.int64)
+        n_codes = int(codes.max()) + 1 if codes.size else 0
+        self.counts = np.bincount(gallery_codes, minlength=n_codes)
+        self.group_start = np.cumsum(self.counts) - self.counts
+        self.gallery_order = np.argsort(gallery_codes, kind="stable")
+        self.n_queries, self.n_gallery = len(q), len(g)
+
+    def density(self, sample: int = 256) -> float:
+        if self.n_queries == 0 or self.n_gallery == 0:
+            return 0.0
+        return float(self.n_relevant().mean()) / self.n_gallery
+
+    def n_relevant(self) -> np.ndarray:
+        """Number of relevant gallery items per query, shape (nq,)."""
+        return self.counts[self.query_codes]
+
+    def pairs(self, start, stop):
+        q = self.query_codes[start:stop]
+        n = self.counts[q]
+        total = int(n.sum())
+        rows = np.repeat(np.arange(len(q), dtype=np.int64), n)
+        first = np.cumsum(n) - n
+        offsets = np.arange(total, dtype=np.int64) - np.repeat(first, n)
+        cols = self.gallery_order[np.repeat(self.group_start[q], n) + offsets]
+        return rows, cols
+
+
+class MultiLabelRelevance(Relevance):
+    """Relevant when two multi-hot rows share at least one label.
+
+    Parameters
+    ----------
+    query_labels : array-like, shape (nq, C)
+    gallery_labels : array-like, shape (ng, C)
+        Multi-hot (any non-zero entry counts as the label being present).
+    """
+
+    def __init__(self, query_labels, gallery_labels):
+        q = check_matrix(query_labels, "query_keys", min_rows=1)
+        g = check_matrix(gallery_labels, "gallery_keys", min_rows=1)
+        if q.shape[1] != g.shape[1]:
+            raise InputError(f"gallery_keys: expected a multi-hot matrix with {q.shape[1]} columns "
+                             f"like query_keys, got shape {g.shape}")
+        # 0/1 float32 rows: the dot product counts shared labels exactly (C < 2**24)
+        self.q = (q != 0).astype(np.float32)
+        self.gT = np.ascontiguousarray((g != 0).astype(np.float32).T)
+        self.n_queries, self.n_gallery = q.shape[0], g.shape[0]
+
+    def pairs(self, start, stop):
+        shared = self.q[start:stop] @ self.gT
+        rows, cols = np.nonzero(shared > 0)
+        return rows.astype(np.int64, copy=False), cols.astype(np.int64, copy=False)
+
+
+class DenseRelevance(Relevance):
+    """An explicit boolean relevance matrix (nq, ng)."""
+
+    def __init__(self, relevant):
+        rel = np.asarray(relevant)
+        if rel.ndim != 2:
+            raise InputError(f"relevant: expected a 2-D boolean matrix (n_queries, n_gallery), "
+                             f"got shape {rel.shape}")
+        if rel.dtype != bool:
+            if not np.issubdtype(rel.dtype, np.number) or not np.isin(rel, (0, 1)).all():
+                raise InputError("relevant: expected a boolean (or 0/1) matrix")
+            rel = rel.astype(bool)
+        self.rel = rel
+        self.n_queries, self.n_gallery = rel.shape
+
+    def pairs(self, start, stop):
+        rows, cols = np.nonzero(self.rel[start:stop])
+        return rows.astype(np.int64, copy=False), cols.astype(np.int64, copy=False)
+
+
+def make_relevance(query_keys, gallery_keys, n_queries: int | None = None,
+                   n_gallery: int | None = None) -> Relevance:
+    """Pick the relevance kind from the keys' shapes and check their lengths.
+
+    Parameters
+    ----------
+    query_keys : array-like, shape (nq,) or (nq, C)
+    gallery_keys : array-like, shape (ng,) or (ng, C)
+        1-D: relevant when equal (labels, titles, ids). 2-D: multi-hot, relevant when
+        sharing a label.
+    n_queries, n_gallery : int, optional
+        Expected lengths (the number of query and gallery embeddings).
+    """
+    qa, ga = np.asarray(query_keys), np.asarray(gallery_keys)
+    if qa.ndim != ga.ndim:
+        raise InputError(f"gallery_keys: expected the same kind of keys as query_keys "
+                         f"(shape {qa.shape}), got shape {ga.shape}")
+    if qa.ndim == 2:
+        rel: Relevance = MultiLabelRelevance(qa, ga)
+    else:
+        rel = KeyRelevance(qa, ga)
+    if n_queries is not None and rel.n_queries != n_queries:
+        raise InputError(f"query_keys: expected {n_queries} keys (one per query), got {rel.n_queries}")
+    if n_gallery is not None and rel.n_gallery != n_gallery:
+        raise InputError(f"gallery_keys: expected {n_gallery} keys (one per gallery item), got {rel.n_gallery}")
+    return rel

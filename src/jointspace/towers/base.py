@@ -1,0 +1,183 @@
+"""The tower surface and the tower registry.
+
+A tower turns raw items of one modality (image files, texts, sounds, feature vectors) into
+vectors of a fixed size ``out_dim``.  Frozen pretrained towers and trainable towers share
+:meth:`Tower.embed`; trainable ones add ``module`` / ``to_batch`` (see
+:mod:`jointspace.towers.trainable`).
+
+Towers are created by name::
+
+    >>> from jointspace.towers import create_tower
+    >>> tower = create_tower("mfcc", n_mfcc=13)          # doctest: +SKIP
+    >>> tower.embed(["a.wav", "b.wav"]).shape            # doctest: +SKIP
+    (2, 52)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+
+from .._validation import check_int
+from ..errors import InputError
+from ..registry import Registry
+from ._progress import progress_bar
+from .inputs import check_items
+
+TOWERS: Registry = Registry("tower")
+
+#: the modalities a tower can handle
+MODALITIES = ("image", "text", "audio", "features")
+
+
+class Tower:
+    """Base class: maps a list of raw items of one modality to an ``(n, out_dim)`` array.
+
+    Subclasses set the class attributes ``modality`` and ``default_batch_size``, set
+    ``self.out_dim`` in ``__init__``, and implement ``config()`` and ``_embed_batch(items)``
+    (items already validated, at most one batch of them).
+
+    Attributes
+    ----------
+    name : str
+        Registry name (set by :func:`register_tower`).
+    modality : str
+        One of ``"image"``, ``"text"``, ``"audio"``, ``"features"``.
+    out_dim : int
+        Length of each output vector.
+    """
+
+    name: str = ""
+    modality: str = ""
+    default_batch_size: int = 32
+    #: whether the tower's output changes with training (trainable towers hash their weights
+    #: into their cache key)
+    trainable: bool = False
+
+    out_dim: int = 0
+
+    # -- to implement ----------------------------------------------------------------------
+    def config(self) -> dict:
+        """JSON-able settings; ``create_tower(self.name, **self.config())`` rebuilds the tower."""
+        return {}
+
+    def _embed_batch(self, items: list) -> np.ndarray:
+        raise NotImplementedError
+
+    # -- the shared surface ----------------------------------------------------------------
+    def embed(self, items, batch_size: int | None = None, progress: bool = True,
+              modality: str | None = None) -> np.ndarray:
+        """Embed ``items`` in batches; only one batch of decoded items is held at a time.
+
+        Parameters
+        ----------
+        items : sequence of n raw items, or an array whose first axis is n
+            image: file paths, PIL images or uint8 arrays (H, W, 3) / (H, W);
+            text: non-empty strings; audio: WAV paths or 1-D float arrays;
+            features: an array (n, d).
+        batch_size : int, optional
+            Items per forward pass (default ``default_batch_size``).
+        progress : bool
+            Show a progress bar on stderr when there is more than one batch.
+        modality : str, optional
+            The modality the caller means ``items`` to be; a mismatch with the tower's
+            modality raises :class:`InputError`.
+
+        Returns
+        -------
+        vectors : ndarray of float32, shape (n, out_dim)
+        """
+        self.check_modality(modality)
+        items = check_items(self.modality, items, name="items")
+        bs = check_int(batch_size if batch_size is not None else self.default_batch_size, "batch_size", low=1)
+        n = len(items)
+        out = np.empty((n, self.out_dim), dtype=np.float32)
+        with progress_bar(n, f"{self.name}", enabled=progress and n > bs) as advance:
+            for start in range(0, n, bs):
+                chunk = items[start:start + bs]
+                vec = np.asarray(self._embed_batch(chunk), dtype=np.float32)
+                if vec.shape != (len(chunk), self.out_dim):
+                    raise RuntimeError(f"tower {self.name}: batch gave shape {vec.shape}, "
+                                       f"expected {(len(chunk), self.out_dim)}")
+                out[start:start + len(chunk)] = vec
+                advance(len(chunk))
+        return out
+
+    def check_modality(self, modality: str | None) -> None:
+        """Raise :class:`InputError` when ``modality`` is given and is not this tower's."""
+        if modality is not None and modality != self.modality:
+            raise InputError(f"modality: tower {self.name!r} handles {self.modality} items; "
+                             f"it was asked for {modality!r}")
+
+    def cache_key(self) -> str:
+        """A digest of everything that decides the output: name and settings."""
+        blob = json.dumps({"tower": self.name, "config": self.config()}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def register_tower(name: str, help: str = ""):
+    """Class decorator: register a :class:`Tower` subclass under ``name``."""
+
+    def deco(cls):
+        if cls.modality not in MODALITIES:
+            raise ValueError(f"tower {name!r}: modality must be one of {MODALITIES}, got {cls.modality!r}")
+        cls.name = name
+        TOWERS.register(name, help)(cls)
+        return cls
+
+    return deco
+
+
+def _import_builtin() -> None:
+    from . import _builtin  # noqa: F401  (registers the built-in towers)
+
+
+def create_tower(name: str, modality: str | None = None, **params) -> Tower:
+    """Build a registered tower by name, e.g. ``create_tower("minilm")``.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_towers`.
+    modality : str, optional
+        When given, the modality the tower must handle (a mismatch raises :class:`InputError`).
+    **params
+        The tower's settings (see its class).
+    """
+    if isinstance(name, Tower):
+        name.check_modality(modality)
+        return name
+    _import_builtin()
+    cls = TOWERS.get(name)
+    if modality is not None and modality != cls.modality:
+        raise InputError(f"modality: tower {name!r} handles {cls.modality} items; it was asked for {modality!r}")
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise InputError(f"tower {name!r}: bad parameters: {exc}") from None
+
+
+def list_towers(modality: str | None = None) -> list[str]:
+    """Names of the registered towers, optionally only those of one modality."""
+    _import_builtin()
+    names = TOWERS.names()
+    if modality is None:
+        return names
+    return [n for n in names if TOWERS.get(n).modality == modality]
+
+
+def describe_towers() -> list[dict]:
+    """One dict per tower: name, modality, trainable, description."""
+    _import_builtin()
+    rows = []
+    for n in TOWERS.names():
+        cls = TOWERS.get(n)
+        rows.append({"name": n, "modality": cls.modality, "trainable": bool(cls.trainable),
+                     "description": TOWERS.describe(n)})
+    return rows

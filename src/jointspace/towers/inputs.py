@@ -1,0 +1,249 @@
+"""Checking and decoding raw items: image files and arrays, texts, sounds, feature rows.
+
+:func:`check_items` does the cheap checks for a whole list up front (types, empty texts,
+paths that do not exist); decoding (:func:`load_image`, :func:`load_audio`) happens one
+batch at a time, so a corrupt file fails with an :class:`InputError` naming it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+_PATH_TYPES = (str, os.PathLike)
+
+
+def _is_pil(obj) -> bool:
+    return type(obj).__module__.startswith("PIL.")
+
+
+def check_items(modality: str, items, name: str = "items"):
+    """Validate a collection of raw items of one modality.
+
+    Parameters
+    ----------
+    modality : {"image", "text", "audio", "features"}
+    items : sequence, or ndarray whose first axis indexes the items
+    name : str
+        Argument name used in messages.
+
+    Returns
+    -------
+    list of items, or a float32 array (n, d) for ``"features"``
+    """
+    if modality == "features":
+        from .._validation import check_matrix
+
+        return check_matrix(items, name, dtype=np.float32)
+    if isinstance(items, (str, bytes)) or _is_pil(items):
+        raise InputError(f"{name}: expected a list of {modality} items, got a single {type(items).__name__}; "
+                         "wrap it in a list")
+    if isinstance(items, np.ndarray):
+        if items.dtype == object:
+            items = items.tolist()
+        else:
+            min_nd = {"image": 3, "audio": 2, "text": 99}[modality]
+            if items.ndim < min_nd:
+                raise InputError(f"{name}: expected an array with one {modality} per row (at least {min_nd} "
+                                 f"axes for {modality}), got shape {items.shape}")
+            items = list(items)
+    try:
+        items = list(items)
+    except TypeError:
+        raise InputError(f"{name}: expected a list of {modality} items, got {type(items).__name__}") from None
+    if not items:
+        raise InputError(f"{name}: expected at least one {modality} item, got none")
+    if modality == "text":
+        for i, t in enumerate(items):
+            if not isinstance(t, str):
+                raise InputError(f"{name}[{i}]: expected a string, got {type(t).__name__}")
+            if not t.strip():
+                raise InputError(f"{name}[{i}]: expected a non-empty text, got {t!r}")
+        return items
+    for i, it in enumerate(items):
+        if isinstance(it, _PATH_TYPES):
+            if not Path(it).is_file():
+                raise InputError(f"{name}[{i}]: file {str(it)!r} does not exist")
+        elif isinstance(it, np.ndarray):
+            if modality == "image" and it.ndim not in (2, 3):
+                raise InputError(f"{name}[{i}]: expected an image array (H, W) or (H, W, 3), got shape {it.shape}")
+            if modality == "audio" and it.ndim != 1:
+                raise InputError(f"{name}[{i}]: expected a 1-D waveform, got shape {it.shape}")
+        elif modality == "image" and _is_pil(it):
+            pass
+        else:
+            kinds = ("a file path, PIL image or uint8 array" if modality == "image"
+                     else "a WAV file path or a 1-D float array")
+            raise InputError(f"{name}[{i}]: expected {kinds}, got {type(it).__name__}")
+    return items
+
+
+# -- images --------------------------------------------------------------------------------
+
+def _describe(item, where: str) -> str:
+    return f"{where} ({str(item)!r})" if isinstance(item, _PATH_TYPES) else where
+
+
+def _to_rgb_array(img, where: str) -> np.ndarray:
+    """A PIL image of any mode -> uint8 (H, W, 3); transparency is composited on white."""
+    from PIL import Image
+
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if (mode.startswith("I;16") or arr.max() > 255) else 255.0
+        arr = np.clip(np.rint(arr / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        scale = 255.0 if arr.size and arr.max() <= 1.0 else 1.0
+        arr = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+        return np.repeat(arr[..., None], 3, axis=2)
+    if mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(white, rgba)
+    arr = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{where}: image has no pixels (size {img.size})")
+    return arr
+
+
+def _array_to_rgb(arr: np.ndarray, where: str) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.ndim == 3 and arr.shape[2] == 4:
+        a = arr[..., 3:4].astype(np.float64) / (65535.0 if arr.dtype == np.uint16 else 255.0)
+        rgb = _array_to_rgb(arr[..., :3], where).astype(np.float64)
+        return np.clip(np.rint(rgb * a + 255.0 * (1 - a)), 0, 255).astype(np.uint8)
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+        raise InputError(f"{where}: expected an image array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise InputError(f"{where}: image array has no pixels (shape {arr.shape})")
+    if arr.dtype == np.uint8:
+        out = arr
+    elif arr.dtype == np.uint16:
+        out = np.rint(arr.astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
+    elif arr.dtype == bool:
+        out = arr.astype(np.uint8) * 255
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+            raise InputError(f"{where}: expected a uint8 image (or floats in [0, 1]), got floats in "
+                             f"[{np.nanmin(arr):.3g}, {np.nanmax(arr):.3g}]")
+        out = np.rint(arr * 255.0).astype(np.uint8)
+    else:
+        raise InputError(f"{where}: expected a uint8 or uint16 image array, got dtype {arr.dtype}")
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=2)
+    return np.ascontiguousarray(out)
+
+
+def load_image(item, where: str = "image") -> np.ndarray:
+    """Decode one image item into RGB.
+
+    Parameters
+    ----------
+    item : str or path-like, PIL image, or ndarray (H, W), (H, W, 3), (H, W, 4)
+        Grayscale, palette, RGBA (composited on white), 16-bit and float [0, 1] images are
+        converted.
+    where : str
+        How to name the item in error messages, e.g. ``"items[3]"``.
+
+    Returns
+    -------
+    ndarray of uint8, shape (H, W, 3)
+    """
+    if isinstance(item, np.ndarray):
+        return _array_to_rgb(item, where)
+    if _is_pil(item):
+        return _to_rgb_array(item, where)
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(item)
+    if path.suffix.lower() == ".svg":
+        return _render_svg(path, where)
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return _to_rgb_array(img, _describe(item, where))
+    except FileNotFoundError:
+        raise InputError(f"{_describe(item, where)}: file does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        kind = "empty" if path.is_file() and path.stat().st_size == 0 else "corrupt or not an image"
+        raise InputError(f"{_describe(item, where)}: cannot read the image ({kind}: {exc})") from None
+
+
+def _render_svg(path: Path, where: str, size: int = 256) -> np.ndarray:
+    """Render an SVG file on white (resvg-py), longest side ``size`` pixels."""
+    import io
+
+    from PIL import Image
+
+    try:
+        import resvg_py
+    except ImportError:
+        from ..errors import MissingDependencyError
+
+        raise MissingDependencyError("rendering SVG images needs resvg-py: pip install resvg-py") from None
+    try:
+        data = resvg_py.svg_to_bytes(svg_path=str(path), width=size, background="white")
+        with Image.open(io.BytesIO(bytes(data))) as img:
+            img.load()
+            return _to_rgb_array(img, _describe(path, where))
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(f"{_describe(path, where)}: cannot render the SVG ({exc})") from None
+
+
+# -- audio ---------------------------------------------------------------------------------
+
+def load_audio(item, sample_rate: int, where: str = "audio") -> np.ndarray:
+    """Decode one audio item to a mono float32 waveform at ``sample_rate``.
+
+    Parameters
+    ----------
+    item : str or path-like (WAV, FLAC, OGG: what libsndfile reads), or 1-D ndarray
+        Arrays are taken to be at ``sample_rate`` already; integer arrays are scaled from
+        their full range to [-1, 1].
+
+    Returns
+    -------
+    ndarray of float32, shape (n_samples,)
+    """
+    if isinstance(item, np.ndarray):
+        y = item
+        if np.issubdtype(y.dtype, np.integer):
+            y = y.astype(np.float32) / float(np.iinfo(y.dtype).max + 1)
+        elif not np.issubdtype(y.dtype, np.floating):
+            raise InputError(f"{where}: expected a float waveform, got dtype {y.dtype}")
+        y = np.asarray(y, dtype=np.float32)
+        if y.ndim != 1:
+            raise InputError(f"{where}: expected a 1-D waveform, got shape {y.shape}")
+    else:
+        import soundfile as sf
+
+        try:
+            y, sr = sf.read(str(item), dtype="float32", always_2d=True)
+        except FileNotFoundError:
+            raise InputError(f"{_describe(item, where)}: file does not exist") from None
+        except Exception as exc:  # libsndfile raises its own error type for bad files
+            raise InputError(f"{_describe(item, where)}: cannot read the sound file "
+                             f"(corrupt, empty or not audio: {exc})") from None
+        y = y.mean(axis=1)
+        if sr != sample_rate and y.size:
+            import librosa
+
+            y = librosa.resample(y, orig_sr=sr, target_sr=sample_rate).astype(np.float32)
+    if y.size == 0:
+        raise InputError(f"{_describe(item, where)}: the sound has no samples")
+    if not np.isfinite(y).all():
+        raise InputError(f"{_describe(item, where)}: the waveform has NaN or Inf values")
+    return y

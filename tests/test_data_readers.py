@@ -1,0 +1,181 @@
+"""Array and manifest readers: each format, and each kind of bad input."""
+
+import json
+import numpy as np
+import pytest
+
+from jointspace.data.readers import parse_columns, read_array, read_manifest
+from jointspace.errors import InputError
+
+X = np.arange(12, dtype=np.float64).reshape(4, 3) / 7.0
+
+
+def test_npy_roundtrip(tmp_path):
+    np.save(tmp_path / "x.npy", X)
+    np.testing.assert_array_equal(read_array(tmp_path / "x.npy"), X)
+
+
+def test_npz_single_and_keyed(tmp_path):
+    np.savez(tmp_path / "one.npz", feats=X)
+    np.testing.assert_array_equal(read_array(tmp_path / "one.npz"), X)
+    np.savez(tmp_path / "two.npz", a=X, b=X * 2)
+    np.testing.assert_array_equal(read_array(tmp_path / "two.npz", key="b"), X * 2)
+    with pytest.raises(InputError, match="several arrays.*a, b"):
+        read_array(tmp_path / "two.npz")
+    with pytest.raises(InputError, match="key: expected one of a, b.*'c'"):
+        read_array(tmp_path / "two.npz", key="c")
+
+
+def test_npy_object_array_is_refused(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(InputError, match="o.npy"):
+        read_array(tmp_path / "o.npy")
+
+
+def test_mat(tmp_path):
+    from scipy.io import savemat
+
+    savemat(tmp_path / "m.mat", {"I_tr": X, "T_tr": X[:, :2]})
+    np.testing.assert_array_equal(read_array(tmp_path / "m.mat", key="T_tr"), X[:, :2])
+    with pytest.raises(InputError, match="I_tr, T_tr"):
+        read_array(tmp_path / "m.mat")
+
+
+def test_parquet_scalar_and_list_columns(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2]}), tmp_path / "t.parquet")
+    np.testing.assert_array_equal(read_array(tmp_path / "t.parquet"), X)
+    np.testing.assert_array_equal(read_array(tmp_path / "t.parquet", key="c,a"), X[:, [2, 0]])
+    pq.write_table(pa.table({"emb": [list(r) for r in X]}), tmp_path / "l.parquet")
+    np.testing.assert_array_equal(read_array(tmp_path / "l.parquet"), X)
+    with pytest.raises(InputError, match="'zz'"):
+        read_array(tmp_path / "t.parquet", key="zz")
+
+
+def test_csv_with_and_without_header(tmp_path):
+    (tmp_path / "h.csv").write_text("a,b,c\n" + "\n".join(",".join(map(repr, r)) for r in X.tolist()) + "\n")
+    np.testing.assert_allclose(read_array(tmp_path / "h.csv"), X)
+    np.testing.assert_allclose(read_array(tmp_path / "h.csv", key="b"), X[:, [1]])
+    (tmp_path / "n.csv").write_text("\n".join(",".join(map(repr, r)) for r in X.tolist()))
+    np.testing.assert_allclose(read_array(tmp_path / "n.csv"), X)
+
+
+def test_csv_ragged_names_line(tmp_path):
+    (tmp_path / "r.csv").write_text("1,2,3\n4,5\n")
+    with pytest.raises(InputError, match=r"ragged CSV .*r\.csv.*line 2 has 2 values, expected 3"):
+        read_array(tmp_path / "r.csv")
+
+
+def test_csv_non_numeric_cell(tmp_path):
+    (tmp_path / "s.csv").write_text("a,b\n1,2\n3,oops\n")
+    with pytest.raises(InputError, match="line 3, column 2 holds 'oops'"):
+        read_array(tmp_path / "s.csv")
+
+
+def test_missing_file_and_wrong_extension(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        read_array(tmp_path / "nope.npy")
+    (tmp_path / "x.txt").write_text("1,2")
+    with pytest.raises(InputError, match=r"expected a file ending in .npy.*x\.txt"):
+        read_array(tmp_path / "x.txt")
+    with pytest.raises(InputError, match="expected a file"):
+        read_array(tmp_path)
+
+
+@pytest.mark.parametrize("name", ["bad.npy", "bad.npz", "bad.mat", "bad.parquet"])
+def test_corrupt_files(tmp_path, name):
+    (tmp_path / name).write_bytes(b"\x00\x01 this is not that format")
+    with pytest.raises(InputError, match=name.replace(".", r"\.")):
+        read_array(tmp_path / name)
+
+
+def test_unreadable_file(tmp_path, monkeypatch):
+    f = tmp_path / "x.npy"
+    np.save(f, X)
+
+    def denied(*a, **k):
+        raise PermissionError(13, "Permission denied", str(f))
+
+    monkeypatch.setattr(np, "load", denied)  # root ignores file modes, so simulate the OS refusal
+    with pytest.raises(InputError, match=r"cannot read .*x\.npy.*Permission denied"):
+        read_array(f)
+
+
+def test_csv_not_utf8(tmp_path):
+    (tmp_path / "u.csv").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(InputError, match=r"u\.csv"):
+        read_array(tmp_path / "u.csv")
+
+
+# -- manifests ----------------------------------------------------------------------------
+
+def _images(tmp_path, n=3):
+    (tmp_path / "img").mkdir()
+    for i in range(n):
+        (tmp_path / "img" / f"{i}.png").write_bytes(b"png")
+
+
+def test_parse_columns():
+    assert parse_columns("image=path, text=caption,label") == {"image": "path", "text": "caption", "label": "label"}
+    with pytest.raises(InputError, match="columns"):
+        parse_columns(",")
+
+
+def test_csv_manifest(tmp_path):
+    _images(tmp_path)
+    (tmp_path / "m.csv").write_text("path,caption,category,extra\n"
+                                    "img/0.png,a cat,animal,x\nimg/1.png,a car,vehicle,y\nimg/2.png,\"a dog, sitting\",animal,z\n")
+    p = read_manifest(tmp_path / "m.csv", "image=path,text=caption,label=category")
+    assert p.modalities == ("image", "text")
+    assert p["image"] == [str((tmp_path / "img" / f"{i}.png").resolve()) for i in range(3)]
+    assert p["text"][2] == "a dog, sitting"
+    assert p.label_names == ["animal", "vehicle"]
+    np.testing.assert_array_equal(p.labels, [0, 1, 0])
+    assert p.metadata["extra"] == ["x", "y", "z"]
+
+
+def test_jsonl_manifest_absolute_paths_int_labels(tmp_path):
+    _images(tmp_path)
+    rows = [{"file": str(tmp_path / "img" / f"{i}.png"), "text": f"t{i}", "label": i % 2, "id": f"s{i}"}
+            for i in range(3)]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    p = read_manifest(tmp_path / "m.jsonl", {"image": "file", "text": "text", "label": "label", "id": "id"})
+    assert p["image"][1] == str(tmp_path / "img" / "1.png")
+    np.testing.assert_array_equal(p.labels, [0, 1, 0])
+    assert p.label_names is None
+    assert list(p.ids) == ["s0", "s1", "s2"]
+
+
+def test_manifest_missing_files_reported(tmp_path):
+    _images(tmp_path, n=1)
+    (tmp_path / "m.csv").write_text("path,caption\nimg/0.png,a\nimg/9.png,b\n")
+    with pytest.raises(InputError, match=r"1 of 2 image files do not exist \(row 3: .*9\.png"):
+        read_manifest(tmp_path / "m.csv", "image=path,text=caption")
+    p = read_manifest(tmp_path / "m.csv", "image=path,text=caption", check_files=False)
+    assert len(p) == 2
+
+
+def test_manifest_missing_column(tmp_path):
+    (tmp_path / "m.csv").write_text("path,caption\na.png,a\n")
+    with pytest.raises(InputError, match=r"label=category not found .*its columns are path, caption"):
+        read_manifest(tmp_path / "m.csv", "text=caption,label=category")
+
+
+def test_manifest_empty_cell_ragged_badjson_extension(tmp_path):
+    (tmp_path / "e.csv").write_text("caption,label\nhello,1\n  ,2\n")
+    with pytest.raises(InputError, match="row 3 has no value in column 'caption'"):
+        read_manifest(tmp_path / "e.csv", "text=caption")
+    (tmp_path / "r.csv").write_text("caption,label\nhello,1,3\n")
+    with pytest.raises(InputError, match="ragged CSV .*line 2"):
+        read_manifest(tmp_path / "r.csv")
+    (tmp_path / "b.jsonl").write_text('{"text": "a"}\n{oops\n')
+    with pytest.raises(InputError, match=r"b\.jsonl.* line 2 is not valid JSON"):
+        read_manifest(tmp_path / "b.jsonl")
+    (tmp_path / "m.tsv").write_text("a\tb\n")
+    with pytest.raises(InputError, match=r"expected a manifest ending in .csv.*m\.tsv"):
+        read_manifest(tmp_path / "m.tsv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(InputError, match="is empty"):
+        read_manifest(tmp_path / "empty.csv")

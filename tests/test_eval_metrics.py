@@ -1,0 +1,205 @@
+"""Ranking metrics: pinned against scikit-learn, a brute-force ranking and a hand-worked case."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, ndcg_score
+
+import jointspace.eval.metrics as metrics_mod
+from jointspace.errors import InputError
+from jointspace.eval.metrics import ranking_metrics, ranking_metrics_dense, summarize
+from jointspace.eval.relevance import DenseRelevance, KeyRelevance, MultiLabelRelevance
+
+
+def brute_force(scores, relevant, ks=(1, 5, 10), ndcg_k=10, ties="pessimistic"):
+    """Full sort of every row with an explicit tie-break key; a plain loop per query."""
+    aps, firsts, ndcgs = [], [], []
+    for s, r in zip(scores, relevant):
+        if not r.any():
+            continue
+        tie_key = r.astype(int) if ties == "pessimistic" else -r.astype(int)
+        order = np.lexsort((tie_key, -s))           # score descending, then the tie rule
+        ranks = np.flatnonzero(r[order]) + 1
+        aps.append(np.mean(np.arange(1, len(ranks) + 1) / ranks))
+        firsts.append(ranks[0])
+        dcg = sum(1 / np.log2(x + 1) for x in ranks if x <= ndcg_k)
+        idcg = sum(1 / np.log2(x + 1) for x in range(1, min(ndcg_k, len(ranks)) + 1))
+        ndcgs.append(dcg / idcg)
+    f = np.array(firsts, dtype=float)
+    out = {"mAP": np.mean(aps)}
+    out.update({f"R@{k}": np.mean(f <= k) for k in ks})
+    out.update({"MRR": np.mean(1 / f), "medR": np.median(f), "meanR": f.mean(), f"nDCG@{ndcg_k}": np.mean(ndcgs)})
+    return out
+
+
+def assert_summary_close(got, want):
+    for key, value in want.items():
+        assert got[key] == pytest.approx(value, abs=1e-12), key
+
+
+@pytest.fixture(params=[0.02, 0.3], ids=["sparse", "dense"])
+def random_case(request):
+    rng = np.random.default_rng(1)
+    scores = rng.standard_normal((60, 80))
+    relevant = rng.random((60, 80)) < request.param
+    return scores, relevant
+
+
+def test_ap_matches_sklearn_per_query(random_case):
+    scores, relevant = random_case
+    summary, per_query = ranking_metrics_dense(scores, relevant, return_per_query=True)
+    valid = relevant.any(axis=1)
+    want = np.array([average_precision_score(relevant[i], scores[i]) for i in np.flatnonzero(valid)])
+    np.testing.assert_allclose(per_query["ap"][valid], want, atol=1e-12)
+    assert summary["mAP"] == pytest.approx(want.mean(), abs=1e-12)
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 80])
+def test_ndcg_matches_sklearn(random_case, k):
+    scores, relevant = random_case
+    valid = relevant.any(axis=1)
+    summary = ranking_metrics_dense(scores, relevant, ndcg_k=k)
+    want = ndcg_score(relevant[valid].astype(float), scores[valid], k=k)
+    assert summary[f"nDCG@{k}"] == pytest.approx(want, abs=1e-12)
+
+
+def test_all_metrics_match_brute_force(random_case):
+    scores, relevant = random_case
+    assert_summary_close(ranking_metrics_dense(scores, relevant, ks=(1, 2, 5, 10)),
+                         brute_force(scores, relevant, ks=(1, 2, 5, 10)))
+
+
+# 3 queries x 4 items, worked by hand:
+#   q0 scores .9 .1 .5 .3, relevant {2}:    order 0 2 3 1 -> rank 2;     AP 1/2
+#   q1 scores .2 .8 .4 .6, relevant {1, 2}: order 1 3 2 0 -> ranks 1, 3; AP (1/1 + 2/3)/2 = 5/6
+#   q2 scores .1 .2 .3 .4, relevant {0}:    order 3 2 1 0 -> rank 4;     AP 1/4
+HAND_SCORES = np.array([[.9, .1, .5, .3], [.2, .8, .4, .6], [.1, .2, .3, .4]])
+HAND_REL = np.array([[0, 0, 1, 0], [0, 1, 1, 0], [1, 0, 0, 0]], dtype=bool)
+
+
+def test_hand_worked_case():
+    res, pq = ranking_metrics_dense(HAND_SCORES, HAND_REL, ks=(1, 2, 3, 4), ndcg_k=2, return_per_query=True)
+    np.testing.assert_array_equal(pq["first_rank"], [2, 1, 4])
+    np.testing.assert_allclose(pq["ap"], [1 / 2, 5 / 6, 1 / 4])
+    assert res["mAP"] == pytest.approx((1 / 2 + 5 / 6 + 1 / 4) / 3)
+    assert [res[f"R@{k}"] for k in (1, 2, 3, 4)] == pytest.approx([1 / 3, 2 / 3, 2 / 3, 1.0])
+    assert res["MRR"] == pytest.approx((1 / 2 + 1 + 1 / 4) / 3)
+    assert res["medR"] == 2.0
+    assert res["meanR"] == pytest.approx(7 / 3)
+    # nDCG@2: q0 (1/log2 3) / 1; q1 1 / (1 + 1/log2 3); q2 0
+    l3 = 1 / np.log2(3)
+    np.testing.assert_allclose(pq["ndcg"], [l3, 1 / (1 + l3), 0.0])
+    assert res["n_queries"] == 3 and res["n_skipped"] == 0
+
+
+def test_queries_without_relevant_items_are_skipped_and_counted():
+    scores = np.vstack([HAND_SCORES, [[.4, .3, .2, .1]]])
+    rel = np.vstack([HAND_REL, [[0, 0, 0, 0]]]).astype(bool)
+    res = ranking_metrics_dense(scores, rel, ks=(1, 2, 3, 4), ndcg_k=2)
+    assert res["n_queries"] == 3 and res["n_skipped"] == 1
+    assert res["mAP"] == pytest.approx((1 / 2 + 5 / 6 + 1 / 4) / 3)
+    assert res["medR"] == 2.0
+
+
+def test_no_query_with_relevant_items_is_an_error():
+    with pytest.raises(InputError, match="no query has a relevant item"):
+        ranking_metrics_dense(HAND_SCORES, np.zeros((3, 4), dtype=bool))
+
+
+class TestTies:
+    scores = np.array([[0.5, 0.5, 0.5, 0.1], [0.5, 0.5, 0.5, 0.1]])
+    rel = np.array([[0, 1, 0, 0], [1, 1, 0, 0]], dtype=bool)
+
+    def test_pessimistic_puts_non_relevant_first(self):
+        _, pq = ranking_metrics_dense(self.scores, self.rel, return_per_query=True)
+        np.testing.assert_array_equal(pq["first_rank"], [3, 2])
+        np.testing.assert_allclose(pq["ap"], [1 / 3, (1 / 2 + 2 / 3) / 2])
+
+    def test_optimistic_puts_relevant_first(self):
+        _, pq = ranking_metrics_dense(self.scores, self.rel, ties="optimistic", return_per_query=True)
+        np.testing.assert_array_equal(pq["first_rank"], [1, 1])
+        np.testing.assert_allclose(pq["ap"], [1.0, 1.0])
+
+    def test_constant_scores_get_the_worst_ranks(self):
+        rel = np.eye(5, dtype=bool)
+        res = ranking_metrics_dense(np.zeros((5, 5)), rel)
+        assert res["medR"] == 5 and res["mAP"] == pytest.approx(1 / 5)
+
+    @pytest.mark.parametrize("ties", ["pessimistic", "optimistic"])
+    @pytest.mark.parametrize("density", [0.03, 0.3])
+    def test_counting_and_sorting_paths_agree_with_brute_force(self, monkeypatch, ties, density):
+        rng = np.random.default_rng(5)
+        scores = rng.integers(0, 4, size=(40, 30)).astype(np.float32)   # many ties
+        rel = rng.random((40, 30)) < density
+        want = brute_force(scores, rel, ties=ties)
+        assert_summary_close(ranking_metrics_dense(scores, rel, ties=ties), want)
+        monkeypatch.setattr(metrics_mod, "COUNT_MAX", 0)          # force the sorting path
+        assert_summary_close(ranking_metrics_dense(scores, rel, ties=ties), want)
+        monkeypatch.setattr(metrics_mod, "COUNT_MAX", 10**6)      # force the counting path
+        assert_summary_close(ranking_metrics_dense(scores, rel, ties=ties), want)
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_chunked_equals_unchunked(random_case, chunk):
+    scores, relevant = random_case
+    _, whole = ranking_metrics_dense(scores, relevant, return_per_query=True)
+    _, parts = ranking_metrics_dense(scores, relevant, chunk_size=chunk, return_per_query=True)
+    for key in whole:
+        np.testing.assert_array_equal(parts[key], whole[key])
+
+
+def test_input_scores_are_not_modified(random_case):
+    scores, relevant = random_case
+    copy = scores.copy()
+    ranking_metrics_dense(scores, relevant)
+    np.testing.assert_array_equal(scores, copy)
+
+
+def test_key_and_multilabel_relevance_match_dense():
+    rng = np.random.default_rng(3)
+    scores = rng.standard_normal((25, 30))
+    qk, gk = rng.integers(0, 4, 25), rng.integers(0, 4, 30)
+    dense = ranking_metrics(((0, scores),), DenseRelevance(qk[:, None] == gk[None, :]))
+    keyed = ranking_metrics(((0, scores),), KeyRelevance(qk, gk))
+    for key in dense:
+        np.testing.assert_array_equal(keyed[key], dense[key])
+    ql, gl = rng.random((25, 5)) < 0.2, rng.random((30, 5)) < 0.2
+    dense = ranking_metrics(((0, scores),), DenseRelevance((ql.astype(int) @ gl.T.astype(int)) > 0))
+    multi = ranking_metrics(((0, scores),), MultiLabelRelevance(ql, gl))
+    for key in dense:
+        np.testing.assert_array_equal(multi[key], dense[key])
+
+
+def test_string_keys():
+    rel = KeyRelevance(np.array(["cat", "dog", "eel"]), ["dog", "cat", "cat", "owl"])
+    rows, cols = rel.pairs(0, 3)
+    assert rows.tolist() == [0, 0, 1] and cols.tolist() == [1, 2, 0]
+    np.testing.assert_array_equal(rel.n_relevant(), [2, 1, 0])
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"ks": (0, 5)}, "ks: expected an integer >= 1, got 0"),
+    ({"ks": ()}, "ks: expected at least one cut-off"),
+    ({"ks": "5"}, "ks: expected a sequence of integers"),
+    ({"ndcg_k": 0}, "ndcg_k: expected an integer >= 1, got 0"),
+    ({"ties": "random"}, "ties: expected one of pessimistic, optimistic"),
+    ({"chunk_size": 0}, "chunk_size: expected an integer >= 1"),
+])
+def test_bad_parameters(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        ranking_metrics_dense(HAND_SCORES, HAND_REL, **kwargs)
+
+
+def test_bad_score_and_relevance_inputs():
+    with pytest.raises(InputError, match="scores: expected finite values"):
+        ranking_metrics_dense(np.array([[np.nan, 1.0]]), np.array([[True, False]]))
+    with pytest.raises(InputError, match="scores: expected a 2-D array"):
+        ranking_metrics_dense(np.array([1.0, 2.0]), np.array([True, False]))
+    with pytest.raises(InputError, match=r"relevant: expected shape \(3, 4\)"):
+        ranking_metrics_dense(HAND_SCORES, HAND_REL[:, :3])
+    with pytest.raises(InputError, match="relevant: expected a boolean"):
+        ranking_metrics_dense(HAND_SCORES, HAND_REL * 2)
+
+
+def test_summarize_ks():
+    _, pq = ranking_metrics_dense(HAND_SCORES, HAND_REL, return_per_query=True)
+    assert set(summarize(pq, ks=(3,))) >= {"R@3", "mAP", "nDCG@10"}

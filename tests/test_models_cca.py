@@ -1,0 +1,261 @@
+"""Closed-form CCA, regularised CCA and PLS pinned against independent computations."""
+
+import numpy as np
+import pytest
+from scipy import linalg
+
+from jointspace import InputError, Pairs, create_model, load_model
+from jointspace.models.cca import CCA, PLS, LinearCCA, RegularizedCCA, covariances
+
+
+def _corr(u, v):
+    u = u - u.mean(0)
+    v = v - v.mean(0)
+    return (u * v).sum(0) / np.sqrt((u * u).sum(0) * (v * v).sum(0))
+
+
+def test_correlations_match_sklearn_cca(two_views):
+    from sklearn.cross_decomposition import CCA as SkCCA
+
+    x, y = two_views
+    ours = CCA(n_components=3).fit(x, y)
+    sk = SkCCA(n_components=3, scale=False, max_iter=5000, tol=1e-12).fit(x, y)
+    u, v = sk.transform(x, y)
+    np.testing.assert_allclose(ours.canonical_correlations_, np.abs(_corr(u, v)), atol=1e-4)
+
+
+def test_correlations_match_cca_zoo(two_views):
+    from cca_zoo.linear import CCA as ZooCCA
+
+    x, y = two_views
+    ours = CCA(n_components=3).fit(x, y)
+    zoo = ZooCCA(n_components=3).fit([x, y])
+    u, v = zoo.transform([x, y])
+    np.testing.assert_allclose(ours.canonical_correlations_, np.abs(_corr(u, v)), atol=1e-4)
+
+
+def test_ridge_matches_cca_zoo_ridge(two_views):
+    from cca_zoo.linear import RidgeCCA
+
+    x, y = two_views
+    for c in (0.1, 0.5):
+        ours = RegularizedCCA(n_components=2, reg=c).fit(x, y)
+        zoo = RidgeCCA(n_components=2, shrinkage=c).fit([x, y])
+        u, v = zoo.transform([x, y])
+        np.testing.assert_allclose(ours.canonical_correlations_, np.abs(_corr(u, v)), atol=1e-4)
+
+
+def test_pinned_small_case():
+    # A fixed 8 x (2, 2) case; the first canonical correlation computed by hand from the
+    # closed form rho^2 = largest eigenvalue of Sxx^-1 Sxy Syy^-1 Syx.
+    x = np.array([[1., 2], [2, 1], [3, 5], [4, 3], [5, 8], [6, 5], [7, 9], [8, 4]])
+    y = np.array([[2., 1], [1, 3], [4, 4], [3, 2], [7, 6], [5, 5], [8, 9], [6, 2]])
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    sxx, syy, sxy = xc.T @ xc, yc.T @ yc, xc.T @ yc
+    m = np.linalg.solve(sxx, sxy) @ np.linalg.solve(syy, sxy.T)
+    rho = np.sqrt(np.sort(np.linalg.eigvals(m).real)[::-1])
+    model = CCA(n_components=2).fit(x, y)
+    np.testing.assert_allclose(model.canonical_correlations_, rho, atol=1e-10)
+    u, v = model.transform(x, y)
+    np.testing.assert_allclose(np.abs(_corr(u, v)), rho, atol=1e-10)
+
+
+def test_one_dimensional_cca_is_abs_pearson():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(50, 1))
+    y = -0.7 * x + rng.normal(size=(50, 1))
+    model = CCA(n_components=1).fit(x, y)
+    r = np.corrcoef(x[:, 0], y[:, 0])[0, 1]
+    assert model.canonical_correlations_[0] == pytest.approx(abs(r), abs=1e-12)
+
+
+def test_solution_solves_the_chapters_eigenproblem(two_views):
+    """w_x solves Sxy Syy^-1 Syx w = lambda Sxx w with lambda = rho^2, as scipy's eigh(A, B) finds."""
+    x, y = two_views
+    model = CCA(n_components=3).fit(x, y)
+    _, _, sxx, syy, sxy = covariances(x, y)
+    a = sxy @ np.linalg.solve(syy, sxy.T)
+    lam, vecs = linalg.eigh(a, sxx)
+    lam = lam[::-1][:3]
+    np.testing.assert_allclose(lam, model.canonical_correlations_ ** 2, atol=1e-10)
+    for k in range(3):
+        w = model.x_weights_[:, k]
+        np.testing.assert_allclose(a @ w, lam[k] * sxx @ w, atol=1e-9)
+    b = sxy.T @ np.linalg.solve(sxx, sxy)
+    for k in range(3):
+        w = model.y_weights_[:, k]
+        np.testing.assert_allclose(b @ w, lam[k] * syy @ w, atol=1e-9)
+    # canonical variables are uncorrelated across components, unit variance
+    u, v = model.transform(x, y)
+    np.testing.assert_allclose(np.cov(u.T), np.eye(3), atol=1e-9)
+    np.testing.assert_allclose(np.cov(v.T), np.eye(3), atol=1e-9)
+
+
+def test_covariances_follow_the_chapter(two_views):
+    x, y = two_views
+    mx, my, sxx, syy, sxy = covariances(x, y)
+    np.testing.assert_allclose(sxx, np.cov(x.T), atol=1e-12)
+    np.testing.assert_allclose(syy, np.cov(y.T), atol=1e-12)
+    np.testing.assert_allclose(sxy, np.cov(x.T, y.T)[:6, 6:], atol=1e-12)
+
+
+def test_pls_matches_sklearn_plssvd(two_views):
+    from sklearn.cross_decomposition import PLSSVD
+
+    x, y = two_views
+    ours = PLS(n_components=2).fit(x, y)
+    sk = PLSSVD(n_components=2, scale=False).fit(x, y)
+    for k in range(2):
+        assert abs(np.dot(ours.x_weights_[:, k], sk.x_weights_[:, k])) == pytest.approx(1.0, abs=1e-8)
+        assert abs(np.dot(ours.y_weights_[:, k], sk.y_weights_[:, k])) == pytest.approx(1.0, abs=1e-8)
+
+
+def test_regularisation_interpolates_between_cca_and_pls(two_views):
+    x, y = two_views
+    rho_cca = CCA(n_components=2).fit(x, y).canonical_correlations_
+    rho_mid = RegularizedCCA(n_components=2, reg=0.5).fit(x, y).canonical_correlations_
+    rho_pls = PLS(n_components=2).fit(x, y).canonical_correlations_
+    assert rho_cca[0] >= rho_mid[0] - 1e-12 >= rho_pls[0] - 2e-12
+
+
+def test_float32_input_matches_float64(two_views):
+    x, y = two_views
+    a = CCA(n_components=3).fit(x, y).canonical_correlations_
+    b = CCA(n_components=3).fit(x.astype(np.float32), y.astype(np.float32)).canonical_correlations_
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_passes_sklearn_check_estimator():
+    from sklearn.utils.estimator_checks import check_estimator
+
+    for est in (LinearCCA(n_components=1), RegularizedCCA(n_components=1), PLS(n_components=1)):
+        check_estimator(est)
+
+
+def test_works_in_pipeline_and_gridsearch(two_views):
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x, y = two_views
+    pipe = Pipeline([("scale", StandardScaler()), ("cca", RegularizedCCA(n_components=2))])
+    pipe.fit(x, y)
+    assert pipe.transform(x).shape == (300, 2)
+    search = GridSearchCV(RegularizedCCA(n_components=2), {"reg": [0.0, 0.3, 0.9]}, cv=3).fit(x, y)
+    assert search.best_params_["reg"] in (0.0, 0.3, 0.9)
+    assert np.isfinite(search.best_score_)
+
+
+def test_joint_model_surface_and_round_trip(tmp_path, two_views):
+    x, y = two_views
+    pairs = Pairs({"image": x, "text": y})
+    model = create_model("rcca", n_components=2, reg=0.2, preprocess={"image": "standard,pca:4", "text": "sqrt"
+                                                                       if (y >= 0).all() else "standard"},
+                         weight=1.0)
+    model.fit(pairs)
+    assert model.modalities_ == ("image", "text")
+    z = model.encode("image", x[:7])
+    assert z.shape == (7, 2) and z.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-6)
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    np.testing.assert_allclose(again.encode("text", y[:5]), model.encode("text", y[:5]), atol=1e-6)
+    np.testing.assert_allclose(again.encode("image", x[:5], normalize=False),
+                               model.encode("image", x[:5], normalize=False), atol=1e-6)
+
+
+def test_ica_preprocessing_round_trip(tmp_path, two_views):
+    x, y = two_views
+    model = create_model("cca", n_components=2, preprocess={"image": "ica:4"}).fit(Pairs({"a": x, "b": y}))
+    model.save(tmp_path / "m")
+    np.testing.assert_allclose(load_model(tmp_path / "m").encode("a", x[:5]), model.encode("a", x[:5]), atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (lambda x, y: (x, y[:-1]), "rows|samples|inconsistent"),
+    (lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 3, np.nan, x), y), "NaN"),
+    (lambda x, y: (x[:, 0], y), "2-D|2D|1D"),
+])
+def test_bad_arrays(two_views, bad, match):
+    x, y = bad(*two_views)
+    with pytest.raises(ValueError, match=match):
+        CCA(n_components=1).fit(x, y)
+
+
+def test_bad_pairs_name_the_modality(two_views):
+    x, y = two_views
+    with pytest.raises(InputError, match="modalities.*same number"):
+        Pairs({"image": x, "text": y[:-2]})
+    x2 = x.copy()
+    x2[4, 2] = np.inf
+    with pytest.raises(InputError, match="'image'.*finite"):
+        CCA(n_components=1).fit(Pairs({"image": x2, "text": y}))
+    with pytest.raises(InputError, match="2-D"):
+        CCA(n_components=1).fit(Pairs({"image": x[:, 0], "text": y}))
+
+
+def test_zero_variance_column_is_reported(two_views):
+    x, y = two_views
+    x = x.copy()
+    x[:, 2] = 3.0
+    with pytest.raises(InputError, match=r"zero-variance columns \[2\]"):
+        CCA(n_components=1).fit(Pairs({"image": x, "text": y}))
+    # regularisation makes it well posed
+    assert RegularizedCCA(n_components=1, reg=0.1).fit(Pairs({"image": x, "text": y}))
+
+
+def test_too_many_components(two_views):
+    x, y = two_views
+    with pytest.raises(InputError, match="n_components.*at most.*5.*got 6"):
+        CCA(n_components=6).fit(x, y)
+    # a rank-deficient view (columns summing to one) limits the count further
+    p = np.abs(y) / np.abs(y).sum(1, keepdims=True)
+    with pytest.raises(InputError, match=r"rank 6 \(X\) and 4 \(Y\)"):
+        CCA(n_components=5).fit(x, p)
+    assert CCA(n_components=4).fit(x, p).canonical_correlations_.shape == (4,)
+
+
+def test_bad_parameters_and_unknowns(two_views):
+    x, y = two_views
+    with pytest.raises(InputError, match="reg"):
+        RegularizedCCA(reg=1.5).fit(x, y)
+    with pytest.raises(InputError, match="n_components"):
+        CCA(n_components=0).fit(x, y)
+    with pytest.raises(InputError, match="unknown model 'nope'"):
+        create_model("nope")
+    model = CCA(n_components=1).fit(Pairs({"image": x, "text": y}))
+    with pytest.raises(InputError, match="modality.*knows image, text.*'audio'"):
+        model.encode("audio", x)
+    with pytest.raises(InputError, match="expected 6 features, got 5"):
+        model.encode("image", y)
+    with pytest.raises(InputError, match="preprocess"):
+        CCA(n_components=1, preprocess="pca:x").fit(x, y)
+
+
+def test_load_errors(tmp_path, two_views):
+    x, y = two_views
+    with pytest.raises(InputError, match="not a folder"):
+        load_model(tmp_path / "missing")
+    model = CCA(n_components=1).fit(Pairs({"image": x, "text": y}))
+    model.save(tmp_path / "m")
+    state = tmp_path / "m" / "state.safetensors"
+    state.write_bytes(state.read_bytes()[:40])
+    with pytest.raises(InputError, match="truncated"):
+        load_model(tmp_path / "m")
+
+
+def test_save_is_atomic(tmp_path, two_views, monkeypatch):
+    x, y = two_views
+    model = CCA(n_components=1).fit(Pairs({"image": x, "text": y}))
+    model.save(tmp_path / "m")
+    before = (tmp_path / "m" / "state.safetensors").read_bytes()
+    import safetensors.numpy
+
+    def boom(*a, **k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", boom)
+    with pytest.raises(OSError):
+        CCA(n_components=2).fit(Pairs({"image": x, "text": y})).save(tmp_path / "m")
+    assert (tmp_path / "m" / "state.safetensors").read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]

@@ -1,0 +1,74 @@
+"""Audio feature towers against librosa called directly."""
+
+import librosa
+import numpy as np
+import pytest
+import soundfile as sf
+
+from jointspace.towers import create_tower
+
+
+def _tone(n=4000, f=440.0, sr=16000, seed=0):
+    t = np.arange(n) / sr
+    noise = np.random.default_rng(seed).normal(0, 0.01, n)
+    return (0.3 * np.sin(2 * np.pi * f * t) + noise).astype(np.float32)
+
+
+def test_mfcc_against_librosa():
+    y = _tone()
+    tower = create_tower("mfcc", n_mfcc=13)
+    v = tower.embed([y])
+    assert v.shape == (1, 52) and v.dtype == np.float32 and tower.out_dim == 52
+    m = librosa.feature.mfcc(y=y, sr=16000, n_mfcc=13, n_fft=512, hop_length=160, n_mels=64)
+    d = librosa.feature.delta(m, mode="nearest")
+    ref = np.concatenate([m.mean(1), d.mean(1), m.std(1), d.std(1)])
+    assert np.allclose(v[0], ref, rtol=1e-4, atol=1e-3)
+    no_delta = create_tower("mfcc", n_mfcc=13, deltas=False).embed([y])
+    assert np.allclose(no_delta[0], np.concatenate([m.mean(1), m.std(1)]), rtol=1e-4, atol=1e-3)
+
+
+def test_logmel_against_librosa_and_wav_file(tmp_path):
+    y = _tone(f=1000.0)
+    sf.write(tmp_path / "a.wav", y, 16000, subtype="FLOAT")
+    tower = create_tower("logmel", n_mels=32)
+    v = tower.embed([str(tmp_path / "a.wav"), y])
+    mel = librosa.power_to_db(librosa.feature.melspectrogram(y=y, sr=16000, n_fft=512, hop_length=160, n_mels=32),
+                              ref=1.0, top_db=None)
+    ref = np.concatenate([mel.mean(1), mel.std(1)])
+    assert v.shape == (2, 64)
+    assert np.allclose(v[0], ref, rtol=1e-4, atol=1e-3) and np.allclose(v[1], ref, rtol=1e-4, atol=1e-3)
+    # a louder sound shifts every dB value by the same amount (20 log10 2), leaving the std
+    v2 = tower.embed([2 * y])[0]
+    assert np.allclose(v2[:32] - v[1, :32], 20 * np.log10(2.0), atol=1e-2)
+    assert np.allclose(v2[32:], v[1, 32:], atol=1e-2)
+
+
+def test_sequence_form_pads_and_reports_lengths():
+    a, b = _tone(3200), _tone(1600, seed=1)
+    tower = create_tower("mfcc", n_mfcc=10)
+    seq, lengths = tower.sequence([a, b])
+    assert seq.shape == (2, 21, 20) and lengths.tolist() == [21, 11]
+    assert np.all(seq[1, 11:] == 0)
+    m = librosa.feature.mfcc(y=b, sr=16000, n_mfcc=10, n_fft=512, hop_length=160, n_mels=64)
+    assert np.allclose(seq[1, :11, :10], m.T, rtol=1e-4, atol=1e-3)
+    cut, lengths = tower.sequence([a, b], max_frames=5)
+    assert cut.shape == (2, 5, 20) and lengths.tolist() == [5, 5]
+    # pooled vector = statistics of the unpadded sequence
+    full = seq[0, :21]
+    assert np.allclose(tower.embed([a])[0], np.concatenate([full.mean(0), full.std(0)]), rtol=1e-4, atol=1e-3)
+
+
+def test_short_sound_and_determinism():
+    y = _tone(300)  # shorter than the delta window
+    tower = create_tower("mfcc")
+    v = tower.embed([y, y])
+    assert np.isfinite(v).all() and np.array_equal(v[0], v[1])
+
+
+@pytest.mark.parametrize("sr", [8000, 22050])
+def test_resampled_wav(tmp_path, sr):
+    y = _tone(sr // 4, sr=sr)
+    sf.write(tmp_path / "x.wav", y, sr, subtype="FLOAT")
+    v = create_tower("logmel").embed([str(tmp_path / "x.wav")])
+    ref = create_tower("logmel").embed([librosa.resample(y, orig_sr=sr, target_sr=16000)])
+    assert np.allclose(v, ref, atol=1e-2)

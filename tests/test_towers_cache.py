@@ -1,0 +1,149 @@
+"""The embedding cache: hits skip the tower, damaged files are recomputed, read-only still works."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jointspace.towers import EmbeddingCache, Tower, create_tower, embed_cached, register_tower
+from jointspace.towers.base import TOWERS
+
+
+class CountingTower(Tower):
+    """Text tower: vector = (length, number of vowels, seed); counts its batch calls."""
+
+    modality = "text"
+    default_batch_size = 2
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.out_dim = 3
+        self.calls = 0
+        self.items_seen = 0
+
+    def config(self):
+        return {"seed": self.seed}
+
+    def _embed_batch(self, items):
+        self.calls += 1
+        self.items_seen += len(items)
+        return np.array([[len(t), sum(c in "aeiou" for c in t), self.seed] for t in items], np.float32)
+
+
+if "counting-test" not in TOWERS:
+    register_tower("counting-test")(CountingTower)
+
+TEXTS = [f"text number {i} about {w}" for i, w in enumerate(["cats", "dogs", "an owl", "trees", "a boat"] * 2)]
+
+
+def test_hit_returns_identical_vectors_without_calling_the_tower(tmp_path):
+    cache = EmbeddingCache(tmp_path, chunk_size=4)
+    tower = CountingTower()
+    first = cache.embed(tower, TEXTS)
+    assert np.array_equal(first, tower.embed(TEXTS))
+    tower.calls = 0
+    again = EmbeddingCache(tmp_path, chunk_size=4).embed(CountingTower(), TEXTS)
+    assert np.array_equal(again, first) and again.dtype == np.float32
+    t2 = CountingTower()
+    EmbeddingCache(tmp_path, chunk_size=4).embed(t2, TEXTS)
+    assert t2.calls == 0
+    # other settings are another key; other content is another chunk
+    t3 = CountingTower(seed=1)
+    assert EmbeddingCache(tmp_path, chunk_size=4).embed(t3, TEXTS)[0, 2] == 1 and t3.calls > 0
+    t4 = CountingTower()
+    EmbeddingCache(tmp_path, chunk_size=4).embed(t4, TEXTS[:4] + ["changed"] + TEXTS[5:])
+    assert t4.items_seen == 4  # only the chunk holding the changed text
+
+
+def test_interrupted_run_resumes(tmp_path):
+    class Boom(CountingTower):
+        def _embed_batch(self, items):
+            if self.calls == 2:
+                raise KeyboardInterrupt
+            return super()._embed_batch(items)
+
+    Boom.name = "counting-test"
+    with pytest.raises(KeyboardInterrupt):
+        EmbeddingCache(tmp_path, chunk_size=4).embed(Boom(), TEXTS)
+    tower = CountingTower()
+    out = EmbeddingCache(tmp_path, chunk_size=4).embed(tower, TEXTS)
+    assert tower.items_seen == 6  # the first chunk of 4 was kept
+    assert np.array_equal(out, CountingTower().embed(TEXTS))
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "flip", "empty"])
+def test_damaged_chunk_is_recomputed(tmp_path, damage):
+    cache = EmbeddingCache(tmp_path, chunk_size=100)
+    ref = cache.embed(CountingTower(), TEXTS)
+    (path,) = list(cache.folder(CountingTower()).glob("*.safetensors"))
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) - 7])
+    elif damage == "garbage":
+        path.write_bytes(b"not a safetensors file")
+    elif damage == "flip":  # same length, one vector byte changed: caught by the checksum
+        path.write_bytes(data[:-3] + bytes([data[-3] ^ 0xFF]) + data[-2:])
+    else:
+        path.write_bytes(b"")
+    tower = CountingTower()
+    out = EmbeddingCache(tmp_path, chunk_size=100).embed(tower, TEXTS)
+    assert tower.calls > 0 and np.array_equal(out, ref)
+    tower = CountingTower()
+    EmbeddingCache(tmp_path, chunk_size=100).embed(tower, TEXTS)  # rewritten: a hit again
+    assert tower.calls == 0
+
+
+def test_read_only_cache_computes_and_warns_once(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")  # a cache root below a regular file cannot be created
+    cache = EmbeddingCache(blocker / "cache", chunk_size=2)
+    with pytest.warns(RuntimeWarning, match="not writable") as rec:
+        out = cache.embed(CountingTower(), TEXTS)
+    assert len(rec) == 1
+    assert np.array_equal(out, CountingTower().embed(TEXTS))
+
+    # a folder whose files cannot be replaced (as a read-only mount): same behaviour
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    os.chmod(ro, 0o555)
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        out = EmbeddingCache(ro, chunk_size=2).embed(CountingTower(), TEXTS)
+    assert len([w for w in rec if issubclass(w.category, RuntimeWarning)]) == 1
+    assert np.array_equal(out, CountingTower().embed(TEXTS))
+    os.chmod(ro, 0o755)
+
+
+def test_files_are_keyed_by_content_not_name(tmp_path):
+    img = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "a.png")
+    Image.fromarray(img).save(tmp_path / "b.png")
+    tower = create_tower("cnn", image_size=8, widths=[4], out_dim=3)
+    cache = EmbeddingCache(tmp_path / "c", chunk_size=1)
+    a = cache.embed(tower, [str(tmp_path / "a.png")])
+    assert (cache.hits, cache.misses) == (0, 1)
+    b = cache.embed(tower, [str(tmp_path / "b.png")])  # same bytes under another name
+    assert (cache.hits, cache.misses) == (1, 1) and np.array_equal(a, b)
+    Image.fromarray(255 - img).save(tmp_path / "a.png")
+    cache.embed(tower, [str(tmp_path / "a.png")])  # edited in place: recomputed
+    assert cache.misses == 2
+
+
+def test_embed_cached_switch(tmp_path):
+    tower = CountingTower()
+    embed_cached(tower, TEXTS, cache=False)
+    embed_cached(tower, TEXTS, cache=tmp_path)
+    n = tower.calls
+    embed_cached(tower, TEXTS, cache=str(tmp_path))
+    assert tower.calls == n
+    feats = create_tower("mlp", in_dim=3, hidden=[4], out_dim=2)
+    x = np.arange(12.0).reshape(4, 3)
+    assert np.allclose(embed_cached(feats, x, cache=tmp_path), feats.embed(x))
+    assert np.allclose(embed_cached(feats, x, cache=tmp_path), feats.embed(x))

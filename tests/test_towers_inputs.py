@@ -1,0 +1,123 @@
+"""Raw-item checks and decoding: every bad-input case of the towers raises a named InputError."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jointspace.errors import InputError
+from jointspace.towers import create_tower, list_towers
+from jointspace.towers.inputs import check_items, load_audio, load_image
+
+
+def _png(path, arr, mode=None):
+    Image.fromarray(arr, mode=mode).save(path) if mode else Image.fromarray(arr).save(path)
+    return str(path)
+
+
+def test_registry_lists_every_tower_by_modality():
+    names = list_towers()
+    for n in ("efficientnet-lite0", "minilm", "logmel", "mfcc", "cnn", "resnet", "vit", "bow", "gru",
+              "transformer", "audio-cnn", "mlp"):
+        assert n in names
+    assert set(list_towers("text")) == {"minilm", "bow", "gru", "transformer"}
+    with pytest.raises(InputError, match="unknown tower 'nope'"):
+        create_tower("nope")
+    with pytest.raises(InputError, match="bad parameters"):
+        create_tower("cnn", wings=3)
+
+
+def test_tower_asked_for_another_modality():
+    with pytest.raises(InputError, match="handles image items; it was asked for 'text'"):
+        create_tower("efficientnet-lite0", modality="text")
+    tower = create_tower("mfcc")
+    with pytest.raises(InputError, match="handles audio items"):
+        tower.embed(["a cat"], modality="text")
+
+
+def test_rgb_file_array_and_pil_agree(tmp_path):
+    arr = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
+    path = _png(tmp_path / "a.png", arr)
+    assert np.array_equal(load_image(path), arr)
+    assert np.array_equal(load_image(Image.fromarray(arr)), arr)
+    assert np.array_equal(load_image(arr), arr)
+
+
+def test_grayscale_palette_rgba_and_16bit_are_converted(tmp_path):
+    gray = np.array([[0, 128], [255, 7]], dtype=np.uint8)
+    assert np.array_equal(load_image(_png(tmp_path / "g.png", gray)), np.repeat(gray[..., None], 3, 2))
+    assert np.array_equal(load_image(gray), np.repeat(gray[..., None], 3, 2))
+    # 16-bit grayscale PNG: 65535 -> 255, 0 -> 0, 32896 (= 128 * 257) -> 128
+    g16 = np.array([[0, 65535], [32896, 257]], dtype=np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    out = load_image(str(tmp_path / "g16.png"))
+    assert out.dtype == np.uint8 and np.array_equal(out[..., 0], [[0, 255], [128, 1]])
+    assert np.array_equal(load_image(g16)[..., 1], [[0, 255], [128, 1]])
+    # RGBA: fully transparent -> white, opaque -> its colour, half -> halfway to white
+    rgba = np.array([[[255, 0, 0, 0], [0, 0, 255, 255], [0, 0, 0, 128]]], dtype=np.uint8)
+    out = load_image(_png(tmp_path / "rgba.png", rgba))
+    assert out[0, 0].tolist() == [255, 255, 255] and out[0, 1].tolist() == [0, 0, 255]
+    assert abs(int(out[0, 2, 0]) - 127) <= 1
+    pal = Image.fromarray(np.array([[0, 1]], dtype=np.uint8), mode="P")
+    pal.putpalette([10, 20, 30, 200, 100, 0] + [0] * 762)
+    pal.save(tmp_path / "p.png")
+    assert load_image(str(tmp_path / "p.png")).tolist() == [[[10, 20, 30], [200, 100, 0]]]
+
+
+def test_corrupt_empty_and_missing_image_files(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really a png")
+    (tmp_path / "bad.svg").write_text("<svg this is not xml")
+    tower = create_tower("cnn", image_size=16)
+    with pytest.raises(InputError, match=r"items\[0\].*empty"):
+        tower.embed([str(tmp_path / "empty.png")])
+    with pytest.raises(InputError, match=r"items\[1\].*bad.png.*cannot read"):
+        tower.embed([np.zeros((4, 4, 3), np.uint8), str(tmp_path / "bad.png")])
+    with pytest.raises(InputError, match=r"bad.svg.*cannot render"):
+        load_image(str(tmp_path / "bad.svg"), "items[0]")
+    with pytest.raises(InputError, match=r"items\[0\].*does not exist"):
+        tower.embed([str(tmp_path / "missing.png")])
+
+
+def test_bad_image_arrays():
+    with pytest.raises(InputError, match="floats in"):
+        load_image(np.full((3, 3), 2.5))
+    with pytest.raises(InputError, match="shape"):
+        load_image(np.zeros((3, 3, 2), np.uint8))
+    with pytest.raises(InputError, match="no pixels"):
+        load_image(np.zeros((0, 3, 3), np.uint8))
+    with pytest.raises(InputError, match="PIL image or uint8 array"):
+        check_items("image", [3.0])
+
+
+def test_empty_or_whitespace_text_names_the_index():
+    with pytest.raises(InputError, match=r"items\[1\]: expected a non-empty text"):
+        check_items("text", ["a dog", "   \n"])
+    with pytest.raises(InputError, match=r"items\[0\]: expected a non-empty text"):
+        check_items("text", [""])
+    with pytest.raises(InputError, match=r"items\[2\]: expected a string"):
+        check_items("text", ["a", "b", 3])
+    with pytest.raises(InputError, match="single str"):
+        check_items("text", "a dog")
+    with pytest.raises(InputError, match="at least one"):
+        check_items("text", [])
+
+
+def test_audio_inputs(tmp_path):
+    import soundfile as sf
+
+    y = (0.1 * np.sin(np.arange(1600) / 5.0)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", np.stack([y, y], 1), 16000)  # stereo -> mono
+    assert np.allclose(load_audio(str(tmp_path / "a.wav"), 16000), y, atol=1e-4)
+    sf.write(tmp_path / "b.wav", y, 8000)  # resampled to 16 kHz
+    assert load_audio(str(tmp_path / "b.wav"), 16000).shape == (3200,)
+    (tmp_path / "empty.wav").write_bytes(b"")
+    (tmp_path / "bad.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunkjunk")
+    for name in ("empty.wav", "bad.wav"):
+        with pytest.raises(InputError, match=rf"items\[0\].*{name}.*cannot read the sound"):
+            create_tower("mfcc").embed([str(tmp_path / name)])
+    with pytest.raises(InputError, match="does not exist"):
+        create_tower("logmel").embed([str(tmp_path / "nope.wav")])
+    with pytest.raises(InputError, match="no samples"):
+        load_audio(np.zeros(0, np.float32), 16000)
+    with pytest.raises(InputError, match="1-D waveform"):
+        check_items("audio", [np.zeros((2, 3), np.float32)])

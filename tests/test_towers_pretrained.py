@@ -1,0 +1,96 @@
+"""The frozen pretrained towers: EfficientNet-Lite0 and all-MiniLM-L6-v2, offline."""
+
+import numpy as np
+import pytest
+import torch
+
+from jointspace.towers import create_tower
+
+
+@pytest.fixture(scope="module")
+def effnet():
+    return create_tower("efficientnet-lite0")
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return create_tower("minilm")
+
+
+def test_efficientnet_input_scaling_by_hand(effnet):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (224, 224, 3), dtype=np.uint8)  # already network size: no resampling
+    x = effnet.preprocess([img]).numpy()
+    assert x.shape == (1, 3, 224, 224) and x.dtype == np.float32
+    # channel-first, (x - 127) / 128 by hand, pixel by pixel for a few pixels
+    for (r, c, ch) in [(0, 0, 0), (5, 9, 1), (223, 100, 2)]:
+        assert x[0, ch, r, c] == pytest.approx((int(img[r, c, ch]) - 127) / 128)
+    assert np.allclose(x[0], (img.transpose(2, 0, 1).astype(np.float64) - 127) / 128)
+    # a tiny constant image stays constant through resizing: every input value is (v - 127) / 128
+    tiny = np.full((2, 2, 3), (0, 127, 255), dtype=np.uint8)
+    t = effnet.preprocess([tiny]).numpy()[0]
+    assert np.allclose(t[0], -127 / 128) and np.allclose(t[1], 0) and np.allclose(t[2], 1.0)
+    # a non-square image is letterboxed on white (255 -> 127/128 - ... = 1.0) by default
+    wide = np.zeros((2, 4, 3), dtype=np.uint8)
+    t = effnet.preprocess([wide]).numpy()[0]
+    assert np.allclose(t[:, 0], 1.0) and np.allclose(t[:, 112], -127 / 128)
+
+
+def test_efficientnet_shapes_pooling_and_determinism(effnet):
+    rng = np.random.default_rng(1)
+    imgs = [rng.integers(0, 256, (40, 56, 3), dtype=np.uint8), rng.integers(0, 256, (30, 30), dtype=np.uint8),
+            rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)]
+    v = effnet.embed(imgs, batch_size=2, progress=False)
+    assert v.shape == (3, 1280) and v.dtype == np.float32 and effnet.out_dim == 1280
+    fmap = effnet.feature_map(imgs)
+    assert fmap.shape == (3, 1280, 7, 7) and fmap.dtype == np.float32
+    # the pooled feature is the global average of the last feature map
+    assert np.allclose(v, fmap.mean(axis=(2, 3)), atol=1e-5)
+    # batch size does not change the result, nor does running twice
+    assert np.allclose(v, effnet.embed(imgs, batch_size=3), atol=1e-5)
+    assert np.array_equal(v, effnet.embed(imgs, batch_size=2))
+    # the same as the network's own forward up to its classifier
+    with torch.no_grad():
+        ref = effnet.network.extract_features(effnet.preprocess(imgs)).mean(dim=(2, 3)).numpy()
+    assert np.allclose(v, ref, atol=1e-5)
+    assert not any(p.requires_grad for p in effnet.network.parameters())
+
+
+def test_efficientnet_recognises_a_simple_picture(effnet):
+    # the ImageNet head over our pooled features must be a valid classifier: logits == fc(pooled)
+    img = np.zeros((224, 224, 3), np.uint8)
+    img[:, :112] = 255
+    v = effnet.embed([img])
+    with torch.no_grad():
+        logits = effnet.network(effnet.preprocess([img])).numpy()
+        fc = effnet.network._fc
+        mine = fc(torch.from_numpy(v)).numpy()
+    assert np.allclose(logits, mine, atol=1e-4)
+
+
+def test_minilm_matches_sentence_transformers(minilm):
+    texts = ["a red car", "two dogs playing in the snow", "Tree"]
+    v = minilm.embed(texts, batch_size=2)
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-5)
+    ref = minilm.model.encode(texts)
+    assert np.allclose(v, ref, atol=1e-5)
+    assert np.array_equal(v, minilm.embed(texts, batch_size=2))
+    # meaning: the car sentence is closer to "an automobile" than to "a snowy dog"
+    q = minilm.embed(["an automobile"])[0]
+    assert q @ v[0] > q @ v[1]
+
+
+def test_minilm_token_vectors_pool_to_the_sentence_vector(minilm):
+    texts = ["a red car", "two dogs playing in the snow"]
+    toks = minilm.token_vectors(texts)
+    assert [t.shape[1] for t in toks] == [384, 384]
+    assert toks[0].shape[0] == len(minilm.model.tokenizer("a red car")["input_ids"])
+    pooled = np.stack([t.mean(0) for t in toks])
+    pooled /= np.linalg.norm(pooled, axis=1, keepdims=True)
+    assert np.allclose(pooled, minilm.embed(texts), atol=1e-5)
+
+
+def test_pretrained_configs_rebuild(effnet, minilm):
+    assert create_tower("efficientnet-lite0", **effnet.config()).config() == effnet.config()
+    assert create_tower("minilm", **minilm.config()).config() == minilm.config()

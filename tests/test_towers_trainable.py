@@ -1,0 +1,91 @@
+"""Trainable towers: the uniform module / to_batch interface, shapes, determinism, gradients."""
+
+import numpy as np
+import pytest
+import torch
+
+from jointspace.errors import InputError
+from jointspace.towers import create_tower
+
+RNG = np.random.default_rng(0)
+ITEMS = {
+    "image": [RNG.integers(0, 256, (20, 24, 3), dtype=np.uint8), RNG.integers(0, 256, (16, 16), dtype=np.uint8),
+              RNG.integers(0, 256, (30, 10, 3), dtype=np.uint8)],
+    "text": ["a red car", "two dogs playing in the snow", "x"],
+    "audio": [RNG.normal(0, 0.1, 4000).astype(np.float32), RNG.normal(0, 0.1, 1000).astype(np.float32),
+              RNG.normal(0, 0.1, 2500).astype(np.float32)],
+}
+SMALL = {"cnn": dict(image_size=16, widths=[8, 16]), "resnet": dict(image_size=16, widths=[8, 16], depths=[1, 1]),
+         "vit": dict(image_size=16, patch_size=4, width=32, depth=1, heads=2),
+         "bow": dict(embed_dim=16), "gru": dict(embed_dim=16, hidden=16),
+         "transformer": dict(width=32, depth=1, heads=2), "audio-cnn": dict(n_mels=16, max_frames=16, widths=[8])}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_interface_shapes_determinism_and_gradients(name):
+    tower = create_tower(name, out_dim=12, **SMALL[name])
+    items = ITEMS[tower.modality]
+    v = tower.embed(items, batch_size=2)
+    assert v.shape == (3, 12) and v.dtype == np.float32 and tower.out_dim == 12
+    assert np.isfinite(v).all()
+    # same settings and seed -> same weights -> same vectors; a batch alone gives the same rows
+    twin = create_tower(name, **tower.config())
+    assert np.allclose(twin.embed(items), v, atol=1e-5)
+    assert np.allclose(tower.embed(items[:1]), v[:1], atol=1e-5)
+    other = create_tower(name, **{**tower.config(), "seed": 1})
+    assert not np.allclose(other.embed(items), v)
+    # the trainer's view: module(to_batch(items)) -> (n, out_dim) with gradients
+    module = tower.module
+    assert isinstance(module, torch.nn.Module)
+    module.train()
+    z = module(tower.to_batch(items))
+    assert z.shape == (3, 12)
+    z.pow(2).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+    assert module.training  # embed leaves the mode as it found it
+    tower.embed(items)
+    assert module.training
+
+
+def test_batches_have_documented_form():
+    img = create_tower("cnn", image_size=8, channels=1)
+    x = img.to_batch([np.full((4, 4), 255, np.uint8)])
+    assert x.shape == (1, 1, 8, 8) and torch.allclose(x, torch.full_like(x, 128 / 128))
+    txt = create_tower("transformer").to_batch(["a red car", "hello"])
+    assert txt["input_ids"].shape == txt["attention_mask"].shape and txt["input_ids"][0, 0].item() == 101
+    assert txt["attention_mask"][1].tolist() == [1, 1, 1, 0, 0]  # [CLS] hello [SEP] + padding
+    bow = create_tower("bow").to_batch(["a red car"])
+    assert bow["input_ids"].tolist() == [[1037, 2417, 2482]]  # WordPiece ids, no special tokens
+
+
+def test_bag_of_embeddings_is_a_mean():
+    tower = create_tower("bow", embed_dim=4, out_dim=3)
+    m = tower.module
+    ids = tower.to_batch(["a red car"])["input_ids"][0]
+    with torch.no_grad():
+        ref = m.head(m.bag.weight[ids].mean(0, keepdim=True)).numpy()
+    assert np.allclose(tower.embed(["a red car"]), ref, atol=1e-6)
+    # padding does not change a text's vector
+    assert np.allclose(tower.embed(["a red car", "a much longer text than the other one"])[0], ref[0], atol=1e-6)
+
+
+def test_mlp_tower_and_bad_widths():
+    tower = create_tower("mlp", in_dim=5, hidden=[7], out_dim=3)
+    x = RNG.normal(size=(4, 5))
+    m = tower.module.eval()
+    with torch.no_grad():
+        ref = m(torch.from_numpy(x.astype(np.float32))).numpy()
+    assert np.allclose(tower.embed(x), ref, atol=1e-6)
+    with pytest.raises(InputError, match="expected 5 features"):
+        tower.to_batch(np.zeros((2, 4)))
+    with pytest.raises(InputError, match="multiple of patch_size"):
+        create_tower("vit", image_size=30, patch_size=8)
+
+
+def test_cache_key_follows_the_weights():
+    tower = create_tower("mlp", in_dim=3, hidden=[4], out_dim=2)
+    k0 = tower.cache_key()
+    assert k0 == create_tower("mlp", in_dim=3, hidden=[4], out_dim=2).cache_key()
+    with torch.no_grad():
+        next(tower.module.parameters()).add_(1.0)
+    assert tower.cache_key() != k0
