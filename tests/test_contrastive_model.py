@@ -78,3 +78,32 @@ def test_bad_input():
         model.encode("image", np.zeros((2, 5), np.float32))
     with pytest.raises(InputError, match="modality"):
         model.encode("audio", np.zeros((2, 5), np.float32))
+
+
+def test_trainable_towers_train_end_to_end_and_roundtrip(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 96
+    cls = rng.integers(0, 4, n)
+    imgs = rng.integers(0, 40, size=(n, 16, 16)).astype(np.uint8)
+    for i, c in enumerate(cls):
+        imgs[i, c * 4:(c + 1) * 4, :] = 255
+    feats = (np.eye(4)[cls] @ rng.normal(size=(4, 10)) + 0.1 * rng.normal(size=(n, 10))).astype(np.float32)
+    p = js.Pairs({"image": imgs, "text": feats}, labels=cls)
+    model = js.create_model("clip", towers={"image": "cnn", "text": "mlp"},
+                            tower_params={"image": {"image_size": 16, "channels": 1, "widths": [8, 16], "out_dim": 16},
+                                          "text": {"in_dim": 10, "hidden": [16], "out_dim": 16}},
+                            dim=8, epochs=6, batch_size=32, lr=1e-2, val_fraction=0.0)
+    from jointspace.towers.base import create_tower
+    init = create_tower("cnn", image_size=16, channels=1, widths=[8, 16], out_dim=16).module.state_dict()
+    model.fit(p)
+    after = model.net_.tower_modules["image"].state_dict()
+    assert set(after) == set(init)
+    assert all(not torch.equal(init[k], after[k]) for k in init if k.endswith("weight"))  # the tower trained
+    zi, zt = model.encode("image", imgs), model.encode("text", feats)
+    same_class = (cls[:, None] == cls[None, :])
+    top = (zt @ zi.T).argmax(axis=1)
+    assert same_class[np.arange(n), top].mean() > 0.5  # chance: about 0.25
+    model.save(tmp_path / "m")
+    loaded = js.load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.encode("image", imgs[:7]), zi[:7])
+    np.testing.assert_array_equal(loaded.encode("text", feats[:7]), zt[:7])

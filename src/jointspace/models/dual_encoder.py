@@ -52,19 +52,33 @@ class DualEncoderNet(nn.Module):
     """
 
     def __init__(self, in_dims: dict, dim: int = 256, head: str = "linear", hidden: int = 1024,
-                 tau: float = 0.07, learn_tau: bool = True, siglip: bool = False, dropout: float = 0.0):
+                 tau: float = 0.07, learn_tau: bool = True, siglip: bool = False, dropout: float = 0.0,
+                 towers: dict | None = None):
         super().__init__()
         self.heads = nn.ModuleDict({m: ProjectionHead(int(d), dim, head, hidden, dropout) for m, d in in_dims.items()})
+        # Trainable towers ({modality: {"name", "config"}}) run before their head, end to end.
+        self._towers = {}
+        if towers:
+            from ..towers.base import create_tower
+
+            self._towers = {m: create_tower(t["name"], **t["config"]) for m, t in towers.items()}
+        self.tower_modules = nn.ModuleDict({m: t.module for m, t in self._towers.items()})
         # SigLIP starts at scale 10, bias -10; CLIP at 1/0.07.
         init = np.log(10.0) if siglip else np.log(1.0 / tau)
         self.log_scale = nn.Parameter(torch.tensor(float(init)), requires_grad=learn_tau)
         self.bias = nn.Parameter(torch.tensor(-10.0)) if siglip else None
 
-    def project(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+    def project(self, modality: str, x) -> torch.Tensor:
+        """Head output (not normalised) of one modality's inputs: features, or raw items / a
+        prepared batch for a trainable tower."""
+        if modality in self._towers:
+            if not isinstance(x, (torch.Tensor, dict)):
+                x = self._towers[modality].to_batch(x)
+            x = self.tower_modules[modality](x)
         return self.heads[modality](x)
 
     def forward(self, batch: dict) -> dict:
-        return {m: F.normalize(self.heads[m](x), dim=-1) for m, x in batch.items()}
+        return {m: F.normalize(self.project(m, x), dim=-1) for m, x in batch.items()}
 
 
 def _is_feature_array(items) -> bool:
@@ -111,7 +125,8 @@ class DualEncoder(JointModel):
     """
 
     def __init__(self, dim: int = 256, head: str = "linear", hidden: int = 1024, loss: str = "clip",
-                 tau: float = 0.07, learn_tau: bool = True, towers: dict | None = None, modalities=None,
+                 tau: float = 0.07, learn_tau: bool = True, towers: dict | None = None,
+                 tower_params: dict | None = None, modalities=None,
                  relevance: str = "auto", val_fraction: float = 0.1, cache=True, epochs: int = 30,
                  batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.1, warmup: float = 0.05,
                  grad_clip: float | None = 1.0, accum_steps: int = 1, precision: str = "fp32",
@@ -124,6 +139,7 @@ class DualEncoder(JointModel):
         self.tau = tau
         self.learn_tau = learn_tau
         self.towers = towers
+        self.tower_params = tower_params
         self.modalities = modalities
         self.relevance = relevance
         self.val_fraction = val_fraction
@@ -151,8 +167,27 @@ class DualEncoder(JointModel):
                              f"pass towers={{{modality!r}: NAME}}")
         return towers[modality]
 
-    def features(self, modality: str, items, name: str = "items") -> np.ndarray:
-        """Tower features of ``items`` (feature arrays pass through), shape (n, in_dim)."""
+    def _trainable_tower(self, modality: str):
+        """The trainable tower named for ``modality`` (a new one, from its settings), or None."""
+        name = (self.towers or {}).get(modality)
+        if name is None:
+            return None
+        from ..towers.base import TOWERS, _import_builtin, create_tower
+
+        _import_builtin()
+        if not getattr(TOWERS.get(name), "trainable", False):
+            return None
+        return create_tower(name, **(self.tower_params or {}).get(modality, {}))
+
+    def features(self, modality: str, items, name: str = "items"):
+        """Tower features of ``items`` (feature arrays pass through), shape (n, in_dim); for a
+        trainable tower, the checked raw items (the tower runs inside the network)."""
+        if modality in getattr(self, "_trainable", {}):
+            from ..towers.inputs import check_items
+
+            tower = self._trainable[modality]
+            return items if tower.modality == "features" and _is_feature_array(items) \
+                else check_items(tower.modality, items, name=f"{name} ({modality})")
         if _is_feature_array(items):
             return check_matrix(items, f"{name} ({modality})", dtype=np.float32)
         from ..towers.base import create_tower
@@ -171,9 +206,10 @@ class DualEncoder(JointModel):
                            progress=self.progress, tensorboard=self.run_dir is not None)
 
     def _net_config(self) -> dict:
+        towers = {m: {"name": t.name, "config": t.config()} for m, t in getattr(self, "_trainable", {}).items()}
         return {"in_dims": dict(self.in_dims_), "dim": int(self.dim), "head": self.head, "hidden": int(self.hidden),
                 "tau": float(self.tau), "learn_tau": bool(self.learn_tau), "siglip": self.loss == "siglip",
-                "dropout": float(self.dropout)}
+                "dropout": float(self.dropout), "towers": json_roundtrip(towers)}
 
     def _build_net(self) -> DualEncoderNet:
         return DualEncoderNet(**self._net_config())
@@ -216,12 +252,16 @@ class DualEncoder(JointModel):
             train_idx, val_idx = _group_split(len(pairs), vf, self.seed, groups)
             pairs, val = pairs.subset(train_idx), pairs.subset(val_idx)
             keys = keys[train_idx]
+        self._trainable = {m: t for m in names if (t := self._trainable_tower(m)) is not None}
         feats = {m: self.features(m, pairs[m], "pairs") for m in names}
-        self.in_dims_ = {m: int(f.shape[1]) for m, f in feats.items()}
+        self.in_dims_ = {m: int(self._trainable[m].out_dim if m in self._trainable else f.shape[1])
+                         for m, f in feats.items()}
         torch.manual_seed(self.seed)
         net = self._build_net()
         with torch.no_grad():
             for m, f in feats.items():
+                if m in self._trainable:
+                    continue
                 h = net.heads[m]
                 h.mean.copy_(torch.from_numpy(f.mean(0)))
                 h.inv_std.copy_(torch.from_numpy(1.0 / np.maximum(f.std(0), 1e-6)))
@@ -243,10 +283,15 @@ class DualEncoder(JointModel):
     @torch.no_grad()
     def _encode(self, modality, items) -> np.ndarray:
         x = self.features(modality, items)
-        if x.shape[1] != self.in_dims_[modality]:
+        step = 4096
+        if modality in self._trainable:
+            step = self._trainable[modality].default_batch_size
+        elif x.shape[1] != self.in_dims_[modality]:
             raise InputError(f"items ({modality}): expected {self.in_dims_[modality]} features, got {x.shape[1]}")
+        else:
+            x = torch.from_numpy(x)
         self.net_.eval()
-        out = [self.net_.project(modality, torch.from_numpy(x[s:s + 4096])).numpy() for s in range(0, len(x), 4096)]
+        out = [self.net_.project(modality, x[s:s + step]).float().numpy() for s in range(0, len(x), step)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
     @property
@@ -256,7 +301,7 @@ class DualEncoder(JointModel):
         return float(1.0 / self.net_.log_scale.detach().clamp(max=np.log(100.0)).exp())
 
     def get_config(self) -> dict:
-        cfg = {k: getattr(self, k) for k in ("dim", "head", "hidden", "loss", "tau", "learn_tau", "towers",
+        cfg = {k: getattr(self, k) for k in ("dim", "head", "hidden", "loss", "tau", "learn_tau", "towers", "tower_params",
                                              "modalities", "relevance", "val_fraction", "epochs", "batch_size",
                                              "lr", "weight_decay", "warmup", "grad_clip", "accum_steps",
                                              "precision", "patience", "recall_k", "seed", "dropout")}
@@ -266,10 +311,14 @@ class DualEncoder(JointModel):
         return cfg
 
     def _get_extra(self) -> dict:
-        return {"in_dims": dict(self.in_dims_)}
+        return {"in_dims": dict(self.in_dims_), "net": self._net_config()}
 
     def _set_extra(self, extra: dict) -> None:
         self.in_dims_ = {m: int(d) for m, d in extra["in_dims"].items()}
+        from ..towers.base import create_tower
+
+        towers = extra.get("net", {}).get("towers", {})
+        self._trainable = {m: create_tower(t["name"], **t["config"]) for m, t in towers.items()}
 
     def _get_state(self) -> dict:
         return {k: v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
@@ -283,6 +332,13 @@ class DualEncoder(JointModel):
         net.load_state_dict({k: torch.from_numpy(np.asarray(state[k])) for k in sd})
         net.eval()
         self.net_ = net
+
+
+def json_roundtrip(obj):
+    """``obj`` as JSON would give it back (tuples become lists), so configs compare equal."""
+    import json
+
+    return json.loads(json.dumps(obj))
 
 
 def _group_split(n: int, fraction: float, seed: int, groups=None):

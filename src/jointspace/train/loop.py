@@ -131,11 +131,26 @@ def bf16_supported() -> bool:
 
 
 def _to_tensors(data: dict) -> dict:
+    """Float arrays become float32 tensors; anything else (raw items for a trainable tower:
+    lists of paths or strings, uint8 image stacks) stays as given."""
     out = {}
     for m, arr in data.items():
-        t = torch.as_tensor(np.asarray(arr))
-        out[m] = t.float() if t.is_floating_point() else t
+        if isinstance(arr, torch.Tensor):
+            out[m] = arr.float() if arr.is_floating_point() else arr
+        elif isinstance(arr, np.ndarray) and np.issubdtype(arr.dtype, np.floating):
+            out[m] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        else:
+            out[m] = arr if isinstance(arr, np.ndarray) else list(arr)
     return out
+
+
+def _take(items, idx: np.ndarray):
+    """Rows ``idx`` of a tensor, an array or a list."""
+    if isinstance(items, torch.Tensor):
+        return items[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
+    if isinstance(items, np.ndarray):
+        return items[idx]
+    return [items[i] for i in idx]
 
 
 def _compute_loss(cfg: TrainConfig, net, feats: dict, scale, bias, labels, masks):
@@ -167,7 +182,7 @@ def _train_step(cfg, net, batch: dict, labels, masks, bf16: bool) -> float:
         feats = _forward(net, batch, bf16)
         a, b = list(feats)
         rank, size = dist.world()
-        n = feats[a].shape[0]
+        n = len(feats[a])
         loss = dist.local_clip_loss(feats[a], feats[b], dist.gather_with_grad(feats[a]),
                                     dist.gather_with_grad(feats[b]), rank * n, scale)
         loss.backward()
@@ -179,9 +194,9 @@ def _train_step(cfg, net, batch: dict, labels, masks, bf16: bool) -> float:
         loss = _compute_loss(cfg, net, _forward(net, batch, bf16), scale, bias, labels, masks)
         loss.backward()
         return float(loss.detach())
-    n = next(iter(batch.values())).shape[0]
+    n = len(next(iter(batch.values())))
     chunks = np.array_split(np.arange(n), cfg.accum_steps)
-    micro = [{m: v[c] for m, v in batch.items()} for c in chunks]
+    micro = [{m: _take(v, c) for m, v in batch.items()} for c in chunks]
     with torch.no_grad():
         cached = [_forward(net, mb, bf16) for mb in micro]
     value = 0.0
@@ -208,7 +223,7 @@ def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 20
     was_training = net.training
     net.eval()
     names = list(val)[:2]
-    n = next(iter(val.values())).shape[0]
+    n = len(next(iter(val.values())))
     emb = {m: [] for m in names}
     for s in range(0, n, batch_size):
         out = net({m: val[m][s:s + batch_size] for m in names})
@@ -260,7 +275,7 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     if not isinstance(train, dict) or len(train) < 2:
         raise InputError("train: expected a dict of at least two modalities -> arrays")
     data = _to_tensors(train)
-    n_total = {m: v.shape[0] for m, v in data.items()}
+    n_total = {m: len(v) for m, v in data.items()}
     n = next(iter(n_total.values()))
     if len(set(n_total.values())) != 1:
         raise InputError(f"train: every modality needs the same number of rows, got {n_total}")
@@ -320,9 +335,8 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
                 if size > 1:
                     local = batch // size
                     idx = idx[rank * local:(rank + 1) * local]
-                idx_t = torch.from_numpy(idx)
-                mb = {m: v[idx_t] for m, v in data.items()}
-                mb_masks = None if masks_t is None else {m: v[idx_t] for m, v in masks_t.items()}
+                mb = {m: _take(v, idx) for m, v in data.items()}
+                mb_masks = None if masks_t is None else {m: _take(v, idx) for m, v in masks_t.items()}
                 mb_labels = None if labels_arr is None else labels_arr[idx]
                 lr = lr_at(step, cfg.lr, warmup, total, cfg.min_lr)
                 for g in opt.param_groups:
