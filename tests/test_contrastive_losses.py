@@ -35,7 +35,7 @@ def test_clip_loss_hand_worked_3x3(fused):
     want, l_text, l_image = _hand_clip_3x3(2.0)
     assert l_text != pytest.approx(l_image)  # the example is asymmetric, so rows vs columns matter
     got = clip_loss(torch.tensor(T3), torch.tensor(A3), 2.0, fused=fused)
-    assert float(got) == pytest.approx(want, rel=1e-6)
+    assert float(got.detach()) == pytest.approx(want, rel=1e-6)
     assert float(clip_loss(torch.tensor(T3), torch.tensor(A3), tau=0.5, fused=fused)) == pytest.approx(want, rel=1e-6)
 
 
@@ -174,7 +174,7 @@ def test_supervised_loss_matches_numpy_and_reduces_to_clip():
     t, a = _unit(7, 5, 8), _unit(7, 5, 9)
     labels = ["a cat", "a dog", "a cat", "tree", "a dog", "a cat", "sun"]
     got = supervised_clip_loss(t, a, labels, 10.0)
-    assert float(got) == pytest.approx(_numpy_supervised(t.numpy(), a.numpy(), labels, 10.0), rel=1e-6)
+    assert float(got.detach()) == pytest.approx(_numpy_supervised(t.numpy(), a.numpy(), labels, 10.0), rel=1e-6)
     distinct = supervised_clip_loss(t, a, list(range(7)), 10.0)
     assert float(distinct) == pytest.approx(float(clip_loss(t, a, 10.0)), rel=1e-6)
     # Duplicates are not negatives: when the two texts of one caption sit on each other's image,
@@ -190,13 +190,13 @@ def test_supervised_loss_with_all_captions_equal():
     t, a = _unit(n, 4, 10).requires_grad_(), _unit(n, 4, 11)
     loss = supervised_clip_loss(t, a, ["same"] * n, 10.0)
     assert torch.isfinite(loss)
-    assert float(loss) == pytest.approx(_numpy_supervised(t.detach().numpy(), a.numpy(), ["same"] * n, 10.0), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(_numpy_supervised(t.detach().numpy(), a.numpy(), ["same"] * n, 10.0), rel=1e-6)
     loss.backward()
     assert torch.isfinite(t.grad).all()
     # Identical embeddings: every similarity equal, the uniform target is met, loss = log N, no gradient.
     same = torch.ones(n, 4, requires_grad=True)
     loss = supervised_clip_loss(same, torch.ones(n, 4), ["same"] * n, 10.0)
-    assert float(loss) == pytest.approx(math.log(n), rel=1e-6)
+    assert float(loss.detach()) == pytest.approx(math.log(n), rel=1e-6)
     loss.backward()
     assert float(same.grad.abs().max()) < 1e-6
 
@@ -215,14 +215,14 @@ def test_multimodal_sum_over_pairs_with_missing_modalities():
     total, terms = multimodal_clip_loss(f, 10.0)
     want = (clip_loss(f["image"], f["text"], 10.0) + clip_loss(f["image"], f["audio"], 10.0)
             + clip_loss(f["text"], f["audio"], 10.0))
-    assert float(total) == pytest.approx(float(want), rel=1e-6)
+    assert float(total.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
     assert set(terms) == {("image", "text"), ("image", "audio"), ("text", "audio")}
     has_audio = torch.tensor([True, False, True, True, False, False])
     total, terms = multimodal_clip_loss(f, 10.0, masks={"audio": has_audio})
     idx = has_audio.nonzero().squeeze(1)
     want = (clip_loss(f["image"], f["text"], 10.0) + clip_loss(f["image"][idx], f["audio"][idx], 10.0)
             + clip_loss(f["text"][idx], f["audio"][idx], 10.0))
-    assert float(total) == pytest.approx(float(want), rel=1e-6)
+    assert float(total.detach()) == pytest.approx(float(want.detach()), rel=1e-6)
     # A modality only one sample has adds no term.
     one = torch.zeros(n, dtype=torch.bool)
     one[0] = True
