@@ -10,7 +10,8 @@ import torch
 from jointspace.errors import InputError
 from jointspace.models.dual_encoder import DualEncoderNet
 from jointspace.train import TrainConfig, fit_dual_encoder
-from jointspace.train.loop import _train_step, evaluate_recall
+from jointspace.train.loop import evaluate_recall
+from jointspace.train.step import train_step
 from jointspace.train.monitor import recall_at_k
 from jointspace.train.schedule import lr_at, make_optimizer, param_groups, resolve_warmup
 
@@ -61,7 +62,7 @@ def test_accumulation_keeps_the_negatives_of_the_whole_batch(loss):
     for accum in (1, 3):
         net = _net(siglip=(loss == "siglip"))
         cfg = TrainConfig(batch_size=24, accum_steps=accum, loss=loss)
-        value = _train_step(cfg, net, data, None, None, False)
+        value = train_step(cfg, net, data, None, None, False)
         grads.append((value, {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}))
     (v1, g1), (v3, g3) = grads
     assert v1 == pytest.approx(v3, rel=1e-6)
@@ -70,7 +71,7 @@ def test_accumulation_keeps_the_negatives_of_the_whole_batch(loss):
         torch.testing.assert_close(g3[n], g1[n], rtol=1e-5, atol=1e-7, msg=n)
     # Plain micro-batches would contrast only 8 pairs: a different (larger-batch-less) loss.
     net = _net(siglip=(loss == "siglip"))
-    small = _train_step(TrainConfig(batch_size=8, loss=loss), net, {m: v[:8] for m, v in data.items()}, None, None, False)
+    small = train_step(TrainConfig(batch_size=8, loss=loss), net, {m: v[:8] for m, v in data.items()}, None, None, False)
     assert small != pytest.approx(v1, rel=1e-3)
 
 

@@ -24,7 +24,7 @@ def step_and_fit(out_dir):
 
     from jointspace.train import TrainConfig, fit_dual_encoder
     from jointspace.train import distributed as dist
-    from jointspace.train.loop import _train_step
+    from jointspace.train.step import train_step
 
     rank, size = dist.world()
     data = batch()
@@ -32,7 +32,7 @@ def step_and_fit(out_dir):
     local = {m: torch.from_numpy(v[rank * n_local:(rank + 1) * n_local]) for m, v in data.items()}
     net = make_net()
     cfg = TrainConfig(batch_size=32)
-    loss = _train_step(cfg, net, local, None, None, False)
+    loss = train_step(cfg, net, local, None, None, False)
     grads = {f"grad.{k}": p.grad.detach().clone() for k, p in net.named_parameters() if p.grad is not None}
     net = make_net()
     cfg = TrainConfig(epochs=3, batch_size=16, lr=1e-2, warmup=1, seed=0)

@@ -23,11 +23,11 @@ import torch
 
 from .._validation import check_choice, check_float, check_int
 from ..errors import InputError
-from ..objectives.contrastive import (clamp_log_scale_, clip_loss, logit_scale, multimodal_clip_loss,
-                                      siglip_loss, supervised_clip_loss)
+from ..objectives.contrastive import clamp_log_scale_, logit_scale
 from . import distributed as dist
 from .checkpoint import load_checkpoint, save_checkpoint
-from .monitor import MetricsLog, ProgressBar, recall_at_k
+from .monitor import MetricsLog, ProgressBar, evaluate_recall
+from .step import take_rows, as_training_data, train_step
 from .schedule import lr_at, make_optimizer, resolve_warmup
 
 LOSSES = ("clip", "siglip", "supervised")
@@ -130,113 +130,6 @@ def bf16_supported() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def _to_tensors(data: dict) -> dict:
-    """Float arrays become float32 tensors; anything else (raw items for a trainable tower:
-    lists of paths or strings, uint8 image stacks) stays as given."""
-    out = {}
-    for m, arr in data.items():
-        if isinstance(arr, torch.Tensor):
-            out[m] = arr.float() if arr.is_floating_point() else arr
-        elif isinstance(arr, np.ndarray) and np.issubdtype(arr.dtype, np.floating):
-            out[m] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
-        else:
-            out[m] = arr if isinstance(arr, np.ndarray) else list(arr)
-    return out
-
-
-def _take(items, idx: np.ndarray):
-    """Rows ``idx`` of a tensor, an array or a list."""
-    if isinstance(items, torch.Tensor):
-        return items[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
-    if isinstance(items, np.ndarray):
-        return items[idx]
-    return [items[i] for i in idx]
-
-
-def _compute_loss(cfg: TrainConfig, net, feats: dict, scale, bias, labels, masks):
-    names = list(feats)
-    if cfg.loss == "clip":
-        if len(names) == 2 and masks is None:
-            return clip_loss(feats[names[0]], feats[names[1]], scale, check=False)
-        return multimodal_clip_loss(feats, scale, masks, check=False)[0]
-    if cfg.loss == "siglip":
-        pair = lambda a, b, s: siglip_loss(a, b, s, bias, check=False)  # noqa: E731
-    else:
-        pair = lambda a, b, s: supervised_clip_loss(a, b, labels, s, check=False)  # noqa: E731
-        if masks is not None:
-            raise InputError("masks: missing modalities are not supported with the supervised loss")
-    return multimodal_clip_loss(feats, scale, masks, pair_loss=pair, check=False)[0]
-
-
-def _forward(net, batch: dict, bf16: bool) -> dict:
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-        out = net(batch)
-    return {m: v.float() for m, v in out.items()}
-
-
-def _train_step(cfg, net, batch: dict, labels, masks, bf16: bool) -> float:
-    """Forward + backward of one (possibly accumulated) batch; returns the loss value."""
-    scale = logit_scale(net.log_scale, cfg.max_scale)
-    bias = getattr(net, "bias", None)
-    if dist.is_distributed():
-        feats = _forward(net, batch, bf16)
-        a, b = list(feats)
-        rank, size = dist.world()
-        n = len(feats[a])
-        loss = dist.local_clip_loss(feats[a], feats[b], dist.gather_with_grad(feats[a]),
-                                    dist.gather_with_grad(feats[b]), rank * n, scale)
-        loss.backward()
-        value = loss.detach().clone()
-        dist.all_reduce_mean_([value])
-        dist.average_gradients_(net)
-        return float(value)
-    if cfg.accum_steps == 1:
-        loss = _compute_loss(cfg, net, _forward(net, batch, bf16), scale, bias, labels, masks)
-        loss.backward()
-        return float(loss.detach())
-    n = len(next(iter(batch.values())))
-    chunks = np.array_split(np.arange(n), cfg.accum_steps)
-    micro = [{m: _take(v, c) for m, v in batch.items()} for c in chunks]
-    with torch.no_grad():
-        cached = [_forward(net, mb, bf16) for mb in micro]
-    value = 0.0
-    for j, mb in enumerate(micro):
-        fj = _forward(net, mb, bf16)
-        feats = {m: torch.cat([fj[m] if k == j else cached[k][m] for k in range(len(micro))]) for m in fj}
-        # The temperature (and SigLIP bias) enter every micro-batch's loss; count their gradient once.
-        s = scale if j == 0 else scale.detach()
-        bb = bias if (j == 0 or bias is None) else bias.detach()
-        loss = _compute_loss(cfg, net, feats, s, bb, labels, masks)
-        loss.backward()
-        value = float(loss.detach())
-    return value
-
-
-@torch.no_grad()
-def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 2048) -> dict:
-    """Validation Recall@K in both directions between the first two modalities.
-
-    Returns
-    -------
-    dict with ``"a->b/R@k"``, ``"b->a/R@k"`` (named by modality) and ``"val_recall"`` (their mean).
-    """
-    was_training = net.training
-    net.eval()
-    names = list(val)[:2]
-    n = len(next(iter(val.values())))
-    emb = {m: [] for m in names}
-    for s in range(0, n, batch_size):
-        out = net({m: val[m][s:s + batch_size] for m in names})
-        for m in names:
-            emb[m].append(out[m].float().numpy())
-    emb = {m: np.concatenate(v) for m, v in emb.items()}
-    net.train(was_training)
-    a, b = names
-    r_ab = recall_at_k(emb[a], emb[b], k, keys)
-    r_ba = recall_at_k(emb[b], emb[a], k, keys)
-    return {f"{a}->{b}/R@{k}": r_ab, f"{b}->{a}/R@{k}": r_ba, "val_recall": 0.5 * (r_ab + r_ba)}
-
-
 def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | None = None, *, val: dict | None = None,
                      val_keys=None, labels=None, masks: dict | None = None, run_dir=None, resume=None,
                      model_config: dict | None = None, step_callback=None) -> TrainResult:
@@ -274,7 +167,7 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     cfg = (config or TrainConfig()).validate()
     if not isinstance(train, dict) or len(train) < 2:
         raise InputError("train: expected a dict of at least two modalities -> arrays")
-    data = _to_tensors(train)
+    data = as_training_data(train)
     n_total = {m: len(v) for m, v in data.items()}
     n = next(iter(n_total.values()))
     if len(set(n_total.values())) != 1:
@@ -298,7 +191,7 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     warmup = resolve_warmup(cfg.warmup, total)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported())
     model_config = model_config if model_config is not None else {}
-    val_t = None if val is None else _to_tensors(val)
+    val_t = None if val is None else as_training_data(val)
 
     torch.manual_seed(cfg.seed)
     dist.broadcast_module_(net)
@@ -335,14 +228,14 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
                 if size > 1:
                     local = batch // size
                     idx = idx[rank * local:(rank + 1) * local]
-                mb = {m: _take(v, idx) for m, v in data.items()}
-                mb_masks = None if masks_t is None else {m: _take(v, idx) for m, v in masks_t.items()}
+                mb = {m: take_rows(v, idx) for m, v in data.items()}
+                mb_masks = None if masks_t is None else {m: take_rows(v, idx) for m, v in masks_t.items()}
                 mb_labels = None if labels_arr is None else labels_arr[idx]
                 lr = lr_at(step, cfg.lr, warmup, total, cfg.min_lr)
                 for g in opt.param_groups:
                     g["lr"] = lr
                 opt.zero_grad(set_to_none=True)
-                loss = _train_step(cfg, net, mb, mb_labels, mb_masks, bf16)
+                loss = train_step(cfg, net, mb, mb_labels, mb_masks, bf16)
                 if not math.isfinite(loss):
                     raise InputError(f"train: the loss became {loss} at step {step}; lower the learning rate "
                                      "or check the inputs")

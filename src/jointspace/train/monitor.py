@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from .._io import atomic_write_text
 
@@ -34,6 +35,31 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None
         top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
         hits += int((keys[top] == keys[s:s + chunk, None]).any(axis=1).sum())
     return hits / max(n, 1)
+
+
+@torch.no_grad()
+def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 2048) -> dict:
+    """Validation Recall@K in both directions between the first two modalities.
+
+    Returns
+    -------
+    dict with ``"a->b/R@k"``, ``"b->a/R@k"`` (named by modality) and ``"val_recall"`` (their mean).
+    """
+    was_training = net.training
+    net.eval()
+    names = list(val)[:2]
+    n = len(next(iter(val.values())))
+    emb = {m: [] for m in names}
+    for s in range(0, n, batch_size):
+        out = net({m: val[m][s:s + batch_size] for m in names})
+        for m in names:
+            emb[m].append(out[m].float().numpy())
+    emb = {m: np.concatenate(v) for m, v in emb.items()}
+    net.train(was_training)
+    a, b = names
+    r_ab = recall_at_k(emb[a], emb[b], k, keys)
+    r_ba = recall_at_k(emb[b], emb[a], k, keys)
+    return {f"{a}->{b}/R@{k}": r_ab, f"{b}->{a}/R@{k}": r_ba, "val_recall": 0.5 * (r_ab + r_ba)}
 
 
 class MetricsLog:

@@ -108,7 +108,7 @@ def bench_zeroshot(limit: int | None = 2000, variant: str = "clip (MLP heads, sa
     """
     from ..data.datasets import load_dataset
     from ..data.datasets.fashion_mnist import CLASS_WORDS
-    from ..eval.zeroshot import TEMPLATE_SETS, zeroshot_classify
+    from ..eval.zeroshot import zeroshot_classify
 
     model = model if model is not None else fit_openclipart(variant, seed=seed, progress=progress)
     options = {} if limit is None else {"limit": limit}
