@@ -36,7 +36,7 @@ demo: install apt
 	$(VENV)/bin/jointspace demo
 
 test: install apt
-	$(PY) -m pytest
+	$(PY) -m pytest -q -p no:cacheprovider
 
 bench: install apt
 	$(PY) benchmarks/run_all.py

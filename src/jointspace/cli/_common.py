@@ -51,3 +51,55 @@ def progress(transient: bool = True) -> Progress:
 
 def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+def parse_params(pairs: list[str] | None) -> dict:
+    """``["n_components=10", "reg=0.1", "preprocess=standard"]`` -> dict with JSON-parsed values."""
+    from ..errors import InputError
+
+    out = {}
+    for item in pairs or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"--param: expected KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = json.loads(value)
+        except ValueError:
+            out[key.strip()] = value
+    return out
+
+
+def load_split(dataset: str, split: str):
+    """One split of a built-in dataset, with a spinner while it loads."""
+    from ..data.datasets import load_dataset
+
+    with err_console.status(f"loading {dataset} ({split})"):
+        return load_dataset(dataset, split)
+
+
+def print_settings(report: dict) -> None:
+    """The settings each row was run with (chosen on the training split), one line per row."""
+    for row in report.get("rows", []):
+        if row.get("settings"):
+            console.print(f"  {row['method']}: {row['settings']}", highlight=False)
+
+
+def show_report(report: dict) -> None:
+    """Print a retrieval report: one table per direction (methods x metrics), then settings."""
+    from ..eval.report import report_columns, split_key
+
+    columns = report_columns(report)
+    directions = list(dict.fromkeys(split_key(k)[0] for k in columns))
+    for direction in directions:
+        keys = [k for k in columns if split_key(k)[0] == direction]
+        rows = []
+        for row in report["rows"]:
+            cells = []
+            for k in keys:
+                v = row.get(k)
+                metric = split_key(k)[1]
+                cells.append("-" if v is None else (f"{v:.1f}" if metric in ("medR", "meanR") else f"{v:.3f}"))
+            rows.append([row["method"], *cells])
+        print_table(f"{report['dataset']} ({report['split']}): {direction}",
+                    ["method", *[split_key(k)[1] for k in keys]], rows)
+    print_settings(report)

@@ -1,5 +1,7 @@
-"""Paired data: the ``Pairs`` container, readers and built-in datasets."""
+"""Paired data: the ``Pairs`` container, readers, the cache folder and built-in datasets."""
 
+from .datasets import get_dataset, list_datasets, load_dataset
 from .pairs import Pairs
+from .readers import parse_columns, read_array, read_manifest
 
-__all__ = ["Pairs"]
+__all__ = ["Pairs", "read_array", "read_manifest", "parse_columns", "load_dataset", "list_datasets", "get_dataset"]

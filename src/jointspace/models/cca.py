@@ -229,8 +229,8 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         self.x_mean_, self.y_mean_ = mx, my
         self.x_weights_, self.y_weights_ = wx, wy
         num = np.einsum("ik,ij,jk->k", wx, cxy, wy)
-        den = np.sqrt(np.einsum("ik,ij,jk->k", wx, cxx, wx) * np.einsum("ik,ij,jk->k", wy, cyy, wy))
-        self.canonical_correlations_ = num / den
+        den = np.sqrt(np.clip(np.einsum("ik,ij,jk->k", wx, cxx, wx) * np.einsum("ik,ij,jk->k", wy, cyy, wy), 0, None))
+        self.canonical_correlations_ = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
         self._component_scale = self.canonical_correlations_.clip(0) ** weight
         self.modalities_ = names
         return self
@@ -297,6 +297,26 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         v = v - v.mean(0)
         den = np.sqrt((u * u).sum(0) * (v * v).sum(0))
         return float(np.mean(np.where(den > 0, (u * v).sum(0) / np.where(den > 0, den, 1), 0.0)))
+
+    def derive(self, n_components: int | None = None, weight: float | None = None) -> "CanonicalCorrelation":
+        """A fitted copy keeping the first ``n_components`` pairs and/or another ``weight``.
+
+        The canonical pairs are nested (the first k of a k' > k fit are the k-pair
+        solution), so settings of these two parameters can be compared without refitting.
+        """
+        import copy
+
+        check_is_fitted(self, "x_weights_")
+        out = copy.copy(self)
+        if n_components is not None:
+            k = check_int(n_components, "n_components", low=1, high=self.x_weights_.shape[1])
+            out.n_components = k
+            out.x_weights_, out.y_weights_ = self.x_weights_[:, :k], self.y_weights_[:, :k]
+            out.canonical_correlations_ = self.canonical_correlations_[:k]
+        if weight is not None:
+            out.weight = check_float(weight, "weight", low=0.0)
+        out._component_scale = out.canonical_correlations_.clip(0) ** float(out.weight)
+        return out
 
     # -- JointModel ------------------------------------------------------------------------
     def _encode(self, modality, items):

@@ -34,9 +34,9 @@ _BLOCK = 1 << 20
 
 def default_cache_dir() -> Path:
     """``$JOINTSPACE_CACHE/embeddings``, default ``~/.cache/jointspace/embeddings``."""
-    base = os.environ.get("JOINTSPACE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "jointspace")
-    return Path(base) / "embeddings"
+    env = os.environ.get("JOINTSPACE_CACHE", "").strip()
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "jointspace"
+    return base / "embeddings"
 
 
 def item_digest(item, modality: str = "image") -> bytes:

@@ -1,0 +1,82 @@
+"""CCA fit speed: ours vs scikit-learn's CCA (NIPALS) and cca-zoo's CCA, side by side.
+
+n = 20,000 samples, d_x = d_y = 512, k = 10.  Also reports the achieved GFLOP/s of the
+covariance step next to this machine's measured float32 GEMM rate.
+
+    python benchmarks/bench_cca.py [--n 20000] [--d 512] [--k 10] [--repeats 5] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from _util import machine, save, timeit  # noqa: E402
+
+
+def data(n, d, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 16))
+    x = z @ rng.normal(size=(16, d)) + rng.normal(size=(n, d))
+    y = z @ rng.normal(size=(16, d)) + rng.normal(size=(n, d))
+    return x.astype(np.float32), y.astype(np.float32)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--d", type=int, default=512)
+    ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="n=4000, d=128, 3 repeats")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.d, args.repeats = 4000, 128, 3
+    from cca_zoo.linear import CCA as ZooCCA
+    from sklearn.cross_decomposition import CCA as SkCCA
+
+    from jointspace.models.cca import CCA, covariances
+
+    x, y = data(args.n, args.d)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    res = {"n": args.n, "d": args.d, "k": args.k, "machine": machine()}
+
+    # the machine's float32 GEMM rate, on the same shapes as the covariance step
+    a = np.random.default_rng(1).normal(size=(args.n, 2 * args.d)).astype(np.float32)
+    gemm = timeit(lambda: a.T @ a, repeats=args.repeats)
+    gemm_flops = 2.0 * args.n * (2 * args.d) ** 2
+    res["gemm_float32_gflops"] = gemm_flops / gemm["median_s"] / 1e9
+    cov = timeit(lambda: covariances(x, y), repeats=args.repeats)
+    cov_flops = 2.0 * args.n * (args.d * args.d * 3)  # X'X, Y'Y, X'Y
+    res["covariance_gflops"] = cov_flops / cov["median_s"] / 1e9
+
+    runs = {
+        "jointspace float32": lambda: CCA(n_components=args.k).fit(x, y),
+        "jointspace float64": lambda: CCA(n_components=args.k).fit(x64, y64),
+        "cca-zoo": lambda: ZooCCA(n_components=args.k).fit([x64, y64]),
+        "scikit-learn": lambda: SkCCA(n_components=args.k, scale=False).fit(x64, y64),
+    }
+    for name, fn in runs.items():
+        res[name] = timeit(fn, repeats=args.repeats if name != "scikit-learn" else max(3, args.repeats),
+                           warmup=0 if name == "scikit-learn" else 1)
+        print(f"{name:20s} median {res[name]['median_s']:.3f} s", flush=True)
+    ours = res["jointspace float32"]["median_s"]
+    res["speedup_vs_sklearn"] = res["scikit-learn"]["median_s"] / ours
+    res["speedup_vs_cca_zoo"] = res["cca-zoo"]["median_s"] / ours
+    res["speedup64_vs_sklearn"] = res["scikit-learn"]["median_s"] / res["jointspace float64"]["median_s"]
+    res["speedup64_vs_cca_zoo"] = res["cca-zoo"]["median_s"] / res["jointspace float64"]["median_s"]
+    print(f"covariance step {res['covariance_gflops']:.0f} GFLOP/s; float32 GEMM {res['gemm_float32_gflops']:.0f} GFLOP/s")
+    print(f"speed-up vs scikit-learn: {res['speedup_vs_sklearn']:.1f}x (float64 input: "
+          f"{res['speedup64_vs_sklearn']:.1f}x); vs cca-zoo: {res['speedup_vs_cca_zoo']:.2f}x "
+          f"(float64 input: {res['speedup64_vs_cca_zoo']:.2f}x)")
+    print("wrote", save("cca", res))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""``jointspace bench``: reproduce a benchmark table."""
+
+from .._common import add_json_flag, err_console, print_json, progress, show_report
+
+
+def register(sub):
+    from ...bench import list_suites
+
+    suites = list_suites()
+    p = sub.add_parser("bench", help="reproduce a benchmark table (" + ", ".join(suites) + ")",
+                       description="Run a benchmark suite end to end (settings chosen on the training "
+                                   "split only) and print its table.",
+                       epilog="suites: " + "; ".join(f"{k}: {v}" for k, v in suites.items()))
+    p.add_argument("suite", help="suite name: " + ", ".join(suites))
+    p.add_argument("--out", help="also write the JSON report to this file")
+    add_json_flag(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    report = run_with_progress(args.suite)
+    if args.out:
+        from ...eval.report import write_json
+
+        write_json(report, args.out)
+    if args.json:
+        print_json(report)
+    else:
+        show_report(report)
+    return 0
+
+
+def run_with_progress(name: str) -> dict:
+    """Run a suite, showing a progress bar when the suite reports its size."""
+    import importlib
+
+    from ...bench import run_suite
+
+    try:
+        mod = importlib.import_module(f"jointspace.bench.{name.replace('-', '_')}")
+        total = mod.grid_size() if hasattr(mod, "grid_size") else None
+    except ImportError:
+        total = None
+    if total is None:
+        with err_console.status(f"running bench {name}"):
+            return run_suite(name)
+    with progress() as bar:
+        task = bar.add_task(f"bench {name}: cross-validating", total=total)
+        return run_suite(name, progress=lambda: bar.advance(task))

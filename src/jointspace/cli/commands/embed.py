@@ -1,0 +1,101 @@
+"""``jointspace embed``: run one modality of a dataset through a tower and write the vectors."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+from .._common import add_json_flag, console, print_json, print_table
+
+_FORMATS = (".npy", ".safetensors")
+
+
+def _key_values(pairs, what: str) -> dict:
+    from ...errors import InputError
+
+    out = {}
+    for kv in pairs or []:
+        if "=" not in kv:
+            raise InputError(f"{what}: expected KEY=VALUE, got {kv!r}")
+        k, v = kv.split("=", 1)
+        try:
+            out[k.strip()] = json.loads(v)
+        except ValueError:
+            out[k.strip()] = v
+    return out
+
+
+def register(sub) -> None:
+    p = sub.add_parser("embed", help="embed one modality of a dataset through a tower, write the vectors",
+                       description="Run the items of one modality of a built-in dataset through a tower "
+                                   "(e.g. efficientnet-lite0, minilm, mfcc) and write an (n, d) float32 array "
+                                   "to a .npy or .safetensors file. Frozen towers go through the embedding cache.")
+    p.add_argument("dataset", metavar="DATASET", help="a built-in dataset name (see 'jointspace datasets')")
+    p.add_argument("--tower", required=True, help="tower name, e.g. efficientnet-lite0, minilm, mfcc")
+    p.add_argument("--modality", help="which modality of the dataset (default: the tower's own)")
+    p.add_argument("--split", default="train", help="dataset split (default: train)")
+    p.add_argument("--out", required=True, help="output file: .npy (vectors) or .safetensors (vectors + ids)")
+    p.add_argument("--batch-size", type=int, help="items per forward pass (default: the tower's own)")
+    p.add_argument("--limit", type=int, help="only the first N items (quick looks)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option (repeatable)")
+    p.add_argument("--tower-param", action="append", metavar="KEY=VALUE", help="tower setting (repeatable)")
+    p.add_argument("--cache-dir", help="embedding cache folder (default: $JOINTSPACE_CACHE/embeddings)")
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_json_flag(p)
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import numpy as np
+
+    from ..._io import atomic_write_bytes
+    from ..._validation import check_int
+    from ...data.datasets import load_dataset
+    from ...errors import InputError
+    from ...towers import create_tower, embed_cached
+
+    out = Path(args.out)
+    if out.suffix.lower() not in _FORMATS:
+        raise InputError(f"--out: expected a file ending in {' or '.join(_FORMATS)}, got {str(out)!r}")
+    tower = create_tower(args.tower, **_key_values(args.tower_param, "--tower-param"))
+    tower.check_modality(args.modality)
+    pairs = load_dataset(args.dataset, args.split, **_key_values(args.option, "--option"))
+    modality = args.modality or tower.modality
+    if modality not in pairs:
+        raise InputError(f"--modality: dataset {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}"
+                         + ("" if args.modality else f" (the modality of tower {tower.name!r})"))
+    if args.limit is not None:
+        pairs = pairs.subset(np.arange(min(len(pairs), check_int(args.limit, "--limit", low=1))))
+    if args.batch_size is not None:
+        check_int(args.batch_size, "--batch-size", low=1)
+    cache = False if (args.no_cache or tower.trainable) else (args.cache_dir or True)
+    t0 = time.perf_counter()
+    vectors = embed_cached(tower, pairs[modality], cache=cache, batch_size=args.batch_size,
+                           progress=not args.quiet)
+    seconds = time.perf_counter() - t0
+    if out.suffix.lower() == ".npy":
+        buf = io.BytesIO()
+        np.save(buf, vectors, allow_pickle=False)
+        atomic_write_bytes(out, buf.getvalue())
+    else:
+        from safetensors.numpy import save
+
+        tensors = {"vectors": np.ascontiguousarray(vectors)}
+        if pairs.ids.dtype.kind in "iu":
+            tensors["ids"] = np.ascontiguousarray(pairs.ids.astype(np.int64))
+        meta = {"tower": tower.name, "tower_config": json.dumps(tower.config(), sort_keys=True),
+                "dataset": args.dataset, "split": args.split, "modality": modality}
+        atomic_write_bytes(out, save(tensors, metadata=meta))
+    summary = {"dataset": args.dataset, "split": args.split, "modality": modality, "tower": tower.name,
+               "n": int(vectors.shape[0]), "dim": int(vectors.shape[1]), "seconds": round(seconds, 3),
+               "out": str(out)}
+    if args.json:
+        print_json(summary)
+    else:
+        print_table(f"embed {args.dataset}/{args.split} {modality} -> {out}", ["tower", "n", "dim", "seconds"],
+                    [[tower.name, summary["n"], summary["dim"], summary["seconds"]]])
+        console.print(f"wrote {out}", highlight=False)
+    return 0

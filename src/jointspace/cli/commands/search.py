@@ -1,0 +1,95 @@
+"""``jointspace search``: query an index with a dataset row, a text, an image or a sound."""
+
+from .._common import add_json_flag, console, load_split, print_json, print_table
+
+
+def register(sub):
+    p = sub.add_parser("search", help="search an index with a text, an image, a sound or a dataset row",
+                       description="Encode a query with the model and print the nearest items of the index.",
+                       epilog='examples: jointspace search idx/wiki-img --modality text --query-row 17 -k 10\n'
+                              '          jointspace search idx/clip-img --text "a red car" --gallery out.png')
+    p.add_argument("index", help="index folder (from 'jointspace index')")
+    p.add_argument("--model", help="saved model folder (default: the one the index was built with)")
+    q = p.add_mutually_exclusive_group(required=True)
+    q.add_argument("--query-row", type=int, metavar="N", help="use row N of the dataset split as the query")
+    q.add_argument("--text", help="a free-text query")
+    q.add_argument("--image", help="an image file as the query")
+    q.add_argument("--audio", help="a sound file (WAV) as the query")
+    p.add_argument("--modality", help="query modality for --query-row (default: one the index does not hold)")
+    p.add_argument("--dataset", help="dataset of --query-row (default: the index's)")
+    p.add_argument("--split", help="split of --query-row (default: the index's)")
+    p.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
+    p.add_argument("--gallery", metavar="PNG", help="also write the results as an image grid")
+    add_json_flag(p)
+    p.set_defaults(handler=run)
+
+
+def _query(args, index, model):
+    """(modality, items, description, query label) for the chosen query option."""
+    from ...errors import InputError
+
+    if args.text is not None:
+        return "text", [args.text], f"text {args.text!r}", None
+    if args.image is not None:
+        return "image", [args.image], f"image {args.image}", None
+    if args.audio is not None:
+        return "audio", [args.audio], f"audio {args.audio}", None
+    dataset = args.dataset or index.info.get("dataset")
+    split = args.split or index.info.get("split", "test")
+    if not dataset:
+        raise InputError("--dataset: this index does not record its dataset; name one for --query-row")
+    modality = args.modality or next((m for m in model.modalities_ if m != index.info.get("modality")), None)
+    pairs = load_split(dataset, split)
+    if not 0 <= args.query_row < len(pairs):
+        raise InputError(f"--query-row: expected 0..{len(pairs) - 1} for {dataset}/{split}, got {args.query_row}")
+    sub = pairs.subset([args.query_row])
+    label = None
+    if sub.labels is not None and sub.labels.ndim == 1:
+        v = sub.labels[0]
+        label = sub.label_names[int(v)] if sub.label_names else str(v)
+    return modality, sub[modality], f"{modality} row {args.query_row} of {dataset}/{split}", label
+
+
+def run(args) -> int:
+    from ...errors import InputError
+    from ...index.faiss_index import Index
+    from ...models.base import load_model
+
+    if args.k < 1:
+        raise InputError(f"-k: expected an integer >= 1, got {args.k}")
+    index = Index.load(args.index)
+    model_dir = args.model or index.info.get("model")
+    if not model_dir:
+        raise InputError("--model: this index does not record its model; pass --model RUN_DIR")
+    model = load_model(model_dir)
+    modality, items, what, qlabel = _query(args, index, model)
+    if modality not in model.modalities_:
+        raise InputError(f"query: the model knows {', '.join(model.modalities_)}; a {modality} query is not possible")
+    vec = model.encode(modality, items)
+    scores, ids = index.search(vec, k=args.k)
+    found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0]
+    metas = index.metadata([i for _, i in found])
+    results = [{"rank": r + 1, "id": i, "score": s, "label": m.get("label"), "text": m.get("text"),
+                "path": m.get("path"), "item_id": (m.get("extra") or {}).get("item_id")}
+               for r, ((s, i), m) in enumerate(zip(found, metas))]
+    if args.gallery:
+        from ...viz.gallery import write_gallery
+
+        write_gallery(results, args.gallery, title=what)
+    if args.json:
+        print_json({"query": what, "query_label": qlabel, "results": results})
+        return 0
+    head = f"query: {what}" + (f" (label {qlabel})" if qlabel else "")
+    columns = ["rank", "id", "score", "label", "text", "path"]
+    rows = []
+    for r in results:
+        mark = "" if qlabel is None else (" *" if r["label"] == qlabel else "")
+        text = (r["text"] or "")[:60]
+        rows.append([r["rank"], r["item_id"] or r["id"], r["score"], f"{r['label'] or ''}{mark}", text, r["path"] or ""])
+    keep = [c for c in range(len(columns)) if c < 3 or any(row[c] for row in rows)]
+    print_table(head, [columns[c] for c in keep], [[row[c] for c in keep] for row in rows])
+    if qlabel is not None:
+        console.print(f"* same label as the query: {sum(r['label'] == qlabel for r in results)} of {len(results)}")
+    if args.gallery:
+        console.print(f"gallery written to {args.gallery}")
+    return 0

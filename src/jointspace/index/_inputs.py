@@ -1,0 +1,123 @@
+"""Validation of vectors and ids at the index's edge, without extra full-size copies."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+_CHECK_ROWS = 65_536
+
+
+def as_vectors(x, name: str, dim: int | None = None, *, allow_1d: bool = False) -> np.ndarray:
+    """Return ``x`` as a C-contiguous float32 ``(n, dim)`` array with finite values.
+
+    A float32 C-contiguous input is returned as is (no copy).  The finiteness check runs in
+    row blocks so that a million-row input does not need a full-size boolean mask.
+
+    Parameters
+    ----------
+    x : array-like, shape (n, d) (or (d,) when ``allow_1d``)
+    name : str
+        Argument name for messages.
+    dim : int, optional
+        Required number of columns.
+    allow_1d : bool
+        Treat a 1-D array as a single row.
+    """
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:
+        raise InputError(f"{name}: expected a 2-D numeric array, got {type(x).__name__} ({exc})") from None
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise InputError(f"{name}: expected a 2-D numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise InputError(f"{name}: expected real numbers, got dtype {arr.dtype}")
+    if arr.ndim == 1 and allow_1d:
+        arr = arr.reshape(1, -1)
+    if arr.ndim != 2:
+        raise InputError(f"{name}: expected a 2-D array of shape (n, dim), got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise InputError(f"{name}: expected dimension {dim} (the index's dim), got {arr.shape[1]} "
+                         f"(shape {arr.shape})")
+    if arr.shape[1] < 1:
+        raise InputError(f"{name}: expected at least 1 column, got shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    for s in range(0, arr.shape[0], _CHECK_ROWS):
+        block = arr[s:s + _CHECK_ROWS]
+        if not np.isfinite(block).all():
+            r, c = np.argwhere(~np.isfinite(block))[0]
+            raise InputError(f"{name}: expected finite values, got NaN or Inf (first at row {s + r}, column {c})")
+    return arr
+
+
+def as_ids(ids, n: int, name: str = "ids") -> np.ndarray:
+    """Return ``ids`` as a 1-D int64 array of ``n`` distinct non-negative integers."""
+    arr = np.asarray(ids)
+    if arr.ndim != 1:
+        raise InputError(f"{name}: expected a 1-D sequence of integers, got shape {arr.shape}")
+    if arr.size == 0:
+        arr = arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{name}: expected integers, got dtype {arr.dtype}")
+    if arr.shape[0] != n:
+        raise InputError(f"{name}: expected {n} ids (one per vector), got {arr.shape[0]}")
+    if arr.dtype == np.uint64 and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise InputError(f"{name}: expected ids below 2**63, got {int(arr.max())}")
+    arr = arr.astype(np.int64)
+    if arr.size and arr.min() < 0:
+        raise InputError(f"{name}: expected non-negative integers (-1 marks 'no result'), got {int(arr.min())}")
+    uniq, counts = np.unique(arr, return_counts=True)
+    if uniq.size != arr.size:
+        dup = uniq[counts > 1]
+        raise InputError(f"{name}: expected distinct ids, got {dup.size} repeated "
+                         f"(e.g. {', '.join(map(str, dup[:5].tolist()))})")
+    return arr
+
+
+def as_id_list(ids, name: str = "ids") -> np.ndarray:
+    """Return ``ids`` (an int or a sequence of ints) as a 1-D int64 array (repeats allowed)."""
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise InputError(f"{name}: expected an integer or a 1-D sequence of integers, got shape {arr.shape}")
+    if arr.size == 0:
+        return arr.astype(np.int64)
+    if not np.issubdtype(arr.dtype, np.integer):
+        raise InputError(f"{name}: expected integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def check_new_ids(ids, n: int, stored: np.ndarray, removed: np.ndarray, spec) -> np.ndarray:
+    """Ids for ``n`` new vectors: ``ids`` checked against the ``stored`` ones, or consecutive ones.
+
+    Parameters
+    ----------
+    ids : array-like of int, shape (n,), or None
+        None gives ``max(stored) + 1 ...``.
+    stored, removed : numpy.ndarray of int64, sorted
+        Ids held by FAISS, and those of them filtered at search time (still reserved).
+    spec : str
+        The index's spec, for the message.
+    """
+    if ids is None:
+        start = int(stored[-1]) + 1 if stored.size else 0
+        return np.arange(start, start + n, dtype=np.int64)
+    ids = as_ids(ids, n)
+    clash = ids[in_sorted(stored, ids)]
+    if clash.size:
+        gone = clash[in_sorted(removed, clash)]
+        hint = (f"; {gone.size} of them were removed, and an index of type {spec!r} keeps removed ids "
+                "reserved" if gone.size else "")
+        raise InputError(f"ids: expected ids not already in the index, got {clash.size} that are "
+                         f"(e.g. {', '.join(map(str, clash[:5].tolist()))}){hint}")
+    return ids
+
+
+def in_sorted(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    """Boolean mask: which of ``ids`` occur in the sorted array ``sorted_ids`` (O(m log n))."""
+    if sorted_ids.size == 0:
+        return np.zeros(ids.shape, dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
+    return sorted_ids[pos] == ids

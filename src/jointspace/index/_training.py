@@ -1,0 +1,64 @@
+"""Training of IVF / PQ / SQ indexes: sample, seed, minimum sizes, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import check_int
+from ..errors import InputError
+from . import _faiss_parts as parts
+from .spec import faiss_error_message
+
+
+def min_train_size(core) -> tuple[int, str]:
+    """Fewest training vectors FAISS accepts for ``core``, and why."""
+    need, why = 1, ""
+    ivf = parts.find_ivf(core)
+    if ivf is not None:
+        need, why = int(ivf.nlist), f"{ivf.nlist} IVF lists (FAISS advises about {39 * ivf.nlist})"
+    for layer in parts.layers(core):
+        pq = getattr(layer, "pq", None)
+        if pq is not None and int(pq.ksub) > need:
+            need, why = int(pq.ksub), f"{pq.ksub} centroids per PQ sub-quantizer"
+    return need, why
+
+
+def prepare_training(core, seed: int) -> None:
+    """Seed every k-means of ``core`` and skip polysemous training (only polysemous search uses it)."""
+    for layer in parts.layers(core):
+        for obj in (getattr(layer, "cp", None), getattr(getattr(layer, "pq", None), "cp", None)):
+            if obj is not None:
+                obj.seed = seed
+        if hasattr(layer, "do_polysemous_training"):
+            layer.do_polysemous_training = False
+
+
+def train(top, core, x: np.ndarray, *, metric: str, spec: str, train_size, seed) -> None:
+    """Train the FAISS index ``top`` (searched layer ``core``) on ``x`` (n, d), if it needs it.
+
+    ``train_size`` rows are drawn at random (``seed``) when given and smaller than ``n``;
+    vectors are L2-normalised first for the cosine metric.
+    """
+    import faiss
+
+    if top.is_trained:
+        return
+    seed = check_int(seed, "seed", low=0)
+    n = x.shape[0]
+    if train_size is not None:
+        train_size = check_int(train_size, "train_size", low=1)
+        if train_size < n:
+            rows = np.sort(np.random.default_rng(seed).choice(n, size=train_size, replace=False))
+            x, n = x[rows], train_size
+    need, why = min_train_size(core)
+    if n < need:
+        raise InputError(f"vectors: spec {spec!r} needs at least {need} training vectors ({why}); got {n}. "
+                         "Use a smaller spec (e.g. 'Flat' or fewer lists) or more data")
+    prepare_training(core, seed)
+    if metric == "cosine":
+        x = x.copy()
+        faiss.normalize_L2(x)
+    try:
+        top.train(x)
+    except RuntimeError as exc:
+        raise InputError(f"vectors: training {spec!r} failed: {faiss_error_message(exc)}") from None

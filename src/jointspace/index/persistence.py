@@ -1,0 +1,158 @@
+"""Saving and loading an :class:`~jointspace.index.faiss_index.Index` as one folder.
+
+The folder holds three files:
+
+``index.faiss``
+    the FAISS index (``faiss.write_index``), ids included;
+``metadata.sqlite``
+    the metadata rows (see :mod:`jointspace.index.metadata`);
+``index.json``
+    how the index was built and how to check the other two: format version, spec and resolved
+    spec, dim, metric, count, removed ids, default search parameters, build parameters, free
+    ``info``, and each file's size and SHA-256 (a truncated or altered file is detected on load).
+
+The folder is written under a temporary name and moved into place only when complete
+(:func:`jointspace._io.atomic_dir`), so an existing index survives a failed save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .._io import atomic_write_json, atomic_dir
+from ..errors import InputError, JointspaceError
+from . import _faiss_parts as parts
+from .metadata import MetadataStore
+from .spec import METRICS, faiss_error_message
+
+FORMAT = "jointspace-index"
+FORMAT_VERSION = 1
+FILES = ("index.faiss", "metadata.sqlite", "index.json")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def save_index(index, folder) -> None:
+    """Write ``index`` to ``folder`` atomically (see the module docstring for the layout)."""
+    import faiss
+
+    from .. import __version__
+
+    if index._faiss is None:
+        raise InputError(f"index: nothing to save yet (spec {index.spec!r} is resolved by the first add); "
+                         "add vectors first")
+    try:
+        info_json = json.loads(json.dumps(index.info))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"index.info: expected JSON-serialisable values ({exc})") from None
+    with atomic_dir(folder) as tmp:
+        try:
+            faiss.write_index(index._faiss, str(tmp / "index.faiss"))
+        except RuntimeError as exc:
+            raise JointspaceError(f"writing index.faiss failed: {faiss_error_message(exc)}") from None
+        index._metadata.save(tmp / "metadata.sqlite")
+        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
+                 for name in FILES[:2]}
+        atomic_write_json(tmp / "index.json", {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "spec": index.spec,
+            "resolved_spec": index.resolved_spec,
+            "dim": index.dim,
+            "metric": index.metric,
+            "count": index.ntotal,
+            "stored": int(index._faiss.ntotal),
+            "removed_ids": index._removed.tolist(),
+            "search_params": index.search_params,
+            "build_params": index.build_params,
+            "info": info_json,
+            "files": files,
+            "jointspace_version": __version__,
+            "faiss_version": faiss.__version__,
+        })
+
+
+def _read_manifest(folder: Path) -> dict:
+    if not folder.exists():
+        raise InputError(f"folder: index folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise InputError(f"folder: expected an index folder, got a file: {str(folder)!r}")
+    path = folder / "index.json"
+    if not path.is_file():
+        raise InputError(f"folder: {str(folder)!r} is not a jointspace index (no index.json; expected "
+                         f"{', '.join(FILES)})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"folder: {str(path)!r} is not valid JSON ({exc}); the index folder is corrupted") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise InputError(f"folder: {str(path)!r} does not describe a jointspace index (format {FORMAT!r})")
+    version = meta.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InputError(f"folder: {str(path)!r} has format_version {version!r}; this jointspace reads "
+                         f"up to {FORMAT_VERSION} (upgrade jointspace)")
+    required = {"spec": str, "resolved_spec": str, "dim": int, "metric": str, "count": int, "stored": int,
+                "removed_ids": list, "search_params": dict, "build_params": dict, "files": dict}
+    for key, typ in required.items():
+        if not isinstance(meta.get(key), typ):
+            raise InputError(f"folder: {str(path)!r} is missing {key!r} (expected {typ.__name__}); "
+                             "the index folder is corrupted")
+    if meta["metric"] not in METRICS:
+        raise InputError(f"folder: {str(path)!r} has unknown metric {meta['metric']!r}")
+    return meta
+
+
+def _check_file(folder: Path, name: str, meta: dict, verify: bool) -> Path:
+    path = folder / name
+    if not path.is_file():
+        raise InputError(f"folder: {str(folder)!r} has no {name} (expected {', '.join(FILES)})")
+    want = meta["files"].get(name)
+    if not isinstance(want, dict) or not isinstance(want.get("bytes"), int):
+        raise InputError(f"folder: index.json in {str(folder)!r} has no size for {name}; the folder is corrupted")
+    size = path.stat().st_size
+    if size != want["bytes"]:
+        kind = "truncated" if size < want["bytes"] else "changed"
+        raise InputError(f"folder: {name} in {str(folder)!r} is {kind}: expected {want['bytes']} bytes, "
+                         f"found {size}")
+    if verify and want.get("sha256") and _sha256(path) != want["sha256"]:
+        raise InputError(f"folder: {name} in {str(folder)!r} is corrupted: its SHA-256 does not match index.json")
+    return path
+
+
+def load_index(cls, folder, *, verify: bool = True):
+    """Read a folder written by :func:`save_index` into a new ``cls`` instance."""
+    import faiss
+
+    folder = Path(folder)
+    meta = _read_manifest(folder)
+    faiss_path = _check_file(folder, "index.faiss", meta, verify)
+    sqlite_path = _check_file(folder, "metadata.sqlite", meta, verify)
+    try:
+        raw = faiss.read_index(str(faiss_path))
+    except RuntimeError as exc:
+        raise InputError(f"folder: index.faiss in {str(folder)!r} could not be read "
+                         f"({faiss_error_message(exc)})") from None
+    if raw.d != meta["dim"] or raw.ntotal != meta["stored"]:
+        raise InputError(f"folder: index.faiss in {str(folder)!r} holds {raw.ntotal} vectors of dim {raw.d}; "
+                         f"index.json says {meta['stored']} of dim {meta['dim']}")
+    index = cls(meta["dim"], "auto", meta["metric"], build_params=meta["build_params"])
+    index._spec = meta["spec"]
+    index._create(meta["resolved_spec"], faiss_index=raw)
+    index._ids = np.sort(parts.stored_ids(index._faiss))
+    index._removed = np.asarray(sorted(int(i) for i in meta["removed_ids"]), dtype=np.int64)
+    if index.ntotal != meta["count"] or not np.isin(index._removed, index._ids).all():
+        raise InputError(f"folder: the ids in index.faiss do not match index.json in {str(folder)!r}")
+    index.set_search_params(**meta["search_params"])
+    index._metadata = MetadataStore.load(sqlite_path)
+    index.info = meta.get("info") or {}
+    return index

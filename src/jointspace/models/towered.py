@@ -1,0 +1,285 @@
+"""A joint model over frozen towers: raw items -> tower features -> a feature-level joint model.
+
+``ToweredModel`` embeds each modality through its tower (cached on disk, so a dataset goes
+through a pretrained network once), then fits a closed-form head such as CCA
+(:mod:`jointspace.models.cca`) on the tower features.  Saved, it keeps only the towers'
+names and settings (their pretrained weights are reloaded by name) and the head's state.
+
+:func:`fit_with_towers` chooses the head's settings (PCA size before CCA, ridge, number of
+components, correlation weighting) on a validation split.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..data.pairs import Pairs
+from ..errors import InputError, NotFittedError
+from .base import JointModel, create_model, l2_normalize, register_model
+
+_HEAD_PREFIX = "head."
+
+
+@register_model("towers", "frozen towers per modality + a feature-level head (CCA, regularised CCA, ...)")
+class ToweredModel(JointModel):
+    """Frozen towers per modality feeding a feature-level joint model.
+
+    Parameters
+    ----------
+    towers : dict of str to str
+        Modality -> tower name, e.g. ``{"image": "efficientnet-lite0", "text": "minilm"}``.
+    head : str
+        Registered feature-level model fitted on the tower outputs (``"cca"``, ``"rcca"``, ...).
+    head_params : dict, optional
+        Its parameters, e.g. ``{"n_components": 64, "preprocess": "pca:128"}``.
+    tower_params : dict of str to dict, optional
+        Settings per modality's tower, e.g. ``{"image": {"fit": "pad"}}``.
+    cache : bool or str
+        Embedding cache for ``fit``: True (default folder), a folder, or False.
+    batch_size : int, optional
+        Tower batch size (default: each tower's own).
+
+    Attributes
+    ----------
+    head_ : JointModel
+        The fitted head.
+    modalities_ : tuple of str
+    """
+
+    def __init__(self, towers=None, head: str = "cca", head_params=None, tower_params=None, cache=True,
+                 batch_size: int | None = None):
+        self.towers = dict(towers or {})
+        self.head = head
+        self.head_params = dict(head_params or {})
+        self.tower_params = {m: dict(p) for m, p in (tower_params or {}).items()}
+        self.cache = cache
+        self.batch_size = batch_size
+        self._tower_objs = {}
+        self._check_towers()
+
+    def _check_towers(self) -> None:
+        from ..towers import create_tower
+
+        if not isinstance(self.towers, dict) or not self.towers:
+            raise InputError(f"towers: expected a mapping modality -> tower name, got {self.towers!r}")
+        for mod in self.tower_params:
+            if mod not in self.towers:
+                raise InputError(f"tower_params: modality {mod!r} has no tower; towers: {', '.join(self.towers)}")
+        for mod, name in self.towers.items():
+            kind = mod if mod in ("image", "text", "audio") else None
+            tower = create_tower(name, modality=kind, **self.tower_params.get(mod, {}))
+            self._tower_objs[mod] = tower
+
+    def tower(self, modality: str):
+        """The :class:`~jointspace.towers.Tower` of one modality."""
+        if modality not in self._tower_objs:
+            raise InputError(f"modality: this model has towers for {', '.join(self._tower_objs)}; got {modality!r}")
+        return self._tower_objs[modality]
+
+    # -- features --------------------------------------------------------------------------
+    def embed(self, modality: str, items, cache=None, progress: bool = True) -> np.ndarray:
+        """Tower features of raw items, shape (n, tower.out_dim), float32 (no projection)."""
+        from ..towers import embed_cached
+
+        cache = self.cache if cache is None else cache
+        return embed_cached(self.tower(modality), items, cache=cache, batch_size=self.batch_size, progress=progress)
+
+    def embed_pairs(self, pairs: Pairs, progress: bool = True) -> Pairs:
+        """The same samples with each towered modality replaced by its tower features."""
+        if not isinstance(pairs, Pairs):
+            raise InputError(f"pairs: expected a Pairs, got {type(pairs).__name__}")
+        data = {m: self.embed(m, pairs[m], progress=progress) for m in self.towers if m in pairs}
+        if len(data) < 2:
+            raise InputError(f"pairs: need at least two of the towered modalities ({', '.join(self.towers)}); "
+                             f"these pairs hold {', '.join(pairs.modalities)}")
+        return Pairs(data, labels=pairs.labels, ids=pairs.ids, metadata=pairs.metadata,
+                     label_names=pairs.label_names, name=pairs.name)
+
+    # -- JointModel ------------------------------------------------------------------------
+    def fit(self, pairs: Pairs, features: Pairs | None = None, progress: bool = True) -> "ToweredModel":
+        """Embed each modality through its tower (cached) and fit the head on the features.
+
+        Parameters
+        ----------
+        pairs : Pairs
+            Raw items per modality (file paths, strings, arrays).
+        features : Pairs, optional
+            The tower features of ``pairs`` when already computed (from :meth:`embed_pairs`).
+        """
+        feats = features if features is not None else self.embed_pairs(pairs, progress=progress)
+        head = create_model(self.head, **self.head_params)
+        head.fit(feats)
+        self.head_ = head
+        self.modalities_ = tuple(head.modalities_)
+        return self
+
+    def project(self, modality: str, features, normalize: bool = True) -> np.ndarray:
+        """Map tower features (n, tower.out_dim) into the joint space, (n, d) float32."""
+        self._check_fitted()
+        return self.head_.encode(modality, features, normalize=normalize)
+
+    def _encode(self, modality, items):
+        feats = self.embed(modality, items, cache=False, progress=False)
+        return self.head_.encode(modality, feats, normalize=False)
+
+    def get_config(self) -> dict:
+        return {"towers": dict(self.towers), "head": self.head, "head_params": dict(self.head_params),
+                "tower_params": {m: t.config() for m, t in self._tower_objs.items()},
+                "cache": self.cache if isinstance(self.cache, bool) else str(self.cache),
+                "batch_size": self.batch_size}
+
+    def _get_extra(self) -> dict:
+        return {"head_model": self.head_.model_name, "head_config": self.head_.get_config(),
+                "head_extra": self.head_._get_extra(), "head_modalities": list(self.head_.modalities_)}
+
+    def _set_extra(self, extra: dict) -> None:
+        self._extra = extra
+
+    def _get_state(self) -> dict:
+        return {_HEAD_PREFIX + k: v for k, v in self.head_._get_state().items()}
+
+    def _set_state(self, state) -> None:
+        extra = self._extra
+        head = create_model(extra["head_model"], **extra["head_config"])
+        head._set_extra(extra["head_extra"])
+        head._set_state({k[len(_HEAD_PREFIX):]: v for k, v in state.items() if k.startswith(_HEAD_PREFIX)})
+        head.modalities_ = tuple(extra["head_modalities"])
+        self.head_ = head
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "head_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
+
+# -- choosing settings on a validation split --------------------------------------------------
+
+def recall_at_k(queries: np.ndarray, gallery: np.ndarray, query_keys, gallery_keys, k: int = 10) -> float:
+    """Fraction of queries with a relevant gallery item (equal key) among the top ``k`` by cosine.
+
+    Parameters
+    ----------
+    queries : ndarray, shape (nq, d)
+    gallery : ndarray, shape (ng, d)
+    query_keys : array, shape (nq,)
+    gallery_keys : array, shape (ng,)
+    """
+    q = l2_normalize(np.asarray(queries, dtype=np.float32))
+    g = l2_normalize(np.asarray(gallery, dtype=np.float32))
+    gk = np.asarray(gallery_keys)
+    qk = np.asarray(query_keys)
+    k = min(k, g.shape[0])
+    hits = 0
+    for start in range(0, q.shape[0], 1024):
+        s = q[start:start + 1024] @ g.T
+        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
+        hits += int((gk[top] == qk[start:start + 1024, None]).any(axis=1).sum())
+    return hits / q.shape[0]
+
+
+def _head_grid(head: str, p: int, q: int, n: int, grid: dict | None):
+    grid = dict(grid or {})
+    pcas = grid.get("pca", [None, 64, 128, 256])
+    regs = grid.get("reg", [0.0] if head == "cca" else [1e-3, 1e-2, 0.05, 0.1, 0.3])
+    comps = grid.get("n_components", [16, 32, 64, 128])
+    weights = grid.get("weight", [0.0, 1.0, 2.0])
+    return pcas, regs, comps, weights
+
+
+def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: dict | None = None,
+                    val_pairs: Pairs | None = None, *, tower_params: dict | None = None, relevance: str = "auto",
+                    directions=None, grid: dict | None = None, cache=True, batch_size: int | None = None,
+                    progress: bool = True, k: int = 10):
+    """Fit a :class:`ToweredModel`, choosing the CCA head's settings on ``val_pairs``.
+
+    For a CCA-family head (``"cca"``, ``"rcca"``, ``"pls"``) and a validation split, every
+    combination of PCA size before CCA (per view, capped by the feature size), ridge ``reg``,
+    number of components and correlation weight (component k scaled by rho_k ** weight) is
+    scored by the mean Recall@``k`` over ``directions`` on ``val_pairs``; the best is refitted
+    on ``train``.  One CCA fit serves every number of components (its leading components do
+    not depend on how many are kept).
+
+    Parameters
+    ----------
+    train : Pairs
+        Raw training items for the towered modalities.
+    towers : dict of str to str
+        Modality -> tower name.
+    head : str
+        The head model (``"cca"`` searches PCA, components and weight; ``"rcca"`` also the
+        ridge).
+    head_params : dict, optional
+        Fixed head parameters; with no ``val_pairs`` they are used as given.
+    val_pairs : Pairs, optional
+        Validation items (same modalities).
+    relevance : str
+        How validation relevance is decided (``Pairs.relevance_keys``), e.g. ``"title_key"``.
+    directions : list of (query, target), optional
+        Default: both directions between the first two towered modalities.
+    grid : dict, optional
+        Overrides of the searched values: keys ``pca``, ``reg``, ``n_components``, ``weight``.
+
+    Returns
+    -------
+    model : ToweredModel
+        Fitted on ``train``.
+    report : dict
+        ``"best"`` (chosen head parameters, validation score) and ``"trials"`` (every
+        combination tried with its score).
+    """
+    head_params = dict(head_params or {})
+    model = ToweredModel(towers=towers, head=head, head_params=head_params, tower_params=tower_params,
+                         cache=cache, batch_size=batch_size)
+    feats = model.embed_pairs(train, progress=progress)
+    if val_pairs is None or head not in ("cca", "rcca", "pls"):
+        model.fit(train, features=feats)
+        return model, {"best": {"head_params": head_params}, "trials": []}
+    vfeats = model.embed_pairs(val_pairs, progress=progress)
+    mods = [m for m in towers if m in feats.modalities][:2]
+    head_params.setdefault("modalities", mods)
+    directions = directions or [(mods[1], mods[0]), (mods[0], mods[1])]
+    vkeys = val_pairs.relevance_keys(relevance)
+    x, y = feats[mods[0]], feats[mods[1]]
+    pcas, regs, comps, weights = _head_grid(head, x.shape[1], y.shape[1], len(feats), grid)
+    trials = []
+    seen = set()
+    for pca, reg in itertools.product(pcas, regs):
+        px = None if pca is None or pca >= x.shape[1] else int(pca)
+        py = None if pca is None or pca >= y.shape[1] else int(pca)
+        sig = (px, py, reg)
+        if sig in seen:
+            continue
+        seen.add(sig)
+        pre = {mods[0]: f"pca:{px}" if px else None, mods[1]: f"pca:{py}" if py else None}
+        dims = min(px or x.shape[1], py or y.shape[1], len(feats) - 1)
+        kmax = min(max(comps), dims)
+        params = {**head_params, "preprocess": pre, "n_components": kmax, "weight": 0.0}
+        if head != "cca":
+            params["reg"] = reg
+        try:
+            fitted = create_model(head, **params).fit(feats)
+        except (InputError, np.linalg.LinAlgError) as exc:
+            trials.append({"pca": pca, "reg": reg, "error": str(exc)})
+            continue
+        z = {m: fitted.encode(m, vfeats[m], normalize=False) for m in mods}
+        rho = np.clip(fitted.canonical_correlations_, 0, None)
+        for kk, w in itertools.product(sorted({min(c, kmax) for c in comps}), weights):
+            scale = rho[:kk] ** w
+            score = float(np.mean([recall_at_k(z[a][:, :kk] * scale, z[b][:, :kk] * scale, vkeys, vkeys, k)
+                                   for a, b in directions]))
+            trials.append({"pca": pca, "reg": reg if head != "cca" else 0.0, "n_components": kk, "weight": w,
+                           "score": score, "preprocess": pre})
+    scored = [t for t in trials if "score" in t]
+    if not scored:
+        raise InputError(f"head: no setting of {head!r} could be fitted on these features: {trials[0]['error']}")
+    best = max(scored, key=lambda t: (t["score"], -t["n_components"]))
+    chosen = {**head_params, "preprocess": best["preprocess"], "n_components": best["n_components"],
+              "weight": best["weight"]}
+    if head != "cca":
+        chosen["reg"] = best["reg"]
+    model = ToweredModel(towers=towers, head=head, head_params=chosen, tower_params=tower_params, cache=cache,
+                         batch_size=batch_size)
+    model.fit(train, features=feats)
+    return model, {"best": {"head_params": chosen, "score": best["score"], "metric": f"R@{k}",
+                            "directions": [f"{a}->{b}" for a, b in directions]}, "trials": trials}

@@ -1,0 +1,104 @@
+"""spoken-words: espeak-ng synthesis, valid WAV files, unseen-accent split, caching."""
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from jointspace.data import speech
+from jointspace.data.datasets import get_dataset
+from jointspace.data.datasets import spoken_words as sw
+from jointspace.errors import InputError, JointspaceError, MissingDependencyError
+
+needs_espeak = pytest.mark.skipif(speech.espeak_path() is None,
+                                  reason="needs: apt-get install -y espeak-ng (make test installs it)")
+SMALL = dict(words=["zero", "ankle boot"], settings_per_accent=2, workers=2)
+
+
+def test_vocabulary_and_accent_split():
+    assert sw.VOCABULARY[:10] == ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    assert "ankle boot" in sw.VOCABULARY and len(sw.VOCABULARY) == 20
+    tr, va, te = (set(sw.SPLIT_ACCENTS[s]) for s in ("train", "val", "test"))
+    assert not tr & te and not tr & va and not va & te and len(te) == 2
+    assert sw.clip_count() == {"train": 500, "val": 100, "test": 200}
+    settings = sw.voice_settings("en-gb", 54)
+    assert len({(v.variant, v.speed, v.pitch) for v in settings}) == 54
+
+
+@needs_espeak
+def test_accents_are_installed_english_voices():
+    assert set(sw.ACCENTS) <= set(speech.english_accents())
+
+
+@needs_espeak
+def test_load_valid_wavs_and_cache_reuse(tmp_path):
+    ds = get_dataset("spoken-words")
+    p = ds.load("test", cache_dir=tmp_path, **SMALL)
+    assert len(p) == 2 * 2 * 2 and ds.summary["synthesised_now"] == 8
+    assert set(p.metadata["accent"]) == set(sw.SPLIT_ACCENTS["test"])
+    assert p["text"] == p.metadata["word"] and p.label_names == ["zero", "ankle boot"]
+    np.testing.assert_array_equal(p.labels, [0, 1] * 4)
+    for f in p["audio"]:
+        data, rate = sf.read(f)
+        assert rate == 22050 and data.ndim == 1 and len(data) > 2000 and np.abs(data).max() > 0.05
+    # "ankle boot" is longer than "zero" for the same voice
+    assert sf.info(p["audio"][1]).frames > sf.info(p["audio"][0]).frames
+    stamps = [os.stat(f).st_mtime_ns for f in p["audio"]]
+    q = ds.load("test", cache_dir=tmp_path, **SMALL)
+    assert ds.summary["synthesised_now"] == 0 and q["audio"] == p["audio"]
+    assert [os.stat(f).st_mtime_ns for f in q["audio"]] == stamps
+    # a truncated clip is not trusted
+    with open(p["audio"][3], "r+b") as fh:
+        fh.truncate(30)
+    ds.load("test", cache_dir=tmp_path, **SMALL)
+    assert ds.summary["synthesised_now"] == 1 and sf.info(p["audio"][3]).frames > 2000
+
+
+@needs_espeak
+def test_splits_have_disjoint_voices(tmp_path):
+    ds = get_dataset("spoken-words")
+    tr = ds.load("train", cache_dir=tmp_path, words=["one"], settings_per_accent=1)
+    te = ds.load("test", cache_dir=tmp_path, words=["one"], settings_per_accent=1)
+    assert not set(tr.metadata["accent"]) & set(te.metadata["accent"])
+    assert len(tr) == 5 and len(te) == 2 and len(set(tr.ids) | set(te.ids)) == 7
+
+
+@needs_espeak
+def test_synthesis_is_deterministic(tmp_path):
+    v = speech.Voice("en-us", "f2", 160, 50)
+    a = speech.synthesise("seven", v, tmp_path / "a.wav")
+    b = speech.synthesise("seven", v, tmp_path / "b.wav")
+    assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+    c = speech.synthesise("seven", speech.Voice("en-us", "f2", 160, 70), tmp_path / "c.wav")
+    assert c.read_bytes() != a.read_bytes()
+
+
+@needs_espeak
+def test_bad_input(tmp_path):
+    ds = get_dataset("spoken-words")
+    with pytest.raises(InputError, match="words: expected distinct non-empty"):
+        ds.load("test", cache_dir=tmp_path, words=["one", "  "])
+    with pytest.raises(InputError, match="settings_per_accent"):
+        ds.load("test", cache_dir=tmp_path, settings_per_accent=0)
+    with pytest.raises(InputError, match="text: expected a non-empty"):
+        speech.synthesise("   ", speech.Voice("en-us"), tmp_path / "x.wav")
+    with pytest.raises(InputError, match="text: expected letters"):
+        speech.synthesise("--help; rm", speech.Voice("en-us"), tmp_path / "x.wav")
+    with pytest.raises(InputError, match="no voice 'en-xx'"):
+        speech.synthesise("one", speech.Voice("en-xx"), tmp_path / "x.wav")
+    with pytest.raises(InputError, match="no variant 'zz9'"):
+        speech.synthesise("one", speech.Voice("en-us", "zz9"), tmp_path / "x.wav")
+    with pytest.raises(JointspaceError, match="took longer than"):
+        speech.synthesise("one two three four five six seven eight nine ten", speech.Voice("en-us"),
+                          tmp_path / "x.wav", timeout=1e-6)
+    assert not (tmp_path / "x.wav").exists() and not list(tmp_path.glob(".x.wav*"))
+
+
+def test_missing_espeak(monkeypatch, tmp_path):
+    monkeypatch.setattr(speech, "espeak_path", lambda: None)
+    ds = get_dataset("spoken-words")
+    assert ds.missing() == "apt-get install -y espeak-ng"
+    with pytest.raises(MissingDependencyError, match="apt-get install -y espeak-ng"):
+        ds.load("test", cache_dir=tmp_path)

@@ -1,0 +1,160 @@
+"""Bad input to jointspace.index.Index: each case gives an InputError naming the argument."""
+
+import numpy as np
+import pytest
+
+from jointspace.errors import InputError
+from jointspace.index.faiss_index import Index
+from jointspace.index.spec import EXAMPLE_SPECS, auto_spec, normalize_spec
+
+
+@pytest.fixture
+def flat():
+    x = np.random.default_rng(0).standard_normal((50, 8)).astype(np.float32)
+    return Index.build(x, spec="Flat")
+
+
+def test_query_dimension_mismatch_names_queries_and_dims(flat):
+    with pytest.raises(InputError) as err:
+        flat.search(np.zeros((3, 5)), k=2)
+    msg = str(err.value)
+    assert "queries" in msg and "8" in msg and "5" in msg
+
+
+def test_vectors_dimension_mismatch_on_add(flat):
+    with pytest.raises(InputError, match=r"vectors: expected dimension 8.*got 9"):
+        flat.add(np.zeros((2, 9)))
+
+
+@pytest.mark.parametrize("k", [0, -3, 2.5, "10", True])
+def test_bad_k(flat, k):
+    with pytest.raises(InputError, match="^k:"):
+        flat.search(np.ones((1, 8)), k=k)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_inf_vectors_and_queries(bad):
+    x = np.ones((10, 4), dtype=np.float32)
+    x[7, 2] = bad
+    with pytest.raises(InputError, match=r"vectors: expected finite values.*row 7, column 2"):
+        Index.build(x, spec="Flat")
+    idx = Index.build(np.ones((3, 4)), spec="Flat")
+    with pytest.raises(InputError, match="queries: expected finite"):
+        idx.search(x, k=1)
+
+
+@pytest.mark.parametrize("spec", ["Bogus12", "IVF,Flat", "HNSW32,Blah", "", None, 42])
+def test_unknown_spec_lists_examples(spec):
+    with pytest.raises(InputError) as err:
+        Index(16, spec=spec)
+    msg = str(err.value)
+    assert msg.startswith("spec:") and "'Flat'" in msg and "'IVF1024,PQ32'" in msg
+
+
+def test_spec_that_does_not_fit_dim():
+    with pytest.raises(InputError, match=r"spec: .*'IVF8,PQ5'.*dim=16.*multiple"):
+        Index(16, spec="IVF8,PQ5")
+
+
+@pytest.mark.parametrize("metric", ["cos", "euclidean", None, "L2"])
+def test_unknown_metric(metric):
+    with pytest.raises(InputError, match=r"^metric: expected one of cosine, ip, l2"):
+        Index(4, metric=metric)
+
+
+def test_bad_dim():
+    with pytest.raises(InputError, match="^dim:"):
+        Index(0)
+
+
+def test_ids_length_mismatch_and_duplicates_and_negative(flat):
+    x = np.ones((3, 8))
+    with pytest.raises(InputError, match=r"ids: expected 3 ids .*got 2"):
+        flat.add(x, ids=[100, 101])
+    with pytest.raises(InputError, match=r"ids: expected distinct ids.*101"):
+        flat.add(x, ids=[100, 101, 101])
+    with pytest.raises(InputError, match="ids: expected non-negative"):
+        flat.add(x, ids=[100, -1, 102])
+    with pytest.raises(InputError, match="ids: expected integers"):
+        flat.add(x, ids=[1.5, 2.5, 3.5])
+    with pytest.raises(InputError, match=r"ids: expected ids not already in the index.*\b4\b"):
+        flat.add(x, ids=[4, 200, 201])
+    assert len(flat) == 50      # nothing was added by the failed calls
+
+
+def test_too_few_vectors_to_train_ivf():
+    x = np.random.default_rng(0).standard_normal((100, 16)).astype(np.float32)
+    with pytest.raises(InputError, match=r"vectors: spec 'IVF256,Flat' needs at least 256 training vectors.*got 100"):
+        Index.build(x, spec="IVF256,Flat")
+    with pytest.raises(InputError, match=r"needs at least 256 .*PQ.*got 100"):
+        Index.build(x, spec="IVF4,PQ4")
+    idx = Index(16, "IVF256,Flat")
+    with pytest.raises(InputError, match="needs at least 256"):
+        idx.add(x)
+    assert not idx.is_trained and len(idx) == 0
+
+
+def test_search_params_that_do_not_apply(flat):
+    with pytest.raises(InputError, match=r"nprobe: applies to IVF indexes only; this index is 'Flat'"):
+        flat.set_search_params(nprobe=4)
+    hnsw = Index(8, "HNSW32")
+    with pytest.raises(InputError, match="efSearch: expected an integer >= 1"):
+        hnsw.set_search_params(efSearch=0)
+    with pytest.raises(InputError, match=r"params: unknown setting 'ef'"):
+        hnsw.search(np.ones((1, 8)), params={"ef": 3})
+    ivf = Index(8, "IVF4,Flat")
+    with pytest.raises(InputError, match=r"nprobe: expected an integer <= 4 \(nlist\), got 5"):
+        ivf.set_search_params(nprobe=5)
+
+
+def test_bad_shapes(flat):
+    with pytest.raises(InputError, match=r"queries: expected a 2-D array"):
+        flat.search(np.ones((2, 2, 2)))
+    with pytest.raises(InputError, match=r"vectors: expected a 2-D numeric array, got dtype"):
+        Index.build(np.array([["a", "b"]]))
+    with pytest.raises(InputError, match="vectors: expected at least 1 row"):
+        Index.build(np.ones((0, 3)))
+    with pytest.raises(InputError, match="batch_size"):
+        flat.search(np.ones((1, 8)), batch_size=0)
+
+
+def test_remove_and_metadata_of_unknown_ids(flat):
+    with pytest.raises(InputError, match=r"ids: expected ids in the index, got 1 that are not \(e.g. 999\)"):
+        flat.remove([1, 999])
+    assert len(flat) == 50
+    with pytest.raises(InputError, match="999"):
+        flat.metadata([999])
+
+
+def test_bad_metadata():
+    x = np.ones((2, 3))
+    with pytest.raises(InputError, match=r"metadata: expected 2 entries"):
+        Index.build(x, spec="Flat", metadata=[{}])
+    with pytest.raises(InputError, match=r"metadata\[1\]: expected a dict"):
+        Index.build(x, spec="Flat", metadata=[{}, "cat"])
+    with pytest.raises(InputError, match=r"metadata\[0\]\['text'\]: expected a string"):
+        Index.build(x, spec="Flat", metadata=[{"text": 3}, {}])
+    with pytest.raises(InputError, match=r"metadata\['label'\]: expected 2 values"):
+        Index.build(x, spec="Flat", metadata={"label": [1, 2, 3]})
+    with pytest.raises(InputError, match="JSON-serialisable"):
+        Index.build(x, spec="Flat", metadata=[{"extra": {"f": object()}}, {}])
+
+
+def test_spec_helpers():
+    assert normalize_spec(" IVF256, Flat ") == "IVF256,Flat"
+    assert normalize_spec("IDMap,Flat") == "Flat"
+    assert normalize_spec("AUTO") == "auto"
+    assert "Flat" in EXAMPLE_SPECS
+
+
+def test_auto_rule():
+    assert auto_spec(10, 64) == "Flat"
+    assert auto_spec(49_999, 64) == "Flat"
+    assert auto_spec(50_000, 64) == "HNSW32"
+    assert auto_spec(1_999_999, 512) == "HNSW32"
+    # nlist: power of two nearest 4 sqrt(n); m: largest divisor of d <= min(64, d/8)
+    assert auto_spec(4_000_000, 512) == "IVF8192,PQ64"
+    assert auto_spec(100_000_000, 384) == "IVF32768,PQ48"
+    assert auto_spec(3_000_000, 100) == "IVF8192,PQ10"
+    for n, d in ((4_000_000, 512), (3_000_000, 100), (2_000_000, 7)):
+        Index(d, auto_spec(n, d))    # every auto choice is a spec FAISS accepts

@@ -1,0 +1,149 @@
+"""Search correctness of jointspace.index.Index against brute-force numpy and exact FAISS."""
+
+import numpy as np
+import pytest
+
+from jointspace.index.faiss_index import Index
+
+
+def _data(n=2000, d=24, nq=30, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)).astype(np.float32), rng.standard_normal((nq, d)).astype(np.float32)
+
+
+def _brute(x, q, metric, k):
+    """Independent reference in float64: top-k by cosine / dot product / squared L2."""
+    x64, q64 = x.astype(np.float64), q.astype(np.float64)
+    if metric == "cosine":
+        x64 = x64 / np.linalg.norm(x64, axis=1, keepdims=True)
+        q64 = q64 / np.linalg.norm(q64, axis=1, keepdims=True)
+    if metric == "l2":
+        s = ((q64[:, None, :] - x64[None, :, :]) ** 2).sum(-1)
+        order = np.argsort(s, axis=1, kind="stable")[:, :k]
+    else:
+        s = q64 @ x64.T
+        order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, 1), order
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_flat_matches_bruteforce(metric):
+    x, q = _data()
+    ids = np.arange(x.shape[0]) * 3 + 7
+    idx = Index.build(x, spec="Flat", metric=metric, ids=ids)
+    scores, got = idx.search(q, k=10)
+    ref_s, ref_i = _brute(x, q, metric, 10)
+    assert got.shape == (30, 10) and got.dtype == np.int64 and scores.dtype == np.float32
+    np.testing.assert_array_equal(got, ids[ref_i])
+    np.testing.assert_allclose(scores, ref_s, rtol=1e-4, atol=1e-4)
+    assert idx.higher_is_better == (metric != "l2")
+
+
+def test_cosine_scores_are_cosines_in_range():
+    x, q = _data(n=300)
+    idx = Index.build(x * 5.0, spec="Flat", metric="cosine")
+    scores, ids = idx.search(x[:5] * 0.1, k=3)
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)   # each vector finds itself
+    np.testing.assert_array_equal(ids[:, 0], np.arange(5))
+    assert (scores <= 1.0 + 1e-5).all() and (scores >= -1.0 - 1e-5).all()
+
+
+def test_hnsw_recall_at_10():
+    x, q = _data(n=4000, d=32, nq=200, seed=1)
+    exact = Index.build(x, spec="Flat")
+    hnsw = Index.build(x, spec="HNSW32")
+    hnsw.set_search_params(efSearch=128)
+    _, e = exact.search(q, 10)
+    _, h = hnsw.search(q, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(e, h)])
+    assert recall >= 0.95
+    assert hnsw.search_params == {"efSearch": 128}
+
+
+def test_ivf_nprobe_changes_results_and_full_probe_is_exact():
+    x, q = _data(n=3000, d=16, nq=100, seed=2)
+    exact = Index.build(x, spec="Flat", metric="l2")
+    ivf = Index.build(x, spec="IVF32,Flat", metric="l2")
+    _, e = exact.search(q, 10)
+    _, one = ivf.search(q, 10, params={"nprobe": 1})
+    s_all, full = ivf.search(q, 10, params={"nprobe": 32})
+    assert not np.array_equal(one, e)
+    np.testing.assert_array_equal(full, e)
+    # per-call params do not change the defaults
+    assert ivf.search_params == {"nprobe": 16}
+    ivf.set_search_params(nprobe=32)
+    np.testing.assert_array_equal(ivf.search(q, 10)[1], e)
+
+
+def test_k_larger_than_index_pads_with_minus_one():
+    x, q = _data(n=5)
+    for metric, fill in (("cosine", -np.inf), ("l2", np.inf)):
+        idx = Index.build(x, spec="Flat", metric=metric)
+        scores, ids = idx.search(q[:2], k=8)
+        assert ids.shape == (2, 8)
+        assert (ids[:, 5:] == -1).all() and sorted(ids[0, :5]) == list(range(5))
+        assert np.all(scores[:, 5:] == fill) and np.isfinite(scores[:, :5]).all()
+
+
+def test_empty_index_returns_padding():
+    idx = Index(4, "Flat")
+    scores, ids = idx.search(np.ones((2, 4)), k=3)
+    assert (ids == -1).all() and np.isneginf(scores).all()
+
+
+def test_batched_search_equals_single_call_and_1d_query():
+    x, q = _data(n=500)
+    idx = Index.build(x, spec="Flat")
+    a = idx.search(q, 7)
+    b = idx.search(q, 7, batch_size=4)
+    np.testing.assert_array_equal(a[1], b[1])
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-6)
+    s1, i1 = idx.search(q[3], 7)
+    assert i1.shape == (1, 7)
+    np.testing.assert_array_equal(i1[0], a[1][3])
+
+
+@pytest.mark.parametrize("spec", ["Flat", "HNSW32", "IVF16,Flat", "IVF16,PQ8x4", "PCA8,HNSW32"])
+def test_remove_never_returns_removed_ids(spec):
+    x, q = _data(n=1500, d=16, seed=3)
+    idx = Index.build(x, spec=spec, ids=np.arange(1500) + 100)
+    if "IVF" in spec:
+        idx.set_search_params(nprobe=16)
+    _, before = idx.search(q, 10)
+    gone = np.unique(before[:, :3])
+    assert idx.remove(gone) == gone.size
+    assert len(idx) == 1500 - gone.size and idx.ntotal == len(idx)
+    _, after = idx.search(q, 10)
+    assert not np.isin(after, gone).any()
+    assert (after >= 0).all()
+    assert not np.isin(gone, idx.ids).any()
+
+
+def test_remove_flat_matches_bruteforce_on_the_rest():
+    x, q = _data(n=400)
+    idx = Index.build(x, spec="Flat", metric="ip")
+    keep = np.setdiff1d(np.arange(400), np.arange(0, 400, 3))
+    idx.remove(np.arange(0, 400, 3))
+    _, got = idx.search(q, 10)
+    _, ref = _brute(x[keep], q, "ip", 10)
+    np.testing.assert_array_equal(got, keep[ref])
+
+
+def test_hnsw_removed_ids_stay_reserved_and_default_ids_continue():
+    x, _ = _data(n=50, d=8)
+    idx = Index.build(x, spec="HNSW32")
+    idx.remove([3, 49])
+    with pytest.raises(Exception, match="removed"):
+        idx.add(x[:1], ids=[3])
+    new = idx.add(x[:2])
+    np.testing.assert_array_equal(new, [50, 51])
+
+
+def test_auto_resolves_by_size_and_records_it():
+    x, _ = _data(n=300, d=8)
+    idx = Index.build(x)
+    assert idx.spec == "auto" and idx.resolved_spec == "Flat"
+    empty = Index(8, "auto")
+    assert empty.resolved_spec is None
+    empty.add(x)
+    assert empty.resolved_spec == "Flat"

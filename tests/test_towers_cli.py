@@ -1,0 +1,75 @@
+"""``jointspace embed``: vectors written atomically as .npy or .safetensors, bad input exits 2."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from jointspace.cli import main
+from jointspace.data.datasets import DATASETS, Dataset, load_dataset, register_dataset
+from jointspace.data.pairs import Pairs
+from jointspace.towers import create_tower
+
+
+class TinyPictures(Dataset):
+    """Four uint8 pictures with captions (for the CLI test only)."""
+
+    name = "tiny-pictures-test"
+    modalities = ("image", "text")
+
+    def _load(self, split):
+        imgs = np.stack([np.full((12, 10, 3), 60 * i, np.uint8) for i in range(4)])
+        return Pairs({"image": imgs, "text": [f"picture {i}" for i in range(4)]})
+
+
+if TinyPictures.name not in DATASETS:
+    register_dataset(TinyPictures)
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+
+
+def test_embed_texts_to_npy_and_safetensors(tmp_path, capsys):
+    out = tmp_path / "t.npy"
+    assert main(["embed", "digits", "--tower", "minilm", "--limit", "6", "--out", str(out), "--json",
+                 "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n"] == 6 and summary["dim"] == 384 and summary["modality"] == "text"
+    vec = np.load(out)
+    texts = load_dataset("digits", "train")["text"][:6]
+    assert vec.shape == (6, 384) and vec.dtype == np.float32
+    assert np.allclose(vec, create_tower("minilm").embed(texts), atol=1e-5)
+    st = tmp_path / "t.safetensors"
+    assert main(["embed", "digits", "--tower", "minilm", "--limit", "6", "--out", str(st), "--quiet"]) == 0
+    data = load_file(str(st))
+    assert np.array_equal(data["vectors"], vec) and data["ids"].shape == (6,)
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_embed_images_with_tower_params(tmp_path):
+    out = tmp_path / "i.npy"
+    assert main(["embed", TinyPictures.name, "--tower", "efficientnet-lite0", "--tower-param", "image_size=64",
+                 "--modality", "image", "--split", "test", "--limit", "3", "--out", str(out), "--quiet"]) == 0
+    imgs = load_dataset(TinyPictures.name, "test")["image"][:3]
+    assert np.allclose(np.load(out), create_tower("efficientnet-lite0", image_size=64).embed(imgs), atol=1e-5)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--tower", "mfcc"], "has image, text; got 'audio'"),
+    (["--tower", "nope"], "unknown tower 'nope'"),
+    (["--tower", "minilm", "--modality", "image"], "handles text items"),
+    (["--tower", "minilm", "--split", "dev"], "split"),
+    (["--tower", "minilm", "--tower-param", "bogus"], "KEY=VALUE"),
+])
+def test_bad_input_exits_2(tmp_path, capsys, argv, message):
+    assert main(["embed", "digits", *argv, "--out", str(tmp_path / "x.npy"), "--quiet"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_bad_output_suffix(tmp_path, capsys):
+    assert main(["embed", "digits", "--tower", "minilm", "--out", str(tmp_path / "x.csv")]) == 2
+    assert ".npy or .safetensors" in capsys.readouterr().err

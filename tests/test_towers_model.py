@@ -1,0 +1,100 @@
+"""ToweredModel: frozen towers + a CCA head, fit / encode raw items / save-load / settings search."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jointspace.data.pairs import Pairs
+from jointspace.errors import InputError
+from jointspace.models.base import load_model
+from jointspace.models.towered import ToweredModel, fit_with_towers, recall_at_k
+
+COLOURS = {"red": (220, 20, 20), "green": (20, 180, 40), "blue": (30, 40, 220), "yellow": (240, 230, 30),
+           "black": (0, 0, 0), "white": (250, 250, 250), "orange": (250, 140, 0), "purple": (130, 30, 160),
+           "grey": (128, 128, 128), "brown": (120, 70, 20), "pink": (250, 160, 200), "cyan": (30, 220, 230)}
+
+# a small network input keeps the test fast; the model logic does not depend on it
+SMALL = {"image": {"image_size": 64}}
+
+
+def _pairs(shapes=("square", "picture")):
+    rng = np.random.default_rng(0)
+    imgs, texts, keys = [], [], []
+    for name, rgb in COLOURS.items():
+        for shape in shapes:
+            img = np.empty((32, 32, 3), np.uint8)
+            img[:] = np.clip(np.array(rgb) + rng.integers(-10, 10, 3), 0, 255)
+            imgs.append(img)
+            texts.append(f"a {name} {shape}")
+            keys.append(name)
+    return Pairs({"image": np.stack(imgs), "text": texts}, metadata={"colour": keys})
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _pairs()
+
+
+def test_fit_encode_raw_items_and_save_load(tmp_path, data):
+    model = ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"}, head="rcca",
+                         head_params={"n_components": 8, "reg": 0.1, "preprocess": {"image": "pca:16"}},
+                         tower_params=SMALL, cache=str(tmp_path / "cache"))
+    model.fit(data)
+    assert model.modalities_ == ("image", "text")
+    zt = model.encode("text", ["a red square", "a blue picture"])
+    zi = model.encode("image", [data["image"][0]])
+    assert zt.shape == (2, 8) and zi.shape == (1, 8) and zt.dtype == np.float32
+    # encoding raw items == tower features projected by the head
+    feats = model.embed("text", ["a red square", "a blue picture"], cache=False)
+    assert np.allclose(zt, model.head_.encode("text", feats), atol=1e-5)
+    # fitted on the same pairs, each text finds its own colour among the images
+    z_img = model.encode("image", data["image"])
+    z_txt = model.encode("text", data["text"])
+    keys = np.asarray(data.metadata["colour"])
+    assert recall_at_k(z_txt, z_img, keys, keys, k=2) > 0.8
+    model.save(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert cfg["model"] == "towers" and cfg["params"]["towers"] == {"image": "efficientnet-lite0", "text": "minilm"}
+    assert cfg["params"]["tower_params"]["image"] == {"image_size": 64, "fit": "pad"}
+    assert (tmp_path / "m" / "state.safetensors").stat().st_size < 200_000  # head only, no network weights
+    loaded = load_model(tmp_path / "m")
+    assert isinstance(loaded, ToweredModel)
+    assert np.allclose(loaded.encode("text", ["a red square", "a blue picture"]), zt, atol=1e-6)
+
+
+def test_fit_with_towers_chooses_settings_on_validation(tmp_path, data):
+    val = _pairs(shapes=("drawing",))
+    model, report = fit_with_towers(data, {"image": "efficientnet-lite0", "text": "minilm"}, head="rcca",
+                                    val_pairs=val, relevance="colour", cache=str(tmp_path / "c"),
+                                    tower_params=SMALL,
+                                    grid={"pca": [8, 16], "reg": [0.01, 0.3], "n_components": [4, 8],
+                                          "weight": [0.0, 1.0]})
+    assert len([t for t in report["trials"] if "score" in t]) == 16
+    best = report["best"]
+    assert best["score"] == max(t["score"] for t in report["trials"] if "score" in t)
+    assert model.head_params["n_components"] == best["head_params"]["n_components"]
+    assert model.head_.n_components == best["head_params"]["n_components"]
+    # the report's score is what the refitted model gets on the validation split
+    zi, zt = model.encode("image", val["image"]), model.encode("text", val["text"])
+    keys = np.asarray(val.metadata["colour"])
+    again = np.mean([recall_at_k(zt, zi, keys, keys), recall_at_k(zi, zt, keys, keys)])
+    assert again == pytest.approx(best["score"], abs=1e-9)
+
+
+def test_recall_at_k_by_hand():
+    q = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    g = np.array([[1.0, 0.1], [0.1, 1.0], [-1.0, 0.0]])
+    # query 0 -> gallery 0 first; query 1 -> gallery 1 first; query 2 ranks 0/1 first, its key is g[2]
+    assert recall_at_k(q, g, ["a", "b", "c"], ["a", "b", "c"], k=1) == pytest.approx(2 / 3)
+    assert recall_at_k(q, g, ["a", "b", "c"], ["a", "b", "c"], k=3) == 1.0
+
+
+def test_bad_tower_settings():
+    with pytest.raises(InputError, match="handles image items; it was asked for 'text'"):
+        ToweredModel(towers={"text": "efficientnet-lite0", "image": "minilm"})
+    with pytest.raises(InputError, match="towers"):
+        ToweredModel(towers={})
+    m = ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"})
+    with pytest.raises(InputError, match="at least two"):
+        m.embed_pairs(Pairs({"text": ["a", "b"]}))
