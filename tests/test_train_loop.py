@@ -81,7 +81,8 @@ def test_training_improves_recall_and_early_stopping_restores_best(tmp_path):
     val = {m: v[128:] for m, v in data.items()}
     net = _net()
     before = evaluate_recall(net, {m: torch.from_numpy(v) for m, v in val.items()}, k=3)["val_recall"]
-    cfg = TrainConfig(epochs=40, batch_size=32, lr=3e-2, warmup=0.1, patience=3, recall_k=3, log_every=2)
+    cfg = TrainConfig(epochs=40, batch_size=32, lr=3e-2, warmup=0.1, patience=3, recall_k=3, log_every=2,
+                      progress=True, tensorboard=True)
     res = fit_dual_encoder(net, train, cfg, val=val, run_dir=tmp_path)
     after = evaluate_recall(net, {m: torch.from_numpy(v) for m, v in val.items()}, k=3)["val_recall"]
     assert after > before + 0.2
@@ -91,6 +92,7 @@ def test_training_improves_recall_and_early_stopping_restores_best(tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert {"step", "loss", "tau", "lr", "pairs_per_s"} <= set(rows[0])
     assert any(r.get("val_recall") for r in rows)
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
     taus = [float(r["tau"]) for r in rows if r.get("tau")]
     assert all(0.01 - 1e-9 <= t for t in taus)
 
