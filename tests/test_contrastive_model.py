@@ -107,3 +107,19 @@ def test_trainable_towers_train_end_to_end_and_roundtrip(tmp_path):
     loaded = js.load_model(tmp_path / "m")
     np.testing.assert_array_equal(loaded.encode("image", imgs[:7]), zi[:7])
     np.testing.assert_array_equal(loaded.encode("text", feats[:7]), zt[:7])
+
+
+def test_cca_initialised_linear_heads_start_at_the_canonical_directions():
+    from jointspace.models.cca import CCA
+
+    p = _pairs(200)
+    model = js.create_model("clip", head="linear", dim=3, init="cca", epochs=1, lr=1e-12, batch_size=50,
+                            val_fraction=0.0, grad_clip=None).fit(p)
+    x, y = p["image"], p["text"]
+    sx = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
+    sy = (y - y.mean(0)) / np.maximum(y.std(0), 1e-6)
+    u, v = CCA(n_components=3, reg=0.1).fit(sx, sy).transform(sx, sy)
+    np.testing.assert_allclose(model.encode("image", x, normalize=False), u, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(model.encode("text", y, normalize=False), v, rtol=1e-3, atol=1e-3)
+    with pytest.raises(InputError, match="linear heads"):
+        js.create_model("clip", head="mlp", init="cca", epochs=1).fit(p)

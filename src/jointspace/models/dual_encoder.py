@@ -118,6 +118,9 @@ class DualEncoder(JointModel):
     epochs, batch_size, lr, weight_decay, warmup, grad_clip, accum_steps, precision, patience,
     recall_k, seed, dropout :
         Training settings, see :class:`jointspace.train.TrainConfig`.
+    init : {"random", "cca"}
+        "cca" starts two linear heads at the regularised-CCA directions (canonical ridge 0.1)
+        of the standardised features; contrastive training then refines them.
     run_dir : path, optional
         Checkpoints and metrics of the training run.
     progress : bool
@@ -131,7 +134,7 @@ class DualEncoder(JointModel):
                  batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.1, warmup: float = 0.05,
                  grad_clip: float | None = 1.0, accum_steps: int = 1, precision: str = "fp32",
                  patience: int | None = None, recall_k: int = 10, seed: int = 0, dropout: float = 0.0,
-                 run_dir=None, progress: bool = False):
+                 init: str = "random", run_dir=None, progress: bool = False):
         self.dim = dim
         self.head = head
         self.hidden = hidden
@@ -156,6 +159,7 @@ class DualEncoder(JointModel):
         self.recall_k = recall_k
         self.seed = seed
         self.dropout = dropout
+        self.init = init
         self.run_dir = run_dir
         self.progress = progress
 
@@ -265,6 +269,8 @@ class DualEncoder(JointModel):
                 h = net.heads[m]
                 h.mean.copy_(torch.from_numpy(f.mean(0)))
                 h.inv_std.copy_(torch.from_numpy(1.0 / np.maximum(f.std(0), 1e-6)))
+        if check_choice(self.init, "init", ("random", "cca")) == "cca":
+            _init_from_cca(net, feats, names, self.dim)
         val_feats = val_keys = None
         if val is not None:
             val_feats = {m: self.features(m, val[m], "val") for m in names[:2]}
@@ -304,7 +310,7 @@ class DualEncoder(JointModel):
         cfg = {k: getattr(self, k) for k in ("dim", "head", "hidden", "loss", "tau", "learn_tau", "towers", "tower_params",
                                              "modalities", "relevance", "val_fraction", "epochs", "batch_size",
                                              "lr", "weight_decay", "warmup", "grad_clip", "accum_steps",
-                                             "precision", "patience", "recall_k", "seed", "dropout")}
+                                             "precision", "patience", "recall_k", "seed", "dropout", "init")}
         if cfg["modalities"] is not None:
             cfg["modalities"] = list(cfg["modalities"])
         cfg["cache"] = self.cache if isinstance(self.cache, bool) else str(self.cache)
@@ -332,6 +338,26 @@ class DualEncoder(JointModel):
         net.load_state_dict({k: torch.from_numpy(np.asarray(state[k])) for k in sd})
         net.eval()
         self.net_ = net
+
+
+@torch.no_grad()
+def _init_from_cca(net: DualEncoderNet, feats: dict, names, dim: int) -> None:
+    """Set two linear heads to the canonical directions of the standardised features."""
+    from .cca import CCA
+
+    if len(names) != 2 or any(not isinstance(net.heads[m].net, nn.Linear) for m in names):
+        raise InputError("init: 'cca' needs exactly two modalities with linear heads")
+    a, b = names
+    za = [((torch.from_numpy(np.asarray(feats[m])) - net.heads[m].mean) * net.heads[m].inv_std).numpy()
+          for m in (a, b)]
+    limit = min(za[0].shape[1], za[1].shape[1], za[0].shape[0] - 1)
+    if dim > limit:
+        raise InputError(f"init: 'cca' needs dim <= {limit} (the smaller feature size), got {dim}")
+    cca = CCA(n_components=dim, reg=0.1).fit(za[0], za[1])
+    for m, w, mu in ((a, cca.x_weights_, cca.x_mean_), (b, cca.y_weights_, cca.y_mean_)):
+        lin = net.heads[m].net
+        lin.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.T)).float())
+        lin.bias.copy_(torch.from_numpy(-(mu @ w)).float())
 
 
 def json_roundtrip(obj):
