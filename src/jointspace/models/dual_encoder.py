@@ -111,8 +111,8 @@ class DualEncoder(JointModel):
     relevance : str
         Relevance key for validation and the supervised loss (see ``Pairs.relevance_keys``).
     val_fraction : float
-        Share of the training pairs held out (grouped by relevance key) for early stopping
-        and best-weight selection; 0 trains on everything.
+        Share of the training pairs held out for early stopping and best-weight selection
+        (grouped by the relevance key when it is a metadata column); 0 trains on everything.
     cache : bool or path
         Embedding cache for tower features.
     epochs, batch_size, lr, weight_decay, warmup, grad_clip, accum_steps, precision, patience,
@@ -252,7 +252,9 @@ class DualEncoder(JointModel):
         keys = pairs.relevance_keys(self.relevance) if self.relevance != "auto" or pairs.labels is not None \
             else pairs.relevance_keys("id")
         if val is None and vf > 0 and len(pairs) >= 20:
-            groups = keys if keys.ndim == 1 else None
+            # Items sharing a metadata key (e.g. a normalised title) stay on one side; class
+            # labels are not groups (holding out whole classes would starve training).
+            groups = keys if (self.relevance not in ("auto", "label", "id") and keys.ndim == 1) else None
             train_idx, val_idx = _group_split(len(pairs), vf, self.seed, groups)
             pairs, val = pairs.subset(train_idx), pairs.subset(val_idx)
             keys = keys[train_idx]
