@@ -123,3 +123,19 @@ def test_cca_initialised_linear_heads_start_at_the_canonical_directions():
     np.testing.assert_allclose(model.encode("text", y, normalize=False), v, rtol=1e-3, atol=1e-3)
     with pytest.raises(InputError, match="linear heads"):
         js.create_model("clip", head="mlp", init="cca", epochs=1).fit(p)
+
+
+def test_openclipart_rows_have_the_report_format():
+    from jointspace.train.recipes import openclipart_contrastive_rows
+
+    def part(seed, n):
+        p = _pairs(n, seed=seed)
+        return js.Pairs({"image": p["image"], "text": p["text"]},
+                        metadata={"title_key": [f"title {i % (n // 3)}" for i in range(n)]})
+
+    data = {"train": part(0, 120), "val": part(1, 30), "test": part(2, 30)}
+    rows = openclipart_contrastive_rows(variants=["clip (linear heads)"], data=data, epochs=2, batch_size=32,
+                                        dim=8, hidden=16)
+    assert len(rows) == 1 and rows[0]["method"] == "clip (linear heads)"
+    for key in ("text->image/R@10", "text->image/mAP", "image->text/R@10", "image->text/mAP"):
+        assert 0.0 <= rows[0][key] <= 1.0
