@@ -167,10 +167,10 @@ def run_openclipart(threads: int, zeroshot_limit: int) -> int:
     print(f"\n{'method':<42}" + "".join(f"{c:>18}" for c in cols) + f"{'fit s':>8}")
     for r in rows:
         print(f"{r['method']:<42}" + "".join(f"{r[c]:>18.3f}" for c in cols) + f"{r['fit_s']:>8.0f}")
-    best = max(rows, key=lambda r: r["text->image/R@10"])
-    model = fit_openclipart(best["method"], data=data)
+    variant = "clip (MLP heads)"
+    model = fit_openclipart(variant, data=data)
     zs = bench_zeroshot(limit=zeroshot_limit, model=model)
-    print(f"\nFashion-MNIST zero-shot (n = {zs[0]['n']}), joint space trained on OpenClipart only ({best['method']})")
+    print(f"\nFashion-MNIST zero-shot (n = {zs[0]['n']}), joint space trained on OpenClipart only ({variant})")
     for r in zs:
         print(f"{r['method']:<60}{r['top1']:>8.3f}{r['top5']:>8.3f}")
     path = HERE / "results" / "contrastive_openclipart.json"

@@ -89,7 +89,7 @@ def openclipart_contrastive_rows(variants=None, data: dict | None = None, seed: 
     return rows
 
 
-def bench_zeroshot(limit: int | None = 2000, variant: str = "clip (MLP heads, same-title positives)",
+def bench_zeroshot(limit: int | None = 2000, variant: str = "clip (MLP heads)",
                    seed: int = 0, model=None, progress: bool = False) -> list[dict]:
     """Fashion-MNIST zero-shot with a joint space trained on OpenClipart only.
 
