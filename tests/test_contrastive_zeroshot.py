@@ -100,7 +100,7 @@ def test_zeroshot_cli_on_fashion_mnist(tmp_path, monkeypatch, capsys):
     assert set(res) == {"ensemble", "single template"} and res["ensemble"]["n_templates"] == 10
     assert res["single template"]["top1"] > 0.3  # chance is 0.1
     assert np.asarray(res["ensemble"]["confusion"]).sum() == 300
-    assert main(["zeroshot", str(tmp_path / "m"), "--limit", "50", "--confusion"]) == 0
+    assert main(["zeroshot", str(tmp_path / "m"), "--limit", "50", "--confusion", "--invert"]) == 0
     text = capsys.readouterr().out
     assert "top-1" in text and "per-class accuracy" in text and "ankle boot" in text
     assert main(["zeroshot", str(tmp_path / "m"), "--templates", "nothing"]) == 2

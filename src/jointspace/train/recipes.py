@@ -103,8 +103,9 @@ def bench_zeroshot(limit: int | None = 2000, variant: str = "clip (MLP heads)",
     Returns
     -------
     list of dict
-        ``{"method", "top1", "top5", "n", "n_templates"}`` for prompt ensembling and for each
-        single template set, plus a chance row.
+        ``{"method", "top1", "top5", "n", "n_templates"}`` for prompt ensembling, a single
+        template and the bare class name, with the images as given and inverted, plus a
+        chance row.
     """
     from ..data.datasets import load_dataset
     from ..data.datasets.fashion_mnist import CLASS_WORDS
@@ -113,14 +114,17 @@ def bench_zeroshot(limit: int | None = 2000, variant: str = "clip (MLP heads)",
     model = model if model is not None else fit_openclipart(variant, seed=seed, progress=progress)
     options = {} if limit is None else {"limit": limit}
     fm = load_dataset("fashion-mnist", "test", **options)
-    images = model.encode("image", fm["image"])
     rows = []
-    for label, templates, ensemble in (("prompt ensemble (default, 10 templates)", "default", True),
-                                       ("single template 'a photo of a {}.'", "single", False),
-                                       ("class name only '{}'", "name", False)):
-        r = zeroshot_classify(model, None, fm.labels, list(CLASS_WORDS), templates, ensemble=ensemble,
-                              image_embeddings=images)
-        rows.append({"method": f"clip on OpenClipart, {label}", "top1": r["top1"], "top5": r["top5"],
-                     "n": int(len(fm)), "n_templates": r["n_templates"]})
+    # OpenClipart drawings are dark on white, Fashion-MNIST garments light on black: both
+    # polarities are reported.
+    for polarity, pixels in (("images as given", fm["image"]), ("images inverted", 255 - fm["image"])):
+        images = model.encode("image", pixels)
+        for label, templates, ensemble in (("prompt ensemble (10 templates)", "default", True),
+                                           ("single template 'a photo of a {}.'", "single", False),
+                                           ("class name only", "name", False)):
+            r = zeroshot_classify(model, None, fm.labels, list(CLASS_WORDS), templates, ensemble=ensemble,
+                                  image_embeddings=images)
+            rows.append({"method": f"clip on OpenClipart, {polarity}, {label}", "top1": r["top1"],
+                         "top5": r["top5"], "n": int(len(fm)), "n_templates": r["n_templates"]})
     rows.append({"method": "chance", "top1": 0.1, "top5": 0.5, "n": int(len(fm)), "n_templates": 0})
     return rows

@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N samples")
     p.add_argument("--image-modality", default="image")
     p.add_argument("--text-modality", default="text")
+    p.add_argument("--invert", action="store_true",
+                   help="invert 8-bit images first (light-on-dark datasets against a model trained on "
+                        "dark-on-light drawings)")
     p.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
     add_json_flag(p)
     p.set_defaults(handler=run)
@@ -57,7 +60,15 @@ def run(args) -> int:
                          f"got {args.image_modality!r}")
     names = class_names_for(args.dataset, pairs)
     templates = resolve_templates(args.templates)
-    images = model.encode(args.image_modality, pairs[args.image_modality], normalize=True)
+    items = pairs[args.image_modality]
+    if args.invert:
+        import numpy as np
+
+        if not (isinstance(items, np.ndarray) and items.dtype == np.uint8):
+            raise InputError(f"--invert: needs 8-bit image arrays; {args.dataset!r} gives "
+                             f"{type(items).__name__} items")
+        items = 255 - items
+    images = model.encode(args.image_modality, items, normalize=True)
     runs = {}
     for label, ensemble in (("ensemble", True), ("single template", False)):
         if not ensemble and len(templates) == 1:
