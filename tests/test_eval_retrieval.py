@@ -193,3 +193,45 @@ def test_large_evaluation_has_bounded_memory():
     full = n * n * 4                                   # the full float32 score matrix: 1.6 GB
     assert peak < full / 8, f"peak {peak / 2**20:.0f} MiB"
     assert res["n_queries"] == n and 0.5 < res["R@10"] <= 1.0
+
+
+def test_top_level_import_and_gallery_keys_rules(data):
+    import jointspace
+
+    image, text, labels = data
+    assert jointspace.evaluate_retrieval is evaluate_retrieval
+    emb = {"image": image, "text": text}
+    with pytest.raises(InputError, match="gallery_keys: given without gallery"):
+        evaluate_embeddings(emb, labels, gallery_keys=labels)
+    with pytest.raises(InputError, match="gallery_keys: expected keys for the gallery"):
+        evaluate_embeddings(emb, labels, gallery={"text": text})
+    res = evaluate_embeddings(emb, labels, gallery={"text": text[:30]}, gallery_keys=labels[:30])
+    assert set(k.split("/")[0] for k in res) == {"image->text"}
+    assert res["image->text/mAP"] == pytest.approx(retrieval_scores(image, text[:30], labels, labels[:30])["mAP"])
+
+
+def test_mixed_float_precisions_are_accepted(data):
+    image, text, labels = data
+    a = retrieval_scores(image.astype(np.float64), text, labels, labels)
+    b = retrieval_scores(image.astype(np.float64), text.astype(np.float64), labels, labels)
+    assert a == b
+
+
+def test_random_ranking_matches_closed_form_expectations():
+    from jointspace.eval.retrieval import random_ranking_scores
+
+    n = 50
+    res = random_ranking_scores(np.arange(n), np.arange(n), ks=(1, 10), repeats=200, seed=1)
+    # the single relevant item is uniformly placed: E[rank] = (n+1)/2, P(rank <= K) = K/n,
+    # E[1/rank] = H_n / n (and AP = 1/rank)
+    h_n = np.sum(1.0 / np.arange(1, n + 1))
+    assert res["meanR"] == pytest.approx((n + 1) / 2, rel=0.02)
+    assert res["R@10"] == pytest.approx(10 / n, abs=0.01)
+    assert res["MRR"] == pytest.approx(h_n / n, rel=0.03)
+    assert res["mAP"] == pytest.approx(res["MRR"])
+    # labels: two classes of 25, one relevant class; same seed, same numbers
+    labels = np.repeat([0, 1], 25)
+    a = random_ranking_scores(labels, labels, repeats=3, seed=7)
+    assert a == random_ranking_scores(labels, labels, repeats=3, seed=7)
+    with pytest.raises(InputError, match="repeats: expected an integer >= 1"):
+        random_ranking_scores(labels, labels, repeats=0)

@@ -98,3 +98,27 @@ def test_bad_tower_settings():
     m = ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"})
     with pytest.raises(InputError, match="at least two"):
         m.embed_pairs(Pairs({"text": ["a", "b"]}))
+
+
+def test_cca_components_capped_by_a_low_rank_text_view(tmp_path):
+    # four words spoken as four tones: the text view has rank 3 once centred
+    rng = np.random.default_rng(0)
+    words = {"low": 220.0, "middle": 440.0, "high": 880.0, "very high": 1760.0}
+    clips, texts = [], []
+    for w, f in words.items():
+        for _ in range(6):
+            t = np.arange(3200) / 16000
+            clips.append((0.3 * np.sin(2 * np.pi * f * (1 + rng.normal(0, 0.01)) * t)
+                          + rng.normal(0, 0.01, t.size)).astype(np.float32))
+            texts.append(w)
+    pairs = Pairs({"audio": clips, "text": texts}, labels=np.repeat(np.arange(4), 6))
+    train, val = pairs.subset(np.arange(24) % 3 != 0), pairs.subset(np.arange(24) % 3 == 0)
+    model, report = fit_with_towers(train, {"audio": "mfcc", "text": "minilm"}, head="cca", val_pairs=val,
+                                    relevance="label", cache=False, k=1, directions=[("audio", "text")],
+                                    grid={"pca": [8], "n_components": [2, 16], "weight": [0.0]})
+    assert {t["n_components"] for t in report["trials"] if "score" in t} == {2, 3}
+    z_audio = model.encode("audio", val["audio"])
+    z_text = model.encode("text", val["text"])
+    keys = val.labels
+    assert recall_at_k(z_audio, z_text, keys, keys, k=1) == pytest.approx(report["best"]["score"])
+    assert report["best"]["score"] >= 0.75

@@ -9,7 +9,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-console = Console()
+# Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns, so tables
+# are not squeezed.
+console = Console(width=None if sys.stdout.isatty() else 140)
 err_console = Console(stderr=True)
 
 
@@ -37,7 +39,7 @@ def _default(o):
 def print_table(title: str, columns: list[str], rows: list[list], *, floatfmt: str = "{:.3f}") -> None:
     table = Table(title=title, title_justify="left")
     for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if i == 0 else "right")
+        table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i > 0)
     for row in rows:
         table.add_row(*[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row])
     console.print(table)
@@ -103,3 +105,16 @@ def show_report(report: dict) -> None:
         print_table(f"{report['dataset']} ({report['split']}): {direction}",
                     ["method", *[split_key(k)[1] for k in keys]], rows)
     print_settings(report)
+
+
+def open_index(index_dir: str, model_dir: str | None = None):
+    """(index, model) for a search: the model defaults to the one the index records."""
+    from ..errors import InputError
+    from ..index.faiss_index import Index
+    from ..models.base import load_model
+
+    index = Index.load(index_dir)
+    model_dir = model_dir or index.info.get("model")
+    if not model_dir:
+        raise InputError("--model: this index does not record its model; pass --model RUN_DIR")
+    return index, load_model(model_dir)

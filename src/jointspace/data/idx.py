@@ -39,27 +39,40 @@ def read_idx(path) -> np.ndarray:
     if not p.is_file():
         raise InputError(f"path: IDX file {str(p)!r} does not exist")
     try:
-        raw = p.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError) as exc:
+        with open(p, "rb") as raw:
+            gz = raw.read(2) == b"\x1f\x8b"
+        with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
+            return _read_stream(fh, p)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise InputError(f"path: cannot read IDX file {str(p)!r}: {exc}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+
+
+def _read_stream(fh, p: Path) -> np.ndarray:
+    head = fh.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
         raise InputError(f"path: {str(p)!r} is not an IDX file (bad magic number)")
-    code, ndim = raw[2], raw[3]
+    code, ndim = head[2], head[3]
     if code not in IDX_TYPES:
         raise InputError(f"path: {str(p)!r} has unknown IDX type code 0x{code:02x}")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    dims = fh.read(4 * ndim)
+    if len(dims) < 4 * ndim:
         raise InputError(f"path: IDX file {str(p)!r} is truncated inside its header")
-    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    dtype = np.dtype(IDX_TYPES[code])
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(raw) - header != expected:
+    shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
+    stored = np.dtype(IDX_TYPES[code])
+    # read straight into the result (one copy, writeable), then fix the byte order in place
+    out = np.empty(shape, dtype=stored)
+    expected = out.nbytes
+    got = fh.readinto(memoryview(out.reshape(-1).view(np.uint8))) if expected else 0
+    extra = len(fh.read(1))
+    if got != expected or extra:
+        held = f"at least {got + extra}" if extra else str(got)
         raise InputError(f"path: IDX file {str(p)!r} declares shape {shape} ({expected} bytes of data) "
-                         f"but holds {len(raw) - header} bytes")
-    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    return arr.astype(dtype.newbyteorder("="))
+                         f"but holds {held} bytes")
+    native = stored.newbyteorder("=")
+    if native != stored:
+        out.byteswap(inplace=True)
+        out = out.view(native)
+    return out
 
 
 def write_idx(path, array) -> None:

@@ -7,12 +7,12 @@ raw embeddings.  Everything is computed in blocks of queries, so memory stays bo
 from .metrics import ranking_metrics, ranking_metrics_dense, summarize
 from .relevance import DenseRelevance, KeyRelevance, MultiLabelRelevance, make_relevance
 from .report import format_table, make_report, print_report, read_json, render_table, write_json
-from .retrieval import evaluate_embeddings, evaluate_retrieval, retrieval_scores
+from .retrieval import evaluate_embeddings, evaluate_retrieval, random_ranking_scores, retrieval_scores
 from .similarity import METRICS, iter_similarity_chunks, pairwise_distance, pairwise_similarity
 
 __all__ = [
     "METRICS", "DenseRelevance", "KeyRelevance", "MultiLabelRelevance", "evaluate_embeddings",
     "evaluate_retrieval", "format_table", "iter_similarity_chunks", "make_relevance", "make_report",
     "pairwise_distance", "pairwise_similarity", "print_report", "ranking_metrics",
-    "ranking_metrics_dense", "read_json", "render_table", "retrieval_scores", "summarize", "write_json",
+    "random_ranking_scores", "ranking_metrics_dense", "read_json", "render_table", "retrieval_scores", "summarize", "write_json",
 ]

@@ -9,7 +9,8 @@ whose 1-based ranks are :math:`r_1 < r_2 < \dots < r_R`:
   i.e. :math:`[r_1 \le K]` averaged (the usual cross-modal retrieval definition, not the
   fraction of each query's relevant items retrieved).
 * **MRR** is the mean of :math:`1 / r_1`; **medR** and **meanR** the median and mean of
-  :math:`r_1`, the rank of the first relevant item (1-based; lower is better).
+  :math:`r_1`, the rank of the first relevant item (1-based; lower is better; with an even
+  number of queries the median is the mean of the two middle ranks).
 * **nDCG@K** with binary gains: :math:`\mathrm{DCG} = \sum_{r_m \le K} 1/\log_2(r_m + 1)`,
   divided by the ideal :math:`\sum_{r=1}^{\min(K, R)} 1/\log_2(r + 1)`.
 
@@ -42,7 +43,7 @@ import numpy as np
 
 from .._validation import check_choice, check_int, check_matrix
 from ..errors import InputError
-from .relevance import DenseRelevance, Relevance
+from .relevance import DenseRelevance, Relevance, RelevanceBlock
 
 TIES = ("pessimistic", "optimistic")
 
@@ -62,87 +63,114 @@ def check_ks(ks, name: str = "ks") -> tuple[int, ...]:
     return out
 
 
-def _relevant_ranks(S: np.ndarray, rows: np.ndarray, cols: np.ndarray, ties: str,
-                    owned: bool = False):
-    """Ranks of the relevant items of one block.
+def _ideal_dcg(n_rel: np.ndarray, k: int) -> np.ndarray:
+    disc = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
+    return np.where(n_rel > 0, disc[np.clip(np.minimum(n_rel, k) - 1, 0, None)], 0.0)
+
+
+def _block_metrics(S: np.ndarray, blk: RelevanceBlock, ndcg_k: int, ties: str, owned: bool = False):
+    """AP, first relevant rank and nDCG of each query of one block.
 
     Parameters
     ----------
     S : ndarray, shape (b, ng)
         Scores of ``b`` queries against the gallery.
-    rows, cols : ndarray of int64, shape (P,)
-        Relevant positions, rows non-decreasing.
+    blk : RelevanceBlock
+        Their relevant items.
+    ndcg_k : int
     ties : {"pessimistic", "optimistic"}
     owned : bool
         ``S`` may be overwritten (sorted in place).
 
     Returns
     -------
-    rows : (P,) query of each relevant item (non-decreasing); m : (P,) its 1-based position
-    among the query's relevant items by descending score; rank : (P,) its 1-based rank in
-    the whole gallery; n_rel : (b,) relevant items per query.
+    ap, first_rank, ndcg, n_rel : ndarrays, shape (b,)
+        Zeros for queries without a relevant item.
     """
-    b, ng = S.shape
-    n_rel = np.bincount(rows, minlength=b)
-    if rows.shape[0] == 0:
-        empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, empty, n_rel
-    vals = S[rows, cols]
-    row_start = np.cumsum(n_rel) - n_rel
+    n_rel = np.asarray(blk.n_relevant, dtype=np.int64)
     pessimistic = ties == "pessimistic"
-    r_max = int(n_rel.max())
+    r_max = int(n_rel.max()) if n_rel.size else 0
+    if r_max == 0:
+        z = np.zeros(S.shape[0])
+        return z, np.zeros(S.shape[0], dtype=np.int64), z.copy(), n_rel
     if r_max <= COUNT_MAX:
-        return _ranks_by_counting(S, rows, vals, n_rel, row_start, r_max, pessimistic)
-    return _ranks_by_sorting(S, vals, n_rel, row_start, pessimistic, owned)
+        rows, m, rank = _ranks_by_counting(S, blk, n_rel, r_max, pessimistic)
+        b = S.shape[0]
+        rank_f = rank.astype(np.float64)
+        ap = np.bincount(rows, weights=m / rank_f, minlength=b) / np.maximum(n_rel, 1)
+        first = np.zeros(b, dtype=np.int64)
+        top = m == 1
+        first[rows[top]] = rank[top]
+        gains = np.where(rank <= ndcg_k, 1.0 / np.log2(rank_f + 1.0), 0.0)
+        dcg = np.bincount(rows, weights=gains, minlength=b)
+    else:
+        ap, first, dcg = _metrics_by_sorting(S, blk, n_rel, ndcg_k, pessimistic, owned)
+    idcg = _ideal_dcg(n_rel, ndcg_k)
+    return ap, first, dcg / np.where(idcg > 0, idcg, 1.0), n_rel
 
 
-def _ranks_by_counting(S, rows, vals, n_rel, row_start, r_max, pessimistic):
-    """Few relevant items per query: one comparison pass over the block per relevant item."""
+def _ranks_by_counting(S, blk, n_rel, r_max, pessimistic):
+    """Few relevant items per query: one comparison pass over the block per relevant item.
+
+    Returns rows, m (1-based position among the query's relevant items by descending
+    score) and rank (1-based rank in the gallery) of every relevant item.
+    """
     b = S.shape[0]
+    rows, cols = blk.pairs()
+    row_start = np.cumsum(n_rel) - n_rel
     thr = np.full((b, r_max), -np.inf, dtype=S.dtype)
-    thr[rows, np.arange(rows.shape[0]) - row_start[rows]] = vals
+    thr[rows, np.arange(rows.shape[0]) - row_start[rows]] = S[rows, cols]
     thr = -np.sort(-thr, axis=1)                     # descending; padding (-inf) last
     valid = np.arange(r_max)[None, :] < n_rel[:, None]
     cmp = np.greater_equal if pessimistic else np.greater
-    # relevant items scoring >= (or >) each relevant score; padding never counts
+    # relevant items scoring >= (or >) each relevant score; the padding never counts
     rel_ahead = cmp(thr[:, None, :], thr[:, :, None]).sum(axis=2)
-    thr[~valid] = np.inf                             # padding counts nothing below
-    all_ahead = np.empty((b, r_max), dtype=np.int64)
-    tmp = np.empty(S.shape, dtype=bool)
+    all_ahead = np.zeros((b, r_max), dtype=np.int64)
+    buf = np.empty(S.shape[1], dtype=bool)
+    # row by row: the comparison stays in cache and the whole-array count_nonzero is the
+    # fast (vectorised) one; about twice as fast as comparing the block at once
     for r in range(r_max):
-        cmp(S, thr[:, r:r + 1], out=tmp)
-        all_ahead[:, r] = np.count_nonzero(tmp, axis=1)
+        for i in np.flatnonzero(n_rel > r).tolist():
+            cmp(S[i], thr[i, r], out=buf)
+            all_ahead[i, r] = np.count_nonzero(buf)
     m = np.broadcast_to(np.arange(1, r_max + 1), (b, r_max))
-    rank = m + all_ahead - rel_ahead
+    rank = m + all_ahead - rel_ahead                 # m + non-relevant items ahead
     out_rows = np.broadcast_to(np.arange(b)[:, None], (b, r_max))[valid]
-    return out_rows, m[valid], rank[valid], n_rel
+    return out_rows, m[valid], rank[valid]
 
 
-def _ranks_by_sorting(S, vals, n_rel, row_start, pessimistic, owned):
+def _metrics_by_sorting(S, blk, n_rel, ndcg_k, pessimistic, owned):
     """Many relevant items: sort each row once, locate the relevant scores by bisection."""
     b, ng = S.shape
+    vals = S[blk.mask()]                             # row by row, before S is sorted
     Ss = S if owned else S.copy()
     Ss.sort(axis=1)
     side = "left" if pessimistic else "right"
-    P = vals.shape[0]
-    rank = np.empty(P, dtype=np.int64)
-    m = np.empty(P, dtype=np.int64)
+    ap = np.zeros(b)
+    first = np.zeros(b, dtype=np.int64)
+    dcg = np.zeros(b)
+    ends = np.cumsum(n_rel)
+    r_max = int(n_rel.max())
+    desc = np.arange(r_max, 0, -1)                   # m of the entries of an ascending array
+    inv_log = 1.0 / np.log2(np.arange(2, ndcg_k + 2))
     for q in np.flatnonzero(n_rel):
-        a, z = row_start[q], row_start[q] + n_rel[q]
-        v = np.sort(vals[a:z])[::-1]                   # this query's relevant scores, descending
-        # in ascending order, the items >= v (left) or > v (right) follow the insertion point
-        all_ahead = ng - np.searchsorted(Ss[q], v, side=side)
-        rel_ahead = (z - a) - np.searchsorted(v[::-1], v, side=side)
-        mq = np.arange(1, z - a + 1)
-        m[a:z] = mq
-        rank[a:z] = mq + all_ahead - rel_ahead
-    rows = np.repeat(np.arange(b), n_rel)
-    return rows, m, rank, n_rel
-
-
-def _ideal_dcg(n_rel: np.ndarray, k: int) -> np.ndarray:
-    disc = np.cumsum(1.0 / np.log2(np.arange(2, k + 2)))
-    return np.where(n_rel > 0, disc[np.clip(np.minimum(n_rel, k) - 1, 0, None)], 0.0)
+        R = int(n_rel[q])
+        v = np.sort(vals[ends[q] - R:ends[q]])      # this query's relevant scores, ascending
+        m = desc[r_max - R:]
+        # in ascending order the items >= v (left) or > v (right) follow the insertion point
+        ahead = ng - np.searchsorted(Ss[q], v, side=side)
+        if R > 1 and not np.all(v[1:] != v[:-1]):
+            # relevant items tied with each other: count them exactly
+            rank = m + ahead - (R - np.searchsorted(v, v, side=side))
+        elif pessimistic:
+            rank = ahead                             # the m relevant items >= v are among them
+        else:
+            rank = ahead + 1
+        ap[q] = np.dot(m, 1.0 / rank) / R
+        first[q] = rank[-1]
+        top = rank[-ndcg_k:]
+        dcg[q] = inv_log[top[top <= ndcg_k] - 1].sum()
+    return ap, first, dcg
 
 
 def ranking_metrics(score_chunks: Iterable[tuple[int, np.ndarray]], relevance: Relevance, *,
@@ -183,19 +211,11 @@ def ranking_metrics(score_chunks: Iterable[tuple[int, np.ndarray]], relevance: R
         if S.shape[1] != relevance.n_gallery:
             raise InputError(f"scores: expected {relevance.n_gallery} columns (one per gallery item), "
                              f"got shape {S.shape}")
-        rows, cols = relevance.pairs(start, start + b)
-        rows, m, rank, n_rel = _relevant_ranks(S, rows, cols, ties, owned=owned)
+        ap, first, ndcg, n_rel = _block_metrics(S, relevance.block(start, start + b), ndcg_k, ties, owned)
         sl = slice(start, start + b)
-        rank_f = rank.astype(np.float64)
-        denom = np.maximum(n_rel, 1)
-        out["ap"][sl] = np.bincount(rows, weights=m / rank_f, minlength=b) / denom
-        first = m == 1
-        fr = np.zeros(b, dtype=np.int64)
-        fr[rows[first]] = rank[first]
-        out["first_rank"][sl] = fr
-        gains = np.where(rank <= ndcg_k, 1.0 / np.log2(rank_f + 1.0), 0.0)
-        idcg = _ideal_dcg(n_rel, ndcg_k)
-        out["ndcg"][sl] = np.bincount(rows, weights=gains, minlength=b) / np.where(idcg > 0, idcg, 1.0)
+        out["ap"][sl] = ap
+        out["first_rank"][sl] = first
+        out["ndcg"][sl] = ndcg
         out["n_relevant"][sl] = n_rel
         done[sl] = True
         if progress is not None:

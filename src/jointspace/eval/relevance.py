@@ -22,11 +22,56 @@ from .._validation import check_matrix
 from ..errors import InputError
 
 
+class RelevanceBlock:
+    """Relevance of a block of queries, as (row, column) pairs or as a boolean mask.
+
+    Whichever form the relevance kind produces cheaply is made first; the other is derived
+    on demand.
+    """
+
+    def __init__(self, n_relevant: np.ndarray, n_gallery: int, *, mask=None, make_pairs=None,
+                 make_mask=None):
+        self.n_relevant = n_relevant
+        self._n_gallery = n_gallery
+        self._pairs = None
+        self._mask = mask
+        self._make_pairs = make_pairs
+        self._make_mask = make_mask
+
+    def pairs(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of the relevant items, rows non-decreasing."""
+        if self._pairs is None and self._make_pairs is not None:
+            self._pairs = self._make_pairs()
+        if self._pairs is None:
+            rows, cols = np.nonzero(self.mask())
+            self._pairs = rows.astype(np.int64, copy=False), cols.astype(np.int64, copy=False)
+        return self._pairs
+
+    def mask(self) -> np.ndarray:
+        """Boolean (b, ng) matrix of relevant items."""
+        if self._mask is None:
+            if self._make_mask is not None:
+                self._mask = self._make_mask()
+            else:
+                rows, cols = self.pairs()
+                self._mask = np.zeros((self.n_relevant.shape[0], self._n_gallery), dtype=bool)
+                self._mask[rows, cols] = True
+        return self._mask
+
+
 class Relevance:
-    """Interface: ``n_queries``, ``n_gallery`` and ``pairs(start, stop)``."""
+    """Interface: ``n_queries``, ``n_gallery``, ``pairs(start, stop)`` and ``block(start, stop)``."""
 
     n_queries: int
     n_gallery: int
+
+    def block(self, start: int, stop: int) -> RelevanceBlock:
+        """Relevance of queries ``start:stop`` (see :class:`RelevanceBlock`)."""
+        mask = self._mask(start, stop)
+        return RelevanceBlock(mask.sum(axis=1), self.n_gallery, mask=mask)
+
+    def _mask(self, start: int, stop: int) -> np.ndarray:
+        raise NotImplementedError
 
     def pairs(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """Relevant positions for queries ``start:stop``.
@@ -90,6 +135,7 @@ class KeyRelevance(Relevance):
         n_codes = int(codes.max()) + 1 if codes.size else 0
         self.counts = np.bincount(gallery_codes, minlength=n_codes)
         self.group_start = np.cumsum(self.counts) - self.counts
+        self.gallery_codes = gallery_codes
         self.gallery_order = np.argsort(gallery_codes, kind="stable")
         self.n_queries, self.n_gallery = len(q), len(g)
 
@@ -111,6 +157,11 @@ class KeyRelevance(Relevance):
         offsets = np.arange(total, dtype=np.int64) - np.repeat(first, n)
         cols = self.gallery_order[np.repeat(self.group_start[q], n) + offsets]
         return rows, cols
+
+    def block(self, start, stop):
+        q = self.query_codes[start:stop]
+        return RelevanceBlock(self.counts[q], self.n_gallery, make_pairs=lambda: self.pairs(start, stop),
+                              make_mask=lambda: q[:, None] == self.gallery_codes[None, :])
 
 
 class MultiLabelRelevance(Relevance):
@@ -134,9 +185,11 @@ class MultiLabelRelevance(Relevance):
         self.gT = np.ascontiguousarray((g != 0).astype(np.float32).T)
         self.n_queries, self.n_gallery = q.shape[0], g.shape[0]
 
+    def _mask(self, start, stop):
+        return (self.q[start:stop] @ self.gT) > 0
+
     def pairs(self, start, stop):
-        shared = self.q[start:stop] @ self.gT
-        rows, cols = np.nonzero(shared > 0)
+        rows, cols = np.nonzero(self._mask(start, stop))
         return rows.astype(np.int64, copy=False), cols.astype(np.int64, copy=False)
 
 
@@ -154,6 +207,9 @@ class DenseRelevance(Relevance):
             rel = rel.astype(bool)
         self.rel = rel
         self.n_queries, self.n_gallery = rel.shape
+
+    def _mask(self, start, stop):
+        return self.rel[start:stop]
 
     def pairs(self, start, stop):
         rows, cols = np.nonzero(self.rel[start:stop])

@@ -27,8 +27,8 @@ from .metrics import TIES, check_ks, ranking_metrics, summarize
 from .relevance import make_relevance
 from .similarity import BLOCK_BYTES, METRICS, _iter_blocks, check_pair
 
-#: working bytes per relevant (query, item) pair while a block is ranked (index arrays etc.)
-_BYTES_PER_RELEVANT = 96
+#: working bytes per relevant (query, item) pair while a block is ranked (gathered scores, indices)
+_BYTES_PER_RELEVANT = 16
 
 
 def _auto_chunk(n_gallery: int, itemsize: int, density: float) -> int:
@@ -92,6 +92,47 @@ def retrieval_scores(queries, gallery, query_keys, gallery_keys, *, metric: str 
                                 ties=ties, owned=True, progress=progress)
     summary = summarize(per_query, ks, ndcg_k)
     return (summary, per_query) if return_per_query else summary
+
+
+def random_ranking_scores(query_keys, gallery_keys, *, ks: Sequence[int] = (1, 5, 10), ndcg_k: int = 10,
+                          repeats: int = 5, seed: int = 0, chunk_size: int | None = None) -> dict:
+    """Metrics of a random ranking (the chance baseline), averaged over ``repeats`` draws.
+
+    Every query ranks the gallery by independent uniform random scores, so each ordering
+    is equally likely; no embeddings are involved.
+
+    Parameters
+    ----------
+    query_keys : array-like, shape (nq,) or (nq, C)
+    gallery_keys : array-like, shape (ng,) or (ng, C)
+        Relevance keys, as in :func:`retrieval_scores`.
+    ks, ndcg_k, chunk_size
+        As in :func:`retrieval_scores`.
+    repeats : int
+        Number of random rankings averaged.
+    seed : int
+        Seed of the random generator (results are deterministic given it).
+
+    Returns
+    -------
+    dict
+        The same keys as :func:`retrieval_scores`, each the mean over the draws.
+    """
+    ks = check_ks(ks)
+    ndcg_k = check_int(ndcg_k, "ndcg_k", low=1)
+    repeats = check_int(repeats, "repeats", low=1)
+    relevance = make_relevance(query_keys, gallery_keys)
+    nq, ng = relevance.n_queries, relevance.n_gallery
+    if chunk_size is None:
+        chunk_size = _auto_chunk(ng, 8, relevance.density())
+    chunk_size = check_int(chunk_size, "chunk_size", low=1)
+    rng = np.random.default_rng(seed)
+    runs = []
+    for _ in range(repeats):
+        blocks = ((s, rng.random((min(chunk_size, nq - s), ng))) for s in range(0, nq, chunk_size))
+        runs.append(summarize(ranking_metrics(blocks, relevance, ndcg_k=ndcg_k, owned=True), ks, ndcg_k))
+    return {k: (float(np.mean([r[k] for r in runs])) if isinstance(runs[0][k], float) else runs[0][k])
+            for k in runs[0]}
 
 
 def _parse_directions(directions, available: Sequence[str], targets: Sequence[str]) -> list[tuple[str, str]]:

@@ -1,76 +1,121 @@
-"""Choosing model settings by cross-validated retrieval on the training split only."""
+"""Choosing model settings by cross-validated retrieval on the training split only.
+
+:func:`select_by_cv` is a small ``GridSearchCV`` for joint models: every setting of a grid is
+fitted on k - 1 folds of the *training* pairs and scored by cross-modal retrieval (mean of a
+metric over every direction, :func:`jointspace.eval.retrieval.evaluate_retrieval`) on the
+held-out fold; the test split is never touched.
+"""
 
 from __future__ import annotations
 
-import itertools
+from dataclasses import dataclass, field
 
 import numpy as np
+from sklearn.model_selection import KFold, ParameterGrid, StratifiedKFold
 
+from .._validation import check_int
 from ..data.pairs import Pairs
 from ..errors import InputError
 
 
-def param_grid(grid: dict) -> list[dict]:
-    """All combinations of a ``{name: [values]}`` grid, as a list of dicts."""
-    keys = list(grid)
-    return [dict(zip(keys, values)) for values in itertools.product(*(grid[k] for k in keys))]
+def param_grid(grid) -> list[dict]:
+    """All settings of a ``{name: [values]}`` grid (or a list of such grids), as dicts."""
+    return list(ParameterGrid(grid))
 
 
 def cv_folds(pairs: Pairs, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train, validation) row indices; stratified by label when there are single labels."""
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    if n_folds < 2 or n_folds > len(pairs):
-        raise InputError(f"n_folds: expected 2..{len(pairs)}, got {n_folds}")
+    n_folds = check_int(n_folds, "n_folds", low=2, high=len(pairs))
     dummy = np.zeros(len(pairs))
     if pairs.labels is not None and pairs.labels.ndim == 1:
         return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(dummy, pairs.labels))
     return list(KFold(n_folds, shuffle=True, random_state=seed).split(dummy))
 
 
-def select_by_cv(make_model, grid: dict, pairs: Pairs, *, derive: dict | None = None, n_folds: int = 5,
-                 seed: int = 0, relevance: str = "auto", score_key: str = "mAP",
-                 progress=None) -> tuple[dict, list[dict]]:
-    """Pick the settings whose mean validation retrieval score is highest.
+@dataclass
+class SelectionResult:
+    """Outcome of :func:`select_by_cv`.
+
+    Attributes
+    ----------
+    best_params : dict
+        The setting with the highest mean held-out score.
+    best_score : float
+    table : list of dict
+        One row per setting tried: its parameters, ``"score"`` (mean over folds and
+        directions) and ``"fold_scores"``. Settings that could not be fitted are left out.
+    model : JointModel or None
+        The best setting refitted on all the training pairs (``refit=True``).
+    """
+
+    best_params: dict
+    best_score: float
+    table: list = field(default_factory=list)
+    model: object = None
+
+
+def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive: dict | None = None,
+                 n_folds: int = 5, seed: int = 0, relevance: str = "auto", score_key: str = "mAP",
+                 directions=None, refit: bool = True, progress=None) -> SelectionResult:
+    """Pick the setting whose mean held-out retrieval score is highest.
 
     Parameters
     ----------
-    make_model : callable
-        ``make_model(**params) -> JointModel`` (unfitted).
-    grid : dict of str to list
-        Settings to try (every combination), each combination fitted once per fold.
-    derive : dict of str to list, optional
-        Settings a fitted model can switch to without refitting, through
-        ``model.derive(**setting)`` (e.g. fewer CCA components, another weighting); every
-        combination is scored from each fitted model.
+    model : str or callable
+        A registered model name, or ``make_model(**params) -> JointModel`` (unfitted).
+    grid : dict of str to list, or list of such dicts
+        Settings to try (as scikit-learn's ``ParameterGrid``); each is fitted once per fold.
     pairs : Pairs
         The training split; folds are drawn from it only.
+    fixed : dict, optional
+        Parameters shared by every setting.
+    derive : dict of str to list, optional
+        Settings a fitted model can switch to without refitting, through
+        ``model.derive(**setting)`` (e.g. fewer CCA components, another component
+        weighting); every combination is scored from each fitted model.
+    n_folds : int
+    seed : int
+    relevance : str
+        ``Pairs.relevance_keys`` rule for the held-out folds.
     score_key : str
-        Metric averaged over every retrieval direction (e.g. ``"mAP"``).
+        Metric averaged over the directions (e.g. ``"mAP"``, ``"R@10"``).
+    directions : list, optional
+        Retrieval directions to average (default: every direction).
+    refit : bool
+        Refit the best setting on all of ``pairs`` (``result.model``).
+    progress : callable, optional
+        Called with no argument after each grid setting.
 
     Returns
     -------
-    best : dict
-        The winning settings.
-    table : list of dict
-        Every setting with its mean score (settings that failed to fit are left out).
+    SelectionResult
     """
-    from .retrieval import evaluate_retrieval
-
     from threadpoolctl import threadpool_limits
 
+    from ..models.base import create_model
+    from .retrieval import evaluate_retrieval
+
+    if not isinstance(pairs, Pairs):
+        raise InputError(f"pairs: expected a Pairs, got {type(pairs).__name__}")
+    fixed = dict(fixed or {})
+    make = (lambda **p: create_model(model, **fixed, **p)) if isinstance(model, str) else \
+        (lambda **p: model(**fixed, **p))
+    settings = param_grid(grid)
+    if not settings:
+        raise InputError("grid: expected at least one setting, got an empty grid")
     folds = [(pairs.subset(tr), pairs.subset(va)) for tr, va in cv_folds(pairs, n_folds, seed)]
     variants = param_grid(derive) if derive else [{}]
-    table = []
-    for params in param_grid(grid):
+    table, origin = [], []
+    for params in settings:
         scores = np.zeros((len(folds), len(variants)))
         try:
             # many small fits: BLAS threads only add contention here
             with threadpool_limits(limits=1):
                 for f, (train, val) in enumerate(folds):
-                    model = make_model(**params).fit(train)
+                    fitted = make(**params).fit(train)
                     for v, var in enumerate(variants):
-                        res = evaluate_retrieval(model.derive(**var) if var else model, val, relevance=relevance)
+                        res = evaluate_retrieval(fitted.derive(**var) if var else fitted, val,
+                                                 relevance=relevance, directions=directions)
                         scores[f, v] = np.mean([x for k, x in res.items() if k.endswith("/" + score_key)])
         except InputError:
             continue  # e.g. more components than a fold's rank allows
@@ -78,8 +123,26 @@ def select_by_cv(make_model, grid: dict, pairs: Pairs, *, derive: dict | None = 
             if progress is not None:
                 progress()
         for v, var in enumerate(variants):
-            table.append({**params, **var, score_key: float(scores[:, v].mean())})
+            table.append({**params, **var, "score": float(scores[:, v].mean()),
+                          "fold_scores": scores[:, v].tolist()})
+            origin.append((params, var))
     if not table:
         raise InputError("grid: no setting could be fitted on the training folds")
-    best = max(table, key=lambda r: r[score_key])
-    return {k: best[k] for k in [*grid, *(derive or {})]}, table
+    i = max(range(len(table)), key=lambda j: table[j]["score"])
+    best = {k: v for k, v in table[i].items() if k not in ("score", "fold_scores")}
+    result = SelectionResult(best_params=best, best_score=table[i]["score"], table=table)
+    if refit:
+        fit_params, var = origin[i]
+        fitted = make(**fit_params).fit(pairs)
+        result.model = fitted.derive(**var) if var else fitted
+    return result
+
+
+def retrieval_map(model, pairs: Pairs, directions=None) -> dict:
+    """mAP per direction and their mean (key ``"mean"``) of a fitted model on ``pairs``."""
+    from .retrieval import evaluate_retrieval
+
+    res = evaluate_retrieval(model, pairs, directions=directions, ks=(1,))
+    maps = {k[:-len("/mAP")]: float(v) for k, v in res.items() if k.endswith("/mAP")}
+    maps["mean"] = float(np.mean(list(maps.values())))
+    return maps

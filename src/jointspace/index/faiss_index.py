@@ -192,6 +192,9 @@ class Index:
             IVF lists visited per query (1 .. nlist); higher is slower and more exact.
         efSearch : int, optional
             HNSW candidate-list size; higher is slower and more exact.
+
+        A setting that the index type lacks raises :class:`InputError`; while ``"auto"`` is
+        unresolved, settings are kept and applied where they fit once it resolves.
         """
         params = _params.validate_search(self._core, self._resolved, {"nprobe": nprobe, "efSearch": efSearch},
                                          "set_search_params")

@@ -120,8 +120,13 @@ class ToweredModel(JointModel):
         self._check_fitted()
         return self.head_.encode(modality, features, normalize=normalize)
 
+    #: below this many items ``encode`` skips the embedding cache (search queries)
+    cache_min_items = 64
+
     def _encode(self, modality, items):
-        feats = self.embed(modality, items, cache=False, progress=False)
+        n = len(items)
+        cache = self.cache if n >= self.cache_min_items else False
+        feats = self.embed(modality, items, cache=cache, progress=n >= self.cache_min_items)
         return self.head_.encode(modality, feats, normalize=False)
 
     def get_config(self) -> dict:
@@ -176,6 +181,15 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, query_keys, gallery_ke
         top = np.argpartition(-s, k - 1, axis=1)[:, :k]
         hits += int((gk[top] == qk[start:start + 1024, None]).any(axis=1).sum())
     return hits / q.shape[0]
+
+
+def _rank(x: np.ndarray) -> int:
+    """Rank of the covariance of ``x`` with the tolerance the CCA solver uses."""
+    xc = np.asarray(x, dtype=np.float64) - x.mean(0)
+    ev = np.linalg.svd(xc, compute_uv=False) ** 2
+    if not ev.size or ev[0] <= 0:
+        return 0
+    return int((ev > ev[0] * xc.shape[1] * np.finfo(np.float64).eps * 100).sum())
 
 
 def _head_grid(head: str, p: int, q: int, n: int, grid: dict | None):
@@ -242,6 +256,8 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     vkeys = val_pairs.relevance_keys(relevance)
     x, y = feats[mods[0]], feats[mods[1]]
     pcas, regs, comps, weights = _head_grid(head, x.shape[1], y.shape[1], len(feats), grid)
+    # canonical pairs are bounded by the ranks (e.g. a text view of 20 distinct sentences)
+    rank = min(_rank(x), _rank(y))
     trials = []
     seen = set()
     for pca, reg in itertools.product(pcas, regs):
@@ -252,7 +268,7 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
             continue
         seen.add(sig)
         pre = {mods[0]: f"pca:{px}" if px else None, mods[1]: f"pca:{py}" if py else None}
-        dims = min(px or x.shape[1], py or y.shape[1], len(feats) - 1)
+        dims = min(px or x.shape[1], py or y.shape[1], len(feats) - 1, rank if head == "cca" else len(feats))
         kmax = min(max(comps), dims)
         params = {**head_params, "preprocess": pre, "n_components": kmax, "weight": 0.0}
         if head != "cca":

@@ -12,13 +12,15 @@ def register(sub):
                                    "split only) and print its table.",
                        epilog="suites: " + "; ".join(f"{k}: {v}" for k, v in suites.items()))
     p.add_argument("suite", help="suite name: " + ", ".join(suites))
+    p.add_argument("--quick", action="store_true",
+                   help="a smaller run: fewer settings tried and smaller samples, for a first look")
     p.add_argument("--out", help="also write the JSON report to this file")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    report = run_with_progress(args.suite)
+    report = run_with_progress(args.suite, quick=args.quick)
     if args.out:
         from ...eval.report import write_json
 
@@ -30,7 +32,7 @@ def run(args) -> int:
     return 0
 
 
-def run_with_progress(name: str) -> dict:
+def run_with_progress(name: str, **options) -> dict:
     """Run a suite, showing a progress bar when the suite reports its size."""
     import importlib
 
@@ -38,12 +40,12 @@ def run_with_progress(name: str) -> dict:
 
     try:
         mod = importlib.import_module(f"jointspace.bench.{name.replace('-', '_')}")
-        total = mod.grid_size() if hasattr(mod, "grid_size") else None
+        total = mod.grid_size(**options) if hasattr(mod, "grid_size") else None
     except ImportError:
         total = None
     if total is None:
         with err_console.status(f"running bench {name}"):
-            return run_suite(name)
+            return run_suite(name, **options)
     with progress() as bar:
         task = bar.add_task(f"bench {name}: cross-validating", total=total)
-        return run_suite(name, progress=lambda: bar.advance(task))
+        return run_suite(name, progress=lambda *_: bar.advance(task), **options)

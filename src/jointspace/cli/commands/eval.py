@@ -11,8 +11,8 @@ def register(sub):
     p.add_argument("--dataset", required=True, help="built-in dataset name")
     p.add_argument("--split", default="test", help="split to evaluate on (default: test)")
     p.add_argument("--relevance", default="auto",
-                   help="what makes an item relevant: auto (labels if any, else pair identity), label, id, "
-                        "or a metadata column (default: auto)")
+                   help="what makes an item relevant: auto (the dataset's rule: labels, or e.g. the same "
+                        "normalised title for openclipart), label, id, or a metadata column (default: auto)")
     p.add_argument("--metric", default="cosine", choices=["cosine", "dot", "euclidean"])
     add_json_flag(p)
     p.set_defaults(handler=run)
@@ -23,9 +23,12 @@ def run(args) -> int:
     from ...eval.retrieval import evaluate_retrieval
     from ...models.base import load_model
 
+    from ...data.datasets import get_dataset
+
     model = load_model(args.model)
+    relevance = get_dataset(args.dataset).relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split)
-    row = {"method": model.model_name, **evaluate_retrieval(model, pairs, relevance=args.relevance,
+    row = {"method": model.model_name, **evaluate_retrieval(model, pairs, relevance=relevance,
                                                             metric=args.metric)}
     report = make_report(args.dataset, args.split, [row])
     if args.json:

@@ -6,11 +6,15 @@ from .._common import console, load_split, parse_params
 def register(sub):
     p = sub.add_parser("fit", help="learn a joint space and save it to a folder",
                        description="Fit a joint model on one split of a built-in dataset and save it "
-                                   "(config.json + state.safetensors).",
-                       epilog="example: jointspace fit wikipedia --model rcca --param reg=0.5 "
-                              "--param n_components=7 --out runs/wiki-rcca")
+                                   "(config.json + state.safetensors). With --towers, raw items go through "
+                                   "frozen pretrained towers first, and the head's settings are chosen on "
+                                   "the dataset's validation split.",
+                       epilog="examples: jointspace fit wikipedia --model rcca --param reg=0.5 --out runs/wiki\n"
+                              "          jointspace fit openclipart --towers efficientnet-lite0,minilm "
+                              "--model cca --out runs/clip-cca")
     p.add_argument("dataset", help="built-in dataset name (see 'jointspace datasets')")
-    p.add_argument("--model", default="cca", help="model name (default: cca); see --list-models")
+    p.add_argument("--model", default="cca", help="model name (default: cca)")
+    p.add_argument("--towers", help="comma-separated tower names, one per modality (e.g. efficientnet-lite0,minilm)")
     p.add_argument("--split", default="train", help="split to fit on (default: train)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="model parameter, repeatable; values are JSON (e.g. n_components=10, reg=0.1, "
@@ -20,19 +24,55 @@ def register(sub):
     p.set_defaults(handler=run)
 
 
+def _fit_towers(args, params):
+    from ...data.datasets import get_dataset
+    from ...errors import InputError
+    from ...towers import create_tower
+
+    towers = {}
+    for name in [t.strip() for t in args.towers.split(",") if t.strip()]:
+        modality = create_tower(name).modality
+        if modality in towers:
+            raise InputError(f"--towers: two towers for the {modality} modality ({towers[modality]}, {name})")
+        towers[modality] = name
+    ds = get_dataset(args.dataset)
+    missing = [m for m in towers if m not in ds.modalities]
+    if missing:
+        raise InputError(f"--towers: dataset {args.dataset!r} has modalities {', '.join(ds.modalities)}; "
+                         f"no {', '.join(missing)}")
+    train = load_split(args.dataset, args.split)
+    val = load_split(args.dataset, "val") if "val" in ds.splits and args.split != "val" else None
+    if args.model in ("clip", "dual-encoder"):
+        from ...train import fit_dual_encoder
+
+        return fit_dual_encoder(train, towers=towers, val_pairs=val, relevance=ds.relevance, **params)
+    from ...models.towered import fit_with_towers
+
+    model, report = fit_with_towers(train, towers, head=args.model, head_params=params, val_pairs=val,
+                                    relevance=ds.relevance)
+    if report["best"].get("head_params"):
+        console.print("chosen on the validation split: " + ", ".join(
+            f"{k}={v}" for k, v in report["best"]["head_params"].items()), highlight=False)
+    return model
+
+
 def run(args) -> int:
     from ...models.base import create_model
 
     params = parse_params(args.param)
     if args.n_components is not None:
         params["n_components"] = args.n_components
-    model = create_model(args.model, **params)
-    pairs = load_split(args.dataset, args.split)
-    with console.status(f"fitting {args.model} on {args.dataset}/{args.split} ({len(pairs)} pairs)"):
-        model.fit(pairs)
+    if args.towers:
+        model = _fit_towers(args, params)
+    else:
+        model = create_model(args.model, **params)
+        pairs = load_split(args.dataset, args.split)
+        with console.status(f"fitting {args.model} on {args.dataset}/{args.split} ({len(pairs)} pairs)"):
+            model.fit(pairs)
     model.save(args.out)
     extra = ""
-    if hasattr(model, "canonical_correlations_"):
-        extra = " canonical correlations: " + " ".join(f"{r:.3f}" for r in model.canonical_correlations_)
+    corr = getattr(getattr(model, "head_", model), "canonical_correlations_", None)
+    if corr is not None:
+        extra = " canonical correlations: " + " ".join(f"{r:.3f}" for r in corr[:10])
     console.print(f"saved {args.model} to {args.out}.{extra}", highlight=False)
     return 0

@@ -1,6 +1,6 @@
 """``jointspace search``: query an index with a dataset row, a text, an image or a sound."""
 
-from .._common import add_json_flag, console, load_split, print_json, print_table
+from .._common import add_json_flag, console, load_split, open_index, print_json, print_table
 
 
 def register(sub):
@@ -52,26 +52,17 @@ def _query(args, index, model):
 
 def run(args) -> int:
     from ...errors import InputError
-    from ...index.faiss_index import Index
-    from ...models.base import load_model
+    from ...index.results import search_with_metadata
 
     if args.k < 1:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
-    index = Index.load(args.index)
-    model_dir = args.model or index.info.get("model")
-    if not model_dir:
-        raise InputError("--model: this index does not record its model; pass --model RUN_DIR")
-    model = load_model(model_dir)
+    index, model = open_index(args.index, args.model)
     modality, items, what, qlabel = _query(args, index, model)
     if modality not in model.modalities_:
         raise InputError(f"query: the model knows {', '.join(model.modalities_)}; a {modality} query is not possible")
-    vec = model.encode(modality, items)
-    scores, ids = index.search(vec, k=args.k)
-    found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0]
-    metas = index.metadata([i for _, i in found])
-    results = [{"rank": r + 1, "id": i, "score": s, "label": m.get("label"), "text": m.get("text"),
-                "path": m.get("path"), "item_id": (m.get("extra") or {}).get("item_id")}
-               for r, ((s, i), m) in enumerate(zip(found, metas))]
+    results = search_with_metadata(index, model.encode(modality, items), k=args.k)[0]
+    for r in results:
+        r["item_id"] = r.pop("extra").get("item_id")
     if args.gallery:
         from ...viz.gallery import write_gallery
 

@@ -26,6 +26,9 @@ class Dataset:
     splits: tuple[str, ...] = ("train", "test")
     modalities: tuple[str, ...] = ()
     citation: str = ""
+    #: what makes a gallery item relevant to a query in this dataset's evaluation
+    #: (``Pairs.relevance_keys``): "auto" (labels, else pair identity) or a metadata column
+    relevance: str = "auto"
 
     def missing(self) -> str | None:
         return None
@@ -86,5 +89,6 @@ def list_datasets() -> list[dict]:
         ds = DATASETS.create(name)
         why = ds.missing()
         rows.append({"name": name, "description": ds.description, "splits": list(ds.splits),
-                     "modalities": list(ds.modalities), "available": why is None, "install": why or ""})
+                     "modalities": list(ds.modalities), "relevance": ds.relevance,
+                     "available": why is None, "install": why or ""})
     return rows

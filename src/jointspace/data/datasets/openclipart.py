@@ -35,6 +35,7 @@ APT_PACKAGE = "openclipart-svg"
 SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 TEXT_VIEWS = ("title+keywords", "title", "description", "keywords")
 CATALOGUE_VERSION = 1
+_MEMO: dict = {}  # catalogue file -> entries, so loading three splits reads the JSON once
 
 
 def normalise_title(title: str) -> str:
@@ -111,9 +112,13 @@ def catalogue(root=None, *, max_files: int | None = None, cache: FileCache | Non
     stamp = [(p.relative_to(root).as_posix(), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]]
     path = cache.path("catalogue-" + content_key(CATALOGUE_VERSION, str(root.resolve()), stamp), ".json")
     if cache.is_valid(path):
+        if str(path) in _MEMO:
+            return _MEMO[str(path)]
         try:
             entries = json.loads(path.read_text(encoding="utf-8"))
             if isinstance(entries, list) and len(entries) == len(files):
+                _MEMO.clear()
+                _MEMO[str(path)] = entries
                 return entries
         except (OSError, ValueError):
             pass
@@ -160,6 +165,7 @@ class OpenClipart(Dataset):
     description = "OpenClipart public-domain drawings (~7,400 SVG) rendered on white, with titles and keywords"
     splits = ("train", "val", "test")
     modalities = ("image", "text")
+    relevance = "title_key"
     citation = "Open Clip Art Library, https://openclipart.org (public domain), Debian package openclipart-svg."
 
     def __init__(self):

@@ -1,0 +1,78 @@
+"""OpenClipart text <-> image retrieval over frozen pretrained towers.
+
+Protocol: the dataset's title-disjoint train / val / test splits; the text view is title +
+keywords; on the test split every drawing whose normalised title equals the query's is
+relevant (``relevance="title_key"``); pair-identity figures are added under the metric names
+``pair-R@1``, ``pair-R@10`` and ``pair-mAP``.  Head settings (PCA size, components, component
+weighting, ridge) are chosen on the validation split only.
+
+Rows: random ranking; CCA and regularised CCA over EfficientNet-Lite0 + MiniLM features;
+contrastive dual encoders where that part is installed (``CONTRASTIVE_ROWS``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NAME = "openclipart"
+DESCRIPTION = "OpenClipart drawings <-> titles + keywords over frozen towers: CCA and contrastive rows"
+
+TOWERS = {"image": "efficientnet-lite0", "text": "minilm"}
+DIRECTIONS = ["text->image", "image->text"]
+
+
+def _pair_identity(z, test) -> dict:
+    from ..eval.retrieval import evaluate_embeddings
+
+    res = evaluate_embeddings(z, test.relevance_keys("id"), directions=DIRECTIONS, ks=(1, 10))
+    out = {}
+    for d in DIRECTIONS:
+        for m in ("R@1", "R@10", "mAP"):
+            out[f"{d}/pair-{m}"] = res[f"{d}/{m}"]
+    return out
+
+
+def embedding_rows(label: str, z: dict, test, settings: str = "") -> dict:
+    """A report row from test embeddings ``{"image": (n, d), "text": (n, d)}``."""
+    from ..eval.retrieval import evaluate_embeddings
+
+    row = {"method": label, **evaluate_embeddings(z, test.relevance_keys("title_key"), directions=DIRECTIONS)}
+    row.update(_pair_identity(z, test))
+    if settings:
+        row["settings"] = settings
+    return row
+
+
+def cca_rows(train, val, test, progress=None) -> list[dict]:
+    """CCA and regularised CCA over the frozen towers, settings chosen on ``val``."""
+    from ..models.towered import fit_with_towers
+
+    rows = []
+    for label, head in (("CCA", "cca"), ("regularised CCA", "rcca")):
+        model, report = fit_with_towers(train, TOWERS, head=head, val_pairs=val, relevance="title_key",
+                                        progress=False)
+        z = {m: model.encode(m, test[m]) for m in ("image", "text")}
+        settings = ", ".join(f"{k}={v}" for k, v in report["best"]["head_params"].items() if k != "modalities")
+        rows.append(embedding_rows(label, z, test, settings))
+        if progress is not None:
+            progress()
+    return rows
+
+
+def run(progress=None, quick: bool = False, **options) -> dict:
+    from ..data.datasets import load_dataset
+    from ..eval.report import make_report
+
+    splits = {s: load_dataset("openclipart", s) for s in ("train", "val", "test")}
+    train, val, test = splits["train"], splits["val"], splits["test"]
+    rng = np.random.default_rng(0)
+    rows = [embedding_rows("random", {m: rng.normal(size=(len(test), 16)).astype(np.float32)
+                                      for m in ("image", "text")}, test)]
+    rows += cca_rows(train, val, test, progress=progress)
+    try:
+        from ..train.bench_rows import openclipart_contrastive_rows
+    except ImportError:
+        openclipart_contrastive_rows = None
+    if openclipart_contrastive_rows is not None:
+        rows += openclipart_contrastive_rows(train, val, test, quick=quick, row_maker=embedding_rows)
+    return make_report("openclipart", "test", rows)

@@ -1,0 +1,99 @@
+"""``jointspace plot map|gallery|curves``: PNG plots of a joint space, a search, a training run."""
+
+from .._common import console, load_split
+
+
+def register(sub):
+    p = sub.add_parser("plot", help="plot a joint-space map, a retrieval gallery or training curves",
+                       description="Write PNG plots. Put them in INDEX/plots/ as map.png, gallery.png and "
+                                   "curves.png to show them on the search page's 'about this index' panel.",
+                       epilog="examples: jointspace plot map runs/wiki-cca --dataset wikipedia --out map.png\n"
+                              "          jointspace plot gallery idx/clip-img --text 'a red car' --out g.png\n"
+                              "          jointspace plot curves runs/clip --out curves.png")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+
+    m = kinds.add_parser("map", help="2-D map of the joint space (UMAP / t-SNE / PCA)")
+    m.add_argument("model", help="saved model folder")
+    m.add_argument("--dataset", required=True, help="built-in dataset name")
+    m.add_argument("--split", default="test", help="split (default: test)")
+    m.add_argument("--n", type=int, default=500, help="samples drawn (default: 500)")
+    m.add_argument("--method", default="umap", choices=["umap", "tsne", "pca"])
+    m.add_argument("--lines", type=int, default=40, help="true pairs joined by a line (default: 40)")
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", required=True, help="PNG file to write")
+    m.set_defaults(handler=run_map)
+
+    g = kinds.add_parser("gallery", help="grid of the results of a query")
+    g.add_argument("index", help="index folder")
+    g.add_argument("--model", help="model folder (default: the index's)")
+    g.add_argument("--text", required=True, help="query text")
+    g.add_argument("-k", type=int, default=10)
+    g.add_argument("--columns", type=int, default=5)
+    g.add_argument("--out", required=True, help="PNG file to write")
+    g.set_defaults(handler=run_gallery)
+
+    c = kinds.add_parser("curves", help="training curves from a run's metrics.csv")
+    c.add_argument("run", help="run folder (or its metrics.csv)")
+    c.add_argument("--out", required=True, help="PNG file to write")
+    c.set_defaults(handler=run_curves)
+
+
+def _encode_for_map(model, modality, items):
+    # towered models: go through the embedding cache, then project (a dataset goes through a tower once)
+    if hasattr(model, "project") and hasattr(model, "embed"):
+        return model.project(modality, model.embed(modality, items))
+    return model.encode(modality, items)
+
+
+def run_map(args) -> int:
+    import numpy as np
+
+    from ...errors import InputError
+    from ...models.base import load_model
+    from ...viz.space_map import plot_joint_space
+
+    if args.n < 3:
+        raise InputError(f"--n: expected at least 3 samples, got {args.n}")
+    model = load_model(args.model)
+    pairs = load_split(args.dataset, args.split)
+    if len(pairs) > args.n:
+        rows = np.sort(np.random.default_rng(args.seed).choice(len(pairs), args.n, replace=False))
+        pairs = pairs.subset(rows)
+    mods = [m for m in model.modalities_ if m in pairs.modalities]
+    if not mods:
+        raise InputError(f"--dataset: {args.dataset} holds {', '.join(pairs.modalities)}; the model knows "
+                         f"{', '.join(model.modalities_)}")
+    with console.status(f"encoding {len(pairs)} samples x {len(mods)} modalities"):
+        emb = {m: _encode_for_map(model, m, pairs[m]) for m in mods}
+    labels = pairs.labels if pairs.labels is not None and pairs.labels.ndim == 1 else None
+    with console.status(f"reducing to 2-D ({args.method})"):
+        plot_joint_space(emb, args.out, labels=labels, label_names=pairs.label_names, method=args.method,
+                         n_lines=args.lines, seed=args.seed,
+                         title=f"{args.dataset}/{args.split}: {len(pairs)} samples, {args.method}")
+    console.print(f"map written to {args.out}", highlight=False)
+    return 0
+
+
+def run_gallery(args) -> int:
+    from ...errors import InputError
+    from ...index.results import search_with_metadata
+    from ...viz.gallery import write_gallery
+    from .._common import open_index
+
+    if args.k < 1:
+        raise InputError(f"-k: expected an integer >= 1, got {args.k}")
+    index, model = open_index(args.index, args.model)
+    results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
+    write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)
+    console.print(f"gallery written to {args.out}", highlight=False)
+    return 0
+
+
+def run_curves(args) -> int:
+    from pathlib import Path
+
+    from ...viz.curves import plot_curves
+
+    plot_curves(args.run, args.out, title=Path(args.run).name)
+    console.print(f"curves written to {args.out}", highlight=False)
+    return 0

@@ -1,0 +1,46 @@
+"""``jointspace serve``: the search service and web page over an index and a model."""
+
+from .._common import console
+
+
+def register(sub):
+    p = sub.add_parser("serve", help="serve a search page and JSON API over an index",
+                       description="Load a model and one or more indexes once, then serve the search page "
+                                   "(/), the JSON API (/api/...) and its documentation (/docs) with uvicorn.",
+                       epilog="example: jointspace serve --index idx/clip-img --model runs/clip --port 8000")
+    p.add_argument("--index", action="append", required=True, metavar="DIR",
+                   help="index folder (repeat for one index per result modality; the first is the default)")
+    p.add_argument("--model", metavar="RUN_DIR", help="saved model folder (default: the one the index records)")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, loopback only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default: 10)")
+    p.add_argument("--plots", metavar="DIR", help="folder of map.png / gallery.png / curves.png for the "
+                                                   "'about this index' panel (default: INDEX/plots)")
+    p.add_argument("--cache-size", type=int, default=1024, help="text query embeddings kept (default: 1024)")
+    p.add_argument("--max-batch", type=int, default=32,
+                   help="concurrent queries encoded together, at most this many (default: 32; 1 disables)")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from ...errors import InputError
+    from ...server.app import serve
+
+    if args.max_upload_mb <= 0:
+        raise InputError(f"--max-upload-mb: expected a positive number, got {args.max_upload_mb}")
+    if args.max_batch < 1:
+        raise InputError(f"--max-batch: expected an integer >= 1, got {args.max_batch}")
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port: expected 0..65535, got {args.port}")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]warning:[/] binding to {args.host}: the service is reachable from other machines",
+                      highlight=False)
+
+    def ready(url):
+        console.print(f"jointspace search page: {url}  (API docs: {url}docs)", highlight=False)
+
+    console.print("loading the model and index ...", highlight=False)
+    serve(args.index, args.model, host=args.host, port=args.port, on_ready=ready,
+          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), plots_dir=args.plots,
+          cache_size=args.cache_size, max_batch=args.max_batch)
+    return 0

@@ -1,0 +1,234 @@
+r"""Deep CCA and DCCAE: a network per view trained for total canonical correlation.
+
+Deep CCA (Andrew et al., ICML 2013) learns nonlinear maps :math:`f_1, f_2` (here MLPs)
+whose outputs on a batch maximise the sum of their canonical correlations
+(:func:`jointspace.objectives.cca_loss.cca_loss`, the chapter's CCA objective applied to the
+network outputs); linear CCA on the outputs of the whole training set then gives the joint
+space. DCCAE (Wang, Arora, Livescu and Bilmes, ICML 2015) adds a decoder per view and the
+reconstruction errors :math:`\lambda (\lVert x - g_1(f_1(x))\rVert^2 + \lVert y - g_2(f_2(y))\rVert^2)`
+to the loss, so the outputs also keep what is needed to rebuild each input.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from .._validation import check_float, check_int, check_matrix
+from ..data.pairs import Pairs
+from ..errors import InputError, MissingDependencyError
+from .base import JointModel, register_model
+from .cca import CanonicalCorrelation
+
+
+def _torch():
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a declared dependency of this model
+        raise MissingDependencyError("deep CCA needs PyTorch: pip install 'torch==2.13.0'") from None
+    return torch
+
+
+def _mlp(torch, sizes):
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    return torch.nn.Sequential(*layers)
+
+
+@register_model("dcca", "deep CCA: an MLP per view trained for total canonical correlation, then linear CCA")
+class DeepCCA(BaseEstimator, JointModel):
+    """Deep CCA with MLP towers on feature vectors.
+
+    Parameters
+    ----------
+    n_components : int
+        Canonical pairs kept by the final linear CCA (at most ``out_dim``).
+    out_dim : int, optional
+        Output dimension of each network (default: ``n_components``).
+    hidden : sequence of int
+        Hidden layer widths of each MLP.
+    epochs : int
+    batch_size : int
+        Must be at least ``out_dim``: smaller batches cannot estimate the covariances.
+    lr, weight_decay : float
+        Adam settings.
+    ridge : float
+        Ridge on the batch auto-covariances in the loss, and canonical ridge of the final CCA.
+    recon_weight : float
+        Weight of the reconstruction error (0 for deep CCA; used by ``dccae``).
+    weight : float
+        Correlation weighting of the final CCA components (as in ``CanonicalCorrelation``).
+    modalities : (str, str), optional
+    random_state : int
+    """
+
+    _default_recon = 0.0
+
+    def __init__(self, n_components: int = 10, out_dim: int | None = None, hidden=(256, 256), epochs: int = 50,
+                 batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-5, ridge: float = 1e-3,
+                 recon_weight: float | None = None, weight: float = 0.0, modalities=None, random_state: int = 0):
+        self.n_components = n_components
+        self.out_dim = out_dim
+        self.hidden = hidden
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.ridge = ridge
+        self.recon_weight = recon_weight
+        self.weight = weight
+        self.modalities = modalities
+        self.random_state = random_state
+
+    # -- fitting ---------------------------------------------------------------------------
+    def _read(self, X, y):
+        if isinstance(X, Pairs):
+            names = tuple(self.modalities) if self.modalities is not None else X.modalities[:2]
+            if len(names) != 2:
+                raise InputError(f"modalities: expected two modality names, got {self.modalities!r}")
+            x, yv = X[names[0]], X[names[1]]
+        else:
+            if y is None:
+                raise InputError("y: deep CCA needs the second view y; call fit(X, y) or fit(pairs)")
+            names, x, yv = ("x", "y"), X, y
+        x = check_matrix(x, f"view {names[0]!r}", min_rows=2, dtype=np.float32)
+        yv = check_matrix(yv, f"view {names[1]!r}", min_rows=2, dtype=np.float32, allow_1d=True)
+        if x.shape[0] != yv.shape[0]:
+            raise InputError(f"views: expected the same number of samples, got {names[0]}={x.shape[0]}, "
+                             f"{names[1]}={yv.shape[0]}")
+        return names, x, yv
+
+    def _build(self, torch, dims):
+        hidden = [check_int(h, "hidden", low=1) for h in self.hidden]
+        out = self.out_dim_
+        self.nets_ = [_mlp(torch, [d, *hidden, out]) for d in dims]
+        self.decoders_ = [_mlp(torch, [out, *hidden[::-1], d]) for d in dims] if self._recon() > 0 else []
+
+    def _recon(self) -> float:
+        r = self._default_recon if self.recon_weight is None else self.recon_weight
+        return check_float(r, "recon_weight", low=0.0)
+
+    def fit(self, X, y=None):
+        """Train the two networks, then linear CCA on their outputs; returns self."""
+        torch = _torch()
+        from ..objectives.cca_loss import cca_loss
+
+        names, x, yv = self._read(X, y)
+        k = check_int(self.n_components, "n_components", low=1)
+        self.out_dim_ = check_int(self.out_dim if self.out_dim is not None else k, "out_dim", low=1)
+        if k > self.out_dim_:
+            raise InputError(f"n_components: expected at most out_dim = {self.out_dim_}, got {k}")
+        bs = check_int(self.batch_size, "batch_size", low=1)
+        if bs < self.out_dim_ or bs < 2:
+            raise InputError(f"batch_size: a batch of {bs} cannot estimate the covariances of "
+                             f"{self.out_dim_}-dimensional outputs; expected batch_size >= out_dim = {self.out_dim_}")
+        n = x.shape[0]
+        if n < self.out_dim_ + 1:
+            raise InputError(f"views: expected more samples than out_dim = {self.out_dim_}, got {n} "
+                             "(fewer samples than components)")
+        epochs = check_int(self.epochs, "epochs", low=0)
+        ridge = check_float(self.ridge, "ridge", low=0.0)
+        recon = self._recon()
+        self.x_mean_, self.x_scale_ = x.mean(0), x.std(0) + 1e-6
+        self.y_mean_, self.y_scale_ = yv.mean(0), yv.std(0) + 1e-6
+        xs = torch.from_numpy((x - self.x_mean_) / self.x_scale_)
+        ys = torch.from_numpy((yv - self.y_mean_) / self.y_scale_)
+        torch.manual_seed(self.random_state)
+        self._build(torch, (x.shape[1], yv.shape[1]))
+        params = [p for m in (*self.nets_, *self.decoders_) for p in m.parameters()]
+        opt = torch.optim.Adam(params, lr=check_float(self.lr, "lr", low=0.0, low_open=True),
+                               weight_decay=check_float(self.weight_decay, "weight_decay", low=0.0))
+        gen = torch.Generator().manual_seed(self.random_state)
+        self.loss_curve_ = []
+        for _ in range(epochs):
+            order = torch.randperm(n, generator=gen)
+            total, batches = 0.0, 0
+            for start in range(0, n, bs):
+                idx = order[start:start + bs]
+                if idx.numel() < max(self.out_dim_, 2):
+                    continue  # a tail too small to estimate the covariances
+                hx, hy = self.nets_[0](xs[idx]), self.nets_[1](ys[idx])
+                loss = cca_loss(hx, hy, ridge=ridge)
+                if recon > 0:
+                    rx = torch.mean((self.decoders_[0](hx) - xs[idx]) ** 2)
+                    ry = torch.mean((self.decoders_[1](hy) - ys[idx]) ** 2)
+                    loss = loss + recon * (rx + ry).to(loss.dtype)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total, batches = total + loss.item(), batches + 1
+            self.loss_curve_.append(total / max(batches, 1))
+        hx, hy = self._outputs(0, x), self._outputs(1, yv)
+        # The ridge c = r / (1 + r) of the canonical ridge matches the loss's S + r I.
+        self.cca_ = CanonicalCorrelation(n_components=k, reg=ridge / (1 + ridge), weight=self.weight).fit(hx, hy)
+        self.n_features_ = (x.shape[1], yv.shape[1])
+        self.modalities_ = names
+        return self
+
+    def _outputs(self, which: int, arr: np.ndarray) -> np.ndarray:
+        torch = _torch()
+        mean, scale = (self.x_mean_, self.x_scale_) if which == 0 else (self.y_mean_, self.y_scale_)
+        with torch.no_grad():
+            z = torch.from_numpy(((arr - mean) / scale).astype(np.float32))
+            return self.nets_[which](z).double().numpy()
+
+    def transform(self, X, y=None):
+        """Canonical variables of the network outputs: u (n, k), or (u, v) when y is given."""
+        self._check_fitted()
+        u = self._encode(self.modalities_[0], X)
+        return u if y is None else (u, self._encode(self.modalities_[1], y))
+
+    def _encode(self, modality, items):
+        which = self.modalities_.index(modality)
+        arr = check_matrix(items, f"items ({modality})", dtype=np.float32, allow_1d=(which == 1))
+        if arr.shape[1] != self.n_features_[which]:
+            raise InputError(f"items ({modality}): expected {self.n_features_[which]} features, got {arr.shape[1]}")
+        h = self._outputs(which, arr)
+        return self.cca_._project(which, h, f"items ({modality})")
+
+    # -- JointModel ------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        params = self.get_params()
+        params["hidden"] = list(params["hidden"])
+        if isinstance(params["modalities"], tuple):
+            params["modalities"] = list(params["modalities"])
+        return params
+
+    def _get_extra(self) -> dict:
+        return {"n_features": list(self.n_features_), "out_dim": self.out_dim_, "cca": self.cca_._get_extra(),
+                "cca_params": self.cca_.get_config()}
+
+    def _set_extra(self, extra: dict) -> None:
+        torch = _torch()
+        self.n_features_ = tuple(extra["n_features"])
+        self.out_dim_ = extra["out_dim"]
+        self._build(torch, self.n_features_)
+        self.cca_ = CanonicalCorrelation(**extra["cca_params"])
+        self.cca_._set_extra(extra["cca"])
+        self.cca_.modalities_ = ("x", "y")
+
+    def _get_state(self) -> dict:
+        state = {"x_mean": self.x_mean_, "x_scale": self.x_scale_, "y_mean": self.y_mean_, "y_scale": self.y_scale_}
+        for i, net in enumerate((*self.nets_, *self.decoders_)):
+            state.update({f"net{i}.{k}": v.detach().cpu().numpy() for k, v in net.state_dict().items()})
+        state.update({f"cca.{k}": v for k, v in self.cca_._get_state().items()})
+        return state
+
+    def _set_state(self, state) -> None:
+        torch = _torch()
+        self.x_mean_, self.x_scale_ = state["x_mean"], state["x_scale"]
+        self.y_mean_, self.y_scale_ = state["y_mean"], state["y_scale"]
+        for i, net in enumerate((*self.nets_, *self.decoders_)):
+            net.load_state_dict({k.split(".", 1)[1]: torch.from_numpy(v) for k, v in state.items()
+                                 if k.startswith(f"net{i}.")})
+        self.cca_._set_state({k[4:]: v for k, v in state.items() if k.startswith("cca.")})
+
+
+@register_model("dccae", "deep CCA with autoencoder reconstruction (DCCAE)")
+class DCCAE(DeepCCA):
+    """Deep canonically correlated autoencoders: :class:`DeepCCA` with ``recon_weight`` 1 by default."""
+
+    _default_recon = 1.0

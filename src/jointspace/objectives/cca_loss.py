@@ -1,0 +1,105 @@
+r"""Deep CCA objective: minus the total canonical correlation of two batches of outputs.
+
+For network outputs :math:`H_1` (m, d1) and :math:`H_2` (m, d2) of one batch, centred, the
+chapter's covariances with a ridge :math:`r`,
+
+.. math:: \hat\Sigma_{11} = \tfrac{1}{m-1} H_1^\top H_1 + r_1 I,\quad
+          \hat\Sigma_{22} = \tfrac{1}{m-1} H_2^\top H_2 + r_2 I,\quad
+          \hat\Sigma_{12} = \tfrac{1}{m-1} H_1^\top H_2,
+
+give :math:`T = \hat\Sigma_{11}^{-1/2}\hat\Sigma_{12}\hat\Sigma_{22}^{-1/2}`, whose singular
+values are the canonical correlations (the chapter's :math:`\rho`, i.e. the square roots of
+its eigenvalues :math:`\lambda`). Deep CCA (Andrew, Arora, Bilmes and Livescu, ICML 2013)
+maximises their sum, the trace norm of :math:`T`; this module returns its negative.
+
+Numerical care: the ridge keeps the auto-covariances positive definite; whitening uses their
+Cholesky factors (same singular values as the symmetric inverse square roots, stable
+gradients); the singular values come from the symmetric eigen-solver applied to
+:math:`T T^\top` (eigenvalues floored at ``eps`` before the square root so its gradient stays
+finite); float64 is used internally whatever the input precision.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import InputError
+
+
+def canonical_correlations(h1: torch.Tensor, h2: torch.Tensor, ridge: float | tuple = 1e-3,
+                           eps: float = 1e-9) -> torch.Tensor:
+    r"""Canonical correlations of two batches, largest first (differentiable).
+
+    Parameters
+    ----------
+    h1 : Tensor, shape (m, d1)
+    h2 : Tensor, shape (m, d2)
+        Outputs of the two networks for the same m samples.
+    ridge : float or (float, float)
+        :math:`r_1, r_2 \ge 0` added to the diagonals of the auto-covariances.
+    eps : float
+        Floor of the squared correlations (keeps the square root's gradient finite).
+
+    Returns
+    -------
+    rho : Tensor, shape (min(d1, d2),), float64
+    """
+    if h1.ndim != 2 or h2.ndim != 2:
+        raise InputError(f"h1, h2: expected 2-D batches (m, d), got shapes {tuple(h1.shape)} and {tuple(h2.shape)}")
+    m, d1 = h1.shape
+    d2 = h2.shape[1]
+    if h2.shape[0] != m:
+        raise InputError(f"h2: expected {m} rows to match h1, got {h2.shape[0]}")
+    if m < 2 or m < max(d1, d2):
+        raise InputError(f"batch: {m} samples cannot estimate the covariances of {max(d1, d2)}-dimensional "
+                         f"outputs; expected a batch of at least max(d1, d2) = {max(d1, d2)} (and >= 2) samples")
+    r1, r2 = ridge if isinstance(ridge, (tuple, list)) else (ridge, ridge)
+    if r1 < 0 or r2 < 0:
+        raise InputError(f"ridge: expected non-negative values, got {ridge!r}")
+    h1 = h1.to(torch.float64)
+    h2 = h2.to(torch.float64)
+    h1 = h1 - h1.mean(0, keepdim=True)
+    h2 = h2 - h2.mean(0, keepdim=True)
+    s11 = h1.T @ h1 / (m - 1) + r1 * torch.eye(d1, dtype=h1.dtype, device=h1.device)
+    s22 = h2.T @ h2 / (m - 1) + r2 * torch.eye(d2, dtype=h1.dtype, device=h1.device)
+    s12 = h1.T @ h2 / (m - 1)
+    # Whitening by Cholesky factors: L1^{-1} S12 L2^{-T} equals T up to orthogonal factors on
+    # both sides, so it has the same singular values, and unlike the eigenvector form of
+    # S^{-1/2} its gradient stays finite when auto-covariance eigenvalues coincide.
+    l1 = torch.linalg.cholesky(s11)
+    l2 = torch.linalg.cholesky(s22)
+    a = torch.linalg.solve_triangular(l1, s12, upper=False)
+    t = torch.linalg.solve_triangular(l2, a.T, upper=False).T
+    small = t @ t.T if d1 <= d2 else t.T @ t
+    evals = torch.linalg.eigvalsh((small + small.T) / 2)
+    return evals.clamp_min(eps).sqrt().flip(0)
+
+
+def cca_loss(h1: torch.Tensor, h2: torch.Tensor, n_components: int | None = None, ridge: float | tuple = 1e-3,
+             eps: float = 1e-9) -> torch.Tensor:
+    r"""Deep CCA loss: :math:`-\sum_{k \le K} \rho_k` for one batch.
+
+    Parameters
+    ----------
+    h1 : Tensor, shape (m, d1)
+    h2 : Tensor, shape (m, d2)
+    n_components : int, optional
+        Sum only the K largest correlations (default: all ``min(d1, d2)``).
+    ridge, eps
+        See :func:`canonical_correlations`.
+
+    Returns
+    -------
+    loss : Tensor, scalar float64
+
+    Raises
+    ------
+    InputError
+        The batch has fewer rows than the output dimension (the covariances are singular).
+    """
+    rho = canonical_correlations(h1, h2, ridge=ridge, eps=eps)
+    if n_components is not None:
+        if not (1 <= int(n_components) <= rho.numel()):
+            raise InputError(f"n_components: expected 1..{rho.numel()}, got {n_components}")
+        rho = rho[: int(n_components)]
+    return -rho.sum()

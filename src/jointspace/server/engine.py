@@ -1,0 +1,327 @@
+"""The search engine behind the HTTP service: one model, one or more indexes, a query cache.
+
+Everything is loaded once when the engine is built.  Queries are encoded by the model into
+the joint space and searched in the index of the wanted result modality; cosine scores follow
+the index's metric (see :mod:`jointspace.index.faiss_index`).  Text query embeddings are kept
+in an LRU cache, so a repeated text skips the text tower.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError, JointspaceError
+
+RAW_MODALITIES = ("image", "text", "audio")
+MEDIA_BATCH = 8   # largest batch of image / audio queries
+
+
+class LRUCache:
+    """A small thread-safe LRU mapping (key -> value) with hit / miss counts."""
+
+    def __init__(self, maxsize: int = 1024):
+        self.maxsize = int(maxsize)
+        self._data: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key):
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return self._data[key]
+            self.misses += 1
+            return None
+
+    def put(self, key, value) -> None:
+        if self.maxsize <= 0:
+            return
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def stats(self) -> dict:
+        return {"size": len(self._data), "maxsize": self.maxsize, "hits": self.hits, "misses": self.misses}
+
+
+class SearchEngine:
+    """A loaded model plus its indexes, answering queries in the joint space.
+
+    Parameters
+    ----------
+    index_dirs : path or list of paths
+        Index folders (from ``jointspace index``); each records the modality it holds in
+        ``index.info["modality"]``.  The first one is the default result modality.
+    model_dir : path, optional
+        The saved model folder (default: the one the first index records).
+    cache_size : int
+        Number of text query embeddings kept (0 disables the cache).
+    max_k : int
+        Largest accepted ``k``.
+    max_batch : int
+        Text queries arriving together are encoded in batches of up to this many, image and
+        audio queries up to ``min(max_batch, 8)`` (see :mod:`jointspace.server.batching`);
+        1 encodes each alone.
+    batch_wait_ms : float
+        How long a batch waits for more queries after its first one.
+
+    Attributes
+    ----------
+    model : JointModel
+    indexes : dict of str to Index
+        Result modality -> index.
+    raw_modalities : tuple of str
+        Modalities the model can embed from raw items (texts, image files, sound files).
+    """
+
+    def __init__(self, index_dirs, model_dir=None, *, cache_size: int = 1024, max_k: int = 1000,
+                 max_batch: int = 32, batch_wait_ms: float = 2.0):
+        from ..index.faiss_index import Index
+        from ..models.base import load_model
+
+        if isinstance(index_dirs, (str, Path)):
+            index_dirs = [index_dirs]
+        if not index_dirs:
+            raise InputError("index: expected at least one index folder, got none")
+        self.indexes: dict = {}
+        self.index_dirs: dict = {}
+        for folder in index_dirs:
+            index = Index.load(folder)
+            mod = str(index.info.get("modality") or f"items{len(self.indexes)}")
+            if mod in self.indexes:
+                raise InputError(f"index: two indexes hold the modality {mod!r} ({self.index_dirs[mod]}, {folder})")
+            self.indexes[mod] = index
+            self.index_dirs[mod] = str(folder)
+        self.default_modality = next(iter(self.indexes))
+        first = self.indexes[self.default_modality]
+        model_dir = model_dir or first.info.get("model")
+        if not model_dir:
+            raise InputError("model: the index does not record its model; pass the model folder")
+        self.model_dir = str(model_dir)
+        self.model = load_model(model_dir)
+        self.raw_modalities = tuple(m for m in self._raw() if m in self.model.modalities_)
+        for mod in self.raw_modalities:   # warm each tower up and check the dimensions agree
+            dim = self.model.encode(mod, self._probe_item(mod)).shape[1]
+            for imod, index in self.indexes.items():
+                if index.dim != dim:
+                    raise InputError(f"index: {self.index_dirs[imod]} holds {index.dim}-d vectors but the model "
+                                     f"embeds into {dim}-d; was it built with this model?")
+        self.max_k = int(max_k)
+        self.cache = LRUCache(cache_size)
+        self._encode_lock = threading.Lock()
+        self._batchers = {}
+        if max_batch > 1:
+            from .batching import Batcher
+
+            for mod in self.raw_modalities:
+                # large image batches were slower per item than small ones on a 2-core CPU
+                size = max_batch if mod == "text" else min(max_batch, MEDIA_BATCH)
+                self._batchers[mod] = Batcher(lambda items, mod=mod: self.model.encode(mod, items),
+                                              max_batch=size, max_wait_ms=batch_wait_ms, name=f"encode-{mod}")
+        self._labels = {m: self._collect_labels(ix) for m, ix in self.indexes.items()}
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _raw(self) -> tuple:
+        towers = getattr(self.model, "towers", None)
+        if isinstance(towers, dict):
+            return tuple(m for m in towers if m in RAW_MODALITIES)
+        return ()
+
+    @staticmethod
+    def _probe_item(modality: str):
+        """A tiny raw item that loads the tower's network before the first query."""
+        if modality == "text":
+            return ["warm up"]
+        if modality == "image":
+            return [np.full((32, 32, 3), 255, np.uint8)]
+        return [np.zeros(4000, np.float32)]
+
+    @staticmethod
+    def _collect_labels(index) -> list:
+        labels = set()
+        ids = index.ids
+        for s in range(0, ids.size, 5000):
+            for row in index.metadata(ids[s:s + 5000]):
+                lab = (row or {}).get("label")
+                if isinstance(lab, list):
+                    labels.update(str(v) for v in lab)
+                elif lab is not None:
+                    labels.add(str(lab))
+        return sorted(labels)
+
+    # -- information ---------------------------------------------------------------------------
+    def labels(self, modality: str | None = None) -> list:
+        return list(self._labels[self.result_modality(modality)])
+
+    def info(self) -> dict:
+        model = self.model
+        return {
+            "model": {"name": model.model_name, "folder": Path(self.model_dir).name, "modalities": list(model.modalities_),
+                      "raw_query_modalities": list(self.raw_modalities),
+                      "towers": dict(getattr(model, "towers", {}) or {})},
+            "indexes": {m: {"folder": Path(self.index_dirs[m]).name, "ntotal": ix.ntotal, "dim": ix.dim,
+                            "spec": ix.resolved_spec, "metric": ix.metric, "labels": len(self._labels[m]),
+                            "info": {k: v for k, v in ix.info.items() if k != "model"}}
+                        for m, ix in self.indexes.items()},
+            "default_modality": self.default_modality,
+            "max_k": self.max_k,
+            "cache": self.cache.stats(),
+            "batching": {m: b.stats() for m, b in self._batchers.items()},
+        }
+
+    def result_modality(self, modality: str | None) -> str:
+        if modality is None or modality == "":
+            return self.default_modality
+        if modality not in self.indexes:
+            raise InputError(f"modality: this server has indexes of {', '.join(self.indexes)}; got {modality!r}")
+        return modality
+
+    def check_k(self, k) -> int:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= int(k) <= self.max_k:
+            raise InputError(f"k: expected an integer from 1 to {self.max_k}, got {k!r}")
+        return int(k)
+
+    # -- encoding ------------------------------------------------------------------------------
+    def encode(self, modality: str, item, *, use_cache: bool = True) -> tuple[np.ndarray, dict]:
+        """Embed one raw query item; returns the (d,) vector and timings (ms, cache hit)."""
+        if modality not in self.raw_modalities:
+            can = ", ".join(self.raw_modalities) or "none"
+            raise InputError(f"query: this model cannot embed a raw {modality} query (it embeds raw {can} "
+                             "queries)")
+        key = (modality, item) if modality == "text" and use_cache else None
+        if key is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return hit, {"encode_ms": 0.0, "cached": True}
+        t0 = time.perf_counter()
+        if modality in self._batchers:
+            vec, batch = self._batchers[modality](item)
+        else:
+            with self._encode_lock:   # one forward pass at a time: the tower already uses every core
+                vec, batch = self.model.encode(modality, [item])[0], 1
+        ms = (time.perf_counter() - t0) * 1000
+        if key is not None:
+            self.cache.put(key, vec)
+        return vec, {"encode_ms": ms, "cached": False, "batch": batch}
+
+    def item_vector(self, modality: str, item_id: int) -> np.ndarray:
+        """The stored vector of an indexed item (reconstructed by FAISS, else re-embedded)."""
+        modality = self.result_modality(modality)
+        index = self.indexes[modality]
+        meta = self.item(modality, item_id)
+        vec = _reconstruct(index, item_id)
+        if vec is not None:
+            return vec
+        if modality in self.raw_modalities:
+            source = meta.get("text") if modality == "text" else meta.get("path")
+            if source:
+                return self.model.encode(modality, [source])[0]
+        raise JointspaceError(f"item {item_id}: its vector cannot be read back from this index "
+                              f"({index.resolved_spec}) nor re-embedded")
+
+    # -- searching -----------------------------------------------------------------------------
+    def search(self, vector: np.ndarray, *, k: int, modality: str | None = None, label: str | None = None,
+               exclude: int | None = None) -> tuple[list, float]:
+        """The ``k`` best items for a query vector; returns (results, search ms).
+
+        ``label`` keeps only items with that label (searched by widening ``k`` until enough
+        are found or the index is exhausted); ``exclude`` drops one id (the query item).
+        """
+        k = self.check_k(k)
+        modality = self.result_modality(modality)
+        index = self.indexes[modality]
+        if label is not None and label not in self._labels[modality]:
+            raise InputError(f"label: no item of this index has the label {label!r}")
+        t0 = time.perf_counter()
+        want = k + (exclude is not None)
+        fetch = want if label is None else min(index.ntotal, max(4 * want, 64))
+        while True:
+            scores, ids = index.search(np.asarray(vector, np.float32)[None, :], k=max(1, fetch))
+            found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and i != exclude]
+            metas = index.metadata([i for _, i in found])
+            rows = [(s, m) for (s, _), m in zip(found, metas) if label is None or _has_label(m, label)]
+            if len(rows) >= k or fetch >= index.ntotal:
+                break
+            fetch = min(index.ntotal, fetch * 4)
+        ms = (time.perf_counter() - t0) * 1000
+        return [self._result(modality, s, m) for s, m in rows[:k]], ms
+
+    def item(self, modality: str | None, item_id: int) -> dict:
+        modality = self.result_modality(modality)
+        index = self.indexes[modality]
+        meta = None
+        if 0 <= int(item_id) < 2 ** 63:
+            try:
+                meta = index.metadata([int(item_id)])[0]
+            except InputError:
+                meta = None
+        if meta is None:
+            raise LookupError(f"item {item_id}: no such item in the {modality} index")
+        return meta
+
+    def media_path(self, modality: str | None, item_id: int) -> Path:
+        """The registered file of an item (only ever a path from the index metadata)."""
+        modality = self.result_modality(modality)
+        meta = self.item(modality, item_id)
+        path = meta.get("path")
+        if not path:
+            raise LookupError(f"item {item_id}: it has no media file")
+        p = Path(path)
+        if not p.is_file():
+            raise LookupError(f"item {item_id}: its media file is missing on the server")
+        return p
+
+    def _result(self, modality: str, score: float, meta: dict) -> dict:
+        extra = meta.get("extra") or {}
+        has_media = bool(meta.get("path"))
+        return {"id": meta["id"], "score": score, "label": _label_text(meta.get("label")),
+                "text": meta.get("text"), "title": extra.get("title") or meta.get("text"), "modality": modality,
+                "item_id": extra.get("item_id"),
+                "media_url": f"/api/items/{meta['id']}/media?modality={modality}" if has_media else None}
+
+
+def _label_text(label):
+    if label is None:
+        return None
+    if isinstance(label, list):
+        return ", ".join(str(v) for v in label)
+    return str(label)
+
+
+def _has_label(meta: dict, label: str) -> bool:
+    lab = meta.get("label")
+    if isinstance(lab, list):
+        return label in [str(v) for v in lab]
+    return lab is not None and str(lab) == label
+
+
+def _reconstruct(index, item_id: int):
+    """FAISS's stored vector of ``item_id`` where the index keeps one, else None."""
+    import faiss
+
+    top = getattr(index, "_faiss", None)
+    if top is None:
+        return None
+    try:
+        if isinstance(top, faiss.IndexIDMap2):
+            return np.asarray(top.reconstruct(int(item_id)), np.float32)
+        ivf = faiss.try_extract_index_ivf(top)
+        if ivf is not None:
+            if ivf.direct_map.type == 0:
+                ivf.make_direct_map()
+            return np.asarray(top.reconstruct(int(item_id)), np.float32)
+        return np.asarray(top.reconstruct(int(item_id)), np.float32)
+    except (RuntimeError, AttributeError):
+        return None

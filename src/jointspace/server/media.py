@@ -1,0 +1,55 @@
+"""Thumbnails of indexed image files (made once, kept in memory) and sound types.
+
+Only ever called with a path read from the index metadata (see
+:meth:`jointspace.server.engine.SearchEngine.media_path`).
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+THUMB_SIDE = 256
+_AUDIO = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
+_cache: OrderedDict = OrderedDict()
+_lock = threading.Lock()
+_MAX_CACHED = 4096
+
+
+def audio_type(path: Path) -> str | None:
+    """The media type of a sound file by its suffix, or None for anything else."""
+    return _AUDIO.get(Path(path).suffix.lower())
+
+
+def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -> tuple[bytes, str]:
+    """PNG bytes of the image at ``path``, longest side at most 256 px unless ``full``."""
+    from PIL import Image
+
+    from ..towers.inputs import load_image
+
+    path = Path(path)
+    key = (str(path), full, path.stat().st_mtime_ns)
+    with _lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key], "image/png"
+    if path.suffix.lower() == ".svg":
+        img = Image.fromarray(load_image(path))
+    else:
+        with Image.open(path) as src:
+            if src.size[0] * src.size[1] > max_pixels:
+                raise LookupError(f"media: the image {path.name} is too large to show")
+            src.load()
+            img = Image.fromarray(load_image(src))
+    if not full:
+        img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=False)
+    data = buf.getvalue()
+    with _lock:
+        _cache[key] = data
+        while len(_cache) > _MAX_CACHED:
+            _cache.popitem(last=False)
+    return data, "image/png"

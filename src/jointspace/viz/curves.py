@@ -1,0 +1,100 @@
+"""Training curves from a run's ``metrics.csv`` (whatever numeric columns it has)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+X_COLUMNS = ("step", "epoch")
+
+
+def read_metrics(path) -> dict:
+    """Numeric columns of a metrics CSV, as float arrays with NaN where a row has no value.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A ``metrics.csv`` file or a run folder holding one.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (n_rows,)
+        Only columns with at least one number; text columns are dropped.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.csv"
+    if not path.is_file():
+        raise InputError(f"metrics: expected a metrics.csv file or a run folder holding one, got {str(path)!r}")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise InputError(f"metrics: {path} has no rows")
+    out = {}
+    for col in rows[0].keys():
+        if col is None:
+            continue
+        vals = []
+        for r in rows:
+            v = (r.get(col) or "").strip()
+            try:
+                vals.append(float(v) if v else math.nan)
+            except ValueError:
+                vals.append(None)
+        if any(v is None for v in vals):
+            continue
+        arr = np.array(vals, dtype=np.float64)
+        if np.isfinite(arr).any():
+            out[col] = arr
+    if not out:
+        raise InputError(f"metrics: {path} has no numeric columns")
+    return out
+
+
+def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None, max_panels: int = 8) -> str:
+    """One panel per numeric metric against ``step`` (or ``epoch``, or the row number); a PNG.
+
+    Parameters
+    ----------
+    metrics : str, path-like or dict
+        A run folder, a metrics CSV, or columns from :func:`read_metrics`.
+    path : str or path-like
+        The PNG to write.
+    x : str, optional
+        The x column (default: ``step`` if present, else ``epoch``, else the row number).
+    max_panels : int
+        At most this many metrics are drawn (in column order).
+    """
+    from ._mpl import pyplot, save_figure
+
+    cols = read_metrics(metrics) if not isinstance(metrics, dict) else dict(metrics)
+    if x is not None and x not in cols:
+        raise InputError(f"x: expected one of the columns {', '.join(cols)}, got {x!r}")
+    xname = x or next((c for c in X_COLUMNS if c in cols), None)
+    n = len(next(iter(cols.values())))
+    xs = cols[xname] if xname else np.arange(n, dtype=np.float64)
+    names = [c for c in cols if c not in X_COLUMNS and c != xname][:max_panels]
+    if not names:
+        raise InputError(f"metrics: no metric columns besides {', '.join(cols)}")
+    plt = pyplot()
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        y = cols[name]
+        ok = np.isfinite(y) & np.isfinite(xs)
+        ax.plot(xs[ok], y[ok], marker="o" if ok.sum() < 30 else None, ms=3, lw=1.4)
+        ax.set_title(name)
+        ax.set_xlabel(xname or "row")
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(names):]:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)

@@ -1,0 +1,118 @@
+"""Retrieval galleries: a grid of result thumbnails with rank, title and score (PIL, no matplotlib)."""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from pathlib import Path
+
+from ..errors import InputError
+
+_BG = (255, 255, 255)
+_INK = (30, 35, 43)
+_MUTED = (95, 105, 118)
+_MATCH = (30, 140, 60)
+
+
+def _font(size: int):
+    from PIL import ImageFont
+
+    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default()
+
+
+def _thumb(result: dict, side: int):
+    """The result's image fitted in a ``side`` square, or None when it has no readable image."""
+    from PIL import Image
+
+    from ..towers.inputs import load_image
+
+    path = result.get("path")
+    if not path or not Path(path).is_file():
+        return None
+    try:
+        img = Image.fromarray(load_image(path))
+    except Exception:   # a missing or unreadable file is drawn as a text tile instead
+        return None
+    img.thumbnail((side, side))
+    return img
+
+
+def write_gallery(results, path, *, title: str | None = None, columns: int = 5, thumb: int = 160,
+                  query_label=None) -> str:
+    """Draw retrieval results as a grid of thumbnails with titles and scores; write a PNG.
+
+    Parameters
+    ----------
+    results : list of dict
+        In rank order, each with ``score`` and optionally ``rank``, ``id``, ``label``,
+        ``text`` and ``path`` (an image file; items without one are drawn as their text).
+    path : str or path-like
+        The PNG file to write (atomically).
+    title : str, optional
+        A heading, e.g. the query.
+    columns : int
+        Tiles per row.
+    thumb : int
+        Side of each thumbnail in pixels.
+    query_label : optional
+        When given, results with this label get their label in green.
+
+    Returns
+    -------
+    str
+        The written path.
+    """
+    from PIL import Image, ImageDraw
+
+    from .._io import atomic_write_bytes
+    from .._validation import check_int
+
+    results = list(results)
+    if not results:
+        raise InputError("results: expected at least one result to draw, got none")
+    columns = check_int(columns, "columns", low=1)
+    thumb = check_int(thumb, "thumb", low=16, high=2048)
+    cols = min(columns, len(results))
+    rows = -(-len(results) // cols)
+    pad, text_h = 8, 54
+    head_h = 34 if title else 0
+    width = cols * (thumb + pad) + pad
+    height = head_h + rows * (thumb + text_h + pad) + pad
+    canvas = Image.new("RGB", (width, height), _BG)
+    draw = ImageDraw.Draw(canvas)
+    f_title, f_text, f_small = _font(16), _font(12), _font(11)
+    if title:
+        draw.text((pad, 8), textwrap.shorten(str(title), width=max(20, width // 9), placeholder="…"),
+                  fill=_INK, font=f_title)
+    chars = max(8, thumb // 7)
+    for n, res in enumerate(results):
+        x = pad + (n % cols) * (thumb + pad)
+        y = head_h + pad + (n // cols) * (thumb + text_h + pad)
+        draw.rectangle([x - 1, y - 1, x + thumb, y + thumb], outline=(220, 224, 230))
+        img = _thumb(res, thumb)
+        if img is not None:
+            canvas.paste(img, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2))
+        else:
+            draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], fill=(240, 242, 245))
+            lines = textwrap.wrap(str(res.get("text") or f"item {res.get('id', n)}"), chars)[: thumb // 16]
+            for i, line in enumerate(lines):
+                draw.text((x + 6, y + 6 + 15 * i), line, fill=_INK, font=f_text)
+        rank = res.get("rank", n + 1)
+        caption = textwrap.shorten(str(res.get("text") or res.get("id", "")), width=chars, placeholder="…")
+        draw.text((x, y + thumb + 4), f"{rank}. {caption}", fill=_INK, font=f_text)
+        score = res.get("score")
+        label = res.get("label")
+        draw.text((x, y + thumb + 21), "" if score is None else f"score {float(score):.3f}", fill=_MUTED, font=f_small)
+        if label is not None:
+            match = query_label is not None and str(label) == str(query_label)
+            draw.text((x, y + thumb + 36), textwrap.shorten(str(label), width=chars, placeholder="…"),
+                      fill=_MATCH if match else _MUTED, font=f_small)
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return str(path)

@@ -1,0 +1,135 @@
+"""A 2-D map of the joint space: several modalities' embeddings in one picture.
+
+All modalities are reduced together (so distances across modalities stay comparable) by UMAP,
+t-SNE or PCA; points are coloured by label and shaped by modality, and thin lines join some
+true pairs (row i of every modality is one sample), which shows how close the method brings
+matching items in the joint space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError, MissingDependencyError
+
+METHODS = ("umap", "tsne", "pca")
+MARKERS = ("o", "^", "s", "D", "v", "P")
+
+
+def embed_2d(vectors, method: str = "umap", seed: int = 0) -> np.ndarray:
+    """Reduce ``vectors`` (n, d) to (n, 2) with UMAP (cosine), t-SNE (cosine) or PCA.
+
+    Parameters
+    ----------
+    vectors : array-like, shape (n, d)
+    method : {"umap", "tsne", "pca"}
+    seed : int
+
+    Returns
+    -------
+    ndarray of float64, shape (n, 2)
+    """
+    from .._validation import check_choice, check_matrix
+
+    x = check_matrix(vectors, "vectors", min_rows=3).astype(np.float64)
+    method = check_choice(method, "method", METHODS)
+    n = x.shape[0]
+    if method == "pca" or x.shape[1] <= 2:
+        from sklearn.decomposition import PCA
+
+        out = PCA(n_components=min(2, x.shape[1]), random_state=seed).fit_transform(x)
+        return np.hstack([out, np.zeros((n, 2 - out.shape[1]))]) if out.shape[1] < 2 else out
+    if method == "tsne":
+        from sklearn.manifold import TSNE
+
+        perplexity = float(min(30.0, max(2.0, (n - 1) / 3.0)))
+        return TSNE(n_components=2, perplexity=perplexity, metric="cosine", init="pca", random_state=seed
+                    ).fit_transform(x)
+    try:
+        import umap
+    except ImportError:
+        raise MissingDependencyError("method='umap' needs umap-learn: pip install umap-learn "
+                                     "(or use method='tsne')") from None
+    reducer = umap.UMAP(n_components=2, n_neighbors=int(min(15, n - 1)), metric="cosine", random_state=seed,
+                        init="spectral" if n > 10 else "random")
+    return np.asarray(reducer.fit_transform(x), dtype=np.float64)
+
+
+def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, method: str = "umap",
+                     n_lines: int = 40, title: str | None = None, seed: int = 0, max_legend: int = 20) -> str:
+    """Draw a 2-D map of aligned embeddings of several modalities; write a PNG.
+
+    Parameters
+    ----------
+    embeddings : dict of str to array-like, each shape (n, d)
+        Modality -> its embeddings in the joint space; row i of every modality is one sample
+        (a true pair).
+    path : str or path-like
+        The PNG file to write.
+    labels : array-like, shape (n,), optional
+        Class of each sample (ints or strings); colours the points.
+    label_names : list of str, optional
+        Names of integer labels.
+    method : {"umap", "tsne", "pca"}
+    n_lines : int
+        Join this many randomly chosen true pairs with a thin line (0 for none).
+    title : str, optional
+    seed : int
+        Seed of the reduction and of the pairs drawn.
+
+    Returns
+    -------
+    str
+        The written path.
+    """
+    from ..models.base import l2_normalize
+    from ._mpl import pyplot, save_figure
+
+    if not isinstance(embeddings, dict) or not embeddings:
+        raise InputError("embeddings: expected a dict modality -> (n, d) array, got "
+                         f"{type(embeddings).__name__}")
+    mods = list(embeddings)
+    arrs = [np.asarray(embeddings[m], dtype=np.float32) for m in mods]
+    n, d = arrs[0].shape[0], arrs[0].shape[1] if arrs[0].ndim == 2 else -1
+    for m, a in zip(mods, arrs):
+        if a.ndim != 2 or a.shape != (n, d):
+            raise InputError(f"embeddings[{m!r}]: expected shape ({n}, {d}) like {mods[0]!r}, got {a.shape}")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape[0] != n:
+            raise InputError(f"labels: expected {n} labels (one per sample), got {labels.shape[0]}")
+    xy = embed_2d(l2_normalize(np.vstack(arrs)), method=method, seed=seed)
+    parts = [xy[i * n:(i + 1) * n] for i in range(len(mods))]
+
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 7))
+    if n_lines and len(mods) > 1:
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(n, size=min(int(n_lines), n), replace=False)
+        for r in rows:
+            pts = np.array([p[r] for p in parts])
+            ax.plot(pts[:, 0], pts[:, 1], color="0.55", lw=0.7, alpha=0.7, zorder=1)
+    if labels is None:
+        classes, codes = ["items"], np.zeros(n, dtype=int)
+    else:
+        classes, codes = np.unique(labels, return_inverse=True)
+        classes = [label_names[int(c)] if label_names is not None and str(c).lstrip("-").isdigit()
+                   and 0 <= int(c) < len(label_names) else str(c) for c in classes]
+    cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
+    colours = np.array([cmap(i % cmap.N) for i in codes])
+    for i, (m, p) in enumerate(zip(mods, parts)):
+        ax.scatter(p[:, 0], p[:, 1], c=colours, marker=MARKERS[i % len(MARKERS)], s=22, alpha=0.85,
+                   edgecolors="white", linewidths=0.3, zorder=2)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], ls="", marker=MARKERS[i % len(MARKERS)], color="0.3", label=m)
+               for i, m in enumerate(mods)]
+    handles += [Line2D([], [], ls="", marker="o", color=cmap(i % cmap.N), label=c)
+                for i, c in enumerate(classes[:max_legend]) if labels is not None]
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    ax.set_title(title or f"joint space ({method.upper() if method != 'tsne' else 't-SNE'}), "
+                          f"{n} samples x {len(mods)} modalities; lines join true pairs")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    fig.tight_layout()
+    return save_figure(fig, path)

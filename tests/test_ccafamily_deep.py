@@ -1,0 +1,90 @@
+"""Deep CCA loss pinned against linear CCA on the same outputs; DCCA / DCCAE surface."""
+
+import numpy as np
+import pytest
+import torch
+
+from jointspace import InputError, Pairs, create_model, load_model
+from jointspace.models.cca import CCA, covariances, solve_cca
+from jointspace.objectives.cca_loss import canonical_correlations, cca_loss
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small problems: one BLAS / torch thread is faster than two on a busy machine."""
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
+
+@pytest.fixture
+def batch():
+    rng = np.random.default_rng(3)
+    h1 = rng.normal(size=(64, 5))
+    h2 = h1[:, :3] @ rng.normal(size=(3, 4)) + rng.normal(size=(64, 4))
+    return h1, h2
+
+
+def test_loss_equals_minus_linear_cca_correlations(batch):
+    h1, h2 = batch
+    loss = cca_loss(torch.tensor(h1), torch.tensor(h2), ridge=0.0)
+    lin = CCA(n_components=4).fit(h1, h2)
+    assert float(loss) == pytest.approx(-lin.canonical_correlations_.sum(), abs=1e-9)
+    top2 = cca_loss(torch.tensor(h1, dtype=torch.float32), torch.tensor(h2, dtype=torch.float32), n_components=2,
+                    ridge=0.0)
+    assert float(top2) == pytest.approx(-lin.canonical_correlations_[:2].sum(), abs=1e-5)
+
+
+def test_ridge_matches_canonical_ridge(batch):
+    """S + r I = (1 + r) ((1 - c) S + c I) with c = r / (1 + r): correlations scale by 1 / (1 + r)."""
+    h1, h2 = batch
+    r = 0.25
+    rho = canonical_correlations(torch.tensor(h1), torch.tensor(h2), ridge=r).numpy()
+    _, _, cxx, cyy, cxy = covariances(h1, h2)
+    _, _, s = solve_cca(cxx, cyy, cxy, 4, (r / (1 + r), r / (1 + r)))
+    np.testing.assert_allclose(rho, s / (1 + r), atol=1e-10)
+
+
+def test_loss_gradient_is_finite_and_matches_finite_differences(batch):
+    h1, h2 = batch
+    t1 = torch.tensor(h1[:20, :3], requires_grad=True)
+    t2 = torch.tensor(h2[:20, :2])
+    torch.autograd.gradcheck(lambda a: cca_loss(a, t2, ridge=1e-2), (t1,), eps=1e-6, atol=1e-5)
+    tied = torch.ones(20, 3, dtype=torch.float64, requires_grad=True)  # zero variance: ridge keeps it finite
+    cca_loss(tied, t2, ridge=1e-3).backward()
+    assert torch.isfinite(tied.grad).all()
+
+
+def test_batch_smaller_than_output_dimension(batch):
+    h1, h2 = batch
+    with pytest.raises(InputError, match="batch"):
+        cca_loss(torch.tensor(h1[:4]), torch.tensor(h2[:4]))
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    with pytest.raises(InputError, match="batch_size"):
+        create_model("dcca", n_components=2, out_dim=8, batch_size=4).fit(x, x)
+
+
+def test_views_with_different_sample_counts():
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    with pytest.raises(InputError, match="same number of samples"):
+        create_model("dcca", n_components=2).fit(x, x[:40])
+
+
+@pytest.mark.parametrize("name", ["dcca", "dccae"])
+def test_training_raises_correlation_and_roundtrips(tmp_path, name):
+    rng = np.random.default_rng(0)
+    t = rng.uniform(-2, 2, size=(300, 2))
+    x = np.c_[np.sin(2 * t), t ** 2] + 0.05 * rng.normal(size=(300, 4))
+    y = np.c_[np.cos(t), t[:, ::-1] ** 3] + 0.05 * rng.normal(size=(300, 4))
+    p = Pairs({"a": x, "b": y})
+    untrained = create_model(name, n_components=2, out_dim=4, hidden=(32,), epochs=0, batch_size=100).fit(p)
+    m = create_model(name, n_components=2, out_dim=4, hidden=(32,), epochs=15, batch_size=100, lr=1e-2).fit(p)
+    assert m.loss_curve_[-1] < m.loss_curve_[0]
+    assert m.cca_.canonical_correlations_.sum() > untrained.cca_.canonical_correlations_.sum()
+    m.save(tmp_path / name)
+    back = load_model(tmp_path / name)
+    np.testing.assert_allclose(back.encode("b", y[:7]), m.encode("b", y[:7]), atol=1e-6)

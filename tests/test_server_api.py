@@ -1,0 +1,201 @@
+"""The JSON API over a tiny towered model: text, image and item queries, filters, cache, info."""
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+import server_support as sup
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(sup.make_app())
+
+
+@pytest.fixture(scope="module")
+def setup():
+    return sup.towered_setup()
+
+
+def test_text_search_answers_the_documented_shape_and_finds_the_colour(client):
+    r = client.get("/api/search", params={"text": "a red square", "k": 5})
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) >= {"results", "took_ms"} and body["took_ms"] > 0
+    assert len(body["results"]) == 5
+    for res in body["results"]:
+        assert set(res) >= {"id", "score", "label", "text", "title", "media_url"}
+    top = body["results"][0]
+    assert top["label"] == "red" and top["text"] == "a red square"
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_scores_are_the_cosines_of_the_model_embeddings(client, setup):
+    from jointspace.models.base import load_model
+
+    model = load_model(setup["model"])
+    q = model.encode("text", ["a green disc"])[0]
+    imgs = model.encode("image", setup["paths"])
+    cos = imgs @ q
+    want = np.argsort(-cos)[:4]
+    res = client.get("/api/search", params={"text": "a green disc", "k": 4}).json()["results"]
+    assert [r["id"] for r in res] == want.tolist()
+    assert np.allclose([r["score"] for r in res], cos[want], atol=1e-4)
+
+
+def test_label_filter_keeps_only_that_label(client):
+    res = client.get("/api/search", params={"text": "a red square", "k": 3, "label": "blue"}).json()["results"]
+    assert len(res) == 3 and {r["label"] for r in res} == {"blue"}
+    r = client.get("/api/search", params={"text": "a red square", "label": "no-such-label"})
+    assert r.status_code == 422 and "no-such-label" in r.json()["detail"]
+
+
+def test_results_in_another_modality(client):
+    res = client.get("/api/search", params={"text": "a cyan disc", "k": 2, "modality": "text"}).json()["results"]
+    assert [r["text"] for r in res] == ["a cyan disc", "a cyan disc"]
+    assert all(r["media_url"] is None for r in res)
+    r = client.get("/api/search", params={"text": "x", "modality": "audio"})
+    assert r.status_code == 422 and "audio" in r.json()["detail"]
+
+
+def test_repeated_text_uses_the_cache(client):
+    first = client.get("/api/search", params={"text": "a pink disc unique-1"}).json()
+    again = client.get("/api/search", params={"text": "a pink disc unique-1"}).json()
+    assert first["timings"]["cached"] is False and again["timings"]["cached"] is True
+    assert [r["id"] for r in first["results"]] == [r["id"] for r in again["results"]]
+    uncached = client.get("/api/search", params={"text": "a pink disc unique-1", "cache": "false"}).json()
+    assert uncached["timings"]["cached"] is False
+
+
+def test_image_upload_query_finds_the_same_colour(client):
+    data = sup.png_bytes(sup.draw(sup.COLOURS["blue"], "disc", seed=99))
+    r = client.post("/api/search", files={"file": ("query.png", data, "image/png")}, data={"k": "4"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query"]["modality"] == "image" and len(body["results"]) == 4
+    assert body["results"][0]["label"] == "blue"
+
+
+def test_json_body_search_by_text_and_item(client):
+    r = client.post("/api/search", json={"text": "a yellow square", "k": 2})
+    assert r.status_code == 200 and r.json()["results"][0]["label"] == "yellow"
+    r = client.post("/api/search", json={"item": 0, "k": 3})
+    assert r.status_code == 200 and 0 not in [x["id"] for x in r.json()["results"]]
+
+
+def test_more_like_this_excludes_the_item_and_matches_its_vector(client, setup):
+    from jointspace.models.base import load_model
+
+    r = client.get("/api/items/4/similar", params={"k": 3})
+    assert r.status_code == 200
+    res = r.json()["results"]
+    assert 4 not in [x["id"] for x in res] and len(res) == 3
+    model = load_model(setup["model"])
+    z = model.encode("image", setup["paths"])
+    cos = z @ z[4]
+    cos[4] = -np.inf
+    assert [x["id"] for x in res] == np.argsort(-cos)[:3].tolist()
+    r = client.get("/api/items/4/similar", params={"k": 2, "target": "text"})
+    assert r.status_code == 200 and all(x["modality"] == "text" for x in r.json()["results"])
+
+
+def test_item_details_media_info_health_docs(client, setup):
+    item = client.get("/api/items/2").json()
+    assert item["id"] == 2 and item["label"] == "red" and item["media_url"].startswith("/api/items/2/media")
+    assert item["file"] == "red_disc_0.png" and "path" not in item     # no server paths in answers
+    assert str(setup["root"]) not in client.get("/api/info").text
+    media = client.get(item["media_url"])
+    assert media.status_code == 200 and media.headers["content-type"] == "image/png"
+    from PIL import Image
+    import io
+
+    assert Image.open(io.BytesIO(media.content)).size == (48, 48)
+    info = client.get("/api/info").json()
+    assert info["indexes"]["image"]["ntotal"] == 40 and info["model"]["raw_query_modalities"] == ["image", "text"]
+    assert client.get("/api/health").json()["status"] == "ok"
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text   # no CDN
+    assert "cdn." not in docs.text
+    assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
+    spec = client.get("/openapi.json").json()
+    assert "/api/search" in spec["paths"] and "/api/items/{item_id}/similar" in spec["paths"]
+    assert client.get("/api/labels").json()["labels"] == sorted(sup.COLOURS)
+    assert client.get("/api/items/9999").status_code == 404
+
+
+def test_page_is_served(client):
+    r = client.get("/")
+    assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+
+
+def test_feature_model_serves_items_but_refuses_raw_text(tmp_path):
+    """A CCA model over Wikipedia feature vectors: no towers, so no raw text queries."""
+    from jointspace.data.datasets import load_dataset
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import create_model
+    from jointspace.server.app import create_app
+
+    pairs = load_dataset("wikipedia", "test")
+    model = create_model("cca", n_components=8).fit(pairs)
+    model.save(tmp_path / "m")
+    labels = [pairs.label_names[int(v)] for v in pairs.labels]
+    index = Index.build(model.encode("image", pairs["image"]), spec="Flat", metadata={"label": labels})
+    index.info.update({"model": str(tmp_path / "m"), "modality": "image"})
+    index.save(tmp_path / "idx")
+    c = TestClient(create_app(tmp_path / "idx"))
+    r = c.get("/api/search", params={"text": "a castle"})
+    assert r.status_code == 422 and "cannot embed a raw text" in r.json()["detail"]
+    r = c.get("/api/items/5/similar", params={"k": 5})
+    assert r.status_code == 200 and len(r.json()["results"]) == 5
+    assert r.json()["results"][0]["media_url"] is None
+    assert c.get("/api/items/5/media").status_code == 404
+
+
+def test_about_panel_plots_are_listed_and_served(tmp_path):
+    from jointspace.viz.curves import plot_curves
+
+    (tmp_path / "metrics.csv").write_text("step,loss\n1,2.0\n2,1.0\n")
+    plot_curves(tmp_path, tmp_path / "plots" / "curves.png")
+    c = TestClient(sup.make_app(plots_dir=tmp_path / "plots"))
+    assert c.get("/api/info").json()["plots"] == ["curves"]
+    r = c.get("/api/plots/curves.png")
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png" and r.content[:4] == b"\x89PNG"
+    r = c.get("/api/plots/map.png")
+    assert r.status_code == 404 and "jointspace plot map" in r.json()["detail"]
+
+
+@pytest.fixture(scope="module")
+def audio_client():
+    from jointspace.server.app import create_app
+
+    s = sup.audio_setup()
+    return TestClient(create_app(s["index"]))
+
+
+@pytest.mark.parametrize("pitch", ["low", "high"])
+def test_audio_upload_finds_the_same_pitch(audio_client, pitch):
+    data = sup.wav_bytes(sup.tone(sup.PITCHES[pitch], seed=123))
+    r = audio_client.post("/api/search", files={"file": ("clip.wav", data, "audio/wav")}, data={"k": "3"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["query"]["modality"] == "audio"
+    assert [x["label"] for x in body["results"]] == [pitch] * 3
+    media = audio_client.get(body["results"][0]["media_url"])
+    assert media.status_code == 200 and media.headers["content-type"] == "audio/wav"
+
+
+def test_audio_upload_resampled_long_and_corrupt(audio_client):
+    y = sup.tone(sup.PITCHES["middle"], seed=5, sr=44100)
+    r = audio_client.post("/api/search", files={"file": ("44k.wav", sup.wav_bytes(y, 44100), "audio/wav")})
+    assert r.status_code == 200 and r.json()["results"][0]["label"] == "middle"
+    long = sup.wav_bytes(np.zeros(16000 * 61, np.float32))
+    r = audio_client.post("/api/search", files={"file": ("long.wav", long, "audio/wav")})
+    assert r.status_code == 413 and "61.0 s" in r.json()["detail"]
+    bad = b"RIFF\x24\x00\x00\x00WAVEfmt " + b"\x00" * 20
+    r = audio_client.post("/api/search", files={"file": ("bad.wav", bad, "audio/wav")})
+    assert r.status_code == 415 and "bad.wav" in r.json()["detail"]
+    png = sup.png_bytes(sup.draw((1, 2, 3), "disc"))
+    r = audio_client.post("/api/search", files={"file": ("pic.png", png, "image/png")})
+    assert r.status_code == 415 and "embeds only audio, text" in r.json()["detail"]
+    assert audio_client.get("/api/health").json()["status"] == "ok"

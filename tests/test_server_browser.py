@@ -1,0 +1,135 @@
+"""The search page in a real browser: Debian's Chromium, headless, driven by Playwright.
+
+A server is started on a free loopback port (uvicorn in a background thread); the test types
+a query, checks the result images load, uploads an image, checks the messages for an empty
+query and an unsupported file, and saves a screenshot (printed, and copied to
+``test-artifacts/browser.png`` at the repository root).
+"""
+
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import server_support as sup
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    import uvicorn
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(sup.make_app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 60
+    while not server.started:
+        if time.time() > deadline or not thread.is_alive():
+            pytest.fail("the test server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page():
+    if not CHROMIUM.is_file():
+        pytest.fail("Debian's chromium is not installed (/usr/bin/chromium): run 'apt-get install -y chromium' "
+                    "(make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=["--headless", "--no-sandbox", "--disable-gpu",
+                                           "--disable-background-networking", "--disable-component-update",
+                                           "--no-first-run", "--disable-dev-shm-usage"])
+        pg = browser.new_page(viewport={"width": 1200, "height": 900})
+        pg.set_default_timeout(30_000)
+        yield pg
+        browser.close()
+
+
+def _images_loaded(page) -> list:
+    return page.eval_on_selector_all("#results .card img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
+
+
+def test_search_page_end_to_end(page, base_url, tmp_path):
+    page.goto(base_url + "/")
+    page.wait_for_function("document.querySelectorAll('#label option').length > 1")
+
+    # an empty query gets a clear message
+    page.click("#search-btn")
+    assert "Type some words" in page.inner_text("#status")
+
+    # a text query: thumbnails load, titles and scores shown, the colour is right
+    page.fill("#query", "a red square")
+    page.press("#query", "Enter")
+    page.wait_for_selector("#results .card img")
+    page.wait_for_function("[...document.querySelectorAll('#results .card img')]"
+                           ".every(e => e.complete && e.naturalWidth > 0)")
+    widths = _images_loaded(page)
+    assert len(widths) == 12 and all(w > 0 for w in widths)
+    assert "red square" in page.inner_text("#results .card .title")
+    assert "ms" in page.inner_text("#status")
+    float(page.inner_text("#results .card .score"))
+
+    # label filter
+    page.select_option("#label", "green")
+    page.press("#query", "Enter")
+    page.wait_for_function("[...document.querySelectorAll('#results .card .meta span:first-child')]"
+                           ".every(e => e.textContent === 'green')")
+    page.select_option("#label", "")
+
+    # an image file as the query
+    query_png = tmp_path / "blue-disc.png"
+    query_png.write_bytes(sup.png_bytes(sup.draw(sup.COLOURS["blue"], "disc", seed=7)))
+    page.set_input_files("#file", str(query_png))
+    page.wait_for_function("document.getElementById('status').textContent.includes('blue-disc.png')")
+    page.wait_for_function("[...document.querySelectorAll('#results .card img')]"
+                           ".every(e => e.complete && e.naturalWidth > 0)")
+    assert page.inner_text("#results .card .meta span") == "blue"
+    assert all(w > 0 for w in _images_loaded(page))
+
+    # more like this on the first result
+    first_id = page.get_attribute("#results .card", "data-id")
+    page.click("#results .card button.more")
+    page.wait_for_function("document.getElementById('status').textContent.includes('items like')")
+    assert first_id not in page.eval_on_selector_all("#results .card", "els => els.map(e => e.dataset.id)")
+
+    shot = tmp_path / "browser.png"
+    page.screenshot(path=str(shot), full_page=True)
+    ARTIFACTS.mkdir(exist_ok=True)
+    shutil.copy(shot, ARTIFACTS / "browser.png")
+    print(f"browser screenshot: {shot} (copied to {ARTIFACTS / 'browser.png'})")
+
+    # a non-image file with an image name: the server's message is shown
+    fake = tmp_path / "fake.png"
+    fake.write_text("this is not a picture")
+    page.set_input_files("#file", str(fake))
+    page.wait_for_function("document.getElementById('status').className === 'error'")
+    assert "Unsupported file" in page.inner_text("#status") and "fake.png" in page.inner_text("#status")
+    # and a file of another kind altogether is refused in the page
+    other = tmp_path / "notes.txt"
+    other.write_text("hello")
+    page.set_input_files("#file", str(other))
+    assert "not an image or a sound" in page.inner_text("#status")
+    assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_api_documentation_renders_offline(page, base_url):
+    page.goto(base_url + "/docs")
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert "/api/search" in page.inner_text(".swagger-ui")

@@ -1,0 +1,194 @@
+"""Hostile requests: each gets a 4xx with a clear message and the server stays healthy."""
+
+import io
+import struct
+import zlib
+
+import pytest
+from fastapi.testclient import TestClient
+
+import server_support as sup
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(sup.make_app(max_upload_bytes=200_000), raise_server_exceptions=False)
+
+
+def _healthy(client):
+    assert client.get("/api/health").json()["status"] == "ok"
+    assert client.get("/api/search", params={"text": "a red disc", "k": 1}).status_code == 200
+
+
+@pytest.mark.parametrize("url", [
+    "/api/items/..%2F..%2F..%2Fetc%2Fpasswd/media",
+    "/api/items/%2Fetc%2Fpasswd/media",
+    "/api/items/0/media/../../../../etc/passwd",
+    "/static/../../../../etc/passwd",
+    "/static/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+    "/api/plots/..%2F..%2Fetc%2Fpasswd.png",
+    "/api/items/0/media?path=/etc/passwd&modality=../../etc",
+])
+def test_path_traversal_is_refused(client, url):
+    r = client.get(url)
+    assert 400 <= r.status_code < 500, (url, r.status_code)
+    assert b"root:" not in r.content
+    _healthy(client)
+
+
+def test_media_is_looked_up_by_id_only(client):
+    r = client.get("/api/items/0/media", params={"path": "/etc/passwd"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"   # the item's own image
+    r = client.get("/api/items/-1/media")
+    assert r.status_code == 404 and "no such item" in r.json()["detail"]
+
+
+def test_upload_over_the_size_limit(client):
+    big = b"\x89PNG\r\n\x1a\n" + b"\0" * 400_000
+    r = client.post("/api/search", files={"file": ("big.png", big, "image/png")})
+    assert r.status_code == 413
+    assert "upload too large" in r.json()["detail"] and "limit" in r.json()["detail"]
+    _healthy(client)
+
+
+def test_upload_over_the_default_10mb_limit():
+    c = TestClient(sup.make_app())
+    big = b"\x89PNG\r\n\x1a\n" + b"\0" * (11 * 1024 * 1024)
+    r = c.post("/api/search", files={"file": ("big.png", big, "image/png")})
+    assert r.status_code == 413 and "10 MB" in r.json()["detail"]
+    _healthy(c)
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG declaring width x height that decompresses to a huge image (tiny on the wire)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)   # 8-bit greyscale
+    row = b"\0" + b"\0" * width
+    comp = zlib.compressobj(9)
+    idat = b"".join(comp.compress(row) for _ in range(64)) + comp.flush()   # a few rows are enough
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("side,needle", [(10_000, "10000x10000 = 100,000,000 pixels"), (30_000, "decompression bomb")])
+def test_decompression_bomb_is_refused_before_decoding(client, side, needle):
+    bomb = _png_header_only(side, side)
+    assert len(bomb) < 100_000
+    r = client.post("/api/search", files={"file": ("bomb.png", bomb, "image/png")})
+    assert r.status_code == 413
+    assert needle in r.json()["detail"] and "limit of 40,000,000 pixels" in r.json()["detail"]
+    _healthy(client)
+
+
+@pytest.mark.parametrize("name,data,ctype", [
+    ("cat.png", b"hello, I am not a picture\n" * 10, "image/png"),
+    ("cat.jpg", bytes(range(256)) * 4, "image/jpeg"),
+    ("empty.png", b"", "image/png"),
+])
+def test_non_image_with_an_image_name(client, name, data, ctype):
+    r = client.post("/api/search", files={"file": (name, data, ctype)})
+    assert r.status_code == 415
+    assert name in r.json()["detail"] and "not a supported image" in r.json()["detail"]
+    _healthy(client)
+
+
+def test_truncated_image_is_refused(client):
+    data = sup.png_bytes(sup.draw((10, 200, 10), "disc"))[:60]
+    r = client.post("/api/search", files={"file": ("cut.png", data, "image/png")})
+    assert r.status_code == 415 and "cannot be decoded" in r.json()["detail"]
+    _healthy(client)
+
+
+def test_audio_file_for_a_model_without_audio(client):
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(1600, np.float32), 16000, format="WAV")
+    r = client.post("/api/search", files={"file": ("clip.wav", buf.getvalue(), "audio/wav")})
+    assert r.status_code == 415 and "embeds only image, text" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("k", ["0", "1000000", "-3", "abc", "2.5"])
+def test_k_out_of_bounds(client, k):
+    r = client.get("/api/search", params={"text": "a red square", "k": k})
+    assert r.status_code == 422
+    assert r.json()["detail"].startswith("k: expected an integer from 1 to 1000")
+    r = client.post("/api/search", files={"file": ("q.png", sup.png_bytes(sup.draw((1, 2, 3), "disc")), "image/png")},
+                    data={"k": k})
+    assert r.status_code == 422 and r.json()["detail"].startswith("k: expected")
+    r = client.get("/api/items/0/similar", params={"k": k})
+    assert r.status_code == 422 and r.json()["detail"].startswith("k: expected")
+    _healthy(client)
+
+
+@pytest.mark.parametrize("body", [b"{\"text\": \"a red", b"not json at all", b"\xff\xfe\x00", b""])
+def test_malformed_json(client, body):
+    r = client.post("/api/search", content=body, headers={"content-type": "application/json"})
+    assert r.status_code in (400, 422)
+    assert "not valid JSON" in r.json()["detail"]
+    _healthy(client)
+
+
+@pytest.mark.parametrize("body,needle", [
+    ([1, 2], "expected a JSON object"),
+    ({"text": 5}, "text: expected a string"),
+    ({"text": "x", "item": 1}, "exactly one of"),
+    ({"text": "x", "k": 0}, "k: expected an integer"),
+    ({"text": "x", "k": True}, "k: expected an integer"),
+    ({"text": "x", "evil": 1}, "unknown fields evil"),
+    ({"item": "../../etc/passwd"}, "item: expected an integer"),
+])
+def test_bad_json_fields(client, body, needle):
+    r = client.post("/api/search", json=body)
+    assert r.status_code == 422 and needle in r.json()["detail"]
+
+
+def test_empty_and_missing_queries(client):
+    r = client.get("/api/search", params={"text": "   "})
+    assert r.status_code == 422 and "non-empty query text" in r.json()["detail"]
+    r = client.get("/api/search")
+    assert r.status_code == 422 and "text" in r.json()["detail"]
+    r = client.post("/api/search", data={"k": "3"}, files={"other": ("x.txt", b"x", "text/plain")})
+    assert r.status_code == 422 and "file" in r.json()["detail"]
+    r = client.post("/api/search", content=b"x", headers={"content-type": "text/plain"})
+    assert r.status_code == 415 and "multipart/form-data" in r.json()["detail"]
+    r = client.get("/api/search", params={"text": "x" * 5000})
+    assert r.status_code == 422 and "2,000 characters" in r.json()["detail"]
+    _healthy(client)
+
+
+def test_default_bind_is_loopback():
+    import inspect
+
+    from jointspace.cli.commands import serve as serve_cmd
+    from jointspace.server.app import serve
+
+    assert inspect.signature(serve).parameters["host"].default == "127.0.0.1"
+    import argparse
+
+    p = argparse.ArgumentParser()
+    serve_cmd.register(p.add_subparsers())
+    args = p.parse_args(["serve", "--index", "x"])
+    assert args.host == "127.0.0.1"
+
+
+def test_serve_command_refuses_bad_arguments(tmp_path, capsys):
+    from jointspace.cli import main
+
+    assert main(["serve", "--index", str(tmp_path / "missing")]) == 2
+    assert main(["serve", "--index", str(tmp_path), "--max-upload-mb", "0"]) == 2
+    assert "--max-upload-mb" in capsys.readouterr().err
+    assert main(["serve", "--index", str(tmp_path), "--max-batch", "0"]) == 2
+
+
+def test_streamed_upload_without_length_is_cut_off_at_the_limit(client):
+    def body():
+        for _ in range(40):
+            yield b"x" * 10_000          # 400 kB in chunks, no Content-Length
+
+    r = client.post("/api/search", content=body(),
+                    headers={"content-type": "multipart/form-data; boundary=zzz"})
+    assert r.status_code == 413 and "upload too large" in r.json()["detail"]
+    _healthy(client)

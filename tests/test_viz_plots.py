@@ -1,0 +1,109 @@
+"""Plots: retrieval gallery pixels, 2-D reductions against scikit-learn, curves from a metrics CSV."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jointspace.cli import main
+from jointspace.errors import InputError
+
+
+def _solid(path, rgb, size=40):
+    Image.fromarray(np.full((size, size, 3), rgb, np.uint8)).save(path)
+    return str(path)
+
+
+def test_gallery_draws_each_thumbnail_in_its_tile(tmp_path):
+    from jointspace.viz.gallery import write_gallery
+
+    colours = [(230, 20, 20), (20, 200, 20), (20, 20, 230), (240, 200, 0), (120, 0, 160), (0, 180, 190), (90, 90, 90)]
+    results = [{"rank": i + 1, "id": i, "score": 1 - 0.1 * i, "label": "x", "text": f"item {i}",
+                "path": _solid(tmp_path / f"{i}.png", c)} for i, c in enumerate(colours)]
+    results.append({"rank": 8, "id": 8, "score": 0.1, "label": None, "text": "a text-only result", "path": None})
+    out = write_gallery(results, tmp_path / "g.png", title="query: colours", columns=4, thumb=80)
+    img = np.asarray(Image.open(out).convert("RGB"))
+    pad, text_h, head = 8, 54, 34
+    assert img.shape == (head + 2 * (80 + text_h + pad) + pad, 4 * (80 + pad) + pad, 3)
+    for n, rgb in enumerate(colours):
+        x = pad + (n % 4) * (80 + pad) + 40       # the thumbnail (40 px) is centred in its 80 px tile
+        y = head + pad + (n // 4) * (80 + text_h + pad) + 40
+        assert tuple(img[y, x]) == rgb, n
+    with pytest.raises(InputError, match="at least one result"):
+        write_gallery([], tmp_path / "empty.png")
+
+
+def test_search_gallery_flag_uses_write_gallery(tmp_path):
+    from jointspace.viz.gallery import write_gallery
+
+    out = write_gallery([{"rank": 1, "id": 0, "score": 0.5, "label": "a", "text": "t", "path": str(tmp_path / "no.png")}],
+                        tmp_path / "one.png")
+    assert Image.open(out).size[0] > 100     # a missing file becomes a text tile, not an error
+
+
+def test_embed_2d_pca_matches_sklearn_and_tsne_separates_clusters():
+    from sklearn.decomposition import PCA
+
+    from jointspace.viz.space_map import embed_2d
+
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(size=(30, 10)) + 6 * np.eye(10)[0], rng.normal(size=(30, 10)) - 6 * np.eye(10)[0]])
+    assert np.allclose(embed_2d(x, "pca"), PCA(2).fit_transform(x), atol=1e-6)
+    z = embed_2d(x, "tsne", seed=0)
+    assert z.shape == (60, 2)
+    a, b = z[:30].mean(0), z[30:].mean(0)
+    spread = max(z[:30].std(0).max(), z[30:].std(0).max())
+    assert np.linalg.norm(a - b) > 2 * spread
+    with pytest.raises(InputError, match="method"):
+        embed_2d(x, "mds")
+
+
+def test_plot_joint_space_writes_a_png_and_checks_shapes(tmp_path):
+    from jointspace.viz.space_map import plot_joint_space
+
+    rng = np.random.default_rng(1)
+    img = rng.normal(size=(40, 8))
+    txt = img + 0.1 * rng.normal(size=(40, 8))
+    out = plot_joint_space({"image": img, "text": txt}, tmp_path / "map.png", labels=np.arange(40) % 4,
+                           label_names=["a", "b", "c", "d"], method="pca", n_lines=10)
+    assert Image.open(out).size[0] > 400
+    with pytest.raises(InputError, match="expected shape"):
+        plot_joint_space({"image": img, "text": txt[:10]}, tmp_path / "bad.png", method="pca")
+    with pytest.raises(InputError, match="labels"):
+        plot_joint_space({"image": img}, tmp_path / "bad.png", labels=[1, 2], method="pca")
+
+
+def test_curves_read_numeric_columns_with_gaps(tmp_path):
+    from jointspace.viz.curves import plot_curves, read_metrics
+
+    csv = tmp_path / "metrics.csv"
+    csv.write_text("step,epoch,loss,lr,val_recall,note\n0,0,2.5,0.001,,start\n10,0,1.5,0.001,,\n"
+                   "20,1,1.0,0.0005,0.4,\n30,1,0.8,0.0005,0.55,end\n")
+    cols = read_metrics(tmp_path)
+    assert set(cols) == {"step", "epoch", "loss", "lr", "val_recall"}
+    assert np.allclose(cols["loss"], [2.5, 1.5, 1.0, 0.8])
+    assert np.isnan(cols["val_recall"][:2]).all() and cols["val_recall"][3] == 0.55
+    out = plot_curves(tmp_path, tmp_path / "curves.png")
+    assert Image.open(out).size[0] > 300
+    with pytest.raises(InputError, match="metrics.csv"):
+        read_metrics(tmp_path / "nowhere")
+    (tmp_path / "text.csv").write_text("name\nfoo\n")
+    with pytest.raises(InputError, match="no numeric"):
+        read_metrics(tmp_path / "text.csv")
+
+
+def test_plot_cli_curves_and_map(tmp_path, capsys):
+    from jointspace.data.datasets import load_dataset
+    from jointspace.models.base import create_model
+
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.csv").write_text("step,loss\n1,3.0\n2,2.0\n3,1.2\n")
+    assert main(["plot", "curves", str(tmp_path / "run"), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").is_file()
+    assert main(["plot", "curves", str(tmp_path / "none"), "--out", str(tmp_path / "x.png")]) == 2
+    model = create_model("cca", n_components=6).fit(load_dataset("wikipedia", "train"))
+    model.save(tmp_path / "m")
+    assert main(["plot", "map", str(tmp_path / "m"), "--dataset", "wikipedia", "--n", "120", "--method", "pca",
+                 "--out", str(tmp_path / "map.png")]) == 0
+    assert Image.open(tmp_path / "map.png").size[0] > 400
+    assert main(["plot", "map", str(tmp_path / "m"), "--dataset", "wikipedia", "--n", "1",
+                 "--out", str(tmp_path / "m2.png")]) == 2
