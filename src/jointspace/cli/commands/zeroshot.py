@@ -1,0 +1,94 @@
+"""``jointspace zeroshot MODEL --dataset fashion-mnist --templates default``: zero-shot accuracy."""
+
+from __future__ import annotations
+
+from ..._validation import check_int
+
+
+def register(sub) -> None:
+    from .._common import add_json_flag
+
+    p = sub.add_parser("zeroshot", help="zero-shot classification of a labelled dataset with prompt templates",
+                       description="Classify a dataset's images by the nearest class prompt in a saved joint "
+                                   "model's space; reports top-1 / top-5 with prompt ensembling and with a "
+                                   "single template, and per-class accuracy.")
+    p.add_argument("model", help="saved model folder")
+    p.add_argument("--dataset", default="fashion-mnist", help="built-in labelled dataset (default: fashion-mnist)")
+    p.add_argument("--split", default="test", help="dataset split (default: test)")
+    p.add_argument("--templates", default="default",
+                   help="template set: default, single, name, or one template containing {} (default: default)")
+    p.add_argument("--limit", type=int, default=None, help="use only the first N samples")
+    p.add_argument("--image-modality", default="image")
+    p.add_argument("--text-modality", default="text")
+    p.add_argument("--invert", action="store_true",
+                   help="invert 8-bit images first (light-on-dark datasets against a model trained on "
+                        "dark-on-light drawings)")
+    p.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
+    add_json_flag(p)
+    p.set_defaults(handler=run)
+
+
+def class_names_for(dataset: str, pairs) -> list[str]:
+    """Readable class names of a labelled dataset (Fashion-MNIST: its class words)."""
+    from ...errors import InputError
+
+    if dataset == "fashion-mnist":
+        from ...data.datasets.fashion_mnist import CLASS_WORDS
+
+        return list(CLASS_WORDS)
+    if pairs.label_names is None:
+        raise InputError(f"dataset: {dataset!r} has no class names for zero-shot prompts")
+    return [str(n).replace("_", " ").lower() for n in pairs.label_names]
+
+
+def run(args) -> int:
+    from ...data.datasets import load_dataset
+    from ...errors import InputError
+    from ...eval.zeroshot import resolve_templates, zeroshot_classify
+    from ...models.base import load_model
+    from .._common import print_json, print_table
+
+    model = load_model(args.model)
+    options = {}
+    if args.limit is not None:
+        options["limit"] = check_int(args.limit, "--limit", low=1)
+    pairs = load_dataset(args.dataset, args.split, **options)
+    if pairs.labels is None or pairs.labels.ndim != 1:
+        raise InputError(f"--dataset: {args.dataset!r} has no single labels to classify")
+    if args.image_modality not in pairs.modalities:
+        raise InputError(f"--image-modality: {args.dataset!r} has {', '.join(pairs.modalities)}; "
+                         f"got {args.image_modality!r}")
+    names = class_names_for(args.dataset, pairs)
+    templates = resolve_templates(args.templates)
+    items = pairs[args.image_modality]
+    if args.invert:
+        import numpy as np
+
+        if not (isinstance(items, np.ndarray) and items.dtype == np.uint8):
+            raise InputError(f"--invert: needs 8-bit image arrays; {args.dataset!r} gives "
+                             f"{type(items).__name__} items")
+        items = 255 - items
+    images = model.encode(args.image_modality, items, normalize=True)
+    runs = {}
+    for label, ensemble in (("ensemble", True), ("single template", False)):
+        if not ensemble and len(templates) == 1:
+            continue
+        runs[label] = zeroshot_classify(model, None, pairs.labels, names, templates, ensemble=ensemble,
+                                        text_modality=args.text_modality, image_embeddings=images)
+    if args.json:
+        print_json({"dataset": args.dataset, "split": args.split, "n": len(pairs), "classes": names,
+                    "templates": list(templates),
+                    "results": {k: {"top1": r["top1"], "top5": r["top5"], "n_templates": r["n_templates"],
+                                    "per_class": r["per_class"], "confusion": r["confusion"]}
+                                for k, r in runs.items()}})
+        return 0
+    print_table(f"zero-shot {args.dataset} ({args.split}, n={len(pairs)}, chance {1 / len(names):.1%})",
+                ["prompts", "templates", "top-1", "top-5"],
+                [[k, r["n_templates"], f"{r['top1']:.1%}", f"{r['top5']:.1%}"] for k, r in runs.items()])
+    first = next(iter(runs.values()))
+    print_table("per-class accuracy", ["class"] + list(runs),
+                [[n] + [f"{r['per_class'][i]:.1%}" for r in runs.values()] for i, n in enumerate(names)])
+    if args.confusion:
+        print_table("confusion (rows: true, columns: predicted)", ["true \\ pred"] + [n[:8] for n in names],
+                    [[n] + [str(v) for v in first["confusion"][i]] for i, n in enumerate(names)])
+    return 0

@@ -1,0 +1,135 @@
+"""Zero-shot classification in a joint space: classes become texts, images pick the closest.
+
+Each class name is written into prompt templates ("a photo of a {}", "a drawing of a {}", ...);
+the text embeddings of one class's prompts are L2-normalised and averaged (prompt ensembling,
+because a zero-shot classifier is sensitive to wording, as the chapter's CLIP limitations note),
+then normalised again.  An image's class is the one whose averaged prompt embedding has the
+highest cosine similarity with the image's embedding.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
+    "default": ("a photo of a {}.", "a drawing of a {}.", "a picture of a {}.", "a sketch of a {}.",
+                "clip art of a {}.", "an illustration of a {}.", "a black and white photo of a {}.",
+                "a small picture of a {}.", "a {}.", "{}"),
+    "single": ("a photo of a {}.",),
+    "name": ("{}",),
+}
+
+
+def resolve_templates(templates) -> tuple[str, ...]:
+    """A template-set name (:data:`TEMPLATE_SETS`) or a sequence of strings with one ``{}`` each."""
+    if isinstance(templates, str):
+        if templates in TEMPLATE_SETS:
+            return TEMPLATE_SETS[templates]
+        if "{}" in templates:
+            return (templates,)
+        raise InputError(f"templates: expected one of {', '.join(TEMPLATE_SETS)} or a template with '{{}}', "
+                         f"got {templates!r}")
+    templates = tuple(templates)
+    if not templates or any(not isinstance(t, str) or t.count("{}") != 1 for t in templates):
+        raise InputError(f"templates: expected strings each with exactly one '{{}}', got {templates!r}")
+    return templates
+
+
+def fill_template(template: str, name: str) -> str:
+    """``template`` with ``name`` in its ``{}``, fixing "a" / "an" before the name."""
+    text = template.format(name)
+    article_a = template.replace("{}", "\0").find("a \0")
+    if article_a != -1 and (article_a == 0 or template[article_a - 1] == " ") and name[:1].lower() in "aeiou":
+        text = text[:article_a] + "an " + text[article_a + 2:]
+    return text
+
+
+def class_embeddings(model, class_names: Sequence[str], templates="default", *, text_modality: str = "text",
+                     ensemble: bool = True) -> np.ndarray:
+    """One unit vector per class from its prompts.
+
+    Parameters
+    ----------
+    model : JointModel
+        A fitted model that can encode ``text_modality`` strings.
+    class_names : sequence of C str
+    templates : str or sequence of str
+    ensemble : bool
+        Average the normalised embeddings of every template (True) or use the first only.
+
+    Returns
+    -------
+    W : ndarray of float32, shape (C, d), unit rows
+    """
+    names = [str(c) for c in class_names]
+    if len(names) < 2:
+        raise InputError(f"class_names: expected at least 2 classes, got {len(names)}")
+    temps = resolve_templates(templates)
+    if not ensemble:
+        temps = temps[:1]
+    prompts = [fill_template(t, c) for c in names for t in temps]
+    z = np.asarray(model.encode(text_modality, prompts, normalize=True), dtype=np.float32)
+    z = z.reshape(len(names), len(temps), -1).mean(axis=1)
+    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+
+def zeroshot_classify(model, images, labels, class_names: Sequence[str], templates="default", *,
+                      image_modality: str = "image", text_modality: str = "text", ensemble: bool = True,
+                      ks: Sequence[int] = (1, 5), image_embeddings: np.ndarray | None = None) -> dict:
+    """Classify ``images`` against prompts of ``class_names``.
+
+    Parameters
+    ----------
+    model : JointModel
+    images : items of ``image_modality`` (n items), ignored when ``image_embeddings`` is given
+    labels : array-like of int, shape (n,)
+        True class indices into ``class_names``.
+    class_names : sequence of C str
+    templates : str or sequence of str
+        A set name ("default", "single", "name") or templates with ``{}``.
+    ensemble : bool
+        Prompt ensembling (average over templates) or the first template only.
+    ks : sequence of int
+        Top-k accuracies to report.
+    image_embeddings : ndarray (n, d), optional
+        Precomputed unit-norm image embeddings (to score several template sets cheaply).
+
+    Returns
+    -------
+    dict
+        ``top1``, ``top5`` (each ``top{k}``), ``per_class`` (C,) accuracies, ``confusion``
+        (C, C) counts (rows: true class, columns: predicted), ``predictions`` (n,),
+        ``n_classes``, ``n_templates``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"labels: expected integer class indices of shape (n,), got {labels.dtype} {labels.shape}")
+    n_cls = len(class_names)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_cls):
+        raise InputError(f"labels: expected values in [0, {n_cls}), got {labels.min()}..{labels.max()}")
+    w = class_embeddings(model, class_names, templates, text_modality=text_modality, ensemble=ensemble)
+    if image_embeddings is None:
+        image_embeddings = model.encode(image_modality, images, normalize=True)
+    x = np.asarray(image_embeddings, dtype=np.float32)
+    if x.shape[0] != labels.shape[0]:
+        raise InputError(f"labels: expected {x.shape[0]} labels (one per image), got {labels.shape[0]}")
+    scores = x @ w.T
+    order = np.argsort(-scores, axis=1, kind="stable")
+    pred = order[:, 0]
+    out = {}
+    for k in ks:
+        k = int(k)
+        out[f"top{k}"] = float((order[:, :min(k, n_cls)] == labels[:, None]).any(axis=1).mean()) if len(labels) else 0.0
+    confusion = np.zeros((n_cls, n_cls), dtype=np.int64)
+    np.add.at(confusion, (labels, pred), 1)
+    support = confusion.sum(axis=1)
+    out["per_class"] = np.where(support > 0, np.diag(confusion) / np.maximum(support, 1), np.nan)
+    out["confusion"] = confusion
+    out["predictions"] = pred
+    out["n_classes"] = n_cls
+    out["n_templates"] = len(resolve_templates(templates)) if ensemble else 1
+    return out

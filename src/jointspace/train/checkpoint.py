@@ -1,0 +1,170 @@
+"""Training checkpoints: safetensors + JSON, written atomically, verified on load.
+
+A run folder holds ``checkpoints/step-00000042/`` folders, each with::
+
+    model.safetensors       the module's state_dict
+    optimizer.safetensors   the optimiser's tensors (moments, step counts)
+    rng.safetensors         the torch RNG state
+    extra.safetensors       other tensors the trainer keeps (the best weights so far)
+    trainer.json            step, epoch, early-stopping state, optimiser groups, the model
+                            config it belongs to, and a SHA-256 of each file above
+
+A folder appears under its final name only once complete (:func:`jointspace._io.atomic_dir`);
+older checkpoints are removed only after a newer one is in place.  Loading checks every
+digest, so a truncated or altered file is refused with a message and nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from .._io import atomic_dir
+from ..errors import InputError, JointspaceError
+
+CHECKPOINTS = "checkpoints"
+_STEP_RE = re.compile(r"^step-(\d+)$")
+FORMAT = 1
+
+
+def _flatten_optimizer(opt: torch.optim.Optimizer):
+    sd = opt.state_dict()
+    tensors = {}
+    for idx, st in sd["state"].items():
+        for key, val in st.items():
+            if not isinstance(val, torch.Tensor):
+                val = torch.tensor(val)
+            tensors[f"state.{idx}.{key}"] = val.detach().clone().contiguous()
+    groups = json.loads(json.dumps(sd["param_groups"], default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+    return tensors, groups
+
+
+def _unflatten_optimizer(tensors: dict, groups: list) -> dict:
+    state: dict = {}
+    for name, val in tensors.items():
+        _, idx, key = name.split(".", 2)
+        state.setdefault(int(idx), {})[key] = val
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    return {"state": state, "param_groups": groups}
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def checkpoint_dirs(run_dir) -> list[Path]:
+    """The checkpoint folders of a run, oldest first."""
+    root = Path(run_dir) / CHECKPOINTS
+    if not root.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in root.iterdir() if p.is_dir() and (m := _STEP_RE.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    trainer_state: dict, model_config: dict, keep: int = 2, extra: dict | None = None) -> Path:
+    """Write the checkpoint of ``step`` atomically and prune all but the newest ``keep``.
+
+    ``extra`` (name -> tensor) is stored in ``extra.safetensors`` (e.g. the best weights so far).
+    """
+    model_bytes = st_save({k: v.detach().contiguous() for k, v in module.state_dict().items()})
+    extra_bytes = st_save({k: v.detach().contiguous() for k, v in (extra or {}).items()})
+    opt_tensors, groups = _flatten_optimizer(optimizer)
+    opt_bytes = st_save(opt_tensors)
+    rng_bytes = st_save({"torch": torch.get_rng_state()})
+    meta = {"format": FORMAT, "step": int(step), "model_config": model_config, "optimizer_groups": groups,
+            "trainer": trainer_state,
+            "sha256": {"model.safetensors": _digest(model_bytes), "optimizer.safetensors": _digest(opt_bytes),
+                       "rng.safetensors": _digest(rng_bytes), "extra.safetensors": _digest(extra_bytes)}}
+    path = Path(run_dir) / CHECKPOINTS / f"step-{int(step):08d}"
+    with atomic_dir(path) as tmp:
+        (tmp / "model.safetensors").write_bytes(model_bytes)
+        (tmp / "optimizer.safetensors").write_bytes(opt_bytes)
+        (tmp / "rng.safetensors").write_bytes(rng_bytes)
+        (tmp / "extra.safetensors").write_bytes(extra_bytes)
+        (tmp / "trainer.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+    for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def resolve_checkpoint(path) -> Path:
+    """A checkpoint folder from a run folder (its newest checkpoint) or a checkpoint folder."""
+    path = Path(path)
+    if (path / "trainer.json").is_file() or _STEP_RE.match(path.name):
+        return path
+    dirs = checkpoint_dirs(path)
+    if not dirs:
+        raise InputError(f"resume: {str(path)!r} holds no checkpoint (expected a run folder with "
+                         f"{CHECKPOINTS}/step-*/ or a checkpoint folder)")
+    return dirs[-1]
+
+
+def _previous_hint(ckpt: Path) -> str:
+    run = ckpt.parent.parent
+    older = [p for p in checkpoint_dirs(run) if p != ckpt and p.name < ckpt.name]
+    if older:
+        return f"; the previous checkpoint {str(older[-1])!r} is intact and kept: resume from it explicitly"
+    return ""
+
+
+def load_checkpoint(path, module: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
+                    model_config: dict) -> dict:
+    """Restore ``module`` (and ``optimizer``, and the torch RNG) from a checkpoint.
+
+    Returns
+    -------
+    trainer_state : dict
+        What the trainer stored (step, epoch, early-stopping state, ...), plus ``"step"``.
+
+    Raises
+    ------
+    JointspaceError
+        A file is missing, truncated or altered (digest mismatch); nothing is deleted.
+    InputError
+        The checkpoint belongs to a different model configuration.
+    """
+    ckpt = resolve_checkpoint(path)
+    meta_path = ckpt / "trainer.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise JointspaceError(f"checkpoint {str(ckpt)!r} is incomplete or corrupt: trainer.json unreadable "
+                              f"({exc}){_previous_hint(ckpt)}") from None
+    blobs = {}
+    for name, digest in meta.get("sha256", {}).items():
+        try:
+            data = (ckpt / name).read_bytes()
+        except OSError:
+            raise JointspaceError(f"checkpoint {str(ckpt)!r} is incomplete: {name} is missing"
+                                  f"{_previous_hint(ckpt)}") from None
+        if _digest(data) != digest:
+            raise JointspaceError(f"checkpoint {str(ckpt)!r} is truncated or corrupt: {name} does not match its "
+                                  f"recorded SHA-256 ({len(data)} bytes read); refusing to load it"
+                                  f"{_previous_hint(ckpt)}")
+        blobs[name] = data
+    saved = meta.get("model_config")
+    if saved != model_config:
+        keys = sorted(k for k in set(saved or {}) | set(model_config) if (saved or {}).get(k) != model_config.get(k))
+        diff = ", ".join(f"{k}: checkpoint {(saved or {}).get(k)!r} vs model {model_config.get(k)!r}" for k in keys)
+        raise InputError(f"resume: checkpoint {str(ckpt)!r} was written by a different model configuration ({diff})")
+    state = st_load(blobs["model.safetensors"])
+    module.load_state_dict(state, strict=True)
+    if optimizer is not None:
+        optimizer.load_state_dict(_unflatten_optimizer(st_load(blobs["optimizer.safetensors"]),
+                                                       meta["optimizer_groups"]))
+    torch.set_rng_state(st_load(blobs["rng.safetensors"])["torch"])
+    out = dict(meta.get("trainer", {}))
+    out["step"] = int(meta["step"])
+    out["path"] = str(ckpt)
+    out["extra"] = st_load(blobs["extra.safetensors"]) if "extra.safetensors" in blobs else {}
+    return out

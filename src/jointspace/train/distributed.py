@@ -1,0 +1,101 @@
+"""Training across processes: negatives from every rank, so the effective batch is global.
+
+Each rank embeds its share of the batch, all-gathers the features *with their gradient*
+(``torch.distributed.nn.functional.all_gather``, whose backward sums the gradients of a slice
+from every rank), and computes the local loss: its own rows (texts against every image, images
+against every text) with the global columns.  The mean of the local losses over ranks is the
+chapter's loss of the global batch, and after averaging parameter gradients over ranks (as
+DistributedDataParallel does) so are the gradients.
+
+Launch with ``torchrun --nproc-per-node N ...`` (gloo on CPU, NCCL on GPUs); a single process
+needs nothing of this.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+
+
+def is_distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` outside a process group."""
+    if is_distributed():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def init_from_env(backend: str | None = None) -> tuple[int, int]:
+    """Join the process group torchrun describes in the environment (no-op without it)."""
+    if is_distributed() or "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
+        return world()
+    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    torch.distributed.init_process_group(backend=backend)
+    return world()
+
+
+def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` (n_local, d) of every rank into (n_local * world, d), keeping the gradient."""
+    if not is_distributed():
+        return x
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(x.contiguous()), dim=0)
+
+
+def local_clip_loss(text: torch.Tensor, image: torch.Tensor, all_text: torch.Tensor, all_image: torch.Tensor,
+                    offset: int, scale) -> torch.Tensor:
+    r"""This rank's share of the chapter's symmetric loss over the global batch.
+
+    Rows ``offset .. offset + n`` of :math:`C = \text{scale}\, E_t E_a^\top` give
+    :math:`\ell_{text}`; rows of :math:`C^\top` (images against every text) give
+    :math:`\ell_{image}`; both are averaged over the local rows.
+
+    Parameters
+    ----------
+    text, image : Tensor, shape (n, d)
+        This rank's features.
+    all_text, all_image : Tensor, shape (N, d)
+        Every rank's features (from :func:`gather_with_grad`).
+    offset : int
+        Index of this rank's first row in the global batch.
+    scale : Tensor, shape ()
+
+    Returns
+    -------
+    loss : Tensor, shape ()
+    """
+    n = text.shape[0]
+    target = torch.arange(offset, offset + n, device=text.device)
+    logits_text = scale * text.float() @ all_image.float().T
+    logits_image = scale * image.float() @ all_text.float().T
+    return 0.5 * (F.cross_entropy(logits_text, target) + F.cross_entropy(logits_image, target))
+
+
+def all_reduce_mean_(tensors) -> None:
+    """Average tensors (gradients, losses) over ranks in place."""
+    if not is_distributed():
+        return
+    _, size = world()
+    for t in tensors:
+        if t is not None:
+            torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+            t.div_(size)
+
+
+def average_gradients_(module: torch.nn.Module) -> None:
+    """Average the parameter gradients over ranks (what DistributedDataParallel does)."""
+    all_reduce_mean_([p.grad for p in module.parameters() if p.grad is not None])
+
+
+def broadcast_module_(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank rank ``src``'s parameters and buffers."""
+    if not is_distributed():
+        return
+    for t in list(module.parameters()) + list(module.buffers()):
+        torch.distributed.broadcast(t.data, src)

@@ -1,0 +1,296 @@
+"""The training loop for contrastive joint models (dual encoders and beyond).
+
+:func:`fit_dual_encoder` trains any ``torch.nn.Module`` that maps a batch
+``{modality: Tensor (n, ...)}`` to L2-normalised features ``{modality: Tensor (n, d)}`` and owns
+a ``log_scale`` parameter (and ``bias`` for SigLIP).  The data are arrays held in memory
+(cached tower features, or raw tensors for trainable towers).
+
+Exact resumption: the order of the samples in epoch ``e`` is drawn from ``(seed, e)`` alone, the
+learning rate is a function of the step, and a checkpoint holds the weights, the optimiser,
+the RNG state and the early-stopping state, so a run stopped at any point (even by SIGKILL)
+and resumed from its last checkpoint ends with the weights of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from .._validation import check_choice, check_float, check_int
+from ..errors import InputError
+from ..objectives.contrastive import clamp_log_scale_, logit_scale
+from . import distributed as dist
+from .checkpoint import load_checkpoint, save_checkpoint
+from .monitor import MetricsLog, ProgressBar, evaluate_recall
+from .step import take_rows, as_training_data, train_step
+from .schedule import lr_at, make_optimizer, resolve_warmup
+
+LOSSES = ("clip", "siglip", "supervised")
+PRECISIONS = ("fp32", "bf16", "auto")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (all JSON-able).
+
+    Attributes
+    ----------
+    epochs, batch_size : int
+        ``batch_size`` is the contrastive batch (the negatives each pair sees), summed over
+        processes when distributed; the last incomplete batch of an epoch is dropped.
+    lr, weight_decay, min_lr : float
+        AdamW; weight decay skips biases, norms and the temperature.
+    warmup : int or float
+        Warm-up steps, or a fraction of all steps; cosine decay afterwards.
+    grad_clip : float or None
+        Clip the global gradient norm.
+    accum_steps : int
+        Split each batch into this many micro-batches whose features are computed twice
+        (first without gradient to gather every negative, then with gradient one micro-batch
+        at a time), so memory is that of a micro-batch and the loss that of the whole batch.
+    precision : {"fp32", "bf16", "auto"}
+        bf16 autocast of the forward pass on CPU ("auto": when the CPU has bf16 units).
+    loss : {"clip", "siglip", "supervised"}
+    max_scale : float
+        Bound of the logit scale ``1/tau`` (CLIP: 100).
+    patience : int or None
+        Stop after this many epochs without a better validation Recall@K (and keep the best
+        weights); None trains every epoch (the best weights are still restored when
+        validation data are given and ``restore_best``).
+    recall_k : int
+    checkpoint_every : int
+        Checkpoint every this many steps (0: at the end of each epoch only).
+    """
+
+    epochs: int = 10
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    min_lr: float = 0.0
+    warmup: float = 0.05
+    grad_clip: float | None = 1.0
+    accum_steps: int = 1
+    precision: str = "fp32"
+    loss: str = "clip"
+    max_scale: float = 100.0
+    seed: int = 0
+    patience: int | None = None
+    restore_best: bool = True
+    recall_k: int = 10
+    checkpoint_every: int = 0
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    progress: bool = False
+    tensorboard: bool = False
+
+    def validate(self) -> "TrainConfig":
+        check_int(self.epochs, "epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=2)
+        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", low=0.0)
+        check_int(self.accum_steps, "accum_steps", low=1)
+        check_choice(self.precision, "precision", PRECISIONS)
+        check_choice(self.loss, "loss", LOSSES)
+        check_float(self.max_scale, "max_scale", low=1.0)
+        check_int(self.recall_k, "recall_k", low=1)
+        check_int(self.checkpoint_every, "checkpoint_every", low=0)
+        if self.patience is not None:
+            check_int(self.patience, "patience", low=1)
+        if self.grad_clip is not None:
+            check_float(self.grad_clip, "grad_clip", low=0.0, low_open=True)
+        if self.batch_size % self.accum_steps:
+            raise InputError(f"accum_steps: must divide batch_size={self.batch_size}, got {self.accum_steps}")
+        return self
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit_dual_encoder` returns."""
+
+    steps: int
+    epochs_run: int
+    best_metric: float | None
+    best_epoch: int | None
+    stopped_early: bool
+    history: list = field(default_factory=list)
+    pairs_per_s: float = 0.0
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU has bf16 matrix or vector units (AMX / AVX512-BF16)."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | None = None, *, val: dict | None = None,
+                     val_keys=None, labels=None, masks: dict | None = None, run_dir=None, resume=None,
+                     model_config: dict | None = None, step_callback=None) -> TrainResult:
+    """Train ``net`` contrastively on aligned arrays.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        ``net({modality: Tensor (n, ...)}) -> {modality: Tensor (n, d)}`` (L2-normalised), with a
+        ``log_scale`` parameter (and ``bias`` for the SigLIP loss).
+    train : dict of str to ndarray, each (N, ...)
+        Aligned training inputs per modality (e.g. cached tower features).
+    config : TrainConfig
+    val : dict of str to ndarray, optional
+        Validation inputs; Recall@K on them drives early stopping and best-weight restore.
+    val_keys : ndarray (N_val,), optional
+        Relevance keys for validation (items with equal keys count as matches).
+    labels : sequence (N,), optional
+        Captions / labels, for the supervised loss.
+    masks : dict of str to bool ndarray (N,), optional
+        Which samples have each modality (three or more modalities).
+    run_dir : path, optional
+        Where checkpoints, ``metrics.csv`` and TensorBoard logs go.
+    resume : path, optional
+        A run folder (its newest checkpoint) or a checkpoint folder to continue from.
+    model_config : dict, optional
+        JSON-able description of ``net``; a checkpoint from another config is refused.
+    step_callback : callable(step, loss), optional
+        Called after every optimiser step.
+
+    Returns
+    -------
+    TrainResult
+    """
+    cfg = (config or TrainConfig()).validate()
+    if not isinstance(train, dict) or len(train) < 2:
+        raise InputError("train: expected a dict of at least two modalities -> arrays")
+    data = as_training_data(train)
+    n_total = {m: len(v) for m, v in data.items()}
+    n = next(iter(n_total.values()))
+    if len(set(n_total.values())) != 1:
+        raise InputError(f"train: every modality needs the same number of rows, got {n_total}")
+    if n < 2:
+        raise InputError(f"train: a contrastive loss needs at least 2 pairs, got {n}")
+    if cfg.loss == "supervised" and labels is None:
+        raise InputError("labels: the supervised loss needs one caption or label per pair")
+    if cfg.loss == "siglip" and getattr(net, "bias", None) is None:
+        raise InputError("net: the siglip loss needs a module with a 'bias' parameter")
+    rank, size = dist.world()
+    if size > 1 and (cfg.loss != "clip" or len(data) != 2 or cfg.accum_steps != 1 or masks is not None):
+        raise InputError("distributed training supports the two-modality clip loss without accumulation")
+    masks_t = None if masks is None else {m: torch.as_tensor(np.asarray(v), dtype=torch.bool) for m, v in masks.items()}
+    labels_arr = None if labels is None else np.asarray(labels, dtype=object)
+    batch = min(cfg.batch_size, n)
+    if batch % size:
+        raise InputError(f"batch_size: must be divisible by the number of processes ({size}), got {batch}")
+    steps_per_epoch = max(1, n // batch)
+    total = cfg.epochs * steps_per_epoch
+    warmup = resolve_warmup(cfg.warmup, total)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported())
+    model_config = model_config if model_config is not None else {}
+    val_t = None if val is None else as_training_data(val)
+
+    torch.manual_seed(cfg.seed)
+    dist.broadcast_module_(net)
+    opt = make_optimizer(net, cfg.lr, cfg.weight_decay)
+    state = {"epoch_done": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0, "stopped": False,
+             "history": []}
+    best_weights = None
+    step = 0
+    if resume is not None:
+        loaded = load_checkpoint(resume, net, opt, model_config)
+        step = loaded["step"]
+        state.update({k: loaded[k] for k in state if k in loaded})
+        if loaded["extra"]:
+            best_weights = {k[len("best."):]: v for k, v in loaded["extra"].items() if k.startswith("best.")}
+    log = MetricsLog(run_dir if rank == 0 else None, tensorboard=cfg.tensorboard,
+                     resume_step=step if resume is not None else None)
+    bar = ProgressBar(total, cfg.progress and rank == 0, start=step)
+    net.train()
+    t_start, pairs_seen = time.perf_counter(), 0
+
+    def checkpoint():
+        if run_dir is not None and rank == 0:
+            extra = {f"best.{k}": v for k, v in (best_weights or {}).items()}
+            save_checkpoint(run_dir, step, net, opt, state, model_config, keep=cfg.keep_checkpoints, extra=extra)
+        if size > 1:
+            torch.distributed.barrier()
+
+    try:
+        while step < total and not state["stopped"]:
+            epoch, offset = divmod(step, steps_per_epoch)
+            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+            for b in range(offset, steps_per_epoch):
+                idx = order[b * batch:(b + 1) * batch]
+                if size > 1:
+                    local = batch // size
+                    idx = idx[rank * local:(rank + 1) * local]
+                mb = {m: take_rows(v, idx) for m, v in data.items()}
+                mb_masks = None if masks_t is None else {m: take_rows(v, idx) for m, v in masks_t.items()}
+                mb_labels = None if labels_arr is None else labels_arr[idx]
+                lr = lr_at(step, cfg.lr, warmup, total, cfg.min_lr)
+                for g in opt.param_groups:
+                    g["lr"] = lr
+                opt.zero_grad(set_to_none=True)
+                loss = train_step(cfg, net, mb, mb_labels, mb_masks, bf16)
+                if not math.isfinite(loss):
+                    raise InputError(f"train: the loss became {loss} at step {step}; lower the learning rate "
+                                     "or check the inputs")
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                opt.step()
+                clamp_log_scale_(net.log_scale, cfg.max_scale)
+                step += 1
+                pairs_seen += batch
+                tau = 1.0 / float(logit_scale(net.log_scale.detach(), cfg.max_scale))
+                rate = pairs_seen / max(time.perf_counter() - t_start, 1e-9)
+                bar.update(step, loss, tau, rate)
+                if step % cfg.log_every == 0 or step == total:
+                    log.log({"step": step, "epoch": epoch, "loss": loss, "tau": tau, "lr": lr, "pairs_per_s": rate})
+                if step_callback is not None:
+                    step_callback(step, loss)
+                epoch_end = b == steps_per_epoch - 1
+                if epoch_end:
+                    state["epoch_done"] = epoch + 1
+                    if val_t is not None:
+                        metrics = evaluate_recall(net, val_t, cfg.recall_k, val_keys)
+                        row = {"step": step, "epoch": epoch, **metrics}
+                        state["history"].append(row)
+                        log.log(row)
+                        best = state["best_metric"]
+                        if best is None or metrics["val_recall"] > best:
+                            state.update(best_metric=metrics["val_recall"], best_epoch=epoch, bad_epochs=0)
+                            best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                        else:
+                            state["bad_epochs"] += 1
+                            if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+                                state["stopped"] = True
+                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or \
+                        (epoch_end and not cfg.checkpoint_every) or step == total or state["stopped"]:
+                    checkpoint()
+                if state["stopped"]:
+                    break
+    finally:
+        bar.close()
+        log.close()
+    if best_weights is not None and cfg.restore_best:
+        net.load_state_dict(best_weights)
+    net.eval()
+    return TrainResult(steps=step, epochs_run=state["epoch_done"], best_metric=state["best_metric"],
+                       best_epoch=state["best_epoch"], stopped_early=bool(state["stopped"]),
+                       history=list(state["history"]), pairs_per_s=pairs_seen / max(time.perf_counter() - t_start, 1e-9))
+
+
+def config_from_dict(d: dict) -> TrainConfig:
+    """A :class:`TrainConfig` from a dict, refusing unknown keys."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(set(d) - names)
+    if bad:
+        raise InputError(f"train options: unknown {', '.join(bad)}; known: {', '.join(sorted(names))}")
+    return TrainConfig(**d)
+
+
+__all__ = ["TrainConfig", "TrainResult", "fit_dual_encoder", "evaluate_recall", "config_from_dict", "bf16_supported"]

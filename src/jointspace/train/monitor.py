@@ -1,0 +1,140 @@
+"""What a training run reports: validation Recall@K, metrics to CSV / TensorBoard, a progress bar."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import atomic_write_text
+
+
+def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None, chunk: int = 1024) -> float:
+    """Fraction of queries with a relevant gallery item among their ``k`` most similar (cosine).
+
+    Parameters
+    ----------
+    queries : ndarray, shape (n, d), L2-normalised
+    gallery : ndarray, shape (m, d), L2-normalised
+        Row i of ``gallery`` is the match of row i of ``queries`` when ``keys`` is None.
+    k : int
+    keys : ndarray, shape (n,), optional
+        Relevance keys (e.g. normalised titles): gallery j is relevant to query i when
+        ``keys[j] == keys[i]`` (requires n == m).
+    """
+    n, m = queries.shape[0], gallery.shape[0]
+    k = min(k, m)
+    keys = np.arange(n) if keys is None else np.asarray(keys)
+    hits = 0
+    for s in range(0, n, chunk):
+        sim = queries[s:s + chunk] @ gallery.T
+        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        hits += int((keys[top] == keys[s:s + chunk, None]).any(axis=1).sum())
+    return hits / max(n, 1)
+
+
+@torch.no_grad()
+def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 2048) -> dict:
+    """Validation Recall@K in both directions between the first two modalities.
+
+    Returns
+    -------
+    dict with ``"a->b/R@k"``, ``"b->a/R@k"`` (named by modality) and ``"val_recall"`` (their mean).
+    """
+    was_training = net.training
+    net.eval()
+    names = list(val)[:2]
+    n = len(next(iter(val.values())))
+    emb = {m: [] for m in names}
+    for s in range(0, n, batch_size):
+        out = net({m: val[m][s:s + batch_size] for m in names})
+        for m in names:
+            emb[m].append(out[m].float().numpy())
+    emb = {m: np.concatenate(v) for m, v in emb.items()}
+    net.train(was_training)
+    a, b = names
+    r_ab = recall_at_k(emb[a], emb[b], k, keys)
+    r_ba = recall_at_k(emb[b], emb[a], k, keys)
+    return {f"{a}->{b}/R@{k}": r_ab, f"{b}->{a}/R@{k}": r_ba, "val_recall": 0.5 * (r_ab + r_ba)}
+
+
+class MetricsLog:
+    """Append rows of metrics to ``metrics.csv`` (and TensorBoard when installed and asked for).
+
+    On resume, rows logged after the resumed step are dropped first, so the file reads as if
+    the run had never stopped.
+    """
+
+    def __init__(self, run_dir, tensorboard: bool = False, resume_step: int | None = None):
+        self.path = Path(run_dir) / "metrics.csv" if run_dir is not None else None
+        self.rows: list[dict] = []
+        if self.path is not None and resume_step is not None and self.path.exists():
+            with open(self.path, newline="") as fh:
+                self.rows = [r for r in csv.DictReader(fh) if int(float(r.get("step", 0))) <= resume_step]
+            self._rewrite()
+        elif self.path is not None and self.path.exists():
+            self.path.unlink()
+        self.tb = None
+        if tensorboard and self.path is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+            except Exception:  # tensorboard not installed: CSV only
+                self.tb = None
+
+    def _rewrite(self) -> None:
+        if self.path is None:
+            return
+        cols: list[str] = []
+        for r in self.rows:
+            cols += [c for c in r if c not in cols]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
+
+    def log(self, row: dict) -> None:
+        row = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in row.items()}
+        self.rows.append(row)
+        self._rewrite()
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, int(row["step"]))
+            self.tb.flush()
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+class ProgressBar:
+    """A rich progress bar on stderr showing loss, tau and pairs/s (silent when disabled)."""
+
+    def __init__(self, total: int, enabled: bool, start: int = 0):
+        self.enabled = enabled and total > 0
+        if not self.enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+                                 console=Console(file=sys.stderr), transient=True)
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=total, completed=start, info="")
+
+    def update(self, step: int, loss: float, tau: float, pairs_per_s: float, extra: str = "") -> None:
+        if self.enabled:
+            info = f"loss {loss:.4f}  tau {tau:.4f}  {pairs_per_s:,.0f} pairs/s{extra}"
+            self.progress.update(self.task, completed=step, info=info)
+
+    def close(self) -> None:
+        if self.enabled:
+            self.progress.stop()

@@ -1,0 +1,65 @@
+"""Optimiser and learning-rate schedule: AdamW, linear warm-up then cosine decay.
+
+The schedule is a pure function of the step, so a resumed run needs only the step to land on
+exactly the same learning rate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..errors import InputError
+
+
+def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0) -> float:
+    r"""Learning rate of optimiser step ``step`` (0-based).
+
+    Linear warm-up over ``warmup_steps`` (``base * (step + 1) / warmup``), then a cosine from
+    ``base_lr`` down to ``min_lr`` at ``total_steps``:
+
+    .. math::  \eta_s = \eta_{min} + \tfrac12(\eta - \eta_{min})\big(1 + \cos(\pi\,
+               \tfrac{s - w}{T - w})\big)
+    """
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def resolve_warmup(warmup, total_steps: int) -> int:
+    """``warmup`` as a step count: an int is steps, a float in [0, 1) a fraction of the run."""
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup < 0:
+        raise InputError(f"warmup: expected a number of steps (int >= 0) or a fraction in [0, 1), got {warmup!r}")
+    if isinstance(warmup, float):
+        if warmup >= 1:
+            raise InputError(f"warmup: a fractional warm-up must be below 1, got {warmup}")
+        return int(round(warmup * total_steps))
+    return int(warmup)
+
+
+def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """Two AdamW groups: weights of matrices decay; biases, norm layers, gains and the
+    temperature (every parameter with fewer than 2 dimensions) do not (as CLIP)."""
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
+    groups = []
+    if decay:
+        groups.append({"params": decay, "weight_decay": float(weight_decay)})
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float,
+                   betas=(0.9, 0.98), eps: float = 1e-6) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups` with CLIP's betas and epsilon."""
+    groups = param_groups(module, weight_decay)
+    if not groups:
+        raise InputError("module: it has no trainable parameters")
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)

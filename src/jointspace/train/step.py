@@ -1,0 +1,93 @@
+"""One optimiser step's forward and backward: plain, accumulated with a feature cache, or
+across processes; and the loss a configuration names."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..objectives.contrastive import clip_loss, logit_scale, multimodal_clip_loss, siglip_loss, supervised_clip_loss
+from . import distributed as dist
+
+
+def as_training_data(data: dict) -> dict:
+    """Float arrays become float32 tensors; anything else (raw items for a trainable tower:
+    lists of paths or strings, uint8 image stacks) stays as given."""
+    out = {}
+    for m, arr in data.items():
+        if isinstance(arr, torch.Tensor):
+            out[m] = arr.float() if arr.is_floating_point() else arr
+        elif isinstance(arr, np.ndarray) and np.issubdtype(arr.dtype, np.floating):
+            out[m] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        else:
+            out[m] = arr if isinstance(arr, np.ndarray) else list(arr)
+    return out
+
+
+def take_rows(items, idx: np.ndarray):
+    """Rows ``idx`` of a tensor, an array or a list."""
+    if isinstance(items, torch.Tensor):
+        return items[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
+    if isinstance(items, np.ndarray):
+        return items[idx]
+    return [items[i] for i in idx]
+
+
+def _compute_loss(cfg: TrainConfig, net, feats: dict, scale, bias, labels, masks):
+    names = list(feats)
+    if cfg.loss == "clip":
+        if len(names) == 2 and masks is None:
+            return clip_loss(feats[names[0]], feats[names[1]], scale, check=False)
+        return multimodal_clip_loss(feats, scale, masks, check=False)[0]
+    if cfg.loss == "siglip":
+        pair = lambda a, b, s: siglip_loss(a, b, s, bias, check=False)  # noqa: E731
+    else:
+        pair = lambda a, b, s: supervised_clip_loss(a, b, labels, s, check=False)  # noqa: E731
+        if masks is not None:
+            raise InputError("masks: missing modalities are not supported with the supervised loss")
+    return multimodal_clip_loss(feats, scale, masks, pair_loss=pair, check=False)[0]
+
+
+def _forward(net, batch: dict, bf16: bool) -> dict:
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        out = net(batch)
+    return {m: v.float() for m, v in out.items()}
+
+
+def train_step(cfg, net, batch: dict, labels, masks, bf16: bool) -> float:
+    """Forward + backward of one (possibly accumulated) batch; returns the loss value."""
+    scale = logit_scale(net.log_scale, cfg.max_scale)
+    bias = getattr(net, "bias", None)
+    if dist.is_distributed():
+        feats = _forward(net, batch, bf16)
+        a, b = list(feats)
+        rank, size = dist.world()
+        n = len(feats[a])
+        loss = dist.local_clip_loss(feats[a], feats[b], dist.gather_with_grad(feats[a]),
+                                    dist.gather_with_grad(feats[b]), rank * n, scale)
+        loss.backward()
+        value = loss.detach().clone()
+        dist.all_reduce_mean_([value])
+        dist.average_gradients_(net)
+        return float(value)
+    if cfg.accum_steps == 1:
+        loss = _compute_loss(cfg, net, _forward(net, batch, bf16), scale, bias, labels, masks)
+        loss.backward()
+        return float(loss.detach())
+    n = len(next(iter(batch.values())))
+    chunks = np.array_split(np.arange(n), cfg.accum_steps)
+    micro = [{m: take_rows(v, c) for m, v in batch.items()} for c in chunks]
+    with torch.no_grad():
+        cached = [_forward(net, mb, bf16) for mb in micro]
+    value = 0.0
+    for j, mb in enumerate(micro):
+        fj = _forward(net, mb, bf16)
+        feats = {m: torch.cat([fj[m] if k == j else cached[k][m] for k in range(len(micro))]) for m in fj}
+        # The temperature (and SigLIP bias) enter every micro-batch's loss; count their gradient once.
+        s = scale if j == 0 else scale.detach()
+        bb = bias if (j == 0 or bias is None) else bias.detach()
+        loss = _compute_loss(cfg, net, feats, s, bb, labels, masks)
+        loss.backward()
+        value = float(loss.detach())
+    return value

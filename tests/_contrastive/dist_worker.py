@@ -1,0 +1,57 @@
+"""Worker of the two-process test: one gradient step and a short training run under gloo."""
+
+import numpy as np
+import torch
+
+
+def batch():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(32, 6)).astype(np.float32)
+    y = (x @ rng.normal(size=(6, 5)) + 0.5 * rng.normal(size=(32, 5))).astype(np.float32)
+    return {"a": x, "b": y}
+
+
+def make_net():
+    from jointspace.models.dual_encoder import DualEncoderNet
+
+    torch.manual_seed(0)
+    return DualEncoderNet({"a": 6, "b": 5}, dim=4, head="mlp", hidden=8)
+
+
+def step_and_fit(out_dir):
+    """Loss and gradients of one step over the whole batch, then weights after a short fit."""
+    from safetensors.torch import save_file
+
+    from jointspace.train import TrainConfig, fit_dual_encoder
+    from jointspace.train import distributed as dist
+    from jointspace.train.step import train_step
+
+    rank, size = dist.world()
+    data = batch()
+    n_local = 32 // size
+    local = {m: torch.from_numpy(v[rank * n_local:(rank + 1) * n_local]) for m, v in data.items()}
+    net = make_net()
+    cfg = TrainConfig(batch_size=32)
+    loss = train_step(cfg, net, local, None, None, False)
+    grads = {f"grad.{k}": p.grad.detach().clone() for k, p in net.named_parameters() if p.grad is not None}
+    net = make_net()
+    cfg = TrainConfig(epochs=3, batch_size=16, lr=1e-2, warmup=1, seed=0)
+    fit_dual_encoder(net, data, cfg)
+    if rank == 0:
+        weights = {f"final.{k}": v.contiguous() for k, v in net.state_dict().items()}
+        save_file({"loss": torch.tensor([loss]), **grads, **weights}, f"{out_dir}/rank0_of_{size}.safetensors")
+
+
+def worker(rank, size, init_file, out_dir):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
+    try:
+        step_and_fit(out_dir)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    import sys
+
+    worker(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4])

@@ -1,0 +1,141 @@
+"""The registered "clip" dual encoder: fit, encode, save / load, losses, bad input."""
+
+import numpy as np
+import pytest
+import torch
+
+import jointspace as js
+from jointspace.errors import InputError
+from jointspace.models.dual_encoder import DualEncoder
+
+torch.set_num_threads(1)
+
+
+def _pairs(n=240, seed=0, labels=False):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 4))
+    img = (z @ rng.normal(size=(4, 12)) + 0.2 * rng.normal(size=(n, 12)) + 5.0).astype(np.float32)
+    txt = (np.tanh(z @ rng.normal(size=(4, 7))) * 3 + 0.2 * rng.normal(size=(n, 7))).astype(np.float32)
+    lab = (z[:, 0] > 0).astype(int) if labels else None
+    return js.Pairs({"image": img, "text": txt}, labels=lab)
+
+
+FAST = dict(dim=8, head="mlp", hidden=32, epochs=25, batch_size=32, lr=3e-3, val_fraction=0.0)
+
+
+def test_fit_encode_save_load_roundtrip(tmp_path):
+    train, test = _pairs(240).split(0.25, seed=0)
+    model = js.create_model("clip", **FAST).fit(train)
+    assert isinstance(model, DualEncoder) and model.modalities_ == ("image", "text")
+    zi, zt = model.encode("image", test["image"]), model.encode("text", test["text"])
+    assert zi.shape == (60, 8) and zi.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(zt, axis=1), 1.0, rtol=1e-5)
+    # Matching pairs are found far above chance (R@5 of 60 candidates by chance is 1/12).
+    ranks = (zt @ zi.T).argsort(axis=1)[:, ::-1]
+    r5 = np.mean([i in ranks[i, :5] for i in range(60)])
+    assert r5 > 0.5
+    assert 0.01 <= model.temperature_ <= 1.0
+    model.save(tmp_path / "m")
+    loaded = js.load_model(tmp_path / "m")
+    assert isinstance(loaded, DualEncoder) and loaded.get_config() == model.get_config()
+    np.testing.assert_array_equal(loaded.encode("text", test["text"]), zt)
+    raw = loaded.encode("image", test["image"], normalize=False)
+    np.testing.assert_allclose(raw / np.linalg.norm(raw, axis=1, keepdims=True), zi, rtol=1e-5, atol=1e-6)
+    metrics = js.evaluate_retrieval(loaded, test, relevance="id")
+    assert metrics["text->image/R@10"] > 0.5
+
+
+@pytest.mark.parametrize("loss", ["siglip", "supervised"])
+def test_other_losses_fit(loss):
+    train = _pairs(160, labels=True)
+    model = js.create_model("clip", loss=loss, **dict(FAST, epochs=3)).fit(train)
+    assert model.train_result_.steps == 3 * (160 // 32)
+
+
+def test_three_modalities_and_validation_split():
+    p = _pairs(200)
+    p = p.with_modality("audio", (p["image"][:, :5] * -1).astype(np.float32))
+    model = js.create_model("clip", **dict(FAST, epochs=4, val_fraction=0.2, patience=2)).fit(p)
+    assert model.modalities_ == ("image", "text", "audio")
+    assert model.encode("audio", p["audio"][:3]).shape == (3, 8)
+    assert model.train_result_.best_metric is not None
+
+
+def test_bad_input():
+    p = _pairs(40)
+    img = p["image"].copy()
+    img[5, 3] = np.nan
+    with pytest.raises(InputError, match=r"finite.*row 5, column 3"):
+        js.create_model("clip", **FAST).fit(js.Pairs({"image": img, "text": p["text"]}))
+    with pytest.raises(InputError, match="at least 2 pairs"):
+        js.create_model("clip", **FAST).fit(p.subset([0]))
+    with pytest.raises(InputError, match="head"):
+        js.create_model("clip", head="conv").fit(p)
+    with pytest.raises(InputError, match="two modalities"):
+        js.create_model("clip", modalities=["image"]).fit(p)
+    model = js.create_model("clip", **dict(FAST, epochs=1)).fit(p)
+    with pytest.raises(InputError, match="expected 12 features, got 5"):
+        model.encode("image", np.zeros((2, 5), np.float32))
+    with pytest.raises(InputError, match="modality"):
+        model.encode("audio", np.zeros((2, 5), np.float32))
+
+
+def test_trainable_towers_train_end_to_end_and_roundtrip(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 96
+    cls = rng.integers(0, 4, n)
+    imgs = rng.integers(0, 40, size=(n, 16, 16)).astype(np.uint8)
+    for i, c in enumerate(cls):
+        imgs[i, c * 4:(c + 1) * 4, :] = 255
+    feats = (np.eye(4)[cls] @ rng.normal(size=(4, 10)) + 0.1 * rng.normal(size=(n, 10))).astype(np.float32)
+    p = js.Pairs({"image": imgs, "text": feats}, labels=cls)
+    model = js.create_model("clip", towers={"image": "cnn", "text": "mlp"},
+                            tower_params={"image": {"image_size": 16, "channels": 1, "widths": [8, 16], "out_dim": 16},
+                                          "text": {"in_dim": 10, "hidden": [16], "out_dim": 16}},
+                            dim=8, epochs=6, batch_size=32, lr=1e-2, val_fraction=0.0)
+    from jointspace.towers.base import create_tower
+    init = create_tower("cnn", image_size=16, channels=1, widths=[8, 16], out_dim=16).module.state_dict()
+    model.fit(p)
+    after = model.net_.tower_modules["image"].state_dict()
+    assert set(after) == set(init)
+    assert all(not torch.equal(init[k], after[k]) for k in init if k.endswith("weight"))  # the tower trained
+    zi, zt = model.encode("image", imgs), model.encode("text", feats)
+    same_class = (cls[:, None] == cls[None, :])
+    top = (zt @ zi.T).argmax(axis=1)
+    assert same_class[np.arange(n), top].mean() > 0.5  # chance: about 0.25
+    model.save(tmp_path / "m")
+    loaded = js.load_model(tmp_path / "m")
+    np.testing.assert_array_equal(loaded.encode("image", imgs[:7]), zi[:7])
+    np.testing.assert_array_equal(loaded.encode("text", feats[:7]), zt[:7])
+
+
+def test_cca_initialised_linear_heads_start_at_the_canonical_directions():
+    from jointspace.models.cca import CCA
+
+    p = _pairs(200)
+    model = js.create_model("clip", head="linear", dim=3, init="cca", epochs=1, lr=1e-12, batch_size=50,
+                            val_fraction=0.0, grad_clip=None).fit(p)
+    x, y = p["image"], p["text"]
+    sx = (x - x.mean(0)) / np.maximum(x.std(0), 1e-6)
+    sy = (y - y.mean(0)) / np.maximum(y.std(0), 1e-6)
+    u, v = CCA(n_components=3, reg=0.1).fit(sx, sy).transform(sx, sy)
+    np.testing.assert_allclose(model.encode("image", x, normalize=False), u, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(model.encode("text", y, normalize=False), v, rtol=1e-3, atol=1e-3)
+    with pytest.raises(InputError, match="linear heads"):
+        js.create_model("clip", head="mlp", init="cca", epochs=1).fit(p)
+
+
+def test_openclipart_rows_have_the_report_format():
+    from jointspace.train.recipes import openclipart_contrastive_rows
+
+    def part(seed, n):
+        p = _pairs(n, seed=seed)
+        return js.Pairs({"image": p["image"], "text": p["text"]},
+                        metadata={"title_key": [f"title {i % (n // 3)}" for i in range(n)]})
+
+    data = {"train": part(0, 120), "val": part(1, 30), "test": part(2, 30)}
+    rows = openclipart_contrastive_rows(variants=["clip (linear heads)"], data=data, epochs=2, batch_size=32,
+                                        dim=8, hidden=16)
+    assert len(rows) == 1 and rows[0]["method"] == "clip (linear heads)"
+    for key in ("text->image/R@10", "text->image/mAP", "image->text/R@10", "image->text/mAP"):
+        assert 0.0 <= rows[0][key] <= 1.0

@@ -1,0 +1,35 @@
+"""Two processes (gloo) see the global batch: same loss, gradients and weights as one process."""
+
+import os
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+torch.set_num_threads(1)
+
+WORKER = Path(__file__).parent / "_contrastive" / "dist_worker.py"
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
+    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    procs = [subprocess.Popen([sys.executable, str(WORKER), str(r), "2", str(tmp_path / "init"), str(tmp_path)],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for r in range(2)]
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0, out.decode()
+    two = load_file(str(tmp_path / "rank0_of_2.safetensors"))
+    runpy.run_path(str(WORKER))["step_and_fit"](str(tmp_path))  # one process, no process group
+    one = load_file(str(tmp_path / "rank0_of_1.safetensors"))
+    assert set(one) == set(two)
+    torch.testing.assert_close(two["loss"], one["loss"], rtol=1e-6, atol=1e-6)
+    grads = [k for k in one if k.startswith("grad.")]
+    assert "grad.log_scale" in grads and len(grads) >= 5
+    for k in grads:
+        torch.testing.assert_close(two[k], one[k], rtol=1e-5, atol=1e-7, msg=f"{k} differs")
+    for k in (k for k in one if k.startswith("final.")):
+        torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs after training")

@@ -1,0 +1,142 @@
+"""The training loop: schedule, weight-decay groups, accumulation, early stopping, metrics."""
+
+import csv
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from jointspace.errors import InputError
+from jointspace.models.dual_encoder import DualEncoderNet
+from jointspace.train import TrainConfig, fit_dual_encoder
+from jointspace.train.loop import evaluate_recall
+from jointspace.train.step import train_step
+from jointspace.train.monitor import recall_at_k
+from jointspace.train.schedule import lr_at, make_optimizer, param_groups, resolve_warmup
+
+torch.set_num_threads(1)
+
+
+def _data(n=96, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 6)).astype(np.float32)
+    y = (x @ rng.normal(size=(6, 5)) + 0.3 * rng.normal(size=(n, 5))).astype(np.float32)
+    return {"a": x, "b": y}
+
+
+def _net(seed=0, **kw):
+    torch.manual_seed(seed)
+    return DualEncoderNet({"a": 6, "b": 5}, dim=4, head=kw.pop("head", "mlp"), hidden=8, **kw)
+
+
+def test_warmup_then_cosine_schedule():
+    assert lr_at(0, 1.0, 4, 20) == pytest.approx(0.25)
+    assert lr_at(3, 1.0, 4, 20) == pytest.approx(1.0)
+    assert lr_at(4, 1.0, 4, 20) == pytest.approx(1.0)
+    assert lr_at(12, 1.0, 4, 20) == pytest.approx(0.5)  # halfway through the cosine
+    assert lr_at(20, 1.0, 4, 20, min_lr=0.1) == pytest.approx(0.1)
+    assert lr_at(8, 2.0, 0, 16) == pytest.approx(1.0 + math.cos(math.pi * 0.5))
+    assert resolve_warmup(0.1, 50) == 5 and resolve_warmup(7, 50) == 7
+    with pytest.raises(InputError, match="warmup"):
+        resolve_warmup(1.5, 10)
+
+
+def test_weight_decay_skips_biases_norms_and_temperature():
+    net = _net()
+    net.extra_norm = torch.nn.LayerNorm(3)
+    groups = param_groups(net, 0.1)
+    decay = {id(p) for p in groups[0]["params"]}
+    names = {n for n, p in net.named_parameters() if id(p) in decay}
+    assert names == {"heads.a.net.0.weight", "heads.a.net.3.weight", "heads.b.net.0.weight", "heads.b.net.3.weight"}
+    assert groups[0]["weight_decay"] == 0.1 and groups[1]["weight_decay"] == 0.0
+    assert any(p is net.log_scale for p in groups[1]["params"])
+    opt = make_optimizer(net, 1e-3, 0.1)
+    assert isinstance(opt, torch.optim.AdamW)
+
+
+@pytest.mark.parametrize("loss", ["clip", "siglip"])
+def test_accumulation_keeps_the_negatives_of_the_whole_batch(loss):
+    data = {m: torch.from_numpy(v[:24]) for m, v in _data().items()}
+    grads = []
+    for accum in (1, 3):
+        net = _net(siglip=(loss == "siglip"))
+        cfg = TrainConfig(batch_size=24, accum_steps=accum, loss=loss)
+        value = train_step(cfg, net, data, None, None, False)
+        grads.append((value, {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}))
+    (v1, g1), (v3, g3) = grads
+    assert v1 == pytest.approx(v3, rel=1e-6)
+    assert set(g1) == set(g3)
+    for n in g1:
+        torch.testing.assert_close(g3[n], g1[n], rtol=1e-5, atol=1e-7, msg=n)
+    # Plain micro-batches would contrast only 8 pairs: a different (larger-batch-less) loss.
+    net = _net(siglip=(loss == "siglip"))
+    small = train_step(TrainConfig(batch_size=8, loss=loss), net, {m: v[:8] for m, v in data.items()}, None, None, False)
+    assert small != pytest.approx(v1, rel=1e-3)
+
+
+def test_training_improves_recall_and_early_stopping_restores_best(tmp_path):
+    data = _data(160)
+    train = {m: v[:128] for m, v in data.items()}
+    val = {m: v[128:] for m, v in data.items()}
+    net = _net()
+    before = evaluate_recall(net, {m: torch.from_numpy(v) for m, v in val.items()}, k=3)["val_recall"]
+    cfg = TrainConfig(epochs=40, batch_size=32, lr=3e-2, warmup=0.1, patience=3, recall_k=3, log_every=2,
+                      progress=True, tensorboard=True)
+    res = fit_dual_encoder(net, train, cfg, val=val, run_dir=tmp_path)
+    after = evaluate_recall(net, {m: torch.from_numpy(v) for m, v in val.items()}, k=3)["val_recall"]
+    assert after > before + 0.2
+    assert after == pytest.approx(res.best_metric)  # the best epoch's weights are restored
+    assert res.stopped_early and res.epochs_run < 40
+    assert res.epochs_run == res.best_epoch + 1 + 3
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert {"step", "loss", "tau", "lr", "pairs_per_s"} <= set(rows[0])
+    assert any(r.get("val_recall") for r in rows)
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
+    taus = [float(r["tau"]) for r in rows if r.get("tau")]
+    assert all(0.01 - 1e-9 <= t for t in taus)
+
+
+def test_bf16_supervised_and_three_modalities_run():
+    data = _data(64)
+    data["c"] = (data["a"][:, :3] * 2).astype(np.float32)
+    torch.manual_seed(0)
+    net = DualEncoderNet({"a": 6, "b": 5, "c": 3}, dim=4)
+    masks = {"c": np.arange(64) % 2 == 0}
+    res = fit_dual_encoder(net, data, TrainConfig(epochs=2, batch_size=16, precision="bf16"), masks=masks)
+    assert res.steps == 8
+    net = _net()
+    labels = [f"caption {i % 5}" for i in range(64)]
+    res = fit_dual_encoder(net, {m: data[m] for m in "ab"}, TrainConfig(epochs=1, batch_size=16, loss="supervised"),
+                           labels=labels)
+    assert res.steps == 4
+
+
+def test_bad_training_input():
+    data = _data(32)
+    with pytest.raises(InputError, match="at least 2 pairs"):
+        fit_dual_encoder(_net(), {m: v[:1] for m, v in data.items()}, TrainConfig())
+    with pytest.raises(InputError, match="batch_size"):
+        fit_dual_encoder(_net(), data, TrainConfig(batch_size=1))
+    with pytest.raises(InputError, match="accum_steps"):
+        fit_dual_encoder(_net(), data, TrainConfig(batch_size=16, accum_steps=3))
+    with pytest.raises(InputError, match="labels"):
+        fit_dual_encoder(_net(), data, TrainConfig(loss="supervised"))
+    with pytest.raises(InputError, match="bias"):
+        fit_dual_encoder(_net(), data, TrainConfig(loss="siglip"))
+    bad = {m: v.copy() for m, v in data.items()}
+    bad["a"][3, 2] = np.nan
+    with pytest.raises(InputError, match="loss became nan"):
+        fit_dual_encoder(_net(head="linear"), bad, TrainConfig(batch_size=32, epochs=1))
+
+
+def test_recall_at_k_against_brute_force():
+    rng = np.random.default_rng(3)
+    q = rng.normal(size=(30, 4))
+    g = rng.normal(size=(30, 4))
+    keys = rng.integers(0, 6, size=30)
+    sim = q @ g.T
+    want = np.mean([keys[i] in keys[np.argsort(-sim[i])[:5]] for i in range(30)])
+    assert recall_at_k(q, g, 5, keys, chunk=7) == pytest.approx(want)
+    want_id = np.mean([i in np.argsort(-sim[i])[:5] for i in range(30)])
+    assert recall_at_k(q, g, 5) == pytest.approx(want_id)
