@@ -7,7 +7,8 @@ relevant (``relevance="title_key"``); pair-identity figures are added under the 
 weighting, ridge) are chosen on the validation split only.
 
 Rows: random ranking; CCA and regularised CCA over EfficientNet-Lite0 + MiniLM features;
-contrastive dual encoders where that part is installed (``CONTRASTIVE_ROWS``).
+contrastive dual encoders (CLIP loss) trained on the same cached tower features
+(:func:`jointspace.train.recipes.openclipart_contrastive_rows`).
 """
 
 from __future__ import annotations

@@ -106,6 +106,12 @@ def show_report(report: dict) -> None:
     from ..eval.report import report_columns, split_key
 
     columns = report_columns(report)
+    if not columns:  # a report without retrieval directions (e.g. zero-shot accuracy)
+        keys = [k for k in report["rows"][0] if k not in ("method", "settings")] if report["rows"] else []
+        print_table(f"{report['dataset']} ({report['split']})", ["method", *keys],
+                    [[r["method"], *[r.get(k, "-") for k in keys]] for r in report["rows"]])
+        print_settings(report)
+        return
     directions = list(dict.fromkeys(split_key(k)[0] for k in columns))
     for direction in directions:
         keys = [k for k in columns if split_key(k)[0] == direction]

@@ -20,6 +20,12 @@ def register(sub):
                    help="model parameter, repeatable; values are JSON (e.g. n_components=10, reg=0.1, "
                         "preprocess=standard)")
     p.add_argument("--n-components", type=int, help="shorthand for --param n_components=N")
+    p.add_argument("--epochs", type=int, help="trained models (clip): passes over the training pairs")
+    p.add_argument("--batch-size", type=int, help="trained models (clip): pairs per step (the negatives)")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="trained models (clip): continue the checkpointed run in RUN_DIR exactly")
+    p.add_argument("--run-dir", metavar="DIR",
+                   help="trained models (clip): where checkpoints and metrics.csv go (default: OUT.train beside OUT)")
     p.add_argument("--out", required=True, help="folder to write the fitted model to")
     p.set_defaults(handler=run)
 
@@ -42,10 +48,8 @@ def _fit_towers(args, params):
                          f"no {', '.join(missing)}")
     train = load_split(args.dataset, args.split)
     val = load_split(args.dataset, "val") if "val" in ds.splits and args.split != "val" else None
-    if args.model in ("clip", "dual-encoder"):
-        from ...train import fit_dual_encoder
-
-        return fit_dual_encoder(train, towers=towers, val_pairs=val, relevance=ds.relevance, **params)
+    if args.model == "clip":
+        return _fit_trained(args, {**params, "towers": towers, "relevance": ds.relevance}, train, val)
     from ...models.towered import fit_with_towers
 
     model, report = fit_with_towers(train, towers, head=args.model, head_params=params, val_pairs=val,
@@ -56,6 +60,22 @@ def _fit_towers(args, params):
     return model
 
 
+def _fit_trained(args, params, train, val):
+    """A contrastive dual encoder, trained with checkpoints in the run folder."""
+    from pathlib import Path
+
+    from ...models.base import create_model
+
+    for key in ("epochs", "batch_size"):
+        if getattr(args, key) is not None:
+            params[key] = getattr(args, key)
+    # beside OUT, not inside it: saving the model replaces the OUT folder atomically
+    out = Path(args.out)
+    params.setdefault("run_dir", args.run_dir or args.resume or str(out.with_name(out.name + ".train")))
+    params.setdefault("progress", True)
+    return create_model("clip", **params).fit(train, val=val, resume=args.resume)
+
+
 def run(args) -> int:
     from ...models.base import create_model
 
@@ -64,6 +84,13 @@ def run(args) -> int:
         params["n_components"] = args.n_components
     if args.towers:
         model = _fit_towers(args, params)
+    elif args.model == "clip":
+        from ...data.datasets import get_dataset
+
+        ds = get_dataset(args.dataset)
+        train = load_split(args.dataset, args.split)
+        val = load_split(args.dataset, "val") if "val" in ds.splits and args.split != "val" else None
+        model = _fit_trained(args, {**params, "relevance": ds.relevance}, train, val)
     else:
         model = create_model(args.model, **params)
         pairs = load_split(args.dataset, args.split)
