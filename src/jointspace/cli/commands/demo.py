@@ -70,6 +70,32 @@ def openclipart_space(out: Path):
     return model_dir, index_dir
 
 
+def plots(model_dir: Path, out: Path) -> Path:
+    """A map of the joint space (t-SNE of 400 test pairs) for the page's "about" panel."""
+    import shutil
+
+    import numpy as np
+
+    from ...data.datasets import load_dataset
+    from ...models.base import load_model
+    from ...viz.space_map import plot_joint_space
+
+    folder = out / "plots"
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / "map.png").is_file():
+        test = load_dataset("openclipart", "test")
+        test = test.subset(np.random.default_rng(0).choice(len(test), min(400, len(test)), replace=False))
+        model = load_model(model_dir)
+        with console.status("drawing a map of the joint space (t-SNE)"):
+            plot_joint_space({m: model.encode(m, test[m]) for m in ("image", "text")}, folder / "map.png",
+                             labels=test.labels, label_names=test.label_names, method="tsne",
+                             title="OpenClipart test drawings and their texts in the joint space")
+    first = out / f"gallery-{QUERIES[0].replace(' ', '-')}.png"
+    if first.is_file():
+        shutil.copyfile(first, folder / "gallery.png")
+    return folder
+
+
 def searches(model_dir: Path, index_dir: Path, out: Path) -> None:
     from ...index.results import search_with_metadata
     from ...viz.gallery import write_gallery
@@ -81,8 +107,9 @@ def searches(model_dir: Path, index_dir: Path, out: Path) -> None:
         for r in results:
             r["text"] = r["extra"].get("title") or r["text"]
         png = write_gallery(results, out / f"gallery-{query.replace(' ', '-')}.png", title=f"query: {query}")
-        print_table(f'"{query}"  ->  {png}', ["rank", "score", "title", "category"],
+        print_table(f'"{query}"', ["rank", "score", "title", "category"],
                     [[r["rank"], r["score"], (r["text"] or "")[:50], r["label"] or ""] for r in results[:5]])
+        console.print(f"  gallery of the top 8: {png}", highlight=False)
 
 
 def run(args) -> int:
@@ -97,6 +124,8 @@ def run(args) -> int:
     model_dir, index_dir = openclipart_space(out)
     console.rule("3. Free-text search over every drawing")
     searches(model_dir, index_dir, out)
+    plots_dir = plots(model_dir, out)
+    console.print(f"map of the joint space: {plots_dir / 'map.png'}", highlight=False)
     if args.no_serve:
         return 0
     from ...server.app import serve
@@ -106,5 +135,6 @@ def run(args) -> int:
     def ready(url):
         console.print(f"search page: {url}  (API docs: {url}docs); press Ctrl-C to stop", highlight=False)
 
-    serve([str(index_dir)], str(model_dir), port=args.port, on_ready=ready, log_level="warning")
+    serve([str(index_dir)], str(model_dir), port=args.port, on_ready=ready, log_level="warning",
+          plots_dir=str(plots_dir))
     return 0
