@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -34,15 +33,8 @@ SRC = HERE.parent / "src"
 sys.path.insert(0, str(SRC))
 
 
-def timeit(fn, repeats: int, warmup: int = 1) -> dict:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
+sys.path.insert(0, str(HERE))
+from _util import timeit  # noqa: E402
 
 
 def bench_loss(batch: int, dim: int, repeats: int) -> dict:

@@ -40,6 +40,13 @@ MAX_LOGIT_SCALE = 100.0
 INIT_TAU = 0.07
 
 
+
+def _check_pair(text, image) -> None:
+    """Both feature batches valid (2-D, finite, N >= 2) and of the same shape."""
+    check_features(text, "text")
+    check_features(image, "image")
+    check_same_shape(text, image, "text", "image")
+
 def init_log_scale(tau: float = INIT_TAU) -> float:
     """The initial value of the ``log_scale`` parameter for temperature ``tau`` (``log(1/tau)``)."""
     if not (tau > 0):
@@ -153,9 +160,7 @@ def clip_loss(text: torch.Tensor, image: torch.Tensor, scale=None, *, tau: float
     """
     scale = _resolve_scale(scale, tau)
     if check:
-        check_features(text, "text")
-        check_features(image, "image")
-        check_same_shape(text, image, "text", "image")
+        _check_pair(text, image)
     text, image = text.float(), image.float()
     if fused:
         return fused_clip_loss(text, image, scale.float())
@@ -248,9 +253,7 @@ def supervised_clip_loss(text: torch.Tensor, image: torch.Tensor, labels, scale=
     """
     scale = _resolve_scale(scale, tau)
     if check:
-        check_features(text, "text")
-        check_features(image, "image")
-        check_same_shape(text, image, "text", "image")
+        _check_pair(text, image)
     mask = positive_mask(labels, text.shape[0]).to(text.device)
     target = mask.float()
     target = target / target.sum(dim=1, keepdim=True)       # mask is symmetric: rows == columns
