@@ -158,3 +158,14 @@ def test_search_with_a_model_of_another_dimension(tmp_path, capsys, wiki_run):
     assert main(["fit", "wikipedia", "--n-components", "3", "--out", str(other)]) == 0
     code, _, err = run(capsys, "search", str(idx), "--model", str(other), "--query-row", "1")
     assert code == 2 and "queries" in err and "9" in err and "3" in err
+
+
+def test_bench_spoken_words_recognises_unseen_accents(capsys):
+    """CCA over MFCC statistics and MiniLM: audio->text R@1 >= 0.90 on accents never heard in training."""
+    code, out, err = run(capsys, "bench", "spoken-words", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    assert "unseen accents" in report["split"]
+    rows = {r["method"]: r for r in report["rows"]}
+    assert rows["CCA"]["audio->text/R@1"] >= 0.90
+    assert rows["random"]["audio->text/R@1"] < 0.2
