@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 NAME = "openclipart"
-DESCRIPTION = "OpenClipart drawings <-> titles + keywords over frozen towers: CCA and contrastive rows"
+DESCRIPTION = "OpenClipart drawings <-> titles + keywords over frozen towers: CCA, kernel CCA and contrastive rows"
 
 TOWERS = {"image": "efficientnet-lite0", "text": "minilm"}
 DIRECTIONS = ["text->image", "image->text"]
@@ -97,10 +97,10 @@ def run(progress=None, quick: bool = False, **options) -> dict:
     rows = [embedding_rows("random", {m: rng.normal(size=(len(test), 16)).astype(np.float32)
                                       for m in ("image", "text")}, test)]
     rows += cca_rows(train, val, test, progress=progress)
-    try:
-        from ..train.bench_rows import openclipart_contrastive_rows
-    except ImportError:
-        openclipart_contrastive_rows = None
-    if openclipart_contrastive_rows is not None:
-        rows += openclipart_contrastive_rows(train, val, test, quick=quick, row_maker=embedding_rows)
+    from ..train.recipes import openclipart_contrastive_rows, openclipart_features
+
+    features = openclipart_features()
+    rows.append(kernel_row(features, progress=progress))
+    variants = ["clip (MLP heads)"] if quick else None
+    rows += openclipart_contrastive_rows(variants=variants, data=features)
     return make_report("openclipart", "test", rows)
