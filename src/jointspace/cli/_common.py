@@ -113,6 +113,13 @@ def show_report(report: dict) -> None:
         print_settings(report)
         return
     directions = list(dict.fromkeys(split_key(k)[0] for k in columns))
+    metrics = list(dict.fromkeys(split_key(k)[1] for k in columns))
+    if len(metrics) == 1:  # one metric: a single table, one column per direction
+        print_table(f"{report['dataset']} ({report['split']}): {metrics[0]}", ["method", *directions],
+                    [[r["method"], *[r.get(k, "-") if r.get(k) is None else float(r[k]) for k in columns]]
+                     for r in report["rows"]])
+        print_settings(report)
+        return
     for direction in directions:
         keys = [k for k in columns if split_key(k)[0] == direction]
         rows = []
