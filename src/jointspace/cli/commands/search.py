@@ -59,7 +59,7 @@ def run(args) -> int:
     index, model = open_index(args.index, args.model)
     modality, items, what, qlabel = _query(args, index, model)
     if modality not in model.modalities_:
-        raise InputError(f"query: the model knows {', '.join(model.modalities_)}; a {modality} query is not possible")
+        raise InputError(f"query: the model knows {', '.join(model.modalities_)}; it cannot encode {modality} queries")
     results = search_with_metadata(index, model.encode(modality, items), k=args.k)[0]
     for r in results:
         r["item_id"] = r.pop("extra").get("item_id")
