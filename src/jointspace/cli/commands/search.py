@@ -50,6 +50,15 @@ def _query(args, index, model):
     return modality, sub[modality], f"{modality} row {args.query_row} of {dataset}/{split}", label
 
 
+def _head(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _tail(text: str, n: int) -> str:
+    """The end of a long id or path, which is the part that tells items apart."""
+    return text if len(text) <= n else "…" + text[-(n - 1):]
+
+
 def run(args) -> int:
     from ...errors import InputError
     from ...index.results import search_with_metadata
@@ -75,8 +84,8 @@ def run(args) -> int:
     rows = []
     for r in results:
         mark = "" if qlabel is None else (" *" if r["label"] == qlabel else "")
-        text = (r["text"] or "")[:60]
-        rows.append([r["rank"], r["item_id"] or r["id"], r["score"], f"{r['label'] or ''}{mark}", text, r["path"] or ""])
+        rows.append([r["rank"], _tail(str(r["item_id"] or r["id"]), 36), r["score"], f"{r['label'] or ''}{mark}",
+                     _head(r["text"] or "", 48), _tail(r["path"] or "", 48)])
     keep = [c for c in range(len(columns)) if c < 3 or any(row[c] for row in rows)]
     print_table(head, [columns[c] for c in keep], [[row[c] for c in keep] for row in rows])
     if qlabel is not None:
