@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, JointspaceError
+from ..index.results import search_with_metadata
 
 RAW_MODALITIES = ("image", "text", "audio")
 MEDIA_BATCH = 8   # largest batch of image / audio queries
@@ -247,16 +248,15 @@ class SearchEngine:
         t0 = time.perf_counter()
         want = k + (exclude is not None)
         fetch = want if label is None else min(index.ntotal, max(4 * want, 64))
+        query = np.asarray(vector, np.float32)[None, :]
         while True:
-            scores, ids = index.search(np.asarray(vector, np.float32)[None, :], k=max(1, fetch))
-            found = [(float(s), int(i)) for s, i in zip(scores[0], ids[0]) if i >= 0 and i != exclude]
-            metas = index.metadata([i for _, i in found])
-            rows = [(s, m) for (s, _), m in zip(found, metas) if label is None or _has_label(m, label)]
+            hits = search_with_metadata(index, query, k=max(1, fetch))[0]
+            rows = [h for h in hits if h["id"] != exclude and (label is None or _has_label(h, label))]
             if len(rows) >= k or fetch >= index.ntotal:
                 break
             fetch = min(index.ntotal, fetch * 4)
         ms = (time.perf_counter() - t0) * 1000
-        return [self._result(modality, s, m) for s, m in rows[:k]], ms
+        return [self._result(modality, h["score"], h) for h in rows[:k]], ms
 
     def item(self, modality: str | None, item_id: int) -> dict:
         modality = self.result_modality(modality)
