@@ -140,3 +140,23 @@ def test_recall_at_k_against_brute_force():
     assert recall_at_k(q, g, 5, keys, chunk=7) == pytest.approx(want)
     want_id = np.mean([i in np.argsort(-sim[i])[:5] for i in range(30)])
     assert recall_at_k(q, g, 5) == pytest.approx(want_id)
+    # per-group average against a brute-force loop over the keys
+    hit = np.array([keys[i] in keys[np.argsort(-sim[i])[:5]] for i in range(30)])
+    want_group = np.mean([hit[keys == key].mean() for key in np.unique(keys)])
+    assert recall_at_k(q, g, 5, keys, chunk=7, average="group") == pytest.approx(want_group)
+    # without keys every sample is its own group: the two averages agree
+    assert recall_at_k(q, g, 5, average="group") == pytest.approx(want_id)
+
+
+def test_group_average_recall_by_hand():
+    # query i's nearest gallery item is perm[i]; keys a, a, b, c
+    q = np.eye(4)
+    g = np.eye(4)[[1, 0, 3, 2]]
+    keys = np.array(["a", "a", "b", "c"])
+    # q0 -> g1 (a, hit), q1 -> g0 (a, hit), q2 -> g3 (c, miss), q3 -> g2 (b, miss)
+    assert recall_at_k(q, g, 1, keys) == pytest.approx(0.5)
+    assert recall_at_k(q, g, 1, keys, average="group") == pytest.approx((1 + 0 + 0) / 3)
+    with pytest.raises(InputError, match="average"):
+        recall_at_k(q, g, 1, keys, average="title")
+    with pytest.raises(InputError, match="val_average"):
+        TrainConfig(val_average="macro").validate()

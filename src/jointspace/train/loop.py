@@ -26,7 +26,7 @@ from ..errors import InputError
 from ..objectives.contrastive import clamp_log_scale_, logit_scale
 from . import distributed as dist
 from .checkpoint import load_checkpoint, save_checkpoint
-from .monitor import MetricsLog, ProgressBar, evaluate_recall
+from .monitor import AVERAGES, MetricsLog, ProgressBar, evaluate_recall
 from .step import take_rows, as_training_data, train_step
 from .schedule import lr_at, make_optimizer, resolve_warmup
 
@@ -45,6 +45,9 @@ class TrainConfig:
         processes when distributed; the last incomplete batch of an epoch is dropped.
     lr, weight_decay, min_lr : float
         AdamW; weight decay skips biases, norms and the temperature.
+    tower_lr_scale : float
+        Learning-rate multiplier of the tower parameters (e.g. 0.03 for unfrozen pretrained
+        blocks under freshly initialised heads).
     warmup : int or float
         Warm-up steps, or a fraction of all steps; cosine decay afterwards.
     grad_clip : float or None
@@ -63,6 +66,9 @@ class TrainConfig:
         weights); None trains every epoch (the best weights are still restored when
         validation data are given and ``restore_best``).
     recall_k : int
+    val_average : {"query", "group"}
+        How validation Recall@K weighs queries: each query once, or each relevance group
+        (e.g. title) once, so that a few large groups do not decide the stopping epoch.
     checkpoint_every : int
         Checkpoint every this many steps (0: at the end of each epoch only).
     """
@@ -72,6 +78,7 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.1
     min_lr: float = 0.0
+    tower_lr_scale: float = 1.0
     warmup: float = 0.05
     grad_clip: float | None = 1.0
     accum_steps: int = 1
@@ -82,6 +89,7 @@ class TrainConfig:
     patience: int | None = None
     restore_best: bool = True
     recall_k: int = 10
+    val_average: str = "query"
     checkpoint_every: int = 0
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -93,11 +101,13 @@ class TrainConfig:
         check_int(self.batch_size, "batch_size", low=2)
         check_float(self.lr, "lr", low=0.0, low_open=True)
         check_float(self.weight_decay, "weight_decay", low=0.0)
+        check_float(self.tower_lr_scale, "tower_lr_scale", low=0.0, low_open=True)
         check_int(self.accum_steps, "accum_steps", low=1)
         check_choice(self.precision, "precision", PRECISIONS)
         check_choice(self.loss, "loss", LOSSES)
         check_float(self.max_scale, "max_scale", low=1.0)
         check_int(self.recall_k, "recall_k", low=1)
+        check_choice(self.val_average, "val_average", AVERAGES)
         check_int(self.checkpoint_every, "checkpoint_every", low=0)
         if self.patience is not None:
             check_int(self.patience, "patience", low=1)
@@ -195,7 +205,7 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
 
     torch.manual_seed(cfg.seed)
     dist.broadcast_module_(net)
-    opt = make_optimizer(net, cfg.lr, cfg.weight_decay)
+    opt = make_optimizer(net, cfg.lr, cfg.weight_decay, tower_lr_scale=cfg.tower_lr_scale)
     state = {"epoch_done": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0, "stopped": False,
              "history": []}
     best_weights = None
@@ -233,7 +243,7 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
                 mb_labels = None if labels_arr is None else labels_arr[idx]
                 lr = lr_at(step, cfg.lr, warmup, total, cfg.min_lr)
                 for g in opt.param_groups:
-                    g["lr"] = lr
+                    g["lr"] = lr * g.get("lr_scale", 1.0)
                 opt.zero_grad(set_to_none=True)
                 loss = train_step(cfg, net, mb, mb_labels, mb_masks, bf16)
                 if not math.isfinite(loss):
@@ -256,7 +266,7 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
                 if epoch_end:
                     state["epoch_done"] = epoch + 1
                     if val_t is not None:
-                        metrics = evaluate_recall(net, val_t, cfg.recall_k, val_keys)
+                        metrics = evaluate_recall(net, val_t, cfg.recall_k, val_keys, average=cfg.val_average)
                         row = {"step": step, "epoch": epoch, **metrics}
                         state["history"].append(row)
                         log.log(row)

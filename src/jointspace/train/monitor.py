@@ -11,9 +11,14 @@ import numpy as np
 import torch
 
 from .._io import atomic_write_text
+from .._validation import check_choice
+
+#: how validation Recall@K weighs queries
+AVERAGES = ("query", "group")
 
 
-def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None, chunk: int = 1024) -> float:
+def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None, chunk: int = 1024,
+                average: str = "query") -> float:
     """Fraction of queries with a relevant gallery item among their ``k`` most similar (cosine).
 
     Parameters
@@ -25,21 +30,32 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None
     keys : ndarray, shape (n,), optional
         Relevance keys (e.g. normalised titles): gallery j is relevant to query i when
         ``keys[j] == keys[i]`` (requires n == m).
+    average : {"query", "group"}
+        "query": every query counts once.  "group": the hit rate is averaged within each
+        relevance key first, then over keys, so a key shared by many samples (one title on 50
+        drawings) weighs no more than a key held by one; with ``keys`` None the two agree.
     """
+    check_choice(average, "average", AVERAGES)
     n, m = queries.shape[0], gallery.shape[0]
+    if n == 0:
+        return 0.0
     k = min(k, m)
     keys = np.arange(n) if keys is None else np.asarray(keys)
-    hits = 0
+    hits = np.zeros(n)
     for s in range(0, n, chunk):
         sim = queries[s:s + chunk] @ gallery.T
         top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        hits += int((keys[top] == keys[s:s + chunk, None]).any(axis=1).sum())
-    return hits / max(n, 1)
+        hits[s:s + chunk] = (keys[top] == keys[s:s + chunk, None]).any(axis=1)
+    if average == "query":
+        return float(hits.mean())
+    _, group = np.unique(keys, return_inverse=True)
+    return float(np.mean(np.bincount(group, weights=hits) / np.bincount(group)))
 
 
 @torch.no_grad()
-def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 2048) -> dict:
-    """Validation Recall@K in both directions between the first two modalities.
+def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 2048, average: str = "query") -> dict:
+    """Validation Recall@K in both directions between the first two modalities (``average`` as
+    in :func:`recall_at_k`).
 
     Returns
     -------
@@ -57,8 +73,8 @@ def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 20
     emb = {m: np.concatenate(v) for m, v in emb.items()}
     net.train(was_training)
     a, b = names
-    r_ab = recall_at_k(emb[a], emb[b], k, keys)
-    r_ba = recall_at_k(emb[b], emb[a], k, keys)
+    r_ab = recall_at_k(emb[a], emb[b], k, keys, average=average)
+    r_ba = recall_at_k(emb[b], emb[a], k, keys, average=average)
     return {f"{a}->{b}/R@{k}": r_ab, f"{b}->{a}/R@{k}": r_ba, "val_recall": 0.5 * (r_ab + r_ba)}
 
 
