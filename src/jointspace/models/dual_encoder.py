@@ -28,12 +28,19 @@ HEADS = ("linear", "mlp")
 
 
 class ProjectionHead(nn.Module):
-    """Standardise the input features, then a linear map or a two-layer MLP to ``out_dim``."""
+    """Standardise the input features, then a linear map or a two-layer MLP to ``out_dim``.
 
-    def __init__(self, in_dim: int, out_dim: int, kind: str = "linear", hidden: int = 1024, dropout: float = 0.0):
+    ``input_dropout`` zeroes standardised input features at random while training (feature
+    dropout: with a few thousand pairs and a thousand frozen features per item, it is the
+    regulariser that lets the heads train past the first epochs without fitting noise).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kind: str = "linear", hidden: int = 1024, dropout: float = 0.0,
+                 input_dropout: float = 0.0):
         super().__init__()
         self.register_buffer("mean", torch.zeros(in_dim))
         self.register_buffer("inv_std", torch.ones(in_dim))
+        self.input_dropout = nn.Dropout(input_dropout)
         if kind == "linear":
             self.net = nn.Linear(in_dim, out_dim)
         else:
@@ -41,7 +48,7 @@ class ProjectionHead(nn.Module):
                                      nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) * self.inv_std)
+        return self.net(self.input_dropout((x - self.mean) * self.inv_std))
 
 
 class DualEncoderNet(nn.Module):
@@ -53,9 +60,10 @@ class DualEncoderNet(nn.Module):
 
     def __init__(self, in_dims: dict, dim: int = 256, head: str = "linear", hidden: int = 1024,
                  tau: float = 0.07, learn_tau: bool = True, siglip: bool = False, dropout: float = 0.0,
-                 towers: dict | None = None):
+                 towers: dict | None = None, input_dropout: float = 0.0):
         super().__init__()
-        self.heads = nn.ModuleDict({m: ProjectionHead(int(d), dim, head, hidden, dropout) for m, d in in_dims.items()})
+        self.heads = nn.ModuleDict({m: ProjectionHead(int(d), dim, head, hidden, dropout, input_dropout)
+                                    for m, d in in_dims.items()})
         # Trainable towers ({modality: {"name", "config"}}) run before their head, end to end.
         self._towers = {}
         if towers:
@@ -116,8 +124,15 @@ class DualEncoder(JointModel):
     cache : bool or path
         Embedding cache for tower features.
     epochs, batch_size, lr, weight_decay, warmup, grad_clip, accum_steps, precision, patience,
-    recall_k, seed, dropout :
+    recall_k, val_average, seed :
         Training settings, see :class:`jointspace.train.TrainConfig`.
+    dropout : float
+        Dropout between the two layers of an MLP head.
+    input_dropout : float
+        Dropout on the standardised tower features entering each head.
+    tower_lr_scale : float
+        Learning-rate multiplier of trainable tower parameters, e.g. 0.03 for the unfrozen
+        blocks of ``efficientnet-lite0-tunable`` / ``minilm-tunable`` (:mod:`jointspace.towers.tunable`).
     init : {"random", "cca"}
         "cca" starts two linear heads at the regularised-CCA directions (canonical ridge 0.1)
         of the standardised features; contrastive training then refines them.
@@ -134,7 +149,8 @@ class DualEncoder(JointModel):
                  batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.1, warmup: float = 0.05,
                  grad_clip: float | None = 1.0, accum_steps: int = 1, precision: str = "fp32",
                  patience: int | None = None, recall_k: int = 10, seed: int = 0, dropout: float = 0.0,
-                 init: str = "random", run_dir=None, progress: bool = False):
+                 init: str = "random", run_dir=None, progress: bool = False, input_dropout: float = 0.0,
+                 val_average: str = "query", tower_lr_scale: float = 1.0):
         self.dim = dim
         self.head = head
         self.hidden = hidden
@@ -159,6 +175,9 @@ class DualEncoder(JointModel):
         self.recall_k = recall_k
         self.seed = seed
         self.dropout = dropout
+        self.input_dropout = input_dropout
+        self.val_average = val_average
+        self.tower_lr_scale = tower_lr_scale
         self.init = init
         self.run_dir = run_dir
         self.progress = progress
@@ -207,13 +226,15 @@ class DualEncoder(JointModel):
                            weight_decay=self.weight_decay, warmup=self.warmup, grad_clip=self.grad_clip,
                            accum_steps=self.accum_steps, precision=self.precision, loss=self.loss,
                            seed=self.seed, patience=self.patience, recall_k=self.recall_k,
+                           val_average=self.val_average, tower_lr_scale=self.tower_lr_scale,
                            progress=self.progress, tensorboard=self.run_dir is not None)
 
     def _net_config(self) -> dict:
         towers = {m: {"name": t.name, "config": t.config()} for m, t in getattr(self, "_trainable", {}).items()}
         return {"in_dims": dict(self.in_dims_), "dim": int(self.dim), "head": self.head, "hidden": int(self.hidden),
                 "tau": float(self.tau), "learn_tau": bool(self.learn_tau), "siglip": self.loss == "siglip",
-                "dropout": float(self.dropout), "towers": json_roundtrip(towers)}
+                "dropout": float(self.dropout), "towers": json_roundtrip(towers),
+                "input_dropout": float(self.input_dropout)}
 
     def _build_net(self) -> DualEncoderNet:
         return DualEncoderNet(**self._net_config())
@@ -243,6 +264,8 @@ class DualEncoder(JointModel):
         check_int(self.dim, "dim", low=1)
         check_choice(self.head, "head", HEADS)
         check_float(self.tau, "tau", low=0.0, low_open=True)
+        check_float(self.dropout, "dropout", low=0.0, high=0.99)
+        check_float(self.input_dropout, "input_dropout", low=0.0, high=0.99)
         vf = check_float(self.val_fraction, "val_fraction", low=0.0, high=0.9)
         names = tuple(self.modalities) if self.modalities is not None else pairs.modalities
         if len(names) < 2:
@@ -267,7 +290,14 @@ class DualEncoder(JointModel):
         with torch.no_grad():
             for m, f in feats.items():
                 if m in self._trainable:
-                    continue
+                    # an unfrozen pretrained tower starts as its frozen twin: standardise the
+                    # head input with the twin's (cached) features, as for a frozen tower
+                    twin = getattr(self._trainable[m], "frozen_twin", None)
+                    if twin is None:
+                        continue
+                    from ..towers.cache import embed_cached
+
+                    f = embed_cached(twin(), f, cache=self.cache, progress=self.progress)
                 h = net.heads[m]
                 h.mean.copy_(torch.from_numpy(f.mean(0)))
                 h.inv_std.copy_(torch.from_numpy(1.0 / np.maximum(f.std(0), 1e-6)))
@@ -312,7 +342,8 @@ class DualEncoder(JointModel):
         cfg = {k: getattr(self, k) for k in ("dim", "head", "hidden", "loss", "tau", "learn_tau", "towers", "tower_params",
                                              "modalities", "relevance", "val_fraction", "epochs", "batch_size",
                                              "lr", "weight_decay", "warmup", "grad_clip", "accum_steps",
-                                             "precision", "patience", "recall_k", "seed", "dropout", "init")}
+                                             "precision", "patience", "recall_k", "seed", "dropout", "init",
+                                             "input_dropout", "val_average", "tower_lr_scale")}
         if cfg["modalities"] is not None:
             cfg["modalities"] = list(cfg["modalities"])
         cfg["cache"] = self.cache if isinstance(self.cache, bool) else str(self.cache)
