@@ -40,26 +40,33 @@ def resolve_warmup(warmup, total_steps: int) -> int:
     return int(warmup)
 
 
-def param_groups(module: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """Two AdamW groups: weights of matrices decay; biases, norm layers, gains and the
-    temperature (every parameter with fewer than 2 dimensions) do not (as CLIP)."""
-    decay, no_decay = [], []
-    for name, p in module.named_parameters():
-        if not p.requires_grad:
-            continue
-        (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
+def param_groups(module: torch.nn.Module, weight_decay: float, tower_lr_scale: float = 1.0) -> list[dict]:
+    """AdamW groups: weights of matrices decay; biases, norm layers, gains and the
+    temperature (every parameter with fewer than 2 dimensions) do not (as CLIP).
+
+    With ``tower_lr_scale`` != 1 the parameters under ``tower_modules`` (trainable or unfrozen
+    pretrained towers) get their own two groups whose ``lr_scale`` multiplies the scheduled
+    learning rate (pretrained weights want a smaller step than fresh heads).
+    """
     groups = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": float(weight_decay)})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
+    for scale, in_tower in ((1.0, False), (float(tower_lr_scale), True)):
+        if tower_lr_scale == 1.0 and in_tower:
+            break
+        decay, no_decay = [], []
+        for name, p in module.named_parameters():
+            if not p.requires_grad or (tower_lr_scale != 1.0 and name.startswith("tower_modules.") != in_tower):
+                continue
+            (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
+        for params, wd in ((decay, float(weight_decay)), (no_decay, 0.0)):
+            if params:
+                groups.append({"params": params, "weight_decay": wd, "lr_scale": scale})
     return groups
 
 
 def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float,
-                   betas=(0.9, 0.98), eps: float = 1e-6) -> torch.optim.AdamW:
+                   betas=(0.9, 0.98), eps: float = 1e-6, tower_lr_scale: float = 1.0) -> torch.optim.AdamW:
     """AdamW over :func:`param_groups` with CLIP's betas and epsilon."""
-    groups = param_groups(module, weight_decay)
+    groups = param_groups(module, weight_decay, tower_lr_scale)
     if not groups:
         raise InputError("module: it has no trainable parameters")
     return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
