@@ -56,6 +56,37 @@ def test_efficientnet_shapes_pooling_and_determinism(effnet):
     assert not any(p.requires_grad for p in effnet.network.parameters())
 
 
+def test_efficientnet_multi_level_pooling_against_forward_hooks(effnet):
+    from jointspace.errors import InputError
+    from jointspace.towers.efficientnet import BLOCK_CHANNELS
+
+    rng = np.random.default_rng(2)
+    imgs = [rng.integers(0, 256, (48, 40, 3), dtype=np.uint8) for _ in range(3)]
+    tower = create_tower("efficientnet-lite0", pool_blocks=[14, 10])
+    v = tower.embed(imgs, progress=False)
+    assert tower.out_dim == 192 + 112 + 1280 == v.shape[1]
+    assert BLOCK_CHANNELS[14] == 192 and BLOCK_CHANNELS[10] == 112
+    # independent: hooks on the network's own blocks during its own extract_features
+    seen = {}
+    hooks = [effnet.network._blocks[i].register_forward_hook(
+        lambda mod, inp, out, i=i: seen.__setitem__(i, out.mean(dim=(2, 3)))) for i in (10, 14)]
+    try:
+        with torch.no_grad():
+            last = effnet.network.extract_features(effnet.preprocess(imgs)).mean(dim=(2, 3))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert np.allclose(v[:, :192], seen[14].numpy(), atol=1e-5)
+    assert np.allclose(v[:, 192:304], seen[10].numpy(), atol=1e-5)
+    assert np.allclose(v[:, 304:], last.numpy(), atol=1e-5)
+    assert np.allclose(v[:, 304:], effnet.embed(imgs, progress=False), atol=1e-5)
+    # the cache key changes with the blocks, and not at all without them
+    assert tower.config()["pool_blocks"] == [14, 10] and "pool_blocks" not in effnet.config()
+    for bad in (16, [3, 3], "10", [-1]):
+        with pytest.raises(InputError, match="pool_blocks"):
+            create_tower("efficientnet-lite0", pool_blocks=bad if not isinstance(bad, int) else [bad])
+
+
 def test_efficientnet_recognises_a_simple_picture(effnet):
     # the ImageNet head over our pooled features must be a valid classifier: logits == fc(pooled)
     img = np.zeros((224, 224, 3), np.uint8)

