@@ -73,6 +73,11 @@ def test_bad_input():
         js.create_model("clip", head="conv").fit(p)
     with pytest.raises(InputError, match="two modalities"):
         js.create_model("clip", modalities=["image"]).fit(p)
+    for name in ("dropout", "input_dropout"):
+        with pytest.raises(InputError, match=name):
+            js.create_model("clip", **dict(FAST, **{name: 1.5})).fit(p)
+    with pytest.raises(InputError, match="val_average"):
+        js.create_model("clip", **dict(FAST, val_average="per-title")).fit(p)
     model = js.create_model("clip", **dict(FAST, epochs=1)).fit(p)
     with pytest.raises(InputError, match="expected 12 features, got 5"):
         model.encode("image", np.zeros((2, 5), np.float32))
@@ -125,6 +130,35 @@ def test_cca_initialised_linear_heads_start_at_the_canonical_directions():
         js.create_model("clip", head="mlp", init="cca", epochs=1).fit(p)
 
 
+def test_input_dropout_acts_in_training_only(tmp_path):
+    p = _pairs(120)
+    model = js.create_model("clip", **dict(FAST, epochs=3, input_dropout=0.5, val_average="group"),
+                            relevance="label").fit(p.__class__({"image": p["image"], "text": p["text"]},
+                                                               labels=np.arange(120) % 7))
+    head = model.net_.heads["image"]
+    x = torch.from_numpy(p["image"][:16])
+    z = (x - head.mean) * head.inv_std
+    head.train()
+    torch.manual_seed(0)
+    dropped = head(x)
+    # training: a fresh mask per call, the kept features scaled by 1 / (1 - 0.5)
+    torch.manual_seed(0)
+    mask = torch.nn.functional.dropout(torch.ones_like(z), 0.5, training=True)
+    head.net.eval()  # the MLP's own dropout off, so only the input mask differs
+    torch.manual_seed(0)
+    assert torch.allclose(head(x), head.net(z * mask), atol=1e-6)
+    head.eval()
+    # inference: no dropout, encode() is deterministic and equals the bare head
+    assert torch.allclose(head(x), head.net(z), atol=1e-6)
+    assert not torch.allclose(dropped, head(x))
+    np.testing.assert_array_equal(model.encode("image", p["image"][:16]), model.encode("image", p["image"][:16]))
+    model.save(tmp_path / "m")
+    loaded = js.load_model(tmp_path / "m")
+    assert loaded.get_config()["input_dropout"] == 0.5 and loaded.get_config()["val_average"] == "group"
+    np.testing.assert_allclose(loaded.encode("image", p["image"][:16]), model.encode("image", p["image"][:16]),
+                               atol=1e-6)
+
+
 def test_openclipart_rows_have_the_report_format():
     from jointspace.train.recipes import openclipart_contrastive_rows
 
@@ -139,3 +173,12 @@ def test_openclipart_rows_have_the_report_format():
     assert len(rows) == 1 and rows[0]["method"] == "clip (linear heads)"
     for key in ("text->image/R@10", "text->image/mAP", "image->text/R@10", "image->text/mAP"):
         assert 0.0 <= rows[0][key] <= 1.0
+    # several seeds: each metric is the mean of the single-seed rows
+    small = dict(epochs=2, batch_size=32, dim=8, hidden=16)
+    one = [openclipart_contrastive_rows(variants=["clip (linear heads)"], data=data, seeds=(s,), **small)[0]
+           for s in (0, 1)]
+    both = openclipart_contrastive_rows(variants=["clip (linear heads)"], data=data, seeds=(0, 1), **small)[0]
+    for key in ("text->image/R@10", "image->text/mAP"):
+        assert both[key] == pytest.approx((one[0][key] + one[1][key]) / 2)
+    assert both["text->image/R@10 sd"] == pytest.approx(abs(one[0]["text->image/R@10"] - one[1]["text->image/R@10"]) / 2)
+    assert "per seed" in both["settings"]
