@@ -33,3 +33,10 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
         torch.testing.assert_close(two[k], one[k], rtol=1e-5, atol=1e-7, msg=f"{k} differs")
     for k in (k for k in one if k.startswith("final.")):
         torch.testing.assert_close(two[k], one[k], rtol=1e-4, atol=1e-5, msg=f"{k} differs after training")
+    # label-aware loss (same titles on both ranks) and three modalities with missing ones
+    for name in ("supervised", "masked"):
+        torch.testing.assert_close(two[f"{name}.loss"], one[f"{name}.loss"], rtol=1e-6, atol=1e-6)
+        grads = [k for k in one if k.startswith(f"{name}.grad.")]
+        assert f"{name}.grad.log_scale" in grads and len(grads) >= 5
+        for k in grads:
+            torch.testing.assert_close(two[k], one[k], rtol=1e-5, atol=1e-7, msg=f"{k} differs")

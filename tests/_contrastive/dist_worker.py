@@ -18,6 +18,35 @@ def make_net():
     return DualEncoderNet({"a": 6, "b": 5}, dim=4, head="mlp", hidden=8)
 
 
+def other_losses(rank, size):
+    """Loss and gradients of one step with the label-aware loss, and with three modalities
+    where some samples lack one (masks), over the global batch of 32."""
+    from jointspace.models.dual_encoder import DualEncoderNet
+    from jointspace.train import TrainConfig
+    from jointspace.train.step import train_step
+
+    data = batch()
+    rng = np.random.default_rng(2)
+    data["c"] = (data["a"][:, :4] + 0.3 * rng.normal(size=(32, 4))).astype(np.float32)
+    labels = np.array([f"title {i % 5}" for i in range(32)], dtype=object)  # duplicates across ranks
+    masks = {"a": np.ones(32, bool), "b": np.arange(32) % 3 != 0, "c": np.arange(32) % 4 != 1}
+    n_local = 32 // size
+    sl = slice(rank * n_local, (rank + 1) * n_local)
+    out = {}
+    for name, cfg, mods, lab, msk in (
+            ("supervised", TrainConfig(batch_size=32, loss="supervised"), ("a", "b"), labels[sl], None),
+            ("masked", TrainConfig(batch_size=32), ("a", "b", "c"), None,
+             {m: torch.from_numpy(v[sl]) for m, v in masks.items()})):
+        torch.manual_seed(0)
+        net = DualEncoderNet({m: data[m].shape[1] for m in mods}, dim=4, head="mlp", hidden=8)
+        local = {m: torch.from_numpy(data[m][sl]) for m in mods}
+        loss = train_step(cfg, net, local, lab, msk, False)
+        out[f"{name}.loss"] = torch.tensor([loss])
+        out.update({f"{name}.grad.{k}": p.grad.detach().clone() for k, p in net.named_parameters()
+                    if p.grad is not None})
+    return out
+
+
 def step_and_fit(out_dir):
     """Loss and gradients of one step over the whole batch, then weights after a short fit."""
     from safetensors.torch import save_file
@@ -37,9 +66,11 @@ def step_and_fit(out_dir):
     net = make_net()
     cfg = TrainConfig(epochs=3, batch_size=16, lr=1e-2, warmup=1, seed=0)
     fit_dual_encoder(net, data, cfg)
+    weights = {f"final.{k}": v.contiguous() for k, v in net.state_dict().items()}
+    others = other_losses(rank, size)
     if rank == 0:
-        weights = {f"final.{k}": v.contiguous() for k, v in net.state_dict().items()}
-        save_file({"loss": torch.tensor([loss]), **grads, **weights}, f"{out_dir}/rank0_of_{size}.safetensors")
+        save_file({"loss": torch.tensor([loss]), **grads, **weights, **others},
+                  f"{out_dir}/rank0_of_{size}.safetensors")
 
 
 def worker(rank, size, init_file, out_dir):

@@ -7,6 +7,11 @@ against every text) with the global columns.  The mean of the local losses over 
 chapter's loss of the global batch, and after averaging parameter gradients over ranks (as
 DistributedDataParallel does) so are the gradients.
 
+The other losses (SigLIP, the label-aware loss, three or more modalities) are computed whole
+on every rank from the gathered features (and gathered labels / masks): every rank holds the
+same global loss L, the all-gather's backward hands each rank ``world * dL/dx`` for its own
+rows, and the average over ranks of the parameter gradients is again dL/dtheta.
+
 Launch with ``torchrun --nproc-per-node N ...`` (gloo on CPU, NCCL on GPUs); a single process
 needs nothing of this.
 """
@@ -46,6 +51,27 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     from torch.distributed.nn.functional import all_gather
 
     return torch.cat(all_gather(x.contiguous()), dim=0)
+
+
+def gather_objects(items) -> list:
+    """Concatenate a sequence (labels, captions) of every rank, in rank order."""
+    items = list(items)
+    if not is_distributed():
+        return items
+    _, size = world()
+    out = [None] * size
+    torch.distributed.all_gather_object(out, items)
+    return [x for part in out for x in part]
+
+
+def gather_tensor(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate ``x`` of every rank along the first axis, without gradient (masks, ids)."""
+    if not is_distributed():
+        return x
+    _, size = world()
+    parts = [torch.empty_like(x) for _ in range(size)]
+    torch.distributed.all_gather(parts, x.contiguous())
+    return torch.cat(parts, dim=0)
 
 
 def local_clip_loss(text: torch.Tensor, image: torch.Tensor, all_text: torch.Tensor, all_image: torch.Tensor,

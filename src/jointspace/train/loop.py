@@ -189,8 +189,9 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     if cfg.loss == "siglip" and getattr(net, "bias", None) is None:
         raise InputError("net: the siglip loss needs a module with a 'bias' parameter")
     rank, size = dist.world()
-    if size > 1 and (cfg.loss != "clip" or len(data) != 2 or cfg.accum_steps != 1 or masks is not None):
-        raise InputError("distributed training supports the two-modality clip loss without accumulation")
+    if size > 1 and cfg.accum_steps != 1:
+        raise InputError(f"accum_steps: distributed training already gathers the global batch; use accum_steps=1 "
+                         f"(got {cfg.accum_steps}) and a larger batch_size or more processes")
     masks_t = None if masks is None else {m: torch.as_tensor(np.asarray(v), dtype=torch.bool) for m, v in masks.items()}
     labels_arr = None if labels is None else np.asarray(labels, dtype=object)
     batch = min(cfg.batch_size, n)

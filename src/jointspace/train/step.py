@@ -61,16 +61,23 @@ def train_step(cfg, net, batch: dict, labels, masks, bf16: bool) -> float:
     bias = getattr(net, "bias", None)
     if dist.is_distributed():
         feats = _forward(net, batch, bf16)
-        a, b = list(feats)
-        rank, size = dist.world()
-        n = len(feats[a])
-        loss = dist.local_clip_loss(feats[a], feats[b], dist.gather_with_grad(feats[a]),
-                                    dist.gather_with_grad(feats[b]), rank * n, scale)
-        loss.backward()
-        value = loss.detach().clone()
-        dist.all_reduce_mean_([value])
+        rank = dist.world()[0]
+        if cfg.loss == "clip" and len(feats) == 2 and masks is None:
+            a, b = list(feats)
+            n = len(feats[a])
+            loss = dist.local_clip_loss(feats[a], feats[b], dist.gather_with_grad(feats[a]),
+                                        dist.gather_with_grad(feats[b]), rank * n, scale)
+            loss.backward()
+            value = loss.detach().clone()
+            dist.all_reduce_mean_([value])
+        else:  # the whole global loss on every rank (see distributed's module notes)
+            every = {m: dist.gather_with_grad(v) for m, v in feats.items()}
+            every_labels = None if labels is None else np.asarray(dist.gather_objects(labels), dtype=object)
+            every_masks = None if masks is None else {m: dist.gather_tensor(v) for m, v in masks.items()}
+            value = _compute_loss(cfg, net, every, scale, bias, every_labels, every_masks)
+            value.backward()
         dist.average_gradients_(net)
-        return float(value)
+        return float(value.detach())
     if cfg.accum_steps == 1:
         loss = _compute_loss(cfg, net, _forward(net, batch, bf16), scale, bias, labels, masks)
         loss.backward()
