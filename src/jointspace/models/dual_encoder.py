@@ -113,7 +113,11 @@ class DualEncoder(JointModel):
     learn_tau : bool
     towers : dict of str to str, optional
         Tower name per modality for items that are not feature vectors (default:
-        efficientnet-lite0 for images, minilm for texts).
+        efficientnet-lite0 for images, minilm for texts).  A trainable tower (``cnn``,
+        ``transformer``, ...) or a pretrained one with its top blocks unfrozen
+        (``efficientnet-lite0-tunable``, ``minilm-tunable``) trains end to end with its head.
+    tower_params : dict of str to dict, optional
+        Settings of each trainable tower, e.g. ``{"image": {"trainable_blocks": 2}}``.
     modalities : sequence of str, optional
         Which modalities of the ``Pairs`` to use (default: all).
     relevance : str

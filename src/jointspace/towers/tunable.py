@@ -128,8 +128,11 @@ class _MiniLMTop:
         torch = _torch()
         nn = torch.nn
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
 
         from .minilm import minilm_model_dir
+
+        hf_logging.disable_progress_bar()  # no weight-loading bar
 
         class Module(nn.Module):
             def __init__(self):
