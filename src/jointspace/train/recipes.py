@@ -113,7 +113,8 @@ def openclipart_contrastive_rows(variants=None, data: dict | None = None, seeds=
         ``{"method": str, "<q>-><t>/<metric>": float, ..., "fit_s": float, "tau": float,
         "epochs": float}``
         with the metrics of :func:`jointspace.eval.retrieval.evaluate_retrieval`
-        (relevance: same normalised title).
+        (relevance: same normalised title) and pair-identity ``pair-R@1``, ``pair-R@10``,
+        ``pair-mAP`` (relevant: the drawing's own text only).
     """
     from ..eval.retrieval import evaluate_retrieval
 
@@ -130,6 +131,9 @@ def openclipart_contrastive_rows(variants=None, data: dict | None = None, seeds=
             model = fit_openclipart(name, data=feats, seed=s, progress=progress, **overrides)
             fit_s = time.perf_counter() - t0
             metrics = evaluate_retrieval(model, feats["test"], relevance="title_key")
+            pair = evaluate_retrieval(model, feats["test"], relevance="id", ks=(1, 10))
+            metrics.update({f"{d}/pair-{m}": pair[f"{d}/{m}"] for d in ("text->image", "image->text")
+                            for m in ("R@1", "R@10", "mAP")})
             runs.append({**metrics, "fit_s": fit_s, "tau": model.temperature_,
                          "epochs": model.train_result_.epochs_run})
         row = {"method": name, **{k: float(np.mean([r[k] for r in runs])) for k in runs[0]}}
