@@ -40,3 +40,28 @@ def test_two_processes_match_one_process_on_the_global_batch(tmp_path):
         assert f"{name}.grad.log_scale" in grads and len(grads) >= 5
         for k in grads:
             torch.testing.assert_close(two[k], one[k], rtol=1e-5, atol=1e-7, msg=f"{k} differs")
+
+
+def test_torchrun_fit_equals_one_process(tmp_path):
+    """``torchrun --nproc-per-node 2 -m jointspace fit ... --model clip`` trains one model
+    across both processes (rank 0 writes it) and matches a single-process fit."""
+    import numpy as np
+
+    import jointspace as js
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    args = ["fit", "wikipedia", "--model", "clip", "--epochs", "2", "--batch-size", "64",
+            "--param", "dim=16", "--param", "val_fraction=0", "--param", "progress=false"]
+    two = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "jointspace", *args,
+                          "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+    assert two.returncode == 0, two.stdout + two.stderr
+    one = subprocess.run([sys.executable, "-m", "jointspace", *args, "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stdout + one.stderr
+    test = js.load_dataset("wikipedia")["test"]
+    m1, m2 = js.load_model(tmp_path / "one"), js.load_model(tmp_path / "two")
+    for m in ("image", "text"):
+        np.testing.assert_allclose(m2.encode(m, test[m][:50]), m1.encode(m, test[m][:50]), atol=1e-4)
+    assert (tmp_path / "two.train").is_dir() and not (tmp_path / "two" / "rank1").exists()

@@ -76,10 +76,14 @@ def step_and_fit(out_dir):
 def worker(rank, size, init_file, out_dir):
     torch.set_num_threads(1)
     torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=size)
+    from jointspace.train import distributed as dist
+
     try:
         step_and_fit(out_dir)
-    finally:
-        torch.distributed.destroy_process_group()
+    except BaseException:
+        dist.leave()
+        raise
+    dist.finish()
 
 
 if __name__ == "__main__":

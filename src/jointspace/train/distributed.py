@@ -12,8 +12,10 @@ on every rank from the gathered features (and gathered labels / masks): every ra
 same global loss L, the all-gather's backward hands each rank ``world * dL/dx`` for its own
 rows, and the average over ranks of the parameter gradients is again dL/dtheta.
 
-Launch with ``torchrun --nproc-per-node N ...`` (gloo on CPU, NCCL on GPUs); a single process
-needs nothing of this.
+Launch with ``torchrun --nproc-per-node N ...`` (gloo on CPU, NCCL on GPUs), e.g.
+``torchrun --nproc-per-node 2 -m jointspace fit openclipart --model clip ...``: ``fit`` joins
+the process group (:func:`init_from_env`), each rank trains on its share of every batch, and
+rank 0 writes the checkpoints and the model.  A single process needs nothing of this.
 """
 
 from __future__ import annotations
@@ -42,6 +44,22 @@ def init_from_env(backend: str | None = None) -> tuple[int, int]:
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     torch.distributed.init_process_group(backend=backend)
     return world()
+
+
+def finish() -> None:
+    """Wait for every rank, then leave the process group (no-op outside one).
+
+    The barrier keeps a fast rank from tearing down its connections while another still
+    talks to it (gloo aborts the process otherwise)."""
+    if is_distributed():
+        torch.distributed.barrier()
+    leave()
+
+
+def leave() -> None:
+    """Leave the process group at once (no-op outside one)."""
+    if is_distributed():
+        torch.distributed.destroy_process_group()
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:

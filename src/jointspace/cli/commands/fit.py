@@ -77,9 +77,23 @@ def _fit_trained(args, params, train, val):
 
 
 def run(args) -> int:
-    from ...models.base import create_model
+    from ...train import distributed as dist
 
     params = parse_params(args.param)
+    # under torchrun (WORLD_SIZE > 1) a contrastive fit trains across the processes
+    rank = dist.init_from_env()[0] if args.model == "clip" else 0
+    try:
+        code = _run(args, params, rank)
+    except BaseException:
+        dist.leave()  # no barrier: the other ranks may never reach it
+        raise
+    dist.finish()
+    return code
+
+
+def _run(args, params, rank: int) -> int:
+    from ...models.base import create_model
+
     if args.n_components is not None:
         params["n_components"] = args.n_components
     if args.towers:
@@ -96,6 +110,8 @@ def run(args) -> int:
         pairs = load_split(args.dataset, args.split)
         with console.status(f"fitting {args.model} on {args.dataset}/{args.split} ({len(pairs)} pairs)"):
             model.fit(pairs)
+    if rank != 0:  # every rank holds the same weights; rank 0 writes them
+        return 0
     model.save(args.out)
     extra = ""
     corr = getattr(getattr(model, "head_", model), "canonical_correlations_", None)
