@@ -170,17 +170,11 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, query_keys, gallery_ke
     query_keys : array, shape (nq,)
     gallery_keys : array, shape (ng,)
     """
+    from ..eval.metrics import top_k_recall
+
     q = l2_normalize(np.asarray(queries, dtype=np.float32))
     g = l2_normalize(np.asarray(gallery, dtype=np.float32))
-    gk = np.asarray(gallery_keys)
-    qk = np.asarray(query_keys)
-    k = min(k, g.shape[0])
-    hits = 0
-    for start in range(0, q.shape[0], 1024):
-        s = q[start:start + 1024] @ g.T
-        top = np.argpartition(-s, k - 1, axis=1)[:, :k]
-        hits += int((gk[top] == qk[start:start + 1024, None]).any(axis=1).sum())
-    return hits / q.shape[0]
+    return top_k_recall(q, g, query_keys, gallery_keys, k)
 
 
 def _rank(x: np.ndarray) -> int:

@@ -11,10 +11,8 @@ import numpy as np
 import torch
 
 from .._io import atomic_write_text
-from .._validation import check_choice
-
-#: how validation Recall@K weighs queries
-AVERAGES = ("query", "group")
+from ..eval.metrics import RECALL_AVERAGES as AVERAGES
+from ..eval.metrics import top_k_recall
 
 
 def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None, chunk: int = 1024,
@@ -31,25 +29,10 @@ def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None
         Relevance keys (e.g. normalised titles): gallery j is relevant to query i when
         ``keys[j] == keys[i]`` (requires n == m).
     average : {"query", "group"}
-        "query": every query counts once.  "group": the hit rate is averaged within each
-        relevance key first, then over keys, so a key shared by many samples (one title on 50
-        drawings) weighs no more than a key held by one; with ``keys`` None the two agree.
+        See :func:`jointspace.eval.metrics.top_k_recall`; with ``keys`` None the two agree.
     """
-    check_choice(average, "average", AVERAGES)
-    n, m = queries.shape[0], gallery.shape[0]
-    if n == 0:
-        return 0.0
-    k = min(k, m)
-    keys = np.arange(n) if keys is None else np.asarray(keys)
-    hits = np.zeros(n)
-    for s in range(0, n, chunk):
-        sim = queries[s:s + chunk] @ gallery.T
-        top = np.argpartition(-sim, k - 1, axis=1)[:, :k]
-        hits[s:s + chunk] = (keys[top] == keys[s:s + chunk, None]).any(axis=1)
-    if average == "query":
-        return float(hits.mean())
-    _, group = np.unique(keys, return_inverse=True)
-    return float(np.mean(np.bincount(group, weights=hits) / np.bincount(group)))
+    keys = np.arange(queries.shape[0]) if keys is None else np.asarray(keys)
+    return top_k_recall(queries, gallery, keys, keys, k, chunk=chunk, average=average)
 
 
 @torch.no_grad()
