@@ -112,11 +112,11 @@ def openclipart_contrastive_rows(variants=None, data: dict | None = None, seeds=
     list of dict
         ``{"method": str, "<q>-><t>/<metric>": float, ..., "fit_s": float, "tau": float,
         "epochs": float}``
-        with the metrics of :func:`jointspace.eval.retrieval.evaluate_retrieval`
+        with the metrics of :func:`jointspace.eval.retrieval.evaluate_embeddings`
         (relevance: same normalised title) and pair-identity ``pair-R@1``, ``pair-R@10``,
         ``pair-mAP`` (relevant: the drawing's own text only).
     """
-    from ..eval.retrieval import evaluate_retrieval
+    from ..eval.retrieval import evaluate_embeddings
 
     by_blocks = {} if data is None else {(): data}
     rows = []
@@ -130,8 +130,10 @@ def openclipart_contrastive_rows(variants=None, data: dict | None = None, seeds=
             t0 = time.perf_counter()
             model = fit_openclipart(name, data=feats, seed=s, progress=progress, **overrides)
             fit_s = time.perf_counter() - t0
-            metrics = evaluate_retrieval(model, feats["test"], relevance="title_key")
-            pair = evaluate_retrieval(model, feats["test"], relevance="id", ks=(1, 10))
+            test = feats["test"]
+            z = {m: model.encode(m, test[m]) for m in ("image", "text")}
+            metrics = evaluate_embeddings(z, test.relevance_keys("title_key"))
+            pair = evaluate_embeddings(z, test.relevance_keys("id"), ks=(1, 10))
             metrics.update({f"{d}/pair-{m}": pair[f"{d}/{m}"] for d in ("text->image", "image->text")
                             for m in ("R@1", "R@10", "mAP")})
             runs.append({**metrics, "fit_s": fit_s, "tau": model.temperature_,
