@@ -1,0 +1,130 @@
+r"""A seed ensemble: several models of one kind, trained alike but from different seeds, that
+share one joint space.
+
+Member :math:`j` maps an item to a unit vector :math:`z^{(j)}`; the ensemble maps it to
+
+.. math::  z = \frac{1}{\sqrt{M}} \big[z^{(1)}, \dots, z^{(M)}\big],
+
+so :math:`z` has unit norm and the cosine (or inner product) of two ensemble embeddings is
+the mean of the members' cosines, :math:`\frac1M \sum_j \cos(z^{(j)}_a, z^{(j)}_b)`.  With a
+few thousand training pairs the seed alone moves a dual encoder's Recall@10 by a few points;
+averaging the members' similarities removes most of that spread.  The result is an ordinary
+:class:`~jointspace.models.base.JointModel`: indexes, search and evaluation use it unchanged.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+
+import numpy as np
+
+from .._validation import check_int
+from ..errors import InputError
+from .base import JointModel, create_model, register_model
+
+_PREFIX = "member{}."
+
+
+@register_model("ensemble", "several models of one kind from different seeds; their similarities averaged")
+class SeedEnsemble(JointModel):
+    """``n_members`` copies of a seeded model, seeds ``seed .. seed + n_members - 1``.
+
+    Parameters
+    ----------
+    model : str
+        Registered name of the member model; it must take a ``seed`` parameter (e.g. ``"clip"``).
+    n_members : int
+        Number of members M (1 to 64). Fitting and encoding cost M times one member.
+    params : dict, optional
+        Parameters of every member (without ``seed``). A ``run_dir`` (checkpoints) becomes
+        ``run_dir/member<j>`` for member j.
+    seed : int
+        Seed of the first member.
+
+    Attributes
+    ----------
+    members_ : list of JointModel
+        The fitted members, in seed order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from jointspace import Pairs
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(64, 5)).astype("float32")
+    >>> pairs = Pairs({"image": x, "text": x @ rng.normal(size=(5, 4)).astype("float32")})
+    >>> ens = SeedEnsemble("clip", n_members=2, params={"dim": 3, "epochs": 2, "batch_size": 32},
+    ...                    ).fit(pairs)
+    >>> ens.encode("text", pairs["text"]).shape
+    (64, 6)
+    """
+
+    def __init__(self, model: str = "clip", n_members: int = 8, params: dict | None = None, seed: int = 0):
+        self.model = model
+        self.n_members = n_members
+        self.params = params
+        self.seed = seed
+
+    def _member_params(self) -> dict:
+        if not isinstance(self.params, (dict, type(None))):
+            raise InputError(f"params: expected a dict of member parameters, got {type(self.params).__name__}")
+        params = dict(self.params or {})
+        if "seed" in params:
+            raise InputError("params: leave out 'seed'; the ensemble gives member j the seed seed + j")
+        return params
+
+    def _new_member(self, j: int) -> JointModel:
+        params = self._member_params()
+        if params.get("run_dir") is not None:
+            params["run_dir"] = str(Path(params["run_dir"]) / f"member{j}")
+        return create_model(self.model, **params, seed=int(self.seed) + j)
+
+    def fit(self, pairs, **fit_kwargs) -> "SeedEnsemble":
+        """Fit every member on ``pairs`` (``fit_kwargs``, e.g. ``val=``, go to each member's fit)."""
+        n = check_int(self.n_members, "n_members", low=1, high=64)
+        check_int(self.seed, "seed", low=0)
+        from .base import MODELS, _import_builtin_models
+
+        _import_builtin_models()
+        if "seed" not in inspect.signature(MODELS.get(self.model)).parameters:
+            raise InputError(f"model: {self.model!r} takes no seed, so its members would all be the same; "
+                             "an ensemble needs a seeded model such as 'clip'")
+        members = [self._new_member(j) for j in range(n)]
+        for m in members:
+            m.fit(pairs, **fit_kwargs)
+        self.members_ = members
+        self.modalities_ = members[0].modalities_
+        return self
+
+    def _encode(self, modality, items) -> np.ndarray:
+        zs = [m.encode(modality, items, normalize=True) for m in self.members_]
+        return np.hstack(zs) / np.float32(np.sqrt(len(zs)))
+
+    # -- persistence -------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        return {"model": self.model, "n_members": self.n_members, "params": self.params, "seed": self.seed}
+
+    def _get_extra(self) -> dict:
+        return {"members": [{"params": m.get_config(), "extra": m._get_extra(), "modalities": list(m.modalities_)}
+                            for m in self.members_]}
+
+    def _set_extra(self, extra: dict) -> None:
+        from .base import MODELS
+
+        cls = MODELS.get(self.model)
+        members = []
+        for spec in extra["members"]:
+            m = cls.from_config(spec["params"]) if hasattr(cls, "from_config") else cls(**spec["params"])
+            m._set_extra(spec.get("extra", {}))
+            m.modalities_ = tuple(spec["modalities"])
+            members.append(m)
+        self.members_ = members
+
+    def _get_state(self) -> dict[str, np.ndarray]:
+        return {_PREFIX.format(j) + k: v for j, m in enumerate(self.members_) for k, v in m._get_state().items()}
+
+    def _set_state(self, state: dict[str, np.ndarray]) -> None:
+        for j, m in enumerate(self.members_):
+            prefix = _PREFIX.format(j)
+            m._set_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})

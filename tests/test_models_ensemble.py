@@ -1,0 +1,58 @@
+"""The seed ensemble: members are the single models of their seeds; similarities average."""
+
+import numpy as np
+import pytest
+import torch
+
+import jointspace as js
+from jointspace.errors import InputError
+from jointspace.models.ensemble import SeedEnsemble
+
+torch.set_num_threads(1)
+
+FAST = dict(dim=6, head="mlp", hidden=16, epochs=4, batch_size=32, lr=3e-3, val_fraction=0.0)
+
+
+def _pairs(n=120, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    img = (z @ rng.normal(size=(3, 10)) + 0.1 * rng.normal(size=(n, 10))).astype(np.float32)
+    txt = (z @ rng.normal(size=(3, 7)) + 0.1 * rng.normal(size=(n, 7))).astype(np.float32)
+    return js.Pairs({"image": img, "text": txt})
+
+
+def test_members_equal_single_models_and_cosines_average(tmp_path):
+    pairs = _pairs()
+    ens = js.create_model("ensemble", model="clip", n_members=3, params=FAST, seed=5).fit(pairs)
+    assert isinstance(ens, SeedEnsemble) and ens.modalities_ == ("image", "text")
+    singles = [js.create_model("clip", **FAST, seed=s).fit(pairs) for s in (5, 6, 7)]
+    zi, zt = ens.encode("image", pairs["image"]), ens.encode("text", pairs["text"])
+    assert zi.shape == (120, 18)
+    np.testing.assert_allclose(np.linalg.norm(zt, axis=1), 1.0, rtol=1e-5)
+    for j, m in enumerate(singles):
+        np.testing.assert_allclose(zt[:, 6 * j:6 * j + 6] * np.sqrt(3), m.encode("text", pairs["text"]), atol=1e-5)
+    mean_cos = np.mean([m.encode("text", pairs["text"]) @ m.encode("image", pairs["image"]).T for m in singles], axis=0)
+    np.testing.assert_allclose(zt @ zi.T, mean_cos, atol=1e-5)
+    # saved and loaded, it encodes the same
+    ens.save(tmp_path / "ens")
+    loaded = js.load_model(tmp_path / "ens")
+    assert isinstance(loaded, SeedEnsemble) and loaded.get_config() == ens.get_config()
+    np.testing.assert_allclose(loaded.encode("text", pairs["text"]), zt, atol=1e-6)
+
+
+def test_val_reaches_every_member():
+    train, val = _pairs(160).split(0.25, seed=0)
+    ens = SeedEnsemble("clip", n_members=2, params=dict(FAST, patience=2)).fit(train, val=val)
+    assert all(m.train_result_.history and "val_recall" in m.train_result_.history[0] for m in ens.members_)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"n_members": 0}, "n_members: expected an integer >= 1"),
+    ({"params": dict(FAST, seed=3)}, "params: leave out 'seed'"),
+    ({"params": [1, 2]}, "params: expected a dict"),
+    ({"model": "cca", "params": {}}, "takes no seed"),
+    ({"model": "no-such-model"}, "no-such-model"),
+])
+def test_bad_settings_are_named(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        SeedEnsemble(**{"model": "clip", "n_members": 2, "params": FAST, **kwargs}).fit(_pairs())
