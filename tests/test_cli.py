@@ -169,3 +169,24 @@ def test_bench_spoken_words_recognises_unseen_accents(capsys):
     rows = {r["method"]: r for r in report["rows"]}
     assert rows["CCA"]["audio->text/R@1"] >= 0.90
     assert rows["random"]["audio->text/R@1"] < 0.2
+
+
+def test_fit_clip_seed_ensemble(tmp_path, capsys):
+    import jointspace as js
+
+    out = tmp_path / "ens"
+    args = ["fit", "wikipedia", "--model", "clip", "--epochs", "1", "--batch-size", "128", "--param", "dim=8",
+            "--param", "progress=false", "--param", "seed=3"]
+    code, stdout, err = run(capsys, *args, "--members", "2", "--out", str(out))
+    assert code == 0, err
+    assert "2 members" in stdout
+    model = js.load_model(out)
+    assert [m.seed for m in model.members_] == [3, 4]
+    assert (tmp_path / "ens.train" / "member0").is_dir() and (tmp_path / "ens.train" / "member1").is_dir()
+    test = js.load_dataset("wikipedia")["test"]
+    assert model.encode("text", test["text"][:5]).shape == (5, 16)
+    code, _, err = run(capsys, *args, "--members", "0", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "--members: expected an integer >= 1" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *args, "--members", "2", "--resume", str(tmp_path / "ens.train"),
+                       "--out", str(out))
+    assert code == 2 and "--resume" in err and js.load_model(out).encode("text", test["text"][:5]).shape == (5, 16)

@@ -22,6 +22,9 @@ def register(sub):
     p.add_argument("--n-components", type=int, help="shorthand for --param n_components=N")
     p.add_argument("--epochs", type=int, help="trained models (clip): passes over the training pairs")
     p.add_argument("--batch-size", type=int, help="trained models (clip): pairs per step (the negatives)")
+    p.add_argument("--members", type=int, default=1, metavar="M",
+                   help="trained models (clip): a seed ensemble of M models (seeds seed .. seed+M-1) whose "
+                        "similarities are averaged (default: 1, a single model)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="trained models (clip): continue the checkpointed run in RUN_DIR exactly")
     p.add_argument("--run-dir", metavar="DIR",
@@ -64,6 +67,8 @@ def _fit_trained(args, params, train, val):
     """A contrastive dual encoder, trained with checkpoints in the run folder."""
     from pathlib import Path
 
+    from ..._validation import check_int
+    from ...errors import InputError
     from ...models.base import create_model
 
     for key in ("epochs", "batch_size"):
@@ -73,7 +78,15 @@ def _fit_trained(args, params, train, val):
     out = Path(args.out)
     params.setdefault("run_dir", args.run_dir or args.resume or str(out.with_name(out.name + ".train")))
     params.setdefault("progress", True)
-    return create_model("clip", **params).fit(train, val=val, resume=args.resume)
+    members = check_int(args.members, "--members", low=1, high=64)
+    if members == 1:
+        return create_model("clip", **params).fit(train, val=val, resume=args.resume)
+    if args.resume:
+        raise InputError("--resume: continues one run; it cannot be combined with --members")
+    from ...models.ensemble import SeedEnsemble
+
+    seed = params.pop("seed", 0)
+    return SeedEnsemble("clip", n_members=members, params=params, seed=seed).fit(train, val=val)
 
 
 def run(args) -> int:
@@ -117,5 +130,7 @@ def _run(args, params, rank: int) -> int:
     corr = getattr(getattr(model, "head_", model), "canonical_correlations_", None)
     if corr is not None:
         extra = " canonical correlations: " + " ".join(f"{r:.3f}" for r in corr[:10])
+    if getattr(model, "members_", None):
+        extra = f" ({len(model.members_)} members)"
     console.print(f"saved {args.model} to {args.out}.{extra}", highlight=False)
     return 0
