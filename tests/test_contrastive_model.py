@@ -182,3 +182,14 @@ def test_openclipart_rows_have_the_report_format():
         assert both[key] == pytest.approx((one[0][key] + one[1][key]) / 2)
     assert both["text->image/R@10 sd"] == pytest.approx(abs(one[0]["text->image/R@10"] - one[1]["text->image/R@10"]) / 2)
     assert "per seed" in both["settings"]
+    # an "ensemble" of one member is the single model of its seed; CSLS re-ranks the same embeddings
+    from jointspace.train.recipes import openclipart_ensemble_rows
+
+    plain, csls = openclipart_ensemble_rows("clip (linear heads)", n_members=1, starts=(1,), k=5, data=data, **small)
+    assert plain["method"] == "clip (linear heads), ensemble of 1" and csls["method"].endswith("+ CSLS (k=5)")
+    for key in ("text->image/R@10", "image->text/mAP", "text->image/pair-R@1"):
+        assert plain[key] == pytest.approx(one[1][key])
+        assert 0.0 <= csls[key] <= 1.0
+    two = openclipart_ensemble_rows("clip (linear heads)", n_members=1, starts=(0, 1), k=5, data=data, **small)
+    assert two[0]["text->image/R@10"] == pytest.approx(both["text->image/R@10"])
+    assert "per ensemble" in two[1]["settings"]
