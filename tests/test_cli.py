@@ -190,3 +190,26 @@ def test_fit_clip_seed_ensemble(tmp_path, capsys):
     code, _, err = run(capsys, *args, "--members", "2", "--resume", str(tmp_path / "ens.train"),
                        "--out", str(out))
     assert code == 2 and "--resume" in err and js.load_model(out).encode("text", test["text"][:5]).shape == (5, 16)
+
+
+def test_eval_csls_matches_library(capsys, wiki_run):
+    import jointspace as js
+    from jointspace.eval.hubness import evaluate_csls
+
+    capsys.readouterr()  # what the fixture printed
+    code, out, err = run(capsys, "eval", str(wiki_run), "--dataset", "wikipedia", "--csls", "10", "--json")
+    assert code == 0, err
+    row = json.loads(out)["rows"][0]
+    assert row["method"].endswith("+ CSLS (k=10)")
+    model, data = js.load_model(wiki_run), js.load_dataset("wikipedia")
+    z = {m: model.encode(m, data["test"][m]) for m in ("image", "text")}
+    bank = {m: model.encode(m, data["train"][m]) for m in ("image", "text")}
+    expected = evaluate_csls(z, data["test"].relevance_keys("label"), bank, 10)
+    for key in ("text->image/mAP", "image->text/R@10"):
+        assert row[key] == pytest.approx(expected[key])
+    code, _, err = run(capsys, "eval", str(wiki_run), "--dataset", "wikipedia", "--csls", "10", "--metric", "dot")
+    assert code == 2 and "--csls" in err
+    code, _, err = run(capsys, "eval", str(wiki_run), "--dataset", "wikipedia", "--csls", "10", "--bank-split", "test")
+    assert code == 2 and "--bank-split" in err
+    code, _, err = run(capsys, "eval", str(wiki_run), "--dataset", "wikipedia", "--csls", "0")
+    assert code == 2 and "k: expected an integer >= 1" in err

@@ -14,6 +14,10 @@ def register(sub):
                    help="what makes an item relevant: auto (the dataset's rule: labels, or e.g. the same "
                         "normalised title for openclipart), label, id, or a metadata column (default: auto)")
     p.add_argument("--metric", default="cosine", choices=["cosine", "dot", "euclidean"])
+    p.add_argument("--csls", type=int, metavar="K",
+                   help="rank by CSLS hubness correction with K neighbours, the bank being the query "
+                        "modality's items of --bank-split (cosine only)")
+    p.add_argument("--bank-split", default="train", help="split whose items form the CSLS bank (default: train)")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
@@ -28,11 +32,34 @@ def run(args) -> int:
     model = load_model(args.model)
     relevance = get_dataset(args.dataset).relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split)
-    row = {"method": model.model_name, **evaluate_retrieval(model, pairs, relevance=relevance,
-                                                            metric=args.metric)}
+    if args.csls is None:
+        row = {"method": model.model_name, **evaluate_retrieval(model, pairs, relevance=relevance,
+                                                                metric=args.metric)}
+    else:
+        row = _csls_row(args, model, pairs, relevance)
     report = make_report(args.dataset, args.split, [row])
     if args.json:
         print_json(report)
     else:
         show_report(report)
     return 0
+
+
+def _csls_row(args, model, pairs, relevance) -> dict:
+    from ...errors import InputError
+    from ...eval.hubness import evaluate_csls
+
+    if args.metric != "cosine":
+        raise InputError(f"--csls: ranks by cosine similarity; got --metric {args.metric}")
+    if args.bank_split == args.split:
+        raise InputError(f"--bank-split: the bank must not be the evaluated split ({args.split}); "
+                         "use the training split")
+    modalities = [m for m in model.modalities_ if m in pairs.modalities]
+    if len(modalities) < 2:
+        raise InputError(f"--dataset: the model knows {', '.join(model.modalities_)}, the split has "
+                         f"{', '.join(pairs.modalities)}; CSLS needs two modalities in common")
+    bank_pairs = load_split(args.dataset, args.bank_split)
+    z = {m: model.encode(m, pairs[m]) for m in modalities}
+    bank = {m: model.encode(m, bank_pairs[m]) for m in modalities}
+    keys = pairs.relevance_keys(relevance)
+    return {"method": f"{model.model_name} + CSLS (k={args.csls})", **evaluate_csls(z, keys, bank, args.csls)}
