@@ -56,3 +56,23 @@ def test_val_reaches_every_member():
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(InputError, match=match):
         SeedEnsemble(**{"model": "clip", "n_members": 2, "params": FAST, **kwargs}).fit(_pairs())
+
+
+def test_raw_items_go_through_the_frozen_tower_once(monkeypatch):
+    from jointspace.models.dual_encoder import DualEncoder
+
+    pairs = _pairs()
+    ens = SeedEnsemble("clip", n_members=3, params=FAST).fit(pairs)
+    raw_calls = []
+    original = DualEncoder.features
+
+    def spy(self, modality, items, name="items"):
+        if isinstance(items, list):  # raw items: stand in for the tower with fixed features
+            raw_calls.append(modality)
+            return pairs["text"][:len(items)]
+        return original(self, modality, items, name)
+
+    monkeypatch.setattr(DualEncoder, "features", spy)
+    z = ens.encode("text", ["a", "b", "c"])
+    assert raw_calls == ["text"]
+    np.testing.assert_allclose(z, ens.encode("text", pairs["text"][:3]), atol=1e-6)
