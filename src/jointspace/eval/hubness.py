@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_int
-from .similarity import check_pair, iter_similarity_chunks
+from .similarity import check_pair, iter_similarity_chunks, l2_normalize
 
 
 def hub_penalty(gallery, bank, k: int = 10, chunk_size: int | None = None) -> np.ndarray:
@@ -79,9 +79,8 @@ def csls_vectors(queries, gallery, bank, k: int = 10, chunk_size: int | None = N
     """
     Q, G = check_pair(queries, gallery, ("queries", "gallery"))
     r = hub_penalty(G, bank, k, chunk_size)
-    unit = lambda X: X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)  # noqa: E731
-    q = np.hstack([unit(Q), np.ones((Q.shape[0], 1), Q.dtype)])
-    g = np.hstack([unit(G), (-0.5 * r)[:, None].astype(G.dtype)])
+    q = np.hstack([l2_normalize(Q), np.ones((Q.shape[0], 1), Q.dtype)])
+    g = np.hstack([l2_normalize(G), (-0.5 * r)[:, None].astype(G.dtype)])
     return q, g
 
 

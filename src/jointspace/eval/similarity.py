@@ -66,6 +66,12 @@ def auto_chunk_size(n_cols: int, itemsize: int = 4, budget: int = BLOCK_BYTES) -
     return max(1, int(budget // max(1, n_cols * itemsize)))
 
 
+def l2_normalize(z: np.ndarray, eps: float = _EPS) -> np.ndarray:
+    """Rows of ``z`` (n, d) scaled to unit Euclidean norm (zero rows stay zero)."""
+    norms = np.linalg.norm(z, axis=1, keepdims=True)
+    return z / np.maximum(norms, eps)
+
+
 def _row_norms(X: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", X, X))
 

@@ -19,18 +19,13 @@ import numpy as np
 from .. import __version__
 from .._io import atomic_dir
 from ..errors import InputError, JointspaceError, NotFittedError
+from ..eval.similarity import l2_normalize
 from ..registry import Registry
 
 MODELS: Registry = Registry("model")
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.safetensors"
-
-
-def l2_normalize(z: np.ndarray, eps: float = 1e-12) -> np.ndarray:
-    """Rows of ``z`` (n, d) scaled to unit Euclidean norm (zero rows stay zero)."""
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    return z / np.maximum(norms, eps)
 
 
 class JointModel:
