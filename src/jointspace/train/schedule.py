@@ -48,19 +48,16 @@ def param_groups(module: torch.nn.Module, weight_decay: float, tower_lr_scale: f
     pretrained towers) get their own two groups whose ``lr_scale`` multiplies the scheduled
     learning rate (pretrained weights want a smaller step than fresh heads).
     """
-    groups = []
-    for scale, in_tower in ((1.0, False), (float(tower_lr_scale), True)):
-        if tower_lr_scale == 1.0 and in_tower:
-            break
-        decay, no_decay = [], []
-        for name, p in module.named_parameters():
-            if not p.requires_grad or (tower_lr_scale != 1.0 and name.startswith("tower_modules.") != in_tower):
-                continue
-            (no_decay if p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias") else decay).append(p)
-        for params, wd in ((decay, float(weight_decay)), (no_decay, 0.0)):
-            if params:
-                groups.append({"params": params, "weight_decay": wd, "lr_scale": scale})
-    return groups
+    split_towers = float(tower_lr_scale) != 1.0
+    buckets: dict[tuple[bool, bool], list] = {}   # (tower, no decay) -> parameters, in module order
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            tower = split_towers and name.startswith("tower_modules.")
+            no_decay = p.ndim < 2 or "norm" in name.lower() or name.endswith(".bias")
+            buckets.setdefault((tower, no_decay), []).append(p)
+    return [{"params": buckets[key], "weight_decay": 0.0 if key[1] else float(weight_decay),
+             "lr_scale": float(tower_lr_scale) if key[0] else 1.0}
+            for key in sorted(buckets)]
 
 
 def make_optimizer(module: torch.nn.Module, lr: float, weight_decay: float,
