@@ -153,7 +153,8 @@ class EfficientNetLite0Tower(Tower):
         net = self.network
         pooled = {}
         with torch.inference_mode():
-            # the network's own extract_features, keeping the averages of the chosen blocks
+            # the steps of the network's extract_features, keeping the averages of the chosen
+            # blocks (not forward hooks: the network is shared, and hooks would see other calls)
             x = net._swish(net._bn0(net._conv_stem(self.preprocess(items))))
             for i, block in enumerate(net._blocks):
                 x = block(x)

@@ -72,12 +72,8 @@ class _EfficientNetTop:
                 return self
 
             def forward(self, x):
-                net = self.net
-                rate = net._global_params.drop_connect_rate or 0.0
-                x = net._swish(net._bn0(net._conv_stem(x)))
-                for i, block in enumerate(net._blocks):
-                    x = block(x, drop_connect_rate=rate * i / len(net._blocks))
-                return net._swish(net._bn1(net._conv_head(x))).mean(dim=(2, 3))
+                # the network's own pass (stem, blocks with its drop-connect schedule, head)
+                return self.net.extract_features(x).mean(dim=(2, 3))
 
         return Module()
 
