@@ -46,9 +46,7 @@ def cca_rows(train, val, test, progress=None) -> list[dict]:
     """CCA and regularised CCA over the frozen towers, settings chosen on ``val``; regularised
     CCA also over the multi-level image features the last contrastive row uses."""
     from ..models.towered import fit_with_towers
-    from ..train.recipes import MULTILEVEL_BLOCKS
-
-    from ..train.recipes import CSLS_K
+    from ..train.recipes import CSLS_K, MULTILEVEL_BLOCKS
 
     rows = []
     multilevel = {"image": {"pool_blocks": list(MULTILEVEL_BLOCKS)}}

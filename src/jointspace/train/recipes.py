@@ -91,12 +91,18 @@ def fit_openclipart(variant: str = "clip (MLP heads, same-title positives)", dat
     """
     from ..models.base import create_model
 
+    blocks, params = _variant_settings(variant, progress, overrides)
+    data = data if data is not None else openclipart_features(progress=progress, pool_blocks=blocks)
+    return create_model("clip", **{"seed": seed, **params}).fit(data["train"], val=data["val"])
+
+
+def _variant_settings(variant: str, progress: bool, overrides: dict) -> tuple[tuple, dict]:
+    """The image-feature blocks a variant reads, and its DualEncoder parameters (no seed)."""
     settings = dict(OPENCLIPART_VARIANTS[variant])
     blocks = tuple(settings.pop("pool_blocks", ()))
-    data = data if data is not None else openclipart_features(progress=progress, pool_blocks=blocks)
-    params = dict(DEFAULT_TRAINING, **settings, relevance="title_key", seed=seed, progress=progress)
+    params = dict(DEFAULT_TRAINING, **settings, relevance="title_key", progress=progress)
     params.update(overrides)
-    return create_model("clip", **params).fit(data["train"], val=data["val"])
+    return blocks, params
 
 
 def openclipart_contrastive_rows(variants=None, data: dict | None = None, seeds=(0,),
@@ -217,11 +223,8 @@ def openclipart_ensemble_rows(variant: str = BEST_VARIANT, n_members: int = 8, s
     """
     from ..models.ensemble import SeedEnsemble
 
-    settings = dict(OPENCLIPART_VARIANTS[variant])
-    blocks = tuple(settings.pop("pool_blocks", ()))
+    blocks, params = _variant_settings(variant, progress, overrides)
     feats = data if data is not None else openclipart_features(progress=progress, pool_blocks=blocks)
-    params = dict(DEFAULT_TRAINING, **settings, relevance="title_key", progress=progress)
-    params.update(overrides)
     plain, csls = [], []
     for start in starts:
         t0 = time.perf_counter()
