@@ -11,6 +11,7 @@ from jointspace.errors import InputError
 from jointspace.models.dual_encoder import DualEncoderNet
 from jointspace.train import TrainConfig, fit_dual_encoder
 from jointspace.train.loop import evaluate_recall
+from jointspace.objectives.contrastive import clip_loss, logit_scale
 from jointspace.train.step import train_step
 from jointspace.train.monitor import recall_at_k
 from jointspace.train.schedule import lr_at, make_optimizer, param_groups, resolve_warmup
@@ -73,6 +74,31 @@ def test_accumulation_keeps_the_negatives_of_the_whole_batch(loss):
     net = _net(siglip=(loss == "siglip"))
     small = train_step(TrainConfig(batch_size=8, loss=loss), net, {m: v[:8] for m, v in data.items()}, None, None, False)
     assert small != pytest.approx(v1, rel=1e-3)
+
+
+def test_accumulation_with_dropout_is_the_exact_gradient_of_its_masks():
+    """The second pass over a micro-batch replays the random state of the first, so dropout
+    draws the same masks: the step equals one graph over the same micro-batches in order."""
+    data = {m: torch.from_numpy(v[:24]) for m, v in _data().items()}
+    chunks = np.array_split(np.arange(24), 3)
+    net = _net(dropout=0.4, input_dropout=0.3)
+    torch.manual_seed(5)
+    value = train_step(TrainConfig(batch_size=24, accum_steps=3), net, data, None, None, False)
+    state_after = torch.get_rng_state()
+    ref = _net(dropout=0.4, input_dropout=0.3)
+    torch.manual_seed(5)
+    parts = [ref({m: v[c] for m, v in data.items()}) for c in chunks]
+    assert torch.equal(torch.get_rng_state(), state_after)  # the step drew each mask once
+    feats = {m: torch.cat([p[m] for p in parts]) for m in ("a", "b")}
+    loss = clip_loss(feats["a"], feats["b"], logit_scale(ref.log_scale, 100.0))
+    loss.backward()
+    assert value == pytest.approx(float(loss.detach()), rel=1e-6)
+    for (name, p), q in zip(net.named_parameters(), ref.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-7, msg=name)
+    # without the replay the cached features would differ from the recomputed ones
+    torch.manual_seed(5)
+    a = net({m: v[chunks[0]] for m, v in data.items()})["a"]
+    assert not torch.allclose(a, net({m: v[chunks[0]] for m, v in data.items()})["a"])
 
 
 def test_training_improves_recall_and_early_stopping_restores_best(tmp_path):

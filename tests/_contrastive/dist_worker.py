@@ -33,10 +33,15 @@ def other_losses(rank, size):
     n_local = 32 // size
     sl = slice(rank * n_local, (rank + 1) * n_local)
     out = {}
+    local_masks = {m: torch.from_numpy(v[sl]) for m, v in masks.items()}
     for name, cfg, mods, lab, msk in (
             ("supervised", TrainConfig(batch_size=32, loss="supervised"), ("a", "b"), labels[sl], None),
-            ("masked", TrainConfig(batch_size=32), ("a", "b", "c"), None,
-             {m: torch.from_numpy(v[sl]) for m, v in masks.items()})):
+            ("masked", TrainConfig(batch_size=32), ("a", "b", "c"), None, local_masks),
+            # accumulation across processes: 2 micro-batches per rank, still the global batch's negatives
+            ("accum.clip", TrainConfig(batch_size=32, accum_steps=2), ("a", "b"), None, None),
+            ("accum.supervised", TrainConfig(batch_size=32, loss="supervised", accum_steps=2), ("a", "b"),
+             labels[sl], None),
+            ("accum.masked", TrainConfig(batch_size=32, accum_steps=2), ("a", "b", "c"), None, local_masks)):
         torch.manual_seed(0)
         net = DualEncoderNet({m: data[m].shape[1] for m in mods}, dim=4, head="mlp", hidden=8)
         local = {m: torch.from_numpy(data[m][sl]) for m in mods}

@@ -132,6 +132,24 @@ def all_reduce_mean_(tensors) -> None:
             t.div_(size)
 
 
+def sum_gradients_(module: torch.nn.Module) -> None:
+    """Sum the parameter gradients over ranks in place (no-op outside a process group).
+
+    A parameter with a gradient on some ranks only (the temperature, counted on one rank)
+    gets zeros on the others before the sum; one with no gradient anywhere keeps ``None``, so
+    the optimiser still skips it."""
+    if not is_distributed():
+        return
+    params = list(module.parameters())
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32)
+    torch.distributed.all_reduce(has, op=torch.distributed.ReduceOp.MAX)
+    for p, flag in zip(params, has.tolist()):
+        if flag:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            torch.distributed.all_reduce(p.grad, op=torch.distributed.ReduceOp.SUM)
+
+
 def average_gradients_(module: torch.nn.Module) -> None:
     """Average the parameter gradients over ranks (what DistributedDataParallel does)."""
     all_reduce_mean_([p.grad for p in module.parameters() if p.grad is not None])

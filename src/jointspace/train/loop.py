@@ -53,9 +53,10 @@ class TrainConfig:
     grad_clip : float or None
         Clip the global gradient norm.
     accum_steps : int
-        Split each batch into this many micro-batches whose features are computed twice
-        (first without gradient to gather every negative, then with gradient one micro-batch
-        at a time), so memory is that of a micro-batch and the loss that of the whole batch.
+        Split each batch (each process's share of it, when distributed) into this many
+        micro-batches whose features are computed twice (first without gradient to gather
+        every negative, then with gradient one micro-batch at a time), so memory is that of a
+        micro-batch and the loss that of the whole global batch.
     precision : {"fp32", "bf16", "auto"}
         bf16 autocast of the forward pass on CPU ("auto": when the CPU has bf16 units).
     loss : {"clip", "siglip", "supervised"}
@@ -189,14 +190,14 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     if cfg.loss == "siglip" and getattr(net, "bias", None) is None:
         raise InputError("net: the siglip loss needs a module with a 'bias' parameter")
     rank, size = dist.world()
-    if size > 1 and cfg.accum_steps != 1:
-        raise InputError(f"accum_steps: distributed training already gathers the global batch; use accum_steps=1 "
-                         f"(got {cfg.accum_steps}) and a larger batch_size or more processes")
     masks_t = None if masks is None else {m: torch.as_tensor(np.asarray(v), dtype=torch.bool) for m, v in masks.items()}
     labels_arr = None if labels is None else np.asarray(labels, dtype=object)
     batch = min(cfg.batch_size, n)
     if batch % size:
         raise InputError(f"batch_size: must be divisible by the number of processes ({size}), got {batch}")
+    if batch // size < cfg.accum_steps:
+        raise InputError(f"accum_steps: at most each process's share of the batch ({batch // size} = "
+                         f"{batch} pairs / {size} processes), got {cfg.accum_steps}")
     steps_per_epoch = max(1, n // batch)
     total = cfg.epochs * steps_per_epoch
     warmup = resolve_warmup(cfg.warmup, total)

@@ -59,7 +59,7 @@ def train_step(cfg, net, batch: dict, labels, masks, bf16: bool) -> float:
     """Forward + backward of one (possibly accumulated) batch; returns the loss value."""
     scale = logit_scale(net.log_scale, cfg.max_scale)
     bias = getattr(net, "bias", None)
-    if dist.is_distributed():
+    if dist.is_distributed() and cfg.accum_steps == 1:
         feats = _forward(net, batch, bf16)
         rank = dist.world()[0]
         if cfg.loss == "clip" and len(feats) == 2 and masks is None:
@@ -82,19 +82,48 @@ def train_step(cfg, net, batch: dict, labels, masks, bf16: bool) -> float:
         loss = _compute_loss(cfg, net, _forward(net, batch, bf16), scale, bias, labels, masks)
         loss.backward()
         return float(loss.detach())
+    return _accumulated_step(cfg, net, batch, labels, masks, bf16, scale, bias)
+
+
+def _accumulated_step(cfg, net, batch: dict, labels, masks, bf16: bool, scale, bias) -> float:
+    """Gradient accumulation that keeps every negative of the (global) batch.
+
+    The features of all micro-batches are first computed without gradient (and, across
+    processes, gathered from every rank); then each micro-batch is embedded again with
+    gradient and the loss of the whole global batch is back-propagated through its rows only
+    (open_clip's feature cache).  Each micro-batch's second pass replays the random state of
+    its first, so dropout draws the same masks and the cached features equal the recomputed
+    ones: the summed gradient is exactly that of the global-batch loss.  Across processes
+    every rank holds the same global loss and contributes the gradient through its own rows,
+    so gradients are summed over ranks; the temperature (and SigLIP bias), which enter the loss
+    directly, get their gradient once (rank 0, first micro-batch).
+    """
+    rank, size = dist.world()
     n = len(next(iter(batch.values())))
     chunks = np.array_split(np.arange(n), cfg.accum_steps)
     micro = [{m: take_rows(v, c) for m, v in batch.items()} for c in chunks]
+    states, cached = [], []
     with torch.no_grad():
-        cached = [_forward(net, mb, bf16) for mb in micro]
+        for mb in micro:
+            states.append(torch.get_rng_state())
+            cached.append(_forward(net, mb, bf16))
+    after = torch.get_rng_state()
+    every = {m: dist.gather_tensor(torch.cat([c[m] for c in cached])) for m in cached[0]}
+    if size > 1:
+        labels = None if labels is None else np.asarray(dist.gather_objects(labels), dtype=object)
+        masks = None if masks is None else {m: dist.gather_tensor(v) for m, v in masks.items()}
     value = 0.0
-    for j, mb in enumerate(micro):
+    for j, (mb, rows) in enumerate(zip(micro, chunks)):
+        torch.set_rng_state(states[j])
         fj = _forward(net, mb, bf16)
-        feats = {m: torch.cat([fj[m] if k == j else cached[k][m] for k in range(len(micro))]) for m in fj}
-        # The temperature (and SigLIP bias) enter every micro-batch's loss; count their gradient once.
-        s = scale if j == 0 else scale.detach()
-        bb = bias if (j == 0 or bias is None) else bias.detach()
+        start, stop = rank * n + rows[0], rank * n + rows[-1] + 1
+        feats = {m: torch.cat([every[m][:start], fj[m], every[m][stop:]]) for m in fj}
+        once = j == 0 and rank == 0
+        s = scale if once else scale.detach()
+        bb = bias if (once or bias is None) else bias.detach()
         loss = _compute_loss(cfg, net, feats, s, bb, labels, masks)
         loss.backward()
         value = float(loss.detach())
+    torch.set_rng_state(after)
+    dist.sum_gradients_(net)
     return value
