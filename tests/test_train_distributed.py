@@ -55,7 +55,8 @@ def _same_step(run, ref, name, ref_name):
 
 def test_torchrun_fit_equals_one_process(tmp_path):
     """``torchrun --nproc-per-node 2 -m jointspace fit ... --model clip`` trains one model
-    across both processes (rank 0 writes it) and matches a single-process fit."""
+    across both processes (rank 0 writes it) and matches a single-process fit; here a seed
+    ensemble of 2, each member trained with 2 accumulation micro-batches per process."""
     import numpy as np
 
     import jointspace as js
@@ -64,9 +65,10 @@ def test_torchrun_fit_equals_one_process(tmp_path):
     env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
                OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
     args = ["fit", "wikipedia", "--model", "clip", "--epochs", "2", "--batch-size", "64",
-            "--param", "dim=16", "--param", "val_fraction=0", "--param", "progress=false"]
+            "--param", "dim=16", "--param", "val_fraction=0", "--param", "progress=false",
+            "--members", "2"]
     two = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "jointspace", *args,
-                          "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
+                          "--param", "accum_steps=2", "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=300)
     assert two.returncode == 0, two.stdout + two.stderr
     one = subprocess.run([sys.executable, "-m", "jointspace", *args, "--out", str(tmp_path / "one")], env=env,
                          capture_output=True, text=True, timeout=300)
@@ -75,4 +77,6 @@ def test_torchrun_fit_equals_one_process(tmp_path):
     m1, m2 = js.load_model(tmp_path / "one"), js.load_model(tmp_path / "two")
     for m in ("image", "text"):
         np.testing.assert_allclose(m2.encode(m, test[m][:50]), m1.encode(m, test[m][:50]), atol=1e-4)
-    assert (tmp_path / "two.train").is_dir() and not (tmp_path / "two" / "rank1").exists()
+    assert m2.n_members == 2 and m2.members_[0].accum_steps == 2
+    assert sorted(p.name for p in (tmp_path / "two.train").iterdir()) == ["member0", "member1"]
+    assert not (tmp_path / "two" / "rank1").exists()
