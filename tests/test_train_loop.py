@@ -186,3 +186,31 @@ def test_group_average_recall_by_hand():
         recall_at_k(q, g, 1, keys, average="title")
     with pytest.raises(InputError, match="val_average"):
         TrainConfig(val_average="macro").validate()
+
+
+def test_device_setting():
+    from jointspace.train.device import backend_for, resolve_device, to_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert backend_for(torch.device("cpu")) == "gloo" and backend_for(torch.device("cuda", 1)) == "nccl"
+    for bad in ("gpu", "cuda:x", "", 0, None):
+        with pytest.raises(InputError, match="device: expected one of cpu, cuda, cuda:N, auto"):
+            TrainConfig(device=bad).validate()
+    x = torch.ones(2)
+    batch = to_device({"a": x, "b": ["raw", "items"]}, torch.device("cpu"))
+    assert batch["a"] is x and batch["b"] == ["raw", "items"]
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda"
+        with pytest.raises(InputError, match="does not exist"):
+            resolve_device(f"cuda:{torch.cuda.device_count()}")
+    else:
+        assert resolve_device("auto") == torch.device("cpu")
+        with pytest.raises(InputError, match="device: 'cuda' needs a CUDA build"):
+            TrainConfig(device="cuda").validate()
+        # an explicit CPU run and an "auto" one on a machine without a GPU train the same weights
+        data = _data(64)
+        nets = [_net(), _net()]
+        for net, device in zip(nets, ("cpu", "auto")):
+            fit_dual_encoder(net, data, TrainConfig(epochs=2, batch_size=16, device=device, accum_steps=2))
+        for p, q in zip(*(n.parameters() for n in nets)):
+            assert torch.equal(p, q)

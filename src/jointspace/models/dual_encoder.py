@@ -81,7 +81,9 @@ class DualEncoderNet(nn.Module):
         prepared batch for a trainable tower."""
         if modality in self._towers:
             if not isinstance(x, (torch.Tensor, dict)):
-                x = self._towers[modality].to_batch(x)
+                from ..train.device import to_device
+
+                x = to_device(self._towers[modality].to_batch(x), self.log_scale.device)
             x = self.tower_modules[modality](x)
         return self.heads[modality](x)
 
@@ -127,8 +129,8 @@ class DualEncoder(JointModel):
         (grouped by the relevance key when it is a metadata column); 0 trains on everything.
     cache : bool or path
         Embedding cache for tower features.
-    epochs, batch_size, lr, weight_decay, warmup, grad_clip, accum_steps, precision, patience,
-    recall_k, val_average, seed :
+    epochs, batch_size, lr, weight_decay, warmup, grad_clip, accum_steps, precision, device,
+    patience, recall_k, val_average, seed :
         Training settings, see :class:`jointspace.train.TrainConfig`.
     dropout : float
         Dropout between the two layers of an MLP head.
@@ -154,7 +156,7 @@ class DualEncoder(JointModel):
                  grad_clip: float | None = 1.0, accum_steps: int = 1, precision: str = "fp32",
                  patience: int | None = None, recall_k: int = 10, seed: int = 0, dropout: float = 0.0,
                  init: str = "random", run_dir=None, progress: bool = False, input_dropout: float = 0.0,
-                 val_average: str = "query", tower_lr_scale: float = 1.0):
+                 val_average: str = "query", tower_lr_scale: float = 1.0, device: str = "cpu"):
         self.dim = dim
         self.head = head
         self.hidden = hidden
@@ -175,6 +177,7 @@ class DualEncoder(JointModel):
         self.grad_clip = grad_clip
         self.accum_steps = accum_steps
         self.precision = precision
+        self.device = device
         self.patience = patience
         self.recall_k = recall_k
         self.seed = seed
@@ -228,7 +231,8 @@ class DualEncoder(JointModel):
 
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, warmup=self.warmup, grad_clip=self.grad_clip,
-                           accum_steps=self.accum_steps, precision=self.precision, loss=self.loss,
+                           accum_steps=self.accum_steps, precision=self.precision, device=self.device,
+                           loss=self.loss,
                            seed=self.seed, patience=self.patience, recall_k=self.recall_k,
                            val_average=self.val_average, tower_lr_scale=self.tower_lr_scale,
                            progress=self.progress, tensorboard=self.run_dir is not None)
@@ -317,7 +321,7 @@ class DualEncoder(JointModel):
         self.train_result_ = fit_dual_encoder(net, feats, self._train_config(), val=val_feats, val_keys=val_keys,
                                               labels=labels, run_dir=self.run_dir, resume=resume,
                                               model_config=self._net_config())
-        self.net_ = net
+        self.net_ = net.to("cpu")  # encoding, saving and search run on the CPU
         self.modalities_ = names
         return self
 
@@ -347,7 +351,7 @@ class DualEncoder(JointModel):
                                              "modalities", "relevance", "val_fraction", "epochs", "batch_size",
                                              "lr", "weight_decay", "warmup", "grad_clip", "accum_steps",
                                              "precision", "patience", "recall_k", "seed", "dropout", "init",
-                                             "input_dropout", "val_average", "tower_lr_scale")}
+                                             "input_dropout", "val_average", "tower_lr_scale", "device")}
         if cfg["modalities"] is not None:
             cfg["modalities"] = list(cfg["modalities"])
         cfg["cache"] = self.cache if isinstance(self.cache, bool) else str(self.cache)

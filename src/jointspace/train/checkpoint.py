@@ -41,7 +41,7 @@ def _flatten_optimizer(opt: torch.optim.Optimizer):
         for key, val in st.items():
             if not isinstance(val, torch.Tensor):
                 val = torch.tensor(val)
-            tensors[f"state.{idx}.{key}"] = val.detach().clone().contiguous()
+            tensors[f"state.{idx}.{key}"] = val.detach().cpu().clone().contiguous()
     groups = json.loads(json.dumps(sd["param_groups"], default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
     return tensors, groups
 
@@ -76,11 +76,15 @@ def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torc
 
     ``extra`` (name -> tensor) is stored in ``extra.safetensors`` (e.g. the best weights so far).
     """
-    model_bytes = st_save({k: v.detach().contiguous() for k, v in module.state_dict().items()})
-    extra_bytes = st_save({k: v.detach().contiguous() for k, v in (extra or {}).items()})
+    model_bytes = st_save({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()})
+    extra_bytes = st_save({k: v.detach().cpu().contiguous() for k, v in (extra or {}).items()})
     opt_tensors, groups = _flatten_optimizer(optimizer)
     opt_bytes = st_save(opt_tensors)
-    rng_bytes = st_save({"torch": torch.get_rng_state()})
+    rng = {"torch": torch.get_rng_state()}
+    device = next(module.parameters()).device
+    if device.type == "cuda":  # dropout on a GPU draws from the GPU's generator
+        rng["cuda"] = torch.cuda.get_rng_state(device)
+    rng_bytes = st_save(rng)
     meta = {"format": FORMAT, "step": int(step), "model_config": model_config, "optimizer_groups": groups,
             "trainer": trainer_state,
             "sha256": {"model.safetensors": _digest(model_bytes), "optimizer.safetensors": _digest(opt_bytes),
@@ -162,7 +166,11 @@ def load_checkpoint(path, module: torch.nn.Module, optimizer: torch.optim.Optimi
     if optimizer is not None:
         optimizer.load_state_dict(_unflatten_optimizer(st_load(blobs["optimizer.safetensors"]),
                                                        meta["optimizer_groups"]))
-    torch.set_rng_state(st_load(blobs["rng.safetensors"])["torch"])
+    rng = st_load(blobs["rng.safetensors"])
+    torch.set_rng_state(rng["torch"])
+    device = next(module.parameters()).device
+    if "cuda" in rng and device.type == "cuda":
+        torch.cuda.set_rng_state(rng["cuda"], device)
     out = dict(meta.get("trainer", {}))
     out["step"] = int(meta["step"])
     out["path"] = str(ckpt)

@@ -12,7 +12,7 @@ on every rank from the gathered features (and gathered labels / masks): every ra
 same global loss L, the all-gather's backward hands each rank ``world * dL/dx`` for its own
 rows, and the average over ranks of the parameter gradients is again dL/dtheta.
 
-Launch with ``torchrun --nproc-per-node N ...`` (gloo on CPU, NCCL on GPUs), e.g.
+Launch with ``torchrun --nproc-per-node N ...`` (gloo on CPU; NCCL with ``device=cuda``), e.g.
 ``torchrun --nproc-per-node 2 -m jointspace fit openclipart --model clip ...``: ``fit`` joins
 the process group (:func:`init_from_env`), each rank trains on its share of every batch, and
 rank 0 writes the checkpoints and the model.  A single process needs nothing of this.
@@ -37,11 +37,16 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
-def init_from_env(backend: str | None = None) -> tuple[int, int]:
-    """Join the process group torchrun describes in the environment (no-op without it)."""
+def init_from_env(backend: str = "gloo") -> tuple[int, int]:
+    """Join the process group torchrun describes in the environment (no-op without it).
+
+    ``backend`` follows the training device (:func:`jointspace.train.device.backend_for`):
+    gloo for CPU tensors, NCCL for CUDA ones (each process then works on GPU ``LOCAL_RANK``).
+    """
     if is_distributed() or "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) <= 1:
         return world()
-    backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     torch.distributed.init_process_group(backend=backend)
     return world()
 

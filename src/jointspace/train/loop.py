@@ -26,6 +26,7 @@ from ..errors import InputError
 from ..objectives.contrastive import clamp_log_scale_, logit_scale
 from . import distributed as dist
 from .checkpoint import load_checkpoint, save_checkpoint
+from .device import resolve_device, to_device
 from .monitor import AVERAGES, MetricsLog, ProgressBar, evaluate_recall
 from .step import take_rows, as_training_data, train_step
 from .schedule import lr_at, make_optimizer, resolve_warmup
@@ -58,7 +59,10 @@ class TrainConfig:
         every negative, then with gradient one micro-batch at a time), so memory is that of a
         micro-batch and the loss that of the whole global batch.
     precision : {"fp32", "bf16", "auto"}
-        bf16 autocast of the forward pass on CPU ("auto": when the CPU has bf16 units).
+        bf16 autocast of the forward pass ("auto": when the CPU, or the GPU, has bf16 units).
+    device : {"cpu", "cuda", "cuda:N", "auto"}
+        Where the network trains (:mod:`jointspace.train.device`); under torchrun "cuda" is
+        each process's own GPU and the processes talk over NCCL (gloo on the CPU).
     loss : {"clip", "siglip", "supervised"}
     max_scale : float
         Bound of the logit scale ``1/tau`` (CLIP: 100).
@@ -84,6 +88,7 @@ class TrainConfig:
     grad_clip: float | None = 1.0
     accum_steps: int = 1
     precision: str = "fp32"
+    device: str = "cpu"
     loss: str = "clip"
     max_scale: float = 100.0
     seed: int = 0
@@ -105,6 +110,7 @@ class TrainConfig:
         check_float(self.tower_lr_scale, "tower_lr_scale", low=0.0, low_open=True)
         check_int(self.accum_steps, "accum_steps", low=1)
         check_choice(self.precision, "precision", PRECISIONS)
+        resolve_device(self.device)
         check_choice(self.loss, "loss", LOSSES)
         check_float(self.max_scale, "max_scale", low=1.0)
         check_int(self.recall_k, "recall_k", low=1)
@@ -201,12 +207,15 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     steps_per_epoch = max(1, n // batch)
     total = cfg.epochs * steps_per_epoch
     warmup = resolve_warmup(cfg.warmup, total)
-    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and bf16_supported())
+    device = resolve_device(cfg.device)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and (
+        torch.cuda.is_bf16_supported() if device.type == "cuda" else bf16_supported()))
     model_config = model_config if model_config is not None else {}
     val_t = None if val is None else as_training_data(val)
 
     torch.manual_seed(cfg.seed)
     dist.broadcast_module_(net)
+    net.to(device)
     opt = make_optimizer(net, cfg.lr, cfg.weight_decay, tower_lr_scale=cfg.tower_lr_scale)
     state = {"epoch_done": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0, "stopped": False,
              "history": []}
@@ -240,8 +249,9 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
                 if size > 1:
                     local = batch // size
                     idx = idx[rank * local:(rank + 1) * local]
-                mb = {m: take_rows(v, idx) for m, v in data.items()}
-                mb_masks = None if masks_t is None else {m: take_rows(v, idx) for m, v in masks_t.items()}
+                mb = {m: to_device(take_rows(v, idx), device) for m, v in data.items()}
+                mb_masks = None if masks_t is None else \
+                    {m: take_rows(v, idx).to(device) for m, v in masks_t.items()}
                 mb_labels = None if labels_arr is None else labels_arr[idx]
                 lr = lr_at(step, cfg.lr, warmup, total, cfg.min_lr)
                 for g in opt.param_groups:

@@ -13,6 +13,7 @@ import torch
 from .._io import atomic_write_text
 from ..eval.metrics import RECALL_AVERAGES as AVERAGES
 from ..eval.metrics import top_k_recall
+from .device import to_device
 
 
 def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None, chunk: int = 1024,
@@ -48,11 +49,12 @@ def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 20
     net.eval()
     names = list(val)[:2]
     n = len(next(iter(val.values())))
+    device = next(net.parameters()).device
     emb = {m: [] for m in names}
     for s in range(0, n, batch_size):
-        out = net({m: val[m][s:s + batch_size] for m in names})
+        out = net({m: to_device(val[m][s:s + batch_size], device) for m in names})
         for m in names:
-            emb[m].append(out[m].float().numpy())
+            emb[m].append(out[m].float().cpu().numpy())
     emb = {m: np.concatenate(v) for m, v in emb.items()}
     net.train(was_training)
     a, b = names

@@ -9,6 +9,7 @@ import torch
 from ..errors import InputError
 from ..objectives.contrastive import clip_loss, logit_scale, multimodal_clip_loss, siglip_loss, supervised_clip_loss
 from . import distributed as dist
+from .device import get_rng_state, set_rng_state
 
 
 def as_training_data(data: dict) -> dict:
@@ -28,7 +29,7 @@ def as_training_data(data: dict) -> dict:
 def take_rows(items, idx: np.ndarray):
     """Rows ``idx`` of a tensor, an array or a list."""
     if isinstance(items, torch.Tensor):
-        return items[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
+        return items[torch.from_numpy(np.asarray(idx, dtype=np.int64)).to(items.device)]
     if isinstance(items, np.ndarray):
         return items[idx]
     return [items[i] for i in idx]
@@ -50,7 +51,7 @@ def _compute_loss(cfg: TrainConfig, net, feats: dict, scale, bias, labels, masks
 
 
 def _forward(net, batch: dict, bf16: bool) -> dict:
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.autocast(net.log_scale.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = net(batch)
     return {m: v.float() for m, v in out.items()}
 
@@ -99,22 +100,23 @@ def _accumulated_step(cfg, net, batch: dict, labels, masks, bf16: bool, scale, b
     directly, get their gradient once (rank 0, first micro-batch).
     """
     rank, size = dist.world()
+    device = net.log_scale.device
     n = len(next(iter(batch.values())))
     chunks = np.array_split(np.arange(n), cfg.accum_steps)
     micro = [{m: take_rows(v, c) for m, v in batch.items()} for c in chunks]
     states, cached = [], []
     with torch.no_grad():
         for mb in micro:
-            states.append(torch.get_rng_state())
+            states.append(get_rng_state(device))
             cached.append(_forward(net, mb, bf16))
-    after = torch.get_rng_state()
+    after = get_rng_state(device)
     every = {m: dist.gather_tensor(torch.cat([c[m] for c in cached])) for m in cached[0]}
     if size > 1:
         labels = None if labels is None else np.asarray(dist.gather_objects(labels), dtype=object)
         masks = None if masks is None else {m: dist.gather_tensor(v) for m, v in masks.items()}
     value = 0.0
     for j, (mb, rows) in enumerate(zip(micro, chunks)):
-        torch.set_rng_state(states[j])
+        set_rng_state(states[j], device)
         fj = _forward(net, mb, bf16)
         start, stop = rank * n + rows[0], rank * n + rows[-1] + 1
         feats = {m: torch.cat([every[m][:start], fj[m], every[m][stop:]]) for m in fj}
@@ -124,6 +126,6 @@ def _accumulated_step(cfg, net, batch: dict, labels, masks, bf16: bool, scale, b
         loss = _compute_loss(cfg, net, feats, s, bb, labels, masks)
         loss.backward()
         value = float(loss.detach())
-    torch.set_rng_state(after)
+    set_rng_state(after, device)
     dist.sum_gradients_(net)
     return value

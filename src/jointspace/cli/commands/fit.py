@@ -94,7 +94,11 @@ def run(args) -> int:
 
     params = parse_params(args.param)
     # under torchrun (WORLD_SIZE > 1) a contrastive fit trains across the processes
-    rank = dist.init_from_env()[0] if args.model == "clip" else 0
+    rank = 0
+    if args.model == "clip":
+        from ...train.device import backend_for, resolve_device
+
+        rank = dist.init_from_env(backend_for(resolve_device(params.get("device", "cpu"))))[0]
     try:
         code = _run(args, params, rank)
     except BaseException:
