@@ -1,9 +1,9 @@
 """Training across processes: negatives from every rank, so the effective batch is global.
 
 Each rank embeds its share of the batch, all-gathers the features *with their gradient*
-(``torch.distributed.nn.functional.all_gather``, whose backward sums the gradients of a slice
-from every rank), and computes the local loss: its own rows (texts against every image, images
-against every text) with the global columns.  The mean of the local losses over ranks is the
+(:func:`gather_with_grad`, whose backward sums the gradients of a slice from every rank), and
+computes the local loss: its own rows (texts against every image, images against every text)
+with the global columns.  The mean of the local losses over ranks is the
 chapter's loss of the global batch, and after averaging parameter gradients over ranks (as
 DistributedDataParallel does) so are the gradients.
 
@@ -67,13 +67,32 @@ def leave() -> None:
         torch.distributed.destroy_process_group()
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward hands each rank the sum over ranks of its slice's gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        rank, size = world()
+        parts = [torch.empty_like(x) for _ in range(size)]
+        torch.distributed.all_gather(parts, x)
+        ctx.rows = (rank * x.shape[0], (rank + 1) * x.shape[0])
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
+        return grad[ctx.rows[0]:ctx.rows[1]]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (n_local, d) of every rank into (n_local * world, d), keeping the gradient."""
+    """Concatenate ``x`` (n_local, d) of every rank into (n_local * world, d), keeping the gradient.
+
+    Every rank must pass the same shape.  The backward sums, over ranks, the gradient of this
+    rank's rows (what ``torch.distributed.nn.functional.all_gather`` computes)."""
     if not is_distributed():
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x.contiguous()), dim=0)
+    return _GatherWithGrad.apply(x.contiguous())
 
 
 def gather_objects(items) -> list:
