@@ -214,3 +214,20 @@ def test_device_setting():
             fit_dual_encoder(net, data, TrainConfig(epochs=2, batch_size=16, device=device, accum_steps=2))
         for p, q in zip(*(n.parameters() for n in nets)):
             assert torch.equal(p, q)
+
+
+def test_cuda_device_resolution(monkeypatch):
+    """Which GPU a setting names (checked with a stand-in for CUDA: no GPU is needed)."""
+    from jointspace.train.device import backend_for, resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    assert resolve_device("cuda") == torch.device("cuda", 0)
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("cuda:1") == torch.device("cuda", 1)
+    monkeypatch.setenv("LOCAL_RANK", "1")  # under torchrun: the process's own GPU, over NCCL
+    assert resolve_device("cuda") == torch.device("cuda", 1)
+    assert backend_for(resolve_device("cuda")) == "nccl" and backend_for(resolve_device("cpu")) == "gloo"
+    with pytest.raises(InputError, match=r"device: 'cuda:2' does not exist; this machine has 2 GPU"):
+        resolve_device("cuda:2")
