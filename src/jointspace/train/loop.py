@@ -56,8 +56,9 @@ class TrainConfig:
     accum_steps : int
         Split each batch (each process's share of it, when distributed) into this many
         micro-batches whose features are computed twice (first without gradient to gather
-        every negative, then with gradient one micro-batch at a time), so memory is that of a
-        micro-batch and the loss that of the whole global batch.
+        every negative, then with gradient one micro-batch at a time), so the network's
+        activations are held for one micro-batch while the loss (and its N x N similarity
+        matrix) is that of the whole global batch.
     precision : {"fp32", "bf16", "auto"}
         bf16 autocast of the forward pass ("auto": when the CPU, or the GPU, has bf16 units).
     device : {"cpu", "cuda", "cuda:N", "auto"}
