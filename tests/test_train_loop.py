@@ -231,3 +231,26 @@ def test_cuda_device_resolution(monkeypatch):
     assert backend_for(resolve_device("cuda")) == "nccl" and backend_for(resolve_device("cpu")) == "gloo"
     with pytest.raises(InputError, match=r"device: 'cuda:2' does not exist; this machine has 2 GPU"):
         resolve_device("cuda:2")
+
+
+def test_accumulation_counts_each_micro_batch_once_in_batchnorm_statistics():
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.a, self.b = torch.nn.Linear(6, 4), torch.nn.Linear(5, 4)
+            self.norm = torch.nn.BatchNorm1d(4)
+            self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1 / 0.07)))
+
+        def forward(self, batch):
+            return {"a": torch.nn.functional.normalize(self.norm(self.a(batch["a"])), dim=-1),
+                    "b": torch.nn.functional.normalize(self.b(batch["b"]), dim=-1)}
+
+    data = {m: torch.from_numpy(v[:24]) for m, v in _data().items()}
+    net, ref = Net(), Net()
+    train_step(TrainConfig(batch_size=24, accum_steps=2), net, data, None, None, False)
+    for c in np.array_split(np.arange(24), 2):  # what two plain training passes leave behind
+        ref({m: v[c] for m, v in data.items()})
+    assert int(net.norm.num_batches_tracked) == 2
+    torch.testing.assert_close(net.norm.running_mean, ref.norm.running_mean)
+    torch.testing.assert_close(net.norm.running_var, ref.norm.running_var)

@@ -94,7 +94,9 @@ def _accumulated_step(cfg, net, batch: dict, labels, masks, bf16: bool, scale, b
     gradient and the loss of the whole global batch is back-propagated through its rows only
     (open_clip's feature cache).  Each micro-batch's second pass replays the random state of
     its first, so dropout draws the same masks and the cached features equal the recomputed
-    ones: the summed gradient is exactly that of the global-batch loss.  Across processes
+    ones: the summed gradient is exactly that of the global-batch loss.  Buffers changed by the
+    first passes (BatchNorm running statistics) are restored, so each micro-batch updates them
+    once, as in training without accumulation.  Across processes
     every rank holds the same global loss and contributes the gradient through its own rows,
     so gradients are summed over ranks; the temperature (and SigLIP bias), which enter the loss
     directly, get their gradient once (rank 0, first micro-batch).
@@ -105,10 +107,13 @@ def _accumulated_step(cfg, net, batch: dict, labels, masks, bf16: bool, scale, b
     chunks = np.array_split(np.arange(n), cfg.accum_steps)
     micro = [{m: take_rows(v, c) for m, v in batch.items()} for c in chunks]
     states, cached = [], []
+    buffers = [(b, b.clone()) for b in net.buffers()]
     with torch.no_grad():
         for mb in micro:
             states.append(get_rng_state(device))
             cached.append(_forward(net, mb, bf16))
+        for b, saved in buffers:  # BatchNorm statistics: count each micro-batch once, on its second pass
+            b.copy_(saved)
     after = get_rng_state(device)
     every = {m: dist.gather_tensor(torch.cat([c[m] for c in cached])) for m in cached[0]}
     if size > 1:
