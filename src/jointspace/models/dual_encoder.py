@@ -232,8 +232,7 @@ class DualEncoder(JointModel):
         return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                            weight_decay=self.weight_decay, warmup=self.warmup, grad_clip=self.grad_clip,
                            accum_steps=self.accum_steps, precision=self.precision, device=self.device,
-                           loss=self.loss,
-                           seed=self.seed, patience=self.patience, recall_k=self.recall_k,
+                           loss=self.loss, seed=self.seed, patience=self.patience, recall_k=self.recall_k,
                            val_average=self.val_average, tower_lr_scale=self.tower_lr_scale,
                            progress=self.progress, tensorboard=self.run_dir is not None)
 
