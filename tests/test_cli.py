@@ -177,7 +177,7 @@ def test_fit_clip_seed_ensemble(tmp_path, capsys):
     out = tmp_path / "ens"
     args = ["fit", "wikipedia", "--model", "clip", "--epochs", "1", "--batch-size", "128", "--param", "dim=8",
             "--param", "progress=false", "--param", "seed=3"]
-    code, stdout, err = run(capsys, *args, "--members", "2", "--out", str(out))
+    code, stdout, err = run(capsys, *args, "--members", "2", "--jobs", "2", "--out", str(out))
     assert code == 0, err
     assert "2 members" in stdout
     model = js.load_model(out)
@@ -187,6 +187,10 @@ def test_fit_clip_seed_ensemble(tmp_path, capsys):
     assert model.encode("text", test["text"][:5]).shape == (5, 16)
     code, _, err = run(capsys, *args, "--members", "0", "--out", str(tmp_path / "bad"))
     assert code == 2 and "--members: expected an integer >= 1" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *args, "--jobs", "2", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "--jobs: fits the members of an ensemble" in err and not (tmp_path / "bad").exists()
+    code, _, err = run(capsys, *args, "--members", "2", "--jobs", "0", "--out", str(tmp_path / "bad"))
+    assert code == 2 and "--jobs: expected a number of processes" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *args, "--members", "2", "--resume", str(tmp_path / "ens.train"),
                        "--out", str(out))
     assert code == 2 and "--resume" in err and js.load_model(out).encode("text", test["text"][:5]).shape == (5, 16)

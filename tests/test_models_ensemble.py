@@ -76,3 +76,45 @@ def test_raw_items_go_through_the_frozen_tower_once(monkeypatch):
     z = ens.encode("text", ["a", "b", "c"])
     assert raw_calls == ["text"]
     np.testing.assert_allclose(z, ens.encode("text", pairs["text"][:3]), atol=1e-6)
+
+
+def test_members_fit_in_parallel_processes():
+    """``n_jobs=2`` fits the members in two worker processes; they are the same models as
+    members fitted one after another (to round-off: threads may differ)."""
+    train, val = _pairs(160).split(0.25, seed=0)
+    params = dict(FAST, patience=2, progress=True)
+    one = SeedEnsemble("clip", n_members=3, params=params, seed=2).fit(train, val=val)
+    two = SeedEnsemble("clip", n_members=3, params=params, seed=2, n_jobs=2).fit(train, val=val)
+    assert [m.seed for m in two.members_] == [2, 3, 4] and all(m.progress for m in two.members_)
+    for a, b in zip(one.members_, two.members_):
+        assert a.train_result_.best_epoch == b.train_result_.best_epoch
+    for m in ("image", "text"):
+        np.testing.assert_allclose(two.encode(m, val[m]), one.encode(m, val[m]), atol=1e-4)
+    assert two.get_config()["n_jobs"] == 2
+
+
+@pytest.mark.parametrize("n_jobs, match", [(0, "n_jobs: expected a positive number"),
+                                           (-2, "n_jobs: expected an integer >= -1"),
+                                           ("two", "n_jobs: expected an integer")])
+def test_bad_n_jobs_is_named(n_jobs, match):
+    with pytest.raises(InputError, match=match):
+        SeedEnsemble("clip", n_members=2, params=FAST, n_jobs=n_jobs).fit(_pairs())
+
+
+def test_parallel_members_get_frozen_tower_features_computed_once(monkeypatch):
+    from jointspace.models.dual_encoder import DualEncoder
+    from jointspace.models.ensemble import _frozen_features
+
+    pairs = _pairs()
+    texts = [f"caption {i}" for i in range(len(pairs))]
+    calls = []
+
+    def tower(self, modality, items, name="items"):
+        calls.append(modality)
+        return pairs["text"] if isinstance(items, list) else items
+
+    monkeypatch.setattr(DualEncoder, "features", tower)
+    member = js.create_model("clip", **FAST)
+    out = _frozen_features(member, pairs.with_modality("text", texts))
+    assert calls == ["text"]  # only the raw modality; the image features pass through untouched
+    assert out["text"] is pairs["text"] and out["image"] is pairs["image"]

@@ -15,6 +15,7 @@ averaging the members' similarities removes most of that spread.  The result is 
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,10 @@ class SeedEnsemble(JointModel):
         ``run_dir/member<j>`` for member j.
     seed : int
         Seed of the first member.
+    n_jobs : int
+        Members fitted at once, each in its own process with an equal share of the CPU
+        threads (-1: one per CPU core).  Frozen-tower features are computed once, before the
+        members start.  Not available when training across processes (torchrun).
 
     Attributes
     ----------
@@ -60,11 +65,13 @@ class SeedEnsemble(JointModel):
     (64, 6)
     """
 
-    def __init__(self, model: str = "clip", n_members: int = 8, params: dict | None = None, seed: int = 0):
+    def __init__(self, model: str = "clip", n_members: int = 8, params: dict | None = None, seed: int = 0,
+                 n_jobs: int = 1):
         self.model = model
         self.n_members = n_members
         self.params = params
         self.seed = seed
+        self.n_jobs = n_jobs
 
     def _member_params(self) -> dict:
         if not isinstance(self.params, (dict, type(None))):
@@ -91,8 +98,19 @@ class SeedEnsemble(JointModel):
             raise InputError(f"model: {self.model!r} takes no seed, so its members would all be the same; "
                              "an ensemble needs a seeded model such as 'clip'")
         members = [self._new_member(j) for j in range(n)]
-        for m in members:
-            m.fit(pairs, **fit_kwargs)
+        jobs = min(_resolve_jobs(self.n_jobs), n)
+        if jobs == 1:
+            for m in members:
+                m.fit(pairs, **fit_kwargs)
+        else:
+            from joblib import Parallel, delayed
+
+            pairs, fit_kwargs = _frozen_features(members[0], pairs), dict(fit_kwargs)
+            if fit_kwargs.get("val") is not None:
+                fit_kwargs["val"] = _frozen_features(members[0], fit_kwargs["val"])
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            members = Parallel(n_jobs=jobs, backend="loky")(
+                delayed(_fit_member)(m, pairs, fit_kwargs, threads) for m in members)
         self.members_ = members
         self.modalities_ = members[0].modalities_
         return self
@@ -107,7 +125,8 @@ class SeedEnsemble(JointModel):
 
     # -- persistence -------------------------------------------------------------------------
     def get_config(self) -> dict:
-        return {"model": self.model, "n_members": self.n_members, "params": self.params, "seed": self.seed}
+        return {"model": self.model, "n_members": self.n_members, "params": self.params, "seed": self.seed,
+                "n_jobs": self.n_jobs}
 
     def _get_extra(self) -> dict:
         return {"members": [{"params": m.get_config(), "extra": m._get_extra(), "modalities": list(m.modalities_)}
@@ -132,3 +151,43 @@ class SeedEnsemble(JointModel):
         for j, m in enumerate(self.members_):
             prefix = _PREFIX.format(j)
             m._set_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+
+
+def _resolve_jobs(n_jobs) -> int:
+    jobs = check_int(n_jobs, "n_jobs", low=-1, high=1024)
+    if jobs == 0:
+        raise InputError("n_jobs: expected a positive number of processes, or -1 for one per CPU core, got 0")
+    jobs = (os.cpu_count() or 1) if jobs == -1 else jobs
+    if jobs > 1:
+        from ..train import distributed as dist
+
+        if dist.is_distributed():
+            raise InputError(f"n_jobs: the members already train across the torchrun processes; use n_jobs=1, "
+                             f"got {n_jobs}")
+    return jobs
+
+
+def _frozen_features(member: JointModel, pairs):
+    """``pairs`` with the items of frozen-tower modalities replaced by their features, so the
+    member processes do not each run (and cache) the same towers."""
+    if not hasattr(member, "features") or not hasattr(member, "_trainable_tower"):
+        return pairs
+    for m in getattr(member, "modalities", None) or pairs.modalities:
+        items = pairs[m]
+        if not (isinstance(items, np.ndarray) and items.ndim == 2) and member._trainable_tower(m) is None:
+            pairs = pairs.with_modality(m, member.features(m, items, "pairs"))
+    return pairs
+
+
+def _fit_member(member: JointModel, pairs, fit_kwargs: dict, threads: int) -> JointModel:
+    """Fit one member in a worker process with ``threads`` CPU threads; returns it fitted."""
+    import torch
+
+    torch.set_num_threads(threads)
+    progress = getattr(member, "progress", None)
+    if progress:  # bars from several processes would overwrite each other
+        member.progress = False
+    member.fit(pairs, **fit_kwargs)
+    if progress:
+        member.progress = progress
+    return member

@@ -20,7 +20,10 @@ def as_training_data(data: dict) -> dict:
         if isinstance(arr, torch.Tensor):
             out[m] = arr.float() if arr.is_floating_point() else arr
         elif isinstance(arr, np.ndarray) and np.issubdtype(arr.dtype, np.floating):
-            out[m] = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+            arr = np.ascontiguousarray(arr, dtype=np.float32)
+            # a read-only array (memory-mapped, e.g. in a worker process) is copied: torch
+            # tensors assume writable memory
+            out[m] = torch.from_numpy(arr if arr.flags.writeable else arr.copy())
         else:
             out[m] = arr if isinstance(arr, np.ndarray) else list(arr)
     return out

@@ -25,6 +25,8 @@ def register(sub):
     p.add_argument("--members", type=int, default=1, metavar="M",
                    help="trained models (clip): a seed ensemble of M models (seeds seed .. seed+M-1) whose "
                         "similarities are averaged (default: 1, a single model)")
+    p.add_argument("--jobs", type=int, default=1, metavar="N",
+                   help="with --members: members fitted at once, one process each (-1: one per CPU core)")
     p.add_argument("--resume", metavar="RUN_DIR",
                    help="trained models (clip): continue the checkpointed run in RUN_DIR exactly")
     p.add_argument("--run-dir", metavar="DIR",
@@ -79,6 +81,9 @@ def _fit_trained(args, params, train, val):
     params.setdefault("run_dir", args.run_dir or args.resume or str(out.with_name(out.name + ".train")))
     params.setdefault("progress", True)
     members = check_int(args.members, "--members", low=1, high=64)
+    if args.jobs != 1 and members == 1:
+        raise InputError(f"--jobs: fits the members of an ensemble at once; it needs --members 2 or more "
+                         f"(got --jobs {args.jobs} with --members 1)")
     if members == 1:
         return create_model("clip", **params).fit(train, val=val, resume=args.resume)
     if args.resume:
@@ -86,7 +91,9 @@ def _fit_trained(args, params, train, val):
     from ...models.ensemble import SeedEnsemble
 
     seed = params.pop("seed", 0)
-    return SeedEnsemble("clip", n_members=members, params=params, seed=seed).fit(train, val=val)
+    if args.jobs == 0 or args.jobs < -1:
+        raise InputError(f"--jobs: expected a number of processes, or -1 for one per CPU core, got {args.jobs}")
+    return SeedEnsemble("clip", n_members=members, params=params, seed=seed, n_jobs=args.jobs).fit(train, val=val)
 
 
 def run(args) -> int:
