@@ -3,9 +3,9 @@
 Each rank embeds its share of the batch, all-gathers the features *with their gradient*
 (:func:`gather_with_grad`, whose backward sums the gradients of a slice from every rank), and
 computes the local loss: its own rows (texts against every image, images against every text)
-with the global columns.  The mean of the local losses over ranks is the
-chapter's loss of the global batch, and after averaging parameter gradients over ranks (as
-DistributedDataParallel does) so are the gradients.
+with the global columns.  The mean of the local losses over ranks is the chapter's loss of the
+global batch, and after averaging parameter gradients over ranks (as DistributedDataParallel
+does) so are the gradients.
 
 The other losses (SigLIP, the label-aware loss, three or more modalities) are computed whole
 on every rank from the gathered features (and gathered labels / masks): every rank holds the
@@ -72,11 +72,9 @@ class _GatherWithGrad(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        rank, size = world()
-        parts = [torch.empty_like(x) for _ in range(size)]
-        torch.distributed.all_gather(parts, x)
+        rank = world()[0]
         ctx.rows = (rank * x.shape[0], (rank + 1) * x.shape[0])
-        return torch.cat(parts, dim=0)
+        return gather_tensor(x)
 
     @staticmethod
     def backward(ctx, grad):
