@@ -190,7 +190,7 @@ def test_fit_clip_seed_ensemble(tmp_path, capsys):
     code, _, err = run(capsys, *args, "--jobs", "2", "--out", str(tmp_path / "bad"))
     assert code == 2 and "--jobs: fits the members of an ensemble" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *args, "--members", "2", "--jobs", "0", "--out", str(tmp_path / "bad"))
-    assert code == 2 and "--jobs: expected a number of processes" in err and not (tmp_path / "bad").exists()
+    assert code == 2 and "--jobs: expected a positive number of processes" in err and not (tmp_path / "bad").exists()
     code, _, err = run(capsys, *args, "--members", "2", "--resume", str(tmp_path / "ens.train"),
                        "--out", str(out))
     assert code == 2 and "--resume" in err and js.load_model(out).encode("text", test["text"][:5]).shape == (5, 16)

@@ -98,7 +98,7 @@ class SeedEnsemble(JointModel):
             raise InputError(f"model: {self.model!r} takes no seed, so its members would all be the same; "
                              "an ensemble needs a seeded model such as 'clip'")
         members = [self._new_member(j) for j in range(n)]
-        jobs = min(_resolve_jobs(self.n_jobs), n)
+        jobs = min(resolve_jobs(self.n_jobs), n)
         if jobs == 1:
             for m in members:
                 m.fit(pairs, **fit_kwargs)
@@ -153,16 +153,17 @@ class SeedEnsemble(JointModel):
             m._set_state({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
 
-def _resolve_jobs(n_jobs) -> int:
-    jobs = check_int(n_jobs, "n_jobs", low=-1, high=1024)
+def resolve_jobs(n_jobs, name: str = "n_jobs") -> int:
+    """The number of worker processes ``n_jobs`` asks for (-1: one per CPU core); errors name ``name``."""
+    jobs = check_int(n_jobs, name, low=-1, high=1024)
     if jobs == 0:
-        raise InputError("n_jobs: expected a positive number of processes, or -1 for one per CPU core, got 0")
+        raise InputError(f"{name}: expected a positive number of processes, or -1 for one per CPU core, got 0")
     jobs = (os.cpu_count() or 1) if jobs == -1 else jobs
     if jobs > 1:
         from ..train import distributed as dist
 
         if dist.is_distributed():
-            raise InputError(f"n_jobs: the members already train across the torchrun processes; use n_jobs=1, "
+            raise InputError(f"{name}: the members already train across the torchrun processes; use 1, "
                              f"got {n_jobs}")
     return jobs
 

@@ -88,11 +88,10 @@ def _fit_trained(args, params, train, val):
         return create_model("clip", **params).fit(train, val=val, resume=args.resume)
     if args.resume:
         raise InputError("--resume: continues one run; it cannot be combined with --members")
-    from ...models.ensemble import SeedEnsemble
+    from ...models.ensemble import SeedEnsemble, resolve_jobs
 
+    resolve_jobs(args.jobs, "--jobs")
     seed = params.pop("seed", 0)
-    if args.jobs == 0 or args.jobs < -1:
-        raise InputError(f"--jobs: expected a number of processes, or -1 for one per CPU core, got {args.jobs}")
     return SeedEnsemble("clip", n_members=members, params=params, seed=seed, n_jobs=args.jobs).fit(train, val=val)
 
 
