@@ -185,6 +185,24 @@ def test_supervised_loss_matches_numpy_and_reduces_to_clip():
     assert float(supervised_clip_loss(txt, img, dup, 10.0)) < float(clip_loss(txt, img, 10.0)) - 1.0
 
 
+def test_supervised_loss_multi_hot_spreads_each_column_over_its_own_positives():
+    # Multi-hot "shares a label" is not transitive: row i and column j have different positive
+    # sets, so each direction is written out here, one row / one column at a time.
+    hot = np.array([[1, 0, 0], [1, 1, 0], [0, 1, 0], [0, 1, 1], [0, 0, 1], [0, 0, 1]])
+    t, a = _unit(6, 5, 13), _unit(6, 5, 14)
+    c = 10.0 * t.numpy().astype(float) @ a.numpy().astype(float).T
+    share = [[bool((hot[i] & hot[j]).any()) for j in range(6)] for i in range(6)]
+    l_text = l_image = 0.0
+    for i in range(6):
+        pos = [j for j in range(6) if share[i][j]]
+        l_text -= sum(c[i, j] - math.log(sum(math.exp(c[i, k]) for k in range(6))) for j in pos) / len(pos)
+    for j in range(6):
+        pos = [i for i in range(6) if share[i][j]]
+        l_image -= sum(c[i, j] - math.log(sum(math.exp(c[k, j]) for k in range(6))) for i in pos) / len(pos)
+    expected = 0.5 * (l_text + l_image) / 6
+    assert float(supervised_clip_loss(t, a, hot, 10.0)) == pytest.approx(expected, rel=1e-6)
+
+
 def test_supervised_loss_with_all_captions_equal():
     n = 5
     t, a = _unit(n, 4, 10).requires_grad_(), _unit(n, 4, 11)

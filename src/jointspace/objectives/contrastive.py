@@ -237,7 +237,8 @@ def supervised_clip_loss(text: torch.Tensor, image: torch.Tensor, labels, scale=
     .. math::  \ell_{text} = -\frac{1}{N}\sum_i \frac{1}{|P_i|}\sum_{j\in P_i}
                \log\frac{\exp C_{ij}}{\sum_k \exp C_{ik}}
 
-    and symmetrically over columns; :math:`\mathcal{L} = \tfrac12(\ell_{text}+\ell_{image})`.
+    and symmetrically over columns (column :math:`j` uniform over :math:`P_j`);
+    :math:`\mathcal{L} = \tfrac12(\ell_{text}+\ell_{image})`.
     With all labels distinct this is exactly :func:`clip_loss`; with all labels equal every pair
     is a positive and the loss is minimal (``log N``) when all similarities are equal.
 
@@ -255,11 +256,11 @@ def supervised_clip_loss(text: torch.Tensor, image: torch.Tensor, labels, scale=
     if check:
         _check_pair(text, image)
     mask = positive_mask(labels, text.shape[0]).to(text.device)
-    target = mask.float()
-    target = target / target.sum(dim=1, keepdim=True)       # mask is symmetric: rows == columns
+    mask = mask.float()
     logits = clip_logits(text.float(), image.float(), scale)
-    l_text = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    l_image = -(target * F.log_softmax(logits, dim=0)).sum(dim=0).mean()
+    # Row i spreads over P_i, column j over P_j: with multi-hot labels the sizes differ.
+    l_text = -(mask / mask.sum(dim=1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    l_image = -(mask / mask.sum(dim=0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(dim=0).mean()
     return 0.5 * (l_text + l_image)
 
 
