@@ -57,8 +57,9 @@ def init_log_scale(tau: float = INIT_TAU) -> float:
 def logit_scale(log_scale: torch.Tensor, max_scale: float = MAX_LOGIT_SCALE) -> torch.Tensor:
     """``1/tau = exp(log_scale)``, clamped to at most ``max_scale`` (CLIP's 100).
 
-    The clamp is on the parameter, so at the bound the gradient with respect to
-    ``log_scale`` is zero and the temperature stops falling.
+    The clamp is on the parameter: above the bound its gradient is zero (at the bound itself
+    PyTorch's clamp still passes it), and :func:`clamp_log_scale_` after each optimiser step
+    keeps the parameter there, so the temperature stops falling.
 
     Parameters
     ----------
@@ -69,13 +70,22 @@ def logit_scale(log_scale: torch.Tensor, max_scale: float = MAX_LOGIT_SCALE) -> 
     -------
     scale : Tensor, shape ()
     """
-    return log_scale.reshape(()).clamp(max=math.log(max_scale)).exp()
+    return log_scale.reshape(()).clamp(max=_log_bound(max_scale, log_scale.dtype)).exp()
 
 
 @torch.no_grad()
 def clamp_log_scale_(log_scale: torch.Tensor, max_scale: float = MAX_LOGIT_SCALE) -> torch.Tensor:
     """Clamp the parameter in place to ``[0, log(max_scale)]`` (run after each optimiser step)."""
-    return log_scale.clamp_(0.0, math.log(max_scale))
+    return log_scale.clamp_(0.0, _log_bound(max_scale, log_scale.dtype))
+
+
+def _log_bound(max_scale: float, dtype: torch.dtype) -> float:
+    """``log(max_scale)`` rounded down to ``dtype``, so that the clamped scale never exceeds it
+    (float32's nearest value to log 100 lies above it)."""
+    bound = torch.tensor(math.log(max_scale), dtype=dtype)
+    if float(bound) > math.log(max_scale):
+        bound = torch.nextafter(bound, torch.tensor(-math.inf, dtype=dtype))
+    return float(bound)
 
 
 def _resolve_scale(scale, tau):
