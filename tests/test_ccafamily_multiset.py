@@ -5,7 +5,7 @@ import pytest
 from scipy import linalg
 
 from jointspace import InputError, Pairs, create_model, load_model
-from jointspace.models.cca import CCA
+from jointspace.models.cca import CCA, CanonicalCorrelation
 from jointspace.models.multiset_cca import MultisetCCA, block_covariances
 
 @pytest.fixture(autouse=True)
@@ -96,3 +96,17 @@ def test_bad_inputs(three_views):
         MultisetCCA(n_components=2).fit([x])
     with pytest.raises(InputError, match="objective"):
         MultisetCCA(n_components=2, objective="minvar").fit([x, y])
+
+
+@pytest.mark.parametrize("objective", ["sumcor", "maxvar"])
+def test_n_components_beyond_the_smallest_view_is_refused(objective):
+    # A 2-feature view has only 2 canonical variables; a third and fourth would be round-off
+    # rescaled to unit variance.  The same cap as two-view CCA's min(p, q).
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(50, 4)), rng.normal(size=(50, 2))
+    with pytest.raises(InputError, match=r"n_components: expected at most 2 \(the rank of 'view1'"):
+        MultisetCCA(n_components=4, objective=objective).fit([x, y])
+    with pytest.raises(InputError, match=r"at most min\(.*\) = 2"):
+        CanonicalCorrelation(n_components=4).fit(x, y)
+    m = MultisetCCA(n_components=2, objective=objective).fit([x, y])
+    assert np.all(m.eigenvalues_ > 1e-3)

@@ -52,7 +52,7 @@ def block_covariances(views):
     return means, (z.T @ z).astype(np.float64) / (n - 1)
 
 
-def solve_multiset(c: np.ndarray, sizes, n_components: int, reg, objective: str = "sumcor"):
+def solve_multiset(c: np.ndarray, sizes, n_components: int, reg, objective: str = "sumcor", names=None):
     r"""Stacked multiset-CCA weights from the block covariance (whiten + symmetric eigh).
 
     Parameters
@@ -64,6 +64,8 @@ def solve_multiset(c: np.ndarray, sizes, n_components: int, reg, objective: str 
     reg : sequence of float
         Canonical ridge per view in [0, 1].
     objective : {"sumcor", "maxvar"}
+    names : list of str, optional
+        View names for messages.
 
     Returns
     -------
@@ -75,20 +77,25 @@ def solve_multiset(c: np.ndarray, sizes, n_components: int, reg, objective: str 
     edges = np.cumsum([0] + list(sizes))
     blocks = [slice(edges[i], edges[i + 1]) for i in range(len(sizes))]
     whit = np.zeros_like(c)
-    rank = 0
+    ranks = []
     for b, r in zip(blocks, reg):
         cii = c[b, b]
         k_i, rank_i = _inv_sqrt((1 - r) * cii + r * np.eye(cii.shape[0]))
         whit[b, b] = k_i
-        rank += rank_i
+        ranks.append(rank_i)
+    # Beyond its rank a view has no further canonical variable: those columns would be
+    # round-off rescaled to unit variance (CanonicalCorrelation refuses k > min(p, q) alike).
+    names = names or [f"view {i}" for i in range(len(sizes))]
+    smallest = int(np.argmin(ranks))
+    if n_components > ranks[smallest]:
+        raise InputError(f"n_components: expected at most {ranks[smallest]} (the rank of {names[smallest]!r}, "
+                         f"the smallest view); got {n_components}")
     a = c.copy()
     if objective == "sumcor":
         for b in blocks:
             a[b, b] = 0.0
     m = whit @ a @ whit
     m = (m + m.T) / 2
-    if n_components > rank:
-        raise InputError(f"n_components: the views have total rank {rank}; got {n_components}")
     top = m.shape[0]
     ev, vec = linalg.eigh(m, subset_by_index=(top - n_components, top - 1))
     ev, vec = ev[::-1], vec[:, ::-1]
@@ -187,7 +194,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         self.pres_ = pres
         means, c = block_covariances(arrays)
         sizes = [a.shape[1] for a in arrays]
-        w, ev = solve_multiset(c, sizes, k, regs, objective)
+        w, ev = solve_multiset(c, sizes, k, regs, objective, names)
         edges = np.cumsum([0] + sizes)
         weights = []
         for i in range(len(arrays)):
