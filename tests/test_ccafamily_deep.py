@@ -63,9 +63,18 @@ def test_batch_smaller_than_output_dimension(batch):
     h1, h2 = batch
     with pytest.raises(InputError, match="batch"):
         cca_loss(torch.tensor(h1[:4]), torch.tensor(h2[:4]))
+    # Without a ridge m centred samples span m - 1 dimensions: m = d is singular, m = d + 1 is not.
+    wide = torch.tensor(np.random.default_rng(1).normal(size=(21, 20)))
+    t1, t2 = wide[:20], torch.tensor(h2[:20])
+    with pytest.raises(InputError, match="at least 21 samples"):
+        cca_loss(t1, t2, ridge=0.0)
+    assert torch.isfinite(cca_loss(wide, torch.tensor(h2[:21]), ridge=0.0))
+    assert torch.isfinite(cca_loss(t1, t2, ridge=1e-3))   # a ridge makes m = d enough
     x = np.random.default_rng(0).normal(size=(50, 3))
     with pytest.raises(InputError, match="batch_size"):
         create_model("dcca", n_components=2, out_dim=8, batch_size=4).fit(x, x)
+    with pytest.raises(InputError, match="expected batch_size >= 9"):
+        create_model("dcca", n_components=2, out_dim=8, batch_size=8, ridge=0.0).fit(x, x)
 
 
 def test_views_with_different_sample_counts():

@@ -52,7 +52,8 @@ class DeepCCA(BaseEstimator, JointModel):
         Hidden layer widths of each MLP.
     epochs : int
     batch_size : int
-        Must be at least ``out_dim``: smaller batches cannot estimate the covariances.
+        Must be at least ``out_dim`` (``out_dim + 1`` with ``ridge=0``): smaller batches cannot
+        estimate the covariances.
     lr, weight_decay : float
         Adam settings.
     ridge : float
@@ -122,15 +123,18 @@ class DeepCCA(BaseEstimator, JointModel):
         if k > self.out_dim_:
             raise InputError(f"n_components: expected at most out_dim = {self.out_dim_}, got {k}")
         bs = check_int(self.batch_size, "batch_size", low=1)
-        if bs < self.out_dim_ or bs < 2:
+        ridge = check_float(self.ridge, "ridge", low=0.0)
+        # the smallest batch whose covariances can be inverted (one more without a ridge)
+        min_batch = max(2, self.out_dim_ + (ridge == 0))
+        if bs < min_batch:
             raise InputError(f"batch_size: a batch of {bs} cannot estimate the covariances of "
-                             f"{self.out_dim_}-dimensional outputs; expected batch_size >= out_dim = {self.out_dim_}")
+                             f"{self.out_dim_}-dimensional outputs with ridge {ridge}; expected batch_size >= "
+                             f"{min_batch}")
         n = x.shape[0]
         if n < self.out_dim_ + 1:
             raise InputError(f"views: expected more samples than out_dim = {self.out_dim_}, got {n} "
                              "(fewer samples than components)")
         epochs = check_int(self.epochs, "epochs", low=0)
-        ridge = check_float(self.ridge, "ridge", low=0.0)
         recon = self._recon()
         self.x_mean_, self.x_scale_ = x.mean(0), x.std(0) + 1e-6
         self.y_mean_, self.y_scale_ = yv.mean(0), yv.std(0) + 1e-6
@@ -148,7 +152,7 @@ class DeepCCA(BaseEstimator, JointModel):
             total, batches = 0.0, 0
             for start in range(0, n, bs):
                 idx = order[start:start + bs]
-                if idx.numel() < max(self.out_dim_, 2):
+                if idx.numel() < min_batch:
                     continue  # a tail too small to estimate the covariances
                 hx, hy = self.nets_[0](xs[idx]), self.nets_[1](ys[idx])
                 loss = cca_loss(hx, hy, ridge=ridge)

@@ -50,12 +50,16 @@ def canonical_correlations(h1: torch.Tensor, h2: torch.Tensor, ridge: float | tu
     d2 = h2.shape[1]
     if h2.shape[0] != m:
         raise InputError(f"h2: expected {m} rows to match h1, got {h2.shape[0]}")
-    if m < 2 or m < max(d1, d2):
-        raise InputError(f"batch: {m} samples cannot estimate the covariances of {max(d1, d2)}-dimensional "
-                         f"outputs; expected a batch of at least max(d1, d2) = {max(d1, d2)} (and >= 2) samples")
     r1, r2 = ridge if isinstance(ridge, (tuple, list)) else (ridge, ridge)
     if r1 < 0 or r2 < 0:
         raise InputError(f"ridge: expected non-negative values, got {ridge!r}")
+    # m centred samples span at most m - 1 dimensions: without a ridge a d-dimensional
+    # covariance needs m > d to be invertible.
+    need = max(2, d1 + (r1 == 0), d2 + (r2 == 0))
+    if m < need:
+        raise InputError(f"batch: {m} samples cannot estimate the covariances of {d1}- and {d2}-dimensional "
+                         f"outputs with ridge {ridge!r}; expected a batch of at least {need} samples "
+                         "(max(d1, d2), plus one for a view without ridge)")
     h1 = h1.to(torch.float64)
     h2 = h2.to(torch.float64)
     h1 = h1 - h1.mean(0, keepdim=True)
