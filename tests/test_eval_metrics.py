@@ -105,6 +105,23 @@ def test_no_query_with_relevant_items_is_an_error():
         ranking_metrics_dense(HAND_SCORES, np.zeros((3, 4), dtype=bool))
 
 
+def test_top_k_recall_leaves_out_queries_with_nothing_to_find_as_summarize_does():
+    rng = np.random.default_rng(5)
+    q, g = rng.normal(size=(6, 4)), rng.normal(size=(8, 4))
+    qk, gk = np.array([0, 1, 2, 3, 8, 9]), np.array([0, 1, 2, 3, 0, 1, 2, 3])   # keys 8, 9 absent
+    dense = ranking_metrics_dense(q @ g.T, qk[:, None] == gk[None, :], ks=(3,))
+    assert dense["n_skipped"] == 2
+    assert metrics_mod.top_k_recall(q, g, qk, gk, k=3) == pytest.approx(dense["R@3"])
+    # "group": one mean per key over the findable queries, written out here
+    qk2 = np.array([0, 0, 1, 2, 3, 9])
+    top = np.argsort(-(q @ g.T), axis=1)[:, :3]
+    hit = [(gk[top[i]] == qk2[i]).any() for i in range(5)]
+    expected = np.mean([np.mean(hit[:2]), hit[2], hit[3], hit[4]])
+    assert metrics_mod.top_k_recall(q, g, qk2, gk, k=3, average="group") == pytest.approx(expected)
+    with pytest.raises(InputError, match="no query has a relevant gallery item"):
+        metrics_mod.top_k_recall(q, g, qk + 20, gk, k=3)
+
+
 class TestTies:
     scores = np.array([[0.5, 0.5, 0.5, 0.1], [0.5, 0.5, 0.5, 0.1]])
     rel = np.array([[0, 1, 0, 0], [1, 1, 0, 0]], dtype=bool)

@@ -328,14 +328,21 @@ def top_k_recall(queries: np.ndarray, gallery: np.ndarray, query_keys, gallery_k
     -------
     float
         Share of queries (or of query keys) with a relevant item among their ``k`` highest
-        scores; ties are broken by ``argpartition``, unlike :func:`ranking_metrics`.
+        scores; ties are broken by ``argpartition``, unlike :func:`ranking_metrics`.  Queries
+        whose key is not in the gallery have nothing to find and are left out, as in
+        :func:`summarize`.
     """
     check_choice(average, "average", RECALL_AVERAGES)
+    qk, gk = np.asarray(query_keys), np.asarray(gallery_keys)
+    findable = np.isin(qk, gk)
+    if not findable.all():
+        if not findable.any():
+            raise InputError("query_keys: no query has a relevant gallery item (no key occurs in gallery_keys)")
+        queries, qk = queries[findable], qk[findable]
     nq = queries.shape[0]
     if nq == 0:
         return 0.0
     k = min(k, gallery.shape[0])
-    qk, gk = np.asarray(query_keys), np.asarray(gallery_keys)
     hits = np.zeros(nq)
     for s in range(0, nq, chunk):
         top = np.argpartition(-(queries[s:s + chunk] @ gallery.T), k - 1, axis=1)[:, :k]
