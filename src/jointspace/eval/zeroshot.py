@@ -103,7 +103,8 @@ def zeroshot_classify(model, images, labels, class_names: Sequence[str], templat
     dict
         ``top1``, ``top5`` (each ``top{k}``), ``per_class`` (C,) accuracies, ``confusion``
         (C, C) counts (rows: true class, columns: predicted), ``predictions`` (n,),
-        ``n_classes``, ``n_templates``.
+        ``n_classes``, ``n_templates``.  Classes with equal scores are ordered by their index
+        in ``class_names`` (the first wins), as a classifier must name one class.
     """
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
