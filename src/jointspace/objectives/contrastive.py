@@ -13,7 +13,10 @@ a batch of N pairs with text embeddings :math:`E_t` and image embeddings :math:`
 .. math::  \mathcal{L} = \tfrac{1}{2}\big(\ell_{text}(C) + \ell_{image}(C)\big)
 
 :math:`\ell_{text}` is a softmax over each row (a text against every image), :math:`\ell_{image}`
-over each column (an image against every text).  The temperature is learnt as CLIP learns it:
+over each column (an image against every text).  The chapter prints the image term's
+denominator as :math:`\sum_i \exp C_{j,i}`, a row sum, which would make it equal to
+:math:`\ell_{text}`; the column sum above is what its words ("the loss for image embeddings")
+and CLIP compute.  The temperature is learnt as CLIP learns it:
 a parameter ``log_scale = log(1/tau)``, exponentiated and clamped so that ``1/tau <= 100``
 (:func:`logit_scale`, :func:`clamp_log_scale_`).  Every function here takes the *scale*
 ``1/tau`` (a tensor, learnable or not); ``tau=`` is accepted instead for a fixed temperature.
