@@ -51,6 +51,35 @@ def test_label_filter_keeps_only_that_label(client):
     assert r.status_code == 422 and "no-such-label" in r.json()["detail"]
 
 
+def test_label_filter_finds_items_an_approximate_index_does_not_reach(tmp_path, setup):
+    # IVF with nprobe=1 visits one list: asking for every item still misses the other lists,
+    # so the label's items are scored exhaustively instead.
+    from jointspace.cli.commands.index import item_metadata
+    from jointspace.data.pairs import Pairs
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import load_model
+
+    model = load_model(setup["model"])
+    z = model.encode("image", setup["paths"])
+    names = list(sup.COLOURS)
+    pairs = Pairs({"image": setup["paths"], "text": setup["texts"]},
+                  labels=np.array([names.index(lab) for lab in setup["labels"]]), label_names=names)
+    index = Index.build(z, spec="IVF4,Flat", metadata=item_metadata(pairs, "image"), search_params={"nprobe": 1})
+    query = model.encode("text", ["a red square"])
+    reached = set(index.search(query, k=40)[1][0].tolist()) - {-1}
+    blue = [i for i, lab in enumerate(setup["labels"]) if lab == "blue"]
+    assert not set(blue) <= reached             # the approximate search alone misses some
+    index.info.update({"model": str(setup["model"]), "modality": "image"})
+    index.save(tmp_path / "ivf")
+    from jointspace.server.app import create_app
+
+    res = TestClient(create_app([tmp_path / "ivf"], setup["model"])).get(
+        "/api/search", params={"text": "a red square", "k": 10, "label": "blue"}).json()["results"]
+    cos = z[blue] @ query[0]
+    assert [r["id"] for r in res] == [blue[j] for j in np.argsort(-cos)]
+    np.testing.assert_allclose([r["score"] for r in res], np.sort(cos)[::-1], atol=1e-5)
+
+
 def test_results_in_another_modality(client):
     res = client.get("/api/search", params={"text": "a cyan disc", "k": 2, "modality": "text"}).json()["results"]
     assert [r["text"] for r in res] == ["a cyan disc", "a cyan disc"]
@@ -127,6 +156,8 @@ def test_item_details_media_info_health_docs(client, setup):
 def test_page_is_served(client):
     r = client.get("/")
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+    # uptime checks and link checkers ask with HEAD
+    assert client.head("/").status_code == 200 and client.head("/api/health").status_code == 200
 
 
 def test_feature_model_serves_items_but_refuses_raw_text(tmp_path):

@@ -126,6 +126,14 @@ def test_search_page_end_to_end(page, base_url, tmp_path):
     other.write_text("hello")
     page.set_input_files("#file", str(other))
     assert "not an image or a sound" in page.inner_text("#status")
+    # an SVG drawing is refused in the page, and the picker does not offer it
+    drawing = tmp_path / "cat.svg"
+    drawing.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"></svg>')
+    page.set_input_files("#file", str(drawing))
+    assert "SVG drawing" in page.inner_text("#status")
+    accept = page.get_attribute("#file", "accept")
+    assert "image/png" in accept and "image/*" not in accept
+    assert page.get_attribute("#k", "max") == "1000"      # the server's max_k, from /api/info
     assert shot.is_file() and shot.stat().st_size > 10_000
 
 

@@ -93,6 +93,12 @@ def test_non_image_with_an_image_name(client, name, data, ctype):
     _healthy(client)
 
 
+def test_svg_upload_is_named_as_such(client):
+    svg = b'<?xml version="1.0"?><svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"></svg>'
+    r = client.post("/api/search", files={"file": ("cat.svg", svg, "image/svg+xml")})
+    assert r.status_code == 415 and "SVG drawing" in r.json()["detail"] and "PNG or JPEG" in r.json()["detail"]
+
+
 def test_truncated_image_is_refused(client):
     data = sup.png_bytes(sup.draw((10, 200, 10), "disc"))[:60]
     r = client.post("/api/search", files={"file": ("cut.png", data, "image/png")})
@@ -110,7 +116,7 @@ def test_audio_file_for_a_model_without_audio(client):
     assert r.status_code == 415 and "embeds only image, text" in r.json()["detail"]
 
 
-@pytest.mark.parametrize("k", ["0", "1000000", "-3", "abc", "2.5"])
+@pytest.mark.parametrize("k", ["0", "1000000", "-3", "abc", "2.5", "1_0", "\uff11\uff10"])
 def test_k_out_of_bounds(client, k):
     r = client.get("/api/search", params={"text": "a red square", "k": k})
     assert r.status_code == 422
@@ -131,6 +137,12 @@ def test_malformed_json(client, body):
     _healthy(client)
 
 
+def test_deeply_nested_json_is_refused_not_a_server_error(client):
+    r = client.post("/api/search", content=b"[" * 50000 + b"]" * 50000, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "nested too deeply" in r.json()["detail"]
+    _healthy(client)
+
+
 @pytest.mark.parametrize("body,needle", [
     ([1, 2], "expected a JSON object"),
     ({"text": 5}, "text: expected a string"),
@@ -139,6 +151,10 @@ def test_malformed_json(client, body):
     ({"text": "x", "k": True}, "k: expected an integer"),
     ({"text": "x", "evil": 1}, "unknown fields evil"),
     ({"item": "../../etc/passwd"}, "item: expected an integer"),
+    ({"text": "car", "modality": ["x"]}, "modality: expected a string, got list"),
+    ({"item": 0, "target": {"a": 1}}, "target: expected a string, got dict"),
+    ({"item": 0, "label": ["red"]}, "label: expected a string, got list"),
+    ({"text": "car", "target": "text"}, "target: only with 'item'"),
 ])
 def test_bad_json_fields(client, body, needle):
     r = client.post("/api/search", json=body)
@@ -146,8 +162,9 @@ def test_bad_json_fields(client, body, needle):
 
 
 def test_empty_and_missing_queries(client):
-    r = client.get("/api/search", params={"text": "   "})
-    assert r.status_code == 422 and "non-empty query text" in r.json()["detail"]
+    for blank in ("   ", "\u200b", "\x00", " \u200b\ufeff\t"):   # nothing visible: zero-width, NUL, BOM
+        r = client.get("/api/search", params={"text": blank})
+        assert r.status_code == 422 and "with a visible character" in r.json()["detail"]
     r = client.get("/api/search")
     assert r.status_code == 422 and "text" in r.json()["detail"]
     r = client.post("/api/search", data={"k": "3"}, files={"other": ("x.txt", b"x", "text/plain")})
@@ -181,6 +198,8 @@ def test_serve_command_refuses_bad_arguments(tmp_path, capsys):
     assert main(["serve", "--index", str(tmp_path), "--max-upload-mb", "0"]) == 2
     assert "--max-upload-mb" in capsys.readouterr().err
     assert main(["serve", "--index", str(tmp_path), "--max-batch", "0"]) == 2
+    assert main(["serve", "--index", str(tmp_path), "--cache-size", "-3"]) == 2
+    assert "--cache-size: expected an integer >= 0" in capsys.readouterr().err
 
 
 def test_streamed_upload_without_length_is_cut_off_at_the_limit(client):

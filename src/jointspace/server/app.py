@@ -188,7 +188,7 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
     app.include_router(build_router())
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     def page():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 

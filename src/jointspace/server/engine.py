@@ -131,7 +131,8 @@ class SearchEngine:
                 size = max_batch if mod == "text" else min(max_batch, MEDIA_BATCH)
                 self._batchers[mod] = Batcher(lambda items, mod=mod: self.model.encode(mod, items),
                                               max_batch=size, max_wait_ms=batch_wait_ms, name=f"encode-{mod}")
-        self._labels = {m: self._collect_labels(ix) for m, ix in self.indexes.items()}
+        self._label_ids = {m: self._collect_labels(ix) for m, ix in self.indexes.items()}
+        self._labels = {m: sorted(by_label) for m, by_label in self._label_ids.items()}
 
     # -- set-up --------------------------------------------------------------------------------
     def _raw(self) -> tuple:
@@ -150,17 +151,16 @@ class SearchEngine:
         return [np.zeros(4000, np.float32)]
 
     @staticmethod
-    def _collect_labels(index) -> list:
-        labels = set()
+    def _collect_labels(index) -> dict:
+        """label -> ids (int64 array) of the items that carry it."""
+        by_label: dict = {}
         ids = index.ids
         for s in range(0, ids.size, 5000):
-            for row in index.metadata(ids[s:s + 5000]):
+            for i, row in zip(ids[s:s + 5000], index.metadata(ids[s:s + 5000])):
                 lab = (row or {}).get("label")
-                if isinstance(lab, list):
-                    labels.update(str(v) for v in lab)
-                elif lab is not None:
-                    labels.add(str(lab))
-        return sorted(labels)
+                for value in (lab if isinstance(lab, list) else [] if lab is None else [lab]):
+                    by_label.setdefault(str(value), []).append(int(i))
+        return {lab: np.asarray(v, dtype=np.int64) for lab, v in by_label.items()}
 
     # -- information ---------------------------------------------------------------------------
     def labels(self, modality: str | None = None) -> list:
@@ -237,8 +237,10 @@ class SearchEngine:
                exclude: int | None = None) -> tuple[list, float]:
         """The ``k`` best items for a query vector; returns (results, search ms).
 
-        ``label`` keeps only items with that label (searched by widening ``k`` until enough
-        are found or the index is exhausted); ``exclude`` drops one id (the query item).
+        ``label`` keeps only items with that label, searched by widening ``k`` until enough
+        are found; when an approximate index (HNSW, IVF) never reaches some of them, the
+        label's items are scored exhaustively from their stored vectors instead.  ``exclude``
+        drops one id (the query item).
         """
         k = self.check_k(k)
         modality = self.result_modality(modality)
@@ -255,6 +257,12 @@ class SearchEngine:
             if len(rows) >= k or fetch >= index.ntotal:
                 break
             fetch = min(index.ntotal, fetch * 4)
+        if label is not None:
+            members = self._label_ids[modality][label]
+            if exclude is not None:
+                members = members[members != exclude]
+            if len(rows) < min(k, members.size):
+                rows = _exact_hits(index, query, members) or rows
         ms = (time.perf_counter() - t0) * 1000
         return [self._result(modality, h["score"], h) for h in rows[:k]], ms
 
@@ -305,6 +313,24 @@ def _has_label(meta: dict, label: str) -> bool:
     if isinstance(lab, list):
         return label in [str(v) for v in lab]
     return lab is not None and str(lab) == label
+
+
+def _exact_hits(index, query: np.ndarray, ids: np.ndarray) -> list | None:
+    """``ids`` ranked by their stored vectors' scores against ``query`` (1, d), in the index's
+    metric and in :func:`~jointspace.index.results.search_with_metadata`'s format; None when
+    the index keeps no vectors to read back."""
+    vecs = [_reconstruct(index, int(i)) for i in ids]
+    if any(v is None for v in vecs):
+        return None
+    x, q = np.vstack(vecs), query[0].astype(np.float64)
+    if index.metric == "cosine":
+        q = q / max(np.linalg.norm(q), 1e-12)
+    scores = ((x - q) ** 2).sum(1) if index.metric == "l2" else x @ q
+    order = np.argsort(-scores if index.higher_is_better else scores, kind="stable")
+    metas = index.metadata(ids[order])
+    return [{"rank": r + 1, "id": int(ids[j]), "score": float(scores[j]), "label": m.get("label"),
+             "text": m.get("text"), "path": m.get("path"), "extra": m.get("extra") or {}}
+            for r, (j, m) in enumerate(zip(order, metas))]
 
 
 def _reconstruct(index, item_id: int):

@@ -23,11 +23,26 @@ def _timed(engine, t0: float, results: list, timings: dict, query: dict) -> dict
 def _k(value, engine) -> int:
     """``k`` from a query string or a form / JSON field, with one clear message when out of range."""
     if isinstance(value, str):
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise InputError(f"k: expected an integer from 1 to {engine.max_k}, got {value!r}") from None
+        digits = value.strip()
+        # plain ASCII digits only: int() would also take "1_0" and full-width digits
+        if not (digits.isascii() and digits.isdigit()):
+            raise InputError(f"k: expected an integer from 1 to {engine.max_k}, got {value!r}")
+        value = int(digits)
     return engine.check_k(value)
+
+
+def _field(body: dict, name: str):
+    """An optional string field of a JSON body (None when absent or null)."""
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"{name}: expected a string, got {type(value).__name__}")
+    return value
+
+
+def _has_text(text: str) -> bool:
+    """Whether a query has a visible character: whitespace, control and format characters
+    (a zero-width space, NUL) alone give the tower nothing to read."""
+    return any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
 def _opt(value):
@@ -44,6 +59,8 @@ def build_router():
     def health(request: Request):
         engine = request.app.state.engine
         return {"status": "ok", "items": {m: ix.ntotal for m, ix in engine.indexes.items()}}
+
+    router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)   # uptime checks
 
     @router.get("/info", summary="Index and model information")
     def info(request: Request):
@@ -74,7 +91,8 @@ def build_router():
                          "label": {"type": "string"}, "modality": {"type": "string"}}}},
                      "application/json": {"schema": {"type": "object", "properties": {
                          "text": {"type": "string"}, "item": {"type": "integer"}, "k": {"type": "integer"},
-                         "label": {"type": "string"}, "modality": {"type": "string"}}}}}}})
+                         "label": {"type": "string"}, "modality": {"type": "string"},
+                         "target": {"type": "string", "description": "with item: the results' modality"}}}}}}})
     async def search_post(request: Request):
         engine = request.app.state.engine
         t0 = time.perf_counter()
@@ -149,8 +167,8 @@ def build_router():
 def _search_item(engine, t0, modality, item, k, label, result_modality, cache=True):
     kk = _k(k, engine)
     if modality == "text":
-        if not isinstance(item, str) or not item.strip():
-            raise InputError("text: expected a non-empty query text, got an empty one")
+        if not isinstance(item, str) or not _has_text(item):
+            raise InputError(f"text: expected a query text with a visible character, got {item!r}")
         if len(item) > 2000:
             raise InputError(f"text: expected at most 2,000 characters, got {len(item):,}")
         item = item.strip()
@@ -166,7 +184,7 @@ def _search_upload(state, t0, data: bytes, name: str, k, label, modality):
     _k(k, engine)
     kind = classify(data, name)
     if kind not in engine.raw_modalities:
-        raise UploadError(415, f"file {name!r} is {'an' if kind == 'image' else 'a'} {kind} file, but this model "
+        raise UploadError(415, f"file {name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} file, but this model "
                                f"embeds only {', '.join(engine.raw_modalities) or 'no raw'} queries")
     t1 = time.perf_counter()
     if kind == "image":
@@ -188,12 +206,15 @@ async def _search_json(request, engine, t0, run_in_threadpool):
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"request body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError("request body is not valid JSON (nested too deeply)") from None
     if not isinstance(body, dict):
         raise InputError(f"request body: expected a JSON object, got {type(body).__name__}")
     unknown = set(body) - {"text", "item", "k", "label", "modality", "target"}
     if unknown:
         raise InputError(f"request body: unknown fields {', '.join(sorted(unknown))}; expected text or item, "
-                         "k, label, modality")
+                         "k, label, modality, target (with item)")
+    label, modality, target = (_field(body, name) for name in ("label", "modality", "target"))
     k = body.get("k", 10)
     if isinstance(k, bool) or not isinstance(k, (int, str)):
         raise InputError(f"k: expected an integer from 1 to {engine.max_k}, got {k!r}")
@@ -202,19 +223,20 @@ async def _search_json(request, engine, t0, run_in_threadpool):
     if "text" in body:
         if not isinstance(body["text"], str):
             raise InputError(f"text: expected a string, got {type(body['text']).__name__}")
-        return await run_in_threadpool(_search_item, engine, t0, "text", body["text"], k, body.get("label"),
-                                       body.get("modality"))
+        if target is not None:
+            raise InputError("target: only with 'item'; a text query names the results' index with 'modality'")
+        return await run_in_threadpool(_search_item, engine, t0, "text", body["text"], k, label, modality)
     item_id = body["item"]
     if isinstance(item_id, bool) or not isinstance(item_id, int):
         raise InputError(f"item: expected an integer item id, got {item_id!r}")
 
     def run():
         kk = _k(k, engine)
-        mod = engine.result_modality(body.get("modality"))
+        mod = engine.result_modality(modality)
         vec = engine.item_vector(mod, item_id)
-        target = engine.result_modality(body.get("target") or mod)
-        results, ms = engine.search(vec, k=kk, modality=target, label=_opt(body.get("label")),
-                                    exclude=item_id if target == mod else None)
+        to = engine.result_modality(target or mod)
+        results, ms = engine.search(vec, k=kk, modality=to, label=_opt(label),
+                                    exclude=item_id if to == mod else None)
         return _timed(engine, t0, results, {"search_ms": ms}, {"item": item_id, "modality": mod})
 
     return await run_in_threadpool(run)

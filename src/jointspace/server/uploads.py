@@ -49,7 +49,10 @@ def _describe_content(data: bytes) -> str:
         return "it is empty"
     sample = data[:512]
     try:
-        sample.decode("utf-8")
+        head = sample.decode("utf-8").lower()
+        if "<svg" in head or head.lstrip().startswith("<?xml"):
+            # not rendered server-side: an SVG may reference other files or hosts
+            return "it is an SVG drawing; upload a PNG or JPEG rendering of it"
         return "it looks like text"
     except UnicodeDecodeError:
         return f"its first bytes are {data[:8].hex(' ')}"

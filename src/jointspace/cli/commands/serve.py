@@ -16,7 +16,7 @@ def register(sub):
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default: 10)")
     p.add_argument("--plots", metavar="DIR", help="folder of map.png / gallery.png / curves.png for the "
                                                    "'about this index' panel (default: INDEX/plots)")
-    p.add_argument("--cache-size", type=int, default=1024, help="text query embeddings kept (default: 1024)")
+    p.add_argument("--cache-size", type=int, default=1024, help="text query embeddings kept (default: 1024; 0 turns the cache off)")
     p.add_argument("--max-batch", type=int, default=32,
                    help="concurrent queries encoded together, at most this many (default: 32; 1 disables)")
     p.set_defaults(handler=run)
@@ -28,6 +28,8 @@ def run(args) -> int:
 
     if args.max_upload_mb <= 0:
         raise InputError(f"--max-upload-mb: expected a positive number, got {args.max_upload_mb}")
+    if args.cache_size < 0:
+        raise InputError(f"--cache-size: expected an integer >= 0 (0 turns the cache off), got {args.cache_size}")
     if args.max_batch < 1:
         raise InputError(f"--max-batch: expected an integer >= 1, got {args.max_batch}")
     if not 0 <= args.port <= 65535:

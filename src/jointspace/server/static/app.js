@@ -102,6 +102,10 @@ function searchText() {
 function searchFile(file) {
   if (!file) return;
   const maxBytes = state.info ? state.info.max_upload_bytes : 10 * 1024 * 1024;
+  if (file.type === "image/svg+xml" || /\.svgz?$/i.test(file.name)) {
+    setStatus("Unsupported file: " + file.name + " is an SVG drawing; search with a PNG or JPEG rendering of it.", true);
+    return;
+  }
   const okType = /^(image|audio)\//.test(file.type) || /\.(png|jpe?g|gif|webp|bmp|tiff?|wav|flac|ogg)$/i.test(file.name);
   if (!okType) { setStatus("Unsupported file: " + file.name + " is not an image or a sound file.", true); return; }
   if (file.size > maxBytes) {
@@ -114,6 +118,7 @@ function searchFile(file) {
   if (file.type.startsWith("image/")) {
     const img = document.createElement("img");
     img.src = URL.createObjectURL(file);
+    img.onload = img.onerror = () => URL.revokeObjectURL(img.src);
     img.alt = "query image";
     prev.appendChild(img);
   }
@@ -137,6 +142,7 @@ async function loadInfo() {
     if (!resp.ok) { setStatus(await apiError(resp), true); return; }
     const info = await resp.json();
     state.info = info;
+    $("k").max = String(info.max_k);
     const mods = Object.keys(info.indexes);
     for (const m of mods) {
       const o = document.createElement("option");
@@ -147,7 +153,9 @@ async function loadInfo() {
     if (!raw.includes("text")) $("query").placeholder = "This model takes no text queries; drop a file instead";
     const files = raw.filter((m) => m !== "text");
     $("drop").style.display = files.length ? "" : "none";
-    $("file").accept = files.map((m) => m + "/*").join(",");
+    // image/* would offer SVG drawings, which the server does not render
+    $("file").accept = files.map((m) => m === "image" ? "image/png,image/jpeg,image/gif,image/webp,image/bmp,image/tiff"
+                                                      : m + "/*").join(",");
     await loadLabels();
     const lines = ["model: " + info.model.name + " (" + info.model.modalities.join(", ") + ")",
                    "queries: " + (raw.join(", ") || "items only")];
