@@ -96,6 +96,10 @@ def test_empty_or_whitespace_text_names_the_index():
         check_items("text", ["a dog", "   \n"])
     with pytest.raises(InputError, match=r"items\[0\]: expected a non-empty text"):
         check_items("text", [""])
+    for invisible in ("\u200b", "\x00", "\ufeff \t"):      # zero-width space, NUL, byte-order mark
+        with pytest.raises(InputError, match=r"items\[1\]: expected a non-empty text \(a visible character\)"):
+            check_items("text", ["a dog", invisible])
+    assert check_items("text", ["\u00e9t\u00e9", "\u732b", "x\u200b"]) == ["\u00e9t\u00e9", "\u732b", "x\u200b"]
     with pytest.raises(InputError, match=r"items\[2\]: expected a string"):
         check_items("text", ["a", "b", 3])
     with pytest.raises(InputError, match="single str"):

@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from ..errors import InputError
+from ..towers.inputs import has_visible_text
 from .uploads import UploadError, check_audio, classify, decode_audio, decode_image
 
 PLOT_NAMES = ("map", "gallery", "curves")
@@ -37,12 +38,6 @@ def _field(body: dict, name: str):
     if value is not None and not isinstance(value, str):
         raise InputError(f"{name}: expected a string, got {type(value).__name__}")
     return value
-
-
-def _has_text(text: str) -> bool:
-    """Whether a query has a visible character: whitespace, control and format characters
-    (a zero-width space, NUL) alone give the tower nothing to read."""
-    return any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
 def _opt(value):
@@ -167,7 +162,7 @@ def build_router():
 def _search_item(engine, t0, modality, item, k, label, result_modality, cache=True):
     kk = _k(k, engine)
     if modality == "text":
-        if not isinstance(item, str) or not _has_text(item):
+        if not isinstance(item, str) or not has_visible_text(item):
             raise InputError(f"text: expected a query text with a visible character, got {item!r}")
         if len(item) > 2000:
             raise InputError(f"text: expected at most 2,000 characters, got {len(item):,}")

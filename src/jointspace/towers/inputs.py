@@ -21,6 +21,12 @@ def _is_pil(obj) -> bool:
     return type(obj).__module__.startswith("PIL.")
 
 
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` has a visible character: whitespace, control and format characters
+    alone (a zero-width space, NUL, a byte-order mark) give a text tower nothing to read."""
+    return any(ch.isprintable() and not ch.isspace() for ch in text)
+
+
 def check_items(modality: str, items, name: str = "items"):
     """Validate a collection of raw items of one modality.
 
@@ -61,8 +67,8 @@ def check_items(modality: str, items, name: str = "items"):
         for i, t in enumerate(items):
             if not isinstance(t, str):
                 raise InputError(f"{name}[{i}]: expected a string, got {type(t).__name__}")
-            if not t.strip():
-                raise InputError(f"{name}[{i}]: expected a non-empty text, got {t!r}")
+            if not has_visible_text(t):
+                raise InputError(f"{name}[{i}]: expected a non-empty text (a visible character), got {t!r}")
         return items
     for i, it in enumerate(items):
         if isinstance(it, _PATH_TYPES):
