@@ -22,10 +22,11 @@ def test_atomic_file_has_umask_permissions(tmp_path):
 
 
 def test_failed_dir_write_keeps_the_old_folder(tmp_path):
-    with atomic_dir(tmp_path / "d") as d:
+    box = {"kind": "box", "is_kind": lambda p: (p / "x").is_file()}
+    with atomic_dir(tmp_path / "d", **box) as d:
         (d / "x").write_text("old")
     with pytest.raises(RuntimeError):
-        with atomic_dir(tmp_path / "d") as d:
+        with atomic_dir(tmp_path / "d", **box) as d:
             (d / "x").write_text("new")
             raise RuntimeError("boom")
     assert (tmp_path / "d" / "x").read_text() == "old"

@@ -1,4 +1,10 @@
-"""Atomic writes: a reader never sees a half-written file or folder."""
+"""Atomic writes: a reader never sees a half-written file or folder.
+
+Folder saves (:func:`atomic_dir`) replace only what is safe to replace: nothing, an empty
+folder, or a saved artefact of the same kind (a model by a model, an index by an index, a
+checkpoint by a checkpoint).  :func:`check_replaceable` and :func:`check_out_file` run the
+same checks up front, so a command can refuse a bad ``--out`` before any expensive work.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Callable
+
+from .errors import InputError
 
 
 def _umask() -> int:
@@ -44,29 +53,223 @@ def atomic_write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-@contextlib.contextmanager
-def atomic_dir(path):
-    """Build a folder under a temporary name and move it into place on success.
+def _read_json_object(path: Path) -> dict | None:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
 
-    Yields the temporary folder.  If the body raises, the temporary folder is removed and
-    whatever was at ``path`` before is left untouched.  On success an existing folder at
-    ``path`` is replaced (moved aside first, deleted last).
+
+def is_saved_model(path) -> bool:
+    """Whether ``path`` is a folder written by :meth:`jointspace.models.base.JointModel.save`.
+
+    Such a folder holds ``config.json`` (a JSON object naming the model) and ``state.safetensors``.
     """
     path = Path(path)
+    config = _read_json_object(path / "config.json")
+    return config is not None and isinstance(config.get("model"), str) and (path / "state.safetensors").is_file()
+
+
+def is_saved_index(path) -> bool:
+    """Whether ``path`` is a folder written by :func:`jointspace.index.persistence.save_index`.
+
+    Such a folder holds ``index.json`` with ``"format": "jointspace-index"``.
+    """
+    meta = _read_json_object(Path(path) / "index.json")
+    return meta is not None and meta.get("format") == "jointspace-index"
+
+
+def is_checkpoint(path) -> bool:
+    """Whether ``path`` is a folder written by :func:`jointspace.train.checkpoint.save_checkpoint`.
+
+    Such a folder holds ``trainer.json`` with a ``"step"`` entry.
+    """
+    meta = _read_json_object(Path(path) / "trainer.json")
+    return meta is not None and "step" in meta
+
+
+#: the artefact kinds :func:`check_replaceable` and :func:`atomic_dir` know by name
+KINDS: dict[str, Callable[[Path], bool]] = {
+    "model": is_saved_model,
+    "index": is_saved_index,
+    "checkpoint": is_checkpoint,
+}
+
+
+def _a(word: str) -> str:
+    return ("an " if word[:1].lower() in "aeiou" else "a ") + word
+
+
+def _listing(names: list[str], limit: int = 3) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _as_path(path, arg: str, what: str) -> Path:
+    """``path`` as a Path with a usable last component, or :class:`InputError`."""
+    try:
+        text = os.fspath(path)
+    except TypeError:
+        raise InputError(f"{arg}: expected a {what} path, got {type(path).__name__}") from None
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    out = Path(text)
+    if not text or out.name in ("", ".", ".."):
+        raise InputError(f"{arg}: expected a {what} name, got {text!r}")
+    return out
+
+
+def _check_parent(path: Path, arg: str) -> None:
+    """The nearest existing ancestor of ``path`` must be a folder (so the parents can be created)."""
+    parent = path.absolute().parent
+    while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"{arg}: cannot create {str(path)!r}: {str(parent)!r} is not a folder")
+
+
+def check_replaceable(path, kind: str | None = None, *, is_kind: Callable[[Path], bool] | None = None,
+                      arg: str = "out") -> Path:
+    """Check that a folder may be written at ``path`` without destroying anything else.
+
+    Writing is allowed when ``path`` does not exist, is an empty folder, or is a saved artefact of
+    the same ``kind`` (a folder for which ``is_kind`` is true).  Nothing is created or changed.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder to write.
+    kind : str, optional
+        What is being saved, used in messages: ``"model"``, ``"index"`` and ``"checkpoint"`` come
+        with their own test (:data:`KINDS`); another name needs ``is_kind``.  Without a kind only a
+        missing or empty folder may be written.
+    is_kind : callable, optional
+        ``is_kind(path) -> bool``: whether an existing folder holds an artefact of that kind
+        (default: the test of ``kind`` in :data:`KINDS`).
+    arg : str
+        The argument name used in messages (e.g. ``"--out"`` from the command line).
+
+    Returns
+    -------
+    pathlib.Path
+        ``path`` as a Path.
+
+    Raises
+    ------
+    InputError
+        ``path`` has no usable name (``""``, ``"."``, ``".."``, ``"/"``), its parent cannot be
+        created, or something else is there (a file, a link, a folder with other content).
+    """
+    if is_kind is None and kind is not None:
+        if kind not in KINDS:
+            raise InputError(f"kind: expected one of {', '.join(KINDS)} or an is_kind test, got {kind!r}")
+        is_kind = KINDS[kind]
+    path = _as_path(path, arg, "folder")
+    _check_parent(path, arg)
+    wanted = (f"expected a new or empty folder or {_a(kind)} to replace" if kind
+              else "expected a new or empty folder")
+    if path.is_symlink():
+        raise InputError(f"{arg}: {str(path)} exists and is a symbolic link; {wanted}")
+    if not path.exists():
+        return path
+    if not path.is_dir():
+        raise InputError(f"{arg}: {str(path)} exists and is a file, not a folder; {wanted}")
+    try:
+        names = os.listdir(path)
+    except OSError as exc:
+        raise InputError(f"{arg}: {str(path)} exists and cannot be read ({exc.strerror or exc}); {wanted}") from None
+    if not names or (is_kind is not None and is_kind(path)):
+        return path
+    what = f"is not a saved {kind}" if kind else "is not empty"
+    raise InputError(f"{arg}: {str(path)} exists and {what} (it holds {_listing(names)}); {wanted}")
+
+
+def check_out_file(path, arg: str = "out") -> Path:
+    """Check that ``path`` can be written as a file: a file name, not a folder, with a usable parent.
+
+    An existing file is fine (it is replaced).  Nothing is created or changed.
+
+    Parameters
+    ----------
+    path : str or path-like
+    arg : str
+        The argument name used in messages (e.g. ``"--out"``).
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    InputError
+        ``path`` has no usable name, is a folder, or its parent cannot be created.
+    """
+    path = _as_path(path, arg, "file")
+    if path.is_dir():
+        raise InputError(f"{arg}: expected a file to write, got the folder {str(path)!r}")
+    _check_parent(path, arg)
+    return path
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    """Rename ``tmp`` to ``path``; an existing folder there is moved aside first and deleted last."""
+    if not path.exists():
+        os.replace(tmp, path)
+        return
+    holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+    aside = holder / path.name
+    try:
+        os.replace(path, aside)
+    except BaseException:
+        shutil.rmtree(holder, ignore_errors=True)
+        raise
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        os.replace(aside, path)
+        shutil.rmtree(holder, ignore_errors=True)
+        raise
+    shutil.rmtree(holder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool] | None = None,
+               arg: str = "out"):
+    """Build a folder under a temporary name and move it into place on success.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The folder to write.  It must be missing, an empty folder, or a saved artefact of the same
+        ``kind`` (see :func:`check_replaceable`); anything else is refused before the body runs.
+    kind : str, optional
+        What is being saved (``"model"``, ``"index"``, ``"checkpoint"`` or a name for ``is_kind``).
+    is_kind : callable, optional
+        ``is_kind(path) -> bool``: whether an existing folder may be replaced.
+    arg : str
+        The argument name used in messages.
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary folder to fill.
+
+    Notes
+    -----
+    If the body raises, or the folder cannot be moved into place, the temporary folder is
+    removed and whatever was at ``path`` before is left untouched.  The check runs again just
+    before the move, in case something appeared at ``path`` meanwhile.
+    """
+    path = check_replaceable(path, kind, is_kind=is_kind, arg=arg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield tmp
+        check_replaceable(path, kind, is_kind=is_kind, arg=arg)
+        _move_into_place(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    old = None
-    if path.exists():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(path, old)
-    os.replace(tmp, path)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

@@ -36,7 +36,9 @@ class Index:
     spec : str
         A FAISS factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,PQ32"``, ``"IVF256,Flat"``,
         ...) or ``"auto"``, which is resolved from the number of vectors in the first
-        :meth:`add` / :meth:`train` (see :func:`jointspace.index.spec.auto_spec`).
+        :meth:`add` / :meth:`train` (see :func:`jointspace.index.spec.auto_spec`).  The numbers
+        in it are range-checked before FAISS sees them (e.g. HNSW ``M`` >= 2, IVF ``nlist`` >= 1;
+        see :func:`jointspace.index.spec.check_spec_numbers`).
     metric : {"cosine", "ip", "l2"}
         Similarity; see the module docstring for what the scores mean.
     build_params : dict, optional

@@ -110,6 +110,25 @@ def normalize_metadata(metadata, n: int) -> list[tuple] | None:
     return rows
 
 
+def _loads(text, i: int, column: str):
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise InputError(f"metadata.sqlite: expected JSON text in column {column!r} of id {i}, "
+                         f"got {str(text)[:60]!r}") from None
+    if column == "extra" and not isinstance(value, dict):
+        raise InputError(f"metadata.sqlite: expected a JSON object in column 'extra' of id {i}, "
+                         f"got {type(value).__name__}")
+    return value
+
+
+def _text(value, i: int, column: str):
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"metadata.sqlite: expected text or NULL in column {column!r} of id {i}, "
+                         f"got {type(value).__name__} {value!r}")
+    return value
+
+
 class MetadataStore:
     """Metadata rows keyed by 64-bit id, in an in-memory SQLite database."""
 
@@ -146,8 +165,9 @@ class MetadataStore:
             cur = self._conn.execute("SELECT id, label, text, path, extra FROM items "
                                      f"WHERE id IN ({','.join('?' * len(chunk))})", chunk)
             for i, label, text, path, extra in cur:
-                out[i] = {"id": i, "label": None if label is None else json.loads(label), "text": text,
-                          "path": path, "extra": json.loads(extra) if extra else {}}
+                out[i] = {"id": i, "label": None if label is None else _loads(label, i, "label"),
+                          "text": _text(text, i, "text"), "path": _text(path, i, "path"),
+                          "extra": _loads(extra, i, "extra") if extra else {}}
         return out
 
     @staticmethod

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ import numpy as np
 from .._io import atomic_write_json, atomic_dir
 from ..errors import InputError, JointspaceError
 from . import _faiss_parts as parts
+from . import _params
 from .metadata import MetadataStore
 from .spec import METRICS, faiss_error_message
 
@@ -43,7 +45,11 @@ def _sha256(path: Path) -> str:
 
 
 def save_index(index, folder) -> None:
-    """Write ``index`` to ``folder`` atomically (see the module docstring for the layout)."""
+    """Write ``index`` to ``folder`` atomically (see the module docstring for the layout).
+
+    ``folder`` must be missing, an empty folder or a saved index (which is replaced); anything
+    else raises :class:`~jointspace.errors.InputError` and is left untouched.
+    """
     import faiss
 
     from .. import __version__
@@ -55,7 +61,7 @@ def save_index(index, folder) -> None:
         info_json = json.loads(json.dumps(index.info))
     except (TypeError, ValueError) as exc:
         raise InputError(f"index.info: expected JSON-serialisable values ({exc})") from None
-    with atomic_dir(folder) as tmp:
+    with atomic_dir(folder, "index", arg="folder") as tmp:
         try:
             faiss.write_index(index._faiss, str(tmp / "index.faiss"))
         except RuntimeError as exc:
@@ -98,18 +104,86 @@ def _read_manifest(folder: Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"folder: {str(path)!r} does not describe a jointspace index (format {FORMAT!r})")
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not _is_int(version) or not 1 <= version <= FORMAT_VERSION:
         raise InputError(f"folder: {str(path)!r} has format_version {version!r}; this jointspace reads "
                          f"up to {FORMAT_VERSION} (upgrade jointspace)")
-    required = {"spec": str, "resolved_spec": str, "dim": int, "metric": str, "count": int, "stored": int,
-                "removed_ids": list, "search_params": dict, "build_params": dict, "files": dict}
-    for key, typ in required.items():
-        if not isinstance(meta.get(key), typ):
-            raise InputError(f"folder: {str(path)!r} is missing {key!r} (expected {typ.__name__}); "
-                             "the index folder is corrupted")
-    if meta["metric"] not in METRICS:
-        raise InputError(f"folder: {str(path)!r} has unknown metric {meta['metric']!r}")
+    _check_manifest_fields(meta, path)
     return meta
+
+
+INFO_STRING_KEYS = ("model", "dataset", "modality", "split")
+"""Keys of ``info`` that jointspace itself reads back; each must be a string (or null)."""
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_manifest_fields(meta: dict, path: Path) -> None:
+    """Check the type and range of every field of index.json that loading uses.
+
+    Raises
+    ------
+    InputError
+        Naming index.json, the field, what was expected and what was found.
+    """
+
+    def bad(key: str, expected: str, value) -> InputError:
+        return InputError(f"folder: {str(path)!r} has a bad {key!r}: expected {expected}, got {_short(value)}; "
+                          "the index folder is corrupted")
+
+    def missing(key: str, expected: str) -> InputError:
+        return InputError(f"folder: {str(path)!r} is missing {key!r} (expected {expected}); "
+                          "the index folder is corrupted")
+
+    fields = {
+        "spec": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+        "resolved_spec": (lambda v: isinstance(v, str) and bool(v), "a non-empty string"),
+        "dim": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+        "metric": (lambda v: v in METRICS, f"one of {', '.join(METRICS)}"),
+        "count": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+        "stored": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+        "removed_ids": (lambda v: isinstance(v, list) and all(_is_int(i) and 0 <= i < 2**63 for i in v)
+                        and len(set(v)) == len(v), "a list of distinct integer ids in [0, 2**63)"),
+        "search_params": (lambda v: isinstance(v, dict) and set(v) <= set(_params.SEARCH_PARAMS)
+                          and all(_is_int(x) and x >= 1 for x in v.values()),
+                          f"an object with integer values >= 1 under keys from {', '.join(_params.SEARCH_PARAMS)}"),
+        "build_params": (lambda v: isinstance(v, dict) and set(v) <= set(_params.BUILD_PARAMS)
+                         and all(_is_int(x) and x >= 1 for x in v.values()),
+                         f"an object with integer values >= 1 under keys from {', '.join(_params.BUILD_PARAMS)}"),
+        "files": (lambda v: isinstance(v, dict), "an object"),
+    }
+    for key, (ok, expected) in fields.items():
+        if key not in meta:
+            raise missing(key, expected)
+        if not ok(meta[key]):
+            raise bad(key, expected, meta[key])
+    if meta["count"] + len(meta["removed_ids"]) != meta["stored"]:
+        raise InputError(f"folder: {str(path)!r} has 'count' {meta['count']} and {len(meta['removed_ids'])} "
+                         f"'removed_ids', expected them to add up to 'stored' ({meta['stored']}); "
+                         "the index folder is corrupted")
+    for name, entry in meta["files"].items():
+        if name not in FILES[:2]:
+            continue
+        if not isinstance(entry, dict):
+            raise bad(f"files.{name}", "an object with 'bytes' and 'sha256'", entry)
+        if not _is_int(entry.get("bytes")) or entry["bytes"] < 0:
+            raise bad(f"files.{name}.bytes", "an integer >= 0", entry.get("bytes"))
+        sha = entry.get("sha256")
+        if sha is not None and not (isinstance(sha, str) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+            raise bad(f"files.{name}.sha256", "64 lowercase hex digits", sha)
+    info = meta.get("info")
+    if info is not None:
+        if not isinstance(info, dict):
+            raise bad("info", "an object", info)
+        for key in INFO_STRING_KEYS:
+            if info.get(key) is not None and not isinstance(info[key], str):
+                raise bad(f"info.{key}", "a string", info[key])
 
 
 def _check_file(folder: Path, name: str, meta: dict, verify: bool) -> Path:
@@ -151,8 +225,13 @@ def load_index(cls, folder, *, verify: bool = True):
     index._ids = np.sort(parts.stored_ids(index._faiss))
     index._removed = np.asarray(sorted(int(i) for i in meta["removed_ids"]), dtype=np.int64)
     if index.ntotal != meta["count"] or not np.isin(index._removed, index._ids).all():
-        raise InputError(f"folder: the ids in index.faiss do not match index.json in {str(folder)!r}")
-    index.set_search_params(**meta["search_params"])
+        raise InputError(f"folder: the ids in index.faiss do not match 'count' / 'removed_ids' of index.json "
+                         f"in {str(folder)!r}")
+    try:
+        index.set_search_params(**meta["search_params"])
+    except InputError as exc:
+        raise InputError(f"folder: {str(folder / 'index.json')!r} has a bad 'search_params' for the index in "
+                         f"index.faiss ({exc})") from None
     index._metadata = MetadataStore.load(sqlite_path)
     index.info = meta.get("info") or {}
     return index

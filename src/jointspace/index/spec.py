@@ -35,7 +35,50 @@ FLAT_MAX = 50_000
 HNSW_MAX = 2_000_000
 """``auto`` builds ``HNSW32`` below this many vectors, ``IVF<nlist>,PQ<m>`` from here on."""
 
+HNSW_M_RANGE = (2, 512)
+"""Accepted HNSW ``M`` (graph neighbours per node).  FAISS aborts or segfaults for ``M`` < 2
+(its level multiplier is ``1 / log(M)``); the cap bounds the graph's memory (``8 * M`` bytes a
+vector on the base level)."""
+
+NSG_R_RANGE = (16, 512)
+"""Accepted NSG ``R`` (graph degree).  With small ``R`` FAISS's NSG build can loop forever
+(seen with ``R`` up to 12 on 512-dimensional data)."""
+
+NBITS_RANGE = (1, 16)
+"""Accepted bits per code of PQ / IMI / additive quantizers.  FAISS allocates ``2**nbits``
+centroids of the full dimension up front and needs as many training vectors."""
+
+MAX_SPEC_INT = 2**31 - 1
+"""Largest number FAISS reads from a factory string (a C ``int``)."""
+
+MAX_TRANSFORM_DIM = 65_536
+"""Largest output dimension accepted for PCA / RR / ITQ / OPQ / Pad transforms."""
+
 _IDMAP_PREFIX = re.compile(r"^IDMap2?,", re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![\d.])\d+(?![\d.])")
+_SPECTRAL_PERIOD = re.compile(r"(?<![A-Za-z])SH[-0-9.e]+")
+_WORD = r"(?<![A-Za-z])"
+# (pattern, [(group, description, low, high), ...]) for every numeric parameter of the
+# factory grammar that has a range narrower than "a positive int"; group values are ints.
+_SPEC_RULES = (
+    (re.compile(_WORD + r"HNSW(\d+)"), [(1, "HNSW M (graph neighbours, 'HNSW<M>')", *HNSW_M_RANGE)]),
+    (re.compile(_WORD + r"NSG(\d+)"), [(1, "NSG R (graph degree, 'NSG<R>')", *NSG_R_RANGE)]),
+    (re.compile(_WORD + r"IVF(\d+)[kM]?"), [(1, "IVF nlist (number of lists, 'IVF<nlist>')", 1, MAX_SPEC_INT)]),
+    (re.compile(_WORD + r"IMI2x(\d+)"), [(1, "IMI nbits ('IMI2x<nbits>')", *NBITS_RANGE)]),
+    (re.compile(_WORD + r"PQ(\d+)(?:x(\d+))?"),
+     [(1, "PQ m (sub-quantizers, 'PQ<m>')", 1, MAX_SPEC_INT), (2, "PQ nbits ('PQ<m>x<nbits>')", *NBITS_RANGE)]),
+    (re.compile(_WORD + r"OPQ(\d+)(?:_(\d+))?"),
+     [(1, "OPQ m ('OPQ<m>')", 1, MAX_SPEC_INT), (2, "OPQ output dimension ('OPQ<m>_<dim>')", 1, MAX_TRANSFORM_DIM)]),
+    (re.compile(_WORD + r"P(?:RQ|LSQ)(\d+)x(\d+)x(\d+)"),
+     [(1, "PRQ / PLSQ splits", 1, MAX_SPEC_INT), (2, "PRQ / PLSQ sub-quantizers", 1, MAX_SPEC_INT),
+      (3, "PRQ / PLSQ nbits", *NBITS_RANGE)]),
+    (re.compile(_WORD + r"(?:RQ|LSQ|RCQ|LSCQ)((?:_?\d+x\d+)+)"), "additive"),
+    (re.compile(r"fsr?_(\d+)"), [(1, "fast-scan block size ('...fs_<bbs>')", 32, 32 * 1024)]),
+    (re.compile(_WORD + r"RaBitQfs_(\d+)"), [(1, "fast-scan block size ('RaBitQfs_<bbs>')", 32, 32 * 1024)]),
+    (re.compile(_WORD + r"(?:PCAW?R?|RR|ITQ|Pad)(\d+)"), [(1, "transform output dimension", 1, MAX_TRANSFORM_DIM)]),
+    (re.compile(_WORD + r"Residual(\d+)x(\d+)"),
+     [(1, "Residual m", 1, MAX_SPEC_INT), (2, "Residual nbits", *NBITS_RANGE)]),
+)
 _FAISS_LOCATION = re.compile(r"^Error in .*? at \S+:\d+: ", re.DOTALL)
 _FAISS_ASSERT = re.compile(r"^Error: '.*?' failed: ", re.DOTALL)
 
@@ -71,7 +114,48 @@ def normalize_spec(spec) -> str:
     spec = re.sub(r"\s+", "", spec)
     if spec.lower() == "auto":
         return "auto"
-    return _IDMAP_PREFIX.sub("", spec)
+    spec = _IDMAP_PREFIX.sub("", spec)
+    check_spec_numbers(spec)
+    return spec
+
+
+def _spec_range_error(spec: str, what: str, low: int, high: int, value: int) -> InputError:
+    return InputError(f"spec: expected {what} between {low} and {high}, got {value} in {spec!r}")
+
+
+def check_spec_numbers(spec: str) -> None:
+    """Check the numbers inside a factory string before FAISS sees them.
+
+    FAISS itself asserts, segfaults, loops forever or writes an unreadable index for some
+    values (``HNSW0``, ``HNSW1``, ``IVF0,Flat``, ``PQ8x0``, ``NSG4``, ``SQ0``, ``...fs_0``).
+    Every number must be at least 1 and fit a C ``int``; the parameters listed in
+    ``_SPEC_RULES`` have the ranges given there (e.g. HNSW ``M`` in :data:`HNSW_M_RANGE`,
+    PQ ``nbits`` in :data:`NBITS_RANGE`).
+
+    Raises
+    ------
+    InputError
+        Naming ``spec``, the parameter, its accepted range and the value found.
+    """
+    for pattern, rules in _SPEC_RULES:
+        for match in pattern.finditer(spec):
+            if rules == "additive":
+                for m_txt, bits_txt in re.findall(r"(\d+)x(\d+)", match.group(1)):
+                    if not 1 <= int(m_txt) <= MAX_SPEC_INT:
+                        raise _spec_range_error(spec, "RQ / LSQ m ('RQ<m>x<nbits>')", 1, MAX_SPEC_INT, int(m_txt))
+                    if not NBITS_RANGE[0] <= int(bits_txt) <= NBITS_RANGE[1]:
+                        raise _spec_range_error(spec, "RQ / LSQ nbits ('RQ<m>x<nbits>')", *NBITS_RANGE,
+                                                int(bits_txt))
+                continue
+            for group, what, low, high in rules:
+                text = match.group(group)
+                if text is not None and not low <= int(text) <= high:
+                    raise _spec_range_error(spec, what, low, high, int(text))
+    for match in _NUMBER.finditer(_SPECTRAL_PERIOD.sub("SH", spec)):
+        value = int(match.group(0))
+        if not 1 <= value <= MAX_SPEC_INT:
+            raise InputError(f"spec: expected every number in a factory string to be between 1 and "
+                             f"{MAX_SPEC_INT}, got {match.group(0)} in {spec!r}")
 
 
 def _largest_divisor_at_most(n: int, cap: int) -> int:
@@ -134,6 +218,7 @@ def make_faiss_index(dim: int, spec: str, metric: str):
     """
     import faiss
 
+    check_spec_numbers(spec)
     try:
         index = faiss.index_factory(int(dim), spec, faiss_metric(metric))
     except RuntimeError as exc:

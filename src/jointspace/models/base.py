@@ -2,16 +2,19 @@
 
 A saved model is one folder::
 
-    config.json         {"model": <registry name>, "params": {...}, "modalities": [...], ...}
+    config.json         {"model": <registry name>, "params": {...}, "modalities": [...],
+                         "extra": {...}, "state_shapes": {<array>: {"shape", "dtype"}}, ...}
     state.safetensors   learned arrays (no pickle anywhere)
 
-``load_model(path)`` reads ``config.json``, looks the class up in the model registry and
-restores the arrays.
+``load_model(path)`` reads ``config.json``, looks the class up in the model registry, checks
+every array's shape and restores the arrays.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +29,8 @@ MODELS: Registry = Registry("model")
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.safetensors"
+SHAPES_KEY = "state_shapes"
+"""Field of ``config.json`` that records the shape and dtype of every array of ``state.safetensors``."""
 
 
 class JointModel:
@@ -63,15 +68,20 @@ class JointModel:
         return l2_normalize(z) if normalize else z
 
     def save(self, path) -> Path:
-        """Write the model to the folder ``path`` atomically (replacing an existing one)."""
+        """Write the model to the folder ``path`` atomically.
+
+        ``path`` must be missing, an empty folder or a saved model (which is replaced); anything
+        else raises :class:`~jointspace.errors.InputError` and is left untouched.
+        """
         from safetensors.numpy import save_file
 
         self._check_fitted()
         state = {k: np.ascontiguousarray(v) for k, v in self._get_state().items()}
         config = {"model": self.model_name, "params": self.get_config(),
                   "modalities": list(self.modalities_), "jointspace_version": __version__,
-                  "extra": self._get_extra()}
-        with atomic_dir(path) as tmp:
+                  "extra": self._get_extra(),
+                  SHAPES_KEY: {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()}}
+        with atomic_dir(path, "model", arg="path") as tmp:
             save_file(state, str(tmp / STATE_FILE))
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default))
         return Path(path)
@@ -148,40 +158,160 @@ def list_models() -> list[str]:
 def load_model(path) -> JointModel:
     """Load any saved model folder.
 
+    ``config.json`` must be a JSON object with ``model`` (a registered name), ``params`` (an
+    object of that model's constructor arguments), ``modalities`` (a list of names) and
+    optionally ``extra`` (an object) and ``state_shapes`` (the shape and dtype of each array,
+    written by :meth:`JointModel.save`).  Every array of ``state.safetensors`` is checked
+    against ``state_shapes`` before the model uses it.
+
     Raises
     ------
     InputError
-        The folder, its config or its state file is missing, truncated or of another kind.
+        The folder, its config or its state file is missing, truncated, malformed or of
+        another kind; the message names the file and the field or array.
     """
     from safetensors.numpy import load_file
 
     _import_builtin_models()
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"model: expected a saved model folder path, got {type(path).__name__} {path!r}")
     path = Path(path)
     cfg_path = path / CONFIG_FILE
+    state_path = path / STATE_FILE
     if not path.is_dir():
         raise InputError(f"model: expected a saved model folder, got {str(path)!r} (not a folder)")
     if not cfg_path.is_file():
         raise InputError(f"model: {str(path)!r} has no {CONFIG_FILE}; is it a saved model folder?")
+    config = _read_config(cfg_path)
     try:
-        config = json.loads(cfg_path.read_text())
-        name = config["model"]
-    except (ValueError, KeyError) as exc:
-        raise InputError(f"model: {cfg_path} is not a valid model config ({exc})") from None
-    cls = MODELS.get(name)
+        cls = MODELS.get(config["model"])
+    except InputError as exc:
+        raise InputError(f"model: {cfg_path} field 'model': {exc}") from None
     try:
-        state = load_file(str(path / STATE_FILE)) if (path / STATE_FILE).exists() else None
+        state = load_file(str(state_path)) if state_path.exists() else None
     except Exception as exc:
-        raise InputError(f"model: {path / STATE_FILE} is unreadable or truncated ({exc})") from None
+        raise InputError(f"model: {state_path} is unreadable or truncated ({exc})") from None
     if state is None:
         raise InputError(f"model: {str(path)!r} has no {STATE_FILE}; the folder is incomplete")
-    model = cls.from_config(config["params"]) if hasattr(cls, "from_config") else cls(**config["params"])
+    model = _construct(cls, config, cfg_path)
     try:
-        model._set_extra(config.get("extra", {}))
+        model._set_extra(config["extra"])
+    except JointspaceError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise InputError(f"model: {cfg_path} field 'extra' does not fit model {config['model']!r} "
+                         f"({type(exc).__name__}: {exc})") from None
+    _check_state(config, state, state_path)
+    try:
         model._set_state(state)
+    except JointspaceError:
+        raise
     except KeyError as exc:
-        raise JointspaceError(f"model: {path / STATE_FILE} lacks the array {exc}; it belongs to another model") from None
+        raise InputError(f"model: {state_path} lacks the array {exc}; it belongs to another model") from None
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InputError(f"model: the arrays of {state_path} do not fit the model in {CONFIG_FILE} "
+                         f"({type(exc).__name__}: {exc})") from None
     model.modalities_ = tuple(config["modalities"])
     return model
+
+
+def _read_config(cfg_path: Path) -> dict:
+    """Read ``config.json`` and check the types of its fields (InputError naming the field)."""
+    try:
+        config = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"model: {cfg_path} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict):
+        raise InputError(f"model: {cfg_path} must be a JSON object with 'model', 'params' and 'modalities'; "
+                         f"got a JSON {_json_kind(config)}")
+    fields = (("model", str, "a model name (string)"), ("params", dict, "an object of constructor arguments"),
+              ("modalities", list, "a list of modality names"))
+    for key, typ, expected in fields:
+        if key not in config:
+            raise InputError(f"model: {cfg_path} has no field {key!r} (expected {expected})")
+        if not isinstance(config[key], typ):
+            raise InputError(f"model: {cfg_path} field {key!r}: expected {expected}, "
+                             f"got a JSON {_json_kind(config[key])}")
+    mods = config["modalities"]
+    if not mods or not all(isinstance(m, str) and m for m in mods) or len(set(mods)) != len(mods):
+        raise InputError(f"model: {cfg_path} field 'modalities': expected a non-empty list of distinct "
+                         f"modality names, got {mods!r}")
+    config = dict(config)
+    config.setdefault("extra", {})
+    if not isinstance(config["extra"], dict):
+        raise InputError(f"model: {cfg_path} field 'extra': expected an object, got a JSON "
+                         f"{_json_kind(config['extra'])}")
+    shapes = config.get(SHAPES_KEY)
+    if shapes is not None and not (isinstance(shapes, dict) and all(
+            isinstance(v, dict) and isinstance(v.get("shape"), list)
+            and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in v["shape"])
+            and isinstance(v.get("dtype", ""), str) for v in shapes.values())):
+        raise InputError(f"model: {cfg_path} field {SHAPES_KEY!r}: expected an object mapping each array name "
+                         f"to {{\"shape\": [int, ...], \"dtype\": str}}, got {_short(shapes)}")
+    return config
+
+
+def _construct(cls, config: dict, cfg_path: Path) -> JointModel:
+    """Build ``cls`` from ``config["params"]``; unknown or bad parameters raise InputError."""
+    params = config["params"]
+    if not hasattr(cls, "from_config"):
+        sig = inspect.signature(cls)
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+        known = [n for n, p in sig.parameters.items()
+                 if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        unknown = sorted(k for k in params if k not in known)
+        if unknown and not takes_any:
+            raise InputError(f"model: {cfg_path} field 'params' has unknown key(s) {', '.join(map(repr, unknown))} "
+                             f"for model {config['model']!r}; expected keys from {', '.join(known)}")
+    try:
+        return cls.from_config(params) if hasattr(cls, "from_config") else cls(**params)
+    except JointspaceError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"model: {cfg_path} field 'params' does not fit model {config['model']!r} "
+                         f"({exc})") from None
+
+
+def _json_kind(value) -> str:
+    names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
+    kind = names.get(type(value), "number")
+    return f"{kind} {_short(value)}"
+
+
+def _short(value) -> str:
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _shape_str(shape) -> str:
+    return "(" + ", ".join(str(int(n)) for n in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_state(config: dict, state: dict, state_path: Path) -> None:
+    """Compare the loaded arrays with the shapes and dtypes ``config.json`` recorded when the
+    model was saved; raise InputError on the first mismatch (folders saved without a record
+    are left to the model's own ``_set_state``)."""
+    recorded = config.get(SHAPES_KEY)
+    if recorded is None:
+        return
+    for name, want in recorded.items():
+        if name not in state:
+            raise InputError(f"model: {state_path} lacks the array {name!r} listed in {CONFIG_FILE}")
+        arr = state[name]
+        if tuple(arr.shape) != tuple(want["shape"]):
+            raise InputError(f"model: {state_path} array {name!r}: expected shape {_shape_str(want['shape'])} "
+                             f"(recorded in {CONFIG_FILE}), found {_shape_str(arr.shape)}")
+        if want.get("dtype") and str(arr.dtype) != want["dtype"]:
+            raise InputError(f"model: {state_path} array {name!r}: expected dtype {want['dtype']} "
+                             f"(recorded in {CONFIG_FILE}), found {arr.dtype}")
+    extra = sorted(set(state) - set(recorded))
+    if extra:
+        raise InputError(f"model: {state_path} has array(s) not listed in {CONFIG_FILE}: "
+                         f"{', '.join(map(repr, extra[:5]))}; expected only "
+                         f"{', '.join(map(repr, sorted(recorded)[:10]))}")
 
 
 def _import_builtin_models() -> None:

@@ -90,7 +90,7 @@ def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torc
             "sha256": {"model.safetensors": _digest(model_bytes), "optimizer.safetensors": _digest(opt_bytes),
                        "rng.safetensors": _digest(rng_bytes), "extra.safetensors": _digest(extra_bytes)}}
     path = Path(run_dir) / CHECKPOINTS / f"step-{int(step):08d}"
-    with atomic_dir(path) as tmp:
+    with atomic_dir(path, "checkpoint", arg="run_dir") as tmp:
         (tmp / "model.safetensors").write_bytes(model_bytes)
         (tmp / "optimizer.safetensors").write_bytes(opt_bytes)
         (tmp / "rng.safetensors").write_bytes(rng_bytes)

@@ -20,6 +20,10 @@ def register(sub):
 
 
 def run(args) -> int:
+    if args.out is not None:
+        from ..._io import check_out_file
+
+        check_out_file(args.out, arg="--out")
     report = run_with_progress(args.suite, quick=args.quick)
     if args.out:
         from ...eval.report import write_json

@@ -50,9 +50,11 @@ def item_metadata(pairs, modality: str) -> dict:
 def run(args) -> int:
     from pathlib import Path
 
+    from ..._io import check_replaceable
     from ...index.faiss_index import Index
     from ...models.base import load_model
 
+    check_replaceable(args.out, "index", arg="--out")
     model = load_model(args.model)
     pairs = load_split(args.dataset, args.split)
     if args.modality not in model.modalities_:

@@ -48,12 +48,18 @@ def _encode_for_map(model, modality, items):
 def run_map(args) -> int:
     import numpy as np
 
+    from ..._io import check_out_file
     from ...errors import InputError
     from ...models.base import load_model
     from ...viz.space_map import plot_joint_space
 
     if args.n < 3:
         raise InputError(f"--n: expected at least 3 samples, got {args.n}")
+    if args.lines < 0:
+        raise InputError(f"--lines: expected an integer >= 0, got {args.lines}")
+    if args.seed < 0:
+        raise InputError(f"--seed: expected an integer >= 0, got {args.seed}")
+    check_out_file(args.out, arg="--out")
     model = load_model(args.model)
     pairs = load_split(args.dataset, args.split)
     if len(pairs) > args.n:
@@ -75,6 +81,7 @@ def run_map(args) -> int:
 
 
 def run_gallery(args) -> int:
+    from ..._io import check_out_file
     from ...errors import InputError
     from ...index.results import search_with_metadata
     from ...viz.gallery import write_gallery
@@ -82,6 +89,9 @@ def run_gallery(args) -> int:
 
     if args.k < 1:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
+    if args.columns < 1:
+        raise InputError(f"--columns: expected an integer >= 1, got {args.columns}")
+    check_out_file(args.out, arg="--out")
     index, model = open_index(args.index, args.model)
     results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
     write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)
@@ -92,8 +102,16 @@ def run_gallery(args) -> int:
 def run_curves(args) -> int:
     from pathlib import Path
 
+    from ..._io import check_out_file
+    from ...errors import InputError
     from ...viz.curves import plot_curves
 
-    plot_curves(args.run, args.out, title=Path(args.run).name)
+    check_out_file(args.out, arg="--out")
+    try:
+        plot_curves(args.run, args.out, title=Path(args.run).name)
+    except UnicodeDecodeError as exc:
+        csv_path = Path(args.run) / "metrics.csv" if Path(args.run).is_dir() else Path(args.run)
+        raise InputError(f"run: expected a UTF-8 text metrics CSV, got undecodable bytes in {str(csv_path)!r} "
+                         f"(byte {exc.start}: {exc.reason})") from None
     console.print(f"curves written to {args.out}", highlight=False)
     return 0

@@ -1,0 +1,311 @@
+"""Output paths: a save never destroys unrelated files, bad --out values are refused up front."""
+
+import os
+
+import numpy as np
+import pytest
+
+from jointspace._io import atomic_dir, check_out_file, check_replaceable, is_saved_index, is_saved_model
+from jointspace.cli import main
+from jointspace.errors import InputError
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err):
+    return "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def listing(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model") / "wiki-cca"
+    assert main(["fit", "wikipedia", "--model", "cca", "--out", str(out)]) == 0
+    return out
+
+
+def notes_folder(tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    return folder
+
+
+# -- atomic_dir and check_replaceable ------------------------------------------------------
+
+
+def test_atomic_dir_refuses_a_folder_of_unrelated_files(tmp_path):
+    folder = notes_folder(tmp_path)
+    with pytest.raises(InputError, match=r"out: .*notes exists and is not a saved model \(it holds notes.txt\); "
+                                         r"expected a new or empty folder or a model to replace"):
+        with atomic_dir(folder, "model") as tmp:
+            (tmp / "config.json").write_text("{}")
+    assert (folder / "notes.txt").read_text() == "keep me"
+    assert listing(tmp_path) == ["notes"]
+
+
+def test_atomic_dir_without_a_kind_replaces_only_empty_folders(tmp_path):
+    (tmp_path / "d").mkdir()
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "x").write_text("1")
+    assert (tmp_path / "d" / "x").read_text() == "1"
+    with pytest.raises(InputError, match="is not empty"):
+        with atomic_dir(tmp_path / "d"):
+            pass
+    assert listing(tmp_path) == ["d"]
+
+
+def test_atomic_dir_refuses_a_file_and_leaves_no_stray(tmp_path):
+    target = tmp_path / "existing_file.txt"
+    target.write_text("data")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        with atomic_dir(target, "index"):
+            pass
+    assert target.read_text() == "data"
+    assert listing(tmp_path) == ["existing_file.txt"]
+
+
+def test_atomic_dir_replaces_the_same_kind_with_a_custom_test(tmp_path):
+    def is_box(path):
+        return (path / "box.txt").is_file()
+
+    with atomic_dir(tmp_path / "b", "box", is_kind=is_box) as tmp:
+        (tmp / "box.txt").write_text("1")
+    with atomic_dir(tmp_path / "b", "box", is_kind=is_box) as tmp:
+        (tmp / "box.txt").write_text("2")
+    assert (tmp_path / "b" / "box.txt").read_text() == "2"
+    assert listing(tmp_path) == ["b"]
+
+
+@pytest.mark.parametrize("bad", [".", "", "..", "./", "sub/.."])
+def test_bad_folder_names_are_refused_before_anything_is_created(tmp_path, monkeypatch, bad):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    with pytest.raises(InputError, match=r"out: expected a folder name, got"):
+        with atomic_dir(bad, "model"):
+            pass
+    with pytest.raises(InputError, match="expected a folder name"):
+        check_replaceable(bad, "model", arg="--out")
+    assert listing(tmp_path) == ["sub"] and listing(tmp_path / "sub") == []
+
+
+def test_parent_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(InputError, match="is not a folder"):
+        check_replaceable(tmp_path / "f" / "model", "model")
+    with pytest.raises(InputError, match="is not a folder"):
+        check_out_file(tmp_path / "f" / "a" / "r.json")
+
+
+def test_symlink_is_refused(tmp_path, model_dir):
+    link = tmp_path / "link"
+    link.symlink_to(model_dir)
+    with pytest.raises(InputError, match="symbolic link"):
+        check_replaceable(link, "model")
+    assert is_saved_model(model_dir)
+
+
+def test_no_temp_folder_left_on_any_failure(tmp_path, monkeypatch):
+    target = tmp_path / "d"
+    with pytest.raises(RuntimeError):
+        with atomic_dir(target) as tmp:
+            (tmp / "x").write_text("1")
+            raise RuntimeError("boom")
+    assert listing(tmp_path) == []
+
+    # something appears at the target while the folder is being written
+    with pytest.raises(InputError, match="is not empty"):
+        with atomic_dir(target) as tmp:
+            target.mkdir()
+            (target / "other.txt").write_text("theirs")
+    assert listing(tmp_path) == ["d"] and listing(target) == ["other.txt"]
+
+    # the final rename fails: the old folder is put back, the temporary one removed
+    (target / "other.txt").unlink()
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(src).endswith(".tmp"):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError):
+        with atomic_dir(target) as tmp:
+            (tmp / "x").write_text("new")
+    monkeypatch.undo()
+    assert listing(tmp_path) == ["d"] and listing(target) == []
+
+
+def test_check_out_file(tmp_path):
+    assert check_out_file(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json"
+    (tmp_path / "old.json").write_text("{}")
+    check_out_file(tmp_path / "old.json")
+    with pytest.raises(InputError, match=r"--out: expected a file to write, got the folder"):
+        check_out_file(tmp_path, arg="--out")
+    with pytest.raises(InputError, match=r"--out: expected a file name, got '\.'"):
+        check_out_file(".", arg="--out")
+
+
+# -- model and index saves ----------------------------------------------------------------
+
+
+def test_model_and_index_resave_in_place(tmp_path, model_dir):
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import load_model
+
+    model = load_model(model_dir)
+    model.save(tmp_path / "m")
+    model.save(tmp_path / "m")
+    assert is_saved_model(tmp_path / "m") and listing(tmp_path) == ["m"]
+    idx = Index.build(np.random.default_rng(0).normal(size=(20, 4)).astype("float32"), spec="Flat")
+    idx.save(tmp_path / "i")
+    idx.save(tmp_path / "i")
+    assert is_saved_index(tmp_path / "i") and listing(tmp_path) == ["i", "m"]
+    with pytest.raises(InputError, match=r"folder: .* is not a saved index"):
+        idx.save(tmp_path / "m")
+    with pytest.raises(InputError, match=r"path: .* is not a saved model"):
+        model.save(tmp_path / "i")
+    assert is_saved_model(tmp_path / "m") and is_saved_index(tmp_path / "i")
+
+
+def test_checkpoint_refuses_a_foreign_folder(tmp_path):
+    import torch
+
+    from jointspace.train.checkpoint import save_checkpoint
+
+    module = torch.nn.Linear(2, 2)
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    path = save_checkpoint(tmp_path, 1, module, opt, {}, {"a": 1})
+    assert save_checkpoint(tmp_path, 1, module, opt, {}, {"a": 1}) == path
+    foreign = tmp_path / "checkpoints" / "step-00000002"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("x")
+    with pytest.raises(InputError, match="is not a saved checkpoint"):
+        save_checkpoint(tmp_path, 2, module, opt, {}, {"a": 1})
+    assert listing(foreign) == ["notes.txt"]
+    assert listing(tmp_path / "checkpoints") == ["step-00000001", "step-00000002"]
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+def test_fit_into_a_folder_of_notes_exits_2_and_keeps_them(tmp_path, capsys):
+    folder = notes_folder(tmp_path)
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--out", folder)
+    assert code == 2 and "notes.txt" in err and "not a saved model" in err and one_line(err)
+    assert listing(folder) == ["notes.txt"] and listing(tmp_path) == ["notes"]
+
+
+def test_fit_into_a_file_exits_2_and_keeps_it(tmp_path, capsys):
+    target = tmp_path / "existing_file.txt"
+    target.write_text("data")
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--out", target)
+    assert code == 2 and "is a file" in err and one_line(err)
+    assert target.read_text() == "data" and listing(tmp_path) == ["existing_file.txt"]
+
+
+@pytest.mark.parametrize("bad", [".", "", ".."])
+def test_fit_with_a_nameless_out_exits_2(tmp_path, capsys, monkeypatch, bad):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--out", bad)
+    assert code == 2 and "expected a folder name" in err and one_line(err)
+    assert listing(tmp_path) == []
+
+
+def test_fit_twice_into_the_same_folder_replaces_the_model(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert run(capsys, "fit", "wikipedia", "--model", "cca", "--out", out)[0] == 0
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--n-components", "3", "--out", out)
+    assert code == 0, err
+    assert '"n_components": 3' in (out / "config.json").read_text()
+    assert listing(tmp_path) == ["m"]
+
+
+def test_index_refuses_to_replace_a_model_before_embedding(tmp_path, capsys, monkeypatch, model_dir):
+    import jointspace.models.base as base
+
+    before = {p.name: p.read_bytes() for p in model_dir.iterdir()}
+
+    def no_load(*_):
+        raise AssertionError("the model was loaded before --out was checked")
+
+    with monkeypatch.context() as m:
+        m.setattr(base, "load_model", no_load)
+        code, _, err = run(capsys, "index", model_dir, "--dataset", "wikipedia", "--modality", "image",
+                           "--out", model_dir)
+    assert code == 2 and "--out" in err and "not a saved index" in err and one_line(err)
+    assert {p.name: p.read_bytes() for p in model_dir.iterdir()} == before
+
+    out = tmp_path / "idx"
+    for _ in range(2):
+        code, _, err = run(capsys, "index", model_dir, "--dataset", "wikipedia", "--modality", "image",
+                           "--out", out)
+        assert code == 0, err
+    assert is_saved_index(out) and listing(tmp_path) == ["idx"]
+
+    folder = notes_folder(tmp_path)
+    code, _, err = run(capsys, "index", model_dir, "--dataset", "wikipedia", "--modality", "image",
+                       "--out", folder)
+    assert code == 2 and "notes.txt" in err and one_line(err)
+    assert listing(folder) == ["notes.txt"]
+
+
+def test_bench_checks_out_before_running(tmp_path, capsys, monkeypatch):
+    import jointspace.cli.commands.bench as bench
+
+    def no_run(*_, **__):
+        raise AssertionError("the suite ran before --out was checked")
+
+    monkeypatch.setattr(bench, "run_with_progress", no_run)
+    code, _, err = run(capsys, "bench", "wikipedia", "--quick", "--out", tmp_path)
+    assert code == 2 and "--out" in err and "folder" in err and one_line(err)
+    (tmp_path / "f").write_text("x")
+    code, _, err = run(capsys, "bench", "wikipedia", "--quick", "--out", tmp_path / "f" / "r.json")
+    assert code == 2 and "--out" in err and one_line(err)
+
+
+def test_plot_map_bad_options(tmp_path, capsys, model_dir):
+    base = ["plot", "map", model_dir, "--dataset", "wikipedia", "--method", "pca", "--n", "50"]
+    code, _, err = run(capsys, *base, "--out", tmp_path)
+    assert code == 2 and "--out" in err and ".tmp" not in err and one_line(err)
+    code, _, err = run(capsys, *base, "--lines", "-1", "--out", tmp_path / "m.png")
+    assert code == 2 and "--lines" in err and one_line(err)
+    code, _, err = run(capsys, *base, "--seed", "-1", "--out", tmp_path / "m.png")
+    assert code == 2 and "--seed" in err and one_line(err)
+    assert listing(tmp_path) == []
+    code, _, err = run(capsys, *base, "--lines", "0", "--out", tmp_path / "m.png")
+    assert code == 0, err
+    assert (tmp_path / "m.png").is_file()
+
+
+def test_plot_curves_on_a_non_utf8_file(tmp_path, capsys):
+    bad = tmp_path / "metrics.csv"
+    bad.write_bytes(b"step,loss\n1,\xff\xfe0.5\n")
+    code, _, err = run(capsys, "plot", "curves", bad, "--out", tmp_path / "c.png")
+    assert code == 2 and "metrics.csv" in err and "UTF-8" in err and one_line(err)
+    code, _, err = run(capsys, "plot", "curves", tmp_path, "--out", tmp_path / "c.png")
+    assert code == 2 and "metrics.csv" in err and one_line(err)
+    code, _, err = run(capsys, "plot", "curves", bad, "--out", tmp_path)
+    assert code == 2 and "--out" in err and one_line(err)
+
+
+def test_failed_replace_keeps_the_old_folder(tmp_path):
+    def is_box(path):
+        return (path / "x").is_file()
+
+    with atomic_dir(tmp_path / "d", "box", is_kind=is_box) as d:
+        (d / "x").write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_dir(tmp_path / "d", "box", is_kind=is_box) as d:
+            (d / "x").write_text("new")
+            raise RuntimeError("boom")
+    assert (tmp_path / "d" / "x").read_text() == "old"
+    assert listing(tmp_path) == ["d"]

@@ -1,0 +1,158 @@
+"""load_model refuses malformed saved model folders with one InputError naming the file and the
+field or array (config.json, state.safetensors), never a KeyError / TypeError / numpy error."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import load_file, save_file
+
+import jointspace as js
+from jointspace.cli import main
+from jointspace.errors import InputError
+from jointspace.models.base import SHAPES_KEY, load_model
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def saved_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(80, 3))
+    x = (z @ rng.normal(size=(3, 9)) + 0.3 * rng.normal(size=(80, 9))).astype(np.float32)
+    y = (z @ rng.normal(size=(3, 6)) + 0.3 * rng.normal(size=(80, 6))).astype(np.float32)
+    pairs = js.Pairs({"image": x, "text": y})
+    js.create_model("cca", n_components=2).fit(pairs).save(root / "cca")
+    js.create_model("rcca", n_components=2, preprocess={"image": "standard,pca:5", "text": "ica:4"}).fit(pairs).save(
+        root / "rcca_pre")
+    js.create_model("clip", dim=4, head="linear", epochs=1, batch_size=32, val_fraction=0.0).fit(pairs).save(
+        root / "clip")
+    return root, x
+
+
+def _copy(saved_models, tmp_path, name):
+    root, _ = saved_models
+    dst = tmp_path / name
+    shutil.copytree(root / name, dst)
+    return dst
+
+
+def _edit_config(folder, fn):
+    path = folder / "config.json"
+    cfg = fn(json.loads(path.read_text()))
+    path.write_text(json.dumps(cfg))
+
+
+def _edit_state(folder, fn):
+    path = folder / "state.safetensors"
+    state = load_file(str(path))
+    fn(state)
+    save_file(state, str(path))
+
+
+def _drop(key):
+    def fn(cfg):
+        cfg.pop(key)
+        return cfg
+    return fn
+
+
+@pytest.mark.parametrize("name", ["cca", "rcca_pre", "clip"])
+def test_round_trip_still_loads(saved_models, name):
+    root, x = saved_models
+    model = load_model(root / name)
+    assert model.encode("image", x[:3]).shape[0] == 3
+    cfg = json.loads((root / name / "config.json").read_text())
+    state = load_file(str(root / name / "state.safetensors"))
+    assert {k: v["shape"] for k, v in cfg[SHAPES_KEY].items()} == {k: list(v.shape) for k, v in state.items()}
+
+
+@pytest.mark.parametrize("edit,words", [
+    (_drop("params"), ["config.json", "'params'"]),
+    (_drop("modalities"), ["config.json", "'modalities'"]),
+    (_drop("model"), ["config.json", "'model'"]),
+    (lambda cfg: [1, 2], ["config.json", "JSON object", "array"]),
+    (lambda cfg: "cca", ["config.json", "JSON object", "string"]),
+    (lambda cfg: {**cfg, "params": {**cfg["params"], "bogus": 1}}, ["config.json", "'params'", "'bogus'",
+                                                                     "n_components"]),
+    (lambda cfg: {**cfg, "params": [1]}, ["config.json", "'params'", "object"]),
+    (lambda cfg: {**cfg, "modalities": "image"}, ["config.json", "'modalities'"]),
+    (lambda cfg: {**cfg, "model": "nope"}, ["config.json", "'model'", "unknown model"]),
+    (lambda cfg: {**cfg, "extra": []}, ["config.json", "'extra'"]),
+    (lambda cfg: {**cfg, "extra": {}}, ["config.json", "'extra'", "n_features_in"]),
+    (lambda cfg: {**cfg, SHAPES_KEY: [1]}, ["config.json", SHAPES_KEY]),
+])
+def test_bad_config_json(saved_models, tmp_path, edit, words):
+    folder = _copy(saved_models, tmp_path, "cca")
+    _edit_config(folder, edit)
+    with pytest.raises(InputError) as err:
+        load_model(folder)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_config_json_not_json(saved_models, tmp_path):
+    folder = _copy(saved_models, tmp_path, "cca")
+    (folder / "config.json").write_text("{nope")
+    with pytest.raises(InputError, match=r"config\.json is not valid JSON"):
+        load_model(folder)
+
+
+def test_path_of_wrong_type():
+    with pytest.raises(InputError, match="model: expected a saved model folder path, got int"):
+        load_model(5)
+
+
+@pytest.mark.parametrize("name,array,shape", [
+    ("cca", "x_mean", (3,)),
+    ("cca", "y_weights", (6, 3)),
+    ("rcca_pre", "x_pre.1.components_", (5, 8)),
+    ("clip", "heads.image.net.weight", (4, 7)),
+    ("clip", "heads.text.mean", (2,)),
+])
+def test_wrong_array_shapes(saved_models, tmp_path, name, array, shape):
+    folder = _copy(saved_models, tmp_path, name)
+    _edit_state(folder, lambda st: st.update({array: np.zeros(shape, st[array].dtype)}))
+    with pytest.raises(InputError) as err:
+        load_model(folder)
+    msg = str(err.value)
+    assert "state.safetensors" in msg and repr(array) in msg and "expected shape" in msg
+    assert f"found ({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})" in msg
+
+
+def test_config_change_that_the_arrays_do_not_fit(saved_models, tmp_path):
+    folder = _copy(saved_models, tmp_path, "clip")
+    _edit_config(folder, lambda cfg: {**cfg, "params": {**cfg["params"], "dim": 5}})
+    with pytest.raises(InputError, match=r"the arrays of .*state\.safetensors do not fit the model in config\.json"):
+        load_model(folder)
+
+
+@pytest.mark.parametrize("edit,pattern", [
+    (lambda st: st.pop("y_mean"), r"state\.safetensors lacks the array 'y_mean'"),
+    (lambda st: st.update(extra=np.zeros(2)), r"state\.safetensors has array\(s\) not listed in config\.json: 'extra'"),
+    (lambda st: st.update(x_mean=st["x_mean"].astype(np.float32)),
+     r"state\.safetensors array 'x_mean': expected dtype float64 .*found float32"),
+])
+def test_missing_extra_and_retyped_arrays(saved_models, tmp_path, edit, pattern):
+    folder = _copy(saved_models, tmp_path, "cca")
+    _edit_state(folder, edit)
+    with pytest.raises(InputError, match=pattern):
+        load_model(folder)
+
+
+def test_cli_eval_reports_bad_state_in_one_line(tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["fit", "wikipedia", "--model", "cca", "--out", str(out)]) == 0
+    _edit_state(out, lambda st: st.update(x_mean=np.zeros(3)))
+    capsys.readouterr()
+    code = main(["eval", str(out), "--dataset", "wikipedia"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "state.safetensors" in err and "'x_mean'" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    _edit_config(out, _drop("params"))
+    code = main(["eval", str(out), "--dataset", "wikipedia"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "config.json" in err and "'params'" in err and len(err.strip().splitlines()) == 1
