@@ -75,6 +75,10 @@ def test_batch_smaller_than_output_dimension(batch):
         create_model("dcca", n_components=2, out_dim=8, batch_size=4).fit(x, x)
     with pytest.raises(InputError, match="expected batch_size >= 9"):
         create_model("dcca", n_components=2, out_dim=8, batch_size=8, ridge=0.0).fit(x, x)
+    with pytest.raises(InputError, match="hidden: expected a list of hidden-layer widths"):
+        create_model("dcca", n_components=2, hidden=64).fit(x, x)
+    with pytest.raises(InputError, match="hidden: expected an integer <= 16384"):
+        create_model("dcca", n_components=2, hidden=[10 ** 9]).fit(x, x)
 
 
 def test_views_with_different_sample_counts():

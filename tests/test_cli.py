@@ -216,4 +216,4 @@ def test_eval_csls_matches_library(capsys, wiki_run):
     code, _, err = run(capsys, "eval", str(wiki_run), "--dataset", "wikipedia", "--csls", "10", "--bank-split", "test")
     assert code == 2 and "--bank-split" in err
     code, _, err = run(capsys, "eval", str(wiki_run), "--dataset", "wikipedia", "--csls", "0")
-    assert code == 2 and "k: expected an integer >= 1" in err
+    assert code == 2 and "--csls: expected an integer >= 1" in err

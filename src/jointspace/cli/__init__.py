@@ -17,10 +17,22 @@ import sys
 from ..errors import InputError, JointspaceError
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, exit code 2.
+
+    Subparsers made through ``add_subparsers().add_parser`` are of the same class, so every
+    subcommand reports errors the same way.
+    """
+
+    def error(self, message: str):
+        text = " ".join(str(message).split())
+        self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="jointspace",
         description="Learn one embedding space for several modalities and search across it.",
         epilog="Run 'jointspace COMMAND --help' for a command's options.")
@@ -41,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse already printed usage / help
+    except SystemExit as exc:  # argparse already printed the help or a one-line error
         return int(exc.code or 0)
     if not getattr(args, "handler", None):
         parser.print_help()

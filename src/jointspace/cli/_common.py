@@ -21,6 +21,12 @@ def error(message: str) -> None:
     err_console.print(f"[bold red]error:[/] {first}", highlight=False, soft_wrap=True)
 
 
+def warn(message: str) -> None:
+    """One warning line on stderr."""
+    first = " ".join(str(message).split())
+    err_console.print(f"[yellow]warning:[/] {first}", highlight=False, soft_wrap=True)
+
+
 def print_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
     sys.stdout.flush()
@@ -70,20 +76,94 @@ def add_json_flag(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
-def parse_params(pairs: list[str] | None) -> dict:
-    """``["n_components=10", "reg=0.1", "preprocess=standard"]`` -> dict with JSON-parsed values."""
+def parse_params(pairs: list[str] | None, option: str = "--param") -> dict:
+    """``["n_components=10", "reg=0.1", "preprocess=standard"]`` -> dict with JSON-parsed values.
+
+    A value that is not JSON stays a string (``preprocess=standard``), except one that starts
+    with ``{`` or ``[``: that is meant as a JSON object or array, and malformed JSON is an
+    :class:`~jointspace.errors.InputError` naming the key.
+    """
     from ..errors import InputError
 
     out = {}
     for item in pairs or []:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"--param: expected KEY=VALUE, got {item!r}")
+            raise InputError(f"{option}: expected KEY=VALUE, got {item!r}")
+        key = key.strip()
         try:
-            out[key.strip()] = json.loads(value)
-        except ValueError:
-            out[key.strip()] = value
+            out[key] = json.loads(value)
+        except ValueError as exc:
+            if value.lstrip()[:1] in ("{", "["):
+                raise InputError(f"{option} {key}: expected valid JSON for a value starting with "
+                                 f"{value.lstrip()[0]!r} ({getattr(exc, 'msg', exc)} at character "
+                                 f"{getattr(exc, 'pos', '?')}), got {value!r}") from None
+            out[key] = value
     return out
+
+
+def tower_kind(model, modality: str, *, match_dims: bool = True) -> str | None:
+    """What raw items ``model`` reads for ``modality``: its tower's input kind.
+
+    Parameters
+    ----------
+    model : JointModel
+        A fitted model (a seed ensemble is judged by its first member).
+    modality : str
+    match_dims : bool
+        For a dual encoder without a tower named for ``modality``: count the default tower
+        only when the model was trained on features of its size (True), or always (False).
+
+    Returns
+    -------
+    str or None
+        ``"text"``, ``"image"``, ``"audio"`` (or ``"features"`` for a feature tower) when a
+        tower turns raw items of ``modality`` into the model's input; None when the model
+        embeds only feature vectors of that modality, or does not know the modality.
+    """
+    from ..errors import InputError
+    from ..towers import create_tower
+
+    members = getattr(model, "members_", None)
+    if members:
+        model = members[0]
+    if modality not in tuple(getattr(model, "modalities_", ()) or ()):
+        return None
+    tower_of = getattr(model, "tower", None)
+    if callable(tower_of):  # a ToweredModel: one frozen tower per modality
+        try:
+            return tower_of(modality).modality
+        except InputError:
+            return None
+    trainable = getattr(model, "_trainable", None) or {}
+    if modality in trainable:
+        return trainable[modality].modality
+    towers = getattr(model, "towers", None)
+    if isinstance(towers, dict) and modality in towers:
+        try:
+            return create_tower(towers[modality]).modality
+        except InputError:
+            return None
+    name_of = getattr(model, "_tower_name", None)
+    in_dims = getattr(model, "in_dims_", None) or {}
+    if callable(name_of) and modality in in_dims:
+        try:
+            tower = create_tower(name_of(modality))
+        except InputError:
+            return None
+        return tower.modality if not match_dims or int(tower.out_dim) == int(in_dims[modality]) else None
+    return None
+
+
+def dataset_option_names(name: str) -> list[str]:
+    """The keyword options the loader of built-in dataset ``name`` takes (e.g. ``limit``)."""
+    import inspect
+
+    from ..data.datasets import get_dataset
+
+    params = inspect.signature(get_dataset(name)._load).parameters
+    return [k for k, v in params.items() if k != "split"
+            and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
 
 
 def load_split(dataset: str, split: str):

@@ -22,6 +22,8 @@ from .pairs import Pairs
 ARRAY_SUFFIXES = (".npy", ".npz", ".mat", ".parquet", ".csv")
 MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
 FILE_MODALITIES = ("image", "audio", "video")
+#: label values (compared in lower case) that mark a missing label, as in pandas' CSV reader
+MISSING_LABELS = frozenset({"nan", "-nan", "na", "n/a", "#n/a", "null", "none", "<na>"})
 
 
 def _existing_file(path, what: str) -> Path:
@@ -214,6 +216,9 @@ def parse_columns(spec) -> dict[str, str]:
             name, col = name.strip(), (col.strip() or name.strip())
             if not name:
                 raise InputError(f"columns: expected NAME=COLUMN pairs separated by commas; got {spec!r}")
+            if name in out:
+                raise InputError(f"columns: {name!r} is given twice in {spec!r} ({name}={out[name]}, {name}={col}); "
+                                 "expected each name once")
             out[name] = col
     else:
         raise InputError(f"columns: expected a string like 'image=path,text=caption' or a mapping; got {type(spec).__name__}")
@@ -289,6 +294,14 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
     Pairs
         Modalities as lists of N strings (absolute paths for file modalities); string
         labels become integers ``0 .. C-1`` with ``label_names`` sorted.
+
+    Raises
+    ------
+    InputError
+        A used column missing from the manifest, a name given twice in ``columns``, or a
+        row with no value in a used column: empty, JSON ``null`` or ``NaN``, and for the
+        label column also a missing-value marker (:data:`MISSING_LABELS`: ``nan``, ``NA``,
+        ``N/A``, ``null``, ``None``, ...).
     """
     p = _existing_file(path, "path")
     header, rows = _read_rows(p)
@@ -300,18 +313,21 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
     file_mods = set(FILE_MODALITIES if file_modalities is None else file_modalities)
     lines_offset = 2 if p.suffix.lower() == ".csv" else 1
 
-    def column(col: str) -> list:
+    def column(col: str, markers=()) -> list:
         out = []
         for i, r in enumerate(rows):
             v = r.get(col)
-            if v is None or (isinstance(v, str) and not v.strip()):
-                raise InputError(f"manifest {str(p)!r}: row {i + lines_offset} has no value in column {col!r}")
+            if (v is None or (isinstance(v, str) and (not v.strip() or v.strip().lower() in markers))
+                    or (isinstance(v, float) and not np.isfinite(v))):
+                blank = v is None or (isinstance(v, str) and not v.strip())
+                raise InputError(f"manifest {str(p)!r}: row {i + lines_offset} has no value in column {col!r}"
+                                 + ("" if blank else f" ({v!r} marks a missing value)"))
             out.append(v)
         return out
 
     modalities, labels, ids = {}, None, None
     for mod, col in mapping.items():
-        values = column(col)
+        values = column(col, MISSING_LABELS if mod == "label" else ())
         if mod == "label":
             labels = values
         elif mod == "id":

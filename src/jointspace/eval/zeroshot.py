@@ -24,19 +24,57 @@ TEMPLATE_SETS: dict[str, tuple[str, ...]] = {
 }
 
 
-def resolve_templates(templates) -> tuple[str, ...]:
-    """A template-set name (:data:`TEMPLATE_SETS`) or a sequence of strings with one ``{}`` each."""
+def resolve_templates(templates, name: str = "templates") -> tuple[str, ...]:
+    """A template-set name (:data:`TEMPLATE_SETS`) or a sequence of strings with one ``{}`` each.
+
+    Parameters
+    ----------
+    templates : str or sequence of str
+        A set name, one template, or several.  Each template must format with exactly one
+        empty placeholder ``{}``; literal braces are written ``{{`` and ``}}``.
+    name : str
+        Argument name used in messages (e.g. ``"--templates"``).
+
+    Returns
+    -------
+    tuple of str
+    """
     if isinstance(templates, str):
         if templates in TEMPLATE_SETS:
             return TEMPLATE_SETS[templates]
-        if "{}" in templates:
-            return (templates,)
-        raise InputError(f"templates: expected one of {', '.join(TEMPLATE_SETS)} or a template with '{{}}', "
-                         f"got {templates!r}")
-    templates = tuple(templates)
-    if not templates or any(not isinstance(t, str) or t.count("{}") != 1 for t in templates):
-        raise InputError(f"templates: expected strings each with exactly one '{{}}', got {templates!r}")
+        if "{" not in templates and "}" not in templates:
+            raise InputError(f"{name}: expected one of {', '.join(TEMPLATE_SETS)} or a template with '{{}}', "
+                             f"got {templates!r}")
+        templates = (templates,)
+    if isinstance(templates, (bytes, dict)):
+        raise InputError(f"{name}: expected a set name or strings each with exactly one '{{}}', "
+                         f"got {type(templates).__name__}")
+    try:
+        templates = tuple(templates)
+    except TypeError:
+        raise InputError(f"{name}: expected a set name or strings each with exactly one '{{}}', "
+                         f"got {type(templates).__name__}") from None
+    if not templates:
+        raise InputError(f"{name}: expected at least one template with '{{}}', got none")
+    for t in templates:
+        _check_template(t, name)
     return templates
+
+
+def _check_template(template, name: str) -> None:
+    """Raise unless ``template`` formats with exactly one empty ``{}`` placeholder."""
+    import string
+
+    if not isinstance(template, str):
+        raise InputError(f"{name}: expected strings each with exactly one '{{}}', got {template!r}")
+    try:
+        fields = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:
+        raise InputError(f"{name}: template {template!r} is not a valid format string ({exc}); write a literal "
+                         "brace as '{{' or '}}'") from None
+    if fields != [("", "", None)]:
+        raise InputError(f"{name}: expected each template to hold exactly one '{{}}' placeholder (no name, "
+                         f"index or format inside), got {template!r}")
 
 
 def fill_template(template: str, name: str) -> str:

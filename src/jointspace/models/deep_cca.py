@@ -103,7 +103,9 @@ class DeepCCA(BaseEstimator, JointModel):
         return names, x, yv
 
     def _build(self, torch, dims):
-        hidden = [check_int(h, "hidden", low=1) for h in self.hidden]
+        if isinstance(self.hidden, (str, bytes)) or not hasattr(self.hidden, "__iter__"):
+            raise InputError(f"hidden: expected a list of hidden-layer widths, e.g. [256, 256], got {self.hidden!r}")
+        hidden = [check_int(h, "hidden", low=1, high=16384) for h in self.hidden]
         out = self.out_dim_
         self.nets_ = [_mlp(torch, [d, *hidden, out]) for d in dims]
         self.decoders_ = [_mlp(torch, [out, *hidden[::-1], d]) for d in dims] if self._recon() > 0 else []

@@ -25,6 +25,8 @@ from .base import JointModel, register_model
 #: the tower used for a modality whose items are not feature vectors
 DEFAULT_TOWERS = {"image": "efficientnet-lite0", "text": "minilm", "audio": "logmel"}
 HEADS = ("linear", "mlp")
+#: the largest joint-space size (``dim``) and MLP width (``hidden``) accepted
+MAX_WIDTH = 16384
 
 
 class ProjectionHead(nn.Module):
@@ -268,8 +270,11 @@ class DualEncoder(JointModel):
 
         if not isinstance(pairs, Pairs):
             raise InputError(f"pairs: expected a jointspace Pairs, got {type(pairs).__name__}")
-        check_int(self.dim, "dim", low=1)
+        check_int(self.dim, "dim", low=1, high=MAX_WIDTH)
         check_choice(self.head, "head", HEADS)
+        check_int(self.hidden, "hidden", low=1, high=MAX_WIDTH)
+        check_int(self.seed, "seed", low=0, high=2**32 - 1)
+        _check_params(self)
         check_float(self.tau, "tau", low=0.0, low_open=True)
         check_float(self.dropout, "dropout", low=0.0, high=0.99)
         check_float(self.input_dropout, "input_dropout", low=0.0, high=0.99)
@@ -378,6 +383,41 @@ class DualEncoder(JointModel):
         net.load_state_dict({k: torch.from_numpy(np.asarray(state[k])) for k in sd})
         net.eval()
         self.net_ = net
+
+
+def _check_params(model: "DualEncoder") -> None:
+    """Type checks of the parameters that are not numbers (InputError naming the parameter)."""
+    import os
+
+    for name in ("learn_tau", "progress"):
+        if not isinstance(getattr(model, name), (bool, np.bool_)):
+            raise InputError(f"{name}: expected true or false, got {getattr(model, name)!r}")
+    if not isinstance(model.relevance, str):
+        raise InputError(f"relevance: expected a string (auto, label, id or a metadata column), "
+                         f"got {model.relevance!r}")
+    if model.towers is not None and not (isinstance(model.towers, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in model.towers.items())):
+        raise InputError(f"towers: expected a mapping modality -> tower name, e.g. {{\"image\": "
+                         f"\"efficientnet-lite0\"}}, got {model.towers!r}")
+    if model.tower_params is not None and not (isinstance(model.tower_params, dict) and all(
+            isinstance(k, str) and isinstance(v, dict) for k, v in model.tower_params.items())):
+        raise InputError(f"tower_params: expected a mapping modality -> settings, e.g. {{\"image\": "
+                         f"{{\"trainable_blocks\": 2}}}}, got {model.tower_params!r}")
+    if model.modalities is not None and (isinstance(model.modalities, (str, bytes, dict)) or not all(
+            isinstance(m, str) for m in _iter_or_none(model.modalities))):
+        raise InputError(f"modalities: expected a list of modality names, got {model.modalities!r}")
+    if model.run_dir is not None and not isinstance(model.run_dir, (str, os.PathLike)):
+        raise InputError(f"run_dir: expected a folder path, got {model.run_dir!r}")
+    if not isinstance(model.cache, (bool, np.bool_, str, os.PathLike)):
+        raise InputError(f"cache: expected true, false or a folder path, got {model.cache!r}")
+
+
+def _iter_or_none(value):
+    """``list(value)``, or ``[None]`` (a non-string) when ``value`` is not iterable."""
+    try:
+        return list(value)
+    except TypeError:
+        return [None]
 
 
 @torch.no_grad()

@@ -53,6 +53,12 @@ def check_items(modality: str, items, name: str = "items"):
             items = items.tolist()
         else:
             min_nd = {"image": 3, "audio": 2, "text": 99}[modality]
+            if modality == "text" and items.ndim < min_nd:
+                got = ("an array of strings" if items.dtype.kind in "US"
+                       else f"a {items.dtype} array of shape {items.shape}")
+                raise InputError(f"{name}: text items must be strings, given as a list of str (one text per "
+                                 f"item); got {got}" + (" (pass items.tolist())" if items.dtype.kind in "US"
+                                                         else ", which looks like feature vectors"))
             if items.ndim < min_nd:
                 raise InputError(f"{name}: expected an array with one {modality} per row (at least {min_nd} "
                                  f"axes for {modality}), got shape {items.shape}")
@@ -72,6 +78,8 @@ def check_items(modality: str, items, name: str = "items"):
         return items
     for i, it in enumerate(items):
         if isinstance(it, _PATH_TYPES):
+            if Path(it).is_dir():
+                raise InputError(f"{name}[{i}]: expected a {modality} file, got the folder {str(it)!r}")
             if not Path(it).is_file():
                 raise InputError(f"{name}[{i}]: file {str(it)!r} does not exist")
         elif isinstance(it, np.ndarray):

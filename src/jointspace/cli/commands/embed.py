@@ -7,24 +7,23 @@ import json
 import time
 from pathlib import Path
 
-from .._common import add_json_flag, console, print_json, print_table
+from .._common import add_json_flag, console, dataset_option_names, parse_params, print_json, print_table
 
 _FORMATS = (".npy", ".safetensors")
 
 
-def _key_values(pairs, what: str) -> dict:
+def _dataset_options(name: str, options: dict) -> dict:
+    """``options`` after checking each is a keyword the dataset's loader takes."""
     from ...errors import InputError
 
-    out = {}
-    for kv in pairs or []:
-        if "=" not in kv:
-            raise InputError(f"{what}: expected KEY=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
-        try:
-            out[k.strip()] = json.loads(v)
-        except ValueError:
-            out[k.strip()] = v
-    return out
+    if not options:
+        return options
+    accepted = dataset_option_names(name)
+    unknown = [k for k in options if k not in accepted]
+    if unknown:
+        takes = f"accepts {', '.join(accepted)}" if accepted else "accepts no options"
+        raise InputError(f"--option: dataset {name!r} {takes}; got {', '.join(unknown)}")
+    return options
 
 
 def register(sub) -> None:
@@ -39,7 +38,8 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help="output file: .npy (vectors) or .safetensors (vectors + ids)")
     p.add_argument("--batch-size", type=int, help="items per forward pass (default: the tower's own)")
     p.add_argument("--limit", type=int, help="only the first N items (quick looks)")
-    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="dataset option (repeatable)")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE",
+                   help="dataset loading option (repeatable), e.g. limit=100 for fashion-mnist; values are JSON")
     p.add_argument("--tower-param", action="append", metavar="KEY=VALUE", help="tower setting (repeatable)")
     p.add_argument("--cache-dir", help="embedding cache folder (default: $JOINTSPACE_CACHE/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
@@ -60,13 +60,22 @@ def run(args) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in _FORMATS:
         raise InputError(f"--out: expected a file ending in {' or '.join(_FORMATS)}, got {str(out)!r}")
-    tower = create_tower(args.tower, **_key_values(args.tower_param, "--tower-param"))
+    tower = create_tower(args.tower, **parse_params(args.tower_param, "--tower-param"))
     tower.check_modality(args.modality)
-    pairs = load_dataset(args.dataset, args.split, **_key_values(args.option, "--option"))
+    pairs = load_dataset(args.dataset, args.split,
+                         **_dataset_options(args.dataset, parse_params(args.option, "--option")))
     modality = args.modality or tower.modality
     if modality not in pairs:
         raise InputError(f"--modality: dataset {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}"
                          + ("" if args.modality else f" (the modality of tower {tower.name!r})"))
+    items = pairs[modality]
+    if tower.modality in ("text", "image") and isinstance(items, np.ndarray) and items.ndim == 2 \
+            and np.issubdtype(items.dtype, np.number):
+        hint = "text items must be strings" if tower.modality == "text" else "it needs pictures, not vectors"
+        options = dataset_option_names(args.dataset)
+        raise InputError(f"--tower: {tower.name!r} reads raw {tower.modality} items, but the {modality} items of "
+                         f"{args.dataset!r} are {items.shape[1]}-d feature vectors; {hint}"
+                         + (f" (dataset options: {', '.join(options)})" if options else ""))
     if args.limit is not None:
         pairs = pairs.subset(np.arange(min(len(pairs), check_int(args.limit, "--limit", low=1))))
     if args.batch_size is not None:

@@ -17,20 +17,32 @@ def register(sub):
     p.add_argument("--csls", type=int, metavar="K",
                    help="rank by CSLS hubness correction with K neighbours, the bank being the query "
                         "modality's items of --bank-split (cosine only)")
-    p.add_argument("--bank-split", default="train", help="split whose items form the CSLS bank (default: train)")
+    p.add_argument("--bank-split",
+                   help="with --csls: split whose items form the CSLS bank (default: train)")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from ..._validation import check_int
+    from ...data.datasets import get_dataset
+    from ...errors import InputError
     from ...eval.report import make_report
     from ...eval.retrieval import evaluate_retrieval
     from ...models.base import load_model
 
-    from ...data.datasets import get_dataset
-
+    if args.bank_split is not None and args.csls is None:
+        raise InputError(f"--bank-split: only used with --csls K; got --bank-split {args.bank_split} without --csls")
+    if args.csls is not None and args.bank_split is None:
+        args.bank_split = "train"
+    ds = get_dataset(args.dataset)
+    for option, split in (("--split", args.split), ("--bank-split", args.bank_split)):
+        if split is not None and split not in ds.splits:
+            raise InputError(f"{option}: dataset {args.dataset!r} has splits {', '.join(ds.splits)}; got {split!r}")
+    if args.csls is not None:
+        check_int(args.csls, "--csls", low=1)
     model = load_model(args.model)
-    relevance = get_dataset(args.dataset).relevance if args.relevance == "auto" else args.relevance
+    relevance = ds.relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split)
     if args.csls is None:
         row = {"method": model.model_name, **evaluate_retrieval(model, pairs, relevance=relevance,
@@ -59,6 +71,9 @@ def _csls_row(args, model, pairs, relevance) -> dict:
         raise InputError(f"--dataset: the model knows {', '.join(model.modalities_)}, the split has "
                          f"{', '.join(pairs.modalities)}; CSLS needs two modalities in common")
     bank_pairs = load_split(args.dataset, args.bank_split)
+    if args.csls > len(bank_pairs):
+        raise InputError(f"--csls: expected K <= {len(bank_pairs)} (the items of --bank-split "
+                         f"{args.bank_split}), got {args.csls}")
     z = {m: model.encode(m, pairs[m]) for m in modalities}
     bank = {m: model.encode(m, bank_pairs[m]) for m in modalities}
     keys = pairs.relevance_keys(relevance)

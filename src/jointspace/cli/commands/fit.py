@@ -8,7 +8,8 @@ def register(sub):
                        description="Fit a joint model on one split of a built-in dataset and save it "
                                    "(config.json + state.safetensors). With --towers, raw items go through "
                                    "frozen pretrained towers first, and the head's settings are chosen on "
-                                   "the dataset's validation split.",
+                                   "the dataset's validation split. Options the chosen model does not use "
+                                   "are refused (e.g. --epochs for the closed-form cca).",
                        epilog="examples: jointspace fit wikipedia --model rcca --param reg=0.5 --out runs/wiki\n"
                               "          jointspace fit openclipart --towers efficientnet-lite0,minilm "
                               "--model cca --out runs/clip-cca")
@@ -18,20 +19,25 @@ def register(sub):
     p.add_argument("--split", default="train", help="split to fit on (default: train)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="model parameter, repeatable; values are JSON (e.g. n_components=10, reg=0.1, "
-                        "preprocess=standard)")
-    p.add_argument("--n-components", type=int, help="shorthand for --param n_components=N")
-    p.add_argument("--epochs", type=int, help="trained models (clip): passes over the training pairs")
-    p.add_argument("--batch-size", type=int, help="trained models (clip): pairs per step (the negatives)")
-    p.add_argument("--members", type=int, default=1, metavar="M",
-                   help="trained models (clip): a seed ensemble of M models (seeds seed .. seed+M-1) whose "
+                        "preprocess=standard); a value starting with { or [ must be valid JSON")
+    p.add_argument("--n-components", type=int, metavar="N",
+                   help="size of the joint space: --param n_components=N, or --param dim=N for clip")
+    p.add_argument("--epochs", type=int, help="trained models (clip, dcca, dccae): passes over the training pairs")
+    p.add_argument("--batch-size", type=int,
+                   help="trained models (clip, dcca, dccae): pairs per step (for clip, the negatives)")
+    p.add_argument("--members", type=int, metavar="M",
+                   help="clip only: a seed ensemble of M models (seeds seed .. seed+M-1) whose "
                         "similarities are averaged (default: 1, a single model)")
-    p.add_argument("--jobs", type=int, default=1, metavar="N",
-                   help="with --members: members fitted at once, one process each (-1: one per CPU core)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="clip with --members: members fitted at once, one process each (-1: one per CPU core; "
+                        "default: 1)")
     p.add_argument("--resume", metavar="RUN_DIR",
-                   help="trained models (clip): continue the checkpointed run in RUN_DIR exactly")
+                   help="clip only: continue the checkpointed run in RUN_DIR exactly")
     p.add_argument("--run-dir", metavar="DIR",
-                   help="trained models (clip): where checkpoints and metrics.csv go (default: OUT.train beside OUT)")
-    p.add_argument("--out", required=True, help="folder to write the fitted model to")
+                   help="clip only: where checkpoints and metrics.csv go (default: OUT.train beside OUT); "
+                        "neither inside --out nor around it")
+    p.add_argument("--out", required=True,
+                   help="folder to write the fitted model to: new, empty, or a saved model to replace")
     p.set_defaults(handler=run)
 
 
@@ -67,38 +73,120 @@ def _fit_towers(args, params):
 
 def _fit_trained(args, params, train, val):
     """A contrastive dual encoder, trained with checkpoints in the run folder."""
-    from pathlib import Path
-
-    from ..._validation import check_int
-    from ...errors import InputError
     from ...models.base import create_model
 
+    params["run_dir"] = args.run_dir_
+    params.setdefault("progress", True)
+    members = 1 if args.members is None else args.members
+    if members == 1:
+        return create_model("clip", **params).fit(train, val=val, resume=args.resume)
+    from ...models.ensemble import SeedEnsemble
+
+    seed = params.pop("seed", 0)
+    jobs = 1 if args.jobs is None else args.jobs
+    return SeedEnsemble("clip", n_members=members, params=params, seed=seed, n_jobs=jobs).fit(train, val=val)
+
+
+def _model_parameters(name: str) -> list[str]:
+    """The keyword parameters of registered model ``name`` (InputError for an unknown name)."""
+    import inspect
+
+    from ...models.base import MODELS, _import_builtin_models
+
+    _import_builtin_models()
+    return list(inspect.signature(MODELS.get(name)).parameters)
+
+
+def _check_options(args, params: dict) -> None:
+    """Refuse options the model does not use and inconsistent paths; map --n-components.
+
+    Sets ``args.run_dir_``: the run folder of a clip fit (None for other models).
+    """
+    from pathlib import Path
+
+    from ..._io import check_replaceable
+    from ..._validation import check_int
+    from ...errors import InputError
+    from ...models.base import list_models
+
+    known = _model_parameters(args.model)
+    trained = args.model == "clip"
+    unused = [opt for opt, value, used in (
+        ("--epochs", args.epochs, "epochs" in known),
+        ("--batch-size", args.batch_size, "batch_size" in known),
+        ("--members", args.members, trained),
+        ("--jobs", args.jobs, trained),
+        ("--resume", args.resume, trained),
+        ("--run-dir", args.run_dir, trained)) if value is not None and not used]
+    if unused:
+        trained_by = [m for m in list_models() if "epochs" in _model_parameters(m)]
+        notes = []
+        if {"--members", "--jobs", "--resume", "--run-dir"} & set(unused):
+            notes.append("--members, --jobs, --resume and --run-dir are for clip")
+        if {"--epochs", "--batch-size"} & set(unused):
+            notes.append(f"--epochs and --batch-size for {', '.join(trained_by)}")
+        raise InputError(f"{', '.join(unused)}: model {args.model!r} does not use "
+                         f"{'this option' if len(unused) == 1 else 'these options'} ({'; '.join(notes)}); "
+                         f"drop {'it' if len(unused) == 1 else 'them'}")
+    mods = params.get("modalities")
+    if mods is not None and not (isinstance(mods, list) and mods and all(isinstance(m, str) for m in mods)):
+        raise InputError(f"--param modalities: expected a JSON list of modality names, e.g. "
+                         f"'[\"image\", \"text\"]', got {mods!r}")
     for key in ("epochs", "batch_size"):
         if getattr(args, key) is not None:
             params[key] = getattr(args, key)
-    # beside OUT, not inside it: saving the model replaces the OUT folder atomically
-    out = Path(args.out)
-    params.setdefault("run_dir", args.run_dir or args.resume or str(out.with_name(out.name + ".train")))
-    params.setdefault("progress", True)
-    members = check_int(args.members, "--members", low=1, high=64)
-    if args.jobs != 1 and members == 1:
-        raise InputError(f"--jobs: fits the members of an ensemble at once; it needs --members 2 or more "
-                         f"(got --jobs {args.jobs} with --members 1)")
-    if members == 1:
-        return create_model("clip", **params).fit(train, val=val, resume=args.resume)
-    if args.resume:
-        raise InputError("--resume: continues one run; it cannot be combined with --members")
-    from ...models.ensemble import SeedEnsemble, resolve_jobs
+    if args.n_components is not None:
+        target = "n_components" if "n_components" in known else ("dim" if "dim" in known else None)
+        if target is None:
+            raise InputError(f"--n-components: model {args.model!r} has no size of the joint space to set; drop it")
+        n = check_int(args.n_components, "--n-components", low=1)
+        if target in params and params[target] != n:
+            raise InputError(f"--n-components: {n} disagrees with --param {target}={params[target]}; give one of them")
+        params[target] = n
+    args.run_dir_ = None
+    if not trained:
+        check_replaceable(args.out, "model", arg="--out")
+        return
+    members = 1 if args.members is None else check_int(args.members, "--members", low=1, high=64)
+    if args.jobs is not None:
+        if members == 1:
+            raise InputError(f"--jobs: fits the members of an ensemble at once; it needs --members 2 or more "
+                             f"(got --jobs {args.jobs} with --members 1)")
+        from ...models.ensemble import resolve_jobs
 
-    resolve_jobs(args.jobs, "--jobs")
-    seed = params.pop("seed", 0)
-    return SeedEnsemble("clip", n_members=members, params=params, seed=seed, n_jobs=args.jobs).fit(train, val=val)
+        resolve_jobs(args.jobs, "--jobs")
+    if args.resume and members > 1:
+        raise InputError("--resume: continues one run; it cannot be combined with --members")
+    given = [(opt, v) for opt, v in (("--run-dir", args.run_dir), ("--param run_dir", params.get("run_dir")))
+             if v is not None]
+    if len(given) == 2 and Path(str(given[0][1])) != Path(str(given[1][1])):
+        raise InputError(f"--run-dir: {given[0][1]} disagrees with --param run_dir={given[1][1]}; give one of them")
+    if given:
+        option, run_dir = given[0]
+    elif args.resume:
+        option, run_dir = "--resume", args.resume
+    else:
+        option, run_dir = None, None
+    if option is not None:
+        if not isinstance(run_dir, str) or not run_dir.strip():
+            raise InputError(f"{option}: expected a folder path, got {run_dir!r}")
+        run, dest = Path(run_dir).resolve(), Path(args.out).resolve()
+        if run == dest or dest in run.parents:
+            raise InputError(f"{option}: {run_dir} is --out or inside it; saving the model replaces --out "
+                             f"({args.out}) and would delete the checkpoints; choose a run folder outside it")
+        if run in dest.parents:
+            raise InputError(f"--out: {args.out} is inside the run folder ({option} {run_dir}); choose an --out "
+                             "outside it")
+    out = check_replaceable(args.out, "model", arg="--out")
+    # beside OUT, not inside it: saving the model replaces the OUT folder atomically
+    args.run_dir_ = run_dir if run_dir is not None else str(out.with_name(out.name + ".train"))
 
 
 def run(args) -> int:
     from ...train import distributed as dist
 
     params = parse_params(args.param)
+    _check_options(args, params)
     # under torchrun (WORLD_SIZE > 1) a contrastive fit trains across the processes
     rank = 0
     if args.model == "clip":
@@ -117,8 +205,6 @@ def run(args) -> int:
 def _run(args, params, rank: int) -> int:
     from ...models.base import create_model
 
-    if args.n_components is not None:
-        params["n_components"] = args.n_components
     if args.towers:
         model = _fit_towers(args, params)
     elif args.model == "clip":

@@ -9,7 +9,10 @@ def register(sub):
                        epilog='examples: jointspace search idx/wiki-img --modality text --query-row 17 -k 10\n'
                               '          jointspace search idx/clip-img --text "a red car" --gallery out.png')
     p.add_argument("index", help="index folder (from 'jointspace index')")
-    p.add_argument("--model", help="saved model folder (default: the one the index was built with)")
+    p.add_argument("--model", help="saved model folder (default: the one the index was built with); a "
+                                   "different model than the index records is used as asked, with a warning "
+                                   "on stderr, since its vectors are comparable only if it embeds into the "
+                                   "same space")
     q = p.add_mutually_exclusive_group(required=True)
     q.add_argument("--query-row", type=int, metavar="N", help="use row N of the dataset split as the query")
     q.add_argument("--text", help="a free-text query")
@@ -28,12 +31,12 @@ def _query(args, index, model):
     """(modality, items, description, query label) for the chosen query option."""
     from ...errors import InputError
 
-    if args.text is not None:
-        return "text", [args.text], f"text {args.text!r}", None
-    if args.image is not None:
-        return "image", [args.image], f"image {args.image}", None
-    if args.audio is not None:
-        return "audio", [args.audio], f"audio {args.audio}", None
+    for kind in ("text", "image", "audio"):
+        value = getattr(args, kind)
+        if value is None:
+            continue
+        _check_raw_query(model, kind, value)
+        return kind, [value], (f"text {value!r}" if kind == "text" else f"{kind} {value}"), None
     dataset = args.dataset or index.info.get("dataset")
     split = args.split or index.info.get("split", "test")
     if not dataset:
@@ -48,6 +51,39 @@ def _query(args, index, model):
         v = sub.labels[0]
         label = sub.label_names[int(v)] if sub.label_names else str(v)
     return modality, sub[modality], f"{modality} row {args.query_row} of {dataset}/{split}", label
+
+
+def _check_raw_query(model, kind: str, value: str) -> None:
+    """Refuse a --text / --image / --audio query the model has no tower for, or a missing file."""
+    from pathlib import Path
+
+    from ...errors import InputError
+    from .._common import tower_kind
+
+    if kind != "text":
+        path = Path(value).expanduser()
+        if path.is_dir():
+            raise InputError(f"--{kind}: expected {'an image' if kind == 'image' else 'a sound'} file, "
+                             f"got the folder {value!r}")
+        if not path.is_file():
+            raise InputError(f"--{kind}: file {value!r} does not exist")
+    if tower_kind(model, kind) != kind:
+        raise InputError(f"--{kind}: this model has no {kind} tower (it embeds {kind} items only as feature "
+                         f"vectors); use --query-row, or a model fitted with --towers")
+
+
+def _other_model(index, model_dir: str | None) -> str | None:
+    """The model the index records when ``model_dir`` names a different folder, else None."""
+    import os
+
+    recorded = index.info.get("model")
+    if not model_dir or not recorded:
+        return None
+    try:
+        same = os.path.samefile(model_dir, recorded)
+    except OSError:
+        same = os.path.abspath(model_dir) == os.path.abspath(recorded)
+    return None if same else str(recorded)
 
 
 def _head(text: str, n: int) -> str:
@@ -70,6 +106,12 @@ def run(args) -> int:
     if modality not in model.modalities_:
         raise InputError(f"query: the model knows {', '.join(model.modalities_)}; it cannot encode {modality} queries")
     results = search_with_metadata(index, model.encode(modality, items), k=args.k)[0]
+    recorded = _other_model(index, args.model)
+    if recorded:
+        from .._common import warn
+
+        warn(f"--model {args.model} is not the model this index was built with ({recorded}); the scores "
+             "mean something only if both embed into the same space")
     for r in results:
         r["item_id"] = r.pop("extra").get("item_id")
     if args.gallery:

@@ -1,6 +1,13 @@
 """``jointspace serve``: the search service and web page over an index and a model."""
 
+import errno
+import math
+import socket
+
 from .._common import console
+
+#: the largest --max-upload-mb accepted (an upload is held in memory while it is decoded)
+MAX_UPLOAD_MB = 4096
 
 
 def register(sub):
@@ -13,7 +20,8 @@ def register(sub):
     p.add_argument("--model", metavar="RUN_DIR", help="saved model folder (default: the one the index records)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest upload in MB (default: 10)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0,
+                   help=f"largest upload in MB, at most {MAX_UPLOAD_MB} (default: 10)")
     p.add_argument("--plots", metavar="DIR", help="folder of map.png / gallery.png / curves.png for the "
                                                    "'about this index' panel (default: INDEX/plots)")
     p.add_argument("--cache-size", type=int, default=1024, help="text query embeddings kept (default: 1024; 0 turns the cache off)")
@@ -26,14 +34,15 @@ def run(args) -> int:
     from ...errors import InputError
     from ...server.app import serve
 
-    if args.max_upload_mb <= 0:
-        raise InputError(f"--max-upload-mb: expected a positive number, got {args.max_upload_mb}")
+    if not math.isfinite(args.max_upload_mb) or not 0 < args.max_upload_mb <= MAX_UPLOAD_MB:
+        raise InputError(f"--max-upload-mb: expected a number in (0, {MAX_UPLOAD_MB}], got {args.max_upload_mb}")
     if args.cache_size < 0:
         raise InputError(f"--cache-size: expected an integer >= 0 (0 turns the cache off), got {args.cache_size}")
     if args.max_batch < 1:
         raise InputError(f"--max-batch: expected an integer >= 1, got {args.max_batch}")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port: expected 0..65535, got {args.port}")
+    _check_bindable(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] binding to {args.host}: the service is reachable from other machines",
                       highlight=False)
@@ -42,7 +51,46 @@ def run(args) -> int:
         console.print(f"jointspace search page: {url}  (API docs: {url}docs)", highlight=False)
 
     console.print("loading the model and index ...", highlight=False)
-    serve(args.index, args.model, host=args.host, port=args.port, on_ready=ready,
-          max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), plots_dir=args.plots,
-          cache_size=args.cache_size, max_batch=args.max_batch)
+    try:
+        serve(args.index, args.model, host=args.host, port=args.port, on_ready=ready,
+              max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), plots_dir=args.plots,
+              cache_size=args.cache_size, max_batch=args.max_batch)
+    except SystemExit as exc:  # uvicorn exits this way when it cannot start
+        if exc.code:
+            from ...errors import JointspaceError
+
+            raise JointspaceError(f"--host/--port: the server could not start on {args.host}:{args.port} "
+                                  f"(uvicorn exit code {exc.code})") from None
+        raise
     return 0
+
+
+def _check_bindable(host: str, port: int) -> None:
+    """Raise :class:`InputError` naming --host or --port unless a server socket can bind there.
+
+    The socket is closed again at once; it is opened with ``SO_REUSEADDR`` as uvicorn's is,
+    so a port left in TIME_WAIT by an earlier run counts as free, one with a listener does not.
+    """
+    from ...errors import InputError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError, OSError) as exc:
+        raise InputError(f"--host: cannot resolve {host!r} to an address ({getattr(exc, 'strerror', None) or exc})"
+                         ) from None
+    family, kind, proto, _, address = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise InputError(f"--port: {port} is already in use on {host}; stop what listens there or choose "
+                             "another --port") from None
+        if exc.errno == errno.EACCES:
+            raise InputError(f"--port: not allowed to bind port {port} on {host} (ports below 1024 need "
+                             "privileges); choose another --port") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise InputError(f"--host: {host} is not an address of this machine; use 127.0.0.1, 0.0.0.0 or one "
+                             "of its interfaces") from None
+        raise InputError(f"--host/--port: cannot listen on {host}:{port} ({exc.strerror or exc})") from None

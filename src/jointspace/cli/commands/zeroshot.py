@@ -16,10 +16,13 @@ def register(sub) -> None:
     p.add_argument("--dataset", default="fashion-mnist", help="built-in labelled dataset (default: fashion-mnist)")
     p.add_argument("--split", default="test", help="dataset split (default: test)")
     p.add_argument("--templates", default="default",
-                   help="template set: default, single, name, or one template containing {} (default: default)")
+                   help="template set: default, single, name, or one template with exactly one {} placeholder "
+                        "(literal braces as {{ and }}; default: default)")
     p.add_argument("--limit", type=int, default=None, help="use only the first N samples")
-    p.add_argument("--image-modality", default="image")
-    p.add_argument("--text-modality", default="text")
+    p.add_argument("--image-modality", default="image",
+                   help="the model's modality of the dataset's images (default: image)")
+    p.add_argument("--text-modality", default="text",
+                   help="the model's text modality the prompts go through (default: text)")
     p.add_argument("--invert", action="store_true",
                    help="invert 8-bit images first (light-on-dark datasets against a model trained on "
                         "dark-on-light drawings)")
@@ -48,18 +51,32 @@ def run(args) -> int:
     from ...models.base import load_model
     from .._common import print_json, print_table
 
+    from .._common import dataset_option_names, tower_kind
+
+    templates = resolve_templates(args.templates, "--templates")
     model = load_model(args.model)
+    if tower_kind(model, args.text_modality, match_dims=False) != "text":
+        texts = [m for m in model.modalities_ if tower_kind(model, m, match_dims=False) == "text"]
+        raise InputError(f"--text-modality: {args.text_modality!r} is not a text modality of this model "
+                         f"(modalities: {', '.join(model.modalities_)}; "
+                         + (f"text: {', '.join(texts)})" if texts else "none reads raw text; it embeds only "
+                            "feature vectors)"))
+    if args.image_modality not in model.modalities_:
+        raise InputError(f"--image-modality: the model knows {', '.join(model.modalities_)}; "
+                         f"got {args.image_modality!r}")
     options = {}
-    if args.limit is not None:
-        options["limit"] = check_int(args.limit, "--limit", low=1)
+    limit = None if args.limit is None else check_int(args.limit, "--limit", low=1)
+    if limit is not None and "limit" in dataset_option_names(args.dataset):
+        options["limit"] = limit
     pairs = load_dataset(args.dataset, args.split, **options)
+    if limit is not None and len(pairs) > limit:
+        pairs = pairs.subset(list(range(limit)))
     if pairs.labels is None or pairs.labels.ndim != 1:
         raise InputError(f"--dataset: {args.dataset!r} has no single labels to classify")
     if args.image_modality not in pairs.modalities:
         raise InputError(f"--image-modality: {args.dataset!r} has {', '.join(pairs.modalities)}; "
                          f"got {args.image_modality!r}")
     names = class_names_for(args.dataset, pairs)
-    templates = resolve_templates(args.templates)
     items = pairs[args.image_modality]
     if args.invert:
         import numpy as np

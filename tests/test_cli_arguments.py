@@ -1,0 +1,258 @@
+"""Command-line arguments: one-line errors naming the option, options a model does not use,
+paths that would destroy each other, and inputs that used to end in tracebacks."""
+
+import json
+import shutil
+import socket
+
+import numpy as np
+import pytest
+
+from jointspace.cli import main
+from jointspace.cli._common import parse_params
+from jointspace.data.readers import parse_columns, read_manifest
+from jointspace.errors import InputError
+from jointspace.eval.zeroshot import resolve_templates
+
+
+def run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err):
+    return "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def wiki(tmp_path_factory):
+    """A CCA model of wikipedia and an index of its test images: (model_dir, index_dir)."""
+    root = tmp_path_factory.mktemp("wiki")
+    model, index = root / "cca", root / "idx"
+    assert main(["fit", "wikipedia", "--model", "cca", "--out", str(model)]) == 0
+    assert main(["index", str(model), "--dataset", "wikipedia", "--modality", "image", "--out", str(index)]) == 0
+    return model, index
+
+
+# -- 1. argparse errors ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["fit", "wikipedia"], "jointspace fit: error: the following arguments are required: --out "
+                           "(see jointspace fit --help)"),
+    (["search", "idx", "--query-row", "abc"], "jointspace search: error: argument --query-row: invalid int"),
+    (["search", "idx", "--query-row", "1", "--text", "a"], "not allowed with argument --query-row"),
+    (["nonsense"], "jointspace: error: argument COMMAND: invalid choice"),
+    (["eval", "m", "--dataset", "wikipedia", "--metric", "nope"], "(see jointspace eval --help)"),
+])
+def test_argparse_errors_are_one_line(capsys, argv, needle):
+    code, out, err = run(capsys, *argv)
+    assert code == 2 and needle in err and one_line(err) and "usage:" not in err and out == ""
+
+
+# -- 2. --param values -----------------------------------------------------------------------
+
+
+def test_param_json_objects_must_parse():
+    assert parse_params(["reg=0.1", "preprocess=standard", 'tower_params={"image": {}}', "ks=[1, 2]"]) == {
+        "reg": 0.1, "preprocess": "standard", "tower_params": {"image": {}}, "ks": [1, 2]}
+    with pytest.raises(InputError, match=r"--param tower_params: expected valid JSON"):
+        parse_params(['tower_params={"image":'])
+    with pytest.raises(InputError, match=r"--param ks: expected valid JSON"):
+        parse_params(["ks=[1,"])
+
+
+@pytest.mark.parametrize("param, needle", [
+    ("seed=abc", "seed: expected an integer, got 'abc'"),
+    ('tower_params={"image":', "--param tower_params: expected valid JSON"),
+    ('tower_params="x"', "tower_params: expected a mapping"),
+    ("dim=1000000000", "dim: expected an integer <= 16384"),
+    ("hidden=1000000000", "hidden: expected an integer <= 16384"),
+])
+def test_bad_clip_params_exit_2(tmp_path, capsys, param, needle):
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "clip", "--epochs", "1", "--param", param,
+                       "--out", tmp_path / "c")
+    assert code == 2 and needle in err and one_line(err)
+    assert not (tmp_path / "c").exists()
+
+
+def test_modalities_param_must_be_a_list_of_names(tmp_path, capsys):
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--param", "modalities=5",
+                       "--out", tmp_path / "m")
+    assert code == 2 and "--param modalities: expected a JSON list" in err and one_line(err)
+
+
+# -- 3. options the model does not use ------------------------------------------------------
+
+
+def test_training_options_are_refused_for_closed_form_models(tmp_path, capsys):
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--members", "-5", "--jobs", "3",
+                       "--epochs", "3", "--batch-size", "7", "--resume", "/nonexistent", "--run-dir", "zz",
+                       "--out", tmp_path / "m")
+    assert code == 2 and one_line(err)
+    for option in ("--epochs", "--batch-size", "--members", "--jobs", "--resume", "--run-dir"):
+        assert option in err
+    assert "model 'cca' does not use" in err and not (tmp_path / "m").exists()
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "sm", "--n-components", "3", "--out", tmp_path / "m")
+    assert code == 2 and "--n-components" in err and one_line(err)
+
+
+def test_n_components_sets_the_dimension_of_clip(tmp_path, capsys):
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "clip", "--n-components", "8", "--param", "dim=4",
+                       "--out", tmp_path / "c")
+    assert code == 2 and "--n-components" in err and "dim=4" in err and one_line(err)
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "clip", "--n-components", "4", "--epochs", "1",
+                       "--batch-size", "256", "--out", tmp_path / "c")
+    assert code == 0, err
+    assert json.loads((tmp_path / "c" / "config.json").read_text())["params"]["dim"] == 4
+
+
+# -- 4. --run-dir and --out ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("extra, out, needle", [
+    (["--run-dir", "c3"], "c3", "--run-dir: c3 is --out or inside it"),
+    (["--run-dir", "c3/ckpt"], "c3", "--run-dir: c3/ckpt is --out or inside it"),
+    (["--run-dir", "c3"], "c3/model", "--out: c3/model is inside the run folder"),
+    (["--resume", "c3"], "c3", "--resume: c3 is --out or inside it"),
+    (["--param", "run_dir=c3"], "c3", "--param run_dir: c3 is --out or inside it"),
+])
+def test_run_dir_and_out_must_not_nest(tmp_path, capsys, monkeypatch, extra, out, needle):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "clip", "--epochs", "1", *extra, "--out", out)
+    assert code == 2 and needle in err and one_line(err)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fit_refuses_an_unrelated_out_folder_before_training(tmp_path, capsys):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    (notes / "notes.txt").write_text("keep me")
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "clip", "--epochs", "1", "--out", notes)
+    assert code == 2 and "--out" in err and "not a saved model" in err and one_line(err)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]  # no run folder was started
+
+
+# -- 5. zero-shot templates ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("templates", ["{}}", "{", "{0}", "{} and {}", "{:>9}"])
+def test_zeroshot_templates_must_have_one_placeholder(tmp_path, capsys, templates):
+    code, _, err = run(capsys, "zeroshot", tmp_path / "m", "--templates", templates)
+    assert code == 2 and err.startswith("error: --templates:") and one_line(err)
+
+
+def test_resolve_templates_accepts_escaped_braces():
+    assert resolve_templates("a {{drawing}} of {}") == ("a {{drawing}} of {}",)
+    with pytest.raises(InputError, match="--templates: template '{}}' is not a valid format string"):
+        resolve_templates("{}}", "--templates")
+
+
+# -- 6. dataset options ----------------------------------------------------------------------
+
+
+def test_embed_refuses_unknown_dataset_options(tmp_path, capsys):
+    code, _, err = run(capsys, "embed", "photos", "--tower", "minilm", "--split", "all", "--option", "foo=1",
+                       "--out", tmp_path / "e.npy")
+    assert code == 2 and "--option: dataset 'photos' accepts cache_dir; got foo" in err and one_line(err)
+    code, _, err = run(capsys, "embed", "wikipedia", "--tower", "minilm", "--option", "foo=1",
+                       "--out", tmp_path / "e.npy")
+    assert code == 2 and "accepts no options" in err and one_line(err)
+
+
+# -- 7. serve --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+def test_serve_refuses_non_finite_upload_limits(tmp_path, capsys, value):
+    code, out, err = run(capsys, "serve", "--index", tmp_path / "idx", "--max-upload-mb", value)
+    assert code == 2 and "--max-upload-mb" in err and one_line(err) and "search page" not in out
+
+
+def test_serve_on_a_busy_port_fails_before_announcing(tmp_path, capsys):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = run(capsys, "serve", "--index", tmp_path / "idx", "--port", port)
+    assert code == 2 and f"--port: {port} is already in use" in err and one_line(err)
+    assert "search page" not in out
+    code, out, err = run(capsys, "serve", "--index", tmp_path / "idx", "--host", "999.1.1.1")
+    assert code == 2 and "--host: cannot resolve '999.1.1.1'" in err and one_line(err)
+    assert "search page" not in out and "warning" not in out
+
+
+# -- 8. messages that named the wrong thing --------------------------------------------------
+
+
+def test_embed_text_tower_on_feature_vectors(tmp_path, capsys):
+    code, _, err = run(capsys, "embed", "wikipedia", "--tower", "minilm", "--out", tmp_path / "e.npy")
+    assert code == 2 and "text items must be strings" in err and "99 axes" not in err and one_line(err)
+
+
+def test_search_messages(tmp_path, capsys, wiki):
+    model, index = wiki
+    code, _, err = run(capsys, "search", index, "--image", tmp_path)
+    assert code == 2 and "--image: expected an image file, got the folder" in err and one_line(err)
+    code, _, err = run(capsys, "search", index, "--text", "a red car")
+    assert code == 2 and "--text: this model has no text tower" in err and "dtype" not in err and one_line(err)
+
+
+def test_search_with_another_model_warns_once(tmp_path, capsys, wiki):
+    model, index = wiki
+    code, _, err = run(capsys, "search", index, "--model", model, "--query-row", "1", "-k", "2")
+    assert code == 0 and "warning" not in err
+    other = tmp_path / "other"
+    shutil.copytree(model, other)
+    code, out, err = run(capsys, "search", index, "--model", other, "--query-row", "1", "-k", "2", "--json")
+    assert code == 0 and json.loads(out)["results"]
+    assert "warning: --model" in err and "not the model this index was built with" in err and one_line(err)
+
+
+def test_zeroshot_text_modality_must_be_a_text_modality(capsys, wiki):
+    model, _ = wiki
+    code, _, err = run(capsys, "zeroshot", model, "--text-modality", "image")
+    assert code == 2 and "--text-modality: 'image' is not a text modality of this model" in err
+    assert "does not exist" not in err and one_line(err)
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--csls", "0"], "--csls: expected an integer >= 1"),
+    (["--csls", "100000"], "--csls: expected K <= "),
+    (["--csls", "3", "--bank-split", "nope"], "--bank-split: dataset 'wikipedia' has splits"),
+    (["--bank-split", "train"], "--bank-split: only used with --csls"),
+])
+def test_eval_names_its_options(capsys, wiki, extra, needle):
+    model, _ = wiki
+    code, _, err = run(capsys, "eval", model, "--dataset", "wikipedia", *extra)
+    assert code == 2 and needle in err and one_line(err)
+
+
+# -- 9. manifests ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix, body, shown", [
+    (".csv", "text,label\nhello,cat\nworld,nan\n", "'nan'"),
+    (".csv", "text,label\nhello,cat\nworld,N/A\n", "'N/A'"),
+    (".jsonl", '{"text": "hello", "label": "cat"}\n{"text": "world", "label": NaN}\n', "nan"),
+])
+def test_manifest_refuses_missing_labels(tmp_path, suffix, body, shown):
+    path = tmp_path / f"m{suffix}"
+    path.write_text(body)
+    row = 3 if suffix == ".csv" else 2
+    with pytest.raises(InputError, match=rf"row {row} has no value in column 'label' \({shown} marks"):
+        read_manifest(path)
+
+
+def test_manifest_keeps_real_labels(tmp_path):
+    path = tmp_path / "m.csv"
+    path.write_text("text,label\nhello,cat\nworld,dog\n")
+    pairs = read_manifest(path)
+    assert pairs.label_names == ["cat", "dog"] and np.asarray(pairs.labels).tolist() == [0, 1]
+
+
+def test_column_spec_names_each_modality_once():
+    assert parse_columns("text=a,label") == {"text": "a", "label": "label"}
+    with pytest.raises(InputError, match=r"columns: 'text' is given twice in 'text=a,text=b'"):
+        parse_columns("text=a,text=b")
