@@ -38,3 +38,15 @@ def test_json_round_trip(tmp_path):
 
     atomic_write_json(tmp_path / "r.json", {"b": 1, "a": [1, 2]})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": [1, 2], "b": 1}
+
+
+def test_saved_model_files_have_the_same_permissions(tmp_path):
+    import numpy as np
+
+    from jointspace import Pairs, create_model
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 4))
+    create_model("cca", n_components=2).fit(Pairs({"a": x, "b": x @ rng.normal(size=(4, 3))})).save(tmp_path / "m")
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir()}
+    assert modes["state.safetensors"] == modes["config.json"]     # not safetensors' 0600

@@ -145,3 +145,13 @@ def test_missing_packages_name_the_pip_command(monkeypatch):
             create_tower("efficientnet-lite0").embed([np.zeros((4, 4, 3), np.uint8)])
     finally:
         efficientnet._load_network.cache_clear()
+
+
+def test_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch):
+    from PIL import Image
+
+    path = tmp_path / "big.png"
+    Image.new("L", (30, 30)).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)      # 900 pixels > twice the limit: PIL refuses
+    with pytest.raises(InputError, match=r"big\.png.*image too large to decode safely"):
+        load_image(path)

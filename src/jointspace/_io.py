@@ -25,6 +25,12 @@ def _umask() -> int:
     return mask
 
 
+def set_default_mode(path) -> None:
+    """Give a file the permissions a plain ``open()`` would (0666 less the umask); some writers
+    (safetensors) create files 0600."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def atomic_write_bytes(path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
     path = Path(path)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_dir
+from .._io import atomic_dir, set_default_mode
 from ..errors import InputError, JointspaceError, NotFittedError
 from ..eval.similarity import l2_normalize
 from ..registry import Registry
@@ -83,6 +83,7 @@ class JointModel:
                   SHAPES_KEY: {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()}}
         with atomic_dir(path, "model", arg="path") as tmp:
             save_file(state, str(tmp / STATE_FILE))
+            set_default_mode(tmp / STATE_FILE)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default))
         return Path(path)
 

@@ -189,6 +189,9 @@ def load_image(item, where: str = "image") -> np.ndarray:
             return _to_rgb_array(img, _describe(item, where))
     except FileNotFoundError:
         raise InputError(f"{_describe(item, where)}: file does not exist") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{_describe(item, where)}: image too large to decode safely ({exc}); "
+                         "downscale it first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         kind = "empty" if path.is_file() and path.stat().st_size == 0 else "corrupt or not an image"
         raise InputError(f"{_describe(item, where)}: cannot read the image ({kind}: {exc})") from None
