@@ -5,13 +5,8 @@ import json
 import numpy as np
 import pytest
 
+from cli_support import run
 from jointspace.cli import main
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_help_and_no_command(capsys):

@@ -8,21 +8,12 @@ import socket
 import numpy as np
 import pytest
 
+from cli_support import one_line, run
 from jointspace.cli import main
 from jointspace.cli._common import parse_params
 from jointspace.data.readers import parse_columns, read_manifest
 from jointspace.errors import InputError
 from jointspace.eval.zeroshot import resolve_templates
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    return "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.fixture(scope="module")

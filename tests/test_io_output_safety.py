@@ -5,19 +5,10 @@ import os
 import numpy as np
 import pytest
 
+from cli_support import one_line, run
 from jointspace._io import atomic_dir, check_out_file, check_replaceable, is_saved_index, is_saved_model
 from jointspace.cli import main
 from jointspace.errors import InputError
-
-
-def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def one_line(err):
-    return "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
 def listing(folder):
