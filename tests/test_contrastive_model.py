@@ -193,3 +193,17 @@ def test_openclipart_rows_have_the_report_format():
     two = openclipart_ensemble_rows("clip (linear heads)", n_members=1, starts=(0, 1), k=5, data=data, **small)
     assert two[0]["text->image/R@10"] == pytest.approx(both["text->image/R@10"])
     assert "per ensemble" in two[1]["settings"]
+
+
+def test_raw_kind_says_which_modalities_take_raw_items():
+    # Features of the default towers' sizes (MiniLM 384, EfficientNet-Lite0 1280): raw texts and
+    # images go through those towers; features of another size have no tower behind them.
+    rng = np.random.default_rng(0)
+    p = js.Pairs({"image": rng.normal(size=(24, 1280)).astype(np.float32),
+                  "text": rng.normal(size=(24, 10)).astype(np.float32)})
+    model = js.create_model("clip", **FAST).fit(p)
+    assert model.raw_kind("image") == "image"
+    assert model.raw_kind("text") is None and model.raw_kind("text", match_dims=False) == "text"
+    assert model.raw_kind("audio") is None
+    cca = js.create_model("cca", n_components=2).fit(p)
+    assert cca.raw_kind("image") is None

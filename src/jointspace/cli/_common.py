@@ -102,59 +102,6 @@ def parse_params(pairs: list[str] | None, option: str = "--param") -> dict:
     return out
 
 
-def tower_kind(model, modality: str, *, match_dims: bool = True) -> str | None:
-    """What raw items ``model`` reads for ``modality``: its tower's input kind.
-
-    Parameters
-    ----------
-    model : JointModel
-        A fitted model (a seed ensemble is judged by its first member).
-    modality : str
-    match_dims : bool
-        For a dual encoder without a tower named for ``modality``: count the default tower
-        only when the model was trained on features of its size (True), or always (False).
-
-    Returns
-    -------
-    str or None
-        ``"text"``, ``"image"``, ``"audio"`` (or ``"features"`` for a feature tower) when a
-        tower turns raw items of ``modality`` into the model's input; None when the model
-        embeds only feature vectors of that modality, or does not know the modality.
-    """
-    from ..errors import InputError
-    from ..towers import create_tower
-
-    members = getattr(model, "members_", None)
-    if members:
-        model = members[0]
-    if modality not in tuple(getattr(model, "modalities_", ()) or ()):
-        return None
-    tower_of = getattr(model, "tower", None)
-    if callable(tower_of):  # a ToweredModel: one frozen tower per modality
-        try:
-            return tower_of(modality).modality
-        except InputError:
-            return None
-    trainable = getattr(model, "_trainable", None) or {}
-    if modality in trainable:
-        return trainable[modality].modality
-    towers = getattr(model, "towers", None)
-    if isinstance(towers, dict) and modality in towers:
-        try:
-            return create_tower(towers[modality]).modality
-        except InputError:
-            return None
-    name_of = getattr(model, "_tower_name", None)
-    in_dims = getattr(model, "in_dims_", None) or {}
-    if callable(name_of) and modality in in_dims:
-        try:
-            tower = create_tower(name_of(modality))
-        except InputError:
-            return None
-        return tower.modality if not match_dims or int(tower.out_dim) == int(in_dims[modality]) else None
-    return None
-
-
 def dataset_option_names(name: str) -> list[str]:
     """The keyword options the loader of built-in dataset ``name`` takes (e.g. ``limit``)."""
     import inspect

@@ -46,6 +46,19 @@ class JointModel:
     # -- the public surface ---------------------------------------------------------------
     # ``modalities_`` (tuple of str, set by fit) names the modalities the model can encode.
 
+    def raw_kind(self, modality: str, *, match_dims: bool = True) -> str | None:
+        """What raw items ``encode(modality, ...)`` reads besides feature arrays.
+
+        Returns
+        -------
+        str or None
+            ``"text"``, ``"image"``, ``"audio"`` (or ``"features"``) when a tower turns raw
+            items of ``modality`` into the model's input; None when the model embeds only
+            feature vectors of that modality, or does not know it.  ``match_dims`` is used by
+            models whose default towers apply only to features of the tower's size.
+        """
+        return None
+
     def encode(self, modality: str, items, normalize: bool = True) -> np.ndarray:
         """Map ``items`` of one modality into the joint space.
 

@@ -199,6 +199,29 @@ class DualEncoder(JointModel):
                              f"pass towers={{{modality!r}: NAME}}")
         return towers[modality]
 
+    def raw_kind(self, modality: str, *, match_dims: bool = True) -> str | None:
+        """The input kind of the tower that reads raw items of ``modality`` (see
+        :meth:`JointModel.raw_kind`).
+
+        A modality without a tower named in ``towers`` falls back to the default tower
+        (MiniLM for text, EfficientNet-Lite0 for images); with ``match_dims`` that counts only
+        when the model was trained on features of that tower's size.
+        """
+        from ..towers.base import create_tower
+
+        if modality not in tuple(getattr(self, "modalities_", ()) or ()):
+            return None
+        trainable = getattr(self, "_trainable", {})
+        if modality in trainable:
+            return trainable[modality].modality
+        try:
+            tower = create_tower(self._tower_name(modality))
+        except InputError:
+            return None
+        if modality in (self.towers or {}) or not match_dims:
+            return tower.modality
+        return tower.modality if int(tower.out_dim) == int(self.in_dims_.get(modality, -1)) else None
+
     def _trainable_tower(self, modality: str):
         """The trainable tower named for ``modality`` (a new one, from its settings), or None."""
         name = (self.towers or {}).get(modality)

@@ -115,6 +115,10 @@ class SeedEnsemble(JointModel):
         self.modalities_ = members[0].modalities_
         return self
 
+    def raw_kind(self, modality: str, *, match_dims: bool = True) -> str | None:
+        """As the members' (they share their towers)."""
+        return self.members_[0].raw_kind(modality, match_dims=match_dims) if getattr(self, "members_", None) else None
+
     def _encode(self, modality, items) -> np.ndarray:
         first = self.members_[0]
         if hasattr(first, "features") and not any(modality in getattr(m, "_trainable", {}) for m in self.members_):

@@ -72,6 +72,11 @@ class ToweredModel(JointModel):
             tower = create_tower(name, modality=kind, **self.tower_params.get(mod, {}))
             self._tower_objs[mod] = tower
 
+    def raw_kind(self, modality: str, *, match_dims: bool = True) -> str | None:
+        """The input kind of the modality's tower (see :meth:`JointModel.raw_kind`)."""
+        tower = self._tower_objs.get(modality)
+        return tower.modality if tower is not None and modality in getattr(self, "modalities_", ()) else None
+
     def tower(self, modality: str):
         """The :class:`~jointspace.towers.Tower` of one modality."""
         if modality not in self._tower_objs:

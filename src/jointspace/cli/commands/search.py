@@ -58,7 +58,6 @@ def _check_raw_query(model, kind: str, value: str) -> None:
     from pathlib import Path
 
     from ...errors import InputError
-    from .._common import tower_kind
 
     if kind != "text":
         path = Path(value).expanduser()
@@ -67,7 +66,7 @@ def _check_raw_query(model, kind: str, value: str) -> None:
                              f"got the folder {value!r}")
         if not path.is_file():
             raise InputError(f"--{kind}: file {value!r} does not exist")
-    if tower_kind(model, kind) != kind:
+    if model.raw_kind(kind) != kind:
         raise InputError(f"--{kind}: this model has no {kind} tower (it embeds {kind} items only as feature "
                          f"vectors); use --query-row, or a model fitted with --towers")
 

@@ -51,12 +51,12 @@ def run(args) -> int:
     from ...models.base import load_model
     from .._common import print_json, print_table
 
-    from .._common import dataset_option_names, tower_kind
+    from .._common import dataset_option_names
 
     templates = resolve_templates(args.templates, "--templates")
     model = load_model(args.model)
-    if tower_kind(model, args.text_modality, match_dims=False) != "text":
-        texts = [m for m in model.modalities_ if tower_kind(model, m, match_dims=False) == "text"]
+    if model.raw_kind(args.text_modality, match_dims=False) != "text":
+        texts = [m for m in model.modalities_ if model.raw_kind(m, match_dims=False) == "text"]
         raise InputError(f"--text-modality: {args.text_modality!r} is not a text modality of this model "
                          f"(modalities: {', '.join(model.modalities_)}; "
                          + (f"text: {', '.join(texts)})" if texts else "none reads raw text; it embeds only "
