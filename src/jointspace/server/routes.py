@@ -14,6 +14,10 @@ from .uploads import UploadError, check_audio, classify, decode_audio, decode_im
 
 PLOT_NAMES = ("map", "gallery", "curves")
 
+#: ``k`` is read as text so that a bad value gets this service's own message (see :func:`_k`);
+#: the documentation still shows it as the integer it is
+K_QUERY = {"description": "number of results (1 .. max_k)", "json_schema_extra": {"type": "integer", "minimum": 1}}
+
 
 def _timed(engine, t0: float, results: list, timings: dict, query: dict) -> dict:
     took = (time.perf_counter() - t0) * 1000
@@ -71,7 +75,7 @@ def build_router():
 
     @router.get("/search", summary="Search by text")
     def search_text(request: Request, text: str = Query(..., description="the query text"),
-                    k: str = Query("10", description="number of results (1 .. max_k)"),
+                    k: str = Query(10, **K_QUERY),
                     label: str | None = Query(None, description="keep only items with this label"),
                     modality: str | None = Query(None, description="modality of the results (an index)"),
                     cache: bool = Query(True, description="use the query-embedding cache")):
@@ -119,7 +123,7 @@ def build_router():
                 "media_url": f"/api/items/{item_id}/media?modality={mod}" if path else None}
 
     @router.get("/items/{item_id}/similar", summary="More like this: items near an indexed item")
-    def similar(request: Request, item_id: int, k: str = "10", modality: str | None = None,
+    def similar(request: Request, item_id: int, k: str = Query(10, **K_QUERY), modality: str | None = None,
                 target: str | None = Query(None, description="modality of the results (default: the item's)"),
                 label: str | None = None):
         engine = request.app.state.engine
