@@ -70,20 +70,65 @@ def test_truncated_checkpoint_is_refused_and_previous_kept(tmp_path):
     from jointspace.models.dual_encoder import DualEncoderNet
     net = DualEncoderNet({"a": 6, "b": 5}, dim=4, head="mlp", hidden=8, dropout=0.2)
     with pytest.raises(JointspaceError, match=r"truncated or corrupt.*model\.safetensors.*previous checkpoint.*intact"):
-        load_checkpoint(tmp_path, net, None, {"net": "tiny"})
+        load_checkpoint(tmp_path, net, None, _saved_config(previous))
     assert previous.is_dir() and newest.is_dir()
-    state = load_checkpoint(previous, net, None, {"net": "tiny"})
+    state = load_checkpoint(previous, net, None, _saved_config(previous))
     assert state["step"] == int(previous.name.split("-")[1])
     (newest / "trainer.json").write_text("{not json")
     with pytest.raises(JointspaceError, match="trainer.json unreadable"):
-        load_checkpoint(newest, net, None, {"net": "tiny"})
+        load_checkpoint(newest, net, None, _saved_config(previous))
 
 
 def test_checkpoint_from_another_model_config_is_refused(tmp_path):
     _run_inprocess(tmp_path, None)
     from jointspace.models.dual_encoder import DualEncoderNet
     net = DualEncoderNet({"a": 6, "b": 5}, dim=4, head="mlp", hidden=8)
-    with pytest.raises(InputError, match=r"different model configuration \(net: checkpoint 'tiny' vs model 'wide'\)"):
-        load_checkpoint(tmp_path, net, None, {"net": "wide"})
+    saved = _saved_config(checkpoint_dirs(tmp_path)[-1])
+    with pytest.raises(InputError, match=r"different run configuration .*\(net: checkpoint 'tiny' vs now 'wide'\)"):
+        load_checkpoint(tmp_path, net, None, {**saved, "net": "wide"})
     with pytest.raises(InputError, match="holds no checkpoint"):
-        load_checkpoint(tmp_path / "nothing-here", net, None, {"net": "tiny"})
+        load_checkpoint(tmp_path / "nothing-here", net, None, saved)
+
+
+def _saved_config(checkpoint) -> dict:
+    """The run configuration a checkpoint recorded (network, training settings, data)."""
+    import json
+
+    return json.loads((checkpoint / "trainer.json").read_text())["model_config"]
+
+
+def test_resume_refuses_other_training_settings_or_data(tmp_path):
+    # The network alone is not enough: another batch size, rate or epoch count gives another
+    # schedule and shuffle order, other data other gradients; either way no exact continuation.
+    import numpy as np
+
+    from jointspace.models.dual_encoder import DualEncoderNet
+    from jointspace.train import TrainConfig, fit_dual_encoder
+
+    _run_inprocess(tmp_path, None)
+    data = runpy.run_path(str(SCRIPT))["data"]
+    train, val = data()
+    base = dict(epochs=6, batch_size=16, lr=2e-2, warmup=2, checkpoint_every=3, seed=0)
+
+    def resume(cfg, train=train):
+        net = DualEncoderNet({"a": 6, "b": 5}, dim=4, head="mlp", hidden=8, dropout=0.2)
+        return fit_dual_encoder(net, train, TrainConfig(**cfg), val=val, run_dir=tmp_path, resume=str(tmp_path),
+                                model_config={"net": "tiny"})
+
+    for change, field in (({"batch_size": 32}, "train.batch_size"), ({"lr": 0.5}, "train.lr"),
+                          ({"epochs": 8}, "train.epochs"), ({"seed": 7}, "train.seed")):
+        with pytest.raises(InputError, match=rf"different run configuration .*{field}: checkpoint"):
+            resume({**base, **change})
+    other = {"a": train["a"] + np.float32(0.01), "b": train["b"]}
+    with pytest.raises(InputError, match=r"data\.a: checkpoint '64 rows, sha256 [0-9a-f]{16}' vs now '64 rows"):
+        resume(base, other)
+    resume({**base, "progress": False, "keep_checkpoints": 3})   # settings that do not change the weights
+
+
+def test_a_new_run_clears_the_checkpoints_of_an_earlier_one(tmp_path):
+    runpy.run_path(str(SCRIPT))["main"](str(tmp_path), None, 0.0, 6)      # 4 steps an epoch: up to step 24
+    assert int(checkpoint_dirs(tmp_path)[-1].name.split("-")[1]) == 24
+    runpy.run_path(str(SCRIPT))["main"](str(tmp_path), None, 0.0, 1)      # a new, shorter run in the same folder
+    steps = [int(d.name.split("-")[1]) for d in checkpoint_dirs(tmp_path)]
+    assert steps and max(steps) <= 4           # its own checkpoints, not the earlier run's step 24
+    runpy.run_path(str(SCRIPT))["main"](str(tmp_path), str(tmp_path), 0.0, 1)   # and it resumes as itself

@@ -70,6 +70,15 @@ def checkpoint_dirs(run_dir) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def clear_checkpoints(run_dir) -> None:
+    """Remove the ``checkpoints/`` folder of ``run_dir`` (before a new run starts there)."""
+    import shutil
+
+    root = Path(run_dir) / CHECKPOINTS
+    if root.is_dir():
+        shutil.rmtree(root)
+
+
 def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
                     trainer_state: dict, model_config: dict, keep: int = 2, extra: dict | None = None) -> Path:
     """Write the checkpoint of ``step`` atomically and prune all but the newest ``keep``.
@@ -135,7 +144,7 @@ def load_checkpoint(path, module: torch.nn.Module, optimizer: torch.optim.Optimi
     JointspaceError
         A file is missing, truncated or altered (digest mismatch); nothing is deleted.
     InputError
-        The checkpoint belongs to a different model configuration.
+        The checkpoint belongs to a different run configuration (network, settings, data).
     """
     ckpt = resolve_checkpoint(path)
     meta_path = ckpt / "trainer.json"
@@ -159,8 +168,9 @@ def load_checkpoint(path, module: torch.nn.Module, optimizer: torch.optim.Optimi
     saved = meta.get("model_config")
     if saved != model_config:
         keys = sorted(k for k in set(saved or {}) | set(model_config) if (saved or {}).get(k) != model_config.get(k))
-        diff = ", ".join(f"{k}: checkpoint {(saved or {}).get(k)!r} vs model {model_config.get(k)!r}" for k in keys)
-        raise InputError(f"resume: checkpoint {str(ckpt)!r} was written by a different model configuration ({diff})")
+        diff = ", ".join(f"{k}: checkpoint {(saved or {}).get(k)!r} vs now {model_config.get(k)!r}" for k in keys)
+        raise InputError(f"resume: checkpoint {str(ckpt)!r} was written by a different run configuration "
+                         f"(network, training settings or data) and cannot be continued exactly ({diff})")
     state = st_load(blobs["model.safetensors"])
     module.load_state_dict(state, strict=True)
     if optimizer is not None:

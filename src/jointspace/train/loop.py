@@ -25,7 +25,7 @@ from .._validation import check_choice, check_float, check_int
 from ..errors import InputError
 from ..objectives.contrastive import clamp_log_scale_, logit_scale
 from . import distributed as dist
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from .device import resolve_device, to_device
 from .monitor import AVERAGES, MetricsLog, ProgressBar, evaluate_recall
 from .step import take_rows, as_training_data, train_step
@@ -139,6 +139,44 @@ class TrainResult:
     pairs_per_s: float = 0.0
 
 
+#: settings that may differ when a run is resumed (they do not change the weights)
+RESUME_MAY_CHANGE = frozenset({"progress", "log_every", "tensorboard", "keep_checkpoints", "checkpoint_every",
+                               "device"})
+
+
+def data_fingerprint(data: dict, labels=None, masks=None) -> dict:
+    """Row count and SHA-256 of each modality's training data (and of the labels and masks), so
+    that a checkpoint is resumed only on the data it was trained on.
+
+    Returns
+    -------
+    dict of str to str
+        ``{modality: "<n> rows, sha256 <first 16 hex digits>"}``, plus ``labels`` / ``masks``
+        when given.
+    """
+    import hashlib
+
+    def digest(values) -> str:
+        h = hashlib.sha256()
+        if isinstance(values, torch.Tensor):
+            values = values.detach().cpu().numpy()
+        if isinstance(values, np.ndarray) and values.dtype != object:
+            h.update(str((values.dtype, values.shape)).encode())
+            h.update(np.ascontiguousarray(values).tobytes())
+        else:
+            for v in values:
+                h.update(repr(v.tolist() if isinstance(v, np.ndarray) else v).encode())
+                h.update(b"\0")
+        return f"{len(values)} rows, sha256 {h.hexdigest()[:16]}"
+
+    out = {m: digest(v) for m, v in data.items()}
+    if labels is not None:
+        out["labels"] = digest(np.asarray(labels, dtype=object) if not isinstance(labels, np.ndarray) else labels)
+    for m, v in (masks or {}).items():
+        out[f"mask.{m}"] = digest(np.asarray(v, dtype=bool))
+    return out
+
+
 def bf16_supported() -> bool:
     """Whether this CPU has bf16 matrix or vector units (AMX / AVX512-BF16)."""
     try:
@@ -174,7 +212,9 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     resume : path, optional
         A run folder (its newest checkpoint) or a checkpoint folder to continue from.
     model_config : dict, optional
-        JSON-able description of ``net``; a checkpoint from another config is refused.
+        JSON-able description of ``net``.  A checkpoint is resumed only when this, the
+        training settings (all but :data:`RESUME_MAY_CHANGE`) and the training data
+        (:func:`data_fingerprint`) are those it was written with.
     step_callback : callable(step, loss), optional
         Called after every optimiser step.
 
@@ -211,7 +251,11 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     device = resolve_device(cfg.device)
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and (
         torch.cuda.is_bf16_supported() if device.type == "cuda" else bf16_supported()))
-    model_config = model_config if model_config is not None else {}
+    # what a checkpoint must match to be resumed: the network, the settings that shape the
+    # trajectory, and the training data (a resumed run continues exactly, or not at all)
+    run_config = {**(model_config if model_config is not None else {}),
+                  **{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_MAY_CHANGE},
+                  **{f"data.{k}": v for k, v in data_fingerprint(data, labels, masks).items()}}
     val_t = None if val is None else as_training_data(val)
 
     torch.manual_seed(cfg.seed)
@@ -223,11 +267,13 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     best_weights = None
     step = 0
     if resume is not None:
-        loaded = load_checkpoint(resume, net, opt, model_config)
+        loaded = load_checkpoint(resume, net, opt, run_config)
         step = loaded["step"]
         state.update({k: loaded[k] for k in state if k in loaded})
         if loaded["extra"]:
             best_weights = {k[len("best."):]: v for k, v in loaded["extra"].items() if k.startswith("best.")}
+    elif run_dir is not None and rank == 0:
+        clear_checkpoints(run_dir)   # a new run: an earlier run's checkpoints would be resumed by mistake
     log = MetricsLog(run_dir if rank == 0 else None, tensorboard=cfg.tensorboard,
                      resume_step=step if resume is not None else None)
     bar = ProgressBar(total, cfg.progress and rank == 0, start=step)
@@ -237,7 +283,7 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     def checkpoint():
         if run_dir is not None and rank == 0:
             extra = {f"best.{k}": v for k, v in (best_weights or {}).items()}
-            save_checkpoint(run_dir, step, net, opt, state, model_config, keep=cfg.keep_checkpoints, extra=extra)
+            save_checkpoint(run_dir, step, net, opt, state, run_config, keep=cfg.keep_checkpoints, extra=extra)
         if size > 1:
             torch.distributed.barrier()
 

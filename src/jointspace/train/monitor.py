@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 import sys
 from pathlib import Path
 
@@ -77,14 +78,18 @@ class MetricsLog:
             with open(self.path, newline="") as fh:
                 self.rows = [r for r in csv.DictReader(fh) if int(float(r.get("step", 0))) <= resume_step]
             self._rewrite()
-        elif self.path is not None and self.path.exists():
-            self.path.unlink()
+        elif self.path is not None and resume_step is None:
+            # a new run: the previous run's rows and TensorBoard events would mix with its own
+            self.path.unlink(missing_ok=True)
+            shutil.rmtree(Path(run_dir) / "tensorboard", ignore_errors=True)
         self.tb = None
         if tensorboard and self.path is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+                # on resume, events logged after the resumed step are dropped (as the CSV rows)
+                purge = None if resume_step is None else resume_step + 1
+                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge)
             except Exception:  # tensorboard not installed: CSV only
                 self.tb = None
 
