@@ -179,3 +179,17 @@ def test_manifest_empty_cell_ragged_badjson_extension(tmp_path):
     (tmp_path / "empty.csv").write_text("")
     with pytest.raises(InputError, match="is empty"):
         read_manifest(tmp_path / "empty.csv")
+
+
+def test_pairs_subset_keeps_rows_aligned_and_refuses_repeats():
+    from jointspace import Pairs
+
+    x = np.arange(12, dtype=float).reshape(6, 2)
+    p = Pairs({"a": x, "b": -x}, labels=np.array([0, 1, 0, 1, 0, 1]), ids=[10, 11, 12, 13, 14, 15])
+    s = p.subset([4, 1])
+    assert s.ids.tolist() == [14, 11] and s.labels.tolist() == [0, 1]
+    np.testing.assert_array_equal(s["b"], -x[[4, 1]])
+    with pytest.raises(InputError, match="indices: expected each row at most once"):
+        p.subset([1, 1, 2])
+    with pytest.raises(InputError, match="indices: expected each row at most once"):
+        p.subset([5, -1])                        # the same row, counted from either end

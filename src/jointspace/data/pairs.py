@@ -143,6 +143,9 @@ class Pairs:
         idx = idx.astype(np.int64, copy=False)
         if idx.size and (idx.min() < -self._n or idx.max() >= self._n):
             raise InputError(f"indices: expected values in [0, {self._n}), got min {idx.min()} max {idx.max()}")
+        if np.unique(idx % max(self._n, 1)).size != idx.size:
+            raise InputError("indices: expected each row at most once (rows keep their ids, which must stay "
+                             "unique); for a bootstrap sample, index the arrays or give new ids")
         return Pairs({m: _take(v, idx) for m, v in self._data.items()},
                      labels=None if self.labels is None else self.labels[idx],
                      ids=self.ids[idx],
