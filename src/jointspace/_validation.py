@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import numbers
 
 import numpy as np
@@ -46,6 +47,16 @@ def check_matrix(x, name: str, *, min_rows: int = 1, dtype=None, allow_1d: bool 
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise InputError(f"{name}: expected finite values, got NaN or Inf (first at row {bad[0]}, column {bad[1]})")
     return arr
+
+
+def short_json(value, limit: int = 80) -> str:
+    """``value`` as JSON (repr when it is not JSON-able), cut to ``limit`` characters, for
+    messages about a field read from a file."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:

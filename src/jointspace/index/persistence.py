@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_json, atomic_dir
+from .._validation import short_json
 from ..errors import InputError, JointspaceError
 from . import _faiss_parts as parts
 from . import _params
@@ -119,11 +120,6 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _short(value) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 def _check_manifest_fields(meta: dict, path: Path) -> None:
     """Check the type and range of every field of index.json that loading uses.
 
@@ -134,7 +130,7 @@ def _check_manifest_fields(meta: dict, path: Path) -> None:
     """
 
     def bad(key: str, expected: str, value) -> InputError:
-        return InputError(f"folder: {str(path)!r} has a bad {key!r}: expected {expected}, got {_short(value)}; "
+        return InputError(f"folder: {str(path)!r} has a bad {key!r}: expected {expected}, got {short_json(value)}; "
                           "the index folder is corrupted")
 
     def missing(key: str, expected: str) -> InputError:

@@ -21,6 +21,7 @@ import numpy as np
 
 from .. import __version__
 from .._io import atomic_dir, set_default_mode
+from .._validation import short_json
 from ..errors import InputError, JointspaceError, NotFittedError
 from ..eval.similarity import l2_normalize
 from ..registry import Registry
@@ -261,7 +262,7 @@ def _read_config(cfg_path: Path) -> dict:
             and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in v["shape"])
             and isinstance(v.get("dtype", ""), str) for v in shapes.values())):
         raise InputError(f"model: {cfg_path} field {SHAPES_KEY!r}: expected an object mapping each array name "
-                         f"to {{\"shape\": [int, ...], \"dtype\": str}}, got {_short(shapes)}")
+                         f"to {{\"shape\": [int, ...], \"dtype\": str}}, got {short_json(shapes)}")
     return config
 
 
@@ -289,15 +290,7 @@ def _construct(cls, config: dict, cfg_path: Path) -> JointModel:
 def _json_kind(value) -> str:
     names = {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}
     kind = names.get(type(value), "number")
-    return f"{kind} {_short(value)}"
-
-
-def _short(value) -> str:
-    try:
-        text = json.dumps(value)
-    except (TypeError, ValueError):
-        text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return f"{kind} {short_json(value)}"
 
 
 def _shape_str(shape) -> str:
