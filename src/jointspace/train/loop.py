@@ -252,10 +252,13 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and (
         torch.cuda.is_bf16_supported() if device.type == "cuda" else bf16_supported()))
     # what a checkpoint must match to be resumed: the network, the settings that shape the
-    # trajectory, and the training data (a resumed run continues exactly, or not at all)
-    run_config = {**(model_config if model_config is not None else {}),
-                  **{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_MAY_CHANGE},
-                  **{f"data.{k}": v for k, v in data_fingerprint(data, labels, masks).items()}}
+    # trajectory, and the training data (a resumed run continues exactly, or not at all);
+    # hashing the data is needed only when checkpoints are written or read
+    run_config = None
+    if run_dir is not None or resume is not None:
+        run_config = {**(model_config if model_config is not None else {}),
+                      **{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_MAY_CHANGE},
+                      **{f"data.{k}": v for k, v in data_fingerprint(data, labels, masks).items()}}
     val_t = None if val is None else as_training_data(val)
 
     torch.manual_seed(cfg.seed)
