@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from cli_support import one_line, run
-from jointspace._io import atomic_dir, check_out_file, check_replaceable, is_saved_index, is_saved_model
+from jointspace._io import atomic_dir, check_out_file, check_replaceable
 from jointspace.cli import main
 from jointspace.errors import InputError
+from jointspace.index.persistence import is_saved_index
+from jointspace.models.base import is_saved_model
 
 
 def listing(folder):

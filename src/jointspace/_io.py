@@ -2,7 +2,7 @@
 
 Folder saves (:func:`atomic_dir`) replace only what is safe to replace: nothing, an empty
 folder, or a saved artefact of the same kind (a model by a model, an index by an index, a
-checkpoint by a checkpoint).  :func:`check_replaceable` and :func:`check_out_file` run the
+checkpoint by a checkpoint: each artefact's module supplies the test of its own layout).  :func:`check_replaceable` and :func:`check_out_file` run the
 same checks up front, so a command can refuse a bad ``--out`` before any expensive work.
 """
 
@@ -59,48 +59,14 @@ def atomic_write_json(path, obj) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def _read_json_object(path: Path) -> dict | None:
+def read_json_object(path) -> dict | None:
+    """The JSON object in file ``path``, or None when it is missing, unreadable or not an object
+    (for tests of what a folder holds)."""
     try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return obj if isinstance(obj, dict) else None
-
-
-def is_saved_model(path) -> bool:
-    """Whether ``path`` is a folder written by :meth:`jointspace.models.base.JointModel.save`.
-
-    Such a folder holds ``config.json`` (a JSON object naming the model) and ``state.safetensors``.
-    """
-    path = Path(path)
-    config = _read_json_object(path / "config.json")
-    return config is not None and isinstance(config.get("model"), str) and (path / "state.safetensors").is_file()
-
-
-def is_saved_index(path) -> bool:
-    """Whether ``path`` is a folder written by :func:`jointspace.index.persistence.save_index`.
-
-    Such a folder holds ``index.json`` with ``"format": "jointspace-index"``.
-    """
-    meta = _read_json_object(Path(path) / "index.json")
-    return meta is not None and meta.get("format") == "jointspace-index"
-
-
-def is_checkpoint(path) -> bool:
-    """Whether ``path`` is a folder written by :func:`jointspace.train.checkpoint.save_checkpoint`.
-
-    Such a folder holds ``trainer.json`` with a ``"step"`` entry.
-    """
-    meta = _read_json_object(Path(path) / "trainer.json")
-    return meta is not None and "step" in meta
-
-
-#: the artefact kinds :func:`check_replaceable` and :func:`atomic_dir` know by name
-KINDS: dict[str, Callable[[Path], bool]] = {
-    "model": is_saved_model,
-    "index": is_saved_index,
-    "checkpoint": is_checkpoint,
-}
 
 
 def _a(word: str) -> str:
@@ -148,12 +114,11 @@ def check_replaceable(path, kind: str | None = None, *, is_kind: Callable[[Path]
     path : str or path-like
         The folder to write.
     kind : str, optional
-        What is being saved, used in messages: ``"model"``, ``"index"`` and ``"checkpoint"`` come
-        with their own test (:data:`KINDS`); another name needs ``is_kind``.  Without a kind only a
-        missing or empty folder may be written.
+        What is being saved (``"model"``, ``"index"``, ...), used in messages.
     is_kind : callable, optional
         ``is_kind(path) -> bool``: whether an existing folder holds an artefact of that kind
-        (default: the test of ``kind`` in :data:`KINDS`).
+        (each artefact's module has one, e.g. :func:`jointspace.models.base.is_saved_model`).
+        Without it only a missing or empty folder may be written.
     arg : str
         The argument name used in messages (e.g. ``"--out"`` from the command line).
 
@@ -168,10 +133,6 @@ def check_replaceable(path, kind: str | None = None, *, is_kind: Callable[[Path]
         ``path`` has no usable name (``""``, ``"."``, ``".."``, ``"/"``), its parent cannot be
         created, or something else is there (a file, a link, a folder with other content).
     """
-    if is_kind is None and kind is not None:
-        if kind not in KINDS:
-            raise InputError(f"kind: expected one of {', '.join(KINDS)} or an is_kind test, got {kind!r}")
-        is_kind = KINDS[kind]
     path = _as_path(path, arg, "folder")
     _check_parent(path, arg)
     wanted = (f"expected a new or empty folder or {_a(kind)} to replace" if kind
@@ -251,7 +212,7 @@ def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool]
         The folder to write.  It must be missing, an empty folder, or a saved artefact of the same
         ``kind`` (see :func:`check_replaceable`); anything else is refused before the body runs.
     kind : str, optional
-        What is being saved (``"model"``, ``"index"``, ``"checkpoint"`` or a name for ``is_kind``).
+        What is being saved, used in messages.
     is_kind : callable, optional
         ``is_kind(path) -> bool``: whether an existing folder may be replaced.
     arg : str

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_json, atomic_dir
+from .._io import atomic_dir, atomic_write_json, read_json_object
 from .._validation import short_json
 from ..errors import InputError, JointspaceError
 from . import _faiss_parts as parts
@@ -45,6 +45,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def is_saved_index(path) -> bool:
+    """Whether ``path`` is a folder written by :func:`save_index` (``index.json`` of this format)."""
+    meta = read_json_object(Path(path) / FILES[2])
+    return meta is not None and meta.get("format") == FORMAT
+
+
 def save_index(index, folder) -> None:
     """Write ``index`` to ``folder`` atomically (see the module docstring for the layout).
 
@@ -62,7 +68,7 @@ def save_index(index, folder) -> None:
         info_json = json.loads(json.dumps(index.info))
     except (TypeError, ValueError) as exc:
         raise InputError(f"index.info: expected JSON-serialisable values ({exc})") from None
-    with atomic_dir(folder, "index", arg="folder") as tmp:
+    with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder") as tmp:
         try:
             faiss.write_index(index._faiss, str(tmp / "index.faiss"))
         except RuntimeError as exc:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_dir, set_default_mode
+from .._io import atomic_dir, read_json_object, set_default_mode
 from .._validation import short_json
 from ..errors import InputError, JointspaceError, NotFittedError
 from ..eval.similarity import l2_normalize
@@ -95,7 +95,7 @@ class JointModel:
                   "modalities": list(self.modalities_), "jointspace_version": __version__,
                   "extra": self._get_extra(),
                   SHAPES_KEY: {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()}}
-        with atomic_dir(path, "model", arg="path") as tmp:
+        with atomic_dir(path, "model", is_kind=is_saved_model, arg="path") as tmp:
             save_file(state, str(tmp / STATE_FILE))
             set_default_mode(tmp / STATE_FILE)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default))
@@ -168,6 +168,13 @@ def list_models() -> list[str]:
     """Names of the registered models."""
     _import_builtin_models()
     return MODELS.names()
+
+
+def is_saved_model(path) -> bool:
+    """Whether ``path`` is a folder written by :meth:`JointModel.save`: ``config.json`` (a JSON
+    object naming the model) and ``state.safetensors``."""
+    config = read_json_object(Path(path) / CONFIG_FILE)
+    return config is not None and isinstance(config.get("model"), str) and (Path(path) / STATE_FILE).is_file()
 
 
 def load_model(path) -> JointModel:

@@ -26,7 +26,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .._io import atomic_dir
+from .._io import atomic_dir, read_json_object
 from ..errors import InputError, JointspaceError
 
 CHECKPOINTS = "checkpoints"
@@ -70,6 +70,12 @@ def checkpoint_dirs(run_dir) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def is_checkpoint(path) -> bool:
+    """Whether ``path`` is a folder written by :func:`save_checkpoint` (``trainer.json`` with a step)."""
+    meta = read_json_object(Path(path) / "trainer.json")
+    return meta is not None and "step" in meta
+
+
 def clear_checkpoints(run_dir) -> None:
     """Remove the ``checkpoints/`` folder of ``run_dir`` (before a new run starts there)."""
     import shutil
@@ -99,7 +105,7 @@ def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torc
             "sha256": {"model.safetensors": _digest(model_bytes), "optimizer.safetensors": _digest(opt_bytes),
                        "rng.safetensors": _digest(rng_bytes), "extra.safetensors": _digest(extra_bytes)}}
     path = Path(run_dir) / CHECKPOINTS / f"step-{int(step):08d}"
-    with atomic_dir(path, "checkpoint", arg="run_dir") as tmp:
+    with atomic_dir(path, "checkpoint", is_kind=is_checkpoint, arg="run_dir") as tmp:
         (tmp / "model.safetensors").write_bytes(model_bytes)
         (tmp / "optimizer.safetensors").write_bytes(opt_bytes)
         (tmp / "rng.safetensors").write_bytes(rng_bytes)

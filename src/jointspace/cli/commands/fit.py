@@ -107,7 +107,7 @@ def _check_options(args, params: dict) -> None:
     from ..._io import check_replaceable
     from ..._validation import check_int
     from ...errors import InputError
-    from ...models.base import list_models
+    from ...models.base import is_saved_model, list_models
 
     known = _model_parameters(args.model)
     trained = args.model == "clip"
@@ -145,7 +145,7 @@ def _check_options(args, params: dict) -> None:
         params[target] = n
     args.run_dir_ = None
     if not trained:
-        check_replaceable(args.out, "model", arg="--out")
+        check_replaceable(args.out, "model", is_kind=is_saved_model, arg="--out")
         return
     members = 1 if args.members is None else check_int(args.members, "--members", low=1, high=64)
     if args.jobs is not None:
@@ -177,7 +177,7 @@ def _check_options(args, params: dict) -> None:
         if run in dest.parents:
             raise InputError(f"--out: {args.out} is inside the run folder ({option} {run_dir}); choose an --out "
                              "outside it")
-    out = check_replaceable(args.out, "model", arg="--out")
+    out = check_replaceable(args.out, "model", is_kind=is_saved_model, arg="--out")
     # beside OUT, not inside it: saving the model replaces the OUT folder atomically
     args.run_dir_ = run_dir if run_dir is not None else str(out.with_name(out.name + ".train"))
 

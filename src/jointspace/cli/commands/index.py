@@ -51,10 +51,11 @@ def run(args) -> int:
     from pathlib import Path
 
     from ..._io import check_replaceable
+    from ...index.persistence import is_saved_index
     from ...index.faiss_index import Index
     from ...models.base import load_model
 
-    check_replaceable(args.out, "index", arg="--out")
+    check_replaceable(args.out, "index", is_kind=is_saved_index, arg="--out")
     model = load_model(args.model)
     pairs = load_split(args.dataset, args.split)
     if args.modality not in model.modalities_:
