@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, JointspaceError
-from ..index.results import search_with_metadata
+from ..index.results import search_with_metadata, with_metadata
 
 RAW_MODALITIES = ("image", "text", "audio")
 MEDIA_BATCH = 8   # largest batch of image / audio queries
@@ -327,10 +327,7 @@ def _exact_hits(index, query: np.ndarray, ids: np.ndarray) -> list | None:
         q = q / max(np.linalg.norm(q), 1e-12)
     scores = ((x - q) ** 2).sum(1) if index.metric == "l2" else x @ q
     order = np.argsort(-scores if index.higher_is_better else scores, kind="stable")
-    metas = index.metadata(ids[order])
-    return [{"rank": r + 1, "id": int(ids[j]), "score": float(scores[j]), "label": m.get("label"),
-             "text": m.get("text"), "path": m.get("path"), "extra": m.get("extra") or {}}
-            for r, (j, m) in enumerate(zip(order, metas))]
+    return with_metadata(index, scores[order], ids[order])
 
 
 def _reconstruct(index, item_id: int):
