@@ -11,7 +11,7 @@ import pytest
 from cli_support import one_line, run
 from jointspace.cli import main
 from jointspace.cli._common import parse_params
-from jointspace.data.readers import parse_columns, read_manifest
+from jointspace.data.manifest import parse_columns, read_manifest
 from jointspace.errors import InputError
 from jointspace.eval.zeroshot import resolve_templates
 

@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from jointspace.data.readers import parse_columns, read_array, read_manifest
+from jointspace.data.manifest import parse_columns, read_manifest
+from jointspace.data.readers import read_array
 from jointspace.errors import InputError
 
 X = np.arange(12, dtype=np.float64).reshape(4, 3) / 7.0
@@ -193,3 +194,116 @@ def test_pairs_subset_keeps_rows_aligned_and_refuses_repeats():
         p.subset([1, 1, 2])
     with pytest.raises(InputError, match="indices: expected each row at most once"):
         p.subset([5, -1])                        # the same row, counted from either end
+
+
+# -- CSV parsing: quotes, newlines, BOM, header detection, long cells ---------------------
+
+def test_csv_manifest_unclosed_quote_is_refused(tmp_path):
+    # str.splitlines() + a lenient reader swallowed rows 3 and 4 into row 2's caption
+    (tmp_path / "q.csv").write_text('image,text\na.png,"a cat\nb.png,a dog\nb.png,a bird\n')
+    with pytest.raises(InputError, match=r"q\.csv.*line 2: a quoted field starts in this row and is never closed"):
+        read_manifest(tmp_path / "q.csv", check_files=False)
+
+
+def test_csv_manifest_keeps_quoted_newlines_and_unicode_separators(tmp_path):
+    (tmp_path / "m.csv").write_text('image,text,label\na.png,"two\r\nlines",x\n\nb.png,x\u2028y\x85z\x0cw,y\n'
+                                    'c.png,"",z\n', encoding="utf-8", newline="")
+    with pytest.raises(InputError, match="row 6 has no value in column 'text'"):   # line numbers count
+        read_manifest(tmp_path / "m.csv", check_files=False)                        # the quoted newline
+    (tmp_path / "m.csv").write_text('image,text\na.png,"two\nlines"\nb.png,x\u2028y\x85z\x0cw\n', encoding="utf-8")
+    p = read_manifest(tmp_path / "m.csv", check_files=False)
+    assert p["text"] == ["two\nlines", "x\u2028y\x85z\x0cw"]
+    assert p["image"] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]
+
+
+def test_jsonl_manifest_splits_on_newline_only(tmp_path):
+    rows = [{"image": "a.png", "text": "x\u2028y"}, {"image": "b.png", "text": "p\x85q\x0cr"}]
+    body = "\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n"
+    (tmp_path / "m.jsonl").write_text(body, encoding="utf-8", newline="")
+    p = read_manifest(tmp_path / "m.jsonl", check_files=False)
+    assert p["text"] == ["x\u2028y", "p\x85q\x0cr"]
+    (tmp_path / "g.jsonl").write_text('{"text": "a"}\n\n{"text": ""}\n')
+    with pytest.raises(InputError, match="row 3 has no value in column 'text'"):   # blank line 2 counted
+        read_manifest(tmp_path / "g.jsonl")
+
+
+def test_csv_utf8_bom(tmp_path):
+    (tmp_path / "b.csv").write_text("1,2\n3,4\n5,6\n", encoding="utf-8-sig")
+    np.testing.assert_array_equal(read_array(tmp_path / "b.csv"), [[1, 2], [3, 4], [5, 6]])
+    (tmp_path / "h.csv").write_text("x,y\n1,2\n", encoding="utf-8-sig")
+    np.testing.assert_array_equal(read_array(tmp_path / "h.csv", key="x"), [[1]])
+    (tmp_path / "m.csv").write_text("image,text\na.png,t\n", encoding="utf-8-sig")
+    p = read_manifest(tmp_path / "m.csv", check_files=False)
+    assert p.modalities == ("image", "text") and p["text"] == ["t"]
+    (tmp_path / "m.jsonl").write_text('{"text": "t"}\n', encoding="utf-8-sig")
+    assert read_manifest(tmp_path / "m.jsonl")["text"] == ["t"]
+
+
+def test_csv_first_row_is_header_only_when_every_cell_is_a_name(tmp_path):
+    (tmp_path / "e.csv").write_text("1,,3\n4,5,6\n7,8,9\n")
+    with pytest.raises(InputError, match=r"e\.csv.*line 1, column 2 is empty"):
+        read_array(tmp_path / "e.csv")
+    (tmp_path / "g.csv").write_text("1,2\n\n3,\n")
+    with pytest.raises(InputError, match=r"line 3, column 2 is empty"):          # blank line 2 counted
+        read_array(tmp_path / "g.csv")
+    (tmp_path / "t.csv").write_text("1,x,3\n4,5,6\n")                             # a typo, not a header
+    with pytest.raises(InputError, match=r"line 1, column 2 holds 'x'; a header row needs a non-numeric name"):
+        read_array(tmp_path / "t.csv")
+    (tmp_path / "n.csv").write_text("nan,inf\n1,2\n")                            # numbers, not names
+    np.testing.assert_array_equal(read_array(tmp_path / "n.csv"), [[np.nan, np.inf], [1, 2]])
+
+
+def test_csv_long_cells(tmp_path):
+    import csv
+
+    limit = csv.field_size_limit()
+    caption = "x" * 200_000                                                     # over csv's 128 KiB default
+    (tmp_path / "long.csv").write_text(f"image,text\na.png,{caption}\n")
+    assert read_manifest(tmp_path / "long.csv", check_files=False)["text"] == [caption]
+    (tmp_path / "huge.csv").write_text(f"image,text\na.png,b\nc.png,{'y' * (16 * 2**20 + 1)}\n")
+    with pytest.raises(InputError, match=r"huge\.csv.*line 3: field larger than field limit \(16777216\)"):
+        read_manifest(tmp_path / "huge.csv", check_files=False)
+    (tmp_path / "a.csv").write_text(f"a\n1\n{'7' * 200_000}\n")                # arrays keep the default
+    with pytest.raises(InputError, match=r"a\.csv.*line 3: field larger than field limit"):
+        read_array(tmp_path / "a.csv")
+    assert csv.field_size_limit() == limit                                      # process-wide setting restored
+
+
+def test_csv_manifest_header_without_rows(tmp_path):
+    (tmp_path / "h.csv").write_text("image,text\n\n")
+    with pytest.raises(InputError, match=r"manifest .*h\.csv' has a header but no data rows"):
+        read_manifest(tmp_path / "h.csv")
+
+
+def test_manifest_integer_labels_are_ascii_digits_only(tmp_path):
+    (tmp_path / "s.csv").write_text("text,label\na,\u00b2\nb,--5\nc,3\n", encoding="utf-8")
+    p = read_manifest(tmp_path / "s.csv")                                       # "²".isdigit() is True
+    assert p.label_names == ["--5", "3", "\u00b2"]
+    np.testing.assert_array_equal(p.labels, [2, 0, 1])
+    (tmp_path / "i.csv").write_text("text,label\na,+5\nb, 7\nc,-2\n")
+    p = read_manifest(tmp_path / "i.csv")
+    assert p.label_names is None
+    np.testing.assert_array_equal(p.labels, [5, 7, -2])
+
+
+def test_jsonl_manifest_refuses_arrays_and_objects_in_used_columns(tmp_path):
+    def write(*rows):
+        (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        return tmp_path / "m.jsonl"
+
+    ok = {"image": "a.png", "caption": "a cat", "label": "pet", "id": "s0"}
+    with pytest.raises(InputError, match=r"row 2 column 'caption': expected a string, got a JSON array \[\"x\", \"y\"\]"):
+        read_manifest(write(ok, {**ok, "caption": ["x", "y"], "id": "s1"}), "text=caption", check_files=False)
+    with pytest.raises(InputError, match=r"row 1 column 'caption': expected a string, got a JSON boolean true"):
+        read_manifest(write({**ok, "caption": True}), "text=caption")
+    with pytest.raises(InputError, match=r"row 1 column 'image': expected a file path \(a string\), got a JSON number 5"):
+        read_manifest(write({**ok, "image": 5}), "image=image", check_files=False)
+    with pytest.raises(InputError, match=r"row 1 column 'label': expected a label .*got a JSON object \{\"a\": 1\}"):
+        read_manifest(write({**ok, "label": {"a": 1}}), "text=caption,label=label")
+    with pytest.raises(InputError, match=r"row 1 column 'id': expected a string, got a JSON array"):
+        read_manifest(write({**ok, "id": [1]}), "text=caption,id=id")
+    # numbers read as in a CSV manifest; unused columns keep any JSON value as metadata
+    p = read_manifest(write({**ok, "caption": 5, "id": 7, "extra": [1, 2]}, {**ok, "id": 8, "extra": {}}),
+                      "text=caption,id=id,label=label", check_files=False)
+    assert p["text"] == ["5", "a cat"] and list(p.ids) == ["7", "8"]
+    assert p.metadata["extra"] == [[1, 2], {}]

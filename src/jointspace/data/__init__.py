@@ -2,6 +2,7 @@
 
 from .datasets import get_dataset, list_datasets, load_dataset
 from .pairs import Pairs
-from .readers import parse_columns, read_array, read_manifest
+from .manifest import parse_columns, read_manifest
+from .readers import read_array
 
 __all__ = ["Pairs", "read_array", "read_manifest", "parse_columns", "load_dataset", "list_datasets", "get_dataset"]

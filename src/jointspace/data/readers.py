@@ -1,29 +1,22 @@
-"""Readers for feature arrays and manifests.
+"""Readers for feature arrays.
 
 ``read_array`` loads one numeric array from ``.npy``, ``.npz``, ``.mat``, ``.parquet`` or
-``.csv``; ``read_manifest`` turns a CSV or JSON-lines table of file paths, texts and labels
-into :class:`~jointspace.data.pairs.Pairs`.  Every failure is an
-:class:`~jointspace.errors.InputError` naming the file and what is wrong with it; nothing
-is ever unpickled.
+``.csv`` (manifests of file paths and texts are read by :mod:`jointspace.data.manifest`).
+Every failure is an :class:`~jointspace.errors.InputError` naming the file and what is
+wrong with it; nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
-from .pairs import Pairs
 
 ARRAY_SUFFIXES = (".npy", ".npz", ".mat", ".parquet", ".csv")
-MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
-FILE_MODALITIES = ("image", "audio", "video")
-#: label values (compared in lower case) that mark a missing label, as in pandas' CSV reader
-MISSING_LABELS = frozenset({"nan", "-nan", "na", "n/a", "#n/a", "null", "none", "<na>"})
 
 
 def _existing_file(path, what: str) -> Path:
@@ -163,30 +156,59 @@ def _is_number(s: str) -> bool:
         return False
 
 
+def _csv_records(source: Iterable[str], p: Path, what: str) -> Iterator[tuple[int, list[str]]]:
+    """Yield ``(line, cells)`` for each CSV record, ``line`` being where the record starts.
+
+    ``strict`` makes an unclosed quote an error instead of swallowing every later row; a
+    ``csv.Error`` becomes an InputError naming the file and the line.
+    """
+    reader = csv.reader(source, strict=True)
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            why = ("a quoted field starts in this row and is never closed"
+                   if "unexpected end of data" in str(exc) else str(exc))
+            raise InputError(f"{what}: cannot read CSV {str(p)!r}: line {start}: {why}") from None
+        yield start, row
+
+
+def _is_header(row: list[str]) -> bool:
+    # a header names every column; one numeric or empty cell makes the row data, so that a
+    # data row is never dropped silently (it fails loudly below if it is not numbers)
+    return all(c.strip() and not _is_number(c) for c in row)
+
+
 def _read_csv(p: Path, key) -> np.ndarray:
-    with open(p, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh) if r and any(c.strip() for c in r)]
-    if not rows:
+    with open(p, newline="", encoding="utf-8-sig") as fh:
+        records = [(n, r) for n, r in _csv_records(fh, p, "path") if any(c.strip() for c in r)]
+    if not records:
         raise InputError(f"path: {str(p)!r} is empty")
     header = None
-    if not all(_is_number(c) for c in rows[0]):
-        header, rows = [c.strip() for c in rows[0]], rows[1:]
-    if not rows:
+    if _is_header(records[0][1]):
+        header, records = [c.strip() for c in records[0][1]], records[1:]
+    if not records:
         raise InputError(f"path: {str(p)!r} has a header but no data rows")
-    width = len(header) if header else len(rows[0])
-    first_line = 2 if header else 1
-    for i, r in enumerate(rows):
+    width = len(header) if header else len(records[0][1])
+    for line, r in records:
         if len(r) != width:
-            raise InputError(f"path: ragged CSV {str(p)!r}: line {i + first_line} has {len(r)} values, "
-                             f"expected {width}")
+            raise InputError(f"path: ragged CSV {str(p)!r}: line {line} has {len(r)} values, expected {width}")
     try:
-        arr = np.array(rows, dtype=np.float64)
+        arr = np.array([r for _, r in records], dtype=np.float64)
     except ValueError:
-        for i, r in enumerate(rows):
+        for line, r in records:
             for j, c in enumerate(r):
+                if not c.strip():
+                    raise InputError(f"path: expected numbers in {str(p)!r}; line {line}, column {j + 1} "
+                                     "is empty") from None
                 if not _is_number(c):
-                    raise InputError(f"path: expected numbers in {str(p)!r}; line {i + first_line}, "
-                                     f"column {j + 1} holds {c!r}") from None
+                    hint = ("; a header row needs a non-numeric name in every column"
+                            if header is None and line == records[0][0] else "")
+                    raise InputError(f"path: expected numbers in {str(p)!r}; line {line}, "
+                                     f"column {j + 1} holds {c!r}{hint}") from None
         raise
     if key is not None:
         if header is None:
@@ -197,177 +219,3 @@ def _read_csv(p: Path, key) -> np.ndarray:
 
 
 # -- manifests -----------------------------------------------------------------------------
-
-def parse_columns(spec) -> dict[str, str]:
-    """Parse ``"image=path,text=caption,label=category"`` into ``{"image": "path", ...}``.
-
-    A bare name (``"text"``) maps to the column of the same name.  A mapping is returned
-    as a plain dict after checking it.
-    """
-    if isinstance(spec, Mapping):
-        out = {str(k): str(v) for k, v in spec.items()}
-    elif isinstance(spec, str):
-        out = {}
-        for part in spec.split(","):
-            part = part.strip()
-            if not part:
-                continue
-            name, _, col = part.partition("=")
-            name, col = name.strip(), (col.strip() or name.strip())
-            if not name:
-                raise InputError(f"columns: expected NAME=COLUMN pairs separated by commas; got {spec!r}")
-            if name in out:
-                raise InputError(f"columns: {name!r} is given twice in {spec!r} ({name}={out[name]}, {name}={col}); "
-                                 "expected each name once")
-            out[name] = col
-    else:
-        raise InputError(f"columns: expected a string like 'image=path,text=caption' or a mapping; got {type(spec).__name__}")
-    if not out:
-        raise InputError(f"columns: expected at least one NAME=COLUMN pair; got {spec!r}")
-    return out
-
-
-def _read_rows(p: Path) -> tuple[list[str], list[dict]]:
-    suffix = p.suffix.lower()
-    if suffix not in MANIFEST_SUFFIXES:
-        raise InputError(f"path: expected a manifest ending in {', '.join(MANIFEST_SUFFIXES)}; got {str(p)!r}")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"path: cannot read manifest {str(p)!r}: {exc}") from None
-    rows: list[dict] = []
-    if suffix == ".csv":
-        reader = csv.reader(text.splitlines())
-        lines = [r for r in reader if r and any(c.strip() for c in r)]
-        if not lines:
-            raise InputError(f"path: manifest {str(p)!r} is empty")
-        header = [c.strip() for c in lines[0]]
-        if len(set(header)) != len(header) or not all(header):
-            raise InputError(f"path: manifest {str(p)!r} needs a header row of distinct, non-empty column names; "
-                             f"got {header}")
-        for i, r in enumerate(lines[1:], start=2):
-            if len(r) != len(header):
-                raise InputError(f"path: ragged CSV {str(p)!r}: line {i} has {len(r)} values, expected {len(header)}")
-            rows.append(dict(zip(header, r)))
-        return header, rows
-    header: list[str] = []
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"path: manifest {str(p)!r} line {i} is not valid JSON: {exc.msg}") from None
-        if not isinstance(obj, dict):
-            raise InputError(f"path: manifest {str(p)!r} line {i}: expected a JSON object, got {type(obj).__name__}")
-        for k in obj:
-            if k not in header:
-                header.append(k)
-        rows.append(obj)
-    if not rows:
-        raise InputError(f"path: manifest {str(p)!r} is empty")
-    return header, rows
-
-
-def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool = True,
-                  name: str = "") -> Pairs:
-    """Read a CSV (with a header) or JSON-lines manifest into :class:`Pairs`.
-
-    Parameters
-    ----------
-    path : str or Path
-        ``.csv``, ``.jsonl`` or ``.ndjson``; one row per sample.
-    columns : str or mapping, optional
-        Which column feeds which modality, e.g. ``"image=path,text=caption,label=category"``.
-        The names ``label`` and ``id`` are special: they become the labels and the ids.
-        Default: every column under its own name.  Unused columns are kept as metadata.
-    file_modalities : sequence of str, optional
-        Modalities whose values are file paths (default: ``image``, ``audio``, ``video``).
-        Relative paths are resolved against the manifest's folder.
-    check_files : bool
-        Raise when a listed file does not exist.
-    name : str
-        Name given to the returned ``Pairs``.
-
-    Returns
-    -------
-    Pairs
-        Modalities as lists of N strings (absolute paths for file modalities); string
-        labels become integers ``0 .. C-1`` with ``label_names`` sorted.
-
-    Raises
-    ------
-    InputError
-        A used column missing from the manifest, a name given twice in ``columns``, or a
-        row with no value in a used column: empty, JSON ``null`` or ``NaN``, and for the
-        label column also a missing-value marker (:data:`MISSING_LABELS`: ``nan``, ``NA``,
-        ``N/A``, ``null``, ``None``, ...).
-    """
-    p = _existing_file(path, "path")
-    header, rows = _read_rows(p)
-    mapping = parse_columns(columns) if columns is not None else {c: c for c in header}
-    missing = [f"{k}={c}" for k, c in mapping.items() if c not in header]
-    if missing:
-        raise InputError(f"columns: {', '.join(missing)} not found in manifest {str(p)!r}; "
-                         f"its columns are {', '.join(header)}")
-    file_mods = set(FILE_MODALITIES if file_modalities is None else file_modalities)
-    lines_offset = 2 if p.suffix.lower() == ".csv" else 1
-
-    def column(col: str, markers=()) -> list:
-        out = []
-        for i, r in enumerate(rows):
-            v = r.get(col)
-            if (v is None or (isinstance(v, str) and (not v.strip() or v.strip().lower() in markers))
-                    or (isinstance(v, float) and not np.isfinite(v))):
-                blank = v is None or (isinstance(v, str) and not v.strip())
-                raise InputError(f"manifest {str(p)!r}: row {i + lines_offset} has no value in column {col!r}"
-                                 + ("" if blank else f" ({v!r} marks a missing value)"))
-            out.append(v)
-        return out
-
-    modalities, labels, ids = {}, None, None
-    for mod, col in mapping.items():
-        values = column(col, MISSING_LABELS if mod == "label" else ())
-        if mod == "label":
-            labels = values
-        elif mod == "id":
-            ids = [str(v) for v in values]
-        elif mod in file_mods:
-            modalities[mod] = [str(_resolve(p.parent, v)) for v in values]
-        else:
-            modalities[mod] = [str(v) for v in values]
-    if not modalities:
-        raise InputError(f"columns: expected at least one modality besides label/id; got {', '.join(mapping)}")
-    if check_files:
-        for mod in modalities:
-            if mod in file_mods:
-                gone = [(i + lines_offset, f) for i, f in enumerate(modalities[mod]) if not Path(f).is_file()]
-                if gone:
-                    shown = "; ".join(f"row {r}: {f}" for r, f in gone[:3])
-                    raise InputError(f"manifest {str(p)!r}: {len(gone)} of {len(rows)} {mod} files do not exist "
-                                     f"({shown}{' ...' if len(gone) > 3 else ''})")
-    label_names = None
-    if labels is not None:
-        if all(_is_int(v) for v in labels):
-            labels = np.asarray([int(v) for v in labels], dtype=np.int64)
-        else:
-            label_names = sorted({str(v) for v in labels})
-            index = {n: i for i, n in enumerate(label_names)}
-            labels = np.array([index[str(v)] for v in labels], dtype=np.int64)
-    used = set(mapping.values())
-    metadata = {c: [r.get(c) for r in rows] for c in header if c not in used}
-    return Pairs(modalities, labels=labels, ids=ids, metadata=metadata, label_names=label_names,
-                 name=name or p.stem)
-
-
-def _is_int(v) -> bool:
-    if isinstance(v, bool):
-        return False
-    if isinstance(v, (int, np.integer)):
-        return True
-    return isinstance(v, str) and v.strip().lstrip("-").isdigit()
-
-
-def _resolve(folder: Path, value) -> Path:
-    f = Path(str(value)).expanduser()
-    return f if f.is_absolute() else (folder / f).resolve()

@@ -1,0 +1,258 @@
+"""Manifests: CSV or JSON-lines tables of file paths, texts and labels.
+
+``read_manifest`` turns one into :class:`~jointspace.data.pairs.Pairs`; ``parse_columns``
+reads the ``modality=column`` mapping the command line takes.  Every failure is an
+:class:`~jointspace.errors.InputError` naming the file, the line and the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .pairs import Pairs
+from .readers import _csv_records, _existing_file
+
+MANIFEST_SUFFIXES = (".csv", ".jsonl", ".ndjson")
+FILE_MODALITIES = ("image", "audio", "video")
+#: label values (compared in lower case) that mark a missing label, as in pandas' CSV reader
+MISSING_LABELS = frozenset({"nan", "-nan", "na", "n/a", "#n/a", "null", "none", "<na>"})
+#: largest CSV cell a manifest may hold (captions can be long; the csv module's default is 128 KiB)
+MANIFEST_FIELD_LIMIT = 16 * 1024 * 1024
+
+
+@contextmanager
+def _field_limit(limit: int):
+    old = csv.field_size_limit()
+    csv.field_size_limit(max(old, limit))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
+
+
+def parse_columns(spec) -> dict[str, str]:
+    """Parse ``"image=path,text=caption,label=category"`` into ``{"image": "path", ...}``.
+
+    A bare name (``"text"``) maps to the column of the same name.  A mapping is returned
+    as a plain dict after checking it.
+    """
+    if isinstance(spec, Mapping):
+        out = {str(k): str(v) for k, v in spec.items()}
+    elif isinstance(spec, str):
+        out = {}
+        for part in spec.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            name, _, col = part.partition("=")
+            name, col = name.strip(), (col.strip() or name.strip())
+            if not name:
+                raise InputError(f"columns: expected NAME=COLUMN pairs separated by commas; got {spec!r}")
+            if name in out:
+                raise InputError(f"columns: {name!r} is given twice in {spec!r} ({name}={out[name]}, {name}={col}); "
+                                 "expected each name once")
+            out[name] = col
+    else:
+        raise InputError(f"columns: expected a string like 'image=path,text=caption' or a mapping; got {type(spec).__name__}")
+    if not out:
+        raise InputError(f"columns: expected at least one NAME=COLUMN pair; got {spec!r}")
+    return out
+
+
+def _read_rows(p: Path) -> tuple[list[str], list[dict], list[int]]:
+    """Header, rows (one dict each) and the line each row starts on."""
+    suffix = p.suffix.lower()
+    if suffix not in MANIFEST_SUFFIXES:
+        raise InputError(f"path: expected a manifest ending in {', '.join(MANIFEST_SUFFIXES)}; got {str(p)!r}")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"path: cannot read manifest {str(p)!r}: {exc}") from None
+    if suffix == ".csv":
+        return _csv_rows(text, p)
+    header: list[str] = []
+    rows: list[dict] = []
+    lines: list[int] = []
+    # split on "\n" only: str.splitlines() also breaks at U+2028, \x85, \x0c ..., which are
+    # legal inside a JSON string
+    for i, line in enumerate(text.split("\n"), start=1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"path: manifest {str(p)!r} line {i} is not valid JSON: {exc.msg}") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"path: manifest {str(p)!r} line {i}: expected a JSON object, got {type(obj).__name__}")
+        for k in obj:
+            if k not in header:
+                header.append(k)
+        rows.append(obj)
+        lines.append(i)
+    if not rows:
+        raise InputError(f"path: manifest {str(p)!r} is empty")
+    return header, rows, lines
+
+
+def _csv_rows(text: str, p: Path) -> tuple[list[str], list[dict], list[int]]:
+    # newline="" keeps the newlines inside quoted cells (multi-line captions)
+    with _field_limit(MANIFEST_FIELD_LIMIT):
+        records = [(n, r) for n, r in _csv_records(io.StringIO(text, newline=""), p, "path")
+                   if any(c.strip() for c in r)]
+    if not records:
+        raise InputError(f"path: manifest {str(p)!r} is empty")
+    header = [c.strip() for c in records[0][1]]
+    if len(set(header)) != len(header) or not all(header):
+        raise InputError(f"path: manifest {str(p)!r} needs a header row of distinct, non-empty column names; "
+                         f"got {header}")
+    if len(records) == 1:
+        raise InputError(f"path: manifest {str(p)!r} has a header but no data rows")
+    rows, lines = [], []
+    for line, r in records[1:]:
+        if len(r) != len(header):
+            raise InputError(f"path: ragged CSV {str(p)!r}: line {line} has {len(r)} values, expected {len(header)}")
+        rows.append(dict(zip(header, r)))
+        lines.append(line)
+    return header, rows, lines
+
+
+def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool = True,
+                  name: str = "") -> Pairs:
+    """Read a CSV (with a header) or JSON-lines manifest into :class:`Pairs`.
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.csv``, ``.jsonl`` or ``.ndjson``; one row per sample.
+    columns : str or mapping, optional
+        Which column feeds which modality, e.g. ``"image=path,text=caption,label=category"``.
+        The names ``label`` and ``id`` are special: they become the labels and the ids.
+        Default: every column under its own name.  Unused columns are kept as metadata.
+    file_modalities : sequence of str, optional
+        Modalities whose values are file paths (default: ``image``, ``audio``, ``video``).
+        Relative paths are resolved against the manifest's folder.
+    check_files : bool
+        Raise when a listed file does not exist.
+    name : str
+        Name given to the returned ``Pairs``.
+
+    Returns
+    -------
+    Pairs
+        Modalities as lists of N strings (absolute paths for file modalities); string
+        labels become integers ``0 .. C-1`` with ``label_names`` sorted.
+
+    Raises
+    ------
+    InputError
+        A used column missing from the manifest, a name given twice in ``columns``, or a
+        row with no value in a used column: empty, JSON ``null`` or ``NaN``, and for the
+        label column also a missing-value marker (:data:`MISSING_LABELS`: ``nan``, ``NA``,
+        ``N/A``, ``null``, ``None``, ...); a JSON array or object in a used column, and a
+        JSON number or boolean where a file path or text is expected (labels may be
+        numbers or booleans); a CSV manifest with an unclosed quote, a cell over
+        :data:`MANIFEST_FIELD_LIMIT` characters, or a header and no data rows.
+    """
+    p = _existing_file(path, "path")
+    header, rows, lines = _read_rows(p)
+    mapping = parse_columns(columns) if columns is not None else {c: c for c in header}
+    missing = [f"{k}={c}" for k, c in mapping.items() if c not in header]
+    if missing:
+        raise InputError(f"columns: {', '.join(missing)} not found in manifest {str(p)!r}; "
+                         f"its columns are {', '.join(header)}")
+    file_mods = set(FILE_MODALITIES if file_modalities is None else file_modalities)
+
+    def column(col: str, mod: str) -> list:
+        markers = MISSING_LABELS if mod == "label" else ()
+        out = []
+        for line, r in zip(lines, rows):
+            v = r.get(col)
+            if (v is None or (isinstance(v, str) and (not v.strip() or v.strip().lower() in markers))
+                    or (isinstance(v, float) and not np.isfinite(v))):
+                blank = v is None or (isinstance(v, str) and not v.strip())
+                raise InputError(f"manifest {str(p)!r}: row {line} has no value in column {col!r}"
+                                 + ("" if blank else f" ({v!r} marks a missing value)"))
+            _check_cell(v, mod in file_mods, mod == "label", p, line, col)
+            out.append(v)
+        return out
+
+    modalities, labels, ids = {}, None, None
+    for mod, col in mapping.items():
+        values = column(col, mod)
+        if mod == "label":
+            labels = values
+        elif mod == "id":
+            ids = [str(v) for v in values]
+        elif mod in file_mods:
+            modalities[mod] = [str(_resolve(p.parent, v)) for v in values]
+        else:
+            modalities[mod] = [str(v) for v in values]
+    if not modalities:
+        raise InputError(f"columns: expected at least one modality besides label/id; got {', '.join(mapping)}")
+    if check_files:
+        for mod in modalities:
+            if mod in file_mods:
+                gone = [(line, f) for line, f in zip(lines, modalities[mod]) if not Path(f).is_file()]
+                if gone:
+                    shown = "; ".join(f"row {r}: {f}" for r, f in gone[:3])
+                    raise InputError(f"manifest {str(p)!r}: {len(gone)} of {len(rows)} {mod} files do not exist "
+                                     f"({shown}{' ...' if len(gone) > 3 else ''})")
+    label_names = None
+    if labels is not None:
+        if all(_is_int(v) for v in labels):
+            labels = np.asarray([int(v) for v in labels], dtype=np.int64)
+        else:
+            label_names = sorted({str(v) for v in labels})
+            index = {n: i for i, n in enumerate(label_names)}
+            labels = np.array([index[str(v)] for v in labels], dtype=np.int64)
+    used = set(mapping.values())
+    metadata = {c: [r.get(c) for r in rows] for c in header if c not in used}
+    return Pairs(modalities, labels=labels, ids=ids, metadata=metadata, label_names=label_names,
+                 name=name or p.stem)
+
+
+_JSON_TYPES = {list: "array", dict: "object", bool: "boolean", int: "number", float: "number"}
+
+
+def _check_cell(v, is_file: bool, is_label: bool, p: Path, line: int, col: str) -> None:
+    """Refuse JSON values that ``str()`` would turn into nonsense (``"['x', 'y']"``, ``"True"``)."""
+    if isinstance(v, str):
+        return
+    if is_label:
+        if isinstance(v, (int, float)):  # bool is an int: a binary label
+            return
+        expected = "a label (a string or a number)"
+    elif is_file:
+        expected = "a file path (a string)"
+    elif isinstance(v, (int, float)) and not isinstance(v, bool):
+        return  # a number as text or id reads the same as in a CSV manifest
+    else:
+        expected = "a string"
+    shown = json.dumps(v, ensure_ascii=False, default=str)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    raise InputError(f"manifest {str(p)!r}: row {line} column {col!r}: expected {expected}, "
+                     f"got a JSON {_JSON_TYPES.get(type(v), type(v).__name__)} {shown}")
+
+
+def _is_int(v) -> bool:
+    if isinstance(v, bool):
+        return False
+    if isinstance(v, (int, np.integer)):
+        return True
+    # not str.isdigit(): it accepts "²" and other digits that int() refuses
+    return isinstance(v, str) and re.fullmatch(r"[+-]?[0-9]+", v.strip()) is not None
+
+
+def _resolve(folder: Path, value) -> Path:
+    f = Path(str(value)).expanduser()
+    return f if f.is_absolute() else (folder / f).resolve()
