@@ -1,6 +1,7 @@
 """IDX reader and the Fashion-MNIST dataset."""
 
 import gzip
+import re
 
 import numpy as np
 import pytest
@@ -102,3 +103,42 @@ def test_fashion_real_package():
     p = load_dataset("fashion-mnist", "test")
     assert len(p) == 10000 and p["image"].shape == (10000, 28, 28) and p["image"].dtype == np.uint8
     assert np.bincount(p.labels).tolist() == [1000] * 10
+
+
+def _header(code, dims):
+    return bytes([0, 0, code, len(dims)]) + b"".join(d.to_bytes(4, "big") for d in dims)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_corrupt_header_is_checked_before_allocating(tmp_path, gz):
+    # these headers declare 2**128 bytes (numpy: "array is too big") and 2 PiB (MemoryError)
+    cases = {"huge": (_header(0x08, [0xFFFFFFFF] * 4), "(4294967295, 4294967295, 4294967295, 4294967295)",
+                      0xFFFFFFFF ** 4),
+             "big": (_header(0x0E, [65535] * 3), "(65535, 65535, 65535)", 65535 ** 3 * 8)}
+    for name, (head, shape, nbytes) in cases.items():
+        raw = head + bytes(10)
+        f = tmp_path / (name + (".gz" if gz else ""))
+        f.write_bytes(gzip.compress(raw) if gz else raw)
+        with pytest.raises(InputError, match=rf"{name}.*declares shape {re.escape(shape)} \({nbytes} bytes of data\) "
+                                             r"but holds 10 bytes"):
+            read_idx(f)
+
+
+def test_idx_gzip_payload_size_checked(tmp_path):
+    head = _header(0x0B, [2, 3])
+    (tmp_path / "long.gz").write_bytes(gzip.compress(head + bytes(13)))
+    with pytest.raises(InputError, match=r"declares shape \(2, 3\) \(12 bytes of data\) but holds at least 13 bytes"):
+        read_idx(tmp_path / "long.gz")
+    (tmp_path / "ok.gz").write_bytes(gzip.compress(head + np.arange(-3, 3, dtype=">i2").tobytes()))
+    out = read_idx(tmp_path / "ok.gz")
+    assert out.dtype == np.int16 and out.flags.writeable
+    np.testing.assert_array_equal(out, [[-3, -2, -1], [0, 1, 2]])
+    (tmp_path / "empty.gz").write_bytes(gzip.compress(_header(0x08, [0, 28])))
+    assert read_idx(tmp_path / "empty.gz").shape == (0, 28)
+
+
+def test_fashion_root_with_corrupt_header(tmp_path):
+    _fake_root(tmp_path)
+    (tmp_path / fm.FILES["test"][0]).write_bytes(_header(0x08, [65535] * 3) + bytes(5))
+    with pytest.raises(InputError, match=r"declares shape \(65535, 65535, 65535\).*holds 5 bytes"):
+        load_dataset("fashion-mnist", "test", root=tmp_path)

@@ -8,6 +8,7 @@ dimension, then the values in C order, big-endian.
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 from ..errors import InputError
 
 IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_CHUNK = 1 << 20  # gzip payloads are read in chunks of this many bytes
 
 
 def read_idx(path) -> np.ndarray:
@@ -42,12 +44,17 @@ def read_idx(path) -> np.ndarray:
         with open(p, "rb") as raw:
             gz = raw.read(2) == b"\x1f\x8b"
         with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
-            return _read_stream(fh, p)
+            return _read_stream(fh, p, None if gz else p.stat().st_size)
     except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
         raise InputError(f"path: cannot read IDX file {str(p)!r}: {exc}") from None
 
 
-def _read_stream(fh, p: Path) -> np.ndarray:
+def _read_stream(fh, p: Path, file_size: int | None) -> np.ndarray:
+    """Read header and payload; ``file_size`` is None for a gzip stream (size unknown).
+
+    Nothing is allocated from the declared shape before the data is known to be there: a
+    corrupt header can declare terabytes.
+    """
     head = fh.read(4)
     if len(head) < 4 or head[0] != 0 or head[1] != 0:
         raise InputError(f"path: {str(p)!r} is not an IDX file (bad magic number)")
@@ -59,15 +66,33 @@ def _read_stream(fh, p: Path) -> np.ndarray:
         raise InputError(f"path: IDX file {str(p)!r} is truncated inside its header")
     shape = tuple(int(d) for d in np.frombuffer(dims, dtype=">u4"))
     stored = np.dtype(IDX_TYPES[code])
-    # read straight into the result (one copy, writeable), then fix the byte order in place
-    out = np.empty(shape, dtype=stored)
-    expected = out.nbytes
-    got = fh.readinto(memoryview(out.reshape(-1).view(np.uint8))) if expected else 0
-    extra = len(fh.read(1))
-    if got != expected or extra:
-        held = f"at least {got + extra}" if extra else str(got)
-        raise InputError(f"path: IDX file {str(p)!r} declares shape {shape} ({expected} bytes of data) "
-                         f"but holds {held} bytes")
+    expected = math.prod(shape) * stored.itemsize  # Python ints: no overflow
+
+    def mismatch(held) -> InputError:
+        return InputError(f"path: IDX file {str(p)!r} declares shape {shape} ({expected} bytes of data) "
+                          f"but holds {held} bytes")
+
+    if file_size is not None:
+        held = file_size - 4 - 4 * ndim
+        if held != expected:
+            raise mismatch(held)
+        # read straight into the result (one copy, writeable), then fix the byte order in place
+        out = np.empty(shape, dtype=stored)
+        got = fh.readinto(memoryview(out.reshape(-1).view(np.uint8))) if expected else 0
+        extra = len(fh.read(1))
+        if got != expected or extra:  # the file changed while being read
+            raise mismatch(f"at least {got + extra}" if extra else got)
+    else:
+        # bounded read: memory grows with the data actually there, never past expected + 1
+        buf = bytearray()
+        while len(buf) <= expected:
+            chunk = fh.read(min(_CHUNK, expected + 1 - len(buf)))
+            if not chunk:
+                break
+            buf += chunk
+        if len(buf) != expected:
+            raise mismatch(f"at least {len(buf)}" if len(buf) > expected else len(buf))
+        out = np.frombuffer(buf, dtype=stored).reshape(shape) if expected else np.empty(shape, dtype=stored)
     native = stored.newbyteorder("=")
     if native != stored:
         out.byteswap(inplace=True)

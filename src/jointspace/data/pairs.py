@@ -15,8 +15,19 @@ def _as_items(name: str, items):
     if isinstance(items, np.ndarray):
         if items.ndim == 0:
             raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got a scalar")
-        if items.dtype.kind in "US":
+        if items.dtype.kind == "U":
             return [str(s) for s in items.tolist()]
+        if items.dtype.kind == "S":  # str(b"a cat") would be the text "b'a cat'"
+            if items.ndim != 1:
+                raise InputError(f"modality {name!r}: expected N byte strings, shape (N,), got shape {items.shape}")
+            out = []
+            for i, b in enumerate(items.tolist()):
+                try:
+                    out.append(b.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    raise InputError(f"modality {name!r}: expected UTF-8 byte strings, item {i} is not "
+                                     f"({exc.reason} at byte {exc.start}: {b[:40]!r})") from None
+            return out
         return items
     if isinstance(items, (str, bytes)):
         raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got a single string")
@@ -134,12 +145,24 @@ class Pairs:
 
     # -- derived sets ---------------------------------------------------------------------
     def subset(self, indices) -> "Pairs":
-        """A new ``Pairs`` with the rows ``indices`` (int array or boolean mask)."""
+        """A new ``Pairs`` with the rows ``indices``.
+
+        Parameters
+        ----------
+        indices : array-like of int, shape (k,), or of bool, shape (N,)
+            Row numbers (negative ones count from the end; each row at most once) or a
+            boolean mask.  Float row numbers are refused rather than truncated.
+        """
         idx = np.asarray(indices)
         if idx.dtype == bool:
             if idx.shape != (self._n,):
                 raise InputError(f"indices: boolean mask must have shape ({self._n},), got {idx.shape}")
             idx = np.flatnonzero(idx)
+        if idx.ndim != 1:
+            raise InputError(f"indices: expected a 1-D array of row numbers or a boolean mask, got shape {idx.shape}")
+        if idx.size and idx.dtype.kind not in "iu":  # an empty list comes as float64: nothing to truncate
+            raise InputError(f"indices: expected integer row numbers or a boolean mask of shape ({self._n},), "
+                             f"got dtype {idx.dtype} (e.g. {idx[:1].tolist()[0]!r})")
         idx = idx.astype(np.int64, copy=False)
         if idx.size and (idx.min() < -self._n or idx.max() >= self._n):
             raise InputError(f"indices: expected values in [0, {self._n}), got min {idx.min()} max {idx.max()}")
@@ -180,6 +203,17 @@ class Pairs:
             Keep label proportions (single-label data only).
         groups : sequence of length N, optional
             Samples with the same group value land on the same side (e.g. repeated captions).
+
+        Returns
+        -------
+        train, test : Pairs
+
+        Raises
+        ------
+        InputError
+            ``test_size`` outside (0, 1); fewer than 2 samples; ``stratify`` with no
+            single labels, a class with one sample, or fewer test (or train) samples than
+            classes; ``groups`` of the wrong length or with fewer than 2 distinct values.
         """
         from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit, ShuffleSplit
 
@@ -191,13 +225,31 @@ class Pairs:
         if groups is not None:
             if len(groups) != self._n:
                 raise InputError(f"groups: expected {self._n} values, got {len(groups)}")
+            distinct = np.unique(np.asarray(groups))
+            if distinct.size < 2:
+                raise InputError(f"groups: need at least 2 distinct groups to split, got {distinct.size} "
+                                 f"(every sample is in group {distinct[:1].tolist()[0]!r})")
             splitter = GroupShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
-            tr, te = next(splitter.split(dummy, groups=np.asarray(groups)))
+            try:
+                tr, te = next(splitter.split(dummy, groups=np.asarray(groups)))
+            except ValueError as exc:
+                raise InputError(f"groups: cannot split {distinct.size} groups with test_size={test_size}: "
+                                 f"{exc}") from None
         elif stratify:
             if self.labels is None or self.labels.ndim != 1:
                 raise InputError("stratify: needs single labels of shape (N,), got none or multi-label")
+            classes, counts = np.unique(self.labels, return_counts=True)
+            if counts.min() < 2:
+                few = ", ".join(repr(c.item()) for c in classes[counts < 2][:5])
+                raise InputError(f"stratify: needs at least 2 samples of every class (one per side), got "
+                                 f"{int((counts < 2).sum())} class(es) with a single sample: {few}; "
+                                 "merge or drop them, or split without stratify")
             splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_size, random_state=seed)
-            tr, te = next(splitter.split(dummy, self.labels))
+            try:
+                tr, te = next(splitter.split(dummy, self.labels))
+            except ValueError as exc:  # e.g. fewer test samples than classes
+                raise InputError(f"stratify: cannot keep {classes.size} classes on both sides of a split of "
+                                 f"{self._n} samples with test_size={test_size}: {exc}") from None
         else:
             tr, te = next(ShuffleSplit(n_splits=1, test_size=test_size, random_state=seed).split(dummy))
         return self.subset(np.sort(tr)), self.subset(np.sort(te))
