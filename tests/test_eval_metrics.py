@@ -257,3 +257,56 @@ def test_blocks_must_cover_all_queries():
         ranking_metrics(((0, HAND_SCORES[:2]),), DenseRelevance(HAND_REL))
     with pytest.raises(InputError, match="scores: expected 4 columns"):
         ranking_metrics(((0, HAND_SCORES[:, :3]),), DenseRelevance(HAND_REL))
+
+
+def test_blocks_must_be_2d_finite_and_within_the_queries():
+    nan = HAND_SCORES.copy()
+    nan[1, 2] = np.nan
+    for rel in (DenseRelevance(HAND_REL), KeyRelevance([0, 1, 2], [5, 1, 0, 6])):
+        # NaN compares false both ways: the counting and sorting paths would rank it differently
+        with pytest.raises(InputError, match="scores: expected finite values, got nan for query 1, gallery item 2"):
+            ranking_metrics(((0, nan),), rel)
+    inf = HAND_SCORES.copy()
+    inf[2, 0] = -np.inf
+    with pytest.raises(InputError, match="scores: expected finite values, got -inf for query 2, gallery item 0"):
+        ranking_metrics(((0, HAND_SCORES[:2]), (2, inf[2:])), DenseRelevance(HAND_REL))
+    with pytest.raises(InputError, match=r"scores: expected 2-D blocks of shape \(queries in block, 4\), "
+                                         r"got shape \(4,\)"):
+        ranking_metrics(((0, HAND_SCORES[0]),), DenseRelevance(HAND_REL))
+    with pytest.raises(InputError, match="scores: expected numeric scores, got dtype <U1"):
+        ranking_metrics(((0, np.array([list("abcd")] * 3)),), DenseRelevance(HAND_REL))
+    with pytest.raises(InputError, match="score_chunks: expected a block within the 3 queries, "
+                                         "got 2 rows starting at 2"):
+        ranking_metrics(((0, HAND_SCORES[:2]), (2, HAND_SCORES[1:])), DenseRelevance(HAND_REL))
+    # integer scores are ranked as numbers
+    _, pq = ranking_metrics_dense(HAND_SCORES, HAND_REL, return_per_query=True)
+    ints = ranking_metrics(((0, (HAND_SCORES * 10).astype(np.int64)),), DenseRelevance(HAND_REL))
+    np.testing.assert_array_equal(ints["first_rank"], pq["first_rank"])
+
+
+@pytest.mark.parametrize("count_max", [10**6, 0], ids=["counting", "sorting"])
+def test_ndcg_cutoff_beyond_the_gallery_is_the_gallery_size(monkeypatch, count_max):
+    monkeypatch.setattr(metrics_mod, "COUNT_MAX", count_max)
+    huge = 10**11                                           # a discount table this long would not fit
+    res, pq = ranking_metrics_dense(HAND_SCORES, HAND_REL, ndcg_k=huge, return_per_query=True)
+    # full rankings: q0 rank 2; q1 ranks 1, 3 (ideal 1, 2); q2 rank 4
+    want = [1 / np.log2(3), (1 + 1 / np.log2(4)) / (1 + 1 / np.log2(3)), 1 / np.log2(5)]
+    np.testing.assert_allclose(pq["ndcg"], want, rtol=1e-12)
+    assert res[f"nDCG@{huge}"] == pytest.approx(np.mean(want))
+    assert res[f"nDCG@{huge}"] == pytest.approx(ranking_metrics_dense(HAND_SCORES, HAND_REL, ndcg_k=4)["nDCG@4"])
+
+
+def test_object_keys_of_numbers_compare_as_numbers():
+    floats = KeyRelevance(np.array([1.0, 2.0, 3.0], dtype=object), np.array([3, 1, 2, 1], dtype=object))
+    np.testing.assert_array_equal(floats.n_relevant(), [2, 1, 1])
+    mixed = KeyRelevance(np.array([1, 2, 3], dtype=object), np.array([3, 1, 2, 1], dtype=np.int64))
+    np.testing.assert_array_equal(mixed.n_relevant(), [2, 1, 1])
+    rows, cols = mixed.pairs(0, 1)
+    assert cols.tolist() == [1, 3]
+    # strings stay strings: "1" is not the number 1
+    words = KeyRelevance(np.array(["1", "b"], dtype=object), np.array(["b", "1", "1"]))
+    np.testing.assert_array_equal(words.n_relevant(), [2, 1])
+    with pytest.raises(InputError, match="gallery_keys: expected keys of the same kind as query_keys"):
+        KeyRelevance(np.array(["1", "2"], dtype=object), np.array([1, 2]))
+    with pytest.raises(InputError, match="query_keys: expected finite keys"):
+        KeyRelevance(np.array([1.0, np.nan], dtype=object), np.array([1, 2]))

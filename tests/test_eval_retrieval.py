@@ -235,3 +235,28 @@ def test_random_ranking_matches_closed_form_expectations():
     assert a == random_ranking_scores(labels, labels, repeats=3, seed=7)
     with pytest.raises(InputError, match="repeats: expected an integer >= 1"):
         random_ranking_scores(labels, labels, repeats=0)
+
+
+def test_ndcg_cutoff_beyond_the_gallery_does_not_build_a_huge_table():
+    x = np.eye(3, dtype=np.float32)
+    res = retrieval_scores(x, x[[1, 0, 2]], [0, 1, 2], [1, 0, 2], ndcg_k=10**11)
+    assert res["nDCG@100000000000"] == 1.0 and res["mAP"] == 1.0
+    # the partner second of three for every query: 1 / log2(3), as nDCG@3
+    g = np.array([[0, 1, 0], [0, 0, 1], [1, 0, 0]], np.float32) + 0.5 * x
+    res = retrieval_scores(x, g, [0, 1, 2], [0, 1, 2], ndcg_k=10**11)
+    assert res["nDCG@100000000000"] == pytest.approx(1 / np.log2(3))
+    assert res["nDCG@100000000000"] == pytest.approx(retrieval_scores(x, g, [0, 1, 2], [0, 1, 2], ndcg_k=3)["nDCG@3"])
+
+
+def test_euclidean_scores_that_overflow_are_refused_not_ranked():
+    big = np.array([[1e200, 0.0], [0.0, 1e200], [1e200, 1e200]])
+    with pytest.raises(InputError, match="scores: expected finite values, got nan for query 0"):
+        retrieval_scores(big, big, [0, 1, 2], [0, 1, 2], metric="euclidean")
+
+
+def test_object_keys_of_numbers_match_numeric_keys():
+    x = np.eye(3, dtype=np.float32)
+    res = retrieval_scores(x, x, np.array([1.0, 2.0, 3.0], dtype=object), np.array([1, 2, 3], dtype=object))
+    assert res["mAP"] == 1.0 and res["n_skipped"] == 0
+    res = retrieval_scores(x, x, np.array([1, 2, 3], dtype=object), np.array([1, 2, 3]))
+    assert res["mAP"] == 1.0 and res["n_skipped"] == 0

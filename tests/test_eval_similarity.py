@@ -108,3 +108,35 @@ def test_pairwise_refuses_huge_matrix(monkeypatch):
     with pytest.raises(InputError, match="use iter_similarity_chunks"):
         pairwise_similarity(A, A)
     assert pairwise_similarity(A[:5], A[:5]).shape == (5, 5)
+
+
+def test_float32_euclidean_accumulates_in_float64():
+    # a of norm 219 and points 0.002 .. 0.010 away from it along u: |a|^2 + |b|^2 - 2 a.b
+    # cancels in float32 (about 0.09 of error), not in float64
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=8)
+    a *= 219 / np.linalg.norm(a)
+    u = rng.normal(size=8)
+    u /= np.linalg.norm(u)
+    G = (a[None] + np.array([0.002, 0.004, 0.006, 0.008, 0.010])[:, None] * u[None]).astype(np.float32)
+    Q = np.vstack([a, G]).astype(np.float32)
+    d = pairwise_distance(Q, G)
+    assert d.dtype == np.float32
+    want = cdist(Q.astype(np.float64), G.astype(np.float64))     # the very same float32 points
+    np.testing.assert_allclose(d, want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(d[0], [0.002, 0.004, 0.006, 0.008, 0.010], rtol=0.05)
+    blocks = np.vstack([b for _, b in iter_similarity_chunks(Q, G, "euclidean", chunk_size=2)])
+    np.testing.assert_array_equal(blocks, -d)
+    from jointspace.eval.retrieval import retrieval_scores
+
+    ids = np.arange(5)
+    assert retrieval_scores(G, G, ids, ids, metric="euclidean")["mAP"] == 1.0
+
+
+def test_float32_euclidean_works_in_small_float64_pieces(monkeypatch):
+    import jointspace.eval.similarity as sim
+
+    monkeypatch.setattr(sim, "_UPCAST_BYTES", 8 * 17 * 3)      # 3 rows of 17 gallery items at a time
+    rng = np.random.default_rng(2)
+    A, B = rng.normal(size=(23, 6)).astype(np.float32), rng.normal(size=(17, 6)).astype(np.float32)
+    np.testing.assert_allclose(sim.pairwise_distance(A, B), cdist(A.astype(float), B.astype(float)), rtol=1e-6)

@@ -93,6 +93,9 @@ def _block_metrics(S: np.ndarray, blk: RelevanceBlock, ndcg_k: int, ties: str, o
     if r_max == 0:
         z = np.zeros(S.shape[0])
         return z, np.zeros(S.shape[0], dtype=np.int64), z.copy(), n_rel
+    # no rank exceeds the gallery: nDCG@k for k >= ng is nDCG@ng, and the discount
+    # tables stay gallery-sized however large the cut-off asked for
+    ndcg_k = min(ndcg_k, S.shape[1])
     if r_max <= COUNT_MAX:
         rows, m, rank = _ranks_by_counting(S, blk, n_rel, r_max, pessimistic)
         b = S.shape[0]
@@ -173,6 +176,29 @@ def _metrics_by_sorting(S, blk, n_rel, ndcg_k, pessimistic, owned):
     return ap, first, dcg
 
 
+def _check_block(start, S, nq: int, ng: int) -> np.ndarray:
+    """One block of :func:`ranking_metrics`: 2-D, numeric, finite, ``ng`` wide, within the queries."""
+    S = np.asarray(S)
+    if S.ndim != 2:
+        raise InputError(f"scores: expected 2-D blocks of shape (queries in block, {ng}), got shape {S.shape}")
+    if S.shape[1] != ng:
+        raise InputError(f"scores: expected {ng} columns (one per gallery item), got shape {S.shape}")
+    if S.dtype.kind not in "biuf":
+        raise InputError(f"scores: expected numeric scores, got dtype {S.dtype}")
+    if S.dtype.kind != "f":
+        S = S.astype(np.float64)
+    if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0 or start + S.shape[0] > nq:
+        raise InputError(f"score_chunks: expected a block within the {nq} queries, got {S.shape[0]} rows "
+                         f"starting at {start!r}")
+    finite = np.isfinite(S)
+    if not finite.all():
+        i, j = np.argwhere(~finite)[0]
+        # NaN has no place in a ranking; -inf / NaN also come from scores that overflowed
+        raise InputError(f"scores: expected finite values, got {S[i, j]} for query {start + i}, gallery item "
+                         f"{j} (NaN or infinite scores cannot be ranked; huge embeddings can overflow the score)")
+    return S
+
+
 def ranking_metrics(score_chunks: Iterable[tuple[int, np.ndarray]], relevance: Relevance, *,
                     ndcg_k: int = 10, ties: str = "pessimistic", owned: bool = False,
                     progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
@@ -183,11 +209,11 @@ def ranking_metrics(score_chunks: Iterable[tuple[int, np.ndarray]], relevance: R
     score_chunks : iterable of (start, block)
         ``block`` (b, ng) holds the scores of queries ``start .. start + b - 1`` against the
         whole gallery, higher = more similar (as :func:`~jointspace.eval.similarity.iter_similarity_chunks`
-        yields them).  Blocks must cover every query.
+        yields them).  Blocks must be 2-D, numeric and finite, and cover every query.
     relevance : Relevance
         Which items are relevant (see :mod:`jointspace.eval.relevance`).
     ndcg_k : int
-        Cut-off of nDCG.
+        Cut-off of nDCG; a cut-off beyond the gallery size counts as the gallery size.
     ties : {"pessimistic", "optimistic"}
         Tie rule (see the module docstring).
     owned : bool
@@ -199,6 +225,12 @@ def ranking_metrics(score_chunks: Iterable[tuple[int, np.ndarray]], relevance: R
     -------
     dict of ndarray, each shape (nq,)
         ``ap``, ``first_rank`` (0 where no relevant item), ``ndcg``, ``n_relevant``.
+
+    Raises
+    ------
+    InputError
+        A block that is not 2-D, not ``ng`` wide, holds NaN or infinite scores, lies outside
+        the queries, or blocks that leave queries out.
     """
     ndcg_k = check_int(ndcg_k, "ndcg_k", low=1)
     check_choice(ties, "ties", TIES)
@@ -207,10 +239,8 @@ def ranking_metrics(score_chunks: Iterable[tuple[int, np.ndarray]], relevance: R
            "n_relevant": np.zeros(nq, dtype=np.int64)}
     done = np.zeros(nq, dtype=bool)
     for start, S in score_chunks:
+        S = _check_block(start, S, nq, relevance.n_gallery)
         b = S.shape[0]
-        if S.shape[1] != relevance.n_gallery:
-            raise InputError(f"scores: expected {relevance.n_gallery} columns (one per gallery item), "
-                             f"got shape {S.shape}")
         ap, first, ndcg, n_rel = _block_metrics(S, relevance.block(start, start + b), ndcg_k, ties, owned)
         sl = slice(start, start + b)
         out["ap"][sl] = ap

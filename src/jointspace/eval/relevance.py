@@ -4,7 +4,8 @@ Two kinds of relevance cover the evaluation protocols:
 
 * **keys** (:class:`KeyRelevance`): query keys (nq,) and gallery keys (ng,), ints or
   strings; gallery item ``j`` is relevant to query ``i`` when ``query_keys[i] ==
-  gallery_keys[j]``.  A shared class label, a shared normalised title, or the pair identity
+  gallery_keys[j]``.  Object arrays of numbers compare as numbers (``1 == 1.0``), other
+  object arrays as strings.  A shared class label, a shared normalised title, or the pair identity
   (the sample ids, so each query's own partner is its one relevant item) are all keys.
 * **multi-label** (:class:`MultiLabelRelevance`): multi-hot matrices (nq, C) and (ng, C);
   relevant when the two rows share at least one label.
@@ -15,6 +16,8 @@ relevant items, grouped by row, so metrics are computed block by block.
 """
 
 from __future__ import annotations
+
+import numbers
 
 import numpy as np
 
@@ -99,9 +102,18 @@ def _as_keys(keys, name: str) -> np.ndarray:
         raise InputError(f"{name}: expected a 1-D array of keys (n,) or a multi-hot matrix (n, C), "
                          f"got shape {arr.shape}")
     if arr.dtype == object:
-        if any(k is None for k in arr.tolist()):
+        values = arr.tolist()
+        if any(k is None for k in values):
             raise InputError(f"{name}: expected ints or strings, got None among the keys")
-        arr = arr.astype(str)
+        numeric = None
+        if all(isinstance(k, numbers.Real) for k in values):
+            # object arrays of numbers (e.g. a pandas column) compare as numbers, so 1 == 1.0
+            # as with numeric arrays; stringified, "1" and "1.0" would differ
+            try:
+                numeric = np.array(values)
+            except (OverflowError, ValueError):
+                numeric = None
+        arr = numeric if numeric is not None and numeric.dtype.kind in "biuf" else arr.astype(str)
     if arr.dtype.kind == "f":
         if not np.isfinite(arr).all():
             raise InputError(f"{name}: expected finite keys, got NaN or Inf")

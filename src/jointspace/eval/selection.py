@@ -16,6 +16,24 @@ from sklearn.model_selection import KFold, ParameterGrid, StratifiedKFold
 from .._validation import check_int
 from ..data.pairs import Pairs
 from ..errors import InputError
+from .report import RANK_METRICS
+
+
+#: counts in a retrieval result, not scores
+_COUNTS = ("n_queries", "n_skipped")
+
+
+class _UnknownScoreKey(InputError):
+    """``score_key`` names no metric of the evaluation (not a fold that failed to fit)."""
+
+
+def _fold_score(res: dict, score_key: str) -> float:
+    """Mean of ``score_key`` over the directions of one :func:`evaluate_retrieval` result."""
+    values = [x for k, x in res.items() if k.endswith("/" + score_key)]
+    if not values or score_key in _COUNTS:
+        known = list(dict.fromkeys(k.rsplit("/", 1)[1] for k in res if k.rsplit("/", 1)[1] not in _COUNTS))
+        raise _UnknownScoreKey(f"score_key: expected one of {', '.join(known)}; got {score_key!r}")
+    return float(np.mean(values))
 
 
 def param_grid(grid) -> list[dict]:
@@ -24,11 +42,34 @@ def param_grid(grid) -> list[dict]:
 
 
 def cv_folds(pairs: Pairs, n_folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(train, validation) row indices; stratified by label when there are single labels."""
+    """(train, validation) row indices of ``n_folds`` shuffled folds.
+
+    Folds are stratified by label when the pairs have single labels and at least one class
+    has ``n_folds`` members (scikit-learn's ``StratifiedKFold``; smaller classes then miss
+    from some folds).  When no class is that large (e.g. labels that are nearly pair ids),
+    stratification is impossible and plain ``KFold`` folds are used: a sample's items stay
+    together in one fold, so every held-out query still finds its own partner and the
+    held-out scores keep their meaning.
+
+    Parameters
+    ----------
+    pairs : Pairs
+        N samples.
+    n_folds : int
+        2 .. N.
+    seed : int
+        Seed of the shuffle.
+
+    Returns
+    -------
+    list of (train, validation) index arrays
+    """
     n_folds = check_int(n_folds, "n_folds", low=2, high=len(pairs))
     dummy = np.zeros(len(pairs))
     if pairs.labels is not None and pairs.labels.ndim == 1:
-        return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(dummy, pairs.labels))
+        counts = np.unique(pairs.labels, return_counts=True)[1]
+        if counts.max() >= n_folds:
+            return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(dummy, pairs.labels))
     return list(KFold(n_folds, shuffle=True, random_state=seed).split(dummy))
 
 
@@ -39,7 +80,8 @@ class SelectionResult:
     Attributes
     ----------
     best_params : dict
-        The setting with the highest mean held-out score.
+        The setting with the best mean held-out score: the highest, or the lowest for the
+        rank metrics ``medR`` and ``meanR``.
     best_score : float
     table : list of dict
         One row per setting tried: its parameters, ``"score"`` (mean over folds and
@@ -57,7 +99,10 @@ class SelectionResult:
 def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive: dict | None = None,
                  n_folds: int = 5, seed: int = 0, relevance: str = "auto", score_key: str = "mAP",
                  directions=None, refit: bool = True, progress=None) -> SelectionResult:
-    """Pick the setting whose mean held-out retrieval score is highest.
+    """Pick the setting whose mean held-out retrieval score is best.
+
+    The best score is the highest, except for the rank metrics ``medR`` and ``meanR``
+    (:data:`RANK_METRICS`), where it is the lowest.
 
     Parameters
     ----------
@@ -78,7 +123,8 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
     relevance : str
         ``Pairs.relevance_keys`` rule for the held-out folds.
     score_key : str
-        Metric averaged over the directions (e.g. ``"mAP"``, ``"R@10"``).
+        Metric averaged over the directions: ``"mAP"``, ``"R@1"``, ``"R@5"``, ``"R@10"``,
+        ``"MRR"``, ``"nDCG@10"`` (maximised) or ``"medR"``, ``"meanR"`` (minimised).
     directions : list, optional
         Retrieval directions to average (default: every direction).
     refit : bool
@@ -89,6 +135,12 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
     Returns
     -------
     SelectionResult
+
+    Raises
+    ------
+    InputError
+        Bad arguments, an unknown ``score_key`` (found at the first evaluation), or no
+        setting that could be fitted.
     """
     from threadpoolctl import threadpool_limits
 
@@ -97,6 +149,8 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
 
     if not isinstance(pairs, Pairs):
         raise InputError(f"pairs: expected a Pairs, got {type(pairs).__name__}")
+    if not isinstance(score_key, str):
+        raise InputError(f"score_key: expected a metric name such as 'mAP', got {score_key!r}")
     fixed = dict(fixed or {})
     make = (lambda **p: create_model(model, **fixed, **p)) if isinstance(model, str) else \
         (lambda **p: model(**fixed, **p))
@@ -116,7 +170,9 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
                     for v, var in enumerate(variants):
                         res = evaluate_retrieval(fitted.derive(**var) if var else fitted, val,
                                                  relevance=relevance, directions=directions)
-                        scores[f, v] = np.mean([x for k, x in res.items() if k.endswith("/" + score_key)])
+                        scores[f, v] = _fold_score(res, score_key)
+        except _UnknownScoreKey:
+            raise
         except InputError:
             continue  # e.g. more components than a fold's rank allows
         finally:
@@ -128,7 +184,8 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
             origin.append((params, var))
     if not table:
         raise InputError("grid: no setting could be fitted on the training folds")
-    i = max(range(len(table)), key=lambda j: table[j]["score"])
+    pick = min if score_key in RANK_METRICS else max
+    i = pick(range(len(table)), key=lambda j: table[j]["score"])
     best = {k: v for k, v in table[i].items() if k not in ("score", "fold_scores")}
     result = SelectionResult(best_params=best, best_score=table[i]["score"], table=table)
     if refit:

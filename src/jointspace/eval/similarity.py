@@ -14,7 +14,10 @@ For rows :math:`a` of ``A`` (n, d) and :math:`b` of ``B`` (m, d):
 Scores are computed block by block (:func:`iter_similarity_chunks`): a block holds the
 scores of ``chunk_size`` rows of ``A`` against all of ``B``, and the automatic chunk size
 keeps a block at or below about 64 MB, so a 100,000 x 100,000 comparison never builds the
-full matrix.  Float32 inputs give float32 scores; float64 inputs give float64.
+full matrix.  Float32 inputs give float32 scores; float64 inputs give float64.  Euclidean
+distances of float32 inputs are accumulated in float64 (as scikit-learn's
+``euclidean_distances`` does): the expanded form ||a||^2 + ||b||^2 - 2 a.b cancels badly in
+float32 for vectors close together compared with their norms.
 """
 
 from __future__ import annotations
@@ -76,27 +79,51 @@ def _row_norms(X: np.ndarray) -> np.ndarray:
     return np.sqrt(np.einsum("ij,ij->i", X, X))
 
 
+#: bytes of one float64 working block when float32 Euclidean distances are accumulated in float64
+_UPCAST_BYTES = 16 * 2**20
+
+
 class _Scorer:
-    """Prepared gallery side of one metric: ``scorer(A_block)`` gives the score block."""
+    """Prepared gallery side of one metric: ``scorer(A_block)`` gives the score block.
+
+    Euclidean distances come from ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b, which cancels
+    when a and b are close compared with their norms: in float32 (about 7 digits) two
+    vectors of norm 200 a distance 0.005 apart come out anywhere in [0, 0.09].  As
+    scikit-learn's ``euclidean_distances`` does, float32 inputs are therefore accumulated
+    in float64 (a few rows at a time, so the extra memory stays small) and the result is
+    cast back to float32.
+    """
 
     def __init__(self, B: np.ndarray, metric: str):
         self.metric = metric
+        self.dtype = B.dtype
         if metric == "cosine":
             norms = np.maximum(_row_norms(B), _EPS).astype(B.dtype)
             self.Bt = np.ascontiguousarray((B / norms[:, None]).T)
+        elif metric == "euclidean":
+            B = B.astype(np.float64, copy=False)
+            self.Bt = np.ascontiguousarray(B.T)
+            self.b_sq = np.einsum("ij,ij->i", B, B)
         else:
             self.Bt = np.ascontiguousarray(B.T)
-        if metric == "euclidean":
-            self.b_sq = np.einsum("ij,ij->i", B, B)
 
     def __call__(self, A: np.ndarray) -> np.ndarray:
         if self.metric == "cosine":
             norms = np.maximum(_row_norms(A), _EPS).astype(A.dtype)
             return (A / norms[:, None]) @ self.Bt
-        block = A @ self.Bt
         if self.metric == "dot":
-            return block
-        # ||a - b||^2 = ||a||^2 + ||b||^2 - 2 a.b, computed in place on the block
+            return A @ self.Bt
+        if self.dtype == np.float64:
+            return self._neg_distances(A)
+        out = np.empty((A.shape[0], self.Bt.shape[1]), dtype=self.dtype)
+        rows = max(1, _UPCAST_BYTES // max(1, 8 * self.Bt.shape[1]))
+        for s in range(0, A.shape[0], rows):
+            out[s:s + rows] = self._neg_distances(A[s:s + rows].astype(np.float64))
+        return out
+
+    def _neg_distances(self, A: np.ndarray) -> np.ndarray:
+        """-||a - b|| in float64 for float64 rows ``A``, in place on the product block."""
+        block = A @ self.Bt
         block *= -2.0
         block += np.einsum("ij,ij->i", A, A)[:, None]
         block += self.b_sq[None, :]
