@@ -42,6 +42,17 @@ def test_fill_template_fixes_articles():
         resolve_templates(["{} and {}"])
 
 
+def test_fill_template_with_escaped_braces_fixes_the_article_before_the_placeholder():
+    assert fill_template("{{x}} a {}", "apple") == "{x} an apple"
+    assert fill_template("a {{}} a {}", "owl") == "a {} an owl"
+    assert fill_template("a {{}} a {}", "cat") == "a {} a cat"
+    assert fill_template("{{a }}{}", "owl") == "{a }owl"          # "a " then a brace: no article
+    assert fill_template("A {}!", "egg") == "An egg!"
+    assert fill_template("banana {}", "apple") == "banana apple"   # "a" ends a word, is not one
+    with pytest.raises(InputError, match="template: expected each template to hold exactly one"):
+        fill_template("{} {}", "owl")
+
+
 def test_prompt_ensemble_is_the_renormalised_mean_of_normalised_prompts():
     temps = ["a {}", "the {}"]
     vec = {"a cat": [3.0, 0.0], "the cat": [1.0, 1.0], "a dog": [0.0, 2.0], "the dog": [-1.0, 1.0]}
@@ -68,6 +79,36 @@ def test_accuracies_confusion_and_per_class():
         zeroshot_classify(_Lookup(vec), images, labels + 1, ["x", "y", "z"], "name")
     with pytest.raises(InputError, match="6 labels"):
         zeroshot_classify(_Lookup(vec), images, labels[:4], ["x", "y", "z"], "name")
+
+
+def test_zeroshot_inputs_are_checked():
+    vec = {"x": [1.0, 0.0, 0.0], "y": [0.0, 1.0, 0.0], "z": [0.0, 0.0, 1.0]}
+    names, emb = ["x", "y", "z"], np.eye(3, dtype=np.float32)
+
+    def classify(labels=(0, 1, 2), image_embeddings=emb, **kw):
+        return zeroshot_classify(_Lookup(vec), None, np.asarray(labels, dtype=np.int64), names, "name",
+                                 image_embeddings=image_embeddings, **kw)
+
+    assert classify()["top1"] == 1.0
+    nan = emb.copy()
+    nan[1, 0] = np.nan                       # would be predicted as class 0 and miscounted
+    with pytest.raises(InputError, match=r"image_embeddings: expected finite values, got NaN or Inf "
+                                         r"\(first at row 1, column 0\)"):
+        classify(image_embeddings=nan)
+    with pytest.raises(InputError, match=r"image_embeddings: expected embeddings with 3 columns like the class "
+                                         r"prompts' embeddings, got shape \(3, 2\)"):
+        classify(image_embeddings=emb[:, :2])
+    with pytest.raises(InputError, match="labels: expected at least one labelled image, got none"):
+        classify(labels=[], image_embeddings=np.zeros((0, 3)))
+    with pytest.raises(InputError, match="image_embeddings: expected at least 1 rows, got 0"):
+        classify(labels=[0], image_embeddings=np.zeros((0, 3)))
+    with pytest.raises(InputError, match="image_embeddings: expected a 2-D array"):
+        classify(labels=[0], image_embeddings=np.ones(3))
+    with pytest.raises(InputError, match="ks: expected an integer >= 1, got 0"):
+        classify(ks=(0,))
+    images = np.array([[1.0, 0, 0], [np.nan, 1, 0]])
+    with pytest.raises(InputError, match=r"model.encode\('image'\) \(the image embeddings\): expected finite"):
+        zeroshot_classify(_Lookup(vec), images, [0, 1], names, "name")
 
 
 def _word_vectors(texts, dim=48):
@@ -100,6 +141,19 @@ def test_zeroshot_cli_on_fashion_mnist(tmp_path, monkeypatch, capsys):
     assert set(res) == {"ensemble", "single template"} and res["ensemble"]["n_templates"] == 10
     assert res["single template"]["top1"] > 0.3  # chance is 0.1
     assert np.asarray(res["ensemble"]["confusion"]).sum() == 300
+    # 5 samples leave classes without any: their accuracy is null, never a bare NaN (invalid JSON)
+    assert main(["zeroshot", str(tmp_path / "m"), "--dataset", "fashion-mnist", "--limit", "5",
+                 "--templates", "single", "--json"]) == 0
+
+    def refuse(name):
+        raise ValueError(f"not strict JSON: {name}")
+
+    out = json.loads(capsys.readouterr().out, parse_constant=refuse)
+    present = set(js.load_dataset("fashion-mnist", "test", limit=5).labels.tolist())
+    per_class = out["results"]["ensemble"]["per_class"]
+    assert len(per_class) == 10 and len(present) < 10
+    assert [c for c, v in enumerate(per_class) if v is None] == sorted(set(range(10)) - present)
+    assert all(isinstance(per_class[c], float) for c in present)
     assert main(["zeroshot", str(tmp_path / "m"), "--limit", "50", "--confusion", "--invert"]) == 0
     text = capsys.readouterr().out
     assert "top-1" in text and "per-class accuracy" in text and "ankle boot" in text

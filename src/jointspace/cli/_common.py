@@ -28,7 +28,10 @@ def warn(message: str) -> None:
 
 
 def print_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=_default) + "\n")
+    """``obj`` as strict JSON on stdout: numpy values as Python ones, NaN / Inf as null."""
+    from ..eval.report import plain_json
+
+    sys.stdout.write(json.dumps(plain_json(obj), indent=2, default=_default, allow_nan=False) + "\n")
     sys.stdout.flush()
 
 

@@ -29,18 +29,18 @@ DEFAULT_METRICS = ("mAP", "R@1", "R@5", "R@10", "MRR", "medR", "meanR", "nDCG@10
 RANK_METRICS = ("medR", "meanR")
 
 
-def _plain(value):
+def plain_json(value):
     """Numpy scalars and arrays to Python values; NaN/Inf to None (valid JSON)."""
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, np.ndarray):
-        return [_plain(v) for v in value.tolist()]
+        return [plain_json(v) for v in value.tolist()]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain_json(v) for v in value]
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     return value
 
 
@@ -75,7 +75,7 @@ def make_report(dataset: str, split: str, rows: Sequence[Mapping]) -> dict:
         if not isinstance(row.get("method"), str) or not row["method"]:
             raise InputError(f"rows[{i}]: expected a 'method' name (string), got {row.get('method')!r}")
         clean = {"method": row["method"]}
-        clean.update({str(k): _plain(v) for k, v in row.items() if k != "method"})
+        clean.update({str(k): plain_json(v) for k, v in row.items() if k != "method"})
         out.append(clean)
     return {"dataset": dataset, "split": split, "rows": out}
 
@@ -196,7 +196,7 @@ def print_report(report: Mapping, metrics: Sequence[str] | None = None, console=
 
 def write_json(report: Mapping, path) -> None:
     """Write the report as JSON to ``path`` atomically (a reader never sees half a file)."""
-    text = json.dumps(_plain(report), indent=2, allow_nan=False)
+    text = json.dumps(plain_json(report), indent=2, allow_nan=False)
     atomic_write_text(path, text + "\n")
 
 

@@ -78,12 +78,39 @@ def _check_template(template, name: str) -> None:
 
 
 def fill_template(template: str, name: str) -> str:
-    """``template`` with ``name`` in its ``{}``, fixing "a" / "an" before the name."""
-    text = template.format(name)
-    article_a = template.replace("{}", "\0").find("a \0")
-    if article_a != -1 and (article_a == 0 or template[article_a - 1] == " ") and name[:1].lower() in "aeiou":
-        text = text[:article_a] + "an " + text[article_a + 2:]
-    return text
+    """``template`` with ``name`` in its ``{}``, fixing "a" / "an" before the name.
+
+    Parameters
+    ----------
+    template : str
+        Exactly one empty ``{}`` placeholder; literal braces written ``{{`` and ``}}``.
+    name : str
+
+    Returns
+    -------
+    str
+        The formatted text; a word "a" (or "A") just before the name becomes "an" ("An")
+        when the name starts with a vowel letter.
+
+    Examples
+    --------
+    >>> fill_template("{{x}} a {}", "apple")
+    '{x} an apple'
+    """
+    import string
+
+    _check_template(template, "template")
+    name = str(name)
+    # split at the real placeholder: literal texts come back unescaped ("{{" -> "{")
+    prefix, suffix, seen = [], [], False
+    for literal, field, _, _ in string.Formatter().parse(template):
+        (suffix if seen else prefix).append(literal)
+        seen = seen or field is not None
+    head, tail = "".join(prefix), "".join(suffix)
+    if name[:1].lower() in ("a", "e", "i", "o", "u") and head[-2:] in ("a ", "A ") \
+            and (len(head) == 2 or head[-3] == " "):
+        head = head[:-1] + "n "
+    return head + name + tail
 
 
 def class_embeddings(model, class_names: Sequence[str], templates="default", *, text_modality: str = "text",
@@ -125,35 +152,55 @@ def zeroshot_classify(model, images, labels, class_names: Sequence[str], templat
     model : JointModel
     images : items of ``image_modality`` (n items), ignored when ``image_embeddings`` is given
     labels : array-like of int, shape (n,)
-        True class indices into ``class_names``.
+        True class indices into ``class_names``; n >= 1.
     class_names : sequence of C str
     templates : str or sequence of str
         A set name ("default", "single", "name") or templates with ``{}``.
     ensemble : bool
         Prompt ensembling (average over templates) or the first template only.
     ks : sequence of int
-        Top-k accuracies to report.
+        Top-k accuracies to report, each k >= 1.
     image_embeddings : ndarray (n, d), optional
-        Precomputed unit-norm image embeddings (to score several template sets cheaply).
+        Precomputed unit-norm image embeddings (to score several template sets cheaply);
+        finite, with as many columns as the model's text embeddings.
 
     Returns
     -------
     dict
-        ``top1``, ``top5`` (each ``top{k}``), ``per_class`` (C,) accuracies, ``confusion``
+        ``top1``, ``top5`` (each ``top{k}``), ``per_class`` (C,) accuracies (NaN for a class
+        without images), ``confusion``
         (C, C) counts (rows: true class, columns: predicted), ``predictions`` (n,),
         ``n_classes``, ``n_templates``.  Classes with equal scores are ordered by their index
         in ``class_names`` (the first wins), as a classifier must name one class.
+
+    Raises
+    ------
+    InputError
+        Labels that are not n >= 1 class indices, embeddings that are not a finite (n, d)
+        matrix as wide as the class embeddings, or a bad ``ks``.
     """
+    from .._validation import check_matrix
+    from .metrics import check_ks
+
+    ks = check_ks(ks)
     labels = np.asarray(labels)
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise InputError(f"labels: expected integer class indices of shape (n,), got {labels.dtype} {labels.shape}")
+    if labels.size == 0:
+        raise InputError("labels: expected at least one labelled image, got none")
     n_cls = len(class_names)
-    if labels.size and (labels.min() < 0 or labels.max() >= n_cls):
+    if labels.min() < 0 or labels.max() >= n_cls:
         raise InputError(f"labels: expected values in [0, {n_cls}), got {labels.min()}..{labels.max()}")
+    if image_embeddings is not None:
+        x = check_matrix(image_embeddings, "image_embeddings", dtype=np.float32)
     w = class_embeddings(model, class_names, templates, text_modality=text_modality, ensemble=ensemble)
     if image_embeddings is None:
-        image_embeddings = model.encode(image_modality, images, normalize=True)
-    x = np.asarray(image_embeddings, dtype=np.float32)
+        x = check_matrix(model.encode(image_modality, images, normalize=True),
+                         f"model.encode({image_modality!r}) (the image embeddings)", dtype=np.float32)
+    name = "image_embeddings" if image_embeddings is not None else "images"
+    if x.shape[1] != w.shape[1]:
+        raise InputError(f"{name}: expected embeddings with {w.shape[1]} columns like the class prompts' "
+                         f"embeddings, got shape {x.shape}")
     if x.shape[0] != labels.shape[0]:
         raise InputError(f"labels: expected {x.shape[0]} labels (one per image), got {labels.shape[0]}")
     scores = x @ w.T
@@ -161,8 +208,7 @@ def zeroshot_classify(model, images, labels, class_names: Sequence[str], templat
     pred = order[:, 0]
     out = {}
     for k in ks:
-        k = int(k)
-        out[f"top{k}"] = float((order[:, :min(k, n_cls)] == labels[:, None]).any(axis=1).mean()) if len(labels) else 0.0
+        out[f"top{k}"] = float((order[:, :min(k, n_cls)] == labels[:, None]).any(axis=1).mean())
     confusion = np.zeros((n_cls, n_cls), dtype=np.int64)
     np.add.at(confusion, (labels, pred), 1)
     support = confusion.sum(axis=1)

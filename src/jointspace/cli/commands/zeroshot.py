@@ -93,6 +93,7 @@ def run(args) -> int:
         runs[label] = zeroshot_classify(model, None, pairs.labels, names, templates, ensemble=ensemble,
                                         text_modality=args.text_modality, image_embeddings=images)
     if args.json:
+        # a class without samples has no accuracy (NaN): print_json writes null
         print_json({"dataset": args.dataset, "split": args.split, "n": len(pairs), "classes": names,
                     "templates": list(templates),
                     "results": {k: {"top1": r["top1"], "top5": r["top5"], "n_templates": r["n_templates"],
