@@ -31,8 +31,18 @@ def read_metrics(path) -> dict:
         path = path / "metrics.csv"
     if not path.is_file():
         raise InputError(f"metrics: expected a metrics.csv file or a run folder holding one, got {str(path)!r}")
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.DictReader(fh)
+            for row in reader:
+                rows.append(row)
+    except csv.Error as exc:   # e.g. a field over the csv module's size limit (128 KiB)
+        # DictReader's own line_num lags behind on the line that failed; its reader's does not
+        line = reader.reader.line_num
+        raise InputError(f"metrics: {path}, line {line}: not a readable metrics CSV ({exc})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"metrics: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if not rows:
         raise InputError(f"metrics: {path} has no rows")
     out = {}
@@ -56,23 +66,54 @@ def read_metrics(path) -> dict:
     return out
 
 
+def _check_columns(metrics: dict) -> dict:
+    """A dict of columns as equally long 1-D float arrays (NaN = no value)."""
+    if not metrics:
+        raise InputError("metrics: expected a dict of column name -> values with at least one column, "
+                         "got an empty dict")
+    out, first = {}, None
+    for name, values in metrics.items():
+        label = f"metrics[{name!r}]"
+        try:
+            arr = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"{label}: expected a 1-D sequence of numbers, got {type(values).__name__}") from None
+        if arr.ndim != 1 or arr.size == 0:
+            raise InputError(f"{label}: expected a non-empty 1-D sequence of numbers, got shape {arr.shape}")
+        if first is None:
+            first = (name, arr.size)
+        elif arr.size != first[1]:
+            raise InputError(f"{label}: expected {first[1]} values like metrics[{first[0]!r}] (one per row), "
+                             f"got {arr.size}")
+        out[str(name)] = arr
+    return out
+
+
 def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None, max_panels: int = 8) -> str:
     """One panel per numeric metric against ``step`` (or ``epoch``, or the row number); a PNG.
 
     Parameters
     ----------
     metrics : str, path-like or dict
-        A run folder, a metrics CSV, or columns from :func:`read_metrics`.
+        A run folder, a metrics CSV, or columns as :func:`read_metrics` returns them (name ->
+        1-D numbers, all of one length; NaN where a row has no value).
     path : str or path-like
         The PNG to write.
     x : str, optional
         The x column (default: ``step`` if present, else ``epoch``, else the row number).
     max_panels : int
-        At most this many metrics are drawn (in column order).
+        At most this many metrics are drawn (in column order), >= 1.
+
+    Returns
+    -------
+    str
+        The written path.
     """
+    from .._validation import check_int
     from ._mpl import pyplot, save_figure
 
-    cols = read_metrics(metrics) if not isinstance(metrics, dict) else dict(metrics)
+    max_panels = check_int(max_panels, "max_panels", low=1)
+    cols = read_metrics(metrics) if not isinstance(metrics, dict) else _check_columns(metrics)
     if x is not None and x not in cols:
         raise InputError(f"x: expected one of the columns {', '.join(cols)}, got {x!r}")
     xname = x or next((c for c in X_COLUMNS if c in cols), None)

@@ -49,8 +49,9 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
     Parameters
     ----------
     results : list of dict
-        In rank order, each with ``score`` and optionally ``rank``, ``id``, ``label``,
-        ``text`` and ``path`` (an image file; items without one are drawn as their text).
+        In rank order, each with ``score`` (a finite number, or None for none) and optionally
+        ``rank``, ``id``, ``label``, ``text`` and ``path`` (an image file; items without one
+        are drawn as their text).
     path : str or path-like
         The PNG file to write (atomically).
     title : str, optional
@@ -69,12 +70,23 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
     """
     from PIL import Image, ImageDraw
 
-    from .._io import atomic_write_bytes
-    from .._validation import check_int
+    from collections.abc import Mapping
 
+    from .._io import atomic_write_bytes
+    from .._validation import check_float, check_int
+
+    if isinstance(results, (str, bytes, Mapping)):
+        raise InputError(f"results: expected a list of result dicts, got {type(results).__name__}")
     results = list(results)
     if not results:
         raise InputError("results: expected at least one result to draw, got none")
+    scores = []
+    for i, res in enumerate(results):
+        if not isinstance(res, Mapping):
+            raise InputError(f"results[{i}]: expected a dict with 'score' (and 'text', 'path', ...), "
+                             f"got {type(res).__name__}")
+        score = res.get("score")
+        scores.append(None if score is None else check_float(score, f"results[{i}]['score']"))
     columns = check_int(columns, "columns", low=1)
     thumb = check_int(thumb, "thumb", low=16, high=2048)
     cols = min(columns, len(results))
@@ -105,9 +117,9 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
         rank = res.get("rank", n + 1)
         caption = textwrap.shorten(str(res.get("text") or res.get("id", "")), width=chars, placeholder="…")
         draw.text((x, y + thumb + 4), f"{rank}. {caption}", fill=_INK, font=f_text)
-        score = res.get("score")
+        score = scores[n]
         label = res.get("label")
-        draw.text((x, y + thumb + 21), "" if score is None else f"score {float(score):.3f}", fill=_MUTED, font=f_small)
+        draw.text((x, y + thumb + 21), "" if score is None else f"score {score:.3f}", fill=_MUTED, font=f_small)
         if label is not None:
             match = query_label is not None and str(label) == str(query_label)
             draw.text((x, y + thumb + 36), textwrap.shorten(str(label), width=chars, placeholder="…"),

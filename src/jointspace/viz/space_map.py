@@ -72,32 +72,62 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
         Names of integer labels.
     method : {"umap", "tsne", "pca"}
     n_lines : int
-        Join this many randomly chosen true pairs with a thin line (0 for none).
+        Join this many randomly chosen true pairs with a thin line (0 for none; at most n
+        are drawn).
     title : str, optional
     seed : int
-        Seed of the reduction and of the pairs drawn.
+        Seed of the reduction and of the pairs drawn (>= 0).
+    max_legend : int
+        At most this many classes in the legend.
 
     Returns
     -------
     str
         The written path.
+
+    Raises
+    ------
+    InputError
+        Embeddings that are not finite (n, d) matrices of one shape (named
+        ``embeddings['<modality>']`` with their own row), labels that are not n 1-D values,
+        or a bad parameter.
     """
+    from .._validation import check_choice, check_int, check_matrix
     from ..models.base import l2_normalize
     from ._mpl import pyplot, save_figure
 
     if not isinstance(embeddings, dict) or not embeddings:
         raise InputError("embeddings: expected a dict modality -> (n, d) array, got "
                          f"{type(embeddings).__name__}")
+    method = check_choice(method, "method", METHODS)
+    n_lines = check_int(n_lines, "n_lines", low=0)
+    seed = check_int(seed, "seed", low=0)
+    max_legend = check_int(max_legend, "max_legend", low=0)
     mods = list(embeddings)
-    arrs = [np.asarray(embeddings[m], dtype=np.float32) for m in mods]
-    n, d = arrs[0].shape[0], arrs[0].shape[1] if arrs[0].ndim == 2 else -1
+    # each modality checked under its own name, so a message points at its own rows
+    arrs = [check_matrix(embeddings[m], f"embeddings[{m!r}]") for m in mods]
+    n, d = arrs[0].shape
     for m, a in zip(mods, arrs):
-        if a.ndim != 2 or a.shape != (n, d):
+        if a.shape != (n, d):
             raise InputError(f"embeddings[{m!r}]: expected shape ({n}, {d}) like {mods[0]!r}, got {a.shape}")
+    if n * len(mods) < 3:
+        raise InputError(f"embeddings: expected at least 3 points in all to draw a map, got {n} sample(s) x "
+                         f"{len(mods)} modality(ies)")
     if labels is not None:
         labels = np.asarray(labels)
+        if labels.ndim != 1:
+            raise InputError(f"labels: expected a 1-D array of {n} labels (one per sample), got shape {labels.shape}")
         if labels.shape[0] != n:
             raise InputError(f"labels: expected {n} labels (one per sample), got {labels.shape[0]}")
+        if labels.dtype == object:
+            labels = labels.astype(str)   # mixed types cannot be sorted into classes
+        elif labels.dtype.kind not in "biuUS":
+            raise InputError(f"labels: expected int or string labels, got dtype {labels.dtype}")
+    if label_names is not None:
+        if isinstance(label_names, (str, bytes, dict)) or not hasattr(label_names, "__len__"):
+            raise InputError(f"label_names: expected a list of names (of labels 0, 1, ...), "
+                             f"got {type(label_names).__name__}")
+        label_names = [str(x) for x in label_names]
     xy = embed_2d(l2_normalize(np.vstack(arrs)), method=method, seed=seed)
     parts = [xy[i * n:(i + 1) * n] for i in range(len(mods))]
 

@@ -1,0 +1,84 @@
+"""Plots refuse bad inputs with messages naming the argument (curves, joint-space map, gallery)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jointspace.errors import InputError
+
+
+def test_curves_from_a_dict_of_columns(tmp_path):
+    from jointspace.viz.curves import plot_curves
+
+    out = plot_curves({"step": [1, 2, 3], "loss": [3.0, 2.0, 1.0]}, tmp_path / "c.png")   # plain lists
+    assert out == str(tmp_path / "c.png") and Image.open(out).size[0] > 300
+    with pytest.raises(InputError, match="metrics: expected a dict of column name -> values with at least one "
+                                         "column, got an empty dict"):
+        plot_curves({}, tmp_path / "e.png")
+    with pytest.raises(InputError, match=r"metrics\['loss'\]: expected 3 values like metrics\['step'\] "
+                                         r"\(one per row\), got 2"):
+        plot_curves({"step": [1, 2, 3], "loss": [3.0, 2.0]}, tmp_path / "u.png")
+    with pytest.raises(InputError, match=r"metrics\['loss'\]: expected a 1-D sequence of numbers, got list"):
+        plot_curves({"step": [1, 2], "loss": ["high", "low"]}, tmp_path / "t.png")
+    with pytest.raises(InputError, match=r"metrics\['loss'\]: expected a non-empty 1-D sequence of numbers, "
+                                         r"got shape \(2, 1\)"):
+        plot_curves({"loss": [[1.0], [2.0]]}, tmp_path / "t.png")
+    with pytest.raises(InputError, match="max_panels: expected an integer >= 1, got 0"):
+        plot_curves({"step": [1, 2], "loss": [2.0, 1.0]}, tmp_path / "t.png", max_panels=0)
+    assert not (tmp_path / "e.png").exists() and not (tmp_path / "u.png").exists()
+
+
+def test_a_metrics_csv_with_a_huge_field_is_an_input_error(tmp_path):
+    from jointspace.viz.curves import read_metrics
+
+    (tmp_path / "metrics.csv").write_text("step,note\n1,ok\n2," + "x" * 200_000 + "\n")
+    with pytest.raises(InputError, match=r"metrics: .*metrics.csv, line 3: not a readable metrics CSV "
+                                         r"\(field larger than field limit"):
+        read_metrics(tmp_path)
+    (tmp_path / "latin.csv").write_bytes(b"step,loss\n1,\xe9\n")
+    with pytest.raises(InputError, match="latin.csv is not UTF-8 text"):
+        read_metrics(tmp_path / "latin.csv")
+
+
+def test_joint_space_map_names_the_modality_and_its_row(tmp_path):
+    from jointspace.viz.space_map import plot_joint_space
+
+    rng = np.random.default_rng(0)
+    emb = {"image": rng.normal(size=(6, 4)), "text": rng.normal(size=(6, 4))}
+    emb["text"][2, 1] = np.nan
+    with pytest.raises(InputError, match=r"embeddings\['text'\]: expected finite values, got NaN or Inf "
+                                         r"\(first at row 2, column 1\)"):
+        plot_joint_space(emb, tmp_path / "m.png", method="pca")
+    emb["text"][2, 1] = 0.0
+    with pytest.raises(InputError, match=r"labels: expected a 1-D array of 6 labels \(one per sample\), "
+                                         r"got shape \(6, 2\)"):
+        plot_joint_space(emb, tmp_path / "m.png", labels=np.zeros((6, 2)), method="pca")
+    with pytest.raises(InputError, match="n_lines: expected an integer >= 0, got -1"):
+        plot_joint_space(emb, tmp_path / "m.png", n_lines=-1, method="pca")
+    with pytest.raises(InputError, match="method: expected one of umap, tsne, pca; got 'mds'"):
+        plot_joint_space(emb, tmp_path / "m.png", method="mds")
+    with pytest.raises(InputError, match=r"embeddings\['image'\]: expected a 2-D array"):
+        plot_joint_space({"image": np.ones(6)}, tmp_path / "m.png", method="pca")
+    with pytest.raises(InputError, match="embeddings: expected at least 3 points in all"):
+        plot_joint_space({"image": np.ones((1, 3)), "text": np.ones((1, 3))}, tmp_path / "m.png", method="pca")
+    with pytest.raises(InputError, match="label_names: expected a list of names"):
+        plot_joint_space(emb, tmp_path / "m.png", labels=[0, 1, 0, 1, 0, 1], label_names="ab", method="pca")
+    assert not (tmp_path / "m.png").exists()
+    out = plot_joint_space(emb, tmp_path / "m.png", labels=np.array([0, "a", 1, 0, "a", 1], dtype=object),
+                           method="pca", n_lines=0)
+    assert Image.open(out).size[0] > 400
+
+
+def test_gallery_scores_must_be_numbers(tmp_path):
+    from jointspace.viz.gallery import write_gallery
+
+    good = {"rank": 1, "id": 0, "score": 0.5, "text": "t"}
+    with pytest.raises(InputError, match=r"results\[1\]\['score'\]: expected a finite number, got 'high'"):
+        write_gallery([good, {"rank": 2, "id": 1, "score": "high", "text": "u"}], tmp_path / "g.png")
+    with pytest.raises(InputError, match=r"results\[0\]: expected a dict with 'score'"):
+        write_gallery([("t", 0.5)], tmp_path / "g.png")
+    with pytest.raises(InputError, match="results: expected a list of result dicts, got dict"):
+        write_gallery(good, tmp_path / "g.png")
+    assert not (tmp_path / "g.png").exists()
+    out = write_gallery([good, {"id": 1, "score": np.float32(0.25)}, {"id": 2, "score": None}], tmp_path / "g.png")
+    assert Image.open(out).size == (3 * (160 + 8) + 8, 160 + 54 + 2 * 8)
