@@ -243,3 +243,69 @@ def test_real_package_split_sizes_title_disjoint():
     assert len(by_split["test"]) >= 600
     keys = {s: {e["title_key"] for e in v} for s, v in by_split.items()}
     assert not keys["test"] & keys["train"] and not keys["val"] & keys["train"] and not keys["val"] & keys["test"]
+
+
+def _tiny_clipart(root):
+    titles = ["Red Car", "Happy Cat", "Old House", "Blue Bird"]
+    for t in titles:
+        (root / "animals").mkdir(parents=True, exist_ok=True)
+        (root / "animals" / f"{t.lower().replace(' ', '_')}.svg").write_text(make_svg(t))
+    return len(titles)
+
+
+def _summed(summaries, key):
+    total = {}
+    for s in summaries.values():
+        for k, v in (s[key].items() if isinstance(s[key], dict) else [("n", s[key])]):
+            total[k] = total.get(k, 0) + v
+    return total
+
+
+def test_too_large_is_checked_again_on_each_load(tmp_path):
+    """A file skipped as larger than max_bytes is rendered by a later load that allows it."""
+    root = tmp_path / "svg"
+    n = _tiny_clipart(root)
+    cache = tmp_path / "cache"
+    parts, summ = _load_all(root, cache, max_bytes=50)
+    assert sum(len(p) for p in parts.values()) == 0
+    assert _summed(summ, "render_skipped_by_reason") == {"too_large": n}
+    assert all("> max_bytes=50" in f for s in summ.values() for f in s["render_skipped_files"])
+    parts, summ = _load_all(root, cache, max_bytes=8_000_000)
+    assert sum(len(p) for p in parts.values()) == n
+    assert _summed(summ, "rendered_now") == {"n": n} and _summed(summ, "render_skipped_by_reason") == {}
+
+
+def test_too_large_remembered_by_an_older_cache_is_ignored(tmp_path):
+    """render-failures-*.json files written before the fix may hold too_large / timeout entries."""
+    import json
+
+    root = tmp_path / "svg"
+    n = _tiny_clipart(root)
+    cache = tmp_path / "cache"
+    entries = oc.catalogue(root, cache=FileCache("x", folder=cache))
+    renderer = svgmod.renderer_name()
+    keys = [oc.content_key("openclipart-png", e["sha256"], 32, svgmod.RENDER_VERSION, renderer) for e in entries]
+    stale = {k: ["too_large", "900 bytes > max_bytes=50"] for k in keys[:2]}
+    stale.update({k: ["timeout", "took too long"] for k in keys[2:]})
+    (cache / "render-failures-32.json").write_text(json.dumps(stale))
+    parts, summ = _load_all(root, cache)
+    assert sum(len(p) for p in parts.values()) == n and _summed(summ, "render_skipped_by_reason") == {}
+    assert json.loads((cache / "render-failures-32.json").read_text()) == {}
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("root", 5, "root: expected a folder path (a string), got 5 (int); a folder named with digits must be "
+                "given as a JSON string, e.g. --option 'root=\"5\"'"),
+    ("root", ["a"], "root: expected a folder path (a string), got ['a'] (list)"),
+    ("cache_dir", 2024, "cache_dir: expected a folder path (a string), got 2024 (int); a folder named with "
+                        "digits must be given as a JSON string, e.g. --option 'cache_dir=\"2024\"'"),
+])
+def test_root_and_cache_dir_must_be_paths(clipart, tmp_path, option, value, message):
+    root, _ = clipart
+    opts = {"root": root, "cache_dir": tmp_path, option: value}
+    with pytest.raises(InputError) as info:
+        get_dataset("openclipart").load("train", size=32, workers=1, **opts)
+    assert str(info.value) == message
+    if option == "root":
+        with pytest.raises(InputError, match=r"^root: expected a folder path"):
+            oc.catalogue(value, cache=FileCache("x", folder=tmp_path))

@@ -78,7 +78,7 @@ def test_synthesis_is_deterministic(tmp_path):
 @needs_espeak
 def test_bad_input(tmp_path):
     ds = get_dataset("spoken-words")
-    with pytest.raises(InputError, match="words: expected distinct non-empty"):
+    with pytest.raises(InputError, match=r"words\[1\]: expected a non-empty string, got '  '"):
         ds.load("test", cache_dir=tmp_path, words=["one", "  "])
     with pytest.raises(InputError, match="settings_per_accent"):
         ds.load("test", cache_dir=tmp_path, settings_per_accent=0)
@@ -102,3 +102,50 @@ def test_missing_espeak(monkeypatch, tmp_path):
     assert ds.missing() == "apt-get install -y espeak-ng"
     with pytest.raises(MissingDependencyError, match="apt-get install -y espeak-ng"):
         ds.load("test", cache_dir=tmp_path)
+
+
+@pytest.mark.parametrize("words, message", [
+    ("cat", "words: expected a list of words, got the single string 'cat'; wrap it in a list, e.g. ['cat']"),
+    (["one", "a/b"], "words[1]: expected letters, digits, spaces and simple punctuation (' . , ? ! -), got 'a/b'"),
+    (["one", "--help; rm"], "words[1]: expected letters, digits, spaces and simple punctuation (' . , ? ! -), "
+                            "got '--help; rm'"),
+    (["one", "two", "one"], "words[2]: expected distinct words, got 'one' more than once"),
+    (["one", 7], "words[1]: expected a non-empty string, got 7"),
+    ([], "words: expected at least one word, got an empty list"),
+    (5, "words: expected a list of words, got int"),
+])
+def test_check_words_names_the_bad_word(words, message):
+    with pytest.raises(InputError) as info:
+        sw.check_words(words)
+    assert str(info.value) == message
+    assert sw.check_words(("zero", "ankle boot", "t-shirt")) == ["zero", "ankle boot", "t-shirt"]
+
+
+def test_clip_count_refuses_a_single_string():
+    assert sw.clip_count(1, words=["one", "two"]) == {"train": 10, "val": 2, "test": 4}
+    with pytest.raises(InputError, match="words: expected a list of words, got the single string 'cat'"):
+        sw.clip_count(1, words="cat")
+
+
+@needs_espeak
+@pytest.mark.parametrize("words, message", [
+    ("cat", r"^words: expected a list of words, got the single string 'cat'"),
+    (["one", "a/b"], r"^words\[1\]: expected letters, digits, spaces and simple punctuation .*got 'a/b'$"),
+])
+def test_load_refuses_bad_words_before_synthesis(tmp_path, words, message):
+    ds = get_dataset("spoken-words")
+    with pytest.raises(InputError, match=message):
+        ds.load("test", cache_dir=tmp_path, words=words, settings_per_accent=1, workers=1)
+    assert not list(tmp_path.rglob("*.wav"))  # refused up front: nothing spoken, not even 'one'
+
+
+@needs_espeak
+def test_input_error_from_synthesis_is_not_counted_as_a_failed_clip(tmp_path, monkeypatch):
+    """An InputError raised while synthesising reaches the caller as it is."""
+    def refuse(text, voice, out_path, timeout=30.0):
+        raise InputError(f"voice: espeak-ng has no voice {voice.accent!r}")
+
+    monkeypatch.setattr(speech, "synthesise", refuse)
+    with pytest.raises(InputError, match=r"^voice: espeak-ng has no voice 'en-gb-scotland'$"):
+        get_dataset("spoken-words").load("test", cache_dir=tmp_path, words=["one"], settings_per_accent=1,
+                                         workers=1)

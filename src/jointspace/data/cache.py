@@ -59,6 +59,29 @@ def cache_dir(namespace: str) -> Path:
     return fallback
 
 
+def check_folder_arg(value, name: str) -> Path:
+    """``value`` as a :class:`~pathlib.Path` (``~`` expanded) if it is a str or path-like.
+
+    Options given as JSON on the command line turn a bare number into an int
+    (``--option root=2024``); that is refused here with a message naming ``name`` rather
+    than failing later inside :class:`pathlib.Path`.
+
+    Raises
+    ------
+    InputError
+        ``value`` is not a str or ``os.PathLike``, or is an empty string.
+    """
+    if not isinstance(value, (str, os.PathLike)):
+        hint = ""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            hint = (f"; a folder named with digits must be given as a JSON string, "
+                    f"e.g. --option '{name}=\"{value}\"'")
+        raise InputError(f"{name}: expected a folder path (a string), got {value!r} ({type(value).__name__}){hint}")
+    if isinstance(value, str) and not value.strip():
+        raise InputError(f"{name}: expected a folder path, got an empty string")
+    return Path(value).expanduser()
+
+
 def content_key(*parts, length: int = 20) -> str:
     """A short hex SHA-256 key of ``parts`` (bytes, str, numbers, or JSON-able values).
 
@@ -96,15 +119,16 @@ class FileCache:
     ----------
     namespace : str
         Sub-folder of the cache root (e.g. ``"openclipart-png"``).
-    folder : str or Path, optional
-        Use this folder instead of the cache root (tests, explicit ``cache_dir=`` options).
+    folder : str or path-like, optional
+        Use this folder instead of the cache root (tests, explicit ``cache_dir=`` options);
+        anything else (an int from a JSON option) is an :class:`InputError` naming ``cache_dir``.
     """
 
     def __init__(self, namespace: str, folder=None):
         if folder is None:
             self.folder = cache_dir(namespace)
         else:
-            self.folder = Path(folder).expanduser()
+            self.folder = check_folder_arg(folder, "cache_dir")
             if not _writable(self.folder):
                 raise InputError(f"cache_dir: folder {str(self.folder)!r} is not writable")
         self._index = self._read_index()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import InputError
+from ..cache import check_folder_arg
 from ..idx import read_idx
 from ..pairs import Pairs
 from . import Dataset, register_dataset
@@ -69,7 +70,7 @@ class FashionMNIST(Dataset):
 
         Parameters
         ----------
-        root : path, optional
+        root : str or path-like, optional
             Folder with the four IDX files (default: the Debian package's folder).
         limit : int, optional
             Keep only the first ``limit`` samples (the files are already in random order).
@@ -81,7 +82,7 @@ class FashionMNIST(Dataset):
         Pairs
             ``image`` uint8 (N, 28, 28), ``text`` class sentences, labels 0..9, label_names.
         """
-        folder = Path(root) if root is not None else DEFAULT_ROOT
+        folder = check_folder_arg(root, "root") if root is not None else DEFAULT_ROOT
         paths = []
         for stem in FILES[split]:
             found = _find(folder, stem)

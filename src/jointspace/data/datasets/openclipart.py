@@ -26,7 +26,7 @@ from ...errors import InputError, MissingDependencyError
 from .. import svg as svgmod
 from .._parallel import default_workers, run_jobs
 from .._progress import progress_bar
-from ..cache import FileCache, content_key
+from ..cache import FileCache, check_folder_arg, content_key
 from ..pairs import Pairs
 from . import Dataset, register_dataset
 
@@ -36,6 +36,9 @@ SPLIT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
 TEXT_VIEWS = ("title+keywords", "title", "description", "keywords")
 CATALOGUE_VERSION = 1
 _MEMO: dict = {}  # catalogue file -> entries, so loading three splits reads the JSON once
+# skips that depend on this load's settings (timeout, max_bytes), not on the drawing: they
+# are checked again on every load instead of being remembered in render-failures-*.json
+_NOT_REMEMBERED = ("timeout", "too_large")
 
 
 def normalise_title(title: str) -> str:
@@ -104,7 +107,7 @@ def catalogue(root=None, *, max_files: int | None = None, cache: FileCache | Non
         ``status`` (``ok`` or ``parse_error``) and, when ok, ``title``, ``title_key``,
         ``keywords``, ``description``, ``aspect``.
     """
-    root = Path(root) if root is not None else DEFAULT_ROOT
+    root = check_folder_arg(root, "root") if root is not None else DEFAULT_ROOT
     if not root.is_dir():
         raise InputError(f"root: folder {str(root)!r} does not exist")
     cache = cache or FileCache("openclipart")
@@ -196,7 +199,7 @@ class OpenClipart(Dataset):
 
         Parameters
         ----------
-        root : path, optional
+        root : str or path-like, optional
             Folder of SVG files in category sub-folders (default: the Debian package).
         size : int
             Side of the square RGB rendering, in pixels.
@@ -214,8 +217,8 @@ class OpenClipart(Dataset):
         timeout : float
             Seconds one rendering may take before the drawing is skipped.
         max_bytes : int
-            Skip SVG files larger than this.
-        cache_dir : path, optional
+            Skip SVG files larger than this (checked on every load, never remembered).
+        cache_dir : str or path-like, optional
             Cache folder for the catalogue and the PNG files (default: the user cache).
 
         Returns
@@ -235,7 +238,7 @@ class OpenClipart(Dataset):
         workers = default_workers() if workers is None else check_int(workers, "workers", low=1)
         timeout = check_float(timeout, "timeout", low=0, low_open=True)
         max_bytes = check_int(max_bytes, "max_bytes", low=1)
-        root = Path(root) if root is not None else DEFAULT_ROOT
+        root = check_folder_arg(root, "root") if root is not None else DEFAULT_ROOT
         cache = FileCache("openclipart", folder=cache_dir)
 
         entries = catalogue(root, max_files=max_files, cache=cache)
@@ -274,7 +277,12 @@ class OpenClipart(Dataset):
         return pairs
 
     def _render(self, chosen, root, size, cache, workers, timeout, max_bytes):
-        """PNG path (or None) per entry; renders what is missing, remembers failures."""
+        """PNG path (or None) per entry; renders what is missing, remembers failures.
+
+        Failures of the drawing itself (``render_error``, ``blank``) are remembered per
+        rendering key; ``timeout`` and ``too_large`` depend on this load's ``timeout`` and
+        ``max_bytes``, so they are not, and a later load with larger limits tries again.
+        """
         renderer = svgmod.renderer_name()
         fail_path = cache.folder / f"render-failures-{size}.json"
         try:
@@ -282,6 +290,9 @@ class OpenClipart(Dataset):
             failures = failures if isinstance(failures, dict) else {}
         except (OSError, ValueError):
             failures = {}
+        # older files may hold setting-dependent skips, or be hand-edited: keep only real failures
+        failures = {k: v for k, v in failures.items()
+                    if isinstance(v, list) and len(v) == 2 and v[0] not in _NOT_REMEMBERED}
         out: list = [None] * len(chosen)
         skipped: dict = {}
         todo = []
@@ -292,7 +303,7 @@ class OpenClipart(Dataset):
             if cache.is_valid(png):
                 out[i] = str(png)
                 self._from_cache += 1
-            elif key in failures and failures[key][0] != "timeout":
+            elif key in failures:
                 skipped[e["rel"]] = tuple(failures[key])
             else:
                 todo.append((i, key, png))
@@ -308,7 +319,8 @@ class OpenClipart(Dataset):
                         out[i] = str(png)
                         self._rendered_now += 1
                     else:
-                        failures[key] = [status, msg]
+                        if status not in _NOT_REMEMBERED:
+                            failures[key] = [status, msg]
                         skipped[chosen[i]["rel"]] = (status, msg)
                     advance()
                     if (j + 1) % 500 == 0:

@@ -54,8 +54,46 @@ def _job(word: str, voice: speech.Voice, path: str, timeout: float):
     try:
         speech.synthesise(word, voice, path, timeout=timeout)
         return None
+    except InputError:
+        raise  # the caller's mistake, not a failed clip: report it as such
     except JointspaceError as exc:
         return str(exc)
+
+
+def check_words(words) -> list[str]:
+    """The vocabulary ``words`` as a list, or :class:`InputError` naming the bad word.
+
+    Parameters
+    ----------
+    words : sequence of str
+        Distinct words or short phrases, each made of letters, digits, spaces and simple
+        punctuation (what :func:`jointspace.data.speech.synthesise` accepts).
+
+    Returns
+    -------
+    list of str
+    """
+    if isinstance(words, (str, bytes)):
+        raise InputError(f"words: expected a list of words, got the single string {words!r}; "
+                         f"wrap it in a list, e.g. [{words!r}]")
+    try:
+        vocab = list(words)
+    except TypeError:
+        raise InputError(f"words: expected a list of words, got {type(words).__name__}") from None
+    if not vocab:
+        raise InputError("words: expected at least one word, got an empty list")
+    for i, w in enumerate(vocab):
+        if not isinstance(w, str) or not w.strip():
+            raise InputError(f"words[{i}]: expected a non-empty string, got {w!r}")
+        if not speech._SAFE_TEXT.match(w):
+            raise InputError(f"words[{i}]: expected letters, digits, spaces and simple punctuation "
+                             f"(' . , ? ! -), got {w!r}")
+    seen: set = set()
+    for i, w in enumerate(vocab):
+        if w in seen:
+            raise InputError(f"words[{i}]: expected distinct words, got {w!r} more than once")
+        seen.add(w)
+    return vocab
 
 
 @register_dataset
@@ -78,8 +116,10 @@ class SpokenWords(Dataset):
 
         Parameters
         ----------
-        words : sequence of str, optional
-            The vocabulary (default: ``VOCABULARY``, 20 words).
+        words : list of str, optional
+            The vocabulary (default: ``VOCABULARY``, 20 words): distinct words or short
+            phrases of letters, digits, spaces and simple punctuation (see
+            :func:`check_words`); a single string is refused, not split into letters.
         settings_per_accent : int
             Voice settings per accent (1..54).
         limit : int, optional
@@ -98,9 +138,7 @@ class SpokenWords(Dataset):
             word's index in the vocabulary; metadata ``word``, ``accent``, ``variant``,
             ``speed``, ``pitch``, ``voice``.
         """
-        vocab = list(VOCABULARY if words is None else words)
-        if not vocab or len(set(vocab)) != len(vocab) or not all(isinstance(w, str) and w.strip() for w in vocab):
-            raise InputError(f"words: expected distinct non-empty strings, got {vocab!r}")
+        vocab = list(VOCABULARY) if words is None else check_words(words)
         n = check_int(settings_per_accent, "settings_per_accent", low=1, high=len(GRID))
         limit = None if limit is None else check_int(limit, "limit", low=1)
         workers = default_workers() if workers is None else check_int(workers, "workers", low=1)
@@ -148,8 +186,8 @@ class SpokenWords(Dataset):
 
 def clip_count(settings_per_accent: int = 5, words=None) -> dict:
     """Clips per split for the given settings (no synthesis)."""
-    nw = len(VOCABULARY if words is None else words)
+    nw = len(VOCABULARY if words is None else check_words(words))
     return {s: len(a) * settings_per_accent * nw for s, a in SPLIT_ACCENTS.items()}
 
 
-__all__ = ["SpokenWords", "VOCABULARY", "SPLIT_ACCENTS", "voice_settings", "clip_count"]
+__all__ = ["SpokenWords", "VOCABULARY", "SPLIT_ACCENTS", "voice_settings", "clip_count", "check_words"]
