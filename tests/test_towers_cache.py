@@ -147,3 +147,30 @@ def test_embed_cached_switch(tmp_path):
     x = np.arange(12.0).reshape(4, 3)
     assert np.allclose(embed_cached(feats, x, cache=tmp_path), feats.embed(x))
     assert np.allclose(embed_cached(feats, x, cache=tmp_path), feats.embed(x))
+
+
+def _palette_image(rgb, transparency=None):
+    img = Image.new("P", (8, 8), 0)
+    img.putpalette(list(rgb) + [0, 0, 0] * 255)
+    if transparency is not None:
+        img.info["transparency"] = transparency
+    return img
+
+
+def test_palette_images_are_keyed_by_their_colours(tmp_path):
+    """Two "P" images with the same indices but other palettes are other pictures."""
+    from jointspace.towers.cache import item_digest
+
+    red, blue = _palette_image((255, 0, 0)), _palette_image((0, 0, 255))
+    assert red.tobytes() == blue.tobytes()  # the indices alone cannot tell them apart
+    assert item_digest(red) != item_digest(blue)
+    assert item_digest(red) != item_digest(_palette_image((255, 0, 0), transparency=0))  # composited on white
+    assert item_digest(red) == item_digest(red.convert("RGB"))  # the same pixels the tower sees
+    tower = create_tower("cnn", image_size=8, widths=[4], out_dim=3)
+    cache = EmbeddingCache(tmp_path, chunk_size=1)
+    a = cache.embed(tower, [red])
+    b = cache.embed(tower, [blue])
+    assert (cache.hits, cache.misses) == (0, 2)
+    assert np.array_equal(a, tower.embed([red])) and np.array_equal(b, tower.embed([blue]))
+    assert not np.allclose(a, b)
+    assert np.array_equal(cache.embed(tower, [blue.copy()]), b) and cache.hits == 1

@@ -155,3 +155,25 @@ def test_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)      # 900 pixels > twice the limit: PIL refuses
     with pytest.raises(InputError, match=r"big\.png.*image too large to decode safely"):
         load_image(path)
+
+
+def test_unsigned_integer_audio_is_centred():
+    """Unsigned PCM is centred on 2^(bits-1): silence (128 for uint8) is 0, not 0.5."""
+    got = load_audio(np.array([0, 64, 128, 192, 255], np.uint8), 16000)
+    assert got.dtype == np.float32 and got.tolist() == [-1.0, -0.5, 0.0, 0.5, 127 / 128]
+    got = load_audio(np.array([0, 32768, 65535], np.uint16), 16000)
+    assert got.tolist() == [-1.0, 0.0, 32767 / 32768]
+    # signed integers keep their scale: x / 2^(bits-1)
+    assert load_audio(np.array([-32768, 0, 16384], np.int16), 16000).tolist() == [-1.0, 0.0, 0.5]
+    assert load_audio(np.array([-128, 0, 64], np.int8), 16000).tolist() == [-1.0, 0.0, 0.5]
+
+
+def test_8bit_wav_is_centred_like_an_uint8_array(tmp_path):
+    import soundfile as sf
+
+    u8 = np.array([0, 64, 128, 192, 255] * 40, np.uint8)
+    sf.write(tmp_path / "u8.wav", (u8.astype(np.float64) - 128) / 128, 8000, subtype="PCM_U8")
+    assert sf.info(str(tmp_path / "u8.wav")).subtype == "PCM_U8"
+    from_file = load_audio(str(tmp_path / "u8.wav"), 8000)
+    assert from_file[:5].tolist() == [-1.0, -0.5, 0.0, 0.5, 127 / 128]
+    assert np.array_equal(from_file, load_audio(u8, 8000))

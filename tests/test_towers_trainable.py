@@ -89,3 +89,18 @@ def test_cache_key_follows_the_weights():
     with torch.no_grad():
         next(tower.module.parameters()).add_(1.0)
     assert tower.cache_key() != k0
+
+
+@pytest.mark.parametrize("name", ["bow", "gru", "transformer"])
+def test_text_without_tokens_is_an_input_error(name):
+    """A lone combining accent is visible text, but WordPiece normalisation leaves no token of it."""
+    tower = create_tower(name, out_dim=4, **SMALL[name])
+    accent = "\u0301"
+    assert tower.tokenizer([accent], add_special_tokens=False)["input_ids"] == [[]]
+    message = (r"^items\[{}\]: text has no tokens after the tokenizer's normalisation "
+               r"\(e\.g\. only accents or control characters\), got '\u0301'$")
+    with pytest.raises(InputError, match=message.format(0)):
+        tower.embed([accent])
+    with pytest.raises(InputError, match=message.format(1)):
+        tower.to_batch(["a red car", accent])  # in a mixed batch too (bow gave only its bias)
+    assert tower.to_batch(["a red car", "e" + accent])["attention_mask"].sum(1).min() >= 1

@@ -27,7 +27,7 @@ from .._io import atomic_write_bytes
 from .._validation import check_int
 from ._progress import progress_bar
 from .base import Tower
-from .inputs import _is_pil, check_items
+from .inputs import _is_pil, check_items, load_image
 
 _BLOCK = 1 << 20
 
@@ -39,10 +39,13 @@ def default_cache_dir() -> Path:
     return base / "embeddings"
 
 
-def item_digest(item, modality: str = "image") -> bytes:
+def item_digest(item, modality: str = "image", where: str = "item") -> bytes:
     """A 16-byte digest of one item's content (not its name).
 
-    Strings are texts for the ``"text"`` modality and file paths otherwise.
+    Strings are texts for the ``"text"`` modality and file paths otherwise.  PIL images are
+    hashed by their decoded RGB pixels (:func:`~jointspace.towers.inputs.load_image`, what
+    the image towers see), so palette and transparency count; ``where`` names the item in
+    the error raised for an image that cannot be decoded.
     """
     h = hashlib.blake2b(digest_size=16)
     if isinstance(item, str) and modality == "text":
@@ -57,8 +60,11 @@ def item_digest(item, modality: str = "image") -> bytes:
         h.update(f"array\0{arr.dtype.str}\0{arr.shape}\0".encode())
         h.update(arr.tobytes())
     elif _is_pil(item):
-        h.update(f"pil\0{item.mode}\0{item.size}\0".encode())
-        h.update(item.tobytes())
+        # the pixels the towers see: a palette image's raw bytes are only palette indices,
+        # so two images with other palettes (or transparency) would otherwise share a key
+        arr = load_image(item, where)
+        h.update(f"pil-rgb\0{arr.shape}\0".encode())
+        h.update(arr.tobytes())
     else:
         h.update(b"repr\0" + repr(item).encode())
     return h.digest()
@@ -110,7 +116,7 @@ class EmbeddingCache:
         if tower.modality == "features":
             items = list(items)
         key = tower.cache_key().encode()
-        digests = [item_digest(it, tower.modality) for it in items]
+        digests = [item_digest(it, tower.modality, f"items[{i}]") for i, it in enumerate(items)]
         n = len(items)
         out = np.empty((n, tower.out_dim), dtype=np.float32)
         folder = self.folder(tower)

@@ -229,7 +229,9 @@ def load_audio(item, sample_rate: int, where: str = "audio") -> np.ndarray:
     ----------
     item : str or path-like (WAV, FLAC, OGG: what libsndfile reads), or 1-D ndarray
         Arrays are taken to be at ``sample_rate`` already; integer arrays are scaled from
-        their full range to [-1, 1].
+        their full range to [-1, 1]: signed ones by 2^(bits-1) (int16 -32768 -> -1), unsigned
+        ones centred on 2^(bits-1) as unsigned PCM is (uint8 0, 128, 255 -> -1, 0, 0.992).
+        Files are decoded by libsndfile, which centres 8-bit (unsigned) WAV the same way.
 
     Returns
     -------
@@ -237,7 +239,11 @@ def load_audio(item, sample_rate: int, where: str = "audio") -> np.ndarray:
     """
     if isinstance(item, np.ndarray):
         y = item
-        if np.issubdtype(y.dtype, np.integer):
+        if np.issubdtype(y.dtype, np.unsignedinteger):
+            # unsigned PCM (e.g. 8-bit WAV) is centred on 2^(bits-1): uint8 0, 128, 255 -> -1, 0, 127/128
+            mid = float(2 ** (np.iinfo(y.dtype).bits - 1))
+            y = ((y.astype(np.float64) - mid) / mid).astype(np.float32)
+        elif np.issubdtype(y.dtype, np.integer):
             y = y.astype(np.float32) / float(np.iinfo(y.dtype).max + 1)
         elif not np.issubdtype(y.dtype, np.floating):
             raise InputError(f"{where}: expected a float waveform, got dtype {y.dtype}")

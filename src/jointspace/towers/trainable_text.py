@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .._validation import check_int
+from ..errors import InputError
 from .base import register_tower
 from .inputs import check_items
 from .trainable import TrainableTower
@@ -30,11 +31,26 @@ class _TextTower(TrainableTower):
         return int(self.tokenizer.vocab_size)
 
     def to_batch(self, items):
-        """Texts -> ``{"input_ids": (n, L) int64, "attention_mask": (n, L) int64}``, padded with 0."""
+        """Texts -> ``{"input_ids": (n, L) int64, "attention_mask": (n, L) int64}``, padded with 0.
+
+        Raises
+        ------
+        InputError
+            A text that the tokenizer reduces to no word pieces at all (e.g. a lone combining
+            accent, which normalisation strips): it would give an empty row, which the bag
+            of embeddings divides by and the GRU cannot pack.
+        """
         texts = check_items("text", items)
         enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
                              add_special_tokens=self.special_tokens, return_tensors="pt")
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        mask = enc["attention_mask"]
+        n_special = 2 if self.special_tokens else 0  # [CLS] and [SEP] are not the text's own
+        counts = (mask.sum(dim=1) - n_special).tolist()
+        for i, c in enumerate(counts):
+            if c <= 0:
+                raise InputError(f"items[{i}]: text has no tokens after the tokenizer's normalisation "
+                                 f"(e.g. only accents or control characters), got {texts[i]!r}")
+        return {"input_ids": enc["input_ids"], "attention_mask": mask}
 
 
 @register_tower("bow", "trainable bag of word-piece embeddings (word2vec-like) for texts")
@@ -90,8 +106,6 @@ class TransformerTower(_TextTower):
         self.depth = check_int(depth, "depth", low=1)
         self.heads = check_int(heads, "heads", low=1)
         if self.width % self.heads:
-            from ..errors import InputError
-
             raise InputError(f"heads: width ({self.width}) must be a multiple of heads ({self.heads})")
 
     def config(self) -> dict:
