@@ -212,3 +212,30 @@ def test_eval_csls_matches_library(capsys, wiki_run):
     assert code == 2 and "--bank-split" in err
     code, _, err = run(capsys, "eval", str(wiki_run), "--dataset", "wikipedia", "--csls", "0")
     assert code == 2 and "--csls: expected an integer >= 1" in err
+
+
+@pytest.mark.parametrize("dataset, option, message", [
+    ("fashion-mnist", "root=2024", "root: expected a folder path (a string), got 2024 (int); a folder named with "
+                                   "digits must be given as a JSON string, e.g. --option 'root=\"2024\"'"),
+    ("openclipart", "root=5", "root: expected a folder path (a string), got 5 (int); a folder named with "
+                              "digits must be given as a JSON string, e.g. --option 'root=\"5\"'"),
+    ("photos", "cache_dir=7", "cache_dir: expected a folder path (a string), got 7 (int); a folder named with "
+                              "digits must be given as a JSON string, e.g. --option 'cache_dir=\"7\"'"),
+    ("fashion-mnist", "root=true", "root: expected a folder path (a string), got True (bool)"),
+])
+def test_embed_path_options_given_as_json_numbers(tmp_path, capsys, monkeypatch, dataset, option, message):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+    split = "all" if dataset == "photos" else "train"
+    code, _, err = run(capsys, "embed", dataset, "--tower", "cnn", "--split", split, "--option", option,
+                       "--out", tmp_path / "e.npy", "--quiet")
+    assert code == 2 and err.strip().endswith(message) and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "e.npy").exists()
+
+
+def test_embed_folder_named_with_digits_as_json_string(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "2024").mkdir()
+    code, _, err = run(capsys, "embed", "fashion-mnist", "--tower", "cnn", "--option", 'root="2024"',
+                       "--out", tmp_path / "e.npy", "--quiet")
+    assert code == 2 and "root: train-images-idx3-ubyte(.gz) not found in '2024'" in err

@@ -73,3 +73,58 @@ def test_bad_input_exits_2(tmp_path, capsys, argv, message):
 def test_bad_output_suffix(tmp_path, capsys):
     assert main(["embed", "digits", "--tower", "minilm", "--out", str(tmp_path / "x.csv")]) == 2
     assert ".npy or .safetensors" in capsys.readouterr().err
+
+
+class NamedPictures(Dataset):
+    """Three pictures with string ids; counts its loads (for the CLI tests only)."""
+
+    name = "named-pictures-test"
+    modalities = ("image", "text")
+    loads = 0
+
+    def _load(self, split):
+        type(self).loads += 1
+        imgs = np.stack([np.full((8, 8, 3), 80 * i, np.uint8) for i in range(3)])
+        return Pairs({"image": imgs, "text": ["a", "b", "c"]}, ids=["red/01.png", "blue/02.png", "green/03.png"])
+
+
+if NamedPictures.name not in DATASETS:
+    register_dataset(NamedPictures)
+
+CNN = ["--tower", "cnn", "--tower-param", "image_size=8", "--tower-param", "widths=[4]",
+       "--tower-param", "out_dim=3", "--quiet"]
+
+
+def test_safetensors_keeps_string_and_integer_ids(tmp_path, capsys):
+    from safetensors import safe_open
+
+    st = tmp_path / "named.safetensors"
+    assert main(["embed", NamedPictures.name, *CNN, "--out", str(st)]) == 0
+    with safe_open(str(st), "np") as fh:
+        meta, keys = fh.metadata(), set(fh.keys())
+        vectors = fh.get_tensor("vectors")
+    assert keys == {"vectors"} and vectors.shape == (3, 3)
+    assert json.loads(meta["ids"]) == ["red/01.png", "blue/02.png", "green/03.png"]
+    imgs = load_dataset(NamedPictures.name, "train")["image"]
+    assert np.allclose(vectors, create_tower("cnn", image_size=8, widths=[4], out_dim=3).embed(imgs), atol=1e-6)
+    # integer ids: the int64 tensor as before, and the same ids in the metadata
+    st = tmp_path / "tiny.safetensors"
+    assert main(["embed", TinyPictures.name, *CNN, "--limit", "3", "--out", str(st)]) == 0
+    with safe_open(str(st), "np") as fh:
+        assert json.loads(fh.metadata()["ids"]) == [0, 1, 2] and fh.get_tensor("ids").tolist() == [0, 1, 2]
+    capsys.readouterr()
+    assert main(["embed", "--help"]) == 0
+    assert "metadata key 'ids'" in " ".join(capsys.readouterr().out.split())
+
+
+def test_out_is_checked_before_the_work(tmp_path, capsys):
+    (tmp_path / "outdir.npy").mkdir()
+    before = NamedPictures.loads
+    assert main(["embed", NamedPictures.name, *CNN, "--out", str(tmp_path / "outdir.npy")]) == 2
+    err = capsys.readouterr().err
+    assert f"--out: expected a file to write, got the folder {str(tmp_path / 'outdir.npy')!r}" in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert NamedPictures.loads == before  # refused before loading or embedding anything
+    (tmp_path / "file").write_text("x")
+    assert main(["embed", NamedPictures.name, *CNN, "--out", str(tmp_path / "file" / "e.npy")]) == 2
+    assert "--out: cannot create" in capsys.readouterr().err and NamedPictures.loads == before

@@ -5,11 +5,20 @@ from __future__ import annotations
 import io
 import json
 import time
-from pathlib import Path
 
 from .._common import add_json_flag, console, dataset_option_names, parse_params, print_json, print_table
 
 _FORMATS = (".npy", ".safetensors")
+
+
+def _ids_for_json(ids) -> list:
+    """Sample ids as JSON values: integers stay integers, anything else becomes a string."""
+    out = []
+    for v in ids.tolist():
+        if isinstance(v, bool) or not isinstance(v, int):
+            v = v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+        out.append(v)
+    return out
 
 
 def _dataset_options(name: str, options: dict) -> dict:
@@ -30,12 +39,18 @@ def register(sub) -> None:
     p = sub.add_parser("embed", help="embed one modality of a dataset through a tower, write the vectors",
                        description="Run the items of one modality of a built-in dataset through a tower "
                                    "(e.g. efficientnet-lite0, minilm, mfcc) and write an (n, d) float32 array "
-                                   "to a .npy or .safetensors file. Frozen towers go through the embedding cache.")
+                                   "to a .npy or .safetensors file. Frozen towers go through the embedding cache. "
+                                   "A .safetensors file holds the tensor 'vectors' and, in its metadata, 'ids' "
+                                   "(the sample ids as a JSON list, row by row; integer ids are also stored "
+                                   "as the int64 tensor 'ids'), with 'tower', 'tower_config', 'dataset', "
+                                   "'split' and 'modality'.")
     p.add_argument("dataset", metavar="DATASET", help="a built-in dataset name (see 'jointspace datasets')")
     p.add_argument("--tower", required=True, help="tower name, e.g. efficientnet-lite0, minilm, mfcc")
     p.add_argument("--modality", help="which modality of the dataset (default: the tower's own)")
     p.add_argument("--split", default="train", help="dataset split (default: train)")
-    p.add_argument("--out", required=True, help="output file: .npy (vectors) or .safetensors (vectors + ids)")
+    p.add_argument("--out", required=True,
+                   help="output file: .npy (vectors) or .safetensors (tensor 'vectors'; ids as a JSON list "
+                        "in the metadata key 'ids')")
     p.add_argument("--batch-size", type=int, help="items per forward pass (default: the tower's own)")
     p.add_argument("--limit", type=int, help="only the first N items (quick looks)")
     p.add_argument("--option", action="append", metavar="KEY=VALUE",
@@ -51,13 +66,13 @@ def register(sub) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from ..._io import atomic_write_bytes
+    from ..._io import atomic_write_bytes, check_out_file
     from ..._validation import check_int
     from ...data.datasets import load_dataset
     from ...errors import InputError
     from ...towers import create_tower, embed_cached
 
-    out = Path(args.out)
+    out = check_out_file(args.out, arg="--out")  # before the work, not after it
     if out.suffix.lower() not in _FORMATS:
         raise InputError(f"--out: expected a file ending in {' or '.join(_FORMATS)}, got {str(out)!r}")
     tower = create_tower(args.tower, **parse_params(args.tower_param, "--tower-param"))
@@ -96,7 +111,8 @@ def run(args) -> int:
         if pairs.ids.dtype.kind in "iu":
             tensors["ids"] = np.ascontiguousarray(pairs.ids.astype(np.int64))
         meta = {"tower": tower.name, "tower_config": json.dumps(tower.config(), sort_keys=True),
-                "dataset": args.dataset, "split": args.split, "modality": modality}
+                "dataset": args.dataset, "split": args.split, "modality": modality,
+                "ids": json.dumps(_ids_for_json(pairs.ids))}
         atomic_write_bytes(out, save(tensors, metadata=meta))
     summary = {"dataset": args.dataset, "split": args.split, "modality": modality, "tower": tower.name,
                "n": int(vectors.shape[0]), "dim": int(vectors.shape[1]), "seconds": round(seconds, 3),
