@@ -289,3 +289,77 @@ class Pairs:
             return np.asarray(self.metadata[by])
         raise InputError(f"relevance: expected 'auto', 'label', 'id' or a metadata column "
                          f"({', '.join(self.metadata) or 'none'}); got {by!r}")
+
+
+def concat_pairs(parts: Sequence[Pairs], name: str | None = None) -> Pairs:
+    """The rows of several ``Pairs`` one after the other (e.g. a train and a val split).
+
+    Parameters
+    ----------
+    parts : sequence of Pairs
+        At least one; the same modalities, each of one kind in every part (arrays with the
+        same trailing shape, or lists of items); labels in all parts or in none (the same
+        ``label_names``, the same width for multi-hot labels); ids unique across the parts.
+    name : str, optional
+        Name of the result (default: the parts' name when they share one).
+
+    Returns
+    -------
+    Pairs
+        ``sum(len(p) for p in parts)`` rows in the order given; metadata columns present in
+        every part are kept, the others dropped.
+
+    Examples
+    --------
+    >>> a = Pairs({"x": np.zeros((2, 3)), "t": ["a", "b"]}, ids=[0, 1])
+    >>> b = Pairs({"x": np.ones((1, 3)), "t": ["c"]}, ids=[2])
+    >>> c = concat_pairs([a, b])
+    >>> len(c), c["t"], c.ids.tolist()
+    (3, ['a', 'b', 'c'], [0, 1, 2])
+    """
+    if isinstance(parts, Pairs) or not isinstance(parts, Sequence) or not parts:
+        raise InputError(f"parts: expected a non-empty list of Pairs, got {type(parts).__name__} "
+                         f"of length {len(parts) if isinstance(parts, Sequence) else 'none'}")
+    for i, p in enumerate(parts):
+        if not isinstance(p, Pairs):
+            raise InputError(f"parts[{i}]: expected a Pairs, got {type(p).__name__}")
+    parts = list(parts)
+    first = parts[0]
+    for i, p in enumerate(parts[1:], start=1):
+        if set(p.modalities) != set(first.modalities):
+            raise InputError(f"parts[{i}]: expected the modalities {', '.join(first.modalities)}, "
+                             f"got {', '.join(p.modalities)}")
+        if (p.labels is None) != (first.labels is None):
+            raise InputError(f"parts[{i}]: expected labels in every part or in none; parts[0] has "
+                             f"{'none' if first.labels is None else 'labels'}, parts[{i}] "
+                             f"{'none' if p.labels is None else 'labels'}")
+        if p.label_names != first.label_names:
+            raise InputError(f"parts[{i}]: expected the same label_names as parts[0]")
+    data = {}
+    for m in first.modalities:
+        items = [p[m] for p in parts]
+        if all(isinstance(v, np.ndarray) for v in items):
+            shapes = {v.shape[1:] for v in items}
+            if len(shapes) != 1:
+                raise InputError(f"parts: modality {m!r} has rows of different shapes across the parts: "
+                                 f"{sorted(shapes)}")
+            data[m] = np.concatenate(items)
+        elif all(isinstance(v, list) for v in items):
+            data[m] = [x for v in items for x in v]
+        else:
+            raise InputError(f"parts: modality {m!r} is an array in some parts and a list of items in others")
+    labels = None
+    if first.labels is not None:
+        shapes = {p.labels.shape[1:] for p in parts}
+        if len(shapes) != 1:
+            raise InputError(f"parts: labels of different shapes across the parts: {sorted(shapes)}")
+        labels = np.concatenate([p.labels for p in parts])
+    ids = np.concatenate([np.asarray(p.ids) for p in parts])
+    if len(np.unique(ids)) != len(ids):
+        raise InputError("parts: expected ids unique across the parts, got ids present in more than one part "
+                         "(give each part its own ids)")
+    keys = [k for k in first.metadata if all(k in p.metadata for p in parts)]
+    metadata = {k: [x for p in parts for x in list(p.metadata[k])] for k in keys}
+    if name is None:
+        name = first.name if all(p.name == first.name for p in parts) else ""
+    return Pairs(data, labels=labels, ids=ids, metadata=metadata, label_names=first.label_names, name=name)
