@@ -239,3 +239,31 @@ def test_embed_folder_named_with_digits_as_json_string(tmp_path, capsys, monkeyp
     code, _, err = run(capsys, "embed", "fashion-mnist", "--tower", "cnn", "--option", 'root="2024"',
                        "--out", tmp_path / "e.npy", "--quiet")
     assert code == 2 and "root: train-images-idx3-ubyte(.gz) not found in '2024'" in err
+
+
+def test_fit_on_splits_joined_by_plus(tmp_path, capsys, monkeypatch):
+    import jointspace.data.datasets as datasets
+    from jointspace.cli._common import load_split
+    from jointspace.data import Pairs, concat_pairs
+    from jointspace.models.base import create_model, load_model
+
+    both = load_split("wikipedia", "train+test")
+    train, test = (datasets.load_dataset("wikipedia", s) for s in ("train", "test"))
+    assert len(both) == len(train) + len(test)
+    assert both.ids.tolist() == train.ids.tolist() + test.ids.tolist()  # already unique: kept
+    # the model the CLI saves is the one fitted on the rows of both splits
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--n-components", "4", "--split", "train+test",
+                       "--out", str(tmp_path / "m"))
+    assert code == 0, err
+    want = create_model("cca", n_components=4).fit(concat_pairs([train, test]))
+    got = load_model(tmp_path / "m")
+    np.testing.assert_allclose(got.encode("image", test["image"][:5]), want.encode("image", test["image"][:5]),
+                               rtol=1e-5, atol=1e-6)
+    # splits numbering their samples alike get "<split>/<id>" ids
+    fake = {s: Pairs({"x": np.full((2, 1), k, np.float32)}, ids=[0, 1]) for k, s in enumerate(("a", "b"))}
+    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: fake[split])
+    joined = load_split("fake", "a+b")
+    assert joined.ids.tolist() == ["a/0", "a/1", "b/0", "b/1"] and joined["x"].ravel().tolist() == [0, 0, 1, 1]
+    code, _, err = run(capsys, "fit", "wikipedia", "--split", "train+train", "--out", str(tmp_path / "n"))
+    assert code == 2 and "--split: expected a split name or distinct names joined by '+'" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "n").exists()

@@ -116,12 +116,37 @@ def dataset_option_names(name: str) -> list[str]:
             and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
 
 
-def load_split(dataset: str, split: str):
-    """One split of a built-in dataset, with a spinner while it loads."""
-    from ..data.datasets import load_dataset
+def split_names(split: str) -> list[str]:
+    """The splits named by ``--split``: one name, or several joined by ``+`` (``train+val``)."""
+    from ..errors import InputError
 
+    names = [s.strip() for s in str(split).split("+")]
+    if not all(names) or len(set(names)) != len(names):
+        raise InputError(f"--split: expected a split name or distinct names joined by '+' (e.g. train+val), "
+                         f"got {split!r}")
+    return names
+
+
+def load_split(dataset: str, split: str):
+    """One split of a built-in dataset (or several joined by ``+``, their rows one after the
+    other), with a spinner while it loads.  When the splits number their samples alike, each
+    id becomes ``"<split>/<id>"`` so the ids stay unique."""
+    import numpy as np
+
+    from ..data.datasets import load_dataset
+    from ..data.pairs import Pairs, concat_pairs
+
+    names = split_names(split)
     with err_console.status(f"loading {dataset} ({split})"):
-        return load_dataset(dataset, split)
+        parts = [load_dataset(dataset, s) for s in names]
+    if len(parts) == 1:
+        return parts[0]
+    ids = np.concatenate([np.asarray(p.ids) for p in parts])
+    if len(np.unique(ids)) != len(ids):
+        parts = [Pairs({m: p[m] for m in p.modalities}, labels=p.labels,
+                       ids=np.array([f"{s}/{i}" for i in p.ids.tolist()]), metadata=p.metadata,
+                       label_names=p.label_names, name=p.name) for s, p in zip(names, parts)]
+    return concat_pairs(parts)
 
 
 def print_settings(report: dict) -> None:

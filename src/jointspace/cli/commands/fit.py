@@ -1,6 +1,6 @@
 """``jointspace fit``: learn a joint space on a dataset split and save it."""
 
-from .._common import console, load_split, parse_params
+from .._common import console, load_split, parse_params, split_names
 
 
 def register(sub):
@@ -16,7 +16,11 @@ def register(sub):
     p.add_argument("dataset", help="built-in dataset name (see 'jointspace datasets')")
     p.add_argument("--model", default="cca", help="model name (default: cca)")
     p.add_argument("--towers", help="comma-separated tower names, one per modality (e.g. efficientnet-lite0,minilm)")
-    p.add_argument("--split", default="train", help="split to fit on (default: train)")
+    p.add_argument("--split", default="train",
+                   help="split to fit on (default: train); several joined by + (e.g. train+val) to refit on "
+                        "them once settings are chosen: the val split then chooses nothing, so give the "
+                        "settings with --param (clip still holds out val_fraction of the pairs for early "
+                        "stopping unless --param val_fraction=0)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="model parameter, repeatable; values are JSON (e.g. n_components=10, reg=0.1, "
                         "preprocess=standard); a value starting with { or [ must be valid JSON")
@@ -58,7 +62,7 @@ def _fit_towers(args, params):
         raise InputError(f"--towers: dataset {args.dataset!r} has modalities {', '.join(ds.modalities)}; "
                          f"no {', '.join(missing)}")
     train = load_split(args.dataset, args.split)
-    val = load_split(args.dataset, "val") if "val" in ds.splits and args.split != "val" else None
+    val = load_split(args.dataset, "val") if "val" in ds.splits and "val" not in split_names(args.split) else None
     if args.model == "clip":
         return _fit_trained(args, {**params, "towers": towers, "relevance": ds.relevance}, train, val)
     from ...models.towered import fit_with_towers
@@ -212,7 +216,7 @@ def _run(args, params, rank: int) -> int:
 
         ds = get_dataset(args.dataset)
         train = load_split(args.dataset, args.split)
-        val = load_split(args.dataset, "val") if "val" in ds.splits and args.split != "val" else None
+        val = load_split(args.dataset, "val") if "val" in ds.splits and "val" not in split_names(args.split) else None
         model = _fit_trained(args, {**params, "relevance": ds.relevance}, train, val)
     else:
         model = create_model(args.model, **params)
