@@ -78,7 +78,7 @@ def test_synthesis_is_deterministic(tmp_path):
 @needs_espeak
 def test_bad_input(tmp_path):
     ds = get_dataset("spoken-words")
-    with pytest.raises(InputError, match=r"words\[1\]: expected a non-empty string, got '  '"):
+    with pytest.raises(InputError, match=r"words\[1\]: expected a non-empty word or phrase, got '  '"):
         ds.load("test", cache_dir=tmp_path, words=["one", "  "])
     with pytest.raises(InputError, match="settings_per_accent"):
         ds.load("test", cache_dir=tmp_path, settings_per_accent=0)
@@ -110,7 +110,7 @@ def test_missing_espeak(monkeypatch, tmp_path):
     (["one", "--help; rm"], "words[1]: expected letters, digits, spaces and simple punctuation (' . , ? ! -), "
                             "got '--help; rm'"),
     (["one", "two", "one"], "words[2]: expected distinct words, got 'one' more than once"),
-    (["one", 7], "words[1]: expected a non-empty string, got 7"),
+    (["one", 7], "words[1]: expected a non-empty word or phrase, got 7"),
     ([], "words: expected at least one word, got an empty list"),
     (5, "words: expected a list of words, got int"),
 ])

@@ -111,6 +111,17 @@ def english_accents() -> list[str]:
 _SAFE_TEXT = re.compile(r"^[\w' .,?!-]+$")
 
 
+def check_text(text, name: str = "text") -> str:
+    """``text`` if it is a non-empty word or phrase :func:`synthesise` can speak (letters,
+    digits, spaces and ' . , ? ! -), else an :class:`InputError` naming ``name``."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError(f"{name}: expected a non-empty word or phrase, got {text!r}")
+    if not _SAFE_TEXT.match(text):
+        raise InputError(f"{name}: expected letters, digits, spaces and simple punctuation (' . , ? ! -), "
+                         f"got {text!r}")
+    return text
+
+
 def synthesise(text: str, voice: Voice, out_path, timeout: float = 30.0) -> Path:
     """Speak ``text`` with ``voice`` into the WAV file ``out_path`` (written atomically).
 
@@ -123,10 +134,7 @@ def synthesise(text: str, voice: Voice, out_path, timeout: float = 30.0) -> Path
     JointspaceError
         espeak-ng fails, times out, or writes no audio.
     """
-    if not isinstance(text, str) or not text.strip():
-        raise InputError(f"text: expected a non-empty word or phrase, got {text!r}")
-    if not _SAFE_TEXT.match(text):
-        raise InputError(f"text: expected letters, digits, spaces and simple punctuation, got {text!r}")
+    check_text(text)
     exe = espeak_path()
     if exe is None:
         raise MissingDependencyError(f"espeak-ng is not installed: apt-get install -y {APT_PACKAGE}")

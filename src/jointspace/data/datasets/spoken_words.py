@@ -83,11 +83,7 @@ def check_words(words) -> list[str]:
     if not vocab:
         raise InputError("words: expected at least one word, got an empty list")
     for i, w in enumerate(vocab):
-        if not isinstance(w, str) or not w.strip():
-            raise InputError(f"words[{i}]: expected a non-empty string, got {w!r}")
-        if not speech._SAFE_TEXT.match(w):
-            raise InputError(f"words[{i}]: expected letters, digits, spaces and simple punctuation "
-                             f"(' . , ? ! -), got {w!r}")
+        speech.check_text(w, f"words[{i}]")
     seen: set = set()
     for i, w in enumerate(vocab):
         if w in seen:
