@@ -195,6 +195,34 @@ def test_openclipart_rows_have_the_report_format():
     assert "per ensemble" in two[1]["settings"]
 
 
+def test_refit_ensemble_rows_train_on_train_and_val_without_early_stopping():
+    from jointspace.data import concat_pairs
+    from jointspace.train.recipes import DEFAULT_TRAINING, openclipart_ensemble_rows, openclipart_test_metrics
+
+    def part(seed, n, first_id):
+        p = _pairs(n, seed=seed)
+        return js.Pairs({"image": p["image"], "text": p["text"]}, ids=np.arange(first_id, first_id + n),
+                        metadata={"title_key": [f"title {seed} {i % (n // 3)}" for i in range(n)]})
+
+    data = {"train": part(0, 90, 0), "val": part(1, 30, 90), "test": part(2, 30, 120)}
+    small = dict(epochs=3, batch_size=32, dim=8, hidden=16)
+    plain, csls = openclipart_ensemble_rows("clip (linear heads)", n_members=1, starts=(2,), k=5, data=data,
+                                            refit=True, **small)
+    assert plain["method"] == "clip (linear heads), ensemble of 1, refit on train+val"
+    # the same as one model of that seed fitted on train + val, every epoch run, CSLS bank train + val
+    trainval = concat_pairs([data["train"], data["val"]])
+    params = {**DEFAULT_TRAINING, "head": "linear", "loss": "clip", "relevance": "title_key", **small}
+    model = js.create_model("clip", **{**params, "seed": 2, "patience": None, "val_fraction": 0.0}).fit(trainval)
+    assert model.train_result_.epochs_run == 3 and model.train_result_.best_epoch is None
+    z = {m: model.encode(m, data["test"][m]) for m in ("image", "text")}
+    bank = {m: model.encode(m, trainval[m]) for m in ("image", "text")}
+    want_plain = openclipart_test_metrics(z, data["test"])
+    want_csls = openclipart_test_metrics(z, data["test"], bank, 5)
+    for key in ("text->image/R@10", "image->text/mAP", "text->image/pair-R@1"):
+        assert plain[key] == pytest.approx(want_plain[key])
+        assert csls[key] == pytest.approx(want_csls[key])
+
+
 def test_raw_kind_says_which_modalities_take_raw_items():
     # Features of the default towers' sizes (MiniLM 384, EfficientNet-Lite0 1280): raw texts and
     # images go through those towers; features of another size have no tower behind them.
