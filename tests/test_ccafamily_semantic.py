@@ -59,6 +59,21 @@ def test_scm_classifies_the_cca_space(labelled, tmp_path):
                                atol=1e-6)
 
 
+@pytest.mark.parametrize("name, params", [("sm", {}), ("scm", {"base": "cca", "base_params": {"n_components": 2}})])
+def test_string_labels_save_and_load(labelled, tmp_path, name, params):
+    words = np.array(["cat", "dog", "owl"])[labelled.labels]
+    pairs = Pairs({"image": labelled["image"], "text": labelled["text"]}, labels=words)
+    m = create_model(name, **params).fit(pairs)
+    assert m.classes_.tolist() == ["cat", "dog", "owl"]
+    m.save(tmp_path / name)
+    back = load_model(tmp_path / name)
+    assert back.classes_.tolist() == ["cat", "dog", "owl"]
+    np.testing.assert_array_equal(back.predict_proba("image", pairs["image"][:7]), m.predict_proba("image", pairs["image"][:7]))
+    # the same model fitted on the integer codes: string names change nothing but the names
+    ints = create_model(name, **params).fit(labelled)
+    np.testing.assert_allclose(back.encode("text", pairs["text"][:7]), ints.encode("text", pairs["text"][:7]), atol=1e-6)
+
+
 def test_scm_on_kernel_cca_runs(labelled):
     m = create_model("scm", base="kcca", base_params={"n_components": 2, "kernel": "rbf"}).fit(labelled)
     assert retrieval_map(m, labelled)["mean"] > 0.6

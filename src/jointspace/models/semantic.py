@@ -90,13 +90,22 @@ class _SemanticBase(BaseEstimator, JointModel):
         return p - 1.0 / p.shape[1]
 
     def _classifier_state(self) -> dict:
-        state = {"classes": self.classes_}
+        # safetensors holds numbers only: string class names travel in the JSON extra
+        state = {} if self._string_classes() else {"classes": self.classes_}
         for m in self.modalities_:
             state[f"coef.{m}"], state[f"intercept.{m}"] = self.coef_[m], self.intercept_[m]
         return state
 
+    def _string_classes(self) -> bool:
+        return np.asarray(self.classes_).dtype.kind in "USO"
+
+    def _classes_extra(self) -> dict:
+        """``{"class_names": [...]}`` when the labels were strings, else nothing."""
+        return {"class_names": [str(c) for c in self.classes_]} if self._string_classes() else {}
+
     def _set_classifier_state(self, state, modalities) -> None:
-        self.classes_ = state["classes"]
+        names = self._extra.get("class_names")
+        self.classes_ = np.array(names) if names is not None else state["classes"]
         self.coef_ = {m: state[f"coef.{m}"] for m in modalities}
         self.intercept_ = {m: state[f"intercept.{m}"] for m in modalities}
 
@@ -156,7 +165,8 @@ class SemanticMatching(_SemanticBase):
 
     def _get_extra(self) -> dict:
         return {"n_features": self.n_features_,
-                "pre": {m: pipeline_state(p, f"pre.{m}")[0] for m, p in self.pres_.items()}}
+                "pre": {m: pipeline_state(p, f"pre.{m}")[0] for m, p in self.pres_.items()},
+                **self._classes_extra()}
 
     def _set_extra(self, extra: dict) -> None:
         self._extra = extra
@@ -219,9 +229,10 @@ class SemanticCorrelationMatching(_SemanticBase):
     def _get_extra(self) -> dict:
         b = self.base_
         return {"base": {"model": b.model_name, "params": b.get_config(), "modalities": list(b.modalities_),
-                         "extra": b._get_extra()}}
+                         "extra": b._get_extra()}, **self._classes_extra()}
 
     def _set_extra(self, extra: dict) -> None:
+        self._extra = extra
         info = extra["base"]
         self.base_ = MODELS.get(info["model"])(**info["params"])
         self.base_._set_extra(info["extra"])
