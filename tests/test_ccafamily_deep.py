@@ -101,3 +101,12 @@ def test_training_raises_correlation_and_roundtrips(tmp_path, name):
     m.save(tmp_path / name)
     back = load_model(tmp_path / name)
     np.testing.assert_allclose(back.encode("b", y[:7]), m.encode("b", y[:7]), atol=1e-6)
+
+
+def test_dccae_reconstruction_term_is_the_squared_error_per_element():
+    from jointspace.models.deep_cca import reconstruction_error
+
+    x = torch.tensor([[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]])
+    rebuilt = torch.tensor([[1.0, 0.0, 3.0], [1.0, 1.0, 1.0]])
+    # squared norms per row: 4 and 3; per element: 7 / (2 rows * 3 features)
+    assert float(reconstruction_error(rebuilt, x)) == pytest.approx(7 / 6)

@@ -5,8 +5,11 @@ whose outputs on a batch maximise the sum of their canonical correlations
 (:func:`jointspace.objectives.cca_loss.cca_loss`, the chapter's CCA objective applied to the
 network outputs); linear CCA on the outputs of the whole training set then gives the joint
 space. DCCAE (Wang, Arora, Livescu and Bilmes, ICML 2015) adds a decoder per view and the
-reconstruction errors :math:`\lambda (\lVert x - g_1(f_1(x))\rVert^2 + \lVert y - g_2(f_2(y))\rVert^2)`
-to the loss, so the outputs also keep what is needed to rebuild each input.
+reconstruction errors :math:`\lambda (\lVert x - g_1(f_1(x))\rVert^2 / d_x + \lVert y - g_2(f_2(y))\rVert^2 / d_y)`,
+averaged over the batch, to the loss, so the outputs also keep what is needed to rebuild each
+input.  Each view's squared error is divided by its width (a mean over its elements, see
+:func:`reconstruction_error`): the paper's plain squared norms would weigh a 1,280-d image
+view 128 times more than a 10-d text view at the same ``recon_weight``.
 """
 
 from __future__ import annotations
@@ -19,6 +22,22 @@ from ..data.pairs import Pairs
 from ..errors import InputError, MissingDependencyError
 from .base import JointModel, register_model
 from .cca import CanonicalCorrelation
+
+
+def reconstruction_error(rebuilt, x):
+    """DCCAE's reconstruction term of one view: :math:`\frac{1}{m} \sum_i \lVert x_i - \hat x_i\rVert^2 / d`.
+
+    Parameters
+    ----------
+    rebuilt, x : torch.Tensor, shape (m, d)
+        Decoder outputs and the inputs they rebuild.
+
+    Returns
+    -------
+    torch.Tensor, shape ()
+        The squared error per element, averaged over the batch and the d features.
+    """
+    return ((rebuilt - x) ** 2).mean()
 
 
 def _torch():
@@ -159,8 +178,8 @@ class DeepCCA(BaseEstimator, JointModel):
                 hx, hy = self.nets_[0](xs[idx]), self.nets_[1](ys[idx])
                 loss = cca_loss(hx, hy, ridge=ridge)
                 if recon > 0:
-                    rx = torch.mean((self.decoders_[0](hx) - xs[idx]) ** 2)
-                    ry = torch.mean((self.decoders_[1](hy) - ys[idx]) ** 2)
+                    rx = reconstruction_error(self.decoders_[0](hx), xs[idx])
+                    ry = reconstruction_error(self.decoders_[1](hy), ys[idx])
                     loss = loss + recon * (rx + ry).to(loss.dtype)
                 opt.zero_grad()
                 loss.backward()
