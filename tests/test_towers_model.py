@@ -82,6 +82,27 @@ def test_fit_with_towers_chooses_settings_on_validation(tmp_path, data):
     assert again == pytest.approx(best["score"], abs=1e-9)
 
 
+def test_settings_given_are_kept_and_only_the_others_searched(tmp_path, data):
+    val = _pairs(shapes=("drawing",))
+    grid = {"pca": [8, 16], "reg": [0.01, 0.3], "n_components": [4, 8], "weight": [0.0, 1.0]}
+    model, report = fit_with_towers(data, {"image": "efficientnet-lite0", "text": "minilm"}, head="rcca",
+                                    head_params={"n_components": 3, "reg": 0.5}, val_pairs=val,
+                                    relevance="colour", cache=str(tmp_path / "c"), tower_params=SMALL, grid=grid)
+    scored = [t for t in report["trials"] if "score" in t]
+    # 2 PCA sizes x 2 weights searched; the ridge and the size are the ones given
+    assert len(scored) == 4
+    assert {t["reg"] for t in scored} == {0.5} and {t["n_components"] for t in scored} == {3}
+    assert model.head_.n_components == 3 and model.head_.reg == 0.5
+    # a fixed preprocessing is not searched either
+    _, report = fit_with_towers(data, {"image": "efficientnet-lite0", "text": "minilm"}, head="cca",
+                                head_params={"preprocess": {"image": "pca:8", "text": "pca:8"}, "weight": 1.0},
+                                val_pairs=val, relevance="colour", cache=str(tmp_path / "c"), tower_params=SMALL,
+                                grid=grid)
+    scored = [t for t in report["trials"] if "score" in t]
+    assert len(scored) == 2 and {t["weight"] for t in scored} == {1.0}
+    assert report["best"]["head_params"]["preprocess"] == {"image": "pca:8", "text": "pca:8"}
+
+
 def test_recall_at_k_by_hand():
     q = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     g = np.array([[1.0, 0.1], [0.1, 1.0], [-1.0, 0.0]])

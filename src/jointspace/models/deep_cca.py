@@ -25,7 +25,7 @@ from .cca import CanonicalCorrelation
 
 
 def reconstruction_error(rebuilt, x):
-    """DCCAE's reconstruction term of one view: :math:`\frac{1}{m} \sum_i \lVert x_i - \hat x_i\rVert^2 / d`.
+    r"""DCCAE's reconstruction term of one view: :math:`\frac{1}{m} \sum_i \lVert x_i - \hat x_i\rVert^2 / d`.
 
     Parameters
     ----------

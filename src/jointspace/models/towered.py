@@ -15,6 +15,7 @@ import itertools
 
 import numpy as np
 
+from .._validation import check_int
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
 from .base import JointModel, create_model, l2_normalize, register_model
@@ -191,12 +192,23 @@ def _rank(x: np.ndarray) -> int:
     return int((ev > ev[0] * xc.shape[1] * np.finfo(np.float64).eps * 100).sum())
 
 
-def _head_grid(head: str, p: int, q: int, n: int, grid: dict | None):
+def _head_grid(head: str, p: int, q: int, n: int, grid: dict | None, fixed: dict):
+    """The searched values; a setting the caller fixed in ``fixed`` (head parameters) is not searched."""
     grid = dict(grid or {})
     pcas = grid.get("pca", [None, 64, 128, 256])
     regs = grid.get("reg", [0.0] if head == "cca" else [1e-3, 1e-2, 0.1, 0.3, 0.5, 0.7])
     comps = grid.get("n_components", [16, 32, 64, 128, 256])
     weights = grid.get("weight", [0.0, 1.0, 2.0])
+    if "preprocess" in fixed:
+        pcas = [None]
+    if head == "cca":
+        regs = [0.0]  # plain CCA has no ridge: other values would only repeat the same fit
+    elif "reg" in fixed:
+        regs = [fixed["reg"]]
+    if "n_components" in fixed:
+        comps = [check_int(fixed["n_components"], "n_components", low=1)]
+    if "weight" in fixed:
+        weights = [fixed["weight"]]
     return pcas, regs, comps, weights
 
 
@@ -223,7 +235,8 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
         The head model (``"cca"`` searches PCA, components and weight; ``"rcca"`` also the
         ridge).
     head_params : dict, optional
-        Fixed head parameters; with no ``val_pairs`` they are used as given.
+        Fixed head parameters, used as given: ``n_components``, ``reg``, ``weight`` or
+        ``preprocess`` named here are not searched on ``val_pairs`` (the others still are).
     val_pairs : Pairs, optional
         Validation items (same modalities).
     relevance : str
@@ -254,7 +267,7 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     directions = directions or [(mods[1], mods[0]), (mods[0], mods[1])]
     vkeys = val_pairs.relevance_keys(relevance)
     x, y = feats[mods[0]], feats[mods[1]]
-    pcas, regs, comps, weights = _head_grid(head, x.shape[1], y.shape[1], len(feats), grid)
+    pcas, regs, comps, weights = _head_grid(head, x.shape[1], y.shape[1], len(feats), grid, head_params)
     # canonical pairs are bounded by the ranks (e.g. a text view of 20 distinct sentences)
     rank = min(_rank(x), _rank(y))
     trials = []
@@ -266,7 +279,8 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
         if sig in seen:
             continue
         seen.add(sig)
-        pre = {mods[0]: f"pca:{px}" if px else None, mods[1]: f"pca:{py}" if py else None}
+        pre = head_params["preprocess"] if "preprocess" in head_params else \
+            {mods[0]: f"pca:{px}" if px else None, mods[1]: f"pca:{py}" if py else None}
         dims = min(px or x.shape[1], py or y.shape[1], len(feats) - 1, rank if head == "cca" else len(feats))
         kmax = min(max(comps), dims)
         params = {**head_params, "preprocess": pre, "n_components": kmax, "weight": 0.0}
@@ -291,6 +305,8 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     best = max(scored, key=lambda t: (t["score"], -t["n_components"]))
     chosen = {**head_params, "preprocess": best["preprocess"], "n_components": best["n_components"],
               "weight": best["weight"]}
+    if "n_components" in head_params:  # as given: the head refuses a size the features cannot hold
+        chosen["n_components"] = head_params["n_components"]
     if head != "cca":
         chosen["reg"] = best["reg"]
     model = ToweredModel(towers=towers, head=head, head_params=chosen, tower_params=tower_params, cache=cache,
