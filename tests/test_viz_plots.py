@@ -100,6 +100,17 @@ def test_plot_cli_curves_and_map(tmp_path, capsys):
     assert main(["plot", "curves", str(tmp_path / "run"), "--out", str(tmp_path / "c.png")]) == 0
     assert (tmp_path / "c.png").is_file()
     assert main(["plot", "curves", str(tmp_path / "none"), "--out", str(tmp_path / "x.png")]) == 2
+    # a model folder saved by fit: its curves are in MODEL.train; an ensemble's in MODEL.train/memberN
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model.train").mkdir()
+    (tmp_path / "model.train" / "metrics.csv").write_text("step,loss\n1,3.0\n2,2.5\n")
+    assert main(["plot", "curves", str(tmp_path / "model"), "--out", str(tmp_path / "m.png")]) == 0
+    assert (tmp_path / "m.png").is_file()
+    (tmp_path / "ens").mkdir()
+    (tmp_path / "ens.train" / "member0").mkdir(parents=True)
+    (tmp_path / "ens.train" / "member0" / "metrics.csv").write_text("step,loss\n1,3.0\n")
+    assert main(["plot", "curves", str(tmp_path / "ens"), "--out", str(tmp_path / "e.png")]) == 2
+    assert "is a seed ensemble; each member has its own curves" in capsys.readouterr().err
     model = create_model("cca", n_components=6).fit(load_dataset("wikipedia", "train"))
     model.save(tmp_path / "m")
     assert main(["plot", "map", str(tmp_path / "m"), "--dataset", "wikipedia", "--n", "120", "--method", "pca",

@@ -33,7 +33,8 @@ def register(sub):
     g.set_defaults(handler=run_gallery)
 
     c = kinds.add_parser("curves", help="training curves from a run's metrics.csv")
-    c.add_argument("run", help="run folder (or its metrics.csv)")
+    c.add_argument("run", help="run folder (or its metrics.csv), or a model folder saved by fit (its "
+                                "run folder MODEL.train is read)")
     c.add_argument("--out", required=True, help="PNG file to write")
     c.set_defaults(handler=run_curves)
 
@@ -99,6 +100,23 @@ def run_gallery(args) -> int:
     return 0
 
 
+def _run_folder(run):
+    """``run``, or for a model folder saved by ``fit`` its default run folder ``<model>.train``
+    (which holds ``metrics.csv``)."""
+    from ...errors import InputError
+
+    if not run.is_dir() or (run / "metrics.csv").is_file():
+        return run
+    train = run.with_name(run.name + ".train")
+    if (train / "metrics.csv").is_file():
+        return train
+    members = sorted(train.glob("member*/metrics.csv"))
+    if members:
+        raise InputError(f"run: {str(run)!r} is a seed ensemble; each member has its own curves, e.g. "
+                         f"jointspace plot curves {members[0].parent} --out curves.png")
+    return run
+
+
 def run_curves(args) -> int:
     from pathlib import Path
 
@@ -107,8 +125,9 @@ def run_curves(args) -> int:
     from ...viz.curves import plot_curves
 
     check_out_file(args.out, arg="--out")
+    run = _run_folder(Path(args.run))
     try:
-        plot_curves(args.run, args.out, title=Path(args.run).name)
+        plot_curves(run, args.out, title=Path(args.run).name)
     except UnicodeDecodeError as exc:
         csv_path = Path(args.run) / "metrics.csv" if Path(args.run).is_dir() else Path(args.run)
         raise InputError(f"run: expected a UTF-8 text metrics CSV, got undecodable bytes in {str(csv_path)!r} "
