@@ -125,6 +125,28 @@ def test_fit_refuses_an_unrelated_out_folder_before_training(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes"]  # no run folder was started
 
 
+def test_run_dir_must_be_new_empty_or_a_run_folder(tmp_path, capsys):
+    from jointspace.models.base import create_model
+    from jointspace.data.datasets import load_dataset
+    from jointspace.train.checkpoint import is_run_dir
+
+    model = tmp_path / "model"
+    create_model("cca", n_components=2).fit(load_dataset("wikipedia", "train")).save(model)
+    before = sorted(p.name for p in model.iterdir())
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "clip", "--epochs", "1", "--run-dir", model,
+                       "--out", tmp_path / "new")
+    assert code == 2 and "--run-dir" in err and "is not a saved run folder" in err and one_line(err)
+    assert sorted(p.name for p in model.iterdir()) == before and not (tmp_path / "new").exists()
+    # what training leaves in a run folder (also per ensemble member) may be reused
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "metrics.csv").write_text("step,loss\n")
+    (run_dir / "member0" / "tensorboard").mkdir(parents=True)
+    assert is_run_dir(run_dir) and is_run_dir(run_dir / "member0")
+    (run_dir / "member0" / "notes.txt").write_text("keep")
+    assert not is_run_dir(run_dir) and not is_run_dir(model)
+
+
 # -- 5. zero-shot templates ------------------------------------------------------------------
 
 

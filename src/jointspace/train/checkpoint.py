@@ -76,6 +76,26 @@ def is_checkpoint(path) -> bool:
     return meta is not None and "step" in meta
 
 
+#: what a run folder holds: checkpoints, the metrics log, TensorBoard events (and, for a
+#: seed ensemble, one such folder per member)
+RUN_ENTRIES = frozenset({CHECKPOINTS, "metrics.csv", "tensorboard"})
+
+
+def is_run_dir(path) -> bool:
+    """Whether ``path`` is a folder holding only what training writes into a run folder
+    (:data:`RUN_ENTRIES`, or ``member<j>`` folders of those), so a new run may reuse it."""
+    path = Path(path)
+    if not path.is_dir() or path.is_symlink():
+        return False
+    for entry in path.iterdir():
+        if entry.name in RUN_ENTRIES:
+            continue
+        if entry.name.startswith("member") and entry.name[6:].isdigit() and is_run_dir(entry):
+            continue
+        return False
+    return True
+
+
 def clear_checkpoints(run_dir) -> None:
     """Remove the ``checkpoints/`` folder of ``run_dir`` (before a new run starts there)."""
     import shutil

@@ -112,6 +112,7 @@ def _check_options(args, params: dict) -> None:
     from ..._validation import check_int
     from ...errors import InputError
     from ...models.base import is_saved_model, list_models
+    from ...train.checkpoint import is_run_dir
 
     known = _model_parameters(args.model)
     trained = args.model == "clip"
@@ -181,6 +182,8 @@ def _check_options(args, params: dict) -> None:
         if run in dest.parents:
             raise InputError(f"--out: {args.out} is inside the run folder ({option} {run_dir}); choose an --out "
                              "outside it")
+        if option != "--resume":  # a new run may reuse a run folder, never another artefact's folder
+            check_replaceable(run_dir, "run folder", is_kind=is_run_dir, arg=option)
     out = check_replaceable(args.out, "model", is_kind=is_saved_model, arg="--out")
     # beside OUT, not inside it: saving the model replaces the OUT folder atomically
     args.run_dir_ = run_dir if run_dir is not None else str(out.with_name(out.name + ".train"))
