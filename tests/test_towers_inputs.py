@@ -24,8 +24,14 @@ def test_registry_lists_every_tower_by_modality():
     assert not {"efficientnet-lite0", "mfcc", "cnn", "mlp"} & set(list_towers("text"))
     with pytest.raises(InputError, match="unknown tower 'nope'"):
         create_tower("nope")
-    with pytest.raises(InputError, match="bad parameters"):
+    with pytest.raises(InputError, match=r"tower 'cnn': unknown parameter 'wings'; it takes .*out_dim"):
         create_tower("cnn", wings=3)
+    with pytest.raises(InputError, match=r"tower 'mlp': needs in_dim"):
+        create_tower("mlp")
+    from jointspace.models.base import create_model
+
+    with pytest.raises(InputError, match=r"model 'cca': unknown parameter 'n_compnents'; it takes n_components, "):
+        create_model("cca", n_compnents=3)
 
 
 def test_tower_asked_for_another_modality():

@@ -90,3 +90,30 @@ def check_choice(value, name: str, choices) -> str:
     if value not in choices:
         raise InputError(f"{name}: expected one of {', '.join(map(str, choices))}; got {value!r}")
     return value
+
+
+def check_params(what: str, factory, params: dict) -> None:
+    """Refuse keyword arguments ``factory`` does not take, or required ones left out, naming
+    ``what`` (e.g. ``"model 'clip'"``) and the parameters it does take.
+
+    Nothing is checked when ``factory`` accepts ``**kwargs`` or has no readable signature.
+    """
+    import inspect
+
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    ps = [p for p in sig.parameters.values() if p.name != "self"]
+    if any(p.kind is p.VAR_KEYWORD for p in ps):
+        return
+    names = [p.name for p in ps if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    unknown = [k for k in params if k not in names]
+    if unknown:
+        raise InputError(f"{what}: unknown parameter{'s' if len(unknown) > 1 else ''} "
+                         f"{', '.join(map(repr, unknown))}; it takes {', '.join(names) or 'none'}")
+    missing = [p.name for p in ps if p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               and p.name not in params]
+    if missing:
+        raise InputError(f"{what}: needs {', '.join(missing)} (e.g. as a parameter: "
+                         f"{', '.join(f'{m}=...' for m in missing)})")

@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import __version__
 from .._io import atomic_dir, read_json_object, set_default_mode
-from .._validation import short_json
+from .._validation import check_params, short_json
 from ..errors import InputError, JointspaceError, NotFittedError
 from ..eval.similarity import l2_normalize
 from ..registry import Registry
@@ -158,6 +158,7 @@ def create_model(name: str, **params) -> JointModel:
     """Build a registered model by name, e.g. ``create_model("cca", n_components=10)``."""
     _import_builtin_models()
     factory = MODELS.get(name)
+    check_params(f"model {name!r}", factory, params)
     try:
         return factory(**params)
     except TypeError as exc:

@@ -20,7 +20,7 @@ import json
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import check_int, check_params
 from ..errors import InputError
 from ..registry import Registry
 from ._progress import progress_bar
@@ -164,6 +164,7 @@ def create_tower(name: str, modality: str | None = None, **params) -> Tower:
     cls = TOWERS.get(name)
     if modality is not None and modality != cls.modality:
         raise InputError(f"modality: tower {name!r} handles {cls.modality} items; it was asked for {modality!r}")
+    check_params(f"tower {name!r}", cls, params)
     try:
         return cls(**params)
     except TypeError as exc:
