@@ -142,6 +142,8 @@ def test_item_details_media_info_health_docs(client, setup):
     assert Image.open(io.BytesIO(media.content)).size == (48, 48)
     info = client.get("/api/info").json()
     assert info["indexes"]["image"]["ntotal"] == 40 and info["model"]["raw_query_modalities"] == ["image", "text"]
+    assert info["model"]["name"] == "towers"
+    assert info["model"]["display_name"] == "rcca over efficientnet-lite0 + minilm"
     assert client.get("/api/health").json()["status"] == "ok"
     docs = client.get("/docs")
     assert docs.status_code == 200 and "/docs-assets/swagger-ui-bundle.js" in docs.text   # no CDN

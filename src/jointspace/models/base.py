@@ -44,6 +44,11 @@ class JointModel:
     #: registry name, set by :func:`register_model`
     model_name: str = ""
 
+    @property
+    def display_name(self) -> str:
+        """What reports call the model (the registry name, unless a subclass says more)."""
+        return self.model_name
+
     # -- the public surface ---------------------------------------------------------------
     # ``modalities_`` (tuple of str, set by fit) names the modalities the model can encode.
 

@@ -49,6 +49,11 @@ class ToweredModel(JointModel):
     modalities_ : tuple of str
     """
 
+    @property
+    def display_name(self) -> str:
+        """The head and its towers, e.g. ``"cca over efficientnet-lite0 + minilm"``."""
+        return f"{self.head} over {' + '.join(self.towers.values())}" if self.towers else str(self.head)
+
     def __init__(self, towers=None, head: str = "cca", head_params=None, tower_params=None, cache=True,
                  batch_size: int | None = None):
         self.towers = dict(towers or {})

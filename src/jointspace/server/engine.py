@@ -169,7 +169,7 @@ class SearchEngine:
     def info(self) -> dict:
         model = self.model
         return {
-            "model": {"name": model.model_name, "folder": Path(self.model_dir).name, "modalities": list(model.modalities_),
+            "model": {"name": model.model_name, "display_name": model.display_name, "folder": Path(self.model_dir).name, "modalities": list(model.modalities_),
                       "raw_query_modalities": list(self.raw_modalities),
                       "towers": dict(getattr(model, "towers", {}) or {})},
             "indexes": {m: {"folder": Path(self.index_dirs[m]).name, "ntotal": ix.ntotal, "dim": ix.dim,

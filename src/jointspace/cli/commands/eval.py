@@ -45,7 +45,7 @@ def run(args) -> int:
     relevance = ds.relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split)
     if args.csls is None:
-        row = {"method": model.model_name, **evaluate_retrieval(model, pairs, relevance=relevance,
+        row = {"method": model.display_name, **evaluate_retrieval(model, pairs, relevance=relevance,
                                                                 metric=args.metric)}
     else:
         row = _csls_row(args, model, pairs, relevance)
@@ -77,4 +77,4 @@ def _csls_row(args, model, pairs, relevance) -> dict:
     z = {m: model.encode(m, pairs[m]) for m in modalities}
     bank = {m: model.encode(m, bank_pairs[m]) for m in modalities}
     keys = pairs.relevance_keys(relevance)
-    return {"method": f"{model.model_name} + CSLS (k={args.csls})", **evaluate_csls(z, keys, bank, args.csls)}
+    return {"method": f"{model.display_name} + CSLS (k={args.csls})", **evaluate_csls(z, keys, bank, args.csls)}

@@ -157,7 +157,7 @@ async function loadInfo() {
     $("file").accept = files.map((m) => m === "image" ? "image/png,image/jpeg,image/gif,image/webp,image/bmp,image/tiff"
                                                       : m + "/*").join(",");
     await loadLabels();
-    const lines = ["model: " + info.model.name + " (" + info.model.modalities.join(", ") + ")",
+    const lines = ["model: " + (info.model.display_name || info.model.name) + " (" + info.model.modalities.join(", ") + ")",
                    "queries: " + (raw.join(", ") || "items only")];
     for (const m of mods) {
       const ix = info.indexes[m];
