@@ -111,6 +111,9 @@ def test_plot_cli_curves_and_map(tmp_path, capsys):
     (tmp_path / "ens.train" / "member0" / "metrics.csv").write_text("step,loss\n1,3.0\n")
     assert main(["plot", "curves", str(tmp_path / "ens"), "--out", str(tmp_path / "e.png")]) == 2
     assert "is a seed ensemble; each member has its own curves" in capsys.readouterr().err
+    assert main(["plot", "curves", str(tmp_path / "model"), "--out", str(tmp_path / "m.txt")]) == 2
+    assert "--out: plots are PNG images; expected a file ending in .png" in capsys.readouterr().err
+    assert not (tmp_path / "m.txt").exists()
     model = create_model("cca", n_components=6).fit(load_dataset("wikipedia", "train"))
     model.save(tmp_path / "m")
     assert main(["plot", "map", str(tmp_path / "m"), "--dataset", "wikipedia", "--n", "120", "--method", "pca",

@@ -49,7 +49,6 @@ def _encode_for_map(model, modality, items):
 def run_map(args) -> int:
     import numpy as np
 
-    from ..._io import check_out_file
     from ...errors import InputError
     from ...models.base import load_model
     from ...viz.space_map import plot_joint_space
@@ -60,7 +59,7 @@ def run_map(args) -> int:
         raise InputError(f"--lines: expected an integer >= 0, got {args.lines}")
     if args.seed < 0:
         raise InputError(f"--seed: expected an integer >= 0, got {args.seed}")
-    check_out_file(args.out, arg="--out")
+    _check_png(args.out)
     model = load_model(args.model)
     pairs = load_split(args.dataset, args.split)
     if len(pairs) > args.n:
@@ -82,7 +81,6 @@ def run_map(args) -> int:
 
 
 def run_gallery(args) -> int:
-    from ..._io import check_out_file
     from ...errors import InputError
     from ...index.results import search_with_metadata
     from ...viz.gallery import write_gallery
@@ -92,12 +90,22 @@ def run_gallery(args) -> int:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
     if args.columns < 1:
         raise InputError(f"--columns: expected an integer >= 1, got {args.columns}")
-    check_out_file(args.out, arg="--out")
+    _check_png(args.out)
     index, model = open_index(args.index, args.model)
     results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
     write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)
     console.print(f"gallery written to {args.out}", highlight=False)
     return 0
+
+
+def _check_png(out) -> None:
+    """``--out`` must be a writable file ending in .png (every plot is a PNG)."""
+    from ..._io import check_out_file
+    from ...errors import InputError
+
+    path = check_out_file(out, arg="--out")
+    if path.suffix.lower() != ".png":
+        raise InputError(f"--out: plots are PNG images; expected a file ending in .png, got {str(out)!r}")
 
 
 def _run_folder(run):
@@ -120,11 +128,10 @@ def _run_folder(run):
 def run_curves(args) -> int:
     from pathlib import Path
 
-    from ..._io import check_out_file
     from ...errors import InputError
     from ...viz.curves import plot_curves
 
-    check_out_file(args.out, arg="--out")
+    _check_png(args.out)
     run = _run_folder(Path(args.run))
     try:
         plot_curves(run, args.out, title=Path(args.run).name)
