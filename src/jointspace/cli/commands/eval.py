@@ -1,5 +1,6 @@
 """``jointspace eval``: retrieval metrics of a saved model on a dataset split."""
 
+from .._checks import check_dataset_items
 from .._common import add_json_flag, load_split, print_json, show_report
 
 
@@ -44,6 +45,7 @@ def run(args) -> int:
     model = load_model(args.model)
     relevance = ds.relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split)
+    check_dataset_items(model, pairs, model.modalities_, args.dataset)
     if args.csls is None:
         row = {"method": model.display_name, **evaluate_retrieval(model, pairs, relevance=relevance,
                                                                 metric=args.metric)}

@@ -1,5 +1,6 @@
 """``jointspace plot map|gallery|curves``: PNG plots of a joint space, a search, a training run."""
 
+from .._checks import check_dataset_items, check_raw_query
 from .._common import console, load_split
 
 
@@ -69,6 +70,7 @@ def run_map(args) -> int:
     if not mods:
         raise InputError(f"--dataset: {args.dataset} holds {', '.join(pairs.modalities)}; the model knows "
                          f"{', '.join(model.modalities_)}")
+    check_dataset_items(model, pairs, mods, args.dataset)
     with console.status(f"encoding {len(pairs)} samples x {len(mods)} modalities"):
         emb = {m: _encode_for_map(model, m, pairs[m]) for m in mods}
     labels = pairs.labels if pairs.labels is not None and pairs.labels.ndim == 1 else None
@@ -92,6 +94,7 @@ def run_gallery(args) -> int:
         raise InputError(f"--columns: expected an integer >= 1, got {args.columns}")
     _check_png(args.out)
     index, model = open_index(args.index, args.model)
+    check_raw_query(model, "text", args.text)
     results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
     write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)
     console.print(f"gallery written to {args.out}", highlight=False)

@@ -1,6 +1,7 @@
 """``jointspace search``: query an index with a dataset row, a text, an image or a sound."""
 
 from .._common import add_json_flag, console, load_split, open_index, print_json, print_table
+from .._checks import check_raw_query
 
 
 def register(sub):
@@ -35,7 +36,7 @@ def _query(args, index, model):
         value = getattr(args, kind)
         if value is None:
             continue
-        _check_raw_query(model, kind, value)
+        check_raw_query(model, kind, value)
         return kind, [value], (f"text {value!r}" if kind == "text" else f"{kind} {value}"), None
     dataset = args.dataset or index.info.get("dataset")
     split = args.split or index.info.get("split", "test")
@@ -51,24 +52,6 @@ def _query(args, index, model):
         v = sub.labels[0]
         label = sub.label_names[int(v)] if sub.label_names else str(v)
     return modality, sub[modality], f"{modality} row {args.query_row} of {dataset}/{split}", label
-
-
-def _check_raw_query(model, kind: str, value: str) -> None:
-    """Refuse a --text / --image / --audio query the model has no tower for, or a missing file."""
-    from pathlib import Path
-
-    from ...errors import InputError
-
-    if kind != "text":
-        path = Path(value).expanduser()
-        if path.is_dir():
-            raise InputError(f"--{kind}: expected {'an image' if kind == 'image' else 'a sound'} file, "
-                             f"got the folder {value!r}")
-        if not path.is_file():
-            raise InputError(f"--{kind}: file {value!r} does not exist")
-    if model.raw_kind(kind) != kind:
-        raise InputError(f"--{kind}: this model has no {kind} tower (it embeds {kind} items only as feature "
-                         f"vectors); use --query-row, or a model fitted with --towers")
 
 
 def _other_model(index, model_dir: str | None) -> str | None:

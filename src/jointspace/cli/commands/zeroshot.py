@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..._validation import check_int
+from .._checks import check_dataset_items
 
 
 def register(sub) -> None:
@@ -77,6 +78,7 @@ def run(args) -> int:
         raise InputError(f"--image-modality: {args.dataset!r} has {', '.join(pairs.modalities)}; "
                          f"got {args.image_modality!r}")
     names = class_names_for(args.dataset, pairs)
+    check_dataset_items(model, pairs, [args.image_modality], args.dataset)
     items = pairs[args.image_modality]
     if args.invert:
         import numpy as np

@@ -1,0 +1,50 @@
+"""Checks that a model can read what a command is about to give it, named by option."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def _tower_of(model, modality: str):
+    towers = getattr(model, "towers", None)
+    return towers.get(modality) if isinstance(towers, dict) else None
+
+
+def check_dataset_items(model, pairs, modalities, dataset: str, option: str = "--dataset") -> None:
+    """Refuse a dataset whose items ``model`` cannot embed, before any work.
+
+    Raw items (texts, file paths) need a tower for their modality; feature vectors (n, d)
+    given to a modality the model reads through a tower are refused too.
+    """
+    for m in modalities:
+        if m not in pairs:
+            continue
+        items = pairs[m]
+        vectors = isinstance(items, np.ndarray) and np.issubdtype(items.dtype, np.number) and items.ndim == 2
+        raw = not (isinstance(items, np.ndarray) and np.issubdtype(items.dtype, np.number))
+        tower = _tower_of(model, m)
+        if raw and model.raw_kind(m) is None:
+            what = "texts" if m == "text" else "file paths"
+            raise InputError(f"{option}: the model embeds {m} items only as feature vectors, but {dataset!r} gives "
+                             f"raw {m} items ({what}); fit a model on {dataset!r} with --towers")
+        if vectors and tower is not None:
+            raise InputError(f"{option}: the model reads raw {m} items through its {tower!r} tower, but the {m} "
+                             f"items of {dataset!r} are {items.shape[1]}-d feature vectors")
+
+
+def check_raw_query(model, kind: str, value: str) -> None:
+    """Refuse a --text / --image / --audio query the model has no tower for, or a missing file."""
+    from pathlib import Path
+
+    if kind != "text":
+        path = Path(value).expanduser()
+        if path.is_dir():
+            raise InputError(f"--{kind}: expected {'an image' if kind == 'image' else 'a sound'} file, "
+                             f"got the folder {value!r}")
+        if not path.is_file():
+            raise InputError(f"--{kind}: file {value!r} does not exist")
+    if model.raw_kind(kind) != kind:
+        raise InputError(f"--{kind}: this model has no {kind} tower (it embeds {kind} items only as feature "
+                         f"vectors); use --query-row, or a model fitted with --towers")

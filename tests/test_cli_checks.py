@@ -1,0 +1,54 @@
+"""The CLI refuses, by option, dataset items or queries a model cannot embed."""
+
+import numpy as np
+import pytest
+
+from jointspace import InputError, Pairs, create_model
+from jointspace.cli._checks import check_dataset_items, check_raw_query
+
+
+class _Towered:
+    """Stands in for a model reading raw images through a tower and texts as vectors."""
+
+    towers = {"image": "efficientnet-lite0"}
+
+    def raw_kind(self, modality, match_dims=True):
+        return "image" if modality == "image" else None
+
+
+@pytest.fixture(scope="module")
+def features_model():
+    rng = np.random.default_rng(0)
+    return create_model("cca", n_components=2).fit(Pairs({"image": rng.normal(size=(30, 4)),
+                                                          "text": rng.normal(size=(30, 3))}))
+
+
+def test_raw_items_for_a_features_model_are_refused(features_model):
+    pairs = Pairs({"image": ["a.png", "b.png"], "text": ["a cat", "a dog"]})
+    with pytest.raises(InputError, match=r"^--dataset: the model embeds image items only as feature vectors, "
+                                         r"but 'drawings' gives raw image items \(file paths\); fit a model"):
+        check_dataset_items(features_model, pairs, ["image", "text"], "drawings")
+    with pytest.raises(InputError, match=r"raw text items \(texts\)"):
+        check_dataset_items(features_model, pairs, ["text"], "drawings")
+    # vectors are what it reads
+    check_dataset_items(features_model, Pairs({"image": np.zeros((2, 4)), "text": np.zeros((2, 3))}),
+                        ["image", "text"], "vectors")
+
+
+def test_vectors_for_a_tower_are_refused():
+    with pytest.raises(InputError, match=r"^--dataset: the model reads raw image items through its "
+                                         r"'efficientnet-lite0' tower, but the image items of 'digits' are 64-d"):
+        check_dataset_items(_Towered(), Pairs({"image": np.zeros((2, 64))}), ["image"], "digits")
+    # pictures as arrays (n, h, w) and file paths are fine; text vectors have no tower to miss
+    check_dataset_items(_Towered(), Pairs({"image": np.zeros((2, 28, 28), np.uint8), "text": np.zeros((2, 3))}),
+                        ["image", "text"], "fashion")
+    check_dataset_items(_Towered(), Pairs({"image": ["a.png", "b.png"]}), ["image"], "drawings")
+
+
+def test_raw_query_needs_a_tower(features_model, tmp_path):
+    with pytest.raises(InputError, match=r"^--text: this model has no text tower"):
+        check_raw_query(features_model, "text", "car")
+    with pytest.raises(InputError, match=r"^--image: file 'nope.png' does not exist"):
+        check_raw_query(_Towered(), "image", "nope.png")
+    with pytest.raises(InputError, match=r"^--image: expected an image file, got the folder"):
+        check_raw_query(_Towered(), "image", str(tmp_path))
