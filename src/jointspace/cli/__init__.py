@@ -17,12 +17,29 @@ import sys
 from ..errors import InputError, JointspaceError
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help text whose epilog keeps its line breaks (one example per line).
+
+    A text written as one paragraph (no newline: the descriptions, a one-line epilog) is
+    wrapped to the terminal as argparse does by default; a text with newlines keeps its lines.
+    """
+
+    def _fill_text(self, text, width, indent):
+        if "\n" not in text:
+            return argparse.HelpFormatter._fill_text(self, text, width, indent)
+        return super()._fill_text(text, width, indent)
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line on stderr, exit code 2.
 
     Subparsers made through ``add_subparsers().add_parser`` are of the same class, so every
-    subcommand reports errors the same way.
+    subcommand reports errors the same way and formats its help with :class:`_HelpFormatter`.
     """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         text = " ".join(str(message).split())

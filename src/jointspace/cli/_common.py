@@ -9,10 +9,40 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+
+class _NoStatus:
+    """What :meth:`_Console.status` gives off a terminal: a spinner that shows nothing."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def update(self, *args, **kwargs) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class _Console(Console):
+    """A rich console whose spinners (``status``) draw only on a terminal: piped or captured
+    output (logs, CI) gets nothing from them, so stderr holds only real messages."""
+
+    def status(self, *args, **kwargs):
+        if not self.is_terminal:
+            return _NoStatus()
+        return super().status(*args, **kwargs)
+
+
 # Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns, so tables
 # are not squeezed.
-console = Console(width=None if sys.stdout.isatty() else 140)
-err_console = Console(stderr=True)
+console = _Console(width=None if sys.stdout.isatty() else 140)
+err_console = _Console(stderr=True)
 
 
 def error(message: str) -> None:
@@ -70,9 +100,11 @@ def print_table(title: str, columns: list[str], rows: list[list], *, floatfmt: s
 
 
 def progress(transient: bool = True) -> Progress:
-    """A rich progress bar on stderr (used for anything that takes over a second)."""
+    """A rich progress bar on stderr (used for anything that takes over a second); silent when
+    stderr is not a terminal (rich would still end a bar with an empty line there)."""
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=transient)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=transient,
+                    disable=not err_console.is_terminal)
 
 
 def add_json_flag(parser) -> None:

@@ -121,18 +121,24 @@ class MetricsLog:
 
 
 class ProgressBar:
-    """A rich progress bar on stderr showing loss, tau and pairs/s (silent when disabled)."""
+    """A rich progress bar on stderr showing loss, tau and pairs/s (silent when disabled, and
+    when stderr is not a terminal: piped or captured stderr gets nothing from it)."""
 
     def __init__(self, total: int, enabled: bool, start: int = 0):
         self.enabled = enabled and total > 0
         if not self.enabled:
             return
         from rich.console import Console
+
+        console = Console(file=sys.stderr)
+        self.enabled = console.is_terminal
+        if not self.enabled:
+            return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
                                  TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                                 console=Console(file=sys.stderr), transient=True)
+                                 console=console, transient=True)
         self.progress.start()
         self.task = self.progress.add_task("train", total=total, completed=start, info="")
 

@@ -1,0 +1,79 @@
+"""What the CLI writes besides its results: nothing on a piped stderr for progress bars and
+spinners (errors stay one line), and ``--help`` epilogs that keep one example per line."""
+
+import io
+
+import pytest
+from cli_support import one_line, run
+from rich.status import Status
+
+
+def test_successful_fit_writes_nothing_to_stderr(tmp_path, capsys):
+    code, out, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--out", tmp_path / "m")
+    assert code == 0, err
+    assert err == ""
+    assert "saved cca" in out
+
+
+def test_failing_command_writes_exactly_one_line(tmp_path, capsys):
+    code, out, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--split", "nope", "--out", tmp_path / "m")
+    assert code == 2
+    assert one_line(err) and err.count("\n") == 1 and err.startswith("error:")
+    assert not (tmp_path / "m").exists()
+
+
+def test_progress_bars_and_spinners_are_silent_off_a_terminal(capsys):
+    from jointspace.cli._common import console, err_console, progress
+    from jointspace.data._progress import progress_bar as data_bar
+    from jointspace.towers._progress import progress_bar as tower_bar
+    from jointspace.train.monitor import ProgressBar
+
+    with progress() as bar:  # rich ends a bar on a non-terminal with an empty line
+        bar.advance(bar.add_task("x", total=2), 2)
+    with tower_bar(4, "tower", enabled=True) as advance:
+        advance(4)
+    with data_bar("data", 4, enabled=True) as advance:
+        advance(4)
+    train = ProgressBar(4, True)
+    train.update(4, 0.5, 0.07, 100.0)
+    train.close()
+    with err_console.status("loading") as spinner:
+        spinner.update("still loading")
+    with console.status("fitting"):
+        pass
+    assert capsys.readouterr() == ("", "")
+
+
+def test_spinner_still_draws_on_a_terminal():
+    from jointspace.cli._common import _Console
+
+    assert isinstance(_Console(file=io.StringIO(), force_terminal=True).status("x"), Status)
+
+
+@pytest.fixture
+def columns(monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+
+
+def test_help_epilog_keeps_one_example_per_line(capsys, columns):
+    code, out, _ = run(capsys, "fit", "--help")
+    assert code == 0
+    lines = out.splitlines()
+    assert any(ln.startswith("examples: jointspace fit wikipedia --model rcca") and ln.endswith("--out runs/wiki")
+               for ln in lines)
+    assert any(ln.strip().startswith("jointspace fit openclipart --towers") for ln in lines)
+    code, out, _ = run(capsys, "plot", "--help")
+    assert code == 0
+    assert sum(ln.lstrip().startswith(("examples: jointspace plot", "jointspace plot"))
+               for ln in out.splitlines()) == 3
+
+
+def test_help_description_still_wraps(capsys, columns):
+    code, out, _ = run(capsys, "fit", "--help")
+    assert code == 0
+    start = out.index("Fit a joint model")
+    description = out[start:out.index("\n\n", start)].splitlines()
+    assert len(description) > 1 and all(len(ln) <= 80 for ln in description)
+    # a one-paragraph epilog is wrapped too
+    code, out, _ = run(capsys, "bench", "--help")
+    assert code == 0 and all(len(ln) <= 80 for ln in out[out.index("suites:"):].splitlines())
