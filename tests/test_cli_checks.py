@@ -52,3 +52,17 @@ def test_raw_query_needs_a_tower(features_model, tmp_path):
         check_raw_query(_Towered(), "image", "nope.png")
     with pytest.raises(InputError, match=r"^--image: expected an image file, got the folder"):
         check_raw_query(_Towered(), "image", str(tmp_path))
+
+
+@pytest.mark.parametrize("towers, needle", [
+    ("efficientnet-lite0,minilm", "--towers: 'efficientnet-lite0' reads raw image items, but the image items of "
+                                  "'wikipedia' are 128-d feature vectors"),
+    (",", "--towers: expected tower names separated by commas"),
+    ("", "--towers: expected tower names separated by commas"),
+])
+def test_fit_towers_on_feature_vectors_is_refused(tmp_path, capsys, towers, needle):
+    from cli_support import one_line, run
+
+    code, _, err = run(capsys, "fit", "wikipedia", "--towers", towers, "--out", tmp_path / "m")
+    assert code == 2 and needle in err and one_line(err)
+    assert not (tmp_path / "m").exists()

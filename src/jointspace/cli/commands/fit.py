@@ -46,12 +46,18 @@ def register(sub):
 
 
 def _fit_towers(args, params):
+    import numpy as np
+
     from ...data.datasets import get_dataset
     from ...errors import InputError
     from ...towers import create_tower
 
     towers = {}
-    for name in [t.strip() for t in args.towers.split(",") if t.strip()]:
+    names = [t.strip() for t in args.towers.split(",") if t.strip()]
+    if not names:
+        raise InputError(f"--towers: expected tower names separated by commas (e.g. efficientnet-lite0,minilm), "
+                         f"got {args.towers!r}")
+    for name in names:
         modality = create_tower(name).modality
         if modality in towers:
             raise InputError(f"--towers: two towers for the {modality} modality ({towers[modality]}, {name})")
@@ -62,6 +68,12 @@ def _fit_towers(args, params):
         raise InputError(f"--towers: dataset {args.dataset!r} has modalities {', '.join(ds.modalities)}; "
                          f"no {', '.join(missing)}")
     train = load_split(args.dataset, args.split)
+    for m, name in towers.items():
+        items = train[m]
+        if m in ("image", "text") and isinstance(items, np.ndarray) and items.ndim == 2 \
+                and np.issubdtype(items.dtype, np.number):
+            raise InputError(f"--towers: {name!r} reads raw {m} items, but the {m} items of {args.dataset!r} are "
+                             f"{items.shape[1]}-d feature vectors; fit on them without --towers")
     val = load_split(args.dataset, "val") if "val" in ds.splits and "val" not in split_names(args.split) else None
     if args.model == "clip":
         return _fit_trained(args, {**params, "towers": towers, "relevance": ds.relevance}, train, val)
@@ -212,7 +224,7 @@ def run(args) -> int:
 def _run(args, params, rank: int) -> int:
     from ...models.base import create_model
 
-    if args.towers:
+    if args.towers is not None:
         model = _fit_towers(args, params)
     elif args.model == "clip":
         from ...data.datasets import get_dataset
