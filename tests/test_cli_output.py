@@ -77,3 +77,14 @@ def test_help_description_still_wraps(capsys, columns):
     # a one-paragraph epilog is wrapped too
     code, out, _ = run(capsys, "bench", "--help")
     assert code == 0 and all(len(ln) <= 80 for ln in out[out.index("suites:"):].splitlines())
+
+
+def test_numeric_columns_survive_a_narrow_terminal(monkeypatch):
+    from jointspace.cli import _common
+
+    with _common.console.capture() as cap:
+        monkeypatch.setattr(_common.console, "width", 50)
+        _common.print_table("hits", ["rank", "score", "title", "path"],
+                            [[1, 0.5551, "Christmas Tree with a long long title", "/a/very/long/path/to/abc.png"]])
+    text = cap.get()
+    assert "rank" in text and "score" in text and "0.555" in text and "│    1 │" in text

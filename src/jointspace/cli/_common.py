@@ -88,14 +88,17 @@ def _is_number(value) -> bool:
 
 
 def print_table(title: str, columns: list[str], rows: list[list], *, floatfmt: str = "{:.3f}") -> None:
-    """A rich table: numeric columns right-aligned, the last column wraps, the others do not."""
+    """A rich table: numeric columns right-aligned and never narrowed (a narrow terminal
+    shortens the text columns instead), the last column wraps, the others do not."""
     table = Table(title=title, title_justify="left")
+    cells = [[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row] for row in rows]
     for i, col in enumerate(columns):
         numeric = bool(rows) and all(_is_number(r[i]) for r in rows)
         last = i == len(columns) - 1
-        table.add_column(col, justify="right" if numeric else "left", no_wrap=not last)
-    for row in rows:
-        table.add_row(*[floatfmt.format(v) if isinstance(v, float) else str(v) for v in row])
+        width = max([len(col), *(len(c[i]) for c in cells)]) if numeric else None
+        table.add_column(col, justify="right" if numeric else "left", no_wrap=not last, min_width=width)
+    for row in cells:
+        table.add_row(*row)
     console.print(table)
 
 
