@@ -48,6 +48,8 @@ def test_vectors_for_a_tower_are_refused():
 def test_raw_query_needs_a_tower(features_model, tmp_path):
     with pytest.raises(InputError, match=r"^--text: this model has no text tower"):
         check_raw_query(features_model, "text", "car")
+    with pytest.raises(InputError, match=r"^--text: expected a query with visible characters, got ' '"):
+        check_raw_query(_Towered(), "text", " ")
     with pytest.raises(InputError, match=r"^--image: file 'nope.png' does not exist"):
         check_raw_query(_Towered(), "image", "nope.png")
     with pytest.raises(InputError, match=r"^--image: expected an image file, got the folder"):
@@ -66,3 +68,14 @@ def test_fit_towers_on_feature_vectors_is_refused(tmp_path, capsys, towers, need
     code, _, err = run(capsys, "fit", "wikipedia", "--towers", towers, "--out", tmp_path / "m")
     assert code == 2 and needle in err and one_line(err)
     assert not (tmp_path / "m").exists()
+
+
+def test_search_gallery_and_serve_plots_are_checked_first(tmp_path, capsys):
+    from cli_support import one_line, run
+
+    code, _, err = run(capsys, "search", tmp_path / "idx", "--query-row", "3", "--gallery", "")
+    assert code == 2 and "--gallery: expected a file name, got ''" in err and one_line(err)
+    code, _, err = run(capsys, "search", tmp_path / "idx", "--query-row", "3", "--gallery", tmp_path / "g.txt")
+    assert code == 2 and "--gallery: the gallery is a PNG image" in err
+    code, _, err = run(capsys, "serve", "--index", tmp_path / "idx", "--plots", tmp_path / "none")
+    assert code == 2 and "--plots: expected a folder of map.png" in err and one_line(err)

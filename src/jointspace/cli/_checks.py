@@ -38,7 +38,12 @@ def check_raw_query(model, kind: str, value: str) -> None:
     """Refuse a --text / --image / --audio query the model has no tower for, or a missing file."""
     from pathlib import Path
 
-    if kind != "text":
+    if kind == "text":
+        from ..towers.inputs import has_visible_text
+
+        if not has_visible_text(value):
+            raise InputError(f"--text: expected a query with visible characters, got {value!r}")
+    else:
         path = Path(value).expanduser()
         if path.is_dir():
             raise InputError(f"--{kind}: expected {'an image' if kind == 'image' else 'a sound'} file, "

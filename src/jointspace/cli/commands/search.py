@@ -83,6 +83,12 @@ def run(args) -> int:
 
     if args.k < 1:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
+    if args.gallery is not None:
+        from ..._io import check_out_file
+
+        if check_out_file(args.gallery, arg="--gallery").suffix.lower() != ".png":
+            raise InputError(f"--gallery: the gallery is a PNG image; expected a file ending in .png, "
+                             f"got {args.gallery!r}")
     index, model = open_index(args.index, args.model)
     modality, items, what, qlabel = _query(args, index, model)
     if modality not in model.modalities_:
@@ -96,7 +102,7 @@ def run(args) -> int:
              "mean something only if both embed into the same space")
     for r in results:
         r["item_id"] = r.pop("extra").get("item_id")
-    if args.gallery:
+    if args.gallery is not None:
         from ...viz.gallery import write_gallery
 
         write_gallery(results, args.gallery, title=what)
@@ -114,6 +120,6 @@ def run(args) -> int:
     print_table(head, [columns[c] for c in keep], [[row[c] for c in keep] for row in rows])
     if qlabel is not None:
         console.print(f"* same label as the query: {sum(r['label'] == qlabel for r in results)} of {len(results)}")
-    if args.gallery:
+    if args.gallery is not None:
         console.print(f"gallery written to {args.gallery}")
     return 0

@@ -42,6 +42,12 @@ def run(args) -> int:
         raise InputError(f"--max-batch: expected an integer >= 1, got {args.max_batch}")
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port: expected 0..65535, got {args.port}")
+    if args.plots is not None:
+        from pathlib import Path
+
+        if not str(args.plots).strip() or not Path(args.plots).expanduser().is_dir():
+            raise InputError(f"--plots: expected a folder of map.png / gallery.png / curves.png, got {args.plots!r} "
+                             "(not a folder)")
     _check_bindable(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] binding to {args.host}: the service is reachable from other machines",
