@@ -185,7 +185,7 @@ def load_split(dataset: str, split: str):
 
 
 def print_settings(report: dict) -> None:
-    """The settings each row was run with (chosen on the training split), one line per row."""
+    """The settings each row was run with (chosen on the training or validation split), one line per row."""
     for row in report.get("rows", []):
         if row.get("settings"):
             console.print(f"  {row['method']}: {row['settings']}", highlight=False)

@@ -8,8 +8,8 @@ def register(sub):
 
     suites = list_suites()
     p = sub.add_parser("bench", help="reproduce a benchmark table (" + ", ".join(suites) + ")",
-                       description="Run a benchmark suite end to end (settings chosen on the training "
-                                   "split only) and print its table.",
+                       description="Run a benchmark suite end to end (settings chosen on the training or "
+                                   "validation split, never on test) and print its table.",
                        epilog="suites: " + "; ".join(f"{k}: {v}" for k, v in suites.items()))
     p.add_argument("suite", help="suite name: " + ", ".join(suites))
     p.add_argument("--quick", action="store_true",

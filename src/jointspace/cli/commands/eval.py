@@ -14,7 +14,8 @@ def register(sub):
     p.add_argument("--relevance", default="auto",
                    help="what makes an item relevant: auto (the dataset's rule: labels, or e.g. the same "
                         "normalised title for openclipart), label, id, or a metadata column (default: auto)")
-    p.add_argument("--metric", default="cosine", choices=["cosine", "dot", "euclidean"])
+    p.add_argument("--metric", default="cosine", choices=["cosine", "dot", "euclidean"],
+                   help="how queries and gallery items are compared (default: cosine)")
     p.add_argument("--csls", type=int, metavar="K",
                    help="rank by CSLS hubness correction with K neighbours, the bank being the query "
                         "modality's items of --bank-split (cosine only)")

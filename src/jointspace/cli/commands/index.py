@@ -15,7 +15,9 @@ def register(sub):
     p.add_argument("--modality", required=True, help="modality to index (e.g. image)")
     p.add_argument("--spec", default="auto",
                    help="FAISS factory string: Flat, HNSW32, IVF1024,PQ32, ... or auto (by size; default)")
-    p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"])
+    p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"],
+                   help="cosine (vectors normalised, then inner product), ip (inner product) or l2 "
+                        "(euclidean distance); default: cosine")
     p.add_argument("--out", required=True, help="index folder to write")
     p.set_defaults(handler=run)
 

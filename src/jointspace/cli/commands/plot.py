@@ -18,9 +18,10 @@ def register(sub):
     m.add_argument("--dataset", required=True, help="built-in dataset name")
     m.add_argument("--split", default="test", help="split (default: test)")
     m.add_argument("--n", type=int, default=500, help="samples drawn (default: 500)")
-    m.add_argument("--method", default="umap", choices=["umap", "tsne", "pca"])
+    m.add_argument("--method", default="umap", choices=["umap", "tsne", "pca"],
+                   help="2-D reduction of the embeddings (default: umap)")
     m.add_argument("--lines", type=int, default=40, help="true pairs joined by a line (default: 40)")
-    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--seed", type=int, default=0, help="seed of the sample and the reduction (default: 0)")
     m.add_argument("--out", required=True, help="PNG file to write")
     m.set_defaults(handler=run_map)
 
@@ -28,8 +29,8 @@ def register(sub):
     g.add_argument("index", help="index folder")
     g.add_argument("--model", help="model folder (default: the index's)")
     g.add_argument("--text", required=True, help="query text")
-    g.add_argument("-k", type=int, default=10)
-    g.add_argument("--columns", type=int, default=5)
+    g.add_argument("-k", type=int, default=10, help="number of results shown (default: 10)")
+    g.add_argument("--columns", type=int, default=5, help="pictures per row (default: 5)")
     g.add_argument("--out", required=True, help="PNG file to write")
     g.set_defaults(handler=run_gallery)
 
