@@ -24,15 +24,12 @@ def test_failing_command_writes_exactly_one_line(tmp_path, capsys):
 
 def test_progress_bars_and_spinners_are_silent_off_a_terminal(capsys):
     from jointspace.cli._common import console, err_console, progress
-    from jointspace.data._progress import progress_bar as data_bar
-    from jointspace.towers._progress import progress_bar as tower_bar
+    from jointspace._progress import progress_bar
     from jointspace.train.monitor import ProgressBar
 
     with progress() as bar:  # rich ends a bar on a non-terminal with an empty line
         bar.advance(bar.add_task("x", total=2), 2)
-    with tower_bar(4, "tower", enabled=True) as advance:
-        advance(4)
-    with data_bar("data", 4, enabled=True) as advance:
+    with progress_bar("towers and data", 4, enabled=True) as advance:
         advance(4)
     train = ProgressBar(4, True)
     train.update(4, 0.5, 0.07, 100.0)

@@ -23,7 +23,7 @@ import numpy as np
 from .._validation import check_int, check_params
 from ..errors import InputError
 from ..registry import Registry
-from ._progress import progress_bar
+from .._progress import progress_bar
 from .inputs import check_items
 
 TOWERS: Registry = Registry("tower")
@@ -95,7 +95,7 @@ class Tower:
         n = len(items)
         order = self._order(items)
         out = np.empty((n, self.out_dim), dtype=np.float32)
-        with progress_bar(n, f"{self.name}", enabled=progress and n > bs) as advance:
+        with progress_bar(self.name, n, enabled=progress and n > bs) as advance:
             for start in range(0, n, bs):
                 rows = order[start:start + bs] if order is not None else slice(start, start + bs)
                 chunk = [items[i] for i in rows] if order is not None else items[rows]

@@ -25,7 +25,7 @@ import numpy as np
 
 from .._io import atomic_write_bytes
 from .._validation import check_int
-from ._progress import progress_bar
+from .._progress import progress_bar
 from .base import Tower
 from .inputs import _is_pil, check_items, load_image
 
@@ -120,7 +120,7 @@ class EmbeddingCache:
         n = len(items)
         out = np.empty((n, tower.out_dim), dtype=np.float32)
         folder = self.folder(tower)
-        with progress_bar(n, f"{tower.name}", enabled=progress and n > self.chunk_size) as advance:
+        with progress_bar(tower.name, n, enabled=progress and n > self.chunk_size) as advance:
             for start in range(0, n, self.chunk_size):
                 stop = min(n, start + self.chunk_size)
                 h = hashlib.blake2b(key, digest_size=20)

@@ -25,7 +25,7 @@ from ..._validation import check_choice, check_float, check_int
 from ...errors import InputError, MissingDependencyError
 from .. import svg as svgmod
 from .._parallel import default_workers, run_jobs
-from .._progress import progress_bar
+from ..._progress import progress_bar
 from ..cache import FileCache, check_folder_arg, content_key
 from ..pairs import Pairs
 from . import Dataset, register_dataset

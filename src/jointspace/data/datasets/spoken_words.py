@@ -17,7 +17,7 @@ from ..._validation import check_float, check_int
 from ...errors import InputError, JointspaceError
 from .. import speech
 from .._parallel import default_workers
-from .._progress import progress_bar
+from ..._progress import progress_bar
 from ..cache import FileCache, content_key
 from ..pairs import Pairs
 from . import Dataset, register_dataset

@@ -1,4 +1,4 @@
-"""A rich progress bar for long data work (rendering, synthesis), shown on stderr."""
+"""A rich progress bar on stderr for long work (rendering, synthesis, embedding runs)."""
 
 from __future__ import annotations
 
