@@ -7,6 +7,29 @@ import numpy as np
 from ..errors import InputError
 
 
+def feature_vectors(items) -> bool:
+    """Whether ``items`` are feature vectors: a numeric array (n, d)."""
+    return isinstance(items, np.ndarray) and items.ndim == 2 and np.issubdtype(items.dtype, np.number)
+
+
+def check_tower_items(tower: str, modality: str, items, dataset: str, option: str, hint: str = "") -> None:
+    """Refuse feature vectors (n, d) for a tower that reads raw image or text items;
+    ``hint`` ends the message."""
+    if modality in ("image", "text") and feature_vectors(items):
+        raise InputError(f"{option}: {tower!r} reads raw {modality} items, but the {modality} items of "
+                         f"{dataset!r} are {items.shape[1]}-d feature vectors{hint}")
+
+
+def check_png_out(path, option: str, what: str):
+    """``path`` as a writable file name ending in .png (``what`` is written there as a PNG image)."""
+    from .._io import check_out_file
+
+    out = check_out_file(path, arg=option)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"{option}: {what}; expected a file ending in .png, got {str(path)!r}")
+    return out
+
+
 def _tower_of(model, modality: str):
     towers = getattr(model, "towers", None)
     return towers.get(modality) if isinstance(towers, dict) else None
@@ -22,14 +45,13 @@ def check_dataset_items(model, pairs, modalities, dataset: str, option: str = "-
         if m not in pairs:
             continue
         items = pairs[m]
-        vectors = isinstance(items, np.ndarray) and np.issubdtype(items.dtype, np.number) and items.ndim == 2
         raw = not (isinstance(items, np.ndarray) and np.issubdtype(items.dtype, np.number))
         tower = _tower_of(model, m)
         if raw and model.raw_kind(m) is None:
             what = "texts" if m == "text" else "file paths"
             raise InputError(f"{option}: the model embeds {m} items only as feature vectors, but {dataset!r} gives "
                              f"raw {m} items ({what}); fit a model on {dataset!r} with --towers")
-        if vectors and tower is not None:
+        if tower is not None and feature_vectors(items):
             raise InputError(f"{option}: the model reads raw {m} items through its {tower!r} tower, but the {m} "
                              f"items of {dataset!r} are {items.shape[1]}-d feature vectors")
 

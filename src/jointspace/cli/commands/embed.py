@@ -6,6 +6,7 @@ import io
 import json
 import time
 
+from .._checks import check_tower_items
 from .._common import add_json_flag, console, dataset_option_names, parse_params, print_json, print_table
 
 _FORMATS = (".npy", ".safetensors")
@@ -83,14 +84,10 @@ def run(args) -> int:
     if modality not in pairs:
         raise InputError(f"--modality: dataset {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}"
                          + ("" if args.modality else f" (the modality of tower {tower.name!r})"))
-    items = pairs[modality]
-    if tower.modality in ("text", "image") and isinstance(items, np.ndarray) and items.ndim == 2 \
-            and np.issubdtype(items.dtype, np.number):
-        hint = "text items must be strings" if tower.modality == "text" else "it needs pictures, not vectors"
-        options = dataset_option_names(args.dataset)
-        raise InputError(f"--tower: {tower.name!r} reads raw {tower.modality} items, but the {modality} items of "
-                         f"{args.dataset!r} are {items.shape[1]}-d feature vectors; {hint}"
-                         + (f" (dataset options: {', '.join(options)})" if options else ""))
+    hint = "text items must be strings" if tower.modality == "text" else "it needs pictures, not vectors"
+    options = dataset_option_names(args.dataset)
+    check_tower_items(tower.name, modality, pairs[modality], args.dataset, "--tower",
+                      f"; {hint}" + (f" (dataset options: {', '.join(options)})" if options else ""))
     if args.limit is not None:
         pairs = pairs.subset(np.arange(min(len(pairs), check_int(args.limit, "--limit", low=1))))
     if args.batch_size is not None:

@@ -1,5 +1,6 @@
 """``jointspace fit``: learn a joint space on a dataset split and save it."""
 
+from .._checks import check_tower_items
 from .._common import console, load_split, parse_params, split_names
 
 
@@ -45,9 +46,12 @@ def register(sub):
     p.set_defaults(handler=run)
 
 
-def _fit_towers(args, params):
-    import numpy as np
+def _val_split(args, ds):
+    """The dataset's val split for choosing settings, unless it is among the splits fitted on."""
+    return load_split(args.dataset, "val") if "val" in ds.splits and "val" not in split_names(args.split) else None
 
+
+def _fit_towers(args, params):
     from ...data.datasets import get_dataset
     from ...errors import InputError
     from ...towers import create_tower
@@ -69,12 +73,8 @@ def _fit_towers(args, params):
                          f"no {', '.join(missing)}")
     train = load_split(args.dataset, args.split)
     for m, name in towers.items():
-        items = train[m]
-        if m in ("image", "text") and isinstance(items, np.ndarray) and items.ndim == 2 \
-                and np.issubdtype(items.dtype, np.number):
-            raise InputError(f"--towers: {name!r} reads raw {m} items, but the {m} items of {args.dataset!r} are "
-                             f"{items.shape[1]}-d feature vectors; fit on them without --towers")
-    val = load_split(args.dataset, "val") if "val" in ds.splits and "val" not in split_names(args.split) else None
+        check_tower_items(name, m, train[m], args.dataset, "--towers", "; fit on them without --towers")
+    val = _val_split(args, ds)
     if args.model == "clip":
         return _fit_trained(args, {**params, "towers": towers, "relevance": ds.relevance}, train, val)
     from ...models.towered import fit_with_towers
@@ -231,7 +231,7 @@ def _run(args, params, rank: int) -> int:
 
         ds = get_dataset(args.dataset)
         train = load_split(args.dataset, args.split)
-        val = load_split(args.dataset, "val") if "val" in ds.splits and "val" not in split_names(args.split) else None
+        val = _val_split(args, ds)
         model = _fit_trained(args, {**params, "relevance": ds.relevance}, train, val)
     else:
         model = create_model(args.model, **params)

@@ -1,6 +1,6 @@
 """``jointspace plot map|gallery|curves``: PNG plots of a joint space, a search, a training run."""
 
-from .._checks import check_dataset_items, check_raw_query
+from .._checks import check_dataset_items, check_png_out, check_raw_query
 from .._common import console, load_split
 
 
@@ -61,7 +61,7 @@ def run_map(args) -> int:
         raise InputError(f"--lines: expected an integer >= 0, got {args.lines}")
     if args.seed < 0:
         raise InputError(f"--seed: expected an integer >= 0, got {args.seed}")
-    _check_png(args.out)
+    check_png_out(args.out, "--out", "plots are PNG images")
     model = load_model(args.model)
     pairs = load_split(args.dataset, args.split)
     if len(pairs) > args.n:
@@ -93,23 +93,13 @@ def run_gallery(args) -> int:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
     if args.columns < 1:
         raise InputError(f"--columns: expected an integer >= 1, got {args.columns}")
-    _check_png(args.out)
+    check_png_out(args.out, "--out", "plots are PNG images")
     index, model = open_index(args.index, args.model)
     check_raw_query(model, "text", args.text)
     results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
     write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)
     console.print(f"gallery written to {args.out}", highlight=False)
     return 0
-
-
-def _check_png(out) -> None:
-    """``--out`` must be a writable file ending in .png (every plot is a PNG)."""
-    from ..._io import check_out_file
-    from ...errors import InputError
-
-    path = check_out_file(out, arg="--out")
-    if path.suffix.lower() != ".png":
-        raise InputError(f"--out: plots are PNG images; expected a file ending in .png, got {str(out)!r}")
 
 
 def _run_folder(run):
@@ -132,16 +122,10 @@ def _run_folder(run):
 def run_curves(args) -> int:
     from pathlib import Path
 
-    from ...errors import InputError
     from ...viz.curves import plot_curves
 
-    _check_png(args.out)
-    run = _run_folder(Path(args.run))
-    try:
-        plot_curves(run, args.out, title=Path(args.run).name)
-    except UnicodeDecodeError as exc:
-        csv_path = Path(args.run) / "metrics.csv" if Path(args.run).is_dir() else Path(args.run)
-        raise InputError(f"run: expected a UTF-8 text metrics CSV, got undecodable bytes in {str(csv_path)!r} "
-                         f"(byte {exc.start}: {exc.reason})") from None
+    check_png_out(args.out, "--out", "plots are PNG images")
+    # a metrics file that is not UTF-8 text is an InputError of plot_curves, naming the file
+    plot_curves(_run_folder(Path(args.run)), args.out, title=Path(args.run).name)
     console.print(f"curves written to {args.out}", highlight=False)
     return 0

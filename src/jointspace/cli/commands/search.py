@@ -1,7 +1,7 @@
 """``jointspace search``: query an index with a dataset row, a text, an image or a sound."""
 
 from .._common import add_json_flag, console, load_split, open_index, print_json, print_table
-from .._checks import check_raw_query
+from .._checks import check_png_out, check_raw_query
 
 
 def register(sub):
@@ -84,11 +84,7 @@ def run(args) -> int:
     if args.k < 1:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
     if args.gallery is not None:
-        from ..._io import check_out_file
-
-        if check_out_file(args.gallery, arg="--gallery").suffix.lower() != ".png":
-            raise InputError(f"--gallery: the gallery is a PNG image; expected a file ending in .png, "
-                             f"got {args.gallery!r}")
+        check_png_out(args.gallery, "--gallery", "the gallery is a PNG image")
     index, model = open_index(args.index, args.model)
     modality, items, what, qlabel = _query(args, index, model)
     if modality not in model.modalities_:
