@@ -23,16 +23,12 @@ from .report import RANK_METRICS
 _COUNTS = ("n_queries", "n_skipped")
 
 
-class _UnknownScoreKey(InputError):
-    """``score_key`` names no metric of the evaluation (not a fold that failed to fit)."""
-
-
 def _fold_score(res: dict, score_key: str) -> float:
     """Mean of ``score_key`` over the directions of one :func:`evaluate_retrieval` result."""
     values = [x for k, x in res.items() if k.endswith("/" + score_key)]
     if not values or score_key in _COUNTS:
         known = list(dict.fromkeys(k.rsplit("/", 1)[1] for k in res if k.rsplit("/", 1)[1] not in _COUNTS))
-        raise _UnknownScoreKey(f"score_key: expected one of {', '.join(known)}; got {score_key!r}")
+        raise InputError(f"score_key: expected one of {', '.join(known)}; got {score_key!r}")
     return float(np.mean(values))
 
 
@@ -161,23 +157,19 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
     variants = param_grid(derive) if derive else [{}]
     table, origin = [], []
     for params in settings:
-        scores = np.zeros((len(folds), len(variants)))
         try:
             # many small fits: BLAS threads only add contention here
             with threadpool_limits(limits=1):
-                for f, (train, val) in enumerate(folds):
-                    fitted = make(**params).fit(train)
-                    for v, var in enumerate(variants):
-                        res = evaluate_retrieval(fitted.derive(**var) if var else fitted, val,
-                                                 relevance=relevance, directions=directions)
-                        scores[f, v] = _fold_score(res, score_key)
-        except _UnknownScoreKey:
-            raise
+                results = [[evaluate_retrieval(fitted.derive(**var) if var else fitted, val,
+                                               relevance=relevance, directions=directions) for var in variants]
+                           for fitted, val in ((make(**params).fit(train), val) for train, val in folds)]
         except InputError:
             continue  # e.g. more components than a fold's rank allows
         finally:
             if progress is not None:
                 progress()
+        # outside the try: an unknown score_key is the caller's error, not a setting that failed
+        scores = np.array([[_fold_score(res, score_key) for res in row] for row in results])
         for v, var in enumerate(variants):
             table.append({**params, **var, "score": float(scores[:, v].mean()),
                           "fold_scores": scores[:, v].tolist()})

@@ -31,12 +31,10 @@ def read_metrics(path) -> dict:
         path = path / "metrics.csv"
     if not path.is_file():
         raise InputError(f"metrics: expected a metrics.csv file or a run folder holding one, got {str(path)!r}")
-    rows = []
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
-            for row in reader:
-                rows.append(row)
+            rows = list(reader)
     except csv.Error as exc:   # e.g. a field over the csv module's size limit (128 KiB)
         # DictReader's own line_num lags behind on the line that failed; its reader's does not
         line = reader.reader.line_num

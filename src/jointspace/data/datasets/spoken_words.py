@@ -84,11 +84,8 @@ def check_words(words) -> list[str]:
         raise InputError("words: expected at least one word, got an empty list")
     for i, w in enumerate(vocab):
         speech.check_text(w, f"words[{i}]")
-    seen: set = set()
-    for i, w in enumerate(vocab):
-        if w in seen:
+        if w in vocab[:i]:
             raise InputError(f"words[{i}]: expected distinct words, got {w!r} more than once")
-        seen.add(w)
     return vocab
 
 
