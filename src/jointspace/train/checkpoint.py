@@ -28,6 +28,7 @@ from safetensors.torch import save as st_save
 
 from .._io import atomic_dir, read_json_object
 from ..errors import InputError, JointspaceError
+from .monitor import METRICS_FILE, TENSORBOARD_DIR
 
 CHECKPOINTS = "checkpoints"
 _STEP_RE = re.compile(r"^step-(\d+)$")
@@ -78,7 +79,7 @@ def is_checkpoint(path) -> bool:
 
 #: what a run folder holds: checkpoints, the metrics log, TensorBoard events (and, for a
 #: seed ensemble, one such folder per member)
-RUN_ENTRIES = frozenset({CHECKPOINTS, "metrics.csv", "tensorboard"})
+RUN_ENTRIES = frozenset({CHECKPOINTS, METRICS_FILE, TENSORBOARD_DIR})
 
 
 def is_run_dir(path) -> bool:

@@ -16,6 +16,10 @@ from ..eval.metrics import RECALL_AVERAGES as AVERAGES
 from ..eval.metrics import top_k_recall
 from .device import to_device
 
+#: names of what the metrics log writes into a run folder
+METRICS_FILE = "metrics.csv"
+TENSORBOARD_DIR = "tensorboard"
+
 
 def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None, chunk: int = 1024,
                 average: str = "query") -> float:
@@ -72,7 +76,7 @@ class MetricsLog:
     """
 
     def __init__(self, run_dir, tensorboard: bool = False, resume_step: int | None = None):
-        self.path = Path(run_dir) / "metrics.csv" if run_dir is not None else None
+        self.path = Path(run_dir) / METRICS_FILE if run_dir is not None else None
         self.rows: list[dict] = []
         if self.path is not None and resume_step is not None and self.path.exists():
             with open(self.path, newline="") as fh:
@@ -81,7 +85,7 @@ class MetricsLog:
         elif self.path is not None and resume_step is None:
             # a new run: the previous run's rows and TensorBoard events would mix with its own
             self.path.unlink(missing_ok=True)
-            shutil.rmtree(Path(run_dir) / "tensorboard", ignore_errors=True)
+            shutil.rmtree(Path(run_dir) / TENSORBOARD_DIR, ignore_errors=True)
         self.tb = None
         if tensorboard and self.path is not None:
             try:
@@ -89,7 +93,7 @@ class MetricsLog:
 
                 # on resume, events logged after the resumed step are dropped (as the CSV rows)
                 purge = None if resume_step is None else resume_step + 1
-                self.tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=purge)
+                self.tb = SummaryWriter(str(Path(run_dir) / TENSORBOARD_DIR), purge_step=purge)
             except Exception:  # tensorboard not installed: CSV only
                 self.tb = None
 
