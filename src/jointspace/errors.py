@@ -20,3 +20,22 @@ class NotFittedError(JointspaceError, AttributeError):
 
 class MissingDependencyError(JointspaceError, ImportError):
     """An optional package, Debian package or data file is not installed."""
+
+
+class TrainingDiverged(JointspaceError):
+    """Training met a NaN or infinite loss or gradient and stopped without stepping on it.
+
+    Attributes
+    ----------
+    step, epoch : int
+        Where it happened, counted from 0 as the loss function saw them.
+    value : float
+        The loss, or the gradient norm.
+    checkpoint : str or None
+        The last checkpoint written before it (left untouched), to resume from.
+    """
+
+    def __init__(self, message: str, *, step: int | None = None, epoch: int | None = None,
+                 value: float | None = None, checkpoint: str | None = None):
+        super().__init__(message)
+        self.step, self.epoch, self.value, self.checkpoint = step, epoch, value, checkpoint

@@ -1,9 +1,12 @@
 """Training: the loop, AdamW with warm-up + cosine, checkpoints, and multi-process training.
 
-The main entry point is :func:`fit_dual_encoder`; :class:`TrainConfig` holds its settings.
+The main entry points are :func:`fit_dual_encoder` (contrastive dual encoders;
+:class:`TrainConfig` holds its settings) and :func:`fit_module` (any network with its own loss:
+autoencoders, VAEs; :class:`FitConfig`).
 """
 
+from .generic import FitConfig, FitResult, TrainingDiverged, fit_module
 from .loop import TrainConfig, TrainResult, bf16_supported, config_from_dict, evaluate_recall, fit_dual_encoder
 
 __all__ = ["TrainConfig", "TrainResult", "fit_dual_encoder", "evaluate_recall", "config_from_dict",
-           "bf16_supported"]
+           "bf16_supported", "FitConfig", "FitResult", "fit_module", "TrainingDiverged"]
