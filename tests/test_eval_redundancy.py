@@ -1,0 +1,147 @@
+"""Redundancy scores pinned against direct formulas and their defining invariances."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy.stats import ortho_group
+
+from jointspace.errors import InputError
+from jointspace.eval import (hsic_score, linear_cka, mean_abs_cosine, normalized_cross_frobenius,
+                             redundancy_report)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small problems: one BLAS thread is faster than two on a shared, busy machine."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        yield
+
+
+def _rng(seed=0):
+    return np.random.default_rng(seed)
+
+
+def _cka_gram(x, y):
+    """CKA as normalised HSIC of linear Gram matrices, with an explicit centring matrix H."""
+    n = len(x)
+    h = np.eye(n) - np.ones((n, n)) / n
+    k, l = x @ x.T, y @ y.T
+    hs = lambda a, b: np.trace(a @ h @ b @ h)  # noqa: E731
+    return hs(k, l) / math.sqrt(hs(k, k) * hs(l, l))
+
+
+def test_linear_cka_matches_the_gram_formula():
+    r = _rng(1)
+    x = r.normal(size=(30, 4))
+    y = x @ r.normal(size=(4, 6)) + r.normal(size=(30, 6))
+    assert linear_cka(x, y) == pytest.approx(_cka_gram(x, y), rel=1e-12)
+    wide = r.normal(size=(10, 40))  # d > n: the Gram path of the implementation
+    assert linear_cka(wide, y[:10]) == pytest.approx(_cka_gram(wide, y[:10]), rel=1e-12)
+
+
+def test_linear_cka_invariances():
+    r = _rng(2)
+    z = r.normal(size=(50, 5))
+    q = ortho_group.rvs(5, random_state=3)
+    assert linear_cka(z, z @ q) == pytest.approx(1.0, abs=1e-12)
+    assert linear_cka(z, -3.0 * z @ q + 7.0) == pytest.approx(1.0, abs=1e-12)  # scale, shift
+    y = z[:, :3] @ r.normal(size=(3, 4)) + r.normal(size=(50, 4))
+    base = linear_cka(z, y)
+    assert 0.05 < base < 0.95
+    q4 = ortho_group.rvs(4, random_state=4)
+    assert linear_cka(z @ q, 2.5 * y @ q4) == pytest.approx(base, rel=1e-10)
+    assert linear_cka(y, z) == pytest.approx(base, rel=1e-12)
+    # not invariant to a non-isotropic scaling
+    assert linear_cka(z * np.array([10.0, 1, 1, 1, 1]), y) != pytest.approx(base, rel=1e-3)
+
+
+def test_linear_cka_near_zero_for_independent():
+    r = _rng(5)
+    assert linear_cka(r.normal(size=(3000, 4)), r.normal(size=(3000, 3))) < 0.01
+
+
+def test_normalized_cross_frobenius_is_sqrt_cka_and_hand_worked():
+    r = _rng(6)
+    x, y = r.normal(size=(40, 3)), r.normal(size=(40, 5))
+    y[:, 0] += x[:, 1]
+    assert normalized_cross_frobenius(x, y) == pytest.approx(math.sqrt(linear_cka(x, y)), rel=1e-12)
+    # uncentred, by hand: Z1 = [[1, 0], [0, 1]], Z2 = [[1], [1]] -> Z1'Z2 = [1, 1]', norm sqrt 2;
+    # ||Z1'Z1||_F = sqrt 2, ||Z2'Z2||_F = 2  ->  sqrt 2 / sqrt(2 sqrt 2) = 2^(-1/4)
+    z1, z2 = np.eye(2), np.ones((2, 1))
+    assert normalized_cross_frobenius(z1, z2, center=False) == pytest.approx(2 ** -0.25, rel=1e-12)
+    # columns orthogonal over the samples: 0
+    a = np.array([[1.0, 0], [-1, 0], [0, 1], [0, -1]])
+    b = np.array([[0.0], [0], [1], [1]])
+    assert normalized_cross_frobenius(a[:, :1], b, center=False) == 0.0
+
+
+def test_mean_abs_cosine():
+    z1 = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+    z2 = np.array([[0.0, 2.0], [-3.0, -3.0], [1.0, 0.0]])  # orthogonal, anti-parallel, zero row
+    assert mean_abs_cosine(z1, z2) == pytest.approx(1 / 3, rel=1e-12)
+    r = _rng(7)
+    x, y = r.normal(size=(20, 4)), r.normal(size=(20, 4))
+    want = np.mean([abs(x[i] @ y[i]) / np.linalg.norm(x[i]) / np.linalg.norm(y[i]) for i in range(20)])
+    assert mean_abs_cosine(x, y) == pytest.approx(want, rel=1e-12)
+
+
+def test_hsic_score_agrees_with_the_torch_objective():
+    torch = pytest.importorskip("torch")
+    from jointspace.objectives.mutual_info import hsic
+
+    r = _rng(8)
+    x = r.normal(size=(40, 3))
+    y = np.sin(x[:, :2]) + 0.2 * r.normal(size=(40, 2))
+    want = float(hsic(torch.from_numpy(x), torch.from_numpy(y)))  # median heuristic on both sides
+    assert hsic_score(x, y) == pytest.approx(want, rel=1e-10)
+    assert hsic_score(x, y, 0.8, 1.2) == pytest.approx(float(hsic(torch.from_numpy(x), torch.from_numpy(y), 0.8, 1.2)),
+                                                       rel=1e-10)
+
+
+def test_hsic_score_independence_dependence_and_normalisation():
+    r = _rng(9)
+    x, y = r.normal(size=(400, 2)), r.normal(size=(400, 2))
+    dep = x ** 2 + 0.3 * r.normal(size=(400, 2))
+    assert hsic_score(x, dep) > 10 * hsic_score(x, y)
+    assert hsic_score(x, x, normalized=True) == pytest.approx(1.0, rel=1e-12)
+    assert 0 < hsic_score(x, dep, normalized=True) < 1
+    # subsampling above max_samples: deterministic, and close to the full value
+    assert hsic_score(x, dep, max_samples=200) == hsic_score(x, dep, max_samples=200)
+    assert hsic_score(x, dep, max_samples=200) == pytest.approx(hsic_score(x, dep), rel=0.3)
+
+
+def test_redundancy_report():
+    r = _rng(10)
+    x, y = r.normal(size=(60, 3)), r.normal(size=(60, 3))
+    rep = redundancy_report(x, y)
+    assert set(rep) == {"mean_abs_cosine", "normalized_cross_frobenius", "linear_cka", "hsic", "hsic_normalized"}
+    assert rep["linear_cka"] == linear_cka(x, y)
+    json.dumps(rep)
+    assert redundancy_report(x, y[:, :2])["mean_abs_cosine"] is None
+
+
+@pytest.mark.parametrize("fn", [mean_abs_cosine, normalized_cross_frobenius, linear_cka, hsic_score, redundancy_report])
+def test_bad_shapes_name_the_argument(fn):
+    good = np.ones((5, 3)) + np.arange(15).reshape(5, 3) ** 2
+    with pytest.raises(InputError, match=r"^z1: expected a 2-D.*\(5,\)"):
+        fn(np.ones(5), good)
+    with pytest.raises(InputError, match=r"^z2: expected a 2-D"):
+        fn(good, np.ones((5, 3, 1)))
+    with pytest.raises(InputError, match=r"^z2: expected as many rows.*\(5, 3\).*\(4, 3\)"):
+        fn(good, good[:4])
+    with pytest.raises(InputError, match="^z2: expected finite"):
+        fn(good, np.full((5, 3), np.nan))
+
+
+def test_mismatched_dims_and_degenerate_inputs():
+    r = _rng(11)
+    with pytest.raises(InputError, match=r"^z2: expected the shape of z1 \(6, 3\).*got \(6, 2\)"):
+        mean_abs_cosine(r.normal(size=(6, 3)), r.normal(size=(6, 2)))
+    with pytest.raises(InputError, match="^z1: all rows are equal"):
+        linear_cka(np.ones((6, 3)), r.normal(size=(6, 2)))
+    with pytest.raises(InputError, match="max_samples"):
+        hsic_score(r.normal(size=(6, 3)), r.normal(size=(6, 2)), max_samples=1)
