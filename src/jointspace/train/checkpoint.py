@@ -28,7 +28,7 @@ from safetensors.torch import save as st_save
 
 from .._io import atomic_dir, read_json_object
 from ..errors import InputError, JointspaceError
-from .monitor import METRICS_FILE, TENSORBOARD_DIR
+from .monitor import GENERATIONS_FILE, METRICS_FILE, REPORT_FILE, TENSORBOARD_DIR
 
 CHECKPOINTS = "checkpoints"
 _STEP_RE = re.compile(r"^step-(\d+)$")
@@ -77,9 +77,10 @@ def is_checkpoint(path) -> bool:
     return meta is not None and "step" in meta
 
 
-#: what a run folder holds: checkpoints, the metrics log, TensorBoard events (and, for a
-#: seed ensemble, one such folder per member)
-RUN_ENTRIES = frozenset({CHECKPOINTS, METRICS_FILE, TENSORBOARD_DIR})
+#: what a run folder holds: checkpoints, the metrics log, TensorBoard events, a generative
+#: model's test report and grid of generations (and, for a seed ensemble, one such folder per
+#: member)
+RUN_ENTRIES = frozenset({CHECKPOINTS, METRICS_FILE, TENSORBOARD_DIR, REPORT_FILE, GENERATIONS_FILE})
 
 
 def is_run_dir(path) -> bool:

@@ -19,6 +19,8 @@ from .device import to_device
 #: names of what the metrics log writes into a run folder
 METRICS_FILE = "metrics.csv"
 TENSORBOARD_DIR = "tensorboard"
+REPORT_FILE = "report.json"
+GENERATIONS_FILE = "generations.png"
 
 
 def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None, chunk: int = 1024,
@@ -125,10 +127,23 @@ class MetricsLog:
 
 
 class ProgressBar:
-    """A rich progress bar on stderr showing loss, tau and pairs/s (silent when disabled, and
-    when stderr is not a terminal: piped or captured stderr gets nothing from it)."""
+    """A rich progress bar on stderr showing the loss, tau (contrastive runs) and the throughput
+    (silent when disabled, and when stderr is not a terminal: piped or captured stderr gets
+    nothing from it).
 
-    def __init__(self, total: int, enabled: bool, start: int = 0):
+    Parameters
+    ----------
+    total : int
+        Optimiser steps of the whole run.
+    enabled : bool
+    start : int
+        Steps already done (a resumed run).
+    unit : str
+        What the throughput counts ("pairs" for contrastive runs, "samples" otherwise).
+    """
+
+    def __init__(self, total: int, enabled: bool, start: int = 0, unit: str = "pairs"):
+        self.unit = unit
         self.enabled = enabled and total > 0
         if not self.enabled:
             return
@@ -146,9 +161,12 @@ class ProgressBar:
         self.progress.start()
         self.task = self.progress.add_task("train", total=total, completed=start, info="")
 
-    def update(self, step: int, loss: float, tau: float, pairs_per_s: float, extra: str = "") -> None:
+    def update(self, step: int, loss: float, tau: float | None = None, rate: float = 0.0, extra: str = "") -> None:
+        """Show ``step`` done, the latest ``loss``, ``tau`` (omitted when None) and ``rate``
+        (units per second)."""
         if self.enabled:
-            info = f"loss {loss:.4f}  tau {tau:.4f}  {pairs_per_s:,.0f} pairs/s{extra}"
+            shown_tau = "" if tau is None else f"  tau {tau:.4f}"
+            info = f"loss {loss:.4f}{shown_tau}  {rate:,.0f} {self.unit}/s{extra}"
             self.progress.update(self.task, completed=step, info=info)
 
     def close(self) -> None:
