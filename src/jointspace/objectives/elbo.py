@@ -152,6 +152,23 @@ def mixture_log_density(z, mus, logvars, mask=None) -> torch.Tensor:
     return torch.logsumexp(dens, dim=1) - torch.log(mask.sum(0).to(z.dtype)).unsqueeze(0)
 
 
+def mixture_prior_log_density(z, means, logvars) -> torch.Tensor:
+    r""":math:`\log p(z)` under a learnt prior :math:`p(z) = \frac1K \sum_k \mathcal N(z; m_k,
+    \mathrm{diag}\, s_k^2)` (an equal-weight mixture; eq. 1 leaves :math:`p(z)` open).
+
+    Parameters
+    ----------
+    z : Tensor, shape (..., d)
+    means, logvars : Tensor, shape (K, d)
+
+    Returns
+    -------
+    Tensor, shape (...)
+    """
+    dens = gaussian_log_density(z.unsqueeze(-2), means, logvars)      # (..., K)
+    return torch.logsumexp(dens, dim=-1) - math.log(means.shape[0])
+
+
 def reparameterize(mu, logvar, n_samples: int | None = None, generator=None) -> torch.Tensor:
     r"""Samples :math:`z = \mu + \sigma \epsilon`, :math:`\epsilon \sim \mathcal N(0, I)`,
     differentiable in :math:`\mu` and :math:`\sigma`.
@@ -249,5 +266,5 @@ def kl_weight(epoch: float, beta: float, warmup_epochs: float) -> float:
 
 
 __all__ = ["gaussian_kl", "gaussian_log_density", "standard_normal_log_density", "product_of_experts",
-           "mixture_log_density", "reparameterize", "log_likelihood", "negative_elbo",
+           "mixture_log_density", "mixture_prior_log_density", "reparameterize", "log_likelihood", "negative_elbo",
            "importance_weighted_bound", "kl_weight", "LIKELIHOODS"]

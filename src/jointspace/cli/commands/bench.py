@@ -32,8 +32,19 @@ def run(args) -> int:
     if args.json:
         print_json(report)
     else:
-        show_report(report)
+        _show(args.suite, report)
     return 0
+
+
+def _show(name: str, report: dict) -> None:
+    """The suite's own table when it has one (e.g. coherence), else the retrieval tables."""
+    import importlib
+
+    mod = importlib.import_module(f"jointspace.bench.{name.replace('-', '_')}")
+    if hasattr(mod, "show"):
+        mod.show(report)
+    else:
+        show_report(report)
 
 
 def run_with_progress(name: str, **options) -> dict:

@@ -27,9 +27,9 @@ def register(sub):
                         "preprocess=standard); a value starting with { or [ must be valid JSON")
     p.add_argument("--n-components", type=int, metavar="N",
                    help="size of the joint space: --param n_components=N, or --param dim=N for clip")
-    p.add_argument("--epochs", type=int, help="trained models (clip, dcca, dccae): passes over the training pairs")
+    p.add_argument("--epochs", type=int, help="trained models (clip, dcca, dccae, ae, aae, mvae-*, beta-vae): passes over the training pairs")
     p.add_argument("--batch-size", type=int,
-                   help="trained models (clip, dcca, dccae): pairs per step (for clip, the negatives)")
+                   help="trained models (clip, dcca, dccae, ae, aae, mvae-*, beta-vae): pairs per step (for clip, the negatives)")
     p.add_argument("--members", type=int, metavar="M",
                    help="clip only: a seed ensemble of M models (seeds seed .. seed+M-1) whose "
                         "similarities are averaged (default: 1, a single model)")
@@ -37,10 +37,11 @@ def register(sub):
                    help="clip with --members: members fitted at once, one process each (-1: one per CPU core; "
                         "default: 1)")
     p.add_argument("--resume", metavar="RUN_DIR",
-                   help="clip only: continue the checkpointed run in RUN_DIR exactly")
+                   help="trained models (clip, ae, aae, mvae-*): continue the checkpointed run in RUN_DIR exactly")
     p.add_argument("--run-dir", metavar="DIR",
-                   help="clip only: where checkpoints and metrics.csv go (default: OUT.train beside OUT); "
-                        "neither inside --out nor around it")
+                   help="trained models (clip, ae, aae, mvae-*): where checkpoints and metrics.csv go (default: "
+                        "OUT.train beside OUT), and for a generative model its test report.json and "
+                        "generations.png; neither inside --out nor around it")
     p.add_argument("--out", required=True,
                    help="folder to write the fitted model to: new, empty, or a saved model to replace")
     p.set_defaults(handler=run)
@@ -103,6 +104,54 @@ def _fit_trained(args, params, train, val):
     return SeedEnsemble("clip", n_members=members, params=params, seed=seed, n_jobs=jobs).fit(train, val=val)
 
 
+def _is_generative(name: str) -> bool:
+    """Whether registered model ``name`` is a multimodal (variational) autoencoder."""
+    from ...models._generative import GenerativeModel
+    from ...models.base import MODELS, _import_builtin_models
+
+    _import_builtin_models()
+    factory = MODELS.get(name)
+    return isinstance(factory, type) and issubclass(factory, GenerativeModel)
+
+
+def _fit_generative(args, params, train, val):
+    """A multimodal autoencoder or VAE, trained with checkpoints in the run folder."""
+    from ...models.base import create_model
+
+    params["run_dir"] = args.run_dir_
+    params.setdefault("progress", True)
+    return create_model(args.model, **params).fit(train, val=val, resume=args.resume)
+
+
+def _evaluate_generative(args, model, train) -> None:
+    """Coherence, probes, retrieval and the bound on the test split; report.json and the grid
+    of generations go into the run folder."""
+    from pathlib import Path
+
+    from ...data.datasets import get_dataset
+    from ...eval.generative import generation_grid, generative_report, has_pictures
+    from ...eval.report import make_report, write_json
+    from ...train.monitor import GENERATIONS_FILE, REPORT_FILE
+
+    ds = get_dataset(args.dataset)
+    if "test" not in ds.splits or "test" in split_names(args.split) or train.labels is None:
+        return
+    test = load_split(args.dataset, "test")
+    with console.status(f"evaluating {args.model} on {args.dataset}/test ({len(test)} pairs)"):
+        row = generative_report(model, train, test)
+    run = Path(args.run_dir_)
+    report = make_report(args.dataset, "test", [{"method": model.display_name, **row}])
+    write_json(report, run / REPORT_FILE)
+    keys = [k for k in row if k.endswith("/coherence") or k.startswith("classifier/") or k.startswith("probe/")
+            or k in ("bound/elbo", "bound/log_likelihood")]
+    for k in keys:
+        console.print(f"  {k:34s} {row[k]:.4f}", highlight=False)
+    console.print(f"report: {run / REPORT_FILE}", highlight=False)
+    if has_pictures(model):
+        path = generation_grid(model, test, run / GENERATIONS_FILE)
+        console.print(f"grid of reconstructions and cross-generations: {path}", highlight=False)
+
+
 def _model_parameters(name: str) -> list[str]:
     """The keyword parameters of registered model ``name`` (InputError for an unknown name)."""
     import inspect
@@ -127,19 +176,22 @@ def _check_options(args, params: dict) -> None:
     from ...train.checkpoint import is_run_dir
 
     known = _model_parameters(args.model)
-    trained = args.model == "clip"
+    # contrastive and generative models train with checkpoints in a run folder
+    trained = args.model == "clip" or _is_generative(args.model)
     unused = [opt for opt, value, used in (
         ("--epochs", args.epochs, "epochs" in known),
         ("--batch-size", args.batch_size, "batch_size" in known),
-        ("--members", args.members, trained),
-        ("--jobs", args.jobs, trained),
+        ("--members", args.members, args.model == "clip"),
+        ("--jobs", args.jobs, args.model == "clip"),
         ("--resume", args.resume, trained),
         ("--run-dir", args.run_dir, trained)) if value is not None and not used]
     if unused:
         trained_by = [m for m in list_models() if "epochs" in _model_parameters(m)]
         notes = []
-        if {"--members", "--jobs", "--resume", "--run-dir"} & set(unused):
-            notes.append("--members, --jobs, --resume and --run-dir are for clip")
+        if {"--members", "--jobs"} & set(unused):
+            notes.append("--members and --jobs are for clip")
+        if {"--resume", "--run-dir"} & set(unused):
+            notes.append("--resume and --run-dir are for trained models (clip and the generative models)")
         if {"--epochs", "--batch-size"} & set(unused):
             notes.append(f"--epochs and --batch-size for {', '.join(trained_by)}")
         raise InputError(f"{', '.join(unused)}: model {args.model!r} does not use "
@@ -224,8 +276,14 @@ def run(args) -> int:
 def _run(args, params, rank: int) -> int:
     from ...models.base import create_model
 
+    train = None
     if args.towers is not None:
         model = _fit_towers(args, params)
+    elif _is_generative(args.model):
+        from ...data.datasets import get_dataset
+
+        train = load_split(args.dataset, args.split)
+        model = _fit_generative(args, params, train, _val_split(args, get_dataset(args.dataset)))
     elif args.model == "clip":
         from ...data.datasets import get_dataset
 
@@ -248,4 +306,6 @@ def _run(args, params, rank: int) -> int:
     if getattr(model, "members_", None):
         extra = f" ({len(model.members_)} members)"
     console.print(f"saved {args.model} to {args.out}.{extra}", highlight=False)
+    if train is not None:
+        _evaluate_generative(args, model, train)
     return 0

@@ -1,0 +1,236 @@
+"""Evaluating generative joint models: cross-modal coherence, latent probes, the bound.
+
+Coherence (Shi et al. 2019) asks whether a generated item keeps the class of what it was
+generated from.  Each modality gets an *independent* classifier, trained on real items of that
+modality alone (never on generated ones, never on the model's latents) and reported with its
+own accuracy on real test items:
+
+- conditional coherence ``A->B``: generate B from A's test items, classify, compare with
+  the true class; from one given modality and from two (``A+C->B``);
+- joint coherence: draw latents from the prior, generate every modality, and count the draws
+  whose classifiers all name the same class.
+
+The classifiers read items in the form the model generates them
+(:meth:`~jointspace.models._generative.GenerativeModel.observed`): images as intensities in
+[0, 1], texts as strings, other modalities as feature vectors of a fixed tower.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from ..errors import InputError
+
+
+class ModalityClassifier:
+    """A classifier of real items of one modality (scikit-learn), trained apart from any model.
+
+    Parameters
+    ----------
+    kind : {"pixels", "tokens", "features"}
+        Images (n, H, W[, C]) in [0, 1]; texts; feature vectors (n, d).
+    """
+
+    def __init__(self, kind: str):
+        if kind not in ("pixels", "tokens", "features"):
+            raise InputError(f"kind: expected pixels, tokens or features, got {kind!r}")
+        self.kind = kind
+
+    def _pipeline(self):
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        if self.kind == "tokens":
+            from sklearn.feature_extraction.text import CountVectorizer
+
+            from ..models._codecs import tokenize
+
+            return make_pipeline(CountVectorizer(tokenizer=tokenize, token_pattern=None, lowercase=False),
+                                 LogisticRegression(max_iter=2000))
+        if self.kind == "pixels":
+            from sklearn.neural_network import MLPClassifier
+
+            return MLPClassifier(hidden_layer_sizes=(256,), max_iter=30, early_stopping=True, random_state=0)
+        return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
+
+    def _x(self, items):
+        if self.kind == "tokens":
+            return list(items)
+        arr = np.asarray(items, dtype=np.float32)
+        return arr.reshape(len(arr), -1)
+
+    def fit(self, items, labels) -> "ModalityClassifier":
+        self.model_ = self._pipeline().fit(self._x(items), np.asarray(labels))
+        return self
+
+    def predict(self, items) -> np.ndarray:
+        return self.model_.predict(self._x(items))
+
+    def accuracy(self, items, labels) -> float:
+        return float(np.mean(self.predict(items) == np.asarray(labels)))
+
+
+def train_classifiers(model, train, test=None, *, limit: int | None = 20000, seed: int = 0) -> tuple[dict, dict]:
+    """One :class:`ModalityClassifier` per modality of ``model``, fitted on real ``train`` items.
+
+    Parameters
+    ----------
+    model : GenerativeModel
+        Fitted; only its item forms (codecs) are used, not its weights.
+    train, test : Pairs
+        Labelled pairs; ``test`` gives each classifier's own accuracy.
+    limit : int, optional
+        Train each classifier on at most this many pairs (drawn at random).
+
+    Returns
+    -------
+    classifiers : dict of str to ModalityClassifier
+    accuracy : dict of str to float
+        ``"classifier/<modality>/accuracy"`` on real test items (empty without ``test``).
+    """
+    if train.labels is None:
+        raise InputError("train: coherence needs class labels")
+    idx = np.arange(len(train))
+    if limit is not None and len(idx) > limit:
+        idx = np.sort(np.random.default_rng(seed).choice(len(train), limit, replace=False))
+    sub = train.subset(idx)
+    labels = np.asarray(sub.labels)
+    classifiers, accuracy = {}, {}
+    for m in model.modalities_:
+        clf = ModalityClassifier(model.codecs_[m].kind).fit(model.observed(m, sub[m]), labels)
+        classifiers[m] = clf
+        if test is not None:
+            accuracy[f"classifier/{m}/accuracy"] = clf.accuracy(model.observed(m, test[m]), test.labels)
+    return classifiers, accuracy
+
+
+def coherence(model, test, classifiers: dict, *, n_joint: int = 1000, seed: int = 0) -> dict:
+    """Conditional coherence from every proper subset of modalities to each other modality,
+    and joint coherence from the prior.
+
+    Parameters
+    ----------
+    model : GenerativeModel
+    test : Pairs
+        Labelled test pairs holding every modality of the model.
+    classifiers : dict of str to ModalityClassifier
+        From :func:`train_classifiers`.
+    n_joint : int
+        Prior draws for joint coherence.
+
+    Returns
+    -------
+    dict
+        ``"<A>-><B>/coherence"`` and ``"<A>+<C>-><B>/coherence"`` (fractions of test items whose
+        generated B is classified as their class), and ``"joint/coherence"``.
+    """
+    names = list(model.modalities_)
+    labels = np.asarray(test.labels)
+    out = {}
+    for k in range(1, len(names)):
+        for given in itertools.combinations(names, k):
+            for target in names:
+                if target in given:
+                    continue
+                gen = model.generate(target, {m: test[m] for m in given}, seed=seed)
+                pred = classifiers[target].predict(gen)
+                out[f"{'+'.join(given)}->{target}/coherence"] = float(np.mean(pred == labels))
+    drawn = model.sample(n_joint, seed=seed)
+    preds = np.stack([classifiers[m].predict(drawn[m]) for m in names])
+    out["joint/coherence"] = float(np.mean((preds == preds[0]).all(0)))
+    return out
+
+
+def latent_probe(model, train, test, *, limit: int | None = 20000, seed: int = 0) -> dict:
+    """Linear-probe accuracy of the class from the posterior mean: given all modalities
+    (``probe/joint``) and given each one alone (``probe/<modality>``).
+
+    A logistic regression is fitted on the train latents and scored on the test latents.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    idx = np.arange(len(train))
+    if limit is not None and len(idx) > limit:
+        idx = np.sort(np.random.default_rng(seed).choice(len(train), limit, replace=False))
+    sub = train.subset(idx)
+    out = {}
+    sources = [("joint", list(model.modalities_))] + [(m, [m]) for m in model.modalities_]
+    for name, mods in sources:
+        ztr = model.posterior_mean({m: sub[m] for m in mods})
+        zte = model.posterior_mean({m: test[m] for m in mods})
+        clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(ztr, sub.labels)
+        out[f"probe/{name}"] = float(np.mean(clf.predict(zte) == np.asarray(test.labels)))
+    return out
+
+
+def generative_report(model, train, test, *, n_joint: int = 1000, iw_samples: int = 100,
+                      bound_limit: int = 2000, seed: int = 0) -> dict:
+    """Every figure of a generative model on ``test``: coherence (with the classifiers' own
+    accuracies), latent probes, cross-modal retrieval in the latent (mAP, R@10), and for a
+    VAE the ELBO, the per-modality reconstruction and an importance-sampled log-likelihood
+    on the first ``bound_limit`` test pairs.
+
+    Returns
+    -------
+    dict of str to float
+    """
+    from .retrieval import evaluate_retrieval
+
+    classifiers, accuracy = train_classifiers(model, train, test, seed=seed)
+    row = {**coherence(model, test, classifiers, n_joint=n_joint, seed=seed), **accuracy}
+    row.update(latent_probe(model, train, test, seed=seed))
+    ret = evaluate_retrieval(model, test)
+    row.update({k: v for k, v in ret.items() if k.endswith("/mAP") or k.endswith("/R@10")})
+    if hasattr(model, "evaluate_bound"):
+        part = test.subset(np.arange(min(len(test), bound_limit)))
+        bound = model.evaluate_bound({m: part[m] for m in model.modalities_}, n_samples=iw_samples, seed=seed)
+        row.update({f"bound/{k}": v for k, v in bound.items()})
+    return row
+
+
+def has_pictures(model) -> bool:
+    """Whether the model's ``image`` modality holds pixel arrays (what the grid shows)."""
+    return "image" in model.modalities_ and model.codecs_["image"].kind == "pixels"
+
+
+def generation_grid(model, test, path, *, n: int = 8, seed: int = 0) -> str:
+    """A PNG grid of the first ``n`` test items: the real images, their reconstructions from
+    every modality, images generated from the text alone and from the audio alone, and the
+    texts generated from the images.  Needs a model with an ``image`` modality.
+
+    Returns
+    -------
+    str
+        The path written.
+    """
+    from ..viz.generation_grid import write_generation_grid
+
+    if not has_pictures(model):
+        raise InputError("model: the grid shows pictures; this model's modalities are "
+                         + ", ".join(f"{m} ({model.codecs_[m].kind})" for m in model.modalities_)
+                         + " and none is an 'image' of pixels")
+    part = test.subset(np.arange(min(n, len(test))))
+    real = model.observed("image", part["image"])
+    rows = [{"label": "real", "images": real,
+             "captions": [str(t) for t in part["text"]] if "text" in part.modalities else None}]
+    rec = model.reconstruct({m: part[m] for m in model.modalities_}, targets=["image"])["image"]
+    rows.append({"label": "reconstruction (all)", "images": rec})
+    for m in model.modalities_:
+        if m == "image":
+            continue
+        gen = model.generate("image", {m: part[m]}, seed=seed)
+        captions = None
+        if m == "text":
+            captions = [str(t) for t in part["text"]]
+        elif "word" in part.metadata or "accent" in part.metadata:
+            captions = [str(part.metadata.get("accent", [""] * len(part))[i]) for i in range(len(part))]
+        rows.append({"label": f"{m} -> image", "images": gen, "captions": captions})
+    if "text" in model.modalities_:
+        texts = model.generate("text", {"image": part["image"]}, seed=seed)
+        rows.append({"label": "image -> text", "images": real, "captions": [str(t) for t in texts]})
+    return write_generation_grid(rows, path, title=f"{model.display_name}: reconstructions and cross-generations")

@@ -1,0 +1,429 @@
+"""What the multimodal autoencoders and VAEs share: reading ``Pairs`` through codecs,
+training with :func:`jointspace.train.generic.fit_module`, inference from any subset of
+modalities, generation, saving and loading.
+
+A subclass says how the joint posterior is formed from the modalities present
+(``_components``) and what loss trains the networks (``_loss``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import torch
+
+from .._validation import check_choice, check_float, check_int
+from ..data.pairs import Pairs
+from ..errors import InputError, NotFittedError
+from ..objectives.elbo import LIKELIHOODS, log_likelihood
+from ._codecs import codec_for, codec_from_dict
+from ._generative_nets import GenerativeNet
+from .base import JointModel
+
+#: the tower used for raw items of a modality (audio files -> MFCC statistics)
+DEFAULT_TOWERS = {"audio": "mfcc"}
+WEIGHTINGS = ("balanced", "none")
+#: with ``epochs=None``, train for about this many optimiser steps (whole epochs, 5 to 300):
+#: a small dataset then gets as many updates as a large one
+AUTO_STEPS = 2000
+
+
+def auto_epochs(n_rows: int, batch_size: int) -> int:
+    """The epochs that give about :data:`AUTO_STEPS` steps over ``n_rows`` pairs (5 to 300)."""
+    steps = max(1, math.ceil(n_rows / batch_size))
+    return int(min(300, max(5, math.ceil(AUTO_STEPS / steps))))
+
+
+def nonempty_subsets(names) -> list[tuple[str, ...]]:
+    """Every non-empty subset of ``names``, smallest first, in the order of ``names``."""
+    names = list(names)
+    return [s for k in range(1, len(names) + 1) for s in itertools.combinations(names, k)]
+
+
+class GenerativeModel(JointModel):
+    """Base class of the multimodal (variational) autoencoders.
+
+    Subclasses define ``variational`` (bool), ``_components(net, experts, names)`` and
+    ``_loss(net, batch, epoch)``; the constructor arguments are documented on them.
+    """
+
+    variational = True
+    adversarial = False
+
+    def __init__(self, latent_dim: int = 32, hidden=(512, 512), likelihoods=None, likelihood_weights="balanced",
+                 epochs: int | None = None, batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0,
+                 patience: int | None = None, val_fraction: float = 0.1, towers=None, modalities=None,
+                 seed: int = 0, run_dir=None, progress: bool = False, device: str = "cpu"):
+        self.latent_dim = latent_dim
+        self.hidden = hidden
+        self.likelihoods = likelihoods
+        self.likelihood_weights = likelihood_weights
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.towers = towers
+        self.modalities = modalities
+        self.seed = seed
+        self.run_dir = run_dir
+        self.progress = progress
+        self.device = device
+
+    # -- settings ---------------------------------------------------------------------------
+    def get_config(self) -> dict:
+        from inspect import signature
+
+        out = {}
+        for name in signature(type(self).__init__).parameters:
+            if name == "self":
+                continue
+            v = getattr(self, name)
+            out[name] = list(v) if isinstance(v, tuple) else v
+        out["run_dir"] = None if self.run_dir is None else str(self.run_dir)
+        return out
+
+    def _check_settings(self) -> None:
+        check_int(self.latent_dim, "latent_dim", low=1, high=4096)
+        if isinstance(self.hidden, (str, bytes)) or not hasattr(self.hidden, "__iter__"):
+            raise InputError(f"hidden: expected a list of hidden-layer widths, e.g. [512, 512], got {self.hidden!r}")
+        for h in self.hidden:
+            check_int(h, "hidden", low=1, high=16384)
+        if self.epochs is not None:
+            check_int(self.epochs, "epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", low=0.0)
+        check_float(self.val_fraction, "val_fraction", low=0.0, high=0.9)
+        if self.patience is not None:
+            check_int(self.patience, "patience", low=1)
+        if self.towers is not None and not isinstance(self.towers, dict):
+            raise InputError(f"towers: expected a dict of modality -> tower name, got {self.towers!r}")
+        if self.likelihoods is not None and not isinstance(self.likelihoods, dict):
+            raise InputError(f"likelihoods: expected a dict of modality -> one of {', '.join(LIKELIHOODS)}, "
+                             f"got {self.likelihoods!r}")
+        w = self.likelihood_weights
+        if not isinstance(w, dict):
+            check_choice(w, "likelihood_weights", WEIGHTINGS)
+
+    # -- reading data ------------------------------------------------------------------------
+    def _fit_codecs(self, pairs: Pairs) -> None:
+        names = tuple(self.modalities) if self.modalities is not None else pairs.modalities
+        unknown = [m for m in names if m not in pairs.modalities]
+        if unknown:
+            raise InputError(f"modalities: the pairs have {', '.join(pairs.modalities)}; no {', '.join(unknown)}")
+        if len(names) < 2:
+            raise InputError(f"modalities: a joint model needs at least two modalities, got {list(names)}")
+        towers = {**DEFAULT_TOWERS, **(self.towers or {})}
+        self.codecs_ = {}
+        for m in names:
+            codec = codec_for(pairs[m], m, towers.get(m) if not isinstance(pairs[m], np.ndarray) else None)
+            self.codecs_[m] = codec.fit(pairs[m], f"pairs[{m!r}]")
+        lik = dict(self.likelihoods or {})
+        bad = [m for m in lik if m not in names]
+        if bad:
+            raise InputError(f"likelihoods: no modality {', '.join(map(repr, bad))}; the model has {', '.join(names)}")
+        self.likelihoods_ = {}
+        for m in names:
+            kind = lik.get(m, self.codecs_[m].default_likelihood)
+            check_choice(kind, f"likelihoods[{m!r}]", LIKELIHOODS)
+            if (kind == "categorical") != (self.codecs_[m].kind == "tokens"):
+                raise InputError(f"likelihoods[{m!r}]: {kind!r} does not fit {self.codecs_[m].kind}; texts are "
+                                 "categorical, pixels bernoulli/gaussian/laplace, features gaussian/laplace")
+            if kind == "bernoulli" and self.codecs_[m].kind != "pixels":
+                raise InputError(f"likelihoods[{m!r}]: bernoulli needs values in [0, 1] (pixels); "
+                                 f"{m} holds standardised features: use gaussian or laplace")
+            self.likelihoods_[m] = kind
+        self.weights_ = self._likelihood_weights(names)
+
+    def _likelihood_weights(self, names) -> dict:
+        w = self.likelihood_weights
+        if isinstance(w, dict):
+            bad = [m for m in w if m not in names]
+            if bad:
+                raise InputError(f"likelihood_weights: no modality {', '.join(map(repr, bad))}")
+            return {m: check_float(w.get(m, 1.0), f"likelihood_weights[{m!r}]", low=0.0) for m in names}
+        if w == "none":
+            return {m: 1.0 for m in names}
+        # every modality weighs as much as the largest one (Sutter et al. 2021's rescaling)
+        largest = max(self.codecs_[m].dim for m in names)
+        return {m: largest / self.codecs_[m].dim for m in names}
+
+    def _to_tensors(self, items: dict, where: str = "items") -> dict:
+        out = {}
+        for m, v in items.items():
+            if m not in self.codecs_:
+                raise InputError(f"{where}: this model knows the modalities {', '.join(self.codecs_)}; got {m!r}")
+            arr = self.codecs_[m].encode_items(v, f"{where}[{m!r}]")
+            out[m] = torch.from_numpy(arr)
+        return out
+
+    def _specs(self) -> dict:
+        return {m: {"dim": c.dim, "vocab": len(c.vocab) if c.kind == "tokens" else None,
+                    "likelihood": self.likelihoods_[m]} for m, c in self.codecs_.items()}
+
+    def _build_net(self) -> GenerativeNet:
+        return GenerativeNet(self._specs(), int(self.latent_dim), [int(h) for h in self.hidden],
+                             variational=self.variational, discriminator=self.adversarial)
+
+    # -- fitting -----------------------------------------------------------------------------
+    def fit(self, pairs: Pairs, val: Pairs | None = None, resume=None):
+        """Train on ``pairs`` (every modality present in every row); returns self.
+
+        Parameters
+        ----------
+        pairs : Pairs
+            Aligned items of at least two modalities.
+        val : Pairs, optional
+            Held-out pairs whose loss picks the best epoch (and stops early with
+            ``patience``); by default ``val_fraction`` of ``pairs`` is held out.
+        resume : path, optional
+            A run folder (``run_dir`` of an interrupted fit) to continue exactly.
+        """
+        from ..train.generic import FitConfig, fit_module
+
+        if not isinstance(pairs, Pairs):
+            raise InputError(f"pairs: expected a Pairs object, got {type(pairs).__name__}")
+        self._check_settings()
+        self._check_objective_settings()
+        train_pairs, val_pairs = pairs, val
+        if val is None and self.val_fraction > 0 and len(pairs) >= 20:
+            rng = np.random.default_rng(self.seed)
+            order = rng.permutation(len(pairs))
+            n_val = max(1, int(round(self.val_fraction * len(pairs))))
+            val_pairs, train_pairs = pairs.subset(np.sort(order[:n_val])), pairs.subset(np.sort(order[n_val:]))
+        self._fit_codecs(train_pairs)
+        names = tuple(self.codecs_)
+        train = self._to_tensors({m: train_pairs[m] for m in names}, "pairs")
+        val_t = None
+        if val_pairs is not None:
+            missing = [m for m in names if m not in val_pairs.modalities]
+            if missing:
+                raise InputError(f"val: expected the modalities {', '.join(names)}; no {', '.join(missing)}")
+            val_t = self._to_tensors({m: val_pairs[m] for m in names}, "val")
+        torch.manual_seed(int(self.seed))
+        self.net_ = self._build_net()
+        n_rows = len(next(iter(train.values())))
+        self.epochs_ = int(self.epochs) if self.epochs is not None else auto_epochs(n_rows, int(self.batch_size))
+        config = FitConfig(epochs=self.epochs_, batch_size=int(self.batch_size), lr=float(self.lr),
+                           weight_decay=float(self.weight_decay), seed=int(self.seed), patience=self.patience,
+                           progress=bool(self.progress), device=self.device)
+        model_config = {"model": self.model_name, **{k: v for k, v in self.get_config().items()
+                                                      if k not in ("run_dir", "progress", "device")},
+                        "codecs": {m: c.to_dict() for m, c in self.codecs_.items()}}
+        result = fit_module(self.net_, self._loss, train, config, val=val_t,
+                            val_fn=self._val_loss if val_t is not None else None, run_dir=self.run_dir,
+                            resume=resume, model_config=model_config)
+        self.net_.cpu().eval()
+        self.history_ = list(result.history)
+        self.best_epoch_ = result.best_epoch
+        self.modalities_ = names
+        self._after_fit(train)
+        return self
+
+    def _check_objective_settings(self) -> None:
+        """Subclasses check their own settings (β, weights) here."""
+
+    def _after_fit(self, train: dict) -> None:
+        """Subclasses may learn something from the trained network (e.g. a latent density)."""
+
+    @torch.no_grad()
+    def _val_loss(self, net, val: dict) -> dict:
+        total, n = 0.0, 0
+        names = list(val)
+        rows = len(val[names[0]])
+        for s in range(0, rows, 1024):
+            batch = {m: v[s:s + 1024] for m, v in val.items()}
+            loss, _ = self._loss(net, batch, 0, None)
+            total += float(loss) * len(batch[names[0]])
+            n += len(batch[names[0]])
+        return {"val_loss": total / max(n, 1)}
+
+    # -- the loss's parts ---------------------------------------------------------------------
+    def _log_px(self, net, modality: str, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """:math:`\\log p(x_m \\mid z)` per sample; shape z.shape[:-1]."""
+        out = net.decode(modality, z, x if self.likelihoods_[modality] == "categorical" else None)
+        dec = net.decoders[modality]
+        return log_likelihood(self.likelihoods_[modality], x, out, dec.log_scale)
+
+    # -- inference -----------------------------------------------------------------------------
+    def _check_given(self, given, arg: str = "given") -> dict:
+        self._check_fitted()
+        if not isinstance(given, dict):
+            raise InputError(f"{arg}: expected a dict of modality -> items, got {type(given).__name__}")
+        if not given:
+            raise InputError(f"{arg}: every modality is missing; give items of at least one of "
+                             f"{', '.join(self.modalities_)}")
+        unknown = [m for m in given if m not in self.modalities_]
+        if unknown:
+            raise InputError(f"{arg}: this model was trained with {', '.join(self.modalities_)}; "
+                             f"it knows no {', '.join(map(repr, unknown))}")
+        x = self._to_tensors(given, arg)
+        counts = {m: len(v) for m, v in x.items()}
+        if len(set(counts.values())) != 1:
+            raise InputError(f"{arg}: every modality needs the same number of items, got {counts}")
+        if next(iter(counts.values())) == 0:
+            raise InputError(f"{arg}: expected at least one item, got none")
+        return x
+
+    @torch.no_grad()
+    def _posterior(self, x: dict):
+        """Mixture components (C, n, d) of :math:`q(z \\mid x_{present})`: means and
+        log-variances (None for an autoencoder's codes)."""
+        net = self.net_
+        names = [m for m in self.modalities_ if m in x]
+        experts = {m: net.expert(m, x[m]) for m in names}
+        return self._components(experts, names)
+
+    def _batched(self, x: dict, fn, batch: int = 2048):
+        n = len(next(iter(x.values())))
+        parts = [fn({m: v[s:s + batch] for m, v in x.items()}) for s in range(0, n, batch)]
+        if isinstance(parts[0], tuple):
+            return tuple(torch.cat([p[i] for p in parts], dim=-2 if parts[0][i].ndim > 2 else 0)
+                         if parts[0][i] is not None else None for i in range(len(parts[0])))
+        return torch.cat(parts, dim=0)
+
+    def posterior_mean(self, given: dict) -> np.ndarray:
+        """The mean of :math:`q(z \\mid x_{given})` from any non-empty subset of modalities.
+
+        Parameters
+        ----------
+        given : dict of str to items
+            Items (n of each) of the modalities present.
+
+        Returns
+        -------
+        ndarray of float32, shape (n, latent_dim)
+        """
+        x = self._check_given(given)
+        mus = self._batched(x, lambda b: self._posterior(b)[0].mean(0))
+        return mus.numpy().astype(np.float32)
+
+    def _encode(self, modality, items):
+        return self.posterior_mean({modality: items})
+
+    @torch.no_grad()
+    def _sample_posterior(self, x: dict, n_samples: int, generator) -> torch.Tensor:
+        """z (n * n_samples, d), item i's draws in rows i*n_samples .. (i+1)*n_samples - 1: a
+        mixture component drawn uniformly, then a Gaussian draw from it."""
+        mus, logvars = self._posterior(x)
+        c, n, d = mus.shape
+        pick = torch.randint(c, (n, n_samples), generator=generator)
+        rows = torch.arange(n).unsqueeze(1).expand(n, n_samples)
+        mu = mus[pick, rows].reshape(n * n_samples, d)
+        if logvars is None:
+            return mu
+        std = torch.exp(0.5 * logvars[pick, rows].reshape(n * n_samples, d))
+        return mu + std * torch.randn(mu.shape, generator=generator)
+
+    def _decode(self, modality: str, z: torch.Tensor):
+        with torch.no_grad():
+            out = self.net_.decode(modality, z)
+            kind = self.likelihoods_[modality]
+            mean = torch.sigmoid(out) if kind == "bernoulli" else out
+        return self.codecs_[modality].decode(mean.numpy())
+
+    def generate(self, target: str, given: dict, n_samples: int = 1, seed: int = 0):
+        """Generate items of ``target`` from items of other modalities (cross-modal generation).
+
+        Parameters
+        ----------
+        target : str
+            The modality to generate.
+        given : dict of str to items
+            Items (n of each) of any non-empty subset of the model's modalities, e.g.
+            ``{"text": ["a photo of a trouser"]}``.
+        n_samples : int
+            Latent draws per item from :math:`q(z \\mid x_{given})`.
+        seed : int
+
+        Returns
+        -------
+        images (n * n_samples, H, W) in [0, 1], list of texts, or features (n * n_samples, d)
+            Item i's draws are rows ``i * n_samples`` to ``(i + 1) * n_samples - 1``.
+        """
+        self._check_fitted()
+        if target not in self.modalities_:
+            raise InputError(f"target: this model generates {', '.join(self.modalities_)}; got {target!r}")
+        n_samples = check_int(n_samples, "n_samples", low=1, high=10000)
+        x = self._check_given(given)
+        gen = torch.Generator().manual_seed(int(seed))
+        z = self._sample_posterior(x, n_samples, gen)
+        return self._decode(target, z)
+
+    def observed(self, modality: str, items):
+        """Real ``items`` of ``modality`` in the form :meth:`generate` returns (images in
+        [0, 1], texts, or feature vectors of the fixed tower), e.g. to train a classifier that
+        then judges generated items."""
+        self._check_fitted()
+        if modality not in self.codecs_:
+            raise InputError(f"modality: this model knows {', '.join(self.codecs_)}; got {modality!r}")
+        return self.codecs_[modality].observed(items, f"items ({modality})")
+
+    def reconstruct(self, items: dict, targets=None) -> dict:
+        """Decode every modality (or ``targets``) from the posterior mean given ``items``.
+
+        Returns
+        -------
+        dict of str to generated items (as :meth:`generate`), n rows each
+        """
+        x = self._check_given(items, "items")
+        z = torch.from_numpy(self._batched(x, lambda b: self._posterior(b)[0].mean(0)).numpy())
+        names = self.modalities_ if targets is None else list(targets)
+        for m in names:
+            if m not in self.modalities_:
+                raise InputError(f"targets: this model knows {', '.join(self.modalities_)}; got {m!r}")
+        return {m: self._decode(m, z) for m in names}
+
+    def sample(self, n: int, seed: int = 0) -> dict:
+        """Draw ``n`` latents from the prior and decode every modality (joint generation).
+
+        Returns
+        -------
+        dict of str to generated items, n rows each
+        """
+        self._check_fitted()
+        n = check_int(n, "n", low=1, high=1_000_000)
+        gen = torch.Generator().manual_seed(int(seed))
+        z = self._prior_sample(n, gen)
+        return {m: self._decode(m, z) for m in self.modalities_}
+
+    def _prior_sample(self, n: int, generator) -> torch.Tensor:
+        return torch.randn((n, int(self.latent_dim)), generator=generator)
+
+    # -- saving ---------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "net_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
+    def _get_extra(self) -> dict:
+        return {"codecs": {m: c.to_dict() for m, c in self.codecs_.items()}, "likelihoods": self.likelihoods_,
+                "weights": self.weights_, "best_epoch": self.best_epoch_, "epochs": self.epochs_,
+                "history": [{k: (float(v) if isinstance(v, (float, np.floating)) and math.isfinite(v) else v)
+                             for k, v in row.items()} for row in self.history_]}
+
+    def _set_extra(self, extra: dict) -> None:
+        self.codecs_ = {m: codec_from_dict(d) for m, d in extra["codecs"].items()}
+        self.likelihoods_ = dict(extra["likelihoods"])
+        self.weights_ = {m: float(v) for m, v in extra["weights"].items()}
+        self.best_epoch_ = extra.get("best_epoch")
+        self.epochs_ = extra.get("epochs")
+        self.history_ = list(extra.get("history", []))
+        self.net_ = self._build_net().eval()
+
+    def _get_state(self) -> dict:
+        state = {f"net.{k}": v.detach().cpu().numpy() for k, v in self.net_.state_dict().items()}
+        for m, c in self.codecs_.items():
+            state.update({f"codec.{m}.{k}": np.asarray(v) for k, v in c.arrays().items()})
+        return state
+
+    def _set_state(self, state: dict) -> None:
+        self.net_.load_state_dict({k[4:]: torch.from_numpy(np.array(v)) for k, v in state.items()
+                                   if k.startswith("net.")})
+        for m, c in self.codecs_.items():
+            prefix = f"codec.{m}."
+            c.set_arrays({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
+        self.net_.eval()

@@ -1,0 +1,164 @@
+"""The networks of the generative models: an encoder and a decoder per modality, and the
+discriminator of the adversarial autoencoder.
+
+Encoders map a modality's codec tensor (:mod:`jointspace.models._codecs`) to ``out_dim``
+numbers (the mean and log-variance of a Gaussian expert for a VAE, a code for an
+autoencoder); decoders map a latent (..., latent_dim) to the parameters of the modality's
+likelihood (:func:`jointspace.objectives.elbo.log_likelihood`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+#: size of a word embedding in a text encoder
+TOKEN_EMBED = 32
+
+
+def mlp(sizes, final_activation: bool = False) -> nn.Sequential:
+    """Linear layers of the given widths with ReLU between them."""
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or final_activation:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """Codec tensor -> ``out_dim`` numbers.
+
+    Pixels and features: an MLP on the flat vector.  Tokens (``vocab`` given): a word
+    embedding per place, concatenated in order, then the MLP.
+    """
+
+    def __init__(self, in_dim: int, hidden, out_dim: int, vocab: int | None = None):
+        super().__init__()
+        self.embed = None if vocab is None else nn.Embedding(vocab, TOKEN_EMBED)
+        width = in_dim * (TOKEN_EMBED if vocab is not None else 1)
+        self.net = mlp([width, *hidden, out_dim])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.embed is not None:
+            x = self.embed(x).flatten(-2)
+        return self.net(x)
+
+
+class Decoder(nn.Module):
+    """Latent (..., latent_dim) -> likelihood parameters: (..., D) means or logits (or
+    (..., L, V) independent word logits when ``vocab`` is given).  Gaussian and Laplace decoders also own a learnt
+    log-scale per dimension (``log_scale``, shape (D,))."""
+
+    def __init__(self, latent_dim: int, hidden, out_dim: int, vocab: int | None = None, scale: bool = False):
+        super().__init__()
+        self.vocab = vocab
+        self.out_dim = out_dim
+        self.net = mlp([latent_dim, *reversed(list(hidden)), out_dim * (vocab or 1)])
+        self.log_scale = nn.Parameter(torch.zeros(out_dim)) if scale else None
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        out = self.net(z)
+        if self.vocab is not None:
+            out = out.reshape(*out.shape[:-1], self.out_dim, self.vocab)
+        return out
+
+
+class TokenDecoder(nn.Module):
+    r"""Latent -> word logits (..., L, V), one word after another: a GRU whose first state is
+    computed from z, fed the previous word (the padding id starts the sentence).
+
+    An autoregressive text likelihood :math:`p(x \mid z) = \prod_t p(x_t \mid x_{<t}, z)`
+    can represent sentences whose words move with their template ("a photo of a coat",
+    "a coat on a white background"); independent words per place cannot, and their per-place
+    modes mix templates ("a small of of").
+    """
+
+    def __init__(self, latent_dim: int, hidden, length: int, vocab: int):
+        super().__init__()
+        # a sentence of a few words needs a small recurrent state; the GRU runs once per word
+        # for every subset's latents, so its width sets much of a training step's cost
+        width = min(max(int(h) for h in hidden) if hidden else 128, 128)
+        self.length, self.vocab = length, vocab
+        self.init = nn.Sequential(nn.Linear(latent_dim, width), nn.Tanh())
+        self.embed = nn.Embedding(vocab, TOKEN_EMBED)
+        self.gru = nn.GRU(TOKEN_EMBED + latent_dim, width, batch_first=True)
+        self.out = nn.Linear(width, vocab)
+        self.log_scale = None
+
+    def forward(self, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (..., L, V): of ``x`` given its previous words (teacher forcing), or, with
+        ``x`` None, of the greedy sentence (each place's logits given the words chosen before)."""
+        lead = z.shape[:-1]
+        flat = z.reshape(-1, z.shape[-1])
+        h = self.init(flat).unsqueeze(0).contiguous()
+        if x is not None:
+            words = x.expand(*lead, self.length).reshape(-1, self.length)
+            prev = torch.cat([torch.zeros_like(words[:, :1]), words[:, :-1]], dim=1)
+            inp = torch.cat([self.embed(prev), flat.unsqueeze(1).expand(-1, self.length, -1)], dim=-1)
+            out, _ = self.gru(inp, h)
+            return self.out(out).reshape(*lead, self.length, self.vocab)
+        prev = torch.zeros(flat.shape[0], dtype=torch.long, device=z.device)
+        logits = []
+        for _ in range(self.length):
+            inp = torch.cat([self.embed(prev), flat], dim=-1).unsqueeze(1)
+            out, h = self.gru(inp, h)
+            step = self.out(out[:, 0])
+            logits.append(step)
+            prev = step.argmax(-1)
+        return torch.stack(logits, dim=1).reshape(*lead, self.length, self.vocab)
+
+
+class GenerativeNet(nn.Module):
+    """One :class:`Encoder` and one :class:`Decoder` per modality (and, for the adversarial
+    autoencoder, a discriminator on the latent)."""
+
+    def __init__(self, specs: dict, latent_dim: int, hidden, *, variational: bool, discriminator: bool = False,
+                 prior_components: int = 0):
+        super().__init__()
+        out = 2 * latent_dim if variational else latent_dim
+        self.latent_dim = latent_dim
+        self.variational = variational
+        self.encoders = nn.ModuleDict({m: Encoder(s["dim"], hidden, out, s.get("vocab")) for m, s in specs.items()})
+        self.decoders = nn.ModuleDict({
+            m: TokenDecoder(latent_dim, hidden, s["dim"], s["vocab"]) if s.get("vocab") else
+            Decoder(latent_dim, hidden, s["dim"], None, s["likelihood"] in ("gaussian", "laplace"))
+            for m, s in specs.items()})
+        self.discriminator = mlp([latent_dim, *hidden, 1]) if discriminator else None
+        # a learnt prior: an equal-weight mixture of diagonal Gaussians (none: N(0, I))
+        self.prior_means = nn.Parameter(torch.randn(prior_components, latent_dim)) if prior_components else None
+        self.prior_logvars = nn.Parameter(torch.zeros(prior_components, latent_dim)) if prior_components else None
+
+    def expert(self, modality: str, x: torch.Tensor):
+        """(mu, logvar) of the modality's Gaussian expert, each (n, latent_dim); for an
+        autoencoder, (code, None)."""
+        h = self.encoders[modality](x)
+        if not self.variational:
+            return h, None
+        mu, logvar = h.chunk(2, dim=-1)
+        return mu, logvar.clamp(-12.0, 12.0)
+
+    def decode(self, modality: str, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
+        """Likelihood parameters of ``modality`` at latents ``z`` (..., latent_dim).  A text
+        decoder scores the words ``x`` (n, L) given the words before them, or, without ``x``,
+        writes its greedy sentence."""
+        dec = self.decoders[modality]
+        return dec(z, x) if isinstance(dec, TokenDecoder) else dec(z)
+
+
+class _ReverseGrad(torch.autograd.Function):
+    """Identity forward; the gradient's sign flipped backward (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -grad
+
+
+def reverse_gradient(x: torch.Tensor) -> torch.Tensor:
+    """``x`` unchanged, but whatever minimises a loss of the result through ``x`` maximises it
+    upstream: one optimiser step then trains a discriminator and fools it with the encoders."""
+    return _ReverseGrad.apply(x)

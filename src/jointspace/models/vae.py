@@ -1,0 +1,288 @@
+r"""Multimodal VAEs: the chapter's latent variable model (eq. 1) trained on its ELBO (eq. 2–4),
+with the joint posterior formed from one Gaussian expert per modality by
+
+- ``mvae-poe``: a product of experts with a prior expert, :math:`q(z \mid X) \propto p(z)
+  \prod_m q(z \mid x_m)` (MVAE, Wu & Goodman 2018).  The loss sums the ELBO of all
+  modalities together and the sub-sampled ELBO of each modality alone, so that a single
+  modality can be inferred from (without them the experts are trained only in products).
+- ``mvae-moe``: a uniform mixture of the experts (MMVAE, Shi et al. 2019).  The loss averages,
+  over the experts, the ELBO with :math:`z` drawn from that expert and every modality rebuilt
+  from it, which trains cross-modal generation directly.
+- ``mvae-mopoe``: a mixture, over every non-empty subset of modalities, of the product of that
+  subset's experts (MoPoE, Sutter, Daunhawer & Vogt 2021); the loss averages the ELBO of each
+  subset's product, every modality rebuilt.
+- ``beta-vae``: ``mvae-mopoe`` with :math:`\beta = 4` by default (Higgins et al. 2017):
+  a heavier KL term of eq. (4) for more factorised latents.
+
+Each subset term is :func:`jointspace.objectives.elbo.negative_elbo` with the joint
+reconstruction term of eq. (3) weighted per modality (``likelihood_weights``), the KL term of
+eq. (4) weighted by β (with linear KL annealing over ``kl_warmup`` epochs), or, with
+``iw_samples`` K > 1, the importance-weighted bound (Burda et al. 2016).  ``encode`` returns
+the posterior mean given one modality; :meth:`~GenerativeModel.posterior_mean`,
+``generate``, ``reconstruct`` and ``sample`` work from any subset of modalities.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._validation import check_choice, check_float, check_int
+from ..errors import InputError
+from ..objectives.elbo import (gaussian_kl, gaussian_log_density, importance_weighted_bound, kl_weight,
+                               mixture_log_density, mixture_prior_log_density, negative_elbo,
+                               product_of_experts, standard_normal_log_density)
+from ._generative import GenerativeModel, nonempty_subsets
+from .base import register_model
+
+
+#: the priors p(z): the standard normal, or a learnt mixture of ``prior_components`` Gaussians
+PRIORS = ("normal", "mixture")
+
+
+class MultimodalVAE(GenerativeModel):
+    r"""Base of the multimodal VAEs.
+
+    Parameters
+    ----------
+    latent_dim : int
+        Size of the latent :math:`z` (the joint space).
+    hidden : list of int
+        Hidden widths of each encoder (the decoders mirror them).
+    likelihoods : dict of str to str, optional
+        Likelihood per modality: ``bernoulli`` (pixels in [0, 1], the default for images),
+        ``gaussian`` (the default for feature vectors; learnt scale per dimension),
+        ``laplace``, ``categorical`` (texts, word by word).
+    likelihood_weights : {"balanced", "none"} or dict of str to float
+        Weights :math:`w_m` of the modalities' log-likelihoods in eq. (3): ``balanced`` makes
+        each modality weigh as much as the largest (:math:`w_m = D_{max} / D_m`, with
+        :math:`D_m` the dimensions of its likelihood) so that 784 pixels do not drown an
+        8-word text; ``none`` is the chapter's plain sum.
+    beta : float
+        Weight of the KL term of eq. (4).
+    kl_warmup : float
+        Epochs over which β rises linearly from 0 (KL annealing); 0 uses β from the start.
+    iw_samples : int
+        1: the ELBO; K > 1: the importance-weighted bound with K samples per subset term.
+    prior : {"mixture", "normal"}
+        :math:`p(z)` of eq. (1): a mixture of ``prior_components`` diagonal Gaussians with
+        equal weights whose means and variances are learnt with the rest (the KL term is then
+        estimated from the posterior draw, :math:`\log q(z \mid X) - \log p(z)`), or
+        :math:`\mathcal N(0, I)` (closed-form KL).  A learnt prior sits where the posteriors
+        are, so latents drawn from it decode to items that agree across modalities (joint
+        coherence); the standard normal leaves most of its mass between the classes.
+    prior_components : int
+    epochs : int, optional
+        Passes over the training pairs; by default about 2,000 optimiser steps' worth (5 to
+        300 epochs, :func:`~jointspace.models._generative.auto_epochs`), and the epoch with
+        the lowest validation loss is kept.
+    batch_size, lr, weight_decay, patience, seed, device :
+        Training settings (:class:`jointspace.train.generic.FitConfig`).
+    val_fraction : float
+        Share of the pairs held out to pick the best epoch when ``fit`` gets no ``val``.
+    towers : dict of str to str, optional
+        Fixed towers that turn raw items into feature vectors (default: ``{"audio": "mfcc"}``).
+    modalities : list of str, optional
+        Modalities of the pairs to use (default: all).
+    run_dir : path, optional
+        Checkpoints and ``metrics.csv`` of the training run.
+    progress : bool
+        Show a progress bar while training.
+    """
+
+    #: subsets trained: "joint+unimodal" (PoE), "unimodal" (MoE) or "all" (MoPoE)
+    subsets = "all"
+    #: whether a subset's posterior includes the prior as an expert
+    prior_expert = False
+    #: whether a subset term rebuilds every modality (else only those in the subset)
+    rebuild_all = True
+    default_beta = 1.0
+
+    def __init__(self, latent_dim: int = 32, hidden=(512, 512), likelihoods=None, likelihood_weights="balanced",
+                 beta: float | None = None, kl_warmup: float = 0.0, iw_samples: int = 1, prior: str = "mixture",
+                 prior_components: int = 50, epochs: int | None = None,
+                 batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0, patience: int | None = None,
+                 val_fraction: float = 0.1, towers=None, modalities=None, seed: int = 0, run_dir=None,
+                 progress: bool = False, device: str = "cpu"):
+        super().__init__(latent_dim=latent_dim, hidden=hidden, likelihoods=likelihoods,
+                         likelihood_weights=likelihood_weights, epochs=epochs, batch_size=batch_size, lr=lr,
+                         weight_decay=weight_decay, patience=patience, val_fraction=val_fraction, towers=towers,
+                         modalities=modalities, seed=seed, run_dir=run_dir, progress=progress, device=device)
+        self.beta = beta
+        self.kl_warmup = kl_warmup
+        self.iw_samples = iw_samples
+        self.prior = prior
+        self.prior_components = prior_components
+
+    @property
+    def beta_(self) -> float:
+        return float(self.default_beta if self.beta is None else self.beta)
+
+    def _check_objective_settings(self) -> None:
+        check_choice(self.prior, "prior", PRIORS)
+        check_int(self.prior_components, "prior_components", low=1, high=10000)
+        check_float(self.beta_, "beta", low=0.0)
+        check_float(self.kl_warmup, "kl_warmup", low=0.0)
+        check_int(self.iw_samples, "iw_samples", low=1, high=1000)
+
+    # -- the prior ------------------------------------------------------------------------------
+    def _build_net(self):
+        from ._generative_nets import GenerativeNet
+
+        k = int(self.prior_components) if self.prior == "mixture" else 0
+        return GenerativeNet(self._specs(), int(self.latent_dim), [int(h) for h in self.hidden],
+                             variational=True, prior_components=k)
+
+    def _log_prior(self, net, z: torch.Tensor) -> torch.Tensor:
+        if net.prior_means is None:
+            return standard_normal_log_density(z)
+        return mixture_prior_log_density(z, net.prior_means, net.prior_logvars)
+
+    def _prior_sample(self, n: int, generator) -> torch.Tensor:
+        net = self.net_
+        if net.prior_means is None:
+            return super()._prior_sample(n, generator)
+        with torch.no_grad():
+            pick = torch.randint(net.prior_means.shape[0], (n,), generator=generator)
+            eps = torch.randn((n, net.prior_means.shape[1]), generator=generator)
+            return net.prior_means[pick] + torch.exp(0.5 * net.prior_logvars[pick]) * eps
+
+    # -- the joint posterior --------------------------------------------------------------------
+    def _subset_posterior(self, experts: dict, subset) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(subset) == 1 and not self.prior_expert:
+            return experts[subset[0]]
+        mus = torch.stack([experts[m][0] for m in subset])
+        logvars = torch.stack([experts[m][1] for m in subset])
+        return product_of_experts(mus, logvars, prior=self.prior_expert)
+
+    def _inference_subsets(self, names) -> list:
+        """The mixture components of :math:`q(z \\mid x_{names})`."""
+        raise NotImplementedError
+
+    def _components(self, experts: dict, names):
+        parts = [self._subset_posterior(experts, s) for s in self._inference_subsets(names)]
+        return torch.stack([p[0] for p in parts]), torch.stack([p[1] for p in parts])
+
+    def _training_subsets(self, names) -> list:
+        if self.subsets == "joint+unimodal":
+            return [tuple(names)] + [(m,) for m in names]
+        if self.subsets == "unimodal":
+            return [(m,) for m in names]
+        return nonempty_subsets(names)
+
+    # -- the loss ------------------------------------------------------------------------------
+    def _loss(self, net, batch: dict, step, epoch):
+        names = [m for m in self.codecs_ if m in batch]
+        experts = {m: net.expert(m, batch[m]) for m in names}
+        beta = self.beta_ if epoch is None else kl_weight(epoch, self.beta_, float(self.kl_warmup))
+        subsets = self._training_subsets(names)
+        post = [self._subset_posterior(experts, s) for s in subsets]
+        mu = torch.stack([p[0] for p in post])                       # (S, n, d)
+        logvar = torch.stack([p[1] for p in post])
+        k = int(self.iw_samples)
+        shape = mu.shape if k == 1 else (k, *mu.shape)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(shape, dtype=mu.dtype, device=mu.device)
+        # every subset's latents go through each decoder at once; a subset term counts the
+        # modalities it rebuilds (all of them, or those in the subset for the PoE terms)
+        log_px = 0.0
+        for m in names:
+            rebuilt = torch.tensor([self.rebuild_all or m in s for s in subsets], dtype=mu.dtype,
+                                   device=mu.device).unsqueeze(-1)
+            log_px = log_px + self.weights_[m] * rebuilt * self._log_px(net, m, batch[m], z)
+        if k == 1:
+            kl = gaussian_kl(mu, logvar) if self.prior == "normal" else \
+                gaussian_log_density(z, mu, logvar) - self._log_prior(net, z)
+            loss = negative_elbo(log_px, kl, beta)                        # mean over subsets and samples
+        else:
+            log_pz = beta * self._log_prior(net, z)
+            log_qz = beta * gaussian_log_density(z, mu, logvar)
+            loss = -importance_weighted_bound(log_px, log_pz, log_qz).mean()
+        # MVAE sums its joint and unimodal terms; the mixtures average theirs
+        return (loss * len(subsets) if self.subsets == "joint+unimodal" else loss), {"beta": beta}
+
+    # -- evaluation --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _bound_terms(self, x: dict, n_samples: int, generator):
+        """Per sample: log p(x_m | z) per modality (K, n), log p(z) and log q(z | X) (K, n) for
+        z ~ q(z | X) (the joint posterior, a mixture for MoE / MoPoE)."""
+        mus, logvars = self._posterior(x)
+        c, n, d = mus.shape
+        pick = torch.randint(c, (n_samples, n), generator=generator)
+        rows = torch.arange(n).unsqueeze(0).expand(n_samples, n)
+        z = mus[pick, rows] + torch.exp(0.5 * logvars[pick, rows]) * torch.randn((n_samples, n, d), generator=generator)
+        log_qz = mixture_log_density(z, mus, logvars)
+        log_px = {m: self._log_px(self.net_, m, x[m], z) for m in self.modalities_ if m in x}
+        return log_px, self._log_prior(self.net_, z), log_qz
+
+    def evaluate_bound(self, items: dict, n_samples: int = 1, seed: int = 0) -> dict:
+        """The ELBO (eq. 2, β = 1, unweighted likelihoods) of the joint posterior, its parts,
+        and an importance-sampled estimate of :math:`\\log p(X)`, averaged over the items.
+
+        Parameters
+        ----------
+        items : dict of str to items
+            Items of every modality (n of each).
+        n_samples : int
+            Importance samples K per item for the log-likelihood estimate (1: the ELBO).
+
+        Returns
+        -------
+        dict
+            ``elbo``, ``kl``, ``nll/<modality>`` (:math:`-\\mathbb E_q \\log p(x_m \\mid z)`) in
+            nats per item, and ``log_likelihood`` (the K-sample importance-weighted bound).
+        """
+        x = self._check_given(items, "items")
+        missing = [m for m in self.modalities_ if m not in x]
+        if missing:
+            raise InputError(f"items: the bound needs every modality; no {', '.join(missing)}")
+        k = check_int(n_samples, "n_samples", low=1, high=100000)
+        gen = torch.Generator().manual_seed(int(seed))
+        n = len(next(iter(x.values())))
+        sums = {"elbo": 0.0, "kl": 0.0, "log_likelihood": 0.0, **{f"nll/{m}": 0.0 for m in self.modalities_}}
+        for s in range(0, n, 512):
+            part = {m: v[s:s + 512] for m, v in x.items()}
+            log_px, log_pz, log_qz = self._bound_terms(part, k, gen)
+            total_px = sum(log_px.values())
+            kl = (log_qz - log_pz).mean(0)
+            sums["elbo"] += float((total_px.mean(0) - kl).sum())
+            sums["kl"] += float(kl.sum())
+            sums["log_likelihood"] += float(importance_weighted_bound(total_px, log_pz, log_qz).sum())
+            for m, v in log_px.items():
+                sums[f"nll/{m}"] -= float(v.mean(0).sum())
+        return {key: v / n for key, v in sums.items()}
+
+
+@register_model("mvae-poe", "multimodal VAE, product-of-experts posterior with sub-sampled unimodal ELBOs (MVAE)")
+class PoEVAE(MultimodalVAE):
+    __doc__ = MultimodalVAE.__doc__
+    subsets = "joint+unimodal"
+    prior_expert = True
+    rebuild_all = False
+
+    def _inference_subsets(self, names):
+        return [tuple(names)]
+
+
+@register_model("mvae-moe", "multimodal VAE, mixture-of-experts posterior (MMVAE)")
+class MoEVAE(MultimodalVAE):
+    __doc__ = MultimodalVAE.__doc__
+    subsets = "unimodal"
+
+    def _inference_subsets(self, names):
+        return [(m,) for m in names]
+
+
+@register_model("mvae-mopoe", "multimodal VAE, mixture of products of experts over subsets (MoPoE)")
+class MoPoEVAE(MultimodalVAE):
+    __doc__ = MultimodalVAE.__doc__
+
+    def _inference_subsets(self, names):
+        return nonempty_subsets(names)
+
+
+@register_model("beta-vae", "MoPoE multimodal VAE with beta = 4 (beta-VAE) for more factorised latents")
+class BetaVAE(MoPoEVAE):
+    __doc__ = MultimodalVAE.__doc__
+    default_beta = 4.0
+
+
+__all__ = ["MultimodalVAE", "PoEVAE", "MoEVAE", "MoPoEVAE", "BetaVAE"]

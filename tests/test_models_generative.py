@@ -1,0 +1,214 @@
+"""Multimodal autoencoders and VAEs: training, inference from any subset, generation, saving,
+and bad input.  Small nets on scikit-learn's digits (features + texts) and on tiny pixel images."""
+
+import numpy as np
+import pytest
+import torch
+
+from jointspace.data.datasets import load_dataset
+from jointspace.data.pairs import Pairs
+from jointspace.errors import InputError, TrainingDiverged
+from jointspace.models.base import create_model, load_model
+from jointspace.objectives.elbo import product_of_experts
+
+GENERATIVE = ("ae", "aae", "mvae-poe", "mvae-moe", "mvae-mopoe", "beta-vae")
+SMALL = {"latent_dim": 8, "hidden": [64], "batch_size": 128, "lr": 3e-3}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", "train"), load_dataset("digits", "test")
+
+
+@pytest.fixture(scope="module")
+def mopoe(digits):
+    return create_model("mvae-mopoe", epochs=40, seed=0, **SMALL).fit(digits[0])
+
+
+def _images(n=120, seed=0):
+    """Tiny 6x6 pictures of two classes (a bright left half or a bright top half), with texts."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    img = np.zeros((n, 6, 6), dtype=np.uint8)
+    img[labels == 0, :, :3] = 220
+    img[labels == 1, :3, :] = 220
+    img = np.clip(img + rng.integers(0, 30, img.shape), 0, 255).astype(np.uint8)
+    texts = ["a bright left half" if c == 0 else "a bright top half" for c in labels]
+    return Pairs({"image": img, "text": texts}, labels=labels)
+
+
+@pytest.mark.parametrize("name", GENERATIVE)
+def test_every_variant_learns_and_encodes(name, digits):
+    train, test = digits
+    model = create_model(name, epochs=12, seed=0, **SMALL).fit(train)
+    losses = [row["val_loss"] for row in model.history_]
+    assert losses[-1] < 0.8 * losses[0], losses
+    for m in ("image", "text"):
+        z = model.encode(m, test[m][:50], normalize=False)
+        assert z.shape == (50, 8) and z.dtype == np.float32 and np.isfinite(z).all()
+    # a linear probe of the latent from the image alone is far above chance (0.1)
+    from sklearn.linear_model import LogisticRegression
+
+    ztr = model.encode("image", train["image"])
+    zte = model.encode("image", test["image"])
+    acc = LogisticRegression(max_iter=2000).fit(ztr, train.labels).score(zte, test.labels)
+    assert acc > 0.6, acc
+
+
+def test_cross_modal_generation_keeps_the_class(mopoe, digits):
+    train, test = digits
+    from sklearn.linear_model import LogisticRegression
+
+    clf = LogisticRegression(max_iter=5000).fit(train["image"], train.labels)
+    gen = mopoe.generate("image", {"text": test["text"]})
+    assert gen.shape == (len(test), 64)
+    assert np.mean(clf.predict(gen) == test.labels) > 0.8
+    texts = mopoe.generate("text", {"image": test["image"]})
+    words = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    hits = [words[c] in t or str(c) in t for t, c in zip(texts, test.labels)]
+    assert np.mean(hits) > 0.6
+
+
+def test_generate_draws_n_samples_per_item_in_order(mopoe, digits):
+    test = digits[1]
+    out = mopoe.generate("image", {"text": test["text"][:3]}, n_samples=4, seed=1)
+    assert out.shape == (12, 64)
+    same = mopoe.generate("image", {"text": test["text"][:3]}, n_samples=4, seed=1)
+    np.testing.assert_array_equal(out, same)
+    # draws of one item scatter around that item's mean, not another's
+    means = out.reshape(3, 4, 64).mean(1)
+    assert np.linalg.norm(means[0] - means[1]) > 0 or test.labels[0] == test.labels[1]
+
+
+def test_posterior_from_any_subset(digits):
+    train, test = digits
+    model = create_model("mvae-poe", epochs=3, seed=0, **SMALL).fit(train)
+    items = {"image": test["image"][:20], "text": test["text"][:20]}
+    both = model.posterior_mean(items)
+    x = model._to_tensors(items)
+    with torch.no_grad():
+        experts = [model.net_.expert(m, x[m]) for m in ("image", "text")]
+    mu, _ = product_of_experts(torch.stack([e[0] for e in experts]), torch.stack([e[1] for e in experts]),
+                               prior=True)
+    np.testing.assert_allclose(both, mu.numpy(), atol=1e-5)
+    # one modality: the product of that expert and the prior
+    mu1, _ = product_of_experts(experts[0][0].unsqueeze(0), experts[0][1].unsqueeze(0), prior=True)
+    np.testing.assert_allclose(model.posterior_mean({"image": items["image"]}), mu1.numpy(), atol=1e-5)
+    np.testing.assert_allclose(model.encode("image", items["image"], normalize=False), mu1.numpy(), atol=1e-5)
+
+
+def test_mixture_posterior_mean_averages_its_components(digits):
+    train, test = digits
+    model = create_model("mvae-moe", epochs=2, seed=0, **SMALL).fit(train)
+    items = {"image": test["image"][:10], "text": test["text"][:10]}
+    expected = (model.posterior_mean({"image": items["image"]}) + model.posterior_mean({"text": items["text"]})) / 2
+    np.testing.assert_allclose(model.posterior_mean(items), expected, atol=1e-5)
+
+
+def test_save_and_load_give_the_same_model(tmp_path, digits):
+    train, test = digits
+    for name in ("aae", "ae", "mvae-mopoe"):
+        model = create_model(name, epochs=2, seed=0, **SMALL).fit(train)
+        model.save(tmp_path / name)
+        back = load_model(tmp_path / name)
+        assert type(back) is type(model)
+        np.testing.assert_array_equal(back.encode("text", test["text"][:30]), model.encode("text", test["text"][:30]))
+        np.testing.assert_array_equal(back.generate("image", {"text": test["text"][:5]}, seed=3),
+                                      model.generate("image", {"text": test["text"][:5]}, seed=3))
+        assert back.sample(4, seed=2)["text"] == model.sample(4, seed=2)["text"]
+
+
+def test_pixels_and_texts_round_trip(tmp_path):
+    pairs = _images()
+    model = create_model("mvae-mopoe", seed=0, **SMALL).fit(pairs)      # epochs chosen for ~2,000 steps
+    assert model.epochs_ == 300
+    rec = model.reconstruct({"image": pairs["image"][:8], "text": pairs["text"][:8]})
+    assert rec["image"].shape == (8, 6, 6) and rec["image"].min() >= 0 and rec["image"].max() <= 1
+    assert rec["text"] == list(pairs["text"][:8])
+    gen = model.generate("image", {"text": ["a bright top half"]})
+    assert gen[0, :3].mean() > gen[0, 3:].mean() + 0.3       # the top half is brighter
+    drawn = model.sample(5)
+    assert drawn["image"].shape == (5, 6, 6) and len(drawn["text"]) == 5
+    from jointspace.eval.generative import generation_grid
+
+    path = generation_grid(model, pairs, tmp_path / "grid.png", n=4)
+    from PIL import Image
+
+    assert Image.open(path).size[0] > 100
+
+
+def test_bound_evaluation_tightens_with_importance_samples(mopoe, digits):
+    test = digits[1]
+    items = {"image": test["image"][:100], "text": test["text"][:100]}
+    one = mopoe.evaluate_bound(items, n_samples=1, seed=0)
+    many = mopoe.evaluate_bound(items, n_samples=64, seed=0)
+    assert many["log_likelihood"] > one["elbo"]
+    assert one["elbo"] == pytest.approx(-(one["nll/image"] + one["nll/text"]) - one["kl"], rel=1e-6)
+    assert one["kl"] > 0
+
+
+def test_importance_weighted_training_runs(digits):
+    model = create_model("mvae-poe", epochs=2, iw_samples=4, seed=0, **SMALL).fit(digits[0])
+    assert np.isfinite(model.encode("text", digits[1]["text"][:5])).all()
+
+
+def test_every_modality_missing_is_refused(mopoe):
+    with pytest.raises(InputError, match="every modality is missing"):
+        mopoe.generate("image", {})
+    with pytest.raises(InputError, match="every modality is missing"):
+        mopoe.posterior_mean({})
+
+
+def test_a_modality_the_model_was_not_trained_with_is_refused(mopoe, digits):
+    with pytest.raises(InputError, match="trained with image, text; it knows no 'audio'"):
+        mopoe.generate("image", {"audio": np.zeros((2, 5))})
+    with pytest.raises(InputError, match="target: this model generates image, text; got 'audio'"):
+        mopoe.generate("audio", {"text": ["a handwritten digit 1"]})
+    with pytest.raises(InputError, match="modality"):
+        mopoe.encode("audio", np.zeros((2, 64)))
+    with pytest.raises(InputError, match="64 features"):
+        mopoe.encode("image", np.zeros((2, 5)))
+
+
+@pytest.mark.parametrize("param, value, match", [
+    ("latent_dim", 0, "latent_dim: expected an integer >= 1, got 0"),
+    ("beta", -0.5, "beta: expected a number >= 0.0, got -0.5"),
+    ("iw_samples", 0, "iw_samples"),
+    ("likelihood_weights", "loud", "likelihood_weights"),
+    ("likelihoods", {"text": "gaussian"}, "likelihoods\\['text'\\]"),
+    ("likelihoods", {"image": "bernoulli"}, "bernoulli needs values in \\[0, 1\\]"),
+])
+def test_absurd_settings_are_refused_before_training(digits, param, value, match):
+    with pytest.raises(InputError, match=match):
+        create_model("mvae-mopoe", epochs=1, **{param: value}).fit(digits[0])
+
+
+def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, digits):
+    from jointspace.train.checkpoint import checkpoint_dirs
+
+    model = create_model("mvae-mopoe", epochs=5, seed=0, run_dir=str(tmp_path / "run"), **SMALL)
+    real_loss = model._loss
+
+    def poisoned(net, batch, step, epoch):
+        loss, logs = real_loss(net, batch, step, epoch)
+        return (loss * float("nan") if epoch is not None and epoch >= 2 else loss), logs
+
+    model._loss = poisoned
+    with pytest.raises(TrainingDiverged, match="nan") as err:
+        model.fit(digits[0])
+    assert "checkpoint" in str(err.value)
+    kept = checkpoint_dirs(tmp_path / "run")
+    assert [p.name for p in kept] and str(kept[-1]) in str(err.value)
+    # the run goes on from that checkpoint once the cause is gone
+    model._loss = real_loss
+    model.fit(digits[0], resume=str(tmp_path / "run"))
+    assert len(model.history_) == 5
+    assert np.isfinite(model.encode("text", digits[1]["text"][:5])).all()
