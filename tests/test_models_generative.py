@@ -212,3 +212,30 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, di
     model.fit(digits[0], resume=str(tmp_path / "run"))
     assert len(model.history_) == 5
     assert np.isfinite(model.encode("text", digits[1]["text"][:5])).all()
+
+
+def test_mixture_prior_is_the_em_fit_of_the_aggregate_posterior(digits):
+    from sklearn.mixture import GaussianMixture
+
+    train = digits[0]
+    model = create_model("mvae-mopoe", epochs=3, seed=0, prior_components=5, **SMALL).fit(train)
+    # the same draws from the aggregate posterior, fitted independently by scikit-learn
+    rows = np.sort(np.random.default_rng(0).choice(len(train) - round(0.1 * len(train)),
+                                                   len(train) - round(0.1 * len(train)), replace=False))
+    order = np.random.default_rng(0).permutation(len(train))
+    fit_rows = np.sort(order[round(0.1 * len(train)):])
+    x = model._to_tensors({m: train.subset(fit_rows)[m] for m in ("image", "text")})
+    gen = torch.Generator().manual_seed(0)
+    z = model._sample_posterior({m: v[rows] for m, v in x.items()}, 1, gen).double().numpy()
+    gmm = GaussianMixture(5, covariance_type="diag", reg_covar=1e-4, random_state=0, max_iter=200).fit(z)
+    net = model.net_
+    np.testing.assert_allclose(net.prior_means.numpy(), gmm.means_, atol=1e-4)
+    np.testing.assert_allclose(net.prior_logvars.exp().numpy(), gmm.covariances_, rtol=1e-3)
+    np.testing.assert_allclose(net.prior_logweights.exp().numpy(), gmm.weights_, atol=1e-5)
+    # latents drawn from the prior follow it: their mean is the mixture's mean
+    drawn = model._prior_sample(20000, torch.Generator().manual_seed(1)).numpy()
+    np.testing.assert_allclose(drawn.mean(0), gmm.weights_ @ gmm.means_, atol=0.1)
+    # and a standard-normal model samples N(0, I)
+    normal = create_model("mvae-mopoe", epochs=1, prior="normal", **SMALL).fit(train)
+    assert normal.net_.prior_means is None
+    assert abs(normal._prior_sample(20000, torch.Generator().manual_seed(1)).numpy().std() - 1) < 0.02

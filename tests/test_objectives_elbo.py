@@ -9,7 +9,8 @@ import torch
 
 from jointspace.errors import InputError
 from jointspace.objectives.elbo import (gaussian_kl, gaussian_log_density, importance_weighted_bound, kl_weight,
-                                        log_likelihood, mixture_log_density, negative_elbo, product_of_experts,
+                                        log_likelihood, mixture_log_density, mixture_prior_log_density, negative_elbo,
+                                        product_of_experts,
                                         standard_normal_log_density)
 
 
@@ -184,3 +185,15 @@ def test_negative_elbo_and_kl_annealing():
     assert kl_weight(5, 4.0, 10) == pytest.approx(2.0)
     assert kl_weight(20, 4.0, 10) == 4.0
     assert kl_weight(0, 4.0, 0) == 4.0
+
+
+def test_mixture_prior_density_matches_scipy():
+    rng = np.random.default_rng(7)
+    means, logvars = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)) * 0.3
+    w = np.array([0.2, 0.5, 0.3])
+    z = rng.normal(size=(4, 5, 2))
+    dens = np.stack([st.multivariate_normal.pdf(z, means[k], np.diag(np.exp(logvars[k]))) for k in range(3)], -1)
+    ours = mixture_prior_log_density(_t(z), _t(means), _t(logvars), _t(np.log(w))).numpy()
+    np.testing.assert_allclose(ours, np.log(dens @ w), atol=1e-10)
+    equal = mixture_prior_log_density(_t(z), _t(means), _t(logvars)).numpy()
+    np.testing.assert_allclose(equal, np.log(dens.mean(-1)), atol=1e-10)

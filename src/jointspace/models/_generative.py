@@ -73,6 +73,21 @@ class GenerativeModel(JointModel):
         self.progress = progress
         self.device = device
 
+    def raw_kind(self, modality: str, *, match_dims: bool = True) -> str | None:
+        """``"text"`` for a modality read as words, the tower's kind (e.g. ``"audio"``) for one
+        read through a fixed tower, None for pixel arrays and feature vectors (see
+        :meth:`JointModel.raw_kind`)."""
+        codec = getattr(self, "codecs_", {}).get(modality)
+        if codec is None or codec.kind == "pixels":
+            return None
+        if codec.kind == "tokens":
+            return "text"
+        if codec.tower is None:
+            return None
+        from ..towers.base import create_tower
+
+        return create_tower(codec.tower).modality
+
     # -- settings ---------------------------------------------------------------------------
     def get_config(self) -> dict:
         from inspect import signature
@@ -165,9 +180,14 @@ class GenerativeModel(JointModel):
         return {m: {"dim": c.dim, "vocab": len(c.vocab) if c.kind == "tokens" else None,
                     "likelihood": self.likelihoods_[m]} for m, c in self.codecs_.items()}
 
+    def _fitted_prior_components(self) -> int:
+        """Components of the latent mixture fitted after training (0: none, sample N(0, I))."""
+        return 0
+
     def _build_net(self) -> GenerativeNet:
+        k = getattr(self, "prior_k_", self._fitted_prior_components())
         return GenerativeNet(self._specs(), int(self.latent_dim), [int(h) for h in self.hidden],
-                             variational=self.variational, discriminator=self.adversarial)
+                             variational=self.variational, discriminator=self.adversarial, prior_components=k)
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, pairs: Pairs, val: Pairs | None = None, resume=None):
@@ -228,7 +248,28 @@ class GenerativeModel(JointModel):
         """Subclasses check their own settings (β, weights) here."""
 
     def _after_fit(self, train: dict) -> None:
-        """Subclasses may learn something from the trained network (e.g. a latent density)."""
+        r"""Fit the latent mixture (when the model has one) to draws from the aggregate
+        posterior :math:`\frac1N \sum_i q(z \mid X_i)`, one per training pair (at most
+        20,000), by maximum likelihood (scikit-learn's EM, diagonal covariances)."""
+        k = self._fitted_prior_components()
+        if not k:
+            return
+        from sklearn.mixture import GaussianMixture
+
+        rng = np.random.default_rng(int(self.seed))
+        n = len(next(iter(train.values())))
+        rows = np.sort(rng.choice(n, min(n, 20000), replace=False))
+        gen = torch.Generator().manual_seed(int(self.seed))
+        z = torch.cat([self._sample_posterior({m: v[rows[s:s + 2048]] for m, v in train.items()}, 1, gen)
+                       for s in range(0, len(rows), 2048)]).double().numpy()
+        k = min(k, len(z))
+        gmm = GaussianMixture(k, covariance_type="diag", reg_covar=1e-4, random_state=int(self.seed), max_iter=200)
+        gmm.fit(z)
+        self.prior_k_ = k
+        net = self.net_
+        net.prior_means = torch.tensor(gmm.means_, dtype=torch.float32)
+        net.prior_logvars = torch.tensor(np.log(gmm.covariances_), dtype=torch.float32)
+        net.prior_logweights = torch.tensor(np.log(gmm.weights_), dtype=torch.float32)
 
     @torch.no_grad()
     def _val_loss(self, net, val: dict) -> dict:
@@ -244,7 +285,7 @@ class GenerativeModel(JointModel):
 
     # -- the loss's parts ---------------------------------------------------------------------
     def _log_px(self, net, modality: str, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """:math:`\\log p(x_m \\mid z)` per sample; shape z.shape[:-1]."""
+        r""":math:`\log p(x_m \mid z)` per sample; shape z.shape[:-1]."""
         out = net.decode(modality, z, x if self.likelihoods_[modality] == "categorical" else None)
         dec = net.decoders[modality]
         return log_likelihood(self.likelihoods_[modality], x, out, dec.log_scale)
@@ -392,7 +433,14 @@ class GenerativeModel(JointModel):
         return {m: self._decode(m, z) for m in self.modalities_}
 
     def _prior_sample(self, n: int, generator) -> torch.Tensor:
-        return torch.randn((n, int(self.latent_dim)), generator=generator)
+        """``n`` latents from the fitted mixture when there is one, else from N(0, I)."""
+        net = self.net_
+        if net.prior_means is None:
+            return torch.randn((n, int(self.latent_dim)), generator=generator)
+        with torch.no_grad():
+            pick = torch.multinomial(net.prior_logweights.exp(), n, replacement=True, generator=generator)
+            eps = torch.randn((n, net.prior_means.shape[1]), generator=generator)
+            return net.prior_means[pick] + torch.exp(0.5 * net.prior_logvars[pick]) * eps
 
     # -- saving ---------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
@@ -402,6 +450,7 @@ class GenerativeModel(JointModel):
     def _get_extra(self) -> dict:
         return {"codecs": {m: c.to_dict() for m, c in self.codecs_.items()}, "likelihoods": self.likelihoods_,
                 "weights": self.weights_, "best_epoch": self.best_epoch_, "epochs": self.epochs_,
+                "prior_components": getattr(self, "prior_k_", 0),
                 "history": [{k: (float(v) if isinstance(v, (float, np.floating)) and math.isfinite(v) else v)
                              for k, v in row.items()} for row in self.history_]}
 
@@ -411,6 +460,7 @@ class GenerativeModel(JointModel):
         self.weights_ = {m: float(v) for m, v in extra["weights"].items()}
         self.best_epoch_ = extra.get("best_epoch")
         self.epochs_ = extra.get("epochs")
+        self.prior_k_ = int(extra.get("prior_components", 0))
         self.history_ = list(extra.get("history", []))
         self.net_ = self._build_net().eval()
 

@@ -9,6 +9,7 @@ likelihood (:func:`jointspace.objectives.elbo.log_likelihood`).
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -125,9 +126,11 @@ class GenerativeNet(nn.Module):
             Decoder(latent_dim, hidden, s["dim"], None, s["likelihood"] in ("gaussian", "laplace"))
             for m, s in specs.items()})
         self.discriminator = mlp([latent_dim, *hidden, 1]) if discriminator else None
-        # a learnt prior: an equal-weight mixture of diagonal Gaussians (none: N(0, I))
-        self.prior_means = nn.Parameter(torch.randn(prior_components, latent_dim)) if prior_components else None
-        self.prior_logvars = nn.Parameter(torch.zeros(prior_components, latent_dim)) if prior_components else None
+        # a prior fitted after training: a mixture of diagonal Gaussians (none: N(0, I))
+        k = int(prior_components)
+        self.register_buffer("prior_means", torch.zeros(k, latent_dim) if k else None)
+        self.register_buffer("prior_logvars", torch.zeros(k, latent_dim) if k else None)
+        self.register_buffer("prior_logweights", torch.full((k,), -float(np.log(k))) if k else None)
 
     def expert(self, modality: str, x: torch.Tensor):
         """(mu, logvar) of the modality's Gaussian expert, each (n, latent_dim); for an

@@ -4,8 +4,8 @@ modality, trained on the joint reconstruction loss (the chapter's multimodal aut
 - ``ae``: the code of a set of modalities is the mean of their encoders' codes.  Each step
   rebuilds every modality from the code of every non-empty subset of the modalities (the
   loss averages the subsets), so one modality alone is enough to encode and to generate the
-  others (cross-modal generation).  To draw new samples, a Gaussian fitted to the training
-  codes stands in for a prior.
+  others (cross-modal generation).  To draw new samples, a Gaussian mixture fitted to the
+  training codes stands in for a prior.
 - ``aae``: the same with a discriminator on the latent (adversarial autoencoder, Makhzani et
   al. 2016): it learns to tell the codes from draws of :math:`\mathcal N(0, I)`, and the
   encoders learn to fool it (through a gradient-reversal layer, so one optimiser step trains
@@ -18,7 +18,6 @@ The reconstruction term is the negative log-likelihood of each modality
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -26,6 +25,9 @@ from .._validation import check_float
 from ._generative import GenerativeModel, nonempty_subsets
 from ._generative_nets import reverse_gradient
 from .base import register_model
+
+#: components of the Gaussian mixture fitted to an autoencoder's training codes, to sample from
+AE_DENSITY_COMPONENTS = 50
 
 
 @register_model("ae", "multimodal autoencoder: shared latent, a decoder per modality, subsets of modalities")
@@ -57,25 +59,9 @@ class MultimodalAutoencoder(GenerativeModel):
         terms = [self._recon(net, batch, names, z) for _, z in self._codes(net, batch, names)]
         return torch.stack(terms).mean(), {}
 
-    def _after_fit(self, train: dict) -> None:
-        # a Gaussian fitted to the joint codes of the training pairs, to sample from
-        with torch.no_grad():
-            z = self._batched(train, lambda b: self._posterior(b)[0].mean(0)).double().numpy()
-        self.code_mean_ = z.mean(0)
-        cov = np.cov(z, rowvar=False) + 1e-6 * np.eye(z.shape[1])
-        self.code_chol_ = np.linalg.cholesky(cov)
-
-    def _prior_sample(self, n: int, generator) -> torch.Tensor:
-        eps = torch.randn((n, int(self.latent_dim)), generator=generator, dtype=torch.float64)
-        z = torch.from_numpy(self.code_mean_) + eps @ torch.from_numpy(self.code_chol_).T
-        return z.float()
-
-    def _get_state(self) -> dict:
-        return {**super()._get_state(), "code_mean": self.code_mean_, "code_chol": self.code_chol_}
-
-    def _set_state(self, state: dict) -> None:
-        super()._set_state(state)
-        self.code_mean_, self.code_chol_ = np.asarray(state["code_mean"]), np.asarray(state["code_chol"])
+    def _fitted_prior_components(self) -> int:
+        # an autoencoder has no prior: new samples come from a mixture fitted to its codes
+        return AE_DENSITY_COMPONENTS
 
 
 @register_model("aae", "adversarial multimodal autoencoder: a discriminator pushes the codes to N(0, I)")
@@ -120,15 +106,5 @@ class AdversarialAutoencoder(MultimodalAutoencoder):
         loss = torch.stack(recon).mean() + float(self.adv_weight) * adv_loss
         return loss, {"adversarial": float(adv_loss.detach())}
 
-    # sampling draws from the prior the discriminator matched the codes to
-    def _after_fit(self, train: dict) -> None:
-        pass
-
-    def _prior_sample(self, n: int, generator) -> torch.Tensor:
-        return torch.randn((n, int(self.latent_dim)), generator=generator)
-
-    def _get_state(self) -> dict:
-        return GenerativeModel._get_state(self)
-
-    def _set_state(self, state: dict) -> None:
-        GenerativeModel._set_state(self, state)
+    def _fitted_prior_components(self) -> int:
+        return 0   # sampling draws from the prior the discriminator matched the codes to

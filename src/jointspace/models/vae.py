@@ -64,12 +64,15 @@ class MultimodalVAE(GenerativeModel):
     iw_samples : int
         1: the ELBO; K > 1: the importance-weighted bound with K samples per subset term.
     prior : {"mixture", "normal"}
-        :math:`p(z)` of eq. (1): a mixture of ``prior_components`` diagonal Gaussians with
-        equal weights whose means and variances are learnt with the rest (the KL term is then
-        estimated from the posterior draw, :math:`\log q(z \mid X) - \log p(z)`), or
-        :math:`\mathcal N(0, I)` (closed-form KL).  A learnt prior sits where the posteriors
-        are, so latents drawn from it decode to items that agree across modalities (joint
-        coherence); the standard normal leaves most of its mass between the classes.
+        :math:`p(z)` of eq. (1).  Training always uses :math:`\mathcal N(0, I)` (closed-form
+        KL).  With ``mixture``, the prior is then replaced by a mixture of
+        ``prior_components`` diagonal Gaussians fitted by maximum likelihood (EM) to draws
+        from the aggregate posterior :math:`\frac1N \sum_i q(z \mid X_i)` of the training
+        pairs (empirical Bayes, as in the two-stage VAE of Dai & Wipf 2019 and the ex-post
+        density of Ghosh et al. 2020): the ELBO is a bound for any prior, and one that sits
+        where the posteriors are makes latents drawn from it decode to items that agree across
+        modalities, where the standard normal leaves much of its mass between the classes.
+        ``sample``, ``evaluate_bound`` and the importance-weighted bound use this prior.
     prior_components : int
     epochs : int, optional
         Passes over the training pairs; by default about 2,000 optimiser steps' worth (5 to
@@ -125,26 +128,13 @@ class MultimodalVAE(GenerativeModel):
         check_int(self.iw_samples, "iw_samples", low=1, high=1000)
 
     # -- the prior ------------------------------------------------------------------------------
-    def _build_net(self):
-        from ._generative_nets import GenerativeNet
-
-        k = int(self.prior_components) if self.prior == "mixture" else 0
-        return GenerativeNet(self._specs(), int(self.latent_dim), [int(h) for h in self.hidden],
-                             variational=True, prior_components=k)
+    def _fitted_prior_components(self) -> int:
+        return int(self.prior_components) if self.prior == "mixture" else 0
 
     def _log_prior(self, net, z: torch.Tensor) -> torch.Tensor:
         if net.prior_means is None:
             return standard_normal_log_density(z)
-        return mixture_prior_log_density(z, net.prior_means, net.prior_logvars)
-
-    def _prior_sample(self, n: int, generator) -> torch.Tensor:
-        net = self.net_
-        if net.prior_means is None:
-            return super()._prior_sample(n, generator)
-        with torch.no_grad():
-            pick = torch.randint(net.prior_means.shape[0], (n,), generator=generator)
-            eps = torch.randn((n, net.prior_means.shape[1]), generator=generator)
-            return net.prior_means[pick] + torch.exp(0.5 * net.prior_logvars[pick]) * eps
+        return mixture_prior_log_density(z, net.prior_means, net.prior_logvars, net.prior_logweights)
 
     # -- the joint posterior --------------------------------------------------------------------
     def _subset_posterior(self, experts: dict, subset) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,11 +179,9 @@ class MultimodalVAE(GenerativeModel):
                                    device=mu.device).unsqueeze(-1)
             log_px = log_px + self.weights_[m] * rebuilt * self._log_px(net, m, batch[m], z)
         if k == 1:
-            kl = gaussian_kl(mu, logvar) if self.prior == "normal" else \
-                gaussian_log_density(z, mu, logvar) - self._log_prior(net, z)
-            loss = negative_elbo(log_px, kl, beta)                        # mean over subsets and samples
+            loss = negative_elbo(log_px, gaussian_kl(mu, logvar), beta)   # mean over subsets and samples
         else:
-            log_pz = beta * self._log_prior(net, z)
+            log_pz = beta * standard_normal_log_density(z)
             log_qz = beta * gaussian_log_density(z, mu, logvar)
             loss = -importance_weighted_bound(log_px, log_pz, log_qz).mean()
         # MVAE sums its joint and unimodal terms; the mixtures average theirs

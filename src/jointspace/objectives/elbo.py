@@ -152,21 +152,25 @@ def mixture_log_density(z, mus, logvars, mask=None) -> torch.Tensor:
     return torch.logsumexp(dens, dim=1) - torch.log(mask.sum(0).to(z.dtype)).unsqueeze(0)
 
 
-def mixture_prior_log_density(z, means, logvars) -> torch.Tensor:
-    r""":math:`\log p(z)` under a learnt prior :math:`p(z) = \frac1K \sum_k \mathcal N(z; m_k,
-    \mathrm{diag}\, s_k^2)` (an equal-weight mixture; eq. 1 leaves :math:`p(z)` open).
+def mixture_prior_log_density(z, means, logvars, log_weights=None) -> torch.Tensor:
+    r""":math:`\log p(z)` under a mixture prior :math:`p(z) = \sum_k \pi_k \mathcal N(z; m_k,
+    \mathrm{diag}\, s_k^2)` (eq. 1 leaves :math:`p(z)` open; equal weights by default).
 
     Parameters
     ----------
     z : Tensor, shape (..., d)
     means, logvars : Tensor, shape (K, d)
+    log_weights : Tensor, shape (K,), optional
+        :math:`\log \pi_k` (summing to one after exponentiation).
 
     Returns
     -------
     Tensor, shape (...)
     """
     dens = gaussian_log_density(z.unsqueeze(-2), means, logvars)      # (..., K)
-    return torch.logsumexp(dens, dim=-1) - math.log(means.shape[0])
+    if log_weights is None:
+        return torch.logsumexp(dens, dim=-1) - math.log(means.shape[0])
+    return torch.logsumexp(dens + log_weights, dim=-1)
 
 
 def reparameterize(mu, logvar, n_samples: int | None = None, generator=None) -> torch.Tensor:
