@@ -225,6 +225,7 @@ class GenerativeModel(JointModel):
                 raise InputError(f"val: expected the modalities {', '.join(names)}; no {', '.join(missing)}")
             val_t = self._to_tensors({m: val_pairs[m] for m in names}, "val")
         torch.manual_seed(int(self.seed))
+        self.__dict__.pop("prior_k_", None)       # a refit sizes its prior afresh
         self.net_ = self._build_net()
         n_rows = len(next(iter(train.values())))
         self.epochs_ = int(self.epochs) if self.epochs is not None else auto_epochs(n_rows, int(self.batch_size))
@@ -444,7 +445,7 @@ class GenerativeModel(JointModel):
 
     # -- saving ---------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        if not hasattr(self, "net_"):
+        if not hasattr(self, "net_") or not hasattr(self, "modalities_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
     def _get_extra(self) -> dict:

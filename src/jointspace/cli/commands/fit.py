@@ -276,14 +276,14 @@ def run(args) -> int:
 def _run(args, params, rank: int) -> int:
     from ...models.base import create_model
 
-    train = None
+    generative_train = None   # the pairs a generative model was fitted on, for its evaluation
     if args.towers is not None:
         model = _fit_towers(args, params)
     elif _is_generative(args.model):
         from ...data.datasets import get_dataset
 
-        train = load_split(args.dataset, args.split)
-        model = _fit_generative(args, params, train, _val_split(args, get_dataset(args.dataset)))
+        generative_train = load_split(args.dataset, args.split)
+        model = _fit_generative(args, params, generative_train, _val_split(args, get_dataset(args.dataset)))
     elif args.model == "clip":
         from ...data.datasets import get_dataset
 
@@ -306,6 +306,6 @@ def _run(args, params, rank: int) -> int:
     if getattr(model, "members_", None):
         extra = f" ({len(model.members_)} members)"
     console.print(f"saved {args.model} to {args.out}.{extra}", highlight=False)
-    if train is not None:
-        _evaluate_generative(args, model, train)
+    if generative_train is not None:
+        _evaluate_generative(args, model, generative_train)
     return 0
