@@ -15,3 +15,17 @@ def two_views():
     x = z @ rng.normal(size=(3, 6)) + 0.5 * rng.normal(size=(300, 6))
     y = z @ rng.normal(size=(3, 5)) + 0.5 * rng.normal(size=(300, 5))
     return x, y
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small problems: one BLAS / torch thread is faster than two on a shared, busy machine.
+    A module uses it with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)

@@ -8,16 +8,7 @@ from jointspace import InputError, Pairs, create_model, load_model
 from jointspace.models.cca import CCA, covariances, solve_cca
 from jointspace.objectives.cca_loss import canonical_correlations, cca_loss
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small problems: one BLAS / torch thread is faster than two on a busy machine."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 

@@ -15,12 +15,7 @@ GENERATIVE = ("ae", "aae", "mvae-poe", "mvae-moe", "mvae-mopoe", "beta-vae")
 SMALL = {"latent_dim": 8, "hidden": [64], "batch_size": 128, "lr": 3e-3}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

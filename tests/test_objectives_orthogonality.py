@@ -12,16 +12,7 @@ from jointspace.objectives.orthogonality import (REGULARIZERS, LagrangeMultiplie
                                                  frobenius_cross_penalty, parse_regularizer, weight_cross_penalty)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small problems: one thread is faster than two on a shared, busy machine."""
-    from threadpoolctl import threadpool_limits
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 Z1 = [[1.0, 2.0], [3.0, -1.0]]
 Z2 = [[0.5, -1.0], [2.0, 1.0]]
