@@ -55,8 +55,6 @@ def run(progress=None, quick: bool = False, variants=None, out_dir=None, limit: 
     limit, epochs, test_limit : int, optional
         Training pairs, epochs and test pairs (default: all pairs, the model's default epochs).
     """
-    import numpy as np
-
     from ..data.datasets import load_dataset
     from ..eval.generative import generation_grid, generative_report
     from ..eval.report import make_report
@@ -86,10 +84,7 @@ def run(progress=None, quick: bool = False, variants=None, out_dir=None, limit: 
         rows.append(row)
         if progress is not None:
             progress(name)
-    report = make_report(DATASET, "test", rows)
-    report["mean_conditional_coherence"] = {r["method"]: float(np.mean([r[f"{d}/coherence"] for d in SHOWN[:6]]))
-                                            for r in report["rows"]}
-    return report
+    return make_report(DATASET, "test", rows)
 
 
 def table(report: dict) -> tuple[list[str], list[list]]:

@@ -187,10 +187,13 @@ class FeatureCodec:
         items = list(items)
         # many rows share an item (a clip paired with many images): embed each distinct one once
         keys = [str(x) for x in items]
-        uniq = sorted(set(keys))
-        vecs = create_tower(self.tower).embed([items[keys.index(k)] for k in uniq], progress=False)
-        row = {k: i for i, k in enumerate(uniq)}
-        return np.asarray(vecs, dtype=np.float32)[[row[k] for k in keys]]
+        first: dict = {}
+        for i, k in enumerate(keys):
+            first.setdefault(k, i)
+        vecs = np.asarray(create_tower(self.tower).embed([items[i] for i in first.values()], progress=False),
+                          dtype=np.float32)
+        row = {k: j for j, k in enumerate(first)}
+        return vecs[[row[k] for k in keys]]
 
     def fit(self, items, where: str) -> "FeatureCodec":
         x = self.raw_features(items, where)

@@ -320,13 +320,12 @@ class GenerativeModel(JointModel):
         experts = {m: net.expert(m, x[m]) for m in names}
         return self._components(experts, names)
 
-    def _batched(self, x: dict, fn, batch: int = 2048):
+    def _posterior_means(self, x: dict, batch: int = 2048) -> torch.Tensor:
+        """The mean of :math:`q(z \\mid x)` (the average of its mixture components'), (n, d),
+        computed ``batch`` items at a time."""
         n = len(next(iter(x.values())))
-        parts = [fn({m: v[s:s + batch] for m, v in x.items()}) for s in range(0, n, batch)]
-        if isinstance(parts[0], tuple):
-            return tuple(torch.cat([p[i] for p in parts], dim=-2 if parts[0][i].ndim > 2 else 0)
-                         if parts[0][i] is not None else None for i in range(len(parts[0])))
-        return torch.cat(parts, dim=0)
+        return torch.cat([self._posterior({m: v[s:s + batch] for m, v in x.items()})[0].mean(0)
+                          for s in range(0, n, batch)])
 
     def posterior_mean(self, given: dict) -> np.ndarray:
         """The mean of :math:`q(z \\mid x_{given})` from any non-empty subset of modalities.
@@ -341,8 +340,7 @@ class GenerativeModel(JointModel):
         ndarray of float32, shape (n, latent_dim)
         """
         x = self._check_given(given)
-        mus = self._batched(x, lambda b: self._posterior(b)[0].mean(0))
-        return mus.numpy().astype(np.float32)
+        return self._posterior_means(x).numpy().astype(np.float32)
 
     def _encode(self, modality, items):
         return self.posterior_mean({modality: items})
@@ -413,7 +411,7 @@ class GenerativeModel(JointModel):
         dict of str to generated items (as :meth:`generate`), n rows each
         """
         x = self._check_given(items, "items")
-        z = torch.from_numpy(self._batched(x, lambda b: self._posterior(b)[0].mean(0)).numpy())
+        z = self._posterior_means(x)
         names = self.modalities_ if targets is None else list(targets)
         for m in names:
             if m not in self.modalities_:

@@ -47,22 +47,16 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latent (..., latent_dim) -> likelihood parameters: (..., D) means or logits (or
-    (..., L, V) independent word logits when ``vocab`` is given).  Gaussian and Laplace decoders also own a learnt
-    log-scale per dimension (``log_scale``, shape (D,))."""
+    """Latent (..., latent_dim) -> likelihood parameters (..., D): means or logits.  Gaussian
+    and Laplace decoders also own a learnt log-scale per dimension (``log_scale``, shape (D,))."""
 
-    def __init__(self, latent_dim: int, hidden, out_dim: int, vocab: int | None = None, scale: bool = False):
+    def __init__(self, latent_dim: int, hidden, out_dim: int, scale: bool = False):
         super().__init__()
-        self.vocab = vocab
-        self.out_dim = out_dim
-        self.net = mlp([latent_dim, *reversed(list(hidden)), out_dim * (vocab or 1)])
+        self.net = mlp([latent_dim, *reversed(list(hidden)), out_dim])
         self.log_scale = nn.Parameter(torch.zeros(out_dim)) if scale else None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        out = self.net(z)
-        if self.vocab is not None:
-            out = out.reshape(*out.shape[:-1], self.out_dim, self.vocab)
-        return out
+        return self.net(z)
 
 
 class TokenDecoder(nn.Module):
@@ -123,7 +117,7 @@ class GenerativeNet(nn.Module):
         self.encoders = nn.ModuleDict({m: Encoder(s["dim"], hidden, out, s.get("vocab")) for m, s in specs.items()})
         self.decoders = nn.ModuleDict({
             m: TokenDecoder(latent_dim, hidden, s["dim"], s["vocab"]) if s.get("vocab") else
-            Decoder(latent_dim, hidden, s["dim"], None, s["likelihood"] in ("gaussian", "laplace"))
+            Decoder(latent_dim, hidden, s["dim"], s["likelihood"] in ("gaussian", "laplace"))
             for m, s in specs.items()})
         self.discriminator = mlp([latent_dim, *hidden, 1]) if discriminator else None
         # a prior fitted after training: a mixture of diagonal Gaussians (none: N(0, I))
