@@ -1,5 +1,6 @@
 """Redundancy scores pinned against direct formulas and their defining invariances."""
 
+import itertools
 import json
 import math
 
@@ -8,7 +9,7 @@ import pytest
 from scipy.stats import ortho_group
 
 from jointspace.errors import InputError
-from jointspace.eval import (hsic_score, linear_cka, mean_abs_cosine, normalized_cross_frobenius,
+from jointspace.eval import (debiased_linear_cka, hsic_score, linear_cka, mean_abs_cosine, normalized_cross_frobenius,
                              redundancy_report)
 
 
@@ -118,7 +119,9 @@ def test_redundancy_report():
     r = _rng(10)
     x, y = r.normal(size=(60, 3)), r.normal(size=(60, 3))
     rep = redundancy_report(x, y)
-    assert set(rep) == {"mean_abs_cosine", "normalized_cross_frobenius", "linear_cka", "hsic", "hsic_normalized"}
+    assert set(rep) == {"mean_abs_cosine", "normalized_cross_frobenius", "linear_cka", "debiased_cka", "hsic",
+                        "hsic_normalized"}
+    assert rep["debiased_cka"] == debiased_linear_cka(x, y)
     assert rep["linear_cka"] == linear_cka(x, y)
     json.dumps(rep)
     assert redundancy_report(x, y[:, :2])["mean_abs_cosine"] is None
@@ -145,3 +148,40 @@ def test_mismatched_dims_and_degenerate_inputs():
         linear_cka(np.ones((6, 3)), r.normal(size=(6, 2)))
     with pytest.raises(InputError, match="max_samples"):
         hsic_score(r.normal(size=(6, 3)), r.normal(size=(6, 2)), max_samples=1)
+
+
+# -- debiased CKA ---------------------------------------------------------------------------------------------
+def _u_statistic_hsic(k, l):
+    """Unbiased HSIC as the U-statistic over ordered 4-tuples of distinct indices (Song et al.,
+    Theorem 2's kernel h), by brute force."""
+    n = k.shape[0]
+    total, count = 0.0, 0
+    for i, j, q, r in itertools.permutations(range(n), 4):
+        total += k[i, j] * l[i, j] + k[i, j] * l[q, r] - 2 * k[i, j] * l[i, q]
+        count += 1
+    return total / count
+
+
+def test_debiased_cka_matches_the_brute_force_u_statistic():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(7, 3))
+    b = a[:, :2] + rng.normal(size=(7, 2))
+    ka, kb = a @ a.T, b @ b.T
+    want = _u_statistic_hsic(ka, kb) / np.sqrt(_u_statistic_hsic(ka, ka) * _u_statistic_hsic(kb, kb))
+    assert debiased_linear_cka(a, b) == pytest.approx(want, rel=1e-10)
+
+
+def test_debiased_cka_removes_the_small_sample_floor():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(200, 32)), rng.normal(size=(200, 32))
+    assert linear_cka(a, b) > 0.12            # the plain estimate's floor, about sqrt(d1 d2)/n
+    assert abs(debiased_linear_cka(a, b)) < 0.02
+    q, _ = np.linalg.qr(rng.normal(size=(32, 32)))
+    assert debiased_linear_cka(a, 3 * a @ q) == pytest.approx(1.0)
+
+
+def test_debiased_cka_bad_input():
+    with pytest.raises(InputError, match="do not vary"):
+        debiased_linear_cka(np.ones((6, 2)), np.arange(12.0).reshape(6, 2))
+    with pytest.raises(InputError, match="rows"):
+        debiased_linear_cka(np.zeros((3, 2)), np.zeros((3, 2)))

@@ -1,0 +1,65 @@
+"""What a representation carries: cross-validated linear-probe accuracy of an attribute.
+
+A probe is a logistic regression on standardised features, scored by stratified k-fold
+cross-validation on one set of items (each item is predicted by a probe that never saw it).
+Its accuracy is reported with the chance level (the share of the most frequent value, what a
+constant guess scores) and the gain above chance, so that attributes with different numbers
+of values compare: content (the word, the class) from the shared part, style (the speaker's
+accent) from the private part.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import check_int, check_matrix
+from ..errors import InputError
+
+
+def probe_accuracy(z, labels, *, folds: int = 5, seed: int = 0, max_iter: int = 2000) -> dict:
+    """Cross-validated linear-probe accuracy of ``labels`` from ``z``.
+
+    Parameters
+    ----------
+    z : array, shape (n, d)
+    labels : sequence, shape (n,)
+        The attribute, any hashable values; every value needs at least ``folds`` items.
+    folds : int
+        Stratified folds (>= 2).
+    seed : int
+        Shuffling of the folds.
+    max_iter : int
+        Iterations of the logistic regression's solver.
+
+    Returns
+    -------
+    dict
+        ``accuracy`` (mean over the items), ``chance`` (share of the most frequent value),
+        ``above_chance`` (accuracy - chance), ``classes`` (number of values).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = check_matrix(z, "z", min_rows=2, dtype=np.float64)
+    y = np.asarray(labels, dtype=object)
+    if y.ndim != 1 or len(y) != len(x):
+        raise InputError(f"labels: expected one label per row of z ({len(x)}), got shape {y.shape}")
+    folds = check_int(folds, "folds", low=2)
+    values, counts = np.unique(y.astype(str), return_counts=True)
+    if len(values) < 2:
+        raise InputError(f"labels: a probe needs at least two distinct values, got {list(values)}")
+    if counts.min() < folds:
+        raise InputError(f"labels: every value needs at least folds={folds} items; "
+                         f"{values[np.argmin(counts)]!r} has {counts.min()}")
+    codes = np.unique(y.astype(str), return_inverse=True)[1]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    pred = cross_val_predict(clf, x, codes, cv=cv)
+    accuracy = float(np.mean(pred == codes))
+    chance = float(counts.max() / counts.sum())
+    return {"accuracy": accuracy, "chance": chance, "above_chance": accuracy - chance, "classes": int(len(values))}
+
+
+__all__ = ["probe_accuracy"]

@@ -1,0 +1,49 @@
+"""Cross-validated linear probes."""
+
+import numpy as np
+import pytest
+
+from jointspace.errors import InputError
+from jointspace.eval.probes import probe_accuracy
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_probe_matches_a_fold_by_fold_computation():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(["a", "b", "c"], [30, 20, 10])
+    z = rng.normal(size=(60, 4)) + np.select([y == "a", y == "b"], [0.0, 1.0], 2.0)[:, None] * [1, 0, 0, 0]
+    out = probe_accuracy(z, y, folds=5, seed=1)
+    codes = np.unique(y, return_inverse=True)[1]
+    hits = 0
+    for tr, te in StratifiedKFold(5, shuffle=True, random_state=1).split(z, codes):
+        sc = StandardScaler().fit(z[tr])
+        clf = LogisticRegression(max_iter=2000).fit(sc.transform(z[tr]), codes[tr])
+        hits += int(np.sum(clf.predict(sc.transform(z[te])) == codes[te]))
+    assert out["accuracy"] == pytest.approx(hits / 60)
+    assert out["chance"] == pytest.approx(0.5)        # 30 of 60 are "a"
+    assert out["above_chance"] == pytest.approx(out["accuracy"] - 0.5)
+    assert out["classes"] == 3
+
+
+def test_probe_separable_and_unrelated():
+    rng = np.random.default_rng(1)
+    y = np.repeat([0, 1], 50)
+    assert probe_accuracy(np.c_[y * 10.0 + rng.normal(size=100)], y)["accuracy"] == 1.0
+    assert abs(probe_accuracy(rng.normal(size=(100, 3)), y)["above_chance"]) < 0.2
+
+
+def test_probe_bad_input():
+    z = np.zeros((10, 2))
+    with pytest.raises(InputError, match="labels: expected one label per row of z \\(10\\)"):
+        probe_accuracy(z, [0] * 9)
+    with pytest.raises(InputError, match="two distinct"):
+        probe_accuracy(z, [0] * 10)
+    with pytest.raises(InputError, match="at least folds=5 items"):
+        probe_accuracy(z, [0] * 8 + [1] * 2)
+    with pytest.raises(InputError, match="folds"):
+        probe_accuracy(z, [0, 1] * 5, folds=1)
