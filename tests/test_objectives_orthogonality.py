@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from jointspace.errors import InputError
-from jointspace.objectives.orthogonality import (REGULARIZERS, LagrangeMultiplier, abs_dot_penalty, dot_constraint,
-                                                 frobenius_cross_penalty, parse_regularizer, weight_cross_penalty)
+from jointspace.objectives.orthogonality import (LagrangeMultiplier, abs_dot_penalty, dot_constraint,
+                                                 frobenius_cross_penalty, weight_cross_penalty)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -140,22 +140,6 @@ def test_dot_constraint_forms():
     assert float(dot_constraint(z1, z2, "square")) == pytest.approx((2.25 + 25) / 2)
     with pytest.raises(InputError, match="form"):
         dot_constraint(z1, z2, "max")
-
-
-# -- registry and CLI form -------------------------------------------------------------------------------
-def test_parse_regularizer():
-    assert parse_regularizer("frobenius:0.1") == ("frobenius", 0.1)
-    assert parse_regularizer("lagrange") == ("lagrange", 1.0)
-    assert parse_regularizer(" Abs_Dot:2 ") == ("abs_dot", 2.0)
-    assert set(REGULARIZERS) == {"abs_dot", "frobenius", "weight", "lagrange"}
-    with pytest.raises(InputError, match="known: abs_dot, frobenius, lagrange, weight"):
-        parse_regularizer("ortho:0.1")
-    with pytest.raises(InputError, match="number"):
-        parse_regularizer("frobenius:x")
-    with pytest.raises(InputError, match=">= 0"):
-        parse_regularizer("frobenius:-1")
-    with pytest.raises(InputError):
-        parse_regularizer("lagrange:0")
 
 
 # -- bad input --------------------------------------------------------------------------------------------

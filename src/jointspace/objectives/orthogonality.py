@@ -219,10 +219,19 @@ class LagrangeMultiplier(torch.nn.Module):
         Add :math:`\tfrac{\rho}{2}c^2`.
     rho : float
         :math:`\rho \ge 0` of the augmented term.
+    explicit : bool
+        Do not leave :math:`\mu` to the optimiser: each training-mode ``forward(c)`` returns
+        the term with the current :math:`\mu`, then takes the plain ascent step
+        :math:`\mu \leftarrow \mu + \text{ascent\_rate}\cdot c` (projected onto
+        :math:`\mu \ge 0` when ``nonnegative``).  The step size is then exactly
+        ``ascent_rate``, whatever the optimiser of the model (dual ascent).
+    nonnegative : bool
+        With ``explicit``, keep :math:`\mu \ge 0` (for a constraint value that is never
+        negative and should be 0, e.g. a squared norm).
     """
 
     def __init__(self, init: float = 0.0, ascent_rate: float = 1.0, augmented: bool = False,
-                 rho: float = 1.0):
+                 rho: float = 1.0, explicit: bool = False, nonnegative: bool = False):
         super().__init__()
         if isinstance(init, bool) or not isinstance(init, numbers.Real) or not math.isfinite(init):
             raise InputError(f"init: expected a finite number (the initial multiplier), got {init!r}")
@@ -232,7 +241,9 @@ class LagrangeMultiplier(torch.nn.Module):
         self.ascent_rate = rate
         self.augmented = bool(augmented)
         self.rho = _check_lam(rho, "rho")
-        self.mu_param = torch.nn.Parameter(torch.tensor(float(init)))
+        self.explicit = bool(explicit)
+        self.nonnegative = bool(nonnegative)
+        self.mu_param = torch.nn.Parameter(torch.tensor(float(init)), requires_grad=not self.explicit)
 
     @property
     def mu(self) -> float:
@@ -258,10 +269,18 @@ class LagrangeMultiplier(torch.nn.Module):
         if not bool(torch.isfinite(constraint.detach()).all()):
             raise InputError(f"constraint: expected a finite value, got {float(constraint.detach())}")
         c = constraint.reshape(())
-        mu = _ScaleGrad.apply(self.mu_param, -self.ascent_rate).to(c.dtype)
+        if self.explicit:
+            mu = self.mu_param.detach().clone().to(c.dtype)
+        else:
+            mu = _ScaleGrad.apply(self.mu_param, -self.ascent_rate).to(c.dtype)
         term = mu * c
         if self.augmented:
             term = term + 0.5 * self.rho * c * c
+        if self.explicit and self.training:
+            with torch.no_grad():
+                self.mu_param.add_(self.ascent_rate * float(c.detach()))
+                if self.nonnegative:
+                    self.mu_param.clamp_(min=0.0)
         return term
 
     def extra_repr(self) -> str:
@@ -295,48 +314,3 @@ def dot_constraint(z1: torch.Tensor, z2: torch.Tensor, form: str = "mean") -> to
     if form == "square":
         return (dots * dots).mean()
     raise InputError(f"form: expected one of 'mean', 'abs', 'square', got {form!r}")
-
-
-#: Regularisers by the name the CLI uses (``--regularizer NAME[:VALUE]``).  The penalties take
-#: ``lam``; ``"lagrange"`` is the class, whose VALUE is its ``ascent_rate``.
-REGULARIZERS = {
-    "abs_dot": abs_dot_penalty,
-    "frobenius": frobenius_cross_penalty,
-    "weight": weight_cross_penalty,
-    "lagrange": LagrangeMultiplier,
-}
-
-
-def parse_regularizer(spec: str, default: float = 1.0) -> tuple[str, float]:
-    """Parse the CLI form ``NAME[:VALUE]`` (``"frobenius:0.1"``, ``"lagrange"``).
-
-    Parameters
-    ----------
-    spec : str
-        A name of :data:`REGULARIZERS`, optionally followed by ``:`` and a number: the weight
-        :math:`\\lambda` of a penalty, or the ascent rate of ``"lagrange"``.
-    default : float
-        The value when none is given.
-
-    Returns
-    -------
-    name : str
-    lam : float
-        Finite and >= 0 (> 0 for ``"lagrange"``).
-    """
-    if not isinstance(spec, str) or not spec.strip():
-        raise InputError(f"regularizer: expected NAME or NAME:VALUE (e.g. 'frobenius:0.1'), got {spec!r}")
-    name, sep, value = spec.strip().partition(":")
-    name = name.strip().lower()
-    if name not in REGULARIZERS:
-        raise InputError(f"regularizer: unknown name {name!r}; known: {', '.join(sorted(REGULARIZERS))}")
-    if not sep:
-        return name, float(default)
-    try:
-        lam = float(value)
-    except ValueError:
-        raise InputError(f"regularizer: expected a number after '{name}:', got {value!r}") from None
-    lam = _check_lam(lam, "regularizer")
-    if name == "lagrange" and lam == 0:
-        raise InputError("regularizer: the ascent rate of 'lagrange' must be > 0, got 0")
-    return name, lam

@@ -1,0 +1,234 @@
+"""The named part regularisers, the adversary, and their bad input."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from jointspace.errors import InputError
+from jointspace.objectives.disentangle import CrossPredictor
+from jointspace.objectives.orthogonality import LagrangeMultiplier
+from jointspace.objectives.regularizers import (REGULARIZERS, PartRegularizer, debiased_cross, normalized_frobenius,
+                                                normalized_hsic, normalized_weight_cross, parse_regularizer,
+                                                parse_regularizers)
+from jointspace.eval.redundancy import debiased_linear_cka, hsic_score, normalized_cross_frobenius
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _pair(n=40, d1=5, d2=4, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d1, generator=g, dtype=dtype), torch.randn(n, d2, generator=g, dtype=dtype)
+
+
+# -- names and the CLI form ---------------------------------------------------------------------------------
+def test_parse_regularizer():
+    assert parse_regularizer("frobenius:0.1") == ("frobenius", 0.1)
+    assert parse_regularizer("lagrange") == ("lagrange", REGULARIZERS["lagrange"])
+    assert parse_regularizer(" Abs_Dot:2 ") == ("abs_dot", 2.0)
+    assert parse_regularizer(("hsic", 3)) == ("hsic", 3.0)
+    assert set(REGULARIZERS) == {"abs_dot", "frobenius", "weight", "lagrange", "auglag", "hsic", "club",
+                                 "adversarial"}
+    with pytest.raises(InputError, match="unknown name 'ortho'; known: abs_dot, adversarial"):
+        parse_regularizer("ortho:0.1")
+    with pytest.raises(InputError, match="number"):
+        parse_regularizer("frobenius:x")
+    with pytest.raises(InputError, match=">= 0"):
+        parse_regularizer("frobenius:-1")
+    with pytest.raises(InputError, match="ascent rate"):
+        parse_regularizer("lagrange:0")
+
+
+def test_parse_regularizers_lists():
+    assert parse_regularizers(None) == []
+    assert parse_regularizers("hsic:2") == [("hsic", 2.0)]
+    assert parse_regularizers(("club", 0.5)) == [("club", 0.5)]
+    assert parse_regularizers(["frobenius:0.1", "lagrange"]) == [("frobenius", 0.1), ("lagrange", 0.1)]
+    with pytest.raises(InputError, match="given 2 times"):
+        parse_regularizers(["hsic", "hsic:2"])
+    with pytest.raises(InputError, match="give one"):
+        parse_regularizers(["lagrange", "auglag"])
+    with pytest.raises(InputError, match="list"):
+        parse_regularizers(3)
+
+
+# -- each term against an independent computation -----------------------------------------------------------
+def test_normalized_frobenius_is_the_squared_redundancy_score():
+    a, b = _pair()
+    b = b + 0.5 * a[:, :4]
+    value = float(normalized_frobenius(a, b))
+    assert value == pytest.approx(normalized_cross_frobenius(a.numpy(), b.numpy()) ** 2, rel=1e-10)
+    # hand-worked: identical centred columns give 1, orthogonal ones 0
+    x = torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]], dtype=torch.float64)
+    assert float(normalized_frobenius(x, x)) == pytest.approx(1.0)
+    assert float(normalized_frobenius(x[:, :1], x[:, 1:])) == pytest.approx(0.0, abs=1e-15)
+
+
+def test_debiased_cross_matches_the_numpy_debiased_cka():
+    a, b = _pair(n=50)
+    b = b + 0.4 * a[:, :4]
+    assert float(debiased_cross(a, b)) == pytest.approx(debiased_linear_cka(a.numpy(), b.numpy()), rel=1e-8)
+    # independent parts: near 0 where the plain (biased) term sits near sqrt(d1 d2) / n
+    x, y = _pair(n=256, d1=8, d2=8, seed=4)
+    assert abs(float(debiased_cross(x, y))) < 0.02 < float(normalized_frobenius(x, y))
+    with pytest.raises(InputError, match="at least 4 rows"):
+        debiased_cross(x[:3], y[:3])
+
+
+def test_normalized_hsic_matches_the_numpy_score():
+    a, b = _pair(n=30)
+    b = torch.tanh(a[:, :4]) + 0.3 * b
+    assert float(normalized_hsic(a, b)) == pytest.approx(hsic_score(a.numpy(), b.numpy(), normalized=True),
+                                                         rel=1e-8)
+
+
+def test_normalized_weight_cross_by_hand():
+    ws = torch.tensor([[1.0, 0.0, 0.0]], dtype=torch.float64)
+    wp = torch.tensor([[0.0, 2.0, 0.0], [0.0, 0.0, 3.0]], dtype=torch.float64)
+    assert float(normalized_weight_cross(ws, wp)) == 0.0
+    wp2 = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
+    # (Ws Wp^T)^2 = 1; ||Ws Ws^T|| = 1, ||Wp Wp^T|| = 2
+    assert float(normalized_weight_cross(ws, wp2)) == pytest.approx(0.5)
+
+
+def test_gradients_of_the_normalised_terms():
+    """The gradient is that of the chapter's penalty over a normaliser frozen at the inputs:
+    gradcheck that frozen-normaliser function, then compare autograd of the term to it."""
+    from jointspace.objectives.orthogonality import frobenius_cross_penalty, weight_cross_penalty
+
+    a, b = _pair(n=12, d1=3, d2=2)
+    ac, bc = a - a.mean(0), b - b.mean(0)
+    scale = float(torch.linalg.matrix_norm(ac.T @ ac) * torch.linalg.matrix_norm(bc.T @ bc)) / 12 ** 2
+
+    def frozen(x, y):
+        return frobenius_cross_penalty(x - x.mean(0), y - y.mean(0), 1.0, normalize=True) / scale
+
+    x, y = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(frozen, (x, y))
+    got = torch.autograd.grad(normalized_frobenius(x, y), (x, y))
+    want = torch.autograd.grad(frozen(x, y), (x, y))
+    for g1, g2 in zip(got, want):
+        torch.testing.assert_close(g1, g2)
+
+    ws, wp = _pair(n=3, d1=4, d2=4, seed=1)
+    wp = wp[:2]
+    wscale = float(torch.linalg.matrix_norm(ws @ ws.T) * torch.linalg.matrix_norm(wp @ wp.T))
+
+    def wfrozen(u, v):
+        return weight_cross_penalty(u.T, v.T, 1.0) / wscale
+
+    u, v = ws.clone().requires_grad_(True), wp.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(wfrozen, (u, v))
+    for g1, g2 in zip(torch.autograd.grad(normalized_weight_cross(u, v), (u, v)),
+                      torch.autograd.grad(wfrozen(u, v), (u, v))):
+        torch.testing.assert_close(g1, g2)
+
+
+def test_cross_predictor_r2_matches_least_squares():
+    from sklearn.linear_model import LinearRegression
+    from sklearn.metrics import r2_score
+
+    a, b = _pair(n=60, d1=3, d2=2)
+    b = a[:, :2] @ torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64) + 0.5 * b
+    adv = CrossPredictor(3, 2, hidden=0).double()
+    ols = LinearRegression().fit(a.numpy(), b.numpy())
+    with torch.no_grad():
+        adv.net.weight.copy_(torch.from_numpy(ols.coef_))
+        adv.net.bias.copy_(torch.from_numpy(ols.intercept_))
+    expected = r2_score(b.numpy(), ols.predict(a.numpy()), multioutput="variance_weighted")
+    assert float(adv.explained(a, b)) == pytest.approx(expected, rel=1e-10)
+    # the penalty's gradient reaches the codes, never the predictor
+    x, y = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    adv(x, y).backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+    assert all(p.grad is None for p in adv.parameters())
+    # the learning loss moves only the predictor
+    adv.learning_loss(a, b).backward()
+    assert all(p.grad is not None for p in adv.parameters())
+
+
+def test_cross_predictor_bad_input():
+    with pytest.raises(InputError, match="hidden"):
+        CrossPredictor(3, 2, hidden=-1)
+    adv = CrossPredictor(3, 2)
+    with pytest.raises(InputError, match=r"x: expected shape \(n, 3\)"):
+        adv(torch.zeros(5, 4), torch.zeros(5, 2))
+    with pytest.raises(InputError, match="rows"):
+        adv(torch.zeros(5, 3), torch.zeros(6, 2))
+
+
+def test_explicit_lagrange_multiplier_ascends_by_the_constraint():
+    lag = LagrangeMultiplier(0.0, ascent_rate=0.5, explicit=True, nonnegative=True)
+    c = torch.tensor(0.4, requires_grad=True)
+    term = lag(c)
+    assert float(term.detach()) == 0.0  # the current mu (0) times c
+    assert lag.mu == pytest.approx(0.2)  # then mu <- mu + 0.5 * 0.4
+    term.backward()
+    assert float(c.grad) == 0.0        # d(mu c)/dc with the mu used, 0
+    assert lag(torch.tensor(0.4)).item() == pytest.approx(0.08)
+    lag(torch.tensor(-10.0))
+    assert lag.mu == 0.0               # projected onto mu >= 0
+    lag.eval()
+    lag(torch.tensor(1.0))
+    assert lag.mu == 0.0               # no step outside training
+
+
+# -- the set applied to parts ---------------------------------------------------------------------------------
+def _parts(mods=("audio", "text"), n=16, d=4, p=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    norm = torch.nn.functional.normalize
+    shared = {m: norm(torch.randn(n, d, generator=g), dim=1) for m in mods}
+    private = {m: norm(torch.randn(n, p, generator=g), dim=1) for m in mods}
+    return shared, private
+
+
+def test_part_regularizer_averages_every_pair():
+    shared, private = _parts(("a", "b", "c"))
+    reg = PartRegularizer([("frobenius", 2.0)], ["a", "b", "c"], 4, 4)
+    term, logs = reg(shared, private)
+    pairs = [(private[x], private[y]) for x, y in itertools.combinations("abc", 2)] + \
+            [(shared[m], private[m]) for m in "abc"]
+    expected = np.mean([normalized_cross_frobenius(x.numpy(), y.numpy()) ** 2 for x, y in pairs])
+    assert logs["reg/frobenius"] == pytest.approx(expected, rel=1e-5)
+    assert float(term) == pytest.approx(2 * expected, rel=1e-5)
+
+
+def test_part_regularizer_every_name_runs_and_logs():
+    shared, private = _parts()
+    weights = {m: (torch.randn(4, 6), torch.randn(4, 6)) for m in shared}
+    specs = [(n, v) for n, v in REGULARIZERS.items() if n != "auglag"]
+    reg = PartRegularizer(specs, list(shared), 4, 4)
+    term, logs = reg(shared, private, weights)
+    assert torch.isfinite(term)
+    assert {f"reg/{n}" for n, _ in specs} <= set(logs)
+    assert logs["constraint"] == logs["reg/lagrange"] and "mu" in logs
+
+
+def test_part_regularizer_bad_sizes_name_the_parameter():
+    with pytest.raises(InputError, match="abs_dot.*private_dim equal to dim \\(8\\); got private_dim=4"):
+        PartRegularizer([("abs_dot", 1.0)], ["a", "b"], 8, 4)
+
+
+@pytest.mark.parametrize("name", ["club", "adversarial"])
+def test_critic_penalties_move_the_encoders_and_their_fits_move_the_critics(name):
+    """The critic's parameters get gradient only from its own fitting loss, never from the
+    penalty the encoders minimise."""
+    shared, private = _parts(n=32)
+    private["text"] = torch.nn.functional.normalize(private["audio"] @ torch.randn(4, 4) + 0.1 * private["text"])
+    private = {m: v.clone().requires_grad_(True) for m, v in private.items()}
+    reg = PartRegularizer([(name, 1.0)], list(shared), 4, 4)
+    critic = reg.critics[reg._key(name, "private", "audio", "text")]
+    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    for _ in range(200):   # a fitted critic finds the dependence (an untrained predictor's R^2 is < 0)
+        opt.zero_grad()
+        critic.learning_loss(private["audio"].detach(), private["text"].detach()).backward()
+        opt.step()
+    opt.zero_grad()
+    fit = critic.learning_loss(private["audio"].detach(), private["text"].detach())
+    want = torch.autograd.grad(fit, list(critic.parameters()))
+    term, _ = reg(shared, private)
+    term.backward()
+    for p, g in zip(critic.parameters(), want):
+        torch.testing.assert_close(p.grad, g)   # only the fitting loss's gradient
+    assert float(private["audio"].grad.abs().sum()) > 0
