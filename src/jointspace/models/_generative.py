@@ -187,7 +187,15 @@ class GenerativeModel(JointModel):
     def _build_net(self) -> GenerativeNet:
         k = getattr(self, "prior_k_", self._fitted_prior_components())
         return GenerativeNet(self._specs(), int(self.latent_dim), [int(h) for h in self.hidden],
-                             variational=self.variational, discriminator=self.adversarial, prior_components=k)
+                             variational=self.variational, discriminator=self.adversarial, prior_components=k,
+                             private_dim=self._private_dim(), regularizers=self._regularizer_specs())
+
+    def _private_dim(self) -> int:
+        """Size of each modality's private latent (0: none; see ``MultimodalVAE``)."""
+        return 0
+
+    def _regularizer_specs(self) -> list:
+        return []
 
     # -- fitting -----------------------------------------------------------------------------
     def fit(self, pairs: Pairs, val: Pairs | None = None, resume=None):
@@ -239,6 +247,7 @@ class GenerativeModel(JointModel):
                             val_fn=self._val_loss if val_t is not None else None, run_dir=self.run_dir,
                             resume=resume, model_config=model_config)
         self.net_.cpu().eval()
+        self.train_result_ = result
         self.history_ = list(result.history)
         self.best_epoch_ = result.best_epoch
         self.modalities_ = names
@@ -285,9 +294,11 @@ class GenerativeModel(JointModel):
         return {"val_loss": total / max(n, 1)}
 
     # -- the loss's parts ---------------------------------------------------------------------
-    def _log_px(self, net, modality: str, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        r""":math:`\log p(x_m \mid z)` per sample; shape z.shape[:-1]."""
-        out = net.decode(modality, z, x if self.likelihoods_[modality] == "categorical" else None)
+    def _log_px(self, net, modality: str, x: torch.Tensor, z: torch.Tensor, w: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        r""":math:`\log p(x_m \mid z)` (:math:`\log p(x_m \mid z, w_m)` with private latents)
+        per sample; shape z.shape[:-1]."""
+        out = net.decode(modality, z, x if self.likelihoods_[modality] == "categorical" else None, w)
         dec = net.decoders[modality]
         return log_likelihood(self.likelihoods_[modality], x, out, dec.log_scale)
 
@@ -359,9 +370,9 @@ class GenerativeModel(JointModel):
         std = torch.exp(0.5 * logvars[pick, rows].reshape(n * n_samples, d))
         return mu + std * torch.randn(mu.shape, generator=generator)
 
-    def _decode(self, modality: str, z: torch.Tensor):
+    def _decode(self, modality: str, z: torch.Tensor, w: torch.Tensor | None = None):
         with torch.no_grad():
-            out = self.net_.decode(modality, z)
+            out = self.net_.decode(modality, z, None, w)
             kind = self.likelihoods_[modality]
             mean = torch.sigmoid(out) if kind == "bernoulli" else out
         return self.codecs_[modality].decode(mean.numpy())
@@ -392,7 +403,42 @@ class GenerativeModel(JointModel):
         x = self._check_given(given)
         gen = torch.Generator().manual_seed(int(seed))
         z = self._sample_posterior(x, n_samples, gen)
-        return self._decode(target, z)
+        return self._decode(target, z, self._private_draws(target, x, n_samples, gen))
+
+    @torch.no_grad()
+    def _private_draws(self, target: str, x: dict, n_samples: int, generator):
+        r"""The target's private latents for generation, (n * n_samples, private_dim): drawn
+        from :math:`q(w_m \mid x_m)` when the target is given, else from the prior N(0, I)
+        (its style is not in the other modalities); None without private latents."""
+        p = self._private_dim()
+        if not p:
+            return None
+        n = len(next(iter(x.values())))
+        eps = torch.randn((n * n_samples, p), generator=generator)
+        if target not in x:
+            return eps
+        _, _, mu_w, logvar_w = self.net_.parts(target, x[target])
+        if logvar_w is None:
+            return mu_w.repeat_interleave(n_samples, dim=0)
+        return (mu_w.repeat_interleave(n_samples, dim=0)
+                + torch.exp(0.5 * logvar_w).repeat_interleave(n_samples, dim=0) * eps)
+
+    @torch.no_grad()
+    def encode_parts(self, modality: str, items) -> dict:
+        """The shared part (the posterior mean of :math:`z` given ``items`` alone) and the
+        private part (the posterior mean of :math:`w_m`; 0 columns without private latents).
+
+        Returns
+        -------
+        dict with ``"shared"`` (n, latent_dim) and ``"private"`` (n, private_dim) float32 arrays
+        """
+        x = self._check_given({modality: items}, "items")
+        shared = self._posterior_means(x).numpy().astype(np.float32)
+        if not self._private_dim():
+            return {"shared": shared, "private": np.zeros((len(shared), 0), np.float32)}
+        private = torch.cat([self.net_.parts(modality, x[modality][s:s + 2048])[2]
+                             for s in range(0, len(shared), 2048)])
+        return {"shared": shared, "private": private.numpy().astype(np.float32)}
 
     def observed(self, modality: str, items):
         """Real ``items`` of ``modality`` in the form :meth:`generate` returns (images in
@@ -416,7 +462,9 @@ class GenerativeModel(JointModel):
         for m in names:
             if m not in self.modalities_:
                 raise InputError(f"targets: this model knows {', '.join(self.modalities_)}; got {m!r}")
-        return {m: self._decode(m, z) for m in names}
+        with torch.no_grad():   # a given modality keeps its private mean; others the prior's (0)
+            w = {m: self.net_.parts(m, x[m])[2] if m in x else None for m in names}
+        return {m: self._decode(m, z, w[m]) for m in names}
 
     def sample(self, n: int, seed: int = 0) -> dict:
         """Draw ``n`` latents from the prior and decode every modality (joint generation).
@@ -429,7 +477,8 @@ class GenerativeModel(JointModel):
         n = check_int(n, "n", low=1, high=1_000_000)
         gen = torch.Generator().manual_seed(int(seed))
         z = self._prior_sample(n, gen)
-        return {m: self._decode(m, z) for m in self.modalities_}
+        p = self._private_dim()
+        return {m: self._decode(m, z, torch.randn((n, p), generator=gen) if p else None) for m in self.modalities_}
 
     def _prior_sample(self, n: int, generator) -> torch.Tensor:
         """``n`` latents from the fitted mixture when there is one, else from N(0, I)."""

@@ -106,19 +106,33 @@ class TokenDecoder(nn.Module):
 
 class GenerativeNet(nn.Module):
     """One :class:`Encoder` and one :class:`Decoder` per modality (and, for the adversarial
-    autoencoder, a discriminator on the latent)."""
+    autoencoder, a discriminator on the latent).
+
+    With ``private_dim`` > 0 each encoder also yields a private latent :math:`w_m` of that
+    size (a Gaussian posterior of its own for a VAE), each decoder reads :math:`[z, w_m]`, and
+    ``regularizer`` holds the named regularisers between the parts
+    (:class:`jointspace.objectives.regularizers.PartRegularizer`).
+    """
 
     def __init__(self, specs: dict, latent_dim: int, hidden, *, variational: bool, discriminator: bool = False,
-                 prior_components: int = 0):
+                 prior_components: int = 0, private_dim: int = 0, regularizers=None):
         super().__init__()
-        out = 2 * latent_dim if variational else latent_dim
+        self.private_dim = int(private_dim)
+        width = latent_dim + self.private_dim
+        out = 2 * width if variational else width
         self.latent_dim = latent_dim
         self.variational = variational
         self.encoders = nn.ModuleDict({m: Encoder(s["dim"], hidden, out, s.get("vocab")) for m, s in specs.items()})
         self.decoders = nn.ModuleDict({
-            m: TokenDecoder(latent_dim, hidden, s["dim"], s["vocab"]) if s.get("vocab") else
-            Decoder(latent_dim, hidden, s["dim"], s["likelihood"] in ("gaussian", "laplace"))
+            m: TokenDecoder(width, hidden, s["dim"], s["vocab"]) if s.get("vocab") else
+            Decoder(width, hidden, s["dim"], s["likelihood"] in ("gaussian", "laplace"))
             for m, s in specs.items()})
+        self.regularizer = None
+        if self.private_dim:
+            from ..objectives.regularizers import PartRegularizer
+
+            self.regularizer = PartRegularizer([tuple(r) for r in regularizers or []], list(specs), latent_dim,
+                                               self.private_dim)
         self.discriminator = mlp([latent_dim, *hidden, 1]) if discriminator else None
         # a prior fitted after training: a mixture of diagonal Gaussians (none: N(0, I))
         k = int(prior_components)
@@ -126,19 +140,38 @@ class GenerativeNet(nn.Module):
         self.register_buffer("prior_logvars", torch.zeros(k, latent_dim) if k else None)
         self.register_buffer("prior_logweights", torch.full((k,), -float(np.log(k))) if k else None)
 
+    def parts(self, modality: str, x: torch.Tensor):
+        """``(mu, logvar, mu_w, logvar_w)``: the shared expert, each (n, latent_dim), and the
+        private posterior, each (n, private_dim) (None without private latents); for an
+        autoencoder the log-variances are None."""
+        h = self.encoders[modality](x)
+        if self.variational:
+            mu_all, logvar_all = h.chunk(2, dim=-1)
+            logvar_all = logvar_all.clamp(-12.0, 12.0)
+        else:
+            mu_all, logvar_all = h, None
+        d = self.latent_dim
+        split = (lambda t: (t, None)) if not self.private_dim else (lambda t: (t[..., :d], t[..., d:]))
+        mu, mu_w = split(mu_all)
+        logvar, logvar_w = split(logvar_all) if logvar_all is not None else (None, None)
+        return mu, logvar, mu_w, logvar_w
+
     def expert(self, modality: str, x: torch.Tensor):
         """(mu, logvar) of the modality's Gaussian expert, each (n, latent_dim); for an
         autoencoder, (code, None)."""
-        h = self.encoders[modality](x)
-        if not self.variational:
-            return h, None
-        mu, logvar = h.chunk(2, dim=-1)
-        return mu, logvar.clamp(-12.0, 12.0)
+        mu, logvar, _, _ = self.parts(modality, x)
+        return mu, logvar
 
-    def decode(self, modality: str, z: torch.Tensor, x: torch.Tensor | None = None) -> torch.Tensor:
-        """Likelihood parameters of ``modality`` at latents ``z`` (..., latent_dim).  A text
-        decoder scores the words ``x`` (n, L) given the words before them, or, without ``x``,
-        writes its greedy sentence."""
+    def decode(self, modality: str, z: torch.Tensor, x: torch.Tensor | None = None,
+               w: torch.Tensor | None = None) -> torch.Tensor:
+        """Likelihood parameters of ``modality`` at latents ``z`` (..., latent_dim) and, with
+        private latents, ``w`` (broadcastable to (..., private_dim); None: 0, the prior's
+        mean).  A text decoder scores the words ``x`` (n, L) given the words before them, or,
+        without ``x``, writes its greedy sentence."""
+        if self.private_dim:
+            shape = (*z.shape[:-1], self.private_dim)
+            w = z.new_zeros(shape) if w is None else w.to(z.dtype).expand(shape)
+            z = torch.cat([z, w], dim=-1)
         dec = self.decoders[modality]
         return dec(z, x) if isinstance(dec, TokenDecoder) else dec(z)
 

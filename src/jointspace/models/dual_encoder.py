@@ -57,15 +57,34 @@ class DualEncoderNet(nn.Module):
     """One :class:`ProjectionHead` per modality, a learnt temperature (``log_scale``) and, for
     SigLIP, a learnt bias.
 
-    ``forward({modality: (n, in_dim)}) -> {modality: (n, dim)}`` with unit-norm rows.
+    ``forward({modality: (n, in_dim)}) -> {modality: (n, dim)}`` with unit-norm rows (the
+    shared parts).
+
+    With ``private_dim`` > 0 each head also yields a private part of that size (the last
+    ``private_dim`` outputs of its final layer), and a linear decoder per modality rebuilds
+    the standardised head input from both unit-norm parts.  :meth:`auxiliary_loss`, added to
+    the contrastive loss by the trainer, is ``recon_weight`` x that reconstruction error plus
+    the regularisers of :class:`jointspace.objectives.regularizers.PartRegularizer`.
     """
 
     def __init__(self, in_dims: dict, dim: int = 256, head: str = "linear", hidden: int = 1024,
                  tau: float = 0.07, learn_tau: bool = True, siglip: bool = False, dropout: float = 0.0,
-                 towers: dict | None = None, input_dropout: float = 0.0):
+                 towers: dict | None = None, input_dropout: float = 0.0, private_dim: int = 0,
+                 regularizers: list | None = None, recon_weight: float = 1.0):
         super().__init__()
-        self.heads = nn.ModuleDict({m: ProjectionHead(int(d), dim, head, hidden, dropout, input_dropout)
+        self.dim, self.private_dim, self.recon_weight = int(dim), int(private_dim), float(recon_weight)
+        self.heads = nn.ModuleDict({m: ProjectionHead(int(d), dim + self.private_dim, head, hidden, dropout,
+                                                      input_dropout)
                                     for m, d in in_dims.items()})
+        self.decoders = nn.ModuleDict()
+        self.regularizer = None
+        if self.private_dim:
+            from ..objectives.regularizers import PartRegularizer
+
+            self.decoders = nn.ModuleDict({m: nn.Linear(dim + self.private_dim, int(d)) for m, d in in_dims.items()})
+            self.regularizer = PartRegularizer([tuple(r) for r in regularizers or []], list(in_dims), dim,
+                                               self.private_dim)
+        self._last = {}
         # Trainable towers ({modality: {"name", "config"}}) run before their head, end to end.
         self._towers = {}
         if towers:
@@ -78,9 +97,9 @@ class DualEncoderNet(nn.Module):
         self.log_scale = nn.Parameter(torch.tensor(float(init)), requires_grad=learn_tau)
         self.bias = nn.Parameter(torch.tensor(-10.0)) if siglip else None
 
-    def project(self, modality: str, x) -> torch.Tensor:
-        """Head output (not normalised) of one modality's inputs: features, or raw items / a
-        prepared batch for a trainable tower."""
+    def head_output(self, modality: str, x) -> torch.Tensor:
+        """Whole head output (not normalised) of one modality's inputs, shape (n, dim +
+        private_dim): features, or raw items / a prepared batch for a trainable tower."""
         if modality in self._towers:
             if not isinstance(x, (torch.Tensor, dict)):
                 from ..train.device import to_device
@@ -89,8 +108,44 @@ class DualEncoderNet(nn.Module):
             x = self.tower_modules[modality](x)
         return self.heads[modality](x)
 
+    def project(self, modality: str, x) -> torch.Tensor:
+        """The shared part (not normalised) of one modality's inputs, shape (n, dim)."""
+        return self.head_output(modality, x)[:, :self.dim]
+
     def forward(self, batch: dict) -> dict:
-        return {m: F.normalize(self.project(m, x), dim=-1) for m, x in batch.items()}
+        out = {m: self.head_output(m, x) for m, x in batch.items()}
+        if self.private_dim and self.training:
+            self._last = {"inputs": batch, "outputs": out}
+        return {m: F.normalize(o[:, :self.dim], dim=-1) for m, o in out.items()}
+
+    def _final_linear(self, modality: str) -> nn.Linear:
+        net = self.heads[modality].net
+        return net if isinstance(net, nn.Linear) else net[-1]
+
+    def auxiliary_loss(self):
+        """Reconstruction and regularisation of the last training forward pass.
+
+        Returns
+        -------
+        loss : Tensor, shape ()
+        logs : dict of str to float
+            ``recon`` and the regularisers' values (see ``PartRegularizer``).
+        """
+        batch, out = self._last["inputs"], self._last["outputs"]
+        self._last = {}
+        shared = {m: F.normalize(o[:, :self.dim].float(), dim=-1) for m, o in out.items()}
+        private = {m: F.normalize(o[:, self.dim:].float(), dim=-1) for m, o in out.items()}
+        recon = []
+        for m, x in batch.items():
+            h = self.heads[m]
+            target = (x - h.mean) * h.inv_std
+            pred = self.decoders[m](torch.cat([shared[m], private[m]], dim=1))
+            recon.append(((pred - target) ** 2).mean())
+        recon = torch.stack(recon).mean()
+        weights = {m: (self._final_linear(m).weight[:self.dim], self._final_linear(m).weight[self.dim:])
+                   for m in batch}
+        reg, logs = self.regularizer(shared, private, weights)
+        return self.recon_weight * recon + reg, {"recon": float(recon.detach()), **logs}
 
 
 def _is_feature_array(items) -> bool:
@@ -144,6 +199,17 @@ class DualEncoder(JointModel):
     init : {"random", "cca"}
         "cca" starts two linear heads at the regularised-CCA directions (canonical ridge 0.1)
         of the standardised features; contrastive training then refines them.
+    private_dim : int
+        0: each modality has only its shared part.  > 0: each head also yields a private part
+        of this size, kept for rebuilding the head's input (the shared part stays the joint
+        space that ``encode`` returns and search uses); see :meth:`encode_parts`.
+    regularizers : list of str, optional
+        With private parts: regularisers between the private parts of different modalities and
+        between each modality's shared and private parts, as ``"NAME"`` or ``"NAME:VALUE"``
+        (``frobenius``, ``abs_dot``, ``weight``, ``lagrange``, ``auglag``, ``hsic``, ``club``,
+        ``adversarial``; :mod:`jointspace.objectives.regularizers`).
+    recon_weight : float
+        Weight of the reconstruction error of the standardised head inputs (private parts).
     run_dir : path, optional
         Checkpoints and metrics of the training run.
     progress : bool
@@ -158,7 +224,8 @@ class DualEncoder(JointModel):
                  grad_clip: float | None = 1.0, accum_steps: int = 1, precision: str = "fp32",
                  patience: int | None = None, recall_k: int = 10, seed: int = 0, dropout: float = 0.0,
                  init: str = "random", run_dir=None, progress: bool = False, input_dropout: float = 0.0,
-                 val_average: str = "query", tower_lr_scale: float = 1.0, device: str = "cpu"):
+                 val_average: str = "query", tower_lr_scale: float = 1.0, device: str = "cpu",
+                 private_dim: int = 0, regularizers=None, recon_weight: float = 1.0):
         self.dim = dim
         self.head = head
         self.hidden = hidden
@@ -190,6 +257,9 @@ class DualEncoder(JointModel):
         self.init = init
         self.run_dir = run_dir
         self.progress = progress
+        self.private_dim = private_dim
+        self.regularizers = regularizers
+        self.recon_weight = recon_weight
 
     # -- features ----------------------------------------------------------------------------
     def _tower_name(self, modality: str) -> str:
@@ -266,7 +336,14 @@ class DualEncoder(JointModel):
         return {"in_dims": dict(self.in_dims_), "dim": int(self.dim), "head": self.head, "hidden": int(self.hidden),
                 "tau": float(self.tau), "learn_tau": bool(self.learn_tau), "siglip": self.loss == "siglip",
                 "dropout": float(self.dropout), "towers": json_roundtrip(towers),
-                "input_dropout": float(self.input_dropout)}
+                "input_dropout": float(self.input_dropout), "private_dim": int(self.private_dim),
+                "regularizers": [list(r) for r in self._regularizer_specs()],
+                "recon_weight": float(self.recon_weight)}
+
+    def _regularizer_specs(self) -> list:
+        from ..objectives.regularizers import parse_regularizers
+
+        return parse_regularizers(self.regularizers)
 
     def _build_net(self) -> DualEncoderNet:
         return DualEncoderNet(**self._net_config())
@@ -301,6 +378,7 @@ class DualEncoder(JointModel):
         check_float(self.tau, "tau", low=0.0, low_open=True)
         check_float(self.dropout, "dropout", low=0.0, high=0.99)
         check_float(self.input_dropout, "input_dropout", low=0.0, high=0.99)
+        _check_private(self)
         vf = check_float(self.val_fraction, "val_fraction", low=0.0, high=0.9)
         names = tuple(self.modalities) if self.modalities is not None else pairs.modalities
         if len(names) < 2:
@@ -317,6 +395,9 @@ class DualEncoder(JointModel):
             pairs, val = pairs.subset(train_idx), pairs.subset(val_idx)
             keys = keys[train_idx]
         self._trainable = {m: t for m in names if (t := self._trainable_tower(m)) is not None}
+        if self.private_dim and self._trainable:
+            raise InputError(f"private_dim: private parts rebuild the head inputs, so they need feature inputs or "
+                             f"frozen towers; {', '.join(self._trainable)} trains its tower")
         feats = {m: self.features(m, pairs[m], "pairs") for m in names}
         self.in_dims_ = {m: int(self._trainable[m].out_dim if m in self._trainable else f.shape[1])
                          for m, f in feats.items()}
@@ -367,6 +448,32 @@ class DualEncoder(JointModel):
         out = [self.net_.project(modality, x[s:s + step]).float().numpy() for s in range(0, len(x), step)]
         return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
 
+    @torch.no_grad()
+    def encode_parts(self, modality: str, items) -> dict:
+        """The shared and private parts of ``items``, each L2-normalised.
+
+        Returns
+        -------
+        dict with ``"shared"`` (n, dim) and ``"private"`` (n, private_dim) float32 arrays
+        (``"private"`` has 0 columns without private parts).
+        """
+        from ..eval.similarity import l2_normalize
+
+        self._check_fitted()
+        if modality not in self.modalities_:
+            raise InputError(f"modality: this model knows {', '.join(self.modalities_)}; got {modality!r}")
+        x = self.features(modality, items)
+        if modality in self._trainable:
+            step = self._trainable[modality].default_batch_size
+        else:
+            if x.shape[1] != self.in_dims_[modality]:
+                raise InputError(f"items ({modality}): expected {self.in_dims_[modality]} features, got {x.shape[1]}")
+            x, step = torch.from_numpy(x), 4096
+        self.net_.eval()
+        out = [self.net_.head_output(modality, x[s:s + step]).float().numpy() for s in range(0, len(x), step)]
+        z = np.concatenate(out) if out else np.zeros((0, self.dim + int(self.private_dim)), np.float32)
+        return {"shared": l2_normalize(z[:, :self.dim]), "private": l2_normalize(z[:, self.dim:])}
+
     @property
     def temperature_(self) -> float:
         """The learnt temperature tau."""
@@ -378,7 +485,9 @@ class DualEncoder(JointModel):
                                              "modalities", "relevance", "val_fraction", "epochs", "batch_size",
                                              "lr", "weight_decay", "warmup", "grad_clip", "accum_steps",
                                              "precision", "patience", "recall_k", "seed", "dropout", "init",
-                                             "input_dropout", "val_average", "tower_lr_scale", "device")}
+                                             "input_dropout", "val_average", "tower_lr_scale", "device",
+                                             "private_dim", "recon_weight")}
+        cfg["regularizers"] = [f"{n}:{v!r}" for n, v in self._regularizer_specs()] or None
         if cfg["modalities"] is not None:
             cfg["modalities"] = list(cfg["modalities"])
         cfg["cache"] = self.cache if isinstance(self.cache, bool) else str(self.cache)
@@ -406,6 +515,21 @@ class DualEncoder(JointModel):
         net.load_state_dict({k: torch.from_numpy(np.asarray(state[k])) for k in sd})
         net.eval()
         self.net_ = net
+
+
+def _check_private(model: "DualEncoder") -> None:
+    """Checks of the private-part settings (InputError naming the parameter)."""
+    from ..objectives.regularizers import check_part_sizes
+
+    check_int(model.private_dim, "private_dim", low=0, high=MAX_WIDTH)
+    check_float(model.recon_weight, "recon_weight", low=0.0)
+    specs = model._regularizer_specs()
+    if specs and not model.private_dim:
+        raise InputError(f"regularizers: they act between private parts, so they need private_dim > 0; "
+                         f"got {', '.join(n for n, _ in specs)} with private_dim=0")
+    check_part_sizes(specs, int(model.dim), int(model.private_dim))
+    if model.private_dim and model.accum_steps != 1:
+        raise InputError(f"accum_steps: private parts train without gradient accumulation; got {model.accum_steps}")
 
 
 def _check_params(model: "DualEncoder") -> None:

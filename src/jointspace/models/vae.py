@@ -74,6 +74,18 @@ class MultimodalVAE(GenerativeModel):
         modalities, where the standard normal leaves much of its mass between the classes.
         ``sample``, ``evaluate_bound`` and the importance-weighted bound use this prior.
     prior_components : int
+    private_dim : int
+        0: one shared latent.  > 0: each modality also has a private latent :math:`w_m` of this
+        size with its own Gaussian posterior :math:`q(w_m \mid x_m)` and prior
+        :math:`\mathcal N(0, I)`, and its decoder reads :math:`p(x_m \mid z, w_m)` (MMVAE+,
+        Palumbo et al. 2023): in a subset term a modality of the subset is rebuilt with
+        :math:`w_m \sim q(w_m \mid x_m)`, one outside it with :math:`w_m` from the prior, so
+        what the other modalities can tell goes through :math:`z`.  The ELBO gains
+        :math:`-\beta\sum_m \mathrm{KL}(q(w_m \mid x_m)\,\|\,p(w_m))`.  Cross-modal
+        generation draws the target's :math:`w` from the prior.
+    regularizers : list of str, optional
+        With private latents: the regularisers between the posterior means of the parts
+        (``"NAME"`` or ``"NAME:VALUE"``, :mod:`jointspace.objectives.regularizers`).
     epochs : int, optional
         Passes over the training pairs; by default about 2,000 optimiser steps' worth (5 to
         300 epochs, :func:`~jointspace.models._generative.auto_epochs`), and the epoch with
@@ -102,7 +114,7 @@ class MultimodalVAE(GenerativeModel):
 
     def __init__(self, latent_dim: int = 32, hidden=(512, 512), likelihoods=None, likelihood_weights="balanced",
                  beta: float | None = None, kl_warmup: float = 0.0, iw_samples: int = 1, prior: str = "mixture",
-                 prior_components: int = 50, epochs: int | None = None,
+                 prior_components: int = 50, private_dim: int = 0, regularizers=None, epochs: int | None = None,
                  batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 0.0, patience: int | None = None,
                  val_fraction: float = 0.1, towers=None, modalities=None, seed: int = 0, run_dir=None,
                  progress: bool = False, device: str = "cpu"):
@@ -115,6 +127,8 @@ class MultimodalVAE(GenerativeModel):
         self.iw_samples = iw_samples
         self.prior = prior
         self.prior_components = prior_components
+        self.private_dim = private_dim
+        self.regularizers = regularizers
 
     @property
     def beta_(self) -> float:
@@ -126,6 +140,24 @@ class MultimodalVAE(GenerativeModel):
         check_float(self.beta_, "beta", low=0.0)
         check_float(self.kl_warmup, "kl_warmup", low=0.0)
         check_int(self.iw_samples, "iw_samples", low=1, high=1000)
+        from ..objectives.regularizers import check_part_sizes
+
+        check_int(self.private_dim, "private_dim", low=0, high=4096)
+        specs = self._regularizer_specs()
+        if specs and not self.private_dim:
+            raise InputError(f"regularizers: they act between private latents, so they need private_dim > 0; "
+                             f"got {', '.join(n for n, _ in specs)} with private_dim=0")
+        check_part_sizes(specs, int(self.latent_dim), int(self.private_dim))
+        if self.private_dim and int(self.iw_samples) > 1:
+            raise InputError(f"iw_samples: private latents train on the ELBO (iw_samples=1); got {self.iw_samples}")
+
+    def _private_dim(self) -> int:
+        return int(self.private_dim or 0)
+
+    def _regularizer_specs(self) -> list:
+        from ..objectives.regularizers import parse_regularizers
+
+        return [list(r) for r in parse_regularizers(self.regularizers)]
 
     # -- the prior ------------------------------------------------------------------------------
     def _fitted_prior_components(self) -> int:
@@ -162,9 +194,12 @@ class MultimodalVAE(GenerativeModel):
     # -- the loss ------------------------------------------------------------------------------
     def _loss(self, net, batch: dict, step, epoch):
         names = [m for m in self.codecs_ if m in batch]
-        experts = {m: net.expert(m, batch[m]) for m in names}
+        parts = {m: net.parts(m, batch[m]) for m in names}
+        experts = {m: parts[m][:2] for m in names}
         beta = self.beta_ if epoch is None else kl_weight(epoch, self.beta_, float(self.kl_warmup))
         subsets = self._training_subsets(names)
+        if net.private_dim:
+            return self._private_loss(net, batch, names, parts, subsets, beta)
         post = [self._subset_posterior(experts, s) for s in subsets]
         mu = torch.stack([p[0] for p in post])                       # (S, n, d)
         logvar = torch.stack([p[1] for p in post])
@@ -187,6 +222,32 @@ class MultimodalVAE(GenerativeModel):
         # MVAE sums its joint and unimodal terms; the mixtures average theirs
         return (loss * len(subsets) if self.subsets == "joint+unimodal" else loss), {"beta": beta}
 
+    def _private_loss(self, net, batch: dict, names, parts: dict, subsets, beta: float):
+        """The MoPoE / MoE / PoE loss with private latents (see ``private_dim``), plus the
+        regularisers between the parts' posterior means."""
+        post = [self._subset_posterior({m: parts[m][:2] for m in names}, s) for s in subsets]
+        mu = torch.stack([p[0] for p in post])                       # (S, n, d)
+        logvar = torch.stack([p[1] for p in post])
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        log_px, kl_w = 0.0, 0.0
+        for m in names:
+            _, _, mu_w, logvar_w = parts[m]
+            w_post = mu_w + torch.exp(0.5 * logvar_w) * torch.randn_like(mu_w)
+            inside = torch.tensor([m in s for s in subsets], device=mu.device).view(-1, 1, 1)
+            w = torch.where(inside, w_post.unsqueeze(0), torch.randn_like(mu_w).unsqueeze(0).expand(len(subsets), -1, -1))
+            rebuilt = torch.tensor([self.rebuild_all or m in s for s in subsets], dtype=mu.dtype,
+                                   device=mu.device).unsqueeze(-1)
+            log_px = log_px + self.weights_[m] * rebuilt * self._log_px(net, m, batch[m], z, w)
+            kl_w = kl_w + gaussian_kl(mu_w, logvar_w)                 # (n,)
+        loss = negative_elbo(log_px, gaussian_kl(mu, logvar), beta) + beta * kl_w.mean()
+        loss = loss * len(subsets) if self.subsets == "joint+unimodal" else loss
+        # on the posterior means scaled to unit rows: on the raw means the scale-free terms'
+        # gradients grow as the private means shrink, and the latents collapse
+        unit = torch.nn.functional.normalize
+        reg, logs = net.regularizer({m: unit(parts[m][0], dim=-1) for m in names},
+                                    {m: unit(parts[m][2], dim=-1) for m in names})
+        return loss + reg, {"beta": beta, **logs}
+
     # -- evaluation --------------------------------------------------------------------------------
     @torch.no_grad()
     def _bound_terms(self, x: dict, n_samples: int, generator):
@@ -198,8 +259,16 @@ class MultimodalVAE(GenerativeModel):
         rows = torch.arange(n).unsqueeze(0).expand(n_samples, n)
         z = mus[pick, rows] + torch.exp(0.5 * logvars[pick, rows]) * torch.randn((n_samples, n, d), generator=generator)
         log_qz = mixture_log_density(z, mus, logvars)
-        log_px = {m: self._log_px(self.net_, m, x[m], z) for m in self.modalities_ if m in x}
-        return log_px, self._log_prior(self.net_, z), log_qz
+        log_pz = self._log_prior(self.net_, z)
+        w = {m: None for m in x}
+        if self._private_dim():   # the private latents join z: their prior and posterior densities
+            for m in x:
+                _, _, mu_w, logvar_w = self.net_.parts(m, x[m])
+                w[m] = mu_w + torch.exp(0.5 * logvar_w) * torch.randn((n_samples, *mu_w.shape), generator=generator)
+                log_qz = log_qz + gaussian_log_density(w[m], mu_w, logvar_w)
+                log_pz = log_pz + standard_normal_log_density(w[m])
+        log_px = {m: self._log_px(self.net_, m, x[m], z, w[m]) for m in self.modalities_ if m in x}
+        return log_px, log_pz, log_qz
 
     def evaluate_bound(self, items: dict, n_samples: int = 1, seed: int = 0) -> dict:
         """The ELBO (eq. 2, β = 1, unweighted likelihoods) of the joint posterior, its parts,

@@ -321,7 +321,8 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
                 rate = pairs_seen / max(time.perf_counter() - t_start, 1e-9)
                 bar.update(step, loss, tau, rate)
                 if step % cfg.log_every == 0 or step == total:
-                    log.log({"step": step, "epoch": epoch, "loss": loss, "tau": tau, "lr": lr, "pairs_per_s": rate})
+                    log.log({"step": step, "epoch": epoch, "loss": loss, "tau": tau, "lr": lr, "pairs_per_s": rate,
+                             **getattr(net, "aux_logs", {})})
                 if step_callback is not None:
                     step_callback(step, loss)
                 epoch_end = b == steps_per_epoch - 1

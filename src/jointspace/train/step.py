@@ -63,6 +63,8 @@ def train_step(cfg, net, batch: dict, labels, masks, bf16: bool) -> float:
     """Forward + backward of one (possibly accumulated) batch; returns the loss value."""
     scale = logit_scale(net.log_scale, cfg.max_scale)
     bias = getattr(net, "bias", None)
+    if getattr(net, "private_dim", 0) and (dist.is_distributed() or cfg.accum_steps != 1):
+        raise InputError("private_dim: private parts train in one process without gradient accumulation")
     if dist.is_distributed() and cfg.accum_steps == 1:
         feats = _forward(net, batch, bf16)
         rank = dist.world()[0]
@@ -84,6 +86,9 @@ def train_step(cfg, net, batch: dict, labels, masks, bf16: bool) -> float:
         return float(value.detach())
     if cfg.accum_steps == 1:
         loss = _compute_loss(cfg, net, _forward(net, batch, bf16), scale, bias, labels, masks)
+        if getattr(net, "private_dim", 0):
+            aux, net.aux_logs = net.auxiliary_loss()
+            loss = loss + aux
         loss.backward()
         return float(loss.detach())
     return _accumulated_step(cfg, net, batch, labels, masks, bf16, scale, bias)

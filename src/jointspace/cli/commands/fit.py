@@ -30,6 +30,14 @@ def register(sub):
     p.add_argument("--epochs", type=int, help="trained models (clip, dcca, dccae, ae, aae, mvae-*, beta-vae): passes over the training pairs")
     p.add_argument("--batch-size", type=int,
                    help="trained models (clip, dcca, dccae, ae, aae, mvae-*, beta-vae): pairs per step (for clip, the negatives)")
+    p.add_argument("--private-dim", type=int, metavar="P",
+                   help="clip only: give each modality a private part of size P besides its shared part "
+                        "(kept for rebuilding its features; --param private_dim=P)")
+    p.add_argument("--regularizer", action="append", metavar="NAME[:VALUE]",
+                   help="clip with private parts: a regulariser between the private parts of different "
+                        "modalities and between each modality's shared and private parts, repeatable: "
+                        "frobenius, abs_dot, weight, lagrange, auglag, hsic, club, adversarial (VALUE: the "
+                        "weight, or the ascent rate of lagrange/auglag), e.g. --regularizer hsic:10")
     p.add_argument("--members", type=int, metavar="M",
                    help="clip only: a seed ensemble of M models (seeds seed .. seed+M-1) whose "
                         "similarities are averaged (default: 1, a single model)")
@@ -182,14 +190,16 @@ def _check_options(args, params: dict) -> None:
         ("--epochs", args.epochs, "epochs" in known),
         ("--batch-size", args.batch_size, "batch_size" in known),
         ("--members", args.members, args.model == "clip"),
+        ("--private-dim", args.private_dim, "private_dim" in known),
+        ("--regularizer", args.regularizer, "regularizers" in known),
         ("--jobs", args.jobs, args.model == "clip"),
         ("--resume", args.resume, trained),
         ("--run-dir", args.run_dir, trained)) if value is not None and not used]
     if unused:
         trained_by = [m for m in list_models() if "epochs" in _model_parameters(m)]
         notes = []
-        if {"--members", "--jobs"} & set(unused):
-            notes.append("--members and --jobs are for clip")
+        if {"--members", "--jobs", "--private-dim", "--regularizer"} & set(unused):
+            notes.append("--members, --jobs, --private-dim and --regularizer are for clip")
         if {"--resume", "--run-dir"} & set(unused):
             notes.append("--resume and --run-dir are for trained models (clip and the generative models)")
         if {"--epochs", "--batch-size"} & set(unused):
@@ -201,9 +211,18 @@ def _check_options(args, params: dict) -> None:
     if mods is not None and not (isinstance(mods, list) and mods and all(isinstance(m, str) for m in mods)):
         raise InputError(f"--param modalities: expected a JSON list of modality names, e.g. "
                          f"'[\"image\", \"text\"]', got {mods!r}")
-    for key in ("epochs", "batch_size"):
+    for key in ("epochs", "batch_size", "private_dim"):
         if getattr(args, key) is not None:
+            if key in params and params[key] != getattr(args, key):
+                raise InputError(f"--{key.replace('_', '-')}: {getattr(args, key)} disagrees with --param "
+                                 f"{key}={params[key]}; give one of them")
             params[key] = getattr(args, key)
+    if args.regularizer:
+        from ...objectives.regularizers import parse_regularizers
+
+        if "regularizers" in params:
+            raise InputError("--regularizer: also given as --param regularizers; give one of them")
+        params["regularizers"] = [f"{n}:{v!r}" for n, v in parse_regularizers(list(args.regularizer))]
     if args.n_components is not None:
         target = "n_components" if "n_components" in known else ("dim" if "dim" in known else None)
         if target is None:
