@@ -15,6 +15,9 @@ def register(sub):
     p.add_argument("--quick", action="store_true",
                    help="a smaller run: fewer settings tried and smaller samples, for a first look")
     p.add_argument("--out", help="also write the JSON report to this file")
+    p.add_argument("--figures", metavar="DIR",
+                   help="suites that draw figures (orthogonality: the Lagrange multiplier over training) "
+                        "write them into DIR")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
@@ -24,7 +27,10 @@ def run(args) -> int:
         from ..._io import check_out_file
 
         check_out_file(args.out, arg="--out")
-    report = run_with_progress(args.suite, quick=args.quick)
+    options = {"quick": args.quick}
+    if args.figures is not None:
+        options["plot_dir"] = _figures_dir(args.suite, args.figures)
+    report = run_with_progress(args.suite, **options)
     if args.out:
         from ...eval.report import write_json
 
@@ -34,6 +40,26 @@ def run(args) -> int:
     else:
         _show(args.suite, report)
     return 0
+
+
+def _figures_dir(suite: str, folder: str) -> str:
+    """``folder``, checked: the suite must draw figures, and the folder must be usable."""
+    import importlib
+    import inspect
+    from pathlib import Path
+
+    from ...bench import list_suites
+    from ...errors import InputError
+
+    if suite not in list_suites():
+        return folder  # the unknown suite is reported by run_suite
+    mod = importlib.import_module(f"jointspace.bench.{suite.replace('-', '_')}")
+    if "plot_dir" not in inspect.signature(mod.run).parameters:
+        raise InputError(f"--figures: suite {suite!r} draws no figures; drop it")
+    path = Path(folder)
+    if path.exists() and not path.is_dir():
+        raise InputError(f"--figures: {folder} exists and is not a folder")
+    return str(path)
 
 
 def _show(name: str, report: dict) -> None:

@@ -1,0 +1,299 @@
+"""Orthogonal shared and private parts: every regulariser on spoken words + text and on
+Fashion-MNIST with three modalities, with redundancy, retrieval, probes and cost per step.
+
+Each dataset's items go through fixed towers once (audio: MFCC statistics; text: MiniLM;
+Fashion-MNIST images: their 784 pixels in [0, 1]).  The dual encoder trains with the
+library's defaults (:class:`jointspace.models.DualEncoder`), except for what is chosen here on
+the validation split, never on test:
+
+1. the shared size ``dim``: the smallest of :data:`DIMS` whose validation mAP without private
+   parts is within 2% (relative) of the best one (the shared space should hold what the
+   modalities have in common and no more); the private parts get the same size, so the
+   per-sample ``abs_dot`` applies to every pair of parts;
+2. each regulariser's weight (or ascent rate) from :data:`GRID`: the one with the lowest
+   validation redundancy between the private parts whose validation mAP stays within 2% of
+   the unregularised model with private parts (or the best mAP when none does).
+
+The multimodal VAE (``mvae-mopoe``, the library's defaults; :data:`VAE_ROWS`) is run on
+Fashion-MNIST with raw items (pixels, words, MFCC statistics) without private latents, with
+private latents of the latent's size, and with the two regularisers that did best on the dual
+encoder at their default weights (not searched for the VAE: one fit takes minutes).
+
+On test, one row per model: no private parts; private parts without a regulariser; then each
+regulariser at its chosen value.  Redundancy is debiased linear CKA
+(:func:`jointspace.eval.redundancy.debiased_linear_cka`; the plain estimate has a floor of
+about :math:`\\sqrt{d_1 d_2}/n` that would hide any reduction below it) averaged over the pairs
+of private parts of different modalities (``private``) and over each modality's shared and
+private parts (``own``); the plain normalised cross-Frobenius norm is reported beside it.
+Probes (:mod:`jointspace.eval.probes`, 5-fold) read the content (word, class) from each
+shared part and the style (the speaker's accent, unseen in training; the sentence template
+for Fashion-MNIST's text) from the shared and the private parts.  ``ms/step`` is training
+time per optimiser step on this machine.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+NAME = "orthogonality"
+DESCRIPTION = ("shared + private parts with every orthogonality / independence regulariser: redundancy, "
+               "retrieval, accent and content probes (spoken words + text, Fashion-MNIST tri-modal)")
+DIMS = (8, 16, 32, 64)
+GRID = {"frobenius": (1.0, 10.0, 100.0), "abs_dot": (1.0, 10.0, 100.0), "weight": (1.0, 10.0, 100.0),
+        "lagrange": (0.1, 1.0, 10.0), "auglag": (0.1, 1.0, 10.0), "hsic": (1.0, 10.0, 100.0),
+        "club": (0.01, 0.1, 1.0), "adversarial": (1.0, 10.0, 100.0)}
+#: relative validation mAP a choice may give up
+TOLERANCE = 0.02
+#: dataset -> load options per split, and the style attributes probed per modality
+DATASETS = {
+    "spoken-words": {"load": {"train": {"settings_per_accent": 20}, "val": {"settings_per_accent": 20},
+                              "test": {"settings_per_accent": 20}},
+                     "styles": {"audio": "accent"}},
+    "fashion-mnist-trimodal": {"load": {"train": {"limit": 5000}, "val": {"limit": 1000},
+                                        "test": {"limit": 2000}},
+                               "styles": {"audio": "accent", "text": "template"}},
+}
+#: quick: fewer voices and images, the middle value of each grid, the shared size 8
+QUICK = {"spoken-words": {"train": {"settings_per_accent": 5}, "val": {"settings_per_accent": 5},
+                          "test": {"settings_per_accent": 5}},
+         "fashion-mnist-trimodal": {"train": {"limit": 1500}, "val": {"limit": 500}, "test": {"limit": 1000}}}
+TOWERS = {"audio": "mfcc", "text": "minilm"}
+VAE = "mvae-mopoe"
+#: (row, private latents, regularisers) of the VAE part
+VAE_ROWS = (("no private latents", False, None), ("private, no regulariser", True, None),
+            ("frobenius", True, ["frobenius"]), ("hsic", True, ["hsic"]))
+#: quick: epochs of each VAE fit
+QUICK_VAE_EPOCHS = 10
+
+
+def _features(pairs):
+    """The pairs with every modality replaced by its fixed features (n, d)."""
+    from ..data.pairs import Pairs
+    from ..towers.base import create_tower
+    from ..towers.cache import embed_cached
+
+    feats = {}
+    for m in pairs.modalities:
+        if m == "image":
+            feats[m] = np.asarray(pairs[m], dtype=np.float32).reshape(len(pairs), -1) / 255.0
+        else:
+            feats[m] = embed_cached(create_tower(TOWERS[m]), pairs[m])
+    return Pairs(feats, labels=pairs.labels, metadata=pairs.metadata)
+
+
+def _fit(train, dim: int, private_dim: int = 0, regularizers=None, run_dir=None):
+    from ..models.dual_encoder import DualEncoder
+
+    model = DualEncoder(dim=dim, private_dim=private_dim, regularizers=regularizers, relevance="label",
+                        run_dir=run_dir)
+    t0 = time.perf_counter()
+    model.fit(train)
+    model.ms_per_step_ = 1000 * (time.perf_counter() - t0) / max(model.train_result_.steps, 1)
+    return model
+
+
+def _map(model, pairs) -> float:
+    from ..eval.retrieval import evaluate_retrieval
+
+    r = evaluate_retrieval(model, pairs, relevance="label", ks=(10,))
+    return float(np.mean([v for k, v in r.items() if k.endswith("/mAP")]))
+
+
+def _private_redundancy(model, pairs) -> float:
+    from ..eval.redundancy import debiased_linear_cka
+
+    parts = {m: model.encode_parts(m, pairs[m])["private"] for m in model.modalities_}
+    mods = list(parts)
+    return float(np.mean([debiased_linear_cka(parts[a], parts[b]) for i, a in enumerate(mods) for b in mods[i + 1:]]))
+
+
+def choose_dim(train, val, dims=DIMS) -> tuple[int, dict]:
+    """The smallest shared size whose validation mAP is within :data:`TOLERANCE` of the best."""
+    scores = {d: _map(_fit(train, d), val) for d in dims}
+    best = max(scores.values())
+    return min(d for d, s in scores.items() if s >= (1 - TOLERANCE) * best), scores
+
+
+def choose_value(train, val, name: str, dim: int, reference_map: float, values) -> tuple[float, dict]:
+    """The value of regulariser ``name`` with the lowest validation private redundancy among
+    those keeping validation mAP within :data:`TOLERANCE` of ``reference_map``."""
+    tried = {}
+    for v in values:
+        model = _fit(train, dim, dim, [f"{name}:{v!r}"])
+        tried[v] = {"mAP": _map(model, val), "redundancy": _private_redundancy(model, val)}
+    ok = [v for v, t in tried.items() if t["mAP"] >= (1 - TOLERANCE) * reference_map]
+    if not ok:
+        return max(tried, key=lambda v: tried[v]["mAP"]), tried
+    return min(ok, key=lambda v: tried[v]["redundancy"]), tried
+
+
+def evaluate(model, test, styles: dict) -> dict:
+    """Retrieval, redundancy and probes of one model on the test pairs."""
+    from ..eval.probes import probe_accuracy
+    from ..eval.redundancy import debiased_linear_cka, normalized_cross_frobenius
+    from ..eval.retrieval import evaluate_retrieval
+
+    ret = evaluate_retrieval(model, test, relevance="label", ks=(1, 10))
+    row = {"mAP": float(np.mean([v for k, v in ret.items() if k.endswith("/mAP")])),
+           "R@10": float(np.mean([v for k, v in ret.items() if k.endswith("/R@10")])),
+           "R@1": float(np.mean([v for k, v in ret.items() if k.endswith("/R@1")])),
+           "ms_per_step": model.ms_per_step_, "steps": model.train_result_.steps}
+    parts = {m: model.encode_parts(m, test[m]) for m in model.modalities_}
+    mods = list(parts)
+    for m in mods:
+        row[f"probe/content/{m}/shared"] = probe_accuracy(parts[m]["shared"], test.labels)["accuracy"]
+    for m, attr in styles.items():
+        values = test.metadata[attr]
+        for part in ("shared", "private"):
+            if parts[m][part].shape[1]:
+                p = probe_accuracy(parts[m][part], values)
+                row[f"probe/{attr}/{m}/{part}"] = p["accuracy"]
+                row[f"probe/{attr}/chance"] = p["chance"]
+    if model.private_dim:
+        cross = [(parts[a]["private"], parts[b]["private"]) for i, a in enumerate(mods) for b in mods[i + 1:]]
+        own = [(parts[m]["shared"], parts[m]["private"]) for m in mods]
+        row["redundancy/private"] = float(np.mean([debiased_linear_cka(x, y) for x, y in cross]))
+        row["redundancy/own"] = float(np.mean([debiased_linear_cka(x, y) for x, y in own]))
+        row["frobenius/private"] = float(np.mean([normalized_cross_frobenius(x, y) for x, y in cross]))
+    return row
+
+
+def run_dataset(dataset: str, quick: bool = False, progress=None, plot_dir=None) -> dict:
+    """Every row of one dataset (see the module notes)."""
+    from ..data.datasets import load_dataset
+    from ..eval.report import make_report
+
+    spec = DATASETS[dataset]
+    load = QUICK[dataset] if quick else spec["load"]
+    train, val, test = (_features(load_dataset(dataset, s, **load[s])) for s in ("train", "val", "test"))
+    if quick:
+        dim, dim_scores = 8, {}
+    else:
+        dim, dim_scores = choose_dim(train, val)
+    rows = []
+    base = _fit(train, dim)
+    rows.append({"method": "no private parts", "settings": f"dim={dim}", **evaluate(base, test, spec["styles"])})
+    plain = _fit(train, dim, dim)
+    reference = _map(plain, val)
+    rows.append({"method": "private, no regulariser", "settings": f"dim=private_dim={dim}",
+                 **evaluate(plain, test, spec["styles"])})
+    if progress is not None:
+        progress("baselines")
+    for name, values in GRID.items():
+        grid = (values[1],) if quick else values
+        value, tried = choose_value(train, val, name, dim, reference, grid)
+        with tempfile.TemporaryDirectory() as run_dir:
+            model = _fit(train, dim, dim, [f"{name}:{value!r}"], run_dir=run_dir if plot_dir else None)
+            row = {"method": name, "settings": f"{name}:{value:g} (val: " + ", ".join(
+                f"{v:g} mAP {t['mAP']:.3f} red {t['redundancy']:.4f}" for v, t in tried.items()) + ")",
+                **evaluate(model, test, spec["styles"])}
+            if plot_dir is not None and name == "lagrange":
+                row["plot"] = plot_multiplier(run_dir, Path(plot_dir) / f"orthogonality-lagrange-{dataset}.png",
+                                              f"{dataset}: lagrange:{value:g}")
+        rows.append(row)
+        if progress is not None:
+            progress(name)
+    report = make_report(dataset, "test", rows)
+    report["dim_chosen"] = dim
+    report["dim_val_mAP"] = {str(k): v for k, v in dim_scores.items()}
+    return report
+
+
+def run_vae(quick: bool = False, progress=None) -> dict:
+    """The VAE rows on Fashion-MNIST tri-modal (see the module notes)."""
+    from ..data.datasets import load_dataset
+    from ..eval.report import make_report
+    from ..models.base import create_model
+
+    dataset = "fashion-mnist-trimodal"
+    load = QUICK[dataset] if quick else DATASETS[dataset]["load"]
+    train, val, test = (load_dataset(dataset, s, **load[s]) for s in ("train", "val", "test"))
+    rows = []
+    latent = int(create_model(VAE).latent_dim)
+    for label, private, regs in VAE_ROWS:
+        model = create_model(VAE, private_dim=latent if private else 0, regularizers=regs,
+                             **({"epochs": QUICK_VAE_EPOCHS} if quick else {}))
+        t0 = time.perf_counter()
+        model.fit(train, val=val)
+        model.ms_per_step_ = 1000 * (time.perf_counter() - t0) / max(model.train_result_.steps, 1)
+        settings = f"{VAE} defaults, latent_dim={model.latent_dim}, private_dim={model.private_dim}" + \
+            (f", {', '.join(regs)} at its default weight" if regs else "")
+        rows.append({"method": label, "settings": settings, **evaluate(model, test, DATASETS[dataset]["styles"])})
+        if progress is not None:
+            progress(f"{VAE} {label}")
+    report = make_report(f"{dataset} ({VAE})", "test", rows)
+    report["dim_chosen"] = latent
+    return report
+
+
+def plot_multiplier(run_dir, path, title: str) -> str:
+    """μ and the constraint value over training steps, from a run's ``metrics.csv``."""
+    from ..viz.curves import plot_curves, read_metrics
+
+    cols = read_metrics(run_dir)
+    keep = {k: cols[k] for k in ("step", "mu", "constraint", "loss")}
+    rows = ~np.isnan(keep["mu"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return plot_curves({k: v[rows] for k, v in keep.items()}, path, title=title)
+
+
+def run(progress=None, quick: bool = False, datasets=None, plot_dir=None, vae: bool = True, **options) -> dict:
+    """Every table: ``{"suite", "quick", "datasets": {name: report}}``.
+
+    Parameters
+    ----------
+    quick : bool
+        Fewer voices and images, the middle value of each grid and shared size 8 (no choice),
+        :data:`QUICK_VAE_EPOCHS` epochs per VAE.
+    datasets : sequence of str, optional
+        Dual-encoder datasets (default: both).
+    plot_dir : path, optional
+        Where the plots of μ and of the constraint go (default: none written).
+    vae : bool
+        Also the VAE rows.
+    """
+    reports = {d: run_dataset(d, quick=quick, progress=progress, plot_dir=plot_dir)
+               for d in (datasets or DATASETS)}
+    if vae:
+        reports[f"fashion-mnist-trimodal ({VAE})"] = run_vae(quick, progress)
+    return {"suite": NAME, "quick": bool(quick), "datasets": reports}
+
+
+def table(report: dict) -> tuple[list[str], list[list]]:
+    """Header and rows of one dataset's table."""
+    styles = sorted({k.split("/")[1] for r in report["rows"] for k in r if k.startswith("probe/")
+                     and k.split("/")[1] != "content" and not k.endswith("/chance")})
+    header = ["method", "red. private", "red. own", "frob private", "mAP", "R@10", "content"]
+    style_cols = []
+    for attr in styles:
+        for k in sorted({k for r in report["rows"] for k in r if k.startswith(f"probe/{attr}/")
+                         and not k.endswith("/chance")}):
+            style_cols.append(k)
+            header.append(f"{attr} {k.split('/')[2]}/{k.split('/')[3]}")
+    header.append("ms/step")
+    rows = []
+    for r in report["rows"]:
+        content = np.mean([v for k, v in r.items() if k.startswith("probe/content/")])
+        cells = [r["method"]]
+        cells += [f"{r[k]:.4f}" if k in r else "-" for k in ("redundancy/private", "redundancy/own",
+                                                             "frobenius/private")]
+        cells += [f"{r['mAP']:.3f}", f"{r['R@10']:.3f}", f"{content:.3f}"]
+        cells += [f"{r[k]:.3f}" if k in r else "-" for k in style_cols]
+        cells.append(f"{r['ms_per_step']:.1f}")
+        rows.append(cells)
+    return header, rows
+
+
+def show(report: dict) -> None:
+    """Print each dataset's table."""
+    from ..cli._common import print_table
+
+    for name, rep in report["datasets"].items():
+        header, rows = table(rep)
+        chances = {k.split("/")[1]: v for k, v in rep["rows"][0].items() if k.endswith("/chance")}
+        print_table(f"{name} (test; dim {rep['dim_chosen']}; chance: "
+                    + ", ".join(f"{k} {v:.3f}" for k, v in chances.items()) + ")", header, rows)
