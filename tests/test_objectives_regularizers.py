@@ -148,6 +148,12 @@ def test_cross_predictor_r2_matches_least_squares():
     assert all(p.grad is not None for p in adv.parameters())
 
 
+def test_cross_predictor_gradcheck():
+    a, b = _pair(n=10, d1=3, d2=2, seed=2)
+    adv = CrossPredictor(3, 2, hidden=5).double()
+    assert torch.autograd.gradcheck(adv.explained, (a.requires_grad_(True), b.requires_grad_(True)))
+
+
 def test_cross_predictor_bad_input():
     with pytest.raises(InputError, match="hidden"):
         CrossPredictor(3, 2, hidden=-1)
