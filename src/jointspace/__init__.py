@@ -18,6 +18,7 @@ _PUBLIC = {
     "create_model": "jointspace.models.base",
     "list_models": "jointspace.models.base",
     "load_model": "jointspace.models.base",
+    "FusionClassifier": "jointspace.models.fusion",
     "evaluate_retrieval": "jointspace.eval.retrieval",
     "Index": "jointspace.index.faiss_index",
     "InputError": "jointspace.errors",

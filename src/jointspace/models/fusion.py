@@ -1,0 +1,338 @@
+r"""Parallel representations for classification: early fusion, late fusion, and attention over
+modalities.
+
+Each modality keeps its own representation and a classifier combines them (the chapter's
+parallel representations):
+
+- ``early``: the standardised features of every modality concatenated into one MLP;
+- late fusion, one logistic regression per modality (its strength chosen by internal
+  cross-validation) combined by ``mean`` (average of the probabilities), ``product`` (the
+  normalised product, i.e. summed log-probabilities), ``weighted`` (a softmax weight per
+  modality fitted on held-out rows by likelihood) or ``stacking`` (a logistic regression on the
+  out-of-fold probabilities of every modality);
+- ``attention``: each modality's encoding :math:`h_m` gets a learnt score
+  :math:`s_m = v^\top \tanh(U h_m)`, the per-sample weights are
+  :math:`\alpha_m = \mathrm{softmax}_m(s_m)` over the modalities present and the classifier
+  reads :math:`\sum_m \alpha_m h_m`; modality dropout while training teaches it to lean on the
+  modalities that remain;
+- ``gated``: the weights come from all encodings at once,
+  :math:`\alpha = \mathrm{softmax}(G[h_1; \dots; h_M])` (a gated multimodal unit, Arevalo et
+  al. 2017, with a softmax over M modalities).
+
+Every prediction can return the per-sample modality weights (:meth:`FusionClassifier.predict`
+with ``return_weights=True``), so they can be shown and audited.  A modality missing at
+prediction time is refused by ``early`` fusion and left out of the others (its weight is 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._validation import check_choice, check_float, check_int, check_matrix
+from ..data.pairs import Pairs
+from ..errors import InputError, NotFittedError
+
+FUSIONS = ("early", "mean", "product", "weighted", "stacking", "attention", "gated")
+LATE = ("mean", "product", "weighted", "stacking")
+LEARNT = ("early", "attention", "gated")
+#: the strengths searched by each late-fusion logistic regression (internal 3-fold CV)
+LOGISTIC_CS = (0.01, 0.1, 1.0, 10.0)
+
+
+class FusionNet(nn.Module):
+    """Standardisation and an encoder per modality, then early, attention or gated fusion.
+
+    ``forward({m: (n, d_m)}, present (n, M) bool) -> (logits (n, C), weights (n, M))``.
+    """
+
+    def __init__(self, in_dims: dict, n_classes: int, fusion: str, hidden: int, dropout: float):
+        super().__init__()
+        self.names = list(in_dims)
+        self.fusion = fusion
+        for m, d in in_dims.items():
+            self.register_buffer(f"mean_{m}", torch.zeros(d))
+            self.register_buffer(f"inv_std_{m}", torch.ones(d))
+        if fusion == "early":
+            self.head = nn.Sequential(nn.Linear(sum(in_dims.values()), hidden), nn.GELU(), nn.Dropout(dropout),
+                                      nn.Linear(hidden, n_classes))
+            return
+        self.encoders = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout))
+                                       for m, d in in_dims.items()})
+        if fusion == "attention":
+            self.score = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh(), nn.Linear(hidden, 1, bias=False))
+        else:
+            self.gate = nn.Linear(hidden * len(in_dims), len(in_dims))
+        self.head = nn.Linear(hidden, n_classes)
+
+    def standardise(self, m: str, x: torch.Tensor) -> torch.Tensor:
+        return (x - getattr(self, f"mean_{m}")) * getattr(self, f"inv_std_{m}")
+
+    def forward(self, x: dict, present: torch.Tensor):
+        n = present.shape[0]
+        if self.fusion == "early":
+            z = torch.cat([self.standardise(m, x[m]) for m in self.names], dim=1)
+            return self.head(z), torch.full((n, len(self.names)), 1.0 / len(self.names), device=z.device)
+        h = torch.stack([self.encoders[m](self.standardise(m, x[m])) * present[:, i:i + 1]
+                         for i, m in enumerate(self.names)], dim=1)                   # (n, M, H)
+        if self.fusion == "attention":
+            logits = self.score(h).squeeze(-1)                                       # (n, M)
+        else:
+            logits = self.gate(h.reshape(n, -1))
+        weights = torch.softmax(logits.masked_fill(~present, float("-inf")), dim=1)
+        return self.head((weights.unsqueeze(-1) * h).sum(dim=1)), weights
+
+
+class FusionClassifier:
+    """Multimodal classification by early fusion, late fusion or attention over modalities.
+
+    Parameters
+    ----------
+    fusion : {"early", "mean", "product", "weighted", "stacking", "attention", "gated"}
+    hidden : int
+        Width of each modality's encoder (learnt fusions).
+    dropout : float
+        Dropout after each encoder.
+    modality_dropout : float
+        Attention / gated fusion: the chance, per training sample, that one modality (drawn at
+        random) is hidden, so the weights learn to move to the modalities that remain.
+    epochs, batch_size, lr, weight_decay, patience :
+        Training of the learnt fusions (:class:`jointspace.train.generic.FitConfig`); the epoch
+        with the lowest validation loss is kept.
+    val_fraction : float
+        Share of the training rows held out (stratified) to pick that epoch, and for
+        ``weighted`` the rows its weights are fitted on.
+    modalities : list of str, optional
+        The modalities of the pairs to use (default: all).
+    seed : int
+    """
+
+    def __init__(self, fusion: str = "attention", hidden: int = 256, dropout: float = 0.2,
+                 modality_dropout: float = 0.3, epochs: int = 100, batch_size: int = 128, lr: float = 1e-3,
+                 weight_decay: float = 1e-4, patience: int | None = 15, val_fraction: float = 0.15,
+                 modalities=None, seed: int = 0):
+        self.fusion = fusion
+        self.hidden = hidden
+        self.dropout = dropout
+        self.modality_dropout = modality_dropout
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.patience = patience
+        self.val_fraction = val_fraction
+        self.modalities = modalities
+        self.seed = seed
+
+    # -- input -----------------------------------------------------------------------------------
+    def _features(self, items: dict, arg: str, *, fitted: bool) -> tuple[dict, int]:
+        if not isinstance(items, dict) or not items:
+            raise InputError(f"{arg}: expected a dict of modality -> feature array (n, d) with at least one entry, "
+                             f"got {type(items).__name__ if not isinstance(items, dict) else 'an empty dict'}")
+        names = self.modalities_ if fitted else list(items)
+        unknown = [m for m in items if m not in names]
+        if unknown:
+            raise InputError(f"{arg}: this classifier was trained with {', '.join(names)}; it knows no "
+                             f"{', '.join(map(repr, unknown))}")
+        out = {m: check_matrix(v, f"{arg} ({m})", dtype=np.float32) for m, v in items.items()}
+        counts = {m: len(v) for m, v in out.items()}
+        if len(set(counts.values())) != 1:
+            raise InputError(f"{arg}: every modality needs the same number of rows, got {counts}")
+        if fitted:
+            for m, v in out.items():
+                if v.shape[1] != self.in_dims_[m]:
+                    raise InputError(f"{arg} ({m}): expected {self.in_dims_[m]} features, got {v.shape[1]}")
+        return out, next(iter(counts.values()))
+
+    def _check_settings(self) -> None:
+        check_choice(self.fusion, "fusion", FUSIONS)
+        check_int(self.hidden, "hidden", low=1, high=16384)
+        check_float(self.dropout, "dropout", low=0.0, high=0.99)
+        check_float(self.modality_dropout, "modality_dropout", low=0.0, high=1.0)
+        check_int(self.epochs, "epochs", low=1)
+        check_int(self.batch_size, "batch_size", low=1)
+        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_float(self.weight_decay, "weight_decay", low=0.0)
+        if self.patience is not None:
+            check_int(self.patience, "patience", low=1)
+        check_float(self.val_fraction, "val_fraction", low=0.0, high=0.5)
+        check_int(self.seed, "seed", low=0, high=2**32 - 1)
+
+    # -- fitting ---------------------------------------------------------------------------------
+    def fit(self, pairs: Pairs) -> "FusionClassifier":
+        """Train on labelled ``pairs`` whose modalities are feature arrays (n, d_m)."""
+        from sklearn.model_selection import train_test_split
+
+        if not isinstance(pairs, Pairs):
+            raise InputError(f"pairs: expected a jointspace Pairs, got {type(pairs).__name__}")
+        if pairs.labels is None or np.asarray(pairs.labels).ndim != 1:
+            raise InputError("pairs: fusion classifies; expected one label per pair (Pairs(..., labels=...))")
+        self._check_settings()
+        names = list(self.modalities) if self.modalities is not None else list(pairs.modalities)
+        if len(names) < 2:
+            raise InputError(f"modalities: fusion needs at least two modalities, got {names}")
+        x, n = self._features({m: pairs[m] for m in names}, "pairs", fitted=False)
+        self.classes_, y = np.unique(np.asarray(pairs.labels), return_inverse=True)
+        if len(self.classes_) < 2:
+            raise InputError(f"pairs: expected at least two classes, got {list(self.classes_)}")
+        self.modalities_ = names
+        self.in_dims_ = {m: int(v.shape[1]) for m, v in x.items()}
+        idx = np.arange(n)
+        counts = np.bincount(y)
+        stratify = y if counts.min() >= 2 else None
+        tr, va = (idx, None) if not self.val_fraction else train_test_split(
+            idx, test_size=self.val_fraction, random_state=self.seed, stratify=stratify)
+        if self.fusion in LATE:
+            self._fit_late(x, y, tr, va)
+        else:
+            self._fit_learnt(x, y, tr, va)
+        return self
+
+    def _fit_late(self, x: dict, y: np.ndarray, tr, va) -> None:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_predict
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        def member():
+            clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
+            return GridSearchCV(clf, {"logisticregression__C": list(LOGISTIC_CS)}, cv=3, scoring="neg_log_loss")
+
+        fit_rows = tr if self.fusion == "weighted" else np.arange(len(y))
+        self.members_ = {m: member().fit(x[m][fit_rows], y[fit_rows]) for m in self.modalities_}
+        self.prior_ = np.bincount(y, minlength=len(self.classes_)) / len(y)
+        self.weights_ = np.full(len(self.modalities_), 1.0 / len(self.modalities_))
+        self.stacker_ = None
+        if self.fusion == "weighted":
+            if va is None:
+                raise InputError("val_fraction: weighted fusion fits its weights on held-out rows; give a value > 0")
+            self.weights_ = _fit_weights([self._member_log_proba(m, x[m][va]) for m in self.modalities_], y[va])
+        elif self.fusion == "stacking":
+            cv = StratifiedKFold(5, shuffle=True, random_state=self.seed)
+            oof = np.hstack([cross_val_predict(member(), x[m], y, cv=cv, method="predict_proba")
+                             for m in self.modalities_])
+            self.stacker_ = LogisticRegression(max_iter=3000).fit(oof, y)
+
+    def _member_log_proba(self, m: str, xm: np.ndarray) -> np.ndarray:
+        return np.log(np.clip(self.members_[m].predict_proba(xm), 1e-12, 1.0))
+
+    def _fit_learnt(self, x: dict, y: np.ndarray, tr, va) -> None:
+        from ..train.generic import FitConfig, fit_module
+
+        torch.manual_seed(int(self.seed))
+        net = FusionNet(self.in_dims_, len(self.classes_), self.fusion, int(self.hidden), float(self.dropout))
+        with torch.no_grad():
+            for m in self.modalities_:
+                getattr(net, f"mean_{m}").copy_(torch.from_numpy(x[m][tr].mean(0)))
+                getattr(net, f"inv_std_{m}").copy_(torch.from_numpy(1.0 / np.maximum(x[m][tr].std(0), 1e-6)))
+        data = lambda rows: {**{m: torch.from_numpy(x[m][rows]) for m in self.modalities_},  # noqa: E731
+                             "__label__": torch.from_numpy(y[rows].astype(np.int64))}
+        drop = float(self.modality_dropout) if self.fusion != "early" else 0.0
+        names = self.modalities_
+
+        def loss_fn(net, batch, step, epoch):
+            n = len(batch["__label__"])
+            present = torch.ones((n, len(names)), dtype=torch.bool, device=batch["__label__"].device)
+            if drop:
+                hide = torch.rand(n, device=present.device) < drop
+                which = torch.randint(len(names), (n,), device=present.device)
+                present[hide, which[hide]] = False
+            logits, _ = net({m: batch[m] for m in names}, present)
+            return nn.functional.cross_entropy(logits, batch["__label__"]), {}
+
+        def val_fn(net, val):
+            n = len(val["__label__"])
+            logits, _ = net({m: val[m] for m in names}, torch.ones((n, len(names)), dtype=torch.bool))
+            return {"val_loss": float(nn.functional.cross_entropy(logits, val["__label__"])),
+                    "val_accuracy": float((logits.argmax(1) == val["__label__"]).float().mean())}
+
+        config = FitConfig(epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
+                           weight_decay=float(self.weight_decay), seed=int(self.seed), patience=self.patience)
+        self.train_result_ = fit_module(net, loss_fn, data(tr), config, val=None if va is None else data(va),
+                                        val_fn=None if va is None else val_fn)
+        self.net_ = net.cpu().eval()
+
+    # -- prediction ------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "modalities_"):
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
+    def predict_proba(self, items: dict, return_weights: bool = False):
+        """Class probabilities (n, C) (columns in ``classes_`` order) from the modalities given.
+
+        Parameters
+        ----------
+        items : dict of str to array (n, d_m)
+            Any non-empty subset of the modalities (all of them for early fusion).
+        return_weights : bool
+            Also return the modality weights (n, M), columns in ``modalities_`` order, 0 for a
+            modality not given (``stacking``: NaN, its meta-classifier has no per-sample weights).
+        """
+        self._check_fitted()
+        x, n = self._features(items, "items", fitted=True)
+        present = np.array([[m in x for m in self.modalities_]] * n, dtype=bool).reshape(n, len(self.modalities_))
+        if self.fusion == "early" and not present.all():
+            missing = [m for m in self.modalities_ if m not in x]
+            raise InputError(f"items: early fusion reads every modality at once; no {', '.join(missing)} "
+                             "(late or attention fusion can leave a modality out)")
+        if self.fusion in LATE:
+            proba, weights = self._late_proba(x, n, present)
+        else:
+            full = {m: torch.from_numpy(x[m]) if m in x else torch.zeros((n, self.in_dims_[m]))
+                    for m in self.modalities_}
+            with torch.no_grad():
+                logits, w = self.net_(full, torch.from_numpy(present))
+            proba, weights = torch.softmax(logits, 1).numpy(), w.numpy()
+        return (proba, weights) if return_weights else proba
+
+    def _late_proba(self, x: dict, n: int, present: np.ndarray):
+        names = self.modalities_
+        if self.fusion == "stacking":
+            cols = [self.members_[m].predict_proba(x[m]) if m in x else np.tile(self.prior_, (n, 1)) for m in names]
+            return self.stacker_.predict_proba(np.hstack(cols)), np.full((n, len(names)), np.nan)
+        w = self.weights_ * present[0]
+        w = w / w.sum()
+        logs = [self._member_log_proba(m, x[m]) for m in names if m in x]
+        ws = [wi for wi, m in zip(w, names) if m in x]
+        if self.fusion == "mean":
+            proba = sum(wi * np.exp(lp) for wi, lp in zip(ws, logs))
+        else:  # product: the plain product; weighted: the weighted geometric mean; renormalised
+            s = sum((1.0 if self.fusion == "product" else wi) * lp for wi, lp in zip(ws, logs))
+            s = s - s.max(axis=1, keepdims=True)
+            proba = np.exp(s) / np.exp(s).sum(axis=1, keepdims=True)
+        return proba, np.tile(w, (n, 1))
+
+    def predict(self, items: dict, return_weights: bool = False):
+        """Predicted labels (n,) (and the modality weights, see :meth:`predict_proba`)."""
+        proba, weights = self.predict_proba(items, return_weights=True)
+        labels = self.classes_[np.argmax(proba, axis=1)]
+        return (labels, weights) if return_weights else labels
+
+    def score(self, items: dict, labels) -> float:
+        """Accuracy of :meth:`predict` against ``labels``."""
+        labels = np.asarray(labels)
+        pred = self.predict(items)
+        if labels.shape != pred.shape:
+            raise InputError(f"labels: expected {len(pred)} labels, got shape {labels.shape}")
+        return float(np.mean(pred == labels))
+
+
+def _fit_weights(log_probas: list, y: np.ndarray) -> np.ndarray:
+    """Softmax weights w of the modalities maximising the likelihood of the normalised weighted
+    geometric mean :math:`p \\propto \\prod_m p_m^{w_m}` on held-out rows."""
+    from scipy.optimize import minimize
+    from scipy.special import log_softmax, softmax
+
+    stack = np.stack(log_probas)                       # (M, n, C)
+    rows = np.arange(len(y))
+
+    def nll(theta):
+        w = softmax(theta)
+        return -float(np.mean(log_softmax(np.tensordot(w, stack, axes=1), axis=1)[rows, y]))
+
+    res = minimize(nll, np.zeros(len(log_probas)), method="Nelder-Mead", options={"xatol": 1e-4, "fatol": 1e-6})
+    return softmax(res.x)
+
+
+__all__ = ["FusionClassifier", "FusionNet", "FUSIONS"]

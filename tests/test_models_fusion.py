@@ -1,0 +1,99 @@
+"""Early, late and attention fusion for multimodal classification."""
+
+import numpy as np
+import pytest
+
+from jointspace.data.pairs import Pairs
+from jointspace.errors import InputError, NotFittedError
+from jointspace.models.fusion import FUSIONS, FusionClassifier
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+FAST = {"epochs": 60, "hidden": 32}
+
+
+def _data(n, seed, noise_b=0.0):
+    """Three classes; modality a sees them clearly, b less so (or not at all with noise_b)."""
+    rng = np.random.default_rng(seed)
+    mix = np.random.default_rng(11)
+    ca, cb = mix.normal(size=(3, 6)) * 3, mix.normal(size=(3, 4)) * 1.5
+    y = rng.integers(0, 3, n)
+    a = ca[y] + rng.normal(size=(n, 6))
+    b = cb[y] + rng.normal(size=(n, 4))
+    if noise_b:
+        b = rng.normal(size=(n, 4)) * noise_b
+    return Pairs({"a": a.astype(np.float32), "b": b.astype(np.float32)}, labels=np.array(["x", "y", "z"])[y])
+
+
+@pytest.fixture(scope="module")
+def data():
+    return _data(600, 0), _data(300, 1)
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_every_fusion_classifies_and_returns_weights(fusion, data):
+    train, test = data
+    model = FusionClassifier(fusion=fusion, **FAST).fit(train)
+    items = {"a": test["a"], "b": test["b"]}
+    assert model.score(items, test.labels) > 0.9
+    proba, weights = model.predict_proba(items, return_weights=True)
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    assert list(model.classes_) == ["x", "y", "z"] and weights.shape == (300, 2)
+    if fusion != "stacking":
+        np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)   # attention rows sum to one
+
+
+def test_late_fusion_by_hand(data):
+    train, test = data
+    items = {"a": test["a"][:20], "b": test["b"][:20]}
+    mean = FusionClassifier(fusion="mean").fit(train)
+    pa, pb = (mean.members_[m].predict_proba(items[m]) for m in ("a", "b"))
+    np.testing.assert_allclose(mean.predict_proba(items), (pa + pb) / 2, rtol=1e-6)
+    prod = FusionClassifier(fusion="product").fit(train)
+    pa, pb = (prod.members_[m].predict_proba(items[m]) for m in ("a", "b"))
+    want = pa * pb / (pa * pb).sum(1, keepdims=True)
+    np.testing.assert_allclose(prod.predict_proba(items), want, rtol=1e-5, atol=1e-12)
+    # a modality left out: the other alone, with all the weight
+    proba, w = mean.predict_proba({"b": items["b"]}, return_weights=True)
+    np.testing.assert_allclose(proba, mean.members_["b"].predict_proba(items["b"]), rtol=1e-6)
+    assert proba.shape == (20, 3) and np.all(w == [0.0, 1.0])
+
+
+@pytest.mark.parametrize("fusion", ["attention", "gated", "weighted"])
+def test_weights_move_to_the_informative_modality(fusion):
+    train = _data(600, 0, noise_b=1.0)        # b is pure noise
+    model = FusionClassifier(fusion=fusion, **FAST).fit(train)
+    test = _data(300, 1, noise_b=1.0)
+    _, w = model.predict({"a": test["a"], "b": test["b"]}, return_weights=True)
+    assert w[:, 0].mean() > 0.7, w.mean(0)
+
+
+def test_a_missing_modality(data):
+    train, test = data
+    att = FusionClassifier(fusion="attention", **FAST).fit(train)
+    labels, w = att.predict({"a": test["a"]}, return_weights=True)
+    assert np.all(w[:, 0] == 1.0) and np.all(w[:, 1] == 0.0)
+    assert np.mean(labels == test.labels) > 0.9
+    early = FusionClassifier(fusion="early", **FAST).fit(train)
+    with pytest.raises(InputError, match="early fusion reads every modality at once; no b"):
+        early.predict({"a": test["a"]})
+
+
+def test_bad_input(data):
+    train, test = data
+    with pytest.raises(InputError, match="fusion: expected one of"):
+        FusionClassifier(fusion="late").fit(train)
+    with pytest.raises(InputError, match="one label per pair"):
+        FusionClassifier().fit(Pairs({"a": train["a"], "b": train["b"]}))
+    with pytest.raises(InputError, match="at least two modalities"):
+        FusionClassifier(modalities=["a"]).fit(train)
+    with pytest.raises(NotFittedError):
+        FusionClassifier().predict({"a": test["a"]})
+    model = FusionClassifier(fusion="mean").fit(train)
+    with pytest.raises(InputError, match="items \\(a\\): expected 6 features, got 5"):
+        model.predict({"a": test["a"][:, :5]})
+    with pytest.raises(InputError, match="same number of rows"):
+        model.predict({"a": test["a"][:5], "b": test["b"][:6]})
+    with pytest.raises(InputError, match="knows no 'c'"):
+        model.predict({"c": test["a"]})
+    with pytest.raises(InputError, match="NaN|finite"):
+        model.predict({"a": np.full((2, 6), np.nan, np.float32)})
