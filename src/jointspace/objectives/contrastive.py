@@ -269,8 +269,27 @@ def supervised_clip_loss(text: torch.Tensor, image: torch.Tensor, labels, scale=
     if check:
         _check_pair(text, image)
     mask = positive_mask(labels, text.shape[0]).to(text.device)
-    mask = mask.float()
-    logits = clip_logits(text.float(), image.float(), scale)
+    return soft_target_info_nce(clip_logits(text.float(), image.float(), scale), mask)
+
+
+def soft_target_info_nce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    r"""The symmetric loss of :func:`supervised_clip_loss` from any square logit matrix: row
+    :math:`i`'s target is uniform over the columns :math:`P_i` where ``mask`` is True, column
+    :math:`j`'s over its rows.  With an identity ``mask`` this is :func:`info_nce`.
+
+    Parameters
+    ----------
+    logits : Tensor, shape (N, N)
+        Rows are one modality, columns the other (e.g. pairwise matching scores times a scale).
+    mask : bool Tensor, shape (N, N)
+        The positives, True on the diagonal at least.
+
+    Returns
+    -------
+    loss : Tensor, shape ()
+    """
+    mask = mask.to(logits.device, torch.float32)
+    logits = logits.float()
     # Row i spreads over P_i, column j over P_j: with multi-hot labels the sizes differ.
     l_text = -(mask / mask.sum(dim=1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
     l_image = -(mask / mask.sum(dim=0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(dim=0).mean()

@@ -103,3 +103,42 @@ class MiniLMTower(Tower):
         out = self.model.encode(items, output_value="token_embeddings", convert_to_numpy=False,
                                 show_progress_bar=False, batch_size=self.default_batch_size)
         return [t.detach().cpu().numpy().astype(np.float32) for t in out]
+
+    def word_pieces(self, items, max_tokens: int | None = None) -> list[tuple[list[str], np.ndarray]]:
+        """The word pieces of each text and their contextual vectors, without the [CLS] and
+        [SEP] markers (what cross-modal attention attends to and what its maps are labelled by).
+
+        Parameters
+        ----------
+        items : sequence of str
+        max_tokens : int, optional
+            Keep at most this many word pieces of each text; a longer text is cut, with a
+            warning.  Texts longer than ``max_seq_length`` are always cut (also with a warning).
+
+        Returns
+        -------
+        list of n pairs (pieces, vectors)
+            ``pieces`` a list of k str, ``vectors`` float32 (k, 384), k >= 1 (an empty text
+            is refused by :func:`check_items`).
+        """
+        import warnings
+
+        items = check_items("text", items)
+        model = self.model
+        tok = model.tokenizer
+        limit = self.max_seq_length - 2 if max_tokens is None else min(int(max_tokens), self.max_seq_length - 2)
+        full = [len(tok(t, add_special_tokens=False, verbose=False)["input_ids"]) for t in items]
+        cut = sum(n > limit for n in full)
+        if cut:
+            warnings.warn(f"items: {cut} of {len(items)} texts are longer than {limit} word pieces and were "
+                          f"truncated", UserWarning, stacklevel=2)
+        vectors = self.token_vectors(items)
+        out = []
+        for text, vec in zip(items, vectors):
+            ids = tok(text, truncation=True, max_length=self.max_seq_length)["input_ids"]
+            pieces = tok.convert_ids_to_tokens(ids)
+            keep = [i for i, p in enumerate(pieces) if p not in (tok.cls_token, tok.sep_token)][:limit]
+            if not keep:  # a text of nothing but whitespace-like characters: keep [CLS]
+                keep = [0]
+            out.append(([pieces[i] for i in keep], vec[keep]))
+        return out

@@ -1,0 +1,349 @@
+r"""A cross-modal attention matcher over frozen towers, and two-stage search with it.
+
+:class:`CrossAttentionMatcher` reads image regions (the cells of EfficientNet-Lite0's last
+7 x 7 feature map, 1280-d each) and text word pieces (MiniLM's contextual token vectors, 384-d),
+and learns the projections, :math:`W_a` and the temperatures of
+:class:`~jointspace.models.cross_attention.CrossAttentionNet` with the contrastive objective over
+the matching scores of every image-text pair of a batch.
+
+Two-stage search: a dual encoder's index retrieves the top ``N`` candidates, the matcher scores
+the query against each and the candidates are re-ordered by
+
+.. math::  s = (1 - w)\, s_{\text{first}} + w\, s_{\text{cross}},
+
+with :math:`w` = ``rerank_weight`` (1: the cross-attention score alone).  Re-ranking only
+re-orders: the same candidates come back, none dropped and none added.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import atomic_dir, read_json_object, set_default_mode
+from .._validation import check_float, check_int
+from ..errors import InputError, NotFittedError
+from .cross_attention import CrossAttentionNet, pad_parts
+
+KIND = "cross-attention-matcher"
+CONFIG_FILE, STATE_FILE = "config.json", "state.safetensors"
+
+
+class CrossAttentionMatcher:
+    """Image-text matching by cross-modal attention over frozen towers.
+
+    Parameters
+    ----------
+    dim : int
+        Common size of the projected regions and tokens.
+    max_tokens : int
+        Word pieces kept per text (longer texts are cut, with a warning).
+    epochs, batch_size, lr, weight_decay, patience, seed
+        Training (AdamW, cosine schedule; ``patience`` epochs without a better validation MRR
+        stop the run, and the best epoch's weights are kept).
+    rerank_weight : float in [0, 1]
+        Weight of the cross-attention score against the first stage's when re-ranking.
+    image_tower, text_tower : str
+        The frozen towers the regions and word pieces come from.
+    progress : bool
+    """
+
+    def __init__(self, dim: int = 256, max_tokens: int = 32, epochs: int = 30, batch_size: int = 64,
+                 lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 5, seed: int = 0,
+                 rerank_weight: float = 0.5, image_tower: str = "efficientnet-lite0", text_tower: str = "minilm",
+                 progress: bool = True):
+        self.dim = check_int(dim, "dim", low=1, high=4096)
+        self.max_tokens = check_int(max_tokens, "max_tokens", low=1, high=510)
+        self.epochs = check_int(epochs, "epochs", low=1)
+        self.batch_size = check_int(batch_size, "batch_size", low=2)
+        self.lr = check_float(lr, "lr", low=0.0, low_open=True)
+        self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
+        self.patience = check_int(patience, "patience", low=1)
+        self.seed = check_int(seed, "seed", low=0)
+        self.rerank_weight = check_float(rerank_weight, "rerank_weight", low=0.0, high=1.0)
+        self.image_tower, self.text_tower = str(image_tower), str(text_tower)
+        self.progress = bool(progress)
+        self.net_: CrossAttentionNet | None = None
+
+    def get_config(self) -> dict:
+        return {"dim": self.dim, "max_tokens": self.max_tokens, "epochs": self.epochs,
+                "batch_size": self.batch_size, "lr": self.lr, "weight_decay": self.weight_decay,
+                "patience": self.patience, "seed": self.seed, "rerank_weight": self.rerank_weight,
+                "image_tower": self.image_tower, "text_tower": self.text_tower}
+
+    # -- the parts the towers give ------------------------------------------------------------
+    def _towers(self):
+        from ..towers import create_tower
+
+        return create_tower(self.image_tower), create_tower(self.text_tower)
+
+    def image_parts(self, images) -> tuple[np.ndarray, np.ndarray]:
+        """Region vectors of each image: (n, R, d_i) float32 and a bool mask (n, R)."""
+        tower, _ = self._towers()
+        fmap = tower.feature_map(images)  # (n, C, H, W)
+        regions = np.ascontiguousarray(fmap.reshape(fmap.shape[0], fmap.shape[1], -1).transpose(0, 2, 1))
+        return regions.astype(np.float32), np.ones(regions.shape[:2], bool)
+
+    def text_parts(self, texts) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+        """Word pieces of each text, their vectors (n, T, d_t) float32 and a bool mask (n, T)."""
+        _, tower = self._towers()
+        pieces = tower.word_pieces(texts, max_tokens=self.max_tokens)
+        tokens, mask = pad_parts([v for _, v in pieces], self.max_tokens, "texts", warn=False)
+        return [p for p, _ in pieces], tokens, mask
+
+    # -- training -------------------------------------------------------------------------------
+    def fit(self, pairs, val=None, *, relevance: str = "auto", run_dir=None) -> "CrossAttentionMatcher":
+        """Train on the image-text pairs of ``pairs`` (a :class:`~jointspace.data.Pairs` with
+        ``image`` and ``text``), choosing the epoch on ``val`` when given.  Pairs with the same
+        relevance key (e.g. the same title) are not negatives of each other."""
+        for p, name in ((pairs, "pairs"), (val, "val")):
+            if p is not None and not {"image", "text"} <= set(p.modalities):
+                raise InputError(f"{name}: expected pairs with 'image' and 'text', got {', '.join(p.modalities)}")
+        train = self._parts_of(pairs, relevance)
+        return self.fit_parts(*train, val=None if val is None else self._parts_of(val, relevance), run_dir=run_dir)
+
+    def _parts_of(self, pairs, relevance):
+        regions, rmask = self.image_parts(pairs["image"])
+        _, tokens, tmask = self.text_parts(list(pairs["text"]))
+        return regions, rmask, tokens, tmask, _key_codes(pairs.relevance_keys(relevance))
+
+    def fit_parts(self, regions, region_mask, tokens, token_mask, keys, *, val=None,
+                  run_dir=None) -> "CrossAttentionMatcher":
+        """Train from parts already computed (:meth:`image_parts`, :meth:`text_parts`).
+
+        Parameters
+        ----------
+        regions : (N, R, d_i); region_mask : bool (N, R)
+        tokens : (N, T, d_t); token_mask : bool (N, T)
+        keys : (N,) int
+            Relevance keys: rows with equal keys are positives of each other.
+        val : tuple of the same five arrays for the validation rows, optional
+        """
+        from ..objectives.contrastive import soft_target_info_nce
+        from ..train.generic import FitConfig, fit_module
+
+        regions, region_mask, tokens, token_mask, keys = _check_parts(regions, region_mask, tokens, token_mask,
+                                                                      keys, "")
+        torch.manual_seed(self.seed)
+        net = CrossAttentionNet(regions.shape[-1], tokens.shape[-1], self.dim)
+
+        def loss_fn(net, batch, step, epoch):
+            scale = net.log_scale.exp().clamp(max=100.0)
+            s = net.pair_scores(batch["regions"], batch["region_mask"], batch["tokens"], batch["token_mask"])
+            k = batch["keys"]
+            loss = soft_target_info_nce(scale * s.T, k[:, None] == k[None, :])  # rows: texts
+            return loss, {"scale": float(scale.detach())}
+
+        val_fn, val_data = None, None
+        if val is not None:
+            val_data = _as_tensors(dict(zip(("regions", "region_mask", "tokens", "token_mask", "keys"),
+                                            _check_parts(*val, "val "))))
+
+            def val_fn(net, v):
+                s = _pair_scores_chunked(net, v["regions"], v["region_mask"], v["tokens"], v["token_mask"])
+                mrr = _text_to_image_mrr(s.T.cpu().numpy(), v["keys"].cpu().numpy())
+                return {"val_loss": -mrr, "val_mrr": mrr}
+
+        cfg = FitConfig(epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                        weight_decay=self.weight_decay, seed=self.seed, warmup=0.05,
+                        patience=self.patience if val is not None else None, progress=self.progress,
+                        grad_clip=5.0)
+        data = _as_tensors({"regions": regions, "region_mask": region_mask, "tokens": tokens,
+                            "token_mask": token_mask, "keys": keys})
+        self.train_result_ = fit_module(net, loss_fn, data, cfg, val=val_data, val_fn=val_fn, run_dir=run_dir,
+                                        model_config={"kind": KIND, **self.get_config()})
+        self.net_ = net.eval()
+        self.dims_ = (int(regions.shape[-1]), int(tokens.shape[-1]))
+        return self
+
+    # -- scoring ---------------------------------------------------------------------------------
+    def _check_fitted(self):
+        if self.net_ is None:
+            raise NotFittedError("this CrossAttentionMatcher is not fitted yet; call fit first")
+
+    def score_parts(self, regions, region_mask, tokens, token_mask) -> np.ndarray:
+        """Matching scores of every image with every text, (n_images, n_texts) float32 in [-1, 1]."""
+        self._check_fitted()
+        regions, region_mask, tokens, token_mask = _check_parts(regions, region_mask, tokens, token_mask, None, "")
+        with torch.no_grad():
+            return _pair_scores_chunked(self.net_, torch.as_tensor(regions), torch.as_tensor(region_mask),
+                                        torch.as_tensor(tokens), torch.as_tensor(token_mask)).numpy()
+
+    def score(self, images, texts) -> np.ndarray:
+        """Matching scores of every image with every text, (n_images, n_texts)."""
+        regions, rmask = self.image_parts(images)
+        _, tokens, tmask = self.text_parts(texts)
+        return self.score_parts(regions, rmask, tokens, tmask)
+
+    def rerank(self, first_ids, first_scores, cross_scores) -> tuple[np.ndarray, np.ndarray]:
+        """Re-order each query's candidates by the blended score.
+
+        Parameters
+        ----------
+        first_ids : (q, N) array
+            Candidate ids from the first stage, best first.
+        first_scores, cross_scores : (q, N) float
+            The first stage's similarity and the matcher's score of each candidate.
+
+        Returns
+        -------
+        ids, scores : (q, N)
+            The same candidates per query, ordered by :math:`(1-w)s_{first} + w s_{cross}` (ties
+            keep the first stage's order).
+        """
+        return rerank_candidates(first_ids, first_scores, cross_scores, self.rerank_weight)
+
+    def explain(self, image, text) -> dict:
+        """Where each word of ``text`` looks in ``image``.
+
+        Returns
+        -------
+        dict
+            ``pieces`` (T word pieces), ``maps`` (T, H, W) float32: word ``j``'s attention over
+            the regions (:math:`\\beta_{\\cdot j}`, sums to one), ``score`` (the matching score).
+        """
+        self._check_fitted()
+        tower, _ = self._towers()
+        fmap = tower.feature_map([image])
+        h, w = fmap.shape[2:]
+        regions = torch.as_tensor(fmap.reshape(1, fmap.shape[1], -1).transpose(0, 2, 1).copy())
+        pieces, tokens, tmask = self.text_parts([text])
+        tokens, tmask = torch.as_tensor(tokens), torch.as_tensor(tmask)
+        rmask = torch.ones(regions.shape[:2], dtype=torch.bool)
+        with torch.no_grad():
+            att = self.net_.attention(regions, tokens, rmask, tmask)
+            score = float(self.net_.pair_scores(regions, rmask, tokens, tmask)[0, 0])
+        n = int(tmask.sum())
+        maps = att.beta[0, :, :n].T.reshape(n, h, w).numpy().astype(np.float32)
+        return {"pieces": pieces[0], "maps": maps, "score": score}
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path) -> Path:
+        """Write the fitted matcher to the folder ``path`` atomically (safetensors + JSON)."""
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        state = {k: v.detach().contiguous() for k, v in self.net_.state_dict().items()}
+        config = {"kind": KIND, "params": self.get_config(), "dims": list(self.dims_)}
+        with atomic_dir(path, "cross-attention matcher", is_kind=is_saved_matcher, arg="path") as tmp:
+            save_file(state, str(tmp / STATE_FILE))
+            set_default_mode(tmp / STATE_FILE)
+            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+        return Path(path)
+
+    @classmethod
+    def load(cls, path) -> "CrossAttentionMatcher":
+        """Load a matcher written by :meth:`save`."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not is_saved_matcher(path):
+            raise InputError(f"path: {path} is not a saved cross-attention matcher (expected {CONFIG_FILE} with "
+                             f"kind {KIND!r} and {STATE_FILE})")
+        config = read_json_object(path / CONFIG_FILE)
+        try:
+            params = dict(config["params"])
+            params.pop("progress", None)
+            matcher = cls(**params, progress=False)
+            dims = [int(d) for d in config["dims"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InputError(f"path: {path / CONFIG_FILE} is malformed: {exc}") from None
+        net = CrossAttentionNet(dims[0], dims[1], matcher.dim)
+        try:
+            state = load_file(str(path / STATE_FILE))
+            net.load_state_dict(state)
+        except (SafetensorError, RuntimeError, OSError) as exc:
+            raise InputError(f"path: {path / STATE_FILE} does not hold this matcher's weights: {exc}") from None
+        matcher.net_, matcher.dims_ = net.eval(), tuple(dims)
+        return matcher
+
+
+def is_saved_matcher(path) -> bool:
+    """Whether ``path`` is a folder written by :meth:`CrossAttentionMatcher.save`."""
+    config = read_json_object(Path(path) / CONFIG_FILE)
+    return config is not None and config.get("kind") == KIND and (Path(path) / STATE_FILE).is_file()
+
+
+def rerank_candidates(first_ids, first_scores, cross_scores, weight: float) -> tuple[np.ndarray, np.ndarray]:
+    """Re-order candidates by :math:`(1-w)s_{first} + w s_{cross}` (see
+    :meth:`CrossAttentionMatcher.rerank`); a stable sort, so ties keep the first stage's order."""
+    weight = check_float(weight, "weight", low=0.0, high=1.0)
+    ids = np.asarray(first_ids)
+    first = np.asarray(first_scores, dtype=np.float64)
+    cross = np.asarray(cross_scores, dtype=np.float64)
+    if ids.ndim != 2 or first.shape != ids.shape or cross.shape != ids.shape:
+        raise InputError(f"first_ids, first_scores, cross_scores: expected three (q, N) arrays of one shape, got "
+                         f"{ids.shape}, {first.shape}, {cross.shape}")
+    if not (np.isfinite(first).all() and np.isfinite(cross).all()):
+        raise InputError("first_scores, cross_scores: expected finite scores, got NaN or infinity")
+    blended = (1.0 - weight) * first + weight * cross
+    order = np.argsort(-blended, axis=1, kind="stable")
+    return np.take_along_axis(ids, order, axis=1), np.take_along_axis(blended, order, axis=1)
+
+
+def _as_tensors(data: dict) -> dict:
+    """Tensors for the trainer (which keeps tensors of any dtype, so masks stay boolean)."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
+
+
+def _key_codes(keys) -> np.ndarray:
+    keys = np.asarray(keys)
+    if keys.ndim != 1:
+        raise InputError(f"keys: expected one relevance key per pair (N,), got shape {keys.shape}")
+    _, codes = np.unique(keys.astype(str), return_inverse=True)
+    return codes.astype(np.int64)
+
+
+def _check_parts(regions, region_mask, tokens, token_mask, keys, prefix: str):
+    """Shapes and values of the five training arrays (``keys`` may be None)."""
+    regions = np.asarray(regions, dtype=np.float32)
+    tokens = np.asarray(tokens, dtype=np.float32)
+    region_mask = np.asarray(region_mask, dtype=bool)
+    token_mask = np.asarray(token_mask, dtype=bool)
+    if regions.ndim != 3 or regions.shape[1] == 0:
+        raise InputError(f"{prefix}regions: expected (N, R, d) with at least one region per image, got {regions.shape}")
+    if tokens.ndim != 3 or tokens.shape[1] == 0:
+        raise InputError(f"{prefix}tokens: expected (N, T, d) with at least one token per text, got {tokens.shape}")
+    if region_mask.shape != regions.shape[:2] or token_mask.shape != tokens.shape[:2]:
+        raise InputError(f"{prefix}region_mask, token_mask: expected shapes {regions.shape[:2]} and "
+                         f"{tokens.shape[:2]}, got {region_mask.shape} and {token_mask.shape}")
+    if not region_mask.any(axis=1).all() or not token_mask.any(axis=1).all():
+        raise InputError(f"{prefix}region_mask, token_mask: every image needs a region and every text a token")
+    if not (np.isfinite(regions).all() and np.isfinite(tokens).all()):
+        raise InputError(f"{prefix}regions, tokens: expected finite values, got NaN or infinity")
+    if keys is None:
+        return regions, region_mask, tokens, token_mask
+    keys = np.asarray(keys)
+    if keys.shape != (regions.shape[0],) or tokens.shape[0] != regions.shape[0]:
+        raise InputError(f"{prefix}keys: expected {regions.shape[0]} images, texts and keys, got "
+                         f"{regions.shape[0]}, {tokens.shape[0]} and {keys.shape}")
+    return regions, region_mask, tokens, token_mask, keys.astype(np.int64)
+
+
+def _pair_scores_chunked(net, regions, region_mask, tokens, token_mask, chunk: int = 64) -> torch.Tensor:
+    """(n_images, n_texts) scores, computed in blocks so memory stays bounded."""
+    rows = []
+    for a in range(0, regions.shape[0], chunk):
+        r, t = net.project(regions[a:a + chunk], tokens[:1])
+        cols = []
+        for b in range(0, tokens.shape[0], chunk):
+            _, t = net.project(regions[:1], tokens[b:b + chunk])
+            cols.append(net.pair_scores(r, region_mask[a:a + chunk], t, token_mask[b:b + chunk], projected=True))
+        rows.append(torch.cat(cols, dim=1))
+    return torch.cat(rows, dim=0).float()
+
+
+def _text_to_image_mrr(scores: np.ndarray, keys: np.ndarray) -> float:
+    """Mean reciprocal rank of the first relevant image (same key) for each text query;
+    ``scores`` (n_texts, n_images).  Ties are broken against the query."""
+    rel = keys[:, None] == keys[None, :]
+    best_rel = np.where(rel, scores, -np.inf).max(axis=1)
+    rank = (np.where(rel, -np.inf, scores) >= best_rel[:, None]).sum(axis=1) + 1
+    return float(np.mean(1.0 / rank))
+
+
+__all__ = ["CrossAttentionMatcher", "is_saved_matcher", "rerank_candidates"]

@@ -1,0 +1,204 @@
+"""Cross-modal attention (alpha_ij = softmax_j(I_i^T W_a T_j)), its matching score and re-ranking."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from jointspace.errors import InputError, NotFittedError
+from jointspace.models.cross_attention import CrossAttentionNet, cross_attention, pad_parts
+from jointspace.models.rerank import CrossAttentionMatcher, is_saved_matcher, rerank_candidates
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_one_hot_features_with_identity_give_the_hand_computed_attention():
+    regions = torch.tensor([[1.0, 0.0], [0.0, 1.0]])  # R = 2
+    tokens = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # T = 3
+    att = cross_attention(regions, tokens)  # W_a = identity: scores [[1, 1, 0], [0, 0, 1]]
+    e = math.e
+    alpha = np.array([[e, e, 1] / np.float64(2 * e + 1), [1, 1, e] / np.float64(2 + e)])
+    beta = np.array([[e / (e + 1), e / (e + 1), 1 / (1 + e)], [1 / (e + 1), 1 / (e + 1), e / (1 + e)]])
+    np.testing.assert_allclose(att.scores.numpy(), [[1, 1, 0], [0, 0, 1]])
+    np.testing.assert_allclose(att.alpha.numpy(), alpha, rtol=1e-6)
+    np.testing.assert_allclose(att.beta.numpy(), beta, rtol=1e-6)
+    # attended text of region 0: (e [1,0] + e [1,0] + [0,1]) / (2e + 1)
+    np.testing.assert_allclose(att.attended_text[0].numpy(), [2 * e / (2 * e + 1), 1 / (2 * e + 1)], rtol=1e-6)
+    # attended image of word 2: (1 [1,0] + e [0,1]) / (1 + e)
+    np.testing.assert_allclose(att.attended_regions[2].numpy(), [1 / (1 + e), e / (1 + e)], rtol=1e-6)
+
+
+def test_attention_rows_sum_to_one_and_padding_gets_none():
+    g = torch.Generator().manual_seed(0)
+    regions, tokens = torch.randn(3, 5, 4, generator=g), torch.randn(3, 6, 4, generator=g)
+    w_a = torch.randn(4, 4, generator=g)
+    tmask = torch.ones(3, 6, dtype=torch.bool)
+    tmask[0, 4:] = False
+    rmask = torch.ones(3, 5, dtype=torch.bool)
+    rmask[1, 3:] = False
+    att = cross_attention(regions, tokens, w_a, rmask, tmask)
+    valid_rows = rmask
+    np.testing.assert_allclose(att.alpha.sum(-1)[valid_rows].numpy(), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(att.beta.sum(-2)[tmask].numpy(), 1.0, rtol=1e-6)
+    assert float(att.alpha[0, :, 4:].abs().max()) == 0.0
+    assert float(att.beta[1, 3:, :].abs().max()) == 0.0
+    # the masked result equals attention computed on the unpadded parts alone
+    alone = cross_attention(regions[0], tokens[0, :4], w_a)
+    np.testing.assert_allclose(att.alpha[0, :, :4].numpy(), alone.alpha.numpy(), rtol=1e-5, atol=1e-7)
+    # against an explicit softmax of I_i^T W_a T_j
+    s = regions[2] @ w_a @ tokens[2].T
+    np.testing.assert_allclose(att.alpha[2].numpy(), torch.softmax(s, 1).numpy(), rtol=1e-5)
+    np.testing.assert_allclose(att.attended_text[2].numpy(), (torch.softmax(s, 1) @ tokens[2]).numpy(), rtol=1e-5)
+
+
+def test_a_single_region_gets_all_of_every_words_attention():
+    att = cross_attention(torch.randn(1, 4), torch.randn(3, 4))  # a 1x1 feature map
+    np.testing.assert_allclose(att.beta.numpy(), 1.0)
+
+
+def _reference_scores(net, regions, rmask, tokens, tmask):
+    """Pair scores from the attended vectors themselves (not the Gram-matrix shortcut)."""
+    out = np.zeros((len(regions), len(tokens)))
+    for a in range(len(regions)):
+        for b in range(len(tokens)):
+            r_, t_ = regions[a][rmask[a]], tokens[b][tmask[b]]
+            att = net.attention(r_, t_)
+            r, t = net.project(r_, t_)
+            side_r = F.cosine_similarity(r, att.attended_text, dim=-1).mean()
+            side_t = F.cosine_similarity(t, att.attended_regions, dim=-1).mean()
+            out[a, b] = float(0.5 * (side_r + side_t))
+    return out
+
+
+def test_pair_scores_equal_cosines_of_the_attended_vectors():
+    torch.manual_seed(0)
+    net = CrossAttentionNet(6, 5, dim=4)
+    with torch.no_grad():
+        net.w_a.add_(0.3 * torch.randn(4, 4))
+    regions, tokens = torch.randn(3, 4, 6), torch.randn(2, 5, 5)
+    rmask = torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    tmask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], dtype=torch.bool)
+    with torch.no_grad():
+        got = net.pair_scores(regions, rmask, tokens, tmask).numpy()
+        want = _reference_scores(net, regions, rmask, tokens, tmask)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.all(np.abs(got) <= 1 + 1e-6)
+
+
+def test_pair_scores_gradients_pass_gradcheck():
+    torch.manual_seed(1)
+    net = CrossAttentionNet(3, 3, dim=3).double()
+    regions = torch.randn(2, 3, 3, dtype=torch.float64, requires_grad=True)
+    tokens = torch.randn(2, 2, 3, dtype=torch.float64, requires_grad=True)
+    rmask, tmask = torch.ones(2, 3, dtype=torch.bool), torch.tensor([[1, 1], [1, 0]], dtype=torch.bool)
+    assert torch.autograd.gradcheck(lambda r, t: net.pair_scores(r, rmask, t, tmask), (regions, tokens))
+
+
+def test_bad_parts_get_clear_errors():
+    with pytest.raises(InputError, match="regions: an image needs at least one region"):
+        cross_attention(torch.zeros(0, 4), torch.randn(3, 4))
+    with pytest.raises(InputError, match="tokens: a text needs at least one token"):
+        cross_attention(torch.randn(2, 4), torch.zeros(0, 4))
+    with pytest.raises(InputError, match=r"w_a: expected shape \(d_i, d_t\) = \(4, 3\)"):
+        cross_attention(torch.randn(2, 4), torch.randn(3, 3), torch.eye(3))
+    with pytest.raises(InputError, match="token_mask: every item needs at least one valid entry"):
+        cross_attention(torch.randn(2, 4), torch.randn(3, 4), token_mask=torch.zeros(3, dtype=torch.bool))
+    with pytest.raises(InputError, match="texts: item 1 is empty"):
+        pad_parts([np.ones((2, 3)), np.ones((0, 3))], name="texts")
+
+
+def test_pad_parts_pads_masks_and_warns_when_it_truncates():
+    with pytest.warns(UserWarning, match="1 of 2 items are longer than 3 and were truncated"):
+        out, mask = pad_parts([np.ones((5, 2)), 2 * np.ones((1, 2))], max_len=3)
+    assert out.shape == (2, 3, 2) and mask.tolist() == [[True, True, True], [True, False, False]]
+    assert out[1, 0, 0] == 2 and out[1, 1:].sum() == 0
+
+
+def test_rerank_reorders_and_never_drops_nor_invents_a_candidate():
+    rng = np.random.default_rng(0)
+    ids = np.array([rng.permutation(50) + 100 * q for q in range(4)])
+    first = np.sort(rng.random((4, 50)))[:, ::-1]
+    cross = rng.random((4, 50))
+    for w in (0.0, 0.3, 1.0):
+        got_ids, got_scores = rerank_candidates(ids, first, cross, w)
+        for q in range(4):
+            assert sorted(got_ids[q]) == sorted(ids[q])
+            assert np.all(np.diff(got_scores[q]) <= 0)
+    same, _ = rerank_candidates(ids, first, cross, 0.0)
+    np.testing.assert_array_equal(same, ids)  # w = 0 keeps the first stage's order
+    best, _ = rerank_candidates(ids, first, cross, 1.0)
+    np.testing.assert_array_equal(best[:, 0], ids[np.arange(4), cross.argmax(1)])
+    with pytest.raises(InputError, match="expected three"):
+        rerank_candidates(ids, first[:, :10], cross, 0.5)
+    with pytest.raises(InputError, match="weight"):
+        rerank_candidates(ids, first, cross, 1.5)
+
+
+def _toy_parts(n, seed):
+    """Images whose regions carry the one-hot 'colour' of their words: matching needs attention."""
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, 8, n)
+    regions = rng.normal(scale=0.3, size=(n, 4, 8)).astype(np.float32)
+    tokens = rng.normal(scale=0.3, size=(n, 3, 8)).astype(np.float32)
+    slot = rng.integers(0, 4, n)
+    regions[np.arange(n), slot, keys] += 3.0
+    tokens[np.arange(n), 0, keys] += 3.0
+    return regions, np.ones((n, 4), bool), tokens, np.ones((n, 3), bool), keys
+
+
+def test_matcher_learns_to_match_saves_and_loads(tmp_path):
+    train, val = _toy_parts(256, 0), _toy_parts(64, 1)
+    m = CrossAttentionMatcher(dim=16, epochs=30, batch_size=32, lr=5e-3, patience=30, progress=False)
+    with pytest.raises(NotFittedError):
+        m.score_parts(*val[:4])
+    m.fit_parts(*train, val=val)
+    s = m.score_parts(*val[:4])  # (images, texts)
+    keys = val[4]
+    top = s.T.argmax(1)  # best image per text
+    assert np.mean(keys[top] == keys) > 0.9
+    m.save(tmp_path / "m")
+    assert is_saved_matcher(tmp_path / "m")
+    back = CrossAttentionMatcher.load(tmp_path / "m")
+    np.testing.assert_allclose(back.score_parts(*val[:4]), s, rtol=1e-6)
+    assert back.get_config() == m.get_config()
+    with pytest.raises(InputError, match="not a saved cross-attention matcher"):
+        CrossAttentionMatcher.load(tmp_path)
+
+
+def test_matcher_refuses_bad_training_parts():
+    r, rm, t, tm, k = _toy_parts(10, 0)
+    m = CrossAttentionMatcher(progress=False)
+    with pytest.raises(InputError, match="keys: expected 10 images, texts and keys"):
+        m.fit_parts(r, rm, t, tm, k[:5])
+    bad = r.copy()
+    bad[0, 0, 0] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        m.fit_parts(bad, rm, t, tm, k)
+    with pytest.raises(InputError, match="rerank_weight"):
+        CrossAttentionMatcher(rerank_weight=2.0)
+
+
+def test_word_pieces_drop_the_markers_keep_their_vectors_and_warn_when_cut():
+    from jointspace.towers import create_tower
+
+    tower = create_tower("minilm")
+    (pieces, vec), = tower.word_pieces(["a red airplane"])
+    assert pieces == ["a", "red", "airplane"] and vec.shape == (3, 384)
+    full = tower.token_vectors(["a red airplane"])[0]  # [CLS] a red airplane [SEP]
+    np.testing.assert_allclose(vec, full[1:4], rtol=1e-5, atol=1e-6)
+    with pytest.warns(UserWarning, match="1 of 1 texts are longer than 2 word pieces and were truncated"):
+        (pieces, vec), = tower.word_pieces(["a red airplane"], max_tokens=2)
+    assert pieces == ["a", "red"] and vec.shape == (2, 384)
+
+
+def test_image_parts_are_the_cells_of_the_feature_map():
+    from PIL import Image
+
+    m = CrossAttentionMatcher(progress=False)
+    img = Image.new("RGB", (64, 48), (200, 30, 30))
+    regions, mask = m.image_parts([img])
+    assert regions.shape == (1, 49, 1280) and mask.all()
+    fmap = m._towers()[0].feature_map([img])
+    np.testing.assert_allclose(regions[0, 8], fmap[0, :, 1, 1])  # row-major cells: cell 8 = (1, 1)
