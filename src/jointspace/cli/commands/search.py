@@ -24,6 +24,9 @@ def register(sub):
     p.add_argument("--split", help="split of --query-row (default: the index's)")
     p.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
     p.add_argument("--gallery", metavar="PNG", help="also write the results as an image grid")
+    p.add_argument("--rerank", type=int, metavar="N", help="two-stage search: fetch the top N with the index, "
+                                                          "re-order them with --matcher's cross-attention score")
+    p.add_argument("--matcher", help="a cross-attention matcher folder (from 'jointspace fit-matcher'), for --rerank")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
@@ -77,6 +80,46 @@ def _tail(text: str, n: int) -> str:
     return text if len(text) <= n else "…" + text[-(n - 1):]
 
 
+def _check_rerank(args, modality: str) -> None:
+    from ...errors import InputError
+
+    if args.rerank < 1:
+        raise InputError(f"--rerank: expected an integer >= 1 (candidates to re-order), got {args.rerank}")
+    if not args.matcher:
+        raise InputError("--matcher: --rerank needs a cross-attention matcher folder (from 'jointspace fit-matcher')")
+    if modality != "text":
+        raise InputError(f"--rerank: re-ranking scores text queries against images; got a {modality} query")
+
+
+def _rerank(args, text: str, results: list) -> list:
+    """The candidates re-ordered by the matcher, cut to -k; each gains ``first_score`` and
+    ``cross_score`` and its ``score`` becomes the blended one."""
+    import time
+
+    import numpy as np
+
+    from ...errors import InputError
+    from ...models.rerank import CrossAttentionMatcher
+
+    matcher = CrossAttentionMatcher.load(args.matcher)
+    paths = [r.get("path") for r in results]
+    if not results or not all(paths):
+        raise InputError("--rerank: the index's items have no image paths in their metadata, so the matcher "
+                         "cannot read them")
+    t0 = time.perf_counter()
+    cross = matcher.score(paths, [text])[:, 0]
+    first = np.array([r["score"] for r in results], dtype=np.float64)
+    order, blended = matcher.rerank(np.arange(len(results))[None], first[None], cross[None])
+    out = []
+    for rank, (i, s) in enumerate(zip(order[0][:args.k], blended[0][:args.k]), start=1):
+        out.append(dict(results[i], rank=rank, first_rank=int(i) + 1, first_score=float(first[i]),
+                         cross_score=float(cross[i]), score=float(s)))
+    if not args.json:
+        console.print(f"re-ranked the top {len(results)} with the matcher in {time.perf_counter() - t0:.2f} s "
+                      f"(weight {matcher.rerank_weight:g})", highlight=False)
+    return out
+
+
 def run(args) -> int:
     from ...errors import InputError
     from ...index.results import search_with_metadata
@@ -89,7 +132,12 @@ def run(args) -> int:
     modality, items, what, qlabel = _query(args, index, model)
     if modality not in model.modalities_:
         raise InputError(f"query: the model knows {', '.join(model.modalities_)}; it cannot encode {modality} queries")
-    results = search_with_metadata(index, model.encode(modality, items), k=args.k)[0]
+    if args.rerank is not None:
+        _check_rerank(args, modality)
+    fetch = args.k if args.rerank is None else max(args.k, args.rerank)
+    results = search_with_metadata(index, model.encode(modality, items), k=fetch)[0]
+    if args.rerank is not None:
+        results = _rerank(args, items[0], results)
     recorded = _other_model(index, args.model)
     if recorded:
         from .._common import warn

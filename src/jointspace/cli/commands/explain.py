@@ -1,0 +1,66 @@
+"""``jointspace fit-matcher`` and ``jointspace explain``: a cross-modal attention matcher, and
+where each word of a text looks in an image."""
+
+from .._common import add_json_flag, console, load_split, print_json
+from .._checks import check_png_out
+
+
+def register(sub):
+    p = sub.add_parser("fit-matcher", help="train a cross-modal attention matcher (for --rerank and explain)",
+                       description="Train a cross-attention matcher between image regions (EfficientNet-Lite0 "
+                                   "7x7 feature map) and word pieces (MiniLM) on a dataset with images and texts; "
+                                   "the epoch is chosen on the validation split.",
+                       epilog="example: jointspace fit-matcher openclipart --out runs/oc-matcher")
+    p.add_argument("dataset", help="a built-in dataset with image and text (e.g. openclipart)")
+    p.add_argument("--out", required=True, help="folder to write the matcher to")
+    p.add_argument("--val-split", default="val", help="split that chooses the epoch (default: val; 'none' to skip)")
+    p.add_argument("--epochs", type=int, default=30, help="most epochs (default: 30)")
+    p.add_argument("--dim", type=int, default=256, help="size regions and words are projected to (default: 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(handler=run_fit)
+
+    e = sub.add_parser("explain", help="draw where each word of a text looks in an image (alignment map)",
+                       description="Write a PNG with, for each word piece of --text, its attention over the "
+                                   "regions of --image as a heat map on the picture.",
+                       epilog='example: jointspace explain runs/oc-matcher --text "a red airplane" '
+                              '--image plane.png --out map.png')
+    e.add_argument("matcher", help="a matcher folder (from 'jointspace fit-matcher')")
+    e.add_argument("--text", required=True, help="the text")
+    e.add_argument("--image", required=True, help="the image file")
+    e.add_argument("--out", required=True, help="the PNG to write")
+    add_json_flag(e)
+    e.set_defaults(handler=run_explain)
+
+
+def run_fit(args) -> int:
+    from ...models.rerank import CrossAttentionMatcher
+
+    train = load_split(args.dataset, "train")
+    val = None if args.val_split == "none" else load_split(args.dataset, args.val_split)
+    matcher = CrossAttentionMatcher(dim=args.dim, epochs=args.epochs, seed=args.seed)
+    with console.status("computing region and word-piece features"):
+        matcher.fit(train, val)
+    matcher.save(args.out)
+    res = matcher.train_result_
+    chosen = "" if res.best_epoch is None else f", weights of epoch {res.best_epoch + 1} (val MRR {-res.best_metric:.3f})"
+    console.print(f"matcher written to {args.out} ({len(train)} training pairs, {res.epochs_run} epochs{chosen})")
+    return 0
+
+
+def run_explain(args) -> int:
+    from ...errors import InputError
+    from ...models.rerank import CrossAttentionMatcher
+    from ...viz.attention_map import write_attention_map
+
+    check_png_out(args.out, "--out", "the alignment map is a PNG image")
+    if not args.text.strip():
+        raise InputError("--text: expected a non-empty text")
+    matcher = CrossAttentionMatcher.load(args.matcher)
+    out = matcher.explain(args.image, args.text)
+    write_attention_map(args.image, out["pieces"], out["maps"], args.out, score=out["score"])
+    if args.json:
+        print_json({"text": args.text, "image": args.image, "score": out["score"], "pieces": out["pieces"],
+                    "peak_region": [int(m.argmax()) for m in out["maps"]], "out": args.out})
+        return 0
+    console.print(f"matching score {out['score']:.3f}; alignment map written to {args.out}")
+    return 0

@@ -1,0 +1,107 @@
+"""``jointspace fit-matcher``, ``search --rerank`` and ``explain`` through the CLI."""
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cli_support import one_line, run
+from jointspace.data.datasets import DATASETS, Dataset, register_dataset
+from jointspace.data.pairs import Pairs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+_FOLDER = Path(tempfile.mkdtemp(prefix="jointspace-drawings-"))
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
+
+
+class TinyDrawings(Dataset):
+    """Eight PNG files of coloured squares with captions (for the CLI tests only)."""
+
+    name = "tiny-drawings-test"
+    modalities = ("image", "text")
+
+    def _load(self, split):
+        paths, texts = [], []
+        for i, (name, rgb) in enumerate(list(COLOURS.items()) * 2):
+            path = _FOLDER / f"{split}-{i}.png"
+            if not path.exists():
+                img = np.full((40, 40, 3), 250, np.uint8)
+                img[5 + i:30 + i, 5:30] = rgb
+                Image.fromarray(img).save(path)
+            paths.append(str(path))
+            texts.append(f"a {name} square")
+        return Pairs({"image": paths, "text": texts}, ids=np.array([f"d{i}" for i in range(8)]))
+
+
+if TinyDrawings.name not in DATASETS:
+    register_dataset(TinyDrawings)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("rerank")
+    from jointspace.cli import main
+
+    assert main(["fit-matcher", TinyDrawings.name, "--out", str(root / "matcher"), "--epochs", "3",
+                 "--dim", "16", "--val-split", "none"]) == 0
+    assert main(["fit", TinyDrawings.name, "--model", "cca", "--param", "reg=0.5", "--towers", "efficientnet-lite0,minilm",
+                 "--out", str(root / "run")]) == 0
+    assert main(["index", str(root / "run"), "--dataset", TinyDrawings.name, "--split", "test", "--modality",
+                 "image", "--out", str(root / "idx")]) == 0
+    return root
+
+
+def test_rerank_reorders_the_first_stage_candidates(built, capsys):
+    code, out, err = run(capsys, "search", built / "idx", "--text", "a red square", "-k", "8", "--json")
+    assert code == 0, err
+    first = json.loads(out)["results"]
+    code, out, err = run(capsys, "search", built / "idx", "--text", "a red square", "-k", "3", "--rerank", "5",
+                         "--matcher", built / "matcher", "--json")
+    assert code == 0, err
+    got = json.loads(out)["results"]
+    top5 = {r["id"] for r in first[:5]}
+    assert len(got) == 3 and {r["id"] for r in got} <= top5  # nothing invented, only the top 5 re-ordered
+    scores = [r["score"] for r in got]
+    assert scores == sorted(scores, reverse=True)
+    from jointspace.models.rerank import CrossAttentionMatcher
+
+    m = CrossAttentionMatcher.load(built / "matcher")
+    for r in got:
+        cross = float(m.score([r["path"]], ["a red square"])[0, 0])
+        assert r["cross_score"] == pytest.approx(cross, abs=1e-5)
+        assert r["score"] == pytest.approx((1 - m.rerank_weight) * r["first_score"] + m.rerank_weight * cross,
+                                           abs=1e-5)
+
+
+def test_rerank_and_explain_refuse_bad_arguments(built, capsys, tmp_path):
+    code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank", "5")
+    assert code == 2 and "--matcher: --rerank needs a cross-attention matcher" in err and one_line(err)
+    code, _, err = run(capsys, "search", built / "idx", "--text", "a", "--rerank", "0", "--matcher", built / "matcher")
+    assert code == 2 and "--rerank: expected an integer >= 1" in err
+    code, _, err = run(capsys, "search", built / "idx", "--text", "a", "--rerank", "3", "--matcher", built / "idx")
+    assert code == 2 and "is not a saved cross-attention matcher" in err and one_line(err)
+    img = _FOLDER / "test-0.png"
+    code, _, err = run(capsys, "explain", built / "matcher", "--text", "  ", "--image", img, "--out", tmp_path / "m.png")
+    assert code == 2 and "--text: expected a non-empty text" in err
+    code, _, err = run(capsys, "explain", built / "matcher", "--text", "red", "--image", img, "--out", tmp_path / "m.txt")
+    assert code == 2 and "--out" in err and not (tmp_path / "m.txt").exists()
+
+
+def test_explain_writes_one_map_per_word(built, capsys, tmp_path):
+    out_png = tmp_path / "map.png"
+    code, out, err = run(capsys, "explain", built / "matcher", "--text", "a red square", "--image",
+                         _FOLDER / "test-0.png", "--out", out_png, "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["pieces"] == ["a", "red", "square"] and -1 <= info["score"] <= 1
+    assert all(0 <= p < 49 for p in info["peak_region"])
+    with Image.open(out_png) as im:
+        assert im.format == "PNG" and im.size[0] > 300
+    from jointspace.models.rerank import CrossAttentionMatcher
+
+    maps = CrossAttentionMatcher.load(built / "matcher").explain(str(_FOLDER / "test-0.png"), "a red square")["maps"]
+    assert maps.shape == (3, 7, 7)
+    np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, rtol=1e-5)  # each word's attention over the regions
