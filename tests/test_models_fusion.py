@@ -97,3 +97,8 @@ def test_bad_input(data):
         model.predict({"c": test["a"]})
     with pytest.raises(InputError, match="NaN|finite"):
         model.predict({"a": np.full((2, 6), np.nan, np.float32)})
+
+
+def test_transformer_fusion_needs_a_width_its_heads_divide(data):
+    with pytest.raises(InputError, match="hidden: the transformer fusion splits it over 4 heads"):
+        FusionClassifier(fusion="transformer", hidden=30, epochs=1).fit(data[0])

@@ -15,6 +15,11 @@ parallel representations):
   :math:`\alpha_m = \mathrm{softmax}_m(s_m)` over the modalities present and the classifier
   reads :math:`\sum_m \alpha_m h_m`; modality dropout while training teaches it to lean on the
   modalities that remain;
+- ``transformer``: a small multimodal Transformer (2 layers, 4 heads) over the tokens of
+  every modality (each feature vector cut into :data:`TOKENS_PER_MODALITY` pieces, each
+  projected, with a modality and a position embedding) and a class token; a missing
+  modality's tokens are masked out.  Its weights are the share of the tokens each modality
+  contributes (not learnt);
 - ``gated``: the weights come from all encodings at once,
   :math:`\alpha = \mathrm{softmax}(G[h_1; \dots; h_M])` (a gated multimodal unit, Arevalo et
   al. 2017, with a softmax over M modalities).
@@ -34,9 +39,11 @@ from .._validation import check_choice, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
 
-FUSIONS = ("early", "mean", "product", "weighted", "stacking", "attention", "gated")
+FUSIONS = ("early", "mean", "product", "weighted", "stacking", "attention", "gated", "transformer")
 LATE = ("mean", "product", "weighted", "stacking")
-LEARNT = ("early", "attention", "gated")
+LEARNT = ("early", "attention", "gated", "transformer")
+#: tokens each modality's feature vector is cut into for the multimodal Transformer
+TOKENS_PER_MODALITY = 4
 #: the strengths searched by each late-fusion logistic regression (internal 3-fold CV)
 LOGISTIC_CS = (0.01, 0.1, 1.0, 10.0)
 
@@ -58,6 +65,19 @@ class FusionNet(nn.Module):
             self.head = nn.Sequential(nn.Linear(sum(in_dims.values()), hidden), nn.GELU(), nn.Dropout(dropout),
                                       nn.Linear(hidden, n_classes))
             return
+        if fusion == "transformer":
+            k = TOKENS_PER_MODALITY
+            self.splits = {m: [len(c) for c in np.array_split(np.arange(d), min(k, d))] for m, d in in_dims.items()}
+            self.tokenizers = nn.ModuleDict({m: nn.ModuleList([nn.Linear(w, hidden) for w in widths])
+                                             for m, widths in self.splits.items()})
+            n_tok = sum(len(w) for w in self.splits.values())
+            self.position = nn.Parameter(0.02 * torch.randn(n_tok + 1, hidden))
+            self.cls = nn.Parameter(0.02 * torch.randn(hidden))
+            layer = nn.TransformerEncoderLayer(hidden, nhead=4, dim_feedforward=2 * hidden, dropout=dropout,
+                                               batch_first=True, norm_first=True)
+            self.transformer = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=False)
+            self.head = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, n_classes))
+            return
         self.encoders = nn.ModuleDict({m: nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout))
                                        for m, d in in_dims.items()})
         if fusion == "attention":
@@ -74,6 +94,8 @@ class FusionNet(nn.Module):
         if self.fusion == "early":
             z = torch.cat([self.standardise(m, x[m]) for m in self.names], dim=1)
             return self.head(z), torch.full((n, len(self.names)), 1.0 / len(self.names), device=z.device)
+        if self.fusion == "transformer":
+            return self._transformer(x, present)
         h = torch.stack([self.encoders[m](self.standardise(m, x[m])) * present[:, i:i + 1]
                          for i, m in enumerate(self.names)], dim=1)                   # (n, M, H)
         if self.fusion == "attention":
@@ -84,12 +106,26 @@ class FusionNet(nn.Module):
         return self.head((weights.unsqueeze(-1) * h).sum(dim=1)), weights
 
 
+    def _transformer(self, x: dict, present: torch.Tensor):
+        n = present.shape[0]
+        tokens, keep, counts = [self.cls.expand(n, 1, -1)], [torch.ones(n, 1, dtype=torch.bool, device=present.device)], []
+        for i, m in enumerate(self.names):
+            parts = torch.split(self.standardise(m, x[m]), self.splits[m], dim=1)
+            tokens += [proj(p).unsqueeze(1) for proj, p in zip(self.tokenizers[m], parts)]
+            keep += [present[:, i:i + 1]] * len(parts)
+            counts.append(len(parts))
+        z = torch.cat(tokens, dim=1) + self.position
+        z = self.transformer(z, src_key_padding_mask=~torch.cat(keep, dim=1))
+        share = present.float() * torch.tensor(counts, dtype=torch.float32, device=present.device)
+        return self.head(z[:, 0]), share / share.sum(dim=1, keepdim=True)
+
+
 class FusionClassifier:
     """Multimodal classification by early fusion, late fusion or attention over modalities.
 
     Parameters
     ----------
-    fusion : {"early", "mean", "product", "weighted", "stacking", "attention", "gated"}
+    fusion : {"early", "mean", "product", "weighted", "stacking", "attention", "gated", "transformer"}
     hidden : int
         Width of each modality's encoder (learnt fusions).
     dropout : float
@@ -148,6 +184,9 @@ class FusionClassifier:
     def _check_settings(self) -> None:
         check_choice(self.fusion, "fusion", FUSIONS)
         check_int(self.hidden, "hidden", low=1, high=16384)
+        if self.fusion == "transformer" and self.hidden % 4:
+            raise InputError(f"hidden: the transformer fusion splits it over 4 heads, so it must be a multiple of 4; "
+                             f"got {self.hidden}")
         check_float(self.dropout, "dropout", low=0.0, high=0.99)
         check_float(self.modality_dropout, "modality_dropout", low=0.0, high=1.0)
         check_int(self.epochs, "epochs", low=1)
