@@ -1,0 +1,176 @@
+"""Parallel representations for classification, robustness to a noisy modality, and re-ranking
+with cross-modal attention.
+
+Classification (accuracy on test): Wikipedia articles (the dataset's 128-d image and 10-d text
+features -> one of 10 categories) and OpenClipart drawings (EfficientNet-Lite0 image features and
+MiniLM features of the title -> category folder, title-disjoint splits).  Rows: each modality
+alone (a logistic regression whose strength is chosen by internal cross-validation, the late
+fusion member), early fusion, every late fusion, attention over modalities, gated fusion and
+the multimodal Transformer, all at :class:`~jointspace.models.fusion.FusionClassifier`'s
+defaults (the epoch, and the weighted fusion's weights, chosen on rows held out of train).
+
+Robustness: at test time one modality is replaced by Gaussian noise with its training mean
+and standard deviation; each learnt fusion's accuracy drop and its mean modality weights.
+
+Re-ranking (OpenClipart text -> image, relevance by normalised title): the dual encoder of the
+openclipart suite (seed 0) retrieves the top :data:`RERANK_N`, a
+:class:`~jointspace.models.rerank.CrossAttentionMatcher` trained on train (epoch chosen on
+val) re-orders them; the blend weight is chosen on val from :data:`WEIGHTS`.  The added
+latency per query is the matcher's time to score the candidates from their stored region
+features (and, reported apart, the image tower's time to compute those features).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+NAME = "fusion"
+DESCRIPTION = ("multimodal classification by early, late, attention, gated and Transformer fusion (Wikipedia, "
+               "OpenClipart), robustness to a noisy modality, and cross-attention re-ranking on OpenClipart")
+FUSION_ROWS = ("early", "mean", "product", "weighted", "stacking", "attention", "gated", "transformer")
+NOISY = ("early", "attention", "gated", "transformer")
+RERANK_N = 50
+WEIGHTS = (0.25, 0.4, 0.5, 0.6, 0.75, 1.0)
+QUICK_LIMIT = 400
+
+
+def _openclipart(quick: bool) -> tuple:
+    from ..data.datasets import load_dataset
+    from ..towers.base import create_tower
+    from ..towers.cache import embed_cached
+
+    img, txt = create_tower("efficientnet-lite0"), create_tower("minilm")
+    out = []
+    for split in ("train", "test"):
+        p = load_dataset("openclipart", split, text="title", limit=QUICK_LIMIT if quick else None)
+        out.append(p.with_modality("image", embed_cached(img, p["image"], progress=False))
+                   .with_modality("text", embed_cached(txt, p["text"], progress=False)))
+    return tuple(out)
+
+
+def _wikipedia(quick: bool) -> tuple:
+    from ..data.datasets import load_dataset
+
+    train, test = load_dataset("wikipedia", "train"), load_dataset("wikipedia", "test")
+    if quick:
+        train = train.subset(np.arange(min(QUICK_LIMIT, len(train))))
+    return train, test
+
+
+def classification(dataset: str, quick: bool = False, progress=None) -> dict:
+    """Accuracy rows and noise-robustness rows of one dataset."""
+    from ..models.fusion import FusionClassifier, late_member
+
+    train, test = (_wikipedia if dataset == "wikipedia" else _openclipart)(quick)
+    y = np.asarray(test.labels)
+    items = {m: test[m] for m in ("image", "text")}
+    options = {"epochs": 20} if quick else {}
+    rows = []
+    for m in ("image", "text"):
+        member = late_member().fit(np.asarray(train[m], np.float32), np.asarray(train.labels))
+        rows.append({"method": f"{m} only", "accuracy": float(np.mean(member.predict(np.asarray(test[m])) == y))})
+    noisy_rows = []
+    rng = np.random.default_rng(0)
+    for fusion in FUSION_ROWS:
+        t0 = time.perf_counter()
+        model = FusionClassifier(fusion=fusion, **(options if fusion in NOISY else {})).fit(train)
+        row = {"method": fusion, "accuracy": model.score(items, y), "fit_s": time.perf_counter() - t0}
+        rows.append(row)
+        if fusion in NOISY:
+            for m in ("image", "text"):
+                x = train[m]
+                noisy = dict(items, **{m: (x.mean(0) + x.std(0) * rng.standard_normal(test[m].shape))
+                                       .astype(np.float32)})
+                pred, weights = model.predict(noisy, return_weights=True)
+                _, clean_w = model.predict(items, return_weights=True)
+                acc = float(np.mean(pred == y))
+                noisy_rows.append({"method": fusion, "noisy": m, "accuracy": acc, "drop": row["accuracy"] - acc,
+                                   "weights clean": dict(zip(model.modalities_, clean_w.mean(0).round(3).tolist())),
+                                   "weights noisy": dict(zip(model.modalities_, weights.mean(0).round(3).tolist()))})
+        if progress is not None:
+            progress()
+    return {"dataset": dataset, "split": "test", "n_train": len(train), "n_test": len(test), "rows": rows,
+            "noise": noisy_rows}
+
+
+def rerank(quick: bool = False, progress=None) -> dict:
+    """First-stage and re-ranked text -> image Recall@1 on OpenClipart, weight chosen on val."""
+    from ..eval.metrics import ranking_metrics_dense
+    from ..models.rerank import CrossAttentionMatcher, _key_codes, rerank_candidates
+    from ..train.recipes import fit_openclipart, openclipart_features
+
+    limit = {"limit": QUICK_LIMIT} if quick else {}
+    feats = openclipart_features(**limit)
+    dual = fit_openclipart(data=feats, seed=0, **({"epochs": 5} if quick else {}))
+    matcher = CrossAttentionMatcher(progress=False, **({"epochs": 3} if quick else {}))
+    parts, tower_s = {}, 0.0
+    for split in ("train", "val", "test"):
+        p = feats[split]
+        from ..data.datasets import load_dataset
+
+        raw = load_dataset("openclipart", split, **limit)
+        t0 = time.perf_counter()
+        regions, rmask = matcher.image_parts(raw["image"])
+        if split == "test":
+            tower_s = (time.perf_counter() - t0) / len(raw)
+        _, tokens, tmask = matcher.text_parts(list(raw["text"]))
+        parts[split] = (regions, rmask, tokens, tmask, _key_codes(p.relevance_keys("title_key")))
+    matcher.fit_parts(*parts["train"], val=parts["val"])
+    if progress is not None:
+        progress()
+
+    def recall_at_1(split, weight=None):
+        p, (regions, rmask, tokens, tmask, keys) = feats[split], parts[split]
+        first = dual.encode("text", p["text"]) @ dual.encode("image", p["image"]).T  # (texts, images)
+        rel = keys[:, None] == keys[None, :]
+        top = np.argsort(-first, axis=1, kind="stable")[:, :RERANK_N]
+        t0 = time.perf_counter()
+        cross = np.stack([matcher.score_parts(regions[top[q]], rmask[top[q]], tokens[q:q + 1], tmask[q:q + 1])[:, 0]
+                          for q in range(len(top))])
+        per_query = (time.perf_counter() - t0) / len(top)
+        out = {"first": ranking_metrics_dense(first, rel)["R@1"], "ms_per_query": 1000 * per_query}
+        for w in WEIGHTS if weight is None else (weight,):
+            ids, _ = rerank_candidates(top, np.take_along_axis(first, top, 1), cross, w)
+            hits = rel[np.arange(len(ids)), ids[:, 0]]
+            out[w] = float(np.mean(hits))
+        return out
+
+    val = recall_at_1("val")
+    chosen = max(WEIGHTS, key=lambda w: (val[w], -abs(w - 0.5)))
+    test = recall_at_1("test")
+    return {"dataset": "openclipart", "split": "test", "candidates": RERANK_N, "weight_chosen_on_val": chosen,
+            "val": {str(k): v for k, v in val.items()}, "test": {str(k): v for k, v in test.items()},
+            "first R@1": test["first"], "reranked R@1": test[chosen],
+            "relative gain": test[chosen] / test["first"] - 1.0,
+            "ms_per_query (score 50 stored candidates)": test["ms_per_query"],
+            "ms_per_image (region features, image tower)": 1000 * tower_s}
+
+
+def run(progress=None, quick: bool = False, rerank_rows: bool = True) -> dict:
+    """``{"suite", "quick", "classification": {dataset: report}, "rerank": report}``."""
+    out = {"suite": NAME, "quick": bool(quick),
+           "classification": {d: classification(d, quick, progress) for d in ("wikipedia", "openclipart")}}
+    if rerank_rows:
+        out["rerank"] = rerank(quick, progress)
+    return out
+
+
+def show(report: dict) -> None:
+    """Print the tables."""
+    from ..cli._common import print_table
+
+    for name, rep in report["classification"].items():
+        print_table(f"{name}: test accuracy ({rep['n_train']} train, {rep['n_test']} test)",
+                    ["method", "accuracy"], [[r["method"], f"{r['accuracy']:.3f}"] for r in rep["rows"]])
+        print_table(f"{name}: one modality replaced by noise at test time",
+                    ["method", "noisy", "accuracy", "drop", "mean weights (clean)", "mean weights (noisy)"],
+                    [[r["method"], r["noisy"], f"{r['accuracy']:.3f}", f"{r['drop']:+.3f}",
+                      ", ".join(f"{k} {v:.2f}" for k, v in r["weights clean"].items()),
+                      ", ".join(f"{k} {v:.2f}" for k, v in r["weights noisy"].items())] for r in rep["noise"]])
+    if "rerank" in report:
+        r = report["rerank"]
+        print_table(f"openclipart text -> image, re-ranking the top {r['candidates']} (weight {r['weight_chosen_on_val']}"
+                    f" chosen on val)", ["split", "first-stage R@1"] + [f"w={w}" for w in WEIGHTS],
+                    [[s, f"{r[s]['first']:.3f}"] + [f"{r[s][str(w)]:.3f}" for w in WEIGHTS] for s in ("val", "test")])

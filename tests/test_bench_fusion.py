@@ -1,0 +1,37 @@
+"""The fusion suite's classification and robustness rows, on a small synthetic stand-in."""
+
+import numpy as np
+import pytest
+
+from jointspace.data.pairs import Pairs
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _pairs(n, seed):
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(5)
+    ci, ct = centres.normal(size=(3, 6)) * 2, centres.normal(size=(3, 4)) * 2
+    y = rng.integers(0, 3, n)
+    return Pairs({"image": (ci[y] + rng.normal(size=(n, 6))).astype(np.float32),
+                  "text": (ct[y] + rng.normal(size=(n, 4))).astype(np.float32)}, labels=y,
+                 label_names=["a", "b", "c"])
+
+
+def test_rows_cover_every_fusion_and_noise_moves_accuracy(monkeypatch, capsys):
+    from jointspace.bench import fusion as suite
+
+    monkeypatch.setattr(suite, "_wikipedia", lambda quick: (_pairs(300, 0), _pairs(200, 1)))
+    report = suite.classification("wikipedia", quick=True)
+    methods = [r["method"] for r in report["rows"]]
+    assert methods == ["image only", "text only", *suite.FUSION_ROWS]
+    acc = {r["method"]: r["accuracy"] for r in report["rows"]}
+    assert all(0.34 < a <= 1 for a in acc.values())  # above the 1/3 chance of three classes
+    assert max(acc[f] for f in suite.FUSION_ROWS) >= max(acc["image only"], acc["text only"])
+    assert {(r["method"], r["noisy"]) for r in report["noise"]} == {(f, m) for f in suite.NOISY
+                                                                     for m in ("image", "text")}
+    for r in report["noise"]:
+        assert r["drop"] == pytest.approx(acc[r["method"]] - r["accuracy"])
+        assert sum(r["weights noisy"].values()) == pytest.approx(1.0, abs=1e-3)
+    suite.show({"classification": {"wikipedia": report}})
+    assert "one modality replaced by noise" in capsys.readouterr().out
