@@ -33,13 +33,15 @@ def register(sub):
 
 
 def run_fit(args) -> int:
+    from ...data.datasets import get_dataset
     from ...models.rerank import CrossAttentionMatcher
 
+    relevance = get_dataset(args.dataset).relevance  # e.g. same title on OpenClipart: not negatives
     train = load_split(args.dataset, "train")
     val = None if args.val_split == "none" else load_split(args.dataset, args.val_split)
     matcher = CrossAttentionMatcher(dim=args.dim, epochs=args.epochs, seed=args.seed)
     with console.status("computing region and word-piece features"):
-        matcher.fit(train, val)
+        matcher.fit(train, val, relevance=relevance)
     matcher.save(args.out)
     res = matcher.train_result_
     chosen = "" if res.best_epoch is None else f", weights of epoch {res.best_epoch + 1} (val MRR {-res.best_metric:.3f})"
