@@ -95,8 +95,9 @@ def classification(dataset: str, quick: bool = False, progress=None) -> dict:
             "noise": noisy_rows}
 
 
-def rerank(quick: bool = False, progress=None) -> dict:
+def rerank(quick: bool = False, progress=None, plot_dir=None) -> dict:
     """First-stage and re-ranked text -> image Recall@1 on OpenClipart, weight chosen on val."""
+    from ..data.datasets import load_dataset
     from ..eval.metrics import ranking_metrics_dense
     from ..models.rerank import CrossAttentionMatcher, _key_codes, rerank_candidates
     from ..train.recipes import fit_openclipart, openclipart_features
@@ -108,8 +109,6 @@ def rerank(quick: bool = False, progress=None) -> dict:
     parts, tower_s = {}, 0.0
     for split in ("train", "val", "test"):
         p = feats[split]
-        from ..data.datasets import load_dataset
-
         raw = load_dataset("openclipart", split, **limit)
         t0 = time.perf_counter()
         regions, rmask = matcher.image_parts(raw["image"])
@@ -120,6 +119,7 @@ def rerank(quick: bool = False, progress=None) -> dict:
     matcher.fit_parts(*parts["train"], val=parts["val"])
     if progress is not None:
         progress()
+    maps = alignment_maps(matcher, load_dataset("openclipart", "test", **limit), plot_dir) if plot_dir else []
 
     def recall_at_1(split, weight=None):
         p, (regions, rmask, tokens, tmask, keys) = feats[split], parts[split]
@@ -145,15 +145,35 @@ def rerank(quick: bool = False, progress=None) -> dict:
             "first R@1": test["first"], "reranked R@1": test[chosen],
             "relative gain": test[chosen] / test["first"] - 1.0,
             "ms_per_query (score 50 stored candidates)": test["ms_per_query"],
-            "ms_per_image (region features, image tower)": 1000 * tower_s}
+            "ms_per_image (region features, image tower)": 1000 * tower_s, "alignment maps": maps}
 
 
-def run(progress=None, quick: bool = False, rerank_rows: bool = True) -> dict:
+def alignment_maps(matcher, test, plot_dir, n: int = 2) -> list[str]:
+    """Maps of the first ``n`` test drawings whose title has two to four words, each against
+    its own title: ``fusion-alignment-<i>.png`` in ``plot_dir``."""
+    from pathlib import Path
+
+    from ..viz.attention_map import write_attention_map
+
+    Path(plot_dir).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, title in enumerate(test.metadata["title"]):
+        if not 2 <= len(str(title).split()) <= 4:
+            continue
+        out = matcher.explain(test["image"][i], str(title))
+        path = str(Path(plot_dir) / f"fusion-alignment-{len(paths) + 1}.png")
+        paths.append(write_attention_map(test["image"][i], out["pieces"], out["maps"], path, score=out["score"]))
+        if len(paths) == n:
+            break
+    return paths
+
+
+def run(progress=None, quick: bool = False, rerank_rows: bool = True, plot_dir=None) -> dict:
     """``{"suite", "quick", "classification": {dataset: report}, "rerank": report}``."""
     out = {"suite": NAME, "quick": bool(quick),
            "classification": {d: classification(d, quick, progress) for d in ("wikipedia", "openclipart")}}
     if rerank_rows:
-        out["rerank"] = rerank(quick, progress)
+        out["rerank"] = rerank(quick, progress, plot_dir)
     return out
 
 
