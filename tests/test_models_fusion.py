@@ -102,3 +102,17 @@ def test_bad_input(data):
 def test_transformer_fusion_needs_a_width_its_heads_divide(data):
     with pytest.raises(InputError, match="hidden: the transformer fusion splits it over 4 heads"):
         FusionClassifier(fusion="transformer", hidden=30, epochs=1).fit(data[0])
+
+
+def test_late_members_choose_their_strength_even_with_a_rare_class():
+    import warnings
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.repeat([0, 1], 40), [2, 2]]  # class 2 is missing from some cross-validation folds
+    a = (rng.normal(size=(82, 3)) + y[:, None]).astype(np.float32)
+    b = (rng.normal(size=(82, 2)) + y[:, None]).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # scikit-learn: a class has fewer members than folds
+        model = FusionClassifier(fusion="mean").fit(Pairs({"a": a, "b": b}, labels=y))
+    for member in model.members_.values():
+        assert np.isfinite(member.cv_results_["mean_test_score"]).all()

@@ -31,6 +31,8 @@ prediction time is refused by ``early`` fusion and left out of the others (its w
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -48,16 +50,20 @@ TOKENS_PER_MODALITY = 4
 LOGISTIC_CS = (0.01, 0.1, 1.0, 10.0)
 
 
-def late_member():
+def late_member(n_classes: int):
     """One modality's classifier in late fusion: standardisation and a logistic regression whose
-    strength is chosen from :data:`LOGISTIC_CS` by 3-fold cross-validated log-loss."""
+    strength is chosen from :data:`LOGISTIC_CS` by 3-fold cross-validated log-loss over all
+    ``n_classes`` classes (labels 0..n_classes-1; a rare class missing from a fold still counts)."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss, make_scorer
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-    return GridSearchCV(clf, {"logisticregression__C": list(LOGISTIC_CS)}, cv=3, scoring="neg_log_loss")
+    scorer = make_scorer(log_loss, greater_is_better=False, response_method="predict_proba",
+                         labels=np.arange(int(n_classes)))
+    return GridSearchCV(clf, {"logisticregression__C": list(LOGISTIC_CS)}, cv=3, scoring=scorer)
 
 
 class FusionNet(nn.Module):
@@ -244,7 +250,7 @@ class FusionClassifier:
         from sklearn.linear_model import LogisticRegression
         from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-        member = late_member
+        member = functools.partial(late_member, len(self.classes_))
         fit_rows = tr if self.fusion == "weighted" else np.arange(len(y))
         self.members_ = {m: member().fit(x[m][fit_rows], y[fit_rows]) for m in self.modalities_}
         self.prior_ = np.bincount(y, minlength=len(self.classes_)) / len(y)
