@@ -69,11 +69,17 @@ def test_rerank_reorders_the_first_stage_candidates(built, capsys):
     from jointspace.models.rerank import CrossAttentionMatcher
 
     m = CrossAttentionMatcher.load(built / "matcher")
+    # the blend of the five candidates' standardised scores, by hand
+    f5 = np.array([r["score"] for r in first[:5]])
+    c5 = m.score([r["path"] for r in first[:5]], ["a red square"])[:, 0].astype(np.float64)
+    blend = (1 - m.rerank_weight) * (f5 - f5.mean()) / f5.std() + m.rerank_weight * (c5 - c5.mean()) / c5.std()
+    by_id = {r["id"]: (f, c, b) for r, f, c, b in zip(first[:5], f5, c5, blend)}
     for r in got:
-        cross = float(m.score([r["path"]], ["a red square"])[0, 0])
-        assert r["cross_score"] == pytest.approx(cross, abs=1e-5)
-        assert r["score"] == pytest.approx((1 - m.rerank_weight) * r["first_score"] + m.rerank_weight * cross,
-                                           abs=1e-5)
+        f, c, b = by_id[r["id"]]
+        assert r["first_score"] == pytest.approx(f, abs=1e-6)
+        assert r["cross_score"] == pytest.approx(c, abs=1e-5)
+        assert r["score"] == pytest.approx(b, abs=1e-4)
+    assert [r["id"] for r in got] == [i for _, i in sorted(((-b, i) for i, (_, _, b) in by_id.items()))][:3]
 
 
 def test_rerank_and_explain_refuse_bad_arguments(built, capsys, tmp_path):

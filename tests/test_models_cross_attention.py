@@ -130,6 +130,17 @@ def test_rerank_reorders_and_never_drops_nor_invents_a_candidate():
     np.testing.assert_array_equal(same, ids)  # w = 0 keeps the first stage's order
     best, _ = rerank_candidates(ids, first, cross, 1.0)
     np.testing.assert_array_equal(best[:, 0], ids[np.arange(4), cross.argmax(1)])
+    # the blend of standardised scores, computed by hand for one query
+    w = 0.3
+    zf = (first[1] - first[1].mean()) / first[1].std()
+    zc = (cross[1] - cross[1].mean()) / cross[1].std()
+    got_ids, got_scores = rerank_candidates(ids, first, cross, w)
+    want = (1 - w) * zf + w * zc
+    np.testing.assert_array_equal(got_ids[1], ids[1][np.argsort(-want, kind="stable")])
+    np.testing.assert_allclose(got_scores[1], np.sort(want)[::-1], atol=1e-12)
+    # scaling either score does not change the order (a raw blend would be ruled by the larger spread)
+    again, _ = rerank_candidates(ids, 100 * first + 3, cross / 100, w)
+    np.testing.assert_array_equal(again, got_ids)
     with pytest.raises(InputError, match="expected three"):
         rerank_candidates(ids, first[:, :10], cross, 0.5)
     with pytest.raises(InputError, match="weight"):

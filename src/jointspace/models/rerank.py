@@ -9,9 +9,12 @@ the matching scores of every image-text pair of a batch.
 Two-stage search: a dual encoder's index retrieves the top ``N`` candidates, the matcher scores
 the query against each and the candidates are re-ordered by
 
-.. math::  s = (1 - w)\, s_{\text{first}} + w\, s_{\text{cross}},
+.. math::  s = (1 - w)\, z(s_{\text{first}}) + w\, z(s_{\text{cross}}),
 
-with :math:`w` = ``rerank_weight`` (1: the cross-attention score alone).  Re-ranking only
+with :math:`w` = ``rerank_weight`` (1: the cross-attention score alone) and :math:`z` the
+standardisation of a query's N scores (mean 0, standard deviation 1): the two scores live on
+different scales (cosines of the dual encoder spread over tenths, the matcher's over
+hundredths), so a raw blend would be decided by whichever spreads more, whatever :math:`w`.  Re-ranking only
 re-orders: the same candidates come back, none dropped and none added.
 """
 
@@ -191,8 +194,8 @@ class CrossAttentionMatcher:
         Returns
         -------
         ids, scores : (q, N)
-            The same candidates per query, ordered by :math:`(1-w)s_{first} + w s_{cross}` (ties
-            keep the first stage's order).
+            The same candidates per query, ordered by :math:`(1-w)z(s_{first}) + w z(s_{cross})`
+            with :math:`z` standardising each query's N scores (ties keep the first stage's order).
         """
         return rerank_candidates(first_ids, first_scores, cross_scores, self.rerank_weight)
 
@@ -268,9 +271,18 @@ def is_saved_matcher(path) -> bool:
     return config is not None and config.get("kind") == KIND and (Path(path) / STATE_FILE).is_file()
 
 
+def standardize_rows(scores: np.ndarray) -> np.ndarray:
+    """Each row minus its mean, over its standard deviation (a constant row becomes zeros)."""
+    s = np.asarray(scores, dtype=np.float64)
+    centred = s - s.mean(axis=1, keepdims=True)
+    sd = centred.std(axis=1, keepdims=True)
+    return np.divide(centred, sd, out=np.zeros_like(centred), where=sd > 0)
+
+
 def rerank_candidates(first_ids, first_scores, cross_scores, weight: float) -> tuple[np.ndarray, np.ndarray]:
-    """Re-order candidates by :math:`(1-w)s_{first} + w s_{cross}` (see
-    :meth:`CrossAttentionMatcher.rerank`); a stable sort, so ties keep the first stage's order."""
+    """Re-order candidates by :math:`(1-w)z(s_{first}) + w z(s_{cross})`, :math:`z` standardising
+    each query's scores (see the module docstring and :meth:`CrossAttentionMatcher.rerank`); a
+    stable sort, so ties keep the first stage's order.  Returns the ids and blended scores."""
     weight = check_float(weight, "weight", low=0.0, high=1.0)
     ids = np.asarray(first_ids)
     first = np.asarray(first_scores, dtype=np.float64)
@@ -280,7 +292,7 @@ def rerank_candidates(first_ids, first_scores, cross_scores, weight: float) -> t
                          f"{ids.shape}, {first.shape}, {cross.shape}")
     if not (np.isfinite(first).all() and np.isfinite(cross).all()):
         raise InputError("first_scores, cross_scores: expected finite scores, got NaN or infinity")
-    blended = (1.0 - weight) * first + weight * cross
+    blended = (1.0 - weight) * standardize_rows(first) + weight * standardize_rows(cross)
     order = np.argsort(-blended, axis=1, kind="stable")
     return np.take_along_axis(ids, order, axis=1), np.take_along_axis(blended, order, axis=1)
 
@@ -346,4 +358,4 @@ def _text_to_image_mrr(scores: np.ndarray, keys: np.ndarray) -> float:
     return float(np.mean(1.0 / rank))
 
 
-__all__ = ["CrossAttentionMatcher", "is_saved_matcher", "rerank_candidates"]
+__all__ = ["CrossAttentionMatcher", "is_saved_matcher", "rerank_candidates", "standardize_rows"]
