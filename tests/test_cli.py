@@ -260,9 +260,17 @@ def test_fit_on_splits_joined_by_plus(tmp_path, capsys, monkeypatch):
     np.testing.assert_allclose(got.encode("image", test["image"][:5]), want.encode("image", test["image"][:5]),
                                rtol=1e-5, atol=1e-6)
     # splits numbering their samples alike get "<split>/<id>" ids
+    from jointspace.data.sources import DataSource
+
     fake = {s: Pairs({"x": np.full((2, 1), k, np.float32)}, ids=[0, 1]) for k, s in enumerate(("a", "b"))}
-    monkeypatch.setattr(datasets, "load_dataset", lambda name, split: fake[split])
-    joined = load_split("fake", "a+b")
+
+    class Fake(DataSource):
+        name, splits, builtin = "fake", ("a", "b"), True
+
+        def _load(self, split):
+            return fake[split]
+
+    joined = Fake().load("a+b")
     assert joined.ids.tolist() == ["a/0", "a/1", "b/0", "b/1"] and joined["x"].ravel().tolist() == [0, 0, 1, 1]
     code, _, err = run(capsys, "fit", "wikipedia", "--split", "train+train", "--out", str(tmp_path / "n"))
     assert code == 2 and "--split: expected a split name or distinct names joined by '+'" in err

@@ -153,35 +153,91 @@ def dataset_option_names(name: str) -> list[str]:
 
 def split_names(split: str) -> list[str]:
     """The splits named by ``--split``: one name, or several joined by ``+`` (``train+val``)."""
+    from ..data.sources import split_names as names
     from ..errors import InputError
 
-    names = [s.strip() for s in str(split).split("+")]
-    if not all(names) or len(set(names)) != len(names):
-        raise InputError(f"--split: expected a split name or distinct names joined by '+' (e.g. train+val), "
-                         f"got {split!r}")
-    return names
+    try:
+        return names(split)
+    except InputError as exc:
+        raise InputError(f"--{exc}") from None
 
 
-def load_split(dataset: str, split: str):
-    """One split of a built-in dataset (or several joined by ``+``, their rows one after the
-    other), with a spinner while it loads.  When the splits number their samples alike, each
-    id becomes ``"<split>/<id>"`` so the ids stay unique."""
-    import numpy as np
+def add_data_options(parser, *, arrays: bool = True) -> None:
+    """Options that read a user's own collection (a manifest, a folder or an arrays file)."""
+    g = parser.add_argument_group("your own data", "DATA may be a manifest (.csv/.jsonl: file paths, captions, "
+                                  "labels), a folder of images with sidecar .txt captions (else the file names), "
+                                  "or an arrays file (.npy/.npz/.mat/.parquet/.csv) with --modality NAME=KEY")
+    g.add_argument("--columns", metavar="SPEC",
+                   help="manifest: which column is which, e.g. image=path,text=caption,label=category "
+                        "(default: guessed from the names and contents)")
+    if arrays:
+        g.add_argument("--modality", action="append", metavar="NAME=KEY",
+                       help="arrays file: the array (or columns) of one modality, repeatable, e.g. image=I_tr")
+    g.add_argument("--labels", metavar="KEY", help="arrays file: the array of labels")
+    g.add_argument("--val-fraction", type=float, metavar="F",
+                   help="share of your data held out as the 'val' split that chooses settings (default: 0.1; "
+                        "near-duplicate captions, or --group-column, stay on one side)")
+    g.add_argument("--split-column", metavar="COL", help="column naming each row's split (train, val, test)")
+    g.add_argument("--group-column", metavar="COL", help="column whose equal values stay on one side of the split")
 
-    from ..data.datasets import load_dataset
-    from ..data.pairs import Pairs, concat_pairs
 
-    names = split_names(split)
+def array_keys(values) -> dict[str, str] | None:
+    """``["image=I_tr", "text=T_tr"]`` -> ``{"image": "I_tr", "text": "T_tr"}`` (None when empty)."""
+    from ..errors import InputError
+
+    out: dict[str, str] = {}
+    for item in values or []:
+        name, sep, key = str(item).partition("=")
+        if not sep or not name.strip() or not key.strip():
+            raise InputError(f"--modality: expected NAME=KEY (e.g. image=I_tr), got {item!r}")
+        if name.strip() in out:
+            raise InputError(f"--modality: {name.strip()!r} is given twice")
+        out[name.strip()] = key.strip()
+    return out or None
+
+
+_SOURCES: dict = {}
+
+
+def data_source(spec: str, args=None):
+    """The :class:`~jointspace.data.sources.DataSource` named by ``spec`` (read once per process),
+    with the user-data options of ``args`` (``add_data_options``)."""
+    from ..data.sources import DEFAULT_VAL_FRACTION, open_data
+
+    keys = getattr(args, "array_keys_", None)
+    if keys is None and args is not None:
+        keys = array_keys([m for m in (getattr(args, "modality", None) or []) if "=" in str(m)]
+                          if isinstance(getattr(args, "modality", None), list) else None)
+    opts = {"columns": getattr(args, "columns", None) or "auto", "modalities": keys,
+            "labels": getattr(args, "labels", None),
+            "val_fraction": DEFAULT_VAL_FRACTION if getattr(args, "val_fraction", None) is None else args.val_fraction,
+            "split_column": getattr(args, "split_column", None), "group_column": getattr(args, "group_column", None)}
+    key = (str(spec), repr(sorted(opts.items(), key=lambda kv: kv[0])))
+    if key not in _SOURCES:
+        with err_console.status(f"reading {spec}"):
+            _SOURCES[key] = open_data(spec, **opts)
+    return _SOURCES[key]
+
+
+def default_split(source, builtin_default: str, user_default: str = "all") -> str:
+    """The split a command reads when ``--split`` is not given."""
+    return builtin_default if source.builtin else user_default
+
+
+def load_split(dataset: str, split: str, args=None):
+    """One split of a built-in dataset or of a user's collection (or several joined by ``+``,
+    their rows one after the other), with a spinner while it loads.  When the splits number
+    their samples alike, each id becomes ``"<split>/<id>"`` so the ids stay unique."""
+    from ..errors import InputError
+
+    split_names(split)
+    source = data_source(dataset, args)
     with err_console.status(f"loading {dataset} ({split})"):
-        parts = [load_dataset(dataset, s) for s in names]
-    if len(parts) == 1:
-        return parts[0]
-    ids = np.concatenate([np.asarray(p.ids) for p in parts])
-    if len(np.unique(ids)) != len(ids):
-        parts = [Pairs({m: p[m] for m in p.modalities}, labels=p.labels,
-                       ids=np.array([f"{s}/{i}" for i in p.ids.tolist()]), metadata=p.metadata,
-                       label_names=p.label_names, name=p.name) for s, p in zip(names, parts)]
-    return concat_pairs(parts)
+        try:
+            return source.load(split)
+        except InputError as exc:
+            msg = str(exc)
+            raise InputError("--" + msg if msg.startswith("split:") else msg) from None
 
 
 def print_settings(report: dict) -> None:

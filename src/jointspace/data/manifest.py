@@ -137,6 +137,7 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
     columns : str or mapping, optional
         Which column feeds which modality, e.g. ``"image=path,text=caption,label=category"``.
         The names ``label`` and ``id`` are special: they become the labels and the ids.
+        ``"auto"``: guessed from the column names and contents (:func:`guess_columns`).
         Default: every column under its own name.  Unused columns are kept as metadata.
     file_modalities : sequence of str, optional
         Modalities whose values are file paths (default: ``image``, ``audio``, ``video``).
@@ -165,7 +166,12 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
     """
     p = _existing_file(path, "path")
     header, rows, lines = _read_rows(p)
-    mapping = parse_columns(columns) if columns is not None else {c: c for c in header}
+    if columns is None:
+        mapping = {c: c for c in header}
+    elif isinstance(columns, str) and columns == "auto":
+        mapping = guess_columns(header, rows)
+    else:
+        mapping = parse_columns(columns)
     missing = [f"{k}={c}" for k, c in mapping.items() if c not in header]
     if missing:
         raise InputError(f"columns: {', '.join(missing)} not found in manifest {str(p)!r}; "
@@ -194,7 +200,8 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
         elif mod == "id":
             ids = [str(v) for v in values]
         elif mod in file_mods:
-            modalities[mod] = [str(_resolve(p.parent, v)) for v in values]
+            modalities[mod] = [str(_resolve(p.parent, v, f'{str(p)!r} row {line} column {col!r}'))
+                                for line, v in zip(lines, values)]
         else:
             modalities[mod] = [str(v) for v in values]
     if not modalities:
@@ -253,6 +260,63 @@ def _is_int(v) -> bool:
     return isinstance(v, str) and re.fullmatch(r"[+-]?[0-9]+", v.strip()) is not None
 
 
-def _resolve(folder: Path, value) -> Path:
+def _resolve(folder: Path, value, where: str = "") -> Path:
+    """An absolute path as given; a relative one under the manifest's folder (a relative path
+    that climbs out of it with ``..`` is refused)."""
     f = Path(str(value)).expanduser()
-    return f if f.is_absolute() else (folder / f).resolve()
+    if f.is_absolute():
+        return f
+    out = (folder / f).resolve()
+    base = folder.resolve()
+    if out != base and base not in out.parents:
+        raise InputError(f"manifest {where}: path {str(value)!r} leads outside the manifest's folder "
+                         f"({str(base)!r}); move the file under it or write its absolute path")
+    return out
+
+
+#: column names read as each modality by ``columns="auto"`` (first match wins)
+GUESSED_NAMES = {
+    "image": ("image", "image_path", "img", "picture", "photo", "path", "file", "filename", "filepath"),
+    "audio": ("audio", "audio_path", "sound", "wav"),
+    "text": ("text", "caption", "captions", "title", "description", "sentence", "prompt"),
+    "label": ("label", "category", "class", "labels", "target"),
+    "id": ("id",),
+}
+
+
+def guess_columns(header: list[str], rows: list[dict]) -> dict[str, str]:
+    """``columns="auto"``: which column is which modality, by name and by content.
+
+    A column named like a modality (:data:`GUESSED_NAMES`, case-insensitive) is read as it;
+    a column whose values end in an image (audio) file suffix is the image (audio) column
+    whatever its name.  Every other column is kept as metadata.
+    """
+    from .folder import AUDIO_SUFFIXES, IMAGE_SUFFIXES
+
+    out: dict[str, str] = {}
+    sample = rows[:50]
+
+    def files_like(col, suffixes):
+        vals = [str(r.get(col, "")).strip().lower() for r in sample]
+        vals = [v for v in vals if v]
+        return bool(vals) and all(v.endswith(suffixes) for v in vals)
+
+    lower = {c.lower(): c for c in header}
+    for mod, suffixes in (("image", IMAGE_SUFFIXES), ("audio", AUDIO_SUFFIXES)):
+        by_content = [c for c in header if files_like(c, suffixes)]
+        named = [lower[n] for n in GUESSED_NAMES[mod] if n in lower and lower[n] in by_content]
+        pick = (named or by_content)[:1]
+        if pick:
+            out[mod] = pick[0]
+    taken = set(out.values())
+    for mod in ("text", "label", "id"):
+        for n in GUESSED_NAMES[mod]:
+            if n in lower and lower[n] not in taken:
+                out[mod] = lower[n]
+                taken.add(lower[n])
+                break
+    if not [m for m in out if m not in ("label", "id")]:
+        raise InputError(f"columns: cannot tell which columns hold the images, sounds or texts among "
+                         f"{', '.join(header)}; name them, e.g. columns='image=path,text=caption,label=category' "
+                         "(--columns on the command line)")
+    return out

@@ -112,6 +112,33 @@ class Pairs:
             self.metadata[key] = col
         self.label_names = list(label_names) if label_names is not None else None
 
+    # -- a user's collection -------------------------------------------------------------
+    @classmethod
+    def from_manifest(cls, path, columns="auto", **kwargs) -> "Pairs":
+        """A CSV / JSON-lines manifest of file paths, texts and labels (columns guessed by
+        default); see :func:`jointspace.data.manifest.read_manifest`."""
+        from .manifest import read_manifest
+
+        return read_manifest(path, columns, **kwargs)
+
+    @classmethod
+    def from_folder(cls, path, **kwargs) -> "Pairs":
+        """A folder of images (or sounds) with sidecar ``.txt`` captions or file-name captions,
+        sub-folders as labels, duplicates by content kept once; see
+        :func:`jointspace.data.folder.read_folder`."""
+        from .folder import read_folder
+
+        return read_folder(path, **kwargs)
+
+    @classmethod
+    def from_arrays(cls, path, modalities, labels=None, **kwargs) -> "Pairs":
+        """Aligned arrays of one ``.npz`` / ``.mat`` / ``.parquet`` / ``.csv`` file, e.g.
+        ``Pairs.from_arrays("wiki.mat", {"image": "I_tr", "text": "T_tr"}, labels="L_tr")``;
+        see :func:`jointspace.data.readers.read_arrays`."""
+        from .readers import read_arrays
+
+        return read_arrays(path, modalities, labels, **kwargs)
+
     # -- basic access ---------------------------------------------------------------------
     def __len__(self) -> int:
         return self._n

@@ -219,3 +219,73 @@ def _read_csv(p: Path, key) -> np.ndarray:
 
 
 # -- manifests -----------------------------------------------------------------------------
+
+
+def read_arrays(path, modalities: Mapping[str, str], labels: str | None = None, *, name: str = ""):
+    """Several aligned arrays of one file (or of files beside it) as :class:`Pairs`.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.npz``, ``.mat``, ``.parquet`` or ``.csv`` file (or ``.npy`` for one modality).
+    modalities : mapping of str to str
+        Modality name -> key of its array in ``path`` (``{"image": "I_tr", "text": "T_tr"}``;
+        for ``.parquet`` / ``.csv`` a column or comma-separated columns); a key naming an
+        existing array file (relative to ``path``'s folder) reads that file instead.
+    labels : str, optional
+        Key of the labels: shape (N,), (N, 1) (flattened) or multi-hot (N, C).
+    name : str
+        Name of the returned ``Pairs`` (default: the file's stem).
+
+    Returns
+    -------
+    Pairs
+        Each modality an (N, d) float32 array (a 1-D array becomes (N, 1)).
+
+    Raises
+    ------
+    InputError
+        No modality given; an unknown key; arrays whose first dimensions (N) disagree;
+        NaN or Inf; non-numeric data.
+    """
+    from .pairs import Pairs
+
+    p = _existing_file(path, "path")
+    if not modalities:
+        raise InputError(f"modality: expected NAME=KEY pairs naming the arrays of {str(p)!r} "
+                         "(e.g. --modality image=I_tr --modality text=T_tr)")
+
+    def load(key: str, what: str) -> np.ndarray:
+        other = p.parent / key
+        if other.suffix.lower() in ARRAY_SUFFIXES and other.is_file():
+            return read_array(other)
+        try:
+            return read_array(p, None if p.suffix.lower() == ".npy" else key)
+        except InputError as exc:
+            raise InputError(f"{what}: {exc}") from None
+
+    data = {}
+    for mod, key in modalities.items():
+        a = np.asarray(load(key, f"modality {mod}={key}"), dtype=np.float32)
+        if a.ndim == 1:
+            a = a[:, None]
+        if a.ndim != 2:
+            raise InputError(f"modality {mod}={key}: expected an (N, d) array, got shape {a.shape}")
+        if not np.isfinite(a).all():
+            bad = int((~np.isfinite(a)).any(axis=1).sum())
+            raise InputError(f"modality {mod}={key}: {bad} of {a.shape[0]} rows hold NaN or Inf")
+        data[mod] = a
+    lab = None
+    if labels is not None:
+        lab = np.asarray(load(labels, f"labels {labels}"))
+        if lab.ndim == 2 and lab.shape[1] == 1:
+            lab = lab[:, 0]
+        if lab.dtype.kind == "f" and np.isfinite(lab).all() and np.all(lab == np.round(lab)):
+            lab = lab.astype(np.int64)
+    counts = {f"{m}={modalities[m]}": a.shape[0] for m, a in data.items()}
+    if lab is not None:
+        counts[f"labels={labels}"] = lab.shape[0]
+    if len(set(counts.values())) != 1:
+        raise InputError(f"modality: the arrays of {str(p)!r} disagree on the number of samples N: "
+                         + ", ".join(f"{k} has {v}" for k, v in counts.items()))
+    return Pairs(data, labels=lab, name=name or p.stem)

@@ -278,8 +278,9 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     trials = []
     seen = set()
     for pca, reg in itertools.product(pcas, regs):
-        px = None if pca is None or pca >= x.shape[1] else int(pca)
-        py = None if pca is None or pca >= y.shape[1] else int(pca)
+        # PCA keeps at most min(n_samples, n_features) components
+        px = None if pca is None or pca >= x.shape[1] else min(int(pca), len(feats) - 1)
+        py = None if pca is None or pca >= y.shape[1] else min(int(pca), len(feats) - 1)
         sig = (px, py, reg)
         if sig in seen:
             continue

@@ -296,7 +296,7 @@ class SearchEngine:
         has_media = bool(meta.get("path"))
         return {"id": meta["id"], "score": score, "label": _label_text(meta.get("label")),
                 "text": meta.get("text"), "title": extra.get("title") or meta.get("text"), "modality": modality,
-                "item_id": extra.get("item_id"),
+                "item_id": extra.get("item_id"), "copies": len(extra.get("copies") or [None]),
                 "media_url": f"/api/items/{meta['id']}/media?modality={modality}" if has_media else None}
 
 

@@ -33,15 +33,14 @@ def wikipedia_table() -> None:
 
 def openclipart_space(out: Path):
     """Fit (or reuse) the OpenClipart joint space and its index; return (model_dir, index_dir)."""
-    import numpy as np
-
     from ...data.datasets import load_dataset
     from ...eval.report import make_report
     from ...eval.retrieval import evaluate_retrieval
     from ...index.faiss_index import Index
     from ...models.base import load_model
     from ...models.towered import fit_with_towers
-    from .index import item_metadata
+    from ...data.pairs import concat_pairs
+    from .index import unique_items
 
     console.rule("2. OpenClipart: drawings and their titles in one space (EfficientNet-Lite0 + MiniLM, CCA)")
     model_dir, index_dir = out / "openclipart-rcca", out / "openclipart-index"
@@ -57,15 +56,13 @@ def openclipart_space(out: Path):
     report = make_report("openclipart", "test", [{"method": "regularised CCA over towers",
                                                   **evaluate_retrieval(model, splits["test"], relevance="title_key")}])
     show_report(report)
-    if not (index_dir / "index.json").is_file():
-        vectors, metas = [], {}
-        for name, part in splits.items():
-            vectors.append(model.encode("image", part["image"]))
-            for key, col in item_metadata(part, "image").items():
-                metas.setdefault(key, []).extend(col)
-        index = Index.build(np.concatenate(vectors), spec="auto", metadata=metas)
+    if not (index_dir / "index.json").is_file() or Index.load(index_dir).info.get("unique_by") != "sha256":
+        # one drawing filed under several categories is one rendered file: stored once, every path kept
+        everything, metas, n_dup, _ = unique_items(concat_pairs([splits[s] for s in ("train", "val", "test")]), "image")
+        index = Index.build(model.encode("image", everything["image"]), spec="auto", metadata=metas)
+        console.print(f"{n_dup} drawings filed under several categories are stored once", highlight=False)
         index.info.update({"model": str(model_dir.resolve()), "modality": "image", "dataset": "openclipart",
-                           "split": "all"})
+                           "split": "all", "unique_by": "sha256"})
         index.save(index_dir)
     return model_dir, index_dir
 

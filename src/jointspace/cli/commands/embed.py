@@ -7,7 +7,8 @@ import json
 import time
 
 from .._checks import check_tower_items
-from .._common import add_json_flag, console, dataset_option_names, parse_params, print_json, print_table
+from .._common import (add_data_options, add_json_flag, console, data_source, dataset_option_names, default_split,
+                       load_split, parse_params, print_json, print_table)
 
 _FORMATS = (".npy", ".safetensors")
 
@@ -45,10 +46,11 @@ def register(sub) -> None:
                                    "(the sample ids as a JSON list, row by row; integer ids are also stored "
                                    "as the int64 tensor 'ids'), with 'tower', 'tower_config', 'dataset', "
                                    "'split' and 'modality'.")
-    p.add_argument("dataset", metavar="DATASET", help="a built-in dataset name (see 'jointspace datasets')")
+    p.add_argument("dataset", metavar="DATA",
+                   help="a built-in dataset name (see 'jointspace datasets'), or your own manifest or folder")
     p.add_argument("--tower", required=True, help="tower name, e.g. efficientnet-lite0, minilm, mfcc")
     p.add_argument("--modality", help="which modality of the dataset (default: the tower's own)")
-    p.add_argument("--split", default="train", help="dataset split (default: train)")
+    p.add_argument("--split", help="dataset split (default: train for a built-in dataset, all of your own data)")
     p.add_argument("--out", required=True,
                    help="output file: .npy (vectors) or .safetensors (tensor 'vectors'; ids as a JSON list "
                         "in the metadata key 'ids')")
@@ -61,6 +63,7 @@ def register(sub) -> None:
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_json_flag(p)
+    add_data_options(p, arrays=False)
     p.set_defaults(handler=run)
 
 
@@ -78,14 +81,21 @@ def run(args) -> int:
         raise InputError(f"--out: expected a file ending in {' or '.join(_FORMATS)}, got {str(out)!r}")
     tower = create_tower(args.tower, **parse_params(args.tower_param, "--tower-param"))
     tower.check_modality(args.modality)
-    pairs = load_dataset(args.dataset, args.split,
-                         **_dataset_options(args.dataset, parse_params(args.option, "--option")))
+    source = data_source(args.dataset, args)
+    args.split = args.split or default_split(source, "train")
+    if source.builtin:
+        pairs = load_dataset(args.dataset, args.split,
+                             **_dataset_options(args.dataset, parse_params(args.option, "--option")))
+    elif args.option:
+        raise InputError(f"--option: options of a built-in dataset's loader; {args.dataset!r} is your own data")
+    else:
+        pairs = load_split(args.dataset, args.split, args)
     modality = args.modality or tower.modality
     if modality not in pairs:
         raise InputError(f"--modality: dataset {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}"
                          + ("" if args.modality else f" (the modality of tower {tower.name!r})"))
     hint = "text items must be strings" if tower.modality == "text" else "it needs pictures, not vectors"
-    options = dataset_option_names(args.dataset)
+    options = dataset_option_names(args.dataset) if source.builtin else []
     check_tower_items(tower.name, modality, pairs[modality], args.dataset, "--tower",
                       f"; {hint}" + (f" (dataset options: {', '.join(options)})" if options else ""))
     if args.limit is not None:

@@ -1,7 +1,7 @@
 """``jointspace eval``: retrieval metrics of a saved model on a dataset split."""
 
 from .._checks import check_dataset_items
-from .._common import add_json_flag, load_split, print_json, show_report
+from .._common import add_data_options, add_json_flag, data_source, default_split, load_split, print_json, show_report
 
 
 def register(sub):
@@ -9,8 +9,9 @@ def register(sub):
                        description="Cross-modal retrieval in every direction the model supports: Recall@K, "
                                    "mAP, MRR, median/mean rank and nDCG@10.")
     p.add_argument("model", help="folder of a saved model")
-    p.add_argument("--dataset", required=True, help="built-in dataset name")
-    p.add_argument("--split", default="test", help="split to evaluate on (default: test)")
+    p.add_argument("--data", "--dataset", dest="dataset", required=True, metavar="DATA",
+                   help="a built-in dataset name, or your own manifest, folder or arrays file")
+    p.add_argument("--split", help="split to evaluate on (default: test for a built-in dataset, all of your own data)")
     p.add_argument("--relevance", default="auto",
                    help="what makes an item relevant: auto (the dataset's rule: labels, or e.g. the same "
                         "normalised title for openclipart), label, id, or a metadata column (default: auto)")
@@ -22,12 +23,12 @@ def register(sub):
     p.add_argument("--bank-split",
                    help="with --csls: split whose items form the CSLS bank (default: train)")
     add_json_flag(p)
+    add_data_options(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from ..._validation import check_int
-    from ...data.datasets import get_dataset
     from ...errors import InputError
     from ...eval.report import make_report
     from ...eval.retrieval import evaluate_retrieval
@@ -37,15 +38,16 @@ def run(args) -> int:
         raise InputError(f"--bank-split: only used with --csls K; got --bank-split {args.bank_split} without --csls")
     if args.csls is not None and args.bank_split is None:
         args.bank_split = "train"
-    ds = get_dataset(args.dataset)
+    ds = data_source(args.dataset, args)
+    args.split = args.split or default_split(ds, "test")
     for option, split in (("--split", args.split), ("--bank-split", args.bank_split)):
         if split is not None and split not in ds.splits:
-            raise InputError(f"{option}: dataset {args.dataset!r} has splits {', '.join(ds.splits)}; got {split!r}")
+            raise InputError(f"{option}: {'dataset ' if ds.builtin else ''}{args.dataset!r} has splits {', '.join(ds.splits)}; got {split!r}")
     if args.csls is not None:
         check_int(args.csls, "--csls", low=1)
     model = load_model(args.model)
     relevance = ds.relevance if args.relevance == "auto" else args.relevance
-    pairs = load_split(args.dataset, args.split)
+    pairs = load_split(args.dataset, args.split, args)
     check_dataset_items(model, pairs, model.modalities_, args.dataset)
     if args.csls is None:
         row = {"method": model.display_name, **evaluate_retrieval(model, pairs, relevance=relevance,
@@ -73,7 +75,7 @@ def _csls_row(args, model, pairs, relevance) -> dict:
     if len(modalities) < 2:
         raise InputError(f"--dataset: the model knows {', '.join(model.modalities_)}, the split has "
                          f"{', '.join(pairs.modalities)}; CSLS needs two modalities in common")
-    bank_pairs = load_split(args.dataset, args.bank_split)
+    bank_pairs = load_split(args.dataset, args.bank_split, args)
     if args.csls > len(bank_pairs):
         raise InputError(f"--csls: expected K <= {len(bank_pairs)} (the items of --bank-split "
                          f"{args.bank_split}), got {args.csls}")

@@ -1,24 +1,31 @@
 """``jointspace fit``: learn a joint space on a dataset split and save it."""
 
 from .._checks import check_tower_items
-from .._common import console, load_split, parse_params, split_names
+from .._common import add_data_options, console, data_source, load_split, parse_params, split_names
 
 
 def register(sub):
     p = sub.add_parser("fit", help="learn a joint space and save it to a folder",
-                       description="Fit a joint model on one split of a built-in dataset and save it "
+                       description="Fit a joint model on one split of a built-in dataset or of your own data "
+                                   "(a manifest, a folder of images with captions, an arrays file) and save it "
                                    "(config.json + state.safetensors). With --towers, raw items go through "
                                    "frozen pretrained towers first, and the head's settings are chosen on "
-                                   "the dataset's validation split. Options the chosen model does not use "
+                                   "the validation split. Options the chosen model does not use "
                                    "are refused (e.g. --epochs for the closed-form cca).",
                        epilog="examples: jointspace fit wikipedia --model rcca --param reg=0.5 --out runs/wiki\n"
                               "          jointspace fit openclipart --towers efficientnet-lite0,minilm "
-                              "--model cca --out runs/clip-cca")
-    p.add_argument("dataset", help="built-in dataset name (see 'jointspace datasets')")
+                              "--model cca --out runs/clip-cca\n"
+                              "          jointspace fit captions.csv --towers efficientnet-lite0,minilm --out runs/mine\n"
+                              "          jointspace fit photos/ --towers efficientnet-lite0,minilm --out runs/mine\n"
+                              "          jointspace fit features.mat --modality image=I_tr --modality text=T_tr "
+                              "--labels L_tr --out runs/mine")
+    p.add_argument("dataset", metavar="DATA",
+                   help="a built-in dataset name (see 'jointspace datasets'), a manifest, a folder or an arrays file")
     p.add_argument("--model", default="cca", help="model name (default: cca)")
     p.add_argument("--towers", help="comma-separated tower names, one per modality (e.g. efficientnet-lite0,minilm)")
-    p.add_argument("--split", default="train",
-                   help="split to fit on (default: train); several joined by + (e.g. train+val) to refit on "
+    p.add_argument("--split",
+                   help="split to fit on (default: train; for your own data fitted without towers, all of it); "
+                        "several joined by + (e.g. train+val) to refit on "
                         "them once settings are chosen: the val split then chooses nothing, so give the "
                         "settings with --param (clip still holds out val_fraction of the pairs for early "
                         "stopping unless --param val_fraction=0)")
@@ -52,16 +59,16 @@ def register(sub):
                         "generations.png; neither inside --out nor around it")
     p.add_argument("--out", required=True,
                    help="folder to write the fitted model to: new, empty, or a saved model to replace")
+    add_data_options(p)
     p.set_defaults(handler=run)
 
 
 def _val_split(args, ds):
-    """The dataset's val split for choosing settings, unless it is among the splits fitted on."""
-    return load_split(args.dataset, "val") if "val" in ds.splits and "val" not in split_names(args.split) else None
+    """The val split for choosing settings, unless it is among the splits fitted on."""
+    return load_split(args.dataset, "val", args) if "val" in ds.splits and "val" not in split_names(args.split) else None
 
 
 def _fit_towers(args, params):
-    from ...data.datasets import get_dataset
     from ...errors import InputError
     from ...towers import create_tower
 
@@ -75,12 +82,12 @@ def _fit_towers(args, params):
         if modality in towers:
             raise InputError(f"--towers: two towers for the {modality} modality ({towers[modality]}, {name})")
         towers[modality] = name
-    ds = get_dataset(args.dataset)
+    ds = data_source(args.dataset, args)
     missing = [m for m in towers if m not in ds.modalities]
     if missing:
         raise InputError(f"--towers: dataset {args.dataset!r} has modalities {', '.join(ds.modalities)}; "
                          f"no {', '.join(missing)}")
-    train = load_split(args.dataset, args.split)
+    train = load_split(args.dataset, args.split, args)
     for m, name in towers.items():
         check_tower_items(name, m, train[m], args.dataset, "--towers", "; fit on them without --towers")
     val = _val_split(args, ds)
@@ -136,15 +143,14 @@ def _evaluate_generative(args, model, train) -> None:
     of generations go into the run folder."""
     from pathlib import Path
 
-    from ...data.datasets import get_dataset
     from ...eval.generative import generation_grid, generative_report, has_pictures
     from ...eval.report import make_report, write_json
     from ...train.monitor import GENERATIONS_FILE, REPORT_FILE
 
-    ds = get_dataset(args.dataset)
+    ds = data_source(args.dataset, args)
     if "test" not in ds.splits or "test" in split_names(args.split) or train.labels is None:
         return
-    test = load_split(args.dataset, "test")
+    test = load_split(args.dataset, "test", args)
     with console.status(f"evaluating {args.model} on {args.dataset}/test ({len(test)} pairs)"):
         row = generative_report(model, train, test)
     run = Path(args.run_dir_)
@@ -295,24 +301,24 @@ def run(args) -> int:
 def _run(args, params, rank: int) -> int:
     from ...models.base import create_model
 
+    if args.split is None:   # a closed-form model on your own arrays chooses nothing on val: fit on everything
+        closed_form = args.towers is None and not _is_generative(args.model) and args.model != "clip"
+        args.split = "all" if closed_form and not data_source(args.dataset, args).builtin else "train"
+
     generative_train = None   # the pairs a generative model was fitted on, for its evaluation
     if args.towers is not None:
         model = _fit_towers(args, params)
     elif _is_generative(args.model):
-        from ...data.datasets import get_dataset
-
-        generative_train = load_split(args.dataset, args.split)
-        model = _fit_generative(args, params, generative_train, _val_split(args, get_dataset(args.dataset)))
+        generative_train = load_split(args.dataset, args.split, args)
+        model = _fit_generative(args, params, generative_train, _val_split(args, data_source(args.dataset, args)))
     elif args.model == "clip":
-        from ...data.datasets import get_dataset
-
-        ds = get_dataset(args.dataset)
-        train = load_split(args.dataset, args.split)
+        ds = data_source(args.dataset, args)
+        train = load_split(args.dataset, args.split, args)
         val = _val_split(args, ds)
         model = _fit_trained(args, {**params, "relevance": ds.relevance}, train, val)
     else:
         model = create_model(args.model, **params)
-        pairs = load_split(args.dataset, args.split)
+        pairs = load_split(args.dataset, args.split, args)
         with console.status(f"fitting {args.model} on {args.dataset}/{args.split} ({len(pairs)} pairs)"):
             model.fit(pairs)
     if rank != 0:  # every rank holds the same weights; rank 0 writes them

@@ -1,24 +1,38 @@
-"""``jointspace index``: embed one modality of a dataset split and build a search index."""
+"""``jointspace index``: embed one modality of a dataset or of your own data and build (or extend)
+a search index; the same content reached by several paths is stored once."""
 
-from .._common import console, load_split
+from .._common import add_data_options, array_keys, console, data_source, default_split, load_split
 
 
 def register(sub):
-    p = sub.add_parser("index", help="build a FAISS index of one modality of a dataset split",
-                       description="Encode one modality of a dataset split with a saved model and store the "
-                                   "vectors in a FAISS index folder, with labels, texts and paths as metadata.",
-                       epilog="example: jointspace index runs/wiki-cca --dataset wikipedia --modality image "
-                              "--spec HNSW32 --out idx/wiki-img")
-    p.add_argument("model", help="folder of a saved model")
-    p.add_argument("--dataset", required=True, help="built-in dataset name")
-    p.add_argument("--split", default="test", help="split to index (default: test)")
-    p.add_argument("--modality", required=True, help="modality to index (e.g. image)")
+    p = sub.add_parser("index", help="build a FAISS index of one modality of a dataset or of your own data",
+                       description="Encode one modality with a saved model and store the vectors in a FAISS index "
+                                   "folder, with labels, texts and paths as metadata. Items with the same content "
+                                   "(one file under several paths) are stored once, every path kept. With "
+                                   "--append, MODEL is an existing index folder and the new items are added to it "
+                                   "(with the model it was built with). Tower embeddings are cached chunk by "
+                                   "chunk, so an interrupted run resumes where it stopped.",
+                       epilog="examples: jointspace index runs/wiki-cca --data wikipedia --modality image "
+                              "--spec HNSW32 --out idx/wiki-img\n"
+                              "          jointspace index runs/mine --data photos/ --modality image --out idx/mine\n"
+                              "          jointspace index idx/mine --append --data more_photos/")
+    p.add_argument("model", help="folder of a saved model (with --append: the index folder to extend)")
+    p.add_argument("--data", "--dataset", dest="dataset", required=True, metavar="DATA",
+                   help="a built-in dataset name, or your own manifest, folder or arrays file")
+    p.add_argument("--split", help="split to index (default: test for a built-in dataset, all of your own data)")
+    p.add_argument("--modality", action="append", metavar="NAME",
+                   help="modality to index (e.g. image; default with --append: the index's); for an arrays file "
+                        "also NAME=KEY pairs naming its arrays")
     p.add_argument("--spec", default="auto",
                    help="FAISS factory string: Flat, HNSW32, IVF1024,PQ32, ... or auto (by size; default)")
     p.add_argument("--metric", default="cosine", choices=["cosine", "ip", "l2"],
                    help="cosine (vectors normalised, then inner product), ip (inner product) or l2 "
                         "(euclidean distance); default: cosine")
-    p.add_argument("--out", required=True, help="index folder to write")
+    p.add_argument("--append", action="store_true",
+                   help="add to the index folder given as MODEL instead of building a new one")
+    p.add_argument("--out", help="index folder to write (default with --append: the index itself, replaced "
+                                 "atomically)")
+    add_data_options(p, arrays=False)
     p.set_defaults(handler=run)
 
 
@@ -49,28 +63,168 @@ def item_metadata(pairs, modality: str) -> dict:
     return meta
 
 
+def _source_paths(pairs, i: int, modality: str) -> list[str]:
+    """Where sample ``i`` came from: its original file(s) when the dataset records them."""
+    if "paths" in pairs.metadata:   # a folder: every relative path with this content
+        return [p for p in str(pairs.metadata["paths"][i]).split(";") if p]
+    if "svg_path" in pairs.metadata:
+        return [str(pairs.metadata["svg_path"][i])]
+    items = pairs[modality]
+    return [str(items[i])] if isinstance(items, list) else []
+
+
+def unique_items(pairs, modality: str, known: set[str] | None = None):
+    """``pairs`` with one row per distinct content of ``modality``, and its index metadata.
+
+    Every copy's id and source paths are kept in the metadata of the row kept (``copies``,
+    ``paths``), with the content hash (``sha256``).  Rows whose content is in ``known`` (the
+    hashes already in an index) are dropped.
+
+    Returns
+    -------
+    pairs : Pairs
+    metadata : dict of str to list
+    n_duplicates : int
+        Rows merged into another row.
+    n_known : int
+        Rows dropped because ``known`` holds their content.
+    """
+    import numpy as np
+
+    from ...data.keys import content_groups
+
+    items = pairs[modality]
+    rows = items if isinstance(items, list) else [np.asarray(items[i]) for i in range(len(pairs))]
+    hashes, groups = content_groups(rows)
+    keep = [(h, g) for h, g in zip(hashes, groups) if not known or h not in known]
+    n_known = sum(len(g) for h, g in zip(hashes, groups) if known and h in known)
+    sub = pairs.subset(np.array([g[0] for _, g in keep], dtype=np.int64)) if len(keep) != len(pairs) else pairs
+    meta = item_metadata(sub, modality)
+    ids = [str(i) for i in pairs.ids.tolist()]
+    meta["sha256"] = [h for h, _ in keep]
+    meta["copies"] = [[ids[j] for j in g] for _, g in keep]
+    meta["paths"] = [sorted({p for j in g for p in _source_paths(pairs, j, modality)}) for _, g in keep]
+    return sub, meta, len(pairs) - len(keep) - n_known, n_known
+
+
+def _index_modality(args, model_modalities, default=None) -> str:
+    from ...errors import InputError
+
+    names = [m for m in (args.modality or []) if "=" not in str(m)]
+    if len(names) > 1:
+        raise InputError(f"--modality: expected one modality to index, got {', '.join(names)}")
+    modality = names[0] if names else default
+    if modality is None:
+        raise InputError(f"--modality: name the modality to index, one of {', '.join(model_modalities)}")
+    if modality not in model_modalities:
+        raise InputError(f"--modality: the model knows {', '.join(model_modalities)}; got {modality!r}")
+    return modality
+
+
 def run(args) -> int:
+    args.array_keys_ = array_keys([m for m in (args.modality or []) if "=" in str(m)])
+    if args.append:
+        return _append(args)
     from pathlib import Path
 
     from ..._io import check_replaceable
-    from ...index.persistence import is_saved_index
+    from ...errors import InputError
     from ...index.faiss_index import Index
+    from ...index.persistence import is_saved_index
     from ...models.base import load_model
+    from .._checks import check_dataset_items
 
+    if not args.out:
+        raise InputError("--out: expected the index folder to write (or --append to extend an index)")
     check_replaceable(args.out, "index", is_kind=is_saved_index, arg="--out")
     model = load_model(args.model)
-    pairs = load_split(args.dataset, args.split)
-    if args.modality not in model.modalities_:
-        from ...errors import InputError
-
-        raise InputError(f"--modality: the model knows {', '.join(model.modalities_)}; got {args.modality!r}")
-    with console.status(f"encoding {len(pairs)} {args.modality} items"):
-        vectors = model.encode(args.modality, pairs[args.modality])
+    modality = _index_modality(args, model.modalities_)
+    source = data_source(args.dataset, args)
+    split = args.split or default_split(source, "test")
+    pairs = load_split(args.dataset, split, args)
+    if modality not in pairs.modalities:
+        raise InputError(f"--modality: {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}")
+    check_dataset_items(model, pairs, [modality], args.dataset, "--data")
+    with console.status(f"finding duplicate {modality} items"):
+        pairs, metadata, n_dup, _ = unique_items(pairs, modality)
+    vectors = _encode(model, modality, pairs)
     with console.status(f"building index ({args.spec})"):
-        index = Index.build(vectors, spec=args.spec, metric=args.metric, metadata=item_metadata(pairs, args.modality))
-    index.info.update({"model": str(Path(args.model).resolve()), "modality": args.modality,
-                       "dataset": args.dataset, "split": args.split})
+        index = Index.build(vectors, spec=args.spec, metric=args.metric, metadata=metadata)
+    index.info.update({"model": str(Path(args.model).resolve()), "modality": modality,
+                       "dataset": _dataset_name(args.dataset, source), "split": split, "unique_by": "sha256"})
     index.save(args.out)
-    console.print(f"indexed {index.ntotal} {args.modality} vectors (dim {index.dim}, {index.resolved_spec}, "
-                  f"{index.metric}) in {args.out}", highlight=False)
+    dup = f"; {n_dup} duplicate{'s' if n_dup != 1 else ''} by content stored once" if n_dup else ""
+    console.print(f"indexed {index.ntotal} {modality} vectors (dim {index.dim}, {index.resolved_spec}, "
+                  f"{index.metric}) in {args.out}{dup}", highlight=False)
+    return 0
+
+
+def _dataset_name(spec: str, source) -> str:
+    from pathlib import Path
+
+    return spec if source.builtin else str(Path(spec).expanduser().resolve())
+
+
+def _encode(model, modality: str, pairs):
+    """Embeddings of ``pairs[modality]``; a towered model draws its own progress bar."""
+    if getattr(model, "towers", None):
+        return model.encode(modality, pairs[modality])
+    with console.status(f"encoding {len(pairs)} {modality} items"):
+        return model.encode(modality, pairs[modality])
+
+
+def _append(args) -> int:
+    from ...errors import InputError
+    from ...index.faiss_index import Index
+    from ...models.base import load_model
+    from .._checks import check_dataset_items
+
+    if args.spec != "auto" or args.metric != "cosine":
+        raise InputError("--spec/--metric: an appended index keeps its own spec and metric; drop them")
+    from ..._io import check_replaceable
+    from ...index.persistence import is_saved_index
+    from ...models.base import is_saved_model
+
+    if is_saved_model(args.model):
+        raise InputError(f"--append: {args.model!r} is a saved model; with --append give the index folder to "
+                         "extend (it records its model)")
+    if args.out:
+        check_replaceable(args.out, "index", is_kind=is_saved_index, arg="--out")
+    index = Index.load(args.model)
+    info = index.info
+    if not info.get("model"):
+        raise InputError(f"--append: index {args.model!r} does not record the model it was built with")
+    model = load_model(info["model"])
+    modality = _index_modality(args, model.modalities_, default=info.get("modality"))
+    if info.get("modality") and modality != info["modality"]:
+        raise InputError(f"--modality: index {args.model!r} holds {info['modality']} vectors; got {modality!r}")
+    source = data_source(args.dataset, args)
+    split = args.split or default_split(source, "test")
+    pairs = load_split(args.dataset, split, args)
+    if modality not in pairs.modalities:
+        raise InputError(f"--modality: {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}")
+    check_dataset_items(model, pairs, [modality], args.dataset, "--data")
+    probe = model.encode(modality, pairs[modality][:1])
+    if probe.shape[1] != index.dim:
+        raise InputError(f"--append: the model gives {probe.shape[1]}-d vectors, index {args.model!r} holds "
+                         f"{index.dim}-d ones; build a new index for another space")
+    stored = index.metadata(index.ids)
+    known = {(row.get("extra") or {}).get("sha256") for row in stored if row} - {None}
+    with console.status(f"finding duplicate {modality} items"):
+        pairs, metadata, n_dup, n_known = unique_items(pairs, modality, known)
+    if len(pairs) == 0:
+        console.print(f"nothing to add: all {n_known} {modality} items of {args.dataset} are already in "
+                      f"{args.model}", highlight=False)
+        return 0
+    vectors = _encode(model, modality, pairs)
+    index.add(vectors, metadata=metadata)
+    sources = list(info.get("appended", []))
+    sources.append({"dataset": _dataset_name(args.dataset, source), "split": split, "added": int(len(pairs))})
+    index.info["appended"] = sources
+    out = args.out or args.model
+    index.save(out)
+    skipped = f"; {n_known} already in the index" if n_known else ""
+    dup = f"; {n_dup} duplicates by content stored once" if n_dup else ""
+    console.print(f"added {len(pairs)} {modality} vectors to {out} ({index.ntotal} in all){skipped}{dup}",
+                  highlight=False)
     return 0

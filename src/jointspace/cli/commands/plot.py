@@ -1,7 +1,7 @@
 """``jointspace plot map|gallery|curves``: PNG plots of a joint space, a search, a training run."""
 
 from .._checks import check_dataset_items, check_png_out, check_raw_query
-from .._common import console, load_split
+from .._common import add_data_options, console, data_source, default_split, load_split
 
 
 def register(sub):
@@ -15,14 +15,16 @@ def register(sub):
 
     m = kinds.add_parser("map", help="2-D map of the joint space (UMAP / t-SNE / PCA)")
     m.add_argument("model", help="saved model folder")
-    m.add_argument("--dataset", required=True, help="built-in dataset name")
-    m.add_argument("--split", default="test", help="split (default: test)")
+    m.add_argument("--data", "--dataset", dest="dataset", required=True, metavar="DATA",
+                   help="a built-in dataset name, or your own manifest, folder or arrays file")
+    m.add_argument("--split", help="split (default: test for a built-in dataset, all of your own data)")
     m.add_argument("--n", type=int, default=500, help="samples drawn (default: 500)")
     m.add_argument("--method", default="umap", choices=["umap", "tsne", "pca"],
                    help="2-D reduction of the embeddings (default: umap)")
     m.add_argument("--lines", type=int, default=40, help="true pairs joined by a line (default: 40)")
     m.add_argument("--seed", type=int, default=0, help="seed of the sample and the reduction (default: 0)")
     m.add_argument("--out", required=True, help="PNG file to write")
+    add_data_options(m)
     m.set_defaults(handler=run_map)
 
     g = kinds.add_parser("gallery", help="grid of the results of a query")
@@ -63,7 +65,8 @@ def run_map(args) -> int:
         raise InputError(f"--seed: expected an integer >= 0, got {args.seed}")
     check_png_out(args.out, "--out", "plots are PNG images")
     model = load_model(args.model)
-    pairs = load_split(args.dataset, args.split)
+    args.split = args.split or default_split(data_source(args.dataset, args), "test")
+    pairs = load_split(args.dataset, args.split, args)
     if len(pairs) > args.n:
         rows = np.sort(np.random.default_rng(args.seed).choice(len(pairs), args.n, replace=False))
         pairs = pairs.subset(rows)

@@ -145,7 +145,10 @@ def run(args) -> int:
         warn(f"--model {args.model} is not the model this index was built with ({recorded}); the scores "
              "mean something only if both embed into the same space")
     for r in results:
-        r["item_id"] = r.pop("extra").get("item_id")
+        extra = r.pop("extra")
+        r["item_id"] = extra.get("item_id")
+        if len(extra.get("paths") or []) > 1:   # one content stored once, found under several paths
+            r["paths"] = extra["paths"]
     if args.gallery is not None:
         from ...viz.gallery import write_gallery
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..._validation import check_int
 from .._checks import check_dataset_items
+from .._common import add_data_options
 
 
 def register(sub) -> None:
@@ -14,8 +15,10 @@ def register(sub) -> None:
                                    "model's space; reports top-1 / top-5 with prompt ensembling and with a "
                                    "single template, and per-class accuracy.")
     p.add_argument("model", help="saved model folder")
-    p.add_argument("--dataset", default="fashion-mnist", help="built-in labelled dataset (default: fashion-mnist)")
-    p.add_argument("--split", default="test", help="dataset split (default: test)")
+    p.add_argument("--data", "--dataset", dest="dataset", default="fashion-mnist", metavar="DATA",
+                   help="a built-in labelled dataset (default: fashion-mnist), or your own labelled manifest or "
+                        "folder (sub-folders as classes)")
+    p.add_argument("--split", help="dataset split (default: test for a built-in dataset, all of your own data)")
     p.add_argument("--templates", default="default",
                    help="template set: default, single, name, or one template with exactly one {} placeholder "
                         "(literal braces as {{ and }}; default: default)")
@@ -29,6 +32,7 @@ def register(sub) -> None:
                         "dark-on-light drawings)")
     p.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
     add_json_flag(p)
+    add_data_options(p, arrays=False)
     p.set_defaults(handler=run)
 
 
@@ -52,7 +56,7 @@ def run(args) -> int:
     from ...models.base import load_model
     from .._common import print_json, print_table
 
-    from .._common import dataset_option_names
+    from .._common import data_source, dataset_option_names, default_split, load_split
 
     templates = resolve_templates(args.templates, "--templates")
     model = load_model(args.model)
@@ -67,9 +71,14 @@ def run(args) -> int:
                          f"got {args.image_modality!r}")
     options = {}
     limit = None if args.limit is None else check_int(args.limit, "--limit", low=1)
-    if limit is not None and "limit" in dataset_option_names(args.dataset):
-        options["limit"] = limit
-    pairs = load_dataset(args.dataset, args.split, **options)
+    source = data_source(args.dataset, args)
+    args.split = args.split or default_split(source, "test")
+    if source.builtin:
+        if limit is not None and "limit" in dataset_option_names(args.dataset):
+            options["limit"] = limit
+        pairs = load_dataset(args.dataset, args.split, **options)
+    else:
+        pairs = load_split(args.dataset, args.split, args)
     if limit is not None and len(pairs) > limit:
         pairs = pairs.subset(list(range(limit)))
     if pairs.labels is None or pairs.labels.ndim != 1:

@@ -27,6 +27,7 @@ from .. import svg as svgmod
 from .._parallel import default_workers, run_jobs
 from ..._progress import progress_bar
 from ..cache import FileCache, check_folder_arg, content_key
+from ..keys import normalise_title
 from ..pairs import Pairs
 from . import Dataset, register_dataset
 
@@ -39,21 +40,6 @@ _MEMO: dict = {}  # catalogue file -> entries, so loading three splits reads the
 # skips that depend on this load's settings (timeout, max_bytes), not on the drawing: they
 # are checked again on every load instead of being remembered in render-failures-*.json
 _NOT_REMEMBERED = ("timeout", "too_large")
-
-
-def normalise_title(title: str) -> str:
-    """The grouping key of a title.
-
-    Lower-case; every run of characters other than letters and digits becomes one space;
-    trailing number tokens are dropped (``"Star 12"`` and ``"star_13"`` -> ``"star"``);
-    whitespace collapsed.
-
-    >>> normalise_title("  Clipart by Nicu - jigsaw_red_10 ")
-    'clipart by nicu jigsaw red'
-    """
-    t = re.sub(r"[^0-9a-z]+", " ", str(title).lower())
-    t = re.sub(r"(?:\s+\d+)+\s*$", "", " " + t)
-    return " ".join(t.split())
 
 
 def split_of(title_key: str) -> str:

@@ -1,0 +1,137 @@
+"""A folder of pictures (or sounds) as :class:`~jointspace.data.pairs.Pairs`.
+
+Every image under the folder (any depth; hidden files and folders skipped) becomes one
+sample.  Its caption is the sidecar text file of the same name (``cat.jpg`` + ``cat.txt``),
+else the words of its file name (``red_fox-2.jpg`` -> ``"red fox 2"``).  When every file sits
+in a sub-folder, the first sub-folder is its label (the layout of ``ImageFolder``).  The same
+content reached by several paths is one sample, with every path kept in its metadata.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .keys import content_hash, normalise_title
+from .pairs import Pairs
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".svg")
+AUDIO_SUFFIXES = (".wav",)
+#: largest sidecar caption read (bytes)
+MAX_CAPTION_BYTES = 1 << 20
+
+
+def _scan(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    found = []
+    for p in root.rglob("*"):
+        rel = p.relative_to(root)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if p.suffix.lower() in suffixes and p.is_file():
+            found.append(p)
+    return sorted(found, key=lambda q: q.relative_to(root).as_posix())
+
+
+def file_name_caption(path: Path) -> str:
+    """The words of a file name: ``"red_fox-2.jpg"`` -> ``"red fox 2"``."""
+    return " ".join(re.sub(r"[_\-.]+", " ", path.stem).split())
+
+
+def _sidecar(path: Path) -> str | None:
+    txt = path.with_suffix(".txt")
+    if not txt.is_file():
+        return None
+    try:
+        data = txt.read_bytes()[:MAX_CAPTION_BYTES]
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"path: caption file {str(txt)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                         "save it as UTF-8") from None
+    except OSError as exc:
+        raise InputError(f"path: cannot read caption file {str(txt)!r}: {exc.strerror or exc}") from None
+    text = " ".join(text.split())
+    if not text:
+        raise InputError(f"path: caption file {str(txt)!r} is empty; write a caption or delete it to use "
+                         "the file name")
+    return text
+
+
+def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
+    """Read a folder of images (or WAV sounds) and their captions into :class:`Pairs`.
+
+    Parameters
+    ----------
+    path : str or Path
+        The folder.
+    modality : {"auto", "image", "audio"}
+        Which files are the samples; ``"auto"``: images, or sounds when it holds no image.
+    name : str
+        Name of the returned ``Pairs`` (default: the folder's name).
+
+    Returns
+    -------
+    Pairs
+        Modalities ``image`` (or ``audio``; N absolute paths) and ``text`` (N captions);
+        labels when every file sits in a sub-folder (its first sub-folder, ``label_names``
+        sorted); ids the relative path of each sample's first copy; metadata ``sha256``,
+        ``paths`` (every relative path with that content, ``;``-separated), ``caption_key``
+        (the normalised caption, equal for near-duplicates) and ``caption_source``
+        (``sidecar`` or ``file name``).
+
+    Raises
+    ------
+    InputError
+        The folder does not exist or holds no image (or sound); a sidecar caption that is
+        not UTF-8 or is empty.
+    """
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise InputError(f"path: expected a folder, got {str(root)!r} ({'a file' if root.exists() else 'missing'})")
+    if modality not in ("auto", "image", "audio"):
+        raise InputError(f"modality: expected 'auto', 'image' or 'audio', got {modality!r}")
+    files, mod = [], modality
+    if modality in ("auto", "image"):
+        files, mod = _scan(root, IMAGE_SUFFIXES), "image"
+    if not files and modality in ("auto", "audio"):
+        files, mod = _scan(root, AUDIO_SUFFIXES), "audio"
+    if not files:
+        wanted = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES}.get(modality, IMAGE_SUFFIXES + AUDIO_SUFFIXES)
+        raise InputError(f"path: folder {str(root)!r} holds no {'images or sounds' if modality == 'auto' else modality + ' files'} "
+                         f"(looked for {', '.join(wanted)} at any depth)")
+    first: dict[str, int] = {}
+    keep: list[Path] = []
+    paths: list[list[str]] = []
+    hashes: list[str] = []
+    for f in files:
+        try:
+            digest = content_hash(f)
+        except OSError as exc:
+            raise InputError(f"path: cannot read {str(f)!r}: {exc.strerror or exc}") from None
+        rel = f.relative_to(root).as_posix()
+        if digest in first:
+            paths[first[digest]].append(rel)
+            continue
+        first[digest] = len(keep)
+        keep.append(f)
+        paths.append([rel])
+        hashes.append(digest)
+    captions, sources = [], []
+    for f in keep:
+        side = _sidecar(f)
+        captions.append(side if side is not None else file_name_caption(f))
+        sources.append("sidecar" if side is not None else "file name")
+    labels = label_names = None
+    rels = [f.relative_to(root) for f in keep]
+    if all(len(r.parts) >= 2 for r in rels):
+        folders = [r.parts[0] for r in rels]
+        label_names = sorted(set(folders))
+        index = {n: i for i, n in enumerate(label_names)}
+        labels = np.array([index[s] for s in folders], dtype=np.int64)
+    metadata = {"sha256": hashes, "paths": [";".join(p) for p in paths],
+                "caption_key": [normalise_title(c) or c.lower() for c in captions], "caption_source": sources}
+    return Pairs({mod: [str(f.resolve()) for f in keep], "text": captions}, labels=labels,
+                 ids=np.array([p[0] for p in paths]), metadata=metadata, label_names=label_names,
+                 name=name or root.resolve().name)

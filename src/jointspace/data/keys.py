@@ -1,0 +1,85 @@
+"""Keys that decide which samples are the same: a normalised caption and a content hash.
+
+``normalise_title`` groups near-duplicate captions ("Star 12", "star_13") so that a split
+keeps them on one side and evaluation can count them as relevant to each other;
+``content_hash`` finds the same file reached by several paths.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+
+#: bytes read at a time when hashing a file
+_BLOCK = 1 << 20
+
+
+def normalise_title(title: str) -> str:
+    """The grouping key of a title or caption.
+
+    Lower-case; every run of characters other than letters and digits becomes one space;
+    trailing number tokens are dropped (``"Star 12"`` and ``"star_13"`` -> ``"star"``);
+    whitespace collapsed.
+
+    >>> normalise_title("  Clipart by Nicu - jigsaw_red_10 ")
+    'clipart by nicu jigsaw red'
+    """
+    t = re.sub(r"[^0-9a-z]+", " ", str(title).lower())
+    t = re.sub(r"(?:\s+\d+)+\s*$", "", " " + t)
+    return " ".join(t.split())
+
+
+def content_hash(item) -> str:
+    """SHA-256 (hex) of a file's bytes, or of an array row's dtype, shape and bytes.
+
+    Parameters
+    ----------
+    item : str, Path or ndarray
+        A file path, or one sample of an array modality.
+
+    Returns
+    -------
+    str
+        64 hex digits; equal for equal content whatever the path.
+    """
+    h = hashlib.sha256()
+    if isinstance(item, np.ndarray):
+        a = np.ascontiguousarray(item)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+        return h.hexdigest()
+    with open(Path(item), "rb") as f:
+        for block in iter(lambda: f.read(_BLOCK), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def content_groups(items) -> tuple[list[str], list[list[int]]]:
+    """Group equal items: the same file content under several paths, or equal array rows.
+
+    Parameters
+    ----------
+    items : list of N file paths, or array of shape (N, ...)
+
+    Returns
+    -------
+    hashes : list of str
+        One :func:`content_hash` per group, in order of first appearance.
+    groups : list of list of int
+        The positions of each group's items (the first is the one to keep).
+    """
+    seen: dict[str, int] = {}
+    hashes: list[str] = []
+    groups: list[list[int]] = []
+    for i, item in enumerate(items):
+        digest = content_hash(item)
+        if digest in seen:
+            groups[seen[digest]].append(i)
+        else:
+            seen[digest] = len(groups)
+            hashes.append(digest)
+            groups.append([i])
+    return hashes, groups

@@ -1,0 +1,196 @@
+"""A user's own collection end to end through the command line: a folder of 72 real drawings
+(rendered from the installed OpenClipart package) with sidecar captions, fitted, indexed,
+extended, searched and served; a manifest and an arrays file as data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cli_support import one_line, run
+from collection_support import CATEGORIES, build_collection
+
+
+@pytest.fixture(scope="module")
+def collection(tmp_path_factory):
+    root = tmp_path_factory.mktemp("collection")
+    info = build_collection(root / "photos")
+    assert len(info["files"]) >= 60
+    return root, info
+
+
+@pytest.fixture(scope="module")
+def fitted(collection, tmp_path_factory):
+    """The folder fitted with the pretrained towers (settings chosen on its val split) and indexed."""
+    from jointspace.cli import main
+
+    root, _ = collection
+    out = tmp_path_factory.mktemp("runs")
+    assert main(["fit", str(root / "photos"), "--towers", "efficientnet-lite0,minilm", "--model", "rcca",
+                 "--out", str(out / "mine")]) == 0
+    assert main(["index", str(out / "mine"), "--data", str(root / "photos"), "--modality", "image",
+                 "--out", str(out / "idx")]) == 0
+    return out
+
+
+def test_folder_fit_index_search(collection, fitted, capsys):
+    from jointspace.index.faiss_index import Index
+
+    root, info = collection
+    index = Index.load(fitted / "idx")
+    # 73 files, one of them a copy of another under a second category: 72 vectors
+    assert index.ntotal == len(info["files"]) == 72
+    dup, copy = info["duplicate"]
+    rows = [r for r in index.metadata(index.ids) if len(r["extra"]["paths"]) > 1]
+    assert len(rows) == 1
+    assert sorted(rows[0]["extra"]["paths"]) == sorted(p.relative_to(root / "photos").as_posix() for p in (dup, copy))
+    # each title finds its own drawing well above chance (1/72) among the 72
+    titles = {p: p.with_suffix(".txt").read_text(encoding="utf-8").strip() for p in info["files"]}
+    hits = 0
+    for path, title in list(titles.items())[::6]:
+        code, out, err = run(capsys, "search", fitted / "idx", "--text", title, "-k", "10", "--json")
+        assert code == 0, err
+        got = [Path(r["path"]).name for r in json.loads(out)["results"]]
+        hits += path.name in got
+    assert hits >= 4, hits   # of 12 queries; a random ranking puts about 1.7 in the top 10
+    code, out, err = run(capsys, "search", fitted / "idx", "--text", titles[dup], "-k", "3", "--json")
+    top = json.loads(out)["results"]
+    assert sum(Path(r["path"]).name in (dup.name, copy.name) for r in top) <= 1   # never the same drawing twice
+
+
+def test_eval_on_the_folder_and_on_a_manifest(collection, fitted, capsys, tmp_path):
+    root, info = collection
+    code, out, err = run(capsys, "eval", fitted / "mine", "--data", root / "photos", "--json")
+    assert code == 0, err
+    row = json.loads(out)["rows"][0]
+    assert row["image->text/R@10"] > 0.3 and row["text->image/R@10"] > 0.3   # chance: 10/72
+    # the same pairs as a manifest (relative paths, guessed columns) give the same numbers
+    lines = ["file,caption,category"]
+    for p in info["files"]:
+        cap = p.with_suffix(".txt").read_text(encoding="utf-8").strip().replace('"', '""')
+        lines.append(f'{p.relative_to(root).as_posix()},"{cap}",{p.parent.name}')
+    (root / "held_out.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out2, err = run(capsys, "eval", fitted / "mine", "--data", root / "held_out.csv", "--json")
+    assert code == 0, err
+    row2 = json.loads(out2)["rows"][0]
+    for k in ("image->text/mAP", "text->image/mAP", "text->image/R@1"):
+        assert row2[k] == pytest.approx(row[k], abs=1e-9)
+
+
+def test_append_skips_known_content_and_refuses_another_space(collection, fitted, capsys, tmp_path):
+    from jointspace.index.faiss_index import Index
+
+    root, info = collection
+    more = tmp_path / "more"
+    more.mkdir()
+    shutil.copyfile(info["files"][5], more / "again.png")      # already indexed: skipped
+    for i, f in enumerate(info["files"][6:9]):                   # new content: a mirrored drawing
+        from PIL import Image, ImageOps
+
+        with Image.open(f) as img:
+            ImageOps.mirror(img.convert("RGB")).save(more / f"mirrored-{i}.png")
+    before = Index.load(fitted / "idx")
+    code, out, err = run(capsys, "index", fitted / "idx", "--append", "--data", more, "--out", tmp_path / "idx2")
+    assert code == 0, err
+    assert "added 3" in out and "1 already in the index" in out
+    after = Index.load(tmp_path / "idx2")
+    assert after.ntotal == before.ntotal + 3 and Index.load(fitted / "idx").ntotal == before.ntotal
+    # a model folder given where the index belongs, and a model of another dimension
+    code, _, err = run(capsys, "index", fitted / "mine", "--append", "--data", more)
+    assert code == 2 and one_line(err) and "is a saved model" in err
+    code, _, err = run(capsys, "fit", root / "photos", "--towers", "efficientnet-lite0,minilm", "--model", "rcca",
+                       "--n-components", "3", "--out", tmp_path / "small")
+    assert code == 0, err
+    info_file = tmp_path / "idx2" / "index.json"
+    meta = json.loads(info_file.read_text())
+    meta["info"]["model"] = str(tmp_path / "small")
+    info_file.write_text(json.dumps(meta))
+    digest = (tmp_path / "idx2" / "index.faiss").read_bytes()
+    code, _, err = run(capsys, "index", tmp_path / "idx2", "--append", "--data", more / "..")
+    assert code == 2 and one_line(err) and "--append:" in err and "3-d" in err
+    assert (tmp_path / "idx2" / "index.faiss").read_bytes() == digest   # nothing damaged
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_the_collection(collection, fitted):
+    root, info = collection
+    port = _free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "JOINTSPACE_PROGRESS": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "jointspace", "serve", "--index", str(fitted / "idx"),
+                             "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline, body = time.time() + 120, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/info", timeout=5) as r:
+                    body = json.loads(r.read())
+                break
+            except OSError:
+                time.sleep(0.5)
+        assert body is not None, proc.stdout.read().decode() if proc.poll() is not None else "no answer"
+        title = info["files"][0].with_suffix(".txt").read_text(encoding="utf-8").strip()
+        q = urllib.parse.urlencode({"text": title, "k": 5})
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/search?{q}", timeout=60) as r:
+            results = json.loads(r.read())["results"]
+        assert len(results) == 5
+        assert {r["copies"] for r in results} <= {1, 2}
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{results[0]['media_url']}", timeout=30) as r:
+            assert r.status == 200 and len(r.read()) > 100
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_arrays_file_fit_eval(tmp_path, capsys):
+    from jointspace.data.datasets import load_dataset
+
+    train, test = load_dataset("wikipedia", "train"), load_dataset("wikipedia", "test")
+    np.savez(tmp_path / "wiki.npz", I_tr=train["image"], T_tr=train["text"], L_tr=train.labels,
+             I_te=test["image"], T_te=test["text"], L_te=test.labels)
+    code, _, err = run(capsys, "fit", tmp_path / "wiki.npz", "--modality", "image=I_tr", "--modality", "text=T_tr",
+                       "--labels", "L_tr", "--model", "cca", "--n-components", "9", "--out", tmp_path / "m")
+    assert code == 0, err
+    code, out, err = run(capsys, "eval", tmp_path / "m", "--data", tmp_path / "wiki.npz", "--modality", "image=I_te",
+                         "--modality", "text=T_te", "--labels", "L_te", "--relevance", "label", "--json")
+    assert code == 0, err
+    mine = json.loads(out)["rows"][0]
+    # the same model fitted on the built-in split: the same numbers
+    from jointspace.models.base import create_model
+    from jointspace.eval.retrieval import evaluate_retrieval
+
+    want = evaluate_retrieval(create_model("cca", n_components=9).fit(train), test)
+    assert mine["image->text/mAP"] == pytest.approx(want["image->text/mAP"], abs=1e-6)
+    # keys that disagree on N: one line, nothing written
+    code, _, err = run(capsys, "fit", tmp_path / "wiki.npz", "--modality", "image=I_tr", "--modality", "text=T_te",
+                       "--out", tmp_path / "bad")
+    assert code == 2 and one_line(err) and "disagree on the number of samples" in err
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize("make, needle", [
+    (lambda d: (d / "m.csv").write_text("path,caption\nx.png,a cat\n"), "do not exist"),
+    (lambda d: (d / "m.csv").write_text("path,caption\n../outside.png,a cat\n"), "outside the manifest's folder"),
+    (lambda d: (d / "empty").mkdir(), "holds no images"),
+])
+def test_bad_collections_are_one_line(tmp_path, capsys, make, needle):
+    make(tmp_path)
+    (tmp_path.parent / "outside.png").write_bytes(b"not really")
+    target = tmp_path / ("empty" if (tmp_path / "empty").exists() else "m.csv")
+    code, _, err = run(capsys, "fit", target, "--towers", "efficientnet-lite0,minilm", "--out", tmp_path / "out")
+    assert code == 2 and one_line(err) and needle in err, err
+    assert not (tmp_path / "out").exists()

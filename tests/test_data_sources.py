@@ -1,0 +1,140 @@
+"""Reading a user's own collection: folders, guessed manifest columns, arrays, splits."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jointspace.data import Pairs
+from jointspace.data.keys import content_groups, content_hash, normalise_title
+from jointspace.data.manifest import guess_columns
+from jointspace.data.sources import UserData, _group_split, open_data
+from jointspace.errors import InputError
+
+
+def _png(path, colour, size=(8, 8), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, colour).save(path)
+
+
+def test_folder_captions_labels_and_duplicates(tmp_path):
+    _png(tmp_path / "cats" / "black_cat-2.png", (0, 0, 0))
+    _png(tmp_path / "cats" / "white.png", (255, 255, 255), size=(5, 9))
+    (tmp_path / "cats" / "white.txt").write_text("  a white\n cat ", encoding="utf-8")
+    _png(tmp_path / "dogs" / "dog.jpg", (200, 10, 10))
+    _png(tmp_path / "dogs" / "same-as-black.png", (0, 0, 0))        # same bytes as black_cat-2.png
+    _png(tmp_path / ".hidden" / "x.png", (1, 2, 3))
+    p = Pairs.from_folder(tmp_path)
+    assert len(p) == 3 and p.modalities == ("image", "text")
+    assert p["text"] == ["black cat 2", "a white cat", "dog"]
+    assert p.metadata["caption_source"] == ["file name", "sidecar", "file name"]
+    assert p.label_names == ["cats", "dogs"] and p.labels.tolist() == [0, 0, 1]
+    assert p.metadata["paths"][0] == "cats/black_cat-2.png;dogs/same-as-black.png"
+    assert p.ids.tolist() == ["cats/black_cat-2.png", "cats/white.png", "dogs/dog.jpg"]
+    assert p.metadata["sha256"][0] == content_hash(tmp_path / "dogs" / "same-as-black.png")
+
+
+def test_folder_bad_input(tmp_path):
+    with pytest.raises(InputError, match="holds no images or sounds"):
+        Pairs.from_folder(tmp_path)
+    _png(tmp_path / "a.png", (0, 0, 0))
+    (tmp_path / "a.txt").write_bytes("café".encode("latin-1"))
+    with pytest.raises(InputError, match=r"caption file .*a\.txt' is not UTF-8"):
+        Pairs.from_folder(tmp_path)
+    (tmp_path / "a.txt").write_text("   \n", encoding="utf-8")
+    with pytest.raises(InputError, match="is empty"):
+        Pairs.from_folder(tmp_path)
+    with pytest.raises(InputError, match="expected a folder"):
+        Pairs.from_folder(tmp_path / "a.png")
+
+
+def test_content_groups_and_keys(tmp_path):
+    rows = np.array([[1, 2], [3, 4], [1, 2]], dtype=np.float32)
+    hashes, groups = content_groups(list(rows))
+    assert groups == [[0, 2], [1]] and len(set(hashes)) == 2
+    # equal values of another dtype are other content
+    assert content_hash(rows[0]) != content_hash(rows[0].astype(np.float64))
+    assert normalise_title("Red_Fox 12") == normalise_title("red fox") == "red fox"
+
+
+def test_guessed_columns(tmp_path):
+    rows = [{"file": "a.png", "caption": "x", "category": "c", "note": "n"}]
+    assert guess_columns(["file", "caption", "category", "note"], rows) == \
+        {"image": "file", "text": "caption", "label": "category"}
+    # by content whatever the name; a sound column too
+    rows = [{"pic": "a.JPG", "snd": "b.wav", "Title": "t"}]
+    assert guess_columns(["pic", "snd", "Title"], rows) == {"image": "pic", "audio": "snd", "text": "Title"}
+    with pytest.raises(InputError, match="cannot tell which columns"):
+        guess_columns(["a", "b"], [{"a": "1", "b": "2"}])
+
+
+def test_manifest_paths_stay_inside_and_missing_column(tmp_path):
+    _png(tmp_path / "img" / "a.png", (0, 0, 0))
+    (tmp_path / "m.csv").write_text("path,caption\nimg/a.png,a black square\n", encoding="utf-8")
+    p = Pairs.from_manifest(tmp_path / "m.csv")
+    assert p["image"] == [str((tmp_path / "img" / "a.png").resolve())] and p["text"] == ["a black square"]
+    with pytest.raises(InputError, match="columns: label=kind not found"):
+        Pairs.from_manifest(tmp_path / "m.csv", "image=path,text=caption,label=kind")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "m.csv").write_text("path,caption\n../img/a.png,x\n", encoding="utf-8")
+    with pytest.raises(InputError, match="leads outside the manifest's folder"):
+        Pairs.from_manifest(tmp_path / "sub" / "m.csv")
+
+
+def test_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", a=rng.normal(size=(6, 3)), b=rng.normal(size=(6, 2)), y=np.arange(6.0)[:, None],
+             short=np.zeros((5, 2)), bad=np.full((6, 2), np.nan))
+    p = Pairs.from_arrays(tmp_path / "f.npz", {"image": "a", "text": "b"}, labels="y")
+    assert p["image"].dtype == np.float32 and p["text"].shape == (6, 2)
+    assert p.labels.dtype == np.int64 and p.labels.tolist() == list(range(6))
+    with pytest.raises(InputError, match=r"disagree on the number of samples N: image=a has 6, text=short has 5"):
+        Pairs.from_arrays(tmp_path / "f.npz", {"image": "a", "text": "short"})
+    with pytest.raises(InputError, match=r"modality text=bad: 6 of 6 rows hold NaN"):
+        Pairs.from_arrays(tmp_path / "f.npz", {"image": "a", "text": "bad"})
+    with pytest.raises(InputError, match=r"modality text=nope: key: expected one of"):
+        Pairs.from_arrays(tmp_path / "f.npz", {"image": "a", "text": "nope"})
+
+
+def test_group_split_keeps_groups_together_and_hits_the_fraction():
+    groups = np.array([f"g{i // 3}" for i in range(300)])     # 100 groups of 3
+    tr, va = _group_split(groups, 0.1, seed=0)
+    assert len(tr) + len(va) == 300 and not set(tr) & set(va)
+    assert not set(groups[tr]) & set(groups[va])
+    assert 30 <= len(va) <= 33
+    tr2, va2 = _group_split(groups, 0.1, seed=0)
+    assert va.tolist() == va2.tolist()
+
+
+def test_user_data_splits(tmp_path):
+    texts = [f"caption {i % 7}" if i % 2 else f"thing number {i}x" for i in range(40)]
+    p = Pairs({"x": np.arange(40.0)[:, None], "text": texts}, metadata={"part": ["train"] * 30 + ["test"] * 10})
+    d = UserData(p, val_fraction=0.25)
+    assert d.splits == ("all", "train", "val") and d.relevance == "caption_key"
+    va = d.load("val")
+    # "caption 1" .. "caption 6" normalise to one key ("caption"): all on one side
+    tr = d.load("train")
+    # "caption 1" .. "caption 6" normalise to one key ("caption"): all 20 on one side
+    assert sorted([tr.metadata["caption_key"].count("caption"), va.metadata["caption_key"].count("caption")]) == [0, 20]
+    assert len(tr) + len(va) == 40 and not set(tr.ids.tolist()) & set(va.ids.tolist())
+    s = UserData(p, split_column="part")
+    assert s.splits == ("all", "test", "train") and len(s.load("test")) == 10
+    assert len(s.load("train+test")) == 40
+    with pytest.raises(InputError, match="--split-column: no column 'nope'"):
+        UserData(p, split_column="nope")
+    with pytest.raises(InputError, match="--val-fraction: expected a number <= 0.9"):
+        UserData(p, val_fraction=1.5)
+    with pytest.raises(InputError, match=r"split: dataset .* has splits all, train, val; got 'test'"):
+        d.load("test")
+
+
+def test_open_data_names(tmp_path):
+    assert open_data("wikipedia").builtin
+    with pytest.raises(InputError, match="unknown dataset 'nope.csv'"):
+        open_data(str(tmp_path / "nope.csv").replace(str(tmp_path) + "/", ""))
+    with pytest.raises(InputError, match="--labels, --split-column.* built-in dataset"):
+        open_data("wikipedia", labels="L", split_column="s")
+    np.save(tmp_path / "a.npy", np.zeros((3, 2)))
+    with pytest.raises(InputError, match="holds arrays; name them"):
+        open_data(tmp_path / "a.npy")
