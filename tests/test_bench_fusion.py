@@ -24,11 +24,12 @@ def test_rows_cover_every_fusion_and_noise_moves_accuracy(monkeypatch, capsys):
     monkeypatch.setattr(suite, "_wikipedia", lambda quick: (_pairs(300, 0), _pairs(200, 1)))
     report = suite.classification("wikipedia", quick=True)
     methods = [r["method"] for r in report["rows"]]
-    assert methods == ["image only", "text only", *suite.FUSION_ROWS]
+    trained = [f"{f} (noise-trained)" for f in suite.NOISE_TRAINED]
+    assert methods == ["image only", "text only", *suite.FUSION_ROWS, *trained]
     acc = {r["method"]: r["accuracy"] for r in report["rows"]}
     assert all(0.34 < a <= 1 for a in acc.values())  # above the 1/3 chance of three classes
     assert max(acc[f] for f in suite.FUSION_ROWS) >= max(acc["image only"], acc["text only"])
-    assert {(r["method"], r["noisy"]) for r in report["noise"]} == {(f, m) for f in suite.NOISY
+    assert {(r["method"], r["noisy"]) for r in report["noise"]} == {(f, m) for f in [*suite.NOISY, *trained]
                                                                      for m in ("image", "text")}
     for r in report["noise"]:
         assert r["drop"] == pytest.approx(acc[r["method"]] - r["accuracy"])

@@ -151,6 +151,12 @@ class FusionClassifier:
     modality_dropout : float
         Attention / gated fusion: the chance, per training sample, that one modality (drawn at
         random) is hidden, so the weights learn to move to the modalities that remain.
+    modality_noise : float
+        Learnt fusions (early, attention, gated, transformer): the chance, per training sample,
+        that one modality (drawn at random) is replaced by Gaussian noise with that modality's
+        training mean and standard deviation while still counted present, so a fusion can learn
+        to recognise a corrupted input (hiding teaches only to cope with an absent one).  0
+        (default) trains on clean inputs only.
     epochs, batch_size, lr, weight_decay, patience :
         Training of the learnt fusions (:class:`jointspace.train.generic.FitConfig`); the epoch
         with the lowest validation loss is kept.
@@ -163,13 +169,15 @@ class FusionClassifier:
     """
 
     def __init__(self, fusion: str = "attention", hidden: int = 256, dropout: float = 0.2,
-                 modality_dropout: float = 0.3, epochs: int = 100, batch_size: int = 128, lr: float = 1e-3,
+                 modality_dropout: float = 0.3, modality_noise: float = 0.0, epochs: int = 100,
+                 batch_size: int = 128, lr: float = 1e-3,
                  weight_decay: float = 1e-4, patience: int | None = 15, val_fraction: float = 0.15,
                  modalities=None, seed: int = 0):
         self.fusion = fusion
         self.hidden = hidden
         self.dropout = dropout
         self.modality_dropout = modality_dropout
+        self.modality_noise = modality_noise
         self.epochs = epochs
         self.batch_size = batch_size
         self.lr = lr
@@ -207,6 +215,7 @@ class FusionClassifier:
                              f"got {self.hidden}")
         check_float(self.dropout, "dropout", low=0.0, high=0.99)
         check_float(self.modality_dropout, "modality_dropout", low=0.0, high=1.0)
+        check_float(self.modality_noise, "modality_noise", low=0.0, high=1.0)
         check_int(self.epochs, "epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
         check_float(self.lr, "lr", low=0.0, low_open=True)
@@ -281,6 +290,7 @@ class FusionClassifier:
         data = lambda rows: {**{m: torch.from_numpy(x[m][rows]) for m in self.modalities_},  # noqa: E731
                              "__label__": torch.from_numpy(y[rows].astype(np.int64))}
         drop = float(self.modality_dropout) if self.fusion != "early" else 0.0
+        noise = float(self.modality_noise)
         names = self.modalities_
 
         def loss_fn(net, batch, step, epoch):
@@ -290,7 +300,15 @@ class FusionClassifier:
                 hide = torch.rand(n, device=present.device) < drop
                 which = torch.randint(len(names), (n,), device=present.device)
                 present[hide, which[hide]] = False
-            logits, _ = net({m: batch[m] for m in names}, present)
+            inputs = {m: batch[m] for m in names}
+            if noise:
+                corrupt = torch.rand(n, device=present.device) < noise
+                which = torch.randint(len(names), (n,), device=present.device)
+                for i, m in enumerate(names):
+                    rows = (corrupt & (which == i)).unsqueeze(1)
+                    fake = getattr(net, f"mean_{m}") + torch.randn_like(inputs[m]) / getattr(net, f"inv_std_{m}")
+                    inputs[m] = torch.where(rows, fake, inputs[m])
+            logits, _ = net(inputs, present)
             return nn.functional.cross_entropy(logits, batch["__label__"]), {}
 
         def val_fn(net, val):
