@@ -32,8 +32,8 @@ def three_views():
 @pytest.mark.parametrize("objective", ["sumcor", "maxvar"])
 def test_two_views_equal_cca(two_views, objective):
     x, y = two_views
-    lin = CCA(n_components=3).fit(x, y)
-    m = MultisetCCA(n_components=3, objective=objective).fit([x, y])
+    lin = CCA(n_components=3, weight=0.0).fit(x, y)  # unweighted canonical variables
+    m = MultisetCCA(n_components=3, objective=objective, weight=0.0).fit([x, y])
     expected = lin.canonical_correlations_ + (1.0 if objective == "maxvar" else 0.0)
     np.testing.assert_allclose(m.eigenvalues_, expected, atol=1e-10)
     np.testing.assert_allclose(m.canonical_correlations([x, y])[0, 1], lin.canonical_correlations_, atol=1e-10)

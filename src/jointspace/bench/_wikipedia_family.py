@@ -4,43 +4,45 @@ Protocol of Rasiwasia et al. (ACM MM 2010): every test image queries all 693 tes
 vice versa, relevant = same category, mAP over the full ranking, computed by
 :func:`jointspace.eval.retrieval.evaluate_retrieval`. Every setting (components, ridge,
 kernel, classifier strength, preprocessing) is chosen by 3-fold cross-validated retrieval
-mAP on the training split only (:func:`~jointspace.eval.selection.select_by_cv`);
-the test split is used once, for the reported numbers.
+mAP on the training split only, over the library's search spaces
+(:mod:`jointspace.eval.search_spaces`, :func:`~jointspace.eval.selection.choose_settings`,
+the search ``fit`` runs when no settings are given) with this dataset's Hellinger map on
+the image histograms given; the test split is used once, for the reported numbers.
 """
 
 from __future__ import annotations
 
 import json
 
-from ..eval.selection import select_by_cv
+from ..eval.search_spaces import KCCA_FIXED, SCM_C, SCM_CCA_SPACE, resolve_space
+from ..eval.selection import choose_settings, scm_base_candidates, select_by_cv
 
-#: Hellinger map for the bag-of-visual-words histograms (a fixed, standard choice).
+#: Hellinger map for the bag-of-visual-words histograms (a fixed, standard choice for this
+#: dataset's image view; a user's ``fit`` with no settings tries it among others).
 SQRT_IMAGE = {"image": "sqrt"}
 
-#: Nystroem landmarks of the kernel CCA rows (exact kernel CCA at n = 2,173 is also
-#: possible, but 3-fold cross-validation over a grid is then slow on two cores).
-KCCA_FIXED = {"method": "nystroem", "n_features": 600, "preprocess": SQRT_IMAGE, "weight": 1.0}
+#: ``--quick``: one or two values per setting (smoke runs), replacing the library's lists
+QUICK = {
+    "cca": {"n_components": [7, 9], "weight": [1.0], "preprocess": [SQRT_IMAGE]},
+    "kcca": {"n_components": [9], "reg": [0.003], "kernel": ["rbf"]},
+    "sm": {"C": [10.0]},
+    "scca": {"n_components": [9], "weight": [4.0]},
+    "scm_c": [10.0],
+    "scm_k": [9],
+    "scm_k_linear": [9],
+}
 
 
-def _grids(quick: bool):
-    if quick:
-        return {
-            "cca": {"n_components": [7, 9], "weight": [1.0], "preprocess": [SQRT_IMAGE]},
-            "kcca": {"n_components": [9], "reg": [0.003], "kernel": ["rbf"]},
-            "sm": {"C": [10.0]},
-            "scca": {"n_components": [9], "weight": [4.0]},
-            "scm_c": [10.0],
-            "scm_k": [9],
-            "scm_k_linear": [9],
-        }
+def _searches(quick: bool) -> dict:
+    """Per search: (model, given, candidates, space) over the library's spaces
+    (:mod:`jointspace.eval.search_spaces`); ``quick`` narrows them."""
+    q = QUICK if quick else {}
     return {
-        "cca": {"n_components": [5, 7, 9], "weight": [0.0, 1.0], "preprocess": [None, SQRT_IMAGE]},
-        "kcca": {"n_components": [7, 9, 15], "reg": [0.001, 0.003, 0.01], "kernel": ["rbf", ("rbf", "poly")]},
-        "sm": {"C": [1.0, 10.0, 100.0]},
-        "scca": {"n_components": [9, 15], "weight": [1.0, 4.0]},
-        "scm_c": [1.0, 10.0],
-        "scm_k": [9, 15, 20],
-        "scm_k_linear": [7, 9],  # the 10-d topic view has rank 9
+        # linear CCA with the Hellinger option, as the base of SCM (its own row is in bench/wikipedia.py)
+        "cca": ("cca", {}, q.get("cca", {"preprocess": [None, SQRT_IMAGE]}), SCM_CCA_SPACE),
+        "kcca": ("kcca", {"preprocess": SQRT_IMAGE}, q.get("kcca"), None),
+        "sm": ("sm", {"preprocess": SQRT_IMAGE}, q.get("sm"), None),
+        "scca": ("scca", {"preprocess": SQRT_IMAGE}, q.get("scca"), None),
     }
 
 
@@ -70,41 +72,49 @@ def wikipedia_family_rows(*, n_splits: int = 3, seed: int = 0, quick: bool = Fal
 
     train = load_dataset("wikipedia", split="train")
     test = load_dataset("wikipedia", split="test")
-    grids = _grids(quick)
+    searches = _searches(quick)
+    q = QUICK if quick else {}
     rows = []
 
-    def add(method, name, grid, fixed=None, show=True):
-        res = select_by_cv(name, grid, train, fixed=fixed, n_folds=n_splits, seed=seed, progress=progress)
-        if not show:
-            return res
-        settings = {**(fixed or {}), **res.best_params}
-        row = {"method": method, "settings": json.dumps(settings, sort_keys=True, default=str),
+    def report(method, res):
+        row = {"method": method, "settings": json.dumps(res.settings, sort_keys=True, default=str),
                **evaluate_retrieval(res.model, test, directions=["image->text", "text->image"]),
                "cv/mAP": res.best_score}
         rows.append(row)
         return res
 
-    # linear CCA with the Hellinger option, as the base of SCM (its own row is in bench/wikipedia.py)
-    cca = add("CCA (linear, CV)", "cca", grids["cca"], show=False)
-    kcca = add("kernel CCA", "kcca", grids["kcca"], KCCA_FIXED)
-    add("SM", "sm", grids["sm"], {"preprocess": SQRT_IMAGE})
-    cca_base = dict(cca.best_params)
-    add("SCM on CCA", "scm", [{"base": ["cca"], "C": grids["scm_c"],
-                               "base_params": [{**cca_base, "n_components": k} for k in grids["scm_k_linear"]]}])
-    kcca_base = {**KCCA_FIXED, **kcca.best_params}
-    add("SCM on kernel CCA", "scm", [{"base": ["kcca"], "C": grids["scm_c"],
-                                      "base_params": [{**kcca_base, "n_components": k} for k in grids["scm_k"]]}])
-    scca = add("supervised CCA (3-view)", "scca", grids["scca"], {"preprocess": SQRT_IMAGE})
-    scca_base = {"preprocess": SQRT_IMAGE, **scca.best_params}
-    add("SCM on supervised CCA", "scm", [{"base": ["scca"], "C": grids["scm_c"],
-                                          "base_params": [{**scca_base, "n_components": k} for k in grids["scm_k"]]}])
+    def choose(key, show=None):
+        name, given, candidates, space = searches[key]
+        res = choose_settings(name, train, given=given, candidates=candidates, space=space, n_folds=n_splits,
+                              seed=seed, refit=show is not None, score_alone=True, progress=progress)
+        return report(show, res) if show else res
+
+    def scm(method, base, base_settings, components):
+        grid = [{"base": [base], "C": list(q.get("scm_c", SCM_C)),
+                 "base_params": scm_base_candidates(base, base_settings, train, n_folds=n_splits,
+                                                    components=components)}]
+        report(method, select_by_cv("scm", grid, train, n_folds=n_splits, seed=seed, progress=progress))
+
+    cca = choose("cca")
+    kcca = choose("kcca", "kernel CCA")
+    choose("sm", "SM")
+    scm("SCM on CCA", "cca", dict(cca.best_params), q.get("scm_k_linear"))
+    scm("SCM on kernel CCA", "kcca", kcca.settings, q.get("scm_k"))
+    scca = choose("scca", "supervised CCA (3-view)")
+    scm("SCM on supervised CCA", "scca", scca.settings, q.get("scm_k"))
     return rows
 
 
 def family_grid_size(quick: bool = False) -> int:
     """How many settings :func:`wikipedia_family_rows` cross-validates (for a progress bar)."""
-    from ..eval.selection import param_grid
+    from ..data.datasets import load_dataset
 
-    g = _grids(quick)
-    return (len(param_grid(g["cca"])) + len(param_grid(g["kcca"])) + len(param_grid(g["sm"]))
-            + len(g["scm_c"]) * (len(g["scm_k_linear"]) + 2 * len(g["scm_k"])) + len(param_grid(g["scca"])))
+    train = load_dataset("wikipedia", split="train")
+    total = 0
+    for name, given, candidates, space in _searches(quick).values():
+        total += resolve_space(name, train, given, space=space, candidates=candidates, n_folds=3).n_settings
+    n_c = len(QUICK["scm_c"] if quick else SCM_C)
+    sizes = (QUICK["scm_k_linear"], QUICK["scm_k"], QUICK["scm_k"]) if quick else [
+        scm_base_candidates(base, settings, train, n_folds=3)
+        for base, settings in (("cca", {}), ("kcca", dict(KCCA_FIXED)), ("scca", {}))]
+    return total + n_c * sum(len(s) for s in sizes)

@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..eval.search_spaces import KCCA_WIDE_FIXED, KCCA_WIDE_GRID, KCCA_WIDE_PCA
+
 NAME = "openclipart"
 DESCRIPTION = "OpenClipart drawings <-> titles + keywords over frozen towers: CCA, kernel CCA and contrastive rows"
 
@@ -88,10 +90,12 @@ def _cca_model_rows(label: str, model, fitted_on, test, settings: str, csls: boo
     return rows
 
 
-#: Kernel CCA settings tried on the validation split (RBF kernels, Nystroem features).
-KCCA_GRID = {"reg": [0.01, 0.1], "n_components": [64, 128]}
-KCCA_FIXED = {"kernel": "rbf", "method": "nystroem", "n_features": 1500, "weight": 1.0,
-              "preprocess": {"image": "pca:256", "text": "pca:256"}, "modalities": ["image", "text"]}
+#: Kernel CCA settings tried on the validation split (RBF kernels, Nystroem features): the
+#: library's search space for kernel CCA over wide (tower) features,
+#: :mod:`jointspace.eval.search_spaces`.
+KCCA_GRID = {k: list(v) for k, v in KCCA_WIDE_GRID.items()}
+KCCA_FIXED = {**KCCA_WIDE_FIXED, "preprocess": {m: f"pca:{KCCA_WIDE_PCA}" for m in ("image", "text")},
+              "modalities": ["image", "text"]}
 
 
 def kernel_row(data: dict, progress=None) -> dict:

@@ -12,18 +12,11 @@ import numpy as np
 NAME = "wikipedia"
 DESCRIPTION = "Wikipedia image-text benchmark (Rasiwasia et al. 2010): CCA family rows, mAP both ways"
 
-#: Settings tried by 5-fold cross-validation on the training split (never on test): GRIDS are
-#: fitted, DERIVED are read off each fit (nested components, component weighting).
-GRIDS = {
-    "cca": {"n_components": [9]},
-    "rcca": {"n_components": [10], "reg": [1e-3, 1e-2, 0.1, 0.3, 0.5, 0.7, 0.9], "preprocess": ["standard"]},
-    "pls": {"n_components": [10], "preprocess": ["standard"]},
-}
-DERIVED = {
-    "cca": {"n_components": [3, 5, 7, 9], "weight": [0.0, 1.0]},
-    "rcca": {"n_components": [3, 5, 7, 9, 10], "weight": [0.0, 1.0]},
-    "pls": {"n_components": [3, 5, 7, 9, 10], "weight": [0.0, 1.0]},
-}
+#: The linear rows.  Their settings are chosen by 5-fold cross-validation on the training split
+#: (never on test) over the library's search spaces (:mod:`jointspace.eval.search_spaces`), as
+#: ``fit`` does when no settings are given: the number of components and the component weighting
+#: are read off one fit per ridge value.
+LINEAR = ("cca", "rcca", "pls")
 LABELS = {"cca": "CCA", "rcca": "regularised CCA", "pls": "PLS"}
 
 
@@ -36,15 +29,14 @@ def random_row(test, seed: int = 0) -> dict:
     return {"method": "random", **evaluate_embeddings(emb, test.relevance_keys("label"))}
 
 
-def model_rows(train, test, models=("cca", "rcca", "pls"), n_folds: int = 5, progress=None) -> list[dict]:
+def model_rows(train, test, models=LINEAR, n_folds: int = 5, progress=None) -> list[dict]:
     """One row per model: settings chosen by CV on ``train``, then fitted on all of it."""
     from ..eval.retrieval import evaluate_retrieval
-    from ..eval.selection import select_by_cv
-    from ..models.base import create_model
+    from ..eval.selection import choose_settings
 
     rows = []
     for name in models:
-        res = select_by_cv(name, GRIDS[name], train, derive=DERIVED[name], n_folds=n_folds, progress=progress)
+        res = choose_settings(name, train, n_folds=n_folds, progress=progress)
         settings = ", ".join(f"{k}={v}" for k, v in res.best_params.items())
         rows.append({"method": LABELS[name], "settings": settings, **evaluate_retrieval(res.model, test),
                      "cv/mAP": res.best_score})
@@ -71,9 +63,11 @@ def run(progress=None, quick: bool = False, linear_only: bool = False, **options
 
 def grid_size(quick: bool = False, linear_only: bool = False) -> int:
     """How many settings ``run`` cross-validates (for a progress bar)."""
-    from ..eval.selection import param_grid
+    from ..data.datasets import load_dataset
+    from ..eval.search_spaces import resolve_space
 
-    total = sum(len(param_grid(g)) for g in GRIDS.values())
+    train = load_dataset("wikipedia", "train")
+    total = sum(resolve_space(name, train, n_folds=5).n_settings for name in LINEAR)
     if not linear_only:
         from ._wikipedia_family import family_grid_size
 

@@ -85,7 +85,8 @@ def solve_cca(cxx, cyy, cxy, n_components: int, reg=(0.0, 0.0)):
     cxx : ndarray, shape (p, p)
     cyy : ndarray, shape (q, q)
     cxy : ndarray, shape (p, q)
-    n_components : int
+    n_components : int or None
+        None: every pair the whitened covariances hold (the smaller of their ranks).
     reg : (float, float)
         Canonical-ridge weights ``c_x, c_y`` in [0, 1].
 
@@ -99,6 +100,8 @@ def solve_cca(cxx, cyy, cxy, n_components: int, reg=(0.0, 0.0)):
     cx, cy = reg
     kx, rank_x = _inv_sqrt((1 - cx) * cxx + cx * np.eye(cxx.shape[0]))
     ky, rank_y = _inv_sqrt((1 - cy) * cyy + cy * np.eye(cyy.shape[0]))
+    if n_components is None:
+        n_components = max(1, min(rank_x, rank_y))
     if n_components > min(rank_x, rank_y):
         raise InputError(f"n_components: the covariances have rank {rank_x} (X) and {rank_y} (Y), so at most "
                          f"{min(rank_x, rank_y)} canonical pairs exist; got {n_components} "
@@ -111,6 +114,51 @@ def solve_cca(cxx, cyy, cxy, n_components: int, reg=(0.0, 0.0)):
     return kx @ (u * signs), ky @ (vt.T * signs), s[:n_components]
 
 
+def _data_span(a: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """Orthonormal basis (p, r) of the span of the centred rows of ``a`` (n, p)."""
+    _, sv, vt = linalg.svd((a - mean).astype(np.float64), full_matrices=False)
+    tol = max(sv.max(initial=0.0), 1e-300) * max(a.shape) * np.finfo(np.float64).eps * 100
+    return vt[sv > tol].T
+
+
+def _fit_blocks(x: np.ndarray, y: np.ndarray, k, reg):
+    """Means, covariance blocks and canonical directions of two views.
+
+    A view with at least as many features as samples (p >= n) is first expressed in an
+    orthonormal basis U of the span of its centred samples: the ridge covariance
+    (1 - c) U S U^T + c I acts on the cross-covariance (whose columns lie in that span)
+    exactly as (1 - c) S + c I does in the basis, so the directions U w_r are the full
+    problem's, found from r x r instead of p x p eigenproblems (r <= n - 1).  The blocks
+    returned are then those of the full space, rebuilt from the basis.
+    """
+    n = x.shape[0]
+    if x.shape[1] < n and y.shape[1] < n:
+        mx, my, cxx, cyy, cxy = covariances(x, y)
+        wx, wy, _ = solve_cca(cxx, cyy, cxy, k, reg)
+        return mx, my, cxx, cyy, cxy, wx, wy
+    mx = x.mean(axis=0, dtype=np.float64)
+    my = y.mean(axis=0, dtype=np.float64)
+    ux = _data_span(x, mx) if x.shape[1] >= n else None
+    uy = _data_span(y, my) if y.shape[1] >= n else None
+    xr = (x - mx) @ ux if ux is not None else x
+    yr = (y - my) @ uy if uy is not None else y
+    try:
+        _, _, cxx, cyy, cxy = covariances(xr, yr)
+        wx, wy, _ = solve_cca(cxx, cyy, cxy, k, reg)
+    except InputError:
+        if reg[0] == 0 and reg[1] == 0:
+            raise
+        # with a ridge the full space holds more (zero-correlation) pairs than the span
+        mx, my, cxx, cyy, cxy = covariances(x, y)
+        wx, wy, _ = solve_cca(cxx, cyy, cxy, k, reg)
+        return mx, my, cxx, cyy, cxy, wx, wy
+    if ux is not None:
+        wx, cxx, cxy = ux @ wx, ux @ cxx @ ux.T, ux @ cxy
+    if uy is not None:
+        wy, cyy, cxy = uy @ wy, uy @ cyy @ uy.T, cxy @ uy.T
+    return mx, my, cxx, cyy, cxy, wx, wy
+
+
 class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
     """Linear canonical correlation analysis, with optional canonical ridge.
 
@@ -118,10 +166,18 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
     learned state in ``*_`` attributes) and the jointspace ``JointModel`` surface
     (``fit(pairs)``, ``encode``, ``save``, ``load``).
 
+    The defaults are cheap (one fit, nothing searched) and close to what the benches choose;
+    :func:`jointspace.eval.selection.choose_settings` (what ``jointspace fit`` runs when no
+    settings are given) searches them by cross-validation instead.
+
     Parameters
     ----------
-    n_components : int
-        Number of canonical pairs k; at most ``min(p, q, n - 1)``.
+    n_components : int or None
+        Number of canonical pairs k; at most ``min(p, q, n - 1)``.  None (default): every
+        pair the views hold, ``min(p, q, n - 1)`` and, without ridge, the smaller rank of the
+        two views (9 on Wikipedia, whose 10-d topic view has rank 9: the count the Wikipedia
+        bench's cross-validation chose for CCA and regularised CCA); ``n_components_`` holds
+        the count fitted.
     reg : float or (float, float)
         Canonical-ridge weight ``c`` in [0, 1] for both views, or one per view.
         0 is plain CCA, 1 is PLS.
@@ -130,7 +186,10 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         ``"standard"`` for both views or ``{"image": "sqrt,pca:64", "text": "standard"}``.
     weight : float
         Scale canonical component k by ``rho_k ** weight`` in ``encode`` / ``transform`` (0:
-        no weighting; 1: the common correlation weighting for retrieval).
+        no weighting; 1, the default: the common correlation weighting for retrieval, which
+        the Wikipedia bench's cross-validation chose for CCA, regularised CCA, kernel CCA and
+        the base of SCM; it also keeps the weak trailing pairs of ``n_components=None`` from
+        counting as much as the strong ones).
     modalities : (str, str), optional
         Which two modalities of a ``Pairs`` to fit; default: its first two.
     random_state : int
@@ -144,10 +203,12 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
     x_mean_, y_mean_ : ndarray
     canonical_correlations_ : ndarray, shape (k,)
         Correlations of the training canonical variables :math:`u_k, v_k` (unregularised).
+    n_components_ : int
+        The number of canonical pairs fitted.
     n_features_in_ : int
     """
 
-    def __init__(self, n_components: int = 2, reg=0.0, preprocess=None, weight: float = 0.0,
+    def __init__(self, n_components: int | None = None, reg=0.0, preprocess=None, weight: float = 1.0,
                  modalities=None, random_state: int = 0):
         self.n_components = n_components
         self.reg = reg
@@ -213,8 +274,8 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
             y = np.asarray(self.y_pre_.fit_transform(y), dtype=y.dtype)
         n, p, q = x.shape[0], x.shape[1], y.shape[1]
         limit = min(p, q, n - 1)
-        k = check_int(self.n_components, "n_components", low=1)
-        if k > limit:
+        k = None if self.n_components is None else check_int(self.n_components, "n_components", low=1)
+        if k is not None and k > limit:
             raise InputError(f"n_components: expected at most min(n_features_x={p}, n_features_y={q}, "
                              f"n_samples-1={n - 1}) = {limit}, got {k}")
         if reg[0] < 1 or reg[1] < 1:
@@ -224,8 +285,9 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
                     if const.size:
                         raise InputError(f"{nm}: zero-variance columns {const[:10].tolist()} make the covariance "
                                          "singular; drop them, or use reg > 0")
-        mx, my, cxx, cyy, cxy = covariances(x, y)
-        wx, wy, _ = solve_cca(cxx, cyy, cxy, k, reg)
+        mx, my, cxx, cyy, cxy, wx, wy = _fit_blocks(x, y, k, reg)
+        wx, wy = wx[:, :limit], wy[:, :limit]  # n_components=None: at most min(p, q, n - 1) pairs
+        self.n_components_ = wx.shape[1]
         self.x_mean_, self.y_mean_ = mx, my
         self.x_weights_, self.y_weights_ = wx, wy
         num = np.einsum("ik,ij,jk->k", wx, cxy, wy)
@@ -310,7 +372,7 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         out = copy.copy(self)
         if n_components is not None:
             k = check_int(n_components, "n_components", low=1, high=self.x_weights_.shape[1])
-            out.n_components = k
+            out.n_components = out.n_components_ = k
             out.x_weights_, out.y_weights_ = self.x_weights_[:, :k], self.y_weights_[:, :k]
             out.canonical_correlations_ = self.canonical_correlations_[:k]
         if weight is not None:
@@ -348,6 +410,7 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
 
     def _set_state(self, state) -> None:
         self.x_weights_, self.y_weights_ = state["x_weights"], state["y_weights"]
+        self.n_components_ = int(self.x_weights_.shape[1])
         self.x_mean_, self.y_mean_ = state["x_mean"], state["y_mean"]
         self.canonical_correlations_ = state["canonical_correlations"]
         self._component_scale = self.canonical_correlations_.clip(0) ** float(self.weight)
@@ -362,9 +425,14 @@ class LinearCCA(CanonicalCorrelation):
 
 @register_model("rcca", "regularised CCA (canonical ridge between CCA and PLS)")
 class RegularizedCCA(CanonicalCorrelation):
-    """CCA with canonical ridge ``reg`` (default 0.1); see :class:`CanonicalCorrelation`."""
+    """CCA with canonical ridge ``reg`` (default 0.1); see :class:`CanonicalCorrelation`.
 
-    def __init__(self, n_components: int = 2, reg=0.1, preprocess=None, weight: float = 0.0,
+    The Wikipedia bench's cross-validation chose ``reg=0.5`` with ``preprocess="standard"``
+    (the ridge then acts on standardised features); ``reg`` stays 0.1 and no preprocessing by
+    default so that the model is the textbook canonical ridge.
+    """
+
+    def __init__(self, n_components: int | None = None, reg=0.1, preprocess=None, weight: float = 1.0,
                  modalities=None, random_state: int = 0):
         super().__init__(n_components=n_components, reg=reg, preprocess=preprocess, weight=weight,
                          modalities=modalities, random_state=random_state)
@@ -374,7 +442,7 @@ class RegularizedCCA(CanonicalCorrelation):
 class PLS(CanonicalCorrelation):
     """PLS-SVD: directions of maximal covariance, ``reg = 1`` in :class:`CanonicalCorrelation`."""
 
-    def __init__(self, n_components: int = 2, reg=1.0, preprocess=None, weight: float = 0.0,
+    def __init__(self, n_components: int | None = None, reg=1.0, preprocess=None, weight: float = 1.0,
                  modalities=None, random_state: int = 0):
         super().__init__(n_components=n_components, reg=reg, preprocess=preprocess, weight=weight,
                          modalities=modalities, random_state=random_state)

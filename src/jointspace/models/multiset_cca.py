@@ -52,7 +52,7 @@ def block_covariances(views):
     return means, (z.T @ z).astype(np.float64) / (n - 1)
 
 
-def solve_multiset(c: np.ndarray, sizes, n_components: int, reg, objective: str = "sumcor", names=None):
+def solve_multiset(c: np.ndarray, sizes, n_components: int | None, reg, objective: str = "sumcor", names=None):
     r"""Stacked multiset-CCA weights from the block covariance (whiten + symmetric eigh).
 
     Parameters
@@ -87,6 +87,8 @@ def solve_multiset(c: np.ndarray, sizes, n_components: int, reg, objective: str 
     # round-off rescaled to unit variance (CanonicalCorrelation refuses k > min(p, q) alike).
     names = names or [f"view {i}" for i in range(len(sizes))]
     smallest = int(np.argmin(ranks))
+    if n_components is None:  # every component the smallest view holds
+        n_components = max(1, ranks[smallest])
     if n_components > ranks[smallest]:
         raise InputError(f"n_components: expected at most {ranks[smallest]} (the rank of {names[smallest]!r}, "
                          f"the smallest view); got {n_components}")
@@ -105,16 +107,25 @@ def solve_multiset(c: np.ndarray, sizes, n_components: int, reg, objective: str 
 class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
     """Multiset CCA over any number of views (SUMCOR or MAXVAR).
 
+    The defaults are cheap (one fit) and close to what the benches choose;
+    :func:`jointspace.eval.selection.choose_settings` searches them instead.
+
     Parameters
     ----------
-    n_components : int
+    n_components : int or None
+        Number of components; None (default): every one the smallest view holds (its rank, or
+        its width under ridge), e.g. 9 on Wikipedia, whose 10-d topic view has rank 9 (the
+        count the Wikipedia bench's cross-validation chose for CCA and supervised CCA);
+        ``n_components_`` holds the count fitted.
     objective : {"sumcor", "maxvar"}
     reg : float or sequence of float
         Canonical ridge in [0, 1], one for all views or one per view.
     preprocess : str or dict, optional
         Per-view preprocessing (see :mod:`jointspace.models.preprocess`), keyed by modality.
     weight : float
-        Scale component k by ``max(eigenvalue_k, 0) ** weight`` in ``transform`` / ``encode``.
+        Scale component k by ``max(eigenvalue_k, 0) ** weight`` in ``transform`` / ``encode``
+        (default 1: the weighting the benches' cross-validation chose for CCA-family rows; it
+        keeps the weak trailing components of ``n_components=None`` from counting fully).
     modalities : sequence of str, optional
         Modalities of a ``Pairs`` to use; default: all of its array modalities.
     random_state : int
@@ -129,8 +140,8 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
 
     _default_objective = "sumcor"
 
-    def __init__(self, n_components: int = 2, objective: str | None = None, reg=0.0, preprocess=None,
-                 weight: float = 0.0, modalities=None, random_state: int = 0):
+    def __init__(self, n_components: int | None = None, objective: str | None = None, reg=0.0, preprocess=None,
+                 weight: float = 1.0, modalities=None, random_state: int = 0):
         self.n_components = n_components
         self.objective = objective
         self.reg = reg
@@ -178,9 +189,9 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         objective = check_choice(self.objective or self._default_objective, "objective", ("sumcor", "maxvar"))
         regs = self._regs(len(arrays))
         weight = check_float(self.weight, "weight", low=0.0)
-        k = check_int(self.n_components, "n_components", low=1)
+        k = None if self.n_components is None else check_int(self.n_components, "n_components", low=1)
         n = arrays[0].shape[0]
-        if k > n - 1:
+        if k is not None and k > n - 1:
             raise InputError(f"n_components: expected at most n_samples - 1 = {n - 1}, got {k} "
                              "(fewer samples than components)")
         self.n_features_in_list_ = [a.shape[1] for a in arrays]
@@ -195,6 +206,8 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         means, c = block_covariances(arrays)
         sizes = [a.shape[1] for a in arrays]
         w, ev = solve_multiset(c, sizes, k, regs, objective, names)
+        w, ev = w[:, :n - 1], ev[:n - 1]  # n_components=None: at most n - 1
+        k = self.n_components_ = w.shape[1]
         edges = np.cumsum([0] + sizes)
         weights = []
         for i in range(len(arrays)):
@@ -220,6 +233,26 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         if self.pres_[i] is not None:
             arr = np.asarray(self.pres_[i].transform(arr), dtype=np.float64)
         return ((arr - self.means_[i]) @ self.weights_[i]) * self._component_scale
+
+    def derive(self, n_components: int | None = None, weight: float | None = None) -> "MultisetCCA":
+        """A fitted copy keeping the first ``n_components`` components and/or another ``weight``.
+
+        The components are nested (the leading eigenvectors of one eigenproblem), so settings
+        of these two parameters can be compared without refitting.
+        """
+        import copy
+
+        check_is_fitted(self, "weights_")
+        out = copy.copy(self)
+        if n_components is not None:
+            k = check_int(n_components, "n_components", low=1, high=len(self.eigenvalues_))
+            out.n_components = out.n_components_ = k
+            out.weights_ = [w[:, :k] for w in self.weights_]
+            out.eigenvalues_ = self.eigenvalues_[:k]
+        if weight is not None:
+            out.weight = check_float(weight, "weight", low=0.0)
+        out._component_scale = out.eigenvalues_.clip(0) ** float(out.weight)
+        return out
 
     def transform(self, views):
         """Canonical variables of every view: list of (n, k) arrays."""
@@ -271,6 +304,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         self.weights_ = [state[f"weights{i}"] for i in range(m)]
         self.means_ = [state[f"mean{i}"] for i in range(m)]
         self.eigenvalues_ = state["eigenvalues"]
+        self.n_components_ = int(self.eigenvalues_.shape[0])
         self._component_scale = self.eigenvalues_.clip(0) ** float(self.weight)
         self.pres_ = [pipeline_from_state(self._extra["pre"][i], state, f"pre{i}") for i in range(m)]
 

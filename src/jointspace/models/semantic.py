@@ -255,13 +255,16 @@ class SupervisedCCA(MultisetCCA):
     The label view is used only in ``fit``; ``encode`` maps each modality. Parameters as in
     :class:`~jointspace.models.multiset_cca.MultisetCCA` (``objective`` default "sumcor");
     ``reg`` applies to the modalities (the label view is not ridged unless ``reg`` lists a
-    value for it too); ``label_scale`` multiplies the one-hot view.
+    value for it too); ``label_scale`` multiplies the one-hot view.  By default every
+    component the views hold (at most the number of classes less one) weighted by its
+    eigenvalue (``weight=1``); the Wikipedia bench's cross-validation chose 9 components (10
+    classes), with ``weight=4`` on Hellinger-mapped image histograms.
     """
 
     _default_objective = "sumcor"
 
-    def __init__(self, n_components: int = 2, objective: str | None = None, reg=0.0, preprocess=None,
-                 weight: float = 0.0, modalities=None, label_scale: float = 1.0, random_state: int = 0):
+    def __init__(self, n_components: int | None = None, objective: str | None = None, reg=0.0, preprocess=None,
+                 weight: float = 1.0, modalities=None, label_scale: float = 1.0, random_state: int = 0):
         super().__init__(n_components=n_components, objective=objective, reg=reg, preprocess=preprocess,
                          weight=weight, modalities=modalities, random_state=random_state)
         self.label_scale = label_scale

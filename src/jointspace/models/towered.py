@@ -199,11 +199,13 @@ def _rank(x: np.ndarray) -> int:
 
 def _head_grid(head: str, p: int, q: int, n: int, grid: dict | None, fixed: dict):
     """The searched values; a setting the caller fixed in ``fixed`` (head parameters) is not searched."""
+    from ..eval.search_spaces import HEAD_COMPONENTS, HEAD_PCA, HEAD_REGS, HEAD_WEIGHTS
+
     grid = dict(grid or {})
-    pcas = grid.get("pca", [None, 64, 128, 256])
-    regs = grid.get("reg", [0.0] if head == "cca" else [1e-3, 1e-2, 0.1, 0.3, 0.5, 0.7])
-    comps = grid.get("n_components", [16, 32, 64, 128, 256])
-    weights = grid.get("weight", [0.0, 1.0, 2.0])
+    pcas = grid.get("pca", list(HEAD_PCA))
+    regs = grid.get("reg", [0.0] if head == "cca" else list(HEAD_REGS))
+    comps = grid.get("n_components", list(HEAD_COMPONENTS))
+    weights = grid.get("weight", list(HEAD_WEIGHTS))
     if "preprocess" in fixed:
         pcas = [None]
     if head == "cca":
@@ -228,7 +230,10 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     number of components and correlation weight (component k scaled by rho_k ** weight) is
     scored by the mean Recall@``k`` over ``directions`` on ``val_pairs``; the best is refitted
     on ``train``.  One CCA fit serves every number of components (its leading components do
-    not depend on how many are kept).
+    not depend on how many are kept).  Another closed-form head with a search space (kernel
+    CCA, multiset CCA, SM, supervised CCA, SCM: :mod:`jointspace.eval.search_spaces`) has its
+    settings chosen on ``val_pairs`` over that space by the same Recall@``k``
+    (:func:`jointspace.eval.selection.choose_settings`); other heads are fitted as given.
 
     Parameters
     ----------
@@ -263,11 +268,16 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     model = ToweredModel(towers=towers, head=head, head_params=head_params, tower_params=tower_params,
                          cache=cache, batch_size=batch_size)
     feats = model.embed_pairs(train, progress=progress)
-    if val_pairs is None or head not in ("cca", "rcca", "pls"):
+    from ..eval.search_spaces import has_search_space
+
+    if val_pairs is None or not has_search_space(head):
         model.fit(train, features=feats)
         return model, {"best": {"head_params": head_params}, "trials": []}
     vfeats = model.embed_pairs(val_pairs, progress=progress)
     mods = [m for m in towers if m in feats.modalities][:2]
+    if head not in ("cca", "rcca", "pls"):
+        return _fit_searched_head(model, train, feats, vfeats, head_params, relevance=relevance,
+                                  directions=directions, k=k)
     head_params.setdefault("modalities", mods)
     directions = directions or [(mods[1], mods[0]), (mods[0], mods[1])]
     vkeys = val_pairs.relevance_keys(relevance)
@@ -320,3 +330,21 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     model.fit(train, features=feats)
     return model, {"best": {"head_params": chosen, "score": best["score"], "metric": f"R@{k}",
                             "directions": [f"{a}->{b}" for a, b in directions]}, "trials": trials}
+
+
+def _fit_searched_head(model: ToweredModel, train: Pairs, feats: Pairs, vfeats: Pairs, head_params: dict, *,
+                       relevance: str, directions, k: int):
+    """Another closed-form head (kernel CCA, SM, multiset CCA, ...): its settings chosen on the
+    validation features over its search space (:mod:`jointspace.eval.search_spaces`), scored
+    by Recall@``k`` averaged over ``directions``; the given ``head_params`` are kept."""
+    from ..eval.selection import choose_settings
+
+    res = choose_settings(model.head, feats, given=head_params, val=vfeats, relevance=relevance,
+                          score_key=f"R@{k}", directions=directions)
+    fitted = ToweredModel(towers=model.towers, head=model.head, head_params=dict(res.settings),
+                          tower_params=model.tower_params, cache=model.cache, batch_size=model.batch_size)
+    fitted.head_ = res.model  # refitted on all of ``feats`` by choose_settings
+    fitted.modalities_ = tuple(res.model.modalities_)
+    trials = [{kk: v for kk, v in row.items() if kk != "fold_scores"} for row in res.table]
+    return fitted, {"best": {"head_params": dict(res.settings), "score": res.best_score, "metric": f"R@{k}",
+                             "protocol": res.protocol, "seconds": res.seconds}, "trials": trials}
