@@ -275,3 +275,32 @@ def test_fit_on_splits_joined_by_plus(tmp_path, capsys, monkeypatch):
     code, _, err = run(capsys, "fit", "wikipedia", "--split", "train+train", "--out", str(tmp_path / "n"))
     assert code == 2 and "--split: expected a split name or distinct names joined by '+'" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "n").exists()
+
+
+def test_fit_chooses_what_is_not_given_and_saves_the_choice(tmp_path, capsys):
+    import json as _json
+
+    from jointspace.data.datasets import load_dataset
+    from jointspace.eval.retrieval import evaluate_retrieval
+    from jointspace.eval.selection import select_by_cv
+    from jointspace.models.base import load_model
+
+    code, out, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    assert "chosen by 5-fold CV" in out
+    sel = _json.loads((tmp_path / "a" / "selection.json").read_text())
+    assert sel["protocol"] == "5-fold CV" and sel["given"] == {}
+    # an independent run of the selection over the same space chooses the same and scores the same
+    train = load_dataset("wikipedia", "train")
+    ref = select_by_cv("cca", {"n_components": [9]}, train, derive={"n_components": [3, 5, 7, 9], "weight": [0.0, 1.0]})
+    assert sel["chosen"] == ref.best_params and sel["score"] == pytest.approx(ref.best_score, abs=1e-12)
+    test = load_dataset("wikipedia", "test")
+    got = evaluate_retrieval(load_model(tmp_path / "a"), test)
+    want = evaluate_retrieval(ref.model, test)
+    assert got["image->text/mAP"] == pytest.approx(want["image->text/mAP"], abs=1e-9)
+    # a given setting is kept, the rest still chosen
+    code, out, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--n-components", "5", "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    sel = _json.loads((tmp_path / "b" / "selection.json").read_text())
+    assert sel["given"] == {"n_components": 5} and sel["settings"]["n_components"] == 5
+    assert load_model(tmp_path / "b").canonical_correlations_.shape == (5,)
