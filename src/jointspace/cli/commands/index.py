@@ -132,19 +132,13 @@ def run(args) -> int:
     from ...index.faiss_index import Index
     from ...index.persistence import is_saved_index
     from ...models.base import load_model
-    from .._checks import check_dataset_items
 
     if not args.out:
         raise InputError("--out: expected the index folder to write (or --append to extend an index)")
     check_replaceable(args.out, "index", is_kind=is_saved_index, arg="--out")
     model = load_model(args.model)
     modality = _index_modality(args, model.modalities_)
-    source = data_source(args.dataset, args)
-    split = args.split or default_split(source, "test")
-    pairs = load_split(args.dataset, split, args)
-    if modality not in pairs.modalities:
-        raise InputError(f"--modality: {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}")
-    check_dataset_items(model, pairs, [modality], args.dataset, "--data")
+    source, split, pairs = _read_items(args, model, modality)
     with console.status(f"finding duplicate {modality} items"):
         pairs, metadata, n_dup, _ = unique_items(pairs, modality)
     vectors = _encode(model, modality, pairs)
@@ -157,6 +151,20 @@ def run(args) -> int:
     console.print(f"indexed {index.ntotal} {modality} vectors (dim {index.dim}, {index.resolved_spec}, "
                   f"{index.metric}) in {args.out}{dup}", highlight=False)
     return 0
+
+
+def _read_items(args, model, modality: str):
+    """(source, split, pairs) of --data, checked to hold ``modality`` in a form ``model`` embeds."""
+    from ...errors import InputError
+    from .._checks import check_dataset_items
+
+    source = data_source(args.dataset, args)
+    split = args.split or default_split(source, "test")
+    pairs = load_split(args.dataset, split, args)
+    if modality not in pairs.modalities:
+        raise InputError(f"--modality: {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}")
+    check_dataset_items(model, pairs, [modality], args.dataset, "--data")
+    return source, split, pairs
 
 
 def _dataset_name(spec: str, source) -> str:
@@ -177,7 +185,6 @@ def _append(args) -> int:
     from ...errors import InputError
     from ...index.faiss_index import Index
     from ...models.base import load_model
-    from .._checks import check_dataset_items
 
     if args.spec != "auto" or args.metric != "cosine":
         raise InputError("--spec/--metric: an appended index keeps its own spec and metric; drop them")
@@ -198,12 +205,7 @@ def _append(args) -> int:
     modality = _index_modality(args, model.modalities_, default=info.get("modality"))
     if info.get("modality") and modality != info["modality"]:
         raise InputError(f"--modality: index {args.model!r} holds {info['modality']} vectors; got {modality!r}")
-    source = data_source(args.dataset, args)
-    split = args.split or default_split(source, "test")
-    pairs = load_split(args.dataset, split, args)
-    if modality not in pairs.modalities:
-        raise InputError(f"--modality: {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}")
-    check_dataset_items(model, pairs, [modality], args.dataset, "--data")
+    source, split, pairs = _read_items(args, model, modality)
     probe = model.encode(modality, pairs[modality][:1])
     if probe.shape[1] != index.dim:
         raise InputError(f"--append: the model gives {probe.shape[1]}-d vectors, index {args.model!r} holds "
