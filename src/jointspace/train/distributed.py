@@ -55,9 +55,16 @@ def finish() -> None:
     """Wait for every rank, then leave the process group (no-op outside one).
 
     The barrier keeps a fast rank from tearing down its connections while another still
-    talks to it (gloo aborts the process otherwise)."""
+    talks to it (gloo aborts the process otherwise).  Under gloo it is the monitored barrier,
+    which waits in the calling thread on tensors that Python does not own: the plain barrier
+    hands a Python tensor to gloo's worker thread, and when that thread drops it while the
+    interpreter shuts down the process aborts ("terminate called without an active
+    exception")."""
     if is_distributed():
-        torch.distributed.barrier()
+        if torch.distributed.get_backend() == "gloo":
+            torch.distributed.monitored_barrier(wait_all_ranks=True)
+        else:
+            torch.distributed.barrier()
     leave()
 
 
