@@ -8,6 +8,7 @@ import numpy as np
 
 from .._validation import check_int
 from ..errors import InputError
+from .labels import read_labels
 
 
 def _as_items(name: str, items):
@@ -50,8 +51,11 @@ class Pairs:
     modalities : mapping of str to array-like
         Modality name -> items: an array of shape (N, d) (feature vectors; any trailing
         shape is kept, e.g. images (N, H, W, C)), or a list of N strings / file paths.
-    labels : array-like, shape (N,) or (N, C), optional
-        One label per sample (int or str), or a multi-hot matrix for multi-label data.
+    labels : array-like, shape (N,) or (N, C), or N label sets, optional
+        One label per sample (int or str), a multi-hot NumPy matrix (booleans or 0/1) for
+        multi-label data, or a set of labels per sample (lists, sets; stored as a multi-hot
+        matrix over the sorted labels, which become ``label_names``); see
+        :mod:`jointspace.data.labels`.
     ids : array-like, shape (N,), optional
         Unique sample ids; default ``0 .. N-1``.
     metadata : mapping of str to sequence of length N, optional
@@ -89,7 +93,10 @@ class Pairs:
         self.name = name
         self.labels = None
         if labels is not None:
-            lab = np.asarray(labels)
+            # label sets (lists of lists, sets) become a multi-hot matrix, never read by shape
+            lab, columns = read_labels(labels, "labels", label_names)
+            if columns is not None:
+                label_names = [str(c) for c in columns]
             if lab.ndim not in (1, 2) or lab.shape[0] != n:
                 raise InputError(f"labels: expected shape ({n},) or ({n}, C), got {lab.shape}")
             if lab.dtype.kind == "f" and not np.isfinite(lab).all():

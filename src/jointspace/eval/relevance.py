@@ -7,8 +7,14 @@ Two kinds of relevance cover the evaluation protocols:
   gallery_keys[j]``.  Object arrays of numbers compare as numbers (``1 == 1.0``), other
   object arrays as strings.  A shared class label, a shared normalised title, or the pair identity
   (the sample ids, so each query's own partner is its one relevant item) are all keys.
-* **multi-label** (:class:`MultiLabelRelevance`): multi-hot matrices (nq, C) and (ng, C);
-  relevant when the two rows share at least one label.
+* **multi-label** (:class:`MultiLabelRelevance`): multi-hot NumPy matrices (nq, C) and
+  (ng, C) of booleans or 0/1; relevant when the two rows share at least one label.
+* **label sets** (:class:`LabelSetRelevance`): a set of labels per query and per gallery
+  item (lists, tuples, sets, frozensets; a scalar is a set of one); relevant when the two
+  sets intersect.  Lists of equal length are label sets, never a multi-hot matrix
+  (``[[0, 2], [1, 3], [0, 2]]`` gives 2, 1 and 2 relevant items); a NumPy 2-D numeric
+  array with values other than 0 and 1 is refused as ambiguous.  The rules are those of
+  :mod:`jointspace.data.labels`.
 
 Both answer :meth:`pairs` for a block of queries: the (row, column) positions of the
 relevant items, grouped by row, so metrics are computed block by block.
@@ -22,6 +28,7 @@ import numbers
 import numpy as np
 
 from .._validation import check_matrix
+from ..data.labels import encode_label_sets, is_label_sets, multi_hot_matrix
 from ..errors import InputError
 
 
@@ -94,6 +101,14 @@ class Relevance:
         if stop == 0 or self.n_gallery == 0:
             return 0.0
         return len(self.pairs(0, stop)[0]) / (stop * self.n_gallery)
+
+
+def _as_array(keys, name: str) -> np.ndarray:
+    try:
+        return np.asarray(keys)
+    except ValueError as exc:  # ragged nested sequences that are not label sets
+        raise InputError(f"{name}: expected keys (n,), a multi-hot matrix (n, C) or label sets, "
+                         f"got {type(keys).__name__} ({exc})") from None
 
 
 def _as_keys(keys, name: str) -> np.ndarray:
@@ -205,6 +220,43 @@ class MultiLabelRelevance(Relevance):
         return rows.astype(np.int64, copy=False), cols.astype(np.int64, copy=False)
 
 
+class LabelSetRelevance(Relevance):
+    """Relevant when the query's set of labels and the item's set of labels intersect.
+
+    Parameters
+    ----------
+    query_labels : sequence of nq label sets
+    gallery_labels : sequence of ng label sets
+        Each entry a list, tuple, set, frozenset or 1-D array of ints or strings, or one
+        label (a set of one); an empty entry has no labels and matches nothing.
+    """
+
+    def __init__(self, query_labels, gallery_labels):
+        from scipy import sparse
+
+        q, g = encode_label_sets(query_labels, gallery_labels, names=("query_keys", "gallery_keys"))
+        n_labels = len(q.vocabulary)
+
+        def matrix(s):
+            data = np.ones(len(s.codes), dtype=np.int32)
+            return sparse.csr_matrix((data, s.codes, s.indptr), shape=(len(s), n_labels))
+
+        self.q = matrix(q)
+        self.gT = matrix(g).T.tocsr()
+        self.n_queries, self.n_gallery = len(q), len(g)
+
+    def pairs(self, start, stop):
+        block = (self.q[start:stop] @ self.gT).tocsr()
+        block.sort_indices()
+        rows = np.repeat(np.arange(block.shape[0], dtype=np.int64), np.diff(block.indptr))
+        return rows, block.indices.astype(np.int64)
+
+    def block(self, start, stop):
+        rows, cols = self.pairs(start, stop)
+        n_rel = np.bincount(rows, minlength=self.q[start:stop].shape[0]).astype(np.int64)
+        return RelevanceBlock(n_rel, self.n_gallery, make_pairs=lambda: (rows, cols))
+
+
 class DenseRelevance(Relevance):
     """An explicit boolean relevance matrix (nq, ng)."""
 
@@ -234,21 +286,32 @@ def make_relevance(query_keys, gallery_keys, n_queries: int | None = None,
 
     Parameters
     ----------
-    query_keys : array-like, shape (nq,) or (nq, C)
-    gallery_keys : array-like, shape (ng,) or (ng, C)
-        1-D: relevant when equal (labels, titles, ids). 2-D: multi-hot, relevant when
-        sharing a label.
+    query_keys : array-like, shape (nq,) or (nq, C), or nq label sets
+    gallery_keys : array-like, shape (ng,) or (ng, C), or ng label sets
+        1-D keys: relevant when equal (labels, titles, ids).  A NumPy 2-D array of booleans
+        or 0/1: multi-hot, relevant when sharing a column.  Label sets (lists, tuples, sets,
+        frozensets per sample): relevant when the sets intersect; when one side holds label
+        sets, plain keys on the other side are sets of one label.
     n_queries, n_gallery : int, optional
         Expected lengths (the number of query and gallery embeddings).
     """
-    qa, ga = np.asarray(query_keys), np.asarray(gallery_keys)
-    if qa.ndim != ga.ndim:
-        raise InputError(f"gallery_keys: expected the same kind of keys as query_keys "
-                         f"(shape {qa.shape}), got shape {ga.shape}")
-    if qa.ndim == 2:
-        rel: Relevance = MultiLabelRelevance(qa, ga)
+    q_sets, g_sets = is_label_sets(query_keys), is_label_sets(gallery_keys)
+    if q_sets or g_sets:
+        for keys, sets, name in ((query_keys, q_sets, "query_keys"), (gallery_keys, g_sets, "gallery_keys")):
+            if not sets and _as_array(keys, name).ndim != 1:
+                other = "gallery_keys" if name == "query_keys" else "query_keys"
+                raise InputError(f"{name}: expected label sets or one key per item like {other} (label sets), "
+                                 f"got shape {np.shape(keys)}; a multi-hot matrix cannot be compared with label sets")
+        rel: Relevance = LabelSetRelevance(query_keys, gallery_keys)
     else:
-        rel = KeyRelevance(qa, ga)
+        qa, ga = _as_array(query_keys, "query_keys"), _as_array(gallery_keys, "gallery_keys")
+        if qa.ndim != ga.ndim:
+            raise InputError(f"gallery_keys: expected the same kind of keys as query_keys "
+                             f"(shape {qa.shape}), got shape {ga.shape}")
+        if qa.ndim == 2:
+            rel = MultiLabelRelevance(multi_hot_matrix(qa, "query_keys"), multi_hot_matrix(ga, "gallery_keys"))
+        else:
+            rel = KeyRelevance(qa, ga)
     if n_queries is not None and rel.n_queries != n_queries:
         raise InputError(f"query_keys: expected {n_queries} keys (one per query), got {rel.n_queries}")
     if n_gallery is not None and rel.n_gallery != n_gallery:
