@@ -310,3 +310,28 @@ def test_object_keys_of_numbers_compare_as_numbers():
         KeyRelevance(np.array(["1", "2"], dtype=object), np.array([1, 2]))
     with pytest.raises(InputError, match="query_keys: expected finite keys"):
         KeyRelevance(np.array([1.0, np.nan], dtype=object), np.array([1, 2]))
+
+
+@pytest.mark.parametrize("scores", [
+    [[2**24 + 1, 2**24]],                                        # float32 would tie these
+    np.array([[2**62 + 1, 2**62]], dtype=np.int64),              # float64 would tie these
+    np.array([[2**63 + 1, 2**63]], dtype=np.uint64),
+    np.array([[1.0 + 2.0**-40, 1.0]]),                           # float64 stays float64
+])
+def test_integer_and_float64_scores_keep_their_exact_order(scores):
+    res = ranking_metrics_dense(scores, [[True, False]])
+    assert res["MRR"] == 1.0 and res["mAP"] == 1.0
+    # swapped, the relevant item is second; equal, the pessimistic rule puts it second too
+    assert ranking_metrics_dense(scores, [[False, True]])["MRR"] == 0.5
+    tied = np.asarray(scores)[:, :1].repeat(2, axis=1)
+    assert ranking_metrics_dense(tied, [[True, False]])["MRR"] == 0.5
+
+
+def test_huge_integer_scores_rank_as_brute_force_does():
+    rng = np.random.default_rng(3)
+    base = np.int64(2**62)
+    scores = base + rng.integers(0, 5, size=(12, 9))             # distinct only beyond 2**53
+    rel = rng.random((12, 9)) < 0.3
+    rel[:, 0] = True
+    want = brute_force(scores - base, rel)                       # small ints: exact anywhere
+    assert_summary_close(ranking_metrics_dense(scores, rel), want)

@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from .._validation import check_choice, check_int, check_matrix
+from .._validation import check_choice, check_int
 from ..errors import InputError
 from .relevance import DenseRelevance, Relevance, RelevanceBlock
 
@@ -176,6 +176,21 @@ def _metrics_by_sorting(S, blk, n_rel, ndcg_k, pessimistic, owned):
     return ap, first, dcg
 
 
+#: integers up to this magnitude are exact in float64
+_EXACT_INT = 2**53
+
+
+def _exact_float(S: np.ndarray) -> np.ndarray:
+    """Integer (or boolean) scores as float64 with the same order and the same ties.
+
+    Integers beyond 2**53 would merge in float64: they are replaced by their rank among the
+    block's distinct values, which orders every row exactly as the integers do.
+    """
+    if S.dtype.itemsize >= 8 and S.size and (int(S.max()) > _EXACT_INT or int(S.min()) < -_EXACT_INT):
+        return np.unique(S, return_inverse=True)[1].reshape(S.shape).astype(np.float64)
+    return S.astype(np.float64)
+
+
 def _check_block(start, S, nq: int, ng: int) -> np.ndarray:
     """One block of :func:`ranking_metrics`: 2-D, numeric, finite, ``ng`` wide, within the queries."""
     S = np.asarray(S)
@@ -186,7 +201,7 @@ def _check_block(start, S, nq: int, ng: int) -> np.ndarray:
     if S.dtype.kind not in "biuf":
         raise InputError(f"scores: expected numeric scores, got dtype {S.dtype}")
     if S.dtype.kind != "f":
-        S = S.astype(np.float64)
+        S = _exact_float(S)
     if isinstance(start, bool) or not isinstance(start, (int, np.integer)) or start < 0 or start + S.shape[0] > nq:
         raise InputError(f"score_chunks: expected a block within the {nq} queries, got {S.shape[0]} rows "
                          f"starting at {start!r}")
@@ -291,6 +306,22 @@ def summarize(per_query: dict[str, np.ndarray], ks: Sequence[int] = (1, 5, 10),
     return res
 
 
+def _score_matrix(scores) -> np.ndarray:
+    """A 2-D numeric score matrix in its own dtype (``check_matrix`` would round integers
+    to float32); finiteness is checked block by block."""
+    try:
+        S = np.asarray(scores)
+    except (ValueError, TypeError) as exc:  # ragged lists
+        raise InputError(f"scores: expected a 2-D numeric array, got {type(scores).__name__} ({exc})") from None
+    if S.dtype == object or S.dtype.kind not in "biuf":
+        raise InputError(f"scores: expected a 2-D numeric array, got dtype {S.dtype}")
+    if S.ndim != 2 or S.shape[0] < 1 or S.shape[1] < 1:
+        raise InputError(f"scores: expected a 2-D array of shape (n_queries, n_gallery), got shape {S.shape}")
+    if S.dtype.kind == "f" and S.dtype.itemsize < 4:
+        S = S.astype(np.float32)
+    return S
+
+
 def ranking_metrics_dense(scores, relevant, *, ks: Sequence[int] = (1, 5, 10), ndcg_k: int = 10,
                           ties: str = "pessimistic", chunk_size: int | None = None,
                           return_per_query: bool = False):
@@ -299,7 +330,8 @@ def ranking_metrics_dense(scores, relevant, *, ks: Sequence[int] = (1, 5, 10), n
     Parameters
     ----------
     scores : array-like, shape (nq, ng)
-        Higher = more similar.
+        Higher = more similar.  Ranked in their own precision: integer scores are never
+        rounded (no false ties), float64 stays float64.
     relevant : array-like of bool, shape (nq, ng)
     ks, ndcg_k, ties
         As in :func:`summarize` and :func:`ranking_metrics`.
@@ -312,7 +344,7 @@ def ranking_metrics_dense(scores, relevant, *, ks: Sequence[int] = (1, 5, 10), n
     -------
     summary : dict, or (summary, per_query) when ``return_per_query``
     """
-    S = check_matrix(scores, "scores")
+    S = _score_matrix(scores)
     rel = DenseRelevance(relevant)
     if rel.rel.shape != S.shape:
         raise InputError(f"relevant: expected shape {S.shape} like scores, got {rel.rel.shape}")
