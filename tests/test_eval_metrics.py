@@ -335,3 +335,59 @@ def test_huge_integer_scores_rank_as_brute_force_does():
     rel[:, 0] = True
     want = brute_force(scores - base, rel)                       # small ints: exact anywhere
     assert_summary_close(ranking_metrics_dense(scores, rel), want)
+
+
+class TestOneTieRule:
+    """Model selection and early stopping (top_k_recall) rank ties as the reports do."""
+
+    def test_a_relevant_item_tied_with_non_relevant_ones_ranks_after_them(self):
+        # query 0 scores every gallery item 1.0 (equal embeddings): its partner, gallery 0,
+        # ties with the three others, so pessimistically its rank is 4
+        q = np.array([[1.0, 0.0], [0.0, 1.0]])
+        g = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+        keys_q, keys_g = np.array([0, 1]), np.array([0, 1, 2, 3])
+        for k, want in ((1, 0.0), (3, 0.0), (4, 1.0)):
+            got = metrics_mod.top_k_recall(q, g, keys_q, keys_g, k=k)
+            report = ranking_metrics_dense(q @ g.T, keys_q[:, None] == keys_g[None, :], ks=(k,))[f"R@{k}"]
+            assert got == want == report   # query 1 (key 1) scores 0 against all: rank 4 too
+        assert metrics_mod.top_k_recall(q, g, keys_q, keys_g, k=1, ties="optimistic") == 1.0
+
+    @pytest.mark.parametrize("average", ["query", "group"])
+    def test_many_ties_agree_with_the_report_and_brute_force(self, average):
+        rng = np.random.default_rng(11)
+        # integer embeddings: many exactly equal inner products
+        q = rng.integers(0, 2, size=(50, 3)).astype(np.float64)
+        g = rng.integers(0, 2, size=(40, 3)).astype(np.float64)
+        qk, gk = rng.integers(0, 8, size=50), rng.integers(0, 8, size=40)
+        rel = qk[:, None] == gk[None, :]
+        _, pq = ranking_metrics_dense(q @ g.T, rel, return_per_query=True)
+        for k in (1, 3, 10):
+            first = pq["first_rank"]
+            found = first > 0
+            hits = first[found] <= k
+            if average == "query":
+                want = hits.mean()
+            else:
+                want = np.mean([hits[qk[found] == key].mean() for key in np.unique(qk[found])])
+            assert metrics_mod.top_k_recall(q, g, qk, gk, k=k, chunk=7, average=average) == pytest.approx(want)
+        # the report's R@k is the query average
+        report = ranking_metrics_dense(q @ g.T, rel, ks=(3,))["R@3"]
+        assert metrics_mod.top_k_recall(q, g, qk, gk, k=3) == pytest.approx(report)
+        brute = brute_force(q @ g.T, rel, ks=(3,))["R@3"]
+        assert report == pytest.approx(brute)
+
+    def test_first_relevant_rank_is_the_rank_ranking_metrics_gives(self):
+        rng = np.random.default_rng(2)
+        S = rng.integers(0, 3, size=(30, 12)).astype(np.float32)
+        rel = rng.random((30, 12)) < 0.2
+        for ties in ("pessimistic", "optimistic"):
+            want = ranking_metrics(((0, S),), DenseRelevance(rel), ties=ties)["first_rank"]
+            np.testing.assert_array_equal(metrics_mod.first_relevant_rank(S, rel, ties), want)
+
+    def test_top_k_recall_reads_label_sets(self):
+        q = g = np.eye(3)
+        sets = [[0, 2], [1], [2]]
+        # query 0 holds {0, 2}: its best relevant item is itself (score 1)
+        assert metrics_mod.top_k_recall(q, g, sets, sets, k=1) == 1.0
+        with pytest.raises(InputError, match="average: 'group' needs one key per query"):
+            metrics_mod.top_k_recall(q, g, sets, sets, k=1, average="group")

@@ -43,7 +43,7 @@ import numpy as np
 
 from .._validation import check_choice, check_int
 from ..errors import InputError
-from .relevance import DenseRelevance, Relevance, RelevanceBlock
+from .relevance import DenseRelevance, KeyRelevance, Relevance, RelevanceBlock, make_relevance
 
 TIES = ("pessimistic", "optimistic")
 
@@ -358,15 +358,43 @@ def ranking_metrics_dense(scores, relevant, *, ks: Sequence[int] = (1, 5, 10), n
     return (summary, per_query) if return_per_query else summary
 
 
-__all__ = ["TIES", "check_ks", "ranking_metrics", "ranking_metrics_dense", "summarize"]
+__all__ = ["TIES", "check_ks", "first_relevant_rank", "ranking_metrics", "ranking_metrics_dense", "summarize",
+           "top_k_recall"]
 
 
 #: how :func:`top_k_recall` weighs queries
 RECALL_AVERAGES = ("query", "group")
 
 
+def first_relevant_rank(S: np.ndarray, mask: np.ndarray, ties: str = "pessimistic") -> np.ndarray:
+    r"""1-based rank of each row's first relevant item under the tie rule of this module.
+
+    :math:`r_1 = 1 + \#\{\text{non-relevant } j : s_j \ge s^*\}` (pessimistic) or
+    :math:`s_j > s^*` (optimistic), :math:`s^*` being the row's highest relevant score: the
+    same :math:`r_1` as :func:`ranking_metrics` gives, in two passes over the block.
+
+    Parameters
+    ----------
+    S : ndarray, shape (b, ng)
+        Finite scores, higher = more similar.
+    mask : ndarray of bool, shape (b, ng)
+        Relevant items.
+    ties : {"pessimistic", "optimistic"}
+
+    Returns
+    -------
+    ndarray of int64, shape (b,)
+        0 for rows without a relevant item.
+    """
+    has = mask.any(axis=1)
+    best = np.where(mask, S, -np.inf).max(axis=1) if S.size else np.zeros(S.shape[0])
+    cmp = np.greater_equal if ties == "pessimistic" else np.greater
+    ahead = np.count_nonzero(cmp(S, best[:, None]) & ~mask, axis=1)
+    return np.where(has, ahead + 1, 0).astype(np.int64)
+
+
 def top_k_recall(queries: np.ndarray, gallery: np.ndarray, query_keys, gallery_keys, k: int = 10,
-                 chunk: int = 1024, average: str = "query") -> float:
+                 chunk: int = 1024, average: str = "query", ties: str = "pessimistic") -> float:
     """Recall@K by inner product, the quick form used to choose settings and stop training.
 
     Parameters
@@ -374,9 +402,10 @@ def top_k_recall(queries: np.ndarray, gallery: np.ndarray, query_keys, gallery_k
     queries : ndarray, shape (nq, d)
     gallery : ndarray, shape (ng, d)
         Both L2-normalised when the inner product should be the cosine.
-    query_keys : array, shape (nq,)
-    gallery_keys : array, shape (ng,)
-        Gallery j is relevant to query i when the keys are equal.
+    query_keys : array, shape (nq,) (or (nq, C), or label sets)
+    gallery_keys : array, shape (ng,) (or (ng, C), or label sets)
+        Relevance as in :func:`jointspace.eval.relevance.make_relevance`: gallery j is
+        relevant to query i when the keys are equal (the label sets intersect).
     k : int
         Capped at the gallery size.
     chunk : int
@@ -384,32 +413,36 @@ def top_k_recall(queries: np.ndarray, gallery: np.ndarray, query_keys, gallery_k
     average : {"query", "group"}
         "query": each query counts once.  "group": the hit rate is averaged within each
         query key first, then over keys, so a key shared by many queries (one title on 50
-        drawings) weighs no more than a key held by one.
+        drawings) weighs no more than a key held by one (1-D keys only).
+    ties : {"pessimistic", "optimistic"}
+        Tie rule, as in :func:`ranking_metrics` (the default is the reports' rule).
 
     Returns
     -------
     float
-        Share of queries (or of query keys) with a relevant item among their ``k`` highest
-        scores; ties are broken by ``argpartition``, unlike :func:`ranking_metrics`.  Queries
-        whose key is not in the gallery have nothing to find and are left out, as in
+        Share of queries (or of query keys) whose first relevant item has rank <= ``k``
+        (:func:`first_relevant_rank`), exactly the ``R@k`` of :func:`summarize`.  Queries
+        without a relevant gallery item have nothing to find and are left out, as in
         :func:`summarize`.
     """
     check_choice(average, "average", RECALL_AVERAGES)
-    qk, gk = np.asarray(query_keys), np.asarray(gallery_keys)
-    findable = np.isin(qk, gk)
-    if not findable.all():
-        if not findable.any():
-            raise InputError("query_keys: no query has a relevant gallery item (no key occurs in gallery_keys)")
-        queries, qk = queries[findable], qk[findable]
+    check_choice(ties, "ties", TIES)
+    k = check_int(k, "k", low=1)
+    chunk = check_int(chunk, "chunk", low=1)
+    queries, gallery = np.asarray(queries), np.asarray(gallery)
+    relevance = make_relevance(query_keys, gallery_keys, queries.shape[0], gallery.shape[0])
+    if average == "group" and not isinstance(relevance, KeyRelevance):
+        raise InputError("average: 'group' needs one key per query (1-D keys), got multi-label keys")
     nq = queries.shape[0]
-    if nq == 0:
-        return 0.0
-    k = min(k, gallery.shape[0])
-    hits = np.zeros(nq)
+    first = np.zeros(nq, dtype=np.int64)
     for s in range(0, nq, chunk):
-        top = np.argpartition(-(queries[s:s + chunk] @ gallery.T), k - 1, axis=1)[:, :k]
-        hits[s:s + chunk] = (gk[top] == qk[s:s + chunk, None]).any(axis=1)
+        S = _check_block(s, queries[s:s + chunk] @ gallery.T, nq, gallery.shape[0])
+        first[s:s + S.shape[0]] = first_relevant_rank(S, relevance.block(s, s + S.shape[0]).mask(), ties)
+    findable = first > 0
+    if not findable.any():
+        raise InputError("query_keys: no query has a relevant gallery item (no key occurs in gallery_keys)")
+    hits = (first[findable] <= k).astype(np.float64)
     if average == "query":
         return float(hits.mean())
-    _, group = np.unique(qk, return_inverse=True)
+    _, group = np.unique(relevance.query_codes[findable], return_inverse=True)
     return float(np.mean(np.bincount(group, weights=hits) / np.bincount(group)))

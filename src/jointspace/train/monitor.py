@@ -23,30 +23,24 @@ REPORT_FILE = "report.json"
 GENERATIONS_FILE = "generations.png"
 
 
-def recall_at_k(queries: np.ndarray, gallery: np.ndarray, k: int = 10, keys=None, chunk: int = 1024,
-                average: str = "query") -> float:
-    """Fraction of queries with a relevant gallery item among their ``k`` most similar (cosine).
+@torch.no_grad()
+def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 2048, average: str = "query") -> dict:
+    """Validation Recall@K in both directions between the first two modalities, by cosine.
+
+    Ranks as the reports do (:func:`jointspace.eval.metrics.top_k_recall`, pessimistic ties),
+    so the epoch kept is the one the evaluation would choose.
 
     Parameters
     ----------
-    queries : ndarray, shape (n, d), L2-normalised
-    gallery : ndarray, shape (m, d), L2-normalised
-        Row i of ``gallery`` is the match of row i of ``queries`` when ``keys`` is None.
+    net : torch.nn.Module
+        Maps ``{modality: Tensor}`` to L2-normalised features.
+    val : dict of str to array, each (n, ...)
     k : int
     keys : ndarray, shape (n,), optional
-        Relevance keys (e.g. normalised titles): gallery j is relevant to query i when
-        ``keys[j] == keys[i]`` (requires n == m).
+        Relevance keys (e.g. normalised titles): sample j is relevant to query i when
+        ``keys[j] == keys[i]``; default: each query's own partner only.
     average : {"query", "group"}
         See :func:`jointspace.eval.metrics.top_k_recall`; with ``keys`` None the two agree.
-    """
-    keys = np.arange(queries.shape[0]) if keys is None else np.asarray(keys)
-    return top_k_recall(queries, gallery, keys, keys, k, chunk=chunk, average=average)
-
-
-@torch.no_grad()
-def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 2048, average: str = "query") -> dict:
-    """Validation Recall@K in both directions between the first two modalities (``average`` as
-    in :func:`recall_at_k`).
 
     Returns
     -------
@@ -65,8 +59,9 @@ def evaluate_recall(net, val: dict, k: int = 10, keys=None, batch_size: int = 20
     emb = {m: np.concatenate(v) for m, v in emb.items()}
     net.train(was_training)
     a, b = names
-    r_ab = recall_at_k(emb[a], emb[b], k, keys, average=average)
-    r_ba = recall_at_k(emb[b], emb[a], k, keys, average=average)
+    keys = np.arange(n) if keys is None else keys
+    r_ab = top_k_recall(emb[a], emb[b], keys, keys, k, average=average)
+    r_ba = top_k_recall(emb[b], emb[a], keys, keys, k, average=average)
     return {f"{a}->{b}/R@{k}": r_ab, f"{b}->{a}/R@{k}": r_ba, "val_recall": 0.5 * (r_ab + r_ba)}
 
 
