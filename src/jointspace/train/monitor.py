@@ -5,13 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from .._io import atomic_write_text
+from .._progress import Bar
 from ..eval.metrics import RECALL_AVERAGES as AVERAGES
 from ..eval.metrics import top_k_recall
 from .device import to_device
@@ -122,9 +122,12 @@ class MetricsLog:
 
 
 class ProgressBar:
-    """A rich progress bar on stderr showing the loss, tau (contrastive runs) and the throughput
-    (silent when disabled, and when stderr is not a terminal: piped or captured stderr gets
-    nothing from it).
+    """Training's line of the package's progress bar (:class:`jointspace._progress.Bar`): the
+    steps, the loss, tau (contrastive runs) and the throughput.
+
+    Drawn as every bar of the package is: never when ``enabled`` is False or
+    ``JOINTSPACE_PROGRESS=0``, always with ``JOINTSPACE_PROGRESS=1``, else only when stderr is
+    a terminal (piped or captured stderr gets nothing from it).
 
     Parameters
     ----------
@@ -139,31 +142,15 @@ class ProgressBar:
 
     def __init__(self, total: int, enabled: bool, start: int = 0, unit: str = "pairs"):
         self.unit = unit
-        self.enabled = enabled and total > 0
-        if not self.enabled:
-            return
-        from rich.console import Console
-
-        console = Console(file=sys.stderr)
-        self.enabled = console.is_terminal
-        if not self.enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-                                 console=console, transient=True)
-        self.progress.start()
-        self.task = self.progress.add_task("train", total=total, completed=start, info="")
+        self.bar = Bar("train", total, enabled=bool(enabled), completed=start, info=True)
+        self.enabled = self.bar.drawn
 
     def update(self, step: int, loss: float, tau: float | None = None, rate: float = 0.0, extra: str = "") -> None:
         """Show ``step`` done, the latest ``loss``, ``tau`` (omitted when None) and ``rate``
         (units per second)."""
         if self.enabled:
             shown_tau = "" if tau is None else f"  tau {tau:.4f}"
-            info = f"loss {loss:.4f}{shown_tau}  {rate:,.0f} {self.unit}/s{extra}"
-            self.progress.update(self.task, completed=step, info=info)
+            self.bar.update(step, f"loss {loss:.4f}{shown_tau}  {rate:,.0f} {self.unit}/s{extra}")
 
     def close(self) -> None:
-        if self.enabled:
-            self.progress.stop()
+        self.bar.close()
