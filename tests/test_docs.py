@@ -1,0 +1,158 @@
+"""Every example in docs/ runs, and the command-line reference is the CLI's own help.
+
+Conventions (stated for writers in docs/index.md):
+
+- a fenced ```python block is executed; the blocks of one page run in order in one namespace,
+  in a fresh temporary working folder shared with that page's console blocks;
+- in a fenced ```console block every line starting with ``$ `` is a command, run with bash in
+  that folder (a line ending in ``\\`` continues on the next); it must exit 0. Other lines
+  are output shown to the reader and are not checked;
+- ```bash, ```text and other blocks are shown, never run;
+- ``<!-- docs-test: skip -->`` on the line just above a fence keeps that block from running
+  (long examples; the page says so).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+SKIP = "<!-- docs-test: skip -->"
+FENCE = re.compile(r"^```(?P<info>[^\n`]*)\n(?P<body>.*?)^```[ \t]*$", re.M | re.S)
+PAGES = sorted(p.name for p in DOCS.glob("*.md"))
+
+
+def blocks(text: str):
+    """``(kind, body, line)`` for every fenced block of a page that is to run."""
+    for m in FENCE.finditer(text):
+        kind = m.group("info").strip().split(" ")[0]
+        before = text[:m.start()].rstrip("\n").rsplit("\n", 1)[-1]
+        if kind in ("python", "console") and before.strip() != SKIP:
+            yield kind, m.group("body"), text.count("\n", 0, m.start()) + 1
+
+
+def commands(body: str) -> list[str]:
+    """The ``$ `` commands of a console block, continuation lines joined."""
+    out, current = [], None
+    for line in body.splitlines():
+        if current is not None:
+            current += "\n" + line
+        elif line.startswith("$ "):
+            current = line[2:]
+        else:
+            continue
+        if not current.endswith("\\"):
+            out.append(current)
+            current = None
+    assert current is None, f"a command ends with a line continuation: {current!r}"
+    return out
+
+
+def test_fence_parser_reads_the_conventions():
+    page = ("intro\n```python\nx = 1\n```\n<!-- docs-test: skip -->\n```python\nslow()\n```\n"
+            "```bash\nmake demo\n```\n```console\n$ jointspace a \\\n    --b c\noutput line\n$ ls\n```\n")
+    found = list(blocks(page))
+    assert [(k, b) for k, b, _ in found] == [("python", "x = 1\n"),
+                                            ("console", "$ jointspace a \\\n    --b c\noutput line\n$ ls\n")]
+    assert commands(found[1][1]) == ["jointspace a \\\n    --b c", "ls"]
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", JOINTSPACE_PROGRESS="0", MPLBACKEND="Agg",
+               COLUMNS="120", PYTHONPATH=os.pathsep.join(filter(None, [str(DOCS.parent / "src"),
+                                                                       env.get("PYTHONPATH")])))
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_examples_run(page, tmp_path, monkeypatch):
+    text = (DOCS / page).read_text(encoding="utf-8")
+    runnable = list(blocks(text))
+    if not runnable:
+        pytest.skip(f"{page} has no runnable example")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("JOINTSPACE_PROGRESS", "0")
+    namespace: dict = {"__name__": f"docs_{Path(page).stem}"}
+    env = _env()
+    for kind, body, line in runnable:
+        where = f"docs/{page}, block at line {line}"
+        if kind == "python":
+            exec(compile(body, where, "exec"), namespace)
+            continue
+        for cmd in commands(body):
+            done = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=env, capture_output=True, text=True,
+                                  timeout=300)
+            assert done.returncode == 0, (f"{where}: `{cmd}` exited {done.returncode}\n"
+                                          f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}")
+
+
+def test_cli_reference_is_current():
+    from jointspace.cli.reference import render_reference
+
+    committed = (DOCS / "cli.md").read_text(encoding="utf-8")
+    assert committed == render_reference(), (
+        "docs/cli.md is stale: regenerate it with `python -m jointspace.cli.reference docs/cli.md`")
+
+
+def test_cli_reference_holds_every_command_help():
+    from jointspace.cli import build_parser
+    from jointspace.cli.reference import iter_commands
+
+    text = (DOCS / "cli.md").read_text(encoding="utf-8")
+    paths = [path for path, _ in iter_commands(build_parser())]
+    assert ("fit",) in paths and ("plot", "map") in paths
+    for path in paths:
+        assert f"\n## {' '.join(('jointspace',) + path)}\n" in text
+        assert f"usage: {' '.join(('jointspace',) + path)} " in text
+
+
+# `jointspace.models.cca.CanonicalCorrelation` and the like, as the pages name implementations
+NAME = re.compile(r"`(jointspace(?:\.[A-Za-z_][A-Za-z0-9_]*)+)`")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_named_implementations_exist(page):
+    names = sorted(set(NAME.findall((DOCS / page).read_text(encoding="utf-8"))))
+    missing = []
+    for name in names:
+        parts = name.split(".")
+        for cut in range(len(parts), 0, -1):
+            try:
+                obj = importlib.import_module(".".join(parts[:cut]))
+            except ImportError:
+                continue
+            try:
+                for attr in parts[cut:]:
+                    obj = getattr(obj, attr)
+            except AttributeError:
+                missing.append(name)
+            break
+        else:
+            missing.append(name)
+    assert not missing, f"docs/{page} names what does not exist: {missing}"
+
+
+LINK = re.compile(r"\]\((?!https?:|#)([^)#\s]+)(?:#[^)]*)?\)")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_relative_links_resolve(page):
+    text = (DOCS / page).read_text(encoding="utf-8")
+    broken = [t for t in LINK.findall(text) if not (DOCS / t).exists()]
+    assert not broken, f"docs/{page} links to missing files: {broken}"
+
+
+def test_index_lists_every_page():
+    index = (DOCS / "index.md").read_text(encoding="utf-8")
+    missing = [p for p in PAGES if p != "index.md" and f"]({p})" not in index]
+    assert not missing, f"docs/index.md does not link {missing}"
