@@ -36,7 +36,9 @@ def data():
     return _pairs()
 
 
-def test_fit_encode_raw_items_and_save_load(tmp_path, data):
+def test_fit_encode_raw_items_and_save_load(tmp_path, data, monkeypatch):
+    from jointspace.towers.runtime import default_runtime
+
     model = ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"}, head="rcca",
                          head_params={"n_components": 8, "reg": 0.1, "preprocess": {"image": "pca:16"}},
                          tower_params=SMALL, cache=str(tmp_path / "cache"))
@@ -56,10 +58,15 @@ def test_fit_encode_raw_items_and_save_load(tmp_path, data):
     model.save(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["model"] == "towers" and cfg["params"]["towers"] == {"image": "efficientnet-lite0", "text": "minilm"}
-    assert cfg["params"]["tower_params"]["image"] == {"image_size": 64, "fit": "pad"}
+    runtime = default_runtime()
+    assert cfg["params"]["tower_params"]["image"] == {"image_size": 64, "fit": "pad", "runtime": runtime}
+    assert cfg["params"]["tower_params"]["text"] == {"max_seq_length": 256, "runtime": runtime}
     assert (tmp_path / "m" / "state.safetensors").stat().st_size < 200_000  # head only, no network weights
+    # the saved runtime is the one searched with, whatever the default of the loading process
+    monkeypatch.setenv("JOINTSPACE_RUNTIME", "torch" if runtime == "onnx" else "onnx")
     loaded = load_model(tmp_path / "m")
     assert isinstance(loaded, ToweredModel)
+    assert loaded.tower("image").runtime == loaded.tower("text").runtime == runtime
     assert np.allclose(loaded.encode("text", ["a red square", "a blue picture"]), zt, atol=1e-6)
 
 

