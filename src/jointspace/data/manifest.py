@@ -74,7 +74,9 @@ def _read_rows(p: Path) -> tuple[list[str], list[dict], list[int]]:
     if suffix not in MANIFEST_SUFFIXES:
         raise InputError(f"path: expected a manifest ending in {', '.join(MANIFEST_SUFFIXES)}; got {str(p)!r}")
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        # bytes decoded, not read_text: universal newlines would turn a "\r\n" or "\r" inside a
+        # quoted CSV cell into "\n" (the csv module reads the line endings itself)
+        text = p.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"path: cannot read manifest {str(p)!r}: {exc}") from None
     if suffix == ".csv":
@@ -82,10 +84,9 @@ def _read_rows(p: Path) -> tuple[list[str], list[dict], list[int]]:
     header: list[str] = []
     rows: list[dict] = []
     lines: list[int] = []
-    # split on "\n" only: str.splitlines() also breaks at U+2028, \x85, \x0c ..., which are
-    # legal inside a JSON string
-    for i, line in enumerate(text.split("\n"), start=1):
-        line = line.removesuffix("\r")
+    # split on line ends only: str.splitlines() also breaks at U+2028, \x85, \x0c ..., which are
+    # legal inside a JSON string (a raw CR or LF is not)
+    for i, line in enumerate(re.split(r"\r\n|\r|\n", text), start=1):
         if not line.strip():
             continue
         try:
@@ -216,8 +217,9 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
                                      f"({shown}{' ...' if len(gone) > 3 else ''})")
     label_names = None
     if labels is not None:
-        if all(_is_int(v) for v in labels):
-            labels = np.asarray([int(v) for v in labels], dtype=np.int64)
+        ints = [_int64(v) for v in labels]
+        if all(i is not None for i in ints):
+            labels = np.asarray(ints, dtype=np.int64)
         else:
             label_names = sorted({str(v) for v in labels})
             index = {n: i for i, n in enumerate(label_names)}
@@ -251,13 +253,19 @@ def _check_cell(v, is_file: bool, is_label: bool, p: Path, line: int, col: str) 
                      f"got a JSON {_JSON_TYPES.get(type(v), type(v).__name__)} {shown}")
 
 
-def _is_int(v) -> bool:
+def _int64(v) -> int | None:
+    """``v`` as an int when it is an integer label that fits in int64, else None (a name)."""
     if isinstance(v, bool):
-        return False
+        return None
     if isinstance(v, (int, np.integer)):
-        return True
-    # not str.isdigit(): it accepts "²" and other digits that int() refuses
-    return isinstance(v, str) and re.fullmatch(r"[+-]?[0-9]+", v.strip()) is not None
+        n = int(v)
+    # not str.isdigit(): it accepts "²" and other digits that int() refuses; at most 19 digits,
+    # so that int() never meets a string beyond its digit limit
+    elif isinstance(v, str) and re.fullmatch(r"[+-]?[0-9]{1,19}", v.strip()) is not None:
+        n = int(v.strip())
+    else:
+        return None
+    return n if -2**63 <= n < 2**63 else None
 
 
 def _resolve(folder: Path, value, where: str = "") -> Path:

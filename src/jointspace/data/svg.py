@@ -9,6 +9,7 @@ that declare namespace shortcuts as entities.
 from __future__ import annotations
 
 import io
+import math
 import re
 import shutil
 import subprocess
@@ -44,7 +45,13 @@ def parse_xml(data: bytes) -> ET.Element:
         guard = expat.ParserCreate()
         guard.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
         guard.EntityDeclHandler = _entity_guard
-        guard.Parse(data, True)
+        try:
+            guard.Parse(data, True)
+        except expat.ExpatError as exc:
+            # the same error the tree parser raises on malformed XML, for one except clause
+            err = ET.ParseError(str(exc))
+            err.code, err.position = exc.code, (exc.lineno, exc.offset)
+            raise err from None
     parser = ET.XMLParser()
     parser.feed(data)
     return parser.close()
@@ -104,19 +111,25 @@ _UNIT = {None: 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 9
 
 
 def aspect_ratio(width: str, height: str, viewbox: str) -> float | None:
-    """Width / height of the drawing from its root attributes, or None when unknown."""
+    """Width / height of the drawing from its root attributes (a positive finite number), or
+    None when unknown or unusable."""
     try:
         mw, mh = _NUM.match(width or ""), _NUM.match(height or "")
         if mw and mh:
             w, h = float(mw.group(1)) * _UNIT[mw.group(2)], float(mh.group(1)) * _UNIT[mh.group(2)]
-            if w > 0 and h > 0:
+            if _usable(w, h):
                 return w / h
         parts = [float(v) for v in re.split(r"[\s,]+", (viewbox or "").strip()) if v]
-        if len(parts) == 4 and parts[2] > 0 and parts[3] > 0:
+        if len(parts) == 4 and _usable(parts[2], parts[3]):
             return parts[2] / parts[3]
     except ValueError:
         pass
     return None
+
+
+def _usable(w: float, h: float) -> bool:
+    """Both sizes positive and finite, and so is their ratio ("1e999" reads as infinity)."""
+    return 0 < w < math.inf and 0 < h < math.inf and 0 < w / h < math.inf
 
 
 def renderer_name() -> str:
