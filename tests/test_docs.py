@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,14 +87,15 @@ def test_page_examples_run(page, tmp_path, monkeypatch):
     env = _env()
     for kind, body, line in runnable:
         where = f"docs/{page}, block at line {line}"
+        start = time.perf_counter()
         if kind == "python":
             exec(compile(body, where, "exec"), namespace)
-            continue
-        for cmd in commands(body):
+        for cmd in commands(body) if kind == "console" else ():
             done = subprocess.run(["bash", "-c", cmd], cwd=tmp_path, env=env, capture_output=True, text=True,
                                   timeout=300)
             assert done.returncode == 0, (f"{where}: `{cmd}` exited {done.returncode}\n"
                                           f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}")
+        print(f"{where}: {time.perf_counter() - start:.1f} s")  # shown with pytest -s
 
 
 def test_cli_reference_is_current():
