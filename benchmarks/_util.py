@@ -38,3 +38,46 @@ def machine() -> dict:
     import platform
 
     return {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}
+
+
+def side_by_side(fns: dict, repeats: int = 5, warmup: int = 1) -> dict:
+    """Time several ``name -> fn`` interleaved: each round runs every fn once, in an order that
+    rotates from round to round, so a change in the machine's load falls on all of them alike.
+
+    Returns
+    -------
+    dict of name -> {"median_s", "min_s", "times_s"}
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    times = {n: [] for n in names}
+    for r in range(repeats):
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            t0 = time.perf_counter()
+            fns[n]()
+            times[n].append(time.perf_counter() - t0)
+    return {n: {"median_s": statistics.median(t), "min_s": min(t), "times_s": t} for n, t in times.items()}
+
+
+def gemm_gflops(n: int = 1024, repeats: int = 5, dtype: str = "float32") -> float:
+    """The machine's measured matrix-product rate (GFLOP/s): median of ``n x n @ n x n`` in
+    PyTorch with its default threads (2 n^3 flops each)."""
+    import torch
+
+    a = torch.randn(n, n).to(getattr(torch, dtype))
+    b = torch.randn(n, n).to(getattr(torch, dtype))
+    reps = 8
+    res = timeit(lambda: [a @ b for _ in range(reps)], repeats=repeats)
+    return reps * 2 * n ** 3 / res["median_s"] / 1e9
+
+
+def model_flops(fn) -> float:
+    """Floating-point operations PyTorch counts while ``fn()`` runs (matrix products and
+    convolutions; ``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())

@@ -156,6 +156,9 @@ def _session(path: str, threads: int):
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    # idle worker threads sleep instead of spinning: spinning threads took the cores from
+    # PyTorch's threads in the same process (and from other processes on a small machine)
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
