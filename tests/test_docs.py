@@ -75,7 +75,7 @@ def _env() -> dict:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_page_examples_run(page, tmp_path, monkeypatch):
+def test_page_examples_run(page, tmp_path, monkeypatch, one_thread):
     text = (DOCS / page).read_text(encoding="utf-8")
     runnable = list(blocks(text))
     if not runnable:
