@@ -5,7 +5,8 @@ distance; the inner product is the third score that indexes and contrastive mode
 For rows :math:`a` of ``A`` (n, d) and :math:`b` of ``B`` (m, d):
 
 * ``"cosine"``:  :math:`s(a, b) = a^\top b / (\lVert a\rVert \lVert b\rVert)`; a zero row
-  has similarity 0 to everything (its norm is clamped to a tiny positive number).
+  has similarity 0 to everything.  Norms are taken after dividing each row by its largest
+  entry (:func:`l2_normalize`), so very small or very large vectors keep their cosine.
 * ``"dot"``:     :math:`s(a, b) = a^\top b`.
 * ``"euclidean"``: :math:`s(a, b) = -\lVert a - b\rVert_2`, the *negative* distance, so that
   for every metric a higher score means more similar and rankings sort scores downward.
@@ -38,7 +39,6 @@ BLOCK_BYTES = 64 * 2**20
 #: largest full matrix :func:`pairwise_similarity` agrees to build, in bytes
 _PAIRWISE_LIMIT = 2 * 2**30
 
-_EPS = 1e-12
 
 
 def check_pair(A, B, names=("A", "B")) -> tuple[np.ndarray, np.ndarray]:
@@ -69,10 +69,26 @@ def auto_chunk_size(n_cols: int, itemsize: int = 4, budget: int = BLOCK_BYTES) -
     return max(1, int(budget // max(1, n_cols * itemsize)))
 
 
-def l2_normalize(z: np.ndarray, eps: float = _EPS) -> np.ndarray:
-    """Rows of ``z`` (n, d) scaled to unit Euclidean norm (zero rows stay zero)."""
-    norms = np.linalg.norm(z, axis=1, keepdims=True)
-    return z / np.maximum(norms, eps)
+def l2_normalize(z: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """Rows of ``z`` (n, d) scaled to unit Euclidean norm (zero rows stay zero).
+
+    Each row is first divided by its largest absolute entry, so that the sum of squares
+    neither overflows (entries near 1e20 in float32) nor underflows (entries near 1e-25):
+    every non-zero row comes out with norm 1.  Rows whose norm is at most ``eps`` become zero.
+    """
+    z = np.asarray(z)
+    if z.dtype.kind != "f":
+        z = z.astype(np.float64)
+    if z.size == 0:
+        return z.copy()
+    # largest |entry| per row without an |z| temporary as large as z
+    big = np.maximum(z.max(axis=1), -z.min(axis=1))
+    out = z / np.where(big > 0, big, 1).astype(z.dtype)[:, None]
+    norms = np.sqrt(np.einsum("ij,ij->i", out, out))
+    keep = (norms > 0) & (big * norms > eps)
+    out /= np.where(keep, norms, 1).astype(z.dtype)[:, None]
+    out[~keep] = 0
+    return out
 
 
 def _row_norms(X: np.ndarray) -> np.ndarray:
@@ -98,8 +114,7 @@ class _Scorer:
         self.metric = metric
         self.dtype = B.dtype
         if metric == "cosine":
-            norms = np.maximum(_row_norms(B), _EPS).astype(B.dtype)
-            self.Bt = np.ascontiguousarray((B / norms[:, None]).T)
+            self.Bt = np.ascontiguousarray(l2_normalize(B).T)
         elif metric == "euclidean":
             B = B.astype(np.float64, copy=False)
             self.Bt = np.ascontiguousarray(B.T)
@@ -109,8 +124,7 @@ class _Scorer:
 
     def __call__(self, A: np.ndarray) -> np.ndarray:
         if self.metric == "cosine":
-            norms = np.maximum(_row_norms(A), _EPS).astype(A.dtype)
-            return (A / norms[:, None]) @ self.Bt
+            return l2_normalize(A) @ self.Bt
         if self.metric == "dot":
             return A @ self.Bt
         if self.dtype == np.float64:
