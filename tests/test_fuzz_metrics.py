@@ -278,3 +278,39 @@ def test_cosine_of_tiny_and_huge_vectors(dtype, scale):
     np.testing.assert_allclose(pairwise_similarity(A, B, "cosine"), [[1, 0, -1], [0, 0, 0]], atol=1e-6)
     unit = l2_normalize(A)
     np.testing.assert_allclose(unit, [[0.6, 0.8], [0, 0]], atol=1e-6)
+
+
+# -- relevance from labels -------------------------------------------------------------------
+
+label_value = st.one_of(st.integers(-3, 3), st.sampled_from(["a", "b", "c"]), st.none(), st.booleans(),
+                        st.floats(allow_nan=True), st.lists(st.integers(0, 2), max_size=2))
+label_entry = st.one_of(label_value, st.lists(label_value, max_size=3), st.sets(st.integers(0, 4), max_size=3),
+                        st.frozensets(st.sampled_from(["a", "b", "c"]), max_size=3), st.tuples(st.integers(0, 4)))
+
+
+def _as_set(entry):
+    return set(entry) if isinstance(entry, (list, tuple, set, frozenset)) else {entry}
+
+
+@FUZZ
+@given(st.lists(label_entry, min_size=1, max_size=6), st.lists(label_entry, min_size=1, max_size=6))
+def test_any_labels_give_set_intersection_relevance_or_a_clear_error(query, gallery):
+    from jointspace.errors import InputError
+    from jointspace.eval.relevance import make_relevance
+
+    try:
+        rel = make_relevance(query, gallery)
+    except InputError as exc:
+        assert str(exc).startswith(("query_keys", "gallery_keys")), str(exc)
+        return
+    mask = rel.block(0, len(query)).mask()
+    sets_given = any(isinstance(e, (list, tuple, set, frozenset)) for e in query + gallery)
+    if sets_given:
+        want = [[bool(_as_set(q) & _as_set(g)) for g in gallery] for q in query]
+    else:
+        # 1-D keys: numbers compare as numbers; a list mixing kinds compares as strings
+        def form(side):
+            return side if all(isinstance(v, (int, float)) for v in side) else [str(v) for v in side]
+        want = [[q == g for g in form(gallery)] for q in form(query)]
+    np.testing.assert_array_equal(mask, want)
+    np.testing.assert_array_equal(rel.block(0, len(query)).n_relevant, np.sum(want, axis=1))

@@ -333,3 +333,21 @@ def test_aspect_ratio_is_a_positive_finite_number_or_none(width, height, viewbox
 def test_aspect_ratio_of_sizes_in_one_unit(w, h, unit):
     assert aspect_ratio(f"{w!r}{unit}", f"{h!r}{unit}", "") == pytest.approx(w / h, rel=1e-12)
     assert aspect_ratio("", "", f"0 0 {w!r} {h!r}") == pytest.approx(w / h, rel=1e-12)
+
+
+@FUZZ
+@given(st.integers(1, 6), st.integers(1, 3), st.integers(1, 3), st.data())
+def test_read_arrays_round_trip(n, dx, dy, data):
+    from jointspace.data.readers import read_arrays
+
+    floats = st.floats(-2.0**100, 2.0**100, allow_nan=False, width=32)
+    x = data.draw(hnp.arrays(np.float32, (n, dx), elements=floats))
+    y = data.draw(hnp.arrays(np.float32, (n, dy), elements=floats))
+    multi = data.draw(st.booleans())
+    labels = data.draw(hnp.arrays(np.bool_, (n, 3)) if multi else hnp.arrays(np.int64, n, elements=st.integers(-5, 5)))
+    pairs = read_arrays(_write(".npz", _npz_bytes({"X": x, "Y": y, "L": labels.astype(np.float64)})),
+                        {"image": "X", "text": "Y"}, labels="L")
+    np.testing.assert_array_equal(pairs["image"], x)
+    np.testing.assert_array_equal(pairs["text"], y)
+    np.testing.assert_array_equal(pairs.labels, labels)
+    assert pairs.labels.dtype == (bool if multi else np.int64)
