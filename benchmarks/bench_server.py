@@ -15,14 +15,23 @@ Index: a ToweredModel (EfficientNet-Lite0 + MiniLM, regularised CCA head) fitted
 hundred OpenClipart training drawings, indexing a few hundred test drawings (built once,
 kept under ``benchmarks/results/server-index``).
 
-    python benchmarks/bench_server.py [--quick]
+Each tower runtime (``--runtimes torch,onnx``) gets its own server on a copy of the saved
+model whose tower settings name that runtime; the servers run side by side and every load
+level is measured on each in turn, so the ratios share the machine's load.  The cold start of
+each (process start to the first answered text query, the ONNX export already cached) is
+reported too.
+
+    python benchmarks/bench_server.py [--quick] [--runtimes torch,onnx]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -69,6 +78,18 @@ def build_index(n_train: int, n_index: int) -> tuple[Path, Path, list]:
     return model_dir, index_dir, list(test["image"])
 
 
+def runtime_model(model_dir: Path, runtime: str) -> Path:
+    """A copy of the saved model whose towers run on ``runtime`` (only its config differs)."""
+    dst = model_dir.parent / f"{model_dir.name}-{runtime}"
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(model_dir, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    for params in cfg["params"]["tower_params"].values():
+        params["runtime"] = runtime
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    return dst
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -84,6 +105,7 @@ def start_server(index_dir: Path, model_dir: Path, port: int, max_batch: int = 3
 
 
 async def wait_ready(url: str, proc, timeout: float = 300) -> None:
+    """Wait until the server answers a text query (polled every 50 ms)."""
     import httpx
 
     t0 = time.time()
@@ -92,11 +114,11 @@ async def wait_ready(url: str, proc, timeout: float = 300) -> None:
             if proc.poll() is not None:
                 raise RuntimeError(f"the server exited with code {proc.returncode}")
             try:
-                if (await c.get(url + "/api/health")).status_code == 200:
+                if (await c.get(url + "/api/search", params={"text": "first query", "k": 1})).status_code == 200:
                     return
             except httpx.TransportError:
                 pass
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.05)
     raise RuntimeError("the server did not start in time")
 
 
@@ -196,6 +218,7 @@ class running_server:
 
     def __enter__(self) -> str:
         port = free_port()
+        t0 = time.perf_counter()
         self.proc = start_server(*self.args[:2], port, max_batch=self.args[2])
         url = f"http://127.0.0.1:{port}"
         try:
@@ -203,6 +226,7 @@ class running_server:
         except BaseException:
             self.__exit__()
             raise
+        self.cold_start_s = time.perf_counter() - t0   # process start to the first answered query
         return url
 
     def __exit__(self, *exc):
@@ -246,48 +270,83 @@ def report(name: str, res: dict) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer items and requests")
+    ap.add_argument("--runtimes", default="torch,onnx",
+                    help="tower runtimes served side by side, comma-separated (the last is the one of the "
+                         "image, cached and unbatched rows)")
     args = ap.parse_args(argv)
+    runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     n_train, n_index = (200, 200) if args.quick else (400, 400)
     rounds = 2 if args.quick else 5
     levels = (1, 8, 32)
     model_dir, index_dir, images = build_index(n_train, n_index)
+    models = {rt: runtime_model(model_dir, rt) for rt in runtimes}
+    new = runtimes[-1]
     pngs = [Path(p).read_bytes() for p in images[:64]]
     results = {"machine": machine(), "index_items": n_index, "train_items": n_train, "rounds": rounds,
-               "text": [], "text_cached": None, "image": [], "unbatched": {"text": [], "image": []}}
-    with running_server(index_dir, model_dir, max_batch=32) as url:
+               "runtimes": runtimes, "load_average_before": os.getloadavg()[0], "cold_start_s": {},
+               "text": {rt: [] for rt in runtimes}, "text_cached": None, "image": {rt: [] for rt in runtimes},
+               "unbatched": {"text": [], "image": []}, "text_breakdown_1_client": {}, "in_process_text": {}}
+    with contextlib.ExitStack() as stack:
+        urls = {}
+        for rt in runtimes:   # started one after another, so each cold start has the machine to itself
+            server = running_server(index_dir, models[rt], max_batch=32)
+            urls[rt] = stack.enter_context(server)
+            results["cold_start_s"][rt] = server.cold_start_s
+            print(f"serve ({rt}): process start to first answered query {server.cold_start_s:.2f} s", flush=True)
         for c in levels:
-            res = measure(url, "text", c, rounds, args.quick, pngs)
-            if c == 1:
-                results["text_breakdown_1_client"] = breakdown(res["bodies"])
-            results["text"].append(report("text", res))
-        results["text_cached"] = report("cached", measure(url, "cached", 8, rounds, args.quick, pngs))
-        for c in levels:
-            results["image"].append(report("image", measure(url, "image", c, rounds, args.quick, pngs)))
-    with running_server(index_dir, model_dir, max_batch=1) as url:   # the same server, one query per pass
+            for rt in runtimes:
+                res = measure(urls[rt], "text", c, rounds, args.quick, pngs)
+                if c == 1:
+                    results["text_breakdown_1_client"][rt] = breakdown(res["bodies"])
+                results["text"][rt].append(report(f"text {rt}", res))
+        results["text_cached"] = report(f"cached {new}", measure(urls[new], "cached", 8, rounds, args.quick, pngs))
+        for c in levels[:2]:
+            for rt in runtimes:
+                results["image"][rt].append(report(f"image {rt}", measure(urls[rt], "image", c, rounds, args.quick,
+                                                                          pngs)))
+    with running_server(index_dir, models[new], max_batch=1) as url:   # the same server, one query per pass
         for kind in ("text", "image"):
             results["unbatched"][kind].append(report(f"{kind} unbatched", measure(url, kind, 32, rounds, args.quick,
                                                                                   pngs)))
-    results["in_process_text"] = in_process_reference(model_dir, index_dir, 20 if args.quick else 50)
+    for rt in runtimes:
+        results["in_process_text"][rt] = in_process_reference(models[rt], index_dir, 20 if args.quick else 50)
+    results["load_average_after"] = os.getloadavg()[0]
 
-    print("\n| query | clients | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|")
+    print("\n| query | runtime | clients | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
     for kind in ("text", "image"):
-        for r in results[kind]:
-            print(f"| {kind} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | "
-                  f"{r['p99_ms']:.1f} | {r['errors']} |")
+        for rt in runtimes:
+            for r in results[kind][rt]:
+                print(f"| {kind} | {rt} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | "
+                      f"{r['p99_ms']:.1f} | {r['errors']} |")
     for kind in ("text", "image"):
         for r in results["unbatched"][kind]:
-            print(f"| {kind}, --max-batch 1 | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | "
-                  f"{r['p99_ms']:.1f} | {r['errors']} |")
+            print(f"| {kind}, --max-batch 1 | {new} | {r['concurrency']} | {r['throughput_rps']:.1f} | "
+                  f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
     r = results["text_cached"]
-    print(f"| text (cached) | 8 | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} |")
-    ref = results["in_process_text"]
-    print(f"| text, in-process engine (no HTTP) | 1 | {ref['throughput_rps']:.1f} | {ref['p50_ms']:.1f} | "
-          f"{ref['p99_ms']:.1f} | - |")
-    b = results["text_breakdown_1_client"]
-    print(f"\none text query at 1 client, median {b['client_ms_median']:.1f} ms:")
-    for k, v in b["parts_ms"].items():
-        print(f"  {k:32s} {v:8.2f} ms  {100 * b['shares'][k]:5.1f} %")
-    errors = (sum(r["errors"] for kind in ("text", "image") for r in results[kind] + results["unbatched"][kind])
+    print(f"| text (cached) | {new} | 8 | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+          f"{r['errors']} |")
+    for rt in runtimes:
+        ref = results["in_process_text"][rt]
+        print(f"| text, in-process engine (no HTTP) | {rt} | 1 | {ref['throughput_rps']:.1f} | {ref['p50_ms']:.1f} | "
+              f"{ref['p99_ms']:.1f} | - |")
+    for rt in runtimes:
+        b = results["text_breakdown_1_client"][rt]
+        print(f"\none text query at 1 client ({rt}), median {b['client_ms_median']:.1f} ms:")
+        for k, v in b["parts_ms"].items():
+            print(f"  {k:32s} {v:8.2f} ms  {100 * b['shares'][k]:5.1f} %")
+    print("\ncold start of serve (process start to first answered text query): "
+          + ", ".join(f"{rt} {v:.2f} s" for rt, v in results["cold_start_s"].items()))
+    if "torch" in runtimes and new != "torch":
+        at8 = {rt: next(r for r in results["text"][rt] if r["concurrency"] == 8) for rt in runtimes}
+        ratio = at8[new]["throughput_rps"] / at8["torch"]["throughput_rps"]
+        results["text_8_clients"] = {"ratio": ratio, "p99_ms": at8[new]["p99_ms"], "errors": at8[new]["errors"],
+                                     "met": ratio >= 3 and at8[new]["p99_ms"] <= 100 and at8[new]["errors"] == 0}
+        print(f"text queries at 8 clients: {new} / torch {ratio:.2f}x req/s (target >= 3x), p99 "
+              f"{at8[new]['p99_ms']:.1f} ms (target <= 100), errors {at8[new]['errors']}")
+    print(f"(load average {results['load_average_before']:.1f} before, {results['load_average_after']:.1f} after, "
+          f"on {os.cpu_count()} CPUs shared with other work)")
+    errors = (sum(r["errors"] for kind in ("text", "image") for rt in runtimes for r in results[kind][rt])
+              + sum(r["errors"] for kind in ("text", "image") for r in results["unbatched"][kind])
               + results["text_cached"]["errors"])
     results["total_errors"] = errors
     print(f"\nresults: {save('server', results)}")

@@ -114,7 +114,10 @@ class SearchEngine:
         self.model = load_model(model_dir)
         self.raw_modalities = tuple(m for m in self._raw() if m in self.model.modalities_)
         for mod in self.raw_modalities:   # warm each tower up and check the dimensions agree
-            dim = self.model.encode(mod, self._probe_item(mod)).shape[1]
+            # a full batch, as the batcher will send under load: the runtime sizes its buffers
+            # and loads its kernels now rather than on the first queries
+            size = max(1, min(max_batch, 32 if mod == "text" else MEDIA_BATCH))
+            dim = self.model.encode(mod, self._probe_item(mod) * size).shape[1]
             for imod, index in self.indexes.items():
                 if index.dim != dim:
                     raise InputError(f"index: {self.index_dirs[imod]} holds {index.dim}-d vectors but the model "
@@ -143,7 +146,7 @@ class SearchEngine:
 
     @staticmethod
     def _probe_item(modality: str):
-        """A tiny raw item that loads the tower's network before the first query."""
+        """A tiny raw item (in a list) that loads the tower's network before the first query."""
         if modality == "text":
             return ["warm up"]
         if modality == "image":
