@@ -384,6 +384,15 @@ class TestOneTieRule:
             want = ranking_metrics(((0, S),), DenseRelevance(rel), ties=ties)["first_rank"]
             np.testing.assert_array_equal(metrics_mod.first_relevant_rank(S, rel, ties), want)
 
+    def test_the_matchers_early_stopping_mrr_is_the_reports_mrr(self):
+        from jointspace.models.rerank import _text_to_image_mrr
+
+        rng = np.random.default_rng(4)
+        scores = rng.integers(0, 3, size=(20, 20)).astype(np.float32)   # many ties
+        keys = rng.integers(0, 5, size=20)
+        want = ranking_metrics_dense(scores, keys[:, None] == keys[None, :])["MRR"]
+        assert _text_to_image_mrr(scores, keys) == pytest.approx(want)
+
     def test_top_k_recall_reads_label_sets(self):
         q = g = np.eye(3)
         sets = [[0, 2], [1], [2]]

@@ -351,10 +351,11 @@ def _pair_scores_chunked(net, regions, region_mask, tokens, token_mask, chunk: i
 
 def _text_to_image_mrr(scores: np.ndarray, keys: np.ndarray) -> float:
     """Mean reciprocal rank of the first relevant image (same key) for each text query;
-    ``scores`` (n_texts, n_images).  Ties are broken against the query."""
-    rel = keys[:, None] == keys[None, :]
-    best_rel = np.where(rel, scores, -np.inf).max(axis=1)
-    rank = (np.where(rel, -np.inf, scores) >= best_rel[:, None]).sum(axis=1) + 1
+    ``scores`` (n_texts, n_images).  Ties are broken against the query, as in the reports
+    (:func:`jointspace.eval.metrics.first_relevant_rank`)."""
+    from ..eval.metrics import first_relevant_rank
+
+    rank = first_relevant_rank(scores, keys[:, None] == keys[None, :])
     return float(np.mean(1.0 / rank))
 
 
