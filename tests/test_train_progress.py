@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from jointspace._progress import Bar, progress_bar, progress_console
+# imported here, not under a fake terminal: its console decides on colours when created
+from jointspace.cli._common import progress
 from jointspace.models.dual_encoder import DualEncoderNet
 from jointspace.train import TrainConfig, fit_dual_encoder
 from jointspace.train.monitor import ProgressBar
@@ -42,9 +44,12 @@ def _fit(progress: bool):
 
 
 def _draw_all(enabled):
-    """Draw a generic bar and training's bar; what went to stderr."""
+    """Draw a generic bar, the command line's bar and training's bar."""
     with progress_bar("towers", 3, enabled=enabled) as advance:
         advance(3)
+    if enabled is not False:
+        with progress() as bar:
+            bar.advance(bar.add_task("bench", total=2), 2)
     train = ProgressBar(4, enabled if enabled is not None else True)
     train.update(4, 0.5, 0.07, 100.0)
     train.close()
@@ -64,7 +69,7 @@ def test_every_bar_follows_the_same_rule(monkeypatch, stderr, env, terminal, ena
     _draw_all(enabled)
     out = buf.getvalue()
     if drawn:
-        assert "towers" in out and "train" in out and "loss 0.5000" in out and "tau 0.0700" in out
+        assert "towers" in out and "bench" in out and "train" in out and "loss 0.5000" in out and "tau 0.0700" in out
     else:
         assert out == ""
 

@@ -103,11 +103,15 @@ def print_table(title: str, columns: list[str], rows: list[list], *, floatfmt: s
 
 
 def progress(transient: bool = True) -> Progress:
-    """A rich progress bar on stderr (used for anything that takes over a second); silent when
-    stderr is not a terminal (rich would still end a bar with an empty line there)."""
+    """A rich progress bar on stderr (used for anything that takes over a second), drawn when
+    every bar of the package is (:func:`jointspace._progress.progress_console`: silent when
+    stderr is not a terminal, ``JOINTSPACE_PROGRESS=0`` / ``=1`` turn it off / on)."""
+    from .._progress import progress_console
+
+    shown = progress_console()
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TimeRemainingColumn(), console=err_console, transient=transient,
-                    disable=not err_console.is_terminal)
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=shown or err_console, transient=transient,
+                    disable=shown is None)
 
 
 def add_json_flag(parser) -> None:
