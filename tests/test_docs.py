@@ -15,6 +15,7 @@ Conventions (stated for writers in docs/index.md):
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import re
 import subprocess
@@ -142,6 +143,55 @@ def test_named_implementations_exist(page):
         else:
             missing.append(name)
     assert not missing, f"docs/{page} names what does not exist: {missing}"
+
+
+SOURCE = "<!-- numbers from: "
+
+
+def _numbers(obj):
+    if isinstance(obj, bool):
+        return
+    if isinstance(obj, (int, float)):
+        yield float(obj)
+    elif isinstance(obj, dict):
+        for v in obj.values():
+            yield from _numbers(v)
+    elif isinstance(obj, list):
+        for v in obj:
+            yield from _numbers(v)
+
+
+def _cell_numbers(cell: str):
+    """``(value, decimals)`` of every plain number in a table cell."""
+    for m in re.finditer(r"(?<![\w.:=])-?\d+(?:\.(\d+))?(?![\w.])", cell):
+        yield float(m.group(0)), len(m.group(1) or "")
+
+
+def test_benchmark_numbers_come_from_the_reports():
+    """Each number in a table below ``<!-- numbers from: FILE -->`` is a value of FILE, rounded."""
+    text = (DOCS / "benchmarks.md").read_text(encoding="utf-8")
+    sections = text.split(SOURCE)[1:]
+    assert sections, "docs/benchmarks.md cites no report"
+    for section in sections:
+        source, _, rest = section.partition(" -->")
+        values = list(_numbers(json.loads((DOCS.parent / source.strip()).read_text(encoding="utf-8"))))
+        rows = []
+        for line in rest.lstrip("\n").splitlines():
+            if not line.startswith("|"):
+                break
+            rows.append(line)
+        assert len(rows) > 2, f"no table below the marker for {source}"
+        header = [c.strip() for c in rows[0].strip("|").split("|")]
+        checked = 0
+        for row in rows[2:]:
+            cells = [c.strip() for c in row.strip("|").split("|")]
+            for col, cell in list(zip(header, cells))[1:]:  # the first column names the row
+                for value, decimals in _cell_numbers(cell):
+                    found = any(abs(v - value) <= 0.5 * 10 ** -decimals + 1e-9
+                                for v in values)
+                    assert found, f"docs/benchmarks.md: {value} ({col}) is not a value of {source}"
+                    checked += 1
+        assert checked, f"no number checked below the marker for {source}"
 
 
 LINK = re.compile(r"\]\((?!https?:|#)([^)#\s]+)(?:#[^)]*)?\)")
