@@ -150,10 +150,10 @@ def test_item_details_media_info_health_docs(client, setup):
     assert "cdn." not in docs.text
     assert client.get("/docs-assets/swagger-ui-bundle.js").status_code == 200
     spec = client.get("/openapi.json").json()
-    assert "/api/search" in spec["paths"] and "/api/items/{item_id}/similar" in spec["paths"]
-    for path in ("/api/search", "/api/items/{item_id}/similar"):
+    assert "/api/search" in spec["paths"] and "/api/items/{id}/similar" in spec["paths"]
+    for path in ("/api/search", "/api/items/{id}/similar"):
         k = next(p for p in spec["paths"][path]["get"]["parameters"] if p["name"] == "k")
-        assert k["schema"]["type"] == "integer" and k["schema"]["default"] == 10
+        assert k["schema"]["type"] == "integer" and k["schema"]["default"] == 10 and k["schema"]["maximum"] == 1000
     assert client.get("/api/labels").json()["labels"] == sorted(sup.COLOURS)
     assert client.get("/api/items/9999").status_code == 404
 

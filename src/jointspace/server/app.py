@@ -6,84 +6,26 @@ Build one with :func:`create_app` (the model and indexes load there, once) and r
     from jointspace.server.app import serve
     serve("idx/clip-img", "runs/clip", host="127.0.0.1", port=8000)
 
-OpenAPI documentation is at ``/docs`` (and ``/openapi.json``).
+OpenAPI documentation is at ``/docs`` (and ``/openapi.json``, see
+:mod:`jointspace.server.openapi`).  Every response carries security headers (a
+Content-Security-Policy, ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY``);
+:func:`serve` bound to loopback answers only requests addressed to localhost (see
+:class:`jointspace.server.middleware.HostCheck`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import re
 from pathlib import Path
 
 from ..errors import InputError, JointspaceError
+from .middleware import LOOPBACK_HOSTS, BodyLimit, HostCheck, SecurityHeaders, csp, error_body, is_loopback, script_hash
 from .uploads import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, UploadError
+from .validate import shown
 
 STATIC_DIR = Path(__file__).parent / "static"
 log = logging.getLogger("jointspace.server")
-
-
-class BodyLimit:
-    """ASGI middleware: refuse request bodies over ``max_bytes`` with 413 before they are parsed.
-
-    A declared ``Content-Length`` over the limit is refused at once; a body streamed without
-    one is counted as it arrives and cut off at the limit.
-    """
-
-    def __init__(self, app, max_bytes: int):
-        self.app = app
-        self.max_bytes = int(max_bytes)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        headers = dict(scope.get("headers") or [])
-        declared = headers.get(b"content-length")
-        limit = self.max_bytes + 64 * 1024   # room for the multipart envelope around the file
-        if declared is not None:
-            try:
-                too_big = int(declared) > limit
-            except ValueError:
-                return await _send_json(send, 400, "Content-Length: expected an integer")
-            if too_big:
-                return await _send_json(send, 413, _too_big(int(declared), self.max_bytes))
-        seen = 0
-        started = False
-
-        async def counting_receive():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _BodyTooLarge()
-            return message
-
-        async def tracking_send(message):
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await _send_json(send, 413, _too_big(seen, self.max_bytes))
-
-
-class _BodyTooLarge(Exception):
-    pass
-
-
-def _too_big(size: int, limit: int) -> str:
-    return f"upload too large: {size:,} bytes; the limit is {limit:,} bytes ({limit / 1024 / 1024:g} MB)"
-
-
-async def _send_json(send, status: int, message: str):
-    body = json.dumps({"detail": message}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 
 
 def _format_validation(exc) -> str:
@@ -96,13 +38,31 @@ def _format_validation(exc) -> str:
         if err.get("type") == "json_invalid":
             parts.append(f"request body is not valid JSON ({err.get('ctx', {}).get('error', msg)})")
         else:
-            parts.append(f"{name}: {msg.lower()}" + ("" if got is None or isinstance(got, dict) else f", got {got!r}"))
+            parts.append(f"{name}: {msg.lower()}" + ("" if got is None or isinstance(got, dict) else f", got {shown(got)}"))
     return "; ".join(parts) or "invalid request"
+
+
+def _error(status: int, message: str, headers=None):
+    from fastapi.responses import Response
+
+    return Response(error_body(message), status_code=status, media_type="application/json", headers=headers)
+
+
+def allowed_hosts_for(host: str, extra=()) -> list | None:
+    """The ``Host`` names a server bound to ``host`` answers: localhost's names when bound to
+    loopback, plus ``extra``; None (any) when bound elsewhere and no ``extra`` is given, or
+    when ``extra`` holds ``"*"``."""
+    extra = [h.strip().lower() for h in extra if h.strip()]
+    if "*" in extra:
+        return None
+    if is_loopback(host):
+        return [*LOOPBACK_HOSTS, *[h for h in extra if h not in LOOPBACK_HOSTS]]
+    return extra or None
 
 
 def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MAX_BYTES,
                max_pixels: int = DEFAULT_MAX_PIXELS, cache_size: int = 1024, max_k: int = 1000,
-               plots_dir=None, max_batch: int = 32, engine=None):
+               plots_dir=None, max_batch: int = 32, engine=None, allowed_hosts=None):
     """Build the application; the model and the indexes are loaded here, once.
 
     Parameters
@@ -127,6 +87,9 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
         ``plots`` folder inside the first index folder, if any).
     engine : SearchEngine, optional
         An engine already loaded (tests share one between apps).
+    allowed_hosts : list of str, optional
+        ``Host`` names answered (any port); others get 400.  None answers any (see
+        :func:`allowed_hosts_for`, which :func:`serve` uses).
 
     Returns
     -------
@@ -134,56 +97,79 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
     """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.responses import FileResponse
     from fastapi.staticfiles import StaticFiles
+    from starlette.exceptions import HTTPException
 
     from .engine import SearchEngine
+    from .openapi import describe
     from .routes import build_router
 
     if engine is None:
         engine = SearchEngine(index_dirs, model_dir, cache_size=cache_size, max_k=max_k, max_batch=max_batch)
     swagger_dir = _swagger_assets()
-    app = FastAPI(title="jointspace search", version=_version(), redoc_url=None,
-                  docs_url=None if swagger_dir else "/docs",
-                  description="Search one joint embedding space by text, image or sound.")
+    docs_page = None
+
+    class App(FastAPI):
+        def build_middleware_stack(self):   # outermost, so even a server error carries the headers
+            policies = {"/docs": csp([script_hash(s) for s in _inline_scripts(docs_page)])} if docs_page else {}
+            return SecurityHeaders(super().build_middleware_stack(), csp(), policies)
+
+    app = App(title="jointspace search", version=_version(), redoc_url=None,
+              docs_url=None if swagger_dir else "/docs",
+              description="Search one joint embedding space by text, image or sound.")
     if swagger_dir:   # the documentation page works offline from the packaged Swagger UI files
         from fastapi.openapi.docs import get_swagger_ui_html
 
         app.mount("/docs-assets", StaticFiles(directory=str(swagger_dir)), name="docs-assets")
+        docs_page = get_swagger_ui_html(openapi_url="/openapi.json", title="jointspace search: API",
+                                        swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                        swagger_css_url="/docs-assets/swagger-ui.css",
+                                        swagger_favicon_url="/docs-assets/favicon-32x32.png").body.decode()
 
         @app.get("/docs", include_in_schema=False)
         def docs():
-            return get_swagger_ui_html(openapi_url="/openapi.json", title="jointspace search: API",
-                                       swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-                                       swagger_css_url="/docs-assets/swagger-ui.css",
-                                       swagger_favicon_url="/docs-assets/favicon-32x32.png")
+            from fastapi.responses import HTMLResponse
+
+            return HTMLResponse(docs_page)
 
     app.state.engine = engine
     app.state.max_upload_bytes = int(max_upload_bytes)
     app.state.max_pixels = int(max_pixels)
+    app.state.all_labels = frozenset(lab for m in engine.indexes for lab in engine.labels(m))
     default_plots = Path(engine.index_dirs[engine.default_modality]) / "plots"
     app.state.plots_dir = Path(plots_dir) if plots_dir else default_plots
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError):
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return _error(422, str(exc))
 
     @app.exception_handler(UploadError)
     async def _upload_error(request: Request, exc: UploadError):
-        return JSONResponse({"detail": exc.message}, status_code=exc.status)
+        return _error(exc.status, exc.message)
 
     @app.exception_handler(LookupError)
     async def _not_found(request: Request, exc: LookupError):
-        return JSONResponse({"detail": str(exc).strip("'\"")}, status_code=404)
+        return _error(404, str(exc).strip("'\""))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError):
-        return JSONResponse({"detail": _format_validation(exc)}, status_code=422)
+        return _error(422, _format_validation(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException):
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:   # every method of the path, not only those of the first route matched
+            methods = _methods_of(app.openapi(), request.url.path)
+            if methods:
+                headers["Allow"] = ", ".join(methods)
+        detail = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return _error(exc.status_code, detail, headers or None)
 
     @app.exception_handler(JointspaceError)
     async def _runtime(request: Request, exc: JointspaceError):
         log.exception("request failed: %s", exc)
-        return JSONResponse({"detail": f"server error: {exc}"}, status_code=500)
+        return _error(500, f"server error: {exc}")
 
     app.include_router(build_router())
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
@@ -192,8 +178,31 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
     def page():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
+    def openapi():
+        if app.openapi_schema is None:
+            app.openapi_schema = describe(app)
+        return app.openapi_schema
+
+    app.openapi = openapi
     app.add_middleware(BodyLimit, max_bytes=max_upload_bytes)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=allowed_hosts)
     return app
+
+
+def _methods_of(doc: dict, path: str) -> list:
+    """The methods the OpenAPI document ``doc`` gives ``path`` (HEAD with GET), sorted."""
+    for template, ops in doc.get("paths", {}).items():
+        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
+        if re.fullmatch(pattern, path):
+            methods = {m.upper() for m in ops}
+            return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
+    return []
+
+
+def _inline_scripts(html: str) -> list:
+    """The text of each ``<script>`` without ``src`` in ``html`` (for their CSP hashes)."""
+    return re.findall(r"<script>(.*?)</script>", html, flags=re.S)
 
 
 def _swagger_assets():
@@ -213,7 +222,7 @@ def _version() -> str:
 
 
 def serve(index_dirs, model_dir=None, host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info",
-          on_ready=None, **options) -> None:
+          on_ready=None, allowed_hosts=(), **options) -> None:
     """Load the model and indexes, then run the service under uvicorn until interrupted.
 
     Parameters
@@ -225,6 +234,9 @@ def serve(index_dirs, model_dir=None, host: str = "127.0.0.1", port: int = 8000,
     port : int
     on_ready : callable, optional
         Called with the page's URL once the app is loaded, before serving (e.g. to print it).
+    allowed_hosts : sequence of str
+        More ``Host`` names to answer besides localhost's when bound to loopback (``"*"``:
+        any); when bound elsewhere, the only names answered (default: any).
     **options
         Passed to :func:`create_app` (``max_upload_bytes``, ``max_pixels``, ``plots_dir``, ...).
     """
@@ -233,7 +245,7 @@ def serve(index_dirs, model_dir=None, host: str = "127.0.0.1", port: int = 8000,
     from .._validation import check_int
 
     port = check_int(port, "port", low=0, high=65535)
-    app = create_app(index_dirs, model_dir, **options)
+    app = create_app(index_dirs, model_dir, allowed_hosts=allowed_hosts_for(host, allowed_hosts), **options)
     if on_ready is not None:
         on_ready(f"http://{host if ':' not in host else f'[{host}]'}:{port}/")
     uvicorn.run(app, host=host, port=port, log_level=log_level)

@@ -1,54 +1,60 @@
-"""The JSON API routes (mounted under ``/api`` by :func:`jointspace.server.app.create_app`)."""
+"""The JSON API routes (mounted under ``/api`` by :func:`jointspace.server.app.create_app`).
 
-import json
+Values are read at this edge by :mod:`jointspace.server.validate` (``k``, item ids, names,
+texts) so the engine only ever sees values it can use; what the routes answer is described
+by :mod:`jointspace.server.openapi`.
+"""
+
 import time
 from pathlib import Path
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path as PathParam, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
 from ..errors import InputError
 from ..towers.inputs import has_visible_text
 from .uploads import UploadError, check_audio, classify, decode_audio, decode_image
+from .validate import (MAX_TEXT, check_unicode, choice, loads, optional_string, parse_item_id, parse_k,
+                       shown)
 
 PLOT_NAMES = ("map", "gallery", "curves")
+FORM_FIELDS = ("file", "k", "label", "modality")
+JSON_FIELDS = ("text", "item", "k", "label", "modality", "target")
+#: the item id in a path, read as text so that ``+12`` or ``12.0`` are refused (see :func:`parse_item_id`)
+ITEM_ID = PathParam(alias="id", description="an item id")
 
-#: ``k`` is read as text so that a bad value gets this service's own message (see :func:`_k`);
-#: the documentation still shows it as the integer it is
-K_QUERY = {"description": "number of results (1 .. max_k)", "json_schema_extra": {"type": "integer", "minimum": 1}}
 
-
-def _timed(engine, t0: float, results: list, timings: dict, query: dict) -> dict:
+def _timed(t0: float, results: list, timings: dict, query: dict) -> dict:
     took = (time.perf_counter() - t0) * 1000
     return {"results": results, "took_ms": round(took, 3), "query": query,
             "timings": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in timings.items()}}
 
 
-def _k(value, engine) -> int:
-    """``k`` from a query string or a form / JSON field, with one clear message when out of range."""
-    if isinstance(value, str):
-        digits = value.strip()
-        # plain ASCII digits only: int() would also take "1_0" and full-width digits
-        if not (digits.isascii() and digits.isdigit()):
-            raise InputError(f"k: expected an integer from 1 to {engine.max_k}, got {value!r}")
-        value = int(digits)
-    return engine.check_k(value)
+def _modality(engine, value, name: str = "modality"):
+    """A result modality (an index name) or the default for None / ``""``."""
+    return engine.result_modality(choice(value, name, list(engine.indexes), "the name of one of this server's indexes"))
 
 
-def _field(body: dict, name: str):
-    """An optional string field of a JSON body (None when absent or null)."""
-    value = body.get(name)
-    if value is not None and not isinstance(value, str):
-        raise InputError(f"{name}: expected a string, got {type(value).__name__}")
-    return value
+def _label(state, value):
+    return choice(value, "label", state.all_labels, "a label of this server's items")
 
 
-def _opt(value):
-    if value is None:
-        return None
-    value = str(value)
-    return value if value.strip() else None
+def _search(engine, vec, k: int, modality: str, label, exclude=None):
+    """(results, ms); a label that no item of this index carries finds nothing (another index has it)."""
+    if label is not None and label not in engine.labels(modality):
+        return [], 0.0
+    results, ms = engine.search(vec, k=k, modality=modality, label=label, exclude=exclude)
+    for r in results:   # "item id" in this API is ``id``; the collection's own id of the sample is named apart
+        r["sample_id"] = r.pop("item_id", None)
+    return results, ms
+
+
+def _item_id(value, modality: str, name: str = "id") -> int:
+    item_id = parse_item_id(value, name)
+    if item_id is None:
+        raise LookupError(f"item {shown(value)}: no such item in the {modality} index")
+    return item_id
 
 
 def build_router():
@@ -70,81 +76,89 @@ def build_router():
         return out
 
     @router.get("/labels", summary="Labels of the indexed items (for the label filter)")
-    def labels(request: Request, modality: str | None = None):
-        return {"labels": request.app.state.engine.labels(modality)}
+    def labels(request: Request, modality: str | None = Query(None, description="an index (default: the first)")):
+        engine = request.app.state.engine
+        return {"labels": engine.labels(_modality(engine, modality))}
 
     @router.get("/search", summary="Search by text")
     def search_text(request: Request, text: str = Query(..., description="the query text"),
-                    k: str = Query(10, **K_QUERY),
+                    k: str = Query("10", description="number of results (1 .. max_k)"),
                     label: str | None = Query(None, description="keep only items with this label"),
                     modality: str | None = Query(None, description="modality of the results (an index)"),
                     cache: bool = Query(True, description="use the query-embedding cache")):
-        engine = request.app.state.engine
         t0 = time.perf_counter()
-        return _search_item(engine, t0, "text", text, k, label, modality, cache)
+        return _search_item(request.app.state, t0, "text", text, k, label, modality, cache)
 
-    @router.post("/search", summary="Search by an uploaded image or sound (multipart 'file'), or a JSON body",
-                 openapi_extra={"requestBody": {"content": {
-                     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-                         "file": {"type": "string", "format": "binary"}, "k": {"type": "integer"},
-                         "label": {"type": "string"}, "modality": {"type": "string"}}}},
-                     "application/json": {"schema": {"type": "object", "properties": {
-                         "text": {"type": "string"}, "item": {"type": "integer"}, "k": {"type": "integer"},
-                         "label": {"type": "string"}, "modality": {"type": "string"},
-                         "target": {"type": "string", "description": "with item: the results' modality"}}}}}}})
+    @router.post("/search", summary="Search by an uploaded image or sound (multipart 'file'), or a JSON body")
     async def search_post(request: Request):
-        engine = request.app.state.engine
+        state = request.app.state
         t0 = time.perf_counter()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "application/json":
-            return await _search_json(request, engine, t0, run_in_threadpool)
+            return await _search_json(request, state, t0)
         if ctype != "multipart/form-data":
             raise UploadError(415, f"content type: expected multipart/form-data (a file) or application/json, "
-                                   f"got {ctype or 'none'!r}")
+                                   f"got {shown(ctype) if ctype else 'none'}")
         form = await request.form(max_files=1, max_fields=8)
+        unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
+        if unknown:
+            raise InputError(f"form: unknown fields {', '.join(shown(u) for u in unknown[:5])}; expected "
+                             f"{', '.join(FORM_FIELDS)}")
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
-            raise InputError("file: expected one uploaded file in the form field 'file', got none")
+            raise InputError("file: expected one uploaded file in the form field 'file', got "
+                             + ("none" if upload is None else "a text field"))
         name = upload.filename or "upload"
-        data = await upload.read(request.app.state.max_upload_bytes + 1)
-        if len(data) > request.app.state.max_upload_bytes:
-            raise UploadError(413, f"file {name!r}: over the upload limit of {request.app.state.max_upload_bytes:,} "
-                                   "bytes")
-        k, label, modality = form.get("k", "10"), _opt(form.get("label")), _opt(form.get("modality"))
-        return await run_in_threadpool(_search_upload, request.app.state, t0, data, name, k, label, modality)
+        data = await upload.read(state.max_upload_bytes + 1)
+        if len(data) > state.max_upload_bytes:
+            raise UploadError(413, f"file {shown(name)}: over the upload limit of {state.max_upload_bytes:,} bytes")
+        fields = {}
+        for key in ("k", "label", "modality"):
+            value = form.get(key)
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"{key}: expected a text field, got a file")
+            fields[key] = value
+        k = parse_k("10" if fields["k"] is None else fields["k"], state.engine.max_k)
+        label, modality = _label(state, fields["label"]), _modality(state.engine, fields["modality"])
+        return await run_in_threadpool(_search_upload, state, t0, data, name, k, label, modality)
 
-    @router.get("/items/{item_id}", summary="Item details")
-    def item(request: Request, item_id: int, modality: str | None = None):
+    @router.get("/items/{id}", summary="Item details")
+    def item(request: Request, item_id: str = ITEM_ID, modality: str | None = None):
         engine = request.app.state.engine
-        mod = engine.result_modality(modality)
+        mod = _modality(engine, modality)
+        item_id = _item_id(item_id, mod)
         meta = dict(engine.item(mod, item_id))
         path = meta.pop("path", None)   # the server's file system stays private: only the file name
         return {**meta, "modality": mod, "file": Path(path).name if path else None,
                 "media_url": f"/api/items/{item_id}/media?modality={mod}" if path else None}
 
-    @router.get("/items/{item_id}/similar", summary="More like this: items near an indexed item")
-    def similar(request: Request, item_id: int, k: str = Query(10, **K_QUERY), modality: str | None = None,
+    @router.get("/items/{id}/similar", summary="More like this: items near an indexed item")
+    def similar(request: Request, item_id: str = ITEM_ID, k: str = Query("10", description="number of results (1 .. max_k)"),
+                modality: str | None = Query(None, description="the index the item is in (default: the first)"),
                 target: str | None = Query(None, description="modality of the results (default: the item's)"),
-                label: str | None = None):
-        engine = request.app.state.engine
+                label: str | None = Query(None, description="keep only items with this label")):
+        state = request.app.state
+        engine = state.engine
         t0 = time.perf_counter()
-        kk = _k(k, engine)
-        mod = engine.result_modality(modality)
+        kk = parse_k(k, engine.max_k)
+        mod = _modality(engine, modality)
+        target = _modality(engine, target, "target") if target else mod
+        label = _label(state, label)
+        item_id = _item_id(item_id, mod)
         t1 = time.perf_counter()
         vec = engine.item_vector(mod, item_id)
         lookup_ms = (time.perf_counter() - t1) * 1000
-        target = engine.result_modality(target or mod)
-        results, search_ms = engine.search(vec, k=kk, modality=target, label=_opt(label),
-                                           exclude=item_id if target == mod else None)
-        return _timed(engine, t0, results, {"vector_ms": lookup_ms, "search_ms": search_ms},
+        results, search_ms = _search(engine, vec, kk, target, label, exclude=item_id if target == mod else None)
+        return _timed(t0, results, {"vector_ms": lookup_ms, "search_ms": search_ms},
                       {"item": item_id, "modality": mod})
 
-    @router.get("/items/{item_id}/media", summary="The item's media (thumbnail or sound), by id only")
-    def media(request: Request, item_id: int, modality: str | None = None, full: bool = False):
+    @router.get("/items/{id}/media", summary="The item's media (thumbnail or sound), by id only")
+    def media(request: Request, item_id: str = ITEM_ID, modality: str | None = None, full: bool = False):
         from .media import audio_type, thumbnail
 
         engine = request.app.state.engine
-        path = engine.media_path(modality, item_id)
+        mod = _modality(engine, modality)
+        path = engine.media_path(mod, _item_id(item_id, mod))
         kind = audio_type(path)
         if kind:
             return FileResponse(path, media_type=kind)
@@ -154,7 +168,7 @@ def build_router():
     @router.get("/plots/{name}.png", summary="A plot of the index ('map', 'gallery', 'curves')")
     def plot(request: Request, name: str):
         if name not in PLOT_NAMES:
-            raise LookupError(f"plot {name!r}: expected one of {', '.join(PLOT_NAMES)}")
+            raise LookupError(f"plot {shown(name)}: expected one of {', '.join(PLOT_NAMES)}")
         path = request.app.state.plots_dir / f"{name}.png"
         if not path.is_file():
             raise LookupError(f"plot {name!r}: not made for this index (jointspace plot {name} ...)")
@@ -163,28 +177,37 @@ def build_router():
     return router
 
 
-def _search_item(engine, t0, modality, item, k, label, result_modality, cache=True):
-    kk = _k(k, engine)
-    if modality == "text":
-        if not isinstance(item, str) or not has_visible_text(item):
-            raise InputError(f"text: expected a query text with a visible character, got {item!r}")
-        if len(item) > 2000:
-            raise InputError(f"text: expected at most 2,000 characters, got {len(item):,}")
-        item = item.strip()
-    vec, timings = engine.encode(modality, item, use_cache=cache)
-    results, search_ms = engine.search(vec, k=kk, modality=result_modality, label=_opt(label))
-    timings["search_ms"] = search_ms
-    query = {"modality": modality} | ({"text": item} if modality == "text" else {})
-    return _timed(engine, t0, results, timings, query)
+def _check_text(text) -> str:
+    if not isinstance(text, str):
+        raise InputError(f"text: expected a string, got {shown(text)}")
+    check_unicode(text, "text")
+    if not has_visible_text(text):
+        raise InputError(f"text: expected a query text with a visible character, got {shown(text)}")
+    if len(text) > MAX_TEXT:
+        raise InputError(f"text: expected at most {MAX_TEXT:,} characters, got {len(text):,}")
+    return text.strip()
 
 
-def _search_upload(state, t0, data: bytes, name: str, k, label, modality):
+def _search_item(state, t0, modality, item, k, label, result_modality, cache=True):
+    """Search by one raw query item (a text, a decoded image or waveform)."""
     engine = state.engine
-    _k(k, engine)
+    kk = parse_k(k, engine.max_k)
+    label = _label(state, label)
+    result_modality = _modality(engine, result_modality)
+    if modality == "text":
+        item = _check_text(item)
+    vec, timings = engine.encode(modality, item, use_cache=cache)
+    results, timings["search_ms"] = _search(engine, vec, kk, result_modality, label)
+    query = {"modality": modality} | ({"text": item} if modality == "text" else {})
+    return _timed(t0, results, timings, query)
+
+
+def _search_upload(state, t0, data: bytes, name: str, k: int, label, modality):
+    engine = state.engine
     kind = classify(data, name)
     if kind not in engine.raw_modalities:
-        raise UploadError(415, f"file {name!r} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} file, but this model "
-                               f"embeds only {', '.join(engine.raw_modalities) or 'no raw'} queries")
+        raise UploadError(415, f"file {shown(name)} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} file, but this "
+                               f"model embeds only {', '.join(engine.raw_modalities) or 'no raw'} queries")
     t1 = time.perf_counter()
     if kind == "image":
         item = decode_image(data, name, max_pixels=state.max_pixels)
@@ -193,49 +216,41 @@ def _search_upload(state, t0, data: bytes, name: str, k, label, modality):
         tower = engine.model.tower("audio") if hasattr(engine.model, "tower") else None
         item = decode_audio(data, name, getattr(tower, "sample_rate", None))
     decode_ms = (time.perf_counter() - t1) * 1000
-    out = _search_item(engine, t0, kind, item, k, label, modality)
+    out = _search_item(state, t0, kind, item, k, label, modality)
     out["timings"]["decode_ms"] = round(decode_ms, 3)
     out["query"].update({"file": name})
     return out
 
 
-async def _search_json(request, engine, t0, run_in_threadpool):
-    raw = await request.body()
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InputError(f"request body is not valid JSON ({exc})") from None
-    except RecursionError:
-        raise InputError("request body is not valid JSON (nested too deeply)") from None
+async def _search_json(request, state, t0):
+    engine = state.engine
+    body = loads(await request.body())
     if not isinstance(body, dict):
-        raise InputError(f"request body: expected a JSON object, got {type(body).__name__}")
-    unknown = set(body) - {"text", "item", "k", "label", "modality", "target"}
+        raise InputError(f"request body: expected a JSON object, got {shown(body)}")
+    unknown = sorted(set(body) - set(JSON_FIELDS))
     if unknown:
-        raise InputError(f"request body: unknown fields {', '.join(sorted(unknown))}; expected text or item, "
-                         "k, label, modality, target (with item)")
-    label, modality, target = (_field(body, name) for name in ("label", "modality", "target"))
+        raise InputError(f"request body: unknown fields {', '.join(shown(u) for u in unknown[:5])}; expected text "
+                         "or item, k, label, modality, target (with item)")
+    label, modality, target = (optional_string(body, name) for name in ("label", "modality", "target"))
     k = body.get("k", 10)
-    if isinstance(k, bool) or not isinstance(k, (int, str)):
-        raise InputError(f"k: expected an integer from 1 to {engine.max_k}, got {k!r}")
+    if isinstance(k, str):   # a JSON body says numbers as numbers
+        raise InputError(f"k: expected an integer from 1 to {engine.max_k}, got a string ({shown(k)})")
+    k = parse_k(k, engine.max_k)
     if ("text" in body) == ("item" in body):
         raise InputError("request body: expected exactly one of 'text' (a string) or 'item' (an item id)")
     if "text" in body:
-        if not isinstance(body["text"], str):
-            raise InputError(f"text: expected a string, got {type(body['text']).__name__}")
         if target is not None:
             raise InputError("target: only with 'item'; a text query names the results' index with 'modality'")
-        return await run_in_threadpool(_search_item, engine, t0, "text", body["text"], k, label, modality)
-    item_id = body["item"]
-    if isinstance(item_id, bool) or not isinstance(item_id, int):
-        raise InputError(f"item: expected an integer item id, got {item_id!r}")
+        text = _check_text(body["text"])
+        return await run_in_threadpool(_search_item, state, t0, "text", text, k, label, modality)
+    label = _label(state, label)
+    mod = _modality(engine, modality)
+    to = _modality(engine, target, "target") if target else mod
+    item_id = _item_id(body["item"], mod, "item")
 
     def run():
-        kk = _k(k, engine)
-        mod = engine.result_modality(modality)
         vec = engine.item_vector(mod, item_id)
-        to = engine.result_modality(target or mod)
-        results, ms = engine.search(vec, k=kk, modality=to, label=_opt(label),
-                                    exclude=item_id if to == mod else None)
-        return _timed(engine, t0, results, {"search_ms": ms}, {"item": item_id, "modality": mod})
+        results, ms = _search(engine, vec, k, to, label, exclude=item_id if to == mod else None)
+        return _timed(t0, results, {"search_ms": ms}, {"item": item_id, "modality": mod})
 
     return await run_in_threadpool(run)
