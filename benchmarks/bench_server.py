@@ -90,6 +90,34 @@ def runtime_model(model_dir: Path, runtime: str) -> Path:
     return dst
 
 
+def retrieval_by_runtime(models: dict, n_index: int) -> dict:
+    """Text -> image retrieval on the indexed test drawings, embedded through each runtime's model:
+    recall@10 and mAP with every drawing of the query's normalised title relevant (must agree to
+    +-0.005 across runtimes), and the worst cosine between the runtimes' joint vectors."""
+    from jointspace.data.datasets import load_dataset
+    from jointspace.models.base import load_model
+
+    test = load_dataset("openclipart", "test", limit=n_index)
+    keys = np.asarray(test.metadata["title_key"])
+    out, first = {}, None
+    for rt, folder in models.items():
+        model = load_model(folder)
+        zi = model.encode("image", test["image"])
+        zt = model.encode("text", test["text"])
+        sims = zt @ zi.T
+        rel = keys[:, None] == keys[None, :]
+        order = np.argsort(-sims, axis=1, kind="stable")
+        hits = np.take_along_axis(rel, order, axis=1)
+        precision = np.cumsum(hits, axis=1) / np.arange(1, hits.shape[1] + 1)
+        ap = (precision * hits).sum(1) / np.maximum(hits.sum(1), 1)
+        out[rt] = {"recall_at_10": float(hits[:, :10].any(1).mean()), "map": float(ap.mean())}
+        if first is None:
+            first = (zi, zt)
+        else:
+            out[rt]["cosine_min_to_first"] = float(min((zi * first[0]).sum(1).min(), (zt * first[1]).sum(1).min()))
+    return out
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -310,6 +338,7 @@ def main(argv=None) -> int:
                                                                                   pngs)))
     for rt in runtimes:
         results["in_process_text"][rt] = in_process_reference(models[rt], index_dir, 20 if args.quick else 50)
+    results["retrieval"] = retrieval_by_runtime(models, n_index)
     results["load_average_after"] = os.getloadavg()[0]
 
     print("\n| query | runtime | clients | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
@@ -334,7 +363,11 @@ def main(argv=None) -> int:
         print(f"\none text query at 1 client ({rt}), median {b['client_ms_median']:.1f} ms:")
         for k, v in b["parts_ms"].items():
             print(f"  {k:32s} {v:8.2f} ms  {100 * b['shares'][k]:5.1f} %")
-    print("\ncold start of serve (process start to first answered text query): "
+    print("\ntext -> image retrieval on the indexed test drawings (title relevance), per runtime: "
+          + "; ".join(f"{rt} R@10 {v['recall_at_10']:.4f} mAP {v['map']:.4f}"
+                      + (f" (cosine to {runtimes[0]} >= {v['cosine_min_to_first']:.5f})" if "cosine_min_to_first" in v
+                         else "") for rt, v in results["retrieval"].items()))
+    print("cold start of serve (process start to first answered text query): "
           + ", ".join(f"{rt} {v:.2f} s" for rt, v in results["cold_start_s"].items()))
     if "torch" in runtimes and new != "torch":
         at8 = {rt: next(r for r in results["text"][rt] if r["concurrency"] == 8) for rt in runtimes}

@@ -98,7 +98,8 @@ class EfficientNetLite0Tunable(TrainableTower):
     def __init__(self, trainable_blocks=1, image_size: int = 224, fit: str = "pad"):
         super().__init__(out_dim=1280, seed=0)
         self.trainable_blocks = _check_count(trainable_blocks, "trainable_blocks", len(BLOCK_CHANNELS))
-        self._frozen = EfficientNetLite0Tower(image_size=image_size, fit=fit)
+        # the same PyTorch network: before training this tower gives exactly its features
+        self._frozen = EfficientNetLite0Tower(image_size=image_size, fit=fit, runtime="torch")
         self.image_size, self.fit = self._frozen.image_size, self._frozen.fit
 
     def config(self) -> dict:
@@ -190,7 +191,7 @@ class MiniLMTunable(TrainableTower):
         """The frozen tower whose features this one gives before training."""
         from .minilm import MiniLMTower
 
-        return MiniLMTower(max_seq_length=self.max_seq_length)
+        return MiniLMTower(max_seq_length=self.max_seq_length, runtime="torch")
 
     def to_batch(self, items):
         """Texts -> ``{"input_ids", "attention_mask", "token_type_ids"}`` tensors (n, L)."""
