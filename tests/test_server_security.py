@@ -150,7 +150,7 @@ def test_deeply_nested_json_is_refused_not_a_server_error(client):
     ({"text": "x", "k": 0}, "k: expected an integer"),
     ({"text": "x", "k": True}, "k: expected an integer"),
     ({"text": "x", "evil": 1}, "unknown fields 'evil'"),
-    ({"item": "../../etc/passwd"}, "item: expected an item id"),
+    ({"item": "../../etc/passwd"}, "item: expected an integer item id"),
     ({"text": "car", "modality": ["x"]}, "modality: expected a string, got a JSON array"),
     ({"item": 0, "target": {"a": 1}}, "target: expected a string, got a JSON object"),
     ({"item": 0, "label": ["red"]}, "label: expected a string, got a JSON array"),
@@ -211,3 +211,130 @@ def test_streamed_upload_without_length_is_cut_off_at_the_limit(client):
                     headers={"content-type": "multipart/form-data; boundary=zzz"})
     assert r.status_code == 413 and "upload too large" in r.json()["detail"]
     _healthy(client)
+
+
+HUGE = "9" * 5000
+
+
+def test_a_5000_digit_k_is_refused_everywhere(client):
+    png = sup.png_bytes(sup.draw((1, 2, 3), "disc"))
+    answers = [client.get("/api/search", params={"text": "a red square", "k": HUGE}),
+               client.get("/api/items/0/similar", params={"k": HUGE}),
+               client.post("/api/search", files={"file": ("q.png", png, "image/png")}, data={"k": HUGE}),
+               client.post("/api/search", content=b'{"text": "red", "k": ' + HUGE.encode() + b"}",
+                           headers={"content-type": "application/json"}),
+               client.post("/api/search", content=b'{"item": 0, "k": ' + HUGE.encode() + b"}",
+                           headers={"content-type": "application/json"})]
+    for r in answers:
+        assert r.status_code == 422, r.text[:300]
+        assert r.json()["detail"] == "k: expected an integer from 1 to 1000, got a 5,000-digit number"
+    _healthy(client)
+
+
+@pytest.mark.parametrize("body", [b'{"text": "\\ud800"}', b'{"text": "a red \\udfff square"}',
+                                  b'{"text": "red", "label": "\\ud800"}', b'{"item": 0, "target": "\\ud800"}'])
+def test_a_lone_surrogate_is_refused(client, body):
+    r = client.post("/api/search", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and "lone surrogate" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("item_id", ["+12", "12.0", "%2012", "1_2", "0x0c", "1e1", "\uff11\uff12"])
+def test_item_ids_are_plain_digits(client, item_id):
+    for url in (f"/api/items/{item_id}", f"/api/items/{item_id}/similar", f"/api/items/{item_id}/media"):
+        r = client.get(url)
+        assert r.status_code == 422, (url, r.status_code)
+        assert r.json()["detail"].startswith("id: expected an item id (an integer written with digits only)")
+    assert client.get("/api/items/12").json()["id"] == 12
+    r = client.post("/api/search", json={"item": "12"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("item: expected an integer item id")
+
+
+def test_ids_no_item_can_have_are_not_found(client):
+    for url in (f"/api/items/{HUGE}", f"/api/items/{HUGE}/similar", "/api/items/-3"):
+        r = client.get(url)
+        assert r.status_code == 404 and "no such item" in r.json()["detail"] and len(r.text) < 200
+    r = client.post("/api/search", content=b'{"item": ' + HUGE.encode() + b"}", headers={"content-type": "application/json"})
+    assert r.status_code == 404 and "a 5,000-digit number: no such item" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("request_args", [
+    ("get", "/api/search", {"params": {"text": "red", "k": "x" * 50_000}}),
+    ("get", "/api/search", {"params": {"text": "red", "label": "x" * 50_000}}),
+    ("get", "/api/search", {"params": {"text": "red", "cache": "x" * 50_000}}),
+    ("get", "/api/items/" + "x" * 50_000, {}),
+    ("post", "/api/search", {"json": {"item": 0, "modality": "x" * 150_000}}),
+    ("post", "/api/search", {"json": {"text": "x", "k": {"a": "b" * 150_000}}}),
+    ("post", "/api/search", {"json": {"text": "x", "y" * 150_000: 1}}),
+    ("post", "/api/search", {"json": {"text": "x" * 150_000}}),
+])
+def test_messages_do_not_echo_the_input(client, request_args):
+    method, url, kwargs = request_args
+    r = getattr(client, method)(url, **kwargs)
+    assert r.status_code == 422 and len(r.content) < 700, r.text[:700]
+    detail = r.json()["detail"]
+    assert "{'a'" not in detail and "characters)" in detail or "JSON object" in detail or "2,000" in detail
+
+
+def test_every_answer_carries_security_headers(client):
+    from jointspace.server.middleware import csp
+
+    answers = [client.get("/"), client.get("/static/app.js"), client.get("/api/health"), client.get("/docs"),
+               client.get("/openapi.json"), client.get("/api/items/9999"), client.get("/nowhere"),
+               client.post("/api/search", files={"file": ("big.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 400_000)})]
+    for r in answers:
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+        policy = r.headers["content-security-policy"]
+        assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert answers[0].headers["content-security-policy"] == csp()      # the page: no inline script at all
+    assert "'unsafe-inline'" not in answers[3].headers["content-security-policy"]
+    assert "'sha256-" in answers[3].headers["content-security-policy"]   # Swagger UI's one inline script, by hash
+
+
+def test_405_lists_every_method_of_the_path(client):
+    r = client.request("OPTIONS", "/api/search")
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "HEAD", "POST"}
+    r = client.delete("/api/items/3")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+
+
+@pytest.mark.parametrize("host,ok", [("localhost:8000", True), ("127.0.0.1:8000", True), ("[::1]:8000", True),
+                                     ("LOCALHOST", True), ("evil.example", False), ("evil.example:8000", False),
+                                     ("127.0.0.1.evil.example", False), ("localhost@evil.example", False),
+                                     ("", False)])
+def test_host_check_against_dns_rebinding(host, ok):
+    from jointspace.server.app import allowed_hosts_for
+
+    c = TestClient(sup.make_app(allowed_hosts=allowed_hosts_for("127.0.0.1")))
+    r = c.get("/api/health", headers={"host": host})
+    if ok:
+        assert r.status_code == 200
+    else:
+        assert r.status_code == 400 and "Host header: expected one of localhost, 127.0.0.1, [::1]" in r.json()["detail"]
+        assert "--allowed-host" in r.json()["detail"] and r.headers["x-frame-options"] == "DENY"
+
+
+def test_allowed_hosts_follow_the_bind_address():
+    from jointspace.server.app import allowed_hosts_for
+
+    assert allowed_hosts_for("127.0.0.1") == ["localhost", "127.0.0.1", "[::1]"]
+    assert allowed_hosts_for("::1", ["Search.Lan"]) == ["localhost", "127.0.0.1", "[::1]", "search.lan"]
+    assert allowed_hosts_for("localhost", ["*"]) is None
+    assert allowed_hosts_for("0.0.0.0") is None                     # bound elsewhere: the user decides
+    assert allowed_hosts_for("0.0.0.0", ["search.lan"]) == ["search.lan"]
+
+
+def test_serve_checks_the_host_by_default(monkeypatch):
+    import uvicorn
+
+    from jointspace.server import app as app_module
+
+    captured = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: captured.update(app=app, **kw))
+    create = app_module.create_app
+    monkeypatch.setattr(app_module, "create_app", lambda *a, **kw: create(None, engine=sup.engine(), **kw))
+    app_module.serve(None, port=8123)
+    c = TestClient(captured["app"])
+    assert captured["host"] == "127.0.0.1"
+    assert c.get("/api/health", headers={"host": "localhost:8123"}).status_code == 200
+    assert c.get("/api/health", headers={"host": "attacker.example:8123"}).status_code == 400

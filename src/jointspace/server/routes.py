@@ -246,6 +246,8 @@ async def _search_json(request, state, t0):
     label = _label(state, label)
     mod = _modality(engine, modality)
     to = _modality(engine, target, "target") if target else mod
+    if isinstance(body["item"], str):   # a JSON body says numbers as numbers
+        raise InputError(f"item: expected an integer item id, got a string ({shown(body['item'])})")
     item_id = _item_id(body["item"], mod, "item")
 
     def run():
