@@ -4,6 +4,7 @@ import io
 import struct
 import zlib
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -338,3 +339,73 @@ def test_serve_checks_the_host_by_default(monkeypatch):
     assert captured["host"] == "127.0.0.1"
     assert c.get("/api/health", headers={"host": "localhost:8123"}).status_code == 200
     assert c.get("/api/health", headers={"host": "attacker.example:8123"}).status_code == 400
+
+
+def _flat_png(width: int, height: int, depth: int, colour_type: int, channels: int, value: int = 90) -> bytes:
+    """A PNG of one flat value per sample, written row by row (tiny on the wire, large decoded)."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    comp = zlib.compressobj(9)
+    row = b"\0" + bytes([value]) * (width * channels * depth // 8)
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_a_16_bit_image_is_reduced_before_conversion(client):
+    from jointspace.server.uploads import decode_image
+
+    data = _flat_png(6000, 6600, 16, 0, 1)            # every sample 0x5A5A = 23130
+    assert len(data) < 100_000
+    rgb = decode_image(data, "deep.png")
+    assert rgb.dtype == np.uint8 and rgb.shape == (600, 545, 3)   # box-reduced 11x: shorter side >= 512
+    assert (rgb == round(23130 * 255 / 65535)).all()
+    r = client.post("/api/search", files={"file": ("deep.png", data, "image/png")})
+    assert r.status_code == 200 and r.json()["query"]["file"] == "deep.png"
+
+
+def test_an_extreme_aspect_ratio_is_refused(client):
+    r = client.post("/api/search", files={"file": ("line.png", _flat_png(39_000_000, 1, 8, 0, 1), "image/png")})
+    assert r.status_code == 422
+    assert r.json()["detail"] == ("file 'line.png': the image is 39000000x1, an aspect ratio of 39,000,000:1; "
+                                  "the limit is 20:1")
+    _healthy(client)
+
+
+def test_decoded_bytes_are_bounded_not_only_pixels(client):
+    r = client.post("/api/search", files={"file": ("big.png", _flat_png(6000, 6600, 8, 6, 4), "image/png")})
+    assert r.status_code == 413   # 39.6 Mpx is under the pixel limit, but RGBA takes 151 MB decoded
+    assert r.json()["detail"] == ("file 'big.png': the image is 6000x6600 in mode RGBA, 151 MB decoded; "
+                                  "the limit is 128 MB")
+
+
+def test_reduction_is_a_box_average():
+    from PIL import Image
+
+    from jointspace.server.uploads import decode_image
+
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 256, (1200, 2100, 3), dtype=np.uint8)
+    rgb = decode_image(sup.png_bytes(img), "noise.png")
+    want = img.reshape(600, 2, 1050, 2, 3).astype(np.float64).mean(axis=(1, 3))   # 2x2 blocks
+    assert rgb.shape == (600, 1050, 3) and np.abs(rgb - want).max() <= 0.5 + 1e-9
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=95)
+    jpeg = decode_image(buf.getvalue(), "photo.jpg")       # decoded at half scale by the JPEG decoder itself
+    assert jpeg.shape == (600, 1050, 3)
+
+
+def test_decodes_wait_for_a_slot(monkeypatch):
+    import threading
+
+    from jointspace.server import uploads
+
+    monkeypatch.setattr(uploads, "_decode_slots", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(uploads, "SLOT_WAIT_S", 0.05)
+    uploads._decode_slots.acquire()                       # one decode already running
+    with pytest.raises(uploads.UploadError) as err:
+        uploads.decode_image(sup.png_bytes(sup.draw((1, 2, 3), "disc")), "q.png")
+    assert err.value.status == 429 and "try again" in err.value.message
+    uploads._decode_slots.release()
+    assert uploads.decode_image(sup.png_bytes(sup.draw((1, 2, 3), "disc")), "q.png").shape == (48, 48, 3)

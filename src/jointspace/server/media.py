@@ -28,6 +28,7 @@ def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -
     from PIL import Image
 
     from ..towers.inputs import load_image
+    from .uploads import UploadError, load_bounded
 
     path = Path(path)
     key = (str(path), full, path.stat().st_mtime_ns)
@@ -38,11 +39,12 @@ def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -
     if path.suffix.lower() == ".svg":
         img = Image.fromarray(load_image(path))
     else:
-        with Image.open(path) as src:
-            if src.size[0] * src.size[1] > max_pixels:
-                raise LookupError(f"media: the image {path.name} is too large to show")
-            src.load()
-            img = Image.fromarray(load_image(src))
+        try:   # bounded as uploads are: an indexed file can be as hostile as an uploaded one
+            src = load_bounded(path, path.name, max_pixels=max_pixels, max_aspect=None,
+                               short_side=None if full else THUMB_SIDE)
+        except UploadError as exc:
+            raise LookupError(f"media: the image {path.name} cannot be shown ({exc.message})") from None
+        img = Image.fromarray(load_image(src))
     if not full:
         img.thumbnail((THUMB_SIDE, THUMB_SIDE))
     buf = io.BytesIO()

@@ -46,7 +46,8 @@ SCHEMAS = {
 
 _STATUS_TEXT = {400: "Bad request (malformed form data, Content-Length or a Host this server does not answer)",
                 404: "No such item, plot or media", 413: "Upload too large (bytes, pixels, decoded size or length)",
-                415: "Unsupported content type or file kind", 422: "Invalid parameter or field (the message names it)"}
+                415: "Unsupported content type or file kind",
+                429: "Too many images being decoded at once; try again", 422: "Invalid parameter or field (the message names it)"}
 
 
 def _json(ref: str) -> dict:
@@ -64,7 +65,7 @@ OPERATIONS = {
     ("get", "/api/info"): ({"description": "Model, indexes and limits", **_json("Info")}, ()),
     ("get", "/api/labels"): ({"description": "The labels of one index", **_json("Labels")}, (422,)),
     ("get", "/api/search"): ({"description": "The best matches", **_json("SearchResponse")}, (422,)),
-    ("post", "/api/search"): ({"description": "The best matches", **_json("SearchResponse")}, (404, 413, 415, 422)),
+    ("post", "/api/search"): ({"description": "The best matches", **_json("SearchResponse")}, (404, 413, 415, 422, 429)),
     ("get", "/api/items/{id}"): ({"description": "The item's metadata", **_json("Item")}, (404, 422)),
     ("get", "/api/items/{id}/similar"): ({"description": "Items near this one", **_json("SearchResponse")},
                                               (404, 422)),
