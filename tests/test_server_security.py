@@ -201,6 +201,8 @@ def test_serve_command_refuses_bad_arguments(tmp_path, capsys):
     assert main(["serve", "--index", str(tmp_path), "--max-batch", "0"]) == 2
     assert main(["serve", "--index", str(tmp_path), "--cache-size", "-3"]) == 2
     assert "--cache-size: expected an integer >= 0" in capsys.readouterr().err
+    assert main(["serve", "--index", str(tmp_path), "--allowed-host", "evil.example/x"]) == 2
+    assert "--allowed-host: expected a host name" in capsys.readouterr().err
 
 
 def test_streamed_upload_without_length_is_cut_off_at_the_limit(client):

@@ -20,6 +20,10 @@ def register(sub):
     p.add_argument("--model", metavar="RUN_DIR", help="saved model folder (default: the one the index records)")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, loopback only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="a Host name to answer besides localhost, 127.0.0.1 and [::1] (repeat; '*' answers any); "
+                        "bound to loopback other names get 400, which stops DNS-rebinding pages; bound elsewhere, "
+                        "the only names answered (default: any)")
     p.add_argument("--max-upload-mb", type=float, default=10.0,
                    help=f"largest upload in MB, at most {MAX_UPLOAD_MB} (default: 10)")
     p.add_argument("--plots", metavar="DIR", help="folder of map.png / gallery.png / curves.png for the "
@@ -48,6 +52,9 @@ def run(args) -> int:
         if not str(args.plots).strip() or not Path(args.plots).expanduser().is_dir():
             raise InputError(f"--plots: expected a folder of map.png / gallery.png / curves.png, got {args.plots!r} "
                              "(not a folder)")
+    for name in args.allowed_host:
+        if not name.strip() or any(c.isspace() or c in "/@?#" for c in name.strip()):
+            raise InputError(f"--allowed-host: expected a host name such as search.example.org, got {name!r}")
     _check_bindable(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(f"[yellow]warning:[/] binding to {args.host}: the service is reachable from other machines",
@@ -60,7 +67,7 @@ def run(args) -> int:
     try:
         serve(args.index, args.model, host=args.host, port=args.port, on_ready=ready,
               max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), plots_dir=args.plots,
-              cache_size=args.cache_size, max_batch=args.max_batch)
+              cache_size=args.cache_size, max_batch=args.max_batch, allowed_hosts=args.allowed_host)
     except SystemExit as exc:  # uvicorn exits this way when it cannot start
         if exc.code:
             from ...errors import JointspaceError
