@@ -99,6 +99,34 @@ def test_onnx_text_tower_equals_sentence_transformers():
     assert onnx_tower.tokenize([TEXTS[5]])["input_ids"].shape == (1, 256)
 
 
+def test_onnx_tokens_equal_the_transformers_tokenizer():
+    from jointspace.towers.minilm import load_minilm_tokenizer
+
+    tower = create_tower("minilm", max_seq_length=32, runtime="onnx")
+    ref = load_minilm_tokenizer()(TEXTS, padding=True, truncation=True, max_length=32, return_tensors="np")
+    got = tower.tokenize(TEXTS)
+    assert got["input_ids"].shape == (len(TEXTS), 32)   # padded to the longest, cut at max_seq_length
+    for key in ("input_ids", "attention_mask", "token_type_ids"):
+        assert got[key].dtype == np.int64 and np.array_equal(got[key], ref[key])
+
+
+def test_onnx_path_needs_neither_torch_nor_transformers(tmp_path):
+    """Once exported, the ONNX towers start without importing PyTorch or transformers (a
+    faster cold start of the service)."""
+    import subprocess
+    import sys
+
+    create_tower("minilm", runtime="onnx").embed(["warm"], progress=False)   # the exports exist
+    create_tower("efficientnet-lite0", runtime="onnx").embed([np.zeros((8, 8, 3), np.uint8)], progress=False)
+    code = ("import sys, numpy as np\n"
+            "from jointspace.towers import create_tower\n"
+            "create_tower('minilm', runtime='onnx').embed(['a cat'], progress=False)\n"
+            "create_tower('efficientnet-lite0', runtime='onnx').embed([np.zeros((8, 8, 3), np.uint8)], progress=False)\n"
+            "print(sorted(m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_mean_pool_by_hand():
     from jointspace.towers.minilm import mean_pool
 

@@ -209,6 +209,9 @@ class EfficientNetLite0Tower(Tower):
         """
         items = check_items("image", items)
         bs = batch_size or self.default_batch_size
+        if self.runtime == "onnx":
+            return np.concatenate([self._run_onnx(items[s:s + bs], ["feature_map"])[0]
+                                   for s in range(0, len(items), bs)])
         return np.concatenate([self._features(items[s:s + bs]).numpy() for s in range(0, len(items), bs)])
 
 

@@ -105,10 +105,16 @@ class MiniLMTower(Tower):
 
     def tokenize(self, items) -> dict:
         """Word-piece ids of a batch, padded to its longest text: ``input_ids``,
-        ``attention_mask``, ``token_type_ids``, each int64 (n, n_tokens)."""
-        enc = load_minilm_tokenizer()([t.strip() for t in items], padding=True, truncation=True,
-                                      max_length=self.max_seq_length, return_tensors="np")
-        return {k: np.asarray(enc[k], dtype=np.int64) for k in _ONNX_INPUTS}
+        ``attention_mask``, ``token_type_ids``, each int64 (n, n_tokens).
+
+        The packaged ``tokenizer.json`` read by the ``tokenizers`` library itself (the fast
+        tokenizer that ``transformers`` wraps, without importing ``transformers``), cut at
+        ``max_seq_length`` word pieces and padded to the longest text of the batch.
+        """
+        encs = _fast_tokenizer(self.max_seq_length).encode_batch([t.strip() for t in items])
+        return {"input_ids": np.array([e.ids for e in encs], dtype=np.int64),
+                "attention_mask": np.array([e.attention_mask for e in encs], dtype=np.int64),
+                "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64)}
 
     def _embed_batch(self, items) -> np.ndarray:
         if self.runtime == "onnx":
@@ -168,6 +174,20 @@ class MiniLMTower(Tower):
                 keep = [0]
             out.append(([pieces[i] for i in keep], vec[keep]))
         return out
+
+
+@functools.lru_cache(maxsize=4)
+def _fast_tokenizer(max_seq_length: int):
+    from pathlib import Path
+
+    try:
+        from tokenizers import Tokenizer
+    except ImportError:
+        raise MissingDependencyError(f"the minilm tower needs tokenizers: {_INSTALL}") from None
+    tok = Tokenizer.from_file(str(Path(minilm_model_dir()) / "tokenizer.json"))
+    tok.enable_truncation(max_length=max_seq_length)
+    tok.enable_padding(pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")   # to the longest of the batch
+    return tok
 
 
 def mean_pool(tokens: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -105,9 +105,12 @@ def cached_export(name: str, key: str, export) -> Path:
     export : callable
         ``export(path)`` writes the ONNX file at ``path``.
     """
-    import torch
+    from importlib.metadata import version
 
-    fname = f"{name}-{hashlib.sha256(f'{key}|{torch.__version__}|{EXPORT_VERSION}'.encode()).hexdigest()[:16]}.onnx"
+    # the torch version from the package metadata: importing torch only to read it would cost
+    # a second of start-up when the export is already cached
+    torch_version = version("torch")
+    fname = f"{name}-{hashlib.sha256(f'{key}|{torch_version}|{EXPORT_VERSION}'.encode()).hexdigest()[:16]}.onnx"
     with _export_lock:
         for folder in [onnx_cache_dir()] + _fallback_dir:
             if (folder / fname).is_file():
@@ -141,10 +144,17 @@ def _export_atomic(folder: Path, fname: str, export) -> Path:
 
 
 def session_threads() -> int:
-    """Threads for ONNX Runtime: as many as PyTorch uses (``torch.get_num_threads()``)."""
-    import torch
+    """Threads for ONNX Runtime: as many as PyTorch uses (``torch.get_num_threads()``) when
+    PyTorch is loaded, else one per CPU this process may run on."""
+    import sys
 
-    return max(1, int(torch.get_num_threads()))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return max(1, int(torch.get_num_threads()))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:   # no affinity on this platform
+        return max(1, os.cpu_count() or 1)
 
 
 @functools.lru_cache(maxsize=8)
