@@ -62,13 +62,23 @@ def page():
         browser.close()
 
 
+def _wait(page, expression: str, timeout: float = 30.0) -> None:
+    """Poll a JavaScript expression until it is true (``page.wait_for_function`` evaluates its
+    predicate with ``eval``, which the page's Content-Security-Policy rightly refuses)."""
+    deadline = time.time() + timeout
+    while not page.evaluate(expression):
+        if time.time() > deadline:
+            raise AssertionError(f"timed out waiting for: {expression}")
+        page.wait_for_timeout(50)
+
+
 def _images_loaded(page) -> list:
     return page.eval_on_selector_all("#results .card img", "els => els.map(e => e.complete ? e.naturalWidth : 0)")
 
 
 def test_search_page_end_to_end(page, base_url, tmp_path):
     page.goto(base_url + "/")
-    page.wait_for_function("document.querySelectorAll('#label option').length > 1")
+    _wait(page, "document.querySelectorAll('#label option').length > 1")
 
     # an empty query gets a clear message
     page.click("#search-btn")
@@ -78,7 +88,7 @@ def test_search_page_end_to_end(page, base_url, tmp_path):
     page.fill("#query", "a red square")
     page.press("#query", "Enter")
     page.wait_for_selector("#results .card img")
-    page.wait_for_function("[...document.querySelectorAll('#results .card img')]"
+    _wait(page, "[...document.querySelectorAll('#results .card img')]"
                            ".every(e => e.complete && e.naturalWidth > 0)")
     widths = _images_loaded(page)
     assert len(widths) == 12 and all(w > 0 for w in widths)
@@ -89,7 +99,7 @@ def test_search_page_end_to_end(page, base_url, tmp_path):
     # label filter
     page.select_option("#label", "green")
     page.press("#query", "Enter")
-    page.wait_for_function("[...document.querySelectorAll('#results .card .meta span:first-child')]"
+    _wait(page, "[...document.querySelectorAll('#results .card .meta span:first-child')]"
                            ".every(e => e.textContent === 'green')")
     page.select_option("#label", "")
 
@@ -97,8 +107,8 @@ def test_search_page_end_to_end(page, base_url, tmp_path):
     query_png = tmp_path / "blue-disc.png"
     query_png.write_bytes(sup.png_bytes(sup.draw(sup.COLOURS["blue"], "disc", seed=7)))
     page.set_input_files("#file", str(query_png))
-    page.wait_for_function("document.getElementById('status').textContent.includes('blue-disc.png')")
-    page.wait_for_function("[...document.querySelectorAll('#results .card img')]"
+    _wait(page, "document.getElementById('status').textContent.includes('blue-disc.png')")
+    _wait(page, "[...document.querySelectorAll('#results .card img')]"
                            ".every(e => e.complete && e.naturalWidth > 0)")
     assert page.inner_text("#results .card .meta span") == "blue"
     assert all(w > 0 for w in _images_loaded(page))
@@ -106,7 +116,7 @@ def test_search_page_end_to_end(page, base_url, tmp_path):
     # more like this on the first result
     first_id = page.get_attribute("#results .card", "data-id")
     page.click("#results .card button.more")
-    page.wait_for_function("document.getElementById('status').textContent.includes('items like')")
+    _wait(page, "document.getElementById('status').textContent.includes('items like')")
     assert first_id not in page.eval_on_selector_all("#results .card", "els => els.map(e => e.dataset.id)")
 
     shot = tmp_path / "browser.png"
@@ -119,7 +129,7 @@ def test_search_page_end_to_end(page, base_url, tmp_path):
     fake = tmp_path / "fake.png"
     fake.write_text("this is not a picture")
     page.set_input_files("#file", str(fake))
-    page.wait_for_function("document.getElementById('status').className === 'error'")
+    _wait(page, "document.getElementById('status').className === 'error'")
     assert "Unsupported file" in page.inner_text("#status") and "fake.png" in page.inner_text("#status")
     # and a file of another kind altogether is refused in the page
     other = tmp_path / "notes.txt"
@@ -141,3 +151,24 @@ def test_api_documentation_renders_offline(page, base_url):
     page.goto(base_url + "/docs")
     page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
     assert "/api/search" in page.inner_text(".swagger-ui")
+
+
+def test_a_search_is_a_shareable_link(page, base_url):
+    violations = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    page.goto(base_url + "/?q=a%20green%20disc&k=3")
+    _wait(page, "document.querySelectorAll('#results .card').length === 3")
+    assert page.input_value("#query") == "a green disc" and page.input_value("#k") == "3"
+    assert page.inner_text("#results .card .meta span") == "green"
+    # a search typed on the page becomes the page's URL
+    page.fill("#query", "a red square")
+    page.press("#query", "Enter")
+    _wait(page, "location.search.includes('q=a+red+square')")
+    _wait(page, "document.querySelector('#results .card .meta span').textContent === 'red'")
+    assert "k=3" in page.evaluate("location.search")
+    page.go_back()
+    _wait(page, "document.getElementById('query').value === 'a green disc'")
+    _wait(page, "document.querySelector('#results .card .meta span').textContent === 'green'")
+    page.goto(base_url + "/docs")                      # Swagger UI runs under the policy too
+    page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+    assert violations == []

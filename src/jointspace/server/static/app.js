@@ -90,13 +90,40 @@ async function run(url, options, what) {
   }
 }
 
-function searchText() {
+function searchText(fromLink) {
   const text = $("query").value.trim();
   $("query-preview").innerHTML = "";
   if (!text) { setStatus("Type some words to search, or drop a file.", true); return; }
   const p = params();
   p.set("text", text);
+  if (!fromLink) shareable(text);
   run("/api/search?" + p.toString(), {}, "“" + text + "”");
+}
+
+// The page's own URL says the search (?q=...&k=...&label=...&modality=...), so it can be shared as a link.
+function shareable(text) {
+  const u = new URLSearchParams();
+  u.set("q", text);
+  const p = params();
+  for (const key of ["k", "label", "modality"]) if (p.get(key)) u.set(key, p.get(key));
+  const url = location.pathname + "?" + u.toString();
+  if (location.pathname + location.search !== url) history.pushState({ q: text }, "", url);
+}
+
+function setSelect(sel, value) {
+  if (value && [...sel.options].some((o) => o.value === value)) sel.value = value;
+}
+
+// A link with ?q= runs its search once the page knows the indexes and labels.
+async function searchFromLink() {
+  const u = new URLSearchParams(location.search);
+  const q = (u.get("q") || "").trim();
+  if (u.get("k") && /^[0-9]+$/.test(u.get("k"))) $("k").value = u.get("k");
+  setSelect($("modality"), u.get("modality"));
+  if (u.get("modality")) await loadLabels();
+  setSelect($("label"), u.get("label"));
+  $("query").value = q;
+  if (q) searchText(true);
 }
 
 function searchFile(file) {
@@ -192,6 +219,7 @@ async function loadLabels() {
 $("search-form").addEventListener("submit", (ev) => { ev.preventDefault(); searchText(); });
 $("file").addEventListener("change", (ev) => { searchFile(ev.target.files[0]); ev.target.value = ""; });
 $("modality").addEventListener("change", loadLabels);
+window.addEventListener("popstate", searchFromLink);
 const drop = $("drop");
 drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
@@ -200,4 +228,4 @@ drop.addEventListener("drop", (ev) => {
   drop.classList.remove("over");
   if (ev.dataTransfer.files.length) searchFile(ev.dataTransfer.files[0]);
 });
-loadInfo();
+loadInfo().then(searchFromLink);
