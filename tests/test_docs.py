@@ -201,6 +201,17 @@ def test_relative_links_resolve(page):
     assert not broken, f"docs/{page} links to missing files: {broken}"
 
 
+def test_every_model_regulariser_and_suite_is_documented():
+    from jointspace import list_models
+    from jointspace.bench import list_suites
+    from jointspace.objectives.regularizers import REGULARIZERS
+
+    text = "\n".join((DOCS / p).read_text(encoding="utf-8") for p in PAGES)
+    for kind, names in (("model", list_models()), ("regulariser", REGULARIZERS), ("bench suite", list_suites())):
+        missing = [n for n in names if f"`{n}`" not in text]
+        assert not missing, f"no docs page names the {kind}s {missing} (in backticks)"
+
+
 def test_index_lists_every_page():
     index = (DOCS / "index.md").read_text(encoding="utf-8")
     missing = [p for p in PAGES if p != "index.md" and f"]({p})" not in index]
