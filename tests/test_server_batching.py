@@ -45,6 +45,26 @@ def test_batcher_returns_each_callers_row_and_batches_concurrent_calls():
     assert b.stats()["items"] == 20
 
 
+def test_batcher_holds_back_a_lone_caller_never_and_waits_under_load():
+    calls = []
+
+    def fn(items):
+        calls.append(len(items))
+        return np.array([[float(x)] for x in items])
+
+    b = Batcher(fn, max_batch=8, max_wait_ms=300)
+    t0 = time.perf_counter()
+    for i in range(3):   # one caller at a time: no wait for company that never comes
+        assert b(i)[0][0] == i
+    assert time.perf_counter() - t0 < 0.3 and calls == [1, 1, 1]
+    # after a batch of several, the next one waits for the late arrival
+    b._last = 2
+    f1 = b.submit(10)
+    time.sleep(0.05)
+    f2 = b.submit(11)
+    assert f1.result(timeout=5)[1] == 2 and f2.result(timeout=5)[1] == 2
+
+
 def test_batcher_isolates_a_failing_item():
     def fn(items):
         if "bad" in items:
