@@ -31,7 +31,7 @@ def collection(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def fitted(collection, tmp_path_factory):
-    """The folder fitted with the pretrained towers (settings chosen on its val split) and indexed."""
+    """The folder fitted with the pretrained towers (settings chosen by 5-fold CV on all of it) and indexed."""
     from jointspace.cli import main
 
     root, _ = collection
@@ -66,6 +66,32 @@ def test_folder_fit_index_search(collection, fitted, capsys):
     code, out, err = run(capsys, "search", fitted / "idx", "--text", titles[dup], "-k", "3", "--json")
     top = json.loads(out)["results"]
     assert sum(Path(r["path"]).name in (dup.name, copy.name) for r in top) <= 1   # never the same drawing twice
+
+
+def test_tower_head_settings_chosen_by_cross_validation(collection, fitted):
+    """With no settings, fit chooses the head by 5-fold CV on the towers' features of every
+    pair (no validation split is held out), saves the choice, and the choice is the one
+    ``choose_settings`` makes on those features independently."""
+    from jointspace import Pairs
+    from jointspace.eval.selection import choose_settings
+    from jointspace.models.base import load_model
+    from jointspace.models.towered import ToweredModel
+
+    root, info = collection
+    record = json.loads((fitted / "mine" / "selection.json").read_text())
+    assert record["protocol"] == "5-fold CV" and record["metric"] == "R@10" and record["n_tried"] > 1
+    pairs = Pairs.from_folder(root / "photos")
+    feats = ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"}, head="rcca").embed_pairs(
+        pairs, progress=False)
+    assert len(feats) == len(info["files"])   # every distinct drawing, none held out
+    assert "caption_key" in pairs.metadata   # a folder's relevance: the same normalised caption
+    res = choose_settings("rcca", feats, relevance="caption_key",
+                          score_key="R@10", directions=[("text", "image"), ("image", "text")], refit=False)
+    assert record["chosen"] == json.loads(json.dumps(res.best_params))
+    assert record["score"] == pytest.approx(res.best_score, abs=1e-12)
+    model = load_model(fitted / "mine")
+    assert {k: v for k, v in model.head_params.items() if k in res.best_params} == \
+        json.loads(json.dumps(res.best_params))
 
 
 def test_eval_on_the_folder_and_on_a_manifest(collection, fitted, capsys, tmp_path):

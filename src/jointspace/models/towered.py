@@ -222,8 +222,9 @@ def _head_grid(head: str, p: int, q: int, n: int, grid: dict | None, fixed: dict
 def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: dict | None = None,
                     val_pairs: Pairs | None = None, *, tower_params: dict | None = None, relevance: str = "auto",
                     directions=None, grid: dict | None = None, cache=True, batch_size: int | None = None,
-                    progress: bool = True, k: int = 10):
-    """Fit a :class:`ToweredModel`, choosing the CCA head's settings on ``val_pairs``.
+                    progress: bool = True, k: int = 10, n_folds: int | None = None):
+    """Fit a :class:`ToweredModel`, choosing the head's settings on ``val_pairs`` or by
+    ``n_folds``-fold cross-validation on the training features.
 
     For a CCA-family head (``"cca"``, ``"rcca"``, ``"pls"``) and a validation split, every
     combination of PCA size before CCA (per view, capped by the feature size), ridge ``reg``,
@@ -234,6 +235,13 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     CCA, multiset CCA, SM, supervised CCA, SCM: :mod:`jointspace.eval.search_spaces`) has its
     settings chosen on ``val_pairs`` over that space by the same Recall@``k``
     (:func:`jointspace.eval.selection.choose_settings`); other heads are fitted as given.
+
+    With ``n_folds`` and no ``val_pairs``, every head with a search space (the CCA heads
+    included, over the same PCA sizes, ridges, components and weights) is chosen by
+    ``n_folds``-fold cross-validated Recall@``k`` on the training features instead
+    (:func:`~jointspace.eval.selection.choose_settings`): the choice then rests on every
+    training pair rather than on a small validation split, which is what ``jointspace fit``
+    does.
 
     Parameters
     ----------
@@ -254,7 +262,10 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     directions : list of (query, target), optional
         Default: both directions between the first two towered modalities.
     grid : dict, optional
-        Overrides of the searched values: keys ``pca``, ``reg``, ``n_components``, ``weight``.
+        Overrides of the searched values: keys ``pca``, ``reg``, ``n_components``, ``weight``
+        (validation-split search only).
+    n_folds : int, optional
+        Choose by cross-validation on ``train`` with this many folds (when ``val_pairs`` is None).
 
     Returns
     -------
@@ -262,7 +273,8 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
         Fitted on ``train``.
     report : dict
         ``"best"`` (chosen head parameters, validation score) and ``"trials"`` (every
-        combination tried with its score).
+        combination tried with its score); after cross-validation also ``"selection"``
+        (:meth:`~jointspace.eval.selection.SelectionResult.summary`).
     """
     head_params = dict(head_params or {})
     model = ToweredModel(towers=towers, head=head, head_params=head_params, tower_params=tower_params,
@@ -270,13 +282,16 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     feats = model.embed_pairs(train, progress=progress)
     from ..eval.search_spaces import has_search_space
 
-    if val_pairs is None or not has_search_space(head):
+    if not has_search_space(head) or (val_pairs is None and n_folds is None):
         model.fit(train, features=feats)
         return model, {"best": {"head_params": head_params}, "trials": []}
-    vfeats = model.embed_pairs(val_pairs, progress=progress)
     mods = [m for m in towers if m in feats.modalities][:2]
+    if val_pairs is None:
+        return _fit_searched_head(model, feats, None, head_params, relevance=relevance, k=k, n_folds=n_folds,
+                                  directions=directions or [(mods[1], mods[0]), (mods[0], mods[1])])
+    vfeats = model.embed_pairs(val_pairs, progress=progress)
     if head not in ("cca", "rcca", "pls"):
-        return _fit_searched_head(model, train, feats, vfeats, head_params, relevance=relevance,
+        return _fit_searched_head(model, feats, vfeats, head_params, relevance=relevance,
                                   directions=directions, k=k)
     head_params.setdefault("modalities", mods)
     directions = directions or [(mods[1], mods[0]), (mods[0], mods[1])]
@@ -332,19 +347,21 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
                             "directions": [f"{a}->{b}" for a, b in directions]}, "trials": trials}
 
 
-def _fit_searched_head(model: ToweredModel, train: Pairs, feats: Pairs, vfeats: Pairs, head_params: dict, *,
-                       relevance: str, directions, k: int):
-    """Another closed-form head (kernel CCA, SM, multiset CCA, ...): its settings chosen on the
-    validation features over its search space (:mod:`jointspace.eval.search_spaces`), scored
-    by Recall@``k`` averaged over ``directions``; the given ``head_params`` are kept."""
+def _fit_searched_head(model: ToweredModel, feats: Pairs, vfeats: Pairs | None, head_params: dict, *,
+                       relevance: str, directions, k: int, n_folds: int = 5):
+    """A closed-form head with a search space: its settings chosen on the validation features
+    ``vfeats``, or by ``n_folds``-fold CV on ``feats`` when there are none, over its search
+    space (:mod:`jointspace.eval.search_spaces`), scored by Recall@``k`` averaged over
+    ``directions``; the given ``head_params`` are kept."""
     from ..eval.selection import choose_settings
 
     res = choose_settings(model.head, feats, given=head_params, val=vfeats, relevance=relevance,
-                          score_key=f"R@{k}", directions=directions)
+                          score_key=f"R@{k}", directions=directions, n_folds=n_folds)
     fitted = ToweredModel(towers=model.towers, head=model.head, head_params=dict(res.settings),
                           tower_params=model.tower_params, cache=model.cache, batch_size=model.batch_size)
     fitted.head_ = res.model  # refitted on all of ``feats`` by choose_settings
     fitted.modalities_ = tuple(res.model.modalities_)
     trials = [{kk: v for kk, v in row.items() if kk != "fold_scores"} for row in res.table]
     return fitted, {"best": {"head_params": dict(res.settings), "score": res.best_score, "metric": f"R@{k}",
-                             "protocol": res.protocol, "seconds": res.seconds}, "trials": trials}
+                             "protocol": res.protocol, "seconds": res.seconds}, "trials": trials,
+                    "selection": res.summary()}

@@ -9,8 +9,9 @@ def register(sub):
                        description="Fit a joint model on one split of a built-in dataset or of your own data "
                                    "(a manifest, a folder of images with captions, an arrays file) and save it "
                                    "(config.json + state.safetensors). With --towers, raw items go through "
-                                   "frozen pretrained towers first, and the head's settings are chosen on "
-                                   "the validation split. Options the chosen model does not use "
+                                   "frozen pretrained towers first. Settings --param leaves open are chosen by "
+                                   "5-fold cross-validation on the training pairs (closed-form models) or "
+                                   "on the validation split (trained ones). Options the chosen model does not use "
                                    "are refused (e.g. --epochs for the closed-form cca).",
                        epilog="examples: jointspace fit wikipedia --model rcca --param reg=0.5 --out runs/wiki\n"
                               "          jointspace fit openclipart --towers efficientnet-lite0,minilm "
@@ -27,7 +28,7 @@ def register(sub):
                         "perfectly and learns nothing); settings not given are chosen for you")
     p.add_argument("--towers", help="comma-separated tower names, one per modality (e.g. efficientnet-lite0,minilm)")
     p.add_argument("--split",
-                   help="split to fit on (default: train; for your own data fitted without towers, all of it); "
+                   help="split to fit on (default: train; for your own data and a closed-form model, all of it); "
                         "several joined by + (e.g. train+val) to refit on "
                         "them once settings are chosen: the val split then chooses nothing, so give the "
                         "settings with --param (clip still holds out val_fraction of the pairs for early "
@@ -93,17 +94,27 @@ def _fit_towers(args, params):
     train = load_split(args.dataset, args.split, args)
     for m, name in towers.items():
         check_tower_items(name, m, train[m], args.dataset, "--towers", "; fit on them without --towers")
-    val = _val_split(args, ds)
     if args.model == "clip":
-        return _fit_trained(args, {**params, "towers": towers, "relevance": ds.relevance}, train, val)
+        return _fit_trained(args, {**params, "towers": towers, "relevance": ds.relevance}, train,
+                            _val_split(args, ds)), None
+    from ...eval.search_spaces import has_search_space
     from ...models.towered import fit_with_towers
 
-    model, report = fit_with_towers(train, towers, head=args.model, head_params=params, val_pairs=val,
-                                    relevance=ds.relevance)
-    if report["best"].get("head_params"):
-        console.print("chosen on the validation split: " + ", ".join(
-            f"{k}={v}" for k, v in report["best"]["head_params"].items()), highlight=False)
-    return model
+    # a closed-form head: what --param leaves open is chosen by 5-fold CV on the training
+    # features (every training pair counts, not only a small validation split)
+    searched = has_search_space(args.model)
+    with console.status(f"embedding {args.dataset}/{args.split} ({len(train)} pairs) and "
+                        + (f"choosing the settings of {args.model} by 5-fold cross-validation (--param fixes one)"
+                           if searched else f"fitting {args.model}")):
+        model, report = fit_with_towers(train, towers, head=args.model, head_params=params,
+                                        relevance=ds.relevance, n_folds=5 if searched else None)
+    selection = report.get("selection")
+    if selection is None or selection["protocol"] == "none":
+        return model, None
+    console.print(f"chosen by {selection['protocol']} on {args.dataset}/{args.split} (mean {selection['metric']} "
+                  f"{selection['score']:.4f} over {selection['n_tried']} settings, {selection['seconds']:.1f} s): "
+                  + ", ".join(f"{k}={v}" for k, v in selection["chosen"].items()), highlight=False)
+    return model, selection
 
 
 def _fit_trained(args, params, train, val):
@@ -336,14 +347,14 @@ def run(args) -> int:
 def _run(args, params, rank: int) -> int:
     from ...models.base import create_model
 
-    if args.split is None:   # a closed-form model on your own arrays chooses nothing on val: fit on everything
-        closed_form = args.towers is None and not _is_generative(args.model) and args.model != "clip"
+    if args.split is None:   # a closed-form model on your own data chooses nothing on val: fit on everything
+        closed_form = not _is_generative(args.model) and args.model != "clip"
         args.split = "all" if closed_form and not data_source(args.dataset, args).builtin else "train"
 
     generative_train = None   # the pairs a generative model was fitted on, for its evaluation
     selection = None          # how a closed-form model's settings were chosen
     if args.towers is not None:
-        model = _fit_towers(args, params)
+        model, selection = _fit_towers(args, params)
     elif _is_generative(args.model):
         generative_train = load_split(args.dataset, args.split, args)
         model = _fit_generative(args, params, generative_train, _val_split(args, data_source(args.dataset, args)))
