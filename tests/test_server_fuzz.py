@@ -64,3 +64,33 @@ def test_schemathesis_finds_nothing(base_url, tmp_path):
     assert " passed" in out and "failures" not in out.split("SUMMARY")[-1].lower(), out[-4000:]
     tested = out.split("Tested:")[1].split()[0]
     assert tested == "9", out[-4000:]    # every documented operation was exercised
+
+
+def test_the_described_text_rule_is_the_servers():
+    import re
+
+    from jointspace.server.validate import visible_pattern
+    from jointspace.towers.inputs import has_visible_text
+
+    visible = re.compile(visible_pattern())
+    invisible_only = re.compile("^[^" + visible_pattern()[1:-1] + "]*$")
+    mismatched = [hex(c) for c in range(0x110000) if bool(visible.fullmatch(chr(c))) != has_visible_text(chr(c))]
+    assert mismatched == []
+    for text in ("a", " \u200b\ufeff", "\x00", "  x  ", "\u3000", "\U0001f600", "\ue000"):
+        assert (invisible_only.match(text) is None) == has_visible_text(text), repr(text)
+
+
+def test_the_description_names_this_servers_indexes_labels_and_limits():
+    from fastapi.testclient import TestClient
+
+    spec = TestClient(sup.make_app()).get("/openapi.json").json()
+    params = {p["name"]: p["schema"] for p in spec["paths"]["/api/items/{id}/similar"]["get"]["parameters"]}
+    assert params["k"] == {"type": "integer", "minimum": 1, "maximum": 1000, "default": 10,
+                           "description": "number of results (1 .. 1000)"}
+    assert params["modality"]["enum"] == ["", "image", "text"] and params["target"]["enum"] == ["", "image", "text"]
+    assert params["label"]["enum"] == ["", *sorted(sup.COLOURS)] and params["id"]["type"] == "integer"
+    post = spec["paths"]["/api/search"]["post"]
+    assert set(post["responses"]) == {"200", "400", "404", "413", "415", "422", "429"}
+    assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
+    media = spec["paths"]["/api/items/{id}/media"]["get"]["responses"]["200"]["content"]
+    assert "image/png" in media and "audio/wav" in media

@@ -111,7 +111,8 @@ def _parameter_schemas(engine, labels: list) -> dict:
               "description": f"number of results (1 .. {engine.max_k})"},
         "modality": names, "target": {**names, "description": "the results' index (default: the item's)"},
         "label": label,
-        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT, "pattern": visible_pattern(),
+        "text": {"type": "string", "minLength": 1, "maxLength": MAX_TEXT,
+                 "not": {"pattern": "^[^" + visible_pattern()[1:-1] + "]*$"},   # not only invisible characters
                  "description": f"the query text: at most {MAX_TEXT:,} characters, at least one visible"},
         "id": {"type": "integer", "description": "an item id (digits only; ids start at 0)"},
     }
