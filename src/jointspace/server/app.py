@@ -38,7 +38,8 @@ def _format_validation(exc) -> str:
         if err.get("type") == "json_invalid":
             parts.append(f"request body is not valid JSON ({err.get('ctx', {}).get('error', msg)})")
         else:
-            parts.append(f"{name}: {msg.lower()}" + ("" if got is None or isinstance(got, dict) else f", got {shown(got)}"))
+            shown_got = "" if got is None or isinstance(got, dict) else f", got {shown(got)}"
+            parts.append(f"{name}: {msg.lower()}{shown_got}")
     return "; ".join(parts) or "invalid request"
 
 

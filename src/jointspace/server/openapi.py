@@ -22,7 +22,8 @@ SCHEMAS = {
         "detail": {"type": "string", "description": "what was wrong, naming the field"}}},
     "Result": {"type": "object", "required": ["id", "score", "modality"], "properties": {
         "id": {"type": "integer"}, "score": {"type": "number"}, "label": _NULLABLE_STR, "text": _NULLABLE_STR,
-        "title": _NULLABLE_STR, "modality": {"type": "string"}, "sample_id": {"type": ["string", "null"], "description": "the sample's own id in the collection"},
+        "title": _NULLABLE_STR, "modality": {"type": "string"},
+        "sample_id": {"type": ["string", "null"], "description": "the sample's own id in the collection"},
         "copies": {"type": "integer", "minimum": 1}, "media_url": _NULLABLE_STR}},
     "SearchResponse": {"type": "object", "required": ["results", "took_ms", "query", "timings"], "properties": {
         "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
@@ -47,7 +48,8 @@ SCHEMAS = {
 _STATUS_TEXT = {400: "Bad request (malformed form data, Content-Length or a Host this server does not answer)",
                 404: "No such item, plot or media", 413: "Upload too large (bytes, pixels, decoded size or length)",
                 415: "Unsupported content type or file kind",
-                429: "Too many images being decoded at once; try again", 422: "Invalid parameter or field (the message names it)"}
+                429: "Too many images being decoded at once; try again",
+                422: "Invalid parameter or field (the message names it)"}
 
 
 def _json(ref: str) -> dict:
@@ -105,7 +107,8 @@ def _parameter_schemas(engine, labels: list) -> dict:
              "description": "an index of this server ('' or absent: the first)"}
     label = ({"type": "string", "enum": ["", *labels]} if len(labels) <= MAX_LISTED_LABELS
              else {"type": "string"})
-    label["description"] = "keep only items with this label ('' or absent: all); a label only another index has finds nothing"
+    label["description"] = ("keep only items with this label ('' or absent: all); a label only another index "
+                            "has finds nothing")
     return {
         "k": {"type": "integer", "minimum": 1, "maximum": engine.max_k, "default": 10,
               "description": f"number of results (1 .. {engine.max_k})"},
