@@ -2,17 +2,21 @@
 
 Folder saves (:func:`atomic_dir`) replace only what is safe to replace: nothing, an empty
 folder, or a saved artefact of the same kind (a model by a model, an index by an index, a
-checkpoint by a checkpoint: each artefact's module supplies the test of its own layout).  :func:`check_replaceable` and :func:`check_out_file` run the
-same checks up front, so a command can refuse a bad ``--out`` before any expensive work.
+checkpoint by a checkpoint: each artefact's module supplies the test of its own layout).
+:func:`check_replaceable` and :func:`check_out_file` run the same checks up front, so a command
+can refuse a bad ``--out`` before any expensive work.  A process killed while it replaces a
+folder leaves the previous version aside; loaders call :func:`recover_dir` to put it back.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -180,8 +184,51 @@ def check_out_file(path, arg: str = "out") -> Path:
     return path
 
 
+#: how long a reader waits for a writer that is between its two renames before it puts the
+#: previous version back (the renames follow each other at once; only a killed writer stops there)
+RECOVER_WAIT_S = 0.5
+
+
+def _asides(path: Path) -> list[Path]:
+    """Previous versions of folder ``path`` moved aside by :func:`_move_into_place`, newest first."""
+    if not path.parent.is_dir():
+        return []
+    found = [h / path.name for h in path.parent.glob(f".{glob.escape(path.name)}.*.old")
+             if h.is_dir() and (h / path.name).is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime, reverse=True)
+
+
+def recover_dir(path) -> bool:
+    """Put back the previous version of folder ``path`` if a writer was killed while replacing it.
+
+    Replacing a folder takes two renames (:func:`_move_into_place`: the old folder aside, the
+    new one into place); a process killed between them leaves no folder at ``path`` and the
+    complete previous version aside.  Loaders call this first, so the previous version stays
+    loadable.  Nothing is done when ``path`` exists or nothing was set aside.
+
+    Returns
+    -------
+    bool
+        Whether a previous version was put back.
+    """
+    path = Path(path)
+    if path.exists() or path.is_symlink() or not _asides(path):
+        return False
+    time.sleep(RECOVER_WAIT_S)   # a live writer finishes its second rename meanwhile
+    asides = _asides(path)
+    if path.exists() or not asides:
+        return False
+    try:
+        os.replace(asides[0], path)
+    except OSError:       # another reader put it back first, or the writer finished
+        return path.exists()
+    shutil.rmtree(asides[0].parent, ignore_errors=True)
+    return True
+
+
 def _move_into_place(tmp: Path, path: Path) -> None:
-    """Rename ``tmp`` to ``path``; an existing folder there is moved aside first and deleted last."""
+    """Rename ``tmp`` to ``path``; an existing folder there is moved aside first and deleted last
+    (a process killed in between leaves it aside, where :func:`recover_dir` finds it)."""
     if not path.exists():
         os.replace(tmp, path)
         return
@@ -229,6 +276,10 @@ def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool]
     removed and whatever was at ``path`` before is left untouched.  The check runs again just
     before the move, in case something appeared at ``path`` meanwhile.
     """
+    recover_dir(path)
+    if Path(path).exists():   # what a writer killed while deleting its aside copy left behind
+        for holder in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*.old"):
+            shutil.rmtree(holder, ignore_errors=True)
     path = check_replaceable(path, kind, is_kind=is_kind, arg=arg)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))

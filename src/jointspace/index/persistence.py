@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_dir, atomic_write_json, read_json_object
+from .._io import atomic_dir, atomic_write_json, read_json_object, recover_dir
 from .._validation import short_json
 from ..errors import InputError, JointspaceError
 from . import _faiss_parts as parts
@@ -210,6 +210,7 @@ def load_index(cls, folder, *, verify: bool = True):
     import faiss
 
     folder = Path(folder)
+    recover_dir(folder)   # a save killed half way leaves the previous version aside
     meta = _read_manifest(folder)
     faiss_path = _check_file(folder, "index.faiss", meta, verify)
     sqlite_path = _check_file(folder, "metadata.sqlite", meta, verify)

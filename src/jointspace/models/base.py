@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_dir, read_json_object, set_default_mode
+from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
 from .._validation import check_params, short_json
 from ..errors import InputError, JointspaceError, NotFittedError
 from ..eval.similarity import l2_normalize
@@ -204,6 +204,7 @@ def load_model(path) -> JointModel:
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"model: expected a saved model folder path, got {type(path).__name__} {path!r}")
     path = Path(path)
+    recover_dir(path)   # a save killed half way leaves the previous version aside
     cfg_path = path / CONFIG_FILE
     state_path = path / STATE_FILE
     if not path.is_dir():

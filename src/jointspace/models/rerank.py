@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_dir, read_json_object, set_default_mode
+from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
 from .._validation import check_float, check_int
 from ..errors import InputError, NotFittedError
 from .cross_attention import CrossAttentionNet, pad_parts
@@ -244,6 +244,7 @@ class CrossAttentionMatcher:
         from safetensors.torch import load_file
 
         path = Path(path)
+        recover_dir(path)   # a save killed half way leaves the previous version aside
         if not is_saved_matcher(path):
             raise InputError(f"path: {path} is not a saved cross-attention matcher (expected {CONFIG_FILE} with "
                              f"kind {KIND!r} and {STATE_FILE})")

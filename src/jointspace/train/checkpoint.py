@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -134,7 +135,11 @@ def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torc
         (tmp / "extra.safetensors").write_bytes(extra_bytes)
         (tmp / "trainer.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
     for old in checkpoint_dirs(run_dir)[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+        # renamed out of the listing first: a process killed while deleting leaves no half
+        # checkpoint under a checkpoint's name
+        gone = old.with_name(f".{old.name}.old")
+        os.replace(old, gone)
+        shutil.rmtree(gone, ignore_errors=True)
     return path
 
 
