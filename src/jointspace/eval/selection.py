@@ -9,6 +9,7 @@ held-out fold; the test split is never touched.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,7 +67,9 @@ def cv_folds(pairs: Pairs, n_folds: int = 5, seed: int = 0) -> list[tuple[np.nda
     if pairs.labels is not None and pairs.labels.ndim == 1:
         counts = np.unique(pairs.labels, return_counts=True)[1]
         if counts.max() >= n_folds:
-            return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(dummy, pairs.labels))
+            with warnings.catch_warnings():   # classes smaller than n_folds: said above, not a fault
+                warnings.filterwarnings("ignore", "The least populated class", UserWarning)
+                return list(StratifiedKFold(n_folds, shuffle=True, random_state=seed).split(dummy, pairs.labels))
     return list(KFold(n_folds, shuffle=True, random_state=seed).split(dummy))
 
 
