@@ -160,8 +160,9 @@ def bench_full_tower(n: int, threads: int, precision: str, setup: str = "scratch
 def run_openclipart(threads: int, zeroshot_limit: int) -> int:
     import torch
 
-    from jointspace.train.recipes import bench_zeroshot, fit_openclipart, openclipart_contrastive_rows
-    from jointspace.train.recipes import openclipart_features
+    from jointspace.bench._contrastive import fit_openclipart, openclipart_contrastive_rows
+    from jointspace.bench._contrastive import openclipart_features
+    from jointspace.bench.zeroshot import bench_zeroshot
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()

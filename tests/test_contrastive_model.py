@@ -160,7 +160,7 @@ def test_input_dropout_acts_in_training_only(tmp_path):
 
 
 def test_openclipart_rows_have_the_report_format():
-    from jointspace.train.recipes import openclipart_contrastive_rows
+    from jointspace.bench._contrastive import openclipart_contrastive_rows
 
     def part(seed, n):
         p = _pairs(n, seed=seed)
@@ -183,7 +183,7 @@ def test_openclipart_rows_have_the_report_format():
     assert both["text->image/R@10 sd"] == pytest.approx(abs(one[0]["text->image/R@10"] - one[1]["text->image/R@10"]) / 2)
     assert "per seed" in both["settings"]
     # an "ensemble" of one member is the single model of its seed; CSLS re-ranks the same embeddings
-    from jointspace.train.recipes import openclipart_ensemble_rows
+    from jointspace.bench._contrastive import openclipart_ensemble_rows
 
     plain, csls = openclipart_ensemble_rows("clip (linear heads)", n_members=1, starts=(1,), k=5, data=data, **small)
     assert plain["method"] == "clip (linear heads), ensemble of 1" and csls["method"].endswith("+ CSLS (k=5)")
@@ -197,7 +197,7 @@ def test_openclipart_rows_have_the_report_format():
 
 def test_refit_ensemble_rows_train_on_train_and_val_without_early_stopping():
     from jointspace.data import concat_pairs
-    from jointspace.train.recipes import DEFAULT_TRAINING, openclipart_ensemble_rows, openclipart_test_metrics
+    from jointspace.bench._contrastive import DEFAULT_TRAINING, openclipart_ensemble_rows, openclipart_test_metrics
 
     def part(seed, n, first_id):
         p = _pairs(n, seed=seed)

@@ -115,7 +115,7 @@ def rerank(quick: bool = False, progress=None, plot_dir=None) -> dict:
     from ..data.datasets import load_dataset
     from ..eval.metrics import ranking_metrics_dense
     from ..models.rerank import CrossAttentionMatcher, _key_codes, rerank_candidates
-    from ..train.recipes import fit_openclipart, openclipart_features
+    from ._contrastive import fit_openclipart, openclipart_features
 
     limit = {"limit": QUICK_LIMIT} if quick else {}
     feats = openclipart_features(**limit)

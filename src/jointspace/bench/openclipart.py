@@ -8,7 +8,7 @@ weighting, ridge) are chosen on the validation split only.
 
 Rows: random ranking; CCA, regularised CCA and kernel CCA over EfficientNet-Lite0 + MiniLM features;
 contrastive dual encoders (CLIP loss) trained on the same cached tower features
-(:func:`jointspace.train.recipes.openclipart_contrastive_rows`).  The last contrastive row
+(:func:`jointspace.bench._contrastive.openclipart_contrastive_rows`).  The last contrastive row
 also reads averages of three intermediate EfficientNet blocks; regularised CCA over those
 same features is reported beside it, so the comparison stays like for like.  Seed ensembles
 of that row follow, ranked by cosine and by CSLS hubness correction
@@ -41,7 +41,7 @@ ENSEMBLE_STARTS = (0, 8)
 def embedding_rows(label: str, z: dict, test, settings: str = "", bank: dict | None = None) -> dict:
     """A report row from test embeddings ``{"image": (n, d), "text": (n, d)}`` (ranked by CSLS
     against ``bank``, the training split's embeddings, when it is given)."""
-    from ..train.recipes import openclipart_test_metrics
+    from ._contrastive import openclipart_test_metrics
 
     row = {"method": label, **openclipart_test_metrics(z, test, bank)}
     if settings:
@@ -56,7 +56,7 @@ def cca_rows(train, val, test, progress=None) -> list[dict]:
     counterparts of the refitted ensemble rows)."""
     from ..data.pairs import concat_pairs
     from ..models.towered import fit_with_towers
-    from ..train.recipes import MULTILEVEL_BLOCKS
+    from ._contrastive import MULTILEVEL_BLOCKS
 
     rows, refits = [], []
     multilevel = {"image": {"pool_blocks": list(MULTILEVEL_BLOCKS)}}
@@ -80,7 +80,7 @@ def cca_rows(train, val, test, progress=None) -> list[dict]:
 def _cca_model_rows(label: str, model, fitted_on, test, settings: str, csls: bool) -> list[dict]:
     """The row of one fitted model, and (``csls``) the same ranked by CSLS with the pairs it
     was fitted on as the bank, the hubness correction the ensemble's CSLS row gets."""
-    from ..train.recipes import CSLS_K
+    from ._contrastive import CSLS_K
 
     z = {m: model.encode(m, test[m]) for m in ("image", "text")}
     rows = [embedding_rows(label, z, test, settings)]
@@ -103,7 +103,7 @@ def kernel_row(data: dict, progress=None) -> dict:
     from ..eval.retrieval import evaluate_retrieval
     from ..eval.selection import param_grid
     from ..models.base import create_model
-    from ..train.recipes import DIRECTIONS
+    from ._contrastive import DIRECTIONS
 
     best = None
     for params in param_grid(KCCA_GRID):
@@ -130,7 +130,7 @@ def run(progress=None, quick: bool = False, **options) -> dict:
     rows = [embedding_rows("random", {m: rng.normal(size=(len(test), 16)).astype(np.float32)
                                       for m in ("image", "text")}, test)]
     rows += cca_rows(train, val, test, progress=progress)
-    from ..train.recipes import openclipart_contrastive_rows, openclipart_ensemble_rows, openclipart_features
+    from ._contrastive import openclipart_contrastive_rows, openclipart_ensemble_rows, openclipart_features
 
     features = openclipart_features()
     rows.append(kernel_row(features, progress=progress))

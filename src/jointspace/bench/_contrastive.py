@@ -1,6 +1,7 @@
-"""Ready-made contrastive runs for the benchmarks: OpenClipart retrieval and Fashion-MNIST zero-shot.
+"""Contrastive runs of the benchmarks on OpenClipart (used by the ``openclipart``, ``zeroshot``
+and ``fusion`` suites).
 
-Both train CLIP-style heads over the frozen pretrained towers (EfficientNet-Lite0 for
+They train CLIP-style heads over the frozen pretrained towers (EfficientNet-Lite0 for
 drawings, MiniLM for titles and keywords), reading tower features from the embedding cache,
 so only the first run pays for the towers.
 
@@ -8,9 +9,6 @@ so only the first run pays for the towers.
   (``{"method": ..., "image->text/mAP": ..., "text->image/R@10": ..., ...}``), relevance by
   normalised title; :func:`openclipart_ensemble_rows` adds seed ensembles of the best
   variant, ranked by cosine and by CSLS hubness correction.
-* :func:`bench_zeroshot` -- rows ``{"method", "top1", "top5"}``: the joint space learnt on
-  OpenClipart only, classifying Fashion-MNIST test images by prompts, with and without prompt
-  ensembling.
 """
 
 from __future__ import annotations
@@ -251,44 +249,3 @@ def openclipart_ensemble_rows(variant: str = BEST_VARIANT, n_members: int = 8, s
     firsts = [f"{s}-{s + n_members - 1}" for s in starts]
     return [_mean_row(name, plain, "ensembles of seeds", "ensemble", firsts),
             _mean_row(f"{name} + CSLS (k={k})", csls, "ensembles of seeds", "ensemble", firsts)]
-
-
-def bench_zeroshot(limit: int | None = 2000, variant: str = "clip (MLP heads)",
-                   seed: int = 0, model=None, progress: bool = False) -> list[dict]:
-    """Fashion-MNIST zero-shot with a joint space trained on OpenClipart only.
-
-    Parameters
-    ----------
-    limit : int or None
-        Fashion-MNIST test images used (None: all 10,000).
-    model : DualEncoder, optional
-        A trained model (default: :func:`fit_openclipart`).
-
-    Returns
-    -------
-    list of dict
-        ``{"method", "top1", "top5", "n", "n_templates"}`` for prompt ensembling, a single
-        template and the bare class name, with the images as given and inverted, plus a
-        chance row.
-    """
-    from ..data.datasets import load_dataset
-    from ..data.datasets.fashion_mnist import CLASS_WORDS
-    from ..eval.zeroshot import zeroshot_classify
-
-    model = model if model is not None else fit_openclipart(variant, seed=seed, progress=progress)
-    options = {} if limit is None else {"limit": limit}
-    fm = load_dataset("fashion-mnist", "test", **options)
-    rows = []
-    # OpenClipart drawings are dark on white, Fashion-MNIST garments light on black: both
-    # polarities are reported.
-    for polarity, pixels in (("images as given", fm["image"]), ("images inverted", 255 - fm["image"])):
-        images = model.encode("image", pixels)
-        for label, templates, ensemble in (("prompt ensemble (10 templates)", "default", True),
-                                           ("single template 'a photo of a {}.'", "single", False),
-                                           ("class name only", "name", False)):
-            r = zeroshot_classify(model, None, fm.labels, list(CLASS_WORDS), templates, ensemble=ensemble,
-                                  image_embeddings=images)
-            rows.append({"method": f"clip on OpenClipart, {polarity}, {label}", "top1": r["top1"],
-                         "top5": r["top5"], "n": int(len(fm)), "n_templates": r["n_templates"]})
-    rows.append({"method": "chance", "top1": 0.1, "top5": 0.5, "n": int(len(fm)), "n_templates": 0})
-    return rows
