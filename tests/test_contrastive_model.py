@@ -195,6 +195,31 @@ def test_openclipart_rows_have_the_report_format():
     assert "per ensemble" in two[1]["settings"]
 
 
+def test_the_ensemble_variant_is_chosen_on_validation_recall():
+    from jointspace.bench._contrastive import choose_variant, fit_openclipart, openclipart_contrastive_rows
+
+    def part(seed, n):
+        p = _pairs(n, seed=seed)
+        return js.Pairs({"image": p["image"], "text": p["text"]},
+                        metadata={"title_key": [f"title {i % (n // 3)}" for i in range(n)]})
+
+    data = {"train": part(0, 120), "val": part(1, 30), "test": part(2, 30)}
+    small = dict(epochs=2, batch_size=32, dim=8, hidden=16)
+    rows = openclipart_contrastive_rows(variants=["clip (linear heads)", "clip (MLP heads)"], data=data,
+                                        seeds=(0, 1), **small)
+    # each row's validation recall is the mean of its runs' best early-stopping figure
+    for row in rows:
+        runs = [fit_openclipart(row["method"], data=data, seed=s, **small).train_result_.best_metric for s in (0, 1)]
+        assert row["val_recall"] == pytest.approx(np.mean(runs))
+    assert choose_variant(rows) == max(rows, key=lambda r: r["val_recall"])["method"]
+    # the choice reads validation recall only: test figures that say otherwise do not move it
+    fake = [{"method": "a", "val_recall": 0.2, "text->image/R@10": 0.9},
+            {"method": "b", "val_recall": 0.5, "text->image/R@10": 0.1}]
+    assert choose_variant(fake) == "b"
+    with pytest.raises(InputError, match="val_recall"):
+        choose_variant([{"method": "a", "text->image/R@10": 0.9}])
+
+
 def test_refit_ensemble_rows_train_on_train_and_val_without_early_stopping():
     from jointspace.data import concat_pairs
     from jointspace.bench._contrastive import DEFAULT_TRAINING, openclipart_ensemble_rows, openclipart_test_metrics

@@ -18,8 +18,18 @@ import time
 import numpy as np
 
 
+# Where each fixed setting below came from.  The OpenClipart suite chooses on the validation
+# split every setting it tunes (the variant its ensembles use, early stopping); the settings
+# marked "fixed" were set by hand while the recipe was written and are not chosen again by the
+# suite, because each candidate costs a full set of training runs (and, for the image blocks,
+# a new pass of the image tower over every drawing).  None of them was chosen on the test split,
+# but the validation figures behind the hand-set ones were not recorded with them.
+
 #: EfficientNet-Lite0 blocks whose averaged outputs join the pooled features in the
-#: "multi-level" variants (the last 14x14 block and the last two 7x7 blocks)
+#: "multi-level" variants (the last 14x14 block and the last two 7x7 blocks).  Fixed: set by
+#: hand from the tower's architecture (where the feature maps change size), compared on the
+#: validation split only against the pooled features alone (the variant without them); no
+#: other block set was tried and no validation figure was recorded.
 MULTILEVEL_BLOCKS = (10, 14, 15)
 
 #: the contrastive variants reported on OpenClipart: name -> DualEncoder parameters
@@ -32,18 +42,28 @@ OPENCLIPART_VARIANTS = {
         {"head": "mlp", "loss": "supervised", "pool_blocks": MULTILEVEL_BLOCKS},
 }
 
-#: the best single variant on validation, the members of the ensemble rows
+#: The variant :func:`openclipart_ensemble_rows` uses when none is given.  The ``openclipart``
+#: suite does not rely on it: it chooses the ensembles' variant again on every run, as the one
+#: with the highest validation Recall@10 (averaged per title, mean over seeds) among the
+#: contrastive rows it has just trained (:func:`choose_variant`).  This default is the variant
+#: that won that comparison when the recipe was written.
 BEST_VARIANT = "clip (MLP heads, same-title positives, multi-level image features)"
 
-#: CSLS neighbourhood size for hubness-corrected rows (Conneau et al., 2018 use 10)
+#: CSLS neighbourhood size for hubness-corrected rows.  Fixed, not chosen on any split of this
+#: data: the value of Conneau et al. (2018), "Word translation without parallel data".
 CSLS_K = 10
 
 #: retrieval directions reported on OpenClipart
 DIRECTIONS = ("text->image", "image->text")
 
-#: Training settings of the OpenClipart runs.  Feature dropout (0.5) and early stopping on
-#: validation Recall@10 averaged per title were chosen on the validation split: two titles
-#: hold 100 of its 433 drawings, so a per-query average mostly tracks those two titles.
+#: Training settings of the OpenClipart runs.  Early stopping (``patience``) is decided on the
+#: validation split during every run.  Feature dropout on the tower features (``input_dropout``
+#: 0.5, against the 0.1 of the head dropout) and early stopping on validation Recall@10
+#: averaged per title (``val_average="group"``) were chosen on the validation split by hand
+#: when the recipe was written (two titles hold 100 of its 433 drawings, so a per-query average
+#: mostly tracks those two titles); the suite does not choose them again and the validation
+#: figures were not recorded.  The other values are fixed, not tuned on this data: CLIP's
+#: optimiser settings (AdamW, weight decay 0.1, 5% warm-up, cosine decay) and head sizes.
 DEFAULT_TRAINING = {"dim": 256, "hidden": 1024, "epochs": 40, "batch_size": 512, "lr": 1e-3,
                     "weight_decay": 0.1, "warmup": 0.05, "patience": 10, "recall_k": 10, "dropout": 0.1,
                     "input_dropout": 0.5, "val_average": "group"}
@@ -125,7 +145,9 @@ def openclipart_contrastive_rows(variants=None, data: dict | None = None, seeds=
     -------
     list of dict
         ``{"method": str, "<q>-><t>/<metric>": float, ..., "fit_s": float, "tau": float,
-        "epochs": float}``
+        "epochs": float, "val_recall": float}`` (``val_recall``: the best validation Recall@10
+        of the run, averaged as ``val_average`` says, the figure early stopping and
+        :func:`choose_variant` read)``
         with the metrics of :func:`jointspace.eval.retrieval.evaluate_embeddings`
         (relevance: same normalised title) and pair-identity ``pair-R@1``, ``pair-R@10``,
         ``pair-mAP`` (relevant: the drawing's own text only).
@@ -145,9 +167,19 @@ def openclipart_contrastive_rows(variants=None, data: dict | None = None, seeds=
             test = feats["test"]
             z = {m: model.encode(m, test[m]) for m in ("image", "text")}
             runs.append({**openclipart_test_metrics(z, test), "fit_s": fit_s, "tau": model.temperature_,
-                         "epochs": model.train_result_.epochs_run})
+                         "epochs": model.train_result_.epochs_run, "val_recall": model.train_result_.best_metric})
         rows.append(_mean_row(name, runs, "seeds", "seed", seeds))
     return rows
+
+
+def choose_variant(rows: list[dict]) -> str:
+    """The variant whose rows (from :func:`openclipart_contrastive_rows`) have the highest
+    validation Recall@10; ties go to the first.  Only the validation split is read."""
+    if not rows or any("val_recall" not in r or r["val_recall"] is None for r in rows):
+        from ..errors import InputError
+
+        raise InputError("rows: expected contrastive rows with a validation recall ('val_recall')")
+    return max(rows, key=lambda r: r["val_recall"])["method"]
 
 
 def _mean_row(name: str, runs: list[dict], what: str, each: str, values) -> dict:
