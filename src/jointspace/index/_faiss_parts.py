@@ -171,3 +171,13 @@ def search_batches(index, q: np.ndarray, k: int, params, step: int):
     for s in range(0, q.shape[0], step):
         d[s:s + step], i[s:s + step] = index.search(q[s:s + step], k, params=params)
     return d, i
+
+
+def on_disk_lists(index):
+    """The ``OnDiskInvertedLists`` of ``index``'s IVF layer (memory-mapped lists in a file), or None."""
+    faiss = _faiss()
+    ivf = find_ivf(index)
+    if ivf is None:
+        return None
+    lists = faiss.downcast_InvertedLists(ivf.invlists)
+    return lists if isinstance(lists, faiss.OnDiskInvertedLists) else None

@@ -239,6 +239,7 @@ class Index:
             The ids given to the new vectors.
         """
         x = as_vectors(vectors, "vectors", self._dim)
+        self._check_writable("add")
         ids = check_new_ids(ids, x.shape[0], self._ids, self._removed, self._resolved)
         rows = normalize_metadata(metadata, x.shape[0])
         if x.shape[0] == 0:
@@ -265,6 +266,17 @@ class Index:
         if rows is not None:
             self._metadata.add(ids, rows)
 
+    @property
+    def on_disk(self) -> bool:
+        """True when the inverted lists live in a memory-mapped file (see :mod:`jointspace.index.ondisk`)."""
+        return self._faiss is not None and parts.on_disk_lists(self._faiss) is not None
+
+    def _check_writable(self, what: str) -> None:
+        if self.on_disk:
+            raise InputError(f"index: cannot {what} vectors in an on-disk index (its lists are a read-only "
+                             "memory-mapped file); build it again from the stream "
+                             "(jointspace.index.ondisk.build_on_disk)")
+
     # removing -------------------------------------------------------------------------------------
     def remove(self, ids) -> int:
         """Remove vectors by id; they never come back from :meth:`search`.
@@ -281,6 +293,7 @@ class Index:
         ids = self._require_live(np.unique(as_id_list(ids)))
         if ids.size == 0:
             return 0
+        self._check_writable("remove")
         if self._real_remove:
             self._faiss.remove_ids(ids)
             self._ids = np.setdiff1d(self._ids, ids, assume_unique=True)
@@ -383,8 +396,12 @@ class Index:
     @classmethod
     def load(cls, folder, *, verify: bool = True) -> "Index":
         """Load an index saved by :meth:`save`; ``verify`` checks index.faiss's SHA-256 (sizes are
-        always checked).  Raises :class:`InputError` for a missing, incomplete, truncated or
+        always checked).  A folder of shards (:class:`~jointspace.index.sharded.ShardedIndex`)
+        loads as one, searched shard by shard in parallel; an on-disk index memory-maps its lists.  Raises :class:`InputError` for a missing, incomplete, truncated or
         corrupted folder."""
         from .persistence import load_index
+        from .sharded import ShardedIndex, is_sharded_index
 
+        if is_sharded_index(folder):
+            return ShardedIndex.load(folder, verify=verify)
         return load_index(cls, folder, verify=verify)

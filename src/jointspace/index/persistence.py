@@ -6,6 +6,11 @@ The folder holds three files:
     the FAISS index (``faiss.write_index``), ids included;
 ``metadata.sqlite``
     the metadata rows (see :mod:`jointspace.index.metadata`);
+``lists.ivfdata`` (on-disk indexes only)
+    the inverted lists of an IVF index built by :func:`jointspace.index.ondisk.build_on_disk`;
+    ``index.faiss`` then holds only the quantisers and refers to this file, which is memory-mapped
+    on load (FAISS ``OnDiskInvertedLists``, read with ``IO_FLAG_ONDISK_SAME_DIR``), so the index
+    can be larger than RAM;
 ``index.json``
     how the index was built and how to check the other two: format version, spec and resolved
     spec, dim, metric, count, removed ids, default search parameters, build parameters, free
@@ -35,6 +40,7 @@ from .spec import METRICS, faiss_error_message
 FORMAT = "jointspace-index"
 FORMAT_VERSION = 1
 FILES = ("index.faiss", "metadata.sqlite", "index.json")
+LISTS = "lists.ivfdata"
 
 
 def _sha256(path: Path) -> str:
@@ -57,10 +63,6 @@ def save_index(index, folder) -> None:
     ``folder`` must be missing, an empty folder or a saved index (which is replaced); anything
     else raises :class:`~jointspace.errors.InputError` and is left untouched.
     """
-    import faiss
-
-    from .. import __version__
-
     if index._faiss is None:
         raise InputError(f"index: nothing to save yet (spec {index.spec!r} is resolved by the first add); "
                          "add vectors first")
@@ -69,30 +71,50 @@ def save_index(index, folder) -> None:
     except (TypeError, ValueError) as exc:
         raise InputError(f"index.info: expected JSON-serialisable values ({exc})") from None
     with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder") as tmp:
-        try:
-            faiss.write_index(index._faiss, str(tmp / "index.faiss"))
-        except RuntimeError as exc:
-            raise JointspaceError(f"writing index.faiss failed: {faiss_error_message(exc)}") from None
-        index._metadata.save(tmp / "metadata.sqlite")
-        files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
-                 for name in FILES[:2]}
-        atomic_write_json(tmp / "index.json", {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "spec": index.spec,
-            "resolved_spec": index.resolved_spec,
-            "dim": index.dim,
-            "metric": index.metric,
-            "count": index.ntotal,
-            "stored": int(index._faiss.ntotal),
-            "removed_ids": index._removed.tolist(),
-            "search_params": index.search_params,
-            "build_params": index.build_params,
-            "info": info_json,
-            "files": files,
-            "jointspace_version": __version__,
-            "faiss_version": faiss.__version__,
-        })
+        write_folder(index, tmp, info_json)
+
+
+def write_folder(index, tmp: Path, info_json: dict, lists_written: bool = False) -> None:
+    """Fill the (temporary) folder ``tmp`` with ``index``'s files.
+
+    An on-disk index's inverted lists are copied beside ``index.faiss`` as ``lists.ivfdata``,
+    unless ``lists_written`` says they are already there.
+    """
+    import shutil
+
+    import faiss
+
+    from .. import __version__
+
+    names = list(FILES[:2])
+    lists = parts.on_disk_lists(index._faiss)
+    if lists is not None:
+        names.append(LISTS)
+        if not lists_written and Path(lists.filename).resolve() != (tmp / LISTS).resolve():
+            shutil.copyfile(lists.filename, tmp / LISTS)
+    try:
+        faiss.write_index(index._faiss, str(tmp / "index.faiss"))
+    except RuntimeError as exc:
+        raise JointspaceError(f"writing index.faiss failed: {faiss_error_message(exc)}") from None
+    index._metadata.save(tmp / "metadata.sqlite")
+    files = {name: {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)} for name in names}
+    atomic_write_json(tmp / "index.json", {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "spec": index.spec,
+        "resolved_spec": index.resolved_spec,
+        "dim": index.dim,
+        "metric": index.metric,
+        "count": index.ntotal,
+        "stored": int(index._faiss.ntotal),
+        "removed_ids": index._removed.tolist(),
+        "search_params": index.search_params,
+        "build_params": index.build_params,
+        "info": info_json,
+        "files": files,
+        "jointspace_version": __version__,
+        "faiss_version": faiss.__version__,
+    })
 
 
 def _read_manifest(folder: Path) -> dict:
@@ -170,7 +192,7 @@ def _check_manifest_fields(meta: dict, path: Path) -> None:
                          f"'removed_ids', expected them to add up to 'stored' ({meta['stored']}); "
                          "the index folder is corrupted")
     for name, entry in meta["files"].items():
-        if name not in FILES[:2]:
+        if name not in (*FILES[:2], LISTS):
             continue
         if not isinstance(entry, dict):
             raise bad(f"files.{name}", "an object with 'bytes' and 'sha256'", entry)
@@ -214,8 +236,11 @@ def load_index(cls, folder, *, verify: bool = True):
     meta = _read_manifest(folder)
     faiss_path = _check_file(folder, "index.faiss", meta, verify)
     sqlite_path = _check_file(folder, "metadata.sqlite", meta, verify)
-    try:
-        raw = faiss.read_index(str(faiss_path))
+    on_disk = LISTS in meta["files"]
+    if on_disk:
+        _check_file(folder, LISTS, meta, verify)
+    try:    # on-disk lists are memory-mapped from the folder itself, wherever it was moved
+        raw = faiss.read_index(str(faiss_path), faiss.IO_FLAG_ONDISK_SAME_DIR if on_disk else 0)
     except RuntimeError as exc:
         raise InputError(f"folder: index.faiss in {str(folder)!r} could not be read "
                          f"({faiss_error_message(exc)})") from None

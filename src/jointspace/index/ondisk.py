@@ -1,0 +1,174 @@
+"""IVF indexes larger than memory: trained on a sample, filled shard by shard from a stream of
+batches, inverted lists on disk.
+
+The recipe is FAISS's own (``faiss/contrib/ondisk.py``, the "indexing 1G vectors" demo):
+
+1. the first ``train_size`` rows of the stream train the quantisers (coarse k-means, PQ);
+2. the stream is cut into shards of ``shard_size`` rows; each shard is a copy of the trained,
+   empty index, filled batch by batch and written to a temporary file, then dropped from memory;
+3. :func:`faiss.contrib.ondisk.merge_ondisk` merges the shards' inverted lists (memory-mapped)
+   into one file, ``lists.ivfdata``, held by FAISS ``OnDiskInvertedLists``.
+
+Only one batch of float32 vectors and one shard of compressed codes are in memory at a time.
+The result is an ordinary saved index folder: :meth:`Index.load` memory-maps ``lists.ivfdata``
+(the operating system pages in the lists a search visits), so ``search``, ``metadata`` and the
+CLI's ``search`` / ``serve`` work unchanged.  An on-disk index is read-only: to add vectors,
+build it again from the stream.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .._validation import check_int
+from ..errors import InputError
+from . import _faiss_parts as parts
+from ._inputs import as_vectors
+from .metadata import normalize_metadata
+
+
+def _batches(stream):
+    """Yield ``(vectors (n, d) float32, metadata rows or None)`` from the items of ``stream``;
+    every batch must have the first batch's dimension."""
+    if isinstance(stream, (np.ndarray, str, bytes)) or not isinstance(stream, Iterable):
+        raise InputError(f"batches: expected an iterable of (n, d) arrays or (array, metadata) pairs, "
+                         f"got {type(stream).__name__}")
+    dim = None
+    for i, item in enumerate(stream):
+        meta = None
+        if isinstance(item, tuple):
+            if len(item) != 2:
+                raise InputError(f"batches[{i}]: expected an array or an (array, metadata) pair, "
+                                 f"got a tuple of {len(item)}")
+            item, meta = item
+        x = as_vectors(item, f"batches[{i}]")
+        if dim is None:
+            dim = x.shape[1]
+        elif x.shape[1] != dim:
+            raise InputError(f"batches[{i}]: expected vectors of dim {dim} (the first batch's), "
+                             f"got {x.shape[1]} (shape {x.shape})")
+        yield x, normalize_metadata(meta, x.shape[0]) if meta is not None else None
+
+
+def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = "cosine",
+                  train_size: int = 100_000, shard_size: int = 250_000, seed: int = 0,
+                  search_params: dict | None = None, info: dict | None = None):
+    """Build an IVF index with on-disk inverted lists from a stream of batches into ``folder``.
+
+    Parameters
+    ----------
+    batches : iterable
+        Arrays of shape (n_i, d) (float32 or convertible), or ``(array, metadata)`` pairs with
+        metadata as for :meth:`Index.add` (a list of n_i dicts or a dict of columns).  Read once,
+        in order; vectors get ids ``0 .. n-1`` in stream order.
+    folder : str or path-like
+        Where the index is saved (missing, empty, or a saved index, which is replaced atomically).
+    spec : str
+        A FAISS factory string with an IVF layer (``"IVF1024,PQ32"``, ``"IVF4096,SQ8"``,
+        ``"PCA128,IVF1024,PQ16"``...).
+    metric : {"cosine", "ip", "l2"}
+    train_size : int
+        The first ``train_size`` rows of the stream train the quantisers (they are held in memory
+        until then).  A stream in random order gives a uniform sample; a sorted one does not.
+    shard_size : int
+        Rows per shard: the codes of one shard are in memory at a time.
+    seed : int
+        Seed of the k-means.
+    search_params : dict, optional
+        Default ``nprobe`` saved with the index.
+    info : dict, optional
+        Free JSON notes saved in ``index.json`` (e.g. the model and modality).
+
+    Returns
+    -------
+    Index
+        The saved index, loaded back (lists memory-mapped from ``folder``).
+
+    Raises
+    ------
+    InputError
+        A spec without an IVF layer, an empty stream, a batch of another dimension than the
+        first, fewer training rows than the spec needs.
+    """
+    import faiss
+    from faiss.contrib.ondisk import merge_ondisk
+
+    from .._io import atomic_dir
+    from .faiss_index import Index
+    from .persistence import LISTS, is_saved_index, write_folder
+
+    train_size = check_int(train_size, "train_size", low=1)
+    shard_size = check_int(shard_size, "shard_size", low=1)
+    if str(spec).strip().lower() == "auto":
+        raise InputError("spec: an on-disk index needs an explicit IVF spec (e.g. 'IVF1024,PQ32'), got 'auto'")
+    try:
+        info_json = json.loads(json.dumps(info or {}))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"info: expected JSON-serialisable values ({exc})") from None
+    stream = _batches(batches)
+    head, n_head = [], 0
+    for x, meta in stream:
+        head.append((x, meta))
+        n_head += x.shape[0]
+        if n_head >= train_size:
+            break
+    if n_head == 0:
+        raise InputError("batches: expected at least one vector, got an empty stream")
+    dim = head[0][0].shape[1]
+    index = Index(dim, spec, metric)
+    if parts.find_ivf(index._faiss) is None:
+        raise InputError(f"spec: an on-disk index needs an IVF layer (e.g. 'IVF1024,PQ32'), got {spec!r}")
+    if search_params:
+        index.set_search_params(**search_params)
+    index._train(np.concatenate([x for x, _ in head])[:train_size], train_size=None, seed=seed)
+    trained = faiss.serialize_index(index._faiss)   # the empty, trained index every shard starts from
+
+    def everything():
+        while head:
+            yield head.pop(0)   # the training batches are let go once added
+        yield from stream
+
+    with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder") as tmp:
+        shard_files, shard, in_shard, n = [], None, 0, 0
+        for x, meta in everything():
+            at = 0
+            while at < x.shape[0]:
+                if shard is None:
+                    shard, in_shard = faiss.deserialize_index(trained), 0
+                take = min(x.shape[0] - at, shard_size - in_shard)
+                block = x[at:at + take]
+                if metric == "cosine":
+                    block = block.copy()
+                    faiss.normalize_L2(block)
+                ids = np.arange(n, n + take, dtype=np.int64)
+                shard.add_with_ids(block, ids)
+                if meta is not None:
+                    index._metadata.add(ids, meta[at:at + take])
+                at, n, in_shard = at + take, n + take, in_shard + take
+                if in_shard == shard_size:
+                    shard_files.append(_write_shard(shard, tmp, len(shard_files)))
+                    shard = None
+        if shard is not None:
+            shard_files.append(_write_shard(shard, tmp, len(shard_files)))
+            shard = None
+        merged = faiss.deserialize_index(trained)
+        merge_ondisk(merged, [str(f) for f in shard_files], str(tmp / LISTS))
+        for f in shard_files:
+            f.unlink()
+        index._create(index.resolved_spec, faiss_index=merged)
+        index._ids = np.arange(n, dtype=np.int64)
+        write_folder(index, tmp, info_json, lists_written=True)
+    del index, merged
+    return Index.load(folder, verify=False)
+
+
+def _write_shard(shard, folder: Path, number: int) -> Path:
+    import faiss
+
+    path = folder / f"shard-{number:04d}.faiss"
+    faiss.write_index(shard, str(path))
+    return path
