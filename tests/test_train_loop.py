@@ -43,6 +43,31 @@ def test_warmup_then_cosine_schedule():
         resolve_warmup(1.5, 10)
 
 
+def test_torch_scheduler_sets_the_schedule_exactly_per_group_and_on_resume():
+    from jointspace.train.schedule import make_scheduler, warmup_cosine
+
+    torch.manual_seed(0)
+    net = torch.nn.Module()
+    net.head = torch.nn.Linear(3, 2)
+    net.tower_modules = torch.nn.ModuleDict({"image": torch.nn.Linear(2, 2)})
+    opt = make_optimizer(net, 1e-3, 0.1, tower_lr_scale=0.03)
+    rate = warmup_cosine(1e-3, 3, 12, min_lr=1e-5)
+    sched = make_scheduler(opt, rate)
+    seen = []
+    for step in range(12):
+        for g in opt.param_groups:   # the hand-written rule the loop used: lr_at(step) * lr_scale, to the bit
+            assert g["lr"] == lr_at(step, 1e-3, 3, 12, 1e-5) * g["lr_scale"]
+        seen.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    assert {g["lr_scale"] for g in opt.param_groups} == {1.0, 0.03}
+    # a resumed run rebuilds the scheduler at the steps done and continues on the same rates
+    again = make_optimizer(net, 1e-3, 0.1, tower_lr_scale=0.03)
+    again.load_state_dict(opt.state_dict())
+    make_scheduler(again, rate, start_step=7)
+    assert [g["lr"] for g in again.param_groups] == seen[7]
+
+
 def test_weight_decay_skips_biases_norms_and_temperature():
     net = _net()
     net.extra_norm = torch.nn.LayerNorm(3)

@@ -8,9 +8,9 @@ decay (:mod:`.schedule`), checkpoints (:mod:`.checkpoint`), ``metrics.csv`` / Te
 progress bar (:mod:`.monitor`).
 
 Exact resumption: the order of the rows in epoch ``e`` is drawn from ``(seed, e)`` alone, the
-learning rate is a function of the step, and a checkpoint holds the weights, the optimiser, the
-torch RNG state (so sampling inside ``loss_fn``, e.g. a VAE's reparameterisation, replays), the
-early-stopping state and the best weights so far.  A run stopped at any point and resumed from
+learning rate is a function of the step (torch's ``LambdaLR`` over :func:`.schedule.lr_at`),
+and a checkpoint holds the weights, the optimiser, the torch RNG state (so sampling inside
+``loss_fn``, e.g. a VAE's reparameterisation, replays), the early-stopping state and the best weights so far.  A run stopped at any point and resumed from
 its last checkpoint ends with the weights of an uninterrupted run; a checkpoint is resumed only
 by the run it came from (same network config, training settings and data).
 
@@ -34,7 +34,7 @@ from .checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from .device import resolve_device, to_device
 from .loop import RESUME_MAY_CHANGE, data_fingerprint
 from .monitor import MetricsLog, ProgressBar
-from .schedule import lr_at, make_optimizer, resolve_warmup
+from .schedule import make_optimizer, make_scheduler, resolve_warmup, warmup_cosine
 from .step import as_training_data, take_rows
 
 #: names the loop writes into each logged row; ``loss_fn``'s logs may not use them
@@ -277,6 +277,8 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
                             if k.startswith("best.")}
     elif run_dir is not None:
         clear_checkpoints(run_dir)   # a new run: an earlier run's checkpoints would be resumed by mistake
+    lr_of = warmup_cosine(cfg.lr, warmup, total, cfg.min_lr)
+    sched = make_scheduler(opt, lr_of, start_step=step)
     log = MetricsLog(run_dir, tensorboard=cfg.tensorboard, resume_step=step if resume is not None else None)
     bar = ProgressBar(total, cfg.progress, start=step, unit="samples")
     net.train()
@@ -321,9 +323,7 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
             for b in range(offset, steps_per_epoch):
                 idx = order[b * batch:(b + 1) * batch]
                 mb = {m: to_device(take_rows(v, idx), device) for m, v in data.items()}
-                lr = lr_at(step, cfg.lr, warmup, total, cfg.min_lr)
-                for g in opt.param_groups:
-                    g["lr"] = lr
+                lr = lr_of(step)   # what the scheduler set for this step
                 opt.zero_grad(set_to_none=True)
                 out = loss_fn(net, mb, step, epoch)
                 if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.Tensor)
@@ -346,6 +346,7 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
                 if cfg.grad_clip is not None and grads:
                     torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, norm_t)
                 opt.step()
+                sched.step()
                 step += 1
                 seen += len(idx)
                 logs = {k: float(v) for k, v in logs.items()}

@@ -5,8 +5,11 @@
 a ``log_scale`` parameter (and ``bias`` for SigLIP).  The data are arrays held in memory
 (cached tower features, or raw tensors for trainable towers).
 
+The run is split into its parts (:class:`_Run`): an optimiser step, an epoch, a validation
+and a checkpoint.
+
 Exact resumption: the order of the samples in epoch ``e`` is drawn from ``(seed, e)`` alone, the
-learning rate is a function of the step, and a checkpoint holds the weights, the optimiser,
+learning rate is a function of the step (torch's ``LambdaLR`` over :func:`.schedule.lr_at`), and a checkpoint holds the weights, the optimiser,
 the RNG state and the early-stopping state, so a run stopped at any point (even by SIGKILL)
 and resumed from its last checkpoint ends with the weights of an uninterrupted run.
 """
@@ -29,7 +32,7 @@ from .checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from .device import resolve_device, to_device
 from .monitor import AVERAGES, MetricsLog, ProgressBar, evaluate_recall
 from .step import take_rows, as_training_data, train_step
-from .schedule import lr_at, make_optimizer, resolve_warmup
+from .schedule import make_optimizer, make_scheduler, resolve_warmup, warmup_cosine
 
 LOSSES = ("clip", "siglip", "supervised")
 PRECISIONS = ("fp32", "bf16", "auto")
@@ -265,96 +268,147 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     dist.broadcast_module_(net)
     net.to(device)
     opt = make_optimizer(net, cfg.lr, cfg.weight_decay, tower_lr_scale=cfg.tower_lr_scale)
-    state = {"epoch_done": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0, "stopped": False,
-             "history": []}
-    best_weights = None
-    step = 0
+    run = _Run(cfg, net, opt, data, labels_arr, masks_t, val_t, val_keys, device, bf16, batch, steps_per_epoch,
+               run_dir, run_config, step_callback)
     if resume is not None:
-        loaded = load_checkpoint(resume, net, opt, run_config)
-        step = loaded["step"]
-        state.update({k: loaded[k] for k in state if k in loaded})
-        if loaded["extra"]:
-            best_weights = {k[len("best."):]: v for k, v in loaded["extra"].items() if k.startswith("best.")}
+        run.resume_from(resume)
     elif run_dir is not None and rank == 0:
         clear_checkpoints(run_dir)   # a new run: an earlier run's checkpoints would be resumed by mistake
-    log = MetricsLog(run_dir if rank == 0 else None, tensorboard=cfg.tensorboard,
-                     resume_step=step if resume is not None else None)
-    bar = ProgressBar(total, cfg.progress and rank == 0, start=step)
+    run.rate = warmup_cosine(cfg.lr, warmup, total, cfg.min_lr)
+    run.sched = make_scheduler(opt, run.rate, start_step=run.step)
+    run.log = MetricsLog(run_dir if rank == 0 else None, tensorboard=cfg.tensorboard,
+                         resume_step=run.step if resume is not None else None)
+    run.bar = ProgressBar(total, cfg.progress and rank == 0, start=run.step)
     net.train()
-    t_start, pairs_seen = time.perf_counter(), 0
-
-    def checkpoint():
-        if run_dir is not None and rank == 0:
-            extra = {f"best.{k}": v for k, v in (best_weights or {}).items()}
-            save_checkpoint(run_dir, step, net, opt, state, run_config, keep=cfg.keep_checkpoints, extra=extra)
-        if size > 1:
-            torch.distributed.barrier()
-
+    run.t_start = time.perf_counter()
     try:
-        while step < total and not state["stopped"]:
-            epoch, offset = divmod(step, steps_per_epoch)
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-            for b in range(offset, steps_per_epoch):
-                idx = order[b * batch:(b + 1) * batch]
-                if size > 1:
-                    local = batch // size
-                    idx = idx[rank * local:(rank + 1) * local]
-                mb = {m: to_device(take_rows(v, idx), device) for m, v in data.items()}
-                mb_masks = None if masks_t is None else \
-                    {m: take_rows(v, idx).to(device) for m, v in masks_t.items()}
-                mb_labels = None if labels_arr is None else labels_arr[idx]
-                lr = lr_at(step, cfg.lr, warmup, total, cfg.min_lr)
-                for g in opt.param_groups:
-                    g["lr"] = lr * g.get("lr_scale", 1.0)
-                opt.zero_grad(set_to_none=True)
-                loss = train_step(cfg, net, mb, mb_labels, mb_masks, bf16)
-                if not math.isfinite(loss):
-                    raise InputError(f"train: the loss became {loss} at step {step}; lower the learning rate "
-                                     "or check the inputs")
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
-                opt.step()
-                clamp_log_scale_(net.log_scale, cfg.max_scale)
-                step += 1
-                pairs_seen += batch
-                tau = 1.0 / float(logit_scale(net.log_scale.detach(), cfg.max_scale))
-                rate = pairs_seen / max(time.perf_counter() - t_start, 1e-9)
-                bar.update(step, loss, tau, rate)
-                if step % cfg.log_every == 0 or step == total:
-                    log.log({"step": step, "epoch": epoch, "loss": loss, "tau": tau, "lr": lr, "pairs_per_s": rate,
-                             **getattr(net, "aux_logs", {})})
-                if step_callback is not None:
-                    step_callback(step, loss)
-                epoch_end = b == steps_per_epoch - 1
-                if epoch_end:
-                    state["epoch_done"] = epoch + 1
-                    if val_t is not None:
-                        metrics = evaluate_recall(net, val_t, cfg.recall_k, val_keys, average=cfg.val_average)
-                        row = {"step": step, "epoch": epoch, **metrics}
-                        state["history"].append(row)
-                        log.log(row)
-                        best = state["best_metric"]
-                        if best is None or metrics["val_recall"] > best:
-                            state.update(best_metric=metrics["val_recall"], best_epoch=epoch, bad_epochs=0)
-                            best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
-                        else:
-                            state["bad_epochs"] += 1
-                            if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
-                                state["stopped"] = True
-                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or \
-                        (epoch_end and not cfg.checkpoint_every) or step == total or state["stopped"]:
-                    checkpoint()
-                if state["stopped"]:
-                    break
+        while run.step < total and not run.state["stopped"]:
+            run.epoch(*divmod(run.step, steps_per_epoch))
     finally:
-        bar.close()
-        log.close()
-    if best_weights is not None and cfg.restore_best:
-        net.load_state_dict(best_weights)
+        run.bar.close()
+        run.log.close()
+    if run.best_weights is not None and cfg.restore_best:
+        net.load_state_dict(run.best_weights)
     net.eval()
-    return TrainResult(steps=step, epochs_run=state["epoch_done"], best_metric=state["best_metric"],
+    state = run.state
+    return TrainResult(steps=run.step, epochs_run=state["epoch_done"], best_metric=state["best_metric"],
                        best_epoch=state["best_epoch"], stopped_early=bool(state["stopped"]),
-                       history=list(state["history"]), pairs_per_s=pairs_seen / max(time.perf_counter() - t_start, 1e-9))
+                       history=list(state["history"]), pairs_per_s=run.pairs_per_s())
+
+
+class _Run:
+    """One training run of :func:`fit_dual_encoder`: its state, and its parts (an optimiser
+    step, an epoch, a validation, a checkpoint).
+
+    ``state`` (what a checkpoint keeps besides the weights, the optimiser and the RNG) holds
+    ``epoch_done``, the early-stopping figures and the validation history; ``step`` counts
+    optimiser steps, from which the epoch, the position in it and the learning rate follow.
+    """
+
+    def __init__(self, cfg, net, opt, data, labels, masks, val, val_keys, device, bf16: bool, batch: int,
+                 steps_per_epoch: int, run_dir, run_config, step_callback):
+        self.cfg, self.net, self.opt = cfg, net, opt
+        self.data, self.labels, self.masks = data, labels, masks
+        self.val, self.val_keys = val, val_keys
+        self.device, self.bf16 = device, bf16
+        self.batch, self.steps_per_epoch, self.total = batch, steps_per_epoch, cfg.epochs * steps_per_epoch
+        self.run_dir, self.run_config, self.step_callback = run_dir, run_config, step_callback
+        self.rank, self.size = dist.world()
+        self.n = len(next(iter(data.values())))
+        self.state = {"epoch_done": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0, "stopped": False,
+                      "history": []}
+        self.best_weights = None
+        self.step = 0
+        self.rate = self.sched = self.log = self.bar = None
+        self.t_start, self.pairs_seen = time.perf_counter(), 0
+
+    def resume_from(self, resume) -> None:
+        loaded = load_checkpoint(resume, self.net, self.opt, self.run_config)
+        self.step = loaded["step"]
+        self.state.update({k: loaded[k] for k in self.state if k in loaded})
+        if loaded["extra"]:
+            self.best_weights = {k[len("best."):]: v for k, v in loaded["extra"].items() if k.startswith("best.")}
+
+    def pairs_per_s(self) -> float:
+        return self.pairs_seen / max(time.perf_counter() - self.t_start, 1e-9)
+
+    def epoch(self, epoch: int, offset: int) -> None:
+        """Batches ``offset ..`` of ``epoch`` (in the order drawn from the seed and the epoch
+        alone), validating at its end; stops early when validation says so."""
+        order = np.random.default_rng([self.cfg.seed, epoch]).permutation(self.n)
+        for b in range(offset, self.steps_per_epoch):
+            idx = order[b * self.batch:(b + 1) * self.batch]
+            if self.size > 1:   # this process's share of the global batch
+                local = self.batch // self.size
+                idx = idx[self.rank * local:(self.rank + 1) * local]
+            self.optimizer_step(idx, epoch)
+            epoch_end = b == self.steps_per_epoch - 1
+            if epoch_end:
+                self.state["epoch_done"] = epoch + 1
+                if self.val is not None:
+                    self.validate(epoch)
+            every = self.cfg.checkpoint_every
+            if (every and self.step % every == 0) or (epoch_end and not every) or self.step == self.total \
+                    or self.state["stopped"]:
+                self.checkpoint()
+            if self.state["stopped"]:
+                break
+
+    def optimizer_step(self, idx: np.ndarray, epoch: int) -> None:
+        """Forward, backward and the AdamW step on rows ``idx``, then the schedule, the
+        temperature clamp, the progress bar and the log."""
+        cfg, net = self.cfg, self.net
+        mb = {m: to_device(take_rows(v, idx), self.device) for m, v in self.data.items()}
+        mb_masks = None if self.masks is None else {m: take_rows(v, idx).to(self.device) for m, v in self.masks.items()}
+        mb_labels = None if self.labels is None else self.labels[idx]
+        lr = self.rate(self.step)   # what the scheduler set for this step (before each group's lr_scale)
+        self.opt.zero_grad(set_to_none=True)
+        loss = train_step(cfg, net, mb, mb_labels, mb_masks, self.bf16)
+        if not math.isfinite(loss):
+            raise InputError(f"train: the loss became {loss} at step {self.step}; lower the learning rate "
+                             "or check the inputs")
+        if cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        self.opt.step()
+        self.sched.step()
+        clamp_log_scale_(net.log_scale, cfg.max_scale)
+        self.step += 1
+        self.pairs_seen += self.batch
+        tau = 1.0 / float(logit_scale(net.log_scale.detach(), cfg.max_scale))
+        rate = self.pairs_per_s()
+        self.bar.update(self.step, loss, tau, rate)
+        if self.step % cfg.log_every == 0 or self.step == self.total:
+            self.log.log({"step": self.step, "epoch": epoch, "loss": loss, "tau": tau, "lr": lr, "pairs_per_s": rate,
+                          **getattr(net, "aux_logs", {})})
+        if self.step_callback is not None:
+            self.step_callback(self.step, loss)
+
+    def validate(self, epoch: int) -> None:
+        """Validation Recall@K at the end of ``epoch``: keep the best weights, count the epochs
+        without improvement, stop after ``patience`` of them."""
+        cfg, state = self.cfg, self.state
+        metrics = evaluate_recall(self.net, self.val, cfg.recall_k, self.val_keys, average=cfg.val_average)
+        row = {"step": self.step, "epoch": epoch, **metrics}
+        state["history"].append(row)
+        self.log.log(row)
+        best = state["best_metric"]
+        if best is None or metrics["val_recall"] > best:
+            state.update(best_metric=metrics["val_recall"], best_epoch=epoch, bad_epochs=0)
+            self.best_weights = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
+        else:
+            state["bad_epochs"] += 1
+            if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+                state["stopped"] = True
+
+    def checkpoint(self) -> None:
+        """Rank 0 writes the weights, optimiser, RNG and ``state`` (with the best weights so
+        far); every rank waits for it."""
+        if self.run_dir is not None and self.rank == 0:
+            extra = {f"best.{k}": v for k, v in (self.best_weights or {}).items()}
+            save_checkpoint(self.run_dir, self.step, self.net, self.opt, self.state, self.run_config,
+                            keep=self.cfg.keep_checkpoints, extra=extra)
+        if self.size > 1:
+            torch.distributed.barrier()
 
 
 def config_from_dict(d: dict) -> TrainConfig:

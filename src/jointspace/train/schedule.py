@@ -1,7 +1,8 @@
 """Optimiser and learning-rate schedule: AdamW, linear warm-up then cosine decay.
 
-The schedule is a pure function of the step, so a resumed run needs only the step to land on
-exactly the same learning rate.
+The schedule is a pure function of the step (:func:`lr_at`), applied by torch's own
+:class:`~torch.optim.lr_scheduler.LambdaLR` (:func:`make_scheduler`), so a resumed run needs
+only the step to land on exactly the same learning rate.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from ..errors import InputError
 
@@ -27,6 +29,29 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int, min_lr
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     return min_lr + 0.5 * (base_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def warmup_cosine(base_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0):
+    """The schedule as a function ``step -> learning rate`` (:func:`lr_at` with these settings)."""
+    def rate(step: int) -> float:
+        return lr_at(step, base_lr, warmup_steps, total_steps, min_lr)
+    return rate
+
+
+def make_scheduler(opt: torch.optim.Optimizer, rate, start_step: int = 0) -> LambdaLR:
+    """A :class:`~torch.optim.lr_scheduler.LambdaLR` that gives each parameter group
+    ``rate(step) * lr_scale`` (its ``lr_scale``, default 1), starting at ``start_step``.
+
+    ``rate`` returns the rate itself rather than a factor of the optimiser's base rate: the
+    groups' base rate (``initial_lr``) is set to 1, so the rate set is ``rate(step) * lr_scale``
+    to the last bit (a product ``base * factor`` would round differently).  Call ``step()``
+    after each optimiser step; a resumed run passes the steps done as ``start_step``.
+    """
+    lambdas = []
+    for g in opt.param_groups:
+        g["initial_lr"] = 1.0
+        lambdas.append(lambda step, scale=g.get("lr_scale", 1.0): rate(step) * scale)
+    return LambdaLR(opt, lambdas, last_epoch=start_step - 1)
 
 
 def resolve_warmup(warmup, total_steps: int) -> int:
