@@ -8,6 +8,8 @@ and filter removed ids at the right layer.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 
@@ -181,3 +183,33 @@ def on_disk_lists(index):
         return None
     lists = faiss.downcast_InvertedLists(ivf.invlists)
     return lists if isinstance(lists, faiss.OnDiskInvertedLists) else None
+
+
+@contextlib.contextmanager
+def quiet_stdout():
+    """Silence what FAISS's C++ code prints to the process's stdout (file descriptor 1) meanwhile.
+
+    On-disk inverted lists print a line when they are resized or re-pointed at a moved folder
+    (``printf`` in FAISS, not a log), which would corrupt the JSON output of ``jointspace search``.
+    """
+    import ctypes
+    import os
+    import sys
+
+    try:
+        sys.stdout.flush()
+        saved = os.dup(1)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    libc = ctypes.CDLL(None)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 1)
+            try:
+                yield
+            finally:
+                libc.fflush(None)
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)

@@ -55,7 +55,7 @@ def _batches(stream):
 
 
 def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = "cosine",
-                  train_size: int = 100_000, shard_size: int = 250_000, seed: int = 0,
+                  train_size: int = 100_000, shard_size: int = 250_000, seed: int = 0, first_id: int = 0,
                   search_params: dict | None = None, info: dict | None = None):
     """Build an IVF index with on-disk inverted lists from a stream of batches into ``folder``.
 
@@ -64,7 +64,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
     batches : iterable
         Arrays of shape (n_i, d) (float32 or convertible), or ``(array, metadata)`` pairs with
         metadata as for :meth:`Index.add` (a list of n_i dicts or a dict of columns).  Read once,
-        in order; vectors get ids ``0 .. n-1`` in stream order.
+        in order; vectors get ids ``first_id .. first_id + n - 1`` in stream order.
     folder : str or path-like
         Where the index is saved (missing, empty, or a saved index, which is replaced atomically).
     spec : str
@@ -78,6 +78,9 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
         Rows per shard: the codes of one shard are in memory at a time.
     seed : int
         Seed of the k-means.
+    first_id : int
+        Id of the first vector (give each part of a :class:`~jointspace.index.sharded.ShardedIndex`
+        its own range).
     search_params : dict, optional
         Default ``nprobe`` saved with the index.
     info : dict, optional
@@ -103,6 +106,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
 
     train_size = check_int(train_size, "train_size", low=1)
     shard_size = check_int(shard_size, "shard_size", low=1)
+    first_id = check_int(first_id, "first_id", low=0)
     if str(spec).strip().lower() == "auto":
         raise InputError("spec: an on-disk index needs an explicit IVF spec (e.g. 'IVF1024,PQ32'), got 'auto'")
     try:
@@ -133,7 +137,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
         yield from stream
 
     with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder") as tmp:
-        shard_files, shard, in_shard, n = [], None, 0, 0
+        shard_files, shard, in_shard, n = [], None, 0, first_id
         for x, meta in everything():
             at = 0
             while at < x.shape[0]:
@@ -156,11 +160,12 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
             shard_files.append(_write_shard(shard, tmp, len(shard_files)))
             shard = None
         merged = faiss.deserialize_index(trained)
-        merge_ondisk(merged, [str(f) for f in shard_files], str(tmp / LISTS))
+        with parts.quiet_stdout():
+            merge_ondisk(merged, [str(f) for f in shard_files], str(tmp / LISTS))
         for f in shard_files:
             f.unlink()
         index._create(index.resolved_spec, faiss_index=merged)
-        index._ids = np.arange(n, dtype=np.int64)
+        index._ids = np.arange(first_id, n, dtype=np.int64)
         write_folder(index, tmp, info_json, lists_written=True)
     del index, merged
     return Index.load(folder, verify=False)

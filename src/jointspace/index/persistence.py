@@ -22,6 +22,7 @@ The folder is written under a temporary name and moved into place only when comp
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -240,7 +241,8 @@ def load_index(cls, folder, *, verify: bool = True):
     if on_disk:
         _check_file(folder, LISTS, meta, verify)
     try:    # on-disk lists are memory-mapped from the folder itself, wherever it was moved
-        raw = faiss.read_index(str(faiss_path), faiss.IO_FLAG_ONDISK_SAME_DIR if on_disk else 0)
+        with parts.quiet_stdout() if on_disk else contextlib.nullcontext():
+            raw = faiss.read_index(str(faiss_path), faiss.IO_FLAG_ONDISK_SAME_DIR if on_disk else 0)
     except RuntimeError as exc:
         raise InputError(f"folder: index.faiss in {str(folder)!r} could not be read "
                          f"({faiss_error_message(exc)})") from None

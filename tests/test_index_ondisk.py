@@ -1,0 +1,129 @@
+"""On-disk IVF indexes built from a stream of batches (jointspace.index.ondisk)."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+from jointspace import Index
+from jointspace.errors import InputError
+from jointspace.index.ondisk import build_on_disk
+
+D, N, TRAIN = 16, 3000, 2000
+SPEC = "IVF8,PQ4x4"   # 16 centroids per sub-quantiser: trains on a few thousand rows without warnings
+
+
+def data(n=N, d=D, seed=0):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(20, d))
+    return (centres[rng.integers(0, 20, n)] + 0.3 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+def batches(x, size=700):
+    return (x[s:s + size] for s in range(0, len(x), size))
+
+
+def in_memory(x, metric="cosine", nprobe=4):
+    """The same index built the ordinary way: trained on the first TRAIN rows, then all added."""
+    idx = Index(D, SPEC, metric)
+    idx.train(x[:TRAIN], seed=0)
+    idx.add(x)
+    return idx.set_search_params(nprobe=nprobe)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_streamed_shards_give_the_in_memory_index(tmp_path, metric):
+    x = data()
+    # batches of 700 and shards of 1,100: shard boundaries fall inside batches
+    idx = build_on_disk(batches(x), tmp_path / "idx", spec=SPEC, metric=metric, train_size=TRAIN,
+                        shard_size=1100, search_params={"nprobe": 4})
+    assert idx.on_disk and idx.ntotal == N and idx.search_params["nprobe"] == 4
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [
+        "index.faiss", "index.json", "lists.ivfdata", "metadata.sqlite"]   # shard files are gone
+    ref = in_memory(x, metric)
+    q = data(50, seed=1)
+    s1, i1 = idx.search(q, 10)
+    s2, i2 = ref.search(q, 10)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_allclose(s1, s2, rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(idx.ids, np.arange(N))
+
+
+def test_recall_against_exact_search(tmp_path):
+    x = data()
+    idx = build_on_disk(batches(x), tmp_path / "idx", spec="IVF8,Flat", train_size=TRAIN, shard_size=1000)
+    exact = Index.build(x, spec="Flat")
+    q = data(100, seed=2)
+    _, approx = idx.search(q, 10, params={"nprobe": 8})   # every list visited, uncompressed: exact
+    _, truth = exact.search(q, 10)
+    recall = np.mean([len(set(a) & set(t)) / 10 for a, t in zip(approx, truth)])
+    assert recall >= 0.99
+    _, few = idx.search(q, 10, params={"nprobe": 2})
+    assert np.mean([len(set(a) & set(t)) / 10 for a, t in zip(few, truth)]) >= 0.7   # 0.78 measured
+
+
+def test_save_load_and_moving_the_folder(tmp_path):
+    x = data()
+    labels = [{"label": int(i % 7), "text": f"item {i}"} for i in range(N)]
+    stream = ((x[s:s + 500], labels[s:s + 500]) for s in range(0, N, 500))
+    idx = build_on_disk(stream, tmp_path / "a", spec=SPEC, train_size=TRAIN, shard_size=1000,
+                        search_params={"nprobe": 3}, info={"model": "m"})
+    q = data(20, seed=3)
+    want = idx.search(q, 5)
+    del idx
+    shutil.move(tmp_path / "a", tmp_path / "moved")      # the lists are found beside index.faiss
+    again = Index.load(tmp_path / "moved")
+    assert again.on_disk and again.info == {"model": "m"} and again.search_params == {"nprobe": 3}
+    np.testing.assert_array_equal(again.search(q, 5)[1], want[1])
+    assert again.metadata([0, 2999]) == [
+        {"id": 0, "label": 0, "text": "item 0", "path": None, "extra": {}},
+        {"id": 2999, "label": 2999 % 7, "text": "item 2999", "path": None, "extra": {}}]
+    again.save(tmp_path / "copy")                        # copies lists.ivfdata into the new folder
+    copy = Index.load(tmp_path / "copy")
+    assert (tmp_path / "copy" / "lists.ivfdata").stat().st_size == (tmp_path / "moved" / "lists.ivfdata").stat().st_size
+    np.testing.assert_array_equal(copy.search(q, 5)[1], want[1])
+
+
+def test_ids_start_where_asked(tmp_path):
+    idx = build_on_disk(batches(data()), tmp_path / "i", spec=SPEC, train_size=TRAIN, first_id=10_000)
+    np.testing.assert_array_equal(idx.ids, np.arange(10_000, 10_000 + N))
+
+
+def test_truncated_lists_are_refused(tmp_path):
+    build_on_disk(batches(data()), tmp_path / "i", spec=SPEC, train_size=TRAIN)
+    path = tmp_path / "i" / "lists.ivfdata"
+    path.write_bytes(path.read_bytes()[:-10])
+    with pytest.raises(InputError, match="lists.ivfdata .* is truncated"):
+        Index.load(tmp_path / "i")
+
+
+def test_bad_input(tmp_path):
+    x = data()
+    with pytest.raises(InputError, match="empty stream"):
+        build_on_disk(iter([]), tmp_path / "e", spec=SPEC)
+    with pytest.raises(InputError, match="empty stream"):
+        build_on_disk([np.empty((0, D), np.float32)], tmp_path / "e", spec=SPEC)
+    bad = [x[:2500], x[2500:2600, :8]]
+    with pytest.raises(InputError, match=r"batches\[1\]: expected vectors of dim 16 .*got 8"):
+        build_on_disk(bad, tmp_path / "e", spec=SPEC, train_size=TRAIN)
+    assert not (tmp_path / "e").exists()                 # nothing half-built is left
+    with pytest.raises(InputError, match="needs an IVF layer"):
+        build_on_disk(batches(x), tmp_path / "e", spec="HNSW16")
+    with pytest.raises(InputError, match="explicit IVF spec"):
+        build_on_disk(batches(x), tmp_path / "e", spec="auto")
+    with pytest.raises(InputError, match="needs at least 16 training vectors"):
+        build_on_disk(batches(x[:10]), tmp_path / "e", spec=SPEC)
+    with pytest.raises(InputError, match="batches: expected an iterable"):
+        build_on_disk(x, tmp_path / "e", spec=SPEC)
+    with pytest.raises(InputError, match="shard_size"):
+        build_on_disk(batches(x), tmp_path / "e", spec=SPEC, shard_size=0)
+
+
+def test_on_disk_index_is_read_only(tmp_path):
+    idx = build_on_disk(batches(data()), tmp_path / "i", spec=SPEC, train_size=TRAIN)
+    with pytest.raises(InputError, match="cannot add vectors in an on-disk index"):
+        idx.add(data(5))
+    with pytest.raises(InputError, match="cannot remove vectors in an on-disk index"):
+        idx.remove([1])

@@ -1,0 +1,103 @@
+"""Shards searched in parallel and merged (jointspace.index.sharded)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jointspace import Index
+from jointspace.errors import InputError
+from jointspace.index.ondisk import build_on_disk
+from jointspace.index.sharded import ShardedIndex, merge_results
+
+D = 12
+
+
+def data(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, D)).astype(np.float32)
+
+
+def flat_shards(x, cuts, metric):
+    bounds = [0, *cuts, len(x)]
+    return [Index.build(x[a:b], spec="Flat", metric=metric, ids=np.arange(a, b),
+                        metadata=[{"label": int(i)} for i in range(a, b)])
+            for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_flat_shards_equal_one_flat_index(metric):
+    x = data(900)
+    whole = Index.build(x, spec="Flat", metric=metric)
+    sharded = ShardedIndex(flat_shards(x, [100, 450, 460], metric))
+    q = data(40, seed=1)
+    for k in (1, 10, 50):
+        s1, i1 = sharded.search(q, k)
+        s2, i2 = whole.search(q, k)
+        np.testing.assert_array_equal(i1, i2)
+        np.testing.assert_array_equal(s1, s2)
+    assert sharded.ntotal == 900 and len(sharded) == 900
+    np.testing.assert_array_equal(sharded.ids, np.arange(900))
+
+
+def test_fewer_results_than_k_are_padded_at_the_end():
+    x = data(7)
+    sharded = ShardedIndex(flat_shards(x, [2], "cosine"))
+    scores, ids = sharded.search(x[:3], 10)
+    assert (ids[:, 7:] == -1).all() and np.isneginf(scores[:, 7:]).all()
+    assert sorted(ids[0, :7].tolist()) == list(range(7)) and ids[0, 0] == 0
+    l2 = ShardedIndex(flat_shards(x, [2], "l2"))
+    scores, ids = l2.search(x[:1], 9)
+    assert (ids[0, 7:] == -1).all() and np.isposinf(scores[0, 7:]).all() and ids[0, 0] == 0
+
+
+def test_merge_orders_by_score_and_keeps_shard_order_on_ties():
+    a = (np.array([[0.9, 0.5]], np.float32), np.array([[1, 2]]))
+    b = (np.array([[0.7, 0.5]], np.float32), np.array([[3, 4]]))
+    c = (np.array([[-np.inf, -np.inf]], np.float32), np.array([[-1, -1]]))
+    s, i = merge_results([a, b, c], 5, higher_is_better=True)
+    assert i.tolist() == [[1, 3, 2, 4, -1]]
+    np.testing.assert_array_equal(s, np.array([[0.9, 0.7, 0.5, 0.5, -np.inf]], np.float32))
+    s, i = merge_results([a, b], 3, higher_is_better=False)   # distances: lowest first
+    assert i.tolist() == [[2, 4, 3]]
+
+
+def test_metadata_comes_from_the_shard_that_holds_the_id():
+    sharded = ShardedIndex(flat_shards(data(30), [10, 20], "cosine"))
+    rows = sharded.metadata([25, -1, 3, 12])
+    assert [r and r["label"] for r in rows] == [25, None, 3, 12]
+    with pytest.raises(InputError, match="expected ids in the index, got 1"):
+        sharded.metadata([30])
+
+
+def test_save_and_load(tmp_path):
+    x = data(300)
+    sharded = ShardedIndex(flat_shards(x, [150], "cosine"))
+    sharded.info = {"model": "m"}
+    sharded.save(tmp_path / "s")
+    again = Index.load(tmp_path / "s")
+    assert isinstance(again, ShardedIndex) and again.info == {"model": "m"} and again.ntotal == 300
+    q = data(5, seed=2)
+    np.testing.assert_array_equal(again.search(q, 8)[1], sharded.search(q, 8)[1])
+
+
+def test_on_disk_shards(tmp_path):
+    x = data(4000)
+    parts = [build_on_disk([x[a:a + 2000]], tmp_path / f"p{a}", spec="IVF4,Flat", train_size=2000,
+                           first_id=a) for a in (0, 2000)]
+    sharded = ShardedIndex(parts).set_search_params(nprobe=4)   # all lists, no compression: exact
+    q = data(20, seed=3)
+    np.testing.assert_array_equal(sharded.search(q, 10)[1], Index.build(x, spec="Flat").search(q, 10)[1])
+    sharded.save(tmp_path / "all")
+    np.testing.assert_array_equal(Index.load(tmp_path / "all").search(q, 10)[1], sharded.search(q, 10)[1])
+
+
+def test_bad_shards():
+    x = data(20)
+    with pytest.raises(InputError, match="at least one index"):
+        ShardedIndex([])
+    with pytest.raises(InputError, match="disjoint ids"):
+        ShardedIndex([Index.build(x), Index.build(x)])
+    with pytest.raises(InputError, match=r"shards\[1\]: expected dim 12 and metric 'cosine'"):
+        ShardedIndex([Index.build(x), Index.build(data(5)[:, :4], ids=np.arange(100, 105))])
+    with pytest.raises(InputError, match=r"shards\[0\]: expected an Index"):
+        ShardedIndex([object()])
