@@ -75,7 +75,14 @@ def leave() -> None:
 
 
 class _GatherWithGrad(torch.autograd.Function):
-    """All-gather whose backward hands each rank the sum over ranks of its slice's gradient."""
+    """All-gather whose backward hands each rank the sum over ranks of its slice's gradient.
+
+    Torch's differentiable all-gather (``torch.distributed.nn.functional.all_gather``) computes
+    the same gradient but is deprecated in the torch this package pins, and its successor
+    (``torch.distributed._functional_collectives``) is private; gloo has no reduce-scatter, so
+    the backward is an all-reduce followed by this rank's slice (what torch emulates with an
+    all-to-all on gloo).  The forward is torch's own :func:`gather_tensor`.
+    """
 
     @staticmethod
     def forward(ctx, x):
@@ -116,9 +123,12 @@ def gather_tensor(x: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return x
     _, size = world()
-    parts = [torch.empty_like(x) for _ in range(size)]
-    torch.distributed.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=0)
+    x = x.contiguous()
+    out = x.new_empty((size * x.shape[0], *x.shape[1:]))
+    # torch's single-tensor all-gather (older torch names it all_gather_into_tensor)
+    gather = getattr(torch.distributed, "all_gather_single", None) or torch.distributed.all_gather_into_tensor
+    gather(out, x)
+    return out
 
 
 def local_clip_loss(text: torch.Tensor, image: torch.Tensor, all_text: torch.Tensor, all_image: torch.Tensor,
