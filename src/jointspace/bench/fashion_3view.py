@@ -135,8 +135,9 @@ def fashion_three_view_rows(n_train: int = 5000, n_test: int = 2000, n_component
         directions = [f"{a}->{b}", f"{b}->{a}"]
 
         def fit(pairs, r, a=a, b=b):
-            return create_model("rcca", n_components=n_components, reg=r, preprocess={a: PREPROCESS[a], b: PREPROCESS[b]},
-                                weight=1.0, modalities=(a, b)).fit(pairs.select([a, b]))
+            pre = {a: PREPROCESS[a], b: PREPROCESS[b]}
+            return create_model("rcca", n_components=n_components, reg=r, preprocess=pre, weight=1.0,
+                                modalities=(a, b)).fit(pairs.select([a, b]))
 
         chosen, _ = _choose_reg(fit, fit_part, val_part.select([a, b]), directions, grid)
         res = evaluate_retrieval(fit(train, chosen), test.select([a, b]), directions=directions)

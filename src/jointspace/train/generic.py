@@ -10,9 +10,9 @@ progress bar (:mod:`.monitor`).
 Exact resumption: the order of the rows in epoch ``e`` is drawn from ``(seed, e)`` alone, the
 learning rate is a function of the step (torch's ``LambdaLR`` over :func:`.schedule.lr_at`),
 and a checkpoint holds the weights, the optimiser, the torch RNG state (so sampling inside
-``loss_fn``, e.g. a VAE's reparameterisation, replays), the early-stopping state and the best weights so far.  A run stopped at any point and resumed from
-its last checkpoint ends with the weights of an uninterrupted run; a checkpoint is resumed only
-by the run it came from (same network config, training settings and data).
+``loss_fn``, e.g. a VAE's reparameterisation, replays), the early-stopping state and the best
+weights so far.  A run stopped at any point and resumed from its last checkpoint ends with the
+weights of an uninterrupted run; a checkpoint is resumed only by the run it came from (same network config, training settings and data).
 
 A NaN or infinite loss or gradient stops the run before the optimiser steps on it
 (:class:`~jointspace.errors.TrainingDiverged`), leaving the last checkpoint as it was.

@@ -9,8 +9,8 @@ The run is split into its parts (:class:`_Run`): an optimiser step, an epoch, a 
 and a checkpoint.
 
 Exact resumption: the order of the samples in epoch ``e`` is drawn from ``(seed, e)`` alone, the
-learning rate is a function of the step (torch's ``LambdaLR`` over :func:`.schedule.lr_at`), and a checkpoint holds the weights, the optimiser,
-the RNG state and the early-stopping state, so a run stopped at any point (even by SIGKILL)
+learning rate is a function of the step (torch's ``LambdaLR`` over :func:`.schedule.lr_at`),
+and a checkpoint holds the weights, the optimiser, the RNG state and the early-stopping state, so a run stopped at any point (even by SIGKILL)
 and resumed from its last checkpoint ends with the weights of an uninterrupted run.
 """
 
