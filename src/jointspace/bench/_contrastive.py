@@ -27,9 +27,10 @@ import numpy as np
 
 #: EfficientNet-Lite0 blocks whose averaged outputs join the pooled features in the
 #: "multi-level" variants (the last 14x14 block and the last two 7x7 blocks).  Fixed: set by
-#: hand from the tower's architecture (where the feature maps change size), compared on the
-#: validation split only against the pooled features alone (the variant without them); no
-#: other block set was tried and no validation figure was recorded.
+#: hand from the tower's architecture (where the feature maps change size) and kept because
+#: the variant reading them beat the pooled features alone on the validation split (see
+#: :data:`BEST_VARIANT`); no record says which other block sets were tried, and no
+#: validation figure was kept.
 MULTILEVEL_BLOCKS = (10, 14, 15)
 
 #: the contrastive variants reported on OpenClipart: name -> DualEncoder parameters
@@ -62,8 +63,10 @@ DIRECTIONS = ("text->image", "image->text")
 #: averaged per title (``val_average="group"``) were chosen on the validation split by hand
 #: when the recipe was written (two titles hold 100 of its 433 drawings, so a per-query average
 #: mostly tracks those two titles); the suite does not choose them again and the validation
-#: figures were not recorded.  The other values are fixed, not tuned on this data: CLIP's
-#: optimiser settings (AdamW, weight decay 0.1, 5% warm-up, cosine decay) and head sizes.
+#: figures were not recorded.  The other values carry no record of a choice on this data
+#: (AdamW with weight decay 0.1, 5% warm-up and cosine decay follow CLIP's recipe; the sizes,
+#: rate, epochs and patience are round values): treat them as fixed in advance, chosen on no
+#: split.
 DEFAULT_TRAINING = {"dim": 256, "hidden": 1024, "epochs": 40, "batch_size": 512, "lr": 1e-3,
                     "weight_decay": 0.1, "warmup": 0.05, "patience": 10, "recall_k": 10, "dropout": 0.1,
                     "input_dropout": 0.5, "val_average": "group"}
