@@ -127,3 +127,35 @@ def test_on_disk_index_is_read_only(tmp_path):
         idx.add(data(5))
     with pytest.raises(InputError, match="cannot remove vectors in an on-disk index"):
         idx.remove([1])
+
+
+def test_cli_streams_into_an_on_disk_index(tmp_path, capfd):
+    """capfd: what FAISS prints from C++ (file descriptor 1) is captured too."""
+    import json
+
+    from cli_support import one_line, run
+
+    model = tmp_path / "run"
+    assert run(capfd, "fit", "wikipedia", "--model", "rcca", "--param", "reg=0.5", "--n-components", "9",
+               "--out", model)[0] == 0
+    common = ["index", model, "--dataset", "wikipedia", "--modality", "image", "--spec", "IVF4,Flat"]
+    code, out, err = run(capfd, *common, "--on-disk", "--batch-rows", "100", "--out", tmp_path / "disk")
+    assert code == 0, err
+    assert "indexed 693 image vectors" in out
+    assert run(capfd, *common, "--out", tmp_path / "mem")[0] == 0
+    disk, mem = Index.load(tmp_path / "disk"), Index.load(tmp_path / "mem")
+    assert disk.on_disk and not mem.on_disk and disk.info["modality"] == "image"
+    q = np.random.default_rng(0).normal(size=(30, 9)).astype(np.float32)
+    # trained on the same (all) vectors with the same seed, the streamed index is the same index
+    np.testing.assert_array_equal(disk.search(q, 10, params={"nprobe": 2})[1], mem.search(q, 10, params={"nprobe": 2})[1])
+    assert disk.metadata(disk.ids[:50]) == mem.metadata(mem.ids[:50])
+    code, out, err = run(capfd, "search", tmp_path / "disk", "--modality", "text", "--query-row", "3", "-k", "5",
+                         "--json")
+    assert code == 0, err
+    assert len(json.loads(out)["results"]) == 5          # FAISS prints nothing into the JSON
+    code, _, err = run(capfd, "index", tmp_path / "disk", "--append", "--on-disk", "--dataset", "wikipedia")
+    assert code != 0 and one_line(err) and "cannot be appended" in err
+    code, _, err = run(capfd, *common, "--batch-rows", "0", "--on-disk", "--out", tmp_path / "x")
+    assert code != 0 and one_line(err) and "--batch-rows: expected an integer >= 1, got 0" in err
+    code, _, err = run(capfd, *common[:-2], "--spec", "HNSW32", "--on-disk", "--out", tmp_path / "x")
+    assert code != 0 and one_line(err) and "needs an IVF layer" in err

@@ -194,6 +194,14 @@ def auto_spec(n: int, dim: int) -> str:
         return "Flat"
     if n < HNSW_MAX:
         return "HNSW32"
+    return ivf_pq_spec(n, dim)
+
+
+def ivf_pq_spec(n: int, dim: int) -> str:
+    """``"IVF<nlist>,PQ<m>"`` for ``n`` vectors of dimension ``dim``, as :func:`auto_spec` picks
+    beyond 2,000,000 vectors (and ``jointspace index --on-disk`` at any size):
+    ``nlist`` the power of two nearest ``4 * sqrt(n)``, ``m`` the largest divisor of ``dim`` at
+    most ``min(64, dim / 8)``."""
     nlist = 2 ** round(math.log2(4 * math.sqrt(n)))
     m = _largest_divisor_at_most(dim, max(1, min(64, dim // 8)))
     return f"IVF{nlist},PQ{m}"

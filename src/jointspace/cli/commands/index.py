@@ -32,6 +32,14 @@ def register(sub):
                    help="add to the index folder given as MODEL instead of building a new one")
     p.add_argument("--out", help="index folder to write (default with --append: the index itself, replaced "
                                  "atomically)")
+    p.add_argument("--on-disk", action="store_true",
+                   help="build an IVF index whose inverted lists live in a file (memory-mapped when searched): "
+                        "items are embedded and added --batch-rows at a time, never all vectors in memory; "
+                        "--spec must be IVF (default with auto: IVF<4*sqrt(n)>,PQ<d/8>)")
+    p.add_argument("--batch-rows", type=int, default=50_000, metavar="N",
+                   help="with --on-disk: items embedded and added per batch (default: 50000)")
+    p.add_argument("--train-size", type=int, default=100_000, metavar="N",
+                   help="with --on-disk: the first N vectors train the quantisers (default: 100000)")
     add_data_options(p, arrays=False)
     p.set_defaults(handler=run)
 
@@ -123,6 +131,12 @@ def _index_modality(args, model_modalities, default=None) -> str:
 
 def run(args) -> int:
     args.array_keys_ = array_keys([m for m in (args.modality or []) if "=" in str(m)])
+    _check_on_disk_options(args)
+    if args.append and args.on_disk:
+        from ...errors import InputError
+
+        raise InputError("--on-disk: an on-disk index is built in one pass and cannot be appended to; "
+                         "build it again with all the data")
     if args.append:
         return _append(args)
     from pathlib import Path
@@ -141,16 +155,56 @@ def run(args) -> int:
     source, split, pairs = _read_items(args, model, modality)
     with console.status(f"finding duplicate {modality} items"):
         pairs, metadata, n_dup, _ = unique_items(pairs, modality)
-    vectors = _encode(model, modality, pairs)
-    with console.status(f"building index ({args.spec})"):
-        index = Index.build(vectors, spec=args.spec, metric=args.metric, metadata=metadata)
-    index.info.update({"model": str(Path(args.model).resolve()), "modality": modality,
-                       "dataset": _dataset_name(args.dataset, source), "split": split, "unique_by": "sha256"})
-    index.save(args.out)
+    info = {"model": str(Path(args.model).resolve()), "modality": modality,
+            "dataset": _dataset_name(args.dataset, source), "split": split, "unique_by": "sha256"}
+    if args.on_disk:
+        index = _build_on_disk(args, model, modality, pairs, metadata, info)
+    else:
+        vectors = _encode(model, modality, pairs)
+        with console.status(f"building index ({args.spec})"):
+            index = Index.build(vectors, spec=args.spec, metric=args.metric, metadata=metadata)
+        index.info.update(info)
+        index.save(args.out)
     dup = f"; {n_dup} duplicate{'s' if n_dup != 1 else ''} by content stored once" if n_dup else ""
     console.print(f"indexed {index.ntotal} {modality} vectors (dim {index.dim}, {index.resolved_spec}, "
                   f"{index.metric}) in {args.out}{dup}", highlight=False)
     return 0
+
+
+def _check_on_disk_options(args) -> None:
+    from ...errors import InputError
+
+    for name in ("batch_rows", "train_size"):
+        value = getattr(args, name)
+        if value < 1:
+            raise InputError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {value}")
+    if not args.on_disk and (args.batch_rows != 50_000 or args.train_size != 100_000):
+        raise InputError("--batch-rows/--train-size: these apply to --on-disk builds; add --on-disk")
+
+
+def _build_on_disk(args, model, modality: str, pairs, metadata: dict, info: dict):
+    """Embed ``pairs[modality]`` --batch-rows at a time and stream the vectors into an on-disk index."""
+    from ...index.ondisk import build_on_disk
+    from ...index.spec import ivf_pq_spec
+
+    items, n, rows = pairs[modality], len(pairs), args.batch_rows
+
+    def batches():
+        for start in range(0, n, rows):
+            with console.status(f"embedding and adding {modality} items {start}..{min(start + rows, n)} of {n}"):
+                vectors = model.encode(modality, items[start:start + rows])
+            yield vectors, {key: column[start:start + rows] for key, column in metadata.items()}
+
+    stream = batches()
+    first = next(stream)
+    spec = ivf_pq_spec(n, first[0].shape[1]) if args.spec == "auto" else args.spec
+
+    def everything():
+        yield first
+        yield from stream
+
+    return build_on_disk(everything(), args.out, spec=spec, metric=args.metric,
+                         train_size=min(args.train_size, n), info=info)
 
 
 def _read_items(args, model, modality: str):
