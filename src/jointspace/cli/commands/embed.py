@@ -62,6 +62,12 @@ def register(sub) -> None:
     p.add_argument("--cache-dir", help="embedding cache folder (default: $JOINTSPACE_CACHE/embeddings)")
     p.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="embed with Ray Data: on the cluster at ADDRESS (e.g. ray://head:10001), or on a local "
+                        "Ray instance when no address is given; --out is then a folder of Parquet shards "
+                        "(columns row, id, vector) and a rerun resumes, skipping finished shards")
+    p.add_argument("--workers", type=int, help="with --ray: Ray actors running the tower (default: the cluster's CPUs)")
+    p.add_argument("--shard-size", type=int, help="with --ray: rows per Parquet shard (default 10000)")
     add_json_flag(p)
     add_data_options(p, arrays=False)
     p.set_defaults(handler=run)
@@ -76,8 +82,13 @@ def run(args) -> int:
     from ...errors import InputError
     from ...towers import create_tower, embed_cached
 
-    out = check_out_file(args.out, arg="--out")  # before the work, not after it
-    if out.suffix.lower() not in _FORMATS:
+    if args.ray is None and (args.workers is not None or args.shard_size is not None):
+        raise InputError(f"{'--workers' if args.workers is not None else '--shard-size'}: only with --ray")
+    if args.ray is not None:
+        out = _check_out_folder(args.out)
+    else:
+        out = check_out_file(args.out, arg="--out")  # before the work, not after it
+    if args.ray is None and out.suffix.lower() not in _FORMATS:
         raise InputError(f"--out: expected a file ending in {' or '.join(_FORMATS)}, got {str(out)!r}")
     tower = create_tower(args.tower, **parse_params(args.tower_param, "--tower-param"))
     tower.check_modality(args.modality)
@@ -102,6 +113,8 @@ def run(args) -> int:
         pairs = pairs.subset(np.arange(min(len(pairs), check_int(args.limit, "--limit", low=1))))
     if args.batch_size is not None:
         check_int(args.batch_size, "--batch-size", low=1)
+    if args.ray is not None:
+        return _run_ray(args, tower, pairs, modality, out)
     cache = False if (args.no_cache or tower.trainable) else (args.cache_dir or True)
     t0 = time.perf_counter()
     vectors = embed_cached(tower, pairs[modality], cache=cache, batch_size=args.batch_size,
@@ -129,5 +142,43 @@ def run(args) -> int:
     else:
         print_table(f"embed {args.dataset}/{args.split} {modality} -> {out}", ["tower", "n", "dim", "seconds"],
                     [[tower.name, summary["n"], summary["dim"], summary["seconds"]]])
+        console.print(f"wrote {out}", highlight=False)
+    return 0
+
+
+def _check_out_folder(path):
+    """``--out`` with ``--ray``: a folder (new, or one an earlier run of the same command wrote)."""
+    from pathlib import Path
+
+    from ...errors import InputError
+
+    out = Path(path)
+    if out.suffix.lower() in _FORMATS or (out.exists() and not out.is_dir()):
+        raise InputError(f"--out: with --ray, expected a folder for the Parquet shards, got {str(out)!r}")
+    return out
+
+
+def _run_ray(args, tower, pairs, modality, out) -> int:
+    """``embed --ray``: the vectors as Parquet shards, through Ray Data."""
+    from ..._validation import check_int
+    from ...towers.ray_embed import DEFAULT_SHARD_SIZE, embed_with_ray
+
+    workers = None if args.workers is None else check_int(args.workers, "--workers", low=1)
+    shard = DEFAULT_SHARD_SIZE if args.shard_size is None else check_int(args.shard_size, "--shard-size", low=1)
+    t0 = time.perf_counter()
+    done = embed_with_ray(tower, pairs[modality], pairs.ids, out, batch_size=args.batch_size, shard_size=shard,
+                          workers=workers, address=args.ray or None, progress=not args.quiet,
+                          info={"dataset": args.dataset, "split": args.split, "modality": modality})
+    seconds = time.perf_counter() - t0
+    summary = {"dataset": args.dataset, "split": args.split, "modality": modality, "tower": tower.name,
+               "n": done["n"], "dim": done["dim"], "shards": done["shards"], "written": done["written"],
+               "skipped": done["skipped"], "seconds": round(seconds, 3), "out": str(out)}
+    if args.json:
+        print_json(summary)
+    else:
+        print_table(f"embed {args.dataset}/{args.split} {modality} -> {out} (ray)",
+                    ["tower", "n", "dim", "shards", "written", "skipped", "seconds"],
+                    [[tower.name, summary["n"], summary["dim"], summary["shards"], summary["written"],
+                      summary["skipped"], summary["seconds"]]])
         console.print(f"wrote {out}", highlight=False)
     return 0
