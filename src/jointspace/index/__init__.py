@@ -1,4 +1,5 @@
-"""Vector indexes over FAISS: spec strings, ids, metadata in SQLite, one-folder persistence.
+"""Vector indexes over FAISS: spec strings, ids, metadata in SQLite, one-folder persistence,
+IVF indexes built from a stream with their lists on disk, shards searched in parallel.
 
 ``Index`` is imported lazily so that ``import jointspace.index`` does not load FAISS.
 """
@@ -9,6 +10,8 @@ import importlib
 
 _PUBLIC = {
     "Index": "jointspace.index.faiss_index",
+    "ShardedIndex": "jointspace.index.sharded",
+    "build_on_disk": "jointspace.index.ondisk",
     "auto_spec": "jointspace.index.spec",
     "METRICS": "jointspace.index.spec",
     "EXAMPLE_SPECS": "jointspace.index.spec",
