@@ -19,7 +19,7 @@ $(VENV)/.stamp-venv:
 
 # torch is pinned in the same pip command as everything that depends on it.
 $(VENV)/.stamp-install: $(VENV)/.stamp-venv pyproject.toml requirements/base.txt requirements/test.txt
-	$(PIP) install -q -r requirements/base.txt -r requirements/test.txt -e ".[towers,datasets,train,server,test]"
+	$(PIP) install -q -r requirements/base.txt -r requirements/test.txt -e ".[towers,datasets,train,server,scale,test]"
 	touch $@
 
 install: $(VENV)/.stamp-install

@@ -15,6 +15,7 @@ _PUBLIC = {
     "auto_spec": "jointspace.index.spec",
     "METRICS": "jointspace.index.spec",
     "EXAMPLE_SPECS": "jointspace.index.spec",
+    "MilvusIndex": "jointspace.index.milvus",
 }
 
 __all__ = sorted(_PUBLIC)
