@@ -1,0 +1,127 @@
+"""``jointspace embed --ray``: Ray Data over a local Ray instance, Parquet shards, resuming.
+
+One local Ray (2 CPUs, a small object store) serves the whole module; when it cannot start,
+the tests fail (they do not skip).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from cli_support import one_line, run
+
+import ray  # noqa: E402 -- the 'scale' extra is part of make install; a missing Ray fails here
+
+from jointspace.towers import create_tower  # noqa: E402
+from jointspace.towers.ray_embed import MANIFEST, embed_with_ray, read_embeddings, shard_name  # noqa: E402
+
+WORDS = "red blue cat dog house tree car small big running under over the a green bird river".split()
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    try:
+        ray.init(num_cpus=2, object_store_memory=80 * 1024 ** 2, include_dashboard=False,
+                 logging_level=logging.WARNING, log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001 -- any failure to start is a failure of the module
+        pytest.fail(f"a local Ray instance (2 CPUs) could not start: {exc}", pytrace=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def captions(tmp_path_factory):
+    """A manifest of 70 captions of varied length (so MiniLM's longest-first order reorders them)."""
+    rng = np.random.default_rng(0)
+    path = tmp_path_factory.mktemp("captions") / "captions.csv"
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id", "text", "label"])
+        for i in range(70):
+            w.writerow([1000 + i, " ".join(rng.choice(WORDS, size=int(rng.integers(2, 14)))), "xyz"[i % 3]])
+    return path
+
+
+def test_ray_vectors_equal_the_single_process_ones_bit_for_bit(local_ray, captions, tmp_path, capsys):
+    code, _, err = run(capsys, "embed", captions, "--tower", "minilm", "--out", tmp_path / "one.npy",
+                       "--batch-size", 8, "--no-cache", "--quiet")
+    assert code == 0, err
+    code, out, err = run(capsys, "embed", captions, "--tower", "minilm", "--out", tmp_path / "shards",
+                         "--ray", "--workers", 2, "--shard-size", 20, "--batch-size", 8, "--quiet", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    # 20 rows rounded up to 3 batches of 8 = 24 rows a shard: 70 rows -> 3 shards
+    assert (summary["n"], summary["dim"], summary["shards"], summary["written"], summary["skipped"]) == \
+        (70, 384, 3, 3, 0)
+    ids, vectors = read_embeddings(tmp_path / "shards")
+    expected = np.load(tmp_path / "one.npy")
+    assert vectors.dtype == np.float32 and np.array_equal(vectors, expected)
+    with captions.open(encoding="utf-8") as fh:
+        assert ids.tolist() == [row["id"] for row in csv.DictReader(fh)]
+    # the files themselves: row, id and vector columns, each shard at most 24 rows, every row once
+    rows = []
+    for s in range(3):
+        t = pq.read_table(tmp_path / "shards" / shard_name(s))
+        assert t.column_names == ["row", "id", "vector"] and t.num_rows <= 24
+        r = t.column("row").to_numpy()
+        v = np.stack(t.column("vector").to_numpy(zero_copy_only=False))
+        assert np.array_equal(v, expected[r])
+        rows += r.tolist()
+    assert sorted(rows) == list(range(70))
+
+
+def test_a_rerun_skips_finished_shards_and_refuses_another_run(local_ray, captions, tmp_path, capsys):
+    args = ["embed", captions, "--tower", "minilm", "--out", tmp_path / "s", "--ray", "--workers", 1,
+            "--shard-size", 32, "--batch-size", 16, "--quiet", "--json"]
+    assert run(capsys, *args)[0] == 0
+    first = read_embeddings(tmp_path / "s")[1]
+    (tmp_path / "s" / shard_name(1)).unlink()
+    kept = {s: (tmp_path / "s" / shard_name(s)).stat().st_mtime_ns for s in (0, 2)}
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    assert (json.loads(out)["written"], json.loads(out)["skipped"]) == (1, 2)
+    assert {s: (tmp_path / "s" / shard_name(s)).stat().st_mtime_ns for s in (0, 2)} == kept
+    assert np.array_equal(read_embeddings(tmp_path / "s")[1], first)
+    code, out, err = run(capsys, *args)
+    assert code == 0 and (json.loads(out)["written"], json.loads(out)["skipped"]) == (0, 3)
+    # the same folder with other batches is another run: refused, one line
+    code, _, err = run(capsys, *[a if a != 16 else 8 for a in args])
+    assert code != 0 and one_line(err) and "another embedding run" in err and "batch_size" in err
+    assert json.loads((tmp_path / "s" / MANIFEST).read_text())["batch_size"] == 16
+
+
+def test_an_unfinished_folder_is_not_read_as_complete(local_ray, captions, tmp_path, capsys):
+    run(capsys, "embed", captions, "--tower", "minilm", "--out", tmp_path / "s", "--ray", "--workers", 2,
+        "--shard-size", 40, "--quiet")
+    (tmp_path / "s" / shard_name(0)).unlink()
+    with pytest.raises(ValueError, match="unfinished"):
+        read_embeddings(tmp_path / "s")
+
+
+def test_features_through_a_seeded_trainable_tower_one_and_two_workers(local_ray, tmp_path):
+    x = np.random.default_rng(1).standard_normal((50, 8)).astype(np.float32)
+    tower = create_tower("mlp", in_dim=8, hidden=[16], out_dim=4, seed=3)
+    expected = tower.embed(x, batch_size=16, progress=False)
+    for workers in (1, 2):
+        done = embed_with_ray(tower, x, np.arange(50) * 2, tmp_path / f"w{workers}", batch_size=16,
+                              shard_size=16, workers=workers, progress=False)
+        assert (done["shards"], done["written"]) == (4, 4)
+        ids, vectors = read_embeddings(tmp_path / f"w{workers}")
+        assert np.array_equal(vectors, expected) and ids.tolist() == list(range(0, 100, 2))
+    assert ray.is_initialized()  # a Ray the caller started is left running
+
+
+def test_ray_options_are_checked(local_ray, captions, tmp_path, capsys):
+    code, _, err = run(capsys, "embed", captions, "--tower", "minilm", "--out", tmp_path / "v.npy", "--workers", 2)
+    assert code != 0 and one_line(err) and "--workers: only with --ray" in err
+    code, _, err = run(capsys, "embed", captions, "--tower", "minilm", "--out", tmp_path / "v.npy", "--ray")
+    assert code != 0 and one_line(err) and "--out: with --ray, expected a folder" in err
+    code, _, err = run(capsys, "embed", captions, "--tower", "minilm", "--out", tmp_path / "s", "--ray",
+                       "--shard-size", 0)
+    assert code != 0 and one_line(err) and "--shard-size" in err
