@@ -66,8 +66,8 @@ def register(sub) -> None:
                    help="embed with Ray Data: on the cluster at ADDRESS (e.g. ray://head:10001), or on a local "
                         "Ray instance when no address is given; --out is then a folder of Parquet shards "
                         "(columns row, id, vector) and a rerun resumes, skipping finished shards")
-    p.add_argument("--workers", type=int, help="with --ray: Ray actors running the tower (default: the cluster's CPUs)")
-    p.add_argument("--shard-size", type=int, help="with --ray: rows per Parquet shard (default 10000)")
+    p.add_argument("--workers", type=int, metavar="N", help="with --ray: Ray actors running the tower (default: the cluster's CPUs)")
+    p.add_argument("--shard-size", type=int, metavar="N", help="with --ray: rows per Parquet shard (default 10000)")
     add_json_flag(p)
     add_data_options(p, arrays=False)
     p.set_defaults(handler=run)
