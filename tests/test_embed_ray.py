@@ -125,3 +125,18 @@ def test_ray_options_are_checked(local_ray, captions, tmp_path, capsys):
     code, _, err = run(capsys, "embed", captions, "--tower", "minilm", "--out", tmp_path / "s", "--ray",
                        "--shard-size", 0)
     assert code != 0 and one_line(err) and "--shard-size" in err
+
+
+def test_an_address_nobody_answers_fails_in_one_line(captions, tmp_path):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a port that was free a moment ago: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    done = subprocess.run([sys.executable, "-m", "jointspace", "embed", str(captions), "--tower", "minilm",
+                           "--out", str(tmp_path / "s"), "--ray", f"127.0.0.1:{port}", "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0 and one_line(done.stderr), done.stderr
+    assert f"--ray: no Ray cluster answers at '127.0.0.1:{port}'" in done.stderr

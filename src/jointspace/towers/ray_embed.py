@@ -100,12 +100,29 @@ def _shard_complete(path: Path, expected_rows: int) -> bool:
         return False
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` or ``ray://host:port`` nobody answers (Ray itself retries for minutes)."""
+    import socket
+
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise InputError(f"--ray: expected an address host:port, ray://host:port or auto, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise JointspaceError(f"--ray: no Ray cluster answers at {address!r} ({exc.strerror or exc})") from None
+
+
 def _start_ray(address: str | None, num_cpus: int | None):
     """Connect to ``address`` (or start a local instance); True when this call started it."""
     import ray
 
     if ray.is_initialized():
         return False
+    if address:
+        _check_reachable(address)
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
