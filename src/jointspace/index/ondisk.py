@@ -128,8 +128,11 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
         raise InputError(f"spec: an on-disk index needs an IVF layer (e.g. 'IVF1024,PQ32'), got {spec!r}")
     if search_params:
         index.set_search_params(**search_params)
-    index._train(np.concatenate([x for x, _ in head])[:train_size], train_size=None, seed=seed)
+    sample = head[0][0][:train_size] if len(head) == 1 else np.concatenate([x for x, _ in head])[:train_size]
+    index._train(sample, train_size=None, seed=seed)
+    del sample
     trained = faiss.serialize_index(index._faiss)   # the empty, trained index every shard starts from
+    index._faiss = index._core = index._raw = None   # its tables are rebuilt by each copy; keep one at a time
 
     def everything():
         while head:
