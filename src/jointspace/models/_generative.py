@@ -28,6 +28,10 @@ WEIGHTINGS = ("balanced", "none")
 #: with ``epochs=None``, train for about this many optimiser steps (whole epochs, 5 to 300):
 #: a small dataset then gets as many updates as a large one
 AUTO_STEPS = 2000
+#: floor of a Gaussian / Laplace decoder's learnt log-scale, log(1e-3) in standardised units: a
+#: dimension that never varies in training would otherwise shrink its scale without end and
+#: give an unbounded negative log-likelihood to the first test value that differs
+LOG_SCALE_MIN = float(np.log(1e-3))
 
 
 def auto_epochs(n_rows: int, batch_size: int) -> int:
@@ -300,7 +304,8 @@ class GenerativeModel(JointModel):
         per sample; shape z.shape[:-1]."""
         out = net.decode(modality, z, x if self.likelihoods_[modality] == "categorical" else None, w)
         dec = net.decoders[modality]
-        return log_likelihood(self.likelihoods_[modality], x, out, dec.log_scale)
+        scale = None if dec.log_scale is None else dec.log_scale.clamp(min=LOG_SCALE_MIN)
+        return log_likelihood(self.likelihoods_[modality], x, out, scale)
 
     # -- inference -----------------------------------------------------------------------------
     def _check_given(self, given, arg: str = "given") -> dict:
