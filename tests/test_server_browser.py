@@ -7,8 +7,6 @@ query and an unsupported file, and saves a screenshot (printed, and copied to
 """
 
 import shutil
-import socket
-import threading
 import time
 from pathlib import Path
 
@@ -20,28 +18,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url():
-    import uvicorn
-
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(sup.make_app(), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with sup.running_server(sup.make_app(), log_level="warning") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,8 @@ explore further.
 """
 
 import os
-import socket
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -24,29 +21,10 @@ pytest.importorskip("schemathesis")
 TESTS = Path(__file__).resolve().parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def base_url():
-    import uvicorn
-
-    port = _free_port()
-    app = sup.make_app(allowed_hosts=["localhost", "127.0.0.1", "[::1]"])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.time() + 60
-    while not server.started:
-        if time.time() > deadline or not thread.is_alive():
-            pytest.fail("the test server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with sup.running_server(sup.make_app(allowed_hosts=["localhost", "127.0.0.1", "[::1]"]), log_level="error") as url:
+        yield url
 
 
 def test_schemathesis_finds_nothing(base_url, tmp_path):
