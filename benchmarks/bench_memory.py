@@ -10,7 +10,8 @@ size of the data it went through and the RSS right after its imports (Python, nu
   (:func:`jointspace.index.ondisk.build_on_disk`);
 * ``synthetic``: ``n`` synthetic 512-d vectors (the collection of ``bench_scale.py``) streamed in
   batches of 50,000 into an on-disk ``IVF1024,PQ128`` index, at 100,000 and 1,000,000 vectors:
-  the peak should not grow with ``n`` beyond the compressed codes of one shard;
+  the peak grows far more slowly than ``n`` (training sample, one batch, one shard of codes, the
+  memory-mapped files during the merge);
 * ``eval``: retrieval metrics (pair identity, 64-d, cosine) of ``n`` queries against ``n``
   items with :func:`jointspace.eval.retrieval.retrieval_scores`, at 20,000 and 100,000: scores
   are computed block by block (about 64 MB a block), never as the full ``n x n`` matrix.

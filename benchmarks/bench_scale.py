@@ -64,9 +64,12 @@ def batch(i: int, d: int, rows: int = BATCH) -> np.ndarray:
     mixing = g.normal(size=(LATENT, d)).astype(np.float32) / np.sqrt(LATENT)
     centres = g.normal(size=(CLUSTERS, LATENT)).astype(np.float32)
     r = np.random.default_rng(1000 + i)
-    z = centres[r.integers(0, CLUSTERS, rows)] + 0.5 * r.standard_normal((rows, LATENT), dtype=np.float32)
-    x = z @ mixing
-    x += 0.1 * r.standard_normal((rows, d), dtype=np.float32)   # float32 throughout: one batch, no float64 copy
+    x = np.empty((rows, d), dtype=np.float32)
+    for s in range(0, rows, 5_000):   # in blocks, so that generating adds little to the batch itself
+        m = min(5_000, rows - s)
+        z = centres[r.integers(0, CLUSTERS, m)] + 0.5 * r.standard_normal((m, LATENT), dtype=np.float32)
+        np.matmul(z, mixing, out=x[s:s + m])
+        x[s:s + m] += 0.1 * r.standard_normal((m, d), dtype=np.float32)
     return x
 
 
