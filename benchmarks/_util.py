@@ -11,16 +11,21 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def timeit(fn, repeats: int = 5, warmup: int = 1) -> dict:
-    """Median, min and all wall-clock seconds of ``fn()`` over ``repeats`` runs."""
+def timeit(fn, repeats: int = 5, warmup: int = 1, *, keep_result: bool = False) -> dict:
+    """Median, min and all wall-clock seconds of ``fn()`` over ``repeats`` runs (after
+    ``warmup`` untimed runs); with ``keep_result`` also ``"result"``, the last run's return
+    value.  The one timing helper of the benchmark scripts."""
     for _ in range(warmup):
         fn()
-    times = []
+    times, result = [], None
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        result = fn()
         times.append(time.perf_counter() - t0)
-    return {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
+    out = {"median_s": statistics.median(times), "min_s": min(times), "times_s": times}
+    if keep_result:
+        out["result"] = result
+    return out
 
 
 def save(name: str, payload: dict) -> Path:

@@ -25,9 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -37,6 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from jointspace.eval.retrieval import retrieval_scores  # noqa: E402
 from jointspace.eval.similarity import _iter_blocks, auto_chunk_size  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import timeit  # noqa: E402
 
 
 def make_data(n: int, d: int, seed: int = 0):
@@ -75,12 +76,9 @@ def sklearn_reference(q, g, qk, gk):
 
 
 def timed(fn, repeats: int):
-    times, result = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), result
+    """(median seconds, last result) of ``repeats`` timed runs."""
+    r = timeit(fn, repeats, warmup=0, keep_result=True)
+    return r["median_s"], r["result"]
 
 
 def peak_memory(fn) -> int:

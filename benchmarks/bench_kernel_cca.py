@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +29,9 @@ from jointspace import load_dataset  # noqa: E402
 from jointspace._io import atomic_write_text  # noqa: E402
 from jointspace.models._kernels import kernel_eig, kernel_matrix, solve_kernel_cca  # noqa: E402
 from jointspace.models.kernel_cca import KernelCCA  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import timeit  # noqa: E402
 
 
 def _patch_pyrcca():
@@ -46,12 +47,9 @@ def _patch_pyrcca():
 
 
 def _median_time(fn, repeats):
-    times, out = [], None
-    for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), times, out
+    """(median seconds, every time, last result) of ``repeats`` timed runs."""
+    r = timeit(fn, repeats, warmup=0, keep_result=True)
+    return r["median_s"], r["times_s"], r["result"]
 
 
 def ours_dual(x, y, sigma, reg, k):
