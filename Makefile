@@ -10,7 +10,7 @@ export PYTHONUNBUFFERED := 1
 # Debian packages the datasets, the audio tower and the browser tests read.
 APT_PACKAGES := openclipart-svg dataset-fashion-mnist espeak-ng chromium
 
-.PHONY: install demo test bench clean apt
+.PHONY: install demo test fuzz bench clean apt
 
 $(VENV)/.stamp-venv:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ demo: install apt
 
 test: install apt
 	$(PY) -m pytest -q -p no:cacheprovider
+
+fuzz: install apt
+	JOINTSPACE_HYPOTHESIS_PROFILE=fuzz JOINTSPACE_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_readers.py tests/test_fuzz_metrics.py
 
 bench: install apt
 	$(PY) benchmarks/run_all.py

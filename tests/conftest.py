@@ -6,6 +6,14 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# Property-based tests: `make test` replays the same examples every run (a red CI run can be
+# reproduced, a green one stays green); `make fuzz` draws fresh random examples, many more of them.
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("repeatable", derandomize=True, database=None, print_blob=True)
+settings.register_profile("fuzz", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("JOINTSPACE_HYPOTHESIS_PROFILE", "repeatable"))
+
 
 @pytest.fixture
 def two_views():

@@ -208,6 +208,12 @@ def vector_sets(draw):
     return A, B
 
 
+def _unit_exponent(v):
+    """``v`` times the power of two that brings its largest entry into [0.5, 1) (exact)."""
+    top = max(abs(x) for x in v)
+    return v if top == 0 else [math.ldexp(x, -math.frexp(top)[1]) for x in v]
+
+
 def _direct(A, B, metric):
     """The definitions, row pair by row pair, with Python floats (``math.hypot`` takes norms
     without overflow or underflow, ``math.fsum`` sums exactly)."""
@@ -215,6 +221,9 @@ def _direct(A, B, metric):
     for i, a in enumerate(A.astype(np.float64).tolist()):
         for j, b in enumerate(B.astype(np.float64).tolist()):
             if metric == "cosine":
+                # cosine ignores scale: bring each vector to unit magnitude by an exact power of
+                # two first, so subnormal inputs keep all their bits in the division below
+                a, b = _unit_exponent(a), _unit_exponent(b)
                 na, nb = math.hypot(*a), math.hypot(*b)
                 out[i, j] = 0.0 if na == 0 or nb == 0 else math.fsum((x / na) * (y / nb) for x, y in zip(a, b))
             elif metric == "dot":
