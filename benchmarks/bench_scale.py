@@ -6,12 +6,16 @@ in memory for the on-disk build), each in its own process so that its peak resid
 
 * ``ondisk``: :func:`jointspace.index.ondisk.build_on_disk` with ``IVF1024,PQ128`` (128 bytes a
   vector, 4 dimensions a byte; ``--quick``: 100,000 x 128 with ``IVF256,PQ32``): quantisers trained on the first 50,000 rows, vectors added shard by shard (250,000
-  rows), inverted lists merged into ``lists.ivfdata`` and memory-mapped on load;
+  rows), inverted lists merged into ``lists.ivfdata`` and memory-mapped on load; the exact
+  vectors kept beside them (``vectors.f32``, memory-mapped) re-rank ``k_factor * 10`` candidates
+  (``k_factor`` 1: the compressed codes alone);
 * ``flat``: the in-memory exact index (``Flat``, 4 x 512 bytes a vector), added batch by batch.
 
 Reported: indexing time, peak RSS against the index size on disk and the raw float32 size,
-recall@10 of the on-disk index against the exact one on 1,000 queries (nprobe 16 and 64), and
-search throughput (queries/s, median of 3) of both.  The machine has 2 cores, shared.
+recall@10 of the on-disk index against the exact one on 1,000 queries (nprobe 16 and 64, each
+with and without re-ranking), and search throughput (queries/s, median of 3) of both.  The
+peak RSS after the searches counts the pages of the memory-mapped files they touched (the
+operating system can drop them; they are not the process's own memory).  The machine has 2 cores, shared.
 
 Usage::
 
@@ -94,7 +98,7 @@ def folder_bytes(path: Path) -> int:
 
 
 # children -----------------------------------------------------------------------------------------
-def child_ondisk(n, d, spec, train_size, shard_size, nq, nprobes, folder, ids_out):
+def child_ondisk(n, d, spec, train_size, shard_size, nq, settings, folder, ids_out):
     from jointspace.index.ondisk import build_on_disk
 
     base = peak_rss_mb()
@@ -111,14 +115,16 @@ def child_ondisk(n, d, spec, train_size, shard_size, nq, nprobes, folder, ids_ou
     after_load = current_rss_mb()
     q = queries(nq, d)
     search = {}
-    for nprobe in nprobes:
+    for nprobe, k_factor in settings:
         times = []
         for _ in range(3):
             t0 = time.perf_counter()
-            _, ids = index.search(q, 10, params={"nprobe": nprobe})
+            _, ids = index.search(q, 10, params={"nprobe": nprobe, "k_factor": k_factor})
             times.append(time.perf_counter() - t0)
-        np.save(f"{ids_out}-{nprobe}.npy", ids)
-        search[str(nprobe)] = {"qps": nq / statistics.median(times), "median_s": statistics.median(times)}
+        key = setting_key(nprobe, k_factor)
+        np.save(f"{ids_out}-{key}.npy", ids)
+        search[key] = {"nprobe": nprobe, "k_factor": k_factor, "qps": nq / statistics.median(times),
+                       "median_s": statistics.median(times)}
     return {"build_s": build_s, "rss_after_imports_mb": base, "peak_rss_build_mb": build_peak,
             "rss_after_load_mb": after_load, "load_s": load_s, "peak_rss_mb": peak_rss_mb(),
             "index_bytes": folder_bytes(Path(folder)), "search": search}
@@ -148,6 +154,10 @@ def child_flat(n, d, nq, ids_out):
 CHILDREN = {"ondisk": child_ondisk, "flat": child_flat}
 
 
+def setting_key(nprobe: int, k_factor: int) -> str:
+    return f"nprobe{nprobe}-kfactor{k_factor}"
+
+
 def recall_at(approx: np.ndarray, exact: np.ndarray) -> float:
     return float(np.mean([len(set(a[a >= 0]) & set(e[e >= 0])) / len(e[e >= 0]) for a, e in zip(approx, exact)]))
 
@@ -164,16 +174,16 @@ def main(argv=None) -> int:
     from _util import machine, save
 
     n, d, spec = (100_000, 128, "IVF256,PQ32") if args.quick else (1_000_000, 512, "IVF1024,PQ128")
-    nq, nprobes = 1000, [16, 64]
+    nq, settings = 1000, [(16, 1), (16, 10), (64, 1), (64, 10)]
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         ondisk = run_child(Path(__file__), "ondisk", n=n, d=d, spec=spec, train_size=50_000,
-                           shard_size=250_000, nq=nq, nprobes=nprobes, folder=str(work / "idx"),
+                           shard_size=250_000, nq=nq, settings=settings, folder=str(work / "idx"),
                            ids_out=str(work / "ondisk"))
         flat = run_child(Path(__file__), "flat", n=n, d=d, nq=nq, ids_out=str(work / "flat"))
         exact = np.load(work / "flat.npy")
-        for nprobe in nprobes:
-            ondisk["search"][str(nprobe)]["recall_at_10"] = recall_at(np.load(work / f"ondisk-{nprobe}.npy"), exact)
+        for key, row in ondisk["search"].items():
+            row["recall_at_10"] = recall_at(np.load(work / f"ondisk-{key}.npy"), exact)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     payload = {"n": n, "d": d, "spec": spec, "queries": nq, "raw_float32_bytes": 4 * n * d,
@@ -181,13 +191,13 @@ def main(argv=None) -> int:
     path = save("scale", payload)
     mb = 1 / 2**20
     print(f"{n:,} x {d} ({4 * n * d * mb:,.0f} MB of float32), {nq} queries, 2 shared cores")
-    print(f"{'index':<22}{'build s':>9}{'size MB':>10}{'peak RSS MB':>13}{'q/s':>9}{'recall@10':>11}")
-    for nprobe in nprobes:
-        s = ondisk["search"][str(nprobe)]
-        print(f"{spec + ' nprobe ' + str(nprobe):<22}{ondisk['build_s']:>9.1f}{ondisk['index_bytes'] * mb:>10.0f}"
+    print(f"{'index':<34}{'build s':>9}{'size MB':>10}{'peak RSS MB':>13}{'q/s':>9}{'recall@10':>11}")
+    for s in ondisk["search"].values():
+        name = f"{spec} nprobe {s['nprobe']} k_factor {s['k_factor']}"
+        print(f"{name:<34}{ondisk['build_s']:>9.1f}{ondisk['index_bytes'] * mb:>10.0f}"
               f"{ondisk['peak_rss_mb']:>13.0f}{s['qps']:>9.0f}{s['recall_at_10']:>11.3f}")
     s = flat["search"]["exact"]
-    print(f"{'Flat (in memory)':<22}{flat['build_s']:>9.1f}{flat['index_bytes'] * mb:>10.0f}"
+    print(f"{'Flat (in memory)':<34}{flat['build_s']:>9.1f}{flat['index_bytes'] * mb:>10.0f}"
           f"{flat['peak_rss_mb']:>13.0f}{s['qps']:>9.0f}{1.0:>11.3f}")
     print(f"on-disk build peak RSS {ondisk['peak_rss_build_mb']:.0f} MB (after imports "
           f"{ondisk['rss_after_imports_mb']:.0f} MB); RSS after load {ondisk['rss_after_load_mb']:.0f} MB")

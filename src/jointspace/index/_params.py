@@ -1,7 +1,8 @@
 """Build-time and search-time settings of an index (kept apart, as FAISS does).
 
-Search-time: ``nprobe`` (IVF lists visited per query) and ``efSearch`` (HNSW candidate-list
-size).  Build-time: ``efConstruction`` (HNSW), the training sample and seed.
+Search-time: ``nprobe`` (IVF lists visited per query), ``efSearch`` (HNSW candidate-list
+size) and ``k_factor`` (candidates per wanted result re-ranked exactly, for indexes that keep
+their vectors; see :mod:`jointspace.index.refine`).  Build-time: ``efConstruction`` (HNSW), the training sample and seed.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ DEFAULT_NPROBE = 16
 """Default ``nprobe`` for IVF indexes (capped at ``nlist``)."""
 DEFAULT_EF_SEARCH = 64
 """Default ``efSearch`` for HNSW indexes."""
-SEARCH_PARAMS = ("nprobe", "efSearch")
+SEARCH_PARAMS = ("nprobe", "efSearch", "k_factor")
 BUILD_PARAMS = ("efConstruction",)
 
 
@@ -51,6 +52,8 @@ def validate_search(core, resolved: str | None, params, name: str) -> dict:
     ok = applicable(core)
     for key, value in params.items():
         label = key if name == "set_search_params" else f"{name}[{key!r}]"
+        if key == "k_factor":
+            continue   # a property of the stored vectors, checked by the index itself
         if key not in ok:
             kind = "IVF" if key == "nprobe" else "HNSW"
             raise InputError(f"{label}: applies to {kind} indexes only; this index is {resolved!r}")

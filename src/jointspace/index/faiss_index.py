@@ -66,6 +66,8 @@ class Index:
         self._id_map = None          # cached internal -> external ids of the id map
         self._selector = None        # cached (selector, keepalive) for removed ids
         self._metadata = MetadataStore()
+        self._stored = None          # StoredVectors for exact re-ranking (on-disk builds), or None
+        self._k_factor = None
         self.info: dict = {}
         """Free JSON-serialisable notes saved in index.json (e.g. the model and modality)."""
         if self._spec != "auto":
@@ -172,8 +174,18 @@ class Index:
 
     @property
     def search_params(self) -> dict:
-        """The default search-time settings in effect (``nprobe``, ``efSearch`` where they apply)."""
-        return {} if self._core is None else _params.current(self._core)
+        """The default search-time settings in effect (``nprobe``, ``efSearch``, ``k_factor`` where
+        they apply)."""
+        out = {} if self._core is None else _params.current(self._core)
+        if self._stored is not None:
+            out["k_factor"] = self._k_factor
+        return out
+
+    @property
+    def keeps_vectors(self) -> bool:
+        """True when exact vectors are stored beside a compressed index and candidates are
+        re-ranked by them (see :mod:`jointspace.index.refine`)."""
+        return self._stored is not None
 
     @property
     def build_params(self) -> dict:
@@ -185,7 +197,8 @@ class Index:
         return f"Index(dim={self._dim}, spec={spec!r}, metric={self._metric!r}, ntotal={self.ntotal})"
 
     # parameters ---------------------------------------------------------------------------------
-    def set_search_params(self, *, nprobe: int | None = None, efSearch: int | None = None) -> "Index":
+    def set_search_params(self, *, nprobe: int | None = None, efSearch: int | None = None,
+                          k_factor: int | None = None) -> "Index":
         """Set default search-time settings (kept apart from build settings, saved with the index).
 
         Parameters
@@ -194,12 +207,17 @@ class Index:
             IVF lists visited per query (1 .. nlist); higher is slower and more exact.
         efSearch : int, optional
             HNSW candidate-list size; higher is slower and more exact.
+        k_factor : int, optional
+            For an index that keeps its vectors (:attr:`keeps_vectors`): ``k_factor * k``
+            candidates are re-ranked by the exact score (1: no re-ranking).
 
         A setting that the index type lacks raises :class:`InputError`; while ``"auto"`` is
         unresolved, settings are kept and applied where they fit once it resolves.
         """
         params = _params.validate_search(self._core, self._resolved, {"nprobe": nprobe, "efSearch": efSearch},
                                          "set_search_params")
+        if k_factor is not None:
+            self._k_factor = self._checked_k_factor(k_factor, "k_factor")
         self._search_defaults.update(params)
         if self._core is not None:
             _params.apply(self._core, params)
@@ -320,6 +338,14 @@ class Index:
             self._selector = parts.exclusion_selector(inner)
         return self._selector[0]
 
+    def _checked_k_factor(self, value, label: str) -> int:
+        from .refine import check_k_factor
+
+        if self._stored is None:
+            raise InputError(f"{label}: applies to indexes that keep their vectors for exact re-ranking "
+                             "(built by jointspace.index.ondisk.build_on_disk); this index does not")
+        return check_k_factor(value, label)
+
     def _internal_to_external(self) -> np.ndarray:
         if self._id_map is None:
             self._id_map = faiss.vector_to_array(self._faiss.id_map).astype(np.int64, copy=False)
@@ -337,7 +363,7 @@ class Index:
         batch_size : int, optional
             Search this many queries per FAISS call (default: all at once).
         params : dict, optional
-            ``nprobe`` / ``efSearch`` for this call only.
+            ``nprobe`` / ``efSearch`` / ``k_factor`` for this call only.
 
         Returns
         -------
@@ -350,6 +376,9 @@ class Index:
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", low=1)
         params = _params.validate_search(self._core, self._resolved, params, "params")
+        k_factor = self._k_factor
+        if "k_factor" in params:
+            k_factor = self._checked_k_factor(params.pop("k_factor"), "params['k_factor']")
         nq = q.shape[0]
         fill = -np.inf if self.higher_is_better else np.inf
         scores = np.full((nq, k), fill, dtype=np.float32)
@@ -360,9 +389,10 @@ class Index:
             q = q.copy()
             faiss.normalize_L2(q)
         kk = min(k, int(self._faiss.ntotal))
+        kc = kk if self._stored is None else min(kk * k_factor, int(self._faiss.ntotal))
         fparams, keep = parts.search_params(self._core, sel=self._removed_selector(), **params)
         try:
-            d, i = parts.search_batches(self._core, q, kk, fparams, batch_size or nq)
+            d, i = parts.search_batches(self._core, q, kc, fparams, batch_size or nq)
         except RuntimeError as exc:
             raise JointspaceError(f"search in {self._resolved!r} failed: {faiss_error_message(exc)}") from None
         del keep
@@ -370,8 +400,21 @@ class Index:
         if self._core is not self._faiss:
             i = np.where(missing, -1, self._internal_to_external()[np.where(missing, 0, i)])
         d[missing] = fill
+        if self._stored is not None and kc > kk:
+            d, i = self._rerank(q, i, kk)
         scores[:, :kk], ids[:, :kk] = d, i
         return scores, ids
+
+    def _rerank(self, q: np.ndarray, candidates: np.ndarray, k: int):
+        """Exact scores of each query's candidates from the stored vectors, best ``k`` kept;
+        a block of queries at a time so that the gathered rows stay small (about 16 MB)."""
+        block = max(1, (1 << 22) // (candidates.shape[1] * self._dim))
+        out_d = np.empty((q.shape[0], k), dtype=np.float32)
+        out_i = np.empty((q.shape[0], k), dtype=np.int64)
+        for s in range(0, q.shape[0], block):
+            out_d[s:s + block], out_i[s:s + block] = self._stored.rerank(
+                q[s:s + block], candidates[s:s + block], k, self._metric)
+        return out_d, out_i
 
     # metadata -------------------------------------------------------------------------------------
     def metadata(self, ids) -> list:

@@ -9,6 +9,10 @@ The recipe is FAISS's own (``faiss/contrib/ondisk.py``, the "indexing 1G vectors
 3. :func:`faiss.contrib.ondisk.merge_ondisk` merges the shards' inverted lists (memory-mapped)
    into one file, ``lists.ivfdata``, held by FAISS ``OnDiskInvertedLists``.
 
+With ``keep_vectors`` (the default where the codes are lossy: PQ, SQ) the exact vectors are
+also written to ``vectors.f32``; a search then re-ranks ``k_factor * k`` candidates of the compressed index by
+the exact score, reading only the candidates' rows (:mod:`jointspace.index.refine`).
+
 Only one batch of float32 vectors and one shard of compressed codes are in memory at a time.
 The result is an ordinary saved index folder: :meth:`Index.load` memory-maps ``lists.ivfdata``
 (the operating system pages in the lists a search visits), so ``search``, ``metadata`` and the
@@ -56,7 +60,7 @@ def _batches(stream):
 
 def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = "cosine",
                   train_size: int = 100_000, shard_size: int = 250_000, seed: int = 0, first_id: int = 0,
-                  search_params: dict | None = None, info: dict | None = None):
+                  search_params: dict | None = None, info: dict | None = None, keep_vectors: bool | None = None):
     """Build an IVF index with on-disk inverted lists from a stream of batches into ``folder``.
 
     Parameters
@@ -82,9 +86,14 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
         Id of the first vector (give each part of a :class:`~jointspace.index.sharded.ShardedIndex`
         its own range).
     search_params : dict, optional
-        Default ``nprobe`` saved with the index.
+        Default ``nprobe`` (and ``k_factor``, with ``keep_vectors``) saved with the index.
     info : dict, optional
         Free JSON notes saved in ``index.json`` (e.g. the model and modality).
+    keep_vectors : bool, optional
+        Also keep the vectors on disk (float32, ``4 * d`` bytes each) and re-rank the compressed
+        index's candidates by them (default ``k_factor``
+        :data:`~jointspace.index.refine.DEFAULT_K_FACTOR`).  Default: True where the codes are
+        lossy (PQ, SQ), False for ``IVF...,Flat``.
 
     Returns
     -------
@@ -103,10 +112,15 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
     from .._io import atomic_dir
     from .faiss_index import Index
     from .persistence import LISTS, is_saved_index, write_folder
+    from .refine import DEFAULT_K_FACTOR, VECTORS, StoredVectors, VectorWriter, check_k_factor
 
     train_size = check_int(train_size, "train_size", low=1)
     shard_size = check_int(shard_size, "shard_size", low=1)
     first_id = check_int(first_id, "first_id", low=0)
+    if keep_vectors is not None and not isinstance(keep_vectors, bool):
+        raise InputError(f"keep_vectors: expected True, False or None, got {keep_vectors!r}")
+    search_params = dict(search_params or {})
+    k_factor = search_params.pop("k_factor", None)
     if str(spec).strip().lower() == "auto":
         raise InputError("spec: an on-disk index needs an explicit IVF spec (e.g. 'IVF1024,PQ32'), got 'auto'")
     try:
@@ -124,8 +138,18 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
         raise InputError("batches: expected at least one vector, got an empty stream")
     dim = head[0][0].shape[1]
     index = Index(dim, spec, metric)
-    if parts.find_ivf(index._faiss) is None:
+    ivf = parts.find_ivf(index._faiss)
+    if ivf is None:
         raise InputError(f"spec: an on-disk index needs an IVF layer (e.g. 'IVF1024,PQ32'), got {spec!r}")
+    if keep_vectors is None:   # exact codes need no exact copy
+        keep_vectors = not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
+    if k_factor is None:
+        k_factor = DEFAULT_K_FACTOR if keep_vectors else None
+    else:
+        if not keep_vectors:
+            raise InputError("search_params['k_factor']: applies when the vectors are kept (keep_vectors=True: "
+                             f"they re-rank the candidates); {spec!r} keeps none with keep_vectors={keep_vectors}")
+        k_factor = check_k_factor(k_factor, "search_params['k_factor']")
     if search_params:
         index.set_search_params(**search_params)
     sample = head[0][0][:train_size] if len(head) == 1 else np.concatenate([x for x, _ in head])[:train_size]
@@ -141,6 +165,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
 
     with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder") as tmp:
         shard_files, shard, in_shard, n = [], None, 0, first_id
+        writer = VectorWriter(tmp / VECTORS, dim) if keep_vectors else None
         for x, meta in everything():
             at = 0
             while at < x.shape[0]:
@@ -153,6 +178,8 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
                     faiss.normalize_L2(block)
                 ids = np.arange(n, n + take, dtype=np.int64)
                 shard.add_with_ids(block, ids)
+                if writer is not None:
+                    writer.write(block)
                 if meta is not None:
                     index._metadata.add(ids, meta[at:at + take])
                 at, n, in_shard = at + take, n + take, in_shard + take
@@ -169,6 +196,10 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
             f.unlink()
         index._create(index.resolved_spec, faiss_index=merged)
         index._ids = np.arange(first_id, n, dtype=np.int64)
+        if writer is not None:
+            writer.close()
+            index._stored = StoredVectors(tmp / VECTORS, n - first_id, dim, first_id)
+            index._k_factor = k_factor
         write_folder(index, tmp, info_json, lists_written=True)
     del index, merged
     return Index.load(folder, verify=False)

@@ -11,6 +11,9 @@ The folder holds three files:
     ``index.faiss`` then holds only the quantisers and refers to this file, which is memory-mapped
     on load (FAISS ``OnDiskInvertedLists``, read with ``IO_FLAG_ONDISK_SAME_DIR``), so the index
     can be larger than RAM;
+``vectors.f32`` (on-disk indexes that keep their vectors)
+    the exact vectors, float32, memory-mapped on load, by which the compressed index's
+    candidates are re-ranked (see :mod:`jointspace.index.refine`);
 ``index.json``
     how the index was built and how to check the other two: format version, spec and resolved
     spec, dim, metric, count, removed ids, default search parameters, build parameters, free
@@ -36,6 +39,7 @@ from ..errors import InputError, JointspaceError
 from . import _faiss_parts as parts
 from . import _params
 from .metadata import MetadataStore
+from .refine import DEFAULT_K_FACTOR, VECTORS, StoredVectors
 from .spec import METRICS, faiss_error_message
 
 FORMAT = "jointspace-index"
@@ -93,6 +97,11 @@ def write_folder(index, tmp: Path, info_json: dict, lists_written: bool = False)
         names.append(LISTS)
         if not lists_written and Path(lists.filename).resolve() != (tmp / LISTS).resolve():
             shutil.copyfile(lists.filename, tmp / LISTS)
+    stored = index._stored
+    if stored is not None:
+        names.append(VECTORS)
+        if stored.path.resolve() != (tmp / VECTORS).resolve():
+            shutil.copyfile(stored.path, tmp / VECTORS)
     try:
         faiss.write_index(index._faiss, str(tmp / "index.faiss"))
     except RuntimeError as exc:
@@ -112,6 +121,8 @@ def write_folder(index, tmp: Path, info_json: dict, lists_written: bool = False)
         "search_params": index.search_params,
         "build_params": index.build_params,
         "info": info_json,
+        **({"stored_vectors": {"file": VECTORS, "dtype": "float32", "first_id": stored.first_id}}
+           if stored is not None else {}),
         "files": files,
         "jointspace_version": __version__,
         "faiss_version": faiss.__version__,
@@ -193,7 +204,7 @@ def _check_manifest_fields(meta: dict, path: Path) -> None:
                          f"'removed_ids', expected them to add up to 'stored' ({meta['stored']}); "
                          "the index folder is corrupted")
     for name, entry in meta["files"].items():
-        if name not in (*FILES[:2], LISTS):
+        if name not in (*FILES[:2], LISTS, VECTORS):
             continue
         if not isinstance(entry, dict):
             raise bad(f"files.{name}", "an object with 'bytes' and 'sha256'", entry)
@@ -240,6 +251,14 @@ def load_index(cls, folder, *, verify: bool = True):
     on_disk = LISTS in meta["files"]
     if on_disk:
         _check_file(folder, LISTS, meta, verify)
+    stored_entry = meta.get("stored_vectors")
+    if stored_entry is not None:
+        if not (isinstance(stored_entry, dict) and _is_int(stored_entry.get("first_id"))
+                and stored_entry["first_id"] >= 0 and VECTORS in meta["files"]):
+            raise InputError(f"folder: index.json in {str(folder)!r} has a bad 'stored_vectors' "
+                             f"(expected an object with an integer 'first_id' >= 0 and {VECTORS} among "
+                             f"'files'), got {short_json(stored_entry)}")
+        _check_file(folder, VECTORS, meta, verify)
     try:    # on-disk lists are memory-mapped from the folder itself, wherever it was moved
         with parts.quiet_stdout() if on_disk else contextlib.nullcontext():
             raw = faiss.read_index(str(faiss_path), faiss.IO_FLAG_ONDISK_SAME_DIR if on_disk else 0)
@@ -257,6 +276,7 @@ def load_index(cls, folder, *, verify: bool = True):
     if index.ntotal != meta["count"] or not np.isin(index._removed, index._ids).all():
         raise InputError(f"folder: the ids in index.faiss do not match 'count' / 'removed_ids' of index.json "
                          f"in {str(folder)!r}")
+    _attach_stored_vectors(index, folder, stored_entry)
     try:
         index.set_search_params(**meta["search_params"])
     except InputError as exc:
@@ -265,3 +285,15 @@ def load_index(cls, folder, *, verify: bool = True):
     index._metadata = MetadataStore.load(sqlite_path)
     index.info = meta.get("info") or {}
     return index
+
+
+def _attach_stored_vectors(index, folder: Path, entry) -> None:
+    """Memory-map ``vectors.f16`` for re-ranking (before the saved ``k_factor`` is applied)."""
+    if entry is None:
+        return
+    first = int(entry["first_id"])
+    if index._ids.size and not np.array_equal(index._ids, np.arange(first, first + index._ids.size)):
+        raise InputError(f"folder: {VECTORS} in {str(folder)!r} holds ids {first} .. "
+                         f"{first + index._ids.size - 1} but index.faiss holds others; the folder is corrupted")
+    index._stored = StoredVectors(folder / VECTORS, int(index._ids.size), index.dim, first)
+    index._k_factor = DEFAULT_K_FACTOR

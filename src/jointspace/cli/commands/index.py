@@ -40,6 +40,9 @@ def register(sub):
                    help="with --on-disk: items embedded and added per batch (default: 50000)")
     p.add_argument("--train-size", type=int, default=100_000, metavar="N",
                    help="with --on-disk: the first N vectors train the quantisers (default: 100000)")
+    p.add_argument("--no-keep-vectors", dest="keep_vectors", action="store_false",
+                   help="with --on-disk: keep no exact copy of the vectors (4*d bytes each on disk); by default "
+                        "a PQ/SQ index keeps one and re-ranks 10*k candidates by the exact score")
     add_data_options(p, arrays=False)
     p.set_defaults(handler=run)
 
@@ -178,8 +181,8 @@ def _check_on_disk_options(args) -> None:
         value = getattr(args, name)
         if value < 1:
             raise InputError(f"--{name.replace('_', '-')}: expected an integer >= 1, got {value}")
-    if not args.on_disk and (args.batch_rows != 50_000 or args.train_size != 100_000):
-        raise InputError("--batch-rows/--train-size: these apply to --on-disk builds; add --on-disk")
+    if not args.on_disk and (args.batch_rows != 50_000 or args.train_size != 100_000 or not args.keep_vectors):
+        raise InputError("--batch-rows/--train-size/--no-keep-vectors: these apply to --on-disk builds; add --on-disk")
 
 
 def _build_on_disk(args, model, modality: str, pairs, metadata: dict, info: dict):
@@ -204,7 +207,7 @@ def _build_on_disk(args, model, modality: str, pairs, metadata: dict, info: dict
         yield from stream
 
     return build_on_disk(everything(), args.out, spec=spec, metric=args.metric,
-                         train_size=min(args.train_size, n), info=info)
+                         train_size=min(args.train_size, n), info=info, keep_vectors=None if args.keep_vectors else False)
 
 
 def _read_items(args, model, modality: str):
