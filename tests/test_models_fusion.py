@@ -141,3 +141,33 @@ def test_noise_training_teaches_attention_to_look_away_from_a_corrupted_modality
     assert taught.score(clean, test.labels) > 0.9          # clean inputs still classified
     with pytest.raises(InputError, match="modality_noise"):
         FusionClassifier(modality_noise=1.5).fit(train)
+
+
+def test_noise_trained_fusion_chooses_its_epoch_on_clean_and_corrupted_validation_rows(data):
+    import torch
+    from sklearn.model_selection import train_test_split
+
+    train, _ = data
+    model = FusionClassifier(fusion="attention", modality_noise=0.4, **FAST).fit(train)
+    history, best = model.train_result_.history, model.train_result_.best_epoch
+    assert all("val_loss_clean" in e for e in history)
+    assert min(history, key=lambda e: e["val_loss"]) is history[best]   # the mixed loss chooses
+    # recompute the kept epoch's criterion by hand: the validation rows fit() held out, clean
+    # with weight 0.6 and each modality replaced by its fixed noise with weight 0.4 / 2
+    y = np.unique(train.labels, return_inverse=True)[1]
+    _, va = train_test_split(np.arange(len(train)), test_size=0.15, random_state=0, stratify=y)
+    net, target = model.net_, torch.from_numpy(y[va])
+    x = {m: torch.from_numpy(np.asarray(train[m], np.float32)[va]) for m in ("a", "b")}
+    present = torch.ones((len(va), 2), dtype=torch.bool)
+
+    def loss(inputs):
+        with torch.no_grad():
+            return float(torch.nn.functional.cross_entropy(net(inputs, present)[0], target))
+
+    noisy = []
+    for i, m in enumerate(("a", "b")):
+        gen = torch.Generator().manual_seed(i)
+        fake = getattr(net, f"mean_{m}") + torch.randn(x[m].shape, generator=gen) / getattr(net, f"inv_std_{m}")
+        noisy.append(loss({**x, m: fake}))
+    assert history[best]["val_loss_clean"] == pytest.approx(loss(x), rel=1e-5)
+    assert history[best]["val_loss"] == pytest.approx(0.6 * loss(x) + 0.4 * np.mean(noisy), rel=1e-5)

@@ -155,8 +155,10 @@ class FusionClassifier:
         Learnt fusions (early, attention, gated, transformer): the chance, per training sample,
         that one modality (drawn at random) is replaced by Gaussian noise with that modality's
         training mean and standard deviation while still counted present, so a fusion can learn
-        to recognise a corrupted input (hiding teaches only to cope with an absent one).  0
-        (default) trains on clean inputs only.
+        to recognise a corrupted input (hiding teaches only to cope with an absent one); the
+        epoch is then chosen on validation rows mixed the same way (clean, and each modality
+        replaced by fixed noise), since a clean-only choice stops before the robustness is
+        learnt.  0 (default) trains on clean inputs only.
     epochs, batch_size, lr, weight_decay, patience :
         Training of the learnt fusions (:class:`jointspace.train.generic.FitConfig`); the epoch
         with the lowest validation loss is kept.
@@ -313,9 +315,22 @@ class FusionClassifier:
 
         def val_fn(net, val):
             n = len(val["__label__"])
-            logits, _ = net({m: val[m] for m in names}, torch.ones((n, len(names)), dtype=torch.bool))
-            return {"val_loss": float(nn.functional.cross_entropy(logits, val["__label__"])),
-                    "val_accuracy": float((logits.argmax(1) == val["__label__"]).float().mean())}
+            present = torch.ones((n, len(names)), dtype=torch.bool)
+            logits, _ = net({m: val[m] for m in names}, present)
+            loss = float(nn.functional.cross_entropy(logits, val["__label__"]))
+            out = {"val_accuracy": float((logits.argmax(1) == val["__label__"]).float().mean())}
+            if noise:
+                # the epoch is chosen on the distribution trained for: clean inputs with weight
+                # 1 - noise, each modality replaced by the same fixed noise with weight noise / M
+                noisy = []
+                for i, m in enumerate(names):
+                    gen = torch.Generator().manual_seed(int(self.seed) + i)
+                    fake = getattr(net, f"mean_{m}") + torch.randn(val[m].shape, generator=gen) / getattr(net, f"inv_std_{m}")
+                    lg, _ = net({**{k: val[k] for k in names}, m: fake}, present)
+                    noisy.append(float(nn.functional.cross_entropy(lg, val["__label__"])))
+                out["val_loss_clean"] = loss
+                loss = (1 - noise) * loss + noise * float(np.mean(noisy))
+            return {"val_loss": loss, **out}
 
         config = FitConfig(epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
                            weight_decay=float(self.weight_decay), seed=int(self.seed), patience=self.patience)
