@@ -128,3 +128,22 @@ def test_out_is_checked_before_the_work(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     assert main(["embed", NamedPictures.name, *CNN, "--out", str(tmp_path / "file" / "e.npy")]) == 2
     assert "--out: cannot create" in capsys.readouterr().err and NamedPictures.loads == before
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx"])
+def test_runtime_option_chooses_and_records_the_towers_runtime(tmp_path, monkeypatch, runtime):
+    if runtime == "onnx":
+        pytest.importorskip("onnxruntime")
+    monkeypatch.delenv("JOINTSPACE_RUNTIME", raising=False)
+    out = tmp_path / "t.safetensors"
+    assert main(["--runtime", runtime, "embed", "digits", "--tower", "minilm", "--limit", "4", "--out", str(out),
+                 "--quiet", "--no-cache"]) == 0
+    from safetensors import safe_open
+
+    with safe_open(str(out), "np") as f:
+        assert json.loads(f.metadata()["tower_config"])["runtime"] == runtime
+        vectors = f.get_tensor("vectors")
+    texts = load_dataset("digits", "train")["text"][:4]
+    np.testing.assert_allclose(vectors, create_tower("minilm", runtime=runtime).embed(texts, progress=False),
+                               rtol=0, atol=1e-6)
+    assert "JOINTSPACE_RUNTIME" not in __import__("os").environ     # the option lasts one command

@@ -55,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Run 'jointspace COMMAND --help' for a command's options.")
     from .. import __version__
     parser.add_argument("--version", action="version", version=f"jointspace {__version__}")
+    parser.add_argument("--runtime", choices=["torch", "onnx"],
+                        help="how the pretrained towers this command creates run: onnx (ONNX Runtime, the default "
+                             "when installed) or torch (PyTorch); the same as $JOINTSPACE_RUNTIME. A saved model "
+                             "or index keeps the runtime it was built with")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     mods = sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name)
     for info in mods:
@@ -75,8 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    from ..towers.runtime import ENV_VAR
     from ._common import error
 
+    before = os.environ.get(ENV_VAR)
+    if args.runtime:
+        os.environ[ENV_VAR] = args.runtime
     try:
         return int(args.handler(args) or 0)
     except InputError as exc:
@@ -92,6 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         error("interrupted")
         return 130
+    finally:
+        if args.runtime:   # main() may run again in this process (tests, notebooks)
+            if before is None:
+                os.environ.pop(ENV_VAR, None)
+            else:
+                os.environ[ENV_VAR] = before
 
 
 def run() -> None:
