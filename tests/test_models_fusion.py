@@ -108,14 +108,26 @@ def test_late_members_choose_their_strength_even_with_a_rare_class():
     import warnings
 
     rng = np.random.default_rng(0)
-    y = np.r_[np.repeat([0, 1], 40), [2, 2]]  # class 2 is missing from some cross-validation folds
-    a = (rng.normal(size=(82, 3)) + y[:, None]).astype(np.float32)
-    b = (rng.normal(size=(82, 2)) + y[:, None]).astype(np.float32)
+    # class 2 has one member: the fold that holds it out trains without class 2 (no column for it)
+    y = np.r_[np.repeat([0, 1], 40), [2]]
+    a = (rng.normal(size=(81, 3)) + y[:, None]).astype(np.float32)
+    b = (rng.normal(size=(81, 2)) + y[:, None]).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # scikit-learn: a class has fewer members than folds
-        model = FusionClassifier(fusion="mean").fit(Pairs({"a": a, "b": b}, labels=y))
+        model = FusionClassifier(fusion="mean", val_fraction=0.0).fit(Pairs({"a": a, "b": b}, labels=y))
     for member in model.members_.values():
         assert np.isfinite(member.cv_results_["mean_test_score"]).all()
+    # by hand: a fold model without class 2 gives its held-out member probability 0 for its class
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+
+    from jointspace.models.fusion import _neg_log_loss_all_classes
+
+    two = LogisticRegression().fit(a[:80], y[:80])
+    proba = two.predict_proba(a)
+    want = log_loss(y, np.c_[proba, np.zeros(81)], labels=[0, 1, 2])
+    assert _neg_log_loss_all_classes(two, a, y, n_classes=3) == pytest.approx(-want)
+    assert np.isfinite(want) and want > log_loss(y[:80], proba[:80], labels=[0, 1])
 
 
 def _noisy(pairs, modality, seed):

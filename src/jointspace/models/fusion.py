@@ -55,15 +55,27 @@ def late_member(n_classes: int):
     strength is chosen from :data:`LOGISTIC_CS` by 3-fold cross-validated log-loss over all
     ``n_classes`` classes (labels 0..n_classes-1; a rare class missing from a fold still counts)."""
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss, make_scorer
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-    scorer = make_scorer(log_loss, greater_is_better=False, response_method="predict_proba",
-                         labels=np.arange(int(n_classes)))
-    return GridSearchCV(clf, {"logisticregression__C": list(LOGISTIC_CS)}, cv=3, scoring=scorer)
+    return GridSearchCV(clf, {"logisticregression__C": list(LOGISTIC_CS)}, cv=3,
+                        scoring=functools.partial(_neg_log_loss_all_classes, n_classes=int(n_classes)))
+
+
+def _neg_log_loss_all_classes(estimator, x, y, n_classes: int) -> float:
+    """Minus the log-loss of ``estimator`` on ``(x, y)`` over classes 0..n_classes-1.
+
+    A model fitted on a fold that lacks a class has no column for it; that class gets
+    probability 0 (clipped by ``log_loss``), so its held-out members cost what a model that
+    cannot predict them should, instead of making the score undefined."""
+    from sklearn.metrics import log_loss
+
+    proba = estimator.predict_proba(x)
+    full = np.zeros((proba.shape[0], n_classes))
+    full[:, np.asarray(estimator.classes_, dtype=int)] = proba
+    return -float(log_loss(y, full, labels=np.arange(n_classes)))
 
 
 class FusionNet(nn.Module):
