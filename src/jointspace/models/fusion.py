@@ -75,6 +75,7 @@ def _neg_log_loss_all_classes(estimator, x, y, n_classes: int) -> float:
     proba = estimator.predict_proba(x)
     full = np.zeros((proba.shape[0], n_classes))
     full[:, np.asarray(estimator.classes_, dtype=int)] = proba
+    full /= full.sum(axis=1, keepdims=True)   # float32 rows sum to 1 only within 1e-7
     return -float(log_loss(y, full, labels=np.arange(n_classes)))
 
 
