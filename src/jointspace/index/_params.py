@@ -2,7 +2,8 @@
 
 Search-time: ``nprobe`` (IVF lists visited per query), ``efSearch`` (HNSW candidate-list
 size) and ``k_factor`` (candidates per wanted result re-ranked exactly, for indexes that keep
-their vectors; see :mod:`jointspace.index.refine`).  Build-time: ``efConstruction`` (HNSW), the training sample and seed.
+their vectors; see :mod:`jointspace.index.refine`).  Build-time: ``efConstruction`` (HNSW),
+the training sample and seed.
 """
 
 from __future__ import annotations

@@ -165,7 +165,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
 
     with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder") as tmp:
         shard_files, shard, in_shard, n = [], None, 0, first_id
-        writer = VectorWriter(tmp / VECTORS, dim) if keep_vectors else None
+        writer = VectorWriter(tmp / VECTORS) if keep_vectors else None
         for x, meta in everything():
             at = 0
             while at < x.shape[0]:

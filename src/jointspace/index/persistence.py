@@ -288,7 +288,7 @@ def load_index(cls, folder, *, verify: bool = True):
 
 
 def _attach_stored_vectors(index, folder: Path, entry) -> None:
-    """Memory-map ``vectors.f16`` for re-ranking (before the saved ``k_factor`` is applied)."""
+    """Memory-map the stored vectors for re-ranking (before the saved ``k_factor`` is applied)."""
     if entry is None:
         return
     first = int(entry["first_id"])

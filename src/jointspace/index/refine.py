@@ -31,16 +31,13 @@ DEFAULT_K_FACTOR = 10
 class VectorWriter:
     """Append blocks of vectors to ``path`` as float32 rows (the file :class:`StoredVectors` reads)."""
 
-    def __init__(self, path, dim: int):
+    def __init__(self, path):
         self.path = Path(path)
-        self.dim = dim
-        self.rows = 0
         self._file = open(self.path, "wb")
 
     def write(self, block: np.ndarray) -> None:
         """Append ``block`` (n, dim), already normalised where the metric needs it."""
         self._file.write(np.ascontiguousarray(block, dtype=DTYPE).tobytes())
-        self.rows += block.shape[0]
 
     def close(self) -> None:
         self._file.flush()

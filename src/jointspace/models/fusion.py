@@ -120,6 +120,11 @@ class FusionNet(nn.Module):
     def standardise(self, m: str, x: torch.Tensor) -> torch.Tensor:
         return (x - getattr(self, f"mean_{m}")) * getattr(self, f"inv_std_{m}")
 
+    def noise(self, m: str, z: torch.Tensor) -> torch.Tensor:
+        """Standard normal draws ``z`` (n, d_m) as inputs of modality ``m``: its training mean
+        and standard deviation (what ``modality_noise`` puts in place of a modality)."""
+        return getattr(self, f"mean_{m}") + z / getattr(self, f"inv_std_{m}")
+
     def forward(self, x: dict, present: torch.Tensor):
         n = present.shape[0]
         if self.fusion == "early":
@@ -321,10 +326,14 @@ class FusionClassifier:
                 which = torch.randint(len(names), (n,), device=present.device)
                 for i, m in enumerate(names):
                     rows = (corrupt & (which == i)).unsqueeze(1)
-                    fake = getattr(net, f"mean_{m}") + torch.randn_like(inputs[m]) / getattr(net, f"inv_std_{m}")
-                    inputs[m] = torch.where(rows, fake, inputs[m])
+                    inputs[m] = torch.where(rows, net.noise(m, torch.randn_like(inputs[m])), inputs[m])
             logits, _ = net(inputs, present)
             return nn.functional.cross_entropy(logits, batch["__label__"]), {}
+
+        # the validation noise is drawn once: every epoch meets the same corrupted rows
+        val_draws = {} if va is None or not noise else {
+            m: torch.randn((len(va), self.in_dims_[m]), generator=torch.Generator().manual_seed(int(self.seed) + i))
+            for i, m in enumerate(names)}
 
         def val_fn(net, val):
             n = len(val["__label__"])
@@ -336,10 +345,8 @@ class FusionClassifier:
                 # the epoch is chosen on the distribution trained for: clean inputs with weight
                 # 1 - noise, each modality replaced by the same fixed noise with weight noise / M
                 noisy = []
-                for i, m in enumerate(names):
-                    gen = torch.Generator().manual_seed(int(self.seed) + i)
-                    fake = getattr(net, f"mean_{m}") + torch.randn(val[m].shape, generator=gen) / getattr(net, f"inv_std_{m}")
-                    lg, _ = net({**{k: val[k] for k in names}, m: fake}, present)
+                for m in names:
+                    lg, _ = net({**{k: val[k] for k in names}, m: net.noise(m, val_draws[m])}, present)
                     noisy.append(float(nn.functional.cross_entropy(lg, val["__label__"])))
                 out["val_loss_clean"] = loss
                 loss = (1 - noise) * loss + noise * float(np.mean(noisy))

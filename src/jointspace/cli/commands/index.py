@@ -207,7 +207,8 @@ def _build_on_disk(args, model, modality: str, pairs, metadata: dict, info: dict
         yield from stream
 
     return build_on_disk(everything(), args.out, spec=spec, metric=args.metric,
-                         train_size=min(args.train_size, n), info=info, keep_vectors=None if args.keep_vectors else False)
+                         train_size=min(args.train_size, n), info=info,
+                         keep_vectors=None if args.keep_vectors else False)
 
 
 def _read_items(args, model, modality: str):
