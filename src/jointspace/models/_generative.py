@@ -1,6 +1,7 @@
 """What the multimodal autoencoders and VAEs share: reading ``Pairs`` through codecs,
-training with :func:`jointspace.train.generic.fit_module`, inference from any subset of
-modalities, generation, saving and loading.
+training with :func:`jointspace.train.generic.fit_module`, saving and loading; inference
+from any subset of modalities and generation come from
+:class:`~jointspace.models._generative_inference.GenerativeInference`.
 
 A subclass says how the joint posterior is formed from the modalities present
 (``_components``) and what loss trains the networks (``_loss``).
@@ -19,6 +20,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
 from ..objectives.elbo import LIKELIHOODS, log_likelihood
 from ._codecs import codec_for, codec_from_dict
+from ._generative_inference import GenerativeInference
 from ._generative_nets import GenerativeNet
 from .base import JointModel
 
@@ -46,7 +48,7 @@ def nonempty_subsets(names) -> list[tuple[str, ...]]:
     return [s for k in range(1, len(names) + 1) for s in itertools.combinations(names, k)]
 
 
-class GenerativeModel(JointModel):
+class GenerativeModel(GenerativeInference, JointModel):
     """Base class of the multimodal (variational) autoencoders.
 
     Subclasses define ``variational`` (bool), ``_components(net, experts, names)`` and
@@ -306,194 +308,6 @@ class GenerativeModel(JointModel):
         dec = net.decoders[modality]
         scale = None if dec.log_scale is None else dec.log_scale.clamp(min=LOG_SCALE_MIN)
         return log_likelihood(self.likelihoods_[modality], x, out, scale)
-
-    # -- inference -----------------------------------------------------------------------------
-    def _check_given(self, given, arg: str = "given") -> dict:
-        self._check_fitted()
-        if not isinstance(given, dict):
-            raise InputError(f"{arg}: expected a dict of modality -> items, got {type(given).__name__}")
-        if not given:
-            raise InputError(f"{arg}: every modality is missing; give items of at least one of "
-                             f"{', '.join(self.modalities_)}")
-        unknown = [m for m in given if m not in self.modalities_]
-        if unknown:
-            raise InputError(f"{arg}: this model was trained with {', '.join(self.modalities_)}; "
-                             f"it knows no {', '.join(map(repr, unknown))}")
-        x = self._to_tensors(given, arg)
-        counts = {m: len(v) for m, v in x.items()}
-        if len(set(counts.values())) != 1:
-            raise InputError(f"{arg}: every modality needs the same number of items, got {counts}")
-        if next(iter(counts.values())) == 0:
-            raise InputError(f"{arg}: expected at least one item, got none")
-        return x
-
-    @torch.no_grad()
-    def _posterior(self, x: dict):
-        """Mixture components (C, n, d) of :math:`q(z \\mid x_{present})`: means and
-        log-variances (None for an autoencoder's codes)."""
-        net = self.net_
-        names = [m for m in self.modalities_ if m in x]
-        experts = {m: net.expert(m, x[m]) for m in names}
-        return self._components(experts, names)
-
-    def _posterior_means(self, x: dict, batch: int = 2048) -> torch.Tensor:
-        """The mean of :math:`q(z \\mid x)` (the average of its mixture components'), (n, d),
-        computed ``batch`` items at a time."""
-        n = len(next(iter(x.values())))
-        return torch.cat([self._posterior({m: v[s:s + batch] for m, v in x.items()})[0].mean(0)
-                          for s in range(0, n, batch)])
-
-    def posterior_mean(self, given: dict) -> np.ndarray:
-        """The mean of :math:`q(z \\mid x_{given})` from any non-empty subset of modalities.
-
-        Parameters
-        ----------
-        given : dict of str to items
-            Items (n of each) of the modalities present.
-
-        Returns
-        -------
-        ndarray of float32, shape (n, latent_dim)
-        """
-        x = self._check_given(given)
-        return self._posterior_means(x).numpy().astype(np.float32)
-
-    def _encode(self, modality, items):
-        return self.posterior_mean({modality: items})
-
-    @torch.no_grad()
-    def _sample_posterior(self, x: dict, n_samples: int, generator) -> torch.Tensor:
-        """z (n * n_samples, d), item i's draws in rows i*n_samples .. (i+1)*n_samples - 1: a
-        mixture component drawn uniformly, then a Gaussian draw from it."""
-        mus, logvars = self._posterior(x)
-        c, n, d = mus.shape
-        pick = torch.randint(c, (n, n_samples), generator=generator)
-        rows = torch.arange(n).unsqueeze(1).expand(n, n_samples)
-        mu = mus[pick, rows].reshape(n * n_samples, d)
-        if logvars is None:
-            return mu
-        std = torch.exp(0.5 * logvars[pick, rows].reshape(n * n_samples, d))
-        return mu + std * torch.randn(mu.shape, generator=generator)
-
-    def _decode(self, modality: str, z: torch.Tensor, w: torch.Tensor | None = None):
-        with torch.no_grad():
-            out = self.net_.decode(modality, z, None, w)
-            kind = self.likelihoods_[modality]
-            mean = torch.sigmoid(out) if kind == "bernoulli" else out
-        return self.codecs_[modality].decode(mean.numpy())
-
-    def generate(self, target: str, given: dict, n_samples: int = 1, seed: int = 0):
-        """Generate items of ``target`` from items of other modalities (cross-modal generation).
-
-        Parameters
-        ----------
-        target : str
-            The modality to generate.
-        given : dict of str to items
-            Items (n of each) of any non-empty subset of the model's modalities, e.g.
-            ``{"text": ["a photo of a trouser"]}``.
-        n_samples : int
-            Latent draws per item from :math:`q(z \\mid x_{given})`.
-        seed : int
-
-        Returns
-        -------
-        images (n * n_samples, H, W) in [0, 1], list of texts, or features (n * n_samples, d)
-            Item i's draws are rows ``i * n_samples`` to ``(i + 1) * n_samples - 1``.
-        """
-        self._check_fitted()
-        if target not in self.modalities_:
-            raise InputError(f"target: this model generates {', '.join(self.modalities_)}; got {target!r}")
-        n_samples = check_int(n_samples, "n_samples", low=1, high=10000)
-        x = self._check_given(given)
-        gen = torch.Generator().manual_seed(int(seed))
-        z = self._sample_posterior(x, n_samples, gen)
-        return self._decode(target, z, self._private_draws(target, x, n_samples, gen))
-
-    @torch.no_grad()
-    def _private_draws(self, target: str, x: dict, n_samples: int, generator):
-        r"""The target's private latents for generation, (n * n_samples, private_dim): drawn
-        from :math:`q(w_m \mid x_m)` when the target is given, else from the prior N(0, I)
-        (its style is not in the other modalities); None without private latents."""
-        p = self._private_dim()
-        if not p:
-            return None
-        n = len(next(iter(x.values())))
-        eps = torch.randn((n * n_samples, p), generator=generator)
-        if target not in x:
-            return eps
-        _, _, mu_w, logvar_w = self.net_.parts(target, x[target])
-        if logvar_w is None:
-            return mu_w.repeat_interleave(n_samples, dim=0)
-        return (mu_w.repeat_interleave(n_samples, dim=0)
-                + torch.exp(0.5 * logvar_w).repeat_interleave(n_samples, dim=0) * eps)
-
-    @torch.no_grad()
-    def encode_parts(self, modality: str, items) -> dict:
-        """The shared part (the posterior mean of :math:`z` given ``items`` alone) and the
-        private part (the posterior mean of :math:`w_m`; 0 columns without private latents).
-
-        Returns
-        -------
-        dict with ``"shared"`` (n, latent_dim) and ``"private"`` (n, private_dim) float32 arrays
-        """
-        x = self._check_given({modality: items}, "items")
-        shared = self._posterior_means(x).numpy().astype(np.float32)
-        if not self._private_dim():
-            return {"shared": shared, "private": np.zeros((len(shared), 0), np.float32)}
-        private = torch.cat([self.net_.parts(modality, x[modality][s:s + 2048])[2]
-                             for s in range(0, len(shared), 2048)])
-        return {"shared": shared, "private": private.numpy().astype(np.float32)}
-
-    def observed(self, modality: str, items):
-        """Real ``items`` of ``modality`` in the form :meth:`generate` returns (images in
-        [0, 1], texts, or feature vectors of the fixed tower), e.g. to train a classifier that
-        then judges generated items."""
-        self._check_fitted()
-        if modality not in self.codecs_:
-            raise InputError(f"modality: this model knows {', '.join(self.codecs_)}; got {modality!r}")
-        return self.codecs_[modality].observed(items, f"items ({modality})")
-
-    def reconstruct(self, items: dict, targets=None) -> dict:
-        """Decode every modality (or ``targets``) from the posterior mean given ``items``.
-
-        Returns
-        -------
-        dict of str to generated items (as :meth:`generate`), n rows each
-        """
-        x = self._check_given(items, "items")
-        z = self._posterior_means(x)
-        names = self.modalities_ if targets is None else list(targets)
-        for m in names:
-            if m not in self.modalities_:
-                raise InputError(f"targets: this model knows {', '.join(self.modalities_)}; got {m!r}")
-        with torch.no_grad():   # a given modality keeps its private mean; others the prior's (0)
-            w = {m: self.net_.parts(m, x[m])[2] if m in x else None for m in names}
-        return {m: self._decode(m, z, w[m]) for m in names}
-
-    def sample(self, n: int, seed: int = 0) -> dict:
-        """Draw ``n`` latents from the prior and decode every modality (joint generation).
-
-        Returns
-        -------
-        dict of str to generated items, n rows each
-        """
-        self._check_fitted()
-        n = check_int(n, "n", low=1, high=1_000_000)
-        gen = torch.Generator().manual_seed(int(seed))
-        z = self._prior_sample(n, gen)
-        p = self._private_dim()
-        return {m: self._decode(m, z, torch.randn((n, p), generator=gen) if p else None) for m in self.modalities_}
-
-    def _prior_sample(self, n: int, generator) -> torch.Tensor:
-        """``n`` latents from the fitted mixture when there is one, else from N(0, I)."""
-        net = self.net_
-        if net.prior_means is None:
-            return torch.randn((n, int(self.latent_dim)), generator=generator)
-        with torch.no_grad():
-            pick = torch.multinomial(net.prior_logweights.exp(), n, replacement=True, generator=generator)
-            eps = torch.randn((n, net.prior_means.shape[1]), generator=generator)
-            return net.prior_means[pick] + torch.exp(0.5 * net.prior_logvars[pick]) * eps
 
     # -- saving ---------------------------------------------------------------------------------
     def _check_fitted(self) -> None:
