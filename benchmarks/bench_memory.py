@@ -7,7 +7,9 @@ size of the data it went through and the RSS right after its imports (Python, nu
   EfficientNet-Lite0 tower (1280-d, the default runtime), :data:`FASHION_BATCH` images at a
   time, each batch added to an on-disk ``IVF256,PQ160`` index as it is embedded
   (:func:`jointspace.index.ondisk.build_on_disk`; the exact vectors are kept on disk for
-  re-ranking), so the 358 MB of float32 embeddings are never in memory together;
+  re-ranking), so the 358 MB of float32 embeddings are never in memory together; the peak is
+  also recorded after every batch (``trace``), so it can be seen to stop growing once the
+  quantisers are trained on the first 20,000 vectors;
 * ``synthetic``: ``n`` synthetic 512-d vectors (the collection of ``bench_scale.py``) streamed in
   batches of 50,000 into an on-disk ``IVF1024,PQ128`` index, at 100,000 and 1,000,000 vectors:
   the peak grows far more slowly than ``n`` (training sample, one batch, one shard of codes, the
@@ -65,10 +67,13 @@ def child_fashion(limit, folder):
     n = len(images)
     tower = create_tower("efficientnet-lite0")
 
+    trace = []   # (images embedded so far, peak RSS so far, RSS now): the peak must stop growing
+
     def batches():
         for s in range(0, n, FASHION_BATCH):
             emb = tower.embed(images[s:s + FASHION_BATCH], batch_size=32, progress=False)
             yield emb, {"label": labels[s:s + FASHION_BATCH].tolist()}
+            trace.append((min(s + FASHION_BATCH, n), peak_rss_mb(), current_rss_mb()))
 
     spec = "IVF256,PQ160" if n >= 20_000 else "IVF16,PQ160"   # about 40 training vectors a list or more
     index = build_on_disk(batches(), folder, spec=spec, train_size=min(n, 20_000), shard_size=25_000)
@@ -76,7 +81,9 @@ def child_fashion(limit, folder):
     return {"n": n, "spec": spec, "tower": tower.name, "runtime": tower.runtime, "raw_image_bytes": int(images.nbytes),
             "embedding_bytes": n * index.dim * 4, "dim": index.dim,
             "index_bytes": sum(p.stat().st_size for p in Path(folder).iterdir()),
-            "ntotal": index.ntotal, "seconds": secs, "rss_after_imports_mb": base, "peak_rss_mb": peak_rss_mb()}
+            "ntotal": index.ntotal, "seconds": secs, "rss_after_imports_mb": base, "peak_rss_mb": peak_rss_mb(),
+            "train_size": min(n, 20_000),
+            "trace": [{"images": i, "peak_rss_mb": pk, "rss_mb": now} for i, pk, now in trace]}
 
 
 def child_synthetic(n, d, spec, folder):
@@ -151,6 +158,11 @@ def main(argv=None) -> int:
             print(f"fashion-mnist: {c['n']:,} images ({c['raw_image_bytes'] / MB:.0f} MB of pixels) embedded by "
                   f"{c['tower']} ({c['runtime']}) into {c['dim']}-d vectors, {c['embedding_bytes'] / MB:.0f} MB "
                   f"as float32 (the data column)")
+            marks = [t for t in c["trace"] if t["images"] in (c["train_size"], c["n"] // 2, c["n"])] or c["trace"][-1:]
+            print("  peak RSS as the images go through: " + ", ".join(
+                f"{t['images']:,} images {t['peak_rss_mb']:.0f} MB" for t in marks)
+                + f"; at the end, with the quantisers trained on {c['train_size']:,} and the lists merged, "
+                  f"{c['peak_rss_mb']:.0f} MB")
         if c["case"].startswith("eval"):
             print(f"{c['case']}: the full score matrix would be {c['full_score_matrix_bytes'] / MB:,.0f} MB; "
                   f"blocks of {c['block_budget_bytes'] / MB:.0f} MB")
