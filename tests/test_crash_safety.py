@@ -1,7 +1,7 @@
 """Killed while saving: the previous version on disk stays loadable, nothing half-written loads.
 
-A worker (``_crash/save_loop.py``) saves a model, an index or a training checkpoint over and
-over; it is killed with SIGKILL at a random moment, many times, and after each kill the
+A worker (``_crash/save_loop.py``) saves a model, an index, a training checkpoint or a chunk of
+the embedding cache over and over; it is killed with SIGKILL at a random moment, many times, and after each kill the
 artefact must load and be one of the two versions a reader may see: the last one saved
 completely, or the one being saved if its save got as far as the final rename.
 """
@@ -87,6 +87,36 @@ def _load_fingerprint(kind, path):
     for older in checkpoint_dirs(path):
         load_checkpoint(older, torch.nn.Linear(4, 3), None, {"kind": "crash-test"})
     return str(state["step"])
+
+
+def test_killed_while_caching_embeddings_every_finished_chunk_is_read_back(tmp_path):
+    """Each version of the loop caches one new chunk; after every kill, each chunk finished
+    before the kill is a cache hit equal to the tower's output, and no other file is read."""
+    from jointspace.towers import EmbeddingCache
+
+    sys.path.insert(0, str(WORKER.parent))
+    try:
+        from save_loop import CACHE_ROWS, cache_items, cache_tower
+    finally:
+        sys.path.remove(str(WORKER.parent))
+    rng = random.Random("crash-cache")
+    path, log = tmp_path / "cache", tmp_path / "cache.log"
+    tower = cache_tower()
+    for _ in range(KILLS):
+        _run_and_kill("cache", path, log, rng)
+        lines = [ln.split() for ln in log.read_text().splitlines()]
+        finished = {int(v) for word, v, *_ in lines if word == "done"}
+        started = {int(v) for word, v, *_ in lines if word == "pending"}   # a killed version never finishes
+        chunks = list(path.glob("*/*.safetensors"))
+        assert len(finished) <= len(chunks) <= len(started), (len(finished), len(chunks), len(started))
+        cache = EmbeddingCache(path, chunk_size=CACHE_ROWS)
+        for i in sorted(started):
+            items = cache_items(i)
+            hits = cache.hits
+            assert np.array_equal(cache.embed(tower, items, progress=False), tower.embed(items, progress=False))
+            assert cache.hits == hits + 1 or i not in finished, f"version {i} finished but was not read back"
+        # a version killed before its rename was recomputed just now; none other was missed
+        assert cache.hits == len(chunks), (cache.hits, len(chunks))
 
 
 def test_a_save_killed_between_its_two_renames_is_put_back(tmp_path):

@@ -1,4 +1,5 @@
-"""Worker of the crash tests: save one artefact over and over until killed.
+"""Worker of the crash tests: save one artefact (a model, an index, a training checkpoint, or
+a new chunk of the embedding cache) over and over until killed.
 
     python save_loop.py KIND PATH LOG
 
@@ -38,6 +39,34 @@ def model_version(i):
     return model, fingerprint_model(model)
 
 
+#: rows of one cached chunk (one version of the embedding-cache loop)
+CACHE_ROWS = 256
+
+
+def cache_tower():
+    """A cheap deterministic features tower (64-d) whose outputs the cache stores."""
+    from jointspace.towers.base import Tower
+
+    class CrashTower(Tower):
+        name = "crash-test"
+        modality = "features"
+        default_batch_size = CACHE_ROWS
+
+        def __init__(self):
+            self.out_dim = 64
+            self._w = np.random.default_rng(0).normal(size=(16, 64)).astype(np.float32)
+
+        def _embed_batch(self, items):
+            return np.tanh(np.asarray(items, np.float32) @ self._w)
+
+    return CrashTower()
+
+
+def cache_items(i):
+    """The items of version ``i`` of the embedding-cache loop, (CACHE_ROWS, 16)."""
+    return np.random.default_rng(10_000 + i).normal(size=(CACHE_ROWS, 16)).astype(np.float32)
+
+
 def fingerprint_model(model):
     probe = np.linspace(-1, 1, 10).reshape(2, 5)
     return "%.6f" % float(np.abs(model.encode("a", probe)).sum())
@@ -72,6 +101,11 @@ def main(kind, path, log):
                 opt = torch.optim.SGD(net.parameters(), lr=0.1)
                 out.write(f"pending {i} {i}\n")
                 save_checkpoint(path, i, net, opt, {"epoch": i}, {"kind": "crash-test"}, keep=2)
+            elif kind == "cache":
+                from jointspace.towers import EmbeddingCache
+
+                out.write(f"pending {i} {i}\n")
+                EmbeddingCache(path, chunk_size=CACHE_ROWS).embed(cache_tower(), cache_items(i), progress=False)
             out.write(f"done {i}\n")
 
 
