@@ -31,7 +31,9 @@ prediction time is refused by ``early`` fusion and left out of the others (its w
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import warnings
 
 import numpy as np
 import torch
@@ -62,6 +64,15 @@ def late_member(n_classes: int):
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
     return GridSearchCV(clf, {"logisticregression__C": list(LOGISTIC_CS)}, cv=3,
                         scoring=functools.partial(_neg_log_loss_all_classes, n_classes=int(n_classes)))
+
+
+@contextlib.contextmanager
+def _rare_classes_expected():
+    """Silence scikit-learn's note that a class has fewer members than folds: the members'
+    scorer counts such a class on purpose (see :func:`_neg_log_loss_all_classes`)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class in y has only", category=UserWarning)
+        yield
 
 
 def _neg_log_loss_all_classes(estimator, x, y, n_classes: int) -> float:
@@ -281,7 +292,8 @@ class FusionClassifier:
 
         member = functools.partial(late_member, len(self.classes_))
         fit_rows = tr if self.fusion == "weighted" else np.arange(len(y))
-        self.members_ = {m: member().fit(x[m][fit_rows], y[fit_rows]) for m in self.modalities_}
+        with _rare_classes_expected():
+            self.members_ = {m: member().fit(x[m][fit_rows], y[fit_rows]) for m in self.modalities_}
         self.prior_ = np.bincount(y, minlength=len(self.classes_)) / len(y)
         self.weights_ = np.full(len(self.modalities_), 1.0 / len(self.modalities_))
         self.stacker_ = None
@@ -291,8 +303,9 @@ class FusionClassifier:
             self.weights_ = _fit_weights([self._member_log_proba(m, x[m][va]) for m in self.modalities_], y[va])
         elif self.fusion == "stacking":
             cv = StratifiedKFold(5, shuffle=True, random_state=self.seed)
-            oof = np.hstack([cross_val_predict(member(), x[m], y, cv=cv, method="predict_proba")
-                             for m in self.modalities_])
+            with _rare_classes_expected():
+                oof = np.hstack([cross_val_predict(member(), x[m], y, cv=cv, method="predict_proba")
+                                 for m in self.modalities_])
             self.stacker_ = LogisticRegression(max_iter=3000).fit(oof, y)
 
     def _member_log_proba(self, m: str, xm: np.ndarray) -> np.ndarray:
