@@ -249,9 +249,13 @@ def test_ndcg_cutoff_beyond_the_gallery_does_not_build_a_huge_table():
 
 
 def test_euclidean_scores_that_overflow_are_refused_not_ranked():
+    import warnings
+
     big = np.array([[1e200, 0.0], [0.0, 1e200], [1e200, 1e200]])
-    with pytest.raises(InputError, match="scores: expected finite values, got nan for query 0"):
-        retrieval_scores(big, big, [0, 1, 2], [0, 1, 2], metric="euclidean")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # the clear error alone, no numpy overflow warnings before it
+        with pytest.raises(InputError, match="scores: expected finite values, got nan for query 0"):
+            retrieval_scores(big, big, [0, 1, 2], [0, 1, 2], metric="euclidean")
 
 
 def test_object_keys_of_numbers_match_numeric_keys():
@@ -260,3 +264,20 @@ def test_object_keys_of_numbers_match_numeric_keys():
     assert res["mAP"] == 1.0 and res["n_skipped"] == 0
     res = retrieval_scores(x, x, np.array([1, 2, 3], dtype=object), np.array([1, 2, 3]))
     assert res["mAP"] == 1.0 and res["n_skipped"] == 0
+
+
+# dot: (1, 0) . (3e38, 3e38) = 3e38 fits, 2 * 9e76 does not; euclidean: |(1, 0) - (3e38, 3e38)|
+# = 4.2e38 is already beyond float32's 3.4e38
+@pytest.mark.parametrize("metric, first", [("dot", 1), ("euclidean", 0)])
+def test_pairwise_scores_that_overflow_are_refused_with_the_rows_named(metric, first):
+    import warnings
+
+    from jointspace.eval.similarity import pairwise_similarity
+
+    a = np.array([[1.0, 0.0], [3e38, 3e38]], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=rf"A, B: the {metric} score of A\[{first}\] and B\[1\] overflows float32"):
+            pairwise_similarity(a, a, metric)
+        # within range, the same call answers: (1, 0) . (1, 0) = 1, distance 0
+        assert pairwise_similarity(a[:1], a[:1], metric)[0, 0] == pytest.approx(1.0 if metric == "dot" else 0.0)

@@ -136,14 +136,18 @@ class _Scorer:
         return out
 
     def _neg_distances(self, A: np.ndarray) -> np.ndarray:
-        """-||a - b|| in float64 for float64 rows ``A``, in place on the product block."""
-        block = A @ self.Bt
-        block *= -2.0
-        block += np.einsum("ij,ij->i", A, A)[:, None]
-        block += self.b_sq[None, :]
-        np.maximum(block, 0.0, out=block)  # rounding can push tiny distances below zero
-        np.sqrt(block, out=block)
-        np.negative(block, out=block)
+        """-||a - b|| in float64 for float64 rows ``A``, in place on the product block.
+
+        Distances beyond float64 come out inf or NaN without numpy's warnings: the callers
+        refuse non-finite scores with a message of their own."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            block = A @ self.Bt
+            block *= -2.0
+            block += np.einsum("ij,ij->i", A, A)[:, None]
+            block += self.b_sq[None, :]
+            np.maximum(block, 0.0, out=block)  # rounding can push tiny distances below zero
+            np.sqrt(block, out=block)
+            np.negative(block, out=block)
         return block
 
 
@@ -167,7 +171,8 @@ def iter_similarity_chunks(A, B, metric: str = "cosine", chunk_size: int | None 
     start : int
         Index of the block's first row in ``A``.
     block : ndarray, shape (rows, m)
-        ``block[i, j]`` is the score of ``A[start + i]`` against ``B[j]``.
+        ``block[i, j]`` is the score of ``A[start + i]`` against ``B[j]``; inf or NaN where a
+        score overflows the floating-point range (the retrieval metrics refuse those).
 
     Examples
     --------
@@ -209,7 +214,8 @@ def pairwise_similarity(A, B, metric: str = "cosine") -> np.ndarray:
     Raises
     ------
     InputError
-        Bad shapes or values, or a result larger than 2 GiB.
+        Bad shapes or values, a result larger than 2 GiB, or scores beyond the floating-point
+        range of the inputs (vectors of huge norm).
     """
     check_choice(metric, "metric", METRICS)
     A, B = check_pair(A, B)
@@ -217,7 +223,15 @@ def pairwise_similarity(A, B, metric: str = "cosine") -> np.ndarray:
     if size > _PAIRWISE_LIMIT:
         raise InputError(f"A, B: the full {A.shape[0]} x {B.shape[0]} score matrix would take "
                          f"{size / 2**30:.1f} GiB; use iter_similarity_chunks instead")
-    return _Scorer(B, metric)(A)
+    with np.errstate(over="ignore", invalid="ignore"):
+        scores = _Scorer(B, metric)(A)
+    bad = np.argwhere(~np.isfinite(scores))
+    if len(bad):
+        i, j = bad[0]
+        raise InputError(f"A, B: the {metric} score of A[{i}] and B[{j}] overflows {scores.dtype} (norms "
+                         f"{np.linalg.norm(A[i].astype(np.float64)):.3g} and {np.linalg.norm(B[j].astype(np.float64)):.3g}); "
+                         f"scale the vectors down")
+    return scores
 
 
 def pairwise_distance(A, B) -> np.ndarray:
