@@ -73,6 +73,23 @@ def test_interrupted_run_resumes(tmp_path):
     assert np.array_equal(out, CountingTower().embed(TEXTS))
 
 
+def test_temporaries_a_killed_writer_left_are_deleted_once_an_hour_old(tmp_path):
+    tower = CountingTower()
+    folder = EmbeddingCache(tmp_path).folder(tower)
+    folder.mkdir(parents=True)
+    old, young = folder / ".abc.safetensors.k1.tmp", folder / ".def.safetensors.k2.tmp"
+    for f in (old, young):
+        f.write_bytes(b"half a chunk")
+    os.utime(old, (0, os.path.getmtime(old) - 2 * 3600))
+    other = folder / "notes.tmp"   # not a temporary of ours (no leading dot): kept
+    other.write_bytes(b"x")
+    os.utime(other, (0, 0))
+    cache = EmbeddingCache(tmp_path, chunk_size=4)
+    cache.embed(tower, TEXTS)
+    assert not old.exists() and young.exists() and other.exists()
+    assert len(list(folder.glob("*.safetensors"))) == 3 and cache.misses == 3
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "flip", "empty"])
 def test_damaged_chunk_is_recomputed(tmp_path, damage):
     cache = EmbeddingCache(tmp_path, chunk_size=100)

@@ -53,6 +53,25 @@ def atomic_write_bytes(path, data: bytes) -> None:
         raise
 
 
+#: a temporary file of :func:`atomic_write_bytes` older than this (seconds) belongs to a writer
+#: that was killed: a write takes far less
+STALE_TEMPORARY_S = 3600.0
+
+
+def remove_stale_temporaries(folder, older_than_s: float = STALE_TEMPORARY_S) -> int:
+    """Delete the temporary files (``.NAME.*.tmp``) that writers killed during
+    :func:`atomic_write_bytes` left in ``folder``, when older than ``older_than_s`` seconds (a
+    younger one may belong to a writer still at work).  Returns how many were deleted."""
+    removed = 0
+    now = time.time()
+    for tmp in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):   # gone already, or not ours to delete
+            if tmp.is_file() and now - tmp.stat().st_mtime > older_than_s:
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
 def atomic_write_text(path, text: str) -> None:
     """Atomic text write (UTF-8)."""
     atomic_write_bytes(path, text.encode("utf-8"))

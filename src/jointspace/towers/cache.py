@@ -10,8 +10,10 @@ items (file bytes for paths, UTF-8 text for strings, pixels / samples for arrays
 renamed file still hits and an edited one misses.  Each chunk file is written atomically as
 soon as it is computed, so an interrupted run resumes where it stopped.  A chunk file is
 trusted only if it loads, names the same chunk digest, has the expected shape and its data
-checksum matches; otherwise it is recomputed.  If the folder cannot be written (read-only,
-full disk) the vectors are still computed and returned, with one warning.
+checksum matches; otherwise it is recomputed.  The temporary file a run killed mid-write
+leaves behind is deleted by the next run that writes to the folder, once it is an hour old.
+If the folder cannot be written (read-only, full disk) the vectors are still computed and
+returned, with one warning.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_bytes
+from .._io import atomic_write_bytes, remove_stale_temporaries
 from .._validation import check_int
 from .._progress import progress_bar
 from .base import Tower
@@ -90,6 +92,7 @@ class EmbeddingCache:
         self.root = Path(root) if root is not None else default_cache_dir()
         self.chunk_size = check_int(chunk_size, "chunk_size", low=1)
         self._warned = False
+        self._swept: set = set()
         self.hits = 0
         self.misses = 0
 
@@ -169,6 +172,9 @@ class EmbeddingCache:
         meta = {"chunk": chunk_key, "sha256": hashlib.sha256(vec.tobytes()).hexdigest()}
         try:
             atomic_write_bytes(path, save({"vectors": vec}, metadata=meta))
+            if path.parent not in self._swept:   # once per folder: what killed runs left
+                self._swept.add(path.parent)
+                remove_stale_temporaries(path.parent)
         except OSError as exc:
             self._warned = True
             warnings.warn(f"embedding cache {str(self.root)!r} is not writable ({exc.strerror or exc}); "
