@@ -228,9 +228,9 @@ def pairwise_similarity(A, B, metric: str = "cosine") -> np.ndarray:
     bad = np.argwhere(~np.isfinite(scores))
     if len(bad):
         i, j = bad[0]
+        na, nb = (np.linalg.norm(v.astype(np.float64)) for v in (A[i], B[j]))
         raise InputError(f"A, B: the {metric} score of A[{i}] and B[{j}] overflows {scores.dtype} (norms "
-                         f"{np.linalg.norm(A[i].astype(np.float64)):.3g} and {np.linalg.norm(B[j].astype(np.float64)):.3g}); "
-                         f"scale the vectors down")
+                         f"{na:.3g} and {nb:.3g}); scale the vectors down")
     return scores
 
 
