@@ -71,6 +71,34 @@ def test_onnx_image_tower_equals_the_torch_vectors(images, pool_blocks):
     assert np.allclose(onnx_tower.embed(images[:1], progress=False), got[:1], atol=1e-5)
 
 
+@pytest.mark.parametrize("runtime, pool_blocks", [("onnx", ()), ("onnx", (3,)), ("torch", ()), ("torch", (3,))])
+def test_decoding_ahead_gives_the_vectors_of_one_batch_at_a_time(images, runtime, pool_blocks):
+    """embed prepares batch k + 1 in a thread while batch k runs: the same vectors, bit for
+    bit, as embedding each batch alone (and the same as the network on preprocess())."""
+    tower = create_tower("efficientnet-lite0", runtime=runtime, pool_blocks=pool_blocks)
+    got = tower.embed(images, batch_size=3, progress=False)
+    alone = np.concatenate([tower._embed_batch(images[s:s + 3]) for s in range(0, len(images), 3)])
+    assert np.array_equal(got, alone)
+    if runtime == "torch" and not pool_blocks:
+        import torch
+
+        with torch.inference_mode():
+            ref = tower.network.extract_features(tower.preprocess(images[:3])).mean(dim=(2, 3)).numpy()
+        assert np.array_equal(got[:3], ref)
+
+
+def test_an_unreadable_image_in_a_later_batch_stops_embed_with_its_error(images, tmp_path):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    tower = create_tower("efficientnet-lite0", runtime="onnx")
+    calls = []
+    run = tower._embed_prepared
+    tower._embed_prepared = lambda x: calls.append(len(x)) or run(x)
+    with pytest.raises(InputError, match="broken.png"):
+        tower.embed(list(images[:4]) + [str(bad)], batch_size=2, progress=False)
+    assert calls == [2, 2]   # the two good batches ran; the broken one never reached the network
+
+
 def rt_bc(block):
     from jointspace.towers.efficientnet import BLOCK_CHANNELS
 

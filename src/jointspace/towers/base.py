@@ -95,17 +95,55 @@ class Tower:
         n = len(items)
         order = self._order(items)
         out = np.empty((n, self.out_dim), dtype=np.float32)
+        batches = [order[s:s + bs] if order is not None else slice(s, s + bs) for s in range(0, n, bs)]
+
+        def take(rows):
+            return [items[i] for i in rows] if order is not None else items[rows]
+
         with progress_bar(self.name, n, enabled=progress and n > bs) as advance:
-            for start in range(0, n, bs):
-                rows = order[start:start + bs] if order is not None else slice(start, start + bs)
-                chunk = [items[i] for i in rows] if order is not None else items[rows]
-                vec = np.asarray(self._embed_batch(chunk), dtype=np.float32)
-                if vec.shape != (len(chunk), self.out_dim):
+            for rows, count, prepared in self._prepared_batches(batches, take):
+                vec = np.asarray(self._embed_prepared(prepared), dtype=np.float32)
+                if vec.shape != (count, self.out_dim):
                     raise RuntimeError(f"tower {self.name}: batch gave shape {vec.shape}, "
-                                       f"expected {(len(chunk), self.out_dim)}")
+                                       f"expected {(count, self.out_dim)}")
                 out[rows] = vec
-                advance(len(chunk))
+                advance(count)
         return out
+
+    # -- decoding the next batch while the network runs -----------------------------------
+    def _prepare(self, chunk):
+        """The network input of one batch of raw items (decoding, resizing).  A tower that
+        overrides it (with :meth:`_embed_prepared`) has the next batch prepared in a background
+        thread while the network runs on the current one."""
+        return chunk
+
+    def _embed_prepared(self, prepared) -> np.ndarray:
+        """Vectors (n, out_dim) of one batch prepared by :meth:`_prepare`."""
+        return self._embed_batch(prepared)
+
+    def _prepared_batches(self, batches: list, take):
+        """``(rows, n_items, prepared input)`` of each batch in turn; with an overridden
+        :meth:`_prepare`, batch k + 1 is prepared in one background thread while the caller
+        runs batch k (decoders such as PIL release the GIL).  An error in preparing a batch
+        is raised when that batch's turn comes, as it would be without the thread."""
+        if type(self)._prepare is Tower._prepare or len(batches) < 2:
+            for rows in batches:
+                chunk = take(rows)
+                yield rows, len(chunk), self._prepare(chunk)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def prepare(rows):
+            chunk = take(rows)
+            return len(chunk), self._prepare(chunk)
+
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-prepare") as pool:
+            ahead = pool.submit(prepare, batches[0])
+            for k, rows in enumerate(batches):
+                count, prepared = ahead.result()
+                if k + 1 < len(batches):
+                    ahead = pool.submit(prepare, batches[k + 1])
+                yield rows, count, prepared
 
     def _order(self, items):
         """Optional processing order (a permutation of the item indices), e.g. texts by length
