@@ -2,8 +2,10 @@
 
 The pretrained towers (``efficientnet-lite0``, ``minilm``) take ``runtime="torch"`` or
 ``runtime="onnx"``.  Both give the same vectors (cosine >= 0.999, pinned by the tests; in
-practice they agree to about 1e-5); ONNX Runtime is several times faster on a CPU, mostly
-because its depthwise convolutions and small matrix products carry far less overhead.
+practice they agree to about 1e-5).  On a CPU, ONNX Runtime runs the image tower several
+times faster (its depthwise convolutions carry far less overhead), answers one sentence about
+twice as fast, and matches PyTorch on batches of sentences (``benchmarks/bench_towers.py``);
+it also starts without importing PyTorch.
 
 The ONNX file is exported from the PyTorch module the first time it is needed and kept in
 ``$JOINTSPACE_CACHE/onnx`` (default ``~/.cache/jointspace/onnx``), named by a digest of the
