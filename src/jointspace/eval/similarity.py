@@ -225,9 +225,13 @@ def pairwise_similarity(A, B, metric: str = "cosine") -> np.ndarray:
                          f"{size / 2**30:.1f} GiB; use iter_similarity_chunks instead")
     with np.errstate(over="ignore", invalid="ignore"):
         scores = _Scorer(B, metric)(A)
-    bad = np.argwhere(~np.isfinite(scores))
-    if len(bad):
-        i, j = bad[0]
+    rows = max(1, BLOCK_BYTES // max(1, scores.shape[1]))   # boolean masks of one block at a time
+    for s in range(0, len(scores), rows):
+        finite = np.isfinite(scores[s:s + rows])
+        if finite.all():
+            continue
+        i, j = np.argwhere(~finite)[0]
+        i += s
         na, nb = (np.linalg.norm(v.astype(np.float64)) for v in (A[i], B[j]))
         raise InputError(f"A, B: the {metric} score of A[{i}] and B[{j}] overflows {scores.dtype} (norms "
                          f"{na:.3g} and {nb:.3g}); scale the vectors down")

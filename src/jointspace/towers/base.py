@@ -126,16 +126,15 @@ class Tower:
         :meth:`_prepare`, batch k + 1 is prepared in one background thread while the caller
         runs batch k (decoders such as PIL release the GIL).  An error in preparing a batch
         is raised when that batch's turn comes, as it would be without the thread."""
-        if type(self)._prepare is Tower._prepare or len(batches) < 2:
-            for rows in batches:
-                chunk = take(rows)
-                yield rows, len(chunk), self._prepare(chunk)
-            return
-        from concurrent.futures import ThreadPoolExecutor
-
         def prepare(rows):
             chunk = take(rows)
             return len(chunk), self._prepare(chunk)
+
+        if type(self)._prepare is Tower._prepare or len(batches) < 2:
+            for rows in batches:
+                yield rows, *prepare(rows)
+            return
+        from concurrent.futures import ThreadPoolExecutor
 
         with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-prepare") as pool:
             ahead = pool.submit(prepare, batches[0])
