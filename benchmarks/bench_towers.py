@@ -13,6 +13,9 @@ Side by side in one run, interleaved round by round, medians of ``--repeats`` ro
   (eligible at >= 0.999);
 * achieved GFLOP/s of each path (flops counted by ``torch.utils.flop_counter`` on the same
   inputs) against the float32 (and bf16) GEMM rate measured here;
+* images/s on 12-megapixel JPEG photos (scikit-image's photographs, enlarged), where decoding
+  dominates: every pixel decoded against ``jpeg_draft`` (the decoder's reduced scale), on
+  both runtimes, with the worst cosine to the float32 torch vectors of every pixel;
 * the embedding cache: a first run through an empty cache, then runs that read it (must take
   under a tenth of the first).
 
@@ -132,6 +135,55 @@ def _image_candidates(t, o, x, repeats, flops_per_image) -> dict:
                 "gflops": _rate(len(x), res[k]) * flops_per_image / 1e9} for k, fn in fns.items()}
 
 
+# -- large JPEG photos -----------------------------------------------------------------------------
+
+#: scikit-image's colour photographs (its ``skimage.data`` functions), each written as 4000 x 3000
+#: JPEGs in four orientations: the size of a phone camera's picture
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "retina", "immunohistochemistry")
+
+
+def _photos(folder: Path, n: int) -> list[str]:
+    from PIL import Image
+    from skimage import data
+
+    paths = []
+    for k in range(n):
+        img = Image.fromarray(getattr(data, PHOTOS[k % len(PHOTOS)])()).convert("RGB")
+        turn = k // len(PHOTOS) % 4   # as taken, mirrored, upside down, both
+        if turn & 1:
+            img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        if turn & 2:
+            img = img.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        p = folder / f"photo{k:03d}.jpg"
+        img.resize((4000, 3000), Image.Resampling.BICUBIC).save(p, quality=90)
+        paths.append(str(p))
+    return paths
+
+
+def bench_photos(paths, batch: int, repeats: int) -> dict:
+    """images/s of ``tower.embed`` on 12-megapixel JPEG files: every pixel decoded (what the
+    towers did before ``jpeg_draft``) against the decoder's reduced scale, on both runtimes."""
+    from jointspace.towers.inputs import load_image
+
+    towers = {f"{r}, {'jpeg draft' if d else 'every pixel'}": create_tower("efficientnet-lite0", runtime=r,
+                                                                           jpeg_draft=d)
+              for r in RUNTIMES for d in (False, True)}
+    vecs = {k: t.embed(paths, batch_size=batch, progress=False) for k, t in towers.items()}
+    res = side_by_side({k: (lambda t=t: t.embed(paths, batch_size=batch, progress=False))
+                        for k, t in towers.items()}, repeats=repeats, warmup=0)
+    decode = side_by_side({"every pixel": lambda: [load_image(p) for p in paths[:8]],
+                           "jpeg draft": lambda: [load_image(p, min_side=448) for p in paths[:8]]},
+                          repeats=repeats, warmup=0)
+    base = "torch, every pixel"
+    out = {"n_items": len(paths), "size": [4000, 3000], "batch_size": batch,
+           "decode_ms_per_image": {k: v["median_s"] / 8 * 1000 for k, v in decode.items()}, "paths": {}}
+    for k in towers:
+        out["paths"][k] = {"images_per_s": _rate(len(paths), res[k]), "seconds": res[k]["times_s"],
+                           "cosine_min_to_torch_every_pixel": _cos_min(vecs[k], vecs[base])}
+    out["ratio"] = out["paths"]["onnx, jpeg draft"]["images_per_s"] / out["paths"][base]["images_per_s"]
+    return out
+
+
 # -- text tower ----------------------------------------------------------------------------------
 
 def bench_text(sentences, batch: int, repeats: int, n_single: int, gemm: float) -> dict:
@@ -226,7 +278,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer items")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args(argv)
-    n_img, n_txt, n_single = (32, 256, 20) if args.quick else (128, 1024, 60)
+    n_img, n_txt, n_single, n_photo = (32, 256, 20, 7) if args.quick else (128, 1024, 60, 28)
     load_before = os.getloadavg()[0]
     gemm = gemm_gflops(repeats=args.repeats)
     gemm_bf16 = gemm_gflops(repeats=args.repeats, dtype="bfloat16")
@@ -234,6 +286,7 @@ def main(argv=None) -> int:
         paths = _images(Path(tmp), n_img)
         img = bench_images(paths, 32, args.repeats, gemm)
         cache_img = bench_cache("efficientnet-lite0", paths, 32, args.repeats)
+        photos = bench_photos(_photos(Path(tmp), n_photo), 32, args.repeats)
     sents = _sentences(n_txt)
     txt = bench_text(sents, 64, args.repeats, n_single, gemm)
     cache_txt = bench_cache("minilm", sents, 64, args.repeats)
@@ -248,7 +301,7 @@ def main(argv=None) -> int:
     result = {"quick": args.quick, "repeats": args.repeats, "torch_threads": torch.get_num_threads(),
               "gemm_float32_gflops": gemm, "gemm_float32_gflops_after": gemm_after,
               "gemm_float32_gflops_best": gemm_best, "gemm_bf16_gflops": gemm_bf16,
-              "image": img, "text": txt, "cache": [cache_img, cache_txt],
+              "image": img, "photos": photos, "text": txt, "cache": [cache_img, cache_txt],
               "targets": {k: {"target": TARGETS[k], "measured": v, "met": v >= TARGETS[k]} for k, v in checks.items()},
               "machine": {**machine(), "load_average_before": load_before, "load_average_after": os.getloadavg()[0]}}
     out = save("towers", result)
@@ -263,6 +316,12 @@ def main(argv=None) -> int:
         print(f"{r:<10}{p['images_per_s']:>10.1f}{p['gflops']:>9.1f}{p['gemm_fraction']:>9.1%}"
               f"{p['cosine_min_to_torch']:>10.6f}")
     print(f"onnx / torch: {img['ratio']:.2f}x (target >= {TARGETS['image_throughput']:.0f}x)")
+    print(f"\nEfficientNet-Lite0, {n_photo} JPEG photos of 4000 x 3000, batch 32; decoding "
+          + ", ".join(f"{k} {v:.1f} ms/image" for k, v in photos["decode_ms_per_image"].items()))
+    for k, p in photos["paths"].items():
+        print(f"  {k:<22}{p['images_per_s']:>8.1f} images/s   cos min to torch, every pixel "
+              f"{p['cosine_min_to_torch_every_pixel']:.6f}")
+    print(f"onnx, jpeg draft / torch, every pixel: {photos['ratio']:.2f}x")
     print(f"\nMiniLM, {n_txt} sentences, batch 64 ({txt['flops_per_sentence'] / 1e9:.3f} GFLOP/sentence); one "
           f"sentence at a time over {n_single} distinct sentences")
     print(f"{'runtime':<10}{'sent/s':>10}{'GFLOP/s':>9}{'of GEMM':>9}{'1 sent p50':>12}{'p90':>8}{'cos min':>10}")

@@ -191,3 +191,35 @@ def test_8bit_wav_is_centred_like_an_uint8_array(tmp_path):
     from_file = load_audio(str(tmp_path / "u8.wav"), 8000)
     assert from_file[:5].tolist() == [-1.0, -0.5, 0.0, 0.5, 127 / 128]
     assert np.array_equal(from_file, load_audio(u8, 8000))
+
+
+def _photo_jpeg(path, side: int) -> str:
+    """scikit-image's astronaut photograph, upscaled to side x side, as a JPEG file."""
+    from skimage import data
+
+    Image.fromarray(data.astronaut()).resize((side, side), Image.Resampling.BICUBIC).save(path, quality=95)
+    return str(path)
+
+
+def test_min_side_decodes_a_large_jpeg_at_a_power_of_two_scale(tmp_path):
+    path = _photo_jpeg(tmp_path / "big.jpg", 1600)
+    full = load_image(path)
+    assert full.shape == (1600, 1600, 3)
+    # 1600 // 448 = 3: the largest power of two not above it is 2, so 800 x 800 (both >= 448)
+    half = load_image(path, min_side=448)
+    assert half.shape == (800, 800, 3) and half.dtype == np.uint8
+    # the decoder's half scale is close to averaging 2 x 2 blocks of the full decoding
+    boxed = full.reshape(800, 2, 800, 2, 3).astype(np.float64).mean(axis=(1, 3))
+    assert np.abs(half - boxed).mean() < 2.0
+    assert load_image(path, min_side=200).shape == (200, 200, 3)       # 1600 // 200 = 8: 1/8
+    assert load_image(path, min_side=1600).shape == (1600, 1600, 3)    # no smaller scale fits
+
+
+def test_min_side_leaves_other_formats_and_small_images_alone(tmp_path):
+    rng = np.random.default_rng(0)
+    arr = rng.integers(0, 256, (900, 700, 3), dtype=np.uint8)
+    png = _png(tmp_path / "big.png", arr)
+    assert np.array_equal(load_image(png, min_side=100), arr)           # PNG: always every pixel
+    assert np.array_equal(load_image(arr, min_side=100), arr)           # arrays likewise
+    small = _photo_jpeg(tmp_path / "small.jpg", 300)
+    assert np.array_equal(load_image(small, min_side=224), load_image(small))

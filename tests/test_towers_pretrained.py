@@ -132,3 +132,26 @@ def test_minilm_token_vectors_pool_to_the_sentence_vector(minilm):
 def test_pretrained_configs_rebuild(effnet, minilm):
     assert create_tower("efficientnet-lite0", **effnet.config()).config() == effnet.config()
     assert create_tower("minilm", **minilm.config()).config() == minilm.config()
+
+
+def test_efficientnet_jpeg_draft_keeps_the_vector_of_a_large_photo(tmp_path):
+    from PIL import Image
+    from skimage import data
+
+    from jointspace.errors import InputError
+
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(data.astronaut()).resize((2000, 1500), Image.Resampling.BICUBIC).save(path, quality=90)
+    fast = create_tower("efficientnet-lite0")
+    full = create_tower("efficientnet-lite0", jpeg_draft=False)
+    # the fast tower decodes at 1/2 scale (min(2000 // 448, 1500 // 448) = 3 -> 2: 1000 x 750),
+    # the other every pixel
+    a, b = fast.embed([str(path)], progress=False)[0], full.embed([str(path)], progress=False)[0]
+    assert float(a @ b / np.linalg.norm(a) / np.linalg.norm(b)) >= 0.999
+    assert not np.array_equal(a, b)
+    # recorded only when off, so features cached at the default keep their key
+    assert "jpeg_draft" not in fast.config() and full.config()["jpeg_draft"] is False
+    assert create_tower("efficientnet-lite0", **full.config()).jpeg_draft is False
+    assert fast.cache_key() != full.cache_key()
+    with pytest.raises(InputError, match="jpeg_draft: expected True or False, got 'yes'"):
+        create_tower("efficientnet-lite0", jpeg_draft="yes")

@@ -159,7 +159,7 @@ def _array_to_rgb(arr: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
-def load_image(item, where: str = "image") -> np.ndarray:
+def load_image(item, where: str = "image", min_side: int | None = None) -> np.ndarray:
     """Decode one image item into RGB.
 
     Parameters
@@ -169,6 +169,12 @@ def load_image(item, where: str = "image") -> np.ndarray:
         converted.
     where : str
         How to name the item in error messages, e.g. ``"items[3]"``.
+    min_side : int, optional
+        The smallest height and width the caller needs.  A JPEG file larger than that is
+        decoded at 1/2, 1/4 or 1/8 scale (the decoder's DCT scaling, ``PIL.Image.draft``),
+        the smallest scale whose both sides stay at least ``min_side``: a 12-megapixel
+        photo decodes several times faster.  Other formats and in-memory images are
+        returned at full size.
 
     Returns
     -------
@@ -185,6 +191,8 @@ def load_image(item, where: str = "image") -> np.ndarray:
         return _render_svg(path, where)
     try:
         with Image.open(path) as img:
+            if min_side is not None:
+                img.draft(None, (min_side, min_side))   # a no-op for formats other than JPEG
             img.load()
             return _to_rgb_array(img, _describe(item, where))
     except FileNotFoundError:
