@@ -155,3 +155,28 @@ def test_efficientnet_jpeg_draft_keeps_the_vector_of_a_large_photo(tmp_path):
     assert fast.cache_key() != full.cache_key()
     with pytest.raises(InputError, match="jpeg_draft: expected True or False, got 'yes'"):
         create_tower("efficientnet-lite0", jpeg_draft="yes")
+
+
+@pytest.mark.skipif("onnx" not in _runtimes(), reason="ONNX Runtime is not installed")
+def test_efficientnet_cut_graph_gives_the_outputs_of_the_whole_graph():
+    import onnx
+
+    from jointspace.towers import efficientnet
+    from jointspace.towers.runtime import onnx_session
+
+    tower = create_tower("efficientnet-lite0", runtime="onnx")
+    x = tower.pixels([np.random.default_rng(0).integers(0, 256, (60, 90, 3), dtype=np.uint8) for _ in range(3)])
+    whole = tower.session
+    for outputs in (["pooled"], ["block3", "pooled"], ["feature_map"]):
+        path = efficientnet._onnx_part(tuple(outputs))
+        assert path != efficientnet._onnx_file()
+        assert [o.name for o in onnx_session(path).get_outputs()] == outputs
+        for got, want in zip(tower._run_session(x, outputs), whole.run(outputs, {"pixels": x})):
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    # the 16 block averages are gone from the graph that only pools the head
+    nodes = {p: len(onnx.load(str(p), load_external_data=False).graph.node)
+             for p in (efficientnet._onnx_file(), efficientnet._onnx_part(("pooled",)))}
+    assert list(nodes.values())[1] <= list(nodes.values())[0] - 16
+    assert efficientnet._onnx_part(tuple(efficientnet._onnx_outputs())) == efficientnet._onnx_file()
+    with pytest.raises(ValueError, match="no output 'logits'"):
+        efficientnet._onnx_part(("logits",))
