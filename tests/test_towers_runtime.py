@@ -151,6 +151,32 @@ def test_onnx_text_export_is_fused_and_leaves_the_torch_model_alone(tmp_path, mo
         minilm._onnx_file.cache_clear()
 
 
+def test_onnx_text_export_without_the_fusion_warns_and_gives_the_same_vectors(tmp_path, monkeypatch):
+    from collections import Counter
+
+    import onnx
+    import onnxruntime.transformers.optimizer as optimizer
+
+    from jointspace.towers import minilm
+
+    def broken(*args, **kwargs):
+        raise ValueError("no fusion here")
+
+    monkeypatch.setattr(optimizer, "optimize_model", broken)
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path))
+    minilm._onnx_file.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match=r"not fused \(ValueError: no fusion here\)"):
+            path = minilm._onnx_file()
+        ops = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+        assert "Attention" not in ops and ops["Softmax"] == 6
+        got = create_tower("minilm", runtime="onnx").embed(TEXTS, batch_size=3, progress=False)
+        ref = create_tower("minilm", runtime="torch").embed(TEXTS, batch_size=3, progress=False)
+        assert _cosines(got, ref).min() >= MIN_COSINE
+    finally:
+        minilm._onnx_file.cache_clear()
+
+
 def test_onnx_tokens_equal_the_transformers_tokenizer():
     from jointspace.towers.minilm import load_minilm_tokenizer
 

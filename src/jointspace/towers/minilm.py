@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
+import warnings
 
 import numpy as np
 
@@ -255,25 +256,40 @@ def _onnx_file():
                 torch.onnx.export(Tokens().eval(), (ids, ids, torch.zeros_like(ids)), traced,
                                   input_names=list(_ONNX_INPUTS), output_names=["tokens"], dynamic_axes=dyn,
                                   dynamo=False, opset_version=17)
-                _fuse_transformer(traced, path, bert.config)
+                unfused.append(_fuse_transformer(traced, path, bert.config))
         finally:
             bert.config._attn_implementation = attention
 
-    return cached_export("minilm", file_digest(weights, *_ONNX_INPUTS, "tokens", "fused"), export)
+    unfused: list = []
+    path = cached_export("minilm", file_digest(weights, *_ONNX_INPUTS, "tokens", "fused"), export)
+    if any(unfused):   # warned here: the export itself runs with warnings silenced
+        warnings.warn(f"minilm ONNX export: the transformer layers are not fused ({unfused[0]}); the unfused "
+                      "graph gives the same vectors, a little slower", RuntimeWarning, stacklevel=2)
+    return path
 
 
-def _fuse_transformer(source: str, target: str, config) -> None:
+def _fuse_transformer(source: str, target: str, config) -> str | None:
     """Write ``source`` with its BERT layers fused by ONNX Runtime's transformer optimiser
-    (graph rewriting only: the kernels are chosen when a session loads it)."""
+    (graph rewriting only: the kernels are chosen when a session loads it).  Where the
+    optimiser is missing or does not fuse every layer (another ONNX Runtime or transformers
+    version tracing another graph), the traced graph is written as it is (the same vectors,
+    a little slower) and the reason is returned."""
     import logging
-
-    from onnxruntime.transformers.optimizer import optimize_model
+    import shutil
 
     logging.getLogger("onnxruntime.transformers").setLevel(logging.ERROR)   # its per-fusion notes
-    model = optimize_model(source, model_type="bert", num_heads=config.num_attention_heads,
-                           hidden_size=config.hidden_size, opt_level=0)
-    fused = model.get_fused_operator_statistics()
-    if fused.get("Attention", 0) != config.num_hidden_layers:
-        raise RuntimeError(f"the transformer optimiser fused {fused.get('Attention', 0)} of "
-                           f"{config.num_hidden_layers} attention layers")
-    model.save_model_to_file(target)
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        model = optimize_model(source, model_type="bert", num_heads=config.num_attention_heads,
+                               hidden_size=config.hidden_size, opt_level=0)
+        fused = model.get_fused_operator_statistics().get("Attention", 0)
+    except Exception as exc:  # noqa: BLE001 - any failure of the optional rewrite falls back to the traced graph
+        model, fused, why = None, 0, f"{type(exc).__name__}: {exc}"
+    else:
+        why = f"it fused {fused} of {config.num_hidden_layers} attention layers"
+    if model is not None and fused == config.num_hidden_layers:
+        model.save_model_to_file(target)
+        return None
+    shutil.copyfile(source, target)
+    return why
