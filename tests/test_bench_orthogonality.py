@@ -22,6 +22,16 @@ def test_quick_spoken_words_rows_and_the_multiplier_plot(tmp_path):
     assert (tmp_path / "orthogonality-lagrange-spoken-words.png").stat().st_size > 1000
     header, cells = suite.table(report)
     assert len(cells) == len(rows) and all(len(c) == len(header) for c in cells)
+    # every row refitted per seed; seed 0 is the row's own model, so its probe comes back
+    spread = report["content_over_seeds"]
+    assert list(spread) == list(rows)
+    for name, s in spread.items():
+        assert s["seeds"] == [0, 1]
+        for m in ("audio", "text"):
+            p = s[f"probe/content/{m}/shared"]
+            assert p["values"][0] == pytest.approx(rows[name][f"probe/content/{m}/shared"])
+            assert p["mean"] == pytest.approx(sum(p["values"]) / 2)
+            assert p["se"] == pytest.approx(abs(p["values"][0] - p["values"][1]) / 2)
 
 
 def test_figures_option_is_refused_for_a_suite_without_figures(capsys, tmp_path):

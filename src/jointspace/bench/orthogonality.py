@@ -29,6 +29,12 @@ Probes (:mod:`jointspace.eval.probes`, 5-fold) read the content (word, class) fr
 shared part and the style (the speaker's accent, unseen in training; the sentence template
 for Fashion-MNIST's text) from the shared and the private parts.  ``ms/step`` is training
 time per optimiser step on this machine.
+
+One test set's probe moves with the training seed: the content probe of the audio's shared
+part without private parts ranged over 0.92-0.98 across five seeds on spoken words, wider
+than the differences between the rows.  Each row is therefore refitted at its chosen setting
+with every seed of :data:`PROBE_SEEDS` and the content probes' mean and standard error are
+reported beside the seed-0 row (``content_over_seeds``).
 """
 
 from __future__ import annotations
@@ -50,6 +56,8 @@ DIMS = (8, 16, 32, 64)
 GRID = {"frobenius": (1.0, 10.0, 100.0), "abs_dot": (1.0, 10.0, 100.0), "weight": (1.0, 10.0, 100.0),
         "lagrange": (0.1, 1.0, 10.0), "auglag": (0.1, 1.0, 10.0), "hsic": (1.0, 10.0, 100.0),
         "club": (0.01, 0.1, 1.0), "adversarial": (1.0, 10.0, 100.0)}
+#: training seeds of the content probes' spread (the rows themselves are seed 0); fixed by hand
+PROBE_SEEDS = (0, 1, 2, 3, 4)
 #: relative validation mAP a choice may give up; fixed, not tuned (a rule of the choice itself)
 TOLERANCE = 0.02
 #: dataset -> load options per split, and the style attributes probed per modality
@@ -90,11 +98,11 @@ def _features(pairs):
     return Pairs(feats, labels=pairs.labels, metadata=pairs.metadata)
 
 
-def _fit(train, dim: int, private_dim: int = 0, regularizers=None, run_dir=None):
+def _fit(train, dim: int, private_dim: int = 0, regularizers=None, run_dir=None, seed: int = 0):
     from ..models.dual_encoder import DualEncoder
 
     model = DualEncoder(dim=dim, private_dim=private_dim, regularizers=regularizers, relevance="label",
-                        run_dir=run_dir)
+                        run_dir=run_dir, seed=seed)
     t0 = time.perf_counter()
     model.fit(train)
     model.ms_per_step_ = 1000 * (time.perf_counter() - t0) / max(model.train_result_.steps, 1)
@@ -179,7 +187,7 @@ def run_dataset(dataset: str, quick: bool = False, progress=None, plot_dir=None)
         dim, dim_scores = 8, {}
     else:
         dim, dim_scores = choose_dim(train, val)
-    rows = []
+    rows, fits = [], {"no private parts": (0, None), "private, no regulariser": (dim, None)}
     base = _fit(train, dim)
     rows.append({"method": "no private parts", "settings": f"dim={dim}", **evaluate(base, test, spec["styles"])})
     plain = _fit(train, dim, dim)
@@ -191,6 +199,7 @@ def run_dataset(dataset: str, quick: bool = False, progress=None, plot_dir=None)
     for name, values in GRID.items():
         grid = (values[1],) if quick else values
         value, tried = choose_value(train, val, name, dim, reference, grid)
+        fits[name] = (dim, [f"{name}:{value!r}"])
         with tempfile.TemporaryDirectory() as run_dir:
             model = _fit(train, dim, dim, [f"{name}:{value!r}"], run_dir=run_dir if plot_dir else None)
             row = {"method": name, "settings": f"{name}:{value:g} (val: " + ", ".join(
@@ -203,9 +212,41 @@ def run_dataset(dataset: str, quick: bool = False, progress=None, plot_dir=None)
         if progress is not None:
             progress(name)
     report = make_report(dataset, "test", rows)
+    report["content_over_seeds"] = content_over_seeds(train, test, dim, fits, (0, 1) if quick else PROBE_SEEDS)
     report["dim_chosen"] = dim
     report["dim_val_mAP"] = {str(k): v for k, v in dim_scores.items()}
     return report
+
+
+def content_over_seeds(train, test, dim: int, fits: dict, seeds=PROBE_SEEDS) -> dict:
+    """The content probe from each modality's shared part, each row refitted with every seed.
+
+    Parameters
+    ----------
+    fits : dict of row name -> (private_dim, regularizers)
+        The rows' settings as chosen on val.
+
+    Returns
+    -------
+    dict of row name -> {"seeds", "probe/content/<modality>/shared": {"values", "mean", "se"}}
+        One accuracy per seed, their mean and standard error.
+    """
+    from ..eval.probes import probe_accuracy
+
+    out = {}
+    for name, (private_dim, regularizers) in fits.items():
+        per = {}
+        for seed in seeds:
+            model = _fit(train, dim, private_dim, regularizers, seed=seed)
+            for m in model.modalities_:
+                shared = model.encode_parts(m, test[m])["shared"]
+                per.setdefault(f"probe/content/{m}/shared", []).append(probe_accuracy(shared, test.labels)["accuracy"])
+        out[name] = {"seeds": list(seeds)}
+        for key, values in per.items():
+            v = np.asarray(values)
+            out[name][key] = {"values": v.tolist(), "mean": float(v.mean()),
+                              "se": float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0}
+    return out
 
 
 def run_vae(quick: bool = False, progress=None) -> dict:
@@ -302,3 +343,10 @@ def show(report: dict) -> None:
         chances = {k.split("/")[1]: v for k, v in rep["rows"][0].items() if k.endswith("/chance")}
         print_table(f"{name} (test; dim {rep['dim_chosen']}; chance: "
                     + ", ".join(f"{k} {v:.3f}" for k, v in chances.items()) + ")", header, rows)
+        spread = rep.get("content_over_seeds")
+        if spread:
+            keys = [k for k in next(iter(spread.values())) if k.startswith("probe/")]
+            seeds = next(iter(spread.values()))["seeds"]
+            print_table(f"{name}: content from the shared parts, mean ± standard error over seeds {seeds}",
+                        ["method", *[k.split("/")[2] for k in keys]],
+                        [[row, *[f"{s[k]['mean']:.4f} ± {s[k]['se']:.4f}" for k in keys]] for row, s in spread.items()])
