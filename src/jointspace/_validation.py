@@ -59,6 +59,13 @@ def short_json(value, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def check_bool(value, name: str) -> bool:
+    """Return ``value`` as a bool when it is one (Python's or NumPy's), else raise :class:`InputError`."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name}: expected True or False, got {value!r}")
+    return bool(value)
+
+
 def check_int(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """Return ``value`` as an int within ``[low, high]`` or raise :class:`InputError`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

@@ -188,9 +188,10 @@ def run_dataset(dataset: str, quick: bool = False, progress=None, plot_dir=None)
     else:
         dim, dim_scores = choose_dim(train, val)
     rows, fits = [], {"no private parts": (0, None), "private, no regulariser": (dim, None)}
-    base = _fit(train, dim)
+    models = {}   # each row's seed-0 model, reused by content_over_seeds
+    base = models["no private parts"] = _fit(train, dim)
     rows.append({"method": "no private parts", "settings": f"dim={dim}", **evaluate(base, test, spec["styles"])})
-    plain = _fit(train, dim, dim)
+    plain = models["private, no regulariser"] = _fit(train, dim, dim)
     reference = _map(plain, val)
     rows.append({"method": "private, no regulariser", "settings": f"dim=private_dim={dim}",
                  **evaluate(plain, test, spec["styles"])})
@@ -201,7 +202,8 @@ def run_dataset(dataset: str, quick: bool = False, progress=None, plot_dir=None)
         value, tried = choose_value(train, val, name, dim, reference, grid)
         fits[name] = (dim, [f"{name}:{value!r}"])
         with tempfile.TemporaryDirectory() as run_dir:
-            model = _fit(train, dim, dim, [f"{name}:{value!r}"], run_dir=run_dir if plot_dir else None)
+            model = models[name] = _fit(train, dim, dim, [f"{name}:{value!r}"],
+                                        run_dir=run_dir if plot_dir else None)
             row = {"method": name, "settings": f"{name}:{value:g} (val: " + ", ".join(
                 f"{v:g} mAP {t['mAP']:.3f} red {t['redundancy']:.4f}" for v, t in tried.items()) + ")",
                 **evaluate(model, test, spec["styles"])}
@@ -212,19 +214,22 @@ def run_dataset(dataset: str, quick: bool = False, progress=None, plot_dir=None)
         if progress is not None:
             progress(name)
     report = make_report(dataset, "test", rows)
-    report["content_over_seeds"] = content_over_seeds(train, test, dim, fits, (0, 1) if quick else PROBE_SEEDS)
+    report["content_over_seeds"] = content_over_seeds(train, test, dim, fits, (0, 1) if quick else PROBE_SEEDS,
+                                                      fitted=models)
     report["dim_chosen"] = dim
     report["dim_val_mAP"] = {str(k): v for k, v in dim_scores.items()}
     return report
 
 
-def content_over_seeds(train, test, dim: int, fits: dict, seeds=PROBE_SEEDS) -> dict:
+def content_over_seeds(train, test, dim: int, fits: dict, seeds=PROBE_SEEDS, fitted=None) -> dict:
     """The content probe from each modality's shared part, each row refitted with every seed.
 
     Parameters
     ----------
     fits : dict of row name -> (private_dim, regularizers)
         The rows' settings as chosen on val.
+    fitted : dict of row name -> model, optional
+        Models already trained with seed 0 at those settings (used instead of refitting).
 
     Returns
     -------
@@ -237,7 +242,9 @@ def content_over_seeds(train, test, dim: int, fits: dict, seeds=PROBE_SEEDS) -> 
     for name, (private_dim, regularizers) in fits.items():
         per = {}
         for seed in seeds:
-            model = _fit(train, dim, private_dim, regularizers, seed=seed)
+            model = (fitted or {}).get(name) if seed == 0 else None
+            if model is None:
+                model = _fit(train, dim, private_dim, regularizers, seed=seed)
             for m in model.modalities_:
                 shared = model.encode_parts(m, test[m])["shared"]
                 per.setdefault(f"probe/content/{m}/shared", []).append(probe_accuracy(shared, test.labels)["accuracy"])

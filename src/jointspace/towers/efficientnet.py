@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import check_choice, check_int
+from .._validation import check_bool, check_choice, check_int
 from ..errors import InputError, MissingDependencyError
 from .base import Tower, register_tower
 from .inputs import check_items, load_image
@@ -125,9 +125,7 @@ class EfficientNetLite0Tower(Tower):
         self.pool_blocks = tuple(blocks)
         self.out_dim = HEAD_CHANNELS + sum(BLOCK_CHANNELS[b] for b in self.pool_blocks)
         self.runtime = resolve_runtime(runtime)
-        if not isinstance(jpeg_draft, (bool, np.bool_)):
-            raise InputError(f"jpeg_draft: expected True or False, got {jpeg_draft!r}")
-        self.jpeg_draft = bool(jpeg_draft)
+        self.jpeg_draft = check_bool(jpeg_draft, "jpeg_draft")
         self._net = None
 
     def config(self) -> dict:

@@ -232,6 +232,8 @@ def _onnx_file():
     if weights is None:
         raise MissingDependencyError(f"the MiniLM weights are missing from {folder}: {_INSTALL}")
 
+    unfused: list = []   # why the export is not fused, when it is not
+
     def export(path):
         import torch
 
@@ -260,7 +262,6 @@ def _onnx_file():
         finally:
             bert.config._attn_implementation = attention
 
-    unfused: list = []
     path = cached_export("minilm", file_digest(weights, *_ONNX_INPUTS, "tokens", "fused"), export)
     if any(unfused):   # warned here: the export itself runs with warnings silenced
         warnings.warn(f"minilm ONNX export: the transformer layers are not fused ({unfused[0]}); the unfused "

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._validation import check_float, check_int
+from .._validation import check_bool, check_float, check_int
 from ..errors import InputError, TrainingDiverged
 from .checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from .device import resolve_device, to_device
@@ -39,11 +39,6 @@ from .step import as_training_data, take_rows
 
 #: names the loop writes into each logged row; ``loss_fn``'s logs may not use them
 RESERVED_LOGS = frozenset({"step", "epoch", "loss", "lr", "grad_norm", "samples_per_s"})
-
-
-def _check_bool(value, name: str) -> None:
-    if not isinstance(value, (bool, np.bool_)):
-        raise InputError(f"{name}: expected True or False, got {value!r}")
 
 
 @dataclass
@@ -108,13 +103,13 @@ class FitConfig:
         check_int(self.seed, "seed", low=0)
         if self.patience is not None:
             check_int(self.patience, "patience", low=1)
-        _check_bool(self.restore_best, "restore_best")
+        check_bool(self.restore_best, "restore_best")
         resolve_device(self.device)
         check_int(self.checkpoint_every, "checkpoint_every", low=0)
         check_int(self.keep_checkpoints, "keep_checkpoints", low=0)
         check_int(self.log_every, "log_every", low=1)
-        _check_bool(self.progress, "progress")
-        _check_bool(self.tensorboard, "tensorboard")
+        check_bool(self.progress, "progress")
+        check_bool(self.tensorboard, "tensorboard")
         return self
 
 
