@@ -79,13 +79,14 @@ def build_index(n_train: int, n_index: int) -> tuple[Path, Path, list]:
 
 
 def runtime_model(model_dir: Path, runtime: str) -> Path:
-    """A copy of the saved model whose towers run on ``runtime`` (only its config differs)."""
+    """A copy of the saved model whose towers run on ``runtime`` (only its config differs); with
+    ``torch-bf16``, which only the text tower has, the image tower runs ``torch``."""
     dst = model_dir.parent / f"{model_dir.name}-{runtime}"
     shutil.rmtree(dst, ignore_errors=True)
     shutil.copytree(model_dir, dst)
     cfg = json.loads((dst / "config.json").read_text())
-    for params in cfg["params"]["tower_params"].values():
-        params["runtime"] = runtime
+    for modality, params in cfg["params"]["tower_params"].items():
+        params["runtime"] = "torch" if runtime == "torch-bf16" and modality == "image" else runtime
     (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
     return dst
 

@@ -127,6 +127,39 @@ def test_onnx_text_tower_equals_sentence_transformers():
     assert onnx_tower.tokenize([TEXTS[5]])["input_ids"].shape == (1, 256)
 
 
+@pytest.mark.skipif(not rt.bf16_supported(), reason="this CPU has no native bfloat16")
+def test_bf16_text_runtime_keeps_the_float32_vectors():
+    ref = create_tower("minilm", runtime="torch").embed(TEXTS, batch_size=3, progress=False)
+    tower = create_tower("minilm", runtime="torch-bf16")
+    got = tower.embed(TEXTS, batch_size=3, progress=False)
+    assert got.shape == (len(TEXTS), 384) and got.dtype == np.float32
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-6)
+    cos = _cosines(got, ref)
+    assert cos.min() >= MIN_COSINE
+    assert cos.min() < 1 - 1e-7   # it did run in bfloat16: not the float32 vectors bit for bit
+    assert tower.config() == {"max_seq_length": 256, "runtime": "torch-bf16"}
+    assert tower.cache_key() not in {create_tower("minilm", runtime=r).cache_key() for r in ("torch", "onnx")}
+    assert create_tower("minilm", **tower.config()).runtime == "torch-bf16"
+
+
+def test_bf16_runtime_choice_and_errors(monkeypatch):
+    monkeypatch.setattr(rt, "bf16_supported", lambda: True)
+    monkeypatch.setenv("JOINTSPACE_RUNTIME", "torch-bf16")
+    assert create_tower("minilm").runtime == "torch-bf16"
+    assert create_tower("efficientnet-lite0").runtime == "torch"   # the image tower's nearest runtime
+    with pytest.raises(InputError, match=r"runtime: expected one of torch, onnx, got 'torch-bf16' \(bfloat16 "
+                                         r"moves this tower's vectors to cosine 0.997"):
+        create_tower("efficientnet-lite0", runtime="torch-bf16")
+    monkeypatch.setattr(rt, "bf16_supported", lambda: False)
+    with pytest.raises(InputError, match="'torch-bf16' needs a CPU with native bfloat16"):
+        create_tower("minilm")
+    with pytest.raises(InputError, match="'torch-bf16' needs a CPU with native bfloat16"):
+        create_tower("minilm", runtime="torch-bf16")
+    from jointspace.cli import build_parser
+
+    assert build_parser().parse_args(["--runtime", "torch-bf16", "datasets"]).runtime == "torch-bf16"
+
+
 def test_onnx_text_export_is_fused_and_leaves_the_torch_model_alone(tmp_path, monkeypatch):
     """The exported transformer has its attention, LayerNorms, GELU and embeddings fused by ONNX
     Runtime's optimiser; exporting it does not change the module the torch tower runs."""
@@ -225,7 +258,7 @@ def test_runtime_choice_and_errors(monkeypatch):
     assert create_tower("efficientnet-lite0").runtime == "torch"
     assert create_tower("minilm", runtime="onnx").runtime == "onnx"  # an explicit runtime wins
     monkeypatch.setenv("JOINTSPACE_RUNTIME", "tensorflow")
-    with pytest.raises(InputError, match="JOINTSPACE_RUNTIME: expected one of torch, onnx, got 'tensorflow'"):
+    with pytest.raises(InputError, match="JOINTSPACE_RUNTIME: expected one of torch, onnx, torch-bf16, got 'tensorflow'"):
         create_tower("minilm")
     for bad in ("jax", 3):
         with pytest.raises(InputError, match="runtime: expected one of torch, onnx"):

@@ -58,6 +58,16 @@ def _load_model(max_seq_length: int):
 
 
 @functools.lru_cache(maxsize=1)
+def _bf16_transformer(max_seq_length: int):
+    """A bfloat16 copy of the transformer (weights cast once; the float32 model is left as it is)."""
+    import copy
+
+    import torch
+
+    return copy.deepcopy(_load_model(max_seq_length)[0].auto_model).to(torch.bfloat16).eval()
+
+
+@functools.lru_cache(maxsize=1)
 def load_minilm_tokenizer():
     """The MiniLM WordPiece tokenizer (``transformers``), from the packaged files."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -75,9 +85,12 @@ class MiniLMTower(Tower):
     ----------
     max_seq_length : int
         Texts are truncated to this many word pieces (256 as the model was trained).
-    runtime : {"torch", "onnx"}, optional
+    runtime : {"torch", "onnx", "torch-bf16"}, optional
         Where the transformer runs (default :func:`~jointspace.towers.runtime.default_runtime`);
-        both give the same vectors to cosine >= 0.999.
+        all give the same vectors to cosine >= 0.999.  ``torch-bf16`` (the transformer's weights
+        and arithmetic in bfloat16, on a CPU with native bfloat16; pooling in float32) embeds
+        batches of sentences about twice as fast as float32, at cosine 0.9999 to its vectors;
+        :meth:`token_vectors` and :meth:`word_pieces` stay float32.
     """
 
     modality = "text"
@@ -119,12 +132,27 @@ class MiniLMTower(Tower):
                 "token_type_ids": np.array([e.type_ids for e in encs], dtype=np.int64)}
 
     def _embed_batch(self, items) -> np.ndarray:
+        return self._embed_prepared(self._prepare(items))
+
+    def _prepare(self, items):
+        # onnx and torch-bf16: the next batch's word pieces (the tokenizers library, without the
+        # GIL) while the network runs the current one (Tower.embed); torch: the texts, which
+        # sentence-transformers tokenizes itself
+        return items if self.runtime == "torch" else self.tokenize(items)
+
+    def _embed_prepared(self, prepared) -> np.ndarray:
+        if self.runtime == "torch":
+            return self.model.encode(prepared, batch_size=len(prepared), convert_to_numpy=True,
+                                     normalize_embeddings=True, show_progress_bar=False)
         if self.runtime == "onnx":
-            feed = self.tokenize(items)
-            tokens = self.session.run(["tokens"], feed)[0]
-            return mean_pool(tokens, feed["attention_mask"])
-        return self.model.encode(items, batch_size=len(items), convert_to_numpy=True,
-                                 normalize_embeddings=True, show_progress_bar=False)
+            tokens = self.session.run(["tokens"], prepared)[0]
+        else:   # torch-bf16: the transformer in bfloat16, pooled in float32
+            import torch
+
+            feed = {k: torch.from_numpy(v) for k, v in prepared.items()}
+            with torch.inference_mode():
+                tokens = _bf16_transformer(self.max_seq_length)(**feed).last_hidden_state.float().numpy()
+        return mean_pool(tokens, prepared["attention_mask"])
 
     def token_vectors(self, items) -> list[np.ndarray]:
         """Contextual token vectors of each text (special tokens included).
