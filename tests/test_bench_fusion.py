@@ -37,12 +37,3 @@ def test_rows_cover_every_fusion_and_noise_moves_accuracy(monkeypatch, capsys):
     suite.show({"classification": {"wikipedia": report}})
     assert "one modality replaced by noise" in capsys.readouterr().out
 
-
-def test_per_key_mean_counts_each_title_once():
-    from jointspace.bench.fusion import per_key_mean
-
-    # title 7: four queries, one hit (0.25); title 3: one query, a hit (1.0); title 5: none of two
-    hits = np.array([1, 0, 0, 0, 1, 0, 0], bool)
-    keys = np.array([7, 7, 7, 7, 3, 5, 5])
-    assert per_key_mean(hits, keys) == pytest.approx((0.25 + 1.0 + 0.0) / 3)
-    assert hits.mean() == pytest.approx(2 / 7)   # every query once: a different figure

@@ -49,6 +49,8 @@ def built(tmp_path_factory):
                  "--dim", "16", "--val-split", "none"]) == 0
     assert main(["fit", TinyDrawings.name, "--model", "cca", "--param", "reg=0.5", "--towers", "efficientnet-lite0,minilm",
                  "--out", str(root / "run")]) == 0
+    assert main(["fit-matcher", TinyDrawings.name, "--out", str(root / "matcher-chosen"), "--epochs", "3",
+                 "--dim", "16", "--model", str(root / "run"), "--candidates", "4", "--val-split", "test"]) == 0
     assert main(["index", str(root / "run"), "--dataset", TinyDrawings.name, "--split", "test", "--modality",
                  "image", "--out", str(root / "idx")]) == 0
     return root
@@ -59,7 +61,7 @@ def test_rerank_reorders_the_first_stage_candidates(built, capsys):
     assert code == 0, err
     first = json.loads(out)["results"]
     code, out, err = run(capsys, "search", built / "idx", "--text", "a red square", "-k", "3", "--rerank", "5",
-                         "--matcher", built / "matcher", "--json")
+                         "--matcher", built / "matcher", "--rerank-weight", "0.5", "--json")
     assert code == 0, err
     got = json.loads(out)["results"]
     top5 = {r["id"] for r in first[:5]}
@@ -69,10 +71,10 @@ def test_rerank_reorders_the_first_stage_candidates(built, capsys):
     from jointspace.models.rerank import CrossAttentionMatcher
 
     m = CrossAttentionMatcher.load(built / "matcher")
-    # the blend of the five candidates' standardised scores, by hand
+    # the blend of the five candidates' standardised scores, by hand (weight 0.5)
     f5 = np.array([r["score"] for r in first[:5]])
     c5 = m.score([r["path"] for r in first[:5]], ["a red square"])[:, 0].astype(np.float64)
-    blend = (1 - m.rerank_weight) * (f5 - f5.mean()) / f5.std() + m.rerank_weight * (c5 - c5.mean()) / c5.std()
+    blend = 0.5 * (f5 - f5.mean()) / f5.std() + 0.5 * (c5 - c5.mean()) / c5.std()
     by_id = {r["id"]: (f, c, b) for r, f, c, b in zip(first[:5], f5, c5, blend)}
     for r in got:
         f, c, b = by_id[r["id"]]
@@ -82,7 +84,46 @@ def test_rerank_reorders_the_first_stage_candidates(built, capsys):
     assert [r["id"] for r in got] == [i for _, i in sorted(((-b, i) for i, (_, _, b) in by_id.items()))][:3]
 
 
+def test_fit_matcher_with_a_model_chooses_the_weight_on_val(built, capsys):
+    from jointspace.models.base import load_model
+    from jointspace.models.rerank import RERANK_WEIGHTS, CrossAttentionMatcher, choose_rerank_weight
+
+    m = CrossAttentionMatcher.load(built / "matcher-chosen")
+    assert m.rerank_weight in RERANK_WEIGHTS and m.weight_choice_["candidates"] == 4
+    assert m.weight_choice_["weight"] == m.rerank_weight
+    # the same choice recomputed from the first stage's and the matcher's scores on the val pairs
+    val = TinyDrawings().load("test")   # the split fit-matcher was given as --val-split
+    first_stage = load_model(built / "run")
+    first = first_stage.encode("text", val["text"]) @ first_stage.encode("image", val["image"]).T
+    top = np.argsort(-first, axis=1, kind="stable")[:, :4]
+    full = m.score(list(val["image"]), list(val["text"]))     # (images, texts)
+    cross = np.take_along_axis(full.T, top, 1)
+    keys = val.relevance_keys("auto")
+    again = choose_rerank_weight(top, np.take_along_axis(first, top, 1), cross, keys)
+    assert again["weight"] == m.rerank_weight
+    for w, r in again["recall@1"].items():
+        assert m.weight_choice_["recall@1"][w] == pytest.approx(r, abs=1e-9)
+    # search uses the chosen weight: the same results as giving it explicitly
+    outs = []
+    for extra in ([], ["--rerank-weight", f"{m.rerank_weight}"]):
+        code, out, err = run(capsys, "search", built / "idx", "--text", "a red square", "-k", "4", "--rerank", "6",
+                             "--matcher", built / "matcher-chosen", "--json", *extra)
+        assert code == 0, err
+        outs.append([r["id"] for r in json.loads(out)["results"]])
+    assert outs[0] == outs[1]
+
+
 def test_rerank_and_explain_refuse_bad_arguments(built, capsys, tmp_path):
+    code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank", "5",
+                       "--matcher", built / "matcher")
+    assert code == 2 and "--rerank-weight: the matcher" in err and "fit-matcher --model" in err and one_line(err)
+    code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank", "5",
+                       "--matcher", built / "matcher", "--rerank-weight", "1.5")
+    assert code == 2 and "--rerank-weight: expected a number in [0, 1], got 1.5" in err
+    code, _, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "m", "--model", built / "run",
+                       "--val-split", "none")
+    assert code == 2 and "--model: choosing the re-ranking weight needs a validation split" in err
+    assert not (tmp_path / "m").exists()
     code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank", "5")
     assert code == 2 and "--matcher: --rerank needs a cross-attention matcher" in err and one_line(err)
     code, _, err = run(capsys, "search", built / "idx", "--text", "a", "--rerank", "0", "--matcher", built / "matcher")

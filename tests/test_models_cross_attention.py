@@ -9,7 +9,8 @@ import torch.nn.functional as F
 
 from jointspace.errors import InputError, NotFittedError
 from jointspace.models.cross_attention import CrossAttentionNet, cross_attention, pad_parts
-from jointspace.models.rerank import CrossAttentionMatcher, is_saved_matcher, rerank_candidates
+from jointspace.models.rerank import (CrossAttentionMatcher, choose_rerank_weight, is_saved_matcher, per_key_mean,
+                                      rerank_candidates)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -157,6 +158,43 @@ def _toy_parts(n, seed):
     regions[np.arange(n), slot, keys] += 3.0
     tokens[np.arange(n), 0, keys] += 3.0
     return regions, np.ones((n, 4), bool), tokens, np.ones((n, 3), bool), keys
+
+
+def test_per_key_mean_counts_each_title_once():
+    # title 7: four queries, one hit (0.25); title 3: one query, a hit (1.0); title 5: none of two
+    hits = np.array([1, 0, 0, 0, 1, 0, 0], bool)
+    keys = np.array([7, 7, 7, 7, 3, 5, 5])
+    assert per_key_mean(hits, keys) == pytest.approx((0.25 + 1.0 + 0.0) / 3)
+    assert hits.mean() == pytest.approx(2 / 7)   # every query once: a different figure
+
+
+def test_choose_rerank_weight_hand_worked():
+    # two candidates a, b per query: first scores favour a, the matcher's favour b, so the blend
+    # keeps a for w <= 0.5 (a tie at 0.5 keeps the first stage's order) and takes b above
+    first, cross = np.tile([1.0, 0.0], (4, 1)), np.tile([0.0, 1.0], (4, 1))
+    keys = np.array([0, 0, 0, 1, 2])       # images 0..4; text query i is pair i
+    ids = np.array([[1, 3], [0, 3], [3, 4], [4, 3]])
+    # a: hit, hit, miss, miss -> R@1 1/2, per title (2/3 + 0) / 2 = 1/3
+    # b: miss, miss, miss, hit -> R@1 1/4, per title (0 + 1) / 2 = 1/2: counted per title, b wins
+    got = choose_rerank_weight(ids, first, cross, keys, weights=(0.0, 0.5, 1.0))
+    assert got["weight"] == 1.0
+    assert got["recall@1"] == pytest.approx({"0.0": 0.5, "0.5": 0.5, "1.0": 0.25})
+    assert got["recall@1 per key"] == pytest.approx({"0.0": 1 / 3, "0.5": 1 / 3, "1.0": 0.5})
+    # all keys distinct: per key = per query; equal scores go to the smaller weight
+    ids2 = np.array([[1, 0], [2, 1], [0, 2]])
+    first2, cross2 = np.tile([0.9, 0.1], (3, 1)), np.tile([0.2, 0.8], (3, 1))
+    got = choose_rerank_weight(ids2, first2, cross2, np.arange(3), weights=(0.0, 0.75, 1.0))
+    assert got["weight"] == 0.75 and got["recall@1"] == pytest.approx({"0.0": 0.0, "0.75": 1.0, "1.0": 1.0})
+    with pytest.raises(InputError, match="first_ids, keys"):
+        choose_rerank_weight(ids, first, cross, keys[:2])
+
+
+def test_rerank_needs_a_chosen_weight():
+    m = CrossAttentionMatcher(progress=False)
+    with pytest.raises(InputError, match="rerank_weight: not chosen yet"):
+        m.rerank(np.array([[0, 1]]), np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))
+    m.rerank_weight = 1.0
+    assert m.rerank(np.array([[0, 1]]), np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))[0].tolist() == [[1, 0]]
 
 
 def test_matcher_learns_to_match_saves_and_loads(tmp_path):

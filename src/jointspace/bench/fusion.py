@@ -18,7 +18,8 @@ Re-ranking (OpenClipart text -> image, relevance by normalised title): the dual 
 openclipart suite (seed 0) retrieves the top :data:`RERANK_N`, a
 :class:`~jointspace.models.rerank.CrossAttentionMatcher` trained on nine tenths of the
 training titles (epoch chosen on the other tenth) re-orders them; the blend weight of the
-standardised scores is chosen on val from :data:`WEIGHTS` (0: the first stage alone) by
+standardised scores is chosen on val as ``jointspace fit-matcher --model`` chooses it
+(:func:`~jointspace.models.rerank.choose_rerank_weight`; 0: the first stage alone), by
 R@1 with each normalised title counted once (``title-macro``): whole collections share one
 title, and val's two titles of 50 drawings are 100 of its 433 queries, which decided the
 choice alone when every query counted once (plain R@1 is reported beside it).  The added
@@ -45,9 +46,6 @@ NOISE_TRAINING = 0.3
 #: candidates the cross-attention matcher re-orders; fixed, not tuned (it bounds the added
 #: latency per query rather than a quality figure)
 RERANK_N = 50
-#: blend weights of the matcher's standardised score; the suite chooses one on val (the list is
-#: fixed by hand; 0 keeps the first stage's order, so val can say the matcher does not help)
-WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
 #: ``--quick``: pairs per split (and 20 epochs for the classifiers, 5 and 3 for the re-ranking
 #: models): a smoke run fixed by hand, whose numbers are not reported
 QUICK_LIMIT = 400
@@ -123,7 +121,7 @@ def rerank(quick: bool = False, progress=None, plot_dir=None) -> dict:
     """First-stage and re-ranked text -> image Recall@1 on OpenClipart, weight chosen on val."""
     from ..data.datasets import load_dataset
     from ..eval.metrics import ranking_metrics_dense
-    from ..models.rerank import CrossAttentionMatcher, _key_codes, rerank_candidates
+    from ..models.rerank import CrossAttentionMatcher, _key_codes, choose_rerank_weight
     from ._contrastive import fit_openclipart, openclipart_features
 
     limit = {"limit": QUICK_LIMIT} if quick else {}
@@ -149,48 +147,28 @@ def rerank(quick: bool = False, progress=None, plot_dir=None) -> dict:
         progress()
     maps = alignment_maps(matcher, load_dataset("openclipart", "test", **limit), plot_dir) if plot_dir else []
 
-    def recall_at_1(split, weight=None):
+    def recall_at_1(split):
         p, (regions, rmask, tokens, tmask, keys) = feats[split], parts[split]
         first = dual.encode("text", p["text"]) @ dual.encode("image", p["image"]).T  # (texts, images)
-        rel = keys[:, None] == keys[None, :]
         top = np.argsort(-first, axis=1, kind="stable")[:, :RERANK_N]
         t0 = time.perf_counter()
         cross = np.stack([matcher.score_parts(regions[top[q]], rmask[top[q]], tokens[q:q + 1], tmask[q:q + 1])[:, 0]
                           for q in range(len(top))])
         per_query = (time.perf_counter() - t0) / len(top)
-        out = {"first": ranking_metrics_dense(first, rel)["R@1"], "ms_per_query": 1000 * per_query,
-               "title-macro": {}}
-        for w in WEIGHTS if weight is None else (weight,):
-            ids, _ = rerank_candidates(top, np.take_along_axis(first, top, 1), cross, w)
-            hits = rel[np.arange(len(ids)), ids[:, 0]]
-            out[w] = float(np.mean(hits))
-            out["title-macro"][str(w)] = per_key_mean(hits, keys)
-        return out
+        choice = choose_rerank_weight(top, np.take_along_axis(first, top, 1), cross, keys)
+        return {"first": ranking_metrics_dense(first, keys[:, None] == keys[None, :])["R@1"],
+                "ms_per_query": 1000 * per_query, "title-macro": choice["recall@1 per key"],
+                **choice["recall@1"]}, choice["weight"]
 
-    val = recall_at_1("val")
-    macro = val["title-macro"]
-    chosen = max(WEIGHTS, key=lambda w: (macro[str(w)], val[w], -w))
-    test = recall_at_1("test")
+    val, chosen = recall_at_1("val")
+    test, _ = recall_at_1("test")
     return {"dataset": "openclipart", "split": "test", "candidates": RERANK_N, "weight_chosen_on_val": chosen,
             "selection": "val R@1, each normalised title once (title-macro)",
-            "val": {str(k): v for k, v in val.items()}, "test": {str(k): v for k, v in test.items()},
-            "first R@1": test["first"], "reranked R@1": test[chosen],
-            "relative gain": test[chosen] / test["first"] - 1.0,
+            "val": val, "test": test,
+            "first R@1": test["first"], "reranked R@1": test[str(chosen)],
+            "relative gain": test[str(chosen)] / test["first"] - 1.0,
             "ms_per_query (score 50 stored candidates)": test["ms_per_query"],
             "ms_per_image (region features, image tower)": 1000 * tower_s, "alignment maps": maps}
-
-
-def per_key_mean(hits, keys) -> float:
-    """Mean over the distinct ``keys`` of each key's mean of ``hits``: every normalised title
-    counts once, however many drawings (queries) share it.
-
-    Parameters
-    ----------
-    hits : (q,) bool or float
-    keys : (q,) the query's relevance key
-    """
-    _, key, count = np.unique(np.asarray(keys), return_inverse=True, return_counts=True)
-    return float(np.mean(np.bincount(key, np.asarray(hits, dtype=np.float64)) / count))
 
 
 def alignment_maps(matcher, test, plot_dir, n: int = 2) -> list[str]:
@@ -236,10 +214,10 @@ def show(report: dict) -> None:
                       ", ".join(f"{k} {v:.2f}" for k, v in r["weights noisy"].items())] for r in rep["noise"]])
     if "rerank" in report:
         r = report["rerank"]
-        weights = [w for w in WEIGHTS if str(w) in r["test"]]
+        weights = list(r["test"].get("title-macro", {}))
         print_table(f"openclipart text -> image, re-ranking the top {r['candidates']} (weight {r['weight_chosen_on_val']}"
                     f" chosen on val, each title once)", ["split", "R@1", "first stage"] + [f"w={w}" for w in weights],
                     [[s, kind, f"{r[s]['first']:.3f}" if kind == "every query" else ""]
-                     + [f"{(r[s] if kind == 'every query' else r[s].get('title-macro', {})).get(str(w), float('nan')):.3f}"
+                     + [f"{(r[s] if kind == 'every query' else r[s].get('title-macro', {})).get(w, float('nan')):.3f}"
                         for w in weights]
                      for s in ("val", "test") for kind in ("every query", "each title once")])

@@ -11,11 +11,18 @@ the query against each and the candidates are re-ordered by
 
 .. math::  s = (1 - w)\, z(s_{\text{first}}) + w\, z(s_{\text{cross}}),
 
-with :math:`w` = ``rerank_weight`` (1: the cross-attention score alone) and :math:`z` the
+with :math:`w` = ``rerank_weight`` (0: the first stage's order, 1: the cross-attention score
+alone) and :math:`z` the
 standardisation of a query's N scores (mean 0, standard deviation 1): the two scores live on
 different scales (cosines of the dual encoder spread over tenths, the matcher's over
 hundredths), so a raw blend would be decided by whichever spreads more, whatever :math:`w`.  Re-ranking only
 re-orders: the same candidates come back, none dropped and none added.
+
+How much the matcher should count depends on the first stage it corrects, so :math:`w` is
+chosen on validation pairs against that first stage (:meth:`CrossAttentionMatcher.choose_weight`,
+``jointspace fit-matcher --model``) from :data:`RERANK_WEIGHTS`, by Recall@1 with each relevance
+key (e.g. each title) counted once; 0 is among the choices, for a first stage the matcher does
+not improve (OpenClipart with the bench's dual encoder, see docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -32,6 +39,9 @@ from ..errors import InputError, NotFittedError
 from .cross_attention import CrossAttentionNet, pad_parts
 
 KIND = "cross-attention-matcher"
+#: blend weights :meth:`CrossAttentionMatcher.choose_weight` chooses from (0 keeps the first
+#: stage's order); the list is fixed by hand
+RERANK_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
 CONFIG_FILE, STATE_FILE = "config.json", "state.safetensors"
 
 
@@ -47,8 +57,10 @@ class CrossAttentionMatcher:
     epochs, batch_size, lr, weight_decay, patience, seed
         Training (AdamW, cosine schedule; ``patience`` epochs without a better validation MRR
         stop the run, and the best epoch's weights are kept).
-    rerank_weight : float in [0, 1]
-        Weight of the cross-attention score against the first stage's when re-ranking.
+    rerank_weight : float in [0, 1] or None
+        Weight of the cross-attention score against the first stage's when re-ranking; None
+        (the default) until :meth:`choose_weight` chooses it on validation pairs against the
+        first stage, and :meth:`rerank` refuses to guess it.
     image_tower, text_tower : str
         The frozen towers the regions and word pieces come from.
     progress : bool
@@ -56,7 +68,7 @@ class CrossAttentionMatcher:
 
     def __init__(self, dim: int = 256, max_tokens: int = 32, epochs: int = 30, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 1e-4, patience: int = 5, seed: int = 0,
-                 rerank_weight: float = 0.5, image_tower: str = "efficientnet-lite0", text_tower: str = "minilm",
+                 rerank_weight: float | None = None, image_tower: str = "efficientnet-lite0", text_tower: str = "minilm",
                  progress: bool = True):
         self.dim = check_int(dim, "dim", low=1, high=4096)
         self.max_tokens = check_int(max_tokens, "max_tokens", low=1, high=510)
@@ -66,10 +78,12 @@ class CrossAttentionMatcher:
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
         self.patience = check_int(patience, "patience", low=1)
         self.seed = check_int(seed, "seed", low=0)
-        self.rerank_weight = check_float(rerank_weight, "rerank_weight", low=0.0, high=1.0)
+        self.rerank_weight = (None if rerank_weight is None
+                              else check_float(rerank_weight, "rerank_weight", low=0.0, high=1.0))
         self.image_tower, self.text_tower = str(image_tower), str(text_tower)
         self.progress = bool(progress)
         self.net_: CrossAttentionNet | None = None
+        self.weight_choice_: dict | None = None
 
     def get_config(self) -> dict:
         return {"dim": self.dim, "max_tokens": self.max_tokens, "epochs": self.epochs,
@@ -197,7 +211,51 @@ class CrossAttentionMatcher:
             The same candidates per query, ordered by :math:`(1-w)z(s_{first}) + w z(s_{cross})`
             with :math:`z` standardising each query's N scores (ties keep the first stage's order).
         """
+        if self.rerank_weight is None:
+            raise InputError("rerank_weight: not chosen yet; choose it on validation pairs against the first stage "
+                             "(choose_weight, or 'jointspace fit-matcher --model') or set it (0 to 1)")
         return rerank_candidates(first_ids, first_scores, cross_scores, self.rerank_weight)
+
+    def choose_weight(self, first_stage, val, *, relevance: str = "auto", candidates: int = 50) -> dict:
+        """Choose :attr:`rerank_weight` on validation pairs against the first stage it corrects.
+
+        Every text of ``val`` queries its images: ``first_stage`` retrieves the top
+        ``candidates`` by cosine, the matcher re-orders them with each weight of
+        :data:`RERANK_WEIGHTS`, and the weight with the best Recall@1 counted once per
+        relevance key wins (ties: the better plain Recall@1, then the smaller weight).
+
+        Parameters
+        ----------
+        first_stage : JointModel
+            A fitted model that encodes ``val["text"]`` and ``val["image"]`` (e.g. a model fitted
+            on the towers, or one on the same features as ``val``).
+        val : Pairs
+            Validation pairs with ``image`` (what the matcher reads: files or pictures) and ``text``;
+            for a first stage on precomputed features, pass ``first_scores`` via
+            :func:`choose_rerank_weight` instead.
+        relevance : str
+            Which pairs count as relevant to each other (:meth:`Pairs.relevance_keys`).
+        candidates : int
+            Candidates per query, as ``search --rerank N`` will fetch.
+
+        Returns
+        -------
+        dict
+            ``weight``, ``candidates``, ``recall@1`` and ``recall@1 per key`` (weight -> value).
+        """
+        self._check_fitted()
+        candidates = check_int(candidates, "candidates", low=2)
+        if not {"image", "text"} <= set(val.modalities):
+            raise InputError(f"val: expected pairs with 'image' and 'text', got {', '.join(val.modalities)}")
+        first = first_stage.encode("text", val["text"]) @ first_stage.encode("image", val["image"]).T
+        regions, rmask, tokens, tmask, keys = self._parts_of(val, relevance)
+        top = np.argsort(-first, axis=1, kind="stable")[:, :candidates]
+        cross = np.stack([self.score_parts(regions[top[q]], rmask[top[q]], tokens[q:q + 1], tmask[q:q + 1])[:, 0]
+                          for q in range(len(top))])
+        choice = choose_rerank_weight(top, np.take_along_axis(first, top, 1), cross, keys)
+        self.rerank_weight = choice["weight"]
+        self.weight_choice_ = {**choice, "candidates": int(top.shape[1])}
+        return self.weight_choice_
 
     def explain(self, image, text) -> dict:
         """Where each word of ``text`` looks in ``image``.
@@ -231,6 +289,8 @@ class CrossAttentionMatcher:
         self._check_fitted()
         state = {k: v.detach().contiguous() for k, v in self.net_.state_dict().items()}
         config = {"kind": KIND, "params": self.get_config(), "dims": list(self.dims_)}
+        if self.weight_choice_ is not None:
+            config["weight_choice"] = self.weight_choice_
         with atomic_dir(path, "cross-attention matcher", is_kind=is_saved_matcher, arg="path") as tmp:
             save_file(state, str(tmp / STATE_FILE))
             set_default_mode(tmp / STATE_FILE)
@@ -263,6 +323,7 @@ class CrossAttentionMatcher:
         except (SafetensorError, RuntimeError, OSError) as exc:
             raise InputError(f"path: {path / STATE_FILE} does not hold this matcher's weights: {exc}") from None
         matcher.net_, matcher.dims_ = net.eval(), tuple(dims)
+        matcher.weight_choice_ = config.get("weight_choice")
         return matcher
 
 
@@ -296,6 +357,49 @@ def rerank_candidates(first_ids, first_scores, cross_scores, weight: float) -> t
     blended = (1.0 - weight) * standardize_rows(first) + weight * standardize_rows(cross)
     order = np.argsort(-blended, axis=1, kind="stable")
     return np.take_along_axis(ids, order, axis=1), np.take_along_axis(blended, order, axis=1)
+
+
+def choose_rerank_weight(first_ids, first_scores, cross_scores, keys, weights=RERANK_WEIGHTS) -> dict:
+    """The blend weight with the best Recall@1 per relevance key (each key counted once; ties:
+    the better plain Recall@1, then the smaller weight).
+
+    Parameters
+    ----------
+    first_ids : (q, N) int
+        Each text query's candidate images, best first; ids index ``keys``.
+    first_scores, cross_scores : (q, N) float
+    keys : (n,) relevance key of each pair; query ``i`` is pair ``i``'s text
+    weights : sequence of float in [0, 1]
+
+    Returns
+    -------
+    dict
+        ``weight``, ``recall@1`` and ``recall@1 per key``: weight (as a string) -> value.
+    """
+    keys = np.asarray(keys)
+    ids = np.asarray(first_ids)
+    if ids.ndim != 2 or ids.shape[0] > len(keys):
+        raise InputError(f"first_ids, keys: expected (q, N) candidates of q <= {len(keys)} queries, got {ids.shape}")
+    micro, macro = {}, {}
+    for w in weights:
+        order, _ = rerank_candidates(ids, first_scores, cross_scores, w)
+        hits = keys[order[:, 0]] == keys[: len(order)]
+        micro[str(w)], macro[str(w)] = float(np.mean(hits)), per_key_mean(hits, keys[: len(order)])
+    best = max(weights, key=lambda w: (macro[str(w)], micro[str(w)], -w))
+    return {"weight": float(best), "recall@1": micro, "recall@1 per key": macro}
+
+
+def per_key_mean(hits, keys) -> float:
+    """Mean over the distinct ``keys`` of each key's mean of ``hits``: each key (e.g. a title)
+    counts once, however many queries share it.
+
+    Parameters
+    ----------
+    hits : (q,) bool or float
+    keys : (q,) each query's relevance key
+    """
+    _, key, count = np.unique(np.asarray(keys), return_inverse=True, return_counts=True)
+    return float(np.mean(np.bincount(key, np.asarray(hits, dtype=np.float64)) / count))
 
 
 def _as_tensors(data: dict) -> dict:
@@ -360,4 +464,5 @@ def _text_to_image_mrr(scores: np.ndarray, keys: np.ndarray) -> float:
     return float(np.mean(1.0 / rank))
 
 
-__all__ = ["CrossAttentionMatcher", "is_saved_matcher", "rerank_candidates", "standardize_rows"]
+__all__ = ["RERANK_WEIGHTS", "CrossAttentionMatcher", "choose_rerank_weight", "is_saved_matcher", "per_key_mean",
+           "rerank_candidates", "standardize_rows"]

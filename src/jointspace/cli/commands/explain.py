@@ -9,14 +9,21 @@ def register(sub):
     p = sub.add_parser("fit-matcher", help="train a cross-modal attention matcher (for --rerank and explain)",
                        description="Train a cross-attention matcher between image regions (EfficientNet-Lite0 "
                                    "7x7 feature map) and word pieces (MiniLM) on a dataset with images and texts; "
-                                   "the epoch is chosen on the validation split.",
-                       epilog="example: jointspace fit-matcher openclipart --out runs/oc-matcher")
+                                   "the epoch is chosen on the validation split, and with --model the weight "
+                                   "'search --rerank' gives the matcher against that first stage.",
+                       epilog="example: jointspace fit-matcher openclipart --model runs/oc-cca --out runs/oc-matcher")
     p.add_argument("dataset", help="a built-in dataset with image and text (e.g. openclipart)")
     p.add_argument("--out", required=True, help="folder to write the matcher to")
     p.add_argument("--val-split", default="val", help="split that chooses the epoch (default: val; 'none' to skip)")
     p.add_argument("--epochs", type=int, default=30, help="most epochs (default: 30)")
     p.add_argument("--dim", type=int, default=256, help="size regions and words are projected to (default: 256)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", help="the saved model whose index the matcher will re-rank (from 'jointspace fit' "
+                                   "on towers): the re-ranking weight is chosen against it on the validation "
+                                   "split (0 when the matcher does not improve its order); without it, "
+                                   "'search --rerank' needs --rerank-weight")
+    p.add_argument("--candidates", type=int, default=50, metavar="N",
+                   help="candidates per query when choosing the weight, as 'search --rerank N' (default: 50)")
     p.set_defaults(handler=run_fit)
 
     e = sub.add_parser("explain", help="draw where each word of a text looks in an image (alignment map)",
@@ -34,18 +41,40 @@ def register(sub):
 
 def run_fit(args) -> int:
     from ...data.datasets import get_dataset
+    from ...errors import InputError
+    from ...models.base import load_model
     from ...models.rerank import CrossAttentionMatcher
 
+    first_stage = None
+    if args.model is not None:
+        if args.val_split == "none":
+            raise InputError("--model: choosing the re-ranking weight needs a validation split; got --val-split none")
+        if args.candidates < 2:
+            raise InputError(f"--candidates: expected an integer >= 2, got {args.candidates}")
+        first_stage = load_model(args.model)
+        missing = {"image", "text"} - set(first_stage.modalities_)
+        if missing:
+            raise InputError(f"--model: expected a model of images and texts, got one of "
+                             f"{', '.join(first_stage.modalities_)}")
     relevance = get_dataset(args.dataset).relevance  # e.g. same title on OpenClipart: not negatives
     train = load_split(args.dataset, "train")
     val = None if args.val_split == "none" else load_split(args.dataset, args.val_split)
     matcher = CrossAttentionMatcher(dim=args.dim, epochs=args.epochs, seed=args.seed)
     with console.status("computing region and word-piece features"):
         matcher.fit(train, val, relevance=relevance)
-    matcher.save(args.out)
     res = matcher.train_result_
     chosen = "" if res.best_epoch is None else f", weights of epoch {res.best_epoch + 1} (val MRR {-res.best_metric:.3f})"
-    console.print(f"matcher written to {args.out} ({len(train)} training pairs, {res.epochs_run} epochs{chosen})")
+    weight = "; no re-ranking weight chosen (no --model)"
+    if first_stage is not None:
+        with console.status("choosing the re-ranking weight on the validation split"):
+            choice = matcher.choose_weight(first_stage, val, relevance=relevance, candidates=args.candidates)
+        w = choice["weight"]
+        weight = (f"; re-ranking weight {w:g} against {args.model} (val R@1 per key {choice['recall@1 per key']['0.0']:.3f}"
+                  f" -> {choice['recall@1 per key'][str(w)]:.3f}" + (", the matcher does not improve its order)"
+                                                                       if w == 0 else ")"))
+    matcher.save(args.out)
+    console.print(f"matcher written to {args.out} ({len(train)} training pairs, {res.epochs_run} epochs{chosen}{weight})",
+                  highlight=False)
     return 0
 
 

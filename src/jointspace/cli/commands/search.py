@@ -27,6 +27,8 @@ def register(sub):
     p.add_argument("--rerank", type=int, metavar="N", help="two-stage search: fetch the top N with the index, "
                                                           "re-order them with --matcher's cross-attention score")
     p.add_argument("--matcher", help="a cross-attention matcher folder (from 'jointspace fit-matcher'), for --rerank")
+    p.add_argument("--rerank-weight", type=float, metavar="W",
+                   help="weight of the matcher's score in [0, 1] (default: the one 'fit-matcher --model' chose)")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
@@ -89,6 +91,8 @@ def _check_rerank(args, modality: str) -> None:
         raise InputError("--matcher: --rerank needs a cross-attention matcher folder (from 'jointspace fit-matcher')")
     if modality != "text":
         raise InputError(f"--rerank: re-ranking scores text queries against images; got a {modality} query")
+    if args.rerank_weight is not None and not 0.0 <= args.rerank_weight <= 1.0:
+        raise InputError(f"--rerank-weight: expected a number in [0, 1], got {args.rerank_weight:g}")
 
 
 def _rerank(args, text: str, results: list) -> list:
@@ -102,6 +106,11 @@ def _rerank(args, text: str, results: list) -> list:
     from ...models.rerank import CrossAttentionMatcher
 
     matcher = CrossAttentionMatcher.load(args.matcher)
+    if args.rerank_weight is not None:
+        matcher.rerank_weight = args.rerank_weight
+    elif matcher.rerank_weight is None:
+        raise InputError(f"--rerank-weight: the matcher {args.matcher} has no re-ranking weight chosen; re-fit it "
+                         "with 'jointspace fit-matcher --model MODEL' or give --rerank-weight W (0 to 1)")
     paths = [r.get("path") for r in results]
     if not results or not all(paths):
         raise InputError("--rerank: the index's items have no image paths in their metadata, so the matcher "
