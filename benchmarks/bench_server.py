@@ -21,7 +21,13 @@ level is measured on each in turn, so the ratios share the machine's load.  The 
 each (process start to the first answered text query, the ONNX export already cached) is
 reported too.
 
-    python benchmarks/bench_server.py [--quick] [--runtimes torch,onnx]
+``--baseline REV`` adds one more server, side by side with the others: the package as it was at
+git revision ``REV`` (its ``src`` exported from this checkout's history, kept under
+``benchmarks/results/server-index``), on the same saved model (its tower settings cut to those
+that revision takes) and the same index, so a ratio against an earlier release is measured
+under the same load rather than against a figure from another day.
+
+    python benchmarks/bench_server.py [--quick] [--runtimes torch,onnx] [--baseline REV]
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -36,6 +43,8 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -91,6 +100,48 @@ def runtime_model(model_dir: Path, runtime: str) -> Path:
     return dst
 
 
+def baseline_source(rev: str) -> tuple[str, Path]:
+    """The ``src`` folder of git revision ``rev`` of this checkout, exported once; returns the
+    full commit id and the folder to put on ``PYTHONPATH``."""
+    try:
+        sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", f"{rev}^{{commit}}"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"--baseline: {rev!r} is not a commit of this git checkout ({exc})") from None
+    dst = WORK / f"baseline-{sha[:12]}"
+    if not (dst / "src" / "jointspace" / "__init__.py").is_file():
+        WORK.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=WORK, prefix=".baseline-"))
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", sha, "src"], check=True,
+                                 capture_output=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        shutil.rmtree(dst, ignore_errors=True)
+        tmp.rename(dst)
+    return sha, dst / "src"
+
+
+def baseline_model(model_dir: Path, src: Path) -> Path:
+    """A copy of the saved model whose tower settings keep only the parameters the package at
+    ``src`` takes (settings added since, such as ``runtime``, are dropped: that package's
+    defaults apply)."""
+    code = ("import inspect, json, sys; from jointspace.towers import TOWERS, list_towers; list_towers(); "
+            "print(json.dumps({n: list(inspect.signature(TOWERS.get(n).__init__).parameters)[1:] "
+            "for n in sys.argv[1:]}))")
+    cfg = json.loads((model_dir / "config.json").read_text())
+    names = cfg["params"]["towers"]
+    taken = json.loads(subprocess.run([sys.executable, "-c", code, *names.values()], check=True, capture_output=True,
+                                      text=True, env=dict(os.environ, PYTHONPATH=str(src))).stdout)
+    for modality, params in cfg["params"]["tower_params"].items():
+        for key in [k for k in params if k not in taken[names[modality]]]:
+            del params[key]
+    dst = model_dir.parent / f"{model_dir.name}-baseline"
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(model_dir, dst)
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+    return dst
+
+
 def retrieval_by_runtime(models: dict, n_index: int) -> dict:
     """Text -> image retrieval on the indexed test drawings, embedded through each runtime's model:
     recall@10 and mAP with every drawing of the query's normalised title relevant (must agree to
@@ -125,11 +176,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(index_dir: Path, model_dir: Path, port: int, max_batch: int = 32) -> subprocess.Popen:
+def start_server(index_dir: Path, model_dir: Path, port: int, max_batch: int = 32, src: Path = ROOT / "src"
+                 ) -> subprocess.Popen:
     code = ("from jointspace.server.app import serve; "
             f"serve({str(index_dir)!r}, {str(model_dir)!r}, host='127.0.0.1', port={port}, log_level='warning', "
             f"max_batch={max_batch})")
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, PYTHONPATH=str(src))
     return subprocess.Popen([sys.executable, "-c", code], env=env)
 
 
@@ -242,13 +294,13 @@ def in_process_reference(model_dir, index_dir, n: int) -> dict:
 class running_server:
     """Start ``serve`` in a subprocess on a free loopback port; stop it on exit."""
 
-    def __init__(self, index_dir, model_dir, max_batch: int):
-        self.args = (index_dir, model_dir, max_batch)
+    def __init__(self, index_dir, model_dir, max_batch: int, src: Path = ROOT / "src"):
+        self.args = (index_dir, model_dir, max_batch, src)
 
     def __enter__(self) -> str:
         port = free_port()
         t0 = time.perf_counter()
-        self.proc = start_server(*self.args[:2], port, max_batch=self.args[2])
+        self.proc = start_server(*self.args[:2], port, max_batch=self.args[2], src=self.args[3])
         url = f"http://127.0.0.1:{port}"
         try:
             asyncio.run(wait_ready(url, self.proc))
@@ -302,6 +354,9 @@ def main(argv=None) -> int:
     ap.add_argument("--runtimes", default="torch,onnx",
                     help="tower runtimes served side by side, comma-separated (the last is the one of the "
                          "image, cached and unbatched rows)")
+    ap.add_argument("--baseline", metavar="REV",
+                    help="also serve the package as it was at this git revision, side by side (e.g. the "
+                         "release a speed target is measured against)")
     args = ap.parse_args(argv)
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
     n_train, n_index = (200, 200) if args.quick else (400, 400)
@@ -310,27 +365,34 @@ def main(argv=None) -> int:
     model_dir, index_dir, images = build_index(n_train, n_index)
     models = {rt: runtime_model(model_dir, rt) for rt in runtimes}
     new = runtimes[-1]
+    sources = {rt: ROOT / "src" for rt in runtimes}
+    baseline_rev = None
+    if args.baseline:
+        baseline_rev, sources["baseline"] = baseline_source(args.baseline)
+        models = {"baseline": baseline_model(model_dir, sources["baseline"]), **models}
+    served = list(models)   # the baseline first, then the runtimes
     pngs = [Path(p).read_bytes() for p in images[:64]]
     results = {"machine": machine(), "index_items": n_index, "train_items": n_train, "rounds": rounds,
-               "runtimes": runtimes, "load_average_before": os.getloadavg()[0], "cold_start_s": {},
-               "text": {rt: [] for rt in runtimes}, "text_cached": None, "image": {rt: [] for rt in runtimes},
+               "runtimes": runtimes, "baseline_rev": baseline_rev, "load_average_before": os.getloadavg()[0],
+               "cold_start_s": {}, "text": {rt: [] for rt in served}, "text_cached": None,
+               "image": {rt: [] for rt in served},
                "unbatched": {"text": [], "image": []}, "text_breakdown_1_client": {}, "in_process_text": {}}
     with contextlib.ExitStack() as stack:
         urls = {}
-        for rt in runtimes:   # started one after another, so each cold start has the machine to itself
-            server = running_server(index_dir, models[rt], max_batch=32)
+        for rt in served:   # started one after another, so each cold start has the machine to itself
+            server = running_server(index_dir, models[rt], max_batch=32, src=sources[rt])
             urls[rt] = stack.enter_context(server)
             results["cold_start_s"][rt] = server.cold_start_s
             print(f"serve ({rt}): process start to first answered query {server.cold_start_s:.2f} s", flush=True)
         for c in levels:
-            for rt in runtimes:
+            for rt in served:
                 res = measure(urls[rt], "text", c, rounds, args.quick, pngs)
                 if c == 1:
                     results["text_breakdown_1_client"][rt] = breakdown(res["bodies"])
                 results["text"][rt].append(report(f"text {rt}", res))
         results["text_cached"] = report(f"cached {new}", measure(urls[new], "cached", 8, rounds, args.quick, pngs))
         for c in levels[:2]:
-            for rt in runtimes:
+            for rt in served:
                 results["image"][rt].append(report(f"image {rt}", measure(urls[rt], "image", c, rounds, args.quick,
                                                                           pngs)))
     with running_server(index_dir, models[new], max_batch=1) as url:   # the same server, one query per pass
@@ -339,12 +401,12 @@ def main(argv=None) -> int:
                                                                                   pngs)))
     for rt in runtimes:
         results["in_process_text"][rt] = in_process_reference(models[rt], index_dir, 20 if args.quick else 50)
-    results["retrieval"] = retrieval_by_runtime(models, n_index)
+    results["retrieval"] = retrieval_by_runtime({rt: models[rt] for rt in runtimes}, n_index)
     results["load_average_after"] = os.getloadavg()[0]
 
     print("\n| query | runtime | clients | req/s | p50 ms | p99 ms | errors |\n|---|---|---|---|---|---|---|")
     for kind in ("text", "image"):
-        for rt in runtimes:
+        for rt in served:
             for r in results[kind][rt]:
                 print(f"| {kind} | {rt} | {r['concurrency']} | {r['throughput_rps']:.1f} | {r['p50_ms']:.1f} | "
                       f"{r['p99_ms']:.1f} | {r['errors']} |")
@@ -359,7 +421,7 @@ def main(argv=None) -> int:
         ref = results["in_process_text"][rt]
         print(f"| text, in-process engine (no HTTP) | {rt} | 1 | {ref['throughput_rps']:.1f} | {ref['p50_ms']:.1f} | "
               f"{ref['p99_ms']:.1f} | - |")
-    for rt in runtimes:
+    for rt in served:
         b = results["text_breakdown_1_client"][rt]
         print(f"\none text query at 1 client ({rt}), median {b['client_ms_median']:.1f} ms:")
         for k, v in b["parts_ms"].items():
@@ -377,9 +439,15 @@ def main(argv=None) -> int:
                                      "met": ratio >= 3 and at8[new]["p99_ms"] <= 100 and at8[new]["errors"] == 0}
         print(f"text queries at 8 clients: {new} / torch {ratio:.2f}x req/s (target >= 3x), p99 "
               f"{at8[new]['p99_ms']:.1f} ms (target <= 100), errors {at8[new]['errors']}")
+    if baseline_rev:
+        at8 = {rt: next(r for r in results["text"][rt] if r["concurrency"] == 8) for rt in served}
+        ratios = {rt: at8[rt]["throughput_rps"] / at8["baseline"]["throughput_rps"] for rt in runtimes}
+        results["text_8_clients_vs_baseline"] = {"rev": baseline_rev, "ratios": ratios}
+        print(f"text queries at 8 clients against the package at {baseline_rev[:12]}: "
+              + ", ".join(f"{rt} {v:.2f}x" for rt, v in ratios.items()) + " req/s")
     print(f"(load average {results['load_average_before']:.1f} before, {results['load_average_after']:.1f} after, "
           f"on {os.cpu_count()} CPUs shared with other work)")
-    errors = (sum(r["errors"] for kind in ("text", "image") for rt in runtimes for r in results[kind][rt])
+    errors = (sum(r["errors"] for kind in ("text", "image") for rt in served for r in results[kind][rt])
               + sum(r["errors"] for kind in ("text", "image") for r in results["unbatched"][kind])
               + results["text_cached"]["errors"])
     results["total_errors"] = errors
