@@ -124,6 +124,11 @@ def test_rerank_and_explain_refuse_bad_arguments(built, capsys, tmp_path):
                        "--val-split", "none")
     assert code == 2 and "--model: choosing the re-ranking weight needs a validation split" in err
     assert not (tmp_path / "m").exists()
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    code, _, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "notes", "--epochs", "1")
+    assert code == 2 and "--out" in err and one_line(err)
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"   # refused before any training
     code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank", "5")
     assert code == 2 and "--matcher: --rerank needs a cross-attention matcher" in err and one_line(err)
     code, _, err = run(capsys, "search", built / "idx", "--text", "a", "--rerank", "0", "--matcher", built / "matcher")

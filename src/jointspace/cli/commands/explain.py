@@ -40,11 +40,14 @@ def register(sub):
 
 
 def run_fit(args) -> int:
+    from ..._io import check_replaceable
     from ...data.datasets import get_dataset
     from ...errors import InputError
     from ...models.base import load_model
-    from ...models.rerank import CrossAttentionMatcher
+    from ...models.rerank import CrossAttentionMatcher, is_saved_matcher
 
+    # before minutes of training: --out must be free or an earlier matcher
+    check_replaceable(args.out, "cross-attention matcher", is_kind=is_saved_matcher, arg="--out")
     first_stage = None
     if args.model is not None:
         if args.val_split == "none":
