@@ -143,6 +143,10 @@ def run(args) -> int:
         raise InputError(f"query: the model knows {', '.join(model.modalities_)}; it cannot encode {modality} queries")
     if args.rerank is not None:
         _check_rerank(args, modality)
+    else:
+        for given, option in ((args.matcher, "--matcher"), (args.rerank_weight, "--rerank-weight")):
+            if given is not None:
+                raise InputError(f"{option}: only used with --rerank N (two-stage search); got no --rerank")
     fetch = args.k if args.rerank is None else max(args.k, args.rerank)
     results = search_with_metadata(index, model.encode(modality, items), k=fetch)[0]
     if args.rerank is not None:
