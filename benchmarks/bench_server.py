@@ -432,15 +432,14 @@ def main(argv=None) -> int:
                          else "") for rt, v in results["retrieval"].items()))
     print("cold start of serve (process start to first answered text query): "
           + ", ".join(f"{rt} {v:.2f} s" for rt, v in results["cold_start_s"].items()))
+    at8 = {rt: next(r for r in results["text"][rt] if r["concurrency"] == 8) for rt in served}
     if "torch" in runtimes and new != "torch":
-        at8 = {rt: next(r for r in results["text"][rt] if r["concurrency"] == 8) for rt in runtimes}
         ratio = at8[new]["throughput_rps"] / at8["torch"]["throughput_rps"]
         results["text_8_clients"] = {"ratio": ratio, "p99_ms": at8[new]["p99_ms"], "errors": at8[new]["errors"],
                                      "met": ratio >= 3 and at8[new]["p99_ms"] <= 100 and at8[new]["errors"] == 0}
         print(f"text queries at 8 clients: {new} / torch {ratio:.2f}x req/s (target >= 3x), p99 "
               f"{at8[new]['p99_ms']:.1f} ms (target <= 100), errors {at8[new]['errors']}")
     if baseline_rev:
-        at8 = {rt: next(r for r in results["text"][rt] if r["concurrency"] == 8) for rt in served}
         ratios = {rt: at8[rt]["throughput_rps"] / at8["baseline"]["throughput_rps"] for rt in runtimes}
         results["text_8_clients_vs_baseline"] = {"rev": baseline_rev, "ratios": ratios}
         print(f"text queries at 8 clients against the package at {baseline_rev[:12]}: "

@@ -207,6 +207,9 @@ def test_matcher_learns_to_match_saves_and_loads(tmp_path):
     keys = val[4]
     top = s.T.argmax(1)  # best image per text
     assert np.mean(keys[top] == keys) > 0.9
+    top = np.argsort(-s.T, axis=1)[:, :5]   # each text's five best images
+    np.testing.assert_allclose(m.score_candidates(top, *val[:4]), np.take_along_axis(s.T, top, 1), rtol=1e-5,
+                               atol=1e-6)
     m.save(tmp_path / "m")
     assert is_saved_matcher(tmp_path / "m")
     back = CrossAttentionMatcher.load(tmp_path / "m")

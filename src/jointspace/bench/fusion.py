@@ -152,8 +152,7 @@ def rerank(quick: bool = False, progress=None, plot_dir=None) -> dict:
         first = dual.encode("text", p["text"]) @ dual.encode("image", p["image"]).T  # (texts, images)
         top = np.argsort(-first, axis=1, kind="stable")[:, :RERANK_N]
         t0 = time.perf_counter()
-        cross = np.stack([matcher.score_parts(regions[top[q]], rmask[top[q]], tokens[q:q + 1], tmask[q:q + 1])[:, 0]
-                          for q in range(len(top))])
+        cross = matcher.score_candidates(top, regions, rmask, tokens, tmask)
         per_query = (time.perf_counter() - t0) / len(top)
         choice = choose_rerank_weight(top, np.take_along_axis(first, top, 1), cross, keys)
         return {"first": ranking_metrics_dense(first, keys[:, None] == keys[None, :])["R@1"],
@@ -215,9 +214,11 @@ def show(report: dict) -> None:
     if "rerank" in report:
         r = report["rerank"]
         weights = list(r["test"].get("title-macro", {}))
+        rows = []
+        for s in ("val", "test"):
+            per_query, per_title = r[s], r[s].get("title-macro", {})
+            rows.append([s, "every query", f"{per_query['first']:.3f}"] + [f"{per_query[w]:.3f}" for w in weights])
+            rows.append([s, "each title once", ""] + [f"{per_title.get(w, float('nan')):.3f}" for w in weights])
         print_table(f"openclipart text -> image, re-ranking the top {r['candidates']} (weight {r['weight_chosen_on_val']}"
                     f" chosen on val, each title once)", ["split", "R@1", "first stage"] + [f"w={w}" for w in weights],
-                    [[s, kind, f"{r[s]['first']:.3f}" if kind == "every query" else ""]
-                     + [f"{(r[s] if kind == 'every query' else r[s].get('title-macro', {})).get(w, float('nan')):.3f}"
-                        for w in weights]
-                     for s in ("val", "test") for kind in ("every query", "each title once")])
+                    rows)

@@ -189,6 +189,23 @@ class CrossAttentionMatcher:
             return _pair_scores_chunked(self.net_, torch.as_tensor(regions), torch.as_tensor(region_mask),
                                         torch.as_tensor(tokens), torch.as_tensor(token_mask)).numpy()
 
+    def score_candidates(self, candidates, regions, region_mask, tokens, token_mask) -> np.ndarray:
+        """The score of each text query against its own candidate images.
+
+        Parameters
+        ----------
+        candidates : (q, N) int
+            Row ``i``: the images (indices into ``regions``) text ``i`` is scored against.
+        regions : (n, R, d_i); region_mask : bool (n, R)
+        tokens : (q, T, d_t); token_mask : bool (q, T)
+
+        Returns
+        -------
+        (q, N) float32
+        """
+        return np.stack([self.score_parts(regions[c], region_mask[c], tokens[q:q + 1], token_mask[q:q + 1])[:, 0]
+                         for q, c in enumerate(np.asarray(candidates))])
+
     def score(self, images, texts) -> np.ndarray:
         """Matching scores of every image with every text, (n_images, n_texts)."""
         regions, rmask = self.image_parts(images)
@@ -250,8 +267,7 @@ class CrossAttentionMatcher:
         first = first_stage.encode("text", val["text"]) @ first_stage.encode("image", val["image"]).T
         regions, rmask, tokens, tmask, keys = self._parts_of(val, relevance)
         top = np.argsort(-first, axis=1, kind="stable")[:, :candidates]
-        cross = np.stack([self.score_parts(regions[top[q]], rmask[top[q]], tokens[q:q + 1], tmask[q:q + 1])[:, 0]
-                          for q in range(len(top))])
+        cross = self.score_candidates(top, regions, rmask, tokens, tmask)
         choice = choose_rerank_weight(top, np.take_along_axis(first, top, 1), cross, keys)
         self.rerank_weight = choice["weight"]
         self.weight_choice_ = {**choice, "candidates": int(top.shape[1])}
