@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from jointspace.errors import InputError
+from jointspace.errors import InputError, TrainingDiverged
 from jointspace.models.dual_encoder import DualEncoderNet
 from jointspace.train import TrainConfig, fit_dual_encoder
 from jointspace.train.loop import evaluate_recall
@@ -180,6 +180,23 @@ def test_bad_training_input():
     with pytest.raises(InputError, match="loss became nan"):
         fit_dual_encoder(_net(head="linear"), bad, TrainConfig(batch_size=32, epochs=1))
 
+
+
+@pytest.mark.parametrize("grad_clip", [1.0, None])
+def test_a_nan_gradient_stops_training_before_the_step(grad_clip):
+    """A finite loss whose gradient is NaN (here from step 2 on) is refused before the optimiser
+    steps on it: the weights stay finite and the error names the step."""
+    net, calls = _net(head="linear"), {"n": 0}
+
+    def poison(grad):
+        calls["n"] += 1
+        return grad * float("nan") if calls["n"] > 2 else grad
+
+    net.heads["a"].net.weight.register_hook(poison)
+    with pytest.raises(TrainingDiverged, match=r"gradient norm became nan at step 2 \(epoch 0; the loss was") as err:
+        fit_dual_encoder(net, _data(96), TrainConfig(batch_size=16, epochs=2, grad_clip=grad_clip))
+    assert err.value.step == 2 and math.isnan(err.value.value)
+    assert all(torch.isfinite(q).all() for q in net.parameters())
 
 def recall_at_k(q, g, k, keys=None, **kw):
     """Validation recall as the training loop computes it (pair identity without keys)."""

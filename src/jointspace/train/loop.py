@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from .._validation import check_choice, check_float, check_int
-from ..errors import InputError
+from ..errors import InputError, TrainingDiverged
 from ..objectives.contrastive import clamp_log_scale_, logit_scale
 from . import distributed as dist
 from .checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
@@ -367,8 +367,15 @@ class _Run:
         if not math.isfinite(loss):
             raise InputError(f"train: the loss became {loss} at step {self.step}; lower the learning rate "
                              "or check the inputs")
-        if cfg.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        grads = [q.grad for q in net.parameters() if q.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+        if not math.isfinite(float(norm)):   # stepping on it would turn every weight to NaN
+            raise TrainingDiverged(f"train: the gradient norm became {float(norm)} at step {self.step} "
+                                   f"(epoch {epoch}; the loss was {loss:.4g}), so no optimiser step was taken; "
+                                   f"lower the learning rate (lr={cfg.lr:g}) or the regularisers' weights",
+                                   step=self.step, epoch=epoch, value=float(norm))
+        if cfg.grad_clip is not None and grads:
+            torch.nn.utils.clip_grads_with_norm_(net.parameters(), cfg.grad_clip, norm)
         self.opt.step()
         self.sched.step()
         clamp_log_scale_(net.log_scale, cfg.max_scale)
