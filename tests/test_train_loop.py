@@ -177,7 +177,7 @@ def test_bad_training_input():
         fit_dual_encoder(_net(), data, TrainConfig(loss="siglip"))
     bad = {m: v.copy() for m, v in data.items()}
     bad["a"][3, 2] = np.nan
-    with pytest.raises(InputError, match="loss became nan"):
+    with pytest.raises(TrainingDiverged, match="loss became nan at step 0"):
         fit_dual_encoder(_net(head="linear"), bad, TrainConfig(batch_size=32, epochs=1))
 
 

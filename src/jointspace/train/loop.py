@@ -365,8 +365,10 @@ class _Run:
         self.opt.zero_grad(set_to_none=True)
         loss = train_step(cfg, net, mb, mb_labels, mb_masks, self.bf16)
         if not math.isfinite(loss):
-            raise InputError(f"train: the loss became {loss} at step {self.step}; lower the learning rate "
-                             "or check the inputs")
+            raise TrainingDiverged(f"train: the loss became {loss} at step {self.step} (epoch {epoch}), so no "
+                                   f"optimiser step was taken; lower the learning rate (lr={cfg.lr:g}) or the "
+                                   "regularisers' weights, or check the inputs for NaN/inf",
+                                   step=self.step, epoch=epoch, value=loss)
         grads = [q.grad for q in net.parameters() if q.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
         if not math.isfinite(float(norm)):   # stepping on it would turn every weight to NaN
