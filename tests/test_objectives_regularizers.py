@@ -76,6 +76,26 @@ def test_debiased_cross_matches_the_numpy_debiased_cka():
         debiased_cross(x[:3], y[:3])
 
 
+
+def test_debiased_cross_stays_bounded_when_a_part_collapses():
+    """A part whose rows are all but identical (as under a strong multiplier) has a float32
+    unbiased self-HSIC that rounds to ~0 or below; the constraint used to reach ~1e31 here, with
+    gradients ~1e32.  It stays in [-1, 1] with a bounded gradient."""
+    from jointspace.objectives.regularizers import SCALE_FLOOR
+
+    torch.manual_seed(0)
+    healthy = torch.nn.functional.normalize(torch.randn(256, 16), dim=1)
+    base = torch.nn.functional.normalize(torch.randn(1, 64), dim=1)
+    collapsed = torch.nn.functional.normalize(base + 3e-3 * torch.randn(256, 64), dim=1).requires_grad_()
+    value = debiased_cross(healthy, collapsed)
+    assert -1.0 <= float(value.detach()) <= 1.0
+    value.backward()
+    assert torch.isfinite(collapsed.grad).all() and float(collapsed.grad.abs().max()) < 1e4
+    # a constant part is independent of anything: ~0 (float32 rounding over the floor)
+    assert SCALE_FLOOR == 1e-6
+    assert abs(float(debiased_cross(healthy, torch.zeros(256, 64) + base))) < 1e-3
+
+
 def test_normalized_hsic_matches_the_numpy_score():
     a, b = _pair(n=30)
     b = torch.tanh(a[:, :4]) + 0.3 * b

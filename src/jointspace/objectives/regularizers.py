@@ -167,12 +167,19 @@ def _unbiased_hsic(k: torch.Tensor, l: torch.Tensor) -> torch.Tensor:
     return ((k * l).sum() + ks.sum() * ls.sum() / ((n - 1) * (n - 2)) - 2.0 / (n - 2) * (ks @ ls)) / (n * (n - 3))
 
 
+#: the least denominator of :func:`debiased_cross`: healthy parts of unit-norm rows give
+#: 1e-4-1e-1 (64 down to 8 dimensions); collapsing ones 1e-6 and below
+SCALE_FLOOR = 1e-6
+
+
 def debiased_cross(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     r"""The ``lagrange`` constraint value, shape (): unbiased linear-kernel HSIC of the two
     parts over the geometric mean of their unbiased self-HSICs (without gradient), i.e.
     :func:`jointspace.eval.redundancy.debiased_linear_cka` with a frozen denominator.  Its
     expectation is 0 for independent parts at any batch size, where the plain
-    :func:`normalized_frobenius` stays near :math:`\sqrt{d_1 d_2}/n`; it can be negative.
+    :func:`normalized_frobenius` stays near :math:`\sqrt{d_1 d_2}/n`; it can be negative.  It is
+    kept in [-1, 1], and its denominator is at least :data:`SCALE_FLOOR`: where one part barely
+    varies over the batch, the estimate would otherwise leave that range without bound.
 
     Parameters
     ----------
@@ -187,7 +194,11 @@ def debiased_cross(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     value = _unbiased_hsic(k, l)
     with torch.no_grad():
         scale = torch.sqrt(_unbiased_hsic(k, k).clamp_min(0) * _unbiased_hsic(l, l).clamp_min(0))
-    return value / scale.clamp_min(torch.finfo(scale.dtype).tiny)
+        # a part that barely varies over the batch (it happens under a strong multiplier) has a
+        # self-HSIC of ~0 or, rounded, below: the ratio then grew without bound and training
+        # diverged.  At least |value| keeps it in [-1, 1]; at least SCALE_FLOOR bounds its gradient.
+        scale = torch.maximum(scale, value.abs()).clamp_min(SCALE_FLOOR)
+    return value / scale
 
 
 def normalized_weight_cross(w_shared: torch.Tensor, w_private: torch.Tensor) -> torch.Tensor:
