@@ -189,9 +189,24 @@ def _tried(tried: dict) -> str:
                      else f"{v:g} mAP {t['mAP']:.3f} red {t['redundancy']:.4f}" for v, t in tried.items())
 
 
+def _probes(parts: dict, test, styles: dict) -> dict:
+    """Linear-probe accuracies from each modality's parts ({modality: {"shared", "private"}}):
+    the content (label) from every shared part, each style attribute from its modality's
+    shared and private parts, and each style's chance level."""
+    from ..eval.probes import probe_accuracy
+
+    out = {f"probe/content/{m}/shared": probe_accuracy(p["shared"], test.labels)["accuracy"] for m, p in parts.items()}
+    for m, attr in styles.items():
+        for part in ("shared", "private"):
+            if parts[m][part].shape[1]:
+                p = probe_accuracy(parts[m][part], test.metadata[attr])
+                out[f"probe/{attr}/{m}/{part}"] = p["accuracy"]
+                out[f"probe/{attr}/chance"] = p["chance"]
+    return out
+
+
 def evaluate(model, test, styles: dict) -> dict:
     """Retrieval, redundancy and probes of one model on the test pairs."""
-    from ..eval.probes import probe_accuracy
     from ..eval.redundancy import debiased_linear_cka, normalized_cross_frobenius
     from ..eval.retrieval import evaluate_retrieval
 
@@ -202,15 +217,7 @@ def evaluate(model, test, styles: dict) -> dict:
            "ms_per_step": model.ms_per_step_, "steps": model.train_result_.steps}
     parts = {m: model.encode_parts(m, test[m]) for m in model.modalities_}
     mods = list(parts)
-    for m in mods:
-        row[f"probe/content/{m}/shared"] = probe_accuracy(parts[m]["shared"], test.labels)["accuracy"]
-    for m, attr in styles.items():
-        values = test.metadata[attr]
-        for part in ("shared", "private"):
-            if parts[m][part].shape[1]:
-                p = probe_accuracy(parts[m][part], values)
-                row[f"probe/{attr}/{m}/{part}"] = p["accuracy"]
-                row[f"probe/{attr}/chance"] = p["chance"]
+    row.update(_probes(parts, test, styles))
     if model.private_dim:
         cross = [(parts[a]["private"], parts[b]["private"]) for i, a in enumerate(mods) for b in mods[i + 1:]]
         own = [(parts[m]["shared"], parts[m]["private"]) for m in mods]
@@ -299,7 +306,6 @@ def probes_over_seeds(train, test, dim: int, fits: dict, styles: dict, seeds=PRO
         ``diverged``), their mean and standard error.
     """
     from ..errors import TrainingDiverged
-    from ..eval.probes import probe_accuracy
 
     out = {}
     for name, (private_dim, regularizers) in fits.items():
@@ -312,14 +318,10 @@ def probes_over_seeds(train, test, dim: int, fits: dict, styles: dict, seeds=PRO
                 except TrainingDiverged:
                     diverged.append(seed)
                     continue
-            parts = {m: model.encode_parts(m, test[m]) for m in model.modalities_}
-            for m, p in parts.items():
-                per.setdefault(f"probe/content/{m}/shared", []).append(probe_accuracy(p["shared"], test.labels)["accuracy"])
-            for m, attr in styles.items():
-                for part in ("shared", "private"):
-                    if parts[m][part].shape[1]:
-                        acc = probe_accuracy(parts[m][part], test.metadata[attr])["accuracy"]
-                        per.setdefault(f"probe/{attr}/{m}/{part}", []).append(acc)
+            probes = _probes({m: model.encode_parts(m, test[m]) for m in model.modalities_}, test, styles)
+            for key, acc in probes.items():
+                if not key.endswith("/chance"):
+                    per.setdefault(key, []).append(acc)
         out[name] = {"seeds": [s for s in seeds if s not in diverged], "diverged": diverged}
         for key, values in per.items():
             v = np.asarray(values)
@@ -432,23 +434,12 @@ def show(report: dict) -> None:
                         ["method", *["/".join(k.split("/")[1:]) for k in keys]],
                         [[row, *[f"{s[k]['mean']:.4f} ± {s[k]['se']:.4f}" if k in s else "-" for k in keys]]
                          for row, s in spread.items()])
-            for attr, (m, chance) in _style_chances(rep).items():
-                ratios = [[row, f"{r:.2f}"] for row, r in style_ratios(rep, attr, m).items()]
+            for attr, ratios in rep.get("style_ratios", {}).items():
+                chance = rep["rows"][0][f"probe/{attr}/chance"]
                 if ratios:
-                    print_table(f"{name}: {attr} from {m}'s private part over its shared part, above chance "
-                                f"({chance:.3f}), from the means over seeds", ["method", "ratio"], ratios)
-
-
-def _style_chances(report: dict) -> dict:
-    """{style attribute: (modality, chance)} of a dataset report."""
-    out = {}
-    for k, v in report["rows"][0].items():
-        if k.startswith("probe/") and k.endswith("/chance"):
-            attr = k.split("/")[1]
-            modality = next(key.split("/")[2] for r in report["rows"] for key in r
-                            if key.startswith(f"probe/{attr}/") and not key.endswith("/chance"))
-            out[attr] = (modality, v)
-    return out
+                    print_table(f"{name}: {attr} from its modality's private part over its shared part, above "
+                                f"chance ({chance:.3f}), from the means over seeds", ["method", "ratio"],
+                                [[row, "inf" if r is None else f"{r:.2f}"] for row, r in ratios.items()])
 
 
 def style_ratios(report: dict, attr: str, modality: str) -> dict:
