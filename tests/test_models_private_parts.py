@@ -79,8 +79,10 @@ def test_lagrange_logs_the_multiplier_and_the_constraint(views, tmp_path):
     mu, c = cols["mu"][~np.isnan(cols["mu"])], cols["constraint"][~np.isnan(cols["constraint"])]
     assert len(mu) >= 2 and np.all(mu >= 0) and mu.max() > 0   # raised while the constraint is violated
     assert np.all(c <= 1) and c[0] > 0
-    assert model.net_.regularizer.multiplier.mu == pytest.approx(float(model.net_.state_dict()[
-        "regularizer.multiplier.mu_param"]))
+    state = model.net_.state_dict()
+    mus = [lm.mu for lm in model.net_.regularizer.multipliers]   # one per constrained pair
+    assert len(mus) == 3   # a-b private, and each modality's own shared-private pair
+    assert mus == pytest.approx([float(state[f"regularizer.multipliers.{k}.mu_param"]) for k in range(3)])
     assert model.get_config()["regularizers"] == ["lagrange:1.0"]
 
 

@@ -231,6 +231,37 @@ def test_part_regularizer_every_name_runs_and_logs():
     assert logs["constraint"] == logs["reg/lagrange"] and "mu" in logs
 
 
+@pytest.mark.parametrize("name, rho", [("lagrange", 0.0), ("auglag", 1.0)])
+def test_lagrangian_has_one_multiplier_per_pair(name, rho):
+    """mu_k ascends on its own pair's constraint c_k; the term is (1/K) sum_k (mu_k c_k + rho/2 c_k^2),
+    so a pair below zero does not pay for another above it."""
+    shared, private = _parts(("a", "b"), n=24, seed=3)
+    private["b"] = torch.nn.functional.normalize(private["a"] + 0.3 * private["b"], dim=1)   # c > 0 between a, b
+    reg = PartRegularizer([(name, 0.5)], ["a", "b"], 4, 4)
+    pairs = [(private["a"], private["b"]), (shared["a"], private["a"]), (shared["b"], private["b"])]
+    c = np.array([float(debiased_cross(x, y)) for x, y in pairs])
+    assert c[0] > 0.3 and c[1:].min() < 0   # one pair violated, another below zero
+    term, logs = reg(shared, private)
+    assert float(term) == pytest.approx(np.mean(0.5 * rho * c ** 2), abs=1e-6)   # every mu_k starts at 0
+    mu = np.maximum(0.0, 0.5 * c)
+    assert [lm.mu for lm in reg.multipliers] == pytest.approx(mu.tolist(), abs=1e-6)
+    assert logs["mu"] == pytest.approx(0.0) and logs["constraint"] == pytest.approx(c.mean(), abs=1e-6)
+    term, logs = reg(shared, private)
+    assert float(term) == pytest.approx(np.mean(mu * c + 0.5 * rho * c ** 2), abs=1e-6)
+    assert logs["mu"] == pytest.approx(mu.mean(), abs=1e-6)
+
+
+def test_lagrangian_loads_a_state_with_one_multiplier():
+    """A model saved when every pair shared one multiplier: each pair starts from its value."""
+    reg = PartRegularizer([("lagrange", 1.0)], ["a", "b"], 4, 4)
+    reg.load_state_dict({"multiplier.mu_param": torch.tensor(0.7)})
+    assert [lm.mu for lm in reg.multipliers] == pytest.approx([0.7] * 3)
+    outer = torch.nn.Module()
+    outer.regularizer = PartRegularizer([("auglag", 1.0)], ["a", "b", "c"], 4, 4)
+    outer.load_state_dict({"regularizer.multiplier.mu_param": torch.tensor(0.25)})
+    assert [lm.mu for lm in outer.regularizer.multipliers] == pytest.approx([0.25] * 6)
+
+
 def test_part_regularizer_bad_sizes_name_the_parameter():
     with pytest.raises(InputError, match="abs_dot.*private_dim equal to dim \\(8\\); got private_dim=4"):
         PartRegularizer([("abs_dot", 1.0)], ["a", "b"], 8, 4)

@@ -25,12 +25,13 @@ weight         :math:`\lambda\,\|W_s W_p^\top\|_F^2 / \mathrm{sg}(\|W_sW_s^\top\
                \|W_pW_p^\top\|_F)` (chapter's :math:`\|W_1^\top W_2\|_F^2` on the output
                weights of one modality's shared and private parts; no cross-modality term:
                those heads read different inputs)
-lagrange       :math:`\mu\,c` with :math:`c` the constraint :math:`Z_1^\top Z_2 = 0` read
-               on a batch without its small-sample bias (the debiased linear CKA of the
-               two parts, :func:`debiased_cross`, whose expectation is 0 for independent
-               parts, so the constraint can hold and :math:`\mu` can settle) and
-               :math:`\mu \leftarrow \max(0, \mu + \eta c)` after every step; VALUE is
-               the ascent rate :math:`\eta`
+lagrange       :math:`\mu_k\,c_k` for each pair :math:`k` of parts, with :math:`c_k` the
+               constraint :math:`Z_1^\top Z_2 = 0` read on a batch without its small-sample
+               bias (the debiased linear CKA of the two parts, :func:`debiased_cross`,
+               whose expectation is 0 for independent parts, so the constraint can hold
+               and :math:`\mu_k` can settle) and :math:`\mu_k \leftarrow \max(0, \mu_k +
+               \eta c_k)` after every step: one multiplier per constraint; VALUE is the
+               ascent rate :math:`\eta`
 auglag         the same plus :math:`\tfrac{\rho}{2}c^2`, :math:`\rho = 1` (augmented
                Lagrangian)
 hsic           :math:`\lambda\,\mathrm{HSIC}(Z_1, Z_2) / \mathrm{sg}(\mathrm{HSIC}(Z_1,
@@ -241,8 +242,8 @@ class PartRegularizer(torch.nn.Module):
 
     ``forward(shared, private, weights)`` returns ``(term, logs)``: the scalar to add to the
     loss (the regularisers plus the fitting losses of CLUB's and the adversaries' networks)
-    and a dict of floats (each regulariser's mean value over the pairs, and ``mu`` /
-    ``constraint`` for the Lagrangian forms).
+    and a dict of floats (each regulariser's mean value over the pairs, and for the Lagrangian
+    forms ``mu``, the mean of the pairs' multipliers, and ``constraint``, the pairs' mean).
     """
 
     def __init__(self, specs, modalities, dim: int, private_dim: int):
@@ -263,11 +264,15 @@ class PartRegularizer(torch.nn.Module):
                     net = CLUB(x_dim, y_dim) if name == "club" else CrossPredictor(x_dim, y_dim)
                     self.critics[self._key(name, kind, a, b)] = net
         lagrange = [(n, v) for n, v in self.specs if n in ("lagrange", "auglag")]
-        self.multiplier = None
+        #: one multiplier per constrained pair (pair k: mu_k >= 0 on c_k <= 0): a single one
+        #: on the pairs' mean would let a pair below zero pay for another above it
+        self.multipliers = None
         if lagrange:
             n, rate = lagrange[0]
-            self.multiplier = LagrangeMultiplier(0.0, rate, augmented=n == "auglag", rho=AUGLAG_RHO,
-                                                 explicit=True, nonnegative=True)
+            self.multipliers = torch.nn.ModuleList(
+                LagrangeMultiplier(0.0, rate, augmented=n == "auglag", rho=AUGLAG_RHO, explicit=True, nonnegative=True)
+                for _ in self.pairs)
+        self.register_load_state_dict_pre_hook(_one_multiplier_to_pairs)
 
     @staticmethod
     def _key(name: str, kind: str, a: str, b: str) -> str:
@@ -321,12 +326,21 @@ class PartRegularizer(torch.nn.Module):
             mean = torch.stack(vals).mean()
             logs[f"reg/{name}"] = float(mean.detach())
             if name in ("lagrange", "auglag"):
-                logs["mu"] = self.multiplier.mu
+                logs["mu"] = sum(lm.mu for lm in self.multipliers) / len(self.multipliers)   # the mu_k used
+                # the Lagrangian of the K pair constraints, (1/K) sum_k mu_k c_k; each mu_k ascends on its own c_k
+                total = total + torch.stack([lm(c) for lm, c in zip(self.multipliers, vals)]).mean()
                 logs["constraint"] = logs[f"reg/{name}"]
-                total = total + self.multiplier(mean)
             else:
                 total = total + value * mean
         return total, logs
+
+
+def _one_multiplier_to_pairs(module, state_dict, prefix, *args) -> None:
+    """Load a model saved with one multiplier for every pair: each pair starts from its value."""
+    old = state_dict.pop(prefix + "multiplier.mu_param", None)
+    if old is not None and module.multipliers is not None:
+        for k in range(len(module.multipliers)):
+            state_dict.setdefault(f"{prefix}multipliers.{k}.mu_param", old.clone())
 
 
 def check_part_sizes(specs, dim: int, private_dim: int) -> None:
