@@ -76,7 +76,6 @@ def test_debiased_cross_matches_the_numpy_debiased_cka():
         debiased_cross(x[:3], y[:3])
 
 
-
 def test_debiased_cross_stays_bounded_when_a_part_collapses():
     """A part whose rows are all but identical (as under a strong multiplier) has a float32
     unbiased self-HSIC that rounds to ~0 or below; the constraint used to reach ~1e31 here, with

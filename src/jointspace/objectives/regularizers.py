@@ -272,7 +272,7 @@ class PartRegularizer(torch.nn.Module):
             self.multipliers = torch.nn.ModuleList(
                 LagrangeMultiplier(0.0, rate, augmented=n == "auglag", rho=AUGLAG_RHO, explicit=True, nonnegative=True)
                 for _ in self.pairs)
-        self.register_load_state_dict_pre_hook(_one_multiplier_to_pairs)
+            self.register_load_state_dict_pre_hook(_one_multiplier_to_pairs)
 
     @staticmethod
     def _key(name: str, kind: str, a: str, b: str) -> str:
@@ -338,7 +338,7 @@ class PartRegularizer(torch.nn.Module):
 def _one_multiplier_to_pairs(module, state_dict, prefix, *args) -> None:
     """Load a model saved with one multiplier for every pair: each pair starts from its value."""
     old = state_dict.pop(prefix + "multiplier.mu_param", None)
-    if old is not None and module.multipliers is not None:
+    if old is not None:
         for k in range(len(module.multipliers)):
             state_dict.setdefault(f"{prefix}multipliers.{k}.mu_param", old.clone())
 
