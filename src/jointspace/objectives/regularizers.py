@@ -57,8 +57,8 @@ from torch.func import functional_call
 from ..errors import InputError
 from .disentangle import CrossPredictor
 from .mutual_info import CLUB, hsic
-from .orthogonality import LagrangeMultiplier, _check_lam, abs_dot_penalty, frobenius_cross_penalty, \
-    weight_cross_penalty
+from .orthogonality import LagrangeMultiplier, _check_batch_pair, _check_lam, abs_dot_penalty, \
+    frobenius_cross_penalty, weight_cross_penalty
 
 #: every regulariser name, with the VALUE used when a spec gives none
 REGULARIZERS = {
@@ -188,10 +188,14 @@ def debiased_cross(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     z2 : Tensor, shape (n, d2)
         n >= 4.
     """
+    _check_batch_pair(z1, z2, same_dim=False)
     if z1.shape[0] < 4:
         raise InputError(f"z1: the debiased constraint needs at least 4 rows (a batch of 4 or more), "
                          f"got {z1.shape[0]}")
-    k, l = z1 @ z1.T, z2.to(z1.dtype) @ z2.to(z1.dtype).T
+    # centred first: the estimate does not depend on a shift of either part, but from raw rows
+    # that share a direction the Gram matrices' common offset swamps it in float32
+    a, b = _centre(z1), _centre(z2.to(z1.dtype))
+    k, l = a @ a.T, b @ b.T
     value = _unbiased_hsic(k, l)
     with torch.no_grad():
         scale = torch.sqrt(_unbiased_hsic(k, k).clamp_min(0) * _unbiased_hsic(l, l).clamp_min(0))
