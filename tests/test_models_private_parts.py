@@ -94,6 +94,7 @@ def test_lagrange_logs_the_multiplier_and_the_constraint(views, tmp_path):
     ({"private_dim": -1}, "private_dim"),
     ({"recon_weight": -1.0}, "recon_weight"),
     ({"accum_steps": 2}, "accum_steps: private parts train without gradient accumulation"),
+    ({"regularizers": ["auglag"], "batch_size": 3}, "batch_size: auglag reads its constraint on a batch of at least 4"),
 ])
 def test_bad_settings_name_the_parameter(views, params, needle):
     with pytest.raises(InputError, match=needle):

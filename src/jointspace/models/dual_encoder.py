@@ -12,6 +12,8 @@ the embedding cache) or arrive as feature vectors, then through a trainable head
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import torch
 from torch import nn
@@ -409,6 +411,10 @@ def _check_private(model: "DualEncoder") -> None:
         raise InputError(f"regularizers: they act between private parts, so they need private_dim > 0; "
                          f"got {', '.join(n for n, _ in specs)} with private_dim=0")
     check_part_sizes(specs, int(model.dim), int(model.private_dim))
+    lagrangian = [n for n, _ in specs if n in ("lagrange", "auglag")]
+    if lagrangian and isinstance(model.batch_size, numbers.Integral) and model.batch_size < 4:
+        raise InputError(f"batch_size: {lagrangian[0]} reads its constraint on a batch of at least 4 pairs; "
+                         f"got batch_size={model.batch_size}")
     if model.private_dim and model.accum_steps != 1:
         raise InputError(f"accum_steps: private parts train without gradient accumulation; got {model.accum_steps}")
 
