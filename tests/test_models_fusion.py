@@ -133,6 +133,36 @@ def test_late_members_choose_their_strength_even_with_a_rare_class():
     assert np.isfinite(want) and want > log_loss(y[:80], proba[:80], labels=[0, 1])
 
 
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_few_rows_of_many_classes(fusion):
+    """Ten classes of four rows (the held-out share and every fold smaller than the classes): the
+    validation split is drawn unstratified and the members' folds unstratified, without an error."""
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(10), 4)
+    pairs = Pairs({"a": (rng.normal(size=(40, 6)) + y[:, None]).astype(np.float32),
+                   "b": rng.normal(size=(40, 5)).astype(np.float32)}, labels=y)
+    model = FusionClassifier(fusion=fusion, epochs=2, hidden=8).fit(pairs)
+    proba = model.predict_proba({"a": pairs["a"], "b": pairs["b"]})
+    assert proba.shape == (40, 10) and np.isfinite(proba).all()
+
+
+def test_the_members_folds_are_scikit_learns_where_the_classes_fill_them():
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    from jointspace.models.fusion import _Folds
+
+    x = np.zeros((30, 1))
+    y = np.repeat([0, 1, 2], 10)
+    for got, want in zip(_Folds(3).split(x, y), StratifiedKFold(3).split(x, y)):
+        assert [list(g) for g in got] == [list(w) for w in want]
+    for got, want in zip(_Folds(5, shuffle=True, seed=4).split(x, y),
+                         StratifiedKFold(5, shuffle=True, random_state=4).split(x, y)):
+        assert [list(g) for g in got] == [list(w) for w in want]
+    y = np.arange(30) % 15    # two rows per class: plain folds
+    for got, want in zip(_Folds(3).split(x, y), KFold(3).split(x, y)):
+        assert [list(g) for g in got] == [list(w) for w in want]
+
+
 def _noisy(pairs, modality, seed):
     """``pairs`` with one modality replaced by Gaussian noise of its own mean and spread."""
     rng = np.random.default_rng(seed)

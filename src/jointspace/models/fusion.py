@@ -62,8 +62,27 @@ def late_member(n_classes: int):
     from sklearn.preprocessing import StandardScaler
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000))
-    return GridSearchCV(clf, {"logisticregression__C": list(LOGISTIC_CS)}, cv=3,
+    return GridSearchCV(clf, {"logisticregression__C": list(LOGISTIC_CS)}, cv=_Folds(3),
                         scoring=functools.partial(_neg_log_loss_all_classes, n_classes=int(n_classes)))
+
+
+class _Folds:
+    """scikit-learn's folds for a classifier (``StratifiedKFold``), or plain ``KFold`` where even
+    the largest class has fewer rows than folds (a few rows of many classes; the members' scorer
+    counts the classes a fold lacks)."""
+
+    def __init__(self, n_splits: int, shuffle: bool = False, seed: int | None = None):
+        self.n_splits, self.shuffle, self.seed = int(n_splits), bool(shuffle), seed
+
+    def get_n_splits(self, x=None, y=None, groups=None) -> int:
+        return self.n_splits
+
+    def split(self, x, y=None, groups=None):
+        from sklearn.model_selection import KFold, StratifiedKFold
+
+        stratified = y is not None and np.unique(np.asarray(y), return_counts=True)[1].max() >= self.n_splits
+        cls = StratifiedKFold if stratified else KFold
+        return cls(self.n_splits, shuffle=self.shuffle, random_state=self.seed if self.shuffle else None).split(x, y)
 
 
 @contextlib.contextmanager
@@ -72,6 +91,7 @@ def _rare_classes_expected():
     scorer counts such a class on purpose (see :func:`_neg_log_loss_all_classes`)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The least populated class in y has only", category=UserWarning)
+        warnings.filterwarnings("ignore", message="Number of classes in training fold", category=RuntimeWarning)
         yield
 
 
@@ -277,7 +297,9 @@ class FusionClassifier:
         self.in_dims_ = {m: int(v.shape[1]) for m, v in x.items()}
         idx = np.arange(n)
         counts = np.bincount(y)
-        stratify = y if counts.min() >= 2 else None
+        n_val = int(np.ceil(self.val_fraction * n))
+        # stratified when every class can be on both sides; otherwise (few rows, many classes) plain
+        stratify = y if counts.min() >= 2 and min(n_val, n - n_val) >= len(counts) else None
         tr, va = (idx, None) if not self.val_fraction else train_test_split(
             idx, test_size=self.val_fraction, random_state=self.seed, stratify=stratify)
         if self.fusion in LATE:
@@ -288,7 +310,7 @@ class FusionClassifier:
 
     def _fit_late(self, x: dict, y: np.ndarray, tr, va) -> None:
         from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import StratifiedKFold, cross_val_predict
+        from sklearn.model_selection import cross_val_predict
 
         member = functools.partial(late_member, len(self.classes_))
         fit_rows = tr if self.fusion == "weighted" else np.arange(len(y))
@@ -302,7 +324,7 @@ class FusionClassifier:
                 raise InputError("val_fraction: weighted fusion fits its weights on held-out rows; give a value > 0")
             self.weights_ = _fit_weights([self._member_log_proba(m, x[m][va]) for m in self.modalities_], y[va])
         elif self.fusion == "stacking":
-            cv = StratifiedKFold(5, shuffle=True, random_state=self.seed)
+            cv = _Folds(5, shuffle=True, seed=self.seed)
             with _rare_classes_expected():
                 oof = np.hstack([cross_val_predict(member(), x[m], y, cv=cv, method="predict_proba")
                                  for m in self.modalities_])
