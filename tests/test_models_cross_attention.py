@@ -110,6 +110,24 @@ def test_bad_parts_get_clear_errors():
         pad_parts([np.ones((2, 3)), np.ones((0, 3))], name="texts")
 
 
+
+@pytest.mark.parametrize("call, needle", [
+    (lambda i, t: cross_attention(i.clone().fill_(float("nan")), t), "regions: expected finite values"),
+    (lambda i, t: cross_attention(i, t.clone().fill_(float("inf"))), "tokens: expected finite values"),
+    (lambda i, t: cross_attention(i, t, torch.full((4, 4), float("nan"))), "w_a: expected finite values"),
+    (lambda i, t: cross_attention(i, t, scale=float("nan")), "scale: expected a finite number > 0"),
+    (lambda i, t: cross_attention(i, t, scale=-1.0), "scale: expected a finite number > 0"),
+    (lambda i, t: cross_attention(i, t, token_mask=torch.ones(2, 5, dtype=torch.int64)), "token_mask: expected a bool"),
+    (lambda i, t: cross_attention(i.double(), t.double(), torch.eye(4)), "w_a: expected the dtype of regions"),
+    (lambda i, t: cross_attention(i, torch.randn(3, 5, 4)), "tokens: expected leading dimensions that broadcast"),
+    (lambda i, t: cross_attention(i.tolist(), t), "regions: expected a tensor"),
+])
+def test_non_finite_or_mistyped_parts_are_refused(call, needle):
+    """Rather than attention rows that silently sum to 0 (NaN scores were zeroed as padding)."""
+    with pytest.raises(InputError, match=needle):
+        call(torch.randn(2, 3, 4), torch.randn(2, 5, 4))
+
+
 def test_pad_parts_pads_masks_and_warns_when_it_truncates():
     with pytest.warns(UserWarning, match="1 of 2 items are longer than 3 and were truncated"):
         out, mask = pad_parts([np.ones((5, 2)), 2 * np.ones((1, 2))], max_len=3)

@@ -63,7 +63,8 @@ class Attention:
     attended_regions: torch.Tensor
 
 
-def _check_parts(regions, tokens, w_a, region_mask, token_mask) -> None:
+def _check_parts(regions, tokens, w_a, region_mask, token_mask, default_w_a: bool = False) -> None:
+    """InputError naming the first bad argument; with ``default_w_a``, only the two tensors."""
     if not isinstance(regions, torch.Tensor) or regions.ndim < 2:
         raise InputError(f"regions: expected a tensor (..., R, d_i) of region vectors, got "
                          f"{getattr(regions, 'shape', type(regions).__name__)}")
@@ -74,12 +75,31 @@ def _check_parts(regions, tokens, w_a, region_mask, token_mask) -> None:
         raise InputError(f"regions: an image needs at least one region; got shape {tuple(regions.shape)}")
     if tokens.shape[-2] == 0:
         raise InputError(f"tokens: a text needs at least one token; got shape {tuple(tokens.shape)}")
+    if default_w_a:
+        return
+    if not isinstance(w_a, torch.Tensor) or w_a.ndim != 2:
+        raise InputError(f"w_a: expected a (d_i, d_t) tensor, got {getattr(w_a, 'shape', type(w_a).__name__)}")
+    for name, t in (("regions", regions), ("tokens", tokens), ("w_a", w_a)):
+        if not t.is_floating_point():
+            raise InputError(f"{name}: expected a floating-point tensor, got dtype {t.dtype}")
+        if t.dtype != regions.dtype:
+            raise InputError(f"{name}: expected the dtype of regions ({regions.dtype}), got {t.dtype}")
+        if not bool(torch.isfinite(t.detach()).all()):
+            raise InputError(f"{name}: expected finite values, got NaN or infinity")
+    try:
+        torch.broadcast_shapes(regions.shape[:-2], tokens.shape[:-2])
+    except RuntimeError:
+        raise InputError(f"tokens: expected leading dimensions that broadcast with regions {tuple(regions.shape)}, "
+                         f"got {tuple(tokens.shape)}") from None
     if w_a.shape != (regions.shape[-1], tokens.shape[-1]):
         raise InputError(f"w_a: expected shape (d_i, d_t) = ({regions.shape[-1]}, {tokens.shape[-1]}) to match "
                          f"regions {tuple(regions.shape)} and tokens {tuple(tokens.shape)}; got {tuple(w_a.shape)}")
     for name, mask, ref in (("region_mask", region_mask, regions), ("token_mask", token_mask, tokens)):
         if mask is None:
             continue
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise InputError(f"{name}: expected a bool tensor (False marks padding), got "
+                             f"{getattr(mask, 'dtype', type(mask).__name__)}")
         if tuple(mask.shape) != tuple(ref.shape[:-1]):
             raise InputError(f"{name}: expected shape {tuple(ref.shape[:-1])}, got {tuple(mask.shape)}")
         if not bool(mask.any(dim=-1).all()):
@@ -110,11 +130,15 @@ def cross_attention(regions: torch.Tensor, tokens: torch.Tensor, w_a: torch.Tens
     Attention
     """
     if w_a is None:
+        _check_parts(regions, tokens, None, None, None, default_w_a=True)
         if regions.shape[-1] != tokens.shape[-1]:
             raise InputError(f"w_a: without it regions and tokens need the same size; got d_i={regions.shape[-1]}, "
                              f"d_t={tokens.shape[-1]}")
         w_a = torch.eye(regions.shape[-1], dtype=regions.dtype, device=regions.device)
     _check_parts(regions, tokens, w_a, region_mask, token_mask)
+    value = float(scale.detach()) if isinstance(scale, torch.Tensor) and scale.numel() == 1 else scale
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise InputError(f"scale: expected a finite number > 0 (the softmaxes' sharpness), got {scale!r}")
     scores = scale * ((regions @ w_a) @ tokens.transpose(-1, -2))
     if token_mask is not None:
         scores = scores.masked_fill(~token_mask[..., None, :], float("-inf"))
