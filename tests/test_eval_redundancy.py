@@ -192,6 +192,18 @@ def test_debiased_cka_does_not_depend_on_a_shift():
         assert debiased_linear_cka(a + offset, b - offset) == pytest.approx(want, rel=1e-6)
 
 
+@pytest.mark.parametrize("kwargs, needle", [
+    ({"max_samples": -1}, r"max_samples: expected an integer >= 4 or None, got -1"),
+    ({"max_samples": 3}, r"max_samples: expected an integer >= 4 or None, got 3"),
+    ({"max_samples": 2.5}, r"max_samples: expected an integer >= 4 or None, got 2.5"),
+    ({"max_samples": 10, "seed": -1}, r"seed: expected"),
+])
+def test_debiased_cka_bad_subsampling(kwargs, needle):
+    rng = np.random.default_rng(0)
+    with pytest.raises(InputError, match=needle):
+        debiased_linear_cka(rng.normal(size=(20, 3)), rng.normal(size=(20, 2)), **kwargs)
+
+
 def test_debiased_cka_bad_input():
     with pytest.raises(InputError, match="do not vary"):
         debiased_linear_cka(np.ones((6, 2)), np.arange(12.0).reshape(6, 2))

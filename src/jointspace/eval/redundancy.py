@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_matrix
+from .._validation import check_int, check_matrix
 from ..errors import InputError
 
 
@@ -149,6 +149,19 @@ def _unbiased_hsic(k: np.ndarray, l: np.ndarray) -> float:
                  / (n * (n - 3)))
 
 
+def _subsample(a: np.ndarray, b: np.ndarray, max_samples, seed, low: int) -> tuple[np.ndarray, np.ndarray]:
+    """The paired rows, or a random subset (fixed ``seed``) of ``max_samples`` of them when there
+    are more; ``max_samples`` an integer >= ``low`` or None, ``seed`` an integer >= 0."""
+    if max_samples is not None and (isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer))
+                                    or max_samples < low):
+        raise InputError(f"max_samples: expected an integer >= {low} or None, got {max_samples!r}")
+    check_int(seed, "seed", low=0)
+    if max_samples is not None and a.shape[0] > max_samples:
+        idx = np.sort(np.random.default_rng(seed).choice(a.shape[0], max_samples, replace=False))
+        a, b = a[idx], b[idx]
+    return a, b
+
+
 def debiased_linear_cka(z1, z2, max_samples: int | None = 4096, seed: int = 0) -> float:
     r"""Linear CKA from unbiased HSIC estimates (Song et al. 2012; debiased CKA of Nguyen,
     Raghu & Kornblith 2021).
@@ -176,10 +189,7 @@ def debiased_linear_cka(z1, z2, max_samples: int | None = 4096, seed: int = 0) -
     -------
     float, at most 1
     """
-    a, b = _pair(z1, z2, min_rows=4)
-    if max_samples is not None and a.shape[0] > max_samples:
-        idx = np.sort(np.random.default_rng(seed).choice(a.shape[0], max_samples, replace=False))
-        a, b = a[idx], b[idx]
+    a, b = _subsample(*_pair(z1, z2, min_rows=4), max_samples, seed, low=4)
     # centred first: the estimate does not depend on a shift of either set, but rows far from
     # the origin would leave it to the rounding of the Gram matrices' common offset
     a, b = a - a.mean(axis=0), b - b.mean(axis=0)
@@ -232,13 +242,7 @@ def hsic_score(z1, z2, sigma1: float | None = None, sigma2: float | None = None,
     -------
     float (>= 0)
     """
-    a, b = _pair(z1, z2)
-    if max_samples is not None:
-        if isinstance(max_samples, bool) or not isinstance(max_samples, (int, np.integer)) or max_samples < 2:
-            raise InputError(f"max_samples: expected an integer >= 2 or None, got {max_samples!r}")
-        if a.shape[0] > max_samples:
-            idx = np.sort(np.random.default_rng(seed).choice(a.shape[0], max_samples, replace=False))
-            a, b = a[idx], b[idx]
+    a, b = _subsample(*_pair(z1, z2), max_samples, seed, low=2)
     kernels = []
     for z, sigma, name in ((a, sigma1, "sigma1"), (b, sigma2, "sigma2")):
         d = _sq_dists(z)
