@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from jointspace.errors import InputError, NotFittedError
 from jointspace.models.cross_attention import CrossAttentionNet, cross_attention, pad_parts
 from jointspace.models.rerank import (CrossAttentionMatcher, choose_rerank_weight, is_saved_matcher, per_key_mean,
-                                      rerank_candidates)
+                                      rerank_candidates, standardize_rows)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -205,6 +205,12 @@ def test_choose_rerank_weight_hand_worked():
     assert got["weight"] == 0.75 and got["recall@1"] == pytest.approx({"0.0": 0.0, "0.75": 1.0, "1.0": 1.0})
     with pytest.raises(InputError, match="first_ids, keys"):
         choose_rerank_weight(ids, first, cross, keys[:2])
+    with pytest.raises(InputError, match=r"scores: expected a \(q, N\) array"):
+        standardize_rows(np.ones(3))
+    with pytest.raises(InputError, match="weights: expected at least one blend weight"):
+        choose_rerank_weight(ids2, first2, cross2, np.arange(3), weights=())
+    with pytest.raises(InputError, match="first_ids: expected integer ids of the 3 keyed items"):
+        choose_rerank_weight(ids2 + 1, first2, cross2, np.arange(3))
 
 
 def test_rerank_needs_a_chosen_weight():
@@ -233,6 +239,16 @@ def test_matcher_learns_to_match_saves_and_loads(tmp_path):
     back = CrossAttentionMatcher.load(tmp_path / "m")
     np.testing.assert_allclose(back.score_parts(*val[:4]), s, rtol=1e-6)
     assert back.get_config() == m.get_config()
+    # what it cannot score is refused by name, with what it expected
+    regions, rmask, tokens, tmask = val[:4]
+    with pytest.raises(InputError, match=f"regions: expected vectors of size {regions.shape[-1]}"):
+        m.score_parts(regions[..., :-1], rmask, tokens, tmask)
+    with pytest.raises(InputError, match="regions: expected at least one item"):
+        m.score_parts(regions[:0], rmask[:0], tokens, tmask)
+    with pytest.raises(InputError, match=f"candidates: expected ids of the {len(regions)} images"):
+        m.score_candidates(top + len(regions), *val[:4])
+    with pytest.raises(InputError, match="candidates: expected \\(q, N\\) integer ids, one row per text"):
+        m.score_candidates(top[:3], *val[:4])
     with pytest.raises(InputError, match="not a saved cross-attention matcher"):
         CrossAttentionMatcher.load(tmp_path)
 

@@ -185,6 +185,12 @@ class CrossAttentionMatcher:
         """Matching scores of every image with every text, (n_images, n_texts) float32 in [-1, 1]."""
         self._check_fitted()
         regions, region_mask, tokens, token_mask = _check_parts(regions, region_mask, tokens, token_mask, None, "")
+        for name, arr, want in (("regions", regions, self.dims_[0]), ("tokens", tokens, self.dims_[1])):
+            if arr.shape[0] == 0:
+                raise InputError(f"{name}: expected at least one item to score, got shape {arr.shape}")
+            if arr.shape[-1] != want:
+                raise InputError(f"{name}: expected vectors of size {want} (what this matcher was trained on), "
+                                 f"got {arr.shape[-1]}")
         with torch.no_grad():
             return _pair_scores_chunked(self.net_, torch.as_tensor(regions), torch.as_tensor(region_mask),
                                         torch.as_tensor(tokens), torch.as_tensor(token_mask)).numpy()
@@ -203,8 +209,17 @@ class CrossAttentionMatcher:
         -------
         (q, N) float32
         """
+        candidates = np.asarray(candidates)
+        n = len(regions)
+        if candidates.ndim != 2 or candidates.shape[0] != len(tokens) or candidates.shape[1] == 0 \
+                or not np.issubdtype(candidates.dtype, np.integer):
+            raise InputError(f"candidates: expected (q, N) integer ids, one row per text ({len(tokens)}) and N >= 1, "
+                             f"got shape {candidates.shape} of {candidates.dtype}")
+        if candidates.size and (candidates.min() < 0 or candidates.max() >= n):
+            raise InputError(f"candidates: expected ids of the {n} images (0 to {n - 1}), got "
+                             f"{candidates.min()} to {candidates.max()}")
         return np.stack([self.score_parts(regions[c], region_mask[c], tokens[q:q + 1], token_mask[q:q + 1])[:, 0]
-                         for q, c in enumerate(np.asarray(candidates))])
+                         for q, c in enumerate(candidates)])
 
     def score(self, images, texts) -> np.ndarray:
         """Matching scores of every image with every text, (n_images, n_texts)."""
@@ -352,6 +367,8 @@ def is_saved_matcher(path) -> bool:
 def standardize_rows(scores: np.ndarray) -> np.ndarray:
     """Each row minus its mean, over its standard deviation (a constant row becomes zeros)."""
     s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2:
+        raise InputError(f"scores: expected a (q, N) array, one row per query, got shape {s.shape}")
     centred = s - s.mean(axis=1, keepdims=True)
     sd = centred.std(axis=1, keepdims=True)
     return np.divide(centred, sd, out=np.zeros_like(centred), where=sd > 0)
@@ -396,6 +413,12 @@ def choose_rerank_weight(first_ids, first_scores, cross_scores, keys, weights=RE
     ids = np.asarray(first_ids)
     if ids.ndim != 2 or ids.shape[0] > len(keys):
         raise InputError(f"first_ids, keys: expected (q, N) candidates of q <= {len(keys)} queries, got {ids.shape}")
+    if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= len(keys)):
+        raise InputError(f"first_ids: expected integer ids of the {len(keys)} keyed items, got {ids.dtype} "
+                         f"from {ids.min()} to {ids.max()}")
+    weights = tuple(weights)
+    if not weights:
+        raise InputError("weights: expected at least one blend weight in [0, 1], got none")
     micro, macro = {}, {}
     for w in weights:
         order, _ = rerank_candidates(ids, first_scores, cross_scores, w)
