@@ -106,6 +106,8 @@ def test_hsic_bad_input():
         hsic(_rand(5, 2), _rand(5, 2), sigma_x=-1.0)
     with pytest.raises(InputError, match="at least 4 rows"):
         hsic(_rand(3, 2), _rand(3, 2), unbiased=True)
+    with pytest.raises(InputError, match="^x: expected at least 2 rows, got 1$"):   # not a contrastive loss's message
+        hsic(_rand(1, 2), _rand(1, 2))
 
 
 # -- CLUB ---------------------------------------------------------------------------------------------

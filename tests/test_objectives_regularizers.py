@@ -139,6 +139,9 @@ def test_normalized_weight_cross_by_hand():
     wp2 = torch.tensor([[1.0, 1.0, 0.0]], dtype=torch.float64)
     # (Ws Wp^T)^2 = 1; ||Ws Ws^T|| = 1, ||Wp Wp^T|| = 2
     assert float(normalized_weight_cross(ws, wp2)) == pytest.approx(0.5)
+    with pytest.raises(InputError, match=r"w_shared, w_private: expected output weights \(d, k\) and \(p, k\) "
+                                         r"reading the same k inputs, got shapes \(1, 3\) and \(2, 4\)"):
+        normalized_weight_cross(ws, torch.zeros(2, 4, dtype=torch.float64))
 
 
 def test_gradients_of_the_normalised_terms():

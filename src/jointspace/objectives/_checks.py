@@ -7,8 +7,9 @@ import torch
 from ..errors import InputError
 
 
-def check_features(x, name: str, *, min_rows: int = 2) -> torch.Tensor:
-    """Return ``x`` as a finite 2-D floating tensor with at least ``min_rows`` rows."""
+def check_features(x, name: str, *, min_rows: int = 2, contrastive: bool = True) -> torch.Tensor:
+    """Return ``x`` as a finite 2-D floating tensor with at least ``min_rows`` rows (a batch of
+    one is explained as a contrastive loss's unless ``contrastive`` is False)."""
     if not isinstance(x, torch.Tensor):
         raise InputError(f"{name}: expected a torch.Tensor of shape (n, d), got {type(x).__name__}")
     if x.ndim != 2:
@@ -16,7 +17,7 @@ def check_features(x, name: str, *, min_rows: int = 2) -> torch.Tensor:
     if not x.is_floating_point():
         raise InputError(f"{name}: expected a floating tensor, got dtype {x.dtype}")
     if x.shape[0] < min_rows:
-        if min_rows == 2 and x.shape[0] == 1:
+        if contrastive and min_rows == 2 and x.shape[0] == 1:
             raise InputError(f"{name}: a contrastive loss needs a batch of at least 2 pairs (a batch of 1 "
                              "has no negatives); got batch size 1")
         raise InputError(f"{name}: expected at least {min_rows} rows, got {x.shape[0]}")

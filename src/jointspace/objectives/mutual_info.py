@@ -30,8 +30,8 @@ LOGVAR_BOUND = 10.0
 
 
 def _check_xy(x, y, min_rows: int) -> None:
-    check_features(x, "x", min_rows=min_rows)
-    check_features(y, "y", min_rows=min_rows)
+    check_features(x, "x", min_rows=min_rows, contrastive=False)
+    check_features(y, "y", min_rows=min_rows, contrastive=False)
     if x.shape[0] != y.shape[0]:
         raise InputError(f"y: expected as many rows (samples) as x, whose shape is {tuple(x.shape)}; "
                          f"got shape {tuple(y.shape)}")
@@ -59,7 +59,7 @@ def median_bandwidth(x: torch.Tensor) -> float:
     -------
     sigma : float
     """
-    check_features(x, "x", min_rows=2)
+    check_features(x, "x", min_rows=2, contrastive=False)
     with torch.no_grad():
         d = _sq_dists(x.detach())
         iu = torch.triu_indices(d.shape[0], d.shape[0], offset=1, device=d.device)

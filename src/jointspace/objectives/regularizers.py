@@ -216,6 +216,10 @@ def normalized_weight_cross(w_shared: torch.Tensor, w_private: torch.Tensor) -> 
     w_private : Tensor, shape (p, k)
         Output weights of the private part, reading the same k inputs.
     """
+    if isinstance(w_shared, torch.Tensor) and isinstance(w_private, torch.Tensor) and w_shared.ndim == 2 \
+            and w_private.ndim == 2 and w_shared.shape[1] != w_private.shape[1]:
+        raise InputError(f"w_shared, w_private: expected output weights (d, k) and (p, k) reading the same k inputs, "
+                         f"got shapes {tuple(w_shared.shape)} and {tuple(w_private.shape)}")
     cross = weight_cross_penalty(w_shared.T, w_private.T, 1.0)
     with torch.no_grad():
         scale = torch.linalg.matrix_norm(w_shared @ w_shared.T) * torch.linalg.matrix_norm(w_private @ w_private.T)
