@@ -96,6 +96,13 @@ def test_debiased_cross_in_float32_on_parts_bunched_in_one_direction():
         assert float(debiased_cross(z1 + 5.0, z2 - 3.0)) == pytest.approx(want, rel=1e-8)
 
 
+def test_normalized_frobenius_reports_where_a_nan_is():
+    a, b = _pair(n=6)
+    a[2, 1] = float("nan")
+    with pytest.raises(InputError, match=r"z1: expected finite features, got NaN or Inf \(first at row 2, column 1\)"):
+        normalized_frobenius(a, b)
+
+
 def test_debiased_cross_bad_input():
     a, b = _pair(n=8)
     with pytest.raises(InputError, match="z2: expected as many rows"):

@@ -151,6 +151,7 @@ def normalized_frobenius(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     z1 : Tensor, shape (n, d1)
     z2 : Tensor, shape (n, d2)
     """
+    _check_batch_pair(z1, z2, same_dim=False)   # before centring, which spreads a NaN over its column
     a, b = _centre(z1), _centre(z2)
     cross = frobenius_cross_penalty(a, b, 1.0, normalize=True)
     with torch.no_grad():
