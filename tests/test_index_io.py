@@ -28,7 +28,8 @@ def test_round_trip_gives_identical_results(tmp_path, spec, metric):
     idx.info = {"model": "runs/x", "modality": "image"}
     before = idx.search(q, 10)
     idx.save(tmp_path / "idx")
-    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == ["index.faiss", "index.json", "metadata.sqlite"]
+    assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [".jointspace-written.json", "index.faiss", "index.json",
+                                                                   "metadata.sqlite"]
     back = Index.load(tmp_path / "idx")
     after = back.search(q, 10)
     np.testing.assert_array_equal(before[1], after[1])

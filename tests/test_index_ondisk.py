@@ -41,7 +41,7 @@ def test_streamed_shards_give_the_in_memory_index(tmp_path, metric):
                         shard_size=1100, search_params={"nprobe": 4}, keep_vectors=False)
     assert not idx.keeps_vectors and idx.on_disk and idx.ntotal == N and idx.search_params["nprobe"] == 4
     assert sorted(p.name for p in (tmp_path / "idx").iterdir()) == [
-        "index.faiss", "index.json", "lists.ivfdata", "metadata.sqlite"]   # shard files are gone
+        ".jointspace-written.json", "index.faiss", "index.json", "lists.ivfdata", "metadata.sqlite"]   # shard files gone
     ref = in_memory(x, metric)
     q = data(50, seed=1)
     s1, i1 = idx.search(q, 10)

@@ -44,6 +44,66 @@ def test_atomic_dir_refuses_a_folder_of_unrelated_files(tmp_path):
     assert listing(tmp_path) == ["notes"]
 
 
+def _is_art(p):
+    return (p / "art.txt").is_file()
+
+
+def test_replacing_an_artefact_keeps_what_its_writer_did_not_write(tmp_path):
+    """Plots saved into an index folder, notes beside a model: a new save of the artefact keeps
+    them; what the old save wrote and the new one does not is gone."""
+    folder = tmp_path / "a"
+    with atomic_dir(folder, "artefact", is_kind=_is_art, keep_others=True) as tmp:
+        (tmp / "art.txt").write_text("v1")
+        (tmp / "old-only.bin").write_text("stale")
+    (folder / "plots").mkdir()
+    (folder / "plots" / "map.png").write_text("png")
+    (folder / "notes.txt").write_text("keep me")
+    with atomic_dir(folder, "artefact", is_kind=_is_art, keep_others=True) as tmp:
+        (tmp / "art.txt").write_text("v2")
+    assert listing(folder) == [".jointspace-written.json", "art.txt", "notes.txt", "plots"]
+    assert (folder / "art.txt").read_text() == "v2" and (folder / "plots" / "map.png").read_text() == "png"
+    # a failed save leaves everything where it was
+    with pytest.raises(RuntimeError):
+        with atomic_dir(folder, "artefact", is_kind=_is_art, keep_others=True) as tmp:
+            (tmp / "art.txt").write_text("v3")
+            raise RuntimeError("boom")
+    assert listing(folder) == [".jointspace-written.json", "art.txt", "notes.txt", "plots"]
+    assert (folder / "art.txt").read_text() == "v2" and listing(tmp_path) == ["a"]
+
+
+def test_a_failed_move_puts_the_kept_files_back(tmp_path, monkeypatch):
+    import jointspace._io as io
+
+    folder = tmp_path / "a"
+    with atomic_dir(folder, "artefact", is_kind=_is_art, keep_others=True) as tmp:
+        (tmp / "art.txt").write_text("v1")
+    (folder / "notes.txt").write_text("keep me")
+
+    def fail(tmp, path):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(io, "_move_into_place", fail)
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_dir(folder, "artefact", is_kind=_is_art, keep_others=True) as tmp:
+            (tmp / "art.txt").write_text("v2")
+    assert listing(folder) == [".jointspace-written.json", "art.txt", "notes.txt"]
+    assert (folder / "art.txt").read_text() == "v1" and listing(tmp_path) == ["a"]
+
+
+def test_an_index_append_keeps_the_plots_saved_in_the_index_folder(tmp_path):
+    from jointspace.index import Index
+
+    x = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
+    Index.build(x[:10], spec="Flat", metric="cosine").save(tmp_path / "idx")
+    (tmp_path / "idx" / "plots").mkdir()
+    (tmp_path / "idx" / "plots" / "map.png").write_text("png")
+    idx = Index.load(tmp_path / "idx")
+    idx.add(x[10:], ids=np.arange(10, 20))
+    idx.save(tmp_path / "idx")
+    assert Index.load(tmp_path / "idx").ntotal == 20
+    assert (tmp_path / "idx" / "plots" / "map.png").read_text() == "png"
+
+
 def test_atomic_dir_without_a_kind_replaces_only_empty_folders(tmp_path):
     (tmp_path / "d").mkdir()
     with atomic_dir(tmp_path / "d") as tmp:

@@ -212,7 +212,7 @@ def test_a_saved_model_records_the_folder_and_reloads_to_the_same_vectors(clip_m
     import hashlib
 
     out = clip_model.save(tmp_path / "run")
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "state.safetensors"]
+    assert sorted(p.name for p in out.iterdir()) == [".jointspace-written.json", "config.json", "state.safetensors"]
     assert (out / "state.safetensors").stat().st_size < 100  # no weights copied
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == "hf-clip" and config["params"]["path"] == str(clip_dir.resolve())

@@ -267,9 +267,38 @@ def _move_into_place(tmp: Path, path: Path) -> None:
     shutil.rmtree(holder, ignore_errors=True)
 
 
+#: the names an artefact folder's writer put in it (see :func:`atomic_dir`'s ``keep_others``)
+WRITTEN_FILE = ".jointspace-written.json"
+
+
+def _written_names(folder: Path) -> set[str] | None:
+    """The names :data:`WRITTEN_FILE` lists in ``folder``, or None (no list, or unreadable)."""
+    try:
+        names = json.loads((folder / WRITTEN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return set(names) if isinstance(names, list) and all(isinstance(n, str) for n in names) else None
+
+
+def _carry_others(old: Path, new: Path) -> list[str]:
+    """Move into ``new`` what ``old`` holds that its writer did not write (a user's plots or
+    notes beside a model); returns the names moved.  A folder without the writer's list (saved
+    before there was one) is taken to hold only what its writer wrote."""
+    owned = _written_names(old)
+    if owned is None:
+        return []
+    moved = []
+    for entry in sorted(old.iterdir(), key=lambda p: p.name):
+        if entry.name == WRITTEN_FILE or entry.name in owned or os.path.lexists(new / entry.name):
+            continue
+        os.replace(entry, new / entry.name)
+        moved.append(entry.name)
+    return moved
+
+
 @contextlib.contextmanager
 def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool] | None = None,
-               arg: str = "out"):
+               arg: str = "out", keep_others: bool = False):
     """Build a folder under a temporary name and move it into place on success.
 
     Parameters
@@ -283,6 +312,11 @@ def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool]
         ``is_kind(path) -> bool``: whether an existing folder may be replaced.
     arg : str
         The argument name used in messages.
+    keep_others : bool
+        Replacing a saved artefact keeps what else its folder holds (files and folders its
+        writer did not write, e.g. plots saved into an index folder): the names written are
+        listed in :data:`WRITTEN_FILE`, and whatever the old folder holds beyond its list moves
+        into the new one.
 
     Yields
     ------
@@ -305,8 +339,16 @@ def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool]
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield tmp
+        if keep_others:
+            (tmp / WRITTEN_FILE).write_text(json.dumps(sorted(p.name for p in tmp.iterdir())), encoding="utf-8")
         check_replaceable(path, kind, is_kind=is_kind, arg=arg)
-        _move_into_place(tmp, path)
+        moved = _carry_others(path, tmp) if keep_others and path.is_dir() else []
+        try:
+            _move_into_place(tmp, path)
+        except BaseException:
+            for name in moved:   # the old folder is back in place: so is what it held
+                os.replace(tmp / name, path / name)
+            raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

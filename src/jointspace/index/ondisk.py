@@ -163,7 +163,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
             yield head.pop(0)   # the training batches are let go once added
         yield from stream
 
-    with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder") as tmp:
+    with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder", keep_others=True) as tmp:
         shard_files, shard, in_shard, n = [], None, 0, first_id
         writer = VectorWriter(tmp / VECTORS) if keep_vectors else None
         for x, meta in everything():

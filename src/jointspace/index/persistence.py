@@ -75,7 +75,7 @@ def save_index(index, folder) -> None:
         info_json = json.loads(json.dumps(index.info))
     except (TypeError, ValueError) as exc:
         raise InputError(f"index.info: expected JSON-serialisable values ({exc})") from None
-    with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder") as tmp:
+    with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder", keep_others=True) as tmp:
         write_folder(index, tmp, info_json)
 
 

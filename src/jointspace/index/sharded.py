@@ -167,7 +167,7 @@ class ShardedIndex:
             raise InputError(f"index.info: expected JSON-serialisable values ({exc})") from None
         names = [f"shard-{i:04d}" for i in range(len(self._shards))]
         with atomic_dir(folder, "index", is_kind=lambda p: is_sharded_index(p) or is_saved_index(p),
-                        arg="folder") as tmp:
+                        arg="folder", keep_others=True) as tmp:
             for name, shard in zip(names, self._shards):
                 (tmp / name).mkdir()
                 write_folder(shard, tmp / name, json.loads(json.dumps(shard.info)))

@@ -100,7 +100,7 @@ class JointModel:
                   "modalities": list(self.modalities_), "jointspace_version": __version__,
                   "extra": self._get_extra(),
                   SHAPES_KEY: {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()}}
-        with atomic_dir(path, "model", is_kind=is_saved_model, arg="path") as tmp:
+        with atomic_dir(path, "model", is_kind=is_saved_model, arg="path", keep_others=True) as tmp:
             save_file(state, str(tmp / STATE_FILE))
             set_default_mode(tmp / STATE_FILE)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default))

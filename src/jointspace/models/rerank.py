@@ -322,7 +322,8 @@ class CrossAttentionMatcher:
         config = {"kind": KIND, "params": self.get_config(), "dims": list(self.dims_)}
         if self.weight_choice_ is not None:
             config["weight_choice"] = self.weight_choice_
-        with atomic_dir(path, "cross-attention matcher", is_kind=is_saved_matcher, arg="path") as tmp:
+        with atomic_dir(path, "cross-attention matcher", is_kind=is_saved_matcher, arg="path",
+                        keep_others=True) as tmp:
             save_file(state, str(tmp / STATE_FILE))
             set_default_mode(tmp / STATE_FILE)
             (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
