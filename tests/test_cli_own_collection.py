@@ -113,6 +113,21 @@ def test_eval_on_the_folder_and_on_a_manifest(collection, fitted, capsys, tmp_pa
         assert row2[k] == pytest.approx(row[k], abs=1e-9)
 
 
+def test_camera_file_names_index_and_eval_with_a_warning(collection, fitted, capsys, tmp_path):
+    """Pictures named IMG_0001.jpg ... (no captions): their file-name captions all read "img".
+    They index (nothing is held out for that), and eval warns that its scores say little."""
+    root, info = collection
+    cam = tmp_path / "cam"
+    cam.mkdir()
+    for i, p in enumerate(info["files"][:5]):
+        shutil.copy(p, cam / f"IMG_{i + 1:04d}{p.suffix}")
+    code, out, err = run(capsys, "index", fitted / "mine", "--data", cam, "--modality", "image", "--out", tmp_path / "i")
+    assert code == 0 and "indexed 5 image vectors" in out, err
+    code, out, err = run(capsys, "eval", fitted / "mine", "--data", cam, "--json")
+    assert code == 0, err
+    assert "warning: 5 of 5 items share the relevance key 'img' (caption_key)" in " ".join(err.split())
+
+
 def test_append_skips_known_content_and_refuses_another_space(collection, fitted, capsys, tmp_path):
     from jointspace.index.faiss_index import Index
 

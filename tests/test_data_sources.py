@@ -129,6 +129,20 @@ def test_user_data_splits(tmp_path):
         d.load("test")
 
 
+def test_a_collection_that_cannot_be_split_reads_whole(tmp_path):
+    """Captions from camera file names (IMG_0001.jpg ...) all read "img": one group, so no val
+    can be held out.  Every row still loads (index, embed, eval and a closed-form fit read all);
+    only asking for train or val is refused, naming the option."""
+    p = Pairs({"x": np.arange(6.0)[:, None], "text": [f"IMG_{i:04d}" for i in range(6)]})
+    d = UserData(p)
+    assert d.splits == ("all", "train", "val") and len(d.load("all")) == 6
+    for split in ("train", "val"):
+        with pytest.raises(InputError, match=rf"^--val-fraction: every row is in one group \('img'\), so none can be "
+                                             rf"held out for {split}; give --val-fraction 0"):
+            d.load(split)
+    assert len(UserData(p, val_fraction=0).load("train")) == 6
+
+
 def test_open_data_names(tmp_path):
     assert open_data("wikipedia").builtin
     with pytest.raises(InputError, match="unknown dataset 'nope.csv'"):

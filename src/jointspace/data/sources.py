@@ -143,16 +143,21 @@ class UserData(DataSource):
                 groups = np.asarray(self.pairs.metadata["caption_key"])
             else:
                 groups = np.asarray([str(i) for i in self.pairs.ids.tolist()])
-            if np.unique(groups).size < 2:
-                raise InputError(f"--val-fraction: every row is in one group ({groups[0]!r}), so none can be held out; "
-                                 "give --val-fraction 0, a --group-column, or a --split-column")
-            tr, va = _group_split(groups, val_fraction, seed)
-            self._parts["train"], self._parts["val"] = tr, va
+            # drawn when train or val is first read: commands that read every row (index, embed,
+            # eval, a closed-form fit) work on a collection that cannot be split
+            self._groups, self._val_fraction, self._seed = groups, val_fraction, seed
+            self._parts["train"] = self._parts["val"] = None
         else:
             self._parts["train"] = np.arange(len(pairs))
         self.splits = tuple(self._parts)
 
     def _load(self, split: str) -> Pairs:
+        if self._parts[split] is None:
+            groups = self._groups
+            if np.unique(groups).size < 2:
+                raise InputError(f"--val-fraction: every row is in one group ({str(groups[0])!r}), so none can be "
+                                 f"held out for {split}; give --val-fraction 0, a --group-column, or a --split-column")
+            self._parts["train"], self._parts["val"] = _group_split(groups, self._val_fraction, self._seed)
         idx = self._parts[split]
         return self.pairs if idx.size == len(self.pairs) else self.pairs.subset(idx)
 

@@ -1,7 +1,8 @@
 """``jointspace eval``: retrieval metrics of a saved model on a dataset split."""
 
 from .._checks import check_dataset_items
-from .._common import add_data_options, add_json_flag, data_source, default_split, load_split, print_json, show_report
+from .._common import (add_data_options, add_json_flag, data_source, default_split, load_split, print_json,
+                       show_report, warn)
 
 
 def register(sub):
@@ -49,6 +50,7 @@ def run(args) -> int:
     relevance = ds.relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split, args)
     check_dataset_items(model, pairs, model.modalities_, args.dataset)
+    _warn_if_most_are_relevant(pairs, relevance)
     if args.csls is None:
         row = {"method": model.display_name, **evaluate_retrieval(model, pairs, relevance=relevance,
                                                                 metric=args.metric)}
@@ -83,3 +85,20 @@ def _csls_row(args, model, pairs, relevance) -> dict:
     bank = {m: model.encode(m, bank_pairs[m]) for m in modalities}
     keys = pairs.relevance_keys(relevance)
     return {"method": f"{model.display_name} + CSLS (k={args.csls})", **evaluate_csls(z, keys, bank, args.csls)}
+
+
+def _warn_if_most_are_relevant(pairs, relevance: str) -> None:
+    """Warn when one relevance key holds most of the items (captions taken from file names such
+    as IMG_0001.jpg all read "img"): every item then counts as relevant to most others, and the
+    scores say little."""
+    import numpy as np
+
+    keys = np.asarray([str(k) for k in pairs.relevance_keys(relevance)])
+    if keys.size < 3:
+        return
+    values, counts = np.unique(keys, return_counts=True)
+    top = int(counts.argmax())
+    if counts[top] > keys.size / 2:
+        warn(f"{counts[top]} of {keys.size} items share the relevance key {str(values[top])!r} ({relevance}) and count as "
+             f"relevant to each other, so the scores say little; give captions (a .txt beside each file, or a "
+             f"manifest) or choose --relevance")
