@@ -128,6 +128,26 @@ def test_camera_file_names_index_and_eval_with_a_warning(collection, fitted, cap
     assert "warning: 5 of 5 items share the relevance key 'img' (caption_key)" in " ".join(err.split())
 
 
+def test_a_split_column_keeps_the_test_rows_out_of_fit_and_in_eval(collection, capsys, tmp_path):
+    """With --split-column, a closed-form fit learns from the train rows only (it read every row,
+    test included), and eval reads the test rows."""
+    root, info = collection
+    files = info["files"]
+    lines = ["file,caption,part"]
+    for i, p in enumerate(files):
+        cap = p.with_suffix(".txt").read_text(encoding="utf-8").strip().replace('"', '""')
+        lines.append(f'{p.relative_to(root).as_posix()},"{cap}",{"test" if i % 4 == 0 else "train"}')
+    manifest = root / "split.csv"
+    manifest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, err = run(capsys, "fit", manifest, "--split-column", "part", "--towers", "efficientnet-lite0,minilm",
+                         "--model", "rcca", "--param", "reg=0.1", "--out", tmp_path / "m")
+    assert code == 0, err
+    assert "chosen by 5-fold CV on" in out and "split.csv/train (mean" in " ".join(out.split())
+    code, out, err = run(capsys, "eval", tmp_path / "m", "--data", manifest, "--split-column", "part", "--json")
+    assert code == 0, err
+    assert json.loads(out)["split"] == "test"
+
+
 def test_append_skips_known_content_and_refuses_another_space(collection, fitted, capsys, tmp_path):
     from jointspace.index.faiss_index import Index
 

@@ -118,6 +118,8 @@ class UserData(DataSource):
         self.modalities = tuple(m for m in pairs.modalities)
         self.relevance = "caption_key" if "caption_key" in self.pairs.metadata else "auto"
         self._parts: dict[str, np.ndarray] = {"all": np.arange(len(pairs))}
+        #: the metadata column that names each row's split, if any
+        self.split_column = split_column
         val_fraction = check_float(val_fraction, "--val-fraction", low=0.0, high=0.9)
         seed = check_int(seed, "seed")
         if split_column is not None:

@@ -12,7 +12,8 @@ def register(sub):
     p.add_argument("model", help="folder of a saved model")
     p.add_argument("--data", "--dataset", dest="dataset", required=True, metavar="DATA",
                    help="a built-in dataset name, or your own manifest, folder or arrays file")
-    p.add_argument("--split", help="split to evaluate on (default: test for a built-in dataset, all of your own data)")
+    p.add_argument("--split", help="split to evaluate on (default: test for a built-in dataset or a --split-column "
+                                   "that names one, else all of your own data)")
     p.add_argument("--relevance", default="auto",
                    help="what makes an item relevant: auto (the dataset's rule: labels, or e.g. the same "
                         "normalised title for openclipart), label, id, or a metadata column (default: auto)")
@@ -40,6 +41,8 @@ def run(args) -> int:
     if args.csls is not None and args.bank_split is None:
         args.bank_split = "train"
     ds = data_source(args.dataset, args)
+    if args.split is None and getattr(ds, "split_column", None) and "test" in ds.splits:
+        args.split = "test"   # the rows a split column holds out, not the ones the model learnt from
     args.split = args.split or default_split(ds, "test")
     for option, split in (("--split", args.split), ("--bank-split", args.bank_split)):
         if split is not None and split not in ds.splits:

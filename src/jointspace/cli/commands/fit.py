@@ -28,7 +28,8 @@ def register(sub):
                         "perfectly and learns nothing); settings not given are chosen for you")
     p.add_argument("--towers", help="comma-separated tower names, one per modality (e.g. efficientnet-lite0,minilm)")
     p.add_argument("--split",
-                   help="split to fit on (default: train; for your own data and a closed-form model, all of it); "
+                   help="split to fit on (default: train; for your own data without --split-column and a "
+                        "closed-form model, all of it); "
                         "several joined by + (e.g. train+val) to refit on "
                         "them once settings are chosen: the val split then chooses nothing, so give the "
                         "settings with --param (clip still holds out val_fraction of the pairs for early "
@@ -347,9 +348,11 @@ def run(args) -> int:
 def _run(args, params, rank: int) -> int:
     from ...models.base import create_model
 
-    if args.split is None:   # a closed-form model on your own data chooses nothing on val: fit on everything
+    if args.split is None:   # a closed-form model on your own data chooses nothing on val: fit on everything,
+        # unless a split column names the rows it may learn from
         closed_form = not _is_generative(args.model) and args.model != "clip"
-        args.split = "all" if closed_form and not data_source(args.dataset, args).builtin else "train"
+        ds = data_source(args.dataset, args)
+        args.split = "all" if closed_form and not ds.builtin and not getattr(ds, "split_column", None) else "train"
 
     generative_train = None   # the pairs a generative model was fitted on, for its evaluation
     selection = None          # how a closed-form model's settings were chosen
