@@ -79,14 +79,15 @@ def test_tower_head_settings_chosen_by_cross_validation(collection, fitted):
 
     root, info = collection
     record = json.loads((fitted / "mine" / "selection.json").read_text())
-    assert record["protocol"] == "5-fold CV" and record["metric"] == "R@10" and record["n_tried"] > 1
+    # folds of 12-15 drawings: Recall@10 would be near 1 for every setting, so mAP chooses
+    assert record["protocol"] == "5-fold CV" and record["metric"] == "mAP" and record["n_tried"] > 1
     pairs = Pairs.from_folder(root / "photos")
     feats = ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"}, head="rcca").embed_pairs(
         pairs, progress=False)
     assert len(feats) == len(info["files"])   # every distinct drawing, none held out
     assert "caption_key" in pairs.metadata   # a folder's relevance: the same normalised caption
     res = choose_settings("rcca", feats, relevance="caption_key",
-                          score_key="R@10", directions=[("text", "image"), ("image", "text")], refit=False)
+                          score_key="mAP", directions=[("text", "image"), ("image", "text")], refit=False)
     assert record["chosen"] == json.loads(json.dumps(res.best_params))
     assert record["score"] == pytest.approx(res.best_score, abs=1e-12)
     model = load_model(fitted / "mine")

@@ -159,16 +159,16 @@ def test_kernel_cca_over_towers_is_chosen_on_the_validation_split(tmp_path):
     train, val = _pairs(), _pairs(shapes=("drawing",))
     model, report = fit_with_towers(train, {"image": "efficientnet-lite0", "text": "minilm"}, head="kcca",
                                     head_params={"reg": 0.1}, val_pairs=val, relevance="colour",
-                                    cache=str(tmp_path / "c"), tower_params=SMALL)
+                                    cache=str(tmp_path / "c"), tower_params=SMALL, k=5)
     best = report["best"]
     # wide tower features: the OpenClipart bench's kernel-CCA settings, PCA capped by the 24 samples
     assert best["head_params"]["preprocess"] == {"image": "pca:23", "text": "pca:23"}
     assert best["head_params"]["reg"] == 0.1 and best["head_params"]["n_features"] == 1500
-    assert best["protocol"] == "validation split" and best["metric"] == "R@10"
+    assert len(val) > 10 and best["protocol"] == "validation split" and best["metric"] == "R@5"
     assert model.head_.n_components_ == best["head_params"]["n_components"]
     zi, zt = model.encode("image", val["image"]), model.encode("text", val["text"])
     keys = np.asarray(val.metadata["colour"])
-    again = np.mean([recall_at_k(zt, zi, keys, keys), recall_at_k(zi, zt, keys, keys)])
+    again = np.mean([recall_at_k(zt, zi, keys, keys, 5), recall_at_k(zi, zt, keys, keys, 5)])
     assert again == pytest.approx(best["score"], abs=1e-9)
 
 

@@ -352,16 +352,20 @@ def _fit_searched_head(model: ToweredModel, feats: Pairs, vfeats: Pairs | None, 
     """A closed-form head with a search space: its settings chosen on the validation features
     ``vfeats``, or by ``n_folds``-fold CV on ``feats`` when there are none, over its search
     space (:mod:`jointspace.eval.search_spaces`), scored by Recall@``k`` averaged over
-    ``directions``; the given ``head_params`` are kept."""
+    ``directions``; the given ``head_params`` are kept.  Where the held-out items number at
+    most ``2 k`` (a small collection's folds), Recall@``k`` is near 1 for every setting and
+    cannot choose: mAP scores them instead."""
     from ..eval.selection import choose_settings
 
+    held_out = len(vfeats) if vfeats is not None else len(feats) // n_folds
+    score_key = f"R@{k}" if held_out > 2 * k else "mAP"
     res = choose_settings(model.head, feats, given=head_params, val=vfeats, relevance=relevance,
-                          score_key=f"R@{k}", directions=directions, n_folds=n_folds)
+                          score_key=score_key, directions=directions, n_folds=n_folds)
     fitted = ToweredModel(towers=model.towers, head=model.head, head_params=dict(res.settings),
                           tower_params=model.tower_params, cache=model.cache, batch_size=model.batch_size)
     fitted.head_ = res.model  # refitted on all of ``feats`` by choose_settings
     fitted.modalities_ = tuple(res.model.modalities_)
     trials = [{kk: v for kk, v in row.items() if kk != "fold_scores"} for row in res.table]
-    return fitted, {"best": {"head_params": dict(res.settings), "score": res.best_score, "metric": f"R@{k}",
+    return fitted, {"best": {"head_params": dict(res.settings), "score": res.best_score, "metric": score_key,
                              "protocol": res.protocol, "seconds": res.seconds}, "trials": trials,
                     "selection": res.summary()}
