@@ -256,3 +256,23 @@ def test_bad_collections_are_one_line(tmp_path, capsys, make, needle):
     code, _, err = run(capsys, "fit", target, "--towers", "efficientnet-lite0,minilm", "--out", tmp_path / "out")
     assert code == 2 and one_line(err) and needle in err, err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--model", "cca", "--val-fraction", "0.5"], "--val-fraction: cca fits on all of your data"),
+    (["--model", "cca", "--columns", "image=path"], "--columns: names the columns of a manifest"),
+])
+def test_options_a_fit_would_not_use_are_refused(tmp_path, capsys, extra, needle):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", I=rng.normal(size=(40, 5)), T=rng.normal(size=(40, 4)))
+    code, _, err = run(capsys, "fit", tmp_path / "f.npz", "--modality", "image=I", "--modality", "text=T", *extra,
+                       "--out", tmp_path / "out")
+    assert code == 2 and one_line(err) and needle in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_columns_are_refused_for_a_folder_and_a_builtin_dataset(tmp_path, capsys, collection):
+    root, _ = collection
+    for data, needle in ((root / "photos", "is a folder"), ("wikipedia", "'wikipedia' is a built-in dataset")):
+        code, _, err = run(capsys, "eval", tmp_path / "nomodel", "--data", data, "--columns", "image=path")
+        assert code == 2 and one_line(err) and needle in err, err

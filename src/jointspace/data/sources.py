@@ -214,6 +214,10 @@ def read_collection(spec, *, columns="auto", modalities: Mapping[str, str] | Non
     from .folder import read_folder
 
     p = Path(str(spec)).expanduser()
+    manifest = not p.is_dir() and not modalities and p.suffix.lower() in MANIFEST_SUFFIXES
+    if columns not in (None, "auto") and p.exists() and not manifest:
+        raise InputError(f"--columns: names the columns of a manifest ({', '.join(MANIFEST_SUFFIXES)}); "
+                         f"{str(p)!r} is {'a folder' if p.is_dir() else 'read as an arrays file'}")
     if p.is_dir():
         if modalities:
             raise InputError(f"--modality: {str(p)!r} is a folder of files; NAME=KEY pairs name the arrays of an "
@@ -252,7 +256,8 @@ def open_data(spec, *, columns="auto", modalities: Mapping[str, str] | None = No
     name = str(spec)
     if name in DATASETS.names() and not Path(name).exists():
         user_only = [o for o, v in (("--modality", modalities), ("--labels", labels), ("--split-column", split_column),
-                                    ("--group-column", group_column)) if v]
+                                    ("--group-column", group_column), ("--columns", columns not in (None, "auto")))
+                     if v]
         if user_only:
             raise InputError(f"{', '.join(user_only)}: {name!r} is a built-in dataset with fixed splits; these "
                              "options are for your own files")

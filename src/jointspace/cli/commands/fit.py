@@ -346,6 +346,7 @@ def run(args) -> int:
 
 
 def _run(args, params, rank: int) -> int:
+    from ...errors import InputError
     from ...models.base import create_model
 
     if args.split is None:   # a closed-form model on your own data chooses nothing on val: fit on everything,
@@ -353,6 +354,10 @@ def _run(args, params, rank: int) -> int:
         closed_form = not _is_generative(args.model) and args.model != "clip"
         ds = data_source(args.dataset, args)
         args.split = "all" if closed_form and not ds.builtin and not getattr(ds, "split_column", None) else "train"
+        if args.split == "all" and getattr(args, "val_fraction", None) is not None:
+            raise InputError(f"--val-fraction: {args.model} fits on all of your data (settings you do not give are "
+                             f"chosen by 5-fold cross-validation), so nothing is held out; drop --val-fraction, or "
+                             f"give --split train to fit on the rest")
 
     generative_train = None   # the pairs a generative model was fitted on, for its evaluation
     selection = None          # how a closed-form model's settings were chosen
