@@ -237,6 +237,16 @@ def test_arrays_file_fit_eval(tmp_path, capsys):
 
     want = evaluate_retrieval(create_model("cca", n_components=9).fit(train), test)
     assert mine["image->text/mAP"] == pytest.approx(want["image->text/mAP"], abs=1e-6)
+    # an index of the arrays file records how it was read: search --query-row reads the same rows
+    code, _, err = run(capsys, "index", tmp_path / "m", "--data", tmp_path / "wiki.npz", "--modality", "image",
+                       "--modality", "image=I_te", "--modality", "text=T_te", "--out", tmp_path / "idx")
+    assert code == 0, err
+    code, out, err = run(capsys, "search", tmp_path / "idx", "--query-row", "3", "-k", "5", "--json")
+    assert code == 0, err
+    model = create_model("cca", n_components=9).fit(train)
+    z_img, z_txt = model.encode("image", test["image"]), model.encode("text", test["text"][3:4])
+    cos = (z_txt / np.linalg.norm(z_txt)) @ (z_img / np.linalg.norm(z_img, axis=1, keepdims=True)).T
+    assert [str(r["id"]) for r in json.loads(out)["results"]] == [str(i) for i in np.argsort(-cos[0])[:5]]
     # keys that disagree on N: one line, nothing written
     code, _, err = run(capsys, "fit", tmp_path / "wiki.npz", "--modality", "image=I_tr", "--modality", "text=T_te",
                        "--out", tmp_path / "bad")

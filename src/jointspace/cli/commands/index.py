@@ -160,6 +160,11 @@ def run(args) -> int:
         pairs, metadata, n_dup, _ = unique_items(pairs, modality)
     info = {"model": str(Path(args.model).resolve()), "modality": modality,
             "dataset": _dataset_name(args.dataset, source), "split": split, "unique_by": "sha256"}
+    if not source.builtin:   # how the collection was read, so that search --query-row reads it again
+        options = {"modality": [m for m in (getattr(args, "modality", None) or []) if "=" in str(m)] or None,
+                   **{k: getattr(args, k, None) for k in ("labels", "columns", "val_fraction", "split_column",
+                                                          "group_column")}}
+        info["data_options"] = {k: v for k, v in options.items() if v is not None}
     if args.on_disk:
         index = _build_on_disk(args, model, modality, pairs, metadata, info)
     else:

@@ -1,5 +1,7 @@
 """``jointspace search``: query an index with a dataset row, a text, an image or a sound."""
 
+import argparse
+
 from .._common import add_json_flag, console, load_split, open_index, print_json, print_table
 from .._checks import check_png_out, check_raw_query
 
@@ -48,7 +50,10 @@ def _query(args, index, model):
     if not dataset:
         raise InputError("--dataset: this index does not record its dataset; name one for --query-row")
     modality = args.modality or next((m for m in model.modalities_ if m != index.info.get("modality")), None)
-    pairs = load_split(dataset, split)
+    # the index's own collection is read as it was when indexed (an arrays file's keys, its columns)
+    options = index.info.get("data_options") if not args.dataset and isinstance(index.info.get("data_options"), dict) \
+        else {}
+    pairs = load_split(dataset, split, argparse.Namespace(**options))
     if not 0 <= args.query_row < len(pairs):
         raise InputError(f"--query-row: expected 0..{len(pairs) - 1} for {dataset}/{split}, got {args.query_row}")
     sub = pairs.subset([args.query_row])
