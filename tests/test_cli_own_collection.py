@@ -286,3 +286,10 @@ def test_columns_are_refused_for_a_folder_and_a_builtin_dataset(tmp_path, capsys
     for data, needle in ((root / "photos", "is a folder"), ("wikipedia", "'wikipedia' is a built-in dataset")):
         code, _, err = run(capsys, "eval", tmp_path / "nomodel", "--data", data, "--columns", "image=path")
         assert code == 2 and one_line(err) and needle in err, err
+
+
+def test_a_folder_without_towers_names_the_option(collection, capsys, tmp_path):
+    root, _ = collection
+    code, _, err = run(capsys, "fit", root / "photos", "--out", tmp_path / "m")
+    assert code == 2 and one_line(err) and "--towers: rcca is fitted on feature vectors" in err, err
+    assert not (tmp_path / "m").exists()

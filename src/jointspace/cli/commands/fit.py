@@ -148,8 +148,17 @@ def _fit_closed_form(args, params):
     from ...eval.selection import choose_settings
     from ...models.base import create_model
 
+    import numpy as np
+
+    from ...errors import InputError
+
     ds = data_source(args.dataset, args)
     pairs = load_split(args.dataset, args.split, args)
+    raw = [m for m in pairs.modalities if not isinstance(pairs[m], np.ndarray)]
+    if raw:   # files and captions, not feature vectors
+        raise InputError(f"--towers: {args.model} is fitted on feature vectors, and {args.dataset} holds "
+                         f"{' and '.join(raw)} items; name a pretrained tower per modality, e.g. --towers "
+                         f"efficientnet-lite0,minilm")
     if not has_search_space(args.model):
         model = create_model(args.model, **params)
         with console.status(f"fitting {args.model} on {args.dataset}/{args.split} ({len(pairs)} pairs)"):
