@@ -67,7 +67,7 @@ def test_folds_fall_back_to_kfold_when_no_class_fills_every_fold():
     want = list(StratifiedKFold(4, shuffle=True, random_state=4).split(x, strat.labels))
     for (_, va), (_, wva) in zip(cv_folds(strat, 4, seed=4), want):
         np.testing.assert_array_equal(va, wva)
-    with pytest.raises(InputError, match="n_folds: expected an integer <= 12, got 13"):
+    with pytest.raises(InputError, match="pairs: 13-fold cross-validation needs at least 13 pairs, got 12"):
         cv_folds(tiny, 13)
 
 

@@ -62,7 +62,9 @@ def cv_folds(pairs: Pairs, n_folds: int = 5, seed: int = 0) -> list[tuple[np.nda
     -------
     list of (train, validation) index arrays
     """
-    n_folds = check_int(n_folds, "n_folds", low=2, high=len(pairs))
+    n_folds = check_int(n_folds, "n_folds", low=2)
+    if n_folds > len(pairs):
+        raise InputError(f"pairs: {n_folds}-fold cross-validation needs at least {n_folds} pairs, got {len(pairs)}")
     dummy = np.zeros(len(pairs))
     if pairs.labels is not None and pairs.labels.ndim == 1:
         counts = np.unique(pairs.labels, return_counts=True)[1]
