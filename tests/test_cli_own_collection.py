@@ -293,3 +293,9 @@ def test_a_folder_without_towers_names_the_option(collection, capsys, tmp_path):
     code, _, err = run(capsys, "fit", root / "photos", "--out", tmp_path / "m")
     assert code == 2 and one_line(err) and "--towers: rcca is fitted on feature vectors" in err, err
     assert not (tmp_path / "m").exists()
+
+
+def test_a_bad_relevance_names_the_option(collection, fitted, capsys):
+    root, _ = collection
+    code, _, err = run(capsys, "eval", fitted / "mine", "--data", root / "photos", "--relevance", "bogus")
+    assert code == 2 and one_line(err) and "--relevance: expected 'auto', 'label', 'id' or a metadata column" in err

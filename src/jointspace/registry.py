@@ -40,7 +40,7 @@ class Registry(Generic[T]):
         """Return the factory for ``name`` or raise :class:`InputError` listing the known names."""
         if name not in self._entries:
             known = ", ".join(sorted(self._entries)) or "(none)"
-            raise InputError(f"unknown {self.kind} {name!r}; known: {known}")
+            raise InputError(f"{self.kind}: unknown {self.kind} {name!r}; known: {known}")
         return self._entries[name]
 
     def create(self, name: str, **kwargs) -> T:

@@ -53,6 +53,11 @@ def run(args) -> int:
     relevance = ds.relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split, args)
     check_dataset_items(model, pairs, model.modalities_, args.dataset)
+    try:
+        pairs.relevance_keys(relevance)
+    except InputError as exc:   # the option the user gave, by its name on the command line
+        raise InputError(f"--{exc}" if args.relevance != "auto" and str(exc).startswith("relevance:") else str(exc)) \
+            from None
     _warn_if_most_are_relevant(pairs, relevance)
     if args.csls is None:
         row = {"method": model.display_name, **evaluate_retrieval(model, pairs, relevance=relevance,
