@@ -69,6 +69,18 @@ def test_guessed_columns(tmp_path):
         guess_columns(["a", "b"], [{"a": "1", "b": "2"}])
 
 
+def test_the_label_column_can_group_the_split(tmp_path):
+    """The label column is also kept under its name, so --group-column (or --relevance) can name it."""
+    for i in range(8):
+        _png(tmp_path / f"{i}.png", (30 * i, 0, 0))
+    (tmp_path / "m.csv").write_text("file,caption,category\n" + "".join(
+        f"{i}.png,picture {i}x{'abc'[i % 3]},{'ab'[i % 2]}\n" for i in range(8)), encoding="utf-8")
+    d = open_data(tmp_path / "m.csv", group_column="category", val_fraction=0.3)
+    tr, va = d.load("train"), d.load("val")
+    assert {tuple(set(tr.metadata["category"])), tuple(set(va.metadata["category"]))} in ({("a",), ("b",)},)
+    assert list(tr.label_names) == ["a", "b"] and len(tr) + len(va) == 8
+
+
 def test_manifest_paths_stay_inside_and_missing_column(tmp_path):
     _png(tmp_path / "img" / "a.png", (0, 0, 0))
     (tmp_path / "m.csv").write_text("path,caption\nimg/a.png,a black square\n", encoding="utf-8")

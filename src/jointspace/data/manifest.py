@@ -224,7 +224,8 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
             label_names = sorted({str(v) for v in labels})
             index = {n: i for i, n in enumerate(label_names)}
             labels = np.array([index[str(v)] for v in labels], dtype=np.int64)
-    used = set(mapping.values())
+    # the label column stays a column too (by its name): --group-column and --relevance may name it
+    used = {c for m, c in mapping.items() if m != "label"}
     metadata = {c: [r.get(c) for r in rows] for c in header if c not in used}
     return Pairs(modalities, labels=labels, ids=ids, metadata=metadata, label_names=label_names,
                  name=name or p.stem)
