@@ -8,6 +8,8 @@ matching items in the joint space.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError
@@ -52,7 +54,9 @@ def embed_2d(vectors, method: str = "umap", seed: int = 0) -> np.ndarray:
                                      "(or use method='tsne')") from None
     reducer = umap.UMAP(n_components=2, n_neighbors=int(min(15, n - 1)), metric="cosine", random_state=seed,
                         init="spectral" if n > 10 else "random")
-    return np.asarray(reducer.fit_transform(x), dtype=np.float64)
+    with warnings.catch_warnings():   # a fixed seed makes it run on one thread, on purpose: not news
+        warnings.filterwarnings("ignore", message="n_jobs value .* overridden", category=UserWarning)
+        return np.asarray(reducer.fit_transform(x), dtype=np.float64)
 
 
 def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, method: str = "umap",
