@@ -235,3 +235,19 @@ def test_audio_upload_resampled_long_and_corrupt(audio_client):
     r = audio_client.post("/api/search", files={"file": ("pic.png", png, "image/png")})
     assert r.status_code == 415 and "embeds only audio, text" in r.json()["detail"]
     assert audio_client.get("/api/health").json()["status"] == "ok"
+
+
+def test_item_details_name_every_copy_by_its_file_name_only(client, monkeypatch):
+    """An index built from a folder records every path of an item's content (``extra.paths``):
+    the service answers with their file names, never the server's folders."""
+    engine = client.app.state.engine
+    real = engine.item
+
+    def with_copies(modality, item_id):
+        meta = dict(real(modality, item_id))
+        meta["extra"] = {**(meta.get("extra") or {}), "paths": ["/srv/private/a/b.png", "/srv/other/c.png"]}
+        return meta
+
+    monkeypatch.setattr(engine, "item", with_copies)
+    r = client.get("/api/items/2")
+    assert r.status_code == 200 and r.json()["extra"]["paths"] == ["b.png", "c.png"] and "/srv/" not in r.text

@@ -129,6 +129,9 @@ def build_router():
         item_id = _item_id(item_id, mod)
         meta = dict(engine.item(mod, item_id))
         path = meta.pop("path", None)   # the server's file system stays private: only the file name
+        extra = meta.get("extra")
+        if isinstance(extra, dict) and isinstance(extra.get("paths"), list):   # every copy's path: names only
+            meta["extra"] = {**extra, "paths": [Path(str(q)).name for q in extra["paths"]]}
         return {**meta, "modality": mod, "file": Path(path).name if path else None,
                 "media_url": f"/api/items/{item_id}/media?modality={mod}" if path else None}
 
