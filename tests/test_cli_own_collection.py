@@ -299,3 +299,16 @@ def test_a_bad_relevance_names_the_option(collection, fitted, capsys):
     root, _ = collection
     code, _, err = run(capsys, "eval", fitted / "mine", "--data", root / "photos", "--relevance", "bogus")
     assert code == 2 and one_line(err) and "--relevance: expected 'auto', 'label', 'id' or a metadata column" in err
+
+
+def test_the_text_modality_indexes_its_captions(collection, fitted, capsys, tmp_path):
+    """Captions are the items themselves (they were read as file paths)."""
+    root, info = collection
+    code, out, err = run(capsys, "index", fitted / "mine", "--data", root / "photos", "--modality", "text",
+                         "--out", tmp_path / "t")
+    assert code == 0 and "text vectors" in out, err
+    from jointspace.index import Index
+
+    idx = Index.load(tmp_path / "t")
+    texts = {p.with_suffix(".txt").read_text(encoding="utf-8").strip() for p in info["files"]}
+    assert idx.ntotal == len(texts)   # equal captions are one item

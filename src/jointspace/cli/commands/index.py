@@ -105,7 +105,10 @@ def unique_items(pairs, modality: str, known: set[str] | None = None):
     from ...data.keys import content_groups
 
     items = pairs[modality]
-    rows = items if isinstance(items, list) else [np.asarray(items[i]) for i in range(len(pairs))]
+    if modality == "text" and isinstance(items, list):   # the texts themselves, not files: hash their bytes
+        rows = [np.frombuffer(str(t).encode("utf-8"), dtype=np.uint8) for t in items]
+    else:
+        rows = items if isinstance(items, list) else [np.asarray(items[i]) for i in range(len(pairs))]
     hashes, groups = content_groups(rows)
     keep = [(h, g) for h, g in zip(hashes, groups) if not known or h not in known]
     n_known = sum(len(g) for h, g in zip(hashes, groups) if known and h in known)
