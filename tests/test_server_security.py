@@ -107,6 +107,14 @@ def test_truncated_image_is_refused(client):
     _healthy(client)
 
 
+def test_an_undecodable_image_is_named_without_a_python_repr(client):
+    data = b"II*\x00" + b"0" * 100   # a TIFF signature, then nothing PIL can read
+    r = client.post("/api/search", files={"file": ("z.png", data, "image/png")})
+    assert r.status_code == 415 and "cannot be decoded" in r.json()["detail"]
+    assert "0x" not in r.json()["detail"] and "<" not in r.json()["detail"], r.json()["detail"]
+    _healthy(client)
+
+
 def test_audio_file_for_a_model_without_audio(client):
     import numpy as np
     import soundfile as sf

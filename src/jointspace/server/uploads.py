@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import threading
 
 import numpy as np
@@ -156,8 +157,10 @@ def load_bounded(data, filename: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise UploadError(413, f"{where}: the image is over the limit of {max_pixels:,} pixels "
                                f"(a decompression bomb? {exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        # PIL names the buffer it read by its repr (<_io.BytesIO object at 0x...>): not for a client
+        reason = re.sub(r"\s*<[^<>]* at 0x[0-9a-fA-F]+>", "", str(exc))[:200]
         raise UploadError(415, f"{where} has an image header but cannot be decoded "
-                               f"(truncated or corrupt: {str(exc)[:200]})") from None
+                               f"(truncated or corrupt: {reason})") from None
     finally:
         _decode_slots.release()
 
