@@ -39,6 +39,8 @@ def test_path_traversal_is_refused(client, url):
 
 def test_media_is_looked_up_by_id_only(client):
     r = client.get("/api/items/0/media", params={"path": "/etc/passwd"})
+    assert r.status_code == 422 and "unknown parameters 'path'" in r.json()["detail"]   # no path ever taken
+    r = client.get("/api/items/0/media")
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"   # the item's own image
     r = client.get("/api/items/-1/media")
     assert r.status_code == 404 and "no such item" in r.json()["detail"]
@@ -419,3 +421,22 @@ def test_decodes_wait_for_a_slot(monkeypatch):
     assert err.value.status == 429 and "try again" in err.value.message
     uploads._decode_slots.release()
     assert uploads.decode_image(sup.png_bytes(sup.draw((1, 2, 3), "disc")), "q.png").shape == (48, 48, 3)
+
+
+@pytest.mark.parametrize("url, needle", [
+    ("/api/search?text=red&limit=3", "unknown parameters 'limit'"),
+    ("/api/items/0/similar?k=3&foo=1", "unknown parameters 'foo'"),
+    ("/api/search?text=red&text=blue&k=1", "text: given 2 times; expected once"),
+    ("/api/search?text=red&k=1&k=2", "k: given 2 times; expected once"),
+    ("/api/health?x=1", "unknown parameters 'x'; expected none"),
+])
+def test_get_routes_refuse_unknown_and_repeated_parameters(client, url, needle):
+    r = client.get(url)
+    assert r.status_code == 422 and needle in r.json()["detail"], r.text
+    _healthy(client)
+
+
+def test_a_form_field_given_twice_is_refused(client):
+    data = sup.png_bytes(sup.draw((10, 200, 10), "disc"))
+    r = client.post("/api/search", files=[("file", ("a.png", data, "image/png"))], data={"k": ["1", "2"]})
+    assert r.status_code == 422 and "k: given 2 times; expected once" in r.json()["detail"], r.text

@@ -57,11 +57,25 @@ def _item_id(value, modality: str, name: str = "id") -> int:
     return item_id
 
 
+def _only(request: Request, *names: str) -> None:
+    """Refuse query parameters a GET route does not take, and any given more than once (the last
+    one would silently win), as the JSON body and the form refuse unknown fields."""
+    keys = [k for k, _ in request.query_params.multi_items()]
+    unknown = sorted(set(keys) - set(names))
+    if unknown:
+        raise InputError(f"query: unknown parameters {', '.join(shown(u) for u in unknown[:5])}; expected "
+                         f"{', '.join(names) if names else 'none'}")
+    repeated = sorted(k for k in set(keys) if keys.count(k) > 1)
+    if repeated:
+        raise InputError(f"{repeated[0]}: given {keys.count(repeated[0])} times; expected once")
+
+
 def build_router():
     router = APIRouter(prefix="/api")
 
     @router.get("/health", summary="Health check")
     def health(request: Request):
+        _only(request)
         engine = request.app.state.engine
         return {"status": "ok", "items": {m: ix.ntotal for m, ix in engine.indexes.items()}}
 
@@ -69,6 +83,7 @@ def build_router():
 
     @router.get("/info", summary="Index and model information")
     def info(request: Request):
+        _only(request)
         engine = request.app.state.engine
         out = engine.info()
         out["max_upload_bytes"] = request.app.state.max_upload_bytes
@@ -77,6 +92,7 @@ def build_router():
 
     @router.get("/labels", summary="Labels of the indexed items (for the label filter)")
     def labels(request: Request, modality: str | None = Query(None, description="an index (default: the first)")):
+        _only(request, "modality")
         engine = request.app.state.engine
         return {"labels": engine.labels(_modality(engine, modality))}
 
@@ -87,6 +103,7 @@ def build_router():
                     modality: str | None = Query(None, description="modality of the results (an index)"),
                     cache: bool = Query(True, description="use the query-embedding cache")):
         t0 = time.perf_counter()
+        _only(request, "text", "k", "label", "modality", "cache")
         return _search_item(request.app.state, t0, "text", text, k, label, modality, cache)
 
     @router.post("/search", summary="Search by an uploaded image or sound (multipart 'file'), or a JSON body")
@@ -114,6 +131,8 @@ def build_router():
             raise UploadError(413, f"file {shown(name)}: over the upload limit of {state.max_upload_bytes:,} bytes")
         fields = {}
         for key in ("k", "label", "modality"):
+            if len(form.getlist(key)) > 1:
+                raise InputError(f"{key}: given {len(form.getlist(key))} times; expected once")
             value = form.get(key)
             if value is not None and not isinstance(value, str):
                 raise InputError(f"{key}: expected a text field, got a file")
@@ -124,6 +143,7 @@ def build_router():
 
     @router.get("/items/{id}", summary="Item details")
     def item(request: Request, item_id: str = ITEM_ID, modality: str | None = None):
+        _only(request, "modality")
         engine = request.app.state.engine
         mod = _modality(engine, modality)
         item_id = _item_id(item_id, mod)
@@ -140,6 +160,7 @@ def build_router():
                 modality: str | None = Query(None, description="the index the item is in (default: the first)"),
                 target: str | None = Query(None, description="modality of the results (default: the item's)"),
                 label: str | None = Query(None, description="keep only items with this label")):
+        _only(request, "k", "modality", "target", "label")
         state = request.app.state
         engine = state.engine
         t0 = time.perf_counter()
@@ -159,6 +180,7 @@ def build_router():
     def media(request: Request, item_id: str = ITEM_ID, modality: str | None = None, full: bool = False):
         from .media import audio_type, thumbnail
 
+        _only(request, "modality", "full")
         engine = request.app.state.engine
         mod = _modality(engine, modality)
         path = engine.media_path(mod, _item_id(item_id, mod))
@@ -170,6 +192,7 @@ def build_router():
 
     @router.get("/plots/{name}.png", summary="A plot of the index ('map', 'gallery', 'curves')")
     def plot(request: Request, name: str):
+        _only(request)
         if name not in PLOT_NAMES:
             raise LookupError(f"plot {shown(name)}: expected one of {', '.join(PLOT_NAMES)}")
         path = request.app.state.plots_dir / f"{name}.png"
