@@ -163,6 +163,9 @@ def test_page_is_served(client):
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     # uptime checks and link checkers ask with HEAD
     assert client.head("/").status_code == 200 and client.head("/api/health").status_code == 200
+    for url in ("/api/items/0/media", "/api/search?text=red", "/api/items/0", "/api/labels", "/api/info"):
+        r = client.head(url)   # every GET route, as its 405's Allow says
+        assert r.status_code == 200 and r.content == b"", url
 
 
 def test_feature_model_serves_items_but_refuses_raw_text(tmp_path):

@@ -192,7 +192,8 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
 
 
 def _methods_of(doc: dict, path: str) -> list:
-    """The methods the OpenAPI document ``doc`` gives ``path`` (HEAD with GET), sorted."""
+    """The methods the OpenAPI document ``doc`` gives ``path`` (and HEAD, which every GET route
+    answers), sorted."""
     for template, ops in doc.get("paths", {}).items():
         pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
         if re.fullmatch(pattern, path):

@@ -79,8 +79,6 @@ def build_router():
         engine = request.app.state.engine
         return {"status": "ok", "items": {m: ix.ntotal for m, ix in engine.indexes.items()}}
 
-    router.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)   # uptime checks
-
     @router.get("/info", summary="Index and model information")
     def info(request: Request):
         _only(request)
@@ -200,6 +198,9 @@ def build_router():
             raise LookupError(f"plot {name!r}: not made for this index (jointspace plot {name} ...)")
         return FileResponse(path, media_type="image/png")
 
+    # HEAD as GET without the body, on every GET route (uptime checks and link checkers ask with it)
+    for route in [r for r in router.routes if "GET" in r.methods]:
+        router.add_api_route(route.path[len(router.prefix):], route.endpoint, methods=["HEAD"], include_in_schema=False)
     return router
 
 
