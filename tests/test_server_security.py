@@ -440,3 +440,9 @@ def test_a_form_field_given_twice_is_refused(client):
     data = sup.png_bytes(sup.draw((10, 200, 10), "disc"))
     r = client.post("/api/search", files=[("file", ("a.png", data, "image/png"))], data={"k": ["1", "2"]})
     assert r.status_code == 422 and "k: given 2 times; expected once" in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize("query", ["text=%FF%FE&k=1", "text=caf%E9"])
+def test_query_text_that_is_not_utf8_is_refused(client, query):
+    r = client.get("/api/search?" + query)
+    assert r.status_code == 422 and "text: expected UTF-8 text" in r.json()["detail"], r.text

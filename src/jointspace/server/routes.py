@@ -60,6 +60,17 @@ def _item_id(value, modality: str, name: str = "id") -> int:
 def _only(request: Request, *names: str) -> None:
     """Refuse query parameters a GET route does not take, and any given more than once (the last
     one would silently win), as the JSON body and the form refuse unknown fields."""
+    from urllib.parse import unquote_to_bytes
+
+    for part in request.scope.get("query_string", b"").split(b"&"):   # decoded leniently, to U+FFFD
+        key, _, value = part.partition(b"=")
+        try:
+            unquote_to_bytes(key.replace(b"+", b" ")).decode("utf-8")
+            unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            name = unquote_to_bytes(key).decode("utf-8", "replace")
+            raise InputError(f"{name if name.isidentifier() else shown(name)}: expected UTF-8 text, got bytes "
+                             f"that are not UTF-8") from None
     keys = [k for k, _ in request.query_params.multi_items()]
     unknown = sorted(set(keys) - set(names))
     if unknown:
