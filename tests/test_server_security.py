@@ -446,3 +446,11 @@ def test_a_form_field_given_twice_is_refused(client):
 def test_query_text_that_is_not_utf8_is_refused(client, query):
     r = client.get("/api/search?" + query)
     assert r.status_code == 422 and "text: expected UTF-8 text" in r.json()["detail"], r.text
+
+
+def test_a_file_in_a_text_field_is_named(client):
+    data = sup.png_bytes(sup.draw((10, 200, 10), "disc"))
+    r = client.post("/api/search", files=[("file", ("a.png", data, "image/png")), ("k", ("k.png", data, "image/png"))])
+    assert r.status_code == 422 and "k: expected a text field, got a file" in r.json()["detail"], r.text
+    r = client.post("/api/search", files=[("file", ("a.png", data, "image/png")), ("file", ("b.png", data, "image/png"))])
+    assert r.status_code == 422 and "file: given 2 times; expected one uploaded file" in r.json()["detail"], r.text

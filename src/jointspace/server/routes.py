@@ -125,11 +125,13 @@ def build_router():
         if ctype != "multipart/form-data":
             raise UploadError(415, f"content type: expected multipart/form-data (a file) or application/json, "
                                    f"got {shown(ctype) if ctype else 'none'}")
-        form = await request.form(max_files=1, max_fields=8)
+        form = await request.form(max_files=len(FORM_FIELDS), max_fields=8)   # a file in a text field: named below
         unknown = sorted(set(form.keys()) - set(FORM_FIELDS))
         if unknown:
             raise InputError(f"form: unknown fields {', '.join(shown(u) for u in unknown[:5])}; expected "
                              f"{', '.join(FORM_FIELDS)}")
+        if len(form.getlist("file")) > 1:
+            raise InputError(f"file: given {len(form.getlist('file'))} times; expected one uploaded file")
         upload = form.get("file")
         if upload is None or isinstance(upload, str):
             raise InputError("file: expected one uploaded file in the form field 'file', got "
