@@ -78,6 +78,14 @@ def test_bad_input():
             js.create_model("clip", **dict(FAST, **{name: 1.5})).fit(p)
     with pytest.raises(InputError, match="val_average"):
         js.create_model("clip", **dict(FAST, val_average="per-title")).fit(p)
+    with pytest.raises(InputError, match="val: expected a jointspace Pairs"):
+        js.create_model("clip", **FAST).fit(p, val={"image": p["image"]})
+    with pytest.raises(InputError, match="val \\(image\\): expected 12 features, as the training pairs have, got 2"):
+        js.create_model("clip", **FAST).fit(p, val=js.Pairs({"image": p["image"][:5, :2], "text": p["text"][:5]}))
+    with pytest.raises(InputError, match="loss: 'supervised' takes the pairs that share a label"):
+        js.create_model("clip", **dict(FAST, loss="supervised")).fit(p)
+    with pytest.raises(InputError, match="warmup: expected a number of steps"):
+        js.create_model("clip", **dict(FAST, warmup=float("nan"))).fit(p)
     model = js.create_model("clip", **dict(FAST, epochs=1)).fit(p)
     with pytest.raises(InputError, match="expected 12 features, got 5"):
         model.encode("image", np.zeros((2, 5), np.float32))

@@ -253,6 +253,8 @@ class DualEncoder(JointModel):
 
         if not isinstance(pairs, Pairs):
             raise InputError(f"pairs: expected a jointspace Pairs, got {type(pairs).__name__}")
+        if val is not None and not isinstance(val, Pairs):
+            raise InputError(f"val: expected a jointspace Pairs (or None), got {type(val).__name__}")
         check_int(self.dim, "dim", low=1, high=MAX_WIDTH)
         check_choice(self.head, "head", HEADS)
         check_int(self.hidden, "hidden", low=1, high=MAX_WIDTH)
@@ -268,6 +270,9 @@ class DualEncoder(JointModel):
             raise InputError(f"modalities: a joint space needs at least two modalities, got {names}")
         for m in names:
             pairs[m]
+        if self.loss == "supervised" and self.relevance in ("auto", "label") and pairs.labels is None:
+            raise InputError("loss: 'supervised' takes the pairs that share a label as positives; these pairs have "
+                             "no labels (give Pairs(..., labels=...), a relevance column, or loss='clip')")
         keys = pairs.relevance_keys(self.relevance) if self.relevance != "auto" or pairs.labels is not None \
             else pairs.relevance_keys("id")
         if val is None and vf > 0 and len(pairs) >= 20:
@@ -305,6 +310,10 @@ class DualEncoder(JointModel):
         val_feats = val_keys = None
         if val is not None:
             val_feats = {m: self.features(m, val[m], "val") for m in names[:2]}
+            for m, f in val_feats.items():
+                if m not in self._trainable and f.shape[1] != feats[m].shape[1]:
+                    raise InputError(f"val ({m}): expected {feats[m].shape[1]} features, as the training pairs have, "
+                                     f"got {f.shape[1]}")
             if self.relevance != "auto" or val.labels is not None:
                 vk = val.relevance_keys(self.relevance)
                 val_keys = vk if vk.ndim == 1 else None

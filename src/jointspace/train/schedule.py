@@ -56,7 +56,7 @@ def make_scheduler(opt: torch.optim.Optimizer, rate, start_step: int = 0) -> Lam
 
 def resolve_warmup(warmup, total_steps: int) -> int:
     """``warmup`` as a step count: an int is steps, a float in [0, 1) a fraction of the run."""
-    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or warmup < 0:
+    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) or not warmup >= 0 or warmup == float("inf"):
         raise InputError(f"warmup: expected a number of steps (int >= 0) or a fraction in [0, 1), got {warmup!r}")
     if isinstance(warmup, float):
         if warmup >= 1:
