@@ -155,6 +155,19 @@ def test_importance_weighted_training_runs(digits):
     assert np.isfinite(model.encode("text", digits[1]["text"][:5])).all()
 
 
+def test_empty_or_too_few_inputs_are_refused(mopoe, digits):
+    pictures = create_model("ae", epochs=1, **SMALL).fit(_images())
+    with pytest.raises(InputError, match="expected at least one image, got an empty array"):
+        pictures.encode("image", np.zeros((0, 6, 6), np.uint8))
+    with pytest.raises(InputError, match="pairs: expected at least 2 pairs to learn from, got 1"):
+        create_model("mvae-poe", epochs=1, **SMALL).fit(digits[0].subset(np.array([0])))
+    with pytest.raises(InputError, match="val: expected a Pairs object"):
+        create_model("mvae-poe", epochs=1, **SMALL).fit(digits[0], val={"text": digits[1]["text"]})
+    # one target by its name, as a list of one
+    one = mopoe.reconstruct({"text": digits[1]["text"][:2]}, targets="image")
+    assert list(one) == ["image"]
+
+
 def test_every_modality_missing_is_refused(mopoe):
     with pytest.raises(InputError, match="every modality is missing"):
         mopoe.generate("image", {})
@@ -180,6 +193,7 @@ def test_a_modality_the_model_was_not_trained_with_is_refused(mopoe, digits):
     ("likelihood_weights", "loud", "likelihood_weights"),
     ("likelihoods", {"text": "gaussian"}, "likelihoods\\['text'\\]"),
     ("likelihoods", {"image": "bernoulli"}, "bernoulli needs values in \\[0, 1\\]"),
+    ("seed", -1, "seed: expected an integer >= 0, got -1"),
 ])
 def test_absurd_settings_are_refused_before_training(digits, param, value, match):
     with pytest.raises(InputError, match=match):

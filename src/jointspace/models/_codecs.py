@@ -67,6 +67,8 @@ class PixelCodec:
         if arr.shape[1:] != self.shape:
             raise InputError(f"{where}: expected images of shape {self.shape}, got {arr.shape[1:]} "
                              f"(array {arr.shape})")
+        if len(arr) == 0:
+            raise InputError(f"{where}: expected at least one image, got an empty array {arr.shape}")
         if arr.dtype == np.uint8:
             return (arr.reshape(len(arr), -1) / np.float32(255.0)).astype(np.float32)
         flat = arr.reshape(len(arr), -1).astype(np.float32)

@@ -221,7 +221,12 @@ class GenerativeModel(GenerativeInference, JointModel):
 
         if not isinstance(pairs, Pairs):
             raise InputError(f"pairs: expected a Pairs object, got {type(pairs).__name__}")
+        if val is not None and not isinstance(val, Pairs):
+            raise InputError(f"val: expected a Pairs object (or None), got {type(val).__name__}")
+        if len(pairs) < 2:
+            raise InputError(f"pairs: expected at least 2 pairs to learn from, got {len(pairs)}")
         self._check_settings()
+        check_int(self.seed, "seed", low=0, high=2**32 - 1)
         self._check_objective_settings()
         train_pairs, val_pairs = pairs, val
         if val is None and self.val_fraction > 0 and len(pairs) >= 20:

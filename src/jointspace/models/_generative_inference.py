@@ -167,7 +167,7 @@ class GenerativeInference:
         return self.codecs_[modality].observed(items, f"items ({modality})")
 
     def reconstruct(self, items: dict, targets=None) -> dict:
-        """Decode every modality (or ``targets``) from the posterior mean given ``items``.
+        """Decode every modality (or ``targets``: one name or a list) from the posterior mean given ``items``.
 
         Returns
         -------
@@ -175,7 +175,7 @@ class GenerativeInference:
         """
         x = self._check_given(items, "items")
         z = self._posterior_means(x)
-        names = self.modalities_ if targets is None else list(targets)
+        names = self.modalities_ if targets is None else [targets] if isinstance(targets, str) else list(targets)
         for m in names:
             if m not in self.modalities_:
                 raise InputError(f"targets: this model knows {', '.join(self.modalities_)}; got {m!r}")
