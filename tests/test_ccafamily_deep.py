@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from jointspace import InputError, Pairs, create_model, load_model
+from jointspace.errors import TrainingDiverged
 from jointspace.models.cca import CCA, covariances, solve_cca
 from jointspace.objectives.cca_loss import canonical_correlations, cca_loss
 
@@ -76,6 +77,16 @@ def test_views_with_different_sample_counts():
     x = np.random.default_rng(0).normal(size=(50, 3))
     with pytest.raises(InputError, match="same number of samples"):
         create_model("dcca", n_components=2).fit(x, x[:40])
+
+
+def test_one_view_twice_and_a_diverging_run_are_refused():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(120, 6))
+    p = Pairs({"a": a, "b": a[:, :4] + 0.5 * rng.normal(size=(120, 4))})
+    with pytest.raises(InputError, match="modalities: expected two different modality names"):
+        create_model("dcca", n_components=2, modalities=("a", "a")).fit(p)
+    with pytest.raises(TrainingDiverged, match="training diverged.*lower lr"):
+        create_model("dccae", n_components=2, epochs=3, lr=1e8).fit(p)
 
 
 @pytest.mark.parametrize("name", ["dcca", "dccae"])

@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 
 from .._validation import check_float, check_int, check_matrix
 from ..data.pairs import Pairs
-from ..errors import InputError, MissingDependencyError
+from ..errors import InputError, MissingDependencyError, TrainingDiverged
 from .base import JointModel, register_model
 from .cca import CanonicalCorrelation
 
@@ -107,8 +107,8 @@ class DeepCCA(BaseEstimator, JointModel):
     def _read(self, X, y):
         if isinstance(X, Pairs):
             names = tuple(self.modalities) if self.modalities is not None else X.modalities[:2]
-            if len(names) != 2:
-                raise InputError(f"modalities: expected two modality names, got {self.modalities!r}")
+            if len(names) != 2 or names[0] == names[1]:
+                raise InputError(f"modalities: expected two different modality names, got {self.modalities!r}")
             x, yv = X[names[0]], X[names[1]]
         else:
             if y is None:
@@ -155,7 +155,7 @@ class DeepCCA(BaseEstimator, JointModel):
         if n < self.out_dim_ + 1:
             raise InputError(f"views: expected more samples than out_dim = {self.out_dim_}, got {n} "
                              "(fewer samples than components)")
-        epochs = check_int(self.epochs, "epochs", low=0)
+        epochs = check_int(self.epochs, "epochs", low=0)   # 0: CCA of the untrained networks (a baseline)
         recon = self._recon()
         self.x_mean_, self.x_scale_ = x.mean(0), x.std(0) + 1e-6
         self.y_mean_, self.y_scale_ = yv.mean(0), yv.std(0) + 1e-6
@@ -181,12 +181,17 @@ class DeepCCA(BaseEstimator, JointModel):
                     rx = reconstruction_error(self.decoders_[0](hx), xs[idx])
                     ry = reconstruction_error(self.decoders_[1](hy), ys[idx])
                     loss = loss + recon * (rx + ry).to(loss.dtype)
+                if not bool(torch.isfinite(loss)):
+                    raise TrainingDiverged(f"training diverged: the loss became {loss.item()} in epoch "
+                                           f"{len(self.loss_curve_) + 1}; lower lr (now {self.lr}) or raise ridge")
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
                 total, batches = total + loss.item(), batches + 1
             self.loss_curve_.append(total / max(batches, 1))
         hx, hy = self._outputs(0, x), self._outputs(1, yv)
+        if not (np.isfinite(hx).all() and np.isfinite(hy).all()):
+            raise TrainingDiverged(f"training diverged: the networks' outputs are not finite; lower lr (now {self.lr})")
         # The ridge c = r / (1 + r) of the canonical ridge matches the loss's S + r I.
         self.cca_ = CanonicalCorrelation(n_components=k, reg=ridge / (1 + ridge), weight=self.weight).fit(hx, hy)
         self.n_features_ = (x.shape[1], yv.shape[1])
