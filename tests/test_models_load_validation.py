@@ -156,3 +156,19 @@ def test_cli_eval_reports_bad_state_in_one_line(tmp_path, capsys):
     code = main(["eval", str(out), "--dataset", "wikipedia"])
     _, err = capsys.readouterr()
     assert code == 2 and "config.json" in err and "'params'" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("name, edit", [
+    ("ae", lambda c: c["params"].__setitem__("latent_dim", -3)),
+    ("dcca", lambda c: c["extra"].__setitem__("out_dim", -1)),
+])
+def test_a_negative_size_in_an_edited_config_is_named(tmp_path, name, edit):
+    rng = np.random.default_rng(0)
+    pairs = js.Pairs({"a": rng.normal(size=(60, 6)).astype(np.float32), "b": rng.normal(size=(60, 4)).astype(np.float32)})
+    kw = dict(latent_dim=4, hidden=(8,), epochs=1, progress=False) if name == "ae" else dict(n_components=2, epochs=1)
+    js.create_model(name, **kw).fit(pairs).save(tmp_path / name)
+    cfg = json.loads((tmp_path / name / "config.json").read_text())
+    edit(cfg)
+    (tmp_path / name / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"config.json field 'extra' \(or 'params'\) does not fit model"):
+        load_model(tmp_path / name)

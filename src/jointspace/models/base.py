@@ -227,8 +227,9 @@ def load_model(path) -> JointModel:
         model._set_extra(config["extra"])
     except JointspaceError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-        raise InputError(f"model: {cfg_path} field 'extra' does not fit model {config['model']!r} "
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
+        # RuntimeError: torch refusing a network of the sizes it gives (a negative width)
+        raise InputError(f"model: {cfg_path} field 'extra' (or 'params') does not fit model {config['model']!r} "
                          f"({type(exc).__name__}: {exc})") from None
     _check_state(config, state, state_path)
     try:
