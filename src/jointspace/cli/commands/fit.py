@@ -155,7 +155,7 @@ def _fit_closed_form(args, params):
     ds = data_source(args.dataset, args)
     pairs = load_split(args.dataset, args.split, args)
     raw = [m for m in pairs.modalities if not isinstance(pairs[m], np.ndarray)]
-    if raw:   # files and captions, not feature vectors
+    if raw and has_search_space(args.model):   # files and captions, not the feature vectors it searches on
         raise InputError(f"--towers: {args.model} is fitted on feature vectors, and {args.dataset} holds "
                          f"{' and '.join(raw)} items; name a pretrained tower per modality, e.g. --towers "
                          f"efficientnet-lite0,minilm")
