@@ -8,7 +8,7 @@ by :mod:`jointspace.server.openapi`.
 import time
 from pathlib import Path
 
-from fastapi import APIRouter, Path as PathParam, Query, Request
+from fastapi import APIRouter, Depends, Path as PathParam, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 
@@ -81,18 +81,23 @@ def _only(request: Request, *names: str) -> None:
         raise InputError(f"{repeated[0]}: given {keys.count(repeated[0])} times; expected once")
 
 
+def _declared_query_only(request: Request) -> None:
+    """Every GET (and HEAD) route takes only the query parameters it declares, each once."""
+    route = request.scope.get("route")
+    if request.method in ("GET", "HEAD") and route is not None:
+        _only(request, *(p.alias for p in route.dependant.query_params))
+
+
 def build_router():
-    router = APIRouter(prefix="/api")
+    router = APIRouter(prefix="/api", dependencies=[Depends(_declared_query_only)])
 
     @router.get("/health", summary="Health check")
     def health(request: Request):
-        _only(request)
         engine = request.app.state.engine
         return {"status": "ok", "items": {m: ix.ntotal for m, ix in engine.indexes.items()}}
 
     @router.get("/info", summary="Index and model information")
     def info(request: Request):
-        _only(request)
         engine = request.app.state.engine
         out = engine.info()
         out["max_upload_bytes"] = request.app.state.max_upload_bytes
@@ -101,7 +106,6 @@ def build_router():
 
     @router.get("/labels", summary="Labels of the indexed items (for the label filter)")
     def labels(request: Request, modality: str | None = Query(None, description="an index (default: the first)")):
-        _only(request, "modality")
         engine = request.app.state.engine
         return {"labels": engine.labels(_modality(engine, modality))}
 
@@ -112,7 +116,6 @@ def build_router():
                     modality: str | None = Query(None, description="modality of the results (an index)"),
                     cache: bool = Query(True, description="use the query-embedding cache")):
         t0 = time.perf_counter()
-        _only(request, "text", "k", "label", "modality", "cache")
         return _search_item(request.app.state, t0, "text", text, k, label, modality, cache)
 
     @router.post("/search", summary="Search by an uploaded image or sound (multipart 'file'), or a JSON body")
@@ -154,7 +157,6 @@ def build_router():
 
     @router.get("/items/{id}", summary="Item details")
     def item(request: Request, item_id: str = ITEM_ID, modality: str | None = None):
-        _only(request, "modality")
         engine = request.app.state.engine
         mod = _modality(engine, modality)
         item_id = _item_id(item_id, mod)
@@ -171,7 +173,6 @@ def build_router():
                 modality: str | None = Query(None, description="the index the item is in (default: the first)"),
                 target: str | None = Query(None, description="modality of the results (default: the item's)"),
                 label: str | None = Query(None, description="keep only items with this label")):
-        _only(request, "k", "modality", "target", "label")
         state = request.app.state
         engine = state.engine
         t0 = time.perf_counter()
@@ -191,7 +192,6 @@ def build_router():
     def media(request: Request, item_id: str = ITEM_ID, modality: str | None = None, full: bool = False):
         from .media import audio_type, thumbnail
 
-        _only(request, "modality", "full")
         engine = request.app.state.engine
         mod = _modality(engine, modality)
         path = engine.media_path(mod, _item_id(item_id, mod))
@@ -203,7 +203,6 @@ def build_router():
 
     @router.get("/plots/{name}.png", summary="A plot of the index ('map', 'gallery', 'curves')")
     def plot(request: Request, name: str):
-        _only(request)
         if name not in PLOT_NAMES:
             raise LookupError(f"plot {shown(name)}: expected one of {', '.join(PLOT_NAMES)}")
         path = request.app.state.plots_dir / f"{name}.png"
