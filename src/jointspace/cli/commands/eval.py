@@ -54,11 +54,11 @@ def run(args) -> int:
     pairs = load_split(args.dataset, args.split, args)
     check_dataset_items(model, pairs, model.modalities_, args.dataset)
     try:
-        pairs.relevance_keys(relevance)
+        keys = pairs.relevance_keys(relevance)
     except InputError as exc:   # the option the user gave, by its name on the command line
         raise InputError(f"--{exc}" if args.relevance != "auto" and str(exc).startswith("relevance:") else str(exc)) \
             from None
-    _warn_if_most_are_relevant(pairs, relevance)
+    _warn_if_most_are_relevant(keys, relevance)
     if args.csls is None:
         row = {"method": model.display_name, **evaluate_retrieval(model, pairs, relevance=relevance,
                                                                 metric=args.metric)}
@@ -95,13 +95,13 @@ def _csls_row(args, model, pairs, relevance) -> dict:
     return {"method": f"{model.display_name} + CSLS (k={args.csls})", **evaluate_csls(z, keys, bank, args.csls)}
 
 
-def _warn_if_most_are_relevant(pairs, relevance: str) -> None:
+def _warn_if_most_are_relevant(keys, relevance: str) -> None:
     """Warn when one relevance key holds most of the items (captions taken from file names such
     as IMG_0001.jpg all read "img"): every item then counts as relevant to most others, and the
     scores say little."""
     import numpy as np
 
-    keys = np.asarray([str(k) for k in pairs.relevance_keys(relevance)])
+    keys = np.asarray([str(k) for k in keys])
     if keys.size < 3:
         return
     values, counts = np.unique(keys, return_counts=True)
