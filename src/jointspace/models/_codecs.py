@@ -22,6 +22,7 @@ import re
 import numpy as np
 
 from ..errors import InputError
+from ._standardise import feature_scale
 
 PAD, UNK = "<pad>", "<unk>"
 _TOKEN_RE = re.compile(r"[\w'-]+|[^\w\s]")
@@ -164,10 +165,6 @@ class TokenCodec:
         pass
 
 
-#: below this standard deviation a training feature counts as constant and is not rescaled
-CONSTANT_STD = 1e-6
-
-
 class FeatureCodec:
     """Feature vectors (or raw items through a fixed ``tower``), standardised; likelihood Gaussian."""
 
@@ -205,10 +202,7 @@ class FeatureCodec:
         x = self.raw_features(items, where)
         self._dim = x.shape[1]
         self.mean = x.mean(0).astype(np.float32)
-        std = x.std(0)
-        # a feature constant in training keeps its units (as scikit-learn's StandardScaler
-        # does): dividing by ~0 would blow up any other value it takes later
-        self.scale = np.where(std > CONSTANT_STD, std, 1.0).astype(np.float32)
+        self.scale = feature_scale(x).astype(np.float32)
         return self
 
     @property

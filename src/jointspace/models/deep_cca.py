@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator
 from .._validation import check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError, MissingDependencyError, TrainingDiverged
+from ._standardise import feature_scale
 from .base import JointModel, register_model
 from .cca import CanonicalCorrelation
 
@@ -157,8 +158,8 @@ class DeepCCA(BaseEstimator, JointModel):
                              "(fewer samples than components)")
         epochs = check_int(self.epochs, "epochs", low=0)   # 0: CCA of the untrained networks (a baseline)
         recon = self._recon()
-        self.x_mean_, self.x_scale_ = x.mean(0), x.std(0) + 1e-6
-        self.y_mean_, self.y_scale_ = yv.mean(0), yv.std(0) + 1e-6
+        self.x_mean_, self.x_scale_ = x.mean(0), feature_scale(x)
+        self.y_mean_, self.y_scale_ = yv.mean(0), feature_scale(yv)
         xs = torch.from_numpy((x - self.x_mean_) / self.x_scale_)
         ys = torch.from_numpy((yv - self.y_mean_) / self.y_scale_)
         torch.manual_seed(self.random_state)

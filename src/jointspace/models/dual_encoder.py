@@ -22,6 +22,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError
 from ._dual_encoder_nets import DualEncoderNet, ProjectionHead  # noqa: F401  (ProjectionHead: public name)
 from ._dual_encoder_checks import MAX_WIDTH, _check_params, _check_private
+from ._standardise import feature_scale
 from .base import JointModel, register_model
 
 #: the tower used for a modality whose items are not feature vectors
@@ -302,7 +303,7 @@ class DualEncoder(JointModel):
                     f = embed_cached(twin(), f, cache=self.cache, progress=self.progress)
                 h = net.heads[m]
                 h.mean.copy_(torch.from_numpy(f.mean(0)))
-                h.inv_std.copy_(torch.from_numpy(1.0 / np.maximum(f.std(0), 1e-6)))
+                h.inv_std.copy_(torch.from_numpy(1.0 / feature_scale(f)))
         if check_choice(self.init, "init", ("random", "cca")) == "cca":
             _init_from_cca(net, feats, names, self.dim)
         val_feats = val_keys = None

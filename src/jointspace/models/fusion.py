@@ -42,6 +42,7 @@ from torch import nn
 from .._validation import check_choice, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
+from ._standardise import feature_scale
 
 FUSIONS = ("early", "mean", "product", "weighted", "stacking", "attention", "gated", "transformer")
 LATE = ("mean", "product", "weighted", "stacking")
@@ -341,7 +342,7 @@ class FusionClassifier:
         with torch.no_grad():
             for m in self.modalities_:
                 getattr(net, f"mean_{m}").copy_(torch.from_numpy(x[m][tr].mean(0)))
-                getattr(net, f"inv_std_{m}").copy_(torch.from_numpy(1.0 / np.maximum(x[m][tr].std(0), 1e-6)))
+                getattr(net, f"inv_std_{m}").copy_(torch.from_numpy(1.0 / feature_scale(x[m][tr])))
         data = lambda rows: {**{m: torch.from_numpy(x[m][rows]) for m in self.modalities_},  # noqa: E731
                              "__label__": torch.from_numpy(y[rows].astype(np.int64))}
         drop = float(self.modality_dropout) if self.fusion != "early" else 0.0
