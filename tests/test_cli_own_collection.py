@@ -312,3 +312,14 @@ def test_the_text_modality_indexes_its_captions(collection, fitted, capsys, tmp_
     idx = Index.load(tmp_path / "t")
     texts = {p.with_suffix(".txt").read_text(encoding="utf-8").strip() for p in info["files"]}
     assert idx.ntotal == len(texts)   # equal captions are one item
+
+
+def test_a_gallery_or_plot_over_a_picture_of_the_query_or_collection_is_refused(collection, fitted, capsys):
+    root, info = collection
+    picture = next(p for p in info["files"] if p.suffix == ".png")
+    before = picture.read_bytes()
+    code, _, err = run(capsys, "search", fitted / "idx", "--image", picture, "--gallery", picture)
+    assert code == 2 and one_line(err) and "--gallery:" in err and "is read by --image" in err, err
+    code, _, err = run(capsys, "plot", "map", fitted / "mine", "--data", root / "photos", "--out", picture)
+    assert code == 2 and one_line(err) and "--out:" in err and "is read by --data" in err, err
+    assert picture.read_bytes() == before

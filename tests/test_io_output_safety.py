@@ -362,3 +362,35 @@ def test_failed_replace_keeps_the_old_folder(tmp_path):
             raise RuntimeError("boom")
     assert (tmp_path / "d" / "x").read_text() == "old"
     assert listing(tmp_path) == ["d"]
+
+
+# -- an output file never overwrites an input ------------------------------------------------
+
+
+def test_an_output_file_that_is_an_input_is_refused(tmp_path):
+    from argparse import Namespace
+
+    from jointspace.cli._checks import check_not_an_input
+
+    photo = tmp_path / "photos" / "cats" / "a.png"
+    photo.parent.mkdir(parents=True)
+    photo.write_bytes(b"picture")
+    # the same file under another spelling, and a file inside the collection folder DATA
+    for args, name in [(Namespace(image=str(photo), out=str(tmp_path / "photos/cats/../cats/a.png")), "--image"),
+                       (Namespace(dataset=str(tmp_path / "photos"), out=str(photo), option_names={"dataset": "DATA"}), "DATA")]:
+        with pytest.raises(InputError, match=rf"--out: '.*a.png' is read by {name} \(.*\); expected a file name "
+                                             "that is not one of the inputs"):
+            check_not_an_input(args, "out", "--out")
+    assert photo.read_bytes() == b"picture"
+    # a saved artefact folder: its own files are inputs, a plot a user put inside is not
+    with atomic_dir(tmp_path / "idx", kind="index", is_kind=lambda p: True, keep_others=True) as tmp:
+        (tmp / "vectors.npy").write_bytes(b"v")
+    (tmp_path / "idx" / "plots").mkdir()
+    (tmp_path / "idx" / "plots" / "map.png").write_bytes(b"old plot")
+    check_not_an_input(Namespace(index=str(tmp_path / "idx"), out=str(tmp_path / "idx/plots/map.png")), "out", "--out")
+    with pytest.raises(InputError, match=r"--out: .* is read by --index"):
+        check_not_an_input(Namespace(index=str(tmp_path / "idx"), out=str(tmp_path / "idx/vectors.npy")), "out", "--out")
+    # a new file, or an earlier output that no argument reads, is fine
+    check_not_an_input(Namespace(image=str(photo), out=str(tmp_path / "new.png")), "out", "--out")
+    (tmp_path / "old.png").write_bytes(b"earlier output")
+    check_not_an_input(Namespace(image=str(photo), out=str(tmp_path / "old.png"), k=5), "out", "--out")

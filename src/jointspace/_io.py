@@ -271,7 +271,7 @@ def _move_into_place(tmp: Path, path: Path) -> None:
 WRITTEN_FILE = ".jointspace-written.json"
 
 
-def _written_names(folder: Path) -> set[str] | None:
+def written_names(folder: Path) -> set[str] | None:
     """The names :data:`WRITTEN_FILE` lists in ``folder``, or None (no list, or unreadable)."""
     try:
         names = json.loads((folder / WRITTEN_FILE).read_text(encoding="utf-8"))
@@ -284,7 +284,7 @@ def _carry_others(old: Path, new: Path) -> list[str]:
     """Move into ``new`` what ``old`` holds that its writer did not write (a user's plots or
     notes beside a model); returns the names moved.  A folder without the writer's list (saved
     before there was one) is taken to hold only what its writer wrote."""
-    owned = _written_names(old)
+    owned = written_names(old)
     if owned is None:
         return []
     moved = []

@@ -68,7 +68,22 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         mod = importlib.import_module(f"{commands.__name__}.{info.name}")
         mod.register(sub)
+    _record_option_names(parser)
     return parser
+
+
+def _record_option_names(parser: argparse.ArgumentParser) -> None:
+    """Give each command's parsed arguments ``option_names``: what the user calls each argument
+    (``--data`` for dest ``dataset``, ``DATA`` for a positional one), for messages."""
+    names = {}
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in set(action.choices.values()):
+                _record_option_names(child)
+        elif action.dest != "help":
+            names[action.dest] = (action.option_strings[0] if action.option_strings
+                                  else action.metavar or action.dest.upper())
+    parser.set_defaults(option_names=names)
 
 
 def main(argv: list[str] | None = None) -> int:

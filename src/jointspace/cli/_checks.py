@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 
 from ..errors import InputError
@@ -75,3 +78,60 @@ def check_raw_query(model, kind: str, value: str) -> None:
     if model.raw_kind(kind) != kind:
         raise InputError(f"--{kind}: this model has no {kind} tower (it embeds {kind} items only as feature "
                          f"vectors); use --query-row, or a model fitted with --towers")
+
+
+def _paths_in(value) -> list[str]:
+    if isinstance(value, (str, os.PathLike)):
+        return [os.fspath(value)]
+    if isinstance(value, (list, tuple)):
+        return [os.fspath(v) for v in value if isinstance(v, (str, os.PathLike))]
+    return []
+
+
+def _option_name(args, dest: str) -> str:
+    """What the user calls the argument ``dest`` (recorded by the parser; a guess otherwise)."""
+    return getattr(args, "option_names", {}).get(dest) or "--" + dest.replace("_", "-")
+
+
+def _reads(source: Path, out: Path, collection: bool) -> bool:
+    """Whether the input ``source`` (a file or a folder) reads the existing file ``out``."""
+    if source.is_file():
+        return os.path.samefile(source, out)
+    if not source.is_dir():
+        return False
+    inside = out.resolve().relative_to(source.resolve()).parts if out.resolve().is_relative_to(source.resolve()) else ()
+    if not inside or collection:
+        return bool(inside)   # every file of a collection folder may be one of its items
+    from .._io import WRITTEN_FILE, written_names
+
+    owned = written_names(source)   # a saved artefact: only what its writer wrote is read
+    return inside[0] == WRITTEN_FILE or (inside[0] in owned if owned is not None else len(inside) == 1)
+
+
+def check_not_an_input(args, dest: str, option: str) -> None:
+    """Refuse an output file that would overwrite one of the command's inputs.
+
+    The file named by ``args.<dest>`` may replace an earlier output, but not a file another
+    argument reads: the same file, a file of the collection folder DATA (a picture, its
+    manifest), or a file a saved model or index holds (a plot a user put inside an index
+    folder may be replaced).
+
+    Raises
+    ------
+    InputError
+        Naming ``option``, the file and the argument that reads it.
+    """
+    out = Path(getattr(args, dest))
+    if not out.is_file():
+        return
+    for name, value in vars(args).items():
+        if name in (dest, "option_names"):
+            continue
+        for given in _paths_in(value):
+            try:
+                reads = _reads(Path(given), out, collection=name == "dataset")
+            except (OSError, ValueError):
+                continue
+            if reads:
+                raise InputError(f"{option}: {str(out)!r} is read by {_option_name(args, name)} ({given!r}); expected "
+                                 "a file name that is not one of the inputs, so they are not overwritten")

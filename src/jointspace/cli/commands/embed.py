@@ -6,7 +6,7 @@ import io
 import json
 import time
 
-from .._checks import check_tower_items
+from .._checks import check_not_an_input, check_tower_items
 from .._common import (add_data_options, add_json_flag, console, data_source, dataset_option_names, default_split,
                        load_split, parse_params, print_json, print_table)
 
@@ -88,6 +88,7 @@ def run(args) -> int:
         out = _check_out_folder(args.out)
     else:
         out = check_out_file(args.out, arg="--out")  # before the work, not after it
+        check_not_an_input(args, "out", "--out")
     if args.ray is None and out.suffix.lower() not in _FORMATS:
         raise InputError(f"--out: expected a file ending in {' or '.join(_FORMATS)}, got {str(out)!r}")
     tower = create_tower(args.tower, **parse_params(args.tower_param, "--tower-param"))

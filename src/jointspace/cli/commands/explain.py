@@ -2,7 +2,7 @@
 where each word of a text looks in an image."""
 
 from .._common import add_json_flag, console, load_split, print_json
-from .._checks import check_png_out
+from .._checks import check_not_an_input, check_png_out
 
 
 def register(sub):
@@ -87,6 +87,7 @@ def run_explain(args) -> int:
     from ...viz.attention_map import write_attention_map
 
     check_png_out(args.out, "--out", "the alignment map is a PNG image")
+    check_not_an_input(args, "out", "--out")
     if not args.text.strip():
         raise InputError("--text: expected a non-empty text")
     matcher = CrossAttentionMatcher.load(args.matcher)

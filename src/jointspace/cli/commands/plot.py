@@ -1,6 +1,6 @@
 """``jointspace plot map|gallery|curves``: PNG plots of a joint space, a search, a training run."""
 
-from .._checks import check_dataset_items, check_png_out, check_raw_query
+from .._checks import check_dataset_items, check_not_an_input, check_png_out, check_raw_query
 from .._common import add_data_options, console, data_source, default_split, load_split
 
 
@@ -64,6 +64,7 @@ def run_map(args) -> int:
     if args.seed < 0:
         raise InputError(f"--seed: expected an integer >= 0, got {args.seed}")
     check_png_out(args.out, "--out", "plots are PNG images")
+    check_not_an_input(args, "out", "--out")
     model = load_model(args.model)
     args.split = args.split or default_split(data_source(args.dataset, args), "test")
     pairs = load_split(args.dataset, args.split, args)
@@ -97,6 +98,7 @@ def run_gallery(args) -> int:
     if args.columns < 1:
         raise InputError(f"--columns: expected an integer >= 1, got {args.columns}")
     check_png_out(args.out, "--out", "plots are PNG images")
+    check_not_an_input(args, "out", "--out")
     index, model = open_index(args.index, args.model)
     check_raw_query(model, "text", args.text)
     results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
@@ -128,6 +130,7 @@ def run_curves(args) -> int:
     from ...viz.curves import plot_curves
 
     check_png_out(args.out, "--out", "plots are PNG images")
+    check_not_an_input(args, "out", "--out")
     # a metrics file that is not UTF-8 text is an InputError of plot_curves, naming the file
     plot_curves(_run_folder(Path(args.run)), args.out, title=Path(args.run).name)
     console.print(f"curves written to {args.out}", highlight=False)

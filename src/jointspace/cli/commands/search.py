@@ -3,7 +3,7 @@
 import argparse
 
 from .._common import add_json_flag, console, load_split, open_index, print_json, print_table
-from .._checks import check_png_out, check_raw_query
+from .._checks import check_not_an_input, check_png_out, check_raw_query
 
 
 def register(sub):
@@ -142,6 +142,7 @@ def run(args) -> int:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
     if args.gallery is not None:
         check_png_out(args.gallery, "--gallery", "the gallery is a PNG image")
+        check_not_an_input(args, "gallery", "--gallery")
     index, model = open_index(args.index, args.model)
     modality, items, what, qlabel = _query(args, index, model)
     if modality not in model.modalities_:
