@@ -154,6 +154,10 @@ def test_failed_save_leaves_existing_folder_intact(saved):
     idx.info = {"bad": object()}
     with pytest.raises(InputError, match="info"):
         idx.save(saved)
+    # a field the loader reads back as a string: refused before the save, not at the next load
+    idx.info = {"model": 5}
+    with pytest.raises(InputError, match=r"index.info\['model'\]: expected a string or None, got 5"):
+        idx.save(saved)
     idx.info = {}
     idx._metadata.save = lambda path: (_ for _ in ()).throw(OSError("disk full"))
     with pytest.raises(OSError, match="disk full"):

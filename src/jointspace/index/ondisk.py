@@ -22,7 +22,6 @@ build it again from the stream.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -123,10 +122,9 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
     k_factor = search_params.pop("k_factor", None)
     if str(spec).strip().lower() == "auto":
         raise InputError("spec: an on-disk index needs an explicit IVF spec (e.g. 'IVF1024,PQ32'), got 'auto'")
-    try:
-        info_json = json.loads(json.dumps(info or {}))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"info: expected JSON-serialisable values ({exc})") from None
+    from .persistence import check_info
+
+    info_json = check_info(info or {}, "info")
     stream = _batches(batches)
     head, n_head = [], 0
     for x, meta in stream:

@@ -71,10 +71,7 @@ def save_index(index, folder) -> None:
     if index._faiss is None:
         raise InputError(f"index: nothing to save yet (spec {index.spec!r} is resolved by the first add); "
                          "add vectors first")
-    try:
-        info_json = json.loads(json.dumps(index.info))
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"index.info: expected JSON-serialisable values ({exc})") from None
+    info_json = check_info(index.info)
     with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder", keep_others=True) as tmp:
         write_folder(index, tmp, info_json)
 
@@ -154,6 +151,27 @@ def _read_manifest(folder: Path) -> dict:
 
 INFO_STRING_KEYS = ("model", "dataset", "modality", "split")
 """Keys of ``info`` that jointspace itself reads back; each must be a string (or null)."""
+
+
+def check_info(info, name: str = "index.info") -> dict:
+    """``info`` as the JSON object a saved index keeps, checked as :func:`load_index` will read it.
+
+    Raises
+    ------
+    InputError
+        ``info`` is not a JSON-serialisable mapping, or one of :data:`INFO_STRING_KEYS` is not
+        a string or null (a save would write a folder that cannot be loaded).
+    """
+    if not isinstance(info, dict):
+        raise InputError(f"{name}: expected a dict, got {type(info).__name__}")
+    try:
+        info_json = json.loads(json.dumps(info))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}: expected JSON-serialisable values ({exc})") from None
+    for key in INFO_STRING_KEYS:
+        if info_json.get(key) is not None and not isinstance(info_json[key], str):
+            raise InputError(f"{name}[{key!r}]: expected a string or None, got {info_json[key]!r}")
+    return info_json
 
 
 def _is_int(value) -> bool:
