@@ -32,6 +32,14 @@ def test_bad_k(flat, k):
         flat.search(np.ones((1, 8)), k=k)
 
 
+def test_k_far_beyond_the_index_is_refused_not_padded(flat):
+    # padding up to 10 000 results is kept; 10**9 would allocate about 12 GB of padding
+    assert flat.search(np.ones((1, 8)), k=10_000)[1].shape == (1, 10_000)
+    with pytest.raises(InputError, match=r"^k: expected at most 10000 results per query \(the index holds 50 "
+                                         r"vectors.*got 1000000000"):
+        flat.search(np.ones((1, 8)), k=10**9)
+
+
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_nan_inf_vectors_and_queries(bad):
     x = np.ones((10, 4), dtype=np.float32)

@@ -50,6 +50,19 @@ def test_fewer_results_than_k_are_padded_at_the_end():
     assert (ids[0, 7:] == -1).all() and np.isposinf(scores[0, 7:]).all() and ids[0, 0] == 0
 
 
+def test_k_beyond_a_shard_but_within_the_whole_is_answered_in_full(monkeypatch):
+    import jointspace.index._inputs as inputs
+
+    monkeypatch.setattr(inputs, "MAX_PADDED_K", 5)   # the padding limit, scaled down
+    x = data(12)
+    sharded = ShardedIndex(flat_shards(x, [4], "cosine"))
+    scores, ids = sharded.search(x[:2], 12)   # more than each shard holds (4 and 8)
+    assert sorted(ids[0].tolist()) == list(range(12))
+    np.testing.assert_array_equal(ids, Index.build(x, spec="Flat", metric="cosine").search(x[:2], 12)[1])
+    with pytest.raises(InputError, match=r"k: expected at most 12 results per query \(the index holds 12"):
+        sharded.search(x[:2], 13)
+
+
 def test_merge_orders_by_score_and_keeps_shard_order_on_ties():
     a = (np.array([[0.9, 0.5]], np.float32), np.array([[1, 2]]))
     b = (np.array([[0.7, 0.5]], np.float32), np.array([[3, 4]]))

@@ -121,3 +121,29 @@ def in_sorted(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
         return np.zeros(ids.shape, dtype=bool)
     pos = np.minimum(np.searchsorted(sorted_ids, ids), sorted_ids.size - 1)
     return sorted_ids[pos] == ids
+
+
+#: results per query an index pads to (with id -1) beyond the vectors it holds
+MAX_PADDED_K = 10_000
+
+
+def check_k(k, ntotal) -> int:
+    """``k`` (results per query) as an int >= 1, at most ``max(ntotal, MAX_PADDED_K)``.
+
+    Results beyond the vectors an index holds are padded, so a ``k`` far above them would only
+    allocate padding (12 bytes per query per result): it is refused instead.
+
+    Parameters
+    ----------
+    k : int
+    ntotal : callable
+        ``ntotal() -> int``, the vectors the index holds; called only for ``k > MAX_PADDED_K``
+        (counting may be a request to a server).
+    """
+    from .._validation import check_int
+
+    k = check_int(k, "k", low=1)
+    if k > MAX_PADDED_K and k > (held := int(ntotal())):
+        raise InputError(f"k: expected at most {max(held, MAX_PADDED_K)} results per query (the index holds "
+                         f"{held} vectors; fewer are padded with id -1 up to {MAX_PADDED_K}), got {k}")
+    return k

@@ -18,7 +18,7 @@ from .._validation import check_int
 from ..errors import InputError, JointspaceError
 from . import _faiss_parts as parts
 from . import _params, _training
-from ._inputs import as_id_list, as_vectors, check_new_ids, in_sorted
+from ._inputs import as_id_list, as_vectors, check_k, check_new_ids, in_sorted
 from .metadata import MetadataStore, normalize_metadata
 from .spec import (auto_spec, check_metric, faiss_error_message, higher_is_better, make_faiss_index,
                    normalize_spec)
@@ -372,7 +372,7 @@ class Index:
         ids : numpy.ndarray of int64, shape (nq, k)
         """
         q = as_vectors(queries, "queries", self._dim, allow_1d=True)
-        k = check_int(k, "k", low=1)
+        k = check_k(k, lambda: self.ntotal)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", low=1)
         params = _params.validate_search(self._core, self._resolved, params, "params")

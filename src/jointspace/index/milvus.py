@@ -24,7 +24,7 @@ import numpy as np
 
 from .._validation import check_int
 from ..errors import InputError, JointspaceError
-from ._inputs import as_id_list, as_ids, as_vectors
+from ._inputs import as_id_list, as_ids, as_vectors, check_k
 from .metadata import normalize_metadata
 
 #: jointspace metric -> Milvus metric type
@@ -281,7 +281,7 @@ class MilvusIndex:
         ids : numpy.ndarray of int64, shape (nq, k)
         """
         q = as_vectors(queries, "queries", self._dim, allow_1d=True)
-        k = check_int(k, "k", low=1)
+        k = check_k(k, lambda: self.ntotal)
         if filter is not None and not isinstance(filter, str):
             raise InputError(f"filter: expected a Milvus expression string, got {type(filter).__name__}")
         expr = " and ".join(f"({e})" for e in (filter, where_expression(where) if where is not None else None) if e)

@@ -15,7 +15,6 @@ Saved as one folder: ``shards.json`` (format, order, info) and one saved index f
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import numpy as np
 from .._io import atomic_dir, atomic_write_json, read_json_object
 from .._validation import check_int
 from ..errors import InputError
-from ._inputs import as_id_list, in_sorted
+from ._inputs import as_id_list, check_k, in_sorted
 
 FORMAT = "jointspace-sharded-index"
 MANIFEST = "shards.json"
@@ -130,10 +129,10 @@ class ShardedIndex:
         Parameters and returns as :meth:`Index.search`: scores (nq, k) float32 and ids (nq, k)
         int64, best first, padded with id -1 where fewer than ``k`` exist.
         """
-        k = check_int(k, "k", low=1)
+        k = check_k(k, lambda: self.ntotal)
 
-        def one(shard):
-            return shard.search(queries, k, batch_size=batch_size, params=params)
+        def one(shard):   # a shard has no more than its own vectors to give (the merge pads)
+            return shard.search(queries, min(k, max(shard.ntotal, 1)), batch_size=batch_size, params=params)
 
         with ThreadPoolExecutor(max_workers=min(self._workers, len(self._shards))) as pool:
             results = list(pool.map(one, self._shards))
@@ -159,18 +158,15 @@ class ShardedIndex:
     # persistence --------------------------------------------------------------------------------
     def save(self, folder) -> None:
         """Write ``shards.json`` and one saved index folder per shard into ``folder``, atomically."""
-        from .persistence import is_saved_index, write_folder
+        from .persistence import check_info, is_saved_index, write_folder
 
-        try:
-            info_json = json.loads(json.dumps(self.info))
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"index.info: expected JSON-serialisable values ({exc})") from None
+        info_json = check_info(self.info)
         names = [f"shard-{i:04d}" for i in range(len(self._shards))]
         with atomic_dir(folder, "index", is_kind=lambda p: is_sharded_index(p) or is_saved_index(p),
                         arg="folder", keep_others=True) as tmp:
             for name, shard in zip(names, self._shards):
                 (tmp / name).mkdir()
-                write_folder(shard, tmp / name, json.loads(json.dumps(shard.info)))
+                write_folder(shard, tmp / name, check_info(shard.info))
             atomic_write_json(tmp / MANIFEST, {"format": FORMAT, "format_version": 1, "shards": names,
                                                "dim": self.dim, "metric": self.metric, "count": self.ntotal,
                                                "info": info_json})
@@ -214,4 +210,9 @@ def merge_results(results, k: int, higher_is_better: bool):
     ids = np.concatenate([i for _, i in results], axis=1)
     key = np.where(ids < 0, np.inf, -scores if higher_is_better else scores)
     order = np.argsort(key, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    scores, ids = np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    if ids.shape[1] < k:   # fewer results than k in all the shards together
+        pad = ((0, 0), (0, k - ids.shape[1]))
+        scores = np.pad(scores, pad, constant_values=-np.inf if higher_is_better else np.inf)
+        ids = np.pad(ids, pad, constant_values=-1)
+    return scores, ids
