@@ -127,6 +127,24 @@ def test_evaluate_retrieval_metadata_titles_and_gallery(data):
     assert res["image->text/mAP"] == pytest.approx(want["mAP"])
 
 
+def test_auto_relevance_with_a_gallery_is_one_rule_for_both_sides(data):
+    image, text, labels = data
+    model = LinearModel({"image": np.eye(5), "text": np.eye(5)})
+    labelled = Pairs({"image": image[:8], "text": text[:8]}, labels=labels[:8])
+    bare = Pairs({"image": image[:8], "text": text[:8]})
+    # labels on one side only: class labels would be compared with sample ids
+    for q, g, side in ((labelled, bare, "gallery"), (bare, labelled, "pairs")):
+        with pytest.raises(InputError, match=rf"relevance: 'auto' means labels, but {side} has none"):
+            evaluate_retrieval(model, q, gallery=g)
+    # without labels on either side each query's own partner is its one relevant item
+    got = evaluate_retrieval(model, bare, gallery=bare, directions=["image->text"])
+    want = retrieval_scores(image[:8], text[:8], np.arange(8), np.arange(8))
+    assert got["image->text/R@1"] == pytest.approx(want["R@1"])
+    got = evaluate_retrieval(model, labelled, gallery=labelled, directions=["image->text"])
+    want = retrieval_scores(image[:8], text[:8], labels[:8], labels[:8])
+    assert got["image->text/mAP"] == pytest.approx(want["mAP"])
+
+
 def test_euclidean_uses_unnormalised_embeddings(data):
     image, text, labels = data
     model = LinearModel({"image": np.eye(5), "text": np.eye(5)})

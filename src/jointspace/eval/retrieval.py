@@ -230,7 +230,9 @@ def evaluate_retrieval(model, pairs, *, directions=None, relevance: str = "auto"
         pairs hold (e.g. ``image->text`` and ``text->image``).
     relevance : {"auto", "label", "id"} or a metadata column
         Passed to :meth:`Pairs.relevance_keys`: shared label (default when labels exist),
-        pair identity, or equal metadata values (e.g. a normalised title).
+        pair identity, or equal metadata values (e.g. a normalised title).  With a
+        ``gallery``, ``"auto"`` is one rule for both sides: labels when both have them, ids
+        when neither has (labels on one side only are refused).
     ks, ndcg_k, metric, chunk_size, ties, progress
         As in :func:`retrieval_scores`.
     gallery : Pairs, optional
@@ -265,6 +267,14 @@ def evaluate_retrieval(model, pairs, *, directions=None, relevance: str = "auto"
             encoded[key] = model.encode(m, source[m], normalize=normalize)
         return encoded[key]
 
+    if gallery is not None and relevance == "auto":
+        # one rule for both sides: a label compared with a sample id would mean nothing
+        labelled = (pairs.labels is not None, gallery.labels is not None)
+        if labelled[0] != labelled[1]:
+            raise InputError(f"relevance: 'auto' means labels, but {'gallery' if labelled[0] else 'pairs'} has none "
+                             f"({'pairs' if labelled[0] else 'gallery'} has); expected labels on both or on "
+                             "neither, or relevance='id' or a metadata column")
+        relevance = "label" if labelled[0] else "id"
     keys = pairs.relevance_keys(relevance)
     g_keys = keys if gallery is None else gallery.relevance_keys(relevance)
     q_emb = {q: encode(pairs, q) for q, _ in dirs}
