@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -47,6 +49,11 @@ def test_folder_bad_input(tmp_path):
         Pairs.from_folder(tmp_path)
     with pytest.raises(InputError, match="expected a folder"):
         Pairs.from_folder(tmp_path / "a.png")
+    (tmp_path / "a.txt").unlink()
+    _png(tmp_path / "b.png", (9, 9, 9))
+    os.rename(tmp_path / "b.png", os.path.join(os.fsencode(tmp_path), b"caf\xe9.png"))   # a Latin-1 name
+    with pytest.raises(InputError, match=r"path: the file name .*caf\\udce9\.png' is not UTF-8.*rename the file"):
+        Pairs.from_folder(tmp_path)
 
 
 def test_content_groups_and_keys(tmp_path):

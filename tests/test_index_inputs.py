@@ -148,6 +148,22 @@ def test_bad_metadata():
         Index.build(x, spec="Flat", metadata=[{"extra": {"f": object()}}, {}])
 
 
+def test_a_failed_add_leaves_the_index_as_it_was(flat, monkeypatch):
+    x = np.random.default_rng(1).standard_normal((2, 8)).astype(np.float32)
+    # a file name that is not UTF-8, as Python reads it (a lone surrogate)
+    with pytest.raises(InputError, match=r"metadata\[0\]\['path'\]: expected text that UTF-8 can store"):
+        flat.add(x, ids=[50, 51], metadata=[{"path": "caf\udce9.jpg"}, {}])
+    assert flat.ntotal == 50
+    # a store that fails while writing: no vector is added either
+    monkeypatch.setattr(flat._metadata, "add", lambda ids, rows: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        flat.add(x, ids=[50, 51], metadata=[{"text": "a"}, {"text": "b"}])
+    assert flat.ntotal == 50 and 50 not in flat.ids
+    monkeypatch.undo()
+    flat.add(x, ids=[50, 51], metadata=[{"path": "cafe.jpg"}, {}])   # the retry is not refused
+    assert flat.ntotal == 52 and flat.metadata([50])[0]["path"] == "cafe.jpg"
+
+
 def test_spec_helpers():
     assert normalize_spec(" IVF256, Flat ") == "IVF256,Flat"
     assert normalize_spec("IDMap,Flat") == "Flat"

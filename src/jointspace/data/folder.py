@@ -84,8 +84,8 @@ def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
     Raises
     ------
     InputError
-        The folder does not exist or holds no image (or sound); a sidecar caption that is
-        not UTF-8 or is empty.
+        The folder does not exist or holds no image (or sound); a file name or a sidecar
+        caption that is not UTF-8; an empty caption.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -106,6 +106,11 @@ def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
     paths: list[list[str]] = []
     hashes: list[str] = []
     for f in files:
+        try:
+            str(f.resolve()).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"path: the file name {str(f)!r} is not UTF-8 (the index and the service keep "
+                             "names as UTF-8 text); rename the file") from None
         try:
             digest = content_hash(f)
         except OSError as exc:

@@ -268,6 +268,9 @@ class Index:
         return ids
 
     def _add(self, x: np.ndarray, ids: np.ndarray, rows) -> None:
+        # the metadata first, in one transaction: if it fails, no vector has been added
+        if rows is not None:
+            self._metadata.add(ids, rows)
         try:
             for s in range(0, x.shape[0], _ADD_ROWS):
                 block = x[s:s + _ADD_ROWS]
@@ -277,12 +280,12 @@ class Index:
                 self._faiss.add_with_ids(block, ids[s:s + _ADD_ROWS])
         except RuntimeError as exc:
             self._ids = np.sort(parts.stored_ids(self._faiss))   # what FAISS holds after a partial add
+            if rows is not None:
+                self._metadata.remove(ids[~in_sorted(self._ids, ids)])
             raise JointspaceError(f"adding to {self._resolved!r} failed: {faiss_error_message(exc)}") from None
         finally:
             self._id_map = None
         self._ids = np.union1d(self._ids, ids)
-        if rows is not None:
-            self._metadata.add(ids, rows)
 
     @property
     def on_disk(self) -> bool:

@@ -45,11 +45,15 @@ def _optional_str(value, where: str):
     if value is None:
         return None
     if isinstance(value, os.PathLike):
-        return os.fspath(value)
+        value = os.fspath(value)
     if isinstance(value, np.str_):
-        return str(value)
+        value = str(value)
     if not isinstance(value, str):
         raise InputError(f"{where}: expected a string or None, got {type(value).__name__} {value!r}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:   # e.g. a file name that is not UTF-8, read as lone surrogates
+        raise InputError(f"{where}: expected text that UTF-8 can store, got {value!r}") from None
     return value
 
 
