@@ -112,6 +112,12 @@ def saved(tmp_path):
     return tmp_path / "s"
 
 
+@pytest.mark.parametrize("bad", [None, 5, ""])
+def test_a_folder_that_is_not_a_path_is_refused(bad):
+    with pytest.raises(InputError, match=r"^folder: expected a saved index folder path, got"):
+        Index.load(bad)
+
+
 def test_truncated_index_file(saved):
     data = (saved / "index.faiss").read_bytes()
     (saved / "index.faiss").write_bytes(data[: len(data) // 2])

@@ -11,6 +11,8 @@ Where fewer than ``k`` results exist, ids are ``-1`` and scores ``-inf`` (simila
 
 from __future__ import annotations
 
+import os
+
 import faiss
 import numpy as np
 
@@ -448,6 +450,8 @@ class Index:
         from .persistence import load_index
         from .sharded import ShardedIndex, is_sharded_index
 
+        if not isinstance(folder, (str, os.PathLike)) or not str(folder):
+            raise InputError(f"folder: expected a saved index folder path, got {type(folder).__name__} {folder!r}")
         if is_sharded_index(folder):
             return ShardedIndex.load(folder, verify=verify)
         return load_index(cls, folder, verify=verify)
