@@ -154,6 +154,14 @@ def test_corrupted_json(saved):
         Index.load(saved)
 
 
+def test_a_metric_that_does_not_match_index_faiss_is_refused(saved):
+    meta = json.loads((saved / "index.json").read_text())
+    meta["metric"] = "l2" if meta["metric"] != "l2" else "cosine"
+    (saved / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=r"index.faiss in .* compares by .*; index.json says metric .*corrupted"):
+        Index.load(saved)
+
+
 def test_failed_save_leaves_existing_folder_intact(saved):
     before = {p.name: p.read_bytes() for p in saved.iterdir()}
     idx = Index.build(np.ones((3, 4)), spec="Flat")

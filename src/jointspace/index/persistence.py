@@ -286,6 +286,10 @@ def load_index(cls, folder, *, verify: bool = True):
     if raw.d != meta["dim"] or raw.ntotal != meta["stored"]:
         raise InputError(f"folder: index.faiss in {str(folder)!r} holds {raw.ntotal} vectors of dim {raw.d}; "
                          f"index.json says {meta['stored']} of dim {meta['dim']}")
+    faiss_metric = "l2" if raw.metric_type == faiss.METRIC_L2 else "inner product"
+    if faiss_metric != ("l2" if meta["metric"] == "l2" else "inner product"):
+        raise InputError(f"folder: index.faiss in {str(folder)!r} compares by {faiss_metric}; index.json says "
+                         f"metric {meta['metric']!r}; the folder is corrupted")
     index = cls(meta["dim"], "auto", meta["metric"], build_params=meta["build_params"])
     index._spec = meta["spec"]
     index._create(meta["resolved_spec"], faiss_index=raw)
