@@ -149,6 +149,22 @@ def test_jsonl_manifest_absolute_paths_int_labels(tmp_path):
     assert list(p.ids) == ["s0", "s1", "s2"]
 
 
+def test_jsonl_labels_one_and_one_point_zero_are_one_class(tmp_path):
+    rows = [{"text": "a", "label": 1}, {"text": "b", "label": 1.0}, {"text": "c", "label": 2},
+            {"text": "d", "label": "cat"}, {"text": "e", "label": 2.0}]
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    p = read_manifest(tmp_path / "m.jsonl", "text=text,label=label")
+    assert p.label_names == ["1", "2", "cat"] and p.labels.tolist() == [0, 0, 1, 2, 1]
+    (tmp_path / "n.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:3]))
+    assert read_manifest(tmp_path / "n.jsonl", "text=text,label=label").labels.tolist() == [1, 1, 2]
+
+
+def test_duplicate_ids_name_the_rows_the_column_and_the_value(tmp_path):
+    (tmp_path / "m.csv").write_text("key,caption\nx1,a\nx2,b\nx1,c\n")
+    with pytest.raises(InputError, match=r"manifest '.*m.csv': rows 2 and 4 have the same id 'x1' in column 'key'"):
+        read_manifest(tmp_path / "m.csv", "text=caption,id=key")
+
+
 def test_manifest_missing_files_reported(tmp_path):
     _images(tmp_path, n=1)
     (tmp_path / "m.csv").write_text("path,caption\nimg/0.png,a\nimg/9.png,b\n")

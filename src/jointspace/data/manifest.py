@@ -200,6 +200,12 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
             labels = values
         elif mod == "id":
             ids = [str(v) for v in values]
+            first: dict[str, int] = {}
+            for line, v in zip(lines, ids):
+                if v in first:
+                    raise InputError(f"manifest {str(p)!r}: rows {first[v]} and {line} have the same id {v!r} in "
+                                     f"column {col!r}; expected a unique id per row")
+                first[v] = line
         elif mod in file_mods:
             modalities[mod] = [str(_resolve(p.parent, v, f'{str(p)!r} row {line} column {col!r}'))
                                 for line, v in zip(lines, values)]
@@ -221,9 +227,10 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
         if all(i is not None for i in ints):
             labels = np.asarray(ints, dtype=np.int64)
         else:
-            label_names = sorted({str(v) for v in labels})
+            names = [str(v) if i is None else str(i) for v, i in zip(labels, ints)]
+            label_names = sorted(set(names))
             index = {n: i for i, n in enumerate(label_names)}
-            labels = np.array([index[str(v)] for v in labels], dtype=np.int64)
+            labels = np.array([index[n] for n in names], dtype=np.int64)
     # the label column stays a column too (by its name): --group-column and --relevance may name it
     used = {c for m, c in mapping.items() if m != "label"}
     metadata = {c: [r.get(c) for r in rows] for c in header if c not in used}
@@ -260,6 +267,8 @@ def _int64(v) -> int | None:
         return None
     if isinstance(v, (int, np.integer)):
         n = int(v)
+    elif isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer():
+        n = int(v)   # a JSON 1.0 is the label 1
     # not str.isdigit(): it accepts "²" and other digits that int() refuses; at most 19 digits,
     # so that int() never meets a string beyond its digit limit
     elif isinstance(v, str) and re.fullmatch(r"[+-]?[0-9]{1,19}", v.strip()) is not None:
