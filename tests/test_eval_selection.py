@@ -41,6 +41,16 @@ def test_unknown_score_key_is_refused_with_the_known_names(pairs):
         select_by_cv(_Flip, {"flip": [False, True]}, pairs, n_folds=3, score_key="n_queries")
 
 
+def test_settings_that_all_fail_alike_report_the_setting_they_share(pairs):
+    # a fixed value every setting shares: its own message, naming the parameter
+    with pytest.raises(InputError, match=r"^n_components: expected at most .* got 500$"):
+        select_by_cv("rcca", {"reg": [0.1, 1.0]}, pairs, fixed={"n_components": 500}, n_folds=3)
+    # settings failing differently: the grid's message, with the first failure
+    with pytest.raises(InputError, match=r"^grid: no setting could be fitted on the training folds \(the first "
+                                         r"failed with: reg: expected a number >= 0.0, got -1.0\)"):
+        select_by_cv("rcca", {"reg": [-1.0, -2.0]}, pairs, n_folds=3)
+
+
 @pytest.mark.parametrize("key, best_score, worst_score", [
     ("medR", 1.0, 10.0), ("meanR", 1.0, 10.0),        # ranks: lower is better
     ("mAP", 1.0, 0.1), ("R@1", 1.0, 0.0),             # the rest: higher is better

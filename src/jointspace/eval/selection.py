@@ -186,7 +186,7 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
     folds = [(pairs, val)] if val is not None else \
         [(pairs.subset(tr), pairs.subset(va)) for tr, va in cv_folds(pairs, n_folds, seed)]
     variants = param_grid(derive) if derive else [{}]
-    table, origin, first_error = [], [], None
+    table, origin, errors = [], [], []
     for params in settings:
         try:
             # many small fits: BLAS threads only add contention here
@@ -194,7 +194,7 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
                 results = [[_evaluate_variant(fitted, var, val_pairs, relevance, directions) for var in variants]
                            for fitted, val_pairs in ((make(**params).fit(train), v) for train, v in folds)]
         except InputError as exc:
-            first_error = first_error or str(exc)
+            errors.append(str(exc))
             continue  # e.g. more components than a fold's rank allows
         finally:
             if progress is not None:
@@ -207,8 +207,10 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
             table.append({**params, **var, "score": float(scores.mean()), "fold_scores": scores.tolist()})
             origin.append((params, var))
     if not table:
+        if len(errors) == len(settings) and len(set(errors)) == 1:
+            raise InputError(errors[0])   # every setting failed alike: the setting they share is at fault
         raise InputError("grid: no setting could be fitted on the training folds"
-                         + (f" (the first failed with: {first_error})" if first_error else ""))
+                         + (f" (the first failed with: {errors[0]})" if errors else ""))
     pick = min if score_key in RANK_METRICS else max
     i = pick(range(len(table)), key=lambda j: table[j]["score"])
     best = {k: v for k, v in table[i].items() if k not in ("score", "fold_scores")}
