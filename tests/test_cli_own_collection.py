@@ -323,3 +323,10 @@ def test_a_gallery_or_plot_over_a_picture_of_the_query_or_collection_is_refused(
     code, _, err = run(capsys, "plot", "map", fitted / "mine", "--data", root / "photos", "--out", picture)
     assert code == 2 and one_line(err) and "--out:" in err and "is read by --data" in err, err
     assert picture.read_bytes() == before
+
+
+def test_a_query_file_that_is_not_a_picture_names_the_option(fitted, capsys, tmp_path):
+    (tmp_path / "notes.png").write_text("not a picture")
+    code, _, err = run(capsys, "search", fitted / "idx", "--image", tmp_path / "notes.png")
+    assert code == 2 and one_line(err), err
+    assert "--image (" in err and "notes.png'): cannot read the image (corrupt or not an image" in err

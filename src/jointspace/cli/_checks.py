@@ -75,6 +75,10 @@ def check_raw_query(model, kind: str, value: str) -> None:
                              f"got the folder {value!r}")
         if not path.is_file():
             raise InputError(f"--{kind}: file {value!r} does not exist")
+        if kind == "image":   # decoded once here, so that a bad file is named by the option
+            from ..towers.inputs import load_image
+
+            load_image(path, "--image")
     if model.raw_kind(kind) != kind:
         raise InputError(f"--{kind}: this model has no {kind} tower (it embeds {kind} items only as feature "
                          f"vectors); use --query-row, or a model fitted with --towers")
