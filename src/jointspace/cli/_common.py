@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import sys
 
@@ -218,9 +220,25 @@ def data_source(spec: str, args=None):
             "split_column": getattr(args, "split_column", None), "group_column": getattr(args, "group_column", None)}
     key = (str(spec), repr(sorted(opts.items(), key=lambda kv: kv[0])))
     if key not in _SOURCES:
-        with err_console.status(f"reading {spec}"):
+        with err_console.status(f"reading {spec}"), _data_named_as(args):
             _SOURCES[key] = open_data(spec, **opts)
     return _SOURCES[key]
+
+
+@contextlib.contextmanager
+def _data_named_as(args):
+    """Name the data argument in the reader's messages as the user gave it (``DATA`` for
+    a positional one; the readers say ``--data``, or ``path`` for a folder)."""
+    from ..errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        msg, name = str(exc), getattr(args, "option_names", {}).get("dataset", "--data")
+        for prefix in ("--data:", "path:"):
+            if msg.startswith(prefix) and name != prefix[:-1]:
+                raise InputError(name + ":" + msg[len(prefix):]) from None
+        raise
 
 
 def default_split(source, builtin_default: str, user_default: str = "all") -> str:
@@ -236,7 +254,7 @@ def load_split(dataset: str, split: str, args=None):
 
     split_names(split)
     source = data_source(dataset, args)
-    with err_console.status(f"loading {dataset} ({split})"):
+    with err_console.status(f"loading {dataset} ({split})"), _data_named_as(args):
         try:
             return source.load(split)
         except InputError as exc:
