@@ -98,8 +98,9 @@ def test_tower_head_settings_chosen_by_cross_validation(collection, fitted):
 
 def test_eval_on_the_folder_and_on_a_manifest(collection, fitted, capsys, tmp_path):
     root, info = collection
-    code, out, err = run(capsys, "eval", fitted / "mine", "--data", root / "photos", "--json")
+    code, out, err = run(capsys, "eval", fitted / "mine", "--data", f"{root / 'photos'}/", "--json")
     assert code == 0, err
+    assert json.loads(out)["dataset"] == str(root / "photos")   # a trailing slash is the same folder
     row = json.loads(out)["rows"][0]
     assert row["image->text/R@10"] > 0.3 and row["text->image/R@10"] > 0.3   # chance: 10/72
     # the same pairs as a manifest (relative paths, guessed columns) give the same numbers

@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if isinstance(getattr(args, "dataset", None), str) and len(args.dataset) > 1:
+        args.dataset = args.dataset.rstrip("/") or "/"   # "photos/" is the folder "photos" in every message
     from ..towers.runtime import ENV_VAR
     from ._common import error
 
