@@ -171,6 +171,53 @@ def test_ica_preprocessing_round_trip(tmp_path, two_views):
     np.testing.assert_allclose(load_model(tmp_path / "m").encode("a", x[:5]), model.encode("a", x[:5]), atol=1e-5)
 
 
+_PREPROCESS = ["standard", "l2", "sqrt", "sqrt,standard", "standard,pca:3", "pca:3:whiten", "pca:0.9",
+               "ica:3", "sqrt,pca:3", {"text": "sqrt"}, {"image": "sqrt,l2", "text": "standard"}]
+
+
+@pytest.mark.filterwarnings("ignore:FastICA did not converge")
+@pytest.mark.parametrize("name", ["cca", "rcca", "pls", "kcca"])
+@pytest.mark.parametrize("preprocess", _PREPROCESS, ids=str)
+def test_every_preprocessing_encodes_both_modalities_the_same_after_load(tmp_path, name, preprocess):
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(40, 3))
+    x = np.abs(z @ rng.normal(size=(3, 5)) + 0.3 * rng.normal(size=(40, 5)))
+    y = np.abs(z @ rng.normal(size=(3, 4)) + 0.3 * rng.normal(size=(40, 4)))
+    model = create_model(name, n_components=2, preprocess=preprocess).fit(Pairs({"image": x, "text": y}))
+    model.save(tmp_path / "m")
+    again = load_model(tmp_path / "m")
+    for modality, items in (("image", x[:6]), ("text", y[:6])):
+        np.testing.assert_allclose(again.encode(modality, items, normalize=False),
+                                   model.encode(modality, items, normalize=False), rtol=1e-5, atol=1e-6)
+
+
+def test_sqrt_preprocessing_round_trip_through_fit_x_y(tmp_path):
+    rng = np.random.default_rng(2)
+    x, y = np.abs(rng.normal(size=(30, 5))), np.abs(rng.normal(size=(30, 4)))
+    model = CCA(n_components=2, preprocess="sqrt").fit(x, y)
+    model.save(tmp_path / "m")
+    u, v = load_model(tmp_path / "m").transform(x, y)
+    u0, v0 = model.transform(x, y)
+    np.testing.assert_allclose(u, u0, atol=1e-9)
+    np.testing.assert_allclose(v, v0, atol=1e-9)
+
+
+def test_sqrt_step_saved_without_its_width_still_loads(tmp_path):
+    import json
+
+    rng = np.random.default_rng(3)
+    x, y = np.abs(rng.normal(size=(30, 5))), np.abs(rng.normal(size=(30, 4)))
+    model = create_model("cca", n_components=2, preprocess="sqrt").fit(Pairs({"image": x, "text": y}))
+    model.save(tmp_path / "m")
+    cfg_path = tmp_path / "m" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    for key in ("x_pre", "y_pre"):
+        cfg["extra"][key][0]["scalars"] = {}
+    cfg_path.write_text(json.dumps(cfg))
+    np.testing.assert_allclose(load_model(tmp_path / "m").encode("text", y[:5]), model.encode("text", y[:5]),
+                               atol=1e-6)
+
+
 @pytest.mark.parametrize("bad, match", [
     (lambda x, y: (x, y[:-1]), "rows|samples|inconsistent"),
     (lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 3, np.nan, x), y), "NaN"),

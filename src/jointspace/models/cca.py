@@ -414,8 +414,12 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         self.x_mean_, self.y_mean_ = state["x_mean"], state["y_mean"]
         self.canonical_correlations_ = state["canonical_correlations"]
         self._component_scale = self.canonical_correlations_.clip(0) ** float(self.weight)
-        self.x_pre_ = pipeline_from_state(self._extra["x_pre"], state, "x_pre")
-        self.y_pre_ = pipeline_from_state(self._extra["y_pre"], state, "y_pre")
+        self.x_pre_ = pipeline_from_state(self._extra["x_pre"], state, "x_pre", self._preprocessed_width(0, state))
+        self.y_pre_ = pipeline_from_state(self._extra["y_pre"], state, "y_pre", self._preprocessed_width(1, state))
+
+    def _preprocessed_width(self, which: int, state) -> int:
+        """Number of features view ``which`` has after its preprocessing, read from ``state``."""
+        return int(state["x_weights" if which == 0 else "y_weights"].shape[0])
 
 
 @register_model("cca", "linear CCA (chapter, closed form)")

@@ -294,6 +294,13 @@ class KernelCCA(CanonicalCorrelation):
                 state.update({f"map{i}.{key}": val for key, val in mp.items()})
         return state
 
+    def _preprocessed_width(self, which: int, state) -> int:
+        if self.method_ == "exact":
+            return int(state["x_train" if which == 0 else "y_train"].shape[1])
+        if self.method_ == "rff":
+            return int(state[f"map{which}.w"].shape[0])
+        return int(state[f"map{which}.landmarks"].shape[1])
+
     def _set_state(self, state) -> None:
         super()._set_state(state)
         if self.method_ == "exact":

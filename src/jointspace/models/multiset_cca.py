@@ -306,7 +306,8 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         self.eigenvalues_ = state["eigenvalues"]
         self.n_components_ = int(self.eigenvalues_.shape[0])
         self._component_scale = self.eigenvalues_.clip(0) ** float(self.weight)
-        self.pres_ = [pipeline_from_state(self._extra["pre"][i], state, f"pre{i}") for i in range(m)]
+        self.pres_ = [pipeline_from_state(self._extra["pre"][i], state, f"pre{i}", self.weights_[i].shape[0])
+                      for i in range(m)]
 
 
 @register_model("mcca", "multiset CCA for 2+ views, sum of correlations (SUMCOR)")

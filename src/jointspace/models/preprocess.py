@@ -64,6 +64,7 @@ def estimator_state(est, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
     meta = {"class": type(est).__name__, "params": {}, "scalars": {}}
     if isinstance(est, FunctionTransformer):
         meta["class"] = "sqrt"
+        meta["scalars"]["n_features_in_"] = int(est.n_features_in_)
         return meta, {}
     meta["params"] = {k: v for k, v in est.get_params().items() if isinstance(v, (int, float, str, bool, type(None)))}
     arrays = {}
@@ -77,10 +78,17 @@ def estimator_state(est, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
-def estimator_from_state(meta: dict, arrays: dict[str, np.ndarray], prefix: str):
-    """Rebuild a fitted step saved by :func:`estimator_state`."""
+def estimator_from_state(meta: dict, arrays: dict[str, np.ndarray], prefix: str, width: int | None = None):
+    """Rebuild a fitted step saved by :func:`estimator_state`.
+
+    ``width`` is the number of features the step reads, used for the ``sqrt`` step when its
+    saved state does not record it (folders written before it did).
+    """
     if meta["class"] == "sqrt":
-        return FunctionTransformer(_sqrt, feature_names_out="one-to-one").fit(np.zeros((1, 1)))
+        n = meta.get("scalars", {}).get("n_features_in_", width)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InputError(f"preprocess: saved 'sqrt' step has no valid feature count, got {n!r}")
+        return FunctionTransformer(_sqrt, feature_names_out="one-to-one").fit(np.zeros((1, n)))
     cls = _CLASSES.get(meta["class"])
     if cls is None:
         raise InputError(f"preprocess: saved step of unknown class {meta['class']!r}")
@@ -107,8 +115,20 @@ def pipeline_state(pipe: Pipeline | None, prefix: str) -> tuple[list, dict[str, 
     return metas, arrays
 
 
-def pipeline_from_state(metas: list, arrays: dict[str, np.ndarray], prefix: str) -> Pipeline | None:
-    """Inverse of :func:`pipeline_state`."""
+def pipeline_from_state(metas: list, arrays: dict[str, np.ndarray], prefix: str,
+                        width_out: int | None = None) -> Pipeline | None:
+    """Inverse of :func:`pipeline_state`.
+
+    ``width_out`` is the number of features the pipeline outputs (the width the model's
+    weights read); with the feature counts of the later steps it gives the width of a
+    ``sqrt`` step (which keeps the width) saved without its own count.
+    """
     if not metas:
         return None
-    return Pipeline([(m["name"], estimator_from_state(m, arrays, f"{prefix}.{i}")) for i, m in enumerate(metas)])
+    steps = [None] * len(metas)
+    width = width_out
+    for i in range(len(metas) - 1, -1, -1):
+        est = estimator_from_state(metas[i], arrays, f"{prefix}.{i}", width)
+        steps[i] = (metas[i]["name"], est)
+        width = getattr(est, "n_features_in_", None)
+    return Pipeline(steps)

@@ -181,7 +181,8 @@ class SemanticMatching(_SemanticBase):
     def _set_state(self, state) -> None:
         mods = list(self.n_features_)
         self._set_classifier_state(state, mods)
-        self.pres_ = {m: pipeline_from_state(self._extra["pre"][m], state, f"pre.{m}") for m in mods}
+        self.pres_ = {m: pipeline_from_state(self._extra["pre"][m], state, f"pre.{m}", self.coef_[m].shape[1])
+                      for m in mods}
 
 
 @register_model("scm", "semantic correlation matching: a joint space, then class probabilities per modality")
