@@ -6,6 +6,7 @@ from scipy import linalg
 
 from jointspace import InputError, Pairs, create_model, load_model
 from jointspace.models.cca import CCA, PLS, LinearCCA, RegularizedCCA, covariances
+from jointspace.models.kernel_cca import KernelCCA
 
 
 def _corr(u, v):
@@ -227,6 +228,51 @@ def test_bad_arrays(two_views, bad, match):
     x, y = bad(*two_views)
     with pytest.raises(ValueError, match=match):
         CCA(n_components=1).fit(x, y)
+
+
+@pytest.mark.parametrize("cls", [CCA, RegularizedCCA, PLS, KernelCCA])
+def test_boolean_and_integer_views_fit_as_numbers(two_views, cls):
+    x, y = two_views
+    got = cls(n_components=2).fit(x > 0, y > 0)
+    want = cls(n_components=2).fit((x > 0).astype(float), (y > 0).astype(float))
+    np.testing.assert_allclose(got.canonical_correlations_, want.canonical_correlations_, atol=1e-9)
+    ints = cls(n_components=2).fit(x > 0, (y > 0).astype(int))
+    np.testing.assert_allclose(ints.canonical_correlations_, want.canonical_correlations_, atol=1e-9)
+
+
+def _with_nan(a):
+    a = a.copy()
+    a[3, 1] = np.nan
+    return a
+
+
+@pytest.mark.parametrize("cls", [CCA, RegularizedCCA, PLS, KernelCCA])
+@pytest.mark.parametrize("make, match", [
+    (lambda x, y: (x, y[:10]), r"^y: expected 300 rows to match X, got 10"),
+    (lambda x, y: (x[:1], y[:1]), r"^X: .*1 sample\(s\).*minimum of 2"),
+    (lambda x, y: (x[:0], y[:0]), r"^X: .*0 sample\(s\)"),
+    (lambda x, y: (x[:, :0], y), r"^X: .*0 feature\(s\)"),
+    (lambda x, y: (x[:, 0], y), r"^X: expected a 2-D array.*got shape \(300,\)"),
+    (lambda x, y: (_with_nan(x), y), r"^X: expected finite values.*row 3, column 1"),
+    (lambda x, y: (x, _with_nan(y) * np.inf), r"^y: expected finite values"),
+    (lambda x, y: (x, np.array([["a"] * 5] * 300)), r"^y: expected a 2-D numeric array"),
+])
+def test_fit_x_y_errors_name_the_argument(two_views, cls, make, match):
+    x, y = make(*two_views)
+    with pytest.raises(InputError, match=match):
+        cls(n_components=1).fit(x, y)
+
+
+@pytest.mark.parametrize("cls", [CCA, RegularizedCCA, PLS, KernelCCA])
+def test_transform_errors_name_the_argument(two_views, cls):
+    x, y = two_views
+    model = cls(n_components=1).fit(x, y)
+    with pytest.raises(InputError, match=r"X has 3 features, but \w+ is expecting 6 features"):
+        model.transform(x[:, :3])
+    with pytest.raises(InputError, match=r"^X: expected finite values"):
+        model.transform(_with_nan(x))
+    with pytest.raises(InputError, match=r"^y: expected 300 rows to match X, got 5"):
+        model.transform(x, y[:5])
 
 
 def test_bad_pairs_name_the_modality(two_views):

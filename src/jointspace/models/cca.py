@@ -29,11 +29,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import linalg
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted
 
 from .._validation import check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
+from ._sklearn_inputs import check_x, check_y
 from .base import JointModel, register_model
 from .preprocess import build_preprocessor, pipeline_from_state, pipeline_state
 
@@ -258,14 +259,14 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
             if y is None:
                 raise InputError("y: CCA requires y to be passed, but the target y is None; call fit(X, y) with the second view, or fit(pairs)")
             names = ("x", "y")
-            x, y = validate_data(self, X, y, multi_output=True, y_numeric=True,
-                                 dtype=[np.float64, np.float32], ensure_min_samples=2)
-            y = y.reshape(-1, 1) if y.ndim == 1 else y
+            x = check_x(self, X, reset=True, min_rows=2)
+            y = check_y(y, x.shape[0])
         if x.shape[0] != y.shape[0]:
             raise InputError(f"y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
         reg = self._reg_pair()
         weight = check_float(self.weight, "weight", low=0.0)
         self._modality_names = names
+        labels = self._view_labels(X, names)
         self.x_pre_ = build_preprocessor(self._pre_spec("x", names[0]), self.random_state)
         self.y_pre_ = build_preprocessor(self._pre_spec("y", names[1]), self.random_state)
         if self.x_pre_ is not None:
@@ -279,7 +280,7 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
             raise InputError(f"n_components: expected at most min(n_features_x={p}, n_features_y={q}, "
                              f"n_samples-1={n - 1}) = {limit}, got {k}")
         if reg[0] < 1 or reg[1] < 1:
-            for arr, nm, c in ((x, names[0], reg[0]), (y, names[1], reg[1])):
+            for arr, nm, c in ((x, labels[0], reg[0]), (y, labels[1], reg[1])):
                 if c == 0:
                     const = np.flatnonzero(np.ptp(arr, axis=0) == 0)
                     if const.size:
@@ -296,6 +297,11 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         self._component_scale = self.canonical_correlations_.clip(0) ** weight
         self.modalities_ = names
         return self
+
+    @staticmethod
+    def _view_labels(X, names) -> tuple:
+        """What messages call the two views: ``X`` and ``y`` of ``fit(X, y)``, else the modalities."""
+        return tuple(f"modality {m!r}" for m in names) if isinstance(X, Pairs) else ("X", "y")
 
     def _pair_names(self, pairs: Pairs):
         if self.modalities is not None:
@@ -337,11 +343,14 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         u : ndarray, shape (n, k), or (u, v)
         """
         check_is_fitted(self, "x_weights_")
-        x = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        x = check_x(self, X, reset=False)
         u = self._project(0, x, "X")
         if y is None:
             return u
-        return u, self._project(1, y, "y")
+        v = self._project(1, y, "y")
+        if v.shape[0] != u.shape[0]:
+            raise InputError(f"y: expected {u.shape[0]} rows to match X, got {v.shape[0]}")
+        return u, v
 
     def fit_transform(self, X, y=None, **fit_params):
         if isinstance(X, Pairs):

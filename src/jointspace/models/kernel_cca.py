@@ -25,13 +25,13 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.kernel_approximation import Nystroem, RBFSampler
-from sklearn.utils.validation import validate_data
 
 from .._validation import check_choice, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
 from ._kernels import (center_kernel, center_new, check_pair, kernel_eig, kernel_matrix, resolve_kernel,
                        solve_kernel_cca)
+from ._sklearn_inputs import check_x, check_y
 from .base import register_model
 from .cca import CanonicalCorrelation, covariances, solve_cca
 from .preprocess import build_preprocessor
@@ -122,14 +122,8 @@ class KernelCCA(CanonicalCorrelation):
                 raise InputError("y: kernel CCA requires y to be passed, but the target y is None; "
                                  "call fit(X, y) with the second view, or fit(pairs)")
             names = ("x", "y")
-            try:
-                x, y = validate_data(self, X, Y, multi_output=True, y_numeric=True, dtype=np.float64,
-                                     ensure_min_samples=2)
-            except ValueError as exc:
-                if "inconsistent numbers of samples" in str(exc):
-                    raise InputError(f"y: expected as many rows as X; {exc}") from None
-                raise
-            y = y.reshape(-1, 1) if y.ndim == 1 else y
+            x = check_x(self, X, reset=True, min_rows=2, dtype=np.float64)
+            y = check_y(Y, x.shape[0], dtype=np.float64)
         if x.shape[0] != y.shape[0]:
             raise InputError(f"y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
         return names, x, y
@@ -160,6 +154,7 @@ class KernelCCA(CanonicalCorrelation):
         m = check_int(self.n_features, "n_features", low=1)
         if method == "auto":
             method = "exact" if n <= max_exact else "nystroem"
+        labels = self._view_labels(X, names)
         self.x_pre_ = build_preprocessor(self._pre_spec("x", names[0]), self.random_state)
         self.y_pre_ = build_preprocessor(self._pre_spec("y", names[1]), self.random_state)
         if self.x_pre_ is not None:
