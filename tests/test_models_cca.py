@@ -275,6 +275,24 @@ def test_transform_errors_name_the_argument(two_views, cls):
         model.transform(x, y[:5])
 
 
+@pytest.mark.parametrize("name", ["cca", "rcca", "pls", "kcca"])
+@pytest.mark.parametrize("spec, match", [
+    ("pca:10", r"^preprocess: step 'pca:10' of (X|modality 'image'): expected at most "
+               r"min\(n_samples=300, n_features=6\) = 6 components, got 10"),
+    ("standard,ica:9", r"^preprocess: step 'ica:9' of (X|modality 'image'): expected at most n_features = 6"),
+    ("pca:0", r"^preprocess: step 'pca:0': expected pca:N with N a whole number >= 1"),
+    ("pca:-1", r"^preprocess: step 'pca:-1': expected pca:N"),
+    ("pca:1.5", r"^preprocess: step 'pca:1.5': expected pca:N.*fraction in \(0, 1\)"),
+    ("ica:0", r"^preprocess: step 'ica:0': expected ica:N with N a whole number >= 1"),
+])
+def test_preprocess_asking_too_much_is_named(two_views, name, spec, match):
+    x, y = two_views
+    with pytest.raises(InputError, match=match):
+        create_model(name, n_components=1, preprocess={"image": spec, "x": spec}).fit(Pairs({"image": x, "text": y}))
+    with pytest.raises(InputError, match=match):
+        create_model(name, n_components=1, preprocess={"x": spec}).fit(x, y)
+
+
 def test_bad_pairs_name_the_modality(two_views):
     x, y = two_views
     with pytest.raises(InputError, match="modalities.*same number"):

@@ -36,7 +36,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError
 from ._sklearn_inputs import check_x, check_y
 from .base import JointModel, register_model
-from .preprocess import build_preprocessor, pipeline_from_state, pipeline_state
+from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
 
 def covariances(x: np.ndarray, y: np.ndarray):
@@ -270,9 +270,9 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         self.x_pre_ = build_preprocessor(self._pre_spec("x", names[0]), self.random_state)
         self.y_pre_ = build_preprocessor(self._pre_spec("y", names[1]), self.random_state)
         if self.x_pre_ is not None:
-            x = np.asarray(self.x_pre_.fit_transform(x), dtype=x.dtype)
+            x = np.asarray(fit_preprocessor(self.x_pre_, x, labels[0]), dtype=x.dtype)
         if self.y_pre_ is not None:
-            y = np.asarray(self.y_pre_.fit_transform(y), dtype=y.dtype)
+            y = np.asarray(fit_preprocessor(self.y_pre_, y, labels[1]), dtype=y.dtype)
         n, p, q = x.shape[0], x.shape[1], y.shape[1]
         limit = min(p, q, n - 1)
         k = None if self.n_components is None else check_int(self.n_components, "n_components", low=1)

@@ -34,7 +34,7 @@ from ._kernels import (center_kernel, center_new, check_pair, kernel_eig, kernel
 from ._sklearn_inputs import check_x, check_y
 from .base import register_model
 from .cca import CanonicalCorrelation, covariances, solve_cca
-from .preprocess import build_preprocessor
+from .preprocess import build_preprocessor, fit_preprocessor
 
 _CHUNK = 4096
 
@@ -158,9 +158,9 @@ class KernelCCA(CanonicalCorrelation):
         self.x_pre_ = build_preprocessor(self._pre_spec("x", names[0]), self.random_state)
         self.y_pre_ = build_preprocessor(self._pre_spec("y", names[1]), self.random_state)
         if self.x_pre_ is not None:
-            x = np.asarray(self.x_pre_.fit_transform(x), dtype=np.float64)
+            x = np.asarray(fit_preprocessor(self.x_pre_, x, labels[0]), dtype=np.float64)
         if self.y_pre_ is not None:
-            y = np.asarray(self.y_pre_.fit_transform(y), dtype=np.float64)
+            y = np.asarray(fit_preprocessor(self.y_pre_, y, labels[1]), dtype=np.float64)
         specs = []
         for arr, view, kern, gam, deg, c0 in zip((x, y), names, check_pair(self.kernel, "kernel"),
                                                   check_pair(self.gamma, "gamma"), check_pair(self.degree, "degree"),

@@ -31,7 +31,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError
 from .base import JointModel, register_model
 from .cca import _inv_sqrt
-from .preprocess import build_preprocessor, pipeline_from_state, pipeline_state
+from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
 
 def block_covariances(views):
@@ -200,7 +200,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
             spec = self.preprocess.get(nm) if isinstance(self.preprocess, dict) else self.preprocess
             pre = build_preprocessor(spec, self.random_state)
             if pre is not None:
-                arrays[i] = np.asarray(pre.fit_transform(a), dtype=np.float64)
+                arrays[i] = np.asarray(fit_preprocessor(pre, a, f"modality {nm!r}"), dtype=np.float64)
             pres.append(pre)
         self.pres_ = pres
         means, c = block_covariances(arrays)

@@ -43,11 +43,19 @@ def _step(token: str, seed: int):
             return FunctionTransformer(_sqrt, feature_names_out="one-to-one")
         if kind == "pca":
             n = float(parts[1]) if "." in parts[1] else int(parts[1])
+            if (isinstance(n, int) and n < 1) or (isinstance(n, float) and not 0 < n < 1):
+                raise InputError(f"preprocess: step {token.strip()!r}: expected pca:N with N a whole number >= 1 "
+                                 f"(components) or a fraction in (0, 1) (of the variance), got {parts[1]!r}")
             return PCA(n_components=n, whiten="whiten" in parts[2:], random_state=seed)
         if kind == "ica":
-            return FastICA(n_components=int(parts[1]), random_state=seed, whiten="unit-variance", max_iter=500)
-    except (IndexError, ValueError):
-        pass
+            n = int(parts[1])
+            if n < 1:
+                raise InputError(f"preprocess: step {token.strip()!r}: expected ica:N with N a whole number >= 1 "
+                                 f"(components), got {parts[1]!r}")
+            return FastICA(n_components=n, random_state=seed, whiten="unit-variance", max_iter=500)
+    except (IndexError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
     raise InputError(f"preprocess: cannot read step {token!r}; expected standard, l2, sqrt, pca:N[:whiten] or ica:N")
 
 
@@ -57,6 +65,31 @@ def build_preprocessor(spec: str | None, seed: int = 0) -> Pipeline | None:
         return None
     steps = [(f"{i}_{tok.split(':')[0]}", _step(tok, seed)) for i, tok in enumerate(str(spec).split(","))]
     return Pipeline(steps)
+
+
+def fit_preprocessor(pipe: Pipeline, x: np.ndarray, view: str) -> np.ndarray:
+    """Fit ``pipe`` on ``x`` (n, p) and return ``x`` transformed.
+
+    A PCA or ICA step asking for more components than its input holds (PCA: at most
+    ``min(n_samples, n_features)``, ICA: at most ``n_features``) raises :class:`InputError`
+    naming ``preprocess``, the step and ``view``, before scikit-learn is asked.
+    """
+    n, width = x.shape
+    for _, step in pipe.steps:
+        if not isinstance(step, (PCA, FastICA)):
+            continue
+        k = step.n_components
+        if not isinstance(k, int):  # a fraction of the variance: the width is known only after fitting
+            width = None
+            continue
+        pca = isinstance(step, PCA)
+        limit = None if width is None else (min(n, width) if pca else width)
+        if limit is not None and k > limit:
+            what = f"min(n_samples={n}, n_features={width})" if pca else "n_features"
+            raise InputError(f"preprocess: step '{'pca' if pca else 'ica'}:{k}' of {view}: expected at most "
+                             f"{what} = {limit} components, got {k}")
+        width = k
+    return pipe.fit_transform(x)
 
 
 def estimator_state(est, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:

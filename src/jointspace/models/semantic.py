@@ -29,7 +29,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError
 from .base import MODELS, JointModel, create_model, register_model
 from .multiset_cca import MultisetCCA
-from .preprocess import build_preprocessor, pipeline_from_state, pipeline_state
+from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
 _LABELS = "__labels__"
 
@@ -148,7 +148,8 @@ class SemanticMatching(_SemanticBase):
             x = check_matrix(pairs[m], f"modality {m!r}", min_rows=2, dtype=np.float64)
             spec = self.preprocess.get(m) if isinstance(self.preprocess, dict) else self.preprocess
             pre = build_preprocessor(spec, self.random_state)
-            feats[m] = np.asarray(pre.fit_transform(x), dtype=np.float64) if pre is not None else x
+            feats[m] = (np.asarray(fit_preprocessor(pre, x, f"modality {m!r}"), dtype=np.float64)
+                        if pre is not None else x)
             self.pres_[m] = pre
         self.n_features_ = {m: np.asarray(pairs[m]).shape[1] for m in names}
         self.classes_ = classes
