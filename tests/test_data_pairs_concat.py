@@ -56,3 +56,10 @@ def test_refusals_name_the_part():
     listed = Pairs({"image": ["a.png"], "text": ["x"]}, labels=[0], ids=[9], label_names=["even", "odd"])
     with pytest.raises(InputError, match=r"modality 'image' is an array in some parts and a list"):
         concat_pairs([a, listed])
+
+
+def test_labels_of_two_kinds_are_refused():
+    a = Pairs({"x": np.zeros((2, 3))}, labels=[1, 2], ids=[0, 1])
+    b = Pairs({"x": np.zeros((2, 3))}, labels=["1", "2"], ids=[2, 3])
+    with pytest.raises(InputError, match=r"parts: labels are numbers in some parts and strings in others"):
+        concat_pairs([a, b])

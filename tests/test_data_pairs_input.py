@@ -57,3 +57,70 @@ def test_split_groups_need_two_distinct_values():
         p.split(groups=["g"] * 4)
     tr, te = p.split(groups=["g", "g", "h", "h"], test_size=0.5)
     assert {tuple(tr.ids), tuple(te.ids)} == {(0, 1), (2, 3)}
+
+
+@pytest.mark.parametrize("labels, match", [
+    ([0, 1, None, 1], r"labels: sample 2 is None"),
+    ([1, "1", 2, 3],
+     r"labels: expected keys of one kind, got both numbers and strings \(sample 0 is 1, sample 1 is '1'\)"),
+    (np.array([0, 1, np.nan, 1], dtype=object), r"labels: sample 2 is nan"),
+    (np.array([0.0, 1.0, np.inf, 1.0]), r"labels: expected finite values, got NaN or Inf \(first at sample 2\)"),
+])
+def test_labels_of_one_kind_without_gaps(labels, match):
+    with pytest.raises(InputError, match=match):
+        _pairs(labels)
+    assert _pairs(np.array([2, 0, 2, 1], dtype=object)).labels.tolist() == [2, 0, 2, 1]
+
+
+def test_labels_with_none_never_reach_fit_or_split():
+    with pytest.raises(InputError, match="labels: sample 0 is None"):
+        _pairs([None, 0, 1, 0, 1, 1]).split(stratify=True)
+
+
+@pytest.mark.parametrize("ids, match", [
+    ([None] * 4, r"ids: sample 0 is None"),
+    (np.array([1, "1", 2, 3], dtype=object), r"ids: expected keys of one kind"),
+    (np.array([0.0, np.nan, 2.0, 3.0]), r"ids: expected finite values, got NaN or Inf \(first at sample 1\)"),
+    ([np.nan, 1, 2, 3], r"ids: sample 0 is nan"),
+])
+def test_ids_of_one_kind_and_finite(ids, match):
+    with pytest.raises(InputError, match=match):
+        Pairs({"a": np.zeros((4, 2))}, ids=ids)
+    assert Pairs({"a": np.zeros((2, 2))}, ids=np.array(["x", "y"], dtype=object)).ids.tolist() == ["x", "y"]
+
+
+@pytest.mark.parametrize("metadata, match", [
+    ([1, 2, 3, 4], r"metadata: expected a mapping of column name -> 4 values, got list"),
+    ({"m": 5}, r"metadata\['m'\]: expected a sequence of 4 values, got int 5"),
+    ({"m": "abcd"}, r"metadata\['m'\]: expected a sequence of 4 values, got str 'abcd'"),
+])
+def test_metadata_is_a_mapping_of_columns(metadata, match):
+    with pytest.raises(InputError, match=match):
+        Pairs({"a": np.zeros((4, 2))}, metadata=metadata)
+
+
+def test_string_arrays_of_more_than_one_dimension_are_refused():
+    with pytest.raises(InputError, match=r"modality 'a': expected N strings, shape \(N,\), got shape \(2, 2\)"):
+        Pairs({"a": np.array([["x", "y"], ["z", "w"]])})
+
+
+@pytest.mark.parametrize("labels, names, match", [
+    ([0, 1, 2, 3], ["a"], r"label_names: expected a name for every label 0 \.\. 3 \(4 names\), got 1"),
+    ([0, -1, 1, 0], ["a", "b"], r"label_names: name the integer labels 0 \.\. C-1 .* sample 1 has the label -1"),
+    (["u", "v", "w", "u"], ["a", "b"], r"label_names: expected a name for each of the 3 classes, got 2"),
+    (np.eye(4, 3, dtype=bool), ["a", "b"], r"label_names: expected one name per column .* \(3\), got 2"),
+    ([0, 1, 0, 1], "ab", r"label_names: expected a sequence of names, got str 'ab'"),
+])
+def test_label_names_name_every_class(labels, names, match):
+    with pytest.raises(InputError, match=match):
+        Pairs({"a": np.zeros((4, 2))}, labels=labels, label_names=names)
+    assert Pairs({"a": np.zeros((4, 2))}, labels=[0, 1, 0, 1], label_names=["a", "b"]).label_names == ["a", "b"]
+
+
+@pytest.mark.parametrize("test_size, match", [
+    ("0.5", r"test_size: expected a fraction in \(0, 1\), got '0.5'"),
+    (0.99, r"test_size: 0.99 of 4 samples leaves none for training; expected at most 0.75"),
+])
+def test_split_test_size_leaves_training_samples(test_size, match):
+    with pytest.raises(InputError, match=match):
+        _pairs([0, 1, 0, 1]).split(test_size)

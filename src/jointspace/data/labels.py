@@ -16,7 +16,8 @@ Three readings, chosen from the type and shape of what is given, never guessed f
 Refused, with a message naming the argument: a NumPy 2-D numeric array holding values other
 than 0 and 1 (label ids in rows, or a multi-hot matrix with counts, cannot be told apart),
 booleans inside label sets (a multi-hot row written as a list), nested sets, ``None``, NaN,
-and label sets mixing numbers with strings.  Numbers compare as numbers (``1 == 1.0``).
+and labels (one per sample, or sets) mixing numbers with strings.  Numbers compare as numbers
+(``1 == 1.0``).
 """
 
 from __future__ import annotations
@@ -169,6 +170,61 @@ def multi_hot_matrix(labels: np.ndarray, name: str) -> np.ndarray:
     return labels != 0
 
 
+def read_keys(values, name: str) -> np.ndarray:
+    """One key per sample (a label, an id) as a 1-D array of numbers or of strings.
+
+    Python objects (a list, a tuple, an object array) are read one by one, so that ``1`` and
+    ``"1"`` are not both turned into the text ``"1"``.
+
+    Parameters
+    ----------
+    values : array-like, shape (N,)
+    name : str
+        Argument name, for messages.
+
+    Returns
+    -------
+    keys : ndarray, shape (N,)
+
+    Raises
+    ------
+    InputError
+        ``None``, NaN or Inf, a value that is neither a number nor a string, or numbers mixed
+        with strings; the message names the sample.
+    """
+    if hasattr(values, "to_numpy") and not isinstance(values, np.ndarray):  # a pandas column
+        values = values.to_numpy()
+    if isinstance(values, (list, tuple)) or (isinstance(values, np.ndarray) and values.dtype == object
+                                             and values.ndim == 1):
+        items = values.tolist() if isinstance(values, np.ndarray) else list(values)
+        first: dict[str, int] = {}
+        for i, v in enumerate(items):
+            if v is None:
+                raise InputError(f"{name}: sample {i} is None; expected an int or a string for every sample")
+            if isinstance(v, (numbers.Real, np.bool_)):
+                kind = "number"
+                if isinstance(v, numbers.Real) and not isinstance(v, numbers.Integral) and not np.isfinite(v):
+                    raise InputError(f"{name}: sample {i} is {v}; expected finite numbers or strings")
+            elif isinstance(v, (str, np.str_)):
+                kind = "string"
+            else:
+                raise InputError(f"{name}: sample {i} is {type(v).__name__} {_shown(v)}; expected an int or a string")
+            first.setdefault(kind, i)
+            if len(first) > 1:
+                a, b = first["number"], first["string"]
+                raise InputError(f"{name}: expected keys of one kind, got both numbers and strings (sample {a} is "
+                                 f"{items[a]!r}, sample {b} is {items[b]!r}); 1 and '1' would be merged")
+        try:
+            return np.asarray(items)
+        except ValueError as exc:  # numbers too large for any dtype
+            raise InputError(f"{name}: cannot read the keys as one array ({exc})") from None
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        i = int(np.flatnonzero(~np.isfinite(arr.ravel()))[0])
+        raise InputError(f"{name}: expected finite values, got NaN or Inf (first at sample {i})")
+    return arr
+
+
 def read_labels(labels, name: str = "labels", label_names=None) -> tuple[np.ndarray, list | None]:
     """Labels as one of the two array kinds :class:`~jointspace.data.pairs.Pairs` stores.
 
@@ -208,8 +264,10 @@ def read_labels(labels, name: str = "labels", label_names=None) -> tuple[np.ndar
         rank[order] = np.arange(len(order))
         return LabelSets(sets.indptr, rank[sets.codes], vocab).multi_hot(), [vocab[c] for c in order]
     try:
-        arr = np.asarray(labels)
+        arr = read_keys(labels, name) if np.ndim(labels) == 1 else np.asarray(labels)
     except ValueError as exc:  # ragged nested sequences
+        if isinstance(exc, InputError):
+            raise
         raise InputError(f"{name}: expected one label per sample, a multi-hot matrix or label sets, "
                          f"got {type(labels).__name__} ({exc})") from None
     if arr.ndim == 2:
@@ -217,4 +275,4 @@ def read_labels(labels, name: str = "labels", label_names=None) -> tuple[np.ndar
     return arr, None
 
 
-__all__ = ["LabelSets", "encode_label_sets", "is_label_sets", "multi_hot_matrix", "read_labels"]
+__all__ = ["LabelSets", "encode_label_sets", "is_label_sets", "multi_hot_matrix", "read_keys", "read_labels"]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 
 from .._validation import check_int
 from ..errors import InputError
-from .labels import read_labels
+from .labels import read_keys, read_labels
 
 
 def _as_items(name: str, items):
@@ -17,6 +19,8 @@ def _as_items(name: str, items):
         if items.ndim == 0:
             raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got a scalar")
         if items.dtype.kind == "U":
+            if items.ndim != 1:  # str() of a row would be the text "['x', 'y']"
+                raise InputError(f"modality {name!r}: expected N strings, shape (N,), got shape {items.shape}")
             return [str(s) for s in items.tolist()]
         if items.dtype.kind == "S":  # str(b"a cat") would be the text "b'a cat'"
             if items.ndim != 1:
@@ -35,6 +39,32 @@ def _as_items(name: str, items):
     if isinstance(items, Sequence):
         return list(items)
     raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got {type(items).__name__}")
+
+
+def _check_label_names(labels: np.ndarray, names: list) -> None:
+    """``label_names`` must name every column of multi-hot labels, every integer label
+    ``0 .. C-1``, or as many classes as there are string labels."""
+    if labels.ndim == 2:
+        if len(names) != labels.shape[1]:
+            raise InputError(f"label_names: expected one name per column of the multi-hot labels "
+                             f"({labels.shape[1]}), got {len(names)}")
+        return
+    if labels.size == 0:
+        return
+    if labels.dtype.kind in "iufb":
+        bad = (labels < 0) | (labels != np.round(labels)) if labels.dtype.kind == "f" else labels < 0
+        if bad.any():
+            raise InputError(f"label_names: name the integer labels 0 .. C-1 (label c is label_names[c]), but "
+                             f"sample {int(np.flatnonzero(bad)[0])} has the label {labels[bad][0].item()!r}")
+        high = int(labels.max())
+        if high >= len(names):
+            raise InputError(f"label_names: expected a name for every label 0 .. {high} ({high + 1} names), "
+                             f"got {len(names)}")
+        return
+    classes = np.unique(labels)
+    if classes.size > len(names):
+        raise InputError(f"label_names: expected a name for each of the {classes.size} classes, "
+                         f"got {len(names)}")
 
 
 def _take(items, idx: np.ndarray):
@@ -92,6 +122,10 @@ class Pairs:
         self._n = n
         self.name = name
         self.labels = None
+        if label_names is not None and (isinstance(label_names, (str, bytes)) or not isinstance(label_names, Sequence)
+                                        and not isinstance(label_names, np.ndarray)):
+            raise InputError(f"label_names: expected a sequence of names, got {type(label_names).__name__} "
+                             f"{label_names!r:.60}")
         if labels is not None:
             # label sets (lists of lists, sets) become a multi-hot matrix, never read by shape
             lab, columns = read_labels(labels, "labels", label_names)
@@ -101,18 +135,27 @@ class Pairs:
                 raise InputError(f"labels: expected shape ({n},) or ({n}, C), got {lab.shape}")
             if lab.dtype.kind == "f" and not np.isfinite(lab).all():
                 raise InputError("labels: expected finite values, got NaN or Inf")
+            if label_names is not None and columns is None:
+                _check_label_names(lab, list(label_names))
             self.labels = lab
         if ids is None:
             self.ids = np.arange(n)
         else:
-            ids = np.asarray(ids)
+            ids = read_keys(ids, "ids") if np.ndim(ids) == 1 else np.asarray(ids)
             if ids.shape != (n,):
                 raise InputError(f"ids: expected shape ({n},), got {ids.shape}")
             if len(np.unique(ids)) != n:
                 raise InputError("ids: expected unique ids, got duplicates")
             self.ids = ids
         self.metadata = {}
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise InputError(f"metadata: expected a mapping of column name -> {n} values, "
+                             f"got {type(metadata).__name__}")
         for key, col in (metadata or {}).items():
+            if isinstance(col, (str, bytes)) or not (isinstance(col, (Sequence, np.ndarray))
+                                                     or hasattr(col, "to_numpy")):
+                raise InputError(f"metadata[{key!r}]: expected a sequence of {n} values, got "
+                                 f"{type(col).__name__} {col!r:.60}")
             col = list(col) if not isinstance(col, np.ndarray) else col
             if len(col) != n:
                 raise InputError(f"metadata[{key!r}]: expected {n} values, got {len(col)}")
@@ -251,10 +294,14 @@ class Pairs:
         """
         from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit, ShuffleSplit
 
-        if not (0.0 < float(test_size) < 1.0):
-            raise InputError(f"test_size: expected a fraction in (0, 1), got {test_size}")
+        if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or not 0.0 < test_size < 1.0:
+            raise InputError(f"test_size: expected a fraction in (0, 1), got {test_size!r}")
+        test_size = float(test_size)
         if self._n < 2:
             raise InputError(f"pairs: need at least 2 samples to split, got {self._n}")
+        if groups is None and self._n - math.ceil(test_size * self._n) < 1:
+            raise InputError(f"test_size: {test_size} of {self._n} samples leaves none for training; expected at "
+                             f"most {(self._n - 1) / self._n:.3g} here")
         dummy = np.zeros(self._n)
         if groups is not None:
             if len(groups) != self._n:
@@ -387,6 +434,10 @@ def concat_pairs(parts: Sequence[Pairs], name: str | None = None) -> Pairs:
         shapes = {p.labels.shape[1:] for p in parts}
         if len(shapes) != 1:
             raise InputError(f"parts: labels of different shapes across the parts: {sorted(shapes)}")
+        kinds = {"string" if p.labels.dtype.kind in "USO" else "number" for p in parts}
+        if len(kinds) > 1:
+            raise InputError("parts: labels are numbers in some parts and strings in others (1 and '1' would be "
+                             "merged); give every part labels of one kind")
         labels = np.concatenate([p.labels for p in parts])
     ids = np.concatenate([np.asarray(p.ids) for p in parts])
     if len(np.unique(ids)) != len(ids):
