@@ -122,6 +122,37 @@ def test_top_k_recall_leaves_out_queries_with_nothing_to_find_as_summarize_does(
         metrics_mod.top_k_recall(q, g, qk + 20, gk, k=3)
 
 
+@pytest.mark.parametrize("make, match", [
+    (lambda q, g: (q, g[:, :3]),
+     r"^gallery: expected 4 columns to match queries \(shape \(6, 4\)\), got shape \(8, 3\)"),
+    (lambda q, g: (q.astype(str), g), r"^queries: expected a 2-D numeric array, got dtype <U"),
+    (lambda q, g: (q[0], g), r"^queries: expected a 2-D array .* got shape \(4,\)"),
+    (lambda q, g: (q, np.where(g > 1, np.nan, g)), r"^gallery: expected finite values"),
+])
+def test_top_k_recall_checks_the_embeddings_as_retrieval_scores_does(make, match):
+    from jointspace.eval import retrieval_scores
+
+    rng = np.random.default_rng(6)
+    q, g = make(rng.normal(size=(6, 4)), rng.normal(size=(8, 4)))
+    qk, gk = np.arange(6) % 4, np.arange(8) % 4
+    with pytest.raises(InputError, match=match):
+        metrics_mod.top_k_recall(q, g, qk[:len(np.atleast_2d(q))], gk, k=3)
+    with pytest.raises(InputError, match=match):
+        retrieval_scores(q, g, qk[:len(np.atleast_2d(q))], gk)
+
+
+def test_missing_keys_are_blamed_on_their_own_side():
+    from jointspace.eval import retrieval_scores
+
+    x = np.eye(3)
+    with pytest.raises(InputError, match=r"^query_keys: expected keys \(n,\).*got NoneType None"):
+        retrieval_scores(x, x, None, [0, 1, 2])
+    with pytest.raises(InputError, match=r"^gallery_keys: expected keys \(n,\).*got NoneType None"):
+        retrieval_scores(x, x, [0, 1, 2], None)
+    with pytest.raises(InputError, match=r"^query_keys: expected keys \(n,\).*got int 3"):
+        metrics_mod.top_k_recall(x, x, 3, [0, 1, 2])
+
+
 class TestTies:
     scores = np.array([[0.5, 0.5, 0.5, 0.1], [0.5, 0.5, 0.5, 0.1]])
     rel = np.array([[0, 1, 0, 0], [1, 1, 0, 0]], dtype=bool)

@@ -44,6 +44,7 @@ import numpy as np
 from .._validation import check_choice, check_int
 from ..errors import InputError
 from .relevance import DenseRelevance, KeyRelevance, Relevance, RelevanceBlock, make_relevance
+from .similarity import check_pair
 
 TIES = ("pessimistic", "optimistic")
 
@@ -399,9 +400,10 @@ def top_k_recall(queries: np.ndarray, gallery: np.ndarray, query_keys, gallery_k
 
     Parameters
     ----------
-    queries : ndarray, shape (nq, d)
-    gallery : ndarray, shape (ng, d)
-        Both L2-normalised when the inner product should be the cosine.
+    queries : array-like, shape (nq, d)
+    gallery : array-like, shape (ng, d)
+        Both L2-normalised when the inner product should be the cosine; checked as in
+        :func:`jointspace.eval.retrieval.retrieval_scores` (2-D, numeric, finite, one width).
     query_keys : array, shape (nq,) (or (nq, C), or label sets)
     gallery_keys : array, shape (ng,) (or (ng, C), or label sets)
         Relevance as in :func:`jointspace.eval.relevance.make_relevance`: gallery j is
@@ -429,7 +431,7 @@ def top_k_recall(queries: np.ndarray, gallery: np.ndarray, query_keys, gallery_k
     check_choice(ties, "ties", TIES)
     k = check_int(k, "k", low=1)
     chunk = check_int(chunk, "chunk", low=1)
-    queries, gallery = np.asarray(queries), np.asarray(gallery)
+    queries, gallery = check_pair(queries, gallery, names=("queries", "gallery"))
     relevance = make_relevance(query_keys, gallery_keys, queries.shape[0], gallery.shape[0])
     if average == "group" and not isinstance(relevance, KeyRelevance):
         raise InputError("average: 'group' needs one key per query (1-D keys), got multi-label keys")

@@ -105,10 +105,14 @@ class Relevance:
 
 def _as_array(keys, name: str) -> np.ndarray:
     try:
-        return np.asarray(keys)
+        arr = np.asarray(keys)
     except ValueError as exc:  # ragged nested sequences that are not label sets
         raise InputError(f"{name}: expected keys (n,), a multi-hot matrix (n, C) or label sets, "
                          f"got {type(keys).__name__} ({exc})") from None
+    if arr.ndim not in (1, 2):
+        shown = f"{type(keys).__name__} {keys!r:.40}" if arr.ndim == 0 else f"shape {arr.shape}"
+        raise InputError(f"{name}: expected keys (n,), a multi-hot matrix (n, C) or label sets, got {shown}")
+    return arr
 
 
 def _as_keys(keys, name: str) -> np.ndarray:
