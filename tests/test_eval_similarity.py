@@ -84,6 +84,8 @@ def test_higher_is_more_similar_for_every_metric():
     ((np.zeros((3, 4)), np.zeros(4)), "B: expected a 2-D array"),
     ((np.array([[1.0, np.nan]]), np.zeros((2, 2))), "A: expected finite values"),
     ((np.zeros((2, 2)), np.array([[1.0, np.inf]])), "B: expected finite values"),
+    ((np.zeros((2, 2)) + 1j, np.zeros((2, 2))), r"A: expected real numbers, got dtype complex128"),
+    ((np.zeros((2, 2)), np.ones((2, 2), dtype=np.complex64)), r"B: expected real numbers, got dtype complex64"),
 ])
 def test_bad_inputs_name_the_argument(bad, match):
     with pytest.raises(InputError, match=match):

@@ -305,6 +305,21 @@ def test_bad_pairs_name_the_modality(two_views):
         CCA(n_components=1).fit(Pairs({"image": x[:, 0], "text": y}))
 
 
+def test_complex_views_are_refused_not_cast(two_views):
+    import warnings
+
+    x, y = two_views
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ComplexWarning: refused before any cast
+        with pytest.raises(InputError, match=r"modality 'image': expected real numbers, got dtype complex128"):
+            CCA(n_components=1).fit(Pairs({"image": x + 1j, "text": y}))
+        model = CCA(n_components=1).fit(Pairs({"image": x, "text": y}))
+        with pytest.raises(InputError, match=r"items \(text\): expected real numbers, got dtype complex128"):
+            model.encode("text", y + 0j)
+        with pytest.raises(InputError, match=r"y: expected real numbers, got dtype complex128"):
+            CCA(n_components=1).fit(x, y + 1j)
+
+
 def test_zero_variance_column_is_reported(two_views):
     x, y = two_views
     x = x.copy()

@@ -32,6 +32,8 @@ def check_matrix(x, name: str, *, min_rows: int = 1, dtype=None, allow_1d: bool 
         raise InputError(f"{name}: expected a 2-D numeric array, got {type(x).__name__} ({exc})") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise InputError(f"{name}: expected a 2-D numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):  # casting would drop the imaginary part
+        raise InputError(f"{name}: expected real numbers, got dtype {arr.dtype}")
     if arr.ndim == 1 and allow_1d:
         arr = arr.reshape(-1, 1)
     if arr.ndim != 2:
