@@ -98,6 +98,17 @@ def test_bad_inputs(three_views):
         MultisetCCA(n_components=2, objective="minvar").fit([x, y])
 
 
+def test_a_modality_twice_and_a_view_too_many_are_refused(three_views):
+    x, y, z = three_views
+    with pytest.raises(InputError, match=r"modalities: expected each modality once, got 'a' more than once"):
+        create_model("mcca", modalities=["a", "a"]).fit(Pairs({"a": x, "b": y}))
+    model = MultisetCCA(n_components=2).fit([x, y])
+    with pytest.raises(InputError, match=r"views: expected 2 views \(view0, view1\) as in fit, got 3"):
+        model.transform([x, y, y])
+    with pytest.raises(InputError, match=r"views: expected 2 views \(view0, view1\) as in fit, got 1"):
+        model.transform([x])
+
+
 @pytest.mark.parametrize("objective", ["sumcor", "maxvar"])
 def test_n_components_beyond_the_smallest_view_is_refused(objective):
     # A 2-feature view has only 2 canonical variables; a third and fourth would be round-off

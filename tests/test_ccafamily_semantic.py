@@ -97,6 +97,20 @@ def test_semantic_models_need_labels(labelled):
             create_model(name).fit(bare)
 
 
+@pytest.mark.parametrize("max_iter, match", [("a", "max_iter: expected an integer, got 'a'"),
+                                             (0, "max_iter: expected an integer >= 1, got 0")])
+def test_max_iter_is_checked(labelled, max_iter, match):
+    for name in ("sm", "scm"):
+        with pytest.raises(InputError, match=match):
+            create_model(name, max_iter=max_iter).fit(labelled)
+
+
+def test_the_same_modality_twice_is_refused(labelled):
+    for name in ("sm", "scca"):
+        with pytest.raises(InputError, match=r"modalities: expected each modality once"):
+            create_model(name, modalities=["image", "image"]).fit(labelled)
+
+
 def test_cross_validation_picks_the_best_held_out_setting(labelled):
     res = select_by_cv("cca", {"n_components": [1, 2, 3]}, labelled, n_folds=3, seed=0)
     best = max(res.table, key=lambda r: r["score"])

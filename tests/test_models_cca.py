@@ -320,6 +320,13 @@ def test_complex_views_are_refused_not_cast(two_views):
             CCA(n_components=1).fit(x, y + 1j)
 
 
+@pytest.mark.parametrize("name", ["cca", "rcca", "pls", "kcca"])
+def test_the_same_modality_twice_is_refused(two_views, name):
+    x, y = two_views
+    with pytest.raises(InputError, match=r"modalities: expected two different modality names, got \['a', 'a'\]"):
+        create_model(name, modalities=["a", "a"]).fit(Pairs({"a": x, "b": y}))
+
+
 def test_zero_variance_column_is_reported(two_views):
     x, y = two_views
     x = x.copy()

@@ -306,8 +306,8 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
     def _pair_names(self, pairs: Pairs):
         if self.modalities is not None:
             names = tuple(self.modalities)
-            if len(names) != 2:
-                raise InputError(f"modalities: expected two modality names, got {self.modalities!r}")
+            if len(names) != 2 or names[0] == names[1]:
+                raise InputError(f"modalities: expected two different modality names, got {self.modalities!r}")
             for m in names:
                 pairs[m]
             return names

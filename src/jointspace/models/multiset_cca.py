@@ -151,6 +151,11 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         self.random_state = random_state
 
     def _read_views(self, views):
+        if self.modalities is not None and not isinstance(self.modalities, (str, bytes)):
+            repeated = sorted({m for m in self.modalities if list(self.modalities).count(m) > 1})
+            if repeated:
+                raise InputError(f"modalities: expected each modality once, got {', '.join(map(repr, repeated))} "
+                                 f"more than once in {list(self.modalities)!r}")
         if isinstance(views, Pairs):
             names = tuple(self.modalities) if self.modalities is not None else tuple(
                 m for m in views.modalities if isinstance(views[m], np.ndarray))
@@ -257,6 +262,9 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
     def transform(self, views):
         """Canonical variables of every view: list of (n, k) arrays."""
         check_is_fitted(self, "weights_")
+        if isinstance(views, (list, tuple)) and len(views) != len(self.modalities_):
+            raise InputError(f"views: expected {len(self.modalities_)} views ({', '.join(self.modalities_)}) "
+                             f"as in fit, got {len(views)}")
         names, arrays = self._read_views(views)
         if names != self.modalities_ and not isinstance(views, (list, tuple)):
             raise InputError(f"views: expected modalities {self.modalities_}, got {names}")

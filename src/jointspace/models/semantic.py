@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
-from .._validation import check_float, check_matrix
+from .._validation import check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
 from .base import MODELS, JointModel, create_model, register_model
@@ -51,6 +51,8 @@ def _array_modalities(pairs: Pairs, modalities) -> tuple[str, ...]:
         names = tuple(modalities)
         for m in names:
             pairs[m]
+        if len(set(names)) != len(names):
+            raise InputError(f"modalities: expected each modality once, got {list(names)!r}")
         return names
     names = tuple(m for m in pairs.modalities if isinstance(pairs[m], np.ndarray))
     if len(names) < 2:
@@ -73,9 +75,10 @@ class _SemanticBase(BaseEstimator, JointModel):
 
     def _fit_classifiers(self, feats: dict, y: np.ndarray):
         c = check_float(self.C, "C", low=0.0, low_open=True)
+        max_iter = check_int(self.max_iter, "max_iter", low=1)
         self.coef_, self.intercept_ = {}, {}
         for m, z in feats.items():
-            clf = LogisticRegression(C=c, max_iter=int(self.max_iter)).fit(z, y)
+            clf = LogisticRegression(C=c, max_iter=max_iter).fit(z, y)
             self.coef_[m], self.intercept_[m] = clf.coef_, clf.intercept_
 
     def predict_proba(self, modality: str, items) -> np.ndarray:
