@@ -83,6 +83,9 @@ def test_evaluate_csls_matches_dense_metrics_on_csls_scores():
             assert res[f"{q}->{t}/{m}"] == pytest.approx(expected[m], abs=1e-12)
     with pytest.raises(InputError, match="bank: expected a bank of 'image'"):
         evaluate_csls(z, keys, {"text": bank["text"]}, k=3)
+    with pytest.raises(InputError,
+                       match=r"bank: expected a mapping of query modality -> bank embeddings .* got ndarray"):
+        evaluate_csls(z, keys, bank["text"], k=3)
 
 
 def test_inner_product_index_ranks_by_csls():

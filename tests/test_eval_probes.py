@@ -47,3 +47,15 @@ def test_probe_bad_input():
         probe_accuracy(z, [0] * 8 + [1] * 2)
     with pytest.raises(InputError, match="folds"):
         probe_accuracy(z, [0, 1] * 5, folds=1)
+    with pytest.raises(InputError, match=r"max_iter: expected an integer >= 1, got -1"):
+        probe_accuracy(z, [0, 1] * 5, max_iter=-1)
+
+
+@pytest.mark.parametrize("labels, match", [
+    (np.array([1, "1"] * 10, dtype=object), r"labels: expected keys of one kind, got both numbers and strings"),
+    ([1, 2] * 9 + [np.nan, np.nan], r"labels: sample 18 is nan"),
+    ([1, 2] * 9 + [None, None], r"labels: sample 18 is None"),
+])
+def test_probe_labels_are_not_merged_or_nan(labels, match):
+    with pytest.raises(InputError, match=match):
+        probe_accuracy(np.random.default_rng(0).normal(size=(20, 2)), labels)

@@ -111,6 +111,14 @@ def evaluate_csls(embeddings, keys, bank, k: int = 10, directions=None, **metric
     from ..errors import InputError
     from .retrieval import _parse_directions, evaluate_embeddings
 
+    from collections.abc import Mapping
+
+    if not isinstance(bank, Mapping):
+        raise InputError(f"bank: expected a mapping of query modality -> bank embeddings (n_bank, d), "
+                         f"got {type(bank).__name__}")
+    if not isinstance(embeddings, Mapping):
+        raise InputError(f"embeddings: expected a mapping of modality -> embeddings (n, d), "
+                         f"got {type(embeddings).__name__}")
     out = {}
     for q, t in _parse_directions(directions, list(embeddings), list(embeddings)):
         if q not in bank:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_int, check_matrix
+from ..data.labels import read_keys
 from ..errors import InputError
 
 
@@ -23,13 +24,14 @@ def probe_accuracy(z, labels, *, folds: int = 5, seed: int = 0, max_iter: int = 
     ----------
     z : array, shape (n, d)
     labels : sequence, shape (n,)
-        The attribute, any hashable values; every value needs at least ``folds`` items.
+        The attribute: numbers or strings, not both (``1`` and ``"1"`` are not merged), no
+        None or NaN; every value needs at least ``folds`` items.
     folds : int
         Stratified folds (>= 2).
     seed : int
         Shuffling of the folds.
     max_iter : int
-        Iterations of the logistic regression's solver.
+        Iterations of the logistic regression's solver (>= 1).
 
     Returns
     -------
@@ -43,17 +45,17 @@ def probe_accuracy(z, labels, *, folds: int = 5, seed: int = 0, max_iter: int = 
     from sklearn.preprocessing import StandardScaler
 
     x = check_matrix(z, "z", min_rows=2, dtype=np.float64)
-    y = np.asarray(labels, dtype=object)
-    if y.ndim != 1 or len(y) != len(x):
-        raise InputError(f"labels: expected one label per row of z ({len(x)}), got shape {y.shape}")
+    if np.ndim(labels) != 1 or len(labels) != len(x):
+        raise InputError(f"labels: expected one label per row of z ({len(x)}), got shape {np.shape(labels)}")
+    y = read_keys(labels, "labels")
     folds = check_int(folds, "folds", low=2)
-    values, counts = np.unique(y.astype(str), return_counts=True)
+    max_iter = check_int(max_iter, "max_iter", low=1)
+    values, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
     if len(values) < 2:
-        raise InputError(f"labels: a probe needs at least two distinct values, got {list(values)}")
+        raise InputError(f"labels: a probe needs at least two distinct values, got {values.tolist()}")
     if counts.min() < folds:
         raise InputError(f"labels: every value needs at least folds={folds} items; "
-                         f"{values[np.argmin(counts)]!r} has {counts.min()}")
-    codes = np.unique(y.astype(str), return_inverse=True)[1]
+                         f"{values[np.argmin(counts)].item()!r} has {counts.min()}")
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
     cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     pred = cross_val_predict(clf, x, codes, cv=cv)
