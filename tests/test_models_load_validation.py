@@ -30,6 +30,7 @@ def saved_models(tmp_path_factory):
         root / "rcca_pre")
     js.create_model("clip", dim=4, head="linear", epochs=1, batch_size=32, val_fraction=0.0).fit(pairs).save(
         root / "clip")
+    js.create_model("kcca", n_components=2).fit(pairs).save(root / "kcca")
     return root, x
 
 
@@ -60,7 +61,7 @@ def _drop(key):
     return fn
 
 
-@pytest.mark.parametrize("name", ["cca", "rcca_pre", "clip"])
+@pytest.mark.parametrize("name", ["cca", "rcca_pre", "clip", "kcca"])
 def test_round_trip_still_loads(saved_models, name):
     root, x = saved_models
     model = load_model(root / name)
@@ -139,6 +140,45 @@ def test_config_change_that_the_arrays_do_not_fit(saved_models, tmp_path):
 def test_missing_extra_and_retyped_arrays(saved_models, tmp_path, edit, pattern):
     folder = _copy(saved_models, tmp_path, "cca")
     _edit_state(folder, edit)
+    with pytest.raises(InputError, match=pattern):
+        load_model(folder)
+
+
+def _set_extra(key, value):
+    def fn(cfg):
+        cfg["extra"][key] = value
+        return cfg
+    return fn
+
+
+def _pca_without_arrays(cfg):
+    cfg["extra"]["x_pre"] = [{"class": "PCA", "params": {}, "scalars": {}, "name": "0_pca"}]
+    return cfg
+
+
+@pytest.mark.parametrize("name, edit, pattern", [
+    ("cca", _set_extra("n_features_in", "abc"),
+     r"config\.json field 'extra' .*n_features_in: expected an integer >= 1, got 'abc'"),
+    ("cca", _set_extra("n_features_in", 7),
+     r"state\.safetensors do not fit the model in config\.json .*n_features_in: 7 in the config, but the arrays "
+     r"of the first view read 9 features"),
+    ("cca", _pca_without_arrays,
+     r"state\.safetensors do not fit .*x_pre\.0: the PCA step has no array 'x_pre\.0\.components_'"),
+    ("rcca_pre", lambda cfg: (cfg["extra"]["x_pre"][0].__setitem__("class", "Bogus"), cfg)[1],
+     r"do not fit .*x_pre\.0: unknown step class 'Bogus'"),
+    ("rcca_pre", _set_extra("y_pre", "ica"), r"do not fit .*y_pre: expected a list of preprocessing steps"),
+    ("cca", lambda cfg: {**cfg, "modalities": ["image", "text", "audio"]},
+     r"config\.json field 'modalities': expected 2 names .* got \['image', 'text', 'audio'\]"),
+    ("kcca", _set_extra("method", "bogus"),
+     r"config\.json field 'extra' .*method: expected one of exact, nystroem, rff; got 'bogus'"),
+    ("kcca", _set_extra("kernel_params", [{"kernel": "rbf"}, {"kernel": "rbf"}]),
+     r"config\.json field 'extra' .*kernel_params\[0\]: the rbf kernel needs 'gamma'"),
+    ("kcca", _set_extra("kernel_params", [{"kernel": "rbf", "gamma": -1.0}, {"kernel": "linear"}]),
+     r"config\.json field 'extra' .*kernel_params\[0\]\.gamma: expected a number > 0"),
+])
+def test_edited_cca_family_config_is_named_at_load(saved_models, tmp_path, name, edit, pattern):
+    folder = _copy(saved_models, tmp_path, name)
+    _edit_config(folder, edit)
     with pytest.raises(InputError, match=pattern):
         load_model(folder)
 

@@ -39,6 +39,35 @@ def resolve_kernel(kernel, gamma, degree, coef0, x: np.ndarray, name: str, seed:
     return {"kernel": kernel, "gamma": gamma, "degree": degree, "coef0": coef0}
 
 
+def check_saved_kernel(spec, where: str) -> dict:
+    """Settings of one view read back from a saved model, as :func:`resolve_kernel` wrote them.
+
+    Raises
+    ------
+    ValueError
+        (not InputError: the loader names the file) an unknown kernel, or a setting it uses
+        missing or out of range.
+    """
+    if not isinstance(spec, dict) or spec.get("kernel") not in KERNELS:
+        raise ValueError(f"{where}: expected an object whose 'kernel' is one of {', '.join(KERNELS)}, "
+                         f"got {spec!r:.80}")
+    needs = {"linear": (), "rbf": ("gamma",), "poly": ("gamma", "degree", "coef0"),
+             "sigmoid": ("gamma", "coef0")}[spec["kernel"]]
+    try:
+        for key in needs:
+            if key not in spec:
+                raise InputError(f"{where}: the {spec['kernel']} kernel needs {key!r}, which is missing")
+            if key == "gamma":
+                check_float(spec[key], f"{where}.gamma", low=0.0, low_open=True)
+            elif key == "degree":
+                check_int(spec[key], f"{where}.degree", low=1)
+            else:
+                check_float(spec[key], f"{where}.{key}")
+    except InputError as exc:
+        raise ValueError(str(exc)) from None
+    return dict(spec)
+
+
 def median_gamma(x: np.ndarray, seed: int = 0, max_rows: int = 1000) -> float:
     """``1 / median`` of the squared pairwise distances of (up to ``max_rows``) rows of x."""
     rng = np.random.default_rng(seed)

@@ -135,6 +135,11 @@ class JointModel:
     def _encode(self, modality: str, items) -> np.ndarray:
         raise NotImplementedError
 
+    def _loaded_modality_count(self) -> int | None:
+        """How many modalities the restored state encodes, checked against ``config.json`` by
+        :func:`load_model` (None: not checked)."""
+        return None
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "modalities_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
@@ -241,6 +246,10 @@ def load_model(path) -> JointModel:
     except (TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"model: the arrays of {state_path} do not fit the model in {CONFIG_FILE} "
                          f"({type(exc).__name__}: {exc})") from None
+    want = model._loaded_modality_count()
+    if want is not None and len(config["modalities"]) != want:
+        raise InputError(f"model: {cfg_path} field 'modalities': expected {want} names for the arrays of model "
+                         f"{config['model']!r}, got {config['modalities']!r}")
     model.modalities_ = tuple(config["modalities"])
     return model
 

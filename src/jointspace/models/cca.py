@@ -408,8 +408,11 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         return {"x_pre": xm, "y_pre": ym, "n_features_in": int(self.n_features_in_)}
 
     def _set_extra(self, extra: dict) -> None:
+        n = extra["n_features_in"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n_features_in: expected an integer >= 1, got {n!r}")
         self._extra = extra
-        self.n_features_in_ = extra["n_features_in"]
+        self.n_features_in_ = n
 
     def _get_state(self) -> dict:
         _, xa = pipeline_state(self.x_pre_, "x_pre")
@@ -425,6 +428,14 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         self._component_scale = self.canonical_correlations_.clip(0) ** float(self.weight)
         self.x_pre_ = pipeline_from_state(self._extra["x_pre"], state, "x_pre", self._preprocessed_width(0, state))
         self.y_pre_ = pipeline_from_state(self._extra["y_pre"], state, "y_pre", self._preprocessed_width(1, state))
+        width = (getattr(self.x_pre_.steps[0][1], "n_features_in_", None) if self.x_pre_ is not None
+                 else self._preprocessed_width(0, state))
+        if width is not None and width != self.n_features_in_:
+            raise ValueError(f"n_features_in: {self.n_features_in_} in the config, but the arrays of the first "
+                             f"view read {width} features")
+
+    def _loaded_modality_count(self) -> int:
+        return 2
 
     def _preprocessed_width(self, which: int, state) -> int:
         """Number of features view ``which`` has after its preprocessing, read from ``state``."""

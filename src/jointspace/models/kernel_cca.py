@@ -29,8 +29,8 @@ from sklearn.kernel_approximation import Nystroem, RBFSampler
 from .._validation import check_choice, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
-from ._kernels import (center_kernel, center_new, check_pair, kernel_eig, kernel_matrix, resolve_kernel,
-                       solve_kernel_cca)
+from ._kernels import (center_kernel, center_new, check_pair, check_saved_kernel, kernel_eig, kernel_matrix,
+                       resolve_kernel, solve_kernel_cca)
 from ._sklearn_inputs import check_x, check_y
 from .base import register_model
 from .cca import CanonicalCorrelation, covariances, solve_cca
@@ -276,8 +276,13 @@ class KernelCCA(CanonicalCorrelation):
 
     def _set_extra(self, extra: dict) -> None:
         super()._set_extra(extra)
+        if extra["method"] not in ("exact", "nystroem", "rff"):
+            raise ValueError(f"method: expected one of exact, nystroem, rff; got {extra['method']!r}")
+        params = extra["kernel_params"]
+        if not isinstance(params, list) or len(params) != 2:
+            raise ValueError(f"kernel_params: expected a list of two kernel settings, got {params!r:.80}")
         self.method_ = extra["method"]
-        self.kernel_params_ = tuple(extra["kernel_params"])
+        self.kernel_params_ = tuple(check_saved_kernel(p, f"kernel_params[{i}]") for i, p in enumerate(params))
 
     def _get_state(self) -> dict:
         state = super()._get_state()

@@ -307,6 +307,9 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
             state.update(pipeline_state(p, f"pre{i}")[1])
         return state
 
+    def _loaded_modality_count(self) -> int:
+        return len(self.weights_)
+
     def _set_state(self, state) -> None:
         m = len(self.n_features_in_list_)
         self.weights_ = [state[f"weights{i}"] for i in range(m)]

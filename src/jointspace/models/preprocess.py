@@ -20,6 +20,7 @@ from sklearn.decomposition import PCA, FastICA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
 
+from .._validation import short_json
 from ..errors import InputError
 
 _CLASSES = {"StandardScaler": StandardScaler, "PCA": PCA, "FastICA": FastICA, "Normalizer": Normalizer}
@@ -111,27 +112,61 @@ def estimator_state(est, prefix: str) -> tuple[dict, dict[str, np.ndarray]]:
     return meta, arrays
 
 
+def _fitted_arrays(cls_name: str, params: dict) -> tuple[str, ...]:
+    """The arrays a fitted step of ``cls_name`` needs to transform."""
+    if cls_name == "PCA":
+        return ("components_", "mean_") + (("explained_variance_",) if params.get("whiten") else ())
+    if cls_name == "FastICA":
+        return ("components_",) + (("mean_",) if params.get("whiten", True) else ())
+    if cls_name == "StandardScaler":
+        return (("mean_",) if params.get("with_mean", True) else ()) + (("scale_",) if params.get("with_std", True)
+                                                                          else ())
+    return ()
+
+
+def _check_meta(meta, where: str) -> None:
+    """Refuse a saved step description that :func:`estimator_state` cannot have written
+    (ValueError: the loader names the file)."""
+    if not isinstance(meta, dict) or not isinstance(meta.get("class"), str) or not isinstance(meta.get("name"), str):
+        raise ValueError(f"{where}: expected an object with a 'class' and a 'name', got {short_json(meta)}")
+    if meta["class"] != "sqrt" and meta["class"] not in _CLASSES:
+        raise ValueError(f"{where}: unknown step class {meta['class']!r}; expected sqrt or "
+                         f"{', '.join(_CLASSES)}")
+    for key in ("params", "scalars"):
+        if not isinstance(meta.get(key, {}), dict):
+            raise ValueError(f"{where}: field {key!r} must be an object, got {short_json(meta[key])}")
+
+
 def estimator_from_state(meta: dict, arrays: dict[str, np.ndarray], prefix: str, width: int | None = None):
     """Rebuild a fitted step saved by :func:`estimator_state`.
 
     ``width`` is the number of features the step reads, used for the ``sqrt`` step when its
     saved state does not record it (folders written before it did).
+
+    Raises
+    ------
+    ValueError
+        The description is malformed, or an array the step needs is not in ``arrays``.
     """
+    _check_meta(meta, prefix)
+    scalars = meta.get("scalars", {})
     if meta["class"] == "sqrt":
-        n = meta.get("scalars", {}).get("n_features_in_", width)
+        n = scalars.get("n_features_in_", width)
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InputError(f"preprocess: saved 'sqrt' step has no valid feature count, got {n!r}")
+            raise ValueError(f"{prefix}: the 'sqrt' step has no valid feature count, got {n!r}")
         return FunctionTransformer(_sqrt, feature_names_out="one-to-one").fit(np.zeros((1, n)))
-    cls = _CLASSES.get(meta["class"])
-    if cls is None:
-        raise InputError(f"preprocess: saved step of unknown class {meta['class']!r}")
-    est = cls(**meta["params"])
-    for attr, value in meta["scalars"].items():
+    params = meta.get("params", {})
+    est = _CLASSES[meta["class"]](**params)
+    for attr, value in scalars.items():
         setattr(est, attr, value)
     head = prefix + "."
     for key, value in arrays.items():
         if key.startswith(head):
             setattr(est, key[len(head):], value)
+    missing = [a for a in _fitted_arrays(meta["class"], params) if not isinstance(getattr(est, a, None), np.ndarray)]
+    if missing:
+        raise ValueError(f"{prefix}: the {meta['class']} step has no array "
+                         f"{', '.join(repr(head + a) for a in missing)}")
     return est
 
 
@@ -156,6 +191,8 @@ def pipeline_from_state(metas: list, arrays: dict[str, np.ndarray], prefix: str,
     weights read); with the feature counts of the later steps it gives the width of a
     ``sqrt`` step (which keeps the width) saved without its own count.
     """
+    if not isinstance(metas, list):
+        raise ValueError(f"{prefix}: expected a list of preprocessing steps, got {short_json(metas)}")
     if not metas:
         return None
     steps = [None] * len(metas)

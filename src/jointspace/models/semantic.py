@@ -292,3 +292,6 @@ class SupervisedCCA(MultisetCCA):
         self.classes_ = classes
         self.modalities_ = names  # the label view (last) is used in fit only
         return self
+
+    def _loaded_modality_count(self) -> int:
+        return len(self.weights_) - 1  # the label view has weights but no modality
