@@ -245,7 +245,7 @@ def test_loading_a_saved_model_whose_pretrained_folder_is_gone_names_it(clip_dir
         load_model(tmp_path / "run")
     msg = str(err.value)
     assert f"the pretrained folder {str(copy)!r}" in msg and "is gone" in msg
-    assert f"huggingface-cli download openai/clip-vit-base-patch32 --local-dir {copy}" in msg
+    assert f"hf download openai/clip-vit-base-patch32 --local-dir {copy}" in msg
 
 
 # -- errors -----------------------------------------------------------------------------------------
@@ -255,14 +255,20 @@ def test_a_missing_folder_says_how_to_get_the_weights(tmp_path, monkeypatch):
     with pytest.raises(InputError) as err:
         create_model("hf-clip", path=str(missing)).fit()
     assert str(err.value).startswith(f"path: the pretrained model folder {str(missing)!r} does not exist")
-    assert f"huggingface-cli download openai/clip-vit-base-patch32 --local-dir {missing}" in str(err.value)
+    assert f"hf download openai/clip-vit-base-patch32 --local-dir {missing}" in str(err.value)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError) as err:  # a hub id, offline and not in the cache
         create_model("hf-clip", path="jointspace-tests/no-such-model").fit()
     assert "nor a model in the Hugging Face cache, and the hub is offline" in str(err.value)
-    assert ("huggingface-cli download jointspace-tests/no-such-model --local-dir models/no-such-model"
+    assert ("hf download jointspace-tests/no-such-model --local-dir models/no-such-model"
             in str(err.value))
+    # ORG/NAME may also be a folder the user means to fill: both readings are answered
+    with pytest.raises(InputError) as err:
+        create_model("hf-clip", path="models/clip-vit-b32").fit()
+    assert "if 'models/clip-vit-b32' is a hub id" in str(err.value)
+    assert f"if it is a folder, download a CLIP or SigLIP model into that folder, e.g. `hf download " \
+           f"openai/clip-vit-base-patch32 --local-dir {tmp_path / 'models' / 'clip-vit-b32'}`" in str(err.value)
 
 
 def test_bad_folders_and_settings_are_refused(tmp_path, clip_dir):

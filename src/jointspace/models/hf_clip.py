@@ -1,7 +1,7 @@
 r"""A pretrained Hugging Face CLIP or SigLIP model used as a ready-made joint space.
 
 ``HFClip`` wraps a ``transformers`` ``CLIPModel`` or ``SiglipModel`` read from a local folder
-(what ``save_pretrained`` or ``huggingface-cli download REPO --local-dir DIR`` writes: the
+(what ``save_pretrained`` or ``hf download REPO --local-dir DIR`` writes: the
 weights, ``config.json``, the tokenizer files and ``preprocessor_config.json``), or from the
 Hugging Face hub by its id when there is a network.  Nothing is learnt: the model's own text
 and image towers and projections give the embeddings :math:`E_t` and :math:`E_a` whose
@@ -47,14 +47,15 @@ def _hub_candidate(text: str) -> bool:
 
 def _download_hint(path_text: str) -> str:
     """How to get the weights of ``path_text`` (a hub id or a folder) into a folder."""
-    if _hub_candidate(path_text):
-        local = f"models/{path_text.split('/')[1]}"
-        return (f"where there is a network, download it with `huggingface-cli download {path_text} --local-dir "
-                f"{local}`, then pass path={local} (hub ids of CLIP and SigLIP models look like "
-                f"{_EXAMPLE_REPO} or google/siglip-base-patch16-224)")
     local = str(Path(path_text).expanduser().absolute())
-    return (f"where there is a network, download a CLIP or SigLIP model there, e.g. `huggingface-cli download "
-            f"{_EXAMPLE_REPO} --local-dir {local}` (or google/siglip-base-patch16-224)")
+    as_folder = (f"download a CLIP or SigLIP model into that folder, e.g. `hf download {_EXAMPLE_REPO} --local-dir "
+                 f"{local}` (or google/siglip-base-patch16-224)")
+    if _hub_candidate(path_text):   # ORG/NAME: a hub id, or a folder not made yet
+        name = f"models/{path_text.split('/')[1]}"
+        return (f"where there is a network, if {path_text!r} is a hub id download it with `hf download {path_text} "
+                f"--local-dir {name}`, then pass path={name} (hub ids of CLIP and SigLIP models look like "
+                f"{_EXAMPLE_REPO} or google/siglip-base-patch16-224); if it is a folder, {as_folder}")
+    return f"where there is a network, {as_folder}"
 
 
 def _hub_offline() -> bool:
@@ -233,7 +234,7 @@ class HFClip(JointModel):
         if local:
             if not Path(source).is_dir():
                 raise InputError(f"model: the pretrained folder {source!r} this hf-clip model was saved with is "
-                                 f"gone; put the same model back there (e.g. `huggingface-cli download "
+                                 f"gone; put the same model back there (e.g. `hf download "
                                  f"{_EXAMPLE_REPO} --local-dir {source}` if it was that one), or fit hf-clip "
                                  "again with path=FOLDER")
             config = Path(source) / "config.json"
@@ -367,7 +368,7 @@ def _load_network(source: str, local: bool, device: str, dtype: str) -> _Network
     opts = {"local_files_only": True} if (local or offline) else {}
     if local and not (Path(source) / "config.json").is_file():
         raise InputError(f"path: the folder {where} has no config.json; expected a Hugging Face model folder "
-                         f"(written by save_pretrained or by huggingface-cli download); {_download_hint(source)}")
+                         f"(written by save_pretrained or by hf download); {_download_hint(source)}")
     try:
         config = AutoConfig.from_pretrained(source, **opts)
     except (OSError, ValueError) as exc:
