@@ -168,18 +168,25 @@ def split_names(split: str) -> list[str]:
         raise InputError(f"--{exc}") from None
 
 
-def add_data_options(parser, *, arrays: bool = True) -> None:
-    """Options that read a user's own collection (a manifest, a folder or an arrays file)."""
-    g = parser.add_argument_group("your own data", "DATA may be a manifest (.csv/.jsonl: file paths, captions, "
-                                  "labels), a folder of images with sidecar .txt captions (else the file names), "
-                                  "or an arrays file (.npy/.npz/.mat/.parquet/.csv) with --modality NAME=KEY")
+def add_data_options(parser, *, arrays: bool | str = True) -> None:
+    """Options that read a user's own collection (a manifest, a folder or an arrays file).
+
+    ``arrays``: True adds ``--modality NAME=KEY`` and ``--labels`` for arrays files; ``"own"``
+    adds ``--labels`` only (the command's own ``--modality`` takes NAME=KEY too); False: the
+    command reads no arrays file (its items go through a tower).
+    """
+    kinds = ("a manifest (.csv/.jsonl: file paths, captions, labels), a folder of images with sidecar .txt "
+             "captions (else the file names)")
+    g = parser.add_argument_group("your own data", f"DATA may be {kinds}" + (
+        ", or an arrays file (.npy/.npz/.mat/.parquet/.csv) with --modality NAME=KEY" if arrays else ""))
     g.add_argument("--columns", metavar="SPEC",
                    help="manifest: which column is which, e.g. image=path,text=caption,label=category "
                         "(default: guessed from the names and contents)")
-    if arrays:
+    if arrays is True:
         g.add_argument("--modality", action="append", metavar="NAME=KEY",
                        help="arrays file: the array (or columns) of one modality, repeatable, e.g. image=I_tr")
-    g.add_argument("--labels", metavar="KEY", help="arrays file: the array of labels")
+    if arrays:
+        g.add_argument("--labels", metavar="KEY", help="arrays file: the array of labels")
     g.add_argument("--val-fraction", type=float, metavar="F",
                    help="share of your data held out as the 'val' split that chooses settings (default: 0.1; "
                         "near-duplicate captions, or --group-column, stay on one side)")

@@ -18,7 +18,7 @@ def register(sub):
                        description="Reproduce the Wikipedia benchmark table, learn a joint space of OpenClipart "
                                    "drawings and their titles over pretrained towers, search it with free text "
                                    "(galleries written as PNG), then serve the search page.")
-    p.add_argument("--out", default="runs/demo", help="folder for the demo's models, index and galleries")
+    p.add_argument("--out", default="runs/demo", help="folder for the demo's models, index and galleries (default: runs/demo)")
     p.add_argument("--no-serve", action="store_true", help="stop after the searches instead of serving the page")
     p.add_argument("--port", type=int, default=8000, help="port of the search page (default: 8000)")
     p.set_defaults(handler=run)

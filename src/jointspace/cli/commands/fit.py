@@ -60,8 +60,9 @@ def register(sub):
                    help="trained models (clip, ae, aae, mvae-*): continue the checkpointed run in RUN_DIR exactly")
     p.add_argument("--run-dir", metavar="DIR",
                    help="trained models (clip, ae, aae, mvae-*): where checkpoints and metrics.csv go (default: "
-                        "OUT.train beside OUT), and for a generative model its test report.json and "
-                        "generations.png; neither inside --out nor around it")
+                        "OUT.train beside OUT), and for a generative model its test report.json and, when "
+                        "its images are pictures (not flat vectors), generations.png; neither inside --out "
+                        "nor around it")
     p.add_argument("--out", required=True,
                    help="folder to write the fitted model to: new, empty, or a saved model to replace")
     add_data_options(p)

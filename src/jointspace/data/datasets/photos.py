@@ -65,7 +65,7 @@ def _rgb(img: np.ndarray) -> np.ndarray:
 @register_dataset
 class Photos(Dataset):
     name = "photos"
-    description = "scikit-image's bundled photographs (~20) with captions, for small demos"
+    description = "scikit-image's 22 bundled photographs with captions, for small demos"
     splits = ("all",)
     modalities = ("image", "text")
     citation = CITATION
