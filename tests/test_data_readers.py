@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jointspace.data.manifest import parse_columns, read_manifest
-from jointspace.data.readers import read_array
+from jointspace.data.readers import read_array, read_arrays
 from jointspace.errors import InputError
 
 X = np.arange(12, dtype=np.float64).reshape(4, 3) / 7.0
@@ -40,6 +40,18 @@ def test_mat(tmp_path):
     np.testing.assert_array_equal(read_array(tmp_path / "m.mat", key="T_tr"), X[:, :2])
     with pytest.raises(InputError, match="I_tr, T_tr"):
         read_array(tmp_path / "m.mat")
+
+
+def test_mat_labels_saved_as_a_row_vector(tmp_path):
+    from scipy.io import savemat
+
+    y = np.arange(len(X)) % 3
+    savemat(tmp_path / "m.mat", {"I_tr": X, "T_tr": X[:, :2], "L_tr": y})   # savemat writes y as (1, N)
+    p = read_arrays(tmp_path / "m.mat", {"image": "I_tr", "text": "T_tr"}, labels="L_tr")
+    np.testing.assert_array_equal(p.labels, y)
+    savemat(tmp_path / "w.mat", {"I_tr": X, "T_tr": X[:, :2], "L_tr": y[:-1]})   # one label short: still refused
+    with pytest.raises(InputError, match="disagree on the number of samples"):
+        read_arrays(tmp_path / "w.mat", {"image": "I_tr", "text": "T_tr"}, labels="L_tr")
 
 
 def test_parquet_scalar_and_list_columns(tmp_path):

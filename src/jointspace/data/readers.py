@@ -233,7 +233,7 @@ def read_arrays(path, modalities: Mapping[str, str], labels: str | None = None, 
         for ``.parquet`` / ``.csv`` a column or comma-separated columns); a key naming an
         existing array file (relative to ``path``'s folder) reads that file instead.
     labels : str, optional
-        Key of the labels: shape (N,), (N, 1) (flattened) or multi-hot (N, C).
+        Key of the labels: shape (N,), (N, 1) or (1, N) (flattened) or multi-hot (N, C).
     name : str
         Name of the returned ``Pairs`` (default: the file's stem).
 
@@ -280,6 +280,9 @@ def read_arrays(path, modalities: Mapping[str, str], labels: str | None = None, 
         lab = np.asarray(load(labels, f"labels {labels}"))
         if lab.ndim == 2 and lab.shape[1] == 1:
             lab = lab[:, 0]
+        elif lab.ndim == 2 and lab.shape[0] == 1 and lab.shape[1] > 1 and data:
+            if lab.shape[1] == next(iter(data.values())).shape[0]:
+                lab = lab[0]   # a row vector: how MATLAB (and scipy's savemat) store a 1-D array
         if lab.dtype.kind == "f" and np.isfinite(lab).all() and np.all(lab == np.round(lab)):
             lab = lab.astype(np.int64)
     counts = {f"{m}={modalities[m]}": a.shape[0] for m, a in data.items()}
