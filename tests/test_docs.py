@@ -96,6 +96,18 @@ def test_page_examples_run(page, tmp_path, monkeypatch, one_thread):
         print(f"{where}: {time.perf_counter() - start:.1f} s")  # shown with pytest -s
 
 
+def test_cli_reference_writes_a_file_and_answers_help(tmp_path, capsys, monkeypatch):
+    from jointspace.cli.reference import main, render_reference
+
+    monkeypatch.chdir(tmp_path)
+    assert main([str(tmp_path / "cli.md")]) == 0
+    assert (tmp_path / "cli.md").read_text() == render_reference()
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0 and "usage: python -m jointspace.cli.reference" in capsys.readouterr().out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.md"]   # no file named --help
+
+
 def test_cli_reference_is_current():
     from jointspace.cli.reference import render_reference
 

@@ -94,14 +94,19 @@ def _anchor(title: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Write the reference to the file named in ``argv`` (default: print it)."""
-    argv = sys.argv[1:] if argv is None else argv
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m jointspace.cli.reference",
+                                     description="Write the command-line reference (Markdown) of every command.")
+    parser.add_argument("out", nargs="?", help="file to write (default: print it)")
+    out = parser.parse_args(sys.argv[1:] if argv is None else argv).out
     text = render_reference()
-    if not argv:
+    if out is None:
         sys.stdout.write(text)
         return 0
     from .._io import atomic_write_text
 
-    atomic_write_text(Path(argv[0]), text)
+    atomic_write_text(Path(out), text)
     return 0
 
 
