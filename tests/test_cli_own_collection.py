@@ -326,6 +326,17 @@ def test_a_gallery_or_plot_over_a_picture_of_the_query_or_collection_is_refused(
     assert code == 2 and one_line(err) and "--gallery:" in err and "is read by --image" in err, err
     code, _, err = run(capsys, "plot", "map", fitted / "mine", "--data", root / "photos", "--out", picture)
     assert code == 2 and one_line(err) and "--out:" in err and "is read by --data" in err, err
+    # a picture the index holds, and one a manifest lists (the folder itself is not an argument)
+    code, _, err = run(capsys, "search", fitted / "idx", "--text", "a cat", "--gallery", picture)
+    assert code == 2 and one_line(err) and "--gallery:" in err and "is an item of INDEX" in err, err
+    code, _, err = run(capsys, "plot", "gallery", fitted / "idx", "--text", "a cat", "--out", picture)
+    assert code == 2 and one_line(err) and "is an item of INDEX" in err, err
+    pngs = [p for p in info["files"] if p.suffix == ".png"][:6]
+    (root / "one.csv").write_text("path,caption\n" + "".join(f"{p.relative_to(root).as_posix()},c{i}\n"
+                                                           for i, p in enumerate(pngs)))
+    code, _, err = run(capsys, "plot", "map", fitted / "mine", "--data", root / "one.csv", "--method", "pca",
+                       "--out", pngs[2])
+    assert code == 2 and one_line(err) and "is an item of --data" in err, err
     assert picture.read_bytes() == before
 
 

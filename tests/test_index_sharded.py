@@ -82,6 +82,16 @@ def test_metadata_comes_from_the_shard_that_holds_the_id():
         sharded.metadata([30])
 
 
+def test_items_are_found_by_path_in_every_shard():
+    x = data(6)
+    paths = ["/p/a.png", "/p/b.png", "/p/a.png", "/p/c.png", "/p/a.png", "/p/d.png"]
+    shards = [Index.build(x[a:b], spec="Flat", ids=np.arange(a, b), metadata=[{"path": p} for p in paths[a:b]])
+              for a, b in ((0, 3), (3, 6))]
+    assert shards[0].ids_with_path("/p/a.png").tolist() == [0, 2]
+    assert ShardedIndex(shards).ids_with_path("/p/a.png").tolist() == [0, 2, 4]
+    assert ShardedIndex(shards).ids_with_path("/p/zzz.png").size == 0
+
+
 def test_save_and_load(tmp_path):
     x = data(300)
     sharded = ShardedIndex(flat_shards(x, [150], "cosine"))

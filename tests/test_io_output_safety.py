@@ -331,8 +331,9 @@ def test_plot_map_bad_options(tmp_path, capsys, model_dir):
     assert code == 2 and "--out" in err and ".tmp" not in err and one_line(err)
     code, _, err = run(capsys, *base, "--lines", "-1", "--out", tmp_path / "m.png")
     assert code == 2 and "--lines" in err and one_line(err)
-    code, _, err = run(capsys, *base, "--seed", "-1", "--out", tmp_path / "m.png")
-    assert code == 2 and "--seed" in err and one_line(err)
+    for seed in ("-1", str(2**32)):   # the reductions take seeds 0 .. 2**32 - 1
+        code, _, err = run(capsys, *base, "--seed", seed, "--out", tmp_path / "m.png")
+        assert code == 2 and f"--seed: expected an integer in 0 .. 4294967295, got {seed}" in err and one_line(err)
     assert listing(tmp_path) == []
     code, _, err = run(capsys, *base, "--lines", "0", "--out", tmp_path / "m.png")
     assert code == 0, err
@@ -367,7 +368,7 @@ def test_failed_replace_keeps_the_old_folder(tmp_path):
 # -- an output file never overwrites an input ------------------------------------------------
 
 
-def test_an_output_file_that_is_an_input_is_refused(tmp_path):
+def test_an_output_file_that_is_an_input_is_refused(tmp_path, monkeypatch):
     from argparse import Namespace
 
     from jointspace.cli._checks import check_not_an_input
@@ -394,3 +395,8 @@ def test_an_output_file_that_is_an_input_is_refused(tmp_path):
     check_not_an_input(Namespace(image=str(photo), out=str(tmp_path / "new.png")), "out", "--out")
     (tmp_path / "old.png").write_bytes(b"earlier output")
     check_not_an_input(Namespace(image=str(photo), out=str(tmp_path / "old.png"), k=5), "out", "--out")
+    # an empty option is no path (not the current folder), and a folder that is neither the
+    # collection nor a saved artefact (an embedding cache) is not read file by file
+    monkeypatch.chdir(tmp_path)
+    check_not_an_input(Namespace(tower="", split="", out="old.png"), "out", "--out")
+    check_not_an_input(Namespace(cache_dir=".", out="old.png"), "out", "--out")

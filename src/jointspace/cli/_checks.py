@@ -85,16 +85,18 @@ def check_raw_query(model, kind: str, value: str) -> None:
 
 
 def _paths_in(value) -> list[str]:
-    if isinstance(value, (str, os.PathLike)):
-        return [os.fspath(value)]
-    if isinstance(value, (list, tuple)):
-        return [os.fspath(v) for v in value if isinstance(v, (str, os.PathLike))]
-    return []
+    """The non-empty strings (or paths) ``value`` holds ("" is no path, not the current folder)."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return [os.fspath(v) for v in values if isinstance(v, (str, os.PathLike)) and os.fspath(v)]
 
 
-def _option_name(args, dest: str) -> str:
+def option_name(args, dest: str) -> str:
     """What the user calls the argument ``dest`` (recorded by the parser; a guess otherwise)."""
     return getattr(args, "option_names", {}).get(dest) or "--" + dest.replace("_", "-")
+
+
+#: files that mark a saved model, index or matcher folder
+ARTEFACT_MARKERS = ("config.json", "index.json", "shards.json")
 
 
 def _reads(source: Path, out: Path, collection: bool) -> bool:
@@ -109,7 +111,11 @@ def _reads(source: Path, out: Path, collection: bool) -> bool:
     from .._io import WRITTEN_FILE, written_names
 
     owned = written_names(source)   # a saved artefact: only what its writer wrote is read
-    return inside[0] == WRITTEN_FILE or (inside[0] in owned if owned is not None else len(inside) == 1)
+    if owned is not None:
+        return inside[0] == WRITTEN_FILE or inside[0] in owned
+    # an artefact saved before writers listed their files: its top-level files; any other
+    # folder (a cache, a run folder) is not read file by file
+    return len(inside) == 1 and any((source / marker).is_file() for marker in ARTEFACT_MARKERS)
 
 
 def check_not_an_input(args, dest: str, option: str) -> None:
@@ -137,5 +143,26 @@ def check_not_an_input(args, dest: str, option: str) -> None:
             except (OSError, ValueError):
                 continue
             if reads:
-                raise InputError(f"{option}: {str(out)!r} is read by {_option_name(args, name)} ({given!r}); expected "
+                raise InputError(f"{option}: {str(out)!r} is read by {option_name(args, name)} ({given!r}); expected "
                                  "a file name that is not one of the inputs, so they are not overwritten")
+
+
+def check_not_an_item(out, option: str, *, items=(), index=None, source: str = "DATA") -> None:
+    """Refuse an output file that is one of the items a command reads: a file a manifest lists
+    (``items``, the item paths of a loaded collection) or a file an index holds (``index``).
+
+    Raises
+    ------
+    InputError
+        Naming ``option``, the file and ``source`` (the argument that lists it).
+    """
+    out = Path(out)
+    if not out.is_file():
+        return
+    where = str(out.resolve())
+    listed = any(isinstance(v, str) and v == where for v in items)
+    if not listed and index is not None and hasattr(index, "ids_with_path"):
+        listed = index.ids_with_path(where).size > 0
+    if listed:
+        raise InputError(f"{option}: {str(out)!r} is an item of {source}; expected a file name that is not one of "
+                         "the inputs, so they are not overwritten")

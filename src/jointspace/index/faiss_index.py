@@ -433,6 +433,11 @@ class Index:
         rows = self._metadata.get(self._require_live(arr[arr != -1]))
         return [None if i == -1 else rows.get(int(i)) or MetadataStore.empty_row(int(i)) for i in arr]
 
+    def ids_with_path(self, path) -> np.ndarray:
+        """Ids of the items whose metadata ``path`` is ``path`` (compared as given: store and
+        ask with the same spelling, e.g. resolved absolute paths), int64 (m,)."""
+        return np.asarray(self._metadata.ids_with_path(os.fspath(path)), dtype=np.int64)
+
     # persistence ----------------------------------------------------------------------------------
     def save(self, folder) -> None:
         """Save to ``folder`` (index.faiss, metadata.sqlite, index.json); an existing folder is

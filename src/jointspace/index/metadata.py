@@ -174,6 +174,10 @@ class MetadataStore:
                           "extra": _loads(extra, i, "extra") if extra else {}}
         return out
 
+    def ids_with_path(self, path: str) -> list[int]:
+        """Ids whose ``path`` column is ``path`` (exactly), in increasing order."""
+        return [int(r[0]) for r in self._conn.execute("SELECT id FROM items WHERE path = ? ORDER BY id", (path,))]
+
     @staticmethod
     def empty_row(i: int) -> dict:
         """The row returned for an id that has no metadata."""

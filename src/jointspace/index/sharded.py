@@ -138,6 +138,10 @@ class ShardedIndex:
             results = list(pool.map(one, self._shards))
         return merge_results(results, k, self.higher_is_better)
 
+    def ids_with_path(self, path) -> np.ndarray:
+        """Ids, in every shard, of the items whose metadata ``path`` is ``path`` (see :meth:`Index.ids_with_path`)."""
+        return np.sort(np.concatenate([shard.ids_with_path(path) for shard in self._shards]))
+
     def metadata(self, ids) -> list:
         """Metadata of ``ids`` in order, each read from the shard that holds it (see :meth:`Index.metadata`)."""
         arr = as_id_list(ids)

@@ -1,6 +1,7 @@
 """``jointspace plot map|gallery|curves``: PNG plots of a joint space, a search, a training run."""
 
-from .._checks import check_dataset_items, check_not_an_input, check_png_out, check_raw_query
+from .._checks import (check_dataset_items, check_not_an_input, check_not_an_item, check_png_out, check_raw_query,
+                       option_name)
 from .._common import add_data_options, console, data_source, default_split, load_split
 
 
@@ -61,13 +62,15 @@ def run_map(args) -> int:
         raise InputError(f"--n: expected at least 3 samples, got {args.n}")
     if args.lines < 0:
         raise InputError(f"--lines: expected an integer >= 0, got {args.lines}")
-    if args.seed < 0:
-        raise InputError(f"--seed: expected an integer >= 0, got {args.seed}")
+    if not 0 <= args.seed <= 2**32 - 1:
+        raise InputError(f"--seed: expected an integer in 0 .. {2**32 - 1}, got {args.seed}")
     check_png_out(args.out, "--out", "plots are PNG images")
     check_not_an_input(args, "out", "--out")
     model = load_model(args.model)
     args.split = args.split or default_split(data_source(args.dataset, args), "test")
     pairs = load_split(args.dataset, args.split, args)
+    check_not_an_item(args.out, "--out", items=[x for m in pairs.modalities if isinstance(pairs[m], list)
+                                                for x in pairs[m]], source=option_name(args, "dataset"))
     if len(pairs) > args.n:
         rows = np.sort(np.random.default_rng(args.seed).choice(len(pairs), args.n, replace=False))
         pairs = pairs.subset(rows)
@@ -100,6 +103,7 @@ def run_gallery(args) -> int:
     check_png_out(args.out, "--out", "plots are PNG images")
     check_not_an_input(args, "out", "--out")
     index, model = open_index(args.index, args.model)
+    check_not_an_item(args.out, "--out", index=index, source=option_name(args, "index"))
     check_raw_query(model, "text", args.text)
     results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
     write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)

@@ -3,7 +3,7 @@
 import argparse
 
 from .._common import add_json_flag, console, load_split, open_index, print_json, print_table
-from .._checks import check_not_an_input, check_png_out, check_raw_query
+from .._checks import check_not_an_input, check_not_an_item, check_png_out, check_raw_query, option_name
 
 
 def register(sub):
@@ -144,6 +144,8 @@ def run(args) -> int:
         check_png_out(args.gallery, "--gallery", "the gallery is a PNG image")
         check_not_an_input(args, "gallery", "--gallery")
     index, model = open_index(args.index, args.model)
+    if args.gallery is not None:
+        check_not_an_item(args.gallery, "--gallery", index=index, source=option_name(args, "index"))
     modality, items, what, qlabel = _query(args, index, model)
     if modality not in model.modalities_:
         raise InputError(f"query: the model knows {', '.join(model.modalities_)}; it cannot encode {modality} queries")
