@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from cli_support import run
+from cli_support import one_line, run
 from jointspace.cli import main
 
 
@@ -59,6 +59,15 @@ def test_bad_input_is_one_line_exit_2(capsys, argv, code, needle, tmp_path, monk
     assert got == code
     assert needle in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("argv", [["search", "idx", "--text", "caf\udce9 au lait"],
+                                  ["plot", "gallery", "idx", "--text", "\udcff", "--out", "g.png"],
+                                  ["explain", "m", "--text", "a \udcff", "--image", "x.png", "--out", "a.png"]])
+def test_query_text_that_is_not_utf8_is_one_line(capsys, argv):
+    # a shell passes bytes; Python reads the ones that are not UTF-8 as lone surrogates
+    code, _, err = run(capsys, *argv)
+    assert code == 2 and one_line(err) and "--text: expected UTF-8 text, got b'" in err and "(not valid UTF-8)" in err
 
 
 def test_failed_fit_keeps_existing_model(tmp_path, capsys):

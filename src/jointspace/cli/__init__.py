@@ -86,6 +86,15 @@ def _record_option_names(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(option_names=names)
 
 
+def _is_utf8(text: str) -> bool:
+    """Whether ``text`` came from valid UTF-8 (bytes that are not arrive as lone surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
@@ -96,6 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    for dest in ("text", "templates"):   # text, not a path: bytes that are not UTF-8 cannot be encoded
+        value = getattr(args, dest, None)
+        if isinstance(value, str) and not _is_utf8(value):
+            from ._common import error
+
+            error(f"{args.option_names.get(dest, '--' + dest)}: expected UTF-8 text, got "
+                  f"{value.encode('utf-8', 'surrogateescape')!r} (not valid UTF-8)")
+            return 2
     if isinstance(getattr(args, "dataset", None), str) and len(args.dataset) > 1:
         args.dataset = args.dataset.rstrip("/") or "/"   # "photos/" is the folder "photos" in every message
     from ..towers.runtime import ENV_VAR
