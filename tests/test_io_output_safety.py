@@ -149,6 +149,15 @@ def test_bad_folder_names_are_refused_before_anything_is_created(tmp_path, monke
     assert listing(tmp_path) == ["sub"] and listing(tmp_path / "sub") == []
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs the read-only /proc of Linux")
+def test_a_folder_that_cannot_be_written_in_is_refused_before_the_work():
+    # os.access says yes to root here: the check writes a probe file instead
+    with pytest.raises(InputError, match=r"^--out: cannot write in '/proc' \("):
+        check_out_file("/proc/map.png", arg="--out")
+    with pytest.raises(InputError, match=r"^--out: cannot write in '/proc' \("):
+        check_replaceable("/proc/new-model", "model", arg="--out")
+
+
 def test_parent_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(InputError, match="is not a folder"):

@@ -117,12 +117,20 @@ def _as_path(path, arg: str, what: str) -> Path:
 
 
 def _check_parent(path: Path, arg: str) -> None:
-    """The nearest existing ancestor of ``path`` must be a folder (so the parents can be created)."""
+    """The nearest existing ancestor of ``path`` must be a folder this process can write in
+    (so the parents, then the file or folder, can be created)."""
     parent = path.absolute().parent
     while not parent.exists() and not parent.is_symlink() and parent != parent.parent:
         parent = parent.parent
     if not parent.is_dir():
         raise InputError(f"{arg}: cannot create {str(path)!r}: {str(parent)!r} is not a folder")
+    # a real probe, not os.access (which says yes to root on a read-only file system such as /proc)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".jointspace-probe.", dir=parent)
+    except OSError as exc:
+        raise InputError(f"{arg}: cannot write in {str(parent)!r} ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
 
 
 def check_replaceable(path, kind: str | None = None, *, is_kind: Callable[[Path], bool] | None = None,
