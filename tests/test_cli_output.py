@@ -22,6 +22,26 @@ def test_failing_command_writes_exactly_one_line(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_a_library_warning_is_one_line(capsys, monkeypatch):
+    import warnings
+
+    from jointspace.cli.commands import datasets
+
+    def warns(args):
+        warnings.warn("embedding cache '/x' is not writable; vectors are computed but not cached",
+                      RuntimeWarning, stacklevel=2)
+        return 0
+
+    monkeypatch.setattr(datasets, "run", warns)
+    shown = warnings.showwarning
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        code, _, err = run(capsys, "datasets")
+    assert code == 0 and one_line(err), err
+    assert err.startswith("warning: embedding cache '/x' is not writable") and ".py:" not in err
+    assert warnings.showwarning is shown   # put back for the rest of the process
+
+
 def test_progress_bars_and_spinners_are_silent_off_a_terminal(capsys):
     from jointspace.cli._common import console, err_console, progress
     from jointspace._progress import progress_bar

@@ -13,6 +13,7 @@ import importlib
 import os
 import pkgutil
 import sys
+import warnings
 
 from ..errors import InputError, JointspaceError
 
@@ -116,11 +117,14 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(getattr(args, "dataset", None), str) and len(args.dataset) > 1:
         args.dataset = args.dataset.rstrip("/") or "/"   # "photos/" is the folder "photos" in every message
     from ..towers.runtime import ENV_VAR
-    from ._common import error
+    from ._common import error, warn
 
     before = os.environ.get(ENV_VAR)
     if args.runtime:
         os.environ[ENV_VAR] = args.runtime
+    shown = warnings.showwarning
+    # a library warning reaches the terminal as one line, not as Python's file:line and source
+    warnings.showwarning = lambda message, *_args, **_kwargs: warn(str(message))
     try:
         return int(args.handler(args) or 0)
     except InputError as exc:
@@ -137,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         error("interrupted")
         return 130
     finally:
+        warnings.showwarning = shown
         if args.runtime:   # main() may run again in this process (tests, notebooks)
             if before is None:
                 os.environ.pop(ENV_VAR, None)
