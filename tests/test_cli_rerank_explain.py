@@ -138,8 +138,17 @@ def test_rerank_and_explain_refuse_bad_arguments(built, capsys, tmp_path):
     code, _, err = run(capsys, "search", built / "idx", "--text", "a", "--rerank", "3", "--matcher", built / "idx")
     assert code == 2 and "is not a saved cross-attention matcher" in err and one_line(err)
     img = _FOLDER / "test-0.png"
-    code, _, err = run(capsys, "explain", built / "matcher", "--text", "  ", "--image", img, "--out", tmp_path / "m.png")
-    assert code == 2 and "--text: expected a non-empty text" in err
+    for text in ("  ", "\u200b"):   # nothing visible, a zero-width space included
+        code, _, err = run(capsys, "explain", built / "matcher", "--text", text, "--image", img,
+                           "--out", tmp_path / "m.png")
+        assert code == 2 and one_line(err) and "--text: expected a query with visible characters" in err, err
+    (tmp_path / "notes.png").write_text("not a picture")
+    for image, needle in ((tmp_path / "notes.png", "--image ('"), (tmp_path / "none.png", "--image: file"),
+                          ("", "--image: expected an image file, got ''"),
+                          (tmp_path, "--image: expected an image file, got the folder")):
+        code, _, err = run(capsys, "explain", built / "matcher", "--text", "red", "--image", image,
+                           "--out", tmp_path / "m.png")
+        assert code == 2 and one_line(err) and needle in err, err
     code, _, err = run(capsys, "explain", built / "matcher", "--text", "red", "--image", img, "--out", tmp_path / "m.txt")
     assert code == 2 and "--out" in err and not (tmp_path / "m.txt").exists()
 

@@ -59,8 +59,9 @@ def check_dataset_items(model, pairs, modalities, dataset: str, option: str = "-
                              f"items of {dataset!r} are {items.shape[1]}-d feature vectors")
 
 
-def check_raw_query(model, kind: str, value: str) -> None:
-    """Refuse a --text / --image / --audio query the model has no tower for, or a missing file."""
+def check_query_value(kind: str, value: str) -> None:
+    """Refuse a --text query without visible characters, or an --image / --audio query that is
+    not a readable file (an image is decoded once, so that a bad file is named by the option)."""
     from pathlib import Path
 
     if kind == "text":
@@ -68,17 +69,25 @@ def check_raw_query(model, kind: str, value: str) -> None:
 
         if not has_visible_text(value):
             raise InputError(f"--text: expected a query with visible characters, got {value!r}")
-    else:
-        path = Path(value).expanduser()
-        if path.is_dir():
-            raise InputError(f"--{kind}: expected {'an image' if kind == 'image' else 'a sound'} file, "
-                             f"got the folder {value!r}")
-        if not path.is_file():
-            raise InputError(f"--{kind}: file {value!r} does not exist")
-        if kind == "image":   # decoded once here, so that a bad file is named by the option
-            from ..towers.inputs import load_image
+        return
+    what = "an image" if kind == "image" else "a sound"
+    if not value:
+        raise InputError(f"--{kind}: expected {what} file, got ''")
+    path = Path(value).expanduser()
+    if path.is_dir():
+        raise InputError(f"--{kind}: expected {what} file, got the folder {value!r}")
+    if not path.is_file():
+        raise InputError(f"--{kind}: file {value!r} does not exist")
+    if kind == "image":
+        from ..towers.inputs import load_image
 
-            load_image(path, "--image")
+        load_image(path, "--image")
+
+
+def check_raw_query(model, kind: str, value: str) -> None:
+    """Refuse a --text / --image / --audio query the model has no tower for, or a bad value
+    (see :func:`check_query_value`)."""
+    check_query_value(kind, value)
     if model.raw_kind(kind) != kind:
         raise InputError(f"--{kind}: this model has no {kind} tower (it embeds {kind} items only as feature "
                          f"vectors); use --query-row, or a model fitted with --towers")

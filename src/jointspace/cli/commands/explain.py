@@ -2,7 +2,7 @@
 where each word of a text looks in an image."""
 
 from .._common import add_json_flag, console, load_split, print_json
-from .._checks import check_not_an_input, check_png_out
+from .._checks import check_not_an_input, check_png_out, check_query_value
 
 
 def register(sub):
@@ -82,14 +82,13 @@ def run_fit(args) -> int:
 
 
 def run_explain(args) -> int:
-    from ...errors import InputError
     from ...models.rerank import CrossAttentionMatcher
     from ...viz.attention_map import write_attention_map
 
     check_png_out(args.out, "--out", "the alignment map is a PNG image")
     check_not_an_input(args, "out", "--out")
-    if not args.text.strip():
-        raise InputError("--text: expected a non-empty text")
+    check_query_value("text", args.text)
+    check_query_value("image", args.image)
     matcher = CrossAttentionMatcher.load(args.matcher)
     out = matcher.explain(args.image, args.text)
     write_attention_map(args.image, out["pieces"], out["maps"], args.out, score=out["score"])
