@@ -177,7 +177,7 @@ def test_embed_refuses_unknown_dataset_options(tmp_path, capsys):
 # -- 7. serve --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1", "0", "1e-30"])   # 1e-30 MiB: a limit of 0 bytes
 def test_serve_refuses_non_finite_upload_limits(tmp_path, capsys, value):
     code, out, err = run(capsys, "serve", "--index", tmp_path / "idx", "--max-upload-mb", value)
     assert code == 2 and "--max-upload-mb" in err and one_line(err) and "search page" not in out

@@ -345,3 +345,12 @@ def test_a_query_file_that_is_not_a_picture_names_the_option(fitted, capsys, tmp
     code, _, err = run(capsys, "search", fitted / "idx", "--image", tmp_path / "notes.png")
     assert code == 2 and one_line(err), err
     assert "--image (" in err and "notes.png'): cannot read the image (corrupt or not an image" in err
+
+
+def test_a_long_query_is_shortened_in_the_table_title_only(fitted, capsys):
+    query = "a red fox " * 5000   # 50,000 characters
+    code, out, err = run(capsys, "search", fitted / "idx", "--text", query, "-k", "2")
+    assert code == 0, err
+    assert len(out) < 5000 and "query: text 'a red fox" in out and "…" in out
+    code, out, err = run(capsys, "search", fitted / "idx", "--text", query, "-k", "2", "--json")
+    assert code == 0 and len(json.loads(out)["query"]) > len(query.strip()), err

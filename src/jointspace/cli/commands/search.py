@@ -173,11 +173,11 @@ def run(args) -> int:
     if args.gallery is not None:
         from ...viz.gallery import write_gallery
 
-        write_gallery(results, args.gallery, title=what)
+        write_gallery(results, args.gallery, title=_head(what, 200))
     if args.json:
         print_json({"query": what, "query_label": qlabel, "results": results})
         return 0
-    head = f"query: {what}" + (f" (label {qlabel})" if qlabel else "")
+    head = f"query: {_head(what, 200)}" + (f" (label {qlabel})" if qlabel else "")   # --json keeps it whole
     columns = ["rank", "id", "score", "label", "text", "path"]
     rows = []
     for r in results:

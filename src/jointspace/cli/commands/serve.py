@@ -38,8 +38,9 @@ def run(args) -> int:
     from ...errors import InputError
     from ...server.app import serve
 
-    if not math.isfinite(args.max_upload_mb) or not 0 < args.max_upload_mb <= MAX_UPLOAD_MB:
-        raise InputError(f"--max-upload-mb: expected a number in (0, {MAX_UPLOAD_MB}], got {args.max_upload_mb}")
+    if not math.isfinite(args.max_upload_mb) or not 1 / 1024 <= args.max_upload_mb <= MAX_UPLOAD_MB:
+        raise InputError(f"--max-upload-mb: expected a number in [{1 / 1024:g}, {MAX_UPLOAD_MB}] (1 KiB to "
+                         f"{MAX_UPLOAD_MB} MiB), got {args.max_upload_mb}")
     if args.cache_size < 0:
         raise InputError(f"--cache-size: expected an integer >= 0 (0 turns the cache off), got {args.cache_size}")
     if args.max_batch < 1:
