@@ -166,9 +166,19 @@ def test_append_skips_known_content_and_refuses_another_space(collection, fitted
     before = Index.load(fitted / "idx")
     code, out, err = run(capsys, "index", fitted / "idx", "--append", "--data", more, "--out", tmp_path / "idx2")
     assert code == 0, err
-    assert "added 3" in out and "1 already in the index" in out
+    said = " ".join(out.split())   # the console wraps long lines
+    assert "added 3" in said and "1 already in the index (1 under new paths, added to their items)" in said
     after = Index.load(tmp_path / "idx2")
     assert after.ntotal == before.ntotal + 3 and Index.load(fitted / "idx").ntotal == before.ntotal
+    # the known drawing keeps its first path and gains the one it was met under again
+    old_path = info["files"][5].relative_to(root / "photos").as_posix()
+    item = next(r for r in after.metadata(after.ids) if old_path in r["extra"]["paths"])
+    assert item["extra"]["paths"] == sorted([old_path, "again.png"]) and "again.png" in item["extra"]["copies"]
+    unchanged = next(r for r in before.metadata(before.ids) if r["id"] == item["id"])
+    assert (item["label"], item["text"], item["path"]) == (unchanged["label"], unchanged["text"], unchanged["path"])
+    # appending the same folder again: nothing new, no path to add
+    code, out, err = run(capsys, "index", tmp_path / "idx2", "--append", "--data", more)
+    assert code == 0 and "nothing to add: all 4 image items" in " ".join(out.split()), err
     # a model folder given where the index belongs, and a model of another dimension
     code, _, err = run(capsys, "index", fitted / "mine", "--append", "--data", more)
     assert code == 2 and one_line(err) and "is a saved model" in err

@@ -164,6 +164,22 @@ def test_a_failed_add_leaves_the_index_as_it_was(flat, monkeypatch):
     assert flat.ntotal == 52 and flat.metadata([50])[0]["path"] == "cafe.jpg"
 
 
+def test_set_metadata_replaces_whole_rows_of_items_in_the_index(flat):
+    flat.set_metadata([3, 7], [{"text": "three", "extra": {"k": 1}}, {"label": 2}])
+    rows = flat.metadata([3, 7, 8])
+    assert (rows[0]["text"], rows[0]["extra"], rows[0]["label"]) == ("three", {"k": 1}, None)
+    assert (rows[1]["label"], rows[1]["text"]) == (2, None) and rows[2]["text"] is None
+    flat.set_metadata([3], [None])   # no metadata any more
+    assert flat.metadata([3])[0] == {"id": 3, "label": None, "text": None, "path": None, "extra": {}}
+    with pytest.raises(InputError, match=r"^ids: expected ids in the index, got 1 that are not \(e.g. 99\)"):
+        flat.set_metadata([99], [{"text": "x"}])
+    with pytest.raises(InputError, match=r"^ids: expected distinct ids, got 2 with 1 repeated"):
+        flat.set_metadata([4, 4], [{"text": "x"}, {"text": "y"}])
+    with pytest.raises(InputError, match=r"^metadata: expected 2 entries"):
+        flat.set_metadata([4, 5], [{"text": "x"}])
+    assert flat.metadata([4])[0]["text"] is None   # a refused call changes nothing
+
+
 def test_spec_helpers():
     assert normalize_spec(" IVF256, Flat ") == "IVF256,Flat"
     assert normalize_spec("IDMap,Flat") == "Flat"

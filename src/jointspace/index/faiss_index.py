@@ -433,6 +433,23 @@ class Index:
         rows = self._metadata.get(self._require_live(arr[arr != -1]))
         return [None if i == -1 else rows.get(int(i)) or MetadataStore.empty_row(int(i)) for i in arr]
 
+    def set_metadata(self, ids, metadata) -> None:
+        """Replace the metadata of items already in the index.
+
+        Parameters
+        ----------
+        ids : sequence of int, shape (m,)
+            Ids in the index.
+        metadata : list of m dicts or dict of columns
+            As in :meth:`add`; each item's whole row is replaced (``None``: no metadata).
+        """
+        arr = self._require_live(np.unique(as_id_list(ids)))
+        given = as_id_list(ids)
+        if arr.size != given.size:
+            raise InputError(f"ids: expected distinct ids, got {given.size} with {given.size - arr.size} repeated")
+        rows = normalize_metadata(metadata, given.size)
+        self._metadata.replace(given, rows if rows is not None else [(None,) * 4] * given.size)
+
     def ids_with_path(self, path) -> np.ndarray:
         """Ids of the items whose metadata ``path`` is ``path`` (compared as given: store and
         ask with the same spelling, e.g. resolved absolute paths), int64 (m,)."""

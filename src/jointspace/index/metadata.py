@@ -174,6 +174,14 @@ class MetadataStore:
                           "extra": _loads(extra, i, "extra") if extra else {}}
         return out
 
+    def replace(self, ids: np.ndarray, rows: list[tuple]) -> None:
+        """Replace the rows of ``ids`` with ``rows`` (from :func:`normalize_metadata`), in one transaction."""
+        data = [(int(i),) + tuple(r) for i, r in zip(ids, rows)]
+        with self._conn:
+            self._conn.executemany("DELETE FROM items WHERE id = ?", [(d[0],) for d in data])
+            self._conn.executemany("INSERT INTO items (id, label, text, path, extra) VALUES (?, ?, ?, ?, ?)",
+                                   [d for d in data if any(v is not None for v in d[1:])])
+
     def ids_with_path(self, path: str) -> list[int]:
         """Ids whose ``path`` column is ``path`` (exactly), in increasing order."""
         return [int(r[0]) for r in self._conn.execute("SELECT id FROM items WHERE path = ? ORDER BY id", (path,))]

@@ -58,7 +58,7 @@ def openclipart_space(out: Path):
     show_report(report)
     if not (index_dir / "index.json").is_file() or Index.load(index_dir).info.get("unique_by") != "sha256":
         # one drawing filed under several categories is one rendered file: stored once, every path kept
-        everything, metas, n_dup, _ = unique_items(concat_pairs([splits[s] for s in ("train", "val", "test")]), "image")
+        everything, metas, n_dup, _, _ = unique_items(concat_pairs([splits[s] for s in ("train", "val", "test")]), "image")
         index = Index.build(model.encode("image", everything["image"]), spec="auto", metadata=metas)
         console.print(f"{n_dup} drawings filed under several categories are stored once", highlight=False)
         index.info.update({"model": str(model_dir.resolve()), "modality": "image", "dataset": "openclipart",

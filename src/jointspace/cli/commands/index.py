@@ -99,6 +99,9 @@ def unique_items(pairs, modality: str, known: set[str] | None = None):
         Rows merged into another row.
     n_known : int
         Rows dropped because ``known`` holds their content.
+    known_copies : dict
+        For each content in ``known`` met here: ``{sha256: (copies, paths)}`` of its rows, to
+        be added to the stored item's metadata.
     """
     import numpy as np
 
@@ -118,7 +121,30 @@ def unique_items(pairs, modality: str, known: set[str] | None = None):
     meta["sha256"] = [h for h, _ in keep]
     meta["copies"] = [[ids[j] for j in g] for _, g in keep]
     meta["paths"] = [sorted({p for j in g for p in _source_paths(pairs, j, modality)}) for _, g in keep]
-    return sub, meta, len(pairs) - len(keep) - n_known, n_known
+    known_copies = {h: ([ids[j] for j in g], sorted({p for j in g for p in _source_paths(pairs, j, modality)}))
+                    for h, g in zip(hashes, groups) if known and h in known}
+    return sub, meta, len(pairs) - len(keep) - n_known, n_known, known_copies
+
+
+def _merge_known_copies(index, stored: list, known_copies: dict) -> int:
+    """Add the ids and paths under which content already in ``index`` was met again to the
+    stored items' ``copies`` and ``paths``; returns how many items gained a path or an id."""
+    changed_ids, rows = [], []
+    for row in stored:
+        extra = (row or {}).get("extra") or {}
+        if extra.get("sha256") not in known_copies:
+            continue
+        copies, paths = known_copies[extra["sha256"]]
+        new_copies = sorted(set(extra.get("copies") or []) | set(copies))
+        new_paths = sorted(set(extra.get("paths") or []) | set(paths))
+        if new_copies == sorted(extra.get("copies") or []) and new_paths == sorted(extra.get("paths") or []):
+            continue
+        changed_ids.append(row["id"])
+        rows.append({"label": row["label"], "text": row["text"], "path": row["path"],
+                     "extra": {**extra, "copies": new_copies, "paths": new_paths}})
+    if changed_ids:
+        index.set_metadata(changed_ids, rows)
+    return len(changed_ids)
 
 
 def _index_modality(args, model_modalities, default=None) -> str:
@@ -160,7 +186,7 @@ def run(args) -> int:
     modality = _index_modality(args, model.modalities_)
     source, split, pairs = _read_items(args, model, modality)
     with console.status(f"finding duplicate {modality} items"):
-        pairs, metadata, n_dup, _ = unique_items(pairs, modality)
+        pairs, metadata, n_dup, _, _ = unique_items(pairs, modality)
     info = {"model": str(Path(args.model).resolve()), "modality": modality,
             "dataset": _dataset_name(args.dataset, source), "split": split, "unique_by": "sha256"}
     if not source.builtin:   # how the collection was read, so that search --query-row reads it again
@@ -279,19 +305,21 @@ def _append(args) -> int:
     stored = index.metadata(index.ids)
     known = {(row.get("extra") or {}).get("sha256") for row in stored if row} - {None}
     with console.status(f"finding duplicate {modality} items"):
-        pairs, metadata, n_dup, n_known = unique_items(pairs, modality, known)
-    if len(pairs) == 0:
+        pairs, metadata, n_dup, n_known, known_copies = unique_items(pairs, modality, known)
+    n_merged = _merge_known_copies(index, stored, known_copies)
+    if len(pairs) == 0 and not n_merged:
         console.print(f"nothing to add: all {n_known} {modality} items of {args.dataset} are already in "
                       f"{args.model}", highlight=False)
         return 0
-    vectors = _encode(model, modality, pairs)
-    index.add(vectors, metadata=metadata)
+    if len(pairs):
+        index.add(_encode(model, modality, pairs), metadata=metadata)
     sources = list(info.get("appended", []))
     sources.append({"dataset": _dataset_name(args.dataset, source), "split": split, "added": int(len(pairs))})
     index.info["appended"] = sources
     out = args.out or args.model
     index.save(out)
-    skipped = f"; {n_known} already in the index" if n_known else ""
+    skipped = (f"; {n_known} already in the index" + (f" ({n_merged} under new paths, added to their items)"
+                                                      if n_merged else "")) if n_known else ""
     dup = f"; {n_dup} duplicates by content stored once" if n_dup else ""
     console.print(f"added {len(pairs)} {modality} vectors to {out} ({index.ntotal} in all){skipped}{dup}",
                   highlight=False)
