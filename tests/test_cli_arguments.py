@@ -269,3 +269,18 @@ def test_column_spec_names_each_modality_once():
     assert parse_columns("text=a,label") == {"text": "a", "label": "label"}
     with pytest.raises(InputError, match=r"columns: 'text' is given twice in 'text=a,text=b'"):
         parse_columns("text=a,text=b")
+
+
+def test_a_library_message_names_the_option_that_gave_the_value():
+    from argparse import Namespace
+
+    from jointspace.cli import name_the_option
+
+    args = Namespace(epochs=0, k=10, model=None, option_names={"epochs": "--epochs", "k": "-k", "model": "MODEL"})
+    assert name_the_option("epochs: expected an integer >= 1, got 0", args) == \
+        "--epochs: expected an integer >= 1, got 0"
+    # the value came from elsewhere (k from --rerank; a model the index records): left as it is
+    assert name_the_option("k: expected at most 10000, got 99", args) == "k: expected at most 10000, got 99"
+    assert name_the_option("k: expected at most 10000, got 100", args) == "k: expected at most 10000, got 100"
+    assert name_the_option("model: expected a saved model folder, got '/m'", args).startswith("model:")
+    assert name_the_option("epochs: too few", args) == "epochs: too few"

@@ -168,3 +168,10 @@ def test_explain_writes_one_map_per_word(built, capsys, tmp_path):
     maps = CrossAttentionMatcher.load(built / "matcher").explain(str(_FOLDER / "test-0.png"), "a red square")["maps"]
     assert maps.shape == (3, 7, 7)
     np.testing.assert_allclose(maps.sum(axis=(1, 2)), 1.0, rtol=1e-5)  # each word's attention over the regions
+
+
+def test_fit_matcher_settings_are_named_by_their_options(capsys, tmp_path):
+    for option, value in (("--epochs", "0"), ("--dim", "-3")):
+        code, _, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "m", option, value,
+                           "--val-split", "none")
+        assert code == 2 and one_line(err) and err.startswith(f"error: {option}: expected an integer >= 1"), err

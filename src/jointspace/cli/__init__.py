@@ -87,6 +87,26 @@ def _record_option_names(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(option_names=names)
 
 
+def name_the_option(message: str, args) -> str:
+    """A library message that starts with a parameter name (``epochs: expected ..., got 0``)
+    names the command's option instead (``--epochs: ...``), where the command has an argument
+    of that name and the value the message says it got is the one given to that argument."""
+    import re
+
+    match = re.match(r"([A-Za-z_][A-Za-z0-9_]*): ", message)
+    names = getattr(args, "option_names", {})
+    if not match or names.get(match.group(1), match.group(1)) == match.group(1):
+        return message
+    name = match.group(1)
+    value, got = getattr(args, name, None), message.rpartition(" got ")[2]
+    if value is None or not message.count(" got "):
+        return message
+    spelled = "|".join(re.escape(v) for v in {str(value), repr(value)})
+    if not re.match(rf"(?:{spelled})(?:$|[\s;,.)(])", got):
+        return message
+    return names[name] + message[len(name):]
+
+
 def _is_utf8(text: str) -> bool:
     """Whether ``text`` came from valid UTF-8 (bytes that are not arrive as lone surrogates)."""
     try:
@@ -130,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         if os.environ.get("JOINTSPACE_DEBUG"):
             raise
-        error(str(exc))
+        error(name_the_option(str(exc), args))
         return 2
     except (JointspaceError, OSError, MemoryError) as exc:
         if os.environ.get("JOINTSPACE_DEBUG"):
