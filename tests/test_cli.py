@@ -48,7 +48,7 @@ def test_fit_eval_round_trip(tmp_path, capsys):
     (["fit", "nope", "--out", "x"], 2, "DATA: unknown dataset 'nope'"),     # positional: as --help names it
     (["eval", "m", "--data", "nope"], 2, "--data: unknown dataset 'nope'"),
     (["fit", "wikipedia", "--model", "nope", "--out", "x"], 2, "model: unknown model 'nope'"),
-    (["fit", "wikipedia", "--n-components", "50", "--out", "x"], 2, "n_components: expected at most"),
+    (["fit", "wikipedia", "--n-components", "50", "--out", "x"], 2, "--n-components: expected at most"),
     (["fit", "wikipedia", "--param", "reg", "--out", "x"], 2, "KEY=VALUE"),
     (["eval", "does/not/exist", "--dataset", "wikipedia"], 2, "not a folder"),
     (["bench", "nope"], 2, "unknown suite"),

@@ -284,3 +284,8 @@ def test_a_library_message_names_the_option_that_gave_the_value():
     assert name_the_option("k: expected at most 10000, got 100", args) == "k: expected at most 10000, got 100"
     assert name_the_option("model: expected a saved model folder, got '/m'", args).startswith("model:")
     assert name_the_option("epochs: too few", args) == "epochs: too few"
+    # a text given to the option, quoted in the message
+    args = Namespace(tower="nosuch", model=None, option_names={"tower": "--tower", "model": "--model"})
+    assert name_the_option("tower: unknown tower 'nosuch'; known: minilm", args) == \
+        "--tower: unknown tower 'nosuch'; known: minilm"
+    assert name_the_option("tower: unknown tower 'other'", args) == "tower: unknown tower 'other'"

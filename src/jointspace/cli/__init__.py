@@ -90,7 +90,8 @@ def _record_option_names(parser: argparse.ArgumentParser) -> None:
 def name_the_option(message: str, args) -> str:
     """A library message that starts with a parameter name (``epochs: expected ..., got 0``)
     names the command's option instead (``--epochs: ...``), where the command has an argument
-    of that name and the value the message says it got is the one given to that argument."""
+    of that name and the message reports the value given to it (after ``got``, or, for a
+    text, quoted anywhere in it)."""
     import re
 
     match = re.match(r"([A-Za-z_][A-Za-z0-9_]*): ", message)
@@ -99,10 +100,12 @@ def name_the_option(message: str, args) -> str:
         return message
     name = match.group(1)
     value, got = getattr(args, name, None), message.rpartition(" got ")[2]
-    if value is None or not message.count(" got "):
+    if value is None:
         return message
+    if isinstance(value, str) and value and repr(value) in message[len(name):]:
+        return names[name] + message[len(name):]   # the text given, quoted in the message
     spelled = "|".join(re.escape(v) for v in {str(value), repr(value)})
-    if not re.match(rf"(?:{spelled})(?:$|[\s;,.)(])", got):
+    if " got " not in message or not re.match(rf"(?:{spelled})(?:$|[\s;,.)(])", got):
         return message
     return names[name] + message[len(name):]
 
