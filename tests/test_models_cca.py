@@ -219,17 +219,6 @@ def test_sqrt_step_saved_without_its_width_still_loads(tmp_path):
                                atol=1e-6)
 
 
-@pytest.mark.parametrize("bad, match", [
-    (lambda x, y: (x, y[:-1]), "rows|samples|inconsistent"),
-    (lambda x, y: (np.where(np.arange(x.size).reshape(x.shape) == 3, np.nan, x), y), "NaN"),
-    (lambda x, y: (x[:, 0], y), "2-D|2D|1D"),
-])
-def test_bad_arrays(two_views, bad, match):
-    x, y = bad(*two_views)
-    with pytest.raises(ValueError, match=match):
-        CCA(n_components=1).fit(x, y)
-
-
 @pytest.mark.parametrize("cls", [CCA, RegularizedCCA, PLS, KernelCCA])
 def test_boolean_and_integer_views_fit_as_numbers(two_views, cls):
     x, y = two_views
