@@ -122,6 +122,8 @@ def test_rerank_and_explain_refuse_bad_arguments(built, capsys, tmp_path):
     assert code == 2 and "--rerank-weight: expected a number in [0, 1], got 1.5" in err
     code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank-weight", "0.5")
     assert code == 2 and "--rerank-weight: only used with --rerank" in err and one_line(err)
+    code, _, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "m", "--val-split", "nosuch")
+    assert code == 2 and one_line(err) and err.startswith("error: --val-split:") and "got 'nosuch'" in err, err
     code, _, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "m", "--model", built / "run",
                        "--val-split", "none")
     assert code == 2 and "--model: choosing the re-ranking weight needs a validation split" in err

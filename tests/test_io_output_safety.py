@@ -358,6 +358,9 @@ def test_plot_curves_on_a_non_utf8_file(tmp_path, capsys):
     assert code == 2 and "metrics.csv" in err and one_line(err)
     code, _, err = run(capsys, "plot", "curves", bad, "--out", tmp_path)
     assert code == 2 and "--out" in err and one_line(err)
+    bad.write_text("step,loss\n")
+    code, _, err = run(capsys, "plot", "curves", bad, "--out", tmp_path / "c.png")
+    assert code == 2 and one_line(err) and err.startswith(f"error: RUN: {bad} has no rows"), err
 
 
 def test_failed_replace_keeps_the_old_folder(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -175,3 +176,16 @@ def check_not_an_item(out, option: str, *, items=(), index=None, source: str = "
     if listed:
         raise InputError(f"{option}: {str(out)!r} is an item of {source}; expected a file name that is not one of "
                          "the inputs, so they are not overwritten")
+
+
+@contextlib.contextmanager
+def named_as(argument: str, option: str):
+    """Within the block, an :class:`InputError` that starts with ``argument:`` (a library
+    function's parameter) names the command's ``option`` instead."""
+    try:
+        yield
+    except InputError as exc:
+        msg = str(exc)
+        if msg.startswith(argument + ":"):
+            raise InputError(option + msg[len(argument):]) from None
+        raise

@@ -2,7 +2,7 @@
 where each word of a text looks in an image."""
 
 from .._common import add_json_flag, console, load_split, print_json
-from .._checks import check_not_an_input, check_png_out, check_query_value
+from .._checks import check_not_an_input, check_png_out, check_query_value, named_as
 
 
 def register(sub):
@@ -61,7 +61,8 @@ def run_fit(args) -> int:
                              f"{', '.join(first_stage.modalities_)}")
     relevance = get_dataset(args.dataset).relevance  # e.g. same title on OpenClipart: not negatives
     train = load_split(args.dataset, "train")
-    val = None if args.val_split == "none" else load_split(args.dataset, args.val_split)
+    with named_as("--split", "--val-split"):
+        val = None if args.val_split == "none" else load_split(args.dataset, args.val_split)
     matcher = CrossAttentionMatcher(dim=args.dim, epochs=args.epochs, seed=args.seed)
     with console.status("computing region and word-piece features"):
         matcher.fit(train, val, relevance=relevance)

@@ -1,7 +1,7 @@
 """``jointspace plot map|gallery|curves``: PNG plots of a joint space, a search, a training run."""
 
 from .._checks import (check_dataset_items, check_not_an_input, check_not_an_item, check_png_out, check_raw_query,
-                       option_name)
+                       named_as, option_name)
 from .._common import add_data_options, console, data_source, default_split, load_split
 
 
@@ -82,7 +82,7 @@ def run_map(args) -> int:
     with console.status(f"encoding {len(pairs)} samples x {len(mods)} modalities"):
         emb = {m: _encode_for_map(model, m, pairs[m]) for m in mods}
     labels = pairs.labels if pairs.labels is not None and pairs.labels.ndim == 1 else None
-    with console.status(f"reducing to 2-D ({args.method})"):
+    with console.status(f"reducing to 2-D ({args.method})"), named_as("embeddings", option_name(args, "dataset")):
         plot_joint_space(emb, args.out, labels=labels, label_names=pairs.label_names, method=args.method,
                          n_lines=args.lines, seed=args.seed,
                          title=f"{args.dataset}/{args.split}: {len(pairs)} samples, {args.method}")
@@ -136,6 +136,7 @@ def run_curves(args) -> int:
     check_png_out(args.out, "--out", "plots are PNG images")
     check_not_an_input(args, "out", "--out")
     # a metrics file that is not UTF-8 text is an InputError of plot_curves, naming the file
-    plot_curves(_run_folder(Path(args.run)), args.out, title=Path(args.run).name)
+    with named_as("metrics", option_name(args, "run")):
+        plot_curves(_run_folder(Path(args.run)), args.out, title=Path(args.run).name)
     console.print(f"curves written to {args.out}", highlight=False)
     return 0
