@@ -29,6 +29,14 @@ def test_gaussian_kl_hand_worked_and_against_torch_distributions():
     assert torch.allclose(gaussian_kl(mu, logvar), ref, atol=1e-10)
     ref2 = torch.distributions.kl_divergence(q, torch.distributions.Normal(pm, torch.exp(0.5 * plv))).sum(-1)
     assert torch.allclose(gaussian_kl(mu, logvar, pm, plv), ref2, atol=1e-10)
+    # each prior argument on its own (the missing one at its default: mean 0, log-variance 0)
+    ref3 = torch.distributions.kl_divergence(q, torch.distributions.Normal(0.0, torch.exp(0.5 * plv))).sum(-1)
+    assert torch.allclose(gaussian_kl(mu, logvar, prior_logvar=plv), ref3, atol=1e-10)
+    ref4 = torch.distributions.kl_divergence(q, torch.distributions.Normal(pm, 1.0)).sum(-1)
+    assert torch.allclose(gaussian_kl(mu, logvar, prior_mu=pm), ref4, atol=1e-10)
+    # KL(N(0.5, 1) || N(0, 4)) by hand: 1/2 (log 4 + (1 + 0.25) / 4 - 1)
+    assert float(gaussian_kl(_t([[0.5]]), _t([[0.0]]), prior_logvar=_t([[math.log(4.0)]]))[0]) == \
+        pytest.approx(0.5 * (math.log(4.0) + 1.25 / 4 - 1), abs=1e-12)
 
 
 def test_gaussian_kl_refuses_mismatched_shapes():

@@ -17,7 +17,7 @@ with the joint posterior formed from one Gaussian expert per modality by
 Each subset term is :func:`jointspace.objectives.elbo.negative_elbo` with the joint
 reconstruction term of eq. (3) weighted per modality (``likelihood_weights``), the KL term of
 eq. (4) weighted by β (with linear KL annealing over ``kl_warmup`` epochs), or, with
-``iw_samples`` K > 1, the importance-weighted bound (Burda et al. 2016).  ``encode`` returns
+``iw_samples`` K > 1, the importance-weighted bound (Burda et al. 2016; β-tempered where β ≠ 1).  ``encode`` returns
 the posterior mean given one modality; :meth:`~GenerativeModel.posterior_mean`,
 ``generate``, ``reconstruct`` and ``sample`` work from any subset of modalities.
 """
@@ -62,7 +62,9 @@ class MultimodalVAE(GenerativeModel):
     kl_warmup : float
         Epochs over which β rises linearly from 0 (KL annealing); 0 uses β from the start.
     iw_samples : int
-        1: the ELBO; K > 1: the importance-weighted bound with K samples per subset term.
+        1: the ELBO; K > 1: the importance-weighted bound with K samples per subset term,
+        with the prior and posterior log-densities weighted by β as the KL term is (the bound
+        itself at β = 1; a β-tempered one otherwise, and during ``kl_warmup``).
     prior : {"mixture", "normal"}
         :math:`p(z)` of eq. (1).  Training always uses :math:`\mathcal N(0, I)` (closed-form
         KL).  With ``mixture``, the prior is then replaced by a mixture of

@@ -7,9 +7,11 @@ the prior :math:`p(z) = \mathcal N(0, I)`.  Its evidence lower bound (eq. 2) is
            - \mathrm{KL}(q(z \mid x_{1..M}) \,\|\, p(z)),
 
 whose first term is the joint reconstruction term (eq. 3),
-:math:`\sum_m \mathbb E_q[\log p(x_m \mid z)]`.  Eq. (4) weighs the KL term by :math:`\beta`;
-a loss to *minimise* is its negative, :math:`-\sum_m w_m \mathbb E_q[\log p(x_m \mid z)] +
-\beta\,\mathrm{KL}` (:func:`negative_elbo`), with likelihood weights :math:`w_m` (1 in the
+:math:`\sum_m \mathbb E_q[\log p(x_m \mid z)]`.  Eq. (4) weighs the KL term by :math:`\beta`.
+The chapter prints it as :math:`L_{recon} + \beta\,\mathrm{KL}`; the bound it weighs is
+:math:`L_{recon} - \beta\,\mathrm{KL}` (eq. 2 with :math:`\beta = 1`), so the loss to
+*minimise* is :math:`-\sum_m w_m \mathbb E_q[\log p(x_m \mid z)] + \beta\,\mathrm{KL}`
+(:func:`negative_elbo`, the β-VAE loss), with likelihood weights :math:`w_m` (1 in the
 chapter) so that a modality of many dimensions does not drown one of few.
 
 The joint posterior is built from one Gaussian expert :math:`q(z \mid x_m)` per modality:
@@ -57,14 +59,16 @@ def gaussian_kl(mu, logvar, prior_mu=None, prior_logvar=None) -> torch.Tensor:
     ----------
     mu, logvar : Tensor, shape (..., d)
     prior_mu, prior_logvar : Tensor broadcastable to (..., d), optional
+        The prior's mean (default 0) and log-variance (default 0), each on its own.
 
     Returns
     -------
     Tensor, shape (...)
     """
     _check_gaussian(mu, logvar, "gaussian_kl")
-    if prior_mu is None:
+    if prior_mu is None and prior_logvar is None:
         return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(-1)
+    prior_mu = torch.zeros_like(mu) if prior_mu is None else prior_mu
     prior_logvar = torch.zeros_like(mu) if prior_logvar is None else prior_logvar
     return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp()
                   - 1.0).sum(-1)
