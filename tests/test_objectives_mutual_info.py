@@ -53,6 +53,18 @@ def test_hsic_matches_loop_implementations():
     assert float(hsic(x, y, 1.3, 0.7, unbiased=True)) == pytest.approx(_np_hsic_unbiased(k, l), rel=1e-10)
 
 
+def test_hsic_in_float32_does_not_depend_on_where_the_rows_lie():
+    # a shift changes no distance; far from the origin float32 used to lose the estimate
+    torch.manual_seed(0)
+    x = torch.randn(64, 8)
+    y = x[:, :4] ** 2 + 0.1 * torch.randn(64, 4)
+    for unbiased in (False, True):
+        exact = float(hsic(x.double(), y.double(), unbiased=unbiased))
+        shifted = float(hsic(x + 3000.0, y - 500.0, unbiased=unbiased))
+        assert shifted == pytest.approx(exact, rel=1e-3, abs=1e-6)
+    assert median_bandwidth(x + 3000.0) == pytest.approx(median_bandwidth(x.double()), rel=1e-4)
+
+
 def test_median_bandwidth_matches_numpy():
     x = _rand(7, 3, seed=3)  # 21 pairs: the lower median is the median
     d2 = [float(((x[i] - x[j]) ** 2).sum()) for i in range(7) for j in range(i + 1, 7)]
@@ -173,6 +185,19 @@ def test_club_all_pairs_equals_explicit_double_sum():
     want = sum(logq(i, i) for i in range(9)) / 9 - sum(logq(i, j) for i in range(9) for j in range(9)) / 81
     assert float(club(x, y).detach()) == pytest.approx(want, rel=1e-10)
     assert float(club.learning_loss(x, y).detach()) == pytest.approx(-sum(logq(i, i) for i in range(9)) / 9, rel=1e-10)
+
+
+def test_club_all_pairs_term_in_float32_far_from_the_origin():
+    torch.manual_seed(3)
+    club = CLUB(3, 2, hidden=8)
+    x, y = torch.randn(32, 3), 0.3 * torch.randn(32, 2)
+    with torch.no_grad():
+        club.mean_net[-1].bias += 1000.0   # q sits where y is: both far from the origin
+    y = y + 1000.0
+    with torch.no_grad():
+        want = float(club.double()(x.double(), y.double()))
+        got = float(club.float()(x, y))
+    assert got == pytest.approx(want, rel=1e-3)
 
 
 def test_club_bad_input():

@@ -38,7 +38,11 @@ def _check_xy(x, y, min_rows: int) -> None:
 
 
 def _sq_dists(x: torch.Tensor) -> torch.Tensor:
-    """Pairwise squared Euclidean distances (n, n), exact zeros on the diagonal."""
+    """Pairwise squared Euclidean distances (n, n), exact zeros on the diagonal.
+
+    The rows are centred first: distances do not change, and ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j``
+    on rows far from the origin would cancel away float32's digits."""
+    x = x - x.mean(dim=0, keepdim=True)
     sq = (x * x).sum(dim=1)
     d = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)
     return d * (1.0 - torch.eye(x.shape[0], dtype=x.dtype, device=x.device))
@@ -242,8 +246,10 @@ class CLUB(torch.nn.Module):
             perm = torch.randperm(y.shape[0], device=y.device)
             negative = -0.5 * ((y[perm] - mu) ** 2 * inv_var).sum(dim=1)
         else:
-            # mean_j (y_j - mu_i)^2 = mean(y^2) - 2 mu_i mean(y) + mu_i^2: O(n d), no (n, n, d) tensor.
-            m1, m2 = y.mean(dim=0), (y * y).mean(dim=0)
-            negative = -0.5 * ((m2 - 2 * mu * m1 + mu * mu) * inv_var).sum(dim=1)
+            # mean_j (y_j - mu_i)^2 = var(y) + (mean(y) - mu_i)^2: O(n d), no (n, n, d) tensor; the
+            # variance from centred y (mean(y^2) - mean(y)^2 would cancel for y far from 0)
+            m1 = y.mean(dim=0)
+            var = ((y - m1) ** 2).mean(dim=0)
+            negative = -0.5 * ((var + (m1 - mu) ** 2) * inv_var).sum(dim=1)
         # The log-normaliser of q depends on x_i only and cancels between the two terms.
         return (positive - negative).mean()
