@@ -86,6 +86,20 @@ def test_fused_gradient_passes_gradcheck():
     assert torch.autograd.gradcheck(fused_clip_loss, (t, a, s))
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_public_losses_keep_float64_and_pass_gradcheck(fused):
+    t, a = _unit(4, 3, 3).requires_grad_(), _unit(4, 3, 4).requires_grad_()
+    s = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    assert clip_loss(t, a, s, fused=fused).dtype == torch.float64
+    assert torch.autograd.gradcheck(lambda t, a, s: clip_loss(t, a, s, fused=fused), (t, a, s))
+    labels = np.array([0, 1, 0, 2])
+    assert torch.autograd.gradcheck(lambda t, a: supervised_clip_loss(t, a, labels, s.detach()), (t, a))
+    bias = torch.tensor(-1.0, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, a, b: siglip_loss(t, a, s.detach(), b), (t, a, bias))
+    # narrower inputs (bf16 under autocast) are still computed in float32
+    assert clip_loss(t.detach().bfloat16(), a.detach().bfloat16(), 3.0, fused=fused).dtype == torch.float32
+
+
 def test_batch_of_one_is_refused():
     x = torch.randn(1, 4)
     for fn in (lambda: clip_loss(x, x, 10.0), lambda: siglip_loss(x, x, 10.0, -10.0),

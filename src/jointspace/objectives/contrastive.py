@@ -20,6 +20,8 @@ and CLIP compute.  The temperature is learnt as CLIP learns it:
 a parameter ``log_scale = log(1/tau)``, exponentiated and clamped so that ``1/tau <= 100``
 (:func:`logit_scale`, :func:`clamp_log_scale_`).  Every function here takes the *scale*
 ``1/tau`` (a tensor, learnable or not); ``tau=`` is accepted instead for a fixed temperature.
+The losses are computed in float64 for float64 features and in float32 otherwise (bfloat16 or
+float16 features under autocast are raised to float32).
 
 Objectives are pure functions of tensors; they never import a model.
 """
@@ -89,6 +91,12 @@ def _log_bound(max_scale: float, dtype: torch.dtype) -> float:
     if float(bound) > math.log(max_scale):
         bound = torch.nextafter(bound, torch.tensor(-math.inf, dtype=dtype))
     return float(bound)
+
+
+def _loss_dtype(t: torch.Tensor) -> torch.dtype:
+    """The dtype a loss is computed in: float64 stays float64, anything narrower (bf16 and
+    float16 under autocast) is raised to float32."""
+    return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
 def _resolve_scale(scale, tau):
@@ -174,9 +182,10 @@ def clip_loss(text: torch.Tensor, image: torch.Tensor, scale=None, *, tau: float
     scale = _resolve_scale(scale, tau)
     if check:
         _check_pair(text, image)
-    text, image = text.float(), image.float()
+    dtype = _loss_dtype(text)
+    text, image = text.to(dtype), image.to(dtype)
     if fused:
-        return fused_clip_loss(text, image, scale.float())
+        return fused_clip_loss(text, image, scale.to(dtype))
     return info_nce(clip_logits(text, image, scale))
 
 
@@ -204,7 +213,8 @@ def siglip_loss(a: torch.Tensor, b: torch.Tensor, scale, bias, *, check: bool = 
         check_features(b, "b")
         check_same_shape(a, b, "a", "b")
         scale = check_scale(scale, "scale")
-    a, b = a.float(), b.float()
+    dtype = _loss_dtype(a)
+    a, b = a.to(dtype), b.to(dtype)
     n = a.shape[0]
     logits = scale * (a @ b.T) + bias
     signs = 2 * torch.eye(n, dtype=logits.dtype, device=logits.device) - 1
@@ -269,7 +279,8 @@ def supervised_clip_loss(text: torch.Tensor, image: torch.Tensor, labels, scale=
     if check:
         _check_pair(text, image)
     mask = positive_mask(labels, text.shape[0]).to(text.device)
-    return soft_target_info_nce(clip_logits(text.float(), image.float(), scale), mask)
+    dtype = _loss_dtype(text)
+    return soft_target_info_nce(clip_logits(text.to(dtype), image.to(dtype), scale), mask)
 
 
 def soft_target_info_nce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -288,8 +299,8 @@ def soft_target_info_nce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     -------
     loss : Tensor, shape ()
     """
-    mask = mask.to(logits.device, torch.float32)
-    logits = logits.float()
+    logits = logits.to(_loss_dtype(logits))
+    mask = mask.to(logits.device, logits.dtype)
     # Row i spreads over P_i, column j over P_j: with multi-hot labels the sizes differ.
     l_text = -(mask / mask.sum(dim=1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
     l_image = -(mask / mask.sum(dim=0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(dim=0).mean()
