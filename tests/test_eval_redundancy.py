@@ -113,6 +113,8 @@ def test_hsic_score_independence_dependence_and_normalisation():
     # subsampling above max_samples: deterministic, and close to the full value
     assert hsic_score(x, dep, max_samples=200) == hsic_score(x, dep, max_samples=200)
     assert hsic_score(x, dep, max_samples=200) == pytest.approx(hsic_score(x, dep), rel=0.3)
+    # a shift changes no distance: the score holds far from the origin too
+    assert hsic_score(x + 1e7, dep - 1e7) == pytest.approx(hsic_score(x, dep), rel=1e-6)
 
 
 def test_redundancy_report():

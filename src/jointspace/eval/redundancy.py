@@ -202,6 +202,8 @@ def debiased_linear_cka(z1, z2, max_samples: int | None = 4096, seed: int = 0) -
 
 
 def _sq_dists(z: np.ndarray) -> np.ndarray:
+    """Pairwise squared distances (n, n) of the centred rows (no digits lost far from 0)."""
+    z = z - z.mean(axis=0)
     sq = np.einsum("ij,ij->i", z, z)
     d = np.maximum(sq[:, None] + sq[None, :] - 2.0 * z @ z.T, 0.0)
     np.fill_diagonal(d, 0.0)
