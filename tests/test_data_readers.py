@@ -42,6 +42,19 @@ def test_mat(tmp_path):
         read_array(tmp_path / "m.mat")
 
 
+def test_a_damaged_mat_file_that_crashes_its_reader_is_an_input_error(tmp_path):
+    from scipy.io import savemat
+
+    savemat(tmp_path / "ok.mat", {"a": X.astype(np.float32)})
+    data = bytearray((tmp_path / "ok.mat").read_bytes())
+    tag = data.index(bytes([7, 0, 0, 0, 48, 0, 0, 0]))   # the type tag of a's 12 float32 values
+    data[tag] = 0   # no such element type: scipy's reader dereferences it natively and segfaults
+    (tmp_path / "bad.mat").write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"^path: cannot read .*bad.mat' as mat: the file is damaged"):
+        read_array(tmp_path / "bad.mat")
+    np.testing.assert_array_equal(read_array(tmp_path / "ok.mat"), X.astype(np.float32))
+
+
 def test_mat_labels_saved_as_a_row_vector(tmp_path):
     from scipy.io import savemat
 

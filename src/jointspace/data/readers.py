@@ -9,6 +9,8 @@ wrong with it; nothing is ever unpickled.
 from __future__ import annotations
 
 import csv
+import faulthandler
+import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -102,9 +104,34 @@ def _read_npz(p: Path, key) -> np.ndarray:
     return _numeric(_pick(named, key, p), p, key)
 
 
+def _crashes_in_a_child(read, path: Path) -> bool:
+    """Whether ``read(path)`` kills the process (a native reader's segmentation fault on a
+    damaged file), tried in a forked child; False where there is no fork."""
+    if not hasattr(os, "fork"):
+        return False
+    pid = os.fork()
+    if pid == 0:   # the child: its outcome is its exit status; it never returns
+        code = 0
+        try:
+            faulthandler.disable()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            read(str(path))
+        except BaseException:
+            code = 1   # a Python exception: the parent meets it again and reports it
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFSIGNALED(status)
+
+
 def _read_mat(p: Path, key) -> np.ndarray:
     from scipy.io import loadmat
 
+    # scipy's MAT reader dereferences a damaged element type natively and segfaults (a
+    # single changed byte is enough): it reads the file in a child first
+    if _crashes_in_a_child(loadmat, p):
+        raise InputError(f"path: cannot read {str(p)!r} as mat: the file is damaged (its reader crashed on it)")
     try:
         mat = loadmat(str(p))
     except NotImplementedError:
