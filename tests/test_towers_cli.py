@@ -147,3 +147,25 @@ def test_runtime_option_chooses_and_records_the_towers_runtime(tmp_path, monkeyp
     np.testing.assert_allclose(vectors, create_tower("minilm", runtime=runtime).embed(texts, progress=False),
                                rtol=0, atol=1e-6)
     assert "JOINTSPACE_RUNTIME" not in __import__("os").environ     # the option lasts one command
+
+
+class OneSplitTexts(Dataset):
+    """Three captions in a single split 'all', as the built-in photos has (for the CLI test only)."""
+
+    name = "one-split-texts-test"
+    modalities = ("text",)
+    splits = ("all",)
+
+    def _load(self, split):
+        return Pairs({"text": ["a red car", "a cat", "a tree"]})
+
+
+if OneSplitTexts.name not in DATASETS:
+    register_dataset(OneSplitTexts)
+
+
+def test_a_builtin_dataset_without_the_default_split_reads_its_only_split(tmp_path, capsys):
+    out = tmp_path / "t.npy"
+    assert main(["embed", OneSplitTexts.name, "--tower", "minilm", "--out", str(out), "--json", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["split"] == "all" and np.load(out).shape == (3, 384)

@@ -249,8 +249,12 @@ def _data_named_as(args):
 
 
 def default_split(source, builtin_default: str, user_default: str = "all") -> str:
-    """The split a command reads when ``--split`` is not given."""
-    return builtin_default if source.builtin else user_default
+    """The split a command reads when ``--split`` is not given: ``builtin_default`` for a
+    built-in dataset that has it (else its first split, e.g. ``all`` of ``photos``),
+    ``user_default`` for a user's collection."""
+    if not source.builtin:
+        return user_default
+    return builtin_default if builtin_default in source.splits else source.splits[0]
 
 
 def load_split(dataset: str, split: str, args=None):
