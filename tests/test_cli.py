@@ -165,6 +165,79 @@ def test_search_with_a_model_of_another_dimension(tmp_path, capsys, wiki_run):
     assert code == 2 and "queries" in err and "9" in err and "3" in err
 
 
+def _set_info(idx, **fields):
+    """Edit the info an index records (as an index of an older version, or a moved one, has it)."""
+    meta = json.loads((idx / "index.json").read_text())
+    for key, value in fields.items():
+        if value is None:
+            meta["info"].pop(key, None)
+        else:
+            meta["info"][key] = value
+    (idx / "index.json").write_text(json.dumps(meta))
+
+
+def test_a_model_saved_again_after_indexing_is_refused(tmp_path, capsys):
+    model, idx = tmp_path / "m", tmp_path / "idx"
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "6", "--out", str(model)]) == 0
+    assert main(["index", str(model), "--dataset", "wikipedia", "--modality", "image", "--out", str(idx)]) == 0
+    code, _, err = run(capsys, "search", idx, "--query-row", "0", "-k", "2")
+    assert code == 0 and "warning" not in err
+    # replacing a saved model is allowed, but the index now holds vectors of another model
+    assert main(["fit", "wikipedia", "--model", "rcca", "--n-components", "6", "--out", str(model)]) == 0
+    capsys.readouterr()
+    for argv in (["search", idx, "--query-row", "0"], ["search", idx, "--model", model, "--query-row", "0"],
+                 ["plot", "gallery", idx, "--text", "a castle", "--out", tmp_path / "g.png"]):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and f"--model/INDEX: the model at {str(model)!r} was saved again after this index" in err
+        assert "build the index again" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "index", idx, "--append", "--dataset", "wikipedia", "--split", "train")
+    assert code == 2 and "--append: the model at" in err and "was saved again" in err
+    _set_info(idx, model_sha256=None)   # an index that records no digest is searched as before
+    code, _, err = run(capsys, "search", idx, "--query-row", "0", "-k", "2")
+    assert code == 0, err
+
+
+def test_a_missing_recorded_model_or_dataset_names_the_option_that_passes_it(tmp_path, capsys, wiki_run):
+    from jointspace import load_dataset
+
+    test = load_dataset("wikipedia", "test")
+    arrays = tmp_path / "features.npz"
+    np.savez(arrays, I=test["image"], T=test["text"])
+    idx = tmp_path / "idx"
+    assert main(["index", str(wiki_run), "--data", str(arrays), "--modality", "image", "--modality", "image=I",
+                 "--modality", "text=T", "--out", str(idx)]) == 0
+    code, out, err = run(capsys, "search", idx, "--query-row", "1", "-k", "2")
+    assert code == 0, err
+    arrays.unlink()
+    code, _, err = run(capsys, "search", idx, "--query-row", "1", "-k", "2")
+    assert code == 2 and f"INDEX: the dataset index {str(idx)!r} was built from, {str(arrays)!r}, is missing" in err
+    assert "pass the data with --dataset DATA" in err and "unknown dataset" not in err
+    moved = tmp_path / "moved"
+    wiki_run.rename(moved)
+    code, _, err = run(capsys, "search", idx, "--text", "a castle")
+    assert code == 2 and f"INDEX: the model index {str(idx)!r} was built with, {str(wiki_run)!r}, is missing" in err
+    assert "--model RUN_DIR" in err and "model: expected a saved model folder" not in err
+    code, _, err = run(capsys, "search", idx, "--model", tmp_path / "nope", "--query-row", "1")
+    assert code == 2 and err.count("--model: expected a saved model folder") == 1
+
+
+def test_a_builtin_dataset_recorded_by_an_index_is_not_read_from_the_current_folder(tmp_path, capsys, wiki_run,
+                                                                                   monkeypatch):
+    idx = tmp_path / "idx"
+    assert main(["index", str(wiki_run), "--dataset", "wikipedia", "--modality", "image", "--out", str(idx)]) == 0
+    capsys.readouterr()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("jointspace.cli._common._SOURCES", {})   # as a new process reads it
+    (tmp_path / "wikipedia").mkdir()   # a folder of the same name here is not the built-in dataset
+    (tmp_path / "wikipedia" / "notes.txt").write_text("not a picture")
+    code, out, err = run(capsys, "search", idx, "--query-row", "17", "-k", "2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["query"] == "text row 17 of wikipedia/test"
+    _set_info(idx, dataset_builtin=None)   # an older index: a built-in by name, a collection by absolute path
+    code, out, err = run(capsys, "search", idx, "--query-row", "17", "-k", "2", "--json")
+    assert code == 0, err
+
+
 def test_bench_spoken_words_recognises_unseen_accents(capsys):
     """CCA over MFCC statistics and MiniLM: audio->text R@1 >= 0.90 on accents never heard in training."""
     code, out, err = run(capsys, "bench", "spoken-words", "--json")

@@ -214,7 +214,8 @@ _SOURCES: dict = {}
 
 def data_source(spec: str, args=None):
     """The :class:`~jointspace.data.sources.DataSource` named by ``spec`` (read once per process),
-    with the user-data options of ``args`` (``add_data_options``)."""
+    with the user-data options of ``args`` (``add_data_options``); ``args.builtin_`` (True or
+    False), when set, says whether ``spec`` is a built-in dataset's name or a path."""
     from ..data.sources import DEFAULT_VAL_FRACTION, open_data
 
     keys = getattr(args, "array_keys_", None)
@@ -225,10 +226,11 @@ def data_source(spec: str, args=None):
             "labels": getattr(args, "labels", None),
             "val_fraction": DEFAULT_VAL_FRACTION if getattr(args, "val_fraction", None) is None else args.val_fraction,
             "split_column": getattr(args, "split_column", None), "group_column": getattr(args, "group_column", None)}
-    key = (str(spec), repr(sorted(opts.items(), key=lambda kv: kv[0])))
+    builtin = getattr(args, "builtin_", None)   # what an index recorded: a built-in by name, or a path
+    key = (str(spec), builtin, repr(sorted(opts.items(), key=lambda kv: kv[0])))
     if key not in _SOURCES:
         with err_console.status(f"reading {spec}"), _data_named_as(args):
-            _SOURCES[key] = open_data(spec, **opts)
+            _SOURCES[key] = open_data(spec, **opts, builtin=builtin)
     return _SOURCES[key]
 
 
@@ -314,14 +316,36 @@ def show_report(report: dict) -> None:
     print_settings(report)
 
 
-def open_index(index_dir: str, model_dir: str | None = None):
-    """(index, model) for a search: the model defaults to the one the index records."""
-    from ..errors import InputError
+def open_index(index_dir: str, model_dir: str | None = None, args=None, *, model_dest: str = "model",
+               index_dest: str = "index"):
+    """(index, model) for a search: the model defaults to the one the index records.
+
+    ``args`` (the parsed command line) names the options in messages; the recorded model must
+    still be there, and must not have been saved again since the index was built.
+    """
+    import argparse
+
+    from ._recorded import check_model_unchanged, index_model_dir
     from ..index.faiss_index import Index
+
+    if args is None:
+        args = argparse.Namespace(**{model_dest: model_dir})
+    index = Index.load(index_dir)
+    model_dir = index_model_dir(args, index.info, index_dir, model_dest=model_dest, index_dest=index_dest)
+    model = load_model_named(model_dir, (getattr(args, "option_names", None) or {}).get(model_dest, "--model"))
+    check_model_unchanged(args, index.info, model_dir, model_dest=model_dest, index_dest=index_dest)
+    return index, model
+
+
+def load_model_named(model_dir, option: str = "--model"):
+    """:func:`~jointspace.models.base.load_model`, its messages naming ``option`` (they say ``model:``)."""
+    from ..errors import InputError
     from ..models.base import load_model
 
-    index = Index.load(index_dir)
-    model_dir = model_dir or index.info.get("model")
-    if not model_dir:
-        raise InputError("--model: this index does not record its model; pass --model RUN_DIR")
-    return index, load_model(model_dir)
+    try:
+        return load_model(model_dir)
+    except InputError as exc:
+        msg = str(exc)
+        if msg.startswith("model:"):
+            raise InputError(option + msg[len("model"):]) from None
+        raise

@@ -244,17 +244,22 @@ def read_collection(spec, *, columns="auto", modalities: Mapping[str, str] | Non
 
 def open_data(spec, *, columns="auto", modalities: Mapping[str, str] | None = None, labels: str | None = None,
               val_fraction: float = DEFAULT_VAL_FRACTION, split_column: str | None = None,
-              group_column: str | None = None, seed: int = 0) -> DataSource:
+              group_column: str | None = None, seed: int = 0, builtin: bool | None = None) -> DataSource:
     """A built-in dataset by name, else the user's collection at path ``spec``.
 
     Parameters are those of :func:`read_collection` and :class:`UserData`; for a built-in
-    dataset only ``spec`` is used (its splits are fixed).
+    dataset only ``spec`` is used (its splits are fixed).  A name that is both a built-in
+    dataset and a file or folder here is read as the file or folder, unless ``builtin`` is
+    True (e.g. what an index recorded); ``builtin=False`` reads ``spec`` as a path.
     """
     from .datasets import DATASETS, _import_builtin
 
     _import_builtin()
     name = str(spec)
-    if name in DATASETS.names() and not Path(name).exists():
+    if builtin and name not in DATASETS.names():
+        raise InputError(f"--data: {name!r} is recorded as a built-in dataset, but there is none of that name "
+                         f"({', '.join(DATASETS.names())})")
+    if name in DATASETS.names() and builtin is not False and (builtin or not Path(name).exists()):
         user_only = [o for o, v in (("--modality", modalities), ("--labels", labels), ("--split-column", split_column),
                                     ("--group-column", group_column), ("--columns", columns not in (None, "auto")))
                      if v]

@@ -188,6 +188,26 @@ def is_saved_model(path) -> bool:
     return config is not None and isinstance(config.get("model"), str) and (Path(path) / STATE_FILE).is_file()
 
 
+def saved_model_digest(path) -> str | None:
+    """SHA-256 of a saved model's ``config.json`` and ``state.safetensors`` (hex), or None when
+    ``path`` is not a saved model folder.
+
+    Two saves of the same folder give the same digest only when they hold the same model; an
+    index records it to tell whether the folder was saved again after the index was built.
+    """
+    import hashlib
+
+    if not isinstance(path, (str, os.PathLike)) or not is_saved_model(path):
+        return None
+    digest = hashlib.sha256()
+    for name in (CONFIG_FILE, STATE_FILE):
+        digest.update(name.encode() + b"\0")
+        with open(Path(path) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
 def load_model(path) -> JointModel:
     """Load any saved model folder.
 

@@ -40,6 +40,7 @@ def openclipart_space(out: Path):
     from ...models.base import load_model
     from ...models.towered import fit_with_towers
     from ...data.pairs import concat_pairs
+    from .._recorded import DATASET_BUILTIN, model_record
     from .index import unique_items
 
     console.rule("2. OpenClipart: drawings and their titles in one space (EfficientNet-Lite0 + MiniLM, CCA)")
@@ -61,8 +62,8 @@ def openclipart_space(out: Path):
         everything, metas, n_dup, _, _ = unique_items(concat_pairs([splits[s] for s in ("train", "val", "test")]), "image")
         index = Index.build(model.encode("image", everything["image"]), spec="auto", metadata=metas)
         console.print(f"{n_dup} drawings filed under several categories are stored once", highlight=False)
-        index.info.update({"model": str(model_dir.resolve()), "modality": "image", "dataset": "openclipart",
-                           "split": "all", "unique_by": "sha256"})
+        index.info.update({**model_record(model_dir), "modality": "image", "dataset": "openclipart",
+                           DATASET_BUILTIN: True, "split": "all", "unique_by": "sha256"})
         index.save(index_dir)
     return model_dir, index_dir
 

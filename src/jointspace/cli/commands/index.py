@@ -2,6 +2,7 @@
 a search index; the same content reached by several paths is stored once."""
 
 from .._common import add_data_options, array_keys, console, data_source, default_split, load_split
+from .._recorded import DATASET_BUILTIN, model_record
 
 
 def register(sub):
@@ -171,8 +172,6 @@ def run(args) -> int:
                          "build it again with all the data")
     if args.append:
         return _append(args)
-    from pathlib import Path
-
     from ..._io import check_replaceable
     from ...errors import InputError
     from ...index.faiss_index import Index
@@ -187,8 +186,8 @@ def run(args) -> int:
     source, split, pairs = _read_items(args, model, modality)
     with console.status(f"finding duplicate {modality} items"):
         pairs, metadata, n_dup, _, _ = unique_items(pairs, modality)
-    info = {"model": str(Path(args.model).resolve()), "modality": modality,
-            "dataset": _dataset_name(args.dataset, source), "split": split, "unique_by": "sha256"}
+    info = {**model_record(args.model), "modality": modality, "dataset": _dataset_name(args.dataset, source),
+            DATASET_BUILTIN: bool(source.builtin), "split": split, "unique_by": "sha256"}
     if not source.builtin:   # how the collection was read, so that search --query-row reads it again
         options = {"modality": [m for m in (getattr(args, "modality", None) or []) if "=" in str(m)] or None,
                    **{k: getattr(args, k, None) for k in ("labels", "columns", "val_fraction", "split_column",
@@ -273,6 +272,24 @@ def _encode(model, modality: str, pairs):
         return model.encode(modality, pairs[modality])
 
 
+def _check_recorded_model(index_dir, info: dict) -> None:
+    """Refuse to extend an index whose recorded model is gone or was saved again since."""
+    from pathlib import Path
+
+    from ...errors import InputError
+    from ...models.base import saved_model_digest
+    from .._recorded import MODEL_DIGEST
+
+    recorded = str(info["model"])
+    if not Path(recorded).is_dir():
+        raise InputError(f"--append: the model index {str(index_dir)!r} was built with, {recorded!r}, is missing "
+                         "(moved or deleted); put it back there, or build a new index")
+    digest = info.get(MODEL_DIGEST)
+    if isinstance(digest, str) and saved_model_digest(recorded) != digest:
+        raise InputError(f"--append: the model at {recorded!r} was saved again after index {str(index_dir)!r} was "
+                         "built, so new vectors would not match the old ones; build the index again with all the data")
+
+
 def _append(args) -> int:
     from ...errors import InputError
     from ...index.faiss_index import Index
@@ -293,6 +310,7 @@ def _append(args) -> int:
     info = index.info
     if not info.get("model"):
         raise InputError(f"--append: index {args.model!r} does not record the model it was built with")
+    _check_recorded_model(args.model, info)
     model = load_model(info["model"])
     modality = _index_modality(args, model.modalities_, default=info.get("modality"))
     if info.get("modality") and modality != info["modality"]:
@@ -314,7 +332,8 @@ def _append(args) -> int:
     if len(pairs):
         index.add(_encode(model, modality, pairs), metadata=metadata)
     sources = list(info.get("appended", []))
-    sources.append({"dataset": _dataset_name(args.dataset, source), "split": split, "added": int(len(pairs))})
+    sources.append({"dataset": _dataset_name(args.dataset, source), DATASET_BUILTIN: bool(source.builtin),
+                    "split": split, "added": int(len(pairs))})
     index.info["appended"] = sources
     out = args.out or args.model
     index.save(out)

@@ -95,6 +95,7 @@ def run_gallery(args) -> int:
     from ...index.results import search_with_metadata
     from ...viz.gallery import write_gallery
     from .._common import open_index
+    from .._recorded import warn_other_model
 
     if args.k < 1:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
@@ -102,8 +103,9 @@ def run_gallery(args) -> int:
         raise InputError(f"--columns: expected an integer >= 1, got {args.columns}")
     check_png_out(args.out, "--out", "plots are PNG images")
     check_not_an_input(args, "out", "--out")
-    index, model = open_index(args.index, args.model)
+    index, model = open_index(args.index, args.model, args)
     check_not_an_item(args.out, "--out", index=index, source=option_name(args, "index"))
+    warn_other_model(args, index.info)
     check_raw_query(model, "text", args.text)
     results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
     write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)

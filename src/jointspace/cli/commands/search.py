@@ -4,6 +4,7 @@ import argparse
 
 from .._common import add_json_flag, console, load_split, open_index, print_json, print_table
 from .._checks import check_not_an_input, check_not_an_item, check_png_out, check_raw_query, option_name
+from .._recorded import recorded_dataset, warn_other_model
 
 
 def register(sub):
@@ -45,15 +46,17 @@ def _query(args, index, model):
             continue
         check_raw_query(model, kind, value)
         return kind, [value], (f"text {value!r}" if kind == "text" else f"{kind} {value}"), None
-    dataset = args.dataset or index.info.get("dataset")
+    dataset, builtin = (args.dataset, None) if args.dataset else recorded_dataset(args, index.info, args.index)
     split = args.split or index.info.get("split", "test")
     if not dataset:
         raise InputError("--dataset: this index does not record its dataset; name one for --query-row")
     modality = args.modality or next((m for m in model.modalities_ if m != index.info.get("modality")), None)
-    # the index's own collection is read as it was when indexed (an arrays file's keys, its columns)
-    options = index.info.get("data_options") if not args.dataset and isinstance(index.info.get("data_options"), dict) \
-        else {}
-    pairs = load_split(dataset, split, argparse.Namespace(**options))
+    if args.dataset:
+        read_as = args
+    else:   # the index's own data, read as it was when indexed (a built-in by name, an arrays file's keys, ...)
+        options = index.info.get("data_options") if isinstance(index.info.get("data_options"), dict) else {}
+        read_as = argparse.Namespace(**options, builtin_=builtin)
+    pairs = load_split(dataset, split, read_as)
     if not 0 <= args.query_row < len(pairs):
         raise InputError(f"--query-row: expected 0..{len(pairs) - 1} for {dataset}/{split}, got {args.query_row}")
     sub = pairs.subset([args.query_row])
@@ -62,20 +65,6 @@ def _query(args, index, model):
         v = sub.labels[0]
         label = sub.label_names[int(v)] if sub.label_names else str(v)
     return modality, sub[modality], f"{modality} row {args.query_row} of {dataset}/{split}", label
-
-
-def _other_model(index, model_dir: str | None) -> str | None:
-    """The model the index records when ``model_dir`` names a different folder, else None."""
-    import os
-
-    recorded = index.info.get("model")
-    if not model_dir or not recorded:
-        return None
-    try:
-        same = os.path.samefile(model_dir, recorded)
-    except OSError:
-        same = os.path.abspath(model_dir) == os.path.abspath(recorded)
-    return None if same else str(recorded)
 
 
 def _head(text: str, n: int) -> str:
@@ -143,7 +132,7 @@ def run(args) -> int:
     if args.gallery is not None:
         check_png_out(args.gallery, "--gallery", "the gallery is a PNG image")
         check_not_an_input(args, "gallery", "--gallery")
-    index, model = open_index(args.index, args.model)
+    index, model = open_index(args.index, args.model, args)
     if args.gallery is not None:
         check_not_an_item(args.gallery, "--gallery", index=index, source=option_name(args, "index"))
     modality, items, what, qlabel = _query(args, index, model)
@@ -159,12 +148,7 @@ def run(args) -> int:
     results = search_with_metadata(index, model.encode(modality, items), k=fetch)[0]
     if args.rerank is not None:
         results = _rerank(args, items[0], results)
-    recorded = _other_model(index, args.model)
-    if recorded:
-        from .._common import warn
-
-        warn(f"--model {args.model} is not the model this index was built with ({recorded}); the scores "
-             "mean something only if both embed into the same space")
+    warn_other_model(args, index.info)
     for r in results:
         extra = r.pop("extra")
         r["item_id"] = extra.get("item_id")
