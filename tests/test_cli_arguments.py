@@ -196,6 +196,34 @@ def test_serve_on_a_busy_port_fails_before_announcing(tmp_path, capsys):
     assert "search page" not in out and "warning" not in out
 
 
+def test_serve_checks_the_model_against_the_index_before_starting(tmp_path, capsys, wiki, monkeypatch):
+    model, index = wiki
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server started"))
+    other = tmp_path / "other"
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "3", "--out", str(other)]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "serve", "--index", index, "--model", other, "--port", "0")
+    assert code == 2 and "search page" not in out
+    assert f"warning: --model {other} is not the model this index was built with" in err
+    assert "error: --index:" in err and "-d vectors but the model embeds into 3-d" in err
+    copy, moved = tmp_path / "idx", tmp_path / "model"
+    shutil.copytree(index, copy)
+    shutil.copytree(model, moved)
+    meta = json.loads((copy / "index.json").read_text())
+    meta["info"]["model"] = str(moved)
+    (copy / "index.json").write_text(json.dumps(meta))
+    assert main(["fit", "wikipedia", "--model", "rcca", "--out", str(moved)]) == 0   # saved again
+    capsys.readouterr()
+    code, out, err = run(capsys, "serve", "--index", copy, "--port", "0")
+    assert code == 2 and one_line(err) and "search page" not in out
+    assert f"--model/--index: the model at {str(moved)!r} was saved again after this index was built" in err
+    shutil.rmtree(moved)
+    code, out, err = run(capsys, "serve", "--index", copy, "--port", "0")
+    assert code == 2 and one_line(err) and "search page" not in out
+    assert f"--index: the model index {str(copy)!r} was built with, {str(moved)!r}, is missing" in err
+    assert "pass the model folder with --model RUN_DIR" in err
+
+
 # -- 8. messages that named the wrong thing --------------------------------------------------
 
 

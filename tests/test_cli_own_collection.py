@@ -365,3 +365,15 @@ def test_a_long_query_is_shortened_in_the_table_title_only(fitted, capsys):
     assert len(out) < 5000 and "query: text 'a red fox" in out and "…" in out
     code, out, err = run(capsys, "search", fitted / "idx", "--text", query, "-k", "2", "--json")
     assert code == 0 and len(json.loads(out)["query"]) > len(query.strip()), err
+
+
+def test_plot_gallery_with_another_model_warns_as_search_does(fitted, capsys, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(fitted / "mine", other)
+    code, _, err = run(capsys, "plot", "gallery", fitted / "idx", "--text", "a red car", "-k", "3",
+                       "--out", tmp_path / "g.png")
+    assert code == 0 and "warning" not in err, err
+    code, out, err = run(capsys, "plot", "gallery", fitted / "idx", "--model", other, "--text", "a red car", "-k", "3",
+                         "--out", tmp_path / "g2.png")
+    assert code == 0 and (tmp_path / "g2.png").is_file()
+    assert f"warning: --model {other} is not the model this index was built with" in err and one_line(err)

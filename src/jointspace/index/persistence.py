@@ -149,6 +149,20 @@ def _read_manifest(folder: Path) -> dict:
     return meta
 
 
+def read_index_info(folder) -> dict:
+    """The ``info`` a saved index records (its model, dataset, modality ...), read from
+    ``index.json`` alone, without loading the index.
+
+    Raises
+    ------
+    InputError
+        ``folder`` is not a saved index (the messages of :func:`load_index`).
+    """
+    recover_dir(Path(folder))
+    info = _read_manifest(Path(folder)).get("info")
+    return info if isinstance(info, dict) else {}
+
+
 INFO_STRING_KEYS = ("model", "dataset", "modality", "split")
 """Keys of ``info`` that jointspace itself reads back; each must be a string (or null)."""
 

@@ -122,6 +122,14 @@ class SearchEngine:
                 if index.dim != dim:
                     raise InputError(f"index: {self.index_dirs[imod]} holds {index.dim}-d vectors but the model "
                                      f"embeds into {dim}-d; was it built with this model?")
+        if not self.raw_modalities:   # no tower to probe: a row of zeros of a width the model reads
+            from ..models.probe import output_dim
+
+            dim = output_dim(self.model, model_dir)
+            for imod, index in self.indexes.items():
+                if dim is not None and index.dim != dim:
+                    raise InputError(f"index: {self.index_dirs[imod]} holds {index.dim}-d vectors but the model "
+                                     f"embeds into {dim}-d; was it built with this model?")
         self.max_k = int(max_k)
         self.cache = LRUCache(cache_size)
         self._encode_lock = threading.Lock()

@@ -1,5 +1,6 @@
 """``jointspace serve``: the search service and web page over an index and a model."""
 
+import contextlib
 import errno
 import math
 import socket
@@ -65,10 +66,11 @@ def run(args) -> int:
         console.print(f"jointspace search page: {url}  (API docs: {url}docs)", highlight=False)
 
     console.print("loading the model and index ...", highlight=False)
+    engine = _engine(args)
     try:
-        serve(args.index, args.model, host=args.host, port=args.port, on_ready=ready,
+        serve(args.index, engine.model_dir, host=args.host, port=args.port, on_ready=ready,
               max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), plots_dir=args.plots,
-              cache_size=args.cache_size, max_batch=args.max_batch, allowed_hosts=args.allowed_host)
+              engine=engine, allowed_hosts=args.allowed_host)
     except SystemExit as exc:  # uvicorn exits this way when it cannot start
         if exc.code:
             from ...errors import JointspaceError
@@ -77,6 +79,38 @@ def run(args) -> int:
                                   f"(uvicorn exit code {exc.code})") from None
         raise
     return 0
+
+
+def _engine(args):
+    """The search engine over --index and --model, after checking what the first index records
+    about its model: still there, not saved again since, and giving vectors of the index's width
+    (a different model than recorded is served with a warning, as search does)."""
+    from ...index.persistence import read_index_info
+    from ...server.engine import SearchEngine
+    from .._recorded import check_model_unchanged, index_model_dir, warn_other_model
+
+    with _named_by_option():
+        info = read_index_info(args.index[0])
+        model_dir = index_model_dir(args, info, args.index[0])
+        check_model_unchanged(args, info, model_dir)
+        warn_other_model(args, info)
+        return SearchEngine(args.index, model_dir, cache_size=args.cache_size, max_batch=args.max_batch)
+
+
+@contextlib.contextmanager
+def _named_by_option():
+    """The index's and the engine's messages (``folder:``, ``index:``, ``model:``) naming
+    --index and --model."""
+    from ...errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        msg = str(exc)
+        for name, option in (("index", "--index"), ("folder", "--index"), ("model", "--model")):
+            if msg.startswith(name + ":"):
+                raise InputError(option + msg[len(name):]) from None
+        raise
 
 
 def _check_bindable(host: str, port: int) -> None:
