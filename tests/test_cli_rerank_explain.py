@@ -155,6 +155,18 @@ def test_rerank_and_explain_refuse_bad_arguments(built, capsys, tmp_path):
     assert code == 2 and "--out" in err and not (tmp_path / "m.txt").exists()
 
 
+def test_fit_matcher_refuses_a_model_without_towers_before_training(capsys, tmp_path):
+    from jointspace.cli import main
+
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "4", "--out", str(tmp_path / "flat")]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "matcher", "--epochs", "1",
+                         "--dim", "8", "--model", tmp_path / "flat", "--val-split", "test")
+    assert code == 2 and one_line(err), err
+    assert f"--model: {str(tmp_path / 'flat')!r} reads only feature vectors of image and text" in err
+    assert "needs a model fitted with --towers" in err and not (tmp_path / "matcher").exists()
+
+
 def test_explain_writes_one_map_per_word(built, capsys, tmp_path):
     out_png = tmp_path / "map.png"
     code, out, err = run(capsys, "explain", built / "matcher", "--text", "a red square", "--image",

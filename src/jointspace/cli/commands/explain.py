@@ -59,6 +59,12 @@ def run_fit(args) -> int:
         if missing:
             raise InputError(f"--model: expected a model of images and texts, got one of "
                              f"{', '.join(first_stage.modalities_)}")
+        # the weight is chosen by embedding the raw pictures and captions of the validation split
+        flat = [m for m in ("image", "text") if first_stage.raw_kind(m) != m]
+        if flat:
+            raise InputError(f"--model: {args.model!r} reads only feature vectors of {' and '.join(flat)}; the "
+                             f"matcher's weight is chosen by embedding raw images and texts with it, so it needs a "
+                             f"model fitted with --towers (e.g. --towers efficientnet-lite0,minilm)")
     relevance = get_dataset(args.dataset).relevance  # e.g. same title on OpenClipart: not negatives
     train = load_split(args.dataset, "train")
     with named_as("--split", "--val-split"):
