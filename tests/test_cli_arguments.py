@@ -224,6 +224,25 @@ def test_serve_checks_the_model_against_the_index_before_starting(tmp_path, caps
     assert "pass the model folder with --model RUN_DIR" in err
 
 
+@pytest.mark.parametrize("extra, needle", [
+    (["--port", "70000"], "--port: expected 0..65535, got 70000"),
+    (["--out", "{tmp}/captions.csv"], "--out: expected a folder for the demo's models, index and galleries, got the "
+                                      "file"),
+    (["--out", "{tmp}/captions.csv/demo"], "is not a folder"),
+    (["--out", "{tmp}/busy"], "openclipart-index exists and is a file"),
+])
+def test_demo_checks_its_options_before_any_work(tmp_path, capsys, monkeypatch, extra, needle):
+    from jointspace.cli.commands import demo
+
+    monkeypatch.setattr(demo, "wikipedia_table", lambda: pytest.fail("the demo started"))
+    (tmp_path / "captions.csv").write_text("path,caption\n")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "openclipart-index").write_text("not an index")
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    code, _, err = run(capsys, "demo", "--no-serve", *argv)
+    assert code == 2 and needle in err and one_line(err), err
+
+
 # -- 8. messages that named the wrong thing --------------------------------------------------
 
 

@@ -110,10 +110,55 @@ def searches(model_dir: Path, index_dir: Path, out: Path) -> None:
         console.print(f"  gallery of the top 8: {png}", highlight=False)
 
 
+def check_out(out, option: str = "--out") -> Path:
+    """``out`` as a folder the demo can fill (created if missing): one that can be written, whose
+    model, index, plots and galleries, if there, are the demo's.
+
+    Raises
+    ------
+    InputError
+        Naming ``option``, before any work.
+    """
+    import tempfile
+
+    from ..._io import check_out_file, check_replaceable
+    from ...errors import InputError
+    from ...index.persistence import is_saved_index
+    from ...models.base import is_saved_model
+
+    out = Path(out)
+    if not str(out).strip():
+        raise InputError(f"{option}: expected a folder for the demo's models, index and galleries, got {str(out)!r}")
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{option}: expected a folder for the demo's models, index and galleries, got the file "
+                         f"{str(out)!r}")
+    check_replaceable(out / "openclipart-rcca", "model", is_kind=is_saved_model, arg=option)
+    check_replaceable(out / "openclipart-index", "index", is_kind=is_saved_index, arg=option)
+    if (out / "plots").exists() and not (out / "plots").is_dir():
+        raise InputError(f"{option}: {str(out / 'plots')!r} is a file; the demo writes its map in a folder there")
+    for query in QUERIES:
+        check_out_file(out / f"gallery-{query.replace(' ', '-')}.png", arg=option)
+    try:   # created now (the demo fills it next), and a file written there, so a refusal comes before the work
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise InputError(f"{option}: cannot write in the folder {str(out)!r} ({exc.strerror or exc}); choose "
+                         "another folder") from None
+    return out
+
+
 def run(args) -> int:
     from ...data.datasets import get_dataset
+    from ...errors import InputError
 
-    out = Path(args.out)
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port: expected 0..65535, got {args.port}")
+    out = check_out(args.out)
+    if not args.no_serve:
+        from .serve import _check_bindable
+
+        _check_bindable("127.0.0.1", args.port)
     wikipedia_table()
     missing = get_dataset("openclipart").missing()
     if missing:
