@@ -238,6 +238,29 @@ def test_a_builtin_dataset_recorded_by_an_index_is_not_read_from_the_current_fol
     assert code == 0, err
 
 
+def test_search_query_row_of_an_arrays_file_named_by_modality_key(tmp_path, capsys, wiki_run):
+    from jointspace import load_dataset
+
+    test = load_dataset("wikipedia", "test")
+    arrays = tmp_path / "features.npz"
+    np.savez(arrays, I_te=test["image"], T_te=test["text"])
+    idx = tmp_path / "idx"
+    assert main(["index", str(wiki_run), "--dataset", "wikipedia", "--modality", "image", "--out", str(idx)]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "search", idx, "--query-row", "17", "-k", "5", "--json")
+    assert code == 0, err
+    expected = [r["item_id"] for r in json.loads(out)["results"]]
+    code, out, err = run(capsys, "search", idx, "--dataset", arrays, "--modality", "text=T_te", "--query-row", "17",
+                         "-k", "5", "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert [r["item_id"] for r in got["results"]] == expected and got["query"].endswith("features.npz/all")
+    code, _, err = run(capsys, "search", idx, "--dataset", arrays, "--modality", "text", "--query-row", "17")
+    assert code == 2 and "--modality text=KEY" in err and "--modality image=I_tr" not in err
+    code, _, err = run(capsys, "search", idx, "--modality", "text=T_te", "--query-row", "17")
+    assert code == 2 and "NAME=KEY names an array of the arrays file given as --dataset" in err
+
+
 def test_bench_spoken_words_recognises_unseen_accents(capsys):
     """CCA over MFCC statistics and MiniLM: audio->text R@1 >= 0.90 on accents never heard in training."""
     code, out, err = run(capsys, "bench", "spoken-words", "--json")

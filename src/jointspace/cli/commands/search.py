@@ -2,7 +2,8 @@
 
 import argparse
 
-from .._common import add_json_flag, console, load_split, open_index, print_json, print_table
+from .._common import (add_json_flag, array_keys, console, data_source, default_split, load_split, open_index,
+                       print_json, print_table)
 from .._checks import check_not_an_input, check_not_an_item, check_png_out, check_raw_query, option_name
 from .._recorded import recorded_dataset, warn_other_model
 
@@ -22,7 +23,9 @@ def register(sub):
     q.add_argument("--text", help="a free-text query")
     q.add_argument("--image", help="an image file as the query")
     q.add_argument("--audio", help="a sound file (WAV) as the query")
-    p.add_argument("--modality", help="query modality for --query-row (default: one the index does not hold)")
+    p.add_argument("--modality", metavar="NAME[=KEY]",
+                   help="query modality for --query-row (default: one the index does not hold); with an arrays "
+                        "file as --dataset, NAME=KEY also names its array, e.g. text=T_te")
     p.add_argument("--dataset", help="dataset of --query-row (default: the index's)")
     p.add_argument("--split", help="split of --query-row (default: the index's)")
     p.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
@@ -47,15 +50,28 @@ def _query(args, index, model):
         check_raw_query(model, kind, value)
         return kind, [value], (f"text {value!r}" if kind == "text" else f"{kind} {value}"), None
     dataset, builtin = (args.dataset, None) if args.dataset else recorded_dataset(args, index.info, args.index)
-    split = args.split or index.info.get("split", "test")
     if not dataset:
         raise InputError("--dataset: this index does not record its dataset; name one for --query-row")
-    modality = args.modality or next((m for m in model.modalities_ if m != index.info.get("modality")), None)
+    keys = array_keys([args.modality]) if args.modality and "=" in args.modality else None
+    if keys and not args.dataset:
+        raise InputError(f"--modality: NAME=KEY names an array of the arrays file given as --dataset; the index's "
+                         f"own data is read as it was indexed, so give --modality NAME, got {args.modality!r}")
+    modality = next(iter(keys)) if keys else args.modality
+    modality = modality or next((m for m in model.modalities_ if m != index.info.get("modality")), None)
     if args.dataset:
-        read_as = args
+        read_as = argparse.Namespace(option_names=args.option_names, array_keys_=keys)
+        try:
+            source = data_source(dataset, read_as)
+        except InputError as exc:   # search takes one --modality: the query's array
+            if not str(exc).startswith("--modality:") or "holds arrays" not in str(exc):
+                raise
+            raise InputError(f"--modality: {dataset!r} holds arrays; name the query's, e.g. --modality "
+                             f"{modality or 'text'}=KEY (KEY: the array's name in the file)") from None
+        split = args.split or default_split(source, index.info.get("split", "test"))
     else:   # the index's own data, read as it was when indexed (a built-in by name, an arrays file's keys, ...)
         options = index.info.get("data_options") if isinstance(index.info.get("data_options"), dict) else {}
         read_as = argparse.Namespace(**options, builtin_=builtin)
+        split = args.split or index.info.get("split", "test")
     pairs = load_split(dataset, split, read_as)
     if not 0 <= args.query_row < len(pairs):
         raise InputError(f"--query-row: expected 0..{len(pairs) - 1} for {dataset}/{split}, got {args.query_row}")
