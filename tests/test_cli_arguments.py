@@ -257,6 +257,10 @@ def test_search_messages(tmp_path, capsys, wiki):
     assert code == 2 and "--image: expected an image file, got the folder" in err and one_line(err)
     code, _, err = run(capsys, "search", index, "--text", "a red car")
     assert code == 2 and "--text: this model has no text tower" in err and "dtype" not in err and one_line(err)
+    code, _, err = run(capsys, "search", index, "--audio", tmp_path / "q.wav")
+    assert code == 2 and "--audio: this model has no audio modality (it knows image, text); use --query-row" in err
+    code, _, err = run(capsys, "plot", "gallery", index, "--text", "a red car", "--out", tmp_path / "g.png")
+    assert code == 2 and "--text: this model has no text tower" in err and "--query-row" not in err
 
 
 def test_search_with_another_model_warns_once(tmp_path, capsys, wiki):

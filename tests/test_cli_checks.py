@@ -56,6 +56,25 @@ def test_raw_query_needs_a_tower(features_model, tmp_path):
         check_raw_query(_Towered(), "image", str(tmp_path))
 
 
+def test_raw_query_of_a_modality_the_model_lacks_names_its_modalities(features_model, tmp_path):
+    sound = tmp_path / "q.wav"
+    sound.write_bytes(b"RIFF")
+    with pytest.raises(InputError, match=r"^--audio: this model has no audio modality \(it knows image, text\); "
+                                         r"use --query-row$"):
+        check_raw_query(features_model, "audio", str(sound))
+    with pytest.raises(InputError, match=r"^--audio: this model has no audio modality \(it knows image, text\)$"):
+        check_raw_query(features_model, "audio", str(sound), others=())
+
+
+def test_raw_query_advises_only_the_options_the_command_has(features_model):
+    with pytest.raises(InputError, match=r"no text tower \(it embeds text items only as feature vectors\); use "
+                                         r"--query-row or a model fitted with --towers$"):
+        check_raw_query(features_model, "text", "car")
+    with pytest.raises(InputError, match=r"no text tower \(it embeds text items only as feature vectors\); use a "
+                                         r"model fitted with --towers$"):
+        check_raw_query(features_model, "text", "car", others=())
+
+
 @pytest.mark.parametrize("towers, needle", [
     ("efficientnet-lite0,minilm", "--towers: 'efficientnet-lite0' reads raw image items, but the image items of "
                                   "'wikipedia' are 128-d feature vectors"),

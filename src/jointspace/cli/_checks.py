@@ -85,13 +85,28 @@ def check_query_value(kind: str, value: str) -> None:
         load_image(path, "--image")
 
 
-def check_raw_query(model, kind: str, value: str) -> None:
-    """Refuse a --text / --image / --audio query the model has no tower for, or a bad value
-    (see :func:`check_query_value`)."""
+def check_raw_query(model, kind: str, value: str, others=("--query-row",)) -> None:
+    """Refuse a --text / --image / --audio query the model has no modality or tower for, or a
+    bad value (see :func:`check_query_value`).
+
+    ``others`` are the other query options of the command (``--query-row``, ``--text``, ...);
+    the message suggests those the model can take, and only those.
+    """
+    known = getattr(model, "modalities_", None)
+    usable = [o for o in others if o == "--query-row" or model.raw_kind(o[2:]) == o[2:]]
+    if known is not None and kind not in known:
+        raise InputError(f"--{kind}: this model has no {kind} modality (it knows {', '.join(known)})"
+                         + (f"; use {_either(usable)}" if usable else ""))
     check_query_value(kind, value)
     if model.raw_kind(kind) != kind:
         raise InputError(f"--{kind}: this model has no {kind} tower (it embeds {kind} items only as feature "
-                         f"vectors); use --query-row, or a model fitted with --towers")
+                         f"vectors); use {_either([*usable, 'a model fitted with --towers'])}")
+
+
+def _either(choices) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    choices = list(choices)
+    return choices[0] if len(choices) == 1 else ", ".join(choices[:-1]) + " or " + choices[-1]
 
 
 def _paths_in(value) -> list[str]:

@@ -7,6 +7,9 @@ from .._common import (add_json_flag, array_keys, console, data_source, default_
 from .._checks import check_not_an_input, check_not_an_item, check_png_out, check_raw_query, option_name
 from .._recorded import recorded_dataset, warn_other_model
 
+#: the options that give search its query
+QUERY_OPTIONS = ("--query-row", "--text", "--image", "--audio")
+
 
 def register(sub):
     p = sub.add_parser("search", help="search an index with a text, an image, a sound or a dataset row",
@@ -47,7 +50,7 @@ def _query(args, index, model):
         value = getattr(args, kind)
         if value is None:
             continue
-        check_raw_query(model, kind, value)
+        check_raw_query(model, kind, value, [o for o in QUERY_OPTIONS if o != f"--{kind}"])
         return kind, [value], (f"text {value!r}" if kind == "text" else f"{kind} {value}"), None
     dataset, builtin = (args.dataset, None) if args.dataset else recorded_dataset(args, index.info, args.index)
     if not dataset:
