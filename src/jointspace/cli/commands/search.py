@@ -30,7 +30,9 @@ def register(sub):
                    help="query modality for --query-row (default: one the index does not hold); with an arrays "
                         "file as --dataset, NAME=KEY also names its array, e.g. text=T_te")
     p.add_argument("--dataset", help="dataset of --query-row (default: the index's)")
-    p.add_argument("--split", help="split of --query-row (default: the index's)")
+    p.add_argument("--split", help="split of --query-row (default: the index's; with --dataset, the index's "
+                                   "split if that built-in dataset has it, else its first, and all of your own "
+                                   "data)")
     p.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
     p.add_argument("--gallery", metavar="PNG", help="also write the results as an image grid")
     p.add_argument("--rerank", type=int, metavar="N", help="two-stage search: fetch the top N with the index, "
