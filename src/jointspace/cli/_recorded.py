@@ -102,26 +102,36 @@ def warn_other_model(args, info: dict, model_dest: str = "model") -> None:
 
 
 def recorded_dataset(args, info: dict, index_dir, *, index_dest: str = "index",
-                     dataset_dest: str = "dataset") -> tuple[str, bool | None]:
+                     dataset_dest: str = "dataset") -> tuple[str | None, bool]:
     """(dataset, builtin) the index records, for reading its rows again.
 
     ``builtin`` is True for a built-in dataset (opened as one even when the current folder
-    holds a file or folder of that name), False for a user's collection (a path), None when
-    not recorded: an index of an older version records a built-in by its bare name and a
-    collection by its absolute path.
+    holds a file or folder of that name), False for a user's collection (an absolute path).
+    An index that does not say records a built-in by its bare name and a collection by its
+    absolute path, which tells them apart.
 
     Raises
     ------
     InputError
-        The recorded collection is no longer there, naming the index and the option that
-        passes the data instead.
+        The recorded collection is no longer there, or the recorded built-in dataset is not
+        one of this version's, naming the index and the option that passes the data instead.
     """
+    from ..data.datasets import DATASETS, _import_builtin
+
     dataset = info.get("dataset")
     builtin = info.get(DATASET_BUILTIN)
     if not isinstance(builtin, bool):
-        builtin = None if not dataset else not os.path.isabs(str(dataset))
-    if dataset and builtin is False and not Path(str(dataset)).exists():
-        index_opt, data_opt = _name(args, index_dest, "INDEX"), _name(args, dataset_dest, "--dataset")
+        builtin = bool(dataset) and not os.path.isabs(str(dataset))
+    if not dataset:
+        return None, builtin
+    index_opt, data_opt = _name(args, index_dest, "INDEX"), _name(args, dataset_dest, "--dataset")
+    if builtin:
+        _import_builtin()
+        if str(dataset) not in DATASETS.names():
+            raise InputError(f"{index_opt}: index {str(index_dir)!r} was built from the built-in dataset "
+                             f"{str(dataset)!r}, which this jointspace does not have ({', '.join(DATASETS.names())}); "
+                             f"pass the data with {data_opt} DATA")
+    elif not Path(str(dataset)).exists():
         raise InputError(f"{index_opt}: the dataset index {str(index_dir)!r} was built from, {str(dataset)!r}, is "
                          f"missing (moved or deleted); pass the data with {data_opt} DATA")
-    return dataset, builtin
+    return str(dataset), builtin

@@ -257,8 +257,7 @@ def open_data(spec, *, columns="auto", modalities: Mapping[str, str] | None = No
     _import_builtin()
     name = str(spec)
     if builtin and name not in DATASETS.names():
-        raise InputError(f"--data: {name!r} is recorded as a built-in dataset, but there is none of that name "
-                         f"({', '.join(DATASETS.names())})")
+        raise InputError(f"builtin: {name!r} is not a built-in dataset (they are {', '.join(DATASETS.names())})")
     if name in DATASETS.names() and builtin is not False and (builtin or not Path(name).exists()):
         user_only = [o for o, v in (("--modality", modalities), ("--labels", labels), ("--split-column", split_column),
                                     ("--group-column", group_column), ("--columns", columns not in (None, "auto")))
