@@ -377,3 +377,20 @@ def test_plot_gallery_with_another_model_warns_as_search_does(fitted, capsys, tm
                          "--out", tmp_path / "g2.png")
     assert code == 0 and (tmp_path / "g2.png").is_file()
     assert f"warning: --model {other} is not the model this index was built with" in err and one_line(err)
+
+
+def test_arrays_of_the_wrong_width_name_the_modality_option(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", I=rng.normal(size=(40, 5)), T=rng.normal(size=(40, 4)), I7=rng.normal(size=(40, 7)))
+    code, _, err = run(capsys, "fit", tmp_path / "f.npz", "--modality", "image=I", "--modality", "text=T",
+                       "--model", "cca", "--out", tmp_path / "m")
+    assert code == 0, err
+    for command, extra in (("eval", []), ("index", ["--modality", "image", "--out", tmp_path / "ix"]),
+                           ("plot", ["--out", tmp_path / "map.png"])):
+        head = ["plot", "map"] if command == "plot" else [command]
+        code, _, err = run(capsys, *head, tmp_path / "m", "--data", tmp_path / "f.npz", *extra,
+                           "--modality", "image=I7", "--modality", "text=T")
+        assert code == 2 and one_line(err), err
+        assert "--modality image=I7: expected 5 features, got 7" in err, err
+    code, _, err = run(capsys, "eval", tmp_path / "m", "--dataset", "wikipedia")
+    assert code == 2 and "--data wikipedia (image items): expected 5 features, got 128" in err, err

@@ -110,6 +110,30 @@ def name_the_option(message: str, args) -> str:
     return names[name] + message[len(name):]
 
 
+def name_the_items(message: str, args) -> str:
+    """A model's message about the items of one modality (``items (image): expected 5
+    features, got 7``) names where the command read them: the arrays file's
+    ``--modality image=KEY``, else the data option (``--data x.npz (image): ...``)."""
+    import re
+
+    match = re.match(r"items \(([^()]+)\): (.*)", message, flags=re.S)
+    if not match:
+        return message
+    modality, rest = match.groups()
+    given = getattr(args, "modality", None)
+    if isinstance(given, list):
+        for item in given:
+            name, sep, key = str(item).partition("=")
+            if sep and name.strip() == modality:
+                return f"--modality {modality}={key.strip()}: {rest}"
+    data = getattr(args, "dataset", None)
+    if isinstance(data, str) and data:
+        from ._checks import option_name
+
+        return f"{option_name(args, 'dataset')} {data} ({modality} items): {rest}"
+    return message
+
+
 def _is_utf8(text: str) -> bool:
     """Whether ``text`` came from valid UTF-8 (bytes that are not arrive as lone surrogates)."""
     try:
@@ -153,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         if os.environ.get("JOINTSPACE_DEBUG"):
             raise
-        error(name_the_option(str(exc), args))
+        error(name_the_items(name_the_option(str(exc), args), args))
         return 2
     except (JointspaceError, OSError, MemoryError) as exc:
         if os.environ.get("JOINTSPACE_DEBUG"):
