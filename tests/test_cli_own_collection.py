@@ -394,3 +394,21 @@ def test_arrays_of_the_wrong_width_name_the_modality_option(tmp_path, capsys):
         assert "--modality image=I7: expected 5 features, got 7" in err, err
     code, _, err = run(capsys, "eval", tmp_path / "m", "--dataset", "wikipedia")
     assert code == 2 and "--data wikipedia (image items): expected 5 features, got 128" in err, err
+
+
+def test_arrays_of_a_modality_the_model_lacks_are_refused(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", I=rng.normal(size=(40, 5)), T=rng.normal(size=(40, 4)))
+    code, _, err = run(capsys, "fit", tmp_path / "f.npz", "--modality", "image=I", "--modality", "text=T",
+                       "--model", "cca", "--out", tmp_path / "m")
+    assert code == 0, err
+    for head, extra in ((["eval"], []), (["index"], ["--modality", "image", "--out", tmp_path / "ix"]),
+                        (["plot", "map"], ["--out", tmp_path / "map.png"])):
+        code, _, err = run(capsys, *head, tmp_path / "m", "--data", tmp_path / "f.npz", *extra,
+                           "--modality", "image=I", "--modality", "txt=T")
+        assert code == 2 and one_line(err), err
+        assert "--modality txt=T: the model embeds image, text; it has no modality 'txt'" in err, err
+    assert not (tmp_path / "ix").exists() and not (tmp_path / "map.png").exists()
+    code, _, err = run(capsys, "eval", tmp_path / "m", "--data", tmp_path / "f.npz", "--modality", "image=I")
+    assert code == 2 and "--modality: cross-modal retrieval needs the arrays of 2 of the model's modalities " \
+                         "(image, text), got image=I" in err, err

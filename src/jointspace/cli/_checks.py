@@ -204,3 +204,21 @@ def named_as(argument: str, option: str):
         if msg.startswith(argument + ":"):
             raise InputError(option + msg[len(argument):]) from None
         raise
+
+
+def check_array_modalities(args, modalities, least: int = 1, purpose: str = "") -> None:
+    """Refuse ``--modality NAME=KEY`` arrays of a modality the model does not embed (a typo such
+    as ``txt=T`` would otherwise be left out without a word), and fewer than ``least`` of the
+    model's ``modalities`` (``purpose`` says what needs them)."""
+    given = [str(m) for m in (getattr(args, "modality", None) or []) if "=" in str(m)] \
+        if isinstance(getattr(args, "modality", None), list) else []
+    if not given:
+        return
+    for item in given:
+        name = item.partition("=")[0].strip()
+        if name not in modalities:
+            raise InputError(f"--modality {item}: the model embeds {', '.join(modalities)}; it has no modality "
+                             f"{name!r}")
+    if len(given) < least:
+        raise InputError(f"--modality: {purpose} needs the arrays of {least} of the model's modalities "
+                         f"({', '.join(modalities)}), got {', '.join(given)}")

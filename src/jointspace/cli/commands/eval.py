@@ -1,6 +1,6 @@
 """``jointspace eval``: retrieval metrics of a saved model on a dataset split."""
 
-from .._checks import check_dataset_items
+from .._checks import check_array_modalities, check_dataset_items
 from .._common import (add_data_options, add_json_flag, data_source, default_split, load_split, print_json,
                        show_report, warn)
 
@@ -50,6 +50,7 @@ def run(args) -> int:
     if args.csls is not None:
         check_int(args.csls, "--csls", low=1)
     model = load_model(args.model)
+    check_array_modalities(args, model.modalities_, least=2, purpose="cross-modal retrieval")
     relevance = ds.relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split, args)
     check_dataset_items(model, pairs, model.modalities_, args.dataset)

@@ -1,6 +1,7 @@
 """``jointspace index``: embed one modality of a dataset or of your own data and build (or extend)
 a search index; the same content reached by several paths is stored once."""
 
+from .._checks import check_array_modalities
 from .._common import add_data_options, array_keys, console, data_source, default_split, load_split
 from .._recorded import DATASET_BUILTIN, model_record
 
@@ -182,6 +183,7 @@ def run(args) -> int:
         raise InputError("--out: expected the index folder to write (or --append to extend an index)")
     check_replaceable(args.out, "index", is_kind=is_saved_index, arg="--out")
     model = load_model(args.model)
+    check_array_modalities(args, model.modalities_)
     modality = _index_modality(args, model.modalities_)
     source, split, pairs = _read_items(args, model, modality)
     with console.status(f"finding duplicate {modality} items"):

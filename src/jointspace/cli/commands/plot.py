@@ -1,7 +1,7 @@
 """``jointspace plot map|gallery|curves``: PNG plots of a joint space, a search, a training run."""
 
-from .._checks import (check_dataset_items, check_not_an_input, check_not_an_item, check_png_out, check_raw_query,
-                       named_as, option_name)
+from .._checks import (check_array_modalities, check_dataset_items, check_not_an_input, check_not_an_item,
+                       check_png_out, check_raw_query, named_as, option_name)
 from .._common import add_data_options, console, data_source, default_split, load_split
 
 
@@ -67,6 +67,7 @@ def run_map(args) -> int:
     check_png_out(args.out, "--out", "plots are PNG images")
     check_not_an_input(args, "out", "--out")
     model = load_model(args.model)
+    check_array_modalities(args, model.modalities_)
     args.split = args.split or default_split(data_source(args.dataset, args), "test")
     pairs = load_split(args.dataset, args.split, args)
     check_not_an_item(args.out, "--out", items=[x for m in pairs.modalities if isinstance(pairs[m], list)
