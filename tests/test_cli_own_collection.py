@@ -412,3 +412,17 @@ def test_arrays_of_a_modality_the_model_lacks_are_refused(tmp_path, capsys):
     code, _, err = run(capsys, "eval", tmp_path / "m", "--data", tmp_path / "f.npz", "--modality", "image=I")
     assert code == 2 and "--modality: cross-modal retrieval needs the arrays of 2 of the model's modalities " \
                          "(image, text), got image=I" in err, err
+
+
+def test_raw_items_for_a_feature_model_name_the_data_option_as_given(tmp_path, capsys, collection):
+    root, _ = collection
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "f.npz", I=rng.normal(size=(40, 5)), T=rng.normal(size=(40, 4)))
+    code, _, err = run(capsys, "fit", tmp_path / "f.npz", "--modality", "image=I", "--modality", "text=T",
+                       "--model", "cca", "--out", tmp_path / "m")
+    assert code == 0, err
+    for head in (["eval"], ["plot", "map"]):
+        extra = ["--out", tmp_path / "map.png"] if head == ["plot", "map"] else []
+        code, _, err = run(capsys, *head, tmp_path / "m", "--data", root / "photos", *extra)
+        assert code == 2 and one_line(err), err
+        assert err.startswith("error: --data: the model embeds image items only as feature vectors"), err

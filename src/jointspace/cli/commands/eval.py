@@ -1,6 +1,6 @@
 """``jointspace eval``: retrieval metrics of a saved model on a dataset split."""
 
-from .._checks import check_array_modalities, check_dataset_items
+from .._checks import check_array_modalities, check_dataset_items, option_name
 from .._common import (add_data_options, add_json_flag, data_source, default_split, load_split, print_json,
                        show_report, warn)
 
@@ -53,7 +53,7 @@ def run(args) -> int:
     check_array_modalities(args, model.modalities_, least=2, purpose="cross-modal retrieval")
     relevance = ds.relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split, args)
-    check_dataset_items(model, pairs, model.modalities_, args.dataset)
+    check_dataset_items(model, pairs, model.modalities_, args.dataset, option_name(args, "dataset"))
     try:
         keys = pairs.relevance_keys(relevance)
     except InputError as exc:   # the option the user gave, by its name on the command line
@@ -84,8 +84,8 @@ def _csls_row(args, model, pairs, relevance) -> dict:
                          "use the training split")
     modalities = [m for m in model.modalities_ if m in pairs.modalities]
     if len(modalities) < 2:
-        raise InputError(f"--dataset: the model knows {', '.join(model.modalities_)}, the split has "
-                         f"{', '.join(pairs.modalities)}; CSLS needs two modalities in common")
+        raise InputError(f"{option_name(args, 'dataset')}: the model knows {', '.join(model.modalities_)}, "
+                         f"the split has {', '.join(pairs.modalities)}; CSLS needs two modalities in common")
     bank_pairs = load_split(args.dataset, args.bank_split, args)
     if args.csls > len(bank_pairs):
         raise InputError(f"--csls: expected K <= {len(bank_pairs)} (the items of --bank-split "

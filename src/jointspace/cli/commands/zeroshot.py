@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..._validation import check_int
-from .._checks import check_dataset_items
+from .._checks import check_dataset_items, option_name
 from .._common import add_data_options
 
 
@@ -82,12 +82,12 @@ def run(args) -> int:
     if limit is not None and len(pairs) > limit:
         pairs = pairs.subset(list(range(limit)))
     if pairs.labels is None or pairs.labels.ndim != 1:
-        raise InputError(f"--dataset: {args.dataset!r} has no single labels to classify")
+        raise InputError(f"{option_name(args, 'dataset')}: {args.dataset!r} has no single labels to classify")
     if args.image_modality not in pairs.modalities:
         raise InputError(f"--image-modality: {args.dataset!r} has {', '.join(pairs.modalities)}; "
                          f"got {args.image_modality!r}")
     names = class_names_for(args.dataset, pairs)
-    check_dataset_items(model, pairs, [args.image_modality], args.dataset)
+    check_dataset_items(model, pairs, [args.image_modality], args.dataset, option_name(args, "dataset"))
     items = pairs[args.image_modality]
     if args.invert:
         import numpy as np
