@@ -113,9 +113,12 @@ def test_cli_fit_with_private_parts_and_regularizers(tmp_path, capsys):
     test = js.load_dataset("wikipedia")["test"]
     assert model.encode_parts("text", test["text"][:3])["private"].shape == (3, 8)
     code, _, err = run(capsys, *args, "--regularizer", "frobenius", "--out", str(tmp_path / "bad"))
-    assert code == 2 and "need private_dim > 0" in err and "Traceback" not in err
+    assert code == 2 and err.strip() == ("error: --regularizer: frobenius acts between private parts, and the model "
+                                         "has none; give --private-dim P (P > 0) too"), err
     code, _, err = run(capsys, *args, "--private-dim", "8", "--regularizer", "nope", "--out", str(tmp_path / "bad"))
-    assert code == 2 and "unknown name 'nope'" in err
+    assert code == 2 and err.startswith("error: --regularizer: unknown name 'nope'"), err
+    code, _, err = run(capsys, *args, "--private-dim", "8", "--regularizer", "hsic:-1", "--out", str(tmp_path / "bad"))
+    assert code == 2 and err.startswith("error: --regularizer: expected a finite number >= 0, got -1"), err
     code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--regularizer", "hsic", "--out",
                        str(tmp_path / "bad"))
     assert code == 2 and "--regularizer: model 'cca' does not use" in err

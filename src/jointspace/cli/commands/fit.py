@@ -1,6 +1,6 @@
 """``jointspace fit``: learn a joint space on a dataset split and save it."""
 
-from .._checks import check_tower_items
+from .._checks import check_tower_items, named_as
 from .._common import add_data_options, console, data_source, load_split, parse_params, split_names
 
 
@@ -285,7 +285,12 @@ def _check_options(args, params: dict) -> None:
 
         if "regularizers" in params:
             raise InputError("--regularizer: also given as --param regularizers; give one of them")
-        params["regularizers"] = [f"{n}:{v!r}" for n, v in parse_regularizers(list(args.regularizer))]
+        with named_as("regularizer", "--regularizer"):
+            specs = parse_regularizers(list(args.regularizer))
+        if not params.get("private_dim"):
+            raise InputError(f"--regularizer: {', '.join(n for n, _ in specs)} acts between private parts, and the "
+                             "model has none; give --private-dim P (P > 0) too")
+        params["regularizers"] = [f"{n}:{v!r}" for n, v in specs]
     if args.n_components is not None:
         target = "n_components" if "n_components" in known else ("dim" if "dim" in known else None)
         if target is None:
