@@ -55,16 +55,18 @@ def test_param_json_objects_must_parse():
 
 
 @pytest.mark.parametrize("param, needle", [
-    ("seed=abc", "seed: expected an integer, got 'abc'"),
+    ("seed=abc", "--param seed: expected an integer, got 'abc'"),
     ('tower_params={"image":', "--param tower_params: expected valid JSON"),
-    ('tower_params="x"', "tower_params: expected a mapping"),
-    ("dim=1000000000", "dim: expected an integer <= 16384"),
-    ("hidden=1000000000", "hidden: expected an integer <= 16384"),
+    ('tower_params="x"', "--param tower_params: expected a mapping"),
+    ("dim=1000000000", "--param dim: expected an integer <= 16384"),
+    ("hidden=1000000000", "--param hidden: expected an integer <= 16384"),
+    ("epochs=0", "--param epochs: expected an integer >= 1, got 0"),
+    ("head=foo", "--param head: expected one of linear, mlp; got 'foo'"),
 ])
 def test_bad_clip_params_exit_2(tmp_path, capsys, param, needle):
-    code, _, err = run(capsys, "fit", "wikipedia", "--model", "clip", "--epochs", "1", "--param", param,
-                       "--out", tmp_path / "c")
-    assert code == 2 and needle in err and one_line(err)
+    epochs = [] if param.startswith("epochs=") else ["--epochs", "1"]
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "clip", *epochs, "--param", param, "--out", tmp_path / "c")
+    assert code == 2 and err.startswith("error: " + needle) and one_line(err), err
     assert not (tmp_path / "c").exists()
 
 

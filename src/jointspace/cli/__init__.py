@@ -91,11 +91,15 @@ def name_the_option(message: str, args) -> str:
     """A library message that starts with a parameter name (``epochs: expected ..., got 0``)
     names the command's option instead (``--epochs: ...``), where the command has an argument
     of that name and the message reports the value given to it (after ``got``, or, for a
-    text, quoted anywhere in it)."""
+    text, quoted anywhere in it); a parameter set by ``--param NAME=VALUE`` (and by no option
+    of its own) is named ``--param NAME``."""
     import re
 
     match = re.match(r"([A-Za-z_][A-Za-z0-9_]*): ", message)
     names = getattr(args, "option_names", {})
+    if match and getattr(args, match.group(1), None) is None and isinstance(getattr(args, "param", None), list) \
+            and any(str(p).partition("=")[0].strip() == match.group(1) for p in args.param):
+        return f"--param {match.group(1)}" + message[len(match.group(1)):]
     if not match or names.get(match.group(1), match.group(1)) == match.group(1):
         return message
     name = match.group(1)
