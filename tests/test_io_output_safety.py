@@ -332,6 +332,11 @@ def test_bench_checks_out_before_running(tmp_path, capsys, monkeypatch):
     (tmp_path / "f").write_text("x")
     code, _, err = run(capsys, "bench", "wikipedia", "--quick", "--out", tmp_path / "f" / "r.json")
     assert code == 2 and "--out" in err and one_line(err)
+    (tmp_path / "data.npz").write_bytes(b"PK arrays")   # not a report: never replaced by one
+    code, _, err = run(capsys, "bench", "wikipedia", "--quick", "--out", tmp_path / "data.npz")
+    assert code == 2 and one_line(err) and "--out: the report is written as JSON; expected a file ending in .json" \
+        in err, err
+    assert (tmp_path / "data.npz").read_bytes() == b"PK arrays"
 
 
 def test_plot_map_bad_options(tmp_path, capsys, model_dir):

@@ -14,7 +14,7 @@ def register(sub):
     p.add_argument("suite", help="suite name: " + ", ".join(suites))
     p.add_argument("--quick", action="store_true",
                    help="a smaller run: fewer settings tried and smaller samples, for a first look")
-    p.add_argument("--out", help="also write the JSON report to this file")
+    p.add_argument("--out", help="also write the JSON report to this file (ending in .json)")
     p.add_argument("--figures", metavar="DIR",
                    help="suites that draw figures (orthogonality: the Lagrange multiplier over training) "
                         "write them into DIR")
@@ -26,7 +26,11 @@ def run(args) -> int:
     if args.out is not None:
         from ..._io import check_out_file
 
-        check_out_file(args.out, arg="--out")
+        from ...errors import InputError
+
+        if check_out_file(args.out, arg="--out").suffix.lower() != ".json":
+            raise InputError(f"--out: the report is written as JSON; expected a file ending in .json, "
+                             f"got {str(args.out)!r}")
     options = {"quick": args.quick}
     if args.figures is not None:
         options["plot_dir"] = _figures_dir(args.suite, args.figures)
