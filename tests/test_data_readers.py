@@ -67,6 +67,44 @@ def test_mat_labels_saved_as_a_row_vector(tmp_path):
         read_arrays(tmp_path / "w.mat", {"image": "I_tr", "text": "T_tr"}, labels="L_tr")
 
 
+NAMES = np.array(["cat", "dog", "cat", "émeu"])
+
+
+def test_labels_may_be_class_names_in_every_arrays_format(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from scipy.io import savemat
+
+    views = {"image": "I", "text": "T"}
+    np.savez(tmp_path / "a.npz", I=X, T=X[:, :2], L=NAMES, B=np.char.encode(NAMES, "utf-8"))
+    for key in ("L", "B"):   # str and UTF-8 bytes
+        p = read_arrays(tmp_path / "a.npz", views, labels=key)
+        assert p.labels.tolist() == NAMES.tolist()
+        np.testing.assert_array_equal(p["image"], X.astype(np.float32))
+    np.save(tmp_path / "labels.npy", NAMES)   # a labels file beside the arrays
+    assert read_arrays(tmp_path / "a.npz", views, labels="labels.npy").labels.tolist() == NAMES.tolist()
+    savemat(tmp_path / "c.mat", {"I": X, "T": X[:, :2], "L": np.array(list(NAMES), dtype=object)})  # cell array
+    assert read_arrays(tmp_path / "c.mat", views, labels="L").labels.tolist() == NAMES.tolist()
+    pq.write_table(pa.table({"a": X[:, 0], "b": X[:, 1], "c": X[:, 2], "cat": NAMES}), tmp_path / "t.parquet")
+    p = read_arrays(tmp_path / "t.parquet", {"image": "a,b", "text": "c"}, labels="cat")
+    assert p.labels.tolist() == NAMES.tolist()
+    np.testing.assert_array_equal(p["image"], X[:, :2].astype(np.float32))
+    rows = "\n".join(f"{a!r},{b!r},{c!r},{n}" for (a, b, c), n in zip(X.tolist(), NAMES))
+    (tmp_path / "t.csv").write_text("a,b,c,cat\n" + rows + "\n", encoding="utf-8")
+    p = read_arrays(tmp_path / "t.csv", {"image": "a,b", "text": "c"}, labels="cat")
+    assert p.labels.tolist() == NAMES.tolist()   # the text column does not stop the numbers being read
+    np.testing.assert_allclose(p["image"], X[:, :2], rtol=1e-6)
+    np.testing.assert_array_equal(read_arrays(tmp_path / "t.csv", {"image": "a"}, labels="b").labels, X[:, 1])
+    # features stay numbers only, and an empty label is named
+    with pytest.raises(InputError, match="expected numbers in .*line 2, column 4 holds 'cat'"):
+        read_arrays(tmp_path / "t.csv", {"image": "a,cat"})
+    (tmp_path / "e.csv").write_text("a,cat\n1,x\n2,\n", encoding="utf-8")
+    with pytest.raises(InputError, match="expected a value in every row of 'cat' .*line 3 is empty"):
+        read_arrays(tmp_path / "e.csv", {"image": "a"}, labels="cat")
+    with pytest.raises(InputError, match="modality image=L: .*expected numeric data .*got dtype <U"):
+        read_arrays(tmp_path / "a.npz", {"image": "L"})
+
+
 def test_parquet_scalar_and_list_columns(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq

@@ -43,15 +43,36 @@ def _pick(named: Mapping, key, path: Path) -> np.ndarray:
     return named[key]
 
 
-def _numeric(arr: np.ndarray, path: Path, key) -> np.ndarray:
+def _numeric(arr: np.ndarray, path: Path, key, text_ok: bool = False) -> np.ndarray:
     arr = np.asarray(arr)
+    if text_ok:
+        arr = _as_text(arr)
+        if arr.dtype.kind == "U":
+            return arr
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         what = f" array {key!r}" if key else ""
         raise InputError(f"path: expected numeric data in {str(path)!r}{what}, got dtype {arr.dtype}")
     return arr
 
 
-def read_array(path, key: str | None = None) -> np.ndarray:
+def _as_text(arr: np.ndarray) -> np.ndarray:
+    """Strings as a ``str`` array: bytes are decoded as UTF-8, and an object array whose items
+    are each one string (MATLAB's cell array of strings reads as one) becomes a ``str`` array;
+    anything else is returned as it is."""
+    if arr.dtype.kind == "S":
+        try:
+            return np.char.decode(arr, "utf-8")
+        except UnicodeDecodeError:
+            return arr
+    if arr.dtype == object and arr.size:
+        items = [v.reshape(-1)[0] if isinstance(v, np.ndarray) and v.size == 1 else v for v in arr.reshape(-1)]
+        items = [v.decode("utf-8", "replace") if isinstance(v, bytes) else v for v in items]
+        if all(isinstance(v, str) for v in items):
+            return np.array(items, dtype=str).reshape(arr.shape)
+    return arr
+
+
+def read_array(path, key: str | None = None, *, text_ok: bool = False) -> np.ndarray:
     """Read one numeric array from a file.
 
     Parameters
@@ -62,6 +83,9 @@ def read_array(path, key: str | None = None) -> np.ndarray:
         Which array: the name inside a ``.npz`` / ``.mat`` file (needed when it holds more
         than one), or for ``.parquet`` / ``.csv`` a column name or a comma-separated list
         of column names (default: every column).
+    text_ok : bool
+        Strings are read too (labels such as class names), as a ``str`` array; by default
+        only numbers are.
 
     Returns
     -------
@@ -83,7 +107,7 @@ def read_array(path, key: str | None = None) -> np.ndarray:
     reader = {".npy": _read_npy, ".npz": _read_npz, ".mat": _read_mat,
               ".parquet": _read_parquet, ".csv": _read_csv}[suffix]
     try:
-        return reader(p, key)
+        return reader(p, key, text_ok)
     except InputError:
         raise
     except (OSError, ValueError, EOFError, KeyError, TypeError, NotImplementedError) as exc:
@@ -92,16 +116,16 @@ def read_array(path, key: str | None = None) -> np.ndarray:
         raise InputError(f"path: cannot read {str(p)!r} as {suffix[1:]}: {type(exc).__name__}: {exc}") from None
 
 
-def _read_npy(p: Path, key) -> np.ndarray:
+def _read_npy(p: Path, key, text_ok: bool = False) -> np.ndarray:
     if key is not None:
         raise InputError(f"key: a .npy file holds one array; got key={key!r} for {str(p)!r}")
-    return _numeric(np.load(p, allow_pickle=False), p, None)
+    return _numeric(np.load(p, allow_pickle=False), p, None, text_ok)
 
 
-def _read_npz(p: Path, key) -> np.ndarray:
+def _read_npz(p: Path, key, text_ok: bool = False) -> np.ndarray:
     with np.load(p, allow_pickle=False) as z:
         named = {k: z[k] for k in z.files} if key is None else ({key: z[key]} if key in z.files else dict.fromkeys(z.files))
-    return _numeric(_pick(named, key, p), p, key)
+    return _numeric(_pick(named, key, p), p, key, text_ok)
 
 
 def _crashes_in_a_child(read, path: Path) -> bool:
@@ -125,7 +149,7 @@ def _crashes_in_a_child(read, path: Path) -> bool:
     return os.WIFSIGNALED(status)
 
 
-def _read_mat(p: Path, key) -> np.ndarray:
+def _read_mat(p: Path, key, text_ok: bool = False) -> np.ndarray:
     from scipy.io import loadmat
 
     # scipy's MAT reader dereferences a damaged element type natively and segfaults (a
@@ -137,7 +161,7 @@ def _read_mat(p: Path, key) -> np.ndarray:
     except NotImplementedError:
         raise InputError(f"path: {str(p)!r} is a MATLAB v7.3 (HDF5) file; save it with -v7 or convert it to .npz") from None
     named = {k: v for k, v in mat.items() if not k.startswith("__")}
-    return _numeric(_pick(named, key, p), p, key)
+    return _numeric(_pick(named, key, p), p, key, text_ok)
 
 
 def _columns_arg(key, available: list[str], p: Path) -> list[str]:
@@ -151,7 +175,7 @@ def _columns_arg(key, available: list[str], p: Path) -> list[str]:
     return wanted
 
 
-def _read_parquet(p: Path, key) -> np.ndarray:
+def _read_parquet(p: Path, key, text_ok: bool = False) -> np.ndarray:
     import pyarrow.parquet as pq
 
     table = pq.read_table(p)
@@ -163,6 +187,9 @@ def _read_parquet(p: Path, key) -> np.ndarray:
             values = col.to_numpy(zero_copy_only=False)
         except Exception as exc:
             raise InputError(f"key: column {name!r} of {str(p)!r} is not numeric ({exc})") from None
+        if text_ok and _as_text(values).dtype.kind == "U":
+            blocks.append(_as_text(values).reshape(len(values), -1))
+            continue
         if values.dtype == object:  # list-typed column: one vector per row
             try:
                 values = np.stack([np.asarray(v) for v in values])
@@ -172,6 +199,8 @@ def _read_parquet(p: Path, key) -> np.ndarray:
         blocks.append(values.reshape(len(values), -1))
     if not blocks:
         raise InputError(f"path: {str(p)!r} has no columns")
+    if len({b.dtype.kind == "U" for b in blocks}) > 1:
+        raise InputError(f"key: the columns {', '.join(names)} of {str(p)!r} mix text and numbers")
     return np.hstack(blocks) if len(blocks) > 1 else blocks[0]
 
 
@@ -209,7 +238,7 @@ def _is_header(row: list[str]) -> bool:
     return all(c.strip() and not _is_number(c) for c in row)
 
 
-def _read_csv(p: Path, key) -> np.ndarray:
+def _read_csv(p: Path, key, text_ok: bool = False) -> np.ndarray:
     with open(p, newline="", encoding="utf-8-sig") as fh:
         records = [(n, r) for n, r in _csv_records(fh, p, "path") if any(c.strip() for c in r)]
     if not records:
@@ -223,12 +252,24 @@ def _read_csv(p: Path, key) -> np.ndarray:
     for line, r in records:
         if len(r) != width:
             raise InputError(f"path: ragged CSV {str(p)!r}: line {line} has {len(r)} values, expected {width}")
+    cols = list(range(width))   # the columns read: all, or those ``key`` names
+    if key is not None:
+        if header is None:
+            raise InputError(f"key: {str(p)!r} has no header row, so columns cannot be chosen by name")
+        cols = [header.index(c) for c in _columns_arg(key, header, p)]
+    cells = [[r[j].strip() for j in cols] for _, r in records]
+    if text_ok and key is not None and not all(_is_number(c) for row in cells for c in row):
+        for (line, _), row in zip(records, cells):
+            if not all(row):
+                raise InputError(f"path: expected a value in every row of {key!r} in {str(p)!r}; line {line} "
+                                 "is empty there")
+        return np.array(cells, dtype=str)
     try:
-        arr = np.array([r for _, r in records], dtype=np.float64)
+        return np.array(cells, dtype=np.float64).reshape(len(cells), len(cols))
     except ValueError:
-        for line, r in records:
-            for j, c in enumerate(r):
-                if not c.strip():
+        for (line, _), row in zip(records, cells):
+            for j, c in zip(cols, row):
+                if not c:
                     raise InputError(f"path: expected numbers in {str(p)!r}; line {line}, column {j + 1} "
                                      "is empty") from None
                 if not _is_number(c):
@@ -237,12 +278,6 @@ def _read_csv(p: Path, key) -> np.ndarray:
                     raise InputError(f"path: expected numbers in {str(p)!r}; line {line}, "
                                      f"column {j + 1} holds {c!r}{hint}") from None
         raise
-    if key is not None:
-        if header is None:
-            raise InputError(f"key: {str(p)!r} has no header row, so columns cannot be chosen by name")
-        cols = _columns_arg(key, header, p)
-        arr = arr[:, [header.index(c) for c in cols]]
-    return arr
 
 
 # -- manifests -----------------------------------------------------------------------------
@@ -260,7 +295,9 @@ def read_arrays(path, modalities: Mapping[str, str], labels: str | None = None, 
         for ``.parquet`` / ``.csv`` a column or comma-separated columns); a key naming an
         existing array file (relative to ``path``'s folder) reads that file instead.
     labels : str, optional
-        Key of the labels: shape (N,), (N, 1) or (1, N) (flattened) or multi-hot (N, C).
+        Key of the labels: shape (N,), (N, 1) or (1, N) (flattened) or multi-hot (N, C);
+        numbers, or strings such as class names (a text column of a ``.parquet`` / ``.csv``
+        file, a ``str`` or bytes array, a MATLAB cell array of strings).
     name : str
         Name of the returned ``Pairs`` (default: the file's stem).
 
@@ -282,12 +319,12 @@ def read_arrays(path, modalities: Mapping[str, str], labels: str | None = None, 
         raise InputError(f"modality: expected NAME=KEY pairs naming the arrays of {str(p)!r} "
                          "(e.g. --modality image=I_tr --modality text=T_tr)")
 
-    def load(key: str, what: str) -> np.ndarray:
+    def load(key: str, what: str, text_ok: bool = False) -> np.ndarray:
         other = p.parent / key
         if other.suffix.lower() in ARRAY_SUFFIXES and other.is_file():
-            return read_array(other)
+            return read_array(other, text_ok=text_ok)
         try:
-            return read_array(p, None if p.suffix.lower() == ".npy" else key)
+            return read_array(p, None if p.suffix.lower() == ".npy" else key, text_ok=text_ok)
         except InputError as exc:
             raise InputError(f"{what}: {exc}") from None
 
@@ -304,7 +341,7 @@ def read_arrays(path, modalities: Mapping[str, str], labels: str | None = None, 
         data[mod] = a
     lab = None
     if labels is not None:
-        lab = np.asarray(load(labels, f"labels {labels}"))
+        lab = np.asarray(load(labels, f"labels {labels}", text_ok=True))
         if lab.ndim == 2 and lab.shape[1] == 1:
             lab = lab[:, 0]
         elif lab.ndim == 2 and lab.shape[0] == 1 and lab.shape[1] > 1 and data:
