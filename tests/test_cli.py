@@ -135,7 +135,7 @@ def test_index_and_search(tmp_path, capsys, wiki_run):
 
 @pytest.mark.parametrize("extra, needle", [
     (["-k", "0"], "-k: expected an integer >= 1"),
-    (["--query-row", "99999"], "--query-row: expected 0..692"),
+    (["--query-row", "99999"], "--query-row: expected a row number 0..692 (split 'test' of wikipedia)"),
 ])
 def test_search_bad_input(tmp_path, capsys, wiki_run, extra, needle):
     idx = tmp_path / "idx"

@@ -144,7 +144,7 @@ def test_user_data_splits(tmp_path):
         UserData(p, split_column="nope")
     with pytest.raises(InputError, match="--val-fraction: expected a number <= 0.9"):
         UserData(p, val_fraction=1.5)
-    with pytest.raises(InputError, match=r"split: dataset .* has splits all, train, val; got 'test'"):
+    with pytest.raises(InputError, match=r"split: your data has splits all, train, val; got 'test'"):
         d.load("test")
 
 

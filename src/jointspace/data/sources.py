@@ -50,7 +50,8 @@ class DataSource:
         names = split_names(split)
         unknown = [s for s in names if s not in self.splits]
         if unknown:
-            raise InputError(f"split: dataset {self.name!r} has splits {', '.join(self.splits)}; got {unknown[0]!r}")
+            whose = f"dataset {self.name!r}" if self.builtin else "your data"
+            raise InputError(f"split: {whose} has splits {', '.join(self.splits)}; got {unknown[0]!r}")
         parts = [self._load(s) for s in names]
         if len(parts) == 1:
             return parts[0]

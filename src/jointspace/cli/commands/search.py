@@ -79,7 +79,8 @@ def _query(args, index, model):
         split = args.split or index.info.get("split", "test")
     pairs = load_split(dataset, split, read_as)
     if not 0 <= args.query_row < len(pairs):
-        raise InputError(f"--query-row: expected 0..{len(pairs) - 1} for {dataset}/{split}, got {args.query_row}")
+        raise InputError(f"--query-row: expected a row number 0..{len(pairs) - 1} (split {split!r} of {dataset}), "
+                         f"got {args.query_row}")
     sub = pairs.subset([args.query_row])
     label = None
     if sub.labels is not None and sub.labels.ndim == 1:
