@@ -186,7 +186,7 @@ def add_data_options(parser, *, arrays: bool | str = True) -> None:
         g.add_argument("--modality", action="append", metavar="NAME=KEY",
                        help="arrays file: the array (or columns) of one modality, repeatable, e.g. image=I_tr")
     if arrays:
-        g.add_argument("--labels", metavar="KEY", help="arrays file: the array of labels")
+        g.add_argument("--labels", metavar="KEY", help="arrays file: the array of labels (numbers or class names)")
     g.add_argument("--val-fraction", type=float, metavar="F",
                    help="share of your data held out as the 'val' split that chooses settings (default: 0.1; "
                         "near-duplicate captions, or --group-column, stay on one side)")
