@@ -189,6 +189,8 @@ def test_a_modality_the_model_was_not_trained_with_is_refused(mopoe, digits):
 @pytest.mark.parametrize("param, value, match", [
     ("latent_dim", 0, "latent_dim: expected an integer >= 1, got 0"),
     ("beta", -0.5, "beta: expected a number >= 0.0, got -0.5"),
+    ("beta", "strong", "beta: expected a finite number, got 'strong'"),
+    ("beta", True, "beta: expected a finite number, got True"),
     ("iw_samples", 0, "iw_samples"),
     ("likelihood_weights", "loud", "likelihood_weights"),
     ("likelihoods", {"text": "gaussian"}, "likelihoods\\['text'\\]"),

@@ -139,7 +139,8 @@ class MultimodalVAE(GenerativeModel):
     def _check_objective_settings(self) -> None:
         check_choice(self.prior, "prior", PRIORS)
         check_int(self.prior_components, "prior_components", low=1, high=10000)
-        check_float(self.beta_, "beta", low=0.0)
+        if self.beta is not None:   # beta_ reads it as a float: check what was given, not the reading
+            check_float(self.beta, "beta", low=0.0)
         check_float(self.kl_warmup, "kl_warmup", low=0.0)
         check_int(self.iw_samples, "iw_samples", low=1, high=1000)
         from ..objectives.regularizers import check_part_sizes
