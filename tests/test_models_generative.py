@@ -196,6 +196,9 @@ def test_a_modality_the_model_was_not_trained_with_is_refused(mopoe, digits):
     ("likelihoods", {"text": "gaussian"}, "likelihoods\\['text'\\]"),
     ("likelihoods", {"image": "bernoulli"}, "bernoulli needs values in \\[0, 1\\]"),
     ("seed", -1, "seed: expected an integer >= 0, got -1"),
+    ("modalities", ["text", "text"], "modalities: expected each name once, got 'text' more than once"),
+    ("modalities", "text", "modalities: expected a list of modality names, e.g. \\['image', 'text'\\], got 'text'"),
+    ("modalities", 2, "modalities: expected a list of modality names"),
 ])
 def test_absurd_settings_are_refused_before_training(digits, param, value, match):
     with pytest.raises(InputError, match=match):

@@ -123,6 +123,14 @@ class GenerativeModel(GenerativeInference, JointModel):
             check_int(self.patience, "patience", low=1)
         if self.towers is not None and not isinstance(self.towers, dict):
             raise InputError(f"towers: expected a dict of modality -> tower name, got {self.towers!r}")
+        mods = self.modalities
+        if mods is not None:
+            if not isinstance(mods, (list, tuple)) or not all(isinstance(m, str) for m in mods):
+                raise InputError(f"modalities: expected a list of modality names, e.g. ['image', 'text'], got {mods!r}")
+            twice = sorted({m for m in mods if list(mods).count(m) > 1})
+            if twice:   # a repeated name would leave fewer modalities than given, even one
+                raise InputError(f"modalities: expected each name once, got {', '.join(map(repr, twice))} more than "
+                                 f"once in {list(mods)}")
         if self.likelihoods is not None and not isinstance(self.likelihoods, dict):
             raise InputError(f"likelihoods: expected a dict of modality -> one of {', '.join(LIKELIHOODS)}, "
                              f"got {self.likelihoods!r}")
