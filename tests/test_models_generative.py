@@ -168,6 +168,16 @@ def test_empty_or_too_few_inputs_are_refused(mopoe, digits):
     assert list(one) == ["image"]
 
 
+@pytest.mark.parametrize("seed, shown", [(-1, "an integer >= 0, got -1"), (1.5, "an integer, got 1.5"),
+                                         ("x", "an integer, got 'x'"), (2**70, f"an integer <= {2**32 - 1}")])
+def test_a_bad_seed_of_a_draw_is_refused_by_name(mopoe, digits, seed, shown):
+    text = digits[1]["text"][:2]
+    for draw in (lambda: mopoe.generate("image", {"text": text}, seed=seed), lambda: mopoe.sample(2, seed=seed),
+                 lambda: mopoe.evaluate_bound({"text": text, "image": digits[1]["image"][:2]}, seed=seed)):
+        with pytest.raises(InputError, match=f"seed: expected {shown}"):
+            draw()
+
+
 def test_every_modality_missing_is_refused(mopoe):
     with pytest.raises(InputError, match="every modality is missing"):
         mopoe.generate("image", {})

@@ -16,6 +16,11 @@ from .._validation import check_int
 from ..errors import InputError
 
 
+def check_seed(seed) -> int:
+    """``seed`` of a draw as an int, within the range ``fit`` takes."""
+    return check_int(seed, "seed", low=0, high=2**32 - 1)
+
+
 class GenerativeInference:
     """What a fitted generative model answers: posteriors, generation, reconstruction, samples."""
 
@@ -118,7 +123,7 @@ class GenerativeInference:
             raise InputError(f"target: this model generates {', '.join(self.modalities_)}; got {target!r}")
         n_samples = check_int(n_samples, "n_samples", low=1, high=10000)
         x = self._check_given(given)
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         z = self._sample_posterior(x, n_samples, gen)
         return self._decode(target, z, self._private_draws(target, x, n_samples, gen))
 
@@ -192,7 +197,7 @@ class GenerativeInference:
         """
         self._check_fitted()
         n = check_int(n, "n", low=1, high=1_000_000)
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         z = self._prior_sample(n, gen)
         p = self._private_dim()
         return {m: self._decode(m, z, torch.randn((n, p), generator=gen) if p else None) for m in self.modalities_}

@@ -32,6 +32,7 @@ from ..objectives.elbo import (gaussian_kl, gaussian_log_density, importance_wei
                                mixture_log_density, mixture_prior_log_density, negative_elbo,
                                product_of_experts, standard_normal_log_density)
 from ._generative import GenerativeModel, nonempty_subsets
+from ._generative_inference import check_seed
 from .base import register_model
 
 
@@ -295,7 +296,7 @@ class MultimodalVAE(GenerativeModel):
         if missing:
             raise InputError(f"items: the bound needs every modality; no {', '.join(missing)}")
         k = check_int(n_samples, "n_samples", low=1, high=100000)
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         n = len(next(iter(x.values())))
         sums = {"elbo": 0.0, "kl": 0.0, "log_likelihood": 0.0, **{f"nll/{m}": 0.0 for m in self.modalities_}}
         for s in range(0, n, 512):
