@@ -1,6 +1,8 @@
 """Multimodal autoencoders and VAEs: training, inference from any subset, generation, saving,
 and bad input.  Small nets on scikit-learn's digits (features + texts) and on tiny pixel images."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -166,6 +168,10 @@ def test_empty_or_too_few_inputs_are_refused(mopoe, digits):
     # one target by its name, as a list of one
     one = mopoe.reconstruct({"text": digits[1]["text"][:2]}, targets="image")
     assert list(one) == ["image"]
+    for targets in ([], 5):   # no target, or not a name
+        with pytest.raises(InputError, match=f"targets: expected a modality name or a non-empty list of them, of "
+                                             f"image, text; got {re.escape(repr(targets))}"):
+            mopoe.reconstruct({"text": digits[1]["text"][:2]}, targets=targets)
 
 
 @pytest.mark.parametrize("seed, shown", [(-1, "an integer >= 0, got -1"), (1.5, "an integer, got 1.5"),

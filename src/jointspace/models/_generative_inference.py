@@ -180,7 +180,10 @@ class GenerativeInference:
         """
         x = self._check_given(items, "items")
         z = self._posterior_means(x)
-        names = self.modalities_ if targets is None else [targets] if isinstance(targets, str) else list(targets)
+        names = self.modalities_ if targets is None else [targets] if isinstance(targets, str) else targets
+        if not isinstance(names, (list, tuple)) or not names:
+            raise InputError(f"targets: expected a modality name or a non-empty list of them, of "
+                             f"{', '.join(self.modalities_)}; got {targets!r}")
         for m in names:
             if m not in self.modalities_:
                 raise InputError(f"targets: this model knows {', '.join(self.modalities_)}; got {m!r}")
