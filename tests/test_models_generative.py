@@ -200,6 +200,8 @@ def test_a_modality_the_model_was_not_trained_with_is_refused(mopoe, digits):
         mopoe.encode("audio", np.zeros((2, 64)))
     with pytest.raises(InputError, match="64 features"):
         mopoe.encode("image", np.zeros((2, 5)))
+    with pytest.raises(InputError, match="items \\(image\\): expected 64 features, got 5"):
+        mopoe.observed("image", np.zeros((2, 5)))
 
 
 @pytest.mark.parametrize("param, value, match", [

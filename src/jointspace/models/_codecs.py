@@ -209,15 +209,18 @@ class FeatureCodec:
     def dim(self) -> int:
         return self._dim
 
-    def encode_items(self, items, where: str) -> np.ndarray:
+    def _features(self, items, where: str) -> np.ndarray:
         x = self.raw_features(items, where)
         if x.shape[1] != self._dim:
             raise InputError(f"{where}: expected {self._dim} features, got {x.shape[1]}")
-        return ((x - self.mean) / self.scale).astype(np.float32)
+        return x
+
+    def encode_items(self, items, where: str) -> np.ndarray:
+        return ((self._features(items, where) - self.mean) / self.scale).astype(np.float32)
 
     def observed(self, items, where: str) -> np.ndarray:
         """Real items as feature vectors in the original units (n, d)."""
-        return self.raw_features(items, where)
+        return self._features(items, where)
 
     def decode(self, mean: np.ndarray) -> np.ndarray:
         """Standardised means (n, d) -> feature vectors in the original units."""
