@@ -56,6 +56,9 @@ def test_linear_cka_invariances():
     q4 = ortho_group.rvs(4, random_state=4)
     assert linear_cka(z @ q, 2.5 * y @ q4) == pytest.approx(base, rel=1e-10)
     assert linear_cka(y, z) == pytest.approx(base, rel=1e-12)
+    # at any scale: features of size 1e-13 vary as much as any others
+    assert linear_cka(1e-13 * z, y) == pytest.approx(base, rel=1e-10)
+    assert normalized_cross_frobenius(z, 1e-14 * y) == pytest.approx(math.sqrt(base), rel=1e-10)
     # not invariant to a non-isotropic scaling
     assert linear_cka(z * np.array([10.0, 1, 1, 1, 1]), y) != pytest.approx(base, rel=1e-3)
 
@@ -148,6 +151,10 @@ def test_mismatched_dims_and_degenerate_inputs():
         mean_abs_cosine(r.normal(size=(6, 3)), r.normal(size=(6, 2)))
     with pytest.raises(InputError, match="^z1: all rows are equal"):
         linear_cka(np.ones((6, 3)), r.normal(size=(6, 2)))
+    for value in (0.0, 1e-13, 3e8):   # equal rows at any size
+        equal = np.full((6, 3), value) * np.array([1.0, 2.0, 0.1])
+        with pytest.raises(InputError, match="^z2: all rows are equal"):
+            normalized_cross_frobenius(r.normal(size=(6, 2)), equal)
     with pytest.raises(InputError, match="max_samples"):
         hsic_score(r.normal(size=(6, 3)), r.normal(size=(6, 2)), max_samples=1)
 

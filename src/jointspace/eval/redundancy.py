@@ -39,7 +39,9 @@ def _pair(z1, z2, *, min_rows: int = 2, same_dim: bool = False):
 
 def _centre(z: np.ndarray, name: str) -> np.ndarray:
     c = z - z.mean(axis=0, keepdims=True)
-    if not np.any(np.abs(c) > 1e-12 * max(1.0, float(np.abs(z).max()))):
+    # relative to the values' own size (the scores do not depend on scale): what is left of
+    # equal rows after centring is their mean's rounding, about 1e-16 of them
+    if not np.any(np.abs(c) > 1e-12 * float(np.abs(z).max())):
         raise InputError(f"{name}: all rows are equal (zero variance after centring); the score is undefined")
     return c
 
