@@ -189,6 +189,14 @@ def test_negative_elbo_and_kl_annealing():
     assert float(negative_elbo(_t([-2.0, -4.0]), _t([1.0, 3.0]), beta=2.0)) == pytest.approx((2.0 + 2 * 1.0 + 4.0 + 2 * 3.0) / 2)
     with pytest.raises(InputError, match="beta"):
         negative_elbo(_t([-2.0]), _t([1.0]), beta=-0.1)
+    for beta in ("4", True, float("inf"), float("nan")):
+        with pytest.raises(InputError, match=f"^beta: expected a finite weight >= 0, got {beta!r}"):
+            negative_elbo(_t([-2.0]), _t([1.0]), beta=beta)
+    assert float(negative_elbo(_t([-2.0]), _t([1.0]), beta=torch.tensor(3.0))) == pytest.approx(5.0)
+    with pytest.raises(InputError, match=r"^kl: expected the shape of log_px \(2,\) .*got \(2, 1\)"):
+        negative_elbo(_t([-2.0, -4.0]), _t([[1.0], [3.0]]))
+    with pytest.raises(InputError, match="^log_px: expected a torch.Tensor"):
+        negative_elbo([-2.0], _t([1.0]))
     assert kl_weight(0, 4.0, 10) == 0.0
     assert kl_weight(5, 4.0, 10) == pytest.approx(2.0)
     assert kl_weight(20, 4.0, 10) == 4.0

@@ -24,6 +24,7 @@ a model.
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 import torch.nn.functional as F
@@ -239,8 +240,16 @@ def negative_elbo(log_px, kl, beta: float = 1.0) -> torch.Tensor:
     -------
     Tensor, shape ()
     """
-    if not (beta >= 0):
-        raise InputError(f"beta: expected a weight >= 0, got {beta!r}")
+    if isinstance(beta, torch.Tensor) and beta.numel() == 1:
+        beta = float(beta.detach())
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not (math.isfinite(beta) and beta >= 0):
+        raise InputError(f"beta: expected a finite weight >= 0, got {beta!r}")
+    for name, v in (("log_px", log_px), ("kl", kl)):
+        if not isinstance(v, torch.Tensor):
+            raise InputError(f"{name}: expected a torch.Tensor of per-sample values (n,), got {type(v).__name__}")
+    if log_px.shape != kl.shape:   # broadcasting (n, 1) against (n,) would average an (n, n) table
+        raise InputError(f"kl: expected the shape of log_px {tuple(log_px.shape)} (one value per sample), "
+                         f"got {tuple(kl.shape)}")
     return (-log_px + beta * kl).mean()
 
 
