@@ -157,6 +157,11 @@ def test_mismatched_dims_and_degenerate_inputs():
             normalized_cross_frobenius(r.normal(size=(6, 2)), equal)
     with pytest.raises(InputError, match="max_samples"):
         hsic_score(r.normal(size=(6, 3)), r.normal(size=(6, 2)), max_samples=1)
+    # a flag is True or False: the string "no" would read as True
+    with pytest.raises(InputError, match="^normalized: expected True or False, got 'no'"):
+        hsic_score(r.normal(size=(6, 3)), r.normal(size=(6, 2)), normalized="no")
+    with pytest.raises(InputError, match="^center: expected True or False, got 'no'"):
+        normalized_cross_frobenius(r.normal(size=(6, 3)), r.normal(size=(6, 2)), center="no")
 
 
 # -- debiased CKA ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_int, check_matrix
+from .._validation import check_bool, check_int, check_matrix
 from ..errors import InputError
 
 
@@ -96,7 +96,7 @@ def normalized_cross_frobenius(z1, z2, center: bool = True) -> float:
     float in [0, 1]
     """
     a, b = _pair(z1, z2)
-    if center:
+    if check_bool(center, "center"):
         a, b = _centre(a, "z1"), _centre(b, "z2")
     for z, name in ((a, "z1"), (b, "z2")):
         if not np.any(z):
@@ -247,6 +247,7 @@ def hsic_score(z1, z2, sigma1: float | None = None, sigma2: float | None = None,
     float (>= 0)
     """
     a, b = _subsample(*_pair(z1, z2), max_samples, seed, low=2)
+    normalized = check_bool(normalized, "normalized")
     kernels = []
     for z, sigma, name in ((a, sigma1, "sigma1"), (b, sigma2, "sigma2")):
         d = _sq_dists(z)
