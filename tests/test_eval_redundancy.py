@@ -104,6 +104,11 @@ def test_hsic_score_agrees_with_the_torch_objective():
     assert hsic_score(x, y) == pytest.approx(want, rel=1e-10)
     assert hsic_score(x, y, 0.8, 1.2) == pytest.approx(float(hsic(torch.from_numpy(x), torch.from_numpy(y), 0.8, 1.2)),
                                                        rel=1e-10)
+    # bandwidths as NumPy numbers, as the objective takes them
+    want = float(hsic(torch.from_numpy(x), torch.from_numpy(y), 2, 3))
+    assert hsic_score(x, y, np.int64(2), np.float32(3.0)) == pytest.approx(want, rel=1e-10)
+    with pytest.raises(InputError, match="^sigma1: expected a positive finite bandwidth or None, got np.True_"):
+        hsic_score(x, y, np.bool_(True))
 
 
 def test_hsic_score_independence_dependence_and_normalisation():

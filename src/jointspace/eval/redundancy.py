@@ -20,6 +20,8 @@ NumPy only, float64 internally; no torch needed.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 
 from .._validation import check_bool, check_int, check_matrix
@@ -253,7 +255,7 @@ def hsic_score(z1, z2, sigma1: float | None = None, sigma2: float | None = None,
         d = _sq_dists(z)
         if sigma is None:
             s2 = _median_sigma2(d)
-        elif isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.floating)) or not 0 < sigma < np.inf:
+        elif isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, numbers.Real) or not 0 < sigma < np.inf:
             raise InputError(f"{name}: expected a positive finite bandwidth or None, got {sigma!r}")
         else:
             s2 = float(sigma) ** 2
