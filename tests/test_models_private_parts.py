@@ -186,6 +186,9 @@ def test_vae_private_latents_generate_bound_and_save(private_vae, styled, tmp_pa
     ({"private_dim": 2, "regularizers": ["abs_dot"]}, "private_dim equal to dim \\(4\\)"),
     ({"private_dim": 4, "iw_samples": 5}, "iw_samples: private latents train on the ELBO"),
     ({"private_dim": -2}, "private_dim"),
+    ({"private_dim": 4, "regularizers": ["frobenius", "weight"]},
+     "regularizers: 'weight' compares the output weights of separate shared and private heads, and a VAE's parts "
+     "come from one encoder; use one of abs_dot, frobenius, lagrange"),
 ])
 def test_vae_bad_private_settings(styled, params, needle):
     with pytest.raises(InputError, match=needle):

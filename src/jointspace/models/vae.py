@@ -88,7 +88,8 @@ class MultimodalVAE(GenerativeModel):
         generation draws the target's :math:`w` from the prior.
     regularizers : list of str, optional
         With private latents: the regularisers between the posterior means of the parts
-        (``"NAME"`` or ``"NAME:VALUE"``, :mod:`jointspace.objectives.regularizers`).
+        (``"NAME"`` or ``"NAME:VALUE"``, :mod:`jointspace.objectives.regularizers`; all but
+        ``weight``, which needs separate shared and private heads).
     epochs : int, optional
         Passes over the training pairs; by default about 2,000 optimiser steps' worth (5 to
         300 epochs, :func:`~jointspace.models._generative.auto_epochs`), and the epoch with
@@ -144,7 +145,7 @@ class MultimodalVAE(GenerativeModel):
             check_float(self.beta, "beta", low=0.0)
         check_float(self.kl_warmup, "kl_warmup", low=0.0)
         check_int(self.iw_samples, "iw_samples", low=1, high=1000)
-        from ..objectives.regularizers import check_part_sizes
+        from ..objectives.regularizers import REGULARIZERS, check_part_sizes
 
         check_int(self.private_dim, "private_dim", low=0, high=4096)
         specs = self._regularizer_specs()
@@ -152,6 +153,10 @@ class MultimodalVAE(GenerativeModel):
             raise InputError(f"regularizers: they act between private latents, so they need private_dim > 0; "
                              f"got {', '.join(n for n, _ in specs)} with private_dim=0")
         check_part_sizes(specs, int(self.latent_dim), int(self.private_dim))
+        if any(n == "weight" for n, _ in specs):
+            others = ", ".join(n for n in REGULARIZERS if n != "weight")
+            raise InputError(f"regularizers: 'weight' compares the output weights of separate shared and private "
+                             f"heads, and a VAE's parts come from one encoder; use one of {others}")
         if self.private_dim and int(self.iw_samples) > 1:
             raise InputError(f"iw_samples: private latents train on the ELBO (iw_samples=1); got {self.iw_samples}")
 
