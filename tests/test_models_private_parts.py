@@ -181,11 +181,24 @@ def test_vae_private_latents_generate_bound_and_save(private_vae, styled, tmp_pa
                                   model.encode_parts("b", test["b"])["private"])
 
 
+@pytest.mark.parametrize("name", ["lagrange", "hsic"])
+def test_vae_regularizers_train_on_an_epoch_s_last_few_rows(styled, name):
+    """60 pairs in batches of 29 end each epoch on 2 rows, and the validation set has 3."""
+    train, test = styled
+    model = js.create_model("mvae-mopoe", latent_dim=4, private_dim=4, regularizers=[name], hidden=[16], epochs=2,
+                            batch_size=29, seed=0).fit(train.subset(np.arange(60)), val=test.subset(np.arange(3)))
+    assert len(model.history_) == 2 and all(np.isfinite(row["val_loss"]) for row in model.history_)
+    assert f"reg/{name}" in model.history_[0]
+
+
 @pytest.mark.parametrize("params, needle", [
     ({"regularizers": ["hsic"]}, "need private_dim > 0"),
     ({"private_dim": 2, "regularizers": ["abs_dot"]}, "private_dim equal to dim \\(4\\)"),
     ({"private_dim": 4, "iw_samples": 5}, "iw_samples: private latents train on the ELBO"),
     ({"private_dim": -2}, "private_dim"),
+    ({"private_dim": 4, "regularizers": ["lagrange"], "batch_size": 3},
+     "batch_size: lagrange is estimated on a batch of at least 4 pairs; got batch_size=3"),
+    ({"private_dim": 4, "regularizers": ["club"], "batch_size": 1}, "batch_size: club .* at least 2 pairs"),
     ({"private_dim": 4, "regularizers": ["frobenius", "weight"]},
      "regularizers: 'weight' compares the output weights of separate shared and private heads, and a VAE's parts "
      "come from one encoder; use one of abs_dot, frobenius, lagrange"),

@@ -270,6 +270,20 @@ def test_part_regularizer_every_name_runs_and_logs():
     assert logs["constraint"] == logs["reg/lagrange"] and "mu" in logs
 
 
+def test_part_regularizer_leaves_out_the_estimates_a_small_batch_cannot_give():
+    """An epoch's last rows or a small validation set: 3 rows are too few for the debiased
+    constraint (4) but not for frobenius; 1 row too few for hsic, club and the adversary."""
+    specs = [("frobenius", 2.0), ("lagrange", 1.0), ("hsic", 1.0), ("club", 1.0), ("adversarial", 1.0)]
+    reg = PartRegularizer(specs, ["a", "b"], 4, 4)
+    shared, private = _parts(("a", "b"), n=3, seed=1)
+    term, logs = reg(shared, private)
+    assert set(logs) == {"reg/frobenius", "reg/hsic", "reg/club", "reg/adversarial"}
+    assert [lm.mu for lm in reg.multipliers] == [0.0, 0.0, 0.0]   # no step on a constraint not read
+    shared, private = _parts(("a", "b"), n=1, seed=1)
+    term, logs = reg(shared, private)
+    assert set(logs) == {"reg/frobenius"} and float(term) == pytest.approx(2 * logs["reg/frobenius"])
+
+
 @pytest.mark.parametrize("name, rho", [("lagrange", 0.0), ("auglag", 1.0)])
 def test_lagrangian_has_one_multiplier_per_pair(name, rho):
     """mu_k ascends on its own pair's constraint c_k; the term is (1/K) sum_k (mu_k c_k + rho/2 c_k^2),

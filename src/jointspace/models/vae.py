@@ -145,7 +145,7 @@ class MultimodalVAE(GenerativeModel):
             check_float(self.beta, "beta", low=0.0)
         check_float(self.kl_warmup, "kl_warmup", low=0.0)
         check_int(self.iw_samples, "iw_samples", low=1, high=1000)
-        from ..objectives.regularizers import REGULARIZERS, check_part_sizes
+        from ..objectives.regularizers import MIN_ROWS, REGULARIZERS, check_part_sizes
 
         check_int(self.private_dim, "private_dim", low=0, high=4096)
         specs = self._regularizer_specs()
@@ -157,6 +157,10 @@ class MultimodalVAE(GenerativeModel):
             others = ", ".join(n for n in REGULARIZERS if n != "weight")
             raise InputError(f"regularizers: 'weight' compares the output weights of separate shared and private "
                              f"heads, and a VAE's parts come from one encoder; use one of {others}")
+        for name, _ in specs:   # smaller batches would leave the regulariser out of every step
+            if int(self.batch_size) < MIN_ROWS.get(name, 1):
+                raise InputError(f"batch_size: {name} is estimated on a batch of at least {MIN_ROWS[name]} pairs; "
+                                 f"got batch_size={self.batch_size}")
         if self.private_dim and int(self.iw_samples) > 1:
             raise InputError(f"iw_samples: private latents train on the ELBO (iw_samples=1); got {self.iw_samples}")
 

@@ -73,6 +73,8 @@ REGULARIZERS = {
 }
 #: the names that compare two parts coordinate by coordinate (they need equal sizes)
 ELEMENTWISE = frozenset({"abs_dot"})
+#: the fewest rows of a batch each estimate needs (the other names take any batch)
+MIN_ROWS = {"lagrange": 4, "auglag": 4, "hsic": 2, "club": 2, "adversarial": 2}
 #: rho of the augmented Lagrangian
 AUGLAG_RHO = 1.0
 
@@ -253,6 +255,9 @@ class PartRegularizer(torch.nn.Module):
     loss (the regularisers plus the fitting losses of CLUB's and the adversaries' networks)
     and a dict of floats (each regulariser's mean value over the pairs, and for the Lagrangian
     forms ``mu``, the mean of the pairs' multipliers, and ``constraint``, the pairs' mean).
+    A batch with fewer rows than a regulariser's estimate needs (:data:`MIN_ROWS`: an epoch's
+    last few rows, a small validation set) leaves that regulariser out: no term, no log, and
+    no multiplier step.
     """
 
     def __init__(self, specs, modalities, dim: int, private_dim: int):
@@ -309,6 +314,8 @@ class PartRegularizer(torch.nn.Module):
         total = ref.new_zeros(())
         logs = {}
         for name, value in self.specs:
+            if ref.shape[0] < MIN_ROWS.get(name, 1):
+                continue
             if name == "weight":
                 if not weights:
                     raise InputError("regularizer: 'weight' needs the heads' output weights")
@@ -360,6 +367,6 @@ def check_part_sizes(specs, dim: int, private_dim: int) -> None:
                              f"private_dim equal to dim ({dim}); got private_dim={private_dim}")
 
 
-__all__ = ["REGULARIZERS", "parse_regularizer", "parse_regularizers", "PartRegularizer", "normalized_frobenius",
-           "debiased_cross",
+__all__ = ["REGULARIZERS", "MIN_ROWS", "parse_regularizer", "parse_regularizers", "PartRegularizer",
+           "normalized_frobenius", "debiased_cross",
            "normalized_hsic", "normalized_weight_cross", "check_part_sizes"]
