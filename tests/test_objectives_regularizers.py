@@ -149,6 +149,11 @@ def test_normalized_weight_cross_by_hand():
     with pytest.raises(InputError, match=r"w_shared, w_private: expected output weights \(d, k\) and \(p, k\) "
                                          r"reading the same k inputs, got shapes \(1, 3\) and \(2, 4\)"):
         normalized_weight_cross(ws, torch.zeros(2, 4, dtype=torch.float64))
+    with pytest.raises(InputError, match=r"^w_shared: expected a 2-D weight matrix \(out_features, in_features\), "
+                                         r"got shape \(3,\)"):
+        normalized_weight_cross(ws[0], wp)
+    with pytest.raises(InputError, match="^w_private: expected a torch.Tensor weight matrix .* got list"):
+        normalized_weight_cross(ws, [[0.0, 2.0, 0.0]])
 
 
 def test_gradients_of_the_normalised_terms():

@@ -57,7 +57,7 @@ from torch.func import functional_call
 from ..errors import InputError
 from .disentangle import CrossPredictor
 from .mutual_info import CLUB, hsic
-from .orthogonality import LagrangeMultiplier, _check_batch_pair, _check_lam, abs_dot_penalty, \
+from .orthogonality import LagrangeMultiplier, _check_batch_pair, _check_lam, _check_weight, abs_dot_penalty, \
     frobenius_cross_penalty, weight_cross_penalty
 
 #: every regulariser name, with the VALUE used when a spec gives none
@@ -219,8 +219,9 @@ def normalized_weight_cross(w_shared: torch.Tensor, w_private: torch.Tensor) -> 
     w_private : Tensor, shape (p, k)
         Output weights of the private part, reading the same k inputs.
     """
-    if isinstance(w_shared, torch.Tensor) and isinstance(w_private, torch.Tensor) and w_shared.ndim == 2 \
-            and w_private.ndim == 2 and w_shared.shape[1] != w_private.shape[1]:
+    _check_weight(w_shared, "w_shared")   # by their own names: the penalty below reads them as w1, w2
+    _check_weight(w_private, "w_private")
+    if w_shared.shape[1] != w_private.shape[1]:
         raise InputError(f"w_shared, w_private: expected output weights (d, k) and (p, k) reading the same k inputs, "
                          f"got shapes {tuple(w_shared.shape)} and {tuple(w_private.shape)}")
     cross = weight_cross_penalty(w_shared.T, w_private.T, 1.0)
