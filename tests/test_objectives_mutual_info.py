@@ -120,6 +120,8 @@ def test_hsic_bad_input():
         hsic(_rand(3, 2), _rand(3, 2), unbiased=True)
     with pytest.raises(InputError, match="^x: expected at least 2 rows, got 1$"):   # not a contrastive loss's message
         hsic(_rand(1, 2), _rand(1, 2))
+    with pytest.raises(InputError, match="^unbiased: expected True or False, got 'no'"):   # not read as True
+        hsic(_rand(5, 2), _rand(5, 2), unbiased="no")
 
 
 # -- CLUB ---------------------------------------------------------------------------------------------
@@ -208,3 +210,5 @@ def test_club_bad_input():
         club.learning_loss(torch.randn(5, 3), torch.randn(6, 2))
     with pytest.raises(InputError, match="x_dim"):
         CLUB(0, 2)
+    with pytest.raises(InputError, match="^sampled: expected True or False, got 'no'"):
+        CLUB(3, 2, sampled="no")

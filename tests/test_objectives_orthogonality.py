@@ -183,3 +183,11 @@ def test_lagrange_bad_arguments():
         LagrangeMultiplier(init=math.nan)
     with pytest.raises(InputError, match=r"constraint: expected a scalar.*\(3,\)"):
         LagrangeMultiplier()(torch.ones(3))
+    for flag in ("augmented", "explicit", "nonnegative"):   # the string "no" would read as True
+        with pytest.raises(InputError, match=f"^{flag}: expected True or False, got 'no'"):
+            LagrangeMultiplier(**{flag: "no"})
+
+
+def test_frobenius_normalize_is_a_flag():
+    with pytest.raises(InputError, match="^normalize: expected True or False, got 'no'"):
+        frobenius_cross_penalty(_t(Z1), _t(Z2), normalize="no")

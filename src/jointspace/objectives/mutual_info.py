@@ -21,6 +21,7 @@ import numbers
 
 import torch
 
+from .._validation import check_bool
 from ..errors import InputError
 from ._checks import check_features
 
@@ -125,6 +126,7 @@ def hsic(x: torch.Tensor, y: torch.Tensor, sigma_x: float | None = None, sigma_y
     -------
     hsic : Tensor, shape ()
     """
+    unbiased = check_bool(unbiased, "unbiased")
     _check_xy(x, y, min_rows=4 if unbiased else 2)
     sx = _check_sigma(sigma_x, "sigma_x", x)
     sy = _check_sigma(sigma_y, "sigma_y", y)
@@ -181,7 +183,7 @@ class CLUB(torch.nn.Module):
         for name, v in (("x_dim", x_dim), ("y_dim", y_dim), ("hidden", hidden)):
             if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise InputError(f"{name}: expected a positive integer, got {v!r}")
-        self.x_dim, self.y_dim, self.sampled = int(x_dim), int(y_dim), bool(sampled)
+        self.x_dim, self.y_dim, self.sampled = int(x_dim), int(y_dim), check_bool(sampled, "sampled")
         self.mean_net = torch.nn.Sequential(torch.nn.Linear(x_dim, hidden), torch.nn.ReLU(),
                                             torch.nn.Linear(hidden, y_dim))
         self.logvar_net = torch.nn.Sequential(torch.nn.Linear(x_dim, hidden), torch.nn.ReLU(),

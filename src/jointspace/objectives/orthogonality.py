@@ -23,6 +23,7 @@ import numbers
 
 import torch
 
+from .._validation import check_bool
 from ..errors import InputError
 from ._checks import check_features
 
@@ -118,6 +119,7 @@ def frobenius_cross_penalty(z1: torch.Tensor, z2: torch.Tensor, lam: float = 1.0
     R : Tensor, shape ()
     """
     lam = _check_lam(lam)
+    normalize = check_bool(normalize, "normalize")
     _check_batch_pair(z1, z2, same_dim=False)
     dtype = torch.promote_types(z1.dtype, z2.dtype)
     cross = z1.to(dtype).T @ z2.to(dtype)
@@ -239,10 +241,10 @@ class LagrangeMultiplier(torch.nn.Module):
         if rate == 0:
             raise InputError("ascent_rate: expected a number > 0 (0 would freeze the multiplier), got 0")
         self.ascent_rate = rate
-        self.augmented = bool(augmented)
+        self.augmented = check_bool(augmented, "augmented")
         self.rho = _check_lam(rho, "rho")
-        self.explicit = bool(explicit)
-        self.nonnegative = bool(nonnegative)
+        self.explicit = check_bool(explicit, "explicit")
+        self.nonnegative = check_bool(nonnegative, "nonnegative")
         self.mu_param = torch.nn.Parameter(torch.tensor(float(init)), requires_grad=not self.explicit)
 
     @property
