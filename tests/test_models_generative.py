@@ -184,6 +184,12 @@ def test_a_bad_seed_of_a_draw_is_refused_by_name(mopoe, digits, seed, shown):
             draw()
 
 
+def test_texts_that_are_not_a_list_are_refused_by_name(mopoe):
+    for items in (None, 5):
+        with pytest.raises(InputError, match=f"given\\['text'\\]: expected a list of texts, got {type(items).__name__}"):
+            mopoe.encode("text", items)
+
+
 def test_every_modality_missing_is_refused(mopoe):
     with pytest.raises(InputError, match="every modality is missing"):
         mopoe.generate("image", {})

@@ -125,7 +125,7 @@ class TokenCodec:
 
     @staticmethod
     def _texts(items, where: str) -> list[str]:
-        if _is_numeric(items) or isinstance(items, (str, bytes)):
+        if _is_numeric(items) or isinstance(items, (str, bytes)) or not hasattr(items, "__iter__"):
             raise InputError(f"{where}: expected a list of texts, got {type(items).__name__}")
         texts = list(items)
         for i, t in enumerate(texts):
