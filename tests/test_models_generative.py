@@ -186,7 +186,7 @@ def test_a_bad_seed_of_a_draw_is_refused_by_name(mopoe, digits, seed, shown):
 
 def test_texts_that_are_not_a_list_are_refused_by_name(mopoe):
     for items in (None, 5):
-        with pytest.raises(InputError, match=f"given\\['text'\\]: expected a list of texts, got {type(items).__name__}"):
+        with pytest.raises(InputError, match=rf"given\['text'\]: expected a list of texts, got {type(items).__name__}"):
             mopoe.encode("text", items)
 
 
@@ -206,6 +206,16 @@ def test_a_modality_the_model_was_not_trained_with_is_refused(mopoe, digits):
         mopoe.encode("audio", np.zeros((2, 64)))
     with pytest.raises(InputError, match="64 features"):
         mopoe.encode("image", np.zeros((2, 5)))
+    with pytest.raises(InputError, match=r"given\['image'\]: expected a feature array of shape \(n, d\), got ndarray "
+                                         r"of shape \(64,\)"):
+        mopoe.encode("image", np.zeros(64))
+
+
+def test_feature_rows_as_nested_lists_are_array_like(mopoe, digits):
+    rows = digits[1]["image"][:3]
+    np.testing.assert_array_equal(mopoe.encode("image", rows.tolist()), mopoe.encode("image", rows))
+    with pytest.raises(InputError, match=r"given\['image'\]: expected a feature array of shape \(n, d\), got list$"):
+        mopoe.encode("image", [[0.0] * 64, [0.0] * 3])
     with pytest.raises(InputError, match="items \\(image\\): expected 64 features, got 5"):
         mopoe.observed("image", np.zeros((2, 5)))
 

@@ -179,12 +179,19 @@ class FeatureCodec:
 
     def raw_features(self, items, where: str) -> np.ndarray:
         """Feature vectors (n, d) in the original units (through the tower for raw items)."""
-        if _is_numeric(items) and np.asarray(items).ndim == 2:
+        arr = items
+        if self.tower is None and isinstance(items, (list, tuple)):   # rows of numbers, as array-like
+            try:
+                arr = np.asarray(items)
+            except (ValueError, TypeError):   # ragged rows
+                arr = items
+        if _is_numeric(arr) and arr.ndim == 2:
             from .._validation import check_matrix
 
-            return check_matrix(items, where, dtype=np.float32)
+            return check_matrix(arr, where, dtype=np.float32)
         if self.tower is None:
-            raise InputError(f"{where}: expected a feature array of shape (n, d), got {type(items).__name__}")
+            shape = f" of shape {arr.shape}" if isinstance(arr, np.ndarray) else ""
+            raise InputError(f"{where}: expected a feature array of shape (n, d), got {type(items).__name__}{shape}")
         from ..towers.base import create_tower
 
         items = list(items)
