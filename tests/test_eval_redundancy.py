@@ -150,6 +150,20 @@ def test_bad_shapes_name_the_argument(fn):
         fn(good, np.full((5, 3), np.nan))
 
 
+@pytest.mark.parametrize("scale", [1e-150, 1e-90, 1e90, 1e150])
+def test_every_score_holds_far_from_unit_scale(scale):
+    """No score depends on the scale of a set; products of values far from 1 under- or
+    overflowed float64 (linear CKA read 1.0 at 1e-100, 0.0 at 1e100, NaN at 1e160)."""
+    r = _rng(12)
+    x = r.normal(size=(40, 3))
+    y = x[:, :2] + r.normal(size=(40, 2))
+    for fn in (linear_cka, normalized_cross_frobenius, debiased_linear_cka, mean_abs_cosine):
+        u, v = (x[:, :2], y) if fn is mean_abs_cosine else (x, y)
+        assert fn(scale * u, v) == pytest.approx(fn(u, v), rel=1e-12), fn.__name__
+    assert hsic_score(scale * x, y, normalized=True) == pytest.approx(hsic_score(x, y, normalized=True), rel=1e-12)
+    assert hsic_score(scale * x, y, 0.7 * scale, 1.3) == pytest.approx(hsic_score(x, y, 0.7, 1.3), rel=1e-12)
+
+
 def test_mismatched_dims_and_degenerate_inputs():
     r = _rng(11)
     with pytest.raises(InputError, match=r"^z2: expected the shape of z1 \(6, 3\).*got \(6, 2\)"):

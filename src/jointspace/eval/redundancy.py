@@ -48,6 +48,14 @@ def _centre(z: np.ndarray, name: str) -> np.ndarray:
     return c
 
 
+def _pow2(z: np.ndarray, axis=None) -> np.ndarray:
+    """A power of two near the largest absolute value of ``z`` (of each row with ``axis=1``; 1
+    where all are 0).  Every score here is free of scale, and dividing by it is exact, but the
+    products of values far from 1 under- or overflow float64 (values of 1e-100 read a CKA of 1.0)."""
+    m = np.abs(z).max(axis=axis, keepdims=axis is not None)
+    return np.ldexp(1.0, np.frexp(np.where(m > 0, m, 1.0))[1])
+
+
 def mean_abs_cosine(z1, z2) -> float:
     r"""Mean absolute cosine of paired rows, :math:`\frac1n\sum_i |\cos(z_{1,i}, z_{2,i})|`.
 
@@ -64,6 +72,7 @@ def mean_abs_cosine(z1, z2) -> float:
     float in [0, 1]
     """
     a, b = _pair(z1, z2, min_rows=1, same_dim=True)
+    a, b = a / _pow2(a, 1), b / _pow2(b, 1)
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     denom = na * nb
     dots = np.einsum("ij,ij->i", a, b)
@@ -103,6 +112,7 @@ def normalized_cross_frobenius(z1, z2, center: bool = True) -> float:
     for z, name in ((a, "z1"), (b, "z2")):
         if not np.any(z):
             raise InputError(f"{name}: all values are zero; the score is undefined")
+    a, b = a / _pow2(a), b / _pow2(b)
     num = np.linalg.norm(a.T @ b)
     den = np.sqrt(np.linalg.norm(a.T @ a) * np.linalg.norm(b.T @ b))
     return float(min(num / den, 1.0))
@@ -131,6 +141,7 @@ def linear_cka(z1, z2) -> float:
     """
     a, b = _pair(z1, z2)
     a, b = _centre(a, "z1"), _centre(b, "z2")
+    a, b = a / _pow2(a), b / _pow2(b)
     n = a.shape[0]
     if max(a.shape[1], b.shape[1]) <= n:
         num = np.linalg.norm(a.T @ b) ** 2
@@ -197,6 +208,7 @@ def debiased_linear_cka(z1, z2, max_samples: int | None = 4096, seed: int = 0) -
     # centred first: the estimate does not depend on a shift of either set, but rows far from
     # the origin would leave it to the rounding of the Gram matrices' common offset
     a, b = a - a.mean(axis=0), b - b.mean(axis=0)
+    a, b = a / _pow2(a), b / _pow2(b)
     ka, kb = a @ a.T, b @ b.T
     h11, h22 = _unbiased_hsic(ka, ka), _unbiased_hsic(kb, kb)
     for h, name in ((h11, "z1"), (h22, "z2")):
@@ -252,13 +264,14 @@ def hsic_score(z1, z2, sigma1: float | None = None, sigma2: float | None = None,
     normalized = check_bool(normalized, "normalized")
     kernels = []
     for z, sigma, name in ((a, sigma1, "sigma1"), (b, sigma2, "sigma2")):
-        d = _sq_dists(z)
+        scale = _pow2(z - z.mean(axis=0))   # distances in these units, and the bandwidth with them
+        d = _sq_dists(z / scale)
         if sigma is None:
             s2 = _median_sigma2(d)
         elif isinstance(sigma, (bool, np.bool_)) or not isinstance(sigma, numbers.Real) or not 0 < sigma < np.inf:
             raise InputError(f"{name}: expected a positive finite bandwidth or None, got {sigma!r}")
         else:
-            s2 = float(sigma) ** 2
+            s2 = (float(sigma) / scale) ** 2
         kernels.append(np.exp(-d / (2.0 * s2)))
     k1, k2 = kernels
     n = k1.shape[0]
