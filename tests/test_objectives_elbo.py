@@ -42,6 +42,20 @@ def test_gaussian_kl_hand_worked_and_against_torch_distributions():
 def test_gaussian_kl_refuses_mismatched_shapes():
     with pytest.raises(InputError, match="one shape"):
         gaussian_kl(torch.zeros(2, 3), torch.zeros(2, 4))
+    mu = torch.zeros(5, 3, dtype=torch.float64)
+    with pytest.raises(InputError, match=r"^prior_mu: expected a shape broadcastable to the posterior's \(5, 3\), "
+                                         r"got \(4,\)"):
+        gaussian_kl(mu, mu, torch.zeros(4))
+    with pytest.raises(InputError, match=r"^prior_logvar: expected a tensor broadcastable to \(5, 3\) or a number, "
+                                         r"got list"):
+        gaussian_kl(mu, mu, None, [0.0, 0.0, 0.0])
+
+
+def test_gaussian_kl_takes_a_number_for_the_prior():
+    """N(0, 1) against N(0.5, e^2): 1/2 (2 + (1 + 0.25) / e^2 - 1) per dimension."""
+    mu = torch.zeros(2, 3, dtype=torch.float64)
+    want = 0.5 * (2.0 + 1.25 / math.exp(2.0) - 1.0) * 3
+    np.testing.assert_allclose(gaussian_kl(mu, mu, 0.5, 2.0).numpy(), [want, want], rtol=1e-12)
 
 
 def test_log_densities_match_scipy():

@@ -47,6 +47,22 @@ def _check_gaussian(mu, logvar, name: str) -> None:
                          f"and {tuple(logvar.shape)}")
 
 
+def _prior_part(value, mu: torch.Tensor, name: str) -> torch.Tensor:
+    """A prior's mean or log-variance as a tensor broadcastable to ``mu`` (a number is one value
+    for every dimension)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        value = torch.tensor(float(value), dtype=mu.dtype, device=mu.device)
+    if not isinstance(value, torch.Tensor):
+        raise InputError(f"{name}: expected a tensor broadcastable to {tuple(mu.shape)} or a number, "
+                         f"got {type(value).__name__}")
+    try:
+        torch.broadcast_shapes(value.shape, mu.shape)
+    except RuntimeError:
+        raise InputError(f"{name}: expected a shape broadcastable to the posterior's {tuple(mu.shape)}, "
+                         f"got {tuple(value.shape)}") from None
+    return value
+
+
 def gaussian_kl(mu, logvar, prior_mu=None, prior_logvar=None) -> torch.Tensor:
     r"""KL divergence between diagonal Gaussians, summed over the latent dimensions.
 
@@ -59,7 +75,7 @@ def gaussian_kl(mu, logvar, prior_mu=None, prior_logvar=None) -> torch.Tensor:
     Parameters
     ----------
     mu, logvar : Tensor, shape (..., d)
-    prior_mu, prior_logvar : Tensor broadcastable to (..., d), optional
+    prior_mu, prior_logvar : Tensor broadcastable to (..., d) or float, optional
         The prior's mean (default 0) and log-variance (default 0), each on its own.
 
     Returns
@@ -69,8 +85,8 @@ def gaussian_kl(mu, logvar, prior_mu=None, prior_logvar=None) -> torch.Tensor:
     _check_gaussian(mu, logvar, "gaussian_kl")
     if prior_mu is None and prior_logvar is None:
         return 0.5 * (logvar.exp() + mu.pow(2) - 1.0 - logvar).sum(-1)
-    prior_mu = torch.zeros_like(mu) if prior_mu is None else prior_mu
-    prior_logvar = torch.zeros_like(mu) if prior_logvar is None else prior_logvar
+    prior_mu = torch.zeros_like(mu) if prior_mu is None else _prior_part(prior_mu, mu, "prior_mu")
+    prior_logvar = torch.zeros_like(mu) if prior_logvar is None else _prior_part(prior_logvar, mu, "prior_logvar")
     return 0.5 * (prior_logvar - logvar + (logvar.exp() + (mu - prior_mu).pow(2)) / prior_logvar.exp()
                   - 1.0).sum(-1)
 
