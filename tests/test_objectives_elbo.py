@@ -197,6 +197,11 @@ def test_importance_weighted_bound_is_the_elbo_for_one_sample_and_tightens():
     k1 = float(log_w.mean())
     k50 = float(importance_weighted_bound(log_w, torch.zeros_like(log_w), torch.zeros_like(log_w)))
     assert k50 > k1
+    with pytest.raises(InputError, match=r"^log_qz: expected a tensor of shape \(50, 1\) \(K samples per item\), "
+                                         r"got \(50,\)"):
+        importance_weighted_bound(log_w, log_w, log_w[:, 0])
+    with pytest.raises(InputError, match=r"^log_px: expected a tensor of shape \(K, n\).*got float"):
+        importance_weighted_bound(0.5, log_w, log_w)
 
 
 def test_negative_elbo_and_kl_annealing():

@@ -286,6 +286,12 @@ def importance_weighted_bound(log_px, log_pz, log_qz) -> torch.Tensor:
     -------
     Tensor, shape (n,)
     """
+    for name, v in (("log_px", log_px), ("log_pz", log_pz), ("log_qz", log_qz)):
+        if not isinstance(v, torch.Tensor) or v.ndim < 1 or v.shape != log_px.shape:
+            got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
+            want = tuple(log_px.shape) if isinstance(log_px, torch.Tensor) and log_px.ndim else "(K, n)"
+            # broadcasting one against another would weigh the samples of other items
+            raise InputError(f"{name}: expected a tensor of shape {want} (K samples per item), got {got}")
     log_w = log_px + log_pz - log_qz
     return torch.logsumexp(log_w, dim=0) - math.log(log_w.shape[0])
 
