@@ -152,6 +152,26 @@ def test_bound_evaluation_tightens_with_importance_samples(mopoe, digits):
     assert one["kl"] > 0
 
 
+def test_bound_evaluation_decodes_a_bounded_number_of_draws_at_once(mopoe, digits, monkeypatch):
+    BOUND_DRAWS = 2**16   # jointspace.models.vae.BOUND_DRAWS
+    test = digits[1]
+    items = {m: test[m][:40] for m in ("image", "text")}
+    few = mopoe.evaluate_bound(items, n_samples=8, seed=1)
+    seen = []
+    real = type(mopoe)._bound_terms
+
+    def counting(self, x, n_samples, generator):
+        seen.append(len(next(iter(x.values()))) * n_samples)
+        return real(self, x, n_samples, generator)
+
+    monkeypatch.setattr(type(mopoe), "_bound_terms", counting)
+    assert mopoe.evaluate_bound(items, n_samples=8, seed=1) == few   # small K: one chunk, as before
+    k = BOUND_DRAWS // 16
+    many = mopoe.evaluate_bound(items, n_samples=k, seed=1)
+    assert max(seen) <= BOUND_DRAWS and sum(seen) == 40 * 8 + 40 * k
+    assert many["log_likelihood"] >= few["log_likelihood"] - 0.5 and np.isfinite(many["elbo"])
+
+
 def test_importance_weighted_training_runs(digits):
     model = create_model("mvae-poe", epochs=2, iw_samples=4, seed=0, **SMALL).fit(digits[0])
     assert np.isfinite(model.encode("text", digits[1]["text"][:5])).all()
