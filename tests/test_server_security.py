@@ -454,3 +454,13 @@ def test_a_file_in_a_text_field_is_named(client):
     assert r.status_code == 422 and "k: expected a text field, got a file" in r.json()["detail"], r.text
     r = client.post("/api/search", files=[("file", ("a.png", data, "image/png")), ("file", ("b.png", data, "image/png"))])
     assert r.status_code == 422 and "file: given 2 times; expected one uploaded file" in r.json()["detail"], r.text
+
+
+@pytest.mark.parametrize("body, needle", [
+    (b'{"text": "a red disc", "text": "a blue square"}', "text: given 2 times in a JSON object; expected once"),
+    (b'{"item": 0, "k": 1, "k": 2, "k": 3}', "k: given 3 times in a JSON object; expected once"),
+    (b'{"text": "x", "a b": 1, "a b": 2}', "'a b': given 2 times"),
+])
+def test_a_json_member_given_twice_is_refused(client, body, needle):
+    r = client.post("/api/search", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422 and needle in r.json()["detail"], r.text

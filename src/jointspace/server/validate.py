@@ -35,18 +35,34 @@ def _parse_int(text: str):
     return int(text) if len(text.lstrip("-")) <= MAX_DIGITS else HugeInt(text)
 
 
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object's members as a dict; a name given twice is refused (the last one would
+    silently win), as a query parameter or a form field given twice is."""
+    out = dict(pairs)
+    if len(out) < len(pairs):
+        seen: set = set()
+        twice = next(name for name, _ in pairs if name in seen or seen.add(name))
+        label = twice if twice.isidentifier() else shown(twice)
+        count = sum(name == twice for name, _ in pairs)
+        raise InputError(f"{label}: given {count} times in a JSON object; expected once")
+    return out
+
+
 def loads(raw: bytes):
     """Parse a JSON request body; integers over :data:`MAX_DIGITS` digits become :class:`HugeInt`.
 
     Raises
     ------
     InputError
-        For bytes that are not JSON (the message says why, without echoing the body).
+        For bytes that are not JSON (the message says why, without echoing the body), and for
+        an object that names a member twice.
     """
     try:
-        return json.loads(raw, parse_int=_parse_int)
+        return json.loads(raw, parse_int=_parse_int, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise InputError("request body is not valid JSON (nested too deeply)") from None
+    except InputError:
+        raise
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError(f"request body is not valid JSON ({_short(str(exc), 200)})") from None
 
