@@ -464,3 +464,15 @@ def test_a_file_in_a_text_field_is_named(client):
 def test_a_json_member_given_twice_is_refused(client, body, needle):
     r = client.post("/api/search", content=body, headers={"content-type": "application/json"})
     assert r.status_code == 422 and needle in r.json()["detail"], r.text
+
+
+def test_a_post_search_refuses_parameters_in_the_url(client):
+    data = sup.png_bytes(sup.draw((220, 20, 20), "square"))
+    r = client.post("/api/search?k=3&label=blue", files={"file": ("a.png", data, "image/png")})
+    assert r.status_code == 422, r.text
+    assert r.json()["detail"] == ("query: unknown parameters 'k', 'label'; a POST search takes k, label and modality "
+                                  "as form fields (with the file) or in its JSON body")
+    r = client.post("/api/search?k=3", json={"text": "a red disc"})
+    assert r.status_code == 422 and "unknown parameters 'k'" in r.json()["detail"], r.text
+    r = client.post("/api/search", files={"file": ("a.png", data, "image/png")}, data={"k": "3"})
+    assert r.status_code == 200 and len(r.json()["results"]) == 3

@@ -122,6 +122,10 @@ def build_router():
     async def search_post(request: Request):
         state = request.app.state
         t0 = time.perf_counter()
+        in_url = list(dict.fromkeys(key for key, _ in request.query_params.multi_items()))
+        if in_url:   # read from the body only: a ?k=3 here would be silently ignored
+            raise InputError(f"query: unknown parameters {', '.join(shown(u) for u in in_url[:5])}; a POST search "
+                             "takes k, label and modality as form fields (with the file) or in its JSON body")
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "application/json":
             return await _search_json(request, state, t0)
