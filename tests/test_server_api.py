@@ -191,6 +191,29 @@ def test_feature_model_serves_items_but_refuses_raw_text(tmp_path):
     assert c.get("/api/items/5/media").status_code == 404
 
 
+def test_more_like_this_on_a_compressed_index_queries_by_the_exact_vector_it_keeps(tmp_path):
+    """An on-disk IVF-PQ index keeps the exact vectors for re-ranking: an item's own vector is
+    that one, not its PQ code decoded, so the scores are the exact cosines."""
+    from jointspace.data.datasets import load_dataset
+    from jointspace.index.ondisk import build_on_disk
+    from jointspace.models.base import create_model
+    from jointspace.server.app import create_app
+
+    pairs = load_dataset("wikipedia", "test")
+    model = create_model("cca", n_components=8).fit(pairs)
+    model.save(tmp_path / "m")
+    z = model.encode("image", pairs["image"])
+    build_on_disk([z], tmp_path / "idx", spec="IVF2,PQ2", train_size=z.shape[0], search_params={"nprobe": 2},
+                  info={"model": str(tmp_path / "m"), "modality": "image"})
+    c = TestClient(create_app(tmp_path / "idx"))
+    res = c.get("/api/items/5/similar", params={"k": 5}).json()["results"]
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    cos = zn @ zn[5]
+    cos[5] = -np.inf
+    assert [r["id"] for r in res] == np.argsort(-cos)[:5].tolist()
+    np.testing.assert_allclose([r["score"] for r in res], np.sort(cos)[::-1][:5], atol=1e-5)
+
+
 def test_about_panel_plots_are_listed_and_served(tmp_path):
     from jointspace.viz.curves import plot_curves
 

@@ -342,9 +342,13 @@ def _exact_hits(index, query: np.ndarray, ids: np.ndarray) -> list | None:
 
 
 def _reconstruct(index, item_id: int):
-    """FAISS's stored vector of ``item_id`` where the index keeps one, else None."""
+    """The stored vector of ``item_id`` where the index keeps one, else None: the exact vector
+    an on-disk index keeps for re-ranking, else FAISS's (decoded from its codes for PQ / SQ)."""
     import faiss
 
+    stored = getattr(index, "_stored", None)
+    if stored is not None and 0 <= int(item_id) - stored.first_id < stored.n:
+        return np.array(stored._rows[int(item_id) - stored.first_id], np.float32)
     top = getattr(index, "_faiss", None)
     if top is None:
         return None
