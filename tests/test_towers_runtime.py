@@ -321,3 +321,66 @@ def test_cached_export_once_atomic_and_fallback(tmp_path, monkeypatch):
         warnings.simplefilter("error")
         assert rt.cached_export("demo", "k4", export) == c
     os.unlink(c)
+
+
+def _negation_export(calls):
+    """An ``export(path)`` writing a one-node ONNX graph y = -x (a stand-in for a tower's network)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    def export(path):
+        calls.append(path)
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])
+        graph = helper.make_graph([helper.make_node("Neg", ["x"], ["y"])], "neg", [x], [y])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+
+    return export
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "empty"])
+def test_a_damaged_cached_export_is_exported_again(tmp_path, monkeypatch, damage):
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+    calls = []
+    path = rt.cached_export("demo-neg", "k1", _negation_export(calls))
+    good = path.read_bytes()
+    path.write_bytes({"truncate": good[:len(good) // 2], "garbage": b"not a graph" * 50, "empty": b""}[damage])
+    rt._session.cache_clear()
+    # as a later run finds it: the damaged file is in the cache, so nothing is exported yet
+    assert rt.cached_export("demo-neg", "k1", _negation_export(calls)) == path and len(calls) == 1
+    with pytest.warns(RuntimeWarning, match="cannot be read .*it is exported again"):
+        session = rt.onnx_session(path)
+    assert session.run(["y"], {"x": np.array([[1.5, -2.0]], np.float32)})[0].tolist() == [[-1.5, 2.0]]
+    assert len(calls) == 2 and path.read_bytes() == good
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]   # replaced in place, nothing left over
+    rt._session.cache_clear()
+
+
+def test_a_damaged_onnx_file_that_is_no_cached_export_is_reported_as_it_is(tmp_path):
+    path = tmp_path / "mine.onnx"
+    path.write_bytes(b"not a graph")
+    with pytest.raises(Exception, match="(?i)protobuf|load model"):
+        rt.onnx_session(path)
+
+
+@pytest.mark.slow
+def test_the_image_tower_heals_a_damaged_export_of_its_whole_graph(tmp_path, monkeypatch):
+    # the graph the tower runs is cut from the whole export: a damaged whole export is made again first
+    from jointspace.towers import efficientnet as eff
+
+    image = [np.full((32, 32, 3), (200, 40, 40), np.uint8)]
+    want = create_tower("efficientnet-lite0", runtime="onnx", image_size=64).embed(image)
+    whole = eff._onnx_file()
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path))
+    (tmp_path / "onnx").mkdir()
+    (tmp_path / "onnx" / whole.name).write_bytes(whole.read_bytes()[:1000])
+    eff._onnx_file.cache_clear()
+    eff._cut_export.cache_clear()
+    try:
+        with pytest.warns(RuntimeWarning, match="cannot be read"):
+            got = create_tower("efficientnet-lite0", runtime="onnx", image_size=64).embed(image)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+        assert (tmp_path / "onnx" / whole.name).stat().st_size == whole.stat().st_size
+    finally:
+        eff._onnx_file.cache_clear()
+        eff._cut_export.cache_clear()

@@ -18,7 +18,8 @@ The ONNX file is exported from the PyTorch module the first time it is needed an
 ``$JOINTSPACE_CACHE/onnx`` (default ``~/.cache/jointspace/onnx``), named by a digest of the
 packaged weights, the export's inputs and outputs, and the torch version, so a new package
 version exports anew.  The export is written atomically; when the folder cannot be written it
-goes to a temporary folder for this process, with a warning.
+goes to a temporary folder for this process, with a warning.  A cached export that cannot be read
+(damaged on disk: truncated, overwritten) is exported again, with a warning.
 
 The default runtime is ``$JOINTSPACE_RUNTIME`` when set, else ``"onnx"`` when ONNX Runtime is
 installed, else ``"torch"``; a tower without the runtime the variable names (the image tower
@@ -133,8 +134,16 @@ def file_digest(path, *extra: str) -> str:
     return h.hexdigest()
 
 
-_export_lock = threading.Lock()
+_export_lock = threading.RLock()   # reentrant: an export may need another made again (see export_again)
 _fallback_dir: list = []
+#: how each cached export of this process is made (its path -> ``export``), to make a damaged one again
+_makers: dict = {}
+#: a damaged export made again in another folder (its own could not be written): old path -> new path
+_moved: dict = {}
+#: exports made again by this process (one that still cannot be read is not made a third time)
+_remade: set = set()
+#: per thread, the warnings held while an export runs with warnings silenced (see _warn)
+_held = threading.local()
 
 
 def cached_export(name: str, key: str, export) -> Path:
@@ -158,23 +167,59 @@ def cached_export(name: str, key: str, export) -> Path:
     with _export_lock:
         for folder in [onnx_cache_dir()] + _fallback_dir:
             if (folder / fname).is_file():
+                _makers[str(folder / fname)] = export
                 return folder / fname
         folder = _fallback_dir[0] if _fallback_dir else onnx_cache_dir()
-        try:
-            return _export_atomic(folder, fname, export)
-        except OSError as exc:
-            if _fallback_dir:
-                raise
-            _fallback_dir.append(Path(tempfile.mkdtemp(prefix="jointspace-onnx-")))
-            warnings.warn(f"ONNX cache {str(folder)!r} is not writable ({exc.strerror or exc}); the export "
-                          f"is kept for this process only", RuntimeWarning, stacklevel=3)
-            return _export_atomic(_fallback_dir[0], fname, export)
+        path = _export_or_fall_back(folder, fname, export)
+        _makers[str(path)] = export
+        return path
+
+
+def _export_or_fall_back(folder: Path, fname: str, export) -> Path:
+    try:
+        return _export_atomic(folder, fname, export)
+    except OSError as exc:
+        if _fallback_dir:
+            raise
+        _fallback_dir.append(Path(tempfile.mkdtemp(prefix="jointspace-onnx-")))
+        warnings.warn(f"ONNX cache {str(folder)!r} is not writable ({exc.strerror or exc}); the export "
+                      f"is kept for this process only", RuntimeWarning, stacklevel=4)
+        return _export_atomic(_fallback_dir[0], fname, export)
+
+
+def export_again(path, reason: BaseException) -> Path:
+    """Make the cached export at ``path`` again because it cannot be read (``reason``: the error
+    of reading it), with a warning; the damaged file is replaced atomically.
+
+    Raises
+    ------
+    BaseException
+        ``reason`` itself, when ``path`` is not a file :func:`cached_export` gave in this process,
+        or was made again by this process already.
+    """
+    path = Path(path)
+    if str(path) in _moved:   # made again already, elsewhere
+        return Path(_moved[str(path)])
+    export = _makers.get(str(path))
+    if export is None or str(path) in _remade:   # not ours, or made again already and still unreadable
+        raise reason
+    why = " ".join(str(reason).split())[:200]
+    _warn(f"the cached ONNX export {str(path)!r} cannot be read ({type(reason).__name__}: {why}); "
+          "it is exported again", stacklevel=3)
+    with _export_lock:
+        fresh = _export_or_fall_back(path.parent, path.name, export)
+        _makers[str(fresh)] = export
+        _remade.update((str(path), str(fresh)))
+        if fresh != path:
+            _moved[str(path)] = str(fresh)
+    return fresh
 
 
 def _export_atomic(folder: Path, fname: str, export) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{fname}.", suffix=".tmp", dir=folder)
     os.close(fd)
+    outer, _held.notes = getattr(_held, "notes", None), []
     try:
         with warnings.catch_warnings():  # the exporter's deprecation and tracer notes
             warnings.simplefilter("ignore")
@@ -182,9 +227,22 @@ def _export_atomic(folder: Path, fname: str, export) -> Path:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like any other file
         os.replace(tmp, folder / fname)
     finally:
+        notes, _held.notes = _held.notes, outer
         if os.path.exists(tmp):
             os.unlink(tmp)
+    for note in notes:   # our own warnings, said once the export's are no longer silenced
+        _warn(note, stacklevel=4)
     return folder / fname
+
+
+def _warn(message: str, stacklevel: int) -> None:
+    """A RuntimeWarning now, or once the export running in this thread (which silences
+    warnings) has finished."""
+    notes = getattr(_held, "notes", None)
+    if notes is not None:
+        notes.append(message)
+    else:
+        warnings.warn(message, RuntimeWarning, stacklevel=stacklevel + 1)
 
 
 def session_threads() -> int:
@@ -225,4 +283,10 @@ def onnx_session(path) -> "onnxruntime.InferenceSession":  # noqa: F821
         import onnxruntime  # noqa: F401
     except ImportError:
         raise MissingDependencyError(f"runtime 'onnx' needs ONNX Runtime: {_INSTALL}") from None
-    return _session(str(path), session_threads())
+    path = _moved.get(str(path), str(path))
+    threads = session_threads()
+    try:
+        return _session(path, threads)
+    except Exception as exc:  # noqa: BLE001 - ONNX Runtime's own error types (InvalidProtobuf, Fail, ...)
+        # a cached export damaged on disk (truncated, overwritten): made again rather than failing every run
+        return _session(str(export_again(path, exc)), threads)
