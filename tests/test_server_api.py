@@ -214,6 +214,31 @@ def test_more_like_this_on_a_compressed_index_queries_by_the_exact_vector_it_kee
     np.testing.assert_allclose([r["score"] for r in res], np.sort(cos)[::-1][:5], atol=1e-5)
 
 
+def test_info_names_a_collection_file_by_its_name_only(tmp_path):
+    """``jointspace index`` records where an own collection was read (its absolute path): the
+    API names it as it names item files, by the file name, so no server path reaches a client."""
+    from jointspace.data.datasets import load_dataset
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import create_model
+    from jointspace.server.app import create_app
+
+    pairs = load_dataset("wikipedia", "test")
+    model = create_model("cca", n_components=4).fit(pairs)
+    model.save(tmp_path / "m")
+    index = Index.build(model.encode("image", pairs["image"][:50]), spec="Flat")
+    private = tmp_path / "private" / "holiday photos.csv"
+    index.info.update({"model": str(tmp_path / "m"), "modality": "image", "dataset": str(private),
+                       "dataset_builtin": False, "split": "all",
+                       "appended": [{"dataset": str(tmp_path / "more.jsonl"), "dataset_builtin": False, "added": 3},
+                                    {"dataset": "wikipedia", "dataset_builtin": True, "added": 2}]})
+    index.save(tmp_path / "idx")
+    r = TestClient(create_app(tmp_path / "idx")).get("/api/info")
+    info = r.json()["indexes"]["image"]["info"]
+    assert info["dataset"] == "holiday photos.csv" and info["split"] == "all"
+    assert [a["dataset"] for a in info["appended"]] == ["more.jsonl", "wikipedia"]
+    assert str(tmp_path) not in r.text
+
+
 def test_about_panel_plots_are_listed_and_served(tmp_path):
     from jointspace.viz.curves import plot_curves
 

@@ -8,6 +8,7 @@ in an LRU cache, so a repeated text skips the text tower.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -185,7 +186,7 @@ class SearchEngine:
                       "towers": dict(getattr(model, "towers", {}) or {})},
             "indexes": {m: {"folder": Path(self.index_dirs[m]).name, "ntotal": ix.ntotal, "dim": ix.dim,
                             "spec": ix.resolved_spec, "metric": ix.metric, "labels": len(self._labels[m]),
-                            "info": {k: v for k, v in ix.info.items() if k != "model"}}
+                            "info": _public_info(ix.info)}
                         for m, ix in self.indexes.items()},
             "default_modality": self.default_modality,
             "max_k": self.max_k,
@@ -309,6 +310,22 @@ class SearchEngine:
                 "text": meta.get("text"), "title": extra.get("title") or meta.get("text"), "modality": modality,
                 "item_id": extra.get("item_id"), "copies": len(extra.get("copies") or [None]),
                 "media_url": f"/api/items/{meta['id']}/media?modality={modality}" if has_media else None}
+
+
+def _public_info(info: dict) -> dict:
+    """An index's notes as clients see them: without the model folder, and a collection read
+    from a file (``dataset``, also in each ``appended`` entry) named by its file name only, as
+    items are: the server's file system stays private."""
+    def named(entry):
+        data = entry.get("dataset") if isinstance(entry, dict) else None
+        if isinstance(data, str) and not entry.get("dataset_builtin") and ("/" in data or "\\" in data):
+            return {**entry, "dataset": re.split(r"[/\\]", data.rstrip("/\\"))[-1]}
+        return entry
+
+    out = named({k: v for k, v in info.items() if k != "model"})
+    if isinstance(out.get("appended"), list):
+        out["appended"] = [named(e) for e in out["appended"]]
+    return out
 
 
 def _label_text(label):
