@@ -252,6 +252,20 @@ def test_about_panel_plots_are_listed_and_served(tmp_path):
     assert r.status_code == 404 and "jointspace plot map" in r.json()["detail"]
 
 
+def test_plots_folder_under_the_home_folder(tmp_path, monkeypatch):
+    # `serve --plots=~/plots` reaches the server unexpanded (no shell expands ~ after '='), and is checked expanded
+    import shutil
+
+    sup.engine()   # loaded first: the towers' ONNX exports are cached under the real home folder
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "plots").mkdir()
+    shutil.copyfile(sup.towered_setup()["paths"][0], tmp_path / "plots" / "map.png")
+    c = TestClient(sup.make_app(plots_dir="~/plots"))
+    assert c.get("/api/info").json()["plots"] == ["map"]
+    r = c.get("/api/plots/map.png")
+    assert r.status_code == 200 and r.content == (tmp_path / "plots" / "map.png").read_bytes()
+
+
 @pytest.fixture(scope="module")
 def audio_client():
     from jointspace.server.app import create_app

@@ -139,7 +139,7 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
     app.state.max_pixels = int(max_pixels)
     app.state.all_labels = frozenset(lab for m in engine.indexes for lab in engine.labels(m))
     default_plots = Path(engine.index_dirs[engine.default_modality]) / "plots"
-    app.state.plots_dir = Path(plots_dir) if plots_dir else default_plots
+    app.state.plots_dir = Path(plots_dir).expanduser() if plots_dir else default_plots
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError):
