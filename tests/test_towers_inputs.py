@@ -114,6 +114,16 @@ def test_empty_or_whitespace_text_names_the_index():
         check_items("text", [])
 
 
+def test_premultiplied_alpha_images_are_composited_on_white():
+    # a grey 200 at alpha 255 and at alpha 128: 200 and 200 * 128/255 + 255 * 127/255 = 227
+    la = Image.merge("LA", [Image.new("L", (2, 1), 200), Image.fromarray(np.array([[255, 128]], np.uint8))])
+    want = [[[200] * 3, [227] * 3]]
+    assert load_image(la).tolist() == want
+    for mode in ("La", "RGBa"):
+        got = load_image(la.convert("RGBA").convert(mode) if mode == "RGBa" else la.convert(mode))
+        assert np.abs(got.astype(int) - want).max() <= 1, mode
+
+
 def test_audio_inputs(tmp_path):
     import soundfile as sf
 

@@ -120,6 +120,8 @@ def _to_rgb_array(img, where: str) -> np.ndarray:
     if mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
         mode = img.mode
+    if mode == "La":   # premultiplied: PIL converts it to LA only (not to RGBA)
+        img, mode = img.convert("LA"), "LA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
