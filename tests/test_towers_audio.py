@@ -72,3 +72,17 @@ def test_resampled_wav(tmp_path, sr):
     v = create_tower("logmel").embed([str(tmp_path / "x.wav")])
     ref = create_tower("logmel").embed([librosa.resample(y, orig_sr=sr, target_sr=16000)])
     assert np.allclose(v, ref, atol=1e-2)
+
+
+@pytest.mark.parametrize("name", ["logmel", "mfcc"])
+def test_samples_too_large_for_the_spectrogram_are_refused_not_embedded_as_nan(name, tmp_path):
+    from jointspace.errors import InputError
+
+    loud = np.full(4000, 1e20, np.float32)   # finite, but its power spectrum overflows float32
+    with pytest.raises(InputError, match=r"items\[1\]: the waveform's samples reach 1e\+20, too large .*\[-1, 1\]"):
+        create_tower(name).embed([_tone(), loud])
+    sf.write(tmp_path / "loud.wav", loud, 16000, subtype="FLOAT")
+    with pytest.raises(InputError, match=r"items\[0\] \('.*loud.wav'\): the waveform's samples reach 1e\+20"):
+        create_tower(name).embed([str(tmp_path / "loud.wav")])
+    fine = create_tower(name).embed([_tone() * 3.0])   # beyond [-1, 1] but no overflow: embedded as before
+    assert np.isfinite(fine).all()

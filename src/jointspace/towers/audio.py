@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 
 from .._validation import check_int
-from ..errors import MissingDependencyError
+from ..errors import InputError, MissingDependencyError
 from .base import Tower, register_tower
-from .inputs import check_items, load_audio
+from .inputs import _describe, check_items, load_audio
 
 
 def _librosa():
@@ -59,7 +59,13 @@ class _FrameTower(Tower):
         with warnings.catch_warnings():
             # librosa warns when a sound is shorter than one FFT window; it zero-pads, which is fine
             warnings.filterwarnings("ignore", message="n_fft=.*too large", category=UserWarning)
-            return self.frames(y)
+            # samples far outside [-1, 1] overflow the float32 power spectrum: refused below
+            warnings.filterwarnings("ignore", message="overflow|invalid value", category=RuntimeWarning)
+            f = self.frames(y)
+        if not np.isfinite(f).all():
+            raise InputError(f"{_describe(item, where)}: the waveform's samples reach {float(np.abs(y).max()):.3g}, "
+                             "too large for a float32 spectrogram; expected samples in [-1, 1]")
+        return f
 
     def _embed_batch(self, items) -> np.ndarray:
         return np.stack([self._pool(self._frames_of(it, f"items[{i}]")) for i, it in enumerate(items)])
