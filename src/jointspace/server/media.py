@@ -1,4 +1,5 @@
-"""Thumbnails of indexed image files (made once, kept in memory) and sound types.
+"""Thumbnails of indexed image files (made once, kept in memory within a count and a byte
+limit) and sound types.
 
 Only ever called with a path read from the index metadata (see
 :meth:`jointspace.server.engine.SearchEngine.media_path`).
@@ -16,6 +17,9 @@ _AUDIO = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3
 _cache: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 _MAX_CACHED = 4096
+#: bytes of PNG kept at most (a full-size rendering can take tens of MB: a few are kept, not 4096)
+_MAX_CACHED_BYTES = 256 * 2 ** 20
+_cached_bytes = 0
 
 
 def audio_type(path: Path) -> str | None:
@@ -50,8 +54,18 @@ def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False)
     data = buf.getvalue()
-    with _lock:
-        _cache[key] = data
-        while len(_cache) > _MAX_CACHED:
-            _cache.popitem(last=False)
+    _keep(key, data)
     return data, "image/png"
+
+
+def _keep(key, data: bytes) -> None:
+    """Cache ``data`` under ``key``, the least recently used out first, within both limits."""
+    global _cached_bytes
+    if len(data) > _MAX_CACHED_BYTES:
+        return
+    with _lock:
+        old = _cache.pop(key, None)
+        _cached_bytes += len(data) - (len(old) if old is not None else 0)
+        _cache[key] = data
+        while len(_cache) > _MAX_CACHED or _cached_bytes > _MAX_CACHED_BYTES:
+            _cached_bytes -= len(_cache.popitem(last=False)[1])
