@@ -86,3 +86,11 @@ def test_samples_too_large_for_the_spectrogram_are_refused_not_embedded_as_nan(n
         create_tower(name).embed([str(tmp_path / "loud.wav")])
     fine = create_tower(name).embed([_tone() * 3.0])   # beyond [-1, 1] but no overflow: embedded as before
     assert np.isfinite(fine).all()
+
+
+@pytest.mark.parametrize("value", ["no", "false", None, 0])
+def test_mfcc_deltas_must_be_a_bool(value):
+    from jointspace.errors import InputError
+
+    with pytest.raises(InputError, match=f"deltas: expected True or False, got {value!r}"):
+        create_tower("mfcc", deltas=value)

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from .._validation import check_int
+from .._validation import check_bool, check_int
 from ..errors import InputError, MissingDependencyError
 from .base import Tower, register_tower
 from .inputs import _describe, check_items, load_audio
@@ -143,7 +143,7 @@ class MFCCTower(_FrameTower):
                  hop_length: int = 160, n_mels: int = 64):
         super().__init__(sample_rate, n_fft, hop_length, n_mels)
         self.n_mfcc = check_int(n_mfcc, "n_mfcc", low=1, high=self.n_mels)
-        self.deltas = bool(deltas)
+        self.deltas = check_bool(deltas, "deltas")
         self.out_dim = 2 * self.frame_dim
 
     def config(self) -> dict:
