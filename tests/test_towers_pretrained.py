@@ -129,6 +129,14 @@ def test_minilm_token_vectors_pool_to_the_sentence_vector(minilm):
     assert np.allclose(pooled, minilm.embed(texts), atol=1e-5)
 
 
+@pytest.mark.parametrize("max_tokens", [0, -1, 2.5, "3", True])
+def test_minilm_word_pieces_max_tokens_is_a_positive_integer(max_tokens):
+    from jointspace.errors import InputError
+
+    with pytest.raises(InputError, match="max_tokens: expected an integer"):
+        create_tower("minilm", runtime="torch").word_pieces(["a red airplane"], max_tokens=max_tokens)
+
+
 def test_pretrained_configs_rebuild(effnet, minilm):
     assert create_tower("efficientnet-lite0", **effnet.config()).config() == effnet.config()
     assert create_tower("minilm", **minilm.config()).config() == minilm.config()

@@ -186,9 +186,11 @@ class MiniLMTower(Tower):
         import warnings
 
         items = check_items("text", items)
+        if max_tokens is not None:
+            max_tokens = check_int(max_tokens, "max_tokens", low=1)
         model = self.model
         tok = model.tokenizer
-        limit = self.max_seq_length - 2 if max_tokens is None else min(int(max_tokens), self.max_seq_length - 2)
+        limit = self.max_seq_length - 2 if max_tokens is None else min(max_tokens, self.max_seq_length - 2)
         full = [len(tok(t, add_special_tokens=False, verbose=False)["input_ids"]) for t in items]
         cut = sum(n > limit for n in full)
         if cut:
