@@ -1,12 +1,14 @@
 """The embedding cache: hits skip the tower, damaged files are recomputed, read-only still works."""
 
 import os
+import re
 import warnings
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from jointspace.errors import InputError
 from jointspace.towers import EmbeddingCache, Tower, create_tower, embed_cached, register_tower
 from jointspace.towers.base import TOWERS
 
@@ -191,3 +193,26 @@ def test_palette_images_are_keyed_by_their_colours(tmp_path):
     assert np.array_equal(a, tower.embed([red])) and np.array_equal(b, tower.embed([blue]))
     assert not np.allclose(a, b)
     assert np.array_equal(cache.embed(tower, [blue.copy()]), b) and cache.hits == 1
+
+
+@pytest.mark.parametrize("cache, needle", [
+    ("", "cache: expected a folder, got ''; pass False for no cache"),
+    ("   ", "cache: expected a folder, got '   '"),
+    (123, "cache: expected True (the default folder), False (no cache), a folder or an EmbeddingCache, got 123"),
+    (b"/tmp/x", "cache: expected True"),
+])
+def test_a_cache_that_names_no_folder_is_refused(tmp_path, monkeypatch, cache, needle):
+    monkeypatch.chdir(tmp_path)   # an empty name was the current folder: chunk files were written here
+    tower = CountingTower()
+    with pytest.raises(InputError, match=re.escape(needle)):
+        embed_cached(tower, TEXTS, cache=cache)
+    assert tower.calls == 0 and list(tmp_path.iterdir()) == []
+    with pytest.raises(InputError, match="root: expected"):
+        EmbeddingCache(cache)
+
+
+def test_a_cache_folder_under_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    embed_cached(CountingTower(), TEXTS, cache="~/emb")
+    assert list((tmp_path / "home" / "emb").iterdir()) and not (tmp_path / "~").exists()

@@ -27,6 +27,7 @@ import numpy as np
 
 from .._io import atomic_write_bytes, remove_stale_temporaries
 from .._validation import check_int
+from ..errors import InputError
 from .._progress import progress_bar
 from .base import Tower
 from .inputs import _is_pil, check_items, load_image
@@ -89,7 +90,7 @@ class EmbeddingCache:
     """
 
     def __init__(self, root=None, chunk_size: int = 512):
-        self.root = Path(root) if root is not None else default_cache_dir()
+        self.root = _folder(root, "root") if root is not None else default_cache_dir()
         self.chunk_size = check_int(chunk_size, "chunk_size", low=1)
         self._warned = False
         self._swept: set = set()
@@ -181,6 +182,16 @@ class EmbeddingCache:
                           "vectors are computed but not cached", RuntimeWarning, stacklevel=3)
 
 
+def _folder(value, name: str) -> Path:
+    """A cache folder given by its name; an empty or blank name would be the current folder."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, os.PathLike)):
+        raise InputError(f"{name}: expected True (the default folder), False (no cache), a folder or an "
+                         f"EmbeddingCache, got {value!r}")
+    if not str(value).strip():
+        raise InputError(f"{name}: expected a folder, got {str(value)!r}; pass False for no cache")
+    return Path(value).expanduser()
+
+
 def embed_cached(tower: Tower, items, cache=True, batch_size: int | None = None,
                  progress: bool = True) -> np.ndarray:
     """Embed ``items`` through ``tower``, through the on-disk cache unless ``cache`` is False.
@@ -196,8 +207,10 @@ def embed_cached(tower: Tower, items, cache=True, batch_size: int | None = None,
     -------
     ndarray of float32, shape (n, tower.out_dim)
     """
+    if isinstance(cache, (bool, np.bool_)):
+        cache = bool(cache)
     if cache is None or cache is False:
         return tower.embed(items, batch_size=batch_size, progress=progress)
     if not isinstance(cache, EmbeddingCache):
-        cache = EmbeddingCache(None if cache is True else cache)
+        cache = EmbeddingCache(None if cache is True else _folder(cache, "cache"))
     return cache.embed(tower, items, batch_size=batch_size, progress=progress)
