@@ -1,5 +1,7 @@
 """Trainable towers: the uniform module / to_batch interface, shapes, determinism, gradients."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -104,3 +106,17 @@ def test_text_without_tokens_is_an_input_error(name):
     with pytest.raises(InputError, match=message.format(1)):
         tower.to_batch(["a red car", accent])  # in a mixed batch too (bow gave only its bias)
     assert tower.to_batch(["a red car", "e" + accent])["attention_mask"].sum(1).min() >= 1
+
+
+@pytest.mark.parametrize("name, params, needle", [
+    ("cnn", {"widths": 16}, "widths: expected a list of integers >= 1, got 16"),
+    ("cnn", {"widths": "16"}, "widths: expected a list of integers >= 1, got '16'"),
+    ("resnet", {"depths": 2}, "depths: expected a list of integers >= 1, got 2"),
+    ("audio-cnn", {"widths": 32}, "widths: expected a list of integers >= 1, got 32"),
+    ("mlp", {"in_dim": 3, "hidden": 5}, "hidden: expected a list of integers >= 1, got 5"),
+    ("mlp", {"in_dim": 3, "hidden": {"a": 1}}, "hidden: expected a list of integers >= 1, got {'a': 1}"),
+])
+def test_layer_sizes_given_as_one_number_or_a_string_name_the_argument(name, params, needle):
+    with pytest.raises(InputError, match=re.escape(needle)):
+        create_tower(name, **params)
+    assert create_tower("mlp", in_dim=3, hidden=(4, 5)).hidden == [4, 5]

@@ -17,10 +17,18 @@ import hashlib
 import numpy as np
 
 from .._validation import check_float, check_int
-from ..errors import MissingDependencyError
+from ..errors import InputError, MissingDependencyError
 from .base import Tower, register_tower
 from .efficientnet import resize_rgb
 from .inputs import check_items, load_image
+
+
+def _int_list(value, name: str) -> list:
+    """A sequence of integers >= 1 (channels, depths, layer sizes) as a list; a lone number or a
+    string is refused naming ``name`` (a string's characters would be read one by one)."""
+    if isinstance(value, (str, bytes, dict)) or not hasattr(value, "__iter__"):
+        raise InputError(f"{name}: expected a list of integers >= 1, got {value!r}")
+    return [check_int(v, name, low=1) for v in value]
 
 
 def _torch():
@@ -129,7 +137,7 @@ class CNNTower(_ImageTower):
     def __init__(self, image_size: int = 64, channels: int = 3, widths=(32, 64, 128), out_dim: int = 256,
                  seed: int = 0):
         super().__init__(image_size, channels, out_dim, seed)
-        self.widths = [check_int(w, "widths", low=1) for w in widths]
+        self.widths = _int_list(widths, "widths")
 
     def config(self) -> dict:
         return {**super().config(), "widths": list(self.widths)}
@@ -147,8 +155,8 @@ class ResNetTower(_ImageTower):
     def __init__(self, image_size: int = 64, channels: int = 3, widths=(32, 64, 128), depths=(1, 1, 1),
                  out_dim: int = 256, seed: int = 0):
         super().__init__(image_size, channels, out_dim, seed)
-        self.widths = [check_int(w, "widths", low=1) for w in widths]
-        self.depths = [check_int(d, "depths", low=1) for d in depths]
+        self.widths = _int_list(widths, "widths")
+        self.depths = _int_list(depths, "depths")
         if len(self.widths) != len(self.depths):
             from ..errors import InputError
 
@@ -203,7 +211,7 @@ class MLPTower(TrainableTower):
     def __init__(self, in_dim: int, hidden=(512,), out_dim: int = 256, dropout: float = 0.1, seed: int = 0):
         super().__init__(out_dim, seed)
         self.in_dim = check_int(in_dim, "in_dim", low=1)
-        self.hidden = [check_int(h, "hidden", low=1) for h in hidden]
+        self.hidden = _int_list(hidden, "hidden")
         self.dropout = check_float(dropout, "dropout", low=0.0, high=0.99)
 
     def config(self) -> dict:
@@ -242,7 +250,7 @@ class AudioCNNTower(TrainableTower):
         self._logmel = LogMelTower(sample_rate=sample_rate, n_mels=n_mels)
         self.sample_rate, self.n_mels = self._logmel.sample_rate, self._logmel.n_mels
         self.max_frames = check_int(max_frames, "max_frames", low=8)
-        self.widths = [check_int(w, "widths", low=1) for w in widths]
+        self.widths = _int_list(widths, "widths")
 
     def config(self) -> dict:
         return {"sample_rate": self.sample_rate, "n_mels": self.n_mels, "max_frames": self.max_frames,
