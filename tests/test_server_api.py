@@ -302,6 +302,23 @@ def test_audio_upload_resampled_long_and_corrupt(audio_client):
     assert audio_client.get("/api/health").json()["status"] == "ok"
 
 
+def test_audio_upload_whose_header_leaves_its_length_out(audio_client):
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, sup.tone(sup.PITCHES["middle"], seed=5), 16000, format="FLAC")
+    data = bytearray(buf.getvalue())
+    # STREAMINFO (after "fLaC" and its 4-byte block header): total samples 0 means "unknown", as a stream writes it
+    fields = int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)
+    data[18:26] = fields.to_bytes(8, "big")
+    r = audio_client.post("/api/search", files={"file": ("stream.flac", bytes(data), "audio/flac")})
+    assert r.status_code == 415, r.text
+    assert r.json()["detail"] == ("file 'stream.flac': its header does not say how long the sound is (as a stream "
+                                  "writes it); save it again with its length, or as WAV")
+
+
 def test_item_details_name_every_copy_by_its_file_name_only(client, monkeypatch):
     """An index built from a folder records every path of an item's content (``extra.paths``):
     the service answers with their file names, never the server's folders."""

@@ -22,6 +22,8 @@ from .validate import shown
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SECONDS = 60.0
+#: the frame count libsndfile gives a sound whose header leaves its length out (SF_COUNT_MAX)
+UNKNOWN_FRAMES = 2 ** 63 - 1
 #: bytes the decoded pixels of one image may take (PIL's own layout: 4 bytes per RGB pixel)
 DEFAULT_MAX_DECODED_BYTES = 128 * 2 ** 20
 #: longest side over shortest side of an accepted image
@@ -225,6 +227,9 @@ def check_audio(data: bytes, filename: str, max_seconds: float = DEFAULT_MAX_SEC
         raise UploadError(415, f"file {shown(filename)} has a sound header but cannot be read ({exc})") from None
     if info.samplerate <= 0 or info.frames <= 0:
         raise UploadError(415, f"file {shown(filename)}: the sound has no samples")
+    if info.frames >= UNKNOWN_FRAMES:
+        raise UploadError(415, f"file {shown(filename)}: its header does not say how long the sound is (as "
+                               "a stream writes it); save it again with its length, or as WAV")
     seconds = info.frames / info.samplerate
     if seconds > max_seconds:
         raise UploadError(413, f"file {shown(filename)}: the sound lasts {seconds:.1f} s; the limit is {max_seconds:g} s")
