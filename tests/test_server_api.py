@@ -239,6 +239,34 @@ def test_info_names_a_collection_file_by_its_name_only(tmp_path):
     assert str(tmp_path) not in r.text
 
 
+def test_a_model_reading_text_through_its_default_tower_takes_text_queries(tmp_path):
+    """A CLIP-style model fitted on MiniLM features (no towers named) embeds raw texts through
+    MiniLM, as its raw_kind says; the service takes text queries for it as the library does."""
+    from jointspace.data.pairs import Pairs
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import create_model
+    from jointspace.server.app import create_app
+    from jointspace.towers import create_tower
+
+    texts = [f"a {c} {s}" for c in ("red", "green", "blue", "black") for s in ("square", "disc", "star")]
+    t = create_tower("minilm").embed(texts)
+    shape = (t @ np.random.default_rng(0).normal(size=(384, 16))).astype(np.float32)
+    model = create_model("clip", dim=8, epochs=2, batch_size=4).fit(Pairs({"text": t, "shape": shape}))
+    assert model.raw_kind("text") == "text" and getattr(model, "towers", None) is None
+    model.save(tmp_path / "m")
+    z = model.encode("shape", shape)
+    index = Index.build(z, spec="Flat", metadata={"text": texts})
+    index.info.update({"model": str(tmp_path / "m"), "modality": "shape"})
+    index.save(tmp_path / "idx")
+    c = TestClient(create_app(tmp_path / "idx"))
+    assert c.get("/api/info").json()["model"]["raw_query_modalities"] == ["text"]
+    r = c.get("/api/search", params={"text": "a red square", "k": 3})
+    assert r.status_code == 200, r.text
+    cos = z @ model.encode("text", ["a red square"])[0]
+    assert [x["id"] for x in r.json()["results"]] == np.argsort(-cos)[:3].tolist()
+    np.testing.assert_allclose([x["score"] for x in r.json()["results"]], np.sort(cos)[::-1][:3], atol=1e-5)
+
+
 def test_about_panel_plots_are_listed_and_served(tmp_path):
     from jointspace.viz.curves import plot_curves
 

@@ -148,10 +148,10 @@ class SearchEngine:
 
     # -- set-up --------------------------------------------------------------------------------
     def _raw(self) -> tuple:
-        towers = getattr(self.model, "towers", None)
-        if isinstance(towers, dict):
-            return tuple(m for m in towers if m in RAW_MODALITIES)
-        return ()
+        """The model's modalities it embeds from raw items of that kind (a text, an image, a
+        sound), as the model itself says (:meth:`~jointspace.models.base.JointModel.raw_kind`):
+        also a default tower's, as a CLIP-style model trained on MiniLM features has."""
+        return tuple(m for m in self.model.modalities_ if m in RAW_MODALITIES and self.model.raw_kind(m) == m)
 
     @staticmethod
     def _probe_item(modality: str):
