@@ -476,22 +476,3 @@ def test_a_post_search_refuses_parameters_in_the_url(client):
     assert r.status_code == 422 and "unknown parameters 'k'" in r.json()["detail"], r.text
     r = client.post("/api/search", files={"file": ("a.png", data, "image/png")}, data={"k": "3"})
     assert r.status_code == 200 and len(r.json()["results"]) == 3
-
-
-def test_media_kept_in_memory_stays_within_its_byte_limit(client, monkeypatch):
-    from collections import OrderedDict
-
-    from jointspace.server import media
-
-    monkeypatch.setattr(media, "_cache", OrderedDict())
-    monkeypatch.setattr(media, "_cached_bytes", 0, raising=False)
-    monkeypatch.setattr(media, "_MAX_CACHED_BYTES", 2000, raising=False)
-    sizes = []
-    for item in range(12):
-        r = client.get(f"/api/items/{item}/media", params={"full": "true"})
-        assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
-        sizes.append(len(r.content))
-    kept = sum(len(v) for v in media._cache.values())
-    assert sum(sizes) > 2000 and 0 < kept <= 2000 and kept == media._cached_bytes
-    again = client.get("/api/items/11/media", params={"full": "true"})   # the latest is kept and served again
-    assert again.content == r.content and media._cached_bytes == kept

@@ -31,6 +31,7 @@ def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -
     """PNG bytes of the image at ``path``, longest side at most 256 px unless ``full``."""
     from PIL import Image
 
+    from ..errors import InputError
     from ..towers.inputs import load_image
     from .uploads import UploadError, load_bounded
 
@@ -41,7 +42,11 @@ def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -
             _cache.move_to_end(key)
             return _cache[key], "image/png"
     if path.suffix.lower() == ".svg":
-        img = Image.fromarray(load_image(path))
+        try:
+            img = Image.fromarray(load_image(path, where="media"))
+        except InputError as exc:   # named by its file name only, as a raster image is below
+            reason = str(exc).removeprefix(f"media ({str(path)!r}): ").replace(str(path), path.name)
+            raise LookupError(f"media: the image {path.name} cannot be shown ({reason})") from None
     else:
         try:   # bounded as uploads are: an indexed file can be as hostile as an uploaded one
             src = load_bounded(path, path.name, max_pixels=max_pixels, max_aspect=None,

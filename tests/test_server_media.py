@@ -1,0 +1,42 @@
+"""Media of indexed items: rendered images kept in memory within limits, files that cannot be
+shown named by their file name only."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+import server_support as sup
+
+
+@pytest.fixture(scope="module")
+def client():
+    return TestClient(sup.make_app(), raise_server_exceptions=False)
+
+
+def test_media_kept_in_memory_stays_within_its_byte_limit(client, monkeypatch):
+    from collections import OrderedDict
+
+    from jointspace.server import media
+
+    monkeypatch.setattr(media, "_cache", OrderedDict())
+    monkeypatch.setattr(media, "_cached_bytes", 0, raising=False)
+    monkeypatch.setattr(media, "_MAX_CACHED_BYTES", 2000, raising=False)
+    sizes = []
+    for item in range(12):
+        r = client.get(f"/api/items/{item}/media", params={"full": "true"})
+        assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+        sizes.append(len(r.content))
+    kept = sum(len(v) for v in media._cache.values())
+    assert sum(sizes) > 2000 and 0 < kept <= 2000 and kept == media._cached_bytes
+    again = client.get("/api/items/11/media", params={"full": "true"})   # the latest is kept and served again
+    assert again.content == r.content and media._cached_bytes == kept
+
+
+def test_an_indexed_svg_that_cannot_be_drawn_is_named_by_its_file_name(client, tmp_path, monkeypatch):
+    svg = tmp_path / "private" / "broken.svg"
+    svg.parent.mkdir()
+    svg.write_text("<svg xmlns='http://www.w3.org/2000/svg'><rect width=")
+    monkeypatch.setattr(client.app.state.engine, "media_path", lambda modality, item_id: svg)
+    r = client.get("/api/items/0/media")
+    assert r.status_code == 404, r.text
+    assert r.json()["detail"].startswith("media: the image broken.svg cannot be shown (cannot render the SVG")
+    assert str(tmp_path) not in r.text
