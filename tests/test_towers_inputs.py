@@ -1,5 +1,7 @@
 """Raw-item checks and decoding: every bad-input case of the towers raises a named InputError."""
 
+import warnings
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -233,3 +235,64 @@ def test_min_side_leaves_other_formats_and_small_images_alone(tmp_path):
     assert np.array_equal(load_image(arr, min_side=100), arr)           # arrays likewise
     small = _photo_jpeg(tmp_path / "small.jpg", 300)
     assert np.array_equal(load_image(small, min_side=224), load_image(small))
+
+
+def _with_orientation(path, arr, orientation):
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(arr).save(path, exif=exif.tobytes())
+    return path
+
+
+def test_exif_orientation_turns_the_picture_upright_as_pil_does(tmp_path):
+    from PIL import ImageOps
+
+    from jointspace.server.uploads import load_bounded
+
+    arr = np.random.default_rng(0).integers(0, 256, (30, 50, 3), dtype=np.uint8)   # not symmetric
+    for orientation in range(1, 9):
+        path = _with_orientation(tmp_path / f"o{orientation}.png", arr, orientation)
+        with Image.open(path) as img:
+            want = np.asarray(ImageOps.exif_transpose(img).convert("RGB"))
+        assert want.shape[:2] == ((50, 30) if orientation >= 5 else (30, 50))
+        np.testing.assert_array_equal(load_image(path), want)           # a file
+        with Image.open(path) as img:
+            np.testing.assert_array_equal(load_image(img), want)        # an opened PIL image
+        upload = load_bounded(path.read_bytes(), path.name, max_pixels=10 ** 6, max_aspect=None, short_side=None)
+        np.testing.assert_array_equal(load_image(upload), want)         # an upload to the service: turned once
+    # a JPEG decoded at a reduced scale turns the same way
+    big = np.kron(arr, np.ones((40, 40, 1), dtype=np.uint8))               # 1200 x 2000
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(big).save(tmp_path / "p.jpg", exif=exif.tobytes(), quality=95)
+    small = load_image(tmp_path / "p.jpg", min_side=448)
+    assert small.shape == (1000, 600, 3)
+    with Image.open(tmp_path / "p.jpg") as img:
+        img.draft(None, (448, 448))
+        np.testing.assert_array_equal(small, np.asarray(ImageOps.exif_transpose(img).convert("RGB")))
+
+
+def test_a_damaged_exif_block_reads_the_picture_as_stored(tmp_path):
+    arr = np.random.default_rng(1).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "x.png", exif=b"Exif\x00\x00MM\x00*\xff\xff\xff\xff")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # PIL's 'Corrupt EXIF data' warning is not passed on either
+        np.testing.assert_array_equal(load_image(tmp_path / "x.png"), arr)
+
+
+def test_cached_vectors_of_a_turned_picture_are_keyed_apart(tmp_path):
+    """A file cached before pictures were turned upright must miss the cache; every other file keeps its key."""
+    import hashlib
+
+    from jointspace.towers.cache import item_digest
+
+    def stored_key(path):   # the key of a file's bytes alone
+        return hashlib.blake2b(b"file\0" + path.read_bytes(), digest_size=16).digest()
+
+    arr = np.random.default_rng(2).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    for orientation, kept in ((1, True), (6, False)):
+        path = _with_orientation(tmp_path / f"k{orientation}.png", arr, orientation)
+        assert (item_digest(path) == stored_key(path)) is kept
+    Image.fromarray(arr).save(tmp_path / "plain.png")
+    assert item_digest(tmp_path / "plain.png") == stored_key(tmp_path / "plain.png")
+    assert item_digest(tmp_path / "k6.png", "audio") == stored_key(tmp_path / "k6.png")

@@ -119,6 +119,8 @@ def load_bounded(data, filename: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
 
     from PIL import Image, UnidentifiedImageError
 
+    from ..towers.inputs import exif_orientation, upright
+
     where = f"file {shown(filename)}"
     if not _decode_slots.acquire(timeout=SLOT_WAIT_S):
         raise UploadError(429, f"{where}: {DECODE_SLOTS} images are being decoded; try again in a moment")
@@ -147,9 +149,13 @@ def load_bounded(data, filename: str, *, max_pixels: int = DEFAULT_MAX_PIXELS,
                 raise UploadError(413, f"{where}: the image is {w}x{h} in mode {img.mode}, {need / 2 ** 20:,.0f} MB "
                                        f"decoded; the limit is {max_decoded_bytes / 2 ** 20:,.0f} MB")
             img.load()
+            turn = exif_orientation(img)   # read before the reduction, whose image has no EXIF
             out = _eight_bit(_reduce(img, short_side))
             if out is img:
                 out = img.copy()
+            out = upright(out, turn)
+            if "exif" in out.info:   # turned already: load_image must not turn it again
+                out.info.pop("exif")
         if need > 32 * 2 ** 20:
             _give_back_memory()
         return out

@@ -58,6 +58,10 @@ def item_digest(item, modality: str = "image", where: str = "item") -> bytes:
         with open(item, "rb") as fh:
             for block in iter(lambda: fh.read(_BLOCK), b""):
                 h.update(block)
+        if modality == "image":   # a picture turned upright (EXIF) is keyed apart from one read as stored
+            turn = _file_orientation(item)
+            if turn != 1:
+                h.update(f"\0upright-{turn}".encode())
     elif isinstance(item, np.ndarray):
         arr = np.ascontiguousarray(item)
         h.update(f"array\0{arr.dtype.str}\0{arr.shape}\0".encode())
@@ -71,6 +75,19 @@ def item_digest(item, modality: str = "image", where: str = "item") -> bytes:
     else:
         h.update(b"repr\0" + repr(item).encode())
     return h.digest()
+
+
+def _file_orientation(path) -> int:
+    """The EXIF orientation of an image file (1 when it has none, or is not an image PIL opens)."""
+    from PIL import Image
+
+    from .inputs import exif_orientation
+
+    try:
+        with Image.open(path) as img:   # reads the header only
+            return exif_orientation(img)
+    except Exception:  # noqa: BLE001 - not an image: load_image names the problem when it decodes it
+        return 1
 
 
 class EmbeddingCache:

@@ -161,6 +161,34 @@ def _array_to_rgb(arr: np.ndarray, where: str) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+#: EXIF orientation -> the PIL transposition that shows the picture upright (EXIF 2.3, tag 0x0112)
+_UPRIGHT = {2: "FLIP_LEFT_RIGHT", 3: "ROTATE_180", 4: "FLIP_TOP_BOTTOM", 5: "TRANSPOSE", 6: "ROTATE_270",
+            7: "TRANSVERSE", 8: "ROTATE_90"}
+
+
+def exif_orientation(img) -> int:
+    """The EXIF orientation (1-8) a PIL image records, 1 when it records none or one that
+    cannot be read (a damaged EXIF block is ignored, as a picture viewer ignores it)."""
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            value = img.getexif().get(0x0112, 1)
+    except Exception:  # noqa: BLE001 - any unreadable EXIF block: the picture as stored
+        return 1
+    return value if isinstance(value, int) and value in _UPRIGHT else 1
+
+
+def upright(img, orientation: int):
+    """``img`` turned as EXIF ``orientation`` says (a phone's portrait photo is stored sideways
+    with orientation 6), so a tower sees the picture as a viewer shows it."""
+    from PIL import Image
+
+    name = _UPRIGHT.get(orientation)
+    return img if name is None else img.transpose(getattr(Image.Transpose, name))
+
+
 def load_image(item, where: str = "image", min_side: int | None = None) -> np.ndarray:
     """Decode one image item into RGB.
 
@@ -168,7 +196,8 @@ def load_image(item, where: str = "image", min_side: int | None = None) -> np.nd
     ----------
     item : str or path-like, PIL image, or ndarray (H, W), (H, W, 3), (H, W, 4)
         Grayscale, palette, RGBA (composited on white), 16-bit and float [0, 1] images are
-        converted.
+        converted; a file or PIL image with an EXIF orientation is turned upright first
+        (:func:`upright`).
     where : str
         How to name the item in error messages, e.g. ``"items[3]"``.
     min_side : int, optional
@@ -185,7 +214,7 @@ def load_image(item, where: str = "image", min_side: int | None = None) -> np.nd
     if isinstance(item, np.ndarray):
         return _array_to_rgb(item, where)
     if _is_pil(item):
-        return _to_rgb_array(item, where)
+        return _to_rgb_array(upright(item, exif_orientation(item)), where)
     from PIL import Image, UnidentifiedImageError
 
     path = Path(item)
@@ -196,7 +225,7 @@ def load_image(item, where: str = "image", min_side: int | None = None) -> np.nd
             if min_side is not None:
                 img.draft(None, (min_side, min_side))   # a no-op for formats other than JPEG
             img.load()
-            return _to_rgb_array(img, _describe(item, where))
+            return _to_rgb_array(upright(img, exif_orientation(img)), _describe(item, where))
     except FileNotFoundError:
         raise InputError(f"{_describe(item, where)}: file does not exist") from None
     except Image.DecompressionBombError as exc:
