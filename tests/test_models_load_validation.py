@@ -2,6 +2,7 @@
 field or array (config.json, state.safetensors), never a KeyError / TypeError / numpy error."""
 
 import json
+import re
 import shutil
 
 import numpy as np
@@ -212,3 +213,20 @@ def test_a_negative_size_in_an_edited_config_is_named(tmp_path, name, edit):
     (tmp_path / name / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InputError, match=r"config.json field 'extra' \(or 'params'\) does not fit model"):
         load_model(tmp_path / name)
+
+
+@pytest.mark.parametrize("name,array", [("cca", "x_weights"), ("clip", "heads.image.net.weight"),
+                                        ("rcca_pre", "x_pre.1.components_")])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_weights_are_refused_naming_the_array(saved_models, tmp_path, name, array, bad):
+    folder = _copy(saved_models, tmp_path, name)
+
+    def spoil(state):
+        arr = state[array].copy()
+        arr.flat[0] = bad
+        state[array] = arr
+
+    _edit_state(folder, spoil)
+    with pytest.raises(InputError, match=rf"state\.safetensors array '{re.escape(array)}' holds 1 NaN or infinite "
+                                         r"value\(s\); the saved model is damaged"):
+        load_model(folder)

@@ -342,9 +342,14 @@ def _shape_str(shape) -> str:
 
 
 def _check_state(config: dict, state: dict, state_path: Path) -> None:
-    """Compare the loaded arrays with the shapes and dtypes ``config.json`` recorded when the
-    model was saved; raise InputError on the first mismatch (folders saved without a record
-    are left to the model's own ``_set_state``)."""
+    """Refuse arrays that hold NaN or infinite values, and compare the loaded arrays with the
+    shapes and dtypes ``config.json`` recorded when the model was saved; raise InputError on
+    the first mismatch (folders saved without a record are left to the model's own
+    ``_set_state``)."""
+    for name, arr in state.items():   # a damaged or edited file: NaN weights encode every row to NaN or 0
+        if arr.dtype.kind in "fc" and arr.size and not np.isfinite(arr).all():
+            raise InputError(f"model: {state_path} array {name!r} holds {int((~np.isfinite(arr)).sum())} NaN or "
+                             f"infinite value(s); the saved model is damaged")
     recorded = config.get(SHAPES_KEY)
     if recorded is None:
         return
