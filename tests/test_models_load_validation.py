@@ -230,3 +230,14 @@ def test_non_finite_weights_are_refused_naming_the_array(saved_models, tmp_path,
     with pytest.raises(InputError, match=rf"state\.safetensors array '{re.escape(array)}' holds 1 NaN or infinite "
                                          r"value\(s\); the saved model is damaged"):
         load_model(folder)
+
+
+@pytest.mark.parametrize("value", ["no", 0, None, 1.0])
+def test_encode_normalize_takes_true_or_false_only(saved_models, value):
+    root, x = saved_models
+    model = load_model(root / "cca")
+    with pytest.raises(InputError, match=rf"^normalize: expected True or False, got {re.escape(repr(value))}$"):
+        model.encode("image", x[:3], normalize=value)
+    z = model.encode("image", x[:3], normalize=np.bool_(False))
+    np.testing.assert_allclose(np.linalg.norm(model.encode("image", x[:3]), axis=1), 1, rtol=1e-6)
+    assert not np.allclose(np.linalg.norm(z, axis=1), 1)

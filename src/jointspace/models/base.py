@@ -21,7 +21,7 @@ import numpy as np
 
 from .. import __version__
 from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
-from .._validation import check_params, short_json
+from .._validation import check_bool, check_params, short_json
 from ..errors import InputError, JointspaceError, NotFittedError
 from ..eval.similarity import l2_normalize
 from ..registry import Registry
@@ -83,6 +83,7 @@ class JointModel:
         self._check_fitted()
         if modality not in self.modalities_:
             raise InputError(f"modality: this model knows {', '.join(self.modalities_)}; got {modality!r}")
+        normalize = check_bool(normalize, "normalize")
         z = np.asarray(self._encode(modality, items), dtype=np.float32)
         return l2_normalize(z) if normalize else z
 
