@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from jointspace.errors import InputError
 from jointspace.towers import create_tower
 
 
@@ -94,3 +95,20 @@ def test_mfcc_deltas_must_be_a_bool(value):
 
     with pytest.raises(InputError, match=f"deltas: expected True or False, got {value!r}"):
         create_tower("mfcc", deltas=value)
+
+
+@pytest.mark.parametrize("tower", ["logmel", "mfcc"])
+@pytest.mark.parametrize("params, most", [({"n_mels": 200}, 192), ({"n_mels": 1000}, 192), ({"n_fft": 16}, 5)])
+def test_mel_bands_without_fft_bins_are_refused_with_the_most_that_fit(tower, params, most):
+    import warnings
+
+    import librosa
+
+    with pytest.raises(InputError, match=rf"^n_mels: .* leave some bands without any FFT bin .*use n_mels <= {most},"):
+        create_tower(tower, **params)
+    n_fft = params.get("n_fft", 512)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fb = [librosa.filters.mel(sr=16000, n_fft=n_fft, n_mels=m) for m in (most, most + 1)]
+    assert (fb[0].max(axis=1) > 0).all() and (fb[1].max(axis=1) == 0).any()   # the bound is tight
+    create_tower(tower, n_fft=n_fft, n_mels=most, **({"n_mfcc": min(20, most)} if tower == "mfcc" else {}))

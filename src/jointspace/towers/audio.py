@@ -26,6 +26,32 @@ def _librosa():
     return librosa
 
 
+def _empty_mel_bands(sample_rate: int, n_fft: int, n_mels: int) -> int:
+    """How many of librosa's ``n_mels`` mel filters over an ``n_fft``-point FFT hold no FFT bin."""
+    import librosa
+
+    return int((librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).max(axis=1) == 0).sum())
+
+
+def _check_mel_bands(sample_rate: int, n_fft: int, n_mels: int) -> None:
+    """Refuse settings whose mel filters are too narrow for the FFT's bins: an empty band is
+    always zero, a feature that carries nothing.  The message gives the most bands that fit."""
+    try:
+        import librosa  # noqa: F401
+    except ImportError:   # the towers say what to install when they first run
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # librosa's 'Empty filters detected' is what is reported here
+        if not _empty_mel_bands(sample_rate, n_fft, n_mels):
+            return
+        low, high = 0, n_mels   # the most bands without an empty one lies in [low, high)
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (mid, high) if not _empty_mel_bands(sample_rate, n_fft, mid) else (low, mid)
+    raise InputError(f"n_mels: {n_mels} mel bands over an FFT of n_fft={n_fft} points at {sample_rate} Hz leave "
+                     f"some bands without any FFT bin (always zero); use n_mels <= {low}, or a larger n_fft")
+
+
 class _FrameTower(Tower):
     """Shared code: frames per sound -> pooled vector or padded sequence."""
 
@@ -37,6 +63,7 @@ class _FrameTower(Tower):
         self.n_fft = check_int(n_fft, "n_fft", low=16)
         self.hop_length = check_int(hop_length, "hop_length", low=1)
         self.n_mels = check_int(n_mels, "n_mels", low=1)
+        _check_mel_bands(self.sample_rate, self.n_fft, self.n_mels)
 
     def config(self) -> dict:
         return {"sample_rate": self.sample_rate, "n_fft": self.n_fft, "hop_length": self.hop_length,
