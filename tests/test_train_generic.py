@@ -239,3 +239,37 @@ def test_torch_tensors_progress_and_metrics(tmp_path):
         rows = list(csv.DictReader(fh))
     assert [r["step"] for r in rows] == ["2", "4", "6"]
     assert {"loss", "mse", "lr", "grad_norm", "samples_per_s", "epoch"} <= set(rows[0])
+
+
+@pytest.mark.parametrize("name, params", [("mvae-mopoe", {"val_fraction": 0.0}), ("clip", {"val_fraction": 0.0, "dim": 4}),
+                                          ("clip", {"dim": 4})])
+def test_patience_without_validation_pairs_is_said_once(name, params):
+    """With val_fraction 0, or fewer than 20 pairs, nothing is held out: patience cannot stop anything."""
+    import warnings
+
+    import jointspace as js
+
+    rng = np.random.default_rng(0)
+    n = 12 if "val_fraction" not in params else 30
+    pairs = js.Pairs({"image": rng.normal(size=(n, 5)).astype(np.float32),
+                      "text": rng.normal(size=(n, 4)).astype(np.float32)})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        js.create_model(name, patience=1, epochs=2, progress=False, **params).fit(pairs)
+    said = [str(w.message) for w in caught if "patience" in str(w.message)]
+    assert said == ["patience: early stopping watches validation pairs, and there are none (give val, or a "
+                    "val_fraction > 0 with at least 20 pairs); all 2 epochs run"]
+
+
+def test_fusion_default_patience_says_nothing_without_validation_pairs():
+    import warnings
+
+    import jointspace as js
+    from jointspace.models.fusion import FusionClassifier
+
+    rng = np.random.default_rng(0)
+    pairs = js.Pairs({"image": rng.normal(size=(40, 3)).astype(np.float32),
+                      "text": rng.normal(size=(40, 2)).astype(np.float32)}, labels=np.arange(40) % 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        FusionClassifier("attention", val_fraction=0.0, epochs=2).fit(pairs)

@@ -389,7 +389,8 @@ class FusionClassifier:
             return {"val_loss": loss, **out}
 
         config = FitConfig(epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
-                           weight_decay=float(self.weight_decay), seed=int(self.seed), patience=self.patience)
+                           weight_decay=float(self.weight_decay), seed=int(self.seed),
+                           patience=self.patience if va is not None else None)   # the default stops on val
         self.train_result_ = fit_module(net, loss_fn, data(tr), config, val=None if va is None else data(va),
                                         val_fn=None if va is None else val_fn)
         self.net_ = net.cpu().eval()

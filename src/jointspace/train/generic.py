@@ -32,7 +32,7 @@ from .._validation import check_bool, check_float, check_int
 from ..errors import InputError, TrainingDiverged
 from .checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
 from .device import resolve_device, to_device
-from .loop import RESUME_MAY_CHANGE, data_fingerprint
+from .loop import RESUME_MAY_CHANGE, data_fingerprint, warn_no_early_stopping
 from .monitor import MetricsLog, ProgressBar
 from .schedule import make_optimizer, make_scheduler, resolve_warmup, warmup_cosine
 from .step import as_training_data, take_rows
@@ -241,6 +241,8 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
     if val is not None:
         val_t = to_device(_check_data(val, "val"), device)
         _rows(val_t, "val")
+    elif cfg.patience is not None:
+        warn_no_early_stopping(cfg.epochs)
 
     batch = min(cfg.batch_size, n)
     # the last incomplete batch is kept, but not a lone row (BatchNorm cannot train on it)

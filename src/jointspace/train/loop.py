@@ -189,6 +189,14 @@ def bf16_supported() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
+def warn_no_early_stopping(epochs: int) -> None:
+    """Say once that ``patience`` has nothing to watch: no validation rows were given or held out."""
+    import warnings
+
+    warnings.warn(f"patience: early stopping watches validation pairs, and there are none (give val, or a "
+                  f"val_fraction > 0 with at least 20 pairs); all {epochs} epochs run", UserWarning, stacklevel=3)
+
+
 def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | None = None, *, val: dict | None = None,
                      val_keys=None, labels=None, masks: dict | None = None, run_dir=None, resume=None,
                      model_config: dict | None = None, step_callback=None) -> TrainResult:
@@ -263,6 +271,8 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
                       **{f"train.{k}": v for k, v in dataclasses.asdict(cfg).items() if k not in RESUME_MAY_CHANGE},
                       **{f"data.{k}": v for k, v in data_fingerprint(data, labels, masks).items()}}
     val_t = None if val is None else as_training_data(val)
+    if val is None and cfg.patience is not None:
+        warn_no_early_stopping(cfg.epochs)
 
     torch.manual_seed(cfg.seed)
     dist.broadcast_module_(net)
