@@ -115,6 +115,26 @@ def test_search_params_that_do_not_apply(flat):
         ivf.set_search_params(nprobe=5)
 
 
+def test_graph_sizes_beyond_the_cap_name_the_setting_and_leave_the_index_as_it_was():
+    """FAISS reads efSearch / efConstruction as a C int (a larger one raised OverflowError) and
+    keeps a candidate list that long per query (2**27 took 1 GB for one query)."""
+    from jointspace.index._params import MAX_EF
+
+    x = np.random.default_rng(0).standard_normal((40, 8)).astype(np.float32)
+    hnsw = Index.build(x, spec="HNSW8")
+    for big in (MAX_EF + 1, 2**31, 10**12):
+        with pytest.raises(InputError, match=rf"^efSearch: expected an integer <= {MAX_EF}, got {big}$"):
+            hnsw.set_search_params(efSearch=big)
+        with pytest.raises(InputError, match=rf"^params\['efSearch'\]: expected an integer <= {MAX_EF}, got {big}$"):
+            hnsw.search(x[:1], 3, params={"efSearch": big})
+        with pytest.raises(InputError, match=rf"^build_params\['efConstruction'\]: expected an integer <= {MAX_EF}"):
+            Index.build(x, spec="HNSW8", build_params={"efConstruction": big})
+    assert hnsw.search_params == {"efSearch": 64}
+    hnsw.set_search_params(efSearch=MAX_EF)
+    assert hnsw.search_params == {"efSearch": MAX_EF}
+    assert Index(8, "HNSW8", build_params={"efConstruction": MAX_EF}).build_params == {"efConstruction": MAX_EF}
+
+
 def test_bad_shapes(flat):
     with pytest.raises(InputError, match=r"queries: expected a 2-D array"):
         flat.search(np.ones((2, 2, 2)))

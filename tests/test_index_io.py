@@ -162,6 +162,19 @@ def test_a_metric_that_does_not_match_index_faiss_is_refused(saved):
         Index.load(saved)
 
 
+@pytest.mark.parametrize("key,value", [("search_params", {"efSearch": 2**40}),
+                                       ("build_params", {"efConstruction": 2**40})])
+def test_an_hnsw_setting_beyond_the_cap_in_index_json_names_the_file(tmp_path, key, value):
+    x, _ = _data(100)
+    Index.build(x, spec="HNSW8").save(tmp_path / "h")
+    meta = json.loads((tmp_path / "h" / "index.json").read_text())
+    meta[key] = value
+    (tmp_path / "h" / "index.json").write_text(json.dumps(meta))
+    with pytest.raises(InputError, match=rf"index.json' has a bad '{key}' .*expected an integer <= 1048576, "
+                                         rf"got {2**40}"):
+        Index.load(tmp_path / "h")
+
+
 def test_failed_save_leaves_existing_folder_intact(saved):
     before = {p.name: p.read_bytes() for p in saved.iterdir()}
     idx = Index.build(np.ones((3, 4)), spec="Flat")

@@ -16,12 +16,17 @@ DEFAULT_NPROBE = 16
 """Default ``nprobe`` for IVF indexes (capped at ``nlist``)."""
 DEFAULT_EF_SEARCH = 64
 """Default ``efSearch`` for HNSW indexes."""
+MAX_EF = 1 << 20
+"""Largest ``efSearch`` / ``efConstruction`` accepted.  FAISS reads them as a C ``int`` and keeps
+a candidate list that long for each query or insertion (8 bytes a candidate: 8 MiB at this cap,
+16 GiB at the ``int`` limit)."""
 SEARCH_PARAMS = ("nprobe", "efSearch", "k_factor")
 BUILD_PARAMS = ("efConstruction",)
 
 
 def check_params(params, allowed, name: str) -> dict:
-    """``params`` as a dict of positive ints with keys from ``allowed`` (None values dropped)."""
+    """``params`` as a dict of positive ints with keys from ``allowed`` (None values dropped);
+    ``efSearch`` and ``efConstruction`` at most :data:`MAX_EF`."""
     if params is None:
         return {}
     if not isinstance(params, dict):
@@ -31,7 +36,8 @@ def check_params(params, allowed, name: str) -> dict:
         if key not in allowed:
             raise InputError(f"{name}: unknown setting {key!r}; expected one of {', '.join(allowed)}")
         if value is not None:
-            out[key] = check_int(value, key if name == "set_search_params" else f"{name}[{key!r}]", low=1)
+            out[key] = check_int(value, key if name == "set_search_params" else f"{name}[{key!r}]", low=1,
+                                 high=MAX_EF if key in ("efSearch", "efConstruction") else None)
     return out
 
 

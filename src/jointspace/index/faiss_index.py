@@ -208,7 +208,8 @@ class Index:
         nprobe : int, optional
             IVF lists visited per query (1 .. nlist); higher is slower and more exact.
         efSearch : int, optional
-            HNSW candidate-list size; higher is slower and more exact.
+            HNSW candidate-list size (1 .. :data:`~jointspace.index._params.MAX_EF`); higher is
+            slower and more exact.
         k_factor : int, optional
             For an index that keeps its vectors (:attr:`keeps_vectors`): ``k_factor * k``
             candidates are re-ranked by the exact score (1: no re-ranking).

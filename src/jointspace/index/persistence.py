@@ -304,7 +304,11 @@ def load_index(cls, folder, *, verify: bool = True):
     if faiss_metric != ("l2" if meta["metric"] == "l2" else "inner product"):
         raise InputError(f"folder: index.faiss in {str(folder)!r} compares by {faiss_metric}; index.json says "
                          f"metric {meta['metric']!r}; the folder is corrupted")
-    index = cls(meta["dim"], "auto", meta["metric"], build_params=meta["build_params"])
+    try:
+        index = cls(meta["dim"], "auto", meta["metric"], build_params=meta["build_params"])
+    except InputError as exc:
+        raise InputError(f"folder: {str(folder / 'index.json')!r} has a bad 'build_params' ({exc}); "
+                         "the index folder is corrupted") from None
     index._spec = meta["spec"]
     index._create(meta["resolved_spec"], faiss_index=raw)
     index._ids = np.sort(parts.stored_ids(index._faiss))
