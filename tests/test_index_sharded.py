@@ -124,3 +124,25 @@ def test_bad_shards():
         ShardedIndex([Index.build(x), Index.build(data(5)[:, :4], ids=np.arange(100, 105))])
     with pytest.raises(InputError, match=r"shards\[0\]: expected an Index"):
         ShardedIndex([object()])
+
+
+def test_cli_append_to_a_sharded_index_says_it_cannot(tmp_path, capsys):
+    from cli_support import one_line, run
+
+    model, whole = tmp_path / "m", tmp_path / "whole"
+    assert run(capsys, "fit", "wikipedia", "--model", "cca", "--n-components", "6", "--out", model)[0] == 0
+    assert run(capsys, "index", model, "--dataset", "wikipedia", "--modality", "image", "--spec", "Flat",
+               "--out", whole)[0] == 0
+    index = Index.load(whole)
+    ids = index.ids
+    vectors = np.stack([index._faiss.reconstruct(i) for i in range(index.ntotal)])   # normalised, as stored
+    shards = [Index.build(vectors[part], spec="Flat", ids=ids[part]) for part in (slice(0, 300), slice(300, None))]
+    sharded = ShardedIndex(shards)
+    sharded.info = dict(index.info)
+    sharded.save(tmp_path / "sharded")
+    before = sorted(p.name for p in (tmp_path / "sharded").iterdir())
+    code, _, err = run(capsys, "index", tmp_path / "sharded", "--append", "--dataset", "wikipedia", "--split", "train")
+    assert code == 2 and one_line(err), err
+    assert f"--append: {str(tmp_path / 'sharded')!r} is a sharded index" in err and "build the index again" in err
+    assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == before
+    assert Index.load(tmp_path / "sharded").ntotal == index.ntotal

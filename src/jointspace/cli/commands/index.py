@@ -301,6 +301,7 @@ def _append(args) -> int:
         raise InputError("--spec/--metric: an appended index keeps its own spec and metric; drop them")
     from ..._io import check_replaceable
     from ...index.persistence import is_saved_index
+    from ...index.sharded import is_sharded_index
     from ...models.base import is_saved_model
 
     if is_saved_model(args.model):
@@ -308,6 +309,9 @@ def _append(args) -> int:
                          "extend (it records its model)")
     if args.out:
         check_replaceable(args.out, "index", is_kind=is_saved_index, arg="--out")
+    if is_sharded_index(args.model):
+        raise InputError(f"--append: {args.model!r} is a sharded index; --append extends one index folder "
+                         "(from 'jointspace index'), so build the index again with all the data")
     index = Index.load(args.model)
     info = index.info
     if not info.get("model"):
