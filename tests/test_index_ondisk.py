@@ -179,6 +179,19 @@ def test_bad_input(tmp_path):
         build_on_disk(batches(x), tmp_path / "e", spec=SPEC, shard_size=0)
 
 
+@pytest.mark.parametrize("params,message", [
+    ([("nprobe", 2)], r"^search_params: expected a dict with keys from nprobe, efSearch, k_factor; got \[\("),
+    ({"nprob": 2}, r"^search_params: unknown setting 'nprob'; expected one of nprobe, efSearch, k_factor$"),
+    ({"nprobe": 2.5}, r"^search_params\['nprobe'\]: expected an integer, got 2.5$"),
+    ({"k_factor": 0}, r"^search_params\['k_factor'\]: expected an integer >= 1, got 0$"),
+])
+def test_bad_search_params_name_search_params(tmp_path, params, message):
+    """They raised TypeError or ValueError from inside the build, after the training."""
+    with pytest.raises(InputError, match=message):
+        build_on_disk(batches(data()), tmp_path / "e", spec=SPEC, train_size=TRAIN, search_params=params)
+    assert not (tmp_path / "e").exists()
+
+
 def test_on_disk_index_is_read_only(tmp_path):
     idx = build_on_disk(batches(data()), tmp_path / "i", spec=SPEC, train_size=TRAIN)
     with pytest.raises(InputError, match="cannot add vectors in an on-disk index"):

@@ -30,6 +30,7 @@ import numpy as np
 from .._validation import check_int
 from ..errors import InputError
 from . import _faiss_parts as parts
+from . import _params
 from ._inputs import as_vectors
 from .metadata import normalize_metadata
 
@@ -118,7 +119,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
     first_id = check_int(first_id, "first_id", low=0)
     if keep_vectors is not None and not isinstance(keep_vectors, bool):
         raise InputError(f"keep_vectors: expected True, False or None, got {keep_vectors!r}")
-    search_params = dict(search_params or {})
+    search_params = _params.check_params(search_params, _params.SEARCH_PARAMS, "search_params")
     k_factor = search_params.pop("k_factor", None)
     if str(spec).strip().lower() == "auto":
         raise InputError("spec: an on-disk index needs an explicit IVF spec (e.g. 'IVF1024,PQ32'), got 'auto'")
