@@ -90,6 +90,21 @@ def test_ids_length_mismatch_and_duplicates_and_negative(flat):
     assert len(flat) == 50      # nothing was added by the failed calls
 
 
+def test_a_train_size_below_what_the_spec_needs_is_named_rather_than_the_vectors():
+    x = np.random.default_rng(0).standard_normal((100, 16)).astype(np.float32)
+    with pytest.raises(InputError, match=r"^train_size: spec 'IVF32,Flat' needs at least 32 training vectors "
+                                         r"\(32 IVF lists .*\); got 10\. Train on a larger sample"):
+        Index.build(x, spec="IVF32,Flat", train_size=10)
+    idx = Index(16, "IVF32,Flat")
+    with pytest.raises(InputError, match=r"^train_size: spec 'IVF32,Flat' needs at least 32 .*got 31\."):
+        idx.train(x, train_size=31)
+    assert not idx.is_trained
+    idx.train(x, train_size=32)
+    assert idx.is_trained
+    with pytest.raises(InputError, match=r"^vectors: spec 'IVF32,Flat' needs at least 32 .*got 20\. .*more data"):
+        Index.build(x[:20], spec="IVF32,Flat", train_size=10)   # the data, not the sample, is too small
+
+
 def test_too_few_vectors_to_train_ivf():
     x = np.random.default_rng(0).standard_normal((100, 16)).astype(np.float32)
     with pytest.raises(InputError, match=r"vectors: spec 'IVF256,Flat' needs at least 256 training vectors.*got 100"):

@@ -173,6 +173,8 @@ def test_bad_input(tmp_path):
         build_on_disk(batches(x), tmp_path / "e", spec="auto")
     with pytest.raises(InputError, match="needs at least 16 training vectors"):
         build_on_disk(batches(x[:10]), tmp_path / "e", spec=SPEC)
+    with pytest.raises(InputError, match=r"^train_size: spec .* needs at least 16 training vectors .*; got 10\."):
+        build_on_disk(batches(x), tmp_path / "e", spec=SPEC, train_size=10)   # it said 'vectors: ... got 10'
     with pytest.raises(InputError, match="batches: expected an iterable"):
         build_on_disk(x, tmp_path / "e", spec=SPEC)
     with pytest.raises(InputError, match="shard_size"):
@@ -228,6 +230,8 @@ def test_cli_streams_into_an_on_disk_index(tmp_path, capfd):
     assert code != 0 and one_line(err) and "cannot be appended" in err
     code, _, err = run(capfd, *common, "--batch-rows", "0", "--on-disk", "--out", tmp_path / "x")
     assert code != 0 and one_line(err) and "--batch-rows: expected an integer >= 1, got 0" in err
+    code, _, err = run(capfd, *common, "--on-disk", "--train-size", "2", "--out", tmp_path / "x")
+    assert code == 2 and one_line(err) and "--train-size: spec 'IVF4,Flat' needs at least 4 training vectors" in err
     code, _, err = run(capfd, *common[:-2], "--spec", "HNSW32", "--on-disk", "--out", tmp_path / "x")
     assert code != 0 and one_line(err) and "needs an IVF layer" in err
     code, _, err = run(capfd, *common[:-2], "--no-keep-vectors", "--out", tmp_path / "x")

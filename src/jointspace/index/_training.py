@@ -23,6 +23,20 @@ def min_train_size(core) -> tuple[int, str]:
     return need, why
 
 
+def check_enough(core, spec: str, n: int, *, name: str = "vectors") -> None:
+    """Raise :class:`InputError` when ``n`` training vectors are fewer than ``core`` needs.
+
+    ``name`` is what limits them: ``"vectors"`` (the data at hand) or ``"train_size"`` (a
+    sample smaller than the data), named in the message with its remedy.
+    """
+    need, why = min_train_size(core)
+    if n >= need:
+        return
+    remedy = ("Train on a larger sample or use a smaller spec" if name == "train_size" else
+              "Use a smaller spec (e.g. 'Flat' or fewer lists) or more data")
+    raise InputError(f"{name}: spec {spec!r} needs at least {need} training vectors ({why}); got {n}. {remedy}")
+
+
 def prepare_training(core, seed: int) -> None:
     """Seed every k-means of ``core`` and skip polysemous training (only polysemous search uses it)."""
     for layer in parts.layers(core):
@@ -47,13 +61,11 @@ def train(top, core, x: np.ndarray, *, metric: str, spec: str, train_size, seed)
     n = x.shape[0]
     if train_size is not None:
         train_size = check_int(train_size, "train_size", low=1)
-        if train_size < n:
-            rows = np.sort(np.random.default_rng(seed).choice(n, size=train_size, replace=False))
-            x, n = x[rows], train_size
-    need, why = min_train_size(core)
-    if n < need:
-        raise InputError(f"vectors: spec {spec!r} needs at least {need} training vectors ({why}); got {n}. "
-                         "Use a smaller spec (e.g. 'Flat' or fewer lists) or more data")
+    check_enough(core, spec, n)
+    if train_size is not None and train_size < n:
+        check_enough(core, spec, train_size, name="train_size")
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=train_size, replace=False))
+        x, n = x[rows], train_size
     prepare_training(core, seed)
     if metric == "cosine":
         x = x.copy()

@@ -30,7 +30,7 @@ import numpy as np
 from .._validation import check_int
 from ..errors import InputError
 from . import _faiss_parts as parts
-from . import _params
+from . import _params, _training
 from ._inputs import as_vectors
 from .metadata import normalize_metadata
 
@@ -151,6 +151,8 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
         k_factor = check_k_factor(k_factor, "search_params['k_factor']")
     if search_params:
         index.set_search_params(**search_params)
+    _training.check_enough(index._core, index.resolved_spec, min(n_head, train_size),
+                           name="train_size" if n_head >= train_size else "vectors")
     sample = head[0][0][:train_size] if len(head) == 1 else np.concatenate([x for x, _ in head])[:train_size]
     index._train(sample, train_size=None, seed=seed)
     del sample
