@@ -140,3 +140,16 @@ def test_an_address_nobody_answers_fails_in_one_line(captions, tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode != 0 and one_line(done.stderr), done.stderr
     assert f"--ray: no Ray cluster answers at '127.0.0.1:{port}'" in done.stderr
+
+
+@pytest.mark.parametrize("module", ["ray", "ray.data", "pyarrow"])
+def test_without_ray_data_the_error_says_what_to_install_and_nothing_is_written(tmp_path, monkeypatch, module):
+    from jointspace.errors import MissingDependencyError
+
+    monkeypatch.setitem(__import__("sys").modules, module, None)   # as if it were not installed
+    tower = create_tower("mlp", in_dim=8, out_dim=4, seed=0)
+    x = np.zeros((5, 8), dtype=np.float32)
+    with pytest.raises(MissingDependencyError, match=r"^embedding with Ray needs Ray Data and pyarrow "
+                                                     rf"\({module} is not installed\): pip install 'jointspace\[scale\]'$"):
+        embed_with_ray(tower, x, np.arange(5), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()   # no folder with a manifest and no shards

@@ -34,7 +34,7 @@ import numpy as np
 from .._io import atomic_write_bytes, atomic_write_json, read_json_object
 from .._progress import progress_bar
 from .._validation import check_int
-from ..errors import InputError, JointspaceError
+from ..errors import InputError, JointspaceError, MissingDependencyError
 
 #: rows per Parquet shard by default (rounded up to a whole number of batches)
 DEFAULT_SHARD_SIZE = 10_000
@@ -98,6 +98,18 @@ def _shard_complete(path: Path, expected_rows: int) -> bool:
         return pq.ParquetFile(path).metadata.num_rows == expected_rows
     except (OSError, ValueError):
         return False
+
+
+def _require_ray() -> None:
+    """Import Ray Data and pyarrow, or say how to install them."""
+    try:
+        import pyarrow  # noqa: F401
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        raise MissingDependencyError(f"embedding with Ray needs Ray Data and pyarrow ({missing} is not installed): "
+                                     "pip install 'jointspace[scale]'") from None
 
 
 def _check_reachable(address: str, timeout: float = 5.0) -> None:
@@ -168,6 +180,11 @@ def embed_with_ray(tower, items, ids, out, *, batch_size: int | None = None,
     -------
     dict
         ``n``, ``dim``, ``shards``, ``skipped`` (shards found complete), ``written``, ``out``.
+
+    Raises
+    ------
+    MissingDependencyError
+        Ray Data or pyarrow is not installed (checked before ``out`` is created).
     """
     from .inputs import check_items
 
@@ -187,6 +204,7 @@ def embed_with_ray(tower, items, ids, out, *, batch_size: int | None = None,
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out: with --ray, expected a folder for the Parquet shards, got the file {str(out)!r}")
+    _require_ray()   # before the folder is made
     order = tower._order(items)
     order = np.arange(n) if order is None else np.asarray(order)
     manifest = {"tower": tower.name, "tower_config": tower.config(), "n": n, "dim": tower.out_dim,
