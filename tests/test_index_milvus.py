@@ -111,3 +111,14 @@ def test_bad_input_is_named(tmp_path):
 def test_where_expression_quotes_strings():
     assert where_expression({"label": 'say "hi"'}) == 'label == "say \\"hi\\""'
     assert where_expression({"label": [1, "b"], "id": 3}) == 'label in ["1", "b"] and id == 3'
+
+
+def test_without_pymilvus_the_error_is_a_missing_dependency(tmp_path, monkeypatch):
+    import sys
+
+    from jointspace.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "pymilvus", None)   # as if it were not installed
+    with pytest.raises(MissingDependencyError, match=r"^MilvusIndex needs pymilvus .*pip install 'jointspace\[scale\]'$"):
+        MilvusIndex(tmp_path / "v.db", dim=4)
+    assert not (tmp_path / "v.db").exists()

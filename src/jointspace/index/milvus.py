@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from .._validation import check_int
-from ..errors import InputError, JointspaceError
+from ..errors import InputError, JointspaceError, MissingDependencyError
 from ._inputs import as_id_list, as_ids, as_vectors, check_k
 from .metadata import normalize_metadata
 
@@ -38,8 +38,8 @@ def _client(uri: str, token: str | None):
     try:
         from pymilvus import MilvusClient
     except ImportError:
-        raise JointspaceError("MilvusIndex needs pymilvus (and milvus-lite for a local .db file): "
-                              "pip install 'jointspace[scale]'") from None
+        raise MissingDependencyError("MilvusIndex needs pymilvus (and milvus-lite for a local .db file): "
+                                     "pip install 'jointspace[scale]'") from None
     try:
         return MilvusClient(uri=uri, token=token or "")
     except Exception as exc:  # pymilvus raises its own MilvusException, ConnectionError, ...
