@@ -108,6 +108,26 @@ def test_bad_input_is_named(tmp_path):
         MilvusIndex(tmp_path / "v.db", 8)
 
 
+def test_metadata_longer_than_a_varchar_field_is_refused_before_anything_is_stored(tmp_path):
+    """Milvus refused the chunk holding it after the earlier chunks (1,000 rows each) were stored."""
+    x = np.random.default_rng(0).standard_normal((1500, 4)).astype(np.float32)
+    meta = [{"text": "a", "path": f"p{i}"} for i in range(1500)]
+    meta[1200] = {"text": "b" * 65_536}
+    with MilvusIndex(tmp_path / "v.db", 4) as index:
+        index.add(x[:3])
+        with pytest.raises(InputError, match=r"^metadata\[1200\]\['text'\]: expected at most 65535 characters "
+                                             r"\(a Milvus VARCHAR field\), got 65536 characters$"):
+            index.add(x, metadata=meta)
+        with pytest.raises(InputError, match=r"^metadata\[0\]\['label'\]: expected at most 65535 .*got 65537 "
+                                             r"characters as JSON$"):
+            index.add(x[:1], metadata=[{"label": "c" * 65_535}])   # stored as JSON, with its quotes
+        assert index.ntotal == 3
+        meta[1200] = {"text": "b" * 65_535, "path": "é" * 65_535}
+        index.add(x, metadata=meta)
+        assert index.ntotal == 1503
+        assert index.metadata([1203])[0]["path"] == "é" * 65_535   # ids follow the 3 stored
+
+
 def test_where_expression_quotes_strings():
     assert where_expression({"label": 'say "hi"'}) == 'label == "say \\"hi\\""'
     assert where_expression({"label": [1, "b"], "id": 3}) == 'label in ["1", "b"] and id == 3'

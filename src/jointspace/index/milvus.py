@@ -78,6 +78,16 @@ def where_expression(where: Mapping) -> str:
     return " and ".join(parts)
 
 
+def _check_lengths(rows: list) -> None:
+    """Refuse a label (as stored: JSON), text or path longer than the VARCHAR fields hold."""
+    for i, row in enumerate(rows):
+        for field, value in zip(("label", "text", "path"), row[:3]):
+            if value is not None and len(value) > _STR_MAX:
+                what = "characters as JSON" if field == "label" else "characters"
+                raise InputError(f"metadata[{i}][{field!r}]: expected at most {_STR_MAX} characters (a Milvus "
+                                 f"VARCHAR field), got {len(value)} {what}")
+
+
 class MilvusIndex:
     """Vectors, ids and metadata in a Milvus collection; searched with optional metadata filters.
 
@@ -218,6 +228,7 @@ class MilvusIndex:
                 raise InputError(f"ids: {clash.size} already stored in {self.collection!r} "
                                  f"(e.g. {clash[:3].tolist()}); remove them first")
         rows = normalize_metadata(metadata, n) or [(None, None, None, None)] * n
+        _check_lengths(rows)   # before the first insert: Milvus would refuse a chunk after earlier ones were stored
         for s in range(0, n, _CHUNK):
             batch = []
             for i in range(s, min(n, s + _CHUNK)):
