@@ -124,6 +124,9 @@ def test_bad_shards():
         ShardedIndex([Index.build(x), Index.build(data(5)[:, :4], ids=np.arange(100, 105))])
     with pytest.raises(InputError, match=r"shards\[0\]: expected an Index"):
         ShardedIndex([object()])
+    for bad, name in ((None, "NoneType"), (Index.build(x), "Index"), ("idx/part-0", "str")):
+        with pytest.raises(InputError, match=rf"^shards: expected a sequence of Index objects, got {name}$"):
+            ShardedIndex(bad)   # None and one Index raised TypeError ('... is not iterable')
 
 
 def test_cli_append_to_a_sharded_index_says_it_cannot(tmp_path, capsys):

@@ -15,6 +15,7 @@ Saved as one folder: ``shards.json`` (format, order, info) and one saved index f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -53,6 +54,8 @@ class ShardedIndex:
     """
 
     def __init__(self, shards, *, workers: int | None = None):
+        if isinstance(shards, (str, bytes)) or hasattr(shards, "search") or not isinstance(shards, Iterable):
+            raise InputError(f"shards: expected a sequence of Index objects, got {type(shards).__name__}")
         shards = list(shards)
         if not shards:
             raise InputError("shards: expected at least one index, got none")
