@@ -142,6 +142,21 @@ def test_missing_index_faiss_and_metadata(saved):
         Index.load(saved)
 
 
+def test_damaged_metadata_pages_are_found_on_load_without_verify(tmp_path):
+    """Damaged pages copied into memory without complaint; reading a row on them raised
+    sqlite3.DatabaseError ('database disk image is malformed') long after the load."""
+    x, _ = _data()
+    Index.build(x, metadata=[{"text": str(i) * 20, "label": i} for i in range(600)]).save(tmp_path / "s")
+    path = tmp_path / "s" / "metadata.sqlite"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 200] = bytes(200)   # same size: only the checksum would tell
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"^folder: .*metadata.sqlite is corrupted \(SQLite's quick_check: "
+                                         r"On tree page \d+ .*\)$") as err:
+        Index.load(tmp_path / "s", verify=False)
+    assert "\n" not in str(err.value)
+
+
 def test_corrupted_json(saved):
     (saved / "index.json").write_text('{"format": "jointspace-index", "dim": ')
     with pytest.raises(InputError, match="not valid JSON"):

@@ -201,7 +201,8 @@ class MetadataStore:
 
     @classmethod
     def load(cls, path) -> "MetadataStore":
-        """Read ``path`` into memory; raises :class:`InputError` if it is not a metadata database."""
+        """Read ``path`` into memory; raises :class:`InputError` if it is not a metadata database
+        or fails SQLite's ``quick_check`` (damaged pages)."""
         path = os.fspath(path)
         conn = sqlite3.connect(":memory:", check_same_thread=False)
         try:
@@ -211,9 +212,15 @@ class MetadataStore:
             finally:
                 src.close()
             cols = [r[1] for r in conn.execute("PRAGMA table_info(items)")]
+            # damaged pages copy without complaint and fail only when a row on them is read
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check")]
         except sqlite3.Error as exc:
             conn.close()
             raise InputError(f"folder: {path} is not a readable SQLite database ({exc})") from None
+        if problems != ["ok"]:
+            conn.close()
+            lines = [line for p in problems for line in str(p).splitlines() if line and not line.startswith("***")]
+            raise InputError(f"folder: {path} is corrupted (SQLite's quick_check: {(lines or ['failed'])[0]})")
         if cols[:1] != ["id"] or not set(FIELDS + ("extra",)) <= set(cols):
             conn.close()
             raise InputError(f"folder: {path} has no 'items' table with id, label, text, path, extra columns")
