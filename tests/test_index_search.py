@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from jointspace.errors import InputError
 from jointspace.index.faiss_index import Index
 
 
@@ -117,6 +118,23 @@ def test_remove_never_returns_removed_ids(spec):
     assert not np.isin(after, gone).any()
     assert (after >= 0).all()
     assert not np.isin(gone, idx.ids).any()
+
+
+@pytest.mark.parametrize("spec", ["NSG32,Flat", "PQ4x4fs"])
+def test_remove_from_an_index_that_can_neither_delete_nor_filter_is_refused(spec):
+    """remove() used to succeed and leave every later search failing ('search params not
+    supported for this index')."""
+    x, q = _data(n=300, d=16, seed=3)
+    idx = Index.build(x, spec=spec)
+    scores, ids = idx.search(q, 5)
+    with pytest.raises(InputError, match=rf"^index: cannot remove vectors from an index of type '{spec}' "
+                                         r"\(FAISS can neither delete them from it nor skip them in its search\); "
+                                         "build it again without them$"):
+        idx.remove([0, 1])
+    assert idx.ntotal == 300 and idx.ids.size == 300
+    again = idx.search(q, 5)
+    np.testing.assert_array_equal(again[1], ids)
+    np.testing.assert_array_equal(again[0], scores)
 
 
 def test_remove_flat_matches_bruteforce_on_the_rest():

@@ -84,6 +84,21 @@ def can_remove(core) -> bool:
     return False
 
 
+def can_filter(core) -> bool:
+    """True when FAISS's search of ``core`` takes an id selector, so that removed ids can be
+    skipped at search time.
+
+    HNSW, IVF and flat-code indexes do (through pre-transforms and refine stages); NSG graphs
+    and fast-scan PQ indexes without IVF refuse any search parameters.
+    """
+    faiss = _faiss()
+    for layer in layers(core):
+        if isinstance(layer, (faiss.IndexPreTransform, faiss.IndexRefine, faiss.IndexIDMap)):
+            continue
+        return isinstance(layer, (faiss.IndexHNSW, faiss.IndexIVF, faiss.IndexFlatCodes))
+    return False
+
+
 def stored_ids(index) -> np.ndarray:
     """Every id held by ``index`` (an id map or a native-id IVF index), as int64."""
     faiss = _faiss()

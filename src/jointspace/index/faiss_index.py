@@ -307,7 +307,8 @@ class Index:
 
         Indexes that can delete in place (Flat, IVF, PQ, SQ) do so; graph indexes (HNSW) keep
         the vectors and filter their ids at search time (FAISS ``IDSelectorNot``), and those
-        ids stay reserved.
+        ids stay reserved.  Indexes that can do neither (NSG, fast-scan PQ without IVF) raise
+        :class:`InputError`.
 
         Returns
         -------
@@ -318,6 +319,9 @@ class Index:
         if ids.size == 0:
             return 0
         self._check_writable("remove")
+        if not self._real_remove and not parts.can_filter(self._core):
+            raise InputError(f"index: cannot remove vectors from an index of type {self._resolved!r} (FAISS can "
+                             "neither delete them from it nor skip them in its search); build it again without them")
         if self._real_remove:
             self._faiss.remove_ids(ids)
             self._ids = np.setdiff1d(self._ids, ids, assume_unique=True)
