@@ -105,6 +105,39 @@ def test_a_train_size_below_what_the_spec_needs_is_named_rather_than_the_vectors
         Index.build(x[:20], spec="IVF32,Flat", train_size=10)   # the data, not the sample, is too small
 
 
+def test_nsg_is_built_once_from_enough_vectors():
+    """FAISS's NSG build aborted the process on 101 vectors, raised a bare FAISS error on 99 (and kept
+    them, so the next add failed too), and refused a second add with a FAISS error."""
+    import subprocess
+    import sys
+
+    NSG_MIN_VECTORS = 1000   # jointspace.index._training.NSG_MIN_VECTORS
+    code = ("import numpy as np\n"
+            "from jointspace.errors import InputError\n"
+            "from jointspace.index import Index\n"
+            "x = np.random.default_rng(101).standard_normal((101, 16)).astype(np.float32)\n"
+            "try:\n"
+            "    Index.build(x, spec='NSG32,Flat')\n"
+            "except InputError as exc:\n"
+            "    print(exc)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-300:]
+    assert done.stdout.strip() == (f"vectors: spec 'NSG32,Flat' needs at least {NSG_MIN_VECTORS} vectors, added at "
+                                   "once (FAISS's NSG build aborts or never ends on small sets); got 101. Use 'Flat' "
+                                   "or 'HNSW32' for so few")
+    x = np.random.default_rng(0).standard_normal((NSG_MIN_VECTORS + 10, 16)).astype(np.float32)
+    idx = Index(16, "NSG32,Flat")
+    with pytest.raises(InputError, match=rf"^vectors: spec 'NSG32,Flat' needs at least {NSG_MIN_VECTORS} .*got 99\."):
+        idx.add(x[:99])
+    assert idx.ntotal == 0 and idx._faiss.ntotal == 0
+    assert idx.add(x[:NSG_MIN_VECTORS]).tolist() == list(range(NSG_MIN_VECTORS))
+    with pytest.raises(InputError, match=r"^vectors: an index of type 'NSG32,Flat' is built once, from all its "
+                                         r"vectors \(FAISS's NSG cannot add to a built graph\); build it again"):
+        idx.add(x[NSG_MIN_VECTORS:])
+    assert idx.ntotal == NSG_MIN_VECTORS
+    assert idx.search(x[:3], 1)[1].ravel().tolist() == [0, 1, 2]
+
+
 def test_too_few_vectors_to_train_ivf():
     x = np.random.default_rng(0).standard_normal((100, 16)).astype(np.float32)
     with pytest.raises(InputError, match=r"vectors: spec 'IVF256,Flat' needs at least 256 training vectors.*got 100"):

@@ -124,14 +124,14 @@ def test_remove_never_returns_removed_ids(spec):
 def test_remove_from_an_index_that_can_neither_delete_nor_filter_is_refused(spec):
     """remove() used to succeed and leave every later search failing ('search params not
     supported for this index')."""
-    x, q = _data(n=300, d=16, seed=3)
+    x, q = _data(n=1000, d=16, seed=3)   # an NSG graph is built from 1,000 vectors at least
     idx = Index.build(x, spec=spec)
     scores, ids = idx.search(q, 5)
     with pytest.raises(InputError, match=rf"^index: cannot remove vectors from an index of type '{spec}' "
                                          r"\(FAISS can neither delete them from it nor skip them in its search\); "
                                          "build it again without them$"):
         idx.remove([0, 1])
-    assert idx.ntotal == 300 and idx.ids.size == 300
+    assert idx.ntotal == 1000 and idx.ids.size == 1000
     again = idx.search(q, 5)
     np.testing.assert_array_equal(again[1], ids)
     np.testing.assert_array_equal(again[0], scores)

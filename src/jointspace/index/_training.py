@@ -37,6 +37,27 @@ def check_enough(core, spec: str, n: int, *, name: str = "vectors") -> None:
     raise InputError(f"{name}: spec {spec!r} needs at least {need} training vectors ({why}); got {n}. {remedy}")
 
 
+NSG_MIN_VECTORS = 1_000
+"""Fewest vectors accepted to build an NSG graph.  FAISS builds it once, from the first add;
+on small sets its build aborts the process (an assertion in NNDescent, seen at 101 to 140
+vectors with ``NSG32``) or never ends (``NSG512`` at 105), and ``Flat`` is exact and instant there."""
+
+
+def check_graph_build(core, n: int, spec: str) -> None:
+    """Raise :class:`InputError` before adding ``n`` vectors to an NSG index that cannot take them:
+    one already built (FAISS's NSG cannot add to its graph), or fewer than :data:`NSG_MIN_VECTORS`."""
+    import faiss
+
+    if not any(isinstance(layer, faiss.IndexNSG) for layer in parts.layers(core)):
+        return
+    if core.ntotal > 0:
+        raise InputError(f"vectors: an index of type {spec!r} is built once, from all its vectors (FAISS's NSG "
+                         "cannot add to a built graph); build it again with all the data")
+    if n < NSG_MIN_VECTORS:
+        raise InputError(f"vectors: spec {spec!r} needs at least {NSG_MIN_VECTORS} vectors, added at once (FAISS's "
+                         f"NSG build aborts or never ends on small sets); got {n}. Use 'Flat' or 'HNSW32' for so few")
+
+
 def prepare_training(core, seed: int) -> None:
     """Seed every k-means of ``core`` and skip polysemous training (only polysemous search uses it)."""
     for layer in parts.layers(core):

@@ -271,6 +271,7 @@ class Index:
         return ids
 
     def _add(self, x: np.ndarray, ids: np.ndarray, rows) -> None:
+        _training.check_graph_build(self._core, x.shape[0], self._resolved)
         # the metadata first, in one transaction: if it fails, no vector has been added
         if rows is not None:
             self._metadata.add(ids, rows)
