@@ -149,6 +149,19 @@ def test_ids_start_where_asked(tmp_path):
     np.testing.assert_array_equal(idx.ids, np.arange(10_000, 10_000 + N))
 
 
+def test_ids_past_two_to_the_63_are_refused_and_nothing_is_left(tmp_path):
+    """np.arange raised OverflowError ('Python int too large to convert to C long') half way."""
+    x = data()
+    with pytest.raises(InputError, match=r"^first_id: expected the ids first_id \.\. first_id \+ n - 1 to stay below "
+                                         rf"2\*\*63, got first_id={2**63 - 1000} for a stream of at least 1400 vectors$"):
+        build_on_disk(batches(x), tmp_path / "i", spec=SPEC, train_size=TRAIN, first_id=2**63 - 1000)
+    assert not (tmp_path / "i").exists()
+    with pytest.raises(InputError, match=rf"^first_id: expected an integer <= {2**63 - 1}, got {2**63}$"):
+        build_on_disk(batches(x), tmp_path / "i", spec=SPEC, train_size=TRAIN, first_id=2**63)
+    last = build_on_disk(batches(x), tmp_path / "i", spec=SPEC, train_size=TRAIN, first_id=2**63 - len(x))
+    assert last.ids[-1] == 2**63 - 1 and last.search(x[-1:], 1)[1][0, 0] == 2**63 - 1
+
+
 def test_truncated_lists_are_refused(tmp_path):
     build_on_disk(batches(data()), tmp_path / "i", spec=SPEC, train_size=TRAIN)
     path = tmp_path / "i" / "lists.ivfdata"

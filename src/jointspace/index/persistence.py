@@ -331,8 +331,9 @@ def _attach_stored_vectors(index, folder: Path, entry) -> None:
     """Memory-map the stored vectors for re-ranking (before the saved ``k_factor`` is applied)."""
     if entry is None:
         return
-    first = int(entry["first_id"])
-    if index._ids.size and not np.array_equal(index._ids, np.arange(first, first + index._ids.size)):
+    first, ids = int(entry["first_id"]), index._ids
+    # sorted distinct ids are first .. first + n - 1 when the ends are (no arange: it would pass 2**63 - 1)
+    if ids.size and not (int(ids[0]) == first and int(ids[-1]) - first == ids.size - 1):
         raise InputError(f"folder: {VECTORS} in {str(folder)!r} holds ids {first} .. "
                          f"{first + index._ids.size - 1} but index.faiss holds others; the folder is corrupted")
     index._stored = StoredVectors(folder / VECTORS, int(index._ids.size), index.dim, first)
