@@ -138,6 +138,19 @@ def test_nsg_is_built_once_from_enough_vectors():
     assert idx.search(x[:3], 1)[1].ravel().tolist() == [0, 1, 2]
 
 
+@pytest.mark.parametrize("spec", ["Flat", "IVF1,Flat", "HNSW8"])
+def test_default_ids_that_would_pass_the_largest_id_are_refused(spec):
+    """They wrapped around to -2**63, an id that search then reported as a missing result."""
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    idx = Index.build(x[:1], spec=spec, ids=[2**63 - 3])
+    with pytest.raises(InputError, match=r"^ids: expected ids for 3 new vectors; the default ones would follow the "
+                                         rf"largest id stored \({2**63 - 3}\) past 2\*\*63 - 1, so give ids$"):
+        idx.add(x[1:4])
+    assert idx.ids.tolist() == [2**63 - 3]
+    assert idx.add(x[1:3]).tolist() == [2**63 - 2, 2**63 - 1]
+    assert (idx.ids >= 0).all() and idx.ntotal == 3
+
+
 def test_too_few_vectors_to_train_ivf():
     x = np.random.default_rng(0).standard_normal((100, 16)).astype(np.float32)
     with pytest.raises(InputError, match=r"vectors: spec 'IVF256,Flat' needs at least 256 training vectors.*got 100"):

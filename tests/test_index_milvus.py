@@ -142,3 +142,14 @@ def test_without_pymilvus_the_error_is_a_missing_dependency(tmp_path, monkeypatc
     with pytest.raises(MissingDependencyError, match=r"^MilvusIndex needs pymilvus .*pip install 'jointspace\[scale\]'$"):
         MilvusIndex(tmp_path / "v.db", dim=4)
     assert not (tmp_path / "v.db").exists()
+
+
+def test_default_ids_that_would_pass_the_largest_id_are_refused(tmp_path):
+    x = np.eye(4, dtype=np.float32)
+    with MilvusIndex(tmp_path / "v.db", 4) as index:
+        index.add(x[:1], ids=[2**63 - 2])
+        with pytest.raises(InputError, match=r"^ids: expected ids for 2 new vectors; the default ones would follow "
+                                             rf"the largest id stored \({2**63 - 2}\) past 2\*\*63 - 1, so give ids$"):
+            index.add(x[1:3])
+        assert index.ntotal == 1
+        assert index.add(x[1:2]).tolist() == [2**63 - 1]

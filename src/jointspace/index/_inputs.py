@@ -102,8 +102,7 @@ def check_new_ids(ids, n: int, stored: np.ndarray, removed: np.ndarray, spec) ->
         The index's spec, for the message.
     """
     if ids is None:
-        start = int(stored[-1]) + 1 if stored.size else 0
-        return np.arange(start, start + n, dtype=np.int64)
+        return next_ids(int(stored[-1]) + 1 if stored.size else 0, n)
     ids = as_ids(ids, n)
     clash = ids[in_sorted(stored, ids)]
     if clash.size:
@@ -113,6 +112,19 @@ def check_new_ids(ids, n: int, stored: np.ndarray, removed: np.ndarray, spec) ->
         raise InputError(f"ids: expected ids not already in the index, got {clash.size} that are "
                          f"(e.g. {', '.join(map(str, clash[:5].tolist()))}){hint}")
     return ids
+
+
+MAX_ID = 2**63 - 1
+"""The largest id (FAISS ids are signed 64-bit integers; -1 marks a missing result)."""
+
+
+def next_ids(start: int, n: int) -> np.ndarray:
+    """The default ids ``start .. start + n - 1`` of ``n`` new vectors, int64 (n,); raises
+    :class:`InputError` where they would pass :data:`MAX_ID` (they would wrap to negative ids)."""
+    if n and start + n - 1 > MAX_ID:
+        raise InputError(f"ids: expected ids for {n} new vectors; the default ones would follow the largest id "
+                         f"stored ({start - 1}) past 2**63 - 1, so give ids")
+    return np.arange(start, start + n, dtype=np.int64)
 
 
 def in_sorted(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._validation import check_int
 from ..errors import InputError, JointspaceError, MissingDependencyError
-from ._inputs import as_id_list, as_ids, as_vectors, check_k
+from ._inputs import as_id_list, as_ids, as_vectors, check_k, next_ids
 from .metadata import normalize_metadata
 
 #: jointspace metric -> Milvus metric type
@@ -219,8 +219,7 @@ class MilvusIndex:
         x = as_vectors(vectors, "vectors", self._dim)
         n = x.shape[0]
         if ids is None:
-            start = self._max_id() + 1
-            ids = np.arange(start, start + n, dtype=np.int64)
+            ids = next_ids(self._max_id() + 1, n)
         else:
             ids = as_ids(ids, n)
             clash = self._existing(ids)

@@ -31,12 +31,8 @@ from .._validation import check_int
 from ..errors import InputError
 from . import _faiss_parts as parts
 from . import _params, _training
-from ._inputs import as_vectors
+from ._inputs import MAX_ID, as_vectors
 from .metadata import normalize_metadata
-
-
-_MAX_ID = 2**63 - 1
-"""The largest id (FAISS ids are signed 64-bit integers)."""
 
 
 def _batches(stream):
@@ -120,7 +116,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
 
     train_size = check_int(train_size, "train_size", low=1)
     shard_size = check_int(shard_size, "shard_size", low=1)
-    first_id = check_int(first_id, "first_id", low=0, high=_MAX_ID)
+    first_id = check_int(first_id, "first_id", low=0, high=MAX_ID)
     if keep_vectors is not None and not isinstance(keep_vectors, bool):
         raise InputError(f"keep_vectors: expected True, False or None, got {keep_vectors!r}")
     search_params = _params.check_params(search_params, _params.SEARCH_PARAMS, "search_params")
@@ -181,7 +177,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
                 if metric == "cosine":
                     block = block.copy()
                     faiss.normalize_L2(block)
-                if n + take - 1 > _MAX_ID:
+                if n + take - 1 > MAX_ID:
                     raise InputError(f"first_id: expected the ids first_id .. first_id + n - 1 to stay below 2**63, "
                                      f"got first_id={first_id} for a stream of at least {n + take - first_id} vectors")
                 ids = np.arange(n, n + take, dtype=np.int64)
