@@ -118,6 +118,26 @@ def test_a_folder_that_is_not_a_path_is_refused(bad):
         Index.load(bad)
 
 
+@pytest.mark.parametrize("bad,shown", [(None, "NoneType None"), (5, "int 5"), ("", "str ''")])
+def test_saving_to_a_folder_that_is_not_a_path_is_refused(bad, shown, monkeypatch):
+    """Index.save and ShardedIndex.save raised TypeError from os.fspath; build_on_disk did so after
+    reading and training on the stream."""
+    import re
+
+    from jointspace.index import ondisk
+    from jointspace.index.sharded import ShardedIndex
+
+    x, _ = _data(300)
+    message = rf"^folder: expected an index folder path, got {re.escape(shown)}$"
+    with pytest.raises(InputError, match=message):
+        Index.build(x).save(bad)
+    with pytest.raises(InputError, match=message):
+        ShardedIndex([Index.build(x)]).save(bad)
+    monkeypatch.setattr(ondisk, "_batches", lambda stream: pytest.fail("the stream was read"))
+    with pytest.raises(InputError, match=message):
+        ondisk.build_on_disk([x], bad, spec="IVF4,Flat", train_size=300)
+
+
 def test_truncated_index_file(saved):
     data = (saved / "index.faiss").read_bytes()
     (saved / "index.faiss").write_bytes(data[: len(data) // 2])

@@ -475,11 +475,10 @@ class Index:
         always checked).  A folder of shards (:class:`~jointspace.index.sharded.ShardedIndex`)
         loads as one, searched shard by shard in parallel; an on-disk index memory-maps its lists.  Raises :class:`InputError` for a missing, incomplete, truncated or
         corrupted folder."""
-        from .persistence import load_index
+        from .persistence import check_folder, load_index
         from .sharded import ShardedIndex, is_sharded_index
 
-        if not isinstance(folder, (str, os.PathLike)) or not str(folder):
-            raise InputError(f"folder: expected a saved index folder path, got {type(folder).__name__} {folder!r}")
+        check_folder(folder, "a saved index folder path")
         if is_sharded_index(folder):
             return ShardedIndex.load(folder, verify=verify)
         return load_index(cls, folder, verify=verify)

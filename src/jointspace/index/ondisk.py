@@ -123,8 +123,9 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
     k_factor = search_params.pop("k_factor", None)
     if str(spec).strip().lower() == "auto":
         raise InputError("spec: an on-disk index needs an explicit IVF spec (e.g. 'IVF1024,PQ32'), got 'auto'")
-    from .persistence import check_info
+    from .persistence import check_folder, check_info
 
+    check_folder(folder)
     info_json = check_info(info or {}, "info")
     stream = _batches(batches)
     head, n_head = [], 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 
@@ -62,12 +63,19 @@ def is_saved_index(path) -> bool:
     return meta is not None and meta.get("format") == FORMAT
 
 
+def check_folder(folder, what: str = "an index folder path") -> None:
+    """Raise :class:`InputError` unless ``folder`` is a non-empty str or path-like."""
+    if not isinstance(folder, (str, os.PathLike)) or not str(folder):
+        raise InputError(f"folder: expected {what}, got {type(folder).__name__} {folder!r}")
+
+
 def save_index(index, folder) -> None:
     """Write ``index`` to ``folder`` atomically (see the module docstring for the layout).
 
     ``folder`` must be missing, an empty folder or a saved index (which is replaced); anything
     else raises :class:`~jointspace.errors.InputError` and is left untouched.
     """
+    check_folder(folder)
     if index._faiss is None:
         raise InputError(f"index: nothing to save yet (spec {index.spec!r} is resolved by the first add); "
                          "add vectors first")

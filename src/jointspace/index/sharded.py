@@ -165,8 +165,9 @@ class ShardedIndex:
     # persistence --------------------------------------------------------------------------------
     def save(self, folder) -> None:
         """Write ``shards.json`` and one saved index folder per shard into ``folder``, atomically."""
-        from .persistence import check_info, is_saved_index, write_folder
+        from .persistence import check_folder, check_info, is_saved_index, write_folder
 
+        check_folder(folder)
         info_json = check_info(self.info)
         names = [f"shard-{i:04d}" for i in range(len(self._shards))]
         with atomic_dir(folder, "index", is_kind=lambda p: is_sharded_index(p) or is_saved_index(p),
