@@ -129,7 +129,7 @@ def test_bad_shards():
             ShardedIndex(bad)   # None and one Index raised TypeError ('... is not iterable')
 
 
-def test_cli_append_to_a_sharded_index_says_it_cannot(tmp_path, capsys):
+def test_cli_append_to_a_sharded_index_says_it_cannot_and_a_new_index_may_replace_it(tmp_path, capsys):
     from cli_support import one_line, run
 
     model, whole = tmp_path / "m", tmp_path / "whole"
@@ -149,3 +149,26 @@ def test_cli_append_to_a_sharded_index_says_it_cannot(tmp_path, capsys):
     assert f"--append: {str(tmp_path / 'sharded')!r} is a sharded index" in err and "build the index again" in err
     assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == before
     assert Index.load(tmp_path / "sharded").ntotal == index.ntotal
+    # a new index may replace a sharded one, as a sharded one may replace an index
+    (tmp_path / "sharded" / "notes.txt").write_text("kept")
+    code, _, err = run(capsys, "index", model, "--dataset", "wikipedia", "--modality", "image", "--spec", "Flat",
+                       "--out", tmp_path / "sharded")
+    assert code == 0, err
+    again = Index.load(tmp_path / "sharded")
+    assert not isinstance(again, ShardedIndex) and again.ntotal == index.ntotal
+    assert sorted(p.name for p in (tmp_path / "sharded").iterdir() if not p.name.startswith(".")) == [
+        "index.faiss", "index.json", "metadata.sqlite", "notes.txt"]
+
+
+def test_an_index_replaces_a_sharded_index_folder(tmp_path):
+    """It was refused: 'exists and is not a saved index (it holds ..., shard-0000, shard-0001 ...)'."""
+    x = data(300)
+    ShardedIndex(flat_shards(x, [150], "l2")).save(tmp_path / "s")
+    single = Index.build(x[:100], metric="l2")
+    single.save(tmp_path / "s")
+    loaded = Index.load(tmp_path / "s")
+    assert not isinstance(loaded, ShardedIndex) and loaded.ntotal == 100
+    assert not (tmp_path / "s" / "shard-0000").exists() and not (tmp_path / "s" / "shards.json").exists()
+    ShardedIndex(flat_shards(x, [150], "l2")).save(tmp_path / "s")
+    disk = build_on_disk([x], tmp_path / "s", spec="IVF4,Flat", train_size=300)
+    assert disk.on_disk and not isinstance(Index.load(tmp_path / "s"), ShardedIndex)

@@ -111,7 +111,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
 
     from .._io import atomic_dir
     from .faiss_index import Index
-    from .persistence import LISTS, is_saved_index, write_folder
+    from .persistence import LISTS, is_index_folder, write_folder
     from .refine import DEFAULT_K_FACTOR, VECTORS, StoredVectors, VectorWriter, check_k_factor
 
     train_size = check_int(train_size, "train_size", low=1)
@@ -165,7 +165,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
             yield head.pop(0)   # the training batches are let go once added
         yield from stream
 
-    with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder", keep_others=True) as tmp:
+    with atomic_dir(folder, "index", is_kind=is_index_folder, arg="folder", keep_others=True) as tmp:
         shard_files, shard, in_shard, n = [], None, 0, first_id
         writer = VectorWriter(tmp / VECTORS) if keep_vectors else None
         for x, meta in everything():

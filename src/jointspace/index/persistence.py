@@ -63,6 +63,14 @@ def is_saved_index(path) -> bool:
     return meta is not None and meta.get("format") == FORMAT
 
 
+def is_index_folder(path) -> bool:
+    """Whether ``path`` holds an index a save may replace: one written by :func:`save_index` or a
+    :class:`~jointspace.index.sharded.ShardedIndex`."""
+    from .sharded import is_sharded_index
+
+    return is_saved_index(path) or is_sharded_index(path)
+
+
 def check_folder(folder, what: str = "an index folder path") -> None:
     """Raise :class:`InputError` unless ``folder`` is a non-empty str or path-like."""
     if not isinstance(folder, (str, os.PathLike)) or not str(folder):
@@ -72,15 +80,15 @@ def check_folder(folder, what: str = "an index folder path") -> None:
 def save_index(index, folder) -> None:
     """Write ``index`` to ``folder`` atomically (see the module docstring for the layout).
 
-    ``folder`` must be missing, an empty folder or a saved index (which is replaced); anything
-    else raises :class:`~jointspace.errors.InputError` and is left untouched.
+    ``folder`` must be missing, an empty folder or a saved index, sharded or not (which is
+    replaced); anything else raises :class:`~jointspace.errors.InputError` and is left untouched.
     """
     check_folder(folder)
     if index._faiss is None:
         raise InputError(f"index: nothing to save yet (spec {index.spec!r} is resolved by the first add); "
                          "add vectors first")
     info_json = check_info(index.info)
-    with atomic_dir(folder, "index", is_kind=is_saved_index, arg="folder", keep_others=True) as tmp:
+    with atomic_dir(folder, "index", is_kind=is_index_folder, arg="folder", keep_others=True) as tmp:
         write_folder(index, tmp, info_json)
 
 

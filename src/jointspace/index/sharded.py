@@ -165,13 +165,12 @@ class ShardedIndex:
     # persistence --------------------------------------------------------------------------------
     def save(self, folder) -> None:
         """Write ``shards.json`` and one saved index folder per shard into ``folder``, atomically."""
-        from .persistence import check_folder, check_info, is_saved_index, write_folder
+        from .persistence import check_folder, check_info, is_index_folder, write_folder
 
         check_folder(folder)
         info_json = check_info(self.info)
         names = [f"shard-{i:04d}" for i in range(len(self._shards))]
-        with atomic_dir(folder, "index", is_kind=lambda p: is_sharded_index(p) or is_saved_index(p),
-                        arg="folder", keep_others=True) as tmp:
+        with atomic_dir(folder, "index", is_kind=is_index_folder, arg="folder", keep_others=True) as tmp:
             for name, shard in zip(names, self._shards):
                 (tmp / name).mkdir()
                 write_folder(shard, tmp / name, check_info(shard.info))

@@ -176,12 +176,12 @@ def run(args) -> int:
     from ..._io import check_replaceable
     from ...errors import InputError
     from ...index.faiss_index import Index
-    from ...index.persistence import is_saved_index
+    from ...index.persistence import is_index_folder
     from ...models.base import load_model
 
     if not args.out:
         raise InputError("--out: expected the index folder to write (or --append to extend an index)")
-    check_replaceable(args.out, "index", is_kind=is_saved_index, arg="--out")
+    check_replaceable(args.out, "index", is_kind=is_index_folder, arg="--out")
     model = load_model(args.model)
     check_array_modalities(args, model.modalities_)
     modality = _index_modality(args, model.modalities_)
@@ -300,7 +300,7 @@ def _append(args) -> int:
     if args.spec != "auto" or args.metric != "cosine":
         raise InputError("--spec/--metric: an appended index keeps its own spec and metric; drop them")
     from ..._io import check_replaceable
-    from ...index.persistence import is_saved_index
+    from ...index.persistence import is_index_folder
     from ...index.sharded import is_sharded_index
     from ...models.base import is_saved_model
 
@@ -308,7 +308,7 @@ def _append(args) -> int:
         raise InputError(f"--append: {args.model!r} is a saved model; with --append give the index folder to "
                          "extend (it records its model)")
     if args.out:
-        check_replaceable(args.out, "index", is_kind=is_saved_index, arg="--out")
+        check_replaceable(args.out, "index", is_kind=is_index_folder, arg="--out")
     if is_sharded_index(args.model):
         raise InputError(f"--append: {args.model!r} is a sharded index; --append extends one index folder "
                          "(from 'jointspace index'), so build the index again with all the data")
