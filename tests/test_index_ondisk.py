@@ -215,7 +215,7 @@ def test_on_disk_index_is_read_only(tmp_path):
         idx.remove([1])
 
 
-def test_cli_streams_into_an_on_disk_index(tmp_path, capfd):
+def test_cli_streams_into_an_on_disk_index(tmp_path, capfd, monkeypatch):
     """capfd: what FAISS prints from C++ (file descriptor 1) is captured too."""
     import json
 
@@ -241,6 +241,18 @@ def test_cli_streams_into_an_on_disk_index(tmp_path, capfd):
     assert len(json.loads(out)["results"]) == 5          # FAISS prints nothing into the JSON
     code, _, err = run(capfd, "index", tmp_path / "disk", "--append", "--on-disk", "--dataset", "wikipedia")
     assert code != 0 and one_line(err) and "cannot be appended" in err
+    from jointspace.models.base import JointModel
+
+    encoded = []
+    real_encode = JointModel.encode
+    monkeypatch.setattr(JointModel, "encode", lambda self, m, items, **kw: encoded.append(len(items)) or
+                        real_encode(self, m, items, **kw))
+    code, _, err = run(capfd, "index", tmp_path / "disk", "--append", "--dataset", "wikipedia", "--split", "train")
+    assert code == 2 and one_line(err), err
+    assert f"--append: {str(tmp_path / 'disk')!r} is an on-disk index, whose lists are read-only, and 2163 image " \
+           "items are new; build it again with all the data (--on-disk)" in err
+    assert encoded == [1]   # only the probe of the model's dimension: nothing was embedded in vain
+    monkeypatch.undo()
     code, _, err = run(capfd, *common, "--batch-rows", "0", "--on-disk", "--out", tmp_path / "x")
     assert code != 0 and one_line(err) and "--batch-rows: expected an integer >= 1, got 0" in err
     code, _, err = run(capfd, *common, "--on-disk", "--train-size", "2", "--out", tmp_path / "x")

@@ -335,6 +335,9 @@ def _append(args) -> int:
         console.print(f"nothing to add: all {n_known} {modality} items of {args.dataset} are already in "
                       f"{args.model}", highlight=False)
         return 0
+    if len(pairs) and index.on_disk:   # before embedding them all
+        raise InputError(f"--append: {args.model!r} is an on-disk index, whose lists are read-only, and {len(pairs)} "
+                         f"{modality} items are new; build it again with all the data (--on-disk)")
     if len(pairs):
         index.add(_encode(model, modality, pairs), metadata=metadata)
     sources = list(info.get("appended", []))
