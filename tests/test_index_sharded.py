@@ -129,6 +129,19 @@ def test_bad_shards():
             ShardedIndex(bad)   # None and one Index raised TypeError ('... is not iterable')
 
 
+def test_search_params_one_shard_refuses_change_no_shard():
+    """The shards before the one that refused kept the new value."""
+    x = data(400)
+    shards = [Index.build(x[:200], spec="IVF16,Flat"), Index.build(x[200:], spec="IVF4,Flat", ids=np.arange(200, 400))]
+    sharded = ShardedIndex(shards)
+    with pytest.raises(InputError, match=r"^nprobe: expected an integer <= 4 \(nlist\), got 8 "
+                                         r"\(in shards\[1\], 'IVF4,Flat'\)$"):
+        sharded.set_search_params(nprobe=8)
+    assert [s.search_params for s in shards] == [{"nprobe": 16}, {"nprobe": 4}]
+    sharded.set_search_params(nprobe=3)
+    assert [s.search_params for s in shards] == [{"nprobe": 3}, {"nprobe": 3}]
+
+
 def test_cli_append_to_a_sharded_index_says_it_cannot_and_a_new_index_may_replace_it(tmp_path, capsys):
     from cli_support import one_line, run
 

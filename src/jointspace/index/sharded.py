@@ -118,9 +118,16 @@ class ShardedIndex:
         return self._shards[0].search_params
 
     def set_search_params(self, **params) -> "ShardedIndex":
-        """Set ``nprobe`` / ``efSearch`` on every shard (see :meth:`Index.set_search_params`)."""
-        for s in self._shards:
-            s.set_search_params(**params)
+        """Set ``nprobe`` / ``efSearch`` on every shard (see :meth:`Index.set_search_params`);
+        a value that one shard refuses changes none of them."""
+        before = [s.search_params for s in self._shards]
+        for i, s in enumerate(self._shards):
+            try:
+                s.set_search_params(**params)
+            except InputError as exc:
+                for done, old in zip(self._shards[:i], before):
+                    done.set_search_params(**old)
+                raise InputError(f"{exc} (in shards[{i}], {s.resolved_spec!r})") from None
         return self
 
     def __repr__(self) -> str:
