@@ -153,3 +153,37 @@ def test_without_ray_data_the_error_says_what_to_install_and_nothing_is_written(
                                                      rf"\({module} is not installed\): pip install 'jointspace\[scale\]'$"):
         embed_with_ray(tower, x, np.arange(5), tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()   # no folder with a manifest and no shards
+
+
+def test_a_damaged_folder_is_refused_naming_the_file(tmp_path):
+    """A truncated shard raised pyarrow's ArrowInvalid; an embedding.json whose n exceeds the shards'
+    rows gave ids None and uninitialised vectors for the rows past them."""
+    from jointspace.errors import InputError
+    from jointspace.towers.ray_embed import _write_shard
+
+    def folder(name, **edit):
+        out = tmp_path / name
+        out.mkdir()
+        manifest = {"n": 6, "dim": 3, "shards": 2}
+        for s in range(2):
+            rows = np.arange(3 * s, 3 * s + 3)
+            _write_shard(out / shard_name(s), rows, rows + 100, np.full((3, 3), s, np.float32), manifest)
+        (out / MANIFEST).write_text(json.dumps({**manifest, **edit}))
+        return out
+
+    ids, vectors = read_embeddings(folder("good"))
+    assert ids.tolist() == [100, 101, 102, 103, 104, 105] and vectors[:, 0].tolist() == [0, 0, 0, 1, 1, 1]
+    bad = folder("truncated")
+    (bad / shard_name(1)).write_bytes((bad / shard_name(1)).read_bytes()[:50])
+    with pytest.raises(InputError, match=r"^folder: part-00001.parquet in .* could not be read \(.*\); the folder "
+                                         r"is corrupted: delete that file and rerun the same command"):
+        read_embeddings(bad)
+    with pytest.raises(InputError, match=r"^folder: the shards in .* leave 2 of the 8 rows embedding.json says out "
+                                         r"and hold 0 twice; the folder is corrupted$"):
+        read_embeddings(folder("more", n=8))
+    with pytest.raises(InputError, match=r"^folder: part-00000.parquet in .* holds 3 rows of 3 values; "
+                                         r"embedding.json says rows 0..5 of dim 4; the folder is corrupted$"):
+        read_embeddings(folder("dim", dim=4))
+    with pytest.raises(InputError, match=r"^folder: embedding.json in .* has a bad 'shards': expected an integer "
+                                         r">= 0, got '2'; the folder is corrupted$"):
+        read_embeddings(folder("text", shards="2"))

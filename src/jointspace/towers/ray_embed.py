@@ -291,8 +291,11 @@ def read_embeddings(folder) -> tuple[np.ndarray, np.ndarray]:
     Raises
     ------
     InputError
-        When the folder has no ``embedding.json`` or some shards are missing (an unfinished run).
+        When the folder has no ``embedding.json`` or some shards are missing (an unfinished run),
+        or a shard or ``embedding.json`` is damaged (unreadable, or the rows and dimension of the
+        shards do not match what ``embedding.json`` says).
     """
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     folder = Path(folder)
@@ -300,6 +303,11 @@ def read_embeddings(folder) -> tuple[np.ndarray, np.ndarray]:
     if manifest is None:
         raise InputError(f"folder: expected a folder written by 'jointspace embed --ray' (with {MANIFEST}), "
                          f"got {str(folder)!r}")
+    for key in ("n", "dim", "shards"):
+        value = manifest.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if key == "dim" else 0):
+            raise InputError(f"folder: {MANIFEST} in {str(folder)!r} has a bad {key!r}: expected an integer >= "
+                             f"{1 if key == 'dim' else 0}, got {value!r}; the folder is corrupted")
     missing = [shard_name(s) for s in range(manifest["shards"]) if not (folder / shard_name(s)).is_file()]
     if missing:
         raise InputError(f"folder: {str(folder)!r} is unfinished ({len(missing)} of {manifest['shards']} shards "
@@ -307,10 +315,25 @@ def read_embeddings(folder) -> tuple[np.ndarray, np.ndarray]:
     n, dim = manifest["n"], manifest["dim"]
     vectors = np.empty((n, dim), dtype=np.float32)
     ids = [None] * n
+    seen = np.zeros(n, dtype=np.int64)
     for s in range(manifest["shards"]):
-        t = pq.read_table(folder / shard_name(s))
-        rows = t.column("row").to_numpy()
-        vectors[rows] = t.column("vector").combine_chunks().flatten().to_numpy().reshape(-1, dim)
+        where = f"folder: {shard_name(s)} in {str(folder)!r}"
+        try:
+            t = pq.read_table(folder / shard_name(s), columns=["row", "id", "vector"])
+            rows = t.column("row").to_numpy()
+            flat = t.column("vector").combine_chunks().flatten().to_numpy()
+        except (OSError, ValueError, KeyError, pa.ArrowException) as exc:
+            raise InputError(f"{where} could not be read ({str(exc).splitlines()[0]}); the folder is corrupted: "
+                             "delete that file and rerun the same command to write it again") from None
+        if flat.size != rows.size * dim or (rows.size and (rows.min() < 0 or rows.max() >= n)):
+            raise InputError(f"{where} holds {rows.size} rows of {flat.size // max(rows.size, 1)} values; "
+                             f"{MANIFEST} says rows 0..{n - 1} of dim {dim}; the folder is corrupted")
+        vectors[rows] = flat.reshape(-1, dim)
+        np.add.at(seen, rows, 1)
         for r, i in zip(rows.tolist(), t.column("id").to_pylist()):
             ids[r] = i
+    if not (seen == 1).all():
+        gaps, twice = int((seen == 0).sum()), int((seen > 1).sum())
+        raise InputError(f"folder: the shards in {str(folder)!r} leave {gaps} of the {n} rows {MANIFEST} says out "
+                         f"and hold {twice} twice; the folder is corrupted")
     return np.asarray(ids), vectors
