@@ -188,6 +188,10 @@ def test_bad_input(tmp_path):
         build_on_disk(batches(x[:10]), tmp_path / "e", spec=SPEC)
     with pytest.raises(InputError, match=r"^train_size: spec .* needs at least 16 training vectors .*; got 10\."):
         build_on_disk(batches(x), tmp_path / "e", spec=SPEC, train_size=10)   # it said 'vectors: ... got 10'
+    with pytest.raises(InputError, match=r"^train_size: spec .* needs at least 16 training vectors .*; got 10\."):
+        build_on_disk(batches(x[:20], size=10), tmp_path / "e", spec=SPEC, train_size=10)
+    with pytest.raises(InputError, match=r"^vectors: spec .* needs at least 16 training vectors .*; got 10\. "):
+        build_on_disk(batches(x[:10], size=10), tmp_path / "e", spec=SPEC, train_size=10)   # all there is
     with pytest.raises(InputError, match="batches: expected an iterable"):
         build_on_disk(x, tmp_path / "e", spec=SPEC)
     with pytest.raises(InputError, match="shard_size"):

@@ -152,8 +152,11 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
         k_factor = check_k_factor(k_factor, "search_params['k_factor']")
     if search_params:
         index.set_search_params(**search_params)
-    _training.check_enough(index._core, index.resolved_spec, min(n_head, train_size),
-                           name="train_size" if n_head >= train_size else "vectors")
+    short = "train_size" if n_head > train_size else "vectors"   # which one to name if too few train
+    if n_head == train_size and train_size < _training.min_train_size(index._core)[0]:
+        if next(stream, None) is not None:   # it fails either way: only to tell whether the stream held more
+            short = "train_size"
+    _training.check_enough(index._core, index.resolved_spec, min(n_head, train_size), name=short)
     sample = head[0][0][:train_size] if len(head) == 1 else np.concatenate([x for x, _ in head])[:train_size]
     index._train(sample, train_size=None, seed=seed)
     del sample
