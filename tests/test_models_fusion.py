@@ -216,3 +216,17 @@ def test_noise_trained_fusion_chooses_its_epoch_on_clean_and_corrupted_validatio
         noisy.append(loss({**x, m: fake}))
     assert history[best]["val_loss_clean"] == pytest.approx(loss(x), rel=1e-5)
     assert history[best]["val_loss"] == pytest.approx(0.6 * loss(x) + 0.4 * np.mean(noisy), rel=1e-5)
+
+
+def test_modalities_are_a_list_of_distinct_names(data):
+    train, _ = data
+    # a repeated modality fused itself with itself: one modality passed for two
+    with pytest.raises(InputError, match=r"modalities: expected each modality once, got 'a' more than once in "
+                                         r"\['a', 'a'\]"):
+        FusionClassifier(modalities=["a", "a"], epochs=1, hidden=8).fit(train)
+    # a bare string was read as one modality per character
+    with pytest.raises(InputError, match=r"modalities: expected a list of modality names \(e.g. \['a', 'b'\]\), "
+                                         r"got the string 'ab'"):
+        FusionClassifier(modalities="ab", epochs=1, hidden=8).fit(train)
+    model = FusionClassifier(fusion="mean", modalities=("b", "a")).fit(train)
+    assert model.modalities_ == ["b", "a"]

@@ -216,7 +216,7 @@ class FusionClassifier:
         Share of the training rows held out (stratified) to pick that epoch, and for
         ``weighted`` the rows its weights are fitted on.
     modalities : list of str, optional
-        The modalities of the pairs to use (default: all).
+        The modalities of the pairs to use, each once (default: all).
     seed : int
     """
 
@@ -259,6 +259,22 @@ class FusionClassifier:
                     raise InputError(f"{arg} ({m}): expected {self.in_dims_[m]} features, got {v.shape[1]}")
         return out, next(iter(counts.values()))
 
+    def _modality_names(self, pairs: Pairs) -> list:
+        if self.modalities is None:
+            return list(pairs.modalities)
+        if isinstance(self.modalities, (str, bytes)):
+            raise InputError(f"modalities: expected a list of modality names (e.g. {list(pairs.modalities)!r}), "
+                             f"got the string {self.modalities!r}")
+        names = list(self.modalities)
+        repeated = []
+        for i, m in enumerate(names):
+            if m in names[:i] and m not in repeated:
+                repeated.append(m)
+        if repeated:
+            raise InputError(f"modalities: expected each modality once, got {', '.join(map(repr, repeated))} "
+                             f"more than once in {names!r}")
+        return names
+
     def _check_settings(self) -> None:
         check_choice(self.fusion, "fusion", FUSIONS)
         check_int(self.hidden, "hidden", low=1, high=16384)
@@ -287,7 +303,7 @@ class FusionClassifier:
         if pairs.labels is None or np.asarray(pairs.labels).ndim != 1:
             raise InputError("pairs: fusion classifies; expected one label per pair (Pairs(..., labels=...))")
         self._check_settings()
-        names = list(self.modalities) if self.modalities is not None else list(pairs.modalities)
+        names = self._modality_names(pairs)
         if len(names) < 2:
             raise InputError(f"modalities: fusion needs at least two modalities, got {names}")
         x, n = self._features({m: pairs[m] for m in names}, "pairs", fitted=False)
