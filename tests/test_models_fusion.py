@@ -230,3 +230,32 @@ def test_modalities_are_a_list_of_distinct_names(data):
         FusionClassifier(modalities="ab", epochs=1, hidden=8).fit(train)
     model = FusionClassifier(fusion="mean", modalities=("b", "a")).fit(train)
     assert model.modalities_ == ["b", "a"]
+
+
+def test_late_fusion_on_too_few_pairs_names_pairs_before_fitting():
+    rng = np.random.default_rng(0)
+
+    def pairs(y):
+        return Pairs({"a": rng.normal(size=(len(y), 3)), "b": rng.normal(size=(len(y), 2))}, labels=np.array(y))
+
+    # each of these raised scikit-learn's ValueError from inside the cross-validation
+    with pytest.raises(InputError, match="pairs: mean fusion chooses each modality's logistic regression by 3-fold "
+                                         "cross-validation; expected at least 3 labelled pairs, got 2"):
+        FusionClassifier(fusion="mean").fit(pairs([0, 1]))
+    with pytest.raises(InputError, match="pairs: weighted fusion chooses .* at least 3 labelled pairs left for "
+                                         "training by val_fraction, got 2"):
+        FusionClassifier(fusion="weighted", val_fraction=0.3).fit(pairs([0, 1, 0]))
+    with pytest.raises(InputError, match="pairs: stacking fusion learns from 5-fold out-of-fold probabilities; "
+                                         "expected at least 5 labelled pairs, got 4"):
+        FusionClassifier(fusion="stacking").fit(pairs([0, 1, 0, 1]))
+    # one pair of class 'y': a fold without it leaves only 'x' to learn from
+    with pytest.raises(InputError, match=r"pairs: stacking fusion fits each modality on 5 folds of the pairs, and one "
+                                         r"fold leaves only class 'x' to learn from; .*got \{'x': 9, 'y': 1\}"):
+        FusionClassifier(fusion="stacking").fit(pairs(["x"] * 9 + ["y"]))
+    # the held-out rows took the only 'y': the members would see one class
+    with pytest.raises(InputError, match="pairs: weighted fusion fits each modality's classifier on the pairs left "
+                                         "for training by val_fraction; expected at least two classes among them, "
+                                         "got only 'x'"):
+        FusionClassifier(fusion="weighted", val_fraction=0.2, seed=0).fit(pairs(["x"] * 5 + ["y"]))
+    assert FusionClassifier(fusion="stacking").fit(pairs([0, 1] * 3)).predict_proba(
+        {"a": np.zeros((1, 3))}).shape == (1, 2)

@@ -271,6 +271,7 @@ class FusionClassifier:
 
         member = functools.partial(late_member, len(self.classes_))
         fit_rows = tr if self.fusion == "weighted" else np.arange(len(y))
+        self._check_late_rows(y, fit_rows)
         with _rare_classes_expected():
             self.members_ = {m: member().fit(x[m][fit_rows], y[fit_rows]) for m in self.modalities_}
         self.prior_ = np.bincount(y, minlength=len(self.classes_)) / len(y)
@@ -286,6 +287,31 @@ class FusionClassifier:
                 oof = np.hstack([cross_val_predict(member(), x[m], y, cv=cv, method="predict_proba")
                                  for m in self.modalities_])
             self.stacker_ = LogisticRegression(max_iter=3000).fit(oof, y)
+
+    def _check_late_rows(self, y: np.ndarray, fit_rows: np.ndarray) -> None:
+        """Refuse, before any fitting, pairs too few for the late fusion's cross-validations."""
+        kept = " left for training by val_fraction" if self.fusion == "weighted" else ""
+        if len(fit_rows) < 3:
+            raise InputError(f"pairs: {self.fusion} fusion chooses each modality's logistic regression by 3-fold "
+                             f"cross-validation; expected at least 3 labelled pairs{kept}, got {len(fit_rows)}")
+        if len(np.unique(y[fit_rows])) < 2:
+            only = self.classes_[y[fit_rows][0]].item()
+            raise InputError(f"pairs: {self.fusion} fusion fits each modality's classifier on the pairs{kept}; "
+                             f"expected at least two classes among them, got only {only!r} (give more pairs of "
+                             f"each class)")
+        if self.fusion != "stacking":
+            return
+        if len(y) < 5:
+            raise InputError(f"pairs: stacking fusion learns from 5-fold out-of-fold probabilities; expected at least "
+                             f"5 labelled pairs, got {len(y)}")
+        with _rare_classes_expected():
+            folds = list(_Folds(5, shuffle=True, seed=self.seed).split(np.zeros((len(y), 1)), y))
+        for rows, _ in folds:
+            if len(np.unique(y[rows])) < 2:
+                counts = dict(zip(self.classes_.tolist(), np.bincount(y).tolist()))
+                raise InputError(f"pairs: stacking fusion fits each modality on 5 folds of the pairs, and one fold "
+                                 f"leaves only class {self.classes_[y[rows][0]].item()!r} to learn from; expected more "
+                                 f"pairs of the other classes, got {counts} pairs per class")
 
     def _member_log_proba(self, m: str, xm: np.ndarray) -> np.ndarray:
         return np.log(np.clip(self.members_[m].predict_proba(xm), 1e-12, 1.0))
