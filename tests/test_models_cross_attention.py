@@ -288,3 +288,27 @@ def test_image_parts_are_the_cells_of_the_feature_map():
     assert regions.shape == (1, 49, 1280) and mask.all()
     fmap = m._towers()[0].feature_map([img])
     np.testing.assert_allclose(regions[0, 8], fmap[0, :, 1, 1])  # row-major cells: cell 8 = (1, 1)
+
+
+def test_a_matcher_whose_recorded_sizes_are_damaged_is_refused_by_name(tmp_path):
+    import json
+
+    r, rm, t, tm, k = _toy_parts(8, 0)
+    CrossAttentionMatcher(dim=8, epochs=1, batch_size=4, progress=False).fit_parts(r, rm, t, tm, k).save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["dims"] == [8, 8]
+    # these raised IndexError, torch's RuntimeError, or tried to allocate the recorded size
+    for dims, needle in (([8], "is malformed: dims: expected the sizes [region, token] of its vectors, two "
+                                "integers >= 1; got [8]"),
+                         ([-1, 8], "is malformed: dims: expected the sizes [region, token] of its vectors, two "
+                                   "integers >= 1; got [-1, 8]"),
+                         ([8.5, 8], "got [8.5, 8]"),
+                         ([10 ** 12, 8], "state.safetensors does not hold this matcher's weights: expected "
+                                         "proj_region.weight of shape (8, 1000000000000) (dim and dims of "
+                                         "config.json), got (8, 8)")):
+        (tmp_path / "m" / "config.json").write_text(json.dumps({**config, "dims": dims}))
+        with pytest.raises(InputError) as err:
+            CrossAttentionMatcher.load(tmp_path / "m")
+        assert str(err.value).startswith(f"path: {tmp_path / 'm'}") and needle in str(err.value), err.value
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    assert CrossAttentionMatcher.load(tmp_path / "m").dims_ == (8, 8)

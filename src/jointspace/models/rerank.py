@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
-from .._validation import check_float, check_int
+from .._validation import check_float, check_int, short_json
 from ..errors import InputError, NotFittedError
 from .cross_attention import CrossAttentionNet, pad_parts
 from .rerank_blend import (RERANK_WEIGHTS, choose_rerank_weight, per_key_mean,  # noqa: F401  (public names)
@@ -344,12 +344,22 @@ class CrossAttentionMatcher:
             params = dict(config["params"])
             params.pop("progress", None)
             matcher = cls(**params, progress=False)
-            dims = [int(d) for d in config["dims"]]
+            dims = config["dims"]
+            if not (isinstance(dims, list) and len(dims) == 2
+                    and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims)):
+                raise ValueError(f"dims: expected the sizes [region, token] of its vectors, two integers >= 1; "
+                                 f"got {short_json(dims)}")
         except (KeyError, TypeError, ValueError) as exc:
             raise InputError(f"path: {path / CONFIG_FILE} is malformed: {exc}") from None
-        net = CrossAttentionNet(dims[0], dims[1], matcher.dim)
         try:
             state = load_file(str(path / STATE_FILE))
+            # the projections' shapes, before a network of the recorded sizes is built
+            for key, d in (("proj_region.weight", dims[0]), ("proj_token.weight", dims[1])):
+                got = tuple(state[key].shape) if key in state else None
+                if got != (matcher.dim, d):
+                    raise RuntimeError(f"expected {key} of shape {(matcher.dim, d)} (dim and dims of "
+                                       f"{CONFIG_FILE}), got {got}")
+            net = CrossAttentionNet(dims[0], dims[1], matcher.dim)
             net.load_state_dict(state)
         except (SafetensorError, RuntimeError, OSError) as exc:
             raise InputError(f"path: {path / STATE_FILE} does not hold this matcher's weights: {exc}") from None
