@@ -312,3 +312,18 @@ def test_a_matcher_whose_recorded_sizes_are_damaged_is_refused_by_name(tmp_path)
         assert str(err.value).startswith(f"path: {tmp_path / 'm'}") and needle in str(err.value), err.value
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     assert CrossAttentionMatcher.load(tmp_path / "m").dims_ == (8, 8)
+
+
+def test_training_keys_count_by_equality_whatever_their_type():
+    r, rm, t, tm, k = _toy_parts(12, 0)
+
+    def scores(keys):
+        m = CrossAttentionMatcher(dim=8, epochs=2, batch_size=6, progress=False).fit_parts(r, rm, t, tm, keys)
+        return m.score_parts(r, rm, t, tm)
+
+    want = scores(k)
+    # string keys raised ValueError; fractional keys were cut to integers, so 0.1 and 0.7 became
+    # one key and distinct items positives of each other
+    np.testing.assert_array_equal(scores(np.array([f"title {v}" for v in k])), want)
+    np.testing.assert_array_equal(scores(k / 10), want)
+    assert len(set(k)) > 1 and not np.array_equal(scores(np.zeros_like(k)), want)

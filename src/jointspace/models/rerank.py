@@ -134,8 +134,8 @@ class CrossAttentionMatcher:
         ----------
         regions : (N, R, d_i); region_mask : bool (N, R)
         tokens : (N, T, d_t); token_mask : bool (N, T)
-        keys : (N,) int
-            Relevance keys: rows with equal keys are positives of each other.
+        keys : (N,)
+            Relevance keys (numbers or strings): rows with equal keys are positives of each other.
         val : tuple of the same five arrays for the validation rows, optional
         """
         from ..objectives.contrastive import soft_target_info_nce
@@ -410,7 +410,7 @@ def _check_parts(regions, region_mask, tokens, token_mask, keys, prefix: str):
     if keys.shape != (regions.shape[0],) or tokens.shape[0] != regions.shape[0]:
         raise InputError(f"{prefix}keys: expected {regions.shape[0]} images, texts and keys, got "
                          f"{regions.shape[0]}, {tokens.shape[0]} and {keys.shape}")
-    return regions, region_mask, tokens, token_mask, keys.astype(np.int64)
+    return regions, region_mask, tokens, token_mask, _key_codes(keys)   # only equality counts
 
 
 def _pair_scores_chunked(net, regions, region_mask, tokens, token_mask, chunk: int = 64) -> torch.Tensor:
