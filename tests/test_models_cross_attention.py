@@ -327,3 +327,21 @@ def test_training_keys_count_by_equality_whatever_their_type():
     np.testing.assert_array_equal(scores(np.array([f"title {v}" for v in k])), want)
     np.testing.assert_array_equal(scores(k / 10), want)
     assert len(set(k)) > 1 and not np.array_equal(scores(np.zeros_like(k)), want)
+
+
+def test_validation_parts_are_refused_by_name_before_training():
+    r, rm, t, tm, k = _toy_parts(8, 0)
+    m = CrossAttentionMatcher(dim=8, epochs=1, batch_size=4, progress=False)
+    # a tuple without keys raised TypeError; vectors of another size, torch's RuntimeError
+    with pytest.raises(InputError, match=r"val: expected the five arrays \(regions, region_mask, tokens, token_mask, "
+                                         r"keys\) of the validation rows, got 4 items"):
+        m.fit_parts(r, rm, t, tm, k, val=(r, rm, t, tm))
+    with pytest.raises(InputError, match="val: expected the five arrays .* got dict"):
+        m.fit_parts(r, rm, t, tm, k, val={"regions": r})
+    with pytest.raises(InputError, match="val regions: expected vectors of size 8, as the training regions, got 5"):
+        m.fit_parts(r, rm, t, tm, k, val=(r[..., :5], rm, t, tm, k))
+    with pytest.raises(InputError, match="val tokens: expected vectors of size 8, as the training tokens, got 9"):
+        m.fit_parts(r, rm, t, tm, k, val=(r, rm, np.concatenate([t, t[..., :1]], -1), tm, k))
+    with pytest.raises(InputError, match="val: expected at least one validation row"):
+        m.fit_parts(r, rm, t, tm, k, val=(r[:0], rm[:0], t[:0], tm[:0], k[:0]))
+    assert m.net_ is None

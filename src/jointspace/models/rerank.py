@@ -155,8 +155,8 @@ class CrossAttentionMatcher:
 
         val_fn, val_data = None, None
         if val is not None:
-            val_data = _as_tensors(dict(zip(("regions", "region_mask", "tokens", "token_mask", "keys"),
-                                            _check_parts(*val, "val "))))
+            val = _check_val_parts(val, regions, tokens)
+            val_data = _as_tensors(dict(zip(("regions", "region_mask", "tokens", "token_mask", "keys"), val)))
 
             def val_fn(net, v):
                 s = _pair_scores_chunked(net, v["regions"], v["region_mask"], v["tokens"], v["token_mask"])
@@ -411,6 +411,22 @@ def _check_parts(regions, region_mask, tokens, token_mask, keys, prefix: str):
         raise InputError(f"{prefix}keys: expected {regions.shape[0]} images, texts and keys, got "
                          f"{regions.shape[0]}, {tokens.shape[0]} and {keys.shape}")
     return regions, region_mask, tokens, token_mask, _key_codes(keys)   # only equality counts
+
+
+def _check_val_parts(val, regions: np.ndarray, tokens: np.ndarray) -> tuple:
+    """The validation rows' five arrays, checked like the training ones and against their sizes."""
+    if not isinstance(val, (tuple, list)) or len(val) != 5:
+        got = f"{len(val)} items" if isinstance(val, (tuple, list)) else type(val).__name__
+        raise InputError(f"val: expected the five arrays (regions, region_mask, tokens, token_mask, keys) of the "
+                         f"validation rows, got {got}")
+    val = _check_parts(*val, "val ")
+    if len(val[0]) == 0:
+        raise InputError("val: expected at least one validation row to choose the epoch on, got none")
+    for name, arr, train in (("regions", val[0], regions), ("tokens", val[2], tokens)):
+        if arr.shape[-1] != train.shape[-1]:
+            raise InputError(f"val {name}: expected vectors of size {train.shape[-1]}, as the training {name}, "
+                             f"got {arr.shape[-1]}")
+    return val
 
 
 def _pair_scores_chunked(net, regions, region_mask, tokens, token_mask, chunk: int = 64) -> torch.Tensor:
