@@ -345,3 +345,13 @@ def test_validation_parts_are_refused_by_name_before_training():
     with pytest.raises(InputError, match="val: expected at least one validation row"):
         m.fit_parts(r, rm, t, tm, k, val=(r[:0], rm[:0], t[:0], tm[:0], k[:0]))
     assert m.net_ is None
+
+
+def test_choosing_a_weight_needs_a_query_and_a_candidate():
+    # no candidates raised IndexError; no queries chose weight 0 on a Recall@1 of NaN
+    for shape in ((1, 0), (0, 2)):
+        with pytest.raises(InputError, match=r"first_ids: expected at least one query with at least one candidate "
+                                             rf"to choose the weight on, got shape \({shape[0]}, {shape[1]}\)"):
+            choose_rerank_weight(np.zeros(shape, int), np.zeros(shape), np.zeros(shape), [0, 1])
+    got = choose_rerank_weight(np.array([[0]]), np.array([[0.5]]), np.array([[0.1]]), [0, 1], weights=(0.0, 1.0))
+    assert got == {"weight": 0.0, "recall@1": {"0.0": 1.0, "1.0": 1.0}, "recall@1 per key": {"0.0": 1.0, "1.0": 1.0}}

@@ -64,6 +64,9 @@ def choose_rerank_weight(first_ids, first_scores, cross_scores, keys, weights=RE
     ids = np.asarray(first_ids)
     if ids.ndim != 2 or ids.shape[0] > len(keys):
         raise InputError(f"first_ids, keys: expected (q, N) candidates of q <= {len(keys)} queries, got {ids.shape}")
+    if ids.size == 0:
+        raise InputError(f"first_ids: expected at least one query with at least one candidate to choose the weight "
+                         f"on, got shape {ids.shape}")
     if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= len(keys)):
         raise InputError(f"first_ids: expected integer ids of the {len(keys)} keyed items, got {ids.dtype} "
                          f"from {ids.min()} to {ids.max()}")
