@@ -355,3 +355,19 @@ def test_choosing_a_weight_needs_a_query_and_a_candidate():
             choose_rerank_weight(np.zeros(shape, int), np.zeros(shape), np.zeros(shape), [0, 1])
     got = choose_rerank_weight(np.array([[0]]), np.array([[0.5]]), np.array([[0.1]]), [0, 1], weights=(0.0, 1.0))
     assert got == {"weight": 0.0, "recall@1": {"0.0": 1.0, "1.0": 1.0}, "recall@1 per key": {"0.0": 1.0, "1.0": 1.0}}
+
+
+def test_rerank_scores_that_are_not_numbers_are_refused_by_name():
+    # each raised numpy's ValueError
+    with pytest.raises(InputError, match=r"first_scores: expected a \(q, N\) array of numbers, one row per query, "
+                                         r"got list \(could not convert string to float: 'high'\)"):
+        rerank_candidates([[3, 4]], [["high", "low"]], [[0.1, 0.2]], 0.5)
+    with pytest.raises(InputError, match=r"cross_scores: expected a \(q, N\) array of numbers, .* got list "
+                                         r"\(setting an array element with a sequence"):
+        rerank_candidates([[3, 4], [5, 6]], [[0.1, 0.2], [0.3, 0.4]], [[0.1, 0.2], [0.3]], 0.5)
+    with pytest.raises(InputError, match=r"first_ids: expected a \(q, N\) array, one row per query, got list"):
+        rerank_candidates([[3, 4], [5]], [[0.1, 0.2], [0.3, 0.4]], [[0.1, 0.2], [0.3, 0.4]], 0.5)
+    with pytest.raises(InputError, match=r"scores: expected a \(q, N\) array of numbers"):
+        standardize_rows([["a", "b"]])
+    ids, blended = rerank_candidates([[3, 4]], [[0.1, 0.2]], [[0.1, 0.2]], 0.5)
+    assert ids.tolist() == [[4, 3]] and blended == pytest.approx(np.array([[1.0, -1.0]]))

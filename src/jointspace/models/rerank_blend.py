@@ -15,9 +15,18 @@ from ..errors import InputError
 RERANK_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0)
 
 
+def _numbers(x, name: str) -> np.ndarray:
+    """``x`` as a float64 array, or an :class:`InputError` naming ``name``."""
+    try:
+        return np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:   # text, ragged rows
+        raise InputError(f"{name}: expected a (q, N) array of numbers, one row per query, got "
+                         f"{type(x).__name__} ({exc})") from None
+
+
 def standardize_rows(scores: np.ndarray) -> np.ndarray:
     """Each row minus its mean, over its standard deviation (a constant row becomes zeros)."""
-    s = np.asarray(scores, dtype=np.float64)
+    s = _numbers(scores, "scores")
     if s.ndim != 2:
         raise InputError(f"scores: expected a (q, N) array, one row per query, got shape {s.shape}")
     centred = s - s.mean(axis=1, keepdims=True)
@@ -30,9 +39,13 @@ def rerank_candidates(first_ids, first_scores, cross_scores, weight: float) -> t
     each query's scores (see the module docstring and :meth:`CrossAttentionMatcher.rerank`); a
     stable sort, so ties keep the first stage's order.  Returns the ids and blended scores."""
     weight = check_float(weight, "weight", low=0.0, high=1.0)
-    ids = np.asarray(first_ids)
-    first = np.asarray(first_scores, dtype=np.float64)
-    cross = np.asarray(cross_scores, dtype=np.float64)
+    first = _numbers(first_scores, "first_scores")
+    cross = _numbers(cross_scores, "cross_scores")
+    try:
+        ids = np.asarray(first_ids)
+    except ValueError as exc:   # ragged rows
+        raise InputError(f"first_ids: expected a (q, N) array, one row per query, got {type(first_ids).__name__} "
+                         f"({exc})") from None
     if ids.ndim != 2 or first.shape != ids.shape or cross.shape != ids.shape:
         raise InputError(f"first_ids, first_scores, cross_scores: expected three (q, N) arrays of one shape, got "
                          f"{ids.shape}, {first.shape}, {cross.shape}")
