@@ -371,3 +371,20 @@ def test_rerank_scores_that_are_not_numbers_are_refused_by_name():
         standardize_rows([["a", "b"]])
     ids, blended = rerank_candidates([[3, 4]], [[0.1, 0.2]], [[0.1, 0.2]], 0.5)
     assert ids.tolist() == [[4, 3]] and blended == pytest.approx(np.array([[1.0, -1.0]]))
+
+
+def test_pad_parts_refuses_items_that_are_not_vector_lists():
+    # a 1-D item raised IndexError, a list of lists AttributeError; NaN and max_len=0 passed through
+    with pytest.raises(InputError, match=r"tokens: item 1: expected a 2-D array of shape \(n_samples, n_features\), "
+                                         r"got shape \(3,\)"):
+        pad_parts([np.zeros((2, 3)), np.zeros(3)])
+    with pytest.raises(InputError, match=r"tokens: item 0: expected finite values, got NaN or Inf \(first at row 1, "
+                                         r"column 2\)"):
+        pad_parts([np.array([[0.0, 0, 0], [0, 0, np.nan]])])
+    with pytest.raises(InputError, match="max_len: expected an integer >= 1, got 0"):
+        pad_parts([np.zeros((2, 3))], max_len=0)
+    with pytest.raises(InputError, match="texts: item 1 is empty"):
+        pad_parts([[[1.0]], []], name="texts")
+    out, mask = pad_parts([[[1, 2]], [[3, 4], [5, 6]]])
+    assert out.dtype == np.float32 and out.tolist() == [[[1, 2], [0, 0]], [[3, 4], [5, 6]]]
+    assert mask.tolist() == [[True, False], [True, True]]

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._validation import check_int, check_matrix
 from ..errors import InputError
 
 
@@ -233,14 +234,18 @@ def pad_parts(parts: list, max_len: int | None = None, name: str = "tokens",
               warn: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Stack variable-length (n_i, d) arrays into (N, L, d) float32 and a bool mask (N, L).
 
-    Items longer than ``max_len`` are cut to it (with one warning naming how many were cut);
-    an item with no rows is refused.
+    Items longer than ``max_len`` (>= 1) are cut to it (with one warning naming how many were
+    cut); an item with no rows, or not a finite (n_i, d) array, is refused.
     """
     if not parts:
         raise InputError(f"{name}: expected at least one item, got none")
+    if max_len is not None:
+        check_int(max_len, "max_len", low=1)
+    for i, p in enumerate(parts):
+        if hasattr(p, "__len__") and len(p) == 0:
+            raise InputError(f"{name}: item {i} is empty (no vectors to attend to)")
+    parts = [check_matrix(p, f"{name}: item {i}", dtype=np.float32) for i, p in enumerate(parts)]
     lengths = [len(p) for p in parts]
-    if min(lengths) == 0:
-        raise InputError(f"{name}: item {lengths.index(0)} is empty (no vectors to attend to)")
     dims = {p.shape[1] for p in parts}
     if len(dims) != 1:
         raise InputError(f"{name}: items disagree on the vector size: {sorted(dims)}")
