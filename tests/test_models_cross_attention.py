@@ -388,3 +388,22 @@ def test_pad_parts_refuses_items_that_are_not_vector_lists():
     out, mask = pad_parts([[[1, 2]], [[3, 4], [5, 6]]])
     assert out.dtype == np.float32 and out.tolist() == [[[1, 2], [0, 0]], [[3, 4], [5, 6]]]
     assert mask.tolist() == [[True, False], [True, True]]
+
+
+def test_parts_given_as_lists_or_not_as_numbers():
+    r, rm, t, tm, k = _toy_parts(6, 0)
+    m = CrossAttentionMatcher(dim=8, epochs=1, batch_size=3, progress=False).fit_parts(r, rm, t, tm, k)
+    top = np.array([[0, 1]] * 6)
+    # lists raised TypeError where the candidates index them; they are the same parts
+    np.testing.assert_array_equal(m.score_candidates(top.tolist(), list(r), rm.tolist(), list(t), tm),
+                                  m.score_candidates(top, r, rm, t, tm))
+    # rows of unequal length, and text, raised numpy's ValueError
+    with pytest.raises(InputError, match=r"candidates: expected \(q, N\) integer ids, one row per text \(6\) and "
+                                         r"N >= 1, got shape \(6,\) of object"):
+        m.score_candidates([[0, 1]] * 5 + [[0]], r, rm, t, tm)
+    with pytest.raises(InputError, match=r"regions: expected an \(N, R, d\) array of numbers, got list "
+                                         r"\(setting an array element with a sequence"):
+        m.score_parts([r[0], r[1, :2]], rm[:2], t, tm)
+    with pytest.raises(InputError, match=r"val tokens: expected an \(N, T, d\) array of numbers, got str "
+                                         r"\(could not convert string to float: 'a red square'\)"):
+        m.fit_parts(r, rm, t, tm, k, val=(r, rm, "a red square", tm, k))

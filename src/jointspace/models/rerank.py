@@ -208,7 +208,11 @@ class CrossAttentionMatcher:
         -------
         (q, N) float32
         """
-        candidates = np.asarray(candidates)
+        try:
+            candidates = np.asarray(candidates)
+        except ValueError:   # rows of unequal length
+            candidates = np.asarray(candidates, dtype=object)
+        regions, region_mask, tokens, token_mask = _check_parts(regions, region_mask, tokens, token_mask, None, "")
         n = len(regions)
         if candidates.ndim != 2 or candidates.shape[0] != len(tokens) or candidates.shape[1] == 0 \
                 or not np.issubdtype(candidates.dtype, np.integer):
@@ -389,10 +393,18 @@ def _key_codes(keys) -> np.ndarray:
 
 def _check_parts(regions, region_mask, tokens, token_mask, keys, prefix: str):
     """Shapes and values of the five training arrays (``keys`` may be None)."""
-    regions = np.asarray(regions, dtype=np.float32)
-    tokens = np.asarray(tokens, dtype=np.float32)
-    region_mask = np.asarray(region_mask, dtype=bool)
-    token_mask = np.asarray(token_mask, dtype=bool)
+    converted = []
+    for name, value, dtype, shape in (("regions", regions, np.float32, "(N, R, d)"),
+                                      ("region_mask", region_mask, bool, "(N, R)"),
+                                      ("tokens", tokens, np.float32, "(N, T, d)"),
+                                      ("token_mask", token_mask, bool, "(N, T)")):
+        try:
+            converted.append(np.asarray(value, dtype=dtype))
+        except (TypeError, ValueError) as exc:   # text, ragged items
+            kind = "booleans" if dtype is bool else "numbers"
+            raise InputError(f"{prefix}{name}: expected an {shape} array of {kind}, got {type(value).__name__} "
+                             f"({exc})") from None
+    regions, region_mask, tokens, token_mask = converted
     if regions.ndim != 3 or regions.shape[1] == 0:
         raise InputError(f"{prefix}regions: expected (N, R, d) with at least one region per image, got {regions.shape}")
     if tokens.ndim != 3 or tokens.shape[1] == 0:
