@@ -84,6 +84,22 @@ def test_rerank_reorders_the_first_stage_candidates(built, capsys):
     assert [r["id"] for r in got] == [i for _, i in sorted(((-b, i) for i, (_, _, b) in by_id.items()))][:3]
 
 
+def test_rerank_reorders_only_its_n_candidates_whatever_k(built, capsys):
+    code, out, err = run(capsys, "search", built / "idx", "--text", "a red square", "-k", "8", "--json")
+    assert code == 0, err
+    first = [r["id"] for r in json.loads(out)["results"]]
+    # -k above N re-ordered the top -k instead (here all 8), not the N asked for
+    code, out, err = run(capsys, "search", built / "idx", "--text", "a red square", "-k", "8", "--rerank", "3",
+                         "--matcher", built / "matcher", "--rerank-weight", "1", "--json")
+    assert code == 0, err
+    got = json.loads(out)["results"]
+    assert len(got) == 3 and sorted(r["first_rank"] for r in got) == [1, 2, 3]
+    assert {r["id"] for r in got} == set(first[:3]) and [r["rank"] for r in got] == [1, 2, 3]
+    code, out, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank", "3",
+                         "--matcher", built / "matcher", "--rerank-weight", "1")
+    assert code == 0 and "re-ranked the top 3 with the matcher" in out, err
+
+
 def test_fit_matcher_with_a_model_chooses_the_weight_on_val(built, capsys):
     from jointspace.models.base import load_model
     from jointspace.models.rerank import RERANK_WEIGHTS, CrossAttentionMatcher, choose_rerank_weight

@@ -36,7 +36,8 @@ def register(sub):
     p.add_argument("-k", type=int, default=10, help="number of results (default: 10)")
     p.add_argument("--gallery", metavar="PNG", help="also write the results as an image grid")
     p.add_argument("--rerank", type=int, metavar="N", help="two-stage search: fetch the top N with the index, "
-                                                          "re-order them with --matcher's cross-attention score")
+                                                          "re-order them with --matcher's cross-attention score "
+                                                          "and show the best -k of them")
     p.add_argument("--matcher", help="a cross-attention matcher folder (from 'jointspace fit-matcher'), for --rerank")
     p.add_argument("--rerank-weight", type=float, metavar="W",
                    help="weight of the matcher's score in [0, 1] (default: the one 'fit-matcher --model' chose)")
@@ -166,7 +167,7 @@ def run(args) -> int:
         for given, option in ((args.matcher, "--matcher"), (args.rerank_weight, "--rerank-weight")):
             if given is not None:
                 raise InputError(f"{option}: only used with --rerank N (two-stage search); got no --rerank")
-    fetch = args.k if args.rerank is None else max(args.k, args.rerank)
+    fetch = args.k if args.rerank is None else args.rerank   # the candidates re-ordered: N, whatever -k
     results = search_with_metadata(index, model.encode(modality, items), k=fetch)[0]
     if args.rerank is not None:
         results = _rerank(args, items[0], results)
