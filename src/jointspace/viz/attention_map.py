@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
+from .._validation import check_choice, check_float, check_int
 from ..errors import InputError
 from ._mpl import pyplot, save_figure
 
@@ -24,6 +27,12 @@ def write_attention_map(image, pieces, maps, path, *, score: float | None = None
         The PNG to write (atomically).
     score : float, optional
         The matching score, shown in the title.
+    image_size : int
+        Side of the picture as drawn.
+    fit : {"pad", "squash", "crop"}
+        How the picture is brought to a square (as the image tower does).
+    columns : int
+        Panels per row.
 
     Returns
     -------
@@ -35,11 +44,26 @@ def write_attention_map(image, pieces, maps, path, *, score: float | None = None
     from ..towers.efficientnet import resize_rgb
     from ..towers.inputs import load_image
 
-    maps = np.asarray(maps, dtype=np.float32)
-    if maps.ndim != 3 or maps.shape[0] == 0:
-        raise InputError(f"maps: expected (T, H, W) attention maps with T >= 1, got shape {maps.shape}")
+    try:
+        maps = np.asarray(maps, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"maps: expected (T, H, W) attention maps of numbers, got {type(maps).__name__} "
+                         f"({exc})") from None
+    if maps.ndim != 3 or 0 in maps.shape:
+        raise InputError(f"maps: expected (T, H, W) attention maps with T, H, W >= 1, got shape {maps.shape}")
+    if not np.isfinite(maps).all() or maps.min() < 0:
+        raise InputError("maps: expected attention weights (finite, >= 0), got "
+                         + ("NaN or infinity" if not np.isfinite(maps).all() else f"a minimum of {maps.min():g}"))
+    if isinstance(pieces, str) or not isinstance(pieces, (Sequence, np.ndarray)) \
+            or not all(isinstance(p, str) for p in pieces):
+        raise InputError(f"pieces: expected a list of word pieces (str), got {type(pieces).__name__}")
     if len(pieces) != maps.shape[0]:
         raise InputError(f"pieces: expected one word piece per map ({maps.shape[0]}), got {len(pieces)}")
+    image_size = check_int(image_size, "image_size", low=1)
+    columns = check_int(columns, "columns", low=1)
+    check_choice(fit, "fit", ("pad", "squash", "crop"))
+    if score is not None:
+        score = check_float(score, "score")
     picture = resize_rgb(load_image(image, "image"), image_size, fit)
     plt = pyplot()
     panels = len(pieces) + 1
