@@ -407,3 +407,32 @@ def test_parts_given_as_lists_or_not_as_numbers():
     with pytest.raises(InputError, match=r"val tokens: expected an \(N, T, d\) array of numbers, got str "
                                          r"\(could not convert string to float: 'a red square'\)"):
         m.fit_parts(r, rm, t, tm, k, val=(r, rm, "a red square", tm, k))
+
+
+def test_fit_and_choose_weight_name_what_is_not_image_text_pairs_or_a_model():
+    from jointspace.data.pairs import Pairs
+
+    r, rm, t, tm, k = _toy_parts(6, 0)
+    m = CrossAttentionMatcher(dim=8, epochs=1, batch_size=3, progress=False).fit_parts(r, rm, t, tm, k)
+    pairs = Pairs({"image": ["a.png", "b.png"], "text": ["a", "b"]})
+    # each raised AttributeError
+    with pytest.raises(InputError, match="pairs: expected a jointspace Pairs with 'image' and 'text', got dict"):
+        CrossAttentionMatcher(progress=False).fit({"image": ["a.png"], "text": ["a"]})
+    with pytest.raises(InputError, match="val: expected a jointspace Pairs with 'image' and 'text', got dict"):
+        CrossAttentionMatcher(progress=False).fit(pairs, val={"image": ["a.png"]})
+    with pytest.raises(InputError, match="val: expected a jointspace Pairs with 'image' and 'text', got list"):
+        m.choose_weight(None, [("a.png", "a")])
+    with pytest.raises(InputError, match=r"first_stage: expected a fitted model of images and texts \(e.g. "
+                                         r"load_model\(...\)\), got NoneType"):
+        m.choose_weight(None, pairs)
+
+    class Flat:
+        modalities_ = ("a", "b")
+
+        def encode(self, modality, items):
+            return np.zeros((len(items), 2))
+
+    with pytest.raises(InputError, match="first_stage: expected a fitted model of images and texts .* got one of a, b"):
+        m.choose_weight(Flat(), pairs)
+    with pytest.raises(InputError, match="val: expected pairs with 'image' and 'text', got image"):
+        m.choose_weight(Flat(), Pairs({"image": ["a.png"]}))

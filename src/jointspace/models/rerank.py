@@ -115,9 +115,9 @@ class CrossAttentionMatcher:
         """Train on the image-text pairs of ``pairs`` (a :class:`~jointspace.data.Pairs` with
         ``image`` and ``text``), choosing the epoch on ``val`` when given.  Pairs with the same
         relevance key (e.g. the same title) are not negatives of each other."""
-        for p, name in ((pairs, "pairs"), (val, "val")):
-            if p is not None and not {"image", "text"} <= set(p.modalities):
-                raise InputError(f"{name}: expected pairs with 'image' and 'text', got {', '.join(p.modalities)}")
+        _check_image_text_pairs(pairs, "pairs")
+        if val is not None:
+            _check_image_text_pairs(val, "val")
         train = self._parts_of(pairs, relevance)
         return self.fit_parts(*train, val=None if val is None else self._parts_of(val, relevance), run_dir=run_dir)
 
@@ -280,8 +280,14 @@ class CrossAttentionMatcher:
         """
         self._check_fitted()
         candidates = check_int(candidates, "candidates", low=2)
-        if not {"image", "text"} <= set(val.modalities):
-            raise InputError(f"val: expected pairs with 'image' and 'text', got {', '.join(val.modalities)}")
+        _check_image_text_pairs(val, "val")
+        known = getattr(first_stage, "modalities_", None)
+        if not callable(getattr(first_stage, "encode", None)) or not isinstance(known, (list, tuple)) \
+                or not {"image", "text"} <= set(known):
+            got = (f"one of {', '.join(map(str, known))}" if isinstance(known, (list, tuple))
+                   else type(first_stage).__name__)
+            raise InputError(f"first_stage: expected a fitted model of images and texts (e.g. load_model(...)), "
+                             f"got {got}")
         first = first_stage.encode("text", val["text"]) @ first_stage.encode("image", val["image"]).T
         regions, rmask, tokens, tmask, keys = self._parts_of(val, relevance)
         top = np.argsort(-first, axis=1, kind="stable")[:, :candidates]
@@ -370,6 +376,15 @@ class CrossAttentionMatcher:
         matcher.net_, matcher.dims_ = net.eval(), tuple(dims)
         matcher.weight_choice_ = config.get("weight_choice")
         return matcher
+
+
+def _check_image_text_pairs(pairs, name: str) -> None:
+    from ..data.pairs import Pairs
+
+    if not isinstance(pairs, Pairs):
+        raise InputError(f"{name}: expected a jointspace Pairs with 'image' and 'text', got {type(pairs).__name__}")
+    if not {"image", "text"} <= set(pairs.modalities):
+        raise InputError(f"{name}: expected pairs with 'image' and 'text', got {', '.join(pairs.modalities)}")
 
 
 def is_saved_matcher(path) -> bool:
