@@ -183,6 +183,16 @@ def test_fit_matcher_refuses_a_model_without_towers_before_training(capsys, tmp_
     assert "needs a model fitted with --towers" in err and not (tmp_path / "matcher").exists()
 
 
+def test_fit_matcher_names_a_dataset_of_feature_vectors(capsys, tmp_path):
+    # it loaded the towers and said 'items: expected an array with one image per row'
+    code, _, err = run(capsys, "fit-matcher", "wikipedia", "--out", tmp_path / "m", "--epochs", "1",
+                       "--val-split", "none")
+    assert code == 2 and one_line(err), err
+    assert err.startswith("error: DATASET: the matcher reads pictures and texts through its towers; 'wikipedia' "
+                          "has image and text only as feature vectors")
+    assert not (tmp_path / "m").exists()
+
+
 def test_explain_writes_one_map_per_word(built, capsys, tmp_path):
     out_png = tmp_path / "map.png"
     code, out, err = run(capsys, "explain", built / "matcher", "--text", "a red square", "--image",

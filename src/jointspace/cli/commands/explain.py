@@ -67,6 +67,12 @@ def run_fit(args) -> int:
                              f"model fitted with --towers (e.g. --towers efficientnet-lite0,minilm)")
     relevance = get_dataset(args.dataset).relevance  # e.g. same title on OpenClipart: not negatives
     train = load_split(args.dataset, "train")
+    missing = [m for m in ("image", "text") if m not in train.modalities]
+    flat = [m for m in ("image", "text") if m in train.modalities and getattr(train[m], "ndim", 1) == 2]
+    if missing or flat:   # before the towers load
+        has = f"no {' and no '.join(missing)}" if missing else f"{' and '.join(flat)} only as feature vectors"
+        raise InputError(f"DATASET: the matcher reads pictures and texts through its towers; {args.dataset!r} has "
+                         f"{has}")
     with named_as("--split", "--val-split"):
         val = None if args.val_split == "none" else load_split(args.dataset, args.val_split)
     matcher = CrossAttentionMatcher(dim=args.dim, epochs=args.epochs, seed=args.seed)
