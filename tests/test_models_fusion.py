@@ -259,3 +259,21 @@ def test_late_fusion_on_too_few_pairs_names_pairs_before_fitting():
         FusionClassifier(fusion="weighted", val_fraction=0.2, seed=0).fit(pairs(["x"] * 5 + ["y"]))
     assert FusionClassifier(fusion="stacking").fit(pairs([0, 1] * 3)).predict_proba(
         {"a": np.zeros((1, 3))}).shape == (1, 2)
+
+
+def test_a_failed_fit_leaves_the_classifier_as_it_was(data):
+    train, test = data
+    items = {"a": test["a"][:20], "b": test["b"][:20]}
+    model = FusionClassifier(fusion="mean").fit(train)
+    proba = model.predict_proba(items)
+    too_few = Pairs({"a": np.zeros((2, 6)), "b": np.zeros((2, 4))}, labels=np.array([0, 1]))
+    with pytest.raises(InputError, match="expected at least 3 labelled pairs"):
+        model.fit(too_few)
+    # the classes of the failed fit replaced 'x', 'y', 'z' beside the members of the first fit
+    assert list(model.classes_) == ["x", "y", "z"]
+    np.testing.assert_array_equal(model.predict_proba(items), proba)
+    fresh = FusionClassifier(fusion="mean")
+    with pytest.raises(InputError):
+        fresh.fit(too_few)
+    with pytest.raises(NotFittedError):    # it raised AttributeError: no members_
+        fresh.predict(items)

@@ -235,7 +235,17 @@ class FusionClassifier:
 
     # -- fitting ---------------------------------------------------------------------------------
     def fit(self, pairs: Pairs) -> "FusionClassifier":
-        """Train on labelled ``pairs`` whose modalities are feature arrays (n, d_m)."""
+        """Train on labelled ``pairs`` whose modalities are feature arrays (n, d_m); a fit that
+        fails leaves the classifier as it was (unfitted, or fitted before)."""
+        before = dict(self.__dict__)
+        try:
+            return self._fit(pairs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    def _fit(self, pairs: Pairs) -> "FusionClassifier":
         from sklearn.model_selection import train_test_split
 
         if not isinstance(pairs, Pairs):
