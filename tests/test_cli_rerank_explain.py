@@ -100,6 +100,14 @@ def test_rerank_reorders_only_its_n_candidates_whatever_k(built, capsys):
     assert code == 0 and "re-ranked the top 3 with the matcher" in out, err
 
 
+def test_rerank_above_what_an_index_can_give_names_rerank(built, capsys):
+    # the message named 'k', which search has not (its option is -k, and -k was not the cause)
+    code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "-k", "3", "--rerank", 10 ** 9,
+                       "--matcher", built / "matcher", "--rerank-weight", "0.5")
+    assert code == 2 and one_line(err), err
+    assert err.startswith("error: --rerank: expected at most 10000 results per query (the index holds 8 vectors"), err
+
+
 def test_fit_matcher_with_a_model_chooses_the_weight_on_val(built, capsys):
     from jointspace.models.base import load_model
     from jointspace.models.rerank import RERANK_WEIGHTS, CrossAttentionMatcher, choose_rerank_weight

@@ -1,10 +1,11 @@
 """``jointspace search``: query an index with a dataset row, a text, an image or a sound."""
 
 import argparse
+import contextlib
 
 from .._common import (add_json_flag, array_keys, console, data_source, default_split, load_split, open_index,
                        print_json, print_table)
-from .._checks import check_not_an_input, check_not_an_item, check_png_out, check_raw_query, option_name
+from .._checks import check_not_an_input, check_not_an_item, check_png_out, check_raw_query, named_as, option_name
 from .._recorded import recorded_dataset, warn_other_model
 
 #: the options that give search its query
@@ -168,7 +169,9 @@ def run(args) -> int:
             if given is not None:
                 raise InputError(f"{option}: only used with --rerank N (two-stage search); got no --rerank")
     fetch = args.k if args.rerank is None else args.rerank   # the candidates re-ordered: N, whatever -k
-    results = search_with_metadata(index, model.encode(modality, items), k=fetch)[0]
+    query = model.encode(modality, items)
+    with named_as("k", "--rerank") if args.rerank is not None else contextlib.nullcontext():
+        results = search_with_metadata(index, query, k=fetch)[0]
     if args.rerank is not None:
         results = _rerank(args, items[0], results)
     warn_other_model(args, index.info)
