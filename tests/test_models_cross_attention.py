@@ -436,3 +436,22 @@ def test_fit_and_choose_weight_name_what_is_not_image_text_pairs_or_a_model():
         m.choose_weight(Flat(), pairs)
     with pytest.raises(InputError, match="val: expected pairs with 'image' and 'text', got image"):
         m.choose_weight(Flat(), Pairs({"image": ["a.png"]}))
+
+
+def test_explain_names_its_image_and_text():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    r, t = rng.normal(size=(4, 3, 1280)).astype(np.float32), rng.normal(size=(4, 2, 384)).astype(np.float32)
+    m = CrossAttentionMatcher(dim=8, epochs=1, batch_size=2, progress=False)
+    m.fit_parts(r, np.ones((4, 3), bool), t, np.ones((4, 2), bool), np.arange(4))
+    img = Image.new("RGB", (32, 32), (200, 30, 30))
+    # the towers' messages named 'items[0]', which explain has not
+    with pytest.raises(InputError, match=r"^image: expected a file path, PIL image or uint8 array, got list"):
+        m.explain([img, img], "a red square")
+    with pytest.raises(InputError, match=r"^text: expected a string, got list"):
+        m.explain(img, ["a", "red"])
+    with pytest.raises(InputError, match=r"^text: expected a non-empty text"):
+        m.explain(img, "")
+    out = m.explain(img, "a red square")
+    assert out["pieces"] == ["a", "red", "square"] and out["maps"].shape == (3, 7, 7)

@@ -27,6 +27,7 @@ not improve (OpenClipart with the bench's dual encoder, see docs/benchmarks.md).
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -308,10 +309,12 @@ class CrossAttentionMatcher:
         """
         self._check_fitted()
         tower, _ = self._towers()
-        fmap = tower.feature_map([image])
+        with _one_item("image"):
+            fmap = tower.feature_map([image])
         h, w = fmap.shape[2:]
         regions = torch.as_tensor(fmap.reshape(1, fmap.shape[1], -1).transpose(0, 2, 1).copy())
-        pieces, tokens, tmask = self.text_parts([text])
+        with _one_item("text"):
+            pieces, tokens, tmask = self.text_parts([text])
         tokens, tmask = torch.as_tensor(tokens), torch.as_tensor(tmask)
         rmask = torch.ones(regions.shape[:2], dtype=torch.bool)
         with torch.no_grad():
@@ -376,6 +379,17 @@ class CrossAttentionMatcher:
         matcher.net_, matcher.dims_ = net.eval(), tuple(dims)
         matcher.weight_choice_ = config.get("weight_choice")
         return matcher
+
+
+@contextlib.contextmanager
+def _one_item(name: str):
+    """Within the block, a tower's complaint about ``items[0]`` (the one item given) names ``name``."""
+    try:
+        yield
+    except InputError as exc:
+        if not str(exc).startswith("items[0]"):
+            raise
+        raise InputError(name + str(exc)[len("items[0]"):]) from None
 
 
 def _check_image_text_pairs(pairs, name: str) -> None:
