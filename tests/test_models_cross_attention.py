@@ -214,6 +214,8 @@ def test_choose_rerank_weight_hand_worked():
 
 
 def test_rerank_needs_a_chosen_weight():
+    with pytest.raises(InputError, match=r"^progress: expected True or False, got 'no'$"):
+        CrossAttentionMatcher(progress="no")
     m = CrossAttentionMatcher(progress=False)
     with pytest.raises(InputError, match="rerank_weight: not chosen yet"):
         m.rerank(np.array([[0, 1]]), np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]))

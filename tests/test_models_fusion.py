@@ -42,6 +42,16 @@ def test_every_fusion_classifies_and_returns_weights(fusion, data):
         np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)   # attention rows sum to one
 
 
+def test_return_weights_takes_true_or_false_only(data):
+    train, test = data
+    model = FusionClassifier(fusion="mean", **FAST).fit(train)
+    items = {"a": test["a"][:5], "b": test["b"][:5]}
+    for method in (model.predict, model.predict_proba):
+        with pytest.raises(InputError, match=r"^return_weights: expected True or False, got 'no'$"):
+            method(items, return_weights="no")
+        assert isinstance(method(items, return_weights=np.bool_(False)), np.ndarray)
+
+
 def test_late_fusion_by_hand(data):
     train, test = data
     items = {"a": test["a"][:20], "b": test["b"][:20]}

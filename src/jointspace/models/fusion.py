@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_float, check_int, check_matrix
+from .._validation import check_bool, check_choice, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
 from ._late_fusion import (LOGISTIC_CS, _fit_weights, _Folds, _neg_log_loss_all_classes,  # noqa: F401
@@ -404,6 +404,7 @@ class FusionClassifier:
             modality not given (``stacking``: NaN, its meta-classifier has no per-sample weights).
         """
         self._check_fitted()
+        return_weights = check_bool(return_weights, "return_weights")
         x, n = self._features(items, "items", fitted=True)
         present = np.array([[m in x for m in self.modalities_]] * n, dtype=bool).reshape(n, len(self.modalities_))
         if self.fusion == "early" and not present.all():
@@ -439,6 +440,7 @@ class FusionClassifier:
 
     def predict(self, items: dict, return_weights: bool = False):
         """Predicted labels (n,) (and the modality weights, see :meth:`predict_proba`)."""
+        return_weights = check_bool(return_weights, "return_weights")
         proba, weights = self.predict_proba(items, return_weights=True)
         labels = self.classes_[np.argmax(proba, axis=1)]
         return (labels, weights) if return_weights else labels

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
-from .._validation import check_float, check_int, short_json
+from .._validation import check_bool, check_float, check_int, short_json
 from ..errors import InputError, NotFittedError
 from .cross_attention import CrossAttentionNet, pad_parts
 from .rerank_blend import (RERANK_WEIGHTS, choose_rerank_weight, per_key_mean,  # noqa: F401  (public names)
@@ -81,7 +81,7 @@ class CrossAttentionMatcher:
         self.rerank_weight = (None if rerank_weight is None
                               else check_float(rerank_weight, "rerank_weight", low=0.0, high=1.0))
         self.image_tower, self.text_tower = str(image_tower), str(text_tower)
-        self.progress = bool(progress)
+        self.progress = check_bool(progress, "progress")
         self.net_: CrossAttentionNet | None = None
         self.weight_choice_: dict | None = None
 
