@@ -177,6 +177,11 @@ def test_rerank_and_explain_refuse_bad_arguments(built, capsys, tmp_path):
         assert code == 2 and one_line(err) and needle in err, err
     code, _, err = run(capsys, "explain", built / "matcher", "--text", "red", "--image", img, "--out", tmp_path / "m.txt")
     assert code == 2 and "--out" in err and not (tmp_path / "m.txt").exists()
+    code, _, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "m", "--candidates", "0")
+    assert code == 2 and one_line(err) and err.startswith("error: --candidates: only used with --model"), err
+    assert not (tmp_path / "m").exists()
+    code, _, err = run(capsys, "search", built / "idx", "--image", img, "--rerank", "3", "--matcher", built / "matcher")
+    assert code == 2 and "got an image query" in err, err
 
 
 def test_fit_matcher_refuses_a_model_without_towers_before_training(capsys, tmp_path):

@@ -22,7 +22,7 @@ def register(sub):
                                    "on towers): the re-ranking weight is chosen against it on the validation "
                                    "split (0 when the matcher does not improve its order); without it, "
                                    "'search --rerank' needs --rerank-weight")
-    p.add_argument("--candidates", type=int, default=50, metavar="N",
+    p.add_argument("--candidates", type=int, metavar="N",
                    help="candidates per query when choosing the weight, as 'search --rerank N' (default: 50)")
     p.set_defaults(handler=run_fit)
 
@@ -52,6 +52,8 @@ def run_fit(args) -> int:
     if args.model is not None:
         if args.val_split == "none":
             raise InputError("--model: choosing the re-ranking weight needs a validation split; got --val-split none")
+        if args.candidates is None:
+            args.candidates = 50
         if args.candidates < 2:
             raise InputError(f"--candidates: expected an integer >= 2, got {args.candidates}")
         first_stage = load_model(args.model)
@@ -65,6 +67,9 @@ def run_fit(args) -> int:
             raise InputError(f"--model: {args.model!r} reads only feature vectors of {' and '.join(flat)}; the "
                              f"matcher's weight is chosen by embedding raw images and texts with it, so it needs a "
                              f"model fitted with --towers (e.g. --towers efficientnet-lite0,minilm)")
+    elif args.candidates is not None:
+        raise InputError(f"--candidates: only used with --model (choosing the re-ranking weight); got --candidates "
+                         f"{args.candidates} without --model")
     relevance = get_dataset(args.dataset).relevance  # e.g. same title on OpenClipart: not negatives
     train = load_split(args.dataset, "train")
     missing = [m for m in ("image", "text") if m not in train.modalities]
