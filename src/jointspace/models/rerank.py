@@ -37,6 +37,7 @@ import torch
 from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
 from .._validation import check_bool, check_float, check_int, short_json
 from ..errors import InputError, NotFittedError
+from ._matcher_parts import region_parts, word_parts
 from .cross_attention import CrossAttentionNet, pad_parts
 from .rerank_blend import (RERANK_WEIGHTS, choose_rerank_weight, per_key_mean,  # noqa: F401  (public names)
                            rerank_candidates, standardize_rows)
@@ -99,15 +100,12 @@ class CrossAttentionMatcher:
 
     def image_parts(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Region vectors of each image: (n, R, d_i) float32 and a bool mask (n, R)."""
-        tower, _ = self._towers()
-        fmap = tower.feature_map(images)  # (n, C, H, W)
-        regions = np.ascontiguousarray(fmap.reshape(fmap.shape[0], fmap.shape[1], -1).transpose(0, 2, 1))
-        return regions.astype(np.float32), np.ones(regions.shape[:2], bool)
+        regions = region_parts(self._towers()[0], images, progress=self.progress)
+        return regions, np.ones(regions.shape[:2], bool)
 
     def text_parts(self, texts) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
         """Word pieces of each text, their vectors (n, T, d_t) float32 and a bool mask (n, T)."""
-        _, tower = self._towers()
-        pieces = tower.word_pieces(texts, max_tokens=self.max_tokens)
+        pieces = word_parts(self._towers()[1], texts, self.max_tokens, progress=self.progress)
         tokens, mask = pad_parts([v for _, v in pieces], self.max_tokens, "texts", warn=False)
         return [p for p, _ in pieces], tokens, mask
 

@@ -1,0 +1,83 @@
+"""The parts a cross-attention matcher attends over, read from the frozen towers in chunks:
+image regions (the cells of the image tower's last feature map) and text word pieces.
+
+A training set's regions are held in memory at once (R x C float32 per image: 49 x 1280, about
+250 KB, with EfficientNet-Lite0 at 224 x 224), so a collection too large for the machine is
+refused before the towers start rather than after minutes of work; a progress bar shows the
+extraction of anything more than one chunk.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .._progress import progress_bar
+from ..errors import InputError
+
+#: the share of the machine's memory a training set's region features may take
+MEMORY_SHARE = 0.5
+
+
+def machine_memory() -> int | None:
+    """Bytes of physical memory, or None where the system does not say."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def check_region_memory(n_images: int, regions: int, channels: int, what: str = "images") -> None:
+    """Refuse ``n_images`` whose region vectors ((n, regions, channels) float32) would take more
+    than :data:`MEMORY_SHARE` of the machine's memory, naming ``what`` and the sizes."""
+    need, total = n_images * regions * channels * 4, machine_memory()
+    if total is not None and need > MEMORY_SHARE * total:
+        raise InputError(f"{what}: {n_images:,} images need {need / 2 ** 30:.1f} GiB of region vectors in memory "
+                         f"({regions} regions x {channels} floats each), over {MEMORY_SHARE:.0%} of this machine's "
+                         f"{total / 2 ** 30:.1f} GiB; train the matcher on fewer pairs")
+
+
+def region_parts(tower, images, *, progress: bool = True) -> np.ndarray:
+    """Region vectors (n, R, C) float32 of ``images`` (the tower's feature map (n, C, H, W), its
+    H x W cells as R = H * W regions), read a chunk of the tower's batch size at a time."""
+    n, step = len(images), int(tower.default_batch_size)
+    out = None
+    with progress_bar("image regions", n, enabled=progress and n > step) as advance:
+        for s in range(0, n, step):
+            fmap = tower.feature_map(images[s:s + step])   # (b, C, H, W)
+            if out is None:
+                check_region_memory(n, fmap.shape[2] * fmap.shape[3], fmap.shape[1])
+                out = np.empty((n, fmap.shape[2] * fmap.shape[3], fmap.shape[1]), dtype=np.float32)
+            out[s:s + len(fmap)] = fmap.reshape(fmap.shape[0], fmap.shape[1], -1).transpose(0, 2, 1)
+            advance(len(fmap))
+    return out
+
+
+def word_parts(tower, texts: list, max_tokens: int, *, progress: bool = True) -> list:
+    """``tower.word_pieces(texts, max_tokens)`` read a chunk at a time; the texts cut to
+    ``max_tokens`` are counted over every chunk and said in one warning."""
+    import re
+    import warnings
+
+    n, step = len(texts), 8 * int(tower.default_batch_size)
+    if n <= step:
+        return tower.word_pieces(texts, max_tokens=max_tokens)
+    out: list = []
+    cut, limit = 0, None
+    with progress_bar("text word pieces", n, enabled=progress) as advance, \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for s in range(0, n, step):
+            out.extend(tower.word_pieces(texts[s:s + step], max_tokens=max_tokens))
+            advance(len(texts[s:s + step]))
+    for w in caught:
+        found = re.match(r"items: (\d+) of \d+ texts are longer than (\d+) word pieces", str(w.message))
+        if found:
+            cut, limit = cut + int(found.group(1)), found.group(2)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if cut:
+        warnings.warn(f"items: {cut} of {n} texts are longer than {limit} word pieces and were truncated",
+                      UserWarning, stacklevel=3)
+    return out
