@@ -296,3 +296,18 @@ def test_cached_vectors_of_a_turned_picture_are_keyed_apart(tmp_path):
     Image.fromarray(arr).save(tmp_path / "plain.png")
     assert item_digest(tmp_path / "plain.png") == stored_key(tmp_path / "plain.png")
     assert item_digest(tmp_path / "k6.png", "audio") == stored_key(tmp_path / "k6.png")
+
+
+def test_the_cache_key_of_a_png_reads_its_header_only(tmp_path, monkeypatch):
+    """PIL decodes a whole PNG when asked for an EXIF block its header lacks: the key must not."""
+    from PIL import PngImagePlugin
+
+    from jointspace.towers.cache import item_digest
+
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(tmp_path / "plain.png")
+
+    decoded = []
+    load = PngImagePlugin.PngImageFile.load
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: decoded.append(1) or load(self))
+    assert len(item_digest(tmp_path / "plain.png")) == 16
+    assert decoded == []

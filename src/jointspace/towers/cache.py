@@ -85,6 +85,8 @@ def _file_orientation(path) -> int:
 
     try:
         with Image.open(path) as img:   # reads the header only
+            if img.format == "PNG" and "exif" not in img.info:
+                return 1   # PIL would decode every pixel looking for an eXIf chunk after the image data
             return exif_orientation(img)
     except Exception:  # noqa: BLE001 - not an image: load_image names the problem when it decodes it
         return 1
