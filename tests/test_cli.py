@@ -197,12 +197,18 @@ def test_a_model_saved_again_after_indexing_is_refused(tmp_path, capsys):
     assert code == 0, err
 
 
-def test_a_missing_recorded_model_or_dataset_names_the_option_that_passes_it(tmp_path, capsys, wiki_run):
+def _wiki_test_arrays(tmp_path, image_key: str, text_key: str):
+    """Wikipedia's test features saved as an arrays file (features.npz) under the two keys."""
     from jointspace import load_dataset
 
     test = load_dataset("wikipedia", "test")
     arrays = tmp_path / "features.npz"
-    np.savez(arrays, I=test["image"], T=test["text"])
+    np.savez(arrays, **{image_key: test["image"], text_key: test["text"]})
+    return arrays
+
+
+def test_a_missing_recorded_model_or_dataset_names_the_option_that_passes_it(tmp_path, capsys, wiki_run):
+    arrays = _wiki_test_arrays(tmp_path, "I", "T")
     idx = tmp_path / "idx"
     assert main(["index", str(wiki_run), "--data", str(arrays), "--modality", "image", "--modality", "image=I",
                  "--modality", "text=T", "--out", str(idx)]) == 0
@@ -239,11 +245,7 @@ def test_a_builtin_dataset_recorded_by_an_index_is_not_read_from_the_current_fol
 
 
 def test_search_query_row_of_an_arrays_file_named_by_modality_key(tmp_path, capsys, wiki_run):
-    from jointspace import load_dataset
-
-    test = load_dataset("wikipedia", "test")
-    arrays = tmp_path / "features.npz"
-    np.savez(arrays, I_te=test["image"], T_te=test["text"])
+    arrays = _wiki_test_arrays(tmp_path, "I_te", "T_te")
     idx = tmp_path / "idx"
     assert main(["index", str(wiki_run), "--dataset", "wikipedia", "--modality", "image", "--out", str(idx)]) == 0
     capsys.readouterr()
