@@ -85,6 +85,29 @@ def test_generate_draws_n_samples_per_item_in_order(mopoe, digits):
     assert np.linalg.norm(means[0] - means[1]) > 0 or test.labels[0] == test.labels[1]
 
 
+def test_generation_decodes_in_bounded_chunks_with_the_same_result(mopoe, digits, monkeypatch):
+    from jointspace.models import _generative_inference as inference
+
+    test = digits[1]
+    whole_images = mopoe.generate("image", {"text": test["text"][:5]}, n_samples=3, seed=2)
+    whole_texts = mopoe.generate("text", {"image": test["image"][:5]}, n_samples=3, seed=2)
+    whole_sample = mopoe.sample(7, seed=3)
+    rows = []
+    decode = mopoe.net_.decode
+    monkeypatch.setattr(inference, "DECODE_ROWS", 4)
+    monkeypatch.setattr(mopoe.net_, "decode", lambda m, z, *a: rows.append(len(z)) or decode(m, z, *a))
+    np.testing.assert_allclose(mopoe.generate("image", {"text": test["text"][:5]}, n_samples=3, seed=2),
+                               whole_images, rtol=1e-6, atol=1e-7)
+    assert rows == [4, 4, 4, 3]
+    assert mopoe.generate("text", {"image": test["image"][:5]}, n_samples=3, seed=2) == whole_texts
+    chunked = mopoe.sample(7, seed=3)
+    for m in whole_sample:
+        if isinstance(chunked[m], list):
+            assert chunked[m] == whole_sample[m]
+        else:
+            np.testing.assert_allclose(chunked[m], whole_sample[m], rtol=1e-6, atol=1e-7)
+
+
 def test_posterior_from_any_subset(digits):
     train, test = digits
     model = create_model("mvae-poe", epochs=3, seed=0, **SMALL).fit(train)

@@ -15,6 +15,9 @@ import torch
 from .._validation import check_int
 from ..errors import InputError
 
+#: latent rows a decoder takes at once in ``generate`` and ``sample`` (their memory stays bounded)
+DECODE_ROWS = 4096
+
 
 def check_seed(seed) -> int:
     """``seed`` of a draw as an int, within the range ``fit`` takes."""
@@ -93,11 +96,19 @@ class GenerativeInference:
         return mu + std * torch.randn(mu.shape, generator=generator)
 
     def _decode(self, modality: str, z: torch.Tensor, w: torch.Tensor | None = None):
-        with torch.no_grad():
-            out = self.net_.decode(modality, z, None, w)
-            kind = self.likelihoods_[modality]
-            mean = torch.sigmoid(out) if kind == "bernoulli" else out
-        return self.codecs_[modality].decode(mean.numpy())
+        """Items of ``modality`` decoded from latents ``z`` (and private parts ``w``), at most
+        :data:`DECODE_ROWS` rows through the decoder at once (``generate`` and ``sample`` can
+        ask for 10,000 draws of each item)."""
+        kind, parts = self.likelihoods_[modality], []
+        for s in range(0, len(z), DECODE_ROWS):
+            with torch.no_grad():
+                out = self.net_.decode(modality, z[s:s + DECODE_ROWS], None,
+                                       None if w is None else w[s:s + DECODE_ROWS])
+                mean = torch.sigmoid(out) if kind == "bernoulli" else out
+            parts.append(self.codecs_[modality].decode(mean.numpy()))
+        if isinstance(parts[0], list):   # texts
+            return [t for part in parts for t in part]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def generate(self, target: str, given: dict, n_samples: int = 1, seed: int = 0):
         """Generate items of ``target`` from items of other modalities (cross-modal generation).
