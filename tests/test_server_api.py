@@ -156,6 +156,14 @@ def test_item_details_media_info_health_docs(client, setup):
         assert k["schema"]["type"] == "integer" and k["schema"]["default"] == 10 and k["schema"]["maximum"] == 1000
     assert client.get("/api/labels").json()["labels"] == sorted(sup.COLOURS)
     assert client.get("/api/items/9999").status_code == 404
+    # every JSON body the server takes, the published schema takes (and one it refuses, the schema refuses)
+    import jsonschema
+
+    body = spec["paths"]["/api/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    for query, status in (({"text": "red", "target": None}, 200), ({"text": "red", "target": "image"}, 422),
+                          ({"item": 0, "target": None}, 200), ({"text": "red", "k": 3, "label": None}, 200)):
+        assert client.post("/api/search", json=query).status_code == status, query
+        assert jsonschema.Draft202012Validator(body).is_valid(query) == (status == 200), query
 
 
 def test_page_is_served(client):

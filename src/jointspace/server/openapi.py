@@ -129,7 +129,8 @@ def _search_body(params: dict, raw_modalities) -> dict:
     shared = {"k": params["k"], "label": {"anyOf": [params["label"], {"type": "null"}]},
               "modality": {"anyOf": [params["modality"], {"type": "null"}]}}
     text_query = {"type": "object", "required": ["text"], "additionalProperties": False,
-                  "properties": {"text": params["text"], **shared}}
+                  "properties": {"text": params["text"], **shared,
+                                 "target": {"type": "null", "description": "only with 'item'"}}}
     item_query = {"type": "object", "required": ["item"], "additionalProperties": False,
                   "properties": {"item": {"type": "integer"}, **shared,
                                  "target": {"anyOf": [params["target"], {"type": "null"}]}}}
