@@ -42,7 +42,9 @@ class ShardedIndex:
     Parameters
     ----------
     shards : sequence of Index
-        At least one; all of the same ``dim`` and ``metric``, with no id in two shards.
+        At least one; all of the same ``dim`` and ``metric``, with no id in two shards.  Their
+        ids are read once, here: add to or remove from a shard before building the
+        ``ShardedIndex`` (or build it again), not after.
     workers : int, optional
         Threads searching shards at once (default: one per shard).
 
