@@ -112,3 +112,18 @@ def test_mel_bands_without_fft_bins_are_refused_with_the_most_that_fit(tower, pa
         fb = [librosa.filters.mel(sr=16000, n_fft=n_fft, n_mels=m) for m in (most, most + 1)]
     assert (fb[0].max(axis=1) > 0).all() and (fb[1].max(axis=1) == 0).any()   # the bound is tight
     create_tower(tower, n_fft=n_fft, n_mels=most, **({"n_mfcc": min(20, most)} if tower == "mfcc" else {}))
+
+
+def test_a_sound_file_whose_header_leaves_its_length_out_is_named_with_that_reason(tmp_path):
+    from jointspace.towers.inputs import load_audio
+
+    path = tmp_path / "stream.flac"
+    sf.write(path, np.sin(np.linspace(0, 200, 8000)).astype(np.float32), 16000, format="FLAC")
+    data = bytearray(path.read_bytes())
+    # STREAMINFO (after "fLaC" and its block header): total samples 0 means "unknown", as a stream writes it
+    fields = int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)
+    data[18:26] = fields.to_bytes(8, "big")
+    path.write_bytes(bytes(data))
+    with pytest.raises(InputError, match=r"^sound \('.*stream\.flac'\): its header does not say how long the sound "
+                                         r"is \(as a stream writes it\); save it again with its length, or as WAV$"):
+        load_audio(path, 16000, "sound")

@@ -17,13 +17,12 @@ import threading
 
 import numpy as np
 
+from ..towers.inputs import UNKNOWN_FRAMES
 from .validate import shown
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
 DEFAULT_MAX_SECONDS = 60.0
-#: the frame count libsndfile gives a sound whose header leaves its length out (SF_COUNT_MAX)
-UNKNOWN_FRAMES = 2 ** 63 - 1
 #: bytes the decoded pixels of one image may take (PIL's own layout: 4 bytes per RGB pixel)
 DEFAULT_MAX_DECODED_BYTES = 128 * 2 ** 20
 #: longest side over shortest side of an accepted image

@@ -15,6 +15,8 @@ import numpy as np
 from ..errors import InputError
 
 _PATH_TYPES = (str, os.PathLike)
+#: the frame count libsndfile gives a sound whose header leaves its length out (SF_COUNT_MAX)
+UNKNOWN_FRAMES = 2 ** 63 - 1
 
 
 def _is_pil(obj) -> bool:
@@ -292,6 +294,13 @@ def load_audio(item, sample_rate: int, where: str = "audio") -> np.ndarray:
     else:
         import soundfile as sf
 
+        try:
+            frames = sf.info(str(item)).frames
+        except Exception:  # noqa: BLE001 - read below, which names what is wrong
+            frames = 0
+        if frames >= UNKNOWN_FRAMES:
+            raise InputError(f"{_describe(item, where)}: its header does not say how long the sound is (as a "
+                             "stream writes it); save it again with its length, or as WAV")
         try:
             y, sr = sf.read(str(item), dtype="float32", always_2d=True)
         except FileNotFoundError:
