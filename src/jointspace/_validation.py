@@ -93,6 +93,17 @@ def check_float(value, name: str, *, low: float | None = None, high: float | Non
     return value
 
 
+def check_distinct(values, name: str, what: str = "modality") -> list:
+    """``values`` as a list, refusing one given more than once (a repeated modality would fuse
+    or fit a modality with itself), naming ``name`` and each repeated value."""
+    values = list(values)
+    repeated = [v for i, v in enumerate(values) if v in values[:i]]
+    if repeated:
+        shown = ", ".join(map(repr, dict.fromkeys(repeated)))
+        raise InputError(f"{name}: expected each {what} once, got {shown} more than once in {values!r}")
+    return values
+
+
 def check_choice(value, name: str, choices) -> str:
     """Return ``value`` if it is one of ``choices`` or raise :class:`InputError`."""
     choices = list(choices)

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from .._validation import check_choice, check_float, check_int
+from .._validation import check_choice, check_distinct, check_float, check_int
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
 from ..objectives.elbo import LIKELIHOODS, log_likelihood
@@ -127,10 +127,7 @@ class GenerativeModel(GenerativeInference, JointModel):
         if mods is not None:
             if not isinstance(mods, (list, tuple)) or not all(isinstance(m, str) for m in mods):
                 raise InputError(f"modalities: expected a list of modality names, e.g. ['image', 'text'], got {mods!r}")
-            twice = sorted({m for m in mods if list(mods).count(m) > 1})
-            if twice:   # a repeated name would leave fewer modalities than given, even one
-                raise InputError(f"modalities: expected each name once, got {', '.join(map(repr, twice))} more than "
-                                 f"once in {list(mods)}")
+            check_distinct(mods, "modalities", "name")   # a repeat would leave fewer modalities than given
         if self.likelihoods is not None and not isinstance(self.likelihoods, dict):
             raise InputError(f"likelihoods: expected a dict of modality -> one of {', '.join(LIKELIHOODS)}, "
                              f"got {self.likelihoods!r}")

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_bool, check_choice, check_float, check_int, check_matrix
+from .._validation import check_bool, check_choice, check_distinct, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
 from ._late_fusion import (LOGISTIC_CS, _fit_weights, _Folds, _neg_log_loss_all_classes,  # noqa: F401
@@ -205,15 +205,7 @@ class FusionClassifier:
         if isinstance(self.modalities, (str, bytes)):
             raise InputError(f"modalities: expected a list of modality names (e.g. {list(pairs.modalities)!r}), "
                              f"got the string {self.modalities!r}")
-        names = list(self.modalities)
-        repeated = []
-        for i, m in enumerate(names):
-            if m in names[:i] and m not in repeated:
-                repeated.append(m)
-        if repeated:
-            raise InputError(f"modalities: expected each modality once, got {', '.join(map(repr, repeated))} "
-                             f"more than once in {names!r}")
-        return names
+        return check_distinct(self.modalities, "modalities")
 
     def _check_settings(self) -> None:
         check_choice(self.fusion, "fusion", FUSIONS)

@@ -26,7 +26,7 @@ from scipy import linalg
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_choice, check_float, check_int, check_matrix
+from .._validation import check_choice, check_distinct, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
 from .base import JointModel, register_model
@@ -152,10 +152,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
 
     def _read_views(self, views):
         if self.modalities is not None and not isinstance(self.modalities, (str, bytes)):
-            repeated = sorted({m for m in self.modalities if list(self.modalities).count(m) > 1})
-            if repeated:
-                raise InputError(f"modalities: expected each modality once, got {', '.join(map(repr, repeated))} "
-                                 f"more than once in {list(self.modalities)!r}")
+            check_distinct(self.modalities, "modalities")
         if isinstance(views, Pairs):
             names = tuple(self.modalities) if self.modalities is not None else tuple(
                 m for m in views.modalities if isinstance(views[m], np.ndarray))
