@@ -123,13 +123,15 @@ def name_the_items(message: str, args) -> str:
     match = re.match(r"items \(([^()]+)\): (.*)", message, flags=re.S)
     if not match:
         return message
+    from ._common import given_array_keys
+
     modality, rest = match.groups()
-    given = getattr(args, "modality", None)
-    if isinstance(given, list):
-        for item in given:
-            name, sep, key = str(item).partition("=")
-            if sep and name.strip() == modality:
-                return f"--modality {modality}={key.strip()}: {rest}"
+    try:
+        keys = given_array_keys(args) or {}
+    except InputError:   # malformed NAME=KEY options are reported on their own
+        keys = {}
+    if modality in keys:
+        return f"--modality {modality}={keys[modality]}: {rest}"
     data = getattr(args, "dataset", None)
     if isinstance(data, str) and data:
         from ._checks import option_name

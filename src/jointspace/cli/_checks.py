@@ -210,15 +210,13 @@ def check_array_modalities(args, modalities, least: int = 1, purpose: str = "") 
     """Refuse ``--modality NAME=KEY`` arrays of a modality the model does not embed (a typo such
     as ``txt=T`` would otherwise be left out without a word), and fewer than ``least`` of the
     model's ``modalities`` (``purpose`` says what needs them)."""
-    given = [str(m) for m in (getattr(args, "modality", None) or []) if "=" in str(m)] \
-        if isinstance(getattr(args, "modality", None), list) else []
-    if not given:
-        return
-    for item in given:
-        name = item.partition("=")[0].strip()
+    from ._common import given_array_keys
+
+    given = given_array_keys(args) or {}
+    for name, key in given.items():
         if name not in modalities:
-            raise InputError(f"--modality {item}: the model embeds {', '.join(modalities)}; it has no modality "
-                             f"{name!r}")
-    if len(given) < least:
+            raise InputError(f"--modality {name}={key}: the model embeds {', '.join(modalities)}; it has no "
+                             f"modality {name!r}")
+    if given and len(given) < least:
         raise InputError(f"--modality: {purpose} needs the arrays of {least} of the model's modalities "
-                         f"({', '.join(modalities)}), got {', '.join(given)}")
+                         f"({', '.join(modalities)}), got {', '.join(f'{n}={k}' for n, k in given.items())}")

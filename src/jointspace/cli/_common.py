@@ -209,6 +209,13 @@ def array_keys(values) -> dict[str, str] | None:
     return out or None
 
 
+def given_array_keys(args) -> dict[str, str] | None:
+    """The arrays of ``args.modality`` given as NAME=KEY (a bare NAME, as ``index --modality
+    image`` takes, names no array), as :func:`array_keys` reads them."""
+    given = getattr(args, "modality", None)
+    return array_keys([m for m in given if "=" in str(m)]) if isinstance(given, list) else None
+
+
 _SOURCES: dict = {}
 
 
@@ -220,8 +227,7 @@ def data_source(spec: str, args=None):
 
     keys = getattr(args, "array_keys_", None)
     if keys is None and args is not None:
-        keys = array_keys([m for m in (getattr(args, "modality", None) or []) if "=" in str(m)]
-                          if isinstance(getattr(args, "modality", None), list) else None)
+        keys = given_array_keys(args)
     opts = {"columns": getattr(args, "columns", None) or "auto", "modalities": keys,
             "labels": getattr(args, "labels", None),
             "val_fraction": DEFAULT_VAL_FRACTION if getattr(args, "val_fraction", None) is None else args.val_fraction,
