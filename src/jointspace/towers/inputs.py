@@ -263,6 +263,16 @@ def _render_svg(path: Path, where: str, size: int = 256) -> np.ndarray:
 
 # -- audio ---------------------------------------------------------------------------------
 
+def _frames(path: str) -> int:
+    """The frame count a sound file's header gives (0 when the header cannot be read)."""
+    import soundfile as sf
+
+    try:
+        return int(sf.info(path).frames)
+    except Exception:  # noqa: BLE001 - libsndfile's own error types: no header to read
+        return 0
+
+
 def load_audio(item, sample_rate: int, where: str = "audio") -> np.ndarray:
     """Decode one audio item to a mono float32 waveform at ``sample_rate``.
 
@@ -295,17 +305,13 @@ def load_audio(item, sample_rate: int, where: str = "audio") -> np.ndarray:
         import soundfile as sf
 
         try:
-            frames = sf.info(str(item)).frames
-        except Exception:  # noqa: BLE001 - read below, which names what is wrong
-            frames = 0
-        if frames >= UNKNOWN_FRAMES:
-            raise InputError(f"{_describe(item, where)}: its header does not say how long the sound is (as a "
-                             "stream writes it); save it again with its length, or as WAV")
-        try:
             y, sr = sf.read(str(item), dtype="float32", always_2d=True)
         except FileNotFoundError:
             raise InputError(f"{_describe(item, where)}: file does not exist") from None
         except Exception as exc:  # libsndfile raises its own error type for bad files
+            if _frames(str(item)) >= UNKNOWN_FRAMES:   # why the read failed, read from the header
+                raise InputError(f"{_describe(item, where)}: its header does not say how long the sound is (as "
+                                 "a stream writes it); save it again with its length, or as WAV") from None
             raise InputError(f"{_describe(item, where)}: cannot read the sound file "
                              f"(corrupt, empty or not audio: {exc})") from None
         y = y.mean(axis=1)
