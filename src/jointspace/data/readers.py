@@ -187,8 +187,9 @@ def _read_parquet(p: Path, key, text_ok: bool = False) -> np.ndarray:
             values = col.to_numpy(zero_copy_only=False)
         except Exception as exc:
             raise InputError(f"key: column {name!r} of {str(p)!r} is not numeric ({exc})") from None
-        if text_ok and _as_text(values).dtype.kind == "U":
-            blocks.append(_as_text(values).reshape(len(values), -1))
+        text = _as_text(values) if text_ok else None
+        if text is not None and text.dtype.kind == "U":
+            blocks.append(text.reshape(len(values), -1))
             continue
         if values.dtype == object:  # list-typed column: one vector per row
             try:

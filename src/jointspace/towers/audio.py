@@ -8,6 +8,7 @@ zero-padded to a common length, with the true lengths.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import numpy as np
@@ -33,6 +34,7 @@ def _empty_mel_bands(sample_rate: int, n_fft: int, n_mels: int) -> int:
     return int((librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels).max(axis=1) == 0).sum())
 
 
+@functools.lru_cache(maxsize=64)
 def _check_mel_bands(sample_rate: int, n_fft: int, n_mels: int) -> None:
     """Refuse settings whose mel filters are too narrow for the FFT's bins: an empty band is
     always zero, a feature that carries nothing.  The message gives the most bands that fit."""
