@@ -77,8 +77,8 @@ def run_map(args) -> int:
         pairs = pairs.subset(rows)
     mods = [m for m in model.modalities_ if m in pairs.modalities]
     if not mods:
-        raise InputError(f"{option_name(args, 'dataset')}: {args.dataset} holds {', '.join(pairs.modalities)}; the model knows "
-                         f"{', '.join(model.modalities_)}")
+        raise InputError(f"{option_name(args, 'dataset')}: {args.dataset} holds {', '.join(pairs.modalities)}; "
+                         f"the model knows {', '.join(model.modalities_)}")
     check_dataset_items(model, pairs, mods, args.dataset, option_name(args, "dataset"))
     with console.status(f"encoding {len(pairs)} samples x {len(mods)} modalities"):
         emb = {m: _encode_for_map(model, m, pairs[m]) for m in mods}

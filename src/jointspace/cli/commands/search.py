@@ -108,7 +108,8 @@ def _check_rerank(args, modality: str) -> None:
     if not args.matcher:
         raise InputError("--matcher: --rerank needs a cross-attention matcher folder (from 'jointspace fit-matcher')")
     if modality != "text":
-        raise InputError(f"--rerank: re-ranking scores text queries against images; got {'an' if modality[:1] in 'aeiou' else 'a'} {modality} query")
+        article = "an" if modality[:1] in "aeiou" else "a"
+        raise InputError(f"--rerank: re-ranking scores text queries against images; got {article} {modality} query")
     if args.rerank_weight is not None and not 0.0 <= args.rerank_weight <= 1.0:
         raise InputError(f"--rerank-weight: expected a number in [0, 1], got {args.rerank_weight:g}")
 
