@@ -66,6 +66,11 @@ class StoredVectors:
         self.path, self.n, self.dim, self.first_id = path, n, dim, first_id
         self._rows = np.memmap(path, dtype=DTYPE, mode="r", shape=(n, dim)) if n else np.empty((0, dim), DTYPE)
 
+    def vector(self, item_id: int) -> np.ndarray | None:
+        """The stored vector (dim,) float32 of ``item_id`` (a copy), or None outside the range."""
+        row = int(item_id) - self.first_id
+        return np.array(self._rows[row], DTYPE) if 0 <= row < self.n else None
+
     def rerank(self, queries: np.ndarray, candidates: np.ndarray, k: int, metric: str):
         """Order each query's candidates by the exact score and keep the best ``k``.
 

@@ -364,8 +364,9 @@ def _reconstruct(index, item_id: int):
     import faiss
 
     stored = getattr(index, "_stored", None)
-    if stored is not None and 0 <= int(item_id) - stored.first_id < stored.n:
-        return np.array(stored._rows[int(item_id) - stored.first_id], np.float32)
+    exact = None if stored is None else stored.vector(item_id)
+    if exact is not None:
+        return exact
     top = getattr(index, "_faiss", None)
     if top is None:
         return None
