@@ -287,3 +287,25 @@ def test_a_failed_fit_leaves_the_classifier_as_it_was(data):
         fresh.fit(too_few)
     with pytest.raises(NotFittedError):    # it raised AttributeError: no members_
         fresh.predict(items)
+
+
+def test_weighted_fusion_with_a_class_its_training_part_lacks():
+    """A class whose one row falls among the held-out rows: the members (fitted on the training
+    part) have no column for it, and that class gets probability 0 in every member, by hand."""
+    from scipy.special import softmax
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.repeat([0, 1, 2], 20), [3]]
+    pairs = Pairs({"a": (rng.normal(size=(61, 5)) + y[:, None]).astype(np.float32),
+                   "b": (rng.normal(size=(61, 4)) + y[:, None]).astype(np.float32)}, labels=y)
+    model = FusionClassifier(fusion="weighted", seed=0).fit(pairs)
+    assert all(list(m.classes_) == [0, 1, 2] for m in model.members_.values())   # class 3 held out
+    items = {"a": pairs["a"], "b": pairs["b"]}
+    logs = []
+    for m in ("a", "b"):
+        full = np.full((61, 4), 1e-12)
+        full[:, :3] = np.clip(model.members_[m].predict_proba(items[m]), 1e-12, 1.0)
+        logs.append(np.log(full))
+    want = softmax(model.weights_[0] * logs[0] + model.weights_[1] * logs[1], axis=1)
+    np.testing.assert_allclose(model.predict_proba(items), want, rtol=1e-6, atol=1e-15)
+    assert set(model.predict(items)) <= {0, 1, 2}

@@ -316,7 +316,13 @@ class FusionClassifier:
                                  f"pairs of the other classes, got {counts} pairs per class")
 
     def _member_log_proba(self, m: str, xm: np.ndarray) -> np.ndarray:
-        return np.log(np.clip(self.members_[m].predict_proba(xm), 1e-12, 1.0))
+        """Log-probabilities (n, C) of one member over every class: a class the member never saw
+        (``weighted`` fits on the training part, which a rare class can miss) gets probability 0
+        (clipped to 1e-12) in its column."""
+        member = self.members_[m]
+        proba = np.zeros((len(xm), len(self.classes_)))
+        proba[:, np.asarray(member.classes_, dtype=int)] = member.predict_proba(xm)
+        return np.log(np.clip(proba, 1e-12, 1.0))
 
     def _fit_learnt(self, x: dict, y: np.ndarray, tr, va) -> None:
         from ..train.generic import FitConfig, fit_module
