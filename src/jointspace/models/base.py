@@ -30,6 +30,8 @@ MODELS: Registry = Registry("model")
 
 CONFIG_FILE = "config.json"
 STATE_FILE = "state.safetensors"
+#: the ``model`` field of a saved :class:`~jointspace.models.fusion.FusionClassifier`
+FUSION_MODEL_NAME = "fusion-classifier"
 SHAPES_KEY = "state_shapes"
 """Field of ``config.json`` that records the shape and dtype of every array of ``state.safetensors``."""
 
@@ -238,6 +240,9 @@ def load_model(path) -> JointModel:
     if not cfg_path.is_file():
         raise InputError(f"model: {str(path)!r} has no {CONFIG_FILE}; is it a saved model folder?")
     config = _read_config(cfg_path)
+    if config["model"] == FUSION_MODEL_NAME:
+        raise InputError(f"model: {str(path)!r} holds a saved fusion classifier (it classifies; it has no joint "
+                         f"space to encode into); load it with jointspace.FusionClassifier.load")
     try:
         cls = MODELS.get(config["model"])
     except InputError as exc:

@@ -443,6 +443,22 @@ class FusionClassifier:
         labels = self.classes_[np.argmax(proba, axis=1)]
         return (labels, weights) if return_weights else labels
 
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path):
+        """Write the fitted classifier to the folder ``path`` atomically (``config.json`` and
+        ``state.safetensors``, no pickle); ``path`` must be missing, an empty folder or a saved
+        fusion classifier.  Returns the path."""
+        from ._fusion_io import save_fusion
+
+        return save_fusion(self, path)
+
+    @classmethod
+    def load(cls, path) -> "FusionClassifier":
+        """A classifier saved with :meth:`save`; it predicts exactly as the saved one did."""
+        from ._fusion_io import load_fusion
+
+        return load_fusion(cls, path)
+
     def score(self, items: dict, labels) -> float:
         """Accuracy of :meth:`predict` against ``labels``."""
         labels = np.asarray(labels)

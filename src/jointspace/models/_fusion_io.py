@@ -1,0 +1,187 @@
+"""Saving and loading a fitted :class:`~jointspace.models.fusion.FusionClassifier`.
+
+The folder has the layout of a saved joint model (``config.json`` and ``state.safetensors``,
+no pickle), with ``"model": "fusion-classifier"``:
+
+- ``config.json``: the constructor arguments (``params``), the modalities, and in ``extra`` the
+  classes (their values and dtype) and each modality's feature count;
+- ``state.safetensors``: the network's parameters and buffers (``net.*``) for the learnt
+  fusions; for late fusion each member's standardisation and logistic regression
+  (``member.<i>.*``, ``i`` the modality's position), the class prior, the modality weights and
+  the stacking meta-classifier (``stacker.*``).
+
+A loaded classifier predicts exactly as the saved one did.  What training recorded
+(``train_result_``, the members' cross-validation results) is not saved.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__
+from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
+from ..errors import InputError
+from .base import CONFIG_FILE, FUSION_MODEL_NAME, SHAPES_KEY, STATE_FILE, _check_state, _read_config
+#: the dtype kinds of class labels a saved classifier can hold (JSON numbers, booleans, strings)
+_CLASS_KINDS = "biufUO"
+
+
+def is_saved_fusion(path) -> bool:
+    """Whether ``path`` is a folder written by :func:`save_fusion`."""
+    config = read_json_object(Path(path) / CONFIG_FILE)
+    return (config is not None and config.get("model") == FUSION_MODEL_NAME
+            and (Path(path) / STATE_FILE).is_file())
+
+
+def _params(clf) -> dict:
+    names = [n for n in inspect.signature(type(clf)).parameters if n != "self"]
+    params = {n: getattr(clf, n) for n in names}
+    if params.get("modalities") is not None:
+        params["modalities"] = list(params["modalities"])
+    return params
+
+
+def _classes_json(classes: np.ndarray) -> dict:
+    values = classes.tolist()
+    ok = classes.dtype.kind in _CLASS_KINDS and (classes.dtype.kind != "O" or all(isinstance(v, str) for v in values))
+    if not ok:
+        raise InputError(f"classes_: a saved fusion classifier holds numbers, booleans or strings as class labels; "
+                         f"got labels of dtype {classes.dtype} ({values[:3]!r}...)")
+    return {"values": values, "dtype": str(classes.dtype)}
+
+
+def _member_state(i: int, member) -> dict:
+    """The arrays of one late-fusion member (a fitted grid search over standardisation and
+    logistic regression, or the pipeline a load rebuilt)."""
+    pipe = getattr(member, "best_estimator_", member)
+    scaler, logistic = pipe[0], pipe[-1]
+    return {f"member.{i}.mean": scaler.mean_, f"member.{i}.var": scaler.var_, f"member.{i}.scale": scaler.scale_,
+            f"member.{i}.coef": logistic.coef_, f"member.{i}.intercept": logistic.intercept_,
+            f"member.{i}.classes": np.asarray(logistic.classes_, dtype=np.int64),
+            f"member.{i}.C": np.array([logistic.C], dtype=np.float64)}
+
+
+def _logistic(coef, intercept, classes, C: float = 1.0):
+    from sklearn.linear_model import LogisticRegression
+
+    lr = LogisticRegression(C=float(C), max_iter=3000)
+    lr.coef_, lr.intercept_, lr.classes_ = coef, intercept, classes
+    lr.n_features_in_ = coef.shape[1]
+    lr.n_iter_ = np.zeros(1, dtype=np.int32)
+    return lr
+
+
+def _member(state: dict, i: int):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler()
+    scaler.mean_, scaler.var_, scaler.scale_ = (state[f"member.{i}.{k}"] for k in ("mean", "var", "scale"))
+    scaler.n_features_in_ = scaler.mean_.shape[0]
+    scaler.n_samples_seen_ = 0
+    logistic = _logistic(state[f"member.{i}.coef"], state[f"member.{i}.intercept"],
+                         state[f"member.{i}.classes"], state[f"member.{i}.C"][0])
+    return make_pipeline(scaler, logistic)
+
+
+def _state(clf) -> dict:
+    from .fusion import LATE
+
+    if clf.fusion not in LATE:
+        return {f"net.{k}": v.detach().cpu().numpy() for k, v in clf.net_.state_dict().items()}
+    state = {"prior": np.asarray(clf.prior_, dtype=np.float64), "weights": np.asarray(clf.weights_, dtype=np.float64)}
+    for i, m in enumerate(clf.modalities_):
+        state.update(_member_state(i, clf.members_[m]))
+    if clf.stacker_ is not None:
+        state.update({"stacker.coef": clf.stacker_.coef_, "stacker.intercept": clf.stacker_.intercept_,
+                      "stacker.classes": np.asarray(clf.stacker_.classes_, dtype=np.int64)})
+    return state
+
+
+def save_fusion(clf, path) -> Path:
+    """Write a fitted fusion classifier to the folder ``path`` atomically.
+
+    ``path`` must be missing, an empty folder or a saved fusion classifier (which is replaced);
+    anything else raises :class:`~jointspace.errors.InputError` and is left untouched.
+    """
+    from safetensors.numpy import save_file
+
+    clf._check_fitted()
+    state = {k: np.ascontiguousarray(v) for k, v in _state(clf).items()}
+    config = {"model": FUSION_MODEL_NAME, "params": _params(clf), "modalities": list(clf.modalities_),
+              "jointspace_version": __version__,
+              "extra": {"classes": _classes_json(np.asarray(clf.classes_)),
+                        "in_dims": {m: int(d) for m, d in clf.in_dims_.items()}},
+              SHAPES_KEY: {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()}}
+    with atomic_dir(path, "fusion classifier", is_kind=is_saved_fusion, arg="path") as tmp:
+        save_file(state, str(tmp / STATE_FILE))
+        set_default_mode(tmp / STATE_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    return Path(path)
+
+
+def load_fusion(cls, path):
+    """Load a fusion classifier saved by :func:`save_fusion` as an instance of ``cls``.
+
+    Raises
+    ------
+    InputError
+        The folder is missing, incomplete, damaged, or holds something else (a joint model,
+        an index); the message names the file and the field or array.
+    """
+    from safetensors.numpy import load_file
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"path: expected a saved fusion classifier folder, got {type(path).__name__} {path!r}")
+    path = Path(path)
+    recover_dir(path)
+    cfg_path, state_path = path / CONFIG_FILE, path / STATE_FILE
+    if not cfg_path.is_file():
+        raise InputError(f"path: expected a saved fusion classifier folder (with {CONFIG_FILE}), got {str(path)!r}")
+    config = _read_config(cfg_path)
+    if config["model"] != FUSION_MODEL_NAME:
+        raise InputError(f"path: {str(path)!r} holds a saved {config['model']!r} model, not a fusion classifier "
+                         f"(load it with jointspace.load_model)")
+    try:
+        state = load_file(str(state_path))
+    except Exception as exc:  # noqa: BLE001 - a missing or truncated file is reported, whatever the reader raised
+        raise InputError(f"path: {state_path} is missing, unreadable or truncated ({exc})") from None
+    _check_state(config, state, state_path)
+    try:
+        return _restore(cls, config, state)
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise InputError(f"path: {cfg_path} and {state_path} do not hold a fusion classifier this version reads "
+                         f"({type(exc).__name__}: {exc})") from None
+
+
+def _restore(cls, config: dict, state: dict):
+    import torch
+
+    from .fusion import LATE, FusionNet
+
+    unknown = sorted(set(config["params"]) - set(inspect.signature(cls).parameters))
+    if unknown:
+        raise InputError(f"path: {CONFIG_FILE} field 'params' has unknown key(s) {', '.join(map(repr, unknown))}")
+    clf = cls(**config["params"])
+    clf._check_settings()
+    extra = config["extra"]
+    clf.classes_ = np.asarray(extra["classes"]["values"], dtype=np.dtype(extra["classes"]["dtype"]))
+    clf.modalities_ = list(config["modalities"])
+    clf.in_dims_ = {m: int(extra["in_dims"][m]) for m in clf.modalities_}
+    if clf.fusion in LATE:
+        clf.members_ = {m: _member(state, i) for i, m in enumerate(clf.modalities_)}
+        clf.prior_, clf.weights_ = state["prior"], state["weights"]
+        clf.stacker_ = None if "stacker.coef" not in state else _logistic(
+            state["stacker.coef"], state["stacker.intercept"], state["stacker.classes"])
+    else:
+        net = FusionNet(clf.in_dims_, len(clf.classes_), clf.fusion, int(clf.hidden), float(clf.dropout))
+        net.load_state_dict({k[len("net."):]: torch.from_numpy(np.array(v)) for k, v in state.items()})
+        clf.net_ = net.eval()
+    return clf
