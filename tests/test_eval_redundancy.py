@@ -137,6 +137,21 @@ def test_redundancy_report():
     assert redundancy_report(x, y[:, :2])["mean_abs_cosine"] is None
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_redundancy_report_on_fewer_rows_than_the_debiased_estimate_needs(n):
+    """The scores defined on 2 or 3 rows are given (each equal to its own function); the
+    debiased CKA, which needs 4 rows, is None."""
+    r = _rng(11)
+    x, y = r.normal(size=(n, 3)), r.normal(size=(n, 3))
+    rep = redundancy_report(x, y)
+    assert rep["debiased_cka"] is None
+    with pytest.raises(InputError, match="at least 4"):
+        debiased_linear_cka(x, y)
+    assert rep["linear_cka"] == linear_cka(x, y) and rep["hsic"] == hsic_score(x, y)
+    assert rep["mean_abs_cosine"] == mean_abs_cosine(x, y)
+    assert rep["normalized_cross_frobenius"] == normalized_cross_frobenius(x, y)
+
+
 @pytest.mark.parametrize("fn", [mean_abs_cosine, normalized_cross_frobenius, linear_cka, hsic_score, redundancy_report])
 def test_bad_shapes_name_the_argument(fn):
     good = np.ones((5, 3)) + np.arange(15).reshape(5, 3) ** 2

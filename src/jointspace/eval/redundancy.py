@@ -301,8 +301,8 @@ def redundancy_report(z1, z2) -> dict:
     -------
     dict
         ``mean_abs_cosine`` (``None`` when d1 != d2: paired rows cannot be compared),
-        ``normalized_cross_frobenius``, ``linear_cka``, ``debiased_cka``, ``hsic``,
-        ``hsic_normalized``; plain
+        ``normalized_cross_frobenius``, ``linear_cka``, ``debiased_cka`` (``None`` for fewer
+        than 4 rows: its unbiased estimates need 4), ``hsic``, ``hsic_normalized``; plain
         floats, JSON-ready.
     """
     a, b = _pair(z1, z2)
@@ -310,7 +310,7 @@ def redundancy_report(z1, z2) -> dict:
         "mean_abs_cosine": mean_abs_cosine(a, b) if a.shape[1] == b.shape[1] else None,
         "normalized_cross_frobenius": normalized_cross_frobenius(a, b),
         "linear_cka": linear_cka(a, b),
-        "debiased_cka": debiased_linear_cka(a, b),
+        "debiased_cka": debiased_linear_cka(a, b) if len(a) >= 4 else None,
         "hsic": hsic_score(a, b),
         "hsic_normalized": hsic_score(a, b, normalized=True),
     }
