@@ -369,3 +369,19 @@ def test_item_details_name_every_copy_by_its_file_name_only(client, monkeypatch)
     monkeypatch.setattr(engine, "item", with_copies)
     r = client.get("/api/items/2")
     assert r.status_code == 200 and r.json()["extra"]["paths"] == ["b.png", "c.png"] and "/srv/" not in r.text
+
+
+def test_audio_upload_of_an_aiff_file_is_accepted_and_in_the_schema(audio_client):
+    import io
+
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, sup.tone(sup.PITCHES["high"], seed=7), 16000, format="AIFF")
+    r = audio_client.post("/api/search", files={"file": ("clip.aiff", buf.getvalue(), "audio/aiff")}, data={"k": "3"})
+    assert r.status_code == 200, r.text
+    assert [x["label"] for x in r.json()["results"]] == ["high"] * 3
+    body = audio_client.get("/openapi.json").json()["paths"]["/api/search"]["post"]["requestBody"]
+    form = body["content"]["multipart/form-data"]
+    assert "audio/aiff" in form["encoding"]["file"]["contentType"].split(", ")
+    assert "AIFF" in form["schema"]["properties"]["file"]["description"]

@@ -278,7 +278,7 @@ def load_audio(item, sample_rate: int, where: str = "audio") -> np.ndarray:
 
     Parameters
     ----------
-    item : str or path-like (WAV, FLAC, OGG: what libsndfile reads), or 1-D ndarray
+    item : str or path-like (WAV, FLAC, OGG, AIFF, MP3: what libsndfile reads), or 1-D ndarray
         Arrays are taken to be at ``sample_rate`` already; integer arrays are scaled from
         their full range to [-1, 1]: signed ones by 2^(bits-1) (int16 -32768 -> -1), unsigned
         ones centred on 2^(bits-1) as unsigned PCM is (uint8 0, 128, 255 -> -1, 0, 0.992).
