@@ -212,6 +212,27 @@ def test_cross_predictor_r2_matches_least_squares():
     assert all(p.grad is not None for p in adv.parameters())
 
 
+def test_cross_predictor_r2_of_a_code_that_does_not_vary():
+    """scikit-learn's convention for a constant target: 1 for an exact prediction, else 0
+    (it read about -1e300 before)."""
+    from sklearn.metrics import r2_score
+
+    a, _ = _pair(n=20, d1=3, d2=2, seed=4)
+    adv = CrossPredictor(3, 2, hidden=0).double()
+    const = torch.full((20, 2), 0.7, dtype=torch.float64)
+    with torch.no_grad():
+        pred = adv.net(a)
+    half = torch.full((20, 2), 0.5, dtype=torch.float64)   # its mean is exact, as scikit-learn needs
+    want = r2_score(half.numpy(), pred.numpy(), multioutput="variance_weighted")
+    assert float(adv.explained(a, half)) == want == 0.0
+    assert float(adv.explained(a, const)) == 0.0            # 0.7's mean is off by its rounding
+    with torch.no_grad():
+        adv.net.weight.zero_()
+        adv.net.bias.fill_(0.7)
+    assert float(adv.explained(a, const)) == 1.0 == r2_score(const.numpy(), const.numpy(),
+                                                                 multioutput="variance_weighted")
+
+
 def test_cross_predictor_gradcheck():
     a, b = _pair(n=10, d1=3, d2=2, seed=2)
     adv = CrossPredictor(3, 2, hidden=5).double()

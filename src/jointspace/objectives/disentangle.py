@@ -78,7 +78,9 @@ class CrossPredictor(torch.nn.Module):
 
     def explained(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         r"""The fraction of ``y``'s variance that :math:`g(x)` explains, :math:`R^2` (may be
-        negative when :math:`g` is worse than the mean), with :math:`g` frozen.
+        negative when :math:`g` is worse than the mean), with :math:`g` frozen.  A ``y`` that
+        does not vary (up to rounding) has no variance to explain: 1 when :math:`g` predicts it exactly, else 0
+        (scikit-learn's ``r2_score`` convention).
 
         Parameters
         ----------
@@ -95,7 +97,10 @@ class CrossPredictor(torch.nn.Module):
         y = y.to(pred.dtype)
         resid = ((y - pred) ** 2).sum()
         total = ((y - y.mean(dim=0, keepdim=True)) ** 2).sum()
-        return 1.0 - resid / total.clamp_min(torch.finfo(total.dtype).tiny)
+        r2 = 1.0 - resid / total.clamp_min(torch.finfo(total.dtype).tiny)
+        # what is left of equal values after subtracting their mean is its rounding, about eps of them
+        varies = total > torch.finfo(total.dtype).eps * (y.detach() ** 2).sum()
+        return torch.where(varies, r2, (resid == 0).to(r2.dtype))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """The adversarial penalty :math:`\\max(R^2, 0)` for the encoders, shape ()."""
