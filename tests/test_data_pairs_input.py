@@ -124,3 +124,12 @@ def test_label_names_name_every_class(labels, names, match):
 def test_split_test_size_leaves_training_samples(test_size, match):
     with pytest.raises(InputError, match=match):
         _pairs([0, 1, 0, 1]).split(test_size)
+
+
+def test_select_takes_a_list_of_names_or_one_name():
+    p = Pairs({"image": np.arange(6.0).reshape(3, 2), "text": ["a", "b", "c"]}, labels=[0, 1, 0])
+    one = p.select("image")
+    assert one.modalities == ("image",) and np.array_equal(one["image"], p["image"])
+    assert p.select(["text", "image"]).modalities == ("text", "image")
+    with pytest.raises(InputError, match="modality: expected one of image, text; got 'audio'"):
+        p.select("audio")

@@ -252,8 +252,11 @@ class Pairs:
                      metadata={k: _take(v, idx) for k, v in self.metadata.items()},
                      label_names=self.label_names, name=self.name)
 
-    def select(self, modalities: Sequence[str]) -> "Pairs":
-        """A new ``Pairs`` keeping only the given modalities (same rows)."""
+    def select(self, modalities: Sequence[str] | str) -> "Pairs":
+        """A new ``Pairs`` keeping only the given modalities (a list of names, or one name;
+        same rows)."""
+        if isinstance(modalities, str):
+            modalities = [modalities]
         for m in modalities:
             self[m]
         return Pairs({m: self._data[m] for m in modalities}, labels=self.labels, ids=self.ids,
