@@ -82,3 +82,36 @@ def test_gallery_scores_must_be_numbers(tmp_path):
     assert not (tmp_path / "g.png").exists()
     out = write_gallery([good, {"id": 1, "score": np.float32(0.25)}, {"id": 2, "score": None}], tmp_path / "g.png")
     assert Image.open(out).size == (3 * (160 + 8) + 8, 160 + 54 + 2 * 8)
+
+
+def test_every_plot_writer_refuses_a_path_that_is_not_a_png_file_before_drawing(tmp_path, monkeypatch):
+    from jointspace.viz import _mpl
+    from jointspace.viz.attention_map import write_attention_map
+    from jointspace.viz.curves import plot_curves
+    from jointspace.viz.gallery import write_gallery
+    from jointspace.viz.space_map import plot_joint_space
+
+    rng = np.random.default_rng(0)
+    emb = {"image": rng.normal(size=(6, 4)), "text": rng.normal(size=(6, 4))}
+    picture = np.zeros((16, 16, 3), np.uint8)
+    writers = {
+        "map": lambda p: plot_joint_space(emb, p, method="pca"),
+        "curves": lambda p: plot_curves({"step": [1, 2], "loss": [2.0, 1.0]}, p),
+        "gallery": lambda p: write_gallery([{"score": 0.5, "text": "t"}], p),
+        "attention": lambda p: write_attention_map(picture, ["a"], np.ones((1, 2, 2)), p),
+    }
+    (tmp_path / "folder.png").mkdir()
+    (tmp_path / "file").write_text("kept")
+    # a failed check must come before any figure is drawn
+    monkeypatch.setattr(_mpl, "pyplot", lambda: pytest.fail("drew before checking path"))
+    for name, write in writers.items():
+        with pytest.raises(InputError, match=r"path: expected a file name ending in \.png, got '.*map\.svg'"):
+            write(tmp_path / "map.svg")           # PNG bytes under an .svg name
+        with pytest.raises(InputError, match="path: expected a file name ending in .png, got ''"):
+            write("")
+        with pytest.raises(InputError, match="path: expected a file to write, got the folder"):
+            write(tmp_path / "folder.png")
+        with pytest.raises(InputError, match=r"path: cannot create '.*x\.png': '.*file' is not a folder"):
+            write(tmp_path / "file" / "x.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.png"]
+    assert (tmp_path / "file").read_text() == "kept" and not any((tmp_path / "folder.png").iterdir())

@@ -18,6 +18,37 @@ def pyplot():
     return plt
 
 
+def check_png_path(path, name: str = "path"):
+    """``path`` as a writable file name ending in ``.png``, checked before any drawing.
+
+    Parameters
+    ----------
+    path : str or path-like
+    name : str
+        The argument name used in messages.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    InputError
+        ``path`` is not a path, does not end in ``.png`` (the writers encode PNG whatever the
+        suffix), is a folder, or its parent cannot be created.
+    """
+    import os
+
+    from .._io import check_out_file
+    from ..errors import InputError
+
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"{name}: expected a file path ending in .png, got {type(path).__name__}")
+    if not os.fspath(path).lower().endswith(".png"):
+        raise InputError(f"{name}: expected a file name ending in .png, got {os.fspath(path)!r}")
+    return check_out_file(path, name)
+
+
 def save_figure(fig, path) -> str:
     """Write ``fig`` as PNG atomically and close it; returns the path."""
     import io

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._validation import check_choice, check_float, check_int
 from ..errors import InputError
-from ._mpl import pyplot, save_figure
+from ._mpl import check_png_path, pyplot, save_figure
 
 
 def write_attention_map(image, pieces, maps, path, *, score: float | None = None, image_size: int = 224,
@@ -24,7 +24,7 @@ def write_attention_map(image, pieces, maps, path, *, score: float | None = None
     maps : array, shape (T, H, W)
         Each word's attention over the H x W regions (e.g. :meth:`CrossAttentionMatcher.explain`).
     path : path
-        The PNG to write (atomically).
+        The PNG to write (atomically); must end in ``.png``.
     score : float, optional
         The matching score, shown in the title.
     image_size : int
@@ -44,6 +44,7 @@ def write_attention_map(image, pieces, maps, path, *, score: float | None = None
     from ..towers.efficientnet import resize_rgb
     from ..towers.inputs import load_image
 
+    path = check_png_path(path)
     try:
         maps = np.asarray(maps, dtype=np.float32)
     except (TypeError, ValueError) as exc:

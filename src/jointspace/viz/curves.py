@@ -96,7 +96,7 @@ def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None
         A run folder, a metrics CSV, or columns as :func:`read_metrics` returns them (name ->
         1-D numbers, all of one length; NaN where a row has no value).
     path : str or path-like
-        The PNG to write.
+        The PNG to write (atomically); must end in ``.png``.
     x : str, optional
         The x column (default: ``step`` if present, else ``epoch``, else the row number).
     max_panels : int
@@ -108,8 +108,9 @@ def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None
         The written path.
     """
     from .._validation import check_int
-    from ._mpl import pyplot, save_figure
+    from ._mpl import check_png_path, pyplot, save_figure
 
+    path = check_png_path(path)
     max_panels = check_int(max_panels, "max_panels", low=1)
     cols = read_metrics(metrics) if not isinstance(metrics, dict) else _check_columns(metrics)
     if x is not None and x not in cols:

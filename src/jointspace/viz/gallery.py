@@ -53,7 +53,7 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
         ``rank``, ``id``, ``label``, ``text`` and ``path`` (an image file; items without one
         are drawn as their text).
     path : str or path-like
-        The PNG file to write (atomically).
+        The PNG file to write (atomically); must end in ``.png``.
     title : str, optional
         A heading, e.g. the query.
     columns : int
@@ -74,7 +74,9 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
 
     from .._io import atomic_write_bytes
     from .._validation import check_float, check_int
+    from ._mpl import check_png_path
 
+    path = check_png_path(path)
     if isinstance(results, (str, bytes, Mapping)):
         raise InputError(f"results: expected a list of result dicts, got {type(results).__name__}")
     results = list(results)

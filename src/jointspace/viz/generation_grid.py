@@ -8,7 +8,6 @@ blank cells.
 
 from __future__ import annotations
 
-import os
 import textwrap
 from collections.abc import Mapping, Sequence
 
@@ -113,16 +112,6 @@ def check_rows(rows) -> list[dict]:
     return out
 
 
-def _check_png_path(path):
-    from .._io import check_out_file
-
-    if not isinstance(path, (str, os.PathLike)):
-        raise InputError(f"path: expected a file path ending in .png, got {type(path).__name__}")
-    if not os.fspath(path).lower().endswith(".png"):
-        raise InputError(f"path: expected a file name ending in .png, got {os.fspath(path)!r}")
-    return check_out_file(path, "path")
-
-
 def _check_cmap(cmap):
     import matplotlib
 
@@ -172,10 +161,10 @@ def write_generation_grid(rows, path, *, title: str | None = None, cmap="gray") 
         A bad argument, named in the message (``rows[1].images``, ``path``, ``cmap``, ...);
         nothing is written then.
     """
-    from ._mpl import pyplot, save_figure
+    from ._mpl import check_png_path, pyplot, save_figure
 
     checked = check_rows(rows)
-    path = _check_png_path(path)
+    path = check_png_path(path)
     if title is not None and not isinstance(title, str):
         raise InputError(f"title: expected a string or None, got {type(title).__name__}")
     plt = pyplot()

@@ -69,7 +69,7 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
         Modality -> its embeddings in the joint space; row i of every modality is one sample
         (a true pair).
     path : str or path-like
-        The PNG file to write.
+        The PNG file to write (atomically); must end in ``.png``.
     labels : array-like, shape (n,), optional
         Class of each sample (ints or strings); colours the points.
     label_names : list of str, optional
@@ -94,12 +94,14 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
     InputError
         Embeddings that are not finite (n, d) matrices of one shape (named
         ``embeddings['<modality>']`` with their own row), labels that are not n 1-D values,
-        or a bad parameter.
+        a ``path`` that is not a writable ``.png`` file name, or a bad parameter; nothing is
+        drawn then.
     """
     from .._validation import check_choice, check_int, check_matrix
     from ..models.base import l2_normalize
-    from ._mpl import pyplot, save_figure
+    from ._mpl import check_png_path, pyplot, save_figure
 
+    path = check_png_path(path)
     if not isinstance(embeddings, dict) or not embeddings:
         raise InputError("embeddings: expected a dict modality -> (n, d) array, got "
                          f"{type(embeddings).__name__}")
