@@ -72,6 +72,48 @@ def test_plot_joint_space_writes_a_png_and_checks_shapes(tmp_path):
         plot_joint_space({"image": img}, tmp_path / "bad.png", labels=[1, 2], method="pca")
 
 
+def _drawn_map(monkeypatch, tmp_path, **kwargs):
+    """The figure plot_joint_space draws, kept open (it is closed once written otherwise)."""
+    from jointspace.viz import _mpl
+    from jointspace.viz.space_map import plot_joint_space
+
+    figures = []
+    monkeypatch.setattr(_mpl, "save_figure", lambda fig, path: figures.append(fig) or str(path))
+    plot_joint_space(path=tmp_path / "map.png", method="pca", **kwargs)
+    return figures[0]
+
+
+def test_map_of_more_classes_than_colours_gives_no_colour_to_two_classes(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import to_rgba
+
+    rng = np.random.default_rng(2)
+    labels = rng.permutation(np.repeat(np.arange(26), [2] * 24 + [6] * 2))   # classes 24, 25 most frequent
+    n = len(labels)
+    fig = _drawn_map(monkeypatch, tmp_path, embeddings={"image": rng.normal(size=(n, 5))},
+                     labels=labels, max_legend=8)
+    try:
+        ax = fig.axes[0]
+        colours = [tuple(c[:3]) for c in ax.collections[0].get_facecolors()]   # RGB; alpha is the points'
+        texts = [t.get_text() for t in ax.get_legend().get_texts()]
+        entries = {h.get_label(): h.get_color() for h in ax.get_legend().legend_handles}
+    finally:
+        plt.close(fig)
+    by_colour = {}
+    for c, label in zip(colours, labels):
+        by_colour.setdefault(c, set()).add(int(label))
+    black = (0.0, 0.0, 0.0)
+    # 19 colours of one class each, the 7 least frequent classes (the last ones of equal count) in black
+    assert sorted(len(v) for k, v in by_colour.items() if k != black) == [1] * 19
+    assert by_colour[black] == set(range(17, 24))
+    assert {min(by_colour[c]) for c in by_colour if c != black} == set(range(17)) | {24, 25}
+    # the legend's colour of each listed class is that class's colour
+    for name in texts[1:9]:
+        assert by_colour[to_rgba(entries[name])[:3]] == {int(name)}
+    assert texts[0] == "image" and len(texts) == 1 + 8 + 2
+    assert texts[9:] == ["... 11 more classes", "7 other classes (black)"]
+
+
 def test_curves_read_numeric_columns_with_gaps(tmp_path):
     from jointspace.viz.curves import plot_curves, read_metrics
 

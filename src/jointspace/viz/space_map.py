@@ -16,6 +16,36 @@ from ..errors import InputError, MissingDependencyError
 
 METHODS = ("umap", "tsne", "pca")
 MARKERS = ("o", "^", "s", "D", "v", "P")
+#: colour of the classes beyond the palette (no palette colour is black)
+OTHER_COLOUR = (0.0, 0.0, 0.0, 1.0)
+
+
+def class_slots(codes, n_classes: int, n_colours: int) -> np.ndarray:
+    """Palette index of each class, or -1 for a class drawn in :data:`OTHER_COLOUR`.
+
+    With at most ``n_colours`` classes each has its own colour; with more, the
+    ``n_colours - 1`` most frequent classes (ties: the first) keep one each, in class order,
+    and the rest share the "other" colour, so that no colour stands for two classes.
+
+    Parameters
+    ----------
+    codes : ndarray of int, shape (n,)
+        Class index of each point, in ``0 .. n_classes - 1``.
+    n_classes : int
+    n_colours : int
+        Size of the palette.
+
+    Returns
+    -------
+    ndarray of int, shape (n_classes,)
+    """
+    if n_classes <= n_colours:
+        return np.arange(n_classes)
+    counts = np.bincount(codes, minlength=n_classes)
+    kept = np.sort(np.argsort(-counts, kind="stable")[:n_colours - 1])
+    slots = np.full(n_classes, -1)
+    slots[kept] = np.arange(len(kept))
+    return slots
 
 
 def embed_2d(vectors, method: str = "umap", seed: int = 0) -> np.ndarray:
@@ -82,7 +112,9 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
     seed : int
         Seed of the reduction and of the pairs drawn (>= 0).
     max_legend : int
-        At most this many classes in the legend.
+        At most this many classes in the legend (the rest counted in one entry).  Beyond the
+        20 colours of the palette, the 19 most frequent classes keep a colour each and the
+        others are drawn in black (:func:`class_slots`).
 
     Returns
     -------
@@ -152,7 +184,8 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
         classes = [label_names[int(c)] if label_names is not None and str(c).lstrip("-").isdigit()
                    and 0 <= int(c) < len(label_names) else str(c) for c in classes]
     cmap = plt.get_cmap("tab20" if len(classes) > 10 else "tab10")
-    colours = np.array([cmap(i % cmap.N) for i in codes])
+    slots = class_slots(codes, len(classes), cmap.N)
+    colours = np.array([cmap(slots[c]) if slots[c] >= 0 else OTHER_COLOUR for c in codes])
     for i, (m, p) in enumerate(zip(mods, parts)):
         ax.scatter(p[:, 0], p[:, 1], c=colours, marker=MARKERS[i % len(MARKERS)], s=22, alpha=0.85,
                    edgecolors="white", linewidths=0.3, zorder=2)
@@ -160,8 +193,16 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
 
     handles = [Line2D([], [], ls="", marker=MARKERS[i % len(MARKERS)], color="0.3", label=m)
                for i, m in enumerate(mods)]
-    handles += [Line2D([], [], ls="", marker="o", color=cmap(i % cmap.N), label=c)
-                for i, c in enumerate(classes[:max_legend]) if labels is not None]
+    if labels is not None:
+        shown = [c for c in range(len(classes)) if slots[c] >= 0]
+        handles += [Line2D([], [], ls="", marker="o", color=cmap(slots[c]), label=classes[c])
+                    for c in shown[:max_legend]]
+        if len(shown) > max_legend:
+            handles.append(Line2D([], [], ls="", label=f"... {len(shown) - max_legend} more classes"))
+        n_other = int((slots < 0).sum())
+        if n_other:
+            handles.append(Line2D([], [], ls="", marker="o", color=OTHER_COLOUR,
+                                  label=f"{n_other} other classes (black)"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     ax.set_title(title or f"joint space ({method.upper() if method != 'tsne' else 't-SNE'}), "
                           f"{n} samples x {len(mods)} modalities; lines join true pairs")
