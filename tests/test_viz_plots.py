@@ -163,3 +163,22 @@ def test_plot_cli_curves_and_map(tmp_path, capsys):
     assert Image.open(tmp_path / "map.png").size[0] > 400
     assert main(["plot", "map", str(tmp_path / "m"), "--dataset", "wikipedia", "--n", "1",
                  "--out", str(tmp_path / "m2.png")]) == 2
+
+
+@pytest.mark.parametrize("modalities, n_lines, title", [
+    (("image", "text"), 5, "joint space (PCA), 12 samples x 2 modalities; lines join true pairs"),
+    (("image", "text"), 0, "joint space (PCA), 12 samples x 2 modalities"),
+    (("image",), 5, "joint space (PCA), 12 samples x 1 modality"),
+])
+def test_map_title_says_lines_join_pairs_only_when_lines_are_drawn(tmp_path, monkeypatch, modalities, n_lines, title):
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(3)
+    fig = _drawn_map(monkeypatch, tmp_path, embeddings={m: rng.normal(size=(12, 4)) for m in modalities},
+                     n_lines=n_lines)
+    try:
+        ax = fig.axes[0]
+        assert len(ax.lines) == (n_lines if len(modalities) > 1 else 0)
+        assert ax.get_title() == title
+    finally:
+        plt.close(fig)

@@ -171,7 +171,8 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
 
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8.5, 7))
-    if n_lines and len(mods) > 1:
+    lines = bool(n_lines) and len(mods) > 1   # one modality has no pairs to join
+    if lines:
         rng = np.random.default_rng(seed)
         rows = rng.choice(n, size=min(int(n_lines), n), replace=False)
         for r in rows:
@@ -205,7 +206,8 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
                                   label=f"{n_other} other classes (black)"))
     ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     ax.set_title(title or f"joint space ({method.upper() if method != 'tsne' else 't-SNE'}), "
-                          f"{n} samples x {len(mods)} modalities; lines join true pairs")
+                          f"{n} samples x {len(mods)} modalit{'ies' if len(mods) > 1 else 'y'}"
+                          + ("; lines join true pairs" if lines else ""))
     ax.set_xticks([])
     ax.set_yticks([])
     fig.tight_layout()
