@@ -154,6 +154,15 @@ def test_zeroshot_cli_on_fashion_mnist(tmp_path, monkeypatch, capsys):
     assert len(per_class) == 10 and len(present) < 10
     assert [c for c, v in enumerate(per_class) if v is None] == sorted(set(range(10)) - present)
     assert all(isinstance(per_class[c], float) for c in present)
+    # the table says so too: "-" for those classes, a percentage for the others
+    assert main(["zeroshot", str(tmp_path / "m"), "--dataset", "fashion-mnist", "--limit", "5",
+                 "--templates", "single"]) == 0
+    table = capsys.readouterr().out
+    assert "nan" not in table.lower()
+    for c, word in enumerate(["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+                              "bag", "ankle boot"]):
+        row = next(line for line in table.splitlines() if line.startswith(f"│ {word} "))
+        assert (row.split("│")[2].strip() == "-") == (c not in present), row
     assert main(["zeroshot", str(tmp_path / "m"), "--limit", "50", "--confusion", "--invert"]) == 0
     text = capsys.readouterr().out
     assert "top-1" in text and "per-class accuracy" in text and "ankle boot" in text

@@ -50,6 +50,8 @@ def class_names_for(dataset: str, pairs) -> list[str]:
 
 
 def run(args) -> int:
+    import numpy as np
+
     from ...data.datasets import load_dataset
     from ...errors import InputError
     from ...eval.zeroshot import resolve_templates, zeroshot_classify
@@ -90,8 +92,6 @@ def run(args) -> int:
     check_dataset_items(model, pairs, [args.image_modality], args.dataset, option_name(args, "dataset"))
     items = pairs[args.image_modality]
     if args.invert:
-        import numpy as np
-
         if not (isinstance(items, np.ndarray) and items.dtype == np.uint8):
             raise InputError(f"--invert: needs 8-bit image arrays; {args.dataset!r} gives "
                              f"{type(items).__name__} items")
@@ -115,8 +115,10 @@ def run(args) -> int:
                 ["prompts", "templates", "top-1", "top-5"],
                 [[k, r["n_templates"], f"{r['top1']:.1%}", f"{r['top5']:.1%}"] for k, r in runs.items()])
     first = next(iter(runs.values()))
+    # a class without samples has no accuracy (NaN): "-", as in the JSON's null
     print_table("per-class accuracy", ["class"] + list(runs),
-                [[n] + [f"{r['per_class'][i]:.1%}" for r in runs.values()] for i, n in enumerate(names)])
+                [[n] + [f"{r['per_class'][i]:.1%}" if np.isfinite(r["per_class"][i]) else "-" for r in runs.values()]
+                 for i, n in enumerate(names)])
     if args.confusion:
         print_table("confusion (rows: true, columns: predicted)", ["true \\ pred"] + [n[:8] for n in names],
                     [[n] + [str(v) for v in first["confusion"][i]] for i, n in enumerate(names)])
