@@ -114,6 +114,35 @@ def test_map_of_more_classes_than_colours_gives_no_colour_to_two_classes(tmp_pat
     assert texts[9:] == ["... 11 more classes", "7 other classes (black)"]
 
 
+_EQUAL_VECTORS_MAP = """
+import json, sys
+import numpy as np
+from jointspace.viz.space_map import embed_2d, plot_joint_space
+method, path = sys.argv[1], sys.argv[2]
+plot_joint_space({"image": 3 * np.ones((12, 5)), "text": np.ones((12, 5))}, path, method=method, seed=0)
+print(json.dumps(embed_2d(np.tile([[0.5, -1.0, 2.0]], (12, 1)), method).tolist()))
+"""
+
+
+@pytest.mark.parametrize("method", ["tsne", "umap", "pca"])
+def test_map_of_equal_vectors_is_one_point(tmp_path, method):
+    """Every row the same vector (a collapsed space) is one point at the origin; in a child
+    process, as t-SNE used to crash the interpreter on it."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = dict(os.environ, PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", _EQUAL_VECTORS_MAP, method, str(tmp_path / "map.png")], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == [[0.0, 0.0]] * 12
+    assert Image.open(tmp_path / "map.png").size[0] > 400
+
+
 def test_curves_read_numeric_columns_with_gaps(tmp_path):
     from jointspace.viz.curves import plot_curves, read_metrics
 

@@ -60,12 +60,17 @@ def embed_2d(vectors, method: str = "umap", seed: int = 0) -> np.ndarray:
     Returns
     -------
     ndarray of float64, shape (n, 2)
+        All zeros when every row is the same vector: one point, whatever the method.
     """
     from .._validation import check_choice, check_matrix
 
     x = check_matrix(vectors, "vectors", min_rows=3).astype(np.float64)
     method = check_choice(method, "method", METHODS)
     n = x.shape[0]
+    if not np.ptp(x, axis=0).any():
+        # t-SNE's PCA start divides by its zero spread and crashes the process; UMAP scatters
+        # equal points over the plane as if they differed
+        return np.zeros((n, 2))
     if method == "pca" or x.shape[1] <= 2:
         from sklearn.decomposition import PCA
 
