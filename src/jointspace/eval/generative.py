@@ -80,6 +80,16 @@ class ModalityClassifier:
         return float(np.mean(self.predict(items) == np.asarray(labels)))
 
 
+def _class_labels(pairs, name: str) -> np.ndarray:
+    """The class label of each pair of ``pairs`` (n,), or InputError naming ``name``: scores
+    compared with absent labels would all read 0."""
+    labels = getattr(pairs, "labels", None)
+    if labels is None or np.ndim(labels) != 1:
+        raise InputError(f"{name}: expected pairs with one class label each, got "
+                         + ("no labels" if labels is None else f"labels of shape {np.shape(labels)}"))
+    return np.asarray(labels)
+
+
 def train_classifiers(model, train, test=None, *, limit: int | None = 20000, seed: int = 0) -> tuple[dict, dict]:
     """One :class:`ModalityClassifier` per modality of ``model``, fitted on real ``train`` items.
 
@@ -98,8 +108,8 @@ def train_classifiers(model, train, test=None, *, limit: int | None = 20000, see
     accuracy : dict of str to float
         ``"classifier/<modality>/accuracy"`` on real test items (empty without ``test``).
     """
-    if train.labels is None:
-        raise InputError("train: coherence needs class labels")
+    _class_labels(train, "train")
+    test_labels = None if test is None else _class_labels(test, "test")
     idx = np.arange(len(train))
     if limit is not None and len(idx) > limit:
         idx = np.sort(np.random.default_rng(seed).choice(len(train), limit, replace=False))
@@ -110,7 +120,7 @@ def train_classifiers(model, train, test=None, *, limit: int | None = 20000, see
         clf = ModalityClassifier(model.codecs_[m].kind).fit(model.observed(m, sub[m]), labels)
         classifiers[m] = clf
         if test is not None:
-            accuracy[f"classifier/{m}/accuracy"] = clf.accuracy(model.observed(m, test[m]), test.labels)
+            accuracy[f"classifier/{m}/accuracy"] = clf.accuracy(model.observed(m, test[m]), test_labels)
     return classifiers, accuracy
 
 
@@ -134,8 +144,8 @@ def coherence(model, test, classifiers: dict, *, n_joint: int = 1000, seed: int 
         ``"<A>-><B>/coherence"`` and ``"<A>+<C>-><B>/coherence"`` (fractions of test items whose
         generated B is classified as their class), and ``"joint/coherence"``.
     """
+    labels = _class_labels(test, "test")
     names = list(model.modalities_)
-    labels = np.asarray(test.labels)
     out = {}
     for k in range(1, len(names)):
         for given in itertools.combinations(names, k):
@@ -161,6 +171,8 @@ def latent_probe(model, train, test, *, limit: int | None = 20000, seed: int = 0
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    _class_labels(train, "train")
+    test_labels = _class_labels(test, "test")
     idx = np.arange(len(train))
     if limit is not None and len(idx) > limit:
         idx = np.sort(np.random.default_rng(seed).choice(len(train), limit, replace=False))
@@ -171,7 +183,7 @@ def latent_probe(model, train, test, *, limit: int | None = 20000, seed: int = 0
         ztr = model.posterior_mean({m: sub[m] for m in mods})
         zte = model.posterior_mean({m: test[m] for m in mods})
         clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(ztr, sub.labels)
-        out[f"probe/{name}"] = float(np.mean(clf.predict(zte) == np.asarray(test.labels)))
+        out[f"probe/{name}"] = float(np.mean(clf.predict(zte) == test_labels))
     return out
 
 

@@ -1,0 +1,64 @@
+"""Coherence, classifier accuracies and latent probes of generative models: their counts and
+the labels they need."""
+
+import numpy as np
+import pytest
+
+import jointspace as js
+from jointspace.errors import InputError
+from jointspace.eval.generative import coherence, latent_probe, train_classifiers
+
+
+class _Copy:
+    """A stand-in generative model over two feature modalities: a generated item is the first
+    given modality's item, a prior draw is row i of fixed draws."""
+
+    modalities_ = ("a", "b")
+
+    def __init__(self, draws):
+        self.draws = draws
+
+    def generate(self, target, given, seed=0):
+        return np.asarray(next(iter(given.values())))
+
+    def sample(self, n, seed=0):
+        return {m: self.draws[m][:n] for m in self.modalities_}
+
+
+class _Sign:
+    """A classifier naming class 1 for a positive first feature, else 0."""
+
+    def predict(self, items):
+        return (np.asarray(items)[:, 0] > 0).astype(int)
+
+
+def test_coherence_counts_items_given_their_class_and_prior_draws_that_agree():
+    a = np.array([[1.0], [-1.0], [2.0], [-3.0]])
+    b = np.array([[-1.0], [-1.0], [2.0], [3.0]])
+    test = js.Pairs({"a": a, "b": b}, labels=np.array([1, 0, 0, 1]))
+    draws = {"a": np.array([[1.0], [1.0], [-1.0]]), "b": np.array([[1.0], [-1.0], [-1.0]])}
+    got = coherence(_Copy(draws), test, {"a": _Sign(), "b": _Sign()}, n_joint=3)
+    # a->b classifies a's items: [1, 0, 1, 0] against [1, 0, 0, 1]; b->a: [0, 0, 1, 1]
+    assert got == {"a->b/coherence": 0.5, "b->a/coherence": 0.5, "joint/coherence": 2 / 3}
+
+
+def test_scores_against_pairs_without_labels_are_refused_not_zero():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 60)
+    a = (rng.normal(size=(60, 4)) + 3 * np.eye(4)[y]).astype(np.float32)
+    b = (rng.normal(size=(60, 3)) + 3 * np.eye(3)[y]).astype(np.float32)
+    train = js.Pairs({"a": a[:40], "b": b[:40]}, labels=y[:40])
+    test = js.Pairs({"a": a[40:], "b": b[40:]}, labels=y[40:])
+    bare = js.Pairs({"a": a[40:], "b": b[40:]})
+    model = js.create_model("mvae-poe", latent_dim=2, hidden=(8,), epochs=1, progress=False).fit(train)
+    classifiers, accuracy = train_classifiers(model, train, test)
+    assert accuracy["classifier/b/accuracy"] == np.mean(classifiers["b"].predict(b[40:]) == y[40:]) > 0.5
+    refused = "test: expected pairs with one class label each, got no labels"
+    with pytest.raises(InputError, match=refused):
+        train_classifiers(model, train, bare)
+    with pytest.raises(InputError, match=refused):
+        coherence(model, bare, classifiers, n_joint=10)
+    with pytest.raises(InputError, match=refused):
+        latent_probe(model, train, bare)
+    with pytest.raises(InputError, match="train: expected pairs with one class label each, got no labels"):
+        latent_probe(model, js.Pairs({"a": a[:40], "b": b[:40]}), test)
