@@ -342,3 +342,15 @@ def test_a_library_message_names_the_option_that_gave_the_value():
     assert name_the_option("tower: unknown tower 'nosuch'; known: minilm", args) == \
         "--tower: unknown tower 'nosuch'; known: minilm"
     assert name_the_option("tower: unknown tower 'other'", args) == "tower: unknown tower 'other'"
+
+
+@pytest.mark.parametrize("command", [["search"], ["plot", "gallery"]])
+def test_an_index_folder_that_is_not_an_index_is_named_index(tmp_path, capsys, command):
+    (tmp_path / "plain").mkdir()
+    tail = ["--text", "a cat"] + (["--out", tmp_path / "g.png"] if command[0] == "plot" else [])
+    code, out, err = run(capsys, *command, tmp_path / "missing", *tail)
+    assert code == 2 and one_line(err) and out == ""
+    assert err.startswith(f"error: INDEX: index folder '{tmp_path / 'missing'}' does not exist")
+    code, _, err = run(capsys, *command, tmp_path / "plain", *tail)
+    assert code == 2 and one_line(err)
+    assert err.startswith(f"error: INDEX: '{tmp_path / 'plain'}' is not a jointspace index (no index.json")

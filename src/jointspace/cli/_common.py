@@ -331,12 +331,15 @@ def open_index(index_dir: str, model_dir: str | None = None, args=None, *, model
     """
     import argparse
 
+    from ._checks import named_as
     from ._recorded import check_model_unchanged, index_model_dir
     from ..index.faiss_index import Index
 
     if args is None:
         args = argparse.Namespace(**{model_dest: model_dir})
-    index = Index.load(index_dir)
+    names = getattr(args, "option_names", None) or {}
+    with named_as("folder", names.get(index_dest, "--" + index_dest)):   # Index.load names its parameter
+        index = Index.load(index_dir)
     model_dir = index_model_dir(args, index.info, index_dir, model_dest=model_dest, index_dest=index_dest)
     model = load_model_named(model_dir, (getattr(args, "option_names", None) or {}).get(model_dest, "--model"))
     check_model_unchanged(args, index.info, model_dir, model_dest=model_dest, index_dest=index_dest)
