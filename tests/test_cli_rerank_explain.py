@@ -228,3 +228,14 @@ def test_fit_matcher_settings_are_named_by_their_options(capsys, tmp_path):
         code, _, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "m", option, value,
                            "--val-split", "none")
         assert code == 2 and one_line(err) and err.startswith(f"error: {option}: expected an integer >= 1"), err
+
+
+def test_explain_names_matcher_when_the_folder_is_not_a_matcher(capsys, tmp_path):
+    img = tmp_path / "red.png"
+    Image.fromarray(np.full((8, 8, 3), COLOURS["red"], np.uint8)).save(img)
+    (tmp_path / "plain").mkdir()
+    for folder in (tmp_path / "plain", tmp_path / "missing"):
+        code, out, err = run(capsys, "explain", folder, "--text", "red", "--image", img, "--out", tmp_path / "m.png")
+        assert code == 2 and one_line(err) and out == ""
+        assert err.startswith(f"error: MATCHER: {folder} is not a saved cross-attention matcher"), err
+    assert not (tmp_path / "m.png").exists()

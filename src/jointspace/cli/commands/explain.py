@@ -2,7 +2,7 @@
 where each word of a text looks in an image."""
 
 from .._common import add_json_flag, console, load_split, print_json
-from .._checks import check_not_an_input, check_png_out, check_query_value, named_as
+from .._checks import check_not_an_input, check_png_out, check_query_value, named_as, option_name
 
 
 def register(sub):
@@ -107,7 +107,8 @@ def run_explain(args) -> int:
     check_not_an_input(args, "out", "--out")
     check_query_value("text", args.text)
     check_query_value("image", args.image)
-    matcher = CrossAttentionMatcher.load(args.matcher)
+    with named_as("path", option_name(args, "matcher")):   # CrossAttentionMatcher.load names its parameter
+        matcher = CrossAttentionMatcher.load(args.matcher)
     out = matcher.explain(args.image, args.text)
     write_attention_map(args.image, out["pieces"], out["maps"], args.out, score=out["score"])
     if args.json:
