@@ -115,3 +115,35 @@ def test_every_plot_writer_refuses_a_path_that_is_not_a_png_file_before_drawing(
             write(tmp_path / "file" / "x.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "folder.png"]
     assert (tmp_path / "file").read_text() == "kept" and not any((tmp_path / "folder.png").iterdir())
+
+
+def test_a_plot_writer_that_fails_part_way_leaves_no_figure_open(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    from jointspace.viz.attention_map import write_attention_map
+    from jointspace.viz.curves import plot_curves
+    from jointspace.viz.generation_grid import write_generation_grid
+    from jointspace.viz.space_map import plot_joint_space
+
+    rng = np.random.default_rng(0)
+    writers = {
+        "map": lambda p: plot_joint_space({"a": rng.normal(size=(6, 4))}, p, method="pca"),
+        "curves": lambda p: plot_curves({"step": [1, 2], "loss": [2.0, 1.0]}, p),
+        "attention": lambda p: write_attention_map(np.zeros((16, 16, 3), np.uint8), ["a"], np.ones((1, 2, 2)), p),
+        "grid": lambda p: write_generation_grid([{"label": "real", "images": np.zeros((2, 4, 4))}], p),
+    }
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    mine = plt.figure()   # a figure of the caller's stays open
+    try:
+        monkeypatch.setattr(Figure, "savefig", full_disk)
+        for name, write in writers.items():
+            with pytest.raises(OSError, match="No space left on device"):
+                write(tmp_path / f"{name}.png")
+            assert plt.get_fignums() == [mine.number], name
+    finally:
+        plt.close(mine)
+    assert list(tmp_path.iterdir()) == []

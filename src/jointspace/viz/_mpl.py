@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend, or MissingDependencyError with the install command."""
@@ -60,3 +62,26 @@ def save_figure(fig, path) -> str:
     pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return str(path)
+
+
+def figure_writer(write):
+    """Decorate a function that draws matplotlib figures and writes them with :func:`save_figure`:
+    when it fails part way (a bad label, a full disk), the figures it opened are closed, not
+    left in pyplot's registry for the rest of the process."""
+
+    @functools.wraps(write)
+    def wrapper(*args, **kwargs):
+        import sys
+
+        plt = sys.modules.get("matplotlib.pyplot")
+        before = set(plt.get_fignums()) if plt is not None else set()
+        try:
+            return write(*args, **kwargs)
+        except BaseException:
+            plt = sys.modules.get("matplotlib.pyplot")
+            if plt is not None:
+                for num in set(plt.get_fignums()) - before:
+                    plt.close(num)
+            raise
+
+    return wrapper

@@ -8,9 +8,10 @@ import numpy as np
 
 from .._validation import check_choice, check_float, check_int
 from ..errors import InputError
-from ._mpl import check_png_path, pyplot, save_figure
+from ._mpl import check_png_path, figure_writer, pyplot, save_figure
 
 
+@figure_writer
 def write_attention_map(image, pieces, maps, path, *, score: float | None = None, image_size: int = 224,
                         fit: str = "pad", columns: int = 6) -> str:
     """Write a PNG with the image as the tower saw it and one panel per word piece.

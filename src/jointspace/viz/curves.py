@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ._mpl import figure_writer
 
 X_COLUMNS = ("step", "epoch")
 
@@ -87,6 +88,7 @@ def _check_columns(metrics: dict) -> dict:
     return out
 
 
+@figure_writer
 def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None, max_panels: int = 8) -> str:
     """One panel per numeric metric against ``step`` (or ``epoch``, or the row number); a PNG.
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ._mpl import figure_writer
 
 MAX_COLUMNS = 64
 ROW_KEYS = ("label", "images", "captions")
@@ -130,6 +131,7 @@ def _wrap(text: str, width: int, lines: int) -> str:
     return "\n".join(out)
 
 
+@figure_writer
 def write_generation_grid(rows, path, *, title: str | None = None, cmap="gray") -> str:
     """Draw rows of images (real, reconstructed, generated from another modality); write a PNG.
 

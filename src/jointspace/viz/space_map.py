@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError
+from ._mpl import figure_writer
 
 METHODS = ("umap", "tsne", "pca")
 MARKERS = ("o", "^", "s", "D", "v", "P")
@@ -94,6 +95,7 @@ def embed_2d(vectors, method: str = "umap", seed: int = 0) -> np.ndarray:
         return np.asarray(reducer.fit_transform(x), dtype=np.float64)
 
 
+@figure_writer
 def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, method: str = "umap",
                      n_lines: int = 40, title: str | None = None, seed: int = 0, max_legend: int = 20) -> str:
     """Draw a 2-D map of aligned embeddings of several modalities; write a PNG.
