@@ -211,3 +211,29 @@ def test_map_title_says_lines_join_pairs_only_when_lines_are_drawn(tmp_path, mon
         assert ax.get_title() == title
     finally:
         plt.close(fig)
+
+
+def test_dollar_signs_in_labels_titles_and_columns_are_drawn_as_text(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from jointspace.viz.curves import plot_curves
+    from jointspace.viz.generation_grid import write_generation_grid
+    from jointspace.viz.space_map import plot_joint_space
+
+    rng = np.random.default_rng(4)
+    labels = ["cost $5 to $10", "$$", r"$\frac{a}$"] * 2
+    # "$$" and an unfinished \frac could not be drawn as math at all
+    plot_joint_space({"a": rng.normal(size=(6, 4))}, tmp_path / "m.png", labels=labels, method="pca", title="$$")
+    plot_curves({"step": [1, 2], "$$": [1.0, 2.0]}, tmp_path / "c.png", title=r"$\frac{a}$")
+    write_generation_grid([{"label": "$$", "images": np.zeros((1, 4, 4)), "captions": ["$x^$"]}], tmp_path / "g.png")
+    assert all(Image.open(tmp_path / name).size[0] > 50 for name in ("m.png", "c.png", "g.png"))
+    assert plt.get_fignums() == []
+    fig = _drawn_map(monkeypatch, tmp_path, embeddings={"a": rng.normal(size=(6, 4))}, labels=labels,
+                     title="price $1 and $2")
+    try:
+        ax = fig.axes[0]
+        texts = [ax.title] + list(ax.get_legend().get_texts())
+        assert [t.get_text() for t in texts] == ["price $1 and $2", "a", "$$", r"$\frac{a}$", "cost $5 to $10"]
+        assert not any(t.get_parse_math() for t in texts)
+    finally:
+        plt.close(fig)

@@ -65,18 +65,31 @@ def save_figure(fig, path) -> str:
 
 
 def figure_writer(write):
-    """Decorate a function that draws matplotlib figures and writes them with :func:`save_figure`:
-    when it fails part way (a bad label, a full disk), the figures it opened are closed, not
-    left in pyplot's registry for the rest of the process."""
+    """Decorate a function that draws matplotlib figures and writes them with :func:`save_figure`.
+
+    Text is drawn as given: labels, class names, captions and column names come from the
+    user's data, where a ``$`` is a dollar sign, not the start of mathtext (``"$5 to $10"``
+    would be set as math, and ``"$$"`` would fail to draw).  When the writer fails part way
+    (a full disk), the figures it opened are closed, not left in pyplot's registry for the
+    rest of the process.
+    """
 
     @functools.wraps(write)
     def wrapper(*args, **kwargs):
+        import contextlib
         import sys
 
+        try:
+            import matplotlib
+
+            literal = matplotlib.rc_context({"text.parse_math": False})
+        except ImportError:   # the writer's pyplot() says how to install it
+            literal = contextlib.nullcontext()
         plt = sys.modules.get("matplotlib.pyplot")
         before = set(plt.get_fignums()) if plt is not None else set()
         try:
-            return write(*args, **kwargs)
+            with literal:
+                return write(*args, **kwargs)
         except BaseException:
             plt = sys.modules.get("matplotlib.pyplot")
             if plt is not None:
