@@ -237,3 +237,27 @@ def test_dollar_signs_in_labels_titles_and_columns_are_drawn_as_text(tmp_path, m
         assert not any(t.get_parse_math() for t in texts)
     finally:
         plt.close(fig)
+
+
+def test_curves_draw_every_metric_by_default_and_name_those_max_panels_leaves_out(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from jointspace.viz import _mpl
+    from jointspace.viz.curves import plot_curves
+
+    # the columns a contrastive run with a Lagrange regulariser logs: the last ones are its own
+    names = ["R@10", "val_recall", "loss", "tau", "lr", "pairs_per_s", "recon", "reg/lagrange", "mu", "constraint"]
+    cols = {"step": np.arange(4.0), **{n: np.arange(4.0) * (i + 1) for i, n in enumerate(names)}}
+    figures = []
+    monkeypatch.setattr(_mpl, "save_figure", lambda fig, path: figures.append(fig) or str(path))
+    plot_curves(cols, tmp_path / "all.png")
+    plot_curves(cols, tmp_path / "some.png", max_panels=8)
+    try:
+        every, some = ([ax.get_title() for ax in fig.axes if ax.get_title()] for fig in figures)
+        assert every == names and some == names[:8]
+        assert [t.get_text() for t in figures[0].texts] == []
+        assert [t.get_text() for t in figures[1].texts] == ["not drawn (max_panels=8): mu, constraint"]
+        np.testing.assert_array_equal(figures[0].axes[8].lines[0].get_ydata(), np.arange(4.0) * 9)   # mu
+    finally:
+        for fig in figures:
+            plt.close(fig)

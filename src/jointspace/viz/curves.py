@@ -89,7 +89,8 @@ def _check_columns(metrics: dict) -> dict:
 
 
 @figure_writer
-def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None, max_panels: int = 8) -> str:
+def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None,
+                max_panels: int | None = None) -> str:
     """One panel per numeric metric against ``step`` (or ``epoch``, or the row number); a PNG.
 
     Parameters
@@ -101,8 +102,9 @@ def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None
         The PNG to write (atomically); must end in ``.png``.
     x : str, optional
         The x column (default: ``step`` if present, else ``epoch``, else the row number).
-    max_panels : int
-        At most this many metrics are drawn (in column order), >= 1.
+    max_panels : int, optional
+        At most this many metrics are drawn (in column order), >= 1; the names of the others
+        are written under the panels.  Default: every metric.
 
     Returns
     -------
@@ -113,14 +115,16 @@ def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None
     from ._mpl import check_png_path, pyplot, save_figure
 
     path = check_png_path(path)
-    max_panels = check_int(max_panels, "max_panels", low=1)
+    if max_panels is not None:
+        max_panels = check_int(max_panels, "max_panels", low=1)
     cols = read_metrics(metrics) if not isinstance(metrics, dict) else _check_columns(metrics)
     if x is not None and x not in cols:
         raise InputError(f"x: expected one of the columns {', '.join(cols)}, got {x!r}")
     xname = x or next((c for c in X_COLUMNS if c in cols), None)
     n = len(next(iter(cols.values())))
     xs = cols[xname] if xname else np.arange(n, dtype=np.float64)
-    names = [c for c in cols if c not in X_COLUMNS and c != xname][:max_panels]
+    names = [c for c in cols if c not in X_COLUMNS and c != xname]
+    names, left_out = names[:max_panels], names[len(names) if max_panels is None else max_panels:]
     if not names:
         raise InputError(f"metrics: no metric columns besides {', '.join(cols)}")
     plt = pyplot()
@@ -139,4 +143,7 @@ def plot_curves(metrics, path, *, title: str | None = None, x: str | None = None
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    if left_out:
+        fig.text(0.01, 0.0, f"not drawn (max_panels={max_panels}): {', '.join(left_out)}", ha="left", va="top",
+                 fontsize=8, wrap=True)
     return save_figure(fig, path)
