@@ -111,6 +111,17 @@ def test_zeroshot_inputs_are_checked():
         zeroshot_classify(_Lookup(vec), images, [0, 1], names, "name")
 
 
+def test_a_repeated_class_name_is_refused_as_it_could_never_be_predicted():
+    vec = {"x": [1.0, 0.0], "y": [0.0, 1.0]}
+    images = np.array([[1.0, 0.1], [0.9, 0.0], [0.0, 1.0]], np.float32)
+    # class 2 has the prompts, and so the vector, of class 0: it ties and loses every time
+    with pytest.raises(InputError, match="class_names: expected distinct class names, got 'x' for classes 0 and 2"):
+        zeroshot_classify(_Lookup(vec), images, [0, 2, 1], ["x", "y", "x"], "name")
+    with pytest.raises(InputError, match="class_names: expected distinct class names, got 'y' for classes 1 and 2"):
+        class_embeddings(_Lookup(vec), ["x", "y", "y"], "name")
+    assert zeroshot_classify(_Lookup(vec), images, [0, 0, 1], ["x", "y"], "name")["top1"] == 1.0
+
+
 def _word_vectors(texts, dim=48):
     out = np.zeros((len(texts), dim), np.float32)
     for i, t in enumerate(texts):

@@ -113,6 +113,23 @@ def fill_template(template: str, name: str) -> str:
     return head + name + tail
 
 
+def check_class_names(class_names, name: str = "class_names") -> list[str]:
+    """``class_names`` as a list of at least two distinct strings, or InputError naming ``name``.
+
+    Two classes of one name would get the same prompts and the same vector: the later one
+    would tie with the earlier and never be predicted.
+    """
+    names = [str(c) for c in class_names]
+    if len(names) < 2:
+        raise InputError(f"{name}: expected at least 2 classes, got {len(names)}")
+    first: dict[str, int] = {}
+    for i, c in enumerate(names):
+        if c in first:
+            raise InputError(f"{name}: expected distinct class names, got {c!r} for classes {first[c]} and {i}")
+        first[c] = i
+    return names
+
+
 def class_embeddings(model, class_names: Sequence[str], templates="default", *, text_modality: str = "text",
                      ensemble: bool = True) -> np.ndarray:
     """One unit vector per class from its prompts.
@@ -122,6 +139,7 @@ def class_embeddings(model, class_names: Sequence[str], templates="default", *, 
     model : JointModel
         A fitted model that can encode ``text_modality`` strings.
     class_names : sequence of C str
+        Distinct names (two classes of one name would have the same vector).
     templates : str or sequence of str
     ensemble : bool
         Average the normalised embeddings of every template (True) or use the first only.
@@ -130,9 +148,7 @@ def class_embeddings(model, class_names: Sequence[str], templates="default", *, 
     -------
     W : ndarray of float32, shape (C, d), unit rows
     """
-    names = [str(c) for c in class_names]
-    if len(names) < 2:
-        raise InputError(f"class_names: expected at least 2 classes, got {len(names)}")
+    names = check_class_names(class_names)
     temps = resolve_templates(templates)
     if not ensemble:
         temps = temps[:1]

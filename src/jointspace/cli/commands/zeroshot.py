@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..._validation import check_int
-from .._checks import check_dataset_items, option_name
+from .._checks import check_dataset_items, named_as, option_name
 from .._common import add_data_options
 
 
@@ -54,7 +54,7 @@ def run(args) -> int:
 
     from ...data.datasets import load_dataset
     from ...errors import InputError
-    from ...eval.zeroshot import resolve_templates, zeroshot_classify
+    from ...eval.zeroshot import check_class_names, resolve_templates, zeroshot_classify
     from ...models.base import load_model
     from .._common import print_json, print_table
 
@@ -89,6 +89,8 @@ def run(args) -> int:
         raise InputError(f"--image-modality: {args.dataset!r} has {', '.join(pairs.modalities)}; "
                          f"got {args.image_modality!r}")
     names = class_names_for(args.dataset, pairs)
+    with named_as("class_names", option_name(args, "dataset")):   # before the images are encoded
+        check_class_names(names)
     check_dataset_items(model, pairs, [args.image_modality], args.dataset, option_name(args, "dataset"))
     items = pairs[args.image_modality]
     if args.invert:
