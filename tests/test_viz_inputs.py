@@ -147,3 +147,26 @@ def test_a_plot_writer_that_fails_part_way_leaves_no_figure_open(tmp_path, monke
     finally:
         plt.close(mine)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_gallery_and_attention_map_refuse_to_write_over_a_picture_they_draw(tmp_path):
+    from jointspace.viz.attention_map import write_attention_map
+    from jointspace.viz.gallery import write_gallery
+
+    picture = tmp_path / "cat.png"
+    Image.fromarray(np.full((12, 12, 3), (200, 30, 30), np.uint8)).save(picture)
+    kept = picture.read_bytes()
+    (tmp_path / "sub").mkdir()
+    same = tmp_path / "sub" / ".." / "cat.png"     # the same file under another spelling
+    with pytest.raises(InputError, match=r"path: '.*cat\.png' is read as image; expected a file name that is not "
+                                         r"one of the inputs"):
+        write_attention_map(str(picture), ["a"], np.ones((1, 2, 2)), same)
+    results = [{"score": 0.9, "text": "a dog"}, {"score": 0.5, "path": str(picture), "text": "a cat"}]
+    with pytest.raises(InputError, match=r"path: '.*cat\.png' is read as results\[1\]\['path'\]; expected a file "
+                                         r"name that is not one of the inputs"):
+        write_gallery(results, same)
+    assert picture.read_bytes() == kept
+    # another name is written, the picture drawn in it
+    out = write_gallery(results, tmp_path / "g.png", columns=2, thumb=40)
+    tile = np.asarray(Image.open(out).convert("RGB"))[8 + 20, 8 + 48 + 20]
+    assert tuple(tile) == (200, 30, 30)

@@ -51,6 +51,38 @@ def check_png_path(path, name: str = "path"):
     return check_out_file(path, name)
 
 
+def check_not_an_input(path, inputs, name: str = "path") -> None:
+    """Refuse to write ``path`` over a file the drawing reads.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        The file to write (checked by :func:`check_png_path`).
+    inputs : iterable of (str, object)
+        ``(argument name, value)`` of each input; values that are not paths of existing files
+        (arrays, images in memory, None) are skipped.
+    name : str
+        The argument name of ``path`` in messages.
+
+    Raises
+    ------
+    InputError
+        ``path`` is the same file as one of the inputs.
+    """
+    import os
+
+    from ..errors import InputError
+
+    if not path.is_file():
+        return
+    for arg, value in inputs:
+        if not isinstance(value, (str, os.PathLike)) or not os.path.isfile(value):
+            continue
+        if os.path.samefile(value, path):
+            raise InputError(f"{name}: {str(path)!r} is read as {arg}; expected a file name that is not one of "
+                             "the inputs, so they are not overwritten")
+
+
 def save_figure(fig, path) -> str:
     """Write ``fig`` as PNG atomically and close it; returns the path."""
     import io

@@ -8,7 +8,7 @@ import numpy as np
 
 from .._validation import check_choice, check_float, check_int
 from ..errors import InputError
-from ._mpl import check_png_path, figure_writer, pyplot, save_figure
+from ._mpl import check_not_an_input, check_png_path, figure_writer, pyplot, save_figure
 
 
 @figure_writer
@@ -25,7 +25,7 @@ def write_attention_map(image, pieces, maps, path, *, score: float | None = None
     maps : array, shape (T, H, W)
         Each word's attention over the H x W regions (e.g. :meth:`CrossAttentionMatcher.explain`).
     path : path
-        The PNG to write (atomically); must end in ``.png``.
+        The PNG to write (atomically); must end in ``.png``, and not be the file ``image``.
     score : float, optional
         The matching score, shown in the title.
     image_size : int
@@ -46,6 +46,7 @@ def write_attention_map(image, pieces, maps, path, *, score: float | None = None
     from ..towers.inputs import load_image
 
     path = check_png_path(path)
+    check_not_an_input(path, [("image", image)])
     try:
         maps = np.asarray(maps, dtype=np.float32)
     except (TypeError, ValueError) as exc:

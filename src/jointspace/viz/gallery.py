@@ -53,7 +53,8 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
         ``rank``, ``id``, ``label``, ``text`` and ``path`` (an image file; items without one
         are drawn as their text).
     path : str or path-like
-        The PNG file to write (atomically); must end in ``.png``.
+        The PNG file to write (atomically); must end in ``.png``, and not be the image of a
+        result.
     title : str, optional
         A heading, e.g. the query.
     columns : int
@@ -74,7 +75,7 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
 
     from .._io import atomic_write_bytes
     from .._validation import check_float, check_int
-    from ._mpl import check_png_path
+    from ._mpl import check_not_an_input, check_png_path
 
     path = check_png_path(path)
     if isinstance(results, (str, bytes, Mapping)):
@@ -89,6 +90,7 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
                              f"got {type(res).__name__}")
         score = res.get("score")
         scores.append(None if score is None else check_float(score, f"results[{i}]['score']"))
+    check_not_an_input(path, [(f"results[{i}]['path']", res.get("path")) for i, res in enumerate(results)])
     columns = check_int(columns, "columns", low=1)
     thumb = check_int(thumb, "thumb", low=16, high=2048)
     cols = min(columns, len(results))
