@@ -62,3 +62,19 @@ def test_scores_against_pairs_without_labels_are_refused_not_zero():
         latent_probe(model, train, bare)
     with pytest.raises(InputError, match="train: expected pairs with one class label each, got no labels"):
         latent_probe(model, js.Pairs({"a": a[:40], "b": b[:40]}), test)
+
+
+@pytest.mark.parametrize("labels, early", [
+    ([0, 0, 1, 1, 2], False),                 # a held-out tenth of 5 is 1 item, for 3 classes
+    ([0] * 6 + [1] * 5 + [2], False),         # class 2 has one item: none to hold out
+    ([0, 1] * 20, True),                      # 4 held out, two of each class
+])
+def test_the_pixel_classifier_of_a_small_set_trains_without_early_stopping(labels, early):
+    from jointspace.eval.generative import ModalityClassifier
+
+    rng = np.random.default_rng(0)
+    y = np.asarray(labels)
+    images = rng.random((len(y), 4, 4)) * 0.2 + 0.8 * (y[:, None, None] == np.arange(4)[None, :, None])
+    clf = ModalityClassifier("pixels").fit(images, y)    # scikit-learn refused the early-stopping split
+    assert clf.model_.early_stopping is early
+    assert clf.predict(images).shape == y.shape and set(clf.predict(images)) <= set(y.tolist())

@@ -18,6 +18,7 @@ The classifiers read items in the form the model generates them
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
@@ -38,7 +39,7 @@ class ModalityClassifier:
             raise InputError(f"kind: expected pixels, tokens or features, got {kind!r}")
         self.kind = kind
 
-    def _pipeline(self):
+    def _pipeline(self, labels: np.ndarray):
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
         from sklearn.preprocessing import StandardScaler
@@ -53,7 +54,12 @@ class ModalityClassifier:
         if self.kind == "pixels":
             from sklearn.neural_network import MLPClassifier
 
-            return MLPClassifier(hidden_layer_sizes=(256,), max_iter=30, early_stopping=True, random_state=0)
+            # early stopping holds out a stratified tenth: at least one item of every class,
+            # two in all, and two of each class so that one can be held out
+            counts = np.unique(labels, return_counts=True)[1]
+            held_out = math.ceil(0.1 * len(labels))
+            early = bool(held_out >= max(2, len(counts)) and counts.min() >= 2)
+            return MLPClassifier(hidden_layer_sizes=(256,), max_iter=30, early_stopping=early, random_state=0)
         return make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=0.1))
 
     def _x(self, items):
@@ -70,7 +76,8 @@ class ModalityClassifier:
         with warnings.catch_warnings():
             # the image MLP stops at its epoch budget (30, with early stopping on a held-out tenth)
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.model_ = self._pipeline().fit(self._x(items), np.asarray(labels))
+            labels = np.asarray(labels)
+            self.model_ = self._pipeline(labels).fit(self._x(items), labels)
         return self
 
     def predict(self, items) -> np.ndarray:
