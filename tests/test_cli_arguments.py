@@ -354,3 +354,12 @@ def test_an_index_folder_that_is_not_an_index_is_named_index(tmp_path, capsys, c
     code, _, err = run(capsys, *command, tmp_path / "plain", *tail)
     assert code == 2 and one_line(err)
     assert err.startswith(f"error: INDEX: '{tmp_path / 'plain'}' is not a jointspace index (no index.json")
+
+
+def test_eval_csls_says_when_the_bank_split_it_lacks_is_the_default(tmp_path, capsys):
+    code, out, err = run(capsys, "eval", tmp_path / "m", "--data", "photos", "--csls", "3")
+    assert code == 2 and one_line(err) and out == ""
+    assert err.strip() == ("error: --bank-split: dataset 'photos' has splits all; got 'train' (the default of --csls; "
+                           "give another)")
+    code, _, err = run(capsys, "eval", tmp_path / "m", "--data", "photos", "--csls", "3", "--bank-split", "val")
+    assert code == 2 and err.strip() == "error: --bank-split: dataset 'photos' has splits all; got 'val'"

@@ -38,7 +38,8 @@ def run(args) -> int:
 
     if args.bank_split is not None and args.csls is None:
         raise InputError(f"--bank-split: only used with --csls K; got --bank-split {args.bank_split} without --csls")
-    if args.csls is not None and args.bank_split is None:
+    bank_default = args.csls is not None and args.bank_split is None
+    if bank_default:
         args.bank_split = "train"
     ds = data_source(args.dataset, args)
     if args.split is None and getattr(ds, "split_column", None) and "test" in ds.splits:
@@ -46,7 +47,9 @@ def run(args) -> int:
     args.split = args.split or default_split(ds, "test")
     for option, split in (("--split", args.split), ("--bank-split", args.bank_split)):
         if split is not None and split not in ds.splits:
-            raise InputError(f"{option}: {'dataset ' if ds.builtin else ''}{args.dataset!r} has splits {', '.join(ds.splits)}; got {split!r}")
+            given = " (the default of --csls; give another)" if option == "--bank-split" and bank_default else ""
+            raise InputError(f"{option}: {'dataset ' if ds.builtin else ''}{args.dataset!r} has splits "
+                             f"{', '.join(ds.splits)}; got {split!r}{given}")
     if args.csls is not None:
         check_int(args.csls, "--csls", low=1)
     model = load_model(args.model)
