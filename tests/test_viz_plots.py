@@ -261,3 +261,21 @@ def test_curves_draw_every_metric_by_default_and_name_those_max_panels_leaves_ou
     finally:
         for fig in figures:
             plt.close(fig)
+
+
+def test_characters_the_font_lacks_are_reported_in_one_warning(tmp_path):
+    import warnings
+
+    from jointspace.viz.space_map import plot_joint_space
+
+    rng = np.random.default_rng(5)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plot_joint_space({"a": rng.normal(size=(8, 3))}, tmp_path / "m.png", labels=["猫咪", "狗", "cat", "猫咪"] * 2,
+                         method="pca", title="été")
+        warnings.warn("a warning of the caller's own", RuntimeWarning)
+    messages = [str(w.message) for w in caught]
+    # matplotlib warned once per character and drawing pass; the accented é is in the font; in order of drawing
+    assert messages == ["the font (DejaVu Sans) has no glyph for 3 character(s) of the text drawn, shown as empty "
+                        "boxes: 狗猫咪", "a warning of the caller's own"]
+    assert caught[0].filename == __file__

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 
@@ -103,7 +104,8 @@ def figure_writer(write):
     user's data, where a ``$`` is a dollar sign, not the start of mathtext (``"$5 to $10"``
     would be set as math, and ``"$$"`` would fail to draw).  When the writer fails part way
     (a full disk), the figures it opened are closed, not left in pyplot's registry for the
-    rest of the process.
+    rest of the process.  Characters the font lacks (matplotlib warns once per character and
+    drawing pass) are reported in one warning.
     """
 
     @functools.wraps(write)
@@ -120,7 +122,7 @@ def figure_writer(write):
         plt = sys.modules.get("matplotlib.pyplot")
         before = set(plt.get_fignums()) if plt is not None else set()
         try:
-            with literal:
+            with literal, _glyphs_reported_once():
                 return write(*args, **kwargs)
         except BaseException:
             plt = sys.modules.get("matplotlib.pyplot")
@@ -130,3 +132,30 @@ def figure_writer(write):
             raise
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _glyphs_reported_once():
+    """Within the block, matplotlib's "Glyph N missing from font(s) F" warnings are gathered into
+    one warning naming the characters; other warnings pass on as they came."""
+    import re
+    import warnings
+
+    caught = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+    finally:   # the recording is over: the caller's filters apply to what is passed on
+        missing, fonts = {}, set()
+        for w in caught:
+            found = re.match(r"Glyph (\d+) \(.*\) missing from font\(s\) (.+?)\.?$", str(w.message))
+            if found and issubclass(w.category, UserWarning):
+                missing.setdefault(chr(int(found.group(1))), None)
+                fonts.add(found.group(2))
+            else:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, source=w.source)
+        if missing:
+            shown = "".join(list(missing)[:20]) + ("..." if len(missing) > 20 else "")
+            warnings.warn(f"the font ({', '.join(sorted(fonts))}) has no glyph for {len(missing)} character(s) of "
+                          f"the text drawn, shown as empty boxes: {shown}", UserWarning, stacklevel=4)
