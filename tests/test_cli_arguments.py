@@ -363,3 +363,15 @@ def test_eval_csls_says_when_the_bank_split_it_lacks_is_the_default(tmp_path, ca
                            "give another)")
     code, _, err = run(capsys, "eval", tmp_path / "m", "--data", "photos", "--csls", "3", "--bank-split", "val")
     assert code == 2 and err.strip() == "error: --bank-split: dataset 'photos' has splits all; got 'val'"
+
+
+def test_plot_curves_of_a_model_without_a_run_says_so(tmp_path, capsys):
+    from jointspace import Pairs, create_model
+
+    rng = np.random.default_rng(0)
+    create_model("cca", n_components=2).fit(Pairs({"image": rng.normal(size=(20, 4)),
+                                                   "text": rng.normal(size=(20, 3))})).save(tmp_path / "m")
+    code, out, err = run(capsys, "plot", "curves", tmp_path / "m", "--out", tmp_path / "c.png")
+    assert code == 2 and one_line(err) and out == "" and not (tmp_path / "c.png").exists()
+    assert err.startswith(f"error: RUN: '{tmp_path / 'm'}' is a saved model without training curves beside it "
+                          f"(no '{tmp_path / 'm.train' / 'metrics.csv'}')"), err

@@ -128,6 +128,12 @@ def _run_folder(run):
     if members:
         raise InputError(f"run: {str(run)!r} is a seed ensemble; each member has its own curves, e.g. "
                          f"jointspace plot curves {members[0].parent} --out curves.png")
+    from ...models.base import is_saved_model
+
+    if is_saved_model(run):
+        raise InputError(f"run: {str(run)!r} is a saved model without training curves beside it (no "
+                         f"{str(train / 'metrics.csv')!r}): closed-form models have none, and a fit given "
+                         "--run-dir wrote them there; expected a run folder or its metrics.csv")
     return run
 
 
