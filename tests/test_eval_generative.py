@@ -62,6 +62,12 @@ def test_scores_against_pairs_without_labels_are_refused_not_zero():
         latent_probe(model, train, bare)
     with pytest.raises(InputError, match="train: expected pairs with one class label each, got no labels"):
         latent_probe(model, js.Pairs({"a": a[:40], "b": b[:40]}), test)
+    one_class = js.Pairs({"a": a[:40], "b": b[:40]}, labels=np.full(40, 7))
+    single = r"train: expected labels of at least 2 classes to train a classifier on, got 1 \(7\)"
+    with pytest.raises(InputError, match=single):
+        train_classifiers(model, one_class, test)
+    with pytest.raises(InputError, match=single):
+        latent_probe(model, one_class, test)
 
 
 @pytest.mark.parametrize("labels, early", [

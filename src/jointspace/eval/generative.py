@@ -87,14 +87,20 @@ class ModalityClassifier:
         return float(np.mean(self.predict(items) == np.asarray(labels)))
 
 
-def _class_labels(pairs, name: str) -> np.ndarray:
+def _class_labels(pairs, name: str, min_classes: int = 1) -> np.ndarray:
     """The class label of each pair of ``pairs`` (n,), or InputError naming ``name``: scores
-    compared with absent labels would all read 0."""
+    compared with absent labels would all read 0, and a classifier cannot learn from fewer
+    than ``min_classes`` classes."""
     labels = getattr(pairs, "labels", None)
     if labels is None or np.ndim(labels) != 1:
         raise InputError(f"{name}: expected pairs with one class label each, got "
                          + ("no labels" if labels is None else f"labels of shape {np.shape(labels)}"))
-    return np.asarray(labels)
+    labels = np.asarray(labels)
+    found = np.unique(labels)
+    if len(found) < min_classes:
+        raise InputError(f"{name}: expected labels of at least {min_classes} classes to train a classifier on, got "
+                         f"{len(found)} ({', '.join(map(repr, found[:3].tolist()))})")
+    return labels
 
 
 def train_classifiers(model, train, test=None, *, limit: int | None = 20000, seed: int = 0) -> tuple[dict, dict]:
@@ -115,7 +121,7 @@ def train_classifiers(model, train, test=None, *, limit: int | None = 20000, see
     accuracy : dict of str to float
         ``"classifier/<modality>/accuracy"`` on real test items (empty without ``test``).
     """
-    _class_labels(train, "train")
+    _class_labels(train, "train", min_classes=2)
     test_labels = None if test is None else _class_labels(test, "test")
     idx = np.arange(len(train))
     if limit is not None and len(idx) > limit:
@@ -178,7 +184,7 @@ def latent_probe(model, train, test, *, limit: int | None = 20000, seed: int = 0
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    _class_labels(train, "train")
+    _class_labels(train, "train", min_classes=2)
     test_labels = _class_labels(test, "test")
     idx = np.arange(len(train))
     if limit is not None and len(idx) > limit:
