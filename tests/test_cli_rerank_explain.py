@@ -144,6 +144,10 @@ def test_rerank_and_explain_refuse_bad_arguments(built, capsys, tmp_path):
     code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank", "5",
                        "--matcher", built / "matcher", "--rerank-weight", "1.5")
     assert code == 2 and "--rerank-weight: expected a number in [0, 1], got 1.5" in err
+    code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank", "5",
+                       "--matcher", built / "run")   # a saved model, not a matcher
+    assert code == 2 and one_line(err) and err.startswith(f"error: --matcher: {built / 'run'} is not a saved "
+                                                          "cross-attention matcher"), err
     code, _, err = run(capsys, "search", built / "idx", "--text", "a red square", "--rerank-weight", "0.5")
     assert code == 2 and "--rerank-weight: only used with --rerank" in err and one_line(err)
     code, _, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "m", "--val-split", "nosuch")

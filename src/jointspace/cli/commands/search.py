@@ -124,7 +124,8 @@ def _rerank(args, text: str, results: list) -> list:
     from ...errors import InputError
     from ...models.rerank import CrossAttentionMatcher
 
-    matcher = CrossAttentionMatcher.load(args.matcher)
+    with named_as("path", option_name(args, "matcher")):   # CrossAttentionMatcher.load names its parameter
+        matcher = CrossAttentionMatcher.load(args.matcher)
     if args.rerank_weight is not None:
         matcher.rerank_weight = args.rerank_weight
     elif matcher.rerank_weight is None:
