@@ -375,3 +375,19 @@ def test_plot_curves_of_a_model_without_a_run_says_so(tmp_path, capsys):
     assert code == 2 and one_line(err) and out == "" and not (tmp_path / "c.png").exists()
     assert err.startswith(f"error: RUN: '{tmp_path / 'm'}' is a saved model without training curves beside it "
                           f"(no '{tmp_path / 'm.train' / 'metrics.csv'}')"), err
+
+
+def test_plot_gallery_k_is_bounded_by_the_pixels_image_readers_open(tmp_path, capsys):
+    from PIL import Image
+
+    from jointspace.viz.gallery import gallery_size, max_gallery_results
+
+    most = max_gallery_results(5)
+    width, height = gallery_size(most, 5)
+    assert width * height <= Image.MAX_IMAGE_PIXELS < width * (height + 160 + 54 + 8)   # one more row is over
+    code, out, err = run(capsys, "plot", "gallery", tmp_path / "idx", "--text", "a cat", "-k", "100000",
+                         "--out", tmp_path / "g.png")
+    assert code == 2 and one_line(err) and out == ""
+    assert err.strip() == (f"error: -k: expected at most {most:,} results in 5 columns (a bigger gallery is over the "
+                           "pixels image readers open), got 100,000")
+    assert not (tmp_path / "g.png").exists()

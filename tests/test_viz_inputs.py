@@ -170,3 +170,17 @@ def test_gallery_and_attention_map_refuse_to_write_over_a_picture_they_draw(tmp_
     out = write_gallery(results, tmp_path / "g.png", columns=2, thumb=40)
     tile = np.asarray(Image.open(out).convert("RGB"))[8 + 20, 8 + 48 + 20]
     assert tuple(tile) == (200, 30, 30)
+
+
+def test_gallery_size_is_the_drawn_size_and_too_many_results_are_refused(tmp_path):
+    from jointspace.viz.gallery import gallery_size, max_gallery_results, write_gallery
+
+    results = [{"score": 1.0 - i / 10, "text": f"item {i}"} for i in range(7)]
+    for title in ("query", None):
+        out = write_gallery(results, tmp_path / "g.png", title=title, columns=3, thumb=64)
+        assert Image.open(out).size == gallery_size(7, 3, 64, title=bool(title))
+    most = max_gallery_results(columns=2, thumb=2048)
+    many = [{"score": 0.5, "text": "x"}] * (most + 1)
+    with pytest.raises(InputError, match=rf"^results: expected at most {most:,} results in 2 columns of 2048-pixel"):
+        write_gallery(many, tmp_path / "big.png", columns=2, thumb=2048)
+    assert not (tmp_path / "big.png").exists()

@@ -42,6 +42,30 @@ def _thumb(result: dict, side: int):
     return img
 
 
+_PAD, _TEXT_H, _HEAD_H = 8, 54, 34
+
+
+def gallery_size(n_results: int, columns: int = 5, thumb: int = 160, title: bool = True) -> tuple[int, int]:
+    """Width and height in pixels of the gallery :func:`write_gallery` draws for
+    ``n_results`` results."""
+    cols = min(columns, n_results)
+    rows = -(-n_results // cols)
+    return cols * (thumb + _PAD) + _PAD, (_HEAD_H if title else 0) + rows * (thumb + _TEXT_H + _PAD) + _PAD
+
+
+def max_gallery_results(columns: int = 5, thumb: int = 160, title: bool = True) -> int | None:
+    """The most results a gallery can show within the pixels image readers open (PIL's
+    ``Image.MAX_IMAGE_PIXELS``; None when that limit is off)."""
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    if not limit:
+        return None
+    width, _ = gallery_size(columns, columns, thumb, title)
+    rows = (limit // width - (_HEAD_H if title else 0) - _PAD) // (thumb + _TEXT_H + _PAD)
+    return max(0, rows) * columns
+
+
 def write_gallery(results, path, *, title: str | None = None, columns: int = 5, thumb: int = 160,
                   query_label=None) -> str:
     """Draw retrieval results as a grid of thumbnails with titles and scores; write a PNG.
@@ -93,12 +117,13 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
     check_not_an_input(path, [(f"results[{i}]['path']", res.get("path")) for i, res in enumerate(results)])
     columns = check_int(columns, "columns", low=1)
     thumb = check_int(thumb, "thumb", low=16, high=2048)
+    most = max_gallery_results(columns, thumb, bool(title))
+    if most is not None and len(results) > most:
+        raise InputError(f"results: expected at most {most:,} results in {columns} columns of {thumb}-pixel "
+                         f"thumbnails (a bigger PNG is over the pixels image readers open), got {len(results):,}")
     cols = min(columns, len(results))
-    rows = -(-len(results) // cols)
-    pad, text_h = 8, 54
-    head_h = 34 if title else 0
-    width = cols * (thumb + pad) + pad
-    height = head_h + rows * (thumb + text_h + pad) + pad
+    pad, text_h, head_h = _PAD, _TEXT_H, _HEAD_H if title else 0
+    width, height = gallery_size(len(results), columns, thumb, bool(title))
     canvas = Image.new("RGB", (width, height), _BG)
     draw = ImageDraw.Draw(canvas)
     f_title, f_text, f_small = _font(16), _font(12), _font(11)

@@ -94,7 +94,7 @@ def run_map(args) -> int:
 def run_gallery(args) -> int:
     from ...errors import InputError
     from ...index.results import search_with_metadata
-    from ...viz.gallery import write_gallery
+    from ...viz.gallery import max_gallery_results, write_gallery
     from .._common import open_index
     from .._recorded import warn_other_model
 
@@ -102,6 +102,10 @@ def run_gallery(args) -> int:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
     if args.columns < 1:
         raise InputError(f"--columns: expected an integer >= 1, got {args.columns}")
+    most = max_gallery_results(args.columns)
+    if most is not None and args.k > most:
+        raise InputError(f"-k: expected at most {most:,} results in {args.columns} columns (a bigger gallery is over "
+                         f"the pixels image readers open), got {args.k:,}")
     check_png_out(args.out, "--out", "plots are PNG images")
     check_not_an_input(args, "out", "--out")
     index, model = open_index(args.index, args.model, args)
