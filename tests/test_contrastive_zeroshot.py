@@ -177,4 +177,5 @@ def test_zeroshot_cli_on_fashion_mnist(tmp_path, monkeypatch, capsys):
     assert main(["zeroshot", str(tmp_path / "m"), "--limit", "50", "--confusion", "--invert"]) == 0
     text = capsys.readouterr().out
     assert "top-1" in text and "per-class accuracy" in text and "ankle boot" in text
+    assert "confusion of the ensemble prompts (rows: true, columns: predicted)" in " ".join(text.split())
     assert main(["zeroshot", str(tmp_path / "m"), "--templates", "nothing"]) == 2

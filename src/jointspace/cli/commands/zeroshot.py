@@ -116,12 +116,13 @@ def run(args) -> int:
     print_table(f"zero-shot {args.dataset} ({args.split}, n={len(pairs)}, chance {1 / len(names):.1%})",
                 ["prompts", "templates", "top-1", "top-5"],
                 [[k, r["n_templates"], f"{r['top1']:.1%}", f"{r['top5']:.1%}"] for k, r in runs.items()])
-    first = next(iter(runs.values()))
+    first_name, first = next(iter(runs.items()))
     # a class without samples has no accuracy (NaN): "-", as in the JSON's null
     print_table("per-class accuracy", ["class"] + list(runs),
                 [[n] + [f"{r['per_class'][i]:.1%}" if np.isfinite(r["per_class"][i]) else "-" for r in runs.values()]
                  for i, n in enumerate(names)])
     if args.confusion:
-        print_table("confusion (rows: true, columns: predicted)", ["true \\ pred"] + [n[:8] for n in names],
+        print_table(f"confusion of the {first_name} prompts (rows: true, columns: predicted)",
+                    ["true \\ pred"] + [n[:8] for n in names],
                     [[n] + [str(v) for v in first["confusion"][i]] for i, n in enumerate(names)])
     return 0
