@@ -1,0 +1,84 @@
+"""k-occurrence and the hubness measures, against brute-force counts and scipy's skewness."""
+
+import numpy as np
+import pytest
+from scipy.stats import skew
+
+from jointspace.errors import InputError
+from jointspace.eval import hubness_report, k_occurrence
+from jointspace.eval.hubness import csls_vectors
+
+
+def _by_hand(q, g, k):
+    """Each query's k nearest gallery rows by cosine, counted with Python loops."""
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    gn = g / np.linalg.norm(g, axis=1, keepdims=True)
+    counts = [0] * len(g)
+    for row in qn:
+        scores = [float(row @ v) for v in gn]
+        for j in sorted(range(len(g)), key=lambda j: (-scores[j], j))[:k]:
+            counts[j] += 1
+    return np.array(counts)
+
+
+def test_k_occurrence_counts_each_querys_top_k():
+    rng = np.random.default_rng(0)
+    q, g = rng.normal(size=(40, 6)), rng.normal(size=(25, 6))
+    for k in (1, 3, 25):
+        got = k_occurrence(q, g, k=k, chunk_size=7)
+        np.testing.assert_array_equal(got, _by_hand(q, g, k))
+        assert got.sum() == 40 * k
+    # equal scores: the earlier gallery row first
+    assert k_occurrence(np.ones((3, 2)), np.ones((4, 2)), k=2).tolist() == [3, 3, 0, 0]
+
+
+def test_hubness_report_by_hand_and_against_scipy():
+    rng = np.random.default_rng(1)
+    q, g = rng.normal(size=(200, 50)), rng.normal(size=(150, 50))
+    n_k = k_occurrence(q, g, k=5)
+    rep = hubness_report(q, g, k=5, hub_size=2.0)
+    assert rep["skewness"] == pytest.approx(skew(n_k), rel=1e-12)
+    assert rep["hub_occurrence"] == pytest.approx(n_k[n_k >= 10].sum() / 1000)
+    assert rep["antihub_occurrence"] == pytest.approx(np.mean(n_k == 0))
+    mean = 1000 / 150
+    assert rep["robinhood"] == pytest.approx(0.5 * np.abs(n_k - mean).sum() / 1000)
+    assert rep["max_occurrence"] == n_k.max() and rep["k"] == 5
+    # a hand-worked case: occurrences [3, 0, 0] for three queries at k = 1
+    one = hubness_report(np.ones((3, 2)), np.array([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0]]), k=1)
+    assert one["hub_occurrence"] == 1.0 and one["antihub_occurrence"] == pytest.approx(2 / 3)
+    assert one["robinhood"] == pytest.approx(0.5 * (2 + 1 + 1) / 3)
+    assert one["skewness"] == pytest.approx(skew([3, 0, 0]))
+    # every item retrieved equally often: no spread, skewness 0
+    eye = np.eye(4)
+    assert hubness_report(eye, eye, k=1) == {"k": 1, "skewness": 0.0, "hub_occurrence": 0.0,
+                                              "antihub_occurrence": 0.0, "robinhood": 0.0, "max_occurrence": 1}
+
+
+def test_a_central_item_is_a_hub_and_csls_takes_its_slots_away():
+    """Queries and gallery drawn around one direction, plus an item at that direction: the
+    item is near every query and a hub; CSLS (ranked by the inner product of its vectors)
+    removes most of its occurrences and the skew."""
+    rng = np.random.default_rng(2)
+    centre = np.r_[1.0, np.zeros(19)]
+    q = centre + 0.3 * rng.normal(size=(300, 20))
+    g = np.vstack([centre, centre + 0.3 * rng.normal(size=(199, 20))])
+    bank = centre + 0.3 * rng.normal(size=(300, 20))
+    plain = hubness_report(q, g, k=10)
+    # without hubs an item is retrieved about 300 * 10 / 200 = 15 times
+    assert k_occurrence(q, g, k=10)[0] == plain["max_occurrence"] > 100
+    qc, gc = csls_vectors(q, g, bank, k=10)
+    corrected = hubness_report(qc, gc, k=10, metric="dot")
+    assert k_occurrence(qc, gc, k=10, metric="dot")[0] < plain["max_occurrence"] / 3
+    assert corrected["skewness"] < plain["skewness"] / 3 and corrected["robinhood"] < plain["robinhood"]
+
+
+def test_bad_input_names_the_argument():
+    g = np.ones((5, 3))
+    with pytest.raises(InputError, match=r"^k: expected an integer <= 5, got 6$"):
+        k_occurrence(g, g, k=6)
+    with pytest.raises(InputError, match="^gallery: expected 3 columns"):
+        k_occurrence(g, np.ones((5, 2)))
+    with pytest.raises(InputError, match="^hub_size"):
+        hubness_report(g, g, k=1, hub_size=0)
+    with pytest.raises(InputError, match="^queries"):
+        k_occurrence(np.full((2, 3), np.nan), g, k=1)
