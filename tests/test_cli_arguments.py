@@ -245,6 +245,26 @@ def test_demo_checks_its_options_before_any_work(tmp_path, capsys, monkeypatch, 
     assert code == 2 and needle in err and one_line(err), err
 
 
+def test_a_demo_that_fails_removes_the_empty_out_folder_it_made(tmp_path, capsys, monkeypatch):
+    from jointspace.cli.commands import demo
+    from jointspace.errors import InputError
+
+    def busy(*args):
+        raise InputError("--port: 127.0.0.1:8000 is in use")
+
+    monkeypatch.setattr("jointspace.cli.commands.serve._check_bindable", busy)
+    code, _, err = run(capsys, "demo", "--out", tmp_path / "new" / "demo")
+    assert code == 2 and "--port: 127.0.0.1:8000 is in use" in err
+    assert not (tmp_path / "new" / "demo").exists()
+    (tmp_path / "mine").mkdir()                     # a folder the user made stays
+    code, _, err = run(capsys, "demo", "--out", tmp_path / "mine")
+    assert code == 2 and (tmp_path / "mine").is_dir()
+    monkeypatch.setattr(demo, "wikipedia_table", lambda: (tmp_path / "new" / "demo" / "table.txt").write_text("x"))
+    monkeypatch.setattr(demo, "openclipart_space", lambda out: (_ for _ in ()).throw(InputError("openclipart: gone")))
+    code, _, err = run(capsys, "demo", "--no-serve", "--out", tmp_path / "new" / "demo")
+    assert code == 2 and (tmp_path / "new" / "demo" / "table.txt").exists()   # what it wrote is kept
+
+
 # -- 8. messages that named the wrong thing --------------------------------------------------
 
 

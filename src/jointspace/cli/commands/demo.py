@@ -149,12 +149,22 @@ def check_out(out, option: str = "--out") -> Path:
 
 
 def run(args) -> int:
-    from ...data.datasets import get_dataset
     from ...errors import InputError
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port: expected 0..65535, got {args.port}")
+    created = not Path(args.out).exists()
     out = check_out(args.out)
+    try:
+        return _run(args, out)
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):   # a folder this run made and left empty
+            out.rmdir()
+
+
+def _run(args, out: Path) -> int:
+    from ...data.datasets import get_dataset
+
     if not args.no_serve:
         from .serve import _check_bindable
 
