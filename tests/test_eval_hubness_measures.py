@@ -82,3 +82,32 @@ def test_bad_input_names_the_argument():
         hubness_report(g, g, k=1, hub_size=0)
     with pytest.raises(InputError, match="^queries"):
         k_occurrence(np.full((2, 3), np.nan), g, k=1)
+
+
+def test_eval_hubness_reports_each_direction_before_and_after_csls(tmp_path, capsys):
+    import json
+
+    from cli_support import one_line, run
+    from jointspace import load_dataset, load_model
+    from jointspace.cli import main
+
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "5", "--out", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "eval", tmp_path / "m", "--dataset", "wikipedia", "--csls", "10", "--hubness", "5",
+                         "--json")
+    assert code == 0, err
+    rows = json.loads(out)["hubness"]
+    model, data = load_model(tmp_path / "m"), load_dataset("wikipedia")
+    z = {m: model.encode(m, data["test"][m]) for m in ("image", "text")}
+    bank = model.encode("text", data["train"]["text"])
+    qv, gv = csls_vectors(z["text"], z["image"], bank, k=10)
+    assert [(r["direction"], r["ranking"]) for r in rows] == [
+        ("image->text", "cosine"), ("image->text", "CSLS (k=10)"), ("text->image", "cosine"), ("text->image", "CSLS (k=10)")]
+    assert {k: v for k, v in rows[2].items() if k not in ("direction", "ranking")} == \
+        pytest.approx(hubness_report(z["text"], z["image"], k=5))
+    assert {k: v for k, v in rows[3].items() if k not in ("direction", "ranking")} == \
+        pytest.approx(hubness_report(qv, gv, k=5, metric="dot"))
+    code, out, err = run(capsys, "eval", tmp_path / "m", "--dataset", "wikipedia", "--hubness", "5")
+    assert code == 0 and "hubness: how often each item is in a query's top 5" in out
+    code, _, err = run(capsys, "eval", tmp_path / "m", "--dataset", "wikipedia", "--hubness", "100000")
+    assert code == 2 and one_line(err) and "--hubness: expected K <= 693 (the items of --split test), got 100000" in err

@@ -2,7 +2,7 @@
 
 from .._checks import check_array_modalities, check_dataset_items, option_name
 from .._common import (add_data_options, add_json_flag, data_source, default_split, load_split, print_json,
-                       show_report, warn)
+                       print_table, show_report, warn)
 
 
 def register(sub):
@@ -24,6 +24,10 @@ def register(sub):
                         "modality's items of --bank-split (cosine only)")
     p.add_argument("--bank-split",
                    help="with --csls: split whose items form the CSLS bank (default: train)")
+    p.add_argument("--hubness", type=int, metavar="K",
+                   help="also measure hubs in each direction's top K: the skewness of how often each item is "
+                        "retrieved, the share of top-K slots hubs take, the share of items never retrieved and "
+                        "the Robin Hood index (with --csls: before and after the correction)")
     add_json_flag(p)
     add_data_options(p)
     p.set_defaults(handler=run)
@@ -52,6 +56,8 @@ def run(args) -> int:
                              f"{', '.join(ds.splits)}; got {split!r}{given}")
     if args.csls is not None:
         check_int(args.csls, "--csls", low=1)
+    if args.hubness is not None:
+        check_int(args.hubness, "--hubness", low=1)
     model = load_model(args.model)
     check_array_modalities(args, model.modalities_, least=2, purpose="cross-modal retrieval")
     relevance = ds.relevance if args.relevance == "auto" else args.relevance
@@ -69,11 +75,50 @@ def run(args) -> int:
     else:
         row = _csls_row(args, model, pairs, relevance)
     report = make_report(args.dataset, args.split, [row])
+    hubs = None if args.hubness is None else _hubness_rows(args, model, pairs)
+    if hubs is not None:
+        report["hubness"] = hubs
     if args.json:
         print_json(report)
-    else:
-        show_report(report)
+        return 0
+    show_report(report)
+    if hubs is not None:
+        print_table(f"hubness: how often each item is in a query's top {args.hubness}",
+                    ["direction", "ranking", "skewness", "hub share", "never retrieved", "Robin Hood", "most"],
+                    [[h["direction"], h["ranking"], h["skewness"], h["hub_occurrence"], h["antihub_occurrence"],
+                      h["robinhood"], h["max_occurrence"]] for h in hubs])
     return 0
+
+
+def _hubness_rows(args, model, pairs) -> list[dict]:
+    """:func:`~jointspace.eval.hubness_measures.hubness_report` of each direction, ranked as
+    evaluated (and with --csls, also without the correction)."""
+    from ...errors import InputError
+    from ...eval.hubness import csls_vectors
+    from ...eval.hubness_measures import hubness_report
+
+    k = args.hubness
+    if k > len(pairs):
+        raise InputError(f"--hubness: expected K <= {len(pairs)} (the items of --split {args.split}), got {k}")
+    modalities = [m for m in model.modalities_ if m in pairs.modalities]
+    z = {m: model.encode(m, pairs[m]) for m in modalities}
+    bank = {} if args.csls is None else {m: model.encode(m, v) for m, v in _bank(args).items() if m in modalities}
+    rows = []
+    for q in modalities:
+        for t in (m for m in modalities if m != q):
+            rows.append({"direction": f"{q}->{t}", "ranking": args.metric,
+                         **hubness_report(z[q], z[t], k, metric=args.metric)})
+            if args.csls is not None:
+                qv, gv = csls_vectors(z[q], z[t], bank[q], args.csls)
+                rows.append({"direction": f"{q}->{t}", "ranking": f"CSLS (k={args.csls})",
+                             **hubness_report(qv, gv, k, metric="dot")})
+    return rows
+
+
+def _bank(args) -> dict:
+    """The items of --bank-split, by modality."""
+    bank_pairs = load_split(args.dataset, args.bank_split, args)
+    return {m: bank_pairs[m] for m in bank_pairs.modalities}
 
 
 def _csls_row(args, model, pairs, relevance) -> dict:
