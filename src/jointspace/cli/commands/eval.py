@@ -1,6 +1,6 @@
 """``jointspace eval``: retrieval metrics of a saved model on a dataset split."""
 
-from .._checks import check_array_modalities, check_dataset_items, option_name
+from .._checks import check_array_modalities, check_dataset_items, named_as, option_name
 from .._common import (add_data_options, add_json_flag, data_source, default_split, load_split, print_json,
                        print_table, show_report, warn)
 
@@ -24,6 +24,10 @@ def register(sub):
                         "modality's items of --bank-split (cosine only)")
     p.add_argument("--bank-split",
                    help="with --csls: split whose items form the CSLS bank (default: train)")
+    p.add_argument("--against", metavar="BASELINE",
+                   help="also compare with another saved model on the same queries: per direction, the difference "
+                        "in mAP, R@1 and R@10 (this model minus BASELINE) with its 95%% bootstrap interval and the "
+                        "p-value of a paired randomisation test")
     p.add_argument("--hubness", type=int, metavar="K",
                    help="also measure hubs in each direction's top K: the skewness of how often each item is "
                         "retrieved, the share of top-K slots hubs take, the share of items never retrieved and "
@@ -58,7 +62,12 @@ def run(args) -> int:
         check_int(args.csls, "--csls", low=1)
     if args.hubness is not None:
         check_int(args.hubness, "--hubness", low=1)
+    if args.against is not None and args.csls is not None:
+        raise InputError("--against: compares the models' plain rankings; give it without --csls")
     model = load_model(args.model)
+    if args.against is not None:
+        with named_as("model", option_name(args, "against")):   # load_model names its parameter
+            baseline = load_model(args.against)
     check_array_modalities(args, model.modalities_, least=2, purpose="cross-modal retrieval")
     relevance = ds.relevance if args.relevance == "auto" else args.relevance
     pairs = load_split(args.dataset, args.split, args)
@@ -78,16 +87,38 @@ def run(args) -> int:
     hubs = None if args.hubness is None else _hubness_rows(args, model, pairs)
     if hubs is not None:
         report["hubness"] = hubs
+    compared = None if args.against is None else _comparison(args, baseline, model, pairs, relevance)
+    if compared is not None:
+        report["comparison"] = {"baseline": str(args.against), "rows": compared}
     if args.json:
         print_json(report)
         return 0
     show_report(report)
+    if compared is not None:
+        print_table(f"{model.display_name} against {args.against} (difference: this model minus the baseline; "
+                    f"p: paired randomisation test)",
+                    ["direction", "metric", "baseline", "this", "difference", "95% interval", "p"],
+                    [[r["direction"], r["metric"], r["a"], r["b"], f"{r['difference']:+.3f}",
+                      f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}", f"{r['p_value']:.4f}"] for r in compared])
     if hubs is not None:
         print_table(f"hubness: how often each item is in a query's top {args.hubness}",
                     ["direction", "ranking", "skewness", "hub share", "never retrieved", "Robin Hood", "most"],
                     [[h["direction"], h["ranking"], h["skewness"], h["hub_occurrence"], h["antihub_occurrence"],
                       h["robinhood"], h["max_occurrence"]] for h in hubs])
     return 0
+
+
+def _comparison(args, baseline, model, pairs, relevance) -> list[dict]:
+    """:func:`~jointspace.eval.significance.compare_models` of ``model`` against ``baseline``."""
+    from ...errors import InputError
+    from ...eval.significance import compare_models
+
+    common = [m for m in model.modalities_ if m in baseline.modalities_ and m in pairs.modalities]
+    if len(common) < 2:
+        raise InputError(f"{option_name(args, 'against')}: the baseline knows {', '.join(baseline.modalities_)}, this "
+                         f"model {', '.join(model.modalities_)}; comparing needs two modalities both embed")
+    return compare_models(baseline, model, pairs, metrics=("mAP", "R@1", "R@10"), relevance=relevance,
+                          metric=args.metric)
 
 
 def _hubness_rows(args, model, pairs) -> list[dict]:
