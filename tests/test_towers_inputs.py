@@ -311,3 +311,32 @@ def test_the_cache_key_of_a_png_reads_its_header_only(tmp_path, monkeypatch):
     monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: decoded.append(1) or load(self))
     assert len(item_digest(tmp_path / "plain.png")) == 16
     assert decoded == []
+
+
+def _rect_svg(path, w, h, colour="#ff0000"):
+    path.write_text(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {w} {h}">'
+                    f'<rect width="{w}" height="{h}" fill="{colour}"/></svg>')
+    return path
+
+
+@pytest.mark.parametrize(("w", "h", "shape"), [(10, 40, (256, 64, 3)), (40, 10, (64, 256, 3)),
+                                               (10, 10, (256, 256, 3)), (1, 2000, (256, 1, 3))])
+def test_an_svg_file_is_rendered_with_its_longest_side_256_pixels(tmp_path, w, h, shape):
+    """A tall drawing fits in 256 x 256 too: a width alone of 256 made a 1:2000 one 512,000 pixels high."""
+    out = load_image(_rect_svg(tmp_path / "d.svg", w, h), "items[0]")
+    assert out.shape == shape
+    assert out[shape[0] // 2, shape[1] // 2].tolist() == [255, 0, 0]   # the drawing fills it: no white bands
+
+
+def test_cached_vectors_of_an_svg_file_are_keyed_by_its_rendering(tmp_path):
+    """Vectors cached from an earlier rendering of an SVG file must miss the cache."""
+    import hashlib
+
+    from jointspace.towers.cache import item_digest
+    from jointspace.towers.inputs import SVG_RENDERING
+
+    path = _rect_svg(tmp_path / "d.svg", 10, 40)
+    data = path.read_bytes()
+    assert item_digest(path) != hashlib.blake2b(b"file\0" + data, digest_size=16).digest()
+    assert item_digest(path) == hashlib.blake2b(b"file\0" + data + f"\0{SVG_RENDERING}".encode(),
+                                                digest_size=16).digest()

@@ -30,7 +30,7 @@ from .._validation import check_int
 from ..errors import InputError
 from .._progress import progress_bar
 from .base import Tower
-from .inputs import _is_pil, check_items, load_image
+from .inputs import SVG_RENDERING, _is_pil, check_items, load_image
 
 _BLOCK = 1 << 20
 
@@ -62,6 +62,8 @@ def item_digest(item, modality: str = "image", where: str = "item") -> bytes:
             turn = _file_orientation(item)
             if turn != 1:
                 h.update(f"\0upright-{turn}".encode())
+            if Path(item).suffix.lower() == ".svg":
+                h.update(f"\0{SVG_RENDERING}".encode())
     elif isinstance(item, np.ndarray):
         arr = np.ascontiguousarray(item)
         h.update(f"array\0{arr.dtype.str}\0{arr.shape}\0".encode())

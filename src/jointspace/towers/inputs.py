@@ -238,8 +238,14 @@ def load_image(item, where: str = "image", min_side: int | None = None) -> np.nd
         raise InputError(f"{_describe(item, where)}: cannot read the image ({kind}: {exc})") from None
 
 
+#: names how :func:`load_image` rasterises an SVG file; part of its embedding-cache key, so
+#: vectors of an earlier rendering are not reused
+SVG_RENDERING = "svg-fit-256"
+
+
 def _render_svg(path: Path, where: str, size: int = 256) -> np.ndarray:
-    """Render an SVG file on white (resvg-py), longest side ``size`` pixels."""
+    """Render an SVG file on white (resvg-py), longest side ``size`` pixels (the drawing's
+    aspect ratio kept: a tall drawing is ``size`` high, not ``size`` wide and taller still)."""
     import io
 
     from PIL import Image
@@ -251,7 +257,9 @@ def _render_svg(path: Path, where: str, size: int = 256) -> np.ndarray:
 
         raise MissingDependencyError("rendering SVG images needs resvg-py: pip install resvg-py") from None
     try:
-        data = resvg_py.svg_to_bytes(svg_path=str(path), width=size, background="white")
+        # both sides given: resvg fits the drawing inside the square (a width alone made a
+        # 1:2000 drawing 256 x 512,000 pixels)
+        data = resvg_py.svg_to_bytes(svg_path=str(path), width=size, height=size, background="white")
         with Image.open(io.BytesIO(bytes(data))) as img:
             img.load()
             return _to_rgb_array(img, _describe(path, where))
