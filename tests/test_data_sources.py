@@ -56,6 +56,23 @@ def test_folder_bad_input(tmp_path):
         Pairs.from_folder(tmp_path)
 
 
+
+@pytest.mark.parametrize("bom", [b"", b"\xef\xbb\xbf"])
+def test_a_sidecar_caption_over_the_limit_is_cut_at_a_character(tmp_path, bom):
+    """A UTF-8 caption longer than MAX_CAPTION_BYTES whose cut splits a character is read up to it
+    (it was refused as not UTF-8)."""
+    from jointspace.data.folder import MAX_CAPTION_BYTES
+
+    _png(tmp_path / "a.png", (0, 0, 0))
+    head = "ab" if bom else "a"   # an odd number of bytes before the 2-byte 'é's: the cut falls inside one
+    caption = head + "\u00e9" * (MAX_CAPTION_BYTES // 2 + 10)
+    (tmp_path / "a.txt").write_bytes(bom + caption.encode("utf-8"))
+    kept = (MAX_CAPTION_BYTES - len(bom) - len(head)) // 2   # whole 'é's within the limit
+    assert Pairs.from_folder(tmp_path)["text"] == [head + "\u00e9" * kept]
+    (tmp_path / "a.txt").write_bytes(bom + b"a\xff" + caption.encode("utf-8"))   # a bad byte stays refused
+    with pytest.raises(InputError, match=r"a\.txt' is not UTF-8"):
+        Pairs.from_folder(tmp_path)
+
 def test_content_groups_and_keys(tmp_path):
     rows = np.array([[1, 2], [3, 4], [1, 2]], dtype=np.float32)
     hashes, groups = content_groups(list(rows))

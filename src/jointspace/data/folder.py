@@ -20,7 +20,7 @@ from .pairs import Pairs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".svg")
 AUDIO_SUFFIXES = (".wav",)
-#: largest sidecar caption read (bytes)
+#: largest sidecar caption read (bytes); a longer one is cut there, before the character the cut splits
 MAX_CAPTION_BYTES = 1 << 20
 
 
@@ -45,8 +45,15 @@ def _sidecar(path: Path) -> str | None:
     if not txt.is_file():
         return None
     try:
-        data = txt.read_bytes()[:MAX_CAPTION_BYTES]
-        text = data.decode("utf-8-sig")
+        with open(txt, "rb") as fh:
+            data = fh.read(MAX_CAPTION_BYTES + 1)
+        cut, data = len(data) > MAX_CAPTION_BYTES, data[:MAX_CAPTION_BYTES].removeprefix(b"\xef\xbb\xbf")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            if not (cut and exc.end == len(data)):
+                raise
+            text = data[:exc.start].decode("utf-8")   # the cut split the last character
     except UnicodeDecodeError as exc:
         raise InputError(f"path: caption file {str(txt)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
                          "save it as UTF-8") from None
