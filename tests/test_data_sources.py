@@ -118,6 +118,20 @@ def test_manifest_paths_stay_inside_and_missing_column(tmp_path):
         Pairs.from_manifest(tmp_path / "sub" / "m.csv")
 
 
+
+def test_a_manifest_reads_a_sub_folder_that_links_to_another_disk(tmp_path):
+    """``images/`` beside the manifest may be a symbolic link to pictures elsewhere (it was refused as
+    leading outside the manifest's folder); ``..`` still is."""
+    _png(tmp_path / "elsewhere" / "a.png", (0, 0, 0))
+    (tmp_path / "project").mkdir()
+    (tmp_path / "project" / "images").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "project" / "m.csv").write_text("path,caption\nimages/a.png,a black square\n", encoding="utf-8")
+    p = Pairs.from_manifest(tmp_path / "project" / "m.csv")
+    assert p["image"] == [str((tmp_path / "elsewhere" / "a.png").resolve())]
+    (tmp_path / "project" / "up.csv").write_text("path,caption\nimages/../../elsewhere/a.png,x\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"'images/\.\./\.\./elsewhere/a\.png' leads outside the manifest's folder"):
+        Pairs.from_manifest(tmp_path / "project" / "up.csv")
+
 def test_arrays(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "f.npz", a=rng.normal(size=(6, 3)), b=rng.normal(size=(6, 2)), y=np.arange(6.0)[:, None],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -280,16 +281,16 @@ def _int64(v) -> int | None:
 
 def _resolve(folder: Path, value, where: str = "") -> Path:
     """An absolute path as given; a relative one under the manifest's folder (a relative path
-    that climbs out of it with ``..`` is refused)."""
+    that climbs out of it with ``..`` is refused; a sub-folder that is a symbolic link to
+    another disk is under it)."""
     f = Path(str(value)).expanduser()
     if f.is_absolute():
         return f
-    out = (folder / f).resolve()
-    base = folder.resolve()
-    if out != base and base not in out.parents:
+    climbs = os.path.normpath(f)   # by name, before links are followed
+    if climbs == os.pardir or climbs.startswith(os.pardir + os.sep):
         raise InputError(f"manifest {where}: path {str(value)!r} leads outside the manifest's folder "
-                         f"({str(base)!r}); move the file under it or write its absolute path")
-    return out
+                         f"({str(folder.resolve())!r}); move the file under it or write its absolute path")
+    return (folder / f).resolve()
 
 
 #: column names read as each modality by ``columns="auto"`` (first match wins)
