@@ -132,6 +132,25 @@ def test_a_manifest_reads_a_sub_folder_that_links_to_another_disk(tmp_path):
     with pytest.raises(InputError, match=r"'images/\.\./\.\./elsewhere/a\.png' leads outside the manifest's folder"):
         Pairs.from_manifest(tmp_path / "project" / "up.csv")
 
+
+def test_caption_keys_keep_the_letters_of_every_script(tmp_path):
+    """'Bär' and 'Bür' were one caption ('b r': the ASCII letters alone), and so were 'IMG кошка'
+    and 'IMG собака' ('img'), so evaluation counted them relevant to each other."""
+    for name, caption in (("a", "Bär 1"), ("b", "Bür 2"), ("c", "bär_3"), ("d", "IMG кошка"), ("e", "IMG собака"),
+                          ("f", "cafe\u0301"), ("g", "Café 7"), ("h", "2024")):
+        _png(tmp_path / f"{name}.png", (ord(name), 0, 0))
+        (tmp_path / f"{name}.txt").write_text(caption, encoding="utf-8")
+    expected = ["bär", "bür", "bär", "img кошка", "img собака", "café", "café", "2024"]
+    assert Pairs.from_folder(tmp_path).metadata["caption_key"] == expected
+    with open(tmp_path / "m.csv", "w", encoding="utf-8", newline="") as fh:
+        fh.write("path,caption\n" + "".join(f"{n}.png,{c}\n" for n, c in zip("abcdefgh", (
+            "Bär 1", "Bür 2", "bär_3", "IMG кошка", "IMG собака", "cafe\u0301", "Café 7", "2024"))))
+    assert open_data(tmp_path / "m.csv").load("all").metadata["caption_key"] == expected
+    # ASCII captions keep their keys: "Star 12" and "star_13" are one caption
+    (tmp_path / "a.txt").write_text("Star 12", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("star_13", encoding="utf-8")
+    assert Pairs.from_folder(tmp_path).metadata["caption_key"][:2] == ["star", "star"]
+
 def test_arrays(tmp_path):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "f.npz", a=rng.normal(size=(6, 3)), b=rng.normal(size=(6, 2)), y=np.arange(6.0)[:, None],

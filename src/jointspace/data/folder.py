@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from .keys import content_hash, normalise_title
+from .keys import caption_key, content_hash
 from .pairs import Pairs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".svg")
@@ -143,7 +143,7 @@ def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
         index = {n: i for i, n in enumerate(label_names)}
         labels = np.array([index[s] for s in folders], dtype=np.int64)
     metadata = {"sha256": hashes, "paths": [";".join(p) for p in paths],
-                "caption_key": [normalise_title(c) or c.lower() for c in captions], "caption_source": sources}
+                "caption_key": [caption_key(c) for c in captions], "caption_source": sources}
     return Pairs({mod: [str(f.resolve()) for f in keep], "text": captions}, labels=labels,
                  ids=np.array([p[0] for p in paths]), metadata=metadata, label_names=label_names,
                  name=name or root.resolve().name)

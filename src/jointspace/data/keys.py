@@ -1,7 +1,8 @@
 """Keys that decide which samples are the same: a normalised caption and a content hash.
 
-``normalise_title`` groups near-duplicate captions ("Star 12", "star_13") so that a split
+``caption_key`` groups near-duplicate captions ("Star 12", "star_13") so that a split
 keeps them on one side and evaluation can count them as relevant to each other;
+``normalise_title`` is its ASCII form, from which the OpenClipart splits are drawn;
 ``content_hash`` finds the same file reached by several paths.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from pathlib import Path
 
 import numpy as np
@@ -18,11 +20,12 @@ _BLOCK = 1 << 20
 
 
 def normalise_title(title: str) -> str:
-    """The grouping key of a title or caption.
+    """The grouping key of an OpenClipart title (its splits are drawn from it).
 
-    Lower-case; every run of characters other than letters and digits becomes one space;
-    trailing number tokens are dropped (``"Star 12"`` and ``"star_13"`` -> ``"star"``);
-    whitespace collapsed.
+    Lower-case; every run of characters other than the ASCII letters and digits becomes one
+    space (so ``"Bär"`` and ``"Bür"`` are both ``"b r"``: :func:`caption_key` keeps every
+    script's letters); trailing number tokens are dropped (``"Star 12"`` and ``"star_13"`` ->
+    ``"star"``); whitespace collapsed.
 
     >>> normalise_title("  Clipart by Nicu - jigsaw_red_10 ")
     'clipart by nicu jigsaw red'
@@ -30,6 +33,24 @@ def normalise_title(title: str) -> str:
     t = re.sub(r"[^0-9a-z]+", " ", str(title).lower())
     t = re.sub(r"(?:\s+\d+)+\s*$", "", " " + t)
     return " ".join(t.split())
+
+
+def caption_key(caption: str) -> str:
+    """The grouping key of a caption of a user's collection.
+
+    As :func:`normalise_title`, with the letters and digits of every script kept: the text is
+    NFKC-normalised (a decomposed ``"é"``, as macOS file names store it, is one letter) and
+    case-folded; every run of other characters becomes one space; trailing number tokens are
+    dropped; whitespace collapsed.  A caption with no letter (``"2024"``) is its own
+    case-folded text.
+
+    >>> caption_key("Bär_12"), caption_key("BÜR 3"), caption_key("Straße")
+    ('bär', 'bür', 'strasse')
+    """
+    text = unicodedata.normalize("NFKC", str(caption)).casefold()
+    t = re.sub(r"[\W_]+", " ", text)
+    t = re.sub(r"(?:\s+\d+)+\s*$", "", " " + t)
+    return " ".join(t.split()) or text.strip()
 
 
 def content_hash(item) -> str:

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._validation import check_float, check_int
 from ..errors import InputError
-from .keys import normalise_title
+from .keys import caption_key
 from .manifest import MANIFEST_SUFFIXES, read_manifest
 from .pairs import Pairs, concat_pairs
 from .readers import ARRAY_SUFFIXES, read_arrays
@@ -191,7 +191,7 @@ def _with_caption_key(pairs: Pairs) -> Pairs:
     """``pairs`` with metadata ``caption_key`` (the normalised caption) when it has texts."""
     if "caption_key" in pairs.metadata or "text" not in pairs.modalities or not isinstance(pairs["text"], list):
         return pairs
-    keys = [normalise_title(t) or str(t).strip().lower() for t in pairs["text"]]
+    keys = [caption_key(t) for t in pairs["text"]]
     return Pairs({m: pairs[m] for m in pairs.modalities}, labels=pairs.labels, ids=pairs.ids,
                  metadata={**pairs.metadata, "caption_key": keys}, label_names=pairs.label_names, name=pairs.name)
 
