@@ -37,6 +37,23 @@ def test_folder_captions_labels_and_duplicates(tmp_path):
     assert p.metadata["sha256"][0] == content_hash(tmp_path / "dogs" / "same-as-black.png")
 
 
+
+def test_a_file_name_with_a_semicolon_is_one_path_in_the_index(tmp_path):
+    """Every copy's path reaches the index as it is: 'red;blue cat.png' was split into the
+    paths 'red' and 'blue cat.png'."""
+    from jointspace.cli.commands.index import unique_items
+    from jointspace.data.folder import split_paths
+
+    _png(tmp_path / "red;blue cat.png", (0, 0, 0))
+    _png(tmp_path / "copy.png", (0, 0, 0))
+    _png(tmp_path / "back\\slash;.png", (9, 9, 9))
+    _png(tmp_path / "back\\slash;copy.png", (9, 9, 9))
+    p = Pairs.from_folder(tmp_path)
+    assert [split_paths(v) for v in p.metadata["paths"]] == [["back\\slash;.png", "back\\slash;copy.png"],
+                                                             ["copy.png", "red;blue cat.png"]]
+    _, meta, _, _, _ = unique_items(p, "image")
+    assert meta["paths"] == [["back\\slash;.png", "back\\slash;copy.png"], ["copy.png", "red;blue cat.png"]]
+
 def test_folder_bad_input(tmp_path):
     with pytest.raises(InputError, match="holds no images or sounds"):
         Pairs.from_folder(tmp_path)

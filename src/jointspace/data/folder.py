@@ -35,6 +35,35 @@ def _scan(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
     return sorted(found, key=lambda q: q.relative_to(root).as_posix())
 
 
+def join_paths(paths: list[str]) -> str:
+    r"""The ``paths`` metadata value of one sample: its relative paths joined by ``;``, with a
+    ``;`` or ``\`` inside a file name written ``\;`` or ``\\`` (:func:`split_paths` reads it).
+
+    >>> print(join_paths(["a.png", "red;blue.png"]))
+    a.png;red\;blue.png
+    """
+    return ";".join(p.replace("\\", "\\\\").replace(";", "\\;") for p in paths)
+
+
+def split_paths(joined: str) -> list[str]:
+    r"""The relative paths of a :func:`join_paths` value.
+
+    >>> split_paths(r"a.png;red\;blue.png")
+    ['a.png', 'red;blue.png']
+    """
+    out, part, chars = [], [], iter(str(joined))
+    for ch in chars:
+        if ch == "\\":
+            part.append(next(chars, "\\"))
+        elif ch == ";":
+            out.append("".join(part))
+            part = []
+        else:
+            part.append(ch)
+    out.append("".join(part))
+    return [q for q in out if q]
+
+
 def file_name_caption(path: Path) -> str:
     """The words of a file name: ``"red_fox-2.jpg"`` -> ``"red fox 2"``."""
     return " ".join(re.sub(r"[_\-.]+", " ", path.stem).split())
@@ -84,7 +113,8 @@ def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
         Modalities ``image`` (or ``audio``; N absolute paths) and ``text`` (N captions);
         labels when every file sits in a sub-folder (its first sub-folder, ``label_names``
         sorted); ids the relative path of each sample's first copy; metadata ``sha256``,
-        ``paths`` (every relative path with that content, ``;``-separated), ``caption_key``
+        ``paths`` (every relative path with that content, ``;``-separated:
+        :func:`split_paths`), ``caption_key``
         (the normalised caption, equal for near-duplicates) and ``caption_source``
         (``sidecar`` or ``file name``).
 
@@ -142,7 +172,7 @@ def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
         label_names = sorted(set(folders))
         index = {n: i for i, n in enumerate(label_names)}
         labels = np.array([index[s] for s in folders], dtype=np.int64)
-    metadata = {"sha256": hashes, "paths": [";".join(p) for p in paths],
+    metadata = {"sha256": hashes, "paths": [join_paths(p) for p in paths],
                 "caption_key": [caption_key(c) for c in captions], "caption_source": sources}
     return Pairs({mod: [str(f.resolve()) for f in keep], "text": captions}, labels=labels,
                  ids=np.array([p[0] for p in paths]), metadata=metadata, label_names=label_names,

@@ -79,7 +79,9 @@ def item_metadata(pairs, modality: str) -> dict:
 def _source_paths(pairs, i: int, modality: str) -> list[str]:
     """Where sample ``i`` came from: its original file(s) when the dataset records them."""
     if "paths" in pairs.metadata:   # a folder: every relative path with this content
-        return [p for p in str(pairs.metadata["paths"][i]).split(";") if p]
+        from ...data.folder import split_paths
+
+        return split_paths(pairs.metadata["paths"][i])
     if "svg_path" in pairs.metadata:
         return [str(pairs.metadata["svg_path"][i])]
     items = pairs[modality]
