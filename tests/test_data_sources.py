@@ -90,6 +90,23 @@ def test_a_sidecar_caption_over_the_limit_is_cut_at_a_character(tmp_path, bom):
     with pytest.raises(InputError, match=r"a\.txt' is not UTF-8"):
         Pairs.from_folder(tmp_path)
 
+
+def test_a_caption_of_invisible_characters_is_named_where_it_is(tmp_path):
+    """A zero-width space as a caption passed the readers and failed in the text tower as
+    'items[1]: expected a non-empty text'; the caption file or manifest row is named instead."""
+    _png(tmp_path / "a.png", (0, 0, 0))
+    _png(tmp_path / "b.png", (9, 9, 9))
+    (tmp_path / "b.txt").write_text("\u200b\u2060", encoding="utf-8")
+    with pytest.raises(InputError, match=r"caption file .*b\.txt' is empty \(it holds only invisible characters: "
+                                         r"'\\u200b\\u2060'\)"):
+        Pairs.from_folder(tmp_path)
+    (tmp_path / "m.csv").write_text("path,caption\na.png,a black square\nb.png,\u200b\n", encoding="utf-8")
+    with pytest.raises(InputError, match=r"m\.csv': row 3 column 'caption' holds only invisible characters "
+                                         r"\('\\u200b'\); expected a text"):
+        Pairs.from_manifest(tmp_path / "m.csv")
+    (tmp_path / "m.csv").write_text("path,caption\na.png,a black square\nb.png,\u00e9t\u00e9\n", encoding="utf-8")
+    assert Pairs.from_manifest(tmp_path / "m.csv")["text"] == ["a black square", "\u00e9t\u00e9"]
+
 def test_content_groups_and_keys(tmp_path):
     rows = np.array([[1, 2], [3, 4], [1, 2]], dtype=np.float32)
     hashes, groups = content_groups(list(rows))

@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from jointspace._validation import has_visible_text
 from jointspace.data.manifest import MISSING_LABELS, read_manifest
 from jointspace.data.readers import read_array
 from jointspace.data.svg import UnsafeXMLError, aspect_ratio, svg_metadata
@@ -208,6 +209,7 @@ def _expected_labels(labels):
 @FUZZ
 @given(st.lists(st.tuples(caption, label), min_size=1, max_size=8), st.sampled_from([".csv", ".jsonl"]))
 @example(rows=[("two\r\nlines", "a"), ("cr\ronly", "b")], suffix=".csv")
+@example(rows=[("a cat", "a"), ("\u200b", "b")], suffix=".jsonl")
 def test_manifest_round_trip(rows, suffix):
     if suffix == ".csv":
         buf = io.StringIO(newline="")
@@ -217,7 +219,12 @@ def test_manifest_round_trip(rows, suffix):
         data = buf.getvalue().encode()
     else:
         data = "\r\n".join(json.dumps({"text": t, "label": v}) for t, v in rows).encode()
-    pairs = read_manifest(_write(suffix, data), "text=text,label=label", check_files=False)
+    path = _write(suffix, data)
+    if not all(has_visible_text(t) for t, _ in rows):   # e.g. a zero-width space alone: no text to read
+        with pytest.raises(InputError, match=r"column 'text' holds only invisible characters"):
+            read_manifest(path, "text=text,label=label", check_files=False)
+        return
+    pairs = read_manifest(path, "text=text,label=label", check_files=False)
     assert list(pairs["text"]) == [t for t, _ in rows]   # quoted line ends inside a caption kept
     want, names = _expected_labels([v for _, v in rows])
     np.testing.assert_array_equal(pairs.labels, want)

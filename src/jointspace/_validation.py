@@ -10,6 +10,12 @@ import numpy as np
 from .errors import InputError
 
 
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` has a visible character: whitespace, control and format characters
+    alone (a zero-width space, NUL, a byte-order mark) give a text tower nothing to read."""
+    return any(ch.isprintable() and not ch.isspace() for ch in text)
+
+
 def check_matrix(x, name: str, *, min_rows: int = 1, dtype=None, allow_1d: bool = False) -> np.ndarray:
     """Return ``x`` as a finite 2-D float array or raise :class:`InputError`.
 

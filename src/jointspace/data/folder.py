@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import has_visible_text
 from ..errors import InputError
 from .keys import caption_key, content_hash
 from .pairs import Pairs
@@ -89,8 +90,9 @@ def _sidecar(path: Path) -> str | None:
     except OSError as exc:
         raise InputError(f"path: cannot read caption file {str(txt)!r}: {exc.strerror or exc}") from None
     text = " ".join(text.split())
-    if not text:
-        raise InputError(f"path: caption file {str(txt)!r} is empty; write a caption or delete it to use "
+    if not has_visible_text(text):
+        held = f" (it holds only invisible characters: {text!r})" if text else ""
+        raise InputError(f"path: caption file {str(txt)!r} is empty{held}; write a caption or delete it to use "
                          "the file name")
     return text
 
@@ -122,7 +124,7 @@ def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
     ------
     InputError
         The folder does not exist or holds no image (or sound); a file name or a sidecar
-        caption that is not UTF-8; an empty caption.
+        caption that is not UTF-8; an empty caption, or one of invisible characters only.
     """
     root = Path(path).expanduser()
     if not root.is_dir():

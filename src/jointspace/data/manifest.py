@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import has_visible_text
 from ..errors import InputError
 from .pairs import Pairs
 from .readers import _csv_records, _existing_file
@@ -163,7 +164,8 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
         label column also a missing-value marker (:data:`MISSING_LABELS`: ``nan``, ``NA``,
         ``N/A``, ``null``, ``None``, ...); a JSON array or object in a used column, and a
         JSON number or boolean where a file path or text is expected (labels may be
-        numbers or booleans); a CSV manifest with an unclosed quote, a cell over
+        numbers or booleans); a text of invisible characters only (a zero-width space); a CSV
+        manifest with an unclosed quote, a cell over
         :data:`MANIFEST_FIELD_LIMIT` characters, or a header and no data rows.
     """
     p = _existing_file(path, "path")
@@ -191,6 +193,9 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
                 raise InputError(f"manifest {str(p)!r}: row {line} has no value in column {col!r}"
                                  + ("" if blank else f" ({v!r} marks a missing value)"))
             _check_cell(v, mod in file_mods, mod == "label", p, line, col)
+            if isinstance(v, str) and mod not in file_mods and mod not in ("label", "id") and not has_visible_text(v):
+                raise InputError(f"manifest {str(p)!r}: row {line} column {col!r} holds only invisible characters "
+                                 f"({v!r}); expected a text")
             out.append(v)
         return out
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._validation import has_visible_text
 from ..errors import InputError
 
 _PATH_TYPES = (str, os.PathLike)
@@ -21,12 +22,6 @@ UNKNOWN_FRAMES = 2 ** 63 - 1
 
 def _is_pil(obj) -> bool:
     return type(obj).__module__.startswith("PIL.")
-
-
-def has_visible_text(text: str) -> bool:
-    """Whether ``text`` has a visible character: whitespace, control and format characters
-    alone (a zero-width space, NUL, a byte-order mark) give a text tower nothing to read."""
-    return any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
 def check_items(modality: str, items, name: str = "items"):
