@@ -70,6 +70,21 @@ def test_bad_input_exits_2(tmp_path, capsys, argv, message):
     assert not (tmp_path / "x.npy").exists()
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["--cache-dir", ""], "--cache-dir: expected a folder, got ''; give --no-cache for no cache"),
+    (["--cache-dir", " "], "--cache-dir: expected a folder, got ' '; give --no-cache for no cache"),
+    (["--cache-dir", "c", "--no-cache"], "--cache-dir: names the cache that --no-cache turns off"),
+])
+def test_a_cache_folder_that_would_not_be_used_is_refused(tmp_path, capsys, argv, message):
+    """An empty --cache-dir read the default cache, a blank one said 'cache: ... pass False', and
+    --cache-dir beside --no-cache was ignored."""
+    assert main(["embed", "digits", "--tower", "minilm", "--limit", "2", *argv, "--out", str(tmp_path / "x.npy"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.npy").exists() and not (tmp_path / "cache").exists()
+
+
 def test_bad_output_suffix(tmp_path, capsys):
     assert main(["embed", "digits", "--tower", "minilm", "--out", str(tmp_path / "x.csv")]) == 2
     assert ".npy or .safetensors" in capsys.readouterr().err

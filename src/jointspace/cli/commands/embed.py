@@ -84,6 +84,11 @@ def run(args) -> int:
 
     if args.ray is None and (args.workers is not None or args.shard_size is not None):
         raise InputError(f"{'--workers' if args.workers is not None else '--shard-size'}: only with --ray")
+    if args.cache_dir is not None:
+        if args.no_cache:
+            raise InputError("--cache-dir: names the cache that --no-cache turns off; give one of them")
+        if not args.cache_dir.strip():   # "" would be the default cache, " " the current folder
+            raise InputError(f"--cache-dir: expected a folder, got {args.cache_dir!r}; give --no-cache for no cache")
     if args.ray is not None:
         out = _check_out_folder(args.out)
     else:
