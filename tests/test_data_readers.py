@@ -386,3 +386,16 @@ def test_jsonl_manifest_refuses_arrays_and_objects_in_used_columns(tmp_path):
                       "text=caption,id=id,label=label", check_files=False)
     assert p["text"] == ["5", "a cat"] and list(p.ids) == ["7", "8"]
     assert p.metadata["extra"] == [[1, 2], {}]
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.jsonl"])
+def test_a_manifest_that_is_not_utf8_names_the_line_and_the_fix(tmp_path, name):
+    """A Latin-1 manifest said "'utf-8' codec can't decode byte 0xe9 in position 35"; it names the
+    line and says to save it as UTF-8 (a byte-order mark is not counted in)."""
+    rows = (["path,caption", "a.png,a cat", "b.png,caf\xe9"] if name.endswith(".csv")
+            else ['{"text": "a cat"}', '{"text": "caf\xe9"}'])
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + "\r\n".join(rows).encode("latin-1"))
+    line = 3 if name.endswith(".csv") else 2
+    with pytest.raises(InputError, match=rf"manifest '.*{name}' is not UTF-8 text: line {line} holds the byte 0xe9 "
+                                         r"\(.+\); save it as UTF-8"):
+        read_manifest(tmp_path / name, check_files=False)

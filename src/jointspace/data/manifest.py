@@ -78,9 +78,16 @@ def _read_rows(p: Path) -> tuple[list[str], list[dict], list[int]]:
     try:
         # bytes decoded, not read_text: universal newlines would turn a "\r\n" or "\r" inside a
         # quoted CSV cell into "\n" (the csv module reads the line endings itself)
-        text = p.read_bytes().decode("utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = p.read_bytes()
+    except OSError as exc:
         raise InputError(f"path: cannot read manifest {str(p)!r}: {exc}") from None
+    body = data.removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        raise InputError(f"path: manifest {str(p)!r} is not UTF-8 text: line {line} holds the byte "
+                         f"0x{body[exc.start]:02x} ({exc.reason}); save it as UTF-8") from None
     if suffix == ".csv":
         return _csv_rows(text, p)
     header: list[str] = []
