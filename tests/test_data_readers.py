@@ -399,3 +399,15 @@ def test_a_manifest_that_is_not_utf8_names_the_line_and_the_fix(tmp_path, name):
     with pytest.raises(InputError, match=rf"manifest '.*{name}' is not UTF-8 text: line {line} holds the byte 0xe9 "
                                          r"\(.+\); save it as UTF-8"):
         read_manifest(tmp_path / name, check_files=False)
+
+
+@pytest.mark.parametrize(("sep", "word"), [(";", "semicolons"), ("\t", "tabs")])
+def test_a_csv_manifest_separated_by_semicolons_or_tabs_says_so(tmp_path, sep, word):
+    """A European spreadsheet's CSV (';') was read as one column 'path;caption' and refused as
+    'cannot tell which columns hold the images'; the separator is named."""
+    (tmp_path / "m.csv").write_text(f"path{sep}caption\na.png{sep}a cat\n", encoding="utf-8")
+    with pytest.raises(InputError, match=rf"manifest '.*m\.csv' separates its columns with {word} "
+                                         r"\('path(;|\\t)caption'\); a \.csv manifest separates them with commas"):
+        read_manifest(tmp_path / "m.csv", "auto", check_files=False)
+    (tmp_path / "one.csv").write_text("caption\na cat; a dog\n", encoding="utf-8")   # one column: read as it is
+    assert read_manifest(tmp_path / "one.csv", "text=caption")["text"] == ["a cat; a dog"]

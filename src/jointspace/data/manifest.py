@@ -122,6 +122,10 @@ def _csv_rows(text: str, p: Path) -> tuple[list[str], list[dict], list[int]]:
     if not records:
         raise InputError(f"path: manifest {str(p)!r} is empty")
     header = [c.strip() for c in records[0][1]]
+    if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+        sep = "semicolons" if ";" in header[0] else "tabs"
+        raise InputError(f"path: manifest {str(p)!r} separates its columns with {sep} ({header[0]!r}); a .csv "
+                         "manifest separates them with commas: save it as comma-separated CSV")
     if len(set(header)) != len(header) or not all(header):
         raise InputError(f"path: manifest {str(p)!r} needs a header row of distinct, non-empty column names; "
                          f"got {header}")
