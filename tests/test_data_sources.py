@@ -54,6 +54,20 @@ def test_a_file_name_with_a_semicolon_is_one_path_in_the_index(tmp_path):
     _, meta, _, _, _ = unique_items(p, "image")
     assert meta["paths"] == [["back\\slash;.png", "back\\slash;copy.png"], ["copy.png", "red;blue cat.png"]]
 
+
+def test_a_copy_s_sidecar_caption_beats_the_first_copy_s_file_name(tmp_path):
+    """'IMG_0001.png' (no caption) sorts before its copy 'cats/tabby.png' + 'cats/tabby.txt': the
+    written caption was dropped for 'IMG 0001'."""
+    _png(tmp_path / "IMG_0001.png", (10, 20, 30))
+    _png(tmp_path / "cats" / "tabby.png", (10, 20, 30))
+    (tmp_path / "cats" / "tabby.txt").write_text("a tabby cat", encoding="utf-8")
+    _png(tmp_path / "dog.png", (1, 2, 3))
+    _png(tmp_path / "dogs" / "dog.png", (1, 2, 3))
+    p = Pairs.from_folder(tmp_path)
+    assert p.ids.tolist() == ["IMG_0001.png", "dog.png"]
+    assert p["text"] == ["a tabby cat", "dog"]
+    assert p.metadata["caption_source"] == ["sidecar", "file name"]
+
 def test_folder_bad_input(tmp_path):
     with pytest.raises(InputError, match="holds no images or sounds"):
         Pairs.from_folder(tmp_path)

@@ -4,7 +4,9 @@ Every image under the folder (any depth; hidden files and folders skipped) becom
 sample.  Its caption is the sidecar text file of the same name (``cat.jpg`` + ``cat.txt``),
 else the words of its file name (``red_fox-2.jpg`` -> ``"red fox 2"``).  When every file sits
 in a sub-folder, the first sub-folder is its label (the layout of ``ImageFolder``).  The same
-content reached by several paths is one sample, with every path kept in its metadata.
+content reached by several paths is one sample, with every path kept in its metadata; its
+caption is the sidecar of the first copy (in path order) that has one, else the first copy's
+file name.
 """
 
 from __future__ import annotations
@@ -163,8 +165,10 @@ def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
         paths.append([rel])
         hashes.append(digest)
     captions, sources = [], []
-    for f in keep:
-        side = _sidecar(f)
+    for f, copies in zip(keep, paths):
+        # a caption written for any copy beats the first copy's file name ("IMG_0001.jpg" beside
+        # "cats/tabby.jpg" + "cats/tabby.txt")
+        side = next((c for c in (_sidecar(root / rel) for rel in copies) if c is not None), None)
         captions.append(side if side is not None else file_name_caption(f))
         sources.append("sidecar" if side is not None else "file name")
     labels = label_names = None
