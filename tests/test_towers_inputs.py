@@ -340,3 +340,36 @@ def test_cached_vectors_of_an_svg_file_are_keyed_by_its_rendering(tmp_path):
     assert item_digest(path) != hashlib.blake2b(b"file\0" + data, digest_size=16).digest()
     assert item_digest(path) == hashlib.blake2b(b"file\0" + data + f"\0{SVG_RENDERING}".encode(),
                                                 digest_size=16).digest()
+
+
+def test_the_alpha_of_a_float_or_boolean_rgba_array_is_a_fraction(tmp_path):
+    """plt.imread gives a PNG as float RGBA in [0, 1]: its alpha was divided by 255 as well, so an
+    opaque red picture came out white."""
+    import hashlib
+
+    from jointspace.towers.cache import item_digest
+
+    red = np.zeros((1, 3, 4), np.float32)
+    red[..., 0] = 1.0
+    red[..., 3] = [1.0, 0.5, 0.0]
+    # opaque: red; half: halfway to white, 0.5 * 0 + 0.5 * 255 = 127.5 -> 128; clear: white
+    assert load_image(red).tolist() == [[[255, 0, 0], [255, 128, 128], [255, 255, 255]]]
+    png = tmp_path / "red.png"
+    Image.fromarray(np.rint(red * 255).astype(np.uint8), "RGBA").save(png)
+    # the file and its float form agree, up to the file's alpha of 128 / 255 for 0.5
+    np.testing.assert_allclose(load_image(red), load_image(str(png)), atol=1)
+    flags = np.zeros((1, 2, 4), bool)
+    flags[..., 0] = True
+    flags[..., 3] = [True, False]
+    assert load_image(flags).tolist() == [[[255, 0, 0], [255, 255, 255]]]
+    red[0, 0, 3] = 2.0
+    with pytest.raises(InputError, match=r"items\[0\]: expected the alpha of a float image in \[0, 1\], got values "
+                                         r"in \[0, 2\]"):
+        load_image(red, "items[0]")
+    # vectors cached from the old reading miss the cache; other arrays keep their keys
+    arr = np.ascontiguousarray(flags)
+    old = hashlib.blake2b(f"array\0{arr.dtype.str}\0{arr.shape}\0".encode() + arr.tobytes(), digest_size=16)
+    assert item_digest(flags) != old.digest()
+    rgb = np.zeros((2, 2, 3), np.float32)
+    old = hashlib.blake2b(f"array\0{rgb.dtype.str}\0{rgb.shape}\0".encode() + rgb.tobytes(), digest_size=16)
+    assert item_digest(rgb) == old.digest()

@@ -68,6 +68,8 @@ def item_digest(item, modality: str = "image", where: str = "item") -> bytes:
         arr = np.ascontiguousarray(item)
         h.update(f"array\0{arr.dtype.str}\0{arr.shape}\0".encode())
         h.update(arr.tobytes())
+        if modality == "image" and arr.ndim == 3 and arr.shape[2] == 4 and arr.dtype.kind in "fb":
+            h.update(b"\0alpha-fraction")   # keyed apart from vectors cached when its alpha was read as 0-255
     elif _is_pil(item):
         # the pixels the towers see: a palette image's raw bytes are only palette indices,
         # so two images with other palettes (or transparency) would otherwise share a key

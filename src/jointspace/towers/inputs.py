@@ -133,8 +133,13 @@ def _array_to_rgb(arr: np.ndarray, where: str) -> np.ndarray:
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[..., 0]
     if arr.ndim == 3 and arr.shape[2] == 4:
-        a = arr[..., 3:4].astype(np.float64) / (65535.0 if arr.dtype == np.uint16 else 255.0)
-        rgb = _array_to_rgb(arr[..., :3], where).astype(np.float64)
+        rgb = _array_to_rgb(arr[..., :3], where).astype(np.float64)   # refuses what the colours may not be
+        a = arr[..., 3:4].astype(np.float64)
+        if arr.dtype.kind in "ui":
+            a /= 65535.0 if arr.dtype == np.uint16 else 255.0
+        elif not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:   # floats and booleans are fractions
+            raise InputError(f"{where}: expected the alpha of a float image in [0, 1], got values in "
+                             f"[{np.nanmin(a):.3g}, {np.nanmax(a):.3g}]")
         return np.clip(np.rint(rgb * a + 255.0 * (1 - a)), 0, 255).astype(np.uint8)
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise InputError(f"{where}: expected an image array (H, W), (H, W, 3) or (H, W, 4), got shape {arr.shape}")
