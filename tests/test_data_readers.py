@@ -118,6 +118,20 @@ def test_parquet_scalar_and_list_columns(tmp_path):
         read_array(tmp_path / "t.parquet", key="zz")
 
 
+
+def test_a_null_row_of_a_parquet_list_column_is_named(tmp_path):
+    """A missing vector was reported as 'holds lists of different lengths'."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"emb": [[1.0, 2.0], [3.0, 4.0], None, None]}), tmp_path / "n.parquet")
+    with pytest.raises(InputError, match=r"column 'emb' of '.*n\.parquet' has no value \(null\) in 2 of 4 rows, "
+                                         r"the first at row 2 \(counting from 0\)"):
+        read_array(tmp_path / "n.parquet", key="emb")
+    pq.write_table(pa.table({"emb": [[1.0, 2.0], [3.0]]}), tmp_path / "r.parquet")
+    with pytest.raises(InputError, match="holds lists of different lengths"):
+        read_array(tmp_path / "r.parquet", key="emb")
+
 def test_csv_with_and_without_header(tmp_path):
     (tmp_path / "h.csv").write_text("a,b,c\n" + "\n".join(",".join(map(repr, r)) for r in X.tolist()) + "\n")
     np.testing.assert_allclose(read_array(tmp_path / "h.csv"), X)

@@ -192,6 +192,10 @@ def _read_parquet(p: Path, key, text_ok: bool = False) -> np.ndarray:
             blocks.append(text.reshape(len(values), -1))
             continue
         if values.dtype == object:  # list-typed column: one vector per row
+            missing = [i for i, v in enumerate(values) if v is None]
+            if missing:
+                raise InputError(f"key: column {name!r} of {str(p)!r} has no value (null) in {len(missing)} of "
+                                 f"{len(values)} rows, the first at row {missing[0]} (counting from 0)")
             try:
                 values = np.stack([np.asarray(v) for v in values])
             except ValueError:
