@@ -21,6 +21,8 @@ import pytest
 from cli_support import one_line, run
 from collection_support import CATEGORIES, build_collection
 
+from jointspace.data.keys import content_hash
+
 
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory):
@@ -195,6 +197,56 @@ def test_append_skips_known_content_and_refuses_another_space(collection, fitted
     assert code == 2 and one_line(err) and "--append:" in err and "3-d" in err
     assert (tmp_path / "idx2" / "index.faiss").read_bytes() == digest   # nothing damaged
 
+
+
+def test_append_replaces_the_item_of_a_file_changed_in_place(collection, fitted, capsys, tmp_path):
+    """A file edited in place kept its old item beside the new one, under the same path, so a search
+    for the old picture's title returned the new picture at the old score."""
+    from jointspace.index.faiss_index import Index
+
+    root, info = collection
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name, f in (("a.png", info["files"][0]), ("b.png", info["files"][20]), ("c.png", info["files"][40])):
+        shutil.copyfile(f, folder / name)
+    code, _, err = run(capsys, "index", fitted / "mine", "--data", folder, "--modality", "image", "--out",
+                       tmp_path / "idx")
+    assert code == 0, err
+    old_a = Index.load(tmp_path / "idx").ids_with_path(str((folder / "a.png").resolve())).tolist()
+    shutil.copyfile(info["files"][60], folder / "a.png")        # same path, other picture
+    code, out, err = run(capsys, "index", tmp_path / "idx", "--append", "--data", folder)
+    assert code == 0 and err == "", err
+    assert "added 1" in out and "1 replaced (their files changed since they were indexed)" in " ".join(out.split())
+    after = Index.load(tmp_path / "idx")
+    now_a = after.ids_with_path(str((folder / "a.png").resolve())).tolist()
+    assert after.ntotal == 3 and len(now_a) == 1 and now_a != old_a
+    assert after.metadata(now_a)[0]["extra"]["sha256"] == content_hash(folder / "a.png")
+    # changed into a picture the index holds already: its old item goes, nothing is added
+    shutil.copyfile(folder / "c.png", folder / "b.png")
+    code, out, err = run(capsys, "index", tmp_path / "idx", "--append", "--data", folder)
+    assert code == 0 and err == "", err
+    said = " ".join(out.split())   # the console wraps long lines
+    assert "added 0" in said and "1 replaced" in said
+    final = Index.load(tmp_path / "idx")
+    assert final.ntotal == 2
+    held = {r["extra"]["sha256"] for r in final.metadata(final.ids)}
+    assert held == {content_hash(folder / n) for n in ("a.png", "c.png")}
+
+
+def test_a_changed_file_of_an_item_with_other_copies_keeps_the_item():
+    from jointspace.cli.commands.index import _drop_changed_files
+    from jointspace.index.faiss_index import Index
+
+    vectors = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+    index = Index.build(vectors, spec="Flat", metadata={
+        "path": ["/d/a.png", "/d/b.png", "/d/c.png"], "sha256": ["A", "B", "C"],
+        "paths": [["a.png"], ["b.png", "b2.png"], ["c.png"]]})
+    stored = index.metadata(index.ids)
+    now = {"/d/a.png": "X", "/d/b.png": "Y", "/d/c.png": "C", "/d/new.png": "A"}
+    removed, kept = _drop_changed_files(index, stored, now)
+    assert (removed, kept) == (1, ["/d/b.png"])          # a.png's item goes; b.png's stands for b2.png too
+    assert sorted(index.ids.tolist()) == [1, 2]          # c.png holds what it held
+    assert _drop_changed_files(index, index.metadata(index.ids), {"/d/new.png": "N"}) == (0, [])
 
 def _free_port() -> int:
     with socket.socket() as s:

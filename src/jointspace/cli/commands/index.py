@@ -2,7 +2,7 @@
 a search index; the same content reached by several paths is stored once."""
 
 from .._checks import check_array_modalities
-from .._common import add_data_options, array_keys, console, data_source, default_split, load_split
+from .._common import add_data_options, array_keys, console, data_source, default_split, load_split, warn
 from .._recorded import DATASET_BUILTIN, model_record
 
 
@@ -12,7 +12,8 @@ def register(sub):
                                    "folder, with labels, texts and paths as metadata. Items with the same content "
                                    "(one file under several paths) are stored once, every path kept. With "
                                    "--append, MODEL is an existing index folder and the new items are added to it "
-                                   "(with the model it was built with). Tower embeddings are cached chunk by "
+                                   "(with the model it was built with); the item of a file edited in place since "
+                                   "is replaced. Tower embeddings are cached chunk by "
                                    "chunk, so an interrupted run resumes where it stopped.",
                        epilog="examples: jointspace index runs/wiki-cca --data wikipedia --modality image "
                               "--spec HNSW32 --out idx/wiki-img\n"
@@ -104,8 +105,9 @@ def unique_items(pairs, modality: str, known: set[str] | None = None):
     n_known : int
         Rows dropped because ``known`` holds their content.
     known_copies : dict
-        For each content in ``known`` met here: ``{sha256: (copies, paths)}`` of its rows, to
-        be added to the stored item's metadata.
+        For each content in ``known`` met here: ``{sha256: (copies, paths, files)}`` of its rows:
+        ids and source paths to add to the stored item's metadata, and the files read (empty
+        when the items are not files).
     """
     import numpy as np
 
@@ -125,7 +127,9 @@ def unique_items(pairs, modality: str, known: set[str] | None = None):
     meta["sha256"] = [h for h, _ in keep]
     meta["copies"] = [[ids[j] for j in g] for _, g in keep]
     meta["paths"] = [sorted({p for j in g for p in _source_paths(pairs, j, modality)}) for _, g in keep]
-    known_copies = {h: ([ids[j] for j in g], sorted({p for j in g for p in _source_paths(pairs, j, modality)}))
+    files = items if modality != "text" and isinstance(items, list) else None
+    known_copies = {h: ([ids[j] for j in g], sorted({p for j in g for p in _source_paths(pairs, j, modality)}),
+                        [str(files[j]) for j in g] if files is not None else [])
                     for h, g in zip(hashes, groups) if known and h in known}
     return sub, meta, len(pairs) - len(keep) - n_known, n_known, known_copies
 
@@ -138,7 +142,7 @@ def _merge_known_copies(index, stored: list, known_copies: dict) -> int:
         extra = (row or {}).get("extra") or {}
         if extra.get("sha256") not in known_copies:
             continue
-        copies, paths = known_copies[extra["sha256"]]
+        copies, paths, _ = known_copies[extra["sha256"]]
         new_copies = sorted(set(extra.get("copies") or []) | set(copies))
         new_paths = sorted(set(extra.get("paths") or []) | set(paths))
         if new_copies == sorted(extra.get("copies") or []) and new_paths == sorted(extra.get("paths") or []):
@@ -149,6 +153,40 @@ def _merge_known_copies(index, stored: list, known_copies: dict) -> int:
     if changed_ids:
         index.set_metadata(changed_ids, rows)
     return len(changed_ids)
+
+
+def _drop_changed_files(index, stored: list, current: dict) -> tuple[int, list[str]]:
+    """Remove the items whose file now holds other content: the data holds the very file an item
+    was indexed from, with another SHA-256, so that item's vector is of content no file holds
+    any more.  An item found under several paths keeps its vector for the other copies.
+
+    Parameters
+    ----------
+    index : Index
+    stored : list of dict
+        The index's metadata rows.
+    current : dict of str to str
+        Each file of the data (as items store their ``path``) -> the SHA-256 of its content now.
+
+    Returns
+    -------
+    removed : int
+    kept : list of str
+        Paths of the changed files whose items were kept (other copies, or an index that
+        cannot remove vectors).
+    """
+    from ...errors import InputError
+
+    stale = [row for row in stored if row and row.get("path") in current
+             and (row.get("extra") or {}).get("sha256") not in (None, current[row["path"]])]
+    single = [row["id"] for row in stale if len((row.get("extra") or {}).get("paths") or []) <= 1]
+    kept = sorted({row["path"] for row in stale if row["id"] not in single})
+    if single:
+        try:
+            index.remove(single)
+        except InputError:   # an index type FAISS can neither delete from nor filter
+            return 0, sorted({row["path"] for row in stale})
+    return len(single), kept
 
 
 def _index_modality(args, model_modalities, default=None) -> str:
@@ -332,8 +370,16 @@ def _append(args) -> int:
     known = {(row.get("extra") or {}).get("sha256") for row in stored if row} - {None}
     with console.status(f"finding duplicate {modality} items"):
         pairs, metadata, n_dup, n_known, known_copies = unique_items(pairs, modality, known)
+    current = dict(zip(metadata.get("path") or [], metadata["sha256"]))
+    for digest, (_, _, files) in known_copies.items():
+        current.update(dict.fromkeys(files, digest))
     n_merged = _merge_known_copies(index, stored, known_copies)
-    if len(pairs) == 0 and not n_merged:
+    n_replaced, kept = _drop_changed_files(index, stored, current)
+    if kept:
+        warn(f"{len(kept)} file{'s' if len(kept) != 1 else ''} changed since indexed kept the old item of "
+             f"{'their' if len(kept) != 1 else 'its'} content (e.g. {kept[0]}: the item stands for other copies "
+             "too, or this index type cannot remove vectors); build the index again to drop it")
+    if len(pairs) == 0 and not n_merged and not n_replaced:
         console.print(f"nothing to add: all {n_known} {modality} items of {args.dataset} are already in "
                       f"{args.model}", highlight=False)
         return 0
@@ -351,6 +397,8 @@ def _append(args) -> int:
     skipped = (f"; {n_known} already in the index" + (f" ({n_merged} under new paths, added to their items)"
                                                       if n_merged else "")) if n_known else ""
     dup = f"; {n_dup} duplicates by content stored once" if n_dup else ""
+    if n_replaced:
+        dup += f"; {n_replaced} replaced (their files changed since they were indexed)"
     console.print(f"added {len(pairs)} {modality} vectors to {out} ({index.ntotal} in all){skipped}{dup}",
                   highlight=False)
     return 0
