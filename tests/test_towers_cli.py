@@ -184,3 +184,18 @@ def test_a_builtin_dataset_without_the_default_split_reads_its_only_split(tmp_pa
     assert main(["embed", OneSplitTexts.name, "--tower", "minilm", "--out", str(out), "--json", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["split"] == "all" and np.load(out).shape == (3, 384)
+
+
+def test_embed_reads_your_own_folder_as_its_help_says(tmp_path, capsys):
+    """The description said 'a built-in dataset' only; a folder of pictures with captions is read too."""
+    from PIL import Image
+
+    for name, caption in (("a", "a black square"), ("b", "a white square")):
+        Image.new("RGB", (8, 8), (0, 0, 0) if name == "a" else (255, 255, 255)).save(tmp_path / f"{name}.png")
+        (tmp_path / f"{name}.txt").write_text(caption, encoding="utf-8")
+    assert main(["embed", "--help"]) == 0
+    assert "of your own manifest or folder" in " ".join(capsys.readouterr().out.split())
+    out = tmp_path / "t.npy"
+    assert main(["embed", str(tmp_path), "--tower", "minilm", "--out", str(out), "--quiet"]) == 0
+    np.testing.assert_allclose(np.load(out), create_tower("minilm").embed(["a black square", "a white square"]),
+                               atol=1e-5)

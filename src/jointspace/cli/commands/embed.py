@@ -39,7 +39,8 @@ def _dataset_options(name: str, options: dict) -> dict:
 
 def register(sub) -> None:
     p = sub.add_parser("embed", help="embed one modality of a dataset through a tower, write the vectors",
-                       description="Run the items of one modality of a built-in dataset through a tower "
+                       description="Run the items of one modality of a built-in dataset, or of your own manifest "
+                                   "or folder, through a tower "
                                    "(e.g. efficientnet-lite0, minilm, mfcc) and write an (n, d) float32 array "
                                    "to a .npy or .safetensors file. Frozen towers go through the embedding cache. "
                                    "A .safetensors file holds the tensor 'vectors' and, in its metadata, 'ids' "
