@@ -251,6 +251,18 @@ def test_manifest_missing_files_reported(tmp_path):
     assert len(p) == 2
 
 
+
+def test_a_manifest_path_that_is_a_folder_is_named_a_folder(tmp_path):
+    """A row naming a folder was reported as a file that does not exist."""
+    _images(tmp_path, n=1)
+    (tmp_path / "m.csv").write_text("path,caption\nimg/0.png,a\nimg,b\n")
+    with pytest.raises(InputError, match=r"1 of 2 image paths are folders, not files \(row 3: .*img \(a folder\)\)"):
+        read_manifest(tmp_path / "m.csv", "image=path,text=caption")
+    (tmp_path / "m.csv").write_text("path,caption\nimg/9.png,a\nimg,b\n")
+    with pytest.raises(InputError, match=r"2 of 2 image files do not exist "
+                                         r"\(row 2: .*9\.png; row 3: .*img \(a folder\)\)"):
+        read_manifest(tmp_path / "m.csv", "image=path,text=caption")
+
 def test_manifest_missing_column(tmp_path):
     (tmp_path / "m.csv").write_text("path,caption\na.png,a\n")
     with pytest.raises(InputError, match=r"label=category not found .*its columns are path, caption"):

@@ -235,8 +235,11 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
             if mod in file_mods:
                 gone = [(line, f) for line, f in zip(lines, modalities[mod]) if not Path(f).is_file()]
                 if gone:
-                    shown = "; ".join(f"row {r}: {f}" for r, f in gone[:3])
-                    raise InputError(f"manifest {str(p)!r}: {len(gone)} of {len(rows)} {mod} files do not exist "
+                    shown = "; ".join(f"row {r}: {f}" + (" (a folder)" if Path(f).is_dir() else "")
+                                      for r, f in gone[:3])
+                    what = (f"{mod} paths are folders, not files" if all(Path(f).is_dir() for _, f in gone)
+                            else f"{mod} files do not exist")
+                    raise InputError(f"manifest {str(p)!r}: {len(gone)} of {len(rows)} {what} "
                                      f"({shown}{' ...' if len(gone) > 3 else ''})")
     label_names = None
     if labels is not None:
