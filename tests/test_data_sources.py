@@ -68,6 +68,17 @@ def test_a_copy_s_sidecar_caption_beats_the_first_copy_s_file_name(tmp_path):
     assert p["text"] == ["a tabby cat", "dog"]
     assert p.metadata["caption_source"] == ["sidecar", "file name"]
 
+
+def test_a_file_name_of_separators_alone_is_its_own_caption(tmp_path):
+    """'_.png' had the empty caption '', which the text towers refuse as 'items[0]: expected a
+    non-empty text'."""
+    _png(tmp_path / "_.png", (0, 0, 0))
+    _png(tmp_path / "-_-.png", (1, 1, 1))
+    _png(tmp_path / "red_fox-2.png", (2, 2, 2))
+    p = Pairs.from_folder(tmp_path)
+    assert p["text"] == ["-_-", "_", "red fox 2"]
+    assert p.metadata["caption_source"] == ["file name"] * 3
+
 def test_folder_bad_input(tmp_path):
     with pytest.raises(InputError, match="holds no images or sounds"):
         Pairs.from_folder(tmp_path)

@@ -68,8 +68,9 @@ def split_paths(joined: str) -> list[str]:
 
 
 def file_name_caption(path: Path) -> str:
-    """The words of a file name: ``"red_fox-2.jpg"`` -> ``"red fox 2"``."""
-    return " ".join(re.sub(r"[_\-.]+", " ", path.stem).split())
+    """The words of a file name: ``"red_fox-2.jpg"`` -> ``"red fox 2"``; a name of separators
+    alone is its own caption (``"_.png"`` -> ``"_"``, not an empty text)."""
+    return " ".join(re.sub(r"[_\-.]+", " ", path.stem).split()) or path.stem
 
 
 def _sidecar(path: Path) -> str | None:
