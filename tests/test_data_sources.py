@@ -79,6 +79,19 @@ def test_a_file_name_of_separators_alone_is_its_own_caption(tmp_path):
     assert p["text"] == ["-_-", "_", "red fox 2"]
     assert p.metadata["caption_source"] == ["file name"] * 3
 
+
+def test_a_sidecar_caption_named_in_capitals_is_read(tmp_path):
+    """'IMG_0001.JPG' + 'IMG_0001.TXT' (a camera's names, or files from a case-blind disk): the
+    caption was ignored for 'IMG 0001'; '.txt' wins where both are there."""
+    _png(tmp_path / "IMG_0001.JPG", (0, 0, 0))
+    (tmp_path / "IMG_0001.TXT").write_text("a black square", encoding="utf-8")
+    _png(tmp_path / "b.png", (9, 9, 9))
+    (tmp_path / "b.TXT").write_text("upper", encoding="utf-8")
+    (tmp_path / "b.txt").write_text("lower", encoding="utf-8")
+    p = Pairs.from_folder(tmp_path)
+    assert p["text"] == ["a black square", "lower"]
+    assert p.metadata["caption_source"] == ["sidecar", "sidecar"]
+
 def test_folder_bad_input(tmp_path):
     with pytest.raises(InputError, match="holds no images or sounds"):
         Pairs.from_folder(tmp_path)

@@ -1,8 +1,8 @@
 """A folder of pictures (or sounds) as :class:`~jointspace.data.pairs.Pairs`.
 
 Every image under the folder (any depth; hidden files and folders skipped) becomes one
-sample.  Its caption is the sidecar text file of the same name (``cat.jpg`` + ``cat.txt``),
-else the words of its file name (``red_fox-2.jpg`` -> ``"red fox 2"``).  When every file sits
+sample.  Its caption is the sidecar text file of the same name (``cat.jpg`` + ``cat.txt``, or
+``CAT.JPG`` + ``CAT.TXT``), else the words of its file name (``red_fox-2.jpg`` -> ``"red fox 2"``).  When every file sits
 in a sub-folder, the first sub-folder is its label (the layout of ``ImageFolder``).  The same
 content reached by several paths is one sample, with every path kept in its metadata; its
 caption is the sidecar of the first copy (in path order) that has one, else the first copy's
@@ -23,6 +23,8 @@ from .pairs import Pairs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".svg")
 AUDIO_SUFFIXES = (".wav",)
+#: the suffixes of a sidecar caption file, tried in this order
+SIDECAR_SUFFIXES = (".txt", ".TXT", ".Txt")
 #: largest sidecar caption read (bytes); a longer one is cut there, before the character the cut splits
 MAX_CAPTION_BYTES = 1 << 20
 
@@ -74,8 +76,9 @@ def file_name_caption(path: Path) -> str:
 
 
 def _sidecar(path: Path) -> str | None:
-    txt = path.with_suffix(".txt")
-    if not txt.is_file():
+    # "IMG_0001.TXT" as a camera or a case-blind disk names it is a sidecar too
+    txt = next((t for t in map(path.with_suffix, SIDECAR_SUFFIXES) if t.is_file()), None)
+    if txt is None:
         return None
     try:
         with open(txt, "rb") as fh:
