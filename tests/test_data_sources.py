@@ -165,6 +165,23 @@ def test_guessed_columns(tmp_path):
         guess_columns(["a", "b"], [{"a": "1", "b": "2"}])
 
 
+
+def test_a_column_named_audio_or_image_is_read_whatever_its_files_suffix(tmp_path):
+    """A column named 'audio' of FLAC files (which the sound towers read) was left as metadata, so the
+    collection had no sound; a file column found by its contents still comes first."""
+    rows = [{"audio": "a.flac", "caption": "a dog barks"}, {"audio": "b.ogg", "caption": "rain"}]
+    assert guess_columns(["audio", "caption"], rows) == {"audio": "audio", "text": "caption"}
+    rows = [{"image": "0001", "path": "a.png", "caption": "x"}]   # ids named image, files named path
+    assert guess_columns(["image", "path", "caption"], rows) == {"image": "path", "text": "caption"}
+    rows = [{"Image": "scan-01", "caption": "x"}]                 # no suffix at all
+    assert guess_columns(["Image", "caption"], rows) == {"image": "Image", "text": "caption"}
+    import soundfile as sf
+
+    sf.write(tmp_path / "a.flac", np.zeros(800), 8000)
+    (tmp_path / "m.csv").write_text("audio,caption\na.flac,silence\n", encoding="utf-8")
+    p = Pairs.from_manifest(tmp_path / "m.csv")
+    assert p.modalities == ("audio", "text") and p["audio"] == [str((tmp_path / "a.flac").resolve())]
+
 def test_the_label_column_can_group_the_split(tmp_path):
     """The label column is also kept under its name, so --group-column (or --relevance) can name it."""
     for i in range(8):

@@ -325,9 +325,11 @@ GUESSED_NAMES = {
 def guess_columns(header: list[str], rows: list[dict]) -> dict[str, str]:
     """``columns="auto"``: which column is which modality, by name and by content.
 
-    A column named like a modality (:data:`GUESSED_NAMES`, case-insensitive) is read as it;
-    a column whose values end in an image (audio) file suffix is the image (audio) column
-    whatever its name.  Every other column is kept as metadata.
+    A column whose values end in an image (audio) file suffix is the image (audio) column
+    whatever its name, one named like the modality (:data:`GUESSED_NAMES`, case-insensitive)
+    first; when none does, a column named ``image`` (``audio``) is that modality's (files of
+    another suffix, ``.flac`` sounds).  Text, label and id columns are read by name.  Every
+    other column is kept as metadata.
     """
     from .folder import AUDIO_SUFFIXES, IMAGE_SUFFIXES
 
@@ -344,6 +346,8 @@ def guess_columns(header: list[str], rows: list[dict]) -> dict[str, str]:
         by_content = [c for c in header if files_like(c, suffixes)]
         named = [lower[n] for n in GUESSED_NAMES[mod] if n in lower and lower[n] in by_content]
         pick = (named or by_content)[:1]
+        if not pick and mod in lower and lower[mod] not in out.values():
+            pick = [lower[mod]]   # named so, files of another suffix (.flac sounds)
         if pick:
             out[mod] = pick[0]
     taken = set(out.values())
