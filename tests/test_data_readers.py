@@ -263,6 +263,15 @@ def test_a_manifest_path_that_is_a_folder_is_named_a_folder(tmp_path):
                                          r"\(row 2: .*9\.png; row 3: .*img \(a folder\)\)"):
         read_manifest(tmp_path / "m.csv", "image=path,text=caption")
 
+
+def test_a_manifest_written_with_a_space_after_each_comma_reads_its_paths(tmp_path):
+    """'a cat, img/0.png': the column was guessed from the path without its space, then read with
+    it ('/x/ img/0.png' does not exist)."""
+    _images(tmp_path, n=2)
+    (tmp_path / "m.csv").write_text("caption, path\na cat, img/0.png\na dog, img/1.png \n", encoding="utf-8")
+    p = read_manifest(tmp_path / "m.csv", "auto")
+    assert p["image"] == [str((tmp_path / "img" / f"{i}.png").resolve()) for i in range(2)]
+
 def test_manifest_missing_column(tmp_path):
     (tmp_path / "m.csv").write_text("path,caption\na.png,a\n")
     with pytest.raises(InputError, match=r"label=category not found .*its columns are path, caption"):

@@ -154,8 +154,9 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
         ``"auto"``: guessed from the column names and contents (:func:`guess_columns`).
         Default: every column under its own name.  Unused columns are kept as metadata.
     file_modalities : sequence of str, optional
-        Modalities whose values are file paths (default: ``image``, ``audio``, ``video``).
-        Relative paths are resolved against the manifest's folder.
+        Modalities whose values are file paths (default: ``image``, ``audio``, ``video``),
+        read without the spaces around them.  Relative paths are resolved against the
+        manifest's folder.
     check_files : bool
         Raise when a listed file does not exist.
     name : str
@@ -224,7 +225,8 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
                                      f"column {col!r}; expected a unique id per row")
                 first[v] = line
         elif mod in file_mods:
-            modalities[mod] = [str(_resolve(p.parent, v, f'{str(p)!r} row {line} column {col!r}'))
+            # stripped as the column guess reads them: "a cat, photos/a.png" names "photos/a.png"
+            modalities[mod] = [str(_resolve(p.parent, str(v).strip(), f'{str(p)!r} row {line} column {col!r}'))
                                 for line, v in zip(lines, values)]
         else:
             modalities[mod] = [str(v) for v in values]
