@@ -446,3 +446,13 @@ def test_a_csv_manifest_separated_by_semicolons_or_tabs_says_so(tmp_path, sep, w
         read_manifest(tmp_path / "m.csv", "auto", check_files=False)
     (tmp_path / "one.csv").write_text("caption\na cat; a dog\n", encoding="utf-8")   # one column: read as it is
     assert read_manifest(tmp_path / "one.csv", "text=caption")["text"] == ["a cat; a dog"]
+
+
+def test_a_jsonl_text_with_a_lone_surrogate_names_its_row(tmp_path):
+    """A JSON '\\udce9' escape reached the towers and crashed the command with UnicodeEncodeError."""
+    (tmp_path / "m.jsonl").write_text('{"text": "a cat"}\n{"text": "caf\\udce9"}\n{"text": "\\ud83d\\udc31"}\n',
+                                      encoding="utf-8")
+    with pytest.raises(InputError, match=r"m\.jsonl': row 2 column 'text' holds a lone surrogate U\+DCE9"):
+        read_manifest(tmp_path / "m.jsonl", "text=text")
+    (tmp_path / "m.jsonl").write_text('{"text": "\\ud83d\\udc31"}\n', encoding="utf-8")   # a pair: one character
+    assert read_manifest(tmp_path / "m.jsonl", "text=text")["text"] == ["\U0001f431"]

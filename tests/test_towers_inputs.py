@@ -373,3 +373,16 @@ def test_the_alpha_of_a_float_or_boolean_rgba_array_is_a_fraction(tmp_path):
     rgb = np.zeros((2, 2, 3), np.float32)
     old = hashlib.blake2b(f"array\0{rgb.dtype.str}\0{rgb.shape}\0".encode() + rgb.tobytes(), digest_size=16)
     assert item_digest(rgb) == old.digest()
+
+
+def test_a_text_with_a_lone_surrogate_is_an_input_error(tmp_path):
+    """'caf\\udce9' (a JSON escape, or an undecodable byte read with surrogateescape) raised
+    UnicodeEncodeError in the cache key and TypeError in the tokenizer."""
+    from jointspace.towers import embed_cached
+
+    with pytest.raises(InputError, match=r"items\[1\]: expected text UTF-8 can encode, got a lone surrogate "
+                                         r"U\+DCE9 at character 3 of 'caf\\udce9'"):
+        check_items("text", ["ok", "caf\udce9"])
+    with pytest.raises(InputError, match=r"items\[0\]: .*lone surrogate U\+D800"):
+        embed_cached(create_tower("bow", out_dim=4), ["\ud800 x"], cache=tmp_path / "c")
+    assert check_items("text", ["caf\u00e9", "\U0001f431"]) == ["caf\u00e9", "\U0001f431"]   # paired: fine

@@ -16,6 +16,16 @@ def has_visible_text(text: str) -> bool:
     return any(ch.isprintable() and not ch.isspace() for ch in text)
 
 
+def lone_surrogate(text: str) -> int | None:
+    """Where ``text`` holds a lone surrogate (``"\\udce9"``: what a JSON escape or an undecodable
+    byte becomes), which UTF-8 cannot encode; None when it holds none."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return exc.start
+    return None
+
+
 def check_matrix(x, name: str, *, min_rows: int = 1, dtype=None, allow_1d: bool = False) -> np.ndarray:
     """Return ``x`` as a finite 2-D float array or raise :class:`InputError`.
 

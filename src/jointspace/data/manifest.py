@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import has_visible_text
+from .._validation import has_visible_text, lone_surrogate
 from ..errors import InputError
 from .pairs import Pairs
 from .readers import _csv_records, _existing_file
@@ -205,6 +205,10 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
                 raise InputError(f"manifest {str(p)!r}: row {line} has no value in column {col!r}"
                                  + ("" if blank else f" ({v!r} marks a missing value)"))
             _check_cell(v, mod in file_mods, mod == "label", p, line, col)
+            at = lone_surrogate(v) if isinstance(v, str) else None
+            if at is not None:   # a JSON "\udce9" escape: no UTF-8 text holds it
+                raise InputError(f"manifest {str(p)!r}: row {line} column {col!r} holds a lone surrogate "
+                                 f"U+{ord(v[at]):04X} (an escape no UTF-8 text can hold); expected text")
             if isinstance(v, str) and mod not in file_mods and mod not in ("label", "id") and not has_visible_text(v):
                 raise InputError(f"manifest {str(p)!r}: row {line} column {col!r} holds only invisible characters "
                                  f"({v!r}); expected a text")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import has_visible_text
+from .._validation import has_visible_text, lone_surrogate
 from ..errors import InputError
 
 _PATH_TYPES = (str, os.PathLike)
@@ -72,6 +72,10 @@ def check_items(modality: str, items, name: str = "items"):
                 raise InputError(f"{name}[{i}]: expected a string, got {type(t).__name__}")
             if not has_visible_text(t):
                 raise InputError(f"{name}[{i}]: expected a non-empty text (a visible character), got {t!r}")
+            at = lone_surrogate(t)
+            if at is not None:
+                raise InputError(f"{name}[{i}]: expected text UTF-8 can encode, got a lone surrogate "
+                                 f"U+{ord(t[at]):04X} at character {at} of {t[:60]!r}")
         return items
     for i, it in enumerate(items):
         if isinstance(it, _PATH_TYPES):
