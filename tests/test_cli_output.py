@@ -105,3 +105,16 @@ def test_numeric_columns_survive_a_narrow_terminal(monkeypatch):
                             [[1, 0.5551, "Christmas Tree with a long long title", "/a/very/long/path/to/abc.png"]])
     text = cap.get()
     assert "rank" in text and "score" in text and "0.555" in text and "│    1 │" in text
+
+
+def test_square_brackets_in_names_are_printed_as_they_are(tmp_path, capsys):
+    """A file name such as 'cat [draft].png' lost '[draft]' as a rich style in tables and errors
+    ('cat .png'), and one holding '[/draft]' raised MarkupError instead of the one-line error."""
+    from jointspace.cli._common import print_table
+
+    for name in ("cat [draft]", "cat [/draft]", "[bold]x"):
+        code, _, err = run(capsys, "embed", tmp_path / f"{name}.csv", "--tower", "minilm", "--out", tmp_path / "x.npy")
+        assert code == 2 and one_line(err) and f"{name}.csv': neither" in err, err
+    print_table("query: text '[red]car'", ["id", "path"], [["cat [draft].png", "/p/[/draft].png"]])
+    out = capsys.readouterr().out
+    assert "query: text '[red]car'" in out and "cat [draft].png" in out and "/p/[/draft].png" in out

@@ -10,6 +10,7 @@ import sys
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 
 class _NoStatus:
@@ -42,21 +43,22 @@ class _Console(Console):
 
 
 # Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns, so tables
-# are not squeezed.
-console = _Console(width=None if sys.stdout.isatty() else 140)
-err_console = _Console(stderr=True)
+# are not squeezed.  No markup: what is printed holds file names, captions and queries, and
+# "cat [draft].png" would lose "[draft]" as a style (a "[/draft]" one would raise).
+console = _Console(width=None if sys.stdout.isatty() else 140, markup=False)
+err_console = _Console(stderr=True, markup=False)
 
 
 def error(message: str) -> None:
     """One line on stderr, no traceback."""
     first = " ".join(str(message).split())
-    err_console.print(f"[bold red]error:[/] {first}", highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble(("error:", "bold red"), f" {first}"), highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     """One warning line on stderr."""
     first = " ".join(str(message).split())
-    err_console.print(f"[yellow]warning:[/] {first}", highlight=False, soft_wrap=True)
+    err_console.print(Text.assemble(("warning:", "yellow"), f" {first}"), highlight=False, soft_wrap=True)
 
 
 def print_json(obj) -> None:

@@ -172,7 +172,7 @@ def _run(args, out: Path) -> int:
     wikipedia_table()
     missing = get_dataset("openclipart").missing()
     if missing:
-        console.print(f"[yellow]OpenClipart is not installed ({missing}); skipping the drawing search.[/]")
+        console.print(f"OpenClipart is not installed ({missing}); skipping the drawing search.", style="yellow")
         return 0
     model_dir, index_dir = openclipart_space(out)
     console.rule("3. Free-text search over every drawing")

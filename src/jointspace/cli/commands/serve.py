@@ -5,6 +5,8 @@ import errno
 import math
 import socket
 
+from rich.text import Text
+
 from .._common import console
 
 #: the largest --max-upload-mb accepted (an upload is held in memory while it is decoded)
@@ -59,8 +61,8 @@ def run(args) -> int:
             raise InputError(f"--allowed-host: expected a host name such as search.example.org, got {name!r}")
     _check_bindable(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        console.print(f"[yellow]warning:[/] binding to {args.host}: the service is reachable from other machines",
-                      highlight=False)
+        console.print(Text.assemble(("warning:", "yellow"), f" binding to {args.host}: the service is reachable "
+                                                            "from other machines"), highlight=False)
 
     def ready(url):
         console.print(f"jointspace search page: {url}  (API docs: {url}docs)", highlight=False)
