@@ -456,3 +456,20 @@ def test_a_jsonl_text_with_a_lone_surrogate_names_its_row(tmp_path):
         read_manifest(tmp_path / "m.jsonl", "text=text")
     (tmp_path / "m.jsonl").write_text('{"text": "\\ud83d\\udc31"}\n', encoding="utf-8")   # a pair: one character
     assert read_manifest(tmp_path / "m.jsonl", "text=text")["text"] == ["\U0001f431"]
+
+
+
+@pytest.mark.parametrize(("line", "got"), [
+    ("null", "got null"),
+    ('["a.png", "a cat"]', 'got a JSON array ["a.png", "a cat"]'),
+    ('"a cat"', 'got a JSON string "a cat"'),
+    ("3", "got a JSON number 3"),
+])
+def test_a_jsonl_line_that_is_not_an_object_is_named_in_json_terms(tmp_path, line, got):
+    """The message named Python types ('got NoneType', 'got list', 'got str')."""
+    import re
+
+    (tmp_path / "m.jsonl").write_text('{"text": "a cat"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=re.escape('m.jsonl\' line 2: expected a JSON object ({"image": ...}), ' + got)
+                       + "$"):
+        read_manifest(tmp_path / "m.jsonl", "text=text")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._validation import has_visible_text, lone_surrogate
+from .._validation import has_visible_text, lone_surrogate, short_json
 from ..errors import InputError
 from .pairs import Pairs
 from .readers import _csv_records, _existing_file
@@ -103,7 +103,9 @@ def _read_rows(p: Path) -> tuple[list[str], list[dict], list[int]]:
         except json.JSONDecodeError as exc:
             raise InputError(f"path: manifest {str(p)!r} line {i} is not valid JSON: {exc.msg}") from None
         if not isinstance(obj, dict):
-            raise InputError(f"path: manifest {str(p)!r} line {i}: expected a JSON object, got {type(obj).__name__}")
+            got = "null" if obj is None else f"a JSON {_JSON_TYPES.get(type(obj), 'string')} {short_json(obj)}"
+            raise InputError(f"path: manifest {str(p)!r} line {i}: expected a JSON object ({{\"image\": ...}}), "
+                             f"got {got}")
         for k in obj:
             if k not in header:
                 header.append(k)
