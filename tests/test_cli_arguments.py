@@ -411,3 +411,12 @@ def test_plot_gallery_k_is_bounded_by_the_pixels_image_readers_open(tmp_path, ca
     assert err.strip() == (f"error: -k: expected at most {most:,} results in 5 columns (a bigger gallery is over the "
                            "pixels image readers open), got 100,000")
     assert not (tmp_path / "g.png").exists()
+
+
+def test_a_manifest_column_not_found_names_the_columns_option(tmp_path, capsys):
+    """The message began 'columns:', a parameter the command does not have."""
+    (tmp_path / "m.csv").write_text("path,caption\na.png,a cat\n", encoding="utf-8")
+    code, _, err = run(capsys, "embed", tmp_path / "m.csv", "--tower", "minilm", "--columns", "text=words",
+                       "--out", tmp_path / "x.npy")
+    assert code == 2 and one_line(err)
+    assert err.startswith("error: --columns: text=words not found in manifest ") and "got 'text=words'" in err

@@ -192,8 +192,9 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
         mapping = parse_columns(columns)
     missing = [f"{k}={c}" for k, c in mapping.items() if c not in header]
     if missing:
+        given = f"; got {columns!r}" if isinstance(columns, str) and columns != "auto" else ""
         raise InputError(f"columns: {', '.join(missing)} not found in manifest {str(p)!r}; "
-                         f"its columns are {', '.join(header)}")
+                         f"its columns are {', '.join(header)}{given}")
     file_mods = set(FILE_MODALITIES if file_modalities is None else file_modalities)
 
     def column(col: str, mod: str) -> list:
