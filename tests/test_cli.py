@@ -227,6 +227,23 @@ def test_a_missing_recorded_model_or_dataset_names_the_option_that_passes_it(tmp
     assert code == 2 and err.count("--model: expected a saved model folder") == 1
 
 
+
+def test_query_rows_from_an_arrays_file_without_the_query_modality(tmp_path, capsys, wiki_run):
+    """An index of an arrays file read with its image array alone: --query-row said
+    "modality: expected one of image; got 'text'" (no such option, no way out named)."""
+    arrays = _wiki_test_arrays(tmp_path, "I", "T")
+    idx = tmp_path / "idx"
+    assert main(["index", str(wiki_run), "--data", str(arrays), "--modality", "image", "--modality", "image=I",
+                 "--out", str(idx)]) == 0
+    code, _, err = run(capsys, "search", idx, "--query-row", "1", "-k", "2")
+    assert code == 2 and one_line(err)
+    assert (f"--modality: the rows of {arrays} (split 'all') hold image, no text to query with; the query is text "
+            "by default (the modality the index does not hold); pass the data to query from with --dataset DATA "
+            "(and --modality text=KEY for an arrays file)") in err
+    code, out, err = run(capsys, "search", idx, "--query-row", "1", "-k", "2", "--dataset", arrays,
+                         "--modality", "text=T", "--json")
+    assert code == 0 and json.loads(out)["query"] == f"text row 1 of {arrays}/all", err
+
 def test_a_builtin_dataset_recorded_by_an_index_is_not_read_from_the_current_folder(tmp_path, capsys, wiki_run,
                                                                                    monkeypatch):
     idx = tmp_path / "idx"

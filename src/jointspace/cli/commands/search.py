@@ -80,6 +80,13 @@ def _query(args, index, model):
         read_as = argparse.Namespace(**options, builtin_=builtin)
         split = args.split or index.info.get("split", "test")
     pairs = load_split(dataset, split, read_as)
+    if modality not in pairs:
+        other = "" if args.dataset else ("; pass the data to query from with --dataset DATA (and --modality "
+                                         f"{modality}=KEY for an arrays file)")
+        given = (f"got {modality!r}" if args.modality
+                 else f"the query is {modality} by default (the modality the index does not hold)")
+        raise InputError(f"--modality: the rows of {dataset} (split {split!r}) hold {', '.join(pairs.modalities)}, "
+                         f"no {modality} to query with; {given}{other}")
     if not 0 <= args.query_row < len(pairs):
         raise InputError(f"--query-row: expected a row number 0..{len(pairs) - 1} (split {split!r} of {dataset}), "
                          f"got {args.query_row}")
