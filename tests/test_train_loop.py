@@ -181,6 +181,17 @@ def test_bad_training_input():
         fit_dual_encoder(_net(head="linear"), bad, TrainConfig(batch_size=32, epochs=1))
 
 
+@pytest.mark.parametrize("field, value", [
+    ("min_lr", -1e-3), ("min_lr", 0.5), ("warmup", 2.5), ("seed", -1), ("seed", 1.5), ("keep_checkpoints", -1),
+    ("log_every", 0), ("restore_best", "no"), ("progress", "x"), ("tensorboard", None)])
+def test_bad_train_config_names_the_field(field, value):
+    # a negative min_lr would make the cosine tail a gradient ascent; log_every=0 divided by zero
+    with pytest.raises(InputError, match=f"^{field}:"):
+        TrainConfig(**{field: value}).validate()
+    with pytest.raises(InputError, match=f"^{field}:"):
+        fit_dual_encoder(_net(), _data(32), TrainConfig(epochs=1, batch_size=16, **{field: value}))
+
+
 
 @pytest.mark.parametrize("grad_clip", [1.0, None])
 def test_a_nan_gradient_stops_training_before_the_step(grad_clip):

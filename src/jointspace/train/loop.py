@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._validation import check_choice, check_float, check_int
+from .._validation import check_bool, check_choice, check_float, check_int
 from ..errors import InputError, TrainingDiverged
 from ..objectives.contrastive import clamp_log_scale_, logit_scale
 from . import distributed as dist
@@ -80,6 +80,10 @@ class TrainConfig:
         (e.g. title) once, so that a few large groups do not decide the stopping epoch.
     checkpoint_every : int
         Checkpoint every this many steps (0: at the end of each epoch only).
+    keep_checkpoints : int
+        Checkpoints kept on disk (0: all).
+    log_every : int
+        Log the training loss every this many steps (>= 1).
     """
 
     epochs: int = 10
@@ -111,6 +115,8 @@ class TrainConfig:
         check_int(self.batch_size, "batch_size", low=2)
         check_float(self.lr, "lr", low=0.0, low_open=True)
         check_float(self.weight_decay, "weight_decay", low=0.0)
+        check_float(self.min_lr, "min_lr", low=0.0, high=self.lr)
+        resolve_warmup(self.warmup, 1)
         check_float(self.tower_lr_scale, "tower_lr_scale", low=0.0, low_open=True)
         check_int(self.accum_steps, "accum_steps", low=1)
         check_choice(self.precision, "precision", PRECISIONS)
@@ -120,6 +126,12 @@ class TrainConfig:
         check_int(self.recall_k, "recall_k", low=1)
         check_choice(self.val_average, "val_average", AVERAGES)
         check_int(self.checkpoint_every, "checkpoint_every", low=0)
+        check_int(self.keep_checkpoints, "keep_checkpoints", low=0)
+        check_int(self.log_every, "log_every", low=1)
+        check_int(self.seed, "seed", low=0, high=2**32 - 1)
+        check_bool(self.restore_best, "restore_best")
+        check_bool(self.progress, "progress")
+        check_bool(self.tensorboard, "tensorboard")
         if self.patience is not None:
             check_int(self.patience, "patience", low=1)
         if self.grad_clip is not None:
