@@ -155,6 +155,16 @@ def resolve_checkpoint(path) -> Path:
     return dirs[-1]
 
 
+def run_dir_of(path) -> Path:
+    """The run folder of a ``resume`` path: a checkpoint folder's run (the folder holding its
+    ``checkpoints/``), else ``path`` itself, so that a resumed run writes its checkpoints and
+    ``metrics.csv`` beside those it continues, never inside a checkpoint."""
+    path = Path(path)
+    if path.parent.name == CHECKPOINTS and ((path / "trainer.json").is_file() or _STEP_RE.match(path.name)):
+        return path.parent.parent
+    return path
+
+
 def _previous_hint(ckpt: Path) -> str:
     run = ckpt.parent.parent
     older = [p for p in checkpoint_dirs(run) if p != ckpt and p.name < ckpt.name]

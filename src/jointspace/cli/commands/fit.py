@@ -57,7 +57,8 @@ def register(sub):
                    help="clip with --members: members fitted at once, one process each (-1: one per CPU core; "
                         "default: 1)")
     p.add_argument("--resume", metavar="RUN_DIR",
-                   help="trained models (clip, ae, aae, mvae-*): continue the checkpointed run in RUN_DIR exactly")
+                   help="trained models (clip, ae, aae, mvae-*): continue the checkpointed run in RUN_DIR exactly "
+                        "(from its newest checkpoint, or from the one of its checkpoints/step-N folders given)")
     p.add_argument("--run-dir", metavar="DIR",
                    help="trained models (clip, ae, aae, mvae-*): where checkpoints and metrics.csv go (default: "
                         "OUT.train beside OUT), and for a generative model its test report.json and, when "
@@ -244,7 +245,7 @@ def _check_options(args, params: dict) -> None:
     from ..._validation import check_int
     from ...errors import InputError
     from ...models.base import is_saved_model, list_models
-    from ...train.checkpoint import is_run_dir
+    from ...train.checkpoint import is_run_dir, run_dir_of
 
     known = _model_parameters(args.model)
     # contrastive and generative models train with checkpoints in a run folder
@@ -319,8 +320,10 @@ def _check_options(args, params: dict) -> None:
         raise InputError(f"--run-dir: {given[0][1]} disagrees with --param run_dir={given[1][1]}; give one of them")
     if given:
         option, run_dir = given[0]
-    elif args.resume:
+    elif args.resume:   # a checkpoint folder continues in its own run folder
         option, run_dir = "--resume", args.resume
+        if isinstance(run_dir, str) and run_dir.strip():
+            run_dir = str(run_dir_of(run_dir))
     else:
         option, run_dir = None, None
     if option is not None:

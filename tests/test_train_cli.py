@@ -1,0 +1,30 @@
+"""``jointspace fit`` and the training lifecycle: run folders, resuming, what a fit leaves on disk."""
+
+import numpy as np
+import pytest
+
+from cli_support import run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CLIP = ["fit", "wikipedia", "--model", "clip", "--epochs", "3", "--batch-size", "256", "--param", "dim=8",
+        "--param", "progress=false"]
+
+
+def test_resume_from_a_checkpoint_folder_continues_in_its_run_folder(tmp_path, capsys):
+    import jointspace as js
+    from jointspace.train.checkpoint import checkpoint_dirs
+
+    code, _, err = run(capsys, *CLIP, "--out", tmp_path / "ref")
+    assert code == 0, err
+    run_dir = tmp_path / "ref.train"
+    first, last = checkpoint_dirs(run_dir)   # keep_checkpoints=2: the last two epochs
+    code, _, err = run(capsys, *CLIP, "--resume", first, "--out", tmp_path / "resumed")
+    assert code == 0, err
+    # nothing written inside the checkpoint resumed from: it continues in ref.train
+    assert sorted(p.name for p in first.iterdir()) == ["extra.safetensors", "model.safetensors",
+                                                       "optimizer.safetensors", "rng.safetensors", "trainer.json"]
+    assert [p.name for p in checkpoint_dirs(run_dir)] == [first.name, last.name]
+    test = js.load_dataset("wikipedia")["test"]
+    ref, resumed = js.load_model(tmp_path / "ref"), js.load_model(tmp_path / "resumed")
+    np.testing.assert_array_equal(ref.encode("image", test["image"]), resumed.encode("image", test["image"]))
