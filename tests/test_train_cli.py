@@ -28,3 +28,15 @@ def test_resume_from_a_checkpoint_folder_continues_in_its_run_folder(tmp_path, c
     test = js.load_dataset("wikipedia")["test"]
     ref, resumed = js.load_model(tmp_path / "ref"), js.load_model(tmp_path / "resumed")
     np.testing.assert_array_equal(ref.encode("image", test["image"]), resumed.encode("image", test["image"]))
+
+
+def test_fit_defaults_to_the_only_split_of_a_builtin_dataset_without_train(tmp_path, capsys):
+    # photos has one split, "all": the default --split must not be a "train" it lacks
+    args = ["fit", "photos", "--towers", "efficientnet-lite0,minilm", "--model", "rcca", "--n-components", "2"]
+    code, out, err = run(capsys, *args, "--out", tmp_path / "default")
+    assert code == 0, err
+    assert "photos/all" in out
+    code, _, err = run(capsys, *args, "--split", "all", "--out", tmp_path / "explicit")
+    assert code == 0, err
+    for name in ("state.safetensors", "config.json"):
+        assert (tmp_path / "default" / name).read_bytes() == (tmp_path / "explicit" / name).read_bytes()

@@ -1,7 +1,7 @@
 """``jointspace fit``: learn a joint space on a dataset split and save it."""
 
 from .._checks import check_tower_items, named_as
-from .._common import add_data_options, console, data_source, load_split, parse_params, split_names
+from .._common import add_data_options, console, data_source, default_split, load_split, parse_params, split_names
 
 
 def register(sub):
@@ -28,7 +28,7 @@ def register(sub):
                         "perfectly and learns nothing); settings not given are chosen for you")
     p.add_argument("--towers", help="comma-separated tower names, one per modality (e.g. efficientnet-lite0,minilm)")
     p.add_argument("--split",
-                   help="split to fit on (default: train; for your own data without --split-column and a "
+                   help="split to fit on (default: train, or the only split of a built-in dataset without one; for your own data without --split-column and a "
                         "closed-form model, all of it); "
                         "several joined by + (e.g. train+val) to refit on "
                         "them once settings are chosen: the val split then chooses nothing, so give the "
@@ -371,8 +371,11 @@ def _run(args, params, rank: int) -> int:
         # unless a split column names the rows it may learn from
         closed_form = not _is_generative(args.model) and args.model != "clip"
         ds = data_source(args.dataset, args)
-        args.split = "all" if closed_form and not ds.builtin and not getattr(ds, "split_column", None) else "train"
-        if args.split == "all" and getattr(args, "val_fraction", None) is not None:
+        if ds.builtin:   # its train split, or its only one (all of photos)
+            args.split = default_split(ds, "train")
+        else:
+            args.split = "all" if closed_form and not getattr(ds, "split_column", None) else "train"
+        if args.split == "all" and not ds.builtin and getattr(args, "val_fraction", None) is not None:
             raise InputError(f"--val-fraction: {args.model} fits on all of your data (settings you do not give are "
                              f"chosen by 5-fold cross-validation), so nothing is held out; drop --val-fraction, or "
                              f"give --split train to fit on the rest")
