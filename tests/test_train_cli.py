@@ -40,3 +40,16 @@ def test_fit_defaults_to_the_only_split_of_a_builtin_dataset_without_train(tmp_p
     assert code == 0, err
     for name in ("state.safetensors", "config.json"):
         assert (tmp_path / "default" / name).read_bytes() == (tmp_path / "explicit" / name).read_bytes()
+
+
+def test_refit_without_a_choice_drops_the_earlier_fits_selection(tmp_path, capsys):
+    out = tmp_path / "m"
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--n-components", "3", "--out", out)
+    assert code == 0, err
+    assert (out / "selection.json").is_file()   # weight and preprocess were chosen by cross-validation
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--n-components", "2", "--param", "weight=1.0",
+                       "--param", "preprocess=null", "--param", "reg=0", "--out", out)
+    assert code == 0, err
+    # every setting given: nothing was chosen, so no record of a choice made for the model replaced
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["config.json",
+                                                                                   "state.safetensors"]

@@ -397,12 +397,15 @@ def _run(args, params, rank: int) -> int:
     if rank != 0:  # every rank holds the same weights; rank 0 writes them
         return 0
     model.save(args.out)
-    if selection is not None:   # after save: saving replaces the folder
-        from pathlib import Path
+    from pathlib import Path
 
+    chosen = Path(args.out) / SELECTION_FILE
+    if selection is not None:   # after save: saving replaces the folder
         from ...eval.report import write_json
 
-        write_json(selection, Path(args.out) / SELECTION_FILE)
+        write_json(selection, chosen)
+    else:   # saving over a model keeps files it did not write: an earlier fit's choice would describe another model
+        chosen.unlink(missing_ok=True)
     extra = ""
     corr = getattr(getattr(model, "head_", model), "canonical_correlations_", None)
     if corr is not None:
