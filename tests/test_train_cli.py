@@ -53,3 +53,14 @@ def test_refit_without_a_choice_drops_the_earlier_fits_selection(tmp_path, capsy
     # every setting given: nothing was chosen, so no record of a choice made for the model replaced
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == ["config.json",
                                                                                    "state.safetensors"]
+
+
+def test_a_new_run_without_a_test_report_drops_the_earlier_runs_report(tmp_path, capsys):
+    args = ["fit", "wikipedia", "--model", "ae", "--epochs", "1", "--param", "latent_dim=4", "--param", "hidden=[16]",
+            "--param", "progress=false", "--out", tmp_path / "ae"]
+    code, _, err = run(capsys, *args)
+    assert code == 0, err
+    assert (tmp_path / "ae.train" / "report.json").is_file()   # evaluated on the test split
+    code, _, err = run(capsys, *args, "--split", "train+test")   # the test split is trained on: no report
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "ae.train").iterdir()) == ["checkpoints", "metrics.csv"]

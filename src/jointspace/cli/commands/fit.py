@@ -413,6 +413,11 @@ def _run(args, params, rank: int) -> int:
     if getattr(model, "members_", None):
         extra = f" ({len(model.members_)} members)"
     console.print(f"saved {args.model} to {args.out}.{extra}", highlight=False)
+    if args.run_dir_ is not None:   # an earlier run's test report and grid describe another model
+        from ...train.monitor import GENERATIONS_FILE, REPORT_FILE
+
+        for name in (REPORT_FILE, GENERATIONS_FILE):
+            (Path(args.run_dir_) / name).unlink(missing_ok=True)
     if generative_train is not None:
         _evaluate_generative(args, model, generative_train)
     return 0
