@@ -64,3 +64,17 @@ def test_a_new_run_without_a_test_report_drops_the_earlier_runs_report(tmp_path,
     code, _, err = run(capsys, *args, "--split", "train+test")   # the test split is trained on: no report
     assert code == 0, err
     assert sorted(p.name for p in (tmp_path / "ae.train").iterdir()) == ["checkpoints", "metrics.csv"]
+
+
+def test_n_components_sets_the_latent_size_of_an_autoencoder(tmp_path, capsys):
+    import jointspace as js
+
+    args = ["fit", "wikipedia", "--model", "ae", "--epochs", "1", "--param", "hidden=[16]", "--param", "progress=false",
+            "--split", "train+test", "--out", tmp_path / "ae"]
+    code, _, err = run(capsys, *args, "--n-components", "3", "--param", "latent_dim=5")
+    assert code == 2 and "--n-components: 3 disagrees with --param latent_dim=5" in err
+    code, _, err = run(capsys, *args, "--n-components", "3")
+    assert code == 0, err
+    model = js.load_model(tmp_path / "ae")
+    assert model.latent_dim == 3
+    assert model.encode("text", js.load_dataset("wikipedia", "test")["text"][:4]).shape == (4, 3)

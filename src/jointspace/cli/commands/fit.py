@@ -38,7 +38,8 @@ def register(sub):
                    help="model parameter, repeatable; values are JSON (e.g. n_components=10, reg=0.1, "
                         "preprocess=standard); a value starting with { or [ must be valid JSON")
     p.add_argument("--n-components", type=int, metavar="N",
-                   help="size of the joint space: --param n_components=N, or --param dim=N for clip")
+                   help="size of the joint space: --param n_components=N, or --param dim=N for clip, --param "
+                        "latent_dim=N for the autoencoders and VAEs")
     p.add_argument("--epochs", type=int, help="trained models (clip, dcca, dccae, ae, aae, mvae-*, beta-vae): passes over the training pairs")
     p.add_argument("--batch-size", type=int,
                    help="trained models (clip, dcca, dccae, ae, aae, mvae-*, beta-vae): pairs per step (for clip, the negatives)")
@@ -293,7 +294,7 @@ def _check_options(args, params: dict) -> None:
                              "model has none; give --private-dim P (P > 0) too")
         params["regularizers"] = [f"{n}:{v!r}" for n, v in specs]
     if args.n_components is not None:
-        target = "n_components" if "n_components" in known else ("dim" if "dim" in known else None)
+        target = next((k for k in ("n_components", "dim", "latent_dim") if k in known), None)
         if target is None:
             raise InputError(f"--n-components: model {args.model!r} has no size of the joint space to set; drop it")
         n = check_int(args.n_components, "--n-components", low=1)
