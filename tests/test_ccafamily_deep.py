@@ -89,6 +89,18 @@ def test_one_view_twice_and_a_diverging_run_are_refused():
         create_model("dccae", n_components=2, epochs=3, lr=1e8).fit(p)
 
 
+def test_three_modalities_need_the_two_named():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(60, 6))
+    p = Pairs({"a": a, "b": a[:, :4] + 0.5 * rng.normal(size=(60, 4)), "c": a[:, 2:] + rng.normal(size=(60, 4))})
+    with pytest.raises(InputError, match=r"modalities: these pairs have 3 modalities \(a, b, c\); name the two"):
+        create_model("dcca", n_components=2, epochs=1).fit(p)
+    named = create_model("dcca", n_components=2, epochs=1, modalities=["a", "c"]).fit(p)
+    assert named.modalities_ == ("a", "c")
+    ref = create_model("dcca", n_components=2, epochs=1).fit(p.select(["a", "c"]))
+    np.testing.assert_array_equal(named.encode("c", p["c"]), ref.encode("c", p["c"]))
+
+
 @pytest.mark.parametrize("name", ["dcca", "dccae"])
 def test_training_raises_correlation_and_roundtrips(tmp_path, name):
     rng = np.random.default_rng(0)

@@ -83,6 +83,7 @@ class DeepCCA(BaseEstimator, JointModel):
     weight : float
         Correlation weighting of the final CCA components (as in ``CanonicalCorrelation``).
     modalities : (str, str), optional
+        The two modalities of the pairs to use; needed when the pairs have more than two.
     random_state : int
     """
 
@@ -107,9 +108,7 @@ class DeepCCA(BaseEstimator, JointModel):
     # -- fitting ---------------------------------------------------------------------------
     def _read(self, X, y):
         if isinstance(X, Pairs):
-            names = tuple(self.modalities) if self.modalities is not None else X.modalities[:2]
-            if len(names) != 2 or names[0] == names[1]:
-                raise InputError(f"modalities: expected two different modality names, got {self.modalities!r}")
+            names = CanonicalCorrelation._pair_names(self, X)   # as linear CCA: three or more must be named
             x, yv = X[names[0]], X[names[1]]
         else:
             if y is None:
