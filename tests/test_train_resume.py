@@ -1,6 +1,7 @@
 """Checkpoints: exact resume after SIGKILL, truncated checkpoints, foreign configs."""
 
 import os
+import re
 import runpy
 import signal
 import subprocess
@@ -132,3 +133,27 @@ def test_a_new_run_clears_the_checkpoints_of_an_earlier_one(tmp_path):
     steps = [int(d.name.split("-")[1]) for d in checkpoint_dirs(tmp_path)]
     assert steps and max(steps) <= 4           # its own checkpoints, not the earlier run's step 24
     runpy.run_path(str(SCRIPT))["main"](str(tmp_path), str(tmp_path), 0.0, 1)   # and it resumes as itself
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda meta: [1], "is a JSON list, expected an object"),
+    (lambda meta: {k: v for k, v in meta.items() if k != "step"}, "field 'step': expected an integer >= 0, got None"),
+    (lambda meta: {k: v for k, v in meta.items() if k != "sha256"}, "field 'sha256': expected an object"),
+    (lambda meta: {**meta, "sha256": {k: v for k, v in meta["sha256"].items() if k != "model.safetensors"}},
+     "field 'sha256' lists no model.safetensors"),
+    (lambda meta: {**meta, "optimizer_groups": None}, "field 'optimizer_groups': expected a list"),
+    (lambda meta: {**meta, "model_config": [1]}, "field 'model_config': expected an object")])
+def test_a_malformed_trainer_json_is_refused_with_the_field(tmp_path, edit, needle):
+    import json
+
+    from jointspace.models.dual_encoder import DualEncoderNet
+
+    _run_inprocess(tmp_path, None)
+    previous, newest = checkpoint_dirs(tmp_path)[-2:]
+    saved = _saved_config(newest)
+    meta_path = newest / "trainer.json"
+    meta_path.write_text(json.dumps(edit(json.loads(meta_path.read_text()))))
+    net = DualEncoderNet({"a": 6, "b": 5}, dim=4, head="mlp", hidden=8, dropout=0.2)
+    with pytest.raises(JointspaceError, match=rf"is corrupt: trainer\.json {re.escape(needle)}.*previous checkpoint"):
+        load_checkpoint(tmp_path, net, None, saved)
+    assert newest.is_dir() and previous.is_dir()

@@ -173,6 +173,31 @@ def _previous_hint(ckpt: Path) -> str:
     return ""
 
 
+#: the files every checkpoint holds (``extra.safetensors`` may be absent)
+_REQUIRED = ("model.safetensors", "optimizer.safetensors", "rng.safetensors")
+
+
+def _meta_problem(meta) -> str | None:
+    """What is wrong with the fields of a checkpoint's ``trainer.json`` (None: nothing)."""
+    if not isinstance(meta, dict):
+        return f"is a JSON {type(meta).__name__}, expected an object"
+    step = meta.get("step")
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        return f"field 'step': expected an integer >= 0, got {step!r}"
+    digests = meta.get("sha256")
+    if not isinstance(digests, dict) or not all(isinstance(v, str) for v in digests.values()):
+        return "field 'sha256': expected an object of file name -> SHA-256"
+    missing = [name for name in _REQUIRED if name not in digests]
+    if missing:
+        return f"field 'sha256' lists no {', '.join(missing)}"
+    if not isinstance(meta.get("optimizer_groups"), list):
+        return "field 'optimizer_groups': expected a list"
+    for key in ("trainer", "model_config"):
+        if not isinstance(meta.get(key) or {}, dict):
+            return f"field {key!r}: expected an object"
+    return None
+
+
 def load_checkpoint(path, module: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
                     model_config: dict) -> dict:
     """Restore ``module`` (and ``optimizer``, and the torch RNG) from a checkpoint.
@@ -185,7 +210,8 @@ def load_checkpoint(path, module: torch.nn.Module, optimizer: torch.optim.Optimi
     Raises
     ------
     JointspaceError
-        A file is missing, truncated or altered (digest mismatch); nothing is deleted.
+        A file is missing, truncated or altered (digest mismatch), or ``trainer.json`` lacks a
+        field or holds one of the wrong type; nothing is deleted.
     InputError
         The checkpoint belongs to a different run configuration (network, settings, data).
     """
@@ -196,6 +222,10 @@ def load_checkpoint(path, module: torch.nn.Module, optimizer: torch.optim.Optimi
     except (OSError, ValueError) as exc:
         raise JointspaceError(f"checkpoint {str(ckpt)!r} is incomplete or corrupt: trainer.json unreadable "
                               f"({exc}){_previous_hint(ckpt)}") from None
+    problem = _meta_problem(meta)
+    if problem:
+        raise JointspaceError(f"checkpoint {str(ckpt)!r} is corrupt: trainer.json {problem}; refusing to load it"
+                              f"{_previous_hint(ckpt)}")
     blobs = {}
     for name, digest in meta.get("sha256", {}).items():
         try:
