@@ -241,3 +241,22 @@ def test_encode_normalize_takes_true_or_false_only(saved_models, value):
     z = model.encode("image", x[:3], normalize=np.bool_(False))
     np.testing.assert_allclose(np.linalg.norm(model.encode("image", x[:3]), axis=1), 1, rtol=1e-6)
     assert not np.allclose(np.linalg.norm(z, axis=1), 1)
+
+
+@pytest.mark.parametrize("name, edit, pattern", [
+    # a zero temperature: the network divides by it while it is built
+    ("clip", lambda c: c["params"].__setitem__("tau", 0),
+     r"state\.safetensors do not fit the model in config\.json \(ZeroDivisionError"),
+    # fewer preprocessing records than views: the arrays are read by index
+    ("gcca", lambda c: c["extra"].__setitem__("pre", []), r"state\.safetensors do not fit the model in config\.json"),
+])
+def test_an_edited_config_that_fails_while_building_is_named(tmp_path, name, edit, pattern):
+    rng = np.random.default_rng(0)
+    pairs = js.Pairs({"a": rng.normal(size=(60, 6)).astype(np.float32), "b": rng.normal(size=(60, 4)).astype(np.float32)})
+    kw = dict(dim=4, epochs=1, batch_size=32, val_fraction=0.0) if name == "clip" else dict(n_components=2)
+    js.create_model(name, **kw).fit(pairs).save(tmp_path / name)
+    cfg = json.loads((tmp_path / name / "config.json").read_text())
+    edit(cfg)
+    (tmp_path / name / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=pattern):
+        load_model(tmp_path / name)

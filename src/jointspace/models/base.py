@@ -258,8 +258,9 @@ def load_model(path) -> JointModel:
         model._set_extra(config["extra"])
     except JointspaceError:
         raise
-    except (KeyError, TypeError, ValueError, AttributeError, IndexError, RuntimeError) as exc:
-        # RuntimeError: torch refusing a network of the sizes it gives (a negative width)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError, RuntimeError) as exc:
+        # RuntimeError: torch refusing a network of the sizes it gives (a negative width);
+        # ArithmeticError: a network built from a zero it divides by (tau=0)
         raise InputError(f"model: {cfg_path} field 'extra' (or 'params') does not fit model {config['model']!r} "
                          f"({type(exc).__name__}: {exc})") from None
     _check_state(config, state, state_path)
@@ -269,7 +270,7 @@ def load_model(path) -> JointModel:
         raise
     except KeyError as exc:
         raise InputError(f"model: {state_path} lacks the array {exc}; it belongs to another model") from None
-    except (TypeError, ValueError, RuntimeError) as exc:
+    except (TypeError, ValueError, IndexError, AttributeError, ArithmeticError, RuntimeError) as exc:
         raise InputError(f"model: the arrays of {state_path} do not fit the model in {CONFIG_FILE} "
                          f"({type(exc).__name__}: {exc})") from None
     want = model._loaded_modality_count()
