@@ -260,3 +260,23 @@ def test_an_edited_config_that_fails_while_building_is_named(tmp_path, name, edi
     (tmp_path / name / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InputError, match=pattern):
         load_model(tmp_path / name)
+
+
+@pytest.mark.parametrize("name, field, value, pattern", [
+    ("clip", "dim", 16385, r"dim: expected an integer <= 16384, got 16385"),
+    ("clip", "hidden", 16385, r"hidden: expected an integer <= 16384, got 16385"),
+    ("ae", "latent_dim", 4097, r"latent_dim: expected an integer <= 4096, got 4097"),
+    ("ae", "hidden", [16385], r"hidden: expected an integer <= 16384, got 16385"),
+])
+def test_an_edited_size_beyond_what_fit_takes_is_refused_before_allocating(tmp_path, name, field, value, pattern):
+    # fit refuses these sizes; a config.json edited to a huge one would otherwise allocate the network first
+    rng = np.random.default_rng(0)
+    pairs = js.Pairs({"a": rng.normal(size=(60, 6)).astype(np.float32), "b": rng.normal(size=(60, 4)).astype(np.float32)})
+    kw = dict(dim=4, epochs=1, batch_size=32, val_fraction=0.0) if name == "clip" else \
+        dict(latent_dim=4, hidden=(8,), epochs=1, progress=False)
+    js.create_model(name, **kw).fit(pairs).save(tmp_path / name)
+    cfg = json.loads((tmp_path / name / "config.json").read_text())
+    cfg["params"][field] = value
+    (tmp_path / name / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"config\.json field .*does not fit model .*" + pattern):
+        load_model(tmp_path / name)

@@ -332,6 +332,10 @@ class GenerativeModel(GenerativeInference, JointModel):
                              for k, v in row.items()} for row in self.history_]}
 
     def _set_extra(self, extra: dict) -> None:
+        try:   # the sizes of an edited config.json, before the network is allocated
+            self._check_settings()
+        except InputError as exc:   # load_model names config.json for it
+            raise ValueError(str(exc)) from None
         self.codecs_ = {m: codec_from_dict(d) for m, d in extra["codecs"].items()}
         self.likelihoods_ = dict(extra["likelihoods"])
         self.weights_ = {m: float(v) for m, v in extra["weights"].items()}

@@ -388,6 +388,11 @@ class DualEncoder(JointModel):
         return {"in_dims": dict(self.in_dims_), "net": self._net_config()}
 
     def _set_extra(self, extra: dict) -> None:
+        try:   # the sizes of an edited config.json, checked as fit does before the network is allocated
+            check_int(self.dim, "dim", low=1, high=MAX_WIDTH)
+            check_int(self.hidden, "hidden", low=1, high=MAX_WIDTH)
+        except InputError as exc:   # load_model names config.json for it
+            raise ValueError(str(exc)) from None
         self.in_dims_ = {m: int(d) for m, d in extra["in_dims"].items()}
         from ..towers.base import create_tower
 
