@@ -89,6 +89,13 @@ def test_one_view_twice_and_a_diverging_run_are_refused():
         create_model("dccae", n_components=2, epochs=3, lr=1e8).fit(p)
 
 
+@pytest.mark.parametrize("seed", [-1, 1.5, "x", 2**32])
+def test_random_state_must_be_a_seed(seed):
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    with pytest.raises(InputError, match="^random_state: expected an integer"):
+        create_model("dcca", n_components=2, epochs=1, random_state=seed).fit(x, x[:, :2])
+
+
 def test_three_modalities_need_the_two_named():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(60, 6))

@@ -142,6 +142,14 @@ def test_rff_needs_rbf(two_views):
         KernelCCA(n_components=2, kernel="poly", method="rff").fit(x[:50], y[:50])
 
 
+@pytest.mark.parametrize("method", ["exact", "rff"])
+@pytest.mark.parametrize("seed", [-1, 1.5, "x", 2**32 - 1])
+def test_random_state_must_be_a_seed(two_views, method, seed):
+    x, y = two_views
+    with pytest.raises(InputError, match="^random_state: expected an integer"):
+        KernelCCA(n_components=2, method=method, random_state=seed).fit(x, y)
+
+
 def test_passes_sklearn_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 

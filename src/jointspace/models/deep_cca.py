@@ -156,6 +156,7 @@ class DeepCCA(BaseEstimator, JointModel):
             raise InputError(f"views: expected more samples than out_dim = {self.out_dim_}, got {n} "
                              "(fewer samples than components)")
         epochs = check_int(self.epochs, "epochs", low=0)   # 0: CCA of the untrained networks (a baseline)
+        check_int(self.random_state, "random_state", low=0, high=2**32 - 1)
         recon = self._recon()
         self.x_mean_, self.x_scale_ = x.mean(0), feature_scale(x)
         self.y_mean_, self.y_scale_ = yv.mean(0), feature_scale(yv)

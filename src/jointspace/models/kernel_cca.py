@@ -152,6 +152,8 @@ class KernelCCA(CanonicalCorrelation):
         method = check_choice(self.method, "method", ("auto", "exact", "nystroem", "rff"))
         max_exact = check_int(self.max_exact, "max_exact", low=2)
         m = check_int(self.n_features, "n_features", low=1)
+        # the second view's sampler draws from random_state + 1: both must be NumPy seeds
+        check_int(self.random_state, "random_state", low=0, high=2**32 - 2)
         if method == "auto":
             method = "exact" if n <= max_exact else "nystroem"
         labels = self._view_labels(X, names)
