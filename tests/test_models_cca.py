@@ -381,3 +381,18 @@ def test_save_is_atomic(tmp_path, two_views, monkeypatch):
         CCA(n_components=2).fit(Pairs({"image": x, "text": y})).save(tmp_path / "m")
     assert (tmp_path / "m" / "state.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("name", ["cca", "rcca", "gcca", "kcca", "sm"])
+@pytest.mark.parametrize("seed", [-1, 2**32, "x"])
+def test_a_bad_random_state_with_a_pca_step_is_named(two_views, name, seed):
+    x, y = two_views
+    pairs = Pairs({"a": x, "b": y}, labels=np.arange(len(x)) % 3)
+    with pytest.raises(InputError, match="^random_state: expected an integer"):
+        create_model(name, preprocess="pca:3", random_state=seed).fit(pairs)
+
+
+def test_random_state_none_still_seeds_nothing_and_fits(two_views):
+    x, y = two_views
+    model = create_model("cca", n_components=2, preprocess="pca:3", random_state=None).fit(x, y)
+    assert model.transform(x).shape == (len(x), 2)

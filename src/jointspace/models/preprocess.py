@@ -20,7 +20,7 @@ from sklearn.decomposition import PCA, FastICA
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, Normalizer, StandardScaler
 
-from .._validation import short_json
+from .._validation import check_int, short_json
 from ..errors import InputError
 
 _CLASSES = {"StandardScaler": StandardScaler, "PCA": PCA, "FastICA": FastICA, "Normalizer": Normalizer}
@@ -61,9 +61,16 @@ def _step(token: str, seed: int):
 
 
 def build_preprocessor(spec: str | None, seed: int = 0) -> Pipeline | None:
-    """A scikit-learn ``Pipeline`` from a step string, or None for an empty spec."""
+    """A scikit-learn ``Pipeline`` from a step string, or None for an empty spec.
+
+    ``seed`` (the model's ``random_state``: an int in [0, 2**32 - 1], None or a NumPy
+    ``RandomState``) seeds the PCA and ICA steps; anything else raises :class:`InputError`
+    naming ``random_state``.
+    """
     if spec is None or not str(spec).strip():
         return None
+    if seed is not None and not isinstance(seed, np.random.RandomState):
+        check_int(seed, "random_state", low=0, high=2**32 - 1)
     steps = [(f"{i}_{tok.split(':')[0]}", _step(tok, seed)) for i, tok in enumerate(str(spec).split(","))]
     return Pipeline(steps)
 
