@@ -78,3 +78,14 @@ def test_n_components_sets_the_latent_size_of_an_autoencoder(tmp_path, capsys):
     model = js.load_model(tmp_path / "ae")
     assert model.latent_dim == 3
     assert model.encode("text", js.load_dataset("wikipedia", "test")["text"][:4]).shape == (4, 3)
+
+
+def test_a_resume_that_cannot_continue_names_the_option(tmp_path, capsys):
+    code, _, err = run(capsys, *CLIP, "--out", tmp_path / "ref")
+    assert code == 0, err
+    args = [a if a != "3" else "4" for a in CLIP]   # another number of epochs: another schedule
+    code, _, err = run(capsys, *args, "--resume", tmp_path / "ref.train", "--out", tmp_path / "more")
+    assert code == 2 and err.startswith("error: --resume: checkpoint ") and "train.epochs: checkpoint 3 vs now 4" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "more").exists()
+    code, _, err = run(capsys, *CLIP, "--resume", tmp_path / "nothing", "--out", tmp_path / "more")
+    assert code == 2 and err.startswith("error: --resume: ") and "holds no checkpoint" in err

@@ -129,7 +129,8 @@ def _fit_trained(args, params, train, val):
     params.setdefault("progress", True)
     members = 1 if args.members is None else args.members
     if members == 1:
-        return create_model("clip", **params).fit(train, val=val, resume=args.resume)
+        with named_as("resume", "--resume"):
+            return create_model("clip", **params).fit(train, val=val, resume=args.resume)
     from ...models.ensemble import SeedEnsemble
 
     seed = params.pop("seed", 0)
@@ -194,7 +195,8 @@ def _fit_generative(args, params, train, val):
 
     params["run_dir"] = args.run_dir_
     params.setdefault("progress", True)
-    return create_model(args.model, **params).fit(train, val=val, resume=args.resume)
+    with named_as("resume", "--resume"):
+        return create_model(args.model, **params).fit(train, val=val, resume=args.resume)
 
 
 def _evaluate_generative(args, model, train) -> None:
