@@ -280,3 +280,11 @@ def test_an_edited_size_beyond_what_fit_takes_is_refused_before_allocating(tmp_p
     (tmp_path / name / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(InputError, match=r"config\.json field .*does not fit model .*" + pattern):
         load_model(tmp_path / name)
+
+
+def test_clip_arrays_that_the_edited_in_dims_leave_out_are_refused(saved_models, tmp_path):
+    folder = _copy(saved_models, tmp_path, "clip")
+    _edit_config(folder, lambda cfg: (cfg["extra"]["in_dims"].pop("text"), cfg)[1])
+    with pytest.raises(InputError, match=r"state\.safetensors do not fit the model in config\.json .*"
+                                         r"'heads\.text\.[^']*' belong to no part of the network"):
+        load_model(folder)

@@ -408,6 +408,10 @@ class DualEncoder(JointModel):
         missing = sorted(set(sd) - set(state))
         if missing:
             raise KeyError(missing[0])
+        unused = sorted(set(state) - set(sd))
+        if unused:   # e.g. the heads of a modality an edited in_dims no longer lists: encoding it would fail
+            raise ValueError(f"array(s) {', '.join(map(repr, unused[:3]))} belong to no part of the network "
+                             f"built for in_dims {self.in_dims_}")
         net.load_state_dict({k: torch.from_numpy(np.asarray(state[k])) for k in sd})
         net.eval()
         self.net_ = net
