@@ -288,3 +288,17 @@ def test_clip_arrays_that_the_edited_in_dims_leave_out_are_refused(saved_models,
     with pytest.raises(InputError, match=r"state\.safetensors do not fit the model in config\.json .*"
                                          r"'heads\.text\.[^']*' belong to no part of the network"):
         load_model(folder)
+
+
+@pytest.mark.parametrize("name", ["dcca", "sm"])
+@pytest.mark.parametrize("value", [[], {}, [6], "x"])
+def test_edited_feature_counts_are_refused_at_load(tmp_path, name, value):
+    # they used to load, and encoding then failed with an IndexError / TypeError
+    rng = np.random.default_rng(0)
+    pairs = js.Pairs({"a": rng.normal(size=(60, 6)).astype(np.float32), "b": rng.normal(size=(60, 4)).astype(np.float32)},
+                     labels=np.arange(60) % 3)
+    kw = dict(n_components=2, epochs=1) if name == "dcca" else {}
+    js.create_model(name, **kw).fit(pairs).save(tmp_path / name)
+    _edit_config(tmp_path / name, lambda cfg: (cfg["extra"].__setitem__("n_features", value), cfg)[1])
+    with pytest.raises(InputError, match=r"config\.json field 'extra' \(or 'params'\) does not fit .*n_features"):
+        load_model(tmp_path / name)

@@ -234,7 +234,11 @@ class DeepCCA(BaseEstimator, JointModel):
 
     def _set_extra(self, extra: dict) -> None:
         torch = _torch()
-        self.n_features_ = tuple(extra["n_features"])
+        dims = extra["n_features"]
+        if not (isinstance(dims, list) and len(dims) == 2
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims)):
+            raise ValueError(f"n_features: expected the feature counts of the two views, got {dims!r}")
+        self.n_features_ = tuple(dims)
         self.out_dim_ = extra["out_dim"]
         self._build(torch, self.n_features_)
         self.cca_ = CanonicalCorrelation(**extra["cca_params"])

@@ -174,7 +174,11 @@ class SemanticMatching(_SemanticBase):
 
     def _set_extra(self, extra: dict) -> None:
         self._extra = extra
-        self.n_features_ = extra["n_features"]
+        dims = extra["n_features"]
+        if not (isinstance(dims, dict) and dims
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims.values())):
+            raise ValueError(f"n_features: expected a feature count per modality, got {dims!r}")
+        self.n_features_ = dims
 
     def _get_state(self) -> dict:
         state = self._classifier_state()
