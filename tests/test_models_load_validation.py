@@ -302,3 +302,19 @@ def test_edited_feature_counts_are_refused_at_load(tmp_path, name, value):
     _edit_config(tmp_path / name, lambda cfg: (cfg["extra"].__setitem__("n_features", value), cfg)[1])
     with pytest.raises(InputError, match=r"config\.json field 'extra' \(or 'params'\) does not fit .*n_features"):
         load_model(tmp_path / name)
+
+
+@pytest.mark.parametrize("edit", [lambda c: c["extra"].__setitem__("members", []),
+                                  lambda c: c["extra"].__setitem__("members", c["extra"]["members"][:1]),
+                                  lambda c: c["params"].__setitem__("n_members", 3)])
+def test_an_ensemble_whose_member_records_do_not_match_is_refused(tmp_path, edit):
+    # an empty list used to load, and encoding then raised IndexError
+    rng = np.random.default_rng(0)
+    pairs = js.Pairs({"a": rng.normal(size=(40, 6)).astype(np.float32), "b": rng.normal(size=(40, 4)).astype(np.float32)})
+    js.create_model("ensemble", model="clip", n_members=2,
+                    params={"dim": 3, "epochs": 1, "batch_size": 16}).fit(pairs).save(tmp_path / "ens")
+    cfg = json.loads((tmp_path / "ens" / "config.json").read_text())
+    edit(cfg)
+    (tmp_path / "ens" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(InputError, match=r"config\.json field 'extra' \(or 'params'\) does not fit .*members: expected"):
+        load_model(tmp_path / "ens")

@@ -140,8 +140,12 @@ class SeedEnsemble(JointModel):
         from .base import MODELS
 
         cls = MODELS.get(self.model)
+        specs = extra["members"]
+        if not isinstance(specs, list) or not specs or len(specs) != self.n_members:
+            raise ValueError(f"members: expected the records of n_members={self.n_members!r} members, got "
+                             f"{len(specs) if isinstance(specs, list) else type(specs).__name__}")
         members = []
-        for spec in extra["members"]:
+        for spec in specs:
             m = cls.from_config(spec["params"]) if hasattr(cls, "from_config") else cls(**spec["params"])
             m._set_extra(spec.get("extra", {}))
             m.modalities_ = tuple(spec["modalities"])
