@@ -28,8 +28,8 @@ def register(sub):
                         "perfectly and learns nothing); settings not given are chosen for you")
     p.add_argument("--towers", help="comma-separated tower names, one per modality (e.g. efficientnet-lite0,minilm)")
     p.add_argument("--split",
-                   help="split to fit on (default: train, or the only split of a built-in dataset without one; for your own data without --split-column and a "
-                        "closed-form model, all of it); "
+                   help="split to fit on (default: train, or the only split of a built-in dataset without one; "
+                        "for your own data without --split-column and a closed-form model, all of it); "
                         "several joined by + (e.g. train+val) to refit on "
                         "them once settings are chosen: the val split then chooses nothing, so give the "
                         "settings with --param (clip still holds out val_fraction of the pairs for early "
