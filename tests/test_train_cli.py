@@ -89,3 +89,23 @@ def test_a_resume_that_cannot_continue_names_the_option(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "more").exists()
     code, _, err = run(capsys, *CLIP, "--resume", tmp_path / "nothing", "--out", tmp_path / "more")
     assert code == 2 and err.startswith("error: --resume: ") and "holds no checkpoint" in err
+
+
+def test_resume_from_a_copied_checkpoint_writes_beside_out(tmp_path, capsys):
+    import shutil
+
+    import jointspace as js
+    from jointspace.train.checkpoint import checkpoint_dirs
+
+    code, _, err = run(capsys, *CLIP, "--out", tmp_path / "ref")
+    assert code == 0, err
+    copy = tmp_path / "kept"
+    shutil.copytree(checkpoint_dirs(tmp_path / "ref.train")[0], copy)
+    before = sorted(p.name for p in copy.iterdir())
+    code, _, err = run(capsys, *CLIP, "--resume", copy, "--out", tmp_path / "resumed")
+    assert code == 0, err
+    assert sorted(p.name for p in copy.iterdir()) == before   # the copy is read, never written into
+    assert checkpoint_dirs(tmp_path / "resumed.train")
+    test = js.load_dataset("wikipedia")["test"]
+    ref, resumed = js.load_model(tmp_path / "ref"), js.load_model(tmp_path / "resumed")
+    np.testing.assert_array_equal(ref.encode("text", test["text"]), resumed.encode("text", test["text"]))

@@ -155,13 +155,14 @@ def resolve_checkpoint(path) -> Path:
     return dirs[-1]
 
 
-def run_dir_of(path) -> Path:
-    """The run folder of a ``resume`` path: a checkpoint folder's run (the folder holding its
-    ``checkpoints/``), else ``path`` itself, so that a resumed run writes its checkpoints and
-    ``metrics.csv`` beside those it continues, never inside a checkpoint."""
+def run_dir_of(path) -> Path | None:
+    """The run folder of a ``resume`` path, so that a resumed run writes its checkpoints and
+    ``metrics.csv`` beside those it continues, never inside a checkpoint: a checkpoint folder's
+    run (the folder holding its ``checkpoints/``), None for a checkpoint folder outside one (a
+    copy: the run needs a folder of its own), else ``path`` itself (a run folder)."""
     path = Path(path)
-    if path.parent.name == CHECKPOINTS and ((path / "trainer.json").is_file() or _STEP_RE.match(path.name)):
-        return path.parent.parent
+    if (path / "trainer.json").is_file() or _STEP_RE.match(path.name):
+        return path.parent.parent if path.parent.name == CHECKPOINTS else None
     return path
 
 

@@ -323,11 +323,9 @@ def _check_options(args, params: dict) -> None:
         raise InputError(f"--run-dir: {given[0][1]} disagrees with --param run_dir={given[1][1]}; give one of them")
     if given:
         option, run_dir = given[0]
-    elif args.resume:   # a checkpoint folder continues in its own run folder
-        option, run_dir = "--resume", args.resume
-        if isinstance(run_dir, str) and run_dir.strip():
-            run_dir = str(run_dir_of(run_dir))
-    else:
+    elif args.resume and run_dir_of(args.resume) is not None:   # a run folder, or a checkpoint in one
+        option, run_dir = "--resume", str(run_dir_of(args.resume))
+    else:   # nothing resumed, or a checkpoint copied out of its run: the run continues in OUT.train
         option, run_dir = None, None
     if option is not None:
         if not isinstance(run_dir, str) or not run_dir.strip():
