@@ -268,3 +268,16 @@ def test_raw_kind_says_which_modalities_take_raw_items():
     assert model.raw_kind("audio") is None
     cca = js.create_model("cca", n_components=2).fit(p)
     assert cca.raw_kind("image") is None
+
+
+@pytest.mark.parametrize("tau", [0.005, 2.0])
+def test_a_temperature_training_would_move_is_refused(tau):
+    # the logit scale 1/tau is clamped to [1, 100] after each step: tau=0.005 trained at 0.01, tau=2 at 1
+    with pytest.raises(InputError, match=r"^tau: expected a temperature in \[0\.01, 1\]"):
+        DualEncoder(dim=4, epochs=1, tau=tau, learn_tau=False).fit(_pairs(60))
+
+
+@pytest.mark.parametrize("tau", [0.01, 1.0])
+def test_the_temperature_bounds_are_kept_when_fixed(tau):
+    model = DualEncoder(dim=4, epochs=1, batch_size=32, tau=tau, learn_tau=False).fit(_pairs(60))
+    assert model.temperature_ == pytest.approx(tau, rel=1e-6)

@@ -20,6 +20,7 @@ from torch import nn
 from .._validation import check_choice, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
+from ..objectives.contrastive import MAX_LOGIT_SCALE
 from ._dual_encoder_nets import DualEncoderNet, ProjectionHead  # noqa: F401  (ProjectionHead: public name)
 from ._dual_encoder_checks import MAX_WIDTH, _check_params, _check_private
 from ._standardise import feature_scale
@@ -50,7 +51,7 @@ class DualEncoder(JointModel):
         with the same relevance key (label, or a metadata column such as a normalised title)
         are not negatives.
     tau : float
-        Initial temperature (learnt unless ``learn_tau`` is False).
+        Initial temperature, in [0.01, 1] (learnt unless ``learn_tau`` is False).
     learn_tau : bool
     towers : dict of str to str, optional
         Tower name per modality for items that are not feature vectors (default:
@@ -259,7 +260,10 @@ class DualEncoder(JointModel):
         check_int(self.hidden, "hidden", low=1, high=MAX_WIDTH)
         check_int(self.seed, "seed", low=0, high=2**32 - 1)
         _check_params(self)
-        check_float(self.tau, "tau", low=0.0, low_open=True)
+        tau = check_float(self.tau, "tau", low=0.0, low_open=True)
+        if not 1.0 / MAX_LOGIT_SCALE <= tau <= 1.0:   # outside, training would move it there at the first step
+            raise InputError(f"tau: expected a temperature in [{1.0 / MAX_LOGIT_SCALE:g}, 1] (the logit scale 1/tau "
+                             f"is kept in [1, {MAX_LOGIT_SCALE:g}], as CLIP does), got {tau:g}")
         check_float(self.dropout, "dropout", low=0.0, high=0.99)
         check_float(self.input_dropout, "input_dropout", low=0.0, high=0.99)
         _check_private(self)
