@@ -51,7 +51,9 @@ class DualEncoder(JointModel):
         with the same relevance key (label, or a metadata column such as a normalised title)
         are not negatives.
     tau : float
-        Initial temperature, in [0.01, 1] (learnt unless ``learn_tau`` is False).
+        Initial temperature, in [0.01, 1] (learnt unless ``learn_tau`` is False), of the
+        ``clip`` and ``supervised`` losses.  The ``siglip`` loss does not read it: it starts
+        at scale 10 (temperature 0.1) and bias -10, as SigLIP does (Zhai et al. 2023).
     learn_tau : bool
     towers : dict of str to str, optional
         Tower name per modality for items that are not feature vectors (default:
