@@ -146,6 +146,25 @@ def test_save_and_load_give_the_same_model(tmp_path, digits):
         assert back.sample(4, seed=2)["text"] == model.sample(4, seed=2)["text"]
 
 
+def test_a_loaded_model_fitted_again_leaves_the_first_run_folder_alone(tmp_path, digits, monkeypatch):
+    """The run folder is where a fit ran, not part of the model: a saved model records none,
+    so fitting a loaded one again does not replace the first run's checkpoints."""
+    train, _ = digits
+    monkeypatch.chdir(tmp_path)
+    create_model("ae", epochs=1, seed=0, run_dir="run", progress=True, **SMALL).fit(train).save("m")
+    first = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    before = {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()}
+    back = load_model("m")
+    assert back.run_dir is None and back.progress is False
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.chdir(other)
+    back.fit(train)
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == first
+    assert {p: p.read_bytes() for p in (tmp_path / "run").rglob("*") if p.is_file()} == before
+    assert not (other / "run").exists()
+
+
 def test_pixels_and_texts_round_trip(tmp_path):
     pairs = _images()
     model = create_model("mvae-mopoe", seed=0, **SMALL).fit(pairs)      # epochs chosen for ~2,000 steps

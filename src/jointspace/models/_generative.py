@@ -104,7 +104,9 @@ class GenerativeModel(GenerativeInference, JointModel):
                 continue
             v = getattr(self, name)
             out[name] = list(v) if isinstance(v, tuple) else v
-        out["run_dir"] = None if self.run_dir is None else str(self.run_dir)
+        # where and how this fit ran, not what the model is: a loaded model fitted again would
+        # otherwise write over that run folder (resolved against another working folder)
+        out["run_dir"], out["progress"] = None, False
         return out
 
     def _check_settings(self) -> None:
