@@ -15,6 +15,13 @@ def test_successful_fit_writes_nothing_to_stderr(tmp_path, capsys):
     assert "saved cca" in out
 
 
+def test_a_fit_over_towers_says_it_saved_the_head_over_its_towers(tmp_path, capsys):
+    code, out, err = run(capsys, "fit", "photos", "--towers", "efficientnet-lite0,minilm", "--model", "cca",
+                         "--param", "reg=0.5", "--n-components", "4", "--out", tmp_path / "m")
+    assert code == 0, err
+    assert f"saved cca over efficientnet-lite0 + minilm to {tmp_path / 'm'}." in " ".join(out.split())
+
+
 def test_failing_command_writes_exactly_one_line(tmp_path, capsys):
     code, out, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--split", "nope", "--out", tmp_path / "m")
     assert code == 2

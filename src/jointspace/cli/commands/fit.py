@@ -413,7 +413,7 @@ def _run(args, params, rank: int) -> int:
         extra = " canonical correlations: " + " ".join(f"{r:.3f}" for r in corr[:10])
     if getattr(model, "members_", None):
         extra = f" ({len(model.members_)} members)"
-    console.print(f"saved {args.model} to {args.out}.{extra}", highlight=False)
+    console.print(f"saved {model.display_name} to {args.out}.{extra}", highlight=False)
     if args.run_dir_ is not None:   # an earlier run's test report and grid describe another model
         from ...train.monitor import GENERATIONS_FILE, REPORT_FILE
 
