@@ -127,3 +127,20 @@ def test_eval_against_a_baseline_from_the_command_line(tmp_path, capsys):
     code, _, err = run(capsys, "eval", tmp_path / "pls", "--dataset", "wikipedia", "--against", tmp_path / "cca",
                        "--csls", "5")
     assert code == 2 and one_line(err) and "--against: compares the models' plain rankings" in err
+
+
+@pytest.mark.parametrize("metric", ["euclidean", "dot"])
+def test_compare_models_ranks_the_embeddings_evaluate_retrieval_ranks(metric):
+    """Under dot and euclidean, ``evaluate_retrieval`` ranks the unnormalised embeddings; the
+    per-query scores compared must average to exactly its metrics."""
+    from jointspace import create_model, evaluate_retrieval, load_dataset
+
+    data = load_dataset("wikipedia")
+    cca = create_model("cca", n_components=5).fit(data["train"])
+    pls = create_model("pls", n_components=5).fit(data["train"])
+    rows = compare_models(cca, pls, data["test"], metrics=("mAP", "R@1", "R@10"), metric=metric, n_resamples=99)
+    ours = evaluate_retrieval(cca, data["test"], metric=metric)
+    theirs = evaluate_retrieval(pls, data["test"], metric=metric)
+    for r in rows:
+        key = f"{r['direction']}/{r['metric']}"
+        assert r["a"] == pytest.approx(ours[key], rel=1e-12) and r["b"] == pytest.approx(theirs[key], rel=1e-12)

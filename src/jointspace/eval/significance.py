@@ -162,9 +162,11 @@ def compare_models(model_a, model_b, pairs, *, metrics=("mAP", "R@1", "R@10"), r
                           "ndcg": np.zeros(0)}, m, ndcg_k)   # an unknown metric, refused before encoding
     mods = [m for m in pairs.modalities if m in model_a.modalities_ and m in model_b.modalities_]
     keys = pairs.relevance_keys(relevance)
+    normalize = metric == "cosine"   # as evaluate_retrieval: dot and euclidean rank the raw embeddings
     rows = []
     for q, t in _parse_directions(directions, mods, mods):
-        per = [retrieval_scores(model.encode(q, pairs[q]), model.encode(t, pairs[t]), keys, keys, metric=metric,
+        per = [retrieval_scores(model.encode(q, pairs[q], normalize=normalize),
+                                model.encode(t, pairs[t], normalize=normalize), keys, keys, metric=metric,
                                 ndcg_k=ndcg_k, return_per_query=True)[1] for model in (model_a, model_b)]
         rows += [{"direction": f"{q}->{t}", **compare_rankings(*per, m, ndcg_k=ndcg_k, **options)} for m in metrics]
     return rows
