@@ -111,3 +111,27 @@ def test_eval_hubness_reports_each_direction_before_and_after_csls(tmp_path, cap
     assert code == 0 and "hubness: how often each item is in a query's top 5" in out
     code, _, err = run(capsys, "eval", tmp_path / "m", "--dataset", "wikipedia", "--hubness", "100000")
     assert code == 2 and one_line(err) and "--hubness: expected K <= 693 (the items of --split test), got 100000" in err
+
+
+@pytest.mark.parametrize("metric", ["dot", "euclidean"])
+def test_eval_hubness_ranks_as_evaluated_under_dot_and_euclidean(tmp_path, capsys, metric):
+    """--metric dot and euclidean rank the unnormalised embeddings (as evaluate_retrieval does),
+    so the k-occurrence is counted on them."""
+    import json
+
+    from cli_support import run
+    from jointspace import load_dataset, load_model
+    from jointspace.cli import main
+
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "5", "--out", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "eval", tmp_path / "m", "--dataset", "wikipedia", "--metric", metric,
+                         "--hubness", "5", "--json")
+    assert code == 0, err
+    rows = json.loads(out)["hubness"]
+    model, test = load_model(tmp_path / "m"), load_dataset("wikipedia")["test"]
+    z = {m: model.encode(m, test[m], normalize=False) for m in ("image", "text")}
+    assert [(r["direction"], r["ranking"]) for r in rows] == [("image->text", metric), ("text->image", metric)]
+    for row, (q, t) in zip(rows, (("image", "text"), ("text", "image"))):
+        assert {k: v for k, v in row.items() if k not in ("direction", "ranking")} == \
+            pytest.approx(hubness_report(z[q], z[t], k=5, metric=metric), rel=1e-12)

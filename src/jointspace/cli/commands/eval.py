@@ -132,7 +132,8 @@ def _hubness_rows(args, model, pairs) -> list[dict]:
     if k > len(pairs):
         raise InputError(f"--hubness: expected K <= {len(pairs)} (the items of --split {args.split}), got {k}")
     modalities = [m for m in model.modalities_ if m in pairs.modalities]
-    z = {m: model.encode(m, pairs[m]) for m in modalities}
+    # ranked as evaluate_retrieval ranks: dot and euclidean on the unnormalised embeddings
+    z = {m: model.encode(m, pairs[m], normalize=args.metric == "cosine") for m in modalities}
     bank = {} if args.csls is None else {m: model.encode(m, v) for m, v in _bank(args).items() if m in modalities}
     rows = []
     for q in modalities:
