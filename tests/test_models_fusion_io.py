@@ -110,3 +110,25 @@ def test_damaged_arrays_are_refused_at_load(data, tmp_path):
     save_file(state, str(folder / "state.safetensors"))
     with pytest.raises(InputError, match=f"array '{key}' holds 1 NaN"):
         FusionClassifier.load(folder)
+
+
+@pytest.mark.parametrize("fusion", ["mean", "stacking", "attention"])
+@pytest.mark.parametrize("edit, field", [
+    (lambda e: e["classes"]["values"].append("w"), "extra.classes"),        # a class the arrays lack
+    (lambda e: e["classes"]["values"].pop(), "extra.classes"),              # one class too few
+    (lambda e: e["classes"].update(dtype="<U1"), "extra.classes"),          # 'yy' would load as 'y'
+    (lambda e: e["classes"].update(values=["x", "x", "y"]), "extra.classes"),
+    (lambda e: e["classes"].update(values=["x", 1, None]), "extra.classes"),
+    (lambda e: e["classes"].update(values="xyz"), "extra.classes"),
+    (lambda e: e["in_dims"].update(a=7), "extra.in_dims"),
+])
+def test_an_edited_config_that_disagrees_with_the_arrays_is_refused(fusion, edit, field, tmp_path):
+    train = _pairs(90, 0, labels=("x", "yy", "zzz"))
+    folder = FusionClassifier(fusion=fusion, **FAST).fit(train).save(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    edit(config["extra"])
+    (folder / "config.json").write_text(json.dumps(config))
+    if fusion == "attention":   # a class or feature count the network's arrays do not fit: refused by them
+        field = f"({field}|do not hold a fusion classifier)"
+    with pytest.raises(InputError, match=f"^path: .*config.json.*{field}"):
+        FusionClassifier.load(folder)

@@ -153,12 +153,42 @@ def load_fusion(cls, path):
         raise InputError(f"path: {state_path} is missing, unreadable or truncated ({exc})") from None
     _check_state(config, state, state_path)
     try:
+        _check_extra(config, state, cfg_path)
         return _restore(cls, config, state)
     except InputError:
         raise
     except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
         raise InputError(f"path: {cfg_path} and {state_path} do not hold a fusion classifier this version reads "
                          f"({type(exc).__name__}: {exc})") from None
+
+
+def _same(x, y) -> bool:
+    return type(x) is type(y) and (x == y or (x != x and y != y))   # NaN labels are equal to themselves
+
+
+def _check_extra(config: dict, state: dict, cfg_path: Path) -> None:
+    """Refuse classes and feature counts in ``config.json`` that are not what was saved or do
+    not fit the arrays (an edited file would otherwise load and predict other labels)."""
+    from .fusion import LATE
+
+    classes, in_dims = config["extra"]["classes"], config["extra"]["in_dims"]
+    values = classes["values"]
+    try:
+        back = np.asarray(values, dtype=np.dtype(classes["dtype"])) if isinstance(values, list) else None
+    except (TypeError, ValueError):
+        back = None
+    n_prior = state["prior"].shape[0] if config["params"].get("fusion") in LATE and "prior" in state else None
+    if (back is None or back.ndim != 1 or len(values) < 2 or not all(map(_same, back.tolist(), values))
+            or len(set(map(repr, values))) != len(values) or n_prior not in (None, len(values))):
+        expected = "a list of at least 2 distinct labels" + ("" if n_prior is None else f" ({n_prior}, one per "
+                                                                                          "column of 'prior')")
+        raise InputError(f"path: {cfg_path} field 'extra.classes': expected {expected} that dtype "
+                         f"{classes.get('dtype')!r} holds unchanged, got {str(values)[:100]}")
+    for i, m in enumerate(config["modalities"]):
+        mean = state.get(f"member.{i}.mean")
+        if mean is not None and in_dims.get(m) != mean.shape[0]:
+            raise InputError(f"path: {cfg_path} field 'extra.in_dims' ({m}): expected {mean.shape[0]} (the features "
+                             f"of array 'member.{i}.mean'), got {in_dims.get(m)!r}")
 
 
 def _restore(cls, config: dict, state: dict):
