@@ -265,6 +265,19 @@ def test_a_demo_that_fails_removes_the_empty_out_folder_it_made(tmp_path, capsys
     assert code == 2 and (tmp_path / "new" / "demo" / "table.txt").exists()   # what it wrote is kept
 
 
+def test_a_demo_that_fails_also_removes_the_parent_folders_it_made(tmp_path, capsys, monkeypatch):
+    from jointspace.errors import InputError
+
+    def busy(*args):
+        raise InputError("--port: 127.0.0.1:8000 is in use")
+
+    monkeypatch.setattr("jointspace.cli.commands.serve._check_bindable", busy)
+    (tmp_path / "kept").mkdir()
+    code, _, err = run(capsys, "demo", "--out", tmp_path / "kept" / "a" / "b" / "demo")
+    assert code == 2 and "--port: 127.0.0.1:8000 is in use" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and not any((tmp_path / "kept").iterdir())
+
+
 # -- 8. messages that named the wrong thing --------------------------------------------------
 
 

@@ -153,13 +153,24 @@ def run(args) -> int:
 
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port: expected 0..65535, got {args.port}")
-    created = not Path(args.out).exists()
+    created = _missing_folders(args.out)
     out = check_out(args.out)
     try:
         return _run(args, out)
     finally:
-        if created and out.is_dir() and not any(out.iterdir()):   # a folder this run made and left empty
-            out.rmdir()
+        for folder in created:   # the folders this run made (--out and its missing parents) and left empty
+            if not folder.is_dir() or any(folder.iterdir()):
+                break
+            folder.rmdir()
+
+
+def _missing_folders(out) -> list[Path]:
+    """The folders of the path ``out`` that do not exist yet, ``out`` first, then its parents."""
+    missing, folder = [], Path(out).absolute()
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def _run(args, out: Path) -> int:
