@@ -184,3 +184,17 @@ def test_gallery_size_is_the_drawn_size_and_too_many_results_are_refused(tmp_pat
     with pytest.raises(InputError, match=rf"^results: expected at most {most:,} results in 2 columns of 2048-pixel"):
         write_gallery(many, tmp_path / "big.png", columns=2, thumb=2048)
     assert not (tmp_path / "big.png").exists()
+
+
+@pytest.mark.parametrize("columns", [1, 5, 10**6])
+def test_the_most_results_is_the_largest_count_whose_gallery_fits(columns, tmp_path):
+    """Fewer results than columns draw a narrower gallery: with a million columns, 3 results
+    are one row of 3 thumbnails, well within the limit."""
+    from jointspace.viz.gallery import gallery_size, max_gallery_results, write_gallery
+
+    limit = Image.MAX_IMAGE_PIXELS
+    most = max_gallery_results(columns)
+    pixels = [np.prod(gallery_size(n, columns)) for n in (most, most + 1)]
+    assert most >= 1 and pixels[0] <= limit < pixels[1]
+    out = write_gallery([{"score": 0.5, "text": "x"}] * 3, tmp_path / "g.png", title="q", columns=columns)
+    assert Image.open(out).size == gallery_size(3, columns)

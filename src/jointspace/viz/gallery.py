@@ -61,9 +61,21 @@ def max_gallery_results(columns: int = 5, thumb: int = 160, title: bool = True) 
     limit = Image.MAX_IMAGE_PIXELS
     if not limit:
         return None
-    width, _ = gallery_size(columns, columns, thumb, title)
-    rows = (limit // width - (_HEAD_H if title else 0) - _PAD) // (thumb + _TEXT_H + _PAD)
-    return max(0, rows) * columns
+
+    def fits(n: int) -> bool:
+        width, height = gallery_size(n, columns, thumb, title)
+        return width * height <= limit
+
+    # fewer results than columns make a narrower gallery, so search the count itself (the pixels grow with it)
+    if not fits(1):
+        return 0
+    low, high = 1, 2
+    while fits(high):
+        low, high = high, 2 * high
+    while high - low > 1:
+        mid = (low + high) // 2
+        low, high = (mid, high) if fits(mid) else (low, mid)
+    return low
 
 
 def write_gallery(results, path, *, title: str | None = None, columns: int = 5, thumb: int = 160,
