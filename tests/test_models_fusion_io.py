@@ -132,3 +132,17 @@ def test_an_edited_config_that_disagrees_with_the_arrays_is_refused(fusion, edit
         field = f"({field}|do not hold a fusion classifier)"
     with pytest.raises(InputError, match=f"^path: .*config.json.*{field}"):
         FusionClassifier.load(folder)
+
+
+def test_bytes_class_labels_are_saved_and_loaded(tmp_path):
+    train = _pairs(60, 0, (b"a", b"\xff\x00b", b"c c"))
+    clf = FusionClassifier(fusion="mean").fit(train)
+    back = FusionClassifier.load(clf.save(tmp_path / "m"))
+    assert back.classes_.dtype == clf.classes_.dtype == np.dtype("S3")
+    assert back.classes_.tolist() == clf.classes_.tolist() == [b"a", b"c c", b"\xff\x00b"]
+    np.testing.assert_array_equal(back.predict({"a": train["a"]}), clf.predict({"a": train["a"]}))
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    config["extra"]["classes"]["dtype"] = "|S1"     # would load b'c c' as b'c'
+    (tmp_path / "m" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(InputError, match="^path: .*config.json field 'extra.classes'"):
+        FusionClassifier.load(tmp_path / "m")

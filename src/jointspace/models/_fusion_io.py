@@ -4,7 +4,8 @@ The folder has the layout of a saved joint model (``config.json`` and ``state.sa
 no pickle), with ``"model": "fusion-classifier"``:
 
 - ``config.json``: the constructor arguments (``params``), the modalities, and in ``extra`` the
-  classes (their values and dtype) and each modality's feature count;
+  classes (their values and dtype; bytes as the strings of their latin-1 decoding) and each
+  modality's feature count;
 - ``state.safetensors``: the network's parameters and buffers (``net.*``) for the learnt
   fusions; for late fusion each member's standardisation and logistic regression
   (``member.<i>.*``, ``i`` the modality's position), the class prior, the modality weights and
@@ -27,8 +28,9 @@ from .. import __version__
 from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
 from ..errors import InputError
 from .base import CONFIG_FILE, FUSION_MODEL_NAME, SHAPES_KEY, STATE_FILE, _check_state, _read_config
-#: the dtype kinds of class labels a saved classifier can hold (JSON numbers, booleans, strings)
-_CLASS_KINDS = "biufUO"
+#: the dtype kinds of class labels a saved classifier can hold (JSON numbers, booleans, strings; bytes
+#: are written as the strings of their latin-1 decoding, which maps every byte to one character)
+_CLASS_KINDS = "biufUSO"
 
 
 def is_saved_fusion(path) -> bool:
@@ -48,10 +50,12 @@ def _params(clf) -> dict:
 
 def _classes_json(classes: np.ndarray) -> dict:
     values = classes.tolist()
+    if classes.dtype.kind == "S":
+        values = [v.decode("latin-1") for v in values]
     ok = classes.dtype.kind in _CLASS_KINDS and (classes.dtype.kind != "O" or all(isinstance(v, str) for v in values))
     if not ok:
-        raise InputError(f"classes_: a saved fusion classifier holds numbers, booleans or strings as class labels; "
-                         f"got labels of dtype {classes.dtype} ({values[:3]!r}...)")
+        raise InputError(f"classes_: a saved fusion classifier holds numbers, booleans, strings or bytes as class "
+                         f"labels; got labels of dtype {classes.dtype} ({values[:3]!r}...)")
     return {"values": values, "dtype": str(classes.dtype)}
 
 
@@ -162,6 +166,15 @@ def load_fusion(cls, path):
                          f"({type(exc).__name__}: {exc})") from None
 
 
+def _class_array(classes: dict) -> np.ndarray:
+    """The class labels of ``extra.classes`` as an array of their saved dtype."""
+    dtype = np.dtype(classes["dtype"])
+    values = classes["values"]
+    if dtype.kind == "S":
+        values = [v.encode("latin-1") for v in values]
+    return np.asarray(values, dtype=dtype)
+
+
 def _same(x, y) -> bool:
     return type(x) is type(y) and (x == y or (x != x and y != y))   # NaN labels are equal to themselves
 
@@ -174,11 +187,14 @@ def _check_extra(config: dict, state: dict, cfg_path: Path) -> None:
     classes, in_dims = config["extra"]["classes"], config["extra"]["in_dims"]
     values = classes["values"]
     try:
-        back = np.asarray(values, dtype=np.dtype(classes["dtype"])) if isinstance(values, list) else None
-    except (TypeError, ValueError):
+        back = _class_array(classes) if isinstance(values, list) else None
+    except (TypeError, ValueError, AttributeError):
         back = None
+    listed = None if back is None else back.tolist()
+    if back is not None and back.dtype.kind == "S":
+        listed = [v.decode("latin-1") for v in listed]
     n_prior = state["prior"].shape[0] if config["params"].get("fusion") in LATE and "prior" in state else None
-    if (back is None or back.ndim != 1 or len(values) < 2 or not all(map(_same, back.tolist(), values))
+    if (back is None or back.ndim != 1 or len(values) < 2 or not all(map(_same, listed, values))
             or len(set(map(repr, values))) != len(values) or n_prior not in (None, len(values))):
         expected = "a list of at least 2 distinct labels" + ("" if n_prior is None else f" ({n_prior}, one per "
                                                                                           "column of 'prior')")
@@ -202,7 +218,7 @@ def _restore(cls, config: dict, state: dict):
     clf = cls(**config["params"])
     clf._check_settings()
     extra = config["extra"]
-    clf.classes_ = np.asarray(extra["classes"]["values"], dtype=np.dtype(extra["classes"]["dtype"]))
+    clf.classes_ = _class_array(extra["classes"])
     clf.modalities_ = list(config["modalities"])
     clf.in_dims_ = {m: int(extra["in_dims"][m]) for m in clf.modalities_}
     if clf.fusion in LATE:
