@@ -198,3 +198,16 @@ def test_the_most_results_is_the_largest_count_whose_gallery_fits(columns, tmp_p
     assert most >= 1 and pixels[0] <= limit < pixels[1]
     out = write_gallery([{"score": 0.5, "text": "x"}] * 3, tmp_path / "g.png", title="q", columns=columns)
     assert Image.open(out).size == gallery_size(3, columns)
+
+
+def test_gallery_size_and_its_bound_refuse_layouts_they_cannot_draw():
+    from jointspace.viz.gallery import gallery_size, max_gallery_results
+
+    with pytest.raises(InputError, match="^n_results"):
+        gallery_size(0)
+    with pytest.raises(InputError, match="^columns"):
+        gallery_size(3, columns=0)
+    with pytest.raises(InputError, match="^columns"):
+        max_gallery_results(columns=-1)
+    with pytest.raises(InputError, match="^thumb"):
+        max_gallery_results(thumb=0)

@@ -45,9 +45,20 @@ def _thumb(result: dict, side: int):
 _PAD, _TEXT_H, _HEAD_H = 8, 54, 34
 
 
+def _check_layout(columns, thumb) -> tuple[int, int]:
+    from .._validation import check_int
+
+    return check_int(columns, "columns", low=1), check_int(thumb, "thumb", low=16, high=2048)
+
+
 def gallery_size(n_results: int, columns: int = 5, thumb: int = 160, title: bool = True) -> tuple[int, int]:
     """Width and height in pixels of the gallery :func:`write_gallery` draws for
-    ``n_results`` results."""
+    ``n_results`` results (at least 1) in ``columns`` columns (at least 1) of ``thumb``-pixel
+    thumbnails (16 to 2048)."""
+    from .._validation import check_int
+
+    n_results = check_int(n_results, "n_results", low=1)
+    columns, thumb = _check_layout(columns, thumb)
     cols = min(columns, n_results)
     rows = -(-n_results // cols)
     return cols * (thumb + _PAD) + _PAD, (_HEAD_H if title else 0) + rows * (thumb + _TEXT_H + _PAD) + _PAD
@@ -58,6 +69,7 @@ def max_gallery_results(columns: int = 5, thumb: int = 160, title: bool = True) 
     ``Image.MAX_IMAGE_PIXELS``; None when that limit is off)."""
     from PIL import Image
 
+    columns, thumb = _check_layout(columns, thumb)
     limit = Image.MAX_IMAGE_PIXELS
     if not limit:
         return None
