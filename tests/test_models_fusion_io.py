@@ -146,3 +146,16 @@ def test_bytes_class_labels_are_saved_and_loaded(tmp_path):
     (tmp_path / "m" / "config.json").write_text(json.dumps(config))
     with pytest.raises(InputError, match="^path: .*config.json field 'extra.classes'"):
         FusionClassifier.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("fusion", ["weighted", "stacking"])
+def test_member_class_indices_outside_the_classes_are_refused(fusion, tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    folder = FusionClassifier(fusion=fusion).fit(_pairs(90, 0)).save(tmp_path / "m")
+    state = load_file(str(folder / "state.safetensors"))
+    state["member.0.classes"] = state["member.0.classes"] + 5     # indices 5..7 of 3 classes
+    save_file(state, str(folder / "state.safetensors"))
+    with pytest.raises(InputError, match=r"state.safetensors array 'member.0.classes': expected increasing class "
+                                         r"indices in 0..2 .*got \[5, 6, 7\]"):
+        FusionClassifier.load(folder)

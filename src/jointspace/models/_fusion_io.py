@@ -200,6 +200,11 @@ def _check_extra(config: dict, state: dict, cfg_path: Path) -> None:
                                                                                           "column of 'prior')")
         raise InputError(f"path: {cfg_path} field 'extra.classes': expected {expected} that dtype "
                          f"{classes.get('dtype')!r} holds unchanged, got {str(values)[:100]}")
+    for name in [k for k in state if k.endswith(".classes")]:   # the members' and stacker's class indices
+        idx = state[name]
+        if idx.ndim != 1 or idx.size < 1 or np.any(idx < 0) or np.any(idx >= len(values)) or np.any(np.diff(idx) <= 0):
+            raise InputError(f"path: {cfg_path.parent / STATE_FILE} array {name!r}: expected increasing class indices "
+                             f"in 0..{len(values) - 1} (the classes of {CONFIG_FILE}), got {idx.tolist()[:10]}")
     for i, m in enumerate(config["modalities"]):
         mean = state.get(f"member.{i}.mean")
         if mean is not None and in_dims.get(m) != mean.shape[0]:
