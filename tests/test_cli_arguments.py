@@ -433,3 +433,16 @@ def test_a_manifest_column_not_found_names_the_columns_option(tmp_path, capsys):
                        "--out", tmp_path / "x.npy")
     assert code == 2 and one_line(err)
     assert err.startswith("error: --columns: text=words not found in manifest ") and "got 'text=words'" in err
+
+
+def test_a_failed_demo_keeps_an_empty_folder_it_reached_through_a_missing_one(tmp_path, capsys, monkeypatch):
+    from jointspace.errors import InputError
+
+    def busy(*args):
+        raise InputError("--port: 127.0.0.1:8000 is in use")
+
+    monkeypatch.setattr("jointspace.cli.commands.serve._check_bindable", busy)
+    (tmp_path / "mine").mkdir()
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(capsys, "demo", "--out", "missing/../mine")   # 'mine', the user's, through a missing folder
+    assert code == 2 and (tmp_path / "mine").is_dir()

@@ -6,6 +6,7 @@
 3. The search service on that index, until interrupted (skip with ``--no-serve``).
 """
 
+import os
 from pathlib import Path
 
 from .._common import console, print_table, show_report
@@ -166,7 +167,7 @@ def run(args) -> int:
 
 def _missing_folders(out) -> list[Path]:
     """The folders of the path ``out`` that do not exist yet, ``out`` first, then its parents."""
-    missing, folder = [], Path(out).absolute()
+    missing, folder = [], Path(os.path.abspath(out))   # 'a/../b' is b, whether or not a exists
     while not folder.exists() and folder != folder.parent:
         missing.append(folder)
         folder = folder.parent
