@@ -78,13 +78,20 @@ def run(args) -> int:
         raise InputError(f"--{exc}" if args.relevance != "auto" and str(exc).startswith("relevance:") else str(exc)) \
             from None
     _warn_if_most_are_relevant(keys, relevance)
-    if args.csls is None:
+    modalities = [m for m in model.modalities_ if m in pairs.modalities]
+    bank = None if args.csls is None else _csls_bank(args, model, pairs, modalities)
+    # each split encoded once, ranked as evaluate_retrieval ranks: dot and euclidean on the unnormalised embeddings
+    z = None if bank is None and args.hubness is None else {
+        m: model.encode(m, pairs[m], normalize=args.metric == "cosine") for m in modalities}
+    if bank is None:
         row = {"method": model.display_name, **evaluate_retrieval(model, pairs, relevance=relevance,
                                                                 metric=args.metric)}
     else:
-        row = _csls_row(args, model, pairs, relevance)
+        from ...eval.hubness import evaluate_csls
+
+        row = {"method": f"{model.display_name} + CSLS (k={args.csls})", **evaluate_csls(z, keys, bank, args.csls)}
     report = make_report(args.dataset, args.split, [row])
-    hubs = None if args.hubness is None else _hubness_rows(args, model, pairs)
+    hubs = None if args.hubness is None else _hubness_rows(args, z, bank, len(pairs))
     if hubs is not None:
         report["hubness"] = hubs
     compared = None if args.against is None else _comparison(args, baseline, model, pairs, relevance)
@@ -121,48 +128,39 @@ def _comparison(args, baseline, model, pairs, relevance) -> list[dict]:
                           metric=args.metric)
 
 
-def _hubness_rows(args, model, pairs) -> list[dict]:
-    """:func:`~jointspace.eval.hubness_measures.hubness_report` of each direction, ranked as
-    evaluated (and with --csls, also without the correction)."""
+def _hubness_rows(args, z: dict, bank: dict | None, n: int) -> list[dict]:
+    """:func:`~jointspace.eval.hubness_measures.hubness_report` of each direction of the
+    embeddings ``z`` of the ``n`` evaluated items, ranked as evaluated (and with --csls, whose
+    ``bank`` embeddings are given, also without the correction)."""
     from ...errors import InputError
     from ...eval.hubness import csls_vectors
     from ...eval.hubness_measures import hubness_report
 
     k = args.hubness
-    if k > len(pairs):
-        raise InputError(f"--hubness: expected K <= {len(pairs)} (the items of --split {args.split}), got {k}")
-    modalities = [m for m in model.modalities_ if m in pairs.modalities]
-    # ranked as evaluate_retrieval ranks: dot and euclidean on the unnormalised embeddings
-    z = {m: model.encode(m, pairs[m], normalize=args.metric == "cosine") for m in modalities}
-    bank = {} if args.csls is None else {m: model.encode(m, v) for m, v in _bank(args).items() if m in modalities}
+    if k > n:
+        raise InputError(f"--hubness: expected K <= {n} (the items of --split {args.split}), got {k}")
     rows = []
-    for q in modalities:
-        for t in (m for m in modalities if m != q):
+    for q in z:
+        for t in (m for m in z if m != q):
             rows.append({"direction": f"{q}->{t}", "ranking": args.metric,
                          **hubness_report(z[q], z[t], k, metric=args.metric)})
-            if args.csls is not None:
+            if bank is not None:
                 qv, gv = csls_vectors(z[q], z[t], bank[q], args.csls)
                 rows.append({"direction": f"{q}->{t}", "ranking": f"CSLS (k={args.csls})",
                              **hubness_report(qv, gv, k, metric="dot")})
     return rows
 
 
-def _bank(args) -> dict:
-    """The items of --bank-split, by modality."""
-    bank_pairs = load_split(args.dataset, args.bank_split, args)
-    return {m: bank_pairs[m] for m in bank_pairs.modalities}
-
-
-def _csls_row(args, model, pairs, relevance) -> dict:
+def _csls_bank(args, model, pairs, modalities: list) -> dict:
+    """The embeddings of --bank-split's items (the CSLS bank), by modality, after checking
+    that CSLS can rank ``pairs``."""
     from ...errors import InputError
-    from ...eval.hubness import evaluate_csls
 
     if args.metric != "cosine":
         raise InputError(f"--csls: ranks by cosine similarity; got --metric {args.metric}")
     if args.bank_split == args.split:
         raise InputError(f"--bank-split: the bank must not be the evaluated split ({args.split}); "
                          "use the training split")
-    modalities = [m for m in model.modalities_ if m in pairs.modalities]
     if len(modalities) < 2:
         raise InputError(f"{option_name(args, 'dataset')}: the model knows {', '.join(model.modalities_)}, "
                          f"the split has {', '.join(pairs.modalities)}; CSLS needs two modalities in common")
@@ -170,10 +168,7 @@ def _csls_row(args, model, pairs, relevance) -> dict:
     if args.csls > len(bank_pairs):
         raise InputError(f"--csls: expected K <= {len(bank_pairs)} (the items of --bank-split "
                          f"{args.bank_split}), got {args.csls}")
-    z = {m: model.encode(m, pairs[m]) for m in modalities}
-    bank = {m: model.encode(m, bank_pairs[m]) for m in modalities}
-    keys = pairs.relevance_keys(relevance)
-    return {"method": f"{model.display_name} + CSLS (k={args.csls})", **evaluate_csls(z, keys, bank, args.csls)}
+    return {m: model.encode(m, bank_pairs[m]) for m in modalities}
 
 
 def _warn_if_most_are_relevant(keys, relevance: str) -> None:
