@@ -18,16 +18,15 @@ A loaded classifier predicts exactly as the saved one did.  What training record
 from __future__ import annotations
 
 import inspect
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
+from .._io import read_json_object, recover_dir
 from ..errors import InputError
-from .base import CONFIG_FILE, FUSION_MODEL_NAME, SHAPES_KEY, STATE_FILE, _check_state, _read_config
+from .base import CONFIG_FILE, FUSION_MODEL_NAME, STATE_FILE, _check_state, _read_config, write_saved_folder
 #: the dtype kinds of class labels a saved classifier can hold (JSON numbers, booleans, strings; bytes
 #: are written as the strings of their latin-1 decoding, which maps every byte to one character)
 _CLASS_KINDS = "biufUSO"
@@ -48,10 +47,14 @@ def _params(clf) -> dict:
     return params
 
 
-def _classes_json(classes: np.ndarray) -> dict:
+def _json_values(classes: np.ndarray) -> list:
+    """The labels as JSON values (bytes as their latin-1 strings)."""
     values = classes.tolist()
-    if classes.dtype.kind == "S":
-        values = [v.decode("latin-1") for v in values]
+    return [v.decode("latin-1") for v in values] if classes.dtype.kind == "S" else values
+
+
+def _classes_json(classes: np.ndarray) -> dict:
+    values = _json_values(classes)
     ok = classes.dtype.kind in _CLASS_KINDS and (classes.dtype.kind != "O" or all(isinstance(v, str) for v in values))
     if not ok:
         raise InputError(f"classes_: a saved fusion classifier holds numbers, booleans, strings or bytes as class "
@@ -113,20 +116,12 @@ def save_fusion(clf, path) -> Path:
     ``path`` must be missing, an empty folder or a saved fusion classifier (which is replaced);
     anything else raises :class:`~jointspace.errors.InputError` and is left untouched.
     """
-    from safetensors.numpy import save_file
-
     clf._check_fitted()
-    state = {k: np.ascontiguousarray(v) for k, v in _state(clf).items()}
     config = {"model": FUSION_MODEL_NAME, "params": _params(clf), "modalities": list(clf.modalities_),
               "jointspace_version": __version__,
               "extra": {"classes": _classes_json(np.asarray(clf.classes_)),
-                        "in_dims": {m: int(d) for m, d in clf.in_dims_.items()}},
-              SHAPES_KEY: {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()}}
-    with atomic_dir(path, "fusion classifier", is_kind=is_saved_fusion, arg="path") as tmp:
-        save_file(state, str(tmp / STATE_FILE))
-        set_default_mode(tmp / STATE_FILE)
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-    return Path(path)
+                        "in_dims": {m: int(d) for m, d in clf.in_dims_.items()}}}
+    return write_saved_folder(path, config, _state(clf), kind="fusion classifier", is_kind=is_saved_fusion)
 
 
 def load_fusion(cls, path):
@@ -190,9 +185,7 @@ def _check_extra(config: dict, state: dict, cfg_path: Path) -> None:
         back = _class_array(classes) if isinstance(values, list) else None
     except (TypeError, ValueError, AttributeError):
         back = None
-    listed = None if back is None else back.tolist()
-    if back is not None and back.dtype.kind == "S":
-        listed = [v.decode("latin-1") for v in listed]
+    listed = None if back is None else _json_values(back)
     n_prior = state["prior"].shape[0] if config["params"].get("fusion") in LATE and "prior" in state else None
     if (back is None or back.ndim != 1 or len(values) < 2 or not all(map(_same, listed, values))
             or len(set(map(repr, values))) != len(values) or n_prior not in (None, len(values))):

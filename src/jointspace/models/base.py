@@ -95,19 +95,12 @@ class JointModel:
         ``path`` must be missing, an empty folder or a saved model (which is replaced); anything
         else raises :class:`~jointspace.errors.InputError` and is left untouched.
         """
-        from safetensors.numpy import save_file
-
         self._check_fitted()
-        state = {k: np.ascontiguousarray(v) for k, v in self._get_state().items()}
         config = {"model": self.model_name, "params": self.get_config(),
                   "modalities": list(self.modalities_), "jointspace_version": __version__,
-                  "extra": self._get_extra(),
-                  SHAPES_KEY: {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()}}
-        with atomic_dir(path, "model", is_kind=is_saved_model, arg="path", keep_others=True) as tmp:
-            save_file(state, str(tmp / STATE_FILE))
-            set_default_mode(tmp / STATE_FILE)
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default))
-        return Path(path)
+                  "extra": self._get_extra()}
+        return write_saved_folder(path, config, self._get_state(), kind="model", is_kind=is_saved_model,
+                                  keep_others=True)
 
     @classmethod
     def load(cls, path) -> "JointModel":
@@ -182,6 +175,39 @@ def list_models() -> list[str]:
     """Names of the registered models."""
     _import_builtin_models()
     return MODELS.names()
+
+
+def write_saved_folder(path, config: dict, state: dict, *, kind: str, is_kind, keep_others: bool = False) -> Path:
+    """Write ``config.json`` (``config`` with the shape and dtype of every array added under
+    :data:`SHAPES_KEY`) and ``state.safetensors`` (``state``) to the folder ``path`` atomically.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Missing, an empty folder, or a folder ``is_kind`` accepts (which is replaced).
+    config : dict
+        JSON-able (numpy scalars are converted).
+    state : dict of str to ndarray
+    kind : str
+        What is saved, for messages.
+    is_kind : callable
+        ``is_kind(path) -> bool``: whether an existing folder may be replaced.
+    keep_others : bool
+        As in :func:`~jointspace._io.atomic_dir`.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from safetensors.numpy import save_file
+
+    state = {k: np.ascontiguousarray(v) for k, v in state.items()}
+    config = {**config, SHAPES_KEY: {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in state.items()}}
+    with atomic_dir(path, kind, is_kind=is_kind, arg="path", keep_others=keep_others) as tmp:
+        save_file(state, str(tmp / STATE_FILE))
+        set_default_mode(tmp / STATE_FILE)
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True, default=_json_default))
+    return Path(path)
 
 
 def is_saved_model(path) -> bool:
