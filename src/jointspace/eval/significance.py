@@ -49,17 +49,26 @@ def per_query_scores(per_query: dict, metric: str, ndcg_k: int = 10) -> np.ndarr
     ndarray of float64, shape (n_valid,)
         Over the queries that have a relevant item.
     """
+    kind, k = _metric(metric, ndcg_k)
     valid = np.asarray(per_query["n_relevant"]) > 0
+    if kind in ("ap", "ndcg"):
+        return np.asarray(per_query[kind], dtype=np.float64)[valid]
     first = np.asarray(per_query["first_rank"], dtype=np.float64)[valid]
+    return 1.0 / first if kind == "rr" else (first <= k).astype(np.float64)
+
+
+def _metric(metric: str, ndcg_k: int) -> tuple[str, int | None]:
+    """``(kind, k)`` of a metric name: ``("ap", None)``, ``("rr", None)``, ``("recall", k)`` or
+    ``("ndcg", ndcg_k)``; InputError naming ``metric`` for any other name."""
     recall = re.fullmatch(r"R@(\d+)", str(metric))
     if metric == "mAP":
-        return np.asarray(per_query["ap"], dtype=np.float64)[valid]
+        return "ap", None
     if metric == "MRR":
-        return 1.0 / first
+        return "rr", None
     if recall and int(recall.group(1)) >= 1:
-        return (first <= int(recall.group(1))).astype(np.float64)
+        return "recall", int(recall.group(1))
     if metric == f"nDCG@{int(ndcg_k)}":
-        return np.asarray(per_query["ndcg"], dtype=np.float64)[valid]
+        return "ndcg", int(ndcg_k)
     raise InputError(f"metric: expected 'mAP', 'MRR', 'R@<k>' or 'nDCG@{int(ndcg_k)}', got {metric!r}")
 
 
@@ -158,8 +167,7 @@ def compare_models(model_a, model_b, pairs, *, metrics=("mAP", "R@1", "R@10"), r
     if isinstance(metrics, str):
         metrics = [metrics]
     for m in metrics:
-        per_query_scores({"n_relevant": np.zeros(0), "first_rank": np.zeros(0), "ap": np.zeros(0),
-                          "ndcg": np.zeros(0)}, m, ndcg_k)   # an unknown metric, refused before encoding
+        _metric(m, ndcg_k)   # an unknown metric, refused before encoding
     mods = [m for m in pairs.modalities if m in model_a.modalities_ and m in model_b.modalities_]
     keys = pairs.relevance_keys(relevance)
     normalize = metric == "cosine"   # as evaluate_retrieval: dot and euclidean rank the raw embeddings
