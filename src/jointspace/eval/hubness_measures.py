@@ -69,16 +69,11 @@ def hubness_report(queries, gallery, k: int = 10, metric: str = "cosine", hub_si
 
     Parameters
     ----------
-    queries : array-like, shape (n, d)
-    gallery : array-like, shape (m, d)
-    k : int
-        Neighbourhood size, 1 to m.
-    metric : {"cosine", "dot", "euclidean"}
-        ``"dot"`` ranks vectors from :func:`~jointspace.eval.hubness.csls_vectors` by CSLS.
+    queries, gallery, k, metric, chunk_size
+        As in :func:`k_occurrence` (``metric="dot"`` ranks vectors from
+        :func:`~jointspace.eval.hubness.csls_vectors` by CSLS).
     hub_size : float
         An item is a hub when its k-occurrence is at least ``hub_size * k``.
-    chunk_size : int, optional
-        As in :func:`k_occurrence`.
 
     Returns
     -------
