@@ -273,3 +273,44 @@ def test_fusion_default_patience_says_nothing_without_validation_pairs():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         FusionClassifier("attention", val_fraction=0.0, epochs=2).fit(pairs)
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_the_earlier_run(tmp_path):
+    fit_module(Linear(), mse_loss, _data(16), FitConfig(epochs=2, batch_size=4, log_every=1), run_dir=tmp_path)
+    before = [p.name for p in checkpoint_dirs(tmp_path)]
+    metrics = (tmp_path / "metrics.csv").read_text()
+
+    def nan_at_2(net, batch, step, epoch):
+        loss, logs = mse_loss(net, batch, step, epoch)
+        return (loss * float("nan"), logs) if step == 2 else (loss, logs)
+
+    with pytest.raises(TrainingDiverged):   # 4 steps an epoch: it fails before writing a checkpoint
+        fit_module(Linear(), nan_at_2, _data(16), FitConfig(epochs=2, batch_size=4, log_every=1), run_dir=tmp_path)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == before == ["step-00000004", "step-00000008"]
+    assert (tmp_path / "metrics.csv").read_text() == metrics       # its own rows are gone, the earlier ones back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "metrics.csv"]
+    net = Linear(seed=4)   # and the earlier run still resumes
+    state = load_checkpoint(tmp_path, net, None, _saved_config(checkpoint_dirs(tmp_path)[-1]))
+    assert state["step"] == 8
+
+    def nan_at_6(net, batch, step, epoch):
+        loss, logs = mse_loss(net, batch, step, epoch)
+        return (loss * float("nan"), logs) if step == 6 else (loss, logs)
+
+    with pytest.raises(TrainingDiverged):   # past its first checkpoint: the folder is the new run's
+        fit_module(Linear(), nan_at_6, _data(16), FitConfig(epochs=2, batch_size=4, log_every=1), run_dir=tmp_path)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000004"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "metrics.csv"]
+    with open(tmp_path / "metrics.csv") as fh:
+        assert [r["step"] for r in csv.DictReader(fh)] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_records_set_aside_by_a_killed_run_are_settled_by_the_next(tmp_path):
+    from jointspace.train.checkpoint import EARLIER_RUN, EarlierRun, is_run_dir
+
+    fit_module(Linear(), mse_loss, _data(16), FitConfig(epochs=1, batch_size=4), run_dir=tmp_path)
+    EarlierRun(tmp_path)            # as a run killed before its first checkpoint leaves it
+    assert not checkpoint_dirs(tmp_path) and (tmp_path / EARLIER_RUN).is_dir() and is_run_dir(tmp_path)
+    EarlierRun(tmp_path).settle()   # nothing written since: the earlier run comes back
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000004"]
+    assert not (tmp_path / EARLIER_RUN).exists()

@@ -157,3 +157,25 @@ def test_a_malformed_trainer_json_is_refused_with_the_field(tmp_path, edit, need
     with pytest.raises(JointspaceError, match=rf"is corrupt: trainer\.json {re.escape(needle)}.*previous checkpoint"):
         load_checkpoint(tmp_path, net, None, saved)
     assert newest.is_dir() and previous.is_dir()
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_keeps_the_earlier_one(tmp_path):
+    runpy.run_path(str(SCRIPT))["main"](str(tmp_path), None, 0.0, 6)
+    before = [d.name for d in checkpoint_dirs(tmp_path)]
+    metrics = (tmp_path / "metrics.csv").read_text()
+
+    def stop(step, loss):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    from jointspace.models.dual_encoder import DualEncoderNet
+    from jointspace.train import TrainConfig, fit_dual_encoder
+
+    data, _ = runpy.run_path(str(SCRIPT))["data"]()
+    net = DualEncoderNet({"a": 6, "b": 5}, dim=4, head="mlp", hidden=8, dropout=0.2)
+    with pytest.raises(KeyboardInterrupt):
+        fit_dual_encoder(net, data, TrainConfig(epochs=2, batch_size=16, checkpoint_every=3), run_dir=tmp_path,
+                         step_callback=stop)
+    assert [d.name for d in checkpoint_dirs(tmp_path)] == before and before[-1] == "step-00000024"
+    assert (tmp_path / "metrics.csv").read_text() == metrics
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints", "final.safetensors", "metrics.csv"]

@@ -32,6 +32,8 @@ from ..errors import InputError, JointspaceError
 from .monitor import GENERATIONS_FILE, METRICS_FILE, REPORT_FILE, TENSORBOARD_DIR
 
 CHECKPOINTS = "checkpoints"
+#: where :class:`EarlierRun` keeps an earlier run's records while a new run starts
+EARLIER_RUN = ".earlier-run"
 _STEP_RE = re.compile(r"^step-(\d+)$")
 FORMAT = 1
 
@@ -79,9 +81,9 @@ def is_checkpoint(path) -> bool:
 
 
 #: what a run folder holds: checkpoints, the metrics log, TensorBoard events, a generative
-#: model's test report and grid of generations (and, for a seed ensemble, one such folder per
-#: member)
-RUN_ENTRIES = frozenset({CHECKPOINTS, METRICS_FILE, TENSORBOARD_DIR, REPORT_FILE, GENERATIONS_FILE})
+#: model's test report and grid of generations, an earlier run's records set aside while a new
+#: run starts (and, for a seed ensemble, one such folder per member)
+RUN_ENTRIES = frozenset({CHECKPOINTS, METRICS_FILE, TENSORBOARD_DIR, REPORT_FILE, GENERATIONS_FILE, EARLIER_RUN})
 
 
 def is_run_dir(path) -> bool:
@@ -99,13 +101,49 @@ def is_run_dir(path) -> bool:
     return True
 
 
-def clear_checkpoints(run_dir) -> None:
-    """Remove the ``checkpoints/`` folder of ``run_dir`` (before a new run starts there)."""
-    import shutil
+class EarlierRun:
+    """An earlier run's records in ``run_dir``, set aside while a new run starts there.
 
-    root = Path(run_dir) / CHECKPOINTS
-    if root.is_dir():
-        shutil.rmtree(root)
+    Creating it moves ``checkpoints/``, ``metrics.csv`` and the TensorBoard events into the
+    hidden folder :data:`EARLIER_RUN` (a new run must not resume, or log beside, an earlier
+    run's records).  :meth:`settle`, called when the new run ends for any reason, removes them
+    once the new run has written a checkpoint of its own, and otherwise puts them back in
+    place of whatever the new run logged: a run that fails before its first checkpoint leaves
+    the folder as it found it.  A set-aside folder left by a killed process is settled by the
+    same rule before a new one is made.
+
+    Parameters
+    ----------
+    run_dir : str or Path
+        The run folder (it need not exist yet).
+    """
+
+    _MOVED = (CHECKPOINTS, METRICS_FILE, TENSORBOARD_DIR)
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        self.aside = self.run_dir / EARLIER_RUN
+        self.settle()
+        present = [name for name in self._MOVED if (self.run_dir / name).exists()]
+        if present:
+            self.aside.mkdir()
+            for name in present:
+                os.replace(self.run_dir / name, self.aside / name)
+
+    def settle(self) -> None:
+        """Remove the set-aside records if a checkpoint now exists, else put them back."""
+        if not self.aside.is_dir():
+            return
+        if not checkpoint_dirs(self.run_dir):
+            for name in self._MOVED:
+                if (self.aside / name).exists():
+                    new = self.run_dir / name
+                    if new.is_dir():
+                        shutil.rmtree(new)
+                    elif new.exists():
+                        new.unlink()
+                    os.replace(self.aside / name, new)
+        shutil.rmtree(self.aside)
 
 
 def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer,

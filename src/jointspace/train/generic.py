@@ -30,7 +30,7 @@ import torch
 
 from .._validation import check_bool, check_float, check_int
 from ..errors import InputError, TrainingDiverged
-from .checkpoint import clear_checkpoints, load_checkpoint, save_checkpoint
+from .checkpoint import EarlierRun, load_checkpoint, save_checkpoint
 from .device import resolve_device, to_device
 from .loop import RESUME_MAY_CHANGE, data_fingerprint, warn_no_early_stopping
 from .monitor import MetricsLog, ProgressBar
@@ -272,10 +272,11 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
         if loaded["extra"]:
             best_weights = {k[len("best."):]: v.to(device) for k, v in loaded["extra"].items()
                             if k.startswith("best.")}
-    elif run_dir is not None:
-        clear_checkpoints(run_dir)   # a new run: an earlier run's checkpoints would be resumed by mistake
     lr_of = warmup_cosine(cfg.lr, warmup, total, cfg.min_lr)
     sched = make_scheduler(opt, lr_of, start_step=step)
+    # a new run: an earlier run's checkpoints would be resumed by mistake, so they are set
+    # aside until this run writes its own (and put back if it fails before that)
+    earlier = EarlierRun(run_dir) if resume is None and run_dir is not None else None
     log = MetricsLog(run_dir, tensorboard=cfg.tensorboard, resume_step=step if resume is not None else None)
     bar = ProgressBar(total, cfg.progress, start=step, unit="samples")
     net.train()
@@ -370,6 +371,8 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
     finally:
         bar.close()
         log.close()
+        if earlier is not None:
+            earlier.settle()
     if best_weights is not None and cfg.restore_best:
         net.load_state_dict(best_weights)
     net.eval()
