@@ -313,3 +313,23 @@ def test_accumulation_counts_each_micro_batch_once_in_batchnorm_statistics():
     assert int(net.norm.num_batches_tracked) == 2
     torch.testing.assert_close(net.norm.running_mean, ref.norm.running_mean)
     torch.testing.assert_close(net.norm.running_var, ref.norm.running_var)
+
+
+def test_a_divergence_names_the_checkpoint_to_resume_from(tmp_path):
+    net = _net(head="linear")
+
+    def poison(step, loss):   # after step 5 the heads' weights are NaN, so step 5's loss is
+        if step == 5:
+            with torch.no_grad():
+                for name, p in net.named_parameters():
+                    if name != "log_scale":
+                        p.fill_(float("nan"))
+
+    with pytest.raises(TrainingDiverged) as info:   # 6 steps an epoch, a checkpoint every 3
+        fit_dual_encoder(net, _data(96), TrainConfig(batch_size=16, epochs=2, checkpoint_every=3), run_dir=tmp_path,
+                         step_callback=poison)
+    assert "loss became nan at step 5" in str(info.value)
+    assert info.value.checkpoint == str(tmp_path / "checkpoints" / "step-00000003")
+    assert f"the last good checkpoint '{info.value.checkpoint}' is left as it was (resume from it)" in str(info.value)
+    with pytest.raises(TrainingDiverged, match="no checkpoint was written \\(no run_dir\\)"):
+        fit_dual_encoder(net, _data(96), TrainConfig(batch_size=16, epochs=1))

@@ -181,6 +181,15 @@ def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torc
     return path
 
 
+def resume_note(run_dir, last_good) -> str:
+    """What a run that stopped on an error leaves to resume from, for its message."""
+    if run_dir is None:
+        return "no checkpoint was written (no run_dir)"
+    if last_good is None:
+        return "no checkpoint had been written yet"
+    return f"the last good checkpoint {str(last_good)!r} is left as it was (resume from it)"
+
+
 def resolve_checkpoint(path) -> Path:
     """A checkpoint folder from a run folder (its newest checkpoint) or a checkpoint folder."""
     path = Path(path)

@@ -30,7 +30,7 @@ import torch
 
 from .._validation import check_bool, check_float, check_int
 from ..errors import InputError, TrainingDiverged
-from .checkpoint import EarlierRun, load_checkpoint, save_checkpoint
+from .checkpoint import EarlierRun, load_checkpoint, resume_note, save_checkpoint
 from .device import resolve_device, to_device
 from .loop import RESUME_MAY_CHANGE, data_fingerprint, warn_no_early_stopping
 from .monitor import MetricsLog, ProgressBar
@@ -163,12 +163,7 @@ def _check_data(data, arg: str) -> dict:
 
 
 def _diverged(what: str, value: float, step: int, epoch: int, cfg: FitConfig, run_dir, last_good) -> TrainingDiverged:
-    if run_dir is None:
-        where = "no checkpoint was written (no run_dir)"
-    elif last_good is None:
-        where = "no checkpoint had been written yet"
-    else:
-        where = f"the last good checkpoint {str(last_good)!r} is left as it was (resume from it)"
+    where = resume_note(run_dir, last_good)
     advice = "check the inputs for NaN/inf" if what == "loss" else "set grad_clip or check the inputs"
     msg = (f"training diverged: the {what} became {value} at step {step} (epoch {epoch}), so no optimiser step "
            f"was taken; lower the learning rate (lr={cfg.lr:g}) or {advice}; {where}")

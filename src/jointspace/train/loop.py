@@ -28,7 +28,7 @@ from .._validation import check_bool, check_choice, check_float, check_int
 from ..errors import InputError, TrainingDiverged
 from ..objectives.contrastive import clamp_log_scale_, logit_scale
 from . import distributed as dist
-from .checkpoint import EarlierRun, load_checkpoint, save_checkpoint
+from .checkpoint import EarlierRun, load_checkpoint, resume_note, save_checkpoint
 from .device import resolve_device, to_device
 from .monitor import AVERAGES, MetricsLog, ProgressBar, evaluate_recall
 from .step import take_rows, as_training_data, train_step
@@ -343,16 +343,20 @@ class _Run:
         self.state = {"epoch_done": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0, "stopped": False,
                       "history": []}
         self.best_weights = None
+        self.last_good = None   # the newest checkpoint of this run, written or resumed from
         self.step = 0
         self.rate = self.sched = self.log = self.bar = None
         self.t_start, self.pairs_seen = time.perf_counter(), 0
 
     def resume_from(self, resume) -> None:
         loaded = load_checkpoint(resume, self.net, self.opt, self.run_config)
-        self.step = loaded["step"]
+        self.step, self.last_good = loaded["step"], loaded["path"]
         self.state.update({k: loaded[k] for k in self.state if k in loaded})
         if loaded["extra"]:
             self.best_weights = {k[len("best."):]: v for k, v in loaded["extra"].items() if k.startswith("best.")}
+
+    def _last_good_str(self) -> str | None:
+        return None if self.last_good is None else str(self.last_good)
 
     def pairs_per_s(self) -> float:
         return self.pairs_seen / max(time.perf_counter() - self.t_start, 1e-9)
@@ -392,15 +396,17 @@ class _Run:
         if not math.isfinite(loss):
             raise TrainingDiverged(f"train: the loss became {loss} at step {self.step} (epoch {epoch}), so no "
                                    f"optimiser step was taken; lower the learning rate (lr={cfg.lr:g}) or the "
-                                   "regularisers' weights, or check the inputs for NaN/inf",
-                                   step=self.step, epoch=epoch, value=loss)
+                                   "regularisers' weights, or check the inputs for NaN/inf; "
+                                   f"{resume_note(self.run_dir, self.last_good)}",
+                                   step=self.step, epoch=epoch, value=loss, checkpoint=self._last_good_str())
         grads = [q.grad for q in net.parameters() if q.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
         if not math.isfinite(float(norm)):   # stepping on it would turn every weight to NaN
             raise TrainingDiverged(f"train: the gradient norm became {float(norm)} at step {self.step} "
                                    f"(epoch {epoch}; the loss was {loss:.4g}), so no optimiser step was taken; "
-                                   f"lower the learning rate (lr={cfg.lr:g}) or the regularisers' weights",
-                                   step=self.step, epoch=epoch, value=float(norm))
+                                   f"lower the learning rate (lr={cfg.lr:g}) or the regularisers' weights; "
+                                   f"{resume_note(self.run_dir, self.last_good)}",
+                                   step=self.step, epoch=epoch, value=float(norm), checkpoint=self._last_good_str())
         if cfg.grad_clip is not None and grads:
             torch.nn.utils.clip_grads_with_norm_(net.parameters(), cfg.grad_clip, norm)
         self.opt.step()
@@ -439,8 +445,8 @@ class _Run:
         far); every rank waits for it."""
         if self.run_dir is not None and self.rank == 0:
             extra = {f"best.{k}": v for k, v in (self.best_weights or {}).items()}
-            save_checkpoint(self.run_dir, self.step, self.net, self.opt, self.state, self.run_config,
-                            keep=self.cfg.keep_checkpoints, extra=extra)
+            self.last_good = save_checkpoint(self.run_dir, self.step, self.net, self.opt, self.state,
+                                             self.run_config, keep=self.cfg.keep_checkpoints, extra=extra)
         if self.size > 1:
             torch.distributed.barrier()
 
