@@ -161,7 +161,8 @@ def test_zeroshot_cli_on_fashion_mnist(tmp_path, monkeypatch, capsys):
 
     out = json.loads(capsys.readouterr().out, parse_constant=refuse)
     present = set(js.load_dataset("fashion-mnist", "test", limit=5).labels.tolist())
-    per_class = out["results"]["ensemble"]["per_class"]
+    assert list(out["results"]) == ["single template"] and out["results"]["single template"]["n_templates"] == 1
+    per_class = out["results"]["single template"]["per_class"]
     assert len(per_class) == 10 and len(present) < 10
     assert [c for c, v in enumerate(per_class) if v is None] == sorted(set(range(10)) - present)
     assert all(isinstance(per_class[c], float) for c in present)

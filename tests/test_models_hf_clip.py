@@ -381,7 +381,7 @@ def test_fit_index_search_zeroshot_and_serve_through_the_cli(clip_dir, tmp_path,
     code, out, err = run(capsys, "zeroshot", tmp_path / "run", "--dataset", name, "--templates", "a {} square",
                          "--json")
     assert code == 0, err
-    assert 0 <= json.loads(out)["results"]["ensemble"]["top1"] <= 1
+    assert 0 <= json.loads(out)["results"]["single template"]["top1"] <= 1
     code, _, err = run(capsys, "fit", "wikipedia", "--model", "hf-clip", "--param", f"path={clip_dir}",
                        "--out", tmp_path / "wiki")
     assert code == 2 and "feature vectors" in err and one_line(err)

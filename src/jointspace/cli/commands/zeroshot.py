@@ -100,9 +100,9 @@ def run(args) -> int:
         items = 255 - items
     images = model.encode(args.image_modality, items, normalize=True)
     runs = {}
-    for label, ensemble in (("ensemble", True), ("single template", False)):
-        if not ensemble and len(templates) == 1:
-            continue
+    # one template is its own ensemble: a single row, named for what it is
+    prompts = [("single template", False)] if len(templates) == 1 else [("ensemble", True), ("single template", False)]
+    for label, ensemble in prompts:
         runs[label] = zeroshot_classify(model, None, pairs.labels, names, templates, ensemble=ensemble,
                                         text_modality=args.text_modality, image_embeddings=images)
     if args.json:
