@@ -236,6 +236,13 @@ def test_jsonl_labels_one_and_one_point_zero_are_one_class(tmp_path):
     assert read_manifest(tmp_path / "n.jsonl", "text=text,label=label").labels.tolist() == [1, 1, 2]
 
 
+def test_a_label_with_spaces_around_it_is_the_same_class(tmp_path):
+    # "a, cat" after a comma and a space: the label " cat" is the class "cat", as " 3" is 3
+    (tmp_path / "m.csv").write_text("caption,category\na,cat\nb, cat\nc,dog \nd, 3\n")
+    p = read_manifest(tmp_path / "m.csv", "text=caption,label=category")
+    assert p.label_names == ["3", "cat", "dog"] and p.labels.tolist() == [1, 1, 2, 0]
+
+
 def test_duplicate_ids_name_the_rows_the_column_and_the_value(tmp_path):
     (tmp_path / "m.csv").write_text("key,caption\nx1,a\nx2,b\nx1,c\n")
     with pytest.raises(InputError, match=r"manifest '.*m.csv': rows 2 and 4 have the same id 'x1' in column 'key'"):

@@ -256,7 +256,8 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
         if all(i is not None for i in ints):
             labels = np.asarray(ints, dtype=np.int64)
         else:
-            names = [str(v) if i is None else str(i) for v, i in zip(labels, ints)]
+            # stripped, as the integer labels are: "cat" and " cat" (after a comma and a space) are one class
+            names = [str(v).strip() if i is None else str(i) for v, i in zip(labels, ints)]
             label_names = sorted(set(names))
             index = {n: i for i, n in enumerate(label_names)}
             labels = np.array([index[n] for n in names], dtype=np.int64)
