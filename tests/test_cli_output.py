@@ -29,6 +29,17 @@ def test_failing_command_writes_exactly_one_line(tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+def test_an_error_keeps_the_spaces_of_the_names_it_quotes(tmp_path, capsys):
+    from jointspace.cli._common import error
+
+    (tmp_path / "my  photos").mkdir()
+    code, _, err = run(capsys, "embed", tmp_path / "my  photos" / "gone", "--tower", "minilm", "--out",
+                       tmp_path / "x.npy")
+    assert code != 0 and one_line(err) and "my  photos" in err, err
+    error("a message\n   over two lines,  kept as written")
+    assert capsys.readouterr().err == "error: a message over two lines,  kept as written\n"
+
+
 def test_a_library_warning_is_one_line(capsys, monkeypatch):
     import warnings
 

@@ -43,7 +43,9 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        text = " ".join(str(message).split())
+        from ._common import one_line
+
+        text = one_line(message)
         self.exit(2, f"{self.prog}: error: {text} (see {self.prog} --help)\n")
 
 

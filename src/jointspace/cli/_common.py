@@ -49,15 +49,21 @@ console = _Console(width=None if sys.stdout.isatty() else 140, markup=False)
 err_console = _Console(stderr=True, markup=False)
 
 
+def one_line(message) -> str:
+    """``message`` on one line: its lines joined by a space, each stripped.  Spaces within a
+    line are kept, so a file name quoted in it ("a  b.png") is shown as it is."""
+    return " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+
+
 def error(message: str) -> None:
     """One line on stderr, no traceback."""
-    first = " ".join(str(message).split())
+    first = one_line(message)
     err_console.print(Text.assemble(("error:", "bold red"), f" {first}"), highlight=False, soft_wrap=True)
 
 
 def warn(message: str) -> None:
     """One warning line on stderr."""
-    first = " ".join(str(message).split())
+    first = one_line(message)
     err_console.print(Text.assemble(("warning:", "yellow"), f" {first}"), highlight=False, soft_wrap=True)
 
 
