@@ -53,3 +53,13 @@ def test_no_library_module_imports_the_benchmark_suites():
 def test_no_module_imports_the_old_recipes_place():
     for path in PACKAGE.rglob("*.py"):
         assert "jointspace.train.recipes" not in _imported_modules(path), path
+
+
+def test_every_module_compiles_without_a_warning():
+    # an invalid escape such as "\," in a docstring is a warning now and an error in a later Python
+    import warnings
+
+    for path in sorted(PACKAGE.rglob("*.py")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            compile(path.read_text(), str(path), "exec")
