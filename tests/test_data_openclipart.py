@@ -1,6 +1,7 @@
 """OpenClipart: SVG metadata, rendering, title-disjoint splits, skipping bad files, caching."""
 
 import hashlib
+import io
 import os
 import time
 import warnings
@@ -85,6 +86,28 @@ def test_svg_metadata_and_fallbacks():
     assert svgmod.aspect_ratio("48pt", "24pt", "") == 2.0
     assert svgmod.aspect_ratio("100%", "", "0 0 30 60") == 0.5
     assert svgmod.aspect_ratio("", "", "") is None
+
+
+def test_a_drawing_of_unknown_aspect_is_fitted_without_a_huge_raster(monkeypatch):
+    # sizes in em say nothing of the aspect: rendered by width alone, this 1:300 strip was
+    # 224 x 67,200 pixels before it was refitted
+    svg = (b'<svg xmlns="http://www.w3.org/2000/svg" width="1em" height="300em" viewBox="0 0 1 300">'
+           b'<rect width="1" height="300" fill="black"/></svg>')
+    raster, sizes = svgmod._raster, []
+
+    def spy(data, width, height, timeout):
+        png = raster(data, width, height, timeout)
+        with Image.open(io.BytesIO(png)) as im:
+            sizes.append(im.size)
+        return png
+
+    monkeypatch.setattr(svgmod, "_raster", spy)
+    unknown = np.asarray(svgmod.render_svg(svg, 224, None))
+    assert max(max(s) for s in sizes) <= 224, sizes
+    known = np.asarray(svgmod.render_svg(svg, 224, svgmod.aspect_ratio("", "", "0 0 1 300")))
+    assert np.array_equal(unknown, known)          # as when the aspect is read from the viewBox
+    dark = np.argwhere(unknown.min(axis=2) < 128)
+    assert dark[:, 0].min() == 0 and dark[:, 0].max() == 223 and dark[:, 1].max() - dark[:, 1].min() <= 1
 
 
 def test_entities_short_ones_allowed_nested_refused():

@@ -160,7 +160,10 @@ def _raster(data: bytes, width: int | None, height: int | None, timeout: float) 
         return resvg_py.svg_to_bytes(svg_string=data.decode("utf-8", errors="replace"), width=width,
                                      height=height, background="#ffffff", dpi=96)
     cmd = ["rsvg-convert", "-f", "png", "-b", "white"]
-    cmd += ["-w", str(width)] if width else ["-h", str(height)]
+    if width and height:   # fit inside the box, as resvg does when given both
+        cmd += ["-w", str(width), "-h", str(height), "--keep-aspect-ratio"]
+    else:
+        cmd += ["-w", str(width)] if width else ["-h", str(height)]
     proc = subprocess.run(cmd, input=data, capture_output=True, timeout=timeout)
     if proc.returncode != 0:
         raise ValueError(proc.stderr.decode(errors="replace").strip() or f"rsvg-convert exit {proc.returncode}")
@@ -179,16 +182,16 @@ def render_svg(data: bytes, size: int = 224, aspect: float | None = None, timeou
     """
     from PIL import Image, ImageChops
 
-    if aspect is not None and aspect < 1:
+    if aspect is None:
+        # unknown aspect: both sides given, the renderer fits the drawing inside the square (a
+        # width alone made a 1:300 drawing 224 x 67,200 pixels before it could be refitted)
+        png = _raster(data, size, size, timeout)
+    elif aspect < 1:
         png = _raster(data, None, size, timeout)
     else:
         png = _raster(data, size, None, timeout)
     img = Image.open(io.BytesIO(png))
     img.load()
-    if img.width > size or img.height > size:  # unknown aspect: refit on the long side
-        png = _raster(data, None, size, timeout) if img.height > img.width else _raster(data, size, None, timeout)
-        img = Image.open(io.BytesIO(png))
-        img.load()
     if img.mode in ("RGBA", "LA", "P"):
         rgba = img.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
