@@ -310,3 +310,25 @@ def test_open_data_names(tmp_path):
     np.save(tmp_path / "a.npy", np.zeros((3, 2)))
     with pytest.raises(InputError, match="holds arrays; name them"):
         open_data(tmp_path / "a.npy")
+
+
+def test_a_folder_of_sounds_reads_every_format_the_decoder_reads(tmp_path):
+    """FLAC, Ogg Vorbis and MP3 sounds are a collection as WAV ones are (only .wav files were
+    looked for, so a folder of FLAC said it held no images or sounds)."""
+    import soundfile as sf
+
+    from jointspace.data.folder import read_folder
+    from jointspace.towers.inputs import load_audio
+
+    tone = (0.3 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.float32)
+    for name in ("dog barks.flac", "rain.ogg", "church bell.mp3", "wind.wav"):
+        sf.write(tmp_path / name, tone, 16000)
+    (tmp_path / "notes.txt").write_text("not a sound")
+    p = read_folder(tmp_path)
+    assert p.modalities == ("audio", "text")
+    assert sorted(p["text"]) == ["church bell", "dog barks", "rain", "wind"]
+    for path in p["audio"]:   # each decodes to the tone it holds (lossy codecs within a small error)
+        y = load_audio(path, 16000)
+        assert abs(len(y) - 16000) < 2000, path
+        spectrum = np.abs(np.fft.rfft(y[:16000] if len(y) >= 16000 else np.pad(y, (0, 16000 - len(y)))))
+        assert abs(int(np.argmax(spectrum)) - 440) <= 2, path

@@ -22,7 +22,8 @@ from .keys import caption_key, content_hash
 from .pairs import Pairs
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".svg")
-AUDIO_SUFFIXES = (".wav",)
+#: the sounds libsndfile decodes (:func:`jointspace.towers.inputs.load_audio`) and the service plays
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 #: the suffixes of a sidecar caption file, tried in this order
 SIDECAR_SUFFIXES = (".txt", ".TXT", ".Txt")
 #: largest sidecar caption read (bytes); a longer one is cut there, before the character the cut splits

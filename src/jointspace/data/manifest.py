@@ -338,7 +338,7 @@ def guess_columns(header: list[str], rows: list[dict]) -> dict[str, str]:
     A column whose values end in an image (audio) file suffix is the image (audio) column
     whatever its name, one named like the modality (:data:`GUESSED_NAMES`, case-insensitive)
     first; when none does, a column named ``image`` (``audio``) is that modality's (files of
-    another suffix, ``.flac`` sounds).  Text, label and id columns are read by name.  Every
+    another suffix, ``.aiff`` sounds).  Text, label and id columns are read by name.  Every
     other column is kept as metadata.
     """
     from .folder import AUDIO_SUFFIXES, IMAGE_SUFFIXES
@@ -357,7 +357,7 @@ def guess_columns(header: list[str], rows: list[dict]) -> dict[str, str]:
         named = [lower[n] for n in GUESSED_NAMES[mod] if n in lower and lower[n] in by_content]
         pick = (named or by_content)[:1]
         if not pick and mod in lower and lower[mod] not in out.values():
-            pick = [lower[mod]]   # named so, files of another suffix (.flac sounds)
+            pick = [lower[mod]]   # named so, files of another suffix (.aiff sounds)
         if pick:
             out[mod] = pick[0]
     taken = set(out.values())

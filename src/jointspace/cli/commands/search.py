@@ -26,7 +26,7 @@ def register(sub):
     q.add_argument("--query-row", type=int, metavar="N", help="use row N of the dataset split as the query")
     q.add_argument("--text", help="a free-text query")
     q.add_argument("--image", help="an image file as the query")
-    q.add_argument("--audio", help="a sound file (WAV) as the query")
+    q.add_argument("--audio", help="a sound file (WAV, FLAC, Ogg, MP3) as the query")
     p.add_argument("--modality", metavar="NAME[=KEY]",
                    help="query modality for --query-row (default: one the index does not hold); with an arrays "
                         "file as --dataset, NAME=KEY also names its array, e.g. text=T_te")
