@@ -131,3 +131,33 @@ def test_dccae_reconstruction_term_is_the_squared_error_per_element():
     rebuilt = torch.tensor([[1.0, 0.0, 3.0], [1.0, 1.0, 1.0]])
     # squared norms per row: 4 and 3; per element: 7 / (2 rows * 3 features)
     assert float(reconstruction_error(rebuilt, x)) == pytest.approx(7 / 6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(ridge=float("nan")), r"^ridge: expected a finite number, got nan$"),
+    (dict(ridge=float("inf")), r"^ridge: expected a finite number, got inf$"),
+    (dict(ridge="0.1"), r"^ridge: expected a finite number, got '0.1'$"),
+    (dict(ridge=(0.1, 0.2, 0.3)), r"^ridge: expected a number >= 0 or a pair of them"),
+    (dict(ridge=-0.1), r"^ridge: expected a number >= 0.0, got -0.1$"),
+    (dict(eps=-1.0), r"^eps: expected a number > 0.0, got -1.0$"),
+    (dict(n_components=2.7), r"^n_components: expected an integer, got 2.7$"),
+    (dict(n_components=True), r"^n_components: expected an integer, got True$"),
+    (dict(n_components=5), r"^n_components: expected an integer <= 4, got 5$"),
+])
+def test_loss_arguments_are_checked_naming_them(batch, kwargs, match):
+    h1, h2 = batch
+    with pytest.raises(InputError, match=match):
+        cca_loss(torch.tensor(h1), torch.tensor(h2), **kwargs)
+
+
+def test_loss_top_k_is_the_closed_form_sum(batch):
+    """n_components=k sums the k largest singular values of S11^-1/2 S12 S22^-1/2 (computed here by hand)."""
+    h1, h2 = batch
+    a, b = h1 - h1.mean(0), h2 - h2.mean(0)
+    n = len(a)
+    w1 = np.linalg.inv(np.linalg.cholesky(a.T @ a / (n - 1) + 0.1 * np.eye(5)))
+    w2 = np.linalg.inv(np.linalg.cholesky(b.T @ b / (n - 1) + 0.2 * np.eye(4)))
+    rho = np.linalg.svd(w1 @ (a.T @ b / (n - 1)) @ w2.T, compute_uv=False)
+    for k in (1, 2, np.int64(3)):
+        got = cca_loss(torch.tensor(h1), torch.tensor(h2), n_components=k, ridge=(0.1, 0.2))
+        assert float(got) == pytest.approx(-rho[:k].sum(), abs=1e-10)

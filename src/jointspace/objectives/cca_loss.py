@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from .._validation import check_float, check_int
 from ..errors import InputError
 
 
@@ -36,9 +37,9 @@ def canonical_correlations(h1: torch.Tensor, h2: torch.Tensor, ridge: float | tu
     h2 : Tensor, shape (m, d2)
         Outputs of the two networks for the same m samples.
     ridge : float or (float, float)
-        :math:`r_1, r_2 \ge 0` added to the diagonals of the auto-covariances.
+        :math:`r_1, r_2 \ge 0` (finite) added to the diagonals of the auto-covariances.
     eps : float
-        Floor of the squared correlations (keeps the square root's gradient finite).
+        Floor (> 0) of the squared correlations (keeps the square root's gradient finite).
 
     Returns
     -------
@@ -50,9 +51,11 @@ def canonical_correlations(h1: torch.Tensor, h2: torch.Tensor, ridge: float | tu
     d2 = h2.shape[1]
     if h2.shape[0] != m:
         raise InputError(f"h2: expected {m} rows to match h1, got {h2.shape[0]}")
-    r1, r2 = ridge if isinstance(ridge, (tuple, list)) else (ridge, ridge)
-    if r1 < 0 or r2 < 0:
-        raise InputError(f"ridge: expected non-negative values, got {ridge!r}")
+    pair = ridge if isinstance(ridge, (tuple, list)) else (ridge, ridge)
+    if len(pair) != 2:
+        raise InputError(f"ridge: expected a number >= 0 or a pair of them, got {ridge!r}")
+    r1, r2 = (check_float(r, "ridge", low=0.0) for r in pair)
+    eps = check_float(eps, "eps", low=0.0, low_open=True)
     # m centred samples span at most m - 1 dimensions: without a ridge a d-dimensional
     # covariance needs m > d to be invertible.
     need = max(2, d1 + (r1 == 0), d2 + (r2 == 0))
@@ -103,7 +106,5 @@ def cca_loss(h1: torch.Tensor, h2: torch.Tensor, n_components: int | None = None
     """
     rho = canonical_correlations(h1, h2, ridge=ridge, eps=eps)
     if n_components is not None:
-        if not (1 <= int(n_components) <= rho.numel()):
-            raise InputError(f"n_components: expected 1..{rho.numel()}, got {n_components}")
-        rho = rho[: int(n_components)]
+        rho = rho[: check_int(n_components, "n_components", low=1, high=rho.numel())]
     return -rho.sum()
