@@ -161,3 +161,37 @@ def test_loss_top_k_is_the_closed_form_sum(batch):
     for k in (1, 2, np.int64(3)):
         got = cca_loss(torch.tensor(h1), torch.tensor(h2), n_components=k, ridge=(0.1, 0.2))
         assert float(got) == pytest.approx(-rho[:k].sum(), abs=1e-10)
+
+
+def test_a_batch_with_nan_or_a_singular_covariance_is_named(batch):
+    h1, h2 = batch
+    bad = h1.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(InputError, match=r"^h1: expected finite values, got NaN or inf$"):
+        cca_loss(torch.tensor(bad), torch.tensor(h2))
+    const = np.c_[h2, np.full(len(h2), 2.5)]   # a dead output: constant over the batch
+    with pytest.raises(InputError, match=r"^h2: the covariance of the 5-dimensional outputs is singular with ridge 0"):
+        cca_loss(torch.tensor(h1), torch.tensor(const), ridge=0.0)
+    # with a ridge the constant output adds a zero correlation: the closed form of the other four
+    rho = canonical_correlations(torch.tensor(h1), torch.tensor(const), ridge=0.1).numpy()
+    a, b = h1 - h1.mean(0), h2 - h2.mean(0)
+    n = len(a)
+    w1 = np.linalg.inv(np.linalg.cholesky(a.T @ a / (n - 1) + 0.1 * np.eye(5)))
+    w2 = np.linalg.inv(np.linalg.cholesky(b.T @ b / (n - 1) + 0.1 * np.eye(4)))
+    want = np.linalg.svd(w1 @ (a.T @ b / (n - 1)) @ w2.T, compute_uv=False)
+    np.testing.assert_allclose(rho[:4], want, atol=1e-10)
+    assert rho[4] == pytest.approx(np.sqrt(1e-9))   # the eps floor
+
+
+def test_networks_whose_outputs_become_nan_are_reported_as_diverged(monkeypatch):
+    import jointspace.models.deep_cca as D
+
+    class Poisoned(torch.nn.Module):
+        def forward(self, h):
+            return h * float("nan")
+
+    real = D._mlp
+    monkeypatch.setattr(D, "_mlp", lambda torch_, sizes: torch.nn.Sequential(real(torch_, sizes), Poisoned()))
+    x = np.random.default_rng(0).normal(size=(40, 4))
+    with pytest.raises(TrainingDiverged, match="outputs became NaN or inf in epoch 1"):
+        create_model("dcca", n_components=2, hidden=(8,), epochs=1, batch_size=20).fit(x, x[:, :3])

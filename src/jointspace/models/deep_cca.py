@@ -177,7 +177,14 @@ class DeepCCA(BaseEstimator, JointModel):
                 if idx.numel() < min_batch:
                     continue  # a tail too small to estimate the covariances
                 hx, hy = self.nets_[0](xs[idx]), self.nets_[1](ys[idx])
-                loss = cca_loss(hx, hy, ridge=ridge)
+                try:
+                    loss = cca_loss(hx, hy, ridge=ridge)
+                except InputError:
+                    if bool(torch.isfinite(hx).all()) and bool(torch.isfinite(hy).all()):
+                        raise
+                    raise TrainingDiverged(f"training diverged: the networks' outputs became NaN or inf in "
+                                           f"epoch {len(self.loss_curve_) + 1}; lower lr (now {self.lr}) or "
+                                           "raise ridge") from None
                 if recon > 0:
                     rx = reconstruction_error(self.decoders_[0](hx), xs[idx])
                     ry = reconstruction_error(self.decoders_[1](hy), ys[idx])

@@ -73,13 +73,32 @@ def canonical_correlations(h1: torch.Tensor, h2: torch.Tensor, ridge: float | tu
     # Whitening by Cholesky factors: L1^{-1} S12 L2^{-T} equals T up to orthogonal factors on
     # both sides, so it has the same singular values, and unlike the eigenvector form of
     # S^{-1/2} its gradient stays finite when auto-covariance eigenvalues coincide.
-    l1 = torch.linalg.cholesky(s11)
-    l2 = torch.linalg.cholesky(s22)
+    l1 = _cholesky(s11, h1, "h1", r1)
+    l2 = _cholesky(s22, h2, "h2", r2)
     a = torch.linalg.solve_triangular(l1, s12, upper=False)
     t = torch.linalg.solve_triangular(l2, a.T, upper=False).T
     small = t @ t.T if d1 <= d2 else t.T @ t
     evals = torch.linalg.eigvalsh((small + small.T) / 2)
     return evals.clamp_min(eps).sqrt().flip(0)
+
+
+def _cholesky(s: torch.Tensor, h: torch.Tensor, name: str, ridge: float) -> torch.Tensor:
+    """Cholesky factor of the auto-covariance ``s`` (d, d) of the centred batch ``h`` (m, d).
+
+    Raises
+    ------
+    InputError
+        Naming ``name``: ``h`` holds NaN or inf, or ``s`` is singular (ridge 0 and an output
+        constant over the batch or a combination of the others).
+    """
+    try:
+        return torch.linalg.cholesky(s)
+    except torch.linalg.LinAlgError:
+        if not bool(torch.isfinite(h).all()):
+            raise InputError(f"{name}: expected finite values, got NaN or inf") from None
+        raise InputError(f"{name}: the covariance of the {h.shape[1]}-dimensional outputs is singular with ridge "
+                         f"{ridge} (an output is constant over the batch, or a combination of the others); "
+                         "expected ridge > 0") from None
 
 
 def cca_loss(h1: torch.Tensor, h2: torch.Tensor, n_components: int | None = None, ridge: float | tuple = 1e-3,
@@ -102,7 +121,8 @@ def cca_loss(h1: torch.Tensor, h2: torch.Tensor, n_components: int | None = None
     Raises
     ------
     InputError
-        The batch has fewer rows than the output dimension (the covariances are singular).
+        The batch has fewer rows than the output dimension, or ``h1`` / ``h2`` holds NaN or
+        inf or (without ridge) has a singular covariance.
     """
     rho = canonical_correlations(h1, h2, ridge=ridge, eps=eps)
     if n_components is not None:
