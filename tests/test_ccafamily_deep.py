@@ -85,7 +85,7 @@ def test_one_view_twice_and_a_diverging_run_are_refused():
     p = Pairs({"a": a, "b": a[:, :4] + 0.5 * rng.normal(size=(120, 4))})
     with pytest.raises(InputError, match="modalities: expected two different modality names"):
         create_model("dcca", n_components=2, modalities=("a", "a")).fit(p)
-    with pytest.raises(TrainingDiverged, match="training diverged.*lower lr"):
+    with pytest.raises(TrainingDiverged, match="training diverged.*lower the learning rate"):
         create_model("dccae", n_components=2, epochs=3, lr=1e8).fit(p)
 
 
@@ -195,3 +195,43 @@ def test_networks_whose_outputs_become_nan_are_reported_as_diverged(monkeypatch)
     x = np.random.default_rng(0).normal(size=(40, 4))
     with pytest.raises(TrainingDiverged, match="outputs became NaN or inf in epoch 1"):
         create_model("dcca", n_components=2, hidden=(8,), epochs=1, batch_size=20).fit(x, x[:, :3])
+
+
+def test_a_deep_cca_fit_is_checkpointed_and_resumes_exactly(tmp_path):
+    """Deep CCA trains with the package's trainer: checkpoints and metrics.csv in run_dir,
+    and an interrupted fit continued from them ends with the weights of an uninterrupted one."""
+    import csv
+
+    from jointspace.train.checkpoint import checkpoint_dirs
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(102, 5))
+    y = np.c_[np.tanh(x[:, :2]), x[:, 2:3] ** 2] + 0.1 * rng.normal(size=(102, 3))
+    settings = dict(n_components=2, out_dim=3, hidden=(16,), epochs=4, batch_size=25, lr=1e-2)
+    ref = create_model("dccae", **settings).fit(x, y)
+    # 102 rows in batches of 25: a 2-row tail is too few for 3-d covariances, so 4 steps an epoch
+    assert ref.train_result_.steps == 16 and len(ref.loss_curve_) == 4
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_6(step, loss):
+        if step == 6:
+            raise Stop
+
+    import jointspace.train.generic as G
+
+    real = G.fit_module
+    run = tmp_path / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(G, "fit_module", lambda *a, **kw: real(*a, **{**kw, "step_callback": stop_after_6}))
+        with pytest.raises(Stop):
+            create_model("dccae", **settings, run_dir=run).fit(x, y)
+    assert [p.name for p in checkpoint_dirs(run)] == ["step-00000004"]
+    back = create_model("dccae", **settings, run_dir=run).fit(x, y, resume=run)
+    assert back.train_result_.steps == 16 and back.loss_curve_ == pytest.approx(ref.loss_curve_, abs=0)
+    np.testing.assert_array_equal(back.encode("y", y[:9]), ref.encode("y", y[:9]))
+    with open(run / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {"correlation", "reconstruction"} <= set(rows[0]) and rows[-1]["step"] == "16"
+    assert back.get_config()["run_dir"] is None   # where it ran is not saved with the model

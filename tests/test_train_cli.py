@@ -30,6 +30,28 @@ def test_resume_from_a_checkpoint_folder_continues_in_its_run_folder(tmp_path, c
     np.testing.assert_array_equal(ref.encode("image", test["image"]), resumed.encode("image", test["image"]))
 
 
+def test_deep_cca_trains_in_a_run_folder_and_resumes_from_it(tmp_path, capsys):
+    import jointspace as js
+    from jointspace.train.checkpoint import checkpoint_dirs
+
+    dcca = ["fit", "wikipedia", "--model", "dccae", "--epochs", "2", "--batch-size", "512", "--param",
+            "hidden=[16]", "--n-components", "4"]
+    code, _, err = run(capsys, *dcca, "--out", tmp_path / "ref")
+    assert code == 0, err
+    run_dir = tmp_path / "ref.train"   # beside --out, as for the other trained models
+    first, last = checkpoint_dirs(run_dir)
+    assert (run_dir / "metrics.csv").is_file()
+    assert int(last.name[5:]) == 2 * int(first.name[5:])   # one checkpoint at the end of each epoch
+    code, _, err = run(capsys, *dcca, "--resume", first, "--out", tmp_path / "resumed")
+    assert code == 0, err
+    test = js.load_dataset("wikipedia")["test"]
+    ref, resumed = js.load_model(tmp_path / "ref"), js.load_model(tmp_path / "resumed")
+    np.testing.assert_array_equal(ref.encode("text", test["text"]), resumed.encode("text", test["text"]))
+    code, _, err = run(capsys, "fit", "photos", "--towers", "efficientnet-lite0,minilm", "--model", "dcca",
+                       "--run-dir", tmp_path / "r", "--out", tmp_path / "t")
+    assert code == 2 and "--run-dir: with --towers, only clip trains with checkpoints" in err
+
+
 def test_fit_defaults_to_the_only_split_of_a_builtin_dataset_without_train(tmp_path, capsys):
     # photos has one split, "all": the default --split must not be a "train" it lacks
     args = ["fit", "photos", "--towers", "efficientnet-lite0,minilm", "--model", "rcca", "--n-components", "2"]

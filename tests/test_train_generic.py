@@ -70,10 +70,13 @@ def test_linear_regression_reaches_the_least_squares_solution():
     assert result.history[0]["loss"] > 10 * result.history[-1]["loss"]
 
 
-@pytest.mark.parametrize("n, batch_size, sizes", [(23, 5, [5, 5, 5, 5, 3]),   # incomplete last batch kept
-                                                  (21, 5, [5, 5, 5, 5]),      # a lone row is dropped
-                                                  (3, 8, [3]), (1, 4, [1]), (3, 1, [1, 1, 1])])
-def test_every_row_once_per_epoch_last_batch_kept(n, batch_size, sizes):
+@pytest.mark.parametrize("n, batch_size, sizes, min_batch", [
+    (23, 5, [5, 5, 5, 5, 3], 2),   # incomplete last batch kept
+    (21, 5, [5, 5, 5, 5], 2),      # a lone row is dropped
+    (3, 8, [3], 2), (1, 4, [1], 2), (3, 1, [1, 1, 1], 2),
+    (23, 5, [5, 5, 5, 5], 4),      # a tail under min_batch is dropped
+    (24, 5, [5, 5, 5, 5, 4], 4), (21, 5, [5, 5, 5, 5, 1], 1)])
+def test_every_row_once_per_epoch_last_batch_kept(n, batch_size, sizes, min_batch):
     seen = []
 
     def loss_fn(net, batch, step, epoch):
@@ -81,12 +84,12 @@ def test_every_row_once_per_epoch_last_batch_kept(n, batch_size, sizes):
         return mse_loss(net, batch, step, epoch)
 
     data = {**_data(n), "id": np.arange(n, dtype=np.float32)}
-    fit_module(Linear(), loss_fn, data, FitConfig(epochs=2, batch_size=batch_size))
+    fit_module(Linear(), loss_fn, data, FitConfig(epochs=2, batch_size=batch_size, min_batch=min_batch))
     for e in (0, 1):
         batches = [ids for ep, ids in seen if ep == e]
         assert [len(b) for b in batches] == sizes
         rows = sorted(sum(batches, []))
-        assert len(set(rows)) == len(rows) and len(rows) >= n - 1
+        assert len(set(rows)) == len(rows) and len(rows) >= n - max(min_batch - 1, 1)
     assert seen[:len(sizes)] != seen[len(sizes):]   # each epoch has its own order
 
 
@@ -206,7 +209,7 @@ def test_non_finite_gradient_stops_without_stepping():
 @pytest.mark.parametrize("field, value", [
     ("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("weight_decay", -1.0), ("min_lr", 0.5), ("warmup", 1.5),
     ("grad_clip", 0.0), ("seed", -1), ("patience", 0), ("restore_best", "yes"), ("device", "tpu"),
-    ("checkpoint_every", -1), ("keep_checkpoints", -1), ("log_every", 0), ("progress", 1),
+    ("checkpoint_every", -1), ("keep_checkpoints", -1), ("log_every", 0), ("min_batch", 0), ("progress", 1),
     ("tensorboard", None), ("epochs", 2.5)])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(InputError, match=f"^{field}:"):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .._validation import check_float, check_int, check_matrix
+from .._validation import check_bool, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError, MissingDependencyError, TrainingDiverged
 from ._standardise import feature_scale
@@ -75,7 +75,8 @@ class DeepCCA(BaseEstimator, JointModel):
         Must be at least ``out_dim`` (``out_dim + 1`` with ``ridge=0``): smaller batches cannot
         estimate the covariances.
     lr, weight_decay : float
-        Adam settings.
+        AdamW settings (the trainer's optimiser; weight decay skips biases), at a constant
+        rate.
     ridge : float
         Ridge on the batch auto-covariances in the loss, and canonical ridge of the final CCA.
     recon_weight : float
@@ -85,13 +86,19 @@ class DeepCCA(BaseEstimator, JointModel):
     modalities : (str, str), optional
         The two modalities of the pairs to use; needed when the pairs have more than two.
     random_state : int
+    run_dir : path, optional
+        Where checkpoints and ``metrics.csv`` go (:func:`~jointspace.train.generic.fit_module`);
+        ``fit(..., resume=run_dir)`` continues an interrupted fit exactly.
+    progress : bool
+        Show a progress bar while training.
     """
 
     _default_recon = 0.0
 
     def __init__(self, n_components: int = 10, out_dim: int | None = None, hidden=(256, 256), epochs: int = 50,
                  batch_size: int = 256, lr: float = 1e-3, weight_decay: float = 1e-5, ridge: float = 1e-3,
-                 recon_weight: float | None = None, weight: float = 0.0, modalities=None, random_state: int = 0):
+                 recon_weight: float | None = None, weight: float = 0.0, modalities=None, random_state: int = 0,
+                 run_dir=None, progress: bool = False):
         self.n_components = n_components
         self.out_dim = out_dim
         self.hidden = hidden
@@ -104,6 +111,8 @@ class DeepCCA(BaseEstimator, JointModel):
         self.weight = weight
         self.modalities = modalities
         self.random_state = random_state
+        self.run_dir = run_dir
+        self.progress = progress
 
     # -- fitting ---------------------------------------------------------------------------
     def _read(self, X, y):
@@ -133,10 +142,19 @@ class DeepCCA(BaseEstimator, JointModel):
         r = self._default_recon if self.recon_weight is None else self.recon_weight
         return check_float(r, "recon_weight", low=0.0)
 
-    def fit(self, X, y=None):
-        """Train the two networks, then linear CCA on their outputs; returns self."""
+    def fit(self, X, y=None, resume=None):
+        """Train the two networks, then linear CCA on their outputs; returns self.
+
+        Parameters
+        ----------
+        X : Pairs, or ndarray of shape (n, d1)
+        y : ndarray of shape (n, d2), optional
+            The second view, when ``X`` is an array.
+        resume : path, optional
+            A run folder (``run_dir`` of an interrupted fit) or one of its checkpoints, to
+            continue exactly.
+        """
         torch = _torch()
-        from ..objectives.cca_loss import cca_loss
 
         names, x, yv = self._read(X, y)
         k = check_int(self.n_components, "n_components", low=1)
@@ -164,39 +182,12 @@ class DeepCCA(BaseEstimator, JointModel):
         ys = torch.from_numpy((yv - self.y_mean_) / self.y_scale_)
         torch.manual_seed(self.random_state)
         self._build(torch, (x.shape[1], yv.shape[1]))
-        params = [p for m in (*self.nets_, *self.decoders_) for p in m.parameters()]
-        opt = torch.optim.Adam(params, lr=check_float(self.lr, "lr", low=0.0, low_open=True),
-                               weight_decay=check_float(self.weight_decay, "weight_decay", low=0.0))
-        gen = torch.Generator().manual_seed(self.random_state)
-        self.loss_curve_ = []
-        for _ in range(epochs):
-            order = torch.randperm(n, generator=gen)
-            total, batches = 0.0, 0
-            for start in range(0, n, bs):
-                idx = order[start:start + bs]
-                if idx.numel() < min_batch:
-                    continue  # a tail too small to estimate the covariances
-                hx, hy = self.nets_[0](xs[idx]), self.nets_[1](ys[idx])
-                try:
-                    loss = cca_loss(hx, hy, ridge=ridge)
-                except InputError:
-                    if bool(torch.isfinite(hx).all()) and bool(torch.isfinite(hy).all()):
-                        raise
-                    raise TrainingDiverged(f"training diverged: the networks' outputs became NaN or inf in "
-                                           f"epoch {len(self.loss_curve_) + 1}; lower lr (now {self.lr}) or "
-                                           "raise ridge") from None
-                if recon > 0:
-                    rx = reconstruction_error(self.decoders_[0](hx), xs[idx])
-                    ry = reconstruction_error(self.decoders_[1](hy), ys[idx])
-                    loss = loss + recon * (rx + ry).to(loss.dtype)
-                if not bool(torch.isfinite(loss)):
-                    raise TrainingDiverged(f"training diverged: the loss became {loss.item()} in epoch "
-                                           f"{len(self.loss_curve_) + 1}; lower lr (now {self.lr}) or raise ridge")
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total, batches = total + loss.item(), batches + 1
-            self.loss_curve_.append(total / max(batches, 1))
+        lr = check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_bool(self.progress, "progress")
+        self.loss_curve_, self.train_result_ = [], None
+        if epochs > 0:
+            self.train_result_ = self._train(torch, xs, ys, ridge, recon, min_batch, lr, epochs, bs, resume)
+            self.loss_curve_ = [row["loss"] for row in self.train_result_.history]
         hx, hy = self._outputs(0, x), self._outputs(1, yv)
         if not (np.isfinite(hx).all() and np.isfinite(hy).all()):
             raise TrainingDiverged(f"training diverged: the networks' outputs are not finite; lower lr (now {self.lr})")
@@ -205,6 +196,39 @@ class DeepCCA(BaseEstimator, JointModel):
         self.n_features_ = (x.shape[1], yv.shape[1])
         self.modalities_ = names
         return self
+
+    def _train(self, torch, xs, ys, ridge: float, recon: float, min_batch: int, lr: float, epochs: int,
+               batch_size: int, resume):
+        """The networks (and decoders) trained by :func:`~jointspace.train.generic.fit_module`
+        at the constant rate ``lr``, with checkpoints in ``run_dir``; a batch too small to
+        estimate the covariances (an epoch's tail under ``min_batch`` rows) is never drawn."""
+        from ..objectives.cca_loss import cca_loss
+        from ..train.generic import FitConfig, fit_module
+
+        def loss_fn(net, batch, step, epoch):
+            hx, hy = net[0](batch["x"]), net[1](batch["y"])
+            try:
+                corr = cca_loss(hx, hy, ridge=ridge)
+            except InputError:
+                if bool(torch.isfinite(hx).all()) and bool(torch.isfinite(hy).all()):
+                    raise
+                raise TrainingDiverged(f"training diverged: the networks' outputs became NaN or inf in epoch "
+                                       f"{epoch + 1}; lower lr (now {self.lr}) or raise ridge") from None
+            logs = {"correlation": -float(corr.detach())}
+            if recon == 0:
+                return corr, logs
+            rec = reconstruction_error(net[2](hx), batch["x"]) + reconstruction_error(net[3](hy), batch["y"])
+            logs["reconstruction"] = float(rec.detach())
+            return corr + recon * rec.to(corr.dtype), logs
+
+        net = torch.nn.ModuleList([*self.nets_, *self.decoders_])
+        config = FitConfig(epochs=epochs, batch_size=batch_size, min_batch=min_batch, lr=lr, min_lr=lr,
+                           weight_decay=check_float(self.weight_decay, "weight_decay", low=0.0),
+                           seed=int(self.random_state), progress=bool(self.progress))
+        model_config = {"model": type(self).__name__, **{k: v for k, v in self.get_config().items()
+                                                         if k not in ("run_dir", "progress")}}
+        return fit_module(net, loss_fn, {"x": xs, "y": ys}, config, run_dir=self.run_dir, resume=resume,
+                          model_config=model_config)
 
     def _outputs(self, which: int, arr: np.ndarray) -> np.ndarray:
         torch = _torch()
@@ -233,6 +257,9 @@ class DeepCCA(BaseEstimator, JointModel):
         params["hidden"] = list(params["hidden"])
         if isinstance(params["modalities"], tuple):
             params["modalities"] = list(params["modalities"])
+        # where and how this fit ran, not what the model is: a loaded model fitted again would
+        # otherwise write over that run folder
+        params["run_dir"], params["progress"] = None, False
         return params
 
     def _get_extra(self) -> dict:

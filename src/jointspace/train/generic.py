@@ -48,9 +48,10 @@ class FitConfig:
     Attributes
     ----------
     epochs, batch_size : int
-        The last incomplete batch of an epoch is kept (a reconstruction loss needs no full
-        batch), unless it holds a single row while ``batch_size > 1`` (BatchNorm cannot train
-        on one row).
+    min_batch : int
+        The last incomplete batch of an epoch is kept when it holds at least this many rows (a
+        reconstruction loss needs no full batch; by default not a lone row, on which BatchNorm
+        cannot train; deep CCA needs enough rows to estimate its covariances).
     lr, weight_decay, min_lr : float
         AdamW; weight decay skips biases and norms; the rate falls to ``min_lr`` by a cosine.
     warmup : int or float
@@ -75,6 +76,7 @@ class FitConfig:
 
     epochs: int = 50
     batch_size: int = 256
+    min_batch: int = 2
     lr: float = 1e-3
     weight_decay: float = 0.0
     min_lr: float = 0.0
@@ -94,6 +96,7 @@ class FitConfig:
         """Return self, or raise :class:`InputError` naming the first bad field."""
         check_int(self.epochs, "epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
+        check_int(self.min_batch, "min_batch", low=1)
         check_float(self.lr, "lr", low=0.0, low_open=True)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         check_float(self.min_lr, "min_lr", low=0.0, high=self.lr)
@@ -240,8 +243,9 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
         warn_no_early_stopping(cfg.epochs)
 
     batch = min(cfg.batch_size, n)
-    # the last incomplete batch is kept, but not a lone row (BatchNorm cannot train on it)
-    steps_per_epoch = n // batch + (n % batch > 1)
+    # the last incomplete batch is kept when it has min_batch rows (not a lone row by default:
+    # BatchNorm cannot train on it)
+    steps_per_epoch = n // batch + (n % batch >= cfg.min_batch)
     total = cfg.epochs * steps_per_epoch
     warmup = resolve_warmup(cfg.warmup, total)
     run_config = None

@@ -58,10 +58,10 @@ def register(sub):
                    help="clip with --members: members fitted at once, one process each (-1: one per CPU core; "
                         "default: 1)")
     p.add_argument("--resume", metavar="RUN_DIR",
-                   help="trained models (clip, ae, aae, mvae-*): continue the checkpointed run in RUN_DIR exactly "
+                   help="trained models (clip, dcca, dccae, ae, aae, mvae-*): continue the checkpointed run in RUN_DIR exactly "
                         "(from its newest checkpoint, or from the one of its checkpoints/step-N folders given)")
     p.add_argument("--run-dir", metavar="DIR",
-                   help="trained models (clip, ae, aae, mvae-*): where checkpoints and metrics.csv go (default: "
+                   help="trained models (clip, dcca, dccae, ae, aae, mvae-*): where checkpoints and metrics.csv go (default: "
                         "OUT.train beside OUT), and for a generative model its test report.json and, when "
                         "its images are pictures (not flat vectors), generations.png; neither inside --out "
                         "nor around it")
@@ -103,6 +103,12 @@ def _fit_towers(args, params):
                             _val_split(args, ds)), None
     from ...eval.search_spaces import has_search_space
     from ...models.towered import fit_with_towers
+
+    given = [opt for opt, value in (("--resume", args.resume), ("--run-dir", args.run_dir)) if value is not None]
+    if given:
+        raise InputError(f"{', '.join(given)}: with --towers, only clip trains with checkpoints; {args.model} over "
+                         "towers is fitted in one call; drop it, or embed the items first (jointspace embed) and "
+                         "fit on the arrays")
 
     # a closed-form head: what --param leaves open is chosen by 5-fold CV on the training
     # features (every training pair counts, not only a small validation split)
@@ -163,6 +169,10 @@ def _fit_closed_form(args, params):
         raise InputError(f"--towers: {args.model} is fitted on feature vectors, and {args.dataset} holds "
                          f"{' and '.join(raw)} items; name a pretrained tower per modality, e.g. --towers "
                          f"efficientnet-lite0,minilm")
+    if "run_dir" in _model_parameters(args.model):   # deep CCA: trained with checkpoints in the run folder
+        model = create_model(args.model, **{"progress": True, **params, "run_dir": args.run_dir_})
+        with named_as("resume", "--resume"):
+            return model.fit(pairs, resume=args.resume), None
     if not has_search_space(args.model):
         model = create_model(args.model, **params)
         with console.status(f"fitting {args.model} on {args.dataset}/{args.split} ({len(pairs)} pairs)"):
@@ -251,8 +261,8 @@ def _check_options(args, params: dict) -> None:
     from ...train.checkpoint import is_run_dir, run_dir_of
 
     known = _model_parameters(args.model)
-    # contrastive and generative models train with checkpoints in a run folder
-    trained = args.model == "clip" or _is_generative(args.model)
+    # contrastive, deep CCA and generative models train with checkpoints in a run folder
+    trained = "run_dir" in known
     unused = [opt for opt, value, used in (
         ("--epochs", args.epochs, "epochs" in known),
         ("--batch-size", args.batch_size, "batch_size" in known),
@@ -268,7 +278,8 @@ def _check_options(args, params: dict) -> None:
         if {"--members", "--jobs", "--private-dim", "--regularizer"} & set(unused):
             notes.append("--members, --jobs, --private-dim and --regularizer are for clip")
         if {"--resume", "--run-dir"} & set(unused):
-            notes.append("--resume and --run-dir are for trained models (clip and the generative models)")
+            notes.append("--resume and --run-dir are for trained models (clip, dcca, dccae and the generative "
+                         "models)")
         if {"--epochs", "--batch-size"} & set(unused):
             notes.append(f"--epochs and --batch-size for {', '.join(trained_by)}")
         raise InputError(f"{', '.join(unused)}: model {args.model!r} does not use "
