@@ -96,8 +96,10 @@ def test_generation_decodes_in_bounded_chunks_with_the_same_result(mopoe, digits
     decode = mopoe.net_.decode
     monkeypatch.setattr(inference, "DECODE_ROWS", 4)
     monkeypatch.setattr(mopoe.net_, "decode", lambda m, z, *a: rows.append(len(z)) or decode(m, z, *a))
+    # the same up to float32 rounding: a GEMM over 4 rows may sum in another order than over 15
+    # (about 1e-7 of the row's largest value apart on some CPUs), while another draw differs by ~0.1
     np.testing.assert_allclose(mopoe.generate("image", {"text": test["text"][:5]}, n_samples=3, seed=2),
-                               whole_images, rtol=1e-6, atol=1e-7)
+                               whole_images, rtol=1e-5, atol=1e-6 * np.abs(whole_images).max())
     assert rows == [4, 4, 4, 3]
     assert mopoe.generate("text", {"image": test["image"][:5]}, n_samples=3, seed=2) == whole_texts
     chunked = mopoe.sample(7, seed=3)
@@ -105,7 +107,8 @@ def test_generation_decodes_in_bounded_chunks_with_the_same_result(mopoe, digits
         if isinstance(chunked[m], list):
             assert chunked[m] == whole_sample[m]
         else:
-            np.testing.assert_allclose(chunked[m], whole_sample[m], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(chunked[m], whole_sample[m], rtol=1e-5,
+                                       atol=1e-6 * np.abs(whole_sample[m]).max())
 
 
 def test_posterior_from_any_subset(digits):
