@@ -368,3 +368,32 @@ def test_critic_penalties_move_the_encoders_and_their_fits_move_the_critics(name
     for p, g in zip(critic.parameters(), want):
         torch.testing.assert_close(p.grad, g)   # only the fitting loss's gradient
     assert float(private["audio"].grad.abs().sum()) > 0
+
+
+def _club_by_hand(critic, x, y):
+    """CLUB (Cheng et al. 2020) and the NLL of q(y|x), from the critic's mean and log-variance
+    networks, in NumPy: mean_i [log q(y_i|x_i) - mean_j log q(y_j|x_i)] and -mean_i log q(y_i|x_i)."""
+    with torch.no_grad():
+        mu, logvar = (t.double().numpy() for t in critic._params(x))
+    y = y.double().numpy()
+    logq = -0.5 * (((y[None, :, :] - mu[:, None, :]) ** 2 / np.exp(logvar)[:, None, :])
+                   + logvar[:, None, :] + np.log(2 * np.pi)).sum(-1)        # (i, j): log q(y_j | x_i)
+    return float(np.mean(np.diag(logq) - logq.mean(axis=1))), float(-np.mean(np.diag(logq)))
+
+
+def test_critic_fits_count_in_training_mode_only():
+    """In evaluation mode (the validation loss that picks a VAE's best epoch) the term is
+    lambda x the mean CLUB of the pairs; the critics' fitting losses join it only in training."""
+    shared, private = _parts(("a", "b"), n=12, seed=4)
+    reg = PartRegularizer([("club", 0.5)], ["a", "b"], 4, 4)
+    pairs = {("private", "a", "b"): (private["a"], private["b"]), ("own", "a", "a"): (shared["a"], private["a"]),
+             ("own", "b", "b"): (shared["b"], private["b"])}
+    by_hand = {k: _club_by_hand(reg.critics[reg._key("club", *k)], *z) for k, z in pairs.items()}
+    club = np.mean([v[0] for v in by_hand.values()])
+    reg.eval()
+    term, logs = reg(shared, private)
+    assert logs["reg/club"] == pytest.approx(club, abs=1e-5)
+    assert float(term) == pytest.approx(0.5 * club, abs=1e-5)
+    reg.train()
+    term, _ = reg(shared, private)
+    assert float(term.detach()) == pytest.approx(0.5 * club + sum(v[1] for v in by_hand.values()), abs=1e-4)

@@ -253,7 +253,9 @@ class PartRegularizer(torch.nn.Module):
         Size of each private part.
 
     ``forward(shared, private, weights)`` returns ``(term, logs)``: the scalar to add to the
-    loss (the regularisers plus the fitting losses of CLUB's and the adversaries' networks)
+    loss (the regularisers plus, in training mode only, the fitting losses of CLUB's and the
+    adversaries' networks: in evaluation mode, e.g. a validation loss that picks the best
+    epoch, the term scores the parts alone)
     and a dict of floats (each regulariser's mean value over the pairs, and for the Lagrangian
     forms ``mu``, the mean of the pairs' multipliers, and ``constraint``, the pairs' mean).
     A batch with fewer rows than a regulariser's estimate needs (:data:`MIN_ROWS`: an epoch's
@@ -335,7 +337,8 @@ class PartRegularizer(torch.nn.Module):
                         vals.append(normalized_hsic(z1, z2))
                     else:
                         critic = self.critics[self._key(name, kind, a, b)]
-                        total = total + critic.learning_loss(z1.detach(), z2.detach())
+                        if self.training:   # the critic's own fit: a training step's, not a score of the parts
+                            total = total + critic.learning_loss(z1.detach(), z2.detach())
                         # the penalty moves the encoders only: the critic's parameters enter
                         # it detached, so it never learns to under-estimate
                         frozen = {k: v.detach() for k, v in critic.named_parameters()}
