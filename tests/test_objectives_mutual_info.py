@@ -65,6 +65,23 @@ def test_hsic_in_float32_does_not_depend_on_where_the_rows_lie():
     assert median_bandwidth(x + 3000.0) == pytest.approx(median_bandwidth(x.double()), rel=1e-4)
 
 
+def test_hsic_in_float32_does_not_depend_on_the_units_of_the_features():
+    """The median-bandwidth kernel is free of units: features of 1e20 or 1e-25 in float32 give
+    the HSIC of the loop implementation on the unscaled float64 rows (they gave nan and 0)."""
+    x, y = _rand(7, 2, seed=5), _rand(7, 3, seed=6)
+    y = y + 0.8 * x[:, :1]
+    sx, sy = (math.sqrt(np.median([float(((z[i] - z[j]) ** 2).sum()) for i in range(7) for j in range(i + 1, 7)]))
+              for z in (x, y))
+    k, l = _np_kernel(x.numpy(), sx), _np_kernel(y.numpy(), sy)
+    for c in (1e20, 1e-25):
+        x32, y32 = (c * x).float(), (c * y).float()
+        assert float(hsic(x32, y32)) == pytest.approx(_np_hsic_biased(k, l), rel=1e-4)
+        assert float(hsic(x32, y32, unbiased=True)) == pytest.approx(_np_hsic_unbiased(k, l), rel=1e-3)
+        assert median_bandwidth(x32) == pytest.approx(c * sx, rel=1e-5)
+        assert float(hsic(x32, y32, c * sx, c * sy)) == pytest.approx(_np_hsic_biased(k, l), rel=1e-4)
+    assert float(hsic(torch.zeros(5, 0), y[:5].float())) == 0.0   # no features: a constant kernel
+
+
 def test_median_bandwidth_matches_numpy():
     x = _rand(7, 3, seed=3)  # 21 pairs: the lower median is the median
     d2 = [float(((x[i] - x[j]) ** 2).sum()) for i in range(7) for j in range(i + 1, 7)]

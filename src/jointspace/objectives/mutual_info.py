@@ -49,6 +49,22 @@ def _sq_dists(x: torch.Tensor) -> torch.Tensor:
     return d * (1.0 - torch.eye(x.shape[0], dtype=x.dtype, device=x.device))
 
 
+def _pow2_scale(x: torch.Tensor) -> torch.Tensor:
+    """A power of two within a factor 2 of the largest absolute value of the centred ``x`` (1
+    when it is 0), a 0-d tensor on ``x``'s device (no wait for the device).
+
+    Distances and bandwidths are computed on ``x`` divided by it, which is exact and leaves
+    the kernel unchanged, so that squared distances of features far from 1 neither overflow
+    nor underflow (in float32, features of 1e20 gave inf - inf = nan, of 1e-25 all zeros)."""
+    dtype = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
+    if x.numel() == 0:
+        return torch.ones((), dtype=dtype, device=x.device)
+    with torch.no_grad():
+        m = (x.detach() - x.detach().mean(dim=0, keepdim=True)).abs().amax().to(dtype)
+        m = torch.where(torch.isfinite(m) & (m > 0), m, torch.ones_like(m))
+        return torch.ldexp(torch.ones_like(m), torch.frexp(m).exponent - 1)   # m / 2 < scale <= m
+
+
 def median_bandwidth(x: torch.Tensor) -> float:
     r"""The median heuristic: :math:`\sigma` with :math:`\sigma^2` the (lower) median of the
     squared distances :math:`\|x_i - x_j\|^2` over pairs :math:`i < j`.
@@ -65,21 +81,26 @@ def median_bandwidth(x: torch.Tensor) -> float:
     sigma : float
     """
     check_features(x, "x", min_rows=2, contrastive=False)
+    scale = _pow2_scale(x)
     with torch.no_grad():
-        d = _sq_dists(x.detach())
+        d = _sq_dists(x.detach() / scale)
         iu = torch.triu_indices(d.shape[0], d.shape[0], offset=1, device=d.device)
         pairs = d[iu[0], iu[1]]
-        med = float(pairs.median())  # torch's median is the lower one for an even count
-        if not med > 0:
-            med = float(pairs.mean())
-        if not med > 0:
-            med = 1.0
-    return math.sqrt(med)
+        med = pairs.median()  # torch's median is the lower one for an even count
+        med = torch.where(med > 0, med, pairs.mean())
+        # one read from the device: the median (in x / scale's units) and the scale
+        med, scale = torch.stack([med.to(scale.dtype), scale]).tolist()
+    return scale * math.sqrt(med) if med > 0 else 1.0
 
 
 def gaussian_kernel(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    r""":math:`K_{ij} = \exp(-\|x_i - x_j\|^2 / (2\sigma^2))`, shape (n, n)."""
-    return torch.exp(-_sq_dists(x) / (2.0 * sigma * sigma))
+    r""":math:`K_{ij} = \exp(-\|x_i - x_j\|^2 / (2\sigma^2))`, shape (n, n).
+
+    Computed on ``x`` and :math:`\sigma` divided by one power of two (exact), so the result
+    does not depend on the units of ``x``."""
+    scale = _pow2_scale(x)
+    s = sigma / scale.double()   # exact, and 2 s^2 rounds as 2 sigma^2 does: the same kernel bit for bit
+    return torch.exp(-_sq_dists(x / scale) / (2.0 * s * s))
 
 
 def _check_sigma(sigma, name: str, x) -> float:
