@@ -76,6 +76,33 @@ def test_debiased_cross_matches_the_numpy_debiased_cka():
         debiased_cross(x[:3], y[:3])
 
 
+def test_scale_free_terms_at_any_units_in_float32():
+    """Linear CKA and its debiased form written out in NumPy (Kornblith et al. 2019; Song et al.
+    2012's U-statistic) on float64 parts; the terms of the same parts times 1e20 or 1e-20 in
+    float32 give them (1e20 gave nan, 1e-20 rounded away; the debiased term keeps its floor
+    in the parts' own units, below which parts of 1e-20 lie)."""
+    a, b = _pair(n=12, d1=3, d2=2, seed=7)
+    b = b + 2.0 * a[:, :2]
+    ac, bc = (z.numpy() - z.numpy().mean(0) for z in (a, b))
+    cka = np.sum((ac.T @ bc) ** 2) / (np.linalg.norm(ac.T @ ac) * np.linalg.norm(bc.T @ bc))
+
+    def hsic_u(k, l):
+        n = len(k)
+        k, l = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
+        one = np.ones(n)
+        return (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
+                - 2 / (n - 2) * one @ k @ l @ one) / (n * (n - 3))
+
+    ka, kb = ac @ ac.T, bc @ bc.T
+    debiased = hsic_u(ka, kb) / np.sqrt(hsic_u(ka, ka) * hsic_u(kb, kb))
+    assert 0.3 < debiased < 1 and 0.3 < cka < 1
+    for c in (1e20, 1e-20):
+        x, y = (c * a).float(), (c * b).float()
+        assert float(normalized_frobenius(x, y)) == pytest.approx(cka, rel=1e-4)
+        if c > 1:
+            assert float(debiased_cross(x, y)) == pytest.approx(debiased, rel=1e-3)
+
+
 def test_debiased_cross_in_float32_on_parts_bunched_in_one_direction():
     """Unit rows close to one direction (as normalised parts often are) give Gram matrices whose
     entries share a large common offset; read from the raw rows, float32 rounding swamped the

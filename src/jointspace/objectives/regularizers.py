@@ -56,7 +56,7 @@ from torch.func import functional_call
 
 from ..errors import InputError
 from .disentangle import CrossPredictor
-from .mutual_info import CLUB, hsic
+from .mutual_info import CLUB, _pow2_scale, hsic
 from .orthogonality import LagrangeMultiplier, _check_batch_pair, _check_lam, _check_weight, abs_dot_penalty, \
     frobenius_cross_penalty, weight_cross_penalty
 
@@ -141,8 +141,13 @@ def parse_regularizers(specs) -> list[tuple[str, float]]:
     return out
 
 
-def _centre(z: torch.Tensor) -> torch.Tensor:
-    return z - z.mean(dim=0, keepdim=True)
+def _centre(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``z`` with its columns centred and divided by ``s``, a power of two near its largest
+    value (exact; the terms below are free of scale), so that their products of four values
+    neither overflow nor underflow (float32 parts of 1e20 gave inf / inf = nan); and ``s``."""
+    z = z - z.mean(dim=0, keepdim=True)
+    s = _pow2_scale(z)
+    return z / s, s
 
 
 def normalized_frobenius(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -154,7 +159,7 @@ def normalized_frobenius(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     z2 : Tensor, shape (n, d2)
     """
     _check_batch_pair(z1, z2, same_dim=False)   # before centring, which spreads a NaN over its column
-    a, b = _centre(z1), _centre(z2)
+    (a, _), (b, _) = _centre(z1), _centre(z2)
     cross = frobenius_cross_penalty(a, b, 1.0, normalize=True)
     with torch.no_grad():
         n = a.shape[0]
@@ -197,7 +202,7 @@ def debiased_cross(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
                          f"got {z1.shape[0]}")
     # centred first: the estimate does not depend on a shift of either part, but from raw rows
     # that share a direction the Gram matrices' common offset swamps it in float32
-    a, b = _centre(z1), _centre(z2.to(z1.dtype))
+    (a, sa), (b, sb) = _centre(z1), _centre(z2.to(z1.dtype))
     k, l = a @ a.T, b @ b.T
     value = _unbiased_hsic(k, l)
     with torch.no_grad():
@@ -205,7 +210,10 @@ def debiased_cross(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
         # a part that barely varies over the batch (it happens under a strong multiplier) has a
         # self-HSIC of ~0 or, rounded, below: the ratio then grew without bound and training
         # diverged.  At least |value| keeps it in [-1, 1]; at least SCALE_FLOOR bounds its gradient.
-        scale = torch.maximum(scale, value.abs()).clamp_min(SCALE_FLOOR)
+        # (the floor is in the parts' own units: the HSICs of a / sa and b / sb are theirs / (sa sb)^2)
+        info = torch.finfo(value.dtype)
+        floor = (SCALE_FLOOR / (sa * sb).to(value.dtype) ** 2).clamp(info.tiny, info.max)
+        scale = torch.maximum(torch.maximum(scale, value.abs()), floor)
     return value / scale
 
 
