@@ -82,6 +82,17 @@ def test_hsic_in_float32_does_not_depend_on_the_units_of_the_features():
     assert float(hsic(torch.zeros(5, 0), y[:5].float())) == 0.0   # no features: a constant kernel
 
 
+def test_hsic_of_float32_and_float64_is_computed_in_float64():
+    """x in float32, y in float64: the HSIC of the loop implementation on x's float32 values read
+    as float64, to float64 precision, in either order (x's dtype, float32, was used)."""
+    x, y = _rand(7, 2, seed=8).float(), _rand(7, 3, seed=9)
+    k, l = _np_kernel(x.double().numpy(), 0.9), _np_kernel(y.numpy(), 1.4)
+    for unbiased, want in ((False, _np_hsic_biased(k, l)), (True, _np_hsic_unbiased(k, l))):
+        for got in (hsic(x, y, 0.9, 1.4, unbiased=unbiased), hsic(y, x, 1.4, 0.9, unbiased=unbiased)):
+            assert got.dtype == torch.float64
+            assert float(got) == pytest.approx(want, rel=1e-10)
+
+
 def test_median_bandwidth_matches_numpy():
     x = _rand(7, 3, seed=3)  # 21 pairs: the lower median is the median
     d2 = [float(((x[i] - x[j]) ** 2).sum()) for i in range(7) for j in range(i + 1, 7)]

@@ -22,6 +22,15 @@ def _pair(n=40, d1=5, d2=4, seed=0, dtype=torch.float64):
     return torch.randn(n, d1, generator=g, dtype=dtype), torch.randn(n, d2, generator=g, dtype=dtype)
 
 
+def _np_hsic_u(k, l):
+    """Song et al. (2012)'s unbiased HSIC of two (n, n) Gram matrices, written out in NumPy."""
+    n = len(k)
+    k, l = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
+    one = np.ones(n)
+    return (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
+            - 2 / (n - 2) * one @ k @ l @ one) / (n * (n - 3))
+
+
 # -- names and the CLI form ---------------------------------------------------------------------------------
 def test_parse_regularizer():
     assert parse_regularizer("frobenius:0.1") == ("frobenius", 0.1)
@@ -86,21 +95,29 @@ def test_scale_free_terms_at_any_units_in_float32():
     ac, bc = (z.numpy() - z.numpy().mean(0) for z in (a, b))
     cka = np.sum((ac.T @ bc) ** 2) / (np.linalg.norm(ac.T @ ac) * np.linalg.norm(bc.T @ bc))
 
-    def hsic_u(k, l):
-        n = len(k)
-        k, l = k - np.diag(np.diag(k)), l - np.diag(np.diag(l))
-        one = np.ones(n)
-        return (np.trace(k @ l) + (one @ k @ one) * (one @ l @ one) / ((n - 1) * (n - 2))
-                - 2 / (n - 2) * one @ k @ l @ one) / (n * (n - 3))
-
     ka, kb = ac @ ac.T, bc @ bc.T
-    debiased = hsic_u(ka, kb) / np.sqrt(hsic_u(ka, ka) * hsic_u(kb, kb))
+    debiased = _np_hsic_u(ka, kb) / np.sqrt(_np_hsic_u(ka, ka) * _np_hsic_u(kb, kb))
     assert 0.3 < debiased < 1 and 0.3 < cka < 1
     for c in (1e20, 1e-20):
         x, y = (c * a).float(), (c * b).float()
         assert float(normalized_frobenius(x, y)) == pytest.approx(cka, rel=1e-4)
         if c > 1:
             assert float(debiased_cross(x, y)) == pytest.approx(debiased, rel=1e-3)
+
+
+def test_debiased_cross_of_float32_and_float64_is_computed_in_float64():
+    """The debiased CKA of the float32 part's values read as float64, from Song et al.'s U-statistic
+    written out in NumPy, to float64 precision in either order (z1's dtype, float32, was used)."""
+    a, b = _pair(n=10, d1=3, d2=2, seed=8)
+    b = b + a[:, :2]
+    a = a.float()
+    ac, bc = a.double().numpy() - a.double().numpy().mean(0), b.numpy() - b.numpy().mean(0)
+
+    ka, kb = ac @ ac.T, bc @ bc.T
+    want = _np_hsic_u(ka, kb) / np.sqrt(_np_hsic_u(ka, ka) * _np_hsic_u(kb, kb))
+    for got in (debiased_cross(a, b), debiased_cross(b, a)):
+        assert got.dtype == torch.float64
+        assert float(got) == pytest.approx(want, rel=1e-10)
 
 
 def test_debiased_cross_in_float32_on_parts_bunched_in_one_direction():

@@ -138,6 +138,7 @@ def hsic(x: torch.Tensor, y: torch.Tensor, sigma_x: float | None = None, sigma_y
     ----------
     x : Tensor, shape (n, dx)
     y : Tensor, shape (n, dy)
+        Of any floating dtypes: computed in the wider of the two.
     sigma_x, sigma_y : float, optional
         Kernel bandwidths; ``None`` uses :func:`median_bandwidth` (a constant per call).
     unbiased : bool
@@ -151,8 +152,9 @@ def hsic(x: torch.Tensor, y: torch.Tensor, sigma_x: float | None = None, sigma_y
     _check_xy(x, y, min_rows=4 if unbiased else 2)
     sx = _check_sigma(sigma_x, "sigma_x", x)
     sy = _check_sigma(sigma_y, "sigma_y", y)
-    k = gaussian_kernel(x, sx)
-    l = gaussian_kernel(y, sy).to(k.dtype)
+    dtype = torch.promote_types(x.dtype, y.dtype)   # float32 with float64: in float64, as frobenius does
+    k = gaussian_kernel(x.to(dtype), sx)
+    l = gaussian_kernel(y.to(dtype), sy)
     n = k.shape[0]
     if not unbiased:
         # tr(K H L H) = <HKH, L>: centre one matrix only.

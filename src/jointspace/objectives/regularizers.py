@@ -202,7 +202,8 @@ def debiased_cross(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
                          f"got {z1.shape[0]}")
     # centred first: the estimate does not depend on a shift of either part, but from raw rows
     # that share a direction the Gram matrices' common offset swamps it in float32
-    (a, sa), (b, sb) = _centre(z1), _centre(z2.to(z1.dtype))
+    dtype = torch.promote_types(z1.dtype, z2.dtype)
+    (a, sa), (b, sb) = _centre(z1.to(dtype)), _centre(z2.to(dtype))
     k, l = a @ a.T, b @ b.T
     value = _unbiased_hsic(k, l)
     with torch.no_grad():
