@@ -67,7 +67,9 @@ def test_style_ratio_by_hand():
               "probes_over_seeds": {
                   "no private parts": {"probe/accent/audio/shared": {"mean": 0.7}},
                   "hsic": {"probe/accent/audio/shared": {"mean": 0.6}, "probe/accent/audio/private": {"mean": 0.95}},
-                  "club": {"probe/accent/audio/shared": {"mean": 0.5}, "probe/accent/audio/private": {"mean": 0.8}}}}
+                  "club": {"probe/accent/audio/shared": {"mean": 0.5}, "probe/accent/audio/private": {"mean": 0.8}},
+                  # neither part above chance: no ratio (it was inf, as if only the private part held it)
+                  "weight": {"probe/accent/audio/shared": {"mean": 0.4}, "probe/accent/audio/private": {"mean": 0.45}}}}
     ratios = suite.style_ratios(report, "accent", "audio")
     assert ratios == {"hsic": pytest.approx(0.45 / 0.1), "club": float("inf")}
 

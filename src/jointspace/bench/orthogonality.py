@@ -445,12 +445,16 @@ def show(report: dict) -> None:
 def style_ratios(report: dict, attr: str, modality: str) -> dict:
     """How many times further above chance a style is read from the private part than from the
     shared part, per row with private parts, from the probes' means over seeds:
-    ``(private - chance) / (shared - chance)`` (inf when the shared part is at or below chance)."""
+    ``(private - chance) / (shared - chance)`` (inf when the shared part is at or below chance
+    and the private part above it; no ratio for a row where neither part reads it above chance)."""
     chance = report["rows"][0][f"probe/{attr}/chance"]
     out = {}
     for row, s in report.get("probes_over_seeds", {}).items():
         shared, private = s.get(f"probe/{attr}/{modality}/shared"), s.get(f"probe/{attr}/{modality}/private")
         if shared and private:
-            above = shared["mean"] - chance
-            out[row] = (private["mean"] - chance) / above if above > 0 else float("inf")
+            above, gain = shared["mean"] - chance, private["mean"] - chance
+            if above > 0:
+                out[row] = gain / above
+            elif gain > 0:
+                out[row] = float("inf")
     return out
