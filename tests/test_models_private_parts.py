@@ -122,6 +122,9 @@ def test_cli_fit_with_private_parts_and_regularizers(tmp_path, capsys):
     code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--regularizer", "hsic", "--out",
                        str(tmp_path / "bad"))
     assert code == 2 and "--regularizer: model 'cca' does not use" in err
+    # the note names every model with private parts: the dual encoder and the VAEs (it said clip alone)
+    assert "--private-dim and --regularizer are for beta-vae, clip, mvae-moe, mvae-mopoe, mvae-poe)" in err, err
+    assert len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
 
 

@@ -44,13 +44,15 @@ def register(sub):
     p.add_argument("--batch-size", type=int,
                    help="trained models (clip, dcca, dccae, ae, aae, mvae-*, beta-vae): pairs per step (for clip, the negatives)")
     p.add_argument("--private-dim", type=int, metavar="P",
-                   help="clip only: give each modality a private part of size P besides its shared part "
-                        "(kept for rebuilding its features; --param private_dim=P)")
+                   help="clip and the multimodal VAEs (mvae-*, beta-vae): give each modality a private part "
+                        "of size P besides its shared part (kept for rebuilding its features; "
+                        "--param private_dim=P)")
     p.add_argument("--regularizer", action="append", metavar="NAME[:VALUE]",
-                   help="clip with private parts: a regulariser between the private parts of different "
-                        "modalities and between each modality's shared and private parts, repeatable: "
-                        "frobenius, abs_dot, weight, lagrange, auglag, hsic, club, adversarial (VALUE: the "
-                        "weight, or the ascent rate of lagrange/auglag), e.g. --regularizer hsic:10")
+                   help="clip or a multimodal VAE with private parts: a regulariser between the private "
+                        "parts of different modalities and between each modality's shared and private parts, "
+                        "repeatable: frobenius, abs_dot, weight (clip only), lagrange, auglag, hsic, club, "
+                        "adversarial (VALUE: the weight, or the ascent rate of lagrange/auglag), e.g. "
+                        "--regularizer hsic:10")
     p.add_argument("--members", type=int, metavar="M",
                    help="clip only: a seed ensemble of M models (seeds seed .. seed+M-1) whose "
                         "similarities are averaged (default: 1, a single model)")
@@ -275,8 +277,11 @@ def _check_options(args, params: dict) -> None:
     if unused:
         trained_by = [m for m in list_models() if "epochs" in _model_parameters(m)]
         notes = []
-        if {"--members", "--jobs", "--private-dim", "--regularizer"} & set(unused):
-            notes.append("--members, --jobs, --private-dim and --regularizer are for clip")
+        if {"--members", "--jobs"} & set(unused):
+            notes.append("--members and --jobs are for clip")
+        if {"--private-dim", "--regularizer"} & set(unused):
+            with_parts = [m for m in list_models() if "private_dim" in _model_parameters(m)]
+            notes.append(f"--private-dim and --regularizer are for {', '.join(with_parts)}")
         if {"--resume", "--run-dir"} & set(unused):
             notes.append("--resume and --run-dir are for trained models (clip, dcca, dccae and the generative "
                          "models)")
