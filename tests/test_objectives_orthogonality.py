@@ -185,7 +185,18 @@ def test_lagrange_bad_arguments():
         LagrangeMultiplier()(torch.ones(3))
     for flag in ("augmented", "explicit", "nonnegative"):   # the string "no" would read as True
         with pytest.raises(InputError, match=f"^{flag}: expected True or False, got 'no'"):
-            LagrangeMultiplier(**{flag: "no"})
+            LagrangeMultiplier(**{flag: "no", **({"explicit": True} if flag == "nonnegative" else {})})
+
+
+def test_nonnegative_multiplier_never_uses_a_negative_mu():
+    """mu >= 0 from the first step: a negative init, or an optimiser's step that nothing projects
+    (without explicit), is refused (mu was used at -1, or drifted below 0)."""
+    with pytest.raises(InputError, match=r"^init: expected a multiplier >= 0 with nonnegative=True, got -1"):
+        LagrangeMultiplier(init=-1.0, explicit=True, nonnegative=True)
+    with pytest.raises(InputError, match="^nonnegative: .*explicit=True"):
+        LagrangeMultiplier(nonnegative=True)
+    lm = LagrangeMultiplier(init=0.5, ascent_rate=1.0, explicit=True, nonnegative=True)
+    assert float(lm(torch.tensor(-2.0))) == -1.0 and lm.mu == 0.0   # 0.5 * -2 used, then max(0, 0.5 - 2)
 
 
 def test_frobenius_normalize_is_a_flag():

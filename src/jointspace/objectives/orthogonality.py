@@ -228,8 +228,8 @@ class LagrangeMultiplier(torch.nn.Module):
         :math:`\mu \ge 0` when ``nonnegative``).  The step size is then exactly
         ``ascent_rate``, whatever the optimiser of the model (dual ascent).
     nonnegative : bool
-        With ``explicit``, keep :math:`\mu \ge 0` (for a constraint value that is never
-        negative and should be 0, e.g. a squared norm).
+        With ``explicit`` (required), keep :math:`\mu \ge 0` (for a constraint value that is
+        never negative and should be 0, e.g. a squared norm); ``init`` must then be >= 0.
     """
 
     def __init__(self, init: float = 0.0, ascent_rate: float = 1.0, augmented: bool = False,
@@ -245,6 +245,11 @@ class LagrangeMultiplier(torch.nn.Module):
         self.rho = _check_lam(rho, "rho")
         self.explicit = check_bool(explicit, "explicit")
         self.nonnegative = check_bool(nonnegative, "nonnegative")
+        if self.nonnegative and not self.explicit:
+            raise InputError("nonnegative: the projection onto mu >= 0 is taken by the explicit ascent step; "
+                             "give explicit=True too")
+        if self.nonnegative and init < 0:
+            raise InputError(f"init: expected a multiplier >= 0 with nonnegative=True, got {init!r}")
         self.mu_param = torch.nn.Parameter(torch.tensor(float(init)), requires_grad=not self.explicit)
 
     @property
