@@ -202,3 +202,21 @@ def test_nonnegative_multiplier_never_uses_a_negative_mu():
 def test_frobenius_normalize_is_a_flag():
     with pytest.raises(InputError, match="^normalize: expected True or False, got 'no'"):
         frobenius_cross_penalty(_t(Z1), _t(Z2), normalize="no")
+
+
+def test_inputs_on_two_devices_name_the_second():
+    """A tensor on another device than its partner (a "meta" tensor here, where no accelerator is
+    at hand) is refused naming it and both devices (torch failed inside, naming neither)."""
+    from jointspace.objectives.mutual_info import hsic
+    from jointspace.objectives.regularizers import debiased_cross, normalized_frobenius, normalized_weight_cross
+
+    a, other = _rand(6, 3), torch.empty(6, 3, device="meta", dtype=torch.float64)
+    for fn in (abs_dot_penalty, frobenius_cross_penalty, dot_constraint, normalized_frobenius, debiased_cross):
+        with pytest.raises(InputError, match=r"^z2: expected a tensor on the device of z1 \(cpu\), got meta$"):
+            fn(a, other)
+    with pytest.raises(InputError, match=r"^y: expected a tensor on the device of x \(cpu\), got meta$"):
+        hsic(a, other)
+    with pytest.raises(InputError, match=r"^w2: expected a tensor on the device of w1 \(cpu\), got meta$"):
+        weight_cross_penalty(a, other)
+    with pytest.raises(InputError, match=r"^w_private: expected a tensor on the device of w_shared"):
+        normalized_weight_cross(a, other)

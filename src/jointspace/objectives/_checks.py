@@ -30,6 +30,13 @@ def check_features(x, name: str, *, min_rows: int = 2, contrastive: bool = True)
     return x
 
 
+def check_same_device(ref: torch.Tensor, x, ref_name: str, name: str) -> None:
+    """InputError naming ``name`` when ``x`` is a tensor on another device than ``ref`` (torch
+    would fail inside the computation without naming either argument)."""
+    if isinstance(x, torch.Tensor) and x.device != ref.device:
+        raise InputError(f"{name}: expected a tensor on the device of {ref_name} ({ref.device}), got {x.device}")
+
+
 def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str) -> None:
     if a.shape != b.shape:
         raise InputError(f"{name_b}: expected the shape of {name_a} {tuple(a.shape)}, got {tuple(b.shape)}")

@@ -23,7 +23,7 @@ import torch
 
 from .._validation import check_bool
 from ..errors import InputError
-from ._checks import check_features
+from ._checks import check_features, check_same_device
 
 
 #: CLUB's log-variances lie in (-LOGVAR_BOUND, LOGVAR_BOUND).
@@ -32,6 +32,7 @@ LOGVAR_BOUND = 10.0
 
 def _check_xy(x, y, min_rows: int) -> None:
     check_features(x, "x", min_rows=min_rows, contrastive=False)
+    check_same_device(x, y, "x", "y")
     check_features(y, "y", min_rows=min_rows, contrastive=False)
     if x.shape[0] != y.shape[0]:
         raise InputError(f"y: expected as many rows (samples) as x, whose shape is {tuple(x.shape)}; "

@@ -25,7 +25,7 @@ import torch
 
 from .._validation import check_bool
 from ..errors import InputError
-from ._checks import check_features
+from ._checks import check_features, check_same_device
 
 
 def _check_lam(lam, name: str = "lam") -> float:
@@ -44,6 +44,7 @@ def _check_lam(lam, name: str = "lam") -> float:
 
 def _check_batch_pair(z1, z2, *, same_dim: bool) -> None:
     check_features(z1, "z1", min_rows=1)
+    check_same_device(z1, z2, "z1", "z2")
     check_features(z2, "z2", min_rows=1)
     if z1.shape[0] != z2.shape[0]:
         raise InputError(f"z2: expected as many rows (samples) as z1, whose shape is {tuple(z1.shape)}; "
@@ -159,6 +160,7 @@ def weight_cross_penalty(w1: torch.Tensor, w2: torch.Tensor, lam: float = 1.0) -
     """
     lam = _check_lam(lam)
     _check_weight(w1, "w1")
+    check_same_device(w1, w2, "w1", "w2")
     _check_weight(w2, "w2")
     if w1.shape[0] != w2.shape[0]:
         raise InputError(

@@ -55,6 +55,7 @@ import torch
 from torch.func import functional_call
 
 from ..errors import InputError
+from ._checks import check_same_device
 from .disentangle import CrossPredictor
 from .mutual_info import CLUB, _pow2_scale, hsic
 from .orthogonality import LagrangeMultiplier, _check_batch_pair, _check_lam, _check_weight, abs_dot_penalty, \
@@ -229,6 +230,7 @@ def normalized_weight_cross(w_shared: torch.Tensor, w_private: torch.Tensor) -> 
         Output weights of the private part, reading the same k inputs.
     """
     _check_weight(w_shared, "w_shared")   # by their own names: the penalty below reads them as w1, w2
+    check_same_device(w_shared, w_private, "w_shared", "w_private")
     _check_weight(w_private, "w_private")
     if w_shared.shape[1] != w_private.shape[1]:
         raise InputError(f"w_shared, w_private: expected output weights (d, k) and (p, k) reading the same k inputs, "
