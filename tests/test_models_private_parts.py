@@ -196,7 +196,8 @@ def test_vae_regularizers_train_on_an_epoch_s_last_few_rows(styled, name):
 
 @pytest.mark.parametrize("params, needle", [
     ({"regularizers": ["hsic"]}, "need private_dim > 0"),
-    ({"private_dim": 2, "regularizers": ["abs_dot"]}, "private_dim equal to dim \\(4\\)"),
+    # the VAE's shared size is latent_dim (the message named dim, a parameter it does not have)
+    ({"private_dim": 2, "regularizers": ["abs_dot"]}, "private_dim equal to latent_dim \\(4\\); got private_dim=2$"),
     ({"private_dim": 4, "iw_samples": 5}, "iw_samples: private latents train on the ELBO"),
     ({"private_dim": -2}, "private_dim"),
     ({"private_dim": 4, "regularizers": ["lagrange"], "batch_size": 3},

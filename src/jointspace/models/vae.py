@@ -154,7 +154,7 @@ class MultimodalVAE(GenerativeModel):
         if specs and not self.private_dim:
             raise InputError(f"regularizers: they act between private latents, so they need private_dim > 0; "
                              f"got {', '.join(n for n, _ in specs)} with private_dim=0")
-        check_part_sizes(specs, int(self.latent_dim), int(self.private_dim))
+        check_part_sizes(specs, int(self.latent_dim), int(self.private_dim), "latent_dim")
         if any(n == "weight" for n, _ in specs):
             others = ", ".join(n for n in REGULARIZERS if n != "weight")
             raise InputError(f"regularizers: 'weight' compares the output weights of separate shared and private "

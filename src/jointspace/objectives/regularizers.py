@@ -374,12 +374,13 @@ def _one_multiplier_to_pairs(module, state_dict, prefix, *args) -> None:
             state_dict.setdefault(f"{prefix}multipliers.{k}.mu_param", old.clone())
 
 
-def check_part_sizes(specs, dim: int, private_dim: int) -> None:
-    """InputError when a regulariser cannot compare parts of these sizes."""
+def check_part_sizes(specs, dim: int, private_dim: int, shared: str = "dim") -> None:
+    """InputError when a regulariser cannot compare parts of these sizes (``shared``: the model's
+    name for the size of the shared part, ``dim`` or a VAE's ``latent_dim``)."""
     for name, _ in specs:
         if name in ELEMENTWISE and dim != private_dim:
             raise InputError(f"regularizer: {name!r} compares parts coordinate by coordinate, so it needs "
-                             f"private_dim equal to dim ({dim}); got private_dim={private_dim}")
+                             f"private_dim equal to {shared} ({dim}); got private_dim={private_dim}")
 
 
 __all__ = ["REGULARIZERS", "MIN_ROWS", "parse_regularizer", "parse_regularizers", "PartRegularizer",
