@@ -90,7 +90,7 @@ def test_lagrange_logs_the_multiplier_and_the_constraint(views, tmp_path):
     ({"private_dim": 0, "regularizers": ["frobenius"]}, "regularizers: they act between private parts"),
     ({"private_dim": 3, "regularizers": ["abs_dot"]}, "private_dim equal to dim \\(4\\); got private_dim=3"),
     ({"regularizers": ["orthogonal"]}, "unknown name 'orthogonal'"),
-    ({"regularizers": ["frobenius:-1"]}, "regularizer: expected a finite number >= 0"),
+    ({"regularizers": ["frobenius:-1"]}, "^regularizers: expected a finite number >= 0"),
     ({"private_dim": -1}, "private_dim"),
     ({"recon_weight": -1.0}, "recon_weight"),
     ({"accum_steps": 2}, "accum_steps: private parts train without gradient accumulation"),
@@ -119,6 +119,10 @@ def test_cli_fit_with_private_parts_and_regularizers(tmp_path, capsys):
     assert code == 2 and err.startswith("error: --regularizer: unknown name 'nope'"), err
     code, _, err = run(capsys, *args, "--private-dim", "8", "--regularizer", "hsic:-1", "--out", str(tmp_path / "bad"))
     assert code == 2 and err.startswith("error: --regularizer: expected a finite number >= 0, got -1"), err
+    # given as --param regularizers, the error names it (it named 'regularizer', neither option)
+    code, _, err = run(capsys, *args, "--private-dim", "8", "--param", 'regularizers=["hsic:-1"]', "--out",
+                       str(tmp_path / "bad"))
+    assert code == 2 and err.strip() == "error: --param regularizers: expected a finite number >= 0, got -1.0", err
     code, _, err = run(capsys, "fit", "wikipedia", "--model", "cca", "--regularizer", "hsic", "--out",
                        str(tmp_path / "bad"))
     assert code == 2 and "--regularizer: model 'cca' does not use" in err

@@ -132,13 +132,19 @@ def parse_regularizers(specs) -> list[tuple[str, float]]:
         specs = [specs]
     elif not isinstance(specs, (list, tuple)):
         raise InputError(f"regularizers: expected a list of NAME or NAME:VALUE strings, got {specs!r}")
-    out = [parse_regularizer(s) for s in specs]
+    try:
+        out = [parse_regularizer(s) for s in specs]
+    except InputError as exc:   # named as the models' parameter, ``regularizers``
+        msg = str(exc)
+        if not msg.startswith("regularizer:"):
+            raise
+        raise InputError("regularizers" + msg.removeprefix("regularizer")) from None
     names = [n for n, _ in out]
     for n in sorted(set(names)):
         if names.count(n) > 1:
-            raise InputError(f"regularizer: {n!r} is given {names.count(n)} times; give each at most once")
+            raise InputError(f"regularizers: {n!r} is given {names.count(n)} times; give each at most once")
     if "lagrange" in names and "auglag" in names:
-        raise InputError("regularizer: 'lagrange' and 'auglag' are two forms of one multiplier; give one")
+        raise InputError("regularizers: 'lagrange' and 'auglag' are two forms of one multiplier; give one")
     return out
 
 
@@ -379,7 +385,7 @@ def check_part_sizes(specs, dim: int, private_dim: int, shared: str = "dim") -> 
     name for the size of the shared part, ``dim`` or a VAE's ``latent_dim``)."""
     for name, _ in specs:
         if name in ELEMENTWISE and dim != private_dim:
-            raise InputError(f"regularizer: {name!r} compares parts coordinate by coordinate, so it needs "
+            raise InputError(f"regularizers: {name!r} compares parts coordinate by coordinate, so it needs "
                              f"private_dim equal to {shared} ({dim}); got private_dim={private_dim}")
 
 

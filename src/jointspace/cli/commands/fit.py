@@ -305,7 +305,7 @@ def _check_options(args, params: dict) -> None:
 
         if "regularizers" in params:
             raise InputError("--regularizer: also given as --param regularizers; give one of them")
-        with named_as("regularizer", "--regularizer"):
+        with named_as("regularizers", "--regularizer"):
             specs = parse_regularizers(list(args.regularizer))
         if not params.get("private_dim"):
             raise InputError(f"--regularizer: {', '.join(n for n, _ in specs)} acts between private parts, and the "
