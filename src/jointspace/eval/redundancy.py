@@ -184,9 +184,10 @@ def debiased_linear_cka(z1, z2, max_samples: int | None = 4096, seed: int = 0) -
     .. math::  \frac{\mathrm{HSIC}_u(K_1, K_2)}{\sqrt{\mathrm{HSIC}_u(K_1, K_1)\,
                \mathrm{HSIC}_u(K_2, K_2)}}, \qquad K = ZZ^\top
 
-    :func:`linear_cka` of two *independent* sets is about :math:`\sqrt{d_1 d_2}/n` (200
-    samples of 32-d parts read 0.16, i.e. a normalised cross-Frobenius of 0.4, for no
-    dependence at all); the unbiased numerator removes that floor, so this estimate is near 0
+    :func:`linear_cka` of two *independent* Gaussian sets is about
+    :math:`\sqrt{d_1 d_2 / ((n + d_1)(n + d_2))}`, :math:`\sqrt{d_1 d_2}/n` for parts
+    much narrower than the sample (200 samples of 32-d parts read 0.14, i.e. a normalised
+    cross-Frobenius of 0.37, for no dependence at all); the unbiased numerator removes that floor, so this estimate is near 0
     for independent sets at any size and can be slightly negative.  It is the figure to
     compare when a regulariser is meant to bring redundancy towards zero.  Above
     ``max_samples`` rows a random subset (fixed ``seed``) of paired rows is used (memory

@@ -193,7 +193,8 @@ def debiased_cross(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     parts over the geometric mean of their unbiased self-HSICs (without gradient), i.e.
     :func:`jointspace.eval.redundancy.debiased_linear_cka` with a frozen denominator.  Its
     expectation is 0 for independent parts at any batch size, where the plain
-    :func:`normalized_frobenius` stays near :math:`\sqrt{d_1 d_2}/n`; it can be negative.  It is
+    :func:`normalized_frobenius` stays near :math:`\sqrt{d_1 d_2 / ((n + d_1)(n + d_2))}`
+    (:math:`\sqrt{d_1 d_2}/n` for parts much narrower than the batch); it can be negative.  It is
     kept in [-1, 1], and its denominator is at least :data:`SCALE_FLOOR`: where one part barely
     varies over the batch, the estimate would otherwise leave that range without bound.
 
