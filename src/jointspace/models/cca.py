@@ -14,8 +14,9 @@ whose eigenvalues are the squared canonical correlations, :math:`\lambda = \rho^
 canonical variables :math:`u = X w_x`, :math:`v = Y w_y`.
 
 It is solved here in the numerically stable equivalent form: whiten each view with
-:math:`K_x = \Sigma_{XX}^{-1/2}` (symmetric eigen-decomposition), take the SVD
-:math:`K_x \Sigma_{XY} K_y = U S V^\top`, and set :math:`w_x = K_x u_k`,
+:math:`K_x = D_x^{-1/2} (D_x^{-1/2}\Sigma_{XX}D_x^{-1/2})^{-1/2}` (:math:`D_x` the diagonal of
+:math:`\Sigma_{XX}`; symmetric eigen-decomposition; :math:`K_x^\top \Sigma_{XX} K_x = I`), take the SVD
+:math:`K_x^\top \Sigma_{XY} K_y = U S V^\top`, and set :math:`w_x = K_x u_k`,
 :math:`w_y = K_y v_k`, :math:`\rho_k = s_k`.  The singular vectors solve the chapter's
 eigenproblem exactly (tested against ``scipy.linalg.eigh(A, B)``).
 
@@ -65,17 +66,35 @@ def covariances(x: np.ndarray, y: np.ndarray):
     return mean_x, mean_y, cxx, cyy, cxy
 
 
-def _inv_sqrt(c: np.ndarray) -> np.ndarray:
-    """Symmetric inverse square root of a covariance.
+def _inv_sqrt(c: np.ndarray):
+    r"""A whitening matrix of a covariance: :math:`K` with :math:`K^\top C K = I` on its span.
 
-    Directions of (numerically) zero variance are dropped, i.e. the pseudo-inverse square
-    root: CCA is then solved within the span of the data, which leaves every canonical
-    correlation unchanged (e.g. topic proportions that sum to one lose one direction).
+    The covariance is first scaled to unit diagonal, :math:`S = D^{-1/2} C D^{-1/2}`, and
+    :math:`K = D^{-1/2} S^{-1/2}`: features in very different units (1e6 next to 1e-6) then
+    keep their directions, which a rank cut relative to the largest eigenvalue of :math:`C`
+    itself would drop.  Directions of (numerically) zero variance are dropped, i.e. the
+    pseudo-inverse square root: CCA is then solved within the span of the data, which leaves
+    every canonical correlation unchanged (e.g. topic proportions that sum to one lose one
+    direction).
+
+    Parameters
+    ----------
+    c : ndarray, shape (p, p)
+        Symmetric positive semi-definite (ridged) covariance.
+
+    Returns
+    -------
+    k : ndarray, shape (p, p)
+        Whitening matrix (not symmetric when the diagonal is not constant).
+    rank : int
+        Number of directions kept.
     """
-    evals, evecs = linalg.eigh(c)
+    d = np.sqrt(np.clip(np.diag(c), 0, None))
+    d = np.where(d > 0, d, 1.0)
+    evals, evecs = linalg.eigh(c / d[:, None] / d[None, :])
     tol = max(evals.max(), 1e-300) * c.shape[0] * np.finfo(np.float64).eps * 100
     keep = evals > tol
-    return (evecs[:, keep] / np.sqrt(evals[keep])) @ evecs[:, keep].T, int(keep.sum())
+    return ((evecs[:, keep] / np.sqrt(evals[keep])) @ evecs[:, keep].T) / d[:, None], int(keep.sum())
 
 
 def solve_cca(cxx, cyy, cxy, n_components: int, reg=(0.0, 0.0)):
@@ -107,7 +126,7 @@ def solve_cca(cxx, cyy, cxy, n_components: int, reg=(0.0, 0.0)):
         raise InputError(f"n_components: the covariances have rank {rank_x} (X) and {rank_y} (Y), so at most "
                          f"{min(rank_x, rank_y)} canonical pairs exist; got {n_components} "
                          "(use fewer components, or reg > 0)")
-    u, s, vt = linalg.svd(kx @ cxy @ ky, full_matrices=False)
+    u, s, vt = linalg.svd(kx.T @ cxy @ ky, full_matrices=False)
     u, vt = u[:, :n_components], vt[:n_components]
     # Deterministic signs: the largest |entry| of each u column is positive (as svd_flip).
     signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(u.shape[1])])

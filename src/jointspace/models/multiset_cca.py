@@ -96,7 +96,7 @@ def solve_multiset(c: np.ndarray, sizes, n_components: int | None, reg, objectiv
     if objective == "sumcor":
         for b in blocks:
             a[b, b] = 0.0
-    m = whit @ a @ whit
+    m = whit.T @ a @ whit
     m = (m + m.T) / 2
     top = m.shape[0]
     ev, vec = linalg.eigh(m, subset_by_index=(top - n_components, top - 1))

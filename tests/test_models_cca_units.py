@@ -1,0 +1,71 @@
+"""CCA does not depend on the units of a feature: a view whose columns are in units a
+millionfold apart (1e6 next to 1e-6) has the canonical correlations of the same view in one
+unit, pinned against the QR route of Bjorck and Golub (singular values of Q_x^T Q_y)."""
+
+import numpy as np
+import pytest
+from scipy import linalg
+
+from jointspace.models.cca import CCA, RegularizedCCA
+from jointspace.models.multiset_cca import MaxvarCCA, SumcorCCA
+
+
+def _qr_correlations(x, y):
+    """Canonical correlations as the cosines of the principal angles between the centred column spaces."""
+    qx, _ = linalg.qr(x - x.mean(0), mode="economic")
+    qy, _ = linalg.qr(y - y.mean(0), mode="economic")
+    return linalg.svd(qx.T @ qy, compute_uv=False)
+
+
+def _views(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=(n, 3))
+    x = np.c_[z + 0.3 * rng.normal(size=(n, 3)), rng.normal(size=(n, 2))]
+    y = np.c_[z + 0.3 * rng.normal(size=(n, 3)), rng.normal(size=(n, 1))]
+    return x, y
+
+
+@pytest.mark.parametrize("scale", [1e3, 1e6, 1e8])
+def test_columns_in_far_apart_units_keep_every_pair(scale):
+    x, y = _views()
+    units = np.ones(x.shape[1])
+    units[0], units[1] = scale, 1 / scale
+    want = _qr_correlations(x, y)          # principal angles: independent of column units
+    model = CCA(weight=0).fit(x * units, y)
+    assert model.n_components_ == 4
+    np.testing.assert_allclose(model.canonical_correlations_, want, rtol=1e-8)
+    u, v = model.transform(x * units, y)
+    got = [np.corrcoef(u[:, k], v[:, k])[0, 1] for k in range(4)]
+    np.testing.assert_allclose(got, want, rtol=1e-8)
+    # the directions are those of the one-unit fit, in the new units
+    plain = CCA(weight=0).fit(x, y)
+    np.testing.assert_allclose(model.x_weights_ * units[:, None], plain.x_weights_, rtol=1e-6, atol=1e-8)
+
+
+def test_ridge_in_far_apart_units_solves_its_eigenproblem():
+    x, y = _views()
+    units = np.ones(x.shape[1])
+    units[0], units[1] = 1e6, 1e-6
+    xs = x * units
+    model = RegularizedCCA(reg=0.3, weight=0).fit(xs, y)
+    # the chapter's eigenproblem S_xy R_yy^-1 S_yx w = lambda R_xx w with ridged auto-covariances R
+    n = len(x)
+    xc, yc = xs - xs.mean(0), y - y.mean(0)
+    rx = 0.7 * xc.T @ xc / (n - 1) + 0.3 * np.eye(5)
+    ry = 0.7 * yc.T @ yc / (n - 1) + 0.3 * np.eye(4)
+    sxy = xc.T @ yc / (n - 1)
+    lam = linalg.eigvalsh(sxy @ np.linalg.solve(ry, sxy.T), rx)[::-1][:4]
+    wx, wy = model.x_weights_, model.y_weights_
+    s = np.einsum("ik,ij,jk->k", wx, sxy, wy) / np.sqrt(np.einsum("ik,ij,jk->k", wx, rx, wx)
+                                                        * np.einsum("ik,ij,jk->k", wy, ry, wy))
+    np.testing.assert_allclose(s ** 2, lam, rtol=1e-6)
+
+
+@pytest.mark.parametrize("cls, offset", [(SumcorCCA, 0.0), (MaxvarCCA, 1.0)])
+def test_multiset_in_far_apart_units_keeps_every_component(cls, offset):
+    x, y = _views()
+    units = np.ones(x.shape[1])
+    units[0], units[1] = 1e6, 1e-6
+    model = cls(weight=0).fit([x * units, y])
+    # two views: SUMCOR's eigenvalues are rho, MAXVAR's 1 + rho
+    np.testing.assert_allclose(model.eigenvalues_ - offset, _qr_correlations(x, y), rtol=1e-8)
