@@ -154,3 +154,26 @@ def test_passes_sklearn_check_estimator():
     from sklearn.utils.estimator_checks import check_estimator
 
     check_estimator(KernelCCA(n_components=1))
+
+
+@pytest.mark.parametrize("method", ["exact", "nystroem"])
+def test_a_kernel_that_overflows_is_refused_naming_the_view(two_views, method):
+    x, y = two_views
+    big = x * 1e60
+    # by hand: the poly kernel of the largest row with itself, (gamma |x|^2 + coef0)^3, overflows float64
+    with np.errstate(over="ignore"):
+        assert not np.isfinite((np.max((big * big).sum(1)) / big.shape[1] + 1.0) ** 3)
+    with pytest.raises(InputError, match=r"^kernel \(x\): expected finite kernel values, but the poly kernel"):
+        KernelCCA(kernel="poly", method=method, n_features=50, n_components=2).fit(big, y)
+    model = KernelCCA(kernel="poly", method=method, n_features=50, n_components=2).fit(x, y)
+    with pytest.raises(InputError, match=r"^kernel \(y\): expected finite kernel values"):
+        model.transform(x[:3], y[:3] * 1e150)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf])
+def test_a_callable_kernel_that_is_not_finite_is_refused(two_views, value):
+    x, y = two_views
+    def kernel(a, b):
+        return np.full((len(a), len(b)), value)
+    with pytest.raises(InputError, match=r"^kernel \(x\): expected finite kernel values, but the callable kernel"):
+        KernelCCA(kernel=kernel, method="exact", n_components=2).fit(x[:40], y[:40])

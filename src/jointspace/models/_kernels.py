@@ -79,21 +79,75 @@ def median_gamma(x: np.ndarray, seed: int = 0, max_rows: int = 1000) -> float:
     return 1.0 / med
 
 
-def kernel_matrix(a: np.ndarray, b: np.ndarray, spec: dict) -> np.ndarray:
-    """``k(a_i, b_j)`` as an (len(a), len(b)) float64 array."""
+def kernel_matrix(a: np.ndarray, b: np.ndarray, spec: dict, name: str = "kernel") -> np.ndarray:
+    """``k(a_i, b_j)`` as an (len(a), len(b)) float64 array.
+
+    Parameters
+    ----------
+    a : ndarray, shape (m, p)
+    b : ndarray, shape (n, p)
+    spec : dict
+        Settings from :func:`resolve_kernel`.
+    name : str
+        What messages call the kernel, e.g. ``"kernel (image)"``.
+
+    Returns
+    -------
+    ndarray, shape (m, n)
+
+    Raises
+    ------
+    InputError
+        A value of the kernel is NaN or infinite (a callable's, or an overflow).
+    """
     kind = spec["kernel"]
-    if kind == "linear":
-        return np.asarray(a @ b.T, dtype=np.float64)
-    if kind == "rbf":
-        return rbf_kernel(a, b, gamma=spec["gamma"])
-    if kind == "poly":
-        return polynomial_kernel(a, b, degree=spec["degree"], gamma=spec["gamma"], coef0=spec["coef0"])
-    if kind == "sigmoid":
-        return sigmoid_kernel(a, b, gamma=spec["gamma"], coef0=spec["coef0"])
-    out = np.asarray(kind(a, b), dtype=np.float64)
-    if out.shape != (a.shape[0], b.shape[0]):
-        raise InputError(f"kernel: a callable kernel must return shape ({a.shape[0]}, {b.shape[0]}), got {out.shape}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        if kind == "linear":
+            out = np.asarray(a @ b.T, dtype=np.float64)
+        elif kind == "rbf":
+            out = rbf_kernel(a, b, gamma=spec["gamma"])
+        elif kind == "poly":
+            out = polynomial_kernel(a, b, degree=spec["degree"], gamma=spec["gamma"], coef0=spec["coef0"])
+        elif kind == "sigmoid":
+            out = sigmoid_kernel(a, b, gamma=spec["gamma"], coef0=spec["coef0"])
+        else:
+            out = np.asarray(kind(a, b), dtype=np.float64)
+            if out.shape != (a.shape[0], b.shape[0]):
+                raise InputError(f"{name}: a callable kernel must return shape ({a.shape[0]}, {b.shape[0]}), "
+                                 f"got {out.shape}")
+    check_kernel_values(out, kind, name)
     return out
+
+
+def check_kernel_values(k: np.ndarray, kind, name: str = "kernel") -> None:
+    """Raise :class:`InputError` naming ``name`` when the kernel values ``k`` are not all finite."""
+    if not np.isfinite(k).all():
+        what = "the callable kernel" if callable(kind) else f"the {kind} kernel"
+        raise InputError(f"{name}: expected finite kernel values, but {what} gives NaN or inf on these "
+                         "features; scale the features down, or lower gamma or degree")
+
+
+def check_kernel_bound(x: np.ndarray, spec: dict, name: str = "kernel") -> None:
+    r"""Refuse rows on which the linear or polynomial kernel can overflow float64.
+
+    By Cauchy-Schwarz :math:`|k(a, b)| \le (\gamma \max_i \lVert x_i\rVert^2 + |c_0|)^d`
+    (:math:`\max_i \lVert x_i\rVert^2` for the linear kernel); rbf and sigmoid are bounded by 1.
+    Used before an approximation that computes the kernel itself (Nystroem).
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, p)
+    spec : dict
+    name : str
+    """
+    kind = spec["kernel"]
+    if kind not in ("linear", "poly"):
+        return
+    with np.errstate(over="ignore", invalid="ignore"):
+        top = np.max(np.einsum("ij,ij->i", x, x)).astype(np.float64)
+        if kind == "poly":
+            top = (spec["gamma"] * top + abs(spec["coef0"])) ** spec["degree"]
+    check_kernel_values(np.array([top]), kind, name)
 
 
 def center_kernel(k: np.ndarray):

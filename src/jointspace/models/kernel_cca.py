@@ -29,8 +29,8 @@ from sklearn.kernel_approximation import Nystroem, RBFSampler
 from .._validation import check_choice, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
-from ._kernels import (center_kernel, center_new, check_pair, check_saved_kernel, kernel_eig, kernel_matrix,
-                       resolve_kernel, solve_kernel_cca)
+from ._kernels import (center_kernel, center_new, check_kernel_bound, check_pair, check_saved_kernel, kernel_eig,
+                       kernel_matrix, resolve_kernel, solve_kernel_cca)
 from ._sklearn_inputs import check_x, check_y
 from .base import register_model
 from .cca import CanonicalCorrelation, covariances, solve_cca
@@ -168,6 +168,7 @@ class KernelCCA(CanonicalCorrelation):
                                                   check_pair(self.gamma, "gamma"), check_pair(self.degree, "degree"),
                                                   check_pair(self.coef0, "coef0")):
             specs.append(resolve_kernel(kern, gam, deg, c0, arr, view, self.random_state))
+            check_kernel_bound(arr, specs[-1], f"kernel ({view})")
         if method == "rff" and any(s["kernel"] != "rbf" for s in specs):
             raise InputError("method: 'rff' (random Fourier features) approximates only the rbf kernel; "
                              "use method='nystroem' for other kernels")
@@ -194,7 +195,7 @@ class KernelCCA(CanonicalCorrelation):
     def _fit_exact(self, x, y, names, specs, k, reg):
         eigs, cents = [], []
         for arr, view, spec in zip((x, y), names, specs):
-            kc, col, grand = center_kernel(kernel_matrix(arr, arr, spec))
+            kc, col, grand = center_kernel(kernel_matrix(arr, arr, spec, f"kernel ({view})"))
             eigs.append(kernel_eig(kc, view, self.psd))
             cents.append((col, grand))
         alpha, beta, _ = solve_kernel_cca(eigs[0], eigs[1], k, reg)
@@ -227,14 +228,15 @@ class KernelCCA(CanonicalCorrelation):
     # -- projecting ------------------------------------------------------------------------
     def _features(self, which: int, arr: np.ndarray) -> np.ndarray:
         spec = self.kernel_params_[which]
+        name = f"kernel ({(getattr(self, '_modality_names', None) or self.modalities_)[which]})"
         if self.method_ == "exact":
             train = self.x_train_ if which == 0 else self.y_train_
             col = self.x_kmean_ if which == 0 else self.y_kmean_
-            return center_new(kernel_matrix(arr, train, spec), col, float(self.k_grand_[which]))
+            return center_new(kernel_matrix(arr, train, spec, name), col, float(self.k_grand_[which]))
         mp = self._maps[which]
         if self.method_ == "rff":
             return np.sqrt(2.0 / mp["w"].shape[1]) * np.cos(arr @ mp["w"] + mp["b"])
-        return kernel_matrix(arr, mp["landmarks"], spec) @ mp["norm"].T
+        return kernel_matrix(arr, mp["landmarks"], spec, name) @ mp["norm"].T
 
     def _project(self, which: int, data, name: str, raw: bool = False) -> np.ndarray:
         pre = self.x_pre_ if which == 0 else self.y_pre_
