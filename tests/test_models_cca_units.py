@@ -1,6 +1,7 @@
 """CCA does not depend on the units of a feature: a view whose columns are in units a
 millionfold apart (1e6 next to 1e-6) has the canonical correlations of the same view in one
-unit, pinned against the QR route of Bjorck and Golub (singular values of Q_x^T Q_y)."""
+unit, pinned against the QR route of Bjorck and Golub (singular values of Q_x^T Q_y); float32
+views give the correlations of their numbers in float64."""
 
 import numpy as np
 import pytest
@@ -69,3 +70,17 @@ def test_multiset_in_far_apart_units_keeps_every_component(cls, offset):
     model = cls(weight=0).fit([x * units, y])
     # two views: SUMCOR's eigenvalues are rho, MAXVAR's 1 + rho
     np.testing.assert_allclose(model.eigenvalues_ - offset, _qr_correlations(x, y), rtol=1e-8)
+
+
+def test_float32_views_that_correlate_closely_stay_below_one():
+    """Float32 views whose canonical correlations are 0.9999998: each one, and 1 - rho, as the
+    QR route gives on the same numbers in float64 (a float32 product gave rho = 1.0007)."""
+    rng = np.random.default_rng(0)
+    n, p = 20000, 64
+    z = rng.normal(size=(n, p))
+    x = (z @ rng.normal(size=(p, p))).astype(np.float32)
+    y = (z @ rng.normal(size=(p, p)) + 1e-2 * rng.normal(size=(n, p))).astype(np.float32)
+    want = _qr_correlations(x.astype(np.float64), y.astype(np.float64))[:5]
+    got = CCA(n_components=5).fit(x, y).canonical_correlations_
+    assert np.all(got <= 1.0)
+    np.testing.assert_allclose(1 - got, 1 - want, rtol=1e-3)
