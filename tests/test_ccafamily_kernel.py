@@ -177,3 +177,26 @@ def test_a_callable_kernel_that_is_not_finite_is_refused(two_views, value):
         return np.full((len(a), len(b)), value)
     with pytest.raises(InputError, match=r"^kernel \(x\): expected finite kernel values, but the callable kernel"):
         KernelCCA(kernel=kernel, method="exact", n_components=2).fit(x[:40], y[:40])
+
+
+@pytest.mark.parametrize("method", ["exact", "nystroem"])
+def test_rbf_features_with_a_shared_offset_give_the_same_fit(two_views, method):
+    """The rbf kernel depends on differences only: features 1e7 away from the origin (a
+    timestamp, a coordinate in metres) fit as the same features near it."""
+    x, y = two_views
+    x = x[:120]
+    y = np.tanh(y[:120])
+    off = 1e7
+    # by hand, from the differences themselves: exp(-gamma ||x_i - x_j||^2)
+    diff = x[:, None, :] - x[None, :, :]
+    d2 = (diff ** 2).sum(-1)
+    gamma = 1.0 / np.median(d2[np.triu_indices(len(x), 1)])
+    from jointspace.models._kernels import kernel_matrix
+
+    spec = {"kernel": "rbf", "gamma": gamma, "degree": 3, "coef0": 1.0}
+    np.testing.assert_allclose(kernel_matrix(x + off, x + off, spec), np.exp(-gamma * d2), atol=1e-7)
+    near = KernelCCA(n_components=3, method=method, n_features=60).fit(x, y)
+    far = KernelCCA(n_components=3, method=method, n_features=60).fit(x + off, y)
+    assert far.kernel_params_[0]["gamma"] == pytest.approx(gamma, rel=1e-7)
+    np.testing.assert_allclose(far.canonical_correlations_, near.canonical_correlations_, atol=1e-7)
+    np.testing.assert_allclose(np.abs(far.transform(x[:5] + off)), np.abs(near.transform(x[:5])), atol=1e-6)

@@ -72,6 +72,7 @@ def median_gamma(x: np.ndarray, seed: int = 0, max_rows: int = 1000) -> float:
     """``1 / median`` of the squared pairwise distances of (up to ``max_rows``) rows of x."""
     rng = np.random.default_rng(seed)
     sub = x[rng.choice(x.shape[0], max_rows, replace=False)] if x.shape[0] > max_rows else x
+    sub = sub - sub.mean(axis=0)   # distances do not change; a common offset would cancel digits below
     sq = (sub * sub).sum(1)
     d2 = sq[:, None] + sq[None, :] - 2 * sub @ sub.T
     d2 = d2[np.triu_indices(sub.shape[0], 1)]
@@ -105,7 +106,12 @@ def kernel_matrix(a: np.ndarray, b: np.ndarray, spec: dict, name: str = "kernel"
         if kind == "linear":
             out = np.asarray(a @ b.T, dtype=np.float64)
         elif kind == "rbf":
-            out = rbf_kernel(a, b, gamma=spec["gamma"])
+            # translation invariant: distances between rows centred on b's mean lose no digits
+            # to an offset the features share (1e7 next to a spread of 1)
+            centre = b.mean(axis=0)
+            bc = b - centre
+            ac = bc if a is b else a - centre   # one array: k(x, x) keeps its diagonal of exact ones
+            out = rbf_kernel(ac, bc, gamma=spec["gamma"])
         elif kind == "poly":
             out = polynomial_kernel(a, b, degree=spec["degree"], gamma=spec["gamma"], coef0=spec["coef0"])
         elif kind == "sigmoid":

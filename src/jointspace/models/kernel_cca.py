@@ -216,9 +216,12 @@ class KernelCCA(CanonicalCorrelation):
                 keys = {"rbf": ("gamma",), "poly": ("gamma", "degree", "coef0"),
                         "sigmoid": ("gamma", "coef0")}.get(spec["kernel"], ())
                 params = {kk: spec[kk] for kk in keys}
+                # the rbf kernel is translation invariant: fitted on centred rows, its landmark
+                # kernel loses no digits to an offset the features share
+                shift = arr.mean(axis=0) if spec["kernel"] == "rbf" else 0.0
                 est = Nystroem(kernel=spec["kernel"], n_components=m, random_state=seed,
-                               kernel_params=params or None).fit(arr)
-                maps.append({"landmarks": est.components_, "norm": est.normalization_})
+                               kernel_params=params or None).fit(arr - shift)
+                maps.append({"landmarks": est.components_ + shift, "norm": est.normalization_})
         self._maps = maps
         zx, zy = self._features(0, x), self._features(1, y)
         mx, my, cxx, cyy, cxy = covariances(zx, zy)
