@@ -200,3 +200,38 @@ def test_rbf_features_with_a_shared_offset_give_the_same_fit(two_views, method):
     assert far.kernel_params_[0]["gamma"] == pytest.approx(gamma, rel=1e-7)
     np.testing.assert_allclose(far.canonical_correlations_, near.canonical_correlations_, atol=1e-7)
     np.testing.assert_allclose(np.abs(far.transform(x[:5] + off)), np.abs(near.transform(x[:5])), atol=1e-6)
+
+
+def _ridge_cca_by_hand(x, y, c, k):
+    """Correlations of the canonical variables of the canonical ridge, from scipy's generalised eigh."""
+    n = len(x)
+    xc, yc = x - x.mean(0), y - y.mean(0)
+    sxx, syy, sxy = xc.T @ xc / (n - 1), yc.T @ yc / (n - 1), xc.T @ yc / (n - 1)
+    rx = (1 - c) * sxx + c * np.eye(x.shape[1])
+    ry = (1 - c) * syy + c * np.eye(y.shape[1])
+    _, wx = linalg.eigh(sxy @ np.linalg.solve(ry, sxy.T), rx)
+    wx = wx[:, ::-1][:, :k]
+    wy = np.linalg.solve(ry, sxy.T @ wx)
+    return np.abs(_corr(xc @ wx, yc @ wy))
+
+
+@pytest.mark.parametrize("offset", [1e3, 1e7])
+@pytest.mark.parametrize("reg", [0.0, 0.3])
+def test_exact_linear_kernel_of_features_with_an_offset_is_linear_ridge_cca(two_views, reg, offset):
+    """Features sharing an offset: their linear kernel is taken between centred rows (the
+    double centring removes the difference), and its symmetry is checked before centring.
+    Before, the round-off of the offset's products was refused as 'not symmetric' (1e3) or
+    'not positive semi-definite' (1e5 and more)."""
+    x, y = two_views
+    x, y = x[:150], y[:150]
+    ker = KernelCCA(n_components=3, kernel="linear", reg=reg, method="exact").fit(x + offset, y)
+    want = _ridge_cca_by_hand(x, y, reg, 3)
+    np.testing.assert_allclose(ker.canonical_correlations_, want, atol=1e-8)
+    u, v = ker.transform(x[:20] + offset, y[:20])
+    lin = CCA(n_components=3, reg=reg).fit(x, y)
+    ul, vl = lin.transform(x[:20], y[:20])
+    np.testing.assert_allclose(_match_columns(ul, u), ul, atol=1e-6)
+    np.testing.assert_allclose(_match_columns(vl, v), vl, atol=1e-6)
+    # a kernel that is not symmetric is still refused
+    with pytest.raises(InputError, match=r"^kernel \(x\): the kernel matrix is not symmetric"):
+        KernelCCA(kernel=lambda a, b: a @ b.T + a[:, :1], method="exact", n_components=2).fit(x[:30], y[:30])

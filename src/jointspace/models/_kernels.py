@@ -80,7 +80,7 @@ def median_gamma(x: np.ndarray, seed: int = 0, max_rows: int = 1000) -> float:
     return 1.0 / med
 
 
-def kernel_matrix(a: np.ndarray, b: np.ndarray, spec: dict, name: str = "kernel") -> np.ndarray:
+def kernel_matrix(a: np.ndarray, b: np.ndarray, spec: dict, name: str = "kernel", centred: bool = False) -> np.ndarray:
     """``k(a_i, b_j)`` as an (len(a), len(b)) float64 array.
 
     Parameters
@@ -91,6 +91,11 @@ def kernel_matrix(a: np.ndarray, b: np.ndarray, spec: dict, name: str = "kernel"
         Settings from :func:`resolve_kernel`.
     name : str
         What messages call the kernel, e.g. ``"kernel (image)"``.
+    centred : bool
+        The caller double-centres the result against ``b`` (:func:`center_kernel`,
+        :func:`center_new`): the linear kernel is then taken between rows centred on ``b``'s
+        mean, which changes it only by terms of one row or one column that the centring
+        removes, and keeps the digits an offset the features share would cancel.
 
     Returns
     -------
@@ -104,6 +109,9 @@ def kernel_matrix(a: np.ndarray, b: np.ndarray, spec: dict, name: str = "kernel"
     kind = spec["kernel"]
     with np.errstate(over="ignore", invalid="ignore"):
         if kind == "linear":
+            if centred:
+                centre = b.mean(axis=0)
+                a, b = (b - centre,) * 2 if a is b else (a - centre, b - centre)
             out = np.asarray(a @ b.T, dtype=np.float64)
         elif kind == "rbf":
             # translation invariant: distances between rows centred on b's mean lose no digits
@@ -168,13 +176,45 @@ def center_new(k_new: np.ndarray, col: np.ndarray, grand: float) -> np.ndarray:
     return k_new - col[None, :] - k_new.mean(axis=1)[:, None] + grand
 
 
+def check_symmetric(k: np.ndarray, name: str) -> np.ndarray:
+    """The kernel matrix of the training rows, symmetrised, once it is symmetric up to round-off.
+
+    Checked before centring: centring subtracts means of the values, so an offset the
+    features share (a linear kernel of features near 1e3) leaves the centred matrix
+    asymmetric by the round-off of the uncentred values, which is no fault of the kernel.
+
+    Parameters
+    ----------
+    k : ndarray, shape (n, n)
+        ``k(x_i, x_j)`` of the training rows, not centred.
+    name : str
+        View name for messages.
+
+    Returns
+    -------
+    ndarray, shape (n, n)
+        ``(k + k^T) / 2``.
+
+    Raises
+    ------
+    InputError
+        ``k`` differs from its transpose by more than ``1e-8`` of its entries (``1e-10`` of
+        its largest one), e.g. a callable kernel that is not symmetric.
+    """
+    if not np.allclose(k, k.T, rtol=1e-8, atol=1e-10 * max(np.abs(k).max(), 1e-300)):
+        raise InputError(f"kernel ({name}): the kernel matrix is not symmetric; "
+                         "a kernel must satisfy k(a, b) = k(b, a)")
+    return (k + k.T) / 2
+
+
 def kernel_eig(k: np.ndarray, name: str, psd: str = "error"):
     r"""Eigen-decomposition :math:`K = U \Lambda U^\top` restricted to its positive part.
 
     Parameters
     ----------
     k : ndarray, shape (n, n)
-        Symmetric kernel matrix (centred or not).
+        Kernel matrix (centred or not), symmetric up to round-off (see :func:`check_symmetric`);
+        its symmetric part is decomposed.
     name : str
         View name for messages.
     psd : {"error", "clip"}
@@ -188,9 +228,6 @@ def kernel_eig(k: np.ndarray, name: str, psd: str = "error"):
     lam : ndarray, shape (r,)
         Eigenvalues above ``n * eps * 100`` times the largest (the numerical rank r).
     """
-    if not np.allclose(k, k.T, rtol=1e-8, atol=1e-10 * max(np.abs(k).max(), 1e-300)):
-        raise InputError(f"kernel ({name}): the kernel matrix is not symmetric; "
-                         "a kernel must satisfy k(a, b) = k(b, a)")
     lam, u = linalg.eigh((k + k.T) / 2, driver="evr")
     top = max(float(lam.max()), 0.0)
     if top <= 0:

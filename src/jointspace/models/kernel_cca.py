@@ -29,8 +29,8 @@ from sklearn.kernel_approximation import Nystroem, RBFSampler
 from .._validation import check_choice, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
-from ._kernels import (center_kernel, center_new, check_kernel_bound, check_pair, check_saved_kernel, kernel_eig,
-                       kernel_matrix, resolve_kernel, solve_kernel_cca)
+from ._kernels import (center_kernel, center_new, check_kernel_bound, check_pair, check_saved_kernel,
+                       check_symmetric, kernel_eig, kernel_matrix, resolve_kernel, solve_kernel_cca)
 from ._sklearn_inputs import check_x, check_y
 from .base import register_model
 from .cca import CanonicalCorrelation, covariances, solve_cca
@@ -195,7 +195,8 @@ class KernelCCA(CanonicalCorrelation):
     def _fit_exact(self, x, y, names, specs, k, reg):
         eigs, cents = [], []
         for arr, view, spec in zip((x, y), names, specs):
-            kc, col, grand = center_kernel(kernel_matrix(arr, arr, spec, f"kernel ({view})"))
+            kmat = kernel_matrix(arr, arr, spec, f"kernel ({view})", centred=True)
+            kc, col, grand = center_kernel(check_symmetric(kmat, view))
             eigs.append(kernel_eig(kc, view, self.psd))
             cents.append((col, grand))
         alpha, beta, _ = solve_kernel_cca(eigs[0], eigs[1], k, reg)
@@ -235,7 +236,7 @@ class KernelCCA(CanonicalCorrelation):
         if self.method_ == "exact":
             train = self.x_train_ if which == 0 else self.y_train_
             col = self.x_kmean_ if which == 0 else self.y_kmean_
-            return center_new(kernel_matrix(arr, train, spec, name), col, float(self.k_grand_[which]))
+            return center_new(kernel_matrix(arr, train, spec, name, centred=True), col, float(self.k_grand_[which]))
         mp = self._maps[which]
         if self.method_ == "rff":
             return np.sqrt(2.0 / mp["w"].shape[1]) * np.cos(arr @ mp["w"] + mp["b"])
