@@ -235,3 +235,22 @@ def test_exact_linear_kernel_of_features_with_an_offset_is_linear_ridge_cca(two_
     # a kernel that is not symmetric is still refused
     with pytest.raises(InputError, match=r"^kernel \(x\): the kernel matrix is not symmetric"):
         KernelCCA(kernel=lambda a, b: a @ b.T + a[:, :1], method="exact", n_components=2).fit(x[:30], y[:30])
+
+
+@pytest.mark.parametrize("method", ["exact", "nystroem"])
+def test_default_count_stops_at_the_rank_of_the_kernels(method):
+    """n_components=None on three distinct rows, each ten times: two pairs exist, and the
+    default fits those (it raised 'n_components: ... got 4' though none was given)."""
+    rng = np.random.default_rng(0)
+    x = np.repeat(rng.normal(size=(3, 5)), 10, axis=0)
+    y = np.repeat(rng.normal(size=(3, 4)), 10, axis=0) + 0.01 * rng.normal(size=(30, 4))
+    ker = KernelCCA(kernel="linear", reg=0.0, method=method, n_features=20).fit(x, y)
+    # by hand: cosines of the principal angles between the centred column spaces
+    qx = linalg.orth(x - x.mean(0))
+    qy = linalg.orth(y - y.mean(0))
+    want = linalg.svd(qx.T @ qy, compute_uv=False)
+    assert qx.shape[1] == 2 and ker.n_components_ == 2
+    np.testing.assert_allclose(ker.canonical_correlations_, want, atol=1e-8)
+    assert KernelCCA(method="exact").fit(x, y).n_components_ == 2   # rbf: rank 2 after centring
+    with pytest.raises(InputError, match=r"^n_components: the kernel matrices have rank 2"):
+        KernelCCA(kernel="linear", reg=0.0, method="exact", n_components=3).fit(x, y)

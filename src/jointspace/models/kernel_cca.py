@@ -48,8 +48,8 @@ class KernelCCA(CanonicalCorrelation):
     n_components : int or None
         Number of canonical pairs k (at most n - 1).  None (default): as many as the narrower
         input view has features after ``preprocess`` (10 on Wikipedia, 384 over MiniLM
-        features), at most n - 1 and ``n_features`` for the approximate methods;
-        ``n_components_`` holds the count fitted.
+        features), at most n - 1, ``n_features`` for the approximate methods and the ranks
+        of the two kernels (features); ``n_components_`` holds the count fitted.
     kernel : {"linear", "rbf", "poly", "sigmoid"} or callable, or a pair (x, y)
         Kernel of each view; a callable ``k(A, B) -> (len(A), len(B))`` is allowed (it
         cannot be saved). The sigmoid kernel and many callables are not positive
@@ -174,16 +174,18 @@ class KernelCCA(CanonicalCorrelation):
                              "use method='nystroem' for other kernels")
         self.kernel_params_ = tuple(specs)
         self.method_ = method
-        if k is None:  # as many pairs as the narrower input view has features
+        # None: as many pairs as the narrower input view has features, and the kernels' ranks hold
+        every = k is None
+        if every:
             k = max(1, min(x.shape[1], y.shape[1], n - 1, n if method == "exact" else min(m, n)))
-        self.n_components_ = k
         self._modality_names = names
         if method == "exact":
-            self._fit_exact(x, y, names, specs, k, reg)
+            self._fit_exact(x, y, names, specs, k, reg, every)
         else:
             if m < k:
                 raise InputError(f"n_features: expected at least n_components = {k}, got {m}")
-            self._fit_approx(x, y, specs, k, reg, min(m, n), method)
+            self._fit_approx(x, y, specs, k, reg, min(m, n), method, every)
+        self.n_components_ = self.x_weights_.shape[1]
         u, v = self._project(0, x, names[0], raw=True), self._project(1, y, names[1], raw=True)
         u, v = u - u.mean(0), v - v.mean(0)
         den = np.sqrt((u * u).sum(0) * (v * v).sum(0))
@@ -192,13 +194,15 @@ class KernelCCA(CanonicalCorrelation):
         self.modalities_ = names
         return self
 
-    def _fit_exact(self, x, y, names, specs, k, reg):
+    def _fit_exact(self, x, y, names, specs, k, reg, every=False):
         eigs, cents = [], []
         for arr, view, spec in zip((x, y), names, specs):
             kmat = kernel_matrix(arr, arr, spec, f"kernel ({view})", centred=True)
             kc, col, grand = center_kernel(check_symmetric(kmat, view))
             eigs.append(kernel_eig(kc, view, self.psd))
             cents.append((col, grand))
+        if every:
+            k = min(k, eigs[0][1].size, eigs[1][1].size)
         alpha, beta, _ = solve_kernel_cca(eigs[0], eigs[1], k, reg)
         self.x_weights_, self.y_weights_ = alpha, beta
         self.x_train_, self.y_train_ = x, y
@@ -206,7 +210,7 @@ class KernelCCA(CanonicalCorrelation):
         self.k_grand_ = np.array([gx, gy])
         self.x_mean_, self.y_mean_ = np.zeros(0), np.zeros(0)
 
-    def _fit_approx(self, x, y, specs, k, reg, m, method):
+    def _fit_approx(self, x, y, specs, k, reg, m, method, every=False):
         maps = []
         for i, (arr, spec) in enumerate(zip((x, y), specs)):
             seed = self.random_state + i
@@ -226,7 +230,8 @@ class KernelCCA(CanonicalCorrelation):
         self._maps = maps
         zx, zy = self._features(0, x), self._features(1, y)
         mx, my, cxx, cyy, cxy = covariances(zx, zy)
-        self.x_weights_, self.y_weights_, _ = solve_cca(cxx, cyy, cxy, k, reg)
+        wx, wy, _ = solve_cca(cxx, cyy, cxy, None if every else k, reg)
+        self.x_weights_, self.y_weights_ = wx[:, :k], wy[:, :k]
         self.x_mean_, self.y_mean_ = mx, my
 
     # -- projecting ------------------------------------------------------------------------
