@@ -133,3 +133,9 @@ def test_cross_validation_picks_the_best_held_out_setting(labelled):
 
     first = [r for r in res.table if r["n_components"] == 2][0]["fold_scores"][0]
     assert first == pytest.approx((hand_map(u, v) + hand_map(v, u)) / 2, abs=1e-9)
+
+
+@pytest.mark.parametrize("base", ["foo", 3, None])
+def test_an_unknown_base_is_named_as_base(labelled, base):
+    with pytest.raises(InputError, match=r"^base: expected a registered joint-space model \(.*cca.*\), got "):
+        create_model("scm", base=base).fit(labelled)

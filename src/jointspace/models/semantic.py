@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from .._validation import check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
-from .base import MODELS, JointModel, create_model, register_model
+from .base import MODELS, JointModel, create_model, list_models, register_model
 from .multiset_cca import MultisetCCA
 from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
@@ -224,6 +224,10 @@ class SemanticCorrelationMatching(_SemanticBase):
         classes, labels = _single_labels(pairs)
         if self.base in ("scm", "sm"):
             raise InputError(f"base: expected a joint-space model, got {self.base!r}")
+        known = list_models()
+        if not isinstance(self.base, str) or self.base not in known:
+            joint = [m for m in known if m not in ("scm", "sm")]
+            raise InputError(f"base: expected a registered joint-space model ({', '.join(joint)}), got {self.base!r}")
         self.base_ = create_model(self.base, **(self.base_params or {})).fit(pairs)
         names = tuple(self.base_.modalities_)
         feats = {m: self.base_.encode(m, pairs[m], normalize=False).astype(np.float64) for m in names}
