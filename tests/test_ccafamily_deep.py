@@ -235,3 +235,28 @@ def test_a_deep_cca_fit_is_checkpointed_and_resumes_exactly(tmp_path):
         rows = list(csv.DictReader(fh))
     assert {"correlation", "reconstruction"} <= set(rows[0]) and rows[-1]["step"] == "16"
     assert back.get_config()["run_dir"] is None   # where it ran is not saved with the model
+
+
+def test_features_sharing_an_offset_train_as_the_centred_features():
+    """Views 1e7 away from the origin (float32 keeps 7 digits: 300 values fell on 7) are
+    centred in float64 first, so they fit as the same views near it."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 6))
+    y = np.tanh(x[:, :3]) + 0.2 * rng.normal(size=(300, 3))
+    params = dict(n_components=2, hidden=(16,), epochs=5, batch_size=100)
+    near = create_model("dcca", **params).fit(x, y)
+    far = create_model("dcca", **params).fit(x + 1e7, y - 1e7)
+    np.testing.assert_allclose(far.cca_.canonical_correlations_, near.cca_.canonical_correlations_, atol=1e-5)
+    # the final CCA by hand on the network outputs: canonical ridge c = r / (1 + r), scipy's eigh
+    from scipy import linalg
+
+    hx, hy = far._outputs(0, x + 1e7), far._outputs(1, y - 1e7)
+    a, b, c = hx - hx.mean(0), hy - hy.mean(0), 1e-3 / (1 + 1e-3)
+    sab = a.T @ b / 299
+    rx = (1 - c) * a.T @ a / 299 + c * np.eye(a.shape[1])
+    ry = (1 - c) * b.T @ b / 299 + c * np.eye(b.shape[1])
+    wx = linalg.eigh(sab @ np.linalg.solve(ry, sab.T), rx)[1][:, ::-1][:, :2]
+    u, v = a @ wx, b @ np.linalg.solve(ry, sab.T @ wx)
+    rho = [abs(np.corrcoef(u[:, k], v[:, k])[0, 1]) for k in range(2)]
+    np.testing.assert_allclose(far.cca_.canonical_correlations_, rho, atol=1e-8)
+    np.testing.assert_allclose(far.encode("x", x[:5] + 1e7), near.encode("x", x[:5]), atol=1e-4)

@@ -123,8 +123,10 @@ class DeepCCA(BaseEstimator, JointModel):
             if y is None:
                 raise InputError("y: deep CCA needs the second view y; call fit(X, y) or fit(pairs)")
             names, x, yv = ("x", "y"), X, y
-        x = check_matrix(x, f"view {names[0]!r}", min_rows=2, dtype=np.float32)
-        yv = check_matrix(yv, f"view {names[1]!r}", min_rows=2, dtype=np.float32, allow_1d=True)
+        # float64 until centred: float32 keeps 7 digits, so features sharing an offset (1e7)
+        # would lose their spread before the mean is taken off
+        x = check_matrix(x, f"view {names[0]!r}", min_rows=2, dtype=np.float64)
+        yv = check_matrix(yv, f"view {names[1]!r}", min_rows=2, dtype=np.float64, allow_1d=True)
         if x.shape[0] != yv.shape[0]:
             raise InputError(f"views: expected the same number of samples, got {names[0]}={x.shape[0]}, "
                              f"{names[1]}={yv.shape[0]}")
@@ -178,8 +180,8 @@ class DeepCCA(BaseEstimator, JointModel):
         recon = self._recon()
         self.x_mean_, self.x_scale_ = x.mean(0), feature_scale(x)
         self.y_mean_, self.y_scale_ = yv.mean(0), feature_scale(yv)
-        xs = torch.from_numpy((x - self.x_mean_) / self.x_scale_)
-        ys = torch.from_numpy((yv - self.y_mean_) / self.y_scale_)
+        xs = torch.from_numpy(((x - self.x_mean_) / self.x_scale_).astype(np.float32))
+        ys = torch.from_numpy(((yv - self.y_mean_) / self.y_scale_).astype(np.float32))
         torch.manual_seed(self.random_state)
         self._build(torch, (x.shape[1], yv.shape[1]))
         lr = check_float(self.lr, "lr", low=0.0, low_open=True)
@@ -245,7 +247,7 @@ class DeepCCA(BaseEstimator, JointModel):
 
     def _encode(self, modality, items):
         which = self.modalities_.index(modality)
-        arr = check_matrix(items, f"items ({modality})", dtype=np.float32, allow_1d=(which == 1))
+        arr = check_matrix(items, f"items ({modality})", dtype=np.float64, allow_1d=(which == 1))
         if arr.shape[1] != self.n_features_[which]:
             raise InputError(f"items ({modality}): expected {self.n_features_[which]} features, got {arr.shape[1]}")
         h = self._outputs(which, arr)
