@@ -30,7 +30,7 @@ from .._validation import check_choice, check_distinct, check_float, check_int, 
 from ..data.pairs import Pairs
 from ..errors import InputError
 from .base import JointModel, register_model
-from .cca import _inv_sqrt
+from ._cca_solve import _inv_sqrt
 from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
 
