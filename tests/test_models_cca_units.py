@@ -1,7 +1,8 @@
-"""CCA does not depend on the units of a feature: a view whose columns are in units a
-millionfold apart (1e6 next to 1e-6) has the canonical correlations of the same view in one
-unit, pinned against the QR route of Bjorck and Golub (singular values of Q_x^T Q_y); float32
-views give the correlations of their numbers in float64."""
+"""CCA where the numbers get hard, pinned against independent computations: a view whose
+columns are in units a millionfold apart (1e6 next to 1e-6) has the canonical correlations of
+the same view in one unit (the QR route of Bjorck and Golub, singular values of Q_x^T Q_y);
+float32 views give the correlations of their numbers in float64; a refit that is refused
+leaves the fitted model equal to a fresh fit."""
 
 import numpy as np
 import pytest
@@ -84,3 +85,34 @@ def test_float32_views_that_correlate_closely_stay_below_one():
     got = CCA(n_components=5).fit(x, y).canonical_correlations_
     assert np.all(got <= 1.0)
     np.testing.assert_allclose(1 - got, 1 - want, rtol=1e-3)
+
+
+@pytest.mark.parametrize("make, bad", [
+    (lambda: CCA(n_components=2), dict(n_components=100)),
+    (lambda: RegularizedCCA(n_components=2, preprocess="standard"), dict(n_components=100)),
+    (lambda: SumcorCCA(n_components=2), dict(n_components=100)),
+])
+def test_a_refused_refit_leaves_the_fitted_model_as_it_was(make, bad):
+    x, y = _views()
+    wide = np.c_[x, x[:, :2] ** 2]      # another feature count
+    multi = isinstance(make(), SumcorCCA)
+    fresh = make().fit([x, y] if multi else x, y if not multi else None)
+    model = make().fit([x, y] if multi else x, y if not multi else None)
+    with pytest.raises(Exception, match="n_components"):
+        model.set_params(**bad).fit([wide, y] if multi else wide, None if multi else y)
+    model.set_params(n_components=2)
+    got = model.transform([x, y]) if multi else model.transform(x, y)
+    want = fresh.transform([x, y]) if multi else fresh.transform(x, y)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_a_refused_kernel_refit_leaves_the_fitted_model_as_it_was():
+    from jointspace.models.kernel_cca import KernelCCA
+
+    x, y = _views(60)
+    fresh = KernelCCA(n_components=2).fit(x, y)
+    model = KernelCCA(n_components=2).fit(x, y)
+    with pytest.raises(Exception, match=r"^y: expected 60 rows to match X, got 10$"):
+        model.fit(np.c_[x, x], y[:10])
+    np.testing.assert_array_equal(model.transform(x), fresh.transform(x))

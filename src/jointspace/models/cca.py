@@ -40,6 +40,22 @@ from .base import JointModel, register_model
 from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
 
+def fit_or_keep(model, fit, *args):
+    """``fit(*args)``, restoring every attribute of ``model`` when it raises.
+
+    A refit refused part-way (too many components, rows that do not match) would otherwise
+    leave, e.g., the new feature count beside the old weights, so that the still fitted
+    model refused the inputs it was fitted on.
+    """
+    before = dict(model.__dict__)
+    try:
+        return fit(*args)
+    except BaseException:
+        model.__dict__.clear()
+        model.__dict__.update(before)
+        raise
+
+
 class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
     """Linear canonical correlation analysis, with optional canonical ridge.
 
@@ -117,7 +133,7 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         return p
 
     def fit(self, X, y=None):
-        """Fit on two views.
+        """Fit on two views; a fit that fails leaves the model as it was.
 
         Parameters
         ----------
@@ -130,6 +146,9 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         -------
         self
         """
+        return fit_or_keep(self, self._fit, X, y)
+
+    def _fit(self, X, y=None):
         if isinstance(X, Pairs):
             names = self._pair_names(X)
             x = check_matrix(X[names[0]], f"modality {names[0]!r}", min_rows=2)

@@ -128,8 +128,8 @@ class KernelCCA(CanonicalCorrelation):
             raise InputError(f"y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
         return names, x, y
 
-    def fit(self, X, y=None):
-        """Fit on two views.
+    def _fit(self, X, y=None):
+        """Fit on two views (what ``fit`` runs, restoring the model if it raises).
 
         Parameters
         ----------

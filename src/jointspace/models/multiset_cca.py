@@ -29,8 +29,9 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import check_choice, check_distinct, check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
-from .base import JointModel, register_model
 from ._cca_solve import _inv_sqrt
+from .base import JointModel, register_model
+from .cca import fit_or_keep
 from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
 
@@ -181,12 +182,15 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         return [check_float(r, "reg", low=0.0, high=1.0) for r in reg]
 
     def fit(self, views, y=None):
-        """Fit on a ``Pairs`` or a list of m arrays (n, p_i).
+        """Fit on a ``Pairs`` or a list of m arrays (n, p_i); a fit that fails leaves the model as it was.
 
         Returns
         -------
         self
         """
+        return fit_or_keep(self, self._fit, views)
+
+    def _fit(self, views):
         names, arrays = self._read_views(views)
         objective = check_choice(self.objective or self._default_objective, "objective", ("sumcor", "maxvar"))
         regs = self._regs(len(arrays))
