@@ -260,3 +260,21 @@ def test_features_sharing_an_offset_train_as_the_centred_features():
     rho = [abs(np.corrcoef(u[:, k], v[:, k])[0, 1]) for k in range(2)]
     np.testing.assert_allclose(far.cca_.canonical_correlations_, rho, atol=1e-8)
     np.testing.assert_allclose(far.encode("x", x[:5] + 1e7), near.encode("x", x[:5]), atol=1e-4)
+
+
+def test_a_refused_refit_leaves_a_model_that_saves_and_loads(tmp_path):
+    """A refit refused after out_dim_ was set kept the new out_dim_ beside the old networks:
+    the saved model then failed to load (size mismatch)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(100, 6))
+    y = x[:, :3] + rng.normal(size=(100, 3))
+    params = dict(n_components=2, out_dim=3, hidden=(8,), epochs=1, batch_size=50)
+    fresh = create_model("dcca", **params).fit(x, y)
+    model = create_model("dcca", **params).fit(x, y)
+    with pytest.raises(InputError, match="^batch_size: a batch of 2"):
+        model.set_params(out_dim=5, batch_size=2).fit(x, y)
+    model.set_params(out_dim=3, batch_size=50)
+    model.save(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
+    for m in (model, loaded):
+        np.testing.assert_array_equal(m.transform(x[:5]), fresh.transform(x[:5]))

@@ -22,7 +22,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError, MissingDependencyError, TrainingDiverged
 from ._standardise import feature_scale
 from .base import JointModel, register_model
-from .cca import CanonicalCorrelation
+from .cca import CanonicalCorrelation, fit_or_keep
 
 
 def reconstruction_error(rebuilt, x):
@@ -147,6 +147,8 @@ class DeepCCA(BaseEstimator, JointModel):
     def fit(self, X, y=None, resume=None):
         """Train the two networks, then linear CCA on their outputs; returns self.
 
+        A fit that fails (refused settings, diverged training) leaves the model as it was.
+
         Parameters
         ----------
         X : Pairs, or ndarray of shape (n, d1)
@@ -156,6 +158,9 @@ class DeepCCA(BaseEstimator, JointModel):
             A run folder (``run_dir`` of an interrupted fit) or one of its checkpoints, to
             continue exactly.
         """
+        return fit_or_keep(self, self._fit, X, y, resume)
+
+    def _fit(self, X, y=None, resume=None):
         torch = _torch()
 
         names, x, yv = self._read(X, y)
