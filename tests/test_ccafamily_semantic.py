@@ -139,3 +139,18 @@ def test_cross_validation_picks_the_best_held_out_setting(labelled):
 def test_an_unknown_base_is_named_as_base(labelled, base):
     with pytest.raises(InputError, match=r"^base: expected a registered joint-space model \(.*cca.*\), got "):
         create_model("scm", base=base).fit(labelled)
+
+
+@pytest.mark.parametrize("name, params", [("sm", {}), ("scm", {"base": "cca", "base_params": {"n_components": 2}})])
+def test_a_refused_refit_leaves_the_fitted_model_as_it_was(labelled, name, params):
+    """A refit refused at its classifiers (C <= 0) had already replaced the joint space or
+    the feature counts, so the model refused the items it was fitted on."""
+    wide = Pairs({"image": np.c_[labelled["image"], labelled["image"]], "text": labelled["text"]},
+                 labels=labelled.labels)
+    fresh = create_model(name, **params).fit(labelled)
+    model = create_model(name, **params).fit(labelled)
+    with pytest.raises(InputError, match=r"^C: expected a number > 0.0, got -1.0$"):
+        model.set_params(C=-1.0).fit(wide)
+    model.set_params(C=1.0)
+    for m in ("image", "text"):
+        np.testing.assert_array_equal(model.predict_proba(m, labelled[m]), fresh.predict_proba(m, labelled[m]))

@@ -28,6 +28,7 @@ from .._validation import check_float, check_int, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError
 from .base import MODELS, JointModel, create_model, list_models, register_model
+from .cca import fit_or_keep
 from .multiset_cca import MultisetCCA
 from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
@@ -72,6 +73,15 @@ def class_probabilities(z: np.ndarray, coef: np.ndarray, intercept: np.ndarray) 
 
 class _SemanticBase(BaseEstimator, JointModel):
     """Per-modality logistic regressions on features given by ``_features``."""
+
+    def fit(self, pairs: Pairs, y=None):
+        """Fit on labelled pairs (``_fit`` of the model); a fit that fails leaves the model as it was.
+
+        Returns
+        -------
+        self
+        """
+        return fit_or_keep(self, self._fit, pairs)
 
     def _fit_classifiers(self, feats: dict, y: np.ndarray):
         c = check_float(self.C, "C", low=0.0, low_open=True)
@@ -142,7 +152,7 @@ class SemanticMatching(_SemanticBase):
         self.max_iter = max_iter
         self.random_state = random_state
 
-    def fit(self, pairs: Pairs, y=None):
+    def _fit(self, pairs: Pairs):
         """Fit one classifier per modality on labelled pairs; returns self."""
         classes, labels = _single_labels(pairs)
         names = _array_modalities(pairs, self.modalities)
@@ -219,7 +229,7 @@ class SemanticCorrelationMatching(_SemanticBase):
         self.C = C
         self.max_iter = max_iter
 
-    def fit(self, pairs: Pairs, y=None):
+    def _fit(self, pairs: Pairs):
         """Fit the joint model, then one classifier per modality; returns self."""
         classes, labels = _single_labels(pairs)
         if self.base in ("scm", "sm"):
