@@ -83,7 +83,7 @@ def test_one_view_twice_and_a_diverging_run_are_refused():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(120, 6))
     p = Pairs({"a": a, "b": a[:, :4] + 0.5 * rng.normal(size=(120, 4))})
-    with pytest.raises(InputError, match="modalities: expected two different modality names"):
+    with pytest.raises(InputError, match="modalities: expected each modality once"):
         create_model("dcca", n_components=2, modalities=("a", "a")).fit(p)
     with pytest.raises(TrainingDiverged, match="training diverged.*lower the learning rate"):
         create_model("dccae", n_components=2, epochs=3, lr=1e8).fit(p)

@@ -312,8 +312,13 @@ def test_complex_views_are_refused_not_cast(two_views):
 @pytest.mark.parametrize("name", ["cca", "rcca", "pls", "kcca"])
 def test_the_same_modality_twice_is_refused(two_views, name):
     x, y = two_views
-    with pytest.raises(InputError, match=r"modalities: expected two different modality names, got \['a', 'a'\]"):
+    with pytest.raises(InputError, match=r"modalities: expected each modality once, got 'a' more than once in "
+                                         r"\['a', 'a'\]"):
         create_model(name, modalities=["a", "a"]).fit(Pairs({"a": x, "b": y}))
+    # a bare string was read one character per modality
+    with pytest.raises(InputError, match=r"^modalities: expected a list of modality names, e.g. \['image', "
+                                         r"'text'\], got 'ab'$"):
+        create_model(name, modalities="ab").fit(Pairs({"a": x, "b": y}))
 
 
 def test_zero_variance_column_is_reported(two_views):
@@ -396,3 +401,15 @@ def test_random_state_none_still_seeds_nothing_and_fits(two_views):
     x, y = two_views
     model = create_model("cca", n_components=2, preprocess="pca:3", random_state=None).fit(x, y)
     assert model.transform(x).shape == (len(x), 2)
+
+
+@pytest.mark.parametrize("name", ["mcca", "scca", "sm", "clip", "mvae-poe"])
+def test_modalities_given_as_one_string_are_refused(two_views, name):
+    # "ab" was read as the modalities 'a' and 'b' (or refused as an unknown modality 'a')
+    x, y = two_views
+    pairs = Pairs({"a": x, "b": y}, labels=np.arange(len(x)) % 3)
+    with pytest.raises(InputError, match=r"^modalities: expected a list of modality names, e.g. \['image', "
+                                         r"'text'\], got 'ab'$"):
+        create_model(name, modalities="ab").fit(pairs)
+    with pytest.raises(InputError, match=r"^modalities: expected each modality once, got 'b' more than once"):
+        create_model(name, modalities=["b", "b"]).fit(pairs)

@@ -235,8 +235,8 @@ def test_modalities_are_a_list_of_distinct_names(data):
                                          r"\['a', 'a'\]"):
         FusionClassifier(modalities=["a", "a"], epochs=1, hidden=8).fit(train)
     # a bare string was read as one modality per character
-    with pytest.raises(InputError, match=r"modalities: expected a list of modality names \(e.g. \['a', 'b'\]\), "
-                                         r"got the string 'ab'"):
+    with pytest.raises(InputError, match=r"modalities: expected a list of modality names, e.g. \['image', 'text'\], "
+                                         r"got 'ab'"):
         FusionClassifier(modalities="ab", epochs=1, hidden=8).fit(train)
     model = FusionClassifier(fusion="mean", modalities=("b", "a")).fit(train)
     assert model.modalities_ == ["b", "a"]

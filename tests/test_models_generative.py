@@ -295,7 +295,7 @@ def test_feature_rows_as_nested_lists_are_array_like(mopoe, digits):
     ("likelihoods", {"text": "gaussian"}, "likelihoods\\['text'\\]"),
     ("likelihoods", {"image": "bernoulli"}, "bernoulli needs values in \\[0, 1\\]"),
     ("seed", -1, "seed: expected an integer >= 0, got -1"),
-    ("modalities", ["text", "text"], "modalities: expected each name once, got 'text' more than once"),
+    ("modalities", ["text", "text"], "modalities: expected each modality once, got 'text' more than once"),
     ("modalities", "text", "modalities: expected a list of modality names, e.g. \\['image', 'text'\\], got 'text'"),
     ("modalities", 2, "modalities: expected a list of modality names"),
 ])

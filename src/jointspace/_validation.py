@@ -120,6 +120,22 @@ def check_distinct(values, name: str, what: str = "modality") -> list:
     return values
 
 
+def check_modality_names(value, name: str = "modalities") -> tuple:
+    """``value``, a list of modality names, as a tuple: each name a string, given once.
+
+    A bare string is refused rather than read one character per modality (``"ab"`` would be
+    the modalities ``'a'`` and ``'b'``).
+    """
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise InputError(f"{name}: expected a list of modality names, e.g. ['image', 'text'], got {value!r}")
+    names = tuple(value)
+    bad = [v for v in names if not isinstance(v, str)]
+    if bad:
+        raise InputError(f"{name}: expected modality names (strings), got {bad[0]!r} in {list(names)!r}")
+    check_distinct(names, name)
+    return names
+
+
 def check_choice(value, name: str, choices) -> str:
     """Return ``value`` if it is one of ``choices`` or raise :class:`InputError`."""
     choices = list(choices)

@@ -8,7 +8,7 @@ import numbers
 
 import numpy as np
 
-from .._validation import check_float, check_int
+from .._validation import check_float, check_int, check_modality_names
 from ..errors import InputError
 
 #: the largest joint-space size (``dim``) and MLP width (``hidden``) accepted
@@ -52,18 +52,13 @@ def _check_params(model: "DualEncoder") -> None:
             isinstance(k, str) and isinstance(v, dict) for k, v in model.tower_params.items())):
         raise InputError(f"tower_params: expected a mapping modality -> settings, e.g. {{\"image\": "
                          f"{{\"trainable_blocks\": 2}}}}, got {model.tower_params!r}")
-    if model.modalities is not None and (isinstance(model.modalities, (str, bytes, dict)) or not all(
-            isinstance(m, str) for m in _iter_or_none(model.modalities))):
-        raise InputError(f"modalities: expected a list of modality names, got {model.modalities!r}")
+    if model.modalities is not None:
+        if isinstance(model.modalities, dict):
+            raise InputError(f"modalities: expected a list of modality names, e.g. ['image', 'text'], "
+                             f"got {model.modalities!r}")
+        check_modality_names(model.modalities)
     if model.run_dir is not None and not isinstance(model.run_dir, (str, os.PathLike)):
         raise InputError(f"run_dir: expected a folder path, got {model.run_dir!r}")
     if not isinstance(model.cache, (bool, np.bool_, str, os.PathLike)):
         raise InputError(f"cache: expected true, false or a folder path, got {model.cache!r}")
 
-
-def _iter_or_none(value):
-    """``list(value)``, or ``[None]`` (a non-string) when ``value`` is not iterable."""
-    try:
-        return list(value)
-    except TypeError:
-        return [None]

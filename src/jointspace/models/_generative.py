@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from .._validation import check_choice, check_distinct, check_float, check_int
+from .._validation import check_choice, check_float, check_int, check_modality_names
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
 from ..objectives.elbo import LIKELIHOODS, log_likelihood
@@ -127,9 +127,9 @@ class GenerativeModel(GenerativeInference, JointModel):
             raise InputError(f"towers: expected a dict of modality -> tower name, got {self.towers!r}")
         mods = self.modalities
         if mods is not None:
-            if not isinstance(mods, (list, tuple)) or not all(isinstance(m, str) for m in mods):
+            if not isinstance(mods, (list, tuple)):
                 raise InputError(f"modalities: expected a list of modality names, e.g. ['image', 'text'], got {mods!r}")
-            check_distinct(mods, "modalities", "name")   # a repeat would leave fewer modalities than given
+            check_modality_names(mods)   # a repeat would leave fewer modalities than given
         if self.likelihoods is not None and not isinstance(self.likelihoods, dict):
             raise InputError(f"likelihoods: expected a dict of modality -> one of {', '.join(LIKELIHOODS)}, "
                              f"got {self.likelihoods!r}")
@@ -139,7 +139,7 @@ class GenerativeModel(GenerativeInference, JointModel):
 
     # -- reading data ------------------------------------------------------------------------
     def _fit_codecs(self, pairs: Pairs) -> None:
-        names = tuple(self.modalities) if self.modalities is not None else pairs.modalities
+        names = check_modality_names(self.modalities) if self.modalities is not None else pairs.modalities
         unknown = [m for m in names if m not in pairs.modalities]
         if unknown:
             raise InputError(f"modalities: the pairs have {', '.join(pairs.modalities)}; no {', '.join(unknown)}")

@@ -31,7 +31,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_float, check_int, check_matrix
+from .._validation import check_float, check_int, check_matrix, check_modality_names
 from ..data.pairs import Pairs
 from ..errors import InputError
 from ._cca_solve import _fit_blocks, covariances, solve_cca  # noqa: F401 (covariances, solve_cca re-exported)
@@ -204,9 +204,9 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
 
     def _pair_names(self, pairs: Pairs):
         if self.modalities is not None:
-            names = tuple(self.modalities)
-            if len(names) != 2 or names[0] == names[1]:
-                raise InputError(f"modalities: expected two different modality names, got {self.modalities!r}")
+            names = check_modality_names(self.modalities)
+            if len(names) != 2:
+                raise InputError(f"modalities: expected two modality names, got {self.modalities!r}")
             for m in names:
                 pairs[m]
             return names

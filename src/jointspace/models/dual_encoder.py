@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_choice, check_float, check_int, check_matrix
+from .._validation import check_choice, check_float, check_int, check_matrix, check_modality_names
 from ..data.pairs import Pairs
 from ..errors import InputError
 from ..objectives.contrastive import MAX_LOGIT_SCALE
@@ -270,7 +270,7 @@ class DualEncoder(JointModel):
         check_float(self.input_dropout, "input_dropout", low=0.0, high=0.99)
         _check_private(self)
         vf = check_float(self.val_fraction, "val_fraction", low=0.0, high=0.9)
-        names = tuple(self.modalities) if self.modalities is not None else pairs.modalities
+        names = check_modality_names(self.modalities) if self.modalities is not None else pairs.modalities
         if len(names) < 2:
             raise InputError(f"modalities: a joint space needs at least two modalities, got {names}")
         for m in names:

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import check_bool, check_choice, check_distinct, check_float, check_int, check_matrix
+from .._validation import (check_bool, check_choice, check_float, check_int, check_matrix,
+                           check_modality_names)
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
 from ._late_fusion import (LOGISTIC_CS, _fit_weights, _Folds, _neg_log_loss_all_classes,  # noqa: F401
@@ -200,12 +201,7 @@ class FusionClassifier:
         return out, next(iter(counts.values()))
 
     def _modality_names(self, pairs: Pairs) -> list:
-        if self.modalities is None:
-            return list(pairs.modalities)
-        if isinstance(self.modalities, (str, bytes)):
-            raise InputError(f"modalities: expected a list of modality names (e.g. {list(pairs.modalities)!r}), "
-                             f"got the string {self.modalities!r}")
-        return check_distinct(self.modalities, "modalities")
+        return list(pairs.modalities) if self.modalities is None else list(check_modality_names(self.modalities))
 
     def _check_settings(self) -> None:
         check_choice(self.fusion, "fusion", FUSIONS)

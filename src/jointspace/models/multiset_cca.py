@@ -26,7 +26,7 @@ from scipy import linalg
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import check_choice, check_distinct, check_float, check_int, check_matrix
+from .._validation import check_choice, check_float, check_int, check_matrix, check_modality_names
 from ..data.pairs import Pairs
 from ..errors import InputError
 from ._cca_solve import _inv_sqrt
@@ -152,8 +152,8 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         self.random_state = random_state
 
     def _read_views(self, views):
-        if self.modalities is not None and not isinstance(self.modalities, (str, bytes)):
-            check_distinct(self.modalities, "modalities")
+        if self.modalities is not None:
+            check_modality_names(self.modalities)
         if isinstance(views, Pairs):
             names = tuple(self.modalities) if self.modalities is not None else tuple(
                 m for m in views.modalities if isinstance(views[m], np.ndarray))

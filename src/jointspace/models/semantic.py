@@ -24,7 +24,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.linear_model import LogisticRegression
 
-from .._validation import check_float, check_int, check_matrix
+from .._validation import check_float, check_int, check_matrix, check_modality_names
 from ..data.pairs import Pairs
 from ..errors import InputError
 from .base import MODELS, JointModel, create_model, list_models, register_model
@@ -49,11 +49,9 @@ def _single_labels(pairs: Pairs):
 
 def _array_modalities(pairs: Pairs, modalities) -> tuple[str, ...]:
     if modalities is not None:
-        names = tuple(modalities)
+        names = check_modality_names(modalities)
         for m in names:
             pairs[m]
-        if len(set(names)) != len(names):
-            raise InputError(f"modalities: expected each modality once, got {list(names)!r}")
         return names
     names = tuple(m for m in pairs.modalities if isinstance(pairs[m], np.ndarray))
     if len(names) < 2:
