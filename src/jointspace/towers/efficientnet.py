@@ -79,11 +79,15 @@ def resize_rgb(arr: np.ndarray, size: int, fit: str) -> np.ndarray:
         canvas = Image.new("RGB", (size, size), (255, 255, 255))
         canvas.paste(img.resize((nw, nh), Image.Resampling.BICUBIC), ((size - nw) // 2, (size - nh) // 2))
         return np.asarray(canvas)
+    # the centre square of the image resized to (nw, nh), resampled from its box in the source:
+    # the pixels of resizing the whole image and cropping, without making that whole image
+    # (a 1 x 20,000 strip would be resized to 224 x 4,480,000 pixels, 3 GB, first)
     s = size / min(h, w)
     nw, nh = max(size, round(w * s)), max(size, round(h * s))
-    img = img.resize((nw, nh), Image.Resampling.BICUBIC)
     left, top = (nw - size) // 2, (nh - size) // 2
-    return np.asarray(img.crop((left, top, left + size, top + size)))
+    sx, sy = w / nw, h / nh
+    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+    return np.asarray(img.resize((size, size), Image.Resampling.BICUBIC, box=box))
 
 
 @register_tower("efficientnet-lite0", "pretrained EfficientNet-Lite0 (ImageNet), 1280-d pooled features, frozen")
