@@ -188,3 +188,15 @@ def test_efficientnet_cut_graph_gives_the_outputs_of_the_whole_graph():
     assert efficientnet._onnx_part(tuple(efficientnet._onnx_outputs())) == efficientnet._onnx_file()
     with pytest.raises(ValueError, match="no output 'logits'"):
         efficientnet._onnx_part(("logits",))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1e9, 2.5])
+def test_feature_map_refuses_a_batch_size_that_is_not_a_count(effnet, bad):
+    from jointspace.errors import InputError
+
+    img = np.random.default_rng(2).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    with pytest.raises(InputError, match=r"^batch_size: expected an integer"):
+        effnet.feature_map([img], batch_size=bad)
+    # one image per pass is the map of the whole batch, and its average is the pooled vector
+    fmap = effnet.feature_map([img, img[::-1]], batch_size=1)
+    assert np.allclose(fmap.mean(axis=(2, 3)), effnet.embed([img, img[::-1]], progress=False), atol=1e-5)

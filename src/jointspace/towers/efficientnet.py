@@ -232,13 +232,19 @@ class EfficientNetLite0Tower(Tower):
     def feature_map(self, items, batch_size: int | None = None) -> np.ndarray:
         """The last convolutional feature map, for attention over image regions.
 
+        Parameters
+        ----------
+        items : sequence of n images (as :meth:`~jointspace.towers.base.Tower.embed`)
+        batch_size : int, optional
+            Images per forward pass, at least 1 (default ``default_batch_size``).
+
         Returns
         -------
         ndarray of float32, shape (n, 1280, 7, 7)
             (7 = image_size / 32 at the default size.)
         """
         items = check_items("image", items)
-        bs = batch_size or self.default_batch_size
+        bs = check_int(batch_size if batch_size is not None else self.default_batch_size, "batch_size", low=1)
         if self.runtime == "onnx":
             return np.concatenate([self._run_onnx(items[s:s + bs], ["feature_map"])[0]
                                    for s in range(0, len(items), bs)])
