@@ -58,10 +58,14 @@ def item_digest(item, modality: str = "image", where: str = "item") -> bytes:
         with open(item, "rb") as fh:
             for block in iter(lambda: fh.read(_BLOCK), b""):
                 h.update(block)
-        if modality == "image":   # a picture turned upright (EXIF) is keyed apart from one read as stored
-            turn = _file_orientation(item)
+        if modality == "image":
+            # keyed apart from vectors cached when the picture was read as stored: turned upright
+            # (EXIF), its transparent colour key (tRNS) composited on white
+            turn, keyed = _file_header(item)
             if turn != 1:
                 h.update(f"\0upright-{turn}".encode())
+            if keyed:
+                h.update(b"\0transparent-colour-on-white")
             if Path(item).suffix.lower() == ".svg":
                 h.update(f"\0{SVG_RENDERING}".encode())
     elif isinstance(item, np.ndarray):
@@ -81,19 +85,21 @@ def item_digest(item, modality: str = "image", where: str = "item") -> bytes:
     return h.digest()
 
 
-def _file_orientation(path) -> int:
-    """The EXIF orientation of an image file (1 when it has none, or is not an image PIL opens)."""
+def _file_header(path) -> tuple[int, bool]:
+    """The EXIF orientation of an image file (1 when it has none, or is not an image PIL opens),
+    and whether it is a grayscale or RGB image with a transparent colour (a tRNS key)."""
     from PIL import Image
 
     from .inputs import exif_orientation
 
     try:
         with Image.open(path) as img:   # reads the header only
+            keyed = img.mode in ("L", "RGB") and "transparency" in img.info
             if img.format == "PNG" and "exif" not in img.info:
-                return 1   # PIL would decode every pixel looking for an eXIf chunk after the image data
-            return exif_orientation(img)
+                return 1, keyed   # PIL would decode every pixel looking for an eXIf chunk after the image data
+            return exif_orientation(img), keyed
     except Exception:  # noqa: BLE001 - not an image: load_image names the problem when it decodes it
-        return 1
+        return 1, False
 
 
 class EmbeddingCache:

@@ -104,7 +104,9 @@ def _describe(item, where: str) -> str:
 
 
 def _to_rgb_array(img, where: str) -> np.ndarray:
-    """A PIL image of any mode -> uint8 (H, W, 3); transparency is composited on white."""
+    """A PIL image of any mode -> uint8 (H, W, 3); transparency is composited on white (an alpha
+    channel, and the transparent palette index or colour key of a palette, grayscale or RGB
+    image)."""
     from PIL import Image
 
     mode = img.mode
@@ -118,9 +120,8 @@ def _to_rgb_array(img, where: str) -> np.ndarray:
         scale = 255.0 if arr.size and arr.max() <= 1.0 else 1.0
         arr = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
         return np.repeat(arr[..., None], 3, axis=2)
-    if mode == "P":
-        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-        mode = img.mode
+    if mode in ("P", "L", "RGB") and "transparency" in img.info:   # a transparent index or colour (tRNS)
+        img, mode = img.convert("RGBA"), "RGBA"
     if mode == "La":   # premultiplied: PIL converts it to LA only (not to RGBA)
         img, mode = img.convert("LA"), "LA"
     if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
