@@ -187,3 +187,27 @@ def test_a_damaged_folder_is_refused_naming_the_file(tmp_path):
     with pytest.raises(InputError, match=r"^folder: embedding.json in .* has a bad 'shards': expected an integer "
                                          r">= 0, got '2'; the folder is corrupted$"):
         read_embeddings(folder("text", shards="2"))
+
+
+
+def test_a_rerun_over_items_edited_in_place_is_another_run(local_ray, tmp_path):
+    """The same ids over a corrected caption resumed: every shard was skipped and the folder
+    kept the vectors of the old caption."""
+    from jointspace.errors import InputError
+
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(2, 14)))) for _ in range(30)]
+    ids = np.arange(100, 130)
+    tower = create_tower("minilm")
+    kw = dict(batch_size=8, shard_size=16, workers=1, progress=False)
+    assert embed_with_ray(tower, texts, ids, tmp_path / "s", **kw)["written"] == 2
+    first = read_embeddings(tmp_path / "s")[1]
+    assert np.allclose(first, tower.embed(texts, batch_size=8, progress=False), atol=1e-6)
+    assert embed_with_ray(tower, texts, ids, tmp_path / "s", **kw)["skipped"] == 2   # the same items resume
+    # one letter changed: the same ids, lengths and longest-first order, another text
+    edited = list(texts)
+    edited[5] = ("X" if texts[5][0] != "X" else "Y") + texts[5][1:]
+    with pytest.raises(InputError, match=r"^--out: .* holds shards of another embedding run \(differs in "
+                                         r"items_digest\)"):
+        embed_with_ray(tower, edited, ids, tmp_path / "s", **kw)
+    assert np.array_equal(read_embeddings(tmp_path / "s")[1], first)   # the folder is left as it was

@@ -8,8 +8,9 @@ and writes the vectors to a folder of Parquet shards, one file per shard:
     int64 or string) and ``vector`` (fixed-size list of float32, the tower's ``out_dim``);
 ``embedding.json``
     what was embedded (tower, its settings, n, dim, batch size, shard size, a digest of the
-    ids), so a rerun into the same folder resumes: shards already written are skipped, and a
-    folder of another run is refused.
+    ids and one of the items' content, as the embedding cache keys them: file bytes, texts),
+    so a rerun into the same folder resumes: shards already written are skipped, and a folder
+    of another run (other items, or the same files edited since) is refused.
 
 Why the vectors are the single-process ones bit for bit: the collection is put in the tower's
 own processing order (:meth:`Tower._order`, e.g. texts longest first) and cut into exactly the
@@ -45,6 +46,16 @@ MANIFEST = "embedding.json"
 def shard_name(s: int) -> str:
     """File name of shard ``s``."""
     return f"part-{s:05d}.parquet"
+
+
+def _items_digest(items, modality: str) -> str:
+    """A digest of the items' content in order (:func:`~jointspace.towers.cache.item_digest`)."""
+    from .cache import item_digest
+
+    h = hashlib.blake2b(digest_size=16)
+    for i, it in enumerate(items):
+        h.update(item_digest(it, modality, f"items[{i}]"))
+    return h.hexdigest()
 
 
 def _ids_digest(ids: np.ndarray) -> str:
@@ -209,7 +220,8 @@ def embed_with_ray(tower, items, ids, out, *, batch_size: int | None = None,
     order = np.arange(n) if order is None else np.asarray(order)
     manifest = {"tower": tower.name, "tower_config": tower.config(), "n": n, "dim": tower.out_dim,
                 "batch_size": bs, "shard_rows": shard_rows, "shards": n_shards, "ids_digest": _ids_digest(ids),
-                "order_digest": _ids_digest(order), **(info or {})}
+                "order_digest": _ids_digest(order), "items_digest": _items_digest(items, tower.modality),
+                **(info or {})}
     manifest = json.loads(json.dumps(manifest, default=str))
     old = read_json_object(out / MANIFEST) if (out / MANIFEST).exists() else None
     if old is not None and old != manifest:
