@@ -79,8 +79,10 @@ def check_items(modality: str, items, name: str = "items"):
         return items
     for i, it in enumerate(items):
         if isinstance(it, _PATH_TYPES):
+            if not str(it).strip():   # Path("") is the current folder
+                raise InputError(f"{name}[{i}]: expected the path of an {modality} file, got {str(it)!r}")
             if Path(it).is_dir():
-                raise InputError(f"{name}[{i}]: expected a {modality} file, got the folder {str(it)!r}")
+                raise InputError(f"{name}[{i}]: expected an {modality} file, got the folder {str(it)!r}")
             if not Path(it).is_file():
                 raise InputError(f"{name}[{i}]: file {str(it)!r} does not exist")
         elif isinstance(it, np.ndarray):
