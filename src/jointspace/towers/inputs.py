@@ -59,6 +59,10 @@ def check_items(modality: str, items, name: str = "items"):
             if items.ndim < min_nd:
                 raise InputError(f"{name}: expected an array with one {modality} per row (at least {min_nd} "
                                  f"axes for {modality}), got shape {items.shape}")
+            if modality == "image" and items.ndim == 3 and items.shape[2] in (3, 4):
+                # one colour picture (H, W, 3), not H grayscale pictures of W x 3 pixels
+                raise InputError(f"{name}: expected a list of images, got one image array of shape {items.shape}; "
+                                 "wrap it in a list, or stack several as (n, H, W, 3)")
             items = list(items)
     try:
         items = list(items)
