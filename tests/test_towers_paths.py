@@ -38,3 +38,25 @@ def test_one_colour_picture_is_not_read_as_a_batch_of_strips(shape):
     # a batch of grayscale pictures (n, H, W) is still n pictures
     gray = img[..., 0]
     assert tower.embed(np.stack([gray, gray]), progress=False).shape == (2, tower.out_dim)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 6])
+def test_one_multichannel_sound_is_not_read_as_a_batch_of_tiny_sounds(channels, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from jointspace.towers import create_tower
+
+    t = np.arange(8000) / 16000
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * (200 + 50 * c) * t) for c in range(channels)], axis=1)
+    sf.write(tmp_path / "s.wav", stereo, 16000, subtype="FLOAT")
+    y, _ = sf.read(tmp_path / "s.wav", dtype="float32", always_2d=True)   # (8000, channels)
+    tower = create_tower("mfcc")
+    with pytest.raises(InputError, match=rf"^items: expected a list of 1-D waveforms, got one array of shape "
+                                         rf"\(8000, {channels}\), which looks like one sound of {channels} channels"):
+        tower.embed(y)   # was 8000 vectors of sounds {channels} samples long
+    # mixed to mono as the message says, it is the vector of the file itself
+    assert np.allclose(tower.embed([y.mean(axis=1)], progress=False), tower.embed([str(tmp_path / "s.wav")],
+                                                                                  progress=False), atol=1e-4)
+    # a batch of equal-length mono sounds (n, n_samples) is still n sounds
+    assert tower.embed(y.T[:1], progress=False).shape == (1, tower.out_dim)

@@ -63,6 +63,11 @@ def check_items(modality: str, items, name: str = "items"):
                 # one colour picture (H, W, 3), not H grayscale pictures of W x 3 pixels
                 raise InputError(f"{name}: expected a list of images, got one image array of shape {items.shape}; "
                                  "wrap it in a list, or stack several as (n, H, W, 3)")
+            if modality == "audio" and items.ndim == 2 and items.shape[1] <= 8 < items.shape[0]:
+                # one multichannel waveform (n_samples, channels), as soundfile reads one
+                raise InputError(f"{name}: expected a list of 1-D waveforms, got one array of shape {items.shape}, "
+                                 f"which looks like one sound of {items.shape[1]} channels; mix it to mono "
+                                 "(y.mean(axis=1)) and wrap it in a list")
             items = list(items)
     try:
         items = list(items)
