@@ -216,3 +216,15 @@ def test_a_cache_folder_under_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     embed_cached(CountingTower(), TEXTS, cache="~/emb")
     assert list((tmp_path / "home" / "emb").iterdir()) and not (tmp_path / "~").exists()
+
+
+def test_a_cache_named_by_an_existing_file_is_refused(tmp_path):
+    """A file given as the cache folder embedded everything and cached nothing, with a warning."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,caption\n")
+    tower = CountingTower()
+    with pytest.raises(InputError, match=r"^cache: expected a folder, got the file '.*m\.csv'$"):
+        embed_cached(tower, TEXTS, cache=str(manifest))
+    with pytest.raises(InputError, match=r"^root: expected a folder, got the file"):
+        EmbeddingCache(manifest)
+    assert tower.calls == 0 and manifest.read_text() == "path,caption\n"

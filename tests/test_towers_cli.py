@@ -199,3 +199,14 @@ def test_embed_reads_your_own_folder_as_its_help_says(tmp_path, capsys):
     assert main(["embed", str(tmp_path), "--tower", "minilm", "--out", str(out), "--quiet"]) == 0
     np.testing.assert_allclose(np.load(out), create_tower("minilm").embed(["a black square", "a white square"]),
                                atol=1e-5)
+
+
+def test_a_cache_dir_that_is_a_file_is_refused_before_the_work(tmp_path, capsys):
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine")
+    code = main(["embed", "digits", "--tower", "minilm", "--limit", "2", "--cache-dir", str(taken),
+                 "--out", str(tmp_path / "x.npy"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"--cache-dir: expected a folder, got the file {str(taken)!r}" in err
+    assert taken.read_text() == "mine" and not (tmp_path / "x.npy").exists()

@@ -212,13 +212,17 @@ class EmbeddingCache:
 
 
 def _folder(value, name: str) -> Path:
-    """A cache folder given by its name; an empty or blank name would be the current folder."""
+    """A cache folder given by its name; an empty or blank name would be the current folder, and
+    an existing file cannot hold one."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (str, os.PathLike)):
         raise InputError(f"{name}: expected True (the default folder), False (no cache), a folder or an "
                          f"EmbeddingCache, got {value!r}")
     if not str(value).strip():
         raise InputError(f"{name}: expected a folder, got {str(value)!r}; pass False for no cache")
-    return Path(value).expanduser()
+    path = Path(value).expanduser()
+    if path.exists() and not path.is_dir():   # nothing could be cached in it
+        raise InputError(f"{name}: expected a folder, got the file {str(value)!r}")
+    return path
 
 
 def embed_cached(tower: Tower, items, cache=True, batch_size: int | None = None,

@@ -90,6 +90,9 @@ def run(args) -> int:
             raise InputError("--cache-dir: names the cache that --no-cache turns off; give one of them")
         if not args.cache_dir.strip():   # "" would be the default cache, " " the current folder
             raise InputError(f"--cache-dir: expected a folder, got {args.cache_dir!r}; give --no-cache for no cache")
+        from ...towers.cache import _folder
+
+        _folder(args.cache_dir, "--cache-dir")
     if args.ray is not None:
         out = _check_out_folder(args.out)
     else:
