@@ -2,6 +2,7 @@
 
 import os
 import warnings
+import zlib
 
 import numpy as np
 import pytest
@@ -175,7 +176,8 @@ def test_onnx_text_export_is_fused_and_leaves_the_torch_model_alone(tmp_path, mo
     minilm._onnx_file.cache_clear()
     try:
         path = minilm._onnx_file()
-        assert str(path).startswith(str(tmp_path)) and sorted(p.name for p in path.parent.iterdir()) == [path.name]
+        assert str(path).startswith(str(tmp_path))
+        assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".crc32"]
         ops = Counter(n.op_type for n in onnx.load(str(path)).graph.node)
         assert ops["Attention"] == 6 and ops["SkipLayerNormalization"] == 12 and ops["EmbedLayerNormalization"] == 1
         assert "Softmax" not in ops
@@ -299,7 +301,9 @@ def test_cached_export_once_atomic_and_fallback(tmp_path, monkeypatch):
     a = rt.cached_export("demo", "k1", export)
     b = rt.cached_export("demo", "k1", export)
     assert a == b and a.parent == tmp_path / "cache" / "onnx" and a.read_bytes() == b"graph" and len(calls) == 1
-    assert sorted(p.name for p in a.parent.iterdir()) == [a.name]  # no temporary file left
+    # no temporary file left; beside the export, the CRC-32 of its bytes
+    assert sorted(p.name for p in a.parent.iterdir()) == [a.name, a.name + ".crc32"]
+    assert (a.parent / (a.name + ".crc32")).read_text() == f"{zlib.crc32(b'graph'):08x}\n"
     assert rt.cached_export("demo", "k2", export) != a and len(calls) == 2
 
     def broken(path):
@@ -307,7 +311,7 @@ def test_cached_export_once_atomic_and_fallback(tmp_path, monkeypatch):
 
     with pytest.raises(RuntimeError):
         rt.cached_export("demo", "k3", broken)
-    assert len(list(a.parent.iterdir())) == 2  # the failed export left nothing behind
+    assert len(list(a.parent.iterdir())) == 4  # the failed export left nothing behind
 
     # a cache folder that cannot be written: exported to a private folder, with one warning
     blocker = tmp_path / "ro"
@@ -321,6 +325,7 @@ def test_cached_export_once_atomic_and_fallback(tmp_path, monkeypatch):
         warnings.simplefilter("error")
         assert rt.cached_export("demo", "k4", export) == c
     os.unlink(c)
+    os.unlink(str(c) + ".crc32")
 
 
 def _negation_export(calls):
@@ -352,7 +357,48 @@ def test_a_damaged_cached_export_is_exported_again(tmp_path, monkeypatch, damage
         session = rt.onnx_session(path)
     assert session.run(["y"], {"x": np.array([[1.5, -2.0]], np.float32)})[0].tolist() == [[-1.5, 2.0]]
     assert len(calls) == 2 and path.read_bytes() == good
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]   # replaced in place, nothing left over
+    # replaced in place, nothing left over
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name, path.name + ".crc32"]
+    rt._session.cache_clear()
+
+
+def _scale_export(calls):
+    """An ``export(path)`` writing a one-node ONNX graph y = x * w with weights w = (2, 3)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    def export(path):
+        calls.append(path)
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 2])
+        y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])
+        w = numpy_helper.from_array(np.array([2.0, 3.0], np.float32), "w")
+        graph = helper.make_graph([helper.make_node("Mul", ["x", "w"], ["y"])], "scale", [x], [y], [w])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+
+    return export
+
+
+def test_an_export_whose_weights_changed_on_disk_is_exported_again(tmp_path, monkeypatch):
+    """Flipped bits in a weight still parse: ONNX Runtime ran the damaged graph without a word."""
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(rt, "_checked", set(), raising=False)
+    calls = []
+    path = rt.cached_export("demo-scale", "k1", _scale_export(calls))
+    good = path.read_bytes()
+    at = good.index(np.array([2.0, 3.0], np.float32).tobytes())
+    path.write_bytes(good[:at + 3] + bytes([good[at + 3] ^ 0x08]) + good[at + 4:])   # w[0]: 2 -> 2 ** 17
+    rt._session.cache_clear()
+    monkeypatch.setattr(rt, "_checked", set(), raising=False)   # as a later process finds it
+    assert rt.cached_export("demo-scale", "k1", _scale_export(calls)) == path and len(calls) == 1
+    with pytest.warns(RuntimeWarning, match=r"cannot be read \(ValueError: its bytes \(CRC-32 \w+\) are not "
+                                            r"those exported .*it is exported again"):
+        session = rt.onnx_session(path)
+    x = np.array([[1.5, -2.0]], np.float32)
+    assert session.run(["y"], {"x": x})[0].tolist() == (x * [2.0, 3.0]).tolist()
+    assert len(calls) == 2 and path.read_bytes() == good
+    with warnings.catch_warnings():   # checked once: the same file again says nothing
+        warnings.simplefilter("error")
+        rt.onnx_session(path)
     rt._session.cache_clear()
 
 

