@@ -1,6 +1,7 @@
 """Tower runtimes: ONNX Runtime gives the float32 PyTorch vectors; the choice is explicit and recorded."""
 
 import os
+import time
 import warnings
 import zlib
 
@@ -430,3 +431,18 @@ def test_the_image_tower_heals_a_damaged_export_of_its_whole_graph(tmp_path, mon
     finally:
         eff._onnx_file.cache_clear()
         eff._cut_export.cache_clear()
+
+
+def test_an_export_deletes_what_killed_exports_left_once_an_hour_old(tmp_path, monkeypatch):
+    """A process killed while exporting left its temporary file (MiniLM's: 90 MB) for good."""
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "onnx"
+    folder.mkdir(parents=True)
+    old, young = folder / ".minilm-0123.onnx.k1ll3d.tmp", folder / ".minilm-0123.onnx.wr1t1ng.tmp"
+    for f in (old, young):
+        f.write_bytes(b"half an export")
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    path = rt.cached_export("demo-sweep", "k1", _scale_export([]))
+    assert not old.exists() and young.exists()   # a younger one may be another process at work
+    assert sorted(p.name for p in folder.iterdir()) == sorted([young.name, path.name, path.name + ".crc32"])

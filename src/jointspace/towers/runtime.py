@@ -234,6 +234,9 @@ def _export_atomic(folder: Path, fname: str, export) -> Path:
         os.replace(tmp, folder / fname)
         _write_crc32(folder / fname, crc)
         _checked.add(str(folder / fname))
+        from .._io import remove_stale_temporaries
+
+        remove_stale_temporaries(folder)   # what exports killed part-way left, once an hour old
     finally:
         notes, _held.notes = _held.notes, outer
         if os.path.exists(tmp):
