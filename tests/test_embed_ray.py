@@ -211,3 +211,32 @@ def test_a_rerun_over_items_edited_in_place_is_another_run(local_ray, tmp_path):
                                          r"items_digest\)"):
         embed_with_ray(tower, edited, ids, tmp_path / "s", **kw)
     assert np.array_equal(read_embeddings(tmp_path / "s")[1], first)   # the folder is left as it was
+
+
+def test_a_rerun_over_image_files_edited_in_place_is_another_run(local_ray, tmp_path, monkeypatch):
+    """Files are keyed by path, size and modification time: not read to be hashed on every rerun."""
+    from PIL import Image
+
+    from jointspace.errors import InputError
+    from jointspace.towers import cache
+
+    rng = np.random.default_rng(4)
+    paths = []
+    for i in range(5):
+        paths.append(str(tmp_path / f"p{i}.png"))
+        Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8)).save(paths[-1])
+    tower = create_tower("cnn", image_size=16, out_dim=8)
+    kw = dict(batch_size=2, shard_size=2, workers=1, progress=False)
+    assert embed_with_ray(tower, paths, np.arange(5), tmp_path / "s", **kw)["written"] == 3
+    first = read_embeddings(tmp_path / "s")[1]
+    assert np.allclose(first, tower.embed(paths, batch_size=2, progress=False), atol=1e-6)
+
+    def unread(*args, **kwargs):
+        raise AssertionError("a file was read to key the run")
+
+    monkeypatch.setattr(cache, "item_digest", unread)
+    assert embed_with_ray(tower, paths, np.arange(5), tmp_path / "s", **kw)["skipped"] == 3
+    Image.fromarray(rng.integers(0, 256, (13, 12, 3), dtype=np.uint8)).save(paths[3])   # edited in place
+    with pytest.raises(InputError, match=r"another embedding run \(differs in items_digest\)"):
+        embed_with_ray(tower, paths, np.arange(5), tmp_path / "s", **kw)
+    assert np.array_equal(read_embeddings(tmp_path / "s")[1], first)

@@ -8,9 +8,9 @@ and writes the vectors to a folder of Parquet shards, one file per shard:
     int64 or string) and ``vector`` (fixed-size list of float32, the tower's ``out_dim``);
 ``embedding.json``
     what was embedded (tower, its settings, n, dim, batch size, shard size, a digest of the
-    ids and one of the items' content, as the embedding cache keys them: file bytes, texts),
-    so a rerun into the same folder resumes: shards already written are skipped, and a folder
-    of another run (other items, or the same files edited since) is refused.
+    ids and one of the items: texts and arrays by content, files by path, size and modification
+    time), so a rerun into the same folder resumes: shards already written are skipped, and a
+    folder of another run (other items, or the same files edited since) is refused.
 
 Why the vectors are the single-process ones bit for bit: the collection is put in the tower's
 own processing order (:meth:`Tower._order`, e.g. texts longest first) and cut into exactly the
@@ -49,12 +49,20 @@ def shard_name(s: int) -> str:
 
 
 def _items_digest(items, modality: str) -> str:
-    """A digest of the items' content in order (:func:`~jointspace.towers.cache.item_digest`)."""
+    """A digest of the items in order: texts and arrays by their content
+    (:func:`~jointspace.towers.cache.item_digest`), files by their path, size and modification
+    time (a file edited since is another item, and the collection is not read twice)."""
+    import os
+
     from .cache import item_digest
 
     h = hashlib.blake2b(digest_size=16)
     for i, it in enumerate(items):
-        h.update(item_digest(it, modality, f"items[{i}]"))
+        if isinstance(it, (str, os.PathLike)) and modality != "text":
+            st = os.stat(it)
+            h.update(f"file\0{os.fspath(it)}\0{st.st_size}\0{st.st_mtime_ns}\0".encode("utf-8", "surrogateescape"))
+        else:
+            h.update(item_digest(it, modality, f"items[{i}]"))
     return h.hexdigest()
 
 
