@@ -446,3 +446,32 @@ def test_an_export_deletes_what_killed_exports_left_once_an_hour_old(tmp_path, m
     path = rt.cached_export("demo-sweep", "k1", _scale_export([]))
     assert not old.exists() and young.exists()   # a younger one may be another process at work
     assert sorted(p.name for p in folder.iterdir()) == sorted([young.name, path.name, path.name + ".crc32"])
+
+
+def test_threads_that_find_a_damaged_export_together_export_it_once(tmp_path, monkeypatch):
+    """Two threads that checked a damaged export at once both exported it again (MiniLM: 30 s each)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(rt, "_checked", set(), raising=False)
+    calls = []
+    path = rt.cached_export("demo-scale2", "k1", _scale_export(calls))
+    good = path.read_bytes()
+    at = good.index(np.array([2.0, 3.0], np.float32).tobytes())
+    path.write_bytes(good[:at + 3] + bytes([good[at + 3] ^ 0x08]) + good[at + 4:])
+    rt._session.cache_clear()
+    monkeypatch.setattr(rt, "_checked", set(), raising=False)
+    crc32 = rt._crc32
+
+    def slow_crc32(p):   # both threads are inside the check at the same time
+        time.sleep(0.3)
+        return crc32(p)
+
+    monkeypatch.setattr(rt, "_crc32", slow_crc32)
+    x = np.array([[1.5, -2.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with ThreadPoolExecutor(2) as pool:
+            outs = list(pool.map(lambda _: rt.onnx_session(path).run(["y"], {"x": x})[0].tolist(), range(2)))
+    assert outs == [(x * [2.0, 3.0]).tolist()] * 2 and len(calls) == 2 and path.read_bytes() == good
+    rt._session.cache_clear()

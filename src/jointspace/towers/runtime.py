@@ -331,11 +331,13 @@ def check_export(path) -> Path:
     Each file is checked once per process; a file that is no cached export is returned as it is."""
     path = _moved.get(str(path), str(path))
     if path in _makers and path not in _checked:
-        damage = _damage(path)
-        _checked.add(path)
-        if damage is not None:
-            return export_again(path, damage)
-    return Path(path)
+        with _export_lock:   # one thread checks (and exports again); the others wait for it
+            if path not in _checked:
+                damage = _damage(path)
+                _checked.add(path)
+                if damage is not None:
+                    return export_again(path, damage)
+    return Path(_moved.get(path, path))
 
 
 def onnx_session(path) -> "onnxruntime.InferenceSession":  # noqa: F821
