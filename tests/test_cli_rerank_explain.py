@@ -243,3 +243,36 @@ def test_explain_names_matcher_when_the_folder_is_not_a_matcher(capsys, tmp_path
         assert code == 2 and one_line(err) and out == ""
         assert err.startswith(f"error: MATCHER: {folder} is not a saved cross-attention matcher"), err
     assert not (tmp_path / "m.png").exists()
+
+
+def test_rerank_on_an_l2_index_reads_its_distances_as_dissimilarities(built, capsys, tmp_path):
+    # an l2 index's scores are squared distances, the nearest first: weight 0 keeps that order
+    # (the distances were blended as similarities, so weight 0 put the farthest candidate first)
+    from jointspace.cli import main
+
+    assert main(["index", str(built / "run"), "--dataset", TinyDrawings.name, "--split", "test", "--modality",
+                 "image", "--metric", "l2", "--out", str(tmp_path / "idx-l2")]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "search", tmp_path / "idx-l2", "--text", "a red square", "-k", "5", "--json")
+    assert code == 0, err
+    first = json.loads(out)["results"]
+    d5 = np.array([r["score"] for r in first])
+    assert (np.diff(d5) >= 0).all()
+    code, out, err = run(capsys, "search", tmp_path / "idx-l2", "--text", "a red square", "-k", "5", "--rerank", "5",
+                         "--matcher", built / "matcher", "--rerank-weight", "0", "--json")
+    assert code == 0, err
+    assert [r["id"] for r in json.loads(out)["results"]] == [r["id"] for r in first]
+    code, out, err = run(capsys, "search", tmp_path / "idx-l2", "--text", "a red square", "-k", "5", "--rerank", "5",
+                         "--matcher", built / "matcher", "--rerank-weight", "0.5", "--json")
+    assert code == 0, err
+    got = json.loads(out)["results"]
+    from jointspace.models.rerank import CrossAttentionMatcher
+
+    c5 = CrossAttentionMatcher.load(built / "matcher").score([r["path"] for r in first], ["a red square"])[:, 0]
+    c5 = c5.astype(np.float64)
+    # the first stage's similarity is minus the distance
+    blend = 0.5 * (-d5 - (-d5).mean()) / d5.std() + 0.5 * (c5 - c5.mean()) / c5.std()
+    assert [r["id"] for r in got] == [first[i]["id"] for i in np.argsort(-blend, kind="stable")]
+    assert [r["score"] for r in got] == pytest.approx(np.sort(blend)[::-1].tolist(), abs=1e-4)
+    assert [r["first_score"] for r in got] == pytest.approx([first[i]["score"] for i in np.argsort(-blend, kind="stable")],
+                                                            abs=1e-6)

@@ -121,9 +121,11 @@ def _check_rerank(args, modality: str) -> None:
         raise InputError(f"--rerank-weight: expected a number in [0, 1], got {args.rerank_weight:g}")
 
 
-def _rerank(args, text: str, results: list) -> list:
-    """The candidates re-ordered by the matcher, cut to -k; each gains ``first_score`` and
-    ``cross_score`` and its ``score`` becomes the blended one."""
+def _rerank(args, text: str, results: list, higher_is_better: bool = True) -> list:
+    """The candidates re-ordered by the matcher, cut to -k; each gains ``first_score`` (the
+    index's own score) and ``cross_score`` and its ``score`` becomes the blended one.  An l2
+    index's scores are distances (``higher_is_better`` False): the first stage's similarity
+    blended is minus the distance."""
     import time
 
     import numpy as np
@@ -145,7 +147,8 @@ def _rerank(args, text: str, results: list) -> list:
     t0 = time.perf_counter()
     cross = matcher.score(paths, [text])[:, 0]
     first = np.array([r["score"] for r in results], dtype=np.float64)
-    order, blended = matcher.rerank(np.arange(len(results))[None], first[None], cross[None])
+    similarity = first if higher_is_better else -first
+    order, blended = matcher.rerank(np.arange(len(results))[None], similarity[None], cross[None])
     out = []
     for rank, (i, s) in enumerate(zip(order[0][:args.k], blended[0][:args.k]), start=1):
         out.append(dict(results[i], rank=rank, first_rank=int(i) + 1, first_score=float(first[i]),
@@ -182,7 +185,7 @@ def run(args) -> int:
     with named_as("k", "--rerank") if args.rerank is not None else contextlib.nullcontext():
         results = search_with_metadata(index, query, k=fetch)[0]
     if args.rerank is not None:
-        results = _rerank(args, items[0], results)
+        results = _rerank(args, items[0], results, index.higher_is_better)
     warn_other_model(args, index.info)
     for r in results:
         extra = r.pop("extra")
