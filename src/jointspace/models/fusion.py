@@ -140,8 +140,10 @@ class FusionClassifier:
     dropout : float
         Dropout after each encoder.
     modality_dropout : float
-        Attention / gated fusion: the chance, per training sample, that one modality (drawn at
-        random) is hidden, so the weights learn to move to the modalities that remain.
+        Attention, gated and transformer fusion (early fusion reads every modality and ignores
+        it): the chance, per training sample, that one modality (drawn at random) is hidden (the
+        transformer's tokens of it masked out), so the fusion learns to lean on the modalities
+        that remain.
     modality_noise : float
         Learnt fusions (early, attention, gated, transformer): the chance, per training sample,
         that one modality (drawn at random) is replaced by Gaussian noise with that modality's
