@@ -276,3 +276,31 @@ def test_rerank_on_an_l2_index_reads_its_distances_as_dissimilarities(built, cap
     assert [r["score"] for r in got] == pytest.approx(np.sort(blend)[::-1].tolist(), abs=1e-4)
     assert [r["first_score"] for r in got] == pytest.approx([first[i]["score"] for i in np.argsort(-blend, kind="stable")],
                                                             abs=1e-6)
+
+
+def test_fit_matcher_with_a_model_chooses_the_epoch_on_training_pairs_and_the_weight_on_val(
+        built, tmp_path, capsys, monkeypatch):
+    # one split choosing both the epoch and the weight would score the weight on pairs that
+    # had already chosen the matcher
+    from jointspace.models.rerank import CrossAttentionMatcher
+
+    seen = {}
+    fit, choose = CrossAttentionMatcher.fit, CrossAttentionMatcher.choose_weight
+
+    def spy_fit(self, train, val=None, **kw):
+        seen["train"], seen["epoch_val"] = list(train.ids), list(val.ids)
+        return fit(self, train, val, **kw)
+
+    def spy_choose(self, first_stage, val, **kw):
+        seen["weight_val"] = list(val["image"])
+        return choose(self, first_stage, val, **kw)
+
+    monkeypatch.setattr(CrossAttentionMatcher, "fit", spy_fit)
+    monkeypatch.setattr(CrossAttentionMatcher, "choose_weight", spy_choose)
+    code, out, err = run(capsys, "fit-matcher", TinyDrawings.name, "--out", tmp_path / "m", "--epochs", "2",
+                         "--dim", "8", "--model", built / "run", "--candidates", "4", "--val-split", "test")
+    assert code == 0, err
+    assert len(seen["epoch_val"]) == 1 and len(seen["train"]) == 7   # a tenth of the 8 training pairs, at least one
+    assert sorted(seen["train"] + seen["epoch_val"]) == sorted(TinyDrawings().load("train").ids.tolist())
+    assert seen["weight_val"] == list(TinyDrawings().load("test")["image"])
+    assert "held-out training pairs MRR" in " ".join(out.split())

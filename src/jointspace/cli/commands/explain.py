@@ -9,12 +9,15 @@ def register(sub):
     p = sub.add_parser("fit-matcher", help="train a cross-modal attention matcher (for --rerank and explain)",
                        description="Train a cross-attention matcher between image regions (EfficientNet-Lite0 "
                                    "7x7 feature map) and word pieces (MiniLM) on a dataset with images and texts; "
-                                   "the epoch is chosen on the validation split, and with --model the weight "
+                                   "the epoch is chosen on the validation split, or with --model on a tenth of "
+                                   "the training pairs while the validation split chooses the weight "
                                    "'search --rerank' gives the matcher against that first stage.",
                        epilog="example: jointspace fit-matcher openclipart --model runs/oc-cca --out runs/oc-matcher")
     p.add_argument("dataset", help="a built-in dataset with image and text (e.g. openclipart)")
     p.add_argument("--out", required=True, help="folder to write the matcher to")
-    p.add_argument("--val-split", default="val", help="split that chooses the epoch (default: val; 'none' to skip)")
+    p.add_argument("--val-split", default="val",
+                   help="split that chooses the epoch (default: val; 'none' to skip); with --model it chooses the "
+                        "re-ranking weight instead, and the epoch is chosen on a tenth of the training pairs")
     p.add_argument("--epochs", type=int, default=30, help="most epochs (default: 30)")
     p.add_argument("--dim", type=int, default=256, help="size regions and words are projected to (default: 256)")
     p.add_argument("--seed", type=int, default=0)
@@ -80,11 +83,20 @@ def run_fit(args) -> int:
                          f"{has}")
     with named_as("--split", "--val-split"):
         val = None if args.val_split == "none" else load_split(args.dataset, args.val_split)
+    epoch_val, scored_on = val, "val"
+    if first_stage is not None and len(train) >= 4:
+        # val chooses the re-ranking weight, so the epoch is chosen on a tenth of the training
+        # pairs (whole relevance groups, e.g. every drawing of a title), not on val too
+        groups = train.relevance_keys(relevance) if relevance in train.metadata else train.ids
+        with named_as("groups", "DATASET"):
+            train, epoch_val = train.split(0.1, seed=args.seed, groups=groups)
+        scored_on = "held-out training pairs"
     matcher = CrossAttentionMatcher(dim=args.dim, epochs=args.epochs, seed=args.seed)
     with console.status("computing region and word-piece features"):
-        matcher.fit(train, val, relevance=relevance)
+        matcher.fit(train, epoch_val, relevance=relevance)
     res = matcher.train_result_
-    chosen = "" if res.best_epoch is None else f", weights of epoch {res.best_epoch + 1} (val MRR {-res.best_metric:.3f})"
+    chosen = ("" if res.best_epoch is None
+              else f", weights of epoch {res.best_epoch + 1} ({scored_on} MRR {-res.best_metric:.3f})")
     weight = "; no re-ranking weight chosen (no --model)"
     if first_stage is not None:
         with console.status("choosing the re-ranking weight on the validation split"):
