@@ -14,6 +14,7 @@ Conventions (stated for writers in docs/index.md):
 
 from __future__ import annotations
 
+import doctest
 import importlib
 import json
 import os
@@ -126,6 +127,20 @@ def test_cli_reference_holds_every_command_help():
     for path in paths:
         assert f"\n## {' '.join(('jointspace',) + path)}\n" in text
         assert f"usage: {' '.join(('jointspace',) + path)} " in text
+
+
+def _modules_with_examples() -> list[str]:
+    root = DOCS.parent / "src" / "jointspace"
+    return sorted(".".join(("jointspace",) + path.relative_to(root).with_suffix("").parts)
+                  for path in root.rglob("*.py") if ">>> " in path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("module", _modules_with_examples())
+def test_docstring_examples_run(module, tmp_path, monkeypatch):
+    """Each docstring's Examples run as written (those marked ``# doctest: +SKIP`` excepted)."""
+    monkeypatch.chdir(tmp_path)
+    result = doctest.testmod(importlib.import_module(module), report=True)
+    assert not result.failed, f"{module}: {result.failed} docstring example(s) failed"
 
 
 # `jointspace.models.cca.CanonicalCorrelation` and the like, as the pages name implementations

@@ -48,10 +48,17 @@ class Index:
 
     Examples
     --------
-    >>> idx = Index.build(vectors, spec="HNSW32", metadata=[{"label": 3, "text": "a cat"}, ...])
-    >>> idx.set_search_params(efSearch=128)
-    >>> scores, ids = idx.search(queries, k=10)       # (nq, 10) each
-    >>> idx.save("idx/wiki-img"); idx = Index.load("idx/wiki-img")
+    >>> import tempfile
+    >>> import numpy as np
+    >>> vectors = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
+    >>> idx = Index.build(vectors, spec="HNSW32", metadata=[{"label": i % 3, "text": f"item {i}"} for i in range(100)])
+    >>> idx = idx.set_search_params(efSearch=128)
+    >>> scores, ids = idx.search(vectors[:2], k=10)   # (nq, 10) each, best first
+    >>> scores.shape, ids[:, 0].tolist()
+    ((2, 10), [0, 1])
+    >>> folder = tempfile.mkdtemp() + "/img"
+    >>> idx.save(folder); Index.load(folder).metadata([1])[0]["text"]
+    'item 1'
     """
 
     def __init__(self, dim: int, spec: str = "Flat", metric: str = "cosine", *, build_params: dict | None = None):

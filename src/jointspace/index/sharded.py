@@ -50,9 +50,18 @@ class ShardedIndex:
 
     Examples
     --------
-    >>> big = ShardedIndex([Index.load("idx/part-0"), Index.load("idx/part-1")])
-    >>> scores, ids = big.search(queries, k=10)     # both shards at once, merged
-    >>> big.save("idx/all"); again = Index.load("idx/all")   # a ShardedIndex
+    >>> import tempfile
+    >>> import numpy as np
+    >>> from jointspace import Index
+    >>> x = np.random.default_rng(0).normal(size=(100, 8)).astype(np.float32)
+    >>> parts = [Index.build(x[:60], spec="Flat"), Index.build(x[60:], spec="Flat", ids=range(60, 100))]
+    >>> big = ShardedIndex(parts)
+    >>> scores, ids = big.search(x[[3, 70]], k=10)   # both shards at once, merged
+    >>> ids[:, 0].tolist()
+    [3, 70]
+    >>> folder = tempfile.mkdtemp() + "/all"
+    >>> big.save(folder); type(Index.load(folder)).__name__, Index.load(folder).ntotal
+    ('ShardedIndex', 100)
     """
 
     def __init__(self, shards, *, workers: int | None = None):
