@@ -304,3 +304,11 @@ def test_fit_matcher_with_a_model_chooses_the_epoch_on_training_pairs_and_the_we
     assert sorted(seen["train"] + seen["epoch_val"]) == sorted(TinyDrawings().load("train").ids.tolist())
     assert seen["weight_val"] == list(TinyDrawings().load("test")["image"])
     assert "held-out training pairs MRR" in " ".join(out.split())
+
+
+def test_fit_matcher_learns_from_the_only_split_of_a_dataset_without_train(capsys, tmp_path):
+    # photos has one split, 'all': it was refused with "--split: ... got 'train'", an option fit-matcher lacks
+    code, out, err = run(capsys, "fit-matcher", "photos", "--out", tmp_path / "m", "--epochs", "1", "--dim", "8",
+                         "--val-split", "none")
+    assert code == 0, err
+    assert "22 training pairs" in out and (tmp_path / "m" / "config.json").exists()

@@ -1,7 +1,7 @@
 """``jointspace fit-matcher`` and ``jointspace explain``: a cross-modal attention matcher, and
 where each word of a text looks in an image."""
 
-from .._common import add_json_flag, console, load_split, print_json
+from .._common import add_json_flag, console, data_source, default_split, load_split, print_json
 from .._checks import check_not_an_input, check_png_out, check_query_value, named_as, option_name
 
 
@@ -13,7 +13,8 @@ def register(sub):
                                    "the training pairs while the validation split chooses the weight "
                                    "'search --rerank' gives the matcher against that first stage.",
                        epilog="example: jointspace fit-matcher openclipart --model runs/oc-cca --out runs/oc-matcher")
-    p.add_argument("dataset", help="a built-in dataset with image and text (e.g. openclipart)")
+    p.add_argument("dataset", help="a built-in dataset with image and text (e.g. openclipart); the matcher learns "
+                                   "from its train split, or its only one (all of photos)")
     p.add_argument("--out", required=True, help="folder to write the matcher to")
     p.add_argument("--val-split", default="val",
                    help="split that chooses the epoch (default: val; 'none' to skip); with --model it chooses the "
@@ -74,7 +75,7 @@ def run_fit(args) -> int:
         raise InputError(f"--candidates: only used with --model (choosing the re-ranking weight); got --candidates "
                          f"{args.candidates} without --model")
     relevance = get_dataset(args.dataset).relevance  # e.g. same title on OpenClipart: not negatives
-    train = load_split(args.dataset, "train")
+    train = load_split(args.dataset, default_split(data_source(args.dataset), "train"))   # all of photos
     missing = [m for m in ("image", "text") if m not in train.modalities]
     flat = [m for m in ("image", "text") if m in train.modalities and getattr(train[m], "ndim", 1) == 2]
     if missing or flat:   # before the towers load
