@@ -74,6 +74,22 @@ def test_style_ratio_by_hand():
     assert ratios == {"hsic": pytest.approx(0.45 / 0.1), "club": float("inf")}
 
 
+def test_figures_help_names_every_suite_that_draws_figures():
+    # it named orthogonality only, though fusion draws its matcher's alignment maps too
+    import importlib
+    import inspect
+
+    from jointspace.bench import list_suites
+    from jointspace.cli import build_parser
+
+    bench = build_parser()._subparsers._group_actions[0].choices["bench"]
+    help_text = next(a.help for a in bench._actions if "--figures" in a.option_strings)
+    drawing = [name for name in list_suites()
+               if "plot_dir" in inspect.signature(importlib.import_module(
+                   f"jointspace.bench.{name.replace('-', '_')}").run).parameters]
+    assert drawing and all(f"{name}:" in help_text for name in drawing), (drawing, help_text)
+
+
 def test_figures_option_is_refused_for_a_suite_without_figures(capsys, tmp_path):
     code, _, err = run(capsys, "bench", "wikipedia", "--figures", str(tmp_path))
     assert code == 2 and "--figures: suite 'wikipedia' draws no figures" in err

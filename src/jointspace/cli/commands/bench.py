@@ -16,8 +16,8 @@ def register(sub):
                    help="a smaller run: fewer settings tried and smaller samples, for a first look")
     p.add_argument("--out", help="also write the JSON report to this file (ending in .json)")
     p.add_argument("--figures", metavar="DIR",
-                   help="suites that draw figures (orthogonality: the Lagrange multiplier over training) "
-                        "write them into DIR")
+                   help="suites that draw figures write them into DIR (fusion: alignment maps of the "
+                        "re-ranking matcher; orthogonality: the Lagrange multiplier over training)")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
