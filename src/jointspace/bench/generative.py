@@ -40,7 +40,7 @@ SHOWN = ("text->image", "image->text", "audio->image", "image->audio", "text->au
          "text+audio->image", "image+audio->text")
 
 
-def run(progress=None, quick: bool = False, variants=None, out_dir=None, limit: int | None = None,
+def run(progress=None, quick: bool = False, variants=None, plot_dir=None, limit: int | None = None,
         epochs: int | None = None, test_limit: int | None = None, **options) -> dict:
     """Train and evaluate each variant; returns the report (one row per variant).
 
@@ -50,8 +50,9 @@ def run(progress=None, quick: bool = False, variants=None, out_dir=None, limit: 
         A first look on a small part of the data (``QUICK``).
     variants : sequence of str, optional
         Model names (default: ``VARIANTS``).
-    out_dir : path, optional
-        Folder for each variant's grid of reconstructions and cross-generations (PNG).
+    plot_dir : path, optional
+        Folder for each variant's grid of reconstructions and cross-generations,
+        ``generative-<variant>.png`` (``jointspace bench generative --figures DIR``).
     limit, epochs, test_limit : int, optional
         Training pairs, epochs and test pairs (default: all pairs, the model's default epochs).
     """
@@ -78,9 +79,9 @@ def run(progress=None, quick: bool = False, variants=None, out_dir=None, limit: 
                                                                        "likelihood_weights", "adv_weight")}
         row.update({"method": name, "fit_s": fit_s, "best_epoch": model.best_epoch_, "n_train": len(train),
                     "settings": f"library defaults {defaults}; best epoch {model.best_epoch_} by val loss"})
-        if out_dir is not None:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-            row["grid"] = generation_grid(model, test, Path(out_dir) / f"{name}.png")
+        if plot_dir is not None:
+            Path(plot_dir).mkdir(parents=True, exist_ok=True)
+            row["grid"] = generation_grid(model, test, Path(plot_dir) / f"generative-{name}.png")
         rows.append(row)
         if progress is not None:
             progress(name)

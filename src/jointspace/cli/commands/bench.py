@@ -17,7 +17,8 @@ def register(sub):
     p.add_argument("--out", help="also write the JSON report to this file (ending in .json)")
     p.add_argument("--figures", metavar="DIR",
                    help="suites that draw figures write them into DIR (fusion: alignment maps of the "
-                        "re-ranking matcher; orthogonality: the Lagrange multiplier over training)")
+                        "re-ranking matcher; generative: each variant's grid of generations; orthogonality: "
+                        "the Lagrange multiplier over training)")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
