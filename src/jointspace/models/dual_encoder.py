@@ -67,8 +67,9 @@ class DualEncoder(JointModel):
     relevance : str
         Relevance key for validation and the supervised loss (see ``Pairs.relevance_keys``).
     val_fraction : float
-        Share of the training pairs held out for early stopping and best-weight selection
-        (grouped by the relevance key when it is a metadata column); 0 trains on everything.
+        Share of the training pairs held out for best-weight selection (and early stopping,
+        with ``patience``), grouped by the relevance key when it is a metadata column; 0 trains
+        on everything.
     cache : bool or path
         Embedding cache for tower features.
     epochs, batch_size, lr, weight_decay, warmup, grad_clip, accum_steps, precision, device,
@@ -243,7 +244,8 @@ class DualEncoder(JointModel):
             Aligned training samples; each modality is an array (n, d) of features or raw
             items for a tower.
         val : Pairs, optional
-            Validation pairs for early stopping; by default ``val_fraction`` of ``pairs``.
+            Validation pairs that choose the best epoch (and stop early, with ``patience``); by
+            default ``val_fraction`` of ``pairs``.
         resume : path, optional
             Continue the run in this run folder / checkpoint.
 

@@ -32,8 +32,8 @@ def register(sub):
                         "for your own data without --split-column and a closed-form model, all of it); "
                         "several joined by + (e.g. train+val) to refit on "
                         "them once settings are chosen: the val split then chooses nothing, so give the "
-                        "settings with --param (clip still holds out val_fraction of the pairs for early "
-                        "stopping unless --param val_fraction=0)")
+                        "settings with --param (clip still holds out val_fraction of the pairs to choose its "
+                        "best epoch unless --param val_fraction=0)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE",
                    help="model parameter, repeatable; values are JSON (e.g. n_components=10, reg=0.1, "
                         "preprocess=standard); a value starting with { or [ must be valid JSON")
