@@ -80,3 +80,18 @@ def test_torchrun_fit_equals_one_process(tmp_path):
     assert m2.n_members == 2 and m2.members_[0].accum_steps == 2
     assert sorted(p.name for p in (tmp_path / "two.train").iterdir()) == ["member0", "member1"]
     assert not (tmp_path / "two" / "rank1").exists()
+
+
+def test_torchrun_refuses_jobs_naming_the_option(tmp_path):
+    """Under torchrun the members train across the processes; ``--jobs 2`` is refused as
+    ``--jobs`` (the message named the library's ``n_jobs``)."""
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    done = subprocess.run([str(torchrun), "--standalone", "--nproc-per-node", "2", "-m", "jointspace", "fit",
+                           "wikipedia", "--model", "clip", "--epochs", "1", "--param", "dim=8", "--members", "2",
+                           "--jobs", "2", "--out", str(tmp_path / "m")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode != 0
+    assert "error: --jobs: the members already train across the torchrun processes" in done.stderr, done.stderr
+    assert "n_jobs" not in done.stderr and not (tmp_path / "m").exists()

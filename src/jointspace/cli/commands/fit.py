@@ -143,7 +143,8 @@ def _fit_trained(args, params, train, val):
 
     seed = params.pop("seed", 0)
     jobs = 1 if args.jobs is None else args.jobs
-    return SeedEnsemble("clip", n_members=members, params=params, seed=seed, n_jobs=jobs).fit(train, val=val)
+    with named_as("n_jobs", "--jobs"):   # e.g. --jobs 2 under torchrun, known once the process group is joined
+        return SeedEnsemble("clip", n_members=members, params=params, seed=seed, n_jobs=jobs).fit(train, val=val)
 
 
 #: the record of how a closed-form model's settings were chosen, saved beside its config
