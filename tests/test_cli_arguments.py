@@ -446,3 +446,19 @@ def test_a_failed_demo_keeps_an_empty_folder_it_reached_through_a_missing_one(tm
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "demo", "--out", "missing/../mine")   # 'mine', the user's, through a missing folder
     assert code == 2 and (tmp_path / "mine").is_dir()
+
+
+def test_resume_and_run_dir_help_name_every_trained_model():
+    # beta-vae trains with checkpoints and resumes, yet the help listed clip, ae, aae and mvae-* only
+    from fnmatch import fnmatch
+
+    from jointspace import list_models
+    from jointspace.cli import build_parser
+    from jointspace.cli.commands.fit import _is_generative
+
+    fit = build_parser()._subparsers._group_actions[0].choices["fit"]
+    trained = [m for m in list_models() if m == "clip" or _is_generative(m)]
+    for option in ("--resume", "--run-dir"):
+        help_text = next(a.help for a in fit._actions if option in a.option_strings)
+        listed = help_text.split("(", 1)[1].split(")", 1)[0].split(", ")
+        assert all(any(fnmatch(m, pattern) for pattern in listed) for m in trained), (option, trained, listed)

@@ -60,13 +60,14 @@ def register(sub):
                    help="clip with --members: members fitted at once, one process each (-1: one per CPU core; "
                         "default: 1)")
     p.add_argument("--resume", metavar="RUN_DIR",
-                   help="trained models (clip, dcca, dccae, ae, aae, mvae-*): continue the checkpointed run in RUN_DIR exactly "
-                        "(from its newest checkpoint, or from the one of its checkpoints/step-N folders given)")
+                   help="trained models (clip, dcca, dccae, ae, aae, beta-vae, mvae-*): continue the checkpointed "
+                        "run in RUN_DIR exactly (from its newest checkpoint, or from the one of its "
+                        "checkpoints/step-N folders given)")
     p.add_argument("--run-dir", metavar="DIR",
-                   help="trained models (clip, dcca, dccae, ae, aae, mvae-*): where checkpoints and metrics.csv go (default: "
-                        "OUT.train beside OUT), and for a generative model its test report.json and, when "
-                        "its images are pictures (not flat vectors), generations.png; neither inside --out "
-                        "nor around it")
+                   help="trained models (clip, dcca, dccae, ae, aae, beta-vae, mvae-*): where checkpoints and "
+                        "metrics.csv go (default: OUT.train beside OUT), and for a generative model its test "
+                        "report.json and, when its images are pictures (not flat vectors), generations.png; "
+                        "neither inside --out nor around it")
     p.add_argument("--out", required=True,
                    help="folder to write the fitted model to: new, empty, or a saved model to replace")
     add_data_options(p)
