@@ -175,12 +175,26 @@ def test_append_skips_known_content_and_refuses_another_space(collection, fitted
     # the known drawing keeps its first path and gains the one it was met under again
     old_path = info["files"][5].relative_to(root / "photos").as_posix()
     item = next(r for r in after.metadata(after.ids) if old_path in r["extra"]["paths"])
-    assert item["extra"]["paths"] == sorted([old_path, "again.png"]) and "again.png" in item["extra"]["copies"]
+    # paths of the appended folder, which is not inside the first, are absolute: its "again.png" is
+    # told apart from one of the first folder
+    again = (more / "again.png").resolve().as_posix()
+    assert item["extra"]["paths"] == sorted([old_path, again]) and "again.png" in item["extra"]["copies"]
+    added = [r for r in after.metadata(after.ids) if r["id"] not in set(before.ids.tolist())]
+    assert sorted(p for r in added for p in r["extra"]["paths"]) == [
+        (more / f"mirrored-{i}.png").resolve().as_posix() for i in range(3)]
     unchanged = next(r for r in before.metadata(before.ids) if r["id"] == item["id"])
     assert (item["label"], item["text"], item["path"]) == (unchanged["label"], unchanged["text"], unchanged["path"])
     # appending the same folder again: nothing new, no path to add
     code, out, err = run(capsys, "index", tmp_path / "idx2", "--append", "--data", more)
     assert code == 0 and "nothing to add: all 4 image items" in " ".join(out.split()), err
+    # a folder inside the first one: its paths are relative to the first, with the sub-folder
+    inner = next(p for p in (root / "photos").iterdir() if p.is_dir())
+    code, out, err = run(capsys, "index", tmp_path / "idx2", "--append", "--data", inner, "--out", tmp_path / "idx3")
+    assert code == 0, err
+    known = [r["extra"]["paths"] for r in Index.load(tmp_path / "idx3").metadata(after.ids)]
+    first_name = sorted(f.name for f in inner.iterdir() if f.suffix == ".png")[0]
+    assert any(f"{inner.name}/{first_name}" in paths for paths in known)
+    assert not any(first_name in paths for paths in known)
     # a model folder given where the index belongs, and a model of another dimension
     code, _, err = run(capsys, "index", fitted / "mine", "--append", "--data", more)
     assert code == 2 and one_line(err) and "is a saved model" in err

@@ -306,6 +306,26 @@ def _dataset_name(spec: str, source) -> str:
     return spec if source.builtin else str(Path(spec).expanduser().resolve())
 
 
+def _rerooted(pairs, folder, index_folder):
+    """``pairs`` read from ``folder`` with its copies' ``paths`` (relative to ``folder``) made
+    relative to ``index_folder``, the folder the index was built from, or absolute when
+    ``folder`` is not inside it: an appended folder's ``b.png`` and the first folder's are told
+    apart."""
+    import os
+    from pathlib import Path
+
+    from ...data.folder import join_paths, split_paths
+    from ...data.pairs import Pairs
+
+    folder, index_folder = Path(folder).resolve(), Path(index_folder).resolve()
+    if folder == index_folder or "paths" not in pairs.metadata:
+        return pairs
+    prefix = Path(os.path.relpath(folder, index_folder)) if index_folder in folder.parents else folder
+    paths = [join_paths([(prefix / p).as_posix() for p in split_paths(v)]) for v in pairs.metadata["paths"]]
+    return Pairs({m: pairs[m] for m in pairs.modalities}, labels=pairs.labels, ids=pairs.ids,
+                 metadata={**pairs.metadata, "paths": paths}, label_names=pairs.label_names, name=pairs.name)
+
+
 def _encode(model, modality: str, pairs):
     """Embeddings of ``pairs[modality]``; a towered model draws its own progress bar."""
     if getattr(model, "towers", None):
@@ -333,6 +353,8 @@ def _check_recorded_model(index_dir, info: dict) -> None:
 
 
 def _append(args) -> int:
+    from pathlib import Path
+
     from ...errors import InputError
     from ...index.faiss_index import Index
     from ...models.base import load_model
@@ -362,6 +384,9 @@ def _append(args) -> int:
     if info.get("modality") and modality != info["modality"]:
         raise InputError(f"--modality: index {args.model!r} holds {info['modality']} vectors; got {modality!r}")
     source, split, pairs = _read_items(args, model, modality)
+    first = info.get("dataset")
+    if not source.builtin and first and Path(first).is_dir() and Path(args.dataset).expanduser().is_dir():
+        pairs = _rerooted(pairs, Path(args.dataset).expanduser(), first)
     probe = model.encode(modality, pairs[modality][:1])
     if probe.shape[1] != index.dim:
         raise InputError(f"--append: the model gives {probe.shape[1]}-d vectors, index {args.model!r} holds "
