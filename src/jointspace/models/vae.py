@@ -24,6 +24,7 @@ the posterior mean given one modality; :meth:`~GenerativeModel.posterior_mean`,
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .._validation import check_choice, check_float, check_int
@@ -282,8 +283,19 @@ class MultimodalVAE(GenerativeModel):
                 w[m] = mu_w + torch.exp(0.5 * logvar_w) * torch.randn((n_samples, *mu_w.shape), generator=generator)
                 log_qz = log_qz + gaussian_log_density(w[m], mu_w, logvar_w)
                 log_pz = log_pz + standard_normal_log_density(w[m])
-        log_px = {m: self._log_px(self.net_, m, x[m], z, w[m]) for m in self.modalities_ if m in x}
+        log_px = {m: self._log_px(self.net_, m, x[m], z, w[m]) - self._log_jacobian(m)
+                  for m in self.modalities_ if m in x}
         return log_px, log_pz, log_qz
+
+    def _log_jacobian(self, modality: str) -> float:
+        r""":math:`\sum_d \log s_d` of a feature modality standardised by its spread :math:`s`
+        (0 for pixels and texts): the decoders give the density of :math:`(x - \bar x) / s`, and
+        :math:`\log p(x) = \log p((x - \bar x) / s) - \sum_d \log s_d` is the density of the
+        features in the units they are given in."""
+        codec = self.codecs_[modality]
+        if codec.kind != "features":
+            return 0.0
+        return float(np.log(np.asarray(codec.scale, dtype=np.float64)).sum())
 
     def evaluate_bound(self, items: dict, n_samples: int = 1, seed: int = 0) -> dict:
         """The ELBO (eq. 2, β = 1, unweighted likelihoods) of the joint posterior, its parts,
@@ -301,6 +313,9 @@ class MultimodalVAE(GenerativeModel):
         dict
             ``elbo``, ``kl``, ``nll/<modality>`` (:math:`-\\mathbb E_q \\log p(x_m \\mid z)`) in
             nats per item, and ``log_likelihood`` (the K-sample importance-weighted bound).
+            Feature vectors are scored as densities in the units they are given in (the
+            standardisation's :math:`-\\sum_d \\log s_d` included), pixels as Bernoulli
+            probabilities of intensities in [0, 1], texts as word probabilities.
         """
         x = self._check_given(items, "items")
         missing = [m for m in self.modalities_ if m not in x]
