@@ -50,3 +50,29 @@ def test_digits_bound_is_finite_where_a_pixel_never_varies_in_training():
     model = js.create_model("mvae-mopoe", latent_dim=8, hidden=(64,), epochs=3, progress=False).fit(tr)
     bound = model.evaluate_bound({"image": te["image"][:100], "text": te["text"][:100]})
     assert np.isfinite(bound["elbo"]) and bound["nll/image"] < 10 * train_images.shape[1], bound
+
+
+def test_features_sharing_a_large_offset_keep_their_spread():
+    """Standardised in float64: at 1e7, float32 steps by 1 and put 50 values of spread 0.3 on 3."""
+    rng = np.random.default_rng(0)
+    x = 1e7 + 0.3 * rng.normal(size=(50, 2))
+    codec = FeatureCodec().fit(x, "x")
+    expected = (x - x.mean(0)) / x.std(0)          # by hand, in float64
+    np.testing.assert_allclose(codec.encode_items(x, "x"), expected, atol=1e-5)
+    np.testing.assert_allclose(codec.decode(expected), x.astype(np.float32), rtol=0, atol=1.0)
+    model = js.create_model("ae", latent_dim=2, hidden=(8,), epochs=1, progress=False).fit(
+        js.Pairs({"a": x, "b": rng.normal(size=(50, 2))}))
+    assert len(np.unique(model.posterior_mean({"a": x})[:, 0])) == 50
+
+
+def test_features_beyond_what_standardising_can_hold_are_refused_by_name():
+    """A spread that overflows float64 read as a scale of inf (every code 0); a value beyond
+    float32 after standardising read as inf in the network's input."""
+    rng = np.random.default_rng(0)
+    with pytest.raises(js.InputError, match=r"^pairs\['a'\]: the features' mean or spread overflows float64"):
+        FeatureCodec().fit(1e200 * rng.normal(size=(5, 2)), "pairs['a']")
+    codec = FeatureCodec().fit(rng.normal(size=(5, 2)), "pairs['a']")
+    with pytest.raises(js.InputError, match=r"^given\['a'\]: values lie .* beyond float32's range"):
+        codec.encode_items(np.full((1, 2), 1e200), "given['a']")
+    huge = FeatureCodec().fit(1e39 * rng.normal(size=(5, 2)), "pairs['a']")   # beyond float32, fine in float64
+    assert np.isfinite(huge.encode_items(1e39 * rng.normal(size=(3, 2)), "x")).all()

@@ -174,8 +174,8 @@ class FeatureCodec:
     def __init__(self, dim: int = 0, tower: str | None = None):
         self._dim = int(dim)
         self.tower = tower
-        self.mean = np.zeros(self._dim, dtype=np.float32)
-        self.scale = np.ones(self._dim, dtype=np.float32)
+        self.mean = np.zeros(self._dim, dtype=np.float64)
+        self.scale = np.ones(self._dim, dtype=np.float64)
 
     def raw_features(self, items, where: str) -> np.ndarray:
         """Feature vectors (n, d) in the original units (through the tower for raw items)."""
@@ -188,7 +188,9 @@ class FeatureCodec:
         if _is_numeric(arr) and arr.ndim == 2:
             from .._validation import check_matrix
 
-            return check_matrix(arr, where, dtype=np.float32)
+            # float64 until standardised: float32 keeps 7 digits, so features sharing a large
+            # offset (1e7) would lose their spread before the mean is taken off
+            return check_matrix(arr, where, dtype=np.float64)
         if self.tower is None:
             shape = f" of shape {arr.shape}" if isinstance(arr, np.ndarray) else ""
             raise InputError(f"{where}: expected a feature array of shape (n, d), got {type(items).__name__}{shape}")
@@ -201,15 +203,18 @@ class FeatureCodec:
         for i, k in enumerate(keys):
             first.setdefault(k, i)
         vecs = np.asarray(create_tower(self.tower).embed([items[i] for i in first.values()], progress=False),
-                          dtype=np.float32)
+                          dtype=np.float64)
         row = {k: j for j, k in enumerate(first)}
         return vecs[[row[k] for k in keys]]
 
     def fit(self, items, where: str) -> "FeatureCodec":
         x = self.raw_features(items, where)
         self._dim = x.shape[1]
-        self.mean = x.mean(0).astype(np.float32)
-        self.scale = feature_scale(x).astype(np.float32)
+        with np.errstate(over="ignore"):
+            self.mean, self.scale = x.mean(0), feature_scale(x)
+        if not (np.isfinite(self.mean).all() and np.isfinite(self.scale).all()):
+            raise InputError(f"{where}: the features' mean or spread overflows float64 (values up to "
+                             f"{np.abs(x).max():.3g}); rescale them")
         return self
 
     @property
@@ -223,15 +228,20 @@ class FeatureCodec:
         return x
 
     def encode_items(self, items, where: str) -> np.ndarray:
-        return ((self._features(items, where) - self.mean) / self.scale).astype(np.float32)
+        """Standardised features, float32 (n, d); refused beyond float32's range."""
+        z = (self._features(items, where) - self.mean) / self.scale
+        if not (np.abs(z) <= np.finfo(np.float32).max).all():
+            raise InputError(f"{where}: values lie {np.abs(z).max():.3g} training spreads from the training mean, "
+                             "beyond float32's range")
+        return z.astype(np.float32)
 
     def observed(self, items, where: str) -> np.ndarray:
-        """Real items as feature vectors in the original units (n, d)."""
-        return self._features(items, where)
+        """Real items as feature vectors in the original units (n, d), float32."""
+        return self._features(items, where).astype(np.float32)
 
     def decode(self, mean: np.ndarray) -> np.ndarray:
         """Standardised means (n, d) -> feature vectors in the original units."""
-        return (np.asarray(mean) * self.scale + self.mean).astype(np.float32)
+        return (np.asarray(mean, dtype=np.float64) * self.scale + self.mean).astype(np.float32)
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "dim": self._dim, "tower": self.tower}
