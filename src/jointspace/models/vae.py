@@ -14,6 +14,12 @@ with the joint posterior formed from one Gaussian expert per modality by
 - ``beta-vae``: ``mvae-mopoe`` with :math:`\beta = 4` by default (Higgins et al. 2017):
   a heavier KL term of eq. (4) for more factorised latents.
 
+The mixtures' loss, the average of their components' ELBOs, bounds the ELBO of eq. (2) with
+the mixture itself as :math:`q` from below: the reconstruction terms agree, and the
+components' mean KL to the prior is at least the mixture's (the KL is convex).  This is
+Sutter et al.'s objective; Shi et al.'s MMVAE estimator divides by the mixture's density
+instead, the tighter bound.  ``evaluate_bound`` reports the mixture's own ELBO.
+
 Each subset term is :func:`jointspace.objectives.elbo.negative_elbo` with the joint
 reconstruction term of eq. (3) weighted per modality (``likelihood_weights``), the KL term of
 eq. (4) weighted by β (with linear KL annealing over ``kl_warmup`` epochs), or, with
