@@ -126,6 +126,15 @@ def test_mixture_log_density_matches_scipy():
     np.testing.assert_allclose(ours_m, ref, atol=1e-10)
 
 
+def test_mixture_log_density_refuses_a_sample_without_experts_or_a_mask_of_another_shape():
+    """A sample with no expert has no density (it read NaN: -inf - log 0), as in product_of_experts."""
+    mus, logvars, z = torch.zeros(2, 3, 1), torch.zeros(2, 3, 1), torch.zeros(4, 3, 1)
+    with pytest.raises(InputError, match=r"^mask: sample 1 has no expert"):
+        mixture_log_density(z, mus, logvars, torch.tensor([[True, False, True], [True, False, False]]))
+    with pytest.raises(InputError, match=r"^mask: expected shape \(2, 3\)"):
+        mixture_log_density(z, mus, logvars, torch.ones(3, 2, dtype=torch.bool))
+
+
 def test_likelihoods_match_scipy():
     rng = np.random.default_rng(5)
     x = (rng.random((4, 6)) > 0.5).astype(float)

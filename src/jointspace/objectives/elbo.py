@@ -47,6 +47,16 @@ def _check_gaussian(mu, logvar, name: str) -> None:
                          f"and {tuple(logvar.shape)}")
 
 
+def _check_mask(mask, mus: torch.Tensor, empty_ok: bool = False) -> None:
+    """``mask`` (E, n) of the experts ``mus`` (E, n, d), every sample keeping one unless ``empty_ok``."""
+    if not isinstance(mask, torch.Tensor) or tuple(mask.shape) != tuple(mus.shape[:2]):
+        got = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
+        raise InputError(f"mask: expected shape {tuple(mus.shape[:2])} (experts, samples), got {got}")
+    if not empty_ok and not bool(mask.any(0).all()):
+        empty = int(torch.nonzero(~mask.any(0))[0])
+        raise InputError(f"mask: sample {empty} has no expert (every modality missing); give at least one")
+
+
 def _prior_part(value, mu: torch.Tensor, name: str) -> torch.Tensor:
     """A prior's mean or log-variance as a tensor broadcastable to ``mu`` (a number is one value
     for every dimension)."""
@@ -137,11 +147,7 @@ def product_of_experts(mus, logvars, mask=None, *, prior: bool = False):
         raise InputError(f"mus: expected experts of shape (E, n, d), got {tuple(mus.shape)}")
     precision = torch.exp(-logvars.clamp(min=MIN_LOGVAR))
     if mask is not None:
-        if tuple(mask.shape) != tuple(mus.shape[:2]):
-            raise InputError(f"mask: expected shape {tuple(mus.shape[:2])} (experts, samples), got {tuple(mask.shape)}")
-        if not prior and not bool(mask.any(0).all()):
-            empty = int(torch.nonzero(~mask.any(0))[0])
-            raise InputError(f"mask: sample {empty} has no expert (every modality missing); give at least one")
+        _check_mask(mask, mus, empty_ok=prior)
         precision = precision * mask.unsqueeze(-1).to(precision.dtype)
     total = precision.sum(0)
     weighted = (precision * mus).sum(0)
@@ -161,11 +167,15 @@ def mixture_log_density(z, mus, logvars, mask=None) -> torch.Tensor:
         ``k`` points per sample.
     mus, logvars : Tensor, shape (E, n, d)
     mask : bool Tensor, shape (E, n), optional
+        Which experts each sample has (all by default); a sample must keep at least one.
 
     Returns
     -------
     Tensor, shape (k, n)
     """
+    _check_gaussian(mus, logvars, "mixture_log_density")
+    if mask is not None:
+        _check_mask(mask, mus)
     dens = gaussian_log_density(z.unsqueeze(1), mus.unsqueeze(0), logvars.unsqueeze(0))   # (k, E, n)
     if mask is None:
         return torch.logsumexp(dens, dim=1) - math.log(mus.shape[0])
