@@ -66,3 +66,43 @@ def test_the_importance_weighted_estimate_reaches_the_marginal_from_a_mixture_po
     expected = _closed_form(model, items)
     assert bound["log_likelihood"] == pytest.approx(expected, abs=0.02)
     assert bound["elbo"] < expected - 1.0     # the mixture is far from the exact posterior
+
+
+def _kl(mu, var):
+    """KL(N(mu, var) || N(0, I)) by hand, summed over the last axis."""
+    return 0.5 * np.sum(var + mu ** 2 - 1.0 - np.log(var), axis=-1)
+
+
+@pytest.mark.parametrize("name", ["mvae-poe", "mvae-mopoe"])
+def test_a_subset_term_counts_the_private_kl_of_the_modalities_it_rebuilds(name):
+    """With the same draws, loss(beta=1) - loss(beta=0) is the KL part of the loss: for the
+    PoE's sum of the joint ELBO and one ELBO per modality, KL(q(z | subset)) of each term and
+    KL(q(w_m | x_m)) of each modality the term rebuilds (an x_a-alone term has no w_b)."""
+    rng = np.random.default_rng(0)
+    items = {"a": rng.normal(size=(30, 3)).astype(np.float32), "b": rng.normal(size=(30, 2)).astype(np.float32)}
+    model = create_model(name, latent_dim=2, private_dim=1, hidden=[8], epochs=1, prior="normal",
+                         val_fraction=0.0).fit(Pairs(items))
+    x = {m: torch.from_numpy(model.codecs_[m].encode_items(v, m)) for m, v in items.items()}
+    losses = []
+    for beta in (1.0, 0.0):
+        model.beta = beta
+        torch.manual_seed(3)
+        with torch.no_grad():
+            losses.append(float(model._loss(model.net_, x, 0, None)[0]))
+    with torch.no_grad():
+        parts = {m: [t.double().numpy() for t in model.net_.parts(m, x[m])] for m in "ab"}
+    prec = {m: np.exp(-parts[m][1]) for m in "ab"}
+    if name == "mvae-poe":    # products with the prior expert; terms summed
+        subsets, prior, rebuilt = [("a", "b"), ("a",), ("b",)], 1.0, lambda m, s: m in s
+    else:                     # single experts alone, products without a prior; terms averaged
+        subsets, prior, rebuilt = [("a",), ("b",), ("a", "b")], 0.0, lambda m, s: True
+    total = 0.0
+    for s in subsets:
+        if len(s) == 1 and not prior:
+            mu, var = parts[s[0]][0], np.exp(parts[s[0]][1])
+        else:
+            p = sum(prec[m] for m in s) + prior
+            mu, var = sum(prec[m] * parts[m][0] for m in s) / p, 1.0 / p
+        total += np.mean(_kl(mu, var) + sum(_kl(parts[m][2], np.exp(parts[m][3])) for m in "ab" if rebuilt(m, s)))
+    expected = total if name == "mvae-poe" else total / len(subsets)
+    assert losses[0] - losses[1] == pytest.approx(expected, rel=1e-4)

@@ -93,7 +93,8 @@ class MultimodalVAE(GenerativeModel):
         Palumbo et al. 2023): in a subset term a modality of the subset is rebuilt with
         :math:`w_m \sim q(w_m \mid x_m)`, one outside it with :math:`w_m` from the prior, so
         what the other modalities can tell goes through :math:`z`.  The ELBO gains
-        :math:`-\beta\sum_m \mathrm{KL}(q(w_m \mid x_m)\,\|\,p(w_m))`.  Cross-modal
+        :math:`-\beta\sum_m \mathrm{KL}(q(w_m \mid x_m)\,\|\,p(w_m))` over the modalities
+        it rebuilds (the PoE's term of one modality alone has that modality's only).  Cross-modal
         generation draws the target's :math:`w` from the prior.
     regularizers : list of str, optional
         With private latents: the regularisers between the posterior means of the parts
@@ -252,7 +253,7 @@ class MultimodalVAE(GenerativeModel):
         logvar = torch.stack([p[1] for p in post])
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         log_px, kl_w = 0.0, 0.0
-        for m in names:
+        for m in names:   # a subset term counts the private KL of each modality it rebuilds
             _, _, mu_w, logvar_w = parts[m]
             w_post = mu_w + torch.exp(0.5 * logvar_w) * torch.randn_like(mu_w)
             inside = torch.tensor([m in s for s in subsets], device=mu.device).view(-1, 1, 1)
@@ -260,8 +261,8 @@ class MultimodalVAE(GenerativeModel):
             rebuilt = torch.tensor([self.rebuild_all or m in s for s in subsets], dtype=mu.dtype,
                                    device=mu.device).unsqueeze(-1)
             log_px = log_px + self.weights_[m] * rebuilt * self._log_px(net, m, batch[m], z, w)
-            kl_w = kl_w + gaussian_kl(mu_w, logvar_w)                 # (n,)
-        loss = negative_elbo(log_px, gaussian_kl(mu, logvar), beta) + beta * kl_w.mean()
+            kl_w = kl_w + rebuilt * gaussian_kl(mu_w, logvar_w)       # (S, n)
+        loss = negative_elbo(log_px, gaussian_kl(mu, logvar) + kl_w, beta)
         loss = loss * len(subsets) if self.subsets == "joint+unimodal" else loss
         # on the posterior means scaled to unit rows: on the raw means the scale-free terms'
         # gradients grow as the private means shrink, and the latents collapse
