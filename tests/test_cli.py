@@ -429,3 +429,44 @@ def test_fit_chooses_what_is_not_given_and_saves_the_choice(tmp_path, capsys):
     sel = _json.loads((tmp_path / "b" / "selection.json").read_text())
     assert sel["given"] == {"n_components": 5} and sel["settings"]["n_components"] == 5
     assert load_model(tmp_path / "b").canonical_correlations_.shape == (5,)
+
+
+def test_a_data_file_edited_between_two_calls_is_read_again(tmp_path, capsys, monkeypatch):
+    import os
+
+    rng = np.random.default_rng(0)
+    shared = rng.normal(size=(120, 3))
+    x, y = shared @ rng.normal(size=(3, 6)), shared @ rng.normal(size=(3, 5)) + 0.3 * rng.normal(size=(120, 5))
+    data = tmp_path / "pairs.npz"
+    np.savez(data, X=x, Y=y)
+    opts = ["--modality", "image=X", "--modality", "text=Y"]
+    assert run(capsys, "fit", data, *opts, "--model", "cca", "--n-components", "3", "--out", tmp_path / "m")[0] == 0
+
+    def evaluate():
+        code, out, err = run(capsys, "eval", tmp_path / "m", "--data", data, *opts, "--json")
+        assert code == 0, err
+        return json.loads(out)["rows"][0]["image->text/mAP"]
+
+    before = evaluate()
+    np.savez(data, X=x, Y=y[::-1])   # the same size: only the rows' content changed
+    stat = data.stat()
+    os.utime(data, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    after = evaluate()
+    monkeypatch.setattr("jointspace.cli._common._SOURCES", {})   # as a new process reads it
+    assert after == evaluate() and after != before
+
+
+def test_a_folder_is_read_again_once_a_file_in_it_changes(tmp_path):
+    import os
+
+    from jointspace.cli._common import _on_disk
+
+    (tmp_path / "cats").mkdir()
+    caption = tmp_path / "cats" / "a.txt"
+    caption.write_text("a cat")
+    first = _on_disk(str(tmp_path))
+    caption.write_text("a dog")   # the folder's own modification time stays as it was
+    stat = caption.stat()
+    os.utime(caption, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert _on_disk(str(tmp_path)) != first and _on_disk(str(tmp_path)) == _on_disk(str(tmp_path))
+    assert _on_disk(str(tmp_path / "no such folder")) is None

@@ -227,9 +227,31 @@ def given_array_keys(args) -> dict[str, str] | None:
 _SOURCES: dict = {}
 
 
+def _on_disk(spec: str):
+    """What ``spec`` is on disk now: its absolute path with the size and modification time of the
+    file, or of every file under the folder; None for a name that is no file or folder here."""
+    import os
+    from pathlib import Path
+
+    path = Path(spec).expanduser()
+    try:
+        if path.is_dir():
+            listing = []
+            for root, dirs, files in os.walk(path):
+                dirs.sort()
+                for name in sorted(files):
+                    st = os.stat(os.path.join(root, name))
+                    listing.append((os.path.relpath(os.path.join(root, name), path), st.st_size, st.st_mtime_ns))
+            return str(path.resolve()), tuple(listing)
+        st = path.stat()
+    except OSError:
+        return None
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
+
+
 def data_source(spec: str, args=None):
-    """The :class:`~jointspace.data.sources.DataSource` named by ``spec`` (read once per process),
-    with the user-data options of ``args`` (``add_data_options``); ``args.builtin_`` (True or
+    """The :class:`~jointspace.data.sources.DataSource` named by ``spec`` (read again once the file,
+    or a file of the folder, it was read from changes), with the user-data options of ``args`` (``add_data_options``); ``args.builtin_`` (True or
     False), when set, says whether ``spec`` is a built-in dataset's name or a path."""
     from ..data.sources import DEFAULT_VAL_FRACTION, open_data
 
@@ -241,7 +263,7 @@ def data_source(spec: str, args=None):
             "val_fraction": DEFAULT_VAL_FRACTION if getattr(args, "val_fraction", None) is None else args.val_fraction,
             "split_column": getattr(args, "split_column", None), "group_column": getattr(args, "group_column", None)}
     builtin = getattr(args, "builtin_", None)   # what an index recorded: a built-in by name, or a path
-    key = (str(spec), builtin, repr(sorted(opts.items(), key=lambda kv: kv[0])))
+    key = (str(spec), _on_disk(str(spec)), builtin, repr(sorted(opts.items(), key=lambda kv: kv[0])))
     if key not in _SOURCES:
         with err_console.status(f"reading {spec}"), _data_named_as(args):
             _SOURCES[key] = open_data(spec, **opts, builtin=builtin)
