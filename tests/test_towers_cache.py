@@ -59,6 +59,27 @@ def test_hit_returns_identical_vectors_without_calling_the_tower(tmp_path):
     assert t4.items_seen == 4  # only the chunk holding the changed text
 
 
+class PaddingTower(CountingTower):
+    """Text tower whose vectors, as a padded network's, depend on the longest text in the batch."""
+
+    def _embed_batch(self, items):
+        longest = max(len(t) for t in items)
+        return np.array([[len(t), longest] for t in items], np.float32)
+
+    def __init__(self):
+        super().__init__()
+        self.out_dim = 2
+
+
+def test_vectors_are_the_towers_of_each_chunk_in_turn(tmp_path):
+    tower = PaddingTower()
+    got = EmbeddingCache(tmp_path, chunk_size=4).embed(tower, TEXTS)
+    by_chunk = np.concatenate([tower.embed(TEXTS[s:s + 4]) for s in range(0, len(TEXTS), 4)])
+    assert np.array_equal(got, by_chunk)
+    assert not np.array_equal(got, tower.embed(TEXTS, batch_size=len(TEXTS)))   # one batch of all: other padding
+    assert np.array_equal(EmbeddingCache(tmp_path, chunk_size=4).embed(tower, TEXTS), by_chunk)   # read back
+
+
 def test_interrupted_run_resumes(tmp_path):
     class Boom(CountingTower):
         def _embed_batch(self, items):

@@ -143,7 +143,11 @@ class EmbeddingCache:
         Returns
         -------
         vectors : ndarray of float32, shape (n, tower.out_dim)
-            Identical to ``tower.embed(items)``.
+            ``tower.embed`` of each run of ``chunk_size`` items in turn, as computed when the
+            chunk was cached: identical to ``tower.embed(items)`` when each item's vector
+            depends on that item alone; a tower whose batches are composed from all the
+            items it is given (MiniLM sorts texts by length and pads each batch to its
+            longest) can differ from ``tower.embed(items)`` by rounding (below 1e-6).
         """
         items = check_items(tower.modality, items)
         if tower.modality == "features":
