@@ -281,6 +281,13 @@ def test_a_demo_that_fails_also_removes_the_parent_folders_it_made(tmp_path, cap
 # -- 8. messages that named the wrong thing --------------------------------------------------
 
 
+@pytest.mark.parametrize("name", ["", "  "])
+def test_an_empty_tower_name_names_the_option(tmp_path, capsys, name):
+    code, _, err = run(capsys, "embed", "digits", "--tower", name, "--limit", "2", "--out", tmp_path / "e.npy")
+    assert code == 2 and one_line(err) and err.startswith(f"error: --tower: unknown tower {name!r}"), err
+    assert not (tmp_path / "e.npy").exists()
+
+
 def test_embed_text_tower_on_feature_vectors(tmp_path, capsys):
     code, _, err = run(capsys, "embed", "wikipedia", "--tower", "minilm", "--out", tmp_path / "e.npy")
     assert code == 2 and "text items must be strings" in err and "99 axes" not in err and one_line(err)

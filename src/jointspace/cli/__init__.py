@@ -108,7 +108,7 @@ def name_the_option(message: str, args) -> str:
     value, got = getattr(args, name, None), message.rpartition(" got ")[2]
     if value is None:
         return message
-    if isinstance(value, str) and value and repr(value) in message[len(name):]:
+    if isinstance(value, str) and repr(value) in message[len(name):]:
         return names[name] + message[len(name):]   # the text given, quoted in the message
     spelled = "|".join(re.escape(v) for v in {str(value), repr(value)})
     if " got " not in message or not re.match(rf"(?:{spelled})(?:$|[\s;,.)(])", got):
