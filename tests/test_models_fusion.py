@@ -42,6 +42,18 @@ def test_every_fusion_classifies_and_returns_weights(fusion, data):
         np.testing.assert_allclose(weights.sum(1), 1.0, rtol=1e-5)   # attention rows sum to one
 
 
+def test_stacking_reads_the_class_prior_for_a_missing_modality(data):
+    train, test = data
+    model = FusionClassifier(fusion="stacking").fit(train)
+    a = test["a"][:20]
+    proba, weights = model.predict_proba({"a": a}, return_weights=True)
+    _, counts = np.unique(train.labels, return_counts=True)   # classes x, y, z in order
+    prior = np.tile(counts / counts.sum(), (20, 1))
+    want = model.stacker_.predict_proba(np.hstack([model.members_["a"].predict_proba(a), prior]))
+    np.testing.assert_allclose(proba, want, rtol=1e-12)
+    assert weights.shape == (20, 2) and np.isnan(weights).all()
+
+
 def test_return_weights_takes_true_or_false_only(data):
     train, test = data
     model = FusionClassifier(fusion="mean", **FAST).fit(train)

@@ -26,7 +26,10 @@ parallel representations):
 
 Every prediction can return the per-sample modality weights (:meth:`FusionClassifier.predict`
 with ``return_weights=True``), so they can be shown and audited.  A modality missing at
-prediction time is refused by ``early`` fusion and left out of the others (its weight is 0).
+prediction time is refused by ``early`` fusion and left out of the others (its weight is 0),
+except ``stacking``: its meta-classifier reads the class prior (the share of each class among
+the training labels) in place of the missing modality's probabilities, and its weights are NaN
+(the meta-classifier has no per-sample weights).
 """
 
 from __future__ import annotations
