@@ -1,5 +1,7 @@
 """Semantic matching (SM, SCM), supervised CCA and retrieval cross-validation."""
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -92,9 +94,16 @@ def test_supervised_cca_is_multiset_with_onehot_labels(labelled):
 
 def test_semantic_models_need_labels(labelled):
     bare = Pairs({"image": labelled["image"], "text": labelled["text"]})
-    for name in ("sm", "scm", "scca"):
-        with pytest.raises(InputError, match="label"):
+    for name, model in (("sm", "semantic matching (sm)"), ("scm", "semantic correlation matching (scm)"),
+                        ("scca", "supervised CCA (scca)")):
+        with pytest.raises(InputError, match=rf"^pairs: {re.escape(model)} needs one class label per sample .*; "
+                                             r"got no labels$"):
             create_model(name).fit(bare)
+    two = Pairs({"image": labelled["image"], "text": labelled["text"]},
+                labels=np.eye(3, dtype=bool)[labelled.labels])   # a multi-hot matrix, one label each
+    with pytest.raises(InputError, match=r"^pairs: supervised CCA \(scca\) needs one class label per sample .*; "
+                                         r"got labels of shape \(120, 3\)$"):
+        create_model("scca").fit(two)
 
 
 @pytest.mark.parametrize("max_iter, match", [("a", "max_iter: expected an integer, got 'a'"),

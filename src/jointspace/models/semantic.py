@@ -35,11 +35,13 @@ from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_stat
 _LABELS = "__labels__"
 
 
-def _single_labels(pairs: Pairs):
+def _single_labels(pairs: Pairs, model: str):
+    """The classes and each sample's class index of ``pairs``, refused in ``model``'s name
+    unless every sample has one class label."""
     if not isinstance(pairs, Pairs):
         raise InputError(f"pairs: expected a Pairs with labels, got {type(pairs).__name__}")
     if pairs.labels is None or pairs.labels.ndim != 1:
-        raise InputError("pairs: semantic matching needs one class label per sample (labels of shape (N,)); "
+        raise InputError(f"pairs: {model} needs one class label per sample (labels of shape (N,)); "
                          "got " + ("no labels" if pairs.labels is None else f"labels of shape {pairs.labels.shape}"))
     classes, y = np.unique(pairs.labels, return_inverse=True)
     if classes.size < 2:
@@ -152,7 +154,7 @@ class SemanticMatching(_SemanticBase):
 
     def _fit(self, pairs: Pairs):
         """Fit one classifier per modality on labelled pairs; returns self."""
-        classes, labels = _single_labels(pairs)
+        classes, labels = _single_labels(pairs, "semantic matching (sm)")
         names = _array_modalities(pairs, self.modalities)
         self.pres_, feats = {}, {}
         for m in names:
@@ -229,7 +231,7 @@ class SemanticCorrelationMatching(_SemanticBase):
 
     def _fit(self, pairs: Pairs):
         """Fit the joint model, then one classifier per modality; returns self."""
-        classes, labels = _single_labels(pairs)
+        classes, labels = _single_labels(pairs, "semantic correlation matching (scm)")
         if self.base in ("scm", "sm"):
             raise InputError(f"base: expected a joint-space model, got {self.base!r}")
         known = list_models()
@@ -292,7 +294,7 @@ class SupervisedCCA(MultisetCCA):
 
     def fit(self, pairs, y=None):
         """Fit on labelled ``Pairs``; returns self."""
-        classes, labels = _single_labels(pairs)
+        classes, labels = _single_labels(pairs, "supervised CCA (scca)")
         names = _array_modalities(pairs, self.modalities)
         onehot = np.eye(classes.size)[labels] * check_float(self.label_scale, "label_scale", low=0.0, low_open=True)
         views = Pairs({**{m: pairs[m] for m in names}, _LABELS: onehot})
