@@ -119,6 +119,11 @@ def test_cli_fit_with_private_parts_and_regularizers(tmp_path, capsys):
     assert code == 2 and err.startswith("error: --regularizer: unknown name 'nope'"), err
     code, _, err = run(capsys, *args, "--private-dim", "8", "--regularizer", "hsic:-1", "--out", str(tmp_path / "bad"))
     assert code == 2 and err.startswith("error: --regularizer: expected a finite number >= 0, got -1"), err
+    # parts of two sizes: abs_dot's refusal names the option that asked for it
+    code, _, err = run(capsys, *args, "--private-dim", "4", "--regularizer", "abs_dot", "--out", str(tmp_path / "bad"))
+    assert code == 2 and err.strip() == ("error: --regularizer: 'abs_dot' compares parts coordinate by coordinate, "
+                                         "so it needs private_dim equal to dim (8); got private_dim=4"), err
+    assert not (tmp_path / "bad").exists()
     # given as --param regularizers, the error names it (it named 'regularizer', neither option)
     code, _, err = run(capsys, *args, "--private-dim", "8", "--param", 'regularizers=["hsic:-1"]', "--out",
                        str(tmp_path / "bad"))

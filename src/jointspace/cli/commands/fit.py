@@ -1,5 +1,7 @@
 """``jointspace fit``: learn a joint space on a dataset split and save it."""
 
+import contextlib
+
 from .._checks import check_tower_items, named_as
 from .._common import add_data_options, console, data_source, default_split, load_split, parse_params, split_names
 
@@ -401,18 +403,20 @@ def _run(args, params, rank: int) -> int:
 
     generative_train = None   # the pairs a generative model was fitted on, for its evaluation
     selection = None          # how a closed-form model's settings were chosen
-    if args.towers is not None:
-        model, selection = _fit_towers(args, params)
-    elif _is_generative(args.model):
-        generative_train = load_split(args.dataset, args.split, args)
-        model = _fit_generative(args, params, generative_train, _val_split(args, data_source(args.dataset, args)))
-    elif args.model == "clip":
-        ds = data_source(args.dataset, args)
-        train = load_split(args.dataset, args.split, args)
-        val = _val_split(args, ds)
-        model = _fit_trained(args, {**params, "relevance": ds.relevance}, train, val)
-    else:
-        model, selection = _fit_closed_form(args, params)
+    # the model's messages about its regularizers name the option that gave them
+    with named_as("regularizers", "--regularizer") if args.regularizer else contextlib.nullcontext():
+        if args.towers is not None:
+            model, selection = _fit_towers(args, params)
+        elif _is_generative(args.model):
+            generative_train = load_split(args.dataset, args.split, args)
+            model = _fit_generative(args, params, generative_train, _val_split(args, data_source(args.dataset, args)))
+        elif args.model == "clip":
+            ds = data_source(args.dataset, args)
+            train = load_split(args.dataset, args.split, args)
+            val = _val_split(args, ds)
+            model = _fit_trained(args, {**params, "relevance": ds.relevance}, train, val)
+        else:
+            model, selection = _fit_closed_form(args, params)
     if rank != 0:  # every rank holds the same weights; rank 0 writes them
         return 0
     model.save(args.out)
