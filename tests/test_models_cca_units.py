@@ -116,3 +116,26 @@ def test_a_refused_kernel_refit_leaves_the_fitted_model_as_it_was():
     with pytest.raises(Exception, match=r"^y: expected 60 rows to match X, got 10$"):
         model.fit(np.c_[x, x], y[:10])
     np.testing.assert_array_equal(model.transform(x), fresh.transform(x))
+
+
+def test_the_largest_weight_scales_by_the_correlations_power_and_a_larger_one_is_refused():
+    from jointspace import InputError, Pairs, create_model
+
+    x, y = _views()
+    rho = _qr_correlations(x, y)[:3]     # principal angles: computed apart from the model
+    plain = CCA(n_components=3, weight=0).fit(x, y)
+    heavy = CCA(n_components=3, weight=16).fit(x, y)
+    np.testing.assert_allclose(heavy.transform(x), plain.transform(x) * rho ** 16, rtol=1e-8)
+    z = heavy.encode("x", x[:5])
+    want = plain.transform(x[:5]) * rho ** 16
+    np.testing.assert_allclose(z, want / np.linalg.norm(want, axis=1, keepdims=True), rtol=1e-5)
+    # 1000: every encoding was zero (0.9 ** 1000 and less underflow in float32)
+    message = r"^weight: expected a number <= 16, got 1000 \(component k is scaled by its correlation \*\* weight"
+    labelled = Pairs({"x": x, "y": y}, labels=np.arange(len(x)) % 3)
+    for name in ("cca", "rcca", "pls", "mcca", "kcca", "scca"):
+        with pytest.raises(InputError, match=message):
+            create_model(name, n_components=2, weight=1000).fit(labelled)
+    with pytest.raises(InputError, match=message):
+        plain.derive(weight=1000)
+    with pytest.raises(InputError, match=message):
+        SumcorCCA(n_components=2).fit([x, y]).derive(weight=1000)

@@ -39,6 +39,20 @@ from ._sklearn_inputs import check_x, check_y
 from .base import JointModel, register_model
 from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
+#: the largest correlation weight: a larger power of ``rho`` keeps only the leading component
+#: (16 already leaves float32 encodings subnormal where the leading correlation is below 0.004)
+MAX_WEIGHT = 16.0
+
+
+def check_weight(value) -> float:
+    """``value`` as a correlation weight in [0, :data:`MAX_WEIGHT`], or :class:`InputError`
+    naming ``weight`` (a power such as 1000 made every encoding zero, or infinite)."""
+    weight = check_float(value, "weight", low=0.0)
+    if weight > MAX_WEIGHT:
+        raise InputError(f"weight: expected a number <= {MAX_WEIGHT:g}, got {weight:g} (component k is scaled by "
+                         f"its correlation ** weight, which a larger power underflows to zero, or overflows)")
+    return weight
+
 
 def fit_or_keep(model, fit, *args):
     """``fit(*args)``, restoring every attribute of ``model`` when it raises.
@@ -81,7 +95,7 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
     preprocess : str or dict, optional
         Per-view preprocessing (see :mod:`jointspace.models.preprocess`), e.g.
         ``"standard"`` for both views or ``{"image": "sqrt,pca:64", "text": "standard"}``.
-    weight : float
+    weight : float in [0, 16]
         Scale canonical component k by ``rho_k ** weight`` in ``encode`` / ``transform`` (0:
         no weighting; 1, the default: the common correlation weighting for retrieval, which
         the Wikipedia bench's cross-validation chose for CCA, regularised CCA, kernel CCA and
@@ -163,7 +177,7 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         if x.shape[0] != y.shape[0]:
             raise InputError(f"y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
         reg = self._reg_pair()
-        weight = check_float(self.weight, "weight", low=0.0)
+        weight = check_weight(self.weight)
         self._modality_names = names
         labels = self._view_labels(X, names)
         self.x_pre_ = build_preprocessor(self._pre_spec("x", names[0]), self.random_state)
@@ -284,7 +298,7 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
             out.x_weights_, out.y_weights_ = self.x_weights_[:, :k], self.y_weights_[:, :k]
             out.canonical_correlations_ = self.canonical_correlations_[:k]
         if weight is not None:
-            out.weight = check_float(weight, "weight", low=0.0)
+            out.weight = check_weight(weight)
         out._component_scale = out.canonical_correlations_.clip(0) ** float(out.weight)
         return out
 

@@ -33,7 +33,7 @@ from ._kernels import (center_kernel, center_new, check_kernel_bound, check_pair
                        check_symmetric, kernel_eig, kernel_matrix, resolve_kernel, solve_kernel_cca)
 from ._sklearn_inputs import check_x, check_y
 from .base import register_model
-from .cca import CanonicalCorrelation, covariances, solve_cca
+from .cca import CanonicalCorrelation, check_weight, covariances, solve_cca
 from .preprocess import build_preprocessor, fit_preprocessor
 
 _CHUNK = 4096
@@ -147,7 +147,7 @@ class KernelCCA(CanonicalCorrelation):
             raise InputError(f"n_components: expected at most n_samples - 1 = {n - 1}, got {k} "
                              "(fewer samples than components)")
         reg = self._reg_pair()
-        weight = check_float(self.weight, "weight", low=0.0)
+        weight = check_weight(self.weight)
         check_choice(self.psd, "psd", ("error", "clip"))
         method = check_choice(self.method, "method", ("auto", "exact", "nystroem", "rff"))
         max_exact = check_int(self.max_exact, "max_exact", low=2)

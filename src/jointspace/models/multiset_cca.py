@@ -31,7 +31,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError
 from ._cca_solve import _inv_sqrt
 from .base import JointModel, register_model
-from .cca import fit_or_keep
+from .cca import check_weight, fit_or_keep
 from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
 
@@ -123,7 +123,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         Canonical ridge in [0, 1], one for all views or one per view.
     preprocess : str or dict, optional
         Per-view preprocessing (see :mod:`jointspace.models.preprocess`), keyed by modality.
-    weight : float
+    weight : float in [0, 16]
         Scale component k by ``max(eigenvalue_k, 0) ** weight`` in ``transform`` / ``encode``
         (default 1: the weighting the benches' cross-validation chose for CCA-family rows; it
         keeps the weak trailing components of ``n_components=None`` from counting fully).
@@ -194,7 +194,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         names, arrays = self._read_views(views)
         objective = check_choice(self.objective or self._default_objective, "objective", ("sumcor", "maxvar"))
         regs = self._regs(len(arrays))
-        weight = check_float(self.weight, "weight", low=0.0)
+        weight = check_weight(self.weight)
         k = None if self.n_components is None else check_int(self.n_components, "n_components", low=1)
         n = arrays[0].shape[0]
         if k is not None and k > n - 1:
@@ -256,7 +256,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
             out.weights_ = [w[:, :k] for w in self.weights_]
             out.eigenvalues_ = self.eigenvalues_[:k]
         if weight is not None:
-            out.weight = check_float(weight, "weight", low=0.0)
+            out.weight = check_weight(weight)
         out._component_scale = out.eigenvalues_.clip(0) ** float(out.weight)
         return out
 

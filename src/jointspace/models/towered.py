@@ -216,7 +216,9 @@ def _head_grid(head: str, p: int, q: int, n: int, grid: dict | None, fixed: dict
         comps = [check_int(fixed["n_components"], "n_components", low=1)]
     if "weight" in fixed:
         weights = [fixed["weight"]]
-    return pcas, regs, comps, weights
+    from .cca import check_weight
+
+    return pcas, regs, comps, [check_weight(w) for w in weights]
 
 
 def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: dict | None = None,
