@@ -251,8 +251,9 @@ def _on_disk(spec: str):
 
 def data_source(spec: str, args=None):
     """The :class:`~jointspace.data.sources.DataSource` named by ``spec`` (read again once the file,
-    or a file of the folder, it was read from changes), with the user-data options of ``args`` (``add_data_options``); ``args.builtin_`` (True or
-    False), when set, says whether ``spec`` is a built-in dataset's name or a path."""
+    or a file of the folder, it was read from changes), with the user-data options of ``args``
+    (``add_data_options``); ``args.builtin_`` (True or False), when set, says whether ``spec``
+    is a built-in dataset's name or a path."""
     from ..data.sources import DEFAULT_VAL_FRACTION, open_data
 
     keys = getattr(args, "array_keys_", None)
@@ -263,11 +264,12 @@ def data_source(spec: str, args=None):
             "val_fraction": DEFAULT_VAL_FRACTION if getattr(args, "val_fraction", None) is None else args.val_fraction,
             "split_column": getattr(args, "split_column", None), "group_column": getattr(args, "group_column", None)}
     builtin = getattr(args, "builtin_", None)   # what an index recorded: a built-in by name, or a path
-    key = (str(spec), _on_disk(str(spec)), builtin, repr(sorted(opts.items(), key=lambda kv: kv[0])))
-    if key not in _SOURCES:
+    key = (str(spec), builtin, repr(sorted(opts.items(), key=lambda kv: kv[0])))
+    stamp = _on_disk(str(spec))
+    if key not in _SOURCES or _SOURCES[key][0] != stamp:   # an edited file replaces what was read of it
         with err_console.status(f"reading {spec}"), _data_named_as(args):
-            _SOURCES[key] = open_data(spec, **opts, builtin=builtin)
-    return _SOURCES[key]
+            _SOURCES[key] = (stamp, open_data(spec, **opts, builtin=builtin))
+    return _SOURCES[key][1]
 
 
 @contextlib.contextmanager
