@@ -379,16 +379,23 @@ def _scale_export(calls):
     return export
 
 
+def _flip_a_weight_bit(path) -> bytes:
+    """One bit of the export's weight w[0] flipped (2 -> 2 ** 17): the file still parses.
+    Returns the export's bytes before."""
+    good = path.read_bytes()
+    at = good.index(np.array([2.0, 3.0], np.float32).tobytes())
+    path.write_bytes(good[:at + 3] + bytes([good[at + 3] ^ 0x08]) + good[at + 4:])
+    rt._session.cache_clear()
+    return good
+
+
 def test_an_export_whose_weights_changed_on_disk_is_exported_again(tmp_path, monkeypatch):
     """Flipped bits in a weight still parse: ONNX Runtime ran the damaged graph without a word."""
     monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(rt, "_checked", set(), raising=False)
     calls = []
     path = rt.cached_export("demo-scale", "k1", _scale_export(calls))
-    good = path.read_bytes()
-    at = good.index(np.array([2.0, 3.0], np.float32).tobytes())
-    path.write_bytes(good[:at + 3] + bytes([good[at + 3] ^ 0x08]) + good[at + 4:])   # w[0]: 2 -> 2 ** 17
-    rt._session.cache_clear()
+    good = _flip_a_weight_bit(path)
     monkeypatch.setattr(rt, "_checked", set(), raising=False)   # as a later process finds it
     assert rt.cached_export("demo-scale", "k1", _scale_export(calls)) == path and len(calls) == 1
     with pytest.warns(RuntimeWarning, match=r"cannot be read \(ValueError: its bytes \(CRC-32 \w+\) are not "
@@ -456,10 +463,7 @@ def test_threads_that_find_a_damaged_export_together_export_it_once(tmp_path, mo
     monkeypatch.setattr(rt, "_checked", set(), raising=False)
     calls = []
     path = rt.cached_export("demo-scale2", "k1", _scale_export(calls))
-    good = path.read_bytes()
-    at = good.index(np.array([2.0, 3.0], np.float32).tobytes())
-    path.write_bytes(good[:at + 3] + bytes([good[at + 3] ^ 0x08]) + good[at + 4:])
-    rt._session.cache_clear()
+    good = _flip_a_weight_bit(path)
     monkeypatch.setattr(rt, "_checked", set(), raising=False)
     crc32 = rt._crc32
 
