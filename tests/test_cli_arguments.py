@@ -281,6 +281,14 @@ def test_a_demo_that_fails_also_removes_the_parent_folders_it_made(tmp_path, cap
 # -- 8. messages that named the wrong thing --------------------------------------------------
 
 
+@pytest.mark.parametrize("towers", ["nosuch,minilm", "image=,minilm"])
+def test_an_unknown_tower_of_fit_names_towers(tmp_path, capsys, towers):
+    code, _, err = run(capsys, "fit", "photos", "--towers", towers, "--out", tmp_path / "m")
+    bad = towers.split(",")[0]
+    assert code == 2 and one_line(err) and err.startswith(f"error: --towers: unknown tower {bad!r}"), err
+    assert not (tmp_path / "m").exists()
+
+
 @pytest.mark.parametrize("name", ["", "  "])
 def test_an_empty_tower_name_names_the_option(tmp_path, capsys, name):
     code, _, err = run(capsys, "embed", "digits", "--tower", name, "--limit", "2", "--out", tmp_path / "e.npy")

@@ -91,7 +91,8 @@ def _fit_towers(args, params):
         raise InputError(f"--towers: expected tower names separated by commas (e.g. efficientnet-lite0,minilm), "
                          f"got {args.towers!r}")
     for name in names:
-        modality = create_tower(name).modality
+        with named_as("tower", "--towers"):
+            modality = create_tower(name).modality
         if modality in towers:
             raise InputError(f"--towers: two towers for the {modality} modality ({towers[modality]}, {name})")
         towers[modality] = name
