@@ -199,17 +199,19 @@ label = st.one_of(st.integers(-10**6, 10**6),
 
 
 def _expected_labels(labels):
-    """Labels as read_manifest defines them: ints stay ints; otherwise codes of the sorted names."""
+    """Labels as read_manifest defines them: ints stay ints; otherwise codes of the sorted names,
+    each name without the spaces around it ("A " and "A" are one class)."""
     if all(isinstance(v, int) for v in labels):
         return list(labels), None
-    names = sorted({str(v) for v in labels})
-    return [names.index(str(v)) for v in labels], names
+    names = sorted({str(v).strip() for v in labels})
+    return [names.index(str(v).strip()) for v in labels], names
 
 
 @FUZZ
 @given(st.lists(st.tuples(caption, label), min_size=1, max_size=8), st.sampled_from([".csv", ".jsonl"]))
 @example(rows=[("two\r\nlines", "a"), ("cr\ronly", "b")], suffix=".csv")
 @example(rows=[("a cat", "a"), ("\u200b", "b")], suffix=".jsonl")
+@example(rows=[("a cat", "A "), ("a dog", "A")], suffix=".csv")
 def test_manifest_round_trip(rows, suffix):
     if suffix == ".csv":
         buf = io.StringIO(newline="")
