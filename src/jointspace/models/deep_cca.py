@@ -232,10 +232,9 @@ class DeepCCA(BaseEstimator, JointModel):
         config = FitConfig(epochs=epochs, batch_size=batch_size, min_batch=min_batch, lr=lr, min_lr=lr,
                            weight_decay=check_float(self.weight_decay, "weight_decay", low=0.0),
                            seed=int(self.random_state), progress=bool(self.progress))
-        model_config = {"model": type(self).__name__, **{k: v for k, v in self.get_config().items()
-                                                         if k not in ("run_dir", "progress")}}
+        # get_config leaves out where and how the fit runs (run_dir, progress), as a checkpoint must
         return fit_module(net, loss_fn, {"x": xs, "y": ys}, config, run_dir=self.run_dir, resume=resume,
-                          model_config=model_config)
+                          model_config={"model": type(self).__name__, **self.get_config()})
 
     def _outputs(self, which: int, arr: np.ndarray) -> np.ndarray:
         torch = _torch()
