@@ -165,3 +165,31 @@ def test_auto_resolves_by_size_and_records_it():
     assert empty.resolved_spec is None
     empty.add(x)
     assert empty.resolved_spec == "Flat"
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
+@pytest.mark.parametrize("nq", [1, 25])   # FAISS takes another kernel from 20 queries on
+def test_equal_scores_come_in_increasing_id_order(metric, nq):
+    """Hand-worked: the query e1 scores ids 0, 2 and 3 equally (the same vector), ahead of 1 and 4.
+    FAISS ordered inner-product ties by decreasing id ([3, 2, 0])."""
+    x = np.array([[1, 0], [0, 1], [1, 0], [1, 0], [0, 1]], np.float32)
+    q = np.tile(np.array([[1, 0]], np.float32), (nq, 1))
+    scores, ids = Index.build(x, spec="Flat", metric=metric).search(q, k=5)
+    best, rest = (1.0, 0.0) if metric != "l2" else (0.0, 2.0)
+    assert ids.tolist() == [[0, 2, 3, 1, 4]] * nq
+    np.testing.assert_array_equal(scores, [[best] * 3 + [rest] * 2] * nq)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2"])
+def test_flat_matches_a_stable_bruteforce_sort_with_many_ties(metric):
+    """Small integer vectors tie often (and their scores are exact in float32); wherever no tie
+    straddles the k-th place, the ids are numpy's stable sort of the exact scores."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, size=(300, 4)).astype(np.float32)
+    q = rng.integers(-3, 4, size=(60, 4)).astype(np.float32)
+    ref_s, order = _brute(x, q, metric, 300)
+    scores, ids = Index.build(x, spec="Flat", metric=metric).search(q, k=10)
+    np.testing.assert_array_equal(scores, ref_s[:, :10])
+    clean = ref_s[:, 9] != ref_s[:, 10]
+    assert clean.sum() >= 5
+    np.testing.assert_array_equal(ids[clean], order[clean, :10])

@@ -185,3 +185,27 @@ def test_an_index_replaces_a_sharded_index_folder(tmp_path):
     ShardedIndex(flat_shards(x, [150], "l2")).save(tmp_path / "s")
     disk = build_on_disk([x], tmp_path / "s", spec="IVF4,Flat", train_size=300)
     assert disk.on_disk and not isinstance(Index.load(tmp_path / "s"), ShardedIndex)
+
+
+@pytest.mark.parametrize("metric", ["ip", "l2", "cosine"])
+def test_shards_order_equal_scores_as_one_index_does(metric):
+    """Equal scores across shards are merged in increasing id, as one index orders them (the
+    merge kept shard order, and one index FAISS's order, so the two differed)."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(-3, 4, size=(300, 4)).astype(np.float32)
+    q = rng.integers(-3, 4, size=(60, 4)).astype(np.float32)
+    x[~x.any(1)], q[~q.any(1)] = 1, 1   # no zero vectors (cosine)
+    whole = Index.build(x, spec="Flat", metric=metric)
+    sharded = ShardedIndex([Index.build(x[:130], spec="Flat", metric=metric),
+                            Index.build(x[130:], spec="Flat", metric=metric, ids=np.arange(130, 300))])
+    s1, i1 = sharded.search(q, 10)
+    s2, i2 = whole.search(q, 10)
+    np.testing.assert_array_equal(s1, s2)
+    all_scores = whole.search(q, 11)[0]
+    clean = all_scores[:, 9] != all_scores[:, 10]   # no tie straddles the 10th place
+    assert clean.sum() >= 5
+    np.testing.assert_array_equal(i1[clean], i2[clean])
+    tie = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], np.float32)
+    parts = [Index.build(tie[:2], spec="Flat", metric=metric, ids=[7, 2]),
+             Index.build(tie[2:], spec="Flat", metric=metric, ids=[9, 0])]
+    assert ShardedIndex(parts).search(tie[:1], 4)[1].tolist() == [[0, 2, 7, 9]]

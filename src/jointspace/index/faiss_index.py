@@ -5,6 +5,7 @@ Similarity follows the chapter's joint space: with ``metric="cosine"`` the score
 inner product); ``"ip"`` is the raw dot product ``q·x``; ``"l2"`` is the squared Euclidean
 distance ``‖q − x‖²``.  Cosine and ip scores are similarities (higher is better, results in
 decreasing order); l2 scores are distances (lower is better, results in increasing order).
+Equal scores are ordered by increasing id.
 Where fewer than ``k`` results exist, ids are ``-1`` and scores ``-inf`` (similarities) or
 ``+inf`` (distances).
 """
@@ -22,6 +23,7 @@ from . import _faiss_parts as parts
 from . import _params, _training
 from ._inputs import as_id_list, as_vectors, check_k, check_new_ids, in_sorted
 from .metadata import MetadataStore, normalize_metadata
+from .results import order_ties_by_id
 from .spec import (auto_spec, check_metric, faiss_error_message, higher_is_better, make_faiss_index,
                    normalize_spec)
 
@@ -388,6 +390,7 @@ class Index:
         scores : numpy.ndarray of float32, shape (nq, k)
             Similarities (cosine, ip; decreasing) or squared L2 distances (l2; increasing).
         ids : numpy.ndarray of int64, shape (nq, k)
+            Equal scores in increasing id; -1 for padding.
         """
         q = as_vectors(queries, "queries", self._dim, allow_1d=True)
         k = check_k(k, lambda: self.ntotal)
@@ -420,7 +423,7 @@ class Index:
         d[missing] = fill
         if self._stored is not None and kc > kk:
             d, i = self._rerank(q, i, kk)
-        scores[:, :kk], ids[:, :kk] = d, i
+        scores[:, :kk], ids[:, :kk] = order_ties_by_id(d, i, self.higher_is_better)
         return scores, ids
 
     def _rerank(self, q: np.ndarray, candidates: np.ndarray, k: int):

@@ -3,10 +3,11 @@
 Each shard is an :class:`~jointspace.index.faiss_index.Index` (in memory, or on disk as built by
 :func:`jointspace.index.ondisk.build_on_disk`).  A query goes to every shard at once (threads:
 FAISS releases the GIL while it searches), each returns its own top ``k``, and the merged top
-``k`` is taken over the ``shards x k`` candidates by score, ties kept in shard order.  Because
-every shard returns its exact top ``k`` under the same metric, merging exact shards gives
-exactly the single-index result (what FAISS ``IndexShards`` does, here over whole ``Index``
-objects so that ids, metadata and removed ids stay with their shard).
+``k`` is taken over the ``shards x k`` candidates by score, equal scores by increasing id (as
+:meth:`Index.search` orders them).  Because every shard returns its exact top ``k`` under the
+same metric, merging exact shards gives exactly the single-index result, except which of equal
+scores straddling the ``k``-th place make the cut (what FAISS ``IndexShards`` does, here over
+whole ``Index`` objects so that ids, metadata and removed ids stay with their shard).
 
 Saved as one folder: ``shards.json`` (format, order, info) and one saved index folder per shard
 (``shard-0000/`` ...).  :meth:`Index.load` recognises such a folder and returns a
@@ -25,6 +26,7 @@ from .._io import atomic_dir, atomic_write_json, read_json_object
 from .._validation import check_int
 from ..errors import InputError
 from ._inputs import as_id_list, check_k, in_sorted
+from .results import order_ties_by_id
 
 FORMAT = "jointspace-sharded-index"
 MANIFEST = "shards.json"
@@ -224,7 +226,7 @@ class ShardedIndex:
 def merge_results(results, k: int, higher_is_better: bool):
     """Merge per-shard ``(scores, ids)`` pairs, each (nq, k_s), into the best ``k`` per query.
 
-    Ties keep shard order (a stable sort), padded entries (id -1) sort last.
+    Equal scores are ordered by increasing id, padded entries (id -1) sort last.
 
     Returns
     -------
@@ -233,9 +235,7 @@ def merge_results(results, k: int, higher_is_better: bool):
     """
     scores = np.concatenate([s for s, _ in results], axis=1)
     ids = np.concatenate([i for _, i in results], axis=1)
-    key = np.where(ids < 0, np.inf, -scores if higher_is_better else scores)
-    order = np.argsort(key, axis=1, kind="stable")[:, :k]
-    scores, ids = np.take_along_axis(scores, order, axis=1), np.take_along_axis(ids, order, axis=1)
+    scores, ids = (a[:, :k] for a in order_ties_by_id(scores, ids, higher_is_better))
     if ids.shape[1] < k:   # fewer results than k in all the shards together
         pad = ((0, 0), (0, k - ids.shape[1]))
         scores = np.pad(scores, pad, constant_values=-np.inf if higher_is_better else np.inf)
