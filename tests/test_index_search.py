@@ -193,3 +193,23 @@ def test_flat_matches_a_stable_bruteforce_sort_with_many_ties(metric):
     clean = ref_s[:, 9] != ref_s[:, 10]
     assert clean.sum() >= 5
     np.testing.assert_array_equal(ids[clean], order[clean, :10])
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-25])
+@pytest.mark.parametrize("spec", ["Flat", "IVF2,Flat", "on-disk IVF2,Flat"])
+def test_cosine_ignores_the_scale_of_very_large_and_very_small_vectors(tmp_path, scale, spec):
+    """FAISS's float32 sum of squares overflowed (1e20: every vector and query became zeros,
+    scoring 0) or underflowed (1e-25: left unnormalised, scoring about 1e-25)."""
+    from jointspace.index.ondisk import build_on_disk
+
+    x, q = _data(n=200, d=8, nq=6)
+    if spec.startswith("on-disk"):
+        idx = build_on_disk([x * scale], tmp_path / "d", spec="IVF2,Flat", train_size=200,
+                            search_params={"nprobe": 2})
+    else:
+        idx = Index.build(x * scale, spec=spec, metric="cosine", search_params={"nprobe": 2} if "IVF" in spec else None)
+    ref_s, ref_i = _brute(x, q, "cosine", 5)
+    for queries in (q, q * scale):
+        scores, ids = idx.search(queries, k=5)
+        np.testing.assert_array_equal(ids, ref_i)
+        np.testing.assert_allclose(scores, ref_s, atol=1e-5)

@@ -51,6 +51,30 @@ def as_vectors(x, name: str, dim: int | None = None, *, allow_1d: bool = False) 
     return arr
 
 
+#: rows whose largest magnitude lies outside [2**-50, 2**50] are normalised in float64
+_SAFE_MAGNITUDE = 2.0 ** 50
+
+
+def normalized(x: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` (n, d) float32 whose rows have unit L2 norm (zero rows stay zero).
+
+    FAISS's ``normalize_L2`` sums the squares in float32: from values of about 1e19 the sum
+    overflows and the row comes out as zeros, below about 1e-19 it underflows and the row is
+    left as it was.  Such rows are normalised in float64 first; the others exactly as FAISS does.
+    """
+    import faiss
+
+    out = np.array(x, dtype=np.float32, order="C")
+    if out.size:
+        big = np.maximum(out.max(axis=1), -out.min(axis=1))   # reductions: no full-size temporary
+        odd = (big > _SAFE_MAGNITUDE) | ((big > 0) & (big < 1 / _SAFE_MAGNITUDE))
+        if odd.any():
+            rows = out[odd].astype(np.float64)
+            out[odd] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+    faiss.normalize_L2(out)
+    return out
+
+
 def as_ids(ids, n: int, name: str = "ids") -> np.ndarray:
     """Return ``ids`` as a 1-D int64 array of ``n`` distinct non-negative integers."""
     arr = np.asarray(ids)

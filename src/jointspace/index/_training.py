@@ -7,6 +7,7 @@ import numpy as np
 from .._validation import check_int
 from ..errors import InputError
 from . import _faiss_parts as parts
+from ._inputs import normalized
 from .spec import faiss_error_message
 
 
@@ -74,8 +75,6 @@ def train(top, core, x: np.ndarray, *, metric: str, spec: str, train_size, seed)
     ``train_size`` rows are drawn at random (``seed``) when given and smaller than ``n``;
     vectors are L2-normalised first for the cosine metric.
     """
-    import faiss
-
     if top.is_trained:
         return
     seed = check_int(seed, "seed", low=0)
@@ -89,8 +88,7 @@ def train(top, core, x: np.ndarray, *, metric: str, spec: str, train_size, seed)
         x, n = x[rows], train_size
     prepare_training(core, seed)
     if metric == "cosine":
-        x = x.copy()
-        faiss.normalize_L2(x)
+        x = normalized(x)
     try:
         top.train(x)
     except RuntimeError as exc:

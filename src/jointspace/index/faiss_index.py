@@ -21,7 +21,7 @@ from .._validation import check_int
 from ..errors import InputError, JointspaceError
 from . import _faiss_parts as parts
 from . import _params, _training
-from ._inputs import as_id_list, as_vectors, check_k, check_new_ids, in_sorted
+from ._inputs import as_id_list, as_vectors, check_k, check_new_ids, in_sorted, normalized
 from .metadata import MetadataStore, normalize_metadata
 from .results import order_ties_by_id
 from .spec import (auto_spec, check_metric, faiss_error_message, higher_is_better, make_faiss_index,
@@ -288,8 +288,7 @@ class Index:
             for s in range(0, x.shape[0], _ADD_ROWS):
                 block = x[s:s + _ADD_ROWS]
                 if self._metric == "cosine":
-                    block = block.copy()
-                    faiss.normalize_L2(block)
+                    block = normalized(block)
                 self._faiss.add_with_ids(block, ids[s:s + _ADD_ROWS])
         except RuntimeError as exc:
             self._ids = np.sort(parts.stored_ids(self._faiss))   # what FAISS holds after a partial add
@@ -407,8 +406,7 @@ class Index:
         if self._faiss is None or self._faiss.ntotal == 0 or nq == 0:
             return scores, ids
         if self._metric == "cosine":
-            q = q.copy()
-            faiss.normalize_L2(q)
+            q = normalized(q)
         kk = min(k, int(self._faiss.ntotal))
         kc = kk if self._stored is None else min(kk * k_factor, int(self._faiss.ntotal))
         fparams, keep = parts.search_params(self._core, sel=self._removed_selector(), **params)

@@ -31,7 +31,7 @@ from .._validation import check_int
 from ..errors import InputError
 from . import _faiss_parts as parts
 from . import _params, _training
-from ._inputs import MAX_ID, as_vectors
+from ._inputs import MAX_ID, as_vectors, normalized
 from .metadata import normalize_metadata
 
 
@@ -179,8 +179,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
                 take = min(x.shape[0] - at, shard_size - in_shard)
                 block = x[at:at + take]
                 if metric == "cosine":
-                    block = block.copy()
-                    faiss.normalize_L2(block)
+                    block = normalized(block)
                 if n + take - 1 > MAX_ID:
                     raise InputError(f"first_id: expected the ids first_id .. first_id + n - 1 to stay below 2**63, "
                                      f"got first_id={first_id} for a stream of at least {n + take - first_id} vectors")
