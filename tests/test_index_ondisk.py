@@ -122,6 +122,21 @@ def test_reranking_raises_recall_of_a_coarse_quantiser(tmp_path):
     assert recall[1] < 0.5 and recall[10] > recall[1] + 0.3 and recall[100] >= 0.99
 
 
+@pytest.mark.parametrize("k", [300, 400])
+def test_k_taking_every_vector_still_reranks_by_the_exact_vectors(tmp_path, k):
+    """With k at or above the vectors held, the compressed index's own (approximate) scores and
+    order came back, while any smaller k gave the exact ones."""
+    x, q = data(300), data(4, seed=6)
+    idx = build_on_disk([x], tmp_path / "i", spec=SPEC, metric="l2", train_size=300, search_params={"nprobe": 8})
+    exact = ((q[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
+    order = np.argsort(exact, axis=1, kind="stable")
+    scores, ids = idx.search(q, k)
+    np.testing.assert_array_equal(ids[:, :300], order)
+    np.testing.assert_allclose(scores[:, :300], np.take_along_axis(exact, order, 1), rtol=1e-5, atol=1e-5)
+    assert (ids[:, 300:] == -1).all()
+    np.testing.assert_array_equal(idx.search(q, 5)[1], ids[:, :5])
+
+
 def test_stored_vectors_bad_input(tmp_path):
     x = data()
     with pytest.raises(InputError, match=r"search_params\['k_factor'\]: applies when the vectors are kept"):

@@ -419,7 +419,7 @@ class Index:
         if self._core is not self._faiss:
             i = np.where(missing, -1, self._internal_to_external()[np.where(missing, 0, i)])
         d[missing] = fill
-        if self._stored is not None and kc > kk:
+        if self._stored is not None and k_factor > 1:   # also where k takes every vector: exact scores
             d, i = self._rerank(q, i, kk)
         scores[:, :kk], ids[:, :kk] = order_ties_by_id(d, i, self.higher_is_better)
         return scores, ids
