@@ -61,6 +61,23 @@ def test_good_specs_pass(spec):
     assert check_spec_numbers(normalize_spec(spec)) is None
 
 
+@pytest.mark.parametrize("spec", ["HNSW8_PQ4", "HNSW8,PQ4", "PCA8,HNSW8_PQ4", "HNSW8_PQ4,RFlat", "NSG32_PQ4"])
+@pytest.mark.parametrize("metric", ["cosine", "ip"])
+def test_specs_faiss_builds_for_l2_only_are_refused_for_other_metrics(spec, metric):
+    """FAISS built them with the L2 metric whatever was asked: the distances were ranked as
+    similarities (each vector found itself last) and the saved index did not load."""
+    with pytest.raises(InputError, match=rf"^spec: FAISS builds {spec!r} for the l2 metric only, "
+                                         rf"got metric={metric!r}; use metric='l2'"):
+        Index(8, spec, metric)
+
+
+def test_a_spec_faiss_builds_for_l2_only_builds_saves_and_searches_with_l2(tmp_path):
+    x = _x()
+    Index.build(x, spec="HNSW8_PQ4x4", metric="l2").save(tmp_path / "i")
+    _, ids = Index.load(tmp_path / "i").search(x[:5], k=1)
+    assert ids[:, 0].tolist() == [0, 1, 2, 3, 4]
+
+
 def test_smallest_hnsw_m_builds_saves_and_searches(tmp_path):
     x = _x()
     spec = f"HNSW{HNSW_M_RANGE[0]}"

@@ -235,4 +235,11 @@ def make_faiss_index(dim: int, spec: str, metric: str):
             f"expected a FAISS factory string such as {', '.join(map(repr, EXAMPLE_SPECS))}") from None
     if isinstance(index, faiss.IndexBinary) or not isinstance(index, faiss.Index):
         raise InputError(f"spec: expected a float-vector index, got {type(index).__name__} from {spec!r}")
+    from ._faiss_parts import layers
+
+    # some factory entries drop the metric (HNSW<M>_PQ<m>, NSG<R>_PQ<m> are always L2): their scores
+    # would be distances read as similarities, and the saved index would not load
+    if any(layer.metric_type != faiss_metric(metric) for layer in layers(index)):
+        raise InputError(f"spec: FAISS builds {spec!r} for the l2 metric only, got metric={metric!r}; use "
+                         "metric='l2' or another spec (e.g. 'HNSW32', 'IVF1024,PQ32')")
     return index
