@@ -279,3 +279,33 @@ def test_auto_rule():
     assert auto_spec(3_000_000, 100) == "IVF8192,PQ10"
     for n, d in ((4_000_000, 512), (3_000_000, 100), (2_000_000, 7)):
         Index(d, auto_spec(n, d))    # every auto choice is a spec FAISS accepts
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip"])
+def test_vectors_whose_float32_scores_overflow_are_refused(tmp_path, metric):
+    """An l2 index holding [1e20, 1e20] never returned it (its distances were inf: id -1), and a
+    query of that size found nothing at all; such rows are refused, those just below kept."""
+    from jointspace.index.ondisk import build_on_disk
+    from jointspace.index._inputs import MAX_SQUARED_NORM
+
+    assert MAX_SQUARED_NORM == pytest.approx(np.finfo(np.float32).max / 4)
+    ok = np.array([[9e18, 0], [1, 0], [0, 1]], np.float32)   # squared norm 8.1e37
+    big = np.array([[1, 0], [1e19, 0]], np.float32)           # squared norm 1e38 at row 1
+    msg = rf"squared L2 norm at most 8.51e\+37 for metric '{metric}' .*got 1e\+38 at row 1; scale"
+    with pytest.raises(InputError, match=r"^vectors: expected rows of " + msg):
+        Index.build(big, spec="Flat", metric=metric)
+    idx = Index.build(ok, spec="Flat", metric=metric)
+    with pytest.raises(InputError, match=r"^vectors: expected rows of " + msg):
+        idx.add(big)
+    with pytest.raises(InputError, match=r"^queries: expected rows of " + msg):
+        idx.search(big, k=3)
+    with pytest.raises(InputError, match=r"^batches\[0\]: expected rows of " + msg):
+        build_on_disk([big], tmp_path / "d", spec="IVF1,Flat", metric=metric, train_size=2)
+    assert Index.build(big, spec="Flat", metric="cosine").ntotal == 2   # cosine scales them down
+    q = np.array([[-9e18, 0]], np.float32)
+    scores, ids = idx.search(q, k=3)
+    x64, q64 = ok.astype(np.float64), q.astype(np.float64)
+    want = ((q64 - x64) ** 2).sum(1) if metric == "l2" else x64 @ q64[0]
+    order = np.argsort(want if metric == "l2" else -want, kind="stable")
+    assert ids[0].tolist() == order.tolist()
+    np.testing.assert_allclose(scores[0], want[order], rtol=1e-6)

@@ -9,11 +9,19 @@ from ..errors import InputError
 _CHECK_ROWS = 65_536
 
 
-def as_vectors(x, name: str, dim: int | None = None, *, allow_1d: bool = False) -> np.ndarray:
+#: largest squared L2 norm of a vector or query under the l2 and ip metrics: FAISS computes
+#: ``|q|^2 + |x|^2 - 2 q.x`` and ``q.x`` in float32, which then stay finite
+MAX_SQUARED_NORM = float(np.finfo(np.float32).max) / 4
+
+
+def as_vectors(x, name: str, dim: int | None = None, *, allow_1d: bool = False,
+               metric: str | None = None) -> np.ndarray:
     """Return ``x`` as a C-contiguous float32 ``(n, dim)`` array with finite values.
 
     A float32 C-contiguous input is returned as is (no copy).  The finiteness check runs in
-    row blocks so that a million-row input does not need a full-size boolean mask.
+    row blocks so that a million-row input does not need a full-size boolean mask.  With
+    ``metric`` ``"l2"`` or ``"ip"``, rows whose squared norm passes :data:`MAX_SQUARED_NORM` are
+    refused too: their float32 scores would overflow (an l2 index then never returns them).
 
     Parameters
     ----------
@@ -24,6 +32,8 @@ def as_vectors(x, name: str, dim: int | None = None, *, allow_1d: bool = False) 
         Required number of columns.
     allow_1d : bool
         Treat a 1-D array as a single row.
+    metric : str, optional
+        The index's metric, for the norm check.
     """
     try:
         arr = np.asarray(x)
@@ -48,7 +58,22 @@ def as_vectors(x, name: str, dim: int | None = None, *, allow_1d: bool = False) 
         if not np.isfinite(block).all():
             r, c = np.argwhere(~np.isfinite(block))[0]
             raise InputError(f"{name}: expected finite values, got NaN or Inf (first at row {s + r}, column {c})")
+        if metric in ("l2", "ip") and block.size:
+            _check_norms(block, name, metric, s)
     return arr
+
+
+def _check_norms(block: np.ndarray, name: str, metric: str, offset: int) -> None:
+    big = np.maximum(block.max(axis=1), -block.min(axis=1)).astype(np.float64)   # no full-size temporary
+    near = np.flatnonzero(big ** 2 * block.shape[1] > MAX_SQUARED_NORM)   # only these can pass it
+    if near.size:
+        rows = block[near].astype(np.float64)
+        squared = np.einsum("ij,ij->i", rows, rows)
+        over = np.flatnonzero(squared > MAX_SQUARED_NORM)
+        if over.size:
+            raise InputError(f"{name}: expected rows of squared L2 norm at most {MAX_SQUARED_NORM:.3g} for metric "
+                             f"{metric!r} (float32 scores overflow beyond), got {squared[over[0]]:.3g} at row "
+                             f"{offset + near[over[0]]}; scale the vectors down or use metric='cosine'")
 
 
 #: rows whose largest magnitude lies outside [2**-50, 2**50] are normalised in float64

@@ -126,7 +126,7 @@ class Index:
         search_params : dict, optional
             Default ``nprobe`` / ``efSearch`` (see :meth:`set_search_params`).
         """
-        x = as_vectors(vectors, "vectors")
+        x = as_vectors(vectors, "vectors", metric=metric)
         if x.shape[0] < 1:
             raise InputError("vectors: expected at least 1 row, got 0")
         index = cls(x.shape[1], spec, metric, build_params=build_params)
@@ -242,7 +242,7 @@ class Index:
         ``"auto"`` is resolved from ``len(vectors)`` here.  ``train_size`` trains on a random
         sample of that many rows; ``seed`` seeds the sample and the k-means.
         """
-        x = as_vectors(vectors, "vectors", self._dim)
+        x = as_vectors(vectors, "vectors", self._dim, metric=self._metric)
         self._ensure_created(x.shape[0])
         self._train(x, train_size=train_size, seed=seed)
         return self
@@ -268,7 +268,7 @@ class Index:
         numpy.ndarray of int64, shape (n,)
             The ids given to the new vectors.
         """
-        x = as_vectors(vectors, "vectors", self._dim)
+        x = as_vectors(vectors, "vectors", self._dim, metric=self._metric)
         self._check_writable("add")
         ids = check_new_ids(ids, x.shape[0], self._ids, self._removed, self._resolved)
         rows = normalize_metadata(metadata, x.shape[0])
@@ -391,7 +391,7 @@ class Index:
         ids : numpy.ndarray of int64, shape (nq, k)
             Equal scores in increasing id; -1 for padding.
         """
-        q = as_vectors(queries, "queries", self._dim, allow_1d=True)
+        q = as_vectors(queries, "queries", self._dim, allow_1d=True, metric=self._metric)
         k = check_k(k, lambda: self.ntotal)
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", low=1)

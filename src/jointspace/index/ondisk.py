@@ -35,7 +35,7 @@ from ._inputs import MAX_ID, as_vectors, normalized
 from .metadata import normalize_metadata
 
 
-def _batches(stream):
+def _batches(stream, metric: str):
     """Yield ``(vectors (n, d) float32, metadata rows or None)`` from the items of ``stream``;
     every batch must have the first batch's dimension."""
     if isinstance(stream, (np.ndarray, str, bytes)) or not isinstance(stream, Iterable):
@@ -49,7 +49,7 @@ def _batches(stream):
                 raise InputError(f"batches[{i}]: expected an array or an (array, metadata) pair, "
                                  f"got a tuple of {len(item)}")
             item, meta = item
-        x = as_vectors(item, f"batches[{i}]")
+        x = as_vectors(item, f"batches[{i}]", metric=metric)
         if dim is None:
             dim = x.shape[1]
         elif x.shape[1] != dim:
@@ -127,7 +127,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
 
     check_folder(folder)
     info_json = check_info(info or {}, "info")
-    stream = _batches(batches)
+    stream = _batches(batches, metric)
     head, n_head = [], 0
     for x, meta in stream:
         head.append((x, meta))
