@@ -137,6 +137,22 @@ def test_k_taking_every_vector_still_reranks_by_the_exact_vectors(tmp_path, k):
     np.testing.assert_array_equal(idx.search(q, 5)[1], ids[:, :5])
 
 
+def test_a_pca_reduced_ivf_flat_keeps_its_vectors_by_default(tmp_path):
+    """'PCA4,IVF4,Flat' counted as exact ('IVF...,Flat') and kept no vectors: it ranked by the
+    4 PCA dimensions alone (recall@10 0.07 against exact search on 16-d data)."""
+    x, q = data(2000), data(20, seed=7)
+    idx = build_on_disk([x], tmp_path / "p", spec="PCA4,IVF4,Flat", metric="l2", train_size=2000,
+                        search_params={"nprobe": 4, "k_factor": 200})   # every vector a candidate
+    assert idx.keeps_vectors and (tmp_path / "p" / "vectors.f32").stat().st_size == 2000 * D * 4
+    exact = ((q[:, None, :].astype(np.float64) - x[None, :, :]) ** 2).sum(-1)
+    order = np.argsort(exact, axis=1, kind="stable")[:, :10]
+    scores, ids = idx.search(q, 10)
+    np.testing.assert_array_equal(ids, order)
+    np.testing.assert_allclose(scores, np.take_along_axis(exact, order, 1), rtol=1e-5)
+    plain = build_on_disk([x], tmp_path / "f", spec="IVF4,Flat", train_size=2000)
+    assert not plain.keeps_vectors and not (tmp_path / "f" / "vectors.f32").exists()
+
+
 def test_stored_vectors_bad_input(tmp_path):
     x = data()
     with pytest.raises(InputError, match=r"search_params\['k_factor'\]: applies when the vectors are kept"):

@@ -9,9 +9,9 @@ The recipe is FAISS's own (``faiss/contrib/ondisk.py``, the "indexing 1G vectors
 3. :func:`faiss.contrib.ondisk.merge_ondisk` merges the shards' inverted lists (memory-mapped)
    into one file, ``lists.ivfdata``, held by FAISS ``OnDiskInvertedLists``.
 
-With ``keep_vectors`` (the default where the codes are lossy: PQ, SQ) the exact vectors are
-also written to ``vectors.f32``; a search then re-ranks ``k_factor * k`` candidates of the compressed index by
-the exact score, reading only the candidates' rows (:mod:`jointspace.index.refine`).
+With ``keep_vectors`` (the default where the codes are lossy: PQ, SQ, a transform such as PCA) the
+exact vectors are also written to ``vectors.f32``; a search then re-ranks ``k_factor * k`` candidates of
+the compressed index by the exact score, reading only the candidates' rows (:mod:`jointspace.index.refine`).
 
 Only one batch of float32 vectors and one shard of compressed codes are in memory at a time.
 The result is an ordinary saved index folder: :meth:`Index.load` memory-maps ``lists.ivfdata``
@@ -93,7 +93,7 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
         Also keep the vectors on disk (float32, ``4 * d`` bytes each) and re-rank the compressed
         index's candidates by them (default ``k_factor``
         :data:`~jointspace.index.refine.DEFAULT_K_FACTOR`).  Default: True where the codes are
-        lossy (PQ, SQ), False for ``IVF...,Flat``.
+        lossy (PQ, SQ, or a pre-transform such as ``PCA64,IVF256,Flat``), False for ``IVF...,Flat``.
 
     Returns
     -------
@@ -141,8 +141,9 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
     ivf = parts.find_ivf(index._faiss)
     if ivf is None:
         raise InputError(f"spec: an on-disk index needs an IVF layer (e.g. 'IVF1024,PQ32'), got {spec!r}")
-    if keep_vectors is None:   # exact codes need no exact copy
-        keep_vectors = not isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat)
+    if keep_vectors is None:   # exact codes of the vectors as given need no exact copy; PCA's are not exact
+        keep_vectors = not (isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat) and not any(
+            isinstance(layer, faiss.IndexPreTransform) for layer in parts.layers(index._faiss)))
     if k_factor is None:
         k_factor = DEFAULT_K_FACTOR if keep_vectors else None
     else:

@@ -10,7 +10,7 @@ can still exceed RAM: a query reads only the rows of its candidates.
 The file ``vectors.f32`` holds row ``i`` = the vector of id ``first_id + i`` in float32,
 row-major, L2-normalised for the cosine metric (as the index stores them), so re-ranked scores
 are those of an exact (``Flat``) index.  Re-ranking pays off where the codes are lossy (PQ,
-SQ); an ``IVF...,Flat`` index stores exact vectors already and keeps no copy.
+SQ, a pre-transform such as PCA); an ``IVF...,Flat`` index stores exact vectors already and keeps no copy.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def register(sub):
                    help="with --on-disk: the first N vectors train the quantisers (default: 100000)")
     p.add_argument("--no-keep-vectors", dest="keep_vectors", action="store_false",
                    help="with --on-disk: keep no exact copy of the vectors (4*d bytes each on disk); by default "
-                        "a PQ/SQ index keeps one and re-ranks 10*k candidates by the exact score")
+                        "a PQ/SQ (or PCA-reduced) index keeps one and re-ranks 10*k candidates by the exact score")
     add_data_options(p, arrays="own")
     p.set_defaults(handler=run)
 
