@@ -213,3 +213,36 @@ def test_cosine_ignores_the_scale_of_very_large_and_very_small_vectors(tmp_path,
         scores, ids = idx.search(queries, k=5)
         np.testing.assert_array_equal(ids, ref_i)
         np.testing.assert_allclose(scores, ref_s, atol=1e-5)
+
+
+def test_a_refine_stage_takes_k_factor_as_a_search_setting(tmp_path):
+    """A spec with a refine stage ('...,RFlat') kept FAISS's k_factor of 1, re-ranking no more
+    candidates than results, and set_search_params(k_factor=...) refused it."""
+    import faiss
+
+    x, q = _data(n=3000, d=16, nq=30)
+    _, truth = _brute(x, q, "l2", 10)
+    idx = Index.build(x, spec="IVF8,PQ4x4,RFlat", metric="l2", search_params={"nprobe": 8})
+    assert idx.search_params == {"nprobe": 8, "k_factor": 1}
+    coarse = idx.search(q, 10)[1]
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(coarse, truth)]) < 0.5   # 0.31 measured
+    np.testing.assert_array_equal(idx.search(q, 10, params={"k_factor": 50})[1], truth)   # 400 of 3000 candidates
+    idx.set_search_params(k_factor=50)
+    idx.save(tmp_path / "i")
+    again = Index.load(tmp_path / "i")
+    assert again.search_params == {"nprobe": 8, "k_factor": 50}
+    scores, ids = again.search(q, 10)
+    np.testing.assert_array_equal(ids, truth)
+    # FAISS itself, with the same parameters
+    ref = faiss.index_factory(16, "IVF8,PQ4x4,RFlat")
+    ivf = faiss.downcast_index(faiss.extract_index_ivf(ref))
+    ivf.cp.seed = ivf.pq.cp.seed = 0
+    ivf.do_polysemous_training, ivf.nprobe = False, 8
+    faiss.downcast_index(ref).k_factor = 50
+    ref.train(x)
+    ref.add(x)
+    want_s, want_i = ref.search(q, 10)
+    np.testing.assert_array_equal(ids, want_i)
+    np.testing.assert_array_equal(scores, want_s)
+    with pytest.raises(InputError, match=r"^k_factor: applies to .* and to specs with a refine stage .*'Flat'"):
+        Index.build(x[:50], spec="Flat").set_search_params(k_factor=3)

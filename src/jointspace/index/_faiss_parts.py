@@ -46,6 +46,14 @@ def find_ivf(index):
     return None
 
 
+def find_refine(index):
+    """The refine stage of ``index`` (``...,RFlat``, ``...,Refine(Flat)``) or None."""
+    for layer in layers(index):
+        if isinstance(layer, _faiss().IndexRefine):
+            return layer
+    return None
+
+
 def find_hnsw(index):
     """The HNSW graph that ``efSearch`` controls (the index's own or its IVF quantizer's), or None."""
     faiss = _faiss()
@@ -119,7 +127,7 @@ def stored_ids(index) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty(0, dtype=np.int64)
 
 
-def search_params(target, *, nprobe=None, efSearch=None, sel=None):
+def search_params(target, *, nprobe=None, efSearch=None, k_factor=None, sel=None):
     """Build FAISS search parameters for ``target`` (walking its layers).
 
     ``sel`` is applied at the innermost layer, in that layer's id space.
@@ -142,7 +150,7 @@ def search_params(target, *, nprobe=None, efSearch=None, sel=None):
         elif isinstance(layer, faiss.IndexRefine):
             inner = build(faiss.downcast_index(layer.base_index))
             p = faiss.IndexRefineSearchParameters()
-            p.k_factor = layer.k_factor
+            p.k_factor = float(k_factor if k_factor is not None else layer.k_factor)
             p.base_index_params = inner
         elif isinstance(layer, faiss.IndexIVF):
             p = faiss.SearchParametersIVF()
@@ -167,7 +175,7 @@ def search_params(target, *, nprobe=None, efSearch=None, sel=None):
         keep.append(p)
         return p
 
-    if nprobe is None and efSearch is None and sel is None:
+    if nprobe is None and efSearch is None and k_factor is None and sel is None:
         return None, keep
     return build(faiss.downcast_index(target)), keep
 

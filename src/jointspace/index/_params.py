@@ -2,8 +2,9 @@
 
 Search-time: ``nprobe`` (IVF lists visited per query), ``efSearch`` (HNSW candidate-list
 size) and ``k_factor`` (candidates per wanted result re-ranked exactly, for indexes that keep
-their vectors; see :mod:`jointspace.index.refine`).  Build-time: ``efConstruction`` (HNSW),
-the training sample and seed.
+their vectors, see :mod:`jointspace.index.refine`, and for specs with a refine stage such as
+``"IVF256,PQ32,RFlat"``, whose FAISS default is 1: no more candidates than results).
+Build-time: ``efConstruction`` (HNSW), the training sample and seed.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def applicable(core) -> set:
         ok.add("nprobe")
     if parts.find_hnsw(core) is not None:
         ok.add("efSearch")
+    if parts.find_refine(core) is not None:
+        ok.add("k_factor")
     return ok
 
 
@@ -79,6 +82,8 @@ def current(core) -> dict:
         out["nprobe"] = int(ivf.nprobe)
     if hnsw is not None:
         out["efSearch"] = int(hnsw.efSearch)
+    if (refine := parts.find_refine(core)) is not None:
+        out["k_factor"] = int(refine.k_factor)
     return out
 
 
@@ -88,6 +93,8 @@ def apply(core, params: dict) -> None:
         parts.find_ivf(core).nprobe = params["nprobe"]
     if "efSearch" in params:
         parts.find_hnsw(core).efSearch = params["efSearch"]
+    if "k_factor" in params and (refine := parts.find_refine(core)) is not None:
+        refine.k_factor = float(params["k_factor"])
 
 
 def set_defaults(core, build_params: dict, explicit: set) -> None:

@@ -220,8 +220,9 @@ class Index:
             HNSW candidate-list size (1 .. :data:`~jointspace.index._params.MAX_EF`); higher is
             slower and more exact.
         k_factor : int, optional
-            For an index that keeps its vectors (:attr:`keeps_vectors`): ``k_factor * k``
-            candidates are re-ranked by the exact score (1: no re-ranking).
+            For an index that keeps its vectors (:attr:`keeps_vectors`) or a spec with a refine
+            stage (``"IVF256,PQ32,RFlat"``): ``k_factor * k`` candidates are re-ranked by the
+            exact score (1: no more candidates than results).
 
         A setting that the index type lacks raises :class:`InputError`; while ``"auto"`` is
         unresolved, settings are kept and applied where they fit once it resolves.
@@ -230,6 +231,8 @@ class Index:
                                          "set_search_params")
         if k_factor is not None:
             self._k_factor = self._checked_k_factor(k_factor, "k_factor")
+            if self._stored is None:   # a refine stage's own, saved in index.faiss
+                params["k_factor"] = self._k_factor
         self._search_defaults.update(params)
         if self._core is not None:
             _params.apply(self._core, params)
@@ -360,9 +363,10 @@ class Index:
     def _checked_k_factor(self, value, label: str) -> int:
         from .refine import check_k_factor
 
-        if self._stored is None:
+        if self._stored is None and (self._core is None or parts.find_refine(self._core) is None):
             raise InputError(f"{label}: applies to indexes that keep their vectors for exact re-ranking "
-                             "(built by jointspace.index.ondisk.build_on_disk); this index does not")
+                             "(built by jointspace.index.ondisk.build_on_disk) and to specs with a refine stage "
+                             f"(e.g. 'IVF256,PQ32,RFlat'); this index ({self._resolved!r}) is neither")
         return check_k_factor(value, label)
 
     def _internal_to_external(self) -> np.ndarray:
@@ -399,6 +403,8 @@ class Index:
         k_factor = self._k_factor
         if "k_factor" in params:
             k_factor = self._checked_k_factor(params.pop("k_factor"), "params['k_factor']")
+            if self._stored is None:   # a refine stage's, passed to FAISS
+                params["k_factor"] = k_factor
         nq = q.shape[0]
         fill = -np.inf if self.higher_is_better else np.inf
         scores = np.full((nq, k), fill, dtype=np.float32)
