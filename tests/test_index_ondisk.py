@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -151,6 +152,21 @@ def test_a_pca_reduced_ivf_flat_keeps_its_vectors_by_default(tmp_path):
     np.testing.assert_allclose(scores, np.take_along_axis(exact, order, 1), rtol=1e-5)
     plain = build_on_disk([x], tmp_path / "f", spec="IVF4,Flat", train_size=2000)
     assert not plain.keeps_vectors and not (tmp_path / "f" / "vectors.f32").exists()
+
+
+@pytest.mark.parametrize("spec", ["IVF4,PQ4x4,RFlat", "IVF4,Flat,Refine(Flat)"])
+def test_a_refine_stage_is_refused_and_the_folder_left_as_it_was(tmp_path, spec):
+    """The build went through and replaced the folder with one that did not load ('IndexIDMap
+    id_map size (0) does not match ntotal (3000)'): the merged lists kept no ids."""
+    x, q = data(), data(5, seed=8)
+    before = build_on_disk([x], tmp_path / "i", spec="IVF4,Flat", metric="l2", train_size=TRAIN)
+    want = before.search(q, 5)
+    with pytest.raises(InputError, match=rf"^spec: an on-disk index needs its IVF layer outermost .* "
+                                         rf"got {re.escape(repr(spec))}"):
+        build_on_disk([x], tmp_path / "i", spec=spec, metric="l2", train_size=TRAIN)
+    got = Index.load(tmp_path / "i").search(q, 5)
+    np.testing.assert_array_equal(got[1], want[1])
+    np.testing.assert_array_equal(got[0], want[0])
 
 
 def test_stored_vectors_bad_input(tmp_path):

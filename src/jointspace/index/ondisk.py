@@ -103,8 +103,9 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
     Raises
     ------
     InputError
-        A spec without an IVF layer, an empty stream, a batch of another dimension than the
-        first, fewer training rows than the spec needs.
+        A spec without an IVF layer or with one inside another index (a refine stage such as
+        ``RFlat``), an empty stream, a batch of another dimension than the first, fewer training
+        rows than the spec needs.
     """
     import faiss
     from faiss.contrib.ondisk import merge_ondisk
@@ -141,6 +142,10 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
     ivf = parts.find_ivf(index._faiss)
     if ivf is None:
         raise InputError(f"spec: an on-disk index needs an IVF layer (e.g. 'IVF1024,PQ32'), got {spec!r}")
+    if index._core is not index._faiss:   # the lists' merge keeps no id map, nor a refine stage's vectors
+        raise InputError(f"spec: an on-disk index needs its IVF layer outermost (after a transform such as PCA at "
+                         f"most), got {spec!r}; for exact re-ranking drop the refine stage and keep the vectors "
+                         "(keep_vectors=True)")
     if keep_vectors is None:   # exact codes of the vectors as given need no exact copy; PCA's are not exact
         keep_vectors = not (isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat) and not any(
             isinstance(layer, faiss.IndexPreTransform) for layer in parts.layers(index._faiss)))
