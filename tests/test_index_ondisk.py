@@ -169,6 +169,16 @@ def test_a_refine_stage_is_refused_and_the_folder_left_as_it_was(tmp_path, spec)
     np.testing.assert_array_equal(got[0], want[0])
 
 
+@pytest.mark.parametrize("spec", ["IVF4,PQ4x4fs", "IVF4,PQ4x4fsr", "IVF4,FlatPanorama2"])
+def test_lists_that_cannot_be_memory_mapped_are_refused_before_the_build(tmp_path, spec):
+    """After training and adding every shard the merge failed with FAISS's own RuntimeError
+    ('il->nlist == nlist && ...' failed, 'could not load ArrayInvertedLists as ... ilp2')."""
+    with pytest.raises(InputError, match=rf"^spec: an on-disk index needs plain inverted lists, and "
+                                         rf"{re.escape(repr(spec))} \(IndexIVF\w+\) lays its lists out otherwise"):
+        build_on_disk([data(1000)], tmp_path / "i", spec=spec, metric="l2", train_size=1000)
+    assert not (tmp_path / "i").exists()
+
+
 def test_stored_vectors_bad_input(tmp_path):
     x = data()
     with pytest.raises(InputError, match=r"search_params\['k_factor'\]: applies when the vectors are kept"):

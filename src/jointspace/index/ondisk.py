@@ -103,9 +103,10 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
     Raises
     ------
     InputError
-        A spec without an IVF layer or with one inside another index (a refine stage such as
-        ``RFlat``), an empty stream, a batch of another dimension than the first, fewer training
-        rows than the spec needs.
+        A spec without an IVF layer, with one inside another index (a refine stage such as
+        ``RFlat``) or with lists that cannot be memory-mapped (fast-scan, Panorama); an empty
+        stream, a batch of another dimension than the first, fewer training rows than the spec
+        needs.
     """
     import faiss
     from faiss.contrib.ondisk import merge_ondisk
@@ -146,6 +147,10 @@ def build_on_disk(batches, folder, *, spec: str = "IVF1024,PQ32", metric: str = 
         raise InputError(f"spec: an on-disk index needs its IVF layer outermost (after a transform such as PCA at "
                          f"most), got {spec!r}; for exact re-ranking drop the refine stage and keep the vectors "
                          "(keep_vectors=True)")
+    if type(faiss.downcast_InvertedLists(ivf.invlists)) is not faiss.ArrayInvertedLists:   # before the work
+        raise InputError(f"spec: an on-disk index needs plain inverted lists, and {spec!r} ("
+                         f"{type(faiss.downcast_index(ivf)).__name__}) lays its lists out otherwise (fast-scan "
+                         "'...fs', Panorama); use e.g. 'IVF1024,PQ32', 'IVF1024,SQ8' or 'IVF1024,Flat'")
     if keep_vectors is None:   # exact codes of the vectors as given need no exact copy; PCA's are not exact
         keep_vectors = not (isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFlat) and not any(
             isinstance(layer, faiss.IndexPreTransform) for layer in parts.layers(index._faiss)))
