@@ -309,3 +309,18 @@ def test_vectors_whose_float32_scores_overflow_are_refused(tmp_path, metric):
     order = np.argsort(want if metric == "l2" else -want, kind="stable")
     assert ids[0].tolist() == order.tolist()
     np.testing.assert_allclose(scores[0], want[order], rtol=1e-6)
+
+
+def test_values_beyond_float32_are_not_reported_as_nan_or_inf(flat):
+    """1e39 in float64 is finite; it became inf in float32 and was reported as 'NaN or Inf'."""
+    x = np.zeros((3, 8))
+    x[2, 5] = -1e39
+    with pytest.raises(InputError, match=r"^vectors: expected values within float32's range \(magnitude at most "
+                                         r"3\.403e\+38\), got -1e\+39 at row 2, column 5$"):
+        Index.build(x)
+    with pytest.raises(InputError, match=r"^queries: expected values within float32's range .* got 1e\+39 at row 0"):
+        flat.search(np.full((1, 8), 1e39), k=1)
+    x[2, 5] = np.nan
+    with pytest.raises(InputError, match=r"^vectors: expected finite values, got NaN or Inf \(first at row 2, "
+                                         r"column 5\)$"):
+        Index.build(x)

@@ -52,11 +52,16 @@ def as_vectors(x, name: str, dim: int | None = None, *, allow_1d: bool = False,
                          f"(shape {arr.shape})")
     if arr.shape[1] < 1:
         raise InputError(f"{name}: expected at least 1 column, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    with np.errstate(over="ignore"):   # values beyond float32 are reported below
+        given, arr = arr, np.ascontiguousarray(arr, dtype=np.float32)
     for s in range(0, arr.shape[0], _CHECK_ROWS):
         block = arr[s:s + _CHECK_ROWS]
         if not np.isfinite(block).all():
             r, c = np.argwhere(~np.isfinite(block))[0]
+            value = given[s + r, c]
+            if np.isfinite(value):   # float64 (or a large int) beyond float32's range: inf once converted
+                raise InputError(f"{name}: expected values within float32's range (magnitude at most "
+                                 f"{float(np.finfo(np.float32).max):.4g}), got {value:.4g} at row {s + r}, column {c}")
             raise InputError(f"{name}: expected finite values, got NaN or Inf (first at row {s + r}, column {c})")
         if metric in ("l2", "ip") and block.size:
             _check_norms(block, name, metric, s)
