@@ -276,6 +276,37 @@ def test_on_disk_index_is_read_only(tmp_path):
         idx.remove([1])
 
 
+def test_auto_on_disk_spec_trains_on_small_collections():
+    from jointspace.index.spec import on_disk_spec
+
+    assert on_disk_spec(256, 128) == "IVF64,PQ16"     # 4 * sqrt(256) lists, 8 dimensions a byte
+    assert on_disk_spec(100, 9) == "IVF32,Flat"       # too few for PQ's 256 centroids
+    assert on_disk_spec(10, 9) == "IVF8,Flat"         # 4 * sqrt(10) rounds to 16 lists: more than 10
+    assert on_disk_spec(1, 4) == "IVF1,Flat"
+
+
+def test_cli_on_disk_auto_spec_builds_below_256_items(tmp_path, capfd):
+    """'--spec auto' chose IVF32,PQ1 for 100 items and failed: 'vectors: spec 'IVF32,PQ1' needs at
+    least 256 training vectors ...; use a smaller spec (e.g. 'Flat' ...)', which --on-disk refuses."""
+    from cli_support import run
+
+    from jointspace import load_model
+    from jointspace.data import load_dataset
+
+    test = load_dataset("wikipedia", "test")
+    np.savez(tmp_path / "small.npz", I=np.asarray(test["image"])[:100], T=np.asarray(test["text"])[:100])
+    model = tmp_path / "run"
+    assert run(capfd, "fit", "wikipedia", "--model", "cca", "--n-components", "6", "--out", model)[0] == 0
+    code, out, err = run(capfd, "index", model, "--data", tmp_path / "small.npz", "--modality", "image=I",
+                         "--modality", "text=T", "--modality", "image", "--on-disk", "--out", tmp_path / "disk")
+    assert code == 0, err
+    disk = Index.load(tmp_path / "disk")
+    assert disk.on_disk and disk.resolved_spec == "IVF32,Flat" and disk.ntotal == 100
+    q = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    flat = Index.build(load_model(model).encode("image", np.asarray(test["image"])[:100]), spec="Flat")
+    np.testing.assert_array_equal(disk.search(q, 10, params={"nprobe": 32})[1], flat.search(q, 10)[1])
+
+
 def test_cli_streams_into_an_on_disk_index(tmp_path, capfd, monkeypatch):
     """capfd: what FAISS prints from C++ (file descriptor 1) is captured too."""
     import json

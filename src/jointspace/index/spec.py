@@ -207,6 +207,20 @@ def ivf_pq_spec(n: int, dim: int) -> str:
     return f"IVF{nlist},PQ{m}"
 
 
+PQ_MIN_VECTORS = 256
+"""Fewest vectors that train the 256 centroids of each sub-quantizer of ``PQ<m>``."""
+
+
+def on_disk_spec(n: int, dim: int) -> str:
+    """What ``jointspace index --on-disk --spec auto`` builds for ``n`` vectors of dimension
+    ``dim``: :func:`ivf_pq_spec`, or ``"IVF<nlist>,Flat"`` below :data:`PQ_MIN_VECTORS` vectors
+    (too few to train a product quantizer), with ``nlist`` at most ``n``."""
+    if n >= PQ_MIN_VECTORS:
+        return ivf_pq_spec(n, dim)
+    nlist = min(2 ** round(math.log2(4 * math.sqrt(n))), 2 ** int(math.log2(max(n, 1))))
+    return f"IVF{nlist},Flat"
+
+
 def faiss_error_message(exc: BaseException) -> str:
     """FAISS's message without the C++ source location and assertion text."""
     msg = str(exc).strip()

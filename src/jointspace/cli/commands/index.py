@@ -38,7 +38,8 @@ def register(sub):
     p.add_argument("--on-disk", action="store_true",
                    help="build an IVF index whose inverted lists live in a file (memory-mapped when searched): "
                         "items are embedded and added --batch-rows at a time, never all vectors in memory; "
-                        "--spec must be IVF (default with auto: IVF<4*sqrt(n)>,PQ<d/8>)")
+                        "--spec must be IVF (default with auto: IVF<4*sqrt(n)>,PQ<d/8>, or IVF<4*sqrt(n)>,Flat "
+                        "below 256 items)")
     p.add_argument("--batch-rows", type=int, default=50_000, metavar="N",
                    help="with --on-disk: items embedded and added per batch (default: 50000)")
     p.add_argument("--train-size", type=int, default=100_000, metavar="N",
@@ -263,7 +264,7 @@ def _check_on_disk_options(args) -> None:
 def _build_on_disk(args, model, modality: str, pairs, metadata: dict, info: dict):
     """Embed ``pairs[modality]`` --batch-rows at a time and stream the vectors into an on-disk index."""
     from ...index.ondisk import build_on_disk
-    from ...index.spec import ivf_pq_spec
+    from ...index.spec import on_disk_spec
 
     items, n, rows = pairs[modality], len(pairs), args.batch_rows
 
@@ -275,7 +276,7 @@ def _build_on_disk(args, model, modality: str, pairs, metadata: dict, info: dict
 
     stream = batches()
     first = next(stream)
-    spec = ivf_pq_spec(n, first[0].shape[1]) if args.spec == "auto" else args.spec
+    spec = on_disk_spec(n, first[0].shape[1]) if args.spec == "auto" else args.spec
 
     def everything():
         yield first
