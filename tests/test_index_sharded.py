@@ -209,3 +209,32 @@ def test_shards_order_equal_scores_as_one_index_does(metric):
     parts = [Index.build(tie[:2], spec="Flat", metric=metric, ids=[7, 2]),
              Index.build(tie[2:], spec="Flat", metric=metric, ids=[9, 0])]
     assert ShardedIndex(parts).search(tie[:1], 4)[1].tolist() == [[0, 2, 7, 9]]
+
+
+def test_cli_serves_a_sharded_index_folder(tmp_path, capsys, monkeypatch):
+    """'serve --index SHARDED' failed before loading: '--index: ... is not a jointspace index (no
+    index.json ...)', as reading what the index records looked for index.json alone."""
+    from cli_support import run
+
+    from jointspace.index.persistence import read_index_info
+
+    model, whole = tmp_path / "m", tmp_path / "whole"
+    assert run(capsys, "fit", "wikipedia", "--model", "cca", "--n-components", "6", "--out", model)[0] == 0
+    assert run(capsys, "index", model, "--dataset", "wikipedia", "--modality", "image", "--spec", "Flat",
+               "--out", whole)[0] == 0
+    index = Index.load(whole)
+    vectors = np.stack([index._faiss.reconstruct(i) for i in range(index.ntotal)])
+    ids = index._internal_to_external()
+    sharded = ShardedIndex([Index.build(vectors[p], spec="Flat", ids=ids[p])
+                            for p in (slice(0, 300), slice(300, None))])
+    sharded.info = dict(index.info)
+    sharded.save(tmp_path / "sharded")
+    assert read_index_info(tmp_path / "sharded") == index.info
+    served = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: served.setdefault("app", app))
+    code, _, err = run(capsys, "serve", "--index", tmp_path / "sharded", "--port", "0")
+    assert code == 0, err
+    from fastapi.testclient import TestClient
+
+    info = TestClient(served["app"], base_url="http://localhost").get("/api/info").json()["indexes"]["image"]
+    assert info["ntotal"] == index.ntotal and info["spec"] == "2 shards of Flat"

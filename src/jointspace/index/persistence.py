@@ -167,14 +167,20 @@ def _read_manifest(folder: Path) -> dict:
 
 def read_index_info(folder) -> dict:
     """The ``info`` a saved index records (its model, dataset, modality ...), read from
-    ``index.json`` alone, without loading the index.
+    ``index.json`` (``shards.json`` for a :class:`~jointspace.index.sharded.ShardedIndex`) alone,
+    without loading the index.
 
     Raises
     ------
     InputError
         ``folder`` is not a saved index (the messages of :func:`load_index`).
     """
+    from .sharded import MANIFEST, is_sharded_index
+
     recover_dir(Path(folder))
+    if is_sharded_index(folder):
+        info = read_json_object(Path(folder) / MANIFEST).get("info")
+        return info if isinstance(info, dict) else {}
     info = _read_manifest(Path(folder)).get("info")
     return info if isinstance(info, dict) else {}
 
