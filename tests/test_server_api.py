@@ -80,6 +80,36 @@ def test_label_filter_finds_items_an_approximate_index_does_not_reach(tmp_path, 
     np.testing.assert_allclose([r["score"] for r in res], np.sort(cos)[::-1], atol=1e-5)
 
 
+def test_more_like_this_on_an_ivf_fast_scan_index_re_embeds_the_item(tmp_path, setup):
+    """FAISS cannot read a vector back from an IVF fast-scan index loaded from disk (it crashes
+    the process): the item is embedded again from its file, and the label filter, which reads
+    stored vectors too, still answers."""
+    from jointspace.cli.commands.index import item_metadata
+    from jointspace.data.pairs import Pairs
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import load_model
+    from jointspace.server.app import create_app
+
+    model = load_model(setup["model"])
+    names = list(sup.COLOURS)
+    pairs = Pairs({"image": setup["paths"], "text": setup["texts"]},
+                  labels=np.array([names.index(lab) for lab in setup["labels"]]), label_names=names)
+    index = Index.build(model.encode("image", setup["paths"]), spec="IVF2,PQ4x4fs",
+                        metadata=item_metadata(pairs, "image"), search_params={"nprobe": 1})
+    index.info.update({"model": str(setup["model"]), "modality": "image"})
+    index.save(tmp_path / "fs")
+    c = TestClient(create_app([tmp_path / "fs"], setup["model"]))
+    scores, ids = Index.load(tmp_path / "fs").search(model.encode("image", [setup["paths"][6]]), k=4)
+    keep = ids[0] != 6
+    for r in (c.get("/api/items/6/similar", params={"k": 3}), c.post("/api/search", json={"item": 6, "k": 3})):
+        assert r.status_code == 200, r.text
+        assert [x["id"] for x in r.json()["results"]] == ids[0][keep][:3].tolist()
+        np.testing.assert_allclose([x["score"] for x in r.json()["results"]], scores[0][keep][:3], atol=1e-5)
+    r = c.get("/api/search", params={"text": "a red square", "k": 3, "label": "blue"})
+    assert r.status_code == 200 and {x["label"] for x in r.json()["results"]} <= {"blue"}
+    assert c.get("/api/health").status_code == 200
+
+
 def test_results_in_another_modality(client):
     res = client.get("/api/search", params={"text": "a cyan disc", "k": 2, "modality": "text"}).json()["results"]
     assert [r["text"] for r in res] == ["a cyan disc", "a cyan disc"]

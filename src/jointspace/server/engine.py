@@ -375,6 +375,10 @@ def _reconstruct(index, item_id: int):
             return np.asarray(top.reconstruct(int(item_id)), np.float32)
         ivf = faiss.try_extract_index_ivf(top)
         if ivf is not None:
+            if isinstance(faiss.downcast_index(ivf), faiss.IndexIVFFastScan):
+                # FAISS's reconstruction of an IVF fast-scan index read from disk kills the
+                # process (a segmentation fault, not an exception): such vectors are never read back
+                return None
             if ivf.direct_map.type == 0:
                 ivf.make_direct_map()
             return np.asarray(top.reconstruct(int(item_id)), np.float32)
