@@ -72,3 +72,19 @@ def test_the_description_names_this_servers_indexes_labels_and_limits():
     assert set(post["requestBody"]["content"]) == {"multipart/form-data", "application/json"}
     media = spec["paths"]["/api/items/{id}/media"]["get"]["responses"]["200"]["content"]
     assert "image/png" in media and "audio/wav" in media
+
+
+def test_every_get_operation_documents_its_answer_to_an_unknown_parameter():
+    """Every GET route refuses a query parameter it does not take (422): the description says
+    so for each, as it does for the status of every other answer."""
+    from fastapi.testclient import TestClient
+
+    client = TestClient(sup.make_app())
+    spec = client.get("/openapi.json").json()
+    gets = [path for path, ops in spec["paths"].items() if "get" in ops]
+    assert len(gets) == 8
+    for path in gets:
+        url = path.replace("{id}", "0").replace("{name}", "map")
+        r = client.get(url, params={"no_such_parameter": "1"})
+        assert r.status_code == 422 and "no_such_parameter" in r.json()["detail"], (url, r.text)
+        assert "422" in spec["paths"][path]["get"]["responses"], path

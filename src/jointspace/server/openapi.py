@@ -61,10 +61,11 @@ def _errors(*codes: int) -> dict:
             for c in (400, *codes)}
 
 
-#: (method, path) -> the 200 answer and the error statuses it can give
+#: (method, path) -> the 200 answer and the error statuses it can give (besides 400); every GET
+#: route answers 422 to a query parameter it does not take, or one given twice
 OPERATIONS = {
-    ("get", "/api/health"): ({"description": "The service is up", **_json("Health")}, ()),
-    ("get", "/api/info"): ({"description": "Model, indexes and limits", **_json("Info")}, ()),
+    ("get", "/api/health"): ({"description": "The service is up", **_json("Health")}, (422,)),
+    ("get", "/api/info"): ({"description": "Model, indexes and limits", **_json("Info")}, (422,)),
     ("get", "/api/labels"): ({"description": "The labels of one index", **_json("Labels")}, (422,)),
     ("get", "/api/search"): ({"description": "The best matches", **_json("SearchResponse")}, (422,)),
     ("post", "/api/search"): ({"description": "The best matches", **_json("SearchResponse")}, (404, 413, 415, 422, 429)),
@@ -77,7 +78,7 @@ OPERATIONS = {
                      for t in ("image/png", "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg")}}, (404, 422)),
     ("get", "/api/plots/{name}.png"): (
         {"description": "The plot", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
-        (404,)),
+        (404, 422)),
 }
 
 
