@@ -40,3 +40,24 @@ def test_an_indexed_svg_that_cannot_be_drawn_is_named_by_its_file_name(client, t
     assert r.status_code == 404, r.text
     assert r.json()["detail"].startswith("media: the image broken.svg cannot be shown (cannot render the SVG")
     assert str(tmp_path) not in r.text
+
+
+def test_an_image_waiting_too_long_for_a_decode_slot_is_429_not_404(client, monkeypatch):
+    """Every decode slot busy is a moment's wait (429, as for an upload), not a missing image."""
+    import threading
+    from collections import OrderedDict
+
+    from jointspace.server import media, uploads
+
+    monkeypatch.setattr(media, "_cache", OrderedDict())
+    monkeypatch.setattr(uploads, "_decode_slots", threading.BoundedSemaphore(1))
+    monkeypatch.setattr(uploads, "SLOT_WAIT_S", 0.05)
+    uploads._decode_slots.acquire()                       # a decode already running
+    try:
+        r = client.get("/api/items/3/media")
+    finally:
+        uploads._decode_slots.release()
+    assert r.status_code == 429 and "try again" in r.json()["detail"], r.text
+    spec = client.get("/openapi.json").json()
+    assert "429" in spec["paths"]["/api/items/{id}/media"]["get"]["responses"]
+    assert client.get("/api/items/3/media").status_code == 200

@@ -52,6 +52,8 @@ def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -
             src = load_bounded(path, path.name, max_pixels=max_pixels, max_aspect=None,
                                short_side=None if full else THUMB_SIDE)
         except UploadError as exc:
+            if exc.status == 429:   # busy, not unshowable: the client is told to try again
+                raise
             raise LookupError(f"media: the image {path.name} cannot be shown ({exc.message})") from None
         img = Image.fromarray(load_image(src))
     if not full:
