@@ -252,6 +252,35 @@ def test_more_like_this_on_a_compressed_index_queries_by_the_exact_vector_it_kee
     np.testing.assert_allclose([r["score"] for r in res], np.sort(cos)[::-1][:5], atol=1e-5)
 
 
+def test_more_like_this_on_a_sharded_index_reads_the_vector_from_its_shard(tmp_path):
+    """A sharded index has no FAISS index of its own: an item's vector is read from the shard
+    holding it, so a model of feature vectors (nothing to embed again) finds its neighbours."""
+    from jointspace.data.datasets import load_dataset
+    from jointspace.index.faiss_index import Index
+    from jointspace.index.sharded import ShardedIndex
+    from jointspace.models.base import create_model
+    from jointspace.server.app import create_app
+
+    pairs = load_dataset("wikipedia", "test")
+    model = create_model("cca", n_components=8).fit(pairs)
+    model.save(tmp_path / "m")
+    z = model.encode("image", pairs["image"])
+    half = len(z) // 2
+    index = ShardedIndex([Index.build(z[:half], spec="Flat"),
+                          Index.build(z[half:], spec="Flat", ids=range(half, len(z)))])
+    index.info.update({"model": str(tmp_path / "m"), "modality": "image"})
+    index.save(tmp_path / "idx")
+    c = TestClient(create_app(tmp_path / "idx"))
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    for item, r in ((5, c.get("/api/items/5/similar", params={"k": 4})),
+                    (half + 7, c.post("/api/search", json={"item": half + 7, "k": 4}))):
+        assert r.status_code == 200, r.text
+        cos = zn @ zn[item]
+        cos[item] = -np.inf
+        assert [x["id"] for x in r.json()["results"]] == np.argsort(-cos)[:4].tolist()
+        np.testing.assert_allclose([x["score"] for x in r.json()["results"]], np.sort(cos)[::-1][:4], atol=1e-5)
+
+
 def test_info_names_a_collection_file_by_its_name_only(tmp_path):
     """``jointspace index`` records where an own collection was read (its absolute path): the
     API names it as it names item files, by the file name, so no server path reaches a client."""

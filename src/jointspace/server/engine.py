@@ -360,9 +360,17 @@ def _exact_hits(index, query: np.ndarray, ids: np.ndarray) -> list | None:
 
 def _reconstruct(index, item_id: int):
     """The stored vector of ``item_id`` where the index keeps one, else None: the exact vector
-    an on-disk index keeps for re-ranking, else FAISS's (decoded from its codes for PQ / SQ)."""
+    an on-disk index keeps for re-ranking, else FAISS's (decoded from its codes for PQ / SQ),
+    read from the shard holding it in a sharded index."""
     import faiss
 
+    shards = getattr(index, "_shards", None)
+    if shards is not None:   # a ShardedIndex: the shard that holds the id keeps its vector
+        for shard, held in zip(shards, index._shard_ids):
+            pos = int(np.searchsorted(held, item_id))
+            if pos < held.size and held[pos] == item_id:
+                return _reconstruct(shard, item_id)
+        return None
     stored = getattr(index, "_stored", None)
     exact = None if stored is None else stored.vector(item_id)
     if exact is not None:
