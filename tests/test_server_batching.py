@@ -100,3 +100,37 @@ def test_unbatched_engine_option():
     assert timings["batch"] == 1 and eng.info()["batching"] == {}
     with pytest.raises(Exception, match="k: expected"):
         eng.check_k(0)
+
+
+def test_concurrent_first_reads_of_an_ivf_index_wait_for_its_id_map(tmp_path, monkeypatch):
+    """FAISS marks an IVF index's id -> list map as built before it fills it: a vector read by
+    one request while another builds the map fails or is wrong, so no read runs meanwhile."""
+    import faiss
+
+    from jointspace.index.faiss_index import Index
+    from jointspace.server.engine import _reconstruct
+
+    x = np.random.default_rng(0).normal(size=(2000, 8)).astype(np.float32)
+    Index.build(x, spec="IVF4,Flat", metric="l2").save(tmp_path / "ivf")
+    index = Index.load(tmp_path / "ivf")
+    building, overlaps = [], []
+    real_make, real_read = faiss.IndexIVF.make_direct_map, type(index._faiss).reconstruct
+
+    def slow_make(self, *args):   # as a large index takes a while
+        building.append(1)
+        try:
+            time.sleep(0.2)
+            return real_make(self, *args)
+        finally:
+            building.pop()
+
+    def watched_read(self, key, *args):
+        if building:
+            overlaps.append(key)
+        return real_read(self, key, *args)
+
+    monkeypatch.setattr(faiss.IndexIVF, "make_direct_map", slow_make)
+    monkeypatch.setattr(type(index._faiss), "reconstruct", watched_read)
+    out, errs = _parallel(lambda i: time.sleep(0.05 * i) or _reconstruct(index, i), [0, 1, 2])
+    assert errs == [None] * 3 and overlaps == []
+    np.testing.assert_array_equal(np.stack(out), x[:3])

@@ -21,6 +21,8 @@ from ..index.results import search_with_metadata, with_metadata
 
 RAW_MODALITIES = ("image", "text", "audio")
 MEDIA_BATCH = 8   # largest batch of image / audio queries
+#: held while an IVF index's id -> list map is built and read (requests run in threads)
+_DIRECT_MAP_LOCK = threading.Lock()
 
 
 class LRUCache:
@@ -387,9 +389,10 @@ def _reconstruct(index, item_id: int):
                 # FAISS's reconstruction of an IVF fast-scan index read from disk kills the
                 # process (a segmentation fault, not an exception): such vectors are never read back
                 return None
-            if ivf.direct_map.type == 0:
-                ivf.make_direct_map()
-            return np.asarray(top.reconstruct(int(item_id)), np.float32)
+            with _DIRECT_MAP_LOCK:   # FAISS marks the map built before it fills it: no read meanwhile
+                if ivf.direct_map.type == 0:
+                    ivf.make_direct_map()
+                return np.asarray(top.reconstruct(int(item_id)), np.float32)
         return np.asarray(top.reconstruct(int(item_id)), np.float32)
     except (RuntimeError, AttributeError):
         return None
