@@ -114,7 +114,7 @@ def test_concurrent_first_reads_of_an_ivf_index_wait_for_its_id_map(tmp_path, mo
     Index.build(x, spec="IVF4,Flat", metric="l2").save(tmp_path / "ivf")
     index = Index.load(tmp_path / "ivf")
     building, overlaps = [], []
-    real_make, real_read = faiss.IndexIVF.make_direct_map, type(index._faiss).reconstruct
+    real_make, real_read = faiss.IndexIVF.set_direct_map_type, type(index._faiss).reconstruct
 
     def slow_make(self, *args):   # as a large index takes a while
         building.append(1)
@@ -129,7 +129,7 @@ def test_concurrent_first_reads_of_an_ivf_index_wait_for_its_id_map(tmp_path, mo
             overlaps.append(key)
         return real_read(self, key, *args)
 
-    monkeypatch.setattr(faiss.IndexIVF, "make_direct_map", slow_make)
+    monkeypatch.setattr(faiss.IndexIVF, "set_direct_map_type", slow_make)
     monkeypatch.setattr(type(index._faiss), "reconstruct", watched_read)
     out, errs = _parallel(lambda i: time.sleep(0.05 * i) or _reconstruct(index, i), [0, 1, 2])
     assert errs == [None] * 3 and overlaps == []

@@ -391,7 +391,9 @@ def _reconstruct(index, item_id: int):
                 return None
             with _DIRECT_MAP_LOCK:   # FAISS marks the map built before it fills it: no read meanwhile
                 if ivf.direct_map.type == 0:
-                    ivf.make_direct_map()
+                    ids = index.ids   # an array map takes only the ids 0 .. n-1; other ids need a hash map
+                    sequential = ids.size == ivf.ntotal and (ids.size == 0 or ids[-1] == ids.size - 1)
+                    ivf.set_direct_map_type(faiss.DirectMap.Array if sequential else faiss.DirectMap.Hashtable)
                 return np.asarray(top.reconstruct(int(item_id)), np.float32)
         return np.asarray(top.reconstruct(int(item_id)), np.float32)
     except (RuntimeError, AttributeError):

@@ -1,0 +1,33 @@
+"""Reading an indexed item's vector back for "more like this", whatever ids the index holds."""
+
+import numpy as np
+from fastapi.testclient import TestClient
+
+
+def test_more_like_this_on_an_ivf_index_whose_ids_are_not_0_to_n(tmp_path):
+    """FAISS's array id map takes only the ids 0 .. n-1: an IVF index built with other ids, or
+    with an item removed (as ``index --append`` removes an edited file's), still reads its
+    items' vectors back, so a model of feature vectors (nothing to embed again) finds neighbours."""
+    from jointspace.data.datasets import load_dataset
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import create_model
+    from jointspace.server.app import create_app
+
+    pairs = load_dataset("wikipedia", "test")
+    model = create_model("cca", n_components=8).fit(pairs)
+    model.save(tmp_path / "m")
+    z = model.encode("image", pairs["image"])
+    zn = z / np.linalg.norm(z, axis=1, keepdims=True)
+    for name, first, removed in (("offset", 5000, None), ("removed", 0, 3)):
+        index = Index.build(z, spec="IVF4,Flat", ids=range(first, first + len(z)), search_params={"nprobe": 4})
+        if removed is not None:
+            index.remove([removed])
+        index.info.update({"model": str(tmp_path / "m"), "modality": "image"})
+        index.save(tmp_path / name)
+        c = TestClient(create_app(tmp_path / name))
+        r = c.get(f"/api/items/{first + 7}/similar", params={"k": 4})
+        assert r.status_code == 200, (name, r.text)
+        cos = zn @ zn[7]
+        cos[[7] + ([removed - first] if removed is not None else [])] = -np.inf
+        assert [x["id"] - first for x in r.json()["results"]] == np.argsort(-cos)[:4].tolist(), name
+        np.testing.assert_allclose([x["score"] for x in r.json()["results"]], np.sort(cos)[::-1][:4], atol=1e-5)
