@@ -31,3 +31,32 @@ def test_more_like_this_on_an_ivf_index_whose_ids_are_not_0_to_n(tmp_path):
         cos[[7] + ([removed - first] if removed is not None else [])] = -np.inf
         assert [x["id"] - first for x in r.json()["results"]] == np.argsort(-cos)[:4].tolist(), name
         np.testing.assert_allclose([x["score"] for x in r.json()["results"]], np.sort(cos)[::-1][:4], atol=1e-5)
+
+
+def test_an_item_whose_file_has_gone_is_not_found_and_named_by_its_file_name(tmp_path):
+    """An index FAISS cannot read vectors back from (IVF fast-scan) embeds the item's file
+    again: a file gone from the server is the server's matter (404, as for its media), named
+    by its file name only, never the client's (422) nor with the server's folders."""
+    import shutil
+
+    import server_support as sup
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import load_model
+    from jointspace.server.app import create_app
+
+    setup = sup.towered_setup()
+    paths = []
+    for p in setup["paths"]:
+        paths.append(str(shutil.copy(p, tmp_path / ("private-" + p.rsplit("/", 1)[-1]))))
+    model = load_model(setup["model"])
+    index = Index.build(model.encode("image", paths), spec="IVF2,PQ4x4fs", metadata={"path": paths})
+    index.info.update({"model": str(setup["model"]), "modality": "image"})
+    index.save(tmp_path / "fs")
+    c = TestClient(create_app([tmp_path / "fs"], setup["model"]))
+    assert c.get("/api/items/4/similar", params={"k": 2}).status_code == 200
+    (tmp_path / "private-green_square_0.png").unlink()
+    gone = paths.index(str(tmp_path / "private-green_square_0.png"))
+    for r in (c.get(f"/api/items/{gone}/similar", params={"k": 2}), c.post("/api/search", json={"item": gone})):
+        assert r.status_code == 404, r.text
+        assert r.json()["detail"] == (f"item {gone}: its file private-green_square_0.png cannot be read on the "
+                                      "server to embed it again (file 'private-green_square_0.png' does not exist)")

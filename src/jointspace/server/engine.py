@@ -241,8 +241,16 @@ class SearchEngine:
             return vec
         if modality in self.raw_modalities:
             source = meta.get("text") if modality == "text" else meta.get("path")
-            if source:
+            if source and modality == "text":
                 return self.model.encode(modality, [source])[0]
+            if source:
+                try:
+                    return self.model.encode(modality, [source])[0]
+                except InputError as exc:   # the server's file, not the request: named by its file name only
+                    name = Path(source).name
+                    reason = re.sub(r"^items\[0\](?: \([^)]*\))?: ", "", str(exc).replace(str(source), name))
+                    raise LookupError(f"item {item_id}: its file {name} cannot be read on the server to embed it "
+                                      f"again ({reason})") from None
         raise JointspaceError(f"item {item_id}: its vector cannot be read back from this index "
                               f"({index.resolved_spec}) nor re-embedded")
 
