@@ -201,9 +201,10 @@ def test_page_is_served(client):
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     # uptime checks and link checkers ask with HEAD
     assert client.head("/").status_code == 200 and client.head("/api/health").status_code == 200
-    for url in ("/api/items/0/media", "/api/search?text=red", "/api/items/0", "/api/labels", "/api/info"):
+    for url in ("/api/items/0/media", "/api/search?text=red", "/api/items/0", "/api/labels", "/api/info", "/docs"):
         r = client.head(url)   # every GET route, as its 405's Allow says
         assert r.status_code == 200 and r.content == b"", url
+    assert set(client.put("/docs").headers["allow"].split(", ")) == {"GET", "HEAD"}
 
 
 def test_feature_model_serves_items_but_refuses_raw_text(tmp_path):

@@ -128,7 +128,7 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
                                         swagger_css_url="/docs-assets/swagger-ui.css",
                                         swagger_favicon_url="/docs-assets/favicon-32x32.png").body.decode()
 
-        @app.get("/docs", include_in_schema=False)
+        @app.api_route("/docs", methods=["GET", "HEAD"], include_in_schema=False)
         def docs():
             from fastapi.responses import HTMLResponse
 
