@@ -86,16 +86,25 @@ def run(args) -> int:
 def _engine(args):
     """The search engine over --index and --model, after checking what the first index records
     about its model: still there, not saved again since, and giving vectors of the index's width
-    (a different model than recorded is served with a warning, as search does)."""
+    (a different model than recorded is served with a warning, as search does); every further
+    --index is checked against the model served the same way."""
     from ...index.persistence import read_index_info
     from ...server.engine import SearchEngine
-    from .._recorded import check_model_unchanged, index_model_dir, warn_other_model
+    from .._common import warn
+    from .._recorded import check_model_unchanged, index_model_dir, other_model, warn_other_model
 
     with _named_by_option():
         info = read_index_info(args.index[0])
         model_dir = index_model_dir(args, info, args.index[0])
         check_model_unchanged(args, info, model_dir)
         warn_other_model(args, info)
+        for folder in args.index[1:]:
+            more = read_index_info(folder)
+            check_model_unchanged(args, more, model_dir)
+            recorded = other_model(more, model_dir)
+            if recorded:
+                warn(f"--index {folder} was built with the model {recorded}, not {model_dir}, the one served; its "
+                     "scores mean something only if both embed into the same space")
         return SearchEngine(args.index, model_dir, cache_size=args.cache_size, max_batch=args.max_batch)
 
 

@@ -1,0 +1,57 @@
+"""``jointspace serve``: what it checks about every index before it starts serving."""
+
+import shutil
+
+import pytest
+
+from cli_support import run
+from jointspace.cli import main
+
+
+@pytest.fixture(scope="module")
+def two_models(tmp_path_factory):
+    """Two CCA models of wikipedia of the same width, and an index of each one's test texts."""
+    root = tmp_path_factory.mktemp("serve")
+    for name in ("a", "b"):
+        assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "5", "--out", str(root / name)]) == 0
+        assert main(["index", str(root / name), "--dataset", "wikipedia", "--split", "test", "--modality", "text",
+                     "--out", str(root / f"text-{name}")]) == 0
+    assert main(["index", str(root / "a"), "--dataset", "wikipedia", "--split", "test", "--modality", "image",
+                 "--out", str(root / "image-a")]) == 0
+    return root
+
+
+def test_a_further_index_built_with_another_model_is_named_in_a_warning(two_models, capsys, monkeypatch):
+    """Every --index is searched with the one model served: one built with another model (of the
+    same width, so nothing else notices) gives scores that mean nothing, and serve says so, as
+    it does when --model is not the first index's model."""
+    root = two_models
+    served = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: served.append(app))
+    capsys.readouterr()
+    code, _, err = run(capsys, "serve", "--index", root / "image-a", "--index", root / "text-a", "--port", "0")
+    assert code == 0 and len(served) == 1 and "warning" not in err
+    code, _, err = run(capsys, "serve", "--index", root / "image-a", "--index", root / "text-b", "--port", "0")
+    assert code == 0 and len(served) == 2
+    assert err.strip() == (f"warning: --index {root / 'text-b'} was built with the model {root / 'b'}, not "
+                           f"{root / 'a'}, the one served; its scores mean something only if both embed into "
+                           "the same space")
+
+
+def test_a_further_index_whose_model_was_saved_again_is_refused(tmp_path, capsys, monkeypatch):
+    """The model served, saved again after a further index was built with it, no longer gives
+    that index's vectors: refused as it is for the first index."""
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: pytest.fail("the server started"))
+    model = tmp_path / "m"
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "5", "--out", str(model)]) == 0
+    assert main(["index", str(model), "--dataset", "wikipedia", "--split", "test", "--modality", "text",
+                 "--out", str(tmp_path / "text")]) == 0
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "4", "--out", str(model)]) == 0
+    assert main(["index", str(model), "--dataset", "wikipedia", "--split", "test", "--modality", "image",
+                 "--out", str(tmp_path / "image")]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "serve", "--index", tmp_path / "image", "--index", tmp_path / "text", "--port", "0")
+    assert code == 2 and "search page" not in out
+    assert err.strip() == (f"error: --model/--index: the model at {str(model)!r} was saved again after this index "
+                           "was built, so its vectors no longer match the index's; build the index again with "
+                           "'jointspace index', or pass the model it was built with as --model RUN_DIR")
