@@ -261,8 +261,9 @@ class SearchEngine:
 
         ``label`` keeps only items with that label, searched by widening ``k`` until enough
         are found; when an approximate index (HNSW, IVF) never reaches some of them, the
-        label's items are scored exhaustively from their stored vectors instead.  ``exclude``
-        drops one id (the query item).
+        label's items are scored exhaustively from their stored vectors instead (or, where it
+        keeps none to read back, by the index visiting every inverted list).  ``exclude`` drops
+        one id (the query item).
         """
         k = self.check_k(k)
         modality = self.result_modality(modality)
@@ -273,18 +274,17 @@ class SearchEngine:
         want = k + (exclude is not None)
         fetch = want if label is None else min(index.ntotal, max(4 * want, 64))
         query = np.asarray(vector, np.float32)[None, :]
-        while True:
-            hits = search_with_metadata(index, query, k=max(1, fetch))[0]
-            rows = [h for h in hits if h["id"] != exclude and (label is None or _has_label(h, label))]
-            if len(rows) >= k or fetch >= index.ntotal:
-                break
-            fetch = min(index.ntotal, fetch * 4)
+        rows = _widening(index, query, k, fetch, label, exclude)
         if label is not None:
             members = self._label_ids[modality][label]
             if exclude is not None:
                 members = members[members != exclude]
             if len(rows) < min(k, members.size):
-                rows = _exact_hits(index, query, members) or rows
+                exact = _exact_hits(index, query, members)
+                every = _every_list(index) if exact is None else None
+                if every is not None:   # no vectors to read back: the index's own scores, every list visited
+                    exact = _widening(index, query, k, fetch, label, exclude, params=every)
+                rows = exact or rows
         ms = (time.perf_counter() - t0) * 1000
         return [self._result(modality, h["score"], h) for h in rows[:k]], ms
 
@@ -351,6 +351,26 @@ def _has_label(meta: dict, label: str) -> bool:
     if isinstance(lab, list):
         return label in [str(v) for v in lab]
     return lab is not None and str(lab) == label
+
+
+def _widening(index, query: np.ndarray, k: int, fetch: int, label, exclude, params=None) -> list:
+    """Hits for ``query`` (1, d) that carry ``label`` (None: any) and are not ``exclude``, asking
+    the index for ``fetch`` and then four times as many until ``k`` pass or every item was asked."""
+    while True:
+        hits = search_with_metadata(index, query, k=max(1, fetch), **({"params": params} if params else {}))[0]
+        rows = [h for h in hits if h["id"] != exclude and (label is None or _has_label(h, label))]
+        if len(rows) >= k or fetch >= index.ntotal:
+            return rows
+        fetch = min(index.ntotal, fetch * 4)
+
+
+def _every_list(index) -> dict | None:
+    """Search settings that visit every inverted list of an IVF index; None for other indexes."""
+    import faiss
+
+    top = getattr(index, "_faiss", None)
+    ivf = None if top is None else faiss.try_extract_index_ivf(top)
+    return None if ivf is None else {"nprobe": int(ivf.nlist)}
 
 
 def _exact_hits(index, query: np.ndarray, ids: np.ndarray) -> list | None:
