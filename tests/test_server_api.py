@@ -231,7 +231,12 @@ def test_feature_model_serves_items_but_refuses_raw_text(tmp_path):
     index.save(tmp_path / "idx")
     c = TestClient(create_app(tmp_path / "idx"))
     r = c.get("/api/search", params={"text": "a castle"})
-    assert r.status_code == 422 and "cannot embed a raw text" in r.json()["detail"]
+    nothing_raw = ("embeds no raw queries (its items are feature vectors): search by an item id, 'item' in a "
+                   "JSON body or /api/items/{id}/similar")
+    assert r.status_code == 422
+    assert r.json()["detail"] == f"text: this model cannot embed a raw text query; it {nothing_raw}"
+    r = c.post("/api/search", files={"file": ("q.png", sup.png_bytes(sup.draw((1, 2, 3), "disc")), "image/png")})
+    assert r.status_code == 415 and r.json()["detail"] == f"file 'q.png' is an image file, but this model {nothing_raw}"
     r = c.get("/api/items/5/similar", params={"k": 5})
     assert r.status_code == 200 and len(r.json()["results"]) == 5
     assert r.json()["results"][0]["media_url"] is None

@@ -239,10 +239,20 @@ def _search_item(state, t0, modality, item, k, label, result_modality, cache=Tru
     result_modality = _modality(engine, result_modality)
     if modality == "text":
         item = _check_text(item)
+        if "text" not in engine.raw_modalities:
+            raise InputError(f"text: this model cannot embed a raw text query; it embeds {_raw_queries(engine)}")
     vec, timings = engine.encode(modality, item, use_cache=cache)
     results, timings["search_ms"] = _search(engine, vec, kk, result_modality, label)
     query = {"modality": modality} | ({"text": item} if modality == "text" else {})
     return _timed(t0, results, timings, query)
+
+
+def _raw_queries(engine) -> str:
+    """What queries the model embeds, said for a message (it may embed none: feature vectors)."""
+    if engine.raw_modalities:
+        return f"only {', '.join(engine.raw_modalities)} queries"
+    return ("no raw queries (its items are feature vectors): search by an item id, 'item' in a JSON body or "
+            "/api/items/{id}/similar")
 
 
 def _search_upload(state, t0, data: bytes, name: str, k: int, label, modality):
@@ -250,7 +260,7 @@ def _search_upload(state, t0, data: bytes, name: str, k: int, label, modality):
     kind = classify(data, name)
     if kind not in engine.raw_modalities:
         raise UploadError(415, f"file {shown(name)} is {'an' if kind[0] in 'aeiou' else 'a'} {kind} file, but this "
-                               f"model embeds only {', '.join(engine.raw_modalities) or 'no raw'} queries")
+                               f"model embeds {_raw_queries(engine)}")
     t1 = time.perf_counter()
     if kind == "image":
         item = decode_image(data, name, max_pixels=state.max_pixels)
