@@ -177,8 +177,11 @@ async function loadInfo() {
       $("modality").appendChild(o);
     }
     const raw = info.model.raw_query_modalities;
-    if (!raw.includes("text")) $("query").placeholder = "This model takes no text queries; drop a file instead";
     const files = raw.filter((m) => m !== "text");
+    if (!raw.includes("text")) {
+      $("query").placeholder = files.length ? "This model takes no text queries; drop a file instead"
+                                            : "This model takes no text or file queries";
+    }
     $("drop").style.display = files.length ? "" : "none";
     // image/* would offer SVG drawings, which the server does not render
     $("file").accept = files.map((m) => m === "image" ? "image/png,image/jpeg,image/gif,image/webp,image/bmp,image/tiff"
