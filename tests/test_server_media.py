@@ -61,3 +61,30 @@ def test_an_image_waiting_too_long_for_a_decode_slot_is_429_not_404(client, monk
     spec = client.get("/openapi.json").json()
     assert "429" in spec["paths"]["/api/items/{id}/media"]["get"]["responses"]
     assert client.get("/api/items/3/media").status_code == 200
+
+
+def test_an_indexed_aiff_sound_is_served_as_a_sound(tmp_path):
+    """A manifest may name .aiff sounds (or sounds of any suffix): their media is the sound file,
+    with its type read from the suffix or the file's first bytes, not a failed attempt at a picture."""
+    import soundfile as sf
+
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import load_model
+    from jointspace.server.app import create_app
+
+    setup = sup.audio_setup()
+    paths = []
+    for i, name in enumerate(("a.aiff", "b.aif", "c.sound")):
+        sf.write(tmp_path / name, sup.tone(220.0 * (i + 1), seed=i), 16000, format="AIFF")
+        paths.append(str(tmp_path / name))
+    model = load_model(setup["model"])
+    index = Index.build(model.encode("audio", paths), spec="Flat", metadata={"path": paths})
+    index.info.update({"model": str(setup["model"]), "modality": "audio"})
+    index.save(tmp_path / "idx")
+    c = TestClient(create_app(tmp_path / "idx"))
+    for i, path in enumerate(paths):
+        r = c.get(f"/api/items/{i}/media")
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "audio/aiff" and r.content == open(path, "rb").read()
+    spec = c.get("/openapi.json").json()
+    assert "audio/aiff" in spec["paths"]["/api/items/{id}/media"]["get"]["responses"]["200"]["content"]

@@ -13,7 +13,10 @@ from collections import OrderedDict
 from pathlib import Path
 
 THUMB_SIDE = 256
-_AUDIO = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
+_AUDIO = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg",
+          ".aiff": "audio/aiff", ".aif": "audio/aiff"}
+#: a sound's first bytes -> its media type, for a sound file of another suffix (a manifest may name any)
+_AUDIO_MAGIC = {b"RIFF": "audio/wav", b"fLaC": "audio/flac", b"OggS": "audio/ogg", b"FORM": "audio/aiff"}
 _cache: OrderedDict = OrderedDict()
 _lock = threading.Lock()
 _MAX_CACHED = 4096
@@ -23,8 +26,16 @@ _cached_bytes = 0
 
 
 def audio_type(path: Path) -> str | None:
-    """The media type of a sound file by its suffix, or None for anything else."""
-    return _AUDIO.get(Path(path).suffix.lower())
+    """The media type of a sound file by its suffix, else by its first bytes (as an upload's
+    kind is read); None for anything else."""
+    from .uploads import sniff
+
+    kind = _AUDIO.get(Path(path).suffix.lower())
+    if kind is None:
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+        kind = _AUDIO_MAGIC.get(head[:4]) if sniff(head) == "audio" else None
+    return kind
 
 
 def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -> tuple[bytes, str]:

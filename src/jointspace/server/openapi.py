@@ -75,7 +75,8 @@ OPERATIONS = {
     ("get", "/api/items/{id}/media"): (
         {"description": "A PNG thumbnail (or the full image) or the sound file",
          "content": {t: {"schema": {"type": "string", "format": "binary"}}
-                     for t in ("image/png", "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg")}}, (404, 422, 429)),
+                     for t in ("image/png", "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", "audio/aiff")}},
+        (404, 422, 429)),
     ("get", "/api/plots/{name}.png"): (
         {"description": "The plot", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
         (404, 422)),
