@@ -42,6 +42,18 @@ def test_an_indexed_svg_that_cannot_be_drawn_is_named_by_its_file_name(client, t
     assert str(tmp_path) not in r.text
 
 
+def test_an_indexed_image_that_cannot_be_decoded_is_named_by_its_file_name(client, tmp_path, monkeypatch):
+    broken = tmp_path / "private" / "broken.png"
+    broken.parent.mkdir()
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(40))
+    monkeypatch.setattr(client.app.state.engine, "media_path", lambda modality, item_id: broken)
+    r = client.get("/api/items/0/media", params={"full": "true"})
+    assert r.status_code == 404, r.text
+    assert r.json()["detail"] == ("media: the image broken.png cannot be shown (file 'broken.png' has an image "
+                                  "header but cannot be decoded (truncated or corrupt: cannot identify image file "
+                                  "'broken.png'))")
+
+
 def test_an_image_waiting_too_long_for_a_decode_slot_is_429_not_404(client, monkeypatch):
     """Every decode slot busy is a moment's wait (429, as for an upload), not a missing image."""
     import threading

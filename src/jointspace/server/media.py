@@ -65,7 +65,8 @@ def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -
         except UploadError as exc:
             if exc.status == 429:   # busy, not unshowable: the client is told to try again
                 raise
-            raise LookupError(f"media: the image {path.name} cannot be shown ({exc.message})") from None
+            reason = exc.message.replace(str(path), path.name)   # PIL names the file by its full path
+            raise LookupError(f"media: the image {path.name} cannot be shown ({reason})") from None
         img = Image.fromarray(load_image(src))
     if not full:
         img.thumbnail((THUMB_SIDE, THUMB_SIDE))
