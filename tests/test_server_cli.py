@@ -55,3 +55,14 @@ def test_a_further_index_whose_model_was_saved_again_is_refused(tmp_path, capsys
     assert err.strip() == (f"error: --model/--index: the model at {str(model)!r} was saved again after this index "
                            "was built, so its vectors no longer match the index's; build the index again with "
                            "'jointspace index', or pass the model it was built with as --model RUN_DIR")
+
+
+def test_port_0_serves_on_a_free_port_and_announces_that_one(two_models, capsys, monkeypatch):
+    root = two_models
+    served = []
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: served.append(kw))
+    capsys.readouterr()
+    code, out, _ = run(capsys, "serve", "--index", root / "image-a", "--port", "0")
+    port = served[0]["port"]
+    assert code == 0 and 1024 <= port <= 65535
+    assert f"jointspace search page: http://127.0.0.1:{port}/  (API docs: http://127.0.0.1:{port}/docs)" in out

@@ -59,7 +59,7 @@ def run(args) -> int:
     for name in args.allowed_host:
         if not name.strip() or any(c.isspace() or c in "/@?#" for c in name.strip()):
             raise InputError(f"--allowed-host: expected a host name such as search.example.org, got {name!r}")
-    _check_bindable(args.host, args.port)
+    port = _check_bindable(args.host, args.port)   # --port 0: the free port chosen, announced and served
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(Text.assemble(("warning:", "yellow"), f" binding to {args.host}: the service is reachable "
                                                             "from other machines"), highlight=False)
@@ -70,14 +70,14 @@ def run(args) -> int:
     console.print("loading the model and index ...", highlight=False)
     engine = _engine(args)
     try:
-        serve(args.index, engine.model_dir, host=args.host, port=args.port, on_ready=ready,
+        serve(args.index, engine.model_dir, host=args.host, port=port, on_ready=ready,
               max_upload_bytes=int(args.max_upload_mb * 1024 * 1024), plots_dir=args.plots,
               engine=engine, allowed_hosts=args.allowed_host)
     except SystemExit as exc:  # uvicorn exits this way when it cannot start
         if exc.code:
             from ...errors import JointspaceError
 
-            raise JointspaceError(f"--host/--port: the server could not start on {args.host}:{args.port} "
+            raise JointspaceError(f"--host/--port: the server could not start on {args.host}:{port} "
                                   f"(uvicorn exit code {exc.code})") from None
         raise
     return 0
@@ -124,8 +124,9 @@ def _named_by_option():
         raise
 
 
-def _check_bindable(host: str, port: int) -> None:
-    """Raise :class:`InputError` naming --host or --port unless a server socket can bind there.
+def _check_bindable(host: str, port: int) -> int:
+    """The port a server socket binds to on ``host`` (``port``, or a free one for 0); raise
+    :class:`InputError` naming --host or --port when it cannot bind.
 
     The socket is closed again at once; it is opened with ``SO_REUSEADDR`` as uvicorn's is,
     so a port left in TIME_WAIT by an earlier run counts as free, one with a listener does not.
@@ -142,6 +143,7 @@ def _check_bindable(host: str, port: int) -> None:
         with socket.socket(family, kind, proto) as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(address)
+            return int(sock.getsockname()[1])
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise InputError(f"--port: {port} is already in use on {host}; stop what listens there or choose "
