@@ -173,3 +173,15 @@ def test_a_model_of_feature_vectors_offers_no_file_to_drop(page, tmp_path):
         _wait(page, "document.querySelectorAll('#modality option').length > 0")
         assert page.get_attribute("#query", "placeholder") == "This model takes no text or file queries"
         assert not page.is_visible("#drop")
+
+
+def test_a_file_can_be_picked_from_the_keyboard(page, base_url):
+    """The drop zone is in the tab order: Enter or Space on it opens the file picker, so a file
+    query does not need a mouse."""
+    page.goto(base_url + "/")
+    _wait(page, "document.querySelectorAll('#label option').length > 1")
+    for key in ("Enter", " "):
+        page.focus("#drop")
+        with page.expect_file_chooser(timeout=5_000) as chooser:
+            page.keyboard.press(key)
+        assert not chooser.value.is_multiple()

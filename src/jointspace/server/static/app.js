@@ -226,6 +226,10 @@ window.addEventListener("popstate", searchFromLink);
 const drop = $("drop");
 drop.addEventListener("dragover", (ev) => { ev.preventDefault(); drop.classList.add("over"); });
 drop.addEventListener("dragleave", () => drop.classList.remove("over"));
+// the drop zone takes the keyboard focus: Enter or Space there picks a file, as a click on its link does
+drop.addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" || ev.key === " ") { ev.preventDefault(); $("file").click(); }
+});
 drop.addEventListener("drop", (ev) => {
   ev.preventDefault();
   drop.classList.remove("over");
