@@ -100,3 +100,26 @@ def test_an_indexed_aiff_sound_is_served_as_a_sound(tmp_path):
         assert r.headers["content-type"] == "audio/aiff" and r.content == open(path, "rb").read()
     spec = c.get("/openapi.json").json()
     assert "audio/aiff" in spec["paths"]["/api/items/{id}/media"]["get"]["responses"]["200"]["content"]
+
+
+@pytest.mark.parametrize("given, status", [("bytes=abc", 400), ("items=0-1", 400), ("bytes=5-1", 400),
+                                           ("bytes=100000000-", 416)])
+def test_a_range_of_a_sound_it_cannot_serve_is_refused_in_json(given, status):
+    """A player asks for a sound in byte ranges (206); a Range header refused is answered in JSON
+    naming the header, as the API description says of every error, not in plain text."""
+    from jointspace.server.app import create_app
+
+    setup = sup.audio_setup()
+    c = TestClient(create_app(setup["index"]))
+    whole = open(setup["paths"][0], "rb").read()
+    r = c.get("/api/items/0/media", headers={"Range": "bytes=10-19"})
+    assert r.status_code == 206 and r.content == whole[10:20]
+    r = c.get("/api/items/0/media", headers={"Range": given})
+    assert r.status_code == status and r.headers["content-type"] == "application/json"
+    assert r.json()["detail"] == (f"Range header: expected bytes=FIRST-LAST, FIRST- or -SUFFIX within the "
+                                  f"{len(whole):,} bytes of the sound, got {given!r}"
+                                  + (" (it starts past the end)" if status == 416 else ""))
+    if status == 416:
+        assert r.headers["content-range"] == f"bytes */{len(whole)}"
+    spec = c.get("/openapi.json").json()["paths"]["/api/items/{id}/media"]["get"]["responses"]
+    assert {"206", str(status)} <= set(spec) and "audio/wav" in spec["206"]["content"]

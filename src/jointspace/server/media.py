@@ -38,6 +38,39 @@ def audio_type(path: Path) -> str | None:
     return kind
 
 
+def sound_file(path: Path, media_type: str):
+    """The response serving a sound file, in byte ranges when asked (as a player asks); a
+    ``Range`` header it refuses (400 malformed, 416 past the end) is answered in JSON naming the
+    header, as every other error is, not in Starlette's plain text."""
+    from starlette.datastructures import Headers
+    from starlette.responses import FileResponse
+
+    from .middleware import send_error
+    from .validate import shown
+
+    class SoundFile(FileResponse):
+        async def __call__(self, scope, receive, send):
+            refused: dict = {}
+
+            async def in_json(message):
+                if message["type"] == "http.response.start" and message["status"] in (400, 416):
+                    refused.update(message)
+                elif refused and message["type"] == "http.response.body":
+                    given = shown(Headers(scope=scope).get("range", ""))
+                    size = Path(path).stat().st_size
+                    past = " (it starts past the end)" if refused["status"] == 416 else ""
+                    await send_error(send, refused["status"], f"Range header: expected bytes=FIRST-LAST, FIRST- or "
+                                                              f"-SUFFIX within the {size:,} bytes of the sound, got "
+                                                              f"{given}{past}",
+                                     [(k, v) for k, v in refused["headers"] if k.lower() == b"content-range"])
+                else:
+                    await send(message)
+
+            await super().__call__(scope, receive, in_json)
+
+    return SoundFile(path, media_type=media_type)
+
+
 def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -> tuple[bytes, str]:
     """PNG bytes of the image at ``path``, longest side at most 256 px unless ``full``."""
     from PIL import Image

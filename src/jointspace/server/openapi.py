@@ -48,6 +48,7 @@ SCHEMAS = {
 _STATUS_TEXT = {400: "Bad request (malformed form data, Content-Length or a Host this server does not answer)",
                 404: "No such item, plot or media", 413: "Upload too large (bytes, pixels, decoded size or length)",
                 415: "Unsupported content type or file kind",
+                416: "Range header past the end of the sound file",
                 429: "Too many images being decoded at once; try again",
                 422: "Invalid parameter or field (the message names it)"}
 
@@ -76,7 +77,7 @@ OPERATIONS = {
         {"description": "A PNG thumbnail (or the full image) or the sound file",
          "content": {t: {"schema": {"type": "string", "format": "binary"}}
                      for t in ("image/png", "audio/wav", "audio/flac", "audio/ogg", "audio/mpeg", "audio/aiff")}},
-        (404, 422, 429)),
+        (404, 416, 422, 429)),
     ("get", "/api/plots/{name}.png"): (
         {"description": "The plot", "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
         (404, 422)),
@@ -95,6 +96,10 @@ def describe(app) -> dict:
     for (method, path), (ok, codes) in OPERATIONS.items():
         op = doc["paths"][path][method]
         op["responses"] = {"200": ok, **_errors(*codes)}
+        if 416 in codes:   # a sound file is also served in the byte ranges a player asks for
+            op["responses"]["206"] = {"description": "The byte ranges asked for (Range header) of the sound file",
+                                      "content": {t: c for t, c in ok["content"].items() if t.startswith("audio/")}
+                                      | {"multipart/byteranges": {"schema": {"type": "string", "format": "binary"}}}}
         for p in op.get("parameters", []):
             if p["name"] in params:
                 p["schema"] = params[p["name"]]

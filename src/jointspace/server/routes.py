@@ -194,14 +194,14 @@ def build_router():
 
     @router.get("/items/{id}/media", summary="The item's media (thumbnail or sound), by id only")
     def media(request: Request, item_id: str = ITEM_ID, modality: str | None = None, full: bool = False):
-        from .media import audio_type, thumbnail
+        from .media import audio_type, sound_file, thumbnail
 
         engine = request.app.state.engine
         mod = _modality(engine, modality)
         path = engine.media_path(mod, _item_id(item_id, mod))
         kind = audio_type(path)
         if kind:
-            return FileResponse(path, media_type=kind)
+            return sound_file(path, kind)
         data, mtype = thumbnail(path, full=full, max_pixels=request.app.state.max_pixels)
         return Response(data, media_type=mtype, headers={"Cache-Control": "max-age=3600"})
 
