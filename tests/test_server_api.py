@@ -458,3 +458,23 @@ def test_audio_upload_of_an_aiff_file_is_accepted_and_in_the_schema(audio_client
     form = body["content"]["multipart/form-data"]
     assert "audio/aiff" in form["encoding"]["file"]["contentType"].split(", ")
     assert "AIFF" in form["schema"]["properties"]["file"]["description"]
+
+
+def test_audio_upload_of_an_mp3_file_is_a_sound_query(audio_client, tmp_path):
+    """The audio tower reads MP3 and a folder's .mp3 sounds are indexed: an MP3 upload, known by
+    its first bytes, is searched as the library searches that file."""
+    import soundfile as sf
+
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import load_model
+
+    s = sup.audio_setup()
+    sf.write(tmp_path / "clip.mp3", sup.tone(sup.PITCHES["low"], seed=7), 16000, format="MP3")
+    data = (tmp_path / "clip.mp3").read_bytes()
+    r = audio_client.post("/api/search", files={"file": ("clip.mp3", data, "audio/mpeg")}, data={"k": "3"})
+    assert r.status_code == 200, r.text
+    scores, ids = Index.load(s["index"]).search(load_model(s["model"]).encode("audio", [tmp_path / "clip.mp3"]), k=3)
+    assert [x["id"] for x in r.json()["results"]] == ids[0].tolist() and r.json()["results"][0]["label"] == "low"
+    np.testing.assert_allclose([x["score"] for x in r.json()["results"]], scores[0], atol=1e-5)
+    form = audio_client.get("/openapi.json").json()["paths"]["/api/search"]["post"]["requestBody"]["content"]
+    assert "audio/mpeg" in form["multipart/form-data"]["encoding"]["file"]["contentType"].split(", ")

@@ -34,7 +34,7 @@ def audio_type(path: Path) -> str | None:
     if kind is None:
         with open(path, "rb") as fh:
             head = fh.read(16)
-        kind = _AUDIO_MAGIC.get(head[:4]) if sniff(head) == "audio" else None
+        kind = _AUDIO_MAGIC.get(head[:4], "audio/mpeg") if sniff(head) == "audio" else None   # else MP3
     return kind
 
 

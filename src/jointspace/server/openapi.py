@@ -129,7 +129,7 @@ def _parameter_schemas(engine, labels: list) -> dict:
 
 
 FILE_TYPES = {"image": ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp", "image/tiff"),
-              "audio": ("audio/wav", "audio/flac", "audio/ogg", "audio/aiff")}
+              "audio": ("audio/wav", "audio/flac", "audio/ogg", "audio/aiff", "audio/mpeg")}
 
 
 def _search_body(params: dict, raw_modalities) -> dict:
@@ -143,7 +143,7 @@ def _search_body(params: dict, raw_modalities) -> dict:
                                  "target": {"anyOf": [params["target"], {"type": "null"}]}}}
     upload = {"type": "object", "required": ["file"], "additionalProperties": False, "properties": {
         "file": {"type": "string", "format": "binary", "minLength": 1,
-                 "description": "a PNG, JPEG, GIF, WebP, BMP or TIFF image, or a WAV, FLAC, OGG or AIFF sound"},
+                 "description": "a PNG, JPEG, GIF, WebP, BMP or TIFF image, or a WAV, FLAC, OGG, AIFF or MP3 sound"},
         "k": params["k"], "label": params["label"], "modality": params["modality"]}}
     return {"required": True, "content": {
         "multipart/form-data": {"schema": upload, "encoding": {"file": {"contentType": ", ".join(

@@ -1,7 +1,7 @@
 """Checking uploaded query files before any of their bytes reach a model.
 
 The kind of a file is decided from its first bytes (PNG, JPEG, GIF, WebP, BMP, TIFF images;
-WAV, FLAC, OGG, AIFF sounds), never from its name or the declared content type, so a text file
+WAV, FLAC, OGG, AIFF, MP3 sounds), never from its name or the declared content type, so a text file
 named ``cat.png`` is refused.  Images are opened lazily: their size is read from the header
 and checked against a pixel limit, an aspect-ratio limit and a decoded-bytes limit before
 anything is decoded (a decompression bomb never allocates its pixels); few are decoded at
@@ -59,6 +59,8 @@ def sniff(data: bytes) -> str | None:
         return "audio"
     if head[:4] in (b"fLaC", b"OggS") or head[:4] == b"FORM":
         return "audio"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "audio"   # MP3: an ID3 tag, or an MPEG audio frame's 11 sync bits (a JPEG's FF D8 has not)
     return None
 
 
@@ -81,7 +83,7 @@ def classify(data: bytes, filename: str) -> str:
     kind = sniff(data)
     if kind is None:
         raise UploadError(415, f"file {shown(filename)} is not a supported image (PNG, JPEG, GIF, WebP, BMP, TIFF) "
-                               f"or sound (WAV, FLAC, OGG, AIFF): {_describe_content(data)}")
+                               f"or sound (WAV, FLAC, OGG, AIFF, MP3): {_describe_content(data)}")
     return kind
 
 
