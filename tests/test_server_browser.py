@@ -111,11 +111,16 @@ def test_search_page_end_to_end(page, base_url, tmp_path):
     page.set_input_files("#file", str(fake))
     _wait(page, "document.getElementById('status').className === 'error'")
     assert "Unsupported file" in page.inner_text("#status") and "fake.png" in page.inner_text("#status")
+    assert page.eval_on_selector_all("#results .card", "els => els.length") == 0   # not the last query's
     # and a file of another kind altogether is refused in the page
     other = tmp_path / "notes.txt"
     other.write_text("hello")
+    page.fill("#query", "a red square")
+    page.press("#query", "Enter")
+    _wait(page, "document.querySelectorAll('#results .card').length === 12")
     page.set_input_files("#file", str(other))
     assert "not an image or a sound" in page.inner_text("#status")
+    assert page.eval_on_selector_all("#results .card", "els => els.length") == 0
     # an SVG drawing is refused in the page, and the picker does not offer it
     drawing = tmp_path / "cat.svg"
     drawing.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="8" height="8"></svg>')

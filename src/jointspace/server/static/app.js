@@ -83,17 +83,23 @@ async function run(url, options, what) {
   setStatus("Searching…", false);
   try {
     const resp = await fetch(url, options);
-    if (!resp.ok) { setStatus(await apiError(resp), true); return; }
+    if (!resp.ok) { failed(await apiError(resp)); return; }
     render(await resp.json(), what);
   } catch (e) {
-    setStatus("Cannot reach the server: " + e.message, true);
+    failed("Cannot reach the server: " + e.message);
   }
+}
+
+// A refused query shows no results: those of the query before would pass for its own.
+function failed(message) {
+  $("results").innerHTML = "";
+  setStatus(message, true);
 }
 
 function searchText(fromLink) {
   const text = $("query").value.trim();
   $("query-preview").innerHTML = "";
-  if (!text) { setStatus("Type some words to search, or drop a file.", true); return; }
+  if (!text) { failed("Type some words to search, or drop a file."); return; }
   const p = params();
   p.set("text", text);
   if (!fromLink) shareable(text);
@@ -130,14 +136,14 @@ function searchFile(file) {
   if (!file) return;
   const maxBytes = state.info ? state.info.max_upload_bytes : 10 * 1024 * 1024;
   if (file.type === "image/svg+xml" || /\.svgz?$/i.test(file.name)) {
-    setStatus("Unsupported file: " + file.name + " is an SVG drawing; search with a PNG or JPEG rendering of it.", true);
+    failed("Unsupported file: " + file.name + " is an SVG drawing; search with a PNG or JPEG rendering of it.");
     return;
   }
   const okType = /^(image|audio)\//.test(file.type) || /\.(png|jpe?g|gif|webp|bmp|tiff?|wav|flac|ogg)$/i.test(file.name);
-  if (!okType) { setStatus("Unsupported file: " + file.name + " is not an image or a sound file.", true); return; }
+  if (!okType) { failed("Unsupported file: " + file.name + " is not an image or a sound file."); return; }
   if (file.size > maxBytes) {
-    setStatus("File too large: " + file.name + " is " + (file.size / 1048576).toFixed(1) + " MB; the limit is " +
-              (maxBytes / 1048576).toFixed(0) + " MB.", true);
+    failed("File too large: " + file.name + " is " + (file.size / 1048576).toFixed(1) + " MB; the limit is " +
+           (maxBytes / 1048576).toFixed(0) + " MB.");
     return;
   }
   const prev = $("query-preview");
