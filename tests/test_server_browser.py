@@ -154,6 +154,16 @@ def test_a_search_is_a_shareable_link(page, base_url):
     page.go_back()
     _wait(page, "document.getElementById('query').value === 'a green disc'")
     _wait(page, "document.querySelector('#results .card .meta span').textContent === 'green'")
+    # back to the page as first opened, before any search: no results, no message
+    page.goto(base_url + "/")
+    _wait(page, "document.querySelectorAll('#modality option').length > 0")
+    page.fill("#query", "a blue disc")
+    page.press("#query", "Enter")
+    _wait(page, "document.querySelectorAll('#results .card').length > 0")
+    page.go_back()
+    _wait(page, "location.search === ''")
+    _wait(page, "document.querySelectorAll('#results .card').length === 0")
+    assert page.input_value("#query") == "" and page.inner_text("#status") == ""
     page.goto(base_url + "/docs")                      # Swagger UI runs under the policy too
     page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
     assert violations == []

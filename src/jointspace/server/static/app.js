@@ -129,7 +129,13 @@ async function searchFromLink() {
   if (u.get("modality")) await loadLabels();
   setSelect($("label"), u.get("label"));
   $("query").value = q;
-  if (q) searchText(true);
+  if (q) {
+    searchText(true);
+  } else {   // back to the page before any search: no results of a later one
+    $("results").innerHTML = "";
+    $("query-preview").innerHTML = "";
+    setStatus("", false);
+  }
 }
 
 function searchFile(file) {
