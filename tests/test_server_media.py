@@ -123,3 +123,36 @@ def test_a_range_of_a_sound_it_cannot_serve_is_refused_in_json(given, status):
         assert r.headers["content-range"] == f"bytes */{len(whole)}"
     spec = c.get("/openapi.json").json()["paths"]["/api/items/{id}/media"]["get"]["responses"]
     assert {"206", str(status)} <= set(spec) and "audio/wav" in spec["206"]["content"]
+
+
+def test_few_images_are_drawn_at_once(client, monkeypatch):
+    """A full-size rendering holds several copies of the pixels from decoding to PNG: requests
+    arriving together are drawn a few at a time, not all at once."""
+    import threading
+    import time
+    from collections import OrderedDict
+    from concurrent.futures import ThreadPoolExecutor
+
+    import jointspace.towers.inputs as inputs
+    from jointspace.server import media, uploads
+
+    monkeypatch.setattr(media, "_cache", OrderedDict())
+    drawing, most, lock = [0], [0], threading.Lock()
+    real = inputs.load_image
+
+    def slow_load_image(*args, **kwargs):   # as a 12-megapixel photo takes a while
+        with lock:
+            drawing[0] += 1
+            most[0] = max(most[0], drawing[0])
+        try:
+            time.sleep(0.1)
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                drawing[0] -= 1
+
+    monkeypatch.setattr(inputs, "load_image", slow_load_image)
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: client.get(f"/api/items/{i}/media", params={"full": "true"}), range(6)))
+    assert [r.status_code for r in answers] == [200] * 6
+    assert 1 <= most[0] <= uploads.DECODE_SLOTS

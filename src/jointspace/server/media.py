@@ -12,6 +12,8 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
+from .uploads import DECODE_SLOTS
+
 THUMB_SIDE = 256
 _AUDIO = {".wav": "audio/wav", ".flac": "audio/flac", ".ogg": "audio/ogg", ".mp3": "audio/mpeg",
           ".aiff": "audio/aiff", ".aif": "audio/aiff"}
@@ -23,6 +25,8 @@ _MAX_CACHED = 4096
 #: bytes of PNG kept at most (a full-size rendering can take tens of MB: a few are kept, not 4096)
 _MAX_CACHED_BYTES = 256 * 2 ** 20
 _cached_bytes = 0
+#: images drawn (decoded, converted, written as PNG) at once, at most
+_render_slots = threading.BoundedSemaphore(DECODE_SLOTS)
 
 
 def audio_type(path: Path) -> str | None:
@@ -72,12 +76,13 @@ def sound_file(path: Path, media_type: str):
 
 
 def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -> tuple[bytes, str]:
-    """PNG bytes of the image at ``path``, longest side at most 256 px unless ``full``."""
-    from PIL import Image
+    """PNG bytes of the image at ``path``, longest side at most 256 px unless ``full``.
 
-    from ..errors import InputError
-    from ..towers.inputs import load_image
-    from .uploads import UploadError, load_bounded
+    Few are made at once (:data:`~jointspace.server.uploads.DECODE_SLOTS`; 429 after waiting
+    :data:`~jointspace.server.uploads.SLOT_WAIT_S`): a full-size rendering holds several
+    copies of the pixels from decoding to PNG, so many requests at once must not hold them all.
+    """
+    from . import uploads
 
     path = Path(path)
     key = (str(path), full, path.stat().st_mtime_ns)
@@ -85,6 +90,23 @@ def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key], "image/png"
+    if not _render_slots.acquire(timeout=uploads.SLOT_WAIT_S):
+        raise uploads.UploadError(429, f"media: {uploads.DECODE_SLOTS} images are being drawn; try again in a moment")
+    try:
+        data = _render(path, full, max_pixels)
+    finally:
+        _render_slots.release()
+    _keep(key, data)
+    return data, "image/png"
+
+
+def _render(path: Path, full: bool, max_pixels: int) -> bytes:
+    from PIL import Image
+
+    from ..errors import InputError
+    from ..towers.inputs import load_image
+    from .uploads import UploadError, load_bounded
+
     if path.suffix.lower() == ".svg":
         try:
             img = Image.fromarray(load_image(path, where="media"))
@@ -105,9 +127,7 @@ def thumbnail(path: Path, *, full: bool = False, max_pixels: int = 40_000_000) -
         img.thumbnail((THUMB_SIDE, THUMB_SIDE))
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=False)
-    data = buf.getvalue()
-    _keep(key, data)
-    return data, "image/png"
+    return buf.getvalue()
 
 
 def _keep(key, data: bytes) -> None:
