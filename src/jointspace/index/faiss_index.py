@@ -6,8 +6,10 @@ inner product); ``"ip"`` is the raw dot product ``q·x``; ``"l2"`` is the square
 distance ``‖q − x‖²``.  Cosine and ip scores are similarities (higher is better, results in
 decreasing order); l2 scores are distances (lower is better, results in increasing order).
 Equal scores are ordered by increasing id.
-Where fewer than ``k`` results exist, ids are ``-1`` and scores ``-inf`` (similarities) or
-``+inf`` (distances).
+Where fewer than ``k`` results come back, ids are ``-1`` and scores ``-inf`` (similarities) or
+``+inf`` (distances): the index holds fewer than ``k`` items, or an approximate index reached
+fewer (IVF's probed lists hold fewer than ``k``; an HNSW graph asked for nearly all its items
+visits only part of them; raise ``nprobe`` or ``efSearch``, or use ``Flat``, for every item).
 """
 
 from __future__ import annotations
@@ -382,7 +384,8 @@ class Index:
         ----------
         queries : array-like, shape (nq, d) or (d,)
         k : int
-            Results per query (>= 1); when fewer exist, the rest is padded with id -1.
+            Results per query (>= 1); when fewer come back (fewer items held, or fewer reached
+            by an approximate index: see the module's docstring), the rest is padded with id -1.
         batch_size : int, optional
             Search this many queries per FAISS call (default: all at once).
         params : dict, optional
