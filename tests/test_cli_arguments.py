@@ -278,6 +278,27 @@ def test_a_demo_that_fails_also_removes_the_parent_folders_it_made(tmp_path, cap
     assert [p.name for p in tmp_path.iterdir()] == ["kept"] and not any((tmp_path / "kept").iterdir())
 
 
+def test_demo_port_0_serves_on_a_free_port_and_announces_that_one(tmp_path, capsys, monkeypatch):
+    from jointspace.cli.commands import demo
+
+    class Installed:
+        def missing(self):
+            return None
+
+    served = []
+    monkeypatch.setattr(demo, "wikipedia_table", lambda: None)
+    monkeypatch.setattr("jointspace.data.datasets.get_dataset", lambda name: Installed())
+    monkeypatch.setattr(demo, "openclipart_space", lambda out: (out / "model", out / "index"))
+    monkeypatch.setattr(demo, "searches", lambda model_dir, index_dir, out: None)
+    monkeypatch.setattr(demo, "plots", lambda model_dir, out: out / "plots")
+    monkeypatch.setattr("jointspace.server.app.create_app", lambda *args, **kwargs: "app")
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: served.append(kw))
+    code, out, err = run(capsys, "demo", "--port", "0", "--out", tmp_path / "demo")
+    port = served[0]["port"]
+    assert code == 0 and 1024 <= port <= 65535, err
+    assert f"search page: http://127.0.0.1:{port}/  (API docs: http://127.0.0.1:{port}/docs)" in out
+
+
 # -- 8. messages that named the wrong thing --------------------------------------------------
 
 

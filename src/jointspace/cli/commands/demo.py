@@ -180,7 +180,7 @@ def _run(args, out: Path) -> int:
     if not args.no_serve:
         from .serve import _check_bindable
 
-        _check_bindable("127.0.0.1", args.port)
+        port = _check_bindable("127.0.0.1", args.port)   # --port 0: the free port chosen, announced and served
     wikipedia_table()
     missing = get_dataset("openclipart").missing()
     if missing:
@@ -200,6 +200,6 @@ def _run(args, out: Path) -> int:
     def ready(url):
         console.print(f"search page: {url}  (API docs: {url}docs); press Ctrl-C to stop", highlight=False)
 
-    serve([str(index_dir)], str(model_dir), port=args.port, on_ready=ready, log_level="warning",
+    serve([str(index_dir)], str(model_dir), port=port, on_ready=ready, log_level="warning",
           plots_dir=str(plots_dir))
     return 0
