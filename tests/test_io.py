@@ -2,10 +2,17 @@
 
 import os
 import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
 from jointspace._io import atomic_dir, atomic_write_json, atomic_write_text
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+BOX = {"kind": "box", "is_kind": lambda p: (p / "x").is_file()}
 
 
 def test_atomic_file_has_umask_permissions(tmp_path):
@@ -22,7 +29,7 @@ def test_atomic_file_has_umask_permissions(tmp_path):
 
 
 def test_failed_dir_write_keeps_the_old_folder(tmp_path):
-    box = {"kind": "box", "is_kind": lambda p: (p / "x").is_file()}
+    box = BOX
     with atomic_dir(tmp_path / "d", **box) as d:
         (d / "x").write_text("old")
     with pytest.raises(RuntimeError):
@@ -50,3 +57,67 @@ def test_saved_model_files_have_the_same_permissions(tmp_path):
     create_model("cca", n_components=2).fit(Pairs({"a": x, "b": x @ rng.normal(size=(4, 3))})).save(tmp_path / "m")
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "m").iterdir()}
     assert modes["state.safetensors"] == modes["config.json"]     # not safetensors' 0600
+
+
+KILLED_MID_WRITE = """
+import os, sys
+from jointspace._io import atomic_dir
+
+with atomic_dir(sys.argv[1]) as tmp:
+    (tmp / "part.bin").write_bytes(bytes(4096))
+    (tmp / "sub").mkdir()
+    (tmp / "sub" / "more.bin").write_bytes(b"1")
+    os._exit(1)
+"""
+
+
+def _killed_mid_write(path: Path) -> Path:
+    """Run a writer of folder ``path`` that dies inside atomic_dir; the temporary folder it left."""
+    env = dict(os.environ, PYTHONPATH=f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    done = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(path)], env=env, capture_output=True,
+                          timeout=120)
+    assert done.returncode == 1, done.stderr.decode()
+    left = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.") and p.name.endswith(".tmp")]
+    assert len(left) == 1 and (left[0] / "sub" / "more.bin").is_file(), left
+    return left[0]
+
+
+def _age(path: Path, hours: float) -> None:
+    """Set the times of ``path`` and of everything under it ``hours`` into the past."""
+    then = time.time() - hours * 3600
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in dirs + files:
+            os.utime(os.path.join(root, name), (then, then))
+    os.utime(path, (then, then))
+
+
+def test_a_temporary_folder_a_killed_writer_left_is_removed_once_stale(tmp_path):
+    target = tmp_path / "idx"
+    left = _killed_mid_write(target)
+    with atomic_dir(target, **BOX) as d:
+        (d / "x").write_text("1")
+    assert left.is_dir()                  # not an hour old: it could be a live writer's
+    others = [tmp_path / ".idx.v2.k3j9x0a_.tmp", tmp_path / ".idx.tmp", tmp_path / "notes"]
+    for other in others:                  # another target's temporary, names that are no temporary
+        other.mkdir()
+    (tmp_path / ".idx.q8w7e6r5.tmp").write_text("a file, not a folder atomic_dir made")
+    others.append(tmp_path / ".idx.q8w7e6r5.tmp")
+    for path in [left, *others]:
+        _age(path, 2)
+    with atomic_dir(target, **BOX) as d:
+        (d / "x").write_text("2")
+    assert not left.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["idx", *(p.name for p in others)])
+    assert (target / "x").read_text() == "2"
+
+
+def test_the_temporary_folder_of_a_live_writer_is_kept_however_old(tmp_path):
+    target = tmp_path / "idx"
+    with atomic_dir(target, **BOX) as slow:
+        (slow / "x").write_text("slow")
+        _age(slow, 2)                     # a writer that has not written for two hours, but lives
+        with atomic_dir(target, **BOX) as d:
+            (d / "x").write_text("quick")
+        assert (slow / "x").read_text() == "slow"
+    assert (target / "x").read_text() == "slow"
+    assert [p.name for p in tmp_path.iterdir()] == ["idx"]

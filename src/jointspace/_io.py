@@ -14,6 +14,7 @@ import contextlib
 import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -21,6 +22,11 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import InputError
+
+try:
+    import fcntl
+except ImportError:   # not POSIX: no lock tells a live writer's folder, its age alone does
+    fcntl = None
 
 
 def _umask() -> int:
@@ -54,7 +60,8 @@ def atomic_write_bytes(path, data: bytes) -> None:
 
 
 #: a temporary file of :func:`atomic_write_bytes` older than this (seconds) belongs to a writer
-#: that was killed: a write takes far less
+#: that was killed: a write takes far less; so does a temporary folder of :func:`atomic_dir` in
+#: which nothing changed for this long and that no live writer holds
 STALE_TEMPORARY_S = 3600.0
 
 
@@ -304,6 +311,65 @@ def _carry_others(old: Path, new: Path) -> list[str]:
     return moved
 
 
+def _hold(folder: Path) -> int | None:
+    """Lock ``folder`` for as long as its writer lives (the kernel lets go when it dies); the
+    descriptor holding the lock, or None where folders cannot be locked."""
+    if fcntl is None:
+        return None
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            os.close(fd)
+    return None
+
+
+def _held(folder: Path) -> bool:
+    """Whether a live writer holds ``folder``'s lock (see :func:`_hold`)."""
+    if fcntl is None:
+        return False
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:       # a file system without locks: the age alone tells
+        return False
+    finally:
+        os.close(fd)      # lets go of the lock taken, if any
+    return False
+
+
+def _last_change(folder: Path) -> float:
+    """The latest modification time of ``folder`` and of everything under it."""
+    latest = folder.lstat().st_mtime
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            with contextlib.suppress(OSError):
+                latest = max(latest, os.lstat(os.path.join(root, name)).st_mtime)
+    return latest
+
+
+def _remove_dead_temporaries(path: Path, older_than_s: float = STALE_TEMPORARY_S) -> None:
+    """Delete the temporary folders that writers of folder ``path`` killed inside
+    :func:`atomic_dir` left beside it.
+
+    Only folders named as :func:`atomic_dir` names those of ``path`` (``.NAME.XXXXXXXX.tmp``, not
+    another target's), that no live writer holds and in which nothing changed for
+    ``older_than_s`` seconds.  A folder found stale cannot become a writer's again: writers
+    lock only the new folders they make.
+    """
+    own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")   # tempfile.mkdtemp's 8 characters
+    now = time.time()
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        with contextlib.suppress(OSError):   # gone already, or not ours to delete
+            if (own.fullmatch(tmp.name) and not tmp.is_symlink() and tmp.is_dir()
+                    and now - _last_change(tmp) > older_than_s and not _held(tmp)):
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
 @contextlib.contextmanager
 def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool] | None = None,
                arg: str = "out", keep_others: bool = False):
@@ -335,7 +401,9 @@ def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool]
     -----
     If the body raises, or the folder cannot be moved into place, the temporary folder is
     removed and whatever was at ``path`` before is left untouched.  The check runs again just
-    before the move, in case something appeared at ``path`` meanwhile.
+    before the move, in case something appeared at ``path`` meanwhile.  The temporary folder is
+    locked while its writer lives; one left by a writer that was killed is deleted by a later
+    save to ``path`` once nothing in it has changed for :data:`STALE_TEMPORARY_S` seconds.
     """
     recover_dir(path)
     if Path(path).exists():   # what a writer killed while deleting its aside copy left behind
@@ -343,7 +411,9 @@ def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool]
             shutil.rmtree(holder, ignore_errors=True)
     path = check_replaceable(path, kind, is_kind=is_kind, arg=arg)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_dead_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    lock = _hold(tmp)
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
         yield tmp
@@ -360,3 +430,6 @@ def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool]
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if lock is not None:
+            os.close(lock)
