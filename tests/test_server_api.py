@@ -215,6 +215,21 @@ def test_page_is_served(client):
     assert set(client.put("/docs").headers["allow"].split(", ")) == {"GET", "HEAD"}
 
 
+def test_page_declares_an_icon_that_is_served(client):
+    """A browser asks for the page's icon on every load (``/favicon.ico`` unless the page names
+    one); a 404 there is a console error."""
+    import re
+    from xml.etree import ElementTree
+
+    links = re.findall(r"<link\b[^>]*>", client.get("/").text)
+    icons = [link for link in links if re.search(r'\brel="(shortcut )?icon"', link)]
+    assert len(icons) == 1, links
+    href = re.search(r'\bhref="([^"]+)"', icons[0]).group(1)
+    r = client.get(href)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
+    assert ElementTree.fromstring(r.content).tag == "{http://www.w3.org/2000/svg}svg"
+
+
 def test_feature_model_serves_items_but_refuses_raw_text(tmp_path):
     """A CCA model over Wikipedia feature vectors: no towers, so no raw text queries."""
     from jointspace.data.datasets import load_dataset

@@ -200,3 +200,20 @@ def test_a_file_can_be_picked_from_the_keyboard(page, base_url):
         with page.expect_file_chooser(timeout=5_000) as chooser:
             page.keyboard.press(key)
         assert not chooser.value.is_multiple()
+
+
+def test_the_page_loads_without_a_console_error(page, base_url):
+    """Nothing the page asks for on load is refused, its icon included (a 404 for /favicon.ico
+    was a console error on every load)."""
+    context = page.context.browser.new_context()   # a fresh profile: no icon cached by the tests before
+    try:
+        fresh = context.new_page()
+        errors, refused = [], []
+        fresh.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+        fresh.on("response", lambda r: refused.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        fresh.goto(base_url + "/")
+        _wait(fresh, "document.querySelectorAll('#label option').length > 1")
+        fresh.wait_for_timeout(1_000)              # the icon is asked for after the page has loaded
+        assert errors == [] and refused == []
+    finally:
+        context.close()
