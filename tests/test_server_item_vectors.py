@@ -60,3 +60,31 @@ def test_an_item_whose_file_has_gone_is_not_found_and_named_by_its_file_name(tmp
         assert r.status_code == 404, r.text
         assert r.json()["detail"] == (f"item {gone}: its file private-green_square_0.png cannot be read on the "
                                       "server to embed it again (file 'private-green_square_0.png' does not exist)")
+
+
+def test_an_item_that_can_neither_be_read_back_nor_embedded_again_is_refused_without_a_traceback(tmp_path, caplog):
+    """An IVF fast-scan index keeps no vectors to read back, and a model of feature vectors
+    embeds no files: "more like this" cannot be answered there.  That is a limit of what the
+    server holds, said as a refused request (422, as for a query the model cannot embed), not
+    a server error with a traceback logged on every click."""
+    import logging
+
+    from jointspace.data.datasets import load_dataset
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import create_model
+    from jointspace.server.app import create_app
+
+    pairs = load_dataset("wikipedia", "test")
+    model = create_model("cca", n_components=8).fit(pairs)
+    model.save(tmp_path / "m")
+    index = Index.build(model.encode("image", pairs["image"]), spec="IVF2,PQ4x4fs")
+    index.info.update({"model": str(tmp_path / "m"), "modality": "image"})
+    index.save(tmp_path / "fs")
+    c = TestClient(create_app(tmp_path / "fs"), raise_server_exceptions=False)
+    with caplog.at_level(logging.INFO):
+        answers = [c.get("/api/items/5/similar", params={"k": 2}), c.post("/api/search", json={"item": 5})]
+    for r in answers:
+        assert r.status_code == 422, r.text
+        assert r.json() == {"detail": "item 5: its vector cannot be read back from this index (IVF2,PQ4x4fs) "
+                                      "nor re-embedded"}
+    assert not [rec for rec in caplog.records if rec.exc_info or rec.levelno >= logging.ERROR], caplog.text

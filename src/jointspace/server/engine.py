@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputError, JointspaceError
+from ..errors import InputError
 from ..index.results import search_with_metadata, with_metadata
 
 RAW_MODALITIES = ("image", "text", "audio")
@@ -232,7 +232,8 @@ class SearchEngine:
         return vec, {"encode_ms": ms, "cached": False, "batch": batch}
 
     def item_vector(self, modality: str, item_id: int) -> np.ndarray:
-        """The stored vector of an indexed item (reconstructed by FAISS, else re-embedded)."""
+        """The stored vector of an indexed item (reconstructed by FAISS, else re-embedded); an
+        :class:`InputError` where it is neither (a fast-scan index of a feature-vector model)."""
         modality = self.result_modality(modality)
         index = self.indexes[modality]
         meta = self.item(modality, item_id)
@@ -251,8 +252,9 @@ class SearchEngine:
                     reason = re.sub(r"^items\[0\](?: \([^)]*\))?: ", "", str(exc).replace(str(source), name))
                     raise LookupError(f"item {item_id}: its file {name} cannot be read on the server to embed it "
                                       f"again ({reason})") from None
-        raise JointspaceError(f"item {item_id}: its vector cannot be read back from this index "
-                              f"({index.resolved_spec}) nor re-embedded")
+        # what this index and model can do (a fast-scan index of a feature-vector model), not a fault: 422
+        raise InputError(f"item {item_id}: its vector cannot be read back from this index "
+                         f"({index.resolved_spec}) nor re-embedded")
 
     # -- searching -----------------------------------------------------------------------------
     def search(self, vector: np.ndarray, *, k: int, modality: str | None = None, label: str | None = None,
