@@ -270,6 +270,23 @@ def test_ids_no_item_can_have_are_not_found(client):
     assert r.status_code == 404 and "a 5,000-digit number: no such item" in r.json()["detail"]
 
 
+@pytest.mark.parametrize("item_id, named", [
+    ("-1", "-1"), ("-01", "-1"), ("1000000", "1000000"), ("9999999999999999999", "9999999999999999999"),
+    ("-99999999999999999999", "a 20-digit number"), ("-" + HUGE, "a 5,000-digit number"),
+])
+def test_an_id_in_the_path_is_named_as_the_same_id_in_a_body(client, item_id, named):
+    """The item of /api/items/ID is named as a JSON body's item is: -1 written as -1, not as
+    the string '-1'."""
+    expected = f"item {named}: no such item in the image index"
+    for url in (f"/api/items/{item_id}", f"/api/items/{item_id}/similar", f"/api/items/{item_id}/media"):
+        r = client.get(url)
+        assert r.status_code == 404 and r.json()["detail"] == expected, (url, r.text)
+    if not item_id.lstrip("-").startswith("0"):   # JSON writes no leading zero
+        r = client.post("/api/search", content=b'{"item": ' + item_id.encode() + b"}",
+                        headers={"content-type": "application/json"})
+        assert r.status_code == 404 and r.json()["detail"] == expected, r.text
+
+
 @pytest.mark.parametrize("request_args", [
     ("get", "/api/search", {"params": {"text": "red", "k": "x" * 50_000}}),
     ("get", "/api/search", {"params": {"text": "red", "label": "x" * 50_000}}),

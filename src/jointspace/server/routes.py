@@ -15,8 +15,8 @@ from fastapi.responses import FileResponse, Response
 from ..errors import InputError
 from ..towers.inputs import has_visible_text
 from .uploads import UploadError, check_audio, classify, decode_audio, decode_image
-from .validate import (MAX_TEXT, check_unicode, choice, loads, optional_string, parse_item_id, parse_k,
-                       shown)
+from .validate import (MAX_TEXT, _parse_int, check_unicode, choice, loads, optional_string, parse_item_id,
+                       parse_k, shown)
 
 PLOT_NAMES = ("map", "gallery", "curves")
 FORM_FIELDS = ("file", "k", "label", "modality")
@@ -52,8 +52,9 @@ def _search(engine, vec, k: int, modality: str, label, exclude=None):
 
 def _item_id(value, modality: str, name: str = "id") -> int:
     item_id = parse_item_id(value, name)
-    if item_id is None:
-        raise LookupError(f"item {shown(value)}: no such item in the {modality} index")
+    if item_id is None:   # a path's '-1' read as a JSON body's -1 is, so both are named alike
+        number = _parse_int(value) if isinstance(value, str) else value
+        raise LookupError(f"item {shown(number)}: no such item in the {modality} index")
     return item_id
 
 
