@@ -121,3 +121,23 @@ def test_the_temporary_folder_of_a_live_writer_is_kept_however_old(tmp_path):
         assert (slow / "x").read_text() == "slow"
     assert (target / "x").read_text() == "slow"
     assert [p.name for p in tmp_path.iterdir()] == ["idx"]
+
+
+def test_a_save_keeps_the_previous_version_another_folder_set_aside(tmp_path):
+    """Saving ``idx`` deletes what a killed save of ``idx`` left aside, but not the previous
+    version of ``idx.v2`` that a save killed between its two renames set aside (``recover_dir``
+    puts that back when ``idx.v2`` is next read)."""
+    from jointspace._io import recover_dir
+
+    with atomic_dir(tmp_path / "idx", **BOX) as d:
+        (d / "x").write_text("1")
+    own = tmp_path / ".idx.a1b2c3d4.old"            # idx's leftover: its writer died deleting it
+    (own / "idx").mkdir(parents=True)
+    other = tmp_path / ".idx.v2.k3j9x0a_.old"        # idx.v2 is missing; its previous version is here
+    (other / "idx.v2").mkdir(parents=True)
+    (other / "idx.v2" / "x").write_text("v2")
+    with atomic_dir(tmp_path / "idx", **BOX) as d:
+        (d / "x").write_text("2")
+    assert not own.exists()
+    assert recover_dir(tmp_path / "idx.v2")
+    assert (tmp_path / "idx.v2" / "x").read_text() == "v2"

@@ -352,6 +352,14 @@ def _last_change(folder: Path) -> float:
     return latest
 
 
+def _own_temporaries(path: Path, suffix: str) -> list[Path]:
+    """The folders :func:`atomic_dir` names for folder ``path`` with ``suffix`` (``.tmp``: being
+    written, ``.old``: the previous version set aside), ``.NAME.XXXXXXXX<suffix>``; not those of
+    another target whose name starts with ``NAME.`` (``.NAME.v2.XXXXXXXX<suffix>``)."""
+    own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}{re.escape(suffix)}")   # mkdtemp's 8 characters
+    return [p for p in path.parent.glob(f".{glob.escape(path.name)}.*{suffix}") if own.fullmatch(p.name)]
+
+
 def _remove_dead_temporaries(path: Path, older_than_s: float = STALE_TEMPORARY_S) -> None:
     """Delete the temporary folders that writers of folder ``path`` killed inside
     :func:`atomic_dir` left beside it.
@@ -361,11 +369,10 @@ def _remove_dead_temporaries(path: Path, older_than_s: float = STALE_TEMPORARY_S
     ``older_than_s`` seconds.  A folder found stale cannot become a writer's again: writers
     lock only the new folders they make.
     """
-    own = re.compile(rf"\.{re.escape(path.name)}\.[a-z0-9_]{{8}}\.tmp")   # tempfile.mkdtemp's 8 characters
     now = time.time()
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+    for tmp in _own_temporaries(path, ".tmp"):
         with contextlib.suppress(OSError):   # gone already, or not ours to delete
-            if (own.fullmatch(tmp.name) and not tmp.is_symlink() and tmp.is_dir()
+            if (not tmp.is_symlink() and tmp.is_dir()
                     and now - _last_change(tmp) > older_than_s and not _held(tmp)):
                 shutil.rmtree(tmp, ignore_errors=True)
 
@@ -407,7 +414,7 @@ def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool]
     """
     recover_dir(path)
     if Path(path).exists():   # what a writer killed while deleting its aside copy left behind
-        for holder in Path(path).parent.glob(f".{glob.escape(Path(path).name)}.*.old"):
+        for holder in _own_temporaries(Path(path), ".old"):
             shutil.rmtree(holder, ignore_errors=True)
     path = check_replaceable(path, kind, is_kind=is_kind, arg=arg)
     path.parent.mkdir(parents=True, exist_ok=True)
