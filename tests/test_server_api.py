@@ -228,6 +228,10 @@ def test_page_declares_an_icon_that_is_served(client):
     r = client.get(href)
     assert r.status_code == 200 and r.headers["content-type"].startswith("image/svg+xml")
     assert ElementTree.fromstring(r.content).tag == "{http://www.w3.org/2000/svg}svg"
+    # pages that name no icon (the API's /docs, a JSON document) leave the browser at /favicon.ico
+    ico = client.get("/favicon.ico")
+    assert ico.status_code == 200 and ico.headers["content-type"].startswith("image/svg+xml")
+    assert ico.content == r.content
 
 
 def test_feature_model_serves_items_but_refuses_raw_text(tmp_path):

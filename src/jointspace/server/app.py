@@ -179,6 +179,10 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
     def page():
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
 
+    @app.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
+    def icon():   # where a browser looks on pages that name no icon (/docs, /openapi.json)
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
     def openapi():
         if app.openapi_schema is None:
             app.openapi_schema = describe(app)
