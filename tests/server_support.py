@@ -99,6 +99,23 @@ def make_app(**options):
     return create_app(None, engine=engine(), **options)
 
 
+def feature_model_index(folder: Path, spec: str = "Flat", n_components: int = 8) -> tuple:
+    """A CCA model of Wikipedia's image and text feature vectors (no towers: nothing is embedded
+    from files) saved in ``folder/m``, and an index of its test images' vectors with ``spec``
+    saved in ``folder/idx``; returns the test pairs and the model."""
+    from jointspace.data.datasets import load_dataset
+    from jointspace.index.faiss_index import Index
+    from jointspace.models.base import create_model
+
+    pairs = load_dataset("wikipedia", "test")
+    model = create_model("cca", n_components=n_components).fit(pairs)
+    model.save(folder / "m")
+    index = Index.build(model.encode("image", pairs["image"]), spec=spec)
+    index.info.update({"model": str(folder / "m"), "modality": "image"})
+    index.save(folder / "idx")
+    return pairs, model
+
+
 def png_bytes(img: np.ndarray) -> bytes:
     import io
 

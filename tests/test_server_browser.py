@@ -172,17 +172,9 @@ def test_a_search_is_a_shareable_link(page, base_url):
 def test_a_model_of_feature_vectors_offers_no_file_to_drop(page, tmp_path):
     """A model of feature vectors embeds neither texts nor files: the page says so, and does not
     send its reader to a drop zone it hides."""
-    from jointspace.data.datasets import load_dataset
-    from jointspace.index.faiss_index import Index
-    from jointspace.models.base import create_model
     from jointspace.server.app import create_app
 
-    pairs = load_dataset("wikipedia", "test")
-    model = create_model("cca", n_components=4).fit(pairs)
-    model.save(tmp_path / "m")
-    index = Index.build(model.encode("image", pairs["image"]), spec="Flat")
-    index.info.update({"model": str(tmp_path / "m"), "modality": "image"})
-    index.save(tmp_path / "idx")
+    sup.feature_model_index(tmp_path, n_components=4)
     with sup.running_server(create_app(tmp_path / "idx")) as url:
         page.goto(url + "/")
         _wait(page, "document.querySelectorAll('#modality option').length > 0")

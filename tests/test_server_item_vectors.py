@@ -3,6 +3,8 @@
 import numpy as np
 from fastapi.testclient import TestClient
 
+import server_support as sup
+
 
 def test_more_like_this_on_an_ivf_index_whose_ids_are_not_0_to_n(tmp_path):
     """FAISS's array id map takes only the ids 0 .. n-1: an IVF index built with other ids, or
@@ -69,18 +71,10 @@ def test_an_item_that_can_neither_be_read_back_nor_embedded_again_is_refused_wit
     a server error with a traceback logged on every click."""
     import logging
 
-    from jointspace.data.datasets import load_dataset
-    from jointspace.index.faiss_index import Index
-    from jointspace.models.base import create_model
     from jointspace.server.app import create_app
 
-    pairs = load_dataset("wikipedia", "test")
-    model = create_model("cca", n_components=8).fit(pairs)
-    model.save(tmp_path / "m")
-    index = Index.build(model.encode("image", pairs["image"]), spec="IVF2,PQ4x4fs")
-    index.info.update({"model": str(tmp_path / "m"), "modality": "image"})
-    index.save(tmp_path / "fs")
-    c = TestClient(create_app(tmp_path / "fs"), raise_server_exceptions=False)
+    sup.feature_model_index(tmp_path, spec="IVF2,PQ4x4fs")
+    c = TestClient(create_app(tmp_path / "idx"), raise_server_exceptions=False)
     with caplog.at_level(logging.INFO):
         answers = [c.get("/api/items/5/similar", params={"k": 2}), c.post("/api/search", json={"item": 5})]
     for r in answers:
