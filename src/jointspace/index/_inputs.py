@@ -143,20 +143,23 @@ def as_id_list(ids, name: str = "ids") -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def check_new_ids(ids, n: int, stored: np.ndarray, removed: np.ndarray, spec) -> np.ndarray:
+def check_new_ids(ids, n: int, stored: np.ndarray, removed: np.ndarray, spec, next_id: int = 0) -> np.ndarray:
     """Ids for ``n`` new vectors: ``ids`` checked against the ``stored`` ones, or consecutive ones.
 
     Parameters
     ----------
     ids : array-like of int, shape (n,), or None
-        None gives ``max(stored) + 1 ...``.
+        None gives ``max(next_id, max(stored) + 1) ...``: after every id the index has held, so
+        that the id of a removed item is never given to another.
     stored, removed : numpy.ndarray of int64, sorted
         Ids held by FAISS, and those of them filtered at search time (still reserved).
     spec : str
         The index's spec, for the message.
+    next_id : int
+        One past the largest id the index has ever held.
     """
     if ids is None:
-        return next_ids(int(stored[-1]) + 1 if stored.size else 0, n)
+        return next_ids(max(int(next_id), int(stored[-1]) + 1 if stored.size else 0), n)
     ids = as_ids(ids, n)
     clash = ids[in_sorted(stored, ids)]
     if clash.size:

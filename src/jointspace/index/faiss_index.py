@@ -75,6 +75,7 @@ class Index:
         self._resolved = None
         self._ids = np.empty(0, dtype=np.int64)       # sorted ids stored in FAISS
         self._removed = np.empty(0, dtype=np.int64)   # sorted ids filtered at search time
+        self._next_id = 0            # one past the largest id ever held: default ids never reuse a removed one
         self._search_defaults: dict = {}
         self._id_map = None          # cached internal -> external ids of the id map
         self._selector = None        # cached (selector, keepalive) for removed ids
@@ -132,7 +133,7 @@ class Index:
         if x.shape[0] < 1:
             raise InputError("vectors: expected at least 1 row, got 0")
         index = cls(x.shape[1], spec, metric, build_params=build_params)
-        ids = check_new_ids(ids, x.shape[0], index._ids, index._removed, index._resolved)
+        ids = check_new_ids(ids, x.shape[0], index._ids, index._removed, index._resolved, index._next_id)
         rows = normalize_metadata(metadata, x.shape[0])
         if search_params:
             index.set_search_params(**_params.check_params(search_params, _params.SEARCH_PARAMS, "search_params"))
@@ -264,7 +265,7 @@ class Index:
         vectors : array-like, shape (n, d)
         ids : array-like of int, shape (n,), optional
             Distinct non-negative ids not yet in the index; default: consecutive after the
-            largest id so far.
+            largest id the index has ever held (the id of a removed vector is not given again).
         metadata : list of n dicts or dict of columns, optional
             ``label``, ``text``, ``path``; other keys are kept in ``extra``.
 
@@ -275,7 +276,7 @@ class Index:
         """
         x = as_vectors(vectors, "vectors", self._dim, metric=self._metric)
         self._check_writable("add")
-        ids = check_new_ids(ids, x.shape[0], self._ids, self._removed, self._resolved)
+        ids = check_new_ids(ids, x.shape[0], self._ids, self._removed, self._resolved, self._next_id)
         rows = normalize_metadata(metadata, x.shape[0])
         if x.shape[0] == 0:
             return ids
@@ -303,6 +304,8 @@ class Index:
         finally:
             self._id_map = None
         self._ids = np.union1d(self._ids, ids)
+        if ids.size:
+            self._next_id = max(self._next_id, int(ids.max()) + 1)
 
     @property
     def on_disk(self) -> bool:

@@ -131,6 +131,7 @@ def write_folder(index, tmp: Path, info_json: dict, lists_written: bool = False)
         "count": index.ntotal,
         "stored": int(index._faiss.ntotal),
         "removed_ids": index._removed.tolist(),
+        "next_id": index._next_id,
         "search_params": index.search_params,
         "build_params": index.build_params,
         "info": info_json,
@@ -212,6 +213,16 @@ def check_info(info, name: str = "index.info") -> dict:
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _next_id_of(meta: dict, folder) -> int:
+    """``meta['next_id']`` (one past the largest id the index has held), 0 where the folder was
+    written before it was saved."""
+    value = meta.get("next_id", 0)
+    if not _is_int(value) or not 0 <= value <= 2**63:
+        raise InputError(f"folder: {str(folder / 'index.json')!r} has 'next_id' {value!r}, expected an integer in "
+                         "[0, 2**63]; the index folder is corrupted")
+    return value
 
 
 def _check_manifest_fields(meta: dict, path: Path) -> None:
@@ -335,6 +346,8 @@ def load_index(cls, folder, *, verify: bool = True):
     index._create(meta["resolved_spec"], faiss_index=raw)
     index._ids = np.sort(parts.stored_ids(index._faiss))
     index._removed = np.asarray(sorted(int(i) for i in meta["removed_ids"]), dtype=np.int64)
+    # folders written before 'next_id' was saved: one past the largest id they hold
+    index._next_id = max(_next_id_of(meta, folder), int(index._ids[-1]) + 1 if index._ids.size else 0)
     if index.ntotal != meta["count"] or not np.isin(index._removed, index._ids).all():
         raise InputError(f"folder: the ids in index.faiss do not match 'count' / 'removed_ids' of index.json "
                          f"in {str(folder)!r}")
