@@ -37,3 +37,27 @@ def test_rows_cover_every_fusion_and_noise_moves_accuracy(monkeypatch, capsys):
     suite.show({"classification": {"wikipedia": report}})
     assert "one modality replaced by noise" in capsys.readouterr().out
 
+
+
+def test_quick_openclipart_sample_spans_the_categories(monkeypatch):
+    """A split is ordered by category folder: the quick sample must not be its first rows."""
+    import jointspace.data.datasets as datasets
+    import jointspace.towers.base as towers
+    import jointspace.towers.cache as cache
+    from jointspace.bench import fusion as suite
+
+    def load(name, split, text="title", limit=None):
+        n = 1000
+        labels = np.arange(n) // 100   # ten categories, one after the other
+        pairs = Pairs({"image": [f"{split}/{i}.png" for i in range(n)], "text": [f"t{i}" for i in range(n)]},
+                      labels=labels)
+        return pairs if limit is None else pairs.subset(np.arange(limit))
+
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    monkeypatch.setattr(towers, "create_tower", lambda name: name)
+    monkeypatch.setattr(cache, "embed_cached", lambda tower, items, progress=False: np.zeros((len(items), 3),
+                                                                                          np.float32))
+    train, test = suite._openclipart(quick=True)
+    for split in (train, test):
+        assert len(split) == suite.QUICK_LIMIT
+        assert set(np.asarray(split.labels).tolist()) == set(range(10))
