@@ -2,7 +2,8 @@
 
 The dataset's splits hold out accents: test voices are never heard in training.  Relevance
 is the word (label); audio->text R@1 is the fraction of clips whose nearest text is their
-word.  Settings (PCA size, components, ridge) are chosen on the validation accent.
+word.  Settings (PCA size, components, component weighting, ridge) are chosen on the
+validation accent.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ DESCRIPTION = "espeak-ng words, unseen accents at test: audio <-> text with CCA 
 TOWERS = {"audio": "mfcc", "text": "minilm"}
 DIRECTIONS = ["audio->text", "text->audio"]
 #: the settings searched on the validation accent; the lists are fixed by hand (n_components
-#: reaches 19, one less than the number of words), not tuned
+#: reaches 19, one less than the number of words), not tuned.  The component weighting is also
+#: searched, over ``fit_with_towers``'s own list (:data:`jointspace.eval.search_spaces.HEAD_WEIGHTS`)
 GRID = {"pca": [None, 32, 64], "n_components": [4, 8, 12, 16, 19], "reg": [1e-3, 1e-2, 0.1, 0.3]}
 #: ``quick``: fewer settings (8 of the 60 combinations of pca x n_components x reg, picked by
 #: hand from :data:`GRID`; a quick run still chooses among them on the validation accent) ...
