@@ -23,9 +23,10 @@ SQRT_IMAGE = {"image": "sqrt"}
 
 #: ``--quick``: one or two values per setting (smoke runs), replacing the library's lists.  The
 #: values were picked by hand, mostly among those the full search chose by cross-validation on
-#: the training split (``docs/reports/bench-wikipedia.json``: CCA and kernel CCA 9 components,
-#: kernel CCA reg 0.003, SM C=10, supervised CCA weight 4.0; CCA's 7 components is kept so that
-#: a choice is still made, while SCM's C=10 differs from the full run's 1.0); nothing was
+#: the training split (``docs/reports/bench-wikipedia.json``: CCA 9 components, kernel CCA reg
+#: 0.003, SM C=10, supervised CCA 9 components and weight 4.0; CCA's 7 components is kept so that
+#: a choice is still made, while kernel CCA's 9 components and RBF kernel differ from the full
+#: run's 7 components and RBF + polynomial kernels, and SCM's C=10 from its 1.0); nothing was
 #: picked on test, a quick run still chooses among them by cross-validation on train, and its
 #: numbers are not reported
 QUICK = {
