@@ -39,3 +39,25 @@ def test_choose_reg_takes_the_best_validation_map_and_never_reads_test():
 def test_the_quick_grid_is_part_of_the_full_one():
     assert set(suite.QUICK_REG_GRID) <= set(suite.REG_GRID)
     assert 0 < suite.VAL_FRACTION < 1
+
+
+def test_the_validation_part_speaks_with_voices_unheard_in_training():
+    """Test clips come from accents never heard in training, so the ridge is chosen on clips of
+    spoken-words' val split, each of its pair's class; the fit part keeps the training clips."""
+    from jointspace.data.datasets.fashion_mnist import CLASS_WORDS
+
+    train = suite.three_view_pairs("train", 200, suite._text_table(CLASS_WORDS), seed=0)
+    fit_part, val_part = suite.validation_split(train, seed=0)
+    assert len(val_part) == round(suite.VAL_FRACTION * 200) and len(fit_part) + len(val_part) == 200
+    clips = {split: suite._audio_table(split, CLASS_WORDS) for split in ("train", "val")}
+
+    def source(rows, labels):
+        """For each row: the split whose clip of the row's class it is (None: no such clip)."""
+        out = []
+        for row, label in zip(rows, labels):
+            found = [s for s, (feats, cls) in clips.items() if (np.all(feats[cls == label] == row, axis=1)).any()]
+            out.append(found[0] if len(found) == 1 else None)
+        return out
+
+    assert source(val_part["audio"], val_part.labels) == ["val"] * len(val_part)
+    assert source(fit_part["audio"], fit_part.labels) == ["train"] * len(fit_part)
