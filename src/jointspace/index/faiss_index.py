@@ -432,20 +432,9 @@ class Index:
             i = np.where(missing, -1, self._internal_to_external()[np.where(missing, 0, i)])
         d[missing] = fill
         if self._stored is not None and k_factor > 1:   # also where k takes every vector: exact scores
-            d, i = self._rerank(q, i, kk)
+            d, i = self._stored.rerank(q, i, kk, self._metric)
         scores[:, :kk], ids[:, :kk] = order_ties_by_id(d, i, self.higher_is_better)
         return scores, ids
-
-    def _rerank(self, q: np.ndarray, candidates: np.ndarray, k: int):
-        """Exact scores of each query's candidates from the stored vectors, best ``k`` kept;
-        a block of queries at a time so that the gathered rows stay small (about 16 MB)."""
-        block = max(1, (1 << 22) // (candidates.shape[1] * self._dim))
-        out_d = np.empty((q.shape[0], k), dtype=np.float32)
-        out_i = np.empty((q.shape[0], k), dtype=np.int64)
-        for s in range(0, q.shape[0], block):
-            out_d[s:s + block], out_i[s:s + block] = self._stored.rerank(
-                q[s:s + block], candidates[s:s + block], k, self._metric)
-        return out_d, out_i
 
     # metadata -------------------------------------------------------------------------------------
     def metadata(self, ids) -> list:

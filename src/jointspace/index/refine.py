@@ -91,7 +91,21 @@ class StoredVectors:
             -inf / +inf where fewer than ``k`` candidates exist.
         ids : ndarray of int64, shape (nq, k)
             -1 where fewer than ``k`` candidates exist.
+
+        Notes
+        -----
+        A block of queries at a time, so that the gathered rows stay small (about 16 MB).
         """
+        block = max(1, (1 << 22) // (max(1, candidates.shape[1]) * self.dim))
+        scores = np.empty((queries.shape[0], k), dtype=np.float32)
+        ids = np.empty((queries.shape[0], k), dtype=np.int64)
+        for s in range(0, queries.shape[0], block):
+            scores[s:s + block], ids[s:s + block] = self._rerank_block(queries[s:s + block],
+                                                                       candidates[s:s + block], k, metric)
+        return scores, ids
+
+    def _rerank_block(self, queries: np.ndarray, candidates: np.ndarray, k: int, metric: str):
+        """:meth:`rerank` of one block of queries (the same shapes)."""
         missing = candidates < 0
         rows = np.where(missing, 0, candidates - self.first_id)
         if np.any((rows < 0) | (rows >= self.n)):
