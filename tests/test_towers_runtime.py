@@ -389,14 +389,21 @@ def _flip_a_weight_bit(path) -> bytes:
     return good
 
 
-def test_an_export_whose_weights_changed_on_disk_is_exported_again(tmp_path, monkeypatch):
-    """Flipped bits in a weight still parse: ONNX Runtime ran the damaged graph without a word."""
+def _damaged_export(tmp_path, monkeypatch, name: str, calls: list) -> tuple:
+    """An export ``name`` in a fresh cache with one weight bit flipped on disk, unchecked as a
+    later process finds it; its path and its good bytes."""
     monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(rt, "_checked", set(), raising=False)
-    calls = []
-    path = rt.cached_export("demo-scale", "k1", _scale_export(calls))
+    path = rt.cached_export(name, "k1", _scale_export(calls))
     good = _flip_a_weight_bit(path)
-    monkeypatch.setattr(rt, "_checked", set(), raising=False)   # as a later process finds it
+    monkeypatch.setattr(rt, "_checked", set(), raising=False)
+    return path, good
+
+
+def test_an_export_whose_weights_changed_on_disk_is_exported_again(tmp_path, monkeypatch):
+    """Flipped bits in a weight still parse: ONNX Runtime ran the damaged graph without a word."""
+    calls = []
+    path, good = _damaged_export(tmp_path, monkeypatch, "demo-scale", calls)
     assert rt.cached_export("demo-scale", "k1", _scale_export(calls)) == path and len(calls) == 1
     with pytest.warns(RuntimeWarning, match=r"cannot be read \(ValueError: its bytes \(CRC-32 \w+\) are not "
                                             r"those exported .*it is exported again"):
@@ -459,12 +466,8 @@ def test_threads_that_find_a_damaged_export_together_export_it_once(tmp_path, mo
     """Two threads that checked a damaged export at once both exported it again (MiniLM: 30 s each)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(rt, "_checked", set(), raising=False)
     calls = []
-    path = rt.cached_export("demo-scale2", "k1", _scale_export(calls))
-    good = _flip_a_weight_bit(path)
-    monkeypatch.setattr(rt, "_checked", set(), raising=False)
+    path, good = _damaged_export(tmp_path, monkeypatch, "demo-scale2", calls)
     crc32 = rt._crc32
 
     def slow_crc32(p):   # both threads are inside the check at the same time
