@@ -238,3 +238,11 @@ def test_cli_serves_a_sharded_index_folder(tmp_path, capsys, monkeypatch):
 
     info = TestClient(served["app"], base_url="http://localhost").get("/api/info").json()["indexes"]["image"]
     assert info["ntotal"] == index.ntotal and info["spec"] == "2 shards of Flat"
+
+
+def test_shard_of_names_the_shard_holding_an_id():
+    x = np.random.default_rng(0).standard_normal((30, 4)).astype(np.float32)
+    first, second = Index.build(x[:10], spec="Flat", ids=range(100, 110)), Index.build(x[10:], spec="Flat")
+    sharded = ShardedIndex([first, second])
+    assert sharded.shard_of(105) is first and sharded.shard_of(0) is second and sharded.shard_of(19) is second
+    assert sharded.shard_of(20) is None and sharded.shard_of(-1) is None

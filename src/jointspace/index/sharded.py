@@ -165,6 +165,13 @@ class ShardedIndex:
         """Ids, in every shard, of the items whose metadata ``path`` is ``path`` (see :meth:`Index.ids_with_path`)."""
         return np.sort(np.concatenate([shard.ids_with_path(path) for shard in self._shards]))
 
+    def shard_of(self, item_id: int):
+        """The shard (an :class:`~jointspace.index.faiss_index.Index`) that holds ``item_id``, or None."""
+        for shard, held in zip(self._shards, self._shard_ids):
+            if in_sorted(held, np.asarray([item_id], np.int64))[0]:
+                return shard
+        return None
+
     def metadata(self, ids) -> list:
         """Metadata of ``ids`` in order, each read from the shard that holds it (see :meth:`Index.metadata`)."""
         arr = as_id_list(ids)

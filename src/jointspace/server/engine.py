@@ -242,12 +242,12 @@ class SearchEngine:
             return vec
         if modality in self.raw_modalities:
             source = meta.get("text") if modality == "text" else meta.get("path")
-            if source and modality == "text":
-                return self.model.encode(modality, [source])[0]
             if source:
                 try:
                     return self.model.encode(modality, [source])[0]
                 except InputError as exc:   # the server's file, not the request: named by its file name only
+                    if modality == "text":
+                        raise
                     name = Path(source).name
                     reason = re.sub(r"^items\[0\](?: \([^)]*\))?: ", "", str(exc).replace(str(source), name))
                     raise LookupError(f"item {item_id}: its file {name} cannot be read on the server to embed it "
@@ -396,13 +396,9 @@ def _reconstruct(index, item_id: int):
     read from the shard holding it in a sharded index."""
     import faiss
 
-    shards = getattr(index, "_shards", None)
-    if shards is not None:   # a ShardedIndex: the shard that holds the id keeps its vector
-        for shard, held in zip(shards, index._shard_ids):
-            pos = int(np.searchsorted(held, item_id))
-            if pos < held.size and held[pos] == item_id:
-                return _reconstruct(shard, item_id)
-        return None
+    if callable(getattr(index, "shard_of", None)):   # a ShardedIndex: the shard that holds the id keeps its vector
+        shard = index.shard_of(item_id)
+        return None if shard is None else _reconstruct(shard, item_id)
     stored = getattr(index, "_stored", None)
     exact = None if stored is None else stored.vector(item_id)
     if exact is not None:
