@@ -90,7 +90,8 @@ def normalized(x: np.ndarray) -> np.ndarray:
 
     FAISS's ``normalize_L2`` sums the squares in float32: from values of about 1e19 the sum
     overflows and the row comes out as zeros, below about 1e-19 it underflows and the row is
-    left as it was.  Such rows are normalised in float64 first; the others exactly as FAISS does.
+    left as it was.  Such rows are normalised by :func:`~jointspace.eval.similarity.l2_normalize`
+    first; the others exactly as FAISS does.
     """
     import faiss
 
@@ -99,8 +100,9 @@ def normalized(x: np.ndarray) -> np.ndarray:
         big = np.maximum(out.max(axis=1), -out.min(axis=1))   # reductions: no full-size temporary
         odd = (big > _SAFE_MAGNITUDE) | ((big > 0) & (big < 1 / _SAFE_MAGNITUDE))
         if odd.any():
-            rows = out[odd].astype(np.float64)
-            out[odd] = rows / np.linalg.norm(rows, axis=1, keepdims=True)
+            from ..eval.similarity import l2_normalize   # scales each row by its largest entry first
+
+            out[odd] = l2_normalize(out[odd])
     faiss.normalize_L2(out)
     return out
 
