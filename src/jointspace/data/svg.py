@@ -4,6 +4,11 @@ Metadata is read with the standard library's expat parser with entity declaratio
 restricted (no external entities, no entities that reference other entities, short
 values), which rules out entity-expansion attacks while still reading the few drawings
 that declare namespace shortcuts as entities.
+
+A drawing is rendered from its own bytes only: references to other files or hosts
+(``<image href="/home/me/photo.jpg">``, ``<feImage href="../x.png">``) are removed first
+(:func:`without_external_references`), since the renderer would otherwise read any local
+file a drawing names, and show it.
 """
 
 from __future__ import annotations
@@ -55,6 +60,44 @@ def parse_xml(data: bytes) -> ET.Element:
     parser = ET.XMLParser()
     parser.feed(data)
     return parser.close()
+
+
+def _is_local_reference(value: str) -> bool:
+    """A reference inside the document (``#id``) or data carried in it (a ``data:`` URL)."""
+    value = value.strip()
+    return value.startswith("#") or value[:5].lower() == "data:"
+
+
+def without_external_references(data: bytes) -> bytes:
+    """SVG bytes with every ``href`` that points outside the document removed.
+
+    Parameters
+    ----------
+    data : bytes
+        An SVG document.
+
+    Returns
+    -------
+    bytes
+        ``data`` itself when every ``href`` / ``xlink:href`` is a fragment (``#id``) or a
+        ``data:`` URL; otherwise the document without the other ones (a file path, a
+        ``file:`` or ``http:`` URL), re-serialised as UTF-8, so that what they named is
+        drawn as nothing.
+
+    Raises
+    ------
+    xml.etree.ElementTree.ParseError, UnsafeXMLError
+        Not well-formed XML or a refused entity (see :func:`parse_xml`).
+    """
+    root = parse_xml(data)
+    dropped = False
+    for el in root.iter():
+        # href in no namespace (SVG 2) or in the XLink one (SVG 1.1), as the renderer reads either
+        for name in [k for k in el.attrib if k == "href" or k.endswith("}href")]:
+            if not _is_local_reference(el.attrib[name]):
+                del el.attrib[name]
+                dropped = True
+    return ET.tostring(root, encoding="utf-8") if dropped else data
 
 
 def _text(el) -> str:
@@ -152,6 +195,10 @@ def renderer_name() -> str:
 
 def _raster(data: bytes, width: int | None, height: int | None, timeout: float) -> bytes:
     try:
+        data = without_external_references(data)
+    except ET.ParseError as exc:
+        raise ValueError(f"not well-formed XML: {exc}") from None
+    try:
         import resvg_py
     except ImportError:
         resvg_py = None
@@ -173,12 +220,14 @@ def _raster(data: bytes, width: int | None, height: int | None, timeout: float) 
 def render_svg(data: bytes, size: int = 224, aspect: float | None = None, timeout: float = 60.0):
     """Render SVG bytes to a ``size`` x ``size`` RGB PIL image, centred on white.
 
-    The drawing is scaled to fit the square (aspect ratio kept).
+    The drawing is scaled to fit the square (aspect ratio kept).  References to other files
+    or hosts are not followed (:func:`without_external_references`).
 
     Raises
     ------
     ValueError
-        The renderer rejects the file, or the result is blank (nothing drawn).
+        Not well-formed XML or a refused entity, the renderer rejects the file, or the
+        result is blank (nothing drawn).
     """
     from PIL import Image, ImageChops
 

@@ -261,10 +261,14 @@ SVG_RENDERING = "svg-fit-256"
 
 def _render_svg(path: Path, where: str, size: int = 256) -> np.ndarray:
     """Render an SVG file on white (resvg-py), longest side ``size`` pixels (the drawing's
-    aspect ratio kept: a tall drawing is ``size`` high, not ``size`` wide and taller still)."""
+    aspect ratio kept: a tall drawing is ``size`` high, not ``size`` wide and taller still).
+    Files or hosts the drawing names are not read (an ``<image href="/etc/...">`` is drawn as
+    nothing): :func:`jointspace.data.svg.without_external_references`."""
     import io
 
     from PIL import Image
+
+    from ..data.svg import without_external_references
 
     try:
         import resvg_py
@@ -275,7 +279,8 @@ def _render_svg(path: Path, where: str, size: int = 256) -> np.ndarray:
     try:
         # both sides given: resvg fits the drawing inside the square (a width alone made a
         # 1:2000 drawing 256 x 512,000 pixels)
-        data = resvg_py.svg_to_bytes(svg_path=str(path), width=size, height=size, background="white")
+        svg = without_external_references(path.read_bytes()).decode("utf-8", errors="replace")
+        data = resvg_py.svg_to_bytes(svg_string=svg, width=size, height=size, background="white")
         with Image.open(io.BytesIO(bytes(data))) as img:
             img.load()
             return _to_rgb_array(img, _describe(path, where))
