@@ -44,3 +44,34 @@ def test_what_cannot_be_drawn_is_refused_by_name(picture, tmp_path, change, need
         write_attention_map(picture, args["pieces"], args["maps"], tmp_path / "map.png", **options)
     assert needle in str(err.value)
     assert not (tmp_path / "map.png").exists()
+
+
+def test_long_word_pieces_are_cut_short_so_titles_never_overlap(picture, tmp_path, monkeypatch):
+    import jointspace.viz.attention_map as am
+
+    drawn = []
+    monkeypatch.setattr(am, "save_figure", lambda fig, path: drawn.append(fig) or str(path))
+    words = ["a", "supercalifragilisticexpialidocious", "umbrella-shaped", "thingamajig", "WWWWWWWWWWWWWWWWWWWW",
+             "two\nlines", "##ing"]
+    maps = np.random.default_rng(0).random((len(words), 7, 7)).astype(np.float32)
+    am.write_attention_map(picture, words, maps, tmp_path / "map.png", columns=4)
+    fig = drawn[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    panels = [ax for ax in fig.axes if ax.get_title()][1:]   # the first is the picture itself
+    assert len(panels) == len(words)
+    boxes = [ax.title.get_window_extent(renderer) for ax in panels]
+    for ax, title in zip(panels, boxes):   # each title within its own picture, so clear of the others
+        frame = ax.get_window_extent(renderer)
+        assert frame.x0 - 0.5 <= title.x0 and title.x1 <= frame.x1 + 0.5, ax.get_title()
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b)
+    for ax, word, m in zip(panels, words, maps):
+        shown, note = ax.get_title().split("\n")
+        assert note == f"max {m.max():.2f}"   # the brightest colour's weight, as numpy reads the map
+        flat = " ".join(word.split())
+        assert shown == flat or (shown.endswith("\u2026") and flat.startswith(shown[:-1]) and len(shown) > 1)
+    shown = [ax.get_title().split("\n")[0] for ax in panels]
+    assert shown[0] == "a" and shown[2:4] == ["umbrella-shaped", "thingamajig"]   # short pieces whole
+    assert shown[1].endswith("\u2026") and len(shown[1]) > 10 and shown[5] == "two lines"

@@ -83,9 +83,29 @@ def write_attention_map(image, pieces, maps, path, *, score: float | None = None
             (image_size, image_size), Image.Resampling.BILINEAR))
         ax.imshow(picture)
         ax.imshow(heat, cmap="inferno", alpha=0.55, vmin=0.0, vmax=1.0)
-        ax.set_title(f"{piece}  (max {m.max():.2f})", fontsize=9)
+        _panel_title(ax, piece, f"max {m.max():.2f}")
     title = "where each word looks"
     if score is not None:
         title += f" (matching score {score:.3f})"
     fig.suptitle(title, fontsize=10)
     return save_figure(fig, path)
+
+
+def _panel_title(ax, piece: str, note: str) -> None:
+    """Title a panel with ``piece`` over ``note``, the piece cut short (``"supercalifr…"``)
+    where it is wider than the panel, so that it never runs into its neighbours' titles."""
+    renderer = ax.figure.canvas.get_renderer()
+    ax.apply_aspect()   # the panel as drawn: the picture's square, not the grid cell around it
+    width = ax.get_window_extent(renderer).width
+    piece = " ".join(piece.split()) or piece   # one line: a newline inside a piece would push it up
+
+    def fits(text: str) -> bool:
+        return ax.set_title(f"{text}\n{note}", fontsize=9).get_window_extent(renderer).width <= width
+
+    if fits(piece):
+        return
+    low, high = 0, len(piece) - 1   # the longest start of the piece that fits with an ellipsis
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if fits(piece[:mid] + "\u2026") else (low, mid - 1)
+    fits(piece[:low] + "\u2026")
