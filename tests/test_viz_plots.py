@@ -32,6 +32,36 @@ def test_gallery_draws_each_thumbnail_in_its_tile(tmp_path):
         write_gallery([], tmp_path / "empty.png")
 
 
+def test_gallery_texts_fit_their_tiles_and_a_long_word_is_cut_not_dropped(tmp_path, monkeypatch):
+    from PIL import ImageDraw
+
+    from jointspace.viz.gallery import write_gallery
+
+    drawn = []
+    real = ImageDraw.ImageDraw.text
+    monkeypatch.setattr(ImageDraw.ImageDraw, "text",
+                        lambda self, xy, text, *a, **kw: drawn.append((xy, text, kw["font"])) or real(self, xy, text, *a, **kw))
+    long_word = "IMG_20240101_123456_HDR_edited_final_version.jpg"
+    results = [{"rank": 1, "score": 0.9, "text": long_word, "label": "Donaudampfschifffahrtsgesellschaftskapitän"},
+               {"rank": 2, "score": 0.8, "text": "WWWW WWWW WWWW WWWW WWWW", "label": "x"},
+               {"rank": 3, "score": 0.7, "text": "MMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMMM and more", "path": None}]
+    thumb, pad = 120, 8
+    write_gallery(results, tmp_path / "g.png", title="query: " + "W" * 200, columns=3, thumb=thumb)
+    width = 3 * (thumb + pad) + pad
+    for (x, y), text, font in drawn:
+        tile_right = width - pad if y < 34 else pad + ((x - pad) // (thumb + pad) + 1) * (thumb + pad) - pad
+        assert x + font.getlength(text) <= tile_right + 0.5, (text, x, tile_right)   # never into the next tile
+    captions = [t for (_, y), t, _ in drawn if y == 34 + pad + thumb + 4]
+    # the file name is shown as far as it fits (it was shown as "1. …": shortened at word breaks,
+    # the one long word was left out whole)
+    assert captions[0].startswith("1. IMG_2024") and captions[0].endswith("…")
+    assert captions[2].startswith("3. MMM")
+    labels = [t for (_, y), t, _ in drawn if y == 34 + pad + thumb + 36]
+    assert labels[0].startswith("Donau") and labels[0].endswith("…") and labels[1] == "x"
+    tile_lines = [t for (x, y), t, _ in drawn if 34 + pad < y < 34 + pad + thumb and x > 2 * (thumb + pad)]
+    assert "".join(tile_lines).startswith("MMMMMMMM") and len(tile_lines) > 1
+
+
 def test_search_gallery_flag_uses_write_gallery(tmp_path):
     from jointspace.viz.gallery import write_gallery
 

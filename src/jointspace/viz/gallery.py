@@ -42,6 +42,33 @@ def _thumb(result: dict, side: int):
     return img
 
 
+def _fit(text: str, font, width: float) -> str:
+    """``text`` on one line (runs of spaces and line breaks made one space), cut short with an
+    ellipsis to fit ``width`` pixels in ``font``: a word longer than the width is cut too, not
+    left out whole (``textwrap.shorten`` drops it, so a file name or a text in a script written
+    without spaces showed as "…")."""
+    text = " ".join(str(text).split())
+    if font.getlength(text) <= width:
+        return text
+    low, high = 0, len(text) - 1   # the longest start of the text that fits with the ellipsis
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if font.getlength(text[:mid].rstrip() + "…") <= width else (low, mid - 1)
+    return text[:low].rstrip() + "…"
+
+
+def _wrap(text: str, font, width: float, max_lines: int) -> list[str]:
+    """The first ``max_lines`` lines of ``text`` wrapped to ``width`` pixels in ``font`` (a word
+    wider than that is broken)."""
+    chars = max(1, int(width // max(font.getlength("n"), 1)))
+    text = " ".join(str(text)[:2 * chars * max_lines].split())   # enough for the lines shown
+    while True:
+        lines = textwrap.wrap(text, chars)[:max_lines]
+        if chars == 1 or all(font.getlength(line) <= width for line in lines):
+            return lines
+        chars -= 1
+
+
 _PAD, _TEXT_H, _HEAD_H = 8, 54, 34
 
 
@@ -152,9 +179,7 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
     draw = ImageDraw.Draw(canvas)
     f_title, f_text, f_small = _font(16), _font(12), _font(11)
     if title:
-        draw.text((pad, 8), textwrap.shorten(str(title), width=max(20, width // 9), placeholder="…"),
-                  fill=_INK, font=f_title)
-    chars = max(8, thumb // 7)
+        draw.text((pad, 8), _fit(title, f_title, width - 2 * pad), fill=_INK, font=f_title)
     for n, res in enumerate(results):
         x = pad + (n % cols) * (thumb + pad)
         y = head_h + pad + (n // cols) * (thumb + text_h + pad)
@@ -164,19 +189,19 @@ def write_gallery(results, path, *, title: str | None = None, columns: int = 5, 
             canvas.paste(img, (x + (thumb - img.width) // 2, y + (thumb - img.height) // 2))
         else:
             draw.rectangle([x, y, x + thumb - 1, y + thumb - 1], fill=(240, 242, 245))
-            lines = textwrap.wrap(str(res.get("text") or f"item {res.get('id', n)}"), chars)[: thumb // 16]
+            lines = _wrap(res.get("text") or f"item {res.get('id', n)}", f_text, thumb - 12, thumb // 16)
             for i, line in enumerate(lines):
                 draw.text((x + 6, y + 6 + 15 * i), line, fill=_INK, font=f_text)
         rank = res.get("rank", n + 1)
-        caption = textwrap.shorten(str(res.get("text") or res.get("id", "")), width=chars, placeholder="…")
-        draw.text((x, y + thumb + 4), f"{rank}. {caption}", fill=_INK, font=f_text)
+        caption = _fit(f"{rank}. {res.get('text') or res.get('id', '')}", f_text, thumb)
+        draw.text((x, y + thumb + 4), caption, fill=_INK, font=f_text)
         score = scores[n]
         label = res.get("label")
         draw.text((x, y + thumb + 21), "" if score is None else f"score {score:.3f}", fill=_MUTED, font=f_small)
         if label is not None:
             match = query_label is not None and str(label) == str(query_label)
-            draw.text((x, y + thumb + 36), textwrap.shorten(str(label), width=chars, placeholder="…"),
-                      fill=_MATCH if match else _MUTED, font=f_small)
+            draw.text((x, y + thumb + 36), _fit(label, f_small, thumb), fill=_MATCH if match else _MUTED,
+                      font=f_small)
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
