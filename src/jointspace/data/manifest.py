@@ -167,8 +167,10 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
     Returns
     -------
     Pairs
-        Modalities as lists of N strings (absolute paths for file modalities); string
-        labels become integers ``0 .. C-1`` with ``label_names`` sorted.
+        Modalities as lists of N strings (absolute paths for file modalities).  Labels that
+        are all integers (``3``, ``" 3"``, ``"3.0"``, a JSON ``3.0``) are kept as those
+        integers; otherwise every label is a name, and the names (sorted) become integers
+        ``0 .. C-1`` with ``label_names``.
 
     Raises
     ------
@@ -300,9 +302,10 @@ def _int64(v) -> int | None:
     elif isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer():
         n = int(v)   # a JSON 1.0 is the label 1
     # not str.isdigit(): it accepts "²" and other digits that int() refuses; at most 19 digits,
-    # so that int() never meets a string beyond its digit limit
-    elif isinstance(v, str) and re.fullmatch(r"[+-]?[0-9]{1,19}", v.strip()) is not None:
-        n = int(v.strip())
+    # so that int() never meets a string beyond its digit limit.  "3.0" is 3, as a JSON 3.0 is
+    # (pandas writes an integer column that once held a gap so)
+    elif isinstance(v, str) and (m := re.fullmatch(r"([+-]?[0-9]{1,19})(?:\.0*)?", v.strip())) is not None:
+        n = int(m.group(1))
     else:
         return None
     return n if -2**63 <= n < 2**63 else None

@@ -1,0 +1,28 @@
+"""Manifest and arrays-file values: how labels written in different ways are read."""
+
+import json
+
+import numpy as np
+
+from jointspace.data.manifest import read_manifest
+
+
+def test_an_integer_label_written_with_a_decimal_point_is_that_integer(tmp_path):
+    # pandas writes an integer column that held a gap as 1.0, 2.0: the same labels as 1, 2 and as
+    # the JSON numbers 1.0, 2.0 (they were the names '1.0', '2.0', coded 0, 1, and '1.0' != '1')
+    labels = ["1.0", "1", "2.0", "3", " 2.00", "-4.", "+5"]
+    (tmp_path / "m.csv").write_text("caption,label\n" + "".join(f"t{i},{v}\n" for i, v in enumerate(labels)))
+    csv_pairs = read_manifest(tmp_path / "m.csv", "text=caption,label=label")
+    assert csv_pairs.label_names is None
+    np.testing.assert_array_equal(csv_pairs.labels, [1, 1, 2, 3, 2, -4, 5])
+    (tmp_path / "m.jsonl").write_text("\n".join(json.dumps({"caption": f"t{i}", "label": float(v)})
+                                                for i, v in enumerate(labels)))
+    json_pairs = read_manifest(tmp_path / "m.jsonl", "text=caption,label=label")
+    np.testing.assert_array_equal(json_pairs.labels, csv_pairs.labels)
+
+
+def test_with_a_name_among_them_decimal_integers_are_named_as_integers(tmp_path):
+    (tmp_path / "m.csv").write_text("caption,label\na,1.0\nb,1\nc,cat\nd,1.5\ne,10.0\n")
+    p = read_manifest(tmp_path / "m.csv", "text=caption,label=label")
+    assert p.label_names == ["1", "1.5", "10", "cat"]   # sorted as text, "1.0" and "1" one class
+    assert p.labels.tolist() == [0, 0, 3, 1, 2]
