@@ -3,8 +3,11 @@
 import json
 
 import numpy as np
+import pytest
 
 from jointspace.data.manifest import read_manifest
+from jointspace.data.readers import read_array, read_arrays
+from jointspace.errors import InputError
 
 
 def test_an_integer_label_written_with_a_decimal_point_is_that_integer(tmp_path):
@@ -26,3 +29,13 @@ def test_with_a_name_among_them_decimal_integers_are_named_as_integers(tmp_path)
     p = read_manifest(tmp_path / "m.csv", "text=caption,label=label")
     assert p.label_names == ["1", "1.5", "10", "cat"]   # sorted as text, "1.0" and "1" one class
     assert p.labels.tolist() == [0, 0, 3, 1, 2]
+
+
+def test_an_arrays_csv_column_named_twice_is_refused_when_chosen_by_name(tmp_path):
+    (tmp_path / "f.csv").write_text("x,y,x,label\n1,2,3,0\n4,5,6,1\n")
+    with pytest.raises(InputError, match=r"modality image=x: key: column 'x' is named 2 times in the header of "
+                                         r".*f\.csv' \(columns 1, 3\)"):
+        read_arrays(tmp_path / "f.csv", {"image": "x", "text": "y"}, labels="label")
+    # columns named once are read as before; every column when none is chosen
+    np.testing.assert_array_equal(read_array(tmp_path / "f.csv", "y,label"), [[2, 0], [5, 1]])
+    np.testing.assert_array_equal(read_array(tmp_path / "f.csv"), [[1, 2, 3, 0], [4, 5, 6, 1]])

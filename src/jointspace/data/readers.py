@@ -261,7 +261,14 @@ def _read_csv(p: Path, key, text_ok: bool = False) -> np.ndarray:
     if key is not None:
         if header is None:
             raise InputError(f"key: {str(p)!r} has no header row, so columns cannot be chosen by name")
-        cols = [header.index(c) for c in _columns_arg(key, header, p)]
+        chosen = _columns_arg(key, header, p)
+        for c in dict.fromkeys(chosen):
+            where = [j + 1 for j, h in enumerate(header) if h == c]
+            if len(where) > 1:   # header.index() would read the first silently
+                raise InputError(f"key: column {c!r} is named {len(where)} times in the header of {str(p)!r} "
+                                 f"(columns {', '.join(map(str, where))}); expected distinct column names: "
+                                 "rename the others")
+        cols = [header.index(c) for c in chosen]
     cells = [[r[j].strip() for j in cols] for _, r in records]
     if text_ok and key is not None and not all(_is_number(c) for row in cells for c in row):
         for (line, _), row in zip(records, cells):
