@@ -1,8 +1,9 @@
 """A folder of pictures (or sounds) as :class:`~jointspace.data.pairs.Pairs`.
 
-Every image under the folder (any depth; hidden files and folders skipped) becomes one
-sample.  Its caption is the sidecar text file of the same name (``cat.jpg`` + ``cat.txt``, or
-``CAT.JPG`` + ``CAT.TXT``), else the words of its file name (``red_fox-2.jpg`` -> ``"red fox 2"``).  When every file sits
+Every image under the folder (any depth, through sub-folders that are symbolic links too;
+hidden files and folders skipped) becomes one sample.  Its caption is the sidecar text file
+of the same name (``cat.jpg`` + ``cat.txt``, or ``CAT.JPG`` + ``CAT.TXT``), else the words of
+its file name (``red_fox-2.jpg`` -> ``"red fox 2"``).  When every file sits
 in a sub-folder, the first sub-folder is its label (the layout of ``ImageFolder``).  The same
 content reached by several paths is one sample, with every path kept in its metadata; its
 caption is the sidecar of the first copy (in path order) that has one, else the first copy's
@@ -11,6 +12,7 @@ file name.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -31,13 +33,30 @@ MAX_CAPTION_BYTES = 1 << 20
 
 
 def _scan(root: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files under ``root`` ending in ``suffixes``, hidden ones left out, in path order.
+
+    A sub-folder that is a symbolic link (``cats -> /mnt/photos/cats``) is read as the folder
+    it links to, as torchvision's ``ImageFolder`` reads it; a link to a folder that contains
+    it (a loop) is not followed again.
+    """
     found = []
-    for p in root.rglob("*"):
-        rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts):
+    stack = [(root, frozenset({os.path.realpath(root)}))]   # a folder, and the real folders above it
+    while stack:
+        folder, above = stack.pop()
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:   # a folder that cannot be listed holds nothing readable
             continue
-        if p.suffix.lower() in suffixes and p.is_file():
-            found.append(p)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            if entry.is_dir():   # through a link too
+                real = os.path.realpath(path)
+                if real not in above:
+                    stack.append((path, above | {real}))
+            elif path.suffix.lower() in suffixes and entry.is_file():
+                found.append(path)
     return sorted(found, key=lambda q: q.relative_to(root).as_posix())
 
 
