@@ -39,3 +39,24 @@ def test_an_arrays_csv_column_named_twice_is_refused_when_chosen_by_name(tmp_pat
     # columns named once are read as before; every column when none is chosen
     np.testing.assert_array_equal(read_array(tmp_path / "f.csv", "y,label"), [[2, 0], [5, 1]])
     np.testing.assert_array_equal(read_array(tmp_path / "f.csv"), [[1, 2, 3, 0], [4, 5, 6, 1]])
+
+
+def test_a_missing_value_in_an_arrays_file_names_the_file_and_its_first_row(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    # an integer label column with a null reads as floats with NaN: it was "labels: expected finite
+    # values, got NaN or Inf", naming neither the column nor the file
+    pq.write_table(pa.table({"x": [1.0, 2.0, 3.0, 4.0], "lab": pa.array([1, 2, None, None])}), tmp_path / "f.parquet")
+    with pytest.raises(InputError, match=r"labels lab: 2 of 4 rows of '.*f\.parquet' have no label \(NaN, a null "
+                                         r"or Inf\), the first at row 2 \(counting from 0\)"):
+        read_arrays(tmp_path / "f.parquet", {"image": "x"}, labels="lab")
+    pq.write_table(pa.table({"x": [1.0, None, 3.0, float("inf")], "lab": [1, 2, 3, 4]}), tmp_path / "g.parquet")
+    with pytest.raises(InputError, match=r"modality image=x: 2 of 4 rows hold NaN or Inf .* in '.*g\.parquet', "
+                                         r"the first at row 1 \(counting from 0\)"):
+        read_arrays(tmp_path / "g.parquet", {"image": "x"}, labels="lab")
+    np.savez(tmp_path / "h.npz", x=np.ones((3, 2)), lab=np.array([0.0, 1.0, 2.0]))
+    assert read_arrays(tmp_path / "h.npz", {"image": "x"}, labels="lab").labels.tolist() == [0, 1, 2]
+    np.save(tmp_path / "lab.npy", np.array([0.0, np.nan, 2.0]))
+    with pytest.raises(InputError, match=r"labels lab\.npy: 1 of 3 rows of '.*lab\.npy' have no label"):
+        read_arrays(tmp_path / "h.npz", {"image": "x"}, labels="lab.npy")

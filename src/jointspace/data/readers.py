@@ -331,10 +331,14 @@ def read_arrays(path, modalities: Mapping[str, str], labels: str | None = None, 
         raise InputError(f"modality: expected NAME=KEY pairs naming the arrays of {str(p)!r} "
                          "(e.g. --modality image=I_tr --modality text=T_tr)")
 
-    def load(key: str, what: str, text_ok: bool = False) -> np.ndarray:
+    def source(key: str) -> Path:
+        """The file ``key`` is read from: an array file beside ``path`` that it names, else ``path``."""
         other = p.parent / key
-        if other.suffix.lower() in ARRAY_SUFFIXES and other.is_file():
-            return read_array(other, text_ok=text_ok)
+        return other if other.suffix.lower() in ARRAY_SUFFIXES and other.is_file() else p
+
+    def load(key: str, what: str, text_ok: bool = False) -> np.ndarray:
+        if source(key) != p:
+            return read_array(source(key), text_ok=text_ok)
         try:
             return read_array(p, None if p.suffix.lower() == ".npy" else key, text_ok=text_ok)
         except InputError as exc:
@@ -348,8 +352,10 @@ def read_arrays(path, modalities: Mapping[str, str], labels: str | None = None, 
         if a.ndim != 2:
             raise InputError(f"modality {mod}={key}: expected an (N, d) array, got shape {a.shape}")
         if not np.isfinite(a).all():
-            bad = int((~np.isfinite(a)).any(axis=1).sum())
-            raise InputError(f"modality {mod}={key}: {bad} of {a.shape[0]} rows hold NaN or Inf")
+            rows = np.flatnonzero(~np.isfinite(a).all(axis=1))
+            raise InputError(f"modality {mod}={key}: {rows.size} of {a.shape[0]} rows hold NaN or Inf (a missing "
+                             f"or unbounded value) in {str(source(key))!r}, the first at row {rows[0]} (counting "
+                             "from 0); expected finite numbers")
         data[mod] = a
     lab = None
     if labels is not None:
@@ -359,7 +365,13 @@ def read_arrays(path, modalities: Mapping[str, str], labels: str | None = None, 
         elif lab.ndim == 2 and lab.shape[0] == 1 and lab.shape[1] > 1 and data:
             if lab.shape[1] == next(iter(data.values())).shape[0]:
                 lab = lab[0]   # a row vector: how MATLAB (and scipy's savemat) store a 1-D array
-        if lab.dtype.kind == "f" and np.isfinite(lab).all() and np.all(lab == np.round(lab)):
+        if lab.dtype.kind == "f" and not np.isfinite(lab).all():
+            # a parquet integer column with a null reads as floats with NaN there
+            rows = np.flatnonzero(~np.isfinite(lab.reshape(lab.shape[0], -1)).all(axis=1))
+            raise InputError(f"labels {labels}: {rows.size} of {lab.shape[0]} rows of {str(source(labels))!r} have "
+                             f"no label (NaN, a null or Inf), the first at row {rows[0]} (counting from 0); "
+                             "expected a label on every row")
+        if lab.dtype.kind == "f" and np.all(lab == np.round(lab)):
             lab = lab.astype(np.int64)
     counts = {f"{m}={modalities[m]}": a.shape[0] for m, a in data.items()}
     if lab is not None:
