@@ -60,3 +60,18 @@ def test_a_missing_value_in_an_arrays_file_names_the_file_and_its_first_row(tmp_
     np.save(tmp_path / "lab.npy", np.array([0.0, np.nan, 2.0]))
     with pytest.raises(InputError, match=r"labels lab\.npy: 1 of 3 rows of '.*lab\.npy' have no label"):
         read_arrays(tmp_path / "h.npz", {"image": "x"}, labels="lab.npy")
+
+
+def test_a_jsonl_object_giving_a_key_twice_is_refused_naming_the_line_and_key(tmp_path):
+    # the first "text" of line 2 was dropped without a word (json keeps the last value)
+    (tmp_path / "m.jsonl").write_text('{"text": "a cat", "label": 1}\n'
+                                      '{"text": "a dog", "label": 2, "text": "a wolf"}\n')
+    with pytest.raises(InputError, match=r"manifest '.*m\.jsonl' line 2 gives the key 'text' twice in one JSON "
+                                         r"object; expected each key once"):
+        read_manifest(tmp_path / "m.jsonl")
+    (tmp_path / "n.jsonl").write_text('{"text": "a dog", "meta": {"k": 1, "k": 2}}\n')
+    with pytest.raises(InputError, match=r"line 1 gives the key 'k' twice"):
+        read_manifest(tmp_path / "n.jsonl", "text=text")
+    (tmp_path / "o.jsonl").write_text('{"text": "a dog", "meta": {"k": 1}, "Text": "same word, other case"}\n')
+    p = read_manifest(tmp_path / "o.jsonl", "text=text")
+    assert p["text"] == ["a dog"] and p.metadata == {"meta": [{"k": 1}], "Text": ["same word, other case"]}

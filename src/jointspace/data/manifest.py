@@ -99,9 +99,13 @@ def _read_rows(p: Path) -> tuple[list[str], list[dict], list[int]]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line, object_pairs_hook=_distinct_keys)
         except json.JSONDecodeError as exc:
             raise InputError(f"path: manifest {str(p)!r} line {i} is not valid JSON: {exc.msg}") from None
+        except _RepeatedKey as exc:
+            raise InputError(f"path: manifest {str(p)!r} line {i} gives the key {str(exc)!r} twice in one JSON "
+                             "object; expected each key once (a JSON reader keeps the last value and loses the "
+                             "first)") from None
         if not isinstance(obj, dict):
             got = "null" if obj is None else f"a JSON {_JSON_TYPES.get(type(obj), 'string')} {short_json(obj)}"
             raise InputError(f"path: manifest {str(p)!r} line {i}: expected a JSON object ({{\"image\": ...}}), "
@@ -114,6 +118,20 @@ def _read_rows(p: Path) -> tuple[list[str], list[dict], list[int]]:
     if not rows:
         raise InputError(f"path: manifest {str(p)!r} is empty")
     return header, rows, lines
+
+
+class _RepeatedKey(Exception):
+    """A JSON object names the same key twice (the key is the message)."""
+
+
+def _distinct_keys(pairs: list) -> dict:
+    """``json.loads``'s object hook: the object as a dict, or :class:`_RepeatedKey`."""
+    out = {}
+    for k, v in pairs:
+        if k in out:
+            raise _RepeatedKey(k)
+        out[k] = v
+    return out
 
 
 def _csv_rows(text: str, p: Path) -> tuple[list[str], list[dict], list[int]]:
