@@ -75,3 +75,53 @@ def test_long_word_pieces_are_cut_short_so_titles_never_overlap(picture, tmp_pat
     shown = [ax.get_title().split("\n")[0] for ax in panels]
     assert shown[0] == "a" and shown[2:4] == ["umbrella-shaped", "thingamajig"]   # short pieces whole
     assert shown[1].endswith("\u2026") and len(shown[1]) > 10 and shown[5] == "two lines"
+
+
+def _drawn(monkeypatch):
+    import jointspace.viz.attention_map as am
+
+    figures = []
+    monkeypatch.setattr(am, "save_figure", lambda fig, path: figures.append(fig) or str(path))
+    return am, figures
+
+
+def test_the_colour_scale_is_shown_and_the_titles_clear_of_each_other(picture, tmp_path, monkeypatch):
+    am, figures = _drawn(monkeypatch)
+    maps = np.full((1, 7, 7), 1 / 49, np.float32)
+    am.write_attention_map(picture, ["one"], maps, tmp_path / "map.png", score=0.5)
+    fig = figures[0]
+    fig.canvas.draw()
+    bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+    assert len(bars) == 1   # the PNG says what its colours mean
+    assert bars[0].get_ylabel() == "weight / the word's max" and bars[0].get_ylim() == (0.0, 1.0)
+    heat = [ax for ax in fig.axes if len(ax.images) == 2][0].images[1]
+    assert heat.get_cmap().name == am.HEAT_CMAP and heat.get_clim() == (0.0, 1.0)
+    np.testing.assert_allclose(heat.get_array(), 1.0)   # equal weights: each at the word's max
+    renderer = fig.canvas.get_renderer()
+    top = fig._suptitle.get_window_extent(renderer)
+    for ax in fig.axes:
+        if ax.get_title():
+            assert not top.overlaps(ax.title.get_window_extent(renderer)), ax.get_title()
+
+
+@pytest.mark.parametrize("fit, region", [("pad", (1, 3)), ("crop", (0, 3)), ("squash", (0, 3))])
+def test_a_region_lights_the_part_of_a_wide_picture_the_tower_saw_there(tmp_path, monkeypatch, fit, region):
+    # a 100 x 50 picture, grey, with a red mark at the middle of its top edge; as the tower reads it
+    # (224 x 224, 7 x 7 regions of 32 pixels), "pad" puts the picture at rows 56-167, so the mark is
+    # in region row 1; "crop" keeps columns 25-74 and "squash" all of them, the mark in region row 0
+    img = np.full((50, 100, 3), 128, np.uint8)
+    img[0:6, 46:54] = (255, 0, 0)
+    am, figures = _drawn(monkeypatch)
+    maps = np.zeros((1, 7, 7), np.float32)
+    maps[0][region] = 1.0
+    am.write_attention_map(img, ["mark"], maps, tmp_path / "map.png", fit=fit)
+    ax = [ax for ax in figures[0].axes if len(ax.images) == 2][0]
+    picture, heat = ax.images
+    assert picture.get_extent() == heat.get_extent() == [-0.5, 223.5, 223.5, -0.5]   # one pixel grid
+    heat = np.asarray(heat.get_array())
+    r, c = np.unravel_index(np.argmax(heat), heat.shape)
+    assert (r // 32, c // 32) == region   # the weight is drawn on its region
+    assert heat[region[0] * 32 + 16, region[1] * 32 + 16] == pytest.approx(1.0, abs=0.05)
+    assert heat[region[0] * 32 + 16, ((region[1] + 3) % 7) * 32 + 16] == pytest.approx(0.0, abs=1e-6)
+    lit = np.asarray(picture.get_array())[heat > 0.5]
+    assert (np.abs(lit.astype(int) - (255, 0, 0)).sum(axis=1) < 60).any()   # and the mark is under it

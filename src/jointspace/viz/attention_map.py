@@ -11,10 +11,21 @@ from ..errors import InputError
 from ._mpl import check_not_an_input, check_png_path, figure_writer, pyplot, save_figure
 
 
+#: the colours of the heat maps, and how opaque they are over the picture
+HEAT_CMAP, HEAT_ALPHA = "inferno", 0.55
+
+
 @figure_writer
 def write_attention_map(image, pieces, maps, path, *, score: float | None = None, image_size: int = 224,
                         fit: str = "pad", columns: int = 6) -> str:
     """Write a PNG with the image as the tower saw it and one panel per word piece.
+
+    Each word's panel shows its map over the picture: the H x W regions cover the square the
+    tower reads (the white bands of ``fit="pad"`` included), each region's weight drawn at its
+    centre and blended linearly between centres.  Colours are matplotlib's ``inferno``, 55%
+    opaque, from 0 (black) to the word's own largest weight (pale yellow), which is written under
+    the word ("max 0.31"); the colour bar at the right says so.  A map whose weights are all
+    equal is therefore yellow all over: the word looks nowhere in particular.
 
     Parameters
     ----------
@@ -75,6 +86,15 @@ def write_attention_map(image, pieces, maps, path, *, score: float | None = None
     fig, axes = plt.subplots(rows, cols, figsize=(2.1 * cols, 2.3 * rows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
+    # room above the first row for the figure's title and the panels' two-line titles (0.6 inch)
+    fig.subplots_adjust(top=1.0 - 0.6 / (2.3 * rows))
+    # before the titles: the bar takes its room from the panels, whose widths the titles are fitted to
+    import matplotlib as mpl
+
+    bar = fig.colorbar(mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0.0, 1.0), cmap=HEAT_CMAP),
+                       ax=axes.ravel().tolist(), fraction=0.025 if cols > 1 else 0.1, pad=0.02)
+    bar.set_label("weight / the word's max", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     axes[0, 0].imshow(picture)
     axes[0, 0].set_title("image", fontsize=9)
     for j, (piece, m) in enumerate(zip(pieces, maps), start=1):
@@ -82,7 +102,7 @@ def write_attention_map(image, pieces, maps, path, *, score: float | None = None
         heat = np.asarray(Image.fromarray(m / max(float(m.max()), 1e-12)).resize(
             (image_size, image_size), Image.Resampling.BILINEAR))
         ax.imshow(picture)
-        ax.imshow(heat, cmap="inferno", alpha=0.55, vmin=0.0, vmax=1.0)
+        ax.imshow(heat, cmap=HEAT_CMAP, alpha=HEAT_ALPHA, vmin=0.0, vmax=1.0)
         _panel_title(ax, piece, f"max {m.max():.2f}")
     title = "where each word looks"
     if score is not None:
