@@ -173,6 +173,23 @@ def test_map_of_equal_vectors_is_one_point(tmp_path, method):
     assert Image.open(tmp_path / "map.png").size[0] > 400
 
 
+def test_curves_of_a_csv_with_a_byte_order_mark_are_drawn_against_its_step_column(tmp_path, monkeypatch):
+    import jointspace.viz._mpl as mpl_helpers
+    import jointspace.viz.curves as curves
+
+    # as a spreadsheet saves "CSV UTF-8": the mark stayed on the first name, "\ufeffstep", so
+    # the steps were drawn as a metric against the row number
+    (tmp_path / "m.csv").write_bytes(b"\xef\xbb\xbfstep,loss\r\n0,2.0\r\n50,1.0\r\n100,0.5\r\n")
+    cols = curves.read_metrics(tmp_path / "m.csv")
+    assert list(cols) == ["step", "loss"] and cols["step"].tolist() == [0.0, 50.0, 100.0]
+    figures = []
+    monkeypatch.setattr(mpl_helpers, "save_figure", lambda fig, path: figures.append(fig) or str(path))
+    curves.plot_curves(tmp_path / "m.csv", tmp_path / "c.png")
+    (ax,) = [ax for ax in figures[0].axes if ax.lines]
+    assert ax.get_title() == "loss" and ax.get_xlabel() == "step"
+    assert ax.lines[0].get_xdata().tolist() == [0.0, 50.0, 100.0]
+
+
 def test_curves_read_numeric_columns_with_gaps(tmp_path):
     from jointspace.viz.curves import plot_curves, read_metrics
 

@@ -25,7 +25,8 @@ def read_metrics(path) -> dict:
     Returns
     -------
     dict of str to ndarray, shape (n_rows,)
-        Only columns with at least one number; text columns are dropped.
+        Only columns with at least one number; text columns are dropped.  A UTF-8 byte-order
+        mark at the start of the file is not part of the first column's name.
     """
     path = Path(path)
     if path.is_dir():
@@ -33,7 +34,9 @@ def read_metrics(path) -> dict:
     if not path.is_file():
         raise InputError(f"metrics: expected a metrics.csv file or a run folder holding one, got {str(path)!r}")
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        # utf-8-sig: a spreadsheet's "Save as CSV UTF-8" begins with a byte-order mark, which
+        # would stay on the first column's name ("\ufeffstep": no step column)
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             reader = csv.DictReader(fh)
             rows = list(reader)
     except csv.Error as exc:   # e.g. a field over the csv module's size limit (128 KiB)
