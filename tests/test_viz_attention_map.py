@@ -15,6 +15,20 @@ def picture(tmp_path):
     return path
 
 
+@pytest.fixture
+def drawn(monkeypatch):
+    """The figures the writer draws, kept open (instead of written) for the test, closed after it."""
+    import matplotlib.pyplot as plt
+
+    import jointspace.viz.attention_map as am
+
+    figures = []
+    monkeypatch.setattr(am, "save_figure", lambda fig, path: figures.append(fig) or str(path))
+    yield figures
+    for fig in figures:
+        plt.close(fig)
+
+
 def test_a_map_per_word_is_drawn(picture, tmp_path):
     maps = np.full((2, 7, 7), 1 / 49, np.float32)
     out = write_attention_map(picture, np.array(["a", "square"]), maps, tmp_path / "map.png", score=0.25)
@@ -46,11 +60,9 @@ def test_what_cannot_be_drawn_is_refused_by_name(picture, tmp_path, change, need
     assert not (tmp_path / "map.png").exists()
 
 
-def test_long_word_pieces_are_cut_short_so_titles_never_overlap(picture, tmp_path, monkeypatch):
+def test_long_word_pieces_are_cut_short_so_titles_never_overlap(picture, tmp_path, drawn):
     import jointspace.viz.attention_map as am
 
-    drawn = []
-    monkeypatch.setattr(am, "save_figure", lambda fig, path: drawn.append(fig) or str(path))
     words = ["a", "supercalifragilisticexpialidocious", "umbrella-shaped", "thingamajig", "WWWWWWWWWWWWWWWWWWWW",
              "two\nlines", "##ing"]
     maps = np.random.default_rng(0).random((len(words), 7, 7)).astype(np.float32)
@@ -77,19 +89,12 @@ def test_long_word_pieces_are_cut_short_so_titles_never_overlap(picture, tmp_pat
     assert shown[1].endswith("\u2026") and len(shown[1]) > 10 and shown[5] == "two lines"
 
 
-def _drawn(monkeypatch):
+def test_the_colour_scale_is_shown_and_the_titles_clear_of_each_other(picture, tmp_path, drawn):
     import jointspace.viz.attention_map as am
 
-    figures = []
-    monkeypatch.setattr(am, "save_figure", lambda fig, path: figures.append(fig) or str(path))
-    return am, figures
-
-
-def test_the_colour_scale_is_shown_and_the_titles_clear_of_each_other(picture, tmp_path, monkeypatch):
-    am, figures = _drawn(monkeypatch)
     maps = np.full((1, 7, 7), 1 / 49, np.float32)
     am.write_attention_map(picture, ["one"], maps, tmp_path / "map.png", score=0.5)
-    fig = figures[0]
+    fig = drawn[0]
     fig.canvas.draw()
     bars = [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
     assert len(bars) == 1   # the PNG says what its colours mean
@@ -105,17 +110,18 @@ def test_the_colour_scale_is_shown_and_the_titles_clear_of_each_other(picture, t
 
 
 @pytest.mark.parametrize("fit, region", [("pad", (1, 3)), ("crop", (0, 3)), ("squash", (0, 3))])
-def test_a_region_lights_the_part_of_a_wide_picture_the_tower_saw_there(tmp_path, monkeypatch, fit, region):
+def test_a_region_lights_the_part_of_a_wide_picture_the_tower_saw_there(tmp_path, drawn, fit, region):
     # a 100 x 50 picture, grey, with a red mark at the middle of its top edge; as the tower reads it
     # (224 x 224, 7 x 7 regions of 32 pixels), "pad" puts the picture at rows 56-167, so the mark is
     # in region row 1; "crop" keeps columns 25-74 and "squash" all of them, the mark in region row 0
     img = np.full((50, 100, 3), 128, np.uint8)
     img[0:6, 46:54] = (255, 0, 0)
-    am, figures = _drawn(monkeypatch)
+    import jointspace.viz.attention_map as am
+
     maps = np.zeros((1, 7, 7), np.float32)
     maps[0][region] = 1.0
     am.write_attention_map(img, ["mark"], maps, tmp_path / "map.png", fit=fit)
-    ax = [ax for ax in figures[0].axes if len(ax.images) == 2][0]
+    ax = [ax for ax in drawn[0].axes if len(ax.images) == 2][0]
     picture, heat = ax.images
     assert picture.get_extent() == heat.get_extent() == [-0.5, 223.5, 223.5, -0.5]   # one pixel grid
     heat = np.asarray(heat.get_array())

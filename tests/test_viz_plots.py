@@ -185,9 +185,12 @@ def test_curves_of_a_csv_with_a_byte_order_mark_are_drawn_against_its_step_colum
     figures = []
     monkeypatch.setattr(mpl_helpers, "save_figure", lambda fig, path: figures.append(fig) or str(path))
     curves.plot_curves(tmp_path / "m.csv", tmp_path / "c.png")
-    (ax,) = [ax for ax in figures[0].axes if ax.lines]
-    assert ax.get_title() == "loss" and ax.get_xlabel() == "step"
-    assert ax.lines[0].get_xdata().tolist() == [0.0, 50.0, 100.0]
+    try:
+        (ax,) = [ax for ax in figures[0].axes if ax.lines]
+        assert ax.get_title() == "loss" and ax.get_xlabel() == "step"
+        assert ax.lines[0].get_xdata().tolist() == [0.0, 50.0, 100.0]
+    finally:
+        mpl_helpers.pyplot().close(figures[0])
 
 
 def test_curves_read_numeric_columns_with_gaps(tmp_path):
