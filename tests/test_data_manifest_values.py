@@ -75,3 +75,18 @@ def test_a_jsonl_object_giving_a_key_twice_is_refused_naming_the_line_and_key(tm
     (tmp_path / "o.jsonl").write_text('{"text": "a dog", "meta": {"k": 1}, "Text": "same word, other case"}\n')
     p = read_manifest(tmp_path / "o.jsonl", "text=text")
     assert p["text"] == ["a dog"] and p.metadata == {"meta": [{"k": 1}], "Text": ["same word, other case"]}
+
+
+def test_a_semicolon_manifest_with_quoted_cells_names_its_separator(tmp_path):
+    # a spreadsheet quotes cells holding the separator: `"a cat; black";1` stopped the CSV reader
+    # first, with "line 2: ',' expected after '\"'", before the separator was looked at
+    (tmp_path / "m.csv").write_text('caption;label\n"a cat; black";1\n"a dog";2\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"manifest '.*m\.csv' separates its columns with semicolons "
+                                         r"\('caption;label'\); a \.csv manifest separates them with commas"):
+        read_manifest(tmp_path / "m.csv", "text=caption,label=label")
+    (tmp_path / "c.csv").write_text('caption,label\n"a cat" black,1\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"cannot read CSV '.*c\.csv': line 2: ',' expected after '\"'"):
+        read_manifest(tmp_path / "c.csv")   # a comma-separated file: the quoting is what is wrong
+    (tmp_path / "q.csv").write_text('"caption";"label"\n"a cat";1\n', encoding="utf-8")
+    with pytest.raises(InputError, match=r"separates its columns with semicolons \('\"caption\";\"label\"'\)"):
+        read_manifest(tmp_path / "q.csv")

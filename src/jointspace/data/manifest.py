@@ -135,17 +135,29 @@ def _distinct_keys(pairs: list) -> dict:
 
 
 def _csv_rows(text: str, p: Path) -> tuple[list[str], list[dict], list[int]]:
+    def other_separator(header: list[str]) -> None:
+        if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+            sep = "semicolons" if ";" in header[0] else "tabs"
+            raise InputError(f"path: manifest {str(p)!r} separates its columns with {sep} ({header[0]!r}); a .csv "
+                             "manifest separates them with commas: save it as comma-separated CSV")
+
     # newline="" keeps the newlines inside quoted cells (multi-line captions)
     with _field_limit(MANIFEST_FIELD_LIMIT):
-        records = [(n, r) for n, r in _csv_records(io.StringIO(text, newline=""), p, "path")
-                   if any(c.strip() for c in r)]
+        records = []
+        try:
+            for n, r in _csv_records(io.StringIO(text, newline=""), p, "path"):
+                if any(c.strip() for c in r):
+                    records.append((n, r))
+        except InputError:
+            # a quoted cell followed by ';' is not CSV (`"a cat";1`): the separator is what is wrong
+            first = records[0][1] if records else [re.split(r"\r\n|\r|\n", text.lstrip(), maxsplit=1)[0]]
+            if "," not in "".join(first):
+                other_separator([c.strip() for c in first])
+            raise
     if not records:
         raise InputError(f"path: manifest {str(p)!r} is empty")
     header = [c.strip() for c in records[0][1]]
-    if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
-        sep = "semicolons" if ";" in header[0] else "tabs"
-        raise InputError(f"path: manifest {str(p)!r} separates its columns with {sep} ({header[0]!r}); a .csv "
-                         "manifest separates them with commas: save it as comma-separated CSV")
+    other_separator(header)
     if len(set(header)) != len(header) or not all(header):
         raise InputError(f"path: manifest {str(p)!r} needs a header row of distinct, non-empty column names; "
                          f"got {header}")
