@@ -63,3 +63,15 @@ def test_labels_of_two_kinds_are_refused():
     b = Pairs({"x": np.zeros((2, 3))}, labels=["1", "2"], ids=[2, 3])
     with pytest.raises(InputError, match=r"parts: labels are numbers in some parts and strings in others"):
         concat_pairs([a, b])
+
+
+def test_ids_of_two_kinds_are_refused():
+    # numbers and strings were joined as text: the ids 0, 1 of the first part became '0', '1'
+    a = Pairs({"x": np.zeros((2, 3))}, ids=[0, 1])
+    b = Pairs({"x": np.ones((2, 3))}, ids=["photo-a", "photo-b"])
+    with pytest.raises(InputError, match=r"parts\[1\]: ids are strings, parts\[0\]'s numbers \(7 would become '7', "
+                                         r"and 7 and '7' one id\); give every part ids of one kind"):
+        concat_pairs([a, b])
+    c = concat_pairs([b, Pairs({"x": np.ones((1, 3))}, ids=["photo-c"])])
+    assert c.ids.tolist() == ["photo-a", "photo-b", "photo-c"]
+    assert concat_pairs([a, Pairs({"x": np.ones((1, 3))}, ids=np.array([7], dtype=np.uint8))]).ids.tolist() == [0, 1, 7]

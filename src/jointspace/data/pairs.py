@@ -383,7 +383,8 @@ def concat_pairs(parts: Sequence[Pairs], name: str | None = None) -> Pairs:
     parts : sequence of Pairs
         At least one; the same modalities, each of one kind in every part (arrays with the
         same trailing shape, or lists of items); labels in all parts or in none (the same
-        ``label_names``, the same width for multi-hot labels); ids unique across the parts.
+        ``label_names``, the same width for multi-hot labels); ids of one kind (numbers
+        or strings), unique across the parts.
     name : str, optional
         Name of the result (default: the parts' name when they share one).
 
@@ -442,6 +443,11 @@ def concat_pairs(parts: Sequence[Pairs], name: str | None = None) -> Pairs:
             raise InputError("parts: labels are numbers in some parts and strings in others (1 and '1' would be "
                              "merged); give every part labels of one kind")
         labels = np.concatenate([p.labels for p in parts])
+    id_kinds = {i: "string" if np.asarray(p.ids).dtype.kind in "USO" else "number" for i, p in enumerate(parts)}
+    if len(set(id_kinds.values())) > 1:   # np.concatenate would turn the numbers into text
+        other = next(i for i, k in id_kinds.items() if k != id_kinds[0])
+        raise InputError(f"parts[{other}]: ids are {id_kinds[other]}s, parts[0]'s {id_kinds[0]}s (7 would become "
+                         "'7', and 7 and '7' one id); give every part ids of one kind")
     ids = np.concatenate([np.asarray(p.ids) for p in parts])
     if len(np.unique(ids)) != len(ids):
         raise InputError("parts: expected ids unique across the parts, got ids present in more than one part "
