@@ -90,3 +90,14 @@ def test_a_semicolon_manifest_with_quoted_cells_names_its_separator(tmp_path):
     (tmp_path / "q.csv").write_text('"caption";"label"\n"a cat";1\n', encoding="utf-8")
     with pytest.raises(InputError, match=r"separates its columns with semicolons \('\"caption\";\"label\"'\)"):
         read_manifest(tmp_path / "q.csv")
+
+
+@pytest.mark.parametrize("name, data", [("m.csv", b"image,text\nphotos/a\x00b.png,x\n"),
+                                        ("m.jsonl", b'{"image": "/photos/a\\u0000b.png", "text": "x"}\n')])
+def test_a_file_path_holding_a_nul_character_is_named_with_its_row(tmp_path, name, data):
+    # it was a bare ValueError ("embedded null byte") from the path library, naming no row or column
+    (tmp_path / name).write_bytes(data)
+    for check_files in (True, False):
+        with pytest.raises(InputError, match=r"manifest '.*m\.(csv|jsonl)' row (2|1) column 'image': path "
+                                             r"'.*a\\x00b\.png' holds a NUL character"):
+            read_manifest(tmp_path / name, check_files=check_files)

@@ -344,7 +344,11 @@ def _int64(v) -> int | None:
 def _resolve(folder: Path, value, where: str = "") -> Path:
     """An absolute path as given; a relative one under the manifest's folder (a relative path
     that climbs out of it with ``..`` is refused; a sub-folder that is a symbolic link to
-    another disk is under it)."""
+    another disk is under it).  A path holding a NUL character, which no file name can, is
+    refused."""
+    if "\x00" in str(value):
+        raise InputError(f"manifest {where}: path {str(value)!r} holds a NUL character (\\x00), which no file "
+                         "name can hold; expected a file path")
     f = Path(str(value)).expanduser()
     if f.is_absolute():
         return f
