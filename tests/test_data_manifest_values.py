@@ -101,3 +101,20 @@ def test_a_file_path_holding_a_nul_character_is_named_with_its_row(tmp_path, nam
         with pytest.raises(InputError, match=r"manifest '.*m\.(csv|jsonl)' row (2|1) column 'image': path "
                                              r"'.*a\\x00b\.png' holds a NUL character"):
             read_manifest(tmp_path / name, check_files=check_files)
+
+
+def test_a_url_in_a_file_column_is_named_as_a_url(tmp_path):
+    # it was read as folders "https:" and "example.com" under the manifest's folder, and reported
+    # as the missing file '<folder>/https:/example.com/a.jpg'
+    (tmp_path / "m.csv").write_text("image,text\nhttps://example.com/a.jpg,x\n")
+    for check_files in (True, False):
+        with pytest.raises(InputError, match=r"manifest '.*m\.csv' row 2 column 'image': 'https://example\.com/a\.jpg' "
+                                             r"is a URL; expected the path of a local file: nothing is downloaded"):
+            read_manifest(tmp_path / "m.csv", check_files=check_files)
+    (tmp_path / "f.jsonl").write_text('{"image": "file:///photos/a.png", "text": "x"}\n')
+    with pytest.raises(InputError, match=r"row 1 column 'image': 'file:///photos/a\.png' is a URL; .* write it as a "
+                                         r"path"):
+        read_manifest(tmp_path / "f.jsonl")
+    (tmp_path / "c.png").write_bytes(b"")
+    (tmp_path / "ok.csv").write_text("image,text\nc.png,a text with https://example.com in it\n")
+    assert read_manifest(tmp_path / "ok.csv")["image"] == [str(tmp_path.resolve() / "c.png")]

@@ -345,10 +345,15 @@ def _resolve(folder: Path, value, where: str = "") -> Path:
     """An absolute path as given; a relative one under the manifest's folder (a relative path
     that climbs out of it with ``..`` is refused; a sub-folder that is a symbolic link to
     another disk is under it).  A path holding a NUL character, which no file name can, is
-    refused."""
+    refused, and so is a URL (``https://...``: the path would be read as folders "https:" ...)."""
     if "\x00" in str(value):
         raise InputError(f"manifest {where}: path {str(value)!r} holds a NUL character (\\x00), which no file "
                          "name can hold; expected a file path")
+    url = re.match(r"([A-Za-z][A-Za-z0-9+.-]+)://", str(value))   # not one letter: C:/photos is a drive
+    if url:
+        fix = ("write it as a path (file:///photos/a.png is /photos/a.png)" if url.group(1).lower() == "file"
+               else "nothing is downloaded: download the files and list their paths")
+        raise InputError(f"manifest {where}: {str(value)!r} is a URL; expected the path of a local file: {fix}")
     f = Path(str(value)).expanduser()
     if f.is_absolute():
         return f
