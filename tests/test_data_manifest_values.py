@@ -118,3 +118,13 @@ def test_a_url_in_a_file_column_is_named_as_a_url(tmp_path):
     (tmp_path / "c.png").write_bytes(b"")
     (tmp_path / "ok.csv").write_text("image,text\nc.png,a text with https://example.com in it\n")
     assert read_manifest(tmp_path / "ok.csv")["image"] == [str(tmp_path.resolve() / "c.png")]
+
+
+def test_ids_are_read_without_the_spaces_around_them(tmp_path):
+    # "a cat, s1" (a space after each comma): the id was " s1", which no search for "s1" finds,
+    # and " s1" and "s1" were two ids
+    (tmp_path / "m.csv").write_text("caption, id\na cat, s1\na dog,s2 \n")
+    assert read_manifest(tmp_path / "m.csv", "text=caption,id=id").ids.tolist() == ["s1", "s2"]
+    (tmp_path / "d.csv").write_text("caption,id\na cat, s1\na dog,s1\n")
+    with pytest.raises(InputError, match=r"rows 2 and 3 have the same id 's1' in column 'id'"):
+        read_manifest(tmp_path / "d.csv", "text=caption,id=id")

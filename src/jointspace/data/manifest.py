@@ -182,7 +182,8 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
         ``.csv``, ``.jsonl`` or ``.ndjson``; one row per sample.
     columns : str or mapping, optional
         Which column feeds which modality, e.g. ``"image=path,text=caption,label=category"``.
-        The names ``label`` and ``id`` are special: they become the labels and the ids.
+        The names ``label`` and ``id`` are special: they become the labels and the ids (each
+        read without the spaces around it).
         ``"auto"``: guessed from the column names and contents (:func:`guess_columns`).
         Default: every column under its own name.  Unused columns are kept as metadata.
     file_modalities : sequence of str, optional
@@ -256,7 +257,8 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
         if mod == "label":
             labels = values
         elif mod == "id":
-            ids = [str(v) for v in values]
+            # stripped, as labels and paths are: "a, s1" (a space after the comma) has the id "s1"
+            ids = [str(v).strip() for v in values]
             first: dict[str, int] = {}
             for line, v in zip(lines, ids):
                 if v in first:
