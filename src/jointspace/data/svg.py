@@ -26,7 +26,8 @@ from ..errors import MissingDependencyError
 DC = "{http://purl.org/dc/elements/1.1/}"
 RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 MAX_ENTITY_CHARS = 4096
-RENDER_VERSION = 1  # bump when the rendering recipe changes, so cached PNGs are redone
+RENDER_VERSION = 2  # bump when the rendering recipe changes, so cached PNGs are redone
+#: 2: references to other files or hosts are removed before rendering
 
 
 class UnsafeXMLError(ValueError):

@@ -255,8 +255,8 @@ def load_image(item, where: str = "image", min_side: int | None = None) -> np.nd
 
 
 #: names how :func:`load_image` rasterises an SVG file; part of its embedding-cache key, so
-#: vectors of an earlier rendering are not reused
-SVG_RENDERING = "svg-fit-256"
+#: vectors of an earlier rendering are not reused (those drawn with the files a drawing names)
+SVG_RENDERING = "svg-fit-256-own-bytes"
 
 
 def _render_svg(path: Path, where: str, size: int = 256) -> np.ndarray:
