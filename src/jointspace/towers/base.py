@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 
 import numpy as np
 
@@ -55,6 +56,9 @@ class Tower:
     #: whether the tower's output changes with training (trainable towers hash their weights
     #: into their cache key)
     trainable: bool = False
+    #: :func:`weights_fingerprint` of the files :meth:`weights_files` names as the tower was
+    #: published; with those files the cache key is the one it had before it held the weights
+    published_weights: str = ""
 
     out_dim: int = 0
 
@@ -65,6 +69,17 @@ class Tower:
 
     def _embed_batch(self, items: list) -> np.ndarray:
         raise NotImplementedError
+
+    def weights_files(self) -> dict:
+        """The files whose contents decide the vectors beside the settings (pretrained weights,
+        a tokenizer's vocabulary), by a name that does not depend on where they are installed.
+
+        Returns
+        -------
+        dict of str -> path
+            Empty for a tower without such files (the default).
+        """
+        return {}
 
     # -- the shared surface ----------------------------------------------------------------
     def embed(self, items, batch_size: int | None = None, progress: bool = True,
@@ -156,20 +171,68 @@ class Tower:
                              f"it was asked for {modality!r}")
 
     def cache_key(self) -> str:
-        """A digest of everything that decides the output: name and settings.
+        """A digest of everything that decides the output: name, settings and weights files.
 
         A ``runtime`` of ``"torch"`` is left out, so features cached before towers had a
-        runtime stay valid; another runtime keys its own features.
+        runtime stay valid; another runtime keys its own features.  The files of
+        :meth:`weights_files` add their :func:`weights_fingerprint`, so other weights at the
+        same place (another version of the package, a fine-tuned file) key their own features
+        instead of reading those of the weights they replaced.  The fingerprint of the weights
+        the tower was published with (``published_weights``) is left out: features cached
+        before the key held the weights keep their key, as they were computed with those
+        weights unless the files had been replaced then.
         """
         cfg = self.config()
         if cfg.get("runtime") == "torch":
             cfg = {k: v for k, v in cfg.items() if k != "runtime"}
-        blob = json.dumps({"tower": self.name, "config": cfg}, sort_keys=True, default=str)
+        described = {"tower": self.name, "config": cfg}
+        files = self.weights_files()
+        if files:
+            weights = weights_fingerprint(files)
+            if weights != self.published_weights:
+                described["weights"] = weights
+        blob = json.dumps(described, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
+
+
+#: sha256 of the files this process has read, by (real path, size, inode, modification and change times)
+_file_sha256: dict = {}
+
+
+def weights_fingerprint(files: dict) -> str:
+    """A digest of a tower's weights files: each one's name, size and sha256 of its bytes.
+
+    Each file is read once per process: its sha256 is kept while its size, inode and
+    modification and change times stay the same, so a file replaced since is read again.
+
+    Parameters
+    ----------
+    files : dict of str -> path
+        The files by name (:meth:`Tower.weights_files`); the name, not where the file lies,
+        enters the digest, so the same weights installed elsewhere give the same fingerprint.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+    """
+    h = hashlib.sha256()
+    for name in sorted(files):
+        path = os.path.realpath(files[name])
+        st = os.stat(path)
+        seen = (path, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+        if seen not in _file_sha256:
+            f = hashlib.sha256()
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    f.update(block)
+            _file_sha256[seen] = f.hexdigest()
+        h.update(f"{name}\0{st.st_size}\0{_file_sha256[seen]}\0".encode())
+    return h.hexdigest()
 
 
 def register_tower(name: str, help: str = ""):

@@ -5,9 +5,10 @@ Layout::
     <root>/<tower name>-<settings digest>/<chunk digest>.safetensors
 
 Items are split into consecutive chunks of ``chunk_size``.  A chunk's digest hashes the
-tower's key (name + settings, and weights for trainable towers) and the *content* of its
-items (file bytes for paths, UTF-8 text for strings, pixels / samples for arrays), so a
-renamed file still hits and an edited one misses.  Each chunk file is written atomically as
+tower's key (name, settings and the pretrained weights files it loads, see
+:meth:`~jointspace.towers.base.Tower.cache_key`; the current weights for trainable towers)
+and the *content* of its items (file bytes for paths, UTF-8 text for strings, pixels /
+samples for arrays), so a renamed file still hits and an edited one misses.  Each chunk file is written atomically as
 soon as it is computed, so an interrupted run resumes where it stopped.  A chunk file is
 trusted only if it loads, names the same chunk digest, has the expected shape and its data
 checksum matches; otherwise it is recomputed.  The temporary file a run killed mid-write

