@@ -15,8 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-#: bytes read at a time when hashing a file
-_BLOCK = 1 << 20
+from .._file_digests import file_sha256
 
 
 def normalise_title(title: str) -> str:
@@ -72,10 +71,7 @@ def content_hash(item) -> str:
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
         return h.hexdigest()
-    with open(Path(item), "rb") as f:
-        for block in iter(lambda: f.read(_BLOCK), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(Path(item))
 
 
 def content_groups(items) -> tuple[list[str], list[list[int]]]:

@@ -26,14 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .._file_digests import file_cache_hasher
 from .._io import atomic_write_bytes, remove_stale_temporaries
 from .._validation import check_int
 from ..errors import InputError
 from .._progress import progress_bar
 from .base import Tower
 from .inputs import SVG_RENDERING, _is_pil, check_items, load_image
-
-_BLOCK = 1 << 20
 
 
 def default_cache_dir() -> Path:
@@ -55,10 +54,7 @@ def item_digest(item, modality: str = "image", where: str = "item") -> bytes:
     if isinstance(item, str) and modality == "text":
         h.update(b"text\0" + item.encode("utf-8"))
     elif isinstance(item, (str, os.PathLike)):
-        h.update(b"file\0")
-        with open(item, "rb") as fh:
-            for block in iter(lambda: fh.read(_BLOCK), b""):
-                h.update(block)
+        h = file_cache_hasher(item)   # b"file\0" and the bytes, read once inside read_once()
         if modality == "image":
             # keyed apart from vectors cached when the picture was read as stored: turned upright
             # (EXIF), its transparent colour key (tRNS) composited on white
