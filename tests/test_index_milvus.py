@@ -153,3 +153,21 @@ def test_default_ids_that_would_pass_the_largest_id_are_refused(tmp_path):
             index.add(x[1:3])
         assert index.ntotal == 1
         assert index.add(x[1:2]).tolist() == [2**63 - 1]
+
+
+def test_default_ids_never_give_a_removed_id_to_another_item(tmp_path):
+    """As an Index's default ids: after the largest id ever held, also when the largest ones were
+    removed and the collection is opened again."""
+    x = np.eye(4, dtype=np.float32)
+    with MilvusIndex(tmp_path / "v.db", 4) as index:
+        assert index.add(x[:3]).tolist() == [0, 1, 2]
+        assert index.remove([2]) == 1
+        assert index.add(x[3:]).tolist() == [3]   # not 2 again
+        assert index.remove([1, 3]) == 2 and index.ntotal == 1
+    with MilvusIndex(tmp_path / "v.db") as again:   # what was removed is remembered with the collection
+        assert again.add(x[:2]).tolist() == [4, 5]
+        assert again.add(x[2:3], ids=[2]).tolist() == [2]   # a removed id may still be given explicitly
+        _, found = again.search(x[1:3], k=1)
+        assert found.tolist() == [[5], [2]]
+        assert again.remove([5, 4]) == 2
+        assert again.add(x[3:]).tolist() == [6]

@@ -9,6 +9,9 @@ Each entity holds ``id`` (int64, the primary key), ``vector``, ``label`` (the la
 string, so it can be filtered), ``label_json`` (the label as given, as JSON), ``text``,
 ``path`` and ``extra`` (a JSON object).  :meth:`MilvusIndex.search` takes ``where`` (field ->
 value or list of values, e.g. ``{"label": "cat"}``) or a raw Milvus ``filter`` expression.
+Default ids follow every id the collection has held, as those of
+:class:`~jointspace.index.faiss_index.Index` do: one past the largest id removed is kept in the
+collection's properties (``jointspace.next_id``), so a removed item's id is never given to another.
 
 Scores follow :meth:`Index.search`: cosine and inner product decrease, l2 (squared
 distances) increase; missing results are padded with id -1.
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -32,6 +36,8 @@ METRICS = {"cosine": "COSINE", "ip": "IP", "l2": "L2"}
 _FIELDS = ("label", "text", "path")
 _STR_MAX = 65_535
 _CHUNK = 1_000
+#: the collection property holding one past the largest id removed
+_NEXT_ID = "jointspace.next_id"
 
 
 def _client(uri: str, token: str | None):
@@ -208,7 +214,9 @@ class MilvusIndex:
         ----------
         vectors : array-like, shape (n, dim)
         ids : array-like of int, shape (n,), optional
-            Distinct non-negative ids not yet stored; default: consecutive after the largest.
+            Distinct non-negative ids not yet stored; default: consecutive after the largest id
+            the collection has held, so that a removed item's id is not given to another (as
+            :meth:`Index.add`).
         metadata : list of n dicts or dict of columns, optional
             ``label``, ``text``, ``path``; other keys go into ``extra``.
 
@@ -219,7 +227,7 @@ class MilvusIndex:
         x = as_vectors(vectors, "vectors", self._dim)
         n = x.shape[0]
         if ids is None:
-            ids = next_ids(self._max_id() + 1, n)
+            ids = next_ids(max(self._max_id() + 1, self._recorded_next_id()), n)
         else:
             ids = as_ids(ids, n)
             clash = self._existing(ids)
@@ -261,11 +269,32 @@ class MilvusIndex:
         finally:
             it.close()
 
+    def _recorded_next_id(self) -> int:
+        """One past the largest id removed from the collection (0 when none was), recorded in its
+        properties by :meth:`remove`."""
+        props = self._client.describe_collection(self.collection).get("properties") or {}
+        try:
+            return int(props.get(_NEXT_ID, 0))
+        except (TypeError, ValueError):
+            return 0
+
     def remove(self, ids) -> int:
-        """Delete ``ids``; returns how many were stored."""
+        """Delete ``ids``; returns how many were stored.
+
+        One past the largest id removed is recorded in the collection's properties first, so the
+        default ids of later :meth:`add` calls never give a removed id to another item.
+        """
         arr = as_id_list(ids)
         present = self._existing(np.unique(arr))
         if present.size:
+            after = int(present[-1]) + 1
+            if after > self._recorded_next_id():
+                try:
+                    self._client.alter_collection_properties(self.collection, properties={_NEXT_ID: str(after)})
+                except Exception as exc:  # noqa: BLE001 - a server that keeps no properties of its own
+                    warnings.warn(f"Milvus collection {self.collection!r} could not record the ids removed "
+                                  f"({str(exc).splitlines()[0]}); default ids may give a removed id to a new item",
+                                  RuntimeWarning, stacklevel=2)
             self._client.delete(self.collection, ids=present.tolist())
         return int(present.size)
 
