@@ -109,3 +109,17 @@ def test_digests_read_once_are_those_read_each_time(tmp_path):
         os.symlink(tmp_path / "moved-away.png", tmp_path / "dangling.png")
         with pytest.raises(FileNotFoundError, match="dangling.png"):   # a missing file is named as given
             content_hash(tmp_path / "dangling.png")
+
+
+def test_fitting_a_folder_hashes_each_file_once(collection, tmp_path, monkeypatch):
+    """Fitting reads the folder (content SHA-256) and embeds it through the cache (its key): one read."""
+    from jointspace.cli import _common, build_parser, main
+
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(_common, "_SOURCES", {})
+    photos = collection / "photos"
+    with counting_opens(photos) as opened:
+        assert main(["fit", str(photos), "--towers", "cnn,bow", "--model", "cca", "--out", str(tmp_path / "m")]) == 0
+    assert opened["hash"] == N_PICTURES + 1, opened
+    # the service runs for long: it keeps no digests between requests
+    assert build_parser().parse_args(["serve", "--index", str(tmp_path / "idx")]).read_once is False

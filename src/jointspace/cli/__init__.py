@@ -9,6 +9,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad input.  Errors print one line, n
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -171,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if isinstance(getattr(args, "dataset", None), str) and len(args.dataset) > 1:
         args.dataset = args.dataset.rstrip("/") or "/"   # "photos/" is the folder "photos" in every message
+    from .._file_digests import read_once
     from ..towers.runtime import ENV_VAR
     from ._common import error, warn
 
@@ -181,7 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     # a library warning reaches the terminal as one line, not as Python's file:line and source
     warnings.showwarning = lambda message, *_args, **_kwargs: warn(str(message))
     try:
-        return int(args.handler(args) or 0)
+        # reading the data, finding duplicates and the embedding cache read each file once for
+        # their digests; the service runs for long, and hashes as it goes
+        with read_once() if getattr(args, "read_once", True) else contextlib.nullcontext():
+            return int(args.handler(args) or 0)
     except InputError as exc:
         if os.environ.get("JOINTSPACE_DEBUG"):
             raise

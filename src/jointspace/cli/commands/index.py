@@ -205,13 +205,6 @@ def _index_modality(args, model_modalities, default=None) -> str:
 
 
 def run(args) -> int:
-    from ..._file_digests import read_once
-
-    with read_once():   # reading the data, finding duplicates and the embedding cache hash each file once
-        return _run(args)
-
-
-def _run(args) -> int:
     args.array_keys_ = array_keys([m for m in (args.modality or []) if "=" in str(m)])
     _check_on_disk_options(args)
     if args.append and args.on_disk:

@@ -34,7 +34,7 @@ def register(sub):
     p.add_argument("--cache-size", type=int, default=1024, help="text query embeddings kept (default: 1024; 0 turns the cache off)")
     p.add_argument("--max-batch", type=int, default=32,
                    help="concurrent queries encoded together, at most this many (default: 32; 1 disables)")
-    p.set_defaults(handler=run)
+    p.set_defaults(handler=run, read_once=False)
 
 
 def run(args) -> int:
