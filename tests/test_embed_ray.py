@@ -213,6 +213,30 @@ def test_a_rerun_over_items_edited_in_place_is_another_run(local_ray, tmp_path):
     assert np.array_equal(read_embeddings(tmp_path / "s")[1], first)   # the folder is left as it was
 
 
+def test_a_rerun_with_other_weights_at_the_same_place_is_another_run(local_ray, tmp_path, monkeypatch):
+    """A fine-tuned weights file where the packaged one was: resuming would mix the vectors of both."""
+    import hashlib
+
+    from jointspace.errors import InputError
+    from jointspace.towers.minilm import MiniLMTower
+
+    texts = ["a red car", "two small birds over the river", "a house", "the green tree"]
+    tower = create_tower("minilm")
+    kw = dict(batch_size=2, shard_size=2, workers=1, progress=False)
+    assert embed_with_ray(tower, texts, np.arange(4), tmp_path / "s", **kw)["written"] == 2
+    assert "tower_weights" not in json.loads((tmp_path / "s" / MANIFEST).read_text())   # the published weights
+    tuned = tmp_path / "tuned.safetensors"
+    tuned.write_bytes(b"other weights")
+    monkeypatch.setattr(MiniLMTower, "weights_files", lambda self: {"model.safetensors": tuned})
+    weights = hashlib.sha256(f"model.safetensors\0{13}\0{hashlib.sha256(b'other weights').hexdigest()}\0"
+                             .encode()).hexdigest()
+    assert tower.weights_digest() == weights
+    with pytest.raises(InputError, match=r"another embedding run \(differs in tower_weights\)"):
+        embed_with_ray(tower, texts, np.arange(4), tmp_path / "s", **kw)
+    assert embed_with_ray(tower, texts, np.arange(4), tmp_path / "t", **kw)["written"] == 2
+    assert json.loads((tmp_path / "t" / MANIFEST).read_text())["tower_weights"] == weights
+
+
 def test_a_rerun_over_image_files_edited_in_place_is_another_run(local_ray, tmp_path, monkeypatch):
     """Files are keyed by path, size and modification time: not read to be hashed on every rerun."""
     from PIL import Image

@@ -170,6 +170,13 @@ class Tower:
             raise InputError(f"modality: tower {self.name!r} handles {self.modality} items; "
                              f"it was asked for {modality!r}")
 
+    def weights_digest(self) -> str:
+        """:func:`weights_fingerprint` of :meth:`weights_files`; empty for a tower without such
+        files, and for the weights the tower was published with (``published_weights``)."""
+        files = self.weights_files()
+        weights = weights_fingerprint(files) if files else ""
+        return "" if weights == self.published_weights else weights
+
     def cache_key(self) -> str:
         """A digest of everything that decides the output: name, settings and weights files.
 
@@ -186,11 +193,9 @@ class Tower:
         if cfg.get("runtime") == "torch":
             cfg = {k: v for k, v in cfg.items() if k != "runtime"}
         described = {"tower": self.name, "config": cfg}
-        files = self.weights_files()
-        if files:
-            weights = weights_fingerprint(files)
-            if weights != self.published_weights:
-                described["weights"] = weights
+        weights = self.weights_digest()
+        if weights:
+            described["weights"] = weights
         blob = json.dumps(described, sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 

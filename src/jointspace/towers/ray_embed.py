@@ -7,10 +7,11 @@ and writes the vectors to a folder of Parquet shards, one file per shard:
     columns ``row`` (int64: the item's position in the collection), ``id`` (the sample id,
     int64 or string) and ``vector`` (fixed-size list of float32, the tower's ``out_dim``);
 ``embedding.json``
-    what was embedded (tower, its settings, n, dim, batch size, shard size, a digest of the
-    ids and one of the items: texts and arrays by content, files by path, size and modification
-    time), so a rerun into the same folder resumes: shards already written are skipped, and a
-    folder of another run (other items, or the same files edited since) is refused.
+    what was embedded (tower, its settings and, when they are not the published ones, a digest
+    of its weights files, n, dim, batch size, shard size, a digest of the ids and one of the
+    items: texts and arrays by content, files by path, size and modification time), so a rerun
+    into the same folder resumes: shards already written are skipped, and a folder of another
+    run (other items or weights, or the same files edited since) is refused.
 
 Why the vectors are the single-process ones bit for bit: the collection is put in the tower's
 own processing order (:meth:`Tower._order`, e.g. texts longest first) and cut into exactly the
@@ -226,7 +227,9 @@ def embed_with_ray(tower, items, ids, out, *, batch_size: int | None = None,
     _require_ray()   # before the folder is made
     order = tower._order(items)
     order = np.arange(n) if order is None else np.asarray(order)
-    manifest = {"tower": tower.name, "tower_config": tower.config(), "n": n, "dim": tower.out_dim,
+    weights = tower.weights_digest()   # weights other than the published ones make another run
+    manifest = {"tower": tower.name, "tower_config": tower.config(),
+                **({"tower_weights": weights} if weights else {}), "n": n, "dim": tower.out_dim,
                 "batch_size": bs, "shard_rows": shard_rows, "shards": n_shards, "ids_digest": _ids_digest(ids),
                 "order_digest": _ids_digest(order), "items_digest": _items_digest(items, tower.modality),
                 **(info or {})}
