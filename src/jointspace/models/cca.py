@@ -100,7 +100,8 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         no weighting; 1, the default: the common correlation weighting for retrieval, which
         the Wikipedia bench's cross-validation chose for CCA, regularised CCA, kernel CCA and
         the base of SCM; it also keeps the weak trailing pairs of ``n_components=None`` from
-        counting as much as the strong ones).
+        counting as much as the strong ones).  Read at each projection, so
+        ``set_params(weight=...)`` on a fitted model acts at once, as :meth:`derive` does.
     modalities : (str, str), optional
         Which two modalities of a ``Pairs`` to fit; default: its first two.
     random_state : int
@@ -177,7 +178,7 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         if x.shape[0] != y.shape[0]:
             raise InputError(f"y: expected {x.shape[0]} rows to match X, got {y.shape[0]}")
         reg = self._reg_pair()
-        weight = check_weight(self.weight)
+        check_weight(self.weight)  # refused before fitting, not at the first encode
         self._modality_names = names
         labels = self._view_labels(X, names)
         self.x_pre_ = build_preprocessor(self._pre_spec("x", names[0]), self.random_state)
@@ -207,7 +208,6 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         num = np.einsum("ik,ij,jk->k", wx, cxy, wy)
         den = np.sqrt(np.clip(np.einsum("ik,ij,jk->k", wx, cxx, wx) * np.einsum("ik,ij,jk->k", wy, cyy, wy), 0, None))
         self.canonical_correlations_ = np.divide(num, den, out=np.zeros_like(num), where=den > 0)
-        self._component_scale = self.canonical_correlations_.clip(0) ** weight
         self.modalities_ = names
         return self
 
@@ -230,6 +230,12 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         return pairs.modalities
 
     # -- projecting ------------------------------------------------------------------------
+    @property
+    def _component_scale(self) -> np.ndarray:
+        """``rho_k ** weight`` per component, shape (k,), from the current ``weight``: a model
+        given another weight after fit encodes as a saved copy of it (or a fresh fit) does."""
+        return self.canonical_correlations_.clip(0) ** check_weight(self.weight)
+
     def _project(self, which: int, data, name: str) -> np.ndarray:
         pre = self.x_pre_ if which == 0 else self.y_pre_
         mean = self.x_mean_ if which == 0 else self.y_mean_
@@ -299,7 +305,6 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
             out.canonical_correlations_ = self.canonical_correlations_[:k]
         if weight is not None:
             out.weight = check_weight(weight)
-        out._component_scale = out.canonical_correlations_.clip(0) ** float(out.weight)
         return out
 
     # -- JointModel ------------------------------------------------------------------------
@@ -338,7 +343,6 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         self.n_components_ = int(self.x_weights_.shape[1])
         self.x_mean_, self.y_mean_ = state["x_mean"], state["y_mean"]
         self.canonical_correlations_ = state["canonical_correlations"]
-        self._component_scale = self.canonical_correlations_.clip(0) ** float(self.weight)
         self.x_pre_ = pipeline_from_state(self._extra["x_pre"], state, "x_pre", self._preprocessed_width(0, state))
         self.y_pre_ = pipeline_from_state(self._extra["y_pre"], state, "y_pre", self._preprocessed_width(1, state))
         width = (getattr(self.x_pre_.steps[0][1], "n_features_in_", None) if self.x_pre_ is not None

@@ -82,7 +82,8 @@ class DeepCCA(BaseEstimator, JointModel):
     recon_weight : float
         Weight of the reconstruction error (0 for deep CCA; used by ``dccae``).
     weight : float
-        Correlation weighting of the final CCA components (as in ``CanonicalCorrelation``).
+        Correlation weighting of the final CCA components (as in ``CanonicalCorrelation``),
+        read at each encode: ``set_params(weight=...)`` on a fitted model acts at once.
     modalities : (str, str), optional
         The two modalities of the pairs to use; needed when the pairs have more than two.
     random_state : int
@@ -255,7 +256,8 @@ class DeepCCA(BaseEstimator, JointModel):
         if arr.shape[1] != self.n_features_[which]:
             raise InputError(f"items ({modality}): expected {self.n_features_[which]} features, got {arr.shape[1]}")
         h = self._outputs(which, arr)
-        return self.cca_._project(which, h, f"items ({modality})")
+        # the current ``weight``, so that set_params(weight=...) after fit acts as in a saved copy
+        return self.cca_.derive(weight=self.weight)._project(which, h, f"items ({modality})")
 
     # -- JointModel ------------------------------------------------------------------------
     def get_config(self) -> dict:

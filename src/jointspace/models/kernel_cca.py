@@ -147,7 +147,7 @@ class KernelCCA(CanonicalCorrelation):
             raise InputError(f"n_components: expected at most n_samples - 1 = {n - 1}, got {k} "
                              "(fewer samples than components)")
         reg = self._reg_pair()
-        weight = check_weight(self.weight)
+        check_weight(self.weight)  # refused before fitting, not at the first encode
         check_choice(self.psd, "psd", ("error", "clip"))
         method = check_choice(self.method, "method", ("auto", "exact", "nystroem", "rff"))
         max_exact = check_int(self.max_exact, "max_exact", low=2)
@@ -190,7 +190,6 @@ class KernelCCA(CanonicalCorrelation):
         u, v = u - u.mean(0), v - v.mean(0)
         den = np.sqrt((u * u).sum(0) * (v * v).sum(0))
         self.canonical_correlations_ = (u * v).sum(0) / np.where(den > 0, den, 1)
-        self._component_scale = self.canonical_correlations_.clip(0) ** weight
         self.modalities_ = names
         return self
 

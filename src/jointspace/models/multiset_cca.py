@@ -127,6 +127,8 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         Scale component k by ``max(eigenvalue_k, 0) ** weight`` in ``transform`` / ``encode``
         (default 1: the weighting the benches' cross-validation chose for CCA-family rows; it
         keeps the weak trailing components of ``n_components=None`` from counting fully).
+        Read at each projection, so ``set_params(weight=...)`` on a fitted model acts at once,
+        as :meth:`derive` does.
     modalities : sequence of str, optional
         Modalities of a ``Pairs`` to use; default: all of its array modalities.
     random_state : int
@@ -194,7 +196,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         names, arrays = self._read_views(views)
         objective = check_choice(self.objective or self._default_objective, "objective", ("sumcor", "maxvar"))
         regs = self._regs(len(arrays))
-        weight = check_weight(self.weight)
+        check_weight(self.weight)  # refused before fitting, not at the first encode
         k = None if self.n_components is None else check_int(self.n_components, "n_components", low=1)
         n = arrays[0].shape[0]
         if k is not None and k > n - 1:
@@ -228,9 +230,14 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         self.means_ = means
         self.eigenvalues_ = ev
         self.objective_ = objective
-        self._component_scale = ev.clip(0) ** weight
         self.modalities_ = names
         return self
+
+    @property
+    def _component_scale(self) -> np.ndarray:
+        """``max(eigenvalue_k, 0) ** weight`` per component, shape (k,), from the current
+        ``weight``: a model given another weight after fit encodes as a saved copy of it does."""
+        return self.eigenvalues_.clip(0) ** check_weight(self.weight)
 
     def _project(self, i: int, data, name: str) -> np.ndarray:
         arr = check_matrix(data, name, dtype=np.float64)
@@ -257,7 +264,6 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
             out.eigenvalues_ = self.eigenvalues_[:k]
         if weight is not None:
             out.weight = check_weight(weight)
-        out._component_scale = out.eigenvalues_.clip(0) ** float(out.weight)
         return out
 
     def transform(self, views):
@@ -317,7 +323,6 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         self.means_ = [state[f"mean{i}"] for i in range(m)]
         self.eigenvalues_ = state["eigenvalues"]
         self.n_components_ = int(self.eigenvalues_.shape[0])
-        self._component_scale = self.eigenvalues_.clip(0) ** float(self.weight)
         self.pres_ = [pipeline_from_state(self._extra["pre"][i], state, f"pre{i}", self.weights_[i].shape[0])
                       for i in range(m)]
 

@@ -1,0 +1,48 @@
+"""The Python API contract of the registered models, as a researcher uses them: parameters
+changed after fit, refits, save/load, and batches of unusual size."""
+
+import numpy as np
+import pytest
+
+import jointspace as js
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+SMALL_NET = {"hidden": (8,), "epochs": 2, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(60, 3))
+    x = (z @ rng.normal(size=(3, 8)) + 0.3 * rng.normal(size=(60, 8))).astype(np.float32)
+    y = (z @ rng.normal(size=(3, 6)) + 0.3 * rng.normal(size=(60, 6))).astype(np.float32)
+    labels = (z[:, 0] > 0).astype(int) + (z[:, 1] > 0).astype(int)
+    return js.Pairs({"image": x, "text": y}, labels=labels)
+
+
+def _component_correlations(model):
+    """The per-component correlations (or eigenvalues) that ``weight`` raises to a power."""
+    if hasattr(model, "cca_"):
+        return model.cca_.canonical_correlations_
+    if hasattr(model, "eigenvalues_"):
+        return model.eigenvalues_
+    return model.canonical_correlations_
+
+
+@pytest.mark.parametrize("name, params", [("cca", {}), ("rcca", {}), ("pls", {}), ("kcca", {}), ("mcca", {}),
+                                          ("gcca", {}), ("scca", {}), ("dcca", SMALL_NET)])
+def test_a_weight_set_after_fit_acts_in_memory_and_in_the_saved_copy(tmp_path, pairs, name, params):
+    x = pairs["image"]
+    plain = js.create_model(name, n_components=2, weight=0.0, **params).fit(pairs)
+    model = js.create_model(name, n_components=2, weight=1.0, **params).fit(pairs)
+    model.set_params(weight=2.0)
+    # component k scaled by rho_k ** 2 against the unweighted fit (the same directions)
+    want = plain.encode("image", x, normalize=False) * _component_correlations(plain).clip(0) ** 2
+    got = model.encode("image", x, normalize=False)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    model.save(tmp_path / "m")
+    loaded = js.load_model(tmp_path / "m")
+    assert loaded.get_params()["weight"] == 2.0
+    for mod in ("image", "text"):
+        np.testing.assert_array_equal(loaded.encode(mod, pairs[mod]), model.encode(mod, pairs[mod]))
