@@ -46,3 +46,17 @@ def test_a_weight_set_after_fit_acts_in_memory_and_in_the_saved_copy(tmp_path, p
     assert loaded.get_params()["weight"] == 2.0
     for mod in ("image", "text"):
         np.testing.assert_array_equal(loaded.encode(mod, pairs[mod]), model.encode(mod, pairs[mod]))
+
+
+@pytest.mark.parametrize("via", ["pairs", "x_y"])
+def test_an_exact_kernel_cca_keeps_its_own_copy_of_the_training_rows(pairs, via):
+    x, y = pairs["image"].astype(np.float64), pairs["text"].astype(np.float64)
+    reference = js.create_model("kcca", n_components=2, method="exact").fit(js.Pairs({"image": x.copy(),
+                                                                                       "text": y.copy()}))
+    model = js.create_model("kcca", n_components=2, method="exact")
+    model.fit(js.Pairs({"image": x, "text": y})) if via == "pairs" else model.fit(x, y)
+    queries_x, queries_y = x.copy(), y.copy()
+    x -= x.mean(axis=0)   # the caller reuses its arrays after fit
+    y[:] = 0.0
+    for mod, ref, q in zip(model.modalities_, reference.modalities_, (queries_x, queries_y)):
+        np.testing.assert_array_equal(model.encode(mod, q), reference.encode(ref, q))

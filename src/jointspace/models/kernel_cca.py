@@ -204,7 +204,9 @@ class KernelCCA(CanonicalCorrelation):
             k = min(k, eigs[0][1].size, eigs[1][1].size)
         alpha, beta, _ = solve_kernel_cca(eigs[0], eigs[1], k, reg)
         self.x_weights_, self.y_weights_ = alpha, beta
-        self.x_train_, self.y_train_ = x, y
+        # copies: float64 rows pass validation as the caller's own arrays, which the caller may
+        # go on to change in place
+        self.x_train_, self.y_train_ = np.array(x, copy=True), np.array(y, copy=True)
         (self.x_kmean_, gx), (self.y_kmean_, gy) = cents
         self.k_grand_ = np.array([gx, gy])
         self.x_mean_, self.y_mean_ = np.zeros(0), np.zeros(0)
