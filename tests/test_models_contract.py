@@ -60,3 +60,27 @@ def test_an_exact_kernel_cca_keeps_its_own_copy_of_the_training_rows(pairs, via)
     y[:] = 0.0
     for mod, ref, q in zip(model.modalities_, reference.modalities_, (queries_x, queries_y)):
         np.testing.assert_array_equal(model.encode(mod, q), reference.encode(ref, q))
+
+
+@pytest.fixture(scope="module")
+def feature_clips(pairs):
+    small = {"dim": 4, "epochs": 2, "batch_size": 16, "val_fraction": 0.0}
+    return {"clip": js.create_model("clip", **small).fit(pairs),
+            "ensemble": js.create_model("ensemble", model="clip", n_members=2, params=small).fit(pairs)}
+
+
+@pytest.mark.parametrize("name", ["clip", "ensemble"])
+def test_a_dual_encoder_of_feature_vectors_reads_any_2d_array_like(feature_clips, pairs, name):
+    pd = pytest.importorskip("pandas")
+    model = feature_clips[name]
+    for mod in ("image", "text"):
+        x = pairs[mod]
+        want = model.encode(mod, x)
+        np.testing.assert_array_equal(model.encode(mod, pd.DataFrame(x)), want)
+        np.testing.assert_array_equal(model.encode(mod, x.tolist()), want)
+        np.testing.assert_array_equal(model.encode(mod, np.asfortranarray(x)), want)
+    # no tower applies to 8-d image or 6-d text features: raw items are named as not an array
+    with pytest.raises(js.InputError, match=r"items \(text\): expected a 2-D numeric array, got dtype <U"):
+        model.encode("text", ["a cat", "a dog"])
+    with pytest.raises(js.InputError, match=r"items \(image\): expected 8 features, got 3"):
+        model.encode("image", pd.DataFrame(pairs["image"][:, :3]))

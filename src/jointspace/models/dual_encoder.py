@@ -200,12 +200,23 @@ class DualEncoder(JointModel):
             return items if tower.modality == "features" and _is_feature_array(items) \
                 else check_items(tower.modality, items, name=f"{name} ({modality})")
         if _is_feature_array(items):
-            return check_matrix(items, f"{name} ({modality})", dtype=np.float32)
+            # row-major: the matmuls of a column-major copy round differently
+            return np.ascontiguousarray(check_matrix(items, f"{name} ({modality})", dtype=np.float32))
         from ..towers.base import create_tower
         from ..towers.cache import embed_cached
 
         tower = create_tower(self._tower_name(modality), modality=modality)
         return embed_cached(tower, items, cache=self.cache, progress=self.progress)
+
+    def _query_features(self, modality: str, items):
+        """:meth:`features` of items to encode.  A modality the fitted model reads only as feature
+        vectors (no tower applies to it, see :meth:`raw_kind`) takes any 2-D array-like of numbers,
+        shape (n, in_dim): a DataFrame or nested lists as well as an ndarray, each encoded as the
+        same numbers in a row-major ndarray are; anything else is refused as not such an array
+        rather than handed to a tower."""
+        if modality not in self._trainable and not _is_feature_array(items) and self.raw_kind(modality) is None:
+            return np.ascontiguousarray(check_matrix(items, f"items ({modality})", dtype=np.float32))
+        return self.features(modality, items)
 
     def _train_config(self):
         from ..train import TrainConfig
@@ -335,7 +346,7 @@ class DualEncoder(JointModel):
     # -- JointModel --------------------------------------------------------------------------
     @torch.no_grad()
     def _encode(self, modality, items) -> np.ndarray:
-        x = self.features(modality, items)
+        x = self._query_features(modality, items)
         step = 4096
         if modality in self._trainable:
             step = self._trainable[modality].default_batch_size
@@ -361,7 +372,7 @@ class DualEncoder(JointModel):
         self._check_fitted()
         if modality not in self.modalities_:
             raise InputError(f"modality: this model knows {', '.join(self.modalities_)}; got {modality!r}")
-        x = self.features(modality, items)
+        x = self._query_features(modality, items)
         if modality in self._trainable:
             step = self._trainable[modality].default_batch_size
         else:

@@ -121,9 +121,10 @@ class SeedEnsemble(JointModel):
 
     def _encode(self, modality, items) -> np.ndarray:
         first = self.members_[0]
-        if hasattr(first, "features") and not any(modality in getattr(m, "_trainable", {}) for m in self.members_):
+        frozen = not any(modality in getattr(m, "_trainable", {}) for m in self.members_)
+        if hasattr(first, "_query_features") and frozen:
             # members share their frozen towers (same parameters but the seed): run the tower once
-            items = first.features(modality, items)
+            items = first._query_features(modality, items)
         zs = [m.encode(modality, items, normalize=True) for m in self.members_]
         return np.hstack(zs) / np.float32(np.sqrt(len(zs)))
 
