@@ -84,3 +84,22 @@ def test_a_dual_encoder_of_feature_vectors_reads_any_2d_array_like(feature_clips
         model.encode("text", ["a cat", "a dog"])
     with pytest.raises(js.InputError, match=r"items \(image\): expected 8 features, got 3"):
         model.encode("image", pd.DataFrame(pairs["image"][:, :3]))
+
+
+GENERATIVE = {"latent_dim": 3, "hidden": (8,), "epochs": 2, "batch_size": 16, "val_fraction": 0.0}
+
+
+@pytest.mark.parametrize("name, params", [("dcca", {"n_components": 2, **SMALL_NET}),
+                                          ("dccae", {"n_components": 2, **SMALL_NET}),
+                                          ("ae", GENERATIVE), ("aae", GENERATIVE), ("mvae-poe", GENERATIVE),
+                                          ("mvae-moe", GENERATIVE), ("mvae-mopoe", GENERATIVE),
+                                          ("beta-vae", GENERATIVE)])
+def test_memory_layout_does_not_change_fits_or_encodings(pairs, name, params):
+    x, y = pairs["image"], pairs["text"]
+    model = js.create_model(name, **params).fit(pairs)
+    column_major = js.create_model(name, **params).fit(
+        js.Pairs({"image": np.asfortranarray(x), "text": np.asfortranarray(y)}, labels=pairs.labels))
+    want = model.encode("image", x)
+    np.testing.assert_array_equal(column_major.encode("image", x), want)
+    np.testing.assert_array_equal(model.encode("image", np.asfortranarray(x)), want)
+    np.testing.assert_array_equal(model.encode("image", np.repeat(x, 2, axis=1)[:, ::2]), want)

@@ -189,8 +189,9 @@ class FeatureCodec:
             from .._validation import check_matrix
 
             # float64 until standardised: float32 keeps 7 digits, so features sharing a large
-            # offset (1e7) would lose their spread before the mean is taken off
-            return check_matrix(arr, where, dtype=np.float64)
+            # offset (1e7) would lose their spread before the mean is taken off; row-major, as
+            # the networks' matmuls round a column-major copy differently
+            return np.ascontiguousarray(check_matrix(arr, where, dtype=np.float64))
         if self.tower is None:
             shape = f" of shape {arr.shape}" if isinstance(arr, np.ndarray) else ""
             raise InputError(f"{where}: expected a feature array of shape (n, d), got {type(items).__name__}{shape}")

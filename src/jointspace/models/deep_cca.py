@@ -186,8 +186,8 @@ class DeepCCA(BaseEstimator, JointModel):
         recon = self._recon()
         self.x_mean_, self.x_scale_ = x.mean(0), feature_scale(x)
         self.y_mean_, self.y_scale_ = yv.mean(0), feature_scale(yv)
-        xs = torch.from_numpy(((x - self.x_mean_) / self.x_scale_).astype(np.float32))
-        ys = torch.from_numpy(((yv - self.y_mean_) / self.y_scale_).astype(np.float32))
+        xs = torch.from_numpy(np.ascontiguousarray((x - self.x_mean_) / self.x_scale_, dtype=np.float32))
+        ys = torch.from_numpy(np.ascontiguousarray((yv - self.y_mean_) / self.y_scale_, dtype=np.float32))
         torch.manual_seed(self.random_state)
         self._build(torch, (x.shape[1], yv.shape[1]))
         lr = check_float(self.lr, "lr", low=0.0, low_open=True)
@@ -241,7 +241,7 @@ class DeepCCA(BaseEstimator, JointModel):
         torch = _torch()
         mean, scale = (self.x_mean_, self.x_scale_) if which == 0 else (self.y_mean_, self.y_scale_)
         with torch.no_grad():
-            z = torch.from_numpy(((arr - mean) / scale).astype(np.float32))
+            z = torch.from_numpy(np.ascontiguousarray((arr - mean) / scale, dtype=np.float32))
             return self.nets_[which](z).double().numpy()
 
     def transform(self, X, y=None):
