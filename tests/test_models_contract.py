@@ -103,3 +103,30 @@ def test_memory_layout_does_not_change_fits_or_encodings(pairs, name, params):
     np.testing.assert_array_equal(column_major.encode("image", x), want)
     np.testing.assert_array_equal(model.encode("image", np.asfortranarray(x)), want)
     np.testing.assert_array_equal(model.encode("image", np.repeat(x, 2, axis=1)[:, ::2]), want)
+
+
+def _refused_pairs(kind):
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(40, 5)).astype(np.float32), rng.normal(size=(40, 3)).astype(np.float32)
+    if kind == "nan":
+        x[3, 1] = np.nan
+        return js.Pairs({"image": x, "text": y})
+    return js.Pairs({"image": x[:1], "text": y[:1]})
+
+
+@pytest.mark.parametrize("kind", ["nan", "one row"])
+@pytest.mark.parametrize("name, params", [("clip", {"dim": 4, "epochs": 2, "batch_size": 16, "val_fraction": 0.0}),
+                                          ("ae", GENERATIVE), ("aae", GENERATIVE), ("mvae-poe", GENERATIVE),
+                                          ("mvae-moe", GENERATIVE), ("mvae-mopoe", GENERATIVE),
+                                          ("beta-vae", GENERATIVE)])
+def test_a_refused_refit_leaves_a_trained_model_as_it_was(tmp_path, pairs, name, params, kind):
+    model = js.create_model(name, **params).fit(pairs)
+    want = {mod: model.encode(mod, pairs[mod]) for mod in ("image", "text")}
+    with pytest.raises(js.InputError):
+        model.fit(_refused_pairs(kind))
+    model.save(tmp_path / "m")
+    loaded = js.load_model(tmp_path / "m")
+    for mod in ("image", "text"):
+        np.testing.assert_array_equal(model.encode(mod, pairs[mod]), want[mod])
+        np.testing.assert_array_equal(loaded.encode(mod, pairs[mod]), want[mod])
+

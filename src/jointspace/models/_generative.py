@@ -22,7 +22,7 @@ from ..objectives.elbo import LIKELIHOODS, log_likelihood
 from ._codecs import codec_for, codec_from_dict
 from ._generative_inference import GenerativeInference
 from ._generative_nets import GenerativeNet
-from .base import JointModel
+from .base import JointModel, fit_or_keep
 
 #: the tower used for raw items of a modality (audio files -> MFCC statistics)
 DEFAULT_TOWERS = {"audio": "mfcc"}
@@ -224,6 +224,10 @@ class GenerativeModel(GenerativeInference, JointModel):
         resume : path, optional
             A run folder (``run_dir`` of an interrupted fit) to continue exactly.
         """
+        return fit_or_keep(self, self._fit, pairs, val, resume)
+
+    def _fit(self, pairs, val, resume):
+        """What :meth:`fit` runs (restoring the model if it raises)."""
         from ..train.generic import FitConfig, fit_module
 
         if not isinstance(pairs, Pairs):

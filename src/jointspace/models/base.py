@@ -141,6 +141,22 @@ class JointModel:
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
 
 
+def fit_or_keep(model, fit, *args):
+    """``fit(*args)``, restoring every attribute of ``model`` when it raises.
+
+    A refit refused part-way (too many components, rows that do not match) would otherwise
+    leave, e.g., the new feature count beside the old weights, so that the still fitted
+    model refused the inputs it was fitted on.
+    """
+    before = dict(model.__dict__)
+    try:
+        return fit(*args)
+    except BaseException:
+        model.__dict__.clear()
+        model.__dict__.update(before)
+        raise
+
+
 def _json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()

@@ -36,7 +36,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError
 from ._cca_solve import _fit_blocks, covariances, solve_cca  # noqa: F401 (covariances, solve_cca re-exported)
 from ._sklearn_inputs import check_x, check_y
-from .base import JointModel, register_model
+from .base import JointModel, fit_or_keep, register_model  # noqa: F401 (fit_or_keep re-exported)
 from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
 
 #: the largest correlation weight: a larger power of ``rho`` keeps only the leading component
@@ -52,22 +52,6 @@ def check_weight(value) -> float:
         raise InputError(f"weight: expected a number <= {MAX_WEIGHT:g}, got {weight:g} (component k is scaled by "
                          f"its correlation ** weight, which a larger power underflows to zero, or overflows)")
     return weight
-
-
-def fit_or_keep(model, fit, *args):
-    """``fit(*args)``, restoring every attribute of ``model`` when it raises.
-
-    A refit refused part-way (too many components, rows that do not match) would otherwise
-    leave, e.g., the new feature count beside the old weights, so that the still fitted
-    model refused the inputs it was fitted on.
-    """
-    before = dict(model.__dict__)
-    try:
-        return fit(*args)
-    except BaseException:
-        model.__dict__.clear()
-        model.__dict__.update(before)
-        raise
 
 
 class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):

@@ -24,7 +24,7 @@ from ..objectives.contrastive import MAX_LOGIT_SCALE
 from ._dual_encoder_nets import DualEncoderNet, ProjectionHead  # noqa: F401  (ProjectionHead: public name)
 from ._dual_encoder_checks import MAX_WIDTH, _check_params, _check_private
 from ._standardise import feature_scale
-from .base import JointModel, register_model
+from .base import JointModel, fit_or_keep, register_model
 
 #: the tower used for a modality whose items are not feature vectors
 DEFAULT_TOWERS = {"image": "efficientnet-lite0", "text": "minilm", "audio": "logmel"}
@@ -264,6 +264,10 @@ class DualEncoder(JointModel):
         -------
         self
         """
+        return fit_or_keep(self, self._fit, pairs, val, resume)
+
+    def _fit(self, pairs, val, resume):
+        """What :meth:`fit` runs (restoring the model if it raises)."""
         from ..train import fit_dual_encoder
 
         if not isinstance(pairs, Pairs):
