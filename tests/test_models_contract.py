@@ -130,3 +130,17 @@ def test_a_refused_refit_leaves_a_trained_model_as_it_was(tmp_path, pairs, name,
         np.testing.assert_array_equal(model.encode(mod, pairs[mod]), want[mod])
         np.testing.assert_array_equal(loaded.encode(mod, pairs[mod]), want[mod])
 
+
+def test_evaluating_a_model_on_pairs_of_other_modalities_names_both(pairs):
+    x, y = pairs["image"], pairs["text"]
+    model = js.create_model("cca", n_components=2).fit(x, y)   # fit(X, y): modalities x and y
+    with pytest.raises(js.InputError, match=r"directions: need two modalities to evaluate cross-modal retrieval, "
+                                            r"got none \(the model knows x, y; the pairs hold image, text\)"):
+        js.evaluate_retrieval(model, pairs)
+    with pytest.raises(js.InputError, match=r"directions: query modality must be one of none; got 'image' \(the "
+                                            r"model knows x, y; the pairs hold image, text, the gallery x, y\)"):
+        js.evaluate_retrieval(model, pairs, directions=["image->y"], gallery=js.Pairs({"x": x, "y": y}))
+    # under the model's names, R@1 is the share of rows whose own partner is the nearest by cosine
+    scores = js.evaluate_retrieval(model, js.Pairs({"x": x, "y": y}), ks=(1,))
+    u, v = model.encode("x", x), model.encode("y", y)
+    assert scores["x->y/R@1"] == pytest.approx(np.mean((u @ v.T).argmax(axis=1) == np.arange(len(x))))

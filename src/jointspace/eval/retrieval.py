@@ -135,12 +135,16 @@ def random_ranking_scores(query_keys, gallery_keys, *, ks: Sequence[int] = (1, 5
             for k in runs[0]}
 
 
-def _parse_directions(directions, available: Sequence[str], targets: Sequence[str]) -> list[tuple[str, str]]:
+def _parse_directions(directions, available: Sequence[str], targets: Sequence[str],
+                      context: str = "") -> list[tuple[str, str]]:
+    """``(query, target)`` modality pairs; ``context`` (e.g. which modalities the model knows)
+    is added to the messages."""
+    context = f" ({context})" if context else ""
     if directions is None:
         pairs = [(a, b) for a in available for b in targets if a != b]
         if not pairs:
             raise InputError(f"directions: need two modalities to evaluate cross-modal retrieval, "
-                             f"got {', '.join(available) or 'none'}")
+                             f"got {', '.join(available) or 'none'}{context}")
         return pairs
     if isinstance(directions, str):
         directions = [directions]
@@ -156,9 +160,11 @@ def _parse_directions(directions, available: Sequence[str], targets: Sequence[st
             raise InputError(f"directions: expected 'query->target' strings or (query, target) tuples, got {d!r}")
         q, t = d
         if q not in available:
-            raise InputError(f"directions: query modality must be one of {', '.join(available)}; got {q!r}")
+            raise InputError(f"directions: query modality must be one of {', '.join(available) or 'none'}; "
+                             f"got {q!r}{context}")
         if t not in targets:
-            raise InputError(f"directions: target modality must be one of {', '.join(targets)}; got {t!r}")
+            raise InputError(f"directions: target modality must be one of {', '.join(targets) or 'none'}; "
+                             f"got {t!r}{context}")
         out.append((q, t))
     return out
 
@@ -257,7 +263,10 @@ def evaluate_retrieval(model, pairs, *, directions=None, relevance: str = "auto"
     g = pairs if gallery is None else gallery
     q_mods = [m for m in pairs.modalities if m in known]
     t_mods = [m for m in g.modalities if m in known]
-    dirs = _parse_directions(directions, q_mods, t_mods)
+    held = f"the model knows {', '.join(known)}; the pairs hold {', '.join(pairs.modalities)}"
+    if gallery is not None:
+        held += f", the gallery {', '.join(g.modalities)}"
+    dirs = _parse_directions(directions, q_mods, t_mods, held)
     normalize = metric == "cosine"
     encoded: dict = {}
 
