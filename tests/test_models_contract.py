@@ -144,3 +144,15 @@ def test_evaluating_a_model_on_pairs_of_other_modalities_names_both(pairs):
     scores = js.evaluate_retrieval(model, js.Pairs({"x": x, "y": y}), ks=(1,))
     u, v = model.encode("x", x), model.encode("y", y)
     assert scores["x->y/R@1"] == pytest.approx(np.mean((u @ v.T).argmax(axis=1) == np.arange(len(x))))
+
+
+@pytest.mark.parametrize("name, params", [("dcca", {"n_components": 2, "epochs": 1, "batch_size": 16}),
+                                          ("dccae", {"n_components": 2, "epochs": 1, "batch_size": 16,
+                                                     "hidden": (8, 4)})])
+def test_a_loaded_model_has_the_parameters_it_was_saved_with(tmp_path, pairs, name, params):
+    model = js.create_model(name, **params).fit(pairs)
+    model.save(tmp_path / "m")
+    loaded = js.load_model(tmp_path / "m")
+    assert loaded.get_params() == model.get_params()
+    assert repr(loaded) == repr(model)
+    assert loaded.hidden == params.get("hidden", (256, 256))

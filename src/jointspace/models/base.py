@@ -371,6 +371,10 @@ def _construct(cls, config: dict, cfg_path: Path) -> JointModel:
         if unknown and not takes_any:
             raise InputError(f"model: {cfg_path} field 'params' has unknown key(s) {', '.join(map(repr, unknown))} "
                              f"for model {config['model']!r}; expected keys from {', '.join(known)}")
+        # JSON has no tuples: a parameter given as one by default (hidden=(256, 256)) comes back
+        # as one, so the loaded model's get_params() equals the saved model's
+        params = {k: tuple(v) if isinstance(v, list) and k in sig.parameters
+                  and isinstance(sig.parameters[k].default, tuple) else v for k, v in params.items()}
     try:
         return cls.from_config(params) if hasattr(cls, "from_config") else cls(**params)
     except JointspaceError:
