@@ -156,3 +156,16 @@ def test_a_loaded_model_has_the_parameters_it_was_saved_with(tmp_path, pairs, na
     assert loaded.get_params() == model.get_params()
     assert repr(loaded) == repr(model)
     assert loaded.hidden == params.get("hidden", (256, 256))
+
+
+@pytest.mark.parametrize("name", ["ae", "mvae-mopoe"])
+@pytest.mark.parametrize("shape", [(40, 6), (40, 5, 5)], ids=["features", "pixels"])
+def test_generative_models_read_booleans_as_zeros_and_ones(name, shape):
+    rng = np.random.default_rng(0)
+    flags = rng.random(shape) > 0.5
+    y = rng.normal(size=(shape[0], 3)).astype(np.float32)
+    model = js.create_model(name, **GENERATIVE).fit(js.Pairs({"image": flags, "text": y}))
+    numbers = js.create_model(name, **GENERATIVE).fit(js.Pairs({"image": flags.astype(np.float32), "text": y}))
+    want = numbers.encode("image", flags.astype(np.float32))
+    np.testing.assert_array_equal(model.encode("image", flags), want)
+    np.testing.assert_array_equal(numbers.encode("image", flags), want)

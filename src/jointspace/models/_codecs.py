@@ -36,7 +36,9 @@ def tokenize(text: str) -> list[str]:
 
 
 def _is_numeric(items) -> bool:
-    return isinstance(items, np.ndarray) and items.dtype != object and np.issubdtype(items.dtype, np.number)
+    """Whether ``items`` is an array of numbers; booleans count, as 0 and 1 (binary pixels or
+    features), as they do for every other model."""
+    return isinstance(items, np.ndarray) and (np.issubdtype(items.dtype, np.number) or items.dtype == bool)
 
 
 class PixelCodec:
