@@ -169,3 +169,18 @@ def test_generative_models_read_booleans_as_zeros_and_ones(name, shape):
     want = numbers.encode("image", flags.astype(np.float32))
     np.testing.assert_array_equal(model.encode("image", flags), want)
     np.testing.assert_array_equal(numbers.encode("image", flags), want)
+
+
+@pytest.mark.parametrize("name", ["cca", "rcca", "pls", "kcca"])
+def test_transform_takes_the_pairs_that_fit_and_score_take(pairs, name):
+    model = js.create_model(name, n_components=2, weight=0.0)
+    u_fit, v_fit = model.fit_transform(pairs)
+    u, v = model.transform(pairs)
+    np.testing.assert_array_equal(u, u_fit)
+    np.testing.assert_array_equal(v, v_fit)
+    if name != "kcca":   # the linear map by hand: centred rows times the canonical weights
+        x, y = pairs["image"].astype(np.float64), pairs["text"].astype(np.float64)
+        np.testing.assert_allclose(u, (x - model.x_mean_) @ model.x_weights_, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(v, (y - model.y_mean_) @ model.y_weights_, rtol=1e-10, atol=1e-12)
+    with pytest.raises(js.InputError, match="y: expected None with a Pairs X"):
+        model.transform(pairs, pairs["text"])

@@ -238,7 +238,9 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
 
         Parameters
         ----------
-        X : ndarray, shape (n, p)
+        X : ndarray, shape (n, p), or Pairs
+            The first view, or pairs holding both fitted modalities (as for ``fit``,
+            ``fit_transform`` and ``score``), which give ``(u, v)``.
         y : ndarray, shape (n, q), optional
 
         Returns
@@ -246,6 +248,10 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         u : ndarray, shape (n, k), or (u, v)
         """
         check_is_fitted(self, "x_weights_")
+        if isinstance(X, Pairs):
+            if y is not None:
+                raise InputError(f"y: expected None with a Pairs X (it holds both views), got {type(y).__name__}")
+            return self._transform_pairs(X)
         x = check_x(self, X, reset=False)
         u = self._project(0, x, "X")
         if y is None:
