@@ -184,3 +184,14 @@ def test_transform_takes_the_pairs_that_fit_and_score_take(pairs, name):
         np.testing.assert_allclose(v, (y - model.y_mean_) @ model.y_weights_, rtol=1e-10, atol=1e-12)
     with pytest.raises(js.InputError, match="y: expected None with a Pairs X"):
         model.transform(pairs, pairs["text"])
+
+
+@pytest.mark.parametrize("name", ["ae", "aae", "mvae-poe", "mvae-moe", "mvae-mopoe", "beta-vae"])
+def test_generative_models_encode_a_dataframe_of_feature_vectors(pairs, name):
+    pd = pytest.importorskip("pandas")
+    model = js.create_model(name, **GENERATIVE).fit(pairs)
+    for mod in ("image", "text"):
+        x = pairs[mod]
+        np.testing.assert_array_equal(model.encode(mod, pd.DataFrame(x)), model.encode(mod, x))
+    with pytest.raises(js.InputError, match=r"expected a feature array of shape \(n, d\), got DataFrame"):
+        model.encode("image", pd.DataFrame({"a": ["x"] * 3, "b": ["y"] * 3}))

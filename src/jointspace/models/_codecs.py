@@ -182,7 +182,8 @@ class FeatureCodec:
     def raw_features(self, items, where: str) -> np.ndarray:
         """Feature vectors (n, d) in the original units (through the tower for raw items)."""
         arr = items
-        if self.tower is None and isinstance(items, (list, tuple)):   # rows of numbers, as array-like
+        # rows of numbers as nested lists, or a DataFrame: array-like, as for the other models
+        if self.tower is None and (isinstance(items, (list, tuple)) or hasattr(items, "to_numpy")):
             try:
                 arr = np.asarray(items)
             except (ValueError, TypeError):   # ragged rows
