@@ -61,3 +61,30 @@ def test_quick_openclipart_sample_spans_the_categories(monkeypatch):
     for split in (train, test):
         assert len(split) == suite.QUICK_LIMIT
         assert set(np.asarray(split.labels).tolist()) == set(range(10))
+
+
+def test_quick_rerank_splits_span_the_categories_with_features_of_the_same_rows(monkeypatch):
+    """The re-ranking's quick splits are drawn as the classification's are, and each split's
+    features are those of its own drawn rows."""
+    import jointspace.bench._contrastive as contrastive
+    import jointspace.data.datasets as datasets
+    from jointspace.bench import fusion as suite
+
+    def load(name, split):
+        n = 1000
+        return Pairs({"image": [f"{split}/{i}.png" for i in range(n)], "text": [f"t{i}" for i in range(n)]},
+                     labels=np.arange(n) // 100)   # ten categories, one after the other
+
+    def features(pairs):
+        index = np.array([int(t[1:]) for t in pairs["text"]], np.float32)
+        return pairs.with_modality("image", index[:, None]).with_modality("text", index[:, None])
+
+    monkeypatch.setattr(datasets, "load_dataset", load)
+    monkeypatch.setattr(contrastive, "openclipart_tower_features", features)
+    raws, feats = suite._rerank_splits(quick=True)
+    expected = np.sort(np.random.default_rng(0).choice(1000, suite.QUICK_LIMIT, replace=False))
+    for split in ("train", "val", "test"):
+        assert len(raws[split]) == len(feats[split]) == suite.QUICK_LIMIT
+        assert set(np.asarray(raws[split].labels).tolist()) == set(range(10))
+        assert [int(t[1:]) for t in raws[split]["text"]] == expected.tolist()
+        np.testing.assert_array_equal(feats[split]["image"][:, 0], expected)

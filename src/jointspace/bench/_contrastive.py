@@ -88,18 +88,36 @@ def openclipart_features(cache=True, progress: bool = False, pool_blocks=(), **l
         MiniLM features; labels, ids and metadata (``title_key``) as the dataset gives them.
     """
     from ..data.datasets import load_dataset
+
+    return {split: openclipart_tower_features(load_dataset("openclipart", split, **load_options), cache=cache,
+                                              progress=progress, pool_blocks=pool_blocks)
+            for split in ("train", "val", "test")}
+
+
+def openclipart_tower_features(pairs, cache=True, progress: bool = False, pool_blocks=()):
+    """``pairs`` of OpenClipart drawings and texts with the towers' features in their place.
+
+    Parameters
+    ----------
+    pairs : Pairs
+        ``image`` PNG paths and ``text`` strings (n of each), as ``load_dataset`` gives them.
+    cache, progress, pool_blocks :
+        As for :func:`openclipart_features`.
+
+    Returns
+    -------
+    Pairs
+        ``image`` (n, 1280 + block channels) and ``text`` (n, 384) features; the rest of
+        ``pairs`` unchanged.
+    """
     from ..towers.base import create_tower
     from ..towers.cache import embed_cached
 
     img_tower = create_tower("efficientnet-lite0", pool_blocks=tuple(pool_blocks))
     txt_tower = create_tower("minilm")
-    out = {}
-    for split in ("train", "val", "test"):
-        pairs = load_dataset("openclipart", split, **load_options)
-        image = embed_cached(img_tower, pairs["image"], cache=cache, progress=progress)
-        text = embed_cached(txt_tower, pairs["text"], cache=cache, progress=progress)
-        out[split] = pairs.with_modality("image", image).with_modality("text", text)
-    return out
+    image = embed_cached(img_tower, pairs["image"], cache=cache, progress=progress)
+    text = embed_cached(txt_tower, pairs["text"], cache=cache, progress=progress)
+    return pairs.with_modality("image", image).with_modality("text", text)
 
 
 def fit_openclipart(variant: str = "clip (MLP heads, same-title positives)", data: dict | None = None,

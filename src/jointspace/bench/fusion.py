@@ -125,21 +125,32 @@ def classification(dataset: str, quick: bool = False, progress=None) -> dict:
             "noise": noisy_rows}
 
 
+def _rerank_splits(quick: bool) -> tuple:
+    """OpenClipart's splits as ``load_dataset`` gives them and with the towers' features in
+    place of the drawings and texts (the same rows): ``({split: Pairs}, {split: Pairs})``.
+    ``quick``: :func:`_quick_sample` of each split."""
+    from ..data.datasets import load_dataset
+    from ._contrastive import openclipart_tower_features
+
+    raws = {}
+    for split in ("train", "val", "test"):
+        p = load_dataset("openclipart", split)
+        raws[split] = p.subset(_quick_sample(len(p))) if quick else p
+    return raws, {split: openclipart_tower_features(p) for split, p in raws.items()}
+
+
 def rerank(quick: bool = False, progress=None, plot_dir=None) -> dict:
     """First-stage and re-ranked text -> image Recall@1 on OpenClipart, weight chosen on val."""
-    from ..data.datasets import load_dataset
     from ..eval.metrics import ranking_metrics_dense
     from ..models.rerank import CrossAttentionMatcher, _key_codes, choose_rerank_weight
-    from ._contrastive import fit_openclipart, openclipart_features
+    from ._contrastive import fit_openclipart
 
-    limit = {"limit": QUICK_LIMIT} if quick else {}
-    feats = openclipart_features(**limit)
+    raws, feats = _rerank_splits(quick)
     dual = fit_openclipart(data=feats, seed=0, **({"epochs": 5} if quick else {}))
     matcher = CrossAttentionMatcher(progress=False, **({"epochs": 3} if quick else {}))
     parts, tower_s = {}, 0.0
     for split in ("train", "val", "test"):
-        p = feats[split]
-        raw = load_dataset("openclipart", split, **limit)
+        p, raw = feats[split], raws[split]
         t0 = time.perf_counter()
         regions, rmask = matcher.image_parts(raw["image"])
         if split == "test":
@@ -153,7 +164,7 @@ def rerank(quick: bool = False, progress=None, plot_dir=None) -> dict:
     matcher.fit_parts(*[a[~stop] for a in parts["train"]], val=tuple(a[stop] for a in parts["train"]))
     if progress is not None:
         progress()
-    maps = alignment_maps(matcher, load_dataset("openclipart", "test", **limit), plot_dir) if plot_dir else []
+    maps = alignment_maps(matcher, raws["test"], plot_dir) if plot_dir else []
 
     def recall_at_1(split):
         p, (regions, rmask, tokens, tmask, keys) = feats[split], parts[split]
