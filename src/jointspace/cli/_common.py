@@ -254,14 +254,14 @@ def data_source(spec: str, args=None):
     or a file of the folder, it was read from changes), with the user-data options of ``args``
     (``add_data_options``); ``args.builtin_`` (True or False), when set, says whether ``spec``
     is a built-in dataset's name or a path."""
-    from ..data.sources import DEFAULT_VAL_FRACTION, open_data
+    from ..data.sources import open_data
 
     keys = getattr(args, "array_keys_", None)
     if keys is None and args is not None:
         keys = given_array_keys(args)
     opts = {"columns": getattr(args, "columns", None) or "auto", "modalities": keys,
             "labels": getattr(args, "labels", None),
-            "val_fraction": DEFAULT_VAL_FRACTION if getattr(args, "val_fraction", None) is None else args.val_fraction,
+            "val_fraction": getattr(args, "val_fraction", None),
             "split_column": getattr(args, "split_column", None), "group_column": getattr(args, "group_column", None)}
     builtin = getattr(args, "builtin_", None)   # what an index recorded: a built-in by name, or a path
     key = (str(spec), builtin, repr(sorted(opts.items(), key=lambda kv: kv[0])))

@@ -100,8 +100,9 @@ class UserData(DataSource):
     ----------
     pairs : Pairs
         Every row of the collection.
-    val_fraction : float in [0, 0.9]
-        Share held out as ``val`` when no split column is given (0: ``train`` is everything).
+    val_fraction : float in [0, 0.9], optional
+        Share held out as ``val`` when no split column is given (0: ``train`` is everything;
+        default 0.1).  Refused with ``split_column``, which already names every row's split.
     split_column : str, optional
         Metadata column whose values (``train``, ``val``, ``test``, ...) name each row's split.
     group_column : str, optional
@@ -112,7 +113,7 @@ class UserData(DataSource):
 
     builtin = False
 
-    def __init__(self, pairs: Pairs, *, val_fraction: float = DEFAULT_VAL_FRACTION, split_column: str | None = None,
+    def __init__(self, pairs: Pairs, *, val_fraction: float | None = None, split_column: str | None = None,
                  group_column: str | None = None, seed: int = 0):
         self.name = pairs.name
         self.pairs = _with_caption_key(pairs)
@@ -121,7 +122,11 @@ class UserData(DataSource):
         self._parts: dict[str, np.ndarray] = {"all": np.arange(len(pairs))}
         #: the metadata column that names each row's split, if any
         self.split_column = split_column
-        val_fraction = check_float(val_fraction, "--val-fraction", low=0.0, high=0.9)
+        if split_column is not None and val_fraction is not None:
+            raise InputError(f"--val-fraction: the split column already decides every row's split; give one of "
+                             f"--split-column and --val-fraction (got --val-fraction {val_fraction!r})")
+        val_fraction = check_float(DEFAULT_VAL_FRACTION if val_fraction is None else val_fraction, "--val-fraction",
+                                   low=0.0, high=0.9)
         seed = check_int(seed, "seed")
         if split_column is not None:
             if group_column is not None:
@@ -244,14 +249,15 @@ def read_collection(spec, *, columns="auto", modalities: Mapping[str, str] | Non
 
 
 def open_data(spec, *, columns="auto", modalities: Mapping[str, str] | None = None, labels: str | None = None,
-              val_fraction: float = DEFAULT_VAL_FRACTION, split_column: str | None = None,
+              val_fraction: float | None = None, split_column: str | None = None,
               group_column: str | None = None, seed: int = 0, builtin: bool | None = None) -> DataSource:
     """A built-in dataset by name, else the user's collection at path ``spec``.
 
     Parameters are those of :func:`read_collection` and :class:`UserData`; for a built-in
-    dataset only ``spec`` is used (its splits are fixed).  A name that is both a built-in
-    dataset and a file or folder here is read as the file or folder, unless ``builtin`` is
-    True (e.g. what an index recorded); ``builtin=False`` reads ``spec`` as a path.
+    dataset only ``spec`` is used (its splits are fixed), and the options of a collection
+    are refused.  A name that is both a built-in dataset and a file or folder here is read
+    as the file or folder, unless ``builtin`` is True (e.g. what an index recorded);
+    ``builtin=False`` reads ``spec`` as a path.
     """
     from .datasets import DATASETS, _import_builtin
 
@@ -261,7 +267,8 @@ def open_data(spec, *, columns="auto", modalities: Mapping[str, str] | None = No
         raise InputError(f"builtin: {name!r} is not a built-in dataset (they are {', '.join(DATASETS.names())})")
     if name in DATASETS.names() and builtin is not False and (builtin or not Path(name).exists()):
         user_only = [o for o, v in (("--modality", modalities), ("--labels", labels), ("--split-column", split_column),
-                                    ("--group-column", group_column), ("--columns", columns not in (None, "auto")))
+                                    ("--group-column", group_column), ("--columns", columns not in (None, "auto")),
+                                    ("--val-fraction", val_fraction is not None))
                      if v]
         if user_only:
             raise InputError(f"{', '.join(user_only)}: {name!r} is a built-in dataset with fixed splits; these "
