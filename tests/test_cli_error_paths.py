@@ -1,9 +1,22 @@
 """Error paths of the subcommands as a user meets them: options that would choose nothing,
 damaged saved folders named by the argument that passed them, and interrupted runs."""
 
+import shutil
+
 import pytest
 
 from cli_support import one_line, run
+from jointspace.cli import main
+
+
+@pytest.fixture(scope="module")
+def wiki(tmp_path_factory):
+    """A CCA model of wikipedia and an index of its test images: (model_dir, index_dir)."""
+    root = tmp_path_factory.mktemp("wiki")
+    model, index = root / "cca", root / "idx"
+    assert main(["fit", "wikipedia", "--model", "cca", "--param", "n_components=5", "--out", str(model)]) == 0
+    assert main(["index", str(model), "--dataset", "wikipedia", "--modality", "image", "--out", str(index)]) == 0
+    return model, index
 
 
 @pytest.fixture
@@ -28,3 +41,18 @@ def test_val_fraction_that_would_hold_out_nothing_is_refused(tmp_path, capsys, s
                        "--val-fraction", "0.3")
     assert code == 2 and one_line(err), err
     assert "--val-fraction: the split column already decides every row's split" in err, err
+
+
+def test_append_to_a_damaged_index_names_the_index_argument(tmp_path, capsys, wiki):
+    """With --append the positional argument is the index folder: its messages name MODEL, as
+    every other message about that argument does, not the library's parameter ``folder``."""
+    _, index = wiki
+    damaged = tmp_path / "idx"
+    shutil.copytree(index, damaged)
+    with open(damaged / "index.faiss", "r+b") as f:
+        f.truncate(50)
+    for folder, needle in ((damaged, "index.faiss in"), (tmp_path / "nothing", "does not exist")):
+        code, _, err = run(capsys, "index", folder, "--append", "--data", "wikipedia", "--modality", "image",
+                           "--split", "train")
+        assert code == 2 and one_line(err), err
+        assert err.startswith("error: MODEL: ") and needle in err, err

@@ -1,7 +1,7 @@
 """``jointspace index``: embed one modality of a dataset or of your own data and build (or extend)
 a search index; the same content reached by several paths is stored once."""
 
-from .._checks import check_array_modalities
+from .._checks import check_array_modalities, named_as, option_name
 from .._common import add_data_options, array_keys, console, data_source, default_split, load_split, warn
 from .._recorded import DATASET_BUILTIN, model_record
 
@@ -375,7 +375,14 @@ def _append(args) -> int:
     if is_sharded_index(args.model):
         raise InputError(f"--append: {args.model!r} is a sharded index; --append extends one index folder "
                          "(from 'jointspace index'), so build the index again with all the data")
-    index = Index.load(args.model)
+    # the index extended is the argument MODEL (the library names its parameter "folder"), and
+    # is written in place unless --out is given: refused there before any item is embedded
+    given = option_name(args, "model")
+    written = "--out" if args.out else given
+    with named_as("folder", given):
+        index = Index.load(args.model)
+    if not args.out:
+        check_replaceable(args.model, "index", is_kind=is_index_folder, arg=given)
     info = index.info
     if not info.get("model"):
         raise InputError(f"--append: index {args.model!r} does not record the model it was built with")
@@ -419,7 +426,8 @@ def _append(args) -> int:
                     "split": split, "added": int(len(pairs))})
     index.info["appended"] = sources
     out = args.out or args.model
-    index.save(out)
+    with named_as("folder", written):
+        index.save(out)
     skipped = (f"; {n_known} already in the index" + (f" ({n_merged} under new paths, added to their items)"
                                                       if n_merged else "")) if n_known else ""
     dup = f"; {n_dup} duplicates by content stored once" if n_dup else ""
