@@ -56,3 +56,17 @@ def test_append_to_a_damaged_index_names_the_index_argument(tmp_path, capsys, wi
                            "--split", "train")
         assert code == 2 and one_line(err), err
         assert err.startswith("error: MODEL: ") and needle in err, err
+
+
+def test_serve_with_a_damaged_model_says_only_that(tmp_path, capsys, wiki, monkeypatch):
+    """A --model that cannot be loaded is the one line on stderr: no warning that it is not the
+    index's model before it."""
+    _, index = wiki
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: pytest.fail("the server started"))
+    damaged = tmp_path / "model"
+    shutil.copytree(wiki[0], damaged)
+    with open(damaged / "state.safetensors", "r+b") as f:
+        f.truncate(100)
+    code, out, err = run(capsys, "serve", "--index", index, "--model", damaged, "--port", "0")
+    assert code == 2 and one_line(err) and "search page" not in out, err
+    assert "error: --model: " in err and "truncated" in err, err

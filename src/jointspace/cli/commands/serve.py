@@ -97,15 +97,19 @@ def _engine(args):
         info = read_index_info(args.index[0])
         model_dir = index_model_dir(args, info, args.index[0])
         check_model_unchanged(args, info, model_dir)
-        warn_other_model(args, info)
+        others = []
         for folder in args.index[1:]:
             more = read_index_info(folder)
             check_model_unchanged(args, more, model_dir)
-            recorded = other_model(more, model_dir)
-            if recorded:
-                warn(f"--index {folder} was built with the model {recorded}, not {model_dir}, the one served; its "
-                     "scores mean something only if both embed into the same space")
-        return SearchEngine(args.index, model_dir, cache_size=args.cache_size, max_batch=args.max_batch)
+            others.append((folder, other_model(more, model_dir)))
+        engine = SearchEngine(args.index, model_dir, cache_size=args.cache_size, max_batch=args.max_batch)
+    # warned once everything loaded: a model or index that fails to load is its one line of error
+    warn_other_model(args, info)
+    for folder, recorded in others:
+        if recorded:
+            warn(f"--index {folder} was built with the model {recorded}, not {model_dir}, the one served; its "
+                 "scores mean something only if both embed into the same space")
+    return engine
 
 
 @contextlib.contextmanager
