@@ -70,3 +70,22 @@ def test_serve_with_a_damaged_model_says_only_that(tmp_path, capsys, wiki, monke
     code, out, err = run(capsys, "serve", "--index", index, "--model", damaged, "--port", "0")
     assert code == 2 and one_line(err) and "search page" not in out, err
     assert "error: --model: " in err and "truncated" in err, err
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["eval", "{model}", "--data", "wikipedia"], "MODEL"),
+    (["index", "{model}", "--data", "wikipedia", "--modality", "image", "--out", "{tmp}/idx"], "MODEL"),
+    (["zeroshot", "{model}", "--data", "wikipedia"], "MODEL"),
+    (["plot", "map", "{model}", "--data", "wikipedia", "--out", "{tmp}/map.png"], "MODEL"),
+    (["fit-matcher", "openclipart", "--model", "{model}", "--out", "{tmp}/matcher"], "--model"),
+])
+def test_a_truncated_model_is_named_by_the_argument_that_gave_it(tmp_path, capsys, wiki, argv, name):
+    """Whatever is wrong inside a saved model folder, the message names the argument as the
+    command calls it (MODEL, --model), as it does for a folder that is missing."""
+    damaged = tmp_path / "model"
+    shutil.copytree(wiki[0], damaged)
+    with open(damaged / "state.safetensors", "r+b") as f:
+        f.truncate(100)
+    code, _, err = run(capsys, *[a.format(model=damaged, tmp=tmp_path) for a in argv])
+    assert code == 2 and one_line(err), err
+    assert err.startswith(f"error: {name}: ") and "state.safetensors is unreadable or truncated" in err, err

@@ -43,6 +43,7 @@ def run(args) -> int:
     from ...eval.report import make_report
     from ...eval.retrieval import evaluate_retrieval
     from ...models.base import load_model
+    from .._common import load_model_named
 
     if args.bank_split is not None and args.csls is None:
         raise InputError(f"--bank-split: only used with --csls K; got --bank-split {args.bank_split} without --csls")
@@ -64,7 +65,7 @@ def run(args) -> int:
         check_int(args.hubness, "--hubness", low=1)
     if args.against is not None and args.csls is not None:
         raise InputError("--against: compares the models' plain rankings; give it without --csls")
-    model = load_model(args.model)
+    model = load_model_named(args.model, option_name(args, "model"))
     if args.against is not None:
         with named_as("model", option_name(args, "against")):   # load_model names its parameter
             baseline = load_model(args.against)

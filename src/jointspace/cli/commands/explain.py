@@ -47,7 +47,7 @@ def run_fit(args) -> int:
     from ..._io import check_replaceable
     from ...data.datasets import get_dataset
     from ...errors import InputError
-    from ...models.base import load_model
+    from .._common import load_model_named
     from ...models.rerank import CrossAttentionMatcher, is_saved_matcher
 
     # before minutes of training: --out must be free or an earlier matcher
@@ -60,7 +60,7 @@ def run_fit(args) -> int:
             args.candidates = 50
         if args.candidates < 2:
             raise InputError(f"--candidates: expected an integer >= 2, got {args.candidates}")
-        first_stage = load_model(args.model)
+        first_stage = load_model_named(args.model, "--model")
         missing = {"image", "text"} - set(first_stage.modalities_)
         if missing:
             raise InputError(f"--model: expected a model of images and texts, got one of "

@@ -218,12 +218,12 @@ def run(args) -> int:
     from ...errors import InputError
     from ...index.faiss_index import Index
     from ...index.persistence import is_index_folder
-    from ...models.base import load_model
+    from .._common import load_model_named
 
     if not args.out:
         raise InputError("--out: expected the index folder to write (or --append to extend an index)")
     check_replaceable(args.out, "index", is_kind=is_index_folder, arg="--out")
-    model = load_model(args.model)
+    model = load_model_named(args.model, option_name(args, "model"))
     check_array_modalities(args, model.modalities_)
     modality = _index_modality(args, model.modalities_)
     source, split, pairs = _read_items(args, model, modality)

@@ -55,7 +55,7 @@ def run_map(args) -> int:
     import numpy as np
 
     from ...errors import InputError
-    from ...models.base import load_model
+    from .._common import load_model_named
     from ...viz.space_map import plot_joint_space
 
     if args.n < 3:
@@ -66,7 +66,7 @@ def run_map(args) -> int:
         raise InputError(f"--seed: expected an integer in 0 .. {2**32 - 1}, got {args.seed}")
     check_png_out(args.out, "--out", "plots are PNG images")
     check_not_an_input(args, "out", "--out")
-    model = load_model(args.model)
+    model = load_model_named(args.model, option_name(args, "model"))
     check_array_modalities(args, model.modalities_)
     args.split = args.split or default_split(data_source(args.dataset, args), "test")
     pairs = load_split(args.dataset, args.split, args)

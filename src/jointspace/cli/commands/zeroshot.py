@@ -55,13 +55,12 @@ def run(args) -> int:
     from ...data.datasets import load_dataset
     from ...errors import InputError
     from ...eval.zeroshot import check_class_names, resolve_templates, zeroshot_classify
-    from ...models.base import load_model
-    from .._common import print_json, print_table
+    from .._common import load_model_named, print_json, print_table
 
     from .._common import data_source, dataset_option_names, default_split, load_split
 
     templates = resolve_templates(args.templates, "--templates")
-    model = load_model(args.model)
+    model = load_model_named(args.model, option_name(args, "model"))
     if model.raw_kind(args.text_modality, match_dims=False) != "text":
         texts = [m for m in model.modalities_ if model.raw_kind(m, match_dims=False) == "text"]
         raise InputError(f"--text-modality: {args.text_modality!r} is not a text modality of this model "
