@@ -89,3 +89,17 @@ def test_a_truncated_model_is_named_by_the_argument_that_gave_it(tmp_path, capsy
     code, _, err = run(capsys, *[a.format(model=damaged, tmp=tmp_path) for a in argv])
     assert code == 2 and one_line(err), err
     assert err.startswith(f"error: {name}: ") and "state.safetensors is unreadable or truncated" in err, err
+
+
+def test_plot_gallery_with_another_model_that_cannot_take_the_query_says_only_that(tmp_path, capsys, wiki):
+    """The warning that --model is not the index's model comes once the gallery is written, as
+    search gives it: a refused query is the one line on stderr."""
+    _, index = wiki
+    other = tmp_path / "other"
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "3", "--out", str(other)]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "plot", "gallery", index, "--model", other, "--text", "a castle",
+                       "--out", tmp_path / "g.png")
+    assert code == 2 and one_line(err), err
+    assert "error: --text: this model has no text tower" in err and "warning" not in err, err
+    assert not (tmp_path / "g.png").exists()

@@ -110,10 +110,10 @@ def run_gallery(args) -> int:
     check_not_an_input(args, "out", "--out")
     index, model = open_index(args.index, args.model, args)
     check_not_an_item(args.out, "--out", index=index, source=option_name(args, "index"))
-    warn_other_model(args, index.info)
     check_raw_query(model, "text", args.text, others=())   # plot gallery queries by --text alone
     results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
     write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)
+    warn_other_model(args, index.info)   # once it worked, as search warns: an error is its one line
     console.print(f"gallery written to {args.out}", highlight=False)
     return 0
 
