@@ -3,6 +3,7 @@ damaged saved folders named by the argument that passed them, and interrupted ru
 
 import shutil
 
+import numpy as np
 import pytest
 
 from cli_support import one_line, run
@@ -103,3 +104,20 @@ def test_plot_gallery_with_another_model_that_cannot_take_the_query_says_only_th
     assert code == 2 and one_line(err), err
     assert "error: --text: this model has no text tower" in err and "warning" not in err, err
     assert not (tmp_path / "g.png").exists()
+
+
+def test_eval_that_fails_after_reading_its_data_says_only_the_error(tmp_path, capsys):
+    """Arrays whose labels are mostly one class draw a warning from eval; an option refused
+    later (--hubness K above the items, --csls with --metric dot) is then the one line alone."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6))
+    np.savez(tmp_path / "a.npz", X=x, Y=x[:, :4] + 0.1 * rng.normal(size=(40, 4)), L=(np.arange(40) >= 35).astype(int))
+    data = ["--data", tmp_path / "a.npz", "--modality", "image=X", "--modality", "text=Y", "--labels", "L"]
+    assert main(["fit", *map(str, data[1:]), "--model", "cca", "--out", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "eval", tmp_path / "m", *data)
+    assert code == 0 and "warning: 35 of 40 items share the relevance key" in err, err
+    for extra, needle in ((["--hubness", "1000"], "--hubness: expected K <= 40"),
+                          (["--csls", "3", "--metric", "dot"], "--csls: ranks by cosine similarity")):
+        code, _, err = run(capsys, "eval", tmp_path / "m", *data, *extra)
+        assert code == 2 and one_line(err) and needle in err, err

@@ -78,7 +78,6 @@ def run(args) -> int:
     except InputError as exc:   # the option the user gave, by its name on the command line
         raise InputError(f"--{exc}" if args.relevance != "auto" and str(exc).startswith("relevance:") else str(exc)) \
             from None
-    _warn_if_most_are_relevant(keys, relevance)
     modalities = [m for m in model.modalities_ if m in pairs.modalities]
     bank = None if args.csls is None else _csls_bank(args, model, pairs, modalities)
     # each split encoded once, ranked as evaluate_retrieval ranks: dot and euclidean on the unnormalised embeddings
@@ -98,6 +97,7 @@ def run(args) -> int:
     compared = None if args.against is None else _comparison(args, baseline, model, pairs, relevance)
     if compared is not None:
         report["comparison"] = {"baseline": str(args.against), "rows": compared}
+    _warn_if_most_are_relevant(keys, relevance)   # once every number is in: an error is its one line
     if args.json:
         print_json(report)
         return 0
