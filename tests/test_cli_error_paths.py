@@ -121,3 +121,18 @@ def test_eval_that_fails_after_reading_its_data_says_only_the_error(tmp_path, ca
                           (["--csls", "3", "--metric", "dot"], "--csls: ranks by cosine similarity")):
         code, _, err = run(capsys, "eval", tmp_path / "m", *data, *extra)
         assert code == 2 and one_line(err) and needle in err, err
+
+
+def test_complex_arrays_are_refused_not_cast(tmp_path, capsys):
+    """Casting complex features to float would drop their imaginary parts with no more than a
+    numpy warning; the reader refuses them, naming the array."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 5))
+    np.savez(tmp_path / "a.npz", X=x, Y=x[:, :3], Z=x[:, :3] * (1 + 1j))
+    assert main(["fit", str(tmp_path / "a.npz"), "--modality", "image=X", "--modality", "text=Y", "--model", "cca",
+                 "--out", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    code, _, err = run(capsys, "eval", tmp_path / "m", "--data", tmp_path / "a.npz", "--modality", "image=X",
+                       "--modality", "text=Z")
+    assert code == 2 and one_line(err), err
+    assert "text=Z" in err and "expected real numbers" in err and "array 'Z', got dtype complex128" in err, err

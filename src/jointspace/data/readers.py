@@ -52,6 +52,9 @@ def _numeric(arr: np.ndarray, path: Path, key, text_ok: bool = False) -> np.ndar
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         what = f" array {key!r}" if key else ""
         raise InputError(f"path: expected numeric data in {str(path)!r}{what}, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):   # casting to float would drop the imaginary part
+        what = f" array {key!r}" if key else ""
+        raise InputError(f"path: expected real numbers in {str(path)!r}{what}, got dtype {arr.dtype}")
     return arr
 
 
