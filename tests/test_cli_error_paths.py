@@ -136,3 +136,14 @@ def test_complex_arrays_are_refused_not_cast(tmp_path, capsys):
                        "--modality", "text=Z")
     assert code == 2 and one_line(err), err
     assert "text=Z" in err and "expected real numbers" in err and "array 'Z', got dtype complex128" in err, err
+
+
+@pytest.mark.parametrize("model, most", [("clip", 16384), ("ae", 4096)])
+def test_n_components_out_of_a_models_range_names_the_option(tmp_path, capsys, model, most):
+    """--n-components sets clip's dim and an autoencoder's latent_dim: the model's refusal names
+    --n-components, the option given, not the parameter it set."""
+    code, _, err = run(capsys, "fit", "wikipedia", "--model", model, "--epochs", "1", "--n-components", "1000000000",
+                       "--out", tmp_path / "m")
+    assert code == 2 and one_line(err), err
+    assert f"error: --n-components: expected an integer <= {most}, got 1000000000" in err, err
+    assert not (tmp_path / "m").exists()

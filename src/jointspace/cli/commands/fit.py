@@ -324,6 +324,7 @@ def _check_options(args, params: dict) -> None:
         if target in params and params[target] != n:
             raise InputError(f"--n-components: {n} disagrees with --param {target}={params[target]}; give one of them")
         params[target] = n
+        args.n_components_as_ = target   # the model's messages about it name --n-components
     args.run_dir_ = None
     if not trained:
         check_replaceable(args.out, "model", is_kind=is_saved_model, arg="--out")
@@ -404,8 +405,12 @@ def _run(args, params, rank: int) -> int:
 
     generative_train = None   # the pairs a generative model was fitted on, for its evaluation
     selection = None          # how a closed-form model's settings were chosen
-    # the model's messages about its regularizers name the option that gave them
-    with named_as("regularizers", "--regularizer") if args.regularizer else contextlib.nullcontext():
+    # the model's messages about its regularizers and its size name the options that gave them
+    with contextlib.ExitStack() as named:
+        if args.regularizer:
+            named.enter_context(named_as("regularizers", "--regularizer"))
+        if getattr(args, "n_components_as_", None):
+            named.enter_context(named_as(args.n_components_as_, "--n-components"))
         if args.towers is not None:
             model, selection = _fit_towers(args, params)
         elif _is_generative(args.model):
