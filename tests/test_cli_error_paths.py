@@ -147,3 +147,19 @@ def test_n_components_out_of_a_models_range_names_the_option(tmp_path, capsys, m
     assert code == 2 and one_line(err), err
     assert f"error: --n-components: expected an integer <= {most}, got 1000000000" in err, err
     assert not (tmp_path / "m").exists()
+
+
+def test_an_arrays_file_problem_names_the_option_that_chose_the_array(tmp_path, capsys):
+    """The reader's messages about one array name it as it was given: --modality NAME=KEY or
+    --labels KEY, without the reader's own parameter names (key:, path:)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 5))
+    np.savez(tmp_path / "a.npz", X=x, Y=x[:, :3], S=np.array(["a"] * 30), H=np.full((30, 2), 0.5))
+    data = ["--data", tmp_path / "a.npz", "--modality", "image=X"]
+    for extra, needle in ((["--modality", "text=nope"], "error: --modality text=nope: expected one of H, S, X, Y in"),
+                          (["--modality", "text=S"], "error: --modality text=S: expected numeric data in"),
+                          (["--modality", "text=Y", "--labels", "nope"], "error: --labels nope: expected one of H, S,"),
+                          (["--modality", "text=Y", "--labels", "H"], "error: --labels H: a 2-D numeric array is read")):
+        code, _, err = run(capsys, "eval", tmp_path / "nomodel", *data, *extra)
+        assert code == 2 and one_line(err), err
+        assert err.startswith(needle) and "key:" not in err and "path:" not in err, err

@@ -278,6 +278,8 @@ def _data_named_as(args):
     a positional one; the readers say ``--data``, or ``path`` for a folder)."""
     from ..errors import InputError
 
+    import re
+
     try:
         yield
     except InputError as exc:
@@ -285,6 +287,16 @@ def _data_named_as(args):
         for prefix in ("--data:", "path:"):
             if msg.startswith(prefix) and name != prefix[:-1]:
                 raise InputError(name + ":" + msg[len(prefix):]) from None
+        # an arrays file's reader names the array it read (``modality text=T: key: ...``,
+        # ``labels L: ...``); the command line gave it as --modality text=T or --labels L
+        labels = getattr(args, "labels", None)
+        match = re.match(r"(modality [^\s:=]+=[^\s:]+|labels [^\s:]+): (?:(?:key|path): )?(.*)", msg, flags=re.S)
+        if match:
+            raise InputError(f"--{match.group(1)}: {match.group(2)}") from None
+        if msg.startswith("labels: ") and isinstance(labels, str):
+            raise InputError(f"--labels {labels}: {msg[len('labels: '):]}") from None
+        if msg.startswith("modality: the arrays of "):
+            raise InputError("--" + msg) from None
         raise
 
 
