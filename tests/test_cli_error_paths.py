@@ -163,3 +163,21 @@ def test_an_arrays_file_problem_names_the_option_that_chose_the_array(tmp_path, 
         code, _, err = run(capsys, "eval", tmp_path / "nomodel", *data, *extra)
         assert code == 2 and one_line(err), err
         assert err.startswith(needle) and "key:" not in err and "path:" not in err, err
+
+
+@pytest.mark.parametrize("which, kind", [(0, "model"), (1, "index")])
+def test_demo_refuses_to_fill_a_saved_model_or_index_folder(tmp_path, capsys, monkeypatch, wiki, which, kind):
+    """The demo's model, index, galleries and plots/ would land inside the artefact (an index's
+    plots/ is what the search page shows about that index); an empty folder is still fine."""
+    from jointspace.cli.commands import demo
+
+    monkeypatch.setattr(demo, "wikipedia_table", lambda: pytest.fail("the demo started"))
+    folder = tmp_path / kind
+    shutil.copytree(wiki[which], folder)
+    before = sorted(p.name for p in folder.iterdir())
+    code, _, err = run(capsys, "demo", "--no-serve", "--out", folder)
+    assert code == 2 and one_line(err), err
+    assert f"--out: {str(folder)!r} is a saved {kind}; expected a new or empty folder" in err, err
+    assert sorted(p.name for p in folder.iterdir()) == before
+    (tmp_path / "empty").mkdir()
+    assert demo.check_out(tmp_path / "empty") == tmp_path / "empty"

@@ -124,8 +124,10 @@ def check_out(out, option: str = "--out") -> Path:
 
     from ..._io import check_out_file, check_replaceable
     from ...errors import InputError
-    from ...index.persistence import is_saved_index
+    from ...index.persistence import is_index_folder, is_saved_index
     from ...models.base import is_saved_model
+    from ...models.rerank import is_saved_matcher
+    from ...train.checkpoint import is_run_dir
 
     out = Path(out)
     if not str(out).strip():
@@ -133,6 +135,13 @@ def check_out(out, option: str = "--out") -> Path:
     if out.exists() and not out.is_dir():
         raise InputError(f"{option}: expected a folder for the demo's models, index and galleries, got the file "
                          f"{str(out)!r}")
+    # a saved artefact is not a demo folder: the demo's model, index, galleries and plots would
+    # land inside it (an index's plots/ is what the search page shows about that index)
+    for kind, is_kind in (("model", is_saved_model), ("index", is_index_folder),
+                          ("cross-attention matcher", is_saved_matcher), ("run folder", is_run_dir)):
+        if out.is_dir() and any(out.iterdir()) and is_kind(out):
+            raise InputError(f"{option}: {str(out)!r} is a saved {kind}; expected a new or empty folder or an "
+                             "earlier demo folder")
     check_replaceable(out / "openclipart-rcca", "model", is_kind=is_saved_model, arg=option)
     check_replaceable(out / "openclipart-index", "index", is_kind=is_saved_index, arg=option)
     if (out / "plots").exists() and not (out / "plots").is_dir():
