@@ -1,6 +1,7 @@
 """Error paths of the subcommands as a user meets them: options that would choose nothing,
 damaged saved folders named by the argument that passed them, and interrupted runs."""
 
+import os
 import shutil
 
 import numpy as np
@@ -181,3 +182,19 @@ def test_demo_refuses_to_fill_a_saved_model_or_index_folder(tmp_path, capsys, mo
     assert sorted(p.name for p in folder.iterdir()) == before
     (tmp_path / "empty").mkdir()
     assert demo.check_out(tmp_path / "empty") == tmp_path / "empty"
+
+
+def test_bench_figures_that_cannot_be_written_are_refused_before_the_suite_runs(tmp_path, capsys, monkeypatch):
+    """The figures are drawn minutes into a suite; a --figures folder that cannot be made (under
+    a file) or written in (/proc) is refused first."""
+    from jointspace.cli.commands import bench
+
+    monkeypatch.setattr(bench, "run_with_progress", lambda *a, **k: pytest.fail("the suite started"))
+    (tmp_path / "notes.txt").write_text("mine")
+    folders = [(tmp_path / "notes.txt" / "figs", "is not a folder")]
+    if os.path.isdir("/proc/self"):   # Linux's read-only /proc, which says yes to os.access for root
+        folders.append(("/proc/jointspace-figures", "--figures: cannot write in '/proc'"))
+    for folder, needle in folders:
+        code, _, err = run(capsys, "bench", "generative", "--quick", "--figures", folder)
+        assert code == 2 and one_line(err) and err.startswith("error: --figures: ") and needle in err, err
+    assert (tmp_path / "notes.txt").read_text() == "mine"

@@ -61,9 +61,14 @@ def _figures_dir(suite: str, folder: str) -> str:
     mod = importlib.import_module(f"jointspace.bench.{suite.replace('-', '_')}")
     if "plot_dir" not in inspect.signature(mod.run).parameters:
         raise InputError(f"--figures: suite {suite!r} draws no figures; drop it")
+    from ..._io import check_out_file
+
     path = Path(folder)
     if path.exists() and not path.is_dir():
         raise InputError(f"--figures: {folder} exists and is not a folder")
+    # the figures are drawn as the suite goes, minutes in: a folder that cannot be made or written
+    # in is refused now (in an existing folder, a figure's name stands for them all)
+    check_out_file(path / "figure.png" if path.is_dir() else path, arg="--figures")
     return str(path)
 
 
