@@ -198,3 +198,15 @@ def test_bench_figures_that_cannot_be_written_are_refused_before_the_suite_runs(
         code, _, err = run(capsys, "bench", "generative", "--quick", "--figures", folder)
         assert code == 2 and one_line(err) and err.startswith("error: --figures: ") and needle in err, err
     assert (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_a_manifest_that_lists_missing_files_is_named_by_the_data_argument(tmp_path, capsys):
+    """The manifest's own problems (files it lists that are gone, repeated ids) name the argument
+    that gave it, as its other problems (empty, not UTF-8) do."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,caption\nnope.png,a cat\n", encoding="utf-8")
+    for argv, name in ((["embed", manifest, "--tower", "efficientnet-lite0", "--out", tmp_path / "e.npy"], "DATA"),
+                       (["eval", tmp_path / "nomodel", "--data", manifest], "--data")):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and one_line(err), err
+        assert err.startswith(f"error: {name}: manifest ") and "1 of 1 image files do not exist" in err, err

@@ -287,6 +287,8 @@ def _data_named_as(args):
         for prefix in ("--data:", "path:"):
             if msg.startswith(prefix) and name != prefix[:-1]:
                 raise InputError(name + ":" + msg[len(prefix):]) from None
+        if msg.startswith("manifest "):   # what is wrong in the manifest DATA (files it lists, its ids)
+            raise InputError(f"{name}: {msg}") from None
         # an arrays file's reader names the array it read (``modality text=T: key: ...``,
         # ``labels L: ...``); the command line gave it as --modality text=T or --labels L
         labels = getattr(args, "labels", None)
