@@ -210,3 +210,19 @@ def test_a_manifest_that_lists_missing_files_is_named_by_the_data_argument(tmp_p
         code, _, err = run(capsys, *argv)
         assert code == 2 and one_line(err), err
         assert err.startswith(f"error: {name}: manifest ") and "1 of 1 image files do not exist" in err, err
+
+
+def test_a_picture_of_the_data_that_cannot_be_read_is_named_by_the_data_argument(tmp_path, capsys):
+    """The tower counts items within its batch (``items[0]``), which is no row of the folder: the
+    message names the folder's argument and the file."""
+    from PIL import Image
+
+    folder = tmp_path / "pics"
+    folder.mkdir()
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(folder / "a.png")
+    (folder / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 20)
+    code, _, err = run(capsys, "embed", folder, "--tower", "efficientnet-lite0", "--no-cache", "--quiet",
+                       "--out", tmp_path / "e.npy")
+    assert code == 2 and one_line(err), err
+    assert err.startswith(f"error: DATA {folder}: {str(folder / 'b.png')!r}: cannot read the image"), err
+    assert "items[" not in err and not (tmp_path / "e.npy").exists()

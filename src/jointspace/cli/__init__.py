@@ -120,9 +120,19 @@ def name_the_option(message: str, args) -> str:
 def name_the_items(message: str, args) -> str:
     """A model's message about the items of one modality (``items (image): expected 5
     features, got 7``) names where the command read them: the arrays file's
-    ``--modality image=KEY``, else the data option (``--data x.npz (image): ...``)."""
+    ``--modality image=KEY``, else the data option (``--data x.npz (image): ...``); a tower's
+    message about one file of the data (``items[3] ('a.png'): ...``) is named by the data
+    option (``--data photos: 'a.png': ...``)."""
     import re
 
+    data = getattr(args, "dataset", None)
+    # a tower's message about one file (``items[3] ('a.png'): ...``) counts items within its
+    # batch, not rows of the data: the file is named under the argument that listed it
+    match = re.match(r"items\[\d+\] \(('.+?')\): (.*)", message, flags=re.S)
+    if match and isinstance(data, str) and data:
+        from ._checks import option_name
+
+        return f"{option_name(args, 'dataset')} {data}: {match.group(1)}: {match.group(2)}"
     match = re.match(r"items \(([^()]+)\): (.*)", message, flags=re.S)
     if not match:
         return message
@@ -135,7 +145,6 @@ def name_the_items(message: str, args) -> str:
         keys = {}
     if modality in keys:
         return f"--modality {modality}={keys[modality]}: {rest}"
-    data = getattr(args, "dataset", None)
     if isinstance(data, str) and data:
         from ._checks import option_name
 
