@@ -226,3 +226,35 @@ def test_a_picture_of_the_data_that_cannot_be_read_is_named_by_the_data_argument
     assert code == 2 and one_line(err), err
     assert err.startswith(f"error: DATA {folder}: {str(folder / 'b.png')!r}: cannot read the image"), err
     assert "items[" not in err and not (tmp_path / "e.npy").exists()
+
+
+def test_an_index_that_recorded_a_val_fraction_beside_a_split_column_is_read_as_it_was(tmp_path, capsys,
+                                                                                        monkeypatch):
+    """Indexes built before the two options were refused together recorded both; the fraction
+    had no effect then, so search --query-row reads the rows by the split column alone."""
+    import json
+
+    from jointspace.cli.commands import search
+    from jointspace.errors import InputError
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(30, 5))
+    np.savez(tmp_path / "a.npz", X=x, Y=x[:, :3])
+    arrays = ["--modality", "image=X", "--modality", "text=Y"]
+    assert main(["fit", str(tmp_path / "a.npz"), *arrays, "--model", "cca", "--out", str(tmp_path / "m")]) == 0
+    assert main(["index", str(tmp_path / "m"), "--data", str(tmp_path / "a.npz"), *arrays, "--modality", "image",
+                 "--out", str(tmp_path / "idx")]) == 0
+    meta = json.loads((tmp_path / "idx" / "index.json").read_text())
+    meta["info"]["data_options"].update(split_column="part", val_fraction=0.3)
+    (tmp_path / "idx" / "index.json").write_text(json.dumps(meta))
+    read = []
+
+    def load_split(dataset, split, args):
+        read.append(vars(args))
+        raise InputError("read")
+
+    monkeypatch.setattr(search, "load_split", load_split)
+    capsys.readouterr()
+    code, _, err = run(capsys, "search", tmp_path / "idx", "--query-row", "0")
+    assert code == 2 and "read" in err, err
+    assert read[0]["split_column"] == "part" and "val_fraction" not in read[0], read

@@ -77,6 +77,8 @@ def _query(args, index, model):
         split = args.split or default_split(source, index.info.get("split", "test"))
     else:   # the index's own data, read as it was when indexed (a built-in by name, an arrays file's keys, ...)
         options = index.info.get("data_options") if isinstance(index.info.get("data_options"), dict) else {}
+        if options.get("split_column") is not None:   # recorded beside it, a fraction had no effect
+            options = {k: v for k, v in options.items() if k != "val_fraction"}
         read_as = argparse.Namespace(**options, builtin_=builtin)
         split = args.split or index.info.get("split", "test")
     pairs = load_split(dataset, split, read_as)
