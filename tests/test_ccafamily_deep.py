@@ -67,6 +67,13 @@ def test_batch_smaller_than_output_dimension(batch):
         create_model("dcca", n_components=2, out_dim=8, batch_size=4).fit(x, x)
     with pytest.raises(InputError, match="expected batch_size >= 9"):
         create_model("dcca", n_components=2, out_dim=8, batch_size=8, ridge=0.0).fit(x, x)
+    # the output size set by n_components alone (no out_dim) is named as n_components
+    with pytest.raises(InputError, match=r"^n_components: .*expected n_components <= 7 or batch_size >= 10, got 9"):
+        create_model("dcca", n_components=9, batch_size=8, ridge=0.0).fit(x, x)
+    with pytest.raises(InputError, match=r"^n_components: expected fewer output dimensions than the 50 samples.*got 60"):
+        create_model("dcca", n_components=60, batch_size=64).fit(x, x)
+    with pytest.raises(InputError, match=r"^out_dim: expected fewer output dimensions than the 50 samples.*got 60"):
+        create_model("dcca", n_components=2, out_dim=60, batch_size=64).fit(x, x)
     with pytest.raises(InputError, match="hidden: expected a list of hidden-layer widths"):
         create_model("dcca", n_components=2, hidden=64).fit(x, x)
     with pytest.raises(InputError, match="hidden: expected an integer <= 16384"):

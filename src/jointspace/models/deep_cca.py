@@ -173,14 +173,20 @@ class DeepCCA(BaseEstimator, JointModel):
         ridge = check_float(self.ridge, "ridge", low=0.0)
         # the smallest batch whose covariances can be inverted (one more without a ridge)
         min_batch = max(2, self.out_dim_ + (ridge == 0))
+        # the output size is n_components unless out_dim is given: name the one the user set
+        size = "out_dim" if self.out_dim is not None else "n_components"
         if bs < min_batch:
+            if size == "n_components":
+                raise InputError(f"n_components: a batch of {bs} (batch_size) cannot estimate the covariances of "
+                                 f"{k}-dimensional outputs with ridge {ridge}; expected n_components <= "
+                                 f"{bs - (ridge == 0)} or batch_size >= {min_batch}, got {k}")
             raise InputError(f"batch_size: a batch of {bs} cannot estimate the covariances of "
                              f"{self.out_dim_}-dimensional outputs with ridge {ridge}; expected batch_size >= "
                              f"{min_batch}")
         n = x.shape[0]
         if n < self.out_dim_ + 1:
-            raise InputError(f"views: expected more samples than out_dim = {self.out_dim_}, got {n} "
-                             "(fewer samples than components)")
+            raise InputError(f"{size}: expected fewer output dimensions than the {n} samples (the covariances "
+                             f"need more samples than dimensions), got {self.out_dim_}")
         epochs = check_int(self.epochs, "epochs", low=0)   # 0: CCA of the untrained networks (a baseline)
         check_int(self.random_state, "random_state", low=0, high=2**32 - 1)
         recon = self._recon()
