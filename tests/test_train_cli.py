@@ -111,6 +111,17 @@ def test_a_resume_that_cannot_continue_names_the_option(tmp_path, capsys):
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "more").exists()
     code, _, err = run(capsys, *CLIP, "--resume", tmp_path / "nothing", "--out", tmp_path / "more")
     assert code == 2 and err.startswith("error: --resume: ") and "holds no checkpoint" in err
+    # a damaged checkpoint is bad input too: the option is named, the exit status is 2
+    from jointspace.train.checkpoint import checkpoint_dirs
+
+    first, last = checkpoint_dirs(tmp_path / "ref.train")
+    (last / "model.safetensors").write_bytes(b"0123456789")
+    (first / "trainer.json").write_text("{bad")
+    for ckpt, needle in ((last, "is truncated or corrupt: model.safetensors"),
+                         (first, "is incomplete or corrupt: trainer.json unreadable")):
+        code, _, err = run(capsys, *CLIP, "--resume", ckpt, "--out", tmp_path / "more")
+        assert code == 2 and err.startswith("error: --resume: checkpoint ") and needle in err, err
+        assert len(err.strip().splitlines()) == 1 and not (tmp_path / "more").exists()
 
 
 def test_resume_from_a_copied_checkpoint_writes_beside_out(tmp_path, capsys):

@@ -257,34 +257,33 @@ def load_checkpoint(path, module: torch.nn.Module, optimizer: torch.optim.Optimi
 
     Raises
     ------
-    JointspaceError
-        A file is missing, truncated or altered (digest mismatch), or ``trainer.json`` lacks a
-        field or holds one of the wrong type; nothing is deleted.
     InputError
-        The checkpoint belongs to a different run configuration (network, settings, data).
+        Named ``resume``: a file is missing, truncated or altered (digest mismatch), or
+        ``trainer.json`` lacks a field or holds one of the wrong type (nothing is deleted); or
+        the checkpoint belongs to a different run configuration (network, settings, data).
     """
     ckpt = resolve_checkpoint(path)
     meta_path = ckpt / "trainer.json"
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError) as exc:
-        raise JointspaceError(f"checkpoint {str(ckpt)!r} is incomplete or corrupt: trainer.json unreadable "
-                              f"({exc}){_previous_hint(ckpt)}") from None
+        raise InputError(f"resume: checkpoint {str(ckpt)!r} is incomplete or corrupt: trainer.json unreadable "
+                         f"({exc}){_previous_hint(ckpt)}") from None
     problem = _meta_problem(meta)
     if problem:
-        raise JointspaceError(f"checkpoint {str(ckpt)!r} is corrupt: trainer.json {problem}; refusing to load it"
-                              f"{_previous_hint(ckpt)}")
+        raise InputError(f"resume: checkpoint {str(ckpt)!r} is corrupt: trainer.json {problem}; refusing to load it"
+                         f"{_previous_hint(ckpt)}")
     blobs = {}
     for name, digest in meta.get("sha256", {}).items():
         try:
             data = (ckpt / name).read_bytes()
         except OSError:
-            raise JointspaceError(f"checkpoint {str(ckpt)!r} is incomplete: {name} is missing"
-                                  f"{_previous_hint(ckpt)}") from None
+            raise InputError(f"resume: checkpoint {str(ckpt)!r} is incomplete: {name} is missing"
+                             f"{_previous_hint(ckpt)}") from None
         if _digest(data) != digest:
-            raise JointspaceError(f"checkpoint {str(ckpt)!r} is truncated or corrupt: {name} does not match its "
-                                  f"recorded SHA-256 ({len(data)} bytes read); refusing to load it"
-                                  f"{_previous_hint(ckpt)}")
+            raise InputError(f"resume: checkpoint {str(ckpt)!r} is truncated or corrupt: {name} does not match its "
+                             f"recorded SHA-256 ({len(data)} bytes read); refusing to load it"
+                             f"{_previous_hint(ckpt)}")
         blobs[name] = data
     saved = meta.get("model_config")
     if saved != model_config:
