@@ -96,7 +96,7 @@ def test_killed_while_caching_embeddings_every_finished_chunk_is_read_back(tmp_p
 
     sys.path.insert(0, str(WORKER.parent))
     try:
-        from save_loop import CACHE_ROWS, cache_items, cache_tower
+        from save_loop import CACHE_CHUNK, cache_items, cache_tower
     finally:
         sys.path.remove(str(WORKER.parent))
     rng = random.Random("crash-cache")
@@ -109,7 +109,7 @@ def test_killed_while_caching_embeddings_every_finished_chunk_is_read_back(tmp_p
         started = {int(v) for word, v, *_ in lines if word == "pending"}   # a killed version never finishes
         chunks = list(path.glob("*/*.safetensors"))
         assert len(finished) <= len(chunks) <= len(started), (len(finished), len(chunks), len(started))
-        cache = EmbeddingCache(path, chunk_size=CACHE_ROWS)
+        cache = EmbeddingCache(path, chunk_size=CACHE_CHUNK)
         for i in sorted(started):
             items = cache_items(i)
             hits = cache.hits

@@ -41,6 +41,8 @@ def model_version(i):
 
 #: rows of one cached chunk (one version of the embedding-cache loop)
 CACHE_ROWS = 256
+#: the cache's chunk_size: its shortest chunk (a quarter of it) holds all of a version's rows
+CACHE_CHUNK = 4 * CACHE_ROWS
 
 
 def cache_tower():
@@ -105,7 +107,7 @@ def main(kind, path, log):
                 from jointspace.towers import EmbeddingCache
 
                 out.write(f"pending {i} {i}\n")
-                EmbeddingCache(path, chunk_size=CACHE_ROWS).embed(cache_tower(), cache_items(i), progress=False)
+                EmbeddingCache(path, chunk_size=CACHE_CHUNK).embed(cache_tower(), cache_items(i), progress=False)
             out.write(f"done {i}\n")
 
 

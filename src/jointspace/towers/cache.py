@@ -4,11 +4,23 @@ Layout::
 
     <root>/<tower name>-<settings digest>/<chunk digest>.safetensors
 
-Items are split into consecutive chunks of ``chunk_size``.  A chunk's digest hashes the
+Items are split into chunks by their content (content-defined chunking): a chunk ends after
+an item whose digest, read as an integer, is a multiple of a divisor set by ``chunk_size``,
+provided the chunk holds at least ``chunk_size // 4`` items, and in any case once it holds
+``4 * chunk_size`` items, so chunks hold ``chunk_size`` items on average (see
+:func:`chunk_bounds`).  A boundary therefore stays where it was when items are inserted,
+removed or reordered elsewhere: adding a file that sorts first in a folder, or deleting one
+in the middle, recomputes only the chunk around it (two when the item inserted or removed is
+one that ends a chunk), not every chunk after it.  A chunk's digest hashes the
 tower's key (name, settings and the pretrained weights files it loads, see
 :meth:`~jointspace.towers.base.Tower.cache_key`; the current weights for trainable towers)
 and the *content* of its items (file bytes for paths, UTF-8 text for strings, pixels /
-samples for arrays), so a renamed file still hits and an edited one misses.  Each chunk file is written atomically as
+samples for arrays), so a renamed file still hits and an edited one misses.  A chunk file
+holds the tower's output for exactly the items its digest names, whatever rule cut them, so
+the file format carries no version: a cache written when chunks were runs of ``chunk_size``
+consecutive items is still read correctly, but only its chunks the new rule cuts again are
+hits (every collection of at most ``chunk_size // 4`` items); larger collections miss
+once and are cached again.  Each chunk file is written atomically as
 soon as it is computed, so an interrupted run resumes where it stopped.  A chunk file is
 trusted only if it loads, names the same chunk digest, has the expected shape and its data
 checksum matches; otherwise it is recomputed.  The temporary file a run killed mid-write
@@ -99,6 +111,46 @@ def _file_header(path) -> tuple[int, bool]:
         return 1, False
 
 
+def chunk_bounds(digests, chunk_size: int) -> list[tuple[int, int]]:
+    """Where the cache cuts a sequence of items into chunks, from their digests alone.
+
+    A chunk ends after an item whose digest, read as a big-endian integer, is a multiple of
+    ``chunk_size - low + 1`` once the chunk holds at least ``low = max(1, chunk_size // 4)``
+    items, and in any case once it holds ``4 * chunk_size`` items; the last chunk ends with
+    the items.  The expected length of a chunk is ``chunk_size``; a chunk is cut at the bound
+    (a boundary that depends on position) with probability about ``exp(-5)``.
+
+    Parameters
+    ----------
+    digests : sequence of n bytes
+        :func:`item_digest` of each item, in order.
+    chunk_size : int
+        Average items per chunk, >= 1.
+
+    Returns
+    -------
+    list of (start, stop)
+        Consecutive half-open ranges covering ``range(n)``.
+
+    Examples
+    --------
+    >>> chunk_bounds([bytes([i]) for i in range(6)], chunk_size=1)
+    [(0, 1), (1, 2), (2, 3), (3, 4), (4, 5), (5, 6)]
+    """
+    chunk_size = check_int(chunk_size, "chunk_size", low=1)
+    low = max(1, chunk_size // 4)
+    divisor, high = chunk_size - low + 1, 4 * chunk_size
+    bounds, start = [], 0
+    for i, d in enumerate(digests):
+        length = i + 1 - start
+        if length >= high or (length >= low and int.from_bytes(d, "big") % divisor == 0):
+            bounds.append((start, i + 1))
+            start = i + 1
+    if start < len(digests):
+        bounds.append((start, len(digests)))
+    return bounds
+
+
 class EmbeddingCache:
     """Cache of tower outputs in a folder.
 
@@ -107,7 +159,9 @@ class EmbeddingCache:
     root : str or path, optional
         Folder of the cache (default :func:`default_cache_dir`).
     chunk_size : int
-        Items per chunk file: the unit of resuming an interrupted run.
+        Average items per chunk file, the unit of resuming an interrupted run: chunks are cut
+        by their items' content and hold between ``chunk_size // 4`` (at least 1) and
+        ``4 * chunk_size`` items, except the last (see :func:`chunk_bounds`).
 
     Examples
     --------
@@ -140,7 +194,7 @@ class EmbeddingCache:
         Returns
         -------
         vectors : ndarray of float32, shape (n, tower.out_dim)
-            ``tower.embed`` of each run of ``chunk_size`` items in turn, as computed when the
+            ``tower.embed`` of each chunk (:func:`chunk_bounds`) in turn, as computed when the
             chunk was cached: identical to ``tower.embed(items)`` when each item's vector
             depends on that item alone; a tower whose batches are composed from all the
             items it is given (MiniLM sorts texts by length and pads each batch to its
@@ -155,8 +209,7 @@ class EmbeddingCache:
         out = np.empty((n, tower.out_dim), dtype=np.float32)
         folder = self.folder(tower)
         with progress_bar(tower.name, n, enabled=progress and n > self.chunk_size) as advance:
-            for start in range(0, n, self.chunk_size):
-                stop = min(n, start + self.chunk_size)
+            for start, stop in chunk_bounds(digests, self.chunk_size):
                 h = hashlib.blake2b(key, digest_size=20)
                 for d in digests[start:stop]:
                     h.update(d)
