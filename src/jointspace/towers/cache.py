@@ -26,7 +26,9 @@ trusted only if it loads, names the same chunk digest, has the expected shape an
 checksum matches; otherwise it is recomputed.  The temporary file a run killed mid-write
 leaves behind is deleted by the next run that writes to the folder, once it is an hour old.
 If the folder cannot be written (read-only, full disk) the vectors are still computed and
-returned, with one warning.
+returned, with one warning.  A hit sets the chunk file's modification time to now, so the
+chunks least recently used are the ones :func:`~jointspace.towers.cache_usage.prune_cache`
+(``jointspace cache prune``) removes; nothing is ever deleted otherwise.
 """
 
 from __future__ import annotations
@@ -225,6 +227,7 @@ class EmbeddingCache:
                     self._write(path, chunk_key, vec)
                 else:
                     self.hits += 1
+                    _mark_used(path)
                 out[start:stop] = vec
                 advance(stop - start)
         return out
@@ -263,6 +266,14 @@ class EmbeddingCache:
             self._warned = True
             warnings.warn(f"embedding cache {str(self.root)!r} is not writable ({exc.strerror or exc}); "
                           "vectors are computed but not cached", RuntimeWarning, stacklevel=3)
+
+
+def _mark_used(path: Path) -> None:
+    """Set a chunk's modification time to now: pruning removes the chunks least recently used."""
+    try:
+        os.utime(path)
+    except OSError:   # a read-only cache is still read
+        pass
 
 
 def _folder(value, name: str) -> Path:
