@@ -142,6 +142,8 @@ def test_zeroshot_cli_on_fashion_mnist(tmp_path, monkeypatch, capsys):
         return np.asarray(items, np.float32).reshape(len(items), -1) / 255.0
 
     monkeypatch.setattr(DualEncoder, "features", features)
+    # the stand-ins' sizes are not the default towers', so say a tower reads the raw items
+    monkeypatch.setattr(DualEncoder, "raw_kind", lambda self, modality, match_dims=True: modality)
     model = js.create_model("clip", dim=32, epochs=8, batch_size=100, lr=3e-3, val_fraction=0.0, head="linear",
                             loss="supervised", relevance="label").fit(train)
     model.save(tmp_path / "m")
