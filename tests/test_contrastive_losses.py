@@ -100,6 +100,39 @@ def test_public_losses_keep_float64_and_pass_gradcheck(fused):
     assert clip_loss(t.detach().bfloat16(), a.detach().bfloat16(), 3.0, fused=fused).dtype == torch.float32
 
 
+def _np_soft_clip(t, a, scale, pos):
+    """Symmetric loss with row/column targets uniform over ``pos``, in numpy float64."""
+    c = scale * (t @ a.T)
+    log_p = c - (c.max(1, keepdims=True) + np.log(np.exp(c - c.max(1, keepdims=True)).sum(1, keepdims=True)))
+    log_q = c - (c.max(0, keepdims=True) + np.log(np.exp(c - c.max(0, keepdims=True)).sum(0, keepdims=True)))
+    l_text = -(pos / pos.sum(1, keepdims=True) * log_p).sum(1).mean()
+    l_image = -(pos / pos.sum(0, keepdims=True) * log_q).sum(0).mean()
+    return 0.5 * (l_text + l_image)
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_float64_losses_use_the_temperature_unrounded(fused):
+    # tau=0.07, a Python scale or the default: 1/0.07 must not pass through float32 first
+    # (that shifted a float64 loss by about 1e-8 relative).
+    t, a = _unit(6, 4, 11), _unit(6, 4, 12)
+    tn, an = t.numpy(), a.numpy()
+    eye = np.eye(6)
+    want = _np_soft_clip(tn, an, 1 / 0.07, eye)
+    for got in (clip_loss(t, a, tau=0.07, fused=fused), clip_loss(t, a, 1 / 0.07, fused=fused),
+                clip_loss(t, a, fused=fused)):
+        assert got.dtype == torch.float64
+        assert float(got) == pytest.approx(want, rel=1e-13, abs=0)
+    labels = [0, 0, 1, 2, 1, 3]
+    pos = (np.array(labels)[:, None] == np.array(labels)[None, :]).astype(float)
+    assert float(supervised_clip_loss(t, a, labels, tau=0.07)) == pytest.approx(_np_soft_clip(tn, an, 1 / 0.07, pos),
+                                                                               rel=1e-13, abs=0)
+    z = (1 / 0.07) * (tn @ an.T) - 1.0
+    want_sig = np.log1p(np.exp(-(2 * eye - 1) * z)).sum() / 6
+    assert float(siglip_loss(t, a, 1 / 0.07, -1.0)) == pytest.approx(want_sig, rel=1e-13, abs=0)
+    # float32 features keep a float32 loss
+    assert clip_loss(t.float(), a.float(), tau=0.07, fused=fused).dtype == torch.float32
+
+
 def test_batch_of_one_is_refused():
     x = torch.randn(1, 4)
     for fn in (lambda: clip_loss(x, x, 10.0), lambda: siglip_loss(x, x, 10.0, -10.0),

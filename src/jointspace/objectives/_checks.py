@@ -43,10 +43,13 @@ def check_same_shape(a: torch.Tensor, b: torch.Tensor, name_a: str, name_b: str)
 
 
 def check_scale(scale, name: str = "logit_scale") -> torch.Tensor:
-    """A positive finite scalar (float or 0-d / 1-element tensor) as a tensor."""
+    """A positive finite scalar (float or 0-d / 1-element tensor) as a tensor.
+
+    A Python number becomes a float64 tensor, so that float64 features get the scale they were
+    given (a 0-d tensor does not widen float32 features, which round it to float32 themselves)."""
     if not isinstance(scale, torch.Tensor):
         try:
-            scale = torch.tensor(float(scale))
+            scale = torch.tensor(float(scale), dtype=torch.float64)
         except (TypeError, ValueError):
             raise InputError(f"{name}: expected a positive number, got {scale!r}") from None
     if scale.numel() != 1:

@@ -105,9 +105,9 @@ def _resolve_scale(scale, tau):
             raise InputError("tau: give either scale (1/tau) or tau, not both")
         if not isinstance(tau, (int, float)) or not tau > 0:
             raise InputError(f"tau: expected a positive temperature, got {tau!r}")
-        return torch.tensor(1.0 / float(tau))
+        return torch.tensor(1.0 / float(tau), dtype=torch.float64)
     if scale is None:
-        return torch.tensor(1.0 / INIT_TAU)
+        return torch.tensor(1.0 / INIT_TAU, dtype=torch.float64)
     return check_scale(scale)
 
 
