@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -95,3 +96,38 @@ def test_torchrun_refuses_jobs_naming_the_option(tmp_path):
     assert done.returncode != 0
     assert "error: --jobs: the members already train across the torchrun processes" in done.stderr, done.stderr
     assert "n_jobs" not in done.stderr and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 4])
+def test_local_losses_of_a_simulated_world_are_the_global_loss_in_float64(world_size):
+    """Rank r's local loss (its rows against the gathered columns), averaged over the ranks,
+    is the chapter's loss of the global batch, value and gradients, in float64 when the
+    features are float64 (they were computed in float32)."""
+    import numpy as np
+
+    from jointspace.objectives.contrastive import clip_loss
+    from jointspace.train.distributed import local_clip_loss
+
+    g = torch.Generator().manual_seed(world_size)
+    n_local, d = 2, 3
+    big = world_size * n_local
+    text = torch.randn(big, d, generator=g, dtype=torch.float64, requires_grad=True)
+    image = torch.randn(big, d, generator=g, dtype=torch.float64, requires_grad=True)
+    scale = torch.tensor(7.5, dtype=torch.float64, requires_grad=True)
+
+    def world_mean(t, a, s):
+        rows = [slice(r * n_local, (r + 1) * n_local) for r in range(world_size)]
+        return sum(local_clip_loss(t[k], a[k], t, a, k.start, s) for k in rows) / world_size
+
+    got = world_mean(text, image, scale)
+    assert got.dtype == torch.float64
+    c = 7.5 * text.detach().numpy() @ image.detach().numpy().T
+    lse_r = np.log(np.exp(c).sum(1))
+    lse_c = np.log(np.exp(c).sum(0))
+    want = 0.5 * ((lse_r - np.diag(c)).mean() + (lse_c - np.diag(c)).mean())
+    assert float(got.detach()) == pytest.approx(want, rel=1e-13, abs=0)
+    grads = torch.autograd.grad(got, (text, image, scale))
+    ref = torch.autograd.grad(clip_loss(text, image, scale, fused=False), (text, image, scale))
+    for x, y in zip(grads, ref):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-13)
+    assert torch.autograd.gradcheck(world_mean, (text, image, scale))

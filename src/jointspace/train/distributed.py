@@ -152,11 +152,14 @@ def local_clip_loss(text: torch.Tensor, image: torch.Tensor, all_text: torch.Ten
     Returns
     -------
     loss : Tensor, shape ()
+        float64 for float64 features, float32 otherwise (as
+        :func:`jointspace.objectives.contrastive.clip_loss`).
     """
     n = text.shape[0]
     target = torch.arange(offset, offset + n, device=text.device)
-    logits_text = scale * text.float() @ all_image.float().T
-    logits_image = scale * image.float() @ all_text.float().T
+    dtype = torch.float64 if text.dtype == torch.float64 else torch.float32   # as clip_loss
+    logits_text = scale * text.to(dtype) @ all_image.to(dtype).T
+    logits_image = scale * image.to(dtype) @ all_text.to(dtype).T
     return 0.5 * (F.cross_entropy(logits_text, target) + F.cross_entropy(logits_image, target))
 
 
