@@ -281,3 +281,22 @@ def test_a_temperature_training_would_move_is_refused(tau):
 def test_the_temperature_bounds_are_kept_when_fixed(tau):
     model = DualEncoder(dim=4, epochs=1, batch_size=32, tau=tau, learn_tau=False).fit(_pairs(60))
     assert model.temperature_ == pytest.approx(tau, rel=1e-6)
+
+
+def test_training_features_are_unit_norm_under_bf16_autocast():
+    # the rows the contrastive loss sees are normalised in float32 (as encode does), not in
+    # bf16, whose norms missed 1 by up to ~0.5% (0.5 of a logit at 1/tau = 100)
+    from jointspace.models._dual_encoder_nets import DualEncoderNet
+
+    torch.manual_seed(0)
+    net = DualEncoderNet({"image": 16, "text": 12}, dim=8)
+    batch = {"image": torch.randn(256, 16), "text": torch.randn(256, 12)}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = net(batch)
+        heads = {m: net.head_output(m, x) for m, x in batch.items()}
+    for m, z in out.items():
+        assert z.dtype == torch.float32
+        h = heads[m].detach().double().numpy()
+        want = h / np.sqrt((h ** 2).sum(axis=1, keepdims=True))
+        np.testing.assert_allclose(z.detach().numpy(), want, atol=1e-6)
+        np.testing.assert_allclose(np.linalg.norm(z.detach().double().numpy(), axis=1), 1.0, atol=1e-6)

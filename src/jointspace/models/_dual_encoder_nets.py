@@ -39,8 +39,8 @@ class DualEncoderNet(nn.Module):
     """One :class:`ProjectionHead` per modality, a learnt temperature (``log_scale``) and, for
     SigLIP, a learnt bias.
 
-    ``forward({modality: (n, in_dim)}) -> {modality: (n, dim)}`` with unit-norm rows (the
-    shared parts).
+    ``forward({modality: (n, in_dim)}) -> {modality: (n, dim)}`` with unit-norm float32 rows
+    (the shared parts; normalised in float32 also under bf16 autocast, as ``encode`` does).
 
     With ``private_dim`` > 0 each head also yields a private part of that size (the last
     ``private_dim`` outputs of its final layer), and a linear decoder per modality rebuilds
@@ -98,7 +98,9 @@ class DualEncoderNet(nn.Module):
         out = {m: self.head_output(m, x) for m, x in batch.items()}
         if self.private_dim and self.training:
             self._last = {"inputs": batch, "outputs": out}
-        return {m: F.normalize(o[:, :self.dim], dim=-1) for m, o in out.items()}
+        # Normalised in float32: under CPU bf16 autocast the norm would be taken in bf16 and
+        # the rows the loss sees would miss unit length by up to ~0.5%.
+        return {m: F.normalize(o[:, :self.dim].float(), dim=-1) for m, o in out.items()}
 
     def _final_linear(self, modality: str) -> nn.Linear:
         net = self.heads[modality].net
