@@ -296,3 +296,19 @@ def test_multimodal_sum_over_pairs_with_missing_modalities():
     assert set(terms) == {("image", "text")}
     with pytest.raises(InputError, match="at least 2 modalities"):
         multimodal_clip_loss({"image": f["image"]}, 10.0)
+
+
+def test_fused_loss_has_the_second_derivatives_of_the_plain_loss():
+    # a gradient penalty differentiates the backward: the fused backward used to treat its
+    # stored dL/dC as a constant, so d||dL/dt||^2/dt came out None and d/da wrong, silently
+    from jointspace.objectives._fused import fused_clip_loss
+
+    t, a = _unit(5, 3, 21).requires_grad_(), _unit(5, 3, 22).requires_grad_()
+    s = torch.tensor(4.0, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradgradcheck(fused_clip_loss, (t, a, s))
+    penalties = []
+    for fused in (True, False):
+        (g,) = torch.autograd.grad(clip_loss(t, a, s, fused=fused), t, create_graph=True)
+        penalties.append(torch.autograd.grad((g ** 2).sum(), (t, a, s)))
+    for x, y in zip(*penalties):
+        torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)

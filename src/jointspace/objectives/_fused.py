@@ -11,7 +11,9 @@ known in closed form,
 with :math:`P` the row softmax and :math:`Q` the column softmax of :math:`C`, so the forward
 pass computes :math:`G = \partial\mathcal{L}/\partial C` once, keeps it, and the backward pass
 is two matrix products.  The value is the same function as
-:func:`jointspace.objectives.contrastive.info_nce`, pinned against it in the tests.
+:func:`jointspace.objectives.contrastive.info_nce`, pinned against it in the tests.  A backward
+that builds a graph (``create_graph=True``) recomputes :math:`G` from the inputs, so second
+derivatives are those of the plain loss.
 """
 
 from __future__ import annotations
@@ -49,14 +51,19 @@ class _FusedClipLoss(torch.autograd.Function):
         else:
             grad_scale = None
         del logits
-        ctx.save_for_backward(text, image, g)
+        ctx.save_for_backward(text, image, g, scale)
         ctx.s = s
         ctx.grad_scale = grad_scale
         return loss
 
     @staticmethod
     def backward(ctx, grad_out):
-        text, image, g = ctx.saved_tensors
+        text, image, g, scale = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            # create_graph=True (a gradient penalty, higher-order derivatives): G is rebuilt
+            # from the inputs with differentiable operations, since the stored G is a constant
+            # and differentiating through it would silently drop its dependence on them.
+            return _differentiable_backward(ctx, text, image, scale, grad_out)
         s = ctx.s * grad_out
         grad_text = grad_image = grad_scale = None
         if ctx.needs_input_grad[0]:
@@ -66,6 +73,23 @@ class _FusedClipLoss(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_scale = ctx.grad_scale * grad_out
         return grad_text, grad_image, grad_scale
+
+
+def _differentiable_backward(ctx, text, image, scale, grad_out):
+    """The backward of :class:`_FusedClipLoss` as a function autograd can differentiate again."""
+    n = text.shape[0]
+    sims = text @ image.T
+    logits = scale * sims
+    g = (0.5 / n) * (torch.softmax(logits, dim=1) + torch.softmax(logits, dim=0))
+    g = g - torch.eye(n, dtype=g.dtype, device=g.device) / n
+    grad_text = grad_image = grad_scale = None
+    if ctx.needs_input_grad[0]:
+        grad_text = grad_out * scale * (g @ image)
+    if ctx.needs_input_grad[1]:
+        grad_image = grad_out * scale * (g.T @ text)
+    if ctx.needs_input_grad[2]:
+        grad_scale = grad_out * (g * sims).sum()
+    return grad_text, grad_image, grad_scale
 
 
 def fused_clip_loss(text: torch.Tensor, image: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
