@@ -312,3 +312,34 @@ def test_fused_loss_has_the_second_derivatives_of_the_plain_loss():
         penalties.append(torch.autograd.grad((g ** 2).sum(), (t, a, s)))
     for x, y in zip(*penalties):
         torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-12)
+
+
+def test_losses_under_autocast_are_computed_in_float32():
+    # under bf16 autocast the logits' matmul (and info_nce on bf16 logits) ran in bf16: the
+    # fused loss of these pairs read 6.0 for 6.4017
+    from jointspace.objectives.contrastive import info_nce, soft_target_info_nce
+    from jointspace.train.distributed import local_clip_loss
+
+    t = _unit(64, 8, 31).bfloat16()
+    a = F.normalize(t.double() + _unit(64, 8, 32), dim=1).bfloat16()
+    tn, an = t.double().numpy(), a.double().numpy()       # bf16 values are exact in float64
+    eye = np.eye(64)
+    labels = [i // 2 for i in range(64)]
+    pos = (np.array(labels)[:, None] == np.array(labels)[None, :]).astype(float)
+    z = 100.0 * (tn @ an.T) - 10.0
+    logits = (100.0 * (t.double() @ a.double().T)).bfloat16()
+    ln = logits.double().numpy()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = {"fused": clip_loss(t, a, 100.0), "plain": clip_loss(t, a, 100.0, fused=False),
+               "supervised": supervised_clip_loss(t, a, labels, 100.0), "siglip": siglip_loss(t, a, 100.0, -10.0),
+               "info_nce": info_nce(logits), "soft": soft_target_info_nce(logits, torch.eye(64, dtype=torch.bool)),
+               "local": 0.5 * (local_clip_loss(t[:32], a[:32], t, a, 0, torch.tensor(100.0))
+                               + local_clip_loss(t[32:], a[32:], t, a, 32, torch.tensor(100.0)))}
+    want = {"fused": _np_soft_clip(tn, an, 100.0, eye), "plain": _np_soft_clip(tn, an, 100.0, eye),
+            "supervised": _np_soft_clip(tn, an, 100.0, pos),
+            "siglip": np.logaddexp(0, -(2 * eye - 1) * z).sum() / 64,
+            "info_nce": _np_soft_clip(ln, np.eye(64), 1.0, eye), "soft": _np_soft_clip(ln, np.eye(64), 1.0, eye),
+            "local": _np_soft_clip(tn, an, 100.0, eye)}
+    for k, v in got.items():
+        assert v.dtype == torch.float32, k
+        assert float(v) == pytest.approx(want[k], rel=1e-5, abs=1e-5), k

@@ -21,7 +21,7 @@ a parameter ``log_scale = log(1/tau)``, exponentiated and clamped so that ``1/ta
 (:func:`logit_scale`, :func:`clamp_log_scale_`).  Every function here takes the *scale*
 ``1/tau`` (a tensor, learnable or not); ``tau=`` is accepted instead for a fixed temperature.
 The losses are computed in float64 for float64 features and in float32 otherwise (bfloat16 or
-float16 features under autocast are raised to float32).
+float16 features are raised to float32, and an active autocast is switched off inside them).
 
 Objectives are pure functions of tensors; they never import a model.
 """
@@ -99,6 +99,12 @@ def _loss_dtype(t: torch.Tensor) -> torch.dtype:
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
+def _no_autocast(t: torch.Tensor):
+    """Autocast off on ``t``'s device: under an active autocast the logits' matmul would run in
+    bf16 / float16 whatever the dtype of its inputs, and the loss with it."""
+    return torch.autocast(t.device.type, enabled=False)
+
+
 def _resolve_scale(scale, tau):
     if tau is not None:
         if scale is not None:
@@ -146,10 +152,12 @@ def info_nce(logits: torch.Tensor) -> torch.Tensor:
     if logits.shape[0] < 2:
         raise InputError("logits: a contrastive loss needs at least 2 pairs (a batch of 1 has no negatives); "
                          "got batch size 1")
-    diag = logits.diagonal()
-    l_text = (torch.logsumexp(logits, dim=1) - diag).mean()
-    l_image = (torch.logsumexp(logits, dim=0) - diag).mean()
-    return 0.5 * (l_text + l_image)
+    logits = logits.to(_loss_dtype(logits))
+    with _no_autocast(logits):
+        diag = logits.diagonal()
+        l_text = (torch.logsumexp(logits, dim=1) - diag).mean()
+        l_image = (torch.logsumexp(logits, dim=0) - diag).mean()
+        return 0.5 * (l_text + l_image)
 
 
 def clip_loss(text: torch.Tensor, image: torch.Tensor, scale=None, *, tau: float | None = None,
@@ -184,9 +192,10 @@ def clip_loss(text: torch.Tensor, image: torch.Tensor, scale=None, *, tau: float
         _check_pair(text, image)
     dtype = _loss_dtype(text)
     text, image = text.to(dtype), image.to(dtype)
-    if fused:
-        return fused_clip_loss(text, image, scale.to(dtype))
-    return info_nce(clip_logits(text, image, scale))
+    with _no_autocast(text):
+        if fused:
+            return fused_clip_loss(text, image, scale.to(dtype))
+        return info_nce(clip_logits(text, image, scale))
 
 
 def siglip_loss(a: torch.Tensor, b: torch.Tensor, scale, bias, *, check: bool = True) -> torch.Tensor:
@@ -216,9 +225,10 @@ def siglip_loss(a: torch.Tensor, b: torch.Tensor, scale, bias, *, check: bool = 
     dtype = _loss_dtype(a)
     a, b = a.to(dtype), b.to(dtype)
     n = a.shape[0]
-    logits = scale * (a @ b.T) + bias
-    signs = 2 * torch.eye(n, dtype=logits.dtype, device=logits.device) - 1
-    return -F.logsigmoid(signs * logits).sum() / n
+    with _no_autocast(a):
+        logits = scale * (a @ b.T) + bias
+        signs = 2 * torch.eye(n, dtype=logits.dtype, device=logits.device) - 1
+        return -F.logsigmoid(signs * logits).sum() / n
 
 
 def positive_mask(labels, n: int) -> torch.Tensor:
@@ -280,7 +290,8 @@ def supervised_clip_loss(text: torch.Tensor, image: torch.Tensor, labels, scale=
         _check_pair(text, image)
     mask = positive_mask(labels, text.shape[0]).to(text.device)
     dtype = _loss_dtype(text)
-    return soft_target_info_nce(clip_logits(text.to(dtype), image.to(dtype), scale), mask)
+    with _no_autocast(text):
+        return soft_target_info_nce(clip_logits(text.to(dtype), image.to(dtype), scale), mask)
 
 
 def soft_target_info_nce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -301,10 +312,11 @@ def soft_target_info_nce(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     """
     logits = logits.to(_loss_dtype(logits))
     mask = mask.to(logits.device, logits.dtype)
-    # Row i spreads over P_i, column j over P_j: with multi-hot labels the sizes differ.
-    l_text = -(mask / mask.sum(dim=1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
-    l_image = -(mask / mask.sum(dim=0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(dim=0).mean()
-    return 0.5 * (l_text + l_image)
+    with _no_autocast(logits):
+        # Row i spreads over P_i, column j over P_j: with multi-hot labels the sizes differ.
+        l_text = -(mask / mask.sum(dim=1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+        l_image = -(mask / mask.sum(dim=0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(dim=0).mean()
+        return 0.5 * (l_text + l_image)
 
 
 def multimodal_clip_loss(features: dict, scale=None, masks: dict | None = None, *,

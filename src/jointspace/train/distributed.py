@@ -158,9 +158,10 @@ def local_clip_loss(text: torch.Tensor, image: torch.Tensor, all_text: torch.Ten
     n = text.shape[0]
     target = torch.arange(offset, offset + n, device=text.device)
     dtype = torch.float64 if text.dtype == torch.float64 else torch.float32   # as clip_loss
-    logits_text = scale * text.to(dtype) @ all_image.to(dtype).T
-    logits_image = scale * image.to(dtype) @ all_text.to(dtype).T
-    return 0.5 * (F.cross_entropy(logits_text, target) + F.cross_entropy(logits_image, target))
+    with torch.autocast(text.device.type, enabled=False):   # autocast would run the matmuls in bf16
+        logits_text = scale * text.to(dtype) @ all_image.to(dtype).T
+        logits_image = scale * image.to(dtype) @ all_text.to(dtype).T
+        return 0.5 * (F.cross_entropy(logits_text, target) + F.cross_entropy(logits_image, target))
 
 
 def all_reduce_mean_(tensors) -> None:
