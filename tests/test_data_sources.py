@@ -332,3 +332,22 @@ def test_a_folder_of_sounds_reads_every_format_the_decoder_reads(tmp_path):
         assert abs(len(y) - 16000) < 2000, path
         spectrum = np.abs(np.fft.rfft(y[:16000] if len(y) >= 16000 else np.pad(y, (0, 16000 - len(y)))))
         assert abs(int(np.argmax(spectrum)) - 440) <= 2, path
+
+
+def test_an_empty_image_file_is_refused_by_name_when_the_folder_is_read(tmp_path):
+    """A 0-byte 'broken.jpg' (an interrupted copy) was read as a sample and failed only when
+    the images were embedded; several of them were even one sample (equal content)."""
+    _png(tmp_path / "ok.png", (0, 0, 0))
+    (tmp_path / "broken.jpg").write_bytes(b"")
+    with pytest.raises(InputError, match=r"path: expected image files with content, got the empty \(0-byte\) "
+                                         r"file '.*broken\.jpg'; copy it again or delete it"):
+        Pairs.from_folder(tmp_path)
+    for name in ("b.png", "c.png", "d.png", "e.png"):
+        (tmp_path / name).write_bytes(b"")
+    with pytest.raises(InputError, match=r"'.*b\.png' \(and 4 more: '.*broken\.jpg', '.*c\.png', '.*d\.png', "
+                                         r"\.\.\.\); copy"):
+        Pairs.from_folder(tmp_path)
+    (tmp_path / "s.wav").write_bytes(b"")
+    with pytest.raises(InputError, match=r"expected audio files with content, got the empty \(0-byte\) file "
+                                         r"'.*s\.wav'"):
+        Pairs.from_folder(tmp_path, modality="audio")

@@ -123,6 +123,25 @@ def _sidecar(path: Path) -> str | None:
     return text
 
 
+def _refuse_empty(files: list[Path], modality: str) -> None:
+    """Refuse zero-byte files (an interrupted copy or download) by name, all of them at once:
+    read on, they would be one sample (equal content) that no tower can decode."""
+    empty = []
+    for f in files:
+        try:
+            if f.stat().st_size == 0:
+                empty.append(f)
+        except OSError:   # reported by the read that follows
+            continue
+    if empty:
+        more = ""
+        if len(empty) > 1:
+            listed = ", ".join(repr(str(f)) for f in empty[1:4]) + (", ..." if len(empty) > 4 else "")
+            more = f" (and {len(empty) - 1} more: {listed})"
+        raise InputError(f"path: expected {modality} files with content, got the empty (0-byte) file "
+                         f"{str(empty[0])!r}{more}; copy it again or delete it")
+
+
 def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
     """Read a folder of images (or WAV sounds) and their captions into :class:`Pairs`.
 
@@ -149,8 +168,9 @@ def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
     Raises
     ------
     InputError
-        The folder does not exist or holds no image (or sound); a file name or a sidecar
-        caption that is not UTF-8; an empty caption, or one of invisible characters only.
+        The folder does not exist or holds no image (or sound); an empty (0-byte) image or
+        sound; a file that cannot be read; a file name or a sidecar caption that is not
+        UTF-8; an empty caption, or one of invisible characters only.
     """
     root = Path(path).expanduser()
     if not root.is_dir():
@@ -166,6 +186,7 @@ def read_folder(path, *, modality: str = "auto", name: str = "") -> Pairs:
         wanted = {"image": IMAGE_SUFFIXES, "audio": AUDIO_SUFFIXES}.get(modality, IMAGE_SUFFIXES + AUDIO_SUFFIXES)
         raise InputError(f"path: folder {str(root)!r} holds no {'images or sounds' if modality == 'auto' else modality + ' files'} "
                          f"(looked for {', '.join(wanted)} at any depth)")
+    _refuse_empty(files, mod)
     first: dict[str, int] = {}
     keep: list[Path] = []
     paths: list[list[str]] = []
