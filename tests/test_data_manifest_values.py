@@ -1,6 +1,7 @@
 """Manifest and arrays-file values: how labels written in different ways are read."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -128,3 +129,21 @@ def test_ids_are_read_without_the_spaces_around_them(tmp_path):
     (tmp_path / "d.csv").write_text("caption,id\na cat, s1\na dog,s1\n")
     with pytest.raises(InputError, match=r"rows 2 and 3 have the same id 's1' in column 'id'"):
         read_manifest(tmp_path / "d.csv", "text=caption,id=id")
+
+
+def test_a_missing_path_written_with_backslashes_names_the_file_written_with_slashes(tmp_path):
+    """'photos\\cat.png' (a manifest written on Windows) got only 'image files do not exist'
+    while photos/cat.png was there; a file whose name holds a '\\' is still read as written."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.png").write_bytes(b"x")
+    (tmp_path / "m.csv").write_text("image,text\nphotos\\cat.png,a cat\n")
+    want = str(tmp_path.resolve() / "photos" / "cat.png")
+    with pytest.raises(InputError, match=r"1 of 1 image files do not exist \(row 2: .*photos\\cat\.png \("
+                                         + re.escape(want) + r" exists\)\); the paths are written with '\\' "
+                                         r"\(as on Windows\): write them with '/'"):
+        read_manifest(tmp_path / "m.csv")
+    (tmp_path / "n.csv").write_text("image,text\nphotos\\dog.png,a dog\n")   # neither spelling exists
+    with pytest.raises(InputError, match=r"do not exist \(row 2: [^()]*dog\.png\)$"):
+        read_manifest(tmp_path / "n.csv")
+    (tmp_path / "photos\\cat.png").write_bytes(b"y")   # a POSIX name holding a backslash is kept
+    assert read_manifest(tmp_path / "m.csv")["image"] == [str(tmp_path.resolve() / "photos\\cat.png")]

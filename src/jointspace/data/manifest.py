@@ -251,7 +251,7 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
             out.append(v)
         return out
 
-    modalities, labels, ids = {}, None, None
+    modalities, labels, ids, raw = {}, None, None, {}
     for mod, col in mapping.items():
         values = column(col, mod)
         if mod == "label":
@@ -267,8 +267,9 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
                 first[v] = line
         elif mod in file_mods:
             # stripped as the column guess reads them: "a cat, photos/a.png" names "photos/a.png"
-            modalities[mod] = [str(_resolve(p.parent, str(v).strip(), f'{str(p)!r} row {line} column {col!r}'))
-                                for line, v in zip(lines, values)]
+            raw[mod] = [str(v).strip() for v in values]
+            modalities[mod] = [str(_resolve(p.parent, v, f'{str(p)!r} row {line} column {col!r}'))
+                                for line, v in zip(lines, raw[mod])]
         else:
             modalities[mod] = [str(v) for v in values]
     if not modalities:
@@ -276,14 +277,18 @@ def read_manifest(path, columns=None, *, file_modalities=None, check_files: bool
     if check_files:
         for mod in modalities:
             if mod in file_mods:
-                gone = [(line, f) for line, f in zip(lines, modalities[mod]) if not Path(f).is_file()]
+                gone = [(line, f, v) for line, f, v in zip(lines, modalities[mod], raw[mod])
+                        if not Path(f).is_file()]
                 if gone:
+                    slashed = [_slashed(p.parent, v) for _, _, v in gone[:3]]
                     shown = "; ".join(f"row {r}: {f}" + (" (a folder)" if Path(f).is_dir() else "")
-                                      for r, f in gone[:3])
-                    what = (f"{mod} paths are folders, not files" if all(Path(f).is_dir() for _, f in gone)
+                                      + (f" ({s} exists)" if s else "") for (r, f, _), s in zip(gone, slashed))
+                    what = (f"{mod} paths are folders, not files" if all(Path(f).is_dir() for _, f, _ in gone)
                             else f"{mod} files do not exist")
+                    fix = ("; the paths are written with '\\' (as on Windows): write them with '/'"
+                           if any(slashed) else "")
                     raise InputError(f"manifest {str(p)!r}: {len(gone)} of {len(rows)} {what} "
-                                     f"({shown}{' ...' if len(gone) > 3 else ''})")
+                                     f"({shown}{' ...' if len(gone) > 3 else ''}){fix}")
     label_names = None
     if labels is not None:
         ints = [_int64(v) for v in labels]
@@ -364,6 +369,19 @@ def _resolve(folder: Path, value, where: str = "") -> Path:
         raise InputError(f"manifest {where}: path {str(value)!r} leads outside the manifest's folder "
                          f"({str(folder.resolve())!r}); move the file under it or write its absolute path")
     return (folder / f).resolve()
+
+
+def _slashed(folder: Path, value: str) -> str | None:
+    r"""The file ``value`` names when its ``\`` are read as ``/`` (``photos\cat.jpg`` written on
+    Windows), when that file exists; else None.  Only a hint: on POSIX a file name may hold a
+    ``\``, so the path as written is never rewritten."""
+    if "\\" not in value:
+        return None
+    try:
+        f = _resolve(folder, value.replace("\\", "/"))
+    except InputError:   # it climbs out of the manifest's folder
+        return None
+    return str(f) if f.is_file() else None
 
 
 #: column names read as each modality by ``columns="auto"`` (first match wins)
