@@ -142,3 +142,18 @@ def test_fashion_root_with_corrupt_header(tmp_path):
     (tmp_path / fm.FILES["test"][0]).write_bytes(_header(0x08, [65535] * 3) + bytes(5))
     with pytest.raises(InputError, match=r"declares shape \(65535, 65535, 65535\).*holds 5 bytes"):
         load_dataset("fashion-mnist", "test", root=tmp_path)
+
+
+def test_a_damaged_package_file_says_how_to_reinstall_the_package(tmp_path, monkeypatch):
+    """A truncated file of the Debian package got the bare IDX size error, while a missing one
+    names the apt-get command; a root= of the user's own is not theirs to reinstall."""
+    _fake_root(tmp_path)
+    image_file = tmp_path / fm.FILES["test"][0]
+    image_file.write_bytes(image_file.read_bytes()[:-100])   # cut short, as an interrupted unpack leaves it
+    monkeypatch.setattr(fm, "DEFAULT_ROOT", tmp_path)
+    with pytest.raises(InputError, match=r"declares shape \(7, 28, 28\) \(5488 bytes of data\) but holds 5388 "
+                                         r"bytes; the package's files are damaged: reinstall them with "
+                                         r"apt-get install --reinstall -y dataset-fashion-mnist$"):
+        load_dataset("fashion-mnist", "test")
+    with pytest.raises(InputError, match=r"but holds 5388 bytes$"):
+        load_dataset("fashion-mnist", "test", root=tmp_path)

@@ -89,11 +89,18 @@ class FashionMNIST(Dataset):
             if found is None:
                 raise InputError(f"root: {stem}(.gz) not found in {str(folder)!r}")
             paths.append(found)
-        images, labels = read_idx(paths[0]), read_idx(paths[1])
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-            raise InputError(f"root: IDX files in {str(folder)!r} disagree: images {images.shape}, labels {labels.shape}")
-        if labels.size and (labels.min() < 0 or labels.max() > 9):
-            raise InputError(f"root: labels in {str(paths[1])!r} must be 0..9, got {labels.min()}..{labels.max()}")
+        try:
+            images, labels = read_idx(paths[0]), read_idx(paths[1])
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                raise InputError(f"root: IDX files in {str(folder)!r} disagree: images {images.shape}, "
+                                 f"labels {labels.shape}")
+            if labels.size and (labels.min() < 0 or labels.max() > 9):
+                raise InputError(f"root: labels in {str(paths[1])!r} must be 0..9, got {labels.min()}..{labels.max()}")
+        except InputError as exc:
+            if root is not None:   # the user's own copy: only they know where it came from
+                raise
+            raise InputError(f"{exc}; the package's files are damaged: reinstall them with "
+                             f"apt-get install --reinstall -y {APT_PACKAGE}") from None
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
                 raise InputError(f"limit: expected a positive integer, got {limit!r}")
