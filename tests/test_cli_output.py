@@ -2,6 +2,7 @@
 spinners (errors stay one line), and ``--help`` epilogs that keep one example per line."""
 
 import io
+import re
 
 import pytest
 from cli_support import one_line, run
@@ -136,3 +137,48 @@ def test_square_brackets_in_names_are_printed_as_they_are(tmp_path, capsys):
     print_table("query: text '[red]car'", ["id", "path"], [["cat [draft].png", "/p/[/draft].png"]])
     out = capsys.readouterr().out
     assert "query: text '[red]car'" in out and "cat [draft].png" in out and "/p/[/draft].png" in out
+
+
+@pytest.fixture(scope="module")
+def labelled_pictures(tmp_path_factory):
+    """A folder of 8 small pictures in two class sub-folders, and a model with cheap random
+    towers fitted on it: (folder, model folder)."""
+    import numpy as np
+    from PIL import Image
+
+    from jointspace.data.folder import read_folder
+    from jointspace.models.towered import ToweredModel
+
+    root = tmp_path_factory.mktemp("rows")
+    rng = np.random.default_rng(0)
+    for i in range(8):
+        (root / "photos" / ("cats", "dogs")[i % 2]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).save(
+            root / "photos" / ("cats", "dogs")[i % 2] / f"p{i}.png")
+    model = ToweredModel(towers={"image": "cnn", "text": "bow"}, head="cca", head_params={"n_components": 2},
+                         tower_params={"image": {"image_size": 8, "widths": [4], "out_dim": 3},
+                                       "text": {"out_dim": 3}}, cache=False)
+    model.fit(read_folder(root / "photos"))
+    model.save(root / "model")
+    return root / "photos", root / "model"
+
+
+def test_asking_for_more_rows_than_the_data_holds_says_all_were_used(labelled_pictures, tmp_path, capsys,
+                                                                        monkeypatch):
+    """'plot map --n 50', 'zeroshot --limit 50' and 'embed --limit 50' over 8 pictures used the 8
+    without a word."""
+    photos, model = labelled_pictures
+    monkeypatch.setenv("JOINTSPACE_CACHE", str(tmp_path / "cache"))
+    want = "note: {} 50 is more than the 8 rows of " + re.escape(f"{photos} (all)") + "; all 8 are used"
+    for option, argv in (("--n", ["plot", "map", model, "--data", photos, "--method", "pca", "--out",
+                                  tmp_path / "map.png"]),
+                         ("--limit", ["zeroshot", model, "--data", photos, "--templates", "single", "--json"]),
+                         ("--limit", ["embed", photos, "--tower", "cnn", "--tower-param", "image_size=8",
+                                      "--out", tmp_path / "e.npy", "--quiet"])):
+        code, out, err = run(capsys, *argv, option, "50")
+        assert code == 0 and one_line(err), err
+        assert re.fullmatch(want.format(option), err.strip()), err
+        code, out, err = run(capsys, *argv, option, "8")
+        assert code == 0 and err == "", err
+    code, out, err = run(capsys, "plot", "map", model, "--data", photos, "--method", "pca", "--out", tmp_path / "m.png")
+    assert code == 0 and err == "", err   # the default 500 is no request of the user's

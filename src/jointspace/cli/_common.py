@@ -67,6 +67,19 @@ def warn(message: str) -> None:
     err_console.print(Text.assemble(("warning:", "yellow"), f" {first}"), highlight=False, soft_wrap=True)
 
 
+def note(message: str) -> None:
+    """One informational line on stderr (stdout stays the command's output: ``--json`` too)."""
+    first = one_line(message)
+    err_console.print(Text.assemble(("note:", "cyan"), f" {first}"), highlight=False, soft_wrap=True)
+
+
+def used_all_rows(option: str, asked: int, held: int, source: str) -> None:
+    """Say that ``option`` asked for more rows (``asked``) than ``source`` holds (``held``), so
+    every row was used, instead of passing over it."""
+    if asked > held:
+        note(f"{option} {asked:,} is more than the {held:,} rows of {source}; all {held:,} are used")
+
+
 def print_json(obj) -> None:
     """``obj`` as strict JSON on stdout: numpy values as Python ones, NaN / Inf as null."""
     from ..eval.report import plain_json

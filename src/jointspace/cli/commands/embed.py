@@ -8,7 +8,7 @@ import time
 
 from .._checks import check_not_an_input, check_tower_items
 from .._common import (add_data_options, add_json_flag, console, data_source, dataset_option_names, default_split,
-                       load_split, parse_params, print_json, print_table)
+                       load_split, parse_params, print_json, print_table, used_all_rows)
 
 _FORMATS = (".npy", ".safetensors")
 
@@ -120,7 +120,9 @@ def run(args) -> int:
     check_tower_items(tower.name, modality, pairs[modality], args.dataset, "--tower",
                       f"; {hint}" + (f" (dataset options: {', '.join(options)})" if options else ""))
     if args.limit is not None:
-        pairs = pairs.subset(np.arange(min(len(pairs), check_int(args.limit, "--limit", low=1))))
+        limit = check_int(args.limit, "--limit", low=1)
+        used_all_rows("--limit", limit, len(pairs), f"{args.dataset} ({args.split})")
+        pairs = pairs.subset(np.arange(min(len(pairs), limit)))
     if args.batch_size is not None:
         check_int(args.batch_size, "--batch-size", low=1)
     if args.ray is not None:

@@ -2,7 +2,10 @@
 
 from .._checks import (check_array_modalities, check_dataset_items, check_not_an_input, check_not_an_item,
                        check_png_out, check_raw_query, named_as, option_name)
-from .._common import add_data_options, console, data_source, default_split, load_split
+from .._common import add_data_options, console, data_source, default_split, load_split, used_all_rows
+
+#: samples drawn by ``plot map`` when --n is not given
+MAP_SAMPLES = 500
 
 
 def register(sub):
@@ -19,7 +22,7 @@ def register(sub):
     m.add_argument("--data", "--dataset", dest="dataset", required=True, metavar="DATA",
                    help="a built-in dataset name, or your own manifest, folder or arrays file")
     m.add_argument("--split", help="split (default: test for a built-in dataset, all of your own data)")
-    m.add_argument("--n", type=int, default=500, help="samples drawn (default: 500)")
+    m.add_argument("--n", type=int, default=None, help="samples drawn (default: 500)")
     m.add_argument("--method", default="umap", choices=["umap", "tsne", "pca"],
                    help="2-D reduction of the embeddings (default: umap)")
     m.add_argument("--lines", type=int, default=40, help="true pairs joined by a line (default: 40)")
@@ -58,8 +61,9 @@ def run_map(args) -> int:
     from .._common import load_model_named
     from ...viz.space_map import plot_joint_space
 
-    if args.n < 3:
-        raise InputError(f"--n: expected at least 3 samples, got {args.n}")
+    n = MAP_SAMPLES if args.n is None else args.n
+    if n < 3:
+        raise InputError(f"--n: expected at least 3 samples, got {n}")
     if args.lines < 0:
         raise InputError(f"--lines: expected an integer >= 0, got {args.lines}")
     if not 0 <= args.seed <= 2**32 - 1:
@@ -72,8 +76,10 @@ def run_map(args) -> int:
     pairs = load_split(args.dataset, args.split, args)
     check_not_an_item(args.out, "--out", items=[x for m in pairs.modalities if isinstance(pairs[m], list)
                                                 for x in pairs[m]], source=option_name(args, "dataset"))
-    if len(pairs) > args.n:
-        rows = np.sort(np.random.default_rng(args.seed).choice(len(pairs), args.n, replace=False))
+    if args.n is not None:   # the default is no request for more rows than there are
+        used_all_rows("--n", n, len(pairs), f"{args.dataset} ({args.split})")
+    if len(pairs) > n:
+        rows = np.sort(np.random.default_rng(args.seed).choice(len(pairs), n, replace=False))
         pairs = pairs.subset(rows)
     mods = [m for m in model.modalities_ if m in pairs.modalities]
     if not mods:

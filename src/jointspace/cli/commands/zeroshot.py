@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..._validation import check_int
 from .._checks import check_dataset_items, named_as, option_name
-from .._common import add_data_options
+from .._common import add_data_options, used_all_rows
 
 
 def register(sub) -> None:
@@ -80,8 +80,10 @@ def run(args) -> int:
         pairs = load_dataset(args.dataset, args.split, **options)
     else:
         pairs = load_split(args.dataset, args.split, args)
-    if limit is not None and len(pairs) > limit:
-        pairs = pairs.subset(list(range(limit)))
+    if limit is not None:
+        used_all_rows("--limit", limit, len(pairs), f"{args.dataset} ({args.split})")
+        if len(pairs) > limit:
+            pairs = pairs.subset(list(range(limit)))
     if pairs.labels is None or pairs.labels.ndim != 1:
         raise InputError(f"{option_name(args, 'dataset')}: {args.dataset!r} has no single labels to classify")
     if args.image_modality not in pairs.modalities:
