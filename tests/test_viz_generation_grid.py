@@ -119,3 +119,18 @@ def test_a_folder_as_path_is_refused(tmp_path):
     (tmp_path / "d.png").mkdir()
     with pytest.raises(InputError, match=r"^path: expected a file to write, got the folder"):
         write_generation_grid([{"label": "a", "images": np.zeros((1, 4, 4))}], tmp_path / "d.png")
+
+
+def test_long_captions_stay_under_their_own_image(tmp_path):
+    """Captions were wrapped by a count of characters (22 a line): 22 wide letters ("W") ran
+    under the next images; they are fitted by the width the font draws them in."""
+    for name, caption in (("word", "W" * 60), ("words", "WWWW MMMM " * 8)):
+        rows = [{"label": "x", "images": np.zeros((3, 16, 16)), "captions": ["", caption, ""]}]
+        dark = _pixels(write_generation_grid(rows, tmp_path / f"{name}.png")).max(axis=-1) < 100
+        tiles = np.flatnonzero(dark.mean(axis=1) > 0.5)   # the pixel lines through the three black images
+        columns = np.flatnonzero(dark[tiles].mean(axis=0) > 0.9)
+        starts = columns[np.r_[0, np.flatnonzero(np.diff(columns) > 1) + 1]]
+        ends = columns[np.r_[np.flatnonzero(np.diff(columns) > 1), -1]]
+        assert len(starts) == 3, starts
+        ink = np.flatnonzero(dark[tiles.max() + 3:].any(axis=0))   # the caption under the middle image
+        assert len(ink) > 0 and ends[0] < ink.min() and ink.max() < starts[2], (name, ink, starts, ends)

@@ -84,6 +84,26 @@ def check_not_an_input(path, inputs, name: str = "path") -> None:
                              "the inputs, so they are not overwritten")
 
 
+#: texts are measured in a font this many times their size, so that widths are precise
+MEASURE_SCALE = 10
+
+
+def measuring_font(points: float):
+    """A PIL font of matplotlib's text font at ``points`` x :data:`MEASURE_SCALE` pixels: it
+    measures texts in points x :data:`MEASURE_SCALE` as matplotlib draws them, for the text
+    helpers of :mod:`jointspace.viz.gallery`."""
+    from matplotlib import font_manager
+    from PIL import ImageFont
+
+    from .gallery import _font
+
+    try:
+        return ImageFont.truetype(font_manager.findfont(font_manager.FontProperties()),
+                                  round(points * MEASURE_SCALE))
+    except OSError:   # a font PIL cannot open: the gallery's font measures near enough
+        return _font(round(points * MEASURE_SCALE))
+
+
 def save_figure(fig, path) -> str:
     """Write ``fig`` as PNG atomically and close it; returns the path."""
     import io

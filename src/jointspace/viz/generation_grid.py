@@ -14,13 +14,15 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import InputError
-from ._mpl import figure_writer
+from ._mpl import MEASURE_SCALE, figure_writer, measuring_font
+from .gallery import _wrap as _wrap_to_width
 
 MAX_COLUMNS = 64
 ROW_KEYS = ("label", "images", "captions")
 #: float images may stray this far outside [0, 1] (rounding), and are then clipped
 TOLERANCE = 1e-6
 CAPTION_LINES = 3
+CAPTION_POINTS = 6.5
 
 
 def _check_images(images, name: str) -> np.ndarray:
@@ -123,6 +125,19 @@ def _check_cmap(cmap):
     return matplotlib.colormaps[cmap]
 
 
+def _fit_caption(text: str, font, width: float, lines: int) -> str:
+    """``text`` wrapped to ``width`` (points x :data:`MEASURE_SCALE`) in ``font``, at most ``lines``
+    lines, the last one cut with an ellipsis when the text goes on."""
+    out = _wrap_to_width(text, font, width, lines + 1) or [""]
+    if len(out) > lines:
+        out = out[:lines]
+        last = out[-1]
+        while last and font.getlength(last.rstrip() + "…") > width:
+            last = last[:-1]
+        out[-1] = last.rstrip() + "…"
+    return "\n".join(out)
+
+
 def _wrap(text: str, width: int, lines: int) -> str:
     out = textwrap.wrap(text, width) or [""]
     if len(out) > lines:
@@ -176,9 +191,11 @@ def write_generation_grid(rows, path, *, title: str | None = None, cmap="gray") 
     n_cols = max(len(row["images"]) for row in checked)
     cell = 1.1 if n_cols <= 16 else 0.75
     gap, line, left = 0.08, 0.12, 1.5
-    chars = max(8, int(cell / 0.05))
-    captions = [[_wrap(c, chars, CAPTION_LINES) for c in row["captions"]] if row["captions"] else []
-                for row in checked]
+    # fitted by the width the font draws them in, not by a count of characters: "WWWW" is
+    # three times as wide as "iiii", and a caption wider than its cell ran under the next ones
+    font = measuring_font(CAPTION_POINTS)
+    captions = [[_fit_caption(c, font, cell * 72 * MEASURE_SCALE, CAPTION_LINES) for c in row["captions"]]
+                if row["captions"] else [] for row in checked]
     below = [0.06 + line * max(c.count("\n") + 1 for c in caps) if any(caps) else 0.0 for caps in captions]
     head = 0.45 if title else 0.05
     width = left + n_cols * (cell + gap)
@@ -200,7 +217,7 @@ def write_generation_grid(rows, path, *, title: str | None = None, cmap="gray") 
                 spine.set_color("#c8ccd2")
             if caps and caps[c]:
                 fig.text((x + cell / 2) / width, (y - 0.03) / height, caps[c], ha="center", va="top",
-                         fontsize=6.5, linespacing=1.1)
+                         fontsize=CAPTION_POINTS, linespacing=1.1)
         fig.text((left - 0.1) / width, (y + cell / 2) / height, _wrap(row["label"], 18, 3), ha="right",
                  va="center", fontsize=9)
         top = y - room - gap
