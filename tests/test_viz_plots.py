@@ -329,3 +329,27 @@ def test_characters_the_font_lacks_are_reported_in_one_warning(tmp_path):
     assert messages == ["the font (DejaVu Sans) has no glyph for 3 character(s) of the text drawn, shown as empty "
                         "boxes: 狗猫咪", "a warning of the caller's own"]
     assert caught[0].filename == __file__
+
+
+def test_long_class_names_are_cut_in_the_map_legend(tmp_path, monkeypatch):
+    """A class name of 300 characters made the map 16 inches wider (the legend held it whole)."""
+    import matplotlib.pyplot as plt
+
+    from jointspace.viz.space_map import plot_joint_space
+
+    rng = np.random.default_rng(5)
+    vectors = {"image": rng.normal(size=(8, 4))}
+    long = "a photograph of " + "very " * 57 + "long name"
+    names = ["cat", long, "W" * 80]
+    plot_joint_space(vectors, tmp_path / "short.png", labels=np.arange(8) % 3, label_names=["a", "b", "c"],
+                     method="pca")
+    plot_joint_space(vectors, tmp_path / "long.png", labels=np.arange(8) % 3, label_names=names, method="pca")
+    wider = Image.open(tmp_path / "long.png").size[0] - Image.open(tmp_path / "short.png").size[0]
+    assert wider <= 2.5 * 110, wider   # at most 2.5 inches more, at 110 dots per inch (it was 16 inches more)
+    fig = _drawn_map(monkeypatch, tmp_path, embeddings=vectors, labels=np.arange(8) % 3, label_names=names)
+    try:
+        texts = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    finally:
+        plt.close(fig)
+    assert texts[:2] == ["image", "cat"] and all(t.endswith("…") for t in texts[2:])
+    assert long.startswith(texts[2][:-1]) and 20 < len(texts[2]) < 80 and set(texts[3][:-1]) == {"W"}

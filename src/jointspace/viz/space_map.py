@@ -13,12 +13,16 @@ import warnings
 import numpy as np
 
 from ..errors import InputError, MissingDependencyError
-from ._mpl import figure_writer
+from ._mpl import MEASURE_SCALE, figure_writer, measuring_font
+from .gallery import _fit
 
 METHODS = ("umap", "tsne", "pca")
 MARKERS = ("o", "^", "s", "D", "v", "P")
 #: colour of the classes beyond the palette (no palette colour is black)
 OTHER_COLOUR = (0.0, 0.0, 0.0, 1.0)
+LEGEND_POINTS = 8
+#: widest legend entry (inches); a longer name is cut with an ellipsis
+LEGEND_WIDTH = 2.5
 
 
 def class_slots(codes, n_classes: int, n_colours: int) -> np.ndarray:
@@ -119,7 +123,8 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
     seed : int
         Seed of the reduction and of the pairs drawn (>= 0).
     max_legend : int
-        At most this many classes in the legend (the rest counted in one entry).  Beyond the
+        At most this many classes in the legend (the rest counted in one entry); a name wider
+        than :data:`LEGEND_WIDTH` inches is cut with an ellipsis there.  Beyond the
         20 colours of the palette, the 19 most frequent classes keep a colour each and the
         others are drawn in black (:func:`class_slots`).
 
@@ -211,7 +216,12 @@ def plot_joint_space(embeddings: dict, path, *, labels=None, label_names=None, m
         if n_other:
             handles.append(Line2D([], [], ls="", marker="o", color=OTHER_COLOUR,
                                   label=f"{n_other} other classes (black)"))
-    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
+    # a long class name (a sentence, a path) made the picture as wide as the name: cut it
+    font = measuring_font(LEGEND_POINTS)
+    for h in handles:
+        h.set_label(_fit(h.get_label(), font, LEGEND_WIDTH * 72 * MEASURE_SCALE))
+    ax.legend(handles=handles, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=LEGEND_POINTS,
+              frameon=False)
     ax.set_title(title or f"joint space ({method.upper() if method != 'tsne' else 't-SNE'}), "
                           f"{n} samples x {len(mods)} modalit{'ies' if len(mods) > 1 else 'y'}"
                           + ("; lines join true pairs" if lines else ""))
