@@ -120,3 +120,39 @@ def test_the_packaged_weights_are_the_published_ones(name):
         data = open(files[n], "rb").read()
         h.update(f"{n}\0{len(data)}\0{hashlib.sha256(data).hexdigest()}\0".encode())
     assert h.hexdigest() == tower.published_weights
+
+
+def test_the_tunable_minilm_key_holds_its_tokenizer_files(tmp_path, monkeypatch):
+    """minilm-tunable hashes its weights from the module; its tokenizer's files count too. The
+    packaged ones keep the key the tower had before (name, settings and the module's state)."""
+    import shutil
+
+    import jointspace.towers.minilm as minilm
+    from jointspace.towers.base import weights_fingerprint
+
+    try:
+        tower = create_tower("minilm-tunable")
+        files = tower.weights_files()
+    except Exception as exc:  # noqa: BLE001 - the package is not installed
+        pytest.skip(f"minilm-tunable: {exc}")
+    assert sorted(files) == sorted(minilm.TOKENIZER_FILES)
+    assert weights_fingerprint(files) == tower.published_weights
+
+    def state_key(t):   # the key as computed before the tokenizer counted, independently
+        plain = {"tower": "minilm-tunable", "config": t.config()}
+        h = hashlib.sha256(hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).hexdigest().encode())
+        for k, v in sorted(t.module.state_dict().items()):
+            h.update(k.encode())
+            h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        return h.hexdigest()
+
+    assert tower.cache_key() == state_key(tower)
+    # another vocabulary at the tokenizer's place: another key for the same weights
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in minilm.TOKENIZER_FILES:
+        shutil.copy(files[name], folder / name)
+    with open(folder / "vocab.txt", "a", encoding="utf-8") as fh:
+        fh.write("jointspaceword\n")
+    monkeypatch.setattr(minilm, "minilm_model_dir", lambda: str(folder))
+    assert tower.cache_key() != state_key(tower)

@@ -42,6 +42,8 @@ def minilm_model_dir() -> str:
 MODEL_FILES = ("modules.json", "config_sentence_transformers.json", "sentence_bert_config.json",
                "1_Pooling/config.json", "config.json", "model.safetensors", "pytorch_model.bin",
                "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+#: the files of :data:`MODEL_FILES` that :func:`load_minilm_tokenizer` reads
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
 
 @functools.lru_cache(maxsize=1)

