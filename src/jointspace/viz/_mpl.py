@@ -91,11 +91,11 @@ MEASURE_SCALE = 10
 def measuring_font(points: float):
     """A PIL font of matplotlib's text font at ``points`` x :data:`MEASURE_SCALE` pixels: it
     measures texts in points x :data:`MEASURE_SCALE` as matplotlib draws them, for the text
-    helpers of :mod:`jointspace.viz.gallery`."""
+    helpers of :mod:`jointspace.viz._text`."""
     from matplotlib import font_manager
     from PIL import ImageFont
 
-    from .gallery import _font
+    from ._text import font as _font
 
     try:
         return ImageFont.truetype(font_manager.findfont(font_manager.FontProperties()),

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import io
-import textwrap
 from pathlib import Path
 
 from ..errors import InputError
+from ._text import fit_text as _fit
+from ._text import font as _font
+from ._text import wrap_text as _wrap
 
 _BG = (255, 255, 255)
 _INK = (30, 35, 43)
 _MUTED = (95, 105, 118)
 _MATCH = (30, 140, 60)
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    for name in ("DejaVuSans.ttf", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"):
-        try:
-            return ImageFont.truetype(name, size)
-        except OSError:
-            continue
-    return ImageFont.load_default()
 
 
 def _thumb(result: dict, side: int):
@@ -40,33 +31,6 @@ def _thumb(result: dict, side: int):
         return None
     img.thumbnail((side, side))
     return img
-
-
-def _fit(text: str, font, width: float) -> str:
-    """``text`` on one line (runs of spaces and line breaks made one space), cut short with an
-    ellipsis to fit ``width`` pixels in ``font``: a word longer than the width is cut too, not
-    left out whole (``textwrap.shorten`` drops it, so a file name or a text in a script written
-    without spaces showed as "…")."""
-    text = " ".join(str(text).split())
-    if font.getlength(text) <= width:
-        return text
-    low, high = 0, len(text) - 1   # the longest start of the text that fits with the ellipsis
-    while low < high:
-        mid = (low + high + 1) // 2
-        low, high = (mid, high) if font.getlength(text[:mid].rstrip() + "…") <= width else (low, mid - 1)
-    return text[:low].rstrip() + "…"
-
-
-def _wrap(text: str, font, width: float, max_lines: int) -> list[str]:
-    """The first ``max_lines`` lines of ``text`` wrapped to ``width`` pixels in ``font`` (a word
-    wider than that is broken)."""
-    chars = max(1, int(width // max(font.getlength("n"), 1)))
-    text = " ".join(str(text)[:2 * chars * max_lines].split())   # enough for the lines shown
-    while True:
-        lines = textwrap.wrap(text, chars)[:max_lines]
-        if chars == 1 or all(font.getlength(line) <= width for line in lines):
-            return lines
-        chars -= 1
 
 
 _PAD, _TEXT_H, _HEAD_H = 8, 54, 34

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._mpl import MEASURE_SCALE, figure_writer, measuring_font
-from .gallery import _wrap as _wrap_to_width
+from ._text import wrap_text as _wrap_to_width
 
 MAX_COLUMNS = 64
 ROW_KEYS = ("label", "images", "captions")

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError, MissingDependencyError
 from ._mpl import MEASURE_SCALE, figure_writer, measuring_font
-from .gallery import _fit
+from ._text import fit_text as _fit
 
 METHODS = ("umap", "tsne", "pca")
 MARKERS = ("o", "^", "s", "D", "v", "P")
