@@ -344,6 +344,29 @@ def test_host_check_against_dns_rebinding(host, ok):
         assert "--allowed-host" in r.json()["detail"] and r.headers["x-frame-options"] == "DENY"
 
 
+@pytest.mark.parametrize("given,header", [("Search.Example.ORG.", "search.example.org:8000"),
+                                          ("bücher.example", "xn--bcher-kva.example"),
+                                          ("::1", "[::1]:8000"), ("[0:0:0:0:0:0:0:1]", "[::1]")])
+def test_an_allowed_host_is_compared_as_browsers_send_it(given, header):
+    """--allowed-host in any case, with a final dot, a non-ASCII name or a bare IPv6 address
+    matches the Host header a browser sends for it (none of these ever matched)."""
+    from jointspace.server.app import allowed_hosts_for
+    from jointspace.server.middleware import allowed_host_name
+
+    c = TestClient(sup.make_app(allowed_hosts=allowed_hosts_for("0.0.0.0", [allowed_host_name(given)])))
+    assert c.get("/api/health", headers={"host": header}).status_code == 200
+    assert c.get("/api/health", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_an_allowed_host_with_a_port_is_refused(tmp_path, capsys):
+    from jointspace.cli import main
+
+    assert main(["serve", "--index", str(tmp_path), "--allowed-host", "search.example.org:8080"]) == 2
+    err = capsys.readouterr().err
+    assert "--allowed-host: expected a host name without a port (every port is allowed)" in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_allowed_hosts_follow_the_bind_address():
     from jointspace.server.app import allowed_hosts_for
 

@@ -110,6 +110,40 @@ def host_name(value: str) -> str:
     return name.rstrip(".") if not port or port.isdigit() else value
 
 
+def allowed_host_name(name: str) -> str:
+    """``name`` as :class:`HostCheck` compares it with :func:`host_name` of a ``Host`` header:
+    lower case, without a final dot, a non-ASCII name in the ASCII form browsers send
+    (``bücher.example`` -> ``xn--bcher-kva.example``), an IPv6 address in brackets.
+
+    Raises
+    ------
+    InputError
+        Named ``--allowed-host``: not a host name (empty, spaces, a URL's ``/ @ ? #``), or a
+        name with a port (any port is allowed already).
+    """
+    from ..errors import InputError
+
+    value = str(name).strip()
+    expected = f"--allowed-host: expected a host name such as search.example.org, got {name!r}"
+    if not value or any(c.isspace() or c in "/@?#" for c in value):
+        raise InputError(expected)
+    bare = value[1:-1] if value.startswith("[") and value.endswith("]") else value
+    try:
+        return f"[{ipaddress.IPv6Address(bare).compressed}]"
+    except ValueError:
+        pass
+    if ":" in value:
+        raise InputError(f"--allowed-host: expected a host name without a port (every port is allowed), got {name!r}")
+    value = value.rstrip(".").lower()
+    try:
+        value = value.encode("idna").decode("ascii") if not value.isascii() else value
+    except UnicodeError:
+        raise InputError(f"{expected} (not a valid international domain name)") from None
+    if not value:
+        raise InputError(expected)
+    return value
+
+
 class HostCheck:
     """Answer 400 to requests whose ``Host`` is not one of ``allowed`` (any port).
 

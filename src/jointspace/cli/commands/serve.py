@@ -56,9 +56,10 @@ def run(args) -> int:
         if not str(args.plots).strip() or not Path(args.plots).expanduser().is_dir():
             raise InputError(f"--plots: expected a folder of map.png / gallery.png / curves.png, got {args.plots!r} "
                              "(not a folder)")
-    for name in args.allowed_host:
-        if not name.strip() or any(c.isspace() or c in "/@?#" for c in name.strip()):
-            raise InputError(f"--allowed-host: expected a host name such as search.example.org, got {name!r}")
+    from ...server.middleware import allowed_host_name
+
+    # as the Host header is compared: lower case, no final dot, the ASCII form of a non-ASCII name
+    args.allowed_host = [allowed_host_name(name) for name in args.allowed_host]
     port = _check_bindable(args.host, args.port)   # --port 0: the free port chosen, announced and served
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         console.print(Text.assemble(("warning:", "yellow"), f" binding to {args.host}: the service is reachable "
