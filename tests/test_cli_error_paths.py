@@ -258,3 +258,40 @@ def test_an_index_that_recorded_a_val_fraction_beside_a_split_column_is_read_as_
     code, _, err = run(capsys, "search", tmp_path / "idx", "--query-row", "0")
     assert code == 2 and "read" in err, err
     assert read[0]["split_column"] == "part" and "val_fraction" not in read[0], read
+
+
+def test_an_error_raised_by_an_interrupt_is_reported_as_the_interrupt(tmp_path, capsys, monkeypatch):
+    """Ctrl-C in the middle of an import leaves a half-imported package that the clean-up then
+    reads as missing: that error comes from the interrupt, so the exit is 130, one line."""
+    from jointspace.cli.commands import cache as cache_cmd
+    from jointspace.errors import InputError, MissingDependencyError
+
+    def interrupted(error):
+        def handler(args):
+            try:
+                raise KeyboardInterrupt
+            finally:
+                raise error
+        return handler
+
+    for error in (MissingDependencyError("runtime 'onnx' needs ONNX Runtime"), InputError("items: cut short"),
+                  OSError("read cut short")):
+        monkeypatch.setattr(cache_cmd, "run_info", interrupted(error))
+        code, _, err = run(capsys, "cache", "info", "--cache-dir", tmp_path)
+        assert code == 130 and err.strip() == "error: interrupted", err
+    # the same errors without an interrupt are reported as themselves
+    monkeypatch.setattr(cache_cmd, "run_info", lambda args: (_ for _ in ()).throw(MissingDependencyError("no x")))
+    code, _, err = run(capsys, "cache", "info", "--cache-dir", tmp_path)
+    assert code == 1 and "error: no x" in err, err
+
+
+def test_an_interrupt_before_the_command_starts_exits_130_in_one_line(capsys, monkeypatch):
+    import jointspace.cli as cli
+
+    def build_parser():
+        raise KeyboardInterrupt   # Ctrl-C while the commands' modules load
+
+    monkeypatch.setattr(cli, "build_parser", build_parser)
+    with pytest.raises(SystemExit) as exit_:
+        cli.run()
+    assert exit_.value.code == 130 and capsys.readouterr().err.strip() == "error: interrupted"

@@ -161,6 +161,18 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+def _after_interrupt(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised while a ``KeyboardInterrupt`` was being handled (its context
+    or cause, at any depth): a consequence of the interrupt, not an error of its own."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
@@ -196,14 +208,15 @@ def main(argv: list[str] | None = None) -> int:
         # their digests; the service runs for long, and hashes as it goes
         with read_once() if getattr(args, "read_once", True) else contextlib.nullcontext():
             return int(args.handler(args) or 0)
-    except InputError as exc:
-        if os.environ.get("JOINTSPACE_DEBUG"):
-            raise
-        error(name_the_items(name_the_option(str(exc), args), args))
-        return 2
     except (JointspaceError, OSError, MemoryError) as exc:
         if os.environ.get("JOINTSPACE_DEBUG"):
             raise
+        if _after_interrupt(exc):   # e.g. an import cut short by Ctrl-C, then read as a missing package
+            error("interrupted")
+            return 130
+        if isinstance(exc, InputError):
+            error(name_the_items(name_the_option(str(exc), args), args))
+            return 2
         error(str(exc) if isinstance(exc, JointspaceError) else f"{type(exc).__name__}: {exc}")
         return 1
     except KeyboardInterrupt:
@@ -219,5 +232,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(main())
+    """Console-script entry point: exits with :func:`main`'s code, or 130 with one line when
+    interrupted before a command starts (while the commands are being loaded)."""
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)
