@@ -13,7 +13,9 @@ import contextlib
 import importlib
 import os
 import pkgutil
+import signal
 import sys
+import threading
 import warnings
 
 from ..errors import InputError, JointspaceError
@@ -161,9 +163,22 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
+#: set by :func:`_on_sigint` while a command runs: Ctrl-C was pressed, even where a library
+#: swallowed the ``KeyboardInterrupt`` (numpy's C import prints it and raises ImportError)
+_SIGINT = threading.Event()
+
+
+def _on_sigint(signum, frame):
+    _SIGINT.set()
+    raise KeyboardInterrupt
+
+
 def _after_interrupt(exc: BaseException) -> bool:
-    """Whether ``exc`` was raised while a ``KeyboardInterrupt`` was being handled (its context
-    or cause, at any depth): a consequence of the interrupt, not an error of its own."""
+    """Whether ``exc`` follows a Ctrl-C: pressed while the command ran, or a
+    ``KeyboardInterrupt`` in its context or cause (at any depth), so a consequence of the
+    interrupt rather than an error of its own."""
+    if _SIGINT.is_set():
+        return True
     seen = set()
     while exc is not None and id(exc) not in seen:
         if isinstance(exc, KeyboardInterrupt):
@@ -203,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     shown = warnings.showwarning
     # a library warning reaches the terminal as one line, not as Python's file:line and source
     warnings.showwarning = lambda message, *_args, **_kwargs: warn(str(message))
+    _SIGINT.clear()
+    own_sigint = (threading.current_thread() is threading.main_thread()
+                  and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+    if own_sigint:
+        signal.signal(signal.SIGINT, _on_sigint)
     try:
         # reading the data, finding duplicates and the embedding cache read each file once for
         # their digests; the service runs for long, and hashes as it goes
@@ -223,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
         error("interrupted")
         return 130
     finally:
+        if own_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         warnings.showwarning = shown
         if args.runtime:   # main() may run again in this process (tests, notebooks)
             if before is None:
