@@ -45,12 +45,26 @@ def read_once():
                 _remembered = None
 
 
-def _read(path) -> tuple[str, "hashlib.blake2b"]:
-    sha, blake = hashlib.sha256(), _cache_hasher()
+def hash_file(path, *hashers):
+    """Feed a file's bytes to each of ``hashers`` (``hashlib`` objects), reading it once, a
+    block at a time; returns ``hashers``."""
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(_BLOCK), b""):
-            sha.update(block)
-            blake.update(block)
+            for h in hashers:
+                h.update(block)
+    return hashers
+
+
+def file_state(path) -> tuple[str, tuple]:
+    """``(real path, (size, inode, modification and change times))``: a digest of the file
+    kept under the real path stays valid while the second part is unchanged.  A missing file
+    raises ``FileNotFoundError`` naming ``path`` as given."""
+    st = os.stat(path)
+    return os.path.realpath(path), (st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _read(path) -> tuple[str, "hashlib.blake2b"]:
+    sha, blake = hash_file(path, hashlib.sha256(), _cache_hasher())
     return sha.hexdigest(), blake
 
 
@@ -63,14 +77,9 @@ def _cache_hasher():
 def _digests(path, which: str):
     memo = _remembered
     if memo is None:   # not remembered: only the digest asked for
-        h = hashlib.sha256() if which == "sha256" else _cache_hasher()
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(_BLOCK), b""):
-                h.update(block)
+        (h,) = hash_file(path, hashlib.sha256() if which == "sha256" else _cache_hasher())
         return h.hexdigest() if which == "sha256" else h
-    st = os.stat(path)   # a missing file is named as it was given
-    seen = (st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-    real = os.path.realpath(path)
+    real, seen = file_state(path)
     got = memo.get(real)
     if got is None or got[0] != seen:
         got = (seen, *_read(path))

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 
 import numpy as np
 
+from .._file_digests import file_state, hash_file
 from .._validation import check_int, check_params
 from ..errors import InputError
 from ..registry import Registry
@@ -204,7 +204,7 @@ class Tower:
         return f"{type(self).__name__}({args})"
 
 
-#: sha256 of the files this process has read, by (real path, size, inode, modification and change times)
+#: sha256 of the weights files this process has read: real path -> (file state, sha256)
 _file_sha256: dict = {}
 
 
@@ -227,16 +227,11 @@ def weights_fingerprint(files: dict) -> str:
     """
     h = hashlib.sha256()
     for name in sorted(files):
-        path = os.path.realpath(files[name])
-        st = os.stat(path)
-        seen = (path, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
-        if seen not in _file_sha256:
-            f = hashlib.sha256()
-            with open(path, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    f.update(block)
-            _file_sha256[seen] = f.hexdigest()
-        h.update(f"{name}\0{st.st_size}\0{_file_sha256[seen]}\0".encode())
+        real, seen = file_state(files[name])
+        known = _file_sha256.get(real)
+        if known is None or known[0] != seen:
+            known = _file_sha256[real] = (seen, hash_file(real, hashlib.sha256())[0].hexdigest())
+        h.update(f"{name}\0{seen[0]}\0{known[1]}\0".encode())
     return h.hexdigest()
 
 
