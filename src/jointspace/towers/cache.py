@@ -179,9 +179,10 @@ class EmbeddingCache:
         self.hits = 0
         self.misses = 0
 
-    def folder(self, tower: Tower) -> Path:
-        """The folder holding one tower-and-settings' chunks."""
-        return self.root / f"{tower.name}-{tower.cache_key()[:16]}"
+    def folder(self, tower: Tower, key: str | None = None) -> Path:
+        """The folder holding one tower-and-settings' chunks (``key``: ``tower.cache_key()``,
+        when already computed; a trainable tower's key hashes all its weights)."""
+        return self.root / f"{tower.name}-{(key or tower.cache_key())[:16]}"
 
     def embed(self, tower: Tower, items, batch_size: int | None = None, progress: bool = True) -> np.ndarray:
         """Tower outputs for ``items``, read from the cache where present, computed otherwise.
@@ -205,11 +206,12 @@ class EmbeddingCache:
         items = check_items(tower.modality, items)
         if tower.modality == "features":
             items = list(items)
-        key = tower.cache_key().encode()
+        tower_key = tower.cache_key()
+        key = tower_key.encode()
         digests = [item_digest(it, tower.modality, f"items[{i}]") for i, it in enumerate(items)]
         n = len(items)
         out = np.empty((n, tower.out_dim), dtype=np.float32)
-        folder = self.folder(tower)
+        folder = self.folder(tower, tower_key)
         with progress_bar(tower.name, n, enabled=progress and n > self.chunk_size) as advance:
             for start, stop in chunk_bounds(digests, self.chunk_size):
                 h = hashlib.blake2b(key, digest_size=20)
