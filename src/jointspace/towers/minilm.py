@@ -76,6 +76,14 @@ def _bf16_transformer(max_seq_length: int):
     return copy.deepcopy(_load_model(max_seq_length)[0].auto_model).to(torch.bfloat16).eval()
 
 
+def packaged_files(names) -> dict:
+    """Those of ``names`` present in the packaged model folder: ``{name: path}``."""
+    from pathlib import Path
+
+    folder = Path(minilm_model_dir())
+    return {f: folder / f for f in names if (folder / f).is_file()}
+
+
 @functools.lru_cache(maxsize=1)
 def load_minilm_tokenizer():
     """The MiniLM WordPiece tokenizer (``transformers``), from the packaged files."""
@@ -118,10 +126,7 @@ class MiniLMTower(Tower):
     def weights_files(self) -> dict:
         """The packaged files of :data:`MODEL_FILES` that are present, by their name in the model
         folder (see :meth:`Tower.cache_key`)."""
-        from pathlib import Path
-
-        folder = Path(minilm_model_dir())
-        return {f: folder / f for f in MODEL_FILES if (folder / f).is_file()}
+        return packaged_files(MODEL_FILES)
 
     @property
     def model(self):

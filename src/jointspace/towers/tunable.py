@@ -192,12 +192,9 @@ class MiniLMTunable(TrainableTower):
     def weights_files(self) -> dict:
         """The packaged tokenizer files (see :meth:`Tower.cache_key`): they decide the vectors
         beside the weights, which the key of a trainable tower hashes from the module itself."""
-        from pathlib import Path
+        from .minilm import TOKENIZER_FILES, packaged_files
 
-        from .minilm import TOKENIZER_FILES, minilm_model_dir
-
-        folder = Path(minilm_model_dir())
-        return {f: folder / f for f in TOKENIZER_FILES if (folder / f).is_file()}
+        return packaged_files(TOKENIZER_FILES)
 
     def frozen_twin(self):
         """The frozen tower whose features this one gives before training."""
