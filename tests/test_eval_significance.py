@@ -144,3 +144,16 @@ def test_compare_models_ranks_the_embeddings_evaluate_retrieval_ranks(metric):
     for r in rows:
         key = f"{r['direction']}/{r['metric']}"
         assert r["a"] == pytest.approx(ours[key], rel=1e-12) and r["b"] == pytest.approx(theirs[key], rel=1e-12)
+
+
+@pytest.mark.parametrize("side", ["per_query_a", "per_query_b"])
+def test_a_nan_score_is_refused_not_read_as_significant(side):
+    """A NaN average precision made the randomisation test count no swap as extreme, p = 0.0."""
+    a = _per_query(7, n=20)
+    bad = {**a, "ap": a["ap"].copy()}
+    bad["ap"][4] = np.nan
+    other = {**a, "ap": a["ap"] + 0.05}
+    pair = (bad, other) if side == "per_query_a" else (other, bad)
+    with pytest.raises(InputError, match=rf"^{side}: expected finite per-query mAP scores, got NaN or Inf "
+                                         r"\(first at query 4\)"):
+        compare_rankings(*pair, "mAP", n_resamples=99)

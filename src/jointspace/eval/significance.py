@@ -111,6 +111,11 @@ def compare_rankings(per_query_a: dict, per_query_b: dict, metric: str = "mAP", 
                          f"with a relevant item), got {valid_b.size} ({int(valid_b.sum())} with one); compare "
                          "rankings of the same queries under the same relevance")
     a, b = per_query_scores(per_query_a, metric, ndcg_k), per_query_scores(per_query_b, metric, ndcg_k)
+    for scores, name in ((a, "per_query_a"), (b, "per_query_b")):
+        if not np.isfinite(scores).all():   # a NaN would compare as never extreme: p = 0
+            first = int(np.flatnonzero(valid_a)[np.argmin(np.isfinite(scores))])
+            raise InputError(f"{name}: expected finite per-query {metric} scores, got NaN or Inf (first at query "
+                             f"{first})")
     d = b - a
     out = {"metric": metric, "n_queries": int(d.size), "a": float(a.mean()), "b": float(b.mean()),
            "difference": float(d.mean())}
