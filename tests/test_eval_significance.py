@@ -157,3 +157,13 @@ def test_a_nan_score_is_refused_not_read_as_significant(side):
     with pytest.raises(InputError, match=rf"^{side}: expected finite per-query mAP scores, got NaN or Inf "
                                          r"\(first at query 4\)"):
         compare_rankings(*pair, "mAP", n_resamples=99)
+
+
+def test_no_query_with_a_relevant_item_is_refused_as_summarize_refuses_it():
+    """It returned NaN means with a p-value of 1.0 and an interval of [0, 0]."""
+    a = _per_query(8, n=12)
+    none = {**a, "n_relevant": np.zeros_like(a["n_relevant"])}
+    with pytest.raises(InputError, match="no query has a relevant item"):
+        summarize(none)
+    with pytest.raises(InputError, match="^per_query_a, per_query_b: no query has a relevant item"):
+        compare_rankings(none, none, "mAP")

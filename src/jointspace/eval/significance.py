@@ -110,6 +110,9 @@ def compare_rankings(per_query_a: dict, per_query_b: dict, metric: str = "mAP", 
         raise InputError(f"per_query_b: expected the queries of per_query_a ({valid_a.size}, {int(valid_a.sum())} "
                          f"with a relevant item), got {valid_b.size} ({int(valid_b.sum())} with one); compare "
                          "rankings of the same queries under the same relevance")
+    if not valid_a.any():   # as summarize: no mean to compare
+        raise InputError("per_query_a, per_query_b: no query has a relevant item in the gallery; expected at "
+                         "least one to compare")
     a, b = per_query_scores(per_query_a, metric, ndcg_k), per_query_scores(per_query_b, metric, ndcg_k)
     for scores, name in ((a, "per_query_a"), (b, "per_query_b")):
         if not np.isfinite(scores).all():   # a NaN would compare as never extreme: p = 0
