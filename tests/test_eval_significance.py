@@ -167,3 +167,19 @@ def test_no_query_with_a_relevant_item_is_refused_as_summarize_refuses_it():
         summarize(none)
     with pytest.raises(InputError, match="^per_query_a, per_query_b: no query has a relevant item"):
         compare_rankings(none, none, "mAP")
+
+
+def test_one_query_gets_the_exact_test_of_its_two_swaps():
+    """One query with a relevant item: scipy's permutation test refuses a sample of one (a
+    ValueError); by hand, the swaps give +d and -d, both as far from 0, so p = 1, and every
+    bootstrap resample is that one difference."""
+    a = {"n_relevant": np.array([0, 2, 0]), "ap": np.array([0.0, 0.25, 0.0]), "first_rank": np.array([0, 3, 0]),
+         "ndcg": np.array([0.0, 0.4, 0.0])}
+    b = {**a, "ap": np.array([0.0, 0.75, 0.0]), "first_rank": np.array([0, 1, 0])}
+    d = 0.75 - 0.25
+    want = np.mean([abs(s * d) >= abs(d) for s in (1, -1)])
+    res = compare_rankings(a, b, "mAP")
+    assert (res["n_queries"], res["difference"], res["ci_low"], res["ci_high"]) == (1, d, d, d)
+    assert res["p_value"] == want == 1.0
+    mrr = compare_rankings(a, b, "MRR")
+    assert (mrr["a"], mrr["b"], mrr["p_value"]) == (1 / 3, 1.0, 1.0)

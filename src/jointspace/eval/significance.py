@@ -124,16 +124,20 @@ def compare_rankings(per_query_a: dict, per_query_b: dict, metric: str = "mAP", 
            "difference": float(d.mean())}
     if not np.any(d):   # the same score on every query: nothing to test
         return {**out, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
-    test = stats.permutation_test((a, b), lambda x, y, axis: np.mean(y - x, axis=axis), permutation_type="samples",
-                                  vectorized=True, n_resamples=n_resamples, alternative="two-sided",
-                                  random_state=np.random.default_rng(seed))
+    if d.size == 1:   # the swaps give +d and -d, both as far from 0: the exact test's p is 1
+        p_value = 1.0
+    else:
+        p_value = float(stats.permutation_test((a, b), lambda x, y, axis: np.mean(y - x, axis=axis),
+                                               permutation_type="samples", vectorized=True, n_resamples=n_resamples,
+                                               alternative="two-sided",
+                                               random_state=np.random.default_rng(seed)).pvalue)
     if np.all(d == d[0]):   # one difference on every query: every resample has that mean
         low = high = float(d[0])
     else:
         ci = stats.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=n_resamples,
                              method="percentile", random_state=np.random.default_rng(seed)).confidence_interval
         low, high = float(ci.low), float(ci.high)
-    return {**out, "ci_low": low, "ci_high": high, "p_value": float(test.pvalue)}
+    return {**out, "ci_low": low, "ci_high": high, "p_value": p_value}
 
 
 def compare_models(model_a, model_b, pairs, *, metrics=("mAP", "R@1", "R@10"), relevance: str = "auto",
