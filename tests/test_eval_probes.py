@@ -59,3 +59,13 @@ def test_probe_bad_input():
 def test_probe_labels_are_not_merged_or_nan(labels, match):
     with pytest.raises(InputError, match=match):
         probe_accuracy(np.random.default_rng(0).normal(size=(20, 2)), labels)
+
+
+@pytest.mark.parametrize("seed, match", [(-1, r"^seed: expected an integer >= 0, got -1"),
+                                         (2**32, r"^seed: expected an integer <= 4294967295, got 4294967296"),
+                                         (1.5, r"^seed: expected an integer, got 1.5")])
+def test_probe_bad_seed_names_the_argument(seed, match):
+    """scikit-learn's own ValueError ('Seed must be between 0 and 2**32 - 1') named no argument."""
+    z = np.random.default_rng(0).normal(size=(10, 2))
+    with pytest.raises(InputError, match=match):
+        probe_accuracy(z, [0, 1] * 5, seed=seed)

@@ -29,7 +29,7 @@ def probe_accuracy(z, labels, *, folds: int = 5, seed: int = 0, max_iter: int = 
     folds : int
         Stratified folds (>= 2).
     seed : int
-        Shuffling of the folds.
+        Shuffling of the folds, 0 to 2**32 - 1.
     max_iter : int
         Iterations of the logistic regression's solver (>= 1).
 
@@ -49,6 +49,7 @@ def probe_accuracy(z, labels, *, folds: int = 5, seed: int = 0, max_iter: int = 
         raise InputError(f"labels: expected one label per row of z ({len(x)}), got shape {np.shape(labels)}")
     y = read_keys(labels, "labels")
     folds = check_int(folds, "folds", low=2)
+    seed = check_int(seed, "seed", low=0, high=2**32 - 1)
     max_iter = check_int(max_iter, "max_iter", low=1)
     values, codes, counts = np.unique(y, return_inverse=True, return_counts=True)
     if len(values) < 2:
