@@ -81,6 +81,16 @@ def test_folds_fall_back_to_kfold_when_no_class_fills_every_fold():
         cv_folds(tiny, 13)
 
 
+@pytest.mark.parametrize("seed, match", [(-1, r"^seed: expected an integer >= 0, got -1"),
+                                         (2**32, r"^seed: expected an integer <= 4294967295, got 4294967296"),
+                                         (0.5, r"^seed: expected an integer, got 0.5")])
+def test_folds_bad_seed_names_the_argument(seed, match):
+    """scikit-learn's ValueError ('Seed must be between 0 and 2**32 - 1') named no argument."""
+    x = np.zeros((12, 2))
+    with pytest.raises(InputError, match=match):
+        cv_folds(Pairs({"image": x, "text": x}, labels=np.arange(12) % 3), 3, seed=seed)
+
+
 def test_selection_runs_on_classes_smaller_than_the_folds():
     a = np.random.default_rng(1).normal(size=(12, 4))
     tiny = Pairs({"image": a, "text": a.copy()}, labels=np.arange(12) // 2)

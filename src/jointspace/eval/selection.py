@@ -56,13 +56,14 @@ def cv_folds(pairs: Pairs, n_folds: int = 5, seed: int = 0) -> list[tuple[np.nda
     n_folds : int
         2 .. N.
     seed : int
-        Seed of the shuffle.
+        Seed of the shuffle, 0 to 2**32 - 1.
 
     Returns
     -------
     list of (train, validation) index arrays
     """
     n_folds = check_int(n_folds, "n_folds", low=2)
+    seed = check_int(seed, "seed", low=0, high=2**32 - 1)
     if n_folds > len(pairs):
         raise InputError(f"pairs: {n_folds}-fold cross-validation needs at least {n_folds} pairs, got {len(pairs)}")
     dummy = np.zeros(len(pairs))
