@@ -122,6 +122,7 @@ def test_eval_against_a_baseline_from_the_command_line(tmp_path, capsys):
             pytest.approx({k: v for k, v in w.items() if k not in ("direction", "metric")}, rel=1e-6)
     code, out, _ = run(capsys, "eval", tmp_path / "pls", "--dataset", "wikipedia", "--against", tmp_path / "cca")
     assert code == 0 and "paired randomisation test" in " ".join(out.split())
+    assert "p (Holm)" in out and all(g["p_holm"] >= g["p_value"] for g in got["rows"])
     code, _, err = run(capsys, "eval", tmp_path / "pls", "--dataset", "wikipedia", "--against", tmp_path / "none")
     assert code == 2 and one_line(err) and err.startswith("error: --against: expected a saved model folder"), err
     code, _, err = run(capsys, "eval", tmp_path / "pls", "--dataset", "wikipedia", "--against", tmp_path / "cca",
@@ -183,3 +184,40 @@ def test_one_query_gets_the_exact_test_of_its_two_swaps():
     assert res["p_value"] == want == 1.0
     mrr = compare_rankings(a, b, "MRR")
     assert (mrr["a"], mrr["b"], mrr["p_value"]) == (1 / 3, 1.0, 1.0)
+
+
+def test_holm_by_hand_and_as_the_step_down_procedure():
+    from jointspace.eval.significance import holm
+
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1: 0.02, 0.03, 0.06, 0.04 -> running max 0.06
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02], rel=1e-12)
+    assert holm([0.5, 0.9]).tolist() == [1.0, 1.0] and holm([]).size == 0
+    rng = np.random.default_rng(0)
+    p = np.r_[rng.random(8) ** 4, 0.01, 0.01]
+    adjusted = holm(p)
+    for alpha in (0.01, 0.02, 0.05, 0.1, 0.3):
+        rejected, order = set(), np.argsort(p)   # Holm's procedure: step down while p_(i) <= alpha / (m - i + 1)
+        for i, j in enumerate(order):
+            if p[j] > alpha / (p.size - i):
+                break
+            rejected.add(int(j))
+        assert set(np.flatnonzero(adjusted <= alpha).tolist()) == rejected
+    for bad in ([0.2, np.nan], [[0.1]], [1.5], "x"):
+        with pytest.raises(InputError, match=r"^p_values: expected a 1-D sequence of p-values in \[0, 1\]"):
+            holm(bad)
+
+
+def test_compare_models_adjusts_its_p_values_together():
+    """The command line prints these rows side by side: six raw p-values read at once."""
+    from jointspace import create_model, load_dataset
+    from jointspace.eval.significance import holm
+
+    data = load_dataset("wikipedia")
+    cca = create_model("cca", n_components=5).fit(data["train"])
+    pls = create_model("pls", n_components=5).fit(data["train"])
+    rows = compare_models(cca, pls, data["test"], metrics=("mAP", "R@1", "R@10"), n_resamples=199)
+    p = np.array([r["p_value"] for r in rows])
+    m = len(rows)
+    want = [min(1.0, max(min(1.0, (m - i) * q) for i, q in enumerate(np.sort(p)) if q <= v)) for v in p]
+    assert len(rows) == 6 and [r["p_holm"] for r in rows] == pytest.approx(want, rel=1e-12)
+    assert holm(p) == pytest.approx(want, rel=1e-12)

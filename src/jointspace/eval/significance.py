@@ -15,7 +15,9 @@ reports the mean difference :math:`\bar d = \frac1n \sum_i (b_i - a_i)` with
 
 Queries without a relevant item are left out, as the metrics leave them out.  Each p-value
 is for one metric and one direction: when many are read at once, some fall below 0.05 by
-chance (correct for the number of comparisons, e.g. Holm–Bonferroni).
+chance, so :func:`compare_models` also gives each its Holm–Bonferroni adjusted p-value over
+all the comparisons it makes (:func:`holm`; Holm 1979, "A simple sequentially rejective
+multiple test procedure", Scand. J. Statist. 6).
 """
 
 from __future__ import annotations
@@ -140,6 +142,37 @@ def compare_rankings(per_query_a: dict, per_query_b: dict, metric: str = "mAP", 
     return {**out, "ci_low": low, "ci_high": high, "p_value": p_value}
 
 
+def holm(p_values) -> np.ndarray:
+    r"""Holm–Bonferroni adjusted p-values of :math:`m` tests read together.
+
+    With :math:`p_{(1)} \le \dots \le p_{(m)}` the p-values in increasing order, the
+    adjusted value of :math:`p_{(i)}` is :math:`\max_{j \le i} \min(1, (m - j + 1)\,p_{(j)})`;
+    rejecting the tests whose adjusted value is at most :math:`\alpha` is Holm's step-down
+    procedure, which keeps the chance of any false rejection (family-wise error) at most
+    :math:`\alpha`.
+
+    Parameters
+    ----------
+    p_values : array-like, shape (m,)
+        Each in [0, 1].
+
+    Returns
+    -------
+    ndarray of float64, shape (m,)
+        In the order given; each at least its own p-value, at most 1.
+    """
+    try:
+        p = np.asarray(p_values, dtype=np.float64)
+    except (TypeError, ValueError):
+        p = None
+    if p is None or p.ndim != 1 or not np.all((p >= 0) & (p <= 1)):   # NaN fails the comparison too
+        raise InputError(f"p_values: expected a 1-D sequence of p-values in [0, 1], got {p_values!r:.80}")
+    order = np.argsort(p, kind="stable")
+    adjusted = np.empty_like(p)
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate((p.size - np.arange(p.size)) * p[order]))
+    return adjusted
+
+
 def compare_models(model_a, model_b, pairs, *, metrics=("mAP", "R@1", "R@10"), relevance: str = "auto",
                    directions=None, metric: str = "cosine", ndcg_k: int = 10, **options) -> list[dict]:
     """:func:`compare_rankings` of two fitted joint models on the same pairs, per direction
@@ -166,7 +199,8 @@ def compare_models(model_a, model_b, pairs, *, metrics=("mAP", "R@1", "R@10"), r
     Returns
     -------
     list of dict
-        One per direction and metric: ``direction`` and the fields of :func:`compare_rankings`.
+        One per direction and metric: ``direction``, the fields of :func:`compare_rankings`
+        and ``p_holm``, the p-value adjusted by :func:`holm` over every row returned.
     """
     from ..data.pairs import Pairs
     from .retrieval import _parse_directions, retrieval_scores
@@ -189,7 +223,9 @@ def compare_models(model_a, model_b, pairs, *, metrics=("mAP", "R@1", "R@10"), r
                                 model.encode(t, pairs[t], normalize=normalize), keys, keys, metric=metric,
                                 ndcg_k=ndcg_k, return_per_query=True)[1] for model in (model_a, model_b)]
         rows += [{"direction": f"{q}->{t}", **compare_rankings(*per, m, ndcg_k=ndcg_k, **options)} for m in metrics]
+    for row, adjusted in zip(rows, holm([r["p_value"] for r in rows])):
+        row["p_holm"] = float(adjusted)
     return rows
 
 
-__all__ = ["compare_models", "compare_rankings", "per_query_scores"]
+__all__ = ["compare_models", "compare_rankings", "holm", "per_query_scores"]

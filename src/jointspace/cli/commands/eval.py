@@ -27,7 +27,7 @@ def register(sub):
     p.add_argument("--against", metavar="BASELINE",
                    help="also compare with another saved model on the same queries: per direction, the difference "
                         "in mAP, R@1 and R@10 (this model minus BASELINE) with its 95%% bootstrap interval and the "
-                        "p-value of a paired randomisation test")
+                        "p-value of a paired randomisation test, also Holm-adjusted over all the rows")
     p.add_argument("--hubness", type=int, metavar="K",
                    help="also measure hubs in each direction's top K: the skewness of how often each item is "
                         "retrieved, the share of top-K slots hubs take, the share of items never retrieved and "
@@ -104,10 +104,11 @@ def run(args) -> int:
     show_report(report)
     if compared is not None:
         print_table(f"{model.display_name} against {args.against} (difference: this model minus the baseline; "
-                    f"p: paired randomisation test)",
-                    ["direction", "metric", "baseline", "this", "difference", "95% interval", "p"],
+                    f"p: paired randomisation test; p (Holm): adjusted for the {len(compared)} tests read together)",
+                    ["direction", "metric", "baseline", "this", "difference", "95% interval", "p", "p (Holm)"],
                     [[r["direction"], r["metric"], r["a"], r["b"], f"{r['difference']:+.3f}",
-                      f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}", f"{r['p_value']:.4f}"] for r in compared])
+                      f"{r['ci_low']:+.3f} .. {r['ci_high']:+.3f}", f"{r['p_value']:.4f}", f"{r['p_holm']:.4f}"]
+                     for r in compared])
     if hubs is not None:
         print_table(f"hubness: how often each item is in a query's top {args.hubness}",
                     ["direction", "ranking", "skewness", "hub share", "never retrieved", "Robin Hood", "most"],
