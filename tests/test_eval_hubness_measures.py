@@ -73,6 +73,18 @@ def test_a_central_item_is_a_hub_and_csls_takes_its_slots_away():
     assert corrected["skewness"] < plain["skewness"] / 3 and corrected["robinhood"] < plain["robinhood"]
 
 
+@pytest.mark.parametrize("m", [7, 14])
+def test_an_item_exactly_hub_size_times_the_mean_is_a_hub(m):
+    """29 queries all retrieve gallery row 0 (and with m = 14, 29 more row 1), so those rows'
+    N_1 = 29 is exactly 7 times the mean occurrence (29 * (m // 7) / m): hubs under N_k >= h mean.
+    In floating point 7 * (29 / 7) is 29.000000000000004, and they were not counted."""
+    q = np.eye(m)[[0] * 29 + [1] * 29 * (m // 7 - 1)]
+    n_k = k_occurrence(q, np.eye(m), 1)
+    assert n_k[:m // 7].tolist() == [29] * (m // 7) and n_k.sum() == 29 * (m // 7)
+    assert hubness_report(q, np.eye(m), 1, hub_size=7)["hub_occurrence"] == 1.0
+    assert hubness_report(q, np.eye(m), 1, hub_size=7.5)["hub_occurrence"] == 0.0
+
+
 def test_bad_input_names_the_argument():
     g = np.ones((5, 3))
     with pytest.raises(InputError, match=r"^k: expected an integer <= 5, got 6$"):

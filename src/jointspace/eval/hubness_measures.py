@@ -94,7 +94,8 @@ def hubness_report(queries, gallery, k: int = 10, metric: str = "cosine", hub_si
     total = n_k.sum()
     return {"k": k,
             "skewness": float(np.mean(centred ** 3) / sd ** 3) if sd > 0 else 0.0,
-            "hub_occurrence": float(n_k[n_k >= hub_size * n_k.mean()].sum() / total),
+            # N_k >= h * total / m, compared without the rounding of the mean (29 >= 7 * (29 / 7) was False)
+            "hub_occurrence": float(n_k[n_k * n_k.size >= hub_size * total].sum() / total),
             "antihub_occurrence": float(np.mean(n_k == 0)),
             "robinhood": float(0.5 * np.abs(centred).sum() / total),
             "max_occurrence": int(n_k.max())}
