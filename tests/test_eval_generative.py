@@ -84,3 +84,24 @@ def test_the_pixel_classifier_of_a_small_set_trains_without_early_stopping(label
     clf = ModalityClassifier("pixels").fit(images, y)    # scikit-learn refused the early-stopping split
     assert clf.model_.early_stopping is early
     assert clf.predict(images).shape == y.shape and set(clf.predict(images)) <= set(y.tolist())
+
+
+def test_the_training_draw_checks_limit_and_seed_and_keeps_two_classes():
+    """numpy's ValueErrors ('negative dimensions are not allowed', 'expected non-negative
+    integer') named no argument; limit=0 or 1, or a draw of one class, stopped in scikit-learn."""
+    rng = np.random.default_rng(0)
+    y = np.r_[np.zeros(39, int), 1]               # one pair of class 1, row 39
+    a = (rng.normal(size=(40, 4)) + 3 * np.eye(4)[y]).astype(np.float32)
+    b = (rng.normal(size=(40, 3)) + 3 * np.eye(3)[y]).astype(np.float32)
+    train = js.Pairs({"a": a, "b": b}, labels=y)
+    model = js.create_model("mvae-poe", latent_dim=2, hidden=(8,), epochs=1, progress=False).fit(train)
+    for fn in (train_classifiers, lambda m, t, **kw: latent_probe(m, t, train, **kw)):
+        for kw, match in (({"limit": 0}, r"^limit: expected an integer >= 2, got 0"),
+                          ({"limit": -3}, r"^limit: expected an integer >= 2, got -3"),
+                          ({"limit": 10, "seed": -1}, r"^seed: expected an integer >= 0, got -1"),
+                          # rows 20, 24, 32 (np.random.default_rng(0).choice(40, 3)): class 0 only
+                          ({"limit": 3, "seed": 0}, r"^limit: the 3 pairs drawn from train: expected labels of "
+                                                    r"at least 2 classes")):
+            with pytest.raises(InputError, match=match):
+                fn(model, train, **kw)
+    assert sorted(np.random.default_rng(0).choice(40, 3, replace=False).tolist()) == [20, 24, 32]

@@ -103,6 +103,21 @@ def _class_labels(pairs, name: str, min_classes: int = 1) -> np.ndarray:
     return labels
 
 
+def _train_subset(train, limit, seed):
+    """``train``, or ``limit`` of its pairs drawn at random (``seed``) when it has more; InputError
+    naming ``limit`` or ``seed`` for a bad value, or a draw left with one class to learn."""
+    from .._validation import check_int
+
+    if limit is not None:
+        limit = check_int(limit, "limit", low=2)
+    seed = check_int(seed, "seed", low=0, high=2**32 - 1)
+    if limit is None or len(train) <= limit:
+        return train
+    sub = train.subset(np.sort(np.random.default_rng(seed).choice(len(train), limit, replace=False)))
+    _class_labels(sub, f"limit: the {limit} pairs drawn from train", min_classes=2)
+    return sub
+
+
 def train_classifiers(model, train, test=None, *, limit: int | None = 20000, seed: int = 0) -> tuple[dict, dict]:
     """One :class:`ModalityClassifier` per modality of ``model``, fitted on real ``train`` items.
 
@@ -113,7 +128,9 @@ def train_classifiers(model, train, test=None, *, limit: int | None = 20000, see
     train, test : Pairs
         Labelled pairs; ``test`` gives each classifier's own accuracy.
     limit : int, optional
-        Train each classifier on at most this many pairs (drawn at random).
+        Train each classifier on at most this many pairs (>= 2, drawn at random).
+    seed : int
+        Seed of that draw, 0 to 2**32 - 1.
 
     Returns
     -------
@@ -123,10 +140,7 @@ def train_classifiers(model, train, test=None, *, limit: int | None = 20000, see
     """
     _class_labels(train, "train", min_classes=2)
     test_labels = None if test is None else _class_labels(test, "test")
-    idx = np.arange(len(train))
-    if limit is not None and len(idx) > limit:
-        idx = np.sort(np.random.default_rng(seed).choice(len(train), limit, replace=False))
-    sub = train.subset(idx)
+    sub = _train_subset(train, limit, seed)
     labels = np.asarray(sub.labels)
     classifiers, accuracy = {}, {}
     for m in model.modalities_:
@@ -178,7 +192,8 @@ def latent_probe(model, train, test, *, limit: int | None = 20000, seed: int = 0
     """Linear-probe accuracy of the class from the posterior mean: given all modalities
     (``probe/joint``) and given each one alone (``probe/<modality>``).
 
-    A logistic regression is fitted on the train latents and scored on the test latents.
+    A logistic regression is fitted on the train latents (at most ``limit`` pairs, drawn with
+    ``seed`` as in :func:`train_classifiers`) and scored on the test latents.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -186,10 +201,7 @@ def latent_probe(model, train, test, *, limit: int | None = 20000, seed: int = 0
 
     _class_labels(train, "train", min_classes=2)
     test_labels = _class_labels(test, "test")
-    idx = np.arange(len(train))
-    if limit is not None and len(idx) > limit:
-        idx = np.sort(np.random.default_rng(seed).choice(len(train), limit, replace=False))
-    sub = train.subset(idx)
+    sub = _train_subset(train, limit, seed)
     out = {}
     sources = [("joint", list(model.modalities_))] + [(m, [m]) for m in model.modalities_]
     for name, mods in sources:
