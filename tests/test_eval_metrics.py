@@ -431,3 +431,14 @@ class TestOneTieRule:
         assert metrics_mod.top_k_recall(q, g, sets, sets, k=1) == 1.0
         with pytest.raises(InputError, match="average: 'group' needs one key per query"):
             metrics_mod.top_k_recall(q, g, sets, sets, k=1, average="group")
+
+
+@pytest.mark.parametrize("relevant, given", [([[1, np.nan, 0]], r"nan at row 0, column 1"),
+                                             ([[1, 0, 0], [0, 2, 0]], r"2 at row 1, column 1"),
+                                             ([[0.5, 1, 0]], r"0.5 at row 0, column 0"),
+                                             ([["a", "b", "c"]], r"dtype <U1")])
+def test_a_relevance_matrix_not_of_zeros_and_ones_is_refused_with_what_was_given(relevant, given):
+    with pytest.raises(InputError, match=rf"^relevant: expected a boolean \(or 0/1\) matrix, got {given}$"):
+        DenseRelevance(relevant)
+    with pytest.raises(InputError, match=rf"^relevant: expected a boolean \(or 0/1\) matrix, got {given}$"):
+        ranking_metrics_dense(np.zeros((len(relevant), 3)), relevant)

@@ -270,8 +270,13 @@ class DenseRelevance(Relevance):
             raise InputError(f"relevant: expected a 2-D boolean matrix (n_queries, n_gallery), "
                              f"got shape {rel.shape}")
         if rel.dtype != bool:
-            if not np.issubdtype(rel.dtype, np.number) or not np.isin(rel, (0, 1)).all():
-                raise InputError("relevant: expected a boolean (or 0/1) matrix")
+            if not np.issubdtype(rel.dtype, np.number):
+                raise InputError(f"relevant: expected a boolean (or 0/1) matrix, got dtype {rel.dtype}")
+            bad = np.argwhere(~np.isin(rel, (0, 1)))
+            if bad.size:
+                i, j = bad[0]
+                raise InputError(f"relevant: expected a boolean (or 0/1) matrix, got {rel[i, j].item()!r} "
+                                 f"at row {i}, column {j}")
             rel = rel.astype(bool)
         self.rel = rel
         self.n_queries, self.n_gallery = rel.shape
