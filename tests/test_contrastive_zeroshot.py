@@ -111,6 +111,18 @@ def test_zeroshot_inputs_are_checked():
         zeroshot_classify(_Lookup(vec), images, [0, 1], names, "name")
 
 
+def test_a_nan_class_embedding_is_refused_not_left_unpredicted():
+    """Class y's prompt embeds to NaN: its score against every image was NaN, sorted last, so
+    y was never predicted and its images were counted as misclassified (top1 2/3)."""
+    vec = {"x": [1.0, 0.0, 0.0], "y": [np.nan, 1.0, 0.0], "z": [0.0, 0.0, 1.0]}
+    with pytest.raises(InputError, match=r"^model.encode\('text'\) \(the class prompts' embeddings\): expected "
+                                         r"finite values, got NaN or Inf \(first at row 1, column 0\)"):
+        zeroshot_classify(_Lookup(vec), None, np.array([0, 1, 2]), ["x", "y", "z"], "name",
+                          image_embeddings=np.eye(3, dtype=np.float32))
+    with pytest.raises(InputError, match=r"^model.encode\('text'\)"):
+        class_embeddings(_Lookup(vec), ["x", "y"], "name")
+
+
 def test_a_repeated_class_name_is_refused_as_it_could_never_be_predicted():
     vec = {"x": [1.0, 0.0], "y": [0.0, 1.0]}
     images = np.array([[1.0, 0.1], [0.9, 0.0], [0.0, 1.0]], np.float32)

@@ -152,8 +152,15 @@ def class_embeddings(model, class_names: Sequence[str], templates="default", *, 
     temps = resolve_templates(templates)
     if not ensemble:
         temps = temps[:1]
+    from .._validation import check_matrix
+
     prompts = [fill_template(t, c) for c in names for t in temps]
-    z = np.asarray(model.encode(text_modality, prompts, normalize=True), dtype=np.float32)
+    # a NaN class vector scores NaN against every image, sorts last and is never predicted
+    z = check_matrix(model.encode(text_modality, prompts, normalize=True),
+                     f"model.encode({text_modality!r}) (the class prompts' embeddings)", dtype=np.float32)
+    if z.shape[0] != len(prompts):
+        raise InputError(f"model.encode({text_modality!r}) (the class prompts' embeddings): expected one row per "
+                         f"prompt ({len(prompts)}), got shape {z.shape}")
     z = z.reshape(len(names), len(temps), -1).mean(axis=1)
     return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
 
