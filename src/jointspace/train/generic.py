@@ -34,6 +34,7 @@ from .checkpoint import EarlierRun, load_checkpoint, resume_note, save_checkpoin
 from .device import resolve_device, to_device
 from .loop import RESUME_MAY_CHANGE, data_fingerprint, warn_no_early_stopping
 from .monitor import MetricsLog, ProgressBar
+from .phases import OptimizerSet, Phase, check_phases
 from .schedule import make_optimizer, make_scheduler, resolve_warmup, warmup_cosine
 from .step import as_training_data, take_rows
 
@@ -167,16 +168,45 @@ def _check_data(data, arg: str) -> dict:
 
 def _diverged(what: str, value: float, step: int, epoch: int, cfg: FitConfig, run_dir, last_good) -> TrainingDiverged:
     where = resume_note(run_dir, last_good)
-    advice = "check the inputs for NaN/inf" if what == "loss" else "set grad_clip or check the inputs"
+    advice = "check the inputs for NaN/inf" if what.endswith("loss") else "set grad_clip or check the inputs"
     msg = (f"training diverged: the {what} became {value} at step {step} (epoch {epoch}), so no optimiser step "
            f"was taken; lower the learning rate (lr={cfg.lr:g}) or {advice}; {where}")
     return TrainingDiverged(msg, step=step, epoch=epoch, value=value,
                             checkpoint=None if last_good is None else str(last_good))
 
 
+def _take_step(net, loss_fn, mb, step, epoch, opt, params, cfg, run_dir, last_good, phase: str):
+    """One optimiser step of ``opt`` on ``loss_fn``'s loss over the batch ``mb``; returns the loss,
+    the logs and the gradient norm (over ``params``), or raises before stepping on a NaN."""
+    who = f"phase {phase!r}'s loss_fn" if phase else "loss_fn"
+    out = loss_fn(net, mb, step, epoch)
+    if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.Tensor)
+            and out[0].ndim == 0 and isinstance(out[1], dict)):
+        raise InputError(f"{who}: expected (loss: 0-d Tensor, logs: dict of str to float), got {type(out).__name__}")
+    loss_t, logs = out
+    loss = float(loss_t.detach())
+    what = f"{phase} loss" if phase else "loss"
+    if not math.isfinite(loss):
+        raise _diverged(what, loss, step, epoch, cfg, run_dir, last_good)
+    clash = sorted(RESERVED_LOGS & set(logs))
+    if clash:
+        raise InputError(f"{who}: its logs may not be named {', '.join(clash)} (the loop writes those)")
+    loss_t.backward()
+    grads = [p.grad for p in params if p.grad is not None]
+    norm_t = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+    grad_norm = float(norm_t)
+    if not math.isfinite(grad_norm):
+        raise _diverged(f"{phase} gradient norm" if phase else "gradient norm", grad_norm, step, epoch, cfg,
+                        run_dir, last_good)
+    if cfg.grad_clip is not None and grads:
+        torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, norm_t)
+    opt.step()
+    return loss, {k: float(v) for k, v in logs.items()}, grad_norm
+
+
 def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | None = None, *,
                val: dict | None = None, val_fn=None, run_dir=None, resume=None, model_config: dict | None = None,
-               step_callback=None) -> FitResult:
+               step_callback=None, phases=None) -> FitResult:
     """Train ``net`` by minimising ``loss_fn`` over mini-batches of aligned rows.
 
     Parameters
@@ -209,6 +239,11 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
         training data are those it was written with.
     step_callback : callable(step, loss), optional
         Called after every optimiser step with the steps done and the loss (float).
+    phases : list of Phase, optional
+        Further steps on each batch after ``loss_fn``'s, in order, each with an AdamW of its
+        own over some submodules (:class:`~jointspace.train.phases.Phase`, e.g. the
+        discriminator and then the encoders of an adversarial autoencoder); each phase's loss
+        is logged under its name.  ``step`` still counts batches.
 
     Returns
     -------
@@ -230,6 +265,7 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
         raise InputError(f"net: expected a torch.nn.Module, got {type(net).__name__}")
     if not callable(loss_fn):
         raise InputError(f"loss_fn: expected a callable (net, batch, step, epoch) -> (loss, logs), got {loss_fn!r}")
+    phases = check_phases(phases, RESERVED_LOGS)
     data = _check_data(train, "train")
     n = _rows(data, "train")
     if (val is None) != (val_fn is None):
@@ -258,13 +294,20 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
     net.to(device)
     opt = make_optimizer(net, cfg.lr, cfg.weight_decay)
     params = [p for g in opt.param_groups for p in g["params"]]
+    phase_opts = []
+    for ph in phases:
+        popt = make_optimizer(ph.parameters(net), cfg.lr, cfg.weight_decay)
+        for g in popt.param_groups:
+            g["lr_scale"] = float(ph.lr_scale)
+        phase_opts.append((ph, popt, [p for g in popt.param_groups for p in g["params"]]))
+    saved_opt = OptimizerSet([opt] + [popt for _, popt, _ in phase_opts]) if phases else opt
     state = {"epoch_done": 0, "best_metric": None, "best_epoch": None, "bad_epochs": 0, "stopped": False,
              "history": [], "epoch_sums": {}, "epoch_rows": 0}
     best_weights = None
     step = 0
     last_good = None
     if resume is not None:
-        loaded = load_checkpoint(resume, net, opt, run_config)
+        loaded = load_checkpoint(resume, net, saved_opt, run_config)
         step = loaded["step"]
         last_good = loaded["path"]
         state.update({k: loaded[k] for k in state if k in loaded})
@@ -273,6 +316,7 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
                             if k.startswith("best.")}
     lr_of = warmup_cosine(cfg.lr, warmup, total, cfg.min_lr)
     sched = make_scheduler(opt, lr_of, start_step=step)
+    phase_scheds = [make_scheduler(popt, lr_of, start_step=step) for _, popt, _ in phase_opts]
     # a new run: an earlier run's checkpoints would be resumed by mistake, so they are set
     # aside until this run writes its own (and put back if it fails before that)
     earlier = EarlierRun(run_dir) if resume is None and run_dir is not None else None
@@ -310,7 +354,7 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
         nonlocal last_good
         if run_dir is not None:
             extra = {f"best.{k}": v for k, v in (best_weights or {}).items()}
-            last_good = save_checkpoint(run_dir, step, net, opt, state, run_config, keep=cfg.keep_checkpoints,
+            last_good = save_checkpoint(run_dir, step, net, saved_opt, state, run_config, keep=cfg.keep_checkpoints,
                                         extra=extra)
 
     try:
@@ -322,31 +366,17 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
                 mb = {m: to_device(take_rows(v, idx), device) for m, v in data.items()}
                 lr = lr_of(step)   # what the scheduler set for this step
                 opt.zero_grad(set_to_none=True)
-                out = loss_fn(net, mb, step, epoch)
-                if not (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], torch.Tensor)
-                        and out[0].ndim == 0 and isinstance(out[1], dict)):
-                    raise InputError("loss_fn: expected (loss: 0-d Tensor, logs: dict of str to float), got "
-                                     f"{type(out).__name__}")
-                loss_t, logs = out
-                loss = float(loss_t.detach())
-                if not math.isfinite(loss):
-                    raise _diverged("loss", loss, step, epoch, cfg, run_dir, last_good)
-                clash = sorted(RESERVED_LOGS & set(logs))
-                if clash:
-                    raise InputError(f"loss_fn: its logs may not be named {', '.join(clash)} (the loop writes those)")
-                loss_t.backward()
-                grads = [p.grad for p in params if p.grad is not None]
-                norm_t = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-                grad_norm = float(norm_t)
-                if not math.isfinite(grad_norm):
-                    raise _diverged("gradient norm", grad_norm, step, epoch, cfg, run_dir, last_good)
-                if cfg.grad_clip is not None and grads:
-                    torch.nn.utils.clip_grads_with_norm_(params, cfg.grad_clip, norm_t)
-                opt.step()
+                loss, logs, grad_norm = _take_step(net, loss_fn, mb, step, epoch, opt, params, cfg, run_dir,
+                                                   last_good, "")
                 sched.step()
+                for (ph, popt, pparams), psched in zip(phase_opts, phase_scheds):
+                    net.zero_grad(set_to_none=True)
+                    ph_loss, ph_logs, _ = _take_step(net, ph.loss_fn, mb, step, epoch, popt, pparams, cfg,
+                                                     run_dir, last_good, ph.name)
+                    psched.step()
+                    logs = {**logs, **ph_logs, ph.name: ph_loss}
                 step += 1
                 seen += len(idx)
-                logs = {k: float(v) for k, v in logs.items()}
                 sums = state["epoch_sums"]
                 for k, v in {"loss": loss, **logs}.items():
                     sums[k] = sums.get(k, 0.0) + v * len(idx)
