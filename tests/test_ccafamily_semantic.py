@@ -163,3 +163,17 @@ def test_a_refused_refit_leaves_the_fitted_model_as_it_was(labelled, name, param
     model.set_params(C=1.0)
     for m in ("image", "text"):
         np.testing.assert_array_equal(model.predict_proba(m, labelled[m]), fresh.predict_proba(m, labelled[m]))
+
+
+def test_supervised_cca_preprocesses_the_modalities_not_the_labels():
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(2)
+    labels = np.repeat(np.arange(6), 30)
+    a = rng.normal(size=(6, 8))[labels] + rng.normal(size=(180, 8))
+    b = rng.normal(size=(6, 7))[labels] + rng.normal(size=(180, 7))
+    m = create_model("scca", preprocess="pca:4").fit(Pairs({"image": a, "text": b}, labels=labels))
+    # pca:4 of the 6-column one-hot view would leave it 4 components instead of its 5
+    ref = MultisetCCA().fit([PCA(4).fit_transform(a), PCA(4).fit_transform(b), np.eye(6)[labels]])
+    assert m.n_components_ == ref.n_components_ == 4
+    np.testing.assert_allclose(m.eigenvalues_, ref.eigenvalues_, atol=1e-8)

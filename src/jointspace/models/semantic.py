@@ -278,7 +278,8 @@ class SupervisedCCA(MultisetCCA):
     The label view is used only in ``fit``; ``encode`` maps each modality. Parameters as in
     :class:`~jointspace.models.multiset_cca.MultisetCCA` (``objective`` default "sumcor");
     ``reg`` applies to the modalities (the label view is not ridged unless ``reg`` lists a
-    value for it too); ``label_scale`` multiplies the one-hot view.  By default every
+    value for it too), and so does ``preprocess`` (the label view is never preprocessed);
+    ``label_scale`` multiplies the one-hot view.  By default every
     component the views hold (at most the number of classes less one) weighted by its
     eigenvalue (``weight=1``); the Wikipedia bench's cross-validation chose 9 components (10
     classes), with ``weight=4`` on Hellinger-mapped image histograms.
@@ -301,12 +302,14 @@ class SupervisedCCA(MultisetCCA):
         reg = list(self.reg) if isinstance(self.reg, (list, tuple)) else [self.reg] * len(names)
         if len(reg) == len(names):
             reg = reg + [0.0]  # the label view is not ridged (its covariance's null space is dropped)
-        saved = self.modalities, self.reg
+        # a preprocessing given for every modality is not for the label view (pca:N would cut it)
+        pre = self.preprocess if isinstance(self.preprocess, dict) else {m: self.preprocess for m in names}
+        saved = self.modalities, self.reg, self.preprocess
         try:
-            self.modalities, self.reg = names + (_LABELS,), reg
+            self.modalities, self.reg, self.preprocess = names + (_LABELS,), reg, pre
             super().fit(views)
         finally:
-            self.modalities, self.reg = saved
+            self.modalities, self.reg, self.preprocess = saved
         self.classes_ = classes
         self.modalities_ = names  # the label view (last) is used in fit only
         return self
