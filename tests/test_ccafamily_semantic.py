@@ -177,3 +177,9 @@ def test_supervised_cca_preprocesses_the_modalities_not_the_labels():
     ref = MultisetCCA().fit([PCA(4).fit_transform(a), PCA(4).fit_transform(b), np.eye(6)[labels]])
     assert m.n_components_ == ref.n_components_ == 4
     np.testing.assert_allclose(m.eigenvalues_, ref.eigenvalues_, atol=1e-8)
+
+
+def test_supervised_cca_names_the_labels_when_they_limit_the_components(labelled):
+    with pytest.raises(InputError, match=r"^n_components: expected at most 2 \(the rank of the one-hot class labels, "
+                                         r"the smallest view\); got 3$"):
+        create_model("scca", n_components=3).fit(labelled)

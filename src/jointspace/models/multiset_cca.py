@@ -66,7 +66,7 @@ def solve_multiset(c: np.ndarray, sizes, n_components: int | None, reg, objectiv
         Canonical ridge per view in [0, 1].
     objective : {"sumcor", "maxvar"}
     names : list of str, optional
-        View names for messages.
+        What messages call each view (e.g. ``"'image'"``).
 
     Returns
     -------
@@ -91,7 +91,7 @@ def solve_multiset(c: np.ndarray, sizes, n_components: int | None, reg, objectiv
     if n_components is None:  # every component the smallest view holds
         n_components = max(1, ranks[smallest])
     if n_components > ranks[smallest]:
-        raise InputError(f"n_components: expected at most {ranks[smallest]} (the rank of {names[smallest]!r}, "
+        raise InputError(f"n_components: expected at most {ranks[smallest]} (the rank of {names[smallest]}, "
                          f"the smallest view); got {n_components}")
     a = c.copy()
     if objective == "sumcor":
@@ -213,7 +213,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         self.pres_ = pres
         means, c = block_covariances(arrays)
         sizes = [a.shape[1] for a in arrays]
-        w, ev = solve_multiset(c, sizes, k, regs, objective, names)
+        w, ev = solve_multiset(c, sizes, k, regs, objective, [self._view_description(nm) for nm in names])
         w, ev = w[:, :n - 1], ev[:n - 1]  # n_components=None: at most n - 1
         k = self.n_components_ = w.shape[1]
         edges = np.cumsum([0] + sizes)
@@ -232,6 +232,10 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         self.objective_ = objective
         self.modalities_ = names
         return self
+
+    def _view_description(self, name: str) -> str:
+        """What messages call the view ``name``."""
+        return repr(name)
 
     @property
     def _component_scale(self) -> np.ndarray:

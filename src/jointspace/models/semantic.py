@@ -314,5 +314,8 @@ class SupervisedCCA(MultisetCCA):
         self.modalities_ = names  # the label view (last) is used in fit only
         return self
 
+    def _view_description(self, name: str) -> str:
+        return "the one-hot class labels" if name == _LABELS else repr(name)
+
     def _loaded_modality_count(self) -> int:
         return len(self.weights_) - 1  # the label view has weights but no modality
