@@ -183,3 +183,9 @@ def test_supervised_cca_names_the_labels_when_they_limit_the_components(labelled
     with pytest.raises(InputError, match=r"^n_components: expected at most 2 \(the rank of the one-hot class labels, "
                                          r"the smallest view\); got 3$"):
         create_model("scca", n_components=3).fit(labelled)
+
+
+@pytest.mark.parametrize("base_params", [[1], "n_components=2", 2])
+def test_scm_base_params_that_are_no_dict_are_named(labelled, base_params):
+    with pytest.raises(InputError, match=r"^base_params: expected a dict of 'cca' parameters, got "):
+        create_model("scm", base="cca", base_params=base_params).fit(labelled)

@@ -238,6 +238,9 @@ class SemanticCorrelationMatching(_SemanticBase):
         if not isinstance(self.base, str) or self.base not in known:
             joint = [m for m in known if m not in ("scm", "sm")]
             raise InputError(f"base: expected a registered joint-space model ({', '.join(joint)}), got {self.base!r}")
+        if not isinstance(self.base_params, (dict, type(None))):
+            raise InputError(f"base_params: expected a dict of {self.base!r} parameters, got "
+                             f"{type(self.base_params).__name__} {self.base_params!r}")
         self.base_ = create_model(self.base, **(self.base_params or {})).fit(pairs)
         names = tuple(self.base_.modalities_)
         feats = {m: self.base_.encode(m, pairs[m], normalize=False).astype(np.float64) for m in names}
