@@ -285,3 +285,17 @@ def test_a_refused_refit_leaves_a_model_that_saves_and_loads(tmp_path):
     loaded = load_model(tmp_path / "m")
     for m in (model, loaded):
         np.testing.assert_array_equal(m.transform(x[:5]), fresh.transform(x[:5]))
+
+
+@pytest.mark.parametrize("weight, match", [(100, r"^weight: expected a number <= 16, got 100"),
+                                           (-1, r"^weight: expected a number >= 0")])
+def test_a_bad_weight_is_refused_before_the_networks_train(monkeypatch, weight, match):
+    from jointspace.models.deep_cca import DeepCCA
+
+    def trained(*args, **kwargs):
+        raise AssertionError("the networks were trained before weight was checked")
+
+    monkeypatch.setattr(DeepCCA, "_train", trained)
+    x = np.random.default_rng(0).normal(size=(40, 3))
+    with pytest.raises(InputError, match=match):
+        create_model("dcca", n_components=2, epochs=1, weight=weight).fit(x, x[:, :2])

@@ -22,7 +22,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError, MissingDependencyError, TrainingDiverged
 from ._standardise import feature_scale
 from .base import JointModel, register_model
-from .cca import CanonicalCorrelation, fit_or_keep
+from .cca import CanonicalCorrelation, check_weight, fit_or_keep
 
 
 def reconstruction_error(rebuilt, x):
@@ -189,6 +189,7 @@ class DeepCCA(BaseEstimator, JointModel):
                              f"need more samples than dimensions), got {self.out_dim_}")
         epochs = check_int(self.epochs, "epochs", low=0)   # 0: CCA of the untrained networks (a baseline)
         check_int(self.random_state, "random_state", low=0, high=2**32 - 1)
+        check_weight(self.weight)   # refused before training, not by the final CCA after it
         recon = self._recon()
         self.x_mean_, self.x_scale_ = x.mean(0), feature_scale(x)
         self.y_mean_, self.y_scale_ = yv.mean(0), feature_scale(yv)
