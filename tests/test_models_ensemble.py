@@ -120,3 +120,17 @@ def test_parallel_members_get_frozen_tower_features_computed_once(monkeypatch):
     out = _frozen_features(member, pairs.with_modality("text", texts))
     assert calls == ["text"]  # only the raw modality; the image features pass through untouched
     assert out["text"] is pairs["text"] and out["image"] is pairs["image"]
+
+
+def test_a_loaded_ensemble_refits_without_touching_the_run_folder_it_was_trained_in(tmp_path):
+    pairs = _pairs(80)
+    run = tmp_path / "run"
+    ens = SeedEnsemble("clip", n_members=2, params=dict(FAST, epochs=1, run_dir=str(run), progress=True)).fit(pairs)
+    before = sorted(str(p.relative_to(run)) for p in run.rglob("*"))
+    assert any(p.startswith("member1/checkpoints/") for p in before)
+    ens.save(tmp_path / "ens")
+    loaded = js.load_model(tmp_path / "ens")
+    # as a single model's saved config, the ensemble's records neither run_dir nor progress
+    assert loaded.params == dict(FAST, epochs=1) and loaded.members_[0].run_dir is None
+    loaded.fit(pairs)
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == before

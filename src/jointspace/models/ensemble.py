@@ -130,7 +130,12 @@ class SeedEnsemble(JointModel):
 
     # -- persistence -------------------------------------------------------------------------
     def get_config(self) -> dict:
-        return {"model": self.model, "n_members": self.n_members, "params": self.params, "seed": self.seed,
+        params = self.params
+        if isinstance(params, dict):
+            # where and how this fit ran, not what the model is (as the members' configs): a
+            # loaded ensemble fitted again would otherwise start over that run's checkpoints
+            params = {k: v for k, v in params.items() if k not in ("run_dir", "progress")}
+        return {"model": self.model, "n_members": self.n_members, "params": params, "seed": self.seed,
                 "n_jobs": self.n_jobs}
 
     def _get_extra(self) -> dict:
