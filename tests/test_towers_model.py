@@ -150,3 +150,15 @@ def test_cca_components_capped_by_a_low_rank_text_view(tmp_path):
     keys = val.labels
     assert recall_at_k(z_audio, z_text, keys, keys, k=1) == pytest.approx(report["best"]["score"])
     assert report["best"]["score"] >= 0.75
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"head_params": [("n_components", 2)]}, r"^head_params: expected parameters of the head 'cca', .*got list"),
+    ({"head_params": "n_components=2"}, r"^head_params: expected parameters of the head 'cca', .*got str"),
+    ({"tower_params": ["image"]}, r"^tower_params: expected a dict of tower settings per modality, got list"),
+    ({"tower_params": {"image": 64}}, r"^tower_params\['image'\]: expected the settings of the 'image' tower, "
+                                      r".*got int 64$"),
+])
+def test_head_and_tower_params_that_are_no_dict_are_named(kwargs, match):
+    with pytest.raises(InputError, match=match):
+        ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"}, **kwargs)

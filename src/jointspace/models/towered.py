@@ -56,10 +56,14 @@ class ToweredModel(JointModel):
 
     def __init__(self, towers=None, head: str = "cca", head_params=None, tower_params=None, cache=True,
                  batch_size: int | None = None):
+        _check_dict(head_params, "head_params", f"parameters of the head {head!r}, e.g. {{\"n_components\": 10}}")
+        _check_dict(tower_params, "tower_params", "a dict of tower settings per modality")
+        for m, p in (tower_params or {}).items():
+            _check_dict(p, f"tower_params[{m!r}]", f"the settings of the {m!r} tower, e.g. {{\"batch_size\": 32}}")
         self.towers = dict(towers or {})
         self.head = head
         self.head_params = dict(head_params or {})
-        self.tower_params = {m: dict(p) for m, p in (tower_params or {}).items()}
+        self.tower_params = {m: dict(p or {}) for m, p in (tower_params or {}).items()}
         self.cache = cache
         self.batch_size = batch_size
         self._tower_objs = {}
@@ -167,6 +171,12 @@ class ToweredModel(JointModel):
     def _check_fitted(self) -> None:
         if not hasattr(self, "head_"):
             raise NotFittedError(f"this {type(self).__name__} is not fitted yet; call fit first")
+
+
+def _check_dict(value, name: str, expected: str) -> None:
+    """InputError naming ``name`` unless ``value`` is a dict or None."""
+    if not isinstance(value, (dict, type(None))):
+        raise InputError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
 
 
 # -- choosing settings on a validation split --------------------------------------------------
