@@ -162,3 +162,21 @@ def test_cca_components_capped_by_a_low_rank_text_view(tmp_path):
 def test_head_and_tower_params_that_are_no_dict_are_named(kwargs, match):
     with pytest.raises(InputError, match=match):
         ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"}, **kwargs)
+
+
+@pytest.mark.parametrize("head, head_params, match", [
+    ("no-such-model", {}, r"^head: expected a registered model \(.*cca.*\), got 'no-such-model'$"),
+    ("rcca", {"no_such_parameter": 1}, r"^model 'rcca': unknown parameter 'no_such_parameter'"),
+])
+def test_a_bad_head_is_refused_before_the_towers_run(monkeypatch, data, head, head_params, match):
+    model = ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"}, head=head,
+                         head_params=head_params, cache=False)
+
+    def embedded(*args, **kwargs):
+        raise AssertionError("the towers ran before the head was checked")
+
+    monkeypatch.setattr(ToweredModel, "embed", embedded)
+    with pytest.raises(InputError, match=match):
+        model.fit(data)
+    with pytest.raises(InputError, match=match):
+        fit_with_towers(data, model.towers, head=head, head_params=head_params, cache=False, n_folds=2)

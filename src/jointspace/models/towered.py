@@ -18,7 +18,7 @@ import numpy as np
 from .._validation import check_int
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
-from .base import JointModel, create_model, l2_normalize, register_model
+from .base import JointModel, create_model, l2_normalize, list_models, register_model
 
 _HEAD_PREFIX = "head."
 
@@ -123,12 +123,19 @@ class ToweredModel(JointModel):
         features : Pairs, optional
             The tower features of ``pairs`` when already computed (from :meth:`embed_pairs`).
         """
+        head = self._new_head()   # a head refused before the towers run over every item
         feats = features if features is not None else self.embed_pairs(pairs, progress=progress)
-        head = create_model(self.head, **self.head_params)
         head.fit(feats)
         self.head_ = head
         self.modalities_ = tuple(head.modalities_)
         return self
+
+    def _new_head(self) -> JointModel:
+        """The unfitted head; InputError naming ``head`` when no model of that name is registered."""
+        known = list_models()
+        if not isinstance(self.head, str) or self.head not in known:
+            raise InputError(f"head: expected a registered model ({', '.join(known)}), got {self.head!r}")
+        return create_model(self.head, **self.head_params)
 
     def project(self, modality: str, features, normalize: bool = True) -> np.ndarray:
         """Map tower features (n, tower.out_dim) into the joint space, (n, d) float32."""
@@ -291,6 +298,7 @@ def fit_with_towers(train: Pairs, towers: dict, head: str = "cca", head_params: 
     head_params = dict(head_params or {})
     model = ToweredModel(towers=towers, head=head, head_params=head_params, tower_params=tower_params,
                          cache=cache, batch_size=batch_size)
+    model._new_head()   # an unknown head or parameter refused before the towers run
     feats = model.embed_pairs(train, progress=progress)
     from ..eval.search_spaces import has_search_space
 
