@@ -129,3 +129,15 @@ def test_spoken_words_quick_tries_fewer_settings_on_fewer_voices(monkeypatch, qu
         assert n_settings == 8 and seen["options"] == [{"settings_per_accent": 2}] * 3
     else:
         assert n_settings == 60 and seen["options"] == [{}] * 3
+
+
+def test_settings_failing_on_the_same_fixed_parameter_report_it():
+    # the text view has 3 columns of rank 2: at most 2 components unridged, 3 under a ridge,
+    # so the two settings fail with different bounds, both on the n_components given
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(30, 5))
+    b = a[:, :2] @ rng.normal(size=(2, 3))
+    with pytest.raises(InputError, match=r"^n_components: expected at most 2 \(the rank of 'text', the smallest "
+                                         r"view\); got 4$"):
+        select_by_cv("mcca", {"reg": [0.0, 0.5]}, Pairs({"image": a, "text": b}), fixed={"n_components": 4},
+                     n_folds=3)

@@ -208,8 +208,11 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
             table.append({**params, **var, "score": float(scores.mean()), "fold_scores": scores.tolist()})
             origin.append((params, var))
     if not table:
-        if len(errors) == len(settings) and len(set(errors)) == 1:
-            raise InputError(errors[0])   # every setting failed alike: the setting they share is at fault
+        # every setting failed alike, or each on the same fixed parameter (a bound that depends
+        # on the searched values, as multiset CCA's rank under ridge): that parameter is at fault
+        named = {e.split(":", 1)[0] for e in errors}
+        if len(errors) == len(settings) and (len(set(errors)) == 1 or (len(named) == 1 and named <= set(fixed))):
+            raise InputError(errors[0])
         raise InputError("grid: no setting could be fitted on the training folds"
                          + (f" (the first failed with: {errors[0]})" if errors else ""))
     pick = min if score_key in RANK_METRICS else max
