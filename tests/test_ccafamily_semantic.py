@@ -189,3 +189,14 @@ def test_supervised_cca_names_the_labels_when_they_limit_the_components(labelled
 def test_scm_base_params_that_are_no_dict_are_named(labelled, base_params):
     with pytest.raises(InputError, match=r"^base_params: expected a dict of 'cca' parameters, got "):
         create_model("scm", base="cca", base_params=base_params).fit(labelled)
+
+
+@pytest.mark.parametrize("names", [None, ["cat", "dog", "owl"]])
+def test_supervised_cca_keeps_its_classes_when_saved(labelled, tmp_path, names):
+    labels = labelled.labels if names is None else np.array(names)[labelled.labels]
+    m = create_model("scca", n_components=2).fit(Pairs({"image": labelled["image"], "text": labelled["text"]},
+                                                       labels=labels))
+    m.save(tmp_path / "scca")
+    back = load_model(tmp_path / "scca")
+    assert back.classes_.tolist() == m.classes_.tolist() == (names or [0, 1, 2])
+    np.testing.assert_array_equal(back.encode("text", labelled["text"][:5]), m.encode("text", labelled["text"][:5]))

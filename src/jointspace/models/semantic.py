@@ -278,7 +278,8 @@ class SemanticCorrelationMatching(_SemanticBase):
 class SupervisedCCA(MultisetCCA):
     """Multiset CCA over the modalities plus the one-hot class labels as one more view.
 
-    The label view is used only in ``fit``; ``encode`` maps each modality. Parameters as in
+    The label view is used only in ``fit``; ``encode`` maps each modality, and ``classes_``
+    (saved with the model) lists the classes in the order of the one-hot columns. Parameters as in
     :class:`~jointspace.models.multiset_cca.MultisetCCA` (``objective`` default "sumcor");
     ``reg`` applies to the modalities (the label view is not ridged unless ``reg`` lists a
     value for it too), and so does ``preprocess`` (the label view is never preprocessed);
@@ -319,6 +320,18 @@ class SupervisedCCA(MultisetCCA):
 
     def _view_description(self, name: str) -> str:
         return "the one-hot class labels" if name == _LABELS else repr(name)
+
+    def _get_extra(self) -> dict:
+        classes = [c.item() if isinstance(c, np.generic) else c for c in self.classes_]
+        return {**super()._get_extra(), "classes": classes}
+
+    def _set_extra(self, extra: dict) -> None:
+        super()._set_extra(extra)
+        classes = extra.get("classes")   # absent from folders saved before it was recorded
+        if classes is not None:
+            if not isinstance(classes, list) or len(classes) < 2:
+                raise ValueError(f"classes: expected the list of class labels, got {classes!r}")
+            self.classes_ = np.array(classes)
 
     def _loaded_modality_count(self) -> int:
         return len(self.weights_) - 1  # the label view has weights but no modality
