@@ -52,6 +52,9 @@ def test_val_reaches_every_member():
     ({"params": [1, 2]}, "params: expected a dict"),
     ({"model": "cca", "params": {}}, "takes no seed"),
     ({"model": "no-such-model"}, "no-such-model"),
+    # the last member's seed, seed + 1, is past 2**32 - 1: refused before any member trains
+    ({"seed": 2**32 - 1}, r"^seed: expected an integer <= 4294967294 \(member j takes the seed seed \+ j, at most "
+                          r"4294967295, and there are n_members=2\), got 4294967295$"),
 ])
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(InputError, match=match):

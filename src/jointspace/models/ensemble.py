@@ -25,6 +25,8 @@ from ..errors import InputError
 from .base import JointModel, create_model, register_model
 
 _PREFIX = "member{}."
+#: the largest seed the seeded models take (NumPy's and the trainer's bound)
+MAX_SEED = 2**32 - 1
 
 
 @register_model("ensemble", "several models of one kind from different seeds; their similarities averaged")
@@ -41,7 +43,7 @@ class SeedEnsemble(JointModel):
         Parameters of every member (without ``seed``). A ``run_dir`` (checkpoints) becomes
         ``run_dir/member<j>`` for member j.
     seed : int
-        Seed of the first member.
+        Seed of the first member (0 to ``2**32 - n_members``).
     n_jobs : int
         Members fitted at once, each in its own process with an equal share of the CPU
         threads (-1: one per CPU core).  Frozen-tower features are computed once, before the
@@ -90,7 +92,12 @@ class SeedEnsemble(JointModel):
     def fit(self, pairs, **fit_kwargs) -> "SeedEnsemble":
         """Fit every member on ``pairs`` (``fit_kwargs``, e.g. ``val=``, go to each member's fit)."""
         n = check_int(self.n_members, "n_members", low=1, high=64)
+        # every member's seed, seed + j, must be one its model takes: refused here, not by the
+        # last member once the others have trained
         check_int(self.seed, "seed", low=0)
+        if int(self.seed) + n - 1 > MAX_SEED:
+            raise InputError(f"seed: expected an integer <= {MAX_SEED - n + 1} (member j takes the seed seed + j, "
+                             f"at most {MAX_SEED}, and there are n_members={n}), got {self.seed}")
         from .base import MODELS, _import_builtin_models
 
         _import_builtin_models()
