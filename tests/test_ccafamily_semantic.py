@@ -200,3 +200,16 @@ def test_supervised_cca_keeps_its_classes_when_saved(labelled, tmp_path, names):
     back = load_model(tmp_path / "scca")
     assert back.classes_.tolist() == m.classes_.tolist() == (names or [0, 1, 2])
     np.testing.assert_array_equal(back.encode("text", labelled["text"][:5]), m.encode("text", labelled["text"][:5]))
+
+
+@pytest.mark.parametrize("kwargs, match", [({"C": 0}, r"^C: expected a number > 0.0, got 0"),
+                                           ({"max_iter": 0}, r"^max_iter: expected an integer >= 1, got 0")])
+def test_scm_refuses_its_classifier_settings_before_fitting_the_joint_space(labelled, monkeypatch, kwargs, match):
+    import jointspace.models.semantic as semantic
+
+    def fitted(*args, **kw):
+        raise AssertionError("the joint space was fitted before C and max_iter were checked")
+
+    monkeypatch.setattr(semantic, "create_model", fitted)
+    with pytest.raises(InputError, match=match):
+        create_model("scm", base="dcca", **kwargs).fit(labelled)

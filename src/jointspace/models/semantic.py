@@ -83,9 +83,12 @@ class _SemanticBase(BaseEstimator, JointModel):
         """
         return fit_or_keep(self, self._fit, pairs)
 
+    def _classifier_settings(self) -> tuple[float, int]:
+        """``C`` and ``max_iter``, checked (before any joint space is learnt for them)."""
+        return check_float(self.C, "C", low=0.0, low_open=True), check_int(self.max_iter, "max_iter", low=1)
+
     def _fit_classifiers(self, feats: dict, y: np.ndarray):
-        c = check_float(self.C, "C", low=0.0, low_open=True)
-        max_iter = check_int(self.max_iter, "max_iter", low=1)
+        c, max_iter = self._classifier_settings()
         self.coef_, self.intercept_ = {}, {}
         for m, z in feats.items():
             clf = LogisticRegression(C=c, max_iter=max_iter).fit(z, y)
@@ -232,6 +235,7 @@ class SemanticCorrelationMatching(_SemanticBase):
     def _fit(self, pairs: Pairs):
         """Fit the joint model, then one classifier per modality; returns self."""
         classes, labels = _single_labels(pairs, "semantic correlation matching (scm)")
+        self._classifier_settings()   # refused before the joint space is fitted, not after
         if self.base in ("scm", "sm"):
             raise InputError(f"base: expected a joint-space model, got {self.base!r}")
         known = list_models()
