@@ -121,3 +121,12 @@ def test_n_components_beyond_the_smallest_view_is_refused(objective):
         CanonicalCorrelation(n_components=4).fit(x, y)
     m = MultisetCCA(n_components=2, objective=objective).fit([x, y])
     assert np.all(m.eigenvalues_ > 1e-3)
+
+
+@pytest.mark.parametrize("name", ["mcca", "gcca", "scca", "sm"])
+def test_a_preprocess_key_that_is_no_modality_fitted_is_refused(three_views, name):
+    labels = np.arange(len(three_views[0])) % 3
+    p = Pairs({"image": three_views[0], "text": three_views[1]}, labels=labels)
+    with pytest.raises(InputError, match=r"^preprocess: expected steps keyed by the modalities fitted \(image, text\), "
+                                         r"got the key\(s\) 'imgae'$"):
+        create_model(name, preprocess={"imgae": "pca:2", "text": "standard"}).fit(p)

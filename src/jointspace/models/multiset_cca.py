@@ -32,7 +32,8 @@ from ..errors import InputError
 from ._cca_solve import _inv_sqrt
 from .base import JointModel, register_model
 from .cca import check_weight, fit_or_keep
-from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
+from .preprocess import (build_preprocessor, check_preprocess_keys, fit_preprocessor, pipeline_from_state,
+                         pipeline_state)
 
 
 def block_covariances(views):
@@ -202,6 +203,7 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         if k is not None and k > n - 1:
             raise InputError(f"n_components: expected at most n_samples - 1 = {n - 1}, got {k} "
                              "(fewer samples than components)")
+        check_preprocess_keys(self.preprocess, names)
         self.n_features_in_list_ = [a.shape[1] for a in arrays]
         pres = []
         for i, (nm, a) in enumerate(zip(names, arrays)):

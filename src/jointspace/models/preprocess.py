@@ -75,6 +75,16 @@ def build_preprocessor(spec: str | None, seed: int = 0) -> Pipeline | None:
     return Pipeline(steps)
 
 
+def check_preprocess_keys(preprocess, names) -> None:
+    """InputError naming ``preprocess`` when it is a dict with a key that is none of the
+    modalities ``names`` fitted (a misspelt modality would otherwise go unpreprocessed)."""
+    if isinstance(preprocess, dict):
+        unknown = [k for k in preprocess if k not in names]
+        if unknown:
+            raise InputError(f"preprocess: expected steps keyed by the modalities fitted ({', '.join(names)}), got "
+                             f"the key(s) {', '.join(map(repr, unknown))}")
+
+
 def fit_preprocessor(pipe: Pipeline, x: np.ndarray, view: str) -> np.ndarray:
     """Fit ``pipe`` on ``x`` (n, p) and return ``x`` transformed.
 

@@ -30,7 +30,8 @@ from ..errors import InputError
 from .base import MODELS, JointModel, create_model, list_models, register_model
 from .cca import fit_or_keep
 from .multiset_cca import MultisetCCA
-from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
+from .preprocess import (build_preprocessor, check_preprocess_keys, fit_preprocessor, pipeline_from_state,
+                         pipeline_state)
 
 _LABELS = "__labels__"
 
@@ -159,6 +160,7 @@ class SemanticMatching(_SemanticBase):
         """Fit one classifier per modality on labelled pairs; returns self."""
         classes, labels = _single_labels(pairs, "semantic matching (sm)")
         names = _array_modalities(pairs, self.modalities)
+        check_preprocess_keys(self.preprocess, names)
         self.pres_, feats = {}, {}
         for m in names:
             x = check_matrix(pairs[m], f"modality {m!r}", min_rows=2, dtype=np.float64)
@@ -305,6 +307,7 @@ class SupervisedCCA(MultisetCCA):
         """Fit on labelled ``Pairs``; returns self."""
         classes, labels = _single_labels(pairs, "supervised CCA (scca)")
         names = _array_modalities(pairs, self.modalities)
+        check_preprocess_keys(self.preprocess, names)   # before the label view joins them
         onehot = np.eye(classes.size)[labels] * check_float(self.label_scale, "label_scale", low=0.0, low_open=True)
         views = Pairs({**{m: pairs[m] for m in names}, _LABELS: onehot})
         reg = list(self.reg) if isinstance(self.reg, (list, tuple)) else [self.reg] * len(names)
