@@ -130,3 +130,13 @@ def test_a_preprocess_key_that_is_no_modality_fitted_is_refused(three_views, nam
     with pytest.raises(InputError, match=r"^preprocess: expected steps keyed by the modalities fitted \(image, text\), "
                                          r"got the key\(s\) 'imgae'$"):
         create_model(name, preprocess={"imgae": "pca:2", "text": "standard"}).fit(p)
+
+
+@pytest.mark.parametrize("name", ["mcca", "gcca", "scca"])
+def test_a_ridge_per_view_may_be_a_numpy_array(tmp_path, three_views, name):
+    p = Pairs({"image": three_views[0], "text": three_views[1]}, labels=np.arange(len(three_views[0])) % 3)
+    as_list = create_model(name, n_components=2, reg=[0.1, 0.4]).fit(p)
+    as_array = create_model(name, n_components=2, reg=np.array([0.1, 0.4])).fit(p)
+    np.testing.assert_array_equal(as_array.eigenvalues_, as_list.eigenvalues_)
+    as_array.save(tmp_path / "m")
+    assert load_model(tmp_path / "m").get_params()["reg"] == [0.1, 0.4]

@@ -106,6 +106,13 @@ def solve_multiset(c: np.ndarray, sizes, n_components: int | None, reg, objectiv
     return whit @ vec, ev
 
 
+def reg_list(reg) -> list | None:
+    """The per-view ridges of ``reg`` given as a sequence (a list, tuple or 1-D array), else None."""
+    if isinstance(reg, (list, tuple)) or (isinstance(reg, np.ndarray) and reg.ndim == 1):
+        return list(reg)
+    return None
+
+
 class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
     """Multiset CCA over any number of views (SUMCOR or MAXVAR).
 
@@ -121,7 +128,8 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         ``n_components_`` holds the count fitted.
     objective : {"sumcor", "maxvar"}
     reg : float or sequence of float
-        Canonical ridge in [0, 1], one for all views or one per view.
+        Canonical ridge in [0, 1], one for all views or one per view (a list, tuple or 1-D
+        array).
     preprocess : str or dict, optional
         Per-view preprocessing (see :mod:`jointspace.models.preprocess`), keyed by modality.
     weight : float in [0, 16]
@@ -179,7 +187,8 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
         return names, out
 
     def _regs(self, m: int):
-        reg = self.reg if isinstance(self.reg, (list, tuple)) else [self.reg] * m
+        reg = reg_list(self.reg)
+        reg = [self.reg] * m if reg is None else reg
         if len(reg) != m:
             raise InputError(f"reg: expected one number or {m} numbers in [0, 1], got {self.reg!r}")
         return [check_float(r, "reg", low=0.0, high=1.0) for r in reg]
@@ -300,8 +309,8 @@ class MultisetCCA(TransformerMixin, BaseEstimator, JointModel):
     def get_config(self) -> dict:
         params = self.get_params()
         for key in ("reg", "modalities"):
-            if isinstance(params[key], tuple):
-                params[key] = list(params[key])
+            if isinstance(params[key], (tuple, np.ndarray)):
+                params[key] = np.asarray(params[key]).tolist() if key == "reg" else list(params[key])
         return params
 
     def _get_extra(self) -> dict:

@@ -29,7 +29,7 @@ from ..data.pairs import Pairs
 from ..errors import InputError
 from .base import MODELS, JointModel, create_model, list_models, register_model
 from .cca import fit_or_keep
-from .multiset_cca import MultisetCCA
+from .multiset_cca import MultisetCCA, reg_list
 from .preprocess import (build_preprocessor, check_preprocess_keys, fit_preprocessor, pipeline_from_state,
                          pipeline_state)
 
@@ -310,7 +310,8 @@ class SupervisedCCA(MultisetCCA):
         check_preprocess_keys(self.preprocess, names)   # before the label view joins them
         onehot = np.eye(classes.size)[labels] * check_float(self.label_scale, "label_scale", low=0.0, low_open=True)
         views = Pairs({**{m: pairs[m] for m in names}, _LABELS: onehot})
-        reg = list(self.reg) if isinstance(self.reg, (list, tuple)) else [self.reg] * len(names)
+        reg = reg_list(self.reg)
+        reg = [self.reg] * len(names) if reg is None else reg
         if len(reg) == len(names):
             reg = reg + [0.0]  # the label view is not ridged (its covariance's null space is dropped)
         # a preprocessing given for every modality is not for the label view (pca:N would cut it)
