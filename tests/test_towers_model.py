@@ -153,6 +153,8 @@ def test_cca_components_capped_by_a_low_rank_text_view(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, match", [
+    ({"towers": ["efficientnet-lite0", "minilm"]}, r"^towers: expected a mapping modality -> tower name, .*got list"),
+    ({"towers": "minilm"}, r"^towers: expected a mapping modality -> tower name, .*got str 'minilm'$"),
     ({"head_params": [("n_components", 2)]}, r"^head_params: expected parameters of the head 'cca', .*got list"),
     ({"head_params": "n_components=2"}, r"^head_params: expected parameters of the head 'cca', .*got str"),
     ({"tower_params": ["image"]}, r"^tower_params: expected a dict of tower settings per modality, got list"),
@@ -161,7 +163,7 @@ def test_cca_components_capped_by_a_low_rank_text_view(tmp_path):
 ])
 def test_head_and_tower_params_that_are_no_dict_are_named(kwargs, match):
     with pytest.raises(InputError, match=match):
-        ToweredModel(towers={"image": "efficientnet-lite0", "text": "minilm"}, **kwargs)
+        ToweredModel(**{"towers": {"image": "efficientnet-lite0", "text": "minilm"}, **kwargs})
 
 
 @pytest.mark.parametrize("head, head_params, match", [

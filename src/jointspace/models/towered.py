@@ -56,6 +56,8 @@ class ToweredModel(JointModel):
 
     def __init__(self, towers=None, head: str = "cca", head_params=None, tower_params=None, cache=True,
                  batch_size: int | None = None):
+        _check_dict(towers, "towers", 'a mapping modality -> tower name, e.g. {"image": "efficientnet-lite0", '
+                    '"text": "minilm"}')
         _check_dict(head_params, "head_params", f"parameters of the head {head!r}, e.g. {{\"n_components\": 10}}")
         _check_dict(tower_params, "tower_params", "a dict of tower settings per modality")
         for m, p in (tower_params or {}).items():
