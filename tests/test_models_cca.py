@@ -167,7 +167,7 @@ def test_joint_model_surface_and_round_trip(tmp_path, two_views):
 
 def test_ica_preprocessing_round_trip(tmp_path, two_views):
     x, y = two_views
-    model = create_model("cca", n_components=2, preprocess={"image": "ica:4"}).fit(Pairs({"a": x, "b": y}))
+    model = create_model("cca", n_components=2, preprocess={"a": "ica:4"}).fit(Pairs({"a": x, "b": y}))
     model.save(tmp_path / "m")
     np.testing.assert_allclose(load_model(tmp_path / "m").encode("a", x[:5]), model.encode("a", x[:5]), atol=1e-5)
 
@@ -413,3 +413,19 @@ def test_modalities_given_as_one_string_are_refused(two_views, name):
         create_model(name, modalities="ab").fit(pairs)
     with pytest.raises(InputError, match=r"^modalities: expected each modality once, got 'b' more than once"):
         create_model(name, modalities=["b", "b"]).fit(pairs)
+
+
+@pytest.mark.parametrize("name", ["cca", "rcca", "pls", "kcca"])
+def test_a_preprocess_key_that_is_neither_a_modality_nor_x_or_y_is_refused(name):
+    rng = np.random.default_rng(0)
+    p = Pairs({"image": rng.normal(size=(40, 5)), "text": rng.normal(size=(40, 4))})
+    with pytest.raises(InputError, match=r"^preprocess: expected steps keyed by the modalities fitted "
+                                         r"\(image, text, x, y\), got the key\(s\) 'imgae'$"):
+        create_model(name, n_components=2, preprocess={"imgae": "standard", "text": "standard"}).fit(p)
+    # the modality's name and the view's letter are both read
+    by_name = create_model(name, n_components=2, preprocess={"image": "pca:3"}).fit(p)
+    by_view = create_model(name, n_components=2, preprocess={"x": "pca:3"}).fit(p)
+    np.testing.assert_allclose(by_name.encode("image", p["image"]), by_view.encode("image", p["image"]))
+    assert by_name.x_pre_ is not None and by_name.y_pre_ is None
+    with pytest.raises(InputError, match="got the key"):
+        create_model(name, n_components=2, preprocess={"z": "standard"}).fit(p["image"], p["text"])

@@ -37,7 +37,8 @@ from ..errors import InputError
 from ._cca_solve import _fit_blocks, covariances, solve_cca  # noqa: F401 (covariances, solve_cca re-exported)
 from ._sklearn_inputs import check_x, check_y
 from .base import JointModel, fit_or_keep, register_model  # noqa: F401 (fit_or_keep re-exported)
-from .preprocess import build_preprocessor, fit_preprocessor, pipeline_from_state, pipeline_state
+from .preprocess import (build_preprocessor, check_preprocess_keys, fit_preprocessor, pipeline_from_state,
+                         pipeline_state)
 
 #: the largest correlation weight: a larger power of ``rho`` keeps only the leading component
 #: (16 already leaves float32 encodings subnormal where the leading correlation is below 0.004)
@@ -125,11 +126,15 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
             raise InputError(f"reg: expected a number or a pair of numbers in [0, 1], got {self.reg!r}")
         return tuple(check_float(r, "reg", low=0.0, high=1.0) for r in reg)
 
-    def _pre_spec(self, view: str, name: str):
+    def _pre_specs(self, names) -> tuple:
+        """The preprocessing of the two views ``names``: a dict's entry under the modality's
+        name or under ``"x"`` / ``"y"``; a key that is neither is refused (a misspelt
+        modality would otherwise go unpreprocessed)."""
         p = self.preprocess
-        if isinstance(p, dict):
-            return p.get(name, p.get(view))
-        return p
+        if not isinstance(p, dict):
+            return p, p
+        check_preprocess_keys(p, tuple(dict.fromkeys((*names, "x", "y"))))
+        return tuple(p.get(name, p.get(view)) for view, name in zip(("x", "y"), names))
 
     def fit(self, X, y=None):
         """Fit on two views; a fit that fails leaves the model as it was.
@@ -165,8 +170,9 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
         check_weight(self.weight)  # refused before fitting, not at the first encode
         self._modality_names = names
         labels = self._view_labels(X, names)
-        self.x_pre_ = build_preprocessor(self._pre_spec("x", names[0]), self.random_state)
-        self.y_pre_ = build_preprocessor(self._pre_spec("y", names[1]), self.random_state)
+        spec_x, spec_y = self._pre_specs(names)
+        self.x_pre_ = build_preprocessor(spec_x, self.random_state)
+        self.y_pre_ = build_preprocessor(spec_y, self.random_state)
         if self.x_pre_ is not None:
             x = np.asarray(fit_preprocessor(self.x_pre_, x, labels[0]), dtype=x.dtype)
         if self.y_pre_ is not None:

@@ -157,8 +157,9 @@ class KernelCCA(CanonicalCorrelation):
         if method == "auto":
             method = "exact" if n <= max_exact else "nystroem"
         labels = self._view_labels(X, names)
-        self.x_pre_ = build_preprocessor(self._pre_spec("x", names[0]), self.random_state)
-        self.y_pre_ = build_preprocessor(self._pre_spec("y", names[1]), self.random_state)
+        spec_x, spec_y = self._pre_specs(names)
+        self.x_pre_ = build_preprocessor(spec_x, self.random_state)
+        self.y_pre_ = build_preprocessor(spec_y, self.random_state)
         if self.x_pre_ is not None:
             x = np.asarray(fit_preprocessor(self.x_pre_, x, labels[0]), dtype=np.float64)
         if self.y_pre_ is not None:
