@@ -289,7 +289,8 @@ class SupervisedCCA(MultisetCCA):
     :class:`~jointspace.models.multiset_cca.MultisetCCA` (``objective`` default "sumcor");
     ``reg`` applies to the modalities (the label view is not ridged unless ``reg`` lists a
     value for it too), and so does ``preprocess`` (the label view is never preprocessed);
-    ``label_scale`` multiplies the one-hot view.  By default every
+    ``label_scale`` multiplies the one-hot view; CCA does not depend on a view's scale, so it
+    changes the fit only where ``reg`` ridges the label view too.  By default every
     component the views hold (at most the number of classes less one) weighted by its
     eigenvalue (``weight=1``); the Wikipedia bench's cross-validation chose 9 components (10
     classes), with ``weight=4`` on Hellinger-mapped image histograms.
