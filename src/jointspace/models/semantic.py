@@ -146,7 +146,9 @@ class SemanticMatching(_SemanticBase):
     modalities : sequence of str, optional
         Default: every array modality of the training pairs.
     max_iter : int
+        Iterations of each logistic regression's solver (scikit-learn's ``max_iter``).
     random_state : int
+        Seed of the randomised preprocessing steps (ICA).
     """
 
     def __init__(self, C: float = 1.0, preprocess=None, modalities=None, max_iter: int = 2000, random_state: int = 0):

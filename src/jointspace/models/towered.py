@@ -38,7 +38,8 @@ class ToweredModel(JointModel):
     tower_params : dict of str to dict, optional
         Settings per modality's tower, e.g. ``{"image": {"fit": "pad"}}``.
     cache : bool or str
-        Embedding cache for ``fit``: True (default folder), a folder, or False.
+        Embedding cache for ``fit`` and for ``encode`` of at least ``cache_min_items`` (64)
+        items: True (default folder), a folder, or False.
     batch_size : int, optional
         Tower batch size (default: each tower's own).
 
