@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .._io import atomic_dir, read_json_object
+from .._io import _held, _hold, atomic_dir, read_json_object
 from ..errors import InputError, JointspaceError
 from .monitor import GENERATIONS_FILE, METRICS_FILE, REPORT_FILE, TENSORBOARD_DIR
 
@@ -110,7 +110,9 @@ class EarlierRun:
     once the new run has written a checkpoint of its own, and otherwise puts them back in
     place of whatever the new run logged: a run that fails before its first checkpoint leaves
     the folder as it found it.  A set-aside folder left by a killed process is settled by the
-    same rule before a new one is made.
+    same rule before a new one is made, and before a run is resumed from the folder
+    (:func:`resolve_checkpoint`).  The set-aside folder is locked while the run that made it
+    lives, so only one whose run was killed is settled by another process.
 
     Parameters
     ----------
@@ -118,32 +120,52 @@ class EarlierRun:
         The run folder (it need not exist yet).
     """
 
-    _MOVED = (CHECKPOINTS, METRICS_FILE, TENSORBOARD_DIR)
-
     def __init__(self, run_dir):
         self.run_dir = Path(run_dir)
         self.aside = self.run_dir / EARLIER_RUN
+        self._lock = None
         self.settle()
-        present = [name for name in self._MOVED if (self.run_dir / name).exists()]
+        present = [name for name in _MOVED if (self.run_dir / name).exists()]
         if present:
             self.aside.mkdir()
+            self._lock = _hold(self.aside)
             for name in present:
                 os.replace(self.run_dir / name, self.aside / name)
 
     def settle(self) -> None:
         """Remove the set-aside records if a checkpoint now exists, else put them back."""
-        if not self.aside.is_dir():
-            return
-        if not checkpoint_dirs(self.run_dir):
-            for name in self._MOVED:
-                if (self.aside / name).exists():
-                    new = self.run_dir / name
-                    if new.is_dir():
-                        shutil.rmtree(new)
-                    elif new.exists():
-                        new.unlink()
-                    os.replace(self.aside / name, new)
-        shutil.rmtree(self.aside)
+        if self.aside.is_dir():
+            _settle(self.run_dir, self.aside)
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
+
+    @staticmethod
+    def settle_left_over(run_dir) -> None:
+        """Settle the records that a new run in ``run_dir``, killed before it ended, left set
+        aside; those of a run still at work (it holds their lock) are left alone."""
+        aside = Path(run_dir) / EARLIER_RUN
+        if aside.is_dir() and not aside.is_symlink() and not _held(aside):
+            _settle(Path(run_dir), aside)
+
+
+#: what :class:`EarlierRun` sets aside
+_MOVED = (CHECKPOINTS, METRICS_FILE, TENSORBOARD_DIR)
+
+
+def _settle(run_dir: Path, aside: Path) -> None:
+    """Delete the earlier run's records set aside in ``aside`` if ``run_dir`` now holds a
+    checkpoint, else put them back in place of what the new run logged."""
+    if not checkpoint_dirs(run_dir):
+        for name in _MOVED:
+            if (aside / name).exists():
+                new = run_dir / name
+                if new.is_dir():
+                    shutil.rmtree(new)
+                elif new.exists():
+                    new.unlink()
+                os.replace(aside / name, new)
+    shutil.rmtree(aside)
 
 
 def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer,
@@ -191,8 +213,15 @@ def resume_note(run_dir, last_good) -> str:
 
 
 def resolve_checkpoint(path) -> Path:
-    """A checkpoint folder from a run folder (its newest checkpoint) or a checkpoint folder."""
+    """A checkpoint folder from a run folder (its newest checkpoint) or a checkpoint folder.
+
+    An earlier run's records that a new run killed before its first checkpoint left set aside
+    are put back first (:meth:`EarlierRun.settle_left_over`), so they are what is resumed.
+    """
     path = Path(path)
+    run_dir = run_dir_of(path)
+    if run_dir is not None and run_dir.is_dir():
+        EarlierRun.settle_left_over(run_dir)
     if (path / "trainer.json").is_file() or _STEP_RE.match(path.name):
         return path
     dirs = checkpoint_dirs(path)
