@@ -57,3 +57,50 @@ def test_resuming_leaves_the_records_a_live_new_run_set_aside(tmp_path):
     finally:
         live.settle()
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000004"]
+
+
+class _Linear(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.lin = torch.nn.Linear(3, 1)
+
+    def forward(self, x):
+        return self.lin(x)
+
+
+def _mse(net, batch, step, epoch):
+    return torch.nn.functional.mse_loss(net(batch["x"]), batch["y"]), {}
+
+
+def _data():
+    x = torch.arange(48, dtype=torch.float32).reshape(16, 3) / 48
+    return {"x": x, "y": x.sum(1, keepdim=True)}
+
+
+def test_a_second_training_in_a_run_folder_in_use_is_refused(tmp_path):
+    from jointspace.train import FitConfig, fit_module
+
+    config = FitConfig(epochs=2, batch_size=4, progress=False)
+    refused = []
+
+    def second_run(step, loss):   # while the first run trains, after its first checkpoint
+        if step == 5:
+            with pytest.raises(InputError, match="run_dir: .*another process is training") as info:
+                fit_module(_Linear(), _mse, _data(), config, run_dir=tmp_path)
+            refused.append(str(info.value))
+
+    fit_module(_Linear(), _mse, _data(), config, run_dir=tmp_path, step_callback=second_run)
+    assert refused and str(tmp_path) in refused[0]
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000004", "step-00000008"]
+    assert not (tmp_path / EARLIER_RUN).exists()
+    fit_module(_Linear(), _mse, _data(), config, run_dir=tmp_path, resume=str(tmp_path))   # the lock is let go
+
+
+def test_a_resume_from_a_missing_run_folder_leaves_no_folder_behind(tmp_path):
+    from jointspace.train import FitConfig, fit_module
+
+    with pytest.raises(InputError, match="holds no checkpoint"):
+        fit_module(_Linear(), _mse, _data(), FitConfig(epochs=1, batch_size=4, progress=False),
+                   run_dir=tmp_path / "typo", resume=str(tmp_path / "typo"))
+    assert not (tmp_path / "typo").exists()

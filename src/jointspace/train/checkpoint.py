@@ -16,6 +16,7 @@ digest, so a truncated or altered file is refused with a message and nothing is 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -166,6 +167,40 @@ def _settle(run_dir: Path, aside: Path) -> None:
                     new.unlink()
                 os.replace(aside / name, new)
     shutil.rmtree(aside)
+
+
+@contextlib.contextmanager
+def hold_run_dir(run_dir):
+    """Hold the lock of the run folder ``run_dir`` (created if missing) while training runs in it.
+
+    Two runs in one folder would set aside, prune and resume each other's checkpoints; the
+    second is refused.  The lock goes with the process that holds it, killed or not.  A folder
+    made here is removed again if it is still empty at the end (a resume that found no
+    checkpoint).  Nothing is done when ``run_dir`` is None.
+
+    Raises
+    ------
+    InputError
+        Another live process holds the folder's lock.
+    """
+    if run_dir is None:
+        yield
+        return
+    path = Path(run_dir)
+    made = not path.exists()
+    path.mkdir(parents=True, exist_ok=True)
+    lock = _hold(path)
+    try:
+        if lock is None and _held(path):
+            raise InputError(f"run_dir: expected a run folder no other training is using, got {str(path)!r}, where "
+                             "another process is training now; wait for it to end or choose another run folder")
+        yield
+    finally:
+        if lock is not None:
+            os.close(lock)
+        if made:
+            with contextlib.suppress(OSError):   # not empty: the run wrote into it
+                path.rmdir()
 
 
 def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torch.optim.Optimizer,

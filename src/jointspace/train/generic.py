@@ -30,7 +30,7 @@ import torch
 
 from .._validation import check_bool, check_float, check_int
 from ..errors import InputError, TrainingDiverged
-from .checkpoint import EarlierRun, load_checkpoint, resume_note, save_checkpoint
+from .checkpoint import EarlierRun, hold_run_dir, load_checkpoint, resume_note, save_checkpoint
 from .device import resolve_device, to_device
 from .loop import RESUME_MAY_CHANGE, data_fingerprint, warn_no_early_stopping
 from .monitor import MetricsLog, ProgressBar
@@ -306,102 +306,103 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
     best_weights = None
     step = 0
     last_good = None
-    if resume is not None:
-        loaded = load_checkpoint(resume, net, saved_opt, run_config)
-        step = loaded["step"]
-        last_good = loaded["path"]
-        state.update({k: loaded[k] for k in state if k in loaded})
-        if loaded["extra"]:
-            best_weights = {k[len("best."):]: v.to(device) for k, v in loaded["extra"].items()
-                            if k.startswith("best.")}
-    lr_of = warmup_cosine(cfg.lr, warmup, total, cfg.min_lr)
-    sched = make_scheduler(opt, lr_of, start_step=step)
-    phase_scheds = [make_scheduler(popt, lr_of, start_step=step) for _, popt, _ in phase_opts]
-    # a new run: an earlier run's checkpoints would be resumed by mistake, so they are set
-    # aside until this run writes its own (and put back if it fails before that)
-    earlier = EarlierRun(run_dir) if resume is None and run_dir is not None else None
-    log = MetricsLog(run_dir, tensorboard=cfg.tensorboard, resume_step=step if resume is not None else None)
-    bar = ProgressBar(total, cfg.progress, start=step, unit="samples")
-    net.train()
-    t_start, seen = time.perf_counter(), 0
+    with hold_run_dir(run_dir):   # one training at a time in a run folder
+        if resume is not None:
+            loaded = load_checkpoint(resume, net, saved_opt, run_config)
+            step = loaded["step"]
+            last_good = loaded["path"]
+            state.update({k: loaded[k] for k in state if k in loaded})
+            if loaded["extra"]:
+                best_weights = {k[len("best."):]: v.to(device) for k, v in loaded["extra"].items()
+                                if k.startswith("best.")}
+        lr_of = warmup_cosine(cfg.lr, warmup, total, cfg.min_lr)
+        sched = make_scheduler(opt, lr_of, start_step=step)
+        phase_scheds = [make_scheduler(popt, lr_of, start_step=step) for _, popt, _ in phase_opts]
+        # a new run: an earlier run's checkpoints would be resumed by mistake, so they are set
+        # aside until this run writes its own (and put back if it fails before that)
+        earlier = EarlierRun(run_dir) if resume is None and run_dir is not None else None
+        log = MetricsLog(run_dir, tensorboard=cfg.tensorboard, resume_step=step if resume is not None else None)
+        bar = ProgressBar(total, cfg.progress, start=step, unit="samples")
+        net.train()
+        t_start, seen = time.perf_counter(), 0
 
-    def end_epoch(epoch: int) -> None:
-        nonlocal best_weights
-        rows = max(state["epoch_rows"], 1)
-        row = {"step": step, "epoch": epoch, **{k: v / rows for k, v in state["epoch_sums"].items()}}
-        state.update(epoch_done=epoch + 1, epoch_sums={}, epoch_rows=0)
-        if val_t is not None:
-            net.eval()
-            with torch.no_grad():
-                metrics = val_fn(net, val_t)
-            net.train()
-            if not isinstance(metrics, dict) or "val_loss" not in metrics:
-                raise InputError(f"val_fn: expected a dict with at least 'val_loss', got {metrics!r}")
-            metrics = {k: float(v) for k, v in metrics.items()}
-            log.log({"step": step, "epoch": epoch, **metrics})
-            row.update(metrics)
-            value, best = metrics["val_loss"], state["best_metric"]
-            if math.isfinite(value) and (best is None or value < best):
-                state.update(best_metric=value, best_epoch=epoch, bad_epochs=0)
-                best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
-            else:
-                state["bad_epochs"] += 1
-                if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
-                    state["stopped"] = True
-        state["history"].append(row)
+        def end_epoch(epoch: int) -> None:
+            nonlocal best_weights
+            rows = max(state["epoch_rows"], 1)
+            row = {"step": step, "epoch": epoch, **{k: v / rows for k, v in state["epoch_sums"].items()}}
+            state.update(epoch_done=epoch + 1, epoch_sums={}, epoch_rows=0)
+            if val_t is not None:
+                net.eval()
+                with torch.no_grad():
+                    metrics = val_fn(net, val_t)
+                net.train()
+                if not isinstance(metrics, dict) or "val_loss" not in metrics:
+                    raise InputError(f"val_fn: expected a dict with at least 'val_loss', got {metrics!r}")
+                metrics = {k: float(v) for k, v in metrics.items()}
+                log.log({"step": step, "epoch": epoch, **metrics})
+                row.update(metrics)
+                value, best = metrics["val_loss"], state["best_metric"]
+                if math.isfinite(value) and (best is None or value < best):
+                    state.update(best_metric=value, best_epoch=epoch, bad_epochs=0)
+                    best_weights = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                else:
+                    state["bad_epochs"] += 1
+                    if cfg.patience is not None and state["bad_epochs"] >= cfg.patience:
+                        state["stopped"] = True
+            state["history"].append(row)
 
-    def checkpoint() -> None:
-        nonlocal last_good
-        if run_dir is not None:
-            extra = {f"best.{k}": v for k, v in (best_weights or {}).items()}
-            last_good = save_checkpoint(run_dir, step, net, saved_opt, state, run_config, keep=cfg.keep_checkpoints,
-                                        extra=extra)
+        def checkpoint() -> None:
+            nonlocal last_good
+            if run_dir is not None:
+                extra = {f"best.{k}": v for k, v in (best_weights or {}).items()}
+                last_good = save_checkpoint(run_dir, step, net, saved_opt, state, run_config,
+                                            keep=cfg.keep_checkpoints, extra=extra)
 
-    try:
-        while step < total and not state["stopped"]:
-            epoch, offset = divmod(step, steps_per_epoch)
-            order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
-            for b in range(offset, steps_per_epoch):
-                idx = order[b * batch:(b + 1) * batch]
-                mb = {m: to_device(take_rows(v, idx), device) for m, v in data.items()}
-                lr = lr_of(step)   # what the scheduler set for this step
-                opt.zero_grad(set_to_none=True)
-                loss, logs, grad_norm = _take_step(net, loss_fn, mb, step, epoch, opt, params, cfg, run_dir,
-                                                   last_good, "")
-                sched.step()
-                for (ph, popt, pparams), psched in zip(phase_opts, phase_scheds):
-                    net.zero_grad(set_to_none=True)
-                    ph_loss, ph_logs, _ = _take_step(net, ph.loss_fn, mb, step, epoch, popt, pparams, cfg,
-                                                     run_dir, last_good, ph.name)
-                    psched.step()
-                    logs = {**logs, **ph_logs, ph.name: ph_loss}
-                step += 1
-                seen += len(idx)
-                sums = state["epoch_sums"]
-                for k, v in {"loss": loss, **logs}.items():
-                    sums[k] = sums.get(k, 0.0) + v * len(idx)
-                state["epoch_rows"] += len(idx)
-                rate = seen / max(time.perf_counter() - t_start, 1e-9)
-                bar.update(step, loss, None, rate,
-                           "" if state["best_metric"] is None else f"  best val_loss {state['best_metric']:.4f}")
-                if step % cfg.log_every == 0 or step == total:
-                    log.log({"step": step, "epoch": epoch, "loss": loss, **logs, "lr": lr, "grad_norm": grad_norm,
-                             "samples_per_s": rate})
-                if step_callback is not None:
-                    step_callback(step, loss)
-                epoch_end = b == steps_per_epoch - 1
-                if epoch_end:
-                    end_epoch(epoch)
-                if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or \
-                        (epoch_end and not cfg.checkpoint_every) or step == total or state["stopped"]:
-                    checkpoint()
-                if state["stopped"]:
-                    break
-    finally:
-        bar.close()
-        log.close()
-        if earlier is not None:
-            earlier.settle()
+        try:
+            while step < total and not state["stopped"]:
+                epoch, offset = divmod(step, steps_per_epoch)
+                order = np.random.default_rng([cfg.seed, epoch]).permutation(n)
+                for b in range(offset, steps_per_epoch):
+                    idx = order[b * batch:(b + 1) * batch]
+                    mb = {m: to_device(take_rows(v, idx), device) for m, v in data.items()}
+                    lr = lr_of(step)   # what the scheduler set for this step
+                    opt.zero_grad(set_to_none=True)
+                    loss, logs, grad_norm = _take_step(net, loss_fn, mb, step, epoch, opt, params, cfg, run_dir,
+                                                       last_good, "")
+                    sched.step()
+                    for (ph, popt, pparams), psched in zip(phase_opts, phase_scheds):
+                        net.zero_grad(set_to_none=True)
+                        ph_loss, ph_logs, _ = _take_step(net, ph.loss_fn, mb, step, epoch, popt, pparams, cfg,
+                                                         run_dir, last_good, ph.name)
+                        psched.step()
+                        logs = {**logs, **ph_logs, ph.name: ph_loss}
+                    step += 1
+                    seen += len(idx)
+                    sums = state["epoch_sums"]
+                    for k, v in {"loss": loss, **logs}.items():
+                        sums[k] = sums.get(k, 0.0) + v * len(idx)
+                    state["epoch_rows"] += len(idx)
+                    rate = seen / max(time.perf_counter() - t_start, 1e-9)
+                    bar.update(step, loss, None, rate,
+                               "" if state["best_metric"] is None else f"  best val_loss {state['best_metric']:.4f}")
+                    if step % cfg.log_every == 0 or step == total:
+                        log.log({"step": step, "epoch": epoch, "loss": loss, **logs, "lr": lr, "grad_norm": grad_norm,
+                                 "samples_per_s": rate})
+                    if step_callback is not None:
+                        step_callback(step, loss)
+                    epoch_end = b == steps_per_epoch - 1
+                    if epoch_end:
+                        end_epoch(epoch)
+                    if (cfg.checkpoint_every and step % cfg.checkpoint_every == 0) or \
+                            (epoch_end and not cfg.checkpoint_every) or step == total or state["stopped"]:
+                        checkpoint()
+                    if state["stopped"]:
+                        break
+        finally:
+            bar.close()
+            log.close()
+            if earlier is not None:
+                earlier.settle()
     if best_weights is not None and cfg.restore_best:
         net.load_state_dict(best_weights)
     net.eval()

@@ -28,7 +28,7 @@ from .._validation import check_bool, check_choice, check_float, check_int
 from ..errors import InputError, TrainingDiverged
 from ..objectives.contrastive import clamp_log_scale_, logit_scale
 from . import distributed as dist
-from .checkpoint import EarlierRun, load_checkpoint, resume_note, save_checkpoint
+from .checkpoint import EarlierRun, hold_run_dir, load_checkpoint, resume_note, save_checkpoint
 from .device import resolve_device, to_device
 from .monitor import AVERAGES, MetricsLog, ProgressBar, evaluate_recall
 from .step import take_rows, as_training_data, train_step
@@ -292,26 +292,27 @@ def fit_dual_encoder(net: torch.nn.Module, train: dict, config: TrainConfig | No
     opt = make_optimizer(net, cfg.lr, cfg.weight_decay, tower_lr_scale=cfg.tower_lr_scale)
     run = _Run(cfg, net, opt, data, labels_arr, masks_t, val_t, val_keys, device, bf16, batch, steps_per_epoch,
                run_dir, run_config, step_callback)
-    if resume is not None:
-        run.resume_from(resume)
-    run.rate = warmup_cosine(cfg.lr, warmup, total, cfg.min_lr)
-    run.sched = make_scheduler(opt, run.rate, start_step=run.step)
-    # a new run: an earlier run's checkpoints would be resumed by mistake, so they are set
-    # aside until this run writes its own (and put back if it fails before that)
-    earlier = EarlierRun(run_dir) if resume is None and run_dir is not None and rank == 0 else None
-    run.log = MetricsLog(run_dir if rank == 0 else None, tensorboard=cfg.tensorboard,
-                         resume_step=run.step if resume is not None else None)
-    run.bar = ProgressBar(total, cfg.progress and rank == 0, start=run.step)
-    net.train()
-    run.t_start = time.perf_counter()
-    try:
-        while run.step < total and not run.state["stopped"]:
-            run.epoch(*divmod(run.step, steps_per_epoch))
-    finally:
-        run.bar.close()
-        run.log.close()
-        if earlier is not None:
-            earlier.settle()
+    with hold_run_dir(run_dir if rank == 0 else None):   # one training at a time in a run folder
+        if resume is not None:
+            run.resume_from(resume)
+        run.rate = warmup_cosine(cfg.lr, warmup, total, cfg.min_lr)
+        run.sched = make_scheduler(opt, run.rate, start_step=run.step)
+        # a new run: an earlier run's checkpoints would be resumed by mistake, so they are set
+        # aside until this run writes its own (and put back if it fails before that)
+        earlier = EarlierRun(run_dir) if resume is None and run_dir is not None and rank == 0 else None
+        run.log = MetricsLog(run_dir if rank == 0 else None, tensorboard=cfg.tensorboard,
+                             resume_step=run.step if resume is not None else None)
+        run.bar = ProgressBar(total, cfg.progress and rank == 0, start=run.step)
+        net.train()
+        run.t_start = time.perf_counter()
+        try:
+            while run.step < total and not run.state["stopped"]:
+                run.epoch(*divmod(run.step, steps_per_epoch))
+        finally:
+            run.bar.close()
+            run.log.close()
+            if earlier is not None:
+                earlier.settle()
     if run.best_weights is not None and cfg.restore_best:
         net.load_state_dict(run.best_weights)
     net.eval()
