@@ -484,10 +484,15 @@ class Index:
         always checked).  A folder of shards (:class:`~jointspace.index.sharded.ShardedIndex`)
         loads as one, searched shard by shard in parallel; an on-disk index memory-maps its lists.  Raises :class:`InputError` for a missing, incomplete, truncated or
         corrupted folder."""
+        from .._folder_reads import read_whole
         from .persistence import check_folder, load_index
         from .sharded import ShardedIndex, is_sharded_index
 
         check_folder(folder, "a saved index folder path")
-        if is_sharded_index(folder):
-            return ShardedIndex.load(folder, verify=verify)
-        return load_index(cls, folder, verify=verify)
+
+        def read():
+            if is_sharded_index(folder):
+                return ShardedIndex.load(folder, verify=verify)
+            return load_index(cls, folder, verify=verify)
+
+        return read_whole(folder, read, "index")   # read again if a save replaced the folder meanwhile
