@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
+from .._io import atomic_dir, read_json_object, set_default_mode
 from .._validation import check_bool, check_params, short_json
 from ..errors import InputError, JointspaceError, NotFittedError
 from ..eval.similarity import l2_normalize
@@ -268,13 +268,19 @@ def load_model(path) -> JointModel:
         The folder, its config or its state file is missing, truncated, malformed or of
         another kind; the message names the file and the field or array.
     """
-    from safetensors.numpy import load_file
+    from .._folder_reads import read_whole
 
     _import_builtin_models()
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"model: expected a saved model folder path, got {type(path).__name__} {path!r}")
-    path = Path(path)
-    recover_dir(path)   # a save killed half way leaves the previous version aside
+    # read again if a save replaced the folder meanwhile; a save killed half way is put back first
+    return read_whole(path, lambda: _load_model(Path(path)), "saved model", "model")
+
+
+def _load_model(path: Path) -> JointModel:
+    """:func:`load_model` of one version of the folder ``path``."""
+    from safetensors.numpy import load_file
+
     cfg_path = path / CONFIG_FILE
     state_path = path / STATE_FILE
     if not path.is_dir():
