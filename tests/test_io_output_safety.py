@@ -79,7 +79,7 @@ def test_a_failed_move_puts_the_kept_files_back(tmp_path, monkeypatch):
         (tmp / "art.txt").write_text("v1")
     (folder / "notes.txt").write_text("keep me")
 
-    def fail(tmp, path):
+    def fail(tmp, path, check=None):
         raise OSError("disk full")
 
     monkeypatch.setattr(io, "_move_into_place", fail)

@@ -11,6 +11,7 @@ folder leaves the previous version aside; loaders call :func:`recover_dir` to pu
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
 import json
 import os
@@ -260,26 +261,51 @@ def recover_dir(path) -> bool:
     return True
 
 
-def _move_into_place(tmp: Path, path: Path) -> None:
+def _move_into_place(tmp: Path, path: Path, check: Callable[[], object] | None = None) -> None:
     """Rename ``tmp`` to ``path``; an existing folder there is moved aside first and deleted last
-    (a process killed in between leaves it aside, where :func:`recover_dir` finds it)."""
-    if not path.exists():
-        os.replace(tmp, path)
+    (a process killed in between leaves it aside, where :func:`recover_dir` finds it).
+
+    Another process saving to ``path`` at the same moment may put its folder there, or move the
+    one there aside, between these steps: the steps are taken again from what is there then
+    (after ``check()``, which raises if that may not be replaced), so the last save wins."""
+    first = True
+    while True:
+        if not first and check is not None:
+            check()
+        first = False
+        if not path.exists():
+            try:
+                os.replace(tmp, path)
+                return
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                continue   # another save put its folder there first: replace it
+        holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        aside = holder / path.name
+        try:
+            os.replace(path, aside)
+        except FileNotFoundError:   # another save moved it aside first
+            shutil.rmtree(holder, ignore_errors=True)
+            continue
+        except BaseException:
+            shutil.rmtree(holder, ignore_errors=True)
+            raise
+        try:
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):   # another save's folder is there now
+                shutil.rmtree(holder, ignore_errors=True)
+                continue
+            os.replace(aside, path)
+            shutil.rmtree(holder, ignore_errors=True)
+            raise
+        except BaseException:
+            os.replace(aside, path)
+            shutil.rmtree(holder, ignore_errors=True)
+            raise
+        shutil.rmtree(holder, ignore_errors=True)
         return
-    holder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
-    aside = holder / path.name
-    try:
-        os.replace(path, aside)
-    except BaseException:
-        shutil.rmtree(holder, ignore_errors=True)
-        raise
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        os.replace(aside, path)
-        shutil.rmtree(holder, ignore_errors=True)
-        raise
-    shutil.rmtree(holder, ignore_errors=True)
 
 
 #: the names an artefact folder's writer put in it (see :func:`atomic_dir`'s ``keep_others``)
@@ -429,7 +455,7 @@ def atomic_dir(path, kind: str | None = None, *, is_kind: Callable[[Path], bool]
         check_replaceable(path, kind, is_kind=is_kind, arg=arg)
         moved = _carry_others(path, tmp) if keep_others and path.is_dir() else []
         try:
-            _move_into_place(tmp, path)
+            _move_into_place(tmp, path, check=lambda: check_replaceable(path, kind, is_kind=is_kind, arg=arg))
         except BaseException:
             for name in moved:   # the old folder is back in place: so is what it held
                 os.replace(tmp / name, path / name)
