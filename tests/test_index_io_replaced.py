@@ -52,3 +52,27 @@ def test_a_folder_replaced_at_every_read_is_refused_with_a_message(tmp_path, mon
     _save_during_first_read(monkeypatch, tmp_path / "ix", _index(12, 1)[0], times=100)
     with pytest.raises(InputError, match="folder: .*ix.* was replaced .* while it was read"):
         Index.load(tmp_path / "ix")
+
+
+def test_saving_over_a_folder_another_process_saved_since_the_load_is_refused(tmp_path):
+    _index(10, 0)[0].save(tmp_path / "ix")
+    mine = Index.load(tmp_path / "ix")
+    theirs = Index.load(tmp_path / "ix")   # another process appends to the same folder first
+    theirs.add(np.ones((3, 4), np.float32), metadata=[{"label": "theirs"}] * 3)
+    theirs.save(tmp_path / "ix")
+    mine.add(np.ones((2, 4), np.float32))
+    with pytest.raises(InputError, match="folder: expected the index folder .*ix.* as this index was loaded from it"):
+        mine.save(tmp_path / "ix")
+    assert len(Index.load(tmp_path / "ix")) == 13   # their items are kept
+    mine.save(tmp_path / "elsewhere")
+    assert len(Index.load(tmp_path / "elsewhere")) == 12
+
+
+def test_saving_back_into_the_folder_loaded_from_again_and_again(tmp_path):
+    _index(10, 0)[0].save(tmp_path / "ix")
+    index = Index.load(tmp_path / "ix")
+    for n in (1, 2):
+        (tmp_path / "ix" / f"plot{n}.png").write_bytes(b"png")   # a user's file beside the index
+        index.add(np.ones((1, 4), np.float32))
+        index.save(tmp_path / "ix")
+    assert len(Index.load(tmp_path / "ix")) == 12 and (tmp_path / "ix" / "plot2.png").is_file()

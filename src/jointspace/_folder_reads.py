@@ -13,14 +13,18 @@ from .errors import InputError, JointspaceError
 READ_ATTEMPTS = 5
 
 
-def _identity(path: Path) -> tuple | None:
-    """What tells one version of folder ``path`` from the next: each save moves a new folder
-    into place (another inode, its change time the rename's); None when nothing is there."""
+def folder_version(path) -> tuple | None:
+    """What tells one saved version of folder ``path`` from the next (None when nothing is there).
+
+    Each save moves a new folder into place (:func:`jointspace._io.atomic_dir`), another inode
+    while the previous one still exists; files a user adds to the folder, or the previous
+    version put back by :func:`jointspace._io.recover_dir`, keep it.
+    """
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_dev, st.st_ino, st.st_ctime_ns
+    return st.st_dev, st.st_ino
 
 
 def read_whole(path, read: Callable[[], object], kind: str = "saved", arg: str = "folder"):
@@ -55,14 +59,14 @@ def read_whole(path, read: Callable[[], object], kind: str = "saved", arg: str =
     path = Path(path)
     for _ in range(READ_ATTEMPTS):
         recover_dir(path)
-        before = _identity(path)
+        before = folder_version(path)
         try:
             result = read()
         except (JointspaceError, OSError):
-            if _identity(path) == before:
+            if folder_version(path) == before:
                 raise
             continue
-        if _identity(path) == before:
+        if folder_version(path) == before:
             return result
     raise InputError(f"{arg}: expected {_a(kind)} folder that holds still while it is read, got {str(path)!r}, "
                      f"which was replaced {READ_ATTEMPTS} times while it was read; try again once the process "

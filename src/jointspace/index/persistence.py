@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._folder_reads import folder_version
 from .._io import atomic_dir, atomic_write_json, read_json_object, recover_dir
 from .._validation import short_json
 from ..errors import InputError, JointspaceError
@@ -82,14 +83,29 @@ def save_index(index, folder) -> None:
 
     ``folder`` must be missing, an empty folder or a saved index, sharded or not (which is
     replaced); anything else raises :class:`~jointspace.errors.InputError` and is left untouched.
+    The folder the index was loaded from (or last saved to) is replaced only if no other save
+    replaced it since: that save's changes would be lost.
     """
     check_folder(folder)
     if index._faiss is None:
         raise InputError(f"index: nothing to save yet (spec {index.spec!r} is resolved by the first add); "
                          "add vectors first")
     info_json = check_info(index.info)
-    with atomic_dir(folder, "index", is_kind=is_index_folder, arg="folder", keep_others=True) as tmp:
+    with atomic_dir(folder, "index", is_kind=lambda path: _unchanged(index, path) and is_index_folder(path),
+                    arg="folder", keep_others=True) as tmp:
         write_folder(index, tmp, info_json)
+    index._folder_version = (Path(folder).resolve(), folder_version(folder))
+
+
+def _unchanged(index, path: Path) -> bool:
+    """True unless ``path`` is the folder ``index`` was loaded from or saved to and another
+    save has replaced it since (then :class:`InputError`)."""
+    seen = getattr(index, "_folder_version", None)
+    if seen is not None and seen[0] == path.resolve() and folder_version(path) not in (None, seen[1]):
+        raise InputError(f"folder: expected the index folder {str(path)!r} as this index was loaded from it, but "
+                         "another process saved it again since; saving would lose what that save added: load it "
+                         "again and repeat the change, or save to another folder")
+    return True
 
 
 def write_folder(index, tmp: Path, info_json: dict, lists_written: bool = False) -> None:
@@ -310,6 +326,7 @@ def load_index(cls, folder, *, verify: bool = True):
 
     folder = Path(folder)
     recover_dir(folder)   # a save killed half way leaves the previous version aside
+    version = (folder.resolve(), folder_version(folder))
     meta = _read_manifest(folder)
     faiss_path = _check_file(folder, "index.faiss", meta, verify)
     sqlite_path = _check_file(folder, "metadata.sqlite", meta, verify)
@@ -359,6 +376,7 @@ def load_index(cls, folder, *, verify: bool = True):
                          f"index.faiss ({exc})") from None
     index._metadata = MetadataStore.load(sqlite_path)
     index.info = meta.get("info") or {}
+    index._folder_version = version   # a save back into the folder checks no other save replaced it
     return index
 
 
