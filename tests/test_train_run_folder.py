@@ -104,3 +104,27 @@ def test_a_resume_from_a_missing_run_folder_leaves_no_folder_behind(tmp_path):
         fit_module(_Linear(), _mse, _data(), FitConfig(epochs=1, batch_size=4, progress=False),
                    run_dir=tmp_path / "typo", resume=str(tmp_path / "typo"))
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_process_killed_while_putting_the_earlier_run_back_is_finished_by_the_next(tmp_path, monkeypatch):
+    import jointspace.train.checkpoint as checkpoint
+
+    _earlier_run(tmp_path)
+    _new_run_killed(tmp_path)
+    (tmp_path / "metrics.csv").write_text("step,loss\n1,9.0\n")   # what the killed run logged
+    real, moves = os.replace, []
+
+    def killed_after_one(src, dst):   # the settling process dies after its first move back
+        if moves:
+            raise KeyboardInterrupt
+        moves.append(dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", killed_after_one)
+    with pytest.raises(KeyboardInterrupt):
+        EarlierRun.settle_left_over(tmp_path)
+    monkeypatch.setattr(checkpoint.os, "replace", real)
+    EarlierRun.settle_left_over(tmp_path)
+    assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000004"]
+    assert (tmp_path / "metrics.csv").read_text() == "step,loss\n4,0.5\n"   # the earlier run's, with its checkpoint
+    assert not (tmp_path / EARLIER_RUN).exists()

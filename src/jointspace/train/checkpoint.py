@@ -158,7 +158,9 @@ def _settle(run_dir: Path, aside: Path) -> None:
     """Delete the earlier run's records set aside in ``aside`` if ``run_dir`` now holds a
     checkpoint, else put them back in place of what the new run logged."""
     if not checkpoint_dirs(run_dir):
-        for name in _MOVED:
+        # the checkpoints last: a process killed half way leaves none back, so the next settles
+        # the rest the same way instead of taking the earlier run as the one to keep
+        for name in reversed(_MOVED):
             if (aside / name).exists():
                 new = run_dir / name
                 if new.is_dir():
