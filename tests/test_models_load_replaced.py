@@ -47,3 +47,29 @@ def test_a_model_folder_replaced_at_every_read_is_refused_with_a_message(tmp_pat
     _save_during_reads(monkeypatch, tmp_path / "m", _cca(1), times=100)
     with pytest.raises(InputError, match="model: expected a saved model folder that holds still .* was replaced"):
         load_model(tmp_path / "m")
+
+
+def test_an_index_records_the_digest_of_the_model_its_vectors_come_from(tmp_path, monkeypatch):
+    from jointspace.cli import main
+    from jointspace.index.faiss_index import Index
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 5)), rng.standard_normal((40, 4))
+    np.savez(tmp_path / "arr.npz", x=x, y=y)
+    _cca(0).save(tmp_path / "m")
+    new = _cca(1)
+    digest, saved = base.saved_model_digest, []
+
+    def digest_after_a_fit_saved_again(path):   # another fit --out lands while the index reads the model
+        if not saved:
+            saved.append(new.save(tmp_path / "m"))
+        return digest(path)
+
+    monkeypatch.setattr(base, "saved_model_digest", digest_after_a_fit_saved_again)
+    assert main(["index", str(tmp_path / "m"), "--data", str(tmp_path / "arr.npz"), "--modality", "a=x",
+                 "--modality", "b=y", "--modality", "a", "--out", str(tmp_path / "ix")]) == 0
+    index = Index.load(tmp_path / "ix")
+    assert saved and index.info["model_sha256"] == digest(tmp_path / "m")
+    scores, ids = index.search(new.encode("a", x[:3]), 1)   # the vectors are the recorded model's
+    np.testing.assert_array_equal(ids[:, 0], [0, 1, 2])
+    np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)

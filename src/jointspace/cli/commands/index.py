@@ -214,6 +214,7 @@ def run(args) -> int:
                          "build it again with all the data")
     if args.append:
         return _append(args)
+    from ..._folder_reads import read_whole
     from ..._io import check_replaceable
     from ...errors import InputError
     from ...index.faiss_index import Index
@@ -223,13 +224,16 @@ def run(args) -> int:
     if not args.out:
         raise InputError("--out: expected the index folder to write (or --append to extend an index)")
     check_replaceable(args.out, "index", is_kind=is_index_folder, arg="--out")
-    model = load_model_named(args.model, option_name(args, "model"))
+    # the digest recorded is that of the model the vectors come from, even if a fit saves it again meanwhile
+    option = option_name(args, "model")
+    model, record = read_whole(args.model, lambda: (load_model_named(args.model, option), model_record(args.model)),
+                               "saved model", option)
     check_array_modalities(args, model.modalities_)
     modality = _index_modality(args, model.modalities_)
     source, split, pairs = _read_items(args, model, modality)
     with console.status(f"finding duplicate {modality} items"):
         pairs, metadata, n_dup, _, _ = unique_items(pairs, modality)
-    info = {**model_record(args.model), "modality": modality, "dataset": _dataset_name(args.dataset, source),
+    info = {**record, "modality": modality, "dataset": _dataset_name(args.dataset, source),
             DATASET_BUILTIN: bool(source.builtin), "split": split, "unique_by": "sha256"}
     if not source.builtin:   # how the collection was read, so that search --query-row reads it again
         options = {"modality": [m for m in (getattr(args, "modality", None) or []) if "=" in str(m)] or None,
