@@ -66,3 +66,30 @@ def test_port_0_serves_on_a_free_port_and_announces_that_one(two_models, capsys,
     port = served[0]["port"]
     assert code == 0 and 1024 <= port <= 65535
     assert f"jointspace search page: http://127.0.0.1:{port}/  (API docs: http://127.0.0.1:{port}/docs)" in out
+
+
+def test_a_model_saved_again_while_the_server_loads_is_refused(two_models, tmp_path, capsys, monkeypatch):
+    """A fit that saves another model of the same width into the model folder while serve loads
+    its indexes would have the index searched with that model, the check already passed."""
+    import jointspace.models.base as base
+
+    model = tmp_path / "a"
+    shutil.copytree(two_models / "a", model)
+    assert main(["index", str(model), "--dataset", "wikipedia", "--split", "test", "--modality", "text",
+                 "--out", str(tmp_path / "text")]) == 0
+    other = tmp_path / "other"   # of the same width, fitted on other pairs
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "5", "--split", "test", "--param",
+                 "weight=1.0", "--out", str(other)]) == 0
+    load, saved = base.load_model, []
+
+    def load_after_a_fit(path):
+        if not saved:
+            saved.append(load(other).save(model))
+        return load(path)
+
+    monkeypatch.setattr(base, "load_model", load_after_a_fit)
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: pytest.fail("the server started"))
+    capsys.readouterr()
+    code, out, err = run(capsys, "serve", "--index", tmp_path / "text", "--port", "0")
+    assert saved and code == 2 and "search page" not in out
+    assert "was saved again after this index was built" in err

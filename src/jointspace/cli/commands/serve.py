@@ -104,6 +104,9 @@ def _engine(args):
             check_model_unchanged(args, more, model_dir)
             others.append((folder, other_model(more, model_dir)))
         engine = SearchEngine(args.index, model_dir, cache_size=args.cache_size, max_batch=args.max_batch)
+        # again on what the engine loaded: a fit or an index build may have saved a folder again meanwhile
+        for index in engine.indexes.values():
+            check_model_unchanged(args, index.info, model_dir)
     # warned once everything loaded: a model or index that fails to load is its one line of error
     warn_other_model(args, info)
     for folder, recorded in others:
