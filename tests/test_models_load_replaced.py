@@ -73,3 +73,30 @@ def test_an_index_records_the_digest_of_the_model_its_vectors_come_from(tmp_path
     scores, ids = index.search(new.encode("a", x[:3]), 1)   # the vectors are the recorded model's
     np.testing.assert_array_equal(ids[:, 0], [0, 1, 2])
     np.testing.assert_allclose(scores[:, 0], 1.0, atol=1e-5)
+
+
+def test_index_append_refuses_a_model_saved_again_while_it_loads(tmp_path, monkeypatch, capsys):
+    from jointspace.cli import main
+    from jointspace.index.faiss_index import Index
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((40, 5)), rng.standard_normal((40, 4))
+    np.savez(tmp_path / "arr.npz", x=x, y=y)
+    np.savez(tmp_path / "more.npz", x=x + 1, y=y)
+    _cca(0).save(tmp_path / "m")
+    options = ["--modality", "a=x", "--modality", "b=y", "--modality", "a"]
+    assert main(["index", str(tmp_path / "m"), "--data", str(tmp_path / "arr.npz"), *options,
+                 "--out", str(tmp_path / "ix")]) == 0
+    load, saved = base.load_model, []
+
+    def load_after_a_fit(path):   # another fit --out lands just before the model is read
+        if not saved:
+            saved.append(_cca(1).save(tmp_path / "m"))
+        return load(path)
+
+    monkeypatch.setattr(base, "load_model", load_after_a_fit)
+    capsys.readouterr()
+    code = main(["index", str(tmp_path / "ix"), "--append", "--data", str(tmp_path / "more.npz"), *options])
+    assert saved and code == 2
+    assert "was saved again after index" in capsys.readouterr().err
+    assert len(Index.load(tmp_path / "ix")) == 40

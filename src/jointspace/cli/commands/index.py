@@ -392,6 +392,7 @@ def _append(args) -> int:
         raise InputError(f"--append: index {args.model!r} does not record the model it was built with")
     _check_recorded_model(args.model, info)
     model = load_model(info["model"])
+    _check_recorded_model(args.model, info)   # again on the model loaded: a fit may have saved it again meanwhile
     modality = _index_modality(args, model.modalities_, default=info.get("modality"))
     if info.get("modality") and modality != info["modality"]:
         raise InputError(f"--modality: index {args.model!r} holds {info['modality']} vectors; got {modality!r}")
