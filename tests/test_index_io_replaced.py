@@ -76,3 +76,23 @@ def test_saving_back_into_the_folder_loaded_from_again_and_again(tmp_path):
         index.add(np.ones((1, 4), np.float32))
         index.save(tmp_path / "ix")
     assert len(Index.load(tmp_path / "ix")) == 12 and (tmp_path / "ix" / "plot2.png").is_file()
+
+
+def test_a_sharded_folder_replaced_while_it_loads_directly_is_read_whole(tmp_path, monkeypatch):
+    from jointspace.index import sharded
+
+    second = Index.build(np.ones((5, 4), np.float32), spec="Flat", ids=np.arange(10, 15))
+    ShardedIndex([_index(10, 0)[0], second]).save(tmp_path / "ix")
+    new = ShardedIndex([_index(12, 1)[0]])
+    read, calls = sharded.read_json_object, []
+
+    def read_then_replaced(path):   # another process saves just after the shard list was read
+        meta = read(path)
+        if not calls:
+            calls.append(path)
+            new.save(tmp_path / "ix")
+        return meta
+
+    monkeypatch.setattr(sharded, "read_json_object", read_then_replaced)
+    back = ShardedIndex.load(tmp_path / "ix")
+    assert calls and len(back) == 12 and back.metadata([11])[0]["label"] == "v1-11"

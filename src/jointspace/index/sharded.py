@@ -207,13 +207,17 @@ class ShardedIndex:
 
     @classmethod
     def load(cls, folder, *, verify: bool = True) -> "ShardedIndex":
-        """Load a folder written by :meth:`save` (each shard checked as :meth:`Index.load` does)."""
-        from .._io import recover_dir
+        """Load a folder written by :meth:`save` (each shard checked as :meth:`Index.load` does);
+        a folder that a save replaces meanwhile is read again, whole from the new version."""
+        from .._folder_reads import read_whole
+
+        return read_whole(folder, lambda: cls._load(Path(folder), verify), "index")
+
+    @classmethod
+    def _load(cls, folder: Path, verify: bool) -> "ShardedIndex":
         from .faiss_index import Index
         from .persistence import load_index
 
-        folder = Path(folder)
-        recover_dir(folder)
         meta = read_json_object(folder / MANIFEST)
         if meta is None or meta.get("format") != FORMAT:
             raise InputError(f"folder: {str(folder)!r} is not a sharded jointspace index (no valid {MANIFEST})")
