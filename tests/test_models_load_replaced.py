@@ -100,3 +100,30 @@ def test_index_append_refuses_a_model_saved_again_while_it_loads(tmp_path, monke
     assert saved and code == 2
     assert "was saved again after index" in capsys.readouterr().err
     assert len(Index.load(tmp_path / "ix")) == 40
+
+
+def test_a_fusion_classifier_folder_replaced_while_it_loads_is_read_whole(tmp_path, monkeypatch):
+    from jointspace.models import _fusion_io
+    from jointspace.models.fusion import FusionClassifier
+
+    def fitted(labels):
+        rng = np.random.default_rng(0)
+        y = rng.integers(0, len(labels), 60)
+        a, b = rng.normal(size=(len(labels), 3))[y] * 3, rng.normal(size=(len(labels), 2))[y] * 3
+        return FusionClassifier(fusion="mean").fit(Pairs({"a": a + rng.normal(size=(60, 3)),
+                                                          "b": b + rng.normal(size=(60, 2))},
+                                                         labels=np.asarray(labels)[y]))
+
+    fitted(("x", "y")).save(tmp_path / "f")
+    new = fitted(("x", "y", "z"))   # a refit with another class: its config and arrays change
+    read, saved = _fusion_io._read_config, []
+
+    def read_then_replaced(path):
+        config = read(path)
+        if not saved:
+            saved.append(new.save(tmp_path / "f"))
+        return config
+
+    monkeypatch.setattr(_fusion_io, "_read_config", read_then_replaced)
+    back = FusionClassifier.load(tmp_path / "f")
+    assert saved and list(back.classes_) == ["x", "y", "z"]

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from .._io import read_json_object, recover_dir
+from .._io import read_json_object
 from ..errors import InputError
 from .base import CONFIG_FILE, FUSION_MODEL_NAME, STATE_FILE, _check_state, _read_config, write_saved_folder
 #: the dtype kinds of class labels a saved classifier can hold (JSON numbers, booleans, strings; bytes
@@ -133,12 +133,18 @@ def load_fusion(cls, path):
         The folder is missing, incomplete, damaged, or holds something else (a joint model,
         an index); the message names the file and the field or array.
     """
-    from safetensors.numpy import load_file
+    from .._folder_reads import read_whole
 
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"path: expected a saved fusion classifier folder, got {type(path).__name__} {path!r}")
-    path = Path(path)
-    recover_dir(path)
+    # read again if a save replaced the folder meanwhile; a save killed half way is put back first
+    return read_whole(path, lambda: _load_fusion(cls, Path(path)), "saved fusion classifier", "path")
+
+
+def _load_fusion(cls, path: Path):
+    """:func:`load_fusion` of one version of the folder ``path``."""
+    from safetensors.numpy import load_file
+
     cfg_path, state_path = path / CONFIG_FILE, path / STATE_FILE
     if not cfg_path.is_file():
         raise InputError(f"path: expected a saved fusion classifier folder (with {CONFIG_FILE}), got {str(path)!r}")
