@@ -128,3 +128,25 @@ def test_a_process_killed_while_putting_the_earlier_run_back_is_finished_by_the_
     assert [p.name for p in checkpoint_dirs(tmp_path)] == ["step-00000004"]
     assert (tmp_path / "metrics.csv").read_text() == "step,loss\n4,0.5\n"   # the earlier run's, with its checkpoint
     assert not (tmp_path / EARLIER_RUN).exists()
+
+
+def test_a_checkpoint_half_deleted_by_an_interrupted_prune_goes_with_the_next_save(tmp_path, monkeypatch):
+    import shutil
+
+    import jointspace.train.checkpoint as checkpoint
+
+    net = torch.nn.Linear(3, 2)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    save_checkpoint(tmp_path, 4, net, opt, {}, CONFIG, keep=1)
+    real = shutil.rmtree
+
+    def interrupted(path, *args, **kwargs):   # Ctrl-C while the old checkpoint is deleted
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(tmp_path, 8, net, opt, {}, CONFIG, keep=1)
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", real)
+    assert (tmp_path / "checkpoints" / ".step-00000004.old").is_dir()
+    save_checkpoint(tmp_path, 12, net, opt, {}, CONFIG, keep=1)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-00000012"]

@@ -36,6 +36,8 @@ CHECKPOINTS = "checkpoints"
 #: where :class:`EarlierRun` keeps an earlier run's records while a new run starts
 EARLIER_RUN = ".earlier-run"
 _STEP_RE = re.compile(r"^step-(\d+)$")
+#: a checkpoint folder being deleted by :func:`save_checkpoint`
+_PRUNED_RE = re.compile(r"^\.step-\d+\.old$")
 FORMAT = 1
 
 
@@ -237,6 +239,9 @@ def save_checkpoint(run_dir, step: int, module: torch.nn.Module, optimizer: torc
         gone = old.with_name(f".{old.name}.old")
         os.replace(old, gone)
         shutil.rmtree(gone, ignore_errors=True)
+    for left in path.parent.glob(".step-*.old"):   # what a process stopped while deleting left behind
+        if _PRUNED_RE.match(left.name) and left.is_dir() and not left.is_symlink():
+            shutil.rmtree(left, ignore_errors=True)
     return path
 
 
