@@ -141,3 +141,20 @@ def test_a_save_keeps_the_previous_version_another_folder_set_aside(tmp_path):
     assert not own.exists()
     assert recover_dir(tmp_path / "idx.v2")
     assert (tmp_path / "idx.v2" / "x").read_text() == "v2"
+
+
+def test_a_temporary_file_a_killed_write_left_goes_with_a_later_write_once_stale(tmp_path):
+    from jointspace._io import atomic_write_bytes
+
+    out = tmp_path / "vectors.npy"
+    stale, young = tmp_path / ".vectors.npy.a1b2c3d4.tmp", tmp_path / ".vectors.npy.e5f6g7h8.tmp"
+    others = [tmp_path / ".vectors.npy.v2.k3j9x0a_.tmp", tmp_path / ".other.npy.a1b2c3d4.tmp"]
+    for path in [stale, young, *others]:   # as large as the file a killed write was writing
+        path.write_bytes(b"half")
+    for path in [stale, *others]:
+        _age(path, 2)
+    atomic_write_bytes(out, b"small")   # the folder is not listed for each small file
+    assert stale.exists()
+    atomic_write_bytes(out, b"w" * (1 << 20))
+    assert out.stat().st_size == 1 << 20
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["vectors.npy", young.name, *(p.name for p in others)])

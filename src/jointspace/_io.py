@@ -43,7 +43,13 @@ def set_default_mode(path) -> None:
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder, then rename.
+
+    A write of :data:`LARGE_WRITE` bytes or more also deletes the temporary files that earlier
+    writes to ``path`` left when they were killed (``.NAME.XXXXXXXX.tmp``, as large as the file)
+    once they are :data:`STALE_TEMPORARY_S` old; small files (cache entries written by the
+    thousand into one folder) are not worth listing the folder each time.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -58,7 +64,17 @@ def atomic_write_bytes(path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    if len(data) < LARGE_WRITE:
+        return
+    now = time.time()
+    for left in _own_temporaries(path, ".tmp"):
+        with contextlib.suppress(OSError):   # gone already, or not ours to delete
+            if not left.is_symlink() and left.is_file() and now - left.stat().st_mtime > STALE_TEMPORARY_S:
+                left.unlink()
 
+
+#: from this size (bytes) on, :func:`atomic_write_bytes` deletes what killed writes of its file left
+LARGE_WRITE = 1 << 20
 
 #: a temporary file of :func:`atomic_write_bytes` older than this (seconds) belongs to a writer
 #: that was killed: a write takes far less; so does a temporary folder of :func:`atomic_dir` in
