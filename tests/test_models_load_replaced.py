@@ -127,3 +127,30 @@ def test_a_fusion_classifier_folder_replaced_while_it_loads_is_read_whole(tmp_pa
     monkeypatch.setattr(_fusion_io, "_read_config", read_then_replaced)
     back = FusionClassifier.load(tmp_path / "f")
     assert saved and list(back.classes_) == ["x", "y", "z"]
+
+
+def test_a_matcher_folder_replaced_while_it_loads_is_read_whole(tmp_path, monkeypatch):
+    from jointspace.models import rerank
+    from jointspace.models.rerank import CrossAttentionMatcher
+
+    def fitted(dim):
+        rng = np.random.default_rng(0)
+        regions, tokens = rng.normal(size=(16, 4, 8)), rng.normal(size=(16, 3, 8))
+        parts = (regions.astype(np.float32), np.ones((16, 4), bool), tokens.astype(np.float32),
+                 np.ones((16, 3), bool), np.arange(16))
+        return CrossAttentionMatcher(dim=dim, epochs=1, batch_size=8, progress=False).fit_parts(*parts)
+
+    fitted(4).save(tmp_path / "x")
+    new = fitted(6)   # a matcher of another size: its config and weights change
+    read, reads = rerank.read_json_object, []
+
+    def read_then_replaced(path):   # the config is read twice (what the folder is, then its fields)
+        config = read(path)
+        reads.append(path)
+        if len(reads) == 2:
+            new.save(tmp_path / "x")
+        return config
+
+    monkeypatch.setattr(rerank, "read_json_object", read_then_replaced)
+    back = CrossAttentionMatcher.load(tmp_path / "x")
+    assert len(reads) > 2 and back.dim == 6

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .._io import atomic_dir, read_json_object, recover_dir, set_default_mode
+from .._io import atomic_dir, read_json_object, set_default_mode
 from .._validation import check_bool, check_float, check_int, short_json
 from ..errors import InputError, NotFittedError
 from ._matcher_parts import region_parts, word_parts
@@ -341,12 +341,16 @@ class CrossAttentionMatcher:
 
     @classmethod
     def load(cls, path) -> "CrossAttentionMatcher":
-        """Load a matcher written by :meth:`save`."""
+        """Load a matcher written by :meth:`save` (read again if a save replaces it meanwhile)."""
+        from .._folder_reads import read_whole
+
+        return read_whole(path, lambda: cls._load(Path(path)), "saved cross-attention matcher", "path")
+
+    @classmethod
+    def _load(cls, path: Path) -> "CrossAttentionMatcher":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        path = Path(path)
-        recover_dir(path)   # a save killed half way leaves the previous version aside
         if not is_saved_matcher(path):
             raise InputError(f"path: {path} is not a saved cross-attention matcher (expected {CONFIG_FILE} with "
                              f"kind {KIND!r} and {STATE_FILE})")
