@@ -6,6 +6,8 @@ returns its splits as :class:`~jointspace.data.pairs.Pairs`.
 
 from __future__ import annotations
 
+import inspect
+
 from ...errors import InputError, MissingDependencyError
 from ...registry import Registry
 from ..pairs import Pairs
@@ -33,9 +35,27 @@ class Dataset:
     def missing(self) -> str | None:
         return None
 
+    def option_names(self) -> list[str]:
+        """The keyword options ``_load`` takes (e.g. ``limit``), in its order."""
+        params = inspect.signature(self._load).parameters
+        return [k for k, v in params.items() if k != "split"
+                and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+
+    def check_options(self, options: dict) -> None:
+        """Refuse an option ``_load`` does not take, naming it and the ones it takes."""
+        params = inspect.signature(self._load).parameters.values()
+        if any(v.kind is inspect.Parameter.VAR_KEYWORD for v in params):
+            return
+        accepted = self.option_names()
+        unknown = [k for k in options if k not in accepted]
+        if unknown:
+            takes = f"takes the options {', '.join(accepted)}" if accepted else "takes no options"
+            raise InputError(f"{unknown[0]}: dataset {self.name!r} {takes}; got {', '.join(map(repr, unknown))}")
+
     def load(self, split: str, **options) -> Pairs:
         if split not in self.splits:
             raise InputError(f"split: dataset {self.name!r} has splits {', '.join(self.splits)}; got {split!r}")
+        self.check_options(options)
         why = self.missing()
         if why:
             raise MissingDependencyError(f"dataset {self.name!r} is not installed: {why}")

@@ -62,6 +62,7 @@ class FashionMNIST(Dataset):
         if options.get("root") is not None:
             if split not in self.splits:
                 raise InputError(f"split: dataset {self.name!r} has splits {', '.join(self.splits)}; got {split!r}")
+            self.check_options(options)
             return self._load(split, **options)
         return super().load(split, **options)
 

@@ -173,6 +173,7 @@ class OpenClipart(Dataset):
         if options.get("root") is not None:  # an explicit folder replaces the Debian package
             if split not in self.splits:
                 raise InputError(f"split: dataset {self.name!r} has splits {', '.join(self.splits)}; got {split!r}")
+            self.check_options(options)
             svgmod.renderer_name()
             return self._load(split, **options)
         return super().load(split, **options)

@@ -1,0 +1,14 @@
+"""load_dataset: options a built-in dataset's loader does not take are refused by name."""
+
+import pytest
+
+from jointspace import load_dataset
+from jointspace.errors import InputError
+
+
+def test_an_option_the_loader_does_not_take_is_refused_naming_it():
+    with pytest.raises(InputError, match=r"limit: dataset 'digits' takes the options shape; got 'limit'"):
+        load_dataset("digits", "train", limit=5)                 # was a TypeError from Digits._load
+    with pytest.raises(InputError, match=r"limt: dataset 'photos' takes the options .*; got 'limt'"):
+        load_dataset("photos", "all", limt=5)
+    assert len(load_dataset("digits", "test", shape="image")) == 450
