@@ -12,3 +12,9 @@ def test_an_option_the_loader_does_not_take_is_refused_naming_it():
     with pytest.raises(InputError, match=r"limt: dataset 'photos' takes the options .*; got 'limt'"):
         load_dataset("photos", "all", limt=5)
     assert len(load_dataset("digits", "test", shape="image")) == 450
+
+
+def test_wikipedia_refuses_limit_instead_of_loading_every_row():
+    with pytest.raises(InputError, match=r"limit: dataset 'wikipedia' takes no options; got 'limit'"):
+        load_dataset("wikipedia", "train", limit=5)              # gave all 2,173 rows without a word
+    assert len(load_dataset("wikipedia", "test")) == 693

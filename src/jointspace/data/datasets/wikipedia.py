@@ -35,7 +35,7 @@ class Wikipedia(Dataset):
     def missing(self):
         return None if (_folder() / "raw_features.mat").is_file() else "the package data is incomplete; reinstall jointspace"
 
-    def _load(self, split: str, **options) -> Pairs:
+    def _load(self, split: str) -> Pairs:
         from scipy.io import loadmat
 
         folder = _folder()
