@@ -6,7 +6,8 @@ from .._common import add_json_flag, print_json, print_table
 def register(sub):
     p = sub.add_parser("datasets", help="list built-in datasets and whether each is installed",
                        description="List the built-in datasets, their splits and modalities, and whether "
-                                   "each is installed (with the command that installs it when not).")
+                                   "each is installed (with the command that installs it when not), then how to cite "
+                                   "each.")
     add_json_flag(p)
     p.set_defaults(handler=run)
 
@@ -21,4 +22,5 @@ def run(args) -> int:
     print_table("built-in datasets", ["name", "modalities", "splits", "available", "description / install"],
                 [[r["name"], ",".join(r["modalities"]), ",".join(r["splits"]), "yes" if r["available"] else "no",
                   r["description"] if r["available"] else r["install"]] for r in rows])
+    print_table("citations", ["name", "citation"], [[r["name"], r["citation"]] for r in rows if r["citation"]])
     return 0

@@ -102,7 +102,8 @@ def load_dataset(name: str, split: str | None = None, **options):
 
 
 def list_datasets() -> list[dict]:
-    """One dict per built-in dataset: name, description, splits, modalities, available, install."""
+    """One dict per built-in dataset: name, description, splits, modalities, relevance,
+    available, install and citation (how to cite the data, with its licence where known)."""
     _import_builtin()
     rows = []
     for name in DATASETS.names():
@@ -110,5 +111,5 @@ def list_datasets() -> list[dict]:
         why = ds.missing()
         rows.append({"name": name, "description": ds.description, "splits": list(ds.splits),
                      "modalities": list(ds.modalities), "relevance": ds.relevance,
-                     "available": why is None, "install": why or ""})
+                     "available": why is None, "install": why or "", "citation": ds.citation})
     return rows

@@ -1,0 +1,16 @@
+"""jointspace datasets: every built-in dataset is listed with how to cite it."""
+
+import json
+
+from cli_support import run
+
+
+def test_datasets_show_each_citation(capsys):
+    code, out, _ = run(capsys, "datasets", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)["datasets"]}
+    assert rows["wikipedia"]["citation"].startswith("N. Rasiwasia")
+    assert "public domain" in rows["openclipart"]["citation"]
+    assert all(r["citation"] for r in rows.values())
+    code, out, _ = run(capsys, "datasets")
+    assert code == 0 and "citation" in out and "Rasiwasia" in out and "Alpaydin" in out
