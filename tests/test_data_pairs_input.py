@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from jointspace import Pairs
+from jointspace.data.pairs import concat_pairs
 from jointspace.errors import InputError
 
 
@@ -133,3 +134,12 @@ def test_select_takes_a_list_of_names_or_one_name():
     assert p.select(["text", "image"]).modalities == ("text", "image")
     with pytest.raises(InputError, match="modality: expected one of image, text; got 'audio'"):
         p.select("audio")
+
+
+def test_a_1d_object_array_of_items_is_kept_as_a_list_like_an_array_of_strings():
+    texts = np.array(["a cat", "a dog"], dtype=object)          # a pandas column's to_numpy()
+    p = Pairs({"text": texts, "x": np.zeros((2, 1))}, ids=[0, 1])
+    assert p["text"] == ["a cat", "a dog"] and isinstance(p["text"], list)
+    q = Pairs({"text": ["a bird"], "x": np.ones((1, 1))}, ids=[2])
+    assert concat_pairs([p, q])["text"] == ["a cat", "a dog", "a bird"]   # was refused: array here, list there
+    assert "text=list[2]" in repr(p)

@@ -14,7 +14,8 @@ from .labels import read_keys, read_labels
 
 
 def _as_items(name: str, items):
-    """Keep arrays as arrays and sequences of strings/paths as lists of str."""
+    """Keep arrays as arrays; strings (an array of str or bytes, shape (N,)), a 1-D object
+    array and other sequences become lists of N items."""
     if isinstance(items, np.ndarray):
         if items.ndim == 0:
             raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got a scalar")
@@ -33,6 +34,8 @@ def _as_items(name: str, items):
                     raise InputError(f"modality {name!r}: expected UTF-8 byte strings, item {i} is not "
                                      f"({exc.reason} at byte {exc.start}: {b[:40]!r})") from None
             return out
+        if items.dtype == object and items.ndim == 1:  # texts, paths or waveforms (pandas' to_numpy())
+            return items.tolist()
         return items
     if isinstance(items, (str, bytes)):
         raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got a single string")
