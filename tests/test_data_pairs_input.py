@@ -143,3 +143,12 @@ def test_a_1d_object_array_of_items_is_kept_as_a_list_like_an_array_of_strings()
     q = Pairs({"text": ["a bird"], "x": np.ones((1, 1))}, ids=[2])
     assert concat_pairs([p, q])["text"] == ["a cat", "a dog", "a bird"]   # was refused: array here, list there
     assert "text=list[2]" in repr(p)
+
+
+def test_pandas_columns_are_read_as_items_by_position():
+    pd = pytest.importorskip("pandas")
+    df = pd.DataFrame({"caption": ["a cat", "a dog", "a bird"], "f0": [0.0, 1.0, 2.0], "f1": [1.0, 1.0, 1.0]},
+                      index=[7, 3, 5])
+    p = Pairs({"text": df["caption"], "x": df[["f0", "f1"]]})    # both were refused as 'got Series/DataFrame'
+    assert p["text"] == ["a cat", "a dog", "a bird"]
+    assert p["x"].shape == (3, 2) and p["x"][:, 0].tolist() == [0.0, 1.0, 2.0]

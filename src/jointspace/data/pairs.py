@@ -37,6 +37,8 @@ def _as_items(name: str, items):
         if items.dtype == object and items.ndim == 1:  # texts, paths or waveforms (pandas' to_numpy())
             return items.tolist()
         return items
+    if hasattr(items, "to_numpy") and hasattr(items, "__len__"):  # a pandas / polars Series or DataFrame
+        return _as_items(name, np.asarray(items.to_numpy()))
     if isinstance(items, (str, bytes)):
         raise InputError(f"modality {name!r}: expected an array (N, d) or a list of N items, got a single string")
     if isinstance(items, Sequence):
@@ -84,6 +86,7 @@ class Pairs:
     modalities : mapping of str to array-like
         Modality name -> items: an array of shape (N, d) (feature vectors; any trailing
         shape is kept, e.g. images (N, H, W, C)), or a list of N strings / file paths.
+        A pandas Series or DataFrame is read by position, as its ``to_numpy()``.
     labels : array-like, shape (N,) or (N, C), or N label sets, optional
         One label per sample (int or str), a multi-hot NumPy matrix (booleans or 0/1) for
         multi-label data, or a set of labels per sample (lists, sets; stored as a multi-hot
