@@ -152,3 +152,15 @@ def test_pandas_columns_are_read_as_items_by_position():
     p = Pairs({"text": df["caption"], "x": df[["f0", "f1"]]})    # both were refused as 'got Series/DataFrame'
     assert p["text"] == ["a cat", "a dog", "a bird"]
     assert p["x"].shape == (3, 2) and p["x"][:, 0].tolist() == [0.0, 1.0, 2.0]
+
+
+def test_indexing_by_row_is_refused_pointing_to_subset():
+    p = Pairs({"x": np.zeros((3, 2)), "t": ["a", "b", "c"]})
+    with pytest.raises(InputError, match=r"modality: expected a modality name \(x, t\), got int 0; "
+                                         r"for rows, use pairs\.subset"):
+        p[0]                                                     # said 'expected one of x, t; got 0'
+    with pytest.raises(InputError, match=r"got slice slice\(0, 2, None\); for rows"):
+        p[0:2]                                                   # was TypeError: unhashable type: 'slice'
+    with pytest.raises(TypeError, match="not iterable"):
+        list(p)
+    assert "x" in p and p["t"] == ["a", "b", "c"]

@@ -206,9 +206,16 @@ class Pairs:
 
     def __getitem__(self, modality: str):
         """Items of one modality: an array (N, ...) or a list of N strings."""
+        if not isinstance(modality, str):  # a row number or a slice: rows come from subset
+            raise InputError(f"modality: expected a modality name ({', '.join(self.modalities)}), got "
+                             f"{type(modality).__name__} {modality!r:.60}; for rows, use "
+                             "pairs.subset(indices) or pairs.batches(batch_size)")
         if modality not in self._data:
             raise InputError(f"modality: expected one of {', '.join(self.modalities)}; got {modality!r}")
         return self._data[modality]
+
+    #: not iterable: rows come from ``subset`` or ``batches``, names from ``modalities``
+    __iter__ = None
 
     def __contains__(self, modality: str) -> bool:
         return modality in self._data
