@@ -18,3 +18,9 @@ def test_wikipedia_refuses_limit_instead_of_loading_every_row():
     with pytest.raises(InputError, match=r"limit: dataset 'wikipedia' takes no options; got 'limit'"):
         load_dataset("wikipedia", "train", limit=5)              # gave all 2,173 rows without a word
     assert len(load_dataset("wikipedia", "test")) == 693
+
+
+@pytest.mark.parametrize("name", ["fashion-mnist", "fashion-mnist-trimodal", "openclipart"])
+def test_a_misspelt_option_beside_root_is_refused_naming_it(tmp_path, name):
+    with pytest.raises(InputError, match=rf"limt: dataset '{name}' takes the options .*root.*; got 'limt'"):
+        load_dataset(name, "test", root=str(tmp_path), limt=5)

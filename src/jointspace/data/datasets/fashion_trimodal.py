@@ -76,6 +76,7 @@ class FashionTrimodal(Dataset):
         if options.get("root") is not None:
             if split not in self.splits:
                 raise InputError(f"split: dataset {self.name!r} has splits {', '.join(self.splits)}; got {split!r}")
+            self.check_options(options)
             why = self.missing(need_fashion=False)
             if why:
                 raise MissingDependencyError(f"dataset {self.name!r} is not installed: {why}")
