@@ -164,3 +164,12 @@ def test_indexing_by_row_is_refused_pointing_to_subset():
     with pytest.raises(TypeError, match="not iterable"):
         list(p)
     assert "x" in p and p["t"] == ["a", "b", "c"]
+
+
+def test_select_refuses_no_modalities_naming_the_ones_there_are():
+    p = Pairs({"x": np.zeros((3, 2)), "t": ["a", "b", "c"]})
+    with pytest.raises(InputError, match=r"modalities: expected one or more of x, t, got list \[\]"):
+        p.select([])                                             # said 'expected a mapping ... got dict'
+    with pytest.raises(InputError, match=r"modalities: expected one or more of x, t, got NoneType None"):
+        p.select(None)                                           # was a TypeError
+    assert p.select(("t",)).modalities == ("t",)

@@ -270,6 +270,9 @@ class Pairs:
         same rows)."""
         if isinstance(modalities, str):
             modalities = [modalities]
+        if not isinstance(modalities, (Sequence, np.ndarray)) or not len(modalities):
+            raise InputError(f"modalities: expected one or more of {', '.join(self.modalities)}, got "
+                             f"{type(modalities).__name__} {modalities!r:.60}")
         for m in modalities:
             self[m]
         return Pairs({m: self._data[m] for m in modalities}, labels=self.labels, ids=self.ids,
