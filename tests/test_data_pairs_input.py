@@ -173,3 +173,11 @@ def test_select_refuses_no_modalities_naming_the_ones_there_are():
     with pytest.raises(InputError, match=r"modalities: expected one or more of x, t, got NoneType None"):
         p.select(None)                                           # was a TypeError
     assert p.select(("t",)).modalities == ("t",)
+
+
+def test_split_refuses_stratify_with_groups_instead_of_dropping_stratify():
+    p = _pairs([0, 0, 0, 0, 1, 1, 1, 1])
+    with pytest.raises(InputError, match=r"stratify: cannot be kept together with groups"):
+        p.split(0.5, stratify=True, groups=[0, 0, 1, 1, 2, 2, 3, 3])   # split by groups only, without a word
+    train, test = p.split(0.5, groups=[0, 0, 1, 1, 2, 2, 3, 3])
+    assert len(train) + len(test) == 8

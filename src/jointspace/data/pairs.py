@@ -309,7 +309,8 @@ class Pairs:
         InputError
             ``test_size`` outside (0, 1); fewer than 2 samples; ``stratify`` with no
             single labels, a class with one sample, or fewer test (or train) samples than
-            classes; ``groups`` of the wrong length or with fewer than 2 distinct values.
+            classes; ``groups`` of the wrong length or with fewer than 2 distinct values;
+            ``groups`` together with ``stratify``.
         """
         from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit, ShuffleSplit
 
@@ -321,6 +322,9 @@ class Pairs:
         if groups is None and self._n - math.ceil(test_size * self._n) < 1:
             raise InputError(f"test_size: {test_size} of {self._n} samples leaves none for training; expected at "
                              f"most {(self._n - 1) / self._n:.3g} here")
+        if groups is not None and stratify:  # GroupShuffleSplit would drop the label proportions
+            raise InputError("stratify: cannot be kept together with groups (a group's samples stay on one side); "
+                             "give groups or stratify=True, not both")
         dummy = np.zeros(self._n)
         if groups is not None:
             if len(groups) != self._n:
