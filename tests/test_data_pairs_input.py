@@ -181,3 +181,16 @@ def test_split_refuses_stratify_with_groups_instead_of_dropping_stratify():
         p.split(0.5, stratify=True, groups=[0, 0, 1, 1, 2, 2, 3, 3])   # split by groups only, without a word
     train, test = p.split(0.5, groups=[0, 0, 1, 1, 2, 2, 3, 3])
     assert len(train) + len(test) == 8
+
+
+def test_split_and_batches_refuse_a_bad_seed_naming_it():
+    p = _pairs([0, 0, 0, 1, 1, 1])
+    with pytest.raises(InputError, match=r"seed: expected an integer >= 0, got -1"):
+        p.split(0.5, seed=-1)                                    # was sklearn's ValueError
+    with pytest.raises(InputError, match=r"seed: expected an integer, got 1\.5"):
+        p.split(0.5, seed=1.5)
+    with pytest.raises(InputError, match=r"seed: expected an integer <= 4294967295"):
+        p.split(0.5, seed=2**40)
+    with pytest.raises(InputError, match=r"seed: expected an integer >= 0, got -1"):
+        list(p.batches(2, shuffle=True, seed=-1))                # was numpy's ValueError
+    assert [len(b) for b in p.batches(4, shuffle=True, seed=np.int64(3))] == [4, 2]

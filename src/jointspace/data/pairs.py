@@ -293,7 +293,7 @@ class Pairs:
         ----------
         test_size : float in (0, 1)
             Fraction of samples in the test part.
-        seed : int
+        seed : int in [0, 2**32 - 1]
             Random seed; the split is deterministic given the seed.
         stratify : bool
             Keep label proportions (single-label data only).
@@ -317,6 +317,7 @@ class Pairs:
         if isinstance(test_size, bool) or not isinstance(test_size, numbers.Real) or not 0.0 < test_size < 1.0:
             raise InputError(f"test_size: expected a fraction in (0, 1), got {test_size!r}")
         test_size = float(test_size)
+        seed = check_int(seed, "seed", low=0, high=2**32 - 1)
         if self._n < 2:
             raise InputError(f"pairs: need at least 2 samples to split, got {self._n}")
         if groups is None and self._n - math.ceil(test_size * self._n) < 1:
@@ -362,6 +363,7 @@ class Pairs:
                 drop_last: bool = False) -> Iterator["Pairs"]:
         """Iterate over the samples in ``Pairs`` batches of ``batch_size`` rows."""
         batch_size = check_int(batch_size, "batch_size", low=1)
+        seed = check_int(seed, "seed", low=0, high=2**32 - 1)
         order = np.random.default_rng(seed).permutation(self._n) if shuffle else np.arange(self._n)
         stop = self._n - (self._n % batch_size if drop_last else 0)
         for start in range(0, stop, batch_size):
