@@ -194,3 +194,12 @@ def test_split_and_batches_refuse_a_bad_seed_naming_it():
     with pytest.raises(InputError, match=r"seed: expected an integer >= 0, got -1"):
         list(p.batches(2, shuffle=True, seed=-1))                # was numpy's ValueError
     assert [len(b) for b in p.batches(4, shuffle=True, seed=np.int64(3))] == [4, 2]
+
+
+def test_split_refuses_groups_that_are_not_one_value_per_sample():
+    p = _pairs([0, 0, 0, 1, 1, 1])
+    with pytest.raises(InputError, match=r"groups: expected 6 group values, shape \(6,\), got str of shape \(\)"):
+        p.split(0.5, groups="abcdef")                            # said 'every sample is in group 'abcdef''
+    with pytest.raises(InputError, match=r"groups: expected 6 group values, shape \(6,\), got list of shape \(6, 2\)"):
+        p.split(0.5, groups=[[1, 2]] * 6)                        # was 'indices: expected values in [0, 6)'
+    assert len(p.split(0.5, groups=list("aabbcc"))[1]) in (2, 4)

@@ -328,6 +328,9 @@ class Pairs:
                              "give groups or stratify=True, not both")
         dummy = np.zeros(self._n)
         if groups is not None:
+            if isinstance(groups, (str, bytes)) or np.ndim(groups) != 1:  # 'abcdef' would be one group
+                raise InputError(f"groups: expected {self._n} group values, shape ({self._n},), got "
+                                 f"{type(groups).__name__} of shape {np.shape(groups)}")
             if len(groups) != self._n:
                 raise InputError(f"groups: expected {self._n} values, got {len(groups)}")
             distinct = np.unique(np.asarray(groups))
