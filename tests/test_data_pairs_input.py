@@ -203,3 +203,12 @@ def test_split_refuses_groups_that_are_not_one_value_per_sample():
     with pytest.raises(InputError, match=r"groups: expected 6 group values, shape \(6,\), got list of shape \(6, 2\)"):
         p.split(0.5, groups=[[1, 2]] * 6)                        # was 'indices: expected values in [0, 6)'
     assert len(p.split(0.5, groups=list("aabbcc"))[1]) in (2, 4)
+
+
+def test_with_modality_names_its_own_arguments():
+    p = Pairs({"x": np.zeros((3, 2))})
+    with pytest.raises(InputError, match=r"items: expected 3 items for modality 'y', one per row, got 2"):
+        p.with_modality("y", ["a", "b"])                         # said 'modalities: every modality must ...'
+    with pytest.raises(InputError, match=r"name: expected a non-empty modality name, got ''"):
+        p.with_modality("", ["a", "b", "c"])
+    assert p.with_modality("y", np.array(["a", "b", "c"]))["y"] == ["a", "b", "c"]

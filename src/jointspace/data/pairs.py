@@ -279,7 +279,13 @@ class Pairs:
                      metadata=self.metadata, label_names=self.label_names, name=self.name)
 
     def with_modality(self, name: str, items) -> "Pairs":
-        """A new ``Pairs`` with one modality added or replaced."""
+        """A new ``Pairs`` with one modality added or replaced (``items``: N rows, as in
+        the constructor)."""
+        if not isinstance(name, str) or not name:
+            raise InputError(f"name: expected a non-empty modality name, got {name!r:.60}")
+        items = _as_items(name, items)
+        if len(items) != self._n:
+            raise InputError(f"items: expected {self._n} items for modality {name!r}, one per row, got {len(items)}")
         data = dict(self._data)
         data[name] = items
         return Pairs(data, labels=self.labels, ids=self.ids, metadata=self.metadata,
