@@ -255,6 +255,15 @@ def test_random_ranking_matches_closed_form_expectations():
         random_ranking_scores(labels, labels, repeats=0)
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, "7"])
+def test_random_ranking_refuses_a_bad_seed_naming_it(seed):
+    from jointspace.eval.retrieval import random_ranking_scores
+
+    labels = np.repeat([0, 1], 5)
+    with pytest.raises(InputError, match="seed: expected an integer"):
+        random_ranking_scores(labels, labels, repeats=1, seed=seed)
+
+
 def test_ndcg_cutoff_beyond_the_gallery_does_not_build_a_huge_table():
     x = np.eye(3, dtype=np.float32)
     res = retrieval_scores(x, x[[1, 0, 2]], [0, 1, 2], [1, 0, 2], ndcg_k=10**11)

@@ -111,7 +111,7 @@ def random_ranking_scores(query_keys, gallery_keys, *, ks: Sequence[int] = (1, 5
     repeats : int
         Number of random rankings averaged.
     seed : int
-        Seed of the random generator (results are deterministic given it).
+        Seed of the random generator, in [0, 2**32 - 1] (results are deterministic given it).
 
     Returns
     -------
@@ -121,6 +121,7 @@ def random_ranking_scores(query_keys, gallery_keys, *, ks: Sequence[int] = (1, 5
     ks = check_ks(ks)
     ndcg_k = check_int(ndcg_k, "ndcg_k", low=1)
     repeats = check_int(repeats, "repeats", low=1)
+    seed = check_int(seed, "seed", low=0, high=2**32 - 1)
     relevance = make_relevance(query_keys, gallery_keys)
     nq, ng = relevance.n_queries, relevance.n_gallery
     if chunk_size is None:
