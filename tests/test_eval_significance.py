@@ -99,6 +99,15 @@ def test_compare_models_on_wikipedia():
         compare_models(cca, scm, data["test"], metrics=("medR",))
 
 
+def test_compare_models_refuses_a_misspelt_option_naming_it():
+    from jointspace import create_model, load_dataset
+
+    data = load_dataset("wikipedia")
+    cca = create_model("cca", n_components=2).fit(data["train"])
+    with pytest.raises(InputError, match=r"^n_resample: .*confidence, n_resamples, seed.*got 'n_resample'"):
+        compare_models(cca, cca, data["test"], n_resample=99)
+
+
 def test_eval_against_a_baseline_from_the_command_line(tmp_path, capsys):
     import json
 

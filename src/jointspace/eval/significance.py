@@ -31,6 +31,8 @@ from ..errors import InputError
 
 #: the metrics compared per query (medR and meanR are not means of per-query scores)
 METRICS = ("mAP", "R@k", "MRR", "nDCG@k")
+#: the options of :func:`compare_rankings` that :func:`compare_models` passes on
+_RANKING_OPTIONS = ("confidence", "n_resamples", "seed")
 
 
 def per_query_scores(per_query: dict, metric: str, ndcg_k: int = 10) -> np.ndarray:
@@ -205,6 +207,10 @@ def compare_models(model_a, model_b, pairs, *, metrics=("mAP", "R@1", "R@10"), r
     from ..data.pairs import Pairs
     from .retrieval import _parse_directions, retrieval_scores
 
+    unknown = [k for k in options if k not in _RANKING_OPTIONS]
+    if unknown:
+        raise InputError(f"{unknown[0]}: compare_models takes the options {', '.join(_RANKING_OPTIONS)} of "
+                         f"compare_rankings besides its own; got {', '.join(map(repr, unknown))}")
     if not isinstance(pairs, Pairs):
         raise InputError(f"pairs: expected a Pairs, got {type(pairs).__name__}")
     for name, model in (("model_a", model_a), ("model_b", model_b)):
