@@ -24,3 +24,13 @@ def test_wikipedia_refuses_limit_instead_of_loading_every_row():
 def test_a_misspelt_option_beside_root_is_refused_naming_it(tmp_path, name):
     with pytest.raises(InputError, match=rf"limt: dataset '{name}' takes the options .*root.*; got 'limt'"):
         load_dataset(name, "test", root=str(tmp_path), limt=5)
+
+
+def test_the_command_line_takes_the_options_the_dataset_declares(monkeypatch):
+    from jointspace.cli.commands.embed import _dataset_options
+    from jointspace.data.datasets import get_dataset
+
+    monkeypatch.setattr(type(get_dataset("wikipedia")), "option_names", lambda self: ["limit"])
+    assert _dataset_options("wikipedia", {"limit": "5"}) == {"limit": "5"}
+    with pytest.raises(InputError, match=r"--option: dataset 'wikipedia' accepts limit; got limt"):
+        _dataset_options("wikipedia", {"limt": "5"})

@@ -167,17 +167,6 @@ def parse_params(pairs: list[str] | None, option: str = "--param") -> dict:
     return out
 
 
-def dataset_option_names(name: str) -> list[str]:
-    """The keyword options the loader of built-in dataset ``name`` takes (e.g. ``limit``)."""
-    import inspect
-
-    from ..data.datasets import get_dataset
-
-    params = inspect.signature(get_dataset(name)._load).parameters
-    return [k for k, v in params.items() if k != "split"
-            and v.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
-
-
 def split_names(split: str) -> list[str]:
     """The splits named by ``--split``: one name, or several joined by ``+`` (``train+val``)."""
     from ..data.sources import split_names as names

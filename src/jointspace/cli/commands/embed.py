@@ -7,7 +7,7 @@ import json
 import time
 
 from .._checks import check_not_an_input, check_tower_items
-from .._common import (add_data_options, add_json_flag, console, data_source, dataset_option_names, default_split,
+from .._common import (add_data_options, add_json_flag, console, data_source, default_split,
                        load_split, parse_params, print_json, print_table, used_all_rows)
 
 _FORMATS = (".npy", ".safetensors")
@@ -25,11 +25,12 @@ def _ids_for_json(ids) -> list:
 
 def _dataset_options(name: str, options: dict) -> dict:
     """``options`` after checking each is a keyword the dataset's loader takes."""
+    from ...data.datasets import get_dataset
     from ...errors import InputError
 
     if not options:
         return options
-    accepted = dataset_option_names(name)
+    accepted = get_dataset(name).option_names()
     unknown = [k for k in options if k not in accepted]
     if unknown:
         takes = f"accepts {', '.join(accepted)}" if accepted else "accepts no options"
@@ -79,7 +80,7 @@ def run(args) -> int:
 
     from ..._io import atomic_write_bytes, check_out_file
     from ..._validation import check_int
-    from ...data.datasets import load_dataset
+    from ...data.datasets import get_dataset, load_dataset
     from ...errors import InputError
     from ...towers import create_tower, embed_cached
 
@@ -116,7 +117,7 @@ def run(args) -> int:
         raise InputError(f"--modality: dataset {args.dataset!r} has {', '.join(pairs.modalities)}; got {modality!r}"
                          + ("" if args.modality else f" (the modality of tower {tower.name!r})"))
     hint = "text items must be strings" if tower.modality == "text" else "it needs pictures, not vectors"
-    options = dataset_option_names(args.dataset) if source.builtin else []
+    options = get_dataset(args.dataset).option_names() if source.builtin else []
     check_tower_items(tower.name, modality, pairs[modality], args.dataset, "--tower",
                       f"; {hint}" + (f" (dataset options: {', '.join(options)})" if options else ""))
     if args.limit is not None:

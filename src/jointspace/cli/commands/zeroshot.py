@@ -52,12 +52,12 @@ def class_names_for(dataset: str, pairs) -> list[str]:
 def run(args) -> int:
     import numpy as np
 
-    from ...data.datasets import load_dataset
+    from ...data.datasets import get_dataset, load_dataset
     from ...errors import InputError
     from ...eval.zeroshot import check_class_names, resolve_templates, zeroshot_classify
     from .._common import load_model_named, print_json, print_table
 
-    from .._common import data_source, dataset_option_names, default_split, load_split
+    from .._common import data_source, default_split, load_split
 
     templates = resolve_templates(args.templates, "--templates")
     model = load_model_named(args.model, option_name(args, "model"))
@@ -75,7 +75,7 @@ def run(args) -> int:
     source = data_source(args.dataset, args)
     args.split = args.split or default_split(source, "test")
     if source.builtin:
-        if limit is not None and "limit" in dataset_option_names(args.dataset):
+        if limit is not None and "limit" in get_dataset(args.dataset).option_names():
             options["limit"] = limit
         pairs = load_dataset(args.dataset, args.split, **options)
     else:
