@@ -78,6 +78,16 @@ def test_fashion_from_root(tmp_path):
         load_dataset("fashion-mnist", "train", root=tmp_path, limit=0)
 
 
+@pytest.mark.parametrize("limit, message", [(0, "limit: expected an integer >= 1, got 0"),
+                                            (2.5, "limit: expected an integer, got 2.5"),
+                                            ("3", "limit: expected an integer, got '3'")])
+@pytest.mark.parametrize("name", ["fashion-mnist", "fashion-mnist-trimodal"])
+def test_fashion_bad_limit_is_worded_as_in_the_other_datasets(tmp_path, name, limit, message):
+    _fake_root(tmp_path)
+    with pytest.raises(InputError, match=f"^{re.escape(message)}$"):
+        load_dataset(name, "test", root=tmp_path, limit=limit)
+
+
 def test_fashion_class_sentences():
     assert [fm.class_sentence(i) for i in (0, 9)] == ["a photo of a t-shirt", "a photo of an ankle boot"]
 

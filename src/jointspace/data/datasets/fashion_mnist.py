@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..._validation import check_int
 from ...errors import InputError
 from ..cache import check_folder_arg
 from ..idx import read_idx
@@ -83,6 +84,7 @@ class FashionMNIST(Dataset):
         Pairs
             ``image`` uint8 (N, 28, 28), ``text`` class sentences, labels 0..9, label_names.
         """
+        limit = None if limit is None else check_int(limit, "limit", low=1)
         folder = check_folder_arg(root, "root") if root is not None else DEFAULT_ROOT
         paths = []
         for stem in FILES[split]:
@@ -103,8 +105,6 @@ class FashionMNIST(Dataset):
             raise InputError(f"{exc}; the package's files are damaged: reinstall them with "
                              f"apt-get install --reinstall -y {APT_PACKAGE}") from None
         if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1:
-                raise InputError(f"limit: expected a positive integer, got {limit!r}")
             images, labels = images[:limit], labels[:limit]
         images = np.ascontiguousarray(images, dtype=np.uint8)
         if channel:
