@@ -86,7 +86,9 @@ class Pairs:
     modalities : mapping of str to array-like
         Modality name -> items: an array of shape (N, d) (feature vectors; any trailing
         shape is kept, e.g. images (N, H, W, C)), or a list of N strings / file paths.
-        A pandas Series or DataFrame is read by position, as its ``to_numpy()``.
+        A pandas Series or DataFrame is read by position, as its ``to_numpy()``.  A numeric
+        array is kept, not copied (the ``Pairs`` is a view of it: writing into one changes the
+        other); a list or other sequence is copied into a new list of the same items.
     labels : array-like, shape (N,) or (N, C), or N label sets, optional
         One label per sample (int or str), a multi-hot NumPy matrix (booleans or 0/1) for
         multi-label data, or a set of labels per sample (lists, sets; stored as a multi-hot
@@ -235,7 +237,7 @@ class Pairs:
 
     # -- derived sets ---------------------------------------------------------------------
     def subset(self, indices) -> "Pairs":
-        """A new ``Pairs`` with the rows ``indices``.
+        """A new ``Pairs`` with the rows ``indices``, copied (unlike :meth:`select`, a view).
 
         Parameters
         ----------
@@ -267,7 +269,8 @@ class Pairs:
 
     def select(self, modalities: Sequence[str] | str) -> "Pairs":
         """A new ``Pairs`` keeping only the given modalities (a list of names, or one name;
-        same rows)."""
+        same rows).  A view, not a copy: it shares this one's arrays (modalities, labels, ids),
+        so writing into ``selected[modality]`` changes this one too; :meth:`subset` copies."""
         if isinstance(modalities, str):
             modalities = [modalities]
         if not isinstance(modalities, (Sequence, np.ndarray)) or not len(modalities):
@@ -280,7 +283,8 @@ class Pairs:
 
     def with_modality(self, name: str, items) -> "Pairs":
         """A new ``Pairs`` with one modality added or replaced (``items``: N rows, as in
-        the constructor)."""
+        the constructor).  A view, not a copy: it shares this one's arrays (modalities, labels,
+        ids) and keeps an array ``items`` as given; :meth:`subset` copies."""
         if not isinstance(name, str) or not name:
             raise InputError(f"name: expected a non-empty modality name, got {name!r:.60}")
         items = _as_items(name, items)

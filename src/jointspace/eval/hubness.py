@@ -44,7 +44,9 @@ def hub_penalty(gallery, bank, k: int = 10, chunk_size: int | None = None) -> np
     Returns
     -------
     r : ndarray, shape (m,)
-        :math:`r(g)` of the module formula, in the gallery's float dtype.
+        :math:`r(g)` of the module formula, float32 when gallery and bank are both float32,
+        float64 otherwise (the two are brought to one dtype, as in
+        :func:`~jointspace.eval.similarity.check_pair`).
     """
     G, B = check_pair(gallery, bank, ("gallery", "bank"))
     k = check_int(k, "k", low=1, high=B.shape[0])

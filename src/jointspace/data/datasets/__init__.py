@@ -90,10 +90,27 @@ def load_dataset(name: str, split: str | None = None, **options):
         A name from :func:`list_datasets`.
     split : str, optional
         One split; when omitted, a dict of every split.
+    **options
+        Keyword options of the dataset's loader, passed on as given; each dataset takes its
+        own (``get_dataset(name).option_names()`` lists them, and an option it does not take
+        is refused with an :class:`~jointspace.errors.InputError` naming it).  Common ones:
+
+        - ``root``: a folder holding the data already downloaded (fashion-mnist,
+          fashion-mnist-trimodal, openclipart);
+        - ``limit``: keep only the first ``limit`` samples of the split, for quick runs
+          (fashion-mnist, fashion-mnist-trimodal, openclipart, spoken-words);
+        - ``cache_dir``: where downloads and derived files are cached (photos, openclipart,
+          spoken-words, fashion-mnist-trimodal).
+
+        Others are particular to one dataset, e.g. ``shape="image"`` (digits as 8x8 images),
+        ``channel=True`` (fashion-mnist images with a channel axis), ``text=`` and ``size=``
+        (openclipart), ``words=`` and ``settings_per_accent=`` (spoken-words).  wikipedia
+        takes none.
 
     Returns
     -------
     Pairs, or dict of str to Pairs
+        With ``split`` omitted, every split is loaded with the same ``options``.
     """
     ds = get_dataset(name)
     if split is None:
