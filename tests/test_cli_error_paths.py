@@ -150,6 +150,23 @@ def test_n_components_out_of_a_models_range_names_the_option(tmp_path, capsys, m
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("extra", [[], ["--param", "n_components=2"], ["--param", "n_components=2", "--epochs", "1"]],
+                         ids=["cca-chosen-by-cv", "cca", "dcca"])
+def test_a_cca_model_on_three_modalities_says_how_to_name_two_on_the_command_line(tmp_path, capsys, extra):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "three.npz", A=rng.normal(size=(40, 4)), B=rng.normal(size=(40, 3)), C=rng.normal(size=(40, 2)))
+    data = [tmp_path / "three.npz", "--modality", "a=A", "--modality", "b=B", "--modality", "c=C"]
+    model = "dcca" if "--epochs" in extra else "cca"
+    code, _, err = run(capsys, "fit", *data, "--model", model, *extra, "--out", tmp_path / "m")
+    assert code == 2 and one_line(err), err
+    assert err.startswith("error: --param modalities: these pairs have 3 modalities (a, b, c); name the two to use, "
+                          """e.g. --param 'modalities=["a", "b"]'"""), err
+    # the example, as shown, is what --param takes
+    code, _, err = run(capsys, "fit", *data, "--model", model, *extra, "--param", 'modalities=["a", "b"]',
+                       "--out", tmp_path / "m")
+    assert code == 0, err
+
+
 def test_an_arrays_file_problem_names_the_option_that_chose_the_array(tmp_path, capsys):
     """The reader's messages about one array name it as it was given: --modality NAME=KEY or
     --labels KEY, without the reader's own parameter names (key:, path:)."""

@@ -187,7 +187,7 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
     folds = [(pairs, val)] if val is not None else \
         [(pairs.subset(tr), pairs.subset(va)) for tr, va in cv_folds(pairs, n_folds, seed)]
     variants = param_grid(derive) if derive else [{}]
-    table, origin, errors = [], [], []
+    table, origin, failures = [], [], []
     for params in settings:
         try:
             # many small fits: BLAS threads only add contention here
@@ -195,7 +195,7 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
                 results = [[_evaluate_variant(fitted, var, val_pairs, relevance, directions) for var in variants]
                            for fitted, val_pairs in ((make(**params).fit(train), v) for train, v in folds)]
         except InputError as exc:
-            errors.append(str(exc))
+            failures.append(exc)
             continue  # e.g. more components than a fold's rank allows
         finally:
             if progress is not None:
@@ -210,9 +210,10 @@ def select_by_cv(model, grid, pairs: Pairs, *, fixed: dict | None = None, derive
     if not table:
         # every setting failed alike, or each on the same fixed parameter (a bound that depends
         # on the searched values, as multiset CCA's rank under ridge): that parameter is at fault
+        errors = [str(e) for e in failures]
         named = {e.split(":", 1)[0] for e in errors}
         if len(errors) == len(settings) and (len(set(errors)) == 1 or (len(named) == 1 and named <= set(fixed))):
-            raise InputError(errors[0])
+            raise failures[0].with_traceback(None)   # as raised, so its kind (e.g. ModalitiesToName) is kept
         raise InputError("grid: no setting could be fitted on the training folds"
                          + (f" (the first failed with: {errors[0]})" if errors else ""))
     pick = min if score_key in RANK_METRICS else max

@@ -55,6 +55,20 @@ def check_weight(value) -> float:
     return weight
 
 
+class ModalitiesToName(InputError):
+    """Pairs with three or more modalities given to a two-view model without ``modalities``.
+
+    Attributes
+    ----------
+    available : tuple of str
+        The modalities of the pairs, to choose two from.
+    """
+
+    def __init__(self, message: str, available):
+        super().__init__(message)
+        self.available = tuple(available)
+
+
 class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
     """Linear canonical correlation analysis, with optional canonical ridge.
 
@@ -215,8 +229,8 @@ class CanonicalCorrelation(TransformerMixin, BaseEstimator, JointModel):
                 pairs[m]
             return names
         if len(pairs.modalities) != 2:
-            raise InputError(f"modalities: these pairs have {len(pairs.modalities)} modalities "
-                             f"({', '.join(pairs.modalities)}); name the two to use")
+            raise ModalitiesToName(f"modalities: these pairs have {len(pairs.modalities)} modalities "
+                                   f"({', '.join(pairs.modalities)}); name the two to use", pairs.modalities)
         return pairs.modalities
 
     # -- projecting ------------------------------------------------------------------------

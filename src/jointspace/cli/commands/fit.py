@@ -1,6 +1,7 @@
 """``jointspace fit``: learn a joint space on a dataset split and save it."""
 
 import contextlib
+import json
 
 from .._checks import check_tower_items, named_as
 from .._common import add_data_options, console, data_source, default_split, load_split, parse_params, split_names
@@ -386,6 +387,22 @@ def run(args) -> int:
     return code
 
 
+@contextlib.contextmanager
+def _modalities_named():
+    """A two-view model's request to name two of the modalities says how: ``--param modalities``."""
+    from ...errors import InputError
+
+    try:
+        yield
+    except InputError as exc:
+        from ...models.cca import ModalitiesToName
+
+        if not isinstance(exc, ModalitiesToName):
+            raise
+        example = json.dumps(list(exc.available[:2]))
+        raise InputError(f"--param {exc}, e.g. --param 'modalities={example}'") from None
+
+
 def _run(args, params, rank: int) -> int:
     from ...errors import InputError
     from ...models.base import create_model
@@ -411,6 +428,7 @@ def _run(args, params, rank: int) -> int:
             named.enter_context(named_as("regularizers", "--regularizer"))
         if getattr(args, "n_components_as_", None):
             named.enter_context(named_as(args.n_components_as_, "--n-components"))
+        named.enter_context(_modalities_named())
         if args.towers is not None:
             model, selection = _fit_towers(args, params)
         elif _is_generative(args.model):
