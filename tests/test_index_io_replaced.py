@@ -8,27 +8,13 @@ from jointspace.index import persistence
 from jointspace.index.faiss_index import Index
 from jointspace.index.sharded import ShardedIndex
 
+from replace_support import save_after_reads
+
 
 def _index(n, seed):
     x = np.random.default_rng(seed).standard_normal((n, 4)).astype(np.float32)
     index = Index.build(x, spec="Flat", metric="cosine", metadata=[{"label": f"v{seed}-{i}"} for i in range(n)])
     return index, x
-
-
-def _save_during_first_read(monkeypatch, folder, new, times=1):
-    """Save ``new`` into ``folder`` just after a loader read its manifest, the first ``times`` reads."""
-    read = persistence._read_manifest
-    calls = []
-
-    def read_then_replaced(path):
-        meta = read(path)
-        if len(calls) < times:
-            calls.append(path)
-            new.save(folder)
-        return meta
-
-    monkeypatch.setattr(persistence, "_read_manifest", read_then_replaced)
-    return calls
 
 
 @pytest.mark.parametrize("sharded", [False, True])
@@ -38,7 +24,7 @@ def test_a_folder_replaced_while_it_loads_is_read_whole_from_the_new_version(tmp
     if sharded:
         old, new = ShardedIndex([old]), ShardedIndex([new])
     old.save(tmp_path / "ix")
-    calls = _save_during_first_read(monkeypatch, tmp_path / "ix", new)
+    calls = save_after_reads(monkeypatch, persistence, "_read_manifest", tmp_path / "ix", new)
     back = Index.load(tmp_path / "ix")
     assert calls and len(back) == 12
     scores, ids = back.search(x_new[:1], 1)
@@ -49,7 +35,7 @@ def test_a_folder_replaced_while_it_loads_is_read_whole_from_the_new_version(tmp
 def test_a_folder_replaced_at_every_read_is_refused_with_a_message(tmp_path, monkeypatch):
     old, _ = _index(10, 0)
     old.save(tmp_path / "ix")
-    _save_during_first_read(monkeypatch, tmp_path / "ix", _index(12, 1)[0], times=100)
+    save_after_reads(monkeypatch, persistence, "_read_manifest", tmp_path / "ix", _index(12, 1)[0], times=100)
     with pytest.raises(InputError, match="folder: .*ix.* was replaced .* while it was read"):
         Index.load(tmp_path / "ix")
 

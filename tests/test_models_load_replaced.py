@@ -8,6 +8,8 @@ from jointspace.errors import InputError
 from jointspace.models import base
 from jointspace.models.base import create_model, load_model
 
+from replace_support import save_after_reads
+
 
 def _cca(seed, n_components=2):
     rng = np.random.default_rng(seed)
@@ -16,26 +18,10 @@ def _cca(seed, n_components=2):
     return create_model("cca", n_components=n_components).fit(Pairs({"a": x, "b": y}))
 
 
-def _save_during_reads(monkeypatch, folder, new, times):
-    """Save ``new`` into ``folder`` just after a loader read its config.json, the first ``times`` reads."""
-    read = base._read_config
-    calls = []
-
-    def read_then_replaced(path):
-        config = read(path)
-        if len(calls) < times:
-            calls.append(path)
-            new.save(folder)
-        return config
-
-    monkeypatch.setattr(base, "_read_config", read_then_replaced)
-    return calls
-
-
 def test_a_model_folder_replaced_while_it_loads_is_read_whole_from_the_new_version(tmp_path, monkeypatch):
     old, new = _cca(0), _cca(1, n_components=3)   # a refit of another size: its config and arrays change
     old.save(tmp_path / "m")
-    calls = _save_during_reads(monkeypatch, tmp_path / "m", new, times=1)
+    calls = save_after_reads(monkeypatch, base, "_read_config", tmp_path / "m", new, times=1)
     back = load_model(tmp_path / "m")
     q = np.random.default_rng(2).standard_normal((3, 5))
     assert calls
@@ -44,7 +30,7 @@ def test_a_model_folder_replaced_while_it_loads_is_read_whole_from_the_new_versi
 
 def test_a_model_folder_replaced_at_every_read_is_refused_with_a_message(tmp_path, monkeypatch):
     _cca(0).save(tmp_path / "m")
-    _save_during_reads(monkeypatch, tmp_path / "m", _cca(1), times=100)
+    save_after_reads(monkeypatch, base, "_read_config", tmp_path / "m", _cca(1), times=100)
     with pytest.raises(InputError, match="model: expected a saved model folder that holds still .* was replaced"):
         load_model(tmp_path / "m")
 
