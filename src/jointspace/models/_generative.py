@@ -267,7 +267,7 @@ class GenerativeModel(GenerativeInference, JointModel):
                         "codecs": {m: c.to_dict() for m, c in self.codecs_.items()}}
         result = fit_module(self.net_, self._loss, train, config, val=val_t,
                             val_fn=self._val_loss if val_t is not None else None, run_dir=self.run_dir,
-                            resume=resume, model_config=model_config)
+                            resume=resume, model_config=model_config, phases=self._phases())
         self.net_.cpu().eval()
         self.train_result_ = result
         self.history_ = list(result.history)
@@ -278,6 +278,11 @@ class GenerativeModel(GenerativeInference, JointModel):
 
     def _check_objective_settings(self) -> None:
         """Subclasses check their own settings (β, weights) here."""
+
+    def _phases(self) -> list:
+        """Further optimiser steps per batch after the loss's (:class:`jointspace.train.phases.Phase`);
+        none by default."""
+        return []
 
     def _after_fit(self, train: dict) -> None:
         r"""Fit the latent mixture (when the model has one) to draws from the aggregate

@@ -175,20 +175,3 @@ class GenerativeNet(nn.Module):
         dec = self.decoders[modality]
         return dec(z, x) if isinstance(dec, TokenDecoder) else dec(z)
 
-
-class _ReverseGrad(torch.autograd.Function):
-    """Identity forward; the gradient's sign flipped backward (Ganin & Lempitsky 2015)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return -grad
-
-
-def reverse_gradient(x: torch.Tensor) -> torch.Tensor:
-    """``x`` unchanged, but whatever minimises a loss of the result through ``x`` maximises it
-    upstream: one optimiser step then trains a discriminator and fools it with the encoders."""
-    return _ReverseGrad.apply(x)
