@@ -167,6 +167,12 @@ def run(args) -> int:
 
     if args.k < 1:
         raise InputError(f"-k: expected an integer >= 1, got {args.k}")
+    if args.query_row is None:   # they choose the row of --query-row; another query would go without them
+        query = next(o for o in QUERY_OPTIONS if getattr(args, o[2:].replace("-", "_")) is not None)
+        for dest in ("modality", "dataset", "split"):
+            if getattr(args, dest) is not None:
+                raise InputError(f"{option_name(args, dest)}: only used with --query-row N (it picks the query's "
+                                 f"row); got {option_name(args, dest)} {getattr(args, dest)!r} with {query}")
     if args.gallery is not None:
         check_png_out(args.gallery, "--gallery", "the gallery is a PNG image")
         check_not_an_input(args, "gallery", "--gallery")

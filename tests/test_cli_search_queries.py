@@ -1,0 +1,32 @@
+"""``jointspace search``: the query options and the options that go with them."""
+
+import pytest
+
+from cli_support import one_line, run
+from jointspace.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def wiki_index(tmp_path_factory):
+    """An index of Wikipedia's test images under a CCA model (no towers)."""
+    root = tmp_path_factory.mktemp("search-queries")
+    assert main(["fit", "wikipedia", "--model", "cca", "--n-components", "4", "--out", str(root / "run")]) == 0
+    assert main(["index", str(root / "run"), "--dataset", "wikipedia", "--modality", "image",
+                 "--out", str(root / "idx")]) == 0
+    return root / "idx"
+
+
+@pytest.mark.parametrize("query, option, value", [
+    (["--text", "a castle"], "--modality", "image"),
+    (["--image", "castle.png"], "--dataset", "wikipedia"),
+    (["--audio", "castle.wav"], "--split", "train"),
+])
+def test_query_row_options_with_another_query_are_refused(wiki_index, capsys, query, option, value):
+    """--modality, --dataset and --split pick the row of --query-row; with a free query they
+    were dropped without a word (--text 'a castle' --modality image still searched with text)."""
+    code, out, err = run(capsys, "search", wiki_index, *query, option, value)
+    assert code == 2 and one_line(err) and out == ""
+    assert (f"{option}: only used with --query-row N (it picks the query's row); got {option} {value!r} "
+            f"with {query[0]}") in err
