@@ -30,3 +30,17 @@ def test_query_row_options_with_another_query_are_refused(wiki_index, capsys, qu
     assert code == 2 and one_line(err) and out == ""
     assert (f"{option}: only used with --query-row N (it picks the query's row); got {option} {value!r} "
             f"with {query[0]}") in err
+
+
+def test_an_index_without_items_is_refused(wiki_index, capsys, tmp_path):
+    """An index saved before anything was added printed an empty table and exited 0, as if
+    nothing matched the query."""
+    from jointspace.index.faiss_index import Index
+
+    empty = Index(dim=4)
+    empty.info.update(model=str(wiki_index.parent / "run"), modality="image", dataset="wikipedia", split="test")
+    empty.save(tmp_path / "empty")
+    code, out, err = run(capsys, "search", tmp_path / "empty", "--query-row", "1", "--json")
+    assert code == 2 and one_line(err) and out == ""
+    assert (f"INDEX: expected an index with items to search, got {str(tmp_path / 'empty')!r} holding none; add some "
+            f"with 'jointspace index {tmp_path / 'empty'} --append --data DATA'") in err

@@ -177,6 +177,9 @@ def run(args) -> int:
         check_png_out(args.gallery, "--gallery", "the gallery is a PNG image")
         check_not_an_input(args, "gallery", "--gallery")
     index, model = open_index(args.index, args.model, args)
+    if len(index) == 0:   # else an empty table, as if nothing matched the query
+        raise InputError(f"{option_name(args, 'index')}: expected an index with items to search, got {args.index!r} "
+                         f"holding none; add some with 'jointspace index {args.index} --append --data DATA'")
     if args.gallery is not None:
         check_not_an_item(args.gallery, "--gallery", index=index, source=option_name(args, "index"))
     modality, items, what, qlabel = _query(args, index, model)
