@@ -44,3 +44,19 @@ def test_an_index_without_items_is_refused(wiki_index, capsys, tmp_path):
     assert code == 2 and one_line(err) and out == ""
     assert (f"INDEX: expected an index with items to search, got {str(tmp_path / 'empty')!r} holding none; add some "
             f"with 'jointspace index {tmp_path / 'empty'} --append --data DATA'") in err
+
+
+def test_a_query_row_modality_the_model_does_not_know_names_modality(wiki_index, capsys, tmp_path):
+    """A row of an arrays file read as a modality the model lacks was 'query: the model knows
+    image, text; it cannot encode audio queries', naming no option and not what was given."""
+    import numpy as np
+
+    from jointspace import load_dataset
+
+    arrays = tmp_path / "features.npz"
+    np.savez(arrays, T=load_dataset("wikipedia", "test")["text"][:5])
+    code, out, err = run(capsys, "search", wiki_index, "--query-row", "1", "--dataset", arrays,
+                         "--modality", "audio=T")
+    assert code == 2 and one_line(err) and out == ""
+    assert ("--modality: expected a modality of the model (image, text) to encode the query row with, "
+            "got 'audio=T'") in err

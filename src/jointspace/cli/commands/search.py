@@ -183,8 +183,9 @@ def run(args) -> int:
     if args.gallery is not None:
         check_not_an_item(args.gallery, "--gallery", index=index, source=option_name(args, "index"))
     modality, items, what, qlabel = _query(args, index, model)
-    if modality not in model.modalities_:
-        raise InputError(f"query: the model knows {', '.join(model.modalities_)}; it cannot encode {modality} queries")
+    if modality not in model.modalities_:   # a row's modality (--text, --image, --audio are checked by _query)
+        raise InputError(f"--modality: expected a modality of the model ({', '.join(model.modalities_)}) to encode "
+                         f"the query row with, got {args.modality!r}")
     if args.rerank is not None:
         _check_rerank(args, modality)
     else:
