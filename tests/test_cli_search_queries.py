@@ -60,3 +60,24 @@ def test_a_query_row_modality_the_model_does_not_know_names_modality(wiki_index,
     assert code == 2 and one_line(err) and out == ""
     assert ("--modality: expected a modality of the model (image, text) to encode the query row with, "
             "got 'audio=T'") in err
+
+
+def test_no_same_label_count_against_an_index_without_labels(wiki_index, capsys, tmp_path):
+    """A labelled query row against an index that stores no labels printed '* same label as
+    the query: 0 of 3', as if no result shared it."""
+    import numpy as np
+
+    from jointspace import load_dataset
+
+    arrays = tmp_path / "features.npz"
+    np.savez(arrays, I=load_dataset("wikipedia", "test")["image"][:20])
+    idx = tmp_path / "idx"
+    assert main(["index", str(wiki_index.parent / "run"), "--data", str(arrays), "--modality", "image",
+                 "--modality", "image=I", "--out", str(idx)]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "search", idx, "--query-row", "3", "--dataset", "wikipedia", "--split", "test",
+                         "--modality", "text", "-k", "3")
+    assert code == 0, err
+    assert "history" in out and "same label as the query" not in out   # the query's label, in the title
+    code, out, err = run(capsys, "search", wiki_index, "--query-row", "3", "-k", "3")
+    assert code == 0 and "* same label as the query: " in out

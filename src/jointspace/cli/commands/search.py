@@ -220,7 +220,7 @@ def run(args) -> int:
                      _head(r["text"] or "", 48), _tail(r["path"] or "", 48)])
     keep = [c for c in range(len(columns)) if c < 3 or any(row[c] for row in rows)]
     print_table(head, [columns[c] for c in keep], [[row[c] for c in keep] for row in rows])
-    if qlabel is not None:
+    if qlabel is not None and any(r["label"] is not None for r in results):   # an index without labels: no count
         console.print(f"* same label as the query: {sum(r['label'] == qlabel for r in results)} of {len(results)}")
     if args.gallery is not None:
         console.print(f"gallery written to {args.gallery}")
