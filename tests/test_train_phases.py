@@ -158,3 +158,12 @@ def test_a_phase_that_diverges_names_itself():
     with pytest.raises(TrainingDiverged, match="the b_phase loss became nan at step 0"):
         fit_module(net, main_loss, _data(), FitConfig(epochs=1), phases=[Phase("b_phase", ("b",), nan_loss)])
     assert torch.equal(net.b.weight, before)
+
+
+def test_a_checkpoint_with_phases_resumed_without_them_is_refused(tmp_path):
+    run = tmp_path / "run"
+    fit_module(Two(seed=2), main_loss, _data(), FitConfig(epochs=1, batch_size=8), run_dir=run,
+               model_config={"model": "two"}, phases=[Phase("b_phase", ("b",), b_loss)])
+    with pytest.raises(InputError, match="holds the state of a different optimiser"):
+        fit_module(Two(seed=2), main_loss, _data(), FitConfig(epochs=1, batch_size=8), resume=run,
+                   model_config={"model": "two"})

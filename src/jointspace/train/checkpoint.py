@@ -365,8 +365,12 @@ def load_checkpoint(path, module: torch.nn.Module, optimizer: torch.optim.Optimi
     state = st_load(blobs["model.safetensors"])
     module.load_state_dict(state, strict=True)
     if optimizer is not None:
-        optimizer.load_state_dict(_unflatten_optimizer(st_load(blobs["optimizer.safetensors"]),
-                                                       meta["optimizer_groups"]))
+        try:
+            optimizer.load_state_dict(_unflatten_optimizer(st_load(blobs["optimizer.safetensors"]),
+                                                           meta["optimizer_groups"]))
+        except ValueError as exc:   # torch's: other parameter groups, or groups of other sizes
+            raise InputError(f"resume: checkpoint {str(ckpt)!r} holds the state of a different optimiser "
+                             f"({exc}) and cannot be continued exactly") from None
     rng = st_load(blobs["rng.safetensors"])
     torch.set_rng_state(rng["torch"])
     device = next(module.parameters()).device
