@@ -140,6 +140,8 @@ def test_optimizer_set_state_round_trips():
     ([Phase("loss", ("b",), b_loss)], "name of its own.*got 'loss'"),
     ([Phase("p", ("b",), b_loss), Phase("p", ("a",), b_loss)], "name of its own.*got 'p'"),
     ([Phase("p", ("b",), None)], "phase 'p' needs a callable loss_fn"),
+    ([Phase("p", "b", b_loss)], r"phase 'p' needs modules as a tuple of submodule names, got 'b'"),
+    ([Phase("p", (), b_loss)], r"needs modules as a tuple of submodule names, got \(\)"),
     ([Phase("p", ("b",), b_loss, lr_scale=0.0)], "lr_scale"),
     (["b"], "expected a list of Phase, got an item of type str"),
     (Phase("p", ("b",), b_loss), "expected a list of Phase, got Phase"),

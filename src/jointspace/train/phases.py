@@ -67,6 +67,9 @@ def check_phases(phases, reserved) -> tuple:
         if not isinstance(ph.name, str) or not ph.name or ph.name in reserved or ph.name in names:
             raise InputError(f"phases: each phase needs a name of its own, not one of {sorted(reserved)}; "
                              f"got {ph.name!r}")
+        if isinstance(ph.modules, str) or not isinstance(ph.modules, (list, tuple)) or not ph.modules:
+            raise InputError(f"phases: phase {ph.name!r} needs modules as a tuple of submodule names, "
+                             f"got {ph.modules!r}")
         if not callable(ph.loss_fn):
             raise InputError(f"phases: phase {ph.name!r} needs a callable loss_fn, got {ph.loss_fn!r}")
         check_float(ph.lr_scale, f"phases: phase {ph.name!r} lr_scale", low=0.0, low_open=True)
