@@ -69,3 +69,55 @@ def test_probe_bad_seed_names_the_argument(seed, match):
     z = np.random.default_rng(0).normal(size=(10, 2))
     with pytest.raises(InputError, match=match):
         probe_accuracy(z, [0, 1] * 5, seed=seed)
+
+
+def _speakers(n_groups=20, per_group=15, dim=24, seed=0):
+    """Rows of ``n_groups`` speakers: each speaker has a random offset of its own and a label
+    drawn at random per speaker, so the label is readable only by recognising the speaker."""
+    rng = np.random.default_rng(seed)
+    offsets = rng.normal(scale=3.0, size=(n_groups, dim))
+    group_labels = np.tile([0, 1], n_groups // 2)
+    groups = np.repeat(np.arange(n_groups), per_group)
+    z = offsets[groups] + 0.1 * rng.normal(size=(len(groups), dim))
+    return z, group_labels[groups], np.array([f"spk{g}" for g in groups])
+
+
+def test_probe_grouped_matches_a_fold_by_fold_computation():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold
+    from sklearn.preprocessing import StandardScaler
+
+    z, y, groups = _speakers()
+    out = probe_accuracy(z, y, groups=groups, folds=5, seed=3)
+    codes = np.unique(groups, return_inverse=True)[1]
+    hits = 0
+    for tr, te in StratifiedGroupKFold(5, shuffle=True, random_state=3).split(z, y, codes):
+        assert not set(codes[tr]) & set(codes[te])
+        sc = StandardScaler().fit(z[tr])
+        clf = LogisticRegression(max_iter=2000).fit(sc.transform(z[tr]), y[tr])
+        hits += int(np.sum(clf.predict(sc.transform(z[te])) == y[te]))
+    assert out["accuracy"] == pytest.approx(hits / len(y))
+    assert out["groups"] == 20
+    assert probe_accuracy(z, y)["groups"] is None
+
+
+def test_probe_grouped_does_not_read_the_label_from_the_speaker():
+    """Ungrouped folds put each speaker's other rows in training: the probe then reads the
+    per-speaker label off the speaker's offset.  Grouped, it is near chance."""
+    z, y, groups = _speakers()
+    assert probe_accuracy(z, y)["accuracy"] > 0.95
+    assert abs(probe_accuracy(z, y, groups=groups)["above_chance"]) < 0.25
+
+
+def test_probe_grouped_bad_input():
+    z, y, groups = _speakers(n_groups=4, per_group=5)
+    with pytest.raises(InputError, match=r"^groups: expected one group per row of z \(20\), got shape \(19,\)"):
+        probe_accuracy(z, y, groups=groups[:-1])
+    with pytest.raises(InputError, match=r"^groups: expected at least folds=5 distinct groups, got 4"):
+        probe_accuracy(z, y, groups=groups)
+    with pytest.raises(InputError, match=r"^groups: sample 0 is None"):
+        probe_accuracy(z, y, groups=[None] * 20, folds=2)
+    z, y, groups = _speakers(n_groups=6, per_group=5)
+    y = np.where(groups == "spk0", 1, 0)           # one group holds every row of one value
+    with pytest.raises(InputError, match=r"^labels: every value needs|^groups: a fold's training groups"):
+        probe_accuracy(z, y, groups=groups, folds=2)
