@@ -87,6 +87,7 @@ def test_text_and_audio_say_the_class_word(splits, cache):
             assert p["text"][i] == ft.sentence(ft.TEMPLATES[p.metadata["template"][i]], word)
             assert word_of[p["audio"][i]] == word
             assert p.metadata["clip"][i].endswith("/" + word)
+            assert p.metadata["clip"][i] == p.metadata["speaker"][i] + "/" + word
         assert len(set(p.metadata["template"].tolist())) > 1
 
 

@@ -40,6 +40,12 @@ def test_load_valid_wavs_and_cache_reuse(tmp_path):
     assert set(p.metadata["accent"]) == set(sw.SPLIT_ACCENTS["test"])
     assert p["text"] == p.metadata["word"] and p.label_names == ["zero", "ankle boot"]
     np.testing.assert_array_equal(p.labels, [0, 1] * 4)
+    # a speaker is one voice setting: its id is the clip's id without the word
+    md = p.metadata
+    assert md["speaker"] == [f"{a}+{v}/s{s}/p{q}" for a, v, s, q in zip(md["accent"], md["variant"], md["speed"],
+                                                                          md["pitch"])]
+    assert md["speaker"] == [i.rsplit("/", 1)[0] for i in p.ids]
+    assert len(set(md["speaker"])) == 4 and len(set(md["voice"])) <= 4
     for f in p["audio"]:
         data, rate = sf.read(f)
         assert rate == 22050 and data.ndim == 1 and len(data) > 2000 and np.abs(data).max() > 0.05

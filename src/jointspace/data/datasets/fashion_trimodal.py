@@ -108,8 +108,10 @@ class FashionTrimodal(Dataset):
         Pairs
             ``image`` uint8 (N, 28, 28); ``text`` N sentences; ``audio`` N WAV paths; labels
             int64 (N,) in 0..9 with ``label_names``; ids ``"<split>-<i>"``; metadata
-            ``class_name``, ``template`` (index into ``TEMPLATES``), ``accent``, ``voice`` and
-            ``clip`` (the spoken-words id of the clip, ending in its word).
+            ``class_name``, ``template`` (index into ``TEMPLATES``), ``accent``, ``voice``,
+            ``speaker`` (the voice setting, as in ``spoken-words``) and ``clip`` (the
+            spoken-words id of the clip, ending in its word).  Each split has
+            ``10 * accents * settings_per_accent`` distinct clips, so many rows share a clip.
         """
         limit = None if limit is None else check_int(limit, "limit", low=1)
         seed = check_int(seed, "seed", low=0)
@@ -137,6 +139,7 @@ class FashionTrimodal(Dataset):
                                "template": templates.astype(np.int64),
                                "accent": [meta["accent"][i] for i in picks],
                                "voice": [meta["voice"][i] for i in picks],
+                               "speaker": [meta["speaker"][i] for i in picks],
                                "clip": [str(clips.ids[i]) for i in picks]},
                      label_names=list(LABEL_NAMES), name=self.name)
 

@@ -129,7 +129,9 @@ class SpokenWords(Dataset):
         Pairs
             ``audio``: WAV paths (mono 16-bit, 22,050 Hz); ``text``: the word; labels: the
             word's index in the vocabulary; metadata ``word``, ``accent``, ``variant``,
-            ``speed``, ``pitch``, ``voice``.
+            ``speed``, ``pitch``, ``voice`` (accent and variant) and ``speaker`` (the voice
+            setting: accent, variant, speed and pitch; group by it to keep one speaker's clips
+            together, as in :func:`jointspace.eval.probes.probe_accuracy`).
         """
         vocab = list(VOCABULARY) if words is None else check_words(words)
         n = check_int(settings_per_accent, "settings_per_accent", low=1, high=len(GRID))
@@ -168,10 +170,11 @@ class SpokenWords(Dataset):
         voices = [v for _, v in rows]
         pairs = Pairs({"audio": [str(p) for p in paths], "text": words_col},
                       labels=np.array([vocab.index(w) for w in words_col], dtype=np.int64),
-                      ids=np.array([f"{v.spec}/s{v.speed}/p{v.pitch}/{w}" for w, v in rows]),
+                      ids=np.array([f"{v.spec}/s{v.speed}/p{v.pitch}/{w}" for w, v in rows]),  # speaker/word
                       metadata={"word": words_col, "accent": [v.accent for v in voices],
                                 "variant": [v.variant for v in voices], "speed": [v.speed for v in voices],
-                                "pitch": [v.pitch for v in voices], "voice": [v.spec for v in voices]},
+                                "pitch": [v.pitch for v in voices], "voice": [v.spec for v in voices],
+                                "speaker": [f"{v.spec}/s{v.speed}/p{v.pitch}" for v in voices]},
                       label_names=vocab, name=self.name)
         pairs.summary = self.summary
         return pairs
