@@ -40,7 +40,16 @@ def test_quick_spoken_words_rows_and_the_multiplier_plot(tmp_path):
             assert p["mean"] == pytest.approx(sum(p["values"]) / 2)
             assert p["se"] == pytest.approx(abs(p["values"][0] - p["values"][1]) / 2)
     ratios = suite.style_ratios(report, "accent", "audio")
-    assert list(ratios) == list(rows)[1:]
+    # a row has a ratio where either part reads the accent above chance (with 10 speakers and
+    # folds grouped by speaker, many rows read it at or below chance)
+    for name in list(rows)[1:]:
+        shared, private = (spread[name][f"probe/accent/audio/{part}"]["mean"] - 0.5 for part in ("shared", "private"))
+        if shared > 0:
+            assert ratios[name] == pytest.approx(private / shared)
+        elif private > 0:
+            assert ratios[name] == float("inf")
+        else:
+            assert name not in ratios
     assert report["style_ratios"]["accent"] == pytest.approx({k: v if v != float("inf") else None
                                                               for k, v in ratios.items()})
 
@@ -113,3 +122,27 @@ def test_a_diverging_value_is_recorded_and_not_chosen(monkeypatch):
     assert "10 diverged at step 7" in suite._tried(tried)
     with pytest.raises(InputError, match="lagrange: training diverged at every value tried"):
         suite.choose_value(None, None, "lagrange", 8, 0.9, (10.0, 100.0))
+
+
+def test_accent_probes_keep_each_speaker_within_one_fold():
+    """The accent is probed on speakers the probe never saw: each speaker here has an offset of
+    its own and an accent drawn per speaker, so an ungrouped probe reads the accent off the
+    speaker (accuracy 1) and a grouped one cannot."""
+    import numpy as np
+
+    from jointspace.bench import orthogonality as suite
+    from jointspace.data.pairs import Pairs
+    from jointspace.eval.probes import probe_accuracy
+
+    assert all(spec["groups"] == {"accent": "speaker"} for spec in suite.DATASETS.values())
+    rng = np.random.default_rng(0)
+    speaker = np.repeat(np.arange(20), 15)
+    private = rng.normal(scale=3.0, size=(20, 24))[speaker] + 0.1 * rng.normal(size=(300, 24))
+    accent = np.array(["a", "b"] * 10)[speaker].tolist()
+    test = Pairs({"audio": private}, labels=np.arange(300) % 3,
+                 metadata={"accent": accent, "speaker": [f"s{k}" for k in speaker]})
+    parts = {"audio": {"shared": rng.normal(size=(300, 4)), "private": private}}
+    out = suite._probes(parts, test, {"audio": "accent"}, suite.DATASETS["spoken-words"]["groups"])
+    grouped = probe_accuracy(private, accent, groups=test.metadata["speaker"])["accuracy"]
+    assert out["probe/accent/audio/private"] == grouped
+    assert probe_accuracy(private, accent)["accuracy"] > 0.95 and grouped < 0.75
