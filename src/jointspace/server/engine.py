@@ -8,6 +8,7 @@ in an LRU cache, so a repeated text skips the text tower.
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
@@ -20,6 +21,8 @@ from ..errors import InputError
 from ..index.results import search_with_metadata, with_metadata
 
 RAW_MODALITIES = ("image", "text", "audio")
+#: the index info field holding the digest of the saved model it was built with
+MODEL_DIGEST = "model_sha256"
 MEDIA_BATCH = 8   # largest batch of image / audio queries
 #: held while an IVF index's id -> list map is built and read (requests run in threads)
 _DIRECT_MAP_LOCK = threading.Lock()
@@ -88,6 +91,13 @@ class SearchEngine:
         Result modality -> index.
     raw_modalities : tuple of str
         Modalities the model can embed from raw items (texts, image files, sound files).
+
+    Raises
+    ------
+    InputError
+        No index folder, two indexes of one modality, no model folder given or recorded, a
+        model whose vectors are not the indexes' width, or the model folder an index was built
+        with saved again since (its recorded ``model_sha256`` differs).
     """
 
     def __init__(self, index_dirs, model_dir=None, *, cache_size: int = 1024, max_k: int = 1000,
@@ -115,6 +125,7 @@ class SearchEngine:
             raise InputError("model: the index does not record its model; pass the model folder")
         self.model_dir = str(model_dir)
         self.model = load_model(model_dir)
+        self._check_model_unchanged()
         self.raw_modalities = tuple(m for m in self._raw() if m in self.model.modalities_)
         for mod in self.raw_modalities:   # warm each tower up and check the dimensions agree
             # a full batch, as the batcher will send under load: the runtime sizes its buffers
@@ -154,6 +165,23 @@ class SearchEngine:
         sound), as the model itself says (:meth:`~jointspace.models.base.JointModel.raw_kind`):
         also a default tower's, as a CLIP-style model trained on MiniLM features has."""
         return tuple(m for m in self.model.modalities_ if m in RAW_MODALITIES and self.model.raw_kind(m) == m)
+
+    def _check_model_unchanged(self) -> None:
+        """Refuse the model folder when an index built with it records a digest of it
+        (``model_sha256``, written by ``jointspace index``) that it no longer has: the folder
+        was saved again since, and its vectors no longer match the index's."""
+        from ..models.base import saved_model_digest
+
+        digest = None
+        for mod, index in self.indexes.items():
+            recorded, want = index.info.get("model"), index.info.get(MODEL_DIGEST)
+            if not recorded or not isinstance(want, str) or not _same_folder(self.model_dir, recorded):
+                continue
+            digest = digest or saved_model_digest(self.model_dir)
+            if digest != want:
+                raise InputError(f"index: {self.index_dirs[mod]}: the model at {str(recorded)!r} was saved again "
+                                 "after this index was built, so its vectors no longer match the index's; build "
+                                 "the index again with 'jointspace index', or pass the model it was built with")
 
     @staticmethod
     def _probe_item(modality: str):
@@ -322,6 +350,13 @@ class SearchEngine:
                 "text": meta.get("text"), "title": extra.get("title") or meta.get("text"), "modality": modality,
                 "item_id": extra.get("item_id"), "copies": len(extra.get("copies") or [None]),
                 "media_url": f"/api/items/{meta['id']}/media?modality={modality}" if has_media else None}
+
+
+def _same_folder(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.abspath(a) == os.path.abspath(b)
 
 
 def _public_info(info: dict) -> dict:
