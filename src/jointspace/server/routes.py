@@ -37,7 +37,9 @@ def _modality(engine, value, name: str = "modality"):
 
 
 def _label(state, value):
-    return choice(value, "label", state.all_labels, "a label of this server's items")
+    if not state.all_labels and value not in (None, ""):
+        raise InputError(f"label: expected nothing, as no item of this server has a label, got {shown(value)}")
+    return choice(value, "label", sorted(state.all_labels), "a label of this server's items")
 
 
 def _search(engine, vec, k: int, modality: str, label, exclude=None):
