@@ -131,6 +131,8 @@ def _run_folder(run):
 
     if not run.is_dir() or (run / "metrics.csv").is_file():
         return run
+    if run.name in ("", ".."):   # '.', '..': named by the folder they stand for
+        run = run.resolve()
     train = run.with_name(run.name + ".train")
     if (train / "metrics.csv").is_file():
         return train
@@ -152,10 +154,14 @@ def run_curves(args) -> int:
 
     from ...viz.curves import plot_curves
 
+    from ...errors import InputError
+
+    if not str(args.run).strip():
+        raise InputError(f"{option_name(args, 'run')}: expected a run folder or its metrics.csv, got {args.run!r}")
     check_png_out(args.out, "--out", "plots are PNG images")
     check_not_an_input(args, "out", "--out")
     # a metrics file that is not UTF-8 text is an InputError of plot_curves, naming the file
     with named_as("metrics", option_name(args, "run")):
-        plot_curves(_run_folder(Path(args.run)), args.out, title=Path(args.run).name)
+        plot_curves(_run_folder(Path(args.run)), args.out, title=Path(args.run).resolve().name)
     console.print(f"curves written to {args.out}", highlight=False)
     return 0

@@ -1,0 +1,44 @@
+"""``jointspace plot``: which files and folders it reads, and what it draws from them."""
+
+import pytest
+
+from cli_support import one_line, run
+
+METRICS = "step,epoch,loss,val_recall\n10,0,5.25,\n20,1,4.5,0.25\n30,2,4.0,0.5\n"
+
+
+@pytest.fixture()
+def drawn(monkeypatch):
+    """The panels each written figure holds: (title, x label, [(x values, y values)])."""
+    import jointspace.viz._mpl as mpl
+
+    figures, save = [], mpl.save_figure
+
+    def grab(fig, path):
+        figures.append([(ax.get_title(), ax.get_xlabel(), [(list(line.get_xdata()), list(line.get_ydata()))
+                                                          for line in ax.lines]) for ax in fig.axes])
+        return save(fig, path)
+
+    monkeypatch.setattr(mpl, "save_figure", grab)
+    return figures
+
+
+def test_plot_curves_of_an_empty_run_name_is_refused_in_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "plot", "curves", "", "--out", tmp_path / "c.png")
+    assert code == 2 and one_line(err) and out == "" and not (tmp_path / "c.png").exists()
+    assert err.strip() == "error: RUN: expected a run folder or its metrics.csv, got ''"
+
+
+def test_plot_curves_of_the_current_folder_reads_its_run_folder_beside_it(tmp_path, capsys, monkeypatch, drawn):
+    """'.' in a model folder saved by fit is that folder: its curves are in MODEL.train beside it."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m.train").mkdir()
+    (tmp_path / "m.train" / "metrics.csv").write_text(METRICS)
+    monkeypatch.chdir(tmp_path / "m")
+    code, out, err = run(capsys, "plot", "curves", ".", "--out", tmp_path / "c.png")
+    assert code == 0 and err == "" and (tmp_path / "c.png").stat().st_size > 0
+    assert out.strip() == f"curves written to {tmp_path / 'c.png'}"
+    panels = [p for p in drawn[0] if p[0]]
+    assert panels == [("loss", "step", [([10.0, 20.0, 30.0], [5.25, 4.5, 4.0])]),
+                      ("val_recall", "step", [([20.0, 30.0], [0.25, 0.5])])]
