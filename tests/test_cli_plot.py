@@ -42,3 +42,14 @@ def test_plot_curves_of_the_current_folder_reads_its_run_folder_beside_it(tmp_pa
     panels = [p for p in drawn[0] if p[0]]
     assert panels == [("loss", "step", [([10.0, 20.0, 30.0], [5.25, 4.5, 4.0])]),
                       ("val_recall", "step", [([20.0, 30.0], [0.25, 0.5])])]
+
+
+def test_plot_gallery_with_a_model_of_another_width_names_model(tmp_path, capsys):
+    import server_support as sup
+
+    colours, tones = sup.towered_setup(), sup.audio_setup()   # 12-d and 4-d spaces, both with a text tower
+    code, out, err = run(capsys, "plot", "gallery", colours["index"], "--model", tones["model"], "--text", "a red disc",
+                         "--out", tmp_path / "g.png")
+    assert code == 2 and one_line(err) and out == "" and not (tmp_path / "g.png").exists()
+    assert err.strip() == (f"error: --model: {tones['model']} embeds into 4-d vectors, but index "
+                           f"{str(colours['index'])!r} holds 12-d ones; pass the model it was built with")

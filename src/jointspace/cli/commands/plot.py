@@ -117,7 +117,15 @@ def run_gallery(args) -> int:
     index, model = open_index(args.index, args.model, args)
     check_not_an_item(args.out, "--out", index=index, source=option_name(args, "index"))
     check_raw_query(model, "text", args.text, others=())   # plot gallery queries by --text alone
-    results = search_with_metadata(index, model.encode("text", [args.text]), k=args.k)[0]
+    query = model.encode("text", [args.text])
+    if query.shape[1] != index.dim:   # a --model of another width: the index's own check names 'queries'
+        if args.model:
+            raise InputError(f"{option_name(args, 'model')}: {args.model} embeds into {query.shape[1]}-d vectors, "
+                             f"but index {args.index!r} holds {index.dim}-d ones; pass the model it was built with")
+        raise InputError(f"{option_name(args, 'index')}: index {args.index!r} holds {index.dim}-d vectors, but "
+                         f"the model it records embeds into {query.shape[1]}-d; pass the model it was built with "
+                         f"as --model")
+    results = search_with_metadata(index, query, k=args.k)[0]
     write_gallery(results, args.out, title=f"query: {args.text!r}", columns=args.columns)
     warn_other_model(args, index.info)   # once it worked, as search warns: an error is its one line
     console.print(f"gallery written to {args.out}", highlight=False)
