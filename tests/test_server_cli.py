@@ -93,3 +93,14 @@ def test_a_model_saved_again_while_the_server_loads_is_refused(two_models, tmp_p
     code, out, err = run(capsys, "serve", "--index", tmp_path / "text", "--port", "0")
     assert saved and code == 2 and "search page" not in out
     assert "was saved again after this index was built" in err
+
+
+@pytest.mark.parametrize("option", ["--index", "--model"])
+def test_an_empty_index_or_model_folder_is_refused_naming_it(two_models, capsys, monkeypatch, option):
+    """'' is no folder: not the current folder (--index), nor the index's own model (--model)."""
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: pytest.fail("the server started"))
+    capsys.readouterr()
+    argv = ["--index", ""] if option == "--index" else ["--index", two_models / "image-a", "--model", ""]
+    code, out, err = run(capsys, "serve", *argv, "--port", "0")
+    what = "an index folder" if option == "--index" else "a saved model folder"
+    assert code == 2 and out == "" and err.strip() == f"error: {option}: expected {what}, got ''"

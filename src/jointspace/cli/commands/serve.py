@@ -44,6 +44,11 @@ def run(args) -> int:
     if not math.isfinite(args.max_upload_mb) or not 1 / 1024 <= args.max_upload_mb <= MAX_UPLOAD_MB:
         raise InputError(f"--max-upload-mb: expected a number in [{1 / 1024:g}, {MAX_UPLOAD_MB}] (1 KiB to "
                          f"{MAX_UPLOAD_MB} MiB), got {args.max_upload_mb}")
+    for folder in args.index:   # '' would be read as the current folder
+        if not folder.strip():
+            raise InputError(f"--index: expected an index folder, got {folder!r}")
+    if args.model is not None and not args.model.strip():   # '' would be read as not given
+        raise InputError(f"--model: expected a saved model folder, got {args.model!r}")
     if args.cache_size < 0:
         raise InputError(f"--cache-size: expected an integer >= 0 (0 turns the cache off), got {args.cache_size}")
     if args.max_batch < 1:
