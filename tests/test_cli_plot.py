@@ -53,3 +53,22 @@ def test_plot_gallery_with_a_model_of_another_width_names_model(tmp_path, capsys
     assert code == 2 and one_line(err) and out == "" and not (tmp_path / "g.png").exists()
     assert err.strip() == (f"error: --model: {tones['model']} embeds into 4-d vectors, but index "
                            f"{str(colours['index'])!r} holds 12-d ones; pass the model it was built with")
+
+
+@pytest.mark.parametrize("lines, note", [("3", "; lines join true pairs"), ("0", "")])
+def test_plot_map_title_says_what_the_grey_lines_are(tmp_path, capsys, monkeypatch, lines, note):
+    import matplotlib.pyplot as plt
+
+    import jointspace.viz._mpl as mpl
+
+    figures = []
+    monkeypatch.setattr(mpl, "save_figure", lambda fig, path: figures.append(fig) or str(path))
+    assert run(capsys, "fit", "wikipedia", "--model", "cca", "--n-components", "4", "--out", tmp_path / "m")[0] == 0
+    code, _, err = run(capsys, "plot", "map", tmp_path / "m", "--dataset", "wikipedia", "--n", "30", "--method",
+                       "pca", "--lines", lines, "--out", tmp_path / "map.png")
+    try:
+        ax = figures[0].axes[0]
+        assert code == 0 and err == "" and len(ax.lines) == int(lines)
+        assert ax.get_title() == f"wikipedia/test: 30 samples, pca{note}"
+    finally:
+        plt.close(figures[0])

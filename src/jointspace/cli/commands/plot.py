@@ -89,10 +89,11 @@ def run_map(args) -> int:
     with console.status(f"encoding {len(pairs)} samples x {len(mods)} modalities"):
         emb = {m: _encode_for_map(model, m, pairs[m]) for m in mods}
     labels = pairs.labels if pairs.labels is not None and pairs.labels.ndim == 1 else None
+    lines = "; lines join true pairs" if args.lines and len(mods) > 1 else ""   # as the default title says
     with console.status(f"reducing to 2-D ({args.method})"), named_as("embeddings", option_name(args, "dataset")):
         plot_joint_space(emb, args.out, labels=labels, label_names=pairs.label_names, method=args.method,
                          n_lines=args.lines, seed=args.seed,
-                         title=f"{args.dataset}/{args.split}: {len(pairs)} samples, {args.method}")
+                         title=f"{args.dataset}/{args.split}: {len(pairs)} samples, {args.method}{lines}")
     console.print(f"map written to {args.out}", highlight=False)
     return 0
 
