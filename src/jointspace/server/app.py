@@ -95,6 +95,13 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
     Returns
     -------
     fastapi.FastAPI
+
+    Raises
+    ------
+    InputError
+        ``max_upload_bytes``, ``max_pixels``, ``max_k`` or ``max_batch`` not an integer >= 1,
+        ``cache_size`` not one >= 0, or the indexes and model refused as
+        :class:`~jointspace.server.engine.SearchEngine` refuses them.
     """
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
@@ -102,10 +109,13 @@ def create_app(index_dirs, model_dir=None, *, max_upload_bytes: int = DEFAULT_MA
     from fastapi.staticfiles import StaticFiles
     from starlette.exceptions import HTTPException
 
+    from .._validation import check_int
     from .engine import SearchEngine
     from .openapi import describe
     from .routes import build_router
 
+    max_upload_bytes = check_int(max_upload_bytes, "max_upload_bytes", low=1)
+    max_pixels = check_int(max_pixels, "max_pixels", low=1)
     if engine is None:
         engine = SearchEngine(index_dirs, model_dir, cache_size=cache_size, max_k=max_k, max_batch=max_batch)
     swagger_dir = _swagger_assets()

@@ -102,9 +102,15 @@ class SearchEngine:
 
     def __init__(self, index_dirs, model_dir=None, *, cache_size: int = 1024, max_k: int = 1000,
                  max_batch: int = 32, batch_wait_ms: float = 2.0):
+        from .._validation import check_float, check_int
         from ..index.faiss_index import Index
         from ..models.base import load_model
 
+        # checked before anything loads: max_k=0 made a server that refused every k
+        cache_size = check_int(cache_size, "cache_size", low=0)
+        max_k = check_int(max_k, "max_k", low=1)
+        max_batch = check_int(max_batch, "max_batch", low=1)
+        batch_wait_ms = check_float(batch_wait_ms, "batch_wait_ms", low=0.0)
         if isinstance(index_dirs, (str, Path)):
             index_dirs = [index_dirs]
         if not index_dirs:

@@ -1,4 +1,5 @@
-"""The search engine refuses a model folder saved again after an index was built with it."""
+"""What create_app refuses before it serves: a model folder saved again since an index was built
+with it, limits out of range."""
 
 import numpy as np
 import pytest
@@ -48,3 +49,20 @@ def test_a_model_saved_again_since_the_index_was_built_is_refused(built):
                               "again with 'jointspace index', or pass the model it was built with")
     with pytest.raises(InputError, match="was saved again after this index was built"):
         create_app(folder / "idx", folder / "m")   # the same folder, named
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("max_k", 0, "max_k: expected an integer >= 1, got 0"),
+    ("max_k", 2.5, "max_k: expected an integer, got 2.5"),
+    ("cache_size", -1, "cache_size: expected an integer >= 0, got -1"),
+    ("max_batch", 0, "max_batch: expected an integer >= 1, got 0"),
+    ("max_upload_bytes", 0, "max_upload_bytes: expected an integer >= 1, got 0"),
+    ("max_pixels", "big", "max_pixels: expected an integer, got 'big'"),
+])
+def test_create_app_refuses_limits_out_of_range_naming_them(built, option, value, message):
+    """max_k=0 made a service refusing every k ('k: expected an integer from 1 to 0'), and
+    max_k=2.5 was cut to 2 without a word."""
+    folder, _ = built
+    with pytest.raises(InputError) as err:
+        create_app(folder / "idx", **{option: value})
+    assert str(err.value) == message
