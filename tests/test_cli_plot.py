@@ -72,3 +72,19 @@ def test_plot_map_title_says_what_the_grey_lines_are(tmp_path, capsys, monkeypat
         assert ax.get_title() == f"wikipedia/test: 30 samples, pca{note}"
     finally:
         plt.close(figures[0])
+
+
+def test_plot_gallery_of_an_index_without_items_names_index(tmp_path, capsys):
+    """It said 'results: expected at least one result to draw, got none', naming no argument."""
+    import server_support as sup
+    from jointspace.index.faiss_index import Index
+
+    colours = sup.towered_setup()
+    empty = Index(dim=12)
+    empty.info.update(model=str(colours["model"]), modality="image")
+    empty.save(tmp_path / "empty")
+    code, out, err = run(capsys, "plot", "gallery", tmp_path / "empty", "--text", "a red disc",
+                         "--out", tmp_path / "g.png")
+    assert code == 2 and one_line(err) and out == "" and not (tmp_path / "g.png").exists()
+    assert err.strip() == (f"error: INDEX: expected an index with items to draw, got {str(tmp_path / 'empty')!r} "
+                           f"holding none; add some with 'jointspace index {tmp_path / 'empty'} --append --data DATA'")

@@ -116,6 +116,9 @@ def run_gallery(args) -> int:
     check_png_out(args.out, "--out", "plots are PNG images")
     check_not_an_input(args, "out", "--out")
     index, model = open_index(args.index, args.model, args)
+    if len(index) == 0:   # else 'results: expected at least one result to draw', naming no argument
+        raise InputError(f"{option_name(args, 'index')}: expected an index with items to draw, got {args.index!r} "
+                         f"holding none; add some with 'jointspace index {args.index} --append --data DATA'")
     check_not_an_item(args.out, "--out", index=index, source=option_name(args, "index"))
     check_raw_query(model, "text", args.text, others=())   # plot gallery queries by --text alone
     query = model.encode("text", [args.text])
