@@ -104,3 +104,19 @@ def test_an_empty_index_or_model_folder_is_refused_naming_it(two_models, capsys,
     code, out, err = run(capsys, "serve", *argv, "--port", "0")
     what = "an index folder" if option == "--index" else "a saved model folder"
     assert code == 2 and out == "" and err.strip() == f"error: {option}: expected {what}, got ''"
+
+
+def test_an_index_without_items_is_refused(two_models, tmp_path, capsys, monkeypatch):
+    """Served, it answered every query with no results, as if nothing matched."""
+    from jointspace.index.faiss_index import Index
+
+    monkeypatch.setattr("uvicorn.run", lambda app, **kw: pytest.fail("the server started"))
+    empty = Index(dim=5)
+    empty.info.update(model=str(two_models / "a"), modality="text")
+    empty.save(tmp_path / "empty")
+    capsys.readouterr()
+    code, out, err = run(capsys, "serve", "--index", two_models / "image-a", "--index", tmp_path / "empty",
+                         "--port", "0")
+    assert code == 2 and "search page" not in out
+    assert err.strip() == (f"error: --index: expected an index with items to search, got {str(tmp_path / 'empty')!r} "
+                           f"holding none; add some with 'jointspace index {tmp_path / 'empty'} --append --data DATA'")

@@ -94,6 +94,7 @@ def _engine(args):
     about its model: still there, not saved again since, and giving vectors of the index's width
     (a different model than recorded is served with a warning, as search does); every further
     --index is checked against the model served the same way."""
+    from ...errors import InputError
     from ...index.persistence import read_index_info
     from ...server.engine import SearchEngine
     from .._common import warn
@@ -112,6 +113,11 @@ def _engine(args):
         # again on what the engine loaded: a fit or an index build may have saved a folder again meanwhile
         for index in engine.indexes.values():
             check_model_unchanged(args, index.info, model_dir)
+    for modality, index in engine.indexes.items():   # else every query answers no results, as if none matched
+        if len(index) == 0:
+            folder = engine.index_dirs[modality]
+            raise InputError(f"--index: expected an index with items to search, got {folder!r} holding none; add "
+                             f"some with 'jointspace index {folder} --append --data DATA'")
     # warned once everything loaded: a model or index that fails to load is its one line of error
     warn_other_model(args, info)
     for folder, recorded in others:
