@@ -216,3 +216,31 @@ def test_the_page_loads_without_a_console_error(page, base_url):
         assert errors == [] and refused == []
     finally:
         context.close()
+
+
+def test_a_sound_the_browser_gives_no_type_is_sent_by_its_suffix(page, tmp_path):
+    """A file the system names no type for (an .aiff or .mp3 where no MIME type is registered)
+    is judged by its suffix: the page refused the AIFF and MP3 sounds the server takes as 'not
+    an image or a sound file'."""
+    import io
+
+    import soundfile as sf
+
+    from jointspace.server.app import create_app
+
+    setup = sup.audio_setup()
+    with sup.running_server(create_app(setup["index"])) as url:
+        page.goto(url + "/")
+        _wait(page, "document.querySelectorAll('#modality option').length > 0")
+        for name, fmt in (("tone.aiff", "AIFF"), ("tone.aif", "AIFF"), ("tone.mp3", "MP3")):
+            buf = io.BytesIO()
+            sf.write(buf, sup.tone(440.0), 16000, format=fmt)
+            page.evaluate("document.getElementById('status').textContent = ''")
+            # as a drop of a file of no type hands it over (Playwright's file inputs guess one from the name)
+            page.evaluate("([name, bytes]) => searchFile(new File([new Uint8Array(bytes)], name, {type: ''}))",
+                          [name, list(buf.getvalue())])
+            _wait(page, "document.getElementById('status').textContent.length > 0 && "
+                        "document.getElementById('status').textContent !== 'Searching…'")
+            status = page.inner_text("#status")
+            assert "Unsupported" not in status and f"for {name}" in status, (name, status)
+            assert page.eval_on_selector_all("#results .card", "els => els.length") > 0

@@ -145,7 +145,9 @@ function searchFile(file) {
     failed("Unsupported file: " + file.name + " is an SVG drawing; search with a PNG or JPEG rendering of it.");
     return;
   }
-  const okType = /^(image|audio)\//.test(file.type) || /\.(png|jpe?g|gif|webp|bmp|tiff?|wav|flac|ogg)$/i.test(file.name);
+  // a file of no type (none registered for its suffix) by the suffixes the server takes
+  const okType = /^(image|audio)\//.test(file.type) ||
+                 /\.(png|jpe?g|gif|webp|bmp|tiff?|wav|flac|ogg|mp3|aiff?)$/i.test(file.name);
   if (!okType) { failed("Unsupported file: " + file.name + " is not an image or a sound file."); return; }
   if (file.size > maxBytes) {
     failed("File too large: " + file.name + " is " + (file.size / 1048576).toFixed(1) + " MB; the limit is " +
