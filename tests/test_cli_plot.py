@@ -17,6 +17,7 @@ def drawn(monkeypatch):
     def grab(fig, path):
         figures.append([(ax.get_title(), ax.get_xlabel(), [(list(line.get_xdata()), list(line.get_ydata()))
                                                           for line in ax.lines]) for ax in fig.axes])
+        figures[-1].append(fig.get_suptitle())
         return save(fig, path)
 
     monkeypatch.setattr(mpl, "save_figure", grab)
@@ -39,7 +40,8 @@ def test_plot_curves_of_the_current_folder_reads_its_run_folder_beside_it(tmp_pa
     code, out, err = run(capsys, "plot", "curves", ".", "--out", tmp_path / "c.png")
     assert code == 0 and err == "" and (tmp_path / "c.png").stat().st_size > 0
     assert out.strip() == f"curves written to {tmp_path / 'c.png'}"
-    panels = [p for p in drawn[0] if p[0]]
+    panels = [p for p in drawn[0][:-1] if p[0]]
+    assert drawn[0][-1] == "m"
     assert panels == [("loss", "step", [([10.0, 20.0, 30.0], [5.25, 4.5, 4.0])]),
                       ("val_recall", "step", [([20.0, 30.0], [0.25, 0.5])])]
 
@@ -88,3 +90,12 @@ def test_plot_gallery_of_an_index_without_items_names_index(tmp_path, capsys):
     assert code == 2 and one_line(err) and out == "" and not (tmp_path / "g.png").exists()
     assert err.strip() == (f"error: INDEX: expected an index with items to draw, got {str(tmp_path / 'empty')!r} "
                            f"holding none; add some with 'jointspace index {tmp_path / 'empty'} --append --data DATA'")
+
+
+def test_plot_curves_of_a_metrics_file_is_titled_by_its_run_folder(tmp_path, capsys, drawn):
+    """It was titled 'metrics.csv', whichever run it was."""
+    (tmp_path / "clip.train").mkdir()
+    (tmp_path / "clip.train" / "metrics.csv").write_text(METRICS)
+    code, _, err = run(capsys, "plot", "curves", tmp_path / "clip.train" / "metrics.csv", "--out", tmp_path / "c.png")
+    assert code == 0 and err == "" and drawn[0][-1] == "clip.train"
+    assert [p[2] for p in drawn[0][:-1] if p[0] == "loss"] == [[([10.0, 20.0, 30.0], [5.25, 4.5, 4.0])]]

@@ -174,6 +174,8 @@ def run_curves(args) -> int:
     check_not_an_input(args, "out", "--out")
     # a metrics file that is not UTF-8 text is an InputError of plot_curves, naming the file
     with named_as("metrics", option_name(args, "run")):
-        plot_curves(_run_folder(Path(args.run)), args.out, title=Path(args.run).resolve().name)
+        run = Path(args.run).resolve()
+        # a metrics file is titled by the run folder holding it, not 'metrics.csv'
+        plot_curves(_run_folder(Path(args.run)), args.out, title=(run.parent if run.is_file() else run).name)
     console.print(f"curves written to {args.out}", highlight=False)
     return 0
