@@ -105,3 +105,35 @@ def test_the_training_draw_checks_limit_and_seed_and_keeps_two_classes():
             with pytest.raises(InputError, match=match):
                 fn(model, train, **kw)
     assert sorted(np.random.default_rng(0).choice(40, 3, replace=False).tolist()) == [20, 24, 32]
+
+
+def test_coherence_refuses_no_prior_draws_naming_n_joint():
+    """With n_joint=0 the mean over no draws was NaN (or 'n: expected an integer >= 1' from sample)."""
+    test = js.Pairs({"a": np.array([[1.0], [-1.0]]), "b": np.array([[1.0], [-1.0]])}, labels=np.array([1, 0]))
+    draws = {"a": np.array([[1.0]]), "b": np.array([[1.0]])}
+    with pytest.raises(InputError, match=r"^n_joint: expected an integer >= 1, got 0"):
+        coherence(_Copy(draws), test, {"a": _Sign(), "b": _Sign()}, n_joint=0)
+    assert coherence(_Copy(draws), test, {"a": _Sign(), "b": _Sign()}, n_joint=1)["joint/coherence"] == 1.0
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"n_joint": 0}, r"^n_joint: expected an integer >= 1, got 0"),
+    ({"iw_samples": 0}, r"^iw_samples: expected an integer >= 1, got 0"),
+    ({"bound_limit": 0}, r"^bound_limit: expected an integer >= 1, got 0"),
+    ({"bound_limit": 2.5}, r"^bound_limit: expected an integer, got 2.5"),
+])
+def test_the_report_checks_its_options_before_training_classifiers(monkeypatch, kw, match):
+    """They were named as the argument of the call they reached, after the classifiers and the
+    coherence ran: sample's n, evaluate_bound's n_samples, 'items['a']: expected at least 1 rows'."""
+    import jointspace.eval.generative as gen
+
+    def never(*args, **kwargs):
+        raise AssertionError("the classifiers trained before the options were checked")
+
+    monkeypatch.setattr(gen, "train_classifiers", never)
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 40)
+    pairs = js.Pairs({"a": rng.normal(size=(40, 4)), "b": rng.normal(size=(40, 3))}, labels=y)
+    model = js.create_model("mvae-poe", latent_dim=2, hidden=(8,), epochs=1, progress=False).fit(pairs)
+    with pytest.raises(InputError, match=match):
+        gen.generative_report(model, pairs, pairs, **kw)

@@ -163,7 +163,7 @@ def coherence(model, test, classifiers: dict, *, n_joint: int = 1000, seed: int 
     classifiers : dict of str to ModalityClassifier
         From :func:`train_classifiers`.
     n_joint : int
-        Prior draws for joint coherence.
+        Prior draws for joint coherence (>= 1).
 
     Returns
     -------
@@ -171,6 +171,9 @@ def coherence(model, test, classifiers: dict, *, n_joint: int = 1000, seed: int 
         ``"<A>-><B>/coherence"`` and ``"<A>+<C>-><B>/coherence"`` (fractions of test items whose
         generated B is classified as their class), and ``"joint/coherence"``.
     """
+    from .._validation import check_int
+
+    n_joint = check_int(n_joint, "n_joint", low=1, high=1_000_000)
     labels = _class_labels(test, "test")
     names = list(model.modalities_)
     out = {}
@@ -219,11 +222,31 @@ def generative_report(model, train, test, *, n_joint: int = 1000, iw_samples: in
     VAE the ELBO, the per-modality reconstruction and an importance-sampled log-likelihood
     on the first ``bound_limit`` test pairs.
 
+    Parameters
+    ----------
+    model : GenerativeModel
+    train, test : Pairs
+        Labelled pairs: the classifiers and probes learn from ``train``, every figure is of ``test``.
+    n_joint : int
+        Prior draws for joint coherence (>= 1).
+    iw_samples : int
+        Importance samples per item of the log-likelihood estimate (>= 1).
+    bound_limit : int
+        Test pairs the bound is computed on (>= 1).
+    seed : int
+
     Returns
     -------
     dict of str to float
     """
+    from .._validation import check_int
     from .retrieval import evaluate_retrieval
+
+    # before the classifiers train: a bad value would otherwise stop the report minutes in,
+    # named as the argument of the call it reaches (sample's n, evaluate_bound's n_samples)
+    n_joint = check_int(n_joint, "n_joint", low=1, high=1_000_000)
+    iw_samples = check_int(iw_samples, "iw_samples", low=1, high=100000)
+    bound_limit = check_int(bound_limit, "bound_limit", low=1)
 
     classifiers, accuracy = train_classifiers(model, train, test, seed=seed)
     row = {**coherence(model, test, classifiers, n_joint=n_joint, seed=seed), **accuracy}
