@@ -137,3 +137,26 @@ def test_the_report_checks_its_options_before_training_classifiers(monkeypatch, 
     model = js.create_model("mvae-poe", latent_dim=2, hidden=(8,), epochs=1, progress=False).fit(pairs)
     with pytest.raises(InputError, match=match):
         gen.generative_report(model, pairs, pairs, **kw)
+
+
+@pytest.mark.parametrize("n, match", [
+    (0, r"^n: expected an integer >= 1, got 0"),
+    (-1, r"^n: expected an integer >= 1, got -1"),
+    (2.5, r"^n: expected an integer, got 2.5"),
+    (100, r"^n: the grid shows at most 64 items in a row, got 100"),
+])
+def test_the_generation_grid_names_a_bad_n(tmp_path, n, match):
+    """-1 and 0 were refused as 'items (image): expected at least one image', 2.5 as 'indices',
+    100 as 'rows[0].images'."""
+    from jointspace.eval.generative import generation_grid
+
+    rng = np.random.default_rng(0)
+    y = np.arange(70) % 2
+    pairs = js.Pairs({"image": rng.random((70, 4, 4)).astype(np.float32),
+                      "text": [f"a {'dark' if c else 'light'} square" for c in y]}, labels=y)
+    model = js.create_model("ae", latent_dim=2, hidden=(8,), epochs=1, progress=False).fit(pairs)
+    with pytest.raises(InputError, match=match):
+        generation_grid(model, pairs, tmp_path / "g.png", n=n)
+    assert not (tmp_path / "g.png").exists()
+    small = pairs.subset(np.arange(3))   # n beyond the test items shows them all
+    assert generation_grid(model, small, tmp_path / "g.png", n=100) == str(tmp_path / "g.png")

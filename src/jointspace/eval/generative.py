@@ -270,13 +270,30 @@ def generation_grid(model, test, path, *, n: int = 8, seed: int = 0) -> str:
     every modality, images generated from the text alone and from the audio alone, and the
     texts generated from the images.  Needs a model with an ``image`` modality.
 
+    Parameters
+    ----------
+    model : GenerativeModel
+    test : Pairs
+        Holding every modality of the model.
+    path : str or path-like
+        The PNG file to write.
+    n : int
+        Test items shown (the first ones), one column each, at most 64.
+    seed : int
+        Seed of the cross-modal generations.
+
     Returns
     -------
     str
         The path written.
     """
-    from ..viz.generation_grid import write_generation_grid
+    from .._validation import check_int
+    from ..viz.generation_grid import MAX_COLUMNS, write_generation_grid
 
+    # np.arange(min(n, len(test))) read -1 as no item, 2.5 as rows 0..2 (refused as 'indices')
+    n = check_int(n, "n", low=1)
+    if min(n, len(test)) > MAX_COLUMNS:
+        raise InputError(f"n: the grid shows at most {MAX_COLUMNS} items in a row, got {n}")
     if not has_pictures(model):
         raise InputError("model: the grid shows pictures; this model's modalities are "
                          + ", ".join(f"{m} ({model.codecs_[m].kind})" for m in model.modalities_)
