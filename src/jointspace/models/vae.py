@@ -86,6 +86,9 @@ class MultimodalVAE(GenerativeModel):
         modalities, where the standard normal leaves much of its mass between the classes.
         ``sample``, ``evaluate_bound`` and the importance-weighted bound use this prior.
     prior_components : int
+        Components of that mixture, 1 to 10,000 (unused with ``normal``).  A fit on fewer
+        training pairs than that fits one component per pair: each then sits on a draw from one
+        pair's posterior, and new samples come back close to the training pairs.
     private_dim : int
         0: one shared latent.  > 0: each modality also has a private latent :math:`w_m` of this
         size with its own Gaussian posterior :math:`q(w_m \mid x_m)` and prior
