@@ -199,14 +199,17 @@ class FeatureCodec:
             shape = f" of shape {arr.shape}" if isinstance(arr, np.ndarray) else ""
             raise InputError(f"{where}: expected a feature array of shape (n, d), got {type(items).__name__}{shape}")
         from ..towers.base import create_tower
+        from ..towers.inputs import check_items
 
-        items = list(items)
+        tower = create_tower(self.tower)
+        # checked here, naming ``where``: list() read one path as its characters ('/' a folder)
+        items = check_items(tower.modality, items, name=where)
         # many rows share an item (a clip paired with many images): embed each distinct one once
         keys = [str(x) for x in items]
         first: dict = {}
         for i, k in enumerate(keys):
             first.setdefault(k, i)
-        vecs = np.asarray(create_tower(self.tower).embed([items[i] for i in first.values()], progress=False),
+        vecs = np.asarray(tower.embed([items[i] for i in first.values()], progress=False),
                           dtype=np.float64)
         row = {k: j for j, k in enumerate(first)}
         return vecs[[row[k] for k in keys]]

@@ -1,0 +1,41 @@
+"""Generative models over raw items read through a fixed tower (sounds through MFCCs)."""
+
+import numpy as np
+import pytest
+
+import jointspace as js
+from jointspace.errors import InputError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def sounds(tmp_path_factory):
+    """An autoencoder over 24 tones (WAV files, read by the mfcc tower) paired with their pitch."""
+    import soundfile as sf
+
+    folder = tmp_path_factory.mktemp("tones")
+    t = np.arange(4000) / 16000
+    paths, pitch = [], []
+    for i in range(24):
+        f = 200.0 + 40.0 * i
+        path = folder / f"tone{i}.wav"
+        sf.write(path, 0.3 * np.sin(2 * np.pi * f * t), 16000)
+        paths.append(str(path))
+        pitch.append([f / 1000])
+    pairs = js.Pairs({"audio": paths, "pitch": np.asarray(pitch)})
+    model = js.create_model("ae", latent_dim=2, hidden=(8,), epochs=1, progress=False).fit(pairs)
+    return model, paths
+
+
+def test_one_sound_path_not_in_a_list_is_refused_by_name(sounds):
+    """It was read letter by letter: 'items[0]: expected an audio file, got the folder '/''."""
+    model, paths = sounds
+    with pytest.raises(InputError, match=r"^given\['audio'\]: expected a list of audio items, got a single str; "
+                                         r"wrap it in a list"):
+        model.posterior_mean({"audio": paths[3]})
+    with pytest.raises(InputError, match=r"^given\['audio'\]\[1\]: file '.*missing\.wav' does not exist"):
+        model.generate("pitch", {"audio": [paths[0], paths[0] + "missing.wav"]})
+    # the same sound alone or among others has the same latent
+    np.testing.assert_allclose(model.posterior_mean({"audio": [paths[3]]})[0],
+                               model.posterior_mean({"audio": paths[2:5]})[1], rtol=1e-5)
