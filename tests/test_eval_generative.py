@@ -6,7 +6,8 @@ import pytest
 
 import jointspace as js
 from jointspace.errors import InputError
-from jointspace.eval.generative import coherence, latent_probe, train_classifiers
+from jointspace.eval.generative import (coherence, generation_grid, generative_report, latent_probe,
+                                        train_classifiers)
 
 
 class _Copy:
@@ -148,8 +149,6 @@ def test_the_report_checks_its_options_before_training_classifiers(monkeypatch, 
 def test_the_generation_grid_names_a_bad_n(tmp_path, n, match):
     """-1 and 0 were refused as 'items (image): expected at least one image', 2.5 as 'indices',
     100 as 'rows[0].images'."""
-    from jointspace.eval.generative import generation_grid
-
     rng = np.random.default_rng(0)
     y = np.arange(70) % 2
     pairs = js.Pairs({"image": rng.random((70, 4, 4)).astype(np.float32),
@@ -160,3 +159,19 @@ def test_the_generation_grid_names_a_bad_n(tmp_path, n, match):
     assert not (tmp_path / "g.png").exists()
     small = pairs.subset(np.arange(3))   # n beyond the test items shows them all
     assert generation_grid(model, small, tmp_path / "g.png", n=100) == str(tmp_path / "g.png")
+
+
+@pytest.mark.parametrize("call", [
+    lambda model, pairs, path: train_classifiers(model, pairs, pairs),
+    lambda model, pairs, path: coherence(model, pairs, {}),
+    lambda model, pairs, path: latent_probe(model, pairs, pairs),
+    lambda model, pairs, path: generative_report(model, pairs, pairs),
+    lambda model, pairs, path: generation_grid(model, pairs, path),
+])
+def test_a_model_not_fitted_is_refused_as_such(tmp_path, call):
+    """It failed as "AttributeError: 'AdversarialAutoencoder' object has no attribute 'modalities_'"."""
+    from jointspace.errors import NotFittedError
+
+    pairs = js.Pairs({"image": np.zeros((4, 2, 2)), "text": ["a b"] * 4}, labels=np.array([0, 1, 0, 1]))
+    with pytest.raises(NotFittedError, match=r"^this AdversarialAutoencoder is not fitted yet; call fit first"):
+        call(js.create_model("aae"), pairs, tmp_path / "g.png")

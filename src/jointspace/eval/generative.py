@@ -87,6 +87,13 @@ class ModalityClassifier:
         return float(np.mean(self.predict(items) == np.asarray(labels)))
 
 
+def _check_fitted(model) -> None:
+    """NotFittedError for a model not fitted yet (its modalities are read first of all)."""
+    check = getattr(model, "_check_fitted", None)
+    if check is not None:
+        check()
+
+
 def _class_labels(pairs, name: str, min_classes: int = 1) -> np.ndarray:
     """The class label of each pair of ``pairs`` (n,), or InputError naming ``name``: scores
     compared with absent labels would all read 0, and a classifier cannot learn from fewer
@@ -138,6 +145,7 @@ def train_classifiers(model, train, test=None, *, limit: int | None = 20000, see
     accuracy : dict of str to float
         ``"classifier/<modality>/accuracy"`` on real test items (empty without ``test``).
     """
+    _check_fitted(model)
     _class_labels(train, "train", min_classes=2)
     test_labels = None if test is None else _class_labels(test, "test")
     sub = _train_subset(train, limit, seed)
@@ -174,6 +182,7 @@ def coherence(model, test, classifiers: dict, *, n_joint: int = 1000, seed: int 
     from .._validation import check_int
 
     n_joint = check_int(n_joint, "n_joint", low=1, high=1_000_000)
+    _check_fitted(model)
     labels = _class_labels(test, "test")
     names = list(model.modalities_)
     out = {}
@@ -202,6 +211,7 @@ def latent_probe(model, train, test, *, limit: int | None = 20000, seed: int = 0
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    _check_fitted(model)
     _class_labels(train, "train", min_classes=2)
     test_labels = _class_labels(test, "test")
     sub = _train_subset(train, limit, seed)
@@ -242,6 +252,7 @@ def generative_report(model, train, test, *, n_joint: int = 1000, iw_samples: in
     from .._validation import check_int
     from .retrieval import evaluate_retrieval
 
+    _check_fitted(model)
     # before the classifiers train: a bad value would otherwise stop the report minutes in,
     # named as the argument of the call it reaches (sample's n, evaluate_bound's n_samples)
     n_joint = check_int(n_joint, "n_joint", low=1, high=1_000_000)
@@ -262,6 +273,7 @@ def generative_report(model, train, test, *, n_joint: int = 1000, iw_samples: in
 
 def has_pictures(model) -> bool:
     """Whether the model's ``image`` modality holds pixel arrays (what the grid shows)."""
+    _check_fitted(model)
     return "image" in model.modalities_ and model.codecs_["image"].kind == "pixels"
 
 
