@@ -175,3 +175,27 @@ def test_a_model_not_fitted_is_refused_as_such(tmp_path, call):
     pairs = js.Pairs({"image": np.zeros((4, 2, 2)), "text": ["a b"] * 4}, labels=np.array([0, 1, 0, 1]))
     with pytest.raises(NotFittedError, match=r"^this AdversarialAutoencoder is not fitted yet; call fit first"):
         call(js.create_model("aae"), pairs, tmp_path / "g.png")
+
+
+def test_pairs_without_a_modality_of_the_model_are_refused_by_argument(tmp_path):
+    """They failed as "modality: expected one of a, c; got 'b'", naming no argument of the call."""
+    y = np.array([1, 0, 0, 1])
+    other = js.Pairs({"a": np.array([[1.0], [-1.0], [2.0], [-3.0]]), "c": np.zeros((4, 1))}, labels=y)
+    draws = {"a": np.array([[1.0]]), "b": np.array([[1.0]])}
+    missing = r"^test: expected pairs of the model's modalities a, b; got a, c, no b$"
+    with pytest.raises(InputError, match=missing):
+        coherence(_Copy(draws), other, {"a": _Sign(), "b": _Sign()}, n_joint=1)
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 2
+    pairs = js.Pairs({"image": rng.random((40, 3, 3)), "text": [f"class {c}" for c in labels]}, labels=labels)
+    model = js.create_model("ae", latent_dim=2, hidden=(8,), epochs=1, progress=False).fit(pairs)
+    images_only = js.Pairs({"image": pairs["image"]}, labels=labels)
+    missing = r"^{}: expected pairs of the model's modalities image, text; got image, no text$"
+    with pytest.raises(InputError, match=missing.format("train")):
+        train_classifiers(model, images_only, pairs)
+    with pytest.raises(InputError, match=missing.format("test")):
+        train_classifiers(model, pairs, images_only)
+    with pytest.raises(InputError, match=missing.format("test")):
+        latent_probe(model, pairs, images_only)
+    with pytest.raises(InputError, match=missing.format("test")):
+        generation_grid(model, images_only, tmp_path / "g.png")

@@ -94,6 +94,15 @@ def _check_fitted(model) -> None:
         check()
 
 
+def _check_modalities(model, pairs, name: str) -> None:
+    """InputError naming ``name`` when ``pairs`` lack a modality of ``model``."""
+    have = tuple(getattr(pairs, "modalities", ()))
+    missing = [m for m in model.modalities_ if m not in have]
+    if missing:
+        raise InputError(f"{name}: expected pairs of the model's modalities {', '.join(model.modalities_)}; "
+                         f"got {', '.join(have) or 'none'}, no {', '.join(missing)}")
+
+
 def _class_labels(pairs, name: str, min_classes: int = 1) -> np.ndarray:
     """The class label of each pair of ``pairs`` (n,), or InputError naming ``name``: scores
     compared with absent labels would all read 0, and a classifier cannot learn from fewer
@@ -147,7 +156,10 @@ def train_classifiers(model, train, test=None, *, limit: int | None = 20000, see
     """
     _check_fitted(model)
     _class_labels(train, "train", min_classes=2)
+    _check_modalities(model, train, "train")
     test_labels = None if test is None else _class_labels(test, "test")
+    if test is not None:
+        _check_modalities(model, test, "test")
     sub = _train_subset(train, limit, seed)
     labels = np.asarray(sub.labels)
     classifiers, accuracy = {}, {}
@@ -184,6 +196,7 @@ def coherence(model, test, classifiers: dict, *, n_joint: int = 1000, seed: int 
     n_joint = check_int(n_joint, "n_joint", low=1, high=1_000_000)
     _check_fitted(model)
     labels = _class_labels(test, "test")
+    _check_modalities(model, test, "test")
     names = list(model.modalities_)
     out = {}
     for k in range(1, len(names)):
@@ -213,7 +226,9 @@ def latent_probe(model, train, test, *, limit: int | None = 20000, seed: int = 0
 
     _check_fitted(model)
     _class_labels(train, "train", min_classes=2)
+    _check_modalities(model, train, "train")
     test_labels = _class_labels(test, "test")
+    _check_modalities(model, test, "test")
     sub = _train_subset(train, limit, seed)
     out = {}
     sources = [("joint", list(model.modalities_))] + [(m, [m]) for m in model.modalities_]
@@ -310,6 +325,7 @@ def generation_grid(model, test, path, *, n: int = 8, seed: int = 0) -> str:
         raise InputError("model: the grid shows pictures; this model's modalities are "
                          + ", ".join(f"{m} ({model.codecs_[m].kind})" for m in model.modalities_)
                          + " and none is an 'image' of pixels")
+    _check_modalities(model, test, "test")
     part = test.subset(np.arange(min(n, len(test))))
     real = model.observed("image", part["image"])
     rows = [{"label": "real", "images": real,
