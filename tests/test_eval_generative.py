@@ -199,3 +199,14 @@ def test_pairs_without_a_modality_of_the_model_are_refused_by_argument(tmp_path)
         latent_probe(model, pairs, images_only)
     with pytest.raises(InputError, match=missing.format("test")):
         generation_grid(model, images_only, tmp_path / "g.png")
+
+
+@pytest.mark.parametrize("classifiers, got", [({"a": _Sign()}, "a"), ({}, "none"), ([_Sign(), _Sign()], "list"),
+                                              ({"a": _Sign(), "b": None}, "a, b")])
+def test_coherence_needs_a_classifier_of_every_modality(classifiers, got):
+    """A missing one failed as KeyError: 'b' after the other directions had been generated."""
+    test = js.Pairs({"a": np.array([[1.0], [-1.0]]), "b": np.array([[1.0], [-1.0]])}, labels=np.array([1, 0]))
+    draws = {"a": np.array([[1.0]]), "b": np.array([[1.0]])}
+    with pytest.raises(InputError, match=rf"^classifiers: expected a dict with a classifier \(with predict\) for "
+                                         rf"each of a, b, e.g. from train_classifiers; got {got}$"):
+        coherence(_Copy(draws), test, classifiers, n_joint=1)

@@ -181,7 +181,7 @@ def coherence(model, test, classifiers: dict, *, n_joint: int = 1000, seed: int 
     test : Pairs
         Labelled test pairs holding every modality of the model.
     classifiers : dict of str to ModalityClassifier
-        From :func:`train_classifiers`.
+        From :func:`train_classifiers`: one for each modality of the model.
     n_joint : int
         Prior draws for joint coherence (>= 1).
 
@@ -198,6 +198,10 @@ def coherence(model, test, classifiers: dict, *, n_joint: int = 1000, seed: int 
     labels = _class_labels(test, "test")
     _check_modalities(model, test, "test")
     names = list(model.modalities_)
+    if not isinstance(classifiers, dict) or any(not hasattr(classifiers.get(m), "predict") for m in names):
+        got = ", ".join(map(str, classifiers)) if isinstance(classifiers, dict) else type(classifiers).__name__
+        raise InputError(f"classifiers: expected a dict with a classifier (with predict) for each of "
+                         f"{', '.join(names)}, e.g. from train_classifiers; got {got or 'none'}")
     out = {}
     for k in range(1, len(names)):
         for given in itertools.combinations(names, k):
