@@ -39,3 +39,14 @@ def test_one_sound_path_not_in_a_list_is_refused_by_name(sounds):
     # the same sound alone or among others has the same latent
     np.testing.assert_allclose(model.posterior_mean({"audio": [paths[3]]})[0],
                                model.posterior_mean({"audio": paths[2:5]})[1], rtol=1e-5)
+
+
+def test_image_files_without_a_tower_are_refused_naming_the_pairs_and_a_tower():
+    """The message named the modality as if it were an argument ('image: expected image arrays ...')
+    and gave no tower to use."""
+    pairs = js.Pairs({"image": [f"/pictures/{i}.png" for i in range(6)], "text": ["a cat", "a dog"] * 3})
+    with pytest.raises(InputError, match=r"^pairs\['image'\]: expected image arrays \(n, H, W\), feature vectors "
+                                         r"\(n, d\) or texts; got a list of str items such as '/pictures/0.png', "
+                                         r"and no tower reads them; give one, e.g. "
+                                         r"towers=\{'image': 'efficientnet-lite0'\} for image files$"):
+        js.create_model("aae", epochs=1).fit(pairs)

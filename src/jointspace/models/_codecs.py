@@ -260,9 +260,10 @@ class FeatureCodec:
         self.mean, self.scale = arrays["mean"], arrays["scale"]
 
 
-def codec_for(items, modality: str, tower: str | None = None):
+def codec_for(items, modality: str, tower: str | None = None, where: str | None = None):
     """The codec that fits ``items``: pixels for image arrays, tokens for texts, features for
-    vectors or for raw items read by ``tower``."""
+    vectors or for raw items read by ``tower``; ``where`` names ``items`` in errors (default:
+    the modality)."""
     arr = items if isinstance(items, np.ndarray) else None
     if arr is not None and arr.dtype != object and arr.ndim in (3, 4):
         return PixelCodec()
@@ -273,8 +274,10 @@ def codec_for(items, modality: str, tower: str | None = None):
     seq = list(items)
     if seq and all(isinstance(s, str) for s in seq) and modality != "audio" and modality != "image":
         return TokenCodec()
-    raise InputError(f"{modality}: expected image arrays (n, H, W), feature vectors (n, d) or texts; got "
-                     f"{type(items).__name__} items, and no tower reads them (give towers={{{modality!r}: NAME}})")
+    example = f" such as {seq[0]!r:.80}" if seq else ""
+    raise InputError(f"{where or modality}: expected image arrays (n, H, W), feature vectors (n, d) or texts; got a "
+                     f"{type(items).__name__} of {type(seq[0]).__name__ if seq else 'no'} items{example}, and no tower "
+                     f"reads them; give one, e.g. towers={{{modality!r}: 'efficientnet-lite0'}} for image files")
 
 
 def codec_from_dict(d: dict):

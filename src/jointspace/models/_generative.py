@@ -148,7 +148,8 @@ class GenerativeModel(GenerativeInference, JointModel):
         towers = {**DEFAULT_TOWERS, **(self.towers or {})}
         self.codecs_ = {}
         for m in names:
-            codec = codec_for(pairs[m], m, towers.get(m) if not isinstance(pairs[m], np.ndarray) else None)
+            codec = codec_for(pairs[m], m, towers.get(m) if not isinstance(pairs[m], np.ndarray) else None,
+                              f"pairs[{m!r}]")
             self.codecs_[m] = codec.fit(pairs[m], f"pairs[{m!r}]")
         lik = dict(self.likelihoods or {})
         bad = [m for m in lik if m not in names]
