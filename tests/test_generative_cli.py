@@ -38,3 +38,14 @@ def test_fit_generative_bad_settings_are_one_line(tmp_path, capsys, param, needl
                        "--out", tmp_path / "m")
     assert code != 0 and one_line(err) and needle in err
     assert not (tmp_path / "m").exists()
+
+
+def test_fit_generative_on_image_files_names_towers(tmp_path, capsys):
+    """The model's own message ('image: ... (give towers={'image': NAME})') gave the Python form."""
+    code, _, err = run(capsys, "fit", "photos", "--model", "aae", "--epochs", "1", "--out", tmp_path / "m")
+    assert code == 2 and one_line(err)
+    assert err.strip() == ("error: --towers: aae reads image as pixel arrays, feature vectors or texts, and photos "
+                           "holds image files; read every modality through pretrained towers (e.g. --towers "
+                           "efficientnet-lite0,minilm), or image alone (--param 'towers={\"image\": "
+                           "\"efficientnet-lite0\"}')")
+    assert not (tmp_path / "m").exists()

@@ -207,10 +207,34 @@ def _is_generative(name: str) -> bool:
     return isinstance(factory, type) and issubclass(factory, GenerativeModel)
 
 
+def _check_generative_items(args, params, train) -> None:
+    """Refuse, naming --towers, a modality whose items a generative model cannot read without
+    a tower (image files): the model's own message gives the Python form, towers={...}."""
+    import numpy as np
+
+    from ...errors import InputError
+    from ...models._codecs import codec_for
+    from ...models._generative import DEFAULT_TOWERS
+
+    towers = {**DEFAULT_TOWERS, **(params["towers"] if isinstance(params.get("towers"), dict) else {})}
+    used = params.get("modalities")
+    for m in train.modalities:
+        if isinstance(train[m], np.ndarray) or m in towers or (isinstance(used, list) and m not in used):
+            continue
+        try:
+            codec_for(train[m], m)
+        except InputError:
+            raise InputError(f"--towers: {args.model} reads {m} as pixel arrays, feature vectors or texts, and "
+                             f"{args.dataset} holds {m} files; read every modality through pretrained towers "
+                             f"(e.g. --towers efficientnet-lite0,minilm), or {m} alone "
+                             f"(--param 'towers={{\"{m}\": \"efficientnet-lite0\"}}')") from None
+
+
 def _fit_generative(args, params, train, val):
     """A multimodal autoencoder or VAE, trained with checkpoints in the run folder."""
     from ...models.base import create_model
 
+    _check_generative_items(args, params, train)
     params["run_dir"] = args.run_dir_
     params.setdefault("progress", True)
     with named_as("resume", "--resume"):
