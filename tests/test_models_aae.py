@@ -53,3 +53,27 @@ def test_bad_settings_are_named(digits, params, match):
 
     with pytest.raises(InputError, match=match):
         create_model("aae", epochs=1, **SMALL, **params).fit(digits)
+
+
+@pytest.mark.parametrize("name", ["ae", "aae"])
+def test_repeated_pairs_get_no_more_mixture_components_than_distinct_codes(name):
+    """Five pairs repeated twenty times have at most five codes; a mixture of 50 components
+    on them made scikit-learn warn 'Number of distinct clusters (5) found smaller than n_clusters'."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from jointspace.data.pairs import Pairs
+
+    rng = np.random.default_rng(0)
+    base, rows = rng.normal(size=(5, 6)), np.arange(100) % 5
+    pairs = Pairs({"a": base[rows], "b": base[rows][:, :3] * 2})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        model = create_model(name, latent_dim=2, hidden=[8], epochs=2, val_fraction=0.0).fit(pairs)
+    codes = model.posterior_mean({"a": pairs["a"], "b": pairs["b"]}).astype(np.float64)
+    distinct = np.unique(codes, axis=0)
+    assert model.prior_k_ == len(distinct) < 50
+    # every component sits on one of the codes
+    gap = np.abs(model.net_.prior_means.numpy()[:, None] - distinct[None]).max(-1).min(1)
+    assert gap.max() < 1e-5

@@ -288,7 +288,8 @@ class GenerativeModel(GenerativeInference, JointModel):
     def _after_fit(self, train: dict) -> None:
         r"""Fit the latent mixture (when the model has one) to draws from the aggregate
         posterior :math:`\frac1N \sum_i q(z \mid X_i)`, one per training pair (at most
-        20,000), by maximum likelihood (scikit-learn's EM, diagonal covariances)."""
+        20,000), by maximum likelihood (scikit-learn's EM, diagonal covariances), with at most
+        one component per distinct draw."""
         k = self._fitted_prior_components()
         if not k:
             return
@@ -300,7 +301,9 @@ class GenerativeModel(GenerativeInference, JointModel):
         gen = torch.Generator().manual_seed(int(self.seed))
         z = torch.cat([self._sample_posterior({m: v[rows[s:s + 2048]] for m, v in train.items()}, 1, gen)
                        for s in range(0, len(rows), 2048)]).double().numpy()
-        k = min(k, len(z))
+        # no more components than distinct latents: an autoencoder's repeated pairs share one
+        # code, and EM's extra components would fall on the same points (scikit-learn warns)
+        k = min(k, len(np.unique(z, axis=0)))
         gmm = GaussianMixture(k, covariance_type="diag", reg_covar=1e-4, random_state=int(self.seed), max_iter=200)
         gmm.fit(z)
         self.prior_k_ = k
