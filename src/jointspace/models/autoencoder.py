@@ -89,8 +89,8 @@ class AdversarialAutoencoder(MultimodalAutoencoder):
         with the mixture against 0.235 with :math:`\mathcal N(0, I)`, from the same model.
     prior_components : int
         Components of that mixture, 1 to 10,000 (unused with ``normal``).  A fit on fewer
-        training pairs than that fits one component per pair: each then sits on one pair's
-        latent, and new samples come back close to the training pairs.
+        training pairs (or fewer distinct codes) than that fits one component per code: each
+        then sits on one pair's code, and new samples come back close to the training pairs.
     latent_dim, hidden, likelihoods, likelihood_weights, epochs, batch_size, lr, weight_decay, patience,
     val_fraction, towers, modalities, seed, run_dir, progress, device :
         As for :class:`jointspace.models.vae.MultimodalVAE`.
