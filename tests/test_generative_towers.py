@@ -50,3 +50,14 @@ def test_image_files_without_a_tower_are_refused_naming_the_pairs_and_a_tower():
                                          r"and no tower reads them; give one, e.g. "
                                          r"towers=\{'image': 'efficientnet-lite0'\} for image files$"):
         js.create_model("aae", epochs=1).fit(pairs)
+
+
+def test_a_tower_for_a_modality_the_model_lacks_is_refused():
+    """A misspelt name ({'audoi': 'logmel'}) was ignored, leaving audio to the default mfcc tower."""
+    rng = np.random.default_rng(0)
+    pairs = js.Pairs({"a": rng.normal(size=(30, 4)), "b": rng.normal(size=(30, 3))})
+    for name in ("ae", "mvae-mopoe"):
+        with pytest.raises(InputError, match=r"^towers: no modality 'audoi'; the model has a, b$"):
+            js.create_model(name, epochs=1, towers={"audoi": "logmel"}).fit(pairs)
+    model = js.create_model("ae", latent_dim=2, hidden=(4,), epochs=1, towers={}).fit(pairs)
+    assert [c.tower for c in model.codecs_.values()] == [None, None]

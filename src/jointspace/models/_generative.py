@@ -145,6 +145,9 @@ class GenerativeModel(GenerativeInference, JointModel):
             raise InputError(f"modalities: the pairs have {', '.join(pairs.modalities)}; no {', '.join(unknown)}")
         if len(names) < 2:
             raise InputError(f"modalities: a joint model needs at least two modalities, got {list(names)}")
+        bad = [m for m in (self.towers or {}) if m not in names]
+        if bad:   # a misspelt name would leave its modality to the default tower without a word
+            raise InputError(f"towers: no modality {', '.join(map(repr, bad))}; the model has {', '.join(names)}")
         towers = {**DEFAULT_TOWERS, **(self.towers or {})}
         self.codecs_ = {}
         for m in names:

@@ -112,7 +112,8 @@ class MultimodalVAE(GenerativeModel):
     val_fraction : float
         Share of the pairs held out to pick the best epoch when ``fit`` gets no ``val``.
     towers : dict of str to str, optional
-        Fixed towers that turn raw items into feature vectors (default: ``{"audio": "mfcc"}``).
+        Fixed towers that turn raw items of a modality of the model into feature vectors
+        (default: ``{"audio": "mfcc"}``).
     modalities : list of str, optional
         Modalities of the pairs to use (default: all).
     run_dir : path, optional
