@@ -61,3 +61,13 @@ def test_a_tower_for_a_modality_the_model_lacks_is_refused():
             js.create_model(name, epochs=1, towers={"audoi": "logmel"}).fit(pairs)
     model = js.create_model("ae", latent_dim=2, hidden=(4,), epochs=1, towers={}).fit(pairs)
     assert [c.tower for c in model.codecs_.values()] == [None, None]
+
+
+@pytest.mark.parametrize("tower, shown", [("nope", "'nope'"), (3, "3")])
+def test_an_unknown_tower_is_refused_naming_its_modality(tower, shown):
+    """It was refused as 'tower: unknown tower ...' where a modality held raw items, and not at
+    all where it held feature vectors."""
+    rng = np.random.default_rng(0)
+    pairs = js.Pairs({"a": rng.normal(size=(30, 4)), "b": rng.normal(size=(30, 3))})
+    with pytest.raises(InputError, match=rf"^towers\['a'\]: unknown tower {shown}; known: .*\bmfcc\b"):
+        js.create_model("aae", epochs=1, towers={"a": tower}).fit(pairs)

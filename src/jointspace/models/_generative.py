@@ -148,6 +148,11 @@ class GenerativeModel(GenerativeInference, JointModel):
         bad = [m for m in (self.towers or {}) if m not in names]
         if bad:   # a misspelt name would leave its modality to the default tower without a word
             raise InputError(f"towers: no modality {', '.join(map(repr, bad))}; the model has {', '.join(names)}")
+        from ..towers.base import list_towers
+
+        for m, t in (self.towers or {}).items():
+            if not isinstance(t, str) or t not in list_towers():
+                raise InputError(f"towers[{m!r}]: unknown tower {t!r}; known: {', '.join(list_towers())}")
         towers = {**DEFAULT_TOWERS, **(self.towers or {})}
         self.codecs_ = {}
         for m in names:
