@@ -121,7 +121,9 @@ class GenerativeInference:
             Items (n of each) of any non-empty subset of the model's modalities, e.g.
             ``{"text": ["a photo of a trouser"]}``.
         n_samples : int
-            Latent draws per item from :math:`q(z \\mid x_{given})`.
+            Latent draws per item from :math:`q(z \\mid x_{given})`, 1 to 10,000.  An
+            autoencoder's (``ae``, ``aae``) posterior is its code itself, so its draws of one
+            item are all the same.
         seed : int
 
         Returns
