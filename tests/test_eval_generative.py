@@ -210,3 +210,22 @@ def test_coherence_needs_a_classifier_of_every_modality(classifiers, got):
     with pytest.raises(InputError, match=rf"^classifiers: expected a dict with a classifier \(with predict\) for "
                                          rf"each of a, b, e.g. from train_classifiers; got {got}$"):
         coherence(_Copy(draws), test, classifiers, n_joint=1)
+
+
+def test_the_grid_captions_a_generated_text_of_no_words(tmp_path, monkeypatch):
+    """An empty sentence left its cell without a caption, like a text never generated."""
+    import jointspace.viz.generation_grid as grid
+
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % 2
+    pairs = js.Pairs({"image": rng.random((30, 4, 4)).astype(np.float32),
+                      "text": [f"a {'dark' if c else 'light'} square" for c in y]}, labels=y)
+    model = js.create_model("ae", latent_dim=2, hidden=(8,), epochs=1, progress=False).fit(pairs)
+    real_generate = model.generate
+    monkeypatch.setattr(model, "generate", lambda target, given, **kw: (
+        ["", "a dark square"] if target == "text" else real_generate(target, given, **kw)))
+    drawn = {}
+    monkeypatch.setattr(grid, "write_generation_grid", lambda rows, path, **kw: drawn.setdefault("rows", rows))
+    generation_grid(model, pairs, tmp_path / "g.png", n=2)
+    assert drawn["rows"][-1]["label"] == "image -> text"
+    assert drawn["rows"][-1]["captions"] == ["(no words)", "a dark square"]

@@ -24,6 +24,9 @@ import numpy as np
 
 from ..errors import InputError
 
+#: the caption of a generated text of no words in :func:`generation_grid`
+EMPTY_TEXT = "(no words)"
+
 
 class ModalityClassifier:
     """A classifier of real items of one modality (scikit-learn), trained apart from any model.
@@ -299,7 +302,8 @@ def has_pictures(model) -> bool:
 def generation_grid(model, test, path, *, n: int = 8, seed: int = 0) -> str:
     """A PNG grid of the first ``n`` test items: the real images, their reconstructions from
     every modality, images generated from the text alone and from the audio alone, and the
-    texts generated from the images.  Needs a model with an ``image`` modality.
+    texts generated from the images (``"(no words)"`` for an empty one).  Needs a model with an
+    ``image`` modality.
 
     Parameters
     ----------
@@ -350,5 +354,6 @@ def generation_grid(model, test, path, *, n: int = 8, seed: int = 0) -> str:
         rows.append({"label": f"{m} -> image", "images": gen, "captions": captions})
     if "text" in model.modalities_:
         texts = model.generate("text", {"image": part["image"]}, seed=seed)
-        rows.append({"label": "image -> text", "images": real, "captions": [str(t) for t in texts]})
+        # a sentence of no words (padding first) would leave its cell blank, as if never generated
+        rows.append({"label": "image -> text", "images": real, "captions": [str(t) or EMPTY_TEXT for t in texts]})
     return write_generation_grid(rows, path, title=f"{model.display_name}: reconstructions and cross-generations")
