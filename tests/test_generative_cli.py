@@ -49,3 +49,16 @@ def test_fit_generative_on_image_files_names_towers(tmp_path, capsys):
                            "efficientnet-lite0,minilm), or image alone (--param 'towers={\"image\": "
                            "\"efficientnet-lite0\"}')")
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("param, shown", [
+    ('likelihoods={"image": "poisson"}',
+     "--param likelihoods['image']: expected one of bernoulli, gaussian, laplace, categorical; got 'poisson'"),
+    ('likelihood_weights={"text": -1}', "--param likelihood_weights['text']: expected a number >= 0.0, got -1.0"),
+])
+def test_a_bad_entry_of_a_dict_setting_names_its_param(tmp_path, capsys, param, shown):
+    """The message named the Python argument (likelihoods['image']: ...), not the option that gave it."""
+    code, _, err = run(capsys, "fit", "digits", "--model", "aae", "--epochs", "1", "--param", param,
+                       "--out", tmp_path / "m")
+    assert code == 2 and one_line(err)
+    assert err.strip() == f"error: {shown}"

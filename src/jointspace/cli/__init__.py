@@ -102,9 +102,11 @@ def name_the_option(message: str, args) -> str:
 
     match = re.match(r"([A-Za-z_][A-Za-z0-9_]*): ", message)
     names = getattr(args, "option_names", {})
-    if match and getattr(args, match.group(1), None) is None and isinstance(getattr(args, "param", None), list) \
-            and any(str(p).partition("=")[0].strip() == match.group(1) for p in args.param):
-        return f"--param {match.group(1)}" + message[len(match.group(1)):]
+    # also a message about one entry of a dict parameter: likelihoods['image']: ...
+    param = re.match(r"([A-Za-z_][A-Za-z0-9_]*)(?:\[[^\]]*\])*: ", message)
+    if param and getattr(args, param.group(1), None) is None and isinstance(getattr(args, "param", None), list) \
+            and any(str(p).partition("=")[0].strip() == param.group(1) for p in args.param):
+        return f"--param {message}"
     if not match or names.get(match.group(1), match.group(1)) == match.group(1):
         return message
     name = match.group(1)
