@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import sys
@@ -9,6 +10,18 @@ import time
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def positive_int(text: str) -> int:
+    """``argparse`` type of a count (repeats, sizes): an integer >= 1, refused with the value
+    given otherwise, so ``--repeats 0`` stops at the command line instead of after the runs."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
 
 
 def timeit(fn, repeats: int = 5, warmup: int = 1, *, keep_result: bool = False) -> dict:

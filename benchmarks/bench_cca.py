@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _util import machine, save, timeit  # noqa: E402
+from _util import machine, positive_int, save, timeit  # noqa: E402
 
 
 def data(n, d, seed=0):
@@ -30,10 +30,10 @@ def data(n, d, seed=0):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=20000)
-    ap.add_argument("--d", type=int, default=512)
-    ap.add_argument("--k", type=int, default=10)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--n", type=positive_int, default=20000)
+    ap.add_argument("--d", type=positive_int, default=512)
+    ap.add_argument("--k", type=positive_int, default=10)
+    ap.add_argument("--repeats", type=positive_int, default=5)
     ap.add_argument("--quick", action="store_true", help="n=4000, d=128, 3 repeats")
     args = ap.parse_args(argv)
     if args.quick:

@@ -36,7 +36,7 @@ sys.path.insert(0, str(SRC))
 
 
 sys.path.insert(0, str(HERE))
-from _util import timeit  # noqa: E402
+from _util import positive_int, timeit  # noqa: E402
 
 
 def bench_loss(batch: int, dim: int, repeats: int) -> dict:
@@ -190,13 +190,13 @@ def run_openclipart(threads: int, zeroshot_limit: int) -> int:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=1,
+    ap.add_argument("--repeats", type=positive_int, default=5)
+    ap.add_argument("--threads", type=positive_int, default=1,
                     help="torch threads (default 1: stable timings on a shared machine)")
     ap.add_argument("--quick", action="store_true", help="batch 1,024 only, fewer pairs")
     ap.add_argument("--openclipart", action="store_true",
                     help="OpenClipart retrieval rows and Fashion-MNIST zero-shot instead of the speed runs")
-    ap.add_argument("--zeroshot-limit", type=int, default=2000, help="Fashion-MNIST test images (default 2000)")
+    ap.add_argument("--zeroshot-limit", type=positive_int, default=2000, help="Fashion-MNIST test images (default 2000)")
     args = ap.parse_args(argv)
     if args.openclipart:
         return run_openclipart(args.threads, args.zeroshot_limit)

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _util import machine, save, timeit  # noqa: E402
+from _util import machine, positive_int, save, timeit  # noqa: E402
 
 
 def bench_openclipart(quick: bool, repeats: int) -> dict:
@@ -95,7 +95,7 @@ def bench_idx(repeats: int) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="600 SVG files and 2 voice settings per accent")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=positive_int, default=5)
     args = ap.parse_args(argv)
     out = {"machine": machine(), "quick": args.quick,
            "openclipart": bench_openclipart(args.quick, args.repeats),

@@ -37,7 +37,7 @@ from jointspace.eval.retrieval import retrieval_scores  # noqa: E402
 from jointspace.eval.similarity import _iter_blocks, auto_chunk_size  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import timeit  # noqa: E402
+from _util import positive_int, timeit  # noqa: E402
 
 
 def make_data(n: int, d: int, seed: int = 0):
@@ -98,8 +98,8 @@ def max_diff(a: dict, b: dict) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
-    parser.add_argument("--big-repeats", type=int, default=None,
+    parser.add_argument("--repeats", type=positive_int, default=5, help="timed repeats per case (median reported)")
+    parser.add_argument("--big-repeats", type=positive_int, default=None,
                         help="repeats of the largest case (default: --repeats)")
     args = parser.parse_args(argv)
     d = 64

@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "src"))
 
 import faiss  # noqa: E402
-from _util import RESULTS, machine  # noqa: E402
+from _util import RESULTS, machine, positive_int  # noqa: E402
 
 from jointspace._io import atomic_write_json  # noqa: E402
 from jointspace.index.faiss_index import Index  # noqa: E402
@@ -139,15 +139,15 @@ def bench_hnsw(kind: str, n: int, dim: int, nq: int, k: int, efs: list[int], ef_
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=1_000_000, help="vectors for the exact-search comparison")
-    p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--nq", type=int, default=1000, help="queries")
-    p.add_argument("--k", type=int, default=10)
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (median; >= 5)")
-    p.add_argument("--hnsw-n", type=int, default=100_000, help="vectors for the HNSW recall part")
+    p.add_argument("--n", type=positive_int, default=1_000_000, help="vectors for the exact-search comparison")
+    p.add_argument("--dim", type=positive_int, default=512)
+    p.add_argument("--nq", type=positive_int, default=1000, help="queries")
+    p.add_argument("--k", type=positive_int, default=10)
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per measurement (median; >= 5)")
+    p.add_argument("--hnsw-n", type=positive_int, default=100_000, help="vectors for the HNSW recall part")
     p.add_argument("--hnsw-data", default="latent,gaussian", help="comma-separated: latent, gaussian")
     p.add_argument("--ef", default="16,32,64,128,256,512,1024,2048", help="efSearch values to sweep")
-    p.add_argument("--ef-construction", type=int, default=40)
+    p.add_argument("--ef-construction", type=positive_int, default=40)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help="n=100,000, hnsw-n=20,000, 200 queries")
     p.add_argument("--skip-exact", action="store_true")

@@ -31,7 +31,7 @@ from jointspace.models._kernels import kernel_eig, kernel_matrix, solve_kernel_c
 from jointspace.models.kernel_cca import KernelCCA  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import timeit  # noqa: E402
+from _util import positive_int, timeit  # noqa: E402
 
 
 def _patch_pyrcca():
@@ -139,8 +139,8 @@ def scalable(n, n_sub, m, k, reg, repeats):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (n = 500 / 4,000)")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=None,
+    ap.add_argument("--repeats", type=positive_int, default=5)
+    ap.add_argument("--threads", type=positive_int, default=None,
                     help="BLAS threads for both sides (default: the library's own choice)")
     args = ap.parse_args(argv)
     if args.threads:

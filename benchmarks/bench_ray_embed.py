@@ -36,7 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _util import RESULTS, machine, save, side_by_side  # noqa: E402
+from _util import RESULTS, machine, positive_int, save, side_by_side  # noqa: E402
 
 WORDS = ("a red cat sleeps on the green sofa near an open window while two small dogs run across "
          "the wet garden under grey clouds and a bird sings from the old oak tree by the river").split()
@@ -50,10 +50,10 @@ def captions(n: int, seed: int = 0) -> list[str]:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--n", type=int, default=4096, help="captions")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--shard-size", type=int, default=1024)
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds (median)")
+    p.add_argument("--n", type=positive_int, default=4096, help="captions")
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--shard-size", type=positive_int, default=1024)
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed rounds (median)")
     p.add_argument("--quick", action="store_true", help="1,024 captions, 3 rounds")
     p.add_argument("--out", default=str(RESULTS / "ray_embed.json"))
     args = p.parse_args(argv)

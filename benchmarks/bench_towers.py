@@ -42,7 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _util import gemm_gflops, machine, model_flops, save, side_by_side  # noqa: E402
+from _util import gemm_gflops, machine, model_flops, positive_int, save, side_by_side  # noqa: E402
 from jointspace.towers import EmbeddingCache, create_tower  # noqa: E402
 from jointspace.towers.runtime import bf16_supported  # noqa: E402
 
@@ -348,7 +348,7 @@ def main(argv=None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer items")
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=positive_int, default=5)
     args = ap.parse_args(argv)
     n_img, n_txt, n_single, n_photo = (32, 256, 20, 7) if args.quick else (128, 1024, 60, 28)
     load_before = os.getloadavg()[0]

@@ -1,0 +1,63 @@
+"""The speed and memory scripts of ``benchmarks/`` (``make bench``): their arguments and the
+figures they compute, on inputs small enough for the unit-test run."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def script(name: str):
+    """The module ``benchmarks/<name>.py``, imported as its own module (not run)."""
+    if str(BENCH) not in sys.path:
+        sys.path.insert(0, str(BENCH))
+    spec = importlib.util.spec_from_file_location(f"_benchmarks_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class Ran(Exception):
+    """Raised by a stubbed first step: the script got past its arguments."""
+
+
+def _ran(*args, **kwargs):
+    raise Ran
+
+
+#: (script, arguments, its first step after parsing, stubbed so a run that is not refused stops there)
+BAD_COUNTS = [
+    ("bench_cca", ["--repeats", "0"], "data"),
+    ("bench_cca", ["--k", "-1"], "data"),
+    ("bench_eval", ["--quick", "--repeats", "0"], "make_data"),
+    ("bench_eval", ["--quick", "--big-repeats", "0"], "make_data"),
+    ("bench_kernel_cca", ["--quick", "--repeats", "0"], "exact_vs_pyrcca"),
+    ("bench_contrastive", ["--quick", "--repeats", "0"], "bench_loss"),
+    ("bench_datasets", ["--quick", "--repeats", "0"], "bench_openclipart"),
+    ("bench_towers", ["--quick", "--repeats", "0"], "gemm_gflops"),
+    ("bench_index", ["--quick", "--nq", "0"], "bench_exact"),
+]
+
+
+@pytest.mark.parametrize("name, argv, first", BAD_COUNTS, ids=lambda v: " ".join(v) if isinstance(v, list) else v)
+def test_a_count_below_one_is_refused_naming_the_option(name, argv, first, monkeypatch, capsys):
+    module = script(name)
+    monkeypatch.setattr(module, first, _ran)
+    with pytest.raises(SystemExit) as info:
+        module.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"argument {argv[-2]}: expected an integer >= 1, got '{argv[-1]}'" in err
+
+
+def test_positive_int_reads_counts_and_refuses_the_rest():
+    util = script("_util")
+    assert util.positive_int("1") == 1 and util.positive_int("20000") == 20000
+    for bad in ("0", "-3", "2.5", "five", ""):
+        with pytest.raises(Exception, match=f"expected an integer >= 1, got {bad!r}"):
+            util.positive_int(bad)
