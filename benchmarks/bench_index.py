@@ -41,6 +41,7 @@ from jointspace.index.faiss_index import Index  # noqa: E402
 
 BLOCK = 65_536
 LATENT = 32
+KINDS = ("latent", "gaussian")
 
 
 def _normalised(x: np.ndarray) -> np.ndarray:
@@ -51,6 +52,8 @@ def _normalised(x: np.ndarray) -> np.ndarray:
 
 def blocks(kind: str, n: int, dim: int, seed: int):
     """Yield normalised float32 blocks of a reproducible random data set of n rows."""
+    if kind not in KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
     mix = np.random.default_rng([seed, 0]).standard_normal((LATENT, dim)).astype(np.float32) / np.sqrt(LATENT)
     for b, start in enumerate(range(0, n, BLOCK)):
         rng = np.random.default_rng([seed, 1, b])
@@ -157,14 +160,23 @@ def main(argv=None) -> int:
         args.n, args.hnsw_n, args.nq = min(args.n, 100_000), min(args.hnsw_n, 20_000), min(args.nq, 200)
     if args.repeats < 5:
         p.error("--repeats: medians need at least 5 runs")
-    efs = [int(v) for v in args.ef.split(",")]
+    kinds = [kind.strip() for kind in args.hnsw_data.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:
+        p.error(f"--hnsw-data: expected a comma-separated list of {', '.join(KINDS)}, got {args.hnsw_data!r}")
+    try:
+        efs = [int(v) for v in args.ef.split(",")]
+    except ValueError:
+        efs = []
+    if not efs or min(efs) < 1:
+        p.error(f"--ef: expected a comma-separated list of integers >= 1, got {args.ef!r}")
     result = {"machine": {**machine(), "platform": platform.platform(),
                           "faiss_threads": faiss.omp_get_max_threads(), "faiss": faiss.__version__},
               "args": vars(args)}
     if not args.skip_exact:
         result["exact"] = bench_exact(args.n, args.dim, args.nq, args.k, args.repeats, args.seed)
     result["hnsw"] = [bench_hnsw(kind, args.hnsw_n, args.dim, args.nq, args.k, efs, args.ef_construction,
-                                 args.repeats, args.seed + 10) for kind in args.hnsw_data.split(",") if kind]
+                                 args.repeats, args.seed + 10) for kind in kinds]
 
     print()
     if "exact" in result:

@@ -61,3 +61,37 @@ def test_positive_int_reads_counts_and_refuses_the_rest():
     for bad in ("0", "-3", "2.5", "five", ""):
         with pytest.raises(Exception, match=f"expected an integer >= 1, got {bad!r}"):
             util.positive_int(bad)
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["--hnsw-data", "gaussain"], "--hnsw-data: expected a comma-separated list of latent, gaussian, got 'gaussain'"),
+    (["--hnsw-data", "latent,Gaussian"], "--hnsw-data: expected a comma-separated list of latent, gaussian, "
+                                         "got 'latent,Gaussian'"),
+    (["--ef", "16,abc"], "--ef: expected a comma-separated list of integers >= 1, got '16,abc'"),
+    (["--ef", "0,16"], "--ef: expected a comma-separated list of integers >= 1, got '0,16'"),
+])
+def test_index_bench_refuses_an_unknown_data_kind_or_ef(argv, option, monkeypatch, capsys):
+    module = script("bench_index")
+    monkeypatch.setattr(module, "bench_hnsw", _ran)
+    with pytest.raises(SystemExit) as info:
+        module.main(["--skip-exact", *argv])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(option)
+
+
+def test_index_bench_data_kinds():
+    """"latent" rows lie near a 32-d subspace, "gaussian" rows spread over all 512 dimensions;
+    any other name is refused rather than read as "latent"."""
+    import numpy as np
+
+    module = script("bench_index")
+    share = {}
+    for kind in ("latent", "gaussian"):
+        x = module.data(kind, 2000, 512, seed=0)
+        np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, rtol=1e-5)
+        s = np.linalg.svd(x - x.mean(0), compute_uv=False) ** 2
+        share[kind] = s[:module.LATENT].sum() / s.sum()
+    assert share["latent"] > 0.99         # noise 0.3 / sqrt(512) per dimension: 0.9998 here
+    assert share["gaussian"] < 0.2        # 32 of 512 isotropic dimensions: 1/16, 0.128 at the top of a sample spectrum
+    with pytest.raises(ValueError, match="kind: expected one of latent, gaussian, got 'gaussain'"):
+        next(module.blocks("gaussain", 10, 8, 0))
