@@ -359,6 +359,11 @@ def main(argv=None) -> int:
                          "release a speed target is measured against)")
     args = ap.parse_args(argv)
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
+    from jointspace.towers.runtime import RUNTIMES
+
+    if not runtimes or any(r not in RUNTIMES for r in runtimes) or len(set(runtimes)) < len(runtimes):
+        ap.error(f"--runtimes: expected a comma-separated list of distinct runtimes among {', '.join(RUNTIMES)}, "
+                 f"got {args.runtimes!r}")
     n_train, n_index = (200, 200) if args.quick else (400, 400)
     rounds = 2 if args.quick else 5
     levels = (1, 8, 32)

@@ -95,3 +95,15 @@ def test_index_bench_data_kinds():
     assert share["gaussian"] < 0.2        # 32 of 512 isotropic dimensions: 1/16, 0.128 at the top of a sample spectrum
     with pytest.raises(ValueError, match="kind: expected one of latent, gaussian, got 'gaussain'"):
         next(module.blocks("gaussain", 10, 8, 0))
+
+
+@pytest.mark.parametrize("given", ["tourch,onnx", "", "onnx,onnx"])
+def test_server_bench_refuses_unknown_runtimes_before_building(given, monkeypatch, capsys):
+    module = script("bench_server")
+    monkeypatch.setattr(module, "build_index", _ran)
+    with pytest.raises(SystemExit) as info:
+        module.main(["--quick", "--runtimes", given])
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        "--runtimes: expected a comma-separated list of distinct runtimes among torch, onnx, torch-bf16, "
+        f"got {given!r}")
