@@ -107,3 +107,39 @@ def test_server_bench_refuses_unknown_runtimes_before_building(given, monkeypatc
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         "--runtimes: expected a comma-separated list of distinct runtimes among torch, onnx, torch-bf16, "
         f"got {given!r}")
+
+
+def test_cca_bench_compares_the_covariance_step_with_gemm_in_its_own_dtype(monkeypatch):
+    """The float32 views are multiplied in float64, so the covariance step's rate is set against
+    the float64 GEMM rate (it was set against float32's, which runs about twice as fast)."""
+    import numpy as np
+
+    module = script("bench_cca")
+    saved = {}
+    monkeypatch.setattr(module, "save", lambda name, payload: saved.setdefault(name, payload))
+    rates = {"float32": 300.0, "float64": 100.0}
+    monkeypatch.setattr(module, "gemm_gflops", lambda n, d, dtype, repeats: rates[np.dtype(dtype).name])
+    module.main(["--n", "300", "--d", "6", "--k", "2", "--repeats", "1"])
+    res = saved["cca"]
+    assert res["covariance_dtype"] == "float64"
+    assert res["covariance_flops"] == 2 * 300 * 6 * 6 + 2 * 300 * 6 * 7     # X'Y, then X'X and Y'Y by SYRK
+    assert res["gemm_float32_gflops"] == 300.0 and res["gemm_float64_gflops"] == 100.0
+    assert res["covariance_of_gemm"] == pytest.approx(res["covariance_gflops"] / 100.0)
+
+
+def test_cca_bench_gemm_rate_counts_a_full_product(monkeypatch):
+    """2 n (2d)^2 flops over the median time of ``A.T @ B``, two distinct (n, 2d) operands."""
+    import numpy as np
+
+    module = script("bench_cca")
+    seen = []
+
+    def fake_timeit(fn, repeats):
+        seen.append(fn())
+        return {"median_s": 0.5}
+
+    monkeypatch.setattr(module, "timeit", fake_timeit)
+    assert module.gemm_gflops(1000, 50, np.float64, 3) == pytest.approx(2 * 1000 * 100 ** 2 / 0.5 / 1e9)
+    product = seen[0]
+    assert product.shape == (100, 100) and product.dtype == np.float64
+    assert not np.allclose(product, product.T)     # A.T @ B, not the symmetric A.T @ A
