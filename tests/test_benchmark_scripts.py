@@ -143,3 +143,23 @@ def test_cca_bench_gemm_rate_counts_a_full_product(monkeypatch):
     product = seen[0]
     assert product.shape == (100, 100) and product.dtype == np.float64
     assert not np.allclose(product, product.T)     # A.T @ B, not the symmetric A.T @ A
+
+
+def test_contrastive_bench_throughput_leaves_out_the_first_step():
+    module = script("bench_contrastive")
+    # a run started at t = 0: the first step ends at 5 s (one-time costs), then 1 s and 1.5 s
+    rate = module.steady_rate(0.0, [5.0, 6.0, 7.5], batch=10)
+    assert rate["pairs_per_s"] == pytest.approx(2 * 10 / 2.5)     # not 3 * 10 / 7.5
+    assert rate["timed_steps"] == 2 and rate["first_step_s"] == 5.0
+
+
+def test_contrastive_bench_head_only_run_reports_the_steady_rate():
+    import math
+
+    module = script("bench_contrastive")
+    res = module.bench_head_only(n=64, batch=16, dim=8, epochs=2, threads=1, precision="fp32")
+    assert res["steps"] == 8 and res["timed_steps"] == 7
+    assert 0 < res["first_step_s"] < res["wall_s"]
+    # the steady rate: 7 steps of 16 pairs in the time after the first step, which is at most
+    # the wall time less the first step
+    assert res["pairs_per_s"] >= 7 * 16 / (res["wall_s"] - res["first_step_s"]) and math.isfinite(res["pairs_per_s"])
