@@ -37,7 +37,7 @@ sys.path.insert(0, str(SRC))
 
 
 sys.path.insert(0, str(HERE))
-from _util import positive_int, timeit  # noqa: E402
+from _util import machine, positive_int, save, timeit  # noqa: E402
 
 
 def steady_rate(t0: float, stamps: list, batch: int) -> dict:
@@ -224,7 +224,8 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     batches = (1024,) if args.quick else (1024, 4096)
-    results = {"threads": args.threads, "cpus": os.cpu_count(), "loss": [], "head_only": [], "full_tower": []}
+    results = {"threads": args.threads, "cpus": os.cpu_count(), "quick": args.quick, "repeats": args.repeats,
+               "machine": machine(), "loss": [], "head_only": [], "full_tower": []}
     print(f"CLIP loss forward + backward, d = 512, {args.threads} thread(s), medians of {args.repeats}")
     print(f"{'batch':>6} {'reference s':>12} {'ours s':>8} {'ours/ref':>9} {'agree':>6}")
     for b in batches:
@@ -251,12 +252,7 @@ def main(argv=None) -> int:
             results["full_tower"].append(f)
             print(f"{precision:>9} {f['pairs_per_s']:>10,.0f} {f['steps']:>6} {f['first_step_s']:>13.2f}")
     results["load_average"] = list(os.getloadavg())
-    path = HERE / "results" / "contrastive.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=2))
-    os.replace(tmp, path)
-    print(f"\nwrote {path}")
+    print(f"\nwrote {save('contrastive', results)}")
     return 0
 
 

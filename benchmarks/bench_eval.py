@@ -23,7 +23,6 @@ Prints a table and writes ``benchmarks/results/eval.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tracemalloc
@@ -37,7 +36,7 @@ from jointspace.eval.retrieval import retrieval_scores  # noqa: E402
 from jointspace.eval.similarity import _iter_blocks, auto_chunk_size  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import positive_int, timeit  # noqa: E402
+from _util import machine, positive_int, save, timeit  # noqa: E402
 
 
 def make_data(n: int, d: int, seed: int = 0):
@@ -164,12 +163,9 @@ def main(argv=None) -> int:
     for row in rows:
         table.add_row(*row)
     Console(width=max(Console().width, 140)).print(table)
-    out = Path(__file__).resolve().parent / "results" / "eval.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"quick": args.quick, "repeats": args.repeats, "big_repeats": big_repeats,
-                               "cpu_count": os.cpu_count(), "results": records}, indent=2) + "\n")
-    os.replace(tmp, out)
+    out = save("eval", {"quick": args.quick, "repeats": args.repeats, "big_repeats": big_repeats, "d": d,
+                        "sizes": {"large": big, "mid": mid, "wikipedia": n}, "cpu_count": os.cpu_count(),
+                        "machine": machine(), "results": records})
     print(f"wrote {out.relative_to(Path.cwd()) if out.is_relative_to(Path.cwd()) else out}")
     return 0
 

@@ -16,7 +16,6 @@ Writes benchmarks/results/kernel_cca.json.  ``--quick`` runs small sizes.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,12 +25,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from jointspace import load_dataset  # noqa: E402
-from jointspace._io import atomic_write_text  # noqa: E402
 from jointspace.models._kernels import kernel_eig, kernel_matrix, solve_kernel_cca  # noqa: E402
 from jointspace.models.kernel_cca import KernelCCA  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import positive_int, timeit  # noqa: E402
+from _util import machine, positive_int, save, timeit  # noqa: E402
 
 
 def _patch_pyrcca():
@@ -148,7 +146,8 @@ def main(argv=None) -> int:
 
         threadpool_limits(args.threads)
     n_exact, n_big, n_sub, m = (500, 4000, 500, 300) if args.quick else (2000, 20000, 2000, 1000)
-    res = {"threads": args.threads, "exact_vs_pyrcca": exact_vs_pyrcca(n_exact, 5, 0.1, args.repeats),
+    res = {"threads": args.threads, "quick": args.quick, "repeats": args.repeats, "machine": machine(),
+           "exact_vs_pyrcca": exact_vs_pyrcca(n_exact, 5, 0.1, args.repeats),
            "scalable": scalable(n_big, n_sub, m, 5, 0.05, max(1, args.repeats // 2 if args.quick else args.repeats))}
     e, s = res["exact_vs_pyrcca"], res["scalable"]
     print(f"{'kernel CCA, n':<34}{e['n']:>10}")
@@ -162,9 +161,7 @@ def main(argv=None) -> int:
     print(f"{'  fit median s':<34}{s['nystroem_fit_s']:>10.2f}")
     print(f"{'  exact on subsample, s':<34}{s['exact_fit_s_on_subsample']:>10.2f}")
     print(f"{'  max corr gap on subsample':<34}{s['subsample_gap_max']:>10.2e}")
-    out = ROOT / "benchmarks" / "results" / "kernel_cca.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out, json.dumps(res, indent=2))
+    out = save("kernel_cca", res)
     print(f"wrote {out.relative_to(ROOT)}")
     return 0
 

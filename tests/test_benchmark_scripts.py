@@ -163,3 +163,56 @@ def test_contrastive_bench_head_only_run_reports_the_steady_rate():
     # the steady rate: 7 steps of 16 pairs in the time after the first step, which is at most
     # the wall time less the first step
     assert res["pairs_per_s"] >= 7 * 16 / (res["wall_s"] - res["first_step_s"]) and math.isfinite(res["pairs_per_s"])
+
+
+def _capture_save(module, monkeypatch) -> dict:
+    saved = {}
+
+    def save(name, payload):
+        saved[name] = payload
+        return BENCH / "results" / f"{name}.json"
+
+    monkeypatch.setattr(module, "save", save)
+    return saved
+
+
+def test_eval_bench_results_record_the_machine_and_settings(monkeypatch):
+    module = script("bench_eval")
+    saved = _capture_save(module, monkeypatch)
+    metrics = {"mAP": 0.5, "R@1": 0.25, "R@5": 0.5, "R@10": 0.75, "MRR": 0.4, "medR": 2.0, "meanR": 3.0,
+               "nDCG@10": 0.6}
+    for name in ("retrieval_scores", "argsort_reference", "sklearn_reference"):
+        monkeypatch.setattr(module, name, lambda *a, **k: dict(metrics))
+    monkeypatch.setattr(module, "peak_memory", lambda fn: 2**20)
+    module.main(["--quick", "--repeats", "2", "--big-repeats", "1"])
+    res = saved["eval"]
+    assert res["machine"] == module.machine() and res["machine"]["cpus"] >= 1
+    assert (res["quick"], res["repeats"], res["big_repeats"], res["d"]) == (True, 2, 1, 64)
+    assert res["sizes"] == {"large": 20_000, "mid": 5_000, "wikipedia": 693}
+
+
+def test_contrastive_bench_results_record_the_machine_and_settings(monkeypatch):
+    module = script("bench_contrastive")
+    saved = _capture_save(module, monkeypatch)
+    monkeypatch.setattr(module, "bench_loss", lambda b, d, r: {
+        "reference_median_s": 1.0, "ours_median_s": 0.5, "ratio_ours_over_reference": 0.5, "values_agree": True})
+    rate = {"pairs_per_s": 10.0, "steps": 2, "first_step_s": 1.0, "peak_rss_mib": 100.0}
+    monkeypatch.setattr(module, "bench_head_only", lambda *a: dict(rate))
+    monkeypatch.setattr(module, "bench_full_tower", lambda *a: dict(rate))
+    module.main(["--quick", "--repeats", "3", "--threads", "2"])
+    res = saved["contrastive"]
+    assert res["machine"] == module.machine()
+    assert (res["quick"], res["repeats"], res["threads"]) == (True, 3, 2)
+
+
+def test_kernel_cca_bench_results_record_the_machine_and_settings(monkeypatch):
+    module = script("bench_kernel_cca")
+    saved = _capture_save(module, monkeypatch)
+    monkeypatch.setattr(module, "exact_vs_pyrcca", lambda *a: {
+        "n": 500, "ours_s": 1.0, "pyrcca_s": 2.0, "speedup": 2.0, "max_abs_corr_diff": 0.0, "kcca_model_fit_s": 1.0})
+    monkeypatch.setattr(module, "scalable", lambda *a: {
+        "n": 4000, "n_features": 300, "nystroem_fit_s": 1.0, "exact_fit_s_on_subsample": 1.0, "subsample_gap_max": 0.0})
+    module.main(["--quick", "--repeats", "4"])
+    res = saved["kernel_cca"]
+    assert res["machine"] == module.machine()
+    assert (res["quick"], res["repeats"]) == (True, 4)
