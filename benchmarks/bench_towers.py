@@ -15,7 +15,8 @@ round; medians of ``--repeats`` rounds:
   ONNX Runtime with dynamic int8 weights; each with its worst cosine to the float32 vectors
   (eligible at >= 0.999);
 * achieved GFLOP/s of each path (flops counted by ``torch.utils.flop_counter`` on the same
-  inputs) against the float32 (and bf16) GEMM rate measured here;
+  inputs) against the GEMM rate measured here in the dtype the path computes in (bfloat16 for
+  ``torch-bf16``, float32 for the others);
 * images/s on 12-megapixel JPEG photos (scikit-image's photographs, enlarged), where decoding
   dominates: every pixel decoded against ``jpeg_draft`` (the decoder's reduced scale), on
   both runtimes, with the worst cosine to the float32 torch vectors of every pixel;
@@ -329,6 +330,21 @@ def _text_candidates(t, o, texts, repeats, flops_per_sentence) -> dict:
                     "gflops": _rate(len(texts), res[k]) * flops_per_sentence / 1e9} for k, fn in fns.items()}
 
 
+#: the arithmetic each runtime's matrix products run in, for the GEMM rate its GFLOP/s is set against
+GEMM_DTYPE = {"torch": "float32", "onnx": "float32", "torch-bf16": "bfloat16"}
+
+
+def set_gemm_fractions(parts, gemm_float32: float, gemm_bf16: float) -> None:
+    """Set each path's ``gemm_fraction``: its GFLOP/s over the GEMM rate of the dtype it computes
+    in (``torch-bf16`` against the bfloat16 rate, the others against float32's), and name that
+    dtype in ``gemm_dtype``."""
+    rates = {"float32": gemm_float32, "bfloat16": gemm_bf16}
+    for part in parts:
+        for runtime, p in part["paths"].items():
+            p["gemm_dtype"] = GEMM_DTYPE[runtime]
+            p["gemm_fraction"] = p["gflops"] / rates[p["gemm_dtype"]]
+
+
 def bench_cache(tower_name: str, items, batch: int, repeats: int) -> dict:
     tower = create_tower(tower_name)
     with tempfile.TemporaryDirectory() as tmp:
@@ -370,11 +386,9 @@ def main(argv=None) -> int:
     cache_txt = bench_cache("minilm", sents, 64, args.repeats)
     gemm_after = gemm_gflops(repeats=args.repeats)
     # the rate the machine reaches: the better of before and after (other work on the cores only
-    # ever lowers it); the GFLOP/s columns above were divided by the one before
+    # ever lowers it)
     gemm_best = max(gemm, gemm_after)
-    for part in (img, txt):
-        for p in part["paths"].values():
-            p["gemm_fraction"] = p["gflops"] / gemm_best
+    set_gemm_fractions((img, txt), gemm_best, gemm_bf16)
     checks = {"image_throughput": img["ratio"], "text_throughput": txt["ratio"], "text_latency": txt["latency_ratio"]}
     result = {"quick": args.quick, "repeats": args.repeats, "torch_threads": torch.get_num_threads(),
               "gemm_float32_gflops": gemm, "gemm_float32_gflops_after": gemm_after,
@@ -385,7 +399,7 @@ def main(argv=None) -> int:
     out = save("towers", result)
 
     print(f"float32 GEMM {gemm_best:.0f} GFLOP/s (best of {gemm:.0f} before and {gemm_after:.0f} after the run; "
-          f"'of GEMM' is against it), bf16 GEMM {gemm_bf16:.0f} GFLOP/s; "
+          f"'of GEMM' is against it), bf16 GEMM {gemm_bf16:.0f} GFLOP/s ('of GEMM' of torch-bf16); "
           f"torch threads {torch.get_num_threads()}")
     print(f"\nEfficientNet-Lite0, {n_img} PNG files, batch 32 ({img['flops_per_image'] / 1e9:.2f} GFLOP/image, "
           f"decoding {img['decode_ms_per_image']:.1f} ms/image)")

@@ -216,3 +216,16 @@ def test_kernel_cca_bench_results_record_the_machine_and_settings(monkeypatch):
     res = saved["kernel_cca"]
     assert res["machine"] == module.machine()
     assert (res["quick"], res["repeats"]) == (True, 4)
+
+
+def test_towers_bench_sets_each_runtime_against_gemm_in_its_own_dtype():
+    """torch-bf16's GFLOP/s is a share of the bfloat16 GEMM rate (it read 102% of float32's)."""
+    module = script("bench_towers")
+    text = {"paths": {"torch": {"gflops": 29.2}, "onnx": {"gflops": 33.3}, "torch-bf16": {"gflops": 45.0}}}
+    image = {"paths": {"torch": {"gflops": 12.6}, "onnx": {"gflops": 54.7}}}
+    module.set_gemm_fractions((image, text), gemm_float32=44.3, gemm_bf16=79.6)
+    assert text["paths"]["torch-bf16"]["gemm_fraction"] == pytest.approx(45.0 / 79.6)
+    assert text["paths"]["torch-bf16"]["gemm_dtype"] == "bfloat16"
+    assert text["paths"]["onnx"]["gemm_fraction"] == pytest.approx(33.3 / 44.3)
+    assert image["paths"]["torch"]["gemm_fraction"] == pytest.approx(12.6 / 44.3)
+    assert image["paths"]["onnx"]["gemm_dtype"] == "float32"
