@@ -7,9 +7,9 @@ size of the data it went through and the RSS right after its imports (Python, nu
   EfficientNet-Lite0 tower (1280-d, the default runtime), :data:`FASHION_BATCH` images at a
   time, each batch added to an on-disk ``IVF256,PQ160`` index as it is embedded
   (:func:`jointspace.index.ondisk.build_on_disk`; the exact vectors are kept on disk for
-  re-ranking), so the 358 MB of float32 embeddings are never in memory together; the peak is
-  also recorded after every batch (``trace``), so it can be seen to stop growing once the
-  quantisers are trained on the first 20,000 vectors;
+  re-ranking), so the 342 MB (2**20 bytes, as everywhere here) of float32 embeddings are never
+  in memory together; the peak is also recorded after every batch (``trace``), so it can be
+  seen to stop growing once the quantisers are trained on the first 20,000 vectors;
 * ``synthetic``: ``n`` synthetic 512-d vectors (the collection of ``bench_scale.py``) streamed in
   batches of 50,000 into an on-disk ``IVF1024,PQ128`` index, at 100,000 and 1,000,000 vectors:
   the peak grows far more slowly than ``n`` (training sample, one batch, one shard of codes, the

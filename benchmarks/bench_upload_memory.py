@@ -6,8 +6,8 @@ Once it has answered a text and an image query, its idle resident memory (VmRSS 
 ``/proc/<pid>/status``, median of samples over a second) is measured; then 8 uploads are sent
 at once, small on the wire and large when decoded:
 
-* a 16-bit greyscale PNG of 6000x6600 (77 KB; decoded through float64 it cost about 1 GB),
-* a PNG of 39,000,000x1 (4.8 KB; a bicubic resize of that aspect ratio cost about 1.4 GB),
+* a 16-bit greyscale PNG of 6000x6600 (93 KB; decoded through float64 it cost about 1 GB),
+* a PNG of 39,000,000x1 (38 KB; a bicubic resize of that aspect ratio cost about 1.4 GB),
 * an 8-bit RGBA PNG of 6000x6600 and a baseline JPEG of 6000x6600,
 
 two of each.  The server's VmRSS is sampled every 5 ms from the first byte sent until every
