@@ -50,6 +50,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.quick:
         args.n, args.d, args.repeats = 4000, 128, 3
+    if args.k > min(args.d, args.n - 1):
+        ap.error(f"--k: expected at most min(--d, --n - 1) = {min(args.d, args.n - 1)} canonical pairs, "
+                 f"got {args.k}")
     from cca_zoo.linear import CCA as ZooCCA
     from sklearn.cross_decomposition import CCA as SkCCA
 

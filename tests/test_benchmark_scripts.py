@@ -272,3 +272,14 @@ def test_towers_bench_fails_on_drifted_vectors_not_on_missed_speed_targets(monke
     image["paths"]["onnx"]["cosine_min_to_torch"] = 0.998     # ONNX Runtime's vectors drifted: a failure
     assert module.main(["--quick"]) == 1
     assert "FAILED: image tower, onnx: cosine 0.998000 to torch float32" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, most", [(["--d", "4", "--k", "10"], 4), (["--n", "6", "--d", "8", "--k", "7"], 5)])
+def test_cca_bench_refuses_more_pairs_than_the_data_hold(argv, most, monkeypatch, capsys):
+    module = script("bench_cca")
+    monkeypatch.setattr(module, "data", _ran)
+    with pytest.raises(SystemExit) as info:
+        module.main(argv)
+    assert info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
+        f"--k: expected at most min(--d, --n - 1) = {most} canonical pairs, got {argv[-1]}")
