@@ -13,6 +13,8 @@ Cases (n queries x n gallery items, d = 64, cosine):
 * ``wikipedia-size`` (693 x 693, 10 classes, float64 so no scores tie): per-query
   ``sklearn.metrics.average_precision_score``.
 
+Ours and the reference are timed in alternating rounds after one untimed run of each.
+
 Usage::
 
     python benchmarks/bench_eval.py [--quick] [--repeats N]
@@ -36,7 +38,7 @@ from jointspace.eval.retrieval import retrieval_scores  # noqa: E402
 from jointspace.eval.similarity import _iter_blocks, auto_chunk_size  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _util import machine, positive_int, save, timeit  # noqa: E402
+from _util import machine, positive_int, save, side_by_side, timeit  # noqa: E402
 
 
 def make_data(n: int, d: int, seed: int = 0):
@@ -78,6 +80,15 @@ def timed(fn, repeats: int):
     """(median seconds, last result) of ``repeats`` timed runs."""
     r = timeit(fn, repeats, warmup=0, keep_result=True)
     return r["median_s"], r["result"]
+
+
+def compared(fns: dict, repeats: int) -> dict:
+    """name -> (median seconds, result) of the ``fns`` compared: each run once for its result
+    (which also warms it up), then timed in interleaved rounds (``side_by_side``), so a change in
+    the machine's load falls on every side alike rather than on whichever ran second."""
+    results = {name: fn() for name, fn in fns.items()}
+    times = side_by_side(fns, repeats=repeats, warmup=0)
+    return {name: (times[name]["median_s"], results[name]) for name in fns}
 
 
 def peak_memory(fn) -> int:
@@ -130,9 +141,10 @@ def main(argv=None) -> int:
     q, g = make_data(mid, d, seed=1)
     labels = np.random.default_rng(2).integers(0, 10, mid)
     for case, keys in (("pair-id", np.arange(mid)), ("label", labels)):
-        t_ours, ours = timed(lambda: retrieval_scores(q, g, keys, keys), args.repeats)
+        runs = compared({"ours": lambda: retrieval_scores(q, g, keys, keys),
+                         "reference": lambda: argsort_reference(q, g, keys, keys)}, args.repeats)
+        (t_ours, ours), (t_ref, ref) = runs["ours"], runs["reference"]
         p_ours = peak_memory(lambda: retrieval_scores(q, g, keys, keys))
-        t_ref, ref = timed(lambda: argsort_reference(q, g, keys, keys), args.repeats)
         p_ref = peak_memory(lambda: argsort_reference(q, g, keys, keys))
         diff = max_diff(ours, {k: v for k, v in ref.items() if k not in ("medR", "meanR")})
         rank_diff = max(abs(ours[k] - ref[k]) for k in ("medR", "meanR"))
@@ -146,8 +158,9 @@ def main(argv=None) -> int:
     n = 693
     q, g = (x.astype(np.float64) for x in make_data(n, 10, seed=3))   # float64: no tied scores
     labels = np.random.default_rng(4).integers(0, 10, n)
-    t_ours, ours = timed(lambda: retrieval_scores(q, g, labels, labels), args.repeats)
-    t_ref, ref = timed(lambda: sklearn_reference(q, g, labels, labels), args.repeats)
+    runs = compared({"ours": lambda: retrieval_scores(q, g, labels, labels),
+                     "reference": lambda: sklearn_reference(q, g, labels, labels)}, args.repeats)
+    (t_ours, ours), (t_ref, ref) = runs["ours"], runs["reference"]
     diff = abs(ours["mAP"] - ref["mAP"])
     record("wikipedia-size", n, "jointspace", t_ours, note=f"{t_ref / t_ours:.1f}x faster; mAP |diff| {diff:.1e}",
            speedup=t_ref / t_ours, max_abs_diff=diff)

@@ -283,3 +283,33 @@ def test_cca_bench_refuses_more_pairs_than_the_data_hold(argv, most, monkeypatch
     assert info.value.code == 2
     assert capsys.readouterr().err.strip().splitlines()[-1].endswith(
         f"--k: expected at most min(--d, --n - 1) = {most} canonical pairs, got {argv[-1]}")
+
+
+def _longest_run(calls: list) -> int:
+    longest = run = 1
+    for before, now in zip(calls, calls[1:]):
+        run = run + 1 if now == before else 1
+        longest = max(longest, run)
+    return longest
+
+
+def test_eval_bench_times_ours_and_the_reference_in_alternating_rounds(monkeypatch):
+    """Five runs of ours then five of the reference put a change in the machine's load on one
+    side: the same --quick run gave 115x and 23x for the pair-id case."""
+    module = script("bench_eval")
+    _capture_save(module, monkeypatch)
+    calls = []
+    metrics = {"mAP": 0.5, "R@1": 0.25, "R@5": 0.5, "R@10": 0.75, "MRR": 0.4, "medR": 2.0, "meanR": 3.0,
+               "nDCG@10": 0.6}
+
+    def stub(name):
+        return lambda *a, **k: calls.append(name) or dict(metrics)
+
+    monkeypatch.setattr(module, "retrieval_scores", stub("ours"))
+    monkeypatch.setattr(module, "argsort_reference", stub("argsort"))
+    monkeypatch.setattr(module, "sklearn_reference", stub("sklearn"))
+    monkeypatch.setattr(module, "peak_memory", lambda fn: 2**20)
+    module.main(["--quick", "--repeats", "5", "--big-repeats", "1"])
+    compared = calls[1:]                              # after the large case, ours alone
+    assert compared.count("argsort") >= 10 and compared.count("sklearn") >= 5
+    assert _longest_run(compared) <= 2                # rounds rotate: ours, ref, ref, ours, ...
