@@ -3,7 +3,8 @@ head-only training throughput over cached features, and its peak resident memory
 
 * loss forward + backward at batch 1,024 and 4,096, d = 512: ``jointspace`` (fused closed-form
   backward) vs the formulation open_clip uses (``F.cross_entropy`` on the logits and on their
-  transpose, autograd backward); medians of the repeats and the ratio ours / reference.
+  transpose, autograd backward), timed in alternating rounds after a warm-up; medians of the
+  repeats and the ratio ours / reference.
 * head-only training throughput (pairs/s): linear heads 1280 -> d and 384 -> d (the shapes of
   EfficientNet-Lite0 and MiniLM features) trained by ``fit_dual_encoder`` at batch 4,096.
   Every throughput counts the steps after the first (see :func:`steady_rate`).
@@ -37,7 +38,7 @@ sys.path.insert(0, str(SRC))
 
 
 sys.path.insert(0, str(HERE))
-from _util import machine, positive_int, save, timeit  # noqa: E402
+from _util import machine, positive_int, save, side_by_side  # noqa: E402
 
 
 def steady_rate(t0: float, stamps: list, batch: int) -> dict:
@@ -84,8 +85,8 @@ def bench_loss(batch: int, dim: int, repeats: int) -> dict:
         p.grad = None
     our_val = float(ours().detach())
     agree = abs(ref_val - our_val) <= 1e-4 * abs(ref_val) and torch.allclose(t.grad, ref_grad, rtol=1e-3, atol=1e-7)
-    r = timeit(reference, repeats)
-    o = timeit(ours, repeats)
+    timed = side_by_side({"reference": reference, "ours": ours}, repeats=repeats)   # alternating rounds
+    r, o = timed["reference"], timed["ours"]
     return {"batch": batch, "dim": dim, "reference_median_s": r["median_s"], "ours_median_s": o["median_s"],
             "ratio_ours_over_reference": o["median_s"] / r["median_s"], "values_agree": bool(agree),
             "reference_times_s": r["times_s"], "ours_times_s": o["times_s"]}

@@ -342,3 +342,31 @@ def test_kernel_cca_bench_times_the_solvers_in_alternating_rounds(monkeypatch):
     assert _longest_run(calls) == 1
     assert len(res["ours_times"]) == len(res["pyrcca_times"]) == 5
     assert res["speedup"] == pytest.approx(res["pyrcca_s"] / res["ours_s"])
+
+
+def test_contrastive_bench_times_the_losses_in_alternating_rounds(monkeypatch):
+    import itertools
+
+    import torch.nn.functional as F
+
+    import jointspace.objectives.contrastive as contrastive
+
+    module = script("bench_contrastive")
+    calls = []
+    clip_loss, cross_entropy = contrastive.clip_loss, F.cross_entropy
+
+    def ours(*a, **k):
+        calls.append("ours")
+        return clip_loss(*a, **k)
+
+    def reference_half(*a, **k):        # the reference takes two cross-entropies a run
+        calls.append("reference")
+        return cross_entropy(*a, **k)
+
+    monkeypatch.setattr(contrastive, "clip_loss", ours)
+    monkeypatch.setattr(F, "cross_entropy", reference_half)
+    res = module.bench_loss(8, 4, repeats=5)
+    assert res["values_agree"]
+    assert len(res["ours_times_s"]) == len(res["reference_times_s"]) == 5
+    ours_in_a_row = [len(list(run)) for name, run in itertools.groupby(calls) if name == "ours"]
+    assert sum(ours_in_a_row) == 7 and max(ours_in_a_row) == 2       # a warm-up and 5 rounds, rotating
