@@ -20,7 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _util import machine, positive_int, save, timeit  # noqa: E402
+from _util import machine, positive_int, save, side_by_side, timeit  # noqa: E402
 
 
 def data(n, d, seed=0):
@@ -72,15 +72,18 @@ def main(argv=None):
     res["covariance_gflops"] = cov_flops / cov["median_s"] / 1e9
     res["covariance_of_gemm"] = res["covariance_gflops"] / res[f"gemm_{cov_dtype}_gflops"]
 
-    runs = {
+    fast = {
         "jointspace float32": lambda: CCA(n_components=args.k).fit(x, y),
         "jointspace float64": lambda: CCA(n_components=args.k).fit(x64, y64),
         "cca-zoo": lambda: ZooCCA(n_components=args.k).fit([x64, y64]),
-        "scikit-learn": lambda: SkCCA(n_components=args.k, scale=False).fit(x64, y64),
     }
-    for name, fn in runs.items():
-        res[name] = timeit(fn, repeats=args.repeats if name != "scikit-learn" else max(3, args.repeats),
-                           warmup=0 if name == "scikit-learn" else 1)
+    # the closed-form fits in alternating rounds after a warm-up, so a change of load falls on
+    # all of them alike; scikit-learn's iterative NIPALS (minutes a fit at full size) after them,
+    # without a warm-up
+    res.update(side_by_side(fast, repeats=args.repeats))
+    res["scikit-learn"] = timeit(lambda: SkCCA(n_components=args.k, scale=False).fit(x64, y64),
+                                 repeats=max(3, args.repeats), warmup=0)
+    for name in (*fast, "scikit-learn"):
         print(f"{name:20s} median {res[name]['median_s']:.3f} s", flush=True)
     ours = res["jointspace float32"]["median_s"]
     res["speedup_vs_sklearn"] = res["scikit-learn"]["median_s"] / ours

@@ -370,3 +370,36 @@ def test_contrastive_bench_times_the_losses_in_alternating_rounds(monkeypatch):
     assert len(res["ours_times_s"]) == len(res["reference_times_s"]) == 5
     ours_in_a_row = [len(list(run)) for name, run in itertools.groupby(calls) if name == "ours"]
     assert sum(ours_in_a_row) == 7 and max(ours_in_a_row) == 2       # a warm-up and 5 rounds, rotating
+
+
+def test_cca_bench_times_the_closed_form_fits_in_alternating_rounds(monkeypatch):
+    import itertools
+
+    import cca_zoo.linear
+    import sklearn.cross_decomposition
+
+    import jointspace.models.cca
+
+    module = script("bench_cca")
+    _capture_save(module, monkeypatch)
+    monkeypatch.setattr(module, "gemm_gflops", lambda *a: 1.0)
+    calls = []
+
+    def recording(cls, name):
+        class Recorded(cls):
+            def fit(self, *args, **kwargs):
+                data = args[0][0] if isinstance(args[0], list) else args[0]
+                calls.append(f"{name} {data.dtype}")
+                return super().fit(*args, **kwargs)
+        return Recorded
+
+    monkeypatch.setattr(jointspace.models.cca, "CCA", recording(jointspace.models.cca.CCA, "ours"))
+    monkeypatch.setattr(cca_zoo.linear, "CCA", recording(cca_zoo.linear.CCA, "cca-zoo"))
+    monkeypatch.setattr(sklearn.cross_decomposition, "CCA",
+                        recording(sklearn.cross_decomposition.CCA, "scikit-learn"))
+    module.main(["--n", "200", "--d", "5", "--k", "2", "--repeats", "5"])
+    fast = [c for c in calls if not c.startswith("scikit-learn")]
+    assert sorted(set(fast)) == ["cca-zoo float64", "ours float32", "ours float64"]
+    assert all(fast.count(c) == 6 for c in set(fast))                      # a warm-up and 5 rounds
+    assert max(len(list(run)) for _, run in itertools.groupby(fast)) == 1  # rotating, never twice in a row
+    assert calls[len(fast):] == ["scikit-learn float64"] * 5
