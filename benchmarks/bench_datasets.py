@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from _util import machine, positive_int, save, timeit  # noqa: E402
+from _util import machine, positive_int, save, side_by_side, timeit  # noqa: E402
 
 
 def bench_openclipart(quick: bool, repeats: int) -> dict:
@@ -86,10 +86,9 @@ def bench_idx(repeats: int) -> dict:
         with gzip.open(path, "rb") as fh:
             return np.frombuffer(fh.read(), dtype=np.uint8, offset=16).reshape(-1, 28, 28)
 
-    ours = timeit(lambda: read_idx(path), repeats=repeats)
-    ref = timeit(reference, repeats=repeats)
     assert np.array_equal(read_idx(path), reference())
-    return {"ours_median_s": ours["median_s"], "reference_median_s": ref["median_s"]}
+    timed = side_by_side({"ours": lambda: read_idx(path), "reference": reference}, repeats=repeats)  # alternating
+    return {"ours_median_s": timed["ours"]["median_s"], "reference_median_s": timed["reference"]["median_s"]}
 
 
 def main(argv=None) -> int:

@@ -403,3 +403,35 @@ def test_cca_bench_times_the_closed_form_fits_in_alternating_rounds(monkeypatch)
     assert all(fast.count(c) == 6 for c in set(fast))                      # a warm-up and 5 rounds
     assert max(len(list(run)) for _, run in itertools.groupby(fast)) == 1  # rotating, never twice in a row
     assert calls[len(fast):] == ["scikit-learn float64"] * 5
+
+
+def test_datasets_bench_times_the_idx_readers_in_alternating_rounds(monkeypatch, tmp_path):
+    import gzip
+    import itertools
+
+    import numpy as np
+
+    import jointspace.data.idx
+    from jointspace.data.datasets import fashion_mnist
+
+    module = script("bench_datasets")
+    images = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+    header = bytes([0, 0, 8, 3]) + b"".join(int(v).to_bytes(4, "big") for v in images.shape)
+    with gzip.open(tmp_path / "train-images-idx3-ubyte.gz", "wb") as fh:
+        fh.write(header + images.tobytes())
+    monkeypatch.setattr(fashion_mnist, "DEFAULT_ROOT", tmp_path)
+    calls = []
+    read_idx, gzip_open = jointspace.data.idx.read_idx, gzip.open
+    monkeypatch.setattr(jointspace.data.idx, "read_idx", lambda p: calls.append("ours") or read_idx(p))
+
+    class Gzip:
+        @staticmethod
+        def open(*a, **k):
+            calls.append("reference")
+            return gzip_open(*a, **k)
+
+    monkeypatch.setattr(module, "gzip", Gzip)
+    res = module.bench_idx(repeats=5)
+    assert res["ours_median_s"] > 0 and res["reference_median_s"] > 0
+    assert calls.count("ours") == calls.count("reference") == 7       # the check, a warm-up, 5 rounds
+    assert max(len(list(run)) for _, run in itertools.groupby(calls)) == 2
