@@ -367,13 +367,14 @@ def main(argv=None) -> int:
     n_train, n_index = (200, 200) if args.quick else (400, 400)
     rounds = 2 if args.quick else 5
     levels = (1, 8, 32)
+    sources = {rt: ROOT / "src" for rt in runtimes}
+    baseline_rev = None
+    if args.baseline:   # a revision that is not there is refused before the model is fitted
+        baseline_rev, sources["baseline"] = baseline_source(args.baseline)
     model_dir, index_dir, images = build_index(n_train, n_index)
     models = {rt: runtime_model(model_dir, rt) for rt in runtimes}
     new = runtimes[-1]
-    sources = {rt: ROOT / "src" for rt in runtimes}
-    baseline_rev = None
     if args.baseline:
-        baseline_rev, sources["baseline"] = baseline_source(args.baseline)
         models = {"baseline": baseline_model(model_dir, sources["baseline"]), **models}
     served = list(models)   # the baseline first, then the runtimes
     pngs = [Path(p).read_bytes() for p in images[:64]]

@@ -435,3 +435,11 @@ def test_datasets_bench_times_the_idx_readers_in_alternating_rounds(monkeypatch,
     assert res["ours_median_s"] > 0 and res["reference_median_s"] > 0
     assert calls.count("ours") == calls.count("reference") == 7       # the check, a warm-up, 5 rounds
     assert max(len(list(run)) for _, run in itertools.groupby(calls)) == 2
+
+
+def test_server_bench_refuses_a_missing_baseline_revision_before_building(monkeypatch):
+    module = script("bench_server")
+    monkeypatch.setattr(module, "build_index", _ran)
+    with pytest.raises(SystemExit) as info:
+        module.main(["--quick", "--baseline", "no-such-revision"])
+    assert str(info.value.code).startswith("--baseline: 'no-such-revision' is not a commit of this git checkout")
