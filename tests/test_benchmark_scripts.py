@@ -443,3 +443,13 @@ def test_server_bench_refuses_a_missing_baseline_revision_before_building(monkey
     with pytest.raises(SystemExit) as info:
         module.main(["--quick", "--baseline", "no-such-revision"])
     assert str(info.value.code).startswith("--baseline: 'no-such-revision' is not a commit of this git checkout")
+
+
+def test_index_bench_names_recall_by_its_k():
+    """With --k 5 the sweep recorded recall@5 under 'recall_at_10'."""
+    module = script("bench_index")
+    res = module.bench_hnsw("latent", 500, 16, 20, 5, [4, 4096], 40, repeats=1, seed=3)
+    assert res["k"] == 5 and all("recall_at_10" not in row for row in res["sweep"])
+    last = res["sweep"][-1]                          # efSearch 4096 over 500 vectors: exhaustive
+    assert last["efSearch"] == 4096 and last["recall_at_5"] == 1.0
+    assert res["recall_at_that_efSearch"] == 1.0 or res["efSearch_for_0.95"] == 4
