@@ -20,8 +20,11 @@ round; medians of ``--repeats`` rounds:
 * images/s on 12-megapixel JPEG photos (scikit-image's photographs, enlarged), where decoding
   dominates: every pixel decoded against ``jpeg_draft`` (the decoder's reduced scale), on
   both runtimes, with the worst cosine to the float32 torch vectors of every pixel;
-* the embedding cache: a first run through an empty cache, then runs that read it (must take
+* the embedding cache: a first run through an empty cache, then runs that read it (target:
   under a tenth of the first).
+
+Targets missed are listed, not failures: the exit status is 1 only when a runtime's vectors
+drift below cosine ``MIN_COSINE`` from the float32 torch ones.
 
 Writes ``benchmarks/results/towers.json``.
 
