@@ -190,7 +190,8 @@ def run_openclipart(threads: int, zeroshot_limit: int) -> int:
     data = openclipart_features()
     print(f"OpenClipart features: train {len(data['train'])}, val {len(data['val'])}, test {len(data['test'])} "
           f"pairs ({time.perf_counter() - t0:.0f} s)")
-    rows = openclipart_contrastive_rows(data=data, seeds=(0, 1, 2, 3, 4))
+    seeds = (0, 1, 2, 3, 4)
+    rows = openclipart_contrastive_rows(data=data, seeds=seeds)
     cols = ["text->image/R@10", "text->image/mAP", "image->text/R@10", "image->text/mAP"]
     print(f"\n{'method':<42}" + "".join(f"{c:>18}" for c in cols) + f"{'fit s':>8}")
     for r in rows:
@@ -203,8 +204,9 @@ def run_openclipart(threads: int, zeroshot_limit: int) -> int:
         print(f"{r['method']:<60}{r['top1']:>8.3f}{r['top5']:>8.3f}")
     path = HERE / "results" / "contrastive_openclipart.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"openclipart": rows, "zeroshot": zs, "load_average": list(os.getloadavg())},
-                               indent=2, default=float))
+    path.write_text(json.dumps({"openclipart": rows, "zeroshot": zs, "load_average": list(os.getloadavg()),
+                                "machine": machine(), "threads": threads, "zeroshot_limit": zeroshot_limit,
+                                "seeds": list(seeds), "zeroshot_variant": variant}, indent=2, default=float))
     print(f"\nwrote {path}")
     return 0
 

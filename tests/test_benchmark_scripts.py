@@ -453,3 +453,24 @@ def test_index_bench_names_recall_by_its_k():
     last = res["sweep"][-1]                          # efSearch 4096 over 500 vectors: exhaustive
     assert last["efSearch"] == 4096 and last["recall_at_5"] == 1.0
     assert res["recall_at_that_efSearch"] == 1.0 or res["efSearch_for_0.95"] == 4
+
+
+def test_contrastive_openclipart_results_record_the_machine_and_settings(monkeypatch, tmp_path):
+    import json
+
+    import jointspace.bench._contrastive as oc_contrastive
+    import jointspace.bench.zeroshot as zeroshot
+
+    module = script("bench_contrastive")
+    monkeypatch.setattr(module, "HERE", tmp_path)
+    monkeypatch.setattr(oc_contrastive, "openclipart_features", lambda: {"train": [0], "val": [0], "test": [0]})
+    row = {"method": "clip", "text->image/R@10": 0.5, "text->image/mAP": 0.4, "image->text/R@10": 0.5,
+           "image->text/mAP": 0.4, "fit_s": 1.0}
+    monkeypatch.setattr(oc_contrastive, "openclipart_contrastive_rows", lambda data, seeds: [row])
+    monkeypatch.setattr(oc_contrastive, "fit_openclipart", lambda variant, data: None)
+    monkeypatch.setattr(zeroshot, "bench_zeroshot", lambda limit, model: [{"method": "m", "n": limit, "top1": 0.5,
+                                                                            "top5": 0.9}])
+    assert module.main(["--openclipart", "--threads", "2", "--zeroshot-limit", "300"]) == 0
+    res = json.loads((tmp_path / "results" / "contrastive_openclipart.json").read_text())
+    assert res["machine"] == module.machine()
+    assert (res["threads"], res["zeroshot_limit"], res["seeds"]) == (2, 300, [0, 1, 2, 3, 4])
