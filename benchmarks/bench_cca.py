@@ -60,7 +60,7 @@ def main(argv=None):
 
     x, y = data(args.n, args.d)
     x64, y64 = x.astype(np.float64), y.astype(np.float64)
-    res = {"n": args.n, "d": args.d, "k": args.k, "machine": machine()}
+    res = {"n": args.n, "d": args.d, "k": args.k, "repeats": args.repeats, "quick": args.quick, "machine": machine()}
 
     res["gemm_float32_gflops"] = gemm_gflops(args.n, args.d, np.float32, args.repeats)
     res["gemm_float64_gflops"] = gemm_gflops(args.n, args.d, np.float64, args.repeats)

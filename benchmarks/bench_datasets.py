@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="600 SVG files and 2 voice settings per accent")
     ap.add_argument("--repeats", type=positive_int, default=5)
     args = ap.parse_args(argv)
-    out = {"machine": machine(), "quick": args.quick,
+    out = {"machine": machine(), "quick": args.quick, "repeats": args.repeats,
            "openclipart": bench_openclipart(args.quick, args.repeats),
            "spoken_words": bench_spoken_words(args.quick, args.repeats),
            "fashion_mnist_idx": bench_idx(args.repeats)}

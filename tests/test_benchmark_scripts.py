@@ -474,3 +474,19 @@ def test_contrastive_openclipart_results_record_the_machine_and_settings(monkeyp
     res = json.loads((tmp_path / "results" / "contrastive_openclipart.json").read_text())
     assert res["machine"] == module.machine()
     assert (res["threads"], res["zeroshot_limit"], res["seeds"]) == (2, 300, [0, 1, 2, 3, 4])
+
+
+def test_cca_and_datasets_results_record_the_repeats(monkeypatch):
+    cca = script("bench_cca")
+    saved = _capture_save(cca, monkeypatch)
+    monkeypatch.setattr(cca, "gemm_gflops", lambda *a: 1.0)
+    cca.main(["--n", "200", "--d", "5", "--k", "2", "--repeats", "2"])
+    assert (saved["cca"]["repeats"], saved["cca"]["quick"], saved["cca"]["n"]) == (2, False, 200)
+
+    datasets = script("bench_datasets")
+    saved = _capture_save(datasets, monkeypatch)
+    for name in ("bench_openclipart", "bench_spoken_words"):
+        monkeypatch.setattr(datasets, name, lambda quick, repeats: {"skipped": "stubbed"})
+    monkeypatch.setattr(datasets, "bench_idx", lambda repeats: {"skipped": "stubbed"})
+    datasets.main(["--quick", "--repeats", "3"])
+    assert (saved["datasets"]["repeats"], saved["datasets"]["quick"]) == (3, True)
