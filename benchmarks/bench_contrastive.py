@@ -120,8 +120,8 @@ print(json.dumps({{**steady_rate(t0, stamps, batch), "steps": res.steps, "wall_s
 
 
 def bench_head_only(n: int, batch: int, dim: int, epochs: int, threads: int, precision: str) -> dict:
-    code = HEAD_ONLY.format(threads=threads, src=str(SRC), here=str(HERE), n=n, batch=batch, dim=dim, epochs=epochs,
-                            precision=precision)
+    code = HEAD_ONLY.format(threads=threads, src=str(SRC), here=str(HERE), n=n, batch=batch, dim=dim,
+                            epochs=epochs, precision=precision)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     res.update({"n": n, "batch": batch, "dim": dim, "precision": precision, "threads": threads})
@@ -169,8 +169,8 @@ FULL_TOWERS = {
 
 def bench_full_tower(n: int, threads: int, precision: str, setup: str = "scratch") -> dict:
     towers, in_dims, size = FULL_TOWERS[setup]
-    code = FULL_TOWER.format(threads=threads, src=str(SRC), here=str(HERE), n=n, precision=precision, towers=repr(towers),
-                             in_dims=repr(in_dims), size=size)
+    code = FULL_TOWER.format(threads=threads, src=str(SRC), here=str(HERE), n=n, precision=precision,
+                             towers=repr(towers), in_dims=repr(in_dims), size=size)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -219,7 +219,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="batch 1,024 only, fewer pairs")
     ap.add_argument("--openclipart", action="store_true",
                     help="OpenClipart retrieval rows and Fashion-MNIST zero-shot instead of the speed runs")
-    ap.add_argument("--zeroshot-limit", type=positive_int, default=2000, help="Fashion-MNIST test images (default 2000)")
+    ap.add_argument("--zeroshot-limit", type=positive_int, default=2000,
+                    help="Fashion-MNIST test images (default 2000)")
     args = ap.parse_args(argv)
     if args.openclipart:
         return run_openclipart(args.threads, args.zeroshot_limit)

@@ -154,7 +154,8 @@ def test_towers_bench_fails_on_drifted_vectors_not_on_missed_speed_targets(monke
     monkeypatch.setattr(module, "bench_cache", lambda *a: dict(cache))
     assert module.main(["--quick"]) == 0                      # image 3.6x and text 1.9x: targets missed
     assert not saved["towers"]["targets"]["text_throughput"]["met"]
-    assert "speed targets missed (reported, not a failure): image_throughput, text_throughput" in capsys.readouterr().out
+    missed = "speed targets missed (reported, not a failure): image_throughput, text_throughput"
+    assert missed in capsys.readouterr().out
     image["paths"]["onnx"]["cosine_min_to_torch"] = 0.998     # ONNX Runtime's vectors drifted: a failure
     assert module.main(["--quick"]) == 1
     assert "FAILED: image tower, onnx: cosine 0.998000 to torch float32" in capsys.readouterr().out
