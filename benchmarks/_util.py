@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +40,19 @@ def timeit(fn, repeats: int = 5, warmup: int = 1, *, keep_result: bool = False) 
     if keep_result:
         out["result"] = result
     return out
+
+
+def run_json_child(cmd: list, env: dict | None = None) -> dict:
+    """Run ``cmd`` (a child process of a benchmark) and return the JSON object it prints last.
+
+    A child that fails stops the benchmark with the child's own error output (its traceback),
+    which a bare ``CalledProcessError`` would hide."""
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if out.returncode:
+        command = " ".join(str(c) for c in cmd).replace("\n", " ")
+        raise SystemExit(f"a benchmark child process failed (exit {out.returncode}): {command[:200]}\n"
+                         f"{out.stderr.strip()}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def save(name: str, payload: dict) -> Path:

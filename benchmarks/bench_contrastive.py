@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ sys.path.insert(0, str(SRC))
 
 
 sys.path.insert(0, str(HERE))
-from _util import machine, positive_int, save, side_by_side  # noqa: E402
+from _util import machine, positive_int, run_json_child, save, side_by_side  # noqa: E402
 
 
 def steady_rate(t0: float, stamps: list, batch: int) -> dict:
@@ -122,8 +121,7 @@ print(json.dumps({{**steady_rate(t0, stamps, batch), "steps": res.steps, "wall_s
 def bench_head_only(n: int, batch: int, dim: int, epochs: int, threads: int, precision: str) -> dict:
     code = HEAD_ONLY.format(threads=threads, src=str(SRC), here=str(HERE), n=n, batch=batch, dim=dim,
                             epochs=epochs, precision=precision)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = run_json_child([sys.executable, "-c", code])
     res.update({"n": n, "batch": batch, "dim": dim, "precision": precision, "threads": threads})
     return res
 
@@ -172,8 +170,7 @@ def bench_full_tower(n: int, threads: int, precision: str, setup: str = "scratch
     code = FULL_TOWER.format(threads=threads, src=str(SRC), here=str(HERE), n=n, precision=precision,
                              towers=repr(towers), in_dims=repr(in_dims), size=size)
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
-    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res = run_json_child([sys.executable, "-c", code], env=env)
     res.update({"n": n, "batch": 64, "precision": precision, "threads": threads, "setup": setup})
     return res
 

@@ -31,7 +31,6 @@ import json
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -87,10 +86,11 @@ def queries(nq: int, d: int) -> np.ndarray:
 
 
 def run_child(script: Path, case: str, **kwargs) -> dict:
-    """Run ``script --child CASE --args JSON`` in a fresh process; return the JSON it prints last."""
-    out = subprocess.run([sys.executable, str(script), "--child", case, "--args", json.dumps(kwargs)],
-                         check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """Run ``script --child CASE --args JSON`` in a fresh process; return the JSON it prints last
+    (a child that fails stops the run with its own traceback)."""
+    from _util import run_json_child
+
+    return run_json_child([sys.executable, str(script), "--child", case, "--args", json.dumps(kwargs)])
 
 
 def folder_bytes(path: Path) -> int:

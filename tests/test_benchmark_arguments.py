@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench_scripts_support import ran, script
+from bench_scripts_support import BENCH, ran, script
 
 
 #: (script, arguments, its first step after parsing, stubbed so a run that is not refused stops there)
@@ -86,3 +86,21 @@ def test_server_bench_refuses_a_missing_baseline_revision_before_building(monkey
     with pytest.raises(SystemExit) as info:
         module.main(["--quick", "--baseline", "no-such-revision"])
     assert str(info.value.code).startswith("--baseline: 'no-such-revision' is not a commit of this git checkout")
+
+
+def test_a_failing_child_process_stops_the_run_with_its_own_error():
+    """bench_scale and bench_memory run each case in a child process; a child's failure was a bare
+    CalledProcessError, its traceback captured and dropped."""
+    module = script("bench_scale")
+    with pytest.raises(SystemExit) as info:
+        module.run_child(BENCH / "bench_memory.py", "synthetic", n=10, d=4, spec="IVF64,PQ32", folder="unused")
+    message = str(info.value.code)
+    assert message.startswith("a benchmark child process failed (exit 1): ")
+    assert "InputError" in message and "IVF64,PQ32" in message
+
+
+def test_a_failing_training_child_names_the_setting():
+    module = script("bench_contrastive")
+    with pytest.raises(SystemExit) as info:
+        module.bench_head_only(n=32, batch=16, dim=4, epochs=1, threads=1, precision="fp8")
+    assert "precision" in str(info.value.code) and "'fp8'" in str(info.value.code)
