@@ -457,3 +457,28 @@ def test_explain_names_its_image_and_text():
         m.explain(img, "")
     out = m.explain(img, "a red square")
     assert out["pieces"] == ["a", "red", "square"] and out["maps"].shape == (3, 7, 7)
+
+
+def test_score_names_the_images_and_texts_it_cannot_read():
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    r, t = rng.normal(size=(4, 3, 1280)).astype(np.float32), rng.normal(size=(4, 2, 384)).astype(np.float32)
+    m = CrossAttentionMatcher(dim=8, epochs=1, batch_size=2, progress=False)
+    m.fit_parts(r, np.ones((4, 3), bool), t, np.ones((4, 2), bool), np.arange(4))
+    img = Image.new("RGB", (32, 32), (200, 30, 30))
+    # no images raised AttributeError, None a TypeError; the others named 'items', which score has not
+    with pytest.raises(InputError, match=r"^images: expected at least one image item, got none"):
+        m.score([], ["a red square"])
+    with pytest.raises(InputError, match=r"^images: expected a list of image items, got NoneType"):
+        m.score(None, ["a red square"])
+    with pytest.raises(InputError, match=r"^texts: expected at least one text item, got none"):
+        m.score([img], [])
+    with pytest.raises(InputError, match=r"^texts: expected a list of text items, got a single str"):
+        m.score([img], "a red square")
+    with pytest.raises(InputError, match=r"^texts\[1\]: expected a non-empty text"):
+        m.score([img], ["a red square", " "])
+    regions, rmask = m.image_parts([img, img])
+    _, tokens, tmask = m.text_parts(["a red square", "blue"])
+    np.testing.assert_allclose(m.score([img, img], ["a red square", "blue"]),
+                               m.score_parts(regions, rmask, tokens, tmask), rtol=1e-6)

@@ -37,6 +37,7 @@ import torch
 from .._io import atomic_dir, read_json_object, set_default_mode
 from .._validation import check_bool, check_float, check_int, short_json
 from ..errors import InputError, NotFittedError
+from ..towers.inputs import check_items
 from ._matcher_parts import region_parts, word_parts
 from .cross_attention import CrossAttentionNet, pad_parts
 from .rerank_blend import (RERANK_WEIGHTS, choose_rerank_weight, per_key_mean,  # noqa: F401  (public names)
@@ -100,11 +101,13 @@ class CrossAttentionMatcher:
 
     def image_parts(self, images) -> tuple[np.ndarray, np.ndarray]:
         """Region vectors of each image: (n, R, d_i) float32 and a bool mask (n, R)."""
+        images = check_items("image", images, "images")
         regions = region_parts(self._towers()[0], images, progress=self.progress)
         return regions, np.ones(regions.shape[:2], bool)
 
     def text_parts(self, texts) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
         """Word pieces of each text, their vectors (n, T, d_t) float32 and a bool mask (n, T)."""
+        texts = check_items("text", texts, "texts")
         pieces = word_parts(self._towers()[1], texts, self.max_tokens, progress=self.progress)
         tokens, mask = pad_parts([v for _, v in pieces], self.max_tokens, "texts", warn=False)
         return [p for p, _ in pieces], tokens, mask
@@ -311,7 +314,7 @@ class CrossAttentionMatcher:
             fmap = tower.feature_map([image])
         h, w = fmap.shape[2:]
         regions = torch.as_tensor(fmap.reshape(1, fmap.shape[1], -1).transpose(0, 2, 1).copy())
-        with _one_item("text"):
+        with _one_item("text", "texts[0]"):
             pieces, tokens, tmask = self.text_parts([text])
         tokens, tmask = torch.as_tensor(tokens), torch.as_tensor(tmask)
         rmask = torch.ones(regions.shape[:2], dtype=torch.bool)
@@ -384,14 +387,14 @@ class CrossAttentionMatcher:
 
 
 @contextlib.contextmanager
-def _one_item(name: str):
-    """Within the block, a tower's complaint about ``items[0]`` (the one item given) names ``name``."""
+def _one_item(name: str, given: str = "items[0]"):
+    """Within the block, a complaint about ``given`` (the one item given) names ``name``."""
     try:
         yield
     except InputError as exc:
-        if not str(exc).startswith("items[0]"):
+        if not str(exc).startswith(given):
             raise
-        raise InputError(name + str(exc)[len("items[0]"):]) from None
+        raise InputError(name + str(exc)[len(given):]) from None
 
 
 def _check_image_text_pairs(pairs, name: str) -> None:
