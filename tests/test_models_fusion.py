@@ -250,6 +250,9 @@ def test_modalities_are_a_list_of_distinct_names(data):
     with pytest.raises(InputError, match=r"modalities: expected a list of modality names, e.g. \['image', 'text'\], "
                                          r"got 'ab'"):
         FusionClassifier(modalities="ab", epochs=1, hidden=8).fit(train)
+    # a modality the pairs lack was named as 'modality', which the classifier has not
+    with pytest.raises(InputError, match=r"^modalities: expected modalities of the pairs \(a, b\), got 'c'$"):
+        FusionClassifier(fusion="mean", modalities=["a", "c"]).fit(train)
     model = FusionClassifier(fusion="mean", modalities=("b", "a")).fit(train)
     assert model.modalities_ == ["b", "a"]
 

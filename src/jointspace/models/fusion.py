@@ -247,6 +247,10 @@ class FusionClassifier:
             raise InputError("pairs: fusion classifies; expected one label per pair (Pairs(..., labels=...))")
         self._check_settings()
         names = self._modality_names(pairs)
+        unknown = [m for m in names if m not in pairs.modalities]
+        if unknown:
+            raise InputError(f"modalities: expected modalities of the pairs ({', '.join(pairs.modalities)}), got "
+                             f"{', '.join(map(repr, unknown))}")
         if len(names) < 2:
             raise InputError(f"modalities: fusion needs at least two modalities, got {names}")
         x, n = self._features({m: pairs[m] for m in names}, "pairs", fitted=False)
