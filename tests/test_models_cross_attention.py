@@ -482,3 +482,21 @@ def test_score_names_the_images_and_texts_it_cannot_read():
     _, tokens, tmask = m.text_parts(["a red square", "blue"])
     np.testing.assert_allclose(m.score([img, img], ["a red square", "blue"]),
                                m.score_parts(regions, rmask, tokens, tmask), rtol=1e-6)
+
+
+def test_a_saved_matcher_given_as_a_model_or_a_fusion_classifier_is_named(tmp_path):
+    from jointspace import FusionClassifier, load_model
+
+    r, rm, t, tm, k = _toy_parts(6, 0)
+    CrossAttentionMatcher(dim=8, epochs=1, batch_size=3, progress=False).fit_parts(r, rm, t, tm, k).save(tmp_path / "m")
+    # both said "model: .../config.json has no field 'model'", FusionClassifier.load naming an argument it has not
+    with pytest.raises(InputError, match=r"^model: '.*m' holds a saved cross-attention matcher \(it scores image-text "
+                                         r"pairs; it has no joint space to encode into\)"):
+        load_model(tmp_path / "m")
+    with pytest.raises(InputError, match=r"^path: '.*m' holds a saved cross-attention matcher, not a fusion "
+                                         r"classifier"):
+        FusionClassifier.load(tmp_path / "m")
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "config.json").write_text("[1, 2]")
+    with pytest.raises(InputError, match=r"^path: .*config.json must be a JSON object"):
+        FusionClassifier.load(tmp_path / "f")

@@ -26,7 +26,8 @@ import numpy as np
 from .. import __version__
 from .._io import read_json_object
 from ..errors import InputError
-from .base import CONFIG_FILE, FUSION_MODEL_NAME, STATE_FILE, _check_state, _read_config, write_saved_folder
+from .base import (CONFIG_FILE, FUSION_MODEL_NAME, STATE_FILE, _check_state, _read_config, is_matcher_config,
+                   write_saved_folder)
 #: the dtype kinds of class labels a saved classifier can hold (JSON numbers, booleans, strings; bytes
 #: are written as the strings of their latin-1 decoding, which maps every byte to one character)
 _CLASS_KINDS = "biufUSO"
@@ -148,7 +149,13 @@ def _load_fusion(cls, path: Path):
     cfg_path, state_path = path / CONFIG_FILE, path / STATE_FILE
     if not cfg_path.is_file():
         raise InputError(f"path: expected a saved fusion classifier folder (with {CONFIG_FILE}), got {str(path)!r}")
-    config = _read_config(cfg_path)
+    if is_matcher_config(cfg_path):
+        raise InputError(f"path: {str(path)!r} holds a saved cross-attention matcher, not a fusion classifier (load it "
+                         f"with CrossAttentionMatcher.load)")
+    try:
+        config = _read_config(cfg_path)
+    except InputError as exc:   # it names load_model's argument
+        raise InputError("path" + str(exc)[len("model"):] if str(exc).startswith("model:") else str(exc)) from None
     if config["model"] != FUSION_MODEL_NAME:
         raise InputError(f"path: {str(path)!r} holds a saved {config['model']!r} model, not a fusion classifier "
                          f"(load it with jointspace.load_model)")

@@ -32,6 +32,8 @@ CONFIG_FILE = "config.json"
 STATE_FILE = "state.safetensors"
 #: the ``model`` field of a saved :class:`~jointspace.models.fusion.FusionClassifier`
 FUSION_MODEL_NAME = "fusion-classifier"
+#: the ``kind`` field of a saved :class:`~jointspace.models.rerank.CrossAttentionMatcher`
+MATCHER_KIND = "cross-attention-matcher"
 SHAPES_KEY = "state_shapes"
 """Field of ``config.json`` that records the shape and dtype of every array of ``state.safetensors``."""
 
@@ -287,6 +289,10 @@ def _load_model(path: Path) -> JointModel:
         raise InputError(f"model: expected a saved model folder, got {str(path)!r} (not a folder)")
     if not cfg_path.is_file():
         raise InputError(f"model: {str(path)!r} has no {CONFIG_FILE}; is it a saved model folder?")
+    if is_matcher_config(cfg_path):
+        raise InputError(f"model: {str(path)!r} holds a saved cross-attention matcher (it scores image-text pairs; "
+                         f"it has no joint space to encode into); load it with CrossAttentionMatcher.load, or give "
+                         f"it to 'jointspace search' as --matcher")
     config = _read_config(cfg_path)
     if config["model"] == FUSION_MODEL_NAME:
         raise InputError(f"model: {str(path)!r} holds a saved fusion classifier (it classifies; it has no joint "
@@ -327,6 +333,12 @@ def _load_model(path: Path) -> JointModel:
                          f"{config['model']!r}, got {config['modalities']!r}")
     model.modalities_ = tuple(config["modalities"])
     return model
+
+
+def is_matcher_config(cfg_path: Path) -> bool:
+    """Whether ``cfg_path`` is the ``config.json`` of a saved cross-attention matcher."""
+    config = read_json_object(cfg_path)
+    return config is not None and config.get("kind") == MATCHER_KIND
 
 
 def _read_config(cfg_path: Path) -> dict:

@@ -39,11 +39,12 @@ from .._validation import check_bool, check_float, check_int, short_json
 from ..errors import InputError, NotFittedError
 from ..towers.inputs import check_items
 from ._matcher_parts import region_parts, word_parts
+from .base import MATCHER_KIND
 from .cross_attention import CrossAttentionNet, pad_parts
 from .rerank_blend import (RERANK_WEIGHTS, choose_rerank_weight, per_key_mean,  # noqa: F401  (public names)
                            rerank_candidates, standardize_rows)
 
-KIND = "cross-attention-matcher"
+KIND = MATCHER_KIND
 CONFIG_FILE, STATE_FILE = "config.json", "state.safetensors"
 
 
