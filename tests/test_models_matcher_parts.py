@@ -60,3 +60,18 @@ def test_word_pieces_in_chunks_warn_once_for_the_whole_set(monkeypatch):
         got = parts.word_parts(tower, texts, 3, progress=False)
     assert [str(w.message) for w in caught] == ["items: 7 of 20 texts are longer than 3 word pieces and were truncated"]
     assert [p for p, _ in got] == [t.split()[:3] for t in texts]
+
+
+def test_an_image_the_tower_cannot_read_is_named_by_its_place_in_the_whole_set():
+    class Picky(_Towers):
+        def feature_map(self, items):
+            for i, it in enumerate(items):
+                if not np.isfinite(it).all():
+                    raise InputError(f"items[{i}]: cannot read the image (corrupt)")
+            return super().feature_map(items)
+
+    images = np.zeros((8, 4), np.float32)
+    images[7, 0] = np.nan
+    # the tower's message counted from the first image of the chunk of 3 (items[1])
+    with pytest.raises(InputError, match=r"^images\[7\]: cannot read the image \(corrupt\)$"):
+        parts.region_parts(Picky(), images, progress=False)

@@ -40,12 +40,21 @@ def check_region_memory(n_images: int, regions: int, channels: int, what: str = 
 
 def region_parts(tower, images, *, progress: bool = True) -> np.ndarray:
     """Region vectors (n, R, C) float32 of ``images`` (the tower's feature map (n, C, H, W), its
-    H x W cells as R = H * W regions), read a chunk of the tower's batch size at a time."""
+    H x W cells as R = H * W regions), read a chunk of the tower's batch size at a time; an image
+    the tower cannot read is named ``images[i]``, ``i`` its place in ``images``."""
+    import re
+
     n, step = len(images), int(tower.default_batch_size)
     out = None
     with progress_bar("image regions", n, enabled=progress and n > step) as advance:
         for s in range(0, n, step):
-            fmap = tower.feature_map(images[s:s + step])   # (b, C, H, W)
+            try:
+                fmap = tower.feature_map(images[s:s + step])   # (b, C, H, W)
+            except InputError as exc:   # the tower counts from the chunk's first image
+                found = re.match(r"items\[(\d+)\](.*)", str(exc), re.S)
+                if not found:
+                    raise
+                raise InputError(f"images[{int(found.group(1)) + s}]{found.group(2)}") from None
             if out is None:
                 check_region_memory(n, fmap.shape[2] * fmap.shape[3], fmap.shape[1])
                 out = np.empty((n, fmap.shape[2] * fmap.shape[3], fmap.shape[1]), dtype=np.float32)
