@@ -312,3 +312,34 @@ def test_fit_matcher_learns_from_the_only_split_of_a_dataset_without_train(capsy
                          "--val-split", "none")
     assert code == 0, err
     assert "22 training pairs" in out and (tmp_path / "m" / "config.json").exists()
+
+
+def test_rerank_names_the_candidate_whose_image_moved_or_broke(built, capsys, tmp_path):
+    import shutil
+
+    from jointspace.cli import main
+
+    rows = ["image,text"]
+    for i, name in enumerate(COLOURS):
+        shutil.copy(_FOLDER / f"test-{i}.png", tmp_path / f"{name}.png")
+        rows.append(f"{tmp_path / f'{name}.png'},a {name} square")
+    (tmp_path / "drawings.csv").write_text("\n".join(rows) + "\n")
+    assert main(["index", str(built / "run"), "--data", str(tmp_path / "drawings.csv"), "--modality", "image",
+                 "--out", str(tmp_path / "idx")]) == 0
+    capsys.readouterr()
+    code, out, err = run(capsys, "search", tmp_path / "idx", "--text", "a red square", "-k", "4", "--json")
+    assert code == 0, err
+    paths = [r["path"] for r in json.loads(out)["results"]]
+    # the matcher's own argument names (images[i]) were printed, and a broken file's place in its chunk
+    Path(paths[2]).unlink()
+    code, _, err = run(capsys, "search", tmp_path / "idx", "--text", "a red square", "--rerank", "4",
+                       "--matcher", built / "matcher", "--rerank-weight", "0.5")
+    assert code == 2 and one_line(err), err
+    assert err.strip() == (f"error: --rerank: the matcher cannot read the image of the index's candidate 3: file "
+                           f"{paths[2]!r} does not exist")
+    Path(paths[2]).write_bytes(b"not a picture")
+    code, _, err = run(capsys, "search", tmp_path / "idx", "--text", "a red square", "--rerank", "4",
+                       "--matcher", built / "matcher", "--rerank-weight", "0.5")
+    assert code == 2 and one_line(err), err
+    assert err.startswith(f"error: --rerank: the matcher cannot read the image of the index's candidate 3 "
+                          f"({paths[2]!r}): cannot read the image"), err

@@ -128,6 +128,7 @@ def _rerank(args, text: str, results: list, higher_is_better: bool = True) -> li
     index's own score) and ``cross_score`` and its ``score`` becomes the blended one.  An l2
     index's scores are distances (``higher_is_better`` False): the first stage's similarity
     blended is minus the distance."""
+    import re
     import time
 
     import numpy as np
@@ -147,7 +148,15 @@ def _rerank(args, text: str, results: list, higher_is_better: bool = True) -> li
         raise InputError("--rerank: the index's items have no image paths in their metadata, so the matcher "
                          "cannot read them")
     t0 = time.perf_counter()
-    cross = matcher.score(paths, [text])[:, 0]
+    try:
+        cross = matcher.score(paths, [text])[:, 0]
+    except InputError as exc:   # an indexed file moved or damaged since: the candidate, not 'images[i]'
+        found = re.match(r"images\[(\d+)\]( \(.*?\))?: (.*)", str(exc), re.S)
+        if not found:
+            raise
+        i = int(found.group(1))
+        raise InputError(f"--rerank: the matcher cannot read the image of the index's candidate {i + 1}"
+                         f"{found.group(2) or ''}: {found.group(3)}") from None
     first = np.array([r["score"] for r in results], dtype=np.float64)
     similarity = first if higher_is_better else -first
     order, blended = matcher.rerank(np.arange(len(results))[None], similarity[None], cross[None])
