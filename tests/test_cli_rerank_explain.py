@@ -343,3 +343,17 @@ def test_rerank_names_the_candidate_whose_image_moved_or_broke(built, capsys, tm
     assert code == 2 and one_line(err), err
     assert err.startswith(f"error: --rerank: the matcher cannot read the image of the index's candidate 3 "
                           f"({paths[2]!r}): cannot read the image"), err
+
+
+def test_rerank_of_an_index_of_texts_says_it_holds_texts(built, capsys, tmp_path):
+    from jointspace.cli import main
+
+    assert main(["index", str(built / "run"), "--dataset", TinyDrawings.name, "--split", "test", "--modality",
+                 "text", "--out", str(tmp_path / "idx-text")]) == 0
+    capsys.readouterr()
+    # it said the items have no image paths in their metadata, as if the index had lost them
+    code, _, err = run(capsys, "search", tmp_path / "idx-text", "--text", "a red square", "--rerank", "4",
+                       "--matcher", built / "matcher", "--rerank-weight", "0.5")
+    assert code == 2 and one_line(err), err
+    assert err.strip() == (f"error: --rerank: re-ranking scores text queries against images; INDEX "
+                           f"{str(tmp_path / 'idx-text')!r} holds text vectors (index the images to re-rank them)")

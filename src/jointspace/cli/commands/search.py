@@ -109,7 +109,7 @@ def _tail(text: str, n: int) -> str:
     return text if len(text) <= n else "…" + text[-(n - 1):]
 
 
-def _check_rerank(args, modality: str) -> None:
+def _check_rerank(args, modality: str, index) -> None:
     from ...errors import InputError
 
     if args.rerank < 1:
@@ -119,6 +119,10 @@ def _check_rerank(args, modality: str) -> None:
     if modality != "text":
         article = "an" if modality[:1] in "aeiou" else "a"
         raise InputError(f"--rerank: re-ranking scores text queries against images; got {article} {modality} query")
+    held = index.info.get("modality")
+    if isinstance(held, str) and held != "image":   # its items have no pictures for the matcher to read
+        raise InputError(f"--rerank: re-ranking scores text queries against images; {option_name(args, 'index')} "
+                         f"{args.index!r} holds {held} vectors (index the images to re-rank them)")
     if args.rerank_weight is not None and not 0.0 <= args.rerank_weight <= 1.0:
         raise InputError(f"--rerank-weight: expected a number in [0, 1], got {args.rerank_weight:g}")
 
@@ -196,7 +200,7 @@ def run(args) -> int:
         raise InputError(f"--modality: expected a modality of the model ({', '.join(model.modalities_)}) to encode "
                          f"the query row with, got {args.modality!r}")
     if args.rerank is not None:
-        _check_rerank(args, modality)
+        _check_rerank(args, modality, index)
     else:
         for given, option in ((args.matcher, "--matcher"), (args.rerank_weight, "--rerank-weight")):
             if given is not None:
