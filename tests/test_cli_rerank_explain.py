@@ -357,3 +357,25 @@ def test_rerank_of_an_index_of_texts_says_it_holds_texts(built, capsys, tmp_path
     assert code == 2 and one_line(err), err
     assert err.strip() == (f"error: --rerank: re-ranking scores text queries against images; INDEX "
                            f"{str(tmp_path / 'idx-text')!r} holds text vectors (index the images to re-rank them)")
+
+
+def test_a_refit_matcher_drops_the_weight_chosen_for_its_former_weights(built, tmp_path):
+    from jointspace.errors import InputError
+    from jointspace.models.rerank import CrossAttentionMatcher
+
+    m = CrossAttentionMatcher.load(built / "matcher-chosen")
+    assert m.rerank_weight is not None and m.weight_choice_["candidates"] == 4
+    rng = np.random.default_rng(0)
+    r, t = rng.normal(size=(4, 3, 1280)).astype(np.float32), rng.normal(size=(4, 2, 384)).astype(np.float32)
+    m.fit_parts(r, np.ones((4, 3), bool), t, np.ones((4, 2), bool), np.arange(4))
+    # the weight chosen against the former network was kept, saved and used by search --rerank
+    assert m.rerank_weight is None and m.weight_choice_ is None
+    with pytest.raises(InputError, match="^rerank_weight: not chosen yet"):
+        m.rerank(np.arange(3)[None], np.array([[0.3, 0.2, 0.1]]), np.array([[0.1, 0.2, 0.3]]))
+    m.save(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["params"]["rerank_weight"] is None and "weight_choice" not in config
+    given = CrossAttentionMatcher(dim=8, epochs=1, batch_size=2, rerank_weight=0.25, progress=False)
+    given.fit_parts(r, np.ones((4, 3), bool), t, np.ones((4, 2), bool), np.arange(4))
+    ids, _ = given.rerank(np.arange(3)[None], np.array([[0.3, 0.2, 0.1]]), np.array([[0.0, 0.1, 0.9]]))
+    assert given.rerank_weight == 0.25 and ids.tolist() == [[0, 1, 2]]   # 0.75 * z(first) outweighs 0.25 * z(cross)

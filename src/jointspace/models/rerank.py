@@ -63,7 +63,8 @@ class CrossAttentionMatcher:
     rerank_weight : float in [0, 1] or None
         Weight of the cross-attention score against the first stage's when re-ranking; None
         (the default) until :meth:`choose_weight` chooses it on validation pairs against the
-        first stage, and :meth:`rerank` refuses to guess it.
+        first stage, and :meth:`rerank` refuses to guess it.  A weight :meth:`choose_weight`
+        chose is dropped by the next fit (it was chosen for the weights that fit replaces).
     image_tower, text_tower : str
         The frozen towers the regions and word pieces come from.
     progress : bool
@@ -172,10 +173,15 @@ class CrossAttentionMatcher:
                         grad_clip=5.0)
         data = _as_tensors({"regions": regions, "region_mask": region_mask, "tokens": tokens,
                             "token_mask": token_mask, "keys": keys})
+        # a weight choose_weight chose fits the weights it was chosen for, not the new ones
+        chosen = self.weight_choice_ is not None
+        config = {**self.get_config(), **({"rerank_weight": None} if chosen else {})}
         self.train_result_ = fit_module(net, loss_fn, data, cfg, val=val_data, val_fn=val_fn, run_dir=run_dir,
-                                        model_config={"kind": KIND, **self.get_config()})
+                                        model_config={"kind": KIND, **config})
         self.net_ = net.eval()
         self.dims_ = (int(regions.shape[-1]), int(tokens.shape[-1]))
+        if chosen:
+            self.rerank_weight, self.weight_choice_ = None, None
         return self
 
     # -- scoring ---------------------------------------------------------------------------------
