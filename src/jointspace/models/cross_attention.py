@@ -46,7 +46,8 @@ class Attention:
     Attributes
     ----------
     scores : Tensor, shape (..., R, T)
-        :math:`I_i^\\top W_a T_j` (``-inf`` where a region or token is masked out).
+        :math:`I_i^\\top W_a T_j` times :func:`cross_attention`'s ``scale`` (``-inf`` where a region
+        or token is masked out): what the softmaxes read.
     alpha : Tensor, shape (..., R, T)
         Softmax over the tokens ``j``: each row (region) sums to one over the valid tokens.
     beta : Tensor, shape (..., R, T)
