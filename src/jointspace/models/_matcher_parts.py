@@ -3,8 +3,8 @@ image regions (the cells of the image tower's last feature map) and text word pi
 
 A training set's regions are held in memory at once (R x C float32 per image: 49 x 1280, about
 250 KB, with EfficientNet-Lite0 at 224 x 224), so a collection too large for the machine is
-refused before the towers start rather than after minutes of work; a progress bar shows the
-extraction of anything more than one chunk.
+refused once the first chunk has told the sizes, rather than after minutes of work; a progress
+bar shows the extraction of anything more than one chunk.
 """
 
 from __future__ import annotations
