@@ -80,6 +80,29 @@ def test_late_fusion_by_hand(data):
     assert proba.shape == (20, 3) and np.all(w == [0.0, 1.0])
 
 
+def test_stacking_learns_from_out_of_fold_probabilities_only(data):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from jointspace.models.fusion import late_member
+
+    train, test = data
+    train = train.subset(np.arange(150))
+    model = FusionClassifier(fusion="stacking", seed=4).fit(train)
+    y = np.unique(train.labels, return_inverse=True)[1]
+    # by hand: each row's probabilities come from a member that never saw it (no leakage into the
+    # meta-classifier), over the same five stratified folds for every modality
+    oof = np.zeros((150, 6))
+    for rows, held in StratifiedKFold(5, shuffle=True, random_state=4).split(np.zeros((150, 1)), y):
+        for i, m in enumerate(("a", "b")):
+            oof[held, 3 * i:3 * i + 3] = late_member(3).fit(train[m][rows], y[rows]).predict_proba(train[m][held])
+    meta = LogisticRegression(max_iter=3000).fit(oof, y)
+    np.testing.assert_allclose(model.stacker_.coef_, meta.coef_, atol=1e-3)
+    items = {"a": test["a"][:20], "b": test["b"][:20]}
+    members = np.hstack([model.members_[m].predict_proba(items[m]) for m in ("a", "b")])   # fitted on every row
+    np.testing.assert_allclose(model.predict_proba(items), meta.predict_proba(members), atol=1e-3)
+
+
 @pytest.mark.parametrize("fusion", ["attention", "gated", "weighted"])
 def test_weights_move_to_the_informative_modality(fusion):
     train = _data(600, 0, noise_b=1.0)        # b is pure noise
