@@ -375,6 +375,16 @@ def test_rerank_scores_that_are_not_numbers_are_refused_by_name():
     assert ids.tolist() == [[4, 3]] and blended == pytest.approx(np.array([[1.0, -1.0]]))
 
 
+def test_standardize_rows_by_hand_and_refuses_scores_that_are_not_finite():
+    got = standardize_rows([[1.0, 2.0, 6.0], [4.0, 4.0, 4.0]])
+    # row 0: mean 3, population standard deviation sqrt((4 + 1 + 9) / 3); a constant row: zeros
+    np.testing.assert_allclose(got, [np.array([-2.0, -1.0, 3.0]) / np.sqrt(14 / 3), [0.0, 0.0, 0.0]])
+    # a row with a NaN came back as zeros, as if its scores were all equal
+    for bad in ([[1.0, np.nan, 3.0]], [[np.inf, 0.0]]):
+        with pytest.raises(InputError, match=r"^scores: expected finite scores, got NaN or infinity$"):
+            standardize_rows(bad)
+
+
 def test_pad_parts_refuses_items_that_are_not_vector_lists():
     # a 1-D item raised IndexError, a list of lists AttributeError; NaN and max_len=0 passed through
     with pytest.raises(InputError, match=r"tokens: item 1: expected a 2-D array of shape \(n_samples, n_features\), "

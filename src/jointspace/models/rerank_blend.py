@@ -29,6 +29,8 @@ def standardize_rows(scores: np.ndarray) -> np.ndarray:
     s = _numbers(scores, "scores")
     if s.ndim != 2:
         raise InputError(f"scores: expected a (q, N) array, one row per query, got shape {s.shape}")
+    if not np.isfinite(s).all():   # a row with a NaN became zeros, as if its scores were all equal
+        raise InputError("scores: expected finite scores, got NaN or infinity")
     centred = s - s.mean(axis=1, keepdims=True)
     sd = centred.std(axis=1, keepdims=True)
     return np.divide(centred, sd, out=np.zeros_like(centred), where=sd > 0)
