@@ -1,6 +1,7 @@
 """Cross-modal attention (alpha_ij = softmax_j(I_i^T W_a T_j)), its matching score and re-ranking."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -383,6 +384,17 @@ def test_standardize_rows_by_hand_and_refuses_scores_that_are_not_finite():
     for bad in ([[1.0, np.nan, 3.0]], [[np.inf, 0.0]]):
         with pytest.raises(InputError, match=r"^scores: expected finite scores, got NaN or infinity$"):
             standardize_rows(bad)
+
+
+def test_rerank_refuses_queries_without_candidates():
+    # NumPy warned 'Mean of empty slice' and empty rows came back
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=r"^first_ids: expected at least one candidate per query \(N >= 1\), "
+                                             r"got shape \(2, 0\)$"):
+            rerank_candidates(np.zeros((2, 0), int), np.zeros((2, 0)), np.zeros((2, 0)), 0.5)
+        ids, blended = rerank_candidates([[7]], [[0.3]], [[0.9]], 1.0)   # one candidate: its z-score is 0
+    assert ids.tolist() == [[7]] and blended.tolist() == [[0.0]]
 
 
 def test_pad_parts_refuses_items_that_are_not_vector_lists():

@@ -51,6 +51,8 @@ def rerank_candidates(first_ids, first_scores, cross_scores, weight: float) -> t
     if ids.ndim != 2 or first.shape != ids.shape or cross.shape != ids.shape:
         raise InputError(f"first_ids, first_scores, cross_scores: expected three (q, N) arrays of one shape, got "
                          f"{ids.shape}, {first.shape}, {cross.shape}")
+    if ids.shape[0] and not ids.shape[1]:   # NumPy's 'Mean of empty slice', then empty rows
+        raise InputError(f"first_ids: expected at least one candidate per query (N >= 1), got shape {ids.shape}")
     if not (np.isfinite(first).all() and np.isfinite(cross).all()):
         raise InputError("first_scores, cross_scores: expected finite scores, got NaN or infinity")
     blended = (1.0 - weight) * standardize_rows(first) + weight * standardize_rows(cross)
