@@ -269,6 +269,19 @@ def test_matcher_refuses_bad_training_parts():
         CrossAttentionMatcher(rerank_weight=2.0)
 
 
+def test_matcher_seed_is_an_integer_in_0_to_2_32_minus_1():
+    r, rm, t, tm, k = _toy_parts(6, 0)
+    # 2**64 passed, then torch's 'Overflow when unpacking long long' came once the parts were read
+    with pytest.raises(InputError, match=r"^seed: expected an integer <= 4294967295, got 18446744073709551616$"):
+        CrossAttentionMatcher(seed=2**64)
+    with pytest.raises(InputError, match=r"^seed: expected an integer <= 4294967295, got 4294967296$"):
+        CrossAttentionMatcher(seed=2**32)
+    top = CrossAttentionMatcher(dim=8, epochs=1, batch_size=3, seed=2**32 - 1, progress=False)
+    again = CrossAttentionMatcher(dim=8, epochs=1, batch_size=3, seed=2**32 - 1, progress=False)
+    np.testing.assert_array_equal(top.fit_parts(r, rm, t, tm, k).score_parts(r, rm, t, tm),
+                                  again.fit_parts(r, rm, t, tm, k).score_parts(r, rm, t, tm))
+
+
 def test_word_pieces_drop_the_markers_keep_their_vectors_and_warn_when_cut():
     from jointspace.towers import create_tower
 

@@ -81,7 +81,7 @@ class CrossAttentionMatcher:
         self.lr = check_float(lr, "lr", low=0.0, low_open=True)
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
         self.patience = check_int(patience, "patience", low=1)
-        self.seed = check_int(seed, "seed", low=0)
+        self.seed = check_int(seed, "seed", low=0, high=2**32 - 1)
         self.rerank_weight = (None if rerank_weight is None
                               else check_float(rerank_weight, "rerank_weight", low=0.0, high=1.0))
         self.image_tower, self.text_tower = str(image_tower), str(text_tower)
