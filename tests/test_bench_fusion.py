@@ -34,6 +34,8 @@ def test_rows_cover_every_fusion_and_noise_moves_accuracy(monkeypatch, capsys):
     for r in report["noise"]:
         assert r["drop"] == pytest.approx(acc[r["method"]] - r["accuracy"])
         assert sum(r["weights noisy"].values()) == pytest.approx(1.0, abs=1e-3)
+        # the report's weights have three decimals (float32 means were written as 0.0689999982714653)
+        assert all(v == round(v, 3) for w in (r["weights clean"], r["weights noisy"]) for v in w.values()), r
     suite.show({"classification": {"wikipedia": report}})
     assert "one modality replaced by noise" in capsys.readouterr().out
 

@@ -107,8 +107,8 @@ def classification(dataset: str, quick: bool = False, progress=None) -> dict:
             pred, weights = model.predict(noisy, return_weights=True)
             acc = float(np.mean(pred == y))
             noisy_rows.append({"method": name, "noisy": m, "accuracy": acc, "drop": clean_accuracy - acc,
-                               "weights clean": dict(zip(model.modalities_, clean_w.mean(0).round(3).tolist())),
-                               "weights noisy": dict(zip(model.modalities_, weights.mean(0).round(3).tolist()))})
+                               "weights clean": _mean_weights(model.modalities_, clean_w),
+                               "weights noisy": _mean_weights(model.modalities_, weights)})
 
     runs = [(f, f, {}) for f in FUSION_ROWS] + [(f"{f} (noise-trained)", f, {"modality_noise": NOISE_TRAINING})
                                                 for f in NOISE_TRAINED]
@@ -123,6 +123,12 @@ def classification(dataset: str, quick: bool = False, progress=None) -> dict:
             progress()
     return {"dataset": dataset, "split": "test", "n_train": len(train), "n_test": len(test), "rows": rows,
             "noise": noisy_rows}
+
+
+def _mean_weights(modalities: list, weights: np.ndarray) -> dict:
+    """Each modality's mean weight over the rows of ``weights`` (n, M), to three decimals (in
+    float64: float32 values rounded to three decimals are written as 0.0689999982714653)."""
+    return dict(zip(modalities, np.asarray(weights, np.float64).mean(0).round(3).tolist()))
 
 
 def _rerank_splits(quick: bool) -> tuple:
