@@ -404,7 +404,11 @@ class FusionClassifier:
             Any non-empty subset of the modalities (all of them for early fusion).
         return_weights : bool
             Also return the modality weights (n, M), columns in ``modalities_`` order, 0 for a
-            modality not given (``stacking``: NaN, its meta-classifier has no per-sample weights).
+            modality not given: learnt per sample by ``attention`` and ``gated``; the share of
+            the tokens for ``transformer``; the fitted weights for ``weighted`` and equal ones for
+            ``mean`` and ``product``, renormalised over the modalities given; 1 / M for
+            ``early``, which has none of its own (``stacking``: NaN, its meta-classifier has no
+            per-sample weights).
         """
         self._check_fitted()
         return_weights = check_bool(return_weights, "return_weights")
