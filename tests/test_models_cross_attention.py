@@ -535,3 +535,35 @@ def test_a_saved_matcher_given_as_a_model_or_a_fusion_classifier_is_named(tmp_pa
     (tmp_path / "f" / "config.json").write_text("[1, 2]")
     with pytest.raises(InputError, match=r"^path: .*config.json must be a JSON object"):
         FusionClassifier.load(tmp_path / "f")
+
+
+def test_a_bad_relevance_is_refused_before_the_towers_read_anything(monkeypatch):
+    from jointspace.data.pairs import Pairs
+
+    read = []
+    monkeypatch.setattr(CrossAttentionMatcher, "image_parts", lambda self, images: read.append("images"))
+    monkeypatch.setattr(CrossAttentionMatcher, "text_parts", lambda self, texts: read.append("texts"))
+    pairs = Pairs({"image": ["a.png", "b.png"], "text": ["a", "b"]}, labels=np.array([0, 1]))
+    m = CrossAttentionMatcher(dim=8, epochs=1, progress=False)
+    # the regions and word pieces of every pair were computed first (minutes on OpenClipart)
+    with pytest.raises(InputError, match=r"^relevance: expected 'auto', 'label', 'id' or a metadata column"):
+        m.fit(pairs, relevance="title_key")
+    with pytest.raises(InputError, match=r"^relevance: expected"):
+        m.fit(pairs, pairs, relevance="nosuch")
+    titled = Pairs({"image": ["a.png", "b.png"], "text": ["a", "b"]}, metadata={"title": ["a", "b"]})
+    with pytest.raises(InputError, match=r"^relevance: expected"):   # val has no 'title'
+        m.fit(titled, pairs, relevance="title")
+    assert read == [] and m.net_ is None
+
+    class Counting:
+        modalities_ = ("image", "text")
+
+        def encode(self, modality, items):
+            read.append(modality)
+            return np.eye(len(items))
+
+    r, rm, t, tm, k = _toy_parts(4, 0)
+    m.fit_parts(r, rm, t, tm, k)
+    with pytest.raises(InputError, match=r"^relevance: expected"):
+        m.choose_weight(Counting(), pairs, relevance="title")
+    assert read == []

@@ -122,13 +122,15 @@ class CrossAttentionMatcher:
         _check_image_text_pairs(pairs, "pairs")
         if val is not None:
             _check_image_text_pairs(val, "val")
+            val.relevance_keys(relevance)   # refused before the training pairs' parts are read
         train = self._parts_of(pairs, relevance)
         return self.fit_parts(*train, val=None if val is None else self._parts_of(val, relevance), run_dir=run_dir)
 
     def _parts_of(self, pairs, relevance):
+        keys = _key_codes(pairs.relevance_keys(relevance))   # a bad relevance, before the towers' work
         regions, rmask = self.image_parts(pairs["image"])
         _, tokens, tmask = self.text_parts(list(pairs["text"]))
-        return regions, rmask, tokens, tmask, _key_codes(pairs.relevance_keys(relevance))
+        return regions, rmask, tokens, tmask, keys
 
     def fit_parts(self, regions, region_mask, tokens, token_mask, keys, *, val=None,
                   run_dir=None) -> "CrossAttentionMatcher":
@@ -297,6 +299,7 @@ class CrossAttentionMatcher:
                    else type(first_stage).__name__)
             raise InputError(f"first_stage: expected a fitted model of images and texts (e.g. load_model(...)), "
                              f"got {got}")
+        val.relevance_keys(relevance)   # refused before the first stage encodes val
         first = first_stage.encode("text", val["text"]) @ first_stage.encode("image", val["image"]).T
         regions, rmask, tokens, tmask, keys = self._parts_of(val, relevance)
         top = np.argsort(-first, axis=1, kind="stable")[:, :candidates]
