@@ -567,3 +567,17 @@ def test_a_bad_relevance_is_refused_before_the_towers_read_anything(monkeypatch)
     with pytest.raises(InputError, match=r"^relevance: expected"):
         m.choose_weight(Counting(), pairs, relevance="title")
     assert read == []
+
+
+def test_a_bad_text_is_refused_before_the_image_tower_reads_anything(monkeypatch):
+    from jointspace.data.pairs import Pairs
+
+    read = []
+    monkeypatch.setattr(CrossAttentionMatcher, "image_parts", lambda self, images: read.append("images"))
+    m = CrossAttentionMatcher(dim=8, epochs=1, progress=False)
+    # an empty text was found once every image's regions had been computed
+    with pytest.raises(InputError, match=r"^texts\[1\]: expected a non-empty text \(a visible character\), got ' '"):
+        m.fit(Pairs({"image": ["a.png", "b.png"], "text": ["a", " "]}))
+    with pytest.raises(InputError, match=r"^texts\[0\]: expected a string, got int"):
+        m.fit(Pairs({"image": ["a.png", "b.png"], "text": [3, "b"]}))
+    assert read == [] and m.net_ is None

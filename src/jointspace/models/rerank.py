@@ -127,9 +127,10 @@ class CrossAttentionMatcher:
         return self.fit_parts(*train, val=None if val is None else self._parts_of(val, relevance), run_dir=run_dir)
 
     def _parts_of(self, pairs, relevance):
-        keys = _key_codes(pairs.relevance_keys(relevance))   # a bad relevance, before the towers' work
+        keys = _key_codes(pairs.relevance_keys(relevance))   # a bad relevance or text, before the towers' work
+        texts = check_items("text", list(pairs["text"]), "texts")
         regions, rmask = self.image_parts(pairs["image"])
-        _, tokens, tmask = self.text_parts(list(pairs["text"]))
+        _, tokens, tmask = self.text_parts(texts)
         return regions, rmask, tokens, tmask, keys
 
     def fit_parts(self, regions, region_mask, tokens, token_mask, keys, *, val=None,
