@@ -581,3 +581,8 @@ def test_a_bad_text_is_refused_before_the_image_tower_reads_anything(monkeypatch
     with pytest.raises(InputError, match=r"^texts\[0\]: expected a string, got int"):
         m.fit(Pairs({"image": ["a.png", "b.png"], "text": [3, "b"]}))
     assert read == [] and m.net_ is None
+    r, rm, t, tm, k = _toy_parts(4, 0)
+    m.fit_parts(r, rm, t, tm, k)
+    with pytest.raises(InputError, match=r"^texts\[1\]: expected a non-empty text"):   # score: the same
+        m.score(["a.png", "b.png"], ["a", ""])
+    assert read == []

@@ -238,6 +238,7 @@ class CrossAttentionMatcher:
 
     def score(self, images, texts) -> np.ndarray:
         """Matching scores of every image with every text, (n_images, n_texts)."""
+        texts = check_items("text", texts, "texts")   # before the image tower's work
         regions, rmask = self.image_parts(images)
         _, tokens, tmask = self.text_parts(texts)
         return self.score_parts(regions, rmask, tokens, tmask)
