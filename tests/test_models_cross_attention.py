@@ -583,6 +583,9 @@ def test_a_bad_text_is_refused_before_the_image_tower_reads_anything(monkeypatch
     # val's texts: once the training pairs' regions had been computed
     with pytest.raises(InputError, match=r"^val texts\[0\]: expected a non-empty text"):
         m.fit(Pairs({"image": ["a.png", "b.png"], "text": ["a", "b"]}), Pairs({"image": ["c.png"], "text": [""]}))
+    with pytest.raises(InputError, match=r"^val images\[0\]: file 'no-such-folder/c.png' does not exist"):
+        m.fit(Pairs({"image": ["a.png", "b.png"], "text": ["a", "b"]}),
+              Pairs({"image": ["no-such-folder/c.png"], "text": ["c"]}))
     assert read == [] and m.net_ is None
     r, rm, t, tm, k = _toy_parts(4, 0)
     m.fit_parts(r, rm, t, tm, k)

@@ -124,6 +124,7 @@ class CrossAttentionMatcher:
             _check_image_text_pairs(val, "val")
             val.relevance_keys(relevance)   # refused before the training pairs' parts are read
             check_items("text", list(val["text"]), "val texts")
+            check_items("image", val["image"], "val images")
         train = self._parts_of(pairs, relevance)
         return self.fit_parts(*train, val=None if val is None else self._parts_of(val, relevance), run_dir=run_dir)
 
