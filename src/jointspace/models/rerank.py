@@ -38,7 +38,7 @@ from .._io import atomic_dir, read_json_object, set_default_mode
 from .._validation import check_bool, check_float, check_int, short_json
 from ..errors import InputError, NotFittedError
 from ..towers.inputs import check_items
-from ._matcher_parts import region_parts, word_parts
+from ._matcher_parts import _check_parts, _check_val_parts, _key_codes, region_parts, word_parts
 from .base import MATCHER_KIND
 from .cross_attention import CrossAttentionNet, pad_parts
 from .rerank_blend import (RERANK_WEIGHTS, choose_rerank_weight, per_key_mean,  # noqa: F401  (public names)
@@ -429,64 +429,6 @@ def is_saved_matcher(path) -> bool:
 def _as_tensors(data: dict) -> dict:
     """Tensors for the trainer (which keeps tensors of any dtype, so masks stay boolean)."""
     return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in data.items()}
-
-
-def _key_codes(keys) -> np.ndarray:
-    keys = np.asarray(keys)
-    if keys.ndim != 1:
-        raise InputError(f"keys: expected one relevance key per pair (N,), got shape {keys.shape}")
-    _, codes = np.unique(keys.astype(str), return_inverse=True)
-    return codes.astype(np.int64)
-
-
-def _check_parts(regions, region_mask, tokens, token_mask, keys, prefix: str):
-    """Shapes and values of the five training arrays (``keys`` may be None)."""
-    converted = []
-    for name, value, dtype, shape in (("regions", regions, np.float32, "(N, R, d)"),
-                                      ("region_mask", region_mask, bool, "(N, R)"),
-                                      ("tokens", tokens, np.float32, "(N, T, d)"),
-                                      ("token_mask", token_mask, bool, "(N, T)")):
-        try:
-            converted.append(np.asarray(value, dtype=dtype))
-        except (TypeError, ValueError) as exc:   # text, ragged items
-            kind = "booleans" if dtype is bool else "numbers"
-            raise InputError(f"{prefix}{name}: expected an {shape} array of {kind}, got {type(value).__name__} "
-                             f"({exc})") from None
-    regions, region_mask, tokens, token_mask = converted
-    if regions.ndim != 3 or regions.shape[1] == 0:
-        raise InputError(f"{prefix}regions: expected (N, R, d) with at least one region per image, got {regions.shape}")
-    if tokens.ndim != 3 or tokens.shape[1] == 0:
-        raise InputError(f"{prefix}tokens: expected (N, T, d) with at least one token per text, got {tokens.shape}")
-    if region_mask.shape != regions.shape[:2] or token_mask.shape != tokens.shape[:2]:
-        raise InputError(f"{prefix}region_mask, token_mask: expected shapes {regions.shape[:2]} and "
-                         f"{tokens.shape[:2]}, got {region_mask.shape} and {token_mask.shape}")
-    if not region_mask.any(axis=1).all() or not token_mask.any(axis=1).all():
-        raise InputError(f"{prefix}region_mask, token_mask: every image needs a region and every text a token")
-    if not (np.isfinite(regions).all() and np.isfinite(tokens).all()):
-        raise InputError(f"{prefix}regions, tokens: expected finite values, got NaN or infinity")
-    if keys is None:
-        return regions, region_mask, tokens, token_mask
-    keys = np.asarray(keys)
-    if keys.shape != (regions.shape[0],) or tokens.shape[0] != regions.shape[0]:
-        raise InputError(f"{prefix}keys: expected {regions.shape[0]} images, texts and keys, got "
-                         f"{regions.shape[0]}, {tokens.shape[0]} and {keys.shape}")
-    return regions, region_mask, tokens, token_mask, _key_codes(keys)   # only equality counts
-
-
-def _check_val_parts(val, regions: np.ndarray, tokens: np.ndarray) -> tuple:
-    """The validation rows' five arrays, checked like the training ones and against their sizes."""
-    if not isinstance(val, (tuple, list)) or len(val) != 5:
-        got = f"{len(val)} items" if isinstance(val, (tuple, list)) else type(val).__name__
-        raise InputError(f"val: expected the five arrays (regions, region_mask, tokens, token_mask, keys) of the "
-                         f"validation rows, got {got}")
-    val = _check_parts(*val, "val ")
-    if len(val[0]) == 0:
-        raise InputError("val: expected at least one validation row to choose the epoch on, got none")
-    for name, arr, train in (("regions", val[0], regions), ("tokens", val[2], tokens)):
-        if arr.shape[-1] != train.shape[-1]:
-            raise InputError(f"val {name}: expected vectors of size {train.shape[-1]}, as the training {name}, "
-                             f"got {arr.shape[-1]}")
-    return val
 
 
 def _pair_scores_chunked(net, regions, region_mask, tokens, token_mask, chunk: int = 64) -> torch.Tensor:
