@@ -592,3 +592,17 @@ def test_a_bad_text_is_refused_before_the_image_tower_reads_anything(monkeypatch
     with pytest.raises(InputError, match=r"^texts\[1\]: expected a non-empty text"):   # score: the same
         m.score(["a.png", "b.png"], ["a", ""])
     assert read == []
+
+
+def test_towers_that_give_no_regions_or_word_pieces_are_refused_by_name():
+    # they raised AttributeError ('MiniLMTower' object has no attribute 'feature_map') once fit began
+    with pytest.raises(InputError, match=r"^image_tower: expected a tower that gives a feature map of image regions "
+                                         r"\(efficientnet-lite0\), got 'minilm'$"):
+        CrossAttentionMatcher(image_tower="minilm")
+    with pytest.raises(InputError, match=r"^text_tower: expected a tower that gives word pieces and their vectors "
+                                         r"\(minilm\), got 'mfcc'$"):
+        CrossAttentionMatcher(text_tower="mfcc")
+    with pytest.raises(InputError, match=r"^image_tower: expected a tower .*, got 'nosuch'$"):
+        CrossAttentionMatcher(image_tower="nosuch")
+    m = CrossAttentionMatcher(image_tower="efficientnet-lite0", text_tower="minilm")
+    assert (m.image_tower, m.text_tower) == ("efficientnet-lite0", "minilm")

@@ -84,7 +84,8 @@ class CrossAttentionMatcher:
         self.seed = check_int(seed, "seed", low=0, high=2**32 - 1)
         self.rerank_weight = (None if rerank_weight is None
                               else check_float(rerank_weight, "rerank_weight", low=0.0, high=1.0))
-        self.image_tower, self.text_tower = str(image_tower), str(text_tower)
+        self.image_tower = _check_tower(image_tower, "image_tower", "feature_map", "a feature map of image regions")
+        self.text_tower = _check_tower(text_tower, "text_tower", "word_pieces", "word pieces and their vectors")
         self.progress = check_bool(progress, "progress")
         self.net_: CrossAttentionNet | None = None
         self.weight_choice_: dict | None = None
@@ -409,6 +410,19 @@ def _one_item(name: str, given: str = "items[0]"):
         if not str(exc).startswith(given):
             raise
         raise InputError(name + str(exc)[len(given):]) from None
+
+
+def _check_tower(name, arg: str, method: str, gives: str) -> str:
+    """``name`` as a registered tower with ``method`` (what the matcher reads through it), or an
+    InputError naming ``arg`` and the towers that have it."""
+    from ..towers.base import TOWERS, _import_builtin
+
+    _import_builtin()
+    able = [n for n in TOWERS.names() if callable(getattr(TOWERS.get(n), method, None))]
+    if not isinstance(name, str) or name not in able:
+        got = f"{name!r}" if isinstance(name, str) else type(name).__name__
+        raise InputError(f"{arg}: expected a tower that gives {gives} ({', '.join(able)}), got {got}")
+    return name
 
 
 def _check_image_text_pairs(pairs, name: str) -> None:
