@@ -341,3 +341,13 @@ def test_an_interrupt_a_library_swallowed_is_still_reported_as_the_interrupt(tmp
     finally:
         signal.signal(signal.SIGINT, previous)
     assert code == 130 and err.strip() == "error: interrupted", err
+
+
+@pytest.mark.parametrize("model", ["clip", "ae"])
+def test_a_learning_rate_that_overflows_the_optimiser_is_refused_in_one_line(tmp_path, capsys, model):
+    """lr=1e300 overflowed float32 in Adam's step: torch's RuntimeError traceback, after setup."""
+    code, _, err = run(capsys, "fit", "digits", "--model", model, "--param", "lr=1e300", "--param", "epochs=1",
+                       "--out", tmp_path / "m")
+    assert code != 0 and one_line(err), err
+    assert "lr: expected a learning rate <= 1e+30, got 1e+300" in err, err
+    assert not (tmp_path / "m").exists()

@@ -47,12 +47,15 @@ def test_prior_mixture_samples_from_a_mixture_fitted_to_the_codes(digits):
 
 @pytest.mark.parametrize("params, match", [({"prior": "gaussian"}, "prior"),
                                            ({"prior_components": 0}, "prior_components"),
-                                           ({"adv_weight": -1.0}, "adv_weight")])
+                                           ({"adv_weight": -1.0}, "adv_weight"),
+                                           # lr x adv_weight overflowed float32 in Adam: torch's RuntimeError
+                                           ({"adv_weight": 1e300}, r"^adv_weight: expected at most 3.33333e\+32 .*lr=0.003\), got 1e\+300"),
+                                           ({"lr": 1e300}, r"^lr: expected a learning rate <= 1e\+30, got 1e\+300")])
 def test_bad_settings_are_named(digits, params, match):
     from jointspace.errors import InputError
 
     with pytest.raises(InputError, match=match):
-        create_model("aae", epochs=1, **SMALL, **params).fit(digits)
+        create_model("aae", epochs=1, **{**SMALL, **params}).fit(digits)
 
 
 @pytest.mark.parametrize("name", ["ae", "aae"])

@@ -210,7 +210,7 @@ def test_non_finite_gradient_stops_without_stepping():
     ("epochs", 0), ("batch_size", 0), ("lr", 0.0), ("weight_decay", -1.0), ("min_lr", 0.5), ("warmup", 1.5),
     ("grad_clip", 0.0), ("seed", -1), ("patience", 0), ("restore_best", "yes"), ("device", "tpu"),
     ("checkpoint_every", -1), ("keep_checkpoints", -1), ("log_every", 0), ("min_batch", 0), ("progress", 1),
-    ("tensorboard", None), ("epochs", 2.5)])
+    ("tensorboard", None), ("epochs", 2.5), ("lr", 1e300)])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(InputError, match=f"^{field}:"):
         FitConfig(**{field: value}).validate()

@@ -143,6 +143,7 @@ def test_optimizer_set_state_round_trips():
     ([Phase("p", "b", b_loss)], r"phase 'p' needs modules as a tuple of submodule names, got 'b'"),
     ([Phase("p", (), b_loss)], r"needs modules as a tuple of submodule names, got \(\)"),
     ([Phase("p", ("b",), b_loss, lr_scale=0.0)], "lr_scale"),
+    ([Phase("p", ("b",), b_loss, lr_scale=1e300)], r"^phases: phase 'p' lr x lr_scale: expected a learning rate <= 1e\+30"),
     (["b"], "expected a list of Phase, got an item of type str"),
     (Phase("p", ("b",), b_loss), "expected a list of Phase, got Phase"),
 ])

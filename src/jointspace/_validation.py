@@ -109,6 +109,20 @@ def check_float(value, name: str, *, low: float | None = None, high: float | Non
     return value
 
 
+#: the largest learning rate taken: far above it the optimiser's step (Adam divides the rate by
+#: 1 - beta1^t, as small as 0.1) overflows float32 and torch stops with a RuntimeError, and any
+#: rate near it diverges anyway
+MAX_LR = 1e30
+
+
+def check_lr(value, name: str = "lr") -> float:
+    """``value`` as a learning rate in (0, :data:`MAX_LR`], or :class:`InputError` naming ``name``."""
+    value = check_float(value, name, low=0.0, low_open=True)
+    if value > MAX_LR:
+        raise InputError(f"{name}: expected a learning rate <= {MAX_LR:g}, got {value:g}")
+    return value
+
+
 def check_distinct(values, name: str, what: str = "modality") -> list:
     """``values`` as a list, refusing one given more than once (a repeated modality would fuse
     or fit a modality with itself), naming ``name`` and each repeated value."""

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from .._validation import check_choice, check_float, check_int, check_modality_names
+from .._validation import check_choice, check_float, check_int, check_lr, check_modality_names
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
 from ..objectives.elbo import LIKELIHOODS, log_likelihood
@@ -118,7 +118,7 @@ class GenerativeModel(GenerativeInference, JointModel):
         if self.epochs is not None:
             check_int(self.epochs, "epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
-        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_lr(self.lr)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         check_float(self.val_fraction, "val_fraction", low=0.0, high=0.9)
         if self.patience is not None:

@@ -27,7 +27,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._validation import check_choice, check_float, check_int
+from .._validation import MAX_LR, check_choice, check_float, check_int
+from ..errors import InputError
 from ._generative import GenerativeModel, nonempty_subsets
 from .base import register_model
 from .vae import PRIORS
@@ -112,7 +113,10 @@ class AdversarialAutoencoder(MultimodalAutoencoder):
         self.prior_components = prior_components
 
     def _check_objective_settings(self) -> None:
-        check_float(self.adv_weight, "adv_weight", low=0.0)
+        adv_weight = check_float(self.adv_weight, "adv_weight", low=0.0)
+        if adv_weight * float(self.lr) > MAX_LR:   # the encoders' adversarial rate, lr x adv_weight
+            raise InputError(f"adv_weight: expected at most {MAX_LR / float(self.lr):g} (the adversarial phase's "
+                             f"rate lr x adv_weight <= {MAX_LR:g}, lr={self.lr:g}), got {adv_weight:g}")
         check_choice(self.prior, "prior", PRIORS)
         check_int(self.prior_components, "prior_components", low=1, high=10000)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator
 
-from .._validation import check_bool, check_float, check_int, check_matrix
+from .._validation import check_bool, check_float, check_int, check_lr, check_matrix
 from ..data.pairs import Pairs
 from ..errors import InputError, MissingDependencyError, TrainingDiverged
 from ._standardise import feature_scale
@@ -197,7 +197,7 @@ class DeepCCA(BaseEstimator, JointModel):
         ys = torch.from_numpy(np.ascontiguousarray((yv - self.y_mean_) / self.y_scale_, dtype=np.float32))
         torch.manual_seed(self.random_state)
         self._build(torch, (x.shape[1], yv.shape[1]))
-        lr = check_float(self.lr, "lr", low=0.0, low_open=True)
+        lr = check_lr(self.lr)
         check_bool(self.progress, "progress")
         self.loss_curve_, self.train_result_ = [], None
         if epochs > 0:

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._validation import (check_bool, check_choice, check_float, check_int, check_matrix,
+from .._validation import (check_bool, check_choice, check_float, check_int, check_lr, check_matrix,
                            check_modality_names)
 from ..data.pairs import Pairs
 from ..errors import InputError, NotFittedError
@@ -219,7 +219,7 @@ class FusionClassifier:
         check_float(self.modality_noise, "modality_noise", low=0.0, high=1.0)
         check_int(self.epochs, "epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
-        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_lr(self.lr)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         if self.patience is not None:
             check_int(self.patience, "patience", low=1)

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_dir, read_json_object, set_default_mode
-from .._validation import check_bool, check_float, check_int, short_json
+from .._validation import check_bool, check_float, check_int, check_lr, short_json
 from ..errors import InputError, NotFittedError
 from ..towers.inputs import check_items
 from ._matcher_parts import _check_parts, _check_val_parts, _key_codes, region_parts, word_parts
@@ -78,7 +78,7 @@ class CrossAttentionMatcher:
         self.max_tokens = check_int(max_tokens, "max_tokens", low=1, high=510)
         self.epochs = check_int(epochs, "epochs", low=1)
         self.batch_size = check_int(batch_size, "batch_size", low=2)
-        self.lr = check_float(lr, "lr", low=0.0, low_open=True)
+        self.lr = check_lr(lr)
         self.weight_decay = check_float(weight_decay, "weight_decay", low=0.0)
         self.patience = check_int(patience, "patience", low=1)
         self.seed = check_int(seed, "seed", low=0, high=2**32 - 1)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._validation import check_bool, check_float, check_int
+from .._validation import check_bool, check_float, check_int, check_lr
 from ..errors import InputError, TrainingDiverged
 from .checkpoint import EarlierRun, hold_run_dir, load_checkpoint, resume_note, save_checkpoint
 from .device import resolve_device, to_device
@@ -98,7 +98,7 @@ class FitConfig:
         check_int(self.epochs, "epochs", low=1)
         check_int(self.batch_size, "batch_size", low=1)
         check_int(self.min_batch, "min_batch", low=1)
-        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_lr(self.lr)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         check_float(self.min_lr, "min_lr", low=0.0, high=self.lr)
         resolve_warmup(self.warmup, 1)
@@ -266,6 +266,8 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
     if not callable(loss_fn):
         raise InputError(f"loss_fn: expected a callable (net, batch, step, epoch) -> (loss, logs), got {loss_fn!r}")
     phases = check_phases(phases, RESERVED_LOGS)
+    for ph in phases:   # the phase's own rate, lr x lr_scale
+        check_lr(cfg.lr * ph.lr_scale, f"phases: phase {ph.name!r} lr x lr_scale")
     data = _check_data(train, "train")
     n = _rows(data, "train")
     if (val is None) != (val_fn is None):

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .._validation import check_bool, check_choice, check_float, check_int
+from .._validation import check_bool, check_choice, check_float, check_int, check_lr
 from ..errors import InputError, TrainingDiverged
 from ..objectives.contrastive import clamp_log_scale_, logit_scale
 from . import distributed as dist
@@ -113,7 +113,7 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         check_int(self.epochs, "epochs", low=1)
         check_int(self.batch_size, "batch_size", low=2)
-        check_float(self.lr, "lr", low=0.0, low_open=True)
+        check_lr(self.lr)
         check_float(self.weight_decay, "weight_decay", low=0.0)
         check_float(self.min_lr, "min_lr", low=0.0, high=self.lr)
         resolve_warmup(self.warmup, 1)
