@@ -475,7 +475,8 @@ def test_fit_and_choose_weight_name_what_is_not_image_text_pairs_or_a_model():
         m.choose_weight(Flat(), Pairs({"image": ["a.png"]}))
 
 
-def test_explain_names_its_image_and_text():
+def _small_fitted_matcher():
+    """A matcher fitted on 4 random pairs of 3 regions and 2 word pieces, and a red 32 px image."""
     from PIL import Image
 
     rng = np.random.default_rng(0)
@@ -483,6 +484,11 @@ def test_explain_names_its_image_and_text():
     m = CrossAttentionMatcher(dim=8, epochs=1, batch_size=2, progress=False)
     m.fit_parts(r, np.ones((4, 3), bool), t, np.ones((4, 2), bool), np.arange(4))
     img = Image.new("RGB", (32, 32), (200, 30, 30))
+    return m, img
+
+
+def test_explain_names_its_image_and_text():
+    m, img = _small_fitted_matcher()
     # the towers' messages named 'items[0]', which explain has not
     with pytest.raises(InputError, match=r"^image: expected a file path, PIL image or uint8 array, got list"):
         m.explain([img, img], "a red square")
@@ -495,13 +501,7 @@ def test_explain_names_its_image_and_text():
 
 
 def test_score_names_the_images_and_texts_it_cannot_read():
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    r, t = rng.normal(size=(4, 3, 1280)).astype(np.float32), rng.normal(size=(4, 2, 384)).astype(np.float32)
-    m = CrossAttentionMatcher(dim=8, epochs=1, batch_size=2, progress=False)
-    m.fit_parts(r, np.ones((4, 3), bool), t, np.ones((4, 2), bool), np.arange(4))
-    img = Image.new("RGB", (32, 32), (200, 30, 30))
+    m, img = _small_fitted_matcher()
     # no images raised AttributeError, None a TypeError; the others named 'items', which score has not
     with pytest.raises(InputError, match=r"^images: expected at least one image item, got none"):
         m.score([], ["a red square"])
