@@ -41,8 +41,11 @@ test: install apt
 fuzz: install apt
 	JOINTSPACE_HYPOTHESIS_PROFILE=fuzz JOINTSPACE_FUZZ_EXAMPLES=2000 $(PY) -m pytest -q -p no:cacheprovider tests/test_fuzz_readers.py tests/test_fuzz_metrics.py
 
+# arguments for every bench script, e.g. make bench BENCH_ARGS=--quick
+BENCH_ARGS ?=
+
 bench: install apt
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs idx .pytest_cache
