@@ -143,6 +143,7 @@ def test_optimizer_set_state_round_trips():
     ([Phase("p", "b", b_loss)], r"phase 'p' needs modules as a tuple of submodule names, got 'b'"),
     ([Phase("p", (), b_loss)], r"needs modules as a tuple of submodule names, got \(\)"),
     ([Phase("p", ("b",), b_loss, lr_scale=0.0)], "lr_scale"),
+    ([Phase("val_loss", ("b",), b_loss)], "name of its own.*got 'val_loss'"),   # replaced val's in the history
     ([Phase("p", ("b",), b_loss, lr_scale=1e300)], r"^phases: phase 'p' lr x lr_scale: expected a learning rate <= 1e\+30"),
     (["b"], "expected a list of Phase, got an item of type str"),
     (Phase("p", ("b",), b_loss), "expected a list of Phase, got Phase"),
@@ -170,3 +171,17 @@ def test_a_checkpoint_with_phases_resumed_without_them_is_refused(tmp_path):
     with pytest.raises(InputError, match="holds the state of a different optimiser"):
         fit_module(Two(seed=2), main_loss, _data(), FitConfig(epochs=1, batch_size=8), resume=run,
                    model_config={"model": "two"})
+
+
+@pytest.mark.parametrize("main_logs, phases, clash", [
+    ({"b_mse": 1.0}, [Phase("p", ("b",), b_loss)], "b_mse"),
+    ({}, [Phase("p", ("b",), b_loss), Phase("b_mse", ("b",), b_loss)], "b_mse"),
+    ({"q": 1.0}, [Phase("p", ("b",), b_loss), Phase("q", ("b",), b_loss)], "b_mse, q"),
+])
+def test_a_phase_whose_logs_clash_with_others_is_refused(main_logs, phases, clash):
+    """The epoch's history kept one of two values logged under one name, without a word."""
+    def logging_loss(net, batch, step, epoch):
+        return main_loss(net, batch, step, epoch)[0], dict(main_logs)
+
+    with pytest.raises(InputError, match=f"phases: phase '[a-z_]+' logs {clash}, which the loss or an earlier phase"):
+        fit_module(Two(), logging_loss, _data(), FitConfig(epochs=1), phases=phases)

@@ -39,7 +39,7 @@ from .schedule import make_optimizer, make_scheduler, resolve_warmup, warmup_cos
 from .step import as_training_data, take_rows
 
 #: names the loop writes into each logged row; ``loss_fn``'s logs may not use them
-RESERVED_LOGS = frozenset({"step", "epoch", "loss", "lr", "grad_norm", "samples_per_s"})
+RESERVED_LOGS = frozenset({"step", "epoch", "loss", "lr", "grad_norm", "samples_per_s", "val_loss"})
 
 
 @dataclass
@@ -377,6 +377,10 @@ def fit_module(net: torch.nn.Module, loss_fn, train: dict, config: FitConfig | N
                         ph_loss, ph_logs, _ = _take_step(net, ph.loss_fn, mb, step, epoch, popt, pparams, cfg,
                                                          run_dir, last_good, ph.name)
                         psched.step()
+                        clash = sorted(set(logs) & (set(ph_logs) | {ph.name}))
+                        if clash:   # one value would replace the other in the logs without a word
+                            raise InputError(f"phases: phase {ph.name!r} logs {', '.join(clash)}, which the loss "
+                                             f"or an earlier phase logs too; name them apart")
                         logs = {**logs, **ph_logs, ph.name: ph_loss}
                     step += 1
                     seen += len(idx)
