@@ -13,9 +13,8 @@ the validation split, never on test:
    should hold what the modalities have in common and no more);
 2. the private size: what the shared part leaves of the smallest input,
    ``private_dim = min_m d_m - dim`` (both datasets: the 80 MFCC statistics of the audio), so
-   that the shared and private parts of that modality can together span all of it.  This rule
-   replaced private parts of the shared size, which held the accent only at 0.71-0.80 on
-   Fashion-MNIST's test voices (a linear probe reads it from the 80 statistics perfectly).
+   that the shared and private parts of that modality can together span all of it (private
+   parts of the shared size, tried first, held less of the accent).
    ``abs_dot``, per sample, needs parts of one size: its rows keep ``private_dim = dim``;
 3. each regulariser's weight (or ascent rate) from :data:`GRID`: the one with the lowest
    validation redundancy between the private parts whose validation mAP stays within 2% of
@@ -43,8 +42,7 @@ time per optimiser step on this machine.
 
 One test set's probe moves with the training seed: the content probe of the audio's shared
 part without private parts ranged over 0.92-0.98 across five seeds on spoken words, and the
-accent probe of Fashion-MNIST's audio shared part over 0.64-0.74, wider than the differences
-between the rows.  Each row is therefore refitted at its chosen setting with every seed of
+accent probes move by a few hundredths, as much as the differences between the rows.  Each row is therefore refitted at its chosen setting with every seed of
 :data:`PROBE_SEEDS` and every probe's mean and standard error are reported beside the seed-0
 row (``probes_over_seeds``).
 """
