@@ -67,7 +67,7 @@ def probe_accuracy(z, labels, *, groups=None, folds: int = 5, seed: int = 0, max
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=max_iter))
     n_groups = None
     if groups is None:
-        cv, group_codes = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed), None
+        splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, codes))
     else:
         if np.ndim(groups) != 1 or len(groups) != len(x):
             raise InputError(f"groups: expected one group per row of z ({len(x)}), got shape {np.shape(groups)}")
@@ -76,11 +76,11 @@ def probe_accuracy(z, labels, *, groups=None, folds: int = 5, seed: int = 0, max
         if n_groups < folds:
             raise InputError(f"groups: expected at least folds={folds} distinct groups, got {n_groups}")
         cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
-        for train_rows, _ in cv.split(x, codes, group_codes):
-            if len(np.unique(codes[train_rows])) < 2:
-                raise InputError(f"groups: a fold's training groups hold one value of labels only; "
-                                 f"give more groups per value ({n_groups} groups, {len(values)} values)")
-    pred = cross_val_predict(clf, x, codes, groups=group_codes, cv=cv)
+        splits = list(cv.split(x, codes, group_codes))
+        if any(len(np.unique(codes[train_rows])) < 2 for train_rows, _ in splits):
+            raise InputError(f"groups: a fold's training groups hold one value of labels only; "
+                             f"give more groups per value ({n_groups} groups, {len(values)} values)")
+    pred = cross_val_predict(clf, x, codes, cv=splits)   # the folds drawn once, checked above
     accuracy = float(np.mean(pred == codes))
     chance = float(counts.max() / counts.sum())
     return {"accuracy": accuracy, "chance": chance, "above_chance": accuracy - chance, "classes": int(len(values)),
